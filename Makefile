@@ -1,0 +1,100 @@
+# lemma — build, test, sanitize, bench, fuzz.
+#
+#   make            build ./lemma (release, -O2, SIMD variants chosen at run time)
+#   make test       build and run the whole test suite (tests/run.sh)
+#   make sanitize   the same suite built with ASan + UBSan
+#   make bench      benchmarks (bench/run.sh), printed as a table
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#
+# Every src/**/*.c except src/cli/ goes into build/<variant>/liblemma.a. Files
+# named *_avx2.c / *_avx512.c are compiled with those ISA flags; the code that
+# calls them checks the CPU at run time, so the binary runs anywhere x86-64.
+
+CC       ?= cc
+VARIANT  ?= release
+BUILD    := build/$(VARIANT)
+CSTD     := -std=gnu11
+WARN     := -Wall -Wextra -Wno-unused-parameter
+BASEARCH := -march=x86-64-v2 -mtune=generic
+CPPFLAGS := -Isrc -D_GNU_SOURCE
+LDLIBS   := -lm -lpthread -lpcre2-8
+
+ifeq ($(VARIANT),release)
+  OPT := -O2 -g
+else ifeq ($(VARIANT),sanitize)
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(VARIANT),debug)
+  OPT := -O0 -g
+endif
+
+CFLAGS   := $(CSTD) $(WARN) $(OPT) $(BASEARCH)
+AVX2FL   := -mavx2 -mfma -mf16c
+AVX512FL := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
+
+LIB_SRC  := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
+CLI_SRC  := $(shell find src/cli -name '*.c' | sort)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+BENCH_SRC:= $(sort $(wildcard bench/bench_*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+LIB      := $(BUILD)/liblemma.a
+
+.PHONY: all test sanitize bench fuzz clean tests-bin
+all: lemma
+
+lemma: $(BUILD)/lemma
+	ln -sf $(BUILD)/lemma lemma
+
+$(BUILD)/lemma: $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX512FL) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX2FL) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+tests-bin: lemma $(TEST_BIN)
+
+test: tests-bin
+	@LEMMA_BUILD=$(BUILD) bash tests/run.sh
+
+sanitize:
+	@$(MAKE) --no-print-directory VARIANT=sanitize tests-bin
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LEMMA_BUILD=build/sanitize LEMMA_SANITIZE=1 bash tests/run.sh
+
+bench: lemma $(BENCH_BIN)
+	@LEMMA_BUILD=$(BUILD) bash bench/run.sh
+
+FUZZ_SECONDS ?= 30
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_SRC)
+
+clean:
+	rm -rf build lemma
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,45 @@
+/* main.c — the lemma binary: one tool, many subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+/* Keep sorted by topic; one line per command. */
+static const command commands[] = {
+    {"info", cmd_info, "MODEL_DIR: architecture, parameters, dtypes, memory"},
+    {"logits", cmd_logits, "MODEL_DIR --ids 1,5,9 [--out FILE]: full forward, logits of every position"},
+    {"generate", cmd_generate, "MODEL_DIR --ids 1,5,9 -n 32: KV-cached generation"},
+    {"bench", cmd_bench, "MODEL_DIR [--prompt 512 --gen 128]: prefill/decode tokens/s as JSON"},
+    {"tokenize", cmd_tokenize, "DIR TEXT: token ids (--pieces, --jsonl FILE, --no-special)"},
+    {"detokenize", cmd_detokenize, "DIR 3,1402,22: text"},
+    {"tokenizer", cmd_tokenizer, "train FILES... --vocab N --out DIR: train a byte-level BPE tokenizer"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: lemma <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'lemma <command> --help' describes each command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "lemma: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

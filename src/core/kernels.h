@@ -1,0 +1,63 @@
+/* kernels.h — the numeric kernels of the forward pass.
+ *
+ * Each kernel has a scalar reference and, where it matters, AVX2 and AVX-512
+ * variants picked at run time (lm_cpu_features); tests compare every variant
+ * with the scalar one. All threaded kernels split work by output so results
+ * never depend on the thread count (see threadpool.h).
+ *
+ * Shapes: T = tokens (rows of activations), K = input features, N = output
+ * features. A weight is a Linear in Hugging Face layout: [N, K] row-major,
+ * y = x W^T, read in its stored dtype (no up-front conversion). */
+#ifndef LEMMA_CORE_KERNELS_H
+#define LEMMA_CORE_KERNELS_H
+
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/threadpool.h"
+
+/* A read-only weight matrix view, usually pointing into an mmapped file. */
+typedef struct lm_mat {
+    lm_dtype dtype;          /* F32, BF16, F16 or F8_E4M3 */
+    int64_t rows, cols;      /* N, K */
+    const void *data;        /* rows*cols elements, row-major; need not be aligned */
+    const float *scale_inv;  /* F8_E4M3 only: [ceil(rows/128), ceil(cols/128)] */
+} lm_mat;
+
+typedef enum lm_isa { LM_ISA_SCALAR = 0, LM_ISA_AVX2 = 1, LM_ISA_AVX512 = 2 } lm_isa;
+
+/* Best ISA this CPU supports (cached). LEMMA_ISA=scalar|avx2|avx512 in the
+ * environment caps it (for tests and benchmarks). */
+lm_isa lm_cpu_isa(void);
+/* Forces the ISA used by the dispatching kernels (tests); returns the old one.
+ * Requests above what the CPU supports are capped. */
+lm_isa lm_set_isa(lm_isa isa);
+const char *lm_isa_name(lm_isa isa);
+
+/* y[T, N] = x[T, K] @ W^T, W = [N, K] in any weight dtype. x and y are F32,
+ * row strides K and N. Threaded over N (and T for large T). */
+void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W);
+
+/* Row r of W converted to float (with the FP8 block scale applied): out[K]. */
+void lm_mat_row(const lm_mat *W, int64_t r, float *out);
+
+/* Plain scalar references (single-threaded, double accumulation where noted),
+ * used by tests: y[T, N] = x[T, K] @ W^T with a double accumulator. */
+void lm_matmul_ref(float *y, const float *x, int64_t T, const lm_mat *W);
+
+/* ---- element-wise and row kernels (single row unless noted) ---- */
+
+/* y = x * rsqrt(mean(x^2) + eps) * w, n elements (y may alias x). */
+void lm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+/* out[i] = silu(gate[i]) * up[i] (out may alias gate). */
+void lm_swiglu(float *out, const float *gate, const float *up, int64_t n);
+/* In place, numerically stable; n >= 1. */
+void lm_softmax(float *x, int64_t n);
+/* Indices of the k largest values, largest first; ties go to the smaller
+ * index. NaN counts as smaller than everything. k <= n. */
+void lm_topk(const float *x, int64_t n, int k, int *idx);
+
+/* Rotates interleaved pairs (x[2i], x[2i+1]) by (cos[i], sin[i]), i < d/2. */
+void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64_t d);
+
+#endif

@@ -1,0 +1,431 @@
+/* json.c — strict recursive-descent JSON parser; see json.h.
+ *
+ * Memory: one arena of large chunks owned by the json_doc. Values and
+ * decoded strings are carved from it; nothing is freed until json_free. */
+#include "formats/json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    _Alignas(16) unsigned char data[];
+} arena_chunk;
+
+struct json_doc {
+    arena_chunk *chunks;
+    json_value *root;
+};
+
+typedef struct parser {
+    const unsigned char *s;
+    size_t n, pos;
+    int depth;
+    json_doc *doc;
+    lm_error *err;
+    int failed;
+} parser;
+
+static void *arena_alloc(json_doc *doc, size_t size) {
+    size = (size + 15) & ~(size_t)15;
+    arena_chunk *c = doc->chunks;
+    if (!c || c->cap - c->used < size) {
+        size_t cap = size > (1u << 20) ? size : (1u << 20);
+        c = malloc(sizeof(arena_chunk) + cap);
+        if (!c) return NULL;
+        c->next = doc->chunks;
+        c->used = 0;
+        c->cap = cap;
+        doc->chunks = c;
+    }
+    void *p = c->data + c->used;
+    c->used += size;
+    return p;
+}
+
+static json_value *fail(parser *p, size_t at, const char *what) {
+    if (!p->failed) {
+        p->failed = 1;
+        if (at < p->n)
+            lm_fail(p->err, "byte %zu: %s", at, what);
+        else
+            lm_fail(p->err, "byte %zu (end of input): %s", at, what);
+    }
+    return NULL;
+}
+
+static void skip_ws(parser *p) {
+    while (p->pos < p->n) {
+        unsigned char c = p->s[p->pos];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            p->pos++;
+        else
+            break;
+    }
+}
+
+static json_value *new_value(parser *p, json_type t, size_t at) {
+    json_value *v = arena_alloc(p->doc, sizeof *v);
+    if (!v) return fail(p, at, "out of memory");
+    memset(v, 0, sizeof *v);
+    v->type = t;
+    v->offset = at;
+    return v;
+}
+
+/* Length of the valid UTF-8 sequence starting at s[0] (n bytes left), or 0. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    uint32_t min, cp;
+    if ((c & 0xe0) == 0xc0) { len = 2; min = 0x80; cp = c & 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { len = 3; min = 0x800; cp = c & 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { len = 4; min = 0x10000; cp = c & 0x07; }
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return len;
+}
+
+static size_t put_utf8(unsigned char *out, uint32_t cp) {
+    if (cp < 0x80) { out[0] = (unsigned char)cp; return 1; }
+    if (cp < 0x800) {
+        out[0] = (unsigned char)(0xc0 | (cp >> 6));
+        out[1] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (unsigned char)(0xe0 | (cp >> 12));
+        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (unsigned char)(0xf0 | (cp >> 18));
+    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (unsigned char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static int hex4(parser *p, size_t at, uint32_t *out) {
+    if (p->n - at < 4) return 0;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = p->s[at + i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Parses a string starting at the opening quote; sets *out and *out_len. */
+static int parse_string_raw(parser *p, const char **out, size_t *out_len) {
+    size_t start = p->pos;
+    p->pos++; /* opening quote */
+    /* First pass: find the end and check whether escapes occur. */
+    size_t i = p->pos;
+    int has_escape = 0;
+    while (i < p->n && p->s[i] != '"') {
+        unsigned char c = p->s[i];
+        if (c == '\\') { has_escape = 1; i += 2; continue; }
+        if (c < 0x20) { fail(p, i, "control character in string (expected \\u escape)"); return -1; }
+        if (c >= 0x80) {
+            size_t l = utf8_seq_len(p->s + i, p->n - i);
+            if (!l) { fail(p, i, "invalid UTF-8 in string"); return -1; }
+            i += l;
+            continue;
+        }
+        i++;
+    }
+    if (i >= p->n) { fail(p, start, "unterminated string"); return -1; }
+    size_t raw_len = i - p->pos;
+    unsigned char *buf = arena_alloc(p->doc, raw_len + 1);
+    if (!buf) { fail(p, start, "out of memory"); return -1; }
+    if (!has_escape) {
+        memcpy(buf, p->s + p->pos, raw_len);
+        buf[raw_len] = 0;
+        *out = (const char *)buf;
+        *out_len = raw_len;
+        p->pos = i + 1;
+        return 0;
+    }
+    size_t o = 0, j = p->pos;
+    while (j < i) {
+        unsigned char c = p->s[j];
+        if (c != '\\') { buf[o++] = c; j++; continue; }
+        unsigned char e = p->s[j + 1];
+        switch (e) {
+        case '"': buf[o++] = '"'; j += 2; break;
+        case '\\': buf[o++] = '\\'; j += 2; break;
+        case '/': buf[o++] = '/'; j += 2; break;
+        case 'b': buf[o++] = '\b'; j += 2; break;
+        case 'f': buf[o++] = '\f'; j += 2; break;
+        case 'n': buf[o++] = '\n'; j += 2; break;
+        case 'r': buf[o++] = '\r'; j += 2; break;
+        case 't': buf[o++] = '\t'; j += 2; break;
+        case 'u': {
+            uint32_t cp;
+            if (!hex4(p, j + 2, &cp)) { fail(p, j, "expected 4 hex digits after \\u"); return -1; }
+            j += 6;
+            if (cp >= 0xdc00 && cp <= 0xdfff) { fail(p, j - 6, "lone low surrogate in \\u escape"); return -1; }
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                uint32_t lo;
+                if (j + 1 >= i || p->s[j] != '\\' || p->s[j + 1] != 'u' || !hex4(p, j + 2, &lo) ||
+                    lo < 0xdc00 || lo > 0xdfff) {
+                    fail(p, j - 6, "high surrogate not followed by a low surrogate escape");
+                    return -1;
+                }
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                j += 6;
+            }
+            /* A \uXXXX escape is at most 6 source bytes for at most 3 output
+             * bytes, and a pair is 12 for 4, so buf never overflows. */
+            o += put_utf8(buf + o, cp);
+            break;
+        }
+        default: fail(p, j, "invalid escape in string"); return -1;
+        }
+    }
+    buf[o] = 0;
+    *out = (const char *)buf;
+    *out_len = o;
+    p->pos = i + 1;
+    return 0;
+}
+
+static json_value *parse_value(parser *p);
+
+static json_value *parse_number(parser *p) {
+    size_t start = p->pos, i = p->pos;
+    int is_int = 1;
+    if (i < p->n && p->s[i] == '-') i++;
+    if (i >= p->n) return fail(p, start, "expected a digit");
+    if (p->s[i] == '0') {
+        i++;
+        if (i < p->n && p->s[i] >= '0' && p->s[i] <= '9') return fail(p, start, "leading zero in number");
+    } else if (p->s[i] >= '1' && p->s[i] <= '9') {
+        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9') i++;
+    } else {
+        return fail(p, start, "expected a value");
+    }
+    if (i < p->n && p->s[i] == '.') {
+        is_int = 0;
+        i++;
+        if (i >= p->n || p->s[i] < '0' || p->s[i] > '9') return fail(p, i, "expected a digit after '.'");
+        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9') i++;
+    }
+    if (i < p->n && (p->s[i] == 'e' || p->s[i] == 'E')) {
+        is_int = 0;
+        i++;
+        if (i < p->n && (p->s[i] == '+' || p->s[i] == '-')) i++;
+        if (i >= p->n || p->s[i] < '0' || p->s[i] > '9') return fail(p, i, "expected a digit in exponent");
+        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9') i++;
+    }
+    size_t len = i - start;
+    char small[64];
+    char *tmp = len < sizeof small ? small : malloc(len + 1);
+    if (!tmp) return fail(p, start, "out of memory");
+    memcpy(tmp, p->s + start, len);
+    tmp[len] = 0;
+    json_value *v = new_value(p, JSON_NUMBER, start);
+    if (v) {
+        v->num = strtod(tmp, NULL);
+        if (is_int) {
+            errno = 0;
+            long long ll = strtoll(tmp, NULL, 10);
+            if (errno == 0) {
+                v->is_int = 1;
+                v->inum = ll;
+            }
+        }
+    }
+    if (tmp != small) free(tmp);
+    p->pos = i;
+    return v;
+}
+
+static int match_word(parser *p, const char *w) {
+    size_t l = strlen(w);
+    if (p->n - p->pos >= l && memcmp(p->s + p->pos, w, l) == 0) {
+        p->pos += l;
+        return 1;
+    }
+    return 0;
+}
+
+static json_value *parse_container(parser *p, int is_object) {
+    size_t start = p->pos;
+    if (++p->depth > JSON_MAX_DEPTH) return fail(p, start, "nesting too deep");
+    json_value *v = new_value(p, is_object ? JSON_OBJECT : JSON_ARRAY, start);
+    if (!v) return NULL;
+    p->pos++;
+    skip_ws(p);
+    char close = is_object ? '}' : ']';
+    if (p->pos < p->n && p->s[p->pos] == close) {
+        p->pos++;
+        p->depth--;
+        return v;
+    }
+    json_value **tail = &v->child;
+    for (;;) {
+        skip_ws(p);
+        const char *key = NULL;
+        size_t key_len = 0;
+        if (is_object) {
+            if (p->pos >= p->n || p->s[p->pos] != '"') return fail(p, p->pos, "expected a string key");
+            if (parse_string_raw(p, &key, &key_len)) return NULL;
+            skip_ws(p);
+            if (p->pos >= p->n || p->s[p->pos] != ':') return fail(p, p->pos, "expected ':'");
+            p->pos++;
+            skip_ws(p);
+        }
+        json_value *m = parse_value(p);
+        if (!m) return NULL;
+        m->key = key;
+        m->key_len = key_len;
+        *tail = m;
+        tail = &m->next;
+        v->len++;
+        skip_ws(p);
+        if (p->pos >= p->n) return fail(p, p->pos, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+        if (p->s[p->pos] == ',') { p->pos++; continue; }
+        if (p->s[p->pos] == close) { p->pos++; break; }
+        return fail(p, p->pos, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+    p->depth--;
+    return v;
+}
+
+static json_value *parse_value(parser *p) {
+    skip_ws(p);
+    if (p->pos >= p->n) return fail(p, p->pos, "expected a value");
+    size_t at = p->pos;
+    unsigned char c = p->s[at];
+    switch (c) {
+    case '{': return parse_container(p, 1);
+    case '[': return parse_container(p, 0);
+    case '"': {
+        json_value *v = new_value(p, JSON_STRING, at);
+        if (!v) return NULL;
+        if (parse_string_raw(p, &v->str, &v->len)) return NULL;
+        return v;
+    }
+    case 't': if (match_word(p, "true")) return new_value(p, JSON_TRUE, at); break;
+    case 'f': if (match_word(p, "false")) return new_value(p, JSON_FALSE, at); break;
+    case 'n': if (match_word(p, "null")) return new_value(p, JSON_NULL, at); break;
+    default:
+        if (c == '-' || (c >= '0' && c <= '9')) return parse_number(p);
+    }
+    return fail(p, at, "expected a value");
+}
+
+json_doc *json_parse(const char *text, size_t len, lm_error *err) {
+    json_doc *doc = calloc(1, sizeof *doc);
+    if (!doc) { lm_fail(err, "out of memory"); return NULL; }
+    parser p = {.s = (const unsigned char *)text, .n = len, .doc = doc, .err = err};
+    /* A UTF-8 byte order mark is tolerated, as many editors write one. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p.pos = 3;
+    doc->root = parse_value(&p);
+    if (doc->root) {
+        skip_ws(&p);
+        if (p.pos != p.n) {
+            fail(&p, p.pos, "unexpected data after the top-level value");
+            doc->root = NULL;
+        }
+    }
+    if (!doc->root) {
+        json_free(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+const json_value *json_root(const json_doc *doc) { return doc ? doc->root : NULL; }
+
+void json_free(json_doc *doc) {
+    if (!doc) return;
+    arena_chunk *c = doc->chunks;
+    while (c) {
+        arena_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    free(doc);
+}
+
+const json_value *json_get(const json_value *obj, const char *key) {
+    if (!obj || obj->type != JSON_OBJECT) return NULL;
+    size_t kl = strlen(key);
+    for (const json_value *m = obj->child; m; m = m->next)
+        if (m->key_len == kl && memcmp(m->key, key, kl) == 0) return m;
+    return NULL;
+}
+
+const json_value *json_at(const json_value *arr, size_t i) {
+    if (!arr || arr->type != JSON_ARRAY) return NULL;
+    const json_value *m = arr->child;
+    while (m && i--) m = m->next;
+    return m;
+}
+
+int json_as_int(const json_value *v, int64_t *out) {
+    if (!v || v->type != JSON_NUMBER) return 0;
+    if (v->is_int) { *out = v->inum; return 1; }
+    /* 1.0 or 1e3 are integers too, when exact and in range. */
+    if (isfinite(v->num) && v->num == floor(v->num) && fabs(v->num) < 9.007199254740992e15) {
+        *out = (int64_t)v->num;
+        return 1;
+    }
+    return 0;
+}
+
+int json_as_double(const json_value *v, double *out) {
+    if (!v || v->type != JSON_NUMBER) return 0;
+    *out = v->num;
+    return 1;
+}
+
+int json_as_bool(const json_value *v, int *out) {
+    if (!v || (v->type != JSON_TRUE && v->type != JSON_FALSE)) return 0;
+    *out = v->type == JSON_TRUE;
+    return 1;
+}
+
+const char *json_type_name(json_type t) {
+    static const char *names[] = {"null", "false", "true", "number", "string", "array", "object"};
+    return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
+int json_write_string(char *buf, size_t cap, size_t *pos, const char *s, size_t len) {
+    size_t o = *pos;
+#define PUT(ch) do { if (o + 1 >= cap) return -1; buf[o++] = (char)(ch); } while (0)
+    PUT('"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { PUT('\\'); PUT(c); }
+        else if (c == '\n') { PUT('\\'); PUT('n'); }
+        else if (c == '\r') { PUT('\\'); PUT('r'); }
+        else if (c == '\t') { PUT('\\'); PUT('t'); }
+        else if (c < 0x20) {
+            static const char hx[] = "0123456789abcdef";
+            PUT('\\'); PUT('u'); PUT('0'); PUT('0'); PUT(hx[c >> 4]); PUT(hx[c & 15]);
+        } else PUT(c);
+    }
+    PUT('"');
+#undef PUT
+    buf[o] = 0;
+    *pos = o;
+    return 0;
+}
