@@ -1,0 +1,543 @@
+/* safetensors.c — validated, memory-mapped safetensors reading and atomic
+ * writing; see safetensors.h. */
+#include "formats/safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/json.h"
+
+/* A header larger than this is not a checkpoint we can trust (real V3 shards
+ * have headers of a few hundred KB). */
+#define ST_MAX_HEADER (256u << 20)
+
+typedef struct st_file {
+    char *path;
+    void *map;
+    size_t size;
+} st_file;
+
+struct lm_tensor_set {
+    st_file *files;
+    int nfiles;
+    lm_tensor *tensors;
+    int64_t ntensors, cap;
+    char **names;           /* owned name strings, parallel to tensors */
+    int64_t *slots;         /* hash table of tensor indices, -1 = empty */
+    int64_t nslots;
+};
+
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    while (*s) { h ^= (unsigned char)*s++; h *= 1099511628211ull; }
+    return h;
+}
+
+static int set_add(lm_tensor_set *set, const lm_tensor *t, const char *name, size_t name_len,
+                   lm_error *err) {
+    if (set->ntensors == set->cap) {
+        int64_t cap = set->cap ? set->cap * 2 : 64;
+        lm_tensor *nt = realloc(set->tensors, (size_t)cap * sizeof *nt);
+        if (!nt) return lm_fail(err, "out of memory");
+        set->tensors = nt;
+        char **nn = realloc(set->names, (size_t)cap * sizeof *nn);
+        if (!nn) return lm_fail(err, "out of memory");
+        set->names = nn;
+        set->cap = cap;
+    }
+    char *copy = malloc(name_len + 1);
+    if (!copy) return lm_fail(err, "out of memory");
+    memcpy(copy, name, name_len);
+    copy[name_len] = 0;
+    set->names[set->ntensors] = copy;
+    set->tensors[set->ntensors] = *t;
+    set->tensors[set->ntensors].name = copy;
+    set->ntensors++;
+    return 0;
+}
+
+static int set_build_index(lm_tensor_set *set, lm_error *err) {
+    int64_t n = 16;
+    while (n < set->ntensors * 2) n *= 2;
+    free(set->slots);
+    set->slots = malloc((size_t)n * sizeof *set->slots);
+    if (!set->slots) return lm_fail(err, "out of memory");
+    for (int64_t i = 0; i < n; i++) set->slots[i] = -1;
+    set->nslots = n;
+    for (int64_t i = 0; i < set->ntensors; i++) {
+        const char *name = set->tensors[i].name;
+        uint64_t h = hash_name(name) & (uint64_t)(n - 1);
+        while (set->slots[h] >= 0) {
+            if (!strcmp(set->tensors[set->slots[h]].name, name))
+                return lm_fail(err, "tensor '%s' appears twice (in %s and %s)", name,
+                               set->files[set->tensors[set->slots[h]].file].path,
+                               set->files[set->tensors[i].file].path);
+            h = (h + 1) & (uint64_t)(n - 1);
+        }
+        set->slots[h] = i;
+    }
+    return 0;
+}
+
+const lm_tensor *lm_st_find(const lm_tensor_set *set, const char *name) {
+    if (!set || !set->nslots) return NULL;
+    uint64_t mask = (uint64_t)(set->nslots - 1), h = hash_name(name) & mask;
+    while (set->slots[h] >= 0) {
+        const lm_tensor *t = &set->tensors[set->slots[h]];
+        if (!strcmp(t->name, name)) return t;
+        h = (h + 1) & mask;
+    }
+    return NULL;
+}
+
+int64_t lm_st_count(const lm_tensor_set *set) { return set->ntensors; }
+const lm_tensor *lm_st_tensor(const lm_tensor_set *set, int64_t i) {
+    return i >= 0 && i < set->ntensors ? &set->tensors[i] : NULL;
+}
+const char *lm_st_file_path(const lm_tensor_set *set, int file) {
+    return file >= 0 && file < set->nfiles ? set->files[file].path : "?";
+}
+size_t lm_st_total_bytes(const lm_tensor_set *set) {
+    size_t s = 0;
+    for (int64_t i = 0; i < set->ntensors; i++) s += set->tensors[i].nbytes;
+    return s;
+}
+
+void lm_st_close(lm_tensor_set *set) {
+    if (!set) return;
+    for (int i = 0; i < set->nfiles; i++) {
+        if (set->files[i].map && set->files[i].size) munmap(set->files[i].map, set->files[i].size);
+        free(set->files[i].path);
+    }
+    for (int64_t i = 0; i < set->ntensors; i++) free(set->names[i]);
+    free(set->files);
+    free(set->tensors);
+    free(set->names);
+    free(set->slots);
+    free(set);
+}
+
+typedef struct span { uint64_t begin, end; int64_t tensor; } span;
+
+static int cmp_span(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* Maps path and appends its tensors to set; `only` (may be NULL) is unused
+ * filtering hook for shards. */
+static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat stt;
+    if (fstat(fd, &stt) != 0) {
+        close(fd);
+        return lm_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(stt.st_mode)) {
+        close(fd);
+        return lm_fail(err, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)stt.st_size;
+    if (size < 8) {
+        close(fd);
+        return lm_fail(err, "%s: file is %zu bytes, expected at least 8 (header length)", path, size);
+    }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return lm_fail(err, "%s: mmap failed: %s", path, strerror(errno));
+
+    st_file *nf = realloc(set->files, (size_t)(set->nfiles + 1) * sizeof *nf);
+    if (!nf) {
+        munmap(map, size);
+        return lm_fail(err, "out of memory");
+    }
+    set->files = nf;
+    int fi = set->nfiles++;
+    set->files[fi].map = map;
+    set->files[fi].size = size;
+    set->files[fi].path = strdup(path);
+    if (!set->files[fi].path) return lm_fail(err, "out of memory");
+
+    const unsigned char *bytes = map;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | bytes[i];
+    if (hlen > size - 8)
+        return lm_fail(err, "%s: header length %llu at offset 0 runs past the end of the file (%zu bytes)",
+                       path, (unsigned long long)hlen, size);
+    if (hlen > ST_MAX_HEADER)
+        return lm_fail(err, "%s: header length %llu exceeds the %u-byte limit", path,
+                       (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen < 2) return lm_fail(err, "%s: header length %llu, expected a JSON object", path,
+                                 (unsigned long long)hlen);
+    const char *hdr = (const char *)bytes + 8;
+    uint64_t data_size = size - 8 - hlen;
+    const unsigned char *data = bytes + 8 + hlen;
+
+    json_doc *doc = json_parse(hdr, hlen, err);
+    if (!doc) return lm_fail_prefix(err, "%s: header JSON (offset 8 + header byte)", path);
+    const json_value *root = json_root(doc);
+    int rc = 0;
+    int64_t first = set->ntensors;
+    if (root->type != JSON_OBJECT) {
+        rc = lm_fail(err, "%s: header is a JSON %s, expected an object", path, json_type_name(root->type));
+        goto done;
+    }
+    for (const json_value *m = root->child; m; m = m->next) {
+        if (m->key_len == 12 && !memcmp(m->key, "__metadata__", 12)) {
+            if (m->type != JSON_OBJECT) {
+                rc = lm_fail(err, "%s: __metadata__ is a %s, expected an object", path, json_type_name(m->type));
+                goto done;
+            }
+            continue;
+        }
+        if (strlen(m->key) != m->key_len || m->key_len == 0) {
+            rc = lm_fail(err, "%s: header byte %zu: tensor name is empty or contains NUL", path, m->offset);
+            goto done;
+        }
+        if (m->type != JSON_OBJECT) {
+            rc = lm_fail(err, "%s: tensor '%s': entry is a %s, expected an object", path, m->key,
+                         json_type_name(m->type));
+            goto done;
+        }
+        lm_tensor t;
+        memset(&t, 0, sizeof t);
+        t.file = fi;
+        const json_value *dt = json_get(m, "dtype");
+        if (!dt || dt->type != JSON_STRING) {
+            rc = lm_fail(err, "%s: tensor '%s': missing string field 'dtype'", path, m->key);
+            goto done;
+        }
+        if (lm_dtype_parse(dt->str, dt->len, &t.dtype) != 0) {
+            rc = lm_fail(err, "%s: tensor '%s': unknown dtype '%s' (expected F32, F16, BF16, F8_E4M3, F64, I64, I32, I8, U8 or BOOL)",
+                         path, m->key, dt->str);
+            goto done;
+        }
+        const json_value *sh = json_get(m, "shape");
+        if (!sh || sh->type != JSON_ARRAY) {
+            rc = lm_fail(err, "%s: tensor '%s': missing array field 'shape'", path, m->key);
+            goto done;
+        }
+        if (sh->len > LM_MAX_DIMS) {
+            rc = lm_fail(err, "%s: tensor '%s': %zu dimensions, at most %d supported", path, m->key,
+                         sh->len, LM_MAX_DIMS);
+            goto done;
+        }
+        t.ndim = (int)sh->len;
+        uint64_t numel = 1;
+        int d = 0;
+        for (const json_value *e = sh->child; e; e = e->next, d++) {
+            int64_t v;
+            if (!json_as_int(e, &v) || v < 0) {
+                rc = lm_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path, m->key, d);
+                goto done;
+            }
+            t.shape[d] = v;
+            if (v != 0 && numel > UINT64_MAX / (uint64_t)v) {
+                rc = lm_fail(err, "%s: tensor '%s': shape overflows 64 bits", path, m->key);
+                goto done;
+            }
+            numel *= (uint64_t)v;
+        }
+        uint64_t esz = lm_dtype_size(t.dtype);
+        if (numel > (uint64_t)INT64_MAX / esz) {
+            rc = lm_fail(err, "%s: tensor '%s': byte size overflows", path, m->key);
+            goto done;
+        }
+        const json_value *off = json_get(m, "data_offsets");
+        int64_t b, e;
+        if (!off || off->type != JSON_ARRAY || off->len != 2 || !json_as_int(json_at(off, 0), &b) ||
+            !json_as_int(json_at(off, 1), &e) || b < 0 || e < 0) {
+            rc = lm_fail(err, "%s: tensor '%s': 'data_offsets' must be [begin, end] non-negative integers", path, m->key);
+            goto done;
+        }
+        if (b > e) {
+            rc = lm_fail(err, "%s: tensor '%s': data_offsets [%lld, %lld] has begin > end", path, m->key,
+                         (long long)b, (long long)e);
+            goto done;
+        }
+        if ((uint64_t)e > data_size) {
+            rc = lm_fail(err, "%s: tensor '%s': data_offsets end %lld is past the data section (%llu bytes; file truncated?)",
+                         path, m->key, (long long)e, (unsigned long long)data_size);
+            goto done;
+        }
+        if ((uint64_t)(e - b) != numel * esz) {
+            rc = lm_fail(err, "%s: tensor '%s': %lld bytes in data_offsets, but shape x %s needs %llu",
+                         path, m->key, (long long)(e - b), lm_dtype_name(t.dtype),
+                         (unsigned long long)(numel * esz));
+            goto done;
+        }
+        t.numel = (int64_t)numel;
+        t.nbytes = (size_t)(numel * esz);
+        t.data = data + b;
+        if (set_add(set, &t, m->key, m->key_len, err)) { rc = -1; goto done; }
+    }
+    /* Overlap check over this file's tensors. */
+    int64_t cnt = set->ntensors - first;
+    if (cnt > 1) {
+        span *sp = malloc((size_t)cnt * sizeof *sp);
+        if (!sp) { rc = lm_fail(err, "out of memory"); goto done; }
+        for (int64_t i = 0; i < cnt; i++) {
+            const lm_tensor *t = &set->tensors[first + i];
+            sp[i].begin = (uint64_t)((const unsigned char *)t->data - data);
+            sp[i].end = sp[i].begin + t->nbytes;
+            sp[i].tensor = first + i;
+        }
+        qsort(sp, (size_t)cnt, sizeof *sp, cmp_span);
+        /* Sweep in begin order, keeping the non-empty span that reaches
+         * furthest; empty tensors occupy no bytes and cannot overlap. */
+        int64_t far = -1;
+        for (int64_t i = 0; i < cnt; i++) {
+            if (sp[i].end == sp[i].begin) continue;
+            if (far >= 0 && sp[i].begin < sp[far].end) {
+                rc = lm_fail(err, "%s: tensors '%s' and '%s' overlap (bytes %llu..%llu and %llu..%llu)", path,
+                             set->tensors[sp[far].tensor].name, set->tensors[sp[i].tensor].name,
+                             (unsigned long long)sp[far].begin, (unsigned long long)sp[far].end,
+                             (unsigned long long)sp[i].begin, (unsigned long long)sp[i].end);
+                break;
+            }
+            if (far < 0 || sp[i].end > sp[far].end) far = i;
+        }
+        free(sp);
+    }
+done:
+    json_free(doc);
+    return rc;
+}
+
+int lm_st_open_file(const char *path, lm_tensor_set **out, lm_error *err) {
+    lm_tensor_set *set = calloc(1, sizeof *set);
+    if (!set) return lm_fail(err, "out of memory");
+    if (load_file(set, path, err) || set_build_index(set, err)) {
+        lm_st_close(set);
+        return -1;
+    }
+    *out = set;
+    return 0;
+}
+
+static int file_exists(const char *p) {
+    struct stat s;
+    return stat(p, &s) == 0;
+}
+
+int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return lm_fail(err, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        fclose(f);
+        return lm_fail(err, "%s: %lld bytes, larger than the %zu-byte limit for this file", path,
+                       (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return lm_fail(err, "out of memory");
+    }
+    if (n && fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        return lm_fail(err, "%s: read error", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int lm_st_open_dir(const char *dir, lm_tensor_set **out, lm_error *err) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (!file_exists(path)) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        if (!file_exists(path))
+            return lm_fail(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        return lm_st_open_file(path, out, err);
+    }
+    char *text;
+    size_t len;
+    if (lm_read_file(path, 64u << 20, &text, &len, err)) return -1;
+    json_doc *doc = json_parse(text, len, err);
+    free(text);
+    if (!doc) return lm_fail_prefix(err, "%s", path);
+    const json_value *wm = json_get(json_root(doc), "weight_map");
+    lm_tensor_set *set = NULL;
+    int rc = 0;
+    if (!wm || wm->type != JSON_OBJECT) {
+        rc = lm_fail(err, "%s: missing object field 'weight_map'", path);
+        goto done;
+    }
+    set = calloc(1, sizeof *set);
+    if (!set) { rc = lm_fail(err, "out of memory"); goto done; }
+    /* Load each distinct shard once, in order of first mention. */
+    for (const json_value *m = wm->child; m; m = m->next) {
+        if (m->type != JSON_STRING || !m->len || strchr(m->str, '/') || strstr(m->str, "..")) {
+            rc = lm_fail(err, "%s: weight_map['%s'] must be a plain file name", path, m->key);
+            goto done;
+        }
+        int seen = 0;
+        for (int i = 0; i < set->nfiles && !seen; i++) {
+            const char *base = strrchr(set->files[i].path, '/');
+            seen = !strcmp(base ? base + 1 : set->files[i].path, m->str);
+        }
+        if (seen) continue;
+        char shard[PATH_MAX];
+        snprintf(shard, sizeof shard, "%s/%s", dir, m->str);
+        if (load_file(set, shard, err)) { rc = -1; goto done; }
+    }
+    if (set_build_index(set, err)) { rc = -1; goto done; }
+    /* Every mapped name must be in the shard the index names. */
+    for (const json_value *m = wm->child; m; m = m->next) {
+        const lm_tensor *t = lm_st_find(set, m->key);
+        if (!t) {
+            rc = lm_fail(err, "%s: tensor '%s' is listed in weight_map but missing from %s", path, m->key, m->str);
+            goto done;
+        }
+        const char *p = set->files[t->file].path, *base = strrchr(p, '/');
+        if (strcmp(base ? base + 1 : p, m->str)) {
+            rc = lm_fail(err, "%s: tensor '%s' is mapped to %s but found in %s", path, m->key, m->str, p);
+            goto done;
+        }
+    }
+done:
+    json_free(doc);
+    if (rc) {
+        lm_st_close(set);
+        return -1;
+    }
+    *out = set;
+    return 0;
+}
+
+/* ---- writing ---- */
+
+static int fsync_dir_of(const char *path) {
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+typedef struct atomic_file {
+    char tmp[PATH_MAX];
+    const char *path;
+    FILE *f;
+} atomic_file;
+
+static int atomic_open(atomic_file *af, const char *path, lm_error *err) {
+    af->path = path;
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) return lm_fail(err, "%s: cannot create: %s", af->tmp, strerror(errno));
+    return 0;
+}
+
+static int atomic_commit(atomic_file *af, lm_error *err) {
+    int bad = ferror(af->f) != 0;
+    if (fflush(af->f) != 0) bad = 1;
+    if (!bad && fsync(fileno(af->f)) != 0) bad = 1;
+    if (fclose(af->f) != 0) bad = 1;
+    af->f = NULL;
+    if (bad) {
+        unlink(af->tmp);
+        return lm_fail(err, "%s: write failed: %s", af->tmp, strerror(errno));
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        unlink(af->tmp);
+        return lm_fail(err, "%s: rename failed: %s", af->path, strerror(errno));
+    }
+    fsync_dir_of(af->path);
+    return 0;
+}
+
+int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_error *err) {
+    atomic_file af;
+    if (atomic_open(&af, path, err)) return -1;
+    if (len) fwrite(data, 1, len, af.f);
+    return atomic_commit(&af, err);
+}
+
+static int cmp_out_name(const void *a, const void *b) {
+    const lm_tensor_out *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const char *metadata_json,
+                lm_error *err) {
+    const lm_tensor_out **order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (!order) return lm_fail(err, "out of memory");
+    for (int64_t i = 0; i < n; i++) order[i] = &tensors[i];
+    qsort(order, (size_t)n, sizeof *order, cmp_out_name);
+    /* Header size: generous estimate per tensor. */
+    size_t cap = 256 + (metadata_json ? strlen(metadata_json) : 0);
+    for (int64_t i = 0; i < n; i++) cap += 2 * strlen(order[i]->name) + 64 + 24 * LM_MAX_DIMS + 64;
+    char *hdr = malloc(cap + 8);
+    if (!hdr) {
+        free(order);
+        return lm_fail(err, "out of memory");
+    }
+    size_t pos = 0;
+    pos += (size_t)snprintf(hdr + pos, cap - pos, "{\"__metadata__\":%s", metadata_json ? metadata_json : "{\"format\":\"pt\"}");
+    uint64_t off = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lm_tensor_out *t = order[i];
+        uint64_t numel = 1;
+        for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
+        uint64_t nb = numel * lm_dtype_size(t->dtype);
+        hdr[pos++] = ',';
+        json_write_string(hdr, cap, &pos, t->name, strlen(t->name));
+        pos += (size_t)snprintf(hdr + pos, cap - pos, ":{\"dtype\":\"%s\",\"shape\":[", lm_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++)
+            pos += (size_t)snprintf(hdr + pos, cap - pos, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+        /* Keep each tensor 8-byte aligned in the file by padding between. */
+        uint64_t begin = (off + 7) & ~(uint64_t)7;
+        pos += (size_t)snprintf(hdr + pos, cap - pos, "],\"data_offsets\":[%llu,%llu]}",
+                                (unsigned long long)begin, (unsigned long long)(begin + nb));
+        off = begin + nb;
+    }
+    hdr[pos++] = '}';
+    while (pos % 8) hdr[pos++] = ' ';
+    atomic_file af;
+    int rc = atomic_open(&af, path, err);
+    if (!rc) {
+        unsigned char len8[8];
+        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)pos >> (8 * i));
+        fwrite(len8, 1, 8, af.f);
+        fwrite(hdr, 1, pos, af.f);
+        uint64_t at = 0;
+        static const unsigned char zeros[8];
+        for (int64_t i = 0; i < n; i++) {
+            const lm_tensor_out *t = order[i];
+            uint64_t numel = 1;
+            for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
+            uint64_t nb = numel * lm_dtype_size(t->dtype);
+            uint64_t begin = (at + 7) & ~(uint64_t)7;
+            if (begin > at) fwrite(zeros, 1, begin - at, af.f);
+            if (nb) fwrite(t->data, 1, nb, af.f);
+            at = begin + nb;
+        }
+        rc = atomic_commit(&af, err);
+    }
+    free(hdr);
+    free(order);
+    return rc;
+}

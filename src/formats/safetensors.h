@@ -1,0 +1,75 @@
+/* safetensors.h — memory-mapped safetensors checkpoints, single or sharded.
+ *
+ * Format: 8-byte little-endian header length N, N bytes of JSON header
+ * {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
+ * then the data; offsets are relative to the end of the header. Everything is
+ * validated before use: header length against the file size, JSON, dtypes,
+ * shapes (no overflow), offsets against the data size, byte size against
+ * shape x dtype, no overlaps, no duplicate names. Tensor data is never copied:
+ * lm_tensor.data points into the mapping and need not be aligned.
+ *
+ * A model directory holds model.safetensors, or model-0000i-of-0000N.safetensors
+ * shards listed in model.safetensors.index.json ({"weight_map": {name: file}}). */
+#ifndef LEMMA_FORMATS_SAFETENSORS_H
+#define LEMMA_FORMATS_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+enum { LM_MAX_DIMS = 8 };
+
+typedef struct lm_tensor {
+    const char *name;
+    lm_dtype dtype;
+    int ndim;
+    int64_t shape[LM_MAX_DIMS];
+    int64_t numel;
+    size_t nbytes;
+    const void *data;       /* into the file mapping */
+    int file;               /* index into the set's files */
+} lm_tensor;
+
+typedef struct lm_tensor_set lm_tensor_set;
+
+/* Opens one .safetensors file. */
+int lm_st_open_file(const char *path, lm_tensor_set **out, lm_error *err);
+/* Opens the checkpoint of a model directory (single file or sharded). */
+int lm_st_open_dir(const char *dir, lm_tensor_set **out, lm_error *err);
+void lm_st_close(lm_tensor_set *set);
+
+int64_t lm_st_count(const lm_tensor_set *set);
+const lm_tensor *lm_st_tensor(const lm_tensor_set *set, int64_t i);
+/* Tensor by name, or NULL. O(1). */
+const lm_tensor *lm_st_find(const lm_tensor_set *set, const char *name);
+/* Path of file i of the set (for error messages). */
+const char *lm_st_file_path(const lm_tensor_set *set, int file);
+/* Total bytes of tensor data. */
+size_t lm_st_total_bytes(const lm_tensor_set *set);
+
+/* ---- writing ---- */
+
+typedef struct lm_tensor_out {
+    const char *name;
+    lm_dtype dtype;
+    int ndim;
+    int64_t shape[LM_MAX_DIMS];
+    const void *data;       /* numel * dtype size bytes */
+} lm_tensor_out;
+
+/* Writes tensors (sorted by name in the header, data 8-byte aligned) to path
+ * atomically: a temporary file in the same directory, fsync, rename, fsync of
+ * the directory. metadata_json is the "__metadata__" object text or NULL for
+ * {"format":"pt"}. */
+int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n,
+                const char *metadata_json, lm_error *err);
+
+/* Atomic write of a whole buffer to a file (temp, fsync, rename, dir fsync). */
+int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_error *err);
+/* Reads a whole file into a malloc'd NUL-terminated buffer (caller frees).
+ * Refuses files larger than max_bytes. */
+int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err);
+
+#endif

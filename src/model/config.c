@@ -1,0 +1,303 @@
+/* config.c — config.json reading and the derived RoPE / softmax constants.
+ * The conventions follow ../shared/docs/deepseek-conventions.md (numbers in
+ * comments refer to its items). */
+#include "model/config.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/json.h"
+#include "formats/safetensors.h"
+
+/* Sizes beyond this are certainly not a real model and would overflow the
+ * products the loader computes. */
+#define CFG_MAX_DIM (1ll << 24)
+
+typedef struct reader {
+    const json_value *root;
+    const char *path;
+    lm_error *err;
+} reader;
+
+/* Reads an integer field in [lo, hi]; missing → def when has_def, else error. */
+static int read_int(reader *r, const char *key, int64_t lo, int64_t hi, int has_def, int64_t def,
+                    int64_t *out) {
+    const json_value *v = json_get(r->root, key);
+    if (!v || v->type == JSON_NULL) {
+        if (has_def) { *out = def; return 0; }
+        return lm_fail(r->err, "%s: missing field '%s' (expected an integer)", r->path, key);
+    }
+    int64_t x;
+    if (!json_as_int(v, &x))
+        return lm_fail(r->err, "%s: field '%s' at byte %zu is a %s, expected an integer", r->path, key,
+                       v->offset, v->type == JSON_NUMBER ? "non-integer number" : json_type_name(v->type));
+    if (x < lo || x > hi)
+        return lm_fail(r->err, "%s: field '%s' = %lld, expected %lld..%lld", r->path, key, (long long)x,
+                       (long long)lo, (long long)hi);
+    *out = x;
+    return 0;
+}
+
+static int read_num(reader *r, const json_value *obj, const char *key, double lo, double hi, int has_def,
+                    double def, double *out) {
+    const json_value *v = json_get(obj, key);
+    if (!v || v->type == JSON_NULL) {
+        if (has_def) { *out = def; return 0; }
+        return lm_fail(r->err, "%s: missing field '%s' (expected a number)", r->path, key);
+    }
+    double x;
+    if (!json_as_double(v, &x))
+        return lm_fail(r->err, "%s: field '%s' at byte %zu is a %s, expected a number", r->path, key,
+                       v->offset, json_type_name(v->type));
+    if (!(x >= lo && x <= hi))
+        return lm_fail(r->err, "%s: field '%s' = %g, expected %g..%g", r->path, key, x, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int read_bool(reader *r, const char *key, int def, int *out) {
+    const json_value *v = json_get(r->root, key);
+    if (!v || v->type == JSON_NULL) { *out = def; return 0; }
+    if (!json_as_bool(v, out))
+        return lm_fail(r->err, "%s: field '%s' at byte %zu is a %s, expected true or false", r->path, key,
+                       v->offset, json_type_name(v->type));
+    return 0;
+}
+
+static int read_str(reader *r, const char *key, const char *def, const char **out) {
+    const json_value *v = json_get(r->root, key);
+    if (!v || v->type == JSON_NULL) { *out = def; return 0; }
+    if (v->type != JSON_STRING)
+        return lm_fail(r->err, "%s: field '%s' at byte %zu is a %s, expected a string", r->path, key,
+                       v->offset, json_type_name(v->type));
+    *out = v->str;
+    return 0;
+}
+
+int lm_config_parse(const char *text, size_t len, const char *path, lm_config *cfg, lm_error *err) {
+    memset(cfg, 0, sizeof *cfg);
+    json_doc *doc = json_parse(text, len, err);
+    if (!doc) return lm_fail_prefix(err, "%s", path);
+    reader r = {json_root(doc), path, err};
+    int rc = -1;
+    if (r.root->type != JSON_OBJECT) {
+        lm_fail(err, "%s: expected a JSON object at the top level", path);
+        goto done;
+    }
+
+    /* Architecture: from "architectures" or, failing that, "model_type". */
+    const json_value *archs = json_get(r.root, "architectures");
+    const char *model_type;
+    if (read_str(&r, "model_type", "", &model_type)) goto done;
+    const char *arch = NULL;
+    if (archs) {
+        if (archs->type != JSON_ARRAY || !archs->child || archs->child->type != JSON_STRING) {
+            lm_fail(err, "%s: field 'architectures' must be an array of strings", path);
+            goto done;
+        }
+        arch = archs->child->str;
+    }
+    if (arch ? !strcmp(arch, "DeepseekV3ForCausalLM") || !strcmp(arch, "DeepseekV32ForCausalLM")
+             : !strcmp(model_type, "deepseek_v3") || !strcmp(model_type, "deepseek_v32"))
+        cfg->arch = LM_ARCH_DEEPSEEK_V3;
+    else if (arch ? !strcmp(arch, "DeepseekV2ForCausalLM") : !strcmp(model_type, "deepseek_v2"))
+        cfg->arch = LM_ARCH_DEEPSEEK_V2;
+    else {
+        lm_fail(err, "%s: unsupported architecture '%s' (expected DeepseekV2ForCausalLM or DeepseekV3ForCausalLM)",
+                path, arch ? arch : model_type);
+        goto done;
+    }
+    int v3 = cfg->arch == LM_ARCH_DEEPSEEK_V3;
+
+    if (read_int(&r, "vocab_size", 1, 1ll << 31, 0, 0, &cfg->vocab_size) ||
+        read_int(&r, "hidden_size", 1, CFG_MAX_DIM, 0, 0, &cfg->hidden_size) ||
+        read_int(&r, "intermediate_size", 1, CFG_MAX_DIM, 0, 0, &cfg->intermediate_size) ||
+        read_int(&r, "num_hidden_layers", 1, 100000, 0, 0, &cfg->num_hidden_layers) ||
+        read_int(&r, "num_attention_heads", 1, 65536, 0, 0, &cfg->num_attention_heads) ||
+        read_int(&r, "n_routed_experts", 0, 1 << 20, 1, 0, &cfg->n_routed_experts) ||
+        read_int(&r, "n_shared_experts", 0, 1 << 10, 1, 0, &cfg->n_shared_experts) ||
+        read_int(&r, "first_k_dense_replace", 0, 100000, 1, 0, &cfg->first_k_dense_replace) ||
+        read_int(&r, "moe_layer_freq", 1, 100000, 1, 1, &cfg->moe_layer_freq) ||
+        read_int(&r, "q_lora_rank", 1, CFG_MAX_DIM, 1, 0, &cfg->q_lora_rank) ||
+        read_int(&r, "kv_lora_rank", 1, CFG_MAX_DIM, 0, 0, &cfg->kv_lora_rank) ||
+        read_int(&r, "qk_nope_head_dim", 0, CFG_MAX_DIM, 0, 0, &cfg->qk_nope_head_dim) ||
+        read_int(&r, "qk_rope_head_dim", 2, CFG_MAX_DIM, 0, 0, &cfg->qk_rope_head_dim) ||
+        read_int(&r, "v_head_dim", 1, CFG_MAX_DIM, 0, 0, &cfg->v_head_dim) ||
+        read_int(&r, "max_position_embeddings", 1, 1ll << 40, 1, 4096, &cfg->max_position_embeddings) ||
+        read_int(&r, "bos_token_id", 0, 1ll << 31, 1, -1, &cfg->bos_token_id) ||
+        read_int(&r, "eos_token_id", 0, 1ll << 31, 1, -1, &cfg->eos_token_id) ||
+        read_int(&r, "num_nextn_predict_layers", 0, 64, 1, 0, &cfg->num_nextn_predict_layers))
+        goto done;
+    if (cfg->qk_rope_head_dim % 2) {
+        lm_fail(err, "%s: field 'qk_rope_head_dim' = %lld, expected an even number", path,
+                (long long)cfg->qk_rope_head_dim);
+        goto done;
+    }
+    if (cfg->n_routed_experts) {
+        if (read_int(&r, "moe_intermediate_size", 1, CFG_MAX_DIM, 0, 0, &cfg->moe_intermediate_size) ||
+            read_int(&r, "num_experts_per_tok", 1, cfg->n_routed_experts, 0, 0, &cfg->num_experts_per_tok) ||
+            read_int(&r, "n_group", 1, cfg->n_routed_experts, 1, 1, &cfg->n_group) ||
+            read_int(&r, "topk_group", 1, cfg->n_routed_experts, 1, 1, &cfg->topk_group))
+            goto done;
+        if (cfg->n_routed_experts % cfg->n_group) {
+            lm_fail(err, "%s: n_routed_experts = %lld is not a multiple of n_group = %lld", path,
+                    (long long)cfg->n_routed_experts, (long long)cfg->n_group);
+            goto done;
+        }
+        if (cfg->topk_group > cfg->n_group) {
+            lm_fail(err, "%s: topk_group = %lld exceeds n_group = %lld", path, (long long)cfg->topk_group,
+                    (long long)cfg->n_group);
+            goto done;
+        }
+    } else if (read_int(&r, "moe_intermediate_size", 1, CFG_MAX_DIM, 1, 1, &cfg->moe_intermediate_size)) {
+        goto done;
+    }
+
+    const char *topk_method, *scoring;
+    if (read_str(&r, "topk_method", v3 ? "noaux_tc" : "greedy", &topk_method) ||
+        read_str(&r, "scoring_func", v3 ? "sigmoid" : "softmax", &scoring))
+        goto done;
+    if (!strcmp(topk_method, "greedy") || !strcmp(topk_method, "gready"))
+        cfg->topk_method = LM_TOPK_GREEDY;
+    else if (!strcmp(topk_method, "group_limited_greedy"))
+        cfg->topk_method = LM_TOPK_GROUP_LIMITED_GREEDY;
+    else if (!strcmp(topk_method, "noaux_tc"))
+        cfg->topk_method = LM_TOPK_NOAUX_TC;
+    else {
+        lm_fail(err, "%s: field 'topk_method' = '%s', expected greedy, group_limited_greedy or noaux_tc", path,
+                topk_method);
+        goto done;
+    }
+    if (!strcmp(scoring, "softmax"))
+        cfg->scoring_func = LM_SCORING_SOFTMAX;
+    else if (!strcmp(scoring, "sigmoid"))
+        cfg->scoring_func = LM_SCORING_SIGMOID;
+    else {
+        lm_fail(err, "%s: field 'scoring_func' = '%s', expected softmax or sigmoid", path, scoring);
+        goto done;
+    }
+    if (read_bool(&r, "norm_topk_prob", 0, &cfg->norm_topk_prob) ||
+        read_bool(&r, "tie_word_embeddings", 0, &cfg->tie_word_embeddings) ||
+        read_num(&r, r.root, "routed_scaling_factor", 0, 1e6, 1, 1.0, &cfg->routed_scaling_factor) ||
+        read_num(&r, r.root, "rope_theta", 1e-6, 1e12, 1, 10000.0, &cfg->rope_theta) ||
+        read_num(&r, r.root, "rms_norm_eps", 0, 1.0, 1, 1e-6, &cfg->rms_norm_eps))
+        goto done;
+    if (!(cfg->routed_scaling_factor > 0)) {
+        lm_fail(err, "%s: field 'routed_scaling_factor' must be positive", path);
+        goto done;
+    }
+
+    const json_value *rs = json_get(r.root, "rope_scaling");
+    if (rs && rs->type != JSON_NULL) {
+        if (rs->type != JSON_OBJECT) {
+            lm_fail(err, "%s: field 'rope_scaling' must be an object or null", path);
+            goto done;
+        }
+        const json_value *type = json_get(rs, "type");
+        if (!type) type = json_get(rs, "rope_type");
+        if (!type || type->type != JSON_STRING) {
+            lm_fail(err, "%s: rope_scaling needs a string 'type'", path);
+            goto done;
+        }
+        if (!strcmp(type->str, "yarn")) {
+            cfg->rope_yarn = 1;
+            double orig;
+            if (read_num(&r, rs, "factor", 1.0, 1e6, 0, 0, &cfg->yarn_factor) ||
+                read_num(&r, rs, "original_max_position_embeddings", 1, 1e12, 0, 0, &orig) ||
+                read_num(&r, rs, "beta_fast", 1e-9, 1e6, 1, 32, &cfg->yarn_beta_fast) ||
+                read_num(&r, rs, "beta_slow", 1e-9, 1e6, 1, 1, &cfg->yarn_beta_slow) ||
+                read_num(&r, rs, "mscale", 0, 1e6, 1, 1, &cfg->yarn_mscale))
+                goto done;
+            cfg->yarn_original_max_pos = (int64_t)orig;
+            const json_value *mad = json_get(rs, "mscale_all_dim");
+            if (mad && mad->type != JSON_NULL) {
+                if (read_num(&r, rs, "mscale_all_dim", 0, 1e6, 0, 0, &cfg->yarn_mscale_all_dim)) goto done;
+                cfg->yarn_has_mscale_all_dim = 1;
+            }
+        } else if (strcmp(type->str, "default") && strcmp(type->str, "none")) {
+            lm_fail(err, "%s: rope_scaling type '%s' is not supported (expected yarn)", path, type->str);
+            goto done;
+        }
+    }
+    const json_value *qc = json_get(r.root, "quantization_config");
+    if (qc && qc->type == JSON_OBJECT) {
+        const json_value *qm = json_get(qc, "quant_method");
+        if (qm && qm->type == JSON_STRING && !strcmp(qm->str, "fp8")) {
+            const json_value *bs = json_get(qc, "weight_block_size");
+            int64_t b0 = 0, b1 = 0;
+            if (bs && (!json_as_int(json_at(bs, 0), &b0) || !json_as_int(json_at(bs, 1), &b1) || b0 != 128 ||
+                       b1 != 128)) {
+                lm_fail(err, "%s: quantization_config.weight_block_size must be [128, 128]", path);
+                goto done;
+            }
+            cfg->fp8_block_quant = 1;
+        }
+    }
+    rc = 0;
+done:
+    json_free(doc);
+    return rc;
+}
+
+int lm_config_load(const char *model_dir, lm_config *cfg, lm_error *err) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    char *text;
+    size_t len;
+    if (lm_read_file(path, 16u << 20, &text, &len, err)) return -1;
+    int rc = lm_config_parse(text, len, path, cfg, err);
+    free(text);
+    return rc;
+}
+
+int lm_config_layer_is_moe(const lm_config *cfg, int64_t layer) {
+    return cfg->n_routed_experts > 0 && layer >= cfg->first_k_dense_replace &&
+           layer % cfg->moe_layer_freq == 0;
+}
+
+static double yarn_get_mscale(double scale, double mscale) {
+    if (scale <= 1) return 1.0;
+    return 0.1 * mscale * log(scale) + 1.0;
+}
+
+double lm_config_softmax_scale(const lm_config *cfg) {
+    double s = 1.0 / sqrt((double)(cfg->qk_nope_head_dim + cfg->qk_rope_head_dim));
+    /* Convention 10: m^2 with m from mscale_all_dim, only for yarn. */
+    if (cfg->rope_yarn && cfg->yarn_has_mscale_all_dim && cfg->yarn_mscale_all_dim != 0) {
+        double m = yarn_get_mscale(cfg->yarn_factor, cfg->yarn_mscale_all_dim);
+        s *= m * m;
+    }
+    return s;
+}
+
+double lm_config_rope_attention_factor(const lm_config *cfg) {
+    if (!cfg->rope_yarn) return 1.0;
+    /* Convention 16 (HF rule). */
+    if (!cfg->yarn_has_mscale_all_dim) return yarn_get_mscale(cfg->yarn_factor, 1.0);
+    return yarn_get_mscale(cfg->yarn_factor, cfg->yarn_mscale) /
+           yarn_get_mscale(cfg->yarn_factor, cfg->yarn_mscale_all_dim);
+}
+
+void lm_config_rope_inv_freq(const lm_config *cfg, double *inv_freq) {
+    int64_t dr = cfg->qk_rope_head_dim, half = dr / 2;
+    double theta = cfg->rope_theta;
+    for (int64_t i = 0; i < half; i++) inv_freq[i] = pow(theta, -2.0 * (double)i / (double)dr);
+    if (!cfg->rope_yarn) return;
+    /* Convention 15. */
+    double orig = (double)cfg->yarn_original_max_pos;
+    double lowf = dr * log(orig / (cfg->yarn_beta_fast * 2 * M_PI)) / (2 * log(theta));
+    double highf = dr * log(orig / (cfg->yarn_beta_slow * 2 * M_PI)) / (2 * log(theta));
+    double low = floor(lowf), high = ceil(highf);
+    if (low < 0) low = 0;
+    if (high > dr - 1) high = (double)(dr - 1);
+    if (low == high) high += 0.001;
+    for (int64_t i = 0; i < half; i++) {
+        double ramp = ((double)i - low) / (high - low);
+        if (ramp < 0) ramp = 0;
+        if (ramp > 1) ramp = 1;
+        inv_freq[i] = inv_freq[i] * (1 - ramp) + inv_freq[i] / cfg->yarn_factor * ramp;
+    }
+}

@@ -1,0 +1,511 @@
+/* forward.c — the DeepSeek-V2/V3 forward pass over a chunk of tokens with a
+ * KV cache, in two attention modes (naive / latent, see model.h).
+ *
+ * Conventions follow ../shared/docs/deepseek-conventions.md; the numbers in
+ * comments ("conv. 13") refer to its items. Shapes are written beside each
+ * buffer: T = tokens in the chunk, S = positions attended (cache + chunk).
+ *
+ * Threading: matmuls split their outputs across the pool; attention gives
+ * each thread whole heads; everything else is cheap and runs on the caller.
+ * No result depends on the number of threads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "model/model.h"
+
+struct lm_infer {
+    const lm_model *m;
+    lm_attn_mode mode;
+    int64_t max_ctx, max_chunk, pos;
+    int nthreads;
+    int64_t kv_layer_floats;     /* floats per layer in kv */
+    float *kv;                   /* latent: [L][max_ctx][C+dr]; naive: [L]{K [H][max_ctx][dn+dr], V [H][max_ctx][dv]} */
+    double *inv_freq;            /* [dr/2] */
+    float *cos_t, *sin_t;        /* [max_chunk][dr/2] for the chunk's positions */
+    float *x;                    /* [T, D] residual stream */
+    float *xn;                   /* [T, D] normalised input of a block */
+    float *q;                    /* [T, H*(dn+dr)] */
+    float *qa;                   /* [T, Q] */
+    float *kva;                  /* [T, C+dr] */
+    float *lat;                  /* [T, C] contiguous latent (naive path input to kv_b) */
+    float *kvb;                  /* [T, H*(dn+dv)] */
+    float *attn;                 /* [T, H*dv] */
+    float *ffn;                  /* [T, D] block output */
+    float *h1, *h3;              /* [T, I_max] */
+    float *gate;                 /* [T, E] router logits -> scores */
+    int *route_idx;              /* [T, k] */
+    float *route_w;              /* [T, k] */
+    float *slots;                /* [T, k, D] routed expert outputs */
+    float *xe, *ye;              /* [T, D] gathered rows of one expert */
+    int *e_tok;                  /* [T] tokens of one expert */
+    int *e_slot;                 /* [T] their slots */
+    float *thr;                  /* per-thread attention scratch */
+    int64_t thr_floats, thr_sc_floats;
+    float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
+    int64_t absorb_layer_floats;
+    void *block;                 /* the one allocation behind every buffer */
+    size_t block_bytes;
+};
+
+/* ---- allocation ---- */
+
+typedef struct planner {
+    size_t bytes;
+    unsigned char *base;
+} planner;
+
+/* Two passes over the same list: the first sizes (base NULL), the second
+ * hands out 64-byte aligned pieces of one block. */
+static void *plan(planner *p, size_t bytes) {
+    size_t off = (p->bytes + 63) & ~(size_t)63;
+    p->bytes = off + bytes;
+    return p->base ? p->base + off : NULL;
+}
+
+static void layout(lm_infer *s, planner *p) {
+    const lm_config *c = &s->m->cfg;
+    int64_t T = s->max_chunk, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
+            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank,
+            E = c->n_routed_experts, k = c->num_experts_per_tok;
+    int64_t Imax = c->intermediate_size;
+    int64_t Ims = c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
+    if (Ims > Imax) Imax = Ims;
+    int64_t F = sizeof(float);
+    s->kv = plan(p, (size_t)(c->num_hidden_layers * s->kv_layer_floats * F));
+    s->inv_freq = plan(p, (size_t)(dr / 2) * sizeof(double));
+    s->cos_t = plan(p, (size_t)(T * dr / 2 * F));
+    s->sin_t = plan(p, (size_t)(T * dr / 2 * F));
+    s->x = plan(p, (size_t)(T * D * F));
+    s->xn = plan(p, (size_t)(T * D * F));
+    s->q = plan(p, (size_t)(T * H * (dn + dr) * F));
+    s->qa = plan(p, (size_t)(T * (Q ? Q : 1) * F));
+    s->kva = plan(p, (size_t)(T * (C + dr) * F));
+    s->lat = plan(p, (size_t)(T * C * F));
+    s->kvb = plan(p, (size_t)(T * H * (dn + dv) * F));
+    s->attn = plan(p, (size_t)(T * H * dv * F));
+    s->ffn = plan(p, (size_t)(T * D * F));
+    s->h1 = plan(p, (size_t)(T * Imax * F));
+    s->h3 = plan(p, (size_t)(T * Imax * F));
+    if (E) {
+        s->gate = plan(p, (size_t)(T * E * F));
+        s->route_idx = plan(p, (size_t)(T * k) * sizeof(int));
+        s->route_w = plan(p, (size_t)(T * k * F));
+        s->slots = plan(p, (size_t)(T * k * D * F));
+        s->xe = plan(p, (size_t)(T * D * F));
+        s->ye = plan(p, (size_t)(T * D * F));
+        s->e_tok = plan(p, (size_t)T * sizeof(int));
+        s->e_slot = plan(p, (size_t)T * sizeof(int));
+    }
+    /* Per thread: q of one head [T, qd]; scores [T, S] (also a [T, C] and
+     * [T, dv] temporary); head output [T, od] (also q_nope [T, dn]). */
+    int64_t qd = (s->mode == LM_ATTN_LATENT ? C : dn) + dr;
+    int64_t sd = s->max_ctx, od = C > dv ? C : dv;
+    if (sd < C) sd = C;
+    if (sd < dv) sd = dv;
+    if (od < dn) od = dn;
+    s->thr_sc_floats = T * sd;
+    s->thr_floats = ((T * qd + T * sd + T * od) + 15) & ~(int64_t)15;
+    s->thr = plan(p, (size_t)(s->nthreads * s->thr_floats * F));
+    if (s->mode == LM_ATTN_LATENT) {
+        s->absorb_layer_floats = H * (dn + dv) * C;
+        s->w_absorb = plan(p, (size_t)(c->num_hidden_layers * s->absorb_layer_floats * F));
+    }
+}
+
+/* W_UK^T and W_UV of every layer in F32, for the absorbed path (conv. 11). */
+static void prepare_absorb(lm_infer *s) {
+    const lm_config *c = &s->m->cfg;
+    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank;
+    float *row = s->thr; /* scratch: C floats, before any forward runs */
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        const lm_mat *W = &s->m->layers[l].wkv_b;
+        float *uk_t = s->w_absorb + l * s->absorb_layer_floats; /* [H][C][dn] */
+        float *uv = uk_t + H * C * dn;                           /* [H][dv][C] */
+        for (int64_t h = 0; h < H; h++) {
+            for (int64_t j = 0; j < dn; j++) {
+                lm_mat_row(W, h * (dn + dv) + j, row);
+                for (int64_t i = 0; i < C; i++) uk_t[(h * C + i) * dn + j] = row[i];
+            }
+            for (int64_t j = 0; j < dv; j++) lm_mat_row(W, h * (dn + dv) + dn + j, uv + (h * dv + j) * C);
+        }
+    }
+}
+
+lm_infer *lm_infer_create(const lm_model *m, lm_attn_mode mode, int64_t max_ctx, int64_t max_chunk, int nthreads,
+                          lm_error *err) {
+    if (max_ctx < 1 || max_chunk < 1) {
+        lm_fail(err, "context (%lld) and chunk (%lld) sizes must be positive", (long long)max_ctx, (long long)max_chunk);
+        return NULL;
+    }
+    if (max_chunk > max_ctx) max_chunk = max_ctx;
+    lm_infer *s = calloc(1, sizeof *s);
+    if (!s) {
+        lm_fail(err, "out of memory");
+        return NULL;
+    }
+    s->m = m;
+    s->mode = mode;
+    s->max_ctx = max_ctx;
+    s->max_chunk = max_chunk;
+    s->nthreads = nthreads < 1 ? 1 : nthreads;
+    const lm_config *c = &m->cfg;
+    s->kv_layer_floats = max_ctx * lm_kv_floats_per_token(c, mode);
+    planner p = {0, NULL};
+    layout(s, &p);
+    s->block_bytes = p.bytes;
+    /* Refuse absurd requests before touching memory (a huge max_ctx). */
+    if (s->block_bytes > ((size_t)1 << 40)) {
+        lm_fail(err, "inference buffers would need %.1f GiB (context %lld): too large", s->block_bytes / 1073741824.0,
+                (long long)max_ctx);
+        free(s);
+        return NULL;
+    }
+    s->block = mmap(NULL, s->block_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (s->block == MAP_FAILED) {
+        lm_fail(err, "cannot allocate %.1f MiB of inference buffers", s->block_bytes / 1048576.0);
+        free(s);
+        return NULL;
+    }
+    /* Fresh pages cost ~12 us each on first touch here; huge pages cut that. */
+    madvise(s->block, s->block_bytes, MADV_HUGEPAGE);
+    p.bytes = 0;
+    p.base = s->block;
+    layout(s, &p);
+    lm_config_rope_inv_freq(c, s->inv_freq);
+    if (mode == LM_ATTN_LATENT) prepare_absorb(s);
+    return s;
+}
+
+void lm_infer_free(lm_infer *s) {
+    if (!s) return;
+    if (s->block) munmap(s->block, s->block_bytes);
+    free(s);
+}
+
+void lm_infer_reset(lm_infer *s) { s->pos = 0; }
+int64_t lm_infer_pos(const lm_infer *s) { return s->pos; }
+void lm_infer_truncate(lm_infer *s, int64_t n) {
+    if (n >= 0 && n < s->pos) s->pos = n;
+}
+
+int64_t lm_infer_kv_bytes_per_token(const lm_infer *s) {
+    return lm_kv_floats_per_token(&s->m->cfg, s->mode) * s->m->cfg.num_hidden_layers * (int64_t)sizeof(float);
+}
+
+int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err) {
+    if (dst->m != src->m || dst->mode != src->mode)
+        return lm_fail(err, "cache copy between different models or attention modes");
+    if (src->pos > dst->max_ctx) return lm_fail(err, "cache copy: %lld positions do not fit in %lld", (long long)src->pos,
+                                                (long long)dst->max_ctx);
+    const lm_config *c = &src->m->cfg;
+    int64_t L = c->num_hidden_layers;
+    for (int64_t l = 0; l < L; l++) {
+        const float *sl = src->kv + l * src->kv_layer_floats;
+        float *dl = dst->kv + l * dst->kv_layer_floats;
+        if (src->mode == LM_ATTN_LATENT) {
+            int64_t w = c->kv_lora_rank + c->qk_rope_head_dim;
+            memcpy(dl, sl, (size_t)(src->pos * w) * sizeof(float));
+        } else {
+            int64_t H = c->num_attention_heads, kd = c->qk_nope_head_dim + c->qk_rope_head_dim, vd = c->v_head_dim;
+            for (int64_t h = 0; h < H; h++) {
+                memcpy(dl + h * dst->max_ctx * kd, sl + h * src->max_ctx * kd, (size_t)(src->pos * kd) * sizeof(float));
+                memcpy(dl + H * dst->max_ctx * kd + h * dst->max_ctx * vd, sl + H * src->max_ctx * kd + h * src->max_ctx * vd,
+                       (size_t)(src->pos * vd) * sizeof(float));
+            }
+        }
+    }
+    dst->pos = src->pos;
+    return 0;
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_job {
+    lm_infer *s;
+    int64_t layer, T, pos0;
+} attn_job;
+
+static lm_mat f32_mat(const float *data, int64_t rows, int64_t cols) {
+    lm_mat w = {.dtype = LM_DTYPE_F32, .rows = rows, .cols = cols, .data = data, .scale_inv = NULL};
+    return w;
+}
+
+/* Scale, causal mask by absolute position (conv. 12), softmax: row t of
+ * scores[T, S] keeps keys 0..pos0+t. */
+static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, float scale) {
+    for (int64_t t = 0; t < T; t++) {
+        float *row = scores + t * S;
+        int64_t n = pos0 + t + 1;
+        for (int64_t j = 0; j < n; j++) row[j] *= scale;
+        lm_softmax(row, n);
+        for (int64_t j = n; j < S; j++) row[j] = 0.0f;
+    }
+}
+
+/* out[T, d] = P[T, S] @ V where V rows are at v + s*stride (first d floats);
+ * accumulation over s in increasing order. */
+static void weighted_sum(float *out, const float *P, int64_t T, int64_t S, int64_t pos0, const float *v,
+                         int64_t stride, int64_t d) {
+    for (int64_t t = 0; t < T; t++) {
+        float *o = out + t * d;
+        const float *p = P + t * S;
+        memset(o, 0, (size_t)d * sizeof(float));
+        int64_t n = pos0 + t + 1;
+        for (int64_t j = 0; j < n; j++) {
+            const float pj = p[j], *vr = v + j * stride;
+            for (int64_t i = 0; i < d; i++) o[i] += pj * vr[i];
+        }
+    }
+}
+
+static void attn_heads(void *ctx, int ith, int nth) {
+    attn_job *job = ctx;
+    lm_infer *s = job->s;
+    const lm_config *c = &s->m->cfg;
+    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
+            C = c->kv_lora_rank, T = job->T, pos0 = job->pos0, S = pos0 + T;
+    int64_t h0, h1;
+    lm_split(H, ith, nth, 1, &h0, &h1);
+    float scale = (float)lm_config_softmax_scale(c);
+    int latent = s->mode == LM_ATTN_LATENT;
+    int64_t qd = (latent ? C : dn) + dr;
+    float *qh = s->thr + ith * s->thr_floats; /* [T, qd] */
+    float *sc = qh + T * qd;                  /* [T, S] */
+    float *oh = sc + s->thr_sc_floats;        /* [T, C or dv] */
+    const float *kv = s->kv + job->layer * s->kv_layer_floats;
+    for (int64_t h = h0; h < h1; h++) {
+        const float *qsrc = s->q + h * (dn + dr);
+        int64_t qstride = H * (dn + dr);
+        if (latent) {
+            /* q_lat = q_nope @ W_UK[h] (conv. 11), then [q_lat | q_pe]. */
+            const float *uk_t = s->w_absorb + job->layer * s->absorb_layer_floats + h * C * dn;
+            const float *uv = s->w_absorb + job->layer * s->absorb_layer_floats + H * C * dn + h * dv * C;
+            for (int64_t t = 0; t < T; t++) memcpy(oh + t * dn, qsrc + t * qstride, (size_t)dn * sizeof(float));
+            lm_mat wuk = f32_mat(uk_t, C, dn);
+            lm_matmul(NULL, sc, oh, T, &wuk); /* sc used as [T, C] temp */
+            for (int64_t t = 0; t < T; t++) {
+                memcpy(qh + t * qd, sc + t * C, (size_t)C * sizeof(float));
+                memcpy(qh + t * qd + C, qsrc + t * qstride + dn, (size_t)dr * sizeof(float));
+            }
+            lm_mat keys = f32_mat(kv, S, C + dr);
+            lm_matmul(NULL, sc, qh, T, &keys);
+            masked_softmax(sc, T, S, pos0, scale);
+            weighted_sum(oh, sc, T, S, pos0, kv, C + dr, C);
+            /* out[h] = W_UV[h] @ o_lat, written straight into attn[T, H*dv]. */
+            lm_mat wuv = f32_mat(uv, dv, C);
+            lm_matmul(NULL, sc, oh, T, &wuv);
+            for (int64_t t = 0; t < T; t++) memcpy(s->attn + t * H * dv + h * dv, sc + t * dv, (size_t)dv * sizeof(float));
+        } else {
+            const float *K = kv + h * s->max_ctx * (dn + dr);
+            const float *V = kv + H * s->max_ctx * (dn + dr) + h * s->max_ctx * dv;
+            for (int64_t t = 0; t < T; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
+            lm_mat keys = f32_mat(K, S, dn + dr);
+            lm_matmul(NULL, sc, qh, T, &keys);
+            masked_softmax(sc, T, S, pos0, scale);
+            weighted_sum(oh, sc, T, S, pos0, V, dv, dv);
+            for (int64_t t = 0; t < T; t++) memcpy(s->attn + t * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
+        }
+    }
+}
+
+static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t pos0) {
+    const lm_config *c = &s->m->cfg;
+    const lm_layer *L = &s->m->layers[l];
+    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
+            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2;
+    float eps = (float)c->rms_norm_eps;
+    for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->attn_norm, D, eps);
+    /* Query (conv. 6). */
+    if (Q) {
+        lm_matmul(pool, s->qa, s->xn, T, &L->wq_a);
+        for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->qa + t * Q, s->qa + t * Q, L->q_norm, Q, eps);
+        lm_matmul(pool, s->q, s->qa, T, &L->wq_b);
+    } else {
+        lm_matmul(pool, s->q, s->xn, T, &L->wq);
+    }
+    /* Latent and shared rope key (conv. 7); interleaved rope (conv. 13). */
+    lm_matmul(pool, s->kva, s->xn, T, &L->wkv_a);
+    for (int64_t t = 0; t < T; t++) {
+        float *row = s->kva + t * (C + dr);
+        lm_rmsnorm(row, row, L->kv_norm, C, eps);
+        lm_rope_interleaved(row + C, s->cos_t + t * half, s->sin_t + t * half, dr);
+        for (int64_t h = 0; h < H; h++)
+            lm_rope_interleaved(s->q + t * H * (dn + dr) + h * (dn + dr) + dn, s->cos_t + t * half, s->sin_t + t * half,
+                                dr);
+    }
+    float *kv = s->kv + l * s->kv_layer_floats;
+    if (s->mode == LM_ATTN_LATENT) {
+        memcpy(kv + pos0 * (C + dr), s->kva, (size_t)(T * (C + dr)) * sizeof(float));
+    } else {
+        for (int64_t t = 0; t < T; t++) memcpy(s->lat + t * C, s->kva + t * (C + dr), (size_t)C * sizeof(float));
+        lm_matmul(pool, s->kvb, s->lat, T, &L->wkv_b);
+        for (int64_t h = 0; h < H; h++) {
+            float *K = kv + h * s->max_ctx * (dn + dr);
+            float *V = kv + H * s->max_ctx * (dn + dr) + h * s->max_ctx * dv;
+            for (int64_t t = 0; t < T; t++) {
+                const float *src = s->kvb + t * H * (dn + dv) + h * (dn + dv); /* conv. 8: [k_nope | v] */
+                float *k = K + (pos0 + t) * (dn + dr);
+                memcpy(k, src, (size_t)dn * sizeof(float));
+                memcpy(k + dn, s->kva + t * (C + dr) + C, (size_t)dr * sizeof(float));
+                memcpy(V + (pos0 + t) * dv, src + dn, (size_t)dv * sizeof(float));
+            }
+        }
+    }
+    attn_job job = {s, l, T, pos0};
+    lm_pool_run(pool, attn_heads, &job);
+    lm_matmul(pool, s->ffn, s->attn, T, &L->wo);
+}
+
+/* ---- feed-forward ---- */
+
+static void swiglu_mlp(lm_pool *pool, float *out, const float *x, int64_t T, const lm_mat *w1, const lm_mat *w3,
+                       const lm_mat *w2, float *h1, float *h3) {
+    lm_matmul(pool, h1, x, T, w1);
+    lm_matmul(pool, h3, x, T, w3);
+    lm_swiglu(h1, h1, h3, T * w1->rows);
+    lm_matmul(pool, out, h1, T, w2);
+}
+
+/* Chooses experts and weights for one token from router logits (conv. 19-24). */
+static void route_token(const lm_config *c, const float *bias, float *scores, int *idx, float *w) {
+    int64_t E = c->n_routed_experts, k = c->num_experts_per_tok;
+    if (c->scoring_func == LM_SCORING_SOFTMAX)
+        lm_softmax(scores, E);
+    else
+        for (int64_t e = 0; e < E; e++) scores[e] = 1.0f / (1.0f + expf(-scores[e]));
+    float sel[E];
+    for (int64_t e = 0; e < E; e++) sel[e] = scores[e] + (bias && c->topk_method == LM_TOPK_NOAUX_TC ? bias[e] : 0.0f);
+    if (c->topk_method != LM_TOPK_GREEDY && c->n_group > 1) {
+        int64_t G = c->n_group, per = E / G;
+        float gscore[G];
+        for (int64_t g = 0; g < G; g++) {
+            const float *v = sel + g * per;
+            if (c->topk_method == LM_TOPK_NOAUX_TC) {
+                int top[2];
+                int n2 = per < 2 ? (int)per : 2;
+                lm_topk(v, per, n2, top);
+                gscore[g] = 0;
+                for (int i = 0; i < n2; i++) gscore[g] += v[top[i]];
+            } else {
+                float mx = v[0];
+                for (int64_t i = 1; i < per; i++) mx = v[i] > mx ? v[i] : mx;
+                gscore[g] = mx;
+            }
+        }
+        int keep[G];
+        lm_topk(gscore, G, (int)c->topk_group, keep);
+        char kept[G];
+        memset(kept, 0, (size_t)G);
+        for (int64_t i = 0; i < c->topk_group; i++) kept[keep[i]] = 1;
+        for (int64_t e = 0; e < E; e++)
+            if (!kept[e / per]) sel[e] = -INFINITY; /* conv. 22: the official fill */
+    }
+    lm_topk(sel, E, (int)k, idx);
+    double sum = 0;
+    for (int64_t i = 0; i < k; i++) {
+        w[i] = scores[idx[i]]; /* unbiased (conv. 20) */
+        sum += w[i];
+    }
+    if (c->norm_topk_prob && k > 1)
+        for (int64_t i = 0; i < k; i++) w[i] = (float)(w[i] / (sum + 1e-20));
+    for (int64_t i = 0; i < k; i++) w[i] *= (float)c->routed_scaling_factor; /* conv. 24: after normalising */
+}
+
+static void moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t T) {
+    const lm_config *c = &s->m->cfg;
+    int64_t D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok;
+    lm_matmul(pool, s->gate, s->xn, T, &L->gate);
+    for (int64_t t = 0; t < T; t++)
+        route_token(c, L->gate_bias, s->gate + t * E, s->route_idx + t * k, s->route_w + t * k);
+    for (int64_t e = 0; e < E; e++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t j = 0; j < k; j++)
+                if (s->route_idx[t * k + j] == e) {
+                    s->e_tok[n] = (int)t;
+                    s->e_slot[n] = (int)j;
+                    memcpy(s->xe + n * D, s->xn + t * D, (size_t)D * sizeof(float));
+                    n++;
+                }
+        if (!n) continue;
+        swiglu_mlp(pool, s->ye, s->xe, n, &L->ew1[e], &L->ew3[e], &L->ew2[e], s->h1, s->h3);
+        for (int64_t i = 0; i < n; i++)
+            memcpy(s->slots + ((int64_t)s->e_tok[i] * k + s->e_slot[i]) * D, s->ye + i * D, (size_t)D * sizeof(float));
+    }
+    if (L->has_shared)
+        swiglu_mlp(pool, s->ffn, s->xn, T, &L->sw1, &L->sw3, &L->sw2, s->h1, s->h3);
+    else
+        memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
+    /* conv. 25: routed sum plus the unscaled shared output. */
+    for (int64_t t = 0; t < T; t++) {
+        float *o = s->ffn + t * D;
+        for (int64_t j = 0; j < k; j++) {
+            const float w = s->route_w[t * k + j], *y = s->slots + (t * k + j) * D;
+            for (int64_t i = 0; i < D; i++) o[i] += w * y[i];
+        }
+    }
+}
+
+/* ---- the forward ---- */
+
+static void rope_tables(lm_infer *s, int64_t T, int64_t pos0) {
+    const lm_config *c = &s->m->cfg;
+    int64_t half = c->qk_rope_head_dim / 2;
+    double af = lm_config_rope_attention_factor(c);
+    /* Angles in double (conv. 18), then cast. */
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)(pos0 + t) * s->inv_freq[i];
+            s->cos_t[t * half + i] = (float)(cos(a) * af);
+            s->sin_t[t * half + i] = (float)(sin(a) * af);
+        }
+}
+
+static void forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits,
+                          lm_logits_mode mode) {
+    const lm_model *m = s->m;
+    const lm_config *c = &m->cfg;
+    int64_t D = c->hidden_size, pos0 = s->pos;
+    for (int64_t t = 0; t < T; t++) lm_mat_row(&m->embed, ids[t], s->x + t * D);
+    rope_tables(s, T, pos0);
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        attention(s, pool, l, T, pos0);
+        for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
+        for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->ffn_norm, D, (float)c->rms_norm_eps);
+        if (L->is_moe)
+            moe(s, pool, L, T);
+        else
+            swiglu_mlp(pool, s->ffn, s->xn, T, &L->w1, &L->w3, &L->w2, s->h1, s->h3);
+        for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
+    }
+    s->pos += T;
+    if (mode == LM_LOGITS_NONE) return;
+    int64_t first = mode == LM_LOGITS_ALL ? 0 : T - 1;
+    for (int64_t t = first; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, m->final_norm, D, (float)c->rms_norm_eps);
+    lm_matmul(pool, logits, s->xn + first * D, T - first, &m->head);
+}
+
+int lm_infer_forward(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits, lm_logits_mode mode,
+                     lm_error *err) {
+    const lm_config *c = &s->m->cfg;
+    if (T < 1) return lm_fail(err, "forward of an empty token list");
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= c->vocab_size)
+            return lm_fail(err, "token id %d at position %lld is out of range (vocab_size %lld)", ids[t], (long long)t,
+                           (long long)c->vocab_size);
+    if (s->pos + T > s->max_ctx)
+        return lm_fail(err, "%lld tokens after %lld cached exceed the context of %lld", (long long)T, (long long)s->pos,
+                       (long long)s->max_ctx);
+    if (pool && lm_pool_size(pool) > s->nthreads)
+        return lm_fail(err, "pool has %d threads but the state was sized for %d", lm_pool_size(pool), s->nthreads);
+    for (int64_t t0 = 0; t0 < T; t0 += s->max_chunk) {
+        int64_t n = T - t0 < s->max_chunk ? T - t0 : s->max_chunk;
+        int last = t0 + n == T;
+        lm_logits_mode cm = mode == LM_LOGITS_ALL ? LM_LOGITS_ALL : (last ? mode : LM_LOGITS_NONE);
+        forward_chunk(s, pool, ids + t0, n, cm == LM_LOGITS_ALL ? logits + t0 * c->vocab_size : logits, cm);
+    }
+    return 0;
+}

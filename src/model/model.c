@@ -1,0 +1,255 @@
+/* model.c — binding a checkpoint's tensors to the model structure, with a
+ * shape and dtype check for each; parameter counting. */
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct binder {
+    lm_model *m;
+    lm_error *err;
+    float *vec_next;             /* bump pointer into m->owned */
+} binder;
+
+static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_mat *out) {
+    const lm_tensor *t = lm_st_find(b->m->tensors, name);
+    if (!t) return lm_fail(b->err, "%s: missing tensor '%s' (expected shape [%lld, %lld])", b->m->dir, name,
+                           (long long)rows, (long long)cols);
+    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
+        return lm_fail(b->err, "%s: tensor '%s' has shape %s[%lld%s%lld], expected [%lld, %lld]",
+                       lm_st_file_path(b->m->tensors, t->file), name, t->ndim == 2 ? "" : "(not 2-D) ",
+                       (long long)(t->ndim > 0 ? t->shape[0] : 0), t->ndim > 1 ? ", " : "",
+                       (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)rows, (long long)cols);
+    memset(out, 0, sizeof *out);
+    out->rows = rows;
+    out->cols = cols;
+    out->data = t->data;
+    out->dtype = t->dtype;
+    switch (t->dtype) {
+    case LM_DTYPE_F32:
+    case LM_DTYPE_BF16:
+    case LM_DTYPE_F16:
+        return 0;
+    case LM_DTYPE_F8_E4M3: {
+        char sname[512];
+        snprintf(sname, sizeof sname, "%s_scale_inv", name);
+        const lm_tensor *s = lm_st_find(b->m->tensors, sname);
+        int64_t br = (rows + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK, bc = (cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK;
+        if (!s)
+            return lm_fail(b->err, "%s: FP8 tensor '%s' has no scale tensor '%s' (expected F32 [%lld, %lld])",
+                           b->m->dir, name, sname, (long long)br, (long long)bc);
+        if (s->dtype != LM_DTYPE_F32 || s->ndim != 2 || s->shape[0] != br || s->shape[1] != bc)
+            return lm_fail(b->err, "%s: scale tensor '%s' must be F32 [%lld, %lld] (128x128 blocks)",
+                           lm_st_file_path(b->m->tensors, s->file), sname, (long long)br, (long long)bc);
+        if (((uintptr_t)s->data & 3) != 0)
+            return lm_fail(b->err, "%s: scale tensor '%s' is not 4-byte aligned in the file",
+                           lm_st_file_path(b->m->tensors, s->file), sname);
+        out->scale_inv = s->data;
+        return 0;
+    }
+    default:
+        return lm_fail(b->err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3",
+                       lm_st_file_path(b->m->tensors, t->file), name, lm_dtype_name(t->dtype));
+    }
+}
+
+/* A 1-D float vector of length n, converted to F32 into the owned block. */
+static int bind_vec(binder *b, const char *name, int64_t n, const float **out) {
+    const lm_tensor *t = lm_st_find(b->m->tensors, name);
+    if (!t) return lm_fail(b->err, "%s: missing tensor '%s' (expected shape [%lld])", b->m->dir, name, (long long)n);
+    if (t->ndim != 1 || t->shape[0] != n)
+        return lm_fail(b->err, "%s: tensor '%s' has %d dims [%lld...], expected shape [%lld]",
+                       lm_st_file_path(b->m->tensors, t->file), name, t->ndim,
+                       (long long)(t->ndim ? t->shape[0] : 0), (long long)n);
+    if (t->dtype != LM_DTYPE_F32 && t->dtype != LM_DTYPE_BF16 && t->dtype != LM_DTYPE_F16)
+        return lm_fail(b->err, "%s: tensor '%s' has dtype %s, expected F32, BF16 or F16",
+                       lm_st_file_path(b->m->tensors, t->file), name, lm_dtype_name(t->dtype));
+    float *dst = b->vec_next;
+    b->vec_next += n;
+    lm_convert_to_f32(dst, t->data, t->dtype, (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        if (dst[i] != dst[i])
+            return lm_fail(b->err, "%s: tensor '%s' has NaN at element %lld", lm_st_file_path(b->m->tensors, t->file),
+                           name, (long long)i);
+    *out = dst;
+    return 0;
+}
+
+static int64_t owned_floats(const lm_config *c) {
+    int64_t D = c->hidden_size, per = 2 * D + c->kv_lora_rank + c->q_lora_rank + c->n_routed_experts;
+    return D + c->num_hidden_layers * per;
+}
+
+static int bind_layer(binder *b, int64_t l) {
+    const lm_config *c = &b->m->cfg;
+    lm_layer *L = &b->m->layers[l];
+    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
+            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank;
+    char n[512];
+#define NAME(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
+    if (bind_vec(b, NAME("model.layers.%lld.input_layernorm.weight", (long long)l), D, &L->attn_norm) ||
+        bind_vec(b, NAME("model.layers.%lld.post_attention_layernorm.weight", (long long)l), D, &L->ffn_norm))
+        return -1;
+    if (Q == 0) {
+        if (bind_mat(b, NAME("model.layers.%lld.self_attn.q_proj.weight", (long long)l), H * (dn + dr), D, &L->wq))
+            return -1;
+    } else if (bind_mat(b, NAME("model.layers.%lld.self_attn.q_a_proj.weight", (long long)l), Q, D, &L->wq_a) ||
+               bind_vec(b, NAME("model.layers.%lld.self_attn.q_a_layernorm.weight", (long long)l), Q, &L->q_norm) ||
+               bind_mat(b, NAME("model.layers.%lld.self_attn.q_b_proj.weight", (long long)l), H * (dn + dr), Q,
+                        &L->wq_b)) {
+        return -1;
+    }
+    if (bind_mat(b, NAME("model.layers.%lld.self_attn.kv_a_proj_with_mqa.weight", (long long)l), C + dr, D, &L->wkv_a) ||
+        bind_vec(b, NAME("model.layers.%lld.self_attn.kv_a_layernorm.weight", (long long)l), C, &L->kv_norm) ||
+        bind_mat(b, NAME("model.layers.%lld.self_attn.kv_b_proj.weight", (long long)l), H * (dn + dv), C, &L->wkv_b) ||
+        bind_mat(b, NAME("model.layers.%lld.self_attn.o_proj.weight", (long long)l), D, H * dv, &L->wo))
+        return -1;
+    L->is_moe = lm_config_layer_is_moe(c, l);
+    if (!L->is_moe) {
+        int64_t I = c->intermediate_size;
+        return bind_mat(b, NAME("model.layers.%lld.mlp.gate_proj.weight", (long long)l), I, D, &L->w1) ||
+                       bind_mat(b, NAME("model.layers.%lld.mlp.down_proj.weight", (long long)l), D, I, &L->w2) ||
+                       bind_mat(b, NAME("model.layers.%lld.mlp.up_proj.weight", (long long)l), I, D, &L->w3)
+                   ? -1
+                   : 0;
+    }
+    int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size;
+    if (bind_mat(b, NAME("model.layers.%lld.mlp.gate.weight", (long long)l), E, D, &L->gate)) return -1;
+    if (c->topk_method == LM_TOPK_NOAUX_TC &&
+        bind_vec(b, NAME("model.layers.%lld.mlp.gate.e_score_correction_bias", (long long)l), E, &L->gate_bias))
+        return -1;
+    for (int64_t e = 0; e < E; e++) {
+        if (bind_mat(b, NAME("model.layers.%lld.mlp.experts.%lld.gate_proj.weight", (long long)l, (long long)e), Im, D,
+                     &L->ew1[e]) ||
+            bind_mat(b, NAME("model.layers.%lld.mlp.experts.%lld.down_proj.weight", (long long)l, (long long)e), D, Im,
+                     &L->ew2[e]) ||
+            bind_mat(b, NAME("model.layers.%lld.mlp.experts.%lld.up_proj.weight", (long long)l, (long long)e), Im, D,
+                     &L->ew3[e]))
+            return -1;
+    }
+    if (c->n_shared_experts > 0) {
+        int64_t Is = Im * c->n_shared_experts;
+        L->has_shared = 1;
+        if (bind_mat(b, NAME("model.layers.%lld.mlp.shared_experts.gate_proj.weight", (long long)l), Is, D, &L->sw1) ||
+            bind_mat(b, NAME("model.layers.%lld.mlp.shared_experts.down_proj.weight", (long long)l), D, Is, &L->sw2) ||
+            bind_mat(b, NAME("model.layers.%lld.mlp.shared_experts.up_proj.weight", (long long)l), Is, D, &L->sw3))
+            return -1;
+    }
+#undef NAME
+    return 0;
+}
+
+int lm_model_load(const char *dir, lm_model **out, lm_error *err) {
+    lm_model *m = calloc(1, sizeof *m);
+    if (!m) return lm_fail(err, "out of memory");
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    if (lm_config_load(dir, &m->cfg, err) || lm_st_open_dir(dir, &m->tensors, err)) {
+        lm_model_free(m);
+        return -1;
+    }
+    const lm_config *c = &m->cfg;
+    int64_t L = c->num_hidden_layers, E = c->n_routed_experts;
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    m->owned = malloc((size_t)owned_floats(c) * sizeof(float));
+    if (!m->layers || !m->owned) {
+        lm_model_free(m);
+        return lm_fail(err, "out of memory");
+    }
+    for (int64_t l = 0; l < L && E; l++) {
+        if (!lm_config_layer_is_moe(c, l)) continue;
+        m->layers[l].ew1 = calloc((size_t)E * 3, sizeof(lm_mat));
+        if (!m->layers[l].ew1) {
+            lm_model_free(m);
+            return lm_fail(err, "out of memory");
+        }
+        m->layers[l].ew2 = m->layers[l].ew1 + E;
+        m->layers[l].ew3 = m->layers[l].ew1 + 2 * E;
+    }
+    binder b = {m, err, m->owned};
+    int rc = bind_mat(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed);
+    if (!rc) rc = bind_vec(&b, "model.norm.weight", c->hidden_size, &m->final_norm);
+    if (!rc) {
+        if (c->tie_word_embeddings && !lm_st_find(m->tensors, "lm_head.weight"))
+            m->head = m->embed;
+        else
+            rc = bind_mat(&b, "lm_head.weight", c->vocab_size, c->hidden_size, &m->head);
+    }
+    for (int64_t l = 0; l < L && !rc; l++) rc = bind_layer(&b, l);
+    if (rc) {
+        lm_model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void lm_model_free(lm_model *m) {
+    if (!m) return;
+    if (m->layers)
+        for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) free(m->layers[l].ew1);
+    free(m->layers);
+    free(m->owned);
+    lm_st_close(m->tensors);
+    free(m);
+}
+
+lm_param_count lm_model_params(const lm_model *m) {
+    const lm_config *c = &m->cfg;
+    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
+            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, V = c->vocab_size;
+    lm_param_count p = {0};
+    int64_t attn = (Q ? Q * D + Q + H * (dn + dr) * Q : H * (dn + dr) * D) + (C + dr) * D + C + H * (dn + dv) * C +
+                   D * H * dv + 2 * D;
+    p.embedding = V * D;
+    p.expert_each = 3 * c->moe_intermediate_size * D;
+    int64_t head = c->tie_word_embeddings ? 0 : V * D;
+    p.total = p.embedding + head + D;
+    p.active = V * D + D; /* the head is a full matmul per token, tied or not */
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        p.total += attn;
+        p.active += attn;
+        if (!lm_config_layer_is_moe(c, l)) {
+            p.total += 3 * c->intermediate_size * D;
+            p.active += 3 * c->intermediate_size * D;
+        } else {
+            int64_t shared = c->n_shared_experts * p.expert_each, gate = c->n_routed_experts * D;
+            p.total += c->n_routed_experts * p.expert_each + shared + gate;
+            p.active += c->num_experts_per_tok * p.expert_each + shared + gate;
+        }
+    }
+    return p;
+}
+
+int64_t lm_kv_floats_per_token(const lm_config *c, lm_attn_mode mode) {
+    if (mode == LM_ATTN_LATENT) return c->kv_lora_rank + c->qk_rope_head_dim;
+    return c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+}
+
+static double mat_bytes(const lm_mat *w) {
+    if (!w->data) return 0;
+    double b = (double)w->rows * (double)w->cols * (double)lm_dtype_size(w->dtype);
+    if (w->scale_inv)
+        b += (double)((w->rows + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK) * ((w->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK) * 4;
+    return b;
+}
+
+double lm_model_active_weight_bytes(const lm_model *m) {
+    const lm_config *c = &m->cfg;
+    double b = mat_bytes(&m->head) + (double)c->hidden_size * (double)lm_dtype_size(m->embed.dtype);
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        const lm_layer *L = &m->layers[l];
+        b += mat_bytes(&L->wq) + mat_bytes(&L->wq_a) + mat_bytes(&L->wq_b) + mat_bytes(&L->wkv_a) +
+             mat_bytes(&L->wkv_b) + mat_bytes(&L->wo);
+        if (!L->is_moe) {
+            b += mat_bytes(&L->w1) + mat_bytes(&L->w2) + mat_bytes(&L->w3);
+            continue;
+        }
+        double experts = 0;
+        for (int64_t e = 0; e < c->n_routed_experts; e++)
+            experts += mat_bytes(&L->ew1[e]) + mat_bytes(&L->ew2[e]) + mat_bytes(&L->ew3[e]);
+        b += experts * (double)c->num_experts_per_tok / (double)c->n_routed_experts;
+        b += mat_bytes(&L->gate) + mat_bytes(&L->sw1) + mat_bytes(&L->sw2) + mat_bytes(&L->sw3);
+    }
+    return b;
+}

@@ -1,0 +1,116 @@
+/* model.h — a DeepSeek-V2/V3 checkpoint bound to its weights, and the
+ * inference state (KV cache + buffers) that runs it.
+ *
+ *   lm_model *m; lm_model_load("MODEL_DIR", &m, &err);
+ *   lm_infer *s = lm_infer_create(m, LM_ATTN_LATENT, 4096, 256, nthreads, &err);
+ *   lm_infer_forward(s, pool, ids, T, logits, LM_LOGITS_LAST, &err);  // prefill
+ *   lm_infer_forward(s, pool, &next, 1, logits, LM_LOGITS_LAST, &err); // decode
+ *
+ * Weights are views into the memory-mapped safetensors (F32/BF16/F16/FP8
+ * block-scaled, read directly by the kernels); only norm vectors and the
+ * routing bias are converted to F32 at load (a few KB per layer).
+ *
+ * Two attention paths share one forward:
+ *  - LM_ATTN_NAIVE caches the expanded K (H x (dn+dr)) and V (H x dv) per
+ *    token and layer, as the straightforward MLA reading does;
+ *  - LM_ATTN_LATENT caches only the normalised latent c (C) and the roped
+ *    k_pe (dr) per token and layer, and folds kv_b into the query and the
+ *    output ("absorbed" MLA, what DeepSeek's decoder does).
+ * Both are tested equal to the full-sequence forward at every position. */
+#ifndef LEMMA_MODEL_MODEL_H
+#define LEMMA_MODEL_MODEL_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/kernels.h"
+#include "core/threadpool.h"
+#include "formats/safetensors.h"
+#include "model/config.h"
+
+typedef struct lm_layer {
+    int is_moe;
+    const float *attn_norm;      /* [D] */
+    lm_mat wq;                   /* [H*(dn+dr), D]   when Q == 0 */
+    lm_mat wq_a;                 /* [Q, D]           when Q > 0 */
+    const float *q_norm;         /* [Q] */
+    lm_mat wq_b;                 /* [H*(dn+dr), Q] */
+    lm_mat wkv_a;                /* [C+dr, D] */
+    const float *kv_norm;        /* [C] */
+    lm_mat wkv_b;                /* [H*(dn+dv), C], head-major [k_nope | v] */
+    lm_mat wo;                   /* [D, H*dv] */
+    const float *ffn_norm;       /* [D] */
+    lm_mat w1, w2, w3;           /* dense: gate [I, D], down [D, I], up [I, D] */
+    lm_mat gate;                 /* MoE router [E, D] */
+    const float *gate_bias;      /* [E] e_score_correction_bias, or NULL */
+    lm_mat *ew1, *ew2, *ew3;     /* [E] routed experts: [Im, D], [D, Im], [Im, D] */
+    int has_shared;
+    lm_mat sw1, sw2, sw3;        /* shared experts: [Im*ns, D], [D, Im*ns], [Im*ns, D] */
+} lm_layer;
+
+typedef struct lm_model {
+    lm_config cfg;
+    lm_tensor_set *tensors;      /* owns the mappings */
+    lm_mat embed;                /* [V, D] */
+    lm_mat head;                 /* [V, D]; the embedding when tied */
+    const float *final_norm;     /* [D] */
+    lm_layer *layers;            /* [L] */
+    float *owned;                /* one block holding every converted vector */
+    char dir[4096];
+} lm_model;
+
+/* Loads config.json and the safetensors of a model directory and checks that
+ * every tensor the config needs exists with the right shape and a supported
+ * dtype (errors name the tensor and the expectation). */
+int lm_model_load(const char *dir, lm_model **out, lm_error *err);
+void lm_model_free(lm_model *m);
+
+/* Parameter counts: total, and active per token (embedding excluded from
+ * "active": it is a lookup, not a matmul; the head included). */
+typedef struct lm_param_count {
+    int64_t total;
+    int64_t active;
+    int64_t embedding;
+    int64_t expert_each;         /* one routed expert */
+} lm_param_count;
+lm_param_count lm_model_params(const lm_model *m);
+/* Bytes of weights one token reads on average (routed experts weighted by
+ * top-k / E), in their stored dtypes: decode's bandwidth numerator. */
+double lm_model_active_weight_bytes(const lm_model *m);
+
+typedef enum lm_attn_mode { LM_ATTN_NAIVE = 0, LM_ATTN_LATENT = 1 } lm_attn_mode;
+/* Floats cached per token per layer. */
+int64_t lm_kv_floats_per_token(const lm_config *cfg, lm_attn_mode mode);
+
+typedef enum lm_logits_mode {
+    LM_LOGITS_NONE = 0,          /* no head matmul (cache fill only) */
+    LM_LOGITS_LAST = 1,          /* logits[V] of the last token */
+    LM_LOGITS_ALL = 2,           /* logits[T, V] */
+} lm_logits_mode;
+
+typedef struct lm_infer lm_infer;
+
+/* Inference state for one sequence: a KV cache of max_ctx positions and
+ * buffers for chunks of up to max_chunk tokens for up to nthreads threads.
+ * Everything is allocated here, once; forward never allocates. */
+lm_infer *lm_infer_create(const lm_model *m, lm_attn_mode mode, int64_t max_ctx, int64_t max_chunk,
+                          int nthreads, lm_error *err);
+void lm_infer_free(lm_infer *s);
+/* Forgets the cache (position 0 again). */
+void lm_infer_reset(lm_infer *s);
+/* Number of positions in the cache. */
+int64_t lm_infer_pos(const lm_infer *s);
+/* Truncates the cache to n positions (n <= pos): the shared-prompt fork. */
+void lm_infer_truncate(lm_infer *s, int64_t n);
+/* Copies src's cache (same model/mode, dst capacity >= src pos) into dst. */
+int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err);
+/* Bytes of KV cache per token (all layers). */
+int64_t lm_infer_kv_bytes_per_token(const lm_infer *s);
+
+/* Runs T tokens at positions pos..pos+T-1, appending them to the cache.
+ * Tokens are processed in chunks of max_chunk. Fails (without changing the
+ * cache) when an id is out of range or the cache would overflow. */
+int lm_infer_forward(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits,
+                     lm_logits_mode mode, lm_error *err);
+
+#endif
