@@ -11,6 +11,7 @@
 #ifndef LEMMA_CORE_KERNELS_H
 #define LEMMA_CORE_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/dtype.h"
@@ -59,5 +60,30 @@ void lm_topk(const float *x, int64_t n, int k, int *idx);
 
 /* Rotates interleaved pairs (x[2i], x[2i+1]) by (cos[i], sin[i]), i < d/2. */
 void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64_t d);
+
+/* ---- internals shared by kernels.c and the per-ISA files (not for callers) ---- */
+
+/* One ISA's implementations. matvec computes rows [n0, n1) of y for all T
+ * tokens (used when T <= matvec_max_t); gemm computes the tile t in [t0, t1),
+ * n in [n0, n1). Both must compute each y element by a fixed sequence of
+ * operations that depends only on (T, K, ISA), never on the tile bounds, so
+ * that lm_matmul is bit-identical for every thread count. */
+typedef struct lm_kernel_table {
+    int matvec_max_t;
+    void (*matvec)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1);
+    void (*gemm)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t t0, int64_t t1,
+                 int64_t n0, int64_t n1);
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+    void (*softmax)(float *x, int64_t n);
+} lm_kernel_table;
+
+extern const lm_kernel_table lm_kernels_avx2;
+extern const lm_kernel_table lm_kernels_avx512;
+
+/* Thread-local scratch buffer number `slot` (0..3) of at least `bytes`,
+ * 64-byte aligned, reused across calls (grown rarely, freed at thread exit).
+ * Aborts when memory runs out. */
+void *lm_scratch(int slot, size_t bytes);
 
 #endif

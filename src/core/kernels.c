@@ -1,0 +1,329 @@
+/* kernels.c — ISA dispatch, thread splitting, scratch, and the scalar kernels.
+ *
+ * The scalar versions here are both the fallback for CPUs without AVX2 and
+ * the references the SIMD versions are tested against; they are kept plain.
+ * lm_matmul_ref (double accumulation) is the reference for all of them.
+ *
+ * Matmul threading: threads split y by output. For T <= matvec_max_t (decode)
+ * each thread takes a contiguous range of the N rows of W; otherwise the
+ * [T, N] output is cut into an nt x nn grid of tiles, one per thread. Each
+ * ISA's kernels compute every y element by the same operation sequence
+ * whatever tile it falls in, so the result is bit-identical for any number
+ * of threads. */
+#include "core/kernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* ---- CPU features and dispatch ---- */
+
+static lm_isa detect_isa(void) {
+    lm_isa best = LM_ISA_SCALAR;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        best = LM_ISA_AVX2;
+    if (best == LM_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
+        best = LM_ISA_AVX512;
+#endif
+    const char *env = getenv("LEMMA_ISA");
+    if (env && *env) {
+        lm_isa cap = best;
+        if (!strcmp(env, "scalar")) cap = LM_ISA_SCALAR;
+        else if (!strcmp(env, "avx2")) cap = LM_ISA_AVX2;
+        else if (!strcmp(env, "avx512")) cap = LM_ISA_AVX512;
+        if (cap < best) best = cap;
+    }
+    return best;
+}
+
+static atomic_int cpu_isa_cached = -1; /* detect_isa() result */
+static atomic_int cur_isa = -1;        /* what the kernels use now */
+
+lm_isa lm_cpu_isa(void) {
+    int v = atomic_load_explicit(&cpu_isa_cached, memory_order_relaxed);
+    if (v < 0) {
+        v = (int)detect_isa();
+        atomic_store_explicit(&cpu_isa_cached, v, memory_order_relaxed);
+    }
+    return (lm_isa)v;
+}
+
+static inline lm_isa active_isa(void) {
+    int v = atomic_load_explicit(&cur_isa, memory_order_relaxed);
+    if (v < 0) {
+        v = (int)lm_cpu_isa();
+        atomic_store_explicit(&cur_isa, v, memory_order_relaxed);
+    }
+    return (lm_isa)v;
+}
+
+lm_isa lm_set_isa(lm_isa isa) {
+    lm_isa old = active_isa();
+    lm_isa cap = lm_cpu_isa();
+    if ((int)isa < 0) isa = LM_ISA_SCALAR;
+    if (isa > cap) isa = cap;
+    atomic_store_explicit(&cur_isa, (int)isa, memory_order_relaxed);
+    return old;
+}
+
+const char *lm_isa_name(lm_isa isa) {
+    switch (isa) {
+    case LM_ISA_SCALAR: return "scalar";
+    case LM_ISA_AVX2: return "avx2";
+    case LM_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+static const lm_kernel_table *isa_table(lm_isa isa) {
+    if (isa == LM_ISA_AVX512) return &lm_kernels_avx512;
+    if (isa == LM_ISA_AVX2) return &lm_kernels_avx2;
+    return NULL;
+}
+
+/* ---- thread-local scratch ---- */
+
+enum { SCRATCH_SLOTS = 4 };
+typedef struct scratch_set {
+    void *p[SCRATCH_SLOTS];
+    size_t cap[SCRATCH_SLOTS];
+} scratch_set;
+
+static __thread scratch_set *tls_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *v) {
+    scratch_set *s = (scratch_set *)v;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) free(s->p[i]);
+    free(s);
+}
+
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+static void scratch_oom(size_t bytes) {
+    fprintf(stderr, "lemma: out of memory allocating %zu bytes of kernel scratch\n", bytes);
+    abort();
+}
+
+void *lm_scratch(int slot, size_t bytes) {
+    scratch_set *s = tls_scratch;
+    if (!s) {
+        pthread_once(&scratch_once, scratch_key_init);
+        s = (scratch_set *)calloc(1, sizeof *s);
+        if (!s) scratch_oom(sizeof *s);
+        pthread_setspecific(scratch_key, s);
+        tls_scratch = s;
+    }
+    if (s->cap[slot] >= bytes) return s->p[slot];
+    /* grow by at least 1.5x so a slowly growing size reallocates rarely */
+    size_t cap = bytes + bytes / 2;
+    size_t align = 64;
+    if (cap >= (1u << 21)) align = 1u << 21;
+    cap = (cap + align - 1) / align * align;
+    free(s->p[slot]);
+    s->p[slot] = aligned_alloc(align, cap);
+    if (!s->p[slot]) scratch_oom(cap);
+    if (align > 64) madvise(s->p[slot], cap, MADV_HUGEPAGE);
+    s->cap[slot] = cap;
+    return s->p[slot];
+}
+
+/* ---- weight rows ---- */
+
+static inline int64_t fp8_scale_cols(const lm_mat *W) {
+    return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK;
+}
+
+void lm_mat_row(const lm_mat *W, int64_t r, float *out) {
+    int64_t K = W->cols;
+    size_t es = lm_dtype_size(W->dtype);
+    const uint8_t *row = (const uint8_t *)W->data + (size_t)r * (size_t)K * es;
+    lm_convert_to_f32(out, row, W->dtype, (size_t)K);
+    if (W->dtype == LM_DTYPE_F8_E4M3) {
+        const float *s = W->scale_inv + (r / LM_FP8_BLOCK) * fp8_scale_cols(W);
+        for (int64_t c = 0; c < K; c++) out[c] *= s[c / LM_FP8_BLOCK];
+    }
+}
+
+/* Exact value of W[r][c] in double (FP8: byte value times scale, exact). */
+static inline double mat_elem_exact(const lm_mat *W, int64_t r, int64_t c) {
+    size_t i = (size_t)r * (size_t)W->cols + (size_t)c;
+    const uint8_t *d = (const uint8_t *)W->data;
+    uint16_t h;
+    switch (W->dtype) {
+    case LM_DTYPE_F32: {
+        float f;
+        memcpy(&f, d + 4 * i, 4);
+        return f;
+    }
+    case LM_DTYPE_BF16: memcpy(&h, d + 2 * i, 2); return lm_bf16_to_f32(h);
+    case LM_DTYPE_F16: memcpy(&h, d + 2 * i, 2); return lm_f16_to_f32(h);
+    case LM_DTYPE_F8_E4M3:
+        return (double)lm_fp8e4m3_to_f32(d[i]) *
+               (double)W->scale_inv[(r / LM_FP8_BLOCK) * fp8_scale_cols(W) + c / LM_FP8_BLOCK];
+    default: return NAN;
+    }
+}
+
+void lm_matmul_ref(float *y, const float *x, int64_t T, const lm_mat *W) {
+    int64_t N = W->rows, K = W->cols;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++) acc += mat_elem_exact(W, n, k) * (double)x[t * K + k];
+            y[t * N + n] = (float)acc;
+        }
+}
+
+/* ---- scalar matmul: row of W to f32, then float dot products in k order ---- */
+
+static void gemm_scalar(float *y, const float *x, int64_t T, const lm_mat *W, int64_t t0,
+                        int64_t t1, int64_t n0, int64_t n1) {
+    (void)T;
+    int64_t N = W->rows, K = W->cols;
+    float *row = (float *)lm_scratch(0, (size_t)K * sizeof(float));
+    for (int64_t n = n0; n < n1; n++) {
+        lm_mat_row(W, n, row);
+        for (int64_t t = t0; t < t1; t++) {
+            const float *xt = x + t * K;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < K; k++) acc += row[k] * xt[k];
+            y[t * N + n] = acc;
+        }
+    }
+}
+
+typedef struct mm_job {
+    float *y;
+    const float *x;
+    int64_t T;
+    const lm_mat *W;
+    const lm_kernel_table *tab; /* NULL: scalar */
+} mm_job;
+
+static void mm_task(void *arg, int ith, int nth) {
+    const mm_job *j = (const mm_job *)arg;
+    int64_t T = j->T, N = j->W->rows;
+    const lm_kernel_table *tab = j->tab;
+    if (tab && tab->matvec && T <= tab->matvec_max_t) {
+        int64_t n0, n1;
+        lm_split(N, ith, nth, 16, &n0, &n1);
+        if (n0 < n1) tab->matvec(j->y, j->x, T, j->W, n0, n1);
+        return;
+    }
+    /* Grid of tiles: as many N slices as threads allow (slices of >= 64
+     * columns), the remaining factor over T (slices of >= 32 rows). */
+    int64_t nn = (N + 63) / 64, nt;
+    if (nn > nth) nn = nth;
+    if (nn < 1) nn = 1;
+    nt = nth / nn;
+    if (nt > (T + 31) / 32) nt = (T + 31) / 32;
+    if (nt < 1) nt = 1;
+    if (ith >= nn * nt) return;
+    int64_t n0, n1, t0, t1;
+    lm_split(N, (int)(ith % nn), (int)nn, 16, &n0, &n1);
+    lm_split(T, (int)(ith / nn), (int)nt, 32, &t0, &t1);
+    if (n0 >= n1 || t0 >= t1) return;
+    if (tab && tab->gemm) tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1);
+    else gemm_scalar(j->y, j->x, T, j->W, t0, t1, n0, n1);
+}
+
+void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W) {
+    if (T <= 0 || W->rows <= 0) return;
+    if (W->cols <= 0) {
+        memset(y, 0, (size_t)T * (size_t)W->rows * sizeof(float));
+        return;
+    }
+    mm_job j = {y, x, T, W, isa_table(active_isa())};
+    /* tiny problems are not worth waking the pool */
+    if ((double)T * (double)W->rows * (double)W->cols < 32768.0) pool = NULL;
+    lm_pool_run(pool, mm_task, &j);
+}
+
+/* ---- row kernels: scalar references ---- */
+
+static void rmsnorm_scalar(float *y, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
+}
+
+static void swiglu_scalar(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void softmax_scalar(float *x, int64_t n) {
+    float m = x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > m) m = x[i];
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void lm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
+    const lm_kernel_table *t = isa_table(active_isa());
+    if (t && t->rmsnorm) t->rmsnorm(y, x, w, n, eps);
+    else rmsnorm_scalar(y, x, w, n, eps);
+}
+
+void lm_swiglu(float *out, const float *gate, const float *up, int64_t n) {
+    const lm_kernel_table *t = isa_table(active_isa());
+    if (t && t->swiglu) t->swiglu(out, gate, up, n);
+    else swiglu_scalar(out, gate, up, n);
+}
+
+void lm_softmax(float *x, int64_t n) {
+    const lm_kernel_table *t = isa_table(active_isa());
+    if (t && t->softmax) t->softmax(x, n);
+    else softmax_scalar(x, n);
+}
+
+/* NaN ranks below everything; among equal values the earlier index wins,
+ * which the scan order gives for free (a later equal value is not better). */
+static inline int topk_better(float a, float b) {
+    if (isnan(a)) return 0;
+    if (isnan(b)) return 1;
+    return a > b;
+}
+
+void lm_topk(const float *x, int64_t n, int k, int *idx) {
+    if (k <= 0) return;
+    int cnt = 0; /* idx[0..cnt) sorted best first */
+    for (int64_t i = 0; i < n; i++) {
+        if (cnt == k && !topk_better(x[i], x[idx[k - 1]])) continue;
+        int pos = cnt < k ? cnt : k - 1; /* slot the new one may take */
+        while (pos > 0 && topk_better(x[i], x[idx[pos - 1]])) {
+            idx[pos] = idx[pos - 1];
+            pos--;
+        }
+        idx[pos] = (int)i;
+        if (cnt < k) cnt++;
+    }
+}
+
+void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64_t d) {
+    for (int64_t i = 0; i < d / 2; i++) {
+        float a = x[2 * i], b = x[2 * i + 1], c = cos_t[i], s = sin_t[i];
+        x[2 * i] = a * c - b * s;
+        x[2 * i + 1] = a * s + b * c;
+    }
+}

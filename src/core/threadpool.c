@@ -1,0 +1,194 @@
+/* threadpool.c — a persistent pool: the caller is thread 0, workers 1..n-1.
+ *
+ * Protocol (all shared words are C11 atomics; futexes are only used to sleep):
+ *   - `gen` is the job generation. lm_pool_run stores fn/ctx, sets `pending`
+ *     to n-1, then increments `gen` (release). A worker that sees a new
+ *     generation (acquire) runs fn(ctx, ith, n), then decrements `pending`
+ *     (acq_rel); the worker that brings it to 0 wakes the caller if it sleeps.
+ *   - Waiting is a bounded spin (a few microseconds, with pause), then
+ *     FUTEX_WAIT on the word. Sleepers are counted (`gen_sleepers`,
+ *     `done_sleeping`) so that a wake-up syscall is made only when someone may
+ *     sleep; the counter and the word are read with seq_cst ordering on both
+ *     sides, so a wake-up cannot be lost (Dekker: the waiter announces itself
+ *     then re-checks the word; FUTEX_WAIT re-checks it once more atomically).
+ *   - One FUTEX_WAKE(INT_MAX) per job wakes all sleeping workers: O(n) work
+ *     in the kernel, no O(n^2) hand-offs.
+ *   - Shutdown: `stop` is set, then `gen` bumped and everyone woken.
+ *
+ * The pool is not re-entrant (fn may not call lm_pool_run on the same pool),
+ * and one pool serves one caller thread at a time. */
+#include "core/threadpool.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* How long a waiter spins before sleeping. Short: on a 2-core machine a
+ * spinning thread steals the core another thread needs. */
+#define SPIN_NS 4000
+
+typedef struct worker {
+    lm_pool *pool;
+    int ith;
+    pthread_t tid;
+} worker;
+
+struct lm_pool {
+    int n;                          /* threads including the caller */
+    int64_t spin_ns;                /* bounded spin before sleeping; 0 when oversubscribed */
+    worker *workers;                /* n-1 */
+    _Alignas(64) atomic_uint gen;   /* job generation (futex word) */
+    atomic_int gen_sleepers;        /* workers inside FUTEX_WAIT on gen */
+    atomic_int stop;
+    _Alignas(64) atomic_uint pending; /* workers still running the job (futex word) */
+    atomic_int done_sleeping;       /* caller inside FUTEX_WAIT on pending */
+    _Alignas(64) lm_pool_fn _Atomic fn;
+    void *_Atomic ctx;
+};
+
+static void futex_wait(atomic_uint *addr, unsigned val) {
+    syscall(SYS_futex, (unsigned *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(atomic_uint *addr, int n) {
+    syscall(SYS_futex, (unsigned *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+static inline int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spins until *word != val or SPIN_NS elapse; returns the last value seen. */
+static unsigned spin_while_equal(atomic_uint *word, unsigned val, int64_t spin_ns) {
+    unsigned v = atomic_load_explicit(word, memory_order_acquire);
+    if (v != val || spin_ns <= 0) return v;
+    int64_t t0 = now_ns();
+    for (int i = 1;; i++) {
+        cpu_relax();
+        v = atomic_load_explicit(word, memory_order_acquire);
+        if (v != val) return v;
+        if ((i & 15) == 0 && now_ns() - t0 > spin_ns) return v;
+    }
+}
+
+static void *worker_main(void *arg) {
+    worker *w = (worker *)arg;
+    lm_pool *p = w->pool;
+    unsigned seen = 0; /* generation of the last job this worker ran */
+    for (;;) {
+        unsigned g = spin_while_equal(&p->gen, seen, p->spin_ns);
+        while (g == seen) {
+            atomic_fetch_add(&p->gen_sleepers, 1); /* seq_cst: announce, then re-check */
+            g = atomic_load(&p->gen);
+            if (g == seen) futex_wait(&p->gen, seen);
+            atomic_fetch_sub(&p->gen_sleepers, 1);
+            g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        }
+        seen = g;
+        if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
+        lm_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        fn(ctx, w->ith, p->n);
+        if (atomic_fetch_sub(&p->pending, 1) == 1) { /* seq_cst, pairs with done_sleeping */
+            /* last one out: the caller may be asleep on `pending` */
+            if (atomic_load(&p->done_sleeping)) futex_wake(&p->pending, 1);
+        }
+    }
+    return NULL;
+}
+
+lm_pool *lm_pool_create(int nthreads) {
+    if (nthreads <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = c > 0 ? (int)c : 1;
+    }
+    lm_pool *p = (lm_pool *)aligned_alloc(64, (sizeof(lm_pool) + 63) / 64 * 64);
+    if (!p) return NULL;
+    p->n = nthreads;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    p->spin_ns = getenv("LEMMA_POOL_NOSPIN") || (ncpu > 0 && nthreads > ncpu) ? 0 : SPIN_NS;
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->gen_sleepers, 0);
+    atomic_init(&p->stop, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->done_sleeping, 0);
+    atomic_init(&p->fn, NULL);
+    atomic_init(&p->ctx, NULL);
+    p->workers = NULL;
+    if (nthreads > 1) {
+        p->workers = (worker *)calloc((size_t)nthreads - 1, sizeof(worker));
+        if (!p->workers) {
+            free(p);
+            return NULL;
+        }
+    }
+    for (int i = 1; i < nthreads; i++) {
+        worker *w = &p->workers[i - 1];
+        w->pool = p;
+        w->ith = i;
+        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
+            p->n = i; /* shut down the ones already started */
+            lm_pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void lm_pool_free(lm_pool *p) {
+    if (!p) return;
+    if (p->n > 1) {
+        atomic_store(&p->stop, 1);
+        atomic_fetch_add(&p->gen, 1); /* seq_cst */
+        futex_wake(&p->gen, INT_MAX);
+        for (int i = 1; i < p->n; i++) pthread_join(p->workers[i - 1].tid, NULL);
+    }
+    free(p->workers);
+    free(p);
+}
+
+int lm_pool_size(const lm_pool *p) { return p ? p->n : 1; }
+
+void lm_pool_run(lm_pool *p, lm_pool_fn fn, void *ctx) {
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&p->pending, (unsigned)(p->n - 1), memory_order_relaxed);
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes fn/ctx/pending */
+    if (atomic_load(&p->gen_sleepers) > 0) futex_wake(&p->gen, INT_MAX);
+
+    fn(ctx, 0, p->n);
+
+    unsigned left = atomic_load_explicit(&p->pending, memory_order_acquire);
+    if (left == 0) return;
+    int64_t t0 = now_ns();
+    for (int i = 1; left != 0 && p->spin_ns > 0; i++) {
+        cpu_relax();
+        left = atomic_load_explicit(&p->pending, memory_order_acquire);
+        if ((i & 15) == 0 && left != 0 && now_ns() - t0 > p->spin_ns) break;
+    }
+    while (left != 0) {
+        atomic_store(&p->done_sleeping, 1); /* seq_cst: announce, then re-check */
+        left = atomic_load(&p->pending);
+        if (left != 0) futex_wait(&p->pending, left);
+        atomic_store(&p->done_sleeping, 0);
+        left = atomic_load_explicit(&p->pending, memory_order_acquire);
+    }
+}
