@@ -98,3 +98,13 @@ clean:
 	rm -rf build lemma
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# The README's main job until the training and proof issues give it real
+# content: inspect a tiny DeepSeek-V3 checkpoint kept in tests/ and generate
+# from it with the latent (MLA) KV cache.
+DEMO_MODEL ?= tests/golden/v3_f32
+demo: lemma
+	./lemma info $(DEMO_MODEL)
+	./lemma generate $(DEMO_MODEL) --ids 145,164,42,193 -n 24 --temperature 0.8 --top-p 0.95 --seed 1
+	./lemma logits $(DEMO_MODEL) --ids 145,164,42
+.PHONY: demo

@@ -364,6 +364,7 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     printf("\n");
+    fflush(stdout);
     double t2 = now_s();
     fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld in %.3f s (%.1f tok/s)\n",
             (long long)o.nids, t1 - t0, o.nids / (t1 - t0), (long long)made, t2 - t1, made > 1 ? (made - 1) / (t2 - t1) : 0.0);

@@ -214,6 +214,7 @@ lm_param_count lm_model_params(const lm_model *m) {
             p.active += 3 * c->intermediate_size * D;
         } else {
             int64_t shared = c->n_shared_experts * p.expert_each, gate = c->n_routed_experts * D;
+            if (c->topk_method == LM_TOPK_NOAUX_TC) gate += c->n_routed_experts; /* correction bias */
             p.total += c->n_routed_experts * p.expert_each + shared + gate;
             p.active += c->num_experts_per_tok * p.expert_each + shared + gate;
         }
