@@ -1,0 +1,239 @@
+/* bpe.c — byte-pair merging of one pre-token.
+ *
+ * A piece starts as one symbol per byte (the byte-level token of that byte)
+ * and repeatedly merges the adjacent pair with the lowest merge rank, the
+ * leftmost one on ties, until no pair has a merge. That is what HF's
+ * Word::merge_all computes with its priority queue (a stale queue entry can
+ * never pass its check, since a symbol only grows to the right).
+ *
+ * Three implementations, tested against each other:
+ *   - lm_bpe_encode_naive: the plain reference, rescans all pairs per merge;
+ *   - short pieces (the common case): pair ranks in an array, O(n^2) but with
+ *     n small and no allocation;
+ *   - lm_bpe_encode_heap: symbols in a linked list, candidate pairs in a
+ *     binary min-heap keyed (rank, position), O(n log n): a 5,000-emoji run
+ *     costs what its length says, not its square.
+ * Before any of them, a piece that is itself a vocab token is looked up; the
+ * answer "BPE of these bytes is exactly this token" is computed once per
+ * token and remembered in tok->whole (relaxed atomics: every thread computes
+ * the same value). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer/tok_internal.h"
+
+enum { SHORT_PIECE = 48 };
+
+static int ids_reserve(lm_ids *out, size_t extra) {
+    if (out->n + extra <= out->cap) return 0;
+    size_t cap = out->cap ? out->cap : 64;
+    while (cap < out->n + extra) cap *= 2;
+    int32_t *nv = realloc(out->ids, cap * sizeof *nv);
+    if (!nv) return -1;
+    out->ids = nv;
+    out->cap = cap;
+    return 0;
+}
+
+/* Initial symbols of s into sym; returns their count (bytes without a token
+ * are dropped, as HF does when there is no unk token). */
+static size_t initial_symbols(const lm_tokenizer *tok, const unsigned char *s, size_t n, int32_t *sym) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = tok->byte_id[s[i]];
+        if (id >= 0) sym[m++] = id;
+    }
+    return m;
+}
+
+int lm_bpe_encode_naive(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out) {
+    int32_t *sym = malloc((n ? n : 1) * sizeof *sym);
+    if (!sym) return -1;
+    size_t m = initial_symbols(tok, s, n, sym);
+    for (;;) {
+        uint32_t best = UINT32_MAX, r;
+        size_t bi = 0;
+        int32_t bid = -1, nid;
+        for (size_t i = 0; i + 1 < m; i++)
+            if (merge_find(&tok->merges, sym[i], sym[i + 1], &r, &nid) && r < best) {
+                best = r;
+                bi = i;
+                bid = nid;
+            }
+        if (bid < 0) break;
+        sym[bi] = bid;
+        memmove(sym + bi + 1, sym + bi + 2, (m - bi - 2) * sizeof *sym);
+        m--;
+    }
+    int rc = ids_reserve(out, m);
+    if (!rc) {
+        memcpy(out->ids + out->n, sym, m * sizeof *sym);
+        out->n += m;
+    }
+    free(sym);
+    return rc;
+}
+
+/* Short pieces: sym[i] and the rank/new id of pair (i, i+1) in arrays. */
+static int bpe_short(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out) {
+    int32_t sym[SHORT_PIECE], pid[SHORT_PIECE];
+    uint32_t prank[SHORT_PIECE];
+    size_t m = initial_symbols(tok, s, n, sym);
+    for (size_t i = 0; i + 1 < m; i++)
+        if (!merge_find(&tok->merges, sym[i], sym[i + 1], &prank[i], &pid[i])) prank[i] = UINT32_MAX;
+    while (m > 1) {
+        uint32_t best = UINT32_MAX;
+        size_t bi = 0;
+        for (size_t i = 0; i + 1 < m; i++)
+            if (prank[i] < best) {
+                best = prank[i];
+                bi = i;
+            }
+        if (best == UINT32_MAX) break;
+        sym[bi] = pid[bi];
+        /* remove symbol bi+1 and pair bi+1 */
+        for (size_t k = bi + 1; k + 1 < m; k++) {
+            sym[k] = sym[k + 1];
+            prank[k] = prank[k + 1];
+            pid[k] = pid[k + 1];
+        }
+        m--;
+        if (bi > 0 && !merge_find(&tok->merges, sym[bi - 1], sym[bi], &prank[bi - 1], &pid[bi - 1]))
+            prank[bi - 1] = UINT32_MAX;
+        if (bi + 1 < m && !merge_find(&tok->merges, sym[bi], sym[bi + 1], &prank[bi], &pid[bi]))
+            prank[bi] = UINT32_MAX;
+    }
+    if (ids_reserve(out, m)) return -1;
+    memcpy(out->ids + out->n, sym, m * sizeof *sym);
+    out->n += m;
+    return 0;
+}
+
+typedef struct hsym {
+    int32_t id;
+    int32_t prev, next; /* -1 at the ends */
+    int32_t alive;
+} hsym;
+
+static void heap_push(uint64_t *h, size_t *hn, uint64_t v) {
+    size_t i = (*hn)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p] <= v) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = v;
+}
+
+static uint64_t heap_pop(uint64_t *h, size_t *hn) {
+    uint64_t top = h[0], v = h[--(*hn)];
+    size_t i = 0, n = *hn;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1] < h[c]) c++;
+        if (h[c] >= v) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n) h[i] = v;
+    return top;
+}
+
+int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
+                       bpe_scratch *sc) {
+    if (n > INT32_MAX / 2) return -1;
+    if (sc->sym_cap < n) {
+        free(sc->sym);
+        free(sc->heap);
+        sc->sym = malloc(n * sizeof(hsym));
+        /* every merge pushes at most 2 pairs: n - 1 initial + 2 per merge */
+        sc->heap = malloc(3 * n * sizeof(uint64_t));
+        if (!sc->sym || !sc->heap) {
+            free(sc->sym);
+            free(sc->heap);
+            sc->sym = sc->heap = NULL;
+            sc->sym_cap = 0;
+            return -1;
+        }
+        sc->sym_cap = n;
+    }
+    hsym *sym = sc->sym;
+    uint64_t *h = sc->heap;
+    size_t hn = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = tok->byte_id[s[i]];
+        if (id < 0) continue;
+        sym[m] = (hsym){id, (int32_t)m - 1, (int32_t)m + 1, 1};
+        m++;
+    }
+    if (m == 0) return 0;
+    sym[m - 1].next = -1;
+    uint32_t r;
+    int32_t nid;
+    for (size_t i = 0; i + 1 < m; i++)
+        if (merge_find(&tok->merges, sym[i].id, sym[i + 1].id, &r, &nid))
+            heap_push(h, &hn, ((uint64_t)r << 32) | i);
+    while (hn) {
+        uint64_t top = heap_pop(h, &hn);
+        uint32_t rank = (uint32_t)(top >> 32);
+        int32_t p = (int32_t)(uint32_t)top;
+        if (!sym[p].alive || sym[p].next < 0) continue;
+        int32_t q = sym[p].next;
+        if (!merge_find(&tok->merges, sym[p].id, sym[q].id, &r, &nid) || r != rank) continue; /* stale */
+        sym[p].id = nid;
+        sym[q].alive = 0;
+        sym[p].next = sym[q].next;
+        if (sym[q].next >= 0) sym[sym[q].next].prev = p;
+        if (sym[p].prev >= 0) {
+            int32_t o = sym[p].prev;
+            if (merge_find(&tok->merges, sym[o].id, sym[p].id, &r, &nid))
+                heap_push(h, &hn, ((uint64_t)r << 32) | (uint32_t)o);
+        }
+        if (sym[p].next >= 0 && merge_find(&tok->merges, sym[p].id, sym[sym[p].next].id, &r, &nid))
+            heap_push(h, &hn, ((uint64_t)r << 32) | (uint32_t)p);
+    }
+    size_t cnt = 0;
+    for (int32_t i = 0; i >= 0; i = sym[i].next) cnt++;
+    if (ids_reserve(out, cnt)) return -1;
+    for (int32_t i = 0; i >= 0; i = sym[i].next) out->ids[out->n++] = sym[i].id;
+    return 0;
+}
+
+static int bpe_any(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out, bpe_scratch *sc) {
+    return n <= SHORT_PIECE ? bpe_short(tok, s, n, out) : lm_bpe_encode_heap(tok, s, n, out, sc);
+}
+
+int lm_bpe_encode_piece(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
+                        bpe_scratch *sc) {
+    if (n == 1 && tok->byte_id[s[0]] >= 0) {
+        if (ids_reserve(out, 1)) return -1;
+        out->ids[out->n++] = tok->byte_id[s[0]];
+        return 0;
+    }
+    int32_t id = lm_tok_lookup_bytes(tok, s, n);
+    if (id >= 0) {
+        uint8_t w = tok->ignore_merges ? 1 : __atomic_load_n(&tok->whole[id], __ATOMIC_RELAXED);
+        if (w == 1) {
+            if (ids_reserve(out, 1)) return -1;
+            out->ids[out->n++] = id;
+            return 0;
+        }
+        if (w == 0) {
+            size_t n0 = out->n;
+            if (bpe_any(tok, s, n, out, sc)) return -1;
+            w = (out->n == n0 + 1 && out->ids[n0] == id) ? 1 : 2;
+            __atomic_store_n(&tok->whole[id], w, __ATOMIC_RELAXED);
+            return 0;
+        }
+    }
+    return bpe_any(tok, s, n, out, sc);
+}
+
+void lm_bpe_scratch_free(bpe_scratch *sc) {
+    free(sc->sym);
+    free(sc->heap);
+    sc->sym = sc->heap = NULL;
+    sc->sym_cap = sc->heap_cap = 0;
+}
