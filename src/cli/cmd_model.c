@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "core/rng.h"
 #include "formats/safetensors.h"
+#include "infer/generate.h"
 #include "infer/sample.h"
 #include "model/model.h"
 
@@ -270,30 +271,57 @@ done:
 
 /* ---- generate ---- */
 
+static int emit_stdout(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv) {
     args a = {argc, argv, 1, "generate", 0};
     run_opts o = {.threads = args_default_threads(), .attn = LM_ATTN_LATENT, .chunk = 256};
-    lm_sampling sp = lm_sampling_default();
-    int64_t n = 32, seed = 0, top_k = 0;
+    lm_gen_params gp = lm_gen_params_default();
+    int64_t n = 32, seed = 0, top_k = 0, samples = 1, ctx = 0;
     double temp = 0, top_p = 1, min_p = 0;
-    int ignore_eos = 0;
-    const char *v;
+    int ignore_eos = 0, no_bos = 0;
+    const char *v, *prompt = NULL, *tok_dir = NULL;
+    const char *stops[16];
+    int nstop = 0;
     for (; a.i < argc && !a.bad; a.i++) {
         if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma generate MODEL_DIR --ids 1,5,9 [-n 32] [options]\n"
-                   "  KV-cached generation; prints the generated ids (not the prompt), comma-separated,\n"
-                   "  on one line of stdout. Stops after -n tokens or at the model's EOS.\n"
+            printf("usage: lemma generate MODEL_DIR (--ids 1,5,9 | -p TEXT) [-n 32] [options]\n"
+                   "  KV-cached generation. With --ids, prints the generated ids (not the prompt),\n"
+                   "  comma-separated, on one line of stdout. With -p, encodes TEXT with the model's\n"
+                   "  tokenizer.json (BOS first) and streams the generated text to stdout.\n"
+                   "  Stops after -n tokens, at the model's EOS, or at a --stop string.\n"
                    "  -n N             tokens to generate (default 32)\n"
                    "  --temperature T  0 = greedy (default 0)\n"
                    "  --top-k K        keep the K most likely (default 0 = off)\n"
                    "  --top-p P        nucleus mass (default 1 = off)\n"
                    "  --min-p P        drop tokens below P x the top probability (default 0)\n"
-                   "  --seed S         sampling seed (default 0); same seed, same ids\n"
+                   "  --seed S         sampling seed (default 0); same seed, same output\n"
+                   "  --stop STR       stop before STR (repeatable, text mode)\n"
+                   "  --samples K      K continuations sharing the prompt's KV cache; sample k uses seed S+k\n"
+                   "  --tokenizer DIR  tokenizer.json location (default MODEL_DIR)\n"
+                   "  --no-bos         do not put BOS before the -p text\n"
+                   "  --ctx N          context size (default prompt + n)\n"
                    "  --ignore-eos     do not stop at EOS\n" COMMON_HELP);
             free(o.ids);
             return 0;
         } else if (args_opt(&a, "-n", NULL, &v) || args_opt(&a, "--max-tokens", NULL, &v)) {
-            args_int(&a, "-n", v, 0, 1 << 24, &n);
+            args_int(&a, "-n", v, 1, 1 << 24, &n);
+        } else if (args_opt(&a, "--prompt", "-p", &v)) {
+            prompt = v;
+        } else if (args_opt(&a, "--tokenizer", NULL, &v)) {
+            tok_dir = v;
+        } else if (args_opt(&a, "--stop", NULL, &v)) {
+            if (nstop == 16 || !v || !*v) {
+                fprintf(stderr, "lemma generate: --stop needs a non-empty string (at most 16)\n");
+                a.bad = 1;
+            } else {
+                stops[nstop++] = v;
+            }
         } else if (args_opt(&a, "--temperature", NULL, &v)) {
             args_double(&a, "--temperature", v, 0, 100, &temp);
         } else if (args_opt(&a, "--top-p", NULL, &v)) {
@@ -304,75 +332,119 @@ int cmd_generate(int argc, char **argv) {
             args_int(&a, "--top-k", v, 0, 1ll << 31, &top_k);
         } else if (args_opt(&a, "--seed", NULL, &v)) {
             args_int(&a, "--seed", v, 0, INT64_MAX, &seed);
+        } else if (args_opt(&a, "--samples", NULL, &v)) {
+            args_int(&a, "--samples", v, 1, 4096, &samples);
+        } else if (args_opt(&a, "--ctx", NULL, &v)) {
+            args_int(&a, "--ctx", v, 2, 1ll << 24, &ctx);
         } else if (args_opt(&a, "--ignore-eos", NULL, NULL)) {
             ignore_eos = 1;
+        } else if (args_opt(&a, "--no-bos", NULL, NULL)) {
+            no_bos = 1;
         } else if (!common_opt(&a, &o)) {
             positional(&a, &o);
         }
     }
-    if (!a.bad && (!o.dir || !o.ids)) {
-        fprintf(stderr, "lemma generate: needs MODEL_DIR and --ids\n");
+    if (!a.bad && (!o.dir || (!o.ids == !prompt))) {
+        fprintf(stderr, "lemma generate: needs MODEL_DIR and one of --ids or -p\n");
+        a.bad = 1;
+    }
+    if (!a.bad && prompt && !*prompt) {
+        fprintf(stderr, "lemma generate: empty prompt\n");
         a.bad = 1;
     }
     if (a.bad) {
         free(o.ids);
         return 2;
     }
-    sp.temperature = (float)temp;
-    sp.top_k = (int)top_k;
-    sp.top_p = (float)top_p;
-    sp.min_p = (float)min_p;
-    sp.seed = (uint64_t)seed;
+    gp.max_tokens = n;
+    gp.sampling.temperature = (float)temp;
+    gp.sampling.top_k = (int)top_k;
+    gp.sampling.top_p = (float)top_p;
+    gp.sampling.min_p = (float)min_p;
+    gp.sampling.seed = (uint64_t)seed;
+    gp.stop = stops;
+    gp.nstop = nstop;
+    gp.stop_at_eos = !ignore_eos;
     lm_model *m = load_or_die("generate", o.dir);
     if (!m) {
         free(o.ids);
         return 1;
     }
-    int64_t V = m->cfg.vocab_size;
     lm_error err;
     int rc = 1;
-    float *logits = malloc((size_t)V * sizeof(float));
-    lm_sampler *smp = lm_sampler_create(V);
+    lm_tokenizer *tok = NULL;
+    lm_generator *g = NULL;
+    lm_gen_result *res = NULL;
+    lm_ids pids = {0};
     lm_pool *pool = lm_pool_create((int)o.threads);
-    lm_infer *s = lm_infer_create(m, o.attn, o.nids + (n > 0 ? n : 1), o.chunk, (int)o.threads, &err);
-    if (!s) {
-        fprintf(stderr, "lemma generate: %s\n", err.msg);
-        goto done;
-    }
-    if (!logits || !smp || !pool) {
-        fprintf(stderr, "lemma generate: out of memory\n");
-        goto done;
-    }
-    double t0 = now_s();
-    if (lm_infer_forward(s, pool, o.ids, o.nids, logits, LM_LOGITS_LAST, &err)) {
-        fprintf(stderr, "lemma generate: %s\n", err.msg);
-        goto done;
-    }
-    double t1 = now_s();
-    int64_t made = 0;
-    for (; made < n; made++) {
-        int32_t id = lm_sample(smp, logits, &sp, (uint64_t)made);
-        printf(made ? ",%d" : "%d", id);
-        fflush(stdout);
-        if (!ignore_eos && id == m->cfg.eos_token_id) {
-            made++;
-            break;
-        }
-        if (made + 1 < n && lm_infer_forward(s, pool, &id, 1, logits, LM_LOGITS_LAST, &err)) {
-            fprintf(stderr, "\nlemma generate: %s\n", err.msg);
+    if (prompt) {
+        tok = lm_tokenizer_load(tok_dir ? tok_dir : o.dir, &err);
+        if (!tok) {
+            fprintf(stderr, "lemma generate: %s\n", err.msg);
             goto done;
         }
+        int32_t bos = lm_tokenizer_bos(tok);
+        if (!no_bos && bos >= 0 && lm_ids_push(&pids, bos)) goto oom;
+        if (lm_tokenizer_encode(tok, prompt, strlen(prompt), LM_TOK_SPECIAL, &pids, &err)) {
+            fprintf(stderr, "lemma generate: %s\n", err.msg);
+            goto done;
+        }
+    } else {
+        for (int64_t i = 0; i < o.nids; i++)
+            if (lm_ids_push(&pids, o.ids[i])) goto oom;
     }
-    printf("\n");
+    if (!pids.n) {
+        fprintf(stderr, "lemma generate: the prompt encodes to no tokens\n");
+        goto done;
+    }
+    g = lm_generator_create(m, tok, pool, ctx ? ctx : (int64_t)pids.n + n + 1, o.attn, &err);
+    res = calloc((size_t)samples, sizeof *res);
+    if (!g || !res || !pool) {
+        fprintf(stderr, "lemma generate: %s\n", g ? "out of memory" : err.msg);
+        goto done;
+    }
+    int failed;
+    if (samples == 1)
+        failed = lm_generate(g, pids.ids, (int64_t)pids.n, &gp, emit_stdout, NULL, &res[0], &err);
+    else
+        failed = lm_generate_n(g, pids.ids, (int64_t)pids.n, &gp, (int)samples, res, &err);
+    if (failed) {
+        fprintf(stderr, "\nlemma generate: %s\n", err.msg);
+        goto done;
+    }
+    for (int64_t k = 0; k < samples; k++) {
+        if (samples > 1) {
+            if (tok) {
+                printf("%s--- sample %lld (seed %lld) ---\n", k ? "\n" : "", (long long)k, (long long)(seed + k));
+                fwrite(res[k].text.data, 1, res[k].text.len, stdout);
+            } else {
+                for (size_t i = 0; i < res[k].ids.n; i++) printf(i ? ",%d" : "%d", res[k].ids.ids[i]);
+            }
+        }
+        if (!tok || samples > 1) printf("\n");
+    }
+    if (tok && samples == 1) printf("\n");
     fflush(stdout);
-    double t2 = now_s();
-    fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld in %.3f s (%.1f tok/s)\n",
-            (long long)o.nids, t1 - t0, o.nids / (t1 - t0), (long long)made, t2 - t1, made > 1 ? (made - 1) / (t2 - t1) : 0.0);
+    double dec = 0;
+    int64_t made = 0;
+    for (int64_t k = 0; k < samples; k++) {
+        dec += res[k].decode_s;
+        made += (int64_t)res[k].ids.n;
+    }
+    fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld in %.3f s (%.1f tok/s); finish: %s\n",
+            (long long)res[0].prompt_tokens, res[0].prefill_s, res[0].prompt_tokens / (res[0].prefill_s + 1e-12),
+            (long long)made, dec, made / (dec + 1e-12), lm_finish_name(res[samples - 1].finish));
     rc = 0;
+    goto done;
+oom:
+    fprintf(stderr, "lemma generate: out of memory\n");
 done:
-    free(logits);
-    lm_sampler_free(smp);
-    lm_infer_free(s);
+    if (res)
+        for (int64_t k = 0; k < samples; k++) lm_gen_result_free(&res[k]);
+    free(res);
+    lm_ids_free(&pids);
+    lm_generator_free(g);
+    lm_tokenizer_free(tok);
     lm_pool_free(pool);
     lm_model_free(m);
     free(o.ids);

@@ -41,8 +41,9 @@ struct lm_infer {
     float *xe, *ye;              /* [T, D] gathered rows of one expert */
     int *e_tok;                  /* [T] tokens of one expert */
     int *e_slot;                 /* [T] their slots */
+    float *latT;                 /* latent mode: [C, S] transposed latents of the layer being run */
     float *thr;                  /* per-thread attention scratch */
-    int64_t thr_floats, thr_sc_floats;
+    int64_t thr_floats, thr_sc_floats, thr_od;
     float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
     int64_t absorb_layer_floats;
     void *block;                 /* the one allocation behind every buffer */
@@ -106,7 +107,11 @@ static void layout(lm_infer *s, planner *p) {
     if (sd < dv) sd = dv;
     if (od < dn) od = dn;
     s->thr_sc_floats = T * sd;
-    s->thr_floats = ((T * qd + T * sd + T * od) + 15) & ~(int64_t)15;
+    s->thr_od = od;
+    /* naive mode adds V^T of one head [dv, S] */
+    int64_t vt = s->mode == LM_ATTN_NAIVE ? dv * s->max_ctx : 0;
+    s->thr_floats = ((T * qd + T * sd + T * od + vt) + 15) & ~(int64_t)15;
+    if (s->mode == LM_ATTN_LATENT) s->latT = plan(p, (size_t)(C * s->max_ctx * F));
     s->thr = plan(p, (size_t)(s->nthreads * s->thr_floats * F));
     if (s->mode == LM_ATTN_LATENT) {
         s->absorb_layer_floats = H * (dn + dv) * C;
@@ -244,22 +249,6 @@ static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, fl
     }
 }
 
-/* out[T, d] = P[T, S] @ V where V rows are at v + s*stride (first d floats);
- * accumulation over s in increasing order. */
-static void weighted_sum(float *out, const float *P, int64_t T, int64_t S, int64_t pos0, const float *v,
-                         int64_t stride, int64_t d) {
-    for (int64_t t = 0; t < T; t++) {
-        float *o = out + t * d;
-        const float *p = P + t * S;
-        memset(o, 0, (size_t)d * sizeof(float));
-        int64_t n = pos0 + t + 1;
-        for (int64_t j = 0; j < n; j++) {
-            const float pj = p[j], *vr = v + j * stride;
-            for (int64_t i = 0; i < d; i++) o[i] += pj * vr[i];
-        }
-    }
-}
-
 static void attn_heads(void *ctx, int ith, int nth) {
     attn_job *job = ctx;
     lm_infer *s = job->s;
@@ -292,7 +281,9 @@ static void attn_heads(void *ctx, int ith, int nth) {
             lm_mat keys = f32_mat(kv, S, C + dr);
             lm_matmul(NULL, sc, qh, T, &keys);
             masked_softmax(sc, T, S, pos0, scale);
-            weighted_sum(oh, sc, T, S, pos0, kv, C + dr, C);
+            /* o_lat[T, C] = P[T, S] @ c[S, C], as a matmul against c^T. */
+            lm_mat lt = f32_mat(s->latT, C, S);
+            lm_matmul(NULL, oh, sc, T, &lt);
             /* out[h] = W_UV[h] @ o_lat, written straight into attn[T, H*dv]. */
             lm_mat wuv = f32_mat(uv, dv, C);
             lm_matmul(NULL, sc, oh, T, &wuv);
@@ -304,7 +295,11 @@ static void attn_heads(void *ctx, int ith, int nth) {
             lm_mat keys = f32_mat(K, S, dn + dr);
             lm_matmul(NULL, sc, qh, T, &keys);
             masked_softmax(sc, T, S, pos0, scale);
-            weighted_sum(oh, sc, T, S, pos0, V, dv, dv);
+            float *vt = oh + T * s->thr_od; /* [dv, S] */
+            for (int64_t j = 0; j < S; j++)
+                for (int64_t i = 0; i < dv; i++) vt[i * S + j] = V[j * dv + i];
+            lm_mat vm = f32_mat(vt, dv, S);
+            lm_matmul(NULL, oh, sc, T, &vm);
             for (int64_t t = 0; t < T; t++) memcpy(s->attn + t * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
         }
     }
@@ -338,6 +333,9 @@ static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t 
     float *kv = s->kv + l * s->kv_layer_floats;
     if (s->mode == LM_ATTN_LATENT) {
         memcpy(kv + pos0 * (C + dr), s->kva, (size_t)(T * (C + dr)) * sizeof(float));
+        int64_t S = pos0 + T;
+        for (int64_t j = 0; j < S; j++)
+            for (int64_t i = 0; i < C; i++) s->latT[i * S + j] = kv[j * (C + dr) + i];
     } else {
         for (int64_t t = 0; t < T; t++) memcpy(s->lat + t * C, s->kva + t * (C + dr), (size_t)C * sizeof(float));
         lm_matmul(pool, s->kvb, s->lat, T, &L->wkv_b);

@@ -1,0 +1,244 @@
+/* generate.c — the generation loop; see generate.h. */
+#include "infer/generate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct lm_generator {
+    const lm_model *m;
+    const lm_tokenizer *tok;
+    lm_pool *pool;
+    int64_t max_ctx;
+    lm_infer *state;           /* holds the prompt (and the last run) */
+    lm_infer *fork;            /* lm_generate_n: a sample's copy */
+    lm_ids cached;             /* tokens whose K/V are in state */
+    lm_sampler *sampler;
+    float *logits;             /* [V] */
+    float *prompt_logits;      /* [V] logits after the prompt (for forks) */
+    lm_attn_mode mode;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+lm_gen_params lm_gen_params_default(void) {
+    lm_gen_params p;
+    memset(&p, 0, sizeof p);
+    p.max_tokens = 256;
+    p.sampling = lm_sampling_default();
+    p.stop_at_eos = 1;
+    return p;
+}
+
+const char *lm_finish_name(lm_finish f) {
+    static const char *names[] = {"length", "eos", "stop", "context", "cancelled"};
+    return (unsigned)f < 5 ? names[f] : "?";
+}
+
+void lm_gen_result_free(lm_gen_result *r) {
+    lm_ids_free(&r->ids);
+    lm_text_free(&r->text);
+}
+
+lm_generator *lm_generator_create(const lm_model *m, const lm_tokenizer *tok, lm_pool *pool, int64_t max_ctx,
+                                  lm_attn_mode mode, lm_error *err) {
+    lm_generator *g = calloc(1, sizeof *g);
+    if (!g) {
+        lm_fail(err, "out of memory");
+        return NULL;
+    }
+    g->m = m;
+    g->tok = tok;
+    g->pool = pool;
+    g->mode = mode;
+    g->max_ctx = max_ctx;
+    int nt = pool ? lm_pool_size(pool) : 1;
+    int64_t V = m->cfg.vocab_size;
+    if (tok && lm_tokenizer_vocab_size(tok) > V) {
+        lm_fail(err, "the tokenizer has %d ids but the model's vocab_size is %lld", lm_tokenizer_vocab_size(tok),
+                (long long)V);
+        free(g);
+        return NULL;
+    }
+    g->state = lm_infer_create(m, mode, max_ctx, 256, nt, err);
+    g->sampler = lm_sampler_create(V);
+    g->logits = malloc((size_t)V * sizeof(float));
+    g->prompt_logits = malloc((size_t)V * sizeof(float));
+    if (!g->state || !g->sampler || !g->logits || !g->prompt_logits) {
+        if (g->state) lm_fail(err, "out of memory");
+        lm_generator_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void lm_generator_free(lm_generator *g) {
+    if (!g) return;
+    lm_infer_free(g->state);
+    lm_infer_free(g->fork);
+    lm_ids_free(&g->cached);
+    lm_sampler_free(g->sampler);
+    free(g->logits);
+    free(g->prompt_logits);
+    free(g);
+}
+
+int64_t lm_generator_max_ctx(const lm_generator *g) { return g->max_ctx; }
+
+int32_t lm_generator_eos(const lm_generator *g) {
+    int32_t eos = g->tok ? lm_tokenizer_eos(g->tok) : -1;
+    return eos >= 0 ? eos : (int32_t)g->m->cfg.eos_token_id;
+}
+
+/* Prefills prompt into g->state, reusing the cached prefix; leaves the
+ * logits of the last prompt token in g->prompt_logits. */
+static int prefill(lm_generator *g, const int32_t *prompt, int64_t n, lm_gen_result *res, lm_error *err) {
+    if (n < 1) return lm_fail(err, "empty prompt");
+    if (n >= g->max_ctx)
+        return lm_fail(err, "prompt of %lld tokens does not fit the context of %lld (it needs room for one more)",
+                       (long long)n, (long long)g->max_ctx);
+    int64_t keep = 0;
+    while (keep < (int64_t)g->cached.n && keep < n - 1 && g->cached.ids[keep] == prompt[keep]) keep++;
+    lm_infer_truncate(g->state, keep);
+    g->cached.n = (size_t)keep;
+    double t0 = now_s();
+    if (lm_infer_forward(g->state, g->pool, prompt + keep, n - keep, g->prompt_logits, LM_LOGITS_LAST, err)) {
+        lm_infer_reset(g->state);
+        g->cached.n = 0;
+        return -1;
+    }
+    for (int64_t i = keep; i < n; i++)
+        if (lm_ids_push(&g->cached, prompt[i])) return lm_fail(err, "out of memory");
+    res->prompt_tokens = n;
+    res->prefilled_tokens = n - keep;
+    res->prefill_s = now_s() - t0;
+    return 0;
+}
+
+/* Length of the longest suffix of text that is a proper prefix of a stop
+ * string: text that must be held back until it is known not to stop. */
+static size_t holdback(const char *text, size_t len, const lm_gen_params *p) {
+    size_t best = 0;
+    for (int i = 0; i < p->nstop; i++) {
+        size_t sl = strlen(p->stop[i]);
+        for (size_t k = sl > 1 ? sl - 1 : 0; k > best; k--)
+            if (k <= len && !memcmp(text + len - k, p->stop[i], k)) {
+                best = k;
+                break;
+            }
+    }
+    return best;
+}
+
+/* First match of any stop string in text at or after `from`; SIZE_MAX if none. */
+static size_t find_stop(const char *text, size_t len, size_t from, const lm_gen_params *p) {
+    size_t best = (size_t)-1;
+    for (int i = 0; i < p->nstop; i++) {
+        size_t sl = strlen(p->stop[i]);
+        if (!sl || sl > len) continue;
+        for (size_t at = from; at + sl <= len && at < best; at++)
+            if (!memcmp(text + at, p->stop[i], sl)) {
+                best = at;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Decodes from the current logits (in g->logits) with state s. */
+static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_gen_emit emit, void *user,
+                       lm_gen_result *res, int track_cache, lm_error *err) {
+    lm_tok_stream st;
+    if (g->tok) lm_tok_stream_init(&st, g->tok, p->skip_special ? LM_TOK_SKIP_SPECIAL : 0);
+    int32_t eos = lm_generator_eos(g);
+    size_t emitted = 0; /* bytes of res->text passed to emit */
+    double t0 = now_s();
+    res->finish = LM_FINISH_LENGTH;
+    for (int64_t step = 0; step < p->max_tokens; step++) {
+        int32_t id = lm_sample(g->sampler, g->logits, &p->sampling, (uint64_t)step);
+        if (lm_ids_push(&res->ids, id)) return lm_fail(err, "out of memory");
+        if (!g->tok && emit) { /* id mode: every generated id is output, EOS included */
+            char buf[16];
+            int k = snprintf(buf, sizeof buf, step ? ",%d" : "%d", id);
+            if (emit(user, buf, (size_t)k)) {
+                res->finish = LM_FINISH_CANCELLED;
+                break;
+            }
+        }
+        if (p->stop_at_eos && id == eos) {
+            res->finish = LM_FINISH_EOS;
+            break;
+        }
+        if (g->tok) {
+            size_t before = res->text.len;
+            if (lm_tok_stream_push(&st, id, &res->text, err)) return -1;
+            if (p->nstop && res->text.len > before) {
+                size_t maxl = 0;
+                for (int i = 0; i < p->nstop; i++) maxl = strlen(p->stop[i]) > maxl ? strlen(p->stop[i]) : maxl;
+                size_t from = before >= maxl ? before - maxl + 1 : 0;
+                size_t at = find_stop(res->text.data, res->text.len, from, p);
+                if (at != (size_t)-1) {
+                    res->text.len = at;
+                    res->text.data[at] = 0;
+                    res->finish = LM_FINISH_STOP;
+                    break;
+                }
+            }
+            size_t ready = res->text.len - holdback(res->text.data, res->text.len, p);
+            if (emit && ready > emitted) {
+                if (emit(user, res->text.data + emitted, ready - emitted)) {
+                    emitted = ready;
+                    res->finish = LM_FINISH_CANCELLED;
+                    break;
+                }
+                emitted = ready;
+            }
+        }
+        if (step + 1 == p->max_tokens) break;
+        if (lm_infer_pos(s) >= g->max_ctx) {
+            res->finish = LM_FINISH_CONTEXT;
+            break;
+        }
+        if (lm_infer_forward(s, g->pool, &id, 1, g->logits, LM_LOGITS_LAST, err)) return -1;
+        if (track_cache && lm_ids_push(&g->cached, id)) return lm_fail(err, "out of memory");
+    }
+    if (g->tok && res->finish != LM_FINISH_STOP) lm_tok_stream_finish(&st, &res->text);
+    if (emit && res->text.len > emitted && res->finish != LM_FINISH_CANCELLED)
+        emit(user, res->text.data + emitted, res->text.len - emitted);
+    res->decode_s = now_s() - t0;
+    return 0;
+}
+
+int lm_generate(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, lm_gen_emit emit,
+                void *user, lm_gen_result *res, lm_error *err) {
+    if (prefill(g, prompt, n, res, err)) return -1;
+    memcpy(g->logits, g->prompt_logits, (size_t)g->m->cfg.vocab_size * sizeof(float));
+    return decode_loop(g, g->state, p, emit, user, res, 1, err);
+}
+
+int lm_generate_n(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, int nsamples,
+                  lm_gen_result *res, lm_error *err) {
+    if (nsamples < 1) return lm_fail(err, "need at least one sample");
+    if (prefill(g, prompt, n, &res[0], err)) return -1;
+    if (!g->fork) {
+        g->fork = lm_infer_create(g->m, g->mode, g->max_ctx, 256, g->pool ? lm_pool_size(g->pool) : 1, err);
+        if (!g->fork) return -1;
+    }
+    for (int k = 0; k < nsamples; k++) {
+        lm_gen_params pk = *p;
+        pk.sampling.seed = p->sampling.seed + (uint64_t)k;
+        if (lm_infer_copy_cache(g->fork, g->state, err)) return -1;
+        memcpy(g->logits, g->prompt_logits, (size_t)g->m->cfg.vocab_size * sizeof(float));
+        if (k) {
+            res[k].prompt_tokens = n;
+            res[k].prefilled_tokens = 0;
+        }
+        if (decode_loop(g, g->fork, &pk, NULL, NULL, &res[k], 0, err)) return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,76 @@
+/* generate.h — text generation on the KV-cached forward: sampling, stop
+ * strings, EOS, streaming, prompt-prefix reuse, n samples sharing one
+ * prompt prefill.
+ *
+ *   lm_generator *g = lm_generator_create(model, tok, pool, 4096, LM_ATTN_LATENT, &err);
+ *   lm_gen_params p = lm_gen_params_default();  p.max_tokens = 256;
+ *   lm_gen_result r = {0};
+ *   lm_generate(g, prompt_ids, n, &p, print_piece, NULL, &r, &err);
+ *   ... r.text.data, r.ids, r.finish ...
+ *   lm_gen_result_free(&r); lm_generator_free(g);
+ *
+ * The generator remembers which tokens its cache holds: a prompt that
+ * extends them (the next turn of a chat) only prefills the new part.
+ * Sample k of lm_generate_n uses seed + k, so "n samples, seed s" equals n
+ * single runs with seeds s, s+1, ... */
+#ifndef LEMMA_INFER_GENERATE_H
+#define LEMMA_INFER_GENERATE_H
+
+#include <stdint.h>
+
+#include "core/threadpool.h"
+#include "infer/sample.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+typedef struct lm_gen_params {
+    int64_t max_tokens;
+    lm_sampling sampling;
+    const char *const *stop;   /* stop strings (output is cut before the first match) */
+    int nstop;
+    int stop_at_eos;           /* default 1 */
+    int skip_special;          /* drop special tokens from the text (default 0) */
+} lm_gen_params;
+
+lm_gen_params lm_gen_params_default(void);
+
+typedef enum lm_finish {
+    LM_FINISH_LENGTH = 0,      /* max_tokens reached */
+    LM_FINISH_EOS,
+    LM_FINISH_STOP,            /* a stop string matched */
+    LM_FINISH_CONTEXT,         /* the context is full */
+    LM_FINISH_CANCELLED,       /* the emit callback asked to stop */
+} lm_finish;
+const char *lm_finish_name(lm_finish f);
+
+/* Receives streamed text (complete UTF-8, never past a stop string); return
+ * non-zero to cancel. */
+typedef int (*lm_gen_emit)(void *user, const char *text, size_t len);
+
+typedef struct lm_gen_result {
+    lm_ids ids;                /* generated ids (EOS included when it ended the run) */
+    lm_text text;              /* generated text (up to a stop string) */
+    lm_finish finish;
+    int64_t prompt_tokens, prefilled_tokens;
+    double prefill_s, decode_s;
+} lm_gen_result;
+void lm_gen_result_free(lm_gen_result *r);
+
+typedef struct lm_generator lm_generator;
+
+/* tok may be NULL: then no text is produced and stop strings are ignored. */
+lm_generator *lm_generator_create(const lm_model *m, const lm_tokenizer *tok, lm_pool *pool, int64_t max_ctx,
+                                  lm_attn_mode mode, lm_error *err);
+void lm_generator_free(lm_generator *g);
+int64_t lm_generator_max_ctx(const lm_generator *g);
+int32_t lm_generator_eos(const lm_generator *g);
+
+int lm_generate(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, lm_gen_emit emit,
+                void *user, lm_gen_result *res, lm_error *err);
+
+/* nsamples continuations of one prompt; the prompt is prefilled once and its
+ * cache copied to each sample. res has nsamples entries (zeroed by caller). */
+int lm_generate_n(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, int nsamples,
+                  lm_gen_result *res, lm_error *err);
+
+#endif
