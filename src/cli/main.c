@@ -14,7 +14,8 @@ typedef struct command {
 static const command commands[] = {
     {"info", cmd_info, "MODEL_DIR: architecture, parameters, dtypes, memory"},
     {"logits", cmd_logits, "MODEL_DIR --ids 1,5,9 [--out FILE]: full forward, logits of every position"},
-    {"generate", cmd_generate, "MODEL_DIR --ids 1,5,9 -n 32: KV-cached generation"},
+    {"generate", cmd_generate, "MODEL_DIR (--ids 1,5,9 | -p TEXT) -n 32: KV-cached generation"},
+    {"chat", cmd_chat, "MODEL_DIR [--system TEXT] [--think]: interactive multi-turn chat"},
     {"init", cmd_init, "CONFIG.json --out DIR [--seed S --dtype f32|bf16|fp8]: random-weight checkpoint"},
     {"bench", cmd_bench, "MODEL_DIR [--prompt 512 --gen 128]: prefill/decode tokens/s as JSON"},
     {"tokenize", cmd_tokenize, "DIR TEXT: token ids (--pieces, --jsonl FILE, --no-special)"},
