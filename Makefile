@@ -76,9 +76,9 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-tests-bin: lemma $(TEST_BIN)
+tests-bin: $(BUILD)/lemma $(TEST_BIN)
 
-test: tests-bin
+test: lemma tests-bin
 	@LEMMA_BUILD=$(BUILD) bash tests/run.sh
 
 sanitize:
