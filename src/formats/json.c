@@ -429,3 +429,21 @@ int json_write_string(char *buf, size_t cap, size_t *pos, const char *s, size_t 
     *pos = o;
     return 0;
 }
+
+const char *json_quote(char *buf, size_t cap, const char *s, size_t len) {
+    size_t pos = 0;
+    if (json_write_string(buf, cap, &pos, s, len) == 0) return buf;
+    /* Too long: the longest prefix (on a UTF-8 boundary) that fits with "...". */
+    size_t lo = 0, hi = len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+        pos = 0;
+        if (json_write_string(buf, cap - 3, &pos, s, mid) == 0) lo = mid;
+        else hi = mid - 1;
+    }
+    while (lo > 0 && ((unsigned char)s[lo] & 0xc0) == 0x80) lo--;
+    pos = 0;
+    json_write_string(buf, cap - 3, &pos, s, lo);
+    memcpy(buf + pos - 1, "...\"", 5);
+    return buf;
+}

@@ -70,4 +70,9 @@ const char *json_type_name(json_type t);
  * cap at *pos; returns 0, or -1 when it does not fit. */
 int json_write_string(char *buf, size_t cap, size_t *pos, const char *s, size_t len);
 
+/* s as a JSON string literal for an error message: quotes, escapes (so the
+ * message stays one line whatever s holds), cut with "..." to fit cap bytes
+ * (cap >= 8). Returns buf. */
+const char *json_quote(char *buf, size_t cap, const char *s, size_t len);
+
 #endif

@@ -23,6 +23,7 @@ typedef struct st_file {
     char *path;
     void *map;
     size_t size;
+    int mapped;             /* map is ours to munmap (else the caller's bytes) */
 } st_file;
 
 struct lm_tensor_set {
@@ -114,7 +115,7 @@ size_t lm_st_total_bytes(const lm_tensor_set *set) {
 void lm_st_close(lm_tensor_set *set) {
     if (!set) return;
     for (int i = 0; i < set->nfiles; i++) {
-        if (set->files[i].map && set->files[i].size) munmap(set->files[i].map, set->files[i].size);
+        if (set->files[i].mapped) munmap(set->files[i].map, set->files[i].size);
         free(set->files[i].path);
     }
     for (int64_t i = 0; i < set->ntensors; i++) free(set->names[i]);
@@ -125,6 +126,13 @@ void lm_st_close(lm_tensor_set *set) {
     free(set);
 }
 
+/* No control characters (nor NUL): names go into one-line error messages. */
+static int printable(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20) return 0;
+    return 1;
+}
+
 typedef struct span { uint64_t begin, end; int64_t tensor; } span;
 
 static int cmp_span(const void *a, const void *b) {
@@ -133,10 +141,30 @@ static int cmp_span(const void *a, const void *b) {
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Maps path and appends its tensors to set; `only` (may be NULL) is unused
- * filtering hook for shards. */
+static int parse_file(lm_tensor_set *set, int fi, lm_error *err);
+
+/* Appends a file entry for bytes[0..size) to set; returns its index or -1.
+ * mapped: the bytes are an mmap the set now owns. */
+static int add_file(lm_tensor_set *set, const char *path, void *bytes, size_t size, int mapped, lm_error *err) {
+    st_file *nf = realloc(set->files, (size_t)(set->nfiles + 1) * sizeof *nf);
+    if (!nf) {
+        if (mapped) munmap(bytes, size);
+        return lm_fail(err, "out of memory");
+    }
+    set->files = nf;
+    int fi = set->nfiles++;
+    set->files[fi].map = bytes;
+    set->files[fi].size = size;
+    set->files[fi].mapped = mapped;
+    set->files[fi].path = strdup(path);
+    if (!set->files[fi].path) return lm_fail(err, "out of memory");
+    return fi;
+}
+
+/* Maps path and appends its tensors to set. O_NONBLOCK: a FIFO in place of
+ * a checkpoint is refused below instead of blocking the open. */
 static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat stt;
     if (fstat(fd, &stt) != 0) {
@@ -155,20 +183,17 @@ static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return lm_fail(err, "%s: mmap failed: %s", path, strerror(errno));
+    int fi = add_file(set, path, map, size, 1, err);
+    return fi < 0 ? -1 : parse_file(set, fi, err);
+}
 
-    st_file *nf = realloc(set->files, (size_t)(set->nfiles + 1) * sizeof *nf);
-    if (!nf) {
-        munmap(map, size);
-        return lm_fail(err, "out of memory");
-    }
-    set->files = nf;
-    int fi = set->nfiles++;
-    set->files[fi].map = map;
-    set->files[fi].size = size;
-    set->files[fi].path = strdup(path);
-    if (!set->files[fi].path) return lm_fail(err, "out of memory");
-
-    const unsigned char *bytes = map;
+/* Validates file fi's header and appends its tensors to set. */
+static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
+    const char *path = set->files[fi].path;
+    size_t size = set->files[fi].size;
+    const unsigned char *bytes = set->files[fi].map;
+    if (size < 8)
+        return lm_fail(err, "%s: file is %zu bytes, expected at least 8 (header length)", path, size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | bytes[i];
     if (hlen > size - 8)
@@ -195,7 +220,7 @@ static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
     for (const json_value *m = root->child; m; m = m->next) {
         if (m->key_len == 12 && !memcmp(m->key, "__metadata__", 12)) {
             if (m->type != JSON_OBJECT) {
-                rc = lm_fail(err, "%s: __metadata__ is a %s, expected an object", path, json_type_name(m->type));
+                rc = lm_fail(err, "%s: __metadata__ is a JSON %s, expected an object", path, json_type_name(m->type));
                 goto done;
             }
             continue;
@@ -204,8 +229,13 @@ static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
             rc = lm_fail(err, "%s: header byte %zu: tensor name is empty or contains NUL", path, m->offset);
             goto done;
         }
+        if (!printable(m->key, m->key_len)) {
+            rc = lm_fail(err, "%s: header byte %zu: tensor name contains a control character (expected printable UTF-8)",
+                         path, m->offset);
+            goto done;
+        }
         if (m->type != JSON_OBJECT) {
-            rc = lm_fail(err, "%s: tensor '%s': entry is a %s, expected an object", path, m->key,
+            rc = lm_fail(err, "%s: tensor '%s': entry is a JSON %s, expected an object", path, m->key,
                          json_type_name(m->type));
             goto done;
         }
@@ -218,8 +248,9 @@ static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
             goto done;
         }
         if (lm_dtype_parse(dt->str, dt->len, &t.dtype) != 0) {
-            rc = lm_fail(err, "%s: tensor '%s': unknown dtype '%s' (expected F32, F16, BF16, F8_E4M3, F64, I64, I32, I8, U8 or BOOL)",
-                         path, m->key, dt->str);
+            char q[64];
+            rc = lm_fail(err, "%s: tensor '%s': unknown dtype %s (expected F32, F16, BF16, F8_E4M3, F64, I64, I32, I8, U8 or BOOL)",
+                         path, m->key, json_quote(q, sizeof q, dt->str, dt->len));
             goto done;
         }
         const json_value *sh = json_get(m, "shape");
@@ -325,14 +356,32 @@ int lm_st_open_file(const char *path, lm_tensor_set **out, lm_error *err) {
     return 0;
 }
 
+int lm_st_open_mem(const void *bytes, size_t len, const char *name, lm_tensor_set **out, lm_error *err) {
+    lm_tensor_set *set = calloc(1, sizeof *set);
+    if (!set) return lm_fail(err, "out of memory");
+    int fi = add_file(set, name, (void *)bytes, len, 0, err);
+    if (fi < 0 || parse_file(set, fi, err) || set_build_index(set, err)) {
+        lm_st_close(set);
+        return -1;
+    }
+    *out = set;
+    return 0;
+}
+
 static int file_exists(const char *p) {
     struct stat s;
     return stat(p, &s) == 0;
 }
 
 int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK so that a FIFO is refused below instead of blocking the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
@@ -387,8 +436,16 @@ int lm_st_open_dir(const char *dir, lm_tensor_set **out, lm_error *err) {
     if (!set) { rc = lm_fail(err, "out of memory"); goto done; }
     /* Load each distinct shard once, in order of first mention. */
     for (const json_value *m = wm->child; m; m = m->next) {
-        if (m->type != JSON_STRING || !m->len || strchr(m->str, '/') || strstr(m->str, "..")) {
-            rc = lm_fail(err, "%s: weight_map['%s'] must be a plain file name", path, m->key);
+        if (m->type != JSON_STRING || !m->len || strlen(m->str) != m->len || strchr(m->str, '/') ||
+            strstr(m->str, "..")) {
+            char q[256];
+            rc = lm_fail(err, "%s: byte %zu: weight_map[%s] must be a plain file name", path, m->offset,
+                         json_quote(q, sizeof q, m->key, m->key_len));
+            goto done;
+        }
+        if (!printable(m->key, m->key_len) || !printable(m->str, m->len)) {
+            rc = lm_fail(err, "%s: byte %zu: weight_map entry contains a control character (expected printable UTF-8)",
+                         path, m->offset);
             goto done;
         }
         int seen = 0;

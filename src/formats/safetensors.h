@@ -36,6 +36,10 @@ typedef struct lm_tensor_set lm_tensor_set;
 
 /* Opens one .safetensors file. */
 int lm_st_open_file(const char *path, lm_tensor_set **out, lm_error *err);
+/* Validates a safetensors image held in memory (bytes must outlive the set;
+ * name is used in error messages). The file readers go through the same
+ * checks; the fuzzer calls this. */
+int lm_st_open_mem(const void *bytes, size_t len, const char *name, lm_tensor_set **out, lm_error *err);
 /* Opens the checkpoint of a model directory (single file or sharded). */
 int lm_st_open_dir(const char *dir, lm_tensor_set **out, lm_error *err);
 void lm_st_close(lm_tensor_set *set);

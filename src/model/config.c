@@ -20,6 +20,7 @@ typedef struct reader {
     const json_value *root;
     const char *path;
     lm_error *err;
+    const char *prefix;          /* "rope_scaling." inside that object, for messages */
 } reader;
 
 /* Reads an integer field in [lo, hi]; missing → def when has_def, else error. */
@@ -46,14 +47,14 @@ static int read_num(reader *r, const json_value *obj, const char *key, double lo
     const json_value *v = json_get(obj, key);
     if (!v || v->type == JSON_NULL) {
         if (has_def) { *out = def; return 0; }
-        return lm_fail(r->err, "%s: missing field '%s' (expected a number)", r->path, key);
+        return lm_fail(r->err, "%s: missing field '%s%s' (expected a number)", r->path, r->prefix, key);
     }
     double x;
     if (!json_as_double(v, &x))
-        return lm_fail(r->err, "%s: field '%s' at byte %zu is a %s, expected a number", r->path, key,
+        return lm_fail(r->err, "%s: field '%s%s' at byte %zu is a %s, expected a number", r->path, r->prefix, key,
                        v->offset, json_type_name(v->type));
     if (!(x >= lo && x <= hi))
-        return lm_fail(r->err, "%s: field '%s' = %g, expected %g..%g", r->path, key, x, lo, hi);
+        return lm_fail(r->err, "%s: field '%s%s' = %g, expected %g..%g", r->path, r->prefix, key, x, lo, hi);
     *out = x;
     return 0;
 }
@@ -73,6 +74,8 @@ static int read_str(reader *r, const char *key, const char *def, const char **ou
     if (v->type != JSON_STRING)
         return lm_fail(r->err, "%s: field '%s' at byte %zu is a %s, expected a string", r->path, key,
                        v->offset, json_type_name(v->type));
+    if (strlen(v->str) != v->len)
+        return lm_fail(r->err, "%s: field '%s' at byte %zu contains a NUL character", r->path, key, v->offset);
     *out = v->str;
     return 0;
 }
@@ -81,7 +84,8 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
     memset(cfg, 0, sizeof *cfg);
     json_doc *doc = json_parse(text, len, err);
     if (!doc) return lm_fail_prefix(err, "%s", path);
-    reader r = {json_root(doc), path, err};
+    reader r = {json_root(doc), path, err, ""};
+    char q[128]; /* a quoted string from the file, for messages */
     int rc = -1;
     if (r.root->type != JSON_OBJECT) {
         lm_fail(err, "%s: expected a JSON object at the top level", path);
@@ -106,8 +110,9 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
     else if (arch ? !strcmp(arch, "DeepseekV2ForCausalLM") : !strcmp(model_type, "deepseek_v2"))
         cfg->arch = LM_ARCH_DEEPSEEK_V2;
     else {
-        lm_fail(err, "%s: unsupported architecture '%s' (expected DeepseekV2ForCausalLM or DeepseekV3ForCausalLM)",
-                path, arch ? arch : model_type);
+        const char *a = arch ? arch : model_type;
+        lm_fail(err, "%s: unsupported architecture %s (expected DeepseekV2ForCausalLM or DeepseekV3ForCausalLM)",
+                path, json_quote(q, sizeof q, a, strlen(a)));
         goto done;
     }
     int v3 = cfg->arch == LM_ARCH_DEEPSEEK_V3;
@@ -117,7 +122,7 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
         read_int(&r, "intermediate_size", 1, CFG_MAX_DIM, 0, 0, &cfg->intermediate_size) ||
         read_int(&r, "num_hidden_layers", 1, 100000, 0, 0, &cfg->num_hidden_layers) ||
         read_int(&r, "num_attention_heads", 1, 65536, 0, 0, &cfg->num_attention_heads) ||
-        read_int(&r, "n_routed_experts", 0, 1 << 20, 1, 0, &cfg->n_routed_experts) ||
+        read_int(&r, "n_routed_experts", 0, 1 << 16, 1, 0, &cfg->n_routed_experts) ||
         read_int(&r, "n_shared_experts", 0, 1 << 10, 1, 0, &cfg->n_shared_experts) ||
         read_int(&r, "first_k_dense_replace", 0, 100000, 1, 0, &cfg->first_k_dense_replace) ||
         read_int(&r, "moe_layer_freq", 1, 100000, 1, 1, &cfg->moe_layer_freq) ||
@@ -136,6 +141,22 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
                 (long long)cfg->qk_rope_head_dim);
         goto done;
     }
+    /* Products the model code forms (matrix widths, cache rows); each bounded
+     * like a single dimension, so no product of them overflows 64 bits and
+     * none reaches 32 bits unnoticed. */
+    struct { const char *what; int64_t v; } prods[] = {
+        {"num_attention_heads x (qk_nope_head_dim + qk_rope_head_dim)",
+         cfg->num_attention_heads * (cfg->qk_nope_head_dim + cfg->qk_rope_head_dim)},
+        {"num_attention_heads x (qk_nope_head_dim + v_head_dim)",
+         cfg->num_attention_heads * (cfg->qk_nope_head_dim + cfg->v_head_dim)},
+        {"kv_lora_rank + qk_rope_head_dim", cfg->kv_lora_rank + cfg->qk_rope_head_dim},
+    };
+    for (size_t i = 0; i < sizeof prods / sizeof prods[0]; i++)
+        if (prods[i].v > CFG_MAX_DIM) {
+            lm_fail(err, "%s: %s = %lld, expected at most %lld", path, prods[i].what, (long long)prods[i].v,
+                    (long long)CFG_MAX_DIM);
+            goto done;
+        }
     if (cfg->n_routed_experts) {
         if (read_int(&r, "moe_intermediate_size", 1, CFG_MAX_DIM, 0, 0, &cfg->moe_intermediate_size) ||
             read_int(&r, "num_experts_per_tok", 1, cfg->n_routed_experts, 0, 0, &cfg->num_experts_per_tok) ||
@@ -155,6 +176,11 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
     } else if (read_int(&r, "moe_intermediate_size", 1, CFG_MAX_DIM, 1, 1, &cfg->moe_intermediate_size)) {
         goto done;
     }
+    if (cfg->n_shared_experts * cfg->moe_intermediate_size > CFG_MAX_DIM) {
+        lm_fail(err, "%s: n_shared_experts x moe_intermediate_size = %lld, expected at most %lld", path,
+                (long long)(cfg->n_shared_experts * cfg->moe_intermediate_size), (long long)CFG_MAX_DIM);
+        goto done;
+    }
 
     const char *topk_method, *scoring;
     if (read_str(&r, "topk_method", v3 ? "noaux_tc" : "greedy", &topk_method) ||
@@ -167,8 +193,18 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
     else if (!strcmp(topk_method, "noaux_tc"))
         cfg->topk_method = LM_TOPK_NOAUX_TC;
     else {
-        lm_fail(err, "%s: field 'topk_method' = '%s', expected greedy, group_limited_greedy or noaux_tc", path,
-                topk_method);
+        lm_fail(err, "%s: field 'topk_method' = %s, expected greedy, group_limited_greedy or noaux_tc", path,
+                json_quote(q, sizeof q, topk_method, strlen(topk_method)));
+        goto done;
+    }
+    /* Group-limited routing keeps topk_group groups of E / n_group experts;
+     * top-k must fit in them, else it would pick masked-out experts. */
+    if (cfg->n_routed_experts && cfg->topk_method != LM_TOPK_GREEDY && cfg->n_group > 1 &&
+        cfg->num_experts_per_tok > cfg->topk_group * (cfg->n_routed_experts / cfg->n_group)) {
+        lm_fail(err, "%s: num_experts_per_tok = %lld exceeds the %lld experts in topk_group = %lld of n_group = %lld groups",
+                path, (long long)cfg->num_experts_per_tok,
+                (long long)(cfg->topk_group * (cfg->n_routed_experts / cfg->n_group)), (long long)cfg->topk_group,
+                (long long)cfg->n_group);
         goto done;
     }
     if (!strcmp(scoring, "softmax"))
@@ -176,7 +212,8 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
     else if (!strcmp(scoring, "sigmoid"))
         cfg->scoring_func = LM_SCORING_SIGMOID;
     else {
-        lm_fail(err, "%s: field 'scoring_func' = '%s', expected softmax or sigmoid", path, scoring);
+        lm_fail(err, "%s: field 'scoring_func' = %s, expected softmax or sigmoid", path,
+                json_quote(q, sizeof q, scoring, strlen(scoring)));
         goto done;
     }
     if (read_bool(&r, "norm_topk_prob", 0, &cfg->norm_topk_prob) ||
@@ -187,6 +224,10 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
         goto done;
     if (!(cfg->routed_scaling_factor > 0)) {
         lm_fail(err, "%s: field 'routed_scaling_factor' must be positive", path);
+        goto done;
+    }
+    if (!(cfg->rope_theta > 1)) { /* the rope frequencies and YaRN divide by log(theta) */
+        lm_fail(err, "%s: field 'rope_theta' = %g, expected more than 1", path, cfg->rope_theta);
         goto done;
     }
 
@@ -204,6 +245,7 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
         }
         if (!strcmp(type->str, "yarn")) {
             cfg->rope_yarn = 1;
+            r.prefix = "rope_scaling.";
             double orig;
             if (read_num(&r, rs, "factor", 1.0, 1e6, 0, 0, &cfg->yarn_factor) ||
                 read_num(&r, rs, "original_max_position_embeddings", 1, 1e12, 0, 0, &orig) ||
@@ -217,8 +259,10 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
                 if (read_num(&r, rs, "mscale_all_dim", 0, 1e6, 0, 0, &cfg->yarn_mscale_all_dim)) goto done;
                 cfg->yarn_has_mscale_all_dim = 1;
             }
+            r.prefix = "";
         } else if (strcmp(type->str, "default") && strcmp(type->str, "none")) {
-            lm_fail(err, "%s: rope_scaling type '%s' is not supported (expected yarn)", path, type->str);
+            lm_fail(err, "%s: rope_scaling type %s is not supported (expected yarn)", path,
+                    json_quote(q, sizeof q, type->str, type->len));
             goto done;
         }
     }

@@ -2,6 +2,7 @@
  * shape and dtype check for each; parameter counting. */
 #include "model/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@ typedef struct binder {
     lm_model *m;
     lm_error *err;
     float *vec_next;             /* bump pointer into m->owned */
+    float *vec_end;
 } binder;
 
 static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_mat *out) {
@@ -54,7 +56,8 @@ static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_
     }
 }
 
-/* A 1-D float vector of length n, converted to F32 into the owned block. */
+/* A 1-D float vector of length n, converted to F32 into the owned block;
+ * NaN or Inf (in a norm weight or routing bias) is an error. */
 static int bind_vec(binder *b, const char *name, int64_t n, const float **out) {
     const lm_tensor *t = lm_st_find(b->m->tensors, name);
     if (!t) return lm_fail(b->err, "%s: missing tensor '%s' (expected shape [%lld])", b->m->dir, name, (long long)n);
@@ -65,13 +68,16 @@ static int bind_vec(binder *b, const char *name, int64_t n, const float **out) {
     if (t->dtype != LM_DTYPE_F32 && t->dtype != LM_DTYPE_BF16 && t->dtype != LM_DTYPE_F16)
         return lm_fail(b->err, "%s: tensor '%s' has dtype %s, expected F32, BF16 or F16",
                        lm_st_file_path(b->m->tensors, t->file), name, lm_dtype_name(t->dtype));
+    if (n > b->vec_end - b->vec_next) /* cannot happen: see lm_model_load */
+        return lm_fail(b->err, "%s: tensor '%s': more vector elements than the checkpoint holds", b->m->dir, name);
     float *dst = b->vec_next;
     b->vec_next += n;
     lm_convert_to_f32(dst, t->data, t->dtype, (size_t)n);
     for (int64_t i = 0; i < n; i++)
-        if (dst[i] != dst[i])
-            return lm_fail(b->err, "%s: tensor '%s' has NaN at element %lld", lm_st_file_path(b->m->tensors, t->file),
-                           name, (long long)i);
+        if (!isfinite(dst[i]))
+            return lm_fail(b->err, "%s: tensor '%s' has %s at element %lld, expected finite values",
+                           lm_st_file_path(b->m->tensors, t->file), name,
+                           isnan(dst[i]) ? "NaN" : dst[i] > 0 ? "inf" : "-inf", (long long)i);
     *out = dst;
     return 0;
 }
@@ -116,6 +122,12 @@ static int bind_layer(binder *b, int64_t l) {
     }
     int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size;
     if (bind_mat(b, NAME("model.layers.%lld.mlp.gate.weight", (long long)l), E, D, &L->gate)) return -1;
+    /* Allocated only now that the router [E, D] exists: E is then backed by
+     * the checkpoint, not just by config.json. */
+    L->ew1 = calloc((size_t)E * 3, sizeof(lm_mat));
+    if (!L->ew1) return lm_fail(b->err, "out of memory");
+    L->ew2 = L->ew1 + E;
+    L->ew3 = L->ew1 + 2 * E;
     if (c->topk_method == LM_TOPK_NOAUX_TC &&
         bind_vec(b, NAME("model.layers.%lld.mlp.gate.e_score_correction_bias", (long long)l), E, &L->gate_bias))
         return -1;
@@ -149,24 +161,21 @@ int lm_model_load(const char *dir, lm_model **out, lm_error *err) {
         return -1;
     }
     const lm_config *c = &m->cfg;
-    int64_t L = c->num_hidden_layers, E = c->n_routed_experts;
+    int64_t L = c->num_hidden_layers;
+    /* Every vector bound is a distinct tensor of the checkpoint, so the block
+     * never needs more floats than the checkpoint has elements: a config.json
+     * with absurd sizes cannot make us allocate more than the files hold (it
+     * fails on the first tensor that does not match instead). */
+    int64_t nvec = owned_floats(c), have = 0;
+    for (int64_t i = 0; i < lm_st_count(m->tensors); i++) have += lm_st_tensor(m->tensors, i)->numel;
+    if (nvec > have) nvec = have;
     m->layers = calloc((size_t)L, sizeof *m->layers);
-    m->owned = malloc((size_t)owned_floats(c) * sizeof(float));
+    m->owned = malloc((size_t)(nvec + 1) * sizeof(float));
     if (!m->layers || !m->owned) {
         lm_model_free(m);
         return lm_fail(err, "out of memory");
     }
-    for (int64_t l = 0; l < L && E; l++) {
-        if (!lm_config_layer_is_moe(c, l)) continue;
-        m->layers[l].ew1 = calloc((size_t)E * 3, sizeof(lm_mat));
-        if (!m->layers[l].ew1) {
-            lm_model_free(m);
-            return lm_fail(err, "out of memory");
-        }
-        m->layers[l].ew2 = m->layers[l].ew1 + E;
-        m->layers[l].ew3 = m->layers[l].ew1 + 2 * E;
-    }
-    binder b = {m, err, m->owned};
+    binder b = {m, err, m->owned, m->owned + nvec};
     int rc = bind_mat(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed);
     if (!rc) rc = bind_vec(&b, "model.norm.weight", c->hidden_size, &m->final_norm);
     if (!rc) {
