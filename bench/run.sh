@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# bench/run.sh — `make bench`: lemma's inference benchmarks beside their
+# anchors, measured in one run, printed as tables and recorded as JSON lines.
+#
+#   make bench                      # everything (about 5-8 min on 2 cores)
+#   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
+#
+# What it does:
+#  1. creates (once) random-weight checkpoints of the bench presets with
+#     `lemma init --seed 1`: build/bench-models/{bench-s,bench-m}-{f32,bf16};
+#  2. bench/bench_matmul: the machine's peak FMA rate and memory read
+#     bandwidth (the anchors) and lm_matmul GFLOP/s / GB/s against them;
+#  3. for each preset x dtype {f32, bf16} x threads {1, 2}: `lemma bench`
+#     (latent MLA cache, --prompt 512 --gen 128, reps 3 for bench-s and
+#     BENCH_REPS_M (default 3) for bench-m; medians), a short `lemma bench
+#     --attn naive` for the naive cache's bytes per token, then the anchors on
+#     the same checkpoint and thread count: PyTorch (bench/torch_forward.py,
+#     float32, expanded K/V cache; skipped visibly without python3-torch) and
+#     llama.cpp (bench/llamacpp_bench.sh when present and runnable, else the
+#     issue's reference numbers, labelled as such);
+#  4. prints the tables; every measurement is one JSON line in
+#     build/bench/results.jsonl ({"bench": ..., "preset": ..., "result": {...}}).
+#
+# Environment: LEMMA_BIN (default ./lemma), LEMMA_BUILD (build/release),
+# LEMMA_SHARED (../shared), BENCH_THREADS ("1 2"), BENCH_DTYPES ("f32 bf16"),
+# BENCH_PRESETS ("bench-s bench-m"), BENCH_REPS_S (3), BENCH_REPS_M (3),
+# BENCH_PROMPT (512), BENCH_GEN (128), BENCH_NO_TORCH=1, BENCH_NO_LLAMACPP=1,
+# BENCH_TIMEOUT (seconds per command, 600).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${LEMMA_BUILD:-build/release}
+LEMMA=${LEMMA_BIN:-./lemma}
+SHARED=${LEMMA_SHARED:-../shared}
+PRESET_DIR=$SHARED/data/bench-presets
+MODELS=build/bench-models
+OUT=build/bench
+RESULTS=$OUT/results.jsonl
+THREADS=${BENCH_THREADS:-1 2}
+DTYPES=${BENCH_DTYPES:-f32 bf16}
+PRESETS=${BENCH_PRESETS:-bench-s bench-m}
+PROMPT=${BENCH_PROMPT:-512}
+GEN=${BENCH_GEN:-128}
+REPS_S=${BENCH_REPS_S:-3}
+REPS_M=${BENCH_REPS_M:-3}
+TMO=${BENCH_TIMEOUT:-600}
+MATMUL_ARGS=""
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    PROMPT=${BENCH_PROMPT:-64} GEN=${BENCH_GEN:-16} REPS_S=1 REPS_M=1 MATMUL_ARGS=--quick
+fi
+maxth=1; for t in $THREADS; do [ "$t" -gt "$maxth" ] && maxth=$t; done
+TORCH_PY=/usr/bin/python3; [ -x "$TORCH_PY" ] || TORCH_PY=python3
+PY=python3; command -v python3 >/dev/null || PY=/usr/bin/python3
+
+die() { echo "bench: $*" >&2; exit 1; }
+[ -x "$LEMMA" ] || die "$LEMMA not found (run make first)"
+[ -d "$PRESET_DIR" ] || die "$PRESET_DIR: bench presets not found (set LEMMA_SHARED)"
+command -v "$PY" >/dev/null || die "python3 is needed to print the tables"
+mkdir -p "$OUT" "$MODELS"
+[ -f "$RESULTS" ] && mv -f "$RESULTS" "$OUT/results.prev.jsonl"
+: >"$RESULTS"
+err=$OUT/stderr.log; : >"$err"
+t_start=$(date +%s)
+
+# Appends {"bench": B, "preset": P, "dtype": D, "threads": N, "result": JSON}.
+record() { printf '{"bench":"%s","preset":"%s","dtype":"%s","threads":%s,"result":%s}\n' "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; }
+# Last line of stdout that looks like a JSON object, or empty.
+last_json() { grep -E '^\{.*\}$' | tail -n 1; }
+note() { printf '%s\n' "$*" >&2; }
+
+# ---- machine --------------------------------------------------------------
+cpu=$(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -n 1)
+ncpu=$(nproc)
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+dirty" || true)
+mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)
+machine=$(printf '{"cpu":"%s","cores":%s,"mem_gib":%s,"date":"%s","git":"%s%s","loadavg_start":"%s","prompt":%s,"gen":%s,"reps_s":%s,"reps_m":%s,"torch_blas":"%s"}' \
+    "$cpu" "$ncpu" "$mem_gib" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rev" "$dirty" "$load0" "$PROMPT" "$GEN" "$REPS_S" "$REPS_M" "$blas")
+record machine - - 0 "$machine"
+note "== lemma bench: $cpu, $ncpu cores, git $rev$dirty, load average $load0"
+note "   prompt $PROMPT, gen $GEN, reps: bench-s $REPS_S, bench-m $REPS_M; threads $THREADS; dtypes $DTYPES"
+
+# ---- checkpoints ------------------------------------------------------------
+for p in $PRESETS; do
+    [ -f "$PRESET_DIR/$p.json" ] || die "$PRESET_DIR/$p.json: preset not found"
+    for d in $DTYPES; do
+        dir=$MODELS/$p-$d
+        if [ -f "$dir/config.json" ] && [ -f "$dir/model.safetensors" ] && cmp -s "$PRESET_DIR/$p.json" "$dir/config.json"; then
+            continue
+        fi
+        note "== creating $dir (lemma init --seed 1 --dtype $d)"
+        "$LEMMA" init "$PRESET_DIR/$p.json" --out "$dir" --dtype "$d" --seed 1 --force || die "lemma init failed for $dir"
+    done
+done
+
+# ---- anchors availability -------------------------------------------------
+torch_ok=0
+if [ "${BENCH_NO_TORCH:-0}" = 1 ]; then torch_note="skipped (BENCH_NO_TORCH=1)"
+elif ! "$TORCH_PY" -c "import torch" 2>/dev/null; then torch_note="skipped: python3-torch is not installed (apt-get install python3-torch)"
+else
+    torch_ok=1
+    torch_ver=$("$TORCH_PY" -c "import torch; print(torch.__version__)" 2>/dev/null)
+    torch_note="PyTorch $torch_ver, float32, OMP_WAIT_POLICY=PASSIVE, BLAS $blas"
+    case $blas in
+        *openblas*|*blis*|*mkl*|*atlas*) ;;
+        *) torch_note="$torch_note -- WARNING: the reference BLAS, PyTorch's matmuls are ~15x slow (apt-get install libopenblas0-openmp)" ;;
+    esac
+fi
+llama_ok=0
+if [ "${BENCH_NO_LLAMACPP:-0}" = 1 ]; then llama_note="skipped (BENCH_NO_LLAMACPP=1)"
+elif [ -x bench/llamacpp_bench.sh ]; then llama_ok=1; llama_note="measured with bench/llamacpp_bench.sh"
+else llama_note="bench/llamacpp_bench.sh is absent"; fi
+record anchors - - 0 "$(printf '{"torch":"%s","llamacpp":"%s"}' "$torch_note" "$llama_note")"
+
+# ---- matmul and machine anchors ---------------------------------------------
+MATMUL=$BUILD/bench/bench_matmul
+if [ -x "$MATMUL" ]; then
+    note "== $MATMUL --threads $maxth $MATMUL_ARGS"
+    out=$(timeout "$TMO" "$MATMUL" --threads "$maxth" $MATMUL_ARGS 2>>"$err")
+    printf '%s\n' "$out" | grep -v '^{' >&2
+    j=$(printf '%s\n' "$out" | last_json)
+    [ -n "$j" ] && record matmul - - "$maxth" "$j" || note "bench_matmul printed no JSON"
+else
+    note "== $MATMUL not built: no matmul GFLOP/s and no machine anchors in this run"
+fi
+
+# ---- models -----------------------------------------------------------------
+for p in $PRESETS; do
+    reps=$REPS_S; [ "$p" = bench-m ] && reps=$REPS_M
+    for d in $DTYPES; do
+        dir=$MODELS/$p-$d
+        for t in $THREADS; do
+            note "== $p $d, $t thread(s)"
+            j=$(timeout "$TMO" "$LEMMA" bench "$dir" --prompt "$PROMPT" --gen "$GEN" --reps "$reps" --threads "$t" 2>>"$err" | last_json)
+            if [ -n "$j" ]; then record lemma "$p" "$d" "$t" "$j"; note "   lemma   $j"
+            else note "   lemma bench failed (see $err)"; fi
+            j=$(timeout "$TMO" "$LEMMA" bench "$dir" --attn naive --prompt 16 --gen 4 --reps 1 --threads "$t" 2>>"$err" | last_json)
+            [ -n "$j" ] && record lemma_naive "$p" "$d" "$t" "$j"
+            if [ $torch_ok = 1 ]; then
+                j=$(OMP_WAIT_POLICY=PASSIVE timeout "$TMO" "$TORCH_PY" bench/torch_forward.py "$dir" --threads "$t" \
+                    --prompt "$PROMPT" --gen "$GEN" --reps "$reps" 2>>"$err" | last_json)
+                if [ -n "$j" ]; then record torch "$p" "$d" "$t" "$j"; note "   torch   $j"
+                else note "   torch_forward.py failed (see $err)"; fi
+            fi
+            if [ $llama_ok = 1 ]; then
+                j=$(timeout "$TMO" bench/llamacpp_bench.sh "$dir" --threads "$t" --prompt "$PROMPT" --gen "$GEN" --reps "$reps" 2>>"$err")
+                rc=$?
+                j=$(printf '%s\n' "$j" | last_json)
+                if [ -n "$j" ]; then record llamacpp "$p" "$d" "$t" "$j"; note "   llama   $j"
+                else
+                    note "   llamacpp_bench.sh failed (exit $rc; see $err)"
+                    if [ $rc = 3 ]; then llama_ok=0; llama_note="bench/llamacpp_bench.sh reports llama.cpp unavailable (exit 3)"; fi
+                fi
+            fi
+        done
+    done
+done
+record anchors_end - - 0 "$(printf '{"torch":"%s","llamacpp":"%s","loadavg_end":"%s","seconds":%s}' \
+    "$torch_note" "$llama_note" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(( $(date +%s) - t_start ))")"
+
+# ---- tables -----------------------------------------------------------------
+"$PY" - "$RESULTS" <<'PYEOF'
+import json, sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def find(bench, preset="-", dtype="-", threads=None):
+    for r in rows:
+        if r["bench"] == bench and r["preset"] == preset and r["dtype"] == dtype and \
+                (threads is None or r["threads"] == threads):
+            return r["result"]
+    return None
+
+machine = find("machine")
+end = find("anchors_end") or find("anchors") or {}
+mm = find("matmul") or {}
+# Reference numbers quoted in issue 2 (llama.cpp v0.4.0 via node-llama-cpp@3.21.1, F32).
+LLAMA_REF = {("bench-m", 1): (1018, 193), ("bench-m", 2): (1724, 291),
+             ("bench-s", 1): (8314, 1810), ("bench-s", 2): (10973, 2151)}
+
+def peak(t):
+    v = [mm.get("peak_fma_avx512_%dt" % t), mm.get("peak_fma_avx2_%dt" % t)]
+    v = [x for x in v if x]
+    return max(v) if v else None
+
+def fmt(v, nd=0):
+    if v is None:
+        return "-"
+    return ("{:,.%df}" % nd).format(v)
+
+def pct(a, b):
+    return "%.0f%%" % (100.0 * a / b) if a and b else "-"
+
+def ratio(a, b):
+    return "%.2f" % (a / b) if a and b else "-"
+
+print()
+print("lemma bench — %s, %d cores, %s, git %s, load average %s at start, %s at end, %ss" % (
+    machine["cpu"], machine["cores"], machine["date"], machine["git"], machine["loadavg_start"],
+    end.get("loadavg_end", "?"), end.get("seconds", "?")))
+print("prompt %d tokens, decode %d tokens, medians of %d (bench-s) / %d (bench-m) reps; latent MLA cache" % (
+    machine["prompt"], machine["gen"], machine["reps_s"], machine["reps_m"]))
+print()
+hdr = ("preset", "dtype", "thr", "prefill tok/s", "decode tok/s", "decode GB/s", "% of mem",
+       "peak RSS MiB", "KV B/tok latent", "KV B/tok naive")
+lines = []
+for r in rows:
+    if r["bench"] != "lemma":
+        continue
+    p, d, t, x = r["preset"], r["dtype"], r["threads"], r["result"]
+    nv = find("lemma_naive", p, d, t) or {}
+    mem = mm.get("mem_read_%dt" % t)
+    lines.append((p, d.upper(), str(t), fmt(x["prefill_tok_s"]), fmt(x["decode_tok_s"]),
+                  fmt(x["decode_weight_gb_s"], 2), pct(x["decode_weight_gb_s"], mem),
+                  fmt(x["peak_rss_mib"], 1), fmt(x["kv_bytes_per_token"]), fmt(nv.get("kv_bytes_per_token"))))
+
+def table(hdr, lines, nleft=3):
+    w = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(hdr)]
+    print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |")
+    print("|" + "|".join("-" * (w[i] + 2) for i in range(len(hdr))) + "|")
+    for l in lines:
+        print("| " + " | ".join(c.rjust(w[i]) if i >= nleft else c.ljust(w[i]) for i, c in enumerate(l)) + " |")
+    print()
+
+table(hdr, lines)
+print("decode GB/s = bytes of weights one token reads (routed experts at top-k/E) x decode tok/s;")
+print("% of mem = against mem_read_Nt, the memory read bandwidth bench_matmul measured in this run.")
+print()
+
+# anchors
+hdr = ("preset", "dtype", "thr", "lemma pp", "lemma tg", "torch pp", "torch tg", "lemma/torch pp",
+       "lemma/torch tg", "llama.cpp pp", "llama.cpp tg", "lemma/llama pp", "lemma/llama tg")
+lines = []
+any_ref = False
+for r in rows:
+    if r["bench"] != "lemma":
+        continue
+    p, d, t, x = r["preset"], r["dtype"], r["threads"], r["result"]
+    tr = find("torch", p, d, t) or {}
+    lr = find("llamacpp", p, d, t)
+    if lr:
+        lpp, ltg, mark = lr.get("prefill_tok_s"), lr.get("decode_tok_s"), ""
+    elif d == "f32" and (p, t) in LLAMA_REF:
+        (lpp, ltg), mark, any_ref = LLAMA_REF[(p, t)], "*", True
+    else:
+        lpp = ltg = None
+        mark = ""
+    lines.append((p, d.upper(), str(t), fmt(x["prefill_tok_s"]), fmt(x["decode_tok_s"]),
+                  fmt(tr.get("prefill_tok_s")), fmt(tr.get("decode_tok_s")),
+                  ratio(x["prefill_tok_s"], tr.get("prefill_tok_s")), ratio(x["decode_tok_s"], tr.get("decode_tok_s")),
+                  fmt(lpp) + mark, fmt(ltg) + mark, ratio(x["prefill_tok_s"], lpp) + mark,
+                  ratio(x["decode_tok_s"], ltg) + mark))
+print("Anchors (tok/s; pp = prefill of %d tokens, tg = %d decode steps; ratio > 1: lemma faster)" % (
+    machine["prompt"], machine["gen"]))
+table(hdr, lines)
+print("PyTorch:   %s" % end.get("torch", "?"))
+print("           bench/torch_forward.py: tests/ref/deepseek_ref.py modules in float32 on the same checkpoint")
+print("           (BF16 weights widened), expanded K/V cache preallocated (naive MLA), same ids and timing rules.")
+print("llama.cpp: %s" % end.get("llamacpp", "?"))
+if any_ref:
+    print("           * = reference from the issue, not measured in this run (llama.cpp v0.4.0 / node-llama-cpp")
+    print("             3.21.1, F32 weights, F16 KV cache, on this kind of machine); ratios marked * compare")
+    print("             this run with those numbers.")
+if machine["prompt"] != 512 or machine["gen"] != 128:
+    print("           (the reference numbers are for --prompt 512 --gen 128; this run used other sizes)")
+print()
+
+# matmul
+if mm:
+    hdr = ("measurement", "1 thread", "% of peak/mem", "%d threads" % 2, "% of peak/mem")
+    lines = []
+    lines.append(("peak FMA GFLOP/s (anchor)", fmt(peak(1), 1), "", fmt(peak(2), 1), ""))
+    lines.append(("memory read GB/s (anchor)", fmt(mm.get("mem_read_1t"), 1), "", fmt(mm.get("mem_read_2t"), 1), ""))
+    for dt in ("F32", "BF16", "F16", "F8_E4M3"):
+        for T in (512, 64):
+            k = "gemm_%s_T%d_%%dt" % (dt, T)
+            if mm.get(k % 1) is None:
+                continue
+            lines.append(("matmul %s T=%d GFLOP/s" % (dt, T), fmt(mm.get(k % 1), 1), pct(mm.get(k % 1), peak(1)),
+                          fmt(mm.get(k % 2), 1), pct(mm.get(k % 2), peak(2))))
+    for dt in ("F32", "BF16", "F16", "F8_E4M3"):
+        k = "matvec_%s_cold_%%dt" % dt
+        if mm.get(k % 1) is None:
+            continue
+        lines.append(("matvec %s T=1 GB/s (DRAM)" % dt, fmt(mm.get(k % 1), 1), pct(mm.get(k % 1), mm.get("mem_read_1t")),
+                      fmt(mm.get(k % 2), 1), pct(mm.get(k % 2), mm.get("mem_read_2t"))))
+    print("bench/bench_matmul (isa %s): lm_matmul K = N = 2048, measured in this run" % mm.get("isa", "?"))
+    table(hdr, lines, 1)
+else:
+    print("bench/bench_matmul: not run")
+print("results: %s" % sys.argv[1])
+PYEOF
