@@ -10,6 +10,8 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +157,47 @@ static int run_jsonl(const lm_tokenizer *tok, const char *path, int flags, int b
     return 0;
 }
 
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Encodes the text `runs` times; prints one JSON object. */
+static int run_bench(const lm_tokenizer *tok, const char *in, size_t n, int flags, int runs, double load_s) {
+    double *mbs = calloc((size_t)runs, sizeof *mbs);
+    lm_ids ids = {0};
+    lm_error err;
+    if (!mbs) return 1;
+    for (int r = 0; r < runs; r++) {
+        ids.n = 0;
+        double t0 = cpu_seconds();
+        if (lm_tokenizer_encode(tok, in, n, flags, &ids, &err)) {
+            fprintf(stderr, "lemma tokenize: %s\n", err.msg);
+            free(mbs);
+            lm_ids_free(&ids);
+            return 1;
+        }
+        double dt = cpu_seconds() - t0;
+        mbs[r] = (double)n / 1e6 / (dt > 1e-9 ? dt : 1e-9);
+    }
+    double first = mbs[0];
+    qsort(mbs, (size_t)runs, sizeof *mbs, cmp_double);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"bytes\":%zu,\"tokens\":%zu,\"runs\":%d,\"mb_s_median\":%.3f,\"mb_s_first\":%.3f,"
+           "\"load_ms\":%.1f,\"max_rss_mb\":%.1f}\n",
+           n, ids.n, runs, mbs[runs / 2], first, load_s * 1e3, (double)ru.ru_maxrss / 1024.0);
+    free(mbs);
+    lm_ids_free(&ids);
+    return 0;
+}
+
 static void tokenize_usage(FILE *f) {
     fprintf(f,
             "usage: lemma tokenize DIR_OR_TOKENIZER_JSON [TEXT] [options]\n"
@@ -166,12 +209,14 @@ static void tokenize_usage(FILE *f) {
             "  --no-special       encode added/special token text as plain text (default: match them)\n"
             "  --bos              prepend the BOS id\n"
             "  --count            print only the number of tokens\n"
+            "  --bench N          encode N times (one thread); print JSON with CPU-time MB/s (median),\n"
+            "                     tokens, load time and peak memory instead of the ids\n"
             "Output (default): the ids, comma-separated, on one line.\n");
 }
 
 int cmd_tokenize(int argc, char **argv) {
     const char *dir = NULL, *text = NULL, *file = NULL, *jsonl = NULL;
-    int pieces = 0, flags = LM_TOK_SPECIAL, bos = 0, count = 0;
+    int pieces = 0, flags = LM_TOK_SPECIAL, bos = 0, count = 0, bench = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { tokenize_usage(stdout); return 0; }
@@ -179,7 +224,10 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--no-special")) flags &= ~LM_TOK_SPECIAL;
         else if (!strcmp(a, "--bos")) bos = 1;
         else if (!strcmp(a, "--count")) count = 1;
-        else if ((!strcmp(a, "--file") || !strcmp(a, "--jsonl")) && i + 1 < argc) {
+        else if (!strcmp(a, "--bench") && i + 1 < argc) {
+            bench = atoi(argv[++i]);
+            if (bench < 1) bench = 1;
+        } else if ((!strcmp(a, "--file") || !strcmp(a, "--jsonl")) && i + 1 < argc) {
             if (a[2] == 'f') file = argv[++i];
             else jsonl = argv[++i];
         } else if (a[0] == '-' && a[1] == '-') {
@@ -198,7 +246,9 @@ int cmd_tokenize(int argc, char **argv) {
         return 2;
     }
     lm_error err;
+    double t0 = cpu_seconds();
     lm_tokenizer *tok = lm_tokenizer_load(dir, &err);
+    double load_s = cpu_seconds() - t0;
     if (!tok) {
         fprintf(stderr, "lemma tokenize: %s\n", err.msg);
         return 1;
@@ -222,6 +272,12 @@ int cmd_tokenize(int argc, char **argv) {
         n = buf.len;
     }
     lm_ids ids = {0};
+    if (bench) {
+        rc = run_bench(tok, in, n, flags, bench, load_s);
+        lm_text_free(&buf);
+        lm_tokenizer_free(tok);
+        return rc;
+    }
     if (bos && lm_tokenizer_bos(tok) >= 0) lm_ids_push(&ids, lm_tokenizer_bos(tok));
     if (lm_tokenizer_encode(tok, in, n, flags, &ids, &err)) {
         fprintf(stderr, "lemma tokenize: %s\n", err.msg);
