@@ -1,0 +1,323 @@
+/* params.c — the F32 parameter block: layout, views, init, load, save. */
+#include "train/params.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "formats/safetensors.h"
+#include "model/init.h"
+
+/* ---- layout ---- */
+
+typedef struct slot_pair {
+    float **w, **g;              /* view fields to point at the tensor */
+} slot_pair;
+
+typedef struct builder {
+    lm_params *p;
+    slot_pair *slots;            /* [n_tensors] */
+    int64_t cap;
+    lm_error *err;
+} builder;
+
+static int add(builder *b, lm_param_kind kind, int64_t rows, int64_t cols, float **ws, float **gs, const char *fmt,
+               ...) __attribute__((format(printf, 7, 8)));
+
+static int add(builder *b, lm_param_kind kind, int64_t rows, int64_t cols, float **ws, float **gs, const char *fmt,
+               ...) {
+    lm_params *p = b->p;
+    if (p->n_tensors == b->cap) {
+        int64_t cap = b->cap ? 2 * b->cap : 64;
+        lm_ptensor *t = realloc(p->t, (size_t)cap * sizeof *t);
+        if (!t) return lm_fail(b->err, "out of memory");
+        p->t = t;
+        slot_pair *s = realloc(b->slots, (size_t)cap * sizeof *s);
+        if (!s) return lm_fail(b->err, "out of memory");
+        b->slots = s;
+        b->cap = cap;
+    }
+    lm_ptensor *t = &p->t[p->n_tensors];
+    memset(t, 0, sizeof *t);
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    if (len < 0 || len >= (int)sizeof t->name) return lm_fail(b->err, "tensor name too long: '%s...'", t->name);
+    t->kind = kind;
+    t->ndim = kind == LM_PARAM_LINEAR ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = t->ndim == 2 ? cols : 0;
+    t->numel = t->ndim == 2 ? rows * cols : rows;
+    t->offset = p->n_floats;
+    t->trainable = kind != LM_PARAM_BIAS;
+    t->decay = kind == LM_PARAM_LINEAR;
+    p->n_floats += (t->numel + 15) & ~(int64_t)15;
+    if (t->trainable) p->n_trainable += t->numel;
+    b->slots[p->n_tensors].w = ws;
+    b->slots[p->n_tensors].g = gs;
+    p->n_tensors++;
+    return 0;
+}
+
+#define BOTH(field) &p->W.field, &p->G.field
+
+static int build_layer(builder *b, int64_t l) {
+    lm_params *p = b->p;
+    const lm_config *c = &p->cfg;
+    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
+            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank;
+    long long L = (long long)l;
+    const char *pre = "model.layers.";
+    p->W.layers[l].is_moe = p->G.layers[l].is_moe = lm_config_layer_is_moe(c, l);
+    if (add(b, LM_PARAM_NORM, D, 0, BOTH(layers[l].attn_norm), "%s%lld.input_layernorm.weight", pre, L) ||
+        add(b, LM_PARAM_NORM, D, 0, BOTH(layers[l].ffn_norm), "%s%lld.post_attention_layernorm.weight", pre, L))
+        return -1;
+    if (Q == 0) {
+        if (add(b, LM_PARAM_LINEAR, H * (dn + dr), D, BOTH(layers[l].wq), "%s%lld.self_attn.q_proj.weight", pre, L))
+            return -1;
+    } else if (add(b, LM_PARAM_LINEAR, Q, D, BOTH(layers[l].wq_a), "%s%lld.self_attn.q_a_proj.weight", pre, L) ||
+               add(b, LM_PARAM_NORM, Q, 0, BOTH(layers[l].q_norm), "%s%lld.self_attn.q_a_layernorm.weight", pre, L) ||
+               add(b, LM_PARAM_LINEAR, H * (dn + dr), Q, BOTH(layers[l].wq_b), "%s%lld.self_attn.q_b_proj.weight",
+                   pre, L)) {
+        return -1;
+    }
+    if (add(b, LM_PARAM_LINEAR, C + dr, D, BOTH(layers[l].wkv_a), "%s%lld.self_attn.kv_a_proj_with_mqa.weight", pre,
+            L) ||
+        add(b, LM_PARAM_NORM, C, 0, BOTH(layers[l].kv_norm), "%s%lld.self_attn.kv_a_layernorm.weight", pre, L) ||
+        add(b, LM_PARAM_LINEAR, H * (dn + dv), C, BOTH(layers[l].wkv_b), "%s%lld.self_attn.kv_b_proj.weight", pre,
+            L) ||
+        add(b, LM_PARAM_LINEAR, D, H * dv, BOTH(layers[l].wo), "%s%lld.self_attn.o_proj.weight", pre, L))
+        return -1;
+    if (!lm_config_layer_is_moe(c, l)) {
+        int64_t I = c->intermediate_size;
+        return add(b, LM_PARAM_LINEAR, I, D, BOTH(layers[l].w1), "%s%lld.mlp.gate_proj.weight", pre, L) ||
+                       add(b, LM_PARAM_LINEAR, I, D, BOTH(layers[l].w3), "%s%lld.mlp.up_proj.weight", pre, L) ||
+                       add(b, LM_PARAM_LINEAR, D, I, BOTH(layers[l].w2), "%s%lld.mlp.down_proj.weight", pre, L)
+                   ? -1
+                   : 0;
+    }
+    int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size;
+    if (add(b, LM_PARAM_LINEAR, E, D, BOTH(layers[l].gate), "%s%lld.mlp.gate.weight", pre, L)) return -1;
+    if (c->topk_method == LM_TOPK_NOAUX_TC &&
+        add(b, LM_PARAM_BIAS, E, 0, &p->W.layers[l].gate_bias, NULL, "%s%lld.mlp.gate.e_score_correction_bias", pre,
+            L))
+        return -1;
+    for (int64_t e = 0; e < E; e++) {
+        long long X = (long long)e;
+        if (add(b, LM_PARAM_LINEAR, Im, D, BOTH(layers[l].ew1[e]), "%s%lld.mlp.experts.%lld.gate_proj.weight", pre, L,
+                X) ||
+            add(b, LM_PARAM_LINEAR, Im, D, BOTH(layers[l].ew3[e]), "%s%lld.mlp.experts.%lld.up_proj.weight", pre, L,
+                X) ||
+            add(b, LM_PARAM_LINEAR, D, Im, BOTH(layers[l].ew2[e]), "%s%lld.mlp.experts.%lld.down_proj.weight", pre, L,
+                X))
+            return -1;
+    }
+    if (c->n_shared_experts > 0) {
+        int64_t Is = Im * c->n_shared_experts;
+        if (add(b, LM_PARAM_LINEAR, Is, D, BOTH(layers[l].sw1), "%s%lld.mlp.shared_experts.gate_proj.weight", pre,
+                L) ||
+            add(b, LM_PARAM_LINEAR, Is, D, BOTH(layers[l].sw3), "%s%lld.mlp.shared_experts.up_proj.weight", pre, L) ||
+            add(b, LM_PARAM_LINEAR, D, Is, BOTH(layers[l].sw2), "%s%lld.mlp.shared_experts.down_proj.weight", pre, L))
+            return -1;
+    }
+    return 0;
+}
+
+/* Layer arrays of both views and, for MoE layers, their expert pointer
+ * arrays, in one allocation. */
+static int alloc_views(lm_params *p, lm_error *err) {
+    const lm_config *c = &p->cfg;
+    int64_t L = c->num_hidden_layers, E = c->n_routed_experts, nmoe = 0;
+    for (int64_t l = 0; l < L; l++) nmoe += lm_config_layer_is_moe(c, l);
+    size_t bytes = 2 * (size_t)L * sizeof(lm_tlayer) + 2 * 3 * (size_t)(nmoe * E) * sizeof(float *);
+    p->ptrs = calloc(1, bytes ? bytes : 1);
+    if (!p->ptrs) return lm_fail(err, "out of memory");
+    p->W.layers = p->ptrs;
+    p->G.layers = p->W.layers + L;
+    float **e = (float **)(p->G.layers + L);
+    for (int64_t l = 0; l < L; l++) {
+        if (!lm_config_layer_is_moe(c, l)) continue;
+        lm_tlayer *v[2] = {&p->W.layers[l], &p->G.layers[l]};
+        for (int i = 0; i < 2; i++) {
+            v[i]->ew1 = e;
+            v[i]->ew3 = e + E;
+            v[i]->ew2 = e + 2 * E;
+            e += 3 * E;
+        }
+    }
+    return 0;
+}
+
+int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
+    if (cfg->num_nextn_predict_layers > 0)
+        return lm_fail(err, "training of MTP layers (num_nextn_predict_layers = %lld) is not supported",
+                       (long long)cfg->num_nextn_predict_layers);
+    lm_params *p = calloc(1, sizeof *p);
+    if (!p) return lm_fail(err, "out of memory");
+    p->cfg = *cfg;
+    builder b = {p, NULL, 0, err};
+    int rc = alloc_views(p, err);
+    const lm_config *c = &p->cfg;
+    int64_t V = c->vocab_size, D = c->hidden_size;
+    if (!rc) rc = add(&b, LM_PARAM_LINEAR, V, D, BOTH(embed), "model.embed_tokens.weight");
+    for (int64_t l = 0; l < c->num_hidden_layers && !rc; l++) rc = build_layer(&b, l);
+    if (!rc) rc = add(&b, LM_PARAM_NORM, D, 0, BOTH(final_norm), "model.norm.weight");
+    if (!rc && !c->tie_word_embeddings) rc = add(&b, LM_PARAM_LINEAR, V, D, BOTH(head), "lm_head.weight");
+    if (!rc) {
+        p->block_bytes = 4 * (size_t)p->n_floats * sizeof(float);
+        p->block = mmap(NULL, p->block_bytes ? p->block_bytes : 64, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p->block == MAP_FAILED) {
+            p->block = NULL;
+            rc = lm_fail(err, "cannot allocate %.1f MiB of parameters, gradients and AdamW state",
+                         p->block_bytes / 1048576.0);
+        }
+    }
+    if (rc) {
+        free(b.slots);
+        lm_params_free(p);
+        return -1;
+    }
+    madvise(p->block, p->block_bytes, MADV_HUGEPAGE);
+    p->w = p->block;
+    p->g = p->w + p->n_floats;
+    p->m = p->g + p->n_floats;
+    p->v = p->m + p->n_floats;
+    for (int64_t i = 0; i < p->n_tensors; i++) {
+        if (b.slots[i].w) *b.slots[i].w = p->w + p->t[i].offset;
+        if (b.slots[i].g) *b.slots[i].g = p->g + p->t[i].offset;
+        if (p->t[i].kind == LM_PARAM_NORM)
+            for (int64_t j = 0; j < p->t[i].numel; j++) p->w[p->t[i].offset + j] = 1.0f;
+    }
+    free(b.slots);
+    if (c->tie_word_embeddings) {
+        p->W.head = p->W.embed;
+        p->G.head = p->G.embed;
+    }
+    *out = p;
+    return 0;
+}
+
+void lm_params_free(lm_params *p) {
+    if (!p) return;
+    if (p->block) munmap(p->block, p->block_bytes);
+    free(p->ptrs);
+    free(p->t);
+    free(p);
+}
+
+const lm_ptensor *lm_params_find(const lm_params *p, const char *name) {
+    for (int64_t i = 0; i < p->n_tensors; i++)
+        if (!strcmp(p->t[i].name, name)) return &p->t[i];
+    return NULL;
+}
+
+void lm_params_zero_grad(lm_params *p) { memset(p->g, 0, (size_t)p->n_floats * sizeof(float)); }
+
+/* ---- values ---- */
+
+void lm_params_init_random(lm_params *p, uint64_t seed, double std) {
+    for (int64_t i = 0; i < p->n_tensors; i++) {
+        const lm_ptensor *t = &p->t[i];
+        lm_init_kind k = t->kind == LM_PARAM_LINEAR ? LM_INIT_NORMAL : t->kind == LM_PARAM_NORM ? LM_INIT_ONES
+                                                                                                 : LM_INIT_ZEROS;
+        lm_init_fill(t->name, k, seed, std, 0, t->numel, p->w + t->offset);
+    }
+}
+
+/* Fills dst[numel] from a stored tensor (F32/BF16/F16, or FP8 with the
+ * `<name>_scale_inv` of the set). */
+static int read_tensor(const lm_tensor_set *set, const lm_ptensor *pt, float *dst, lm_error *err) {
+    const lm_tensor *t = lm_st_find(set, pt->name);
+    if (!t) return lm_fail(err, "missing tensor '%s'", pt->name);
+    int ok = t->ndim == pt->ndim && t->shape[0] == pt->shape[0] && (pt->ndim == 1 || t->shape[1] == pt->shape[1]);
+    if (!ok)
+        return lm_fail(err, "%s: tensor '%s' has %d dims [%lld, ...], expected [%lld%s%lld]",
+                       lm_st_file_path(set, t->file), pt->name, t->ndim, (long long)(t->ndim ? t->shape[0] : 0),
+                       (long long)pt->shape[0], pt->ndim == 2 ? ", " : "", (long long)(pt->ndim == 2 ? pt->shape[1] : 0));
+    switch (t->dtype) {
+    case LM_DTYPE_F32:
+    case LM_DTYPE_BF16:
+    case LM_DTYPE_F16:
+        lm_convert_to_f32(dst, t->data, t->dtype, (size_t)pt->numel);
+        return 0;
+    case LM_DTYPE_F8_E4M3: {
+        char sname[LM_PARAM_NAME_MAX + 16];
+        snprintf(sname, sizeof sname, "%s_scale_inv", pt->name);
+        const lm_tensor *s = lm_st_find(set, sname);
+        int64_t rows = pt->shape[0], cols = pt->ndim == 2 ? pt->shape[1] : 1;
+        int64_t bc = (cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK, br = (rows + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK;
+        if (pt->ndim != 2 || !s || s->dtype != LM_DTYPE_F32 || s->ndim != 2 || s->shape[0] != br || s->shape[1] != bc)
+            return lm_fail(err, "%s: FP8 tensor '%s' needs an F32 '%s' of shape [%lld, %lld]",
+                           lm_st_file_path(set, t->file), pt->name, sname, (long long)br, (long long)bc);
+        lm_mat m = {.dtype = LM_DTYPE_F8_E4M3, .rows = rows, .cols = cols, .data = t->data, .scale_inv = s->data};
+        float *tmp = NULL;
+        if (((uintptr_t)s->data & 3) != 0) { /* unaligned scales: copy them */
+            tmp = malloc((size_t)(br * bc) * sizeof(float));
+            if (!tmp) return lm_fail(err, "out of memory");
+            memcpy(tmp, s->data, (size_t)(br * bc) * sizeof(float));
+            m.scale_inv = tmp;
+        }
+        for (int64_t r = 0; r < rows; r++) lm_mat_row(&m, r, dst + r * cols);
+        free(tmp);
+        return 0;
+    }
+    default:
+        return lm_fail(err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3",
+                       lm_st_file_path(set, t->file), pt->name, lm_dtype_name(t->dtype));
+    }
+}
+
+static int same_shapes(const lm_config *a, const lm_config *b) {
+    return a->vocab_size == b->vocab_size && a->hidden_size == b->hidden_size &&
+           a->intermediate_size == b->intermediate_size && a->moe_intermediate_size == b->moe_intermediate_size &&
+           a->num_hidden_layers == b->num_hidden_layers && a->first_k_dense_replace == b->first_k_dense_replace &&
+           a->moe_layer_freq == b->moe_layer_freq && a->num_attention_heads == b->num_attention_heads &&
+           a->n_routed_experts == b->n_routed_experts && a->n_shared_experts == b->n_shared_experts &&
+           a->q_lora_rank == b->q_lora_rank && a->kv_lora_rank == b->kv_lora_rank &&
+           a->qk_nope_head_dim == b->qk_nope_head_dim && a->qk_rope_head_dim == b->qk_rope_head_dim &&
+           a->v_head_dim == b->v_head_dim && a->tie_word_embeddings == b->tie_word_embeddings &&
+           (a->topk_method == LM_TOPK_NOAUX_TC) == (b->topk_method == LM_TOPK_NOAUX_TC);
+}
+
+static int read_set(lm_params *p, float *block, const lm_tensor_set *set, lm_error *err) {
+    for (int64_t i = 0; i < p->n_tensors; i++)
+        if (read_tensor(set, &p->t[i], block + p->t[i].offset, err)) return -1;
+    return 0;
+}
+
+int lm_params_load_model(lm_params *p, const lm_model *m, lm_error *err) {
+    if (!same_shapes(&p->cfg, &m->cfg))
+        return lm_fail(err, "%s: the checkpoint's config does not match the parameter layout", m->dir);
+    if (read_set(p, p->w, m->tensors, err)) return lm_fail_prefix(err, "%s", m->dir);
+    return 0;
+}
+
+int lm_params_read(lm_params *p, float *block, const char *path, lm_error *err) {
+    lm_tensor_set *set;
+    if (lm_st_open_file(path, &set, err)) return -1;
+    int rc = read_set(p, block, set, err);
+    lm_st_close(set);
+    if (rc) return lm_fail_prefix(err, "%s", path);
+    return 0;
+}
+
+int lm_params_save(const lm_params *p, const float *block, const char *path, const char *metadata_json,
+                   lm_error *err) {
+    lm_tensor_out *o = calloc((size_t)(p->n_tensors ? p->n_tensors : 1), sizeof *o);
+    if (!o) return lm_fail(err, "out of memory");
+    for (int64_t i = 0; i < p->n_tensors; i++) {
+        const lm_ptensor *t = &p->t[i];
+        o[i].name = t->name;
+        o[i].dtype = LM_DTYPE_F32;
+        o[i].ndim = t->ndim;
+        o[i].shape[0] = t->shape[0];
+        o[i].shape[1] = t->shape[1];
+        o[i].data = block + t->offset;
+    }
+    int rc = lm_st_write(path, o, p->n_tensors, metadata_json, err);
+    free(o);
+    return rc;
+}

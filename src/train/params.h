@@ -1,0 +1,123 @@
+/* params.h — the trainable state of a DeepSeek-V2/V3 model: every parameter,
+ * its gradient and its two AdamW moments, as F32, in one allocation.
+ *
+ *   lm_params *p;
+ *   lm_params_create(&cfg, &p, &err);              // zeros, norms = 1
+ *   lm_params_init_random(p, seed, 0.02);           // = `lemma init` of that seed
+ *   lm_params_load_model(p, model, &err);           // or copy a checkpoint in
+ *   ... train (step.h) ...
+ *   lm_params_save(p, p->w, "out/model.safetensors", &err);
+ *
+ * Layout: four arrays of n_floats floats, w (values), g (gradients), m and v
+ * (AdamW moments), each holding the tensors in the same order at the same
+ * offsets (64-byte aligned): the embedding, then layer by layer the tensors
+ * in the order of init.h's plan, then the final norm and (untied) the head.
+ * Names are the Hugging Face checkpoint names, so a saved block is a model
+ * file lm_model_load reads. A tied head has no tensor of its own: W.head and
+ * G.head point at the embedding, so head and lookup gradients add up there.
+ *
+ * mlp.gate.e_score_correction_bias is stored with the weights but is not a
+ * gradient parameter (trainable = 0): its gradient stays 0, AdamW skips it,
+ * and the MoE balance rule (step.h) moves it. Weight decay applies to the
+ * trainable 2-D tensors only (decay = 1), never to norms or biases.
+ *
+ * Left out: MTP layers (num_nextn_predict_layers) are not trained; a config
+ * that has them is refused. */
+#ifndef LEMMA_TRAIN_PARAMS_H
+#define LEMMA_TRAIN_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "model/config.h"
+#include "model/model.h"
+
+enum { LM_PARAM_NAME_MAX = 128 };
+
+typedef enum lm_param_kind {
+    LM_PARAM_LINEAR = 0,         /* a weight matrix, N(0, std) at init */
+    LM_PARAM_NORM = 1,           /* RMSNorm weight, 1 at init */
+    LM_PARAM_BIAS = 2,           /* e_score_correction_bias, 0 at init, not trained by gradient */
+} lm_param_kind;
+
+typedef struct lm_ptensor {
+    char name[LM_PARAM_NAME_MAX];
+    int ndim;                    /* 1 or 2 */
+    int64_t shape[2];            /* [rows, cols] or [n] */
+    int64_t numel;
+    int64_t offset;              /* in floats from the start of each block */
+    lm_param_kind kind;
+    int trainable;               /* has a gradient and AdamW state */
+    int decay;                   /* weight decay applies (trainable 2-D) */
+} lm_ptensor;
+
+/* One layer's tensors inside one block (w or g). Shapes: see model.h. */
+typedef struct lm_tlayer {
+    int is_moe;
+    float *attn_norm;            /* [D] */
+    float *wq;                   /* [H*(dn+dr), D]   Q == 0 */
+    float *wq_a;                 /* [Q, D]           Q > 0 */
+    float *q_norm;               /* [Q] */
+    float *wq_b;                 /* [H*(dn+dr), Q] */
+    float *wkv_a;                /* [C+dr, D] */
+    float *kv_norm;              /* [C] */
+    float *wkv_b;                /* [H*(dn+dv), C] */
+    float *wo;                   /* [D, H*dv] */
+    float *ffn_norm;             /* [D] */
+    float *w1, *w3, *w2;         /* dense gate [I, D], up [I, D], down [D, I] */
+    float *gate;                 /* router [E, D] */
+    float *gate_bias;            /* [E] correction bias (w view only; NULL in g, or without noaux_tc) */
+    float **ew1, **ew3, **ew2;   /* [E] experts: gate [Im, D], up [Im, D], down [D, Im] */
+    float *sw1, *sw3, *sw2;      /* shared: [Is, D], [Is, D], [D, Is], Is = Im * n_shared */
+} lm_tlayer;
+
+typedef struct lm_tview {
+    float *embed;                /* [V, D] */
+    float *head;                 /* [V, D]; == embed when tied */
+    float *final_norm;           /* [D] */
+    lm_tlayer *layers;           /* [L] */
+} lm_tview;
+
+typedef struct lm_params {
+    lm_config cfg;
+    lm_ptensor *t;               /* [n_tensors] */
+    int64_t n_tensors;
+    int64_t n_floats;            /* size of each of w, g, m, v (with alignment gaps, which stay 0) */
+    int64_t n_trainable;         /* trainable elements (what AdamW updates) */
+    float *w, *g, *m, *v;
+    lm_tview W, G;               /* views into w and g */
+    void *block;                 /* the one allocation */
+    size_t block_bytes;
+    void *ptrs;                  /* the layer and expert pointer arrays of both views */
+} lm_params;
+
+/* Allocates the block for a config: weights 0, norm weights 1, g/m/v 0. */
+int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err);
+void lm_params_free(lm_params *p);
+
+/* Fresh weights: exactly the values lm_model_init_random (init.h) writes for
+ * this seed and std in F32. Leaves g, m, v alone. */
+void lm_params_init_random(lm_params *p, uint64_t seed, double std);
+
+/* Copies the weights of a loaded checkpoint (any stored dtype; FP8 with its
+ * block scales) into w. The model's config must describe the same shapes. */
+int lm_params_load_model(lm_params *p, const lm_model *m, lm_error *err);
+
+/* Reads the tensors of one of the blocks (w, g, m or v) from a safetensors
+ * file written by lm_params_save: every tensor must be there, F32 or
+ * BF16/F16, with the right shape. */
+int lm_params_read(lm_params *p, float *block, const char *path, lm_error *err);
+
+/* Writes one block (p->w, p->g, p->m or p->v) as F32 tensors with the HF
+ * names to path, atomically (lm_st_write). metadata_json as in lm_st_write. */
+int lm_params_save(const lm_params *p, const float *block, const char *path, const char *metadata_json,
+                   lm_error *err);
+
+/* Tensor by HF name, or NULL. */
+const lm_ptensor *lm_params_find(const lm_params *p, const char *name);
+
+/* g = 0. */
+void lm_params_zero_grad(lm_params *p);
+
+#endif

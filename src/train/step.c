@@ -1,0 +1,345 @@
+/* step.c — the trainer: one allocation planned from the config and the
+ * micro-batch shape, and the step (step.h). */
+#include "train/step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "train/tkernels.h"
+#include "train/trainer.h"
+
+lm_train_opts lm_train_opts_default(void) {
+    lm_train_opts o = {0};
+    o.batch = 1;
+    o.adamw = (lm_adamw_opts){0.9, 0.95, 1e-8, 0.1};
+    o.clip = 1.0;
+    o.bias_gamma = 0.001;
+    return o;
+}
+
+/* ---- memory plan ---- */
+
+typedef struct planner {
+    size_t bytes;
+    unsigned char *base;
+} planner;
+
+static void *plan(planner *p, size_t bytes) {
+    size_t off = (p->bytes + 63) & ~(size_t)63;
+    p->bytes = off + bytes;
+    return p->base ? p->base + off : NULL;
+}
+
+#define PLAN_F(pl, n) ((float *)plan((pl), (size_t)(n) * sizeof(float)))
+#define PLAN_I(pl, n) ((int32_t *)plan((pl), (size_t)(n) * sizeof(int32_t)))
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+int64_t lm_train_act_floats_per_token(const lm_config *c) {
+    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
+            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, k = c->num_experts_per_tok,
+            E = c->n_routed_experts, Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
+    int64_t attn = (D + 1) + (Q ? Q + 1 : 0) + H * (dn + dr) + (C + 1) + dr + H * (dn + dv) + H + H * dv + (D + 1);
+    int64_t total = D + 1;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        total += attn;
+        if (lm_config_layer_is_moe(c, l))
+            total += 2 * Is + E + 3 * k + 2 * k * Im + k * D;
+        else
+            total += 2 * c->intermediate_size;
+    }
+    return total;
+}
+
+static void layout(lm_trainer *tr, planner *pl) {
+    const lm_config *c = &tr->p->cfg;
+    int64_t N = tr->N, T = tr->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
+            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank,
+            k = c->num_experts_per_tok, E = c->n_routed_experts, Im = c->moe_intermediate_size,
+            Is = Im * c->n_shared_experts, I = c->intermediate_size, L = c->num_hidden_layers, V = c->vocab_size,
+            dk = dn + dr;
+    tr->cos_t = PLAN_F(pl, T * (dr / 2));
+    tr->sin_t = PLAN_F(pl, T * (dr / 2));
+    tr->acts = plan(pl, (size_t)L * sizeof(tr_acts));
+    for (int64_t l = 0; l < L; l++) {
+        tr_acts a = {0};
+        int moe = lm_config_layer_is_moe(c, l);
+        a.x_in = PLAN_F(pl, N * D);
+        a.r1 = PLAN_F(pl, N);
+        if (Q) {
+            a.qa = PLAN_F(pl, N * Q);
+            a.rq = PLAN_F(pl, N);
+        }
+        a.q = PLAN_F(pl, N * H * dk);
+        a.ckv = PLAN_F(pl, N * C);
+        a.rkv = PLAN_F(pl, N);
+        a.kpe = PLAN_F(pl, N * dr);
+        a.kvb = PLAN_F(pl, N * H * (dn + dv));
+        a.lse = PLAN_F(pl, N * H);
+        a.att = PLAN_F(pl, N * H * dv);
+        a.x_mid = PLAN_F(pl, N * D);
+        a.r2 = PLAN_F(pl, N);
+        if (!moe) {
+            a.h1 = PLAN_F(pl, N * I);
+            a.h3 = PLAN_F(pl, N * I);
+        } else {
+            if (Is) {
+                a.h1 = PLAN_F(pl, N * Is);
+                a.h3 = PLAN_F(pl, N * Is);
+            }
+            a.probs = PLAN_F(pl, N * E);
+            a.ridx = PLAN_I(pl, N * k);
+            a.rw = PLAN_F(pl, N * k);
+            a.eoff = PLAN_I(pl, E + 1);
+            a.erow = PLAN_I(pl, N * k);
+            a.eh1 = PLAN_F(pl, N * k * Im);
+            a.eh3 = PLAN_F(pl, N * k * Im);
+            a.ey = PLAN_F(pl, N * k * D);
+        }
+        if (pl->base) tr->acts[l] = a;
+    }
+    tr->x_fin = PLAN_F(pl, N * D);
+    tr->r_fin = PLAN_F(pl, N);
+    tr->xn = PLAN_F(pl, N * D);
+    tr->dx = PLAN_F(pl, N * D);
+    tr->dxn = PLAN_F(pl, N * D);
+    tr->tmp = PLAN_F(pl, N * D);
+    tr->qan = PLAN_F(pl, N * (Q ? Q : 1));
+    tr->kva = PLAN_F(pl, N * (C + dr));
+    tr->cn = PLAN_F(pl, N * C);
+    tr->dq = PLAN_F(pl, N * H * dk);
+    tr->dqa = PLAN_F(pl, N * (Q ? Q : 1));
+    tr->dkvb = PLAN_F(pl, N * H * (dn + dv));
+    tr->dkpe_h = PLAN_F(pl, N * H * dr);
+    tr->datt = PLAN_F(pl, N * H * dv);
+    tr->act = PLAN_F(pl, N * tr->Imax);
+    tr->dact = PLAN_F(pl, N * tr->Imax);
+    tr->dh1 = PLAN_F(pl, N * tr->Imax);
+    tr->dh3 = PLAN_F(pl, N * tr->Imax);
+    if (E) {
+        tr->glog = PLAN_F(pl, N * E);
+        tr->ds = PLAN_F(pl, N * E);
+        tr->dw = PLAN_F(pl, N * k);
+        tr->xe = PLAN_F(pl, N * D);
+        tr->ye = PLAN_F(pl, N * D);
+        tr->dxe = PLAN_F(pl, N * D);
+        tr->efill = PLAN_I(pl, E);
+        tr->loads = plan(pl, (size_t)(tr->nmoe * E) * sizeof(int64_t));
+        tr->moe_layer = PLAN_I(pl, tr->nmoe);
+    }
+    tr->moe_slot = PLAN_I(pl, L);
+    tr->xc = PLAN_F(pl, tr->head_chunk * D);
+    tr->dxc = PLAN_F(pl, tr->head_chunk * D);
+    tr->logits = PLAN_F(pl, tr->head_chunk * V);
+    tr->hrows = PLAN_I(pl, tr->head_chunk);
+    /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
+    tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T) + 15) & ~(int64_t)15;
+    tr->thr = PLAN_F(pl, tr->nthreads * tr->thr_floats);
+    /* The Linear products' workspace: the largest of them. */
+    int64_t shapes[][2] = {{Q, D},      {H * dk, Q}, {H * dk, D}, {C + dr, D}, {H * (dn + dv), C},
+                           {D, H * dv}, {I, D},      {D, I},      {E, D},      {Im, D},
+                           {D, Im},     {Is, D},     {D, Is}};
+    int64_t ws = lm_tk_ws_floats(tr->head_chunk, V, D);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        ws = max64(ws, lm_tk_ws_floats(N, shapes[i][0], shapes[i][1]));
+    tr->ws = PLAN_F(pl, ws);
+}
+
+lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads, lm_error *err) {
+    const lm_config *c = &p->cfg;
+    if (o->seq < 1 || o->batch < 1) {
+        lm_fail(err, "training batch (%lld) and sequence length (%lld) must be positive", (long long)o->batch,
+                (long long)o->seq);
+        return NULL;
+    }
+    int64_t mb = o->micro_batch ? o->micro_batch : o->batch;
+    if (mb < 1 || mb > o->batch || o->batch % mb) {
+        lm_fail(err, "micro-batch %lld must divide the batch %lld", (long long)mb, (long long)o->batch);
+        return NULL;
+    }
+    if (o->seq > c->max_position_embeddings) {
+        lm_fail(err, "sequence length %lld exceeds max_position_embeddings %lld", (long long)o->seq,
+                (long long)c->max_position_embeddings);
+        return NULL;
+    }
+    if (!(o->clip >= 0 || o->clip < 0) || !(o->bias_gamma >= 0) || !(o->balance_alpha >= 0)) {
+        lm_fail(err, "clip, bias_gamma and balance_alpha must be numbers >= 0");
+        return NULL;
+    }
+    lm_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) {
+        lm_fail(err, "out of memory");
+        return NULL;
+    }
+    tr->p = p;
+    tr->o = *o;
+    tr->o.micro_batch = mb;
+    tr->nthreads = nthreads < 1 ? 1 : nthreads;
+    tr->Bm = mb;
+    tr->T = o->seq;
+    tr->N = mb * o->seq;
+    int64_t Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts, I = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        if (lm_config_layer_is_moe(c, l))
+            tr->nmoe++;
+        else
+            I = c->intermediate_size;
+    }
+    tr->Imax = max64(I, max64(Is, tr->nmoe ? Im : 0));
+    if (tr->Imax < 1) tr->Imax = 1;
+    int64_t hc = ((int64_t)1 << 21) / c->vocab_size;
+    tr->head_chunk = hc < 32 ? 32 : hc > tr->N ? tr->N : hc;
+    if (tr->head_chunk > tr->N) tr->head_chunk = tr->N;
+    if (lm_adamw_init(&tr->opt, p, &o->adamw, err)) {
+        free(tr);
+        return NULL;
+    }
+    planner pl = {0, NULL};
+    layout(tr, &pl);
+    tr->block_bytes = pl.bytes;
+    tr->block = mmap(NULL, tr->block_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (tr->block == MAP_FAILED) {
+        lm_fail(err, "cannot allocate %.1f MiB of training buffers", tr->block_bytes / 1048576.0);
+        lm_adamw_free(&tr->opt);
+        free(tr);
+        return NULL;
+    }
+    madvise(tr->block, tr->block_bytes, MADV_HUGEPAGE);
+    pl.bytes = 0;
+    pl.base = tr->block;
+    layout(tr, &pl);
+    /* Rope tables for positions 0..T-1: angles in double (conv. 18). */
+    int64_t half = c->qk_rope_head_dim / 2;
+    double inv_freq[half > 0 ? half : 1], af = lm_config_rope_attention_factor(c);
+    lm_config_rope_inv_freq(c, inv_freq);
+    for (int64_t t = 0; t < tr->T; t++)
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)t * inv_freq[i];
+            tr->cos_t[t * half + i] = (float)(cos(a) * af);
+            tr->sin_t[t * half + i] = (float)(sin(a) * af);
+        }
+    int64_t m = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        tr->moe_slot[l] = lm_config_layer_is_moe(c, l) ? (int32_t)m : -1;
+        if (tr->moe_slot[l] >= 0) tr->moe_layer[m++] = (int32_t)l;
+    }
+    return tr;
+}
+
+void lm_trainer_free(lm_trainer *tr) {
+    if (!tr) return;
+    if (tr->block) munmap(tr->block, tr->block_bytes);
+    lm_adamw_free(&tr->opt);
+    free(tr);
+}
+
+lm_adamw *lm_trainer_adamw(lm_trainer *tr) { return &tr->opt; }
+
+int64_t lm_trainer_bytes(const lm_trainer *tr) { return (int64_t)tr->block_bytes; }
+
+/* ---- the step ---- */
+
+static int check_batch(const lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t n,
+                       lm_error *err) {
+    int64_t V = tr->p->cfg.vocab_size;
+    if (pool && lm_pool_size(pool) > tr->nthreads)
+        return lm_fail(err, "pool has %d threads but the trainer was sized for %d", lm_pool_size(pool), tr->nthreads);
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= V)
+            return lm_fail(err, "token id %d at batch position %lld is out of range (vocab_size %lld)", ids[i],
+                           (long long)i, (long long)V);
+        if (targets && (targets[i] < -1 || targets[i] >= V))
+            return lm_fail(err, "target %d at batch position %lld is out of range (-1 or 0..%lld)", targets[i],
+                           (long long)i, (long long)V - 1);
+    }
+    return 0;
+}
+
+void lm_train_begin(lm_trainer *tr) {
+    lm_params_zero_grad(tr->p);
+    if (tr->nmoe) memset(tr->loads, 0, (size_t)(tr->nmoe * tr->p->cfg.n_routed_experts) * sizeof(int64_t));
+    tr->loss_sum = 0;
+    tr->bal_sum = 0;
+    tr->tok_count = 0;
+    tr->denom_tokens = 0;
+}
+
+int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                        int64_t denom_tokens, int64_t denom_seqs, lm_error *err) {
+    if (nseq < 1 || nseq > tr->Bm)
+        return lm_fail(err, "%lld sequences in a pass, the trainer holds 1..%lld", (long long)nseq, (long long)tr->Bm);
+    if (denom_seqs < 1) return lm_fail(err, "the sequence denominator must be positive");
+    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err)) return -1;
+    tr->denom_tokens = denom_tokens;
+    tr_forward(tr, pool, ids, nseq, denom_seqs, 1);
+    int64_t cnt = 0;
+    tr_head(tr, pool, targets, nseq, denom_tokens > 0 ? (double)denom_tokens : 1.0, 1, &tr->loss_sum, &cnt);
+    tr->tok_count += cnt;
+    tr_backward(tr, pool, ids, nseq, denom_seqs);
+    return 0;
+}
+
+void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st) {
+    lm_params *p = tr->p;
+    const lm_config *c = &p->cfg;
+    double norm = lm_adamw_grad_norm(&tr->opt, pool, p);
+    double scale = lm_adamw_clip_scale(norm, tr->o.clip);
+    lm_adamw_update(&tr->opt, pool, p, lr, scale);
+    /* MoE balance: bias_e += gamma * sign(mean load - load_e). */
+    int64_t E = c->n_routed_experts;
+    if (tr->o.bias_gamma > 0)
+        for (int64_t m = 0; m < tr->nmoe; m++) {
+            float *bias = p->W.layers[tr->moe_layer[m]].gate_bias;
+            if (!bias) continue;
+            const int64_t *load = tr->loads + m * E;
+            int64_t sum = 0;
+            for (int64_t e = 0; e < E; e++) sum += load[e];
+            for (int64_t e = 0; e < E; e++) {
+                /* load_e < sum/E  <=>  E*load_e < sum (exact in integers) */
+                int64_t d = sum - E * load[e];
+                if (d > 0) bias[e] += (float)tr->o.bias_gamma;
+                else if (d < 0) bias[e] -= (float)tr->o.bias_gamma;
+            }
+        }
+    if (!st) return;
+    memset(st, 0, sizeof *st);
+    double denom = tr->denom_tokens > 0 ? (double)tr->denom_tokens : 1.0;
+    st->loss = tr->tok_count ? tr->loss_sum / denom : 0.0;
+    st->balance_loss = tr->bal_sum;
+    st->grad_norm = norm;
+    st->clip_scale = scale;
+    st->lr = lr;
+    st->tokens = tr->tok_count;
+    st->step = tr->opt.step;
+    st->expert_load = tr->loads;
+    st->moe_layers = tr->moe_layer;
+    st->n_moe_layers = tr->nmoe;
+    st->n_experts = E;
+}
+
+int lm_train_step(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, double lr,
+                  lm_train_stats *st, lm_error *err) {
+    int64_t B = tr->o.batch, T = tr->T;
+    if (check_batch(tr, pool, ids, targets, B * T, err)) return -1;
+    int64_t denom = 0;
+    for (int64_t i = 0; i < B * T; i++) denom += targets[i] >= 0;
+    lm_train_begin(tr);
+    for (int64_t b = 0; b < B; b += tr->Bm)
+        if (lm_train_accumulate(tr, pool, ids + b * T, targets + b * T, tr->Bm, denom, B, err)) return -1;
+    lm_train_apply(tr, pool, lr, st);
+    return 0;
+}
+
+int lm_train_eval(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                  double *loss_sum, int64_t *count, lm_error *err) {
+    if (nseq < 1 || nseq > tr->Bm)
+        return lm_fail(err, "%lld sequences in a pass, the trainer holds 1..%lld", (long long)nseq, (long long)tr->Bm);
+    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err)) return -1;
+    double bal = tr->bal_sum;
+    tr_forward(tr, pool, ids, nseq, 1, 0);
+    tr->bal_sum = bal;
+    tr_head(tr, pool, targets, nseq, 1.0, 0, loss_sum, count);
+    return 0;
+}

@@ -1,0 +1,126 @@
+/* step.h — one training step of a DeepSeek-V2/V3 model on a batch of token
+ * sequences: forward, masked cross-entropy, backward, gradient clipping,
+ * AdamW, and the DeepSeek-V3 MoE load balancing.
+ *
+ *   lm_params *p;  ... create, init or load (params.h) ...
+ *   lm_train_opts o = lm_train_opts_default();
+ *   o.batch = 8; o.seq = 256; o.micro_batch = 4;  o.clip = 1.0; ...
+ *   lm_trainer *tr = lm_trainer_create(p, &o, nthreads, &err);
+ *   for (step = 0; step < n; step++) {
+ *       lm_train_stats st;
+ *       lm_train_step(tr, pool, ids, targets, lm_schedule_lr(&sched, step), &st, &err);
+ *       printf("%lld %.4f %.3g\n", st.step, st.loss, st.grad_norm);
+ *   }
+ *
+ * ids and targets are [batch, seq] int32, row-major; every row is one
+ * sequence at positions 0..seq-1 (causal attention within the row only).
+ * targets[b, t] is the id that position t should predict (usually
+ * ids[b, t+1]), or -1 to leave the position out of the loss (padding,
+ * prompts in SFT). The loss is the mean over the positions with a target,
+ * counted over the whole batch, so splitting the batch into micro-batches
+ * (gradient accumulation) gives the same gradient up to fp32 rounding.
+ *
+ * A step, in order:
+ *   1. g = 0; for each micro-batch: forward, loss, backward (g +=).
+ *   2. grad_norm = ||g|| over trainable tensors; clip scale (adamw.h).
+ *   3. AdamW update with the given lr.
+ *   4. MoE balance (DeepSeek-V3, "auxiliary-loss-free"): for each MoE layer
+ *      with a correction bias, load_e = tokens routed to expert e in this
+ *      step, mean = sum(load) / E; bias_e += gamma * sign(mean - load_e)
+ *      (under-loaded experts up, over-loaded down, exact ties unchanged).
+ * Optionally (balance_alpha > 0) the loss also has the sequence-wise balance
+ * term of DeepSeek-V3 (eq. 17-20), for every MoE layer and sequence:
+ *   f_i = E / (K T) * #{t : expert i among the chosen top-K of token t}
+ *   P_i = 1/T sum_t s'_{i,t},  s'_{i,t} = s_{i,t} / sum_j s_{j,t}
+ *   L_bal = alpha * sum_i f_i P_i
+ * (s = the unbiased sigmoid/softmax scores, f constant), summed over layers
+ * and averaged over the batch's sequences; every position of a sequence
+ * counts, masked or not. It is added to the reported balance_loss, not to
+ * loss.
+ *
+ * Determinism: every result (loss, gradients, weights) is bit-identical for
+ * any thread count: products split by output, reductions over tokens in a
+ * fixed order (tkernels.h), gradient norm in fixed chunks (adamw.h).
+ * Data-parallel training over P processes is: each runs lm_train_begin +
+ * lm_train_accumulate on its shard with the global denominators, the
+ * gradients (p->g) and expert loads are summed over processes in a fixed
+ * order, then every process runs lm_train_apply.
+ *
+ * Memory: lm_trainer_create allocates everything once (activations kept for
+ * backward for one micro-batch, scratch, optimiser chunk table); a step
+ * allocates nothing. lm_train_act_floats_per_token says what the kept
+ * activations cost; the header comment of tforward.c lists them. */
+#ifndef LEMMA_TRAIN_STEP_H
+#define LEMMA_TRAIN_STEP_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/threadpool.h"
+#include "train/adamw.h"
+#include "train/params.h"
+
+typedef struct lm_train_opts {
+    int64_t batch;               /* sequences per step (B) */
+    int64_t seq;                 /* positions per sequence (T) */
+    int64_t micro_batch;         /* sequences per forward/backward; 0 = batch; must divide batch */
+    lm_adamw_opts adamw;         /* betas, eps, weight decay */
+    double clip;                 /* max global gradient norm; <= 0: no clipping */
+    double bias_gamma;           /* MoE correction-bias step gamma; 0: off */
+    double balance_alpha;        /* sequence-wise balance loss weight alpha; 0: off */
+} lm_train_opts;
+
+/* batch 1, seq 0 (must be set), micro_batch 0, AdamW (0.9, 0.95, 1e-8,
+ * wd 0.1), clip 1.0, gamma 0.001, alpha 0. */
+lm_train_opts lm_train_opts_default(void);
+
+typedef struct lm_train_stats {
+    double loss;                 /* mean cross-entropy over positions with a target */
+    double balance_loss;         /* the alpha-weighted sequence-wise balance term (0 when off) */
+    double grad_norm;            /* global gradient norm before clipping */
+    double clip_scale;           /* factor the gradient was multiplied by (1: not clipped) */
+    double lr;
+    int64_t tokens;              /* positions with a target */
+    int64_t step;                /* optimiser steps done, this one included */
+    const int64_t *expert_load;  /* [n_moe_layers, E] tokens routed per expert in this step */
+    const int32_t *moe_layers;   /* [n_moe_layers] layer index of each row */
+    int64_t n_moe_layers, n_experts;
+} lm_train_stats;
+
+typedef struct lm_trainer lm_trainer;
+
+lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads, lm_error *err);
+void lm_trainer_free(lm_trainer *tr);
+/* The optimiser (for its step count and checkpointing m and v, which live in p). */
+lm_adamw *lm_trainer_adamw(lm_trainer *tr);
+
+/* One whole step (see above). ids, targets: [batch, seq]. Fails (changing
+ * nothing) on an id or target out of range or a pool larger than nthreads. */
+int lm_train_step(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, double lr,
+                  lm_train_stats *st, lm_error *err);
+
+/* ---- the pieces of a step, for data-parallel and custom loops ---- */
+
+/* g = 0, loads and sums = 0. */
+void lm_train_begin(lm_trainer *tr);
+/* Forward + backward of nseq sequences (nseq <= micro_batch), adding to g,
+ * loads and loss sums. The loss gradient is divided by denom_tokens (the
+ * positions with a target in the whole global batch) and the balance term
+ * by denom_seqs (its sequences). */
+int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                        int64_t denom_tokens, int64_t denom_seqs, lm_error *err);
+/* Clip, AdamW, MoE bias update; fills st (loss = loss sum / denominator of
+ * the accumulated calls). */
+void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st);
+
+/* Forward only: sum of the cross-entropy over the positions with a target of
+ * nseq <= micro_batch sequences, and their count (validation). */
+int lm_train_eval(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                  double *loss_sum, int64_t *count, lm_error *err);
+
+/* Floats of activations kept from the forward for the backward, per token
+ * (all layers), and the bytes the trainer allocated in all. */
+int64_t lm_train_act_floats_per_token(const lm_config *cfg);
+int64_t lm_trainer_bytes(const lm_trainer *tr);
+
+#endif

@@ -1,0 +1,327 @@
+/* tforward.c — the training forward over a micro-batch [B, T], keeping what
+ * the backward needs, and the head with the masked cross-entropy.
+ *
+ * It computes what model/forward.c computes (same conventions, numbered as
+ * in ../shared/docs/deepseek-conventions.md; same routing code), for B
+ * independent sequences at positions 0..T-1, without a KV cache.
+ *
+ * Kept per layer and token (floats), everything else is recomputed:
+ *   x_in D, 1/rms 1                 residual input; its norm is recomputed
+ *   qa Q, 1/rms 1 (Q > 0)           q latent before q_a_layernorm
+ *   q H(dn+dr)                      roped query
+ *   ckv C, 1/rms 1, kpe dr          latent before kv_a_layernorm, roped k_pe
+ *   kvb H(dn+dv)                    expanded k_nope | v (kv_b_proj output)
+ *   lse H                           per head and query: the softmax's
+ *                                   log-sum-exp; P is recomputed from q, k
+ *                                   (flash-attention style, no T^2 memory)
+ *   att H dv                        attention output (o_proj input)
+ *   x_mid D, 1/rms 1                residual after attention
+ *   dense: h1 I, h3 I               gate/up pre-activations (SwiGLU output
+ *                                   recomputed)
+ *   MoE: probs E, ridx k, rw k,     router scores and choice, combine weights,
+ *        erow k, eh1 k Im,          expert pre-activations and outputs per slot,
+ *        eh3 k Im, ey k D,          (the expert outputs give the combine-weight
+ *        shared h1 Is, h3 Is        gradient without recomputing them)
+ * plus x_fin D and its 1/rms once. Recomputed in the backward: the three
+ * RMSNorm outputs of each layer (x * r * w), SwiGLU outputs, attention
+ * probabilities (one Q K^T per head), the ffn-norm input of MoE gathers.
+ * lm_train_act_floats_per_token() sums this; for bench-s (D 256, 4 layers,
+ * 3 MoE) it is about 13.3k floats = 53 KB per token, for bench-m about
+ * 47 KB... see the function for the exact count.
+ *
+ * Threading: Linears through lm_matmul; attention gives each thread whole
+ * (sequence, head) pairs; row operations are cheap and run on the caller.
+ * Nothing depends on the number of threads. */
+#include <math.h>
+#include <string.h>
+
+#include "core/kernels.h"
+#include "train/tkernels.h"
+#include "train/trainer.h"
+
+/* ---- row helpers ---- */
+
+void tr_norm_rows(float *xn, float *r, const float *x, const float *w, int64_t N, int64_t d, float eps) {
+    for (int64_t n = 0; n < N; n++) r[n] = lm_tk_rmsnorm_fwd(xn + n * d, x + n * d, w, d, eps);
+}
+
+void tr_renorm_rows(float *xn, const float *r, const float *x, const float *w, int64_t N, int64_t d) {
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * d;
+        float *y = xn + n * d, rn = r[n];
+        for (int64_t i = 0; i < d; i++) y[i] = xr[i] * rn * w[i];
+    }
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_job {
+    lm_trainer *tr;
+    tr_acts *A;
+    int64_t nseq;
+} attn_job;
+
+/* Gathers head h of sequence b into contiguous Q [T, dn+dr], K [T, dn+dr],
+ * V [T, dv] (also used by the backward). */
+void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V);
+void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V) {
+    const lm_config *c = &tr->p->cfg;
+    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
+            T = tr->T, dk = dn + dr;
+    for (int64_t t = 0; t < T; t++) {
+        int64_t n = b * T + t;
+        memcpy(Q + t * dk, A->q + n * H * dk + h * dk, (size_t)dk * sizeof(float));
+        const float *kv = A->kvb + n * H * (dn + dv) + h * (dn + dv); /* conv. 8 */
+        memcpy(K + t * dk, kv, (size_t)dn * sizeof(float));
+        memcpy(K + t * dk + dn, A->kpe + n * dr, (size_t)dr * sizeof(float));
+        memcpy(V + t * dv, kv + dn, (size_t)dv * sizeof(float));
+    }
+}
+
+static void attn_fwd_task(void *ctx, int ith, int nth) {
+    attn_job *j = ctx;
+    lm_trainer *tr = j->tr;
+    const lm_config *c = &tr->p->cfg;
+    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
+            T = tr->T, dk = dn + dr;
+    float scale = (float)lm_config_softmax_scale(c); /* conv. 10 */
+    float *Q = tr->thr + ith * tr->thr_floats, *K = Q + T * dk, *V = K + T * dk, *O = V + T * dv, *S = O + T * dv;
+    int64_t p0, p1;
+    lm_split(j->nseq * H, ith, nth, 1, &p0, &p1);
+    for (int64_t pr = p0; pr < p1; pr++) {
+        int64_t b = pr / H, h = pr % H;
+        tr_attn_gather(tr, j->A, b, h, Q, K, V);
+        lm_tk_attn_fwd(Q, K, V, T, dk, dv, scale, O, j->A->lse + (b * H + h) * T, S);
+        for (int64_t t = 0; t < T; t++)
+            memcpy(j->A->att + (b * T + t) * H * dv + h * dv, O + t * dv, (size_t)dv * sizeof(float));
+    }
+}
+
+/* out[N, D] = attention(rmsnorm(x_in)) of layer l. */
+static void attn_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, float *out) {
+    const lm_config *c = &tr->p->cfg;
+    const lm_tlayer *W = &tr->p->W.layers[l];
+    tr_acts *A = &tr->acts[l];
+    int64_t N = nseq * tr->T, T = tr->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
+            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2,
+            dk = dn + dr;
+    float eps = (float)c->rms_norm_eps;
+    tr_norm_rows(tr->xn, A->r1, A->x_in, W->attn_norm, N, D, eps);
+    /* Query (conv. 6). */
+    if (Q) {
+        lm_tk_linear(pool, A->qa, tr->xn, N, W->wq_a, Q, D);
+        tr_norm_rows(tr->qan, A->rq, A->qa, W->q_norm, N, Q, eps);
+        lm_tk_linear(pool, A->q, tr->qan, N, W->wq_b, H * dk, Q);
+    } else {
+        lm_tk_linear(pool, A->q, tr->xn, N, W->wq, H * dk, D);
+    }
+    /* Latent and shared rope key (conv. 7), interleaved rope (conv. 13). */
+    lm_tk_linear(pool, tr->kva, tr->xn, N, W->wkv_a, C + dr, D);
+    for (int64_t n = 0; n < N; n++) {
+        const float *row = tr->kva + n * (C + dr), *cs = tr->cos_t + (n % T) * half, *sn = tr->sin_t + (n % T) * half;
+        memcpy(A->ckv + n * C, row, (size_t)C * sizeof(float));
+        A->rkv[n] = lm_tk_rmsnorm_fwd(tr->cn + n * C, row, W->kv_norm, C, eps);
+        memcpy(A->kpe + n * dr, row + C, (size_t)dr * sizeof(float));
+        lm_tk_rope_fwd(A->kpe + n * dr, cs, sn, dr);
+        for (int64_t h = 0; h < H; h++) lm_tk_rope_fwd(A->q + n * H * dk + h * dk + dn, cs, sn, dr);
+    }
+    lm_tk_linear(pool, A->kvb, tr->cn, N, W->wkv_b, H * (dn + dv), C);
+    attn_job job = {tr, A, nseq};
+    lm_pool_run(pool, attn_fwd_task, &job);
+    lm_tk_linear(pool, out, A->att, N, W->wo, D, H * dv);
+}
+
+/* ---- feed-forward ---- */
+
+/* out = down(silu(x W1^T) * (x W3^T)), keeping h1, h3 [N, I]. */
+static void mlp_fwd(lm_trainer *tr, lm_pool *pool, const float *x, int64_t N, const float *w1, const float *w3,
+                    const float *w2, int64_t I, float *h1, float *h3, float *out) {
+    int64_t D = tr->p->cfg.hidden_size;
+    lm_tk_linear(pool, h1, x, N, w1, I, D);
+    lm_tk_linear(pool, h3, x, N, w3, I, D);
+    lm_tk_swiglu_fwd(tr->act, h1, h3, N * I);
+    lm_tk_linear(pool, out, tr->act, N, w2, D, I);
+}
+
+/* Router of one token, exactly model/forward.c's (conv. 19-24): `scores`
+ * holds the gate logits on entry and the unbiased scores on return. */
+static void route_token(const lm_config *c, const float *bias, float *scores, int32_t *idx, float *w) {
+    int64_t E = c->n_routed_experts, k = c->num_experts_per_tok;
+    if (c->scoring_func == LM_SCORING_SOFTMAX)
+        lm_softmax(scores, E);
+    else
+        for (int64_t e = 0; e < E; e++) scores[e] = 1.0f / (1.0f + expf(-scores[e]));
+    float sel[E];
+    for (int64_t e = 0; e < E; e++) sel[e] = scores[e] + (bias && c->topk_method == LM_TOPK_NOAUX_TC ? bias[e] : 0.0f);
+    if (c->topk_method != LM_TOPK_GREEDY && c->n_group > 1) {
+        int64_t G = c->n_group, per = E / G;
+        float gscore[G];
+        for (int64_t g = 0; g < G; g++) {
+            const float *v = sel + g * per;
+            if (c->topk_method == LM_TOPK_NOAUX_TC) {
+                int top[2];
+                int n2 = per < 2 ? (int)per : 2;
+                lm_topk(v, per, n2, top);
+                gscore[g] = 0;
+                for (int i = 0; i < n2; i++) gscore[g] += v[top[i]];
+            } else {
+                float mx = v[0];
+                for (int64_t i = 1; i < per; i++) mx = v[i] > mx ? v[i] : mx;
+                gscore[g] = mx;
+            }
+        }
+        int keep[G];
+        lm_topk(gscore, G, (int)c->topk_group, keep);
+        char kept[G];
+        memset(kept, 0, (size_t)G);
+        for (int64_t i = 0; i < c->topk_group; i++) kept[keep[i]] = 1;
+        for (int64_t e = 0; e < E; e++)
+            if (!kept[e / per]) sel[e] = -INFINITY; /* conv. 22 */
+    }
+    int top[k];
+    lm_topk(sel, E, (int)k, top);
+    double sum = 0;
+    for (int64_t i = 0; i < k; i++) {
+        idx[i] = top[i];
+        w[i] = scores[top[i]]; /* unbiased (conv. 20) */
+        sum += w[i];
+    }
+    if (c->norm_topk_prob && k > 1)
+        for (int64_t i = 0; i < k; i++) w[i] = (float)(w[i] / (sum + 1e-20));
+    for (int64_t i = 0; i < k; i++) w[i] *= (float)c->routed_scaling_factor; /* conv. 24 */
+}
+
+void tr_balance_f(const lm_trainer *tr, const tr_acts *A, int64_t b, double *f) {
+    const lm_config *c = &tr->p->cfg;
+    int64_t E = c->n_routed_experts, k = c->num_experts_per_tok, T = tr->T;
+    for (int64_t e = 0; e < E; e++) f[e] = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < k; j++) f[A->ridx[(b * T + t) * k + j]] += 1;
+    for (int64_t e = 0; e < E; e++) f[e] *= (double)E / (double)(k * T);
+}
+
+/* out[N, D] = MoE(xn) of layer l (conv. 25: routed sum + unscaled shared). */
+static double moe_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs, int count_loads,
+                      float *out) {
+    const lm_config *c = &tr->p->cfg;
+    const lm_tlayer *W = &tr->p->W.layers[l];
+    tr_acts *A = &tr->acts[l];
+    int64_t N = nseq * tr->T, D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok,
+            Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
+    lm_tk_linear(pool, A->probs, tr->xn, N, W->gate, E, D);
+    for (int64_t n = 0; n < N; n++) route_token(c, W->gate_bias, A->probs + n * E, A->ridx + n * k, A->rw + n * k);
+    /* Slots grouped by expert, tokens in order within each. */
+    for (int64_t e = 0; e <= E; e++) A->eoff[e] = 0;
+    for (int64_t s = 0; s < N * k; s++) A->eoff[A->ridx[s] + 1]++;
+    for (int64_t e = 0; e < E; e++) A->eoff[e + 1] += A->eoff[e];
+    int32_t *fill = tr->efill;
+    for (int64_t e = 0; e < E; e++) fill[e] = A->eoff[e];
+    for (int64_t s = 0; s < N * k; s++) A->erow[fill[A->ridx[s]]++] = (int32_t)s;
+    if (count_loads) {
+        int64_t *load = tr->loads + tr->moe_slot[l] * E;
+        for (int64_t e = 0; e < E; e++) load[e] += A->eoff[e + 1] - A->eoff[e];
+    }
+    for (int64_t e = 0; e < E; e++) {
+        int64_t r0 = A->eoff[e], n = A->eoff[e + 1] - r0;
+        if (!n) continue;
+        for (int64_t i = 0; i < n; i++)
+            memcpy(tr->xe + i * D, tr->xn + (A->erow[r0 + i] / k) * D, (size_t)D * sizeof(float));
+        mlp_fwd(tr, pool, tr->xe, n, W->ew1[e], W->ew3[e], W->ew2[e], Im, A->eh1 + r0 * Im, A->eh3 + r0 * Im, tr->ye);
+        for (int64_t i = 0; i < n; i++)
+            memcpy(A->ey + (int64_t)A->erow[r0 + i] * D, tr->ye + i * D, (size_t)D * sizeof(float));
+    }
+    if (Is)
+        mlp_fwd(tr, pool, tr->xn, N, W->sw1, W->sw3, W->sw2, Is, A->h1, A->h3, out);
+    else
+        memset(out, 0, (size_t)(N * D) * sizeof(float));
+    for (int64_t n = 0; n < N; n++) {
+        float *o = out + n * D;
+        for (int64_t j = 0; j < k; j++) {
+            const float w = A->rw[n * k + j], *y = A->ey + (n * k + j) * D;
+            for (int64_t i = 0; i < D; i++) o[i] += w * y[i];
+        }
+    }
+    /* Sequence-wise balance term (step.h). */
+    double bal = 0;
+    if (tr->o.balance_alpha > 0) {
+        double f[E], P[E];
+        for (int64_t b = 0; b < nseq; b++) {
+            tr_balance_f(tr, A, b, f);
+            for (int64_t e = 0; e < E; e++) P[e] = 0;
+            for (int64_t t = 0; t < tr->T; t++) {
+                const float *s = A->probs + (b * tr->T + t) * E;
+                double z = 0;
+                for (int64_t e = 0; e < E; e++) z += s[e];
+                for (int64_t e = 0; e < E; e++) P[e] += s[e] / z;
+            }
+            double lb = 0;
+            for (int64_t e = 0; e < E; e++) lb += f[e] * P[e] / (double)tr->T;
+            bal += tr->o.balance_alpha * lb / (double)denom_seqs;
+        }
+    }
+    return bal;
+}
+
+/* ---- the forward ---- */
+
+void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs, int count_loads) {
+    const lm_params *p = tr->p;
+    const lm_config *c = &p->cfg;
+    int64_t N = nseq * tr->T, D = c->hidden_size, L = c->num_hidden_layers;
+    float eps = (float)c->rms_norm_eps;
+    for (int64_t n = 0; n < N; n++)
+        memcpy(tr->acts[0].x_in + n * D, p->W.embed + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
+    for (int64_t l = 0; l < L; l++) {
+        tr_acts *A = &tr->acts[l];
+        const lm_tlayer *W = &p->W.layers[l];
+        float *next = l + 1 < L ? tr->acts[l + 1].x_in : tr->x_fin;
+        attn_fwd(tr, pool, l, nseq, tr->tmp);
+        for (int64_t i = 0; i < N * D; i++) A->x_mid[i] = A->x_in[i] + tr->tmp[i];
+        tr_norm_rows(tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D, eps);
+        if (W->is_moe)
+            tr->bal_sum += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
+        else
+            mlp_fwd(tr, pool, tr->xn, N, W->w1, W->w3, W->w2, c->intermediate_size, A->h1, A->h3, tr->tmp);
+        for (int64_t i = 0; i < N * D; i++) next[i] = A->x_mid[i] + tr->tmp[i];
+    }
+}
+
+/* ---- head and loss ---- */
+
+void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
+             double *loss_sum, int64_t *count) {
+    const lm_params *p = tr->p;
+    const lm_config *c = &p->cfg;
+    int64_t N = nseq * tr->T, D = c->hidden_size, V = c->vocab_size, HC = tr->head_chunk;
+    float scale = (float)(1.0 / denom);
+    tr_norm_rows(tr->xn, tr->r_fin, tr->x_fin, p->W.final_norm, N, D, (float)c->rms_norm_eps);
+    if (grad) memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
+    double loss = 0;
+    int64_t cnt = 0;
+    for (int64_t n0 = 0; n0 < N;) {
+        /* The next HC rows that have a target. */
+        int64_t m = 0;
+        for (; n0 < N && m < HC; n0++)
+            if (targets[n0] >= 0) {
+                tr->hrows[m] = (int32_t)n0;
+                memcpy(tr->xc + m * D, tr->xn + n0 * D, (size_t)D * sizeof(float));
+                m++;
+            }
+        if (!m) break;
+        lm_tk_linear(pool, tr->logits, tr->xc, m, p->W.head, V, D);
+        for (int64_t i = 0; i < m; i++)
+            loss += lm_tk_xent(tr->logits + i * V, V, targets[tr->hrows[i]], scale, tr->logits + i * V);
+        cnt += m;
+        if (!grad) continue;
+        lm_tk_linear_dw(pool, p->G.head, tr->logits, tr->xc, m, V, D, tr->ws);
+        lm_tk_linear_dx(pool, tr->dxc, tr->logits, m, p->W.head, V, D, 0, tr->ws);
+        for (int64_t i = 0; i < m; i++)
+            memcpy(tr->dxn + (int64_t)tr->hrows[i] * D, tr->dxc + i * D, (size_t)D * sizeof(float));
+    }
+    *loss_sum += loss;
+    *count += cnt;
+    if (!grad) return;
+    for (int64_t n = 0; n < N; n++)
+        lm_tk_rmsnorm_bwd(tr->dx + n * D, tr->dxn + n * D, tr->x_fin + n * D, p->W.final_norm, tr->r_fin[n], D, 0);
+    lm_tk_rmsnorm_dw(pool, p->G.final_norm, tr->dxn, tr->x_fin, tr->r_fin, N, D);
+}

@@ -1,0 +1,266 @@
+/* tkernels.c — training kernels; see tkernels.h. Plain C: the big products
+ * go through lm_matmul (SIMD, threaded), the rest is O(N*d) or the per-head
+ * attention loops, written so the compiler can vectorise the inner loops. */
+#include "train/tkernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/kernels.h"
+
+static lm_mat f32_mat(const float *data, int64_t rows, int64_t cols) {
+    lm_mat w = {.dtype = LM_DTYPE_F32, .rows = rows, .cols = cols, .data = data, .scale_inv = NULL};
+    return w;
+}
+
+/* ---- transposes and adds ---- */
+
+typedef struct tr_job {
+    float *dst;
+    const float *src;
+    int64_t rows, cols;
+} tr_job;
+
+static void transpose_task(void *ctx, int ith, int nth) {
+    const tr_job *j = ctx;
+    int64_t c0, c1;
+    lm_split(j->cols, ith, nth, 16, &c0, &c1);
+    /* 16x16 tiles keep both sides in cache. */
+    for (int64_t cb = c0; cb < c1; cb += 16) {
+        int64_t ce = cb + 16 < c1 ? cb + 16 : c1;
+        for (int64_t rb = 0; rb < j->rows; rb += 16) {
+            int64_t re = rb + 16 < j->rows ? rb + 16 : j->rows;
+            for (int64_t c = cb; c < ce; c++)
+                for (int64_t r = rb; r < re; r++) j->dst[c * j->rows + r] = j->src[r * j->cols + c];
+        }
+    }
+}
+
+void lm_tk_transpose(lm_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols) {
+    tr_job j = {dst, src, rows, cols};
+    lm_pool_run(rows * cols < 65536 ? NULL : pool, transpose_task, &j);
+}
+
+typedef struct add_job {
+    float *y;
+    const float *x;
+    int64_t n;
+} add_job;
+
+static void add_task(void *ctx, int ith, int nth) {
+    const add_job *j = ctx;
+    int64_t i0, i1;
+    lm_split(j->n, ith, nth, 64, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) j->y[i] += j->x[i];
+}
+
+void lm_tk_add(lm_pool *pool, float *y, const float *x, int64_t n) {
+    add_job j = {y, x, n};
+    lm_pool_run(n < 65536 ? NULL : pool, add_task, &j);
+}
+
+/* ---- Linear ---- */
+
+int64_t lm_tk_ws_floats(int64_t N, int64_t out, int64_t in) {
+    int64_t dx = out * in + N * in;
+    int64_t dw = N * out + N * in + out * in;
+    return dx > dw ? dx : dw;
+}
+
+void lm_tk_linear(lm_pool *pool, float *y, const float *x, int64_t N, const float *W, int64_t out, int64_t in) {
+    lm_mat m = f32_mat(W, out, in);
+    lm_matmul(pool, y, x, N, &m);
+}
+
+void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const float *W, int64_t out, int64_t in,
+                     int accumulate, float *ws) {
+    if (N <= 0) return;
+    float *wt = ws; /* W^T [in, out] */
+    lm_tk_transpose(pool, wt, W, out, in);
+    lm_mat m = f32_mat(wt, in, out);
+    if (!accumulate) {
+        lm_matmul(pool, dx, dy, N, &m);
+        return;
+    }
+    float *tmp = ws + out * in;
+    lm_matmul(pool, tmp, dy, N, &m);
+    lm_tk_add(pool, dx, tmp, N * in);
+}
+
+void lm_tk_linear_dw(lm_pool *pool, float *dW, const float *dy, const float *x, int64_t N, int64_t out, int64_t in,
+                     float *ws) {
+    if (N <= 0) return;
+    float *dyt = ws;            /* [out, N] */
+    float *xt = dyt + out * N;  /* [in, N] */
+    float *tmp = xt + in * N;   /* [out, in] */
+    lm_tk_transpose(pool, dyt, dy, N, out);
+    lm_tk_transpose(pool, xt, x, N, in);
+    lm_mat m = f32_mat(xt, in, N);
+    lm_matmul(pool, tmp, dyt, out, &m);
+    lm_tk_add(pool, dW, tmp, out * in);
+}
+
+/* ---- RMSNorm ---- */
+
+float lm_tk_rmsnorm_fwd(float *y, const float *x, const float *w, int64_t n, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
+    return r;
+}
+
+void lm_tk_rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *w, float r, int64_t n,
+                       int accumulate) {
+    double dot = 0; /* sum of dy*w*x */
+    for (int64_t i = 0; i < n; i++) dot += (double)dy[i] * w[i] * x[i];
+    float c = (float)(dot * (double)r * r * r / (double)n);
+    if (accumulate)
+        for (int64_t i = 0; i < n; i++) dx[i] += r * dy[i] * w[i] - x[i] * c;
+    else
+        for (int64_t i = 0; i < n; i++) dx[i] = r * dy[i] * w[i] - x[i] * c;
+}
+
+typedef struct rmsdw_job {
+    float *dw;
+    const float *dy, *x, *r;
+    int64_t N, n;
+} rmsdw_job;
+
+static void rmsnorm_dw_task(void *ctx, int ith, int nth) {
+    const rmsdw_job *j = ctx;
+    int64_t i0, i1;
+    lm_split(j->n, ith, nth, 16, &i0, &i1);
+    if (i0 >= i1) return;
+    float acc[64];
+    for (int64_t b = i0; b < i1; b += 64) {
+        int64_t e = b + 64 < i1 ? b + 64 : i1;
+        for (int64_t i = b; i < e; i++) acc[i - b] = 0;
+        for (int64_t t = 0; t < j->N; t++) {
+            const float *dy = j->dy + t * j->n, *x = j->x + t * j->n;
+            float r = j->r[t];
+            for (int64_t i = b; i < e; i++) acc[i - b] += dy[i] * x[i] * r;
+        }
+        for (int64_t i = b; i < e; i++) j->dw[i] += acc[i - b];
+    }
+}
+
+void lm_tk_rmsnorm_dw(lm_pool *pool, float *dw, const float *dy, const float *x, const float *r, int64_t N,
+                      int64_t n) {
+    rmsdw_job j = {dw, dy, x, r, N, n};
+    lm_pool_run(N * n < 65536 ? NULL : pool, rmsnorm_dw_task, &j);
+}
+
+/* ---- SwiGLU ---- */
+
+void lm_tk_swiglu_fwd(float *a, const float *h1, const float *h3, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = h1[i];
+        a[i] = g / (1.0f + expf(-g)) * h3[i];
+    }
+}
+
+void lm_tk_swiglu_bwd(float *dh1, float *dh3, const float *da, const float *h1, const float *h3, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = h1[i], s = 1.0f / (1.0f + expf(-g)), d = da[i];
+        dh3[i] = d * g * s;
+        dh1[i] = d * h3[i] * s * (1.0f + g * (1.0f - s));
+    }
+}
+
+/* ---- RoPE ---- */
+
+void lm_tk_rope_fwd(float *x, const float *cos_t, const float *sin_t, int64_t d) {
+    for (int64_t i = 0; i < d / 2; i++) {
+        float a = x[2 * i], b = x[2 * i + 1], c = cos_t[i], s = sin_t[i];
+        x[2 * i] = a * c - b * s;
+        x[2 * i + 1] = a * s + b * c;
+    }
+}
+
+void lm_tk_rope_bwd(float *x, const float *cos_t, const float *sin_t, int64_t d) {
+    for (int64_t i = 0; i < d / 2; i++) {
+        float a = x[2 * i], b = x[2 * i + 1], c = cos_t[i], s = sin_t[i];
+        x[2 * i] = a * c + b * s;
+        x[2 * i + 1] = b * c - a * s;
+    }
+}
+
+/* ---- attention of one head ---- */
+
+int64_t lm_tk_attn_scratch_floats(int64_t T) { return 2 * T * T; }
+
+void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, int64_t dk, int64_t dv, float scale,
+                    float *O, float *lse, float *scratch) {
+    float *S = scratch; /* [T, T] */
+    lm_mat km = f32_mat(K, T, dk);
+    lm_matmul(NULL, S, Q, T, &km);
+    for (int64_t i = 0; i < T; i++) {
+        float *s = S + i * T;
+        int64_t n = i + 1;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < n; j++) {
+            s[j] *= scale;
+            if (s[j] > m) m = s[j];
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < n; j++) {
+            s[j] = expf(s[j] - m);
+            sum += s[j];
+        }
+        float inv = (float)(1.0 / sum);
+        lse[i] = m + (float)log(sum);
+        float *o = O + i * dv;
+        for (int64_t d = 0; d < dv; d++) o[d] = 0;
+        for (int64_t j = 0; j < n; j++) {
+            const float p = s[j] * inv, *v = V + j * dv;
+            for (int64_t d = 0; d < dv; d++) o[d] += p * v[d];
+        }
+    }
+}
+
+void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float *O, const float *dO, const float *lse,
+                    int64_t T, int64_t dk, int64_t dv, float scale, float *dQ, float *dK, float *dV, float *scratch) {
+    float *S = scratch, *dP = scratch + T * T; /* [T, T] each */
+    lm_mat km = f32_mat(K, T, dk), vm = f32_mat(V, T, dv);
+    lm_matmul(NULL, S, Q, T, &km);
+    lm_matmul(NULL, dP, dO, T, &vm);
+    memset(dK, 0, (size_t)(T * dk) * sizeof(float));
+    memset(dV, 0, (size_t)(T * dv) * sizeof(float));
+    for (int64_t i = 0; i < T; i++) {
+        float *s = S + i * T, *dp = dP + i * T;
+        const float *o = O + i * dv, *dorow = dO + i * dv, *q = Q + i * dk;
+        float Di = 0;
+        for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
+        float *dq = dQ + i * dk;
+        for (int64_t d = 0; d < dk; d++) dq[d] = 0;
+        for (int64_t j = 0; j <= i; j++) {
+            float p = expf(s[j] * scale - lse[i]);
+            float ds = p * (dp[j] - Di) * scale;
+            const float *k = K + j * dk;
+            float *dk_j = dK + j * dk, *dv_j = dV + j * dv;
+            for (int64_t d = 0; d < dk; d++) dq[d] += ds * k[d];
+            for (int64_t d = 0; d < dk; d++) dk_j[d] += ds * q[d];
+            for (int64_t d = 0; d < dv; d++) dv_j[d] += p * dorow[d];
+        }
+    }
+}
+
+/* ---- cross-entropy ---- */
+
+double lm_tk_xent(const float *logits, int64_t V, int32_t target, float scale, float *dlogits) {
+    const float lt = logits[target]; /* dlogits may alias logits */
+    float m = logits[0];
+    for (int64_t i = 1; i < V; i++)
+        if (logits[i] > m) m = logits[i];
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++) {
+        float e = expf(logits[i] - m);
+        dlogits[i] = e;
+        sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < V; i++) dlogits[i] = dlogits[i] * inv * scale;
+    dlogits[target] -= scale;
+    return (double)m + log(sum) - (double)lt;
+}

@@ -1,0 +1,109 @@
+/* trainer.h — the trainer's state, shared by tforward.c, backward.c and
+ * step.c (not a public header: callers use step.h).
+ *
+ * Letters: B = sequences in the micro-batch, T = positions per sequence,
+ * N = B*T tokens (row n = b*T + t is position t of sequence b), D, H, dn,
+ * dr, dv, C, Q, E as in config.h, k = experts per token, I = dense FFN
+ * width, Im = one expert's width, Is = Im * n_shared_experts. */
+#ifndef LEMMA_TRAIN_TRAINER_H
+#define LEMMA_TRAIN_TRAINER_H
+
+#include <stdint.h>
+
+#include "train/adamw.h"
+#include "train/params.h"
+#include "train/step.h"
+
+/* What one layer's forward keeps for its backward (see tforward.c). */
+typedef struct tr_acts {
+    float *x_in;                 /* [N, D] residual stream entering the layer */
+    float *r1;                   /* [N] 1/rms of x_in (input_layernorm) */
+    float *qa;                   /* [N, Q] q_a_proj output, before q_a_layernorm (Q > 0) */
+    float *rq;                   /* [N] its 1/rms */
+    float *q;                    /* [N, H*(dn+dr)] query, rope applied */
+    float *ckv;                  /* [N, C] latent before kv_a_layernorm */
+    float *rkv;                  /* [N] its 1/rms */
+    float *kpe;                  /* [N, dr] shared rope key, rope applied */
+    float *kvb;                  /* [N, H*(dn+dv)] per head [k_nope | v] */
+    float *lse;                  /* [B, H, T] log-sum-exp of the scaled scores */
+    float *att;                  /* [N, H*dv] attention output (o_proj input) */
+    float *x_mid;                /* [N, D] residual after attention */
+    float *r2;                   /* [N] 1/rms of x_mid (post_attention_layernorm) */
+    float *h1, *h3;              /* [N, I] dense gate/up pre-activations; MoE: shared [N, Is] */
+    float *probs;                /* [N, E] unbiased router scores (sigmoid or softmax) */
+    int32_t *ridx;               /* [N, k] chosen experts */
+    float *rw;                   /* [N, k] combine weights */
+    int32_t *eoff;               /* [E+1] expert e's rows are erow[eoff[e] .. eoff[e+1]) */
+    int32_t *erow;               /* [N*k] slot n*k+j, grouped by expert, tokens in order */
+    float *eh1, *eh3;            /* [N*k, Im] expert pre-activations, in erow order */
+    float *ey;                   /* [N*k, D] expert output of slot n*k+j */
+} tr_acts;
+
+struct lm_trainer {
+    lm_params *p;
+    lm_train_opts o;
+    lm_adamw opt;
+    int nthreads;
+    int64_t Bm, T, N;            /* micro-batch sequences, positions, tokens */
+    int64_t Imax;                /* widest SwiGLU */
+    int64_t head_chunk;          /* rows of logits computed at once */
+    int64_t nmoe;                /* MoE layers */
+    float *cos_t, *sin_t;        /* [T, dr/2] rope tables (YaRN attention factor included) */
+    tr_acts *acts;               /* [L] */
+    float *x_fin;                /* [N, D] output of the last layer */
+    float *r_fin;                /* [N] its 1/rms (model.norm) */
+    /* scratch, reused layer by layer */
+    float *xn;                   /* [N, D] normalised block input */
+    float *dx;                   /* [N, D] gradient of the residual stream */
+    float *dxn;                  /* [N, D] gradient of a normalised block input */
+    float *tmp;                  /* [N, D] block output (forward) */
+    float *qan;                  /* [N, Q] normalised q latent; backward: its gradient */
+    float *kva;                  /* [N, C+dr] kv_a output; backward: its gradient */
+    float *cn;                   /* [N, C] normalised kv latent; backward: its gradient */
+    float *dq;                   /* [N, H*(dn+dr)] */
+    float *dqa;                  /* [N, Q] */
+    float *dkvb;                 /* [N, H*(dn+dv)] */
+    float *dkpe_h;               /* [N, H, dr] rope-key gradient per head, summed over h afterwards */
+    float *datt;                 /* [N, H*dv] */
+    float *act;                  /* [N*k or N, Imax] SwiGLU output */
+    float *dact, *dh1, *dh3;     /* [N, Imax] */
+    float *glog;                 /* [N, E] router logits; backward: their gradient */
+    float *ds;                   /* [N, E] gradient of the router scores */
+    float *dw;                   /* [N, k] gradient of the combine weights */
+    float *xe, *ye, *dxe;        /* [N, D] one expert's gathered rows */
+    float *xc, *dxc;             /* [head_chunk, D] head input rows with a target */
+    float *logits;               /* [head_chunk, V] */
+    int32_t *hrows;              /* [head_chunk] their token index */
+    int32_t *efill;              /* [E] counters grouping slots by expert */
+    float *thr;                  /* per-thread attention scratch */
+    int64_t thr_floats;
+    float *ws;                   /* workspace of the Linear backward products */
+    int64_t *loads;              /* [nmoe, E] tokens per expert in this step */
+    int32_t *moe_layer;          /* [nmoe] layer index */
+    int32_t *moe_slot;           /* [L] row of the layer in loads, -1 for dense layers */
+    double loss_sum, bal_sum;    /* this step */
+    int64_t tok_count, denom_tokens;
+    void *block;
+    size_t block_bytes;
+};
+
+/* tforward.c */
+void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs, int count_loads);
+/* Final norm, head, masked cross-entropy over the N = nseq*T rows; with grad,
+ * also G.head, G.final_norm and tr->dx (gradient of x_fin) with the loss
+ * scaled by 1/denom. Adds to *loss_sum and *count. */
+void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
+             double *loss_sum, int64_t *count);
+
+/* backward.c: from tr->dx (gradient of x_fin) down to G.embed. */
+void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs);
+
+/* Shared helpers (tforward.c). */
+/* xn[n] = rmsnorm(x[n]) * w for n < N, r[n] = 1/rms (recomputed in backward
+ * from the kept x and r: xn = x * r * w). */
+void tr_norm_rows(float *xn, float *r, const float *x, const float *w, int64_t N, int64_t d, float eps);
+void tr_renorm_rows(float *xn, const float *r, const float *x, const float *w, int64_t N, int64_t d);
+/* Sequence-wise balance: f_i of each expert for sequence b (tforward.c). */
+void tr_balance_f(const lm_trainer *tr, const tr_acts *A, int64_t b, double *f);
+
+#endif

@@ -1,0 +1,379 @@
+/* test_train_golden.c — the training step against the PyTorch reference
+ * (tests/golden_grad, written by tests/ref/make_grad_golden.py in float64):
+ *
+ *  - loss and every parameter's gradient of one batch: per tensor,
+ *    max|g - g_ref| <= 1e-4 * max|g_ref| (fp32 against float64);
+ *  - ten optimiser steps (schedule, clipping, AdamW, MoE bias update):
+ *    each step's loss, gradient norm and expert loads;
+ *  - determinism: the bytes of w, m, v and the biases after three steps at
+ *    1 and at 2 threads are identical;
+ *  - gradient accumulation: 4 micro-batches of 1 sequence give the gradient
+ *    of one batch of 4 up to fp32 rounding;
+ *  - a saved checkpoint loads into the inference forward and gives the
+ *    training forward's loss. */
+#include <stdint.h>
+#include <unistd.h>
+
+#include "formats/json.h"
+#include "formats/safetensors.h"
+#include "model/model.h"
+#include "test.h"
+#include "train/params.h"
+#include "train/schedule.h"
+#include "train/step.h"
+
+typedef struct gcase {
+    char name[64];
+    json_doc *doc;
+    const json_value *root;
+    lm_model *model;
+    int64_t B, T;
+    int32_t *ids, *tgt;
+    lm_train_opts opts;
+    lm_schedule sched;
+    int64_t steps;
+} gcase;
+
+static double jnum(const json_value *o, const char *key) {
+    double d = NAN;
+    json_as_double(json_get(o, key), &d);
+    return d;
+}
+
+static int load_case(const char *name, gcase *gc) {
+    memset(gc, 0, sizeof *gc);
+    snprintf(gc->name, sizeof gc->name, "%s", name);
+    char path[512];
+    snprintf(path, sizeof path, "tests/golden_grad/%s/case.json", name);
+    char *text;
+    size_t len;
+    lm_error err;
+    if (lm_read_file(path, 1 << 24, &text, &len, &err)) {
+        printf("  %s\n", err.msg);
+        return -1;
+    }
+    gc->doc = json_parse(text, len, &err);
+    free(text);
+    if (!gc->doc) {
+        printf("  %s: %s\n", path, err.msg);
+        return -1;
+    }
+    gc->root = json_root(gc->doc);
+    const json_value *ck = json_get(gc->root, "checkpoint");
+    if (!ck || ck->type != JSON_STRING || lm_model_load(ck->str, &gc->model, &err)) {
+        printf("  %s: %s\n", path, err.msg);
+        return -1;
+    }
+    gc->B = (int64_t)jnum(gc->root, "B");
+    gc->T = (int64_t)jnum(gc->root, "T");
+    gc->ids = malloc((size_t)(gc->B * gc->T) * sizeof(int32_t));
+    gc->tgt = malloc((size_t)(gc->B * gc->T) * sizeof(int32_t));
+    for (int64_t b = 0; b < gc->B; b++)
+        for (int64_t t = 0; t < gc->T; t++) {
+            int64_t v;
+            json_as_int(json_at(json_at(json_get(gc->root, "ids"), (size_t)b), (size_t)t), &v);
+            gc->ids[b * gc->T + t] = (int32_t)v;
+            json_as_int(json_at(json_at(json_get(gc->root, "targets"), (size_t)b), (size_t)t), &v);
+            gc->tgt[b * gc->T + t] = (int32_t)v;
+        }
+    const json_value *tr = json_get(gc->root, "train");
+    lm_train_opts o = lm_train_opts_default();
+    o.batch = gc->B;
+    o.seq = gc->T;
+    o.micro_batch = gc->B;
+    o.adamw.beta1 = jnum(tr, "beta1");
+    o.adamw.beta2 = jnum(tr, "beta2");
+    o.adamw.eps = jnum(tr, "eps");
+    o.adamw.weight_decay = jnum(tr, "weight_decay");
+    o.clip = jnum(tr, "clip");
+    o.bias_gamma = jnum(tr, "bias_gamma");
+    o.balance_alpha = jnum(tr, "balance_alpha");
+    gc->opts = o;
+    gc->steps = (int64_t)jnum(tr, "steps");
+    gc->sched = (lm_schedule){LM_SCHED_COSINE, jnum(tr, "lr_max"), jnum(tr, "lr_min"), (int64_t)jnum(tr, "warmup"),
+                              gc->steps, 0, LM_DECAY_LINEAR};
+    return 0;
+}
+
+static void free_case(gcase *gc) {
+    lm_model_free(gc->model);
+    json_free(gc->doc);
+    free(gc->ids);
+    free(gc->tgt);
+}
+
+static lm_params *params_of(const gcase *gc) {
+    lm_params *p;
+    lm_error err;
+    if (lm_params_create(&gc->model->cfg, &p, &err) || lm_params_load_model(p, gc->model, &err)) {
+        printf("  %s\n", err.msg);
+        return NULL;
+    }
+    return p;
+}
+
+/* Worst per-tensor error of p's gradient against grads.safetensors. */
+static double compare_grads(const gcase *gc, const lm_params *p, char *worst, size_t wlen) {
+    char path[512];
+    snprintf(path, sizeof path, "tests/golden_grad/%s/grads.safetensors", gc->name);
+    lm_tensor_set *set;
+    lm_error err;
+    if (lm_st_open_file(path, &set, &err)) {
+        printf("  %s\n", err.msg);
+        return INFINITY;
+    }
+    double max_rel = 0;
+    int64_t seen = 0;
+    for (int64_t i = 0; i < p->n_tensors; i++) {
+        const lm_ptensor *t = &p->t[i];
+        if (!t->trainable) continue;
+        const lm_tensor *r = lm_st_find(set, t->name);
+        if (!r || r->dtype != LM_DTYPE_F32 || r->numel != t->numel) {
+            printf("  %s: no F32 gradient '%s' of %lld elements\n", path, t->name, (long long)t->numel);
+            max_rel = INFINITY;
+            continue;
+        }
+        seen++;
+        const float *ref = r->data, *g = p->g + t->offset;
+        double mref = 0, mdiff = 0;
+        for (int64_t j = 0; j < t->numel; j++) {
+            float rv;
+            memcpy(&rv, ref + j, sizeof rv);
+            mref = fmax(mref, fabs(rv));
+            mdiff = fmax(mdiff, fabs((double)g[j] - rv));
+        }
+        double rel = mref > 0 ? mdiff / mref : mdiff;
+        if (rel > max_rel) {
+            max_rel = rel;
+            snprintf(worst, wlen, "%s (max|g| %.3g)", t->name, mref);
+        }
+    }
+    if (seen != lm_st_count(set)) {
+        printf("  %s has %lld tensors, the parameters %lld trainable ones\n", path, (long long)lm_st_count(set),
+               (long long)seen);
+        max_rel = INFINITY;
+    }
+    lm_st_close(set);
+    return max_rel;
+}
+
+static void golden_case(const char *name) {
+    gcase gc;
+    if (load_case(name, &gc)) {
+        CHECK(0);
+        return;
+    }
+    lm_params *p = params_of(&gc);
+    lm_error err;
+    lm_pool *pool = lm_pool_create(2);
+    lm_trainer *tr = p ? lm_trainer_create(p, &gc.opts, 2, &err) : NULL;
+    CHECKF(tr != NULL, "%s", err.msg);
+    if (!tr) goto done;
+    /* Step 0 in pieces: gradient against the golden before the update. */
+    int64_t denom = 0;
+    for (int64_t i = 0; i < gc.B * gc.T; i++) denom += gc.tgt[i] >= 0;
+    lm_train_begin(tr);
+    CHECK(lm_train_accumulate(tr, pool, gc.ids, gc.tgt, gc.B, denom, gc.B, &err) == 0);
+    char worst[256] = "";
+    double gerr = compare_grads(&gc, p, worst, sizeof worst);
+    printf("  %-8s gradient: worst tensor max|dg|/max|g| = %.2e  %s\n", name, gerr, worst);
+    CHECK(gerr <= 1e-4);
+    const json_value *steps = json_get(gc.root, "steps");
+    double worst_loss = 0, worst_norm = 0;
+    int load_mismatch = 0;
+    for (int64_t s = 0; s < gc.steps; s++) {
+        lm_train_stats st;
+        double lr = lm_schedule_lr(&gc.sched, s);
+        if (s == 0)
+            lm_train_apply(tr, pool, lr, &st);
+        else
+            CHECK(lm_train_step(tr, pool, gc.ids, gc.tgt, lr, &st, &err) == 0);
+        const json_value *js = json_at(steps, (size_t)s);
+        double ref_loss = jnum(js, "loss"), ref_norm = jnum(js, "grad_norm"), ref_lr = jnum(js, "lr");
+        double loss = st.loss + st.balance_loss;
+        if (s == 0) {
+            CHECK_NEAR(st.loss, jnum(gc.root, "ce_loss"), 0, 2e-6);
+            CHECK_NEAR(st.balance_loss, jnum(gc.root, "balance_loss"), 1e-9, 2e-6);
+        }
+        CHECK_NEAR(lr, ref_lr, 0, 1e-12);
+        worst_loss = fmax(worst_loss, fabs(loss - ref_loss) / ref_loss);
+        worst_norm = fmax(worst_norm, fabs(st.grad_norm - ref_norm) / ref_norm);
+        const json_value *loads = json_get(js, "loads");
+        for (int64_t m = 0; m < st.n_moe_layers; m++)
+            for (int64_t e = 0; e < st.n_experts; e++) {
+                int64_t v = -1;
+                json_as_int(json_at(json_at(loads, (size_t)m), (size_t)e), &v);
+                load_mismatch += v != st.expert_load[m * st.n_experts + e];
+            }
+    }
+    double ce_sum = 0;
+    int64_t cnt = 0;
+    CHECK(lm_train_eval(tr, pool, gc.ids, gc.tgt, gc.B, &ce_sum, &cnt, &err) == 0);
+    double final_ce = ce_sum / (double)cnt, ref_final = jnum(gc.root, "ce_after_steps");
+    worst_loss = fmax(worst_loss, fabs(final_ce - ref_final) / ref_final);
+    printf("  %-8s %lld steps: loss %.6f -> %.6f (ref %.6f); worst rel. error: loss %.2e, grad norm %.2e; "
+           "load mismatches %d\n",
+           name, (long long)gc.steps, jnum(gc.root, "loss"), final_ce, ref_final, worst_loss, worst_norm,
+           load_mismatch);
+    CHECK(worst_loss <= 1e-4);
+    CHECK(worst_norm <= 1e-4);
+    CHECK(load_mismatch == 0);
+done:
+    lm_trainer_free(tr);
+    lm_params_free(p);
+    lm_pool_free(pool);
+    free_case(&gc);
+}
+
+TEST(golden_v3) { golden_case("v3"); }
+TEST(golden_v3_tied) { golden_case("v3_tied"); }
+TEST(golden_v2) { golden_case("v2"); }
+TEST(golden_v3_balance) { golden_case("v3_bal"); }
+
+/* Three steps from the v3 checkpoint with `threads` threads and `micro`
+ * sequences per pass; returns the params. */
+static lm_params *run_steps(const gcase *gc, int threads, int64_t micro, int64_t nsteps, double *loss) {
+    lm_params *p = params_of(gc);
+    lm_error err;
+    lm_train_opts o = gc->opts;
+    o.micro_batch = micro;
+    lm_pool *pool = threads > 1 ? lm_pool_create(threads) : NULL;
+    lm_trainer *tr = lm_trainer_create(p, &o, threads, &err);
+    if (!tr) {
+        printf("  %s\n", err.msg);
+        lm_params_free(p);
+        return NULL;
+    }
+    for (int64_t s = 0; s < nsteps; s++) {
+        lm_train_stats st;
+        if (lm_train_step(tr, pool, gc->ids, gc->tgt, lm_schedule_lr(&gc->sched, s), &st, &err)) printf("  %s\n", err.msg);
+        if (loss) loss[s] = st.loss + st.balance_loss;
+    }
+    lm_trainer_free(tr);
+    lm_pool_free(pool);
+    return p;
+}
+
+TEST(determinism_threads) {
+    gcase gc;
+    if (load_case("v3_bal", &gc)) {
+        CHECK(0);
+        return;
+    }
+    lm_params *a = run_steps(&gc, 1, gc.B, 3, NULL), *b = run_steps(&gc, 2, gc.B, 3, NULL);
+    CHECK(a && b);
+    if (a && b) {
+        size_t bytes = (size_t)a->n_floats * sizeof(float);
+        CHECK(memcmp(a->w, b->w, bytes) == 0);
+        CHECK(memcmp(a->m, b->m, bytes) == 0);
+        CHECK(memcmp(a->v, b->v, bytes) == 0);
+        CHECK(memcmp(a->g, b->g, bytes) == 0);
+    }
+    lm_params_free(a);
+    lm_params_free(b);
+    free_case(&gc);
+}
+
+TEST(gradient_accumulation) {
+    gcase gc;
+    if (load_case("v3", &gc)) {
+        CHECK(0);
+        return;
+    }
+    double la[1], lb[1];
+    /* One step, then compare the gradients (left in g) and the losses. */
+    lm_params *a = run_steps(&gc, 2, gc.B, 1, la), *b = run_steps(&gc, 2, 1, 1, lb);
+    CHECK(a && b);
+    if (a && b) {
+        double md = 0, mg = 0, mw = 0;
+        for (int64_t i = 0; i < a->n_floats; i++) {
+            md = fmax(md, fabs((double)a->g[i] - b->g[i]));
+            mg = fmax(mg, fabs(a->g[i]));
+            mw = fmax(mw, fabs((double)a->w[i] - b->w[i]));
+        }
+        printf("  batch 4 vs 4 micro-batches of 1: max|dg| %.2e of max|g| %.2e, max|dw| after the step %.2e, "
+               "loss %.9f vs %.9f\n",
+               md, mg, mw, la[0], lb[0]);
+        CHECK(md <= 1e-5 * mg);
+        CHECK_NEAR(la[0], lb[0], 0, 1e-6);
+    }
+    lm_params_free(a);
+    lm_params_free(b);
+    free_case(&gc);
+}
+
+/* The trained weights saved as a checkpoint give, through the inference
+ * forward, the loss the training forward reports. */
+TEST(save_load_inference) {
+    gcase gc;
+    if (load_case("v3_tied", &gc)) {
+        CHECK(0);
+        return;
+    }
+    lm_params *p = run_steps(&gc, 1, gc.B, 2, NULL);
+    CHECK(p != NULL);
+    if (!p) {
+        free_case(&gc);
+        return;
+    }
+    char dir[] = "/tmp/lemma_train_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[600], cfgsrc[4200], cfgdst[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    lm_error err;
+    CHECKF(lm_params_save(p, p->w, path, NULL, &err) == 0, "%s", err.msg);
+    snprintf(cfgsrc, sizeof cfgsrc, "%s/config.json", gc.model->dir);
+    snprintf(cfgdst, sizeof cfgdst, "%s/config.json", dir);
+    char *text;
+    size_t len;
+    CHECK(lm_read_file(cfgsrc, 1 << 20, &text, &len, &err) == 0);
+    CHECK(lm_write_file_atomic(cfgdst, text, len, &err) == 0);
+    free(text);
+    lm_model *m = NULL;
+    CHECKF(lm_model_load(dir, &m, &err) == 0, "%s", err.msg);
+    /* Training-forward loss of the batch. */
+    lm_train_opts o = gc.opts;
+    lm_trainer *tr = lm_trainer_create(p, &o, 1, &err);
+    double ce = 0;
+    int64_t cnt = 0;
+    CHECK(tr && lm_train_eval(tr, NULL, gc.ids, gc.tgt, gc.B, &ce, &cnt, &err) == 0);
+    /* Inference forward of each sequence. */
+    int64_t V = m ? m->cfg.vocab_size : 1;
+    float *logits = malloc((size_t)(gc.T * V) * sizeof(float));
+    double ce2 = 0;
+    for (int64_t b = 0; m && b < gc.B; b++) {
+        lm_infer *s = lm_infer_create(m, LM_ATTN_NAIVE, gc.T, gc.T, 1, &err);
+        CHECK(s && lm_infer_forward(s, NULL, gc.ids + b * gc.T, gc.T, logits, LM_LOGITS_ALL, &err) == 0);
+        for (int64_t t = 0; t < gc.T; t++) {
+            int32_t y = gc.tgt[b * gc.T + t];
+            if (y < 0) continue;
+            const float *l = logits + t * V;
+            double mx = l[0], sum = 0;
+            for (int64_t i = 1; i < V; i++) mx = fmax(mx, l[i]);
+            for (int64_t i = 0; i < V; i++) sum += exp(l[i] - mx);
+            ce2 += mx + log(sum) - l[y];
+        }
+        lm_infer_free(s);
+    }
+    printf("  training forward loss %.7f, inference forward of the saved checkpoint %.7f\n", ce / cnt, ce2 / cnt);
+    CHECK_NEAR(ce2 / cnt, ce / cnt, 0, 1e-5);
+    free(logits);
+    lm_trainer_free(tr);
+    lm_model_free(m);
+    remove(path);
+    remove(cfgdst);
+    rmdir(dir);
+    lm_params_free(p);
+    free_case(&gc);
+}
+
+int main(void) {
+    RUN(golden_v3);
+    RUN(golden_v3_tied);
+    RUN(golden_v2);
+    RUN(golden_v3_balance);
+    RUN(determinism_threads);
+    RUN(gradient_accumulation);
+    RUN(save_load_inference);
+    return test_report("test_train_golden");
+}
