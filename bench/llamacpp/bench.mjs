@@ -1,0 +1,200 @@
+// llama.cpp anchor for lemma's benchmarks, through node-llama-cpp's prebuilt
+// CPU binaries (no GPU, never builds from source, never downloads).
+//
+//   node bench.mjs bench  --model M.gguf --threads N [--prompt 512] [--gen 128] [--reps 3] [--seed 1]
+//       one JSON line on stdout: {"prefill_tok_s", "decode_tok_s", "llama_cpp", ...}
+//   node bench.mjs logits --model M.gguf --ids 1,5,9 --out FILE [--threads N]
+//       FILE: raw little-endian float32 [T, vocab], log-softmax of llama.cpp's
+//       logits at every position (each position evaluated with its logits kept).
+//
+// Timing follows llama-bench: F16 KV cache, flash attention "auto", an untimed
+// warm-up, then per rep: clear the cache, time one prefill of --prompt random
+// ids (fed in ubatches of 512, logits of the last token only), or --gen
+// single-token decode steps from an empty cache (each step computes logits,
+// nothing is sampled).  Median over reps.
+//
+// node-llama-cpp is located through LLAMACPP_NODE_DIR (a directory holding
+// node_modules/node-llama-cpp); bench/llamacpp_bench.sh sets it up.
+
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { readFileSync, writeFileSync } from "node:fs";
+
+function die(msg, code = 1) {
+    process.stderr.write(`bench.mjs: ${msg}\n`);
+    process.exit(code);
+}
+
+const argv = process.argv.slice(2);
+const mode = argv.shift();
+const opt = {};
+for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith("--")) die(`unexpected argument ${a}`);
+    opt[a.slice(2)] = argv[++i];
+}
+if (mode !== "bench" && mode !== "logits") die("usage: bench.mjs bench|logits --model M.gguf ...");
+if (!opt.model) die("--model is required");
+
+const threads = parseInt(opt.threads ?? "1", 10);
+const nodeDir = resolve(process.env.LLAMACPP_NODE_DIR ?? "build/llamacpp-node");
+const pkgDir = join(nodeDir, "node_modules", "node-llama-cpp");
+let nlc;
+try {
+    nlc = await import(pathToFileURL(join(pkgDir, "dist", "index.js")).href);
+} catch (e) {
+    die(`node-llama-cpp not found under ${nodeDir} (${e.message})`, 3);
+}
+const pkgVersion = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")).version;
+let llamaRelease = "unknown";
+try {
+    llamaRelease = JSON.parse(readFileSync(join(pkgDir, "llama", "binariesGithubRelease.json"), "utf8")).release;
+} catch { /* keep unknown */ }
+
+// Log at "log" to learn which CPU variant of ggml was loaded and whether
+// flash attention ended up enabled; pass on only what LLAMACPP_LOG asks for.
+const levels = ["disabled", "fatal", "error", "warn", "info", "log", "debug"];
+const wanted = Math.max(0, levels.indexOf(process.env.LLAMACPP_LOG ?? "error"));
+const seen = { cpu: null, fa: null };
+const llama = await nlc.getLlama({
+    gpu: false,
+    build: "never",
+    usePrebuiltBinaries: true,
+    skipDownload: true,
+    progressLogs: false,
+    logLevel: wanted > 5 ? levels[wanted] : "log",
+    logger: (level, message) => {
+        let m = /loaded CPU backend from .*libggml-cpu-([\w-]+)\.so/.exec(message);
+        if (m) seen.cpu = m[1];
+        m = /Flash Attention (enabled|disabled)/i.exec(message);
+        if (m) seen.fa = m[1].toLowerCase();
+        const li = levels.indexOf(level);
+        if (li >= 0 && li <= wanted) process.stderr.write(`[llama.cpp ${level}] ${message.trimEnd()}\n`);
+    },
+    maxThreads: 0,   // "threads" below is then exactly the number used
+});
+const model = await llama.loadModel({ modelPath: resolve(opt.model), gpuLayers: 0 });
+
+function median(xs) {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// xorshift32, so runs are reproducible
+function rng(seed) {
+    let x = (seed >>> 0) || 1;
+    return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+}
+
+if (mode === "bench") {
+    const P = parseInt(opt.prompt ?? "512", 10);
+    const G = parseInt(opt.gen ?? "128", 10);
+    const reps = parseInt(opt.reps ?? "3", 10);
+    const UB = 512;
+    const ctxSize = P + G;
+    const context = await model.createContext({
+        contextSize: ctxSize,
+        batchSize: UB,
+        sequences: 1,
+        flashAttention: "auto",
+        threads: { ideal: threads, min: threads },
+        // KV cache: node-llama-cpp's default, F16 (as llama-bench's default)
+    });
+    const seq = context.getSequence();
+    const ctx = context._ctx;           // the addon's context: llama_decode with no JS batching layer
+    const sid = seq._sequenceId;
+    ctx.setThreads(threads);
+    const vocab = parseInt(opt.vocab ?? "0", 10) || nVocabFromModel(model);
+    const next = rng(parseInt(opt.seed ?? "1", 10));
+    const tok = () => next() % vocab;
+
+    const clear = () => { ctx.removeTokenCellsFromSequence(sid, -1, -1); };
+    async function decode(tokens, pos0, wantLast) {
+        ctx.initBatch(tokens.length);
+        ctx.addToBatch(sid, pos0, Uint32Array.from(tokens),
+            wantLast ? Uint32Array.of(tokens.length - 1) : new Uint32Array(0));
+        await ctx.decodeBatch();
+    }
+    async function prefill(n) {
+        const ids = Array.from({ length: n }, tok);
+        for (let i = 0; i < n; i += UB) {
+            const chunk = ids.slice(i, Math.min(n, i + UB));
+            await decode(chunk, i, i + UB >= n);
+        }
+    }
+    async function gen(n) {
+        for (let i = 0; i < n; i++) await decode([tok()], i, true);
+    }
+    const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+    const res = { prefill_tok_s: null, decode_tok_s: null };
+    if (P > 0) {
+        clear(); await prefill(Math.min(P, UB));          // warm-up, untimed
+        const ts = [];
+        for (let r = 0; r < reps; r++) {
+            clear();
+            const t0 = now(); await prefill(P); ts.push(now() - t0);
+        }
+        res.prefill_tok_s = P / median(ts);
+        res.prefill_s = ts;
+    }
+    if (G > 0) {
+        clear(); await gen(1);                             // warm-up, untimed
+        const ts = [];
+        for (let r = 0; r < reps; r++) {
+            clear();
+            const t0 = now(); await gen(G); ts.push(now() - t0);
+        }
+        res.decode_tok_s = G / median(ts);
+        res.decode_s = ts;
+    }
+    clear();
+    const out = {
+        prefill_tok_s: res.prefill_tok_s === null ? null : +res.prefill_tok_s.toFixed(2),
+        decode_tok_s: res.decode_tok_s === null ? null : +res.decode_tok_s.toFixed(2),
+        llama_cpp: llamaRelease,
+        node_llama_cpp: pkgVersion,
+        threads, prompt: P, gen: G, reps,
+        flash_attention: seen.fa ?? String(context.flashAttention),
+        kv_cache: "f16",
+        ggml_cpu: seen.cpu,
+    };
+    process.stdout.write(JSON.stringify(out) + "\n");
+    await context.dispose();
+} else {
+    const ids = (opt.ids ?? "").split(",").filter((s) => s !== "").map((s) => parseInt(s, 10));
+    if (ids.length === 0) die("--ids is required");
+    if (!opt.out) die("--out is required");
+    const context = await model.createContext({
+        contextSize: Math.max(256, ids.length),
+        batchSize: Math.max(ids.length, 1),
+        sequences: 1,
+        flashAttention: "auto",
+        threads: { ideal: threads, min: threads },
+        ...(opt.kv === "f32" ? { experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" } : {}),
+    });
+    const seq = context.getSequence();
+    const vocab = nVocabFromModel(model);
+    const items = ids.map((t) => [t, { generateNext: { probabilities: true, options: { temperature: 0 } } }]);
+    const outs = await seq.controlledEvaluate(items);
+    const buf = new Float32Array(ids.length * vocab).fill(-Infinity);
+    for (let i = 0; i < ids.length; i++) {
+        const probs = outs[i]?.next?.probabilities;
+        if (!probs) die(`no probabilities for position ${i}`);
+        for (const [t, p] of probs) buf[i * vocab + t] = Math.log(p);
+    }
+    writeFileSync(opt.out, Buffer.from(buf.buffer));
+    process.stderr.write(`bench.mjs: wrote ${ids.length}x${vocab} log-probabilities to ${opt.out} ` +
+        `(llama.cpp ${llamaRelease}, flash attention ${seen.fa ?? context.flashAttention}, ggml-cpu ${seen.cpu})\n`);
+    await context.dispose();
+}
+await model.dispose();
+await llama.dispose?.();
+
+function nVocabFromModel(m) {
+    const n = m.fileInfo?.metadata?.deepseek2?.vocab_size ??
+        m.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length;
+    if (!n) die("cannot determine vocab size from the GGUF");
+    return Number(n);
+}

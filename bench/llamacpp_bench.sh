@@ -1,0 +1,61 @@
+#!/bin/sh
+# llama.cpp anchor for lemma's benchmarks: the same checkpoint, converted to
+# GGUF, run through llama.cpp v0.4.0 as shipped in node-llama-cpp@3.21.1
+# (prebuilt CPU libraries from npm; nothing is built or downloaded from GitHub).
+#
+#   bench/llamacpp_bench.sh MODEL_DIR --threads N [--prompt 512] [--gen 128] [--reps 3]
+#
+# Prints ONE JSON line on stdout:
+#   {"prefill_tok_s":..,"decode_tok_s":..,"llama_cpp":"v0.4.0",...}
+# Everything else goes to stderr.  Exit status 3 (with a message) when node,
+# npm or the package is unavailable; 1 on other errors.
+#
+# Side effects, all under build/ (ignored by git):
+#   build/llamacpp-node/   npm install of bench/llamacpp/package.json (once)
+#   build/gguf/<name>.gguf converted checkpoint (once per MODEL_DIR name; rebuilt
+#                          when model.safetensors or config.json is newer)
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NODE_DIR=${LLAMACPP_NODE_DIR:-$ROOT/build/llamacpp-node}
+GGUF_DIR=${LLAMACPP_GGUF_DIR:-$ROOT/build/gguf}
+
+die() { echo "llamacpp_bench: $*" >&2; exit "${2:-1}"; }
+unavailable() { echo "llamacpp_bench: unavailable: $*" >&2; exit 3; }
+
+[ $# -ge 1 ] || die "usage: $0 MODEL_DIR --threads N [--prompt 512] [--gen 128] [--reps 3]"
+MODEL=$1; shift
+THREADS=1 PROMPT=512 GEN=128 REPS=3
+while [ $# -gt 0 ]; do
+    case $1 in
+        --threads) THREADS=$2; shift 2 ;;
+        --prompt)  PROMPT=$2; shift 2 ;;
+        --gen)     GEN=$2; shift 2 ;;
+        --reps)    REPS=$2; shift 2 ;;
+        *) die "unknown option $1" ;;
+    esac
+done
+[ -f "$MODEL/config.json" ] || die "$MODEL: no config.json"
+
+# --- node-llama-cpp -----------------------------------------------------------
+"$ROOT/bench/llamacpp/setup.sh" "$NODE_DIR" >&2 || exit $?
+
+# --- GGUF -------------------------------------------------------------------
+PY=/usr/bin/python3
+"$PY" -c "import numpy" 2>/dev/null || PY=python3
+"$PY" -c "import numpy" 2>/dev/null || unavailable "python3 with numpy is needed to convert to GGUF (apt-get install python3-numpy)"
+NAME=$(basename "$(cd "$MODEL" && pwd)")
+GGUF=$GGUF_DIR/$NAME.gguf
+mkdir -p "$GGUF_DIR"
+stale=0
+[ -f "$GGUF" ] || stale=1
+for f in "$MODEL"/config.json "$MODEL"/*.safetensors; do
+    [ -f "$f" ] && [ "$f" -nt "$GGUF" ] && stale=1
+done
+if [ $stale = 1 ]; then
+    "$PY" "$ROOT/tools/hf_to_gguf.py" "$MODEL" "$GGUF" >&2 || die "conversion of $MODEL failed"
+fi
+
+# --- run --------------------------------------------------------------------
+LLAMACPP_NODE_DIR=$NODE_DIR exec node "$ROOT/bench/llamacpp/bench.mjs" bench \
+    --model "$GGUF" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" --reps "$REPS"
