@@ -3,7 +3,7 @@
 # Run as root on Debian 12 (CI and fresh machines); skips what is present.
 set -eu
 build_pkgs="gcc make libc6-dev libpcre2-dev"
-test_pkgs="python3 clang libclang-rt-14-dev"
+test_pkgs="python3 python3-numpy clang libclang-rt-14-dev"
 extra_pkgs="${LEMMA_EXTRA_PKGS:-}"
 want=""
 for p in $build_pkgs $test_pkgs $extra_pkgs; do
