@@ -110,9 +110,10 @@ static int bpe_short(const lm_tokenizer *tok, const unsigned char *s, size_t n, 
 }
 
 typedef struct hsym {
-    int32_t id;
+    int32_t id;         /* -1 once merged into its left neighbour */
     int32_t prev, next; /* -1 at the ends */
-    int32_t alive;
+    uint32_t rank;      /* merge rank of the pair (this, next), UINT32_MAX if none */
+    int32_t nid;        /* ... and the id it merges into */
 } hsym;
 
 static void heap_push(uint64_t *h, size_t *hn, uint64_t v) {
@@ -141,6 +142,15 @@ static uint64_t heap_pop(uint64_t *h, size_t *hn) {
     return top;
 }
 
+/* Looks up the pair (p, next of p), records it in sym[p] and queues it. */
+static inline void queue_pair(const lm_tokenizer *tok, hsym *sym, int32_t p, uint64_t *h, size_t *hn) {
+    int32_t q = sym[p].next;
+    if (q >= 0 && merge_find(&tok->merges, sym[p].id, sym[q].id, &sym[p].rank, &sym[p].nid))
+        heap_push(h, hn, ((uint64_t)sym[p].rank << 32) | (uint32_t)p);
+    else
+        sym[p].rank = UINT32_MAX;
+}
+
 int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
                        bpe_scratch *sc) {
     if (n > INT32_MAX / 2) return -1;
@@ -148,7 +158,7 @@ int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n
         free(sc->sym);
         free(sc->heap);
         sc->sym = malloc(n * sizeof(hsym));
-        /* every merge pushes at most 2 pairs: n - 1 initial + 2 per merge */
+        /* every merge queues at most 2 pairs: n - 1 initial + 2 per merge */
         sc->heap = malloc(3 * n * sizeof(uint64_t));
         if (!sc->sym || !sc->heap) {
             free(sc->sym);
@@ -165,34 +175,25 @@ int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n
     for (size_t i = 0; i < n; i++) {
         int32_t id = tok->byte_id[s[i]];
         if (id < 0) continue;
-        sym[m] = (hsym){id, (int32_t)m - 1, (int32_t)m + 1, 1};
+        sym[m] = (hsym){id, (int32_t)m - 1, (int32_t)m + 1, UINT32_MAX, -1};
         m++;
     }
     if (m == 0) return 0;
     sym[m - 1].next = -1;
-    uint32_t r;
-    int32_t nid;
-    for (size_t i = 0; i + 1 < m; i++)
-        if (merge_find(&tok->merges, sym[i].id, sym[i + 1].id, &r, &nid))
-            heap_push(h, &hn, ((uint64_t)r << 32) | i);
+    for (size_t i = 0; i + 1 < m; i++) queue_pair(tok, sym, (int32_t)i, h, &hn);
     while (hn) {
         uint64_t top = heap_pop(h, &hn);
-        uint32_t rank = (uint32_t)(top >> 32);
         int32_t p = (int32_t)(uint32_t)top;
-        if (!sym[p].alive || sym[p].next < 0) continue;
+        /* stale: p was merged away, or its pair changed since it was queued
+         * (a rank names one pair, so an equal rank is the same pair) */
+        if (sym[p].id < 0 || sym[p].rank != (uint32_t)(top >> 32)) continue;
         int32_t q = sym[p].next;
-        if (!merge_find(&tok->merges, sym[p].id, sym[q].id, &r, &nid) || r != rank) continue; /* stale */
-        sym[p].id = nid;
-        sym[q].alive = 0;
+        sym[p].id = sym[p].nid;
+        sym[q].id = -1;
         sym[p].next = sym[q].next;
         if (sym[q].next >= 0) sym[sym[q].next].prev = p;
-        if (sym[p].prev >= 0) {
-            int32_t o = sym[p].prev;
-            if (merge_find(&tok->merges, sym[o].id, sym[p].id, &r, &nid))
-                heap_push(h, &hn, ((uint64_t)r << 32) | (uint32_t)o);
-        }
-        if (sym[p].next >= 0 && merge_find(&tok->merges, sym[p].id, sym[sym[p].next].id, &r, &nid))
-            heap_push(h, &hn, ((uint64_t)r << 32) | (uint32_t)p);
+        if (sym[p].prev >= 0) queue_pair(tok, sym, sym[p].prev, h, &hn);
+        queue_pair(tok, sym, p, h, &hn);
     }
     size_t cnt = 0;
     for (int32_t i = 0; i >= 0; i = sym[i].next) cnt++;

@@ -862,20 +862,84 @@ void lm_tokenizer_free(lm_tokenizer *tok) {
 
 /* ---- encode ------------------------------------------------------------------------ */
 
+/* Per-call cache of encoded pieces. A long text repeats its words; a piece
+ * seen before is copied from here instead of being looked up and merged
+ * again. Keys point into the text being encoded (alive for the whole call).
+ * Bounded: PC_SLOTS entries and PC_MAX_IDS ids, after which nothing more is
+ * added. Used only for texts of PC_MIN_TEXT bytes or more. */
+enum { PC_SLOTS = 1 << 16, PC_MAX_IDS = 1 << 22, PC_MIN_TEXT = 8192, PC_MAX_PIECE = 256 };
+
+typedef struct pc_entry {
+    uint64_t h;
+    const unsigned char *s;
+    uint32_t n, off, nids, used;
+} pc_entry;
+
+typedef struct piece_cache {
+    pc_entry *e;   /* [PC_SLOTS] */
+    size_t count;
+    int32_t *ids;
+    size_t nids, cap;
+} piece_cache;
+
 typedef struct enc_ctx {
     const lm_tokenizer *tok;
     const unsigned char *base;
     lm_ids *out;
     bpe_scratch sc;
     lm_error *err;
+    piece_cache *pc;
 } enc_ctx;
 
 static int emit_piece(void *p, size_t a, size_t b) {
     enc_ctx *c = p;
     size_t n = b - a;
+    const unsigned char *s = c->base + a;
     if (n > c->tok->max_piece)
         return lm_fail(c->err, "a single pre-token of %zu bytes exceeds the limit of %zu bytes", n, c->tok->max_piece);
-    if (lm_bpe_encode_piece(c->tok, c->base + a, n, c->out, &c->sc)) return lm_fail(c->err, "out of memory");
+    piece_cache *pc = c->pc;
+    if (!pc || n < 2 || n > PC_MAX_PIECE) {
+        if (lm_bpe_encode_piece(c->tok, s, n, c->out, &c->sc)) return lm_fail(c->err, "out of memory");
+        return 0;
+    }
+    uint64_t h = lm_hash_bytes(s, n);
+    size_t i = (size_t)h & (PC_SLOTS - 1);
+    for (;;) {
+        pc_entry *e = &pc->e[i];
+        if (!e->used) break;
+        if (e->h == h && e->n == n && memcmp(e->s, s, n) == 0) {
+            lm_ids *out = c->out;
+            if (out->n + e->nids > out->cap) {
+                size_t cap = out->cap ? out->cap : 64;
+                while (cap < out->n + e->nids) cap *= 2;
+                int32_t *nv = realloc(out->ids, cap * sizeof *nv);
+                if (!nv) return lm_fail(c->err, "out of memory");
+                out->ids = nv;
+                out->cap = cap;
+            }
+            memcpy(out->ids + out->n, pc->ids + e->off, e->nids * sizeof(int32_t));
+            out->n += e->nids;
+            return 0;
+        }
+        i = (i + 1) & (PC_SLOTS - 1);
+    }
+    size_t n0 = c->out->n;
+    if (lm_bpe_encode_piece(c->tok, s, n, c->out, &c->sc)) return lm_fail(c->err, "out of memory");
+    size_t k = c->out->n - n0;
+    if (pc->count < PC_SLOTS / 4 * 3 && pc->nids + k <= PC_MAX_IDS) {
+        if (pc->nids + k > pc->cap) {
+            size_t cap = pc->cap ? pc->cap * 2 : 1 << 16;
+            while (cap < pc->nids + k) cap *= 2;
+            int32_t *nv = realloc(pc->ids, cap * sizeof *nv);
+            if (!nv) return 0; /* the cache is an optimisation only */
+            pc->ids = nv;
+            pc->cap = cap;
+        }
+        memcpy(pc->ids + pc->nids, c->out->ids + n0, k * sizeof(int32_t));
+        pc->e[i] = (pc_entry){h, s, (uint32_t)n, (uint32_t)pc->nids, (uint32_t)k, 1};
+        pc->nids += k;
+        pc->count++;
+    }
     return 0;
 }
 
@@ -972,10 +1036,17 @@ int lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, i
         len = clean.len;
     }
     enc_ctx c = {.tok = tok, .out = out, .err = err};
+    piece_cache pc = {0};
+    if (len >= PC_MIN_TEXT) {
+        pc.e = calloc(PC_SLOTS, sizeof *pc.e);
+        if (pc.e) c.pc = &pc; /* without memory, no cache */
+    }
     size_t n0 = out->n;
     int rc = (flags & LM_TOK_SPECIAL) ? encode_added(&c, s, len, 0) : encode_plain(&c, s, len);
     if (rc) out->n = n0;
     lm_bpe_scratch_free(&c.sc);
+    free(pc.e);
+    free(pc.ids);
     lm_text_free(&clean);
     return rc;
 }
