@@ -21,6 +21,7 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "DIR TEXT: token ids (--pieces, --jsonl FILE, --no-special)"},
     {"detokenize", cmd_detokenize, "DIR 3,1402,22: text"},
     {"tokenizer", cmd_tokenizer, "train FILES... --vocab N --out DIR: train a byte-level BPE tokenizer"},
+    {"data", cmd_data, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
 };
 
 static void usage(FILE *f) {
