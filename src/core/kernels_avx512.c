@@ -62,6 +62,12 @@ AI __m512 fp8x16(__m128i b) {
     return _mm512_cvtph_ps(w);
 }
 
+/* The same for bytes known not to be NaN. */
+AI __m512 fp8x16_finite(__m128i b) {
+    return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7),
+                                            _mm256_set1_epi16((short)0xbfff)));
+}
+
 /* 16 elements of dtype dt at element index i of p, lanes outside mask = 0.
  * FP8 comes out times 2^-8. */
 AI __m512 load16(const int dt, const uint8_t *p, int64_t i, __mmask16 m) {
@@ -90,36 +96,64 @@ static inline size_t dt_size(int dt) { return lm_dtype_size((lm_dtype)dt); }
 
 /* ---- matvec (decode) ---- */
 
+/* acc[i][j] += W row i (FP8, 64 bytes at k) * x row j, in 16-element steps. */
+AI void mv_fp8_64(const int RG, const int TT, const int has_nan, __m512 acc[4][4], const uint8_t *const wr[4],
+                  const float *const xr[4], int64_t k) {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        __m512 wv[4];
+#pragma GCC unroll 16
+        for (int i = 0; i < RG; i++) {
+            __m128i b = _mm_loadu_si128((const __m128i *)(wr[i] + k + 16 * q));
+            wv[i] = has_nan ? fp8x16(b) : fp8x16_finite(b);
+        }
+#pragma GCC unroll 16
+        for (int j = 0; j < TT; j++) {
+            __m512 xv = _mm512_loadu_ps(xr[j] + k + 16 * q);
+#pragma GCC unroll 16
+            for (int i = 0; i < RG; i++) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+        }
+    }
+}
+
 /* y[t0 + j][r + i] for i < RG rows of W, j < TT tokens. xs: x rows (FP8:
  * prescaled), stride K. */
 AI void mv_block(const int dt, const int RG, const int TT, float *y, int64_t N, const float *xs,
                  int64_t K, const uint8_t *w, size_t row_bytes, int64_t r, int64_t t0) {
     __m512 acc[4][4];
+    #pragma GCC unroll 16
     for (int i = 0; i < RG; i++)
+        #pragma GCC unroll 16
         for (int j = 0; j < TT; j++) acc[i][j] = _mm512_setzero_ps();
     const uint8_t *wr[4];
+    #pragma GCC unroll 16
     for (int i = 0; i < RG; i++) wr[i] = w + (size_t)i * row_bytes;
     const float *xr[4];
+    #pragma GCC unroll 16
     for (int j = 0; j < TT; j++) xr[j] = xs + (t0 + j) * K;
     int64_t k = 0;
     if (dt == LM_DTYPE_F8_E4M3) {
-        for (; k + 32 <= K; k += 32) {
-            __m512 lo[4], hi[4];
-            for (int i = 0; i < RG; i++) fp8x32(_mm256_loadu_si256((const __m256i *)(wr[i] + k)), &lo[i], &hi[i]);
-            for (int j = 0; j < TT; j++) {
-                __m512 xl = _mm512_loadu_ps(xr[j] + k), xh = _mm512_loadu_ps(xr[j] + k + 16);
-                for (int i = 0; i < RG; i++) {
-                    acc[i][j] = _mm512_fmadd_ps(lo[i], xl, acc[i][j]);
-                    acc[i][j] = _mm512_fmadd_ps(hi[i], xh, acc[i][j]);
-                }
-            }
+        /* 64 bytes per row at a time: one NaN test for the block, then the
+         * cheap conversion (no per-vector patching) unless a NaN is there. */
+        const __m512i m7f = _mm512_set1_epi8(0x7f);
+        for (; k + 64 <= K; k += 64) {
+            __mmask64 bad = 0;
+#pragma GCC unroll 16
+            for (int i = 0; i < RG; i++)
+                bad |= _mm512_cmpeq_epi8_mask(_mm512_and_si512(_mm512_loadu_si512(wr[i] + k), m7f), m7f);
+            if (__builtin_expect(bad == 0, 1)) mv_fp8_64(RG, TT, 0, acc, wr, xr, k);
+            else mv_fp8_64(RG, TT, 1, acc, wr, xr, k);
         }
-    } else {
+    }
+    {
         for (; k + 16 <= K; k += 16) {
             __m512 wv[4];
+            #pragma GCC unroll 16
             for (int i = 0; i < RG; i++) wv[i] = load16_full(dt, wr[i], k);
+            #pragma GCC unroll 16
             for (int j = 0; j < TT; j++) {
                 __m512 xv = _mm512_loadu_ps(xr[j] + k);
+                #pragma GCC unroll 16
                 for (int i = 0; i < RG; i++) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
             }
         }
@@ -127,13 +161,18 @@ AI void mv_block(const int dt, const int RG, const int TT, float *y, int64_t N, 
     for (; k < K; k += 16) {
         __mmask16 m = tail_mask(K - k);
         __m512 wv[4];
+        #pragma GCC unroll 16
         for (int i = 0; i < RG; i++) wv[i] = load16(dt, wr[i], k, m);
+        #pragma GCC unroll 16
         for (int j = 0; j < TT; j++) {
             __m512 xv = _mm512_maskz_loadu_ps(m, xr[j] + k);
+            #pragma GCC unroll 16
             for (int i = 0; i < RG; i++) acc[i][j] = _mm512_mask3_fmadd_ps(wv[i], xv, acc[i][j], m);
         }
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < RG; i++)
+        #pragma GCC unroll 16
         for (int j = 0; j < TT; j++) y[(t0 + j) * N + r + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
@@ -190,11 +229,13 @@ static void matvec_avx512(float *y, const float *x, int64_t T, const lm_mat *W, 
 /* In-register transpose of a 16x16 block: r[i][j] -> r[j][i]. */
 AI void transpose16(__m512 r[16]) {
     __m512 t[16];
+    #pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
     __m512 u[16];
+    #pragma GCC unroll 16
     for (int g = 0; g < 4; g++) {
         __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
         __m512d c = _mm512_castps_pd(t[4 * g + 1]), d = _mm512_castps_pd(t[4 * g + 3]);
@@ -204,6 +245,7 @@ AI void transpose16(__m512 r[16]) {
         u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
     }
     /* u[4g + e], 128-bit lane L: rows 4g..4g+3 of column 4L + e */
+    #pragma GCC unroll 16
     for (int e = 0; e < 4; e++) {
         __m512 v0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
         __m512 w0 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
@@ -230,6 +272,7 @@ static void pack_x(float *xT, const float *x, int64_t K, int64_t tb, int64_t te,
             for (int64_t k = 0; k < kcn; k += 16) {
                 __mmask16 m = tail_mask(kcn - k);
                 __m512 r[16];
+                #pragma GCC unroll 16
                 for (int i = 0; i < 16; i++)
                     r[i] = i < nr ? _mm512_maskz_loadu_ps(m, x + (r0 + i) * K + kc0 + k) : _mm512_setzero_ps();
                 transpose16(r);
@@ -244,6 +287,7 @@ static void pack_x(float *xT, const float *x, int64_t K, int64_t tb, int64_t te,
 AI void pack_w_dt(const int dt, float *wp, const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn) {
     int64_t K = W->cols;
     size_t row_bytes = (size_t)K * dt_size(dt);
+    #pragma GCC unroll 16
     for (int i = 0; i < mr; i++) {
         const uint8_t *row = (const uint8_t *)W->data + (size_t)(n + i) * row_bytes;
         const float *s = NULL;
@@ -278,6 +322,7 @@ static void pack_w(float *wp, const lm_mat *W, int64_t n, int mr, int64_t kc0, i
  * or 1 (16). acc is [MR][32] floats, in and out. */
 AI void micro(const int mr, const int NV, float *acc, const float *wp, const float *xt, int64_t kcn) {
     __m512 a0[MR], a1[MR];
+    #pragma GCC unroll 16
     for (int i = 0; i < mr; i++) {
         a0[i] = _mm512_load_ps(acc + i * NT);
         if (NV == 2) a1[i] = _mm512_load_ps(acc + i * NT + 16);
@@ -292,6 +337,7 @@ AI void micro(const int mr, const int NV, float *acc, const float *wp, const flo
             if (NV == 2) a1[i] = _mm512_fmadd_ps(b, x1, a1[i]);
         }
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < mr; i++) {
         _mm512_store_ps(acc + i * NT, a0[i]);
         if (NV == 2) _mm512_store_ps(acc + i * NT + 16, a1[i]);
@@ -317,9 +363,11 @@ static void tile_to_y(float *y, int64_t N, int64_t ts, int nt, int64_t n, int mr
     __mmask16 m = tail_mask(mr);
     for (int h = 0; h * 16 < nt; h++) {
         __m512 r[16];
+        #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) r[i] = i < mr ? _mm512_load_ps(acc + i * NT + h * 16) : _mm512_setzero_ps();
         transpose16(r);
         int nj = nt - h * 16 < 16 ? nt - h * 16 : 16;
+        #pragma GCC unroll 16
         for (int j = 0; j < nj; j++) _mm512_mask_storeu_ps(y + (ts + h * 16 + j) * N + n, m, r[j]);
     }
 }
@@ -329,9 +377,11 @@ static void y_to_tile(float *acc, const float *y, int64_t N, int64_t ts, int nt,
     for (int h = 0; h * 16 < nt; h++) {
         __m512 r[16];
         int nj = nt - h * 16 < 16 ? nt - h * 16 : 16;
+        #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)
             r[j] = j < nj ? _mm512_maskz_loadu_ps(m, y + (ts + h * 16 + j) * N + n) : _mm512_setzero_ps();
         transpose16(r);
+        #pragma GCC unroll 16
         for (int i = 0; i < mr; i++) _mm512_store_ps(acc + i * NT + h * 16, r[i]);
     }
 }
@@ -339,6 +389,7 @@ static void y_to_tile(float *acc, const float *y, int64_t N, int64_t ts, int nt,
 /* Prefetches W rows n .. n+mr-1, columns kc0 .. kc0+kcn into L2. */
 static void prefetch_w(const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn) {
     size_t es = lm_dtype_size(W->dtype), row_bytes = (size_t)W->cols * es;
+    #pragma GCC unroll 16
     for (int i = 0; i < mr; i++) {
         const char *p = (const char *)W->data + (size_t)(n + i) * row_bytes + (size_t)kc0 * es;
         for (size_t b = 0; b < (size_t)kcn * es; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
@@ -351,7 +402,7 @@ static void gemm_avx512(float *y, const float *x, int64_t T, const lm_mat *W, in
     int64_t N = W->rows, K = W->cols;
     float *xT = (float *)lm_scratch(0, (size_t)TC * KC * sizeof(float));
     float *wp = (float *)lm_scratch(1, (size_t)MR * KC * sizeof(float));
-    _Alignas(64) float acc[MR * NT];
+    _Alignas(64) float acc[16 * NT]; /* MR rows used; 16 for the transposes */
     for (int64_t tb = t0; tb < t1; tb += TC) {
         int64_t te = tb + TC < t1 ? tb + TC : t1;
         int64_t nstrips = (te - tb + NT - 1) / NT;
