@@ -543,10 +543,40 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
     const lm_tensor_out **order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!order) return lm_fail(err, "out of memory");
     for (int64_t i = 0; i < n; i++) order[i] = &tensors[i];
+    /* Refuse what the reader would refuse, before creating anything. */
+    for (int64_t i = 0; i < n; i++) {
+        const lm_tensor_out *t = &tensors[i];
+        const char *why = NULL;
+        uint64_t numel = 1;
+        if (!t->name || !t->name[0] || !printable(t->name, strlen(t->name)) || !strcmp(t->name, "__metadata__"))
+            why = "name is empty, reserved or has control characters";
+        else if ((unsigned)t->dtype >= LM_DTYPE_COUNT)
+            why = "unknown dtype";
+        else if (t->ndim < 0 || t->ndim > LM_MAX_DIMS)
+            why = "ndim out of range";
+        for (int d = 0; !why && d < t->ndim; d++) {
+            if (t->shape[d] < 0) why = "negative dimension";
+            else if (t->shape[d] && numel > (uint64_t)INT64_MAX / 8 / (uint64_t)t->shape[d]) why = "size overflows";
+            else numel *= (uint64_t)t->shape[d];
+        }
+        if (!why && numel && !t->data) why = "no data";
+        if (why) {
+            free(order);
+            return lm_fail(err, "%s: tensor %lld ('%s'): %s", path, (long long)i,
+                           t->name && printable(t->name, strlen(t->name)) ? t->name : "?", why);
+        }
+    }
     qsort(order, (size_t)n, sizeof *order, cmp_out_name);
-    /* Header size: generous estimate per tensor. */
+    for (int64_t i = 1; i < n; i++)
+        if (!strcmp(order[i - 1]->name, order[i]->name)) {
+            lm_fail(err, "%s: tensor '%s' given twice", path, order[i]->name);
+            free(order);
+            return -1;
+        }
+    /* Header size: an upper bound per tensor (a name escapes to at most 6
+     * bytes per byte; dimensions and offsets are at most 20 digits). */
     size_t cap = 256 + (metadata_json ? strlen(metadata_json) : 0);
-    for (int64_t i = 0; i < n; i++) cap += 2 * strlen(order[i]->name) + 64 + 24 * LM_MAX_DIMS + 64;
+    for (int64_t i = 0; i < n; i++) cap += 6 * strlen(order[i]->name) + 64 + 24 * LM_MAX_DIMS + 64;
     char *hdr = malloc(cap + 8);
     if (!hdr) {
         free(order);
@@ -561,7 +591,7 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
         for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
         uint64_t nb = numel * lm_dtype_size(t->dtype);
         hdr[pos++] = ',';
-        json_write_string(hdr, cap, &pos, t->name, strlen(t->name));
+        json_write_string(hdr, cap, &pos, t->name, strlen(t->name)); /* fits: cap is an upper bound */
         pos += (size_t)snprintf(hdr + pos, cap - pos, ":{\"dtype\":\"%s\",\"shape\":[", lm_dtype_name(t->dtype));
         for (int d = 0; d < t->ndim; d++)
             pos += (size_t)snprintf(hdr + pos, cap - pos, d ? ",%lld" : "%lld", (long long)t->shape[d]);
@@ -573,6 +603,19 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
     }
     hdr[pos++] = '}';
     while (pos % 8) hdr[pos++] = ' ';
+    /* The header must read back: catches names that are not valid UTF-8 and
+     * a metadata_json that is not a JSON object. */
+    lm_error perr;
+    json_doc *check = json_parse(hdr, pos, &perr);
+    const json_value *md = check ? json_get(json_root(check), "__metadata__") : NULL;
+    if (!md || md->type != JSON_OBJECT) {
+        json_free(check);
+        free(hdr);
+        free(order);
+        return lm_fail(err, "%s: the header would not read back (%s); tensor names must be valid UTF-8 and "
+                       "metadata a JSON object", path, check ? "__metadata__ is not an object" : perr.msg);
+    }
+    json_free(check);
     atomic_file af;
     int rc = atomic_open(&af, path, err);
     if (!rc) {
