@@ -10,7 +10,11 @@
  *  - gradient accumulation: 4 micro-batches of 1 sequence give the gradient
  *    of one batch of 4 up to fp32 rounding;
  *  - a saved checkpoint loads into the inference forward and gives the
- *    training forward's loss. */
+ *    training forward's loss;
+ *  - units: schedules (warmup + cosine, WSD with three decay shapes),
+ *    AdamW against a double-precision reference (decay only on 2-D
+ *    tensors, clipping scale), the MoE bias rule, random init equal to
+ *    lm_model_init_random, save/read round trips. */
 #include <stdint.h>
 #include <unistd.h>
 
@@ -20,7 +24,10 @@
 #include "test.h"
 #include "train/params.h"
 #include "train/schedule.h"
+#include "model/init.h"
+#include "train/adamw.h"
 #include "train/step.h"
+#include "train/trainer.h"
 
 typedef struct gcase {
     char name[64];
@@ -367,6 +374,205 @@ TEST(save_load_inference) {
     free_case(&gc);
 }
 
+/* ---- units ---- */
+
+TEST(schedules) {
+    lm_error err;
+    lm_schedule c = {LM_SCHED_COSINE, 1e-3, 1e-4, 10, 110, 0, LM_DECAY_LINEAR};
+    CHECK(lm_schedule_check(&c, &err) == 0);
+    CHECK_NEAR(lm_schedule_lr(&c, 0), 1e-4, 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&c, 9), 1e-3, 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&c, 10), 1e-3, 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&c, 59), 1e-4 + 0.9e-3 * 0.5 * (1 + cos(M_PI * 49 / 99.0)), 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&c, 109), 1e-4, 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&c, 500), 1e-4, 0, 1e-12);
+    lm_schedule w = {LM_SCHED_WSD, 2e-3, 0, 5, 100, 21, LM_DECAY_LINEAR};
+    CHECK(lm_schedule_check(&w, &err) == 0);
+    CHECK_NEAR(lm_schedule_lr(&w, 2), 2e-3 * 3 / 5, 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&w, 78), 2e-3, 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&w, 79), 2e-3, 0, 1e-12); /* decay starts here at p = 0 */
+    CHECK_NEAR(lm_schedule_lr(&w, 89), 1e-3, 0, 1e-12);
+    CHECK_NEAR(lm_schedule_lr(&w, 99), 0, 1e-15, 0);
+    w.decay = LM_DECAY_COSINE;
+    CHECK_NEAR(lm_schedule_lr(&w, 89), 1e-3, 0, 1e-12);
+    w.decay = LM_DECAY_SQRT;
+    CHECK_NEAR(lm_schedule_lr(&w, 89), 2e-3 * (1 - sqrt(0.5)), 0, 1e-12);
+    lm_schedule k = {LM_SCHED_CONSTANT, 5e-4, 0, 0, 10, 0, LM_DECAY_LINEAR};
+    CHECK_NEAR(lm_schedule_lr(&k, 7), 5e-4, 0, 0);
+    lm_schedule bad = {LM_SCHED_WSD, 1e-3, 0, 50, 100, 60, LM_DECAY_LINEAR};
+    CHECK(lm_schedule_check(&bad, &err) != 0);
+    bad = (lm_schedule){LM_SCHED_COSINE, 1e-3, 2e-3, 0, 10, 0, LM_DECAY_LINEAR};
+    CHECK(lm_schedule_check(&bad, &err) != 0);
+    lm_sched_kind kind;
+    lm_decay_shape shape;
+    CHECK(lm_schedule_parse_kind("wsd", &kind) == 0 && kind == LM_SCHED_WSD);
+    CHECK(lm_schedule_parse_decay("sqrt", &shape) == 0 && shape == LM_DECAY_SQRT);
+    CHECK(lm_schedule_parse_kind("linear", &kind) != 0);
+}
+
+static const char TINY[] =
+    "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":32,\"hidden_size\":8,"
+    "\"intermediate_size\":12,\"moe_intermediate_size\":4,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
+    "\"num_attention_heads\":2,\"kv_lora_rank\":4,\"q_lora_rank\":6,\"qk_nope_head_dim\":4,"
+    "\"qk_rope_head_dim\":2,\"v_head_dim\":3,\"n_routed_experts\":4,\"n_shared_experts\":1,"
+    "\"num_experts_per_tok\":2,\"n_group\":2,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
+    "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,"
+    "\"max_position_embeddings\":64,\"tie_word_embeddings\":false}";
+
+static lm_params *tiny_params(uint64_t seed) {
+    lm_config cfg;
+    lm_error err;
+    lm_params *p = NULL;
+    if (lm_config_parse(TINY, sizeof TINY - 1, "tiny", &cfg, &err) || lm_params_create(&cfg, &p, &err)) {
+        printf("  %s\n", err.msg);
+        return NULL;
+    }
+    lm_params_init_random(p, seed, 0.3);
+    return p;
+}
+
+TEST(adamw_reference) {
+    lm_params *p = tiny_params(1);
+    CHECK(p != NULL);
+    if (!p) return;
+    lm_adamw a;
+    lm_error err;
+    lm_adamw_opts o = {0.9, 0.95, 1e-8, 0.1};
+    CHECK(lm_adamw_init(&a, p, &o, &err) == 0);
+    /* double copies of w, m, v and a made-up gradient */
+    int64_t n = p->n_floats;
+    double *w = malloc(sizeof(double) * n), *m = calloc((size_t)n, sizeof(double)), *v = calloc((size_t)n, sizeof(double));
+    for (int64_t i = 0; i < n; i++) w[i] = p->w[i];
+    float *bias = p->W.layers[1].gate_bias;
+    for (int64_t i = 0; i < 4; i++) bias[i] = w[bias - p->w + i] = 0.5f;
+    double worst = 0;
+    for (int step = 0; step < 3; step++) {
+        for (int64_t i = 0; i < n; i++) p->g[i] = (float)(0.01 * sin(0.37 * i + step));
+        double norm = lm_adamw_grad_norm(&a, NULL, p), ref = 0;
+        for (int64_t ti = 0; ti < p->n_tensors; ti++)
+            if (p->t[ti].trainable)
+                for (int64_t j = 0; j < p->t[ti].numel; j++) ref += (double)p->g[p->t[ti].offset + j] * p->g[p->t[ti].offset + j];
+        CHECK_NEAR(norm, sqrt(ref), 0, 1e-12);
+        double lr = 1e-2 * (step + 1), clip = lm_adamw_clip_scale(norm, 0.5 * norm);
+        CHECK_NEAR(clip, 0.5 * norm / (norm + 1e-6), 0, 1e-15);
+        lm_adamw_update(&a, NULL, p, lr, clip);
+        int t = step + 1;
+        for (int64_t ti = 0; ti < p->n_tensors; ti++) {
+            const lm_ptensor *pt = &p->t[ti];
+            for (int64_t j = 0; j < pt->numel; j++) {
+                int64_t i = pt->offset + j;
+                if (!pt->trainable) continue;
+                double g = p->g[i] * clip;
+                if (pt->decay) w[i] *= 1 - lr * 0.1;
+                m[i] = 0.9 * m[i] + 0.1 * g;
+                v[i] = 0.95 * v[i] + 0.05 * g * g;
+                w[i] -= lr / (1 - pow(0.9, t)) * m[i] / (sqrt(v[i]) / sqrt(1 - pow(0.95, t)) + 1e-8);
+                worst = fmax(worst, fabs(w[i] - p->w[i]));
+            }
+        }
+    }
+    printf("  AdamW, 3 steps: max |w - w_ref(double)| = %.2e\n", worst);
+    CHECK(worst < 1e-6);
+    CHECK(a.step == 3);
+    for (int i = 0; i < 4; i++) CHECK(bias[i] == 0.5f); /* not a gradient parameter */
+    /* decay flags: 2-D trainable only */
+    for (int64_t ti = 0; ti < p->n_tensors; ti++)
+        CHECK(p->t[ti].decay == (p->t[ti].ndim == 2 && p->t[ti].trainable));
+    CHECK(lm_adamw_clip_scale(0.5, 1.0) == 1.0 && lm_adamw_clip_scale(5, 0) == 1.0);
+    lm_adamw_free(&a);
+    free(w), free(m), free(v);
+    lm_params_free(p);
+}
+
+TEST(moe_bias_rule) {
+    lm_params *p = tiny_params(2);
+    CHECK(p != NULL);
+    if (!p) return;
+    lm_train_opts o = lm_train_opts_default();
+    o.seq = 4;
+    o.bias_gamma = 0.25;
+    lm_error err;
+    lm_trainer *tr = lm_trainer_create(p, &o, 1, &err);
+    CHECK(tr != NULL);
+    if (!tr) return;
+    float *bias = p->W.layers[1].gate_bias;
+    lm_train_begin(tr);
+    /* loads 3, 1, 2, 2: mean 2 -> down, up, unchanged, unchanged */
+    tr->loads[0] = 3, tr->loads[1] = 1, tr->loads[2] = 2, tr->loads[3] = 2;
+    float before[4];
+    memcpy(before, bias, sizeof before);
+    lm_train_stats st;
+    lm_train_apply(tr, NULL, 0.0, &st);
+    CHECK(bias[0] == before[0] - 0.25f && bias[1] == before[1] + 0.25f);
+    CHECK(bias[2] == before[2] && bias[3] == before[3]);
+    CHECK(st.n_moe_layers == 1 && st.moe_layers[0] == 1 && st.n_experts == 4 && st.expert_load[0] == 3);
+    /* a real step routes every token to k experts */
+    int32_t ids[4] = {1, 2, 3, 4}, tgt[4] = {2, 3, 4, -1};
+    CHECK(lm_train_step(tr, NULL, ids, tgt, 1e-3, &st, &err) == 0);
+    int64_t sum = 0;
+    for (int e = 0; e < 4; e++) sum += st.expert_load[e];
+    CHECK(sum == 4 * 2);
+    CHECK(st.tokens == 3);
+    /* bad input is refused */
+    ids[2] = 32;
+    CHECK(lm_train_step(tr, NULL, ids, tgt, 1e-3, &st, &err) != 0);
+    CHECK(strstr(err.msg, "out of range") != NULL);
+    ids[2] = 3;
+    tgt[1] = -2;
+    CHECK(lm_train_step(tr, NULL, ids, tgt, 1e-3, &st, &err) != 0);
+    lm_trainer_free(tr);
+    lm_params_free(p);
+}
+
+TEST(init_and_roundtrip) {
+    lm_config cfg;
+    lm_error err;
+    CHECK(lm_config_parse(TINY, sizeof TINY - 1, "tiny", &cfg, &err) == 0);
+    char dir[] = "/tmp/lemma_tinit_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    lm_init_opts io = lm_init_opts_default();
+    io.seed = 77;
+    io.std = 0.05;
+    CHECKF(lm_model_init_random(&cfg, TINY, sizeof TINY - 1, dir, &io, NULL, &err) == 0, "%s", err.msg);
+    lm_model *m = NULL;
+    CHECKF(lm_model_load(dir, &m, &err) == 0, "%s", err.msg);
+    lm_params *a = NULL, *b = NULL;
+    CHECK(lm_params_create(&cfg, &a, &err) == 0 && lm_params_create(&cfg, &b, &err) == 0);
+    if (!m || !a || !b) goto done;
+    lm_params_init_random(a, 77, 0.05);
+    CHECK(lm_params_load_model(b, m, &err) == 0);
+    CHECK(memcmp(a->w, b->w, (size_t)a->n_floats * sizeof(float)) == 0);
+    /* m block: save, read into v, compare */
+    for (int64_t i = 0; i < a->n_floats; i++) a->m[i] = (float)i * 0.5f;
+    for (int64_t ti = 0; ti < a->n_tensors; ti++) /* alignment gaps are not saved */
+        for (int64_t j = a->t[ti].numel; j < ((a->t[ti].numel + 15) & ~(int64_t)15); j++) a->m[a->t[ti].offset + j] = 0;
+    char path[600];
+    snprintf(path, sizeof path, "%s/adam_m.safetensors", dir);
+    CHECKF(lm_params_save(a, a->m, path, NULL, &err) == 0, "%s", err.msg);
+    CHECKF(lm_params_read(a, a->v, path, &err) == 0, "%s", err.msg);
+    CHECK(memcmp(a->m, a->v, (size_t)a->n_floats * sizeof(float)) == 0);
+    CHECK(lm_params_find(a, "model.layers.1.mlp.gate.e_score_correction_bias") != NULL);
+    CHECK(lm_params_find(a, "lm_head.weight") != NULL && lm_params_find(a, "nope") == NULL);
+    /* a checkpoint of another shape is refused with the tensor's name */
+    lm_config c2 = cfg;
+    c2.hidden_size = 16;
+    lm_params *c = NULL;
+    CHECK(lm_params_create(&c2, &c, &err) == 0);
+    CHECK(c && lm_params_read(c, c->w, path, &err) != 0 && strstr(err.msg, "model.") != NULL);
+    lm_params_free(c);
+    remove(path);
+done:
+    lm_model_free(m);
+    lm_params_free(a);
+    lm_params_free(b);
+    char f[600];
+    snprintf(f, sizeof f, "%s/config.json", dir);
+    remove(f);
+    snprintf(f, sizeof f, "%s/model.safetensors", dir);
+    remove(f);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(golden_v3);
     RUN(golden_v3_tied);
@@ -375,5 +581,9 @@ int main(void) {
     RUN(determinism_threads);
     RUN(gradient_accumulation);
     RUN(save_load_inference);
+    RUN(schedules);
+    RUN(adamw_reference);
+    RUN(moe_bias_rule);
+    RUN(init_and_roundtrip);
     return test_report("test_train_golden");
 }

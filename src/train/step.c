@@ -135,7 +135,7 @@ static void layout(lm_trainer *tr, planner *pl) {
     tr->logits = PLAN_F(pl, tr->head_chunk * V);
     tr->hrows = PLAN_I(pl, tr->head_chunk);
     /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
-    tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T) + 15) & ~(int64_t)15;
+    tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T, dk, dv) + 15) & ~(int64_t)15;
     tr->thr = PLAN_F(pl, tr->nthreads * tr->thr_floats);
     /* The Linear products' workspace: the largest of them. */
     int64_t shapes[][2] = {{Q, D},      {H * dk, Q}, {H * dk, D}, {C + dr, D}, {H * (dn + dv), C},

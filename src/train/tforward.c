@@ -25,9 +25,12 @@
  * plus x_fin D and its 1/rms once. Recomputed in the backward: the three
  * RMSNorm outputs of each layer (x * r * w), SwiGLU outputs, attention
  * probabilities (one Q K^T per head), the ffn-norm input of MoE gathers.
- * lm_train_act_floats_per_token() sums this; for bench-s (D 256, 4 layers,
- * 3 MoE) it is about 13.3k floats = 53 KB per token, for bench-m about
- * 47 KB... see the function for the exact count.
+ * lm_train_act_floats_per_token() sums this: bench-s (D 256, 4 layers,
+ * 3 MoE, k 2) keeps 13,195 floats = 51.5 KB per token (105 MB for its
+ * 8 x 256 batch), bench-m (D 512, 8 layers) 57,083 floats = 223 KB per
+ * token. The MoE slots dominate (2 k Im + k D per token and layer). The
+ * trainer's scratch adds [N, max width] buffers, per-thread attention
+ * scratch of 3 T^2 floats and the Linear workspace (step.c).
  *
  * Threading: Linears through lm_matmul; attention gives each thread whole
  * (sequence, head) pairs; row operations are cheap and run on the caller.

@@ -186,13 +186,23 @@ void lm_tk_rope_bwd(float *x, const float *cos_t, const float *sin_t, int64_t d)
     }
 }
 
-/* ---- attention of one head ---- */
+/* ---- attention of one head ----
+ * All six products go through lm_matmul (pool NULL: the caller's thread)
+ * as full [T, T] products; the masked half of P and dS is exactly 0. */
 
-int64_t lm_tk_attn_scratch_floats(int64_t T) { return 2 * T * T; }
+int64_t lm_tk_attn_scratch_floats(int64_t T, int64_t dk, int64_t dv) {
+    return 3 * T * T + T * (dk > dv ? dk : dv);
+}
+
+/* dst[cols, rows] = src[rows, cols]^T, single-threaded. */
+static void transpose1(float *dst, const float *src, int64_t rows, int64_t cols) {
+    tr_job j = {dst, src, rows, cols};
+    transpose_task(&j, 0, 1);
+}
 
 void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, int64_t dk, int64_t dv, float scale,
                     float *O, float *lse, float *scratch) {
-    float *S = scratch; /* [T, T] */
+    float *S = scratch, *VT = scratch + 3 * T * T; /* [T, T], [dv, T] */
     lm_mat km = f32_mat(K, T, dk);
     lm_matmul(NULL, S, Q, T, &km);
     for (int64_t i = 0; i < T; i++) {
@@ -210,40 +220,45 @@ void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, i
         }
         float inv = (float)(1.0 / sum);
         lse[i] = m + (float)log(sum);
-        float *o = O + i * dv;
-        for (int64_t d = 0; d < dv; d++) o[d] = 0;
-        for (int64_t j = 0; j < n; j++) {
-            const float p = s[j] * inv, *v = V + j * dv;
-            for (int64_t d = 0; d < dv; d++) o[d] += p * v[d];
-        }
+        for (int64_t j = 0; j < n; j++) s[j] *= inv;
+        for (int64_t j = n; j < T; j++) s[j] = 0.0f;
     }
+    transpose1(VT, V, T, dv);
+    lm_mat vt = f32_mat(VT, dv, T);
+    lm_matmul(NULL, O, S, T, &vt);
 }
 
 void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float *O, const float *dO, const float *lse,
                     int64_t T, int64_t dk, int64_t dv, float scale, float *dQ, float *dK, float *dV, float *scratch) {
-    float *S = scratch, *dP = scratch + T * T; /* [T, T] each */
+    float *P = scratch, *dS = scratch + T * T, *X = scratch + 2 * T * T, *Y = scratch + 3 * T * T;
     lm_mat km = f32_mat(K, T, dk), vm = f32_mat(V, T, dv);
-    lm_matmul(NULL, S, Q, T, &km);
-    lm_matmul(NULL, dP, dO, T, &vm);
-    memset(dK, 0, (size_t)(T * dk) * sizeof(float));
-    memset(dV, 0, (size_t)(T * dv) * sizeof(float));
+    lm_matmul(NULL, P, Q, T, &km);   /* scores */
+    lm_matmul(NULL, dS, dO, T, &vm); /* dP */
     for (int64_t i = 0; i < T; i++) {
-        float *s = S + i * T, *dp = dP + i * T;
-        const float *o = O + i * dv, *dorow = dO + i * dv, *q = Q + i * dk;
-        float Di = 0;
+        float *p = P + i * T, *ds = dS + i * T;
+        const float *o = O + i * dv, *dorow = dO + i * dv;
+        float Di = 0, li = lse[i];
         for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
-        float *dq = dQ + i * dk;
-        for (int64_t d = 0; d < dk; d++) dq[d] = 0;
         for (int64_t j = 0; j <= i; j++) {
-            float p = expf(s[j] * scale - lse[i]);
-            float ds = p * (dp[j] - Di) * scale;
-            const float *k = K + j * dk;
-            float *dk_j = dK + j * dk, *dv_j = dV + j * dv;
-            for (int64_t d = 0; d < dk; d++) dq[d] += ds * k[d];
-            for (int64_t d = 0; d < dk; d++) dk_j[d] += ds * q[d];
-            for (int64_t d = 0; d < dv; d++) dv_j[d] += p * dorow[d];
+            p[j] = expf(p[j] * scale - li);
+            ds[j] = p[j] * (ds[j] - Di) * scale;
         }
+        for (int64_t j = i + 1; j < T; j++) p[j] = ds[j] = 0.0f;
     }
+    /* dV = P^T dO */
+    transpose1(X, P, T, T);
+    transpose1(Y, dO, T, dv);
+    lm_mat m1 = f32_mat(Y, dv, T);
+    lm_matmul(NULL, dV, X, T, &m1);
+    /* dQ = dS K */
+    transpose1(Y, K, T, dk);
+    lm_mat m2 = f32_mat(Y, dk, T);
+    lm_matmul(NULL, dQ, dS, T, &m2);
+    /* dK = dS^T Q */
+    transpose1(X, dS, T, T);
+    transpose1(Y, Q, T, dk);
+    lm_mat m3 = f32_mat(Y, dk, T);
+    lm_matmul(NULL, dK, X, T, &m3);
 }
 
 /* ---- cross-entropy ---- */

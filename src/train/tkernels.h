@@ -68,7 +68,7 @@ void lm_tk_rope_bwd(float *x, const float *cos_t, const float *sin_t, int64_t d)
  * P = softmax(scale Q K^T + causal mask), O = P V. */
 
 /* Floats of scratch the two attention kernels need. */
-int64_t lm_tk_attn_scratch_floats(int64_t T);
+int64_t lm_tk_attn_scratch_floats(int64_t T, int64_t dk, int64_t dv);
 /* O [T, dv] and lse [T] (log-sum-exp of each scaled score row). */
 void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, int64_t dk, int64_t dv, float scale,
                     float *O, float *lse, float *scratch);
