@@ -134,6 +134,7 @@ static void layout(lm_trainer *tr, planner *pl) {
     tr->dxc = PLAN_F(pl, tr->head_chunk * D);
     tr->logits = PLAN_F(pl, tr->head_chunk * V);
     tr->hrows = PLAN_I(pl, tr->head_chunk);
+    tr->headT = PLAN_F(pl, V * D);
     /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
     tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T, dk, dv) + 15) & ~(int64_t)15;
     tr->thr = PLAN_F(pl, tr->nthreads * tr->thr_floats);
@@ -189,8 +190,9 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
     }
     tr->Imax = max64(I, max64(Is, tr->nmoe ? Im : 0));
     if (tr->Imax < 1) tr->Imax = 1;
-    int64_t hc = ((int64_t)1 << 21) / c->vocab_size;
-    tr->head_chunk = hc < 32 ? 32 : hc > tr->N ? tr->N : hc;
+    /* Logits of up to 8M floats (32 MB) at once, at least 64 rows. */
+    int64_t hc = ((int64_t)1 << 23) / c->vocab_size;
+    tr->head_chunk = hc < 64 ? 64 : hc;
     if (tr->head_chunk > tr->N) tr->head_chunk = tr->N;
     if (lm_adamw_init(&tr->opt, p, &o->adamw, err)) {
         free(tr);

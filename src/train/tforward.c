@@ -298,7 +298,11 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     int64_t N = nseq * tr->T, D = c->hidden_size, V = c->vocab_size, HC = tr->head_chunk;
     float scale = (float)(1.0 / denom);
     tr_norm_rows(tr->xn, tr->r_fin, tr->x_fin, p->W.final_norm, N, D, (float)c->rms_norm_eps);
-    if (grad) memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
+    if (grad) {
+        memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
+        lm_tk_transpose(pool, tr->headT, p->W.head, V, D);
+    }
+    lm_mat headT = {.dtype = LM_DTYPE_F32, .rows = D, .cols = V, .data = tr->headT, .scale_inv = NULL};
     double loss = 0;
     int64_t cnt = 0;
     for (int64_t n0 = 0; n0 < N;) {
@@ -317,7 +321,7 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
         cnt += m;
         if (!grad) continue;
         lm_tk_linear_dw(pool, p->G.head, tr->logits, tr->xc, m, V, D, tr->ws);
-        lm_tk_linear_dx(pool, tr->dxc, tr->logits, m, p->W.head, V, D, 0, tr->ws);
+        lm_matmul(pool, tr->dxc, tr->logits, m, &headT); /* dx = dlogits W */
         for (int64_t i = 0; i < m; i++)
             memcpy(tr->dxn + (int64_t)tr->hrows[i] * D, tr->dxc + i * D, (size_t)D * sizeof(float));
     }

@@ -74,6 +74,7 @@ struct lm_trainer {
     float *xc, *dxc;             /* [head_chunk, D] head input rows with a target */
     float *logits;               /* [head_chunk, V] */
     int32_t *hrows;              /* [head_chunk] their token index */
+    float *headT;                /* [D, V] the head weight transposed, once per pass */
     int32_t *efill;              /* [E] counters grouping slots by expert */
     float *thr;                  /* per-thread attention scratch */
     int64_t thr_floats;
