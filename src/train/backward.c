@@ -95,23 +95,22 @@ static void attn_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq) {
         for (int64_t h = 0; h < H; h++) lm_tk_rope_bwd(tr->dq + n * H * dk + h * dk + dn, cs, sn, dr);
     }
     /* kv_b_proj and kv_a_layernorm. */
-    tr_renorm_rows(tr->cn, A->rkv, A->ckv, W->kv_norm, N, C);
+    tr_renorm_rows(pool, tr->cn, A->rkv, A->ckv, W->kv_norm, N, C);
     lm_tk_linear_dw(pool, G->wkv_b, tr->dkvb, tr->cn, N, H * (dn + dv), C, tr->ws);
     lm_tk_linear_dx(pool, tr->cn, tr->dkvb, N, W->wkv_b, H * (dn + dv), C, 0, tr->ws); /* cn := d(cn) */
-    for (int64_t n = 0; n < N; n++)
+    for (int64_t n = 0; n < N; n++) /* rows of stride C+dr: not the row helper */
         lm_tk_rmsnorm_bwd(dkva + n * (C + dr), tr->cn + n * C, A->ckv + n * C, W->kv_norm, A->rkv[n], C, 0);
     lm_tk_rmsnorm_dw(pool, G->kv_norm, tr->cn, A->ckv, A->rkv, N, C);
     /* kv_a_proj_with_mqa, from the recomputed normalised input. */
-    tr_renorm_rows(tr->xn, A->r1, A->x_in, W->attn_norm, N, D);
+    tr_renorm_rows(pool, tr->xn, A->r1, A->x_in, W->attn_norm, N, D);
     lm_tk_linear_dw(pool, G->wkv_a, dkva, tr->xn, N, C + dr, D, tr->ws);
     lm_tk_linear_dx(pool, tr->dxn, dkva, N, W->wkv_a, C + dr, D, 0, tr->ws);
     /* Query. */
     if (Q) {
-        tr_renorm_rows(tr->qan, A->rq, A->qa, W->q_norm, N, Q);
+        tr_renorm_rows(pool, tr->qan, A->rq, A->qa, W->q_norm, N, Q);
         lm_tk_linear_dw(pool, G->wq_b, tr->dq, tr->qan, N, H * dk, Q, tr->ws);
         lm_tk_linear_dx(pool, tr->qan, tr->dq, N, W->wq_b, H * dk, Q, 0, tr->ws); /* qan := d(qan) */
-        for (int64_t n = 0; n < N; n++)
-            lm_tk_rmsnorm_bwd(tr->dqa + n * Q, tr->qan + n * Q, A->qa + n * Q, W->q_norm, A->rq[n], Q, 0);
+        tr_norm_bwd_rows(pool, tr->dqa, tr->qan, A->qa, W->q_norm, A->rq, N, Q, 0);
         lm_tk_rmsnorm_dw(pool, G->q_norm, tr->qan, A->qa, A->rq, N, Q);
         lm_tk_linear_dw(pool, G->wq_a, tr->dqa, tr->xn, N, Q, D, tr->ws);
         lm_tk_linear_dx(pool, tr->dxn, tr->dqa, N, W->wq_a, Q, D, 1, tr->ws);
@@ -130,10 +129,10 @@ static void mlp_bwd(lm_trainer *tr, lm_pool *pool, const float *x, const float *
                     float *g1, float *g3, float *g2, float *dx, int accumulate) {
     int64_t D = tr->p->cfg.hidden_size;
     if (N <= 0) return;
-    lm_tk_swiglu_fwd(tr->act, h1, h3, N * I);
+    tr_swiglu_rows(pool, tr->act, h1, h3, N, I);
     lm_tk_linear_dw(pool, g2, dout, tr->act, N, D, I, tr->ws);
     lm_tk_linear_dx(pool, tr->dact, dout, N, w2, D, I, 0, tr->ws);
-    lm_tk_swiglu_bwd(tr->dh1, tr->dh3, tr->dact, h1, h3, N * I);
+    tr_swiglu_bwd_rows(pool, tr->dh1, tr->dh3, tr->dact, h1, h3, N, I);
     lm_tk_linear_dw(pool, g1, tr->dh1, x, N, I, D, tr->ws);
     lm_tk_linear_dw(pool, g3, tr->dh3, x, N, I, D, tr->ws);
     lm_tk_linear_dx(pool, dx, tr->dh1, N, w1, I, D, accumulate, tr->ws);
@@ -242,19 +241,17 @@ void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq
         const tr_acts *A = &tr->acts[l];
         /* Feed-forward block: dx is the gradient of its output and, through
          * the residual, of x_mid. */
-        tr_renorm_rows(tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D);
+        tr_renorm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D);
         if (W->is_moe)
             moe_bwd(tr, pool, l, nseq, denom_seqs);
         else
             mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, tr->dx, N, c->intermediate_size, W->w1, W->w3, W->w2, G->w1,
                     G->w3, G->w2, tr->dxn, 0);
-        for (int64_t n = 0; n < N; n++)
-            lm_tk_rmsnorm_bwd(tr->dx + n * D, tr->dxn + n * D, A->x_mid + n * D, W->ffn_norm, A->r2[n], D, 1);
+        tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_mid, W->ffn_norm, A->r2, N, D, 1);
         lm_tk_rmsnorm_dw(pool, G->ffn_norm, tr->dxn, A->x_mid, A->r2, N, D);
         /* Attention block. */
         attn_bwd(tr, pool, l, nseq);
-        for (int64_t n = 0; n < N; n++)
-            lm_tk_rmsnorm_bwd(tr->dx + n * D, tr->dxn + n * D, A->x_in + n * D, W->attn_norm, A->r1[n], D, 1);
+        tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_in, W->attn_norm, A->r1, N, D, 1);
         lm_tk_rmsnorm_dw(pool, G->attn_norm, tr->dxn, A->x_in, A->r1, N, D);
     }
     /* Embedding rows, tokens in order. */

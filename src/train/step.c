@@ -134,6 +134,7 @@ static void layout(lm_trainer *tr, planner *pl) {
     tr->dxc = PLAN_F(pl, tr->head_chunk * D);
     tr->logits = PLAN_F(pl, tr->head_chunk * V);
     tr->hrows = PLAN_I(pl, tr->head_chunk);
+    tr->hloss = plan(pl, (size_t)tr->head_chunk * sizeof(double));
     tr->headT = PLAN_F(pl, V * D);
     /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
     tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T, dk, dv) + 15) & ~(int64_t)15;

@@ -42,18 +42,92 @@
 #include "train/tkernels.h"
 #include "train/trainer.h"
 
-/* ---- row helpers ---- */
+/* ---- row helpers, threaded over rows (each row is independent, so any
+ * split gives the same bits) ---- */
 
-void tr_norm_rows(float *xn, float *r, const float *x, const float *w, int64_t N, int64_t d, float eps) {
-    for (int64_t n = 0; n < N; n++) r[n] = lm_tk_rmsnorm_fwd(xn + n * d, x + n * d, w, d, eps);
+enum { ROW_NORM, ROW_RENORM, ROW_NORM_BWD, ROW_SWIGLU, ROW_SWIGLU_BWD, ROW_ADD, ROW_XENT };
+
+typedef struct rows_job {
+    int op, acc;
+    int64_t N, d;
+    float eps, scale;
+    float *o1, *o2, *r;
+    const float *i1, *i2, *i3, *w, *rc;
+    const int32_t *tgt, *rows;
+    double *loss;
+} rows_job;
+
+static void rows_task(void *ctx, int ith, int nth) {
+    const rows_job *j = ctx;
+    int64_t n0, n1, d = j->d;
+    lm_split(j->N, ith, nth, 1, &n0, &n1);
+    switch (j->op) {
+    case ROW_NORM:
+        for (int64_t n = n0; n < n1; n++) j->r[n] = lm_tk_rmsnorm_fwd(j->o1 + n * d, j->i1 + n * d, j->w, d, j->eps);
+        break;
+    case ROW_RENORM:
+        for (int64_t n = n0; n < n1; n++) {
+            const float *x = j->i1 + n * d, rn = j->rc[n];
+            float *y = j->o1 + n * d;
+            for (int64_t i = 0; i < d; i++) y[i] = x[i] * rn * j->w[i];
+        }
+        break;
+    case ROW_NORM_BWD:
+        for (int64_t n = n0; n < n1; n++)
+            lm_tk_rmsnorm_bwd(j->o1 + n * d, j->i1 + n * d, j->i2 + n * d, j->w, j->rc[n], d, j->acc);
+        break;
+    case ROW_SWIGLU:
+        lm_tk_swiglu_fwd(j->o1 + n0 * d, j->i1 + n0 * d, j->i2 + n0 * d, (n1 - n0) * d);
+        break;
+    case ROW_SWIGLU_BWD:
+        lm_tk_swiglu_bwd(j->o1 + n0 * d, j->o2 + n0 * d, j->i1 + n0 * d, j->i2 + n0 * d, j->i3 + n0 * d,
+                         (n1 - n0) * d);
+        break;
+    case ROW_ADD:
+        for (int64_t i = n0 * d; i < n1 * d; i++) j->o1[i] = j->i1[i] + j->i2[i];
+        break;
+    case ROW_XENT:
+        for (int64_t n = n0; n < n1; n++)
+            j->loss[n] = lm_tk_xent(j->o1 + n * d, d, j->tgt[j->rows[n]], j->scale, j->o1 + n * d);
+        break;
+    }
 }
 
-void tr_renorm_rows(float *xn, const float *r, const float *x, const float *w, int64_t N, int64_t d) {
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * d;
-        float *y = xn + n * d, rn = r[n];
-        for (int64_t i = 0; i < d; i++) y[i] = xr[i] * rn * w[i];
-    }
+static void run_rows(lm_pool *pool, rows_job *j) {
+    lm_pool_run(j->N * j->d < 16384 ? NULL : pool, rows_task, j);
+}
+
+void tr_norm_rows(lm_pool *pool, float *xn, float *r, const float *x, const float *w, int64_t N, int64_t d, float eps) {
+    rows_job j = {.op = ROW_NORM, .N = N, .d = d, .eps = eps, .o1 = xn, .r = r, .i1 = x, .w = w};
+    run_rows(pool, &j);
+}
+
+void tr_renorm_rows(lm_pool *pool, float *xn, const float *r, const float *x, const float *w, int64_t N, int64_t d) {
+    rows_job j = {.op = ROW_RENORM, .N = N, .d = d, .o1 = xn, .rc = r, .i1 = x, .w = w};
+    run_rows(pool, &j);
+}
+
+void tr_norm_bwd_rows(lm_pool *pool, float *dx, const float *dy, const float *x, const float *w, const float *r,
+                      int64_t N, int64_t d, int accumulate) {
+    rows_job j = {.op = ROW_NORM_BWD, .acc = accumulate, .N = N, .d = d, .o1 = dx, .i1 = dy, .i2 = x, .w = w, .rc = r};
+    run_rows(pool, &j);
+}
+
+void tr_swiglu_rows(lm_pool *pool, float *a, const float *h1, const float *h3, int64_t N, int64_t I) {
+    rows_job j = {.op = ROW_SWIGLU, .N = N, .d = I, .o1 = a, .i1 = h1, .i2 = h3};
+    run_rows(pool, &j);
+}
+
+void tr_swiglu_bwd_rows(lm_pool *pool, float *dh1, float *dh3, const float *da, const float *h1, const float *h3,
+                        int64_t N, int64_t I) {
+    rows_job j = {.op = ROW_SWIGLU_BWD, .N = N, .d = I, .o1 = dh1, .o2 = dh3, .i1 = da, .i2 = h1, .i3 = h3};
+    run_rows(pool, &j);
+}
+
+/* out = a + b, [N, d]. */
+static void add_rows(lm_pool *pool, float *out, const float *a, const float *b, int64_t N, int64_t d) {
+    rows_job j = {.op = ROW_ADD, .N = N, .d = d, .o1 = out, .i1 = a, .i2 = b};
+    run_rows(pool, &j);
 }
 
 /* ---- attention ---- */
@@ -109,11 +183,11 @@ static void attn_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, flo
             dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2,
             dk = dn + dr;
     float eps = (float)c->rms_norm_eps;
-    tr_norm_rows(tr->xn, A->r1, A->x_in, W->attn_norm, N, D, eps);
+    tr_norm_rows(pool, tr->xn, A->r1, A->x_in, W->attn_norm, N, D, eps);
     /* Query (conv. 6). */
     if (Q) {
         lm_tk_linear(pool, A->qa, tr->xn, N, W->wq_a, Q, D);
-        tr_norm_rows(tr->qan, A->rq, A->qa, W->q_norm, N, Q, eps);
+        tr_norm_rows(pool, tr->qan, A->rq, A->qa, W->q_norm, N, Q, eps);
         lm_tk_linear(pool, A->q, tr->qan, N, W->wq_b, H * dk, Q);
     } else {
         lm_tk_linear(pool, A->q, tr->xn, N, W->wq, H * dk, D);
@@ -142,7 +216,7 @@ static void mlp_fwd(lm_trainer *tr, lm_pool *pool, const float *x, int64_t N, co
     int64_t D = tr->p->cfg.hidden_size;
     lm_tk_linear(pool, h1, x, N, w1, I, D);
     lm_tk_linear(pool, h3, x, N, w3, I, D);
-    lm_tk_swiglu_fwd(tr->act, h1, h3, N * I);
+    tr_swiglu_rows(pool, tr->act, h1, h3, N, I);
     lm_tk_linear(pool, out, tr->act, N, w2, D, I);
 }
 
@@ -279,13 +353,13 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
         const lm_tlayer *W = &p->W.layers[l];
         float *next = l + 1 < L ? tr->acts[l + 1].x_in : tr->x_fin;
         attn_fwd(tr, pool, l, nseq, tr->tmp);
-        for (int64_t i = 0; i < N * D; i++) A->x_mid[i] = A->x_in[i] + tr->tmp[i];
-        tr_norm_rows(tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D, eps);
+        add_rows(pool, A->x_mid, A->x_in, tr->tmp, N, D);
+        tr_norm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D, eps);
         if (W->is_moe)
             tr->bal_sum += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
         else
             mlp_fwd(tr, pool, tr->xn, N, W->w1, W->w3, W->w2, c->intermediate_size, A->h1, A->h3, tr->tmp);
-        for (int64_t i = 0; i < N * D; i++) next[i] = A->x_mid[i] + tr->tmp[i];
+        add_rows(pool, next, A->x_mid, tr->tmp, N, D);
     }
 }
 
@@ -297,7 +371,7 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size, V = c->vocab_size, HC = tr->head_chunk;
     float scale = (float)(1.0 / denom);
-    tr_norm_rows(tr->xn, tr->r_fin, tr->x_fin, p->W.final_norm, N, D, (float)c->rms_norm_eps);
+    tr_norm_rows(pool, tr->xn, tr->r_fin, tr->x_fin, p->W.final_norm, N, D, (float)c->rms_norm_eps);
     if (grad) {
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
         lm_tk_transpose(pool, tr->headT, p->W.head, V, D);
@@ -316,8 +390,10 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
             }
         if (!m) break;
         lm_tk_linear(pool, tr->logits, tr->xc, m, p->W.head, V, D);
-        for (int64_t i = 0; i < m; i++)
-            loss += lm_tk_xent(tr->logits + i * V, V, targets[tr->hrows[i]], scale, tr->logits + i * V);
+        rows_job xj = {.op = ROW_XENT, .N = m, .d = V, .scale = scale, .o1 = tr->logits, .tgt = targets,
+                       .rows = tr->hrows, .loss = tr->hloss};
+        run_rows(pool, &xj);
+        for (int64_t i = 0; i < m; i++) loss += tr->hloss[i];
         cnt += m;
         if (!grad) continue;
         lm_tk_linear_dw(pool, p->G.head, tr->logits, tr->xc, m, V, D, tr->ws);
@@ -328,7 +404,6 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     *loss_sum += loss;
     *count += cnt;
     if (!grad) return;
-    for (int64_t n = 0; n < N; n++)
-        lm_tk_rmsnorm_bwd(tr->dx + n * D, tr->dxn + n * D, tr->x_fin + n * D, p->W.final_norm, tr->r_fin[n], D, 0);
+    tr_norm_bwd_rows(pool, tr->dx, tr->dxn, tr->x_fin, p->W.final_norm, tr->r_fin, N, D, 0);
     lm_tk_rmsnorm_dw(pool, p->G.final_norm, tr->dxn, tr->x_fin, tr->r_fin, N, D);
 }

@@ -74,6 +74,7 @@ struct lm_trainer {
     float *xc, *dxc;             /* [head_chunk, D] head input rows with a target */
     float *logits;               /* [head_chunk, V] */
     int32_t *hrows;              /* [head_chunk] their token index */
+    double *hloss;               /* [head_chunk] their losses */
     float *headT;                /* [D, V] the head weight transposed, once per pass */
     int32_t *efill;              /* [E] counters grouping slots by expert */
     float *thr;                  /* per-thread attention scratch */
@@ -99,11 +100,17 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
 /* backward.c: from tr->dx (gradient of x_fin) down to G.embed. */
 void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs);
 
-/* Shared helpers (tforward.c). */
-/* xn[n] = rmsnorm(x[n]) * w for n < N, r[n] = 1/rms (recomputed in backward
- * from the kept x and r: xn = x * r * w). */
-void tr_norm_rows(float *xn, float *r, const float *x, const float *w, int64_t N, int64_t d, float eps);
-void tr_renorm_rows(float *xn, const float *r, const float *x, const float *w, int64_t N, int64_t d);
+/* Row helpers (tforward.c), threaded over rows through the pool:
+ * xn[n] = rmsnorm(x[n]) * w and r[n] = 1/rms; the backward recomputes
+ * xn = x * r * w from the kept x and r. */
+void tr_norm_rows(lm_pool *pool, float *xn, float *r, const float *x, const float *w, int64_t N, int64_t d, float eps);
+void tr_renorm_rows(lm_pool *pool, float *xn, const float *r, const float *x, const float *w, int64_t N, int64_t d);
+/* dx[n] (+)= RMSNorm backward of dy[n] (lm_tk_rmsnorm_bwd per row). */
+void tr_norm_bwd_rows(lm_pool *pool, float *dx, const float *dy, const float *x, const float *w, const float *r,
+                      int64_t N, int64_t d, int accumulate);
+void tr_swiglu_rows(lm_pool *pool, float *a, const float *h1, const float *h3, int64_t N, int64_t I);
+void tr_swiglu_bwd_rows(lm_pool *pool, float *dh1, float *dh3, const float *da, const float *h1, const float *h3,
+                        int64_t N, int64_t I);
 /* Sequence-wise balance: f_i of each expert for sequence b (tforward.c). */
 void tr_balance_f(const lm_trainer *tr, const tr_acts *A, int64_t b, double *f);
 
