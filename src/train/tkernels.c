@@ -5,6 +5,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <xmmintrin.h>
+#endif
 
 #include "core/kernels.h"
 
@@ -21,19 +24,41 @@ typedef struct tr_job {
     int64_t rows, cols;
 } tr_job;
 
+/* 64 x 64 blocks; inside them 4 x 4 register transposes (SSE, part of the
+ * x86-64 baseline), scalar at the edges. A pure copy: any split gives the
+ * same bits. */
+static void transpose_block(float *dst, const float *src, int64_t rows, int64_t cols, int64_t r0, int64_t r1,
+                            int64_t c0, int64_t c1) {
+    int64_t c = c0;
+#ifdef __SSE2__
+    /* four destination rows at a time, written left to right */
+    for (; c + 4 <= c1; c += 4) {
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            __m128 a = _mm_loadu_ps(src + (r + 0) * cols + c), b = _mm_loadu_ps(src + (r + 1) * cols + c),
+                   e = _mm_loadu_ps(src + (r + 2) * cols + c), f = _mm_loadu_ps(src + (r + 3) * cols + c);
+            _MM_TRANSPOSE4_PS(a, b, e, f);
+            _mm_storeu_ps(dst + (c + 0) * rows + r, a);
+            _mm_storeu_ps(dst + (c + 1) * rows + r, b);
+            _mm_storeu_ps(dst + (c + 2) * rows + r, e);
+            _mm_storeu_ps(dst + (c + 3) * rows + r, f);
+        }
+        for (; r < r1; r++)
+            for (int64_t i = 0; i < 4; i++) dst[(c + i) * rows + r] = src[r * cols + c + i];
+    }
+#endif
+    for (; c < c1; c++)
+        for (int64_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
+}
+
 static void transpose_task(void *ctx, int ith, int nth) {
     const tr_job *j = ctx;
     int64_t c0, c1;
-    lm_split(j->cols, ith, nth, 16, &c0, &c1);
-    /* 16x16 tiles keep both sides in cache. */
-    for (int64_t cb = c0; cb < c1; cb += 16) {
-        int64_t ce = cb + 16 < c1 ? cb + 16 : c1;
-        for (int64_t rb = 0; rb < j->rows; rb += 16) {
-            int64_t re = rb + 16 < j->rows ? rb + 16 : j->rows;
-            for (int64_t c = cb; c < ce; c++)
-                for (int64_t r = rb; r < re; r++) j->dst[c * j->rows + r] = j->src[r * j->cols + c];
-        }
-    }
+    lm_split(j->cols, ith, nth, 64, &c0, &c1);
+    for (int64_t rb = 0; rb < j->rows; rb += 64)
+        for (int64_t cb = c0; cb < c1; cb += 64)
+            transpose_block(j->dst, j->src, j->rows, j->cols, rb, rb + 64 < j->rows ? rb + 64 : j->rows, cb,
+                            cb + 64 < c1 ? cb + 64 : c1);
 }
 
 void lm_tk_transpose(lm_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols) {
