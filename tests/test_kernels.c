@@ -169,8 +169,11 @@ static void check_matmul(lm_pool **pools, int npools, const shape *sh, lm_dtype 
     lm_isa isas[3];
     int nisa = isa_list(isas);
     lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
-    for (int ii = 0; ii < nisa; ii++) {
+    for (int cfg = 0; cfg < 3 * nisa; cfg++) {
+        int ii = cfg / 3, path = cfg % 3; /* automatic, matvec, gemm */
+        if (isas[ii] == LM_ISA_SCALAR && path) continue;
         lm_set_isa(isas[ii]);
+        lm_matmul_force_path(path);
         for (int pi = 0; pi < npools; pi++) {
             for (size_t i = 0; i < ny + 32; i++) ya[i] = -12345.0f;
             lm_matmul(pools[pi], y, x, T, &tm.m);
@@ -187,18 +190,19 @@ static void check_matmul(lm_pool **pools, int npools, const shape *sh, lm_dtype 
                     if (!(err <= tol)) bad++;
                     if (err / tol > worst || isnan(err)) worst = err / tol, wi = (int64_t)i;
                 }
-                CHECKF(bad == 0, "%s %s T=%lld K=%lld N=%lld: %lld wrong, worst err/tol %.3g at %lld (y %.9g ref %.9g)",
-                       lm_isa_name(isas[ii]), lm_dtype_name(dt), (long long)T, (long long)K, (long long)N,
+                CHECKF(bad == 0, "%s path %d %s T=%lld K=%lld N=%lld: %lld wrong, worst err/tol %.3g at %lld (y %.9g ref %.9g)",
+                       lm_isa_name(isas[ii]), path, lm_dtype_name(dt), (long long)T, (long long)K, (long long)N,
                        (long long)bad, worst, (long long)wi, y[wi], ref[wi]);
                 memcpy(first, y, ny * sizeof(float));
             } else {
                 CHECKF(memcmp(first, y, ny * sizeof(float)) == 0,
-                       "%s %s T=%lld K=%lld N=%lld: %d threads differ from 1 thread",
-                       lm_isa_name(isas[ii]), lm_dtype_name(dt), (long long)T, (long long)K, (long long)N,
+                       "%s path %d %s T=%lld K=%lld N=%lld: %d threads differ from 1 thread",
+                       lm_isa_name(isas[ii]), path, lm_dtype_name(dt), (long long)T, (long long)K, (long long)N,
                        lm_pool_size(pools[pi]));
             }
         }
     }
+    lm_matmul_force_path(0);
     lm_set_isa(saved);
     free(first);
     free(ya);
@@ -257,8 +261,10 @@ TEST(matmul_nonfinite_x) {
     lm_isa isas[3];
     int nisa = isa_list(isas);
     lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
-    for (int ii = 0; ii < nisa; ii++) {
+    for (int cfg = 0; cfg < 3 * nisa; cfg++) {
+        int ii = cfg / 3;
         lm_set_isa(isas[ii]);
+        lm_matmul_force_path(cfg % 3);
         for (int64_t T = 1; T <= 3; T++) {
             lm_matmul(pools[1], y, x, T, &tm.m);
             int bad = 0;
@@ -267,9 +273,10 @@ TEST(matmul_nonfinite_x) {
                 if (T > 1) bad += isfinite(y[40 + n]);
                 if (T > 2) bad += !isfinite(y[80 + n]);
             }
-            CHECKF(bad == 0, "%s T=%lld: %d wrong", lm_isa_name(isas[ii]), (long long)T, bad);
+            CHECKF(bad == 0, "%s path %d T=%lld: %d wrong", lm_isa_name(isas[ii]), cfg % 3, (long long)T, bad);
         }
     }
+    lm_matmul_force_path(0);
     lm_set_isa(saved);
     free_mat(&tm);
 }

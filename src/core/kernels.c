@@ -211,11 +211,17 @@ typedef struct mm_job {
     const lm_kernel_table *tab; /* NULL: scalar */
 } mm_job;
 
+static atomic_int forced_path; /* lm_matmul_force_path */
+
+int lm_matmul_force_path(int path) { return atomic_exchange(&forced_path, path); }
+
 static void mm_task(void *arg, int ith, int nth) {
     const mm_job *j = (const mm_job *)arg;
     int64_t T = j->T, N = j->W->rows;
     const lm_kernel_table *tab = j->tab;
-    if (tab && tab->matvec && T <= tab->matvec_max_t) {
+    int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
+    int use_mv = path == 1 || (path == 0 && T <= (tab ? tab->matvec_max_t[j->W->dtype] : 0));
+    if (tab && tab->matvec && use_mv) {
         int64_t n0, n1;
         lm_split(N, ith, nth, 16, &n0, &n1);
         if (n0 < n1) tab->matvec(j->y, j->x, T, j->W, n0, n1);

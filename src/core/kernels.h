@@ -64,12 +64,13 @@ void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64
 /* ---- internals shared by kernels.c and the per-ISA files (not for callers) ---- */
 
 /* One ISA's implementations. matvec computes rows [n0, n1) of y for all T
- * tokens (used when T <= matvec_max_t); gemm computes the tile t in [t0, t1),
- * n in [n0, n1). Both must compute each y element by a fixed sequence of
- * operations that depends only on (T, K, ISA), never on the tile bounds, so
- * that lm_matmul is bit-identical for every thread count. */
+ * tokens (used when T <= matvec_max_t[W dtype], indexed F32, BF16, F16,
+ * F8_E4M3); gemm computes the tile t in [t0, t1), n in [n0, n1). Both must
+ * compute each y element by a fixed sequence of operations that depends only
+ * on (T, K, dtype, ISA), never on the tile bounds, so that lm_matmul is
+ * bit-identical for every thread count. */
 typedef struct lm_kernel_table {
-    int matvec_max_t;
+    int matvec_max_t[4];
     void (*matvec)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1);
     void (*gemm)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t t0, int64_t t1,
                  int64_t n0, int64_t n1);
@@ -80,6 +81,11 @@ typedef struct lm_kernel_table {
 
 extern const lm_kernel_table lm_kernels_avx2;
 extern const lm_kernel_table lm_kernels_avx512;
+
+/* Tests: forces lm_matmul onto one path for every T (0 = automatic, 1 =
+ * matvec, 2 = gemm) so both are checked on every shape; returns the old
+ * setting. Process-wide: not for use while other threads call lm_matmul. */
+int lm_matmul_force_path(int path);
 
 /* Thread-local scratch buffer number `slot` (0..3) of at least `bytes`,
  * 64-byte aligned, reused across calls (grown rarely, freed at thread exit).
