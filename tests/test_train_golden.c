@@ -9,6 +9,8 @@
  *    1 and at 2 threads are identical;
  *  - gradient accumulation: 4 micro-batches of 1 sequence give the gradient
  *    of one batch of 4 up to fp32 rounding;
+ *  - data parallel (simulated): per-rank gradients summed in rank order
+ *    equal one process's micro-batches bit for bit;
  *  - a saved checkpoint loads into the inference forward and gives the
  *    training forward's loss;
  *  - units: schedules (warmup + cosine, WSD with three decay shapes),
@@ -374,6 +376,63 @@ TEST(save_load_inference) {
     free_case(&gc);
 }
 
+/* Data parallel, simulated: four "ranks" each run lm_train_begin and one
+ * sequence with the global denominators; their gradients and expert loads
+ * are summed in rank order (a left fold), then lm_train_apply. The result
+ * is bit-identical to one process running the four sequences as four
+ * micro-batches. */
+static void dp_case(const char *name) {
+    gcase gc;
+    if (load_case(name, &gc)) {
+        CHECK(0);
+        return;
+    }
+    lm_error err;
+    lm_train_opts o = gc.opts;
+    o.micro_batch = 1;
+    lm_params *a = params_of(&gc), *b = params_of(&gc);
+    lm_trainer *ta = lm_trainer_create(a, &o, 2, &err), *tb = lm_trainer_create(b, &o, 2, &err);
+    lm_pool *pool = lm_pool_create(2);
+    CHECK(a && b && ta && tb);
+    if (!ta || !tb) goto done;
+    int64_t denom = 0, T = gc.T, nl = 0, nl2 = 0;
+    for (int64_t i = 0; i < gc.B * T; i++) denom += gc.tgt[i] >= 0;
+    for (int step = 0; step < 2; step++) {
+        double lr = lm_schedule_lr(&gc.sched, step);
+        lm_train_stats sa, sb;
+        CHECK(lm_train_step(ta, pool, gc.ids, gc.tgt, lr, &sa, &err) == 0);
+        float *G = calloc((size_t)b->n_floats, sizeof(float));
+        int64_t *loads = lm_train_expert_loads(tb, &nl), sum_loads[64] = {0};
+        double loss = 0;
+        for (int64_t r = 0; r < gc.B; r++) {
+            lm_train_begin(tb);
+            CHECK(lm_train_accumulate(tb, pool, gc.ids + r * T, gc.tgt + r * T, 1, denom, gc.B, &err) == 0);
+            for (int64_t i = 0; i < b->n_floats; i++) G[i] += b->g[i];
+            for (int64_t i = 0; i < nl && i < 64; i++) sum_loads[i] += loads[i];
+            loss += tb->loss_sum;
+        }
+        memcpy(b->g, G, (size_t)b->n_floats * sizeof(float));
+        memcpy(lm_train_expert_loads(tb, &nl2), sum_loads, (size_t)nl * sizeof(int64_t));
+        tb->loss_sum = loss;
+        tb->tok_count = denom;
+        lm_train_apply(tb, pool, lr, &sb);
+        CHECK(memcmp(a->g, b->g, (size_t)a->n_floats * sizeof(float)) == 0);
+        CHECK(memcmp(a->w, b->w, (size_t)a->n_floats * sizeof(float)) == 0);
+        CHECK(sa.loss == sb.loss && sa.grad_norm == sb.grad_norm);
+        free(G);
+    }
+done:
+    lm_trainer_free(ta);
+    lm_trainer_free(tb);
+    lm_params_free(a);
+    lm_params_free(b);
+    lm_pool_free(pool);
+    free_case(&gc);
+}
+
+TEST(data_parallel_untied) { dp_case("v3"); }
+TEST(data_parallel_tied) { dp_case("v3_tied"); }
+
 /* ---- units ---- */
 
 TEST(schedules) {
@@ -581,6 +640,8 @@ int main(void) {
     RUN(determinism_threads);
     RUN(gradient_accumulation);
     RUN(save_load_inference);
+    RUN(data_parallel_untied);
+    RUN(data_parallel_tied);
     RUN(schedules);
     RUN(adamw_reference);
     RUN(moe_bias_rule);

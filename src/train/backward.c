@@ -25,8 +25,6 @@
 #include "train/tkernels.h"
 #include "train/trainer.h"
 
-void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V);
-
 /* ---- attention ---- */
 
 typedef struct attn_job {
@@ -231,6 +229,32 @@ static void moe_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int6
 
 /* ---- the backward ---- */
 
+/* In-place heapsort (no allocation; keys are distinct). */
+static void sort_u64(uint64_t *a, int64_t n) {
+    for (int64_t start = n / 2 - 1, end = n;; ) {
+        int64_t root;
+        if (start >= 0) {
+            root = start--;
+        } else {
+            if (--end <= 0) return;
+            uint64_t t = a[0];
+            a[0] = a[end];
+            a[end] = t;
+            root = 0;
+        }
+        for (;;) { /* sift down within [0, end) */
+            int64_t child = 2 * root + 1;
+            if (child >= end) break;
+            if (child + 1 < end && a[child + 1] > a[child]) child++;
+            if (a[root] >= a[child]) break;
+            uint64_t t = a[root];
+            a[root] = a[child];
+            a[child] = t;
+            root = child;
+        }
+    }
+}
+
 void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs) {
     lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
@@ -254,10 +278,31 @@ void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq
         tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_in, W->attn_norm, A->r1, N, D, 1);
         lm_tk_rmsnorm_dw(pool, G->attn_norm, tr->dxn, A->x_in, A->r1, N, D);
     }
-    /* Embedding rows, tokens in order. */
-    for (int64_t n = 0; n < N; n++) {
-        float *dst = p->G.embed + (int64_t)ids[n] * D;
-        const float *src = tr->dx + n * D;
-        for (int64_t i = 0; i < D; i++) dst[i] += src[i];
+    /* Embedding rows. Tied: they join this pass's head gradient, which then
+     * goes to G in one add. Untied: the rows of each id are summed first
+     * (tokens in order), then added to G once. Either way G receives one
+     * add per element and pass (see step.h: per-pass gradients fold). */
+    if (c->tie_word_embeddings) {
+        for (int64_t n = 0; n < N; n++) {
+            float *dst = tr->hacc + (int64_t)ids[n] * D;
+            const float *src = tr->dx + n * D;
+            for (int64_t i = 0; i < D; i++) dst[i] += src[i];
+        }
+        lm_tk_add(pool, p->G.embed, tr->hacc, c->vocab_size * D);
+        return;
+    }
+    uint64_t *key = tr->ekey;
+    for (int64_t n = 0; n < N; n++) key[n] = (uint64_t)(uint32_t)ids[n] << 32 | (uint64_t)n;
+    sort_u64(key, N);
+    float *row = tr->xc; /* [D] scratch: the head is done */
+    for (int64_t i = 0; i < N;) {
+        int64_t id = (int64_t)(key[i] >> 32);
+        memcpy(row, tr->dx + (int64_t)(uint32_t)key[i] * D, (size_t)D * sizeof(float));
+        for (i++; i < N && (int64_t)(key[i] >> 32) == id; i++) {
+            const float *src = tr->dx + (int64_t)(uint32_t)key[i] * D;
+            for (int64_t j = 0; j < D; j++) row[j] += src[j];
+        }
+        float *dst = p->G.embed + id * D;
+        for (int64_t j = 0; j < D; j++) dst[j] += row[j];
     }
 }

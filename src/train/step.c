@@ -136,6 +136,8 @@ static void layout(lm_trainer *tr, planner *pl) {
     tr->hrows = PLAN_I(pl, tr->head_chunk);
     tr->hloss = plan(pl, (size_t)tr->head_chunk * sizeof(double));
     tr->headT = PLAN_F(pl, V * D);
+    tr->hacc = PLAN_F(pl, V * D);
+    tr->ekey = plan(pl, (size_t)N * sizeof(uint64_t));
     /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
     tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T, dk, dv) + 15) & ~(int64_t)15;
     tr->thr = PLAN_F(pl, tr->nthreads * tr->thr_floats);
@@ -282,6 +284,11 @@ int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const
     tr->tok_count += cnt;
     tr_backward(tr, pool, ids, nseq, denom_seqs);
     return 0;
+}
+
+int64_t *lm_train_expert_loads(lm_trainer *tr, int64_t *n) {
+    *n = tr->nmoe * tr->p->cfg.n_routed_experts;
+    return tr->loads;
 }
 
 void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st) {

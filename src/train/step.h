@@ -41,10 +41,17 @@
  * Determinism: every result (loss, gradients, weights) is bit-identical for
  * any thread count: products split by output, reductions over tokens in a
  * fixed order (tkernels.h), gradient norm in fixed chunks (adamw.h).
- * Data-parallel training over P processes is: each runs lm_train_begin +
- * lm_train_accumulate on its shard with the global denominators, the
- * gradients (p->g) and expert loads are summed over processes in a fixed
- * order, then every process runs lm_train_apply.
+ *
+ * Accumulation contract: one pass (lm_train_accumulate) computes its whole
+ * gradient from zero and adds it to p->g with exactly one add per element,
+ * so after passes 1..M, g = ((g_1 + g_2) + ...) + g_M, a left fold of
+ * per-pass gradients (loss sums and loads likewise). Data-parallel training
+ * is therefore: rank r runs lm_train_begin + one lm_train_accumulate of its
+ * sequences with the global denominators; the gradients (p->g), expert
+ * loads (lm_train_expert_loads) and loss sums are summed in rank order (a
+ * chain or ring that adds in order, not a tree); every rank runs
+ * lm_train_apply. That is bit-identical to one process running the ranks'
+ * sequences as micro-batches (tested).
  *
  * Memory: lm_trainer_create allocates everything once (activations kept for
  * backward for one micro-batch, scratch, optimiser chunk table); a step
@@ -109,6 +116,10 @@ void lm_train_begin(lm_trainer *tr);
  * by denom_seqs (its sequences). */
 int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
                         int64_t denom_tokens, int64_t denom_seqs, lm_error *err);
+/* The expert loads accumulated since lm_train_begin, [n_moe_layers, E]
+ * (writable: a data-parallel run replaces them by the sums over processes
+ * before lm_train_apply); *n gets n_moe_layers * E. */
+int64_t *lm_train_expert_loads(lm_trainer *tr, int64_t *n);
 /* Clip, AdamW, MoE bias update; fills st (loss = loss sum / denominator of
  * the accumulated calls). */
 void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st);

@@ -138,9 +138,6 @@ typedef struct attn_job {
     int64_t nseq;
 } attn_job;
 
-/* Gathers head h of sequence b into contiguous Q [T, dn+dr], K [T, dn+dr],
- * V [T, dv] (also used by the backward). */
-void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V);
 void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V) {
     const lm_config *c = &tr->p->cfg;
     int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
@@ -348,6 +345,7 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
     float eps = (float)c->rms_norm_eps;
     for (int64_t n = 0; n < N; n++)
         memcpy(tr->acts[0].x_in + n * D, p->W.embed + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
+    double bal = 0;
     for (int64_t l = 0; l < L; l++) {
         tr_acts *A = &tr->acts[l];
         const lm_tlayer *W = &p->W.layers[l];
@@ -356,11 +354,12 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
         add_rows(pool, A->x_mid, A->x_in, tr->tmp, N, D);
         tr_norm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D, eps);
         if (W->is_moe)
-            tr->bal_sum += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
+            bal += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
         else
             mlp_fwd(tr, pool, tr->xn, N, W->w1, W->w3, W->w2, c->intermediate_size, A->h1, A->h3, tr->tmp);
         add_rows(pool, next, A->x_mid, tr->tmp, N, D);
     }
+    tr->bal_sum += bal;
 }
 
 /* ---- head and loss ---- */
@@ -374,6 +373,7 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     tr_norm_rows(pool, tr->xn, tr->r_fin, tr->x_fin, p->W.final_norm, N, D, (float)c->rms_norm_eps);
     if (grad) {
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
+        memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
         lm_tk_transpose(pool, tr->headT, p->W.head, V, D);
     }
     lm_mat headT = {.dtype = LM_DTYPE_F32, .rows = D, .cols = V, .data = tr->headT, .scale_inv = NULL};
@@ -396,7 +396,7 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
         for (int64_t i = 0; i < m; i++) loss += tr->hloss[i];
         cnt += m;
         if (!grad) continue;
-        lm_tk_linear_dw(pool, p->G.head, tr->logits, tr->xc, m, V, D, tr->ws);
+        lm_tk_linear_dw(pool, tr->hacc, tr->logits, tr->xc, m, V, D, tr->ws);
         lm_matmul(pool, tr->dxc, tr->logits, m, &headT); /* dx = dlogits W */
         for (int64_t i = 0; i < m; i++)
             memcpy(tr->dxn + (int64_t)tr->hrows[i] * D, tr->dxc + i * D, (size_t)D * sizeof(float));
@@ -404,6 +404,9 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     *loss_sum += loss;
     *count += cnt;
     if (!grad) return;
+    /* This pass's head gradient goes to G in one add (tied: after the
+     * embedding rows join it, in tr_backward). */
+    if (!c->tie_word_embeddings) lm_tk_add(pool, p->G.head, tr->hacc, V * D);
     tr_norm_bwd_rows(pool, tr->dx, tr->dxn, tr->x_fin, p->W.final_norm, tr->r_fin, N, D, 0);
     lm_tk_rmsnorm_dw(pool, p->G.final_norm, tr->dxn, tr->x_fin, tr->r_fin, N, D);
 }

@@ -76,6 +76,8 @@ struct lm_trainer {
     int32_t *hrows;              /* [head_chunk] their token index */
     double *hloss;               /* [head_chunk] their losses */
     float *headT;                /* [D, V] the head weight transposed, once per pass */
+    float *hacc;                 /* [V, D] this pass's head (tied: + embedding) gradient */
+    uint64_t *ekey;              /* [N] (id, token) keys grouping embedding rows */
     int32_t *efill;              /* [E] counters grouping slots by expert */
     float *thr;                  /* per-thread attention scratch */
     int64_t thr_floats;
@@ -96,6 +98,10 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
  * scaled by 1/denom. Adds to *loss_sum and *count. */
 void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
              double *loss_sum, int64_t *count);
+
+/* Gathers head h of sequence b into contiguous Q [T, dn+dr] (roped),
+ * K [T, dn+dr] ([k_nope | shared k_pe]) and V [T, dv] (tforward.c). */
+void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V);
 
 /* backward.c: from tr->dx (gradient of x_fin) down to G.embed. */
 void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs);
