@@ -987,7 +987,10 @@ static int encode_added(enc_ctx *c, const unsigned char *s, size_t n, int phase)
         if (at->single_word) {
             int before = ms > 0 && is_word_char(s, char_start_before(s, ms), n);
             int after = me < n && is_word_char(s, me, n);
-            if (before || after) { i++; continue; }
+            if (before || after) { /* discarded; like HF, the search goes on after it */
+                i += ml;
+                continue;
+            }
         }
         if (at->lstrip)
             while (ms > start) {
