@@ -22,6 +22,7 @@ static const command commands[] = {
     {"detokenize", cmd_detokenize, "DIR 3,1402,22: text"},
     {"tokenizer", cmd_tokenizer, "train FILES... --vocab N --out DIR: train a byte-level BPE tokenizer"},
     {"data", cmd_data, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
+    {"build", cmd_build, "RECIPE.json [--out DIR] [--check]: run a recipe's stages, hashes in lemma.lock"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,538 @@
+/* build.c — runs a recipe; see build.h. */
+#include "build/build.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build/sha256.h"
+#include "build/stages.h"
+#include "formats/safetensors.h"
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static int note(const lm_build_opts *o, int transient, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int note(const lm_build_opts *o, int transient, const char *fmt, ...) {
+    if (!o->note) return 0;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return o->note(o->note_ctx, transient, msg);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) ? -1 : 0;
+}
+
+int lm_remove_tree(const char *path, lm_error *err) {
+    struct stat st;
+    if (lstat(path, &st)) return errno == ENOENT ? 0 : lm_fail(err, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return remove(path) ? lm_fail(err, "%s: %s", path, strerror(errno)) : 0;
+    if (nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS)) return lm_fail(err, "removing %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int mkdir_p(const char *dir, lm_error *err) {
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (!n || n >= sizeof tmp) return lm_fail(err, "%s: bad directory name", dir);
+    memcpy(tmp, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i]) continue;
+        char c = tmp[i];
+        tmp[i] = 0;
+        if (mkdir(tmp, 0777) && errno != EEXIST) return lm_fail(err, "%s: %s", tmp, strerror(errno));
+        tmp[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return lm_fail(err, "%s: not a directory", dir);
+    return 0;
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return !stat(p, &st);
+}
+
+/* ---- inputs ---------------------------------------------------------------------- */
+
+/* Runs `bible -f Gen1:1-Rev22:21` and collects its output. */
+static int run_bible(lm_text *out, lm_error *err) {
+    int fd[2];
+    if (pipe(fd)) return lm_fail(err, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return lm_fail(err, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 2);
+        }
+        dup2(fd[1], 1);
+        close(fd[0]);
+        close(fd[1]);
+        char *argv[] = {"bible", "-f", "Gen1:1-Rev22:21", NULL};
+        execvp("bible", argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    char buf[1 << 16];
+    ssize_t n;
+    int oom = 0;
+    while ((n = read(fd[0], buf, sizeof buf)) != 0) {
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (!oom && lm_text_append(out, buf, (size_t)n)) oom = 1;
+    }
+    close(fd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (oom) return lm_fail(err, "out of memory");
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+        return lm_fail(err, "the 'bible' program is not installed (Debian package bible-kjv; scripts/install-deps.sh "
+                            "installs it)");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || out->len == 0)
+        return lm_fail(err, "'bible -f Gen1:1-Rev22:21' failed (exit status %d, %zu bytes of output)",
+                       WIFEXITED(status) ? WEXITSTATUS(status) : -1, out->len);
+    return 0;
+}
+
+static int hash_mismatch(const lm_recipe_input *in, const char *got, lm_error *err) {
+    if (!in->sha256[0])
+        return lm_fail(err, "input %s: the recipe gives no \"sha256\"; this %s hashes to %s (add \"sha256\": \"%s\" if "
+                            "that is the input you mean)",
+                       in->name, in->builtin ? "built-in input" : "file", got, got);
+    return lm_fail(err, "input %s (%s%s): sha256 is %s, the recipe expects %s", in->name,
+                   in->builtin ? "built-in " : "", in->builtin ? lm_builtin_name(in->builtin) : in->resolved, got,
+                   in->sha256);
+}
+
+/* Makes or checks one input; fills its path (in the build dir or in place) and hash. */
+static int prepare_input(const lm_recipe_input *in, const char *out_dir, lm_lock *lk, char *path, size_t cap,
+                         char hex[65], lm_error *err) {
+    if (!in->builtin) {
+        snprintf(path, cap, "%s", in->resolved);
+        if (lm_sha256_file(in->resolved, hex, err)) return lm_fail_prefix(err, "input %s", in->name);
+        if (!in->sha256[0] || strcmp(hex, in->sha256)) return hash_mismatch(in, hex, err);
+        return lm_lock_set_input(lk, in->name, in->path, hex) ? lm_fail(err, "out of memory") : 0;
+    }
+    char rel[256];
+    snprintf(rel, sizeof rel, "inputs/%s.txt", in->name);
+    snprintf(path, cap, "%s/%s", out_dir, rel);
+    lm_error e2;
+    if (!(in->sha256[0] && file_exists(path) && !lm_sha256_file(path, hex, &e2) && !strcmp(hex, in->sha256))) {
+        lm_text t = {0};
+        int rc = in->builtin == LM_BUILTIN_BIBLE_KJV ? run_bible(&t, err)
+                 : lm_synth_text(in->seed, in->lines, &t) ? lm_fail(err, "out of memory") : 0;
+        if (rc) {
+            lm_text_free(&t);
+            return lm_fail_prefix(err, "input %s (built-in %s)", in->name, lm_builtin_name(in->builtin));
+        }
+        uint8_t d[32];
+        lm_sha256_buf(t.data, t.len, d);
+        lm_sha256_hex(d, hex);
+        if (!in->sha256[0] || strcmp(hex, in->sha256)) {
+            lm_text_free(&t);
+            return hash_mismatch(in, hex, err);
+        }
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/inputs", out_dir);
+        rc = mkdir_p(dir, err) || lm_write_file_atomic(path, t.data, t.len, err);
+        lm_text_free(&t);
+        if (rc) return -1;
+    }
+    lm_lock_file f = {rel, {0}};
+    memcpy(f.sha256, hex, 65);
+    if (lm_lock_set_input(lk, in->name, rel, hex) || lm_lock_replace_files(lk, rel, &f, 1))
+        return lm_fail(err, "out of memory");
+    return 0;
+}
+
+/* ---- stages ------------------------------------------------------------------------- */
+
+typedef int (*stage_fn)(const lm_stage *, const char *, lm_error *);
+
+static stage_fn stage_function(int kind_id) {
+    switch (kind_id) {
+    case LM_STAGE_TOKENIZER: return lm_stage_tokenizer;
+    case LM_STAGE_DATA: return lm_stage_data;
+    case LM_STAGE_PRETRAIN: return lm_stage_pretrain;
+    }
+    return NULL;
+}
+
+static int stage_key(const lm_recipe_stage *rs, const lm_stage_input *ins, int n, char hex[65], lm_error *err) {
+    lm_text t = {0};
+    int bad = lm_text_append(&t, "lemma-stage 1\n", 14) || lm_text_append(&t, rs->kind, strlen(rs->kind)) ||
+              lm_text_append(&t, "\n", 1) || lm_json_canonical(rs->def, &t) || lm_text_append(&t, "\n", 1);
+    for (int i = 0; i < n && !bad; i++)
+        bad = lm_text_append(&t, ins[i].name, strlen(ins[i].name)) || lm_text_append(&t, " ", 1) ||
+              lm_text_append(&t, ins[i].kind, strlen(ins[i].kind)) || lm_text_append(&t, " ", 1) ||
+              lm_text_append(&t, ins[i].sha256, 64) || lm_text_append(&t, "\n", 1);
+    if (bad) {
+        lm_text_free(&t);
+        return lm_fail(err, "out of memory");
+    }
+    uint8_t d[32];
+    lm_sha256_buf(t.data, t.len, d);
+    lm_sha256_hex(d, hex);
+    lm_text_free(&t);
+    return 0;
+}
+
+typedef struct stage_note_ctx {
+    const lm_build_opts *o;
+    const char *prefix;
+} stage_note_ctx;
+
+static int stage_progress(void *ctx, const char *msg) {
+    stage_note_ctx *c = ctx;
+    return note(c->o, 1, "%s: %s", c->prefix, msg);
+}
+
+/* Removes .<name>.partial-* directories other than keep. */
+static void remove_partials(const char *out_dir, const char *name, const char *keep) {
+    char pattern[300];
+    snprintf(pattern, sizeof pattern, ".%s.partial-", name);
+    DIR *dp = opendir(out_dir);
+    if (!dp) return;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        if (strncmp(e->d_name, pattern, strlen(pattern)) || (keep && !strcmp(e->d_name, keep))) continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", out_dir, e->d_name);
+        lm_remove_tree(p, NULL);
+    }
+    closedir(dp);
+}
+
+/* Files recorded in the lock under "<name>/", and their digest. */
+static void recorded_digest(const lm_lock *lk, const char *name, char hex[65]) {
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "%s/", name);
+    size_t pl = strlen(prefix);
+    int first = -1, n = 0;
+    for (int i = 0; i < lk->n_files; i++)
+        if (!strncmp(lk->files[i].path, prefix, pl)) {
+            if (first < 0) first = i;
+            n++;
+        }
+    lm_lock_digest(first < 0 ? lk->files : lk->files + first, n, hex);
+}
+
+static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, const char *lock_path,
+                      lm_build_result *res, int *last, lm_error *err) {
+    int n_stages = r->n_stages;
+    if (o->until) {
+        int u = lm_recipe_stage_index(r, o->until);
+        if (u < 0) return lm_fail(err, "--until %s: the recipe has no stage of that name", o->until);
+        n_stages = u + 1;
+    }
+    *last = n_stages;
+    /* Inputs. */
+    char (*in_path)[4096] = calloc((size_t)r->n_inputs + 1, sizeof *in_path);
+    char (*in_hash)[65] = calloc((size_t)r->n_inputs + 1, sizeof *in_hash);
+    char (*st_hash)[65] = calloc((size_t)r->n_stages + 1, sizeof *st_hash);
+    lm_stage_input *ins = NULL;
+    char (*stage_dirs)[4096] = NULL;
+    int rc = -1;
+    if (!in_path || !in_hash || !st_hash) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < r->n_inputs; i++) {
+        if (note(o, 1, "input %s: checking", r->inputs[i].name)) {
+            lm_fail(err, "interrupted");
+            goto done;
+        }
+        if (prepare_input(&r->inputs[i], o->out_dir, lk, in_path[i], sizeof in_path[i], in_hash[i], err)) goto done;
+    }
+    if (lm_lock_write(lock_path, lk, err)) goto done;
+
+    for (int si = 0; si < n_stages; si++) {
+        const lm_recipe_stage *rs = &r->stages[si];
+        free(ins);
+        free(stage_dirs);
+        ins = calloc((size_t)rs->n_inputs, sizeof *ins);
+        stage_dirs = calloc((size_t)rs->n_inputs, sizeof *stage_dirs);
+        if (!ins || !stage_dirs) {
+            lm_fail(err, "out of memory");
+            goto done;
+        }
+        for (int k = 0; k < rs->n_inputs; k++) {
+            int ref = rs->input_ref[k];
+            ins[k].name = rs->inputs[k];
+            if (ref >= 0) {
+                ins[k].kind = "input";
+                ins[k].path = in_path[ref];
+                memcpy(ins[k].sha256, in_hash[ref], 65);
+            } else {
+                const lm_recipe_stage *dep = &r->stages[-ref - 1];
+                ins[k].kind = dep->kind;
+                snprintf(stage_dirs[k], sizeof stage_dirs[k], "%s/%s", o->out_dir, dep->name);
+                ins[k].path = stage_dirs[k];
+                memcpy(ins[k].sha256, st_hash[-ref - 1], 65);
+            }
+        }
+        char key[65];
+        if (stage_key(rs, ins, rs->n_inputs, key, err)) goto done;
+        char final_dir[4096], prefix[300];
+        snprintf(final_dir, sizeof final_dir, "%s/%s", o->out_dir, rs->name);
+        snprintf(prefix, sizeof prefix, "[%d/%d] %s (%s)", si + 1, n_stages, rs->name, rs->kind);
+        const lm_lock_stage *ls = lm_lock_find_stage(lk, rs->name);
+        if (!o->force && ls && !strcmp(ls->key, key) && !strcmp(ls->kind, rs->kind) && file_exists(final_dir)) {
+            if (note(o, 1, "%s: checking outputs", prefix)) {
+                lm_fail(err, "interrupted");
+                goto done;
+            }
+            lm_lock_file *files;
+            int nf;
+            char digest[65], rec[65];
+            if (lm_lock_hash_tree(o->out_dir, rs->name, &files, &nf, err)) goto done;
+            lm_lock_digest(files, nf, digest);
+            lm_lock_files_free(files, nf);
+            recorded_digest(lk, rs->name, rec);
+            if (!strcmp(digest, rec) && !strcmp(digest, ls->outputs_sha256)) {
+                memcpy(st_hash[si], digest, 65);
+                note(o, 0, "%s: up to date", prefix);
+                res->reused++;
+                continue;
+            }
+            note(o, 0, "%s: outputs changed since the last build; rebuilding", prefix);
+        }
+        /* Run into the partial directory. */
+        char pname[128], pdir[4096];
+        snprintf(pname, sizeof pname, ".%s.partial-%.16s", rs->name, key);
+        snprintf(pdir, sizeof pdir, "%s/%s", o->out_dir, pname);
+        remove_partials(o->out_dir, rs->name, rs->kind_id == LM_STAGE_PRETRAIN ? pname : NULL);
+        int resume = 0;
+        if (file_exists(pdir)) {
+            resume = 1;
+        } else if (mkdir(pdir, 0777)) {
+            lm_fail(err, "%s: %s", pdir, strerror(errno));
+            goto done;
+        }
+        note(o, 0, "%s: %s", prefix, resume ? "resuming an interrupted run" : "running");
+        stage_note_ctx nc = {o, prefix};
+        lm_stage st = {
+            .name = rs->name,
+            .kind = rs->kind,
+            .def = rs->def,
+            .recipe_path = r->path,
+            .recipe_dir = r->dir,
+            .out_dir = pdir,
+            .resume = resume,
+            .inputs = ins,
+            .n_inputs = rs->n_inputs,
+            .threads = o->threads > 0 ? o->threads : 1,
+            .progress = stage_progress,
+            .progress_ctx = &nc,
+        };
+        double t0 = now_s();
+        stage_fn fn = stage_function(rs->kind_id);
+        if (!fn || fn(&st, o->out_dir, err)) {
+            if (!fn) lm_fail(err, "unknown stage kind %s", rs->kind);
+            if (rs->kind_id != LM_STAGE_PRETRAIN) lm_remove_tree(pdir, NULL);
+            lm_fail_prefix(err, "stage %s", rs->name);
+            goto done;
+        }
+        if (lm_remove_tree(final_dir, err)) goto done;
+        if (rename(pdir, final_dir)) {
+            lm_fail(err, "rename %s -> %s: %s", pdir, final_dir, strerror(errno));
+            goto done;
+        }
+        lm_lock_file *files;
+        int nf;
+        if (lm_lock_hash_tree(o->out_dir, rs->name, &files, &nf, err)) goto done;
+        lm_lock_digest(files, nf, st_hash[si]);
+        int bad = lm_lock_replace_files(lk, rs->name, files, nf);
+        lm_lock_files_free(files, nf);
+        if (bad || lm_lock_set_stage(lk, rs->name, rs->kind, key, st_hash[si])) {
+            lm_fail(err, "out of memory");
+            goto done;
+        }
+        if (lm_lock_write(lock_path, lk, err)) goto done;
+        note(o, 0, "%s: built in %.1f s (%d files)", prefix, now_s() - t0, nf);
+        res->built++;
+    }
+    rc = 0;
+done:
+    free(ins);
+    free(stage_dirs);
+    free(in_path);
+    free(in_hash);
+    free(st_hash);
+    return rc;
+}
+
+/* Drops lock records of stages and inputs the recipe no longer has. */
+static void prune_lock(const lm_recipe *r, lm_lock *lk) {
+    int k = 0;
+    for (int i = 0; i < lk->n_stages; i++) {
+        if (lm_recipe_stage_index(r, lk->stages[i].name) >= 0) {
+            lk->stages[k++] = lk->stages[i];
+            continue;
+        }
+        lm_lock_replace_files(lk, lk->stages[i].name, NULL, 0);
+        free(lk->stages[i].name);
+        free(lk->stages[i].kind);
+    }
+    lk->n_stages = k;
+    k = 0;
+    for (int i = 0; i < lk->n_inputs; i++) {
+        int keep = 0;
+        for (int j = 0; j < r->n_inputs && !keep; j++) keep = !strcmp(r->inputs[j].name, lk->inputs[i].name);
+        if (keep) {
+            lk->inputs[k++] = lk->inputs[i];
+            continue;
+        }
+        char rel[300];
+        snprintf(rel, sizeof rel, "inputs/%s.txt", lk->inputs[i].name);
+        lm_lock_replace_files(lk, rel, NULL, 0);
+        free(lk->inputs[i].name);
+        free(lk->inputs[i].path);
+    }
+    lk->n_inputs = k;
+}
+
+int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err) {
+    memset(res, 0, sizeof *res);
+    if (mkdir_p(o->out_dir, err)) return -1;
+    char lock_path[4096], flock_path[4096];
+    snprintf(lock_path, sizeof lock_path, "%s/lemma.lock", o->out_dir);
+    snprintf(flock_path, sizeof flock_path, "%s/.lemma-build.lock", o->out_dir);
+    int fd = open(flock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return lm_fail(err, "%s: %s", flock_path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        close(fd);
+        return lm_fail(err, "%s: another lemma build is running in this directory", o->out_dir);
+    }
+    lm_lock lk;
+    int lr = lm_lock_read(lock_path, &lk, err);
+    if (lr < 0) {
+        close(fd);
+        return lm_fail_prefix(err, "(delete it to rebuild from scratch)");
+    }
+    int rc = -1, last = 0;
+    if (lm_lock_set_recipe(&lk, r->name, r->sha256)) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    if (run_stages(r, o, &lk, lock_path, res, &last, err)) goto done;
+    if (last == r->n_stages) {
+        prune_lock(r, &lk);
+        if (lm_lock_write(lock_path, &lk, err)) goto done;
+    }
+    rc = 0;
+done:
+    lm_lock_free(&lk);
+    close(fd); /* releases the flock */
+    return rc;
+}
+
+typedef struct check_ctx {
+    void (*diff)(void *, const char *, const char *, const char *, const char *);
+    void *ctx;
+} check_ctx;
+
+static void check_cb(void *vc, const char *what, const char *path, const char *a, const char *b) {
+    check_ctx *c = vc;
+    c->diff(c->ctx, what, path, a, b);
+}
+
+int lm_build_check(const lm_recipe *r, const lm_build_opts *o, const char *scratch_dir,
+                   void (*diff)(void *ctx, const char *what, const char *path, const char *sha_lock,
+                                const char *sha_rebuilt),
+                   void *ctx, lm_error *err) {
+    char lock_path[4096];
+    snprintf(lock_path, sizeof lock_path, "%s/lemma.lock", o->out_dir);
+    lm_lock old, fresh;
+    int lr = lm_lock_read(lock_path, &old, err);
+    if (lr < 0) return -1;
+    if (lr == 1) return lm_fail(err, "%s: no lemma.lock to check against (run lemma build first)", o->out_dir);
+    struct stat st;
+    if (!stat(scratch_dir, &st)) {
+        DIR *dp = opendir(scratch_dir);
+        int empty = 1;
+        struct dirent *e;
+        while (dp && (e = readdir(dp)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
+        if (dp) closedir(dp);
+        if (!dp || !empty) {
+            lm_lock_free(&old);
+            return lm_fail(err, "%s: the scratch directory must be empty", scratch_dir);
+        }
+    }
+    lm_build_opts o2 = *o;
+    o2.out_dir = scratch_dir;
+    o2.force = 1;
+    lm_build_result res;
+    if (lm_build(r, &o2, &res, err)) {
+        lm_lock_free(&old);
+        return lm_fail_prefix(err, "rebuilding into %s", scratch_dir);
+    }
+    char fresh_path[4096];
+    snprintf(fresh_path, sizeof fresh_path, "%s/lemma.lock", scratch_dir);
+    if (lm_lock_read(fresh_path, &fresh, err)) {
+        lm_lock_free(&old);
+        return -1;
+    }
+    int diffs = 0;
+    if (strcmp(old.recipe_sha256, fresh.recipe_sha256)) {
+        diff(ctx, "recipe", r->path, old.recipe_sha256, fresh.recipe_sha256);
+        diffs++;
+    }
+    /* Compare only what the rebuild covers: inputs/ and its stages. */
+    lm_lock a = old;
+    lm_lock_file *keep = malloc((size_t)(old.n_files + 1) * sizeof *keep);
+    if (!keep) {
+        lm_lock_free(&old);
+        lm_lock_free(&fresh);
+        return lm_fail(err, "out of memory");
+    }
+    int nk = 0;
+    for (int i = 0; i < old.n_files; i++) {
+        const char *p = old.files[i].path;
+        int cover = !strncmp(p, "inputs/", 7);
+        for (int s = 0; s < fresh.n_stages && !cover; s++) {
+            size_t n = strlen(fresh.stages[s].name);
+            cover = !strncmp(p, fresh.stages[s].name, n) && p[n] == '/';
+        }
+        if (cover) keep[nk++] = old.files[i];
+    }
+    a.files = keep;
+    a.n_files = nk;
+    check_ctx cc = {diff, ctx};
+    diffs += lm_lock_compare(&a, &fresh, check_cb, &cc);
+    free(keep);
+    lm_lock_free(&old);
+    lm_lock_free(&fresh);
+    return diffs;
+}

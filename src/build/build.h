@@ -1,0 +1,68 @@
+/* build.h — `lemma build`: run a recipe's stages into a build directory and
+ * record every artifact's SHA-256 in BUILD_DIR/lemma.lock (lock.h).
+ *
+ *   lm_build_opts o = {.out_dir = "out/default", .threads = 2};
+ *   lm_build_result res;
+ *   if (lm_build(recipe, &o, &res, &err)) ...           // res.built, res.reused
+ *   int n = lm_build_check(recipe, &o, "out/default.check-1", on_diff, ctx, &err);
+ *
+ * The build directory:
+ *   inputs/<name>.txt    built-in inputs, made and hash-checked (file inputs
+ *                        are read in place and checked the same way)
+ *   <stage>/             each stage's outputs
+ *   .<stage>.partial-K/  a stage being built (K = its key's first 16 hex digits);
+ *                        renamed to <stage>/ on success. An interrupted pretrain
+ *                        stage is resumed from it by the next build.
+ *   lemma.lock           written after every stage, atomically
+ *   .lemma-build.lock    flock() against two builds in one directory
+ *
+ * A stage is reused ("up to date") when lemma.lock has it with the same key
+ * and its directory still hashes to the recorded outputs digest; otherwise it
+ * runs (and so do the stages after it whose key changes in consequence). The
+ * key is the SHA-256 of "lemma-stage 1\n", the kind, the canonical JSON of
+ * the stage's definition (recipe.h) and, per input in order, its name, kind
+ * and hash (a file's SHA-256, or an earlier stage's outputs digest). Every
+ * input is checked against the recipe's "sha256" before any stage runs; a
+ * missing or different hash is an error that prints the actual one. */
+#ifndef LEMMA_BUILD_BUILD_H
+#define LEMMA_BUILD_BUILD_H
+
+#include "build/lock.h"
+#include "build/recipe.h"
+#include "core/error.h"
+
+typedef struct lm_build_opts {
+    const char *out_dir;     /* the build directory (created when missing) */
+    int threads;             /* passed to stages (>= 1; 0 means 1) */
+    const char *until;       /* stop after this stage (NULL: all stages) */
+    int force;               /* run every stage, even when up to date */
+    /* Messages for the user: transient (1) a live status line of the running
+     * stage, else (0) a permanent line ("[2/3] data: built in 1.2 s").
+     * A non-zero return stops the build ("interrupted"). May be NULL. */
+    int (*note)(void *ctx, int transient, const char *msg);
+    void *note_ctx;
+} lm_build_opts;
+
+typedef struct lm_build_result {
+    int built;               /* stages run */
+    int reused;              /* stages up to date */
+} lm_build_result;
+
+int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err);
+
+/* Rebuilds every stage (up to o->until) into scratch_dir (which must be
+ * empty or absent) and compares its artifacts with o->out_dir/lemma.lock:
+ * diff(ctx, what, path, sha_lock, sha_rebuilt) per difference ("differs",
+ * "missing" from the rebuild, "extra" in the rebuild, "recipe" when the
+ * recipe changed since the lock was written). Only the stages rebuilt (and
+ * inputs/) are compared. Returns the number of differences, or -1 on error
+ * (e.g. no lemma.lock: build first). scratch_dir is left for the caller. */
+int lm_build_check(const lm_recipe *r, const lm_build_opts *o, const char *scratch_dir,
+                   void (*diff)(void *ctx, const char *what, const char *path, const char *sha_lock,
+                                const char *sha_rebuilt),
+                   void *ctx, lm_error *err);
+
+/* rm -rf of a path (no symlinks followed); 0, or -1 with err. */
+int lm_remove_tree(const char *path, lm_error *err);
+
+#endif

@@ -1,0 +1,203 @@
+/* cmd_build.c — lemma build: run a recipe's stages, write lemma.lock; --check
+ * rebuilds into a scratch directory and compares every hash (src/build/build.h,
+ * docs/recipe.md).
+ *
+ *   lemma build RECIPE.json [--out DIR] [--until STAGE] [--force] [--threads N]
+ *   lemma build RECIPE.json --check [--out DIR] [--scratch DIR] [--keep]
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build/build.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct ui {
+    int tty, quiet;
+    int live;              /* a transient line is on screen */
+    double last;
+} ui;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Permanent lines always; transient ones as a live line on a terminal, or
+ * at most every 10 s otherwise. */
+static int show(void *ctx, int transient, const char *msg) {
+    ui *u = ctx;
+    if (u->quiet && transient) return interrupted;
+    if (u->tty) {
+        if (transient) {
+            double t = now_s();
+            if (t - u->last < 0.1) return interrupted;
+            u->last = t;
+            fprintf(stderr, "\r\033[K%.*s", 150, msg);
+            u->live = 1;
+        } else {
+            fprintf(stderr, "%s%s\n", u->live ? "\r\033[K" : "", msg);
+            u->live = 0;
+        }
+    } else if (!transient || now_s() - u->last >= 10) {
+        if (transient) u->last = now_s();
+        fprintf(stderr, "%s\n", msg);
+    }
+    return interrupted;
+}
+
+static void end_live(ui *u) {
+    if (u->tty && u->live) fputs("\r\033[K", stderr);
+    u->live = 0;
+}
+
+static void on_diff(void *ctx, const char *what, const char *path, const char *a, const char *b) {
+    (void)ctx;
+    if (!strcmp(what, "recipe"))
+        printf("recipe   %s changed since lemma.lock was written (lock %.12s, now %.12s)\n", path, a, b);
+    else if (!strcmp(what, "differs"))
+        printf("differs  %s  lock %.16s  rebuilt %.16s\n", path, a, b);
+    else if (!strcmp(what, "missing"))
+        printf("missing  %s  (in lemma.lock, not made by the rebuild)\n", path);
+    else
+        printf("extra    %s  (made by the rebuild, not in lemma.lock)\n", path);
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: lemma build RECIPE.json [--out DIR] [options]\n"
+            "       lemma build RECIPE.json --check [--out DIR] [--scratch DIR] [--keep]\n"
+            "  Runs the recipe's stages (tokenizer, data, pretrain) whose outputs are missing or\n"
+            "  whose inputs or parameters changed, and writes DIR/lemma.lock with the SHA-256 of\n"
+            "  every artifact. The recipe format is in docs/recipe.md.\n"
+            "  --out DIR        build directory (default: out/<recipe name>)\n"
+            "  --until STAGE    stop after this stage\n"
+            "  --force          run every stage even when up to date\n"
+            "  --threads N      worker threads for the stages (default: all cores; never\n"
+            "                   changes the bytes)\n"
+            "  --check          rebuild everything into a scratch directory and report every\n"
+            "                   artifact whose hash differs from DIR/lemma.lock (exit 1 if any)\n"
+            "  --scratch DIR    the scratch directory for --check (default: DIR.check-XXXXXX)\n"
+            "  --keep           keep the scratch directory even when everything matches\n"
+            "  --quiet          only the stage lines, no live progress\n");
+}
+
+int cmd_build(int argc, char **argv) {
+    args a = {argc, argv, 1, "build", 0};
+    const char *recipe_path = NULL, *out = NULL, *scratch = NULL, *v;
+    lm_build_opts o = {0};
+    int check = 0, keep = 0, quiet = 0;
+    int64_t threads = args_default_threads();
+    for (; a.i < argc && !a.bad; a.i++) {
+        if (args_opt(&a, "--help", "-h", NULL)) {
+            usage(stdout);
+            return 0;
+        } else if (args_opt(&a, "--out", "-o", &v)) {
+            out = v;
+        } else if (args_opt(&a, "--until", NULL, &v)) {
+            o.until = v;
+        } else if (args_opt(&a, "--force", NULL, NULL)) {
+            o.force = 1;
+        } else if (args_opt(&a, "--threads", "-t", &v)) {
+            args_int(&a, "--threads", v, 1, 1024, &threads);
+        } else if (args_opt(&a, "--check", NULL, NULL)) {
+            check = 1;
+        } else if (args_opt(&a, "--scratch", NULL, &v)) {
+            scratch = v;
+        } else if (args_opt(&a, "--keep", NULL, NULL)) {
+            keep = 1;
+        } else if (args_opt(&a, "--quiet", "-q", NULL)) {
+            quiet = 1;
+        } else if (argv[a.i][0] == '-' && argv[a.i][1]) {
+            fprintf(stderr, "lemma build: unknown option '%s'\n", argv[a.i]);
+            a.bad = 1;
+        } else if (!recipe_path) {
+            recipe_path = argv[a.i];
+        } else {
+            fprintf(stderr, "lemma build: one recipe at a time ('%s' is extra)\n", argv[a.i]);
+            a.bad = 1;
+        }
+    }
+    if (a.bad) return 2;
+    if (!recipe_path) {
+        usage(stderr);
+        return 2;
+    }
+    lm_error err;
+    lm_recipe *r = lm_recipe_load(recipe_path, &err);
+    if (!r) {
+        fprintf(stderr, "lemma build: %s\n", err.msg);
+        return 1;
+    }
+    char def_out[512];
+    if (!out) {
+        snprintf(def_out, sizeof def_out, "out/%s", r->name);
+        out = def_out;
+    }
+    o.out_dir = out;
+    o.threads = (int)threads;
+    ui u = {isatty(2), quiet, 0, 0};
+    o.note = show;
+    o.note_ctx = &u;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int rc = 0;
+    if (!check) {
+        lm_build_result res;
+        if (lm_build(r, &o, &res, &err)) {
+            end_live(&u);
+            fprintf(stderr, "lemma build: %s\n", err.msg);
+            rc = 1;
+        } else {
+            end_live(&u);
+            fprintf(stderr, "lemma build: %s: %d stage%s built, %d up to date; %s/lemma.lock\n", out, res.built,
+                    res.built == 1 ? "" : "s", res.reused, out);
+        }
+    } else {
+        char scratch_buf[600];
+        if (!scratch) {
+            snprintf(scratch_buf, sizeof scratch_buf, "%s.check-XXXXXX", out);
+            if (!mkdtemp(scratch_buf)) {
+                fprintf(stderr, "lemma build: %s: %s\n", scratch_buf, strerror(errno));
+                lm_recipe_free(r);
+                return 1;
+            }
+            scratch = scratch_buf;
+        }
+        fprintf(stderr, "lemma build: checking %s/lemma.lock by rebuilding into %s\n", out, scratch);
+        int n = lm_build_check(r, &o, scratch, on_diff, NULL, &err);
+        end_live(&u);
+        if (n < 0) {
+            fprintf(stderr, "lemma build: %s\n", err.msg);
+            rc = 1;
+        } else if (n > 0) {
+            printf("check: %d difference%s; the rebuild is in %s\n", n, n == 1 ? "" : "s", scratch);
+            rc = 1;
+        } else {
+            printf("check: every artifact matches %s/lemma.lock\n", out);
+        }
+        if (rc == 0 && !keep) {
+            if (lm_remove_tree(scratch, &err)) fprintf(stderr, "lemma build: %s\n", err.msg);
+        } else if (n < 0) {
+            fprintf(stderr, "lemma build: the scratch directory %s is kept\n", scratch);
+        }
+    }
+    lm_recipe_free(r);
+    return rc;
+}
