@@ -2,7 +2,7 @@
 # Installs the Debian packages lemma needs to build, test and benchmark.
 # Run as root on Debian 12 (CI and fresh machines); skips what is present.
 set -eu
-build_pkgs="gcc make libc6-dev libpcre2-dev"
+build_pkgs="gcc make libc6-dev libpcre2-dev bible-kjv"  # bible-kjv: the corpus of recipes/default.json
 test_pkgs="python3 python3-numpy clang libclang-rt-14-dev"
 extra_pkgs="${LEMMA_EXTRA_PKGS:-}"
 want=""
