@@ -44,17 +44,6 @@ AI __m512 bf16x16(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* 32 FP8 bytes -> two vectors of value * 2^-8. */
-AI void fp8x32(__m256i b, __m512 *lo, __m512 *hi) {
-    const __m256i m7f = _mm256_set1_epi8(0x7f);
-    __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(b, m7f), m7f);
-    __m512i w = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(b), 7),
-                                 _mm512_set1_epi16((short)0xbfff));
-    if (__builtin_expect(nan != 0, 0)) w = _mm512_mask_mov_epi16(w, nan, _mm512_set1_epi16(0x7e00));
-    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
-    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
-}
-
 /* 16 FP8 bytes -> value * 2^-8. */
 AI __m512 fp8x16(__m128i b) {
     const __m128i m7f = _mm_set1_epi8(0x7f);
