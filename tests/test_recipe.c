@@ -304,6 +304,7 @@ TEST(volatile_paths) {
     CHECK(lm_lock_volatile("model/metrics.jsonl"));
     CHECK(lm_lock_volatile("model/logs/anything.bin"));
     CHECK(lm_lock_volatile("model/train.log"));
+    CHECK(lm_lock_volatile("model/plot.svg"));
     CHECK(!lm_lock_volatile("model/latest/model.safetensors"));
     CHECK(!lm_lock_volatile("model/logs"));          /* a file named logs */
     CHECK(!lm_lock_volatile("model/catalogs/x"));

@@ -306,7 +306,7 @@ int lm_lock_volatile(const char *relpath) {
         if (slash && n == 4 && !memcmp(p, "logs", 4)) return 1;
         if (!slash) {
             if (!strcmp(p, "metrics.jsonl")) return 1;
-            if (n >= 4 && !strcmp(p + n - 4, ".log")) return 1;
+            if (n >= 4 && (!strcmp(p + n - 4, ".log") || !strcmp(p + n - 4, ".svg"))) return 1;
             return 0;
         }
         p = slash + 1;

@@ -6,8 +6,8 @@
  * BUILD_DIR/<stage name> on success and hashes everything in it into
  * lemma.lock), and returns 0, or -1 with err set. It must be deterministic:
  * the same parameters and input bytes give the same output bytes at any
- * thread count, except for volatile files (logs/, metrics.jsonl, *.log; see
- * lock.h), which are kept but not hashed.
+ * thread count, except for volatile files (logs/, metrics.jsonl, *.log,
+ * *.svg; see lock.h), which are kept but not hashed.
  *
  *   int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) {
  *       const lm_stage_input *data = lm_stage_find_input(st, "data");     // DATA_DIR

@@ -15,5 +15,6 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_build(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

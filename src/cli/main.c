@@ -23,6 +23,7 @@ static const command commands[] = {
     {"tokenizer", cmd_tokenizer, "train FILES... --vocab N --out DIR: train a byte-level BPE tokenizer"},
     {"data", cmd_data, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
     {"build", cmd_build, "RECIPE.json [--out DIR] [--check]: run a recipe's stages, hashes in lemma.lock"},
+    {"plot", cmd_plot, "RUN_DIR [--out FILE.svg]: loss / lr / tokens/s / expert-load charts as SVG"},
 };
 
 static void usage(FILE *f) {
