@@ -339,7 +339,11 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             lm_fail(err, "%s: %s", pdir, strerror(errno));
             goto done;
         }
-        note(o, 0, "%s: %s", prefix, resume ? "resuming an interrupted run" : "running");
+        if (note(o, 0, "%s: %s", prefix, resume ? "resuming an interrupted run" : "running")) {
+            if (rs->kind_id != LM_STAGE_PRETRAIN) lm_remove_tree(pdir, NULL);
+            lm_fail(err, "interrupted");
+            goto done;
+        }
         stage_note_ctx nc = {o, prefix};
         lm_stage st = {
             .name = rs->name,

@@ -18,9 +18,11 @@
 #include "cli/commands.h"
 
 static volatile sig_atomic_t interrupted;
+/* The first Ctrl-C asks the running stage to stop at its next progress
+ * report (and save what lets it resume); a second one kills at once. */
 static void on_signal(int sig) {
-    (void)sig;
     interrupted = 1;
+    signal(sig, SIG_DFL);
 }
 
 typedef struct ui {
