@@ -4,6 +4,7 @@
  *     (byte-level BPE loses nothing), with and without added-token matching;
  *   - the streaming decoder, fed one id at a time, emits only valid UTF-8 and
  *     the same text as the one-shot decode;
+ *   - NFC of the (U+FFFD-replaced) text is valid UTF-8 and NFC is idempotent;
  *   - the fast BPE equals the plain reference on the whole input as one piece
  *     (inputs up to 300 bytes).
  * The tokenizer: DeepSeek-V3's from $LEMMA_SHARED or ../shared when present,
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/nfc.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train.h"
@@ -77,6 +79,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lm_text_free(&got);
         lm_text_free(&st);
     }
+    lm_text n1 = {0}, n2 = {0};
+    REQUIRE(lm_nfc_append(want.data ? want.data : "", want.len, &n1) == 0);
+    REQUIRE(lm_utf8_valid(n1.data ? n1.data : "", n1.len));
+    REQUIRE(lm_nfc_append(n1.data ? n1.data : "", n1.len, &n2) == 0);
+    REQUIRE(n1.len == n2.len && (!n1.len || !memcmp(n1.data, n2.data, n1.len)));
+    lm_text_free(&n1);
+    lm_text_free(&n2);
     if (size <= 300) { /* the reference is O(n^3) */
         lm_ids a = {0}, b = {0};
         bpe_scratch sc = {0};

@@ -602,6 +602,64 @@ TEST(test_generic_pretokenizer) {
     free(js3);
 }
 
+#include "tokenizer/nfc.h"
+
+TEST(test_nfc) {
+    struct { const char *in, *out; } cases[] = {
+        {"abc", "abc"},
+        {"e\xcc\x81", "\xc3\xa9"},                                  /* e + U+0301 -> é */
+        {"\xc3\xa9", "\xc3\xa9"},
+        {"\xe2\x84\xab", "\xc3\x85"},                               /* U+212B ANGSTROM SIGN -> Å */
+        {"A\xcc\x8a", "\xc3\x85"},
+        {"\xe1\x84\x80\xe1\x85\xa1", "\xea\xb0\x80"},               /* Hangul L + V -> 가 */
+        {"\xea\xb0\x80\xe1\x86\xa8", "\xea\xb0\x81"},               /* LV + T -> 각 */
+        {"a\xcc\x81\xcc\xa3", "\xe1\xba\xa1\xcc\x81"},              /* a + acute + dot below -> ạ + acute */
+        {"\xcc\x81" "a", "\xcc\x81" "a"},                           /* leading mark stays */
+        /* U+1FB3 (alpha + ypogegrammeni) + U+0342 (perispomeni): reordered to
+         * alpha + perispomeni + ypogegrammeni, which composes to U+1FB7 */
+        {"\xe1\xbe\xb3\xcd\x82", "\xe1\xbe\xb7"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lm_text t = {0};
+        CHECK(lm_nfc_append(cases[i].in, strlen(cases[i].in), &t) == 0);
+        CHECKF(t.len == strlen(cases[i].out) && !memcmp(t.data, cases[i].out, t.len), "nfc case %zu", i);
+        lm_text_free(&t);
+    }
+    CHECK(lm_nfc_is_stable("plain ascii \xe4\xb8\xad", 15));
+    CHECK(!lm_nfc_is_stable("e\xcc\x81", 3));
+    /* a tokenizer with an NFC normalizer encodes e + U+0301 like é, and a
+     * non-normalized added token is matched before normalization */
+    char *js = tiny_json(tiny_merges, TINY_NM, 0, "{\"id\":300,\"content\":\"<x>\",\"special\":true,\"normalized\":false}",
+                         NULL);
+    const char *norm = "\"normalizer\":null";
+    char *p = strstr(js, norm);
+    CHECK(p != NULL);
+    if (!p) { free(js); return; }
+    lm_text j2 = {0};
+    lm_text_append(&j2, js, (size_t)(p - js));
+    const char *nfc = "\"normalizer\":{\"type\":\"NFC\"}";
+    lm_text_append(&j2, nfc, strlen(nfc));
+    lm_text_append(&j2, p + strlen(norm), strlen(p + strlen(norm)));
+    lm_error err;
+    lm_tokenizer *t = lm_tokenizer_load_mem(j2.data, j2.len, NULL, 0, "nfc.json", &err);
+    CHECKF(t != NULL, "%s", err.msg);
+    if (t) {
+        CHECK(strstr(lm_tokenizer_describe(t), "NFC") != NULL);
+        lm_ids a = {0}, b = {0};
+        encode_str(t, "caf\x65\xcc\x81!", 0, &a);
+        encode_str(t, "caf\xc3\xa9!", 0, &b);
+        CHECK(a.n == b.n && !memcmp(a.ids, b.ids, a.n * 4));
+        /* "<x>" + U+0338: ">" + U+0338 would compose to U+226F, but the token is cut out first */
+        encode_str(t, "<x>\xcc\xb8", LM_TOK_SPECIAL, &a);
+        CHECK(a.n >= 1 && a.ids[0] == 300);
+        lm_ids_free(&a);
+        lm_ids_free(&b);
+    }
+    lm_tokenizer_free(t);
+    lm_text_free(&j2);
+    free(js);
+}
+
 int main(void) {
     RUN(test_reference_cases);
     RUN(test_deepseek_lookups);
@@ -612,6 +670,7 @@ int main(void) {
     RUN(test_utf8_handling);
     RUN(test_stream_decoder);
     RUN(test_generic_pretokenizer);
+    RUN(test_nfc);
     lm_tokenizer_free(ds_tok);
     return test_report("test_tokenizer");
 }

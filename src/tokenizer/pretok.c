@@ -20,15 +20,17 @@
  * Character classes come from the Unicode 16.0 tables (unicode.h), with
  * Oniguruma's \s (White_Space: U+0085 yes, U+FEFF no).
  *
- * Any other Split regex is compiled with PCRE2 (UTF, UCP, JIT) after \s/\S are
- * rewritten to the White_Space set; PCRE2 10.42's Unicode tables are older
- * (14.0) than the reference's, which only matters for code points assigned
- * since. Digits and String splits are done natively. */
+ * Any other Split regex is compiled with PCRE2 (UTF, UCP, JIT) after \s, \S
+ * and \p{L}, \p{M}, \p{N}, \p{P}, \p{S} (\P outside classes) are rewritten
+ * into explicit classes from the White_Space set and lemma's Unicode 16 table
+ * (PCRE2 10.42's own tables are Unicode 14); other properties (\p{Lu},
+ * scripts) stay PCRE2's. Digits and String splits are done natively. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
 #endif
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -454,51 +456,116 @@ int lm_pretok_run(const pt_config *pc, const unsigned char *s, size_t n, pt_emit
 static const char ws_class[] = "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}"
                                "\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
 
-/* Rewrites \s and \S so that PCRE2 sees the White_Space set. */
-static char *rewrite_ws(const char *p, size_t n) {
-    size_t cap = n * 2 + 64, o = 0;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    int in_class = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t need = o + sizeof ws_class + 8;
-        if (need >= cap) {
-            cap = need * 2;
-            char *no = realloc(out, cap);
-            if (!no) { free(out); return NULL; }
-            out = no;
-        }
+typedef struct rbuf {
+    char *p;
+    size_t n, cap;
+} rbuf;
+
+static int rb_put(rbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) return -1;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return 0;
+}
+
+/* The code points of a general category group (one LM_U_* bit) as the body
+ * of a PCRE2 character class, from lemma's Unicode 16 table. */
+static int class_ranges(unsigned bit, rbuf *out) {
+    uint32_t cp = 0;
+    while (cp < 0x110000) {
+        if (!(lm_uni_class(cp) & bit)) { cp++; continue; }
+        uint32_t a = cp;
+        while (cp + 1 < 0x110000 && (lm_uni_class(cp + 1) & bit)) cp++;
+        char item[48];
+        int l = a == cp ? snprintf(item, sizeof item, "\\x{%X}", a) : snprintf(item, sizeof item, "\\x{%X}-\\x{%X}", a, cp);
+        if (rb_put(out, item, (size_t)l)) return -1;
+        cp++;
+    }
+    return 0;
+}
+
+/* \p{L} \pL etc. at p[i] (after the backslash): the LM_U bit, with *len the
+ * escape's length after the backslash; 0 when not one of L M N P S. */
+static unsigned prop_escape(const char *p, size_t n, size_t i, size_t *len) {
+    if (i + 1 >= n || (p[i] != 'p' && p[i] != 'P')) return 0;
+    char x;
+    if (p[i + 1] == '{') {
+        if (i + 3 >= n || p[i + 3] != '}') return 0;
+        x = p[i + 2];
+        *len = 4;
+    } else {
+        x = p[i + 1];
+        *len = 2;
+    }
+    switch (x) {
+    case 'L': return LM_U_L;
+    case 'M': return LM_U_M;
+    case 'N': return LM_U_N;
+    case 'P': return LM_U_P;
+    case 'S': return LM_U_S;
+    default: return 0;
+    }
+}
+
+/* Rewrites \s, \S and \p{L|M|N|P|S} (and \P outside classes) so that PCRE2
+ * sees Oniguruma's White_Space set and lemma's Unicode 16 categories
+ * instead of its own older tables. */
+static char *rewrite_classes(const char *p, size_t n) {
+    rbuf out = {0}, cls[32] = {{0}};
+    int in_class = 0, rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
         char c = p[i];
         if (c == '\\' && i + 1 < n) {
             char d = p[i + 1];
-            if (d == 's' && in_class) { memcpy(out + o, ws_class, sizeof ws_class - 1); o += sizeof ws_class - 1; i++; continue; }
+            size_t el;
+            unsigned bit = prop_escape(p, n, i + 1, &el);
+            if (bit && !(in_class && p[i + 1] == 'P')) {
+                unsigned k = 0;
+                while ((bit >> k) != 1) k++;
+                if (!cls[k].n && class_ranges(bit, &cls[k])) { rc = -1; break; }
+                if (in_class) rc = rb_put(&out, cls[k].p, cls[k].n);
+                else
+                    rc = rb_put(&out, p[i + 1] == 'P' ? "[^" : "[", p[i + 1] == 'P' ? 2 : 1) ||
+                         rb_put(&out, cls[k].p, cls[k].n) || rb_put(&out, "]", 1);
+                i += el;
+                continue;
+            }
+            if (d == 's' && in_class) { rc = rb_put(&out, ws_class, sizeof ws_class - 1); i++; continue; }
             if ((d == 's' || d == 'S') && !in_class) {
-                out[o++] = '[';
-                if (d == 'S') out[o++] = '^';
-                memcpy(out + o, ws_class, sizeof ws_class - 1);
-                o += sizeof ws_class - 1;
-                out[o++] = ']';
+                rc = rb_put(&out, d == 'S' ? "[^" : "[", d == 'S' ? 2 : 1) || rb_put(&out, ws_class, sizeof ws_class - 1) ||
+                     rb_put(&out, "]", 1);
                 i++;
                 continue;
             }
-            out[o++] = c;
-            out[o++] = d;
+            rc = rb_put(&out, p + i, 2);
             i++;
             continue;
         }
         if (c == '[' && !in_class) {
             in_class = 1;
-            out[o++] = c;
-            /* a ']' or '^]' right after '[' is literal */
-            if (i + 1 < n && p[i + 1] == '^') { out[o++] = '^'; i++; }
-            if (i + 1 < n && p[i + 1] == ']') { out[o++] = ']'; i++; }
+            rc = rb_put(&out, "[", 1);
+            /* a ']' right after '[' or '[^' is literal */
+            if (i + 1 < n && p[i + 1] == '^') { rc |= rb_put(&out, "^", 1); i++; }
+            if (i + 1 < n && p[i + 1] == ']') { rc |= rb_put(&out, "]", 1); i++; }
             continue;
         }
         if (c == ']' && in_class) in_class = 0;
-        out[o++] = c;
+        rc = rb_put(&out, &c, 1);
     }
-    out[o] = 0;
-    return out;
+    for (int k = 0; k < 32; k++) free(cls[k].p);
+    if (rc || !out.p) {
+        free(out.p);
+        return rc ? NULL : strdup("");
+    }
+    return out.p;
 }
 
 int lm_pretok_compile(pt_step *st, const char *pattern, size_t len, lm_error *err) {
@@ -507,7 +574,7 @@ int lm_pretok_compile(pt_step *st, const char *pattern, size_t len, lm_error *er
             st->hand = h + 1;
             return 0;
         }
-    char *rw = rewrite_ws(pattern, len);
+    char *rw = rewrite_classes(pattern, len);
     if (!rw) return lm_fail(err, "out of memory");
     int ec;
     PCRE2_SIZE eo;

@@ -111,6 +111,7 @@ struct lm_tokenizer {
     uint8_t *kind;         /* [nids] bit0 added, bit1 special, bit2 in model vocab */
     int ignore_merges;
     int byte_level;        /* ByteLevel pre-tokenizer present */
+    int nfc;               /* normalizer: NFC */
 
     added_token *added;
     size_t nadded;

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "formats/json.h"
+#include "tokenizer/nfc.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/unicode.h"
 
@@ -476,7 +477,11 @@ static int check_normalizer(loader *ld, const json_value *v, const char *path) {
         }
         return 0;
     }
-    return LFAIL(ld, v, "%s: normalizer type '%s' is not supported (only none or an empty Sequence)", path, t);
+    if (!strcmp(t, "NFC")) {
+        ld->tok->nfc = 1; /* NFC is idempotent: several in a Sequence are one */
+        return 0;
+    }
+    return LFAIL(ld, v, "%s: normalizer type '%s' is not supported (NFC, an empty Sequence or none are)", path, t);
 }
 
 static int check_decoder(loader *ld, const json_value *v, const char *path) {
@@ -770,8 +775,8 @@ static int build(loader *ld, const json_value *root, const json_value *config) {
                                             "<|end_of_text|>", "<|endoftext|>", NULL};
     if (tok->bos < 0) tok->bos = find_named(tok, bos_names);
     if (tok->eos < 0) tok->eos = find_named(tok, eos_names);
-    snprintf(tok->desc, sizeof tok->desc, "BPE, %d ids, %zu merges, %zu added, pre-tokenizer %s", tok->nids,
-             tok->nmerges, tok->nadded, pc->deepseek ? "deepseek-v3 (built-in scanner)" : "generic");
+    snprintf(tok->desc, sizeof tok->desc, "BPE, %d ids, %zu merges, %zu added, %spre-tokenizer %s", tok->nids,
+             tok->nmerges, tok->nadded, tok->nfc ? "NFC, " : "", pc->deepseek ? "deepseek-v3 (built-in scanner)" : "generic");
     return 0;
 }
 
@@ -889,6 +894,8 @@ typedef struct enc_ctx {
     bpe_scratch sc;
     lm_error *err;
     piece_cache *pc;
+    lm_text *norm;   /* NFC-normalized copies made during the call, freed at its end */
+    size_t nnorm, norm_cap;
 } enc_ctx;
 
 static int emit_piece(void *p, size_t a, size_t b) {
@@ -970,12 +977,30 @@ static size_t char_start_before(const unsigned char *s, size_t end) {
 
 static int encode_added(enc_ctx *c, const unsigned char *s, size_t n, int phase);
 
+/* The normalizer on text that the non-normalized added tokens left over;
+ * then phase `next` (normalized added tokens, or plain text). */
+static int encode_normalized(enc_ctx *c, const unsigned char *s, size_t n, int next) {
+    if (!c->tok->nfc || !n || lm_nfc_is_stable((const char *)s, n)) return next == 1 ? encode_added(c, s, n, 1) : encode_plain(c, s, n);
+    if (c->nnorm == c->norm_cap) {
+        size_t cap = c->norm_cap ? c->norm_cap * 2 : 8;
+        lm_text *nn = realloc(c->norm, cap * sizeof *nn);
+        if (!nn) return lm_fail(c->err, "out of memory");
+        c->norm = nn;
+        c->norm_cap = cap;
+    }
+    lm_text *t = &c->norm[c->nnorm++];
+    memset(t, 0, sizeof *t);
+    if (lm_nfc_append((const char *)s, n, t)) return lm_fail(c->err, "out of memory");
+    const unsigned char *ns = (const unsigned char *)t->data;
+    return next == 1 ? encode_added(c, ns, t->len, 1) : encode_plain(c, ns, t->len);
+}
+
 /* Splits s[0, n) by the tokens of one trie; gaps go to the next phase. */
 static int encode_added(enc_ctx *c, const unsigned char *s, size_t n, int phase) {
     const lm_tokenizer *tok = c->tok;
     if (phase == 2) return encode_plain(c, s, n);
     const added_trie *t = phase == 0 ? &tok->trie_raw : &tok->trie_norm;
-    if (t->n == 0) return encode_added(c, s, n, phase + 1);
+    if (t->n == 0) return phase == 0 ? encode_normalized(c, s, n, 1) : encode_plain(c, s, n);
     size_t start = 0, i = 0;
     while (i < n) {
         if (!t->first[s[i]]) { i++; continue; }
@@ -1007,12 +1032,13 @@ static int encode_added(enc_ctx *c, const unsigned char *s, size_t n, int phase)
                 if (!(lm_uni_class(cp) & LM_U_WS)) break;
                 me += l;
             }
-        if (encode_added(c, s + start, ms - start, phase + 1)) return -1;
+        if ((phase == 0 ? encode_normalized(c, s + start, ms - start, 1) : encode_plain(c, s + start, ms - start)))
+            return -1;
         c->base = s; /* restored for clarity; encode_plain sets its own base */
         if (lm_ids_push(c->out, at->id)) return lm_fail(c->err, "out of memory");
         i = start = me;
     }
-    return encode_added(c, s + start, n - start, phase + 1);
+    return phase == 0 ? encode_normalized(c, s + start, n - start, 1) : encode_plain(c, s + start, n - start);
 }
 
 int lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, int flags, lm_ids *out,
@@ -1045,11 +1071,13 @@ int lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, i
         if (pc.e) c.pc = &pc; /* without memory, no cache */
     }
     size_t n0 = out->n;
-    int rc = (flags & LM_TOK_SPECIAL) ? encode_added(&c, s, len, 0) : encode_plain(&c, s, len);
+    int rc = (flags & LM_TOK_SPECIAL) ? encode_added(&c, s, len, 0) : encode_normalized(&c, s, len, 2);
     if (rc) out->n = n0;
     lm_bpe_scratch_free(&c.sc);
     free(pc.e);
     free(pc.ids);
+    for (size_t i = 0; i < c.nnorm; i++) lm_text_free(&c.norm[i]);
+    free(c.norm);
     lm_text_free(&clean);
     return rc;
 }

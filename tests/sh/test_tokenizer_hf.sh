@@ -5,7 +5,11 @@
 #      same ids as lemma on a test corpus (and HF decodes them back to the text);
 #   2. training twice gives byte-identical files;
 #   3. DeepSeek-V3's tokenizer (../shared) gives the same ids in lemma and HF on
-#      3,000 random texts that stress the pre-tokenizer (bench/tokenizer/gen_random.js).
+#      3,000 random texts that stress the pre-tokenizer (bench/tokenizer/gen_random.js);
+#   4. the generic path: DeepSeek-V3's regexes made unrecognisable to the hand
+#      scanner (so PCRE2 runs them), and a Qwen2-style tokenizer (NFC normalizer,
+#      Qwen2's Split regex) made from the trained one: same ids as HF on 2,000
+#      random texts each.
 # Skips visibly without node, without the npm package (looked for in
 # $TOK_NODE_MODULES, build/node/node_modules, npm's global root; installed into
 # build/node when npm can reach the registry, unless TOK_NO_INSTALL=1), and
@@ -99,5 +103,42 @@ if [ -f "$DS/tokenizer.json" ]; then
     fi
 else
     skp hf_deepseek_random "$DS is absent"
+fi
+
+# ---- 4: generic pipeline (PCRE2 + NFC) --------------------------------------------------
+compare() { # name dir texts
+    "$LEMMA" tokenize "$2" --jsonl "$3" >"$T/g_lemma.jsonl"
+    if nodejs bench/tokenizer/hf_encode.js "$2/tokenizer.json" "$3" >"$T/g_hf.jsonl" 2>"$T/hf.err"; then
+        if cmp -s "$T/g_lemma.jsonl" "$T/g_hf.jsonl"; then
+            ok "$1 ($(wc -l <"$3") random texts, identical ids)"
+        else
+            bad "$1" "$(diff "$T/g_lemma.jsonl" "$T/g_hf.jsonl" | grep -c '^<') texts differ"
+        fi
+    else
+        bad "$1" "HF failed: $(head -c 300 "$T/hf.err")"
+    fi
+}
+nodejs bench/tokenizer/gen_random.js 5 2000 60 >"$T/g.jsonl"
+if [ -f "$T/tok1/tokenizer.json" ]; then
+    mkdir -p "$T/qwen"
+    nodejs -e '
+const fs=require("fs");const t=JSON.parse(fs.readFileSync(process.argv[1],"utf8"));
+t.normalizer={type:"NFC"};
+t.pre_tokenizer={type:"Sequence",pretokenizers:[{type:"Split",pattern:{Regex:"(?i:\x27s|\x27t|\x27re|\x27ve|\x27m|\x27ll|\x27d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},behavior:"Isolated",invert:false},
+ {type:"ByteLevel",add_prefix_space:false,trim_offsets:false,use_regex:false}]};
+fs.writeFileSync(process.argv[2],JSON.stringify(t));' "$T/tok1/tokenizer.json" "$T/qwen/tokenizer.json"
+    compare hf_generic_nfc_qwen2_regex "$T/qwen" "$T/g.jsonl"
+else
+    bad hf_generic_nfc_qwen2_regex "no trained tokenizer"
+fi
+if [ -f "$DS/tokenizer.json" ]; then
+    mkdir -p "$T/dsg"
+    nodejs -e '
+const fs=require("fs");const t=JSON.parse(fs.readFileSync(process.argv[1],"utf8"));
+for(const p of t.pre_tokenizer.pretokenizers.slice(0,3))p.pattern.Regex="(?:"+p.pattern.Regex+")";
+fs.writeFileSync(process.argv[2],JSON.stringify(t));' "$DS/tokenizer.json" "$T/dsg/tokenizer.json"
+    compare hf_generic_deepseek_pcre2 "$T/dsg" "$T/g.jsonl"
+else
+    skp hf_generic_deepseek_pcre2 "$DS is absent"
 fi
 report
