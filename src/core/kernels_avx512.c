@@ -379,12 +379,16 @@ static void y_to_tile(float *acc, const float *y, int64_t N, int64_t ts, int nt,
 }
 
 /* Prefetches W rows n .. n+mr-1, columns kc0 .. kc0+kcn into L2. */
-static void prefetch_w(const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn) {
+/* Prefetches part `part` of `parts` of W rows n .. n+mr-1, columns kc0 ..
+ * kc0+kcn, into L2: the next panel arrives while this one is used, without
+ * flooding the miss queue with one burst. */
+static void prefetch_w(const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn, int64_t part,
+                       int64_t parts) {
     size_t es = lm_dtype_size(W->dtype), row_bytes = (size_t)W->cols * es;
-    #pragma GCC unroll 16
-    for (int i = 0; i < mr; i++) {
-        const char *p = (const char *)W->data + (size_t)(n + i) * row_bytes + (size_t)kc0 * es;
-        for (size_t b = 0; b < (size_t)kcn * es; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
+    int64_t lines = (int64_t)(((size_t)kcn * es + 63) / 64), total = lines * mr;
+    for (int64_t l = total * part / parts; l < total * (part + 1) / parts; l++) {
+        const char *p = (const char *)W->data + (size_t)(n + l / lines) * row_bytes + (size_t)kc0 * es;
+        _mm_prefetch(p + (l % lines) * 64, _MM_HINT_T1);
     }
 }
 
@@ -404,8 +408,9 @@ static void gemm_avx512(float *y, const float *x, int64_t T, const lm_mat *W, in
             for (int64_t n = n0; n < n1; n += MR) {
                 int mr = (int)(n1 - n < MR ? n1 - n : MR);
                 pack_w(wp, W, n, mr, kc0, kcn);
-                if (n + MR < n1) prefetch_w(W, n + MR, (int)(n1 - n - MR < MR ? n1 - n - MR : MR), kc0, kcn);
+                int mr_next = (int)(n1 - n - MR < MR ? n1 - n - MR : MR);
                 for (int64_t s = 0; s < nstrips; s++) {
+                    if (mr_next > 0) prefetch_w(W, n + MR, mr_next, kc0, kcn, s, nstrips);
                     int64_t ts = tb + s * NT;
                     int nt = (int)(te - ts < NT ? te - ts : NT);
                     if (kc0 == 0) memset(acc, 0, sizeof acc);
