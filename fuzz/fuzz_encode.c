@@ -5,7 +5,8 @@
  *   - the streaming decoder, fed one id at a time, emits only valid UTF-8 and
  *     the same text as the one-shot decode;
  *   - NFC of the (U+FFFD-replaced) text is valid UTF-8 and NFC is idempotent;
- *   - the fast BPE equals the plain reference on the whole input as one piece
+ *   - the fast BPE and the bucket-queue BPE equal the plain reference on the
+ *     whole input as one piece
  *     (inputs up to 300 bytes).
  * The tokenizer: DeepSeek-V3's from $LEMMA_SHARED or ../shared when present,
  * else one trained in memory at start-up. */
@@ -91,6 +92,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         bpe_scratch sc = {0};
         REQUIRE(lm_bpe_encode_piece(tok, data, size, &a, &sc) == 0);
         REQUIRE(lm_bpe_encode_naive(tok, data, size, &b) == 0);
+        REQUIRE(a.n == b.n && (!a.n || !memcmp(a.ids, b.ids, a.n * sizeof *a.ids)));
+        a.n = 0;
+        REQUIRE(lm_bpe_encode_bucket(tok, data, size, &a, &sc) == 0);
         REQUIRE(a.n == b.n && (!a.n || !memcmp(a.ids, b.ids, a.n * sizeof *a.ids)));
         lm_bpe_scratch_free(&sc);
         lm_ids_free(&a);

@@ -451,7 +451,7 @@ TEST(test_bpe_paths_agree) {
     char *data = slurp(path, &len);
     if (!data) SKIP("cases absent");
     bpe_scratch sc = {0};
-    lm_ids a = {0}, b = {0}, c = {0};
+    lm_ids a = {0}, b = {0}, c = {0}, d = {0};
     int pieces = 0;
     /* every window of every case text, cut at random lengths up to 300 bytes */
     uint64_t seed = 7;
@@ -460,31 +460,48 @@ TEST(test_bpe_paths_agree) {
         size_t n = 1 + (seed >> 40) % 300;
         if (off + n > len) n = len - off;
         const unsigned char *s = (const unsigned char *)data + off;
-        a.n = b.n = c.n = 0;
+        a.n = b.n = c.n = d.n = 0;
         CHECK(lm_bpe_encode_piece(ds_tok, s, n, &a, &sc) == 0);
         CHECK(lm_bpe_encode_heap(ds_tok, s, n, &b, &sc) == 0);
         CHECK(lm_bpe_encode_naive(ds_tok, s, n, &c) == 0);
-        int same = a.n == c.n && b.n == c.n && !memcmp(a.ids, c.ids, a.n * 4) && !memcmp(b.ids, c.ids, b.n * 4);
+        CHECK(lm_bpe_encode_bucket(ds_tok, s, n, &d, &sc) == 0);
+        int same = a.n == c.n && b.n == c.n && d.n == c.n && !memcmp(a.ids, c.ids, a.n * 4) &&
+                   !memcmp(b.ids, c.ids, b.n * 4) && !memcmp(d.ids, c.ids, d.n * 4);
         CHECKF(same, "piece at %zu (%zu bytes) differs", off, n);
         pieces++;
     }
     /* long runs (a heap path stress): emoji and kana */
-    const char *units[] = {"\xf0\x9f\x98\x80", "\xe3\x82\xa2", "ab", " \xe2\x80\x94"};
-    for (int u = 0; u < 4; u++) {
+    const char *units[] = {"\xf0\x9f\x98\x80", "\xe3\x82\xa2", "ab", " \xe2\x80\x94", "\xe3\x82\xa2\xe3\x83\xbc",
+                           "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9"};
+    for (int u = 0; u < 6; u++) {
         lm_text t = {0};
-        for (int i = 0; i < 700; i++) lm_text_append(&t, units[u], strlen(units[u]));
-        a.n = c.n = 0;
-        CHECK(lm_bpe_encode_piece(ds_tok, (const unsigned char *)t.data, t.len, &a, &sc) == 0);
-        CHECK(lm_bpe_encode_naive(ds_tok, (const unsigned char *)t.data, t.len, &c) == 0);
-        CHECKF(a.n == c.n && !memcmp(a.ids, c.ids, a.n * 4), "run %d differs", u);
+        for (int i = 0; i < 1500; i++) lm_text_append(&t, units[u], strlen(units[u]));
+        a.n = b.n = c.n = 0;
+        CHECK(lm_bpe_encode_piece(ds_tok, (const unsigned char *)t.data, t.len, &a, &sc) == 0); /* bucket path */
+        CHECK(lm_bpe_encode_heap(ds_tok, (const unsigned char *)t.data, t.len, &b, &sc) == 0);
+        CHECK(lm_bpe_encode_naive(ds_tok, (const unsigned char *)t.data, t.len < 3000 ? t.len : 3000, &c) == 0);
+        CHECKF(a.n == b.n && !memcmp(a.ids, b.ids, a.n * 4), "run %d: bucket and heap differ", u);
+        /* the first 3000 bytes alone through the reference, and through the fast path */
+        d.n = 0;
+        CHECK(lm_bpe_encode_piece(ds_tok, (const unsigned char *)t.data, t.len < 3000 ? t.len : 3000, &d, &sc) == 0);
+        CHECKF(d.n == c.n && !memcmp(d.ids, c.ids, d.n * 4), "run %d differs from the reference", u);
         lm_text_free(&t);
         pieces++;
     }
-    printf("  %d pieces agree across the three BPE implementations\n", pieces);
+    /* windows of the whole case file through bucket vs heap (long pieces) */
+    for (size_t off = 0; off + 8192 < len; off += 8191) {
+        a.n = b.n = 0;
+        CHECK(lm_bpe_encode_bucket(ds_tok, (const unsigned char *)data + off, 8192, &a, &sc) == 0);
+        CHECK(lm_bpe_encode_heap(ds_tok, (const unsigned char *)data + off, 8192, &b, &sc) == 0);
+        CHECKF(a.n == b.n && !memcmp(a.ids, b.ids, a.n * 4), "8 KiB window at %zu differs", off);
+        pieces++;
+    }
+    printf("  %d pieces agree across the four BPE implementations\n", pieces);
     lm_bpe_scratch_free(&sc);
     lm_ids_free(&a);
     lm_ids_free(&b);
     lm_ids_free(&c);
+    lm_ids_free(&d);
     free(data);
 }
 

@@ -12,7 +12,12 @@
  *     n small and no allocation;
  *   - lm_bpe_encode_heap: symbols in a linked list, candidate pairs in a
  *     binary min-heap keyed (rank, position), O(n log n): a 5,000-emoji run
- *     costs what its length says, not its square.
+ *     costs what its length says, not its square;
+ *   - lm_bpe_encode_bucket (the longest pieces): the same linked list, the
+ *     candidates in one bucket per merge rank; a bucket is drained in
+ *     position order, and when a merge queues a pair of lower rank than the
+ *     bucket's, the rest of the bucket waits — the (rank, position) order of
+ *     the heap, without its log n.
  * Before any of them, a piece that is itself a vocab token is looked up; the
  * answer "BPE of these bytes is exactly this token" is computed once per
  * token and remembered in tok->whole (relaxed atomics: every thread computes
@@ -202,8 +207,152 @@ int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n
     return 0;
 }
 
+/* ---- bucket queue ---------------------------------------------------------- */
+
+typedef struct bq {
+    int32_t *heads, *node;
+    uint32_t cur;   /* no non-empty bucket below this rank */
+    size_t nn, live;
+} bq;
+
+static inline void bq_push(bq *q, uint32_t rank, int32_t pos) {
+    q->node[2 * q->nn] = pos;
+    q->node[2 * q->nn + 1] = q->heads[rank];
+    q->heads[rank] = (int32_t)q->nn++;
+    q->live++;
+    if (rank < q->cur) q->cur = rank;
+}
+
+static inline void bq_queue_pair(const lm_tokenizer *tok, hsym *sym, int32_t p, bq *q) {
+    int32_t nx = sym[p].next;
+    if (nx >= 0 && merge_find(&tok->merges, sym[p].id, sym[nx].id, &sym[p].rank, &sym[p].nid))
+        bq_push(q, sym[p].rank, p);
+    else
+        sym[p].rank = UINT32_MAX;
+}
+
+/* Sorts a[0..n) ascending (values < 2^31); tmp has room for n. */
+static void sort_positions(int32_t *a, size_t n, int32_t *tmp) {
+    int desc = 1, asc = 1;
+    for (size_t i = 1; i < n && (desc || asc); i++) {
+        if (a[i] > a[i - 1]) desc = 0;
+        if (a[i] < a[i - 1]) asc = 0;
+    }
+    if (asc) return;
+    if (desc) {
+        for (size_t i = 0, j = n - 1; i < j; i++, j--) {
+            int32_t t = a[i];
+            a[i] = a[j];
+            a[j] = t;
+        }
+        return;
+    }
+    if (n <= 32) {
+        for (size_t i = 1; i < n; i++) {
+            int32_t x = a[i];
+            size_t j = i;
+            while (j > 0 && a[j - 1] > x) { a[j] = a[j - 1]; j--; }
+            a[j] = x;
+        }
+        return;
+    }
+    /* LSD radix sort, three passes of 11 bits (16 KiB of counters on the stack) */
+    uint32_t maxv = 0;
+    for (size_t i = 0; i < n; i++) if ((uint32_t)a[i] > maxv) maxv = (uint32_t)a[i];
+    for (int shift = 0; shift < 33 && (maxv >> shift); shift += 11) {
+        size_t cnt[2049] = {0};
+        for (size_t i = 0; i < n; i++) cnt[(((uint32_t)a[i] >> shift) & 0x7ff) + 1]++;
+        for (size_t k = 0; k < 2048; k++) cnt[k + 1] += cnt[k];
+        for (size_t i = 0; i < n; i++) tmp[cnt[((uint32_t)a[i] >> shift) & 0x7ff]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+    }
+}
+
+int lm_bpe_encode_bucket(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
+                         bpe_scratch *sc) {
+    if (n > INT32_MAX / 4) return -1;
+    size_t nr = tok->nmerges ? tok->nmerges : 1;
+    if (sc->nheads < nr) {
+        free(sc->heads);
+        sc->heads = malloc(nr * sizeof *sc->heads);
+        if (!sc->heads) { sc->nheads = 0; return -1; }
+        memset(sc->heads, 0xff, nr * sizeof *sc->heads);
+        sc->nheads = nr;
+    }
+    if (sc->node_cap < n) {
+        free(sc->node);
+        free(sc->tmp);
+        sc->node = malloc(6 * n * sizeof *sc->node); /* 3n entries of 2 */
+        sc->tmp = malloc(6 * n * sizeof *sc->tmp);   /* positions + radix buffer */
+        if (!sc->node || !sc->tmp) {
+            free(sc->node);
+            free(sc->tmp);
+            sc->node = sc->tmp = NULL;
+            sc->node_cap = 0;
+            return -1;
+        }
+        sc->node_cap = n;
+    }
+    if (sc->sym_cap < n) {
+        free(sc->sym);
+        free(sc->heap);
+        sc->heap = NULL;
+        sc->sym = malloc(n * sizeof(hsym));
+        if (!sc->sym) { sc->sym_cap = 0; return -1; }
+        sc->heap = malloc(3 * n * sizeof(uint64_t));
+        if (!sc->heap) { free(sc->sym); sc->sym = NULL; sc->sym_cap = 0; return -1; }
+        sc->sym_cap = n;
+    }
+    hsym *sym = sc->sym;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = tok->byte_id[s[i]];
+        if (id < 0) continue;
+        sym[m] = (hsym){id, (int32_t)m - 1, (int32_t)m + 1, UINT32_MAX, -1};
+        m++;
+    }
+    if (m == 0) return 0;
+    sym[m - 1].next = -1;
+    bq q = {sc->heads, sc->node, UINT32_MAX, 0, 0};
+    for (size_t i = 0; i + 1 < m; i++) bq_queue_pair(tok, sym, (int32_t)i, &q);
+    int32_t *pos = sc->tmp, *rtmp = sc->tmp + 3 * n;
+    while (q.live) {
+        while (q.heads[q.cur] < 0) q.cur++;
+        uint32_t r = q.cur;
+        size_t c = 0;
+        for (int32_t e = q.heads[r]; e >= 0; e = q.node[2 * e + 1]) pos[c++] = q.node[2 * e];
+        q.heads[r] = -1;
+        q.live -= c;
+        sort_positions(pos, c, rtmp);
+        for (size_t k = 0; k < c; k++) {
+            int32_t p = pos[k];
+            if (sym[p].id < 0 || sym[p].rank != r) continue; /* stale */
+            int32_t nx = sym[p].next;
+            sym[p].id = sym[p].nid;
+            sym[nx].id = -1;
+            sym[p].next = sym[nx].next;
+            if (sym[nx].next >= 0) sym[sym[nx].next].prev = p;
+            if (sym[p].prev >= 0) bq_queue_pair(tok, sym, sym[p].prev, &q);
+            bq_queue_pair(tok, sym, p, &q);
+            if (q.cur < r) { /* a lower rank came up: it goes first, the rest waits */
+                for (size_t j = c; j-- > k + 1;) bq_push(&q, r, pos[j]);
+                break;
+            }
+        }
+    }
+    size_t cnt = 0;
+    for (int32_t i = 0; i >= 0; i = sym[i].next) cnt++;
+    if (ids_reserve(out, cnt)) return -1;
+    for (int32_t i = 0; i >= 0; i = sym[i].next) out->ids[out->n++] = sym[i].id;
+    return 0;
+}
+
+enum { BUCKET_PIECE = 4096 };
+
 static int bpe_any(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out, bpe_scratch *sc) {
-    return n <= SHORT_PIECE ? bpe_short(tok, s, n, out) : lm_bpe_encode_heap(tok, s, n, out, sc);
+    if (n <= SHORT_PIECE) return bpe_short(tok, s, n, out);
+    if (n < BUCKET_PIECE) return lm_bpe_encode_heap(tok, s, n, out, sc);
+    return lm_bpe_encode_bucket(tok, s, n, out, sc);
 }
 
 int lm_bpe_encode_piece(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
@@ -235,6 +384,8 @@ int lm_bpe_encode_piece(const lm_tokenizer *tok, const unsigned char *s, size_t 
 void lm_bpe_scratch_free(bpe_scratch *sc) {
     free(sc->sym);
     free(sc->heap);
-    sc->sym = sc->heap = NULL;
-    sc->sym_cap = sc->heap_cap = 0;
+    free(sc->heads);
+    free(sc->node);
+    free(sc->tmp);
+    memset(sc, 0, sizeof *sc);
 }

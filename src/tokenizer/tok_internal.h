@@ -73,6 +73,11 @@ typedef struct bpe_scratch {
     size_t sym_cap;
     void *heap;
     size_t heap_cap;
+    int32_t *heads;   /* bucket queue: first entry per merge rank, -1 empty (all empty between uses) */
+    size_t nheads;
+    int32_t *node;    /* bucket entries: (position, next) pairs */
+    int32_t *tmp;     /* positions of one bucket, and a radix-sort buffer */
+    size_t node_cap;
 } bpe_scratch;
 
 /* ---- the tokenizer ------------------------------------------------------ */
@@ -132,6 +137,11 @@ int lm_bpe_encode_naive(const lm_tokenizer *tok, const unsigned char *s, size_t 
 /* The heap + linked-list merge, O(n log n); lm_bpe_encode_piece uses it for long pieces. */
 int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
                        bpe_scratch *sc);
+/* The bucket-queue merge (one list per merge rank, each bucket's positions
+ * taken in order), O(n + ranks); lm_bpe_encode_piece uses it for the
+ * longest pieces. */
+int lm_bpe_encode_bucket(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
+                         bpe_scratch *sc);
 void lm_bpe_scratch_free(bpe_scratch *sc);
 
 static inline uint64_t lm_hash_mix(uint64_t x) {
