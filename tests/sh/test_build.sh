@@ -118,7 +118,20 @@ fi
 check "--until skips later stages" "$LEMMA" build "$tmp/r.json" --out "$tmp/b1" --until data
 has "--until: 2 stages" "0 stages built, 2 up to date" "$tmp/out"
 
-# 10. bad recipes: one clear line each
+# 10. a recipe edited after the build: --check says so; dropping a stage drops it from the lock
+sed 's/"name": "tiny",/"name": "tiny", "description": "edited",/' "$tmp/r.json" >"$tmp/r2.json"
+check_fails "check notices an edited recipe" "changed since lemma.lock was written" \
+    "$LEMMA" build "$tmp/r2.json" --out "$tmp/b1" --check --until data
+rm -rf "$tmp"/b1.check-*
+cat >"$tmp/r3.json" <<JSON
+{"lemma_recipe": 1, "name": "tiny", "inputs": {"synth": {"builtin": "synth-text", "seed": 3, "lines": 2000, "sha256": "$synth_sha"}},
+ "stages": [{"name": "tok", "kind": "tokenizer", "inputs": ["synth"], "vocab_size": 400}]}
+JSON
+check "build a shorter recipe" "$LEMMA" build "$tmp/r3.json" --out "$tmp/b1"
+grep -q '"data/' "$tmp/b1/lemma.lock" && bad "dropped stage leaves the lock" || ok "dropped stage leaves the lock"
+grep -q '"notes"' "$tmp/b1/lemma.lock" && bad "dropped input leaves the lock" || ok "dropped input leaves the lock"
+
+# 11. bad recipes: one clear line each
 bad_recipe() { # name, expected message part, recipe text
     printf '%s' "$3" >"$tmp/bad.json"
     check_fails "$1" "$2" "$LEMMA" build "$tmp/bad.json" --out "$tmp/bx"
