@@ -1,18 +1,118 @@
-/* stage_pretrain.c — the "pretrain" stage kind of `lemma build`.
+/* stage_pretrain.c — the "pretrain" stage kind of `lemma build`: a training
+ * run (train/run.h) into the stage's folder.
  *
- * PLACEHOLDER until `lemma train` lands: the engineer who writes the trainer
- * replaces this file. What the stage gets (stages.h): st->def holds the
- * recipe's parameters (docs/recipe.md lists those the default recipe uses:
- * config, steps, batch, seq, lr, warmup, schedule, seed, ...), the input of
- * kind "data" is the DATA_DIR to train on, the input of kind "tokenizer" (if
- * any) is the tokenizer directory to copy next to the weights, and the run
- * goes into st->out_dir (latest/ a complete HF model directory; metrics.jsonl
- * and logs/ are not hashed). st->resume says an interrupted run of the same
- * stage key is in st->out_dir. */
+ * Parameters (docs/recipe.md): config (an HF config object, or a path
+ * relative to the recipe), steps, batch, micro_batch, seq, lr, min_lr,
+ * warmup, schedule, decay_steps, decay_shape, weight_decay, beta1, beta2,
+ * eps, clip, bias_gamma, balance_alpha, seed, std, save_every, eval_every,
+ * eval_batches, log_every, keep. The data input is the run's DATA_DIR; a
+ * tokenizer input is shipped with every checkpoint.
+ *
+ * Hashed outputs: config.json, run.json (paths in it are relative, threads
+ * are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
+ * timings and is not hashed. An interrupted build resumes the run. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build/recipe.h"
 #include "build/stages.h"
+#include "train/run.h"
+
+static const char *const keys[] = {
+    "name", "kind", "inputs", "config", "steps", "batch", "micro_batch", "seq", "lr", "min_lr", "warmup", "schedule",
+    "decay_steps", "decay_shape", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "balance_alpha",
+    "seed", "std", "save_every", "eval_every", "eval_batches", "log_every", "keep", "description", NULL};
 
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
-    (void)st;
-    return lm_fail(err, "pretrain stage needs lemma train (not built yet)");
+    for (const json_value *m = st->def->child; m; m = m->next) {
+        int known = 0;
+        for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
+        if (!known)
+            return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a pretrain stage", st->recipe_path, m->offset,
+                           st->name, m->key);
+    }
+    const lm_stage_input *data = lm_stage_find_input(st, "data"), *tok = lm_stage_find_input(st, "tokenizer");
+    if (!data) return lm_fail(err, "%s: stage %s: needs a data stage as input", st->recipe_path, st->name);
+    char runjson[PATH_MAX];
+    snprintf(runjson, sizeof runjson, "%s/run.json", st->out_dir);
+    FILE *f = fopen(runjson, "r");
+    if (st->resume && f) {
+        fclose(f);
+        return lm_train_resume(st->out_dir, st->threads, 1, st->progress, st->progress_ctx, err);
+    }
+    if (f) fclose(f);
+
+    lm_run_opts o;
+    lm_run_opts_default(&o);
+    o.out_dir = st->out_dir;
+    o.data_dir = data->path;
+    o.tokenizer_dir = tok ? tok->path : NULL;
+    o.threads = st->threads;
+    o.quiet = 1;
+    o.progress = st->progress;
+    o.progress_ctx = st->progress_ctx;
+    const json_value *cfg = json_get(st->def, "config");
+    lm_text cfg_text = {0};
+    char cfg_path[PATH_MAX];
+    if (!cfg) return lm_fail(err, "%s: stage %s: missing 'config' (an HF config object or path)", st->recipe_path, st->name);
+    if (cfg->type == JSON_OBJECT) {
+        if (lm_json_canonical(cfg, &cfg_text) || lm_text_append(&cfg_text, "\n", 1))
+            return lm_fail(err, "out of memory");
+        o.config_json = cfg_text.data;
+    } else if (cfg->type == JSON_STRING) {
+        snprintf(cfg_path, sizeof cfg_path, "%s/%s", st->recipe_dir, cfg->str);
+        o.config_path = cfg_path;
+    } else {
+        return lm_fail(err, "%s: byte %zu: stage %s: 'config' must be an object or a path", st->recipe_path, cfg->offset,
+                       st->name);
+    }
+    int64_t seed, warmup = -1;
+    const char *sched = "cosine", *shape = "linear";
+    int rc = lm_stage_int(st, "steps", 1000, 1, 1ll << 40, &o.steps, err) ||
+             lm_stage_int(st, "batch", 8, 1, 1 << 20, &o.batch, err) ||
+             lm_stage_int(st, "micro_batch", 0, 0, 1 << 20, &o.micro_batch, err) ||
+             lm_stage_int(st, "seq", 256, 2, 1 << 24, &o.seq, err) ||
+             lm_stage_double(st, "lr", 3e-4, 1e-12, 10, &o.sched.lr_max, err) ||
+             lm_stage_int(st, "warmup", -1, -1, 1ll << 40, &warmup, err) ||
+             lm_stage_string(st, "schedule", "cosine", &sched, err) ||
+             lm_stage_int(st, "decay_steps", 0, 0, 1ll << 40, &o.sched.decay_steps, err) ||
+             lm_stage_string(st, "decay_shape", "linear", &shape, err) ||
+             lm_stage_double(st, "weight_decay", 0.1, 0, 10, &o.adamw.weight_decay, err) ||
+             lm_stage_double(st, "beta1", 0.9, 0, 0.999999, &o.adamw.beta1, err) ||
+             lm_stage_double(st, "beta2", 0.95, 0, 0.9999999, &o.adamw.beta2, err) ||
+             lm_stage_double(st, "eps", 1e-8, 0, 1, &o.adamw.eps, err) ||
+             lm_stage_double(st, "clip", 1.0, 0, 1e9, &o.clip, err) ||
+             lm_stage_double(st, "bias_gamma", 1e-3, 0, 10, &o.bias_gamma, err) ||
+             lm_stage_double(st, "balance_alpha", 0, 0, 100, &o.balance_alpha, err) ||
+             lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
+             lm_stage_double(st, "std", 0.02, 0, 10, &o.init_std, err) ||
+             lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o.save_every, err) ||
+             lm_stage_int(st, "eval_every", 0, 0, 1ll << 40, &o.eval_every, err) ||
+             lm_stage_int(st, "eval_batches", 8, 1, 1 << 20, &o.eval_batches, err) ||
+             lm_stage_int(st, "log_every", 10, 1, 1ll << 40, &o.log_every, err) ||
+             lm_stage_int(st, "keep", 1, 1, 1000, &o.keep, err);
+    if (rc) {
+        lm_text_free(&cfg_text);
+        return -1;
+    }
+    o.seed = (uint64_t)seed;
+    o.sched.warmup = warmup;
+    double min_lr;
+    if (lm_stage_double(st, "min_lr", o.sched.lr_max / 10, 0, 10, &min_lr, err)) {
+        lm_text_free(&cfg_text);
+        return -1;
+    }
+    o.sched.lr_min = min_lr;
+    if (lm_schedule_parse_kind(sched, &o.sched.kind) || lm_schedule_parse_decay(shape, &o.sched.decay)) {
+        lm_text_free(&cfg_text);
+        return lm_fail(err, "%s: stage %s: schedule must be cosine|wsd|constant and decay_shape linear|cosine|sqrt",
+                       st->recipe_path, st->name);
+    }
+    if (o.sched.kind == LM_SCHED_WSD && !o.sched.decay_steps) o.sched.decay_steps = o.steps / 5;
+    rc = lm_train_run(&o, err);
+    lm_text_free(&cfg_text);
+    return rc;
 }

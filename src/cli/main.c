@@ -17,6 +17,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "MODEL_DIR (--ids 1,5,9 | -p TEXT) -n 32: KV-cached generation"},
     {"chat", cmd_chat, "MODEL_DIR [--system TEXT] [--think]: interactive multi-turn chat"},
     {"init", cmd_init, "CONFIG.json --out DIR [--seed S --dtype f32|bf16|fp8]: random-weight checkpoint"},
+    {"train", cmd_train, "--config CONFIG.json --data DATA_DIR --out RUN_DIR | --resume RUN_DIR: train"},
     {"bench", cmd_bench, "MODEL_DIR [--prompt 512 --gen 128]: prefill/decode tokens/s as JSON"},
     {"tokenize", cmd_tokenize, "DIR TEXT: token ids (--pieces, --jsonl FILE, --no-special)"},
     {"detokenize", cmd_detokenize, "DIR 3,1402,22: text"},

@@ -1,0 +1,74 @@
+/* run.h — a whole training run: data windows, steps, schedule, validation,
+ * metrics, checkpoints, and exact resumption. `lemma train` and the build's
+ * pretrain stage both run through here.
+ *
+ * RUN_DIR layout:
+ *   run.json                the run's settings (written once; --resume reads it)
+ *   metrics.jsonl           one line per logged step (append-only; on resume,
+ *                           lines past the checkpoint are dropped)
+ *   ckpt-00000120/          a checkpoint: config.json, model.safetensors (F32
+ *                           weights, HF names), optim_m.safetensors,
+ *                           optim_v.safetensors (AdamW moments),
+ *                           trainer_state.json, tokenizer files when known
+ *   latest -> ckpt-...      the newest complete checkpoint: an HF model
+ *                           directory that `lemma generate` loads
+ *
+ * A checkpoint is written into ckpt-N.tmp/, each file atomically, then the
+ * folder is renamed and `latest` re-pointed with an atomic rename: a crash at
+ * any moment leaves `latest` naming a complete checkpoint. Nothing else needs
+ * saving: the data windows and the learning rate are pure functions of
+ * (seed, step), so a resumed run computes exactly the steps the uninterrupted
+ * run would have, and ends with bit-identical weights (tested). */
+#ifndef LEMMA_TRAIN_RUN_H
+#define LEMMA_TRAIN_RUN_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "train/adamw.h"
+#include "train/schedule.h"
+
+typedef struct lm_run_opts {
+    const char *out_dir;         /* RUN_DIR */
+    const char *config_path;     /* fresh init from this HF config.json ... */
+    const char *config_json;     /* ... or from this config text (recipes) */
+    const char *init_dir;        /* ... or start from the weights of this model directory */
+    const char *data_dir;        /* token shards (lemma data) */
+    const char *tokenizer_dir;   /* copied into checkpoints; NULL: DATA_DIR's tokenizer files if any */
+    int64_t steps;               /* planned optimiser steps */
+    int64_t batch, micro_batch, seq;
+    lm_schedule sched;           /* total is set to steps */
+    lm_adamw_opts adamw;
+    double clip, bias_gamma, balance_alpha;
+    uint64_t seed;               /* init and data order */
+    double init_std;             /* <= 0: the config's initializer_range, else 0.02 */
+    int threads;
+    int64_t save_every;          /* 0: only at the end (and on a signal) */
+    int64_t eval_every;          /* 0: only at the end */
+    int64_t eval_batches;        /* micro-batches of validation windows per evaluation */
+    int64_t log_every;
+    int64_t keep;                /* checkpoints to keep (>= 1) */
+    int quiet;                   /* no progress on stderr */
+    /* Optional status sink (the build's live line); a non-zero return stops
+     * the run like a signal: checkpoint, then an "interrupted" error. */
+    int (*progress)(void *ctx, const char *msg);
+    void *progress_ctx;
+} lm_run_opts;
+
+/* Defaults: batch 8, micro-batch = batch, seq 256, cosine 3e-4 -> 3e-5 with
+ * 1% warmup, AdamW (0.9, 0.95, 1e-8, 0.1), clip 1, gamma 1e-3, alpha 0,
+ * seed 0, save every 0, eval every 0, 8 eval batches, log every 10, keep 2. */
+void lm_run_opts_default(lm_run_opts *o);
+
+/* A new run into o->out_dir (which must not hold a run already). */
+int lm_train_run(const lm_run_opts *o, lm_error *err);
+
+/* Continues the run in run_dir from its newest checkpoint to the planned step
+ * count. threads <= 0 keeps the recorded count (results do not depend on it). */
+int lm_train_resume(const char *run_dir, int threads, int quiet, int (*progress)(void *, const char *),
+                    void *progress_ctx, lm_error *err);
+
+/* Set from a signal handler: the run checkpoints and stops after its step. */
+void lm_train_request_stop(void);
+
+#endif
