@@ -4,12 +4,12 @@
  * the references the SIMD versions are tested against; they are kept plain.
  * lm_matmul_ref (double accumulation) is the reference for all of them.
  *
- * Matmul threading: threads split y by output. For T <= matvec_max_t (decode)
- * each thread takes a contiguous range of the N rows of W; otherwise the
- * [T, N] output is cut into an nt x nn grid of tiles, one per thread. Each
- * ISA's kernels compute every y element by the same operation sequence
- * whatever tile it falls in, so the result is bit-identical for any number
- * of threads. */
+ * Matmul threading: y is cut into tiles by output — ranges of N rows of W
+ * for T <= matvec_max_t (decode), [T chunk x N chunk] blocks otherwise — and
+ * threads take tiles from an atomic counter. Each ISA's kernels compute
+ * every y element by the same operation sequence whatever tile it falls in,
+ * so the result is bit-identical for any number of threads (and any order
+ * in which they happen to take tiles). */
 #include "core/kernels.h"
 
 #include <math.h>
@@ -216,12 +216,25 @@ static void gemm_scalar(float *y, const float *x, int64_t T, const lm_mat *W, in
     }
 }
 
+/* Work is cut into tiles handed out through an atomic counter, so a thread
+ * that runs late (woken late, or sharing its core with another process)
+ * just takes fewer tiles. Which thread computes a tile never changes its
+ * bits: the kernels' operation order per element ignores tile bounds. */
+enum {
+    MV_TILE_ROWS = 128,  /* matvec: rows of W per tile (one FP8 scale block) */
+    GEMM_TILE_COLS = 192, /* gemm: columns of y per tile (16 x 12, 32 x 6) */
+    GEMM_TILE_ROWS = 256, /* gemm: tokens per tile */
+};
+
 typedef struct mm_job {
     float *y;
     const float *x;
     int64_t T;
     const lm_mat *W;
     const lm_kernel_table *tab; /* NULL: scalar */
+    int matvec;                 /* path, fixed for the whole call */
+    int64_t ntiles, tiles_n;    /* tiles in all, tiles along N */
+    atomic_llong next;          /* next tile to hand out */
 } mm_job;
 
 static atomic_int forced_path; /* lm_matmul_force_path */
@@ -229,32 +242,23 @@ static atomic_int forced_path; /* lm_matmul_force_path */
 int lm_matmul_force_path(int path) { return atomic_exchange(&forced_path, path); }
 
 static void mm_task(void *arg, int ith, int nth) {
-    const mm_job *j = (const mm_job *)arg;
+    (void)ith, (void)nth;
+    mm_job *j = (mm_job *)arg;
     int64_t T = j->T, N = j->W->rows;
-    const lm_kernel_table *tab = j->tab;
-    int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
-    int use_mv = path == 1 || (path == 0 && T <= (tab ? tab->matvec_max_t[j->W->dtype] : 0));
-    if (tab && tab->matvec && use_mv) {
-        int64_t n0, n1;
-        lm_split(N, ith, nth, 16, &n0, &n1);
-        if (n0 < n1) tab->matvec(j->y, j->x, T, j->W, n0, n1);
-        return;
+    for (;;) {
+        int64_t id = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (id >= j->ntiles) return;
+        if (j->matvec) {
+            int64_t n0 = id * MV_TILE_ROWS, n1 = n0 + MV_TILE_ROWS < N ? n0 + MV_TILE_ROWS : N;
+            j->tab->matvec(j->y, j->x, T, j->W, n0, n1);
+            continue;
+        }
+        int64_t tb = id / j->tiles_n, nb = id % j->tiles_n;
+        int64_t t0 = tb * GEMM_TILE_ROWS, t1 = t0 + GEMM_TILE_ROWS < T ? t0 + GEMM_TILE_ROWS : T;
+        int64_t n0 = nb * GEMM_TILE_COLS, n1 = n0 + GEMM_TILE_COLS < N ? n0 + GEMM_TILE_COLS : N;
+        if (j->tab && j->tab->gemm) j->tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1);
+        else gemm_scalar(j->y, j->x, T, j->W, t0, t1, n0, n1);
     }
-    /* Grid of tiles: as many N slices as threads allow (slices of >= 64
-     * columns), the remaining factor over T (slices of >= 32 rows). */
-    int64_t nn = (N + 63) / 64, nt;
-    if (nn > nth) nn = nth;
-    if (nn < 1) nn = 1;
-    nt = nth / nn;
-    if (nt > (T + 31) / 32) nt = (T + 31) / 32;
-    if (nt < 1) nt = 1;
-    if (ith >= nn * nt) return;
-    int64_t n0, n1, t0, t1;
-    lm_split(N, (int)(ith % nn), (int)nn, 16, &n0, &n1);
-    lm_split(T, (int)(ith / nn), (int)nt, 32, &t0, &t1);
-    if (n0 >= n1 || t0 >= t1) return;
-    if (tab && tab->gemm) tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1);
-    else gemm_scalar(j->y, j->x, T, j->W, t0, t1, n0, n1);
 }
 
 void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W) {
@@ -263,9 +267,23 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
         memset(y, 0, (size_t)T * (size_t)W->rows * sizeof(float));
         return;
     }
-    mm_job j = {y, x, T, W, isa_table(active_isa())};
-    /* tiny problems are not worth waking the pool */
-    if ((double)T * (double)W->rows * (double)W->cols < 32768.0) pool = NULL;
+    mm_job j;
+    j.y = y, j.x = x, j.T = T, j.W = W;
+    j.tab = isa_table(active_isa());
+    int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
+    j.matvec = j.tab && j.tab->matvec &&
+               (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[W->dtype]));
+    int64_t N = W->rows;
+    if (j.matvec) {
+        j.tiles_n = (N + MV_TILE_ROWS - 1) / MV_TILE_ROWS;
+        j.ntiles = j.tiles_n;
+    } else {
+        j.tiles_n = (N + GEMM_TILE_COLS - 1) / GEMM_TILE_COLS;
+        j.ntiles = j.tiles_n * ((T + GEMM_TILE_ROWS - 1) / GEMM_TILE_ROWS);
+    }
+    atomic_init(&j.next, 0);
+    /* one tile, or a tiny problem: not worth waking the pool */
+    if (j.ntiles == 1 || (double)T * (double)N * (double)W->cols < 32768.0) pool = NULL;
     lm_pool_run(pool, mm_task, &j);
 }
 
