@@ -35,8 +35,9 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* How long a waiter spins before sleeping. Short: on a 2-core machine a
- * spinning thread steals the core another thread needs. */
+/* How long a waiter spins before sleeping (LEMMA_POOL_SPIN_US overrides).
+ * Short: on a 2-core machine a spinning thread steals the core another
+ * thread needs. No spinning at all when there are more threads than cores. */
 #define SPIN_NS 4000
 
 typedef struct worker {
@@ -120,7 +121,9 @@ lm_pool *lm_pool_create(int nthreads) {
     if (!p) return NULL;
     p->n = nthreads;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    p->spin_ns = getenv("LEMMA_POOL_NOSPIN") || (ncpu > 0 && nthreads > ncpu) ? 0 : SPIN_NS;
+    const char *spin = getenv("LEMMA_POOL_SPIN_US");
+    p->spin_ns = spin && *spin ? (int64_t)(atof(spin) * 1000) : SPIN_NS;
+    if (ncpu > 0 && nthreads > ncpu) p->spin_ns = 0; /* oversubscribed: spinning only steals */
     atomic_init(&p->gen, 0);
     atomic_init(&p->gen_sleepers, 0);
     atomic_init(&p->stop, 0);

@@ -2,8 +2,10 @@
  *
  * lm_pool_run(pool, fn, ctx) calls fn(ctx, ith, nth) once on each of the nth
  * threads (the caller is thread 0) and returns when all are done. Workers
- * block on a condition variable between jobs (after a short bounded spin): a
- * pool that spin-waits collapses on a 2-core machine when anything else runs.
+ * block on a futex between jobs (after a short bounded spin, 4 us by default,
+ * LEMMA_POOL_SPIN_US to change, none when there are more threads than
+ * cores): a pool that spin-waits collapses on a 2-core machine when anything
+ * else runs.
  *
  * Determinism contract for users of the pool: fn must split work by output
  * (rows, columns, heads), never by reduction index, so that every output value
