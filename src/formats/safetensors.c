@@ -209,7 +209,12 @@ static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
     const unsigned char *data = bytes + 8 + hlen;
 
     json_doc *doc = json_parse(hdr, hlen, err);
-    if (!doc) return lm_fail_prefix(err, "%s: header JSON (offset 8 + header byte)", path);
+    if (!doc) { /* "byte N: ..." from the parser; header bytes start at file byte 8 */
+        if (!err) return -1;
+        char jmsg[sizeof err->msg];
+        memcpy(jmsg, err->msg, sizeof jmsg);
+        return lm_fail(err, "%s: header %s", path, jmsg);
+    }
     const json_value *root = json_root(doc);
     int rc = 0;
     int64_t first = set->ntensors;
