@@ -439,7 +439,7 @@ TEST(reader_refuses) {
                     "overlap"));
     CHECK(mem_fails(b, mk(b, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                              "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8),
-                    "tensor 'a' appears twice"));
+                    "m.st: tensor 'a' appears twice in the header"));
     /* Accepted: empty tensors anywhere (even at the same offset), touching spans, trailing bytes. */
     n = mk(b, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
               "\"e\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[2,2]},"

@@ -77,10 +77,13 @@ static int set_build_index(lm_tensor_set *set, lm_error *err) {
         const char *name = set->tensors[i].name;
         uint64_t h = hash_name(name) & (uint64_t)(n - 1);
         while (set->slots[h] >= 0) {
-            if (!strcmp(set->tensors[set->slots[h]].name, name))
-                return lm_fail(err, "tensor '%s' appears twice (in %s and %s)", name,
-                               set->files[set->tensors[set->slots[h]].file].path,
-                               set->files[set->tensors[i].file].path);
+            if (!strcmp(set->tensors[set->slots[h]].name, name)) {
+                int f1 = set->tensors[set->slots[h]].file, f2 = set->tensors[i].file;
+                if (f1 == f2)
+                    return lm_fail(err, "%s: tensor '%s' appears twice in the header", set->files[f1].path, name);
+                return lm_fail(err, "%s: tensor '%s' appears twice (also in %s)", set->files[f2].path, name,
+                               set->files[f1].path);
+            }
             h = (h + 1) & (uint64_t)(n - 1);
         }
         set->slots[h] = i;

@@ -32,6 +32,9 @@ static int read_int(reader *r, const char *key, int64_t lo, int64_t hi, int has_
         return lm_fail(r->err, "%s: missing field '%s' (expected an integer)", r->path, key);
     }
     int64_t x;
+    if (!json_as_int(v, &x) && v->type == JSON_NUMBER && (isinf(v->num) || v->num == floor(v->num)))
+        return lm_fail(r->err, "%s: field '%s' = %g, expected %lld..%lld", r->path, key, v->num, (long long)lo,
+                       (long long)hi); /* an integer, but beyond int64 or not exact in a double */
     if (!json_as_int(v, &x))
         return lm_fail(r->err, "%s: field '%s' at byte %zu is a %s, expected an integer", r->path, key,
                        v->offset, v->type == JSON_NUMBER ? "non-integer number" : json_type_name(v->type));
@@ -109,7 +112,11 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
         cfg->arch = LM_ARCH_DEEPSEEK_V3;
     else if (arch ? !strcmp(arch, "DeepseekV2ForCausalLM") : !strcmp(model_type, "deepseek_v2"))
         cfg->arch = LM_ARCH_DEEPSEEK_V2;
-    else {
+    else if (!arch && !*model_type) {
+        lm_fail(err, "%s: missing field 'architectures' (expected [\"DeepseekV2ForCausalLM\"] or "
+                "[\"DeepseekV3ForCausalLM\"])", path);
+        goto done;
+    } else {
         const char *a = arch ? arch : model_type;
         lm_fail(err, "%s: unsupported architecture %s (expected DeepseekV2ForCausalLM or DeepseekV3ForCausalLM)",
                 path, json_quote(q, sizeof q, a, strlen(a)));

@@ -331,7 +331,7 @@ def build_cases():
         h[NORM0]["data_offsets"] = [h[EMB]["data_offsets"][0] + 64, h[EMB]["data_offsets"][0] + 96]
     model_case("st_offsets_overlap_nested", "overlap", tweak(overlap_nested))
     dup_entry = dict(hdr[EMB], data_offsets=[len(data), len(data) + V * D * 4])   # its own bytes
-    model_case("st_duplicate_name", "tensor 'model.embed_tokens.weight' appears twice",
+    model_case("st_duplicate_name", "model.safetensors: tensor 'model.embed_tokens.weight' appears twice in the header",
                st_file(json.dumps(hdr, separators=(",", ":"), sort_keys=True)[:-1] + ',"' + EMB + '":'
                        + json.dumps(dup_entry, separators=(",", ":")) + "}", data + T[EMB][2]))
 
@@ -341,7 +341,8 @@ def build_cases():
         part = {k: T[k] for k, v in wm.items() if v.startswith("model-00001")}
         part[n] = T[n]
         files["model-00001-of-00002.safetensors"] = st_valid(part)
-    case("shard_duplicate_tensor", "appears twice", sharded(T, 2, dup))
+    case("shard_duplicate_tensor", "model-00002-of-00002.safetensors: tensor 'model.embed_tokens.weight' appears "
+         "twice (also in ", sharded(T, 2, dup))
 
     def missing_shard(wm, files):
         del files["model-00002-of-00002.safetensors"]
@@ -442,7 +443,7 @@ def build_cases():
     config_case("cfg_arch_newline", "unsupported architecture \"Deepseek\\nV3\"",
                 cfg_with(architectures=["Deepseek\nV3"]))
     config_case("cfg_arch_not_strings", "'architectures' must be an array of strings", cfg_with(architectures=[3]))
-    config_case("cfg_no_arch", "unsupported architecture", cfg_with(architectures=DELETE, model_type=DELETE))
+    config_case("cfg_no_arch", "missing field 'architectures'", cfg_with(architectures=DELETE, model_type=DELETE))
     config_case("cfg_missing_hidden_size", "missing field 'hidden_size'", cfg_with(hidden_size=DELETE))
     config_case("cfg_negative_heads", "'num_attention_heads' = -2, expected 1..", cfg_with(num_attention_heads=-2))
     config_case("cfg_zero_vocab", "'vocab_size' = 0, expected 1..", cfg_with(vocab_size=0))
@@ -455,10 +456,10 @@ def build_cases():
     config_case("cfg_eps_negative", "'rms_norm_eps' = -1", cfg_with(rms_norm_eps=-1))
     config_case("cfg_hidden_string", "'hidden_size' at byte", cfg_with(hidden_size="8"))
     config_case("cfg_layers_fraction", "'num_hidden_layers' at byte", cfg_with(num_hidden_layers=2.5))
-    config_case("cfg_layers_1e400", "'num_hidden_layers' at byte",
+    config_case("cfg_layers_1e400", "'num_hidden_layers' = inf, expected 1..100000",
                 config_text(BASE_CONFIG).replace('"num_hidden_layers": 2', '"num_hidden_layers": 1e400'))
     config_case("cfg_vocab_2e40", "'vocab_size' = 1099511627776", cfg_with(vocab_size=1 << 40))
-    config_case("cfg_vocab_2e64", "'vocab_size' at byte", cfg_with(vocab_size=1 << 64))
+    config_case("cfg_vocab_2e64", "'vocab_size' = 1.84467e+19, expected 1..", cfg_with(vocab_size=1 << 64))
     config_case("cfg_hidden_2e31", "'hidden_size' = 2147483648", cfg_with(hidden_size=1 << 31))
     config_case("cfg_heads_x_head_dim", "num_attention_heads x (qk_nope_head_dim + qk_rope_head_dim)",
                 cfg_with(num_attention_heads=65536, qk_nope_head_dim=65536))
