@@ -13,7 +13,7 @@
  *   - lm_bpe_encode_heap: symbols in a linked list, candidate pairs in a
  *     binary min-heap keyed (rank, position), O(n log n): a 5,000-emoji run
  *     costs what its length says, not its square;
- *   - lm_bpe_encode_bucket (the longest pieces): the same linked list, the
+ *   - lm_bpe_encode_bucket (pieces of 512 bytes or more): the same linked list, the
  *     candidates in one bucket per merge rank; a bucket is drained in
  *     position order, and when a merge queues a pair of lower rank than the
  *     bucket's, the rest of the bucket waits — the (rank, position) order of
@@ -347,7 +347,7 @@ int lm_bpe_encode_bucket(const lm_tokenizer *tok, const unsigned char *s, size_t
     return 0;
 }
 
-enum { BUCKET_PIECE = 4096 };
+enum { BUCKET_PIECE = 512 };
 
 static int bpe_any(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out, bpe_scratch *sc) {
     if (n <= SHORT_PIECE) return bpe_short(tok, s, n, out);

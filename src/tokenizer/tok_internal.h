@@ -134,12 +134,12 @@ int lm_bpe_encode_piece(const lm_tokenizer *tok, const unsigned char *s, size_t 
                         bpe_scratch *sc);
 /* The plain reference: repeated scan for the lowest-rank pair, O(n^2). */
 int lm_bpe_encode_naive(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out);
-/* The heap + linked-list merge, O(n log n); lm_bpe_encode_piece uses it for long pieces. */
+/* The heap + linked-list merge, O(n log n); lm_bpe_encode_piece uses it for pieces of 49..511 bytes. */
 int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
                        bpe_scratch *sc);
 /* The bucket-queue merge (one list per merge rank, each bucket's positions
- * taken in order), O(n + ranks); lm_bpe_encode_piece uses it for the
- * longest pieces. */
+ * taken in order), O(n + ranks); lm_bpe_encode_piece uses it for pieces
+ * of 512 bytes or more. */
 int lm_bpe_encode_bucket(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
                          bpe_scratch *sc);
 void lm_bpe_scratch_free(bpe_scratch *sc);
