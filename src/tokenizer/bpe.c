@@ -156,24 +156,28 @@ static inline void queue_pair(const lm_tokenizer *tok, hsym *sym, int32_t p, uin
         sym[p].rank = UINT32_MAX;
 }
 
+/* Symbol and heap arrays of the scratch, grown to n. */
+static int ensure_sym(bpe_scratch *sc, size_t n) {
+    if (sc->sym_cap >= n) return 0;
+    free(sc->sym);
+    sc->sym = malloc(n * sizeof(hsym));
+    sc->sym_cap = sc->sym ? n : 0;
+    return sc->sym ? 0 : -1;
+}
+
+static int ensure_heap(bpe_scratch *sc, size_t n) {
+    if (sc->heap_cap >= n) return 0;
+    free(sc->heap);
+    /* every merge queues at most 2 pairs: n - 1 initial + 2 per merge */
+    sc->heap = malloc(3 * n * sizeof(uint64_t));
+    sc->heap_cap = sc->heap ? n : 0;
+    return sc->heap ? 0 : -1;
+}
+
 int lm_bpe_encode_heap(const lm_tokenizer *tok, const unsigned char *s, size_t n, lm_ids *out,
                        bpe_scratch *sc) {
     if (n > INT32_MAX / 2) return -1;
-    if (sc->sym_cap < n) {
-        free(sc->sym);
-        free(sc->heap);
-        sc->sym = malloc(n * sizeof(hsym));
-        /* every merge queues at most 2 pairs: n - 1 initial + 2 per merge */
-        sc->heap = malloc(3 * n * sizeof(uint64_t));
-        if (!sc->sym || !sc->heap) {
-            free(sc->sym);
-            free(sc->heap);
-            sc->sym = sc->heap = NULL;
-            sc->sym_cap = 0;
-            return -1;
-        }
-        sc->sym_cap = n;
-    }
+    if (ensure_sym(sc, n) || ensure_heap(sc, n)) return -1;
     hsym *sym = sc->sym;
     uint64_t *h = sc->heap;
     size_t hn = 0, m = 0;
@@ -293,16 +297,7 @@ int lm_bpe_encode_bucket(const lm_tokenizer *tok, const unsigned char *s, size_t
         }
         sc->node_cap = n;
     }
-    if (sc->sym_cap < n) {
-        free(sc->sym);
-        free(sc->heap);
-        sc->heap = NULL;
-        sc->sym = malloc(n * sizeof(hsym));
-        if (!sc->sym) { sc->sym_cap = 0; return -1; }
-        sc->heap = malloc(3 * n * sizeof(uint64_t));
-        if (!sc->heap) { free(sc->sym); sc->sym = NULL; sc->sym_cap = 0; return -1; }
-        sc->sym_cap = n;
-    }
+    if (ensure_sym(sc, n)) return -1;
     hsym *sym = sc->sym;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
