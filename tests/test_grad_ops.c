@@ -242,9 +242,9 @@ TEST(rope_yarn) {
 /* Causal attention of one head in double: L = sum c . O. */
 static double attn_ref(const double *Q, const double *K, const double *V, const double *c, int T, int dk, int dv,
                        double scale) {
-    double L = 0;
+    double L = 0, *s = malloc(sizeof(double) * T);
     for (int i = 0; i < T; i++) {
-        double s[64], m = -INFINITY, z = 0;
+        double m = -INFINITY, z = 0;
         for (int j = 0; j <= i; j++) {
             s[j] = 0;
             for (int d = 0; d < dk; d++) s[j] += Q[i * dk + d] * K[j * dk + d];
@@ -258,12 +258,17 @@ static double attn_ref(const double *Q, const double *K, const double *V, const 
             L += c[i * dv + d] * o;
         }
     }
+    free(s);
     return L;
 }
 
-TEST(attention_head) {
-    enum { T = 9, dk = 6, dv = 5 };
-    float Q[T * dk], K[T * dk], V[T * dv], O[T * dv], lse[T], dO[T * dv], dQ[T * dk], dK[T * dk], dV[T * dv];
+/* T = 9 (one block, every element) and T = 150 (three causal blocks, the
+ * last ragged; 40 elements of each input). */
+static void attention_case(int T, int picks) {
+    const int dk = 6, dv = 5;
+    float *Q = malloc(sizeof(float) * T * dk), *K = malloc(sizeof(float) * T * dk), *V = malloc(sizeof(float) * T * dv),
+          *O = malloc(sizeof(float) * T * dv), *lse = malloc(sizeof(float) * T), *dO = malloc(sizeof(float) * T * dv),
+          *dQ = malloc(sizeof(float) * T * dk), *dK = malloc(sizeof(float) * T * dk), *dV = malloc(sizeof(float) * T * dv);
     float *scratch = malloc(sizeof(float) * lm_tk_attn_scratch_floats(T, dk, dv));
     const float scale = 0.45f;
     fill(Q, T * dk, 1.5);
@@ -272,15 +277,17 @@ TEST(attention_head) {
     fill(dO, T * dv, 1);
     lm_tk_attn_fwd(Q, K, V, T, dk, dv, scale, O, lse, scratch);
     lm_tk_attn_bwd(Q, K, V, O, dO, lse, T, dk, dv, scale, dQ, dK, dV, scratch);
-    double q[T * dk], k[T * dk], v[T * dv], c[T * dv];
+    double *q = malloc(sizeof(double) * T * dk), *k = malloc(sizeof(double) * T * dk), *v = malloc(sizeof(double) * T * dv),
+           *c = malloc(sizeof(double) * T * dv);
     for (int i = 0; i < T * dk; i++) q[i] = Q[i], k[i] = K[i];
     for (int i = 0; i < T * dv; i++) v[i] = V[i], c[i] = dO[i];
-    /* forward value */
+    char name[64];
     fdcheck co = {0};
     double L = attn_ref(q, k, v, c, T, dk, dv, scale), Lf = 0;
     for (int i = 0; i < T * dv; i++) Lf += (double)dO[i] * O[i];
     fd_add(&co, Lf, L);
-    FD_REPORT("attention forward (c . O)", co);
+    snprintf(name, sizeof name, "attention T=%d forward (c . O)", T);
+    FD_REPORT(name, co);
     double h = 1e-6;
     fdcheck cq = {0}, ck = {0}, cv = {0};
     struct {
@@ -289,8 +296,12 @@ TEST(attention_head) {
         int n;
         fdcheck *c;
     } parts[3] = {{q, dQ, T * dk, &cq}, {k, dK, T * dk, &ck}, {v, dV, T * dv, &cv}};
-    for (int pi = 0; pi < 3; pi++)
-        for (int i = 0; i < parts[pi].n; i++) {
+    for (int pi = 0; pi < 3; pi++) {
+        for (int e = 0; e < parts[pi].n; e++) parts[pi].c->max_g = fmax(parts[pi].c->max_g, fabs(parts[pi].g[e]));
+        int n = picks ? picks : parts[pi].n;
+        for (int e = 0; e < n; e++) {
+            int i = picks ? (int)(urand() * parts[pi].n) : e;
+            if (picks && e < 3) i = parts[pi].n - 1 - e; /* the ragged end */
             double s = parts[pi].a[i];
             parts[pi].a[i] = s + h;
             double lp = attn_ref(q, k, v, c, T, dk, dv, scale);
@@ -299,10 +310,20 @@ TEST(attention_head) {
             parts[pi].a[i] = s;
             fd_add(parts[pi].c, parts[pi].g[i], (lp - lm) / (2 * h));
         }
-    FD_REPORT("attention dQ", cq);
-    FD_REPORT("attention dK", ck);
-    FD_REPORT("attention dV", cv);
-    free(scratch);
+    }
+    snprintf(name, sizeof name, "attention T=%d dQ", T);
+    FD_REPORT(name, cq);
+    snprintf(name, sizeof name, "attention T=%d dK", T);
+    FD_REPORT(name, ck);
+    snprintf(name, sizeof name, "attention T=%d dV", T);
+    FD_REPORT(name, cv);
+    free(Q), free(K), free(V), free(O), free(lse), free(dO), free(dQ), free(dK), free(dV), free(scratch);
+    free(q), free(k), free(v), free(c);
+}
+
+TEST(attention_head) {
+    attention_case(9, 0);
+    attention_case(150, 40);
 }
 
 static double xent_ref(const double *l, int V, int y) {

@@ -632,6 +632,82 @@ done:
     rmdir(dir);
 }
 
+/* A longer sequence (T = 130: several causal attention blocks) through the
+ * training forward and through the inference forward of the saved
+ * weights: same loss. */
+TEST(long_sequence_parity) {
+    static const char CFG[] =
+        "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":50,\"hidden_size\":16,"
+        "\"intermediate_size\":24,\"moe_intermediate_size\":8,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
+        "\"num_attention_heads\":2,\"kv_lora_rank\":8,\"q_lora_rank\":10,\"qk_nope_head_dim\":6,"
+        "\"qk_rope_head_dim\":4,\"v_head_dim\":5,\"n_routed_experts\":4,\"n_shared_experts\":1,"
+        "\"num_experts_per_tok\":2,\"n_group\":2,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
+        "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,"
+        "\"max_position_embeddings\":1024,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
+        "\"original_max_position_embeddings\":256,\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,"
+        "\"mscale_all_dim\":1.0},\"tie_word_embeddings\":false}";
+    enum { T = 130 };
+    lm_config cfg;
+    lm_error err;
+    CHECK(lm_config_parse(CFG, sizeof CFG - 1, "cfg", &cfg, &err) == 0);
+    char dir[] = "/tmp/lemma_tlong_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    lm_init_opts io = lm_init_opts_default();
+    io.seed = 5;
+    io.std = 0.3;
+    CHECKF(lm_model_init_random(&cfg, CFG, sizeof CFG - 1, dir, &io, NULL, &err) == 0, "%s", err.msg);
+    lm_model *m = NULL;
+    CHECKF(lm_model_load(dir, &m, &err) == 0, "%s", err.msg);
+    lm_params *p = NULL;
+    CHECK(lm_params_create(&cfg, &p, &err) == 0);
+    if (!m || !p) return;
+    CHECK(lm_params_load_model(p, m, &err) == 0);
+    int32_t ids[T], tgt[T];
+    for (int t = 0; t < T; t++) {
+        ids[t] = (int32_t)((t * 7 + 3) % 50);
+        tgt[t] = t % 5 == 0 ? -1 : (int32_t)((t * 11 + 1) % 50);
+    }
+    lm_train_opts o = lm_train_opts_default();
+    o.seq = T;
+    lm_pool *pool = lm_pool_create(2);
+    lm_trainer *tr = lm_trainer_create(p, &o, 2, &err);
+    double ce = 0, ce2 = 0;
+    int64_t cnt = 0;
+    CHECK(tr && lm_train_eval(tr, pool, ids, tgt, 1, &ce, &cnt, &err) == 0);
+    float *logits = malloc(sizeof(float) * T * 50);
+    lm_infer *s = lm_infer_create(m, LM_ATTN_LATENT, T, T, 1, &err);
+    CHECK(s && lm_infer_forward(s, NULL, ids, T, logits, LM_LOGITS_ALL, &err) == 0);
+    for (int t = 0; t < T; t++) {
+        if (tgt[t] < 0) continue;
+        const float *l = logits + t * 50;
+        double mx = l[0], sum = 0;
+        for (int i = 1; i < 50; i++) mx = fmax(mx, l[i]);
+        for (int i = 0; i < 50; i++) sum += exp(l[i] - mx);
+        ce2 += mx + log(sum) - l[tgt[t]];
+    }
+    printf("  T=%d: training forward loss %.7f, inference (latent MLA) %.7f\n", T, ce / cnt, ce2 / cnt);
+    CHECK_NEAR(ce2 / cnt, ce / cnt, 0, 1e-5);
+    /* and a step runs (all blocks through the backward) and lowers the loss */
+    lm_train_stats st;
+    for (int i = 0; i < 3; i++) CHECK(lm_train_step(tr, pool, ids, tgt, 1e-2, &st, &err) == 0);
+    double ce3 = 0;
+    cnt = 0;
+    CHECK(lm_train_eval(tr, pool, ids, tgt, 1, &ce3, &cnt, &err) == 0);
+    CHECK(ce3 < ce);
+    lm_infer_free(s);
+    free(logits);
+    lm_trainer_free(tr);
+    lm_pool_free(pool);
+    lm_params_free(p);
+    lm_model_free(m);
+    char f[600];
+    snprintf(f, sizeof f, "%s/config.json", dir);
+    remove(f);
+    snprintf(f, sizeof f, "%s/model.safetensors", dir);
+    remove(f);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(golden_v3);
     RUN(golden_v3_tied);
@@ -646,5 +722,6 @@ int main(void) {
     RUN(adamw_reference);
     RUN(moe_bias_rule);
     RUN(init_and_roundtrip);
+    RUN(long_sequence_parity);
     return test_report("test_train_golden");
 }

@@ -212,11 +212,16 @@ void lm_tk_rope_bwd(float *x, const float *cos_t, const float *sin_t, int64_t d)
 }
 
 /* ---- attention of one head ----
- * All six products go through lm_matmul (pool NULL: the caller's thread)
- * as full [T, T] products; the masked half of P and dS is exactly 0. */
+ * All six products go through lm_matmul (pool NULL: the caller's thread),
+ * causally blocked in blocks of AB rows (queries) or columns (keys): query
+ * block [i0, i1) needs keys [0, i1) only, key block [j0, j1) gets gradient
+ * from queries [j0, T) only. That is about half of the full [T, T]
+ * products; entries past the diagonal inside a block are exactly 0. */
+
+enum { AB = 64 };
 
 int64_t lm_tk_attn_scratch_floats(int64_t T, int64_t dk, int64_t dv) {
-    return 3 * T * T + T * (dk > dv ? dk : dv);
+    return 2 * T * T + T * AB + T * (dk > dv ? dk : dv);
 }
 
 /* dst[cols, rows] = src[rows, cols]^T, single-threaded. */
@@ -227,63 +232,80 @@ static void transpose1(float *dst, const float *src, int64_t rows, int64_t cols)
 
 void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, int64_t dk, int64_t dv, float scale,
                     float *O, float *lse, float *scratch) {
-    float *S = scratch, *VT = scratch + 3 * T * T; /* [T, T], [dv, T] */
-    lm_mat km = f32_mat(K, T, dk);
-    lm_matmul(NULL, S, Q, T, &km);
-    for (int64_t i = 0; i < T; i++) {
-        float *s = S + i * T;
-        int64_t n = i + 1;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < n; j++) {
-            s[j] *= scale;
-            if (s[j] > m) m = s[j];
+    float *S = scratch, *VT = scratch + 2 * T * T + T * AB; /* [AB, i1], [dv, i1] */
+    for (int64_t i0 = 0; i0 < T; i0 += AB) {
+        int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
+        lm_mat km = f32_mat(K, i1, dk);
+        lm_matmul(NULL, S, Q + i0 * dk, nb, &km); /* S [nb, i1] */
+        for (int64_t i = i0; i < i1; i++) {
+            float *s = S + (i - i0) * i1;
+            int64_t n = i + 1;
+            float m = -INFINITY;
+            for (int64_t j = 0; j < n; j++) {
+                s[j] *= scale;
+                if (s[j] > m) m = s[j];
+            }
+            double sum = 0;
+            for (int64_t j = 0; j < n; j++) {
+                s[j] = expf(s[j] - m);
+                sum += s[j];
+            }
+            float inv = (float)(1.0 / sum);
+            lse[i] = m + (float)log(sum);
+            for (int64_t j = 0; j < n; j++) s[j] *= inv;
+            for (int64_t j = n; j < i1; j++) s[j] = 0.0f;
         }
-        double sum = 0;
-        for (int64_t j = 0; j < n; j++) {
-            s[j] = expf(s[j] - m);
-            sum += s[j];
-        }
-        float inv = (float)(1.0 / sum);
-        lse[i] = m + (float)log(sum);
-        for (int64_t j = 0; j < n; j++) s[j] *= inv;
-        for (int64_t j = n; j < T; j++) s[j] = 0.0f;
+        transpose1(VT, V, i1, dv);
+        lm_mat vt = f32_mat(VT, dv, i1);
+        lm_matmul(NULL, O + i0 * dv, S, nb, &vt);
     }
-    transpose1(VT, V, T, dv);
-    lm_mat vt = f32_mat(VT, dv, T);
-    lm_matmul(NULL, O, S, T, &vt);
 }
 
 void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float *O, const float *dO, const float *lse,
                     int64_t T, int64_t dk, int64_t dv, float scale, float *dQ, float *dK, float *dV, float *scratch) {
-    float *P = scratch, *dS = scratch + T * T, *X = scratch + 2 * T * T, *Y = scratch + 3 * T * T;
-    lm_mat km = f32_mat(K, T, dk), vm = f32_mat(V, T, dv);
-    lm_matmul(NULL, P, Q, T, &km);   /* scores */
-    lm_matmul(NULL, dS, dO, T, &vm); /* dP */
-    for (int64_t i = 0; i < T; i++) {
-        float *p = P + i * T, *ds = dS + i * T;
-        const float *o = O + i * dv, *dorow = dO + i * dv;
-        float Di = 0, li = lse[i];
-        for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
-        for (int64_t j = 0; j <= i; j++) {
-            p[j] = expf(p[j] * scale - li);
-            ds[j] = p[j] * (ds[j] - Di) * scale;
+    /* P and dS [T, T] (row i holds keys 0..i, the rest 0), a block of
+     * transposed rows X [AB, T], transposed operands Y [max(dk, dv), T]. */
+    float *P = scratch, *dS = scratch + T * T, *X = scratch + 2 * T * T, *Y = X + T * AB;
+    for (int64_t i0 = 0; i0 < T; i0 += AB) {
+        int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
+        float *pb = P + i0 * T, *db = dS + i0 * T; /* blocks stored [nb, i1] */
+        lm_mat km = f32_mat(K, i1, dk), vm = f32_mat(V, i1, dv);
+        lm_matmul(NULL, pb, Q + i0 * dk, nb, &km);  /* scores */
+        lm_matmul(NULL, db, dO + i0 * dv, nb, &vm); /* dP */
+        for (int64_t i = i0; i < i1; i++) {
+            float *p = pb + (i - i0) * i1, *ds = db + (i - i0) * i1;
+            const float *o = O + i * dv, *dorow = dO + i * dv;
+            float Di = 0, li = lse[i];
+            for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
+            for (int64_t j = 0; j <= i; j++) {
+                p[j] = expf(p[j] * scale - li);
+                ds[j] = p[j] * (ds[j] - Di) * scale;
+            }
+            for (int64_t j = i + 1; j < i1; j++) p[j] = ds[j] = 0.0f;
         }
-        for (int64_t j = i + 1; j < T; j++) p[j] = ds[j] = 0.0f;
+        /* dQ[i0:i1] = dS_blk K[0:i1] */
+        transpose1(Y, K, i1, dk);
+        lm_mat kt = f32_mat(Y, dk, i1);
+        lm_matmul(NULL, dQ + i0 * dk, db, nb, &kt);
     }
-    /* dV = P^T dO */
-    transpose1(X, P, T, T);
-    transpose1(Y, dO, T, dv);
-    lm_mat m1 = f32_mat(Y, dv, T);
-    lm_matmul(NULL, dV, X, T, &m1);
-    /* dQ = dS K */
-    transpose1(Y, K, T, dk);
-    lm_mat m2 = f32_mat(Y, dk, T);
-    lm_matmul(NULL, dQ, dS, T, &m2);
-    /* dK = dS^T Q */
-    transpose1(X, dS, T, T);
-    transpose1(Y, Q, T, dk);
-    lm_mat m3 = f32_mat(Y, dk, T);
-    lm_matmul(NULL, dK, X, T, &m3);
+    /* Key blocks: dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T], dK likewise with dS, Q. */
+    for (int64_t j0 = 0; j0 < T; j0 += AB) {
+        int64_t j1 = j0 + AB < T ? j0 + AB : T, nb = j1 - j0, m = T - j0;
+        for (int pass = 0; pass < 2; pass++) {
+            const float *M = pass ? dS : P, *R = pass ? Q : dO;
+            int64_t d = pass ? dk : dv;
+            /* X [nb, m]: X[j][i - j0] = M[i][j] for i >= j0 (row i of M is the
+             * block row of its query block, stored with stride i1 of that block). */
+            for (int64_t i = j0; i < T; i++) {
+                int64_t bi0 = i / AB * AB, bi1 = bi0 + AB < T ? bi0 + AB : T;
+                const float *row = M + bi0 * T + (i - bi0) * bi1;
+                for (int64_t j = j0; j < j1; j++) X[(j - j0) * m + (i - j0)] = j < bi1 ? row[j] : 0.0f;
+            }
+            transpose1(Y, R + j0 * d, m, d);
+            lm_mat rt = f32_mat(Y, d, m);
+            lm_matmul(NULL, (pass ? dK : dV) + j0 * d, X, nb, &rt);
+        }
+    }
 }
 
 /* ---- cross-entropy ---- */
