@@ -13,7 +13,8 @@
  *   kvb H(dn+dv)                    expanded k_nope | v (kv_b_proj output)
  *   lse H                           per head and query: the softmax's
  *                                   log-sum-exp; P is recomputed from q, k
- *                                   (flash-attention style, no T^2 memory)
+ *                                   (flash-attention style: nothing T^2
+ *                                   is kept between forward and backward)
  *   att H dv                        attention output (o_proj input)
  *   x_mid D, 1/rms 1                residual after attention
  *   dense: h1 I, h3 I               gate/up pre-activations (SwiGLU output
@@ -29,8 +30,12 @@
  * 3 MoE, k 2) keeps 13,195 floats = 51.5 KB per token (105 MB for its
  * 8 x 256 batch), bench-m (D 512, 8 layers) 57,083 floats = 223 KB per
  * token. The MoE slots dominate (2 k Im + k D per token and layer). The
- * trainer's scratch adds [N, max width] buffers, per-thread attention
- * scratch of 3 T^2 floats and the Linear workspace (step.c).
+ * trainer's scratch adds [N, max width] buffers, two [V, D] head buffers,
+ * the Linear workspace and, per thread, attention scratch of
+ * 2 T^2 + 64 T + T max(dk, dv) floats (one head's P and dS; 128 MB per
+ * thread at T = 4096). All together lm_trainer_bytes(): 233 MB for
+ * bench-s (8 x 256), 670 MB for bench-m (4 x 512), plus the parameter
+ * block (16 bytes per parameter).
  *
  * Threading: Linears through lm_matmul; attention gives each thread whole
  * (sequence, head) pairs; row operations are cheap and run on the caller.
