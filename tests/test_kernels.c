@@ -243,7 +243,8 @@ TEST(matmul_fp8) {
 /* Larger shapes, typical of the model: one dtype each, fewer repeats. */
 TEST(matmul_model_shapes) {
     make_pools();
-    static const shape big[] = {{1, 2048, 512}, {64, 1024, 256}, {200, 512, 384}, {300, 100, 400}, {530, 40, 70}};
+    static const shape big[] = {{1, 2048, 512}, {64, 1024, 256}, {200, 512, 384}, {300, 100, 400}, {530, 40, 70},
+                                {40, 4100, 200}}; /* K > 4096: x packed per K block */
     for (size_t s = 0; s < sizeof big / sizeof big[0]; s++)
         for (int di = 0; di < 4; di++) check_matmul(pools, npools, &big[s], all_dtypes[di]);
 }

@@ -245,6 +245,7 @@ static void mm_task(void *arg, int ith, int nth) {
     (void)ith, (void)nth;
     mm_job *j = (mm_job *)arg;
     int64_t T = j->T, N = j->W->rows;
+    int64_t packed[2] = {-1, -1}; /* x rows this thread has packed (gemm) */
     for (;;) {
         int64_t id = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (id >= j->ntiles) return;
@@ -256,7 +257,7 @@ static void mm_task(void *arg, int ith, int nth) {
         int64_t tb = id / j->tiles_n, nb = id % j->tiles_n;
         int64_t t0 = tb * GEMM_TILE_ROWS, t1 = t0 + GEMM_TILE_ROWS < T ? t0 + GEMM_TILE_ROWS : T;
         int64_t n0 = nb * GEMM_TILE_COLS, n1 = n0 + GEMM_TILE_COLS < N ? n0 + GEMM_TILE_COLS : N;
-        if (j->tab && j->tab->gemm) j->tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1);
+        if (j->tab && j->tab->gemm) j->tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1, packed);
         else gemm_scalar(j->y, j->x, T, j->W, t0, t1, n0, n1);
     }
 }

@@ -65,7 +65,10 @@ void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64
 
 /* One ISA's implementations. matvec computes rows [n0, n1) of y for all T
  * tokens (used when T <= matvec_max_t[W dtype], indexed F32, BF16, F16,
- * F8_E4M3); gemm computes the tile t in [t0, t1), n in [n0, n1). Both must
+ * F8_E4M3); gemm computes the tile t in [t0, t1), n in [n0, n1). packed[]
+ * is per thread and per lm_matmul call ({-1, -1} at first): gemm records
+ * there which x rows it left packed in its scratch, and skips packing them
+ * again for the next tile on the same rows. Both must
  * compute each y element by a fixed sequence of operations that depends only
  * on (T, K, dtype, ISA), never on the tile bounds, so that lm_matmul is
  * bit-identical for every thread count. */
@@ -73,7 +76,7 @@ typedef struct lm_kernel_table {
     int matvec_max_t[4];
     void (*matvec)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1);
     void (*gemm)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t t0, int64_t t1,
-                 int64_t n0, int64_t n1);
+                 int64_t n0, int64_t n1, int64_t packed[2]);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     void (*softmax)(float *x, int64_t n);

@@ -4,7 +4,7 @@
  *   - matvec (T <= matvec_max_t): blocks of 4 W rows x 2 tokens, one 8-lane
  *     accumulator per (row, token), fixed horizontal reduction;
  *   - GEMM: W panel of MR = 6 rows broadcast against xT strips of 16 tokens
- *     (2 ymm): 12 accumulators; K blocked by KC with exact partial sums in y.
+ *     (2 ymm): 12 accumulators; K blocked by KC with exact partial sums in scratch.
  * Every y element is computed by the same operation sequence whatever tile
  * or thread it lands in. Tails of 16/8-bit weights are copied into a zeroed
  * buffer (AVX2 has no masked loads for them); f32 tails use vmaskmovps.
@@ -17,7 +17,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-enum { MR = 6, NT = 16, KC = 512, TC = 256 };
+enum { MR = 6, NT = 16, KC = 512, TC = 256, XT_FULL_K = 4096 };
 
 /* ---- conversions ---- */
 
@@ -270,18 +270,6 @@ static void tile_to_y(float *y, int64_t N, int64_t ts, int nt, int64_t n, int mr
     }
 }
 
-static void y_to_tile(float *acc, const float *y, int64_t N, int64_t ts, int nt, int64_t n, int mr) {
-    __m256i m = lane_mask(mr);
-    for (int h = 0; h * 8 < nt; h++) {
-        __m256 r[8];
-        int nj = nt - h * 8 < 8 ? nt - h * 8 : 8;
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) r[j] = j < nj ? _mm256_maskload_ps(y + (ts + h * 8 + j) * N + n, m) : _mm256_setzero_ps();
-        transpose8(r);
-        for (int i = 0; i < mr; i++) _mm256_store_ps(acc + i * NT + h * 8, r[i]);
-    }
-}
-
 /* Prefetches part `part` of `parts` of W rows n .. n+mr-1, columns kc0 ..
  * kc0+kcn, into L2: the next panel arrives while this one is used, without
  * flooding the miss queue with one burst. */
@@ -296,18 +284,26 @@ static void prefetch_w(const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t 
 }
 
 static void gemm_avx2(float *y, const float *x, int64_t T, const lm_mat *W, int64_t t0, int64_t t1, int64_t n0,
-                      int64_t n1) {
+                        int64_t n1, int64_t packed[2]) {
     (void)T;
-    int64_t N = W->rows, K = W->cols;
-    float *xT = (float *)lm_scratch(0, (size_t)TC * KC * sizeof(float));
+    int64_t N = W->rows, K = W->cols, nkc = (K + KC - 1) / KC;
+    /* x packed for all of K when it fits XT_FULL_K: tiles of the same rows
+     * that follow on this thread reuse it */
+    int full = K <= XT_FULL_K && t1 - t0 <= TC;
+    float *xT = (float *)lm_scratch(0, (size_t)TC * KC * (size_t)(full ? nkc : 1) * sizeof(float));
+    int have = full && packed[0] == t0 && packed[1] == t1;
     float *wp = (float *)lm_scratch(1, (size_t)MR * KC * sizeof(float));
-    _Alignas(32) float acc[8 * NT]; /* MR rows used; 8 for the transposes */
+    /* partial sums of the whole tile, [group][strip][MR][NT], kept across K
+     * blocks (exact) and written to y once, after the last block */
+    int64_t ngroups = (n1 - n0 + MR - 1) / MR;
+    float *accbuf = (float *)lm_scratch(3, (size_t)(ngroups * (TC / NT) * MR * NT) * sizeof(float));
     for (int64_t tb = t0; tb < t1; tb += TC) {
         int64_t te = tb + TC < t1 ? tb + TC : t1;
         int64_t nstrips = (te - tb + NT - 1) / NT;
         for (int64_t kc0 = 0; kc0 < K; kc0 += KC) {
             int64_t kcn = K - kc0 < KC ? K - kc0 : KC;
-            pack_x(xT, x, K, tb, te, kc0, kcn);
+            float *xk = full ? xT + (kc0 / KC) * TC * KC : xT;
+            if (!have) pack_x(xk, x, K, tb, te, kc0, kcn);
             for (int64_t n = n0; n < n1; n += MR) {
                 int mr = (int)(n1 - n < MR ? n1 - n : MR);
                 pack_w(wp, W, n, mr, kc0, kcn);
@@ -316,14 +312,16 @@ static void gemm_avx2(float *y, const float *x, int64_t T, const lm_mat *W, int6
                     if (mr_next > 0) prefetch_w(W, n + MR, mr_next, kc0, kcn, s, nstrips);
                     int64_t ts = tb + s * NT;
                     int nt = (int)(te - ts < NT ? te - ts : NT);
-                    if (kc0 == 0) memset(acc, 0, sizeof acc);
-                    else y_to_tile(acc, y, N, ts, nt, n, mr);
-                    micro_any(mr, nt > 8 ? 2 : 1, acc, wp, xT + s * KC * NT, kcn);
-                    tile_to_y(y, N, ts, nt, n, mr, acc);
+                    float *acc = accbuf + (((n - n0) / MR) * (TC / NT) + s) * (MR * NT);
+                    if (kc0 == 0) memset(acc, 0, MR * NT * sizeof(float));
+                    micro_any(mr, nt > 8 ? 2 : 1, acc, wp, xk + s * KC * NT, kcn);
+                    if (kc0 + KC >= K) tile_to_y(y, N, ts, nt, n, mr, acc);
                 }
             }
         }
     }
+    packed[0] = full ? t0 : -1;
+    packed[1] = full ? t1 : -1;
 }
 
 /* ---- row kernels ---- */
