@@ -1,7 +1,8 @@
 /* json.c — strict recursive-descent JSON parser; see json.h.
  *
- * Memory: one arena of large chunks owned by the json_doc. Values and
- * decoded strings are carved from it; nothing is freed until json_free. */
+ * Memory: one arena of chunks (4 KiB, doubling up to 1 MiB) owned by the
+ * json_doc. Values and decoded strings are carved from it; nothing is freed
+ * until json_free. */
 #include "formats/json.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@ typedef struct arena_chunk {
 
 struct json_doc {
     arena_chunk *chunks;
+    size_t next_cap;        /* chunks grow 4 KiB, 8 KiB, ... up to 1 MiB */
     json_value *root;
 };
 
@@ -33,7 +35,9 @@ static void *arena_alloc(json_doc *doc, size_t size) {
     size = (size + 15) & ~(size_t)15;
     arena_chunk *c = doc->chunks;
     if (!c || c->cap - c->used < size) {
-        size_t cap = size > (1u << 20) ? size : (1u << 20);
+        if (doc->next_cap < 4096) doc->next_cap = 4096;
+        size_t cap = size > doc->next_cap ? size : doc->next_cap;
+        if (doc->next_cap < (1u << 20)) doc->next_cap *= 2;
         c = malloc(sizeof(arena_chunk) + cap);
         if (!c) return NULL;
         c->next = doc->chunks;
