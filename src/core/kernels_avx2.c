@@ -407,7 +407,7 @@ static void softmax_avx2(float *x, int64_t n) {
 }
 
 const lm_kernel_table lm_kernels_avx2 = {
-    .matvec_max_t = {8, 32, 32, 6}, /* F32, BF16, F16, FP8: measured crossovers on Zen 4 */
+    .matvec_max_t = {8, 32, 32, 8}, /* F32, BF16, F16, FP8: measured crossovers on Zen 4 */
     .matvec = matvec_avx2,
     .gemm = gemm_avx2,
     .rmsnorm = rmsnorm_avx2,
