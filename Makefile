@@ -99,12 +99,20 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
-# The README's main job until the training and proof issues give it real
-# content: inspect a tiny DeepSeek-V3 checkpoint kept in tests/ and generate
-# from it with the latent (MLA) KV cache.
+# The README's main job: build the default recipe (a small DeepSeek-V3-style
+# model and its tokenizer, trained from scratch on the King James Bible) or
+# reuse it when it is built, then generate a sample from it.
+RECIPE ?= recipes/default.json
+RUN_OUT ?= build/default
+PROMPT ?= And God said
+run: lemma
+	./lemma build $(RECIPE) --out $(RUN_OUT)
+	./lemma generate $(RUN_OUT)/model/latest -p "$(PROMPT)" -n 80 --temperature 0.7 --top-p 0.95 --seed 1
+
+# A quick look at the inference engine on a tiny checkpoint kept in tests/.
 DEMO_MODEL ?= tests/golden/v3_f32
 demo: lemma
 	./lemma info $(DEMO_MODEL)
 	./lemma generate $(DEMO_MODEL) --ids 145,164,42,193 -n 24 --temperature 0.8 --top-p 0.95 --seed 1
 	./lemma logits $(DEMO_MODEL) --ids 145,164,42
-.PHONY: demo
+.PHONY: demo run

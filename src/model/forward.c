@@ -41,14 +41,18 @@ struct lm_infer {
     float *xe, *ye;              /* [T, D] gathered rows of one expert */
     int *e_tok;                  /* [T] tokens of one expert */
     int *e_slot;                 /* [T] their slots */
-    float *latT;                 /* latent mode: [C, S] transposed latents of the layer being run */
+    float *latT;                 /* values of the attended positions, transposed: latent [C, S]; naive [H, dv, S] */
     float *thr;                  /* per-thread attention scratch */
-    int64_t thr_floats, thr_sc_floats, thr_od;
+    int64_t thr_floats, thr_sc_floats, thr_od, thr_qb;
     float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
     int64_t absorb_layer_floats;
     void *block;                 /* the one allocation behind every buffer */
     size_t block_bytes;
 };
+
+/* Query rows per attention block: each block attends only to the keys up to
+ * its last row, so a causal prefill skips most of the masked triangle. */
+enum { ATTN_QBLOCK = 64 };
 
 /* ---- allocation ---- */
 
@@ -99,19 +103,23 @@ static void layout(lm_infer *s, planner *p) {
         s->e_tok = plan(p, (size_t)T * sizeof(int));
         s->e_slot = plan(p, (size_t)T * sizeof(int));
     }
-    /* Per thread: q of one head [T, qd]; scores [T, S] (also a [T, C] and
-     * [T, dv] temporary); head output [T, od] (also q_nope [T, dn]). */
+    /* Per thread, for one head and one block of QB query rows: q [QB, qd];
+     * scores [QB, S] (also a [QB, C] and [QB, dv] temporary); head output
+     * [QB, od] (also q_nope [QB, dn]). Shared: the values of the attended
+     * positions, transposed for the P.V product (latent: c^T [C, S];
+     * naive: V^T [H, dv, S]). */
+    int64_t QB = T < ATTN_QBLOCK ? T : ATTN_QBLOCK;
     int64_t qd = (s->mode == LM_ATTN_LATENT ? C : dn) + dr;
     int64_t sd = s->max_ctx, od = C > dv ? C : dv;
     if (sd < C) sd = C;
     if (sd < dv) sd = dv;
     if (od < dn) od = dn;
-    s->thr_sc_floats = T * sd;
+    s->thr_sc_floats = QB * sd;
     s->thr_od = od;
-    /* naive mode adds V^T of one head [dv, S] */
-    int64_t vt = s->mode == LM_ATTN_NAIVE ? dv * s->max_ctx : 0;
-    s->thr_floats = ((T * qd + T * sd + T * od + vt) + 15) & ~(int64_t)15;
+    s->thr_qb = QB;
+    s->thr_floats = ((QB * qd + QB * sd + QB * od) + 15) & ~(int64_t)15;
     if (s->mode == LM_ATTN_LATENT) s->latT = plan(p, (size_t)(C * s->max_ctx * F));
+    else s->latT = plan(p, (size_t)(H * dv * s->max_ctx * F));
     s->thr = plan(p, (size_t)(s->nthreads * s->thr_floats * F));
     if (s->mode == LM_ATTN_LATENT) {
         s->absorb_layer_floats = H * (dn + dv) * C;
@@ -229,7 +237,10 @@ int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err) {
 
 typedef struct attn_job {
     lm_infer *s;
-    int64_t layer, T, pos0;
+    int64_t layer;
+    int64_t t0, nb;              /* the block: chunk rows t0 .. t0+nb-1 */
+    int64_t pos0;                /* position of chunk row 0 */
+    int64_t S;                   /* keys attended: positions 0 .. S-1 */
 } attn_job;
 
 static lm_mat f32_mat(const float *data, int64_t rows, int64_t cols) {
@@ -254,54 +265,70 @@ static void attn_heads(void *ctx, int ith, int nth) {
     lm_infer *s = job->s;
     const lm_config *c = &s->m->cfg;
     int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            C = c->kv_lora_rank, T = job->T, pos0 = job->pos0, S = pos0 + T;
+            C = c->kv_lora_rank, nb = job->nb, S = job->S, pos = job->pos0 + job->t0;
     int64_t h0, h1;
     lm_split(H, ith, nth, 1, &h0, &h1);
     float scale = (float)lm_config_softmax_scale(c);
     int latent = s->mode == LM_ATTN_LATENT;
     int64_t qd = (latent ? C : dn) + dr;
-    float *qh = s->thr + ith * s->thr_floats; /* [T, qd] */
-    float *sc = qh + T * qd;                  /* [T, S] */
-    float *oh = sc + s->thr_sc_floats;        /* [T, C or dv] */
+    float *qh = s->thr + ith * s->thr_floats; /* [nb, qd] */
+    float *sc = qh + s->thr_qb * qd;          /* [nb, S] */
+    float *oh = sc + s->thr_sc_floats;        /* [nb, C or dv] */
     const float *kv = s->kv + job->layer * s->kv_layer_floats;
+    int64_t qstride = H * (dn + dr);
     for (int64_t h = h0; h < h1; h++) {
-        const float *qsrc = s->q + h * (dn + dr);
-        int64_t qstride = H * (dn + dr);
+        const float *qsrc = s->q + job->t0 * qstride + h * (dn + dr);
         if (latent) {
             /* q_lat = q_nope @ W_UK[h] (conv. 11), then [q_lat | q_pe]. */
             const float *uk_t = s->w_absorb + job->layer * s->absorb_layer_floats + h * C * dn;
             const float *uv = s->w_absorb + job->layer * s->absorb_layer_floats + H * C * dn + h * dv * C;
-            for (int64_t t = 0; t < T; t++) memcpy(oh + t * dn, qsrc + t * qstride, (size_t)dn * sizeof(float));
+            for (int64_t t = 0; t < nb; t++) memcpy(oh + t * dn, qsrc + t * qstride, (size_t)dn * sizeof(float));
             lm_mat wuk = f32_mat(uk_t, C, dn);
-            lm_matmul(NULL, sc, oh, T, &wuk); /* sc used as [T, C] temp */
-            for (int64_t t = 0; t < T; t++) {
+            lm_matmul(NULL, sc, oh, nb, &wuk); /* sc used as [nb, C] temp */
+            for (int64_t t = 0; t < nb; t++) {
                 memcpy(qh + t * qd, sc + t * C, (size_t)C * sizeof(float));
                 memcpy(qh + t * qd + C, qsrc + t * qstride + dn, (size_t)dr * sizeof(float));
             }
             lm_mat keys = f32_mat(kv, S, C + dr);
-            lm_matmul(NULL, sc, qh, T, &keys);
-            masked_softmax(sc, T, S, pos0, scale);
-            /* o_lat[T, C] = P[T, S] @ c[S, C], as a matmul against c^T. */
+            lm_matmul(NULL, sc, qh, nb, &keys);
+            masked_softmax(sc, nb, S, pos, scale);
+            /* o_lat[nb, C] = P[nb, S] @ c[S, C], as a matmul against c^T. */
             lm_mat lt = f32_mat(s->latT, C, S);
-            lm_matmul(NULL, oh, sc, T, &lt);
+            lm_matmul(NULL, oh, sc, nb, &lt);
             /* out[h] = W_UV[h] @ o_lat, written straight into attn[T, H*dv]. */
             lm_mat wuv = f32_mat(uv, dv, C);
-            lm_matmul(NULL, sc, oh, T, &wuv);
-            for (int64_t t = 0; t < T; t++) memcpy(s->attn + t * H * dv + h * dv, sc + t * dv, (size_t)dv * sizeof(float));
+            lm_matmul(NULL, sc, oh, nb, &wuv);
+            for (int64_t t = 0; t < nb; t++)
+                memcpy(s->attn + (job->t0 + t) * H * dv + h * dv, sc + t * dv, (size_t)dv * sizeof(float));
         } else {
             const float *K = kv + h * s->max_ctx * (dn + dr);
-            const float *V = kv + H * s->max_ctx * (dn + dr) + h * s->max_ctx * dv;
-            for (int64_t t = 0; t < T; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
+            for (int64_t t = 0; t < nb; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
             lm_mat keys = f32_mat(K, S, dn + dr);
-            lm_matmul(NULL, sc, qh, T, &keys);
-            masked_softmax(sc, T, S, pos0, scale);
-            float *vt = oh + T * s->thr_od; /* [dv, S] */
-            for (int64_t j = 0; j < S; j++)
-                for (int64_t i = 0; i < dv; i++) vt[i * S + j] = V[j * dv + i];
-            lm_mat vm = f32_mat(vt, dv, S);
-            lm_matmul(NULL, oh, sc, T, &vm);
-            for (int64_t t = 0; t < T; t++) memcpy(s->attn + t * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
+            lm_matmul(NULL, sc, qh, nb, &keys);
+            masked_softmax(sc, nb, S, pos, scale);
+            lm_mat vm = f32_mat(s->latT + h * dv * S, dv, S);
+            lm_matmul(NULL, oh, sc, nb, &vm);
+            for (int64_t t = 0; t < nb; t++)
+                memcpy(s->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
         }
+    }
+}
+
+/* The values of positions 0..S-1 of layer l, transposed into s->latT. */
+static void transpose_values(lm_infer *s, const float *kv, int64_t S) {
+    const lm_config *c = &s->m->cfg;
+    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
+            C = c->kv_lora_rank;
+    if (s->mode == LM_ATTN_LATENT) {
+        for (int64_t j = 0; j < S; j++)
+            for (int64_t i = 0; i < C; i++) s->latT[i * S + j] = kv[j * (C + dr) + i];
+        return;
+    }
+    for (int64_t h = 0; h < H; h++) {
+        const float *V = kv + H * s->max_ctx * (dn + dr) + h * s->max_ctx * dv;
+        float *vt = s->latT + h * dv * S;
+        for (int64_t j = 0; j < S; j++)
+            for (int64_t i = 0; i < dv; i++) vt[i * S + j] = V[j * dv + i];
     }
 }
 
@@ -333,9 +360,6 @@ static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t 
     float *kv = s->kv + l * s->kv_layer_floats;
     if (s->mode == LM_ATTN_LATENT) {
         memcpy(kv + pos0 * (C + dr), s->kva, (size_t)(T * (C + dr)) * sizeof(float));
-        int64_t S = pos0 + T;
-        for (int64_t j = 0; j < S; j++)
-            for (int64_t i = 0; i < C; i++) s->latT[i * S + j] = kv[j * (C + dr) + i];
     } else {
         for (int64_t t = 0; t < T; t++) memcpy(s->lat + t * C, s->kva + t * (C + dr), (size_t)C * sizeof(float));
         lm_matmul(pool, s->kvb, s->lat, T, &L->wkv_b);
@@ -351,8 +375,13 @@ static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t 
             }
         }
     }
-    attn_job job = {s, l, T, pos0};
-    lm_pool_run(pool, attn_heads, &job);
+    /* Query blocks, each attending to the keys up to its last row. */
+    for (int64_t t0 = 0; t0 < T; t0 += ATTN_QBLOCK) {
+        int64_t nb = T - t0 < ATTN_QBLOCK ? T - t0 : ATTN_QBLOCK;
+        attn_job job = {s, l, t0, nb, pos0, pos0 + t0 + nb};
+        transpose_values(s, kv, job.S);
+        lm_pool_run(pool, attn_heads, &job);
+    }
     lm_matmul(pool, s->ffn, s->attn, T, &L->wo);
 }
 
