@@ -282,6 +282,17 @@ TEST(matmul_nonfinite_x) {
     free_mat(&tm);
 }
 
+/* Weights in a non-weight dtype (F64 here) still work, through the scalar
+ * path: lm_mat_row converts any dtype. */
+TEST(matmul_other_dtype) {
+    const double w[6] = {1, 2, 3, -1, 0.5, 0.25};
+    const float x[3] = {1, 2, 4};
+    lm_mat W = {LM_DTYPE_F64, 2, 3, w, NULL};
+    float y[2] = {0, 0};
+    lm_matmul(NULL, y, x, 1, &W);
+    CHECK(y[0] == 17 && y[1] == 1);
+}
+
 TEST(matmul_ref_small_exact) {
     /* 2x3 F32 weights, values exact in float: y must be exact */
     const float w[6] = {1, 2, 3, -1, 0.5f, 0.25f};
@@ -482,6 +493,7 @@ int main(void) {
     RUN(isa_selection);
     RUN(mat_row_exact);
     RUN(matmul_ref_small_exact);
+    RUN(matmul_other_dtype);
     RUN(matmul_f32);
     RUN(matmul_bf16);
     RUN(matmul_f16);

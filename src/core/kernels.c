@@ -270,7 +270,7 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     }
     mm_job j;
     j.y = y, j.x = x, j.T = T, j.W = W;
-    j.tab = isa_table(active_isa());
+    j.tab = W->dtype <= LM_DTYPE_F8_E4M3 ? isa_table(active_isa()) : NULL; /* others: scalar */
     int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
     j.matvec = j.tab && j.tab->matvec &&
                (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[W->dtype]));
