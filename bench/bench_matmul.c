@@ -10,7 +10,9 @@
  *            enough matrices (>= 512 MiB) that every call reads DRAM,
  *            "hot" repeats one L2/L3-resident matrix; ratio to bandwidth.
  * Every figure is the best of several batches (the machine may be shared:
- * compare a ratio only with the anchors of the same run).
+ * compare a ratio only with the anchors of the same run). 1-thread rows also
+ * give the figure per CPU second ("cpu-time", JSON *_cpu), which time-sharing
+ * with other processes does not distort, and its ratio to the anchor's.
  * One line per measurement, then one JSON line with everything.
  * LEMMA_ISA=scalar|avx2|avx512 caps the kernels (see kernels.h). */
 #include <immintrin.h>
@@ -32,6 +34,16 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/* CPU seconds of this process: on 1 thread, the time the work really had a
+ * core, whatever else the machine runs. */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double last_cpu; /* CPU seconds of the last anchor run / best matmul batch */
 
 /* ---- anchors ---- */
 
@@ -104,6 +116,7 @@ static double run_anchor(int kind, int nth, const float *buf, size_t n) {
     anchor_arg arg[64];
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, (unsigned)nth);
+    double c0 = cpu_s();
     for (int i = 0; i < nth; i++) {
         arg[i] = (anchor_arg){kind, buf ? buf + n / nth * i : NULL, n / nth, 0, &bar, 0, 0};
         pthread_create(&tid[i], NULL, anchor_thread, &arg[i]);
@@ -114,6 +127,7 @@ static double run_anchor(int kind, int nth, const float *buf, size_t n) {
         if (arg[i].t0 < t0) t0 = arg[i].t0;
         if (arg[i].t1 > t1) t1 = arg[i].t1;
     }
+    last_cpu = cpu_s() - c0;
     pthread_barrier_destroy(&bar);
     return t1 - t0;
 }
@@ -127,11 +141,29 @@ static void json_add(const char *key, double v) {
                                  json_len ? "," : "", key, v);
 }
 
+/* One result line. cpu > 0 (1-thread rows): the same figure per CPU second,
+ * and cpu_ratio its ratio to the anchor's per-CPU-second figure. */
 static void row(const char *name, const char *what, double v, const char *unit, double ratio,
-                const char *vs) {
-    if (ratio > 0) printf("%-34s %-10s %10.2f %-7s %6.1f%% of %s\n", name, what, v, unit, 100 * ratio, vs);
-    else printf("%-34s %-10s %10.2f %s\n", name, what, v, unit);
+                const char *vs, double cpu, double cpu_ratio) {
+    char extra[96] = "";
+    if (cpu > 0 && cpu_ratio > 0) snprintf(extra, sizeof extra, "   cpu-time %.2f (%.1f%%)", cpu, 100 * cpu_ratio);
+    else if (cpu > 0) snprintf(extra, sizeof extra, "   cpu-time %.2f", cpu);
+    if (ratio > 0) printf("%-26s %-8s %8.2f %-7s %6.1f%% of %-8s%s\n", name, what, v, unit, 100 * ratio, vs, extra);
+    else printf("%-26s %-8s %8.2f %-7s%s\n", name, what, v, unit, extra);
+    char k[96];
     json_add(name, v);
+    if (ratio > 0) {
+        snprintf(k, sizeof k, "%s_ratio", name);
+        json_add(k, ratio);
+    }
+    if (cpu > 0) {
+        snprintf(k, sizeof k, "%s_cpu", name);
+        json_add(k, cpu);
+    }
+    if (cpu_ratio > 0) {
+        snprintf(k, sizeof k, "%s_cpu_ratio", name);
+        json_add(k, cpu_ratio);
+    }
 }
 
 /* ---- matrices ---- */
@@ -185,17 +217,20 @@ static int batches = 7; /* best of: the machine may be shared */
 static double time_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W,
                           int nW, double min_time) {
     lm_matmul(pool, y, x, T, &W[0]); /* warm scratch */
-    double best = 1e300;
+    double best = 1e300, best_cpu = 1e300;
     for (int rep = 0; rep < batches; rep++) {
         long calls = 0;
-        double t0 = now_s(), t;
+        double t0 = now_s(), c0 = cpu_s(), t;
         do {
             lm_matmul(pool, y, x, T, &W[calls % nW]);
             calls++;
             t = now_s() - t0;
         } while (t < min_time || calls < nW);
+        double c = cpu_s() - c0;
         if (t / calls < best) best = t / calls;
+        if (c / calls < best_cpu) best_cpu = c / calls;
     }
+    last_cpu = best_cpu;
     return best;
 }
 
@@ -233,7 +268,7 @@ int main(int argc, char **argv) {
     json_len += (size_t)snprintf(json, sizeof json, "\"isa\":\"%s\"", lm_isa_name(lm_cpu_isa()));
 
     /* anchors */
-    double peak[2] = {0, 0}, bw[2] = {0, 0};
+    double peak[2] = {0, 0}, bw[2] = {0, 0}, peak_cpu = 0, bw_cpu = 0;
     size_t bwn = (quick ? 128u : 512u) << 20 >> 2; /* floats */
     float *bwbuf = (float *)alloc_big(bwn * 4);
     for (size_t i = 0; i < bwn; i++) bwbuf[i] = 1.0f; /* fault every page in now */
@@ -243,25 +278,30 @@ int main(int argc, char **argv) {
         double best = 0;
         for (int kind = 0; kind < 2; kind++) {
             if (kind == 0 && !__builtin_cpu_supports("avx512f")) continue;
-            double t = 1e300;
+            double t = 1e300, c = 1e300;
             for (int rep = 0; rep < (quick ? 1 : 3); rep++) {
                 double r = run_anchor(kind, nth, NULL, 0);
                 if (r < t) t = r;
+                if (last_cpu < c) c = last_cpu;
             }
-            double gf = (double)nth * FMA_ITERS * 12 * (kind == 0 ? 16 : 8) * 2 / t * 1e-9;
+            double flops = (double)nth * FMA_ITERS * 12 * (kind == 0 ? 16 : 8) * 2;
+            double gf = flops / t * 1e-9, gfc = nth == 1 ? flops / c * 1e-9 : 0;
             snprintf(name, sizeof name, "peak_fma_%s_%dt", kind == 0 ? "avx512" : "avx2", nth);
-            row(name, "anchor", gf, "GFLOP/s", 0, "");
+            row(name, "anchor", gf, "GFLOP/s", 0, "", gfc, 0);
             if (gf > best) best = gf;
+            if (gfc > peak_cpu) peak_cpu = gfc;
         }
         peak[ti] = best;
-        double t = 1e300;
+        double t = 1e300, c = 1e300;
         for (int rep = 0; rep < batches; rep++) {
             double r = run_anchor(2, nth, bwbuf, bwn);
             if (r < t) t = r;
+            if (last_cpu < c) c = last_cpu;
         }
         bw[ti] = (double)bwn * 4 / t * 1e-9;
+        if (nth == 1) bw_cpu = (double)bwn * 4 / c * 1e-9;
         snprintf(name, sizeof name, "mem_read_%dt", nth);
-        row(name, "anchor", bw[ti], "GB/s", 0, "");
+        row(name, "anchor", bw[ti], "GB/s", 0, "", nth == 1 ? bw_cpu : 0, 0);
     }
     free(bwbuf);
 
@@ -281,7 +321,8 @@ int main(int argc, char **argv) {
                 char name[64], vs[64];
                 snprintf(name, sizeof name, "gemm_%s_T%lld_%dt", lm_dtype_name(dts[di]), (long long)Ts[tt], ths[ti]);
                 snprintf(vs, sizeof vs, "peak %dt", ths[ti]);
-                row(name, "prefill", gf, "GFLOP/s", gf / peak[ti], vs);
+                double gfc = ths[ti] == 1 ? 2.0 * (double)Ts[tt] * (double)S * (double)S / last_cpu * 1e-9 : 0;
+                row(name, "prefill", gf, "GFLOP/s", gf / peak[ti], vs, gfc, gfc / peak_cpu);
             }
         free((void *)W.data);
         free(sc);
@@ -309,14 +350,14 @@ int main(int argc, char **argv) {
         for (int ti = 0; ti < nths; ti++) {
             char name[64], vs[64];
             double t = time_matmul(pools[ti], y, x, 1, Ws, nW, min_time);
-            double gb = (double)wbytes / t * 1e-9;
+            double gb = (double)wbytes / t * 1e-9, gbc = ths[ti] == 1 ? (double)wbytes / last_cpu * 1e-9 : 0;
             snprintf(name, sizeof name, "matvec_%s_cold_%dt", lm_dtype_name(dt), ths[ti]);
             snprintf(vs, sizeof vs, "mem %dt", ths[ti]);
-            row(name, "decode", gb, "GB/s", gb / bw[ti], vs);
+            row(name, "decode", gb, "GB/s", gb / bw[ti], vs, gbc, gbc / bw_cpu);
             t = time_matmul(pools[ti], y, x, 1, Ws, 1, min_time);
-            gb = (double)wbytes / t * 1e-9;
+            gb = (double)wbytes / t * 1e-9, gbc = ths[ti] == 1 ? (double)wbytes / last_cpu * 1e-9 : 0;
             snprintf(name, sizeof name, "matvec_%s_hot_%dt", lm_dtype_name(dt), ths[ti]);
-            row(name, "decode", gb, "GB/s", gb / bw[ti], vs);
+            row(name, "decode", gb, "GB/s", gb / bw[ti], vs, gbc, gbc / bw_cpu);
         }
         for (int i = 0; i < nW; i++) {
             free((void *)Ws[i].data);
