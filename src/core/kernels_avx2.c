@@ -2,7 +2,8 @@
  *
  * Same design as kernels_avx512.c, at half the width:
  *   - matvec (T <= matvec_max_t): blocks of 4 W rows x 2 tokens, one 8-lane
- *     accumulator per (row, token), fixed horizontal reduction;
+ *     accumulator per (row, token), fixed horizontal reduction; T = 1: one
+ *     row at a time with four accumulators over k (one DRAM stream);
  *   - GEMM: W panel of MR = 6 rows broadcast against xT strips of 16 tokens
  *     (2 ymm): 12 accumulators; K blocked by KC with exact partial sums in scratch.
  * Every y element is computed by the same operation sequence whatever tile
@@ -110,6 +111,26 @@ AI void mv_block(const int dt, const int RG, const int TT, float *y, int64_t N, 
         for (int j = 0; j < TT; j++) y[(t0 + j) * N + r + i] = hsum8(acc[i][j]);
 }
 
+/* T = 1: one W row at a time (one DRAM stream), four accumulators over k:
+ * chunk c of 8 elements goes to accumulator c mod 4. */
+AI float mv_row1(const int dt, const float *xs, int64_t K, const uint8_t *w) {
+    __m256 a[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) a[q] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) a[q] = _mm256_fmadd_ps(load8(dt, w, k + 8 * q), _mm256_loadu_ps(xs + k + 8 * q), a[q]);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) { /* k is a multiple of 32: the rest is chunks 0..3 */
+        int64_t kq = k + 8 * q;
+        if (kq < K) /* padded lanes add 0 * 0 */
+            a[q] = _mm256_fmadd_ps(load8_part(dt, w, kq, K - kq), _mm256_maskload_ps(xs + kq, lane_mask(K - kq)), a[q]);
+    }
+    return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+}
+
 AI void mv_rows(const int dt, const int RG, float *y, int64_t T, int64_t N, const float *xs, int64_t K,
                 const uint8_t *w, size_t row_bytes, int64_t r) {
     int64_t t = 0;
@@ -133,6 +154,10 @@ AI void matvec_dt(const int dt, float *y, const float *x, int64_t T, const lm_ma
             for (int64_t t = 0; t < T; t++)
                 for (int64_t k = 0; k < K; k++) buf[t * K + k] = x[t * K + k] * (s[k / LM_FP8_BLOCK] * 256.0f);
             xs = buf;
+        }
+        if (T == 1) {
+            for (; r < rend; r++) y[r] = mv_row1(dt, xs, K, base + (size_t)r * row_bytes);
+            continue;
         }
         for (; r + 4 <= rend; r += 4) mv_rows(dt, 4, y, T, N, xs, K, base + (size_t)r * row_bytes, row_bytes, r);
         for (; r < rend; r++) mv_rows(dt, 1, y, T, N, xs, K, base + (size_t)r * row_bytes, row_bytes, r);

@@ -6,9 +6,9 @@
  * measured crossovers on Zen 4): a dot-product kernel. Blocks of 4 W rows x
  * 4 tokens, one 16-lane accumulator per (row, token) over k (lane j sums
  * k = j mod 16 in k order), then a fixed horizontal reduction. W rows are
- * converted in registers straight from their stored dtype; for T = 1 each
- * byte of W is read once (memory-bound), for larger T the 4 rows stay in L1
- * while the token blocks go by.
+ * converted in registers straight from their stored dtype, and the 4 rows
+ * stay in L1 while the token blocks go by. T = 1 (decode, memory-bound):
+ * one row at a time with four accumulators over k, see mv_row1.
  *
  * Larger T: a register-blocked GEMM that broadcasts W.
  *   - x is packed transposed per (T chunk of TC rows, K block of KC):
@@ -169,6 +169,43 @@ AI void mv_block(const int dt, const int RG, const int TT, float *y, int64_t N, 
         for (int j = 0; j < TT; j++) y[(t0 + j) * N + r + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
+/* T = 1: one W row at a time (a single DRAM stream reads faster here than
+ * several interleaved rows), four accumulators over k: chunk c of 16
+ * elements goes to accumulator c mod 4; y = sum((a0 + a1) + (a2 + a3)). */
+AI float mv_row1(const int dt, const float *xs, int64_t K, const uint8_t *w) {
+    __m512 a[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) a[q] = _mm512_setzero_ps();
+    int64_t k = 0;
+    if (dt == LM_DTYPE_F8_E4M3) {
+        const __m512i m7f = _mm512_set1_epi8(0x7f);
+        for (; k + 64 <= K; k += 64) {
+            __mmask64 bad = _mm512_cmpeq_epi8_mask(_mm512_and_si512(_mm512_loadu_si512(w + k), m7f), m7f);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                __m128i b = _mm_loadu_si128((const __m128i *)(w + k + 16 * q));
+                __m512 wv = __builtin_expect(bad != 0, 0) ? fp8x16(b) : fp8x16_finite(b);
+                a[q] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xs + k + 16 * q), a[q]);
+            }
+        }
+    } else {
+        for (; k + 64 <= K; k += 64) {
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++)
+                a[q] = _mm512_fmadd_ps(load16_full(dt, w, k + 16 * q), _mm512_loadu_ps(xs + k + 16 * q), a[q]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) { /* k is a multiple of 64: the rest is chunks 0..3 */
+        int64_t kq = k + 16 * q;
+        if (kq < K) {
+            __mmask16 m = tail_mask(K - kq);
+            a[q] = _mm512_mask3_fmadd_ps(load16(dt, w, kq, m), _mm512_maskz_loadu_ps(m, xs + kq), a[q], m);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
+}
+
 AI void mv_rows(const int dt, const int RG, float *y, int64_t T, int64_t N, const float *xs,
                 int64_t K, const uint8_t *w, size_t row_bytes, int64_t r) {
     for (int64_t t = 0; t < T; t += 4) {
@@ -202,6 +239,10 @@ AI void matvec_dt(const int dt, float *y, const float *x, int64_t T, const lm_ma
                     _mm512_mask_storeu_ps(buf + t * K + k, m, _mm512_mul_ps(v, f));
                 }
             xs = buf;
+        }
+        if (T == 1) {
+            for (; r < rend; r++) y[r] = mv_row1(dt, xs, K, base + (size_t)r * row_bytes);
+            continue;
         }
         for (; r + 4 <= rend; r += 4) mv_rows(dt, 4, y, T, N, xs, K, base + (size_t)r * row_bytes, row_bytes, r);
         for (; r < rend; r++) mv_rows(dt, 1, y, T, N, xs, K, base + (size_t)r * row_bytes, row_bytes, r);
