@@ -49,7 +49,7 @@ AI __m256 load8(const int dt, const uint8_t *p, int64_t i) {
     }
 }
 
-/* The first n (1..8) elements, the rest zero. */
+/* The first n (1..8, no more) elements, the rest zero. */
 AI __m256 load8_part(const int dt, const uint8_t *p, int64_t i, int64_t n) {
     if (dt == LM_DTYPE_F32) return _mm256_maskload_ps((const float *)(p + 4 * i), lane_mask(n));
     _Alignas(16) uint8_t buf[16] = {0};
@@ -125,8 +125,10 @@ AI float mv_row1(const int dt, const float *xs, int64_t K, const uint8_t *w) {
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) { /* k is a multiple of 32: the rest is chunks 0..3 */
         int64_t kq = k + 8 * q;
-        if (kq < K) /* padded lanes add 0 * 0 */
-            a[q] = _mm256_fmadd_ps(load8_part(dt, w, kq, K - kq), _mm256_maskload_ps(xs + kq, lane_mask(K - kq)), a[q]);
+        if (kq < K) { /* padded lanes add 0 * 0 */
+            int64_t n = K - kq < 8 ? K - kq : 8;
+            a[q] = _mm256_fmadd_ps(load8_part(dt, w, kq, n), _mm256_maskload_ps(xs + kq, lane_mask(n)), a[q]);
+        }
     }
     return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 }
