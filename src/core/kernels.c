@@ -221,10 +221,19 @@ static void gemm_scalar(float *y, const float *x, int64_t T, const lm_mat *W, in
  * just takes fewer tiles. Which thread computes a tile never changes its
  * bits: the kernels' operation order per element ignores tile bounds. */
 enum {
-    MV_TILE_ROWS = 128,  /* matvec: rows of W per tile (one FP8 scale block) */
-    GEMM_TILE_COLS = 192, /* gemm: columns of y per tile (16 x 12, 32 x 6) */
+    MV_TILE_ROWS = 128,   /* matvec: rows of W per tile at most (one FP8 scale block) */
+    GEMM_TILE_COLS = 192, /* gemm: columns of y per tile at most (16 x 12, 32 x 6) */
     GEMM_TILE_ROWS = 256, /* gemm: tokens per tile */
 };
+
+/* Tile size along N: `max`, or less (down to a multiple of `quantum`) so that
+ * there are about 4 tiles per thread when there are many threads. */
+static int64_t tile_len(int64_t n, int64_t other_tiles, int nth, int64_t max, int64_t quantum) {
+    int64_t want = 4 * (int64_t)nth;
+    int64_t len = (n * other_tiles + want - 1) / want;
+    len = (len + quantum - 1) / quantum * quantum;
+    return len < quantum ? quantum : len > max ? max : len;
+}
 
 typedef struct mm_job {
     float *y;
@@ -234,6 +243,7 @@ typedef struct mm_job {
     const lm_kernel_table *tab; /* NULL: scalar */
     int matvec;                 /* path, fixed for the whole call */
     int64_t ntiles, tiles_n;    /* tiles in all, tiles along N */
+    int64_t tile_n;             /* rows of W (columns of y) per tile */
     atomic_llong next;          /* next tile to hand out */
 } mm_job;
 
@@ -250,13 +260,13 @@ static void mm_task(void *arg, int ith, int nth) {
         int64_t id = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (id >= j->ntiles) return;
         if (j->matvec) {
-            int64_t n0 = id * MV_TILE_ROWS, n1 = n0 + MV_TILE_ROWS < N ? n0 + MV_TILE_ROWS : N;
+            int64_t n0 = id * j->tile_n, n1 = n0 + j->tile_n < N ? n0 + j->tile_n : N;
             j->tab->matvec(j->y, j->x, T, j->W, n0, n1);
             continue;
         }
         int64_t tb = id / j->tiles_n, nb = id % j->tiles_n;
         int64_t t0 = tb * GEMM_TILE_ROWS, t1 = t0 + GEMM_TILE_ROWS < T ? t0 + GEMM_TILE_ROWS : T;
-        int64_t n0 = nb * GEMM_TILE_COLS, n1 = n0 + GEMM_TILE_COLS < N ? n0 + GEMM_TILE_COLS : N;
+        int64_t n0 = nb * j->tile_n, n1 = n0 + j->tile_n < N ? n0 + j->tile_n : N;
         if (j->tab && j->tab->gemm) j->tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1, packed);
         else gemm_scalar(j->y, j->x, T, j->W, t0, t1, n0, n1);
     }
@@ -275,12 +285,16 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     j.matvec = j.tab && j.tab->matvec &&
                (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[W->dtype]));
     int64_t N = W->rows;
+    int nth = lm_pool_size(pool);
     if (j.matvec) {
-        j.tiles_n = (N + MV_TILE_ROWS - 1) / MV_TILE_ROWS;
+        j.tile_n = tile_len(N, 1, nth, MV_TILE_ROWS, 16);
+        j.tiles_n = (N + j.tile_n - 1) / j.tile_n;
         j.ntiles = j.tiles_n;
     } else {
-        j.tiles_n = (N + GEMM_TILE_COLS - 1) / GEMM_TILE_COLS;
-        j.ntiles = j.tiles_n * ((T + GEMM_TILE_ROWS - 1) / GEMM_TILE_ROWS);
+        int64_t tiles_t = (T + GEMM_TILE_ROWS - 1) / GEMM_TILE_ROWS;
+        j.tile_n = tile_len(N, tiles_t, nth, GEMM_TILE_COLS, 48);
+        j.tiles_n = (N + j.tile_n - 1) / j.tile_n;
+        j.ntiles = j.tiles_n * tiles_t;
     }
     atomic_init(&j.next, 0);
     /* one tile, or a tiny problem: not worth waking the pool */
