@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""PyTorch anchor for lemma's training benchmark (bench/train_bench.sh).
+
+    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_train.py PRESET.json \
+        [--init MODEL_DIR] [--threads N] [--steps S] [--warmup W] [--batch B] [--seq T]
+
+The same training step as bench/bench_train.c, in PyTorch (float32, eager):
+  - the model: tests/ref/deepseek_ref.py's modules (HF names and structure)
+    built with R.DTYPE = float32. Its MoE is HF's training-time form: one
+    pass per expert over the rows routed to it (boolean mask -> index ->
+    gather -> SwiGLU -> index_add), not a per-token loop, so it is kept.
+    Attention (--attn hf, the default) is replaced by HF DeepseekV3
+    Attention's eager form: q = [q_nope | q_pe], k = [k_nope | k_pe expanded
+    to every head], one matmul for the [B, H, T, T] scores, additive causal
+    mask, softmax, one matmul with v. The reference's own form (two einsums
+    for the nope and rope parts, masked_fill; --attn ref) computes the same
+    values about 20% slower at bench-m's shapes. That is what a PyTorch
+    user training this architecture runs, so it is a fair anchor (torch
+    1.13 has no scaled_dot_product_attention and no torch.compile);
+  - weights: --init MODEL_DIR (a `lemma init --seed 1` directory: then the
+    first loss equals bench_train's loss_first, a check that both sides
+    train the same model), else N(0, 0.02) from torch's generator;
+  - ids: lm_rng_u64(seed, LM_RNG_BENCH, i) % vocab over B*(T+1) tokens,
+    row b = tokens b*(T+1) .. b*(T+1)+T, targets = ids shifted by one: the
+    same batch as bench_train;
+  - the step: zero_grad, forward, mean cross-entropy, backward,
+    clip_grad_norm_(1.0), AdamW (lr 1e-3, betas 0.9/0.95, eps 1e-8, weight
+    decay 0.1 on 2-D weights only, as lemma), then the DeepSeek-V3 MoE bias
+    update (bias_e += 0.001 * sign(mean load - load_e)) — lemma's defaults;
+  - W untimed warm-up steps (default 1), S timed steps (default 5; 3 when
+    T >= 512), median step time; tokens/s = B*T / step time.
+
+OMP_WAIT_POLICY and OMP_NUM_THREADS are set before torch is imported
+(PyTorch's default spin-waiting OpenMP pool is 3-7x slower on this shared
+2-core machine); torch.set_num_threads(N) as well. PyTorch's matmuls go to
+the system libblas.so.3: it must be OpenBLAS (libopenblas0-openmp), the
+reference BLAS is ~15x slower; the JSON line names the library.
+
+Prints one JSON line: tokens_per_s, step times, cpu_util (process CPU time /
+(wall * threads)), peak_rss_mib (ru_maxrss), loss_first / loss_last.
+"""
+import os
+import sys
+
+
+def _early_threads():
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ["OMP_NUM_THREADS"] = _early_threads()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
+import deepseek_ref as R  # noqa: E402
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+LM_RNG_BENCH = 4
+
+
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def rng_u64(seed, stream, counter):
+    """src/core/rng.h lm_rng_u64."""
+    k = mix64((seed + GOLDEN * (stream + 1)) & M64)
+    return mix64((k + GOLDEN * (counter + 1)) & M64)
+
+
+def batch_ids(seed, B, T, V):
+    toks = [rng_u64(seed, LM_RNG_BENCH, i) % V for i in range(B * (T + 1))]
+    t = torch.tensor(toks, dtype=torch.long).view(B, T + 1)
+    return t[:, :T].contiguous(), t[:, 1:].contiguous()
+
+
+def mla_forward_hf(self, x, positions, cache=None):
+    """MLA as HF's DeepseekV3Attention (eager) computes it; same values as R.MLA.forward."""
+    assert cache is None
+    B, T, _ = x.shape
+    cos, sin = R.rope_cos_sin(self.cfg, positions)
+    q_nope, q_pe = self.query(x, cos, sin)                     # [B, T, H, dn], [B, T, H, dr]
+    c, k_pe = self.latent(x, cos, sin)                         # [B, T, C], [B, T, dr]
+    kv = self.kv_b_proj(c).view(B, T, self.H, self.dn + self.dv)
+    k_nope, v = kv[..., :self.dn], kv[..., self.dn:]
+    q = torch.cat((q_nope, q_pe), -1).transpose(1, 2)          # [B, H, T, dn+dr]
+    k = torch.cat((k_nope, k_pe[:, :, None, :].expand(B, T, self.H, self.dr)), -1).transpose(1, 2)
+    scores = torch.matmul(q, k.transpose(2, 3)) * self.scale   # [B, H, T, T]
+    mask = torch.full((T, T), float("-inf"), dtype=scores.dtype).triu(1)
+    p = torch.softmax(scores + mask, dim=-1)
+    out = torch.matmul(p, v.transpose(1, 2))                   # [B, H, T, dv]
+    return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.dv))
+
+
+def blas_library():
+    p = "/usr/lib/x86_64-linux-gnu/libblas.so.3"
+    return os.path.realpath(p) if os.path.exists(p) else "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("preset")
+    ap.add_argument("--init", help="HF model dir with the weights (lemma init); default random N(0, 0.02)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=0)
+    ap.add_argument("--seq", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--attn", choices=("hf", "ref"), default="hf",
+                    help="attention code: HF's eager form (default) or the reference's")
+    ap.add_argument("--name")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    R.DTYPE = torch.float32          # the reference builds its modules (and rope tables) in R.DTYPE
+    if a.attn == "hf":
+        R.MLA.forward = mla_forward_hf
+    with open(a.preset) as f:
+        cfg_dict = json.load(f)
+    bench = cfg_dict.get("bench") or {}
+    B = a.batch or int(bench.get("batch_size", 0))
+    T = a.seq or int(bench.get("seq_len", 0))
+    if B <= 0 or T <= 0:
+        sys.exit("torch_train.py: %s has no \"bench\" field: give --batch and --seq" % a.preset)
+    steps = a.steps or (3 if T >= 512 else 5)
+    name = a.name or os.path.basename(a.preset).replace(".json", "")
+
+    cfg = R.DeepseekConfig(cfg_dict)
+    torch.manual_seed(a.seed)
+    model = R.DeepseekForCausalLM(cfg)
+    if a.init:
+        _, tensors = R.load_checkpoint(a.init)
+        model.load_hf_state_dict(tensors)
+        del tensors
+    else:
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if p.dim() == 2:
+                    p.normal_(0.0, 0.02)
+    model.train()
+
+    # the chosen experts of every MoE layer, for the bias update
+    choices = []
+    orig_gate_forward = R.Gate.forward
+
+    def gate_forward(self, x, use_bias=True, use_groups=True):
+        idx, w = orig_gate_forward(self, x, use_bias, use_groups)
+        choices.append((self, idx.detach()))
+        return idx, w
+
+    R.Gate.forward = gate_forward
+
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+    params = list(model.parameters())
+    E = cfg.n_routed_experts or 0
+    gamma = 0.001
+
+    ids, tgt = batch_ids(a.seed, B, T, cfg.vocab_size)
+
+    def step():
+        choices.clear()
+        opt.zero_grad(set_to_none=True)
+        logits = model(ids)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for gate, idx in choices:
+                if gate.e_score_correction_bias is None:
+                    continue
+                load = torch.bincount(idx.flatten(), minlength=E).to(gate.e_score_correction_bias.dtype)
+                gate.e_score_correction_bias.add_(gamma * torch.sign(load.mean() - load))
+        return float(loss)
+
+    loss_first = None
+    for s in range(a.warmup):
+        l0 = step()
+        if s == 0:
+            loss_first = l0
+    wall, cpu = [], 0.0
+    loss = None
+    for s in range(steps):
+        c0, t0 = time.process_time(), time.perf_counter()
+        loss = step()
+        dt = time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        wall.append(dt)
+        if loss_first is None:
+            loss_first = loss
+        print("torch_train %s %dt: step %d %.3f s (%.0f tokens/s) loss %.4f" % (name, a.threads, s + 1, dt,
+              B * T / dt, loss), file=sys.stderr)
+    med = statistics.median(wall)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({
+        "bench": "torch_train", "preset": name, "threads": a.threads, "batch": B, "seq": T,
+        "warmup": a.warmup, "steps": steps,
+        "step_s_median": round(med, 4), "step_s_best": round(min(wall), 4), "step_s_worst": round(max(wall), 4),
+        "tokens_per_s": round(B * T / med, 1), "tokens_per_s_best": round(B * T / min(wall), 1),
+        "cpu_util": round(cpu / (sum(wall) * a.threads), 3),
+        "tokens_per_cpu_s": round(B * T * steps / cpu, 1),
+        "peak_rss_mib": round(rss, 1), "loss_first": round(loss_first, 5), "loss_last": round(loss, 5),
+        "weights": "init:" + a.init if a.init else "torch-random", "attn": a.attn,
+        "torch": torch.__version__, "blas": blas_library(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch_threads": torch.get_num_threads(),
+    }))
+
+
+if __name__ == "__main__":
+    main()
