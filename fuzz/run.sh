@@ -19,9 +19,10 @@
 #   FUZZ_MAX_LEN: N          -max_len (default 4096)
 #   FUZZ_DICT: path          a libFuzzer dictionary
 # Without FUZZ_SEEDS a *json* target is seeded with tests/**/*.json, others
-# start empty. Crashes land in build/fuzz/crash-<name>-*; the script prints
-# one summary line per target and exits non-zero if any target failed to
-# build or found a crash, leak, timeout or out-of-memory.
+# start empty. Failing inputs land in build/fuzz/<name>-{crash,leak,timeout,
+# oom}-<sha1>; the script prints one summary line per target and exits
+# non-zero if any target failed to build or found a crash, leak, timeout or
+# out-of-memory.
 set -u
 cd "$(dirname "$0")/.."
 SECS=${FUZZ_SECONDS:-30}
@@ -88,7 +89,7 @@ for src in "$@"; do
         nseed=$((nseed + 1))
     done
     args=(-max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len="${maxlen:-4096}"
-          -print_final_stats=1 -artifact_prefix="$OUT/crash-$name-")
+          -print_final_stats=1 -artifact_prefix="$OUT/$name-")
     [ -n "$dict" ] && [ -f "$dict" ] && args+=(-dict="$dict")
     # ---- run ----
     echo "fuzz: $name for ${SECS}s ($nseed seed files, corpus $(ls "$corpus" | wc -l))"
@@ -101,7 +102,7 @@ for src in "$@"; do
                     "${cov:-?}" "$(ls "$corpus" | wc -l)")")
     else
         status=1
-        crash=$(ls -t "$OUT"/crash-"$name"-* 2>/dev/null | head -n 1)
+        crash=$(ls -t "$OUT/$name"-{crash,leak,timeout,oom}-* 2>/dev/null | head -n 1)
         grep -E 'ERROR:|runtime error|SUMMARY|deadly signal|out-of-memory|timeout' "$OUT/$name.log" | head -n 5
         summary+=("$(printf '%-24s FAIL (exit %s) %s; reproduce: %s %s' "$name" "$rc" "${execs:+after $execs execs}" \
                     "$bin" "${crash:-?}")")
