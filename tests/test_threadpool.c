@@ -180,6 +180,63 @@ TEST(two_pools_two_callers) {
     CHECK(a.ok && b.ok);
 }
 
+/* Dynamic jobs: items handed out by an atomic counter; every item must be
+ * done exactly once, whoever shows up. Static and dynamic jobs alternate, and
+ * sleeps make workers arrive late (after the caller closed the job). */
+enum { ITEMS = 64 };
+typedef struct dyn_job {
+    atomic_int next;
+    atomic_int done[ITEMS];
+    int slow; /* microseconds per item on workers (ith > 0) */
+} dyn_job;
+
+static void dyn_fn(void *ctx, int ith, int nth) {
+    (void)nth;
+    dyn_job *j = (dyn_job *)ctx;
+    for (;;) {
+        int i = atomic_fetch_add(&j->next, 1);
+        if (i >= ITEMS) return;
+        if (ith > 0 && j->slow) usleep((useconds_t)j->slow);
+        atomic_fetch_add(&j->done[i], 1);
+    }
+}
+
+static void dynamic_jobs(int n, long runs) {
+    lm_pool *p = lm_pool_create(n);
+    CHECK(p != NULL);
+    if (!p) return;
+    count_job cj;
+    memset(&cj, 0, sizeof cj);
+    atomic_init(&cj.total, 0);
+    long bad = 0, static_runs = 0;
+    double t0 = now_s();
+    for (long r = 0; r < runs; r++) {
+        dyn_job j; /* on the stack: late workers must never touch it */
+        atomic_init(&j.next, 0);
+        for (int i = 0; i < ITEMS; i++) atomic_init(&j.done[i], 0);
+        j.slow = (r % 97 == 0) ? 50 : 0;
+        if (r % 1000 == 999) usleep(3000); /* everyone falls asleep */
+        lm_pool_run_dynamic(p, dyn_fn, &j);
+        for (int i = 0; i < ITEMS; i++) bad += atomic_load(&j.done[i]) != 1;
+        memset(&j, 0xff, sizeof j); /* a late reader would now see garbage */
+        if (r % 3 == 0) {
+            cj.round = static_runs++;
+            lm_pool_run(p, count_fn, &cj);
+        }
+    }
+    double dt = now_s() - t0;
+    printf("  %d threads: %ld dynamic runs in %.3f s\n", n, runs, dt);
+    CHECKF(bad == 0, "%ld items not done exactly once", bad);
+    CHECK(atomic_load(&cj.total) == static_runs * n);
+    for (int i = 0; i < n; i++) CHECK(cj.runs[i] == static_runs);
+    lm_pool_free(p);
+}
+
+TEST(dynamic_jobs_1_thread) { dynamic_jobs(1, 20000); }
+TEST(dynamic_jobs_2_threads) { dynamic_jobs(2, 20000); }
+TEST(dynamic_jobs_3_threads) { dynamic_jobs(3, 10000); }
+TEST(dynamic_jobs_8_threads) { dynamic_jobs(8, 5000); }
+
 TEST(split_covers_exactly) {
     for (int64_t n = 0; n < 300; n += 7)
         for (int nth = 1; nth <= 9; nth++)
@@ -206,6 +263,10 @@ int main(void) {
     RUN(uneven_jobs_sleep_and_wake);
     RUN(destroy_idle_fresh_and_after_work);
     RUN(two_pools_two_callers);
+    RUN(dynamic_jobs_1_thread);
+    RUN(dynamic_jobs_2_threads);
+    RUN(dynamic_jobs_3_threads);
+    RUN(dynamic_jobs_8_threads);
     RUN(split_covers_exactly);
     return test_report("test_threadpool");
 }

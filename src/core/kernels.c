@@ -299,7 +299,7 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     atomic_init(&j.next, 0);
     /* one tile, or a tiny problem: not worth waking the pool */
     if (j.ntiles == 1 || (double)T * (double)N * (double)W->cols < 32768.0) pool = NULL;
-    lm_pool_run(pool, mm_task, &j);
+    lm_pool_run_dynamic(pool, mm_task, &j);
 }
 
 /* ---- row kernels: scalar references ---- */

@@ -14,6 +14,16 @@
  *   - One FUTEX_WAKE(INT_MAX) per job wakes all sleeping workers: O(n) work
  *     in the kernel, no O(n^2) hand-offs.
  *   - Shutdown: `stop` is set, then `gen` bumped and everyone woken.
+ *   - Dynamic jobs (lm_pool_run_dynamic): generations go up by 2 and bit 0
+ *     of `gen` marks a dynamic job, so a worker learns the kind together
+ *     with the generation. Instead of `pending`, a worker must check in on
+ *     `dstate` = [job generation:32 | closed:1 | active:31] with a CAS that
+ *     succeeds only while the generation matches and the job is open; only
+ *     then does it read fn/ctx. When its own fn returns, the caller sets the
+ *     closed bit and waits for `active` to drain (spin, then futex on
+ *     `dwake`); a worker that arrives later sees `closed` (or a newer
+ *     generation) and skips the job without touching ctx. So a sleeping
+ *     worker that wakes late costs the caller nothing.
  *
  * The pool is not re-entrant (fn may not call lm_pool_run on the same pool),
  * and one pool serves one caller thread at a time. */
@@ -23,6 +33,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -40,6 +51,9 @@
  * thread needs. No spinning at all when there are more threads than cores. */
 #define SPIN_NS 4000
 
+#define DCLOSED ((uint64_t)1 << 31)
+#define DACTIVE (DCLOSED - 1)
+
 typedef struct worker {
     lm_pool *pool;
     int ith;
@@ -55,6 +69,8 @@ struct lm_pool {
     atomic_int stop;
     _Alignas(64) atomic_uint pending; /* workers still running the job (futex word) */
     atomic_int done_sleeping;       /* caller inside FUTEX_WAIT on pending */
+    _Alignas(64) _Atomic uint64_t dstate; /* dynamic job: gen << 32 | closed | active */
+    atomic_uint dwake;              /* bumped when the last active worker leaves (futex word) */
     _Alignas(64) lm_pool_fn _Atomic fn;
     void *_Atomic ctx;
 };
@@ -101,6 +117,25 @@ static void *worker_main(void *arg) {
         }
         seen = g;
         if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
+        if (g & 1) { /* dynamic: check in, unless the job is closed or gone */
+            uint64_t st = atomic_load(&p->dstate);
+            int in = 0;
+            while ((uint32_t)(st >> 32) == g && !(st & DCLOSED))
+                if (atomic_compare_exchange_weak(&p->dstate, &st, st + 1)) {
+                    in = 1;
+                    break;
+                }
+            if (!in) continue;
+            lm_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+            void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+            fn(ctx, w->ith, p->n);
+            st = atomic_fetch_sub(&p->dstate, 1);
+            if ((st & DACTIVE) == 1 && (st & DCLOSED)) { /* last one out of a closed job */
+                atomic_fetch_add(&p->dwake, 1);
+                futex_wake(&p->dwake, 1);
+            }
+            continue;
+        }
         lm_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
         void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
         fn(ctx, w->ith, p->n);
@@ -129,6 +164,8 @@ lm_pool *lm_pool_create(int nthreads) {
     atomic_init(&p->stop, 0);
     atomic_init(&p->pending, 0);
     atomic_init(&p->done_sleeping, 0);
+    atomic_init(&p->dstate, 0);
+    atomic_init(&p->dwake, 0);
     atomic_init(&p->fn, NULL);
     atomic_init(&p->ctx, NULL);
     p->workers = NULL;
@@ -156,7 +193,7 @@ void lm_pool_free(lm_pool *p) {
     if (!p) return;
     if (p->n > 1) {
         atomic_store(&p->stop, 1);
-        atomic_fetch_add(&p->gen, 1); /* seq_cst */
+        atomic_store(&p->gen, (atomic_load(&p->gen) & ~1u) + 2); /* seq_cst */
         futex_wake(&p->gen, INT_MAX);
         for (int i = 1; i < p->n; i++) pthread_join(p->workers[i - 1].tid, NULL);
     }
@@ -174,7 +211,8 @@ void lm_pool_run(lm_pool *p, lm_pool_fn fn, void *ctx) {
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&p->pending, (unsigned)(p->n - 1), memory_order_relaxed);
-    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes fn/ctx/pending */
+    /* only the caller writes gen: next even generation, bit 0 clear (static) */
+    atomic_store(&p->gen, (atomic_load_explicit(&p->gen, memory_order_relaxed) & ~1u) + 2); /* seq_cst: publishes fn/ctx/pending */
     if (atomic_load(&p->gen_sleepers) > 0) futex_wake(&p->gen, INT_MAX);
 
     fn(ctx, 0, p->n);
@@ -193,5 +231,34 @@ void lm_pool_run(lm_pool *p, lm_pool_fn fn, void *ctx) {
         if (left != 0) futex_wait(&p->pending, left);
         atomic_store(&p->done_sleeping, 0);
         left = atomic_load_explicit(&p->pending, memory_order_acquire);
+    }
+}
+
+void lm_pool_run_dynamic(lm_pool *p, lm_pool_fn fn, void *ctx) {
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    unsigned g = ((atomic_load_explicit(&p->gen, memory_order_relaxed) & ~1u) + 2) | 1u;
+    atomic_store(&p->dstate, (uint64_t)g << 32); /* open, nobody in; publishes fn/ctx */
+    atomic_store(&p->gen, g);                    /* seq_cst */
+    if (atomic_load(&p->gen_sleepers) > 0) futex_wake(&p->gen, INT_MAX);
+
+    fn(ctx, 0, p->n);
+
+    uint64_t st = atomic_fetch_or(&p->dstate, DCLOSED); /* late arrivals now skip */
+    if ((st & DACTIVE) == 0) return;
+    int64_t t0 = now_ns();
+    for (int i = 1; p->spin_ns > 0; i++) {
+        cpu_relax();
+        if ((atomic_load_explicit(&p->dstate, memory_order_acquire) & DACTIVE) == 0) return;
+        if ((i & 15) == 0 && now_ns() - t0 > p->spin_ns) break;
+    }
+    for (;;) {
+        unsigned w = atomic_load(&p->dwake); /* read before the re-check: no lost wake-up */
+        if ((atomic_load(&p->dstate) & DACTIVE) == 0) return;
+        futex_wait(&p->dwake, w);
     }
 }

@@ -29,6 +29,15 @@ int lm_pool_size(const lm_pool *pool);
  * Not re-entrant: fn must not call lm_pool_run on the same pool. */
 void lm_pool_run(lm_pool *pool, lm_pool_fn fn, void *ctx);
 
+/* Like lm_pool_run, for jobs that share out their work themselves (an
+ * atomic counter over items, say): threads that have not started fn by the
+ * time the caller's own call returns are skipped, so a worker that wakes
+ * late (20-60 us on a busy VM) does not delay the caller. fn must therefore
+ * not rely on every ith running, and must leave no work unclaimed when it
+ * returns on any thread. Returns when every thread that started fn has
+ * finished it. */
+void lm_pool_run_dynamic(lm_pool *pool, lm_pool_fn fn, void *ctx);
+
 /* Thread ith's share [*begin, *end) of n items split into nth contiguous
  * chunks, each a multiple of `align` items (except the last). */
 static inline void lm_split(int64_t n, int ith, int nth, int64_t align, int64_t *begin,
