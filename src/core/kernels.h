@@ -36,7 +36,11 @@ lm_isa lm_set_isa(lm_isa isa);
 const char *lm_isa_name(lm_isa isa);
 
 /* y[T, N] = x[T, K] @ W^T, W = [N, K] in any weight dtype. x and y are F32,
- * row strides K and N. Threaded over N (and T for large T). */
+ * row strides K and N, y not overlapping x. Threaded over N (and T for large
+ * T) in tiles taken dynamically; the bits of y depend on (T, K, dtype, ISA)
+ * only, never on the pool size. pool may be NULL; concurrent calls from
+ * different threads are fine (scratch is thread-local). FP8 needs
+ * W->scale_inv. */
 void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W);
 
 /* Row r of W converted to float (with the FP8 block scale applied): out[K]. */
