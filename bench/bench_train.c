@@ -52,8 +52,17 @@
  * timed steps; well below 1 means the threads waited for a core (or for
  * each other). "tokens_per_cpu_s" = tokens per second of process CPU time:
  * at 1 thread, what tokens/s would be on an idle core; "peak_frac_cpu" is
- * the fraction of one core's peak per CPU-second. The step is bit-identical
- * at any thread count, so only time differs between runs. */
+ * the fraction of one core's peak per CPU-second. From each thread's
+ * /proc/self/task/TID/schedstat: "busiest_thread_cpu_s" = the CPU time of
+ * the busiest thread per step and "tokens_per_s_idle_est" = B*T over it, an
+ * estimate of tokens/s on an idle machine at this thread count (a thread
+ * that is never preempted finishes its share in its CPU time; the serial
+ * parts run on the caller, which is the busiest thread, so they count in
+ * full); "runqueue_wait_frac" = time the threads spent runnable but waiting
+ * for a CPU / (wall * threads), the direct measure of the neighbours' load.
+ * The step is bit-identical at any thread count, so only time differs
+ * between runs. */
+#include <dirent.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -150,6 +159,54 @@ static double active_params(const lm_config *c) {
                  (double)c->n_routed_experts * D;
     }
     return n;
+}
+
+/* ---- per-thread CPU and run-queue time (/proc/self/task/<tid>/schedstat:
+ * ns on a CPU, ns runnable but waiting for one, slices) ---- */
+
+enum { MAX_TASKS = 256 };
+typedef struct task_snap {
+    int n;
+    long tid[MAX_TASKS];
+    double run[MAX_TASKS], wait[MAX_TASKS];
+} task_snap;
+
+static void task_snapshot(task_snap *s) {
+    s->n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && s->n < MAX_TASKS) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        unsigned long long run, wait;
+        if (fscanf(f, "%llu %llu", &run, &wait) == 2) {
+            s->tid[s->n] = atol(e->d_name);
+            s->run[s->n] = (double)run * 1e-9;
+            s->wait[s->n] = (double)wait * 1e-9;
+            s->n++;
+        }
+        fclose(f);
+    }
+    closedir(d);
+}
+
+/* Over the threads of b: the largest CPU time since a, and the summed
+ * run-queue wait. Returns 0 when schedstat is unavailable. */
+static int task_delta(const task_snap *a, const task_snap *b, double *busiest, double *wait) {
+    *busiest = 0, *wait = 0;
+    if (!b->n) return 0;
+    for (int i = 0; i < b->n; i++) {
+        double r0 = 0, w0 = 0;
+        for (int k = 0; k < a->n; k++)
+            if (a->tid[k] == b->tid[i]) r0 = a->run[k], w0 = a->wait[k];
+        if (b->run[i] - r0 > *busiest) *busiest = b->run[i] - r0;
+        *wait += b->wait[i] - w0;
+    }
+    return 1;
 }
 
 /* perf's control descriptors (perf record -D -1 --control fd:CTL,ACK): the
@@ -294,6 +351,8 @@ int main(int argc, char **argv) {
         if (s == 0) loss0 = st.loss;
     }
     double *wall = malloc(sizeof(double) * (size_t)steps), cpu_total = 0, wall_total = 0;
+    static task_snap ts0, ts1;
+    task_snapshot(&ts0);
     perf_ctl("enable\n");
     for (int s = 0; s < steps; s++) {
         double c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID), t0 = clock_s(CLOCK_MONOTONIC);
@@ -309,6 +368,9 @@ int main(int argc, char **argv) {
                 wall[s], (double)(B * T) / wall[s], st.loss);
     }
     perf_ctl("disable\n");
+    task_snapshot(&ts1);
+    double busiest = 0, rq_wait = 0;
+    int have_sched = task_delta(&ts0, &ts1, &busiest, &rq_wait);
     double loss_last = st.loss;
     qsort(wall, (size_t)steps, sizeof(double), cmp_double);
     double med = steps % 2 ? wall[steps / 2] : 0.5 * (wall[steps / 2 - 1] + wall[steps / 2]);
@@ -332,13 +394,16 @@ int main(int argc, char **argv) {
            "\"micro_batch\":%lld,\"warmup\":%d,\"steps\":%d,"
            "\"step_s_median\":%.4f,\"step_s_best\":%.4f,\"step_s_worst\":%.4f,"
            "\"tokens_per_s\":%.1f,\"tokens_per_s_best\":%.1f,\"cpu_util\":%.3f,\"tokens_per_cpu_s\":%.1f,"
+           "\"busiest_thread_cpu_s\":%.4f,\"tokens_per_s_idle_est\":%.1f,\"runqueue_wait_frac\":%.3f,"
            "\"n_active\":%.0f,\"flops_per_token_6n\":%.0f,\"flops_per_token_attn\":%.0f,"
            "\"gflop_s\":%.2f,\"gflop_s_attn\":%.2f,\"peak_gflop_s\":%.1f,\"peak_source\":\"%s\","
            "\"peak_frac\":%.4f,\"peak_frac_attn\":%.4f,\"peak_frac_nominal\":%.4f,\"peak_frac_cpu\":%.4f,"
            "\"peak_rss_mib\":%.1f,\"params_bytes\":%zu,\"trainer_bytes\":%lld,"
            "\"loss_first\":%.5f,\"loss_last\":%.5f,\"isa\":\"%s\"}\n",
            pname, threads, (long long)B, (long long)T, (long long)(micro ? micro : B), warmup, steps, med, best, worst,
-           tps, tps_best, cpu_total / (wall_total * threads), (double)(B * T) * steps / cpu_total, n_active, f6n, attn_tok, gf, gf_attn, peak,
+           tps, tps_best, cpu_total / (wall_total * threads), (double)(B * T) * steps / cpu_total,
+           have_sched ? busiest / steps : NAN, have_sched && busiest > 0 ? (double)(B * T) * steps / busiest : NAN,
+           have_sched ? rq_wait / (wall_total * threads) : NAN, n_active, f6n, attn_tok, gf, gf_attn, peak,
            peak_arg > 0 ? "--peak" : "fma_anchor_1t_x_threads", gf / peak, gf_attn / peak, gf / nominal,
            (double)(B * T) * steps / cpu_total * f6n * 1e-9 / anchor, rss_mib,
            p->block_bytes, (long long)lm_trainer_bytes(tr), loss0, loss_last, lm_isa_name(lm_cpu_isa()));

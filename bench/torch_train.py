@@ -37,7 +37,12 @@ the system libblas.so.3: it must be OpenBLAS (libopenblas0-openmp), the
 reference BLAS is ~15x slower; the JSON line names the library.
 
 Prints one JSON line: tokens_per_s, step times, cpu_util (process CPU time /
-(wall * threads)), peak_rss_mib (ru_maxrss), loss_first / loss_last.
+(wall * threads)), tokens_per_cpu_s, tokens_per_s_idle_est (B*T over the CPU
+time of the busiest thread per step, from /proc/self/task/TID/schedstat: an
+estimate for an idle machine; PyTorch's serial parts — Python, autograd,
+small ops — run on the main thread, which is the busiest, so they count in
+full), runqueue_wait_frac (time runnable but waiting for a CPU / (wall *
+threads)), peak_rss_mib (ru_maxrss), loss_first / loss_last.
 """
 import os
 import sys
@@ -106,6 +111,33 @@ def mla_forward_hf(self, x, positions, cache=None):
     p = torch.softmax(scores + mask, dim=-1)
     out = torch.matmul(p, v.transpose(1, 2))                   # [B, H, T, dv]
     return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.dv))
+
+
+def task_snapshot():
+    """{tid: (ns on a CPU, ns waiting for one)} from /proc/self/task/TID/schedstat."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open("/proc/self/task/%s/schedstat" % t) as f:
+                run, wait = f.read().split()[:2]
+            out[t] = (int(run) * 1e-9, int(wait) * 1e-9)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def task_delta(a, b):
+    """Largest per-thread CPU time and summed run-queue wait between two snapshots."""
+    busiest = wait = 0.0
+    for t, (r, w) in b.items():
+        r0, w0 = a.get(t, (0.0, 0.0))
+        busiest = max(busiest, r - r0)
+        wait += w - w0
+    return busiest, wait
 
 
 def blas_library():
@@ -200,6 +232,7 @@ def main():
             loss_first = l0
     wall, cpu = [], 0.0
     loss = None
+    ts0 = task_snapshot()
     for s in range(steps):
         c0, t0 = time.process_time(), time.perf_counter()
         loss = step()
@@ -210,6 +243,7 @@ def main():
             loss_first = loss
         print("torch_train %s %dt: step %d %.3f s (%.0f tokens/s) loss %.4f" % (name, a.threads, s + 1, dt,
               B * T / dt, loss), file=sys.stderr)
+    busiest, rq_wait = task_delta(ts0, task_snapshot())
     med = statistics.median(wall)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({
@@ -219,6 +253,9 @@ def main():
         "tokens_per_s": round(B * T / med, 1), "tokens_per_s_best": round(B * T / min(wall), 1),
         "cpu_util": round(cpu / (sum(wall) * a.threads), 3),
         "tokens_per_cpu_s": round(B * T * steps / cpu, 1),
+        "busiest_thread_cpu_s": round(busiest / steps, 4) if busiest else None,
+        "tokens_per_s_idle_est": round(B * T * steps / busiest, 1) if busiest else None,
+        "runqueue_wait_frac": round(rq_wait / (sum(wall) * a.threads), 3) if busiest else None,
         "peak_rss_mib": round(rss, 1), "loss_first": round(loss_first, 5), "loss_last": round(loss, 5),
         "weights": "init:" + a.init if a.init else "torch-random", "attn": a.attn,
         "torch": torch.__version__, "blas": blas_library(),

@@ -17,17 +17,22 @@
 # (build/bench-train/models/), so their first losses must agree: the table
 # says "ok" when they match to 1e-3.
 #
-# Columns: tokens/s = batch*seq / median step time (wall clock); tok/CPU-s =
-# tokens per second of process CPU time (robust to other processes on a
-# shared machine; at 1 thread it is what tokens/s would be on an idle core);
-# GFLOP/s and % of peak count 6 * N_active flops per token (N_active = the
-# parameters a token multiplies with, routed experts at top-k, head included,
-# embedding not), "+attn" adds the causal attention core (3 * H * (dn+dr+dv)
-# * (T+1) per layer and token); the peak is bench_train's FMA anchor (one
-# core's register-only FMA rate on the thread's CPU clock, the loop of
-# bench_matmul) times the threads; "% nominal" is against the issue's
-# 200 GFLOP/s per thread. cpu = CPU time / (wall * threads) of the timed
-# steps: under 1, the threads waited for a core.
+# Two tables. Measured: tokens/s = batch*seq / median step time (wall
+# clock), the ratio, cpu = CPU time / (wall * threads) of the timed steps and
+# rq-wait = time the threads were runnable but waiting for a CPU / (wall *
+# threads) (from /proc/self/task/*/schedstat: how much the neighbours took),
+# peak RSS, the loss check. Load-robust: tok/CPU-s = tokens per second of
+# process CPU time (at 1 thread, what tokens/s would be on an idle core);
+# idle-est = batch*seq / CPU time of the busiest thread per step (an
+# upper-bound estimate of tokens/s on an idle machine at that thread count:
+# serial parts run on the calling thread and count in full, load imbalance
+# at barriers does not); GFLOP/s and % of peak count 6 * N_active flops per
+# token (N_active = the parameters a token multiplies with, routed experts
+# at top-k, head included, embedding not), "+attn" adds the causal attention
+# core (3 * H * (dn+dr+dv) * (T+1) per layer and token); the peak is
+# bench_train's FMA anchor (one core's register-only FMA rate on the
+# thread's CPU clock, the loop of bench_matmul) times the threads; "%
+# nominal" is against the issue's 200 GFLOP/s per thread.
 #
 # Environment: LEMMA_BIN (./lemma), LEMMA_BUILD (build/release), LEMMA_SHARED
 # (../shared), TRAIN_BENCH_PRESETS ("bench-s bench-m"), TRAIN_BENCH_THREADS
@@ -59,8 +64,10 @@ note() { printf '%s\n' "$*" >&2; }
 last_json() { grep -E '^\{.*\}$' | tail -n 1; }
 
 [ -d "$PRESET_DIR" ] || die "$PRESET_DIR: bench presets not found (set LEMMA_SHARED)"
-if [ ! -x "$BIN" ] || [ bench/bench_train.c -nt "$BIN" ]; then
-    make --no-print-directory -s "$BIN" >&2 || die "cannot build $BIN"
+# (re)build against the current library; an existing binary is used if that fails
+if ! make --no-print-directory -s "$BIN" lemma >&2; then
+    [ -x "$BIN" ] || die "cannot build $BIN"
+    note "   WARNING: make failed; using the existing $BIN"
 fi
 peak_args=(); [ -n "${TRAIN_BENCH_PEAK:-}" ] && peak_args=(--peak "$TRAIN_BENCH_PEAK")
 
@@ -222,14 +229,25 @@ print("lemma training vs PyTorch — %s, %d cores, %s, git %s, load average %s a
     mach["cpu"], mach["cores"], mach["date"], mach["git"], mach["loadavg_start"], end.get("loadavg_end", "?"),
     end.get("seconds", "?"), mach["reps"]))
 print()
-hdr = ("preset", "B x T", "thr", "lemma tok/s", "torch tok/s", "lemma/torch", "lemma tok/CPU-s", "torch tok/CPU-s",
-       "ratio (CPU)", "lemma GFLOP/s", "% peak", "% peak +attn", "% nominal", "% peak (CPU)", "cpu lemma/torch",
-       "RSS MiB lemma", "RSS MiB torch", "loss check")
+def table(hdr, lines, nleft, last_left=False):
+    w = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(hdr)]
+    print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |")
+    print("|" + "|".join("-" * (w[i] + 2) for i in range(len(hdr))) + "|")
+    for l in lines:
+        print("| " + " | ".join(c.ljust(w[i]) if i < nleft or (last_left and i == len(hdr) - 1) else c.rjust(w[i])
+                                for i, c in enumerate(l)) + " |")
+    print()
+
+def frac(v):
+    return "%.2f" % v if v is not None else "-"
+
+# 1. measured: wall-clock tokens/s
+hdr = ("preset", "B x T", "thr", "lemma tok/s", "torch tok/s", "lemma/torch", "cpu lemma/torch",
+       "rq-wait lemma/torch", "RSS MiB lemma", "RSS MiB torch", "loss check")
 lines = []
 for p, t in keys:
     L, T = pick("lemma_train", p, t), pick("torch_train", p, t)
     lt, tt = med(L, "tokens_per_s"), med(T, "tokens_per_s")
-    lc, tc = med(L, "tokens_per_cpu_s"), med(T, "tokens_per_cpu_s")
     bt = "%d x %d" % (L[0]["batch"], L[0]["seq"]) if L else (("%d x %d" % (T[0]["batch"], T[0]["seq"])) if T else "-")
     chk = "-"
     if L and T:
@@ -237,17 +255,32 @@ for p, t in keys:
             chk = "ok %.4f" % L[0]["loss_first"]
         else:
             chk = "DIFFER %.4f/%.4f" % (L[0]["loss_first"], T[0]["loss_first"])
-    cu = "%s/%s" % ("%.2f" % med(L, "cpu_util") if L else "-", "%.2f" % med(T, "cpu_util") if T else "-")
     lines.append((p, bt, str(t), f0(lt) + rng(L, "tokens_per_s"), f0(tt) + rng(T, "tokens_per_s"), ratio(lt, tt),
-                  f0(lc), f0(tc), ratio(lc, tc), f1(med(L, "gflop_s")), pct(med(L, "peak_frac")),
-                  pct(med(L, "peak_frac_attn")), pct(med(L, "peak_frac_nominal")), pct(med(L, "peak_frac_cpu")), cu,
+                  "%s/%s" % (frac(med(L, "cpu_util")), frac(med(T, "cpu_util"))),
+                  "%s/%s" % (frac(med(L, "runqueue_wait_frac")), frac(med(T, "runqueue_wait_frac"))),
                   f0(med(L, "peak_rss_mib")), f0(med(T, "peak_rss_mib")), chk))
-w = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(hdr)]
-print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |")
-print("|" + "|".join("-" * (w[i] + 2) for i in range(len(hdr))) + "|")
-for l in lines:
-    print("| " + " | ".join(c.ljust(w[i]) if i < 3 or i == len(hdr) - 1 else c.rjust(w[i]) for i, c in enumerate(l)) + " |")
-print()
+print("Measured (wall clock): tokens/s = batch*seq / median step time")
+table(hdr, lines, 3, True)
+
+# 2. load-robust views and the peak fraction
+hdr = ("preset", "thr", "lemma tok/CPU-s", "torch tok/CPU-s", "ratio", "lemma idle-est", "torch idle-est", "ratio",
+       "lemma GFLOP/s", "% peak", "% peak +attn", "% nominal", "% peak idle-est")
+lines = []
+for p, t in keys:
+    L, T = pick("lemma_train", p, t), pick("torch_train", p, t)
+    lc, tc = med(L, "tokens_per_cpu_s"), med(T, "tokens_per_cpu_s")
+    li, ti = med(L, "tokens_per_s_idle_est"), med(T, "tokens_per_s_idle_est")
+    pf_idle = None
+    if L and li:
+        pf_idle = li * L[0]["flops_per_token_6n"] * 1e-9 / L[0]["peak_gflop_s"]
+    lines.append((p, str(t), f0(lc) + rng(L, "tokens_per_cpu_s"), f0(tc) + rng(T, "tokens_per_cpu_s"), ratio(lc, tc),
+                  f0(li) + rng(L, "tokens_per_s_idle_est"), f0(ti) + rng(T, "tokens_per_s_idle_est"), ratio(li, ti),
+                  f1(med(L, "gflop_s")), pct(med(L, "peak_frac")), pct(med(L, "peak_frac_attn")),
+                  pct(med(L, "peak_frac_nominal")), pct(pf_idle)))
+print("Load-robust: tok/CPU-s = tokens per second of process CPU time; idle-est = batch*seq / CPU time of the")
+print("busiest thread per step (an upper-bound estimate of tokens/s on an idle machine). GFLOP/s and % peak")
+print("from the measured (wall) tokens/s with 6*N_active flops per token; '+attn' adds the attention core.")
+table(hdr, lines, 2)
 L0 = next((r for r in rows if r["bench"] == "lemma_train"), None)
 if L0:
     print("peak: %.1f GFLOP/s per thread (%s); %% nominal: against 200 GFLOP/s per thread (the issue's figure)." % (
