@@ -112,7 +112,7 @@ TEST(surrogate_pairs) {
 }
 
 TEST(numbers) {
-    json_doc *d = parse("[0, -0, 1, -1, 12345, 1.5, -2.25e3, 1E2, 1e-2, 0.5, 1.0, 1e400, 4.9e-324]");
+    json_doc *d = parse("[0, -0, 1, -1, 12345, 1.5, -2.25e3, 1E2, 1e-2, 0.5, 1.0, 1e300, 4.9e-324]");
     CHECK(d != NULL);
     if (!d) return;
     const json_value *r = json_root(d);
@@ -130,8 +130,13 @@ TEST(numbers) {
     CHECK(json_as_double(json_at(r, 8), &x) && x == 0.01);
     CHECK(!json_as_int(json_at(r, 8), &i));
     CHECK(json_as_int(json_at(r, 10), &i) && i == 1);
-    CHECK(json_as_double(json_at(r, 11), &x) && isinf(x)); /* overflow: inf, callers range-check */
+    CHECK(json_as_double(json_at(r, 11), &x) && x == 1e300);
     CHECK(!json_as_int(json_at(r, 11), &i));
+    /* A number no double holds is an error, not inf (inf would be written
+     * back as invalid JSON). */
+    lm_error e;
+    CHECK(json_parse("[1e400]", 7, &e) == NULL && strstr(e.msg, "byte 1: number out of range"));
+    CHECK(json_parse("-1e400", 6, &e) == NULL && strstr(e.msg, "number out of range"));
     CHECK(json_as_double(json_at(r, 12), &x) && x > 0 && x < 1e-300);
     CHECK(!json_as_int(json_at(r, 11), &i));
     CHECK(!json_as_double(NULL, &x) && !json_as_int(NULL, &i));

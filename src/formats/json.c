@@ -246,6 +246,12 @@ static json_value *parse_number(parser *p) {
     json_value *v = new_value(p, JSON_NUMBER, start);
     if (v) {
         v->num = strtod(tmp, NULL);
+        if (!isfinite(v->num)) {
+            /* 1e400: a number no double holds would become inf and be
+             * written back as invalid JSON. */
+            if (tmp != small) free(tmp);
+            return fail(p, start, "number out of range");
+        }
         if (is_int) {
             errno = 0;
             long long ll = strtoll(tmp, NULL, 10);

@@ -70,8 +70,8 @@ int lm_bpe_encode_naive(const lm_tokenizer *tok, const unsigned char *s, size_t 
         memmove(sym + bi + 1, sym + bi + 2, (m - bi - 2) * sizeof *sym);
         m--;
     }
-    int rc = ids_reserve(out, m);
-    if (!rc) {
+    int rc = m ? ids_reserve(out, m) : 0;
+    if (!rc && m) {
         memcpy(out->ids + out->n, sym, m * sizeof *sym);
         out->n += m;
     }
@@ -108,6 +108,7 @@ static int bpe_short(const lm_tokenizer *tok, const unsigned char *s, size_t n, 
         if (bi + 1 < m && !merge_find(&tok->merges, sym[bi], sym[bi + 1], &prank[bi], &pid[bi]))
             prank[bi] = UINT32_MAX;
     }
+    if (!m) return 0; /* out->ids may still be NULL: no pointer arithmetic on it */
     if (ids_reserve(out, m)) return -1;
     memcpy(out->ids + out->n, sym, m * sizeof *sym);
     out->n += m;

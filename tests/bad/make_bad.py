@@ -451,12 +451,12 @@ def build_cases():
                 config_text(BASE_CONFIG).replace('"rms_norm_eps": 1e-06', '"rms_norm_eps": NaN'))
     config_case("cfg_infinity_theta", "expected a value",
                 config_text(BASE_CONFIG).replace('"rope_theta": 10000', '"rope_theta": Infinity'))
-    config_case("cfg_eps_1e400", "'rms_norm_eps' = inf, expected 0..1",
+    config_case("cfg_eps_1e400", "number out of range",
                 config_text(BASE_CONFIG).replace('"rms_norm_eps": 1e-06', '"rms_norm_eps": 1e400'))
     config_case("cfg_eps_negative", "'rms_norm_eps' = -1", cfg_with(rms_norm_eps=-1))
     config_case("cfg_hidden_string", "'hidden_size' at byte", cfg_with(hidden_size="8"))
     config_case("cfg_layers_fraction", "'num_hidden_layers' at byte", cfg_with(num_hidden_layers=2.5))
-    config_case("cfg_layers_1e400", "'num_hidden_layers' = inf, expected 1..100000",
+    config_case("cfg_layers_1e400", "number out of range",
                 config_text(BASE_CONFIG).replace('"num_hidden_layers": 2', '"num_hidden_layers": 1e400'))
     config_case("cfg_vocab_2e40", "'vocab_size' = 1099511627776", cfg_with(vocab_size=1 << 40))
     config_case("cfg_vocab_2e64", "'vocab_size' = 1.84467e+19, expected 1..", cfg_with(vocab_size=1 << 64))
