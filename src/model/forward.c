@@ -241,6 +241,7 @@ typedef struct attn_job {
     int64_t t0, nb;              /* the block: chunk rows t0 .. t0+nb-1 */
     int64_t pos0;                /* position of chunk row 0 */
     int64_t S;                   /* keys attended: positions 0 .. S-1 */
+    int64_t next_head;           /* heads are claimed one at a time (atomic) */
 } attn_job;
 
 static lm_mat f32_mat(const float *data, int64_t rows, int64_t cols) {
@@ -266,8 +267,7 @@ static void attn_heads(void *ctx, int ith, int nth) {
     const lm_config *c = &s->m->cfg;
     int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
             C = c->kv_lora_rank, nb = job->nb, S = job->S, pos = job->pos0 + job->t0;
-    int64_t h0, h1;
-    lm_split(H, ith, nth, 1, &h0, &h1);
+    (void)nth;
     float scale = (float)lm_config_softmax_scale(c);
     int latent = s->mode == LM_ATTN_LATENT;
     int64_t qd = (latent ? C : dn) + dr;
@@ -276,7 +276,9 @@ static void attn_heads(void *ctx, int ith, int nth) {
     float *oh = sc + s->thr_sc_floats;        /* [nb, C or dv] */
     const float *kv = s->kv + job->layer * s->kv_layer_floats;
     int64_t qstride = H * (dn + dr);
-    for (int64_t h = h0; h < h1; h++) {
+    /* Whole heads, claimed in turn: a head is computed the same way by
+     * whichever thread takes it, and a late worker just finds none left. */
+    for (int64_t h; (h = __atomic_fetch_add(&job->next_head, 1, __ATOMIC_RELAXED)) < H;) {
         const float *qsrc = s->q + job->t0 * qstride + h * (dn + dr);
         if (latent) {
             /* q_lat = q_nope @ W_UK[h] (conv. 11), then [q_lat | q_pe]. */
@@ -378,9 +380,9 @@ static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t 
     /* Query blocks, each attending to the keys up to its last row. */
     for (int64_t t0 = 0; t0 < T; t0 += ATTN_QBLOCK) {
         int64_t nb = T - t0 < ATTN_QBLOCK ? T - t0 : ATTN_QBLOCK;
-        attn_job job = {s, l, t0, nb, pos0, pos0 + t0 + nb};
+        attn_job job = {s, l, t0, nb, pos0, pos0 + t0 + nb, 0};
         transpose_values(s, kv, job.S);
-        lm_pool_run(pool, attn_heads, &job);
+        lm_pool_run_dynamic(pool, attn_heads, &job);
     }
     lm_matmul(pool, s->ffn, s->attn, T, &L->wo);
 }
