@@ -4,6 +4,7 @@
 #
 #   make bench                      # everything (about 5-8 min on 2 cores)
 #   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
+#   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 make bench   # inference only
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -304,3 +305,16 @@ else:
     print("bench/bench_matmul: not run")
 print("results: %s" % sys.argv[1])
 PYEOF
+
+# Training (issue 4) and tokenizer (issue 3) benchmarks, each with its own
+# anchors (PyTorch; npm tokenizers and tiktoken), unless switched off.
+if [ "${BENCH_NO_TRAIN:-0}" != 1 ]; then
+    echo
+    echo "== training: lemma vs PyTorch (bench/train_bench.sh)"
+    bash bench/train_bench.sh || echo "bench/train_bench.sh failed (exit $?)"
+fi
+if [ "${BENCH_NO_TOKENIZER:-0}" != 1 ]; then
+    echo
+    echo "== tokenizer: lemma vs npm tokenizers / tiktoken (bench/bench_tokenizer.sh)"
+    bash bench/bench_tokenizer.sh || echo "bench/bench_tokenizer.sh failed (exit $?)"
+fi
