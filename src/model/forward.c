@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "model/model.h"
+#include "model/route.h"
 
 struct lm_infer {
     const lm_model *m;
@@ -35,7 +36,7 @@ struct lm_infer {
     float *ffn;                  /* [T, D] block output */
     float *h1, *h3;              /* [T, I_max] */
     float *gate;                 /* [T, E] router logits -> scores */
-    int *route_idx;              /* [T, k] */
+    int32_t *route_idx;          /* [T, k] */
     float *route_w;              /* [T, k] */
     float *slots;                /* [T, k, D] routed expert outputs */
     float *xe, *ye;              /* [T, D] gathered rows of one expert */
@@ -95,7 +96,7 @@ static void layout(lm_infer *s, planner *p) {
     s->h3 = plan(p, (size_t)(T * Imax * F));
     if (E) {
         s->gate = plan(p, (size_t)(T * E * F));
-        s->route_idx = plan(p, (size_t)(T * k) * sizeof(int));
+        s->route_idx = plan(p, (size_t)(T * k) * sizeof(int32_t));
         s->route_w = plan(p, (size_t)(T * k * F));
         s->slots = plan(p, (size_t)(T * k * D * F));
         s->xe = plan(p, (size_t)(T * D * F));
@@ -397,57 +398,12 @@ static void swiglu_mlp(lm_pool *pool, float *out, const float *x, int64_t T, con
     lm_matmul(pool, out, h1, T, w2);
 }
 
-/* Chooses experts and weights for one token from router logits (conv. 19-24). */
-static void route_token(const lm_config *c, const float *bias, float *scores, int *idx, float *w) {
-    int64_t E = c->n_routed_experts, k = c->num_experts_per_tok;
-    if (c->scoring_func == LM_SCORING_SOFTMAX)
-        lm_softmax(scores, E);
-    else
-        for (int64_t e = 0; e < E; e++) scores[e] = 1.0f / (1.0f + expf(-scores[e]));
-    float sel[E];
-    for (int64_t e = 0; e < E; e++) sel[e] = scores[e] + (bias && c->topk_method == LM_TOPK_NOAUX_TC ? bias[e] : 0.0f);
-    if (c->topk_method != LM_TOPK_GREEDY && c->n_group > 1) {
-        int64_t G = c->n_group, per = E / G;
-        float gscore[G];
-        for (int64_t g = 0; g < G; g++) {
-            const float *v = sel + g * per;
-            if (c->topk_method == LM_TOPK_NOAUX_TC) {
-                int top[2];
-                int n2 = per < 2 ? (int)per : 2;
-                lm_topk(v, per, n2, top);
-                gscore[g] = 0;
-                for (int i = 0; i < n2; i++) gscore[g] += v[top[i]];
-            } else {
-                float mx = v[0];
-                for (int64_t i = 1; i < per; i++) mx = v[i] > mx ? v[i] : mx;
-                gscore[g] = mx;
-            }
-        }
-        int keep[G];
-        lm_topk(gscore, G, (int)c->topk_group, keep);
-        char kept[G];
-        memset(kept, 0, (size_t)G);
-        for (int64_t i = 0; i < c->topk_group; i++) kept[keep[i]] = 1;
-        for (int64_t e = 0; e < E; e++)
-            if (!kept[e / per]) sel[e] = -INFINITY; /* conv. 22: the official fill */
-    }
-    lm_topk(sel, E, (int)k, idx);
-    double sum = 0;
-    for (int64_t i = 0; i < k; i++) {
-        w[i] = scores[idx[i]]; /* unbiased (conv. 20) */
-        sum += w[i];
-    }
-    if (c->norm_topk_prob && k > 1)
-        for (int64_t i = 0; i < k; i++) w[i] = (float)(w[i] / (sum + 1e-20));
-    for (int64_t i = 0; i < k; i++) w[i] *= (float)c->routed_scaling_factor; /* conv. 24: after normalising */
-}
-
 static void moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t T) {
     const lm_config *c = &s->m->cfg;
     int64_t D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok;
     lm_matmul(pool, s->gate, s->xn, T, &L->gate);
     for (int64_t t = 0; t < T; t++)
-        route_token(c, L->gate_bias, s->gate + t * E, s->route_idx + t * k, s->route_w + t * k);
+        lm_route_token(c, L->gate_bias, s->gate + t * E, s->route_idx + t * k, s->route_w + t * k);
     for (int64_t e = 0; e < E; e++) {
         int64_t n = 0;
         for (int64_t t = 0; t < T; t++)

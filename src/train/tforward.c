@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "core/kernels.h"
+#include "model/route.h"
 #include "train/tkernels.h"
 #include "train/trainer.h"
 
@@ -222,54 +223,6 @@ static void mlp_fwd(lm_trainer *tr, lm_pool *pool, const float *x, int64_t N, co
     lm_tk_linear(pool, out, tr->act, N, w2, D, I);
 }
 
-/* Router of one token, exactly model/forward.c's (conv. 19-24): `scores`
- * holds the gate logits on entry and the unbiased scores on return. */
-static void route_token(const lm_config *c, const float *bias, float *scores, int32_t *idx, float *w) {
-    int64_t E = c->n_routed_experts, k = c->num_experts_per_tok;
-    if (c->scoring_func == LM_SCORING_SOFTMAX)
-        lm_softmax(scores, E);
-    else
-        for (int64_t e = 0; e < E; e++) scores[e] = 1.0f / (1.0f + expf(-scores[e]));
-    float sel[E];
-    for (int64_t e = 0; e < E; e++) sel[e] = scores[e] + (bias && c->topk_method == LM_TOPK_NOAUX_TC ? bias[e] : 0.0f);
-    if (c->topk_method != LM_TOPK_GREEDY && c->n_group > 1) {
-        int64_t G = c->n_group, per = E / G;
-        float gscore[G];
-        for (int64_t g = 0; g < G; g++) {
-            const float *v = sel + g * per;
-            if (c->topk_method == LM_TOPK_NOAUX_TC) {
-                int top[2];
-                int n2 = per < 2 ? (int)per : 2;
-                lm_topk(v, per, n2, top);
-                gscore[g] = 0;
-                for (int i = 0; i < n2; i++) gscore[g] += v[top[i]];
-            } else {
-                float mx = v[0];
-                for (int64_t i = 1; i < per; i++) mx = v[i] > mx ? v[i] : mx;
-                gscore[g] = mx;
-            }
-        }
-        int keep[G];
-        lm_topk(gscore, G, (int)c->topk_group, keep);
-        char kept[G];
-        memset(kept, 0, (size_t)G);
-        for (int64_t i = 0; i < c->topk_group; i++) kept[keep[i]] = 1;
-        for (int64_t e = 0; e < E; e++)
-            if (!kept[e / per]) sel[e] = -INFINITY; /* conv. 22 */
-    }
-    int top[k];
-    lm_topk(sel, E, (int)k, top);
-    double sum = 0;
-    for (int64_t i = 0; i < k; i++) {
-        idx[i] = top[i];
-        w[i] = scores[top[i]]; /* unbiased (conv. 20) */
-        sum += w[i];
-    }
-    if (c->norm_topk_prob && k > 1)
-        for (int64_t i = 0; i < k; i++) w[i] = (float)(w[i] / (sum + 1e-20));
-    for (int64_t i = 0; i < k; i++) w[i] *= (float)c->routed_scaling_factor; /* conv. 24 */
-}
-
 void tr_balance_f(const lm_trainer *tr, const tr_acts *A, int64_t b, double *f) {
     const lm_config *c = &tr->p->cfg;
     int64_t E = c->n_routed_experts, k = c->num_experts_per_tok, T = tr->T;
@@ -288,7 +241,7 @@ static double moe_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, in
     int64_t N = nseq * tr->T, D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok,
             Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
     lm_tk_linear(pool, A->probs, tr->xn, N, W->gate, E, D);
-    for (int64_t n = 0; n < N; n++) route_token(c, W->gate_bias, A->probs + n * E, A->ridx + n * k, A->rw + n * k);
+    for (int64_t n = 0; n < N; n++) lm_route_token(c, W->gate_bias, A->probs + n * E, A->ridx + n * k, A->rw + n * k);
     /* Slots grouped by expert, tokens in order within each. */
     for (int64_t e = 0; e <= E; e++) A->eoff[e] = 0;
     for (int64_t s = 0; s < N * k; s++) A->eoff[A->ridx[s] + 1]++;
