@@ -107,7 +107,7 @@ int cmd_chat(int argc, char **argv) {
     const char *dir = NULL, *tok_dir = NULL, *system = NULL, *v;
     int64_t threads = args_default_threads(), n = 1024, ctx = 4096, seed = 0, top_k = 0;
     double temp = 0.6, top_p = 0.95, min_p = 0;
-    int think = 0;
+    int think = 0, ignore_eos = 0;
     for (; a.i < argc && !a.bad; a.i++) {
         if (args_opt(&a, "--help", "-h", NULL)) {
             printf("usage: lemma chat MODEL_DIR [--system TEXT] [--think] [options]\n"
@@ -120,6 +120,7 @@ int cmd_chat(int argc, char **argv) {
                    "  --ctx N           context size (default 4096)\n"
                    "  --temperature T   (default 0.6)  --top-p P (default 0.95)  --top-k K  --min-p P\n"
                    "  --seed S          sampling seed (default 0)\n"
+                   "  --ignore-eos      answers end only at -n or Ctrl-C (no EOS, no <｜User｜> stop)\n"
                    "  --tokenizer DIR   tokenizer.json location (default MODEL_DIR)\n"
                    "  --threads N       worker threads (default: all cores)\n");
             return 0;
@@ -127,6 +128,8 @@ int cmd_chat(int argc, char **argv) {
             system = v;
         } else if (args_opt(&a, "--think", NULL, NULL)) {
             think = 1;
+        } else if (args_opt(&a, "--ignore-eos", NULL, NULL)) {
+            ignore_eos = 1;
         } else if (args_opt(&a, "-n", NULL, &v) || args_opt(&a, "--max-tokens", NULL, &v)) {
             args_int(&a, "-n", v, 1, 1 << 24, &n);
         } else if (args_opt(&a, "--ctx", NULL, &v)) {
@@ -201,8 +204,9 @@ int cmd_chat(int argc, char **argv) {
     gp.sampling.min_p = (float)min_p;
     const char *stops[] = {"<｜User｜>"};
     gp.stop = stops;
-    gp.nstop = 1;
+    gp.nstop = ignore_eos ? 0 : 1;
     gp.skip_special = 1;
+    gp.stop_at_eos = !ignore_eos;
     for (uint64_t turn = 0;; turn++) {
         if (interactive) {
             fputs("\n> ", stderr);

@@ -59,6 +59,19 @@ check "chat is deterministic under a seed" '[ "$out1" = "$out2" ]'
 check "chat answered two turns" '[ "$(grep -c "tokens, .* tok/s, prefilled" "$dir/chat_err")" -eq 2 ]'
 check "chat reuses the cache on turn 2" '[ "$(grep -o "prefilled [0-9]*" "$dir/chat_err" | tail -1 | grep -o "[0-9]*")" -lt 40 ]'
 
+# Ctrl-C stops the answer in progress, not the program: the chat goes on to
+# the next turn and exits normally at end of input.
+printf 'a long answer please\nand another\n' > "$dir/q2"
+"$BIN" chat "$m" -n 10000000 --ctx 200000 --ignore-eos --seed 2 <"$dir/q2" >"$dir/c_out" 2>"$dir/c_err" & pid=$!
+for _ in $(seq 1 500); do [ -s "$dir/c_out" ] && break; sleep 0.01; done
+sleep 0.2; kill -INT $pid 2>/dev/null
+for _ in $(seq 1 500); do [ "$(grep -c "(stopped)" "$dir/c_err")" -ge 1 ] && break; sleep 0.01; done
+sleep 0.2; kill -INT $pid 2>/dev/null
+for _ in $(seq 1 1000); do kill -0 $pid 2>/dev/null || break; sleep 0.02; done
+kill -9 $pid 2>/dev/null   # never hang the suite: a lost signal fails the check below
+wait $pid; rc=$?
+check "Ctrl-C stops each answer and the chat exits 0" '[ $rc -eq 0 ] && [ "$(grep -c "(stopped)" "$dir/c_err")" -eq 2 ]'
+
 # errors
 "$BIN" generate "$m" -p "" -n 3 >/dev/null 2>"$dir/e1"; rc=$?
 check "empty prompt is an error" '[ $rc -ne 0 ] && grep -q "empty prompt" "$dir/e1"'
