@@ -119,6 +119,14 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
     data_dir = rel;
     pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "{\n  \"format\": \"lemma-run\",\n  \"version\": 1,\n  \"data\": ");
     if (json_write_string(buf, sizeof buf, &pos, data_dir, strlen(data_dir))) return lm_fail(err, "path too long");
+    pos += (size_t)snprintf(buf + pos, sizeof buf - pos, ",\n  \"init\": ");
+    if (o->init_dir) {
+        char irel[PATH_MAX];
+        relpath(dir, o->init_dir, irel, sizeof irel);
+        if (json_write_string(buf, sizeof buf, &pos, irel, strlen(irel))) return lm_fail(err, "path too long");
+    } else {
+        pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "null");
+    }
     pos += (size_t)snprintf(buf + pos, sizeof buf - pos, ",\n  \"tokenizer\": ");
     if (tok_dir) {
         char trel[PATH_MAX];
@@ -149,7 +157,7 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
 
 /* Strings read back from run.json live here. */
 typedef struct run_strings {
-    char data[PATH_MAX], tok[PATH_MAX], out[PATH_MAX], config[PATH_MAX];
+    char data[PATH_MAX], tok[PATH_MAX], out[PATH_MAX], config[PATH_MAX], init[PATH_MAX];
 } run_strings;
 
 static int read_run_json(const char *dir, lm_run_opts *o, run_strings *s, lm_error *err) {
@@ -189,6 +197,12 @@ static int read_run_json(const char *dir, lm_run_opts *o, run_strings *s, lm_err
     if (v->str[0] == '/') snprintf(s->data, sizeof s->data, "%s", v->str);
     else pjoin(s->data, sizeof s->data, dir, v->str);
     o->data_dir = s->data;
+    v = json_get(r, "init");
+    if (v && v->type == JSON_STRING) {
+        if (v->str[0] == '/') snprintf(s->init, sizeof s->init, "%s", v->str);
+        else pjoin(s->init, sizeof s->init, dir, v->str);
+        o->init_dir = s->init;
+    }
     v = json_get(r, "tokenizer");
     if (v && v->type == JSON_STRING) {
         if (v->str[0] == '/') snprintf(s->tok, sizeof s->tok, "%s", v->str);
@@ -652,7 +666,15 @@ int lm_train_resume(const char *run_dir, int threads, int quiet, int (*progress)
     if (step < 0) {
         /* killed before the first checkpoint: start over from the init */
         if (!quiet) fprintf(stderr, "no checkpoint in %s yet: starting from step 0\n", run_dir);
-        lm_params_init_random(c.p, o->seed, o->init_std > 0 ? o->init_std : 0.02);
+        if (o->init_dir) {
+            lm_model *m;
+            if (lm_model_load(o->init_dir, &m, err)) goto fail;
+            int lrc = lm_params_load_model(c.p, m, err);
+            lm_model_free(m);
+            if (lrc) goto fail;
+        } else {
+            lm_params_init_random(c.p, o->seed, o->init_std > 0 ? o->init_std : 0.02);
+        }
         step = 0;
     } else {
         snprintf(ck, sizeof ck, "%s/ckpt-%08lld", run_dir, (long long)step);

@@ -57,6 +57,13 @@ check "interrupted run resumes to identical weights" '[ "$(sha "$dir/a")" = "$(s
 "$BIN" train --resume "$dir/a" --quiet 2>/dev/null; rc=$?
 check "resume of a finished run is a no-op" '[ $rc -eq 0 ] && [ "$(sha "$dir/a")" = "$(sha "$dir/b")" ]'
 
+# --init from a trained model; a run killed before its first checkpoint
+# (only run.json and config.json written) resumes from the same init
+"$BIN" train --init "$dir/a/latest" --data "$dir/data" --out "$dir/f" --steps 4 --batch 2 --seq 32 --quiet
+mkdir -p "$dir/g" && cp "$dir/f/run.json" "$dir/f/config.json" "$dir/g/"
+"$BIN" train --resume "$dir/g" --quiet 2>/dev/null
+check "--init run; resume before any checkpoint restarts from the init" '[ -n "$(sha "$dir/f")" ] && [ "$(sha "$dir/f")" = "$(sha "$dir/g")" ]'
+
 "$BIN" plot "$dir/a" --out "$dir/a.svg" >/dev/null 2>&1
 check "plot draws the run" 'grep -q "<svg" "$dir/a.svg"'
 
