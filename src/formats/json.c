@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
+
 typedef struct arena_chunk {
     struct arena_chunk *next;
     size_t used, cap;
@@ -99,26 +101,6 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
     return len;
 }
 
-static size_t put_utf8(unsigned char *out, uint32_t cp) {
-    if (cp < 0x80) { out[0] = (unsigned char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (unsigned char)(0xc0 | (cp >> 6));
-        out[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (unsigned char)(0xe0 | (cp >> 12));
-        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (unsigned char)(0xf0 | (cp >> 18));
-    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (unsigned char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 static int hex4(parser *p, size_t at, uint32_t *out) {
     if (p->n - at < 4) return 0;
     uint32_t v = 0;
@@ -196,7 +178,7 @@ static int parse_string_raw(parser *p, const char **out, size_t *out_len) {
             }
             /* A \uXXXX escape is at most 6 source bytes for at most 3 output
              * bytes, and a pair is 12 for 4, so buf never overflows. */
-            o += put_utf8(buf + o, cp);
+            o += lm_utf8_encode(cp, buf + o);
             break;
         }
         default: fail(p, j, "invalid escape in string"); return -1;

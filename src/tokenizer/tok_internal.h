@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 
 #define LM_TOK_NONE UINT32_MAX
@@ -188,6 +189,5 @@ static inline size_t lm_utf8_decode(const unsigned char *s, uint32_t *cp) {
     *cp = ((c & 0x07) << 18) | ((s[1] & 0x3f) << 12) | ((s[2] & 0x3f) << 6) | (s[3] & 0x3f);
     return 4;
 }
-size_t lm_utf8_encode(uint32_t cp, unsigned char *out);
 
 #endif
