@@ -83,6 +83,8 @@
 #include "train/params.h"
 #include "train/step.h"
 
+#include "fma_peak.h"
+
 static double clock_s(clockid_t id) {
     struct timespec ts;
     clock_gettime(id, &ts);
@@ -92,35 +94,6 @@ static double clock_s(clockid_t id) {
 /* ---- the FMA anchor (bench_matmul.c's loop, shorter, on the thread clock) ---- */
 
 #define FMA_ITERS 2000000L
-#define FMA12(F, V, S)                                                               \
-    V a0 = S(1), a1 = S(2), a2 = S(3), a3 = S(4), a4 = S(5), a5 = S(6), a6 = S(7),     \
-      a7 = S(8), a8 = S(9), a9 = S(10), a10 = S(11), a11 = S(12);                    \
-    for (long it = 0; it < FMA_ITERS; it++) {                                        \
-        a0 = F(a0, m, c), a1 = F(a1, m, c), a2 = F(a2, m, c), a3 = F(a3, m, c);      \
-        a4 = F(a4, m, c), a5 = F(a5, m, c), a6 = F(a6, m, c), a7 = F(a7, m, c);      \
-        a8 = F(a8, m, c), a9 = F(a9, m, c), a10 = F(a10, m, c), a11 = F(a11, m, c);  \
-    }
-
-__attribute__((target("avx512f"))) static double fma_loop_avx512(void) {
-    __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    FMA12(_mm512_fmadd_ps, __m512, _mm512_set1_ps)
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    return _mm512_reduce_add_ps(s);
-}
-
-__attribute__((target("avx2,fma"))) static double fma_loop_avx2(void) {
-    __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    FMA12(_mm256_fmadd_ps, __m256, _mm256_set1_ps)
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float t[8];
-    _mm256_storeu_ps(t, s);
-    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
-}
-
 static volatile double fma_sink;
 
 /* GFLOP/s of one thread, best of reps, on the thread's CPU clock. */
@@ -131,7 +104,7 @@ static double fma_anchor_1t(int reps) {
         if (kind == 1 && !__builtin_cpu_supports("avx2")) continue;
         for (int r = 0; r < reps; r++) {
             double t0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
-            fma_sink = kind == 0 ? fma_loop_avx512() : fma_loop_avx2();
+            fma_sink = kind == 0 ? fma_loop_avx512(FMA_ITERS) : fma_loop_avx2(FMA_ITERS);
             double t = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0;
             double gf = (double)FMA_ITERS * 12 * (kind == 0 ? 16 : 8) * 2 / t * 1e-9;
             if (gf > best) best = gf;
