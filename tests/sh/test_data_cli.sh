@@ -5,18 +5,7 @@
 # line for each kind of bad input.
 set -u
 cd "$(dirname "$0")/../.."
-LEMMA=${LEMMA_BIN:-./lemma}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-passed=0; failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-check() { local name=$1; shift; if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/  /' "$tmp/out" | head -20; fi; }
-check_fails() { # name, expected message part, command...
-    local name=$1 want=$2; shift 2
-    if "$@" >"$tmp/out" 2>&1; then bad "$name (succeeded)"; sed 's/^/  /' "$tmp/out" | head -5
-    elif ! grep -q -- "$want" "$tmp/out"; then bad "$name (message)"; sed 's/^/  /' "$tmp/out" | head -5
-    else ok "$name"; fi
-}
+. tests/sh/lib.sh
 
 for i in $(seq 1 400); do echo "Line $i: the $((i % 7)) quick foxes jump over $((i % 5)) lazy dogs."; done >"$tmp/a.txt"
 printf '{"segments": [{"text": "<｜User｜>hi", "loss": false}, {"text": "<｜Assistant｜>hello", "loss": true}]}\n' >"$tmp/b.jsonl"

@@ -5,18 +5,7 @@
 # with one clear line.
 set -u
 cd "$(dirname "$0")/../.."
-LEMMA=${LEMMA_BIN:-./lemma}
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-passed=0; failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-check() { local name=$1; shift; if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/  /' "$tmp/out" | head -20; fi; }
-check_fails() { # name, expected message part, command...
-    local name=$1 want=$2; shift 2
-    if "$@" >"$tmp/out" 2>&1; then bad "$name (succeeded)"; sed 's/^/  /' "$tmp/out" | head -5
-    elif ! grep -q -- "$want" "$tmp/out"; then bad "$name (message)"; sed 's/^/  /' "$tmp/out" | head -5
-    else ok "$name"; fi
-}
+. tests/sh/lib.sh
 
 cat >"$tmp/tiny.json" <<'JSON'
 {
