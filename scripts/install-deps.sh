@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lemma needs to build, test and benchmark.
-# Run as root on Debian 12 (CI and fresh machines); skips what is present.
+# Run as root on Debian 12 (fresh machines); skips what is present.
+# `install-deps.sh --list` prints the package names (.ci/run installs them).
 set -eu
 build_pkgs="gcc make libc6-dev libpcre2-dev bible-kjv"  # bible-kjv: the corpus of recipes/default.json
 test_pkgs="python3 python3-numpy clang libclang-rt-14-dev"
 extra_pkgs="${LEMMA_EXTRA_PKGS:-}"
+if [ "${1:-}" = "--list" ]; then  # the package names, for .ci/run
+    echo $build_pkgs $test_pkgs $extra_pkgs
+    exit 0
+fi
 want=""
 for p in $build_pkgs $test_pkgs $extra_pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want="$want $p"
