@@ -1,0 +1,90 @@
+/* common.c — the domain registry and what every domain shares: the answer
+ * format, finding the solution part, and the verifier's analysis text. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tasks/tasks.h"
+
+/* The domains (each in its own file, src/tasks/<name>.c). */
+extern const lm_task_domain lm_domain_add, lm_domain_lineq, lm_domain_gcd;
+extern const lm_task_domain lm_domain_modpow, lm_domain_poly, lm_domain_divcases;
+
+const lm_task_domain *const lm_task_domains[] = {
+    &lm_domain_add, &lm_domain_lineq, &lm_domain_gcd, &lm_domain_modpow, &lm_domain_poly, &lm_domain_divcases,
+};
+const int lm_task_ndomains = (int)(sizeof lm_task_domains / sizeof lm_task_domains[0]);
+
+const lm_task_domain *lm_task_domain_find(const char *name) {
+    for (int i = 0; i < lm_task_ndomains; i++)
+        if (!strcmp(lm_task_domains[i]->name, name)) return lm_task_domains[i];
+    return NULL;
+}
+
+const lm_task_domain *lm_task_domain_of(const char *question) {
+    for (int i = 0; i < lm_task_ndomains; i++)
+        if (lm_task_domains[i]->recognizes(question)) return lm_task_domains[i];
+    return NULL;
+}
+
+void lm_task_solution_part(const char *text, const char **begin, size_t *len) {
+    const char *b = text, *sol = strstr(text, "## Solution");
+    if (sol) {
+        b = sol + strlen("## Solution");
+        while (*b == ' ' || *b == '\t') b++;
+        if (*b == '\r') b++;
+        if (*b == '\n') b++;
+    }
+    const char *e = strstr(b, "## Self Evaluation");
+    *begin = b;
+    *len = e ? (size_t)(e - b) : strlen(b);
+}
+
+int lm_task_check(const char *question, const char *answer, lm_check_result *res, lm_error *err) {
+    const lm_task_domain *d = lm_task_domain_of(question);
+    if (!d) return lm_fail(err, "the question is not in the wording of any domain (lemma tasks list shows them)");
+    const char *b;
+    size_t n;
+    lm_task_solution_part(answer, &b, &n);
+    lm_text sol = {0};
+    if (lm_text_append(&sol, b, n)) return lm_fail(err, "out of memory");
+    int rc = d->check(question, sol.data ? sol.data : "", res, err);
+    lm_text_free(&sol);
+    if (rc) return lm_fail_prefix(err, "%s question", d->name);
+    return 0;
+}
+
+static int append(lm_text *t, const char *s) { return lm_text_append(t, s, strlen(s)); }
+
+int lm_task_verification_text(const lm_check_result *r, lm_text *out) {
+    char line[400];
+    if (r->score >= 1)
+        snprintf(line, sizeof line, "Every step checks and the conclusion is the claim.\n");
+    else if (r->step > 0)
+        snprintf(line, sizeof line, "Step %d (%s): %s.\n", r->step, r->kind, r->message);
+    else
+        snprintf(line, sizeof line, "(%s): %s.\n", r->kind, r->message);
+    const char *score = r->score >= 1 ? "1" : r->score > 0 ? "0.5" : "0";
+    return append(out, "Here is my evaluation of the solution:\n") || append(out, line) ||
+           append(out, "\nBased on my evaluation, the final overall score should be:\n\\boxed{") ||
+           append(out, score) || append(out, "}");
+}
+
+int lm_task_append_self_eval(lm_text *out) {
+    return append(out, "\n## Self Evaluation\n\nHere is my evaluation of the solution:\n"
+                       "Every step checks and the conclusion is the claim.\n\n"
+                       "Based on my evaluation, the final overall score should be:\n\\boxed{1}");
+}
+
+void lm_check_set(lm_check_result *res, double score, int step, const char *kind, const char *fmt, ...) {
+    res->score = score;
+    res->step = step;
+    snprintf(res->kind, sizeof res->kind, "%s", kind ? kind : "");
+    res->message[0] = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(res->message, sizeof res->message, fmt, ap);
+        va_end(ap);
+    }
+}
