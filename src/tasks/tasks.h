@@ -105,9 +105,10 @@ typedef struct lm_task_domain {
                    lm_error *err);
 } lm_task_domain;
 
-/* The domains, in a fixed order (the order of `lemma tasks list`). */
-extern const lm_task_domain *const lm_task_domains[];
-extern const int lm_task_ndomains;
+/* The domains, in a fixed order (the order of `lemma tasks list`):
+ * lm_task_domain_at(i) for i in [0, lm_task_count()). */
+int lm_task_count(void);
+const lm_task_domain *lm_task_domain_at(int i);
 
 const lm_task_domain *lm_task_domain_find(const char *name);
 /* The domain whose canonical wording the question uses, or NULL. */
