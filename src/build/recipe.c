@@ -290,7 +290,7 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     switch (st->kind_id) {
     case LM_STAGE_TOKENIZER: {
         static const char *const keys[] = {"name", "kind", "inputs", "description", "vocab_size", "min_frequency",
-                                           "max_bytes", NULL};
+                                           "max_bytes", "digit_group", NULL};
         if (check_keys(v, keys, f, where, err)) return -1;
         if (ntok || ndata || !ntext)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a tokenizer stage takes text inputs only", f, in->offset, where);
@@ -300,6 +300,7 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         if (get_int(v, "vocab_size", 263, 1 << 24, &x, f, where, err)) return -1;
         if (get_int(v, "min_frequency", 1, INT64_MAX, &x, f, where, err)) return -1;
         if (get_int(v, "max_bytes", 0, INT64_MAX, &x, f, where, err)) return -1;
+        if (get_int(v, "digit_group", 1, 3, &x, f, where, err)) return -1;
         break;
     }
     case LM_STAGE_DATA: {

@@ -76,14 +76,16 @@ int lm_stage_tokenizer(const lm_stage *st, const char *build_dir, lm_error *err)
     (void)build_dir;
     lm_bpe_train_opts o;
     lm_bpe_train_defaults(&o);
-    int64_t vocab, minf, maxb;
+    int64_t vocab, minf, maxb, digits;
     if (lm_stage_int(st, "vocab_size", o.vocab_size, 263, 1 << 24, &vocab, err) ||
+        lm_stage_int(st, "digit_group", 3, 1, 3, &digits, err) ||
         lm_stage_int(st, "min_frequency", o.min_frequency, 1, INT64_MAX, &minf, err) ||
         lm_stage_int(st, "max_bytes", 0, 0, INT64_MAX, &maxb, err))
         return -1;
     o.vocab_size = (int32_t)vocab;
     o.min_frequency = minf;
     o.max_bytes = (size_t)maxb;
+    o.digit_group = (int)digits;
     o.progress = st->progress;
     o.progress_ctx = st->progress_ctx;
     int n;

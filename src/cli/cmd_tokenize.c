@@ -390,6 +390,7 @@ static void tokenizer_usage(FILE *f) {
             "  --out DIR          where tokenizer.json and tokenizer_config.json are written (required)\n"
             "  --min-frequency N  a pair must occur at least N times to be merged (default 2)\n"
             "  --max-bytes N      read at most N bytes of the corpus in all (default: everything)\n"
+            "  --digit-group N    cut numbers into groups of at most N digits: 3 (DeepSeek-V3, default) or 1\n"
             "  --quiet            no progress on stderr\n"
             "The pre-tokenizer is DeepSeek-V3's; the special tokens are BOS, EOS, pad, <｜User｜>,\n"
             "<｜Assistant｜>, <think>, </think>. Same corpus and options -> byte-identical files.\n");
@@ -445,14 +446,16 @@ int cmd_tokenizer(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { tokenizer_usage(stdout); free(files); return 0; }
         else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-        else if ((!strcmp(a, "--vocab") || !strcmp(a, "--min-frequency") || !strcmp(a, "--max-bytes")) && i + 1 < argc) {
+        else if ((!strcmp(a, "--vocab") || !strcmp(a, "--min-frequency") || !strcmp(a, "--max-bytes") ||
+                  !strcmp(a, "--digit-group")) && i + 1 < argc) {
             long long v = strtoll(argv[++i], &end, 10);
             if (!*argv[i] || *end || v < 0) {
                 fprintf(stderr, "lemma tokenizer train: %s: expected a non-negative integer, got '%s'\n", a, argv[i]);
                 free(files);
                 return 2;
             }
-            if (a[2] == 'v') opt.vocab_size = (int32_t)(v > INT32_MAX ? INT32_MAX : v);
+            if (a[2] == 'd') opt.digit_group = (int)(v > 3 ? 4 : v);
+            else if (a[2] == 'v') opt.vocab_size = (int32_t)(v > INT32_MAX ? INT32_MAX : v);
             else if (a[3] == 'i') opt.min_frequency = v;
             else opt.max_bytes = (size_t)v;
         } else if (a[0] == '-' && a[1] == '-') {

@@ -160,19 +160,23 @@ static int r3_split(const unsigned char *s, size_t start, size_t end, pt_emit_fn
 }
 
 int lm_pretok_deepseek(const unsigned char *s, size_t n, pt_emit_fn emit, void *ctx) {
+    return lm_pretok_deepseek_digits(s, n, 3, emit, ctx);
+}
+
+int lm_pretok_deepseek_digits(const unsigned char *s, size_t n, int group, pt_emit_fn emit, void *ctx) {
     size_t pos = 0;
     while (pos < n) {
         size_t l;
         unsigned c = cls_at(s, pos, &l);
         if (c & N) {
-            /* \p{N}{1,3}, repeatedly, over the run of N. */
+            /* \p{N}{1,group}, repeatedly, over the run of N. */
             size_t start = pos, k = 0;
             pos += l;
             k = 1;
             while (pos < n) {
                 size_t l2;
                 if (!(cls_at(s, pos, &l2) & N)) break;
-                if (k == 3) {
+                if (k == (size_t)group) {
                     if (emit(ctx, start, pos)) return -1;
                     start = pos;
                     k = 0;

@@ -52,6 +52,9 @@ int lm_pretok_run(const pt_config *pc, const unsigned char *s, size_t n, pt_emit
                   lm_error *err);
 /* DeepSeek-V3's fused scanner (also used by the trainer). */
 int lm_pretok_deepseek(const unsigned char *s, size_t n, pt_emit_fn emit, void *ctx);
+/* The same with step 1 as \p{N}{1,group} (group 1..3; lemma's trained
+ * tokenizers may split numbers into single digits, written as "\p{N}"). */
+int lm_pretok_deepseek_digits(const unsigned char *s, size_t n, int group, pt_emit_fn emit, void *ctx);
 /* Compiles a Split regex for step (PCRE2, or marks a hand-scanner pattern). */
 int lm_pretok_compile(pt_step *st, const char *pattern, size_t len, lm_error *err);
 void lm_pretok_free(pt_config *pc);
