@@ -333,7 +333,7 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     }
     case LM_STAGE_DATA: {
         static const char *const keys[] = {"name", "kind", "inputs", "description", "doc_sep", "val_fraction",
-                                           "seed", "shard_tokens", "bos", NULL};
+                                           "seed", "shard_tokens", "bos", "windows", NULL};
         if (check_keys(v, keys, f, where, err)) return -1;
         if (ndata || ntok != 1 || !ntext)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a data stage takes text inputs and one tokenizer stage", f,

@@ -490,10 +490,10 @@ static int write_index(build_ctx *c, const char *const *files, int nfiles, const
     bad |= sb_printf(&t, "{\n  \"format\": \"lemma-tokens\",\n  \"version\": %d,\n  \"tokenizer_sha256\": \"%s\",\n"
                          "  \"vocab_size\": %u,\n  \"bos_id\": %d,\n  \"eos_id\": %d,\n  \"doc_sep\": \"%s\",\n"
                          "  \"bos\": %s,\n  \"val_fraction\": %s,\n  \"seed\": %llu,\n  \"shard_tokens\": %lld,\n"
-                         "  \"sources\": [",
+                         "%s  \"sources\": [",
                      LM_SHARD_VERSION, tok_hex, c->vocab, c->bos, c->eos, lm_data_doc_sep_name(c->o->doc_sep),
                      c->o->bos && c->bos >= 0 ? "true" : "false", vf, (unsigned long long)c->o->seed,
-                     (long long)c->o->shard_tokens);
+                     (long long)c->o->shard_tokens, c->o->doc_windows ? "  \"windows\": \"document\",\n" : "");
     for (int i = 0; i < nfiles; i++) {
         bad |= sb_printf(&t, "%s\n    {\"file\": ", i ? "," : "");
         bad |= sb_string(&t, base_name(files[i]));
@@ -539,6 +539,8 @@ static int tokenizer_json_path(const char *tokenizer_dir, char *out, size_t cap,
 int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_dir, const char *out_dir,
                   const lm_data_opts *o, lm_error *err) {
     if (nfiles <= 0) return lm_fail(err, "no input files");
+    if (o->doc_windows && !o->bos)
+        return lm_fail(err, "document windows need a BOS before every document (bos is off)");
     if (!(o->val_fraction >= 0 && o->val_fraction <= 0.5))
         return lm_fail(err, "val_fraction %g: expected a number in [0, 0.5]", o->val_fraction);
     if (o->shard_tokens < 1 || o->shard_tokens > ((int64_t)1 << 32))
@@ -686,6 +688,8 @@ typedef struct shard {
     const uint8_t *loss;      /* NULL or n bytes */
     int64_t n;
     int64_t docs;
+    int64_t *doc_at;          /* document windows: the positions of the BOS tokens, ascending */
+    int64_t ndoc_at;
 } shard;
 
 struct lm_data {
@@ -694,7 +698,29 @@ struct lm_data {
     int64_t tokens[2], docs[2];
     int32_t vocab, bos, eos;
     char tok_hex[65];
+    int doc_windows;          /* training windows start at a document's BOS ("windows": "document") */
 };
+
+/* The BOS positions of a shard, for document windows. */
+static int index_documents(shard *sh, int32_t bos, lm_error *err) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < sh->n; t++) n += get_u32(sh->ids + 4 * t) == (uint32_t)bos;
+    if (!(sh->doc_at = malloc((size_t)(n ? n : 1) * sizeof *sh->doc_at))) return lm_fail(err, "out of memory");
+    for (int64_t t = 0; t < sh->n; t++)
+        if (get_u32(sh->ids + 4 * t) == (uint32_t)bos) sh->doc_at[sh->ndoc_at++] = t;
+    return 0;
+}
+
+/* Documents of a shard that start a full window of T (+1) tokens. */
+static int64_t doc_starts(const shard *sh, int64_t T) {
+    int64_t lo = 0, hi = sh->ndoc_at; /* first index with doc_at + T >= n */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (sh->doc_at[mid] + T < sh->n) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
 
 static int json_int_field(const json_value *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,
                           const char *path, lm_error *err) {
@@ -738,6 +764,17 @@ lm_data *lm_data_open(const char *dir, lm_error *err) {
     d->eos = (int32_t)x;
     if (json_int_field(root, "bos_id", -1, INT32_MAX, &x, ipath, err)) goto fail;
     d->bos = (int32_t)x;
+    if ((v = json_get(root, "windows"))) {
+        if (v->type != JSON_STRING || (strcmp(v->str, "document") && strcmp(v->str, "any"))) {
+            lm_fail(err, "%s: byte %zu: \"windows\": expected \"document\" or \"any\"", ipath, v->offset);
+            goto fail;
+        }
+        d->doc_windows = !strcmp(v->str, "document");
+        if (d->doc_windows && d->bos < 0) {
+            lm_fail(err, "%s: \"windows\": \"document\" needs a BOS token before every document (bos_id is -1)", ipath);
+            goto fail;
+        }
+    }
     v = json_get(root, "tokenizer_sha256");
     uint8_t th[32];
     if (!v || v->type != JSON_STRING || lm_sha256_parse(v->str, th)) {
@@ -810,6 +847,7 @@ lm_data *lm_data_open(const char *dir, lm_error *err) {
             sh->docs = info.documents;
             sh->ids = sh->map + LM_SHARD_HEADER;
             sh->loss = (info.flags & LM_SHARD_MASKED) ? sh->ids + 4 * info.n : NULL;
+            if (d->doc_windows && index_documents(sh, d->bos, err)) goto fail;
             d->tokens[s] += sh->n;
             d->docs[s] += sh->docs;
         }
@@ -828,6 +866,7 @@ void lm_data_close(lm_data *d) {
         for (int i = 0; i < d->nsh[s]; i++) {
             if (d->sh[s][i].len) munmap((void *)d->sh[s][i].map, d->sh[s][i].len);
             free(d->sh[s][i].path);
+            free(d->sh[s][i].doc_at);
         }
         free(d->sh[s]);
     }
@@ -848,7 +887,8 @@ int64_t lm_data_starts(const lm_data *d, int split, int64_t T) {
     if (!split_ok(split) || T < 1) return 0;
     int64_t S = 0;
     for (int i = 0; i < d->nsh[split]; i++)
-        if (d->sh[split][i].n > T) S += d->sh[split][i].n - T;
+        if (d->doc_windows) S += doc_starts(&d->sh[split][i], T);
+        else if (d->sh[split][i].n > T) S += d->sh[split][i].n - T;
     return S;
 }
 
@@ -884,12 +924,12 @@ static int fill_row(const lm_data *d, const shard *sh, int64_t s, int64_t T, int
 static const shard *locate(const lm_data *d, int split, int64_t T, int64_t k, int64_t *s) {
     for (int i = 0; i < d->nsh[split]; i++) {
         const shard *sh = &d->sh[split][i];
-        if (sh->n <= T) continue;
-        if (k < sh->n - T) {
-            *s = k;
+        int64_t here = d->doc_windows ? doc_starts(sh, T) : sh->n > T ? sh->n - T : 0;
+        if (k < here) {
+            *s = d->doc_windows ? sh->doc_at[k] : k;
             return sh;
         }
-        k -= sh->n - T;
+        k -= here;
     }
     return NULL;
 }
