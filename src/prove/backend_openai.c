@@ -506,6 +506,7 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
                 if (stop && *stop) break;
             }
         }
+        if (stop && *stop) continue; /* a failure reply above raised it: no more replies */
         int running = 0;
         curl_multi_perform(multi, &running);
         CURLMsg *msg;
