@@ -17,7 +17,7 @@ CSTD     := -std=gnu11
 WARN     := -Wall -Wextra -Wno-unused-parameter
 BASEARCH := -march=x86-64-v2 -mtune=generic
 CPPFLAGS := -Isrc -D_GNU_SOURCE
-LDLIBS   := -lm -lpthread -lpcre2-8
+LDLIBS   := -lm -lpthread -lpcre2-8 -lcurl
 
 ifeq ($(VARIANT),release)
   OPT := -O2 -g
