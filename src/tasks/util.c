@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "tasks/tasks.h"
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
@@ -150,6 +151,12 @@ int lm_task_match(const char *s, size_t len, const char *tmpl, ...) {
     return lm_scan_end(&sc);
 }
 
+int64_t lm_task_rng_range(lm_task_rng *r, int64_t lo, int64_t hi) {
+    uint64_t span = (uint64_t)hi - (uint64_t)lo + 1;
+    uint64_t u = lm_rng_u64(r->seed, LM_RNG_TASKS, r->counter++);
+    return span ? (int64_t)((uint64_t)lo + u % span) : (int64_t)u;
+}
+
 int lm_task_appendf(lm_text *t, const char *fmt, ...) {
     char small[256];
     va_list ap;
@@ -197,4 +204,34 @@ int lm_task_edit_lines(const char *body, int at, int n_delete, const char *inser
     if (lm_text_append(out, body, (size_t)(cut - body))) return -1;
     if (insert && (lm_text_append(out, insert, strlen(insert)) || lm_text_append(out, "\n", 1))) return -1;
     return lm_text_append(out, resume, strlen(resume));
+}
+
+int lm_task_check_answer(const lm_task_domain *d, const char *question, const char *answer, lm_check_result *res,
+                         lm_error *err) {
+    const char *b;
+    size_t n;
+    lm_task_solution_part(answer, &b, &n);
+    lm_text sol = {0};
+    if (lm_text_append(&sol, b, n)) return lm_fail(err, "out of memory");
+    int rc = d->check(question, sol.data, res, err);
+    lm_text_free(&sol);
+    return rc;
+}
+
+int lm_task_require_correct(const lm_task_domain *d, const char *question, const char *proof, lm_error *err) {
+    lm_check_result r;
+    if (lm_task_check_answer(d, question, proof, &r, err)) return lm_fail_prefix(err, "%s question", d->name);
+    if (r.score < 1)
+        return lm_fail(err, "the proof to corrupt does not check: step %d (%s): %s", r.step, r.kind, r.message);
+    return 0;
+}
+
+int lm_task_confirm(const lm_task_domain *d, const char *question, const char *answer, const lm_corruption *c,
+                    lm_error *err) {
+    lm_check_result r;
+    if (lm_task_check_answer(d, question, answer, &r, err)) return lm_fail_prefix(err, "%s question", d->name);
+    if (r.score != c->label || r.step != c->step || strcmp(r.kind, c->kind))
+        return lm_fail(err, "%s: a corruption of kind %s at step %d checks as %g, %s at step %d (%s)", d->name,
+                       c->kind, c->step, r.score, r.kind[0] ? r.kind : "correct", r.step, r.message);
+    return 0;
 }

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/error.h"
+#include "tasks/tasks.h"
 #include "tokenizer/tokenizer.h" /* lm_text */
 
 /* ---- lines ---------------------------------------------------------------- */
@@ -78,6 +80,32 @@ int lm_scan_fmt(lm_scan *sc, const char *tmpl, ...);
 int lm_scan_end(const lm_scan *sc);
 /* The whole of s[0..len) against the template (trailing white space allowed). */
 int lm_task_match(const char *s, size_t len, const char *tmpl, ...);
+
+/* ---- random draws ---------------------------------------------------------- */
+
+/* Draws for one generate or corrupt call: lm_rng_u64(seed, LM_RNG_TASKS, k)
+ * for k = 0, 1, 2, ... in call order, so the result is a pure function of
+ * the seed. */
+typedef struct lm_task_rng {
+    uint64_t seed, counter;
+} lm_task_rng;
+
+/* Uniform in [lo, hi] (lo <= hi; the modulo bias is below 2^-40 for the
+ * small ranges used here). */
+int64_t lm_task_rng_range(lm_task_rng *r, int64_t lo, int64_t hi);
+
+/* ---- checking and corrupting ---------------------------------------------- */
+
+/* d->check on the solution part of answer (lm_task_solution_part). */
+int lm_task_check_answer(const lm_task_domain *d, const char *question, const char *answer,
+                         lm_check_result *res, lm_error *err);
+/* For corrupters: 0 when proof checks as 1 under d; else -1, err saying why. */
+int lm_task_require_correct(const lm_task_domain *d, const char *question, const char *proof, lm_error *err);
+/* For corrupters: 0 when d's check of answer gives exactly c's label, kind
+ * and step; else -1, err naming both (a defect of the domain, never of the
+ * input). */
+int lm_task_confirm(const lm_task_domain *d, const char *question, const char *answer,
+                    const lm_corruption *c, lm_error *err);
 
 /* ---- building answers ----------------------------------------------------- */
 
