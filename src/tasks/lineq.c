@@ -151,18 +151,6 @@ static const char *subst_text(char *buf, size_t cap, int64_t xc, int64_t k, int6
     return buf;
 }
 
-static const char *i128_text(char *buf, size_t cap, __int128 v) {
-    char tmp[48];
-    int n = 0, neg = v < 0;
-    unsigned __int128 u = neg ? -(unsigned __int128)v : (unsigned __int128)v;
-    do tmp[n++] = (char)('0' + (int)(u % 10)); while ((u /= 10) && n < 46);
-    size_t pos = 0;
-    if (neg && pos + 1 < cap) buf[pos++] = '-';
-    while (n && pos + 1 < cap) buf[pos++] = tmp[--n];
-    buf[pos] = 0;
-    return buf;
-}
-
 /* "Check: 5*(-4) + 3 = -17 and 2*(-4) - 9 = -17": each side with an x term,
  * evaluated at v. check_delta is added to the first value (a slip). */
 static int append_check(lm_text *body, const equation *q, int64_t v, int check_delta) {
@@ -171,7 +159,7 @@ static int append_check(lm_text *body, const equation *q, int64_t v, int check_d
     if (lm_task_appendf(body, "Check: ")) return -1;
     if (q->a) {
         __int128 val = side_value(q->a, q->b, v) + check_delta;
-        if (lm_task_appendf(body, "%s = %s", subst_text(s, sizeof s, q->a, q->b, v), i128_text(n, sizeof n, val)))
+        if (lm_task_appendf(body, "%s = %s", subst_text(s, sizeof s, q->a, q->b, v), lm_task_i128_text(n, val)))
             return -1;
         parts++;
         check_delta = 0;
@@ -179,7 +167,7 @@ static int append_check(lm_text *body, const equation *q, int64_t v, int check_d
     if (q->c) {
         __int128 val = side_value(q->c, q->d, v) + check_delta;
         if (lm_task_appendf(body, "%s%s = %s", parts ? " and " : "", subst_text(s, sizeof s, q->c, q->d, v),
-                            i128_text(n, sizeof n, val)))
+                            lm_task_i128_text(n, val)))
             return -1;
     }
     return lm_task_appendf(body, "\n");
@@ -472,7 +460,7 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
                 else if (side_value(want[j][0], want[j][1], e.d) != part[j][3])
                     lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "%s = %s, not %lld",
                                  subst_text(s1, sizeof s1, want[j][0], want[j][1], e.d),
-                                 i128_text(t2, sizeof t2, side_value(want[j][0], want[j][1], e.d)),
+                                 lm_task_i128_text(t2, side_value(want[j][0], want[j][1], e.d)),
                                  (long long)part[j][3]);
                 else
                     bad = 0;

@@ -107,10 +107,17 @@ static int vscan(lm_scan *sc, const char *t, va_list ap) {
             int64_t *out = va_arg(ap, int64_t *);
             size_t used = 0;
             int r;
-            if (t[1] == 'p' && p < end && *p == '(') {
-                r = lm_task_parse_int(p + 1, (size_t)(end - p - 1), LM_INT_MINUS, out, &used);
-                if (r > 0 && (p[1] != '-' || p + 1 + used >= end || p[1 + used] != ')')) r = 0;
-                if (r > 0) used += 2;
+            if (t[1] == 'p' && p < end && *p == '(') { /* "(-n)", white space allowed inside */
+                const char *q = p + 1;
+                while (q < end && is_space(*q)) q++;
+                r = lm_task_parse_int(q, (size_t)(end - q), LM_INT_MINUS, out, &used);
+                if (r > 0 && *q != '-') r = 0;
+                if (r > 0) {
+                    q += used;
+                    while (q < end && is_space(*q)) q++;
+                    if (q >= end || *q != ')') r = 0;
+                    used = (size_t)(q + 1 - p);
+                }
             } else {
                 r = lm_task_parse_int(p, (size_t)(end - p), t[1] == 'd' ? LM_INT_MINUS : 0, out, &used);
             }
@@ -180,6 +187,19 @@ const char *lm_task_factor(char buf[24], int64_t n) {
         snprintf(buf, 24, "(%lld)", (long long)n);
     else
         snprintf(buf, 24, "%lld", (long long)n);
+    return buf;
+}
+
+const char *lm_task_i128_text(char buf[48], __int128 v) {
+    char digits[48];
+    int n = 0;
+    unsigned __int128 u = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    do digits[n++] = (char)('0' + (int)(u % 10));
+    while ((u /= 10) != 0);
+    size_t pos = 0;
+    if (v < 0) buf[pos++] = '-';
+    while (n) buf[pos++] = digits[--n];
+    buf[pos] = 0;
     return buf;
 }
 

@@ -19,6 +19,7 @@
  *   %u  an integer without sign: "0" or [1-9][0-9]* (no leading zeros)
  *   %d  the same with an optional '-' right before the digits ("-0" is not one)
  *   %p  "n" for n >= 0, "(-n)" for n < 0: a factor in a product, "(-2)*36"
+ *       (white space allowed inside the parentheses, not after the '-')
  *   %%  a literal '%'
  * Each conversion stores an int64_t through the next int64_t * argument.
  *
@@ -113,6 +114,8 @@ int lm_task_confirm(const lm_task_domain *d, const char *question, const char *a
 int lm_task_appendf(lm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* n as a %p factor: "7" or "(-7)". buf has room for 24 bytes. */
 const char *lm_task_factor(char buf[24], int64_t n);
+/* v in decimal ("-17"); buf has room for 48 bytes. */
+const char *lm_task_i128_text(char buf[48], __int128 v);
 /* The full answer for a solution body (one step per line, each ending in
  * '\n'): "## Solution\n" body, then the self-evaluation block. */
 int lm_task_answer(const char *body, size_t len, lm_text *out);
