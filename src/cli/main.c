@@ -25,6 +25,8 @@ static const command commands[] = {
     {"data", cmd_data, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
     {"build", cmd_build, "RECIPE.json [--out DIR] [--check]: run a recipe's stages, hashes in lemma.lock"},
     {"plot", cmd_plot, "RUN_DIR [--out FILE.svg]: loss / lr / tokens/s / expert-load charts as SVG"},
+    {"tasks", cmd_tasks, "list | gen DOMAINS --n N --out FILE | corrupt FILE --out FILE: theorem problem sets"},
+    {"check", cmd_check, "FILE.jsonl: exact scores of the answers to theorem-domain questions"},
 };
 
 static void usage(FILE *f) {
