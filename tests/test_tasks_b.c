@@ -1,5 +1,5 @@
 /* test_tasks_b.c — the modpow, poly and divcases theorem domains
- * (src/tasks/modpow.c): reference proofs check as 1, every
+ * (src/tasks/{modpow,poly}.c): reference proofs check as 1, every
  * corruption checks as its label, hand-written flawed proofs per kind,
  * wrong problems, bad questions, determinism, and a small fuzz loop. */
 #include <stdint.h>
@@ -12,7 +12,7 @@
 
 /* Named directly: a static archive does not pull in members for the
  * registry's weak references, so this is what links the domains in. */
-extern const lm_task_domain lm_domain_modpow;
+extern const lm_task_domain lm_domain_modpow, lm_domain_poly;
 
 #define SEEDS 1000 /* per difficulty and family */
 
@@ -91,7 +91,7 @@ static char *swapped(const char *const *lines, int n, int i, int j) {
     return join(tmp, n);
 }
 
-static const lm_task_domain *mine[] = {&lm_domain_modpow};
+static const lm_task_domain *mine[] = {&lm_domain_modpow, &lm_domain_poly};
 #define NMINE (int)(sizeof mine / sizeof *mine)
 
 /* Questions of the other engineer's domains, as far as their wording is
@@ -506,6 +506,147 @@ TEST(modpow_bad_questions) {
 
 TEST(modpow_fuzz) { fuzz(&lm_domain_modpow, "0123456789^*=+() \n\xe2\x89\xa1modTherefore."); }
 
+/* ---- poly ----------------------------------------------------------------- */
+
+static const char *PQ = "Prove that (x + 2)(x - 3) = x^2 - x - 6 for all real x.";
+static const char *p_lines[] = {
+    "(x + 2)(x - 3) = x*x + x*(-3) + 2*x + 2*(-3)",
+    "= x^2 - 3x + 2x - 6",
+    "= x^2 - x - 6",
+    "Therefore (x + 2)(x - 3) = x^2 - x - 6 for all real x.",
+};
+static const char *PQ3 = "Prove that (x + 1)(x - 2)(x + 3) = x^3 + 2x^2 - 5x - 6 for all real x.";
+static const char *p3_lines[] = {
+    "(x + 1)(x - 2) = x*x + x*(-2) + 1*x + 1*(-2)",
+    "= x^2 - 2x + x - 2",
+    "= x^2 - x - 2",
+    "(x^2 - x - 2)(x + 3) = x^2*x + x^2*3 + (-x)*x + (-x)*3 + (-2)*x + (-2)*3",
+    "= x^3 + 3x^2 - x^2 - 3x - 2x - 6",
+    "= x^3 + 2x^2 - 5x - 6",
+    "Therefore (x + 1)(x - 2)(x + 3) = x^3 + 2x^2 - 5x - 6 for all real x.",
+};
+
+TEST(poly_family) {
+    static const char *const kinds[] = {LM_ERR_ARITHMETIC, LM_ERR_CONCLUSION, LM_ERR_OMITTED};
+    family(&lm_domain_poly, kinds, 3);
+}
+
+TEST(poly_hand_written) {
+    char *s = join(p_lines, 4);
+    EXPECT(PQ, s, 1, 0, "");
+    free(s);
+    s = join(p3_lines, 7);
+    EXPECT(PQ3, s, 1, 0, "");
+    free(s);
+    EXPECT(PQ, "(x+2)(x-3)=x*x+x*(-3)+2*x+2*(-3)\n=x^2-3x+2x-6\n\n=x^2-x-6\nTherefore (x+2)(x-3)=x^2-x-6 for all real x.",
+           1, 0, "");
+    struct { const char *const *lines; int n; const char *q; int line; const char *repl; int step; const char *kind; } cases[] = {
+        /* arithmetic: a product, collecting, the distribution, the product carried into the next round */
+        {p_lines, 4, NULL, 1, "= x^2 - 4x + 2x - 6", 2, LM_ERR_ARITHMETIC},
+        {p_lines, 4, NULL, 2, "= x^2 - 2x - 6", 3, LM_ERR_ARITHMETIC},
+        {p_lines, 4, NULL, 2, "= x^2 - 6", 3, LM_ERR_ARITHMETIC},
+        {p_lines, 4, NULL, 0, "(x + 2)(x - 3) = x*x + x*(-3) + 2*x + 3*(-3)", 1, LM_ERR_ARITHMETIC},
+        {p_lines, 4, NULL, 0, "(x + 2)(x - 3) = x*x + x*(-3) + 2*x", 1, LM_ERR_ARITHMETIC},
+        {p3_lines, 7, NULL, 3, "(x^2 - x - 3)(x + 3) = x^2*x + x^2*3 + (-x)*x + (-x)*3 + (-3)*x + (-3)*3", 4,
+         LM_ERR_ARITHMETIC},
+        {p3_lines, 7, NULL, 4, "= x^3 + 3x^2 - x^2 - 3x - 2x - 5", 5, LM_ERR_ARITHMETIC},
+        /* the conclusion */
+        {p_lines, 4, NULL, 3, "Therefore (x + 2)(x - 3) = x^2 - x - 5 for all real x.", 4, LM_ERR_CONCLUSION},
+        /* wrong problem: another factor, in the first or a later round, or in the conclusion */
+        {p_lines, 4, NULL, 0, "(x + 2)(x - 4) = x*x + x*(-4) + 2*x + 2*(-4)", 1, LM_ERR_WRONG_PROBLEM},
+        {p_lines, 4, NULL, 0, "(x + 1)(x - 3) = x*x + x*(-3) + 1*x + 1*(-3)", 1, LM_ERR_WRONG_PROBLEM},
+        {p3_lines, 7, NULL, 3, "(x^2 - x - 2)(x + 4) = x^2*x + x^2*4 + (-x)*x + (-x)*4 + (-2)*x + (-2)*4", 4,
+         LM_ERR_WRONG_PROBLEM},
+        {p_lines, 4, NULL, 3, "Therefore (x + 2)(x - 4) = x^2 - x - 6 for all real x.", 4, LM_ERR_WRONG_PROBLEM},
+        {p_lines, 4, NULL, 3, "(x^2 - x - 6)(x + 1) = x^2*x + x^2*1 + (-x)*x + (-x)*1 + (-6)*x + (-6)*1", 4,
+         LM_ERR_WRONG_PROBLEM},
+        /* circular: concluded before the last factor is multiplied in */
+        {p3_lines, 7, NULL, 3, "Therefore (x + 1)(x - 2)(x + 3) = x^3 + 2x^2 - 5x - 6 for all real x.", 4,
+         LM_ERR_CIRCULAR},
+        /* not in the language */
+        {p_lines, 4, NULL, 1, "= x^2 + (-3x) + 2x - 6", 2, LM_ERR_UNPARSEABLE},
+        {p_lines, 4, NULL, 2, "= -x + x^2 - 6", 3, LM_ERR_UNPARSEABLE},
+        {p_lines, 4, NULL, 2, "= x^2 - 1x - 6", 3, LM_ERR_UNPARSEABLE},
+        {p_lines, 4, NULL, 0, "(x + 2)(x - 3) = x*x + x*-3 + 2*x + 2*-3", 1, LM_ERR_UNPARSEABLE},
+        {p_lines, 4, NULL, 0, "(x + 2)(x - 3) = x\xc2\xb7x + x*(-3) + 2*x + 2*(-3)", 1, LM_ERR_UNPARSEABLE},
+        {p_lines, 4, NULL, 0, "(2 + x)(x - 3) = 2*x + 2*(-3) + x*x + x*(-3)", 1, LM_ERR_UNPARSEABLE},
+        {p_lines, 4, NULL, 3, "Hence (x + 2)(x - 3) = x^2 - x - 6.", 4, LM_ERR_UNPARSEABLE},
+        {p_lines, 4, NULL, 3, "= x^2 - x - 6", 4, LM_ERR_UNPARSEABLE},
+        {p3_lines, 7, NULL, 3, "= x^2 - x - 2", 4, LM_ERR_UNPARSEABLE},
+        /* a false claim: the honest expansion does not reach it */
+        {p_lines, 4, "Prove that (x + 2)(x - 3) = x^2 - x - 5 for all real x.", 3,
+         "Therefore (x + 2)(x - 3) = x^2 - x - 5 for all real x.", 4, LM_ERR_CONCLUSION},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *t = edited(cases[i].lines, cases[i].n, cases[i].line, cases[i].repl);
+        const char *q = cases[i].q ? cases[i].q : cases[i].n == 4 ? PQ : PQ3;
+        lm_check_result r = judge(q, t);
+        CHECKF(r.score == 0 && r.step == cases[i].step && !strcmp(r.kind, cases[i].kind),
+               "case %zu: got step %d %s (%s), want step %d %s", i, r.step, r.kind, r.message, cases[i].step,
+               cases[i].kind);
+        free(t);
+    }
+    /* a products line left out: 0.5 at the collected line that took its place */
+    s = edited(p_lines, 4, 1, NULL);
+    EXPECT(PQ, s, 0.5, 2, LM_ERR_OMITTED);
+    free(s);
+    s = edited(p3_lines, 7, 4, NULL);
+    EXPECT(PQ3, s, 0.5, 5, LM_ERR_OMITTED);
+    free(s);
+    {
+        const char *l[] = {p3_lines[0], p3_lines[2], p3_lines[3], p3_lines[5], p3_lines[6]};
+        s = join(l, 5);
+        EXPECT(PQ3, s, 0.5, 2, LM_ERR_OMITTED); /* the first omission is reported */
+        free(s);
+        /* without the products line a wrong collection is still caught */
+        const char *l2[] = {p3_lines[0], "= x^2 - 2", p3_lines[3], p3_lines[5], p3_lines[6]};
+        s = join(l2, 5);
+        EXPECT(PQ3, s, 0, 2, LM_ERR_ARITHMETIC);
+        free(s);
+    }
+    /* conclusion missing; a line after it */
+    s = edited(p_lines, 4, 3, NULL);
+    EXPECT(PQ, s, 0, 0, LM_ERR_MISSING_CONCLUSION);
+    free(s);
+    {
+        const char *l[] = {p_lines[0], p_lines[1], p_lines[2], p_lines[3], p_lines[2]};
+        s = join(l, 5);
+        EXPECT(PQ, s, 0, 5, LM_ERR_UNPARSEABLE);
+        free(s);
+    }
+    /* the two-factor proof for the three-factor claim */
+    s = join(p_lines, 4);
+    EXPECT(PQ3, s, 0, 1, LM_ERR_WRONG_PROBLEM);
+    free(s);
+}
+
+TEST(poly_bad_questions) {
+    const char *bad[] = {
+        "Prove that (x + 2) = x + 2 for all real x.",
+        "Prove that (x + 2)(3) = 3x + 6 for all real x.",
+        "Prove that (x + 2)(x - 3) = x^2 - x - 6 for all x.",
+        "Prove that (2 + x)(x - 3) = x^2 - x - 6 for all real x.",
+        "Prove that (x + 2)(x - 3) = -x + x^2 - 6 for all real x.",
+        "Prove that (x + 1)(x + 1)(x + 1)(x + 1)(x + 1)(x + 1)(x + 1) = x for all real x.",
+        "Prove that (4611686018427387904x + 1)(2x + 1) = x for all real x.",
+        "Prove that (x^20 + 1)(x^20 + 1) = x for all real x.",
+        "Prove that x + 2 = x + 2 for all real x.",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        lm_check_result r;
+        lm_error err = {{0}};
+        CHECKF(lm_domain_poly.check(bad[i], "x", &r, &err) == -1 && err.msg[0], "%s", bad[i]);
+        CHECK(!strchr(err.msg, '\n'));
+    }
+    lm_error err = {{0}};
+    lm_text out = {0};
+    lm_corruption c;
+    CHECK(lm_domain_poly.corrupt(PQ, "## Solution\n= x^2 - x - 6\n", 1, &out, &c, &err) == -1);
+    lm_text_free(&out);
+}
+
+TEST(poly_fuzz) { fuzz(&lm_domain_poly, "0123456789x^*=+-() \nTherefore for all real."); }
+
 int main(void) {
     RUN(scanner_tokens);
     RUN(lines_skip_blank);
@@ -514,5 +655,9 @@ int main(void) {
     RUN(modpow_hand_written);
     RUN(modpow_bad_questions);
     RUN(modpow_fuzz);
+    RUN(poly_family);
+    RUN(poly_hand_written);
+    RUN(poly_bad_questions);
+    RUN(poly_fuzz);
     return test_report("test_tasks_b");
 }
