@@ -1,5 +1,5 @@
 /* test_tasks_b.c — the modpow, poly and divcases theorem domains
- * (src/tasks/{modpow,poly}.c): reference proofs check as 1, every
+ * (src/tasks/{modpow,poly,divcases}.c): reference proofs check as 1, every
  * corruption checks as its label, hand-written flawed proofs per kind,
  * wrong problems, bad questions, determinism, and a small fuzz loop. */
 #include <stdint.h>
@@ -12,7 +12,7 @@
 
 /* Named directly: a static archive does not pull in members for the
  * registry's weak references, so this is what links the domains in. */
-extern const lm_task_domain lm_domain_modpow, lm_domain_poly;
+extern const lm_task_domain lm_domain_modpow, lm_domain_poly, lm_domain_divcases;
 
 #define SEEDS 1000 /* per difficulty and family */
 
@@ -91,7 +91,7 @@ static char *swapped(const char *const *lines, int n, int i, int j) {
     return join(tmp, n);
 }
 
-static const lm_task_domain *mine[] = {&lm_domain_modpow, &lm_domain_poly};
+static const lm_task_domain *mine[] = {&lm_domain_modpow, &lm_domain_poly, &lm_domain_divcases};
 #define NMINE (int)(sizeof mine / sizeof *mine)
 
 /* Questions of the other engineer's domains, as far as their wording is
@@ -647,6 +647,144 @@ TEST(poly_bad_questions) {
 
 TEST(poly_fuzz) { fuzz(&lm_domain_poly, "0123456789x^*=+-() \nTherefore for all real."); }
 
+/* ---- divcases ------------------------------------------------------------- */
+
+static const char *DQ = "Prove that n^3 - n is divisible by 3 for every integer n.";
+static const char *d_lines[] = {
+    "n = 3k: n^3 - n = 27k^3 - 3k = 3*(9k^3 - k)",
+    "n = 3k + 1: n^3 - n = 27k^3 + 27k^2 + 6k = 3*(9k^3 + 9k^2 + 2k)",
+    "n = 3k + 2: n^3 - n = 27k^3 + 54k^2 + 33k + 6 = 3*(9k^3 + 18k^2 + 11k + 2)",
+    "Therefore n^3 - n is divisible by 3 for every integer n.",
+};
+
+TEST(divcases_family) {
+    static const char *const kinds[] = {LM_ERR_ARITHMETIC, LM_ERR_MISSING_CASE, LM_ERR_OMITTED, LM_ERR_CONCLUSION};
+    family(&lm_domain_divcases, kinds, 4);
+}
+
+TEST(divcases_hand_written) {
+    char *s = join(d_lines, 4);
+    EXPECT(DQ, s, 1, 0, "");
+    free(s);
+    EXPECT(DQ,
+           "n=3k:n^3-n=27k^3-3k=3*(9k^3-k)\n\n  n = 3 k + 1 : n^3 - n = 27k^3 + 27k^2 + 6k = 3 * ( 9k^3 + 9k^2 + 2k )\n"
+           "n = 3k + 2: n^3 - n = 27k^3 + 54k^2 + 33k + 6 = 3*(9k^3 + 18k^2 + 11k + 2)\n"
+           "Therefore n^3 - n is divisible by 3 for every integer n.\n",
+           1, 0, "");
+    struct { int line; const char *repl; int step; const char *kind; } cases[] = {
+        /* arithmetic: the expansion, the quotient */
+        {2, "n = 3k + 2: n^3 - n = 27k^3 + 54k^2 + 33k + 8 = 3*(9k^3 + 18k^2 + 11k + 2)", 3, LM_ERR_ARITHMETIC},
+        {2, "n = 3k + 2: n^3 - n = 27k^3 + 54k^2 + 33k = 3*(9k^3 + 18k^2 + 11k)", 3, LM_ERR_ARITHMETIC},
+        {1, "n = 3k + 1: n^3 - n = 27k^3 + 27k^2 + 6k = 3*(9k^3 + 9k^2 + 3k)", 2, LM_ERR_ARITHMETIC},
+        {1, "n = 3k + 1: n^3 - n = 3*(9k^3 + 9k^2 + 3k)", 2, LM_ERR_ARITHMETIC},
+        /* a case skipped: reported where it was due */
+        {1, NULL, 2, LM_ERR_MISSING_CASE},
+        {2, NULL, 3, LM_ERR_MISSING_CASE},
+        {0, NULL, 1, LM_ERR_MISSING_CASE},
+        /* the conclusion */
+        {3, "Therefore n^3 - n is divisible by 6 for every integer n.", 4, LM_ERR_CONCLUSION},
+        /* wrong problem: other cases, another polynomial, another factor, another conclusion */
+        {0, "n = 2k: n^3 - n = 8k^3 - 2k = 2*(4k^3 - k)", 1, LM_ERR_WRONG_PROBLEM},
+        {0, "n = 3k: n^3 + 2n = 27k^3 + 6k = 3*(9k^3 + 2k)", 1, LM_ERR_WRONG_PROBLEM},
+        {1, "n = 3k + 1: n^3 - n = 27k^3 + 27k^2 + 6k = 1*(27k^3 + 27k^2 + 6k)", 2, LM_ERR_WRONG_PROBLEM},
+        {3, "Therefore n^3 + 2n is divisible by 3 for every integer n.", 4, LM_ERR_WRONG_PROBLEM},
+        /* not in the language */
+        {0, "n = 3k + 0: n^3 - n = 27k^3 - 3k = 3*(9k^3 - k)", 1, LM_ERR_UNPARSEABLE},
+        {2, "n = 3k + 3: n^3 - n = 27k^3 + 81k^2 + 78k + 24 = 3*(9k^3 + 27k^2 + 26k + 8)", 3, LM_ERR_UNPARSEABLE},
+        {2, d_lines[1], 3, LM_ERR_UNPARSEABLE},
+        {1, "n = 3k + 1: n^3 - n = 27k^3 + 27k^2 + 6k = 3(9k^3 + 9k^2 + 2k)", 2, LM_ERR_UNPARSEABLE},
+        {1, "n = 3k + 1: n^3 - n = 27k^3 + 27k^2 + 6k", 2, LM_ERR_UNPARSEABLE},
+        {1, "n = 3k + 1: n^3 - n = 6k + 27k^2 + 27k^3 = 3*(9k^3 + 9k^2 + 2k)", 2, LM_ERR_UNPARSEABLE},
+        {1, "n = 3k + 1: -n + n^3 = 27k^3 + 27k^2 + 6k = 3*(9k^3 + 9k^2 + 2k)", 2, LM_ERR_UNPARSEABLE},
+        {3, "In every case 3 divides n^3 - n.", 4, LM_ERR_UNPARSEABLE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *t = edited(d_lines, 4, cases[i].line, cases[i].repl);
+        lm_check_result r = judge(DQ, t);
+        CHECKF(r.score == 0 && r.step == cases[i].step && !strcmp(r.kind, cases[i].kind),
+               "case %zu: got step %d %s (%s), want step %d %s", i, r.step, r.kind, r.message, cases[i].step,
+               cases[i].kind);
+        free(t);
+    }
+    /* the expansion left out: 0.5 on that line; a fatal error later still gives 0 */
+    s = edited(d_lines, 4, 1, "n = 3k + 1: n^3 - n = 3*(9k^3 + 9k^2 + 2k)");
+    EXPECT(DQ, s, 0.5, 2, LM_ERR_OMITTED);
+    free(s);
+    {
+        const char *l[] = {d_lines[0], "n = 3k + 1: n^3 - n = 3*(9k^3 + 9k^2 + 2k)", d_lines[3]};
+        s = join(l, 3);
+        EXPECT(DQ, s, 0, 3, LM_ERR_MISSING_CASE);
+        free(s);
+    }
+    /* conclusion missing; a line after it */
+    s = edited(d_lines, 4, 3, NULL);
+    EXPECT(DQ, s, 0, 0, LM_ERR_MISSING_CONCLUSION);
+    free(s);
+    {
+        const char *l[] = {d_lines[0], d_lines[1], d_lines[2], d_lines[3], d_lines[2]};
+        s = join(l, 5);
+        EXPECT(DQ, s, 0, 5, LM_ERR_UNPARSEABLE);
+        free(s);
+    }
+    /* a false claim: a remainder where the coefficient is not divisible */
+    EXPECT("Prove that n^2 + n + 1 is divisible by 2 for every integer n.",
+           "n = 2k: n^2 + n + 1 = 4k^2 + 2k + 1 = 2*(2k^2 + k)\n", 0, 1, LM_ERR_ARITHMETIC);
+    /* overflowing numbers in a step are unparseable */
+    s = edited(d_lines, 4, 1, "n = 3k + 1: n^3 - n = 27k^3 + 27k^2 + 6k = 3*(4611686018427387904k^3 + 9k^2 + 2k)");
+    EXPECT(DQ, s, 0, 2, LM_ERR_UNPARSEABLE);
+    free(s);
+}
+
+TEST(divcases_bad_questions) {
+    const char *bad[] = {
+        "Prove that n^3 - n is divisible by 1 for every integer n.",
+        "Prove that n^3 - n is divisible by 13 for every integer n.",
+        "Prove that 6 is divisible by 3 for every integer n.",
+        "Prove that n^9 - n is divisible by 3 for every integer n.",
+        "Prove that n^3 - n is divisible by 3.",
+        "Prove that -n + n^3 is divisible by 3 for every integer n.",
+        "Prove that x^3 - x is divisible by 3 for every integer n.",
+        "Prove that 9223372036854775807n^8 is divisible by 12 for every integer n.",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        lm_check_result r;
+        lm_error err = {{0}};
+        CHECKF(lm_domain_divcases.check(bad[i], "x", &r, &err) == -1 && err.msg[0], "%s", bad[i]);
+        CHECK(!strchr(err.msg, '\n'));
+    }
+    lm_error err = {{0}};
+    lm_text out = {0};
+    lm_corruption c;
+    CHECK(lm_domain_divcases.corrupt(DQ, d_lines[0], 1, &out, &c, &err) == -1);
+    lm_text_free(&out);
+}
+
+TEST(divcases_fuzz) {
+    fuzz(&lm_domain_divcases, "0123456789nk^*=+-():. \nTherefore is divisible by for every integer");
+}
+
+/* The verifier's target text for a corrupted proof names the step and kind. */
+TEST(verification_text_of_corruption) {
+    lm_text q = {0}, p = {0}, bad = {0}, v = {0};
+    lm_error err = {{0}};
+    lm_corruption c;
+    lm_check_result r;
+    for (uint64_t cs = 0; cs < 20; cs++) {
+        lm_domain_divcases.generate(5, 2, &q, &p, &err);
+        lm_domain_divcases.corrupt(q.data, p.data, cs, &bad, &c, &err);
+        lm_task_check(q.data, bad.data, &r, &err);
+        lm_task_verification_text(&r, &v);
+        char want[64];
+        snprintf(want, sizeof want, "Step %d (%s): ", c.step, c.kind);
+        CHECKF(strstr(v.data, want) != NULL, "%s", v.data);
+        CHECK(strstr(v.data, c.label == 0.5 ? "\\boxed{0.5}" : "\\boxed{0}") != NULL);
+        lm_text_free(&q);
+        lm_text_free(&p);
+        lm_text_free(&bad);
+        lm_text_free(&v);
+    }
+}
+
 int main(void) {
     RUN(scanner_tokens);
     RUN(lines_skip_blank);
@@ -659,5 +797,10 @@ int main(void) {
     RUN(poly_hand_written);
     RUN(poly_bad_questions);
     RUN(poly_fuzz);
+    RUN(divcases_family);
+    RUN(divcases_hand_written);
+    RUN(divcases_bad_questions);
+    RUN(divcases_fuzz);
+    RUN(verification_text_of_corruption);
     return test_report("test_tasks_b");
 }
