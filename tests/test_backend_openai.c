@@ -439,14 +439,12 @@ TEST(parallel_requests_in_flight) {
     collector c = {0};
     lm_error err;
     reset_stats();
-    double t0 = now_s();
+    /* the overlap is shown by the server's count of requests in flight, not by timing */
     CHECK(run_prompts(&o, prompts, 12, &c, &err) == 0);
-    double took = now_s() - t0;
     CHECK(c.n == 12);
     for (int i = 0; i < 12; i++) CHECK(by_key(&c, (uint64_t)i) && by_key(&c, (uint64_t)i)->ok);
     int m = max_concurrent();
     CHECKF(m == 4, "max concurrent %d, parallel 4", m);
-    CHECKF(took < 12 * 0.25 * 0.6, "took %.2f s", took);
     collector_free(&c);
 
     o.parallel = 1;

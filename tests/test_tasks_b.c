@@ -253,28 +253,28 @@ static void fuzz(const lm_task_domain *d, const char *alphabet) {
 
 TEST(scanner_tokens) {
     const char *t = "3^13 \xe2\x89\xa1 3*3 = 9 (mod 7). x^2-3x";
-    lm_scan s = {t, t + strlen(t)};
+    lm_steps s = {t, t + strlen(t)};
     int64_t a, e, b, c, v;
-    CHECK(lm_scan_num(&s, &a) && a == 3 && lm_scan_sym(&s, "^") && lm_scan_num(&s, &e) && e == 13);
-    CHECK(lm_scan_sym(&s, LM_SYM_CONGRUENT));
-    CHECK(lm_scan_num(&s, &b) && lm_scan_sym(&s, "*") && lm_scan_num(&s, &c) && b * c == 9);
-    CHECK(!lm_scan_word(&s, "mod")); /* '=' comes first, and nothing was consumed */
-    CHECK(lm_scan_sym(&s, "=") && lm_scan_num(&s, &v) && v == 9);
-    CHECK(lm_scan_words(&s, "( mod"));
-    CHECK(lm_scan_num(&s, &v) && v == 7 && lm_scan_words(&s, ") ."));
+    CHECK(lm_steps_num(&s, &a) && a == 3 && lm_steps_sym(&s, "^") && lm_steps_num(&s, &e) && e == 13);
+    CHECK(lm_steps_sym(&s, LM_SYM_CONGRUENT));
+    CHECK(lm_steps_num(&s, &b) && lm_steps_sym(&s, "*") && lm_steps_num(&s, &c) && b * c == 9);
+    CHECK(!lm_steps_word(&s, "mod")); /* '=' comes first, and nothing was consumed */
+    CHECK(lm_steps_sym(&s, "=") && lm_steps_num(&s, &v) && v == 9);
+    CHECK(lm_steps_words(&s, "( mod"));
+    CHECK(lm_steps_num(&s, &v) && v == 7 && lm_steps_words(&s, ") ."));
     lm_ipoly p;
     CHECK(lm_ipoly_scan(&s, 'x', &p) && p.deg == 2 && p.c[2] == 1 && p.c[1] == -3 && p.c[0] == 0);
-    CHECK(lm_scan_end(&s));
+    CHECK(lm_steps_end(&s));
     /* numbers: canonical and in range only */
     const char *big = "9223372036854775807 9223372036854775808 007";
-    lm_scan s2 = {big, big + strlen(big)};
-    CHECK(lm_scan_num(&s2, &v) && v == INT64_MAX);
-    CHECK(!lm_scan_num(&s2, &v) && lm_scan_peek(&s2).kind == LM_TOK_BADNUM);
-    CHECK(lm_scan_has_bad_number(big, big + strlen(big)));
-    CHECK(!lm_scan_has_bad_number(t, t + strlen(t)));
+    lm_steps s2 = {big, big + strlen(big)};
+    CHECK(lm_steps_num(&s2, &v) && v == INT64_MAX);
+    CHECK(!lm_steps_num(&s2, &v) && lm_steps_peek(&s2).kind == LM_TOK_BADNUM);
+    CHECK(lm_steps_has_bad_number(big, big + strlen(big)));
+    CHECK(!lm_steps_has_bad_number(t, t + strlen(t)));
     const char *x1 = "x^2 -  x", *x2 = "x^2-x";
-    CHECK(lm_scan_same_tokens(x1, x1 + strlen(x1), x2, x2 + strlen(x2)));
-    CHECK(!lm_scan_same_tokens(x1, x1 + strlen(x1), x2, x2 + 3));
+    CHECK(lm_steps_same_tokens(x1, x1 + strlen(x1), x2, x2 + strlen(x2)));
+    CHECK(!lm_steps_same_tokens(x1, x1 + strlen(x1), x2, x2 + 3));
 }
 
 TEST(lines_skip_blank) {
@@ -287,8 +287,8 @@ TEST(lines_skip_blank) {
 }
 
 static int scan_poly_text(const char *text, char var, lm_ipoly *p) {
-    lm_scan s = {text, text + strlen(text)};
-    return lm_ipoly_scan(&s, var, p) && lm_scan_end(&s);
+    lm_steps s = {text, text + strlen(text)};
+    return lm_ipoly_scan(&s, var, p) && lm_steps_end(&s);
 }
 
 TEST(intpoly_normal_form) {

@@ -23,14 +23,14 @@ typedef struct question {
     lm_ipoly expansion[MAX_DIVISOR];    /* p(mk + r), in k */
 } question;
 
-static int scan_claim(lm_scan *s, lm_ipoly *p, int64_t *m) {
-    return lm_ipoly_scan(s, 'n', p) && lm_scan_words(s, "is divisible by") && lm_scan_num(s, m) &&
-           lm_scan_words(s, "for every integer n") && lm_scan_sym(s, ".") && lm_scan_end(s);
+static int scan_claim(lm_steps *s, lm_ipoly *p, int64_t *m) {
+    return lm_ipoly_scan(s, 'n', p) && lm_steps_words(s, "is divisible by") && lm_steps_num(s, m) &&
+           lm_steps_words(s, "for every integer n") && lm_steps_sym(s, ".") && lm_steps_end(s);
 }
 
 static int parse_question(const char *text, question *q, lm_error *err) {
-    lm_scan s = {text, text + strlen(text)};
-    if (!lm_scan_words(&s, "Prove that") || !scan_claim(&s, &q->p, &q->m))
+    lm_steps s = {text, text + strlen(text)};
+    if (!lm_steps_words(&s, "Prove that") || !scan_claim(&s, &q->p, &q->m))
         return lm_fail(err, "expected \"Prove that P is divisible by M for every integer n.\" with P a polynomial "
                             "in n in normal form");
     if (q->m < 2 || q->m > MAX_DIVISOR) return lm_fail(err, "the divisor must be in 2..%d", MAX_DIVISOR);
@@ -186,10 +186,10 @@ typedef struct line {
 } line;
 
 /* "F*(Q)" */
-static int scan_multiple(lm_scan *s, line *l) {
-    lm_scan save = *s;
-    if (lm_scan_num(s, &l->factor) && lm_scan_sym(s, "*") && lm_scan_sym(s, "(") &&
-        lm_ipoly_scan(s, 'k', &l->quotient) && lm_scan_sym(s, ")"))
+static int scan_multiple(lm_steps *s, line *l) {
+    lm_steps save = *s;
+    if (lm_steps_num(s, &l->factor) && lm_steps_sym(s, "*") && lm_steps_sym(s, "(") &&
+        lm_ipoly_scan(s, 'k', &l->quotient) && lm_steps_sym(s, ")"))
         return 1;
     *s = save;
     return 0;
@@ -197,20 +197,20 @@ static int scan_multiple(lm_scan *s, line *l) {
 
 static void parse_line(const char *b, const char *e, line *l) {
     memset(l, 0, sizeof *l);
-    lm_scan s = {b, e};
-    if (lm_scan_word(&s, "Therefore")) {
+    lm_steps s = {b, e};
+    if (lm_steps_word(&s, "Therefore")) {
         if (scan_claim(&s, &l->p, &l->m)) l->kind = L_CONCLUSION;
         return;
     }
-    if (!(lm_scan_word(&s, "n") && lm_scan_sym(&s, "=") && lm_scan_num(&s, &l->m) && lm_scan_word(&s, "k")))
+    if (!(lm_steps_word(&s, "n") && lm_steps_sym(&s, "=") && lm_steps_num(&s, &l->m) && lm_steps_word(&s, "k")))
         return;
-    if (lm_scan_sym(&s, "+") && !(lm_scan_num(&s, &l->r) && l->r > 0)) return; /* "n = 3k", never "3k + 0" */
-    if (!(lm_scan_sym(&s, ":") && lm_ipoly_scan(&s, 'n', &l->p) && lm_scan_sym(&s, "="))) return;
+    if (lm_steps_sym(&s, "+") && !(lm_steps_num(&s, &l->r) && l->r > 0)) return; /* "n = 3k", never "3k + 0" */
+    if (!(lm_steps_sym(&s, ":") && lm_ipoly_scan(&s, 'n', &l->p) && lm_steps_sym(&s, "="))) return;
     if (!scan_multiple(&s, l)) {
-        if (!(lm_ipoly_scan(&s, 'k', &l->expansion) && lm_scan_sym(&s, "=") && scan_multiple(&s, l))) return;
+        if (!(lm_ipoly_scan(&s, 'k', &l->expansion) && lm_steps_sym(&s, "=") && scan_multiple(&s, l))) return;
         l->has_expansion = 1;
     }
-    if (lm_scan_end(&s)) l->kind = L_CASE;
+    if (lm_steps_end(&s)) l->kind = L_CASE;
 }
 
 /* "the k^2 coefficient is 27, not 26" for the highest degree where they differ. */
@@ -241,7 +241,7 @@ static int divcases_check(const char *qtext, const char *solution, lm_check_resu
         parse_line(b, e, &l);
         if (l.kind == L_NONE) {
             lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "%s",
-                         lm_scan_has_bad_number(b, e) ? "a number is too large or has a leading zero"
+                         lm_steps_has_bad_number(b, e) ? "a number is too large or has a leading zero"
                                                       : "not a step of the divcases language");
             return 0;
         }

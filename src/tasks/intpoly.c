@@ -186,15 +186,15 @@ void lm_ipoly_format_degree(char *buf, size_t n, int deg, char var) {
 }
 
 /* An unsigned monomial in canonical spelling: "7", "x", "3x", "x^2", "3x^2". */
-static int scan_unsigned_mono(lm_scan *s, char var, lm_mono *m) {
-    lm_scan save = *s;
+static int scan_unsigned_mono(lm_steps *s, char var, lm_mono *m) {
+    lm_steps save = *s;
     char v[2] = {var, 0};
     int64_t c = 1, d = 0;
-    int has_coef = lm_scan_num(s, &c);
-    if (lm_scan_word(s, v)) {
+    int has_coef = lm_steps_num(s, &c);
+    if (lm_steps_word(s, v)) {
         d = 1;
-        if (lm_scan_sym(s, "^")) {
-            if (!lm_scan_num(s, &d) || d < 2 || d > LM_IPOLY_MAX_DEG) goto fail;
+        if (lm_steps_sym(s, "^")) {
+            if (!lm_steps_num(s, &d) || d < 2 || d > LM_IPOLY_MAX_DEG) goto fail;
         }
         if (has_coef && c == 1) goto fail; /* "1x" */
     } else if (!has_coef) {
@@ -209,16 +209,16 @@ fail:
     return 0;
 }
 
-int lm_mono_scan_sum(lm_scan *s, char var, lm_mono *terms, int max, int *n) {
-    lm_scan save = *s;
+int lm_mono_scan_sum(lm_steps *s, char var, lm_mono *terms, int max, int *n) {
+    lm_steps save = *s;
     int k = 0;
-    int neg = lm_scan_sym(s, "-");
+    int neg = lm_steps_sym(s, "-");
     for (;;) {
         if (k == max || !scan_unsigned_mono(s, var, &terms[k])) goto fail;
         if (neg) terms[k].c = -terms[k].c; /* c >= 1 here, so this cannot overflow */
         k++;
-        if (lm_scan_sym(s, "+")) neg = 0;
-        else if (lm_scan_sym(s, "-")) neg = 1;
+        if (lm_steps_sym(s, "+")) neg = 0;
+        else if (lm_steps_sym(s, "-")) neg = 1;
         else break;
     }
     *n = k;
@@ -228,11 +228,11 @@ fail:
     return 0;
 }
 
-int lm_ipoly_scan(lm_scan *s, char var, lm_ipoly *p) {
-    lm_scan save = *s;
+int lm_ipoly_scan(lm_steps *s, char var, lm_ipoly *p) {
+    lm_steps save = *s;
     lm_ipoly_zero(p);
     int64_t z;
-    if (lm_scan_num(s, &z)) {
+    if (lm_steps_num(s, &z)) {
         if (z == 0) return 1; /* "0" is the zero polynomial; "0x" then fails in the caller */
         *s = save;
     }
@@ -251,10 +251,10 @@ fail:
     return 0;
 }
 
-int lm_mono_scan_factor(lm_scan *s, char var, lm_mono *m) {
-    lm_scan save = *s;
-    if (lm_scan_sym(s, "(")) {
-        if (lm_scan_sym(s, "-") && scan_unsigned_mono(s, var, m) && lm_scan_sym(s, ")")) {
+int lm_mono_scan_factor(lm_steps *s, char var, lm_mono *m) {
+    lm_steps save = *s;
+    if (lm_steps_sym(s, "(")) {
+        if (lm_steps_sym(s, "-") && scan_unsigned_mono(s, var, m) && lm_steps_sym(s, ")")) {
             m->c = -m->c;
             return 1;
         }

@@ -2,7 +2,7 @@
  * arithmetic with overflow checks, and their canonical text.
  *
  *   const char *text = "x^2 - x - 6";
- *   lm_scan s = {text, text + strlen(text)};
+ *   lm_steps s = {text, text + strlen(text)};
  *   lm_ipoly p, q;
  *   lm_ipoly_scan(&s, 'x', &p);                // 1: parsed, in normal form
  *   lm_ipoly_subst_linear(&q, &p, 3, 1);       // q(k) = p(3k + 1); -1 on overflow
@@ -73,11 +73,11 @@ void lm_ipoly_format_degree(char *buf, size_t n, int deg, char var);
 /* Scanning (see steptext.h). Each returns 1 and consumes the text when it
  * matches, else 0 and consumes nothing. */
 /* A polynomial in normal form. */
-int lm_ipoly_scan(lm_scan *s, char var, lm_ipoly *p);
+int lm_ipoly_scan(lm_steps *s, char var, lm_ipoly *p);
 /* A sum of signed monomials in any order ("x^2 - 3x + 2x - 6"); at most
  * `max` terms. */
-int lm_mono_scan_sum(lm_scan *s, char var, lm_mono *terms, int max, int *n);
+int lm_mono_scan_sum(lm_steps *s, char var, lm_mono *terms, int max, int *n);
 /* A product factor: an unsigned monomial or "(-" monomial ")". */
-int lm_mono_scan_factor(lm_scan *s, char var, lm_mono *m);
+int lm_mono_scan_factor(lm_steps *s, char var, lm_mono *m);
 
 #endif

@@ -29,11 +29,11 @@ typedef struct question {
 static int64_t mulmod(int64_t x, int64_t y, int64_t m) { return (int64_t)((__int128)x * y % m); }
 
 static int parse_question(const char *text, question *q, lm_error *err) {
-    lm_scan s = {text, text + strlen(text)};
-    if (!(lm_scan_words(&s, "Prove that") && lm_scan_num(&s, &q->a) && lm_scan_sym(&s, "^") &&
-          lm_scan_num(&s, &q->e) && lm_scan_sym(&s, CONG) && lm_scan_num(&s, &q->r) && lm_scan_sym(&s, "(") &&
-          lm_scan_word(&s, "mod") && lm_scan_num(&s, &q->m) && lm_scan_sym(&s, ")") && lm_scan_sym(&s, ".") &&
-          lm_scan_end(&s)))
+    lm_steps s = {text, text + strlen(text)};
+    if (!(lm_steps_words(&s, "Prove that") && lm_steps_num(&s, &q->a) && lm_steps_sym(&s, "^") &&
+          lm_steps_num(&s, &q->e) && lm_steps_sym(&s, CONG) && lm_steps_num(&s, &q->r) && lm_steps_sym(&s, "(") &&
+          lm_steps_word(&s, "mod") && lm_steps_num(&s, &q->m) && lm_steps_sym(&s, ")") && lm_steps_sym(&s, ".") &&
+          lm_steps_end(&s)))
         return lm_fail(err, "expected \"Prove that A^E " CONG " R (mod M).\"");
     if (q->m < 3 || q->m > MAX_MODULUS) return lm_fail(err, "the modulus must be in 3..%lld", (long long)MAX_MODULUS);
     if (q->a < 2 || q->a >= q->m) return lm_fail(err, "the base must be in 2..M-1");
@@ -174,58 +174,58 @@ typedef struct line {
     int64_t lhs, term[MAX_TERMS];
 } line;
 
-static int scan_power(lm_scan *s, int64_t *base, int64_t *exp) {
-    lm_scan save = *s;
-    if (lm_scan_num(s, base) && lm_scan_sym(s, "^") && lm_scan_num(s, exp)) return 1;
+static int scan_power(lm_steps *s, int64_t *base, int64_t *exp) {
+    lm_steps save = *s;
+    if (lm_steps_num(s, base) && lm_steps_sym(s, "^") && lm_steps_num(s, exp)) return 1;
     *s = save;
     return 0;
 }
 
-static int scan_mod_tail(lm_scan *s, int64_t *m) {
-    return lm_scan_sym(s, "(") && lm_scan_word(s, "mod") && lm_scan_num(s, m) && lm_scan_sym(s, ")");
+static int scan_mod_tail(lm_steps *s, int64_t *m) {
+    return lm_steps_sym(s, "(") && lm_steps_word(s, "mod") && lm_steps_num(s, m) && lm_steps_sym(s, ")");
 }
 
 /* "u*v = p ≡ r (mod m)" */
-static int scan_mul_reduce(lm_scan *s, line *l) {
-    return lm_scan_num(s, &l->u) && lm_scan_sym(s, "*") && lm_scan_num(s, &l->v) && lm_scan_sym(s, "=") &&
-           lm_scan_num(s, &l->p) && lm_scan_sym(s, CONG) && lm_scan_num(s, &l->r) && scan_mod_tail(s, &l->m);
+static int scan_mul_reduce(lm_steps *s, line *l) {
+    return lm_steps_num(s, &l->u) && lm_steps_sym(s, "*") && lm_steps_num(s, &l->v) && lm_steps_sym(s, "=") &&
+           lm_steps_num(s, &l->p) && lm_steps_sym(s, CONG) && lm_steps_num(s, &l->r) && scan_mod_tail(s, &l->m);
 }
 
 static void parse_line(const char *b, const char *e, line *l) {
     memset(l, 0, sizeof *l);
-    lm_scan s = {b, e};
-    if (lm_scan_word(&s, "Therefore")) {
-        if (scan_power(&s, &l->a[0], &l->x) && lm_scan_sym(&s, CONG) && lm_scan_num(&s, &l->r) &&
-            scan_mod_tail(&s, &l->m) && lm_scan_sym(&s, ".") && lm_scan_end(&s))
+    lm_steps s = {b, e};
+    if (lm_steps_word(&s, "Therefore")) {
+        if (scan_power(&s, &l->a[0], &l->x) && lm_steps_sym(&s, CONG) && lm_steps_num(&s, &l->r) &&
+            scan_mod_tail(&s, &l->m) && lm_steps_sym(&s, ".") && lm_steps_end(&s))
             l->kind = L_CONCLUSION;
         return;
     }
-    lm_scan d = s;
-    if (lm_scan_num(&d, &l->lhs) && lm_scan_sym(&d, "=")) {
+    lm_steps d = s;
+    if (lm_steps_num(&d, &l->lhs) && lm_steps_sym(&d, "=")) {
         for (;;) {
-            if (l->nterms == MAX_TERMS || !lm_scan_num(&d, &l->term[l->nterms])) return;
+            if (l->nterms == MAX_TERMS || !lm_steps_num(&d, &l->term[l->nterms])) return;
             l->nterms++;
-            if (lm_scan_end(&d)) {
+            if (lm_steps_end(&d)) {
                 l->kind = L_DECOMP;
                 return;
             }
-            if (!lm_scan_sym(&d, "+")) return;
+            if (!lm_steps_sym(&d, "+")) return;
         }
     }
     if (!scan_power(&s, &l->a[0], &l->x)) return;
-    if (lm_scan_sym(&s, "*")) { /* a^x*a^y = a^z ≡ u*v = p ≡ r (mod m) */
-        if (scan_power(&s, &l->a[1], &l->y) && lm_scan_sym(&s, "=") && scan_power(&s, &l->a[2], &l->z) &&
-            lm_scan_sym(&s, CONG) && scan_mul_reduce(&s, l) && lm_scan_end(&s))
+    if (lm_steps_sym(&s, "*")) { /* a^x*a^y = a^z ≡ u*v = p ≡ r (mod m) */
+        if (scan_power(&s, &l->a[1], &l->y) && lm_steps_sym(&s, "=") && scan_power(&s, &l->a[2], &l->z) &&
+            lm_steps_sym(&s, CONG) && scan_mul_reduce(&s, l) && lm_steps_end(&s))
             l->kind = L_PRODUCT;
         return;
     }
-    if (!lm_scan_sym(&s, CONG)) return;
-    lm_scan f = s;
-    if (lm_scan_num(&f, &l->r) && scan_mod_tail(&f, &l->m) && lm_scan_end(&f)) {
+    if (!lm_steps_sym(&s, CONG)) return;
+    lm_steps f = s;
+    if (lm_steps_num(&f, &l->r) && scan_mod_tail(&f, &l->m) && lm_steps_end(&f)) {
         l->kind = L_FACT;
         return;
     }
-    if (scan_mul_reduce(&s, l) && lm_scan_end(&s)) l->kind = L_SQUARE;
+    if (scan_mul_reduce(&s, l) && lm_steps_end(&s)) l->kind = L_SQUARE;
 }
 
 /* Residues derived so far, by exponent. */
@@ -320,7 +320,7 @@ static int modpow_check(const char *qtext, const char *solution, lm_check_result
         parse_line(b, e, &l);
         if (l.kind == L_NONE) {
             lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "%s",
-                         lm_scan_has_bad_number(b, e) ? "a number is too large or has a leading zero"
+                         lm_steps_has_bad_number(b, e) ? "a number is too large or has a leading zero"
                                                       : "not a step of the modpow language");
             return 0;
         }

@@ -25,14 +25,14 @@ typedef struct question {
 } question;
 
 /* "(p)(q)...(r) = s": the factors and the right side, scanned from s. */
-static int scan_claim(lm_scan *s, question *q) {
+static int scan_claim(lm_steps *s, question *q) {
     q->k = 0;
-    while (lm_scan_sym(s, "(")) {
-        if (q->k == MAX_FACTORS || !lm_ipoly_scan(s, 'x', &q->factor[q->k]) || !lm_scan_sym(s, ")")) return 0;
+    while (lm_steps_sym(s, "(")) {
+        if (q->k == MAX_FACTORS || !lm_ipoly_scan(s, 'x', &q->factor[q->k]) || !lm_steps_sym(s, ")")) return 0;
         q->k++;
     }
-    return q->k > 0 && lm_scan_sym(s, "=") && lm_ipoly_scan(s, 'x', &q->rhs) && lm_scan_words(s, "for all real x") &&
-           lm_scan_sym(s, ".") && lm_scan_end(s);
+    return q->k > 0 && lm_steps_sym(s, "=") && lm_ipoly_scan(s, 'x', &q->rhs) && lm_steps_words(s, "for all real x") &&
+           lm_steps_sym(s, ".") && lm_steps_end(s);
 }
 
 /* A deliberate coefficient error for the corrupter: in round `round`, term
@@ -48,8 +48,8 @@ static const slip no_slip = {-1, 0, 0, 0};
 static int write_rounds(const question *q, const slip *sl, lm_linebuf *lb, int *all_collect);
 
 static int parse_question(const char *text, question *q, lm_error *err) {
-    lm_scan s = {text, text + strlen(text)};
-    if (!lm_scan_words(&s, "Prove that") || !scan_claim(&s, q))
+    lm_steps s = {text, text + strlen(text)};
+    if (!lm_steps_words(&s, "Prove that") || !scan_claim(&s, q))
         return lm_fail(err, "expected \"Prove that (P1)(P2)... = P for all real x.\" with polynomials in x in "
                             "normal form and at most %d factors",
                        MAX_FACTORS);
@@ -228,20 +228,20 @@ typedef struct line {
 
 static void parse_line(const char *b, const char *e, line *l) {
     l->kind = L_NONE;
-    lm_scan s = {b, e};
-    if (lm_scan_word(&s, "Therefore")) {
+    lm_steps s = {b, e};
+    if (lm_steps_word(&s, "Therefore")) {
         if (scan_claim(&s, &l->claim)) l->kind = L_CONCLUSION;
         return;
     }
-    if (lm_scan_sym(&s, "=")) {
-        lm_scan z = s;
-        if (lm_ipoly_scan(&z, 'x', &l->sum) && l->sum.deg < 0 && lm_scan_end(&z)) { /* "= 0" */
+    if (lm_steps_sym(&s, "=")) {
+        lm_steps z = s;
+        if (lm_ipoly_scan(&z, 'x', &l->sum) && l->sum.deg < 0 && lm_steps_end(&z)) { /* "= 0" */
             l->kind = L_SUM;
             l->n = 0;
             l->normal = 1;
             return;
         }
-        if (!lm_mono_scan_sum(&s, 'x', l->a, MAX_PRODUCTS, &l->n) || !lm_scan_end(&s)) return;
+        if (!lm_mono_scan_sum(&s, 'x', l->a, MAX_PRODUCTS, &l->n) || !lm_steps_end(&s)) return;
         l->kind = L_SUM;
         l->normal = 1;
         for (int i = 1; i < l->n; i++) l->normal &= l->a[i].deg < l->a[i - 1].deg;
@@ -250,17 +250,17 @@ static void parse_line(const char *b, const char *e, line *l) {
         l->sum.deg = l->a[0].deg;
         return;
     }
-    if (!(lm_scan_sym(&s, "(") && lm_ipoly_scan(&s, 'x', &l->left) && lm_scan_sym(&s, ")") && lm_scan_sym(&s, "(") &&
-          lm_ipoly_scan(&s, 'x', &l->right) && lm_scan_sym(&s, ")") && lm_scan_sym(&s, "=")))
+    if (!(lm_steps_sym(&s, "(") && lm_ipoly_scan(&s, 'x', &l->left) && lm_steps_sym(&s, ")") && lm_steps_sym(&s, "(") &&
+          lm_ipoly_scan(&s, 'x', &l->right) && lm_steps_sym(&s, ")") && lm_steps_sym(&s, "=")))
         return;
     l->n = 0;
     do {
-        if (l->n == MAX_PRODUCTS || !lm_mono_scan_factor(&s, 'x', &l->a[l->n]) || !lm_scan_sym(&s, "*") ||
+        if (l->n == MAX_PRODUCTS || !lm_mono_scan_factor(&s, 'x', &l->a[l->n]) || !lm_steps_sym(&s, "*") ||
             !lm_mono_scan_factor(&s, 'x', &l->b[l->n]))
             return;
         l->n++;
-    } while (lm_scan_sym(&s, "+"));
-    if (lm_scan_end(&s)) l->kind = L_DIST;
+    } while (lm_steps_sym(&s, "+"));
+    if (lm_steps_end(&s)) l->kind = L_DIST;
 }
 
 enum phase { P_DIST, P_PRODUCTS, P_COLLECTED, P_CONCLUSION, P_DONE };
@@ -290,7 +290,7 @@ static int poly_check(const char *qtext, const char *solution, lm_check_result *
         parse_line(b, e, &l);
         if (l.kind == L_NONE) {
             lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "%s",
-                         lm_scan_has_bad_number(b, e) ? "a number is too large or has a leading zero"
+                         lm_steps_has_bad_number(b, e) ? "a number is too large or has a leading zero"
                                                       : "not a step of the poly language");
             return 0;
         }

@@ -30,7 +30,7 @@ int lm_lines_next(lm_lines *it, const char **b, const char **e) {
     return 0;
 }
 
-lm_tok lm_scan_peek(const lm_scan *s) {
+lm_tok lm_steps_peek(const lm_steps *s) {
     lm_tok t = {LM_TOK_END, s->end, 0, 0};
     const char *p = s->p;
     while (p < s->end && is_space(*p)) p++;
@@ -63,28 +63,28 @@ lm_tok lm_scan_peek(const lm_scan *s) {
     return t;
 }
 
-static void take(lm_scan *s, const lm_tok *t) { s->p = t->s + t->n; }
+static void take(lm_steps *s, const lm_tok *t) { s->p = t->s + t->n; }
 
-static int take_text(lm_scan *s, lm_tok_kind kind, const char *text) {
-    lm_tok t = lm_scan_peek(s);
+static int take_text(lm_steps *s, lm_tok_kind kind, const char *text) {
+    lm_tok t = lm_steps_peek(s);
     if (t.kind != kind || t.n != strlen(text) || memcmp(t.s, text, t.n)) return 0;
     take(s, &t);
     return 1;
 }
 
-int lm_scan_sym(lm_scan *s, const char *sym) { return take_text(s, LM_TOK_SYM, sym); }
-int lm_scan_word(lm_scan *s, const char *word) { return take_text(s, LM_TOK_WORD, word); }
+int lm_steps_sym(lm_steps *s, const char *sym) { return take_text(s, LM_TOK_SYM, sym); }
+int lm_steps_word(lm_steps *s, const char *word) { return take_text(s, LM_TOK_WORD, word); }
 
-int lm_scan_num(lm_scan *s, int64_t *v) {
-    lm_tok t = lm_scan_peek(s);
+int lm_steps_num(lm_steps *s, int64_t *v) {
+    lm_tok t = lm_steps_peek(s);
     if (t.kind != LM_TOK_NUM) return 0;
     *v = t.value;
     take(s, &t);
     return 1;
 }
 
-int lm_scan_words(lm_scan *s, const char *words) {
-    lm_scan save = *s;
+int lm_steps_words(lm_steps *s, const char *words) {
+    lm_steps save = *s;
     while (*words) {
         const char *sp = strchr(words, ' ');
         size_t n = sp ? (size_t)(sp - words) : strlen(words);
@@ -92,7 +92,7 @@ int lm_scan_words(lm_scan *s, const char *words) {
         if (n == 0 || n >= sizeof w) goto fail;
         memcpy(w, words, n);
         w[n] = 0;
-        if (!(is_alpha(w[0]) ? lm_scan_word(s, w) : lm_scan_sym(s, w))) goto fail;
+        if (!(is_alpha(w[0]) ? lm_steps_word(s, w) : lm_steps_sym(s, w))) goto fail;
         words += n;
         while (*words == ' ') words++;
     }
@@ -102,21 +102,21 @@ fail:
     return 0;
 }
 
-int lm_scan_end(const lm_scan *s) { return lm_scan_peek(s).kind == LM_TOK_END; }
+int lm_steps_end(const lm_steps *s) { return lm_steps_peek(s).kind == LM_TOK_END; }
 
-int lm_scan_has_bad_number(const char *b, const char *e) {
-    lm_scan s = {b, e};
-    for (lm_tok t = lm_scan_peek(&s); t.kind != LM_TOK_END; t = lm_scan_peek(&s)) {
+int lm_steps_has_bad_number(const char *b, const char *e) {
+    lm_steps s = {b, e};
+    for (lm_tok t = lm_steps_peek(&s); t.kind != LM_TOK_END; t = lm_steps_peek(&s)) {
         if (t.kind == LM_TOK_BADNUM) return 1;
         take(&s, &t);
     }
     return 0;
 }
 
-int lm_scan_same_tokens(const char *b1, const char *e1, const char *b2, const char *e2) {
-    lm_scan s1 = {b1, e1}, s2 = {b2, e2};
+int lm_steps_same_tokens(const char *b1, const char *e1, const char *b2, const char *e2) {
+    lm_steps s1 = {b1, e1}, s2 = {b2, e2};
     for (;;) {
-        lm_tok t1 = lm_scan_peek(&s1), t2 = lm_scan_peek(&s2);
+        lm_tok t1 = lm_steps_peek(&s1), t2 = lm_steps_peek(&s2);
         if (t1.kind != t2.kind || t1.n != t2.n || (t1.n && memcmp(t1.s, t2.s, t1.n))) return 0;
         if (t1.kind == LM_TOK_END) return 1;
         take(&s1, &t1);

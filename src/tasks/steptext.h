@@ -5,9 +5,9 @@
  *   lm_lines it = {solution};
  *   const char *b, *e;
  *   while (lm_lines_next(&it, &b, &e)) {           // it.step: 1-based step number
- *       lm_scan s = {b, e};
+ *       lm_steps s = {b, e};
  *       int64_t a, k;
- *       if (lm_scan_num(&s, &a) && lm_scan_sym(&s, "^") && lm_scan_num(&s, &k) && lm_scan_end(&s)) ...
+ *       if (lm_steps_num(&s, &a) && lm_steps_sym(&s, "^") && lm_steps_num(&s, &k) && lm_steps_end(&s)) ...
  *   }
  *
  * Tokens: a number is [0-9]+ in canonical form (no leading zero, fits in
@@ -44,25 +44,25 @@ typedef struct lm_tok {
     int64_t value; /* LM_TOK_NUM */
 } lm_tok;
 
-typedef struct lm_scan {
+typedef struct lm_steps {
     const char *p, *end;
-} lm_scan;
+} lm_steps;
 
 /* The next token without consuming it. */
-lm_tok lm_scan_peek(const lm_scan *s);
+lm_tok lm_steps_peek(const lm_steps *s);
 /* 1 (consumed) when the next token is exactly this symbol / word / number. */
-int lm_scan_sym(lm_scan *s, const char *sym);
-int lm_scan_word(lm_scan *s, const char *word);
-int lm_scan_num(lm_scan *s, int64_t *v);
+int lm_steps_sym(lm_steps *s, const char *sym);
+int lm_steps_word(lm_steps *s, const char *word);
+int lm_steps_num(lm_steps *s, int64_t *v);
 /* Consumes a sequence of words separated by spaces in `words`: "for all real x". */
-int lm_scan_words(lm_scan *s, const char *words);
+int lm_steps_words(lm_steps *s, const char *words);
 /* 1 when nothing but white space is left. */
-int lm_scan_end(const lm_scan *s);
+int lm_steps_end(const lm_steps *s);
 /* 1 when the line [b, e) holds a number that is too large or not canonical:
  * lets a checker say why the line did not parse. */
-int lm_scan_has_bad_number(const char *b, const char *e);
+int lm_steps_has_bad_number(const char *b, const char *e);
 /* 1 when the token sequences of [b1, e1) and [b2, e2) are equal. */
-int lm_scan_same_tokens(const char *b1, const char *e1, const char *b2, const char *e2);
+int lm_steps_same_tokens(const char *b1, const char *e1, const char *b2, const char *e2);
 
 /* A list of owned lines, for writing an answer or editing one. */
 typedef struct lm_linebuf {
