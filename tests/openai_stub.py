@@ -52,8 +52,18 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def uncount(self):
+        # A request leaves the count before its reply is written: the client
+        # may send its next request as soon as it has the reply, so counting
+        # down after the write would see one request too many in flight.
+        if getattr(self, "counted", False):
+            self.counted = False
+            with lock:
+                stats["current"] -= 1
+
     def send_body(self, code, body, extra=None):
         data = body.encode() if isinstance(body, str) else body
+        self.uncount()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         for k, v in (extra or {}).items():
@@ -91,7 +101,7 @@ class Handler(BaseHTTPRequestHandler):
                     stats["max_concurrent"] = stats["requests"] = 0
                     tries.clear()
             return self.send_body(200, self.completion({}, json.dumps(s)))
-        counted = "count" in w
+        counted = self.counted = "count" in w
         with lock:
             if counted:
                 stats["current"] += 1
@@ -104,9 +114,7 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
-            if counted:
-                with lock:
-                    stats["current"] -= 1
+            self.uncount()
 
     def answer(self, w, req, prompt, attempt):
         if "sleep" in w:
