@@ -25,6 +25,8 @@ static const command commands[] = {
     {"data", cmd_data, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
     {"build", cmd_build, "RECIPE.json [--out DIR] [--check]: run a recipe's stages, hashes in lemma.lock"},
     {"plot", cmd_plot, "RUN_DIR [--out FILE.svg]: loss / lr / tokens/s / expert-load charts as SVG"},
+    {"prove", cmd_prove, "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR: generate, verify, refine"},
+    {"verify", cmd_verify, "PROOFS.jsonl (--model DIR | --api-base ...) --out DIR: verify given proofs"},
 };
 
 static void usage(FILE *f) {
