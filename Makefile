@@ -80,6 +80,9 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# templates/lemma.json is compiled into the binary (.incbin in templates.c).
+$(BUILD)/src/prove/templates.o: templates/lemma.json
+
 tests-bin: $(BUILD)/lemma $(TEST_BIN)
 
 test: lemma tests-bin

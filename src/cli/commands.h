@@ -19,5 +19,7 @@ int cmd_build(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_tasks(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_prove(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

@@ -27,6 +27,8 @@ static const command commands[] = {
     {"plot", cmd_plot, "RUN_DIR [--out FILE.svg]: loss / lr / tokens/s / expert-load charts as SVG"},
     {"tasks", cmd_tasks, "list | gen DOMAINS --n N --out FILE | corrupt FILE --out FILE: theorem problem sets"},
     {"check", cmd_check, "FILE.jsonl: exact scores of the answers to theorem-domain questions"},
+    {"prove", cmd_prove, "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR: generate, verify, refine"},
+    {"verify", cmd_verify, "PROOFS.jsonl (--model DIR | --api-base ...) --out DIR: verify given proofs"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,367 @@
+/* cmd_prove.c — lemma prove and lemma verify: DeepSeekMath-V2's proof
+ * pipeline over a problems file (prove/pipeline.h, docs/prove.md).
+ *
+ *   lemma prove PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]
+ *   lemma verify PROOFS.jsonl (--model DIR | --api-base URL --api-model NAME) --out DIR [options]
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "prove/backend.h"
+#include "prove/backend_scripted.h"
+#include "prove/jsonw.h"
+#include "prove/outdir.h"
+#include "prove/pipeline.h"
+#include "prove/pool.h"
+#include "prove/problems.h"
+#include "prove/report.h"
+#include "prove/templates.h"
+
+static volatile int stop_flag;
+/* The first Ctrl-C stops at the next reply (everything received is in the
+ * pool); a second one kills at once. */
+static void on_signal(int sig) {
+    stop_flag = 1;
+    signal(sig, SIG_DFL);
+}
+
+typedef struct ui {
+    const char *cmd;
+    int tty, quiet;
+    int live;           /* a transient line is on screen */
+    double last;        /* when the last transient line was shown */
+} ui;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_eta(char *buf, size_t cap, double s) {
+    if (s < 0 || s > 1e7) snprintf(buf, cap, "?");
+    else if (s < 60) snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+/* One line per phase when it ends; while it runs a live line on a
+ * terminal, else a line at most every 30 s. */
+static void on_progress(void *ctx, const lm_prove_phase *ph) {
+    ui *u = ctx;
+    if (u->quiet && !ph->finished) return;
+    int asked = ph->total - ph->from_pool;
+    double rate = ph->elapsed > 0 ? ph->done / ph->elapsed : 0;
+    char line[300], eta[32];
+    int n = snprintf(line, sizeof line, "round %d %-11s %d/%d", ph->round, ph->name, ph->from_pool + ph->done,
+                     ph->total);
+    if (ph->from_pool) n += snprintf(line + n, sizeof line - (size_t)n, " (%d from the pool)", ph->from_pool);
+    if (asked > 0) {
+        n += snprintf(line + n, sizeof line - (size_t)n, "  %.2f/s", rate);
+        if (ph->failed) n += snprintf(line + n, sizeof line - (size_t)n, "  %d failed", ph->failed);
+        if (!ph->finished && rate > 0) {
+            fmt_eta(eta, sizeof eta, (asked - ph->done) / rate);
+            n += snprintf(line + n, sizeof line - (size_t)n, "  ETA %s", eta);
+        } else if (ph->finished) {
+            fmt_eta(eta, sizeof eta, ph->elapsed);
+            snprintf(line + n, sizeof line - (size_t)n, "  in %s", eta);
+        }
+    }
+    double t = now_s();
+    if (ph->finished) {
+        fprintf(stderr, "%slemma %s: %s\n", u->live ? "\r\033[K" : "", u->cmd, line);
+        u->live = 0;
+    } else if (u->tty) {
+        if (t - u->last < 0.2) return;
+        fprintf(stderr, "\r\033[Klemma %s: %.150s", u->cmd, line);
+        u->live = 1;
+        u->last = t;
+    } else if (ph->done > 0 && t - u->last >= 30) {
+        fprintf(stderr, "lemma %s: %s\n", u->cmd, line);
+        u->last = t;
+    }
+}
+
+static void usage(FILE *f, int verify) {
+    if (verify)
+        fprintf(f,
+                "usage: lemma verify PROOFS.jsonl (--model DIR | --api-base URL --api-model NAME) --out DIR [options]\n"
+                "  Verifies given proofs (JSONL lines, or a JSON array, with \"question\" and \"proof\"; optional\n"
+                "  \"id\") M times each with the verification prompt, meta-verifies the verifications that\n"
+                "  report issues, and writes DIR/report.json and DIR/report.md (per-proof mean score and, where\n"
+                "  the question belongs to a synthetic domain, the checker's score and the agreement).\n"
+                "  --verifications M  verifications per proof (default 4)\n");
+    else
+        fprintf(f,
+                "usage: lemma prove PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]\n"
+                "  DeepSeekMath-V2's pipeline: N proofs per problem, M verifications per proof, meta-verification\n"
+                "  of the verifications scoring <= 0.75, then up to R rounds refining the best proofs with their\n"
+                "  verifications, until a proof passes every verification (docs/prove.md). PROBLEMS is a JSON\n"
+                "  array or JSONL of objects with \"question\" and optional \"id\".\n"
+                "  --samples N               first proofs per problem (default 8)\n"
+                "  --verifications M         verifications per proof (default 4)\n"
+                "  --rounds R                refinement rounds (default 4)\n"
+                "  --refine-top K            best proofs refined per round (default samples/4, at least 1)\n"
+                "  --refine-samples S        new proofs per refined proof (default 4)\n"
+                "  --refine-verifications V  verifications per refined proof (default M)\n");
+    fprintf(f,
+            "  --out DIR              the run's folder: pool.jsonl (every answer, appended as it arrives),\n"
+            "                         run.json, report.json, report.md; rerun the same command to continue\n"
+            "  --model DIR            answer with the local engine (an HF model directory)\n"
+            "  --api-base URL         answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)\n"
+            "  --api-model NAME       the endpoint's model name\n"
+            "  --api-key-env VAR      environment variable holding the API key (default OPENAI_API_KEY;\n"
+            "                         sent only when set)\n"
+            "  --parallel K           requests in flight to the endpoint (default 8)\n"
+            "  --timeout S            seconds per request attempt (default 600)\n"
+            "  --threads N            local engine threads (default: all cores)\n"
+            "  --templates FILE       prompt templates (default: lemma's own, templates/lemma.json)\n"
+            "  --max-tokens T         completion tokens per answer (default 4096)\n"
+            "  --temperature X        (default 1.0)\n"
+            "  --top-p P              (default 0.95)\n"
+            "  --seed S               base of every request's seed (default 1)\n"
+            "  --no-meta              no meta-verification\n"
+            "  --quiet                phase lines only, no live progress\n");
+}
+
+typedef struct cli {
+    int verify;
+    const char *input, *out, *templates_path, *model, *api_base, *api_model, *api_key_env, *script;
+    int64_t parallel, threads;
+    double timeout;
+    lm_prove_opts o;
+    int quiet;
+} cli;
+
+static int parse(cli *c, int argc, char **argv) {
+    const char *cmd = c->verify ? "verify" : "prove";
+    args a = {argc, argv, 1, cmd, 0};
+    const char *v;
+    int64_t x;
+    lm_prove_opts_default(&c->o);
+    c->o.refine_top = c->o.refine_samples = c->o.refine_verifications = 0; /* completed from the others below */
+    c->parallel = 8;
+    c->threads = args_default_threads();
+    c->timeout = 600;
+    for (; a.i < argc && !a.bad; a.i++) {
+        if (args_opt(&a, "--help", "-h", NULL)) {
+            usage(stdout, c->verify);
+            exit(0);
+        } else if (args_opt(&a, "--out", "-o", &v)) c->out = v;
+        else if (args_opt(&a, "--templates", NULL, &v)) c->templates_path = v;
+        else if (args_opt(&a, "--model", NULL, &v)) c->model = v;
+        else if (args_opt(&a, "--api-base", NULL, &v)) c->api_base = v;
+        else if (args_opt(&a, "--api-model", NULL, &v)) c->api_model = v;
+        else if (args_opt(&a, "--api-key-env", NULL, &v)) c->api_key_env = v;
+        else if (args_opt(&a, "--backend-script", NULL, &v)) c->script = v; /* tests */
+        else if (args_opt(&a, "--parallel", NULL, &v)) args_int(&a, "--parallel", v, 1, 4096, &c->parallel);
+        else if (args_opt(&a, "--threads", "-t", &v)) args_int(&a, "--threads", v, 1, 1024, &c->threads);
+        else if (args_opt(&a, "--timeout", NULL, &v)) args_double(&a, "--timeout", v, 0.001, 1e6, &c->timeout);
+        else if (!c->verify && args_opt(&a, "--samples", NULL, &v)) {
+            if (!args_int(&a, "--samples", v, 1, 100000, &x)) c->o.samples = (int)x;
+        } else if (args_opt(&a, "--verifications", NULL, &v)) {
+            if (!args_int(&a, "--verifications", v, 1, 100000, &x)) c->o.verifications = (int)x;
+        } else if (!c->verify && args_opt(&a, "--rounds", NULL, &v)) {
+            if (!args_int(&a, "--rounds", v, 0, 10000, &x)) c->o.rounds = (int)x;
+        } else if (!c->verify && args_opt(&a, "--refine-top", NULL, &v)) {
+            if (!args_int(&a, "--refine-top", v, 1, 100000, &x)) c->o.refine_top = (int)x;
+        } else if (!c->verify && args_opt(&a, "--refine-samples", NULL, &v)) {
+            if (!args_int(&a, "--refine-samples", v, 1, 100000, &x)) c->o.refine_samples = (int)x;
+        } else if (!c->verify && args_opt(&a, "--refine-verifications", NULL, &v)) {
+            if (!args_int(&a, "--refine-verifications", v, 1, 100000, &x)) c->o.refine_verifications = (int)x;
+        } else if (args_opt(&a, "--max-tokens", NULL, &v)) {
+            args_int(&a, "--max-tokens", v, 1, (int64_t)1 << 40, &c->o.max_tokens);
+        } else if (args_opt(&a, "--temperature", NULL, &v)) {
+            args_double(&a, "--temperature", v, 0, 100, &c->o.temperature);
+        } else if (args_opt(&a, "--top-p", NULL, &v)) {
+            args_double(&a, "--top-p", v, 0, 1, &c->o.top_p);
+        } else if (args_opt(&a, "--seed", NULL, &v)) {
+            if (!args_int(&a, "--seed", v, 0, INT64_MAX, &x)) c->o.seed = (uint64_t)x;
+        } else if (args_opt(&a, "--no-meta", NULL, NULL)) c->o.meta = 0;
+        else if (args_opt(&a, "--quiet", "-q", NULL)) c->quiet = 1;
+        else if (argv[a.i][0] == '-' && argv[a.i][1]) {
+            fprintf(stderr, "lemma %s: unknown option '%s' (lemma %s --help lists them)\n", cmd, argv[a.i], cmd);
+            a.bad = 1;
+        } else if (!c->input) c->input = argv[a.i];
+        else {
+            fprintf(stderr, "lemma %s: one %s file at a time ('%s' is extra)\n", cmd, c->verify ? "proofs" : "problems",
+                    argv[a.i]);
+            a.bad = 1;
+        }
+    }
+    if (a.bad) return -1;
+    if (!c->input) {
+        usage(stderr, c->verify);
+        return -1;
+    }
+    int backends = !!c->model + !!c->api_base + !!c->script;
+    const char *err = NULL;
+    if (!c->out) err = "--out DIR is required (the run's folder; rerunning the same command continues it)";
+    else if (backends == 0) err = "choose a backend: --model DIR or --api-base URL --api-model NAME";
+    else if (backends > 1) err = "--model and --api-base are alternatives: give one";
+    else if (c->api_base && !c->api_model) err = "--api-base needs --api-model NAME";
+    else if (!c->api_base && (c->api_model || c->api_key_env)) err = "--api-model and --api-key-env go with --api-base";
+    if (err) {
+        fprintf(stderr, "lemma %s: %s\n", cmd, err);
+        return -1;
+    }
+    lm_prove_opts_complete(&c->o);
+    return 0;
+}
+
+/* run.json: the arguments that decide the answers (keys named like the
+ * options). Paths are informative; the files' contents are compared. */
+static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_templates *t, lm_text *j) {
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->o.seed);
+    const char *backend = c->model ? "local" : c->api_base ? "openai" : "scripted";
+    int e = jw_raw(j, "{\"command\":") || jw_str(j, c->verify ? "verify" : "prove") || jw_raw(j, ",\"input\":") ||
+            jw_str(j, c->input) || jw_raw(j, ",\"input-sha256\":") || jw_str(j, ps->sha256) ||
+            jw_raw(j, ",\"templates\":") || jw_str(j, c->templates_path ? c->templates_path : "built-in") ||
+            jw_raw(j, ",\"templates-sha256\":") || jw_str(j, t->sha256) || jw_raw(j, ",\"backend\":") ||
+            jw_str(j, backend);
+    if (c->model) e = e || jw_raw(j, ",\"model\":") || jw_str(j, c->model);
+    if (c->api_base)
+        e = e || jw_raw(j, ",\"api-base\":") || jw_str(j, c->api_base) || jw_raw(j, ",\"api-model\":") ||
+            jw_str(j, c->api_model);
+    if (c->script) e = e || jw_raw(j, ",\"backend-script\":") || jw_str(j, c->script);
+    if (!c->verify)
+        e = e || jw_raw(j, ",\"samples\":") || jw_int(j, c->o.samples) || jw_raw(j, ",\"rounds\":") ||
+            jw_int(j, c->o.rounds) || jw_raw(j, ",\"refine-top\":") || jw_int(j, c->o.refine_top) ||
+            jw_raw(j, ",\"refine-samples\":") || jw_int(j, c->o.refine_samples) ||
+            jw_raw(j, ",\"refine-verifications\":") || jw_int(j, c->o.refine_verifications);
+    return e || jw_raw(j, ",\"verifications\":") || jw_int(j, c->o.verifications) || jw_raw(j, ",\"max-tokens\":") ||
+           jw_int(j, c->o.max_tokens) || jw_raw(j, ",\"temperature\":") || jw_num(j, c->o.temperature) ||
+           jw_raw(j, ",\"top-p\":") || jw_num(j, c->o.top_p) || jw_raw(j, ",\"seed\":") || jw_str(j, seed) ||
+           jw_raw(j, ",\"meta\":") || jw_raw(j, c->o.meta ? "true" : "false") || jw_raw(j, "}");
+}
+
+static lm_backend *make_backend(const cli *c, lm_error *err) {
+    if (c->script) return lm_backend_scripted_load(c->script, err);
+    if (c->model) {
+        lm_local_opts lo = {c->model, (int)c->threads, 0, 0};
+        return lm_backend_local_create(&lo, err);
+    }
+    lm_openai_opts oo;
+    lm_openai_opts_default(&oo);
+    oo.api_base = c->api_base;
+    oo.model = c->api_model;
+    if (c->api_key_env) oo.api_key_env = c->api_key_env;
+    oo.parallel = (int)c->parallel;
+    oo.timeout_s = c->timeout;
+    return lm_backend_openai_create(&oo, err);
+}
+
+static void print_settings(const cli *c, const lm_problem_set *ps, int loaded) {
+    const char *cmd = c->verify ? "verify" : "prove";
+    const lm_prove_opts *o = &c->o;
+    fprintf(stderr, "lemma %s: %d %s from %s; %s %s\n", cmd, ps->n,
+            c->verify ? (ps->n == 1 ? "proof" : "proofs") : (ps->n == 1 ? "problem" : "problems"), c->input,
+            loaded ? "continuing the run in" : "writing", c->out);
+    if (loaded) fprintf(stderr, "lemma %s: %d answers already in %s/pool.jsonl\n", cmd, loaded, c->out);
+    if (c->verify)
+        fprintf(stderr, "lemma %s: %d verifications per proof; meta-verification %s\n", cmd, o->verifications,
+                o->meta ? "on" : "off (--no-meta)");
+    else
+        fprintf(stderr,
+                "lemma %s: --samples %d --verifications %d --rounds %d --refine-top %d --refine-samples %d "
+                "--refine-verifications %d; meta-verification %s\n",
+                cmd, o->samples, o->verifications, o->rounds, o->refine_top, o->refine_samples,
+                o->refine_verifications, o->meta ? "on" : "off (--no-meta)");
+    fprintf(stderr, "lemma %s: --max-tokens %lld --temperature %g --top-p %g --seed %llu; templates %s; backend %s%s%s\n",
+            cmd, (long long)o->max_tokens, o->temperature, o->top_p, (unsigned long long)o->seed,
+            c->templates_path ? c->templates_path : "built-in (templates/lemma.json)",
+            c->model ? "local " : c->api_base ? "openai " : "scripted ",
+            c->model ? c->model : c->api_base ? c->api_base : c->script, "");
+}
+
+static int run(int argc, char **argv, int verify) {
+    cli c;
+    memset(&c, 0, sizeof c);
+    c.verify = verify;
+    const char *cmd = verify ? "verify" : "prove";
+    if (parse(&c, argc, argv)) return 2;
+
+    lm_error err;
+    lm_problem_set ps;
+    lm_prompt_templates t;
+    memset(&t, 0, sizeof t);
+    lm_backend *backend = NULL;
+    lm_pool *pool = NULL;
+    lm_prove_result *res = NULL;
+    lm_text warn = {0}, args_json = {0}, md = {0};
+    int lock = -1, rc = 1;
+    char pool_path[4200];
+
+    if (lm_problems_load(c.input, verify, &ps, &err)) {
+        fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (c.templates_path ? lm_templates_load(c.templates_path, &t, &err) : lm_templates_builtin(&t, &err)) goto fail;
+    if (run_args(&c, &ps, &t, &args_json)) {
+        snprintf(err.msg, sizeof err.msg, "out of memory");
+        goto fail;
+    }
+    if (lm_outdir_open(c.out, &lock, &err)) goto fail;
+    static const char *const operational[] = {"input", "templates", "parallel", "threads", "timeout", "api-key-env",
+                                              NULL};
+    if (lm_run_args_check(c.out, args_json.data, operational, &err)) goto fail;
+    snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", c.out);
+    if (!(pool = lm_pool_open(pool_path, &warn, &err))) goto fail;
+    if (warn.len) fprintf(stderr, "lemma %s: warning: %s", cmd, warn.data);
+    if (!(backend = make_backend(&c, &err))) goto fail;
+
+    print_settings(&c, &ps, lm_pool_loaded(pool));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    ui u = {cmd, isatty(2), c.quiet, 0, 0};
+    lm_prove_ctx ctx = {&t, backend, pool, &c.o, on_progress, &u, &stop_flag};
+    int prc = verify ? lm_verify_run(&ps, &ctx, &res, &err) : lm_prove_run(&ps, &ctx, &res, &err);
+    if (u.live) fputs("\r\033[K", stderr);
+    if (prc) {
+        if (stop_flag && !strcmp(err.msg, "interrupted")) {
+            fprintf(stderr, "lemma %s: interrupted; %d answers are in %s (rerun the same command to continue)\n", cmd,
+                    lm_pool_count(pool), pool_path);
+            rc = 130;
+            goto done;
+        }
+        goto fail;
+    }
+    if (lm_prove_report(res, lm_report_task_checker(), c.out, &md, NULL, &err)) goto fail;
+    fputs(md.data ? md.data : "", stdout);
+    if (fflush(stdout) || ferror(stdout)) {
+        snprintf(err.msg, sizeof err.msg, "cannot write the report to stdout");
+        goto fail;
+    }
+    fprintf(stderr, "lemma %s: %s/report.md and report.json written (%d asked, %d from the pool, %d failed)\n", cmd,
+            c.out, res->asked, res->from_pool, res->failed);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
+    rc = 1;
+done:
+    lm_prove_result_free(res);
+    if (backend) backend->free(backend);
+    lm_pool_close(pool);
+    lm_outdir_unlock(lock);
+    lm_templates_free(&t);
+    lm_problems_free(&ps);
+    lm_text_free(&warn);
+    lm_text_free(&args_json);
+    lm_text_free(&md);
+    return rc;
+}
+
+int cmd_prove(int argc, char **argv) { return run(argc, argv, 0); }
+int cmd_verify(int argc, char **argv) { return run(argc, argv, 1); }

@@ -1,0 +1,154 @@
+/* outdir.c — creating, locking and identifying an output folder; see
+ * outdir.h. */
+#include "prove/outdir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/json.h"
+#include "formats/safetensors.h" /* lm_write_file_atomic, lm_read_file */
+#include "prove/jsonw.h"
+
+static int mkdir_p(const char *dir, lm_error *err) {
+    char path[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path) return lm_fail(err, "output folder name too long or empty");
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != 0) continue;
+        char c = path[i];
+        path[i] = 0;
+        if (mkdir(path, 0755) && errno != EEXIST) return lm_fail(err, "cannot create %s: %s", path, strerror(errno));
+        path[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st)) return lm_fail(err, "cannot create %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return lm_fail(err, "%s exists and is not a folder", dir);
+    return 0;
+}
+
+int lm_outdir_open(const char *dir, int *lock_fd, lm_error *err) {
+    *lock_fd = -1;
+    if (mkdir_p(dir, err)) return -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return lm_fail(err, "cannot write in %s: %s", dir, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        int e = errno;
+        char owner[32] = "";
+        ssize_t r = pread(fd, owner, sizeof owner - 1, 0);
+        owner[r > 0 ? r : 0] = 0;
+        owner[strcspn(owner, "\n")] = 0;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return lm_fail(err, "%s is in use by another run (pid %s); wait for it or choose another --out", dir,
+                           owner[0] ? owner : "?");
+        return lm_fail(err, "cannot lock %s: %s", path, strerror(e));
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) {
+        int e = errno;
+        close(fd);
+        return lm_fail(err, "cannot write in %s: %s", dir, strerror(e));
+    }
+    *lock_fd = fd;
+    return 0;
+}
+
+void lm_outdir_unlock(int lock_fd) {
+    if (lock_fd >= 0) close(lock_fd); /* closing releases the flock */
+}
+
+/* A value as canonical text, for comparing and for messages. */
+static void value_text(const json_value *v, lm_text *t) {
+    if (!v) {
+        jw_raw(t, "(not given)");
+        return;
+    }
+    switch (v->type) {
+    case JSON_STRING: jw_strn(t, v->str, v->len); break;
+    case JSON_NUMBER: jw_num(t, v->num); break;
+    case JSON_TRUE: jw_raw(t, "true"); break;
+    case JSON_FALSE: jw_raw(t, "false"); break;
+    case JSON_NULL: jw_raw(t, "(not given)"); break;
+    default: jw_raw(t, "(a structure)"); break;
+    }
+}
+
+static int ignored(const char *key, const char *const *ignore) {
+    for (; ignore && *ignore; ignore++)
+        if (!strcmp(*ignore, key)) return 1;
+    return 0;
+}
+
+/* Compares key k of old and now; -1 with err when they differ. Keys ending
+ * in "-sha256" hold the content hash of a file named by another key. */
+static int compare_key(const char *path, const char *k, const json_value *old, const json_value *now, lm_error *err) {
+    lm_text a = {0}, b = {0};
+    value_text(old, &a);
+    value_text(now, &b);
+    int rc = 0;
+    if (!a.data || !b.data) {
+        rc = lm_fail(err, "out of memory");
+    } else if (strcmp(a.data, b.data)) {
+        size_t kl = strlen(k);
+        if (kl > 7 && !strcmp(k + kl - 7, "-sha256"))
+            rc = lm_fail(err,
+                         "%s: this folder holds a run whose --%.*s file had other content (sha256 %.12s..., now "
+                         "%.12s...); rerun with the same file to continue it, or choose another --out",
+                         path, (int)(kl - 7), k, a.data + (a.data[0] == '"'), b.data + (b.data[0] == '"'));
+        else
+            rc = lm_fail(err,
+                         "%s: this folder holds a run started with --%s %.200s; this command has --%s %.200s (rerun "
+                         "with the same arguments to continue it, or choose another --out)",
+                         path, k, a.data, k, b.data);
+    }
+    lm_text_free(&a);
+    lm_text_free(&b);
+    return rc;
+}
+
+int lm_run_args_check(const char *dir, const char *args_json, const char *const *ignore, lm_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    if (access(path, F_OK)) {
+        if (errno != ENOENT) return lm_fail(err, "%s: %s", path, strerror(errno));
+        lm_text t = {0};
+        if (lm_text_append(&t, args_json, strlen(args_json)) || lm_text_append(&t, "\n", 1)) return lm_fail(err, "out of memory");
+        int rc = lm_write_file_atomic(path, t.data, t.len, err);
+        lm_text_free(&t);
+        return rc;
+    }
+    char *text;
+    size_t len;
+    if (lm_read_file(path, 1u << 20, &text, &len, err)) return -1;
+    json_doc *old = json_parse(text, len, err), *now = NULL;
+    free(text);
+    if (!old) return lm_fail_prefix(err, "%s", path);
+    int rc = 0;
+    if (json_root(old)->type != JSON_OBJECT) {
+        rc = lm_fail(err, "%s: expected a JSON object (the arguments of the run in this folder)", path);
+        goto done;
+    }
+    if (!(now = json_parse(args_json, strlen(args_json), err))) {
+        rc = -1;
+        goto done;
+    }
+    for (const json_value *m = json_root(now)->child; m && !rc; m = m->next)
+        if (!ignored(m->key, ignore)) rc = compare_key(path, m->key, json_get(json_root(old), m->key), m, err);
+    for (const json_value *m = json_root(old)->child; m && !rc; m = m->next)
+        if (!ignored(m->key, ignore) && !json_get(json_root(now), m->key))
+            rc = compare_key(path, m->key, m, NULL, err);
+done:
+    json_free(old);
+    json_free(now);
+    return rc;
+}

@@ -1,0 +1,1212 @@
+/* test_prove.c — the proof pipeline (src/prove/): answer parsing, templates,
+ * problems files, pool.jsonl, the pipeline against a scripted backend
+ * (selection, pairing, early stop, meta-verification, resume), the report. */
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#include "build/sha256.h"
+#include "formats/json.h"
+#include "formats/safetensors.h"
+#include "prove/answer.h"
+#include "prove/backend_scripted.h"
+#include "prove/outdir.h"
+#include "prove/pipeline.h"
+#include "prove/pool.h"
+#include "prove/problems.h"
+#include "prove/report.h"
+#include "prove/template.h"
+#include "prove/templates.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lemma_test_prove_XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+}
+
+static void remove_tmpdir(void) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+static void write_text(const char *path, const char *s) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fputs(s, f);
+    fclose(f);
+}
+
+static char *read_text(const char *path) {
+    char *t;
+    size_t n;
+    lm_error err;
+    return lm_read_file(path, 1u << 30, &t, &n, &err) ? NULL : t;
+}
+
+static int span_is(const char *b, size_t n, const char *want) { return strlen(want) == n && !memcmp(b, want, n); }
+
+/* 1 when rc is 0 and the span is want; else prints what it is. */
+static int check_span(int rc, const char *b, size_t n, const char *want) {
+    if (rc == 0 && span_is(b, n, want)) return 1;
+    printf("  span: rc %d, '%.*s', expected '%s'\n", rc, rc ? 0 : (int)n, rc ? "" : b, want);
+    return 0;
+}
+
+/* ---- answers ---- */
+
+static int boxed_is(const char *s, const char *want) {
+    const char *b;
+    size_t n;
+    int rc = lm_answer_last_boxed(s, strlen(s), &b, &n);
+    if (!want) return rc == -1;
+    return rc == 0 && span_is(b, n, want);
+}
+
+TEST(boxed_last_non_empty) {
+    CHECK(boxed_is("\\boxed{1}", "1"));
+    CHECK(boxed_is("a \\boxed{0} b \\boxed{ 0.5 } c", "0.5"));
+    CHECK(boxed_is("\\boxed{1} then \\boxed{ } and \\boxed{}", "1"));
+    CHECK(boxed_is("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"));
+    CHECK(boxed_is("\\boxed{\\{0,1\\}}", "\\{0,1\\}"));
+    CHECK(boxed_is("\\boxed{a \\} b}", "a \\} b"));
+    CHECK(boxed_is("\\boxed{\\boxed{1}}", "1"));
+    CHECK(boxed_is("\\boxed{1} \\boxed{2", "1"));        /* an unclosed box is no box */
+    CHECK(boxed_is("\\boxed{ \\boxed{1}", "1"));         /* nor does it hide the box inside it */
+    CHECK(boxed_is("no box here", NULL));
+    CHECK(boxed_is("\\boxed{", NULL));
+    CHECK(boxed_is("\\boxed{\xc2\xa0\xe3\x80\x80}", NULL)); /* U+00A0 U+3000: white space to Python */
+    CHECK(boxed_is("\\boxed{1}\\", "1"));
+    /* linear even on many unclosed boxes */
+    size_t n = 7 * 200000;
+    char *big = malloc(n + 16);
+    for (size_t i = 0; i < n; i += 7) memcpy(big + i, "\\boxed{", 7);
+    strcpy(big + n, "");
+    CHECK(boxed_is(big, NULL));
+    memcpy(big, "\\boxed{1}", 9);
+    CHECK(boxed_is(big, "1"));
+    free(big);
+}
+
+static int score_is(const char *s, double want) {
+    double v = -1;
+    int rc = lm_parse_score(s, strlen(s), &v);
+    if (want < 0) return rc == -1;
+    return rc == 0 && v == want;
+}
+
+TEST(score_like_python_float) {
+    CHECK(score_is("1", 1));
+    CHECK(score_is(" 0.5\n", 0.5));
+    CHECK(score_is("1.", 1));
+    CHECK(score_is(".5", 0.5));
+    CHECK(score_is("+1", 1));
+    CHECK(score_is("-0", 0));
+    CHECK(score_is("5e-1", 0.5));
+    CHECK(score_is("0_0", 0));
+    CHECK(score_is("0.2_5", 0.25));
+    CHECK(score_is("1__0", -1));
+    CHECK(score_is("_1", -1));
+    CHECK(score_is("1_", -1));
+    CHECK(score_is("1_.5", -1));
+    CHECK(score_is("2", -1));     /* not a score */
+    CHECK(score_is("-0.5", -1));
+    CHECK(score_is("inf", -1));
+    CHECK(score_is("nan", -1));
+    CHECK(score_is("0x1", -1));
+    CHECK(score_is("1/2", -1));
+    CHECK(score_is("", -1));
+    CHECK(score_is("\\frac{1}{2}", -1));
+    double v;
+    const char *t = "## Self Evaluation\nok\n\\boxed{0}\nand finally \\boxed{ 1 }";
+    CHECK(lm_answer_score(t, strlen(t), &v) == 0 && v == 1);
+}
+
+TEST(strip_think_split) {
+    const char *b;
+    size_t n;
+    lm_py_strip(" \t\x1c" "a b\xc2\x85\xe2\x80\xa8\n", strlen(" \t\x1c" "a b\xc2\x85\xe2\x80\xa8\n"), &b, &n);
+    CHECK(span_is(b, n, "a b"));
+    lm_py_strip("\xc3\xa9", 2, &b, &n); /* é is not white space */
+    CHECK(n == 2);
+    CHECK(!strcmp(lm_answer_after_think("a</think>b</think> c"), " c"));
+    CHECK(!strcmp(lm_answer_after_think("no think"), "no think"));
+    lm_answer_parts p;
+    const char *a = "intro\n## Solution\n step 1 \n\n## Self Evaluation\nfine\n\\boxed{1}\n";
+    CHECK(lm_answer_split(a, &p) == 0);
+    CHECK(span_is(p.solution, p.solution_len, "step 1"));
+    CHECK(span_is(p.self_eval, p.self_eval_len, "## Self Evaluation\nfine\n\\boxed{1}"));
+    CHECK(span_is(p.from_solution, p.from_solution_len, "## Solution\n step 1 \n\n## Self Evaluation\nfine\n\\boxed{1}"));
+    CHECK(lm_answer_split("## Solution\nx", &p) == -1);
+    CHECK(lm_answer_split("## Self Evaluation\n## Solution\nx", &p) == -1);
+}
+
+/* ---- templates ---- */
+
+static int fill_is(const char *tmpl, const char *want_or_err) {
+    const char *keys[] = {"a", "b"}, *vals[] = {"{A}", "B"};
+    lm_text out = {0};
+    lm_error err;
+    int rc = lm_template_fill(tmpl, keys, vals, 2, &out, &err);
+    int ok = rc == 0 ? !strcmp(out.data, want_or_err) : strstr(err.msg, want_or_err) != NULL;
+    if (!ok) printf("  fill %s: rc %d, got '%s'\n", tmpl, rc, rc ? err.msg : out.data);
+    lm_text_free(&out);
+    return ok;
+}
+
+TEST(template_fill_like_str_format) {
+    CHECK(fill_is("{a}-{b}", "{A}-B"));
+    CHECK(fill_is("{{a}} {{{a}}} }}", "{a} {{A}} }"));
+    CHECK(fill_is("\\boxed{{...}}", "\\boxed{...}"));
+    CHECK(fill_is("", ""));
+    CHECK(fill_is("{c}", "unknown placeholder {c}"));
+    CHECK(fill_is("x } y", "single '}'"));
+    CHECK(fill_is("x { y", "'{' without a matching '}'"));
+    CHECK(fill_is("{}", "empty field"));
+    CHECK(fill_is("{0}", "positional"));
+    CHECK(fill_is("{a!r}", "not supported"));
+    CHECK(fill_is("{a:>5}", "not supported"));
+}
+
+static int load_tpl(const char *json, const char *want_err) {
+    lm_prompt_templates t;
+    lm_error err;
+    int rc = lm_templates_parse(json, strlen(json), "t.json", &t, &err);
+    if (!want_err) {
+        if (rc) printf("  unexpected error: %s\n", err.msg);
+        lm_templates_free(&t);
+        return rc == 0;
+    }
+    if (rc == 0) {
+        lm_templates_free(&t);
+        printf("  accepted, expected '%s'\n", want_err);
+        return 0;
+    }
+    if (!strstr(err.msg, want_err)) printf("  error '%s', expected '%s'\n", err.msg, want_err);
+    return strstr(err.msg, want_err) != NULL;
+}
+
+TEST(templates_checked_at_load) {
+    const char *good = "{\"proof_generation\":\"{question}\",\"proof_verification\":\"{statement}{proof}\","
+                       "\"meta_verification\":\"{statement}{proof}{rating} {{x}}\","
+                       "\"proof_refinement\":\"{instruction}{proofs_to_refine}\"}";
+    CHECK(load_tpl(good, NULL));
+    CHECK(load_tpl("{\"proof_generation\":\"{question}\",\"proof_verification\":\"{statement}\","
+                   "\"meta_verification\":\"{statement}{proof}{rating}\",\"proof_refinement\":\"{instruction}{proofs_to_refine}\"}",
+                   "t.json: proof_verification: missing placeholder {proof}"));
+    CHECK(load_tpl("{\"proof_generation\":\"{question} {answer}\",\"proof_verification\":\"{statement}{proof}\","
+                   "\"meta_verification\":\"{statement}{proof}{rating}\",\"proof_refinement\":\"{instruction}{proofs_to_refine}\"}",
+                   "t.json: proof_generation: unknown placeholder {answer}"));
+    CHECK(load_tpl("{\"proof_generation\":\"{question}\",\"proof_verification\":\"{statement}{proof}\","
+                   "\"meta_verification\":\"{statement}{proof}{rating}\"}",
+                   "t.json: missing key proof_refinement"));
+    CHECK(load_tpl("{\"proof_generation\":\"{question}\",\"proof_verifcation\":\"{statement}{proof}\"}",
+                   "unknown key \"proof_verifcation\""));
+    CHECK(load_tpl("{\"proof_generation\":\"{question\"}", "t.json: proof_generation: byte 0: '{' without a matching '}'"));
+    CHECK(load_tpl("{\"proof_generation\":3}", "expected a string"));
+    CHECK(load_tpl("[]", "expected a JSON object"));
+    CHECK(load_tpl("{", "t.json: byte"));
+    lm_prompt_templates t;
+    lm_error err;
+    CHECK(lm_templates_builtin(&t, &err) == 0);
+    CHECK(t.text[LM_TPL_REFINE] && strstr(t.text[LM_TPL_REFINE], "{proofs_to_refine}"));
+    lm_templates_free(&t);
+}
+
+/* ---- the bundled DeepSeekMath-V2 templates and outputs, against Python ---- */
+
+static const char *data_dir(char *buf, size_t cap) {
+    const char *shared = test_shared_dir();
+    if (!shared) return NULL;
+    snprintf(buf, cap, "%s/data/deepseek-math-v2", shared);
+    struct stat st;
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+/* Runs tests/prove_ref.py; the parsed result, or NULL (after SKIP-worthy reasons). */
+static json_doc *python_reference(const char *data, char *why, size_t cap) {
+    if (system("python3 -c 'import json' >/dev/null 2>&1")) {
+        snprintf(why, cap, "python3 not found");
+        return NULL;
+    }
+    char out[400], cmd[1200];
+    snprintf(out, sizeof out, "%s/ref.json", tmpdir);
+    snprintf(cmd, sizeof cmd, "python3 tests/prove_ref.py '%s' '%s'", data, out);
+    if (system(cmd)) {
+        snprintf(why, cap, "tests/prove_ref.py failed");
+        return NULL;
+    }
+    char *text = read_text(out);
+    lm_error err;
+    json_doc *doc = text ? json_parse(text, strlen(text), &err) : NULL;
+    free(text);
+    if (!doc) snprintf(why, cap, "cannot read %s", out);
+    return doc;
+}
+
+static json_doc *ref_doc;
+static const char *ref_skip;
+static char ref_why[200];
+
+static void load_reference(void) {
+    char buf[300];
+    const char *data = data_dir(buf, sizeof buf);
+    if (!data) {
+        ref_skip = "../shared/data/deepseek-math-v2 is absent";
+        return;
+    }
+    if (!(ref_doc = python_reference(data, ref_why, sizeof ref_why))) ref_skip = ref_why;
+}
+
+TEST(released_templates_fill_as_python) {
+    if (ref_skip) SKIP("%s", ref_skip);
+    char buf[300], path[400];
+    snprintf(path, sizeof path, "%s/templates.json", data_dir(buf, sizeof buf));
+    lm_prompt_templates t;
+    lm_error err;
+    CHECKF(lm_templates_load(path, &t, &err) == 0, "%s", err.msg);
+    const json_value *values = json_get(json_root(ref_doc), "values"), *fills = json_get(json_root(ref_doc), "fills");
+    const char *keys[6], *vals[6];
+    int nk = 0;
+    for (const json_value *v = values->child; v; v = v->next, nk++) {
+        keys[nk] = v->key;
+        vals[nk] = v->str;
+    }
+    int checked = 0;
+    for (int k = 0; k < LM_TPL_COUNT; k++) {
+        const json_value *want = json_get(fills, lm_templates_key(k));
+        lm_text out = {0};
+        CHECK(want && lm_template_fill(t.text[k], keys, vals, nk, &out, &err) == 0);
+        CHECKF(want && out.data && !strcmp(out.data, want->str), "%s differs from Python", lm_templates_key(k));
+        checked += want != NULL;
+        lm_text_free(&out);
+    }
+    CHECK(checked == 4);
+    lm_templates_free(&t);
+}
+
+TEST(released_outputs_boxed_and_prompts_as_python) {
+    if (ref_skip) SKIP("%s", ref_skip);
+    char buf[300], path[600];
+    const char *data = data_dir(buf, sizeof buf);
+    snprintf(path, sizeof path, "%s/templates.json", data);
+    lm_prompt_templates t;
+    lm_error err;
+    CHECK(lm_templates_load(path, &t, &err) == 0);
+    const json_value *outs = json_get(json_root(ref_doc), "outputs");
+    int n = 0, boxed = 0, spot = 0;
+    for (const json_value *o = outs->child; o; o = o->next, n++) {
+        const char *file = json_get(o, "file")->str;
+        int64_t line;
+        json_as_int(json_get(o, "line"), &line);
+        snprintf(path, sizeof path, "%s/outputs/%s", data, file);
+        char *text = read_text(path);
+        CHECK(text != NULL);
+        if (!text) break;
+        char *l = text;
+        for (int64_t k = 1; k < line && l; k++) l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL;
+        char *e = l ? strchr(l, '\n') : NULL;
+        json_doc *item = l ? json_parse(l, e ? (size_t)(e - l) : strlen(l), &err) : NULL;
+        CHECK(item != NULL);
+        if (!item) {
+            free(text);
+            break;
+        }
+        const char *q = json_get(json_root(item), "question")->str;
+        const char *proof = json_get(json_get(json_root(item), "model_prediction"), "proof")->str;
+        const json_value *wb = json_get(o, "boxed"), *ws = json_get(o, "score");
+        const char *b;
+        size_t bl;
+        int rc = lm_answer_last_boxed(proof, strlen(proof), &b, &bl);
+        if (wb->type == JSON_NULL) CHECKF(rc == -1, "%s:%lld: a box where Python finds none", file, (long long)line);
+        else CHECKF(rc == 0 && span_is(b, bl, wb->str), "%s:%lld: last box differs", file, (long long)line);
+        boxed += wb->type != JSON_NULL;
+        double sc;
+        int src = lm_answer_score(proof, strlen(proof), &sc);
+        CHECK(ws->type == JSON_NULL ? src == -1 : (src == 0 && sc == ws->num));
+        if (!strcmp(file, "IMO2025.jsonl") && line == 1) spot += check_span(rc, b, bl, "\\{0,\\;1,\\;3\\}");
+        if (!strcmp(file, "Putnam2024.jsonl") && line == 1) spot += check_span(rc, b, bl, "\\,n = 1\\,");
+        /* the verification prompt of this proof, filled as the released pipeline fills it */
+        const char *sb, *pb;
+        size_t sn, pn;
+        lm_py_strip(q, strlen(q), &sb, &sn);
+        lm_py_strip(proof, strlen(proof), &pb, &pn);
+        char *st = strndup(sb, sn), *pr = strndup(pb, pn);
+        const char *keys[] = {"statement", "proof"}, *vals[] = {st, pr};
+        lm_text prompt = {0};
+        CHECK(lm_template_fill(t.text[LM_TPL_VERIFY], keys, vals, 2, &prompt, &err) == 0);
+        uint8_t d[32];
+        char hex[65];
+        lm_sha256_buf(prompt.data, prompt.len, d);
+        lm_sha256_hex(d, hex);
+        CHECKF(!strcmp(hex, json_get(o, "verify_sha256")->str), "%s:%lld: verification prompt differs from Python",
+               file, (long long)line);
+        lm_text_free(&prompt);
+        free(st);
+        free(pr);
+        json_free(item);
+        free(text);
+    }
+    CHECKF(n >= 80 && boxed >= 20, "%d outputs, %d with a box", n, boxed);
+    CHECK(spot == 2);
+    lm_templates_free(&t);
+}
+
+/* ---- problems files ---- */
+
+static int problems_err(const char *text, const char *want) {
+    lm_problem_set ps;
+    lm_error err;
+    if (lm_problems_parse(text, strlen(text), "p.jsonl", 0, &ps, &err) == 0) {
+        lm_problems_free(&ps);
+        printf("  accepted, expected '%s'\n", want);
+        return 0;
+    }
+    if (!strstr(err.msg, want)) printf("  error '%s', expected '%s'\n", err.msg, want);
+    return strstr(err.msg, want) != NULL;
+}
+
+TEST(problems_files) {
+    lm_problem_set ps;
+    lm_error err;
+    const char *arr = " [{\"id\": 7, \"question\": \"Q1\", \"answer\": \"x\"}, {\"question\": \"Q2\"}]";
+    CHECK(lm_problems_parse(arr, strlen(arr), "a.json", 0, &ps, &err) == 0);
+    CHECK(ps.n == 2 && !strcmp(ps.items[0].id, "7") && !strcmp(ps.items[1].id, "2"));
+    CHECK(!strcmp(ps.items[1].question, "Q2") && ps.items[0].proof == NULL);
+    lm_problems_free(&ps);
+    const char *jl = "{\"id\":\"a\",\"question\":\"Q1\",\"domain\":\"gcd\",\"proof\":\"ref\"}\n\n{\"question\":\"Q2\"}\n";
+    CHECK(lm_problems_parse(jl, strlen(jl), "p.jsonl", 0, &ps, &err) == 0);
+    CHECK(ps.n == 2 && !strcmp(ps.items[0].id, "a") && !strcmp(ps.items[1].id, "2"));
+    lm_problems_free(&ps);
+    CHECK(lm_problems_parse(jl, strlen(jl), "p.jsonl", 1, &ps, &err) == -1 && strstr(err.msg, "p.jsonl:3: missing \"proof\""));
+    CHECK(problems_err("{\"question\":\"Q\"}\n{\"question\": }\n", "p.jsonl:2: byte"));
+    CHECK(problems_err("{\"q\":\"Q\"}\n", "p.jsonl:1: missing \"question\""));
+    CHECK(problems_err("{\"question\":\"\"}\n", "p.jsonl:1: \"question\" must be a non-empty string"));
+    CHECK(problems_err("{\"question\":\"Q\",\"id\":1.5}\n", "p.jsonl:1: \"id\" must be"));
+    CHECK(problems_err("{\"question\":\"Q\",\"id\":\"x\"}\n{\"question\":\"R\",\"id\":\"x\"}\n",
+                       "p.jsonl:2: id \"x\" is used twice"));
+    CHECK(problems_err("[1]", "p.jsonl: element 1: expected an object"));
+    CHECK(problems_err("[{\"question\":\"Q\"},", "p.jsonl: byte"));
+    CHECK(problems_err("  \n", "no problems"));
+    CHECK(problems_err("\"Q\"\n", "p.jsonl:1: expected an object"));
+}
+
+/* ---- pool.jsonl ---- */
+
+static lm_pool_rec mkrec(const char *pid, const char *id, int kind, const char *text) {
+    lm_pool_rec r;
+    memset(&r, 0, sizeof r);
+    r.id = (char *)id;
+    r.problem_id = (char *)pid;
+    r.kind = kind;
+    r.text = (char *)text;
+    r.reasoning = "";
+    r.finish_reason = "stop";
+    r.backend = "test";
+    r.prompt_tokens = r.completion_tokens = -1;
+    strcpy(r.prompt_hash, "0123456789abcdef");
+    return r;
+}
+
+TEST(pool_append_reopen_repair) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/pool.jsonl", tmpdir);
+    unlink(path);
+    lm_error err;
+    lm_text warn = {0};
+    lm_pool *p = lm_pool_open(path, &warn, &err);
+    CHECK(p && lm_pool_count(p) == 0 && warn.len == 0);
+    lm_pool_rec a = mkrec("1", "r0.g0", LM_KIND_PROOF, "bad utf8 \xff, quote \" and \\ and \x01");
+    char *par[] = {"r0.g0"};
+    lm_pool_rec b = mkrec("1", "r0.g0.v0", LM_KIND_VERIFICATION, "\\boxed{1}");
+    b.parents = par;
+    b.n_parents = 1;
+    b.has_score = 1;
+    b.score = 1;
+    lm_pool_rec f = mkrec("1", "r0.g1", LM_KIND_PROOF, NULL);
+    f.failed = 1;
+    f.error = "connection refused";
+    CHECK(lm_pool_append(p, &a, &err) && lm_pool_append(p, &b, &err) && lm_pool_append(p, &f, &err));
+    lm_pool_close(p);
+
+    p = lm_pool_open(path, &warn, &err);
+    CHECK(p && lm_pool_count(p) == 3 && lm_pool_loaded(p) == 3);
+    const lm_pool_rec *r = p ? lm_pool_find(p, "1", "r0.g0", "0123456789abcdef") : NULL;
+    CHECK(r && !strcmp(r->text, "bad utf8 \xef\xbf\xbd, quote \" and \\ and \x01"));
+    r = p ? lm_pool_find(p, "1", "r0.g0.v0", "0123456789abcdef") : NULL;
+    CHECK(r && r->n_parents == 1 && !strcmp(r->parents[0], "r0.g0") && r->has_score && r->score == 1);
+    CHECK(p && !lm_pool_find(p, "1", "r0.g1", "0123456789abcdef"));      /* failed: asked again */
+    CHECK(p && !lm_pool_find(p, "1", "r0.g0", "fedcba9876543210"));      /* another prompt */
+    CHECK(p && !lm_pool_find(p, "2", "r0.g0", "0123456789abcdef"));
+    lm_pool_close(p);
+
+    /* a crash mid-write: the partial last line is dropped with a warning */
+    char *text = read_text(path);
+    size_t full = strlen(text);
+    FILE *fp = fopen(path, "a");
+    fputs("{\"id\":\"r0.g2\",\"problem_id\":\"1\",\"kind\":\"pro", fp);
+    fclose(fp);
+    p = lm_pool_open(path, &warn, &err);
+    CHECK(p && lm_pool_count(p) == 3);
+    CHECKF(strstr(warn.data ? warn.data : "", "pool.jsonl:4: dropped an incomplete last line"), "%s", warn.data);
+    struct stat st;
+    stat(path, &st);
+    CHECK((size_t)st.st_size == full);
+    if (p) CHECK(lm_pool_append(p, &a, &err) != NULL);   /* appends after the repair parse */
+    lm_pool_close(p);
+    p = lm_pool_open(path, NULL, &err);
+    CHECK(p && lm_pool_count(p) == 4);
+    lm_pool_close(p);
+
+    /* a complete last line whose newline was lost is kept */
+    text = (free(text), read_text(path));
+    text[strlen(text) - 1] = 0;
+    write_text(path, text);
+    lm_text_free(&warn);
+    p = lm_pool_open(path, &warn, &err);
+    CHECK(p && lm_pool_count(p) == 4 && warn.len == 0);
+    lm_pool_close(p);
+    free(text);
+    text = read_text(path);
+    CHECK(text[strlen(text) - 1] == '\n');
+
+    /* a hand-edited line is an error naming the line; the file is untouched */
+    char *second = strchr(text, '\n') + 1;
+    memcpy(second, "{\"id\":", 6);
+    memcpy(second + 6, "XX", 2);
+    write_text(path, text);
+    p = lm_pool_open(path, NULL, &err);
+    CHECK(p == NULL && strstr(err.msg, "pool.jsonl:2: byte"));
+    char *after = read_text(path);
+    CHECK(after && !strcmp(after, text));
+    free(after);
+    free(text);
+    write_text(path, "{\"id\":\"x\",\"problem_id\":\"1\",\"kind\":\"lemma\",\"round\":0,\"text\":\"\",\"finish_reason\":\"stop\","
+                     "\"prompt_hash\":\"0123456789abcdef\"}\n");
+    p = lm_pool_open(path, NULL, &err);
+    CHECK(p == NULL && strstr(err.msg, "pool.jsonl:1: field \"kind\": expected proof, verification or meta_verification"));
+    write_text(path, "{\"id\":\"x\",\"problem_id\":\"1\",\"kind\":\"proof\",\"round\":0,\"text\":\"\",\"finish_reason\":\"stop\"}\n");
+    p = lm_pool_open(path, NULL, &err);
+    CHECK(p == NULL && strstr(err.msg, "pool.jsonl:1: field \"prompt_hash\""));
+    lm_text_free(&warn);
+}
+
+/* ---- a backend for the pipeline tests ----
+ * Answers come from a function of (problem id, request id, prompt). The
+ * request id is recovered from the seed (lm_prove_seed is a function of the
+ * id), so tests can script each request exactly. */
+
+typedef struct tb tb;
+typedef const char *(*answer_fn)(tb *t, const char *pid, const char *id, const char *prompt);
+struct tb {
+    lm_backend b;
+    answer_fn answer;
+    uint64_t base_seed;
+    const char **pids;
+    int n_pids;
+    char asked[4096][64];    /* "pid/id" of every request, in order */
+    char *prompts[4096];
+    int n_asked;
+    int fail_next;           /* answer() sets it: this request fails in transport */
+    int finish_length;       /* answer() sets it: finish_reason "length" */
+    int stop_after;          /* > 0: set *stop after this many replies */
+};
+
+static int resolve(tb *t, uint64_t seed, const char **pid, char *id, size_t cap) {
+    static const char *sfx[] = {"", ".v0", ".v1", ".v2", ".v3", ".v4", ".v5", ".v6", ".v7", ".v8", ".v9",
+                                ".v10", ".v11", ".v0.m", ".v1.m", ".v2.m", ".v3.m", ".v4.m", ".v5.m", ".v6.m",
+                                ".v7.m", ".v8.m", ".v9.m", ".v10.m", ".v11.m"};
+    for (int p = 0; p < t->n_pids; p++)
+        for (int r = 0; r <= 6; r++)
+            for (int g = 0; g < 32; g++)
+                for (size_t s = 0; s < sizeof sfx / sizeof *sfx; s++) {
+                    snprintf(id, cap, "r%d.g%d%s", r, g, sfx[s]);
+                    if (lm_prove_seed(t->base_seed, t->pids[p], id) == seed) {
+                        *pid = t->pids[p];
+                        return 0;
+                    }
+                }
+    for (int p = 0; p < t->n_pids; p++)
+        for (size_t s = 0; s < sizeof sfx / sizeof *sfx; s++) {
+            snprintf(id, cap, "given%s", sfx[s]);
+            if (lm_prove_seed(t->base_seed, t->pids[p], id) == seed) {
+                *pid = t->pids[p];
+                return 0;
+            }
+        }
+    return -1;
+}
+
+static int tb_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_reply_fn on_reply, void *user,
+                  volatile int *stop, lm_error *err) {
+    tb *t = (tb *)b;
+    for (int i = 0; i < n; i++) {
+        if (stop && *stop) return lm_fail(err, "interrupted");
+        const char *pid;
+        char id[64];
+        if (resolve(t, reqs[i].seed, &pid, id, sizeof id)) return lm_fail(err, "test backend: unknown seed");
+        if (t->n_asked < 4096) {
+            snprintf(t->asked[t->n_asked], 64, "%s/%s", pid, id);
+            t->prompts[t->n_asked++] = strdup(reqs[i].prompt);
+        }
+        t->fail_next = t->finish_length = 0;
+        const char *a = t->answer(t, pid, id, reqs[i].prompt);
+        lm_chat_reply r = {reqs[i].key, !t->fail_next, a, "", t->finish_length ? "length" : "stop",
+                           t->fail_next ? "test failure" : "", 10, 5, 0.0, 1};
+        on_reply(user, &r);
+        if (t->stop_after > 0 && t->n_asked >= t->stop_after && stop) *stop = 1;
+    }
+    return 0;
+}
+
+static void tb_init(tb *t, answer_fn f, const char **pids, int n_pids, uint64_t seed) {
+    memset(t, 0, sizeof *t);
+    t->b.name = "test";
+    t->b.run = tb_run;
+    t->answer = f;
+    t->pids = pids;
+    t->n_pids = n_pids;
+    t->base_seed = seed;
+}
+
+static void tb_clear(tb *t) {
+    for (int i = 0; i < t->n_asked; i++) free(t->prompts[i]);
+    t->n_asked = 0;
+}
+
+static int tb_count(const tb *t, const char *prefix) {
+    int n = 0;
+    for (int i = 0; i < t->n_asked; i++) n += !strncmp(t->asked[i], prefix, strlen(prefix));
+    return n;
+}
+
+static const char *tb_prompt(const tb *t, const char *key) {
+    for (int i = 0; i < t->n_asked; i++)
+        if (!strcmp(t->asked[i], key)) return t->prompts[i];
+    return NULL;
+}
+
+/* Templates whose prompts the answer functions can tell apart. */
+static const char *test_templates_json =
+    "{\"proof_generation\":\"GEN {question}\",\"proof_verification\":\"VERIFY {statement} || {proof}\","
+    "\"meta_verification\":\"META {statement} || {proof} || {rating}\","
+    "\"proof_refinement\":\"REFINE {instruction} || {proofs_to_refine}\"}";
+
+static lm_prompt_templates test_templates(void) {
+    lm_prompt_templates t;
+    lm_error err;
+    if (lm_templates_parse(test_templates_json, strlen(test_templates_json), "test", &t, &err)) {
+        printf("%s\n", err.msg);
+        exit(1);
+    }
+    return t;
+}
+
+static char ans_buf[512];
+
+/* "## Solution\n<body>\n\n## Self Evaluation\n\\boxed{<self>}" */
+static const char *proof_answer(const char *body, const char *self) {
+    snprintf(ans_buf, sizeof ans_buf, "## Solution\n%s\n\n## Self Evaluation\nok\n\\boxed{%s}", body, self);
+    return ans_buf;
+}
+
+static const char *verdict(const char *why, const char *score) {
+    snprintf(ans_buf, sizeof ans_buf, "%s\n\\boxed{%s}", why, score);
+    return ans_buf;
+}
+
+typedef struct run_env {
+    lm_problem_set ps;
+    lm_prompt_templates t;
+    lm_pool *pool;
+    lm_prove_opts o;
+    volatile int stop;
+    char path[400];
+} run_env;
+
+static void env_open(run_env *e, const char *name, const char *problems_jsonl) {
+    lm_error err;
+    memset(e, 0, sizeof *e);
+    if (lm_problems_parse(problems_jsonl, strlen(problems_jsonl), "test", 0, &e->ps, &err)) {
+        printf("%s\n", err.msg);
+        exit(1);
+    }
+    e->t = test_templates();
+    snprintf(e->path, sizeof e->path, "%s/%s.jsonl", tmpdir, name);
+    unlink(e->path);
+    e->pool = lm_pool_open(e->path, NULL, &err);
+    lm_prove_opts_default(&e->o);
+}
+
+static void env_reopen_pool(run_env *e) {
+    lm_error err;
+    lm_pool_close(e->pool);
+    e->pool = lm_pool_open(e->path, NULL, &err);
+    if (!e->pool) printf("  reopen: %s\n", err.msg);
+}
+
+static void env_close(run_env *e) {
+    lm_pool_close(e->pool);
+    lm_templates_free(&e->t);
+    lm_problems_free(&e->ps);
+}
+
+static int env_run(run_env *e, tb *t, lm_prove_result **res, lm_error *err) {
+    t->base_seed = e->o.seed;
+    e->stop = 0;
+    lm_prove_ctx c = {&e->t, &t->b, e->pool, &e->o, NULL, NULL, &e->stop};
+    return lm_prove_run(&e->ps, &c, res, err);
+}
+
+/* Selection and pairing: four first proofs, their verifications scripted. */
+static const char *const sel_scores[4][4] = {
+    {"0", "0.5", "1", "1"},     /* P0: mean .625, self 1 */
+    {"1", "1", "0.5", "0.5"},   /* P1: mean .75,  self 0 */
+    {"0.5", "1", "1", "0.5"},   /* P2: mean .75,  self 1  -> ranked first */
+    {"0", "0", "0", "none"},    /* P3: mean 0 (one unscored) */
+};
+static const char *const sel_self[4] = {"1", "0", "1", "0.5"};
+
+static const char *sel_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    int g, v;
+    char body[32];
+    if (!strncmp(prompt, "REFINE", 6)) return proof_answer("refined", "0");
+    if (sscanf(id, "r0.g%d.v%d", &g, &v) == 2) {
+        snprintf(body, sizeof body, "V%d.%d", g, v);
+        return verdict(body, sel_scores[g][v]);
+    }
+    if (sscanf(id, "r0.g%d", &g) == 1) {
+        snprintf(body, sizeof body, "P%d", g);
+        return proof_answer(body, sel_self[g]);
+    }
+    if (strstr(id, ".v")) return verdict("refined check", "0");
+    return "?";
+}
+
+TEST(pipeline_selection_and_pairing) {
+    run_env e;
+    env_open(&e, "sel", "{\"id\":\"q\",\"question\":\"Q\"}\n");
+    e.o.samples = 4;
+    e.o.verifications = 4;
+    e.o.rounds = 1;
+    e.o.refine_top = 2;
+    e.o.refine_samples = 1;
+    e.o.refine_verifications = 2;
+    e.o.meta = 0;
+    const char *pids[] = {"q"};
+    tb t;
+    tb_init(&t, sel_answer, pids, 1, e.o.seed);
+    lm_prove_result *res = NULL;
+    lm_error err;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    /* 4 proofs + 16 verifications, then 2 refined proofs + 4 verifications */
+    CHECK(t.n_asked == 4 + 16 + 2 + 4);
+    CHECK(tb_count(&t, "q/r1.g") == 2 + 4);
+    const char *p0 = tb_prompt(&t, "q/r1.g0"), *p1 = tb_prompt(&t, "q/r1.g1");
+    /* r1.g0 refines P2 (mean .75, self 1) with its verifications lowest first */
+    const char *want0 = "REFINE GEN Q || --- Solution 0 ---\nP2\n\n=== Evaluation 0 of Solution 0 ===\nV2.0\n\\boxed{0.5}"
+                        "\n\n=== Evaluation 1 of Solution 0 ===\nV2.3\n\\boxed{0.5}\n\n=== Evaluation 2 of Solution 0 ===\n"
+                        "V2.1\n\\boxed{1}\n\n=== Evaluation 3 of Solution 0 ===\nV2.2\n\\boxed{1}";
+    CHECKF(p0 && !strcmp(p0, want0), "got:\n%s", p0 ? p0 : "(none)");
+    CHECK(p1 && strstr(p1, "--- Solution 0 ---\nP1\n\n=== Evaluation 0 of Solution 0 ===\nV1.2\n"));
+    /* the verifier of a refined proof sees its solution part */
+    CHECK(tb_prompt(&t, "q/r1.g0.v0") && !strcmp(tb_prompt(&t, "q/r1.g0.v0"), "VERIFY Q || refined"));
+    const lm_problem_state *p = &res->problems[0];
+    CHECK(p->n_proofs == 6 && p->rounds_used == 1 && !p->stopped);
+    CHECK(!strcmp(p->proofs[4].id, "r1.g0") && !strcmp(p->proofs[4].parent, "r0.g2"));
+    CHECK(!strcmp(p->proofs[5].parent, "r0.g1"));
+    CHECK(p->best_after[0] == 2 && p->best_after[1] == 2);
+    CHECK(p->proofs[3].n_counted == 3 && p->proofs[3].mean == 0);
+    CHECK_NEAR(p->proofs[0].mean, 0.625, 0, 0);
+    /* the pool records the parents */
+    int refined = 0;
+    for (int i = 0; i < lm_pool_count(e.pool); i++) {
+        const lm_pool_rec *r = lm_pool_at(e.pool, i);
+        if (!strcmp(r->id, "r1.g0")) refined += r->parent_is_list && r->n_parents == 1 && !strcmp(r->parents[0], "r0.g2");
+        if (!strcmp(r->id, "r0.g3.v3")) refined += !r->has_score && r->dropped != NULL;
+    }
+    CHECK(refined == 2);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    env_close(&e);
+}
+
+TEST(refine_prompt_caps_and_order) {
+    lm_prompt_templates t = test_templates();
+    lm_proof_state pr;
+    memset(&pr, 0, sizeof pr);
+    pr.solution = "S";
+    pr.solution_len = 1;
+    lm_verif_state v[12];
+    char texts[12][16];
+    memset(v, 0, sizeof v);
+    pr.verifs = v;
+    pr.n_verifs = 12;
+    /* 5 x 0, 5 x 0.5, 2 x 1 (interleaved): 4 zeros and 4 halves, no ones */
+    for (int k = 0; k < 12; k++) {
+        v[k].valid = 1;
+        v[k].score = k < 10 ? (k % 2 ? 0.5 : 0) : 1;
+        snprintf(texts[k], sizeof texts[k], "<%d>", k);
+        v[k].rating = texts[k];
+        v[k].rating_len = strlen(texts[k]);
+    }
+    lm_text out = {0};
+    lm_error err;
+    CHECK(lm_prove_refine_prompt(&t, "Q", &pr, &out, &err) == 0);
+    CHECKF(strstr(out.data, "=== Evaluation 0 of Solution 0 ===\n<0>\n\n=== Evaluation 1 of Solution 0 ===\n<2>\n\n"
+                            "=== Evaluation 2 of Solution 0 ===\n<4>\n\n=== Evaluation 3 of Solution 0 ===\n<6>\n\n"
+                            "=== Evaluation 4 of Solution 0 ===\n<1>\n\n") &&
+               strstr(out.data, "=== Evaluation 7 of Solution 0 ===\n<7>") && !strstr(out.data, "<8>") &&
+               !strstr(out.data, "<10>") && !strstr(out.data, "Evaluation 8"),
+           "%s", out.data);
+    /* one score value: up to 8 */
+    for (int k = 0; k < 12; k++) v[k].score = 1;
+    out.len = 0;
+    CHECK(lm_prove_refine_prompt(&t, "Q", &pr, &out, &err) == 0);
+    CHECK(strstr(out.data, "Evaluation 7 of Solution 0 ===\n<7>") && !strstr(out.data, "<8>"));
+    /* rejected and unscored verifications are left out; 2 zeros + 4 ones */
+    for (int k = 0; k < 12; k++) v[k].score = k < 2 ? 0 : 1;
+    v[2].rejected = 1;
+    v[3].valid = 0;
+    out.len = 0;
+    CHECK(lm_prove_refine_prompt(&t, "Q", &pr, &out, &err) == 0);
+    CHECKF(strstr(out.data, "<0>\n\n=== Evaluation 1 of Solution 0 ===\n<1>\n\n=== Evaluation 2 of Solution 0 ===\n<4>") &&
+               strstr(out.data, "Evaluation 5 of Solution 0 ===\n<7>") && !strstr(out.data, "<8>") &&
+               !strstr(out.data, "<2>") && !strstr(out.data, "<3>"),
+           "%s", out.data);
+    /* instruction and the whole are stripped as the released code strips them */
+    pr.n_verifs = 0;
+    out.len = 0;
+    CHECK(lm_prove_refine_prompt(&t, "  Q \n", &pr, &out, &err) == 0);
+    CHECKF(!strcmp(out.data, "REFINE GEN Q || --- Solution 0 ---\nS"), "%s", out.data);
+    lm_text_free(&out);
+    lm_templates_free(&t);
+}
+
+/* Early stop: problem "a" has a proof every verifier passes; "b" never. */
+static const char *stop_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    if (!strncmp(prompt, "VERIFY", 6)) return verdict("v", !strcmp(pid, "a") && strstr(prompt, "GOODPROOF") ? "1" : "0");
+    if (!strncmp(prompt, "META", 4)) return verdict("m", "1");
+    if (!strcmp(pid, "a") && !strcmp(id, "r0.g1")) return proof_answer("GOODPROOF", "1");
+    return proof_answer("weak", "0.5");
+}
+
+TEST(pipeline_early_stop) {
+    run_env e;
+    env_open(&e, "stop", "{\"id\":\"a\",\"question\":\"QA\"}\n{\"id\":\"b\",\"question\":\"QB\"}\n");
+    e.o.samples = 2;
+    e.o.verifications = 2;
+    e.o.rounds = 2;
+    e.o.refine_top = 1;
+    e.o.refine_samples = 2;
+    e.o.refine_verifications = 2;
+    const char *pids[] = {"a", "b"};
+    tb t;
+    tb_init(&t, stop_answer, pids, 2, e.o.seed);
+    lm_prove_result *res = NULL;
+    lm_error err;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    CHECK(tb_count(&t, "a/r1") == 0 && tb_count(&t, "a/r2") == 0);
+    CHECK(tb_count(&t, "b/r1.g") > 0 && tb_count(&t, "b/r2.g") > 0);
+    CHECK(res->problems[0].stopped && res->problems[0].rounds_used == 0);
+    CHECK(!res->problems[1].stopped && res->problems[1].rounds_used == 2);
+    CHECK(!strcmp(res->problems[0].proofs[res->problems[0].best_after[2]].id, "r0.g1"));
+    lm_text md = {0};
+    CHECK(lm_prove_report(res, NULL, NULL, &md, NULL, &err) == 0);
+    CHECKF(strstr(md.data, "| a | 1.000 | 1 | yes | 0 | 2 |") && strstr(md.data, "| b | 0.000 | 0.5 | no | 2 | 6 |"),
+           "%s", md.data);
+    lm_text_free(&md);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    env_close(&e);
+}
+
+/* Meta-verification: scores <= 0.75 are meta-verified; a 0 rejects. */
+static const char *meta_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    static const char *scores[] = {"0", "1", "0.5", "0.75"};
+    int g, v;
+    if (!strncmp(prompt, "META", 4)) return verdict("m", strstr(prompt, "BOGUS") ? "0" : "1");
+    if (sscanf(id, "r0.g%d.v%d", &g, &v) == 2) return verdict(v == 0 ? "BOGUS" : "fine", scores[v]);
+    return proof_answer("P", "1");
+}
+
+TEST(pipeline_meta_verification) {
+    for (int meta = 1; meta >= 0; meta--) {
+        run_env e;
+        env_open(&e, meta ? "meta" : "nometa", "{\"id\":\"m\",\"question\":\"QM\"}\n");
+        e.o.samples = 1;
+        e.o.verifications = 4;
+        e.o.rounds = 0;
+        e.o.meta = meta;
+        const char *pids[] = {"m"};
+        tb t;
+        tb_init(&t, meta_answer, pids, 1, e.o.seed);
+        lm_prove_result *res = NULL;
+        lm_error err;
+        CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+        const lm_proof_state *pr = &res->problems[0].proofs[0];
+        if (meta) {
+            CHECK(tb_count(&t, "m/r0.g0.v0.m") == 1 && tb_count(&t, "m/r0.g0.v1.m") == 0 &&
+                  tb_count(&t, "m/r0.g0.v2.m") == 1 && tb_count(&t, "m/r0.g0.v3.m") == 1);
+            const char *mp = tb_prompt(&t, "m/r0.g0.v0.m");
+            CHECKF(mp && !strcmp(mp, "META QM || P || BOGUS\n\\boxed{0}"), "%s", mp ? mp : "(none)");
+            CHECK(pr->verifs[0].rejected && !pr->verifs[2].rejected && !pr->verifs[3].rejected);
+            CHECK(pr->n_counted == 3);
+            CHECK_NEAR(pr->mean, (1 + 0.5 + 0.75) / 3, 1e-15, 0);
+        } else {
+            CHECK(tb_count(&t, ".m") == 0 && t.n_asked == 5);
+            CHECK(pr->n_counted == 4);
+            CHECK_NEAR(pr->mean, (0 + 1 + 0.5 + 0.75) / 4, 1e-15, 0);
+        }
+        lm_prove_result_free(res);
+        tb_clear(&t);
+        env_close(&e);
+    }
+}
+
+/* A rejected verification can make a proof pass: [1, 0 rejected] -> mean 1 -> stop. */
+static const char *meta_stop_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    int g, v;
+    if (!strncmp(prompt, "META", 4)) return verdict("m", "0");
+    if (sscanf(id, "r0.g%d.v%d", &g, &v) == 2) return verdict("v", v == 0 ? "1" : "0");
+    return proof_answer("P", "1");
+}
+
+TEST(pipeline_meta_rejection_stops) {
+    run_env e;
+    env_open(&e, "metastop", "{\"id\":\"s\",\"question\":\"Q\"}\n");
+    e.o.samples = 1;
+    e.o.verifications = 2;
+    e.o.rounds = 3;
+    const char *pids[] = {"s"};
+    tb t;
+    tb_init(&t, meta_stop_answer, pids, 1, e.o.seed);
+    lm_prove_result *res = NULL;
+    lm_error err;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    CHECK(res->problems[0].stopped && t.n_asked == 1 + 2 + 1);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    env_close(&e);
+}
+
+/* Unparseable and unfinished answers are recorded and never asked again;
+ * transport failures are asked again. */
+static const char *junk_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    int g, v;
+    if (sscanf(id, "r0.g%d.v%d", &g, &v) == 2) {
+        if (g == 1 && t->stop_after == -1) t->fail_next = 1;   /* first run: g1's verifications fail */
+        if (v == 1) return "no score at all";
+        if (v == 2) {
+            t->finish_length = 1;
+            return "\\boxed{1";
+        }
+        return verdict("v", "0.5");
+    }
+    if (!strcmp(id, "r0.g0")) return "no headings";
+    if (!strcmp(id, "r0.g2")) {
+        t->finish_length = 1;
+        return proof_answer("cut", "1");
+    }
+    return proof_answer("P", "0.5");
+}
+
+TEST(pipeline_records_junk_and_retries_failures) {
+    run_env e;
+    env_open(&e, "junk", "{\"id\":\"j\",\"question\":\"Q\"}\n");
+    e.o.samples = 3;
+    e.o.verifications = 3;
+    e.o.rounds = 0;
+    e.o.meta = 0;
+    const char *pids[] = {"j"};
+    tb t;
+    tb_init(&t, junk_answer, pids, 1, e.o.seed);
+    t.stop_after = -1; /* marks the first run for junk_answer */
+    lm_prove_result *res = NULL;
+    lm_error err;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    /* g0 has no headings, g2 did not finish: only g1 is verified, and that fails */
+    CHECK(t.n_asked == 3 + 3 && res->failed == 3);
+    CHECK(!res->problems[0].proofs[0].usable && !res->problems[0].proofs[2].usable);
+    CHECK(res->problems[0].best_after[0] == -1);
+    lm_text md = {0};
+    CHECK(lm_prove_report(res, NULL, NULL, &md, NULL, &err) == 0);
+    CHECK(strstr(md.data, "**3 requests failed in transport**"));
+    lm_text_free(&md);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+
+    env_reopen_pool(&e);
+    t.stop_after = 0;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    CHECK(t.n_asked == 3 && tb_count(&t, "j/r0.g1.v") == 3 && res->failed == 0 && res->from_pool == 3);
+    const lm_proof_state *pr = &res->problems[0].proofs[1];
+    CHECK(pr->n_verifs == 3 && pr->verifs[0].valid && !pr->verifs[1].valid && !pr->verifs[2].valid);
+    CHECK(pr->n_counted == 1 && pr->mean == 0.5);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+
+    /* a third run asks nothing: the unparseable and unfinished answers are in the pool */
+    env_reopen_pool(&e);
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    CHECK(t.n_asked == 0 && res->from_pool == 6);
+    lm_prove_result_free(res);
+    env_close(&e);
+}
+
+/* Resume: interrupted after k replies and rerun, the report is the same as
+ * an uninterrupted run's and no request is asked twice. */
+static const char *resume_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    /* a deterministic function of the prompt and id, varied enough to refine */
+    uint64_t h = lm_prove_seed(99, pid, id) ^ lm_prove_seed(7, prompt, "");
+    static const char *sc[] = {"0", "0.5", "1", "0.5", "0", "0.5"};
+    if (!strncmp(prompt, "VERIFY", 6)) return verdict(h % 5 == 0 ? "junk" : "v", h % 5 == 0 ? "x" : sc[h % 6]);
+    if (!strncmp(prompt, "META", 4)) return verdict("m", h % 7 ? "1" : "0");
+    char body[64];
+    snprintf(body, sizeof body, "proof %s %llu", id, (unsigned long long)(h % 1000));
+    return proof_answer(body, sc[(h >> 8) % 4]);
+}
+
+TEST(pipeline_resume_equals_uninterrupted) {
+    const char *problems = "{\"id\":\"x\",\"question\":\"QX\"}\n{\"id\":\"y\",\"question\":\"QY\"}\n";
+    const char *pids[] = {"x", "y"};
+    lm_error err;
+    run_env e;
+    env_open(&e, "resume_full", problems);
+    e.o.samples = 4;
+    e.o.verifications = 3;
+    e.o.rounds = 3;
+    e.o.refine_top = 2;
+    e.o.refine_samples = 2;
+    e.o.refine_verifications = 2;
+    tb t;
+    tb_init(&t, resume_answer, pids, 2, e.o.seed);
+    lm_prove_result *res = NULL;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    lm_text want = {0};
+    CHECK(lm_prove_report(res, NULL, NULL, NULL, &want, &err) == 0);
+    int total = t.n_asked;
+    CHECKF(total > 40 && tb_count(&t, "x/r3") + tb_count(&t, "y/r3") > 0, "%d asked, %d in round 3", total,
+           tb_count(&t, "x/r3") + tb_count(&t, "y/r3"));
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    lm_prove_opts o = e.o;
+    env_close(&e);
+
+    int stops[] = {1, 7, 19, 33, total - 1};
+    for (size_t s = 0; s < sizeof stops / sizeof *stops; s++) {
+        env_open(&e, "resume_part", problems);
+        e.o = o;
+        char seen[4096][64];
+        int n_seen = 0, dup = 0, runs = 0;
+        for (;;) {
+            tb_init(&t, resume_answer, pids, 2, e.o.seed);
+            t.stop_after = runs == 0 ? stops[s] : 0;
+            int rc = env_run(&e, &t, &res, &err);
+            for (int i = 0; i < t.n_asked; i++) {
+                for (int k = 0; k < n_seen; k++) dup += !strcmp(seen[k], t.asked[i]);
+                if (n_seen < 4096) strcpy(seen[n_seen++], t.asked[i]);
+            }
+            tb_clear(&t);
+            runs++;
+            if (rc == 0) break;
+            CHECKF(!strcmp(err.msg, "interrupted"), "%s", err.msg);
+            env_reopen_pool(&e);
+            if (runs > 3) break;
+        }
+        CHECK(runs == 2 && dup == 0 && n_seen == total);
+        lm_text got = {0};
+        CHECK(res && lm_prove_report(res, NULL, NULL, NULL, &got, &err) == 0);
+        CHECKF(got.data && !strcmp(got.data, want.data), "stop after %d: the report differs", stops[s]);
+        lm_text_free(&got);
+        lm_prove_result_free(res);
+        res = NULL;
+        env_close(&e);
+    }
+    lm_text_free(&want);
+}
+
+/* ---- the report against a checker ---- */
+
+static const char *fake_domain(void *ctx, const char *q) { return !strncmp(q, "FAKE", 4) ? "fake" : NULL; }
+static int fake_check(void *ctx, const char *q, const char *answer, double *score) {
+    *score = strstr(answer, "CORRECT") ? 1 : strstr(answer, "HALF") ? 0.5 : 0;
+    return 0;
+}
+
+/* Problem f1: first proofs CORRECT, WRONG; the verifier prefers WRONG, so
+ * best-of-2 fails; the refinement of WRONG is CORRECT and wins in round 1.
+ * Problem f2: HALF and CORRECT; the verifier prefers CORRECT. */
+static const char *report_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    if (!strncmp(prompt, "REFINE", 6)) return proof_answer("CORRECT refined", "1");
+    if (!strncmp(prompt, "VERIFY", 6)) {
+        if (!strcmp(pid, "imo")) return verdict("v", "0");
+        if (strstr(prompt, "refined")) return verdict("v", "1");
+        if (!strcmp(pid, "f1")) return verdict("v", strstr(prompt, "WRONG") ? "0.5" : "0");
+        if (!strcmp(pid, "f2")) return verdict("v", strstr(prompt, "CORRECT") ? "1" : "0.5");
+        return verdict("v", "0");
+    }
+    if (!strcmp(pid, "f1")) return proof_answer(!strcmp(id, "r0.g0") ? "CORRECT" : "WRONG", "1");
+    if (!strcmp(pid, "f2")) return proof_answer(!strcmp(id, "r0.g0") ? "HALF" : "CORRECT", "1");
+    return proof_answer("something", "1");
+}
+
+TEST(report_against_checker) {
+    run_env e;
+    env_open(&e, "report", "{\"id\":\"f1\",\"question\":\"FAKE one\"}\n{\"id\":\"f2\",\"question\":\"FAKE two\"}\n"
+                           "{\"id\":\"imo\",\"question\":\"Prove it\"}\n");
+    e.o.samples = 2;
+    e.o.verifications = 2;
+    e.o.rounds = 1;
+    e.o.refine_top = 1;
+    e.o.refine_samples = 1;
+    e.o.refine_verifications = 1;
+    e.o.meta = 0;
+    const char *pids[] = {"f1", "f2", "imo"};
+    tb t;
+    tb_init(&t, report_answer, pids, 3, e.o.seed);
+    lm_prove_result *res = NULL;
+    lm_error err;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    lm_report_checker chk = {fake_domain, fake_check, NULL};
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/reportdir", tmpdir);
+    mkdir(dir, 0755);
+    lm_text md = {0}, js = {0};
+    CHECKF(lm_prove_report(res, &chk, dir, &md, &js, &err) == 0, "%s", err.msg);
+    /* pass@1 2/4; best-of-2 1/2 (f2); agreement: f1 CORRECT judged 0 (x2, wrong), WRONG 0.5 (x2, wrong);
+     * f2 HALF 0.5 (x2, right), CORRECT 1 (x2, right); f1's refined CORRECT 1 (right) -> 5/9, MAE 3/9 */
+    CHECKF(strstr(md.data, "| fake | 2 | 50.0% | 50.0% | 55.6% | 0.333 | 100.0% |"), "%s", md.data);
+    CHECK(strstr(md.data, "| imo | 0.000 | 1 | no | 1 | 3 |"));
+    json_doc *doc = json_parse(js.data, js.len, &err);
+    CHECK(doc != NULL);
+    if (doc) {
+        const json_value *all = json_get(json_get(json_root(doc), "summary"), "all");
+        double v;
+        CHECK(json_as_double(json_get(all, "pass_at_1"), &v) && v == 0.5);
+        CHECK(json_as_double(json_get(all, "best_of_n"), &v) && v == 0.5);
+        CHECK(json_as_double(json_at(json_get(all, "pass_after_round"), 1), &v) && v == 1);
+        const json_value *p0 = json_at(json_get(json_root(doc), "problems"), 0);
+        CHECK(!strcmp(json_get(p0, "best_proof")->str, "## Solution\nCORRECT refined\n\n## Self Evaluation\nok\n\\boxed{1}"));
+        CHECK(json_as_double(json_get(p0, "checker_score"), &v) && v == 1);
+        CHECK(json_as_double(json_get(p0, "best_score"), &v) && v == 1);
+        const json_value *p2 = json_at(json_get(json_root(doc), "problems"), 2);
+        CHECK(json_get(p2, "checker_score") == NULL && json_get(p2, "domain")->type == JSON_NULL);
+        json_free(doc);
+    }
+    char path[500];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    char *onfile = read_text(path);
+    CHECK(onfile && !strcmp(onfile, md.data));
+    free(onfile);
+    lm_text_free(&md);
+    lm_text_free(&js);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    env_close(&e);
+}
+
+static const char *verify_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    if (!strncmp(prompt, "META", 4)) return verdict("m", "1");
+    return verdict("v", strstr(prompt, "|| CORRECT") ? "1" : "0");
+}
+
+TEST(verify_given_proofs) {
+    run_env e;
+    memset(&e, 0, sizeof e);
+    const char *items = "{\"id\":\"v1\",\"question\":\"FAKE a\",\"proof\":\"## Solution\\nCORRECT\\n## Self Evaluation\\n\\\\boxed{1}\"}\n"
+                        "{\"id\":\"v2\",\"question\":\"FAKE b\",\"proof\":\"HALF without headings\"}\n";
+    lm_error err;
+    CHECK(lm_problems_parse(items, strlen(items), "v", 1, &e.ps, &err) == 0);
+    e.t = test_templates();
+    snprintf(e.path, sizeof e.path, "%s/verify.jsonl", tmpdir);
+    unlink(e.path);
+    e.pool = lm_pool_open(e.path, NULL, &err);
+    lm_prove_opts_default(&e.o);
+    e.o.verifications = 3;
+    const char *pids[] = {"v1", "v2"};
+    tb t;
+    tb_init(&t, verify_answer, pids, 2, e.o.seed);
+    lm_prove_ctx c = {&e.t, &t.b, e.pool, &e.o, NULL, NULL, &e.stop};
+    lm_prove_result *res = NULL;
+    CHECKF(lm_verify_run(&e.ps, &c, &res, &err) == 0, "%s", err.msg);
+    CHECK(t.n_asked == 6 + 3); /* v2's verifications score 0: each is meta-verified */
+    CHECK(tb_prompt(&t, "v1/given.v0") && !strcmp(tb_prompt(&t, "v1/given.v0"), "VERIFY FAKE a || CORRECT"));
+    CHECK(tb_prompt(&t, "v2/given.v0") && !strcmp(tb_prompt(&t, "v2/given.v0"), "VERIFY FAKE b || HALF without headings"));
+    lm_report_checker chk = {fake_domain, fake_check, NULL};
+    lm_text md = {0};
+    CHECK(lm_prove_report(res, &chk, NULL, &md, NULL, &err) == 0);
+    CHECKF(strstr(md.data, "| v1 | fake | 1.000 | 3 | 0 | 1 |") && strstr(md.data, "| v2 | fake | 0.000 | 3 | 0 | 0.5 |") &&
+               strstr(md.data, "50.0% of 6 verifications"),
+           "%s", md.data);
+    lm_text_free(&md);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    env_close(&e);
+}
+
+/* ---- the output folder ---- */
+
+TEST(outdir_lock_and_run_args) {
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/out/a/b", tmpdir);
+    int l1, l2;
+    lm_error err;
+    CHECK(lm_outdir_open(dir, &l1, &err) == 0);
+    CHECK(lm_outdir_open(dir, &l2, &err) == -1 && strstr(err.msg, "is in use by another run (pid"));
+    lm_outdir_unlock(l1);
+    CHECK(lm_outdir_open(dir, &l2, &err) == 0);
+    lm_outdir_unlock(l2);
+    const char *ign[] = {"parallel", NULL};
+    CHECK(lm_run_args_check(dir, "{\"samples\":8,\"parallel\":4,\"input-sha256\":\"abcdef0123456789\"}", ign, &err) == 0);
+    CHECK(lm_run_args_check(dir, "{\"samples\":8,\"parallel\":16,\"input-sha256\":\"abcdef0123456789\"}", ign, &err) == 0);
+    CHECK(lm_run_args_check(dir, "{\"samples\":16,\"parallel\":4,\"input-sha256\":\"abcdef0123456789\"}", ign, &err) == -1 &&
+          strstr(err.msg, "run.json: this folder holds a run started with --samples 8; this command has --samples 16"));
+    CHECK(lm_run_args_check(dir, "{\"samples\":8,\"input-sha256\":\"0000000000000000\"}", ign, &err) == -1 &&
+          strstr(err.msg, "whose --input file had other content"));
+    CHECK(lm_run_args_check(dir, "{\"samples\":8,\"seed\":\"2\",\"input-sha256\":\"abcdef0123456789\"}", ign, &err) == -1 &&
+          strstr(err.msg, "--seed (not given)"));
+    char file[500];
+    snprintf(file, sizeof file, "%s/plainfile", tmpdir);
+    write_text(file, "x");
+    snprintf(dir, sizeof dir, "%s/plainfile/sub", tmpdir);
+    CHECK(lm_outdir_open(dir, &l1, &err) == -1 && strstr(err.msg, "cannot create"));
+    CHECK(lm_outdir_open(file, &l1, &err) == -1 && strstr(err.msg, "is not a folder"));
+}
+
+int main(void) {
+    make_tmpdir();
+    load_reference();
+    RUN(boxed_last_non_empty);
+    RUN(score_like_python_float);
+    RUN(strip_think_split);
+    RUN(template_fill_like_str_format);
+    RUN(templates_checked_at_load);
+    RUN(released_templates_fill_as_python);
+    RUN(released_outputs_boxed_and_prompts_as_python);
+    RUN(problems_files);
+    RUN(pool_append_reopen_repair);
+    RUN(pipeline_selection_and_pairing);
+    RUN(refine_prompt_caps_and_order);
+    RUN(pipeline_early_stop);
+    RUN(pipeline_meta_verification);
+    RUN(pipeline_meta_rejection_stops);
+    RUN(pipeline_records_junk_and_retries_failures);
+    RUN(pipeline_resume_equals_uninterrupted);
+    RUN(report_against_checker);
+    RUN(verify_given_proofs);
+    RUN(outdir_lock_and_run_args);
+    json_free(ref_doc);
+    remove_tmpdir();
+    return test_report("test_prove");
+}
