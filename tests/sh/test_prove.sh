@@ -23,7 +23,7 @@ script() { # $1: file, $2: the verification rule's extra settings (e.g. a failur
 EOF
 }
 script "$tmp/s.json" ""
-printf '{"id":"p1","question":"Prove that 1+1=2."}\n{"question":"Prove that 2+2=4."}\n{"id":"p3","question":"Prove that 3 is odd."}\n' >"$tmp/probs.jsonl"
+printf '{"id":"p1","question":"Prove that one plus one is two."}\n{"question":"Prove that two plus two is four."}\n{"id":"p3","question":"Prove that 3 is odd."}\n' >"$tmp/probs.jsonl"
 P() { "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json" --samples 4 --verifications 3 --rounds 2 "$@"; }
 
 # ---- a run, then a rerun that asks nothing ----
@@ -77,7 +77,7 @@ again=$(grep -c ' verify' "$tmp/asked.log")
 grep -q 'failed in transport' "$tmp/f/report.md" && bad "no failure left" || ok "no failure left"
 
 # ---- lemma verify ----
-printf '{"id":"a","question":"Prove that 1+1=2.","proof":"## Solution\\nGOOD\\n\\n## Self Evaluation\\n\\\\boxed{1}"}\n{"question":"Q","proof":"weak"}\n' >"$tmp/proofs.jsonl"
+printf '{"id":"a","question":"Prove that one plus one is two.","proof":"## Solution\\nGOOD\\n\\n## Self Evaluation\\n\\\\boxed{1}"}\n{"question":"Q","proof":"weak"}\n' >"$tmp/proofs.jsonl"
 if "$LEMMA" verify "$tmp/proofs.jsonl" --backend-script "$tmp/s.json" --verifications 2 --out "$tmp/v" >"$tmp/out" 2>&1 &&
     grep -q '^| a | – | 1.000 | 2 | 0 | – |' "$tmp/v/report.md"; then ok "verify"; else bad "verify"; sed 's/^/  /' "$tmp/out" | head; fi
 check_fails "verify needs proofs" "probs.jsonl:1: missing \"proof\"" \
