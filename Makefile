@@ -106,15 +106,17 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
-# The README's main job: build the default recipe (a small DeepSeek-V3-style
-# model and its tokenizer, trained from scratch on the King James Bible) or
-# reuse it when it is built, then generate a sample from it.
+# The README's main job: build the default recipe (a small self-verifying
+# prover for the synthetic theorem domains: problem sets, tokenizer,
+# pretraining, SFT) or reuse it when it is built, then run the proof pipeline
+# (generate -> verify -> refine) on the held-out problems and print the table.
+# A rerun reuses the build and the pipeline's pool (nothing is asked twice).
 RECIPE ?= recipes/default.json
 RUN_OUT ?= build/default
-PROMPT ?= And God said
+PROVE_ARGS ?= --samples 4 --verifications 2 --rounds 2 --seed 1
 run: lemma
 	./lemma build $(RECIPE) --out $(RUN_OUT)
-	./lemma generate $(RUN_OUT)/model/latest -p "$(PROMPT)" -n 80 --temperature 0.7 --top-p 0.95 --seed 1
+	./lemma prove $(RUN_OUT)/inputs/heldout.jsonl --model $(RUN_OUT)/prover --out $(RUN_OUT)/prove-heldout $(PROVE_ARGS)
 
 # A quick look at the inference engine on a tiny checkpoint kept in tests/.
 DEMO_MODEL ?= tests/golden/v3_f32
