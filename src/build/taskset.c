@@ -8,7 +8,9 @@
 
 #include "core/rng.h"
 #include "formats/json.h"
+#include "prove/pipeline.h"
 #include "prove/template.h"
+#include "prove/templates.h"
 #include "tasks/tasks.h"
 #include "tokenizer/chat.h"
 
@@ -21,6 +23,8 @@ void lm_taskset_defaults(lm_taskset_opts *o) {
     o->p_generate = 1;
     o->p_verify_clean = 0.5;
     o->p_verify_flawed = 0.5;
+    o->p_refine = 0;
+    o->p_meta = 0;
 }
 
 int lm_taskset_kind_parse(const char *s, lm_taskset_kind *out) {
@@ -106,23 +110,24 @@ static int qlist_has(const qlist *l, const char *q) {
 /* ---- templates ------------------------------------------------------------------------ */
 
 typedef struct templates {
-    json_doc *doc;
-    const char *generation, *verification;
+    lm_prompt_templates t;
+    int loaded;
+    const char *generation, *verification, *meta;
 } templates;
 
 static int templates_load(const char *json, templates *t, lm_error *err) {
     memset(t, 0, sizeof *t);
     if (!json) return lm_fail(err, "an sft set needs templates");
-    if (!(t->doc = json_parse(json, strlen(json), err))) return lm_fail_prefix(err, "templates");
-    const json_value *g = json_get(json_root(t->doc), "proof_generation"),
-                     *v = json_get(json_root(t->doc), "proof_verification");
-    if (!g || g->type != JSON_STRING || !v || v->type != JSON_STRING) {
-        json_free(t->doc);
-        return lm_fail(err, "templates: need \"proof_generation\" and \"proof_verification\" strings");
-    }
-    t->generation = g->str;
-    t->verification = v->str;
+    if (lm_templates_parse(json, strlen(json), "templates", &t->t, err)) return -1;
+    t->loaded = 1;
+    t->generation = t->t.text[LM_TPL_GEN];
+    t->verification = t->t.text[LM_TPL_VERIFY];
+    t->meta = t->t.text[LM_TPL_META];
     return 0;
+}
+
+static void templates_free(templates *t) {
+    if (t->loaded) lm_templates_free(&t->t);
 }
 
 /* A user turn and the assistant's answer as one SFT record. */
@@ -242,6 +247,46 @@ static int emit_problem(const lm_taskset_opts *o, const templates *tp, const lm_
             put_sft(out, prompt.data, analysis.data, err))
             goto fail;
     }
+    if (lm_rng_uniform(pseed, LM_RNG_TASKS, 1005) < o->p_refine && r.score < 1) {
+        /* the flawed solution with its analysis -> the reference answer, in the
+         * pipeline's own refinement prompt */
+        lm_verif_state v = {.id = "v0", .valid = 1, .score = r.score, .rating = analysis.data,
+                            .rating_len = analysis.len};
+        lm_proof_state pr = {.id = "g0", .usable = 1, .solution = bad_sol, .solution_len = strlen(bad_sol),
+                             .verifs = &v, .n_verifs = 1, .n_counted = 1, .mean = r.score};
+        prompt.len = 0;
+        if (lm_prove_refine_prompt(&tp->t, q, &pr, &prompt, err) || put_sft(out, prompt.data, answer, err)) goto fail;
+    }
+    if (lm_rng_uniform(pseed, LM_RNG_TASKS, 1006) < o->p_meta && r.score < 1) {
+        /* a verification that reports a defect: the true analysis of the flawed
+         * solution (reasonable, 1), or a made-up defect in the clean one (0) */
+        int fake = lm_rng_uniform(pseed, LM_RNG_TASKS, 1007) < 0.5;
+        lm_text rating = {0};
+        const char *vals[3] = {q, fake ? sol : bad_sol, analysis.data};
+        if (fake) {
+            int nlines = 1;
+            for (const char *c = sol; *c; c++) nlines += *c == '\n';
+            lm_check_result made = r;
+            made.step = 1 + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 1008) % (uint64_t)nlines);
+            if (lm_task_verification_text(&made, &rating)) {
+                lm_fail(err, "out of memory");
+                goto fail;
+            }
+            vals[2] = rating.data;
+        }
+        const char *keys[3] = {"statement", "proof", "rating"};
+        prompt.len = 0;
+        rc = lm_template_fill(tp->meta, keys, vals, 3, &prompt, err) ||
+             put_sft(out, prompt.data,
+                     fake ? "Here is my analysis of the \"solution evaluation\":\nThe defect it reports is not in the "
+                            "solution.\n\nBased on my analysis, I will rate the \"solution evaluation\" as:\n\\boxed{0}"
+                          : "Here is my analysis of the \"solution evaluation\":\nThe defect it reports is real and its "
+                            "score follows.\n\nBased on my analysis, I will rate the \"solution evaluation\" as:\n"
+                            "\\boxed{1}",
+                     err);
+        lm_text_free(&rating);
+        if (rc) goto fail;
+    }
 done:
     free(sol);
     free(bad_sol);
@@ -267,7 +312,7 @@ int lm_taskset_build(const lm_taskset_opts *o, lm_text *out, lm_error *err) {
     if (o->kind == LM_TASKSET_SFT && templates_load(o->templates_json, &tp, err)) return -1;
     qlist ex = {0};
     if (o->exclude && qlist_load(o->exclude, o->exclude_len, &ex, err)) {
-        json_free(tp.doc);
+        templates_free(&tp);
         return -1;
     }
     int rc = 0;
@@ -301,7 +346,7 @@ int lm_taskset_build(const lm_taskset_opts *o, lm_text *out, lm_error *err) {
     lm_text_free(&q);
     lm_text_free(&answer);
     qlist_free(&ex);
-    json_free(tp.doc);
+    templates_free(&tp);
     if (!rc && !out->data) rc = lm_text_append(out, "", 0) ? lm_fail(err, "out of memory") : 0;
     return rc;
 }
@@ -313,7 +358,7 @@ int lm_taskset_opts_from_json(const json_value *def, const char *recipe_path, co
                               lm_error *err) {
     static const char *const keys[] = {"builtin", "sha256", "description", "set", "seed", "n", "difficulty",
                                        "domains", "exclude", "templates", "p_generate", "p_verify_clean",
-                                       "p_verify_flawed", NULL};
+                                       "p_verify_flawed", "p_refine", "p_meta", NULL};
     const char *f = recipe_path, *w = input_name;
     lm_taskset_defaults(o);
     *exclude_name = *templates_path = NULL;
@@ -356,9 +401,9 @@ int lm_taskset_opts_from_json(const json_value *def, const char *recipe_path, co
                 return lm_fail(err, "%s: byte %zu: inputs.%s.%s: expected a non-empty string", f, v->offset, w, skeys[i]);
             *strs[i] = v->str;
         }
-    double *ps[] = {&o->p_generate, &o->p_verify_clean, &o->p_verify_flawed};
-    const char *pkeys[] = {"p_generate", "p_verify_clean", "p_verify_flawed"};
-    for (int i = 0; i < 3; i++)
+    double *ps[] = {&o->p_generate, &o->p_verify_clean, &o->p_verify_flawed, &o->p_refine, &o->p_meta};
+    const char *pkeys[] = {"p_generate", "p_verify_clean", "p_verify_flawed", "p_refine", "p_meta"};
+    for (int i = 0; i < 5; i++)
         if ((v = json_get(def, pkeys[i])) && (!json_as_double(v, ps[i]) || !(*ps[i] >= 0 && *ps[i] <= 1)))
             return lm_fail(err, "%s: byte %zu: inputs.%s.%s: expected a probability in [0, 1]", f, v->offset, w, pkeys[i]);
     if (o->kind == LM_TASKSET_SFT && !*templates_path)

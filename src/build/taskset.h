@@ -27,9 +27,13 @@
  *             both jobs: proof generation (the proof_generation template →
  *             the reference answer) and verification (the proof_verification
  *             template with a clean or corrupted solution → the checker's
- *             analysis ending in \boxed{score}); and, with refine > 0,
- *             refinement (proof_refinement with a corrupted proof and its
- *             analysis → the reference answer). */
+ *             analysis ending in \boxed{score}); with p_refine > 0,
+ *             refinement (the pipeline's own refinement prompt, built by
+ *             lm_prove_refine_prompt, with a corrupted proof and its
+ *             analysis → the reference answer); with p_meta > 0,
+ *             meta-verification (a verification naming the real first
+ *             defect → \boxed{1}; one naming a made-up defect in the clean
+ *             solution → \boxed{0}). */
 #ifndef LEMMA_BUILD_TASKSET_H
 #define LEMMA_BUILD_TASKSET_H
 
@@ -54,6 +58,10 @@ typedef struct lm_taskset_opts {
     double p_generate;          /* proof generation (default 1) */
     double p_verify_clean;      /* verification of the reference solution (default 0.5) */
     double p_verify_flawed;     /* verification of a corrupted solution (default 0.5) */
+    double p_refine;            /* refinement: the pipeline's refinement prompt with a corrupted
+                                   solution and its analysis -> the reference answer (default 0) */
+    double p_meta;              /* meta-verification: a verification reporting a real defect -> 1,
+                                   a made-up defect in the clean solution -> 0 (default 0) */
     /* Optional progress: called every 1000 problems; non-zero stops with "interrupted". */
     int (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
