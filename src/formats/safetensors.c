@@ -15,23 +15,28 @@
 
 #include "formats/json.h"
 
-/* A header larger than this is not a checkpoint we can trust (real V3 shards
- * have headers of a few hundred KB). */
-#define ST_MAX_HEADER (256u << 20)
+/* A header larger than this is not a checkpoint we can trust: real V3 shards
+ * have headers of a few hundred KB, and the reference safetensors library
+ * refuses more than 100,000,000 bytes too. Reading a header takes at most
+ * about 4 bytes of memory per header byte (see parse_file), so this also
+ * caps what a hostile header can make us allocate at ~400 MB. */
+#define ST_MAX_HEADER 100000000u
 
 typedef struct st_file {
     char *path;
     void *map;
     size_t size;
     int mapped;             /* map is ours to munmap (else the caller's bytes) */
+    char *names;            /* the NUL-terminated names of this file's tensors, one block */
 } st_file;
 
 struct lm_tensor_set {
     st_file *files;
     int nfiles;
     lm_tensor *tensors;
-    int64_t ntensors, cap;
-    char **names;           /* owned name strings, parallel to tensors */
+    int64_t ntensors;
+    int64_t ntensors_reserved;   /* while a file's header is read: room in tensors */
+    size_t name_bytes_reserved;  /* ... and in that file's names block */
     int64_t *slots;         /* hash table of tensor indices, -1 = empty */
     int64_t nslots;
 };
@@ -40,29 +45,6 @@ static uint64_t hash_name(const char *s) {
     uint64_t h = 1469598103934665603ull;
     while (*s) { h ^= (unsigned char)*s++; h *= 1099511628211ull; }
     return h;
-}
-
-static int set_add(lm_tensor_set *set, const lm_tensor *t, const char *name, size_t name_len,
-                   lm_error *err) {
-    if (set->ntensors == set->cap) {
-        int64_t cap = set->cap ? set->cap * 2 : 64;
-        lm_tensor *nt = realloc(set->tensors, (size_t)cap * sizeof *nt);
-        if (!nt) return lm_fail(err, "out of memory");
-        set->tensors = nt;
-        char **nn = realloc(set->names, (size_t)cap * sizeof *nn);
-        if (!nn) return lm_fail(err, "out of memory");
-        set->names = nn;
-        set->cap = cap;
-    }
-    char *copy = malloc(name_len + 1);
-    if (!copy) return lm_fail(err, "out of memory");
-    memcpy(copy, name, name_len);
-    copy[name_len] = 0;
-    set->names[set->ntensors] = copy;
-    set->tensors[set->ntensors] = *t;
-    set->tensors[set->ntensors].name = copy;
-    set->ntensors++;
-    return 0;
 }
 
 static int set_build_index(lm_tensor_set *set, lm_error *err) {
@@ -120,11 +102,10 @@ void lm_st_close(lm_tensor_set *set) {
     for (int i = 0; i < set->nfiles; i++) {
         if (set->files[i].mapped) munmap(set->files[i].map, set->files[i].size);
         free(set->files[i].path);
+        free(set->files[i].names);
     }
-    for (int64_t i = 0; i < set->ntensors; i++) free(set->names[i]);
     free(set->files);
     free(set->tensors);
-    free(set->names);
     free(set->slots);
     free(set);
 }
@@ -159,6 +140,7 @@ static int add_file(lm_tensor_set *set, const char *path, void *bytes, size_t si
     set->files[fi].map = bytes;
     set->files[fi].size = size;
     set->files[fi].mapped = mapped;
+    set->files[fi].names = NULL;
     set->files[fi].path = strdup(path);
     if (!set->files[fi].path) return lm_fail(err, "out of memory");
     return fi;
@@ -190,6 +172,117 @@ static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
     return fi < 0 ? -1 : parse_file(set, fi, err);
 }
 
+/* The header is read in two streaming passes (json_parse_each_member): the
+ * first counts the tensors and their name bytes, the second validates each
+ * entry into an lm_tensor of an array allocated once at its final size. Peak
+ * memory is then per tensor 112 bytes (lm_tensor) + its name + 32 (the name
+ * index) + 24 (the overlap check), plus the JSON key index, against at least
+ * 48 header bytes per entry ("n":{"dtype":"F32","shape":[],"data_offsets":[0,0]},):
+ * under 4 bytes per header byte, whatever the header holds. */
+typedef struct header_pass {
+    lm_tensor_set *set;
+    int fi;
+    const unsigned char *data;
+    uint64_t data_size;
+    int64_t count;               /* pass 1: tensors; pass 2: tensors filled */
+    size_t name_bytes;           /* pass 1: sum of name lengths + NULs; pass 2: used */
+    lm_error *err;
+} header_pass;
+
+static int is_metadata(const json_value *m) { return m->key_len == 12 && !memcmp(m->key, "__metadata__", 12); }
+
+static int count_entry(void *ctx, const json_value *m) {
+    header_pass *h = ctx;
+    if (is_metadata(m)) return 0;
+    h->count++;
+    h->name_bytes += m->key_len + 1;
+    return 0;
+}
+
+static int read_entry(void *ctx, const json_value *m) {
+    header_pass *h = ctx;
+    lm_error *err = h->err;
+    st_file *f = &h->set->files[h->fi];
+    const char *path = f->path;
+    if (is_metadata(m)) {
+        if (m->type != JSON_OBJECT)
+            return lm_fail(err, "%s: __metadata__ is a JSON %s, expected an object", path, json_type_name(m->type));
+        return 0;
+    }
+    if (strlen(m->key) != m->key_len || m->key_len == 0)
+        return lm_fail(err, "%s: header byte %zu: tensor name is empty or contains NUL", path, m->offset);
+    if (!printable(m->key, m->key_len))
+        return lm_fail(err, "%s: header byte %zu: tensor name contains a control character (expected printable UTF-8)",
+                       path, m->offset);
+    if (m->type != JSON_OBJECT)
+        return lm_fail(err, "%s: tensor '%s': entry is a JSON %s, expected an object", path, m->key,
+                       json_type_name(m->type));
+    /* The two passes see the same bytes: a count that differs is a bug. */
+    if (h->count >= h->set->ntensors_reserved || h->name_bytes + m->key_len + 1 > h->set->name_bytes_reserved)
+        return lm_fail(err, "%s: header changed while it was read", path);
+    lm_tensor t;
+    memset(&t, 0, sizeof t);
+    t.file = h->fi;
+    const json_value *dt = json_get(m, "dtype");
+    if (!dt || dt->type != JSON_STRING) return lm_fail(err, "%s: tensor '%s': missing string field 'dtype'", path, m->key);
+    if (lm_dtype_parse(dt->str, dt->len, &t.dtype) != 0) {
+        char q[64];
+        return lm_fail(err, "%s: tensor '%s': unknown dtype %s (expected F32, F16, BF16, F8_E4M3, F64, I64, I32, I8, U8 or BOOL)",
+                       path, m->key, json_quote(q, sizeof q, dt->str, dt->len));
+    }
+    const json_value *sh = json_get(m, "shape");
+    if (!sh || sh->type != JSON_ARRAY) return lm_fail(err, "%s: tensor '%s': missing array field 'shape'", path, m->key);
+    if (sh->len > LM_MAX_DIMS)
+        return lm_fail(err, "%s: tensor '%s': %zu dimensions, at most %d supported", path, m->key, sh->len, LM_MAX_DIMS);
+    t.ndim = (int)sh->len;
+    uint64_t numel = 1;
+    int d = 0;
+    for (const json_value *e = sh->child; e; e = e->next, d++) {
+        int64_t v;
+        if (!json_as_int(e, &v) || v < 0)
+            return lm_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path, m->key, d);
+        t.shape[d] = v;
+        if (v != 0 && numel > UINT64_MAX / (uint64_t)v)
+            return lm_fail(err, "%s: tensor '%s': shape overflows 64 bits", path, m->key);
+        numel *= (uint64_t)v;
+    }
+    uint64_t esz = lm_dtype_size(t.dtype);
+    if (numel > (uint64_t)INT64_MAX / esz) return lm_fail(err, "%s: tensor '%s': byte size overflows", path, m->key);
+    const json_value *off = json_get(m, "data_offsets");
+    int64_t b, e;
+    if (!off || off->type != JSON_ARRAY || off->len != 2 || !json_as_int(json_at(off, 0), &b) ||
+        !json_as_int(json_at(off, 1), &e) || b < 0 || e < 0)
+        return lm_fail(err, "%s: tensor '%s': 'data_offsets' must be [begin, end] non-negative integers", path, m->key);
+    if (b > e)
+        return lm_fail(err, "%s: tensor '%s': data_offsets [%lld, %lld] has begin > end", path, m->key, (long long)b,
+                       (long long)e);
+    if ((uint64_t)e > h->data_size)
+        return lm_fail(err, "%s: tensor '%s': data_offsets end %lld is past the data section (%llu bytes; file truncated?)",
+                       path, m->key, (long long)e, (unsigned long long)h->data_size);
+    if ((uint64_t)(e - b) != numel * esz)
+        return lm_fail(err, "%s: tensor '%s': %lld bytes in data_offsets, but shape x %s needs %llu", path, m->key,
+                       (long long)(e - b), lm_dtype_name(t.dtype), (unsigned long long)(numel * esz));
+    t.numel = (int64_t)numel;
+    t.nbytes = (size_t)(numel * esz);
+    t.data = h->data + b;
+    char *name = f->names + h->name_bytes;
+    memcpy(name, m->key, m->key_len + 1);
+    h->name_bytes += m->key_len + 1;
+    t.name = name;
+    h->set->tensors[h->set->ntensors++] = t;
+    h->count++;
+    return 0;
+}
+
+/* "byte N: ..." from the JSON parser -> "PATH: header byte N: ..." (header
+ * bytes start at file byte 8). */
+static int header_error(lm_error *err, const char *path) {
+    if (!err) return -1;
+    char jmsg[sizeof err->msg];
+    memcpy(jmsg, err->msg, sizeof jmsg);
+    return lm_fail(err, "%s: header %s", path, jmsg);
+}
+
 /* Validates file fi's header and appends its tensors to set. */
 static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
     const char *path = set->files[fi].path;
@@ -208,123 +301,29 @@ static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
     if (hlen < 2) return lm_fail(err, "%s: header length %llu, expected a JSON object", path,
                                  (unsigned long long)hlen);
     const char *hdr = (const char *)bytes + 8;
-    uint64_t data_size = size - 8 - hlen;
-    const unsigned char *data = bytes + 8 + hlen;
-
-    json_doc *doc = json_parse(hdr, hlen, err);
-    if (!doc) { /* "byte N: ..." from the parser; header bytes start at file byte 8 */
-        if (!err) return -1;
-        char jmsg[sizeof err->msg];
-        memcpy(jmsg, err->msg, sizeof jmsg);
-        return lm_fail(err, "%s: header %s", path, jmsg);
-    }
-    const json_value *root = json_root(doc);
-    int rc = 0;
+    header_pass h = {set, fi, bytes + 8 + hlen, size - 8 - hlen, 0, 0, err};
+    if (json_parse_each_member(hdr, hlen, count_entry, &h, err)) return header_error(err, path);
+    lm_tensor *nt = realloc(set->tensors, (size_t)(set->ntensors + h.count + 1) * sizeof *nt);
+    if (!nt) return lm_fail(err, "out of memory for %lld tensors", (long long)(set->ntensors + h.count));
+    set->tensors = nt;
+    set->files[fi].names = malloc(h.name_bytes + 1);
+    if (!set->files[fi].names) return lm_fail(err, "out of memory");
+    set->ntensors_reserved = set->ntensors + h.count;
+    set->name_bytes_reserved = h.name_bytes;
     int64_t first = set->ntensors;
-    if (root->type != JSON_OBJECT) {
-        rc = lm_fail(err, "%s: header is a JSON %s, expected an object", path, json_type_name(root->type));
-        goto done;
-    }
-    for (const json_value *m = root->child; m; m = m->next) {
-        if (m->key_len == 12 && !memcmp(m->key, "__metadata__", 12)) {
-            if (m->type != JSON_OBJECT) {
-                rc = lm_fail(err, "%s: __metadata__ is a JSON %s, expected an object", path, json_type_name(m->type));
-                goto done;
-            }
-            continue;
-        }
-        if (strlen(m->key) != m->key_len || m->key_len == 0) {
-            rc = lm_fail(err, "%s: header byte %zu: tensor name is empty or contains NUL", path, m->offset);
-            goto done;
-        }
-        if (!printable(m->key, m->key_len)) {
-            rc = lm_fail(err, "%s: header byte %zu: tensor name contains a control character (expected printable UTF-8)",
-                         path, m->offset);
-            goto done;
-        }
-        if (m->type != JSON_OBJECT) {
-            rc = lm_fail(err, "%s: tensor '%s': entry is a JSON %s, expected an object", path, m->key,
-                         json_type_name(m->type));
-            goto done;
-        }
-        lm_tensor t;
-        memset(&t, 0, sizeof t);
-        t.file = fi;
-        const json_value *dt = json_get(m, "dtype");
-        if (!dt || dt->type != JSON_STRING) {
-            rc = lm_fail(err, "%s: tensor '%s': missing string field 'dtype'", path, m->key);
-            goto done;
-        }
-        if (lm_dtype_parse(dt->str, dt->len, &t.dtype) != 0) {
-            char q[64];
-            rc = lm_fail(err, "%s: tensor '%s': unknown dtype %s (expected F32, F16, BF16, F8_E4M3, F64, I64, I32, I8, U8 or BOOL)",
-                         path, m->key, json_quote(q, sizeof q, dt->str, dt->len));
-            goto done;
-        }
-        const json_value *sh = json_get(m, "shape");
-        if (!sh || sh->type != JSON_ARRAY) {
-            rc = lm_fail(err, "%s: tensor '%s': missing array field 'shape'", path, m->key);
-            goto done;
-        }
-        if (sh->len > LM_MAX_DIMS) {
-            rc = lm_fail(err, "%s: tensor '%s': %zu dimensions, at most %d supported", path, m->key,
-                         sh->len, LM_MAX_DIMS);
-            goto done;
-        }
-        t.ndim = (int)sh->len;
-        uint64_t numel = 1;
-        int d = 0;
-        for (const json_value *e = sh->child; e; e = e->next, d++) {
-            int64_t v;
-            if (!json_as_int(e, &v) || v < 0) {
-                rc = lm_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path, m->key, d);
-                goto done;
-            }
-            t.shape[d] = v;
-            if (v != 0 && numel > UINT64_MAX / (uint64_t)v) {
-                rc = lm_fail(err, "%s: tensor '%s': shape overflows 64 bits", path, m->key);
-                goto done;
-            }
-            numel *= (uint64_t)v;
-        }
-        uint64_t esz = lm_dtype_size(t.dtype);
-        if (numel > (uint64_t)INT64_MAX / esz) {
-            rc = lm_fail(err, "%s: tensor '%s': byte size overflows", path, m->key);
-            goto done;
-        }
-        const json_value *off = json_get(m, "data_offsets");
-        int64_t b, e;
-        if (!off || off->type != JSON_ARRAY || off->len != 2 || !json_as_int(json_at(off, 0), &b) ||
-            !json_as_int(json_at(off, 1), &e) || b < 0 || e < 0) {
-            rc = lm_fail(err, "%s: tensor '%s': 'data_offsets' must be [begin, end] non-negative integers", path, m->key);
-            goto done;
-        }
-        if (b > e) {
-            rc = lm_fail(err, "%s: tensor '%s': data_offsets [%lld, %lld] has begin > end", path, m->key,
-                         (long long)b, (long long)e);
-            goto done;
-        }
-        if ((uint64_t)e > data_size) {
-            rc = lm_fail(err, "%s: tensor '%s': data_offsets end %lld is past the data section (%llu bytes; file truncated?)",
-                         path, m->key, (long long)e, (unsigned long long)data_size);
-            goto done;
-        }
-        if ((uint64_t)(e - b) != numel * esz) {
-            rc = lm_fail(err, "%s: tensor '%s': %lld bytes in data_offsets, but shape x %s needs %llu",
-                         path, m->key, (long long)(e - b), lm_dtype_name(t.dtype),
-                         (unsigned long long)(numel * esz));
-            goto done;
-        }
-        t.numel = (int64_t)numel;
-        t.nbytes = (size_t)(numel * esz);
-        t.data = data + b;
-        if (set_add(set, &t, m->key, m->key_len, err)) { rc = -1; goto done; }
+    h.count = first;
+    h.name_bytes = 0;
+    if (json_parse_each_member(hdr, hlen, read_entry, &h, err)) {
+        /* read_entry's own messages name the file; the parser's are "byte N: ..." */
+        return err && !strncmp(err->msg, "byte ", 5) ? header_error(err, path) : -1;
     }
     /* Overlap check over this file's tensors. */
     int64_t cnt = set->ntensors - first;
+    int rc = 0;
     if (cnt > 1) {
         span *sp = malloc((size_t)cnt * sizeof *sp);
-        if (!sp) { rc = lm_fail(err, "out of memory"); goto done; }
+        if (!sp) return lm_fail(err, "out of memory");
+        const unsigned char *data = h.data;
         for (int64_t i = 0; i < cnt; i++) {
             const lm_tensor *t = &set->tensors[first + i];
             sp[i].begin = (uint64_t)((const unsigned char *)t->data - data);
@@ -348,8 +347,6 @@ static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
         }
         free(sp);
     }
-done:
-    json_free(doc);
     return rc;
 }
 
