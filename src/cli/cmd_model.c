@@ -228,10 +228,11 @@ int cmd_logits(int argc, char **argv) {
     lm_error err;
     int rc = 1;
     float *logits = NULL;
-    lm_pool *pool = lm_pool_create((int)o.threads);
-    lm_infer *s = lm_infer_create(m, o.attn, T, o.chunk, (int)o.threads, &err);
-    if (!s || !pool) {
-        fprintf(stderr, "lemma logits: %s\n", s ? "cannot start threads" : err.msg);
+    lm_infer *s = NULL;
+    lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
+    if (pool) s = lm_infer_create(m, o.attn, T, o.chunk, (int)o.threads, &err);
+    if (!s) {
+        fprintf(stderr, "lemma logits: %s\n", err.msg);
         goto done;
     }
     logits = malloc((size_t)(T * V) * sizeof(float));
@@ -271,11 +272,10 @@ done:
 
 /* ---- generate ---- */
 
+/* Streams the text; a failed write cancels the generation (reported after). */
 static int emit_stdout(void *user, const char *text, size_t len) {
     (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    return 0;
+    return stdout_write(text, len);
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -376,7 +376,11 @@ int cmd_generate(int argc, char **argv) {
     lm_generator *g = NULL;
     lm_gen_result *res = NULL;
     lm_ids pids = {0};
-    lm_pool *pool = lm_pool_create((int)o.threads);
+    lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
+    if (!pool) {
+        fprintf(stderr, "lemma generate: %s\n", err.msg);
+        goto done;
+    }
     if (prompt) {
         tok = lm_tokenizer_load(tok_dir ? tok_dir : o.dir, &err);
         if (!tok) {
@@ -399,8 +403,9 @@ int cmd_generate(int argc, char **argv) {
     }
     g = lm_generator_create(m, tok, pool, ctx ? ctx : (int64_t)pids.n + n + 1, o.attn, &err);
     res = calloc((size_t)samples, sizeof *res);
-    if (!g || !res || !pool) {
-        fprintf(stderr, "lemma generate: %s\n", g ? "out of memory" : err.msg);
+    if (!g || !res) {
+        if (g) fprintf(stderr, "lemma generate: out of memory for %lld results\n", (long long)samples);
+        else fprintf(stderr, "lemma generate: %s\n", err.msg);
         goto done;
     }
     int failed;
@@ -412,6 +417,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "\nlemma generate: %s\n", err.msg);
         goto done;
     }
+    if (stdout_failed("generate")) goto done;
     for (int64_t k = 0; k < samples; k++) {
         if (samples > 1) {
             if (tok) {
@@ -424,7 +430,8 @@ int cmd_generate(int argc, char **argv) {
         if (!tok || samples > 1) printf("\n");
     }
     if (tok && samples == 1) printf("\n");
-    fflush(stdout);
+    stdout_write(NULL, 0);
+    if (stdout_failed("generate")) goto done;
     double dec = 0;
     int64_t made = 0;
     for (int64_t k = 0; k < samples; k++) {
@@ -496,13 +503,14 @@ int cmd_bench(int argc, char **argv) {
     int32_t *ids = malloc((size_t)ctx * sizeof *ids);
     float *logits = malloc((size_t)V * sizeof(float));
     double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
-    lm_pool *pool = lm_pool_create((int)o.threads);
-    lm_infer *s = lm_infer_create(m, o.attn, ctx, o.chunk, (int)o.threads, &err);
+    lm_infer *s = NULL;
+    lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
+    if (pool) s = lm_infer_create(m, o.attn, ctx, o.chunk, (int)o.threads, &err);
     if (!s) {
         fprintf(stderr, "lemma bench: %s\n", err.msg);
         goto done;
     }
-    if (!ids || !logits || !pp || !tg || !pool) {
+    if (!ids || !logits || !pp || !tg) {
         fprintf(stderr, "lemma bench: out of memory\n");
         goto done;
     }

@@ -503,29 +503,54 @@ typedef struct atomic_file {
     char tmp[PATH_MAX];
     const char *path;
     FILE *f;
+    int direct;             /* path is a device or FIFO: written in place */
 } atomic_file;
 
+/* A temporary file renamed over path, so that a reader never sees half a
+ * file. When path already exists and is not a regular file — a device
+ * (/dev/full), a FIFO, or a symlink (/dev/stdout) — a rename would replace
+ * the node itself (the device or the link), so the bytes go through it in
+ * place instead, every write checked. */
 static int atomic_open(atomic_file *af, const char *path, lm_error *err) {
     af->path = path;
+    af->direct = 0;
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode) || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+            return lm_fail(err, "%s: is a directory, expected a file name", path);
+        af->direct = 1;
+        snprintf(af->tmp, sizeof af->tmp, "%s", path);
+        af->f = fopen(path, "wb");
+        if (!af->f) return lm_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
+        return 0;
+    }
     snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
     if (!af->f) return lm_fail(err, "%s: cannot create: %s", af->tmp, strerror(errno));
     return 0;
 }
 
-static int atomic_commit(atomic_file *af, lm_error *err) {
-    int bad = ferror(af->f) != 0;
-    if (fflush(af->f) != 0) bad = 1;
-    if (!bad && fsync(fileno(af->f)) != 0) bad = 1;
-    if (fclose(af->f) != 0) bad = 1;
+/* Writes len bytes; the first failure is kept (errno) for atomic_commit. */
+static void atomic_write(atomic_file *af, const void *data, size_t len, int *why) {
+    if (len && fwrite(data, 1, len, af->f) != len && !*why) *why = errno ? errno : EIO;
+}
+
+static int atomic_commit(atomic_file *af, int why, lm_error *err) {
+    int bad = why != 0 || ferror(af->f) != 0;
+    errno = 0;
+    if (fflush(af->f) != 0 && !why) bad = 1, why = errno;
+    if (!bad && !af->direct && fsync(fileno(af->f)) != 0) bad = 1, why = errno;
+    if (fclose(af->f) != 0 && !why) bad = 1, why = errno;
     af->f = NULL;
     if (bad) {
-        unlink(af->tmp);
-        return lm_fail(err, "%s: write failed: %s", af->tmp, strerror(errno));
+        if (!af->direct) unlink(af->tmp);
+        return lm_fail(err, "%s: write failed: %s", af->tmp, why ? strerror(why) : "I/O error");
     }
+    if (af->direct) return 0;
     if (rename(af->tmp, af->path) != 0) {
+        int e = errno;
         unlink(af->tmp);
-        return lm_fail(err, "%s: rename failed: %s", af->path, strerror(errno));
+        return lm_fail(err, "%s: rename failed: %s", af->path, strerror(e));
     }
     fsync_dir_of(af->path);
     return 0;
@@ -534,8 +559,10 @@ static int atomic_commit(atomic_file *af, lm_error *err) {
 int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_error *err) {
     atomic_file af;
     if (atomic_open(&af, path, err)) return -1;
-    if (len) fwrite(data, 1, len, af.f);
-    return atomic_commit(&af, err);
+    int why = 0;
+    errno = 0;
+    atomic_write(&af, data, len, &why);
+    return atomic_commit(&af, why, err);
 }
 
 static int cmp_out_name(const void *a, const void *b) {
@@ -625,9 +652,11 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
     int rc = atomic_open(&af, path, err);
     if (!rc) {
         unsigned char len8[8];
+        int why = 0;
+        errno = 0;
         for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)pos >> (8 * i));
-        fwrite(len8, 1, 8, af.f);
-        fwrite(hdr, 1, pos, af.f);
+        atomic_write(&af, len8, 8, &why);
+        atomic_write(&af, hdr, pos, &why);
         uint64_t at = 0;
         static const unsigned char zeros[8];
         for (int64_t i = 0; i < n; i++) {
@@ -636,11 +665,11 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
             for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
             uint64_t nb = numel * lm_dtype_size(t->dtype);
             uint64_t begin = (at + 7) & ~(uint64_t)7;
-            if (begin > at) fwrite(zeros, 1, begin - at, af.f);
-            if (nb) fwrite(t->data, 1, nb, af.f);
+            if (begin > at) atomic_write(&af, zeros, begin - at, &why);
+            atomic_write(&af, t->data, nb, &why);
             at = begin + nb;
         }
-        rc = atomic_commit(&af, err);
+        rc = atomic_commit(&af, why, err);
     }
     free(hdr);
     free(order);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tokenizer/chat.h"
 #include "tokenizer/tok_internal.h"
@@ -619,8 +620,11 @@ static int write_file(const char *dir, const char *name, const lm_text *t, lm_er
     int rc = 0;
     if (!f) rc = lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
     else {
-        if (fwrite(t->data, 1, t->len, f) != t->len) rc = lm_fail(err, "%s: write failed", tmp);
-        if (fclose(f) != 0 && !rc) rc = lm_fail(err, "%s: write failed", tmp);
+        errno = 0;
+        if (fwrite(t->data, 1, t->len, f) != t->len || fflush(f) != 0)
+            rc = lm_fail(err, "%s: write failed: %s", tmp, strerror(errno ? errno : EIO));
+        if (fclose(f) != 0 && !rc) rc = lm_fail(err, "%s: write failed: %s", tmp, strerror(errno));
+        if (rc) unlink(tmp);
         if (!rc && rename(tmp, path) != 0) rc = lm_fail(err, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     }
     free(path);
