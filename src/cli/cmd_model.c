@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -60,16 +61,57 @@ static const char *human(double bytes, char *buf, size_t n) {
 
 /* ---- info ---- */
 
+/* Progress of --check-weights on stderr: a redrawn line with rate and ETA on
+ * a terminal, a plain line every 10% (or 30 s) otherwise. */
+typedef struct scan_progress {
+    int tty;
+    double t0, last_print;
+    int last_decile;
+} scan_progress;
+
+static int show_scan_progress(void *ctx, uint64_t done, uint64_t total) {
+    scan_progress *p = ctx;
+    double t = now_s(), el = t - p->t0;
+    double frac = total ? (double)done / (double)total : 1;
+    double gibs = el > 0 ? done / el / 1073741824.0 : 0;
+    double eta = frac > 0 && frac < 1 ? el * (1 - frac) / frac : 0;
+    char b1[32], b2[32];
+    human((double)done, b1, sizeof b1);
+    human((double)total, b2, sizeof b2);
+    if (p->tty) {
+        if (t - p->last_print < 0.1 && done < total) return 0;
+        p->last_print = t;
+        fprintf(stderr, "\r\033[Kcheck-weights %3.0f%%  %s of %s  %.2f GiB/s  ETA %.0fs", frac * 100, b1, b2, gibs, eta);
+        if (done >= total) fputc('\n', stderr);
+    } else {
+        int dec = (int)(frac * 10);
+        if (dec == p->last_decile && t - p->last_print < 30) return 0;
+        p->last_decile = dec;
+        p->last_print = t;
+        fprintf(stderr, "check-weights: %3.0f%% (%s of %s, %.2f GiB/s, ETA %.0fs)\n", frac * 100, b1, b2, gibs, eta);
+    }
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     args a = {argc, argv, 1, "info", 0};
     const char *dir = NULL, *v;
-    int64_t ctx = 4096;
+    int64_t ctx = 4096, threads = args_default_threads();
+    int check_weights = 0;
     for (; a.i < argc; a.i++) {
         if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma info MODEL_DIR [--ctx N]\n"
+            printf("usage: lemma info MODEL_DIR [--ctx N] [--check-weights [--threads N]]\n"
                    "  Architecture, parameters (total and active per token), tensor dtypes and the\n"
-                   "  memory a run needs: mapped weights plus the KV cache for --ctx tokens (default 4096).\n");
+                   "  memory a run needs: mapped weights plus the KV cache for --ctx tokens (default 4096).\n"
+                   "  --check-weights  read every tensor and fail on the first NaN or infinity (loading\n"
+                   "                   checks only norms, biases, routers and FP8 scales; the forward\n"
+                   "                   checks the logits). Progress on stderr.\n"
+                   "  --threads N      threads for --check-weights (default: all cores)\n");
             return 0;
+        } else if (args_opt(&a, "--check-weights", NULL, NULL)) {
+            check_weights = 1;
+        } else if (args_opt(&a, "--threads", "-t", &v)) {
+            args_int(&a, "--threads", v, 1, 1024, &threads);
         } else if (args_opt(&a, "--ctx", NULL, &v)) {
             args_int(&a, "--ctx", v, 1, 1ll << 30, &ctx);
         } else if (argv[a.i][0] == '-') {
@@ -133,8 +175,24 @@ int cmd_info(int argc, char **argv) {
     printf("memory       weights %s (memory-mapped) + KV %s for %lld tokens = %s\n", human(wbytes, b1, sizeof b1),
            human(lat * ctx, b2, sizeof b2), (long long)ctx, human(wbytes + lat * ctx, b3, sizeof b3));
     printf("decode reads %s of weights per token\n", human(lm_model_active_weight_bytes(m), b1, sizeof b1));
+    int rc = 0;
+    if (check_weights) {
+        lm_error err;
+        fflush(stdout); /* the summary above first, also when stderr and stdout share a terminal */
+        lm_pool *pool = lm_pool_create_err((int)threads, &err);
+        scan_progress sp = {isatty(2), now_s(), 0, -1};
+        int64_t nbad = 0;
+        if (!pool || lm_st_check_finite(m->tensors, pool, show_scan_progress, &sp, &nbad, &err)) {
+            fprintf(stderr, "lemma info: %s\n", err.msg);
+            rc = 1;
+        } else {
+            printf("weights      every value finite (%s checked in %.1f s)\n", human(wbytes, b1, sizeof b1),
+                   now_s() - sp.t0);
+        }
+        lm_pool_free(pool);
+    }
     lm_model_free(m);
-    return 0;
+    return rc;
 }
 
 /* ---- shared option parsing for logits / generate / bench ---- */

@@ -487,6 +487,78 @@ done:
     return 0;
 }
 
+/* ---- checking values ---- */
+
+typedef struct scan_job {
+    const unsigned char *data;   /* the batch's first element */
+    lm_dtype dtype;
+    int64_t n;                   /* elements in the batch */
+    int64_t first[1024];         /* per thread: first bad index in its share, or -1 */
+} scan_job;
+
+static void scan_worker(void *ctx, int ith, int nth) {
+    scan_job *j = ctx;
+    int64_t b, e;
+    lm_split(j->n, ith, nth, 4096, &b, &e);
+    int64_t i = e > b ? lm_first_nonfinite(j->data + (size_t)b * lm_dtype_size(j->dtype), j->dtype, e - b) : -1;
+    j->first[ith] = i < 0 ? -1 : b + i;
+}
+
+static int is_float_dtype(lm_dtype t) {
+    return t == LM_DTYPE_F32 || t == LM_DTYPE_F64 || t == LM_DTYPE_F16 || t == LM_DTYPE_BF16 || t == LM_DTYPE_F8_E4M3;
+}
+
+int lm_st_check_finite(const lm_tensor_set *set, lm_pool *pool, lm_st_progress_fn progress, void *ctx, int64_t *nbad,
+                       lm_error *err) {
+    enum { BATCH_BYTES = 256 << 20 };
+    uint64_t total = 0, done = 0;
+    int64_t nfloat = 0, bad = 0, first_bad = -1, first_at = -1;
+    for (int64_t i = 0; i < set->ntensors; i++)
+        if (is_float_dtype(set->tensors[i].dtype)) total += set->tensors[i].nbytes, nfloat++;
+    scan_job *job = malloc(sizeof *job);
+    if (!job) return lm_fail(err, "out of memory");
+    int nth = pool ? lm_pool_size(pool) : 1;
+    if (nth > 1024) nth = 1024;
+    int rc = 0;
+    for (int64_t i = 0; i < set->ntensors && !rc; i++) {
+        const lm_tensor *t = &set->tensors[i];
+        if (!is_float_dtype(t->dtype)) continue;
+        int64_t esz = (int64_t)lm_dtype_size(t->dtype), per = BATCH_BYTES / esz, found = -1;
+        for (int64_t at = 0; at < t->numel; at += per) {
+            job->data = (const unsigned char *)t->data + (size_t)(at * esz);
+            job->dtype = t->dtype;
+            job->n = t->numel - at < per ? t->numel - at : per;
+            for (int k = 0; k < nth; k++) job->first[k] = -1;
+            if (pool && job->n >= 65536) lm_pool_run(pool, scan_worker, job);
+            else scan_worker(job, 0, 1);
+            for (int k = 0; k < nth && found < 0; k++)
+                if (job->first[k] >= 0) found = at + job->first[k];
+            done += (uint64_t)(job->n * esz);
+            if (found >= 0) { /* the rest of this tensor need not be read */
+                done += (uint64_t)((t->numel - at - job->n) * esz);
+                break;
+            }
+            if (progress && progress(ctx, done, total)) {
+                rc = lm_fail(err, "interrupted");
+                break;
+            }
+        }
+        if (found >= 0 && bad++ == 0) {
+            first_bad = i;
+            first_at = found;
+        }
+    }
+    if (!rc && progress) progress(ctx, total, total);
+    free(job);
+    if (nbad) *nbad = bad;
+    if (rc || !bad) return rc;
+    const lm_tensor *t = &set->tensors[first_bad];
+    return lm_fail(err, "%s: tensor '%s' has %s at element %lld, expected finite values (%lld of %lld floating-point "
+                   "tensors have non-finite values)",
+                   set->files[t->file].path, t->name, lm_nonfinite_name(t->data, t->dtype, first_at),
+                   (long long)first_at, (long long)bad, (long long)nfloat);
+}
+
 /* ---- writing ---- */
 
 static int fsync_dir_of(const char *path) {

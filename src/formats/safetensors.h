@@ -18,6 +18,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/threadpool.h"
 
 enum { LM_MAX_DIMS = 8 };
 
@@ -52,6 +53,21 @@ const lm_tensor *lm_st_find(const lm_tensor_set *set, const char *name);
 const char *lm_st_file_path(const lm_tensor_set *set, int file);
 /* Total bytes of tensor data. */
 size_t lm_st_total_bytes(const lm_tensor_set *set);
+
+/* ---- checking values ---- */
+
+/* Progress of a long scan: bytes done of total; return non-zero to stop. */
+typedef int (*lm_st_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Scans every floating-point tensor of the set (F32, F64, F16, BF16, E4M3)
+ * for NaN and infinities, split across the pool's threads (pool may be NULL),
+ * calling progress (when non-NULL) about every 256 MiB and at the end.
+ * Returns 0 when every value is finite. Otherwise -1, *nbad (when non-NULL)
+ * the number of tensors with a non-finite value, and err names the first
+ * (in file order): "FILE: tensor 'NAME' has NaN at element 3, expected finite
+ * values (2 of 145 tensors have non-finite values)". */
+int lm_st_check_finite(const lm_tensor_set *set, lm_pool *pool, lm_st_progress_fn progress, void *ctx, int64_t *nbad,
+                       lm_error *err);
 
 /* ---- writing ---- */
 
