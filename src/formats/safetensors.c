@@ -373,9 +373,12 @@ int lm_st_open_mem(const void *bytes, size_t len, const char *name, lm_tensor_se
     return 0;
 }
 
+/* 1 when p exists, 0 when it does not (ENOENT), -1 when it cannot be told
+ * (a symlink loop, a permission error: errno says which). */
 static int file_exists(const char *p) {
     struct stat s;
-    return stat(p, &s) == 0;
+    if (stat(p, &s) == 0) return 1;
+    return errno == ENOENT ? 0 : -1;
 }
 
 int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err) {
@@ -403,10 +406,12 @@ int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm
         fclose(f);
         return lm_fail(err, "out of memory");
     }
+    errno = 0;
     if (n && fread(buf, 1, n, f) != n) {
+        int why = errno;
         free(buf);
         fclose(f);
-        return lm_fail(err, "%s: read error", path);
+        return lm_fail(err, "%s: cannot read: %s", path, why ? strerror(why) : "the file shrank while it was read");
     }
     fclose(f);
     buf[n] = 0;
@@ -418,10 +423,13 @@ int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm
 int lm_st_open_dir(const char *dir, lm_tensor_set **out, lm_error *err) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (!file_exists(path)) {
+    int have = file_exists(path);
+    if (have < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!have) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        if (!file_exists(path))
-            return lm_fail(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        have = file_exists(path);
+        if (have < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        if (!have) return lm_fail(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
         return lm_st_open_file(path, out, err);
     }
     char *text;

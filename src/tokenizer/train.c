@@ -650,6 +650,7 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
          * the same as for the whole file at once. */
         carry.len = 0;
         size_t got;
+        errno = 0;
         while (!rc && (got = fread(buf, 1, 1 << 20, f)) > 0) {
             if (o->max_bytes && total + got > o->max_bytes) got = o->max_bytes - total;
             total += got;
@@ -662,7 +663,8 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
             }
             if (o->max_bytes && total >= o->max_bytes) break;
         }
-        if (!rc && ferror(f)) rc = lm_fail(err, "%s: read error", files[i]);
+        if (!rc && ferror(f)) /* EISDIR for a directory */
+            rc = lm_fail(err, "%s: cannot read: %s", files[i], errno ? strerror(errno) : "I/O error");
         fclose(f);
         if (!rc && carry.len) rc = lm_bpe_trainer_feed(t, carry.data, carry.len, err);
         if (o->progress && !rc) {
