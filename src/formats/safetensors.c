@@ -20,7 +20,7 @@
  * refuses more than 100,000,000 bytes too. Reading a header takes at most
  * about 4 bytes of memory per header byte (see parse_file), so this also
  * caps what a hostile header can make us allocate at ~400 MB. */
-#define ST_MAX_HEADER 100000000u
+#define ST_MAX_HEADER LM_ST_MAX_HEADER
 
 typedef struct st_file {
     char *path;
@@ -108,6 +108,16 @@ void lm_st_close(lm_tensor_set *set) {
     free(set->tensors);
     free(set->slots);
     free(set);
+}
+
+/* Bytes of s written as a JSON string literal (json_write_string). */
+static size_t quoted_len(const char *s) {
+    size_t n = 2;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        n += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ? 2 : c < 0x20 ? 6 : 1;
+    }
+    return n;
 }
 
 /* No control characters (nor NUL): names go into one-line error messages. */
@@ -645,6 +655,39 @@ int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_erro
     return atomic_commit(&af, why, err);
 }
 
+struct lm_atomic_writer {
+    atomic_file af;
+    int why;
+};
+
+lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err) {
+    lm_atomic_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        lm_fail(err, "out of memory");
+        return NULL;
+    }
+    if (atomic_open(&w->af, path, err)) {
+        free(w);
+        return NULL;
+    }
+    errno = 0;
+    return w;
+}
+
+void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len) { atomic_write(&w->af, data, len, &w->why); }
+
+int lm_atomic_finish(lm_atomic_writer *w, lm_error *err) {
+    int rc = atomic_commit(&w->af, w->why, err);
+    free(w);
+    return rc;
+}
+
+/* lm_st_write's read-back check: __metadata__ must be an object. */
+static int check_metadata(void *ctx, const json_value *m) {
+    if (is_metadata(m)) *(int *)ctx = m->type == JSON_OBJECT;
+    return 0;
+}
+
 static int cmp_out_name(const void *a, const void *b) {
     const lm_tensor_out *const *x = a, *const *y = b;
     return strcmp((*x)->name, (*y)->name);
@@ -685,10 +728,27 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
             free(order);
             return -1;
         }
-    /* Header size: an upper bound per tensor (a name escapes to at most 6
-     * bytes per byte; dimensions and offsets are at most 20 digits). */
-    size_t cap = 256 + (metadata_json ? strlen(metadata_json) : 0);
-    for (int64_t i = 0; i < n; i++) cap += 6 * strlen(order[i]->name) + 64 + 24 * LM_MAX_DIMS + 64;
+    /* Header size, exactly (plus a little): the names as escaped, the
+     * digits of every dimension and offset. A header readers would refuse
+     * is refused here, before anything is allocated or created. */
+    size_t cap = 64 + (metadata_json ? strlen(metadata_json) : 16);
+    uint64_t off_est = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lm_tensor_out *t = order[i];
+        uint64_t numel = 1;
+        cap += quoted_len(t->name) + 48 + strlen(lm_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) {
+            cap += (size_t)snprintf(NULL, 0, "%lld", (long long)t->shape[d]) + 1;
+            numel *= (uint64_t)t->shape[d];
+        }
+        off_est = ((off_est + 7) & ~(uint64_t)7) + numel * lm_dtype_size(t->dtype);
+        cap += 2 * (size_t)snprintf(NULL, 0, "%llu", (unsigned long long)off_est);
+    }
+    if (cap > LM_ST_MAX_HEADER + 64) {
+        free(order);
+        return lm_fail(err, "%s: the header of %lld tensors would be about %zu bytes, over the %u-byte limit that "
+                       "safetensors readers accept", path, (long long)n, cap, LM_ST_MAX_HEADER);
+    }
     char *hdr = malloc(cap + 8);
     if (!hdr) {
         free(order);
@@ -718,16 +778,14 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
     /* The header must read back: catches names that are not valid UTF-8 and
      * a metadata_json that is not a JSON object. */
     lm_error perr;
-    json_doc *check = json_parse(hdr, pos, &perr);
-    const json_value *md = check ? json_get(json_root(check), "__metadata__") : NULL;
-    if (!md || md->type != JSON_OBJECT) {
-        json_free(check);
+    int metadata_ok = 0; /* streamed, as the reader does: no tree of the whole header */
+    int bad_json = json_parse_each_member(hdr, pos, check_metadata, &metadata_ok, &perr);
+    if (bad_json || !metadata_ok) {
         free(hdr);
         free(order);
         return lm_fail(err, "%s: the header would not read back (%s); tensor names must be valid UTF-8 and "
-                       "metadata a JSON object", path, check ? "__metadata__ is not an object" : perr.msg);
+                       "metadata a JSON object", path, bad_json ? perr.msg : "__metadata__ is not an object");
     }
-    json_free(check);
     atomic_file af;
     int rc = atomic_open(&af, path, err);
     if (!rc) {
