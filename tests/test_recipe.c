@@ -145,7 +145,7 @@ TEST(recipe_rejections) {
         {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"\"}}, \"stages\": [{}]}", "expected a file path"},
         {"{\"lemma_recipe\": 1, \"inputs\": {\"A b\": {\"path\": \"x\"}}, \"stages\": [{}]}", "expected a name"},
         {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"x\"}, \"a\": {\"path\": \"y\"}}, \"stages\": [{}]}",
-         "given twice"},
+         "byte 51: duplicate key \"a\""}, /* from the JSON parser, before the recipe's own check */
         {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"x\"}}, \"stages\": [{\"name\": \"a\", \"kind\": \"tokenizer\", "
          "\"inputs\": [\"a\"], \"vocab_size\": 300}]}",
          "an input has the same name"},

@@ -470,7 +470,7 @@ int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, l
     int lr = lm_lock_read(lock_path, &lk, err);
     if (lr < 0) {
         close(fd);
-        return lm_fail_prefix(err, "(delete it to rebuild from scratch)");
+        return lm_fail_suffix(err, "(delete it to rebuild from scratch)");
     }
     int rc = -1, last = 0;
     if (lm_lock_set_recipe(&lk, r->name, r->sha256)) {

@@ -284,10 +284,14 @@ typedef struct shard_rec {
     int masked;
 } shard_rec;
 
+/* One split's tokens waiting for the next shard. The tokenizer appends to
+ * ids directly (no scratch copy), and the loss mask exists only once a
+ * masked record has come (all-1 until then): the memory is 4 bytes per
+ * waiting token, 5 with a mask, which is what the shard file holds. */
 typedef struct split_buf {
-    uint32_t *ids;
-    uint8_t *loss;        /* allocated alongside ids */
-    int64_t n, cap;
+    lm_ids ids;           /* every id < vocab, so also the u32 written */
+    uint8_t *loss;        /* NULL: every token has loss 1; else [ids.n] */
+    size_t loss_cap;
     int64_t docs;
     int masked;           /* a masked document is in the buffer */
     shard_rec *shards;    /* written so far */
@@ -308,62 +312,71 @@ typedef struct build_ctx {
     int64_t doc;          /* global document index */
     split_buf sb[2];
     const char *out_dir;
-    lm_ids ids;           /* scratch */
     int64_t bytes_done, bytes_total, last_report;
     int64_t tokens;
     lm_error *err;
 } build_ctx;
 
-static int sb_reserve(split_buf *b, int64_t more) {
-    if (b->n + more <= b->cap) return 0;
-    int64_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->n + more) nc *= 2;
-    uint32_t *ni = realloc(b->ids, (size_t)nc * sizeof *ni);
-    if (!ni) return -1;
-    b->ids = ni;
-    uint8_t *nl = realloc(b->loss, (size_t)nc);
-    if (!nl) return -1;
-    b->loss = nl;
-    b->cap = nc;
+/* Loss v for tokens [from, to) of b (to <= ids.n). */
+static int set_loss(split_buf *b, size_t from, size_t to, uint8_t v) {
+    if (!b->loss && v == 1) return 0;
+    if (to > b->loss_cap || !b->loss) {
+        size_t cap = b->ids.cap > to ? b->ids.cap : to;
+        uint8_t *nl = realloc(b->loss, cap ? cap : 1);
+        if (!nl) return -1;
+        if (!b->loss) memset(nl, 1, from); /* the tokens before the first masked one */
+        b->loss = nl;
+        b->loss_cap = cap;
+    }
+    memset(b->loss + from, v, to - from);
     return 0;
 }
 
-static int sb_push(split_buf *b, const int32_t *ids, size_t n, uint8_t loss) {
-    if (sb_reserve(b, (int64_t)n)) return -1;
-    for (size_t i = 0; i < n; i++) {
-        b->ids[b->n + (int64_t)i] = (uint32_t)ids[i];
-        b->loss[b->n + (int64_t)i] = loss;
-    }
-    b->n += (int64_t)n;
-    return 0;
+static int sb_push(split_buf *b, int32_t id, uint8_t loss) {
+    if (lm_ids_push(&b->ids, id)) return -1;
+    return set_loss(b, b->ids.n - 1, b->ids.n, loss);
 }
 
 static void shard_name(char *buf, size_t cap, int split, int index) {
     snprintf(buf, cap, "%s-%05d.bin", split_names[split], index);
 }
 
+/* Writes the waiting tokens as one shard, streamed (no image of the file). */
 static int flush_shard(build_ctx *c, int split) {
     split_buf *b = &c->sb[split];
-    if (!b->n) return 0;
-    size_t bytes = LM_SHARD_HEADER + (size_t)b->n * 4 + (b->masked ? (size_t)b->n : 0);
-    uint8_t *img = malloc(bytes);
-    if (!img) return lm_fail(c->err, "out of memory (shard of %lld tokens)", (long long)b->n);
-    memset(img, 0, LM_SHARD_HEADER);
-    memcpy(img, LM_SHARD_MAGIC, 8);
-    put_u32(img + 8, LM_SHARD_VERSION);
-    put_u32(img + 12, b->masked ? LM_SHARD_MASKED : 0);
-    put_u64(img + 16, (uint64_t)b->n);
-    put_u32(img + 24, c->vocab);
-    put_u32(img + 28, (uint32_t)b->docs);
-    memcpy(img + 32, c->tok_hash, 32);
-    for (int64_t i = 0; i < b->n; i++) put_u32(img + LM_SHARD_HEADER + 4 * i, b->ids[i]);
-    if (b->masked) memcpy(img + LM_SHARD_HEADER + 4 * b->n, b->loss, (size_t)b->n);
+    int64_t n = (int64_t)b->ids.n;
+    if (!n) return 0;
+    uint8_t head[LM_SHARD_HEADER];
+    memset(head, 0, sizeof head);
+    memcpy(head, LM_SHARD_MAGIC, 8);
+    put_u32(head + 8, LM_SHARD_VERSION);
+    put_u32(head + 12, b->masked ? LM_SHARD_MASKED : 0);
+    put_u64(head + 16, (uint64_t)n);
+    put_u32(head + 24, c->vocab);
+    put_u32(head + 28, (uint32_t)b->docs);
+    memcpy(head + 32, c->tok_hash, 32);
     char name[64], path[4096];
     shard_name(name, sizeof name, split, b->nshards);
     snprintf(path, sizeof path, "%s/%s", c->out_dir, name);
-    int rc = lm_write_file_atomic(path, img, bytes, c->err);
-    free(img);
-    if (rc) return -1;
+    lm_atomic_writer *w = lm_atomic_begin(path, c->err);
+    if (!w) return -1;
+    lm_atomic_put(w, head, sizeof head);
+    uint8_t chunk[1 << 16];
+    for (int64_t i = 0; i < n;) {
+        int64_t k = 0;
+        for (; i < n && k < (int64_t)sizeof chunk / 4; i++, k++) put_u32(chunk + 4 * k, (uint32_t)b->ids.ids[i]);
+        lm_atomic_put(w, chunk, (size_t)k * 4);
+    }
+    if (b->masked) {
+        if (b->loss) {
+            lm_atomic_put(w, b->loss, (size_t)n);
+        } else {
+            memset(chunk, 1, sizeof chunk);
+            for (int64_t i = 0; i < n; i += (int64_t)sizeof chunk)
+                lm_atomic_put(w, chunk, (size_t)(n - i < (int64_t)sizeof chunk ? n - i : (int64_t)sizeof chunk));
+        }
+    }
+    if (lm_atomic_finish(w, c->err)) return -1;
     if (b->nshards == b->shards_cap) {
         int nc = b->shards_cap ? b->shards_cap * 2 : 8;
         shard_rec *ns = realloc(b->shards, (size_t)nc * sizeof *ns);
@@ -371,19 +384,22 @@ static int flush_shard(build_ctx *c, int split) {
         b->shards = ns;
         b->shards_cap = nc;
     }
-    b->shards[b->nshards++] = (shard_rec){b->n, b->docs, b->masked};
-    b->total_tokens += b->n;
+    b->shards[b->nshards++] = (shard_rec){n, b->docs, b->masked};
+    b->total_tokens += n;
     b->total_docs += b->docs;
-    b->n = 0;
+    b->ids.n = 0;
+    free(b->loss);
+    b->loss = NULL;
+    b->loss_cap = 0;
     b->docs = 0;
     b->masked = 0;
     return 0;
 }
 
 static int encode_into(build_ctx *c, split_buf *b, const char *text, size_t len, int flags, uint8_t loss) {
-    c->ids.n = 0;
-    if (lm_tokenizer_encode(c->tok, text, len, flags, &c->ids, c->err)) return -1;
-    if (sb_push(b, c->ids.ids, c->ids.n, loss)) return lm_fail(c->err, "out of memory");
+    size_t from = b->ids.n;
+    if (lm_tokenizer_encode(c->tok, text, len, flags, &b->ids, c->err)) return -1;
+    if (set_loss(b, from, b->ids.n, loss)) return lm_fail(c->err, "out of memory");
     return 0;
 }
 
@@ -391,9 +407,9 @@ static int build_doc(void *vctx, const doc_span *d) {
     build_ctx *c = vctx;
     int split = c->is_val[c->doc++] ? LM_SPLIT_VAL : LM_SPLIT_TRAIN;
     split_buf *b = &c->sb[split];
-    int64_t start = b->n;
+    size_t start = b->ids.n;
     if (c->o->bos && c->bos >= 0) {
-        if (sb_push(b, &c->bos, 1, 1)) return lm_fail(c->err, "out of memory");
+        if (sb_push(b, c->bos, 1)) return lm_fail(c->err, "out of memory");
     }
     uint8_t eos_loss = 1;
     if (!c->jsonl) {
@@ -407,7 +423,8 @@ static int build_doc(void *vctx, const doc_span *d) {
         if (t) {
             rc = encode_into(c, b, t->str, t->len, LM_TOK_SPECIAL, 1);
         } else {
-            if (start < b->n) b->loss[start] = 0; /* BOS of a masked record: no loss */
+            /* BOS of a masked record: no loss */
+            if (start < b->ids.n && set_loss(b, start, start + 1, 0)) rc = lm_fail(c->err, "out of memory");
             for (const json_value *e2 = s->child; e2 && !rc; e2 = e2->next) {
                 const json_value *et = json_get(e2, "text"), *el = json_get(e2, "loss");
                 int lb = 0;
@@ -420,13 +437,14 @@ static int build_doc(void *vctx, const doc_span *d) {
         json_free(doc);
         if (rc) return lm_fail_prefix(c->err, "%s:%zu", c->path, d->line);
     }
-    if (sb_push(b, &c->eos, 1, eos_loss)) return lm_fail(c->err, "out of memory");
-    for (int64_t i = start; i < b->n; i++)
-        if (b->ids[i] >= c->vocab)
-            return lm_fail(c->err, "%s:%zu: token id %u >= vocab size %u", c->path, d->line, b->ids[i], c->vocab);
-    c->tokens += b->n - start;
+    if (sb_push(b, c->eos, eos_loss)) return lm_fail(c->err, "out of memory");
+    for (size_t i = start; i < b->ids.n; i++)
+        if ((uint32_t)b->ids.ids[i] >= c->vocab)
+            return lm_fail(c->err, "%s:%zu: token id %u >= vocab size %u", c->path, d->line, (uint32_t)b->ids.ids[i],
+                           c->vocab);
+    c->tokens += (int64_t)(b->ids.n - start);
     b->docs++;
-    if (b->n >= c->o->shard_tokens && flush_shard(c, split)) return -1;
+    if ((int64_t)b->ids.n >= c->o->shard_tokens && flush_shard(c, split)) return -1;
     c->bytes_done += (int64_t)d->len + 1;
     if (c->o->progress && c->bytes_done - c->last_report >= (1 << 18)) {
         c->last_report = c->bytes_done;
@@ -640,11 +658,10 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
     rc = 0;
 done:
     for (int s = 0; s < 2; s++) {
-        free(c.sb[s].ids);
+        lm_ids_free(&c.sb[s].ids);
         free(c.sb[s].loss);
         free(c.sb[s].shards);
     }
-    lm_ids_free(&c.ids);
     free(sc.u);
     free(is_val);
     free(file_docs);

@@ -35,6 +35,8 @@ typedef struct pt_step {
     void *re;              /* pcre2_code_8 * */
     char *literal;         /* PT_SPLIT_STRING */
     size_t literal_len;
+    char *pattern;         /* PT_SPLIT_REGEX: the regex as written, for messages */
+    size_t pattern_len;
 } pt_step;
 
 typedef struct pt_config {
@@ -130,6 +132,7 @@ struct lm_tokenizer {
     int32_t bos, eos;
     size_t max_piece;
     char desc[160];
+    char name[256];        /* the tokenizer.json it came from, for messages */
 };
 
 /* Appends the ids of one pre-token (raw bytes; byte-level mapping is

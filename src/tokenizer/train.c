@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tokenizer/chat.h"
 #include "tokenizer/tok_internal.h"
@@ -630,8 +631,11 @@ static int write_file(const char *dir, const char *name, const lm_text *t, lm_er
     int rc = 0;
     if (!f) rc = lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
     else {
-        if (fwrite(t->data, 1, t->len, f) != t->len) rc = lm_fail(err, "%s: write failed", tmp);
-        if (fclose(f) != 0 && !rc) rc = lm_fail(err, "%s: write failed", tmp);
+        errno = 0;
+        if (fwrite(t->data, 1, t->len, f) != t->len || fflush(f) != 0)
+            rc = lm_fail(err, "%s: write failed: %s", tmp, strerror(errno ? errno : EIO));
+        if (fclose(f) != 0 && !rc) rc = lm_fail(err, "%s: write failed: %s", tmp, strerror(errno));
+        if (rc) unlink(tmp);
         if (!rc && rename(tmp, path) != 0) rc = lm_fail(err, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     }
     free(path);
@@ -657,6 +661,7 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
          * the same as for the whole file at once. */
         carry.len = 0;
         size_t got;
+        errno = 0;
         while (!rc && (got = fread(buf, 1, 1 << 20, f)) > 0) {
             if (o->max_bytes && total + got > o->max_bytes) got = o->max_bytes - total;
             total += got;
@@ -669,7 +674,8 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
             }
             if (o->max_bytes && total >= o->max_bytes) break;
         }
-        if (!rc && ferror(f)) rc = lm_fail(err, "%s: read error", files[i]);
+        if (!rc && ferror(f)) /* EISDIR for a directory */
+            rc = lm_fail(err, "%s: cannot read: %s", files[i], errno ? strerror(errno) : "I/O error");
         fclose(f);
         if (!rc && carry.len) rc = lm_bpe_trainer_feed(t, carry.data, carry.len, err);
         if (o->progress && !rc) {
