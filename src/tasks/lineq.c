@@ -481,7 +481,6 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
             continue;
         }
         /* Therefore the only solution is x = v. */
-        lm_scan_init(&sc, t, len);
         if ((r = lm_task_match(t, len, "Therefore the only solution is x = %d.", &v)) != 0) {
             if (r < 0) goto unparseable_r;
             if (v != pb.x)
