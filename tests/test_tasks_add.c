@@ -112,6 +112,59 @@ TEST(bad_questions) {
            "Column 1: 6 + 1 + 0 = 7, write 7, carry 0\n", 0, LM_ERR_MISSING_CONCLUSION, 0);
 }
 
+/* The column proof of a sum, written here independently of add.c. */
+static void column_proof(const int64_t *t, int n, lm_text *q, lm_text *p) {
+    int64_t sum = 0;
+    int cols = 0;
+    char terms[256] = "";
+    for (int i = 0; i < n; i++) {
+        sum += t[i];
+        char d[24];
+        int len = snprintf(d, sizeof d, "%lld", (long long)t[i]);
+        if (len > cols) cols = len;
+        snprintf(terms + strlen(terms), sizeof terms - strlen(terms), "%s%s", i ? " + " : "", d);
+    }
+    lm_task_appendf(q, "Prove that %s = %lld.", terms, (long long)sum);
+    int carry = 0;
+    for (int k = 1; k <= cols; k++) {
+        int s = carry;
+        lm_task_appendf(p, "Column %d: ", k);
+        for (int i = 0; i < n; i++) {
+            int64_t v = t[i];
+            for (int j = 1; j < k; j++) v /= 10;
+            lm_task_appendf(p, "%d + ", (int)(v % 10));
+            s += (int)(v % 10);
+        }
+        lm_task_appendf(p, "%d = %d, write %d, carry %d\n", carry, s, s % 10, s / 10);
+        carry = s / 10;
+    }
+    lm_task_appendf(p, "Final carry %d, so the digits read %lld\nTherefore %s = %lld.\n", carry, (long long)sum, terms,
+                    (long long)sum);
+}
+
+TEST(largest_numbers) {
+    /* 19 columns: the written digits reach 10^18, the place value 10^19 */
+    static const int64_t cases[][3] = {{4611686018427387903, 4611686018427387904, 0},
+                                       {999999999999999999, 1, 0},
+                                       {3074457345618258602, 3074457345618258602, 3074457345618258603}};
+    static const int counts[] = {2, 2, 3};
+    for (int c = 0; c < 3; c++) {
+        lm_text q = {0}, p = {0}, out = {0};
+        column_proof(cases[c], counts[c], &q, &p);
+        EXPECT(q.data, p.data, 1, "", 0);
+        for (uint64_t seed = 0; seed < 60; seed++) {
+            lm_corruption k;
+            lm_error err = {{0}};
+            out.len = 0;
+            int rc = lm_domain_add.corrupt(q.data, p.data, seed, &out, &k, &err);
+            CHECKF(rc == 0, "%s seed %llu: %s", q.data, (unsigned long long)seed, err.msg);
+        }
+        lm_text_free(&q);
+        lm_text_free(&p);
+        lm_text_free(&out);
+    }
+}
+
 TEST(recognition) {
     CHECK(lm_domain_add.recognizes(Q));
     CHECK(lm_domain_add.recognizes("Prove that 1 + 2 + 3 = 6."));
@@ -156,6 +209,7 @@ int main(void) {
     RUN(conclusions);
     RUN(circular_and_omitted);
     RUN(bad_questions);
+    RUN(largest_numbers);
     RUN(recognition);
     RUN(references_score_one);
     RUN(corruptions_score_their_label);

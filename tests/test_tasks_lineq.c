@@ -143,6 +143,23 @@ TEST(corruptions_score_their_label) {
         out.len = 0;
         CHECK(!lm_domain_lineq.corrupt(solved, proof, s, &out, &c, &err));
     }
+    /* the largest coefficients a question may have */
+    const char *big = "Find all integers x such that 1000000000000x - 1000000000000 = -999999999999x + 999999999999, "
+                      "and prove that there are no others.";
+    const char *bigp = "Equation: 1000000000000x - 1000000000000 = -999999999999x + 999999999999\n"
+                       "Add 999999999999x to both sides: 1999999999999x - 1000000000000 = 999999999999\n"
+                       "Add 1000000000000 to both sides: 1999999999999x = 1999999999999\n"
+                       "Divide both sides by 1999999999999: x = 1\n"
+                       "Check: 1000000000000*1 - 1000000000000 = 0 and -999999999999*1 + 999999999999 = 0\n"
+                       "Therefore the only solution is x = 1.\n";
+    EXPECT(big, bigp, 1, "", 0);
+    for (uint64_t s = 0; s < 60; s++) {
+        out.len = 0;
+        int rc = lm_domain_lineq.corrupt(big, bigp, s, &out, &c, &err);
+        CHECKF(rc == 0, "seed %llu: %s", (unsigned long long)s, err.msg);
+    }
+    BAD_QUESTION("Find all integers x such that 1000000000001x = 0, and prove that there are no others.",
+                 "at most 10^12");
     lm_text_free(&out);
 }
 

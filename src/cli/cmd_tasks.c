@@ -224,9 +224,8 @@ oom:
 static const char *record_string(const reader *r, const json_value *root, const char *key, const char *cmd) {
     const json_value *v = json_get(root, key);
     if (!v || v->type != JSON_STRING) {
-        fprintf(stderr, "lemma %s: %s:%lld: %s\n", cmd, r->name, r->lineno,
-                !v ? (strcmp(key, "question") ? "no field \"proof\"" : "no field \"question\"")
-                   : (strcmp(key, "question") ? "field \"proof\" is not a string" : "field \"question\" is not a string"));
+        fprintf(stderr, "lemma %s: %s:%lld: %s \"%s\"%s\n", cmd, r->name, r->lineno, v ? "field" : "no field", key,
+                v ? " is not a string" : "");
         return NULL;
     }
     if (strlen(v->str) != v->len) {

@@ -111,7 +111,8 @@ typedef struct add_fault {
     int col;          /* 1-based column of an arithmetic slip; 0: none */
     int delta;        /* ... its stated sum is off by delta (write and carry follow it) */
     int drop_carry;   /* ... or its sum is right but the carry out is one too small */
-    int misread_pos;  /* > 0: the reading line gets digit misread_pos (1 = units) wrong */
+    int misread_pos;  /* > 0: the reading line has digit misread_pos (1 = units) ... */
+    int misread_digit; /* ... replaced by this one */
 } add_fault;
 
 /* The solution body for pb (one line each, '\n'-terminated) with fault f
@@ -146,8 +147,7 @@ static int render(const add_problem *pb, const add_fault *f, lm_text *body) {
     char *read = carry ? digits : digits + 1;
     if (f->misread_pos > 0) {
         size_t len = strlen(read);
-        char *d = &read[len - (size_t)f->misread_pos];
-        *d = *d == '9' ? '8' : (char)(*d + 1);
+        read[len - (size_t)f->misread_pos] = (char)('0' + f->misread_digit);
     }
     char terms[ADD_MAX_TERMS * 22];
     return lm_task_appendf(body, "Final carry %d, so the digits read %s\n", carry, read) ||
@@ -198,7 +198,7 @@ static int add_check(const char *question, const char *solution, lm_check_result
     char claim[ADD_MAX_TERMS * 22 + 24], terms[ADD_MAX_TERMS * 22];
     snprintf(claim, sizeof claim, "%s = %lld", join_terms(terms, sizeof terms, pb.term, pb.n), (long long)pb.sum);
     int phase = PH_COLUMNS, col = 1, carry = 0, omitted = 0;
-    int64_t written = 0, place = 1; /* the written digits as a number, and 10^(columns done) */
+    __int128 written = 0, place = 1; /* the written digits as a number, and 10^(columns done): up to 10^19 */
     lm_check_set(res, 1, 0, "", NULL);
     for (int i = 0; i < L.n; i++) {
         const char *t = L.line[i].text;
@@ -274,10 +274,11 @@ static int add_check(const char *question, const char *solution, lm_check_result
             } else if (c != carry) {
                 lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the final carry is %d, not %lld", carry, (long long)c);
             } else {
-                int64_t value = written + place * carry; /* all columns were right: this is the true sum */
+                __int128 value = written + place * carry; /* all columns were right: this is the true sum */
                 if (s != value) {
-                    lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the digits read %lld, not %lld", (long long)value,
-                                 (long long)s);
+                    char vb[48];
+                    lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the digits read %s, not %lld",
+                                 lm_task_i128_text(vb, value), (long long)s);
                 } else {
                     phase = PH_CONCLUSION;
                     continue;
@@ -337,6 +338,19 @@ out:
 
 extern const lm_task_domain lm_domain_add;
 
+/* Picks a digit of sum to misread: lowered by one, or raised where it is 0
+ * (or a leading 1), and never past int64. 0 when the misread would leave it. */
+static int misread(int64_t sum, lm_task_rng *r, add_fault *f) {
+    int nd = digits_of(sum), pos = (int)lm_task_rng_range(r, 1, nd), d = digit_at(sum, pos);
+    int nd_new = d > (pos == nd && nd > 1 ? 1 : 0) ? d - 1 : d + 1;
+    int64_t p10 = 1;
+    for (int i = 1; i < pos; i++) p10 *= 10;
+    if ((__int128)sum + (__int128)(nd_new - d) * p10 > INT64_MAX) return 0;
+    f->misread_pos = pos;
+    f->misread_digit = nd_new;
+    return 1;
+}
+
 /* The flawed body of one kind; *step is the step the checker must report.
  * 1 when the kind does not apply to pb (the caller falls back to another). */
 static int corrupt_body(const add_problem *pb, const char *kind, lm_task_rng *r, const lm_text *ref, lm_text *body,
@@ -359,8 +373,7 @@ static int corrupt_body(const add_problem *pb, const char *kind, lm_task_rng *r,
             f.col = carried[lm_task_rng_range(r, 0, nc - 1)];
             f.drop_carry = 1;
             *step = f.col;
-        } else if (variant == 2) { /* one digit of the sum misread */
-            f.misread_pos = (int)lm_task_rng_range(r, 1, digits_of(pb->sum));
+        } else if (variant == 2 && misread(pb->sum, r, &f)) { /* one digit of the sum misread */
             *step = C + 1;
         } else { /* a column's sum off by one */
             f.col = (int)lm_task_rng_range(r, 1, C);

@@ -321,7 +321,11 @@ static int gcd_corrupt(const char *question, const char *proof, uint64_t seed, l
     const char *kind = kinds[lm_task_rng_range(&r, 0, (int64_t)(sizeof kinds / sizeof kinds[0]) - 1)];
     lm_text ref = {0}, body = {0};
     int n = 0, step = 0, rc = render(&pb, NULL, &ref, &n);
-    if (!rc) rc = corrupt_body(&pb, kind, &r, &ref, n, &body, &step);
+    if (rc) {
+        lm_text_free(&ref);
+        return lm_fail(err, rc < 0 ? "out of memory" : "gcd: a Bezout coefficient out of range");
+    }
+    rc = corrupt_body(&pb, kind, &r, &ref, n, &body, &step);
     if (rc > 0) { /* the kind does not apply: leave the conclusion out instead */
         kind = LM_ERR_MISSING_CONCLUSION;
         body.len = 0;

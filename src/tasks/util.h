@@ -12,10 +12,10 @@
  * Templates (lm_task_match, lm_scan_fmt): white space in the input is allowed
  * between any two tokens of the template (a token is a run of letters, a
  * number or one punctuation character) and required only where the template
- * has a space between two letters: "7+8" matches "7 + 8", "carry0" matches
- * "carry 0", but "Finalcarry" does not match "Final carry". A word must not
- * run on into a letter or digit ("carry" does not match "carrying"), nor a
- * number into a digit. Everything else is exact (case included). Conversions:
+ * has a space between two letters: "7+8" matches "7 + 8", "Finalcarry" does
+ * not match "Final carry". A word must not run on into a letter or digit
+ * ("carry" matches neither "carrying" nor "carry1"), nor a number into a
+ * digit. Everything else is exact (case included). Conversions:
  *   %u  an integer without sign: "0" or [1-9][0-9]* (no leading zeros)
  *   %d  the same with an optional '-' right before the digits ("-0" is not one)
  *   %p  "n" for n >= 0, "(-n)" for n < 0: a factor in a product, "(-2)*36"
