@@ -309,6 +309,9 @@ TEST(volatile_paths) {
     CHECK(!lm_lock_volatile("model/logs"));          /* a file named logs */
     CHECK(!lm_lock_volatile("model/catalogs/x"));
     CHECK(!lm_lock_volatile("model/metrics.jsonl.bak"));
+    CHECK(lm_lock_volatile("model/.lock"));          /* core/dirlock.h */
+    CHECK(lm_lock_volatile("tok/.lemma-made"));
+    CHECK(!lm_lock_volatile("tok/x.lock"));
 }
 
 int main(void) {
