@@ -156,7 +156,7 @@ int cmd_build(int argc, char **argv) {
         if (lm_build(r, &o, &res, &err)) {
             end_live(&u);
             fprintf(stderr, "lemma build: %s\n", err.msg);
-            rc = 1;
+            rc = lm_stop_requested() ? 130 : 1;
         } else {
             end_live(&u);
             fprintf(stderr, "lemma build: %s: %d stage%s built, %d up to date; %s/lemma.lock\n", out, res.built,

@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/stop.h"
 #include "data/shards.h"
 
 static double now_s(void) {
@@ -62,7 +63,7 @@ static int data_info(const char *dir) {
     lm_data *d = lm_data_open(dir, &err);
     if (!d) {
         fprintf(stderr, "lemma data: %s\n", err.msg);
-        return 1;
+        return lm_stop_requested() ? 130 : 1;
     }
     printf("tokenizer sha256 %s, vocab %d, bos %d, eos %d\n", lm_data_tokenizer_sha256(d), lm_data_vocab_size(d),
            lm_data_bos(d), lm_data_eos(d));
@@ -158,6 +159,7 @@ int cmd_data(int argc, char **argv) {
         o.progress_ctx = &p;
     }
     lm_error err;
+    lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop between documents */
     int rc = lm_data_build(files, nfiles, tok, out, &o, &err);
     free(files);
     if (rc) {

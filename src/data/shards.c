@@ -20,6 +20,7 @@
 
 #include "build/sha256.h"
 #include "core/rng.h"
+#include "core/stop.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "tokenizer/tokenizer.h"
@@ -117,7 +118,8 @@ typedef struct mapped {
 static int map_file(const char *path, mapped *m, lm_error *err) {
     m->p = NULL;
     m->len = 0;
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO is refused below instead of blocking the open */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return lm_fail(err, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st)) {
@@ -257,6 +259,7 @@ static uint64_t split_key(uint64_t seed, const char *p, size_t n) {
 
 static int scan_doc(void *vctx, const doc_span *d) {
     scan_ctx *c = vctx;
+    if (lm_stop_requested()) return lm_fail(c->err, "interrupted");
     if (c->jsonl) {
         lm_error e;
         json_doc *doc = json_parse(d->p, d->len, &e);
@@ -389,6 +392,7 @@ static int encode_into(build_ctx *c, split_buf *b, const char *text, size_t len,
 
 static int build_doc(void *vctx, const doc_span *d) {
     build_ctx *c = vctx;
+    if (lm_stop_requested()) return lm_fail(c->err, "interrupted");
     int split = c->is_val[c->doc++] ? LM_SPLIT_VAL : LM_SPLIT_TRAIN;
     split_buf *b = &c->sb[split];
     int64_t start = b->n;
@@ -585,8 +589,15 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
         sc.jsonl = ends_with(files[i], ".jsonl");
         sc.file_docs = 0;
         int r = each_doc(&m, sc.jsonl, o->doc_sep, scan_doc, &sc);
+        /* hashed a MiB at a time, so that a stop request is seen */
+        lm_sha256 h;
         uint8_t d[32];
-        lm_sha256_buf(m.p, m.len, d);
+        lm_sha256_init(&h);
+        for (size_t at = 0; !r && at < m.len; at += (size_t)1 << 20) {
+            if (lm_stop_requested()) r = lm_fail(err, "interrupted");
+            else lm_sha256_update(&h, m.p + at, m.len - at < ((size_t)1 << 20) ? m.len - at : (size_t)1 << 20);
+        }
+        lm_sha256_final(&h, d);
         lm_sha256_hex(d, file_hash[i]);
         file_bytes[i] = (int64_t)m.len;
         total_bytes += (int64_t)m.len;

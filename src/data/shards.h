@@ -112,7 +112,10 @@ const char *lm_data_doc_sep_name(int doc_sep);
 /* Tokenises files (in the order given) with the tokenizer in tokenizer_dir
  * (a directory with tokenizer.json, or the file) into out_dir (created when
  * missing): shards first, index.json last, each written atomically; shards
- * of an earlier build that the new index does not list are removed. Errors:
+ * of an earlier build that the new index does not list are removed. Inputs
+ * must be regular files (a device or FIFO is refused, without blocking). A
+ * stop request (core/stop.h) is seen between documents and fails with
+ * "interrupted". Errors:
  * missing tokenizer, unreadable file, a JSONL line that is not a record
  * (file:line), no documents at all, out of memory, write errors. */
 int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_dir, const char *out_dir,
