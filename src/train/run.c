@@ -622,7 +622,8 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
         }
         if (!isfinite(loss)) {
             if (c->live) fputc('\n', stderr);
-            lm_fail(err, "loss became %g at step %lld (lr %.3g): stopping; %s", loss, (long long)done_steps, lr,
+            lm_fail(err, "loss became %s at step %lld (lr %.3g): stopping; %s",
+                    isnan(loss) ? "NaN" : loss > 0 ? "inf" : "-inf", (long long)done_steps, lr,
                     ckpt_state(c, why, sizeof why));
             goto done;
         }
