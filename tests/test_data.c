@@ -684,6 +684,48 @@ TEST(streams_refused_and_stop_honoured) {
     CHECK(build(lf, 1, tpath("s"), &o, &err) == 0);
 }
 
+static int notices;
+static char last_notice[600];
+static void count_notice(void *ctx, const char *msg) {
+    (void)ctx;
+    notices++;
+    snprintf(last_notice, sizeof last_notice, "%s", msg);
+}
+
+/* lemma data writes only into a new, empty or lemma-made folder, and says
+ * what it removes there. */
+TEST(out_dir_ownership) {
+    lm_data_opts o;
+    lm_data_opts_default(&o);
+    o.doc_sep = LM_DOC_LINE;
+    lm_error err;
+    char *text = make_lines(200, 5);
+    write_text(tpath("own.txt"), text);
+    free(text);
+    const char *in[] = {tpath("own.txt")};
+    mkdir(tpath("user"), 0777);
+    write_text(tpath("user/train-00001.bin"), "mine");
+    CHECKF(build(in, 1, tpath("user"), &o, &err) == -1 && strstr(err.msg, "user is not empty (it holds train-00001.bin)"),
+           "%s", err.msg);
+    FILE *f = fopen(tpath("user/train-00001.bin"), "rb");
+    char buf[8] = {0};
+    CHECK(f && fread(buf, 1, sizeof buf, f) == 4 && !memcmp(buf, "mine", 4));
+    if (f) fclose(f);
+    CHECK(access(tpath("user/index.json"), F_OK) != 0);
+    /* a new folder gets the marker; an earlier output is rebuilt, its stale shards removed with a notice */
+    o.shard_tokens = 300;
+    CHECK(build(in, 1, tpath("own"), &o, &err) == 0);
+    CHECK(access(tpath("own/.lemma-made"), F_OK) == 0 && access(tpath("own/train-00001.bin"), F_OK) == 0);
+    unlink(tpath("own/.lemma-made")); /* as an older lemma left it: index.json says it is lemma's */
+    o.shard_tokens = 1 << 20;
+    o.notice = count_notice;
+    notices = 0;
+    CHECKF(build(in, 1, tpath("own"), &o, &err) == 0, "%s", err.msg);
+    CHECKF(notices >= 1 && strstr(last_notice, "removing ") && strstr(last_notice, "not in the new index"), "%d: %s",
+           notices, last_notice);
+    CHECK(access(tpath("own/train-00001.bin"), F_OK) != 0);
+}
+
 int main(void) {
     if (setup()) {
         printf("setup failed\n");
@@ -700,6 +742,7 @@ int main(void) {
     RUN(header_validation);
     RUN(bad_input);
     RUN(streams_refused_and_stop_honoured);
+    RUN(out_dir_ownership);
     lm_tokenizer_free(tok);
     rm_tree(tmp_root);
     return test_report("test_data");

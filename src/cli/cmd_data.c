@@ -29,6 +29,11 @@ typedef struct progress {
     int last_decile;
 } progress;
 
+static void show_notice(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "lemma data: %s\n", msg);
+}
+
 static int show_progress(void *ctx, const char *phase, int64_t done, int64_t total, int64_t tokens) {
     progress *p = ctx;
     if (strcmp(phase, "tokenize")) return 0;
@@ -159,6 +164,7 @@ int cmd_data(int argc, char **argv) {
         o.progress_ctx = &p;
     }
     lm_error err;
+    o.notice = show_notice;
     lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop between documents */
     int rc = lm_data_build(files, nfiles, tok, out, &o, &err);
     free(files);
