@@ -11,19 +11,45 @@
  * Hashed outputs: config.json, run.json (paths in it are relative, threads
  * are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
  * timings and is not hashed. An interrupted build resumes the run. */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "build/build.h"
 #include "build/recipe.h"
 #include "build/stages.h"
+#include "core/dirlock.h"
 #include "train/run.h"
 
 static const char *const keys[] = {
     "name", "kind", "inputs", "config", "steps", "batch", "micro_batch", "seq", "lr", "min_lr", "warmup", "schedule",
     "decay_steps", "decay_shape", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "balance_alpha",
     "seed", "std", "save_every", "eval_every", "eval_batches", "log_every", "keep", "description", NULL};
+
+/* An interrupted build's partial folder without run.json holds a run killed
+ * before it started (config.json at most): lm_train_run wants an empty
+ * folder, so remove what is there (the folder is the build's), saying so. */
+static int clear_unstarted(const lm_stage *st, lm_error *err) {
+    DIR *d = opendir(st->out_dir);
+    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
+            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
+            continue;
+        char p[PATH_MAX], msg[PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
+        snprintf(msg, sizeof msg, "removing %s (from a run that never started)", p);
+        if (st->notice) st->notice(st->notice_ctx, msg);
+        rc = lm_remove_tree(p, err);
+    }
+    closedir(d);
+    return rc;
+}
 
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
@@ -39,6 +65,7 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     char runjson[PATH_MAX];
     snprintf(runjson, sizeof runjson, "%s/run.json", st->out_dir);
     FILE *f = fopen(runjson, "r");
+    if (st->resume && !f && clear_unstarted(st, err)) return -1;
     if (st->resume && f) {
         fclose(f);
         lm_resume_opts ro = {.threads = st->threads, .quiet = 1, .progress = st->progress,

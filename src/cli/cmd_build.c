@@ -166,8 +166,13 @@ int cmd_build(int argc, char **argv) {
         char scratch_buf[600];
         if (!scratch) {
             snprintf(scratch_buf, sizeof scratch_buf, "%s.check-XXXXXX", out);
-            if (!mkdtemp(scratch_buf) || lm_dir_mark_made(scratch_buf, &err)) {
+            if (!mkdtemp(scratch_buf)) {
                 fprintf(stderr, "lemma build: %s: %s\n", scratch_buf, strerror(errno));
+                lm_recipe_free(r);
+                return 1;
+            }
+            if (lm_dir_mark_made(scratch_buf, &err)) {
+                fprintf(stderr, "lemma build: %s\n", err.msg);
                 lm_recipe_free(r);
                 return 1;
             }
