@@ -875,6 +875,10 @@ int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err
         snprintf(ck, sizeof ck, "%s/ckpt-%08lld", run_dir, (long long)step);
         if (!file_exists(ck)) snprintf(ck, sizeof ck, "%s/ckpt-%lld", run_dir, (long long)step);
         const char *missing = ckpt_missing(ck);
+        if (missing && !strcmp(missing, "the folder itself")) {
+            lm_fail(err, "%s is not a checkpoint folder: move it away to resume, or start over with --restart", ck);
+            goto fail;
+        }
         if (missing) {
             lm_fail(err, "%s is incomplete (no %s): remove it to resume from the checkpoint before it, or start over "
                          "with --restart",
