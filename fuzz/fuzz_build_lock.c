@@ -51,9 +51,31 @@ static int same_text(const char *path, const char *want) {
     return n == strlen(want) && !memcmp(buf, want, n);
 }
 
+static void rm_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st)) return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char p[1024];
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            rm_tree(p);
+        }
+        if (d) closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void remove_root(void) { rm_tree(root); }
+
 static void setup(void) {
     snprintf(root, sizeof root, "/tmp/lemma-fuzz-build-%ld", (long)getpid());
     mkdir(root, 0777);
+    atexit(remove_root);
     lm_text t = {0};
     require(lm_synth_text(1, 40, &t) == 0);
     uint8_t d[32];
@@ -72,25 +94,6 @@ static void setup(void) {
     lm_error err;
     recipe = lm_recipe_parse(text, (size_t)n, "fz/r.json", &err);
     require(recipe != NULL);
-}
-
-static void rm_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st)) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char p[1024];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            rm_tree(p);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
