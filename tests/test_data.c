@@ -2,13 +2,15 @@
  * against a direct encoding, document framing (BOS ... EOS), the
  * content-keyed train/validation split, header and size validation, window
  * determinism and distribution, evaluation windows, the SFT loss-mask path,
- * and clear errors for bad input. A small BPE tokenizer is trained in a
+ * clear errors for bad input (FIFOs refused without blocking), and a stop
+ * request honoured between documents. A small BPE tokenizer is trained in a
  * temporary directory first. */
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "build/sha256.h"
+#include "core/stop.h"
 #include "data/shards.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
@@ -690,6 +692,87 @@ TEST(bad_input) {
     CHECK(access(tpath("stale/train-00001.bin"), F_OK) != 0 && access(tpath("stale/train-00000.bin"), F_OK) == 0);
 }
 
+/* Requests a stop at the first tokenize report (without returning
+ * non-zero: the build must notice the request itself). */
+static int progress_reports, reports_after_stop;
+static int stop_at_first_report(void *ctx, const char *phase, int64_t done, int64_t total, int64_t tokens) {
+    (void)ctx, (void)done, (void)total, (void)tokens;
+    if (strcmp(phase, "tokenize")) return 0;
+    if (lm_stop_requested()) reports_after_stop++;
+    if (progress_reports++ == 0) lm_stop_request();
+    return 0;
+}
+
+TEST(streams_refused_and_stop_honoured) {
+    lm_data_opts o;
+    lm_data_opts_default(&o);
+    o.doc_sep = LM_DOC_LINE;
+    lm_error err;
+    CHECK(mkfifo(tpath("fifo"), 0600) == 0);
+    const char *ff[] = {tpath("fifo")};
+    CHECK(build(ff, 1, tpath("s"), &o, &err) == -1 && strstr(err.msg, "fifo: not a regular file"));
+    const char *zero[] = {"/dev/zero"};
+    CHECK(build(zero, 1, tpath("s"), &o, &err) == -1 && strstr(err.msg, "/dev/zero: not a regular file"));
+    /* about 1 MB of lines: several progress reports (one per 256 KiB) */
+    char *text = make_lines(30000, 3);
+    write_text(tpath("long.txt"), text);
+    free(text);
+    const char *lf[] = {tpath("long.txt")};
+    o.progress = stop_at_first_report;
+    CHECK(build(lf, 1, tpath("s"), &o, &err) == -1 && !strcmp(err.msg, "interrupted"));
+    CHECKF(progress_reports == 1 && reports_after_stop == 0, "%d reports, %d after the stop", progress_reports,
+           reports_after_stop);
+    CHECK(access(tpath("s/index.json"), F_OK) != 0);
+    /* a request before the build: stops while scanning */
+    o.progress = NULL;
+    lm_stop_request();
+    CHECKF(build(lf, 1, tpath("s"), &o, &err) == -1 && strstr(err.msg, "interrupted"), "%s", err.msg);
+    lm_stop_clear();
+    CHECK(build(lf, 1, tpath("s"), &o, &err) == 0);
+}
+
+static int notices;
+static char last_notice[600];
+static void count_notice(void *ctx, const char *msg) {
+    (void)ctx;
+    notices++;
+    snprintf(last_notice, sizeof last_notice, "%s", msg);
+}
+
+/* lemma data writes only into a new, empty or lemma-made folder, and says
+ * what it removes there. */
+TEST(out_dir_ownership) {
+    lm_data_opts o;
+    lm_data_opts_default(&o);
+    o.doc_sep = LM_DOC_LINE;
+    lm_error err;
+    char *text = make_lines(200, 5);
+    write_text(tpath("own.txt"), text);
+    free(text);
+    const char *in[] = {tpath("own.txt")};
+    mkdir(tpath("user"), 0777);
+    write_text(tpath("user/train-00001.bin"), "mine");
+    CHECKF(build(in, 1, tpath("user"), &o, &err) == -1 && strstr(err.msg, "user is not empty (it holds train-00001.bin)"),
+           "%s", err.msg);
+    FILE *f = fopen(tpath("user/train-00001.bin"), "rb");
+    char buf[8] = {0};
+    CHECK(f && fread(buf, 1, sizeof buf, f) == 4 && !memcmp(buf, "mine", 4));
+    if (f) fclose(f);
+    CHECK(access(tpath("user/index.json"), F_OK) != 0);
+    /* a new folder gets the marker; an earlier output is rebuilt, its stale shards removed with a notice */
+    o.shard_tokens = 300;
+    CHECK(build(in, 1, tpath("own"), &o, &err) == 0);
+    CHECK(access(tpath("own/.lemma-made"), F_OK) == 0 && access(tpath("own/train-00001.bin"), F_OK) == 0);
+    unlink(tpath("own/.lemma-made")); /* as an older lemma left it: index.json says it is lemma's */
+    o.shard_tokens = 1 << 20;
+    o.notice = count_notice;
+    notices = 0;
+    CHECKF(build(in, 1, tpath("own"), &o, &err) == 0, "%s", err.msg);
+    CHECKF(notices >= 1 && strstr(last_notice, "removing ") && strstr(last_notice, "not in the new index"), "%d: %s",
+           notices, last_notice);
+    CHECK(access(tpath("own/train-00001.bin"), F_OK) != 0);
+}
+
 int main(void) {
     if (setup()) {
         printf("setup failed\n");
@@ -706,6 +789,8 @@ int main(void) {
     RUN(mask_path);
     RUN(header_validation);
     RUN(bad_input);
+    RUN(streams_refused_and_stop_honoured);
+    RUN(out_dir_ownership);
     lm_tokenizer_free(tok);
     rm_tree(tmp_root);
     return test_report("test_data");

@@ -4,11 +4,13 @@
  * generator, and lemma.lock (write/read round trip, editing, volatile paths,
  * comparison, malformed locks). The end-to-end build is tests/sh/test_build.sh. */
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "build/lock.h"
 #include "build/recipe.h"
 #include "build/sha256.h"
+#include "core/stop.h"
 #include "test.h"
 
 static void hex_of(const void *p, size_t n, char out[65]) {
@@ -74,8 +76,18 @@ TEST(sha256_vectors) {
     close(fd);
     lm_error err;
     CHECK(lm_sha256_file(path, h, &err) == 0 && !strcmp(h, v[1].hex));
+    /* a stop request (core/stop.h) ends the hashing */
+    lm_stop_request();
+    CHECK(lm_sha256_file(path, h, &err) == -1 && !strcmp(err.msg, "interrupted"));
+    lm_stop_clear();
     unlink(path);
     CHECK(lm_sha256_file(path, h, &err) == -1 && strstr(err.msg, path));
+    /* only regular files: a device or FIFO could be read without end (or block) */
+    CHECK(lm_sha256_file("/dev/zero", h, &err) == -1 && !strcmp(err.msg, "/dev/zero: not a regular file"));
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(lm_sha256_file(path, h, &err) == -1 && strstr(err.msg, "not a regular file"));
+    unlink(path);
+    CHECK(lm_sha256_file("/tmp", h, &err) == -1 && strstr(err.msg, "not a regular file"));
     /* parse */
     uint8_t p[32];
     CHECK(lm_sha256_parse(v[1].hex, p) == 0 && p[0] == 0xba && p[31] == 0xad);
@@ -339,6 +351,9 @@ TEST(volatile_paths) {
     CHECK(!lm_lock_volatile("model/logs"));          /* a file named logs */
     CHECK(!lm_lock_volatile("model/catalogs/x"));
     CHECK(!lm_lock_volatile("model/metrics.jsonl.bak"));
+    CHECK(lm_lock_volatile("model/.lock"));          /* core/dirlock.h */
+    CHECK(lm_lock_volatile("tok/.lemma-made"));
+    CHECK(!lm_lock_volatile("tok/x.lock"));
 }
 
 int main(void) {

@@ -1,8 +1,13 @@
 /* test_tokenizer_train.c — the BPE trainer: deterministic output, a valid
  * tokenizer.json that lemma loads back, round trips, special tokens, the
  * vocabulary size, merge order, and that feeding in pieces counts like
- * feeding at once. (Parity with Hugging Face's loader is in
+ * feeding at once; devices and FIFOs refused, and a stop request honoured
+ * while reading, counting and merging. (Parity with Hugging Face's loader is in
  * tests/sh/test_tokenizer_hf.sh.) */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/stop.h"
 #include "formats/json.h"
 #include "test.h"
 #include "tokenizer/tok_internal.h"
@@ -194,10 +199,75 @@ TEST(test_train_digit_group) {
     lm_text_free(&corpus);
 }
 
+/* Requests a stop at the first merge report, and counts the reports after. */
+static int merge_reports, reports_after_stop;
+static int stop_at_first_merge(void *ctx, const char *msg) {
+    (void)ctx;
+    if (strstr(msg, "merges")) {
+        if (lm_stop_requested()) reports_after_stop++;
+        if (merge_reports++ == 0) lm_stop_request();
+    }
+    return 0;
+}
+
+TEST(test_train_refuses_streams_and_stops) {
+    lm_bpe_train_opts o;
+    lm_bpe_train_defaults(&o);
+    o.vocab_size = 2000;
+    lm_error err;
+    char dir[] = "/tmp/lemma-test-tt-XXXXXX", fifo[64], corpus[64], out[64];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+    snprintf(out, sizeof out, "%s/tok", dir);
+    /* streams: refused at once (a FIFO would block the open, /dev/zero never ends) */
+    const char *zero[] = {"/dev/zero"};
+    CHECK(lm_bpe_train_files(zero, 1, &o, out, &err) == -1);
+    CHECKF(!strcmp(err.msg, "/dev/zero: not a regular file"), "%s", err.msg);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    const char *ff[] = {fifo};
+    CHECK(lm_bpe_train_files(ff, 1, &o, out, &err) == -1 && strstr(err.msg, "fifo: not a regular file"));
+    /* a stop request before reading */
+    lm_text text = {0};
+    make_corpus(&text, 3000, 7);
+    /* ... and enough distinct words for more than 500 merges */
+    for (int i = 0; i < 20000; i++) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "w%dq x%dz\n", (i * 7919) % 100000, i);
+        lm_text_append(&text, line, (size_t)n);
+    }
+    FILE *f = fopen(corpus, "wb");
+    CHECK(f && fwrite(text.data, 1, text.len, f) == text.len);
+    if (f) fclose(f);
+    const char *cf[] = {corpus};
+    lm_stop_request();
+    CHECK(lm_bpe_train_files(cf, 1, &o, out, &err) == -1 && !strcmp(err.msg, "interrupted"));
+    /* ... while counting: a single feed of many pieces */
+    lm_bpe_trainer *t = lm_bpe_trainer_new(&o, &err);
+    lm_text big = {0};
+    for (int i = 0; i < 40; i++) lm_text_append(&big, text.data, text.len);
+    CHECK(t && lm_bpe_trainer_feed(t, big.data, big.len, &err) == -1 && !strcmp(err.msg, "interrupted"));
+    lm_bpe_trainer_free(t);
+    lm_stop_clear();
+    /* ... while merging: no merge report after the one that asked */
+    o.progress = stop_at_first_merge;
+    CHECK(lm_bpe_train_files(cf, 1, &o, out, &err) == -1 && !strcmp(err.msg, "interrupted"));
+    CHECKF(merge_reports == 1 && reports_after_stop == 0, "%d reports, %d after the stop", merge_reports,
+           reports_after_stop);
+    CHECK(access(out, F_OK) != 0); /* nothing written */
+    lm_stop_clear();
+    lm_text_free(&text);
+    lm_text_free(&big);
+    unlink(fifo);
+    unlink(corpus);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(test_train_deterministic_and_loadable);
     RUN(test_train_merge_order);
     RUN(test_train_limits);
     RUN(test_train_digit_group);
+    RUN(test_train_refuses_streams_and_stops);
     return test_report("test_tokenizer_train");
 }

@@ -5,11 +5,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -18,6 +18,8 @@
 #include "build/sha256.h"
 #include "build/taskset.h"
 #include "build/stages.h"
+#include "core/dirlock.h"
+#include "core/stop.h"
 #include "formats/safetensors.h"
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -76,6 +78,18 @@ static int file_exists(const char *p) {
     return !stat(p, &st);
 }
 
+/* lstat: also a dangling symbolic link. */
+static int path_exists(const char *p) {
+    struct stat st;
+    return !lstat(p, &st);
+}
+
+/* Creates dir (not its parents) with lemma's ownership marker. */
+static int mkdir_marked(const char *dir, lm_error *err) {
+    if (mkdir(dir, 0777)) return lm_fail(err, "%s: cannot create: %s", dir, strerror(errno));
+    return lm_dir_mark_made(dir, err);
+}
+
 /* ---- inputs ---------------------------------------------------------------------- */
 
 /* Runs `bible -f Gen1:1-Rev22:21` and collects its output. */
@@ -105,7 +119,13 @@ static int run_bible(lm_text *out, lm_error *err) {
     char buf[1 << 16];
     ssize_t n;
     int oom = 0;
+    int stopped = 0;
     while ((n = read(fd[0], buf, sizeof buf)) != 0) {
+        if (lm_stop_requested()) {
+            stopped = 1;
+            kill(pid, SIGTERM);
+            break;
+        }
         if (n < 0) {
             if (errno == EINTR) continue;
             break;
@@ -115,6 +135,7 @@ static int run_bible(lm_text *out, lm_error *err) {
     close(fd[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (stopped) return lm_fail(err, "interrupted");
     if (oom) return lm_fail(err, "out of memory");
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
         return lm_fail(err, "the 'bible' program is not installed (Debian package bible-kjv; scripts/install-deps.sh "
@@ -158,8 +179,9 @@ static int make_taskset(const lm_recipe_input *in, const char *exclude_path, lm_
 }
 
 /* Makes or checks one input; fills its path (in the build dir or in place) and hash. */
-static int prepare_input(const lm_recipe_input *in, const char *exclude_path, const char *out_dir, lm_lock *lk,
+static int prepare_input(const lm_recipe_input *in, const char *exclude_path, const lm_build_opts *o, lm_lock *lk,
                          char *path, size_t cap, char hex[65], lm_error *err) {
+    const char *out_dir = o->out_dir;
     if (!in->builtin) {
         snprintf(path, cap, "%s", in->resolved);
         if (lm_sha256_file(in->resolved, hex, err)) return lm_fail_prefix(err, "input %s", in->name);
@@ -170,7 +192,19 @@ static int prepare_input(const lm_recipe_input *in, const char *exclude_path, co
     snprintf(rel, sizeof rel, "inputs/%s.%s", in->name, in->builtin == LM_BUILTIN_TASKS ? "jsonl" : "txt");
     snprintf(path, cap, "%s/%s", out_dir, rel);
     lm_error e2;
-    if (!(in->sha256[0] && file_exists(path) && !lm_sha256_file(path, hex, &e2) && !strcmp(hex, in->sha256))) {
+    int exists = path_exists(path), have = exists && !lm_sha256_file(path, hex, &e2);
+    if (!(in->sha256[0] && have && !strcmp(hex, in->sha256))) {
+        if (exists) {
+            /* Replace only a file lemma wrote: in a folder lemma made, or
+             * recorded in lemma.lock with exactly these bytes. */
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/inputs", out_dir);
+            const lm_lock_file *rec = lm_lock_find_file(lk, rel);
+            if (!lm_dir_made_by_lemma(dir) && !(have && rec && !strcmp(rec->sha256, hex)))
+                return lm_fail(err, "input %s: %s exists and lemma did not write it (no %s in %s, and lemma.lock does "
+                                    "not record these bytes); move it away or build into another --out",
+                               in->name, path, LM_DIR_MARKER_NAME, dir);
+        }
         lm_text t = {0};
         int rc = in->builtin == LM_BUILTIN_BIBLE_KJV ? run_bible(&t, err)
                  : in->builtin == LM_BUILTIN_TASKS    ? make_taskset(in, exclude_path, &t, err)
@@ -188,7 +222,9 @@ static int prepare_input(const lm_recipe_input *in, const char *exclude_path, co
         }
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/inputs", out_dir);
-        rc = mkdir_p(dir, err) || lm_write_file_atomic(path, t.data, t.len, err);
+        rc = !path_exists(dir) && mkdir_marked(dir, err);
+        if (!rc && exists) note(o, 0, "input %s: replacing %s (its bytes differ from the recipe's)", in->name, path);
+        if (!rc) rc = lm_write_file_atomic(path, t.data, t.len, err);
         lm_text_free(&t);
         if (rc) return -1;
     }
@@ -239,23 +275,39 @@ typedef struct stage_note_ctx {
 
 static int stage_progress(void *ctx, const char *msg) {
     stage_note_ctx *c = ctx;
-    return note(c->o, 1, "%s: %s", c->prefix, msg);
+    return note(c->o, 1, "%s: %s", c->prefix, msg) || lm_stop_requested();
 }
 
-/* Removes .<name>.partial-* directories other than keep. */
-static void remove_partials(const char *out_dir, const char *name, const char *keep) {
+static void stage_notice(void *ctx, const char *msg) {
+    stage_note_ctx *c = ctx;
+    note(c->o, 0, "%s: %s", c->prefix, msg);
+}
+
+/* Removes the .<name>.partial-* folders other than keep, each with a note;
+ * one without lemma's marker is an error naming it. */
+static int remove_partials(const lm_build_opts *o, const char *name, const char *keep, const char *prefix,
+                           lm_error *err) {
     char pattern[300];
     snprintf(pattern, sizeof pattern, ".%s.partial-", name);
-    DIR *dp = opendir(out_dir);
-    if (!dp) return;
+    DIR *dp = opendir(o->out_dir);
+    if (!dp) return lm_fail(err, "%s: %s", o->out_dir, strerror(errno));
     struct dirent *e;
-    while ((e = readdir(dp))) {
+    int rc = 0;
+    while (!rc && (e = readdir(dp))) {
         if (strncmp(e->d_name, pattern, strlen(pattern)) || (keep && !strcmp(e->d_name, keep))) continue;
         char p[4096];
-        snprintf(p, sizeof p, "%s/%s", out_dir, e->d_name);
-        lm_remove_tree(p, NULL);
+        snprintf(p, sizeof p, "%s/%s", o->out_dir, e->d_name);
+        if (!lm_dir_made_by_lemma(p)) {
+            rc = lm_fail(err, "%s: has the name of an unfinished stage but lemma did not make it (no %s); move it "
+                              "away",
+                         p, LM_DIR_MARKER_NAME);
+            break;
+        }
+        note(o, 0, "%s: removing %s (an unfinished earlier build of this stage)", prefix, p);
+        rc = lm_remove_tree(p, err);
     }
     closedir(dp);
+    return rc;
 }
 
 /* Files recorded in the lock under "<name>/", and their digest. */
@@ -270,6 +322,32 @@ static void recorded_digest(const lm_lock *lk, const char *name, char hex[65]) {
             n++;
         }
     lm_lock_digest(first < 0 ? lk->files : lk->files + first, n, hex);
+}
+
+/* 1 when lemma may remove the stage folder out_dir/name: it holds lemma's
+ * marker, or lemma.lock records exactly its (hashed) files under the stage's
+ * record, which only a build writes. 0 with err naming the folder otherwise;
+ * -1 on an error. */
+static int stage_dir_owned(const char *out_dir, const char *name, const lm_lock *lk, lm_error *err) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", out_dir, name);
+    if (lm_dir_made_by_lemma(dir)) return 1;
+    struct stat st;
+    const lm_lock_stage *ls = lm_lock_find_stage(lk, name);
+    if (ls && !lstat(dir, &st) && S_ISDIR(st.st_mode)) {
+        lm_lock_file *files;
+        int nf;
+        char digest[65], rec[65];
+        if (lm_lock_hash_tree(out_dir, name, &files, &nf, err)) return -1;
+        lm_lock_digest(files, nf, digest);
+        lm_lock_files_free(files, nf);
+        recorded_digest(lk, name, rec);
+        if (!strcmp(digest, rec) && !strcmp(digest, ls->outputs_sha256)) return 1;
+    }
+    lm_fail(err, "%s exists and lemma did not make it (no %s, and lemma.lock does not record exactly its files); "
+                 "move it away or build into another --out",
+            dir, LM_DIR_MARKER_NAME);
+    return 0;
 }
 
 static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, const char *lock_path,
@@ -298,8 +376,8 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             goto done;
         }
         const lm_recipe_input *in = &r->inputs[i];
-        if (prepare_input(in, in->builtin == LM_BUILTIN_TASKS && in->exclude >= 0 ? in_path[in->exclude] : NULL,
-                          o->out_dir, lk, in_path[i], sizeof in_path[i], in_hash[i], err))
+        if (prepare_input(in, in->builtin == LM_BUILTIN_TASKS && in->exclude >= 0 ? in_path[in->exclude] : NULL, o,
+                          lk, in_path[i], sizeof in_path[i], in_hash[i], err))
             goto done;
     }
     if (lm_lock_write(lock_path, lk, err)) goto done;
@@ -355,16 +433,22 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             }
             note(o, 0, "%s: outputs changed since the last build; rebuilding", prefix);
         }
+        /* Refuse before any work when the old outputs are not lemma's to remove. */
+        int replace = path_exists(final_dir);
+        if (replace && stage_dir_owned(o->out_dir, rs->name, lk, err) != 1) goto done;
         /* Run into the partial directory. */
         char pname[128], pdir[4096];
         snprintf(pname, sizeof pname, ".%s.partial-%.16s", rs->name, key);
         snprintf(pdir, sizeof pdir, "%s/%s", o->out_dir, pname);
-        remove_partials(o->out_dir, rs->name, (rs->kind_id == LM_STAGE_PRETRAIN || rs->kind_id == LM_STAGE_SFT) ? pname : NULL);
+        if (remove_partials(o, rs->name, (rs->kind_id == LM_STAGE_PRETRAIN || rs->kind_id == LM_STAGE_SFT) ? pname : NULL,
+                            prefix, err))
+            goto done;
         int resume = 0;
-        if (file_exists(pdir)) {
+        if (path_exists(pdir)) {
+            /* Its name carries this stage's key: an interrupted run of it. */
             resume = 1;
-        } else if (mkdir(pdir, 0777)) {
-            lm_fail(err, "%s: %s", pdir, strerror(errno));
+            if (!lm_dir_made_by_lemma(pdir) && lm_dir_mark_made(pdir, err)) goto done;
+        } else if (mkdir_marked(pdir, err)) {
             goto done;
         }
         if (note(o, 0, "%s: %s", prefix, resume ? "resuming an interrupted run" : "running")) {
@@ -386,6 +470,8 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             .threads = o->threads > 0 ? o->threads : 1,
             .progress = stage_progress,
             .progress_ctx = &nc,
+            .notice = stage_notice,
+            .notice_ctx = &nc,
         };
         double t0 = now_s();
         stage_fn fn = stage_function(rs->kind_id);
@@ -395,7 +481,10 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             lm_fail_prefix(err, "stage %s", rs->name);
             goto done;
         }
-        if (lm_remove_tree(final_dir, err)) goto done;
+        if (replace) {
+            note(o, 0, "%s: removing the previous %s", prefix, final_dir);
+            if (lm_remove_tree(final_dir, err)) goto done;
+        }
         if (rename(pdir, final_dir)) {
             lm_fail(err, "rename %s -> %s: %s", pdir, final_dir, strerror(errno));
             goto done;
@@ -456,20 +545,16 @@ static void prune_lock(const lm_recipe *r, lm_lock *lk) {
 
 int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err) {
     memset(res, 0, sizeof *res);
-    if (mkdir_p(o->out_dir, err)) return -1;
-    char lock_path[4096], flock_path[4096];
+    int fresh = !path_exists(o->out_dir);
+    if (mkdir_p(o->out_dir, err) || (fresh && lm_dir_mark_made(o->out_dir, err))) return -1;
+    char lock_path[4096];
     snprintf(lock_path, sizeof lock_path, "%s/lemma.lock", o->out_dir);
-    snprintf(flock_path, sizeof flock_path, "%s/.lemma-build.lock", o->out_dir);
-    int fd = open(flock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (fd < 0) return lm_fail(err, "%s: %s", flock_path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB)) {
-        close(fd);
-        return lm_fail(err, "%s: another lemma build is running in this directory", o->out_dir);
-    }
+    lm_dir_lock dl;
+    if (lm_dir_lock_acquire(o->out_dir, &dl, err)) return -1;
     lm_lock lk;
     int lr = lm_lock_read(lock_path, &lk, err);
     if (lr < 0) {
-        close(fd);
+        lm_dir_lock_release(&dl);
         return lm_fail_suffix(err, "(delete it to rebuild from scratch)");
     }
     int rc = -1, last = 0;
@@ -485,7 +570,7 @@ int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, l
     rc = 0;
 done:
     lm_lock_free(&lk);
-    close(fd); /* releases the flock */
+    lm_dir_lock_release(&dl);
     return rc;
 }
 
@@ -515,11 +600,16 @@ int lm_build_check(const lm_recipe *r, const lm_build_opts *o, const char *scrat
         int empty = 1;
         struct dirent *e;
         while (dp && (e = readdir(dp)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, LM_DIR_MARKER_NAME)) empty = 0;
         if (dp) closedir(dp);
         if (!dp || !empty) {
             lm_lock_free(&old);
             return lm_fail(err, "%s: the scratch directory must be empty", scratch_dir);
+        }
+        /* empty: everything it will hold is the rebuild's */
+        if (lm_dir_mark_made(scratch_dir, err)) {
+            lm_lock_free(&old);
+            return -1;
         }
     }
     lm_build_opts o2 = *o;

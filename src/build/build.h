@@ -14,7 +14,17 @@
  *                        renamed to <stage>/ on success. An interrupted pretrain
  *                        stage is resumed from it by the next build.
  *   lemma.lock           written after every stage, atomically
- *   .lemma-build.lock    flock() against two builds in one directory
+ *   .lock                while a build runs in it (core/dirlock.h): a second
+ *                        build gets "BUILD_DIR is in use by pid N"
+ *   .lemma-made          in the build folder and in every folder a build
+ *                        creates (stages, partials, inputs/)
+ *
+ * lemma removes or overwrites only what it made: an old stage folder or
+ * partial is removed (with a note) only when it holds .lemma-made, or, for
+ * folders from before the marker, when lemma.lock records exactly its files;
+ * a file in inputs/ is overwritten only when inputs/ holds the marker or the
+ * lock records exactly its bytes. Anything else is an error naming it, given
+ * before any stage runs.
  *
  * A stage is reused ("up to date") when lemma.lock has it with the same key
  * and its directory still hashes to the recorded outputs digest; otherwise it
@@ -62,7 +72,8 @@ int lm_build_check(const lm_recipe *r, const lm_build_opts *o, const char *scrat
                                 const char *sha_rebuilt),
                    void *ctx, lm_error *err);
 
-/* rm -rf of a path (no symlinks followed); 0, or -1 with err. */
+/* rm -rf of a path (no symlinks followed); 0, or -1 with err. The caller
+ * decides that the path is lemma's to remove. */
 int lm_remove_tree(const char *path, lm_error *err);
 
 #endif

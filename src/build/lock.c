@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "build/sha256.h"
+#include "core/dirlock.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "tokenizer/tokenizer.h"
@@ -313,7 +314,7 @@ int lm_lock_volatile(const char *relpath) {
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
         if (slash && n == 4 && !memcmp(p, "logs", 4)) return 1;
         if (!slash) {
-            if (!strcmp(p, "metrics.jsonl")) return 1;
+            if (!strcmp(p, "metrics.jsonl") || !strcmp(p, LM_DIR_LOCK_NAME) || !strcmp(p, LM_DIR_MARKER_NAME)) return 1;
             if (n >= 4 && (!strcmp(p + n - 4, ".log") || !strcmp(p + n - 4, ".svg"))) return 1;
             return 0;
         }

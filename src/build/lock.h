@@ -86,7 +86,8 @@ const lm_lock_file *lm_lock_find_file(const lm_lock *lk, const char *path);
 /* 1 for build products that are not artifacts: they may differ between two
  * identical builds (timings) or are views made later (lemma plot). Any
  * path with a directory named "logs", a file named metrics.jsonl, or a name
- * ending in ".log" or ".svg". */
+ * ending in ".log" or ".svg"; and lemma's folder lock and ownership marker
+ * (.lock, .lemma-made; core/dirlock.h). */
 int lm_lock_volatile(const char *relpath);
 
 /* Hashes every regular file under root/rel (recursively; symbolic links by

@@ -2,9 +2,14 @@
 #include "build/sha256.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/stop.h"
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -108,22 +113,45 @@ int lm_sha256_parse(const char *hex, uint8_t out[32]) {
 }
 
 int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lm_fail(err, "%s: %s", path, strerror(errno));
+    /* O_NONBLOCK: a FIFO is refused below instead of blocking the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return lm_fail(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lm_fail(err, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
+    }
     uint8_t *buf = malloc(1 << 20);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return lm_fail(err, "%s: out of memory", path);
     }
     lm_sha256 s;
     lm_sha256_init(&s);
-    size_t n;
-    errno = 0;
-    while ((n = fread(buf, 1, 1 << 20, f)) > 0) lm_sha256_update(&s, buf, n);
-    int bad = ferror(f), why = errno;
+    /* Exactly the size fstat gave: a file that grows meanwhile is not read
+     * without end, one that shrinks is an error. */
+    uint64_t left = (uint64_t)st.st_size, at = 0;
+    int rc = 0;
+    while (left && !rc) {
+        if (lm_stop_requested()) {
+            rc = lm_fail(err, "interrupted");
+            break;
+        }
+        size_t want = left < (1u << 20) ? (size_t)left : (1u << 20);
+        ssize_t n = read(fd, buf, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) rc = lm_fail(err, "%s: read error at byte %llu: %s", path, (unsigned long long)at, strerror(errno));
+        else if (n == 0) rc = lm_fail(err, "%s: file shrank while being read (%llu of %lld bytes)", path,
+                                      (unsigned long long)at, (long long)st.st_size);
+        else {
+            lm_sha256_update(&s, buf, (size_t)n);
+            left -= (uint64_t)n;
+            at += (uint64_t)n;
+        }
+    }
     free(buf);
-    fclose(f);
-    if (bad) return lm_fail(err, "%s: cannot read: %s", path, why ? strerror(why) : "I/O error"); /* EISDIR for a directory */
+    close(fd);
+    if (rc) return -1;
     uint8_t d[32];
     lm_sha256_final(&s, d);
     lm_sha256_hex(d, hex);

@@ -11,13 +11,17 @@
  * Hashed outputs: config.json, run.json (paths in it are relative, threads
  * are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
  * timings and is not hashed. An interrupted build resumes the run. */
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "build/build.h"
 #include "build/recipe.h"
 #include "build/stages.h"
+#include "core/dirlock.h"
 #include "formats/safetensors.h"
 #include "train/run.h"
 
@@ -49,6 +53,28 @@ static int export_latest(const char *run_dir, lm_error *err) {
     return 0;
 }
 
+/* An interrupted build's partial folder without run.json holds a run killed
+ * before it started (config.json at most): lm_train_run wants an empty
+ * folder, so remove what is there (the folder is the build's), saying so. */
+static int clear_unstarted(const lm_stage *st, lm_error *err) {
+    DIR *d = opendir(st->out_dir);
+    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
+            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
+            continue;
+        char p[PATH_MAX], msg[PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
+        snprintf(msg, sizeof msg, "removing %s (from a run that never started)", p);
+        if (st->notice) st->notice(st->notice_ctx, msg);
+        rc = lm_remove_tree(p, err);
+    }
+    closedir(d);
+    return rc;
+}
+
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
     for (const json_value *m = st->def->child; m; m = m->next) {
@@ -68,9 +94,12 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
         if (f) fclose(f);
         return -1;
     }
+    if (st->resume && !f && clear_unstarted(st, err)) return -1;
     if (st->resume && f) {
         fclose(f);
-        if (lm_train_resume(st->out_dir, st->threads, 1, st->progress, st->progress_ctx, err)) return -1;
+        lm_resume_opts ro = {.threads = st->threads, .quiet = 1, .progress = st->progress,
+                             .progress_ctx = st->progress_ctx, .notice = st->notice, .notice_ctx = st->notice_ctx};
+        if (lm_train_resume(st->out_dir, &ro, err)) return -1;
         return export ? export_latest(st->out_dir, err) : 0;
     }
     if (f) fclose(f);
@@ -84,6 +113,11 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     o.quiet = 1;
     o.progress = st->progress;
     o.progress_ctx = st->progress_ctx;
+    o.notice = st->notice;
+    o.notice_ctx = st->notice_ctx;
+    /* A build's output is its final model: one checkpoint unless the recipe
+     * asks for more (lemma train keeps lm_run_opts_default's). */
+    o.keep = 1;
     const json_value *cfg = json_get(st->def, "config");
     lm_text cfg_text = {0};
     char cfg_path[PATH_MAX], init_path[PATH_MAX];
@@ -108,49 +142,43 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
         return lm_fail(err, "%s: byte %zu: stage %s: 'config' must be an object or a path", st->recipe_path, cfg->offset,
                        st->name);
     }
-    int64_t seed, warmup = -1;
+    /* Every default is the run's (lm_run_opts_default), read in place. */
+    int64_t seed = (int64_t)o.seed;
     const char *sched = "cosine", *shape = "linear";
-    int rc = lm_stage_int(st, "steps", 1000, 1, 1ll << 40, &o.steps, err) ||
-             lm_stage_int(st, "batch", 8, 1, 1 << 20, &o.batch, err) ||
-             lm_stage_int(st, "micro_batch", 0, 0, 1 << 20, &o.micro_batch, err) ||
-             lm_stage_int(st, "seq", 256, 2, 1 << 24, &o.seq, err) ||
-             lm_stage_double(st, "lr", 3e-4, 1e-12, 10, &o.sched.lr_max, err) ||
-             lm_stage_int(st, "warmup", -1, -1, 1ll << 40, &warmup, err) ||
-             lm_stage_string(st, "schedule", "cosine", &sched, err) ||
-             lm_stage_int(st, "decay_steps", 0, 0, 1ll << 40, &o.sched.decay_steps, err) ||
-             lm_stage_string(st, "decay_shape", "linear", &shape, err) ||
-             lm_stage_double(st, "weight_decay", 0.1, 0, 10, &o.adamw.weight_decay, err) ||
-             lm_stage_double(st, "beta1", 0.9, 0, 0.999999, &o.adamw.beta1, err) ||
-             lm_stage_double(st, "beta2", 0.95, 0, 0.9999999, &o.adamw.beta2, err) ||
-             lm_stage_double(st, "eps", 1e-8, 0, 1, &o.adamw.eps, err) ||
-             lm_stage_double(st, "clip", 1.0, 0, 1e9, &o.clip, err) ||
-             lm_stage_double(st, "bias_gamma", 1e-3, 0, 10, &o.bias_gamma, err) ||
-             lm_stage_double(st, "balance_alpha", 0, 0, 100, &o.balance_alpha, err) ||
-             lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
-             lm_stage_double(st, "std", 0.02, 0, 10, &o.init_std, err) ||
-             lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o.save_every, err) ||
-             lm_stage_int(st, "eval_every", 0, 0, 1ll << 40, &o.eval_every, err) ||
-             lm_stage_int(st, "eval_batches", 8, 1, 1 << 20, &o.eval_batches, err) ||
-             lm_stage_int(st, "log_every", 10, 1, 1ll << 40, &o.log_every, err) ||
-             lm_stage_int(st, "keep", 1, 1, 1000, &o.keep, err);
+    int rc = lm_stage_int(st, "steps", o.steps, 1, 1ll << 40, &o.steps, err) ||
+             lm_stage_int(st, "batch", o.batch, 1, 1 << 20, &o.batch, err) ||
+             lm_stage_int(st, "micro_batch", o.micro_batch, 0, 1 << 20, &o.micro_batch, err) ||
+             lm_stage_int(st, "seq", o.seq, 2, 1 << 24, &o.seq, err) ||
+             lm_stage_double(st, "lr", o.sched.lr_max, 1e-12, 10, &o.sched.lr_max, err) ||
+             lm_stage_double(st, "min_lr", o.sched.lr_min, 0, 10, &o.sched.lr_min, err) ||
+             lm_stage_int(st, "warmup", o.sched.warmup, -1, 1ll << 40, &o.sched.warmup, err) ||
+             lm_stage_string(st, "schedule", sched, &sched, err) ||
+             lm_stage_int(st, "decay_steps", o.sched.decay_steps, 0, 1ll << 40, &o.sched.decay_steps, err) ||
+             lm_stage_string(st, "decay_shape", shape, &shape, err) ||
+             lm_stage_double(st, "weight_decay", o.adamw.weight_decay, 0, 10, &o.adamw.weight_decay, err) ||
+             lm_stage_double(st, "beta1", o.adamw.beta1, 0, 0.999999, &o.adamw.beta1, err) ||
+             lm_stage_double(st, "beta2", o.adamw.beta2, 0, 0.9999999, &o.adamw.beta2, err) ||
+             lm_stage_double(st, "eps", o.adamw.eps, 0, 1, &o.adamw.eps, err) ||
+             lm_stage_double(st, "clip", o.clip, 0, 1e9, &o.clip, err) ||
+             lm_stage_double(st, "bias_gamma", o.bias_gamma, 0, 10, &o.bias_gamma, err) ||
+             lm_stage_double(st, "balance_alpha", o.balance_alpha, 0, 100, &o.balance_alpha, err) ||
+             lm_stage_int(st, "seed", seed, 0, INT64_MAX, &seed, err) ||
+             lm_stage_double(st, "std", o.init_std, 0, 10, &o.init_std, err) ||
+             lm_stage_int(st, "save_every", o.save_every, 0, 1ll << 40, &o.save_every, err) ||
+             lm_stage_int(st, "eval_every", o.eval_every, 0, 1ll << 40, &o.eval_every, err) ||
+             lm_stage_int(st, "eval_batches", o.eval_batches, 1, 1 << 20, &o.eval_batches, err) ||
+             lm_stage_int(st, "log_every", o.log_every, 1, 1ll << 40, &o.log_every, err) ||
+             lm_stage_int(st, "keep", o.keep, 1, 1000, &o.keep, err);
     if (rc) {
         lm_text_free(&cfg_text);
         return -1;
     }
     o.seed = (uint64_t)seed;
-    o.sched.warmup = warmup;
-    double min_lr;
-    if (lm_stage_double(st, "min_lr", o.sched.lr_max / 10, 0, 10, &min_lr, err)) {
-        lm_text_free(&cfg_text);
-        return -1;
-    }
-    o.sched.lr_min = min_lr;
     if (lm_schedule_parse_kind(sched, &o.sched.kind) || lm_schedule_parse_decay(shape, &o.sched.decay)) {
         lm_text_free(&cfg_text);
         return lm_fail(err, "%s: stage %s: schedule must be cosine|wsd|constant and decay_shape linear|cosine|sqrt",
                        st->recipe_path, st->name);
     }
-    if (o.sched.kind == LM_SCHED_WSD && !o.sched.decay_steps) o.sched.decay_steps = o.steps / 5;
     rc = lm_train_run(&o, err);
     lm_text_free(&cfg_text);
     return rc ? rc : export ? export_latest(st->out_dir, err) : 0;

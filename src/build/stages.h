@@ -48,6 +48,10 @@ typedef struct lm_stage {
      * stage should save what lets it resume, then fail with "interrupted". */
     int (*progress)(void *ctx, const char *msg);
     void *progress_ctx;
+    /* Optional: a permanent line for the user, e.g. what a stage removes
+     * ("removing RUN/ckpt-00000010 (--keep 2)"). */
+    void (*notice)(void *ctx, const char *msg);
+    void *notice_ctx;
 } lm_stage;
 
 /* The first input of a kind ("input", "tokenizer", "data", ...), or NULL. */

@@ -6,7 +6,6 @@
  *   lemma build RECIPE.json --check [--out DIR] [--scratch DIR] [--keep]
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +15,8 @@
 #include "build/build.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-
-static volatile sig_atomic_t interrupted;
-/* The first Ctrl-C asks the running stage to stop at its next progress
- * report (and save what lets it resume); a second one kills at once. */
-static void on_signal(int sig) {
-    interrupted = 1;
-    signal(sig, SIG_DFL);
-}
+#include "core/dirlock.h"
+#include "core/stop.h"
 
 typedef struct ui {
     int tty, quiet;
@@ -41,11 +34,11 @@ static double now_s(void) {
  * at most every 10 s otherwise. */
 static int show(void *ctx, int transient, const char *msg) {
     ui *u = ctx;
-    if (u->quiet && transient) return interrupted;
+    if (u->quiet && transient) return lm_stop_requested();
     if (u->tty) {
         if (transient) {
             double t = now_s();
-            if (t - u->last < 0.1) return interrupted;
+            if (t - u->last < 0.1) return lm_stop_requested();
             u->last = t;
             fprintf(stderr, "\r\033[K%.*s", 150, msg);
             u->live = 1;
@@ -57,7 +50,7 @@ static int show(void *ctx, int transient, const char *msg) {
         if (transient) u->last = now_s();
         fprintf(stderr, "%s\n", msg);
     }
-    return interrupted;
+    return lm_stop_requested();
 }
 
 static void end_live(ui *u) {
@@ -153,11 +146,9 @@ int cmd_build(int argc, char **argv) {
     ui u = {isatty(2), quiet, 0, 0};
     o.note = show;
     o.note_ctx = &u;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    /* The first Ctrl-C or SIGTERM asks the running stage to stop (a pretrain
+     * stage saves what lets it resume); a second one kills at once. */
+    lm_stop_on_signals();
 
     int rc = 0;
     if (!check) {
@@ -165,7 +156,7 @@ int cmd_build(int argc, char **argv) {
         if (lm_build(r, &o, &res, &err)) {
             end_live(&u);
             fprintf(stderr, "lemma build: %s\n", err.msg);
-            rc = 1;
+            rc = lm_stop_requested() ? 130 : 1;
         } else {
             end_live(&u);
             fprintf(stderr, "lemma build: %s: %d stage%s built, %d up to date; %s/lemma.lock\n", out, res.built,
@@ -177,6 +168,11 @@ int cmd_build(int argc, char **argv) {
             snprintf(scratch_buf, sizeof scratch_buf, "%s.check-XXXXXX", out);
             if (!mkdtemp(scratch_buf)) {
                 fprintf(stderr, "lemma build: %s: %s\n", scratch_buf, strerror(errno));
+                lm_recipe_free(r);
+                return 1;
+            }
+            if (lm_dir_mark_made(scratch_buf, &err)) {
+                fprintf(stderr, "lemma build: %s\n", err.msg);
                 lm_recipe_free(r);
                 return 1;
             }
@@ -194,7 +190,8 @@ int cmd_build(int argc, char **argv) {
         } else {
             printf("check: every artifact matches %s/lemma.lock\n", out);
         }
-        if (rc == 0 && !keep) {
+        if (rc == 0 && !keep && lm_dir_made_by_lemma(scratch)) {
+            fprintf(stderr, "lemma build: removing the scratch directory %s\n", scratch);
             if (lm_remove_tree(scratch, &err)) fprintf(stderr, "lemma build: %s\n", err.msg);
         } else if (n < 0) {
             fprintf(stderr, "lemma build: the scratch directory %s is kept\n", scratch);

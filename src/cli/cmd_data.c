@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/stop.h"
 #include "data/shards.h"
 
 static double now_s(void) {
@@ -27,6 +28,11 @@ typedef struct progress {
     double t0, last_print;
     int last_decile;
 } progress;
+
+static void show_notice(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "lemma data: %s\n", msg);
+}
 
 static int show_progress(void *ctx, const char *phase, int64_t done, int64_t total, int64_t tokens) {
     progress *p = ctx;
@@ -62,7 +68,7 @@ static int data_info(const char *dir) {
     lm_data *d = lm_data_open(dir, &err);
     if (!d) {
         fprintf(stderr, "lemma data: %s\n", err.msg);
-        return 1;
+        return lm_stop_requested() ? 130 : 1;
     }
     printf("tokenizer sha256 %s, vocab %d, bos %d, eos %d\n", lm_data_tokenizer_sha256(d), lm_data_vocab_size(d),
            lm_data_bos(d), lm_data_eos(d));
@@ -162,6 +168,8 @@ int cmd_data(int argc, char **argv) {
         o.progress_ctx = &p;
     }
     lm_error err;
+    o.notice = show_notice;
+    lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop between documents */
     int rc = lm_data_build(files, nfiles, tok, out, &o, &err);
     free(files);
     if (rc) {

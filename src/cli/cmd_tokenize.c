@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "core/stop.h"
 #include "formats/json.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train.h"
@@ -511,12 +512,13 @@ int cmd_tokenizer(int argc, char **argv) {
         opt.progress_ctx = NULL;
     }
     lm_error err;
+    lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop within a fraction of a second */
     int rc = lm_bpe_train_files(files, nfiles, &opt, out, &err);
     if (!quiet) fprintf(stderr, "\n");
     free(files);
     if (rc) {
         fprintf(stderr, "lemma tokenizer train: %s\n", err.msg);
-        return 1;
+        return lm_stop_requested() ? 130 : 1;
     }
     if (!quiet) fprintf(stderr, "wrote %s/tokenizer.json and %s/tokenizer_config.json\n", out, out);
     return 0;

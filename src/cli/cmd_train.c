@@ -4,7 +4,55 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/stop.h"
 #include "train/run.h"
+
+/* Every default shown comes from lm_run_opts_default, which the recipe's
+ * pretrain stage uses too. */
+static void usage(FILE *f) {
+    lm_run_opts d;
+    lm_run_opts_default(&d);
+    fprintf(f,
+            "usage: lemma train (--config CONFIG.json | --init MODEL_DIR) --data DATA_DIR --out RUN_DIR [options]\n"
+            "       lemma train --resume RUN_DIR [--restart] [--threads N]\n"
+            "  Trains a DeepSeek-V2/V3-architecture model on token shards (lemma data). RUN_DIR/latest\n"
+            "  is always a complete HF model directory; metrics go to RUN_DIR/metrics.jsonl. Ctrl-C or\n"
+            "  SIGTERM checkpoints and stops (a second one stops at once); --resume continues from the\n"
+            "  newest RUN_DIR/ckpt-N to the planned step count with bit-identical results. Results do\n"
+            "  not depend on --threads. One process at a time trains in a RUN_DIR; a new run needs a\n"
+            "  new or empty RUN_DIR.\n"
+            "  --steps N          optimiser steps (default %lld)\n"
+            "  --batch B          sequences per step (default %lld)\n"
+            "  --micro-batch M    sequences per forward/backward (default B; divides B)\n"
+            "  --seq T            positions per sequence (default %lld)\n"
+            "  --lr X             peak learning rate (default %g)\n"
+            "  --min-lr X         final learning rate (default lr/10)\n"
+            "  --warmup N         warmup steps (default 1%% of steps)\n"
+            "  --schedule S       cosine | wsd | constant (default cosine)\n"
+            "  --decay-steps N    wsd: length of the final decay (default 20%% of steps)\n"
+            "  --decay-shape S    wsd: linear | cosine | sqrt (default linear)\n"
+            "  --weight-decay X   AdamW decoupled decay on matrices (default %g)\n"
+            "  --beta1 X --beta2 X --eps X   AdamW (default %g, %g, %g)\n"
+            "  --clip X           global gradient-norm clip (default %g; 0 = off)\n"
+            "  --bias-gamma X     MoE correction-bias step (default %g; 0 = off)\n"
+            "  --balance-alpha X  sequence-wise balance loss weight (default %g)\n"
+            "  --seed S           init and data order (default %llu)\n"
+            "  --std X            init std (default %g)\n"
+            "  --tokenizer DIR    tokenizer to ship with checkpoints (default: the data's)\n"
+            "  --save-every K     checkpoint every K steps (default: at the end)\n"
+            "  --eval-every K     validation loss every K steps (default: at the end)\n"
+            "  --eval-batches N   micro-batches per validation (default %lld)\n"
+            "  --log-every K      metrics line every K steps (default %lld)\n"
+            "  --keep N           checkpoints kept (default %lld)\n"
+            "  --threads N        worker threads (default: all cores)\n"
+            "  --restart          with --resume: start the run over from step 0 with its recorded\n"
+            "                     settings, removing its checkpoints and metrics\n"
+            "  --quiet            no progress on stderr\n",
+            (long long)d.steps, (long long)d.batch, (long long)d.seq, d.sched.lr_max, d.adamw.weight_decay,
+            d.adamw.beta1, d.adamw.beta2, d.adamw.eps, d.clip, d.bias_gamma, d.balance_alpha,
+            (unsigned long long)d.seed, d.init_std, (long long)d.eval_batches, (long long)d.log_every,
+            (long long)d.keep);
+}
 
 int cmd_train(int argc, char **argv) {
     args a = {argc, argv, 1, "train", 0};
@@ -14,40 +62,10 @@ int cmd_train(int argc, char **argv) {
     const char *v, *resume = NULL;
     int64_t x;
     double d;
-    int threads_given = 0;
+    int threads_given = 0, restart = 0;
     for (; a.i < argc && !a.bad; a.i++) {
         if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma train (--config CONFIG.json | --init MODEL_DIR) --data DATA_DIR --out RUN_DIR [options]\n"
-                   "       lemma train --resume RUN_DIR [--threads N]\n"
-                   "  Trains a DeepSeek-V2/V3-architecture model on token shards (lemma data). RUN_DIR/latest\n"
-                   "  is always a complete HF model directory; metrics go to RUN_DIR/metrics.jsonl. Ctrl-C or\n"
-                   "  SIGTERM checkpoints and stops; --resume continues to the planned step count with\n"
-                   "  bit-identical results. Results do not depend on --threads.\n"
-                   "  --steps N          optimiser steps (default 1000)\n"
-                   "  --batch B          sequences per step (default 8)\n"
-                   "  --micro-batch M    sequences per forward/backward (default B; divides B)\n"
-                   "  --seq T            positions per sequence (default 256)\n"
-                   "  --lr X             peak learning rate (default 3e-4)\n"
-                   "  --min-lr X         final learning rate (default lr/10)\n"
-                   "  --warmup N         warmup steps (default 1%% of steps)\n"
-                   "  --schedule S       cosine | wsd | constant (default cosine)\n"
-                   "  --decay-steps N    wsd: length of the final decay (default 20%% of steps)\n"
-                   "  --decay-shape S    wsd: linear | cosine | sqrt (default linear)\n"
-                   "  --weight-decay X   AdamW decoupled decay on matrices (default 0.1)\n"
-                   "  --beta1 X --beta2 X --eps X   AdamW (default 0.9, 0.95, 1e-8)\n"
-                   "  --clip X           global gradient-norm clip (default 1; 0 = off)\n"
-                   "  --bias-gamma X     MoE correction-bias step (default 1e-3; 0 = off)\n"
-                   "  --balance-alpha X  sequence-wise balance loss weight (default 0)\n"
-                   "  --seed S           init and data order (default 0)\n"
-                   "  --std X            init std (default 0.02)\n"
-                   "  --tokenizer DIR    tokenizer to ship with checkpoints (default: the data's)\n"
-                   "  --save-every K     checkpoint every K steps (default: at the end)\n"
-                   "  --eval-every K     validation loss every K steps (default: at the end)\n"
-                   "  --eval-batches N   micro-batches per validation (default 8)\n"
-                   "  --log-every K      metrics line every K steps (default 10)\n"
-                   "  --keep N           checkpoints kept (default 2)\n"
-                   "  --threads N        worker threads (default: all cores)\n"
-                   "  --quiet            no progress on stderr\n");
+            usage(stdout);
             return 0;
         }
 #define INT_OPT(name, field, lo, hi)                                         \
@@ -108,6 +126,8 @@ int cmd_train(int argc, char **argv) {
             o.tokenizer_dir = v;
         } else if (args_opt(&a, "--resume", NULL, &v)) {
             resume = v;
+        } else if (args_opt(&a, "--restart", NULL, NULL)) {
+            restart = 1;
         } else if (args_opt(&a, "--quiet", "-q", NULL)) {
             o.quiet = 1;
         } else {
@@ -116,17 +136,20 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (a.bad) return 2;
+    if (restart && !resume) {
+        fprintf(stderr, "lemma train: --restart goes with --resume RUN_DIR\n");
+        return 2;
+    }
     lm_error err;
+    lm_stop_on_signals();
     if (resume) {
-        if (lm_train_resume(resume, threads_given ? o.threads : 0, o.quiet, NULL, NULL, &err)) {
+        lm_resume_opts ro = {.threads = threads_given ? o.threads : 0, .quiet = o.quiet, .restart = restart};
+        if (lm_train_resume(resume, &ro, &err)) {
             fprintf(stderr, "lemma train: %s\n", err.msg);
             return strstr(err.msg, "interrupted") ? 130 : 1;
         }
         return 0;
     }
-    if (!o.steps) o.steps = 1000;
-    if (!o.sched.lr_min) o.sched.lr_min = o.sched.lr_max / 10;
-    if (o.sched.kind == LM_SCHED_WSD && !o.sched.decay_steps) o.sched.decay_steps = o.steps / 5;
     if (lm_train_run(&o, &err)) {
         fprintf(stderr, "lemma train: %s\n", err.msg);
         return strstr(err.msg, "interrupted") ? 130 : 1;

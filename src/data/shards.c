@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "build/sha256.h"
+#include "core/dirlock.h"
 #include "core/rng.h"
+#include "core/stop.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "tokenizer/tokenizer.h"
@@ -117,7 +119,8 @@ typedef struct mapped {
 static int map_file(const char *path, mapped *m, lm_error *err) {
     m->p = NULL;
     m->len = 0;
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO is refused below instead of blocking the open */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return lm_fail(err, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st)) {
@@ -126,7 +129,7 @@ static int map_file(const char *path, mapped *m, lm_error *err) {
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return lm_fail(err, "%s: not a regular file", path);
+        return lm_fail(err, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
     }
     if (st.st_size > 0) {
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -257,6 +260,7 @@ static uint64_t split_key(uint64_t seed, const char *p, size_t n) {
 
 static int scan_doc(void *vctx, const doc_span *d) {
     scan_ctx *c = vctx;
+    if (lm_stop_requested()) return lm_fail(c->err, "interrupted");
     if (c->jsonl) {
         lm_error e;
         json_doc *doc = json_parse(d->p, d->len, &e);
@@ -405,6 +409,7 @@ static int encode_into(build_ctx *c, split_buf *b, const char *text, size_t len,
 
 static int build_doc(void *vctx, const doc_span *d) {
     build_ctx *c = vctx;
+    if (lm_stop_requested()) return lm_fail(c->err, "interrupted");
     int split = c->is_val[c->doc++] ? LM_SPLIT_VAL : LM_SPLIT_TRAIN;
     split_buf *b = &c->sb[split];
     size_t start = b->ids.n;
@@ -456,6 +461,41 @@ static int build_doc(void *vctx, const doc_span *d) {
 
 /* ---- lm_data_build ---------------------------------------------------------------- */
 
+/* lemma data writes (and replaces shards) only in a folder that is new, empty
+ * but for lemma's dot files, made by lemma, or an earlier lemma data output
+ * (index.json of format lemma-tokens). 0, or -1 naming the folder. */
+static int check_out_dir(const char *out_dir, lm_error *err) {
+    struct stat st;
+    if (lstat(out_dir, &st)) return 0;
+    if (!S_ISDIR(st.st_mode)) return lm_fail(err, "%s: exists and is not a directory", out_dir);
+    if (lm_dir_made_by_lemma(out_dir)) return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/index.json", out_dir);
+    char *text;
+    size_t len;
+    lm_error e2;
+    if (!lm_read_file(path, (size_t)256 << 20, &text, &len, &e2)) {
+        json_doc *doc = json_parse(text, len, &e2);
+        free(text);
+        const json_value *v = doc ? json_get(json_root(doc), "format") : NULL;
+        int ours = v && v->type == JSON_STRING && !strcmp(v->str, "lemma-tokens");
+        json_free(doc);
+        if (ours) return 0;
+    }
+    DIR *dp = opendir(out_dir);
+    if (!dp) return lm_fail(err, "%s: %s", out_dir, strerror(errno));
+    struct dirent *e;
+    char first[256] = "";
+    while ((e = readdir(dp)) && !first[0])
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, LM_DIR_LOCK_NAME))
+            snprintf(first, sizeof first, "%s", e->d_name);
+    closedir(dp);
+    if (first[0])
+        return lm_fail(err, "%s is not empty (it holds %s) and is not a lemma data folder: choose a new or empty --out",
+                       out_dir, first);
+    return 0;
+}
+
 static int mkdir_p(const char *dir, lm_error *err) {
     char tmp[4096];
     size_t n = strlen(dir);
@@ -473,8 +513,9 @@ static int mkdir_p(const char *dir, lm_error *err) {
     return 0;
 }
 
-/* Removes DIR/train-*.bin and DIR/val-*.bin that the new index does not list. */
-static void remove_stale(const char *dir, const split_buf sb[2]) {
+/* Removes DIR/train-*.bin and DIR/val-*.bin that the new index does not list
+ * (DIR is lemma's: check_out_dir), each with a notice. */
+static void remove_stale(const char *dir, const split_buf sb[2], const lm_data_opts *o) {
     DIR *dp = opendir(dir);
     if (!dp) return;
     struct dirent *e;
@@ -490,8 +531,10 @@ static void remove_stale(const char *dir, const split_buf sb[2]) {
                 keep = !strcmp(name, e->d_name);
             }
             if (!keep) {
-                char path[4096];
+                char path[4096], msg[4200];
                 snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                snprintf(msg, sizeof msg, "removing %s (a shard of the earlier build, not in the new index)", path);
+                if (o->notice) o->notice(o->notice_ctx, msg);
                 unlink(path);
             }
         }
@@ -565,6 +608,7 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
         return lm_fail(err, "shard_tokens %lld: expected 1 .. 2^32", (long long)o->shard_tokens);
     if (o->doc_sep < LM_DOC_FILE || o->doc_sep > LM_DOC_BLANK) return lm_fail(err, "bad doc_sep %d", o->doc_sep);
 
+    if (check_out_dir(out_dir, err)) return -1;
     char tok_json[4096], tok_hex[65];
     if (tokenizer_json_path(tokenizer_dir, tok_json, sizeof tok_json, err)) return -1;
     if (lm_sha256_file(tok_json, tok_hex, err)) return lm_fail_prefix(err, "tokenizer");
@@ -605,8 +649,15 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
         sc.jsonl = ends_with(files[i], ".jsonl");
         sc.file_docs = 0;
         int r = each_doc(&m, sc.jsonl, o->doc_sep, scan_doc, &sc);
+        /* hashed a MiB at a time, so that a stop request is seen */
+        lm_sha256 h;
         uint8_t d[32];
-        lm_sha256_buf(m.p, m.len, d);
+        lm_sha256_init(&h);
+        for (size_t at = 0; !r && at < m.len; at += (size_t)1 << 20) {
+            if (lm_stop_requested()) r = lm_fail(err, "interrupted");
+            else lm_sha256_update(&h, m.p + at, m.len - at < ((size_t)1 << 20) ? m.len - at : (size_t)1 << 20);
+        }
+        lm_sha256_final(&h, d);
         lm_sha256_hex(d, file_hash[i]);
         file_bytes[i] = (int64_t)m.len;
         total_bytes += (int64_t)m.len;
@@ -638,7 +689,9 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
     if (o->val_fraction > 0 && nval == 0 && sc.ndocs >= 2) is_val[argmin] = 1;
 
     /* Pass 2: tokenise. */
-    if (mkdir_p(out_dir, err)) goto done;
+    struct stat ost;
+    int fresh = lstat(out_dir, &ost) != 0;
+    if (mkdir_p(out_dir, err) || (fresh && lm_dir_mark_made(out_dir, err))) goto done;
     c.u = sc.u;
     c.is_val = is_val;
     c.bytes_total = total_bytes;
@@ -653,7 +706,7 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
     }
     if (flush_shard(&c, LM_SPLIT_TRAIN) || flush_shard(&c, LM_SPLIT_VAL)) goto done;
     if (o->progress) o->progress(o->progress_ctx, "tokenize", total_bytes, total_bytes, c.tokens);
-    remove_stale(out_dir, c.sb);
+    remove_stale(out_dir, c.sb, o);
     if (write_index(&c, files, nfiles, file_docs, file_bytes, file_hash, tok_hex, err)) goto done;
     rc = 0;
 done:

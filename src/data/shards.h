@@ -109,6 +109,10 @@ typedef struct lm_data_opts {
      * return stops the build with an error. */
     int (*progress)(void *ctx, const char *phase, int64_t done, int64_t total, int64_t tokens);
     void *progress_ctx;
+    /* Optional: a line for the user about what the build removes (stale
+     * shards of an earlier build in out_dir). */
+    void (*notice)(void *ctx, const char *msg);
+    void *notice_ctx;
 } lm_data_opts;
 
 void lm_data_opts_default(lm_data_opts *o);
@@ -118,8 +122,14 @@ const char *lm_data_doc_sep_name(int doc_sep);
 
 /* Tokenises files (in the order given) with the tokenizer in tokenizer_dir
  * (a directory with tokenizer.json, or the file) into out_dir (created when
- * missing): shards first, index.json last, each written atomically; shards
- * of an earlier build that the new index does not list are removed. Errors:
+ * missing, with lemma's .lemma-made marker): shards first, index.json last,
+ * each written atomically; shards of an earlier build that the new index does
+ * not list are removed (o->notice says so). out_dir must be new, empty, made
+ * by lemma or an earlier lemma data output: anything else is an error naming
+ * it, so that no file of the user's is overwritten or removed. Inputs
+ * must be regular files (a device or FIFO is refused, without blocking). A
+ * stop request (core/stop.h) is seen between documents and fails with
+ * "interrupted". Errors:
  * missing tokenizer, unreadable file, a JSONL line that is not a record
  * (file:line), no documents at all, out of memory, write errors. */
 int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_dir, const char *out_dir,

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "formats/json.h"
+#include "formats/safetensors.h"
 #include "tokenizer/nfc.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/unicode.h"
@@ -316,22 +317,9 @@ static int32_t trie_longest(const added_trie *t, const unsigned char *s, size_t 
 
 /* ---- loading --------------------------------------------------------------------- */
 
+/* A regular file (a FIFO or device is refused without blocking), at most 1 GiB. */
 static int read_file(const char *path, char **data, size_t *len, lm_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return lm_fail(err, "%s: cannot seek", path); }
-    long sz = ftell(f);
-    if (sz < 0) { fclose(f); return lm_fail(err, "%s: cannot tell size", path); }
-    rewind(f);
-    char *buf = malloc((size_t)sz + 1);
-    if (!buf) { fclose(f); return lm_fail(err, "%s: out of memory (%ld bytes)", path, sz); }
-    size_t got = fread(buf, 1, (size_t)sz, f);
-    fclose(f);
-    if (got != (size_t)sz) { free(buf); return lm_fail(err, "%s: short read", path); }
-    buf[sz] = 0;
-    *data = buf;
-    *len = (size_t)sz;
-    return 0;
+    return lm_read_file(path, (size_t)1 << 30, data, len, err);
 }
 
 static int blob_add(lm_tokenizer *tok, const void *s, size_t n, uint32_t *off) {

@@ -19,12 +19,14 @@
 #include "tokenizer/train.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/stop.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tok_internal.h"
 
@@ -63,6 +65,7 @@ struct lm_bpe_trainer {
     size_t mask;
     lm_error *err;
     int failed;
+    uint64_t pieces; /* counted so far; a stop request is polled every 64k */
 };
 
 static int arena_add(lm_bpe_trainer *t, const void *s, size_t n) {
@@ -101,6 +104,8 @@ static int grow_words(lm_bpe_trainer *t) {
 
 static int count_piece(void *ctx, size_t a, size_t b) {
     lm_bpe_trainer *t = ((void **)ctx)[0];
+    /* a stop request is seen within some 64k pieces (a few ms) */
+    if (!(++t->pieces & 0xffff) && lm_stop_requested()) return -1;
     const unsigned char *s = ((void **)ctx)[1];
     size_t n = b - a;
     if (n > UINT32_MAX) return -1;
@@ -179,6 +184,7 @@ int lm_bpe_trainer_feed(lm_bpe_trainer *t, const char *text, size_t len, lm_erro
     }
     if (!rc) rc = count_segment(t, s + start, len - start);
     lm_text_free(&clean);
+    if (rc && lm_stop_requested()) return lm_fail(err, "interrupted");
     return rc ? lm_fail(err, "out of memory while counting words") : 0;
 }
 
@@ -484,6 +490,7 @@ int lm_bpe_trainer_finish(lm_bpe_trainer *t, lm_text *tokenizer_json, lm_text *c
     }
     /* initial pair counts */
     for (size_t i = 0; i < t->nw && !rc; i++) {
+        if (!(i & 0xffff) && lm_stop_requested()) { rc = lm_fail(err, "interrupted"); break; }
         const int32_t *s = sym + t->w[i].off;
         for (uint32_t k = 0; k + 1 < t->w[i].len; k++) {
             int64_t p = pair_get(&st, s[k], s[k + 1]);
@@ -497,6 +504,7 @@ int lm_bpe_trainer_finish(lm_bpe_trainer *t, lm_text *tokenizer_json, lm_text *c
     uint32_t merge_no = 0;
     char msg[256];
     while (!rc && ntok < cap_tok && st.hn) {
+        if (lm_stop_requested()) { rc = lm_fail(err, "interrupted"); break; }
         hent top = hpop(&st);
         pair_info *pi = &st.p[top.pair];
         if (top.count != pi->count) {
@@ -652,17 +660,32 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
     int rc = buf ? 0 : lm_fail(err, "out of memory");
     lm_text carry = {0};
     for (int i = 0; i < nfiles && !rc; i++) {
-        FILE *f = fopen(files[i], "rb");
-        if (!f) { rc = lm_fail(err, "%s: cannot open: %s", files[i], strerror(errno)); break; }
+        /* A regular file, read up to the size it had when opened: a device,
+         * FIFO or a file that keeps growing cannot make this run without end.
+         * O_NONBLOCK keeps a FIFO from blocking the open. */
+        int fd = open(files[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) { rc = lm_fail(err, "%s: cannot open: %s", files[i], strerror(errno)); break; }
+        struct stat st;
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+            close(fd);
+            rc = lm_fail(err, "%s: %s", files[i], S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
+            break;
+        }
         /* Read in 1 MiB blocks and feed up to the last "\n" that is followed
          * by an ASCII letter: no pre-token spans such a point (the newline
          * ends a whitespace or punctuation piece, and no branch of the
          * regex joins a newline to a following letter), so the counts are
          * the same as for the whole file at once. */
         carry.len = 0;
-        size_t got;
-        errno = 0;
-        while (!rc && (got = fread(buf, 1, 1 << 20, f)) > 0) {
+        size_t left = (size_t)st.st_size;
+        while (!rc && left) {
+            if (lm_stop_requested()) { rc = lm_fail(err, "interrupted"); break; }
+            ssize_t n = read(fd, buf, left < (1u << 20) ? left : (1u << 20));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) { rc = lm_fail(err, "%s: read error: %s", files[i], strerror(errno)); break; }
+            if (n == 0) break; /* shrank meanwhile: what is there */
+            size_t got = (size_t)n;
+            left -= got;
             if (o->max_bytes && total + got > o->max_bytes) got = o->max_bytes - total;
             total += got;
             if (lm_text_append(&carry, buf, got)) { rc = lm_fail(err, "out of memory"); break; }
@@ -674,9 +697,7 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
             }
             if (o->max_bytes && total >= o->max_bytes) break;
         }
-        if (!rc && ferror(f)) /* EISDIR for a directory */
-            rc = lm_fail(err, "%s: cannot read: %s", files[i], errno ? strerror(errno) : "I/O error");
-        fclose(f);
+        close(fd);
         if (!rc && carry.len) rc = lm_bpe_trainer_feed(t, carry.data, carry.len, err);
         if (o->progress && !rc) {
             char msg[512];

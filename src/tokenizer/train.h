@@ -50,7 +50,10 @@ int lm_bpe_trainer_finish(lm_bpe_trainer *t, lm_text *tokenizer_json, lm_text *c
 void lm_bpe_trainer_free(lm_bpe_trainer *t);
 
 /* Reads the files (in the order given), trains, writes DIR/tokenizer.json and
- * DIR/tokenizer_config.json (creating DIR). */
+ * DIR/tokenizer_config.json (creating DIR). Each file must be a regular file
+ * (a device or FIFO is refused: it could be read without end) and is read up
+ * to the size it had when opened. Reading, counting and merging poll
+ * lm_stop_requested() (core/stop.h) and fail with "interrupted". */
 int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_opts *o, const char *out_dir,
                        lm_error *err);
 

@@ -6,7 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,28 +14,32 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/dirlock.h"
+#include "core/stop.h"
 #include "core/threadpool.h"
 #include "data/shards.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 #include "train/params.h"
 #include "train/step.h"
-
-static volatile sig_atomic_t stop_requested;
-void lm_train_request_stop(void) { stop_requested = 1; }
 
 void lm_run_opts_default(lm_run_opts *o) {
     memset(o, 0, sizeof *o);
     o->batch = 8;
     o->seq = 256;
     o->sched.kind = LM_SCHED_COSINE;
+    o->steps = 1000;
     o->sched.lr_max = 3e-4;
-    o->sched.lr_min = 3e-5;
+    o->sched.lr_min = -1; /* lr/10 */
     o->sched.warmup = -1; /* 1% of the steps */
     o->sched.decay = LM_DECAY_LINEAR;
-    o->adamw = lm_adamw_opts_default();
+    o->sched.decay_steps = 0; /* wsd: 20% of the steps */
+    /* Not lm_adamw_opts_default (PyTorch's): the usual LLM pretraining setting. */
+    o->adamw = (lm_adamw_opts){.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+    o->init_std = 0.02;
     o->clip = 1.0;
     o->bias_gamma = 1e-3;
     o->eval_batches = 8;
@@ -259,17 +263,84 @@ done:
 
 /* ---- checkpoints ---- */
 
-static int64_t latest_step(const char *dir) {
-    char link[PATH_MAX], target[PATH_MAX];
-    pjoin(link, sizeof link, dir, "latest");
-    ssize_t n = readlink(link, target, sizeof target - 1);
-    if (n <= 0) return -1;
-    target[n] = 0;
-    long long step;
-    if (sscanf(target, "ckpt-%lld", &step) != 1) return -1;
-    return step;
+typedef struct run_ctx {
+    lm_run_opts o;
+    char config_text_path[PATH_MAX];
+    lm_params *p;
+    lm_trainer *tr;
+    lm_pool *pool;
+    lm_data *data;
+    char tok_json[PATH_MAX], tok_config[PATH_MAX]; /* "" when none */
+    int64_t tokens_seen;
+    int64_t last_ckpt;           /* step of the newest checkpoint on disk; -1: none */
+    int live;                    /* a progress bar without its newline is on stderr */
+    lm_dir_lock lock;
+} run_ctx;
+
+/* A permanent line for the user (what is removed): the notice sink, else
+ * stderr even when quiet. */
+static void say(run_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(run_ctx *c, const char *fmt, ...) {
+    char msg[PATH_MAX + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->o.notice) {
+        c->o.notice(c->o.notice_ctx, msg);
+        return;
+    }
+    fprintf(stderr, "%s%s\n", c->live ? "\r\033[K" : "", msg);
+    c->live = 0;
 }
 
+/* A checkpoint folder name: "ckpt-" and digits only (not ckpt-N.tmp). */
+static int ckpt_step(const char *name, int64_t *step) {
+    if (strncmp(name, "ckpt-", 5) || !name[5]) return 0;
+    int64_t v = 0;
+    for (const char *p = name + 5; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (*p - '0');
+    }
+    *step = v;
+    return 1;
+}
+
+/* The newest ckpt-N in dir (-1 when none) and how many there are. */
+static int64_t newest_checkpoint(const char *dir, int *count) {
+    int64_t best = -1;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int64_t s;
+        if (ckpt_step(e->d_name, &s)) {
+            (*count)++;
+            if (s > best) best = s;
+        }
+    }
+    closedir(d);
+    return best;
+}
+
+static const char *const ckpt_files[] = {"config.json", "model.safetensors", "optim_m.safetensors",
+                                         "optim_v.safetensors", "trainer_state.json", NULL};
+
+/* NULL when the checkpoint folder holds every file a resume reads, else the
+ * first one missing. */
+static const char *ckpt_missing(const char *ck) {
+    struct stat st;
+    if (lstat(ck, &st) || !S_ISDIR(st.st_mode)) return "the folder itself";
+    for (int i = 0; ckpt_files[i]; i++) {
+        char path[PATH_MAX];
+        pjoin(path, sizeof path, ck, ckpt_files[i]);
+        if (stat(path, &st) || !S_ISREG(st.st_mode)) return ckpt_files[i];
+    }
+    return NULL;
+}
+
+/* Removes a checkpoint folder (files one level deep, as lemma writes them). */
 static int remove_tree(const char *path) {
     DIR *d = opendir(path);
     if (!d) return unlink(path);
@@ -284,24 +355,9 @@ static int remove_tree(const char *path) {
     return rmdir(path);
 }
 
-typedef struct run_ctx {
-    lm_run_opts o;
-    char config_text_path[PATH_MAX];
-    lm_params *p;
-    lm_trainer *tr;
-    lm_pool *pool;
-    lm_data *data;
-    char tok_json[PATH_MAX], tok_config[PATH_MAX]; /* "" when none */
-    int64_t tokens_seen;
-} run_ctx;
-
-static int save_checkpoint(run_ctx *c, int64_t step, double loss, lm_error *err) {
-    const char *dir = c->o.out_dir;
-    char tmp[PATH_MAX], fin[PATH_MAX], path[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s/ckpt-%08lld.tmp", dir, (long long)step);
-    snprintf(fin, sizeof fin, "%s/ckpt-%08lld", dir, (long long)step);
-    remove_tree(tmp);
-    if (mkdir(tmp, 0755) && errno != EEXIST) return lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+/* Writes every file of ckpt-N into tmp; -1 with err on the first failure. */
+static int write_checkpoint_files(run_ctx *c, const char *tmp, int64_t step, double loss, lm_error *err) {
+    char path[PATH_MAX];
     pjoin(path, sizeof path, tmp, "config.json");
     if (copy_file(c->config_text_path, path, err)) return -1;
     char meta[256];
@@ -329,35 +385,65 @@ static int save_checkpoint(run_ctx *c, int64_t step, double loss, lm_error *err)
                      (unsigned long long)c->o.seed, (long long)c->tokens_seen, loss);
     pjoin(path, sizeof path, tmp, "trainer_state.json");
     if (lm_write_file_atomic(path, state, (size_t)n, err)) return -1;
-    fsync_path(tmp);
-    remove_tree(fin);
-    if (rename(tmp, fin)) return lm_fail(err, "%s: rename failed: %s", fin, strerror(errno));
+    if (fsync_path(tmp)) return lm_fail(err, "%s: fsync failed: %s", tmp, strerror(errno));
+    return 0;
+}
+
+static int save_checkpoint(run_ctx *c, int64_t step, double loss, lm_error *err) {
+    const char *dir = c->o.out_dir;
+    char tmp[PATH_MAX], fin[PATH_MAX], path[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/ckpt-%08lld.tmp", dir, (long long)step);
+    snprintf(fin, sizeof fin, "%s/ckpt-%08lld", dir, (long long)step);
+    struct stat st;
+    if (!lstat(tmp, &st)) {
+        say(c, "removing %s (an unfinished checkpoint of an earlier process)", tmp);
+        remove_tree(tmp);
+    }
+    if (mkdir(tmp, 0755)) return lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    if (write_checkpoint_files(c, tmp, step, loss, err)) {
+        remove_tree(tmp); /* nothing half-written stays behind */
+        return lm_fail_prefix(err, "checkpoint at step %lld not saved", (long long)step);
+    }
+    if (!lstat(fin, &st)) {
+        say(c, "replacing %s", fin);
+        remove_tree(fin);
+    }
+    if (rename(tmp, fin)) {
+        int e = errno;
+        remove_tree(tmp);
+        return lm_fail(err, "%s: rename failed: %s", fin, strerror(e));
+    }
+    c->last_ckpt = step;
     /* latest -> ckpt-N, replaced atomically */
     char link_tmp[PATH_MAX], link[PATH_MAX], target[64];
     snprintf(target, sizeof target, "ckpt-%08lld", (long long)step);
     pjoin(link_tmp, sizeof link_tmp, dir, "latest.tmp");
     pjoin(link, sizeof link, dir, "latest");
     unlink(link_tmp);
-    if (symlink(target, link_tmp) || rename(link_tmp, link))
-        return lm_fail(err, "%s: cannot point at %s: %s", link, target, strerror(errno));
+    if (symlink(target, link_tmp) || rename(link_tmp, link)) {
+        int e = errno;
+        unlink(link_tmp);
+        return lm_fail(err, "%s: cannot point at %s: %s", link, target, strerror(e));
+    }
     fsync_path(dir);
     /* Keep the newest `keep` checkpoints. */
     DIR *d = opendir(dir);
     if (d) {
         struct dirent *e;
-        long long steps[4096];
+        int64_t steps[4096];
         int ns = 0;
         while ((e = readdir(d)) && ns < 4096) {
-            long long s;
-            char tail[8];
-            if (sscanf(e->d_name, "ckpt-%lld%7s", &s, tail) == 1) steps[ns++] = s;
+            int64_t s;
+            if (ckpt_step(e->d_name, &s)) steps[ns++] = s;
         }
         closedir(d);
         for (int i = 0; i < ns; i++) {
             int newer = 0;
             for (int j = 0; j < ns; j++) newer += steps[j] > steps[i];
             if (newer >= c->o.keep && steps[i] != step) {
-                snprintf(path, sizeof path, "%s/ckpt-%08lld", dir, steps[i]);
+                snprintf(path, sizeof path, "%s/ckpt-%08lld", dir, (long long)steps[i]);
+                /* routine rotation: announced unless quiet (other removals always are) */
+                if (c->o.notice || !c->o.quiet) say(c, "removing %s (keep %lld)", path, (long long)c->o.keep);
                 remove_tree(path);
             }
         }
@@ -365,15 +451,18 @@ static int save_checkpoint(run_ctx *c, int64_t step, double loss, lm_error *err)
     return 0;
 }
 
-/* Keeps metrics lines with step <= last (a resumed run rewrites the rest). */
-static void truncate_metrics(const char *dir, int64_t last) {
+/* Keeps metrics lines with step <= last (a resumed run rewrites the rest);
+ * says how many lines it drops. */
+static int truncate_metrics(run_ctx *c, const char *dir, int64_t last, lm_error *err) {
     char path[PATH_MAX];
     pjoin(path, sizeof path, dir, "metrics.jsonl");
+    struct stat st;
+    if (lstat(path, &st) && errno == ENOENT) return 0;
     char *text;
     size_t len;
-    lm_error err;
-    if (lm_read_file(path, (size_t)1 << 30, &text, &len, &err)) return;
+    if (lm_read_file(path, (size_t)1 << 30, &text, &len, err)) return -1;
     size_t keep = 0, at = 0;
+    int64_t dropped = 0;
     while (at < len) {
         char *nl = memchr(text + at, '\n', len - at);
         if (!nl) break; /* a torn last line is dropped */
@@ -382,8 +471,22 @@ static void truncate_metrics(const char *dir, int64_t last) {
         at = (size_t)(nl - text) + 1;
         keep = at;
     }
-    lm_write_file_atomic(path, text, keep, &err);
+    for (size_t i = keep; i < len; i++) dropped += text[i] == '\n' || i + 1 == len;
+    int rc = 0;
+    if (keep < len) {
+        say(c, "dropping %lld line%s of %s past step %lld", (long long)dropped, dropped == 1 ? "" : "s", path,
+            (long long)last);
+        rc = lm_write_file_atomic(path, text, keep, err);
+    }
     free(text);
+    return rc;
+}
+
+/* The end of a message about a run that stops on an error. */
+static const char *ckpt_state(const run_ctx *c, char *buf, size_t cap) {
+    if (c->last_ckpt < 0) snprintf(buf, cap, "no checkpoint has been written yet");
+    else snprintf(buf, cap, "the last checkpoint, step %lld, is intact", (long long)c->last_ckpt);
+    return buf;
 }
 
 /* ---- the loop ---- */
@@ -415,6 +518,53 @@ static int evaluate(run_ctx *c, int32_t *ids, int32_t *targets, double *val, lm_
     return 0;
 }
 
+/* Appends `, "key": value` with value in fmt, or null when not finite (JSON
+ * has no inf or nan). */
+static int put_num(lm_text *t, const char *key, const char *fmt, double v) {
+    char buf[96];
+    int n = snprintf(buf, sizeof buf, ", \"%s\": ", key);
+    if (isfinite(v)) n += snprintf(buf + n, sizeof buf - (size_t)n, fmt, v);
+    else n += snprintf(buf + n, sizeof buf - (size_t)n, "null");
+    return lm_text_append(t, buf, (size_t)n);
+}
+
+/* One metrics.jsonl line: every number finite or null. */
+static int metrics_line(lm_text *t, int64_t step, double loss, double lr, const lm_train_stats *st, double tok_s,
+                        int has_val, double val) {
+    char buf[64];
+    t->len = 0;
+    int n = snprintf(buf, sizeof buf, "{\"step\": %lld", (long long)step);
+    int bad = lm_text_append(t, buf, (size_t)n) || put_num(t, "loss", "%.6f", loss) || put_num(t, "lr", "%.6g", lr) ||
+              put_num(t, "grad_norm", "%.6g", st->grad_norm) || put_num(t, "tokens_per_s", "%.1f", tok_s);
+    if (has_val) bad = bad || put_num(t, "val_loss", "%.6f", val);
+    if (st->balance_loss != 0) bad = bad || put_num(t, "balance_loss", "%.6g", st->balance_loss);
+    if (st->n_moe_layers) {
+        bad = bad || lm_text_append(t, ", \"expert_load\": [", strlen(", \"expert_load\": ["));
+        for (int64_t l = 0; l < st->n_moe_layers && !bad; l++) {
+            bad = lm_text_append(t, l ? ", [" : "[", l ? 3 : 1);
+            for (int64_t e = 0; e < st->n_experts && !bad; e++) {
+                n = snprintf(buf, sizeof buf, e ? ", %lld" : "%lld", (long long)st->expert_load[l * st->n_experts + e]);
+                bad = lm_text_append(t, buf, (size_t)n);
+            }
+            bad = bad || lm_text_append(t, "]", 1);
+        }
+        bad = bad || lm_text_append(t, "]", 1);
+    }
+    return bad || lm_text_append(t, "}\n", 2);
+}
+
+/* Appends a line and flushes; on failure cuts the file back to where it was
+ * (no torn line) and fails naming it. */
+static int metrics_append(FILE *f, const char *path, const lm_text *line, lm_error *err) {
+    struct stat st;
+    off_t before = fstat(fileno(f), &st) ? -1 : st.st_size;
+    if (fwrite(line->data, 1, line->len, f) == line->len && fflush(f) == 0) return 0;
+    int e = errno;
+    clearerr(f);
+    if (before >= 0 && ftruncate(fileno(f), before)) {} /* best effort */
+    return lm_fail(err, "%s: cannot append: %s", path, strerror(e ? e : EIO));
+}
+
 static int loop(run_ctx *c, int64_t start, lm_error *err) {
     const lm_run_opts *o = &c->o;
     int64_t B = o->batch, T = o->seq, micro = o->micro_batch;
@@ -424,6 +574,8 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
     pjoin(mpath, sizeof mpath, o->out_dir, "metrics.jsonl");
     FILE *metrics = fopen(mpath, "a");
     int rc = -1, tty = !o->quiet && isatty(2);
+    lm_text line_buf = {0};
+    char why[128];
     if (!ids || !targets || !mids || !mtg) {
         lm_fail(err, "out of memory");
         goto done;
@@ -450,32 +602,30 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
         int last = done_steps == o->steps;
         int do_eval = (o->eval_every > 0 && done_steps % o->eval_every == 0) || last;
         double val = NAN;
+        int has_val = 0;
         if (do_eval) {
             int e = evaluate(c, mids, mtg, &val, err);
             if (e < 0) goto done;
+            has_val = e == 0;
+        }
+        if (done_steps % o->log_every == 0 || last || do_eval || done_steps == 1 || !isfinite(loss)) {
+            if (metrics_line(&line_buf, done_steps, loss, lr, &st, tok_s, has_val, val)) {
+                lm_fail(err, "out of memory");
+                goto done;
+            }
+            if (metrics_append(metrics, mpath, &line_buf, err)) {
+                if (c->live) fputc('\n', stderr);
+                lm_fail_prefix(err, "stopping at step %lld (%s)", (long long)done_steps,
+                               ckpt_state(c, why, sizeof why));
+                goto done;
+            }
         }
         if (!isfinite(loss)) {
-            lm_fail(err, "loss became %g at step %lld (lr %.3g): stopping; the last checkpoint is intact", loss,
-                    (long long)done_steps, lr);
+            if (c->live) fputc('\n', stderr);
+            lm_fail(err, "loss became %s at step %lld (lr %.3g): stopping; %s",
+                    isnan(loss) ? "NaN" : loss > 0 ? "inf" : "-inf", (long long)done_steps, lr,
+                    ckpt_state(c, why, sizeof why));
             goto done;
-        }
-        if (done_steps % o->log_every == 0 || last || do_eval || done_steps == 1) {
-            fprintf(metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f",
-                    (long long)done_steps, loss, lr, st.grad_norm, tok_s);
-            if (isfinite(val)) fprintf(metrics, ", \"val_loss\": %.6f", val);
-            if (st.balance_loss != 0) fprintf(metrics, ", \"balance_loss\": %.6g", st.balance_loss);
-            if (st.n_moe_layers) {
-                fprintf(metrics, ", \"expert_load\": [");
-                for (int64_t l = 0; l < st.n_moe_layers; l++) {
-                    fprintf(metrics, l ? ", [" : "[");
-                    for (int64_t e = 0; e < st.n_experts; e++)
-                        fprintf(metrics, e ? ", %lld" : "%lld", (long long)st.expert_load[l * st.n_experts + e]);
-                    fprintf(metrics, "]");
-                }
-                fprintf(metrics, "]");
-            }
-            fprintf(metrics, "}\n");
-            fflush(metrics);
         }
         /* what the user sees */
         double elapsed = now_s() - t_start, rate = (double)(done_steps - start) / elapsed;
@@ -485,20 +635,26 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
                          loss, "");
         if (isfinite(val)) w += snprintf(line + w, sizeof line - (size_t)w, "  val %.4f", val);
         snprintf(line + w, sizeof line - (size_t)w, "  lr %.2e  %.0f tok/s  ETA %s", lr, tok_s, eta);
-        if (o->progress && o->progress(o->progress_ctx, line)) stop_requested = 1;
+        int stop = lm_stop_requested();
+        if (o->progress && o->progress(o->progress_ctx, line)) stop = 1;
         if (!o->progress && !o->quiet) {
             if (tty) {
                 int bar = 24, fill = (int)(bar * done_steps / o->steps);
                 fprintf(stderr, "\r[%.*s%*s] %s\033[K", fill, "########################", bar - fill, "", line);
+                c->live = !last;
                 if (last) fputc('\n', stderr);
             } else if (done_steps % o->log_every == 0 || last || done_steps == 1) {
                 fprintf(stderr, "%s\n", line);
             }
         }
-        int save = (o->save_every > 0 && done_steps % o->save_every == 0) || last || stop_requested;
-        if (save && save_checkpoint(c, done_steps, loss, err)) goto done;
-        if (stop_requested && !last) {
-            if (tty) fputc('\n', stderr);
+        int save = (o->save_every > 0 && done_steps % o->save_every == 0) || last || stop;
+        if (save && save_checkpoint(c, done_steps, loss, err)) {
+            if (c->live) fputc('\n', stderr);
+            lm_fail_prefix(err, "stopping (%s)", ckpt_state(c, why, sizeof why));
+            goto done;
+        }
+        if (stop && !last) {
+            if (c->live) fputc('\n', stderr);
             lm_fail(err, "interrupted at step %lld; checkpoint saved (lemma train --resume %s continues)",
                     (long long)done_steps, o->out_dir);
             goto done;
@@ -507,17 +663,14 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
     if (start >= o->steps && !o->quiet) fprintf(stderr, "run already complete at step %lld\n", (long long)start);
     rc = 0;
 done:
+    c->live = 0;
+    lm_text_free(&line_buf);
     if (metrics) fclose(metrics);
     free(ids);
     free(targets);
     free(mids);
     free(mtg);
     return rc;
-}
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
 }
 
 static int setup(run_ctx *c, const lm_config *cfg, lm_error *err) {
@@ -528,8 +681,11 @@ static int setup(run_ctx *c, const lm_config *cfg, lm_error *err) {
                        (long long)o->steps, (long long)o->seq, (long long)o->batch, (long long)o->micro_batch);
     if (o->keep < 1) o->keep = 1;
     if (o->log_every < 1) o->log_every = 1;
+    /* the defaults that depend on other settings (run.h) */
     o->sched.total = o->steps;
     if (o->sched.warmup < 0) o->sched.warmup = o->steps / 100;
+    if (o->sched.lr_min < 0) o->sched.lr_min = o->sched.lr_max / 10;
+    if (o->sched.kind == LM_SCHED_WSD && !o->sched.decay_steps) o->sched.decay_steps = o->steps / 5;
     if (lm_schedule_check(&o->sched, err)) return -1;
     c->data = lm_data_open(o->data_dir, err);
     if (!c->data) return -1;
@@ -566,60 +722,79 @@ static void teardown(run_ctx *c) {
     lm_params_free(c->p);
     lm_pool_free(c->pool);
     lm_data_close(c->data);
+    lm_dir_lock_release(&c->lock);
 }
 
-static void install_signals(struct sigaction *old_int, struct sigaction *old_term) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    stop_requested = 0;
-    sigaction(SIGINT, &sa, old_int);
-    sigaction(SIGTERM, &sa, old_term);
+/* Everything in dir but lemma's lock and marker; "" when none. */
+static void first_entry(const char *dir, char *name, size_t cap) {
+    name[0] = 0;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_LOCK_NAME) ||
+            !strcmp(e->d_name, LM_DIR_MARKER_NAME))
+            continue;
+        snprintf(name, cap, "%s", e->d_name);
+        break;
+    }
+    closedir(d);
 }
 
 int lm_train_run(const lm_run_opts *opts, lm_error *err) {
     run_ctx c;
     memset(&c, 0, sizeof c);
     c.o = *opts;
+    c.last_ckpt = -1;
+    c.lock.fd = -1;
     lm_run_opts *o = &c.o;
     if (!o->out_dir || !o->data_dir) return lm_fail(err, "a run needs --out and --data");
     if (!!o->config_path + !!o->config_json + !!o->init_dir != 1)
         return lm_fail(err, "a run needs exactly one of --config (fresh weights) or --init MODEL_DIR");
     char path[PATH_MAX];
+    struct stat st;
+    if (lstat(o->out_dir, &st)) {
+        if (mkdir(o->out_dir, 0755)) return lm_fail(err, "%s: cannot create: %s", o->out_dir, strerror(errno));
+        if (lm_dir_mark_made(o->out_dir, err)) return -1;
+    } else if (!S_ISDIR(st.st_mode)) {
+        return lm_fail(err, "%s: exists and is not a directory", o->out_dir);
+    }
+    if (lm_dir_lock_acquire(o->out_dir, &c.lock, err)) return -1;
     pjoin(path, sizeof path, o->out_dir, "run.json");
-    if (file_exists(path))
-        return lm_fail(err, "%s already holds a run (lemma train --resume %s continues it)", o->out_dir, o->out_dir);
-    if (mkdir(o->out_dir, 0755) && errno != EEXIST)
-        return lm_fail(err, "%s: cannot create: %s", o->out_dir, strerror(errno));
+    char entry[256];
+    first_entry(o->out_dir, entry, sizeof entry);
+    if (file_exists(path)) {
+        lm_fail(err, "%s already holds a run (lemma train --resume %s continues it)", o->out_dir, o->out_dir);
+        goto fail;
+    }
+    if (entry[0]) {
+        /* a new run writes ckpt-*, latest, metrics.jsonl...: never over what is there */
+        lm_fail(err, "%s is not empty (it holds %s): a new run needs a new or empty folder", o->out_dir, entry);
+        goto fail;
+    }
     /* the model config, copied into the run */
     snprintf(c.config_text_path, sizeof c.config_text_path, "%s/config.json", o->out_dir);
     if (o->config_json) {
-        if (lm_write_file_atomic(c.config_text_path, o->config_json, strlen(o->config_json), err)) return -1;
+        if (lm_write_file_atomic(c.config_text_path, o->config_json, strlen(o->config_json), err)) goto fail;
     } else {
         char src[PATH_MAX];
         if (o->init_dir) pjoin(src, sizeof src, o->init_dir, "config.json");
         else snprintf(src, sizeof src, "%s", o->config_path);
-        if (copy_file(src, c.config_text_path, err)) return -1;
+        if (copy_file(src, c.config_text_path, err)) goto fail;
     }
     lm_config cfg;
     char *text;
     size_t len;
-    if (lm_read_file(c.config_text_path, 16u << 20, &text, &len, err)) return -1;
+    if (lm_read_file(c.config_text_path, 16u << 20, &text, &len, err)) goto fail;
     int prc = lm_config_parse(text, len, o->config_path ? o->config_path : c.config_text_path, &cfg, err);
     free(text);
-    if (prc || lm_params_create(&cfg, &c.p, err)) return -1;
+    if (prc || lm_params_create(&cfg, &c.p, err)) goto fail;
     if (o->init_dir) {
         lm_model *m;
-        if (lm_model_load(o->init_dir, &m, err)) {
-            teardown(&c);
-            return -1;
-        }
+        if (lm_model_load(o->init_dir, &m, err)) goto fail;
         int lrc = lm_params_load_model(c.p, m, err);
         lm_model_free(m);
-        if (lrc) {
-            teardown(&c);
-            return -1;
-        }
+        if (lrc) goto fail;
     } else {
         double std = o->init_std;
         if (std <= 0) std = 0.02;
@@ -634,38 +809,90 @@ int lm_train_run(const lm_run_opts *opts, lm_error *err) {
             o->tokenizer_dir = tokdir;
         }
     }
-    if (setup(&c, &cfg, err) || write_run_json(o->out_dir, o, o->data_dir, o->tokenizer_dir, err)) {
-        teardown(&c);
-        return -1;
-    }
-    struct sigaction oi, ot;
-    install_signals(&oi, &ot);
+    if (setup(&c, &cfg, err) || write_run_json(o->out_dir, o, o->data_dir, o->tokenizer_dir, err)) goto fail;
     int rc = loop(&c, 0, err);
-    sigaction(SIGINT, &oi, NULL);
-    sigaction(SIGTERM, &ot, NULL);
     teardown(&c);
+    return rc;
+fail:
+    teardown(&c);
+    return -1;
+}
+
+/* Removes what a restart replaces: checkpoints (finished or not), latest. */
+static int clear_for_restart(run_ctx *c, const char *dir, lm_error *err) {
+    DIR *d = opendir(dir);
+    if (!d) return lm_fail(err, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        int64_t s;
+        size_t n = strlen(e->d_name);
+        int tmp = n > 4 && !strcmp(e->d_name + n - 4, ".tmp") && !strncmp(e->d_name, "ckpt-", 5);
+        if (!ckpt_step(e->d_name, &s) && !tmp) continue;
+        char p[PATH_MAX];
+        pjoin(p, sizeof p, dir, e->d_name);
+        say(c, "--restart: removing %s", p);
+        if (remove_tree(p) && errno != ENOENT) rc = lm_fail(err, "%s: cannot remove: %s", p, strerror(errno));
+    }
+    closedir(d);
+    char link[PATH_MAX];
+    struct stat st;
+    pjoin(link, sizeof link, dir, "latest");
+    if (!rc && !lstat(link, &st) && S_ISLNK(st.st_mode)) unlink(link);
     return rc;
 }
 
-int lm_train_resume(const char *run_dir, int threads, int quiet, int (*progress)(void *, const char *),
-                    void *progress_ctx, lm_error *err) {
+int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err) {
+    lm_resume_opts defaults = {0};
+    if (!ro) ro = &defaults;
     run_ctx c;
     memset(&c, 0, sizeof c);
+    c.last_ckpt = -1;
+    c.lock.fd = -1;
     run_strings rs;
     if (read_run_json(run_dir, &c.o, &rs, err)) return -1;
     lm_run_opts *o = &c.o;
-    if (threads > 0) o->threads = threads;
-    o->quiet = quiet;
-    o->progress = progress;
-    o->progress_ctx = progress_ctx;
+    if (ro->threads > 0) o->threads = ro->threads;
+    o->quiet = ro->quiet;
+    o->progress = ro->progress;
+    o->progress_ctx = ro->progress_ctx;
+    o->notice = ro->notice;
+    o->notice_ctx = ro->notice_ctx;
+    if (lm_dir_lock_acquire(run_dir, &c.lock, err)) return -1;
+    char ck[PATH_MAX], path[PATH_MAX];
+    struct stat st;
+    /* `latest` is lemma's link to re-point; anything else there is not lemma's to replace */
+    pjoin(path, sizeof path, run_dir, "latest");
+    if (!lstat(path, &st) && !S_ISLNK(st.st_mode)) {
+        lm_fail(err, "%s is not a symbolic link (lemma points it at the newest checkpoint): move it away to resume",
+                path);
+        goto fail;
+    }
+    if (ro->restart && clear_for_restart(&c, run_dir, err)) goto fail;
+    int nck = 0;
+    int64_t step = newest_checkpoint(run_dir, &nck);
+    if (step >= 0) {
+        snprintf(ck, sizeof ck, "%s/ckpt-%08lld", run_dir, (long long)step);
+        if (!file_exists(ck)) snprintf(ck, sizeof ck, "%s/ckpt-%lld", run_dir, (long long)step);
+        const char *missing = ckpt_missing(ck);
+        if (missing && !strcmp(missing, "the folder itself")) {
+            lm_fail(err, "%s is not a checkpoint folder: move it away to resume, or start over with --restart", ck);
+            goto fail;
+        }
+        if (missing) {
+            lm_fail(err, "%s is incomplete (no %s): remove it to resume from the checkpoint before it, or start over "
+                         "with --restart",
+                    ck, missing);
+            goto fail;
+        }
+    }
     snprintf(c.config_text_path, sizeof c.config_text_path, "%s/config.json", run_dir);
     lm_config cfg;
-    if (lm_config_load(run_dir, &cfg, err) || lm_params_create(&cfg, &c.p, err)) return -1;
-    int64_t step = latest_step(run_dir);
-    char ck[PATH_MAX], path[PATH_MAX];
+    if (lm_config_load(run_dir, &cfg, err) || lm_params_create(&cfg, &c.p, err)) goto fail;
     if (step < 0) {
-        /* killed before the first checkpoint: start over from the init */
-        if (!quiet) fprintf(stderr, "no checkpoint in %s yet: starting from step 0\n", run_dir);
+        /* no checkpoint: killed before the first one (or --restart) */
+        if (!ro->quiet)
+            fprintf(stderr, "%s: starting from step 0\n", ro->restart ? "restarting the run" : "no checkpoint yet");
         if (o->init_dir) {
             lm_model *m;
             if (lm_model_load(o->init_dir, &m, err)) goto fail;
@@ -677,16 +904,16 @@ int lm_train_resume(const char *run_dir, int threads, int quiet, int (*progress)
         }
         step = 0;
     } else {
-        snprintf(ck, sizeof ck, "%s/ckpt-%08lld", run_dir, (long long)step);
         pjoin(path, sizeof path, ck, "model.safetensors");
         if (lm_params_read(c.p, c.p->w, path, err)) goto fail;
         pjoin(path, sizeof path, ck, "optim_m.safetensors");
         if (lm_params_read(c.p, c.p->m, path, err)) goto fail;
         pjoin(path, sizeof path, ck, "optim_v.safetensors");
         if (lm_params_read(c.p, c.p->v, path, err)) goto fail;
+        c.last_ckpt = step;
     }
     if (setup(&c, &cfg, err)) goto fail;
-    if (step > 0) {
+    if (c.last_ckpt >= 0) {
         /* the AdamW step and tokens seen from trainer_state.json */
         char *text;
         size_t len;
@@ -694,10 +921,11 @@ int lm_train_resume(const char *run_dir, int threads, int quiet, int (*progress)
         if (lm_read_file(path, 1 << 20, &text, &len, err)) goto fail;
         json_doc *doc = json_parse(text, len, err);
         free(text);
-        int64_t astep = -1, tokens = 0;
-        if (!doc || !json_as_int(json_get(json_root(doc), "adamw_step"), &astep) || astep < 0) {
+        int64_t astep = -1, tokens = 0, saved_step = -1;
+        if (!doc || !json_as_int(json_get(json_root(doc), "adamw_step"), &astep) || astep < 0 ||
+            !json_as_int(json_get(json_root(doc), "step"), &saved_step) || saved_step != step) {
             json_free(doc);
-            lm_fail(err, "%s: missing adamw_step", path);
+            lm_fail(err, "%s: expected \"step\": %lld and a non-negative \"adamw_step\"", path, (long long)step);
             goto fail;
         }
         json_as_int(json_get(json_root(doc), "tokens_seen"), &tokens);
@@ -705,13 +933,10 @@ int lm_train_resume(const char *run_dir, int threads, int quiet, int (*progress)
         lm_trainer_adamw(c.tr)->step = astep;
         c.tokens_seen = tokens;
     }
-    truncate_metrics(run_dir, step);
-    if (!quiet && step < o->steps) fprintf(stderr, "resuming %s at step %lld of %lld\n", run_dir, (long long)step, (long long)o->steps);
-    struct sigaction oi, ot;
-    install_signals(&oi, &ot);
+    if (truncate_metrics(&c, run_dir, step, err)) goto fail;
+    if (!ro->quiet && step < o->steps)
+        fprintf(stderr, "resuming %s at step %lld of %lld\n", run_dir, (long long)step, (long long)o->steps);
     int rc = loop(&c, step, err);
-    sigaction(SIGINT, &oi, NULL);
-    sigaction(SIGTERM, &ot, NULL);
     teardown(&c);
     return rc;
 fail:

@@ -4,8 +4,11 @@
  *
  * RUN_DIR layout:
  *   run.json                the run's settings (written once; --resume reads it)
- *   metrics.jsonl           one line per logged step (append-only; on resume,
- *                           lines past the checkpoint are dropped)
+ *   metrics.jsonl           one JSON object per logged step (append-only; on
+ *                           resume, lines past the checkpoint are dropped);
+ *                           a number that is not finite is written as null
+ *   .lock                   while a process trains in it (core/dirlock.h): a
+ *                           second one gets "RUN_DIR is in use by pid N"
  *   ckpt-00000120/          a checkpoint: config.json, model.safetensors (F32
  *                           weights, HF names), optim_m.safetensors,
  *                           optim_v.safetensors (AdamW moments),
@@ -18,7 +21,17 @@
  * any moment leaves `latest` naming a complete checkpoint. Nothing else needs
  * saving: the data windows and the learning rate are pure functions of
  * (seed, step), so a resumed run computes exactly the steps the uninterrupted
- * run would have, and ends with bit-identical weights (tested). */
+ * run would have, and ends with bit-identical weights (tested).
+ *
+ * Resuming takes the newest ckpt-N folder (ckpt-N.tmp ones are unfinished
+ * and ignored), whatever `latest` says; if that newest one lacks a file, it
+ * is an error naming it, never a silent fall-back. A run folder without any
+ * checkpoint (killed before the first) starts from step 0; one with
+ * checkpoints starts over only when asked (restart). Every removal (old
+ * checkpoints beyond keep, leftovers, metrics lines past the checkpoint) is
+ * announced through the notice sink. A failed metrics append or checkpoint
+ * write stops the run with an error; a failed checkpoint leaves no
+ * ckpt-N.tmp behind. */
 #ifndef LEMMA_TRAIN_RUN_H
 #define LEMMA_TRAIN_RUN_H
 
@@ -53,22 +66,38 @@ typedef struct lm_run_opts {
      * the run like a signal: checkpoint, then an "interrupted" error. */
     int (*progress)(void *ctx, const char *msg);
     void *progress_ctx;
+    /* Optional sink for permanent lines (what the run removes); NULL: stderr,
+     * even when quiet. */
+    void (*notice)(void *ctx, const char *msg);
+    void *notice_ctx;
 } lm_run_opts;
 
-/* Defaults: batch 8, micro-batch = batch, seq 256, cosine 3e-4 -> 3e-5 with
- * 1% warmup, AdamW (0.9, 0.95, 1e-8, 0.1), clip 1, gamma 1e-3, alpha 0,
- * seed 0, save every 0, eval every 0, 8 eval batches, log every 10, keep 2. */
+/* The one set of defaults (lemma train, the recipe's pretrain stage and
+ * their docs read it): steps 1000, batch 8, micro-batch = batch, seq 256,
+ * cosine 3e-4 -> lr/10 (lr_min < 0 means lr/10) with 1% warmup (warmup < 0),
+ * wsd decay over 20% of the steps (decay_steps 0), AdamW (0.9, 0.95, 1e-8,
+ * weight decay 0.1), clip 1, gamma 1e-3, alpha 0, seed 0, init std 0.02,
+ * save every 0, eval every 0, 8 eval batches, log every 10, keep 2,
+ * 1 thread. */
 void lm_run_opts_default(lm_run_opts *o);
 
-/* A new run into o->out_dir (which must not hold a run already). */
+/* A new run into o->out_dir, which must be new or empty. */
 int lm_train_run(const lm_run_opts *o, lm_error *err);
 
-/* Continues the run in run_dir from its newest checkpoint to the planned step
- * count. threads <= 0 keeps the recorded count (results do not depend on it). */
-int lm_train_resume(const char *run_dir, int threads, int quiet, int (*progress)(void *, const char *),
-                    void *progress_ctx, lm_error *err);
+typedef struct lm_resume_opts {
+    int threads;                 /* <= 0: as recorded (results do not depend on it) */
+    int quiet;
+    int restart;                 /* start over from step 0 even though the run has
+                                    checkpoints (they and the metrics are removed) */
+    int (*progress)(void *ctx, const char *msg);
+    void *progress_ctx;
+    void (*notice)(void *ctx, const char *msg);
+    void *notice_ctx;
+} lm_resume_opts;
 
-/* Set from a signal handler: the run checkpoints and stops after its step. */
-void lm_train_request_stop(void);
+/* Continues the run in run_dir from its newest checkpoint to the planned step
+ * count (see above). ro may be NULL (defaults). Stops like lm_train_run on a
+ * stop request (core/stop.h) or a non-zero progress return. */
+int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err);
 
 #endif

@@ -39,5 +39,15 @@ check "--check at 1 thread: every hash identical" '[ $rc -eq 0 ]'
 out=$("$BIN" generate "$dir/b/model/latest" -p "The" -n 6 --seed 3 2>/dev/null); rc=$?
 check "the built model generates text" '[ $rc -eq 0 ] && [ -n "$out" ]'
 
+# a build killed before the run started (its partial folder holds config.json
+# only): the next build clears it, saying so, and trains
+key=$(grep -o '"model": {"kind": "pretrain", "key": "[0-9a-f]*' "$dir/b/lemma.lock" | grep -o '[0-9a-f]*$' | cut -c1-16)
+part="$dir/b/.model.partial-$key"
+mkdir "$part" && cp "$dir/b/model/config.json" "$dir/b/model/.lemma-made" "$part/" && rm -rf "$dir/b/model"
+"$BIN" build "$dir/r.json" --out "$dir/b" --quiet >"$dir/out" 2>&1; rc=$?
+check "a partial run that never started is cleared and rebuilt" '[ $rc -eq 0 ] && [ -f "$dir/b/model/latest/model.safetensors" ]'
+check "...saying so" 'grep -q "removing $part/config.json (from a run that never started)" "$dir/out"'
+[ $rc -eq 0 ] || cat "$dir/out"
+
 echo "test_build_pretrain: $pass passed, $fail failed, 0 skipped"
 [ $fail -eq 0 ]

@@ -58,7 +58,7 @@ exact "tokenize --file DIR" "lemma tokenize: $tmp: is a directory, expected a fi
     "$LEMMA" tokenize "$tmp/tok" --file "$tmp"
 exact "tokenize --jsonl DIR" "lemma tokenize: $tmp: is a directory, expected a file" \
     "$LEMMA" tokenize "$tmp/tok" --jsonl "$tmp"
-exact "tokenizer train DIR" "lemma tokenizer train: $tmp: cannot read: Is a directory" \
+exact "tokenizer train DIR" "lemma tokenizer train: $tmp: is a directory, not a regular file" \
     "$LEMMA" tokenizer train "$tmp" --vocab 300 --out "$tmp/t2" --quiet
 
 # 4. model.safetensors is a symlink loop: the loop, not "no model.safetensors".

@@ -51,6 +51,11 @@ cp -r "$tmp/run" "$tmp/killed"; printf '{"step": 300, "loss": 2.' >>"$tmp/killed
 check "incomplete last line tolerated" "$LEMMA" plot "$tmp/killed"
 grep -q "incomplete last line" "$tmp/out" && ok "incomplete last line noted" || bad "incomplete last line noted"
 
+# a diverged run: lemma train writes non-finite numbers as null
+cp -r "$tmp/run" "$tmp/nulls"
+echo '{"step": 300, "loss": null, "lr": 0.001, "grad_norm": null, "tokens_per_s": 4000.0}' >>"$tmp/nulls/metrics.jsonl"
+check "null numbers accepted" "$LEMMA" plot "$tmp/nulls"
+
 # errors
 check_fails "missing run" "nope: no such run directory" "$LEMMA" plot "$tmp/nope"
 mkdir -p "$tmp/nometrics"
