@@ -250,7 +250,7 @@ static json_doc *python_reference(const char *data, char *why, size_t cap) {
     lm_error err;
     json_doc *doc = text ? json_parse(text, strlen(text), &err) : NULL;
     free(text);
-    if (!doc) snprintf(why, cap, "cannot read %s", out);
+    if (!doc) snprintf(why, cap, "cannot read %.150s", out);
     return doc;
 }
 
@@ -514,7 +514,7 @@ struct tb {
     uint64_t base_seed;
     const char **pids;
     int n_pids;
-    char asked[4096][64];    /* "pid/id" of every request, in order */
+    char asked[4096][160];   /* "pid/id" of every request, in order */
     char *prompts[4096];
     int n_asked;
     int fail_next;           /* answer() sets it: this request fails in transport */
@@ -556,7 +556,7 @@ static int tb_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_reply_fn
         char id[64];
         if (resolve(t, reqs[i].seed, &pid, id, sizeof id)) return lm_fail(err, "test backend: unknown seed");
         if (t->n_asked < 4096) {
-            snprintf(t->asked[t->n_asked], 64, "%s/%s", pid, id);
+            snprintf(t->asked[t->n_asked], sizeof t->asked[0], "%s/%s", pid, id);
             t->prompts[t->n_asked++] = strdup(reqs[i].prompt);
         }
         t->fail_next = t->finish_length = 0;
@@ -739,6 +739,36 @@ TEST(pipeline_selection_and_pairing) {
     lm_prove_result_free(res);
     tb_clear(&t);
     env_close(&e);
+}
+
+TEST(ranking_mean_then_self_score) {
+    lm_proof_state pr[5];
+    memset(pr, 0, sizeof pr);
+    for (int i = 0; i < 5; i++) {
+        pr[i].usable = 1;
+        pr[i].n_counted = 2;
+        pr[i].mean = 0.5;
+        pr[i].index = i;
+    }
+    pr[0].tie = 1;           /* self 0: the tie key would favour it */
+    pr[1].self_score = 1;
+    pr[1].tie = 999;
+    pr[2].mean = 0.75;       /* the best mean, but round 1 */
+    pr[2].round = 1;
+    pr[3].mean = 1;          /* no counted verification: not ranked */
+    pr[3].n_counted = 0;
+    pr[4].mean = 1;          /* not usable */
+    pr[4].usable = 0;
+    lm_problem_state p;
+    memset(&p, 0, sizeof p);
+    p.proofs = pr;
+    p.n_proofs = 5;
+    CHECK(lm_prove_best(&p, 0) == 1);
+    CHECK(lm_prove_best(&p, 1) == 2);
+    pr[0].self_score = 1;    /* equal (mean, self): the smaller tie key */
+    CHECK(lm_prove_best(&p, 0) == 0);
+    p.n_proofs = 0;
+    CHECK(lm_prove_best(&p, 0) == -1);
 }
 
 TEST(refine_prompt_caps_and_order) {
@@ -1007,7 +1037,7 @@ TEST(pipeline_resume_equals_uninterrupted) {
     for (size_t s = 0; s < sizeof stops / sizeof *stops; s++) {
         env_open(&e, "resume_part", problems);
         e.o = o;
-        char seen[4096][64];
+        static char seen[4096][160];
         int n_seen = 0, dup = 0, runs = 0;
         for (;;) {
             tb_init(&t, resume_answer, pids, 2, e.o.seed);
@@ -1197,6 +1227,7 @@ int main(void) {
     RUN(problems_files);
     RUN(pool_append_reopen_repair);
     RUN(pipeline_selection_and_pairing);
+    RUN(ranking_mean_then_self_score);
     RUN(refine_prompt_caps_and_order);
     RUN(pipeline_early_stop);
     RUN(pipeline_meta_verification);

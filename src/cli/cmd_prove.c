@@ -287,6 +287,13 @@ static int run(int argc, char **argv, int verify) {
     c.verify = verify;
     const char *cmd = verify ? "verify" : "prove";
     if (parse(&c, argc, argv)) return 2;
+    /* Before anything else: a Ctrl-C while the folder is being opened must
+     * stop the run too (background jobs start with SIGINT ignored). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     lm_error err;
     lm_problem_set ps;
@@ -318,11 +325,6 @@ static int run(int argc, char **argv, int verify) {
     if (!(backend = make_backend(&c, &err))) goto fail;
 
     print_settings(&c, &ps, lm_pool_loaded(pool));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
 
     ui u = {cmd, isatty(2), c.quiet, 0, 0};
     lm_prove_ctx ctx = {&t, backend, pool, &c.o, on_progress, &u, &stop_flag};

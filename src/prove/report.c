@@ -55,7 +55,7 @@ typedef struct measure {
     const char **domain;         /* per problem */
     double **score;              /* per problem, per proof: checker score, NOT_ANSWERED or NO_CHECK */
     agg *aggs;                   /* aggs[0]: all; then one per domain in order of appearance */
-    int n_aggs;
+    int n_aggs, cap_aggs;
     int unanswered;              /* requests whose answer failed in transport */
     int proofs, dropped_proofs, verifs, unscored_verifs, metas, rejected;
 } measure;
@@ -98,7 +98,7 @@ static void measure_free(measure *m) {
     for (int i = 0; m->score && i < m->res->n; i++) free(m->score[i]);
     free(m->score);
     free(m->domain);
-    for (int i = 0; m->aggs && i < m->n_aggs; i++) free(m->aggs[i].pass_after);
+    for (int i = 0; m->aggs && i < m->cap_aggs; i++) free(m->aggs[i].pass_after);
     free(m->aggs);
 }
 
@@ -109,6 +109,7 @@ static int measure_run(measure *m, lm_error *err) {
     m->score = calloc((size_t)res->n + 1, sizeof *m->score);
     m->aggs = calloc((size_t)res->n + 1, sizeof *m->aggs);
     if (!m->domain || !m->score || !m->aggs) return lm_fail(err, "out of memory");
+    m->cap_aggs = res->n + 1;
     for (int i = 0; i <= res->n; i++)
         if (!(m->aggs[i].pass_after = calloc((size_t)m->rounds + 1, sizeof(int)))) return lm_fail(err, "out of memory");
     m->n_aggs = 1;
