@@ -326,7 +326,7 @@ static int run(int argc, char **argv, int verify) {
 
     print_settings(&c, &ps, lm_pool_loaded(pool));
 
-    ui u = {cmd, isatty(2), c.quiet, 0, 0};
+    ui u = {cmd, isatty(2), c.quiet, 0, now_s()};
     lm_prove_ctx ctx = {&t, backend, pool, &c.o, on_progress, &u, &stop_flag};
     int prc = verify ? lm_verify_run(&ps, &ctx, &res, &err) : lm_prove_run(&ps, &ctx, &res, &err);
     if (u.live) fputs("\r\033[K", stderr);
