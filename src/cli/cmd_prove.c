@@ -96,7 +96,7 @@ static void usage(FILE *f, int verify) {
                 "  \"id\") M times each with the verification prompt, meta-verifies the verifications that\n"
                 "  report issues, and writes DIR/report.json and DIR/report.md (per-proof mean score and, where\n"
                 "  the question belongs to a synthetic domain, the checker's score and the agreement).\n"
-                "  --verifications M  verifications per proof (default 4)\n");
+                "  --verifications M         verifications per proof (default 4)\n");
     else
         fprintf(f,
                 "usage: lemma prove PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]\n"
@@ -111,23 +111,23 @@ static void usage(FILE *f, int verify) {
                 "  --refine-samples S        new proofs per refined proof (default 4)\n"
                 "  --refine-verifications V  verifications per refined proof (default M)\n");
     fprintf(f,
-            "  --out DIR              the run's folder: pool.jsonl (every answer, appended as it arrives),\n"
-            "                         run.json, report.json, report.md; rerun the same command to continue\n"
-            "  --model DIR            answer with the local engine (an HF model directory)\n"
-            "  --api-base URL         answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)\n"
-            "  --api-model NAME       the endpoint's model name\n"
-            "  --api-key-env VAR      environment variable holding the API key (default OPENAI_API_KEY;\n"
-            "                         sent only when set)\n"
-            "  --parallel K           requests in flight to the endpoint (default 8)\n"
-            "  --timeout S            seconds per request attempt (default 600)\n"
-            "  --threads N            local engine threads (default: all cores)\n"
-            "  --templates FILE       prompt templates (default: lemma's own, templates/lemma.json)\n"
-            "  --max-tokens T         completion tokens per answer (default 4096)\n"
-            "  --temperature X        (default 1.0)\n"
-            "  --top-p P              (default 0.95)\n"
-            "  --seed S               base of every request's seed (default 1)\n"
-            "  --no-meta              no meta-verification\n"
-            "  --quiet                phase lines only, no live progress\n");
+            "  --out DIR                 the run's folder: pool.jsonl (every answer, appended as it arrives),\n"
+            "                            run.json, report.json, report.md; rerun the same command to continue\n"
+            "  --model DIR               answer with the local engine (an HF model directory)\n"
+            "  --api-base URL            answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)\n"
+            "  --api-model NAME          the endpoint's model name\n"
+            "  --api-key-env VAR         environment variable holding the API key (default OPENAI_API_KEY;\n"
+            "                            sent only when set)\n"
+            "  --parallel K              requests in flight to the endpoint (default 8)\n"
+            "  --timeout S               seconds per request attempt (default 600)\n"
+            "  --threads N               local engine threads (default: all cores)\n"
+            "  --templates FILE          prompt templates (default: lemma's own, templates/lemma.json)\n"
+            "  --max-tokens T            completion tokens per answer (default 4096)\n"
+            "  --temperature X           (default 1.0)\n"
+            "  --top-p P                 (default 0.95)\n"
+            "  --seed S                  base of every request's seed (default 1)\n"
+            "  --no-meta                 no meta-verification\n"
+            "  --quiet                   phase lines only, no live progress\n");
 }
 
 typedef struct cli {
@@ -316,13 +316,15 @@ static int run(int argc, char **argv, int verify) {
         goto fail;
     }
     if (lm_outdir_open(c.out, &lock, &err)) goto fail;
+    /* The backend before run.json: a run whose model or endpoint cannot even
+     * be opened must not tie the folder to those arguments. */
+    if (!(backend = make_backend(&c, &err))) goto fail;
     static const char *const operational[] = {"input", "templates", "parallel", "threads", "timeout", "api-key-env",
                                               NULL};
     if (lm_run_args_check(c.out, args_json.data, operational, &err)) goto fail;
     snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", c.out);
     if (!(pool = lm_pool_open(pool_path, &warn, &err))) goto fail;
     if (warn.len) fprintf(stderr, "lemma %s: warning: %s", cmd, warn.data);
-    if (!(backend = make_backend(&c, &err))) goto fail;
 
     print_settings(&c, &ps, lm_pool_loaded(pool));
 

@@ -133,6 +133,7 @@ usage_line "no backend" "choose a backend" "$LEMMA" prove "$tmp/probs.jsonl" --o
 usage_line "no --out" "--out DIR is required" "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json"
 usage_line "api-base without api-model" "--api-base needs --api-model" "$LEMMA" prove "$tmp/probs.jsonl" --api-base http://127.0.0.1:9 --out "$tmp/b"
 one_line "a model that is not there" "lemma prove: " "$LEMMA" prove "$tmp/probs.jsonl" --model "$tmp/no-model" --out "$tmp/m"
+[ ! -e "$tmp/m/run.json" ] && ok "a backend that cannot start does not tie the folder" || bad "a backend that cannot start does not tie the folder"
 
 # a pool edited by hand: the line is named and the pool is left as it was
 cp -r "$tmp/r" "$tmp/e"
