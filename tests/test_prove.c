@@ -158,7 +158,7 @@ static int fill_is(const char *tmpl, const char *want_or_err) {
     lm_text out = {0};
     lm_error err;
     int rc = lm_template_fill(tmpl, keys, vals, 2, &out, &err);
-    int ok = rc == 0 ? !strcmp(out.data, want_or_err) : strstr(err.msg, want_or_err) != NULL;
+    int ok = rc == 0 ? !strcmp(out.data, want_or_err) : strstr(err.msg, want_or_err) != NULL && !strchr(err.msg, '\n');
     if (!ok) printf("  fill %s: rc %d, got '%s'\n", tmpl, rc, rc ? err.msg : out.data);
     lm_text_free(&out);
     return ok;
@@ -176,6 +176,8 @@ TEST(template_fill_like_str_format) {
     CHECK(fill_is("{0}", "positional"));
     CHECK(fill_is("{a!r}", "not supported"));
     CHECK(fill_is("{a:>5}", "not supported"));
+    CHECK(fill_is("{x\ny}", "unknown placeholder \"x\\ny\""));   /* messages stay one line */
+    CHECK(fill_is("{a\n!r}", "field \"a\\n!r\""));
 }
 
 static int load_tpl(const char *json, const char *want_err) {
