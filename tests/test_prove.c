@@ -1195,7 +1195,7 @@ TEST(outdir_lock_and_run_args) {
     int l1, l2;
     lm_error err;
     CHECK(lm_outdir_open(dir, &l1, &err) == 0);
-    CHECK(lm_outdir_open(dir, &l2, &err) == -1 && strstr(err.msg, "is in use by another run (pid"));
+    CHECK(lm_outdir_open(dir, &l2, &err) == -1 && strstr(err.msg, "is in use by pid"));
     lm_outdir_unlock(l1);
     CHECK(lm_outdir_open(dir, &l2, &err) == 0);
     lm_outdir_unlock(l2);

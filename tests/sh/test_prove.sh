@@ -91,7 +91,7 @@ EOF
 "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/slow.json" --out "$tmp/l" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 100); do [ -s "$tmp/l/pool.jsonl" ] && break; sleep 0.05; done
-check_fails "a second run on a folder in use is refused" "is in use by another run (pid $pid)" \
+check_fails "a second run on a folder in use is refused" "is in use by pid $pid" \
     "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/slow.json" --out "$tmp/l"
 kill -INT $pid
 wait $pid; rc=$?
