@@ -1,5 +1,5 @@
 /* fuzz_prove.c — libFuzzer target: arbitrary bytes as the inputs of the proof
- * pipeline: a pool.jsonl line (lm_pool_parse_line), a problems file
+ * pipeline: a pool.jsonl line (lm_pool_rec_parse), a problems file
  * (lm_problems_parse, both as problems and as proofs), a templates file
  * (lm_templates_parse) and a model's answer (\boxed{} scores, the heading
  * split). Each either fails with one line naming the input, or yields a
@@ -35,10 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lm_error err;
 
     lm_pool_rec r, back;
-    if (lm_pool_parse_line(s, size, "pool.jsonl", 1, &r, &err) == 0) {
+    if (lm_pool_rec_parse(s, size, "pool.jsonl", 1, &r, &err) == 0) {
         lm_text line = {0};
-        require(lm_pool_format(&r, &line) == 0);
-        require(lm_pool_parse_line(line.data, line.len, "pool.jsonl", 1, &back, &err) == 0);
+        require(lm_pool_rec_format(&r, &line) == 0);
+        require(lm_pool_rec_parse(line.data, line.len, "pool.jsonl", 1, &back, &err) == 0);
         require(same(r.id, back.id) && same(r.problem_id, back.problem_id) && r.kind == back.kind &&
                 r.round == back.round && r.failed == back.failed && r.n_parents == back.n_parents &&
                 same(r.prompt_hash, back.prompt_hash) && r.seed == back.seed);

@@ -426,8 +426,8 @@ TEST(pool_append_reopen_repair) {
     unlink(path);
     lm_error err;
     lm_text warn = {0};
-    lm_pool *p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 0 && warn.len == 0);
+    lm_proof_pool *p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 0 && warn.len == 0);
     lm_pool_rec a = mkrec("1", "r0.g0", LM_KIND_PROOF, "bad utf8 \xff, quote \" and \\ and \x01");
     char *par[] = {"r0.g0"};
     lm_pool_rec b = mkrec("1", "r0.g0.v0", LM_KIND_VERIFICATION, "\\boxed{1}");
@@ -438,19 +438,19 @@ TEST(pool_append_reopen_repair) {
     lm_pool_rec f = mkrec("1", "r0.g1", LM_KIND_PROOF, NULL);
     f.failed = 1;
     f.error = "connection refused";
-    CHECK(lm_pool_append(p, &a, &err) && lm_pool_append(p, &b, &err) && lm_pool_append(p, &f, &err));
-    lm_pool_close(p);
+    CHECK(lm_proof_pool_append(p, &a, &err) && lm_proof_pool_append(p, &b, &err) && lm_proof_pool_append(p, &f, &err));
+    lm_proof_pool_close(p);
 
-    p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 3 && lm_pool_loaded(p) == 3);
-    const lm_pool_rec *r = p ? lm_pool_find(p, "1", "r0.g0", "0123456789abcdef") : NULL;
+    p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 3 && lm_proof_pool_loaded(p) == 3);
+    const lm_pool_rec *r = p ? lm_proof_pool_find(p, "1", "r0.g0", "0123456789abcdef") : NULL;
     CHECK(r && !strcmp(r->text, "bad utf8 \xef\xbf\xbd, quote \" and \\ and \x01"));
-    r = p ? lm_pool_find(p, "1", "r0.g0.v0", "0123456789abcdef") : NULL;
+    r = p ? lm_proof_pool_find(p, "1", "r0.g0.v0", "0123456789abcdef") : NULL;
     CHECK(r && r->n_parents == 1 && !strcmp(r->parents[0], "r0.g0") && r->has_score && r->score == 1);
-    CHECK(p && !lm_pool_find(p, "1", "r0.g1", "0123456789abcdef"));      /* failed: asked again */
-    CHECK(p && !lm_pool_find(p, "1", "r0.g0", "fedcba9876543210"));      /* another prompt */
-    CHECK(p && !lm_pool_find(p, "2", "r0.g0", "0123456789abcdef"));
-    lm_pool_close(p);
+    CHECK(p && !lm_proof_pool_find(p, "1", "r0.g1", "0123456789abcdef"));      /* failed: asked again */
+    CHECK(p && !lm_proof_pool_find(p, "1", "r0.g0", "fedcba9876543210"));      /* another prompt */
+    CHECK(p && !lm_proof_pool_find(p, "2", "r0.g0", "0123456789abcdef"));
+    lm_proof_pool_close(p);
 
     /* a crash mid-write: the partial last line is dropped with a warning */
     char *text = read_text(path);
@@ -458,26 +458,26 @@ TEST(pool_append_reopen_repair) {
     FILE *fp = fopen(path, "a");
     fputs("{\"id\":\"r0.g2\",\"problem_id\":\"1\",\"kind\":\"pro", fp);
     fclose(fp);
-    p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 3);
+    p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 3);
     CHECKF(strstr(warn.data ? warn.data : "", "pool.jsonl:4: dropped an incomplete last line"), "%s", warn.data);
     struct stat st;
     stat(path, &st);
     CHECK((size_t)st.st_size == full);
-    if (p) CHECK(lm_pool_append(p, &a, &err) != NULL);   /* appends after the repair parse */
-    lm_pool_close(p);
-    p = lm_pool_open(path, NULL, &err);
-    CHECK(p && lm_pool_count(p) == 4);
-    lm_pool_close(p);
+    if (p) CHECK(lm_proof_pool_append(p, &a, &err) != NULL);   /* appends after the repair parse */
+    lm_proof_pool_close(p);
+    p = lm_proof_pool_open(path, NULL, &err);
+    CHECK(p && lm_proof_pool_count(p) == 4);
+    lm_proof_pool_close(p);
 
     /* a complete last line whose newline was lost is kept */
     text = (free(text), read_text(path));
     text[strlen(text) - 1] = 0;
     write_text(path, text);
     lm_text_free(&warn);
-    p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 4 && warn.len == 0);
-    lm_pool_close(p);
+    p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 4 && warn.len == 0);
+    lm_proof_pool_close(p);
     free(text);
     text = read_text(path);
     CHECK(text[strlen(text) - 1] == '\n');
@@ -487,7 +487,7 @@ TEST(pool_append_reopen_repair) {
     memcpy(second, "{\"id\":", 6);
     memcpy(second + 6, "XX", 2);
     write_text(path, text);
-    p = lm_pool_open(path, NULL, &err);
+    p = lm_proof_pool_open(path, NULL, &err);
     CHECK(p == NULL && strstr(err.msg, "pool.jsonl:2: byte"));
     char *after = read_text(path);
     CHECK(after && !strcmp(after, text));
@@ -495,10 +495,10 @@ TEST(pool_append_reopen_repair) {
     free(text);
     write_text(path, "{\"id\":\"x\",\"problem_id\":\"1\",\"kind\":\"lemma\",\"round\":0,\"text\":\"\",\"finish_reason\":\"stop\","
                      "\"prompt_hash\":\"0123456789abcdef\"}\n");
-    p = lm_pool_open(path, NULL, &err);
+    p = lm_proof_pool_open(path, NULL, &err);
     CHECK(p == NULL && strstr(err.msg, "pool.jsonl:1: field \"kind\": expected proof, verification or meta_verification"));
     write_text(path, "{\"id\":\"x\",\"problem_id\":\"1\",\"kind\":\"proof\",\"round\":0,\"text\":\"\",\"finish_reason\":\"stop\"}\n");
-    p = lm_pool_open(path, NULL, &err);
+    p = lm_proof_pool_open(path, NULL, &err);
     CHECK(p == NULL && strstr(err.msg, "pool.jsonl:1: field \"prompt_hash\""));
     lm_text_free(&warn);
 }
@@ -630,7 +630,7 @@ static const char *verdict(const char *why, const char *score) {
 typedef struct run_env {
     lm_problem_set ps;
     lm_prompt_templates t;
-    lm_pool *pool;
+    lm_proof_pool *pool;
     lm_prove_opts o;
     volatile int stop;
     char path[400];
@@ -646,19 +646,19 @@ static void env_open(run_env *e, const char *name, const char *problems_jsonl) {
     e->t = test_templates();
     snprintf(e->path, sizeof e->path, "%s/%s.jsonl", tmpdir, name);
     unlink(e->path);
-    e->pool = lm_pool_open(e->path, NULL, &err);
+    e->pool = lm_proof_pool_open(e->path, NULL, &err);
     lm_prove_opts_default(&e->o);
 }
 
 static void env_reopen_pool(run_env *e) {
     lm_error err;
-    lm_pool_close(e->pool);
-    e->pool = lm_pool_open(e->path, NULL, &err);
+    lm_proof_pool_close(e->pool);
+    e->pool = lm_proof_pool_open(e->path, NULL, &err);
     if (!e->pool) printf("  reopen: %s\n", err.msg);
 }
 
 static void env_close(run_env *e) {
-    lm_pool_close(e->pool);
+    lm_proof_pool_close(e->pool);
     lm_templates_free(&e->t);
     lm_problems_free(&e->ps);
 }
@@ -732,8 +732,8 @@ TEST(pipeline_selection_and_pairing) {
     CHECK_NEAR(p->proofs[0].mean, 0.625, 0, 0);
     /* the pool records the parents */
     int refined = 0;
-    for (int i = 0; i < lm_pool_count(e.pool); i++) {
-        const lm_pool_rec *r = lm_pool_at(e.pool, i);
+    for (int i = 0; i < lm_proof_pool_count(e.pool); i++) {
+        const lm_pool_rec *r = lm_proof_pool_at(e.pool, i);
         if (!strcmp(r->id, "r1.g0")) refined += r->parent_is_list && r->n_parents == 1 && !strcmp(r->parents[0], "r0.g2");
         if (!strcmp(r->id, "r0.g3.v3")) refined += !r->has_score && r->dropped != NULL;
     }
@@ -1163,7 +1163,7 @@ TEST(verify_given_proofs) {
     e.t = test_templates();
     snprintf(e.path, sizeof e.path, "%s/verify.jsonl", tmpdir);
     unlink(e.path);
-    e.pool = lm_pool_open(e.path, NULL, &err);
+    e.pool = lm_proof_pool_open(e.path, NULL, &err);
     lm_prove_opts_default(&e.o);
     e.o.verifications = 3;
     const char *pids[] = {"v1", "v2"};

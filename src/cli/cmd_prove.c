@@ -300,7 +300,7 @@ static int run(int argc, char **argv, int verify) {
     lm_prompt_templates t;
     memset(&t, 0, sizeof t);
     lm_backend *backend = NULL;
-    lm_pool *pool = NULL;
+    lm_proof_pool *pool = NULL;
     lm_prove_result *res = NULL;
     lm_text warn = {0}, args_json = {0}, md = {0};
     int lock = -1, rc = 1;
@@ -323,10 +323,10 @@ static int run(int argc, char **argv, int verify) {
                                               NULL};
     if (lm_run_args_check(c.out, args_json.data, operational, &err)) goto fail;
     snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", c.out);
-    if (!(pool = lm_pool_open(pool_path, &warn, &err))) goto fail;
+    if (!(pool = lm_proof_pool_open(pool_path, &warn, &err))) goto fail;
     if (warn.len) fprintf(stderr, "lemma %s: warning: %s", cmd, warn.data);
 
-    print_settings(&c, &ps, lm_pool_loaded(pool));
+    print_settings(&c, &ps, lm_proof_pool_loaded(pool));
 
     ui u = {cmd, isatty(2), c.quiet, 0, now_s()};
     lm_prove_ctx ctx = {&t, backend, pool, &c.o, on_progress, &u, &stop_flag};
@@ -335,7 +335,7 @@ static int run(int argc, char **argv, int verify) {
     if (prc) {
         if (stop_flag && !strcmp(err.msg, "interrupted")) {
             fprintf(stderr, "lemma %s: interrupted; %d answers are in %s (rerun the same command to continue)\n", cmd,
-                    lm_pool_count(pool), pool_path);
+                    lm_proof_pool_count(pool), pool_path);
             rc = 130;
             goto done;
         }
@@ -357,7 +357,7 @@ fail:
 done:
     lm_prove_result_free(res);
     if (backend) backend->free(backend);
-    lm_pool_close(pool);
+    lm_proof_pool_close(pool);
     lm_outdir_unlock(lock);
     lm_templates_free(&t);
     lm_problems_free(&ps);

@@ -432,7 +432,7 @@ static void on_reply(void *user, const lm_chat_reply *reply) {
         rec.completion_tokens = reply->completion_tokens;
         judge(q->kind, &rec);
     }
-    const lm_pool_rec *stored = lm_pool_append(r->c->pool, &rec, &r->err);
+    const lm_pool_rec *stored = lm_proof_pool_append(r->c->pool, &rec, &r->err);
     if (!stored) {
         r->internal = 1;
         if (r->stop) *r->stop = 1;
@@ -480,7 +480,7 @@ static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, plist *l, int 
         pending *q = &p[i];
         q->seed = lm_prove_seed(c->opts->seed, res->problems[q->problem].problem->id, q->id);
         const lm_pool_rec *rec =
-            lm_pool_find(c->pool, res->problems[q->problem].problem->id, q->id, l->hashes[q->prompt]);
+            lm_proof_pool_find(c->pool, res->problems[q->problem].problem->id, q->id, l->hashes[q->prompt]);
         if (rec) {
             q->resolved = 1;
             attach(&r, q, rec);
@@ -518,7 +518,7 @@ static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, plist *l, int 
     r.ph.elapsed = now_s() - r.t0;
     r.ph.finished = 1;
     if (!rc && c->progress) c->progress(c->progress_ctx, &r.ph);
-    if (ask > 0 && lm_pool_sync(c->pool, rc ? &r.err : err) && !rc) rc = -1;
+    if (ask > 0 && lm_proof_pool_sync(c->pool, rc ? &r.err : err) && !rc) rc = -1;
     return rc;
 }
 
