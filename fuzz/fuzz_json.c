@@ -1,7 +1,8 @@
 /* fuzz_json.c — libFuzzer target: arbitrary bytes through json_parse.
  * Either it fails with "byte N: ..." (N within the input) on one line, or it
  * gives a tree whose every string survives json_write_string + json_parse
- * unchanged, whose offsets lie inside the input, and whose member counts match.
+ * unchanged, whose offsets lie inside the input, whose member counts match,
+ * and whose object keys are unique (a lookup by key finds that member).
  *
  * FUZZ_SEEDS: tests/golden/*\/*.json tests/bad/*\/*.json
  * FUZZ_MAX_LEN: 16384
@@ -57,7 +58,8 @@ static void walk(const json_value *v, int depth) {
         for (const json_value *m = v->child; m; m = m->next, n++) {
             if (v->type == JSON_OBJECT) {
                 require(m->key != NULL && m->key[m->key_len] == 0);
-                require(json_get(v, m->key) != NULL || strlen(m->key) != m->key_len);
+                /* keys are unique: the lookup finds this very member */
+                require(json_get(v, m->key) == m || strlen(m->key) != m->key_len);
             }
             walk(m, depth + 1);
         }

@@ -415,6 +415,53 @@ TEST(window_determinism) {
     lm_data_close(d);
 }
 
+/* "windows": "document": every training window starts at a BOS, every BOS
+ * that has T tokens after it in its shard is a start, and the index says so. */
+TEST(document_windows) {
+    char *text = make_lines(500, 11);
+    write_text(tpath("dw.txt"), text);
+    free(text);
+    const char *files[] = {tpath("dw.txt")};
+    lm_data_opts o;
+    lm_data_opts_default(&o);
+    o.doc_sep = LM_DOC_LINE;
+    o.val_fraction = 0.05;
+    o.shard_tokens = 3000;
+    o.doc_windows = 1;
+    lm_error err;
+    CHECK(build(files, 1, tpath("dwd"), &o, &err) == 0);
+    lm_data *d = lm_data_open(tpath("dwd"), &err);
+    CHECK(d != NULL);
+    if (!d) return;
+    enum { B = 8, T = 16 };
+    int32_t ids[B * T], tg[B * T];
+    int32_t bos = lm_data_bos(d);
+    int all_bos = 1;
+    for (int step = 0; step < 50; step++) {
+        CHECK(lm_data_window(d, LM_SPLIT_TRAIN, 7, step, 0, B, T, ids, tg, &err) == 0);
+        for (int r = 0; r < B; r++) all_bos &= ids[r * T] == bos;
+    }
+    CHECK(all_bos);
+    /* the number of starts: BOS positions p with p + T < n, summed over shards */
+    lm_ids one = {0};
+    int64_t want = 0;
+    for (int i = 0;; i++) {
+        char sp[600];
+        snprintf(sp, sizeof sp, "%s/train-%05d.bin", tpath("dwd"), i);
+        if (access(sp, F_OK)) break;
+        one.n = 0;
+        CHECK(read_shard(sp, &one, NULL, NULL) == 0);
+        for (size_t t = 0; t < one.n; t++) want += one.ids[t] == bos && (int64_t)t + T < (int64_t)one.n;
+    }
+    lm_ids_free(&one);
+    CHECKF(lm_data_starts(d, LM_SPLIT_TRAIN, T) == want && want > 100, "%lld starts, want %lld",
+           (long long)lm_data_starts(d, LM_SPLIT_TRAIN, T), (long long)want);
+    lm_data_close(d);
+    /* without a BOS there are no documents to align to */
+    o.bos = 0;
+    CHECK(build(files, 1, tpath("dwd2"), &o, &err) == -1 && strstr(err.msg, "BOS"));
+}
+
 TEST(window_distribution) {
     lm_data *d = window_data();
     if (!d) { CHECK(0); return; }
@@ -654,6 +701,7 @@ int main(void) {
     RUN(val_never_empty);
     RUN(window_determinism);
     RUN(window_distribution);
+    RUN(document_windows);
     RUN(eval_windows);
     RUN(mask_path);
     RUN(header_validation);

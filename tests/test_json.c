@@ -62,13 +62,13 @@ TEST(scalars) {
 }
 
 TEST(objects_and_arrays) {
-    json_doc *d = parse("{\"a\": 1, \"b\": [true, null, {\"c\": \"x\"}], \"a\": 2, \"e\": {}, \"f\": []}");
+    json_doc *d = parse("{\"a\": 1, \"b\": [true, null, {\"c\": \"x\"}], \"d\": 2, \"e\": {}, \"f\": []}");
     CHECK(d != NULL);
     if (!d) return;
     const json_value *r = json_root(d);
     CHECK(r->type == JSON_OBJECT && r->len == 5);
     int64_t i;
-    CHECK(json_as_int(json_get(r, "a"), &i) && i == 1); /* first of duplicate keys */
+    CHECK(json_as_int(json_get(r, "a"), &i) && i == 1);
     const json_value *b = json_get(r, "b");
     CHECK(b && b->type == JSON_ARRAY && b->len == 3);
     CHECK(json_at(b, 0)->type == JSON_TRUE && json_at(b, 1)->type == JSON_NULL);
@@ -392,9 +392,108 @@ TEST(quote_for_messages) {
     CHECK(!strcmp(json_quote(q8, sizeof q8, "abcdefgh", 8), "\"ab...\""));
 }
 
+/* A key twice in one object is an error naming the key and the byte offset
+ * of its second occurrence, whatever the object's size (small objects are
+ * checked pairwise, large ones through a hash table) and however the key is
+ * spelt (escapes are decoded first). */
+TEST(duplicate_keys) {
+    CHECK(fails_with("{\"a\": 1, \"b\": 2, \"a\": 3}",
+                     "byte 17: duplicate key \"a\" (a key may appear once per object)"));
+    CHECK(fails_with("{\"x\": {\"k\": 1, \"k\": 1}}", "byte 15: duplicate key \"k\" (a key may appear once per object)"));
+    CHECK(fails_with("[{\"a\": 1}, {\"\\u0061\": 1, \"a\": 2}]",
+                     "byte 25: duplicate key \"a\" (a key may appear once per object)"));
+    CHECK(fails_with("{\"\": 1, \"\": 2}", "byte 8: duplicate key \"\" (a key may appear once per object)"));
+    json_doc *d = parse("{\"a\": 1, \"A\": 2, \"a \": 3, \"b\": {\"a\": 4}}"); /* distinct keys, same key in a child */
+    CHECK(d && json_root(d)->len == 4);
+    json_free(d);
+    /* 100,000 keys: linear in the number of keys (a pairwise check would be
+     * 5e9 comparisons); the duplicate is the last one, of the first key. */
+    enum { N = 100000 };
+    size_t cap = (size_t)N * 16 + 64, pos = 0;
+    char *s = malloc(cap);
+    s[pos++] = '{';
+    for (int i = 0; i < N; i++) pos += (size_t)snprintf(s + pos, cap - pos, "%s\"k%d\":%d", i ? "," : "", i, i);
+    size_t dup_at = pos + 1;
+    pos += (size_t)snprintf(s + pos, cap - pos, ",\"k0\":0}");
+    char want[96];
+    snprintf(want, sizeof want, "byte %zu: duplicate key \"k0\" (a key may appear once per object)", dup_at);
+    CHECK(fails_with_n(s, pos, want));
+    s[dup_at - 1] = '}'; /* without the duplicate: accepted, every key found */
+    lm_error e = {{0}};
+    d = json_parse(s, dup_at, &e);
+    CHECK(d && json_root(d)->len == N);
+    int64_t v;
+    CHECK(d && json_as_int(json_get(json_root(d), "k99999"), &v) && v == 99999);
+    json_free(d);
+    free(s);
+}
+
+typedef struct members_seen {
+    int n;
+    char keys[8][8];
+    int64_t sum;
+} members_seen;
+
+static int count_member(void *ctx, const json_value *m) {
+    members_seen *c = ctx;
+    if (c->n < 8) snprintf(c->keys[c->n], sizeof c->keys[0], "%s", m->key);
+    c->n++;
+    int64_t v;
+    if (json_as_int(m, &v)) c->sum += v;
+    else if (m->type == JSON_OBJECT) c->sum += (int64_t)m->len;
+    return 0;
+}
+
+static int stop_at_second(void *ctx, const json_value *m) {
+    (void)m;
+    return ++*(int *)ctx == 2;
+}
+
+/* json_parse_each_member: the members in order, the same errors as
+ * json_parse (duplicates included, also ones far apart), and a stop from the
+ * callback. */
+TEST(each_member) {
+    lm_error e = {{0}};
+    members_seen c = {0};
+    const char *doc = "\xEF\xBB\xBF {\"a\": 1, \"b\": {\"x\": [1, 2], \"y\": null}, \"c\": 40}  ";
+    CHECK(json_parse_each_member(doc, strlen(doc), count_member, &c, &e) == 0);
+    CHECK(c.n == 3 && !strcmp(c.keys[0], "a") && !strcmp(c.keys[1], "b") && !strcmp(c.keys[2], "c") && c.sum == 43);
+    c.n = 0;
+    CHECK(json_parse_each_member("{}", 2, count_member, &c, &e) == 0 && c.n == 0);
+    CHECK(json_parse_each_member("[1, 2]", 6, count_member, &c, &e) == -1 &&
+          !strcmp(e.msg, "byte 0: expected an object, found an array"));
+    CHECK(json_parse_each_member("  x", 3, count_member, &c, &e) == -1 && !strcmp(e.msg, "byte 2: expected an object"));
+    CHECK(json_parse_each_member("", 0, count_member, &c, &e) == -1 &&
+          !strcmp(e.msg, "byte 0 (end of input): expected an object"));
+    CHECK(json_parse_each_member("{\"a\": 1,}", 9, count_member, &c, &e) == -1 &&
+          !strcmp(e.msg, "byte 8: expected a string key"));
+    CHECK(json_parse_each_member("{\"a\": 1} {}", 11, count_member, &c, &e) == -1 &&
+          !strcmp(e.msg, "byte 9: unexpected data after the top-level value"));
+    CHECK(json_parse_each_member("{\"a\": {\"b\": 1, \"b\": 2}}", 24, count_member, &c, &e) == -1 &&
+          !strcmp(e.msg, "byte 15: duplicate key \"b\" (a key may appear once per object)"));
+    int calls = 0;
+    CHECK(json_parse_each_member("{\"a\": 1, \"b\": 2, \"c\": 3}", 24, stop_at_second, &calls, &e) == -1 && calls == 2);
+    /* 50,000 members, then the first key again (spelt with an escape). */
+    enum { N = 50000 };
+    size_t cap = (size_t)N * 40 + 64, pos = 0;
+    char *s = malloc(cap);
+    s[pos++] = '{';
+    for (int i = 0; i < N; i++) pos += (size_t)snprintf(s + pos, cap - pos, "%s\"t%d\":{\"v\":[%d]}", i ? "," : "", i, i);
+    size_t dup_at = pos + 1;
+    pos += (size_t)snprintf(s + pos, cap - pos, ",\"\\u00740\":{}}");
+    c.n = 0;
+    CHECK(json_parse_each_member(s, pos, count_member, &c, &e) == -1 && c.n == N);
+    char want[96];
+    snprintf(want, sizeof want, "byte %zu: duplicate key \"t0\" (a key may appear once per object)", dup_at);
+    CHECKF(!strcmp(e.msg, want), "%s", e.msg);
+    free(s);
+}
+
 int main(void) {
     RUN(scalars);
     RUN(objects_and_arrays);
+    RUN(duplicate_keys);
+    RUN(each_member);
     RUN(string_escapes);
     RUN(surrogate_pairs);
     RUN(numbers);

@@ -145,7 +145,7 @@ TEST(recipe_rejections) {
         {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"\"}}, \"stages\": [{}]}", "expected a file path"},
         {"{\"lemma_recipe\": 1, \"inputs\": {\"A b\": {\"path\": \"x\"}}, \"stages\": [{}]}", "expected a name"},
         {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"x\"}, \"a\": {\"path\": \"y\"}}, \"stages\": [{}]}",
-         "given twice"},
+         "byte 51: duplicate key \"a\""}, /* from the JSON parser, before the recipe's own check */
         {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"x\"}}, \"stages\": [{\"name\": \"a\", \"kind\": \"tokenizer\", "
          "\"inputs\": [\"a\"], \"vocab_size\": 300}]}",
          "an input has the same name"},
@@ -181,6 +181,36 @@ TEST(recipe_rejections) {
          "{\"name\": \"m\", \"kind\": \"pretrain\", \"inputs\": [\"d\"]}, {\"name\": \"m2\", \"kind\": \"data\", "
          "\"inputs\": [\"m\", \"t\", \"a\"]}]}",
          "a pretrain stage, which a data stage cannot take"},
+        /* tasks inputs */
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"builtin\": \"tasks\", \"n\": 5}}, \"stages\": [{}]}",
+         "inputs.a.set"},
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"builtin\": \"tasks\", \"set\": \"problems\"}}, \"stages\": [{}]}",
+         "inputs.a.n"},
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"builtin\": \"tasks\", \"set\": \"problems\", \"n\": 5, "
+         "\"difficulty\": [3, 2]}}, \"stages\": [{}]}",
+         "inputs.a.difficulty"},
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"builtin\": \"tasks\", \"set\": \"sft\", \"n\": 5}}, "
+         "\"stages\": [{}]}",
+         "needs \"templates\""},
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"builtin\": \"tasks\", \"set\": \"text\", \"n\": 5, "
+         "\"exclude\": \"b\"}, \"b\": {\"builtin\": \"tasks\", \"set\": \"problems\", \"n\": 5}}, \"stages\": [{}]}",
+         "not an earlier tasks input"},
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"builtin\": \"tasks\", \"set\": \"text\", \"n\": 5, "
+         "\"p_generate\": 2}}, \"stages\": [{}]}",
+         "p_generate"},
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"builtin\": \"tasks\", \"set\": \"text\", \"n\": 5, "
+         "\"lines\": 2}}, \"stages\": [{}]}",
+         "unknown key \"lines\""},
+        /* sft stages */
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"x\"}}, \"stages\": [{\"name\": \"t\", \"kind\": \"tokenizer\", "
+         "\"inputs\": [\"a\"], \"vocab_size\": 300}, {\"name\": \"d\", \"kind\": \"data\", \"inputs\": [\"a\", \"t\"]}, "
+         "{\"name\": \"s\", \"kind\": \"sft\", \"inputs\": [\"d\", \"t\"]}]}",
+         "an sft stage takes one data stage, one pretrain or sft stage"},
+        {"{\"lemma_recipe\": 1, \"inputs\": {\"a\": {\"path\": \"x\"}}, \"stages\": [{\"name\": \"t\", \"kind\": \"tokenizer\", "
+         "\"inputs\": [\"a\"], \"vocab_size\": 300}, {\"name\": \"d\", \"kind\": \"data\", \"inputs\": [\"a\", \"t\"]}, "
+         "{\"name\": \"m\", \"kind\": \"pretrain\", \"inputs\": [\"d\"]}, "
+         "{\"name\": \"s\", \"kind\": \"sft\", \"inputs\": [\"d\", \"m\"], \"config\": {}}]}",
+         "takes its config from the model"},
     };
     lm_error err;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -343,7 +343,8 @@ TEST(sharded_dir) {
          "'a' is listed in weight_map but missing"},
         {"{\"weight_map\":{\"b\":\"model-00001-of-00002.safetensors\",\"a\":\"model-00002-of-00002.safetensors\"}}",
          "'b' is mapped to model-00001-of-00002.safetensors but found in"},
-        {"{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\",\"a\":\"model.safetensors\"}}", "appears twice"},
+        {"{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\",\"a\":\"model.safetensors\"}}",
+         "model.safetensors.index.json: byte 54: duplicate key \"a\""},
         {"{\"weight_map\":{\"a\\n\":\"x\"}}", "control character"},
         {"{\"weight_map\":{\"a\":\"x\\u0000y\"}}", "must be a plain file name"},
         {"{\"weight_map\":[]}", "missing object field 'weight_map'"},
@@ -405,7 +406,7 @@ TEST(reader_refuses) {
     b[0] = 1;
     CHECK(mem_fails(b, n, "header length 1, expected a JSON object"));
     CHECK(mem_fails(b, mk(b, "{\"w\":}", 0), "m.st: header byte 5: expected a value"));
-    CHECK(mem_fails(b, mk(b, "[]", 0), "header is a JSON array, expected an object"));
+    CHECK(mem_fails(b, mk(b, "[]", 0), "m.st: header byte 0: expected an object, found an array"));
     CHECK(mem_fails(b, mk(b, "{\"__metadata__\":[]}", 0), "__metadata__ is a JSON array"));
     CHECK(mem_fails(b, mk(b, "{\"w\":1}", 0), "tensor 'w': entry is a JSON number"));
     CHECK(mem_fails(b, mk(b, T1("F31", "[1]", "[0,4]"), 4), "tensor 'w': unknown dtype \"F31\""));
@@ -439,7 +440,7 @@ TEST(reader_refuses) {
                     "overlap"));
     CHECK(mem_fails(b, mk(b, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                              "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8),
-                    "m.st: tensor 'a' appears twice in the header"));
+                    "m.st: header byte 54: duplicate key \"a\" (a key may appear once per object)"));
     /* Accepted: empty tensors anywhere (even at the same offset), touching spans, trailing bytes. */
     n = mk(b, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
               "\"e\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[2,2]},"

@@ -157,9 +157,47 @@ TEST(test_train_limits) {
     CHECK(lm_bpe_train_files(files, 1, &o, "/tmp", &err) == -1 && strstr(err.msg, "/nonexistent/corpus.txt"));
 }
 
+/* digit_group 1: numbers reach BPE one digit at a time, so no merge can join
+ * digits however often a number repeats; the written pattern is "\p{N}" and
+ * the loaded tokenizer encodes the same way. digit_group 3 merges them. */
+TEST(test_train_digit_group) {
+    lm_text corpus = {0};
+    for (int i = 0; i < 400; i++) lm_text_append(&corpus, "x = 1234 + 5678\n", 16);
+    for (int group = 1; group <= 3; group += 2) {
+        lm_bpe_train_opts o;
+        lm_bpe_train_defaults(&o);
+        o.vocab_size = 300;
+        o.digit_group = group;
+        lm_error err;
+        lm_text js = {0}, cfg = {0};
+        lm_bpe_trainer *t = lm_bpe_trainer_new(&o, &err);
+        CHECK(t && !lm_bpe_trainer_feed(t, corpus.data, corpus.len, &err) && !lm_bpe_trainer_finish(t, &js, &cfg, &err));
+        lm_bpe_trainer_free(t);
+        CHECK((strstr(js.data, "\"Regex\": \"\\\\p{N}\"") != NULL) == (group == 1));
+        lm_tokenizer *tok = lm_tokenizer_load_mem(js.data, js.len, cfg.data, cfg.len, "digits", &err);
+        CHECK(tok != NULL);
+        if (tok) {
+            lm_ids ids = {0};
+            CHECK(lm_tokenizer_encode(tok, "1234", 4, 0, &ids, &err) == 0);
+            CHECKF(group == 1 ? ids.n == 4 : ids.n < 4, "group %d: %zu tokens for 1234", group, ids.n);
+            lm_ids_free(&ids);
+            lm_tokenizer_free(tok);
+        }
+        lm_text_free(&js);
+        lm_text_free(&cfg);
+    }
+    lm_bpe_train_opts o;
+    lm_bpe_train_defaults(&o);
+    o.digit_group = 4;
+    lm_error err;
+    CHECK(lm_bpe_trainer_new(&o, &err) == NULL && strstr(err.msg, "digit group"));
+    lm_text_free(&corpus);
+}
+
 int main(void) {
     RUN(test_train_deterministic_and_loadable);
     RUN(test_train_merge_order);
     RUN(test_train_limits);
+    RUN(test_train_digit_group);
     return test_report("test_tokenizer_train");
 }

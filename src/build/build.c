@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "build/sha256.h"
+#include "build/taskset.h"
 #include "build/stages.h"
 #include "formats/safetensors.h"
 
@@ -134,9 +135,31 @@ static int hash_mismatch(const lm_recipe_input *in, const char *got, lm_error *e
                    in->sha256);
 }
 
+/* A tasks input (build/taskset.h): exclude_path is the prepared file of the
+ * input it excludes, or NULL. */
+static int make_taskset(const lm_recipe_input *in, const char *exclude_path, lm_text *out, lm_error *err) {
+    lm_taskset_opts o;
+    const char *ex, *tp;
+    if (lm_taskset_opts_from_json(in->def, "recipe", in->name, &o, &ex, &tp, err)) return -1;
+    char *ex_text = NULL, *tp_text = NULL;
+    size_t ex_len = 0, tp_len = 0;
+    int rc = 0;
+    if (exclude_path && lm_read_file(exclude_path, (size_t)1 << 30, &ex_text, &ex_len, err)) rc = -1;
+    if (!rc && in->resolved && lm_read_file(in->resolved, (size_t)1 << 24, &tp_text, &tp_len, err)) rc = -1;
+    if (!rc) {
+        o.exclude = ex_text;
+        o.exclude_len = ex_len;
+        o.templates_json = tp_text;
+        rc = lm_taskset_build(&o, out, err);
+    }
+    free(ex_text);
+    free(tp_text);
+    return rc;
+}
+
 /* Makes or checks one input; fills its path (in the build dir or in place) and hash. */
-static int prepare_input(const lm_recipe_input *in, const char *out_dir, lm_lock *lk, char *path, size_t cap,
-                         char hex[65], lm_error *err) {
+static int prepare_input(const lm_recipe_input *in, const char *exclude_path, const char *out_dir, lm_lock *lk,
+                         char *path, size_t cap, char hex[65], lm_error *err) {
     if (!in->builtin) {
         snprintf(path, cap, "%s", in->resolved);
         if (lm_sha256_file(in->resolved, hex, err)) return lm_fail_prefix(err, "input %s", in->name);
@@ -144,12 +167,13 @@ static int prepare_input(const lm_recipe_input *in, const char *out_dir, lm_lock
         return lm_lock_set_input(lk, in->name, in->path, hex) ? lm_fail(err, "out of memory") : 0;
     }
     char rel[256];
-    snprintf(rel, sizeof rel, "inputs/%s.txt", in->name);
+    snprintf(rel, sizeof rel, "inputs/%s.%s", in->name, in->builtin == LM_BUILTIN_TASKS ? "jsonl" : "txt");
     snprintf(path, cap, "%s/%s", out_dir, rel);
     lm_error e2;
     if (!(in->sha256[0] && file_exists(path) && !lm_sha256_file(path, hex, &e2) && !strcmp(hex, in->sha256))) {
         lm_text t = {0};
         int rc = in->builtin == LM_BUILTIN_BIBLE_KJV ? run_bible(&t, err)
+                 : in->builtin == LM_BUILTIN_TASKS    ? make_taskset(in, exclude_path, &t, err)
                  : lm_synth_text(in->seed, in->lines, &t) ? lm_fail(err, "out of memory") : 0;
         if (rc) {
             lm_text_free(&t);
@@ -183,7 +207,8 @@ static stage_fn stage_function(int kind_id) {
     switch (kind_id) {
     case LM_STAGE_TOKENIZER: return lm_stage_tokenizer;
     case LM_STAGE_DATA: return lm_stage_data;
-    case LM_STAGE_PRETRAIN: return lm_stage_pretrain;
+    case LM_STAGE_PRETRAIN:
+    case LM_STAGE_SFT: return lm_stage_pretrain;
     }
     return NULL;
 }
@@ -272,7 +297,10 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             lm_fail(err, "interrupted");
             goto done;
         }
-        if (prepare_input(&r->inputs[i], o->out_dir, lk, in_path[i], sizeof in_path[i], in_hash[i], err)) goto done;
+        const lm_recipe_input *in = &r->inputs[i];
+        if (prepare_input(in, in->builtin == LM_BUILTIN_TASKS && in->exclude >= 0 ? in_path[in->exclude] : NULL,
+                          o->out_dir, lk, in_path[i], sizeof in_path[i], in_hash[i], err))
+            goto done;
     }
     if (lm_lock_write(lock_path, lk, err)) goto done;
 
@@ -331,7 +359,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
         char pname[128], pdir[4096];
         snprintf(pname, sizeof pname, ".%s.partial-%.16s", rs->name, key);
         snprintf(pdir, sizeof pdir, "%s/%s", o->out_dir, pname);
-        remove_partials(o->out_dir, rs->name, rs->kind_id == LM_STAGE_PRETRAIN ? pname : NULL);
+        remove_partials(o->out_dir, rs->name, (rs->kind_id == LM_STAGE_PRETRAIN || rs->kind_id == LM_STAGE_SFT) ? pname : NULL);
         int resume = 0;
         if (file_exists(pdir)) {
             resume = 1;
@@ -340,7 +368,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             goto done;
         }
         if (note(o, 0, "%s: %s", prefix, resume ? "resuming an interrupted run" : "running")) {
-            if (rs->kind_id != LM_STAGE_PRETRAIN) lm_remove_tree(pdir, NULL);
+            if (rs->kind_id != LM_STAGE_PRETRAIN && rs->kind_id != LM_STAGE_SFT) lm_remove_tree(pdir, NULL);
             lm_fail(err, "interrupted");
             goto done;
         }
@@ -363,7 +391,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
         stage_fn fn = stage_function(rs->kind_id);
         if (!fn || fn(&st, o->out_dir, err)) {
             if (!fn) lm_fail(err, "unknown stage kind %s", rs->kind);
-            if (rs->kind_id != LM_STAGE_PRETRAIN) lm_remove_tree(pdir, NULL);
+            if (rs->kind_id != LM_STAGE_PRETRAIN && rs->kind_id != LM_STAGE_SFT) lm_remove_tree(pdir, NULL);
             lm_fail_prefix(err, "stage %s", rs->name);
             goto done;
         }
@@ -442,7 +470,7 @@ int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, l
     int lr = lm_lock_read(lock_path, &lk, err);
     if (lr < 0) {
         close(fd);
-        return lm_fail_prefix(err, "(delete it to rebuild from scratch)");
+        return lm_fail_suffix(err, "(delete it to rebuild from scratch)");
     }
     int rc = -1, last = 0;
     if (lm_lock_set_recipe(&lk, r->name, r->sha256)) {

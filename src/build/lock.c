@@ -166,8 +166,16 @@ int lm_lock_parse(const char *text, size_t len, const char *name, lm_lock *lk, l
     const json_value *root = json_root(doc), *v;
     int64_t ver;
     v = json_get(root, "lemma_lock");
-    if (!v || !json_as_int(v, &ver) || ver != LM_LOCK_VERSION) {
-        lm_fail(err, "%s: \"lemma_lock\": expected %d", name, LM_LOCK_VERSION);
+    if (!v) {
+        lm_fail(err, "%s: no \"lemma_lock\" version field (expected %d): not a lock file", name, LM_LOCK_VERSION);
+        goto fail;
+    }
+    if (!json_as_int(v, &ver) || ver != LM_LOCK_VERSION) {
+        char found[64];
+        if (json_as_int(v, &ver)) snprintf(found, sizeof found, "%lld", (long long)ver);
+        else snprintf(found, sizeof found, "a JSON %s", json_type_name(v->type));
+        lm_fail(err, "%s: byte %zu: \"lemma_lock\" is %s, expected %d (a lock file of another lemma version)", name,
+                v->offset, found, LM_LOCK_VERSION);
         goto fail;
     }
     v = json_get(root, "recipe");

@@ -9,10 +9,14 @@
 #include "build/sha256.h"
 #include "core/rng.h"
 #include "data/shards.h"
+#include "build/taskset.h"
 #include "formats/safetensors.h"
 
 const char *lm_builtin_name(int builtin) {
-    return builtin == LM_BUILTIN_BIBLE_KJV ? "bible-kjv" : builtin == LM_BUILTIN_SYNTH_TEXT ? "synth-text" : "file";
+    return builtin == LM_BUILTIN_BIBLE_KJV    ? "bible-kjv"
+           : builtin == LM_BUILTIN_SYNTH_TEXT ? "synth-text"
+           : builtin == LM_BUILTIN_TASKS      ? "tasks"
+                                              : "file";
 }
 
 /* ---- canonical JSON --------------------------------------------------------- */
@@ -205,9 +209,29 @@ static int parse_input(lm_recipe *r, const json_value *v, lm_recipe_input *in, l
         if (get_int(v, "lines", 1, 100000000, &lines, f, where, err)) return -1;
         in->seed = (uint64_t)seed;
         in->lines = lines;
+    } else if (!strcmp(b->str, "tasks")) {
+        in->builtin = LM_BUILTIN_TASKS;
+        in->exclude = -1;
+        lm_taskset_opts o;
+        const char *ex, *tp;
+        if (lm_taskset_opts_from_json(v, f, in->name, &o, &ex, &tp, err)) return -1;
+        if (ex) {
+            for (int i = 0; i < r->n_inputs && in->exclude < 0; i++)
+                if (&r->inputs[i] != in && !strcmp(r->inputs[i].name, ex) && r->inputs[i].builtin == LM_BUILTIN_TASKS)
+                    in->exclude = i;
+            if (in->exclude < 0 || &r->inputs[in->exclude] > in)
+                return lm_fail(err, "%s: byte %zu: %s.exclude: \"%s\" is not an earlier tasks input", f,
+                               json_get(v, "exclude")->offset, where, ex);
+        }
+        if (tp) {
+            size_t n = strlen(r->dir) + strlen(tp) + 2;
+            if (!(in->resolved = malloc(n))) return lm_fail(err, "out of memory");
+            if (tp[0] == '/' || !strcmp(r->dir, ".")) snprintf(in->resolved, n, "%s", tp);
+            else snprintf(in->resolved, n, "%s/%s", r->dir, tp);
+        }
     } else {
         char q[80];
-        return lm_fail(err, "%s: byte %zu: %s.builtin: unknown built-in %s (expected \"bible-kjv\" or \"synth-text\")", f,
+        return lm_fail(err, "%s: byte %zu: %s.builtin: unknown built-in %s (expected \"bible-kjv\", \"synth-text\" or \"tasks\")", f,
                        b->offset, where, json_quote(q, sizeof q, b->str, b->len));
     }
     return 0;
@@ -240,12 +264,13 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     if (!strcmp(k->str, "tokenizer")) st->kind_id = LM_STAGE_TOKENIZER;
     else if (!strcmp(k->str, "data")) st->kind_id = LM_STAGE_DATA;
     else if (!strcmp(k->str, "pretrain")) st->kind_id = LM_STAGE_PRETRAIN;
-    else if (!strcmp(k->str, "sft") || !strcmp(k->str, "verifier") || !strcmp(k->str, "rl") || !strcmp(k->str, "distill"))
+    else if (!strcmp(k->str, "sft")) st->kind_id = LM_STAGE_SFT;
+    else if (!strcmp(k->str, "verifier") || !strcmp(k->str, "rl") || !strcmp(k->str, "distill"))
         return lm_fail(err, "%s: byte %zu: %s.kind: \"%s\" stages are planned but not implemented yet", f, k->offset,
                        where, k->str);
     else {
         char q[80];
-        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data or pretrain)", f,
+        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data, pretrain or sft)", f,
                        k->offset, where, json_quote(q, sizeof q, k->str, k->len));
     }
     if (!in || in->type != JSON_ARRAY || !in->len || in->len > 1024)
@@ -254,7 +279,7 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     st->inputs = calloc(in->len, sizeof *st->inputs);
     st->input_ref = calloc(in->len, sizeof *st->input_ref);
     if (!st->inputs || !st->input_ref) return lm_fail(err, "out of memory");
-    int ntext = 0, ntok = 0, ndata = 0;
+    int ntext = 0, ntok = 0, ndata = 0, nmodel = 0;
     for (const json_value *e = in->child; e; e = e->next) {
         if (e->type != JSON_STRING)
             return lm_fail(err, "%s: byte %zu: %s.inputs: expected names (strings)", f, e->offset, where);
@@ -283,6 +308,9 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         if (ref >= 0) ntext++;
         else if (r->stages[-ref - 1].kind_id == LM_STAGE_TOKENIZER) ntok++;
         else if (r->stages[-ref - 1].kind_id == LM_STAGE_DATA) ndata++;
+        else if (st->kind_id == LM_STAGE_SFT &&
+                 (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT))
+            nmodel++;
         else
             return lm_fail(err, "%s: byte %zu: %s.inputs: \"%s\" is a %s stage, which a %s stage cannot take", f,
                            e->offset, where, e->str, r->stages[-ref - 1].kind, st->kind);
@@ -290,7 +318,7 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     switch (st->kind_id) {
     case LM_STAGE_TOKENIZER: {
         static const char *const keys[] = {"name", "kind", "inputs", "description", "vocab_size", "min_frequency",
-                                           "max_bytes", NULL};
+                                           "max_bytes", "digit_group", NULL};
         if (check_keys(v, keys, f, where, err)) return -1;
         if (ntok || ndata || !ntext)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a tokenizer stage takes text inputs only", f, in->offset, where);
@@ -300,11 +328,12 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         if (get_int(v, "vocab_size", 263, 1 << 24, &x, f, where, err)) return -1;
         if (get_int(v, "min_frequency", 1, INT64_MAX, &x, f, where, err)) return -1;
         if (get_int(v, "max_bytes", 0, INT64_MAX, &x, f, where, err)) return -1;
+        if (get_int(v, "digit_group", 1, 3, &x, f, where, err)) return -1;
         break;
     }
     case LM_STAGE_DATA: {
         static const char *const keys[] = {"name", "kind", "inputs", "description", "doc_sep", "val_fraction",
-                                           "seed", "shard_tokens", "bos", NULL};
+                                           "seed", "shard_tokens", "bos", "windows", NULL};
         if (check_keys(v, keys, f, where, err)) return -1;
         if (ndata || ntok != 1 || !ntext)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a data stage takes text inputs and one tokenizer stage", f,
@@ -323,6 +352,15 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         if (ndata != 1 || ntok > 1 || ntext)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a pretrain stage takes one data stage and at most one tokenizer stage",
                            f, in->offset, where);
+        break;
+    case LM_STAGE_SFT:
+        if (ndata != 1 || ntok > 1 || ntext || nmodel != 1)
+            return lm_fail(err, "%s: byte %zu: %s.inputs: an sft stage takes one data stage, one pretrain or sft stage "
+                                "(the model it starts from) and at most one tokenizer stage",
+                           f, in->offset, where);
+        if (json_get(v, "config"))
+            return lm_fail(err, "%s: byte %zu: %s.config: an sft stage takes its config from the model it starts from",
+                           f, json_get(v, "config")->offset, where);
         break;
     }
     return 0;

@@ -37,20 +37,23 @@ enum lm_builtin {
     LM_BUILTIN_NONE = 0,
     LM_BUILTIN_BIBLE_KJV,   /* `bible -f Gen1:1-Rev22:21` (Debian bible-kjv): one verse per line */
     LM_BUILTIN_SYNTH_TEXT,  /* lm_synth_text(seed, lines): generated sentences, one per line */
+    LM_BUILTIN_TASKS,       /* a set from the synthetic domains (build/taskset.h), JSONL */
 };
 
 typedef struct lm_recipe_input {
     const char *name;
     int builtin;             /* enum lm_builtin */
     const char *path;        /* file inputs: as written in the recipe */
-    char *resolved;          /* file inputs: path relative to the recipe's directory */
+    char *resolved;          /* file inputs: path relative to the recipe's directory; tasks inputs: the
+                                templates file, so resolved (NULL when none) */
+    int exclude;             /* tasks inputs: index of the input whose questions are excluded, or -1 */
     char sha256[65];         /* expected hash, "" when the recipe gives none */
     uint64_t seed;           /* synth-text */
     int64_t lines;           /* synth-text */
     const json_value *def;
 } lm_recipe_input;
 
-enum { LM_STAGE_TOKENIZER = 1, LM_STAGE_DATA, LM_STAGE_PRETRAIN };
+enum { LM_STAGE_TOKENIZER = 1, LM_STAGE_DATA, LM_STAGE_PRETRAIN, LM_STAGE_SFT };
 
 typedef struct lm_recipe_stage {
     const char *name;

@@ -118,11 +118,12 @@ int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
     lm_sha256 s;
     lm_sha256_init(&s);
     size_t n;
+    errno = 0;
     while ((n = fread(buf, 1, 1 << 20, f)) > 0) lm_sha256_update(&s, buf, n);
-    int bad = ferror(f);
+    int bad = ferror(f), why = errno;
     free(buf);
     fclose(f);
-    if (bad) return lm_fail(err, "%s: read error", path);
+    if (bad) return lm_fail(err, "%s: cannot read: %s", path, why ? strerror(why) : "I/O error"); /* EISDIR for a directory */
     uint8_t d[32];
     lm_sha256_final(&s, d);
     lm_sha256_hex(d, hex);

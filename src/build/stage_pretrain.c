@@ -18,12 +18,36 @@
 
 #include "build/recipe.h"
 #include "build/stages.h"
+#include "formats/safetensors.h"
 #include "train/run.h"
 
 static const char *const keys[] = {
     "name", "kind", "inputs", "config", "steps", "batch", "micro_batch", "seq", "lr", "min_lr", "warmup", "schedule",
     "decay_steps", "decay_shape", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "balance_alpha",
-    "seed", "std", "save_every", "eval_every", "eval_batches", "log_every", "keep", "description", NULL};
+    "seed", "std", "save_every", "eval_every", "eval_batches", "log_every", "keep", "description", "export", NULL};
+
+/* "export": true makes the stage folder itself a Hugging Face model
+ * directory: the final checkpoint's weights, config and tokenizer files are
+ * copied beside run.json, so `lemma generate STAGE_DIR` and `lemma prove
+ * --model STAGE_DIR` work on it. */
+static int export_latest(const char *run_dir, lm_error *err) {
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[PATH_MAX], dst[PATH_MAX];
+        snprintf(src, sizeof src, "%s/latest/%s", run_dir, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", run_dir, files[i]);
+        char *data;
+        size_t len;
+        FILE *probe = fopen(src, "rb");
+        if (!probe && i >= 2) continue; /* no tokenizer known to the run */
+        if (probe) fclose(probe);
+        if (lm_read_file(src, (size_t)1 << 40, &data, &len, err)) return lm_fail_prefix(err, "export");
+        int rc = lm_write_file_atomic(dst, data, len, err);
+        free(data);
+        if (rc) return lm_fail_prefix(err, "export");
+    }
+    return 0;
+}
 
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
@@ -39,9 +63,15 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     char runjson[PATH_MAX];
     snprintf(runjson, sizeof runjson, "%s/run.json", st->out_dir);
     FILE *f = fopen(runjson, "r");
+    int export;
+    if (lm_stage_bool(st, "export", 0, &export, err)) {
+        if (f) fclose(f);
+        return -1;
+    }
     if (st->resume && f) {
         fclose(f);
-        return lm_train_resume(st->out_dir, st->threads, 1, st->progress, st->progress_ctx, err);
+        if (lm_train_resume(st->out_dir, st->threads, 1, st->progress, st->progress_ctx, err)) return -1;
+        return export ? export_latest(st->out_dir, err) : 0;
     }
     if (f) fclose(f);
 
@@ -56,9 +86,18 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     o.progress_ctx = st->progress_ctx;
     const json_value *cfg = json_get(st->def, "config");
     lm_text cfg_text = {0};
-    char cfg_path[PATH_MAX];
-    if (!cfg) return lm_fail(err, "%s: stage %s: missing 'config' (an HF config object or path)", st->recipe_path, st->name);
-    if (cfg->type == JSON_OBJECT) {
+    char cfg_path[PATH_MAX], init_path[PATH_MAX];
+    const lm_stage_input *init = lm_stage_find_input(st, "pretrain");
+    if (!init) init = lm_stage_find_input(st, "sft");
+    if (!strcmp(st->kind, "sft")) {
+        /* fine-tuning: the weights (and config) of the model stage it starts from */
+        if (!init) return lm_fail(err, "%s: stage %s: needs a pretrain or sft stage as input", st->recipe_path, st->name);
+        snprintf(init_path, sizeof init_path, "%s/latest", init->path);
+        o.init_dir = init_path;
+    } else if (!cfg) return lm_fail(err, "%s: stage %s: missing 'config' (an HF config object or path)", st->recipe_path, st->name);
+    if (o.init_dir) {
+        /* the config comes with the weights */
+    } else if (cfg->type == JSON_OBJECT) {
         if (lm_json_canonical(cfg, &cfg_text) || lm_text_append(&cfg_text, "\n", 1))
             return lm_fail(err, "out of memory");
         o.config_json = cfg_text.data;
@@ -114,5 +153,5 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     if (o.sched.kind == LM_SCHED_WSD && !o.sched.decay_steps) o.sched.decay_steps = o.steps / 5;
     rc = lm_train_run(&o, err);
     lm_text_free(&cfg_text);
-    return rc;
+    return rc ? rc : export ? export_latest(st->out_dir, err) : 0;
 }

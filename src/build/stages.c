@@ -76,14 +76,16 @@ int lm_stage_tokenizer(const lm_stage *st, const char *build_dir, lm_error *err)
     (void)build_dir;
     lm_bpe_train_opts o;
     lm_bpe_train_defaults(&o);
-    int64_t vocab, minf, maxb;
+    int64_t vocab, minf, maxb, digits;
     if (lm_stage_int(st, "vocab_size", o.vocab_size, 263, 1 << 24, &vocab, err) ||
+        lm_stage_int(st, "digit_group", 3, 1, 3, &digits, err) ||
         lm_stage_int(st, "min_frequency", o.min_frequency, 1, INT64_MAX, &minf, err) ||
         lm_stage_int(st, "max_bytes", 0, 0, INT64_MAX, &maxb, err))
         return -1;
     o.vocab_size = (int32_t)vocab;
     o.min_frequency = minf;
     o.max_bytes = (size_t)maxb;
+    o.digit_group = (int)digits;
     o.progress = st->progress;
     o.progress_ctx = st->progress_ctx;
     int n;
@@ -108,6 +110,15 @@ static int data_progress(void *ctx, const char *phase, int64_t done, int64_t tot
     return st->progress(st->progress_ctx, msg);
 }
 
+static int stage_windows(const lm_stage *st, int *doc_windows, lm_error *err) {
+    const char *w;
+    if (lm_stage_string(st, "windows", "any", &w, err)) return -1;
+    if (strcmp(w, "any") && strcmp(w, "document"))
+        return lm_fail(err, "%s: stage %s: \"windows\": expected \"any\" or \"document\"", st->recipe_path, st->name);
+    *doc_windows = !strcmp(w, "document");
+    return 0;
+}
+
 int lm_stage_data(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
     lm_data_opts o;
@@ -118,7 +129,7 @@ int lm_stage_data(const lm_stage *st, const char *build_dir, lm_error *err) {
         lm_stage_double(st, "val_fraction", o.val_fraction, 0, 0.5, &o.val_fraction, err) ||
         lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
         lm_stage_int(st, "shard_tokens", o.shard_tokens, 1, (int64_t)1 << 32, &shard, err) ||
-        lm_stage_bool(st, "bos", 1, &o.bos, err))
+        lm_stage_bool(st, "bos", 1, &o.bos, err) || stage_windows(st, &o.doc_windows, err))
         return -1;
     if ((o.doc_sep = lm_data_doc_sep_parse(sep)) < 0)
         return lm_fail(err, "%s: stage %s: \"doc_sep\": expected \"file\", \"line\" or \"blank\"", st->recipe_path, st->name);

@@ -31,11 +31,7 @@ typedef struct stream_state {
 static int chat_emit(void *user, const char *text, size_t len) {
     stream_state *st = user;
     if (interrupted) return 1;
-    if (!st->in_think) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        return 0;
-    }
+    if (!st->in_think) return stdout_write(text, len);
     lm_text_append(&st->pending, text, len);
     const char *end = strstr(st->pending.data, "</think>");
     size_t show = end ? (size_t)(end - st->pending.data) : st->pending.len;
@@ -57,9 +53,8 @@ static int chat_emit(void *user, const char *text, size_t len) {
         const char *rest = end + 8;
         while (*rest == '\n' || *rest == ' ') rest++;
         fputs("\n", stderr);
-        fwrite(rest, 1, strlen(rest), stdout);
-        fflush(stdout);
         st->pending.len = 0;
+        return stdout_write(rest, strlen(rest));
     } else {
         memmove(st->pending.data, st->pending.data + show, st->pending.len - show);
         st->pending.len -= show;
@@ -175,8 +170,9 @@ int cmd_chat(int argc, char **argv) {
         lm_model_free(m);
         return 1;
     }
-    lm_pool *pool = lm_pool_create((int)threads);
-    lm_generator *g = lm_generator_create(m, tok, pool, ctx, LM_ATTN_LATENT, &err);
+    lm_generator *g = NULL;
+    lm_pool *pool = lm_pool_create_err((int)threads, &err);
+    if (pool) g = lm_generator_create(m, tok, pool, ctx, LM_ATTN_LATENT, &err);
     int rc = 1;
     history h = {0};
     lm_text prompt = {0};
@@ -185,8 +181,8 @@ int cmd_chat(int argc, char **argv) {
     st.color = isatty(2);
     char *line = NULL;
     size_t cap = 0;
-    if (!g || !pool) {
-        fprintf(stderr, "lemma chat: %s\n", g ? "cannot start threads" : err.msg);
+    if (!g) {
+        fprintf(stderr, "lemma chat: %s\n", err.msg);
         goto done;
     }
     if (system && history_add(&h, "system", system, strlen(system))) goto oom;
@@ -259,8 +255,11 @@ int cmd_chat(int argc, char **argv) {
         if (st.in_think && st.pending.len) { /* reasoning never closed */
             fwrite(st.pending.data, 1, st.pending.len, stderr);
         }
-        printf("\n");
-        fflush(stdout);
+        stdout_write("\n", 1);
+        if (stdout_failed("chat")) {
+            lm_gen_result_free(&res);
+            goto done;
+        }
         if (res.finish == LM_FINISH_CANCELLED) fputs("(stopped)\n", stderr);
         lm_chat_split sp;
         lm_chat_split_output(res.text.data ? res.text.data : "", res.text.len, think, &sp);

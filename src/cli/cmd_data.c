@@ -91,6 +91,8 @@ static void usage(FILE *f) {
             "  --seed S             seed of the split rule (default 0)\n"
             "  --shard-tokens N     start a new shard after N tokens (default 16777216)\n"
             "  --no-bos             no BOS before documents (default: BOS when the tokenizer has one)\n"
+            "  --document-windows   training windows start at a document's BOS (SFT data: every\n"
+            "                       example is seen from its prompt on)\n"
             "  --quiet              no progress on stderr\n");
 }
 
@@ -128,6 +130,8 @@ int cmd_data(int argc, char **argv) {
             }
         } else if (args_opt(&a, "--no-bos", NULL, NULL)) {
             o.bos = 0;
+        } else if (args_opt(&a, "--document-windows", NULL, NULL)) {
+            o.doc_windows = 1;
         } else if (args_opt(&a, "--quiet", "-q", NULL)) {
             quiet = 1;
         } else if (argv[a.i][0] == '-' && argv[a.i][1]) {

@@ -94,7 +94,12 @@ int cmd_init(int argc, char **argv) {
         free(text);
         return 1;
     }
-    lm_pool *pool = lm_pool_create((int)threads);
+    lm_pool *pool = lm_pool_create_err((int)threads, &err);
+    if (!pool) {
+        fprintf(stderr, "lemma init: %s\n", err.msg);
+        free(text);
+        return 1;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = lm_model_init_random(&cfg, text, len, out, &o, pool, &err);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -60,16 +61,57 @@ static const char *human(double bytes, char *buf, size_t n) {
 
 /* ---- info ---- */
 
+/* Progress of --check-weights on stderr: a redrawn line with rate and ETA on
+ * a terminal, a plain line every 10% (or 30 s) otherwise. */
+typedef struct scan_progress {
+    int tty;
+    double t0, last_print;
+    int last_decile;
+} scan_progress;
+
+static int show_scan_progress(void *ctx, uint64_t done, uint64_t total) {
+    scan_progress *p = ctx;
+    double t = now_s(), el = t - p->t0;
+    double frac = total ? (double)done / (double)total : 1;
+    double gibs = el > 0 ? done / el / 1073741824.0 : 0;
+    double eta = frac > 0 && frac < 1 ? el * (1 - frac) / frac : 0;
+    char b1[32], b2[32];
+    human((double)done, b1, sizeof b1);
+    human((double)total, b2, sizeof b2);
+    if (p->tty) {
+        if (t - p->last_print < 0.1 && done < total) return 0;
+        p->last_print = t;
+        fprintf(stderr, "\r\033[Kcheck-weights %3.0f%%  %s of %s  %.2f GiB/s  ETA %.0fs", frac * 100, b1, b2, gibs, eta);
+        if (done >= total) fputc('\n', stderr);
+    } else {
+        int dec = (int)(frac * 10);
+        if (dec == p->last_decile && t - p->last_print < 30) return 0;
+        p->last_decile = dec;
+        p->last_print = t;
+        fprintf(stderr, "check-weights: %3.0f%% (%s of %s, %.2f GiB/s, ETA %.0fs)\n", frac * 100, b1, b2, gibs, eta);
+    }
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     args a = {argc, argv, 1, "info", 0};
     const char *dir = NULL, *v;
-    int64_t ctx = 4096;
+    int64_t ctx = 4096, threads = args_default_threads();
+    int check_weights = 0;
     for (; a.i < argc; a.i++) {
         if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma info MODEL_DIR [--ctx N]\n"
+            printf("usage: lemma info MODEL_DIR [--ctx N] [--check-weights [--threads N]]\n"
                    "  Architecture, parameters (total and active per token), tensor dtypes and the\n"
-                   "  memory a run needs: mapped weights plus the KV cache for --ctx tokens (default 4096).\n");
+                   "  memory a run needs: mapped weights plus the KV cache for --ctx tokens (default 4096).\n"
+                   "  --check-weights  read every tensor and fail on the first NaN or infinity (loading\n"
+                   "                   checks only norms, biases, routers and FP8 scales; the forward\n"
+                   "                   checks the logits). Progress on stderr.\n"
+                   "  --threads N      threads for --check-weights (default: all cores)\n");
             return 0;
+        } else if (args_opt(&a, "--check-weights", NULL, NULL)) {
+            check_weights = 1;
+        } else if (args_opt(&a, "--threads", "-t", &v)) {
+            args_int(&a, "--threads", v, 1, 1024, &threads);
         } else if (args_opt(&a, "--ctx", NULL, &v)) {
             args_int(&a, "--ctx", v, 1, 1ll << 30, &ctx);
         } else if (argv[a.i][0] == '-') {
@@ -133,8 +175,24 @@ int cmd_info(int argc, char **argv) {
     printf("memory       weights %s (memory-mapped) + KV %s for %lld tokens = %s\n", human(wbytes, b1, sizeof b1),
            human(lat * ctx, b2, sizeof b2), (long long)ctx, human(wbytes + lat * ctx, b3, sizeof b3));
     printf("decode reads %s of weights per token\n", human(lm_model_active_weight_bytes(m), b1, sizeof b1));
+    int rc = 0;
+    if (check_weights) {
+        lm_error err;
+        fflush(stdout); /* the summary above first, also when stderr and stdout share a terminal */
+        lm_pool *pool = lm_pool_create_err((int)threads, &err);
+        scan_progress sp = {isatty(2), now_s(), 0, -1};
+        int64_t nbad = 0;
+        if (!pool || lm_st_check_finite(m->tensors, pool, show_scan_progress, &sp, &nbad, &err)) {
+            fprintf(stderr, "lemma info: %s\n", err.msg);
+            rc = 1;
+        } else {
+            printf("weights      every value finite (%s checked in %.1f s)\n", human(wbytes, b1, sizeof b1),
+                   now_s() - sp.t0);
+        }
+        lm_pool_free(pool);
+    }
     lm_model_free(m);
-    return 0;
+    return rc;
 }
 
 /* ---- shared option parsing for logits / generate / bench ---- */
@@ -228,10 +286,11 @@ int cmd_logits(int argc, char **argv) {
     lm_error err;
     int rc = 1;
     float *logits = NULL;
-    lm_pool *pool = lm_pool_create((int)o.threads);
-    lm_infer *s = lm_infer_create(m, o.attn, T, o.chunk, (int)o.threads, &err);
-    if (!s || !pool) {
-        fprintf(stderr, "lemma logits: %s\n", s ? "cannot start threads" : err.msg);
+    lm_infer *s = NULL;
+    lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
+    if (pool) s = lm_infer_create(m, o.attn, T, o.chunk, (int)o.threads, &err);
+    if (!s) {
+        fprintf(stderr, "lemma logits: %s\n", err.msg);
         goto done;
     }
     logits = malloc((size_t)(T * V) * sizeof(float));
@@ -271,11 +330,10 @@ done:
 
 /* ---- generate ---- */
 
+/* Streams the text; a failed write cancels the generation (reported after). */
 static int emit_stdout(void *user, const char *text, size_t len) {
     (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    return 0;
+    return stdout_write(text, len);
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -376,7 +434,11 @@ int cmd_generate(int argc, char **argv) {
     lm_generator *g = NULL;
     lm_gen_result *res = NULL;
     lm_ids pids = {0};
-    lm_pool *pool = lm_pool_create((int)o.threads);
+    lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
+    if (!pool) {
+        fprintf(stderr, "lemma generate: %s\n", err.msg);
+        goto done;
+    }
     if (prompt) {
         tok = lm_tokenizer_load(tok_dir ? tok_dir : o.dir, &err);
         if (!tok) {
@@ -399,8 +461,9 @@ int cmd_generate(int argc, char **argv) {
     }
     g = lm_generator_create(m, tok, pool, ctx ? ctx : (int64_t)pids.n + n + 1, o.attn, &err);
     res = calloc((size_t)samples, sizeof *res);
-    if (!g || !res || !pool) {
-        fprintf(stderr, "lemma generate: %s\n", g ? "out of memory" : err.msg);
+    if (!g || !res) {
+        if (g) fprintf(stderr, "lemma generate: out of memory for %lld results\n", (long long)samples);
+        else fprintf(stderr, "lemma generate: %s\n", err.msg);
         goto done;
     }
     int failed;
@@ -412,6 +475,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "\nlemma generate: %s\n", err.msg);
         goto done;
     }
+    if (stdout_failed("generate")) goto done;
     for (int64_t k = 0; k < samples; k++) {
         if (samples > 1) {
             if (tok) {
@@ -424,7 +488,8 @@ int cmd_generate(int argc, char **argv) {
         if (!tok || samples > 1) printf("\n");
     }
     if (tok && samples == 1) printf("\n");
-    fflush(stdout);
+    stdout_write(NULL, 0);
+    if (stdout_failed("generate")) goto done;
     double dec = 0;
     int64_t made = 0;
     for (int64_t k = 0; k < samples; k++) {
@@ -496,13 +561,14 @@ int cmd_bench(int argc, char **argv) {
     int32_t *ids = malloc((size_t)ctx * sizeof *ids);
     float *logits = malloc((size_t)V * sizeof(float));
     double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
-    lm_pool *pool = lm_pool_create((int)o.threads);
-    lm_infer *s = lm_infer_create(m, o.attn, ctx, o.chunk, (int)o.threads, &err);
+    lm_infer *s = NULL;
+    lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
+    if (pool) s = lm_infer_create(m, o.attn, ctx, o.chunk, (int)o.threads, &err);
     if (!s) {
         fprintf(stderr, "lemma bench: %s\n", err.msg);
         goto done;
     }
-    if (!ids || !logits || !pp || !tg || !pool) {
+    if (!ids || !logits || !pp || !tg) {
         fprintf(stderr, "lemma bench: out of memory\n");
         goto done;
     }

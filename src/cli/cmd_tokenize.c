@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +21,27 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train.h"
 
+/* Opens path ('-' = stdin) for reading; a directory is refused by name
+ * (fopen accepts one, and the first read would fail with a bare EISDIR). */
+static FILE *open_input(const char *path, lm_error *err) {
+    if (!strcmp(path, "-")) return stdin;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        lm_fail(err, "%s: is a directory, expected a file", path);
+        return NULL;
+    }
+    return f;
+}
+
 static int read_all(const char *path, lm_text *out, lm_error *err) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return lm_fail(err, "%s: %s", path, strerror(errno));
+    FILE *f = open_input(path, err);
+    if (!f) return -1;
     char buf[1 << 16];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
@@ -30,9 +49,9 @@ static int read_all(const char *path, lm_text *out, lm_error *err) {
             if (f != stdin) fclose(f);
             return lm_fail(err, "%s: out of memory", path);
         }
-    int bad = ferror(f);
+    int bad = ferror(f), why = errno;
     if (f != stdin) fclose(f);
-    if (bad) return lm_fail(err, "%s: read error", path);
+    if (bad) return lm_fail(err, "%s: cannot read: %s", path, strerror(why));
     if (!out->data) lm_text_append(out, "", 0);
     return 0;
 }
@@ -93,15 +112,26 @@ static void jsonl_line(const lm_tokenizer *tok, const char *line, size_t len, si
     size_t n = 0;
     if (hx && hx->type == JSON_STRING) {
         bytes = malloc(hx->len / 2 + 1);
-        int ok = bytes && hx->len % 2 == 0;
-        for (size_t i = 0; ok && i < hx->len; i += 2) {
-            int a = hexval(hx->str[i]), b = hexval(hx->str[i + 1]);
-            if (a < 0 || b < 0) ok = 0;
-            else bytes[i / 2] = (char)(a * 16 + b);
+        size_t bad_at = hx->len;
+        for (size_t i = 0; i < hx->len && bad_at == hx->len; i++)
+            if (hexval((unsigned char)hx->str[i]) < 0) bad_at = i;
+        if (bad_at < hx->len) {
+            unsigned char c = (unsigned char)hx->str[bad_at];
+            char shown[8];
+            snprintf(shown, sizeof shown, c > 0x20 && c < 0x7f ? "'%c'" : "\\x%02x", c);
+            snprintf(msg, sizeof msg, "line %zu: byte %zu: \"bytes_hex\": character %zu (%s) is not a hex digit",
+                     lineno, hx->offset, bad_at, shown);
+        } else if (hx->len % 2) {
+            snprintf(msg, sizeof msg, "line %zu: byte %zu: \"bytes_hex\": %zu hex digits, expected an even number",
+                     lineno, hx->offset, hx->len);
+        } else if (!bytes) {
+            snprintf(msg, sizeof msg, "line %zu: out of memory", lineno);
+        } else {
+            for (size_t i = 0; i < hx->len; i += 2)
+                bytes[i / 2] = (char)(hexval((unsigned char)hx->str[i]) * 16 + hexval((unsigned char)hx->str[i + 1]));
+            msg[0] = 0;
         }
-        if (!ok) {
-            snprintf(msg, sizeof msg, "line %zu: byte %zu: \"bytes_hex\": expected an even number of hex digits",
-                     lineno, hx->offset);
+        if (msg[0]) {
             jsonl_error(out, msg);
             free(bytes);
             json_free(doc);
@@ -133,9 +163,10 @@ static void jsonl_line(const lm_tokenizer *tok, const char *line, size_t len, si
 }
 
 static int run_jsonl(const lm_tokenizer *tok, const char *path, int flags, int bos) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    lm_error err;
+    FILE *f = open_input(path, &err);
     if (!f) {
-        fprintf(stderr, "lemma tokenize: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "lemma tokenize: %s\n", err.msg);
         return 1;
     }
     static char obuf[1 << 16];
@@ -149,11 +180,16 @@ static int run_jsonl(const lm_tokenizer *tok, const char *path, int flags, int b
         size_t len = (size_t)got;
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
         jsonl_line(tok, line, len, lineno, flags, bos, &ids, stdout);
+        if (ferror(stdout)) break; /* nobody gets the rest: stop now, main() says why */
     }
+    int read_failed = ferror(f) && !ferror(stdout), why = errno;
     free(line);
     lm_ids_free(&ids);
     if (f != stdin) fclose(f);
-    fflush(stdout);
+    if (read_failed) {
+        fprintf(stderr, "lemma tokenize: %s: cannot read: %s\n", path, strerror(why));
+        return 1;
+    }
     return 0;
 }
 
@@ -291,6 +327,7 @@ int cmd_tokenize(int argc, char **argv) {
             printf("%d\t", ids.ids[i]);
             print_piece(stdout, s, l);
             fputc('\n', stdout);
+            if (ferror(stdout)) break; /* main() says why */
         }
     } else {
         print_ids_line(stdout, &ids, 0);
@@ -390,6 +427,7 @@ static void tokenizer_usage(FILE *f) {
             "  --out DIR          where tokenizer.json and tokenizer_config.json are written (required)\n"
             "  --min-frequency N  a pair must occur at least N times to be merged (default 2)\n"
             "  --max-bytes N      read at most N bytes of the corpus in all (default: everything)\n"
+            "  --digit-group N    cut numbers into groups of at most N digits: 3 (DeepSeek-V3, default) or 1\n"
             "  --quiet            no progress on stderr\n"
             "The pre-tokenizer is DeepSeek-V3's; the special tokens are BOS, EOS, pad, <｜User｜>,\n"
             "<｜Assistant｜>, <think>, </think>. Same corpus and options -> byte-identical files.\n");
@@ -445,14 +483,16 @@ int cmd_tokenizer(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { tokenizer_usage(stdout); free(files); return 0; }
         else if (!strcmp(a, "--quiet")) quiet = 1;
         else if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-        else if ((!strcmp(a, "--vocab") || !strcmp(a, "--min-frequency") || !strcmp(a, "--max-bytes")) && i + 1 < argc) {
+        else if ((!strcmp(a, "--vocab") || !strcmp(a, "--min-frequency") || !strcmp(a, "--max-bytes") ||
+                  !strcmp(a, "--digit-group")) && i + 1 < argc) {
             long long v = strtoll(argv[++i], &end, 10);
             if (!*argv[i] || *end || v < 0) {
                 fprintf(stderr, "lemma tokenizer train: %s: expected a non-negative integer, got '%s'\n", a, argv[i]);
                 free(files);
                 return 2;
             }
-            if (a[2] == 'v') opt.vocab_size = (int32_t)(v > INT32_MAX ? INT32_MAX : v);
+            if (a[2] == 'd') opt.digit_group = (int)(v > 3 ? 4 : v);
+            else if (a[2] == 'v') opt.vocab_size = (int32_t)(v > INT32_MAX ? INT32_MAX : v);
             else if (a[3] == 'i') opt.min_frequency = v;
             else opt.max_bytes = (size_t)v;
         } else if (a[0] == '-' && a[1] == '-') {

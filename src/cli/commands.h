@@ -17,6 +17,8 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_tasks(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 int cmd_prove(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 

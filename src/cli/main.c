@@ -1,7 +1,9 @@
 /* main.c — the lemma binary: one tool, many subcommands. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 
 typedef struct command {
@@ -25,6 +27,8 @@ static const command commands[] = {
     {"data", cmd_data, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
     {"build", cmd_build, "RECIPE.json [--out DIR] [--check]: run a recipe's stages, hashes in lemma.lock"},
     {"plot", cmd_plot, "RUN_DIR [--out FILE.svg]: loss / lr / tokens/s / expert-load charts as SVG"},
+    {"tasks", cmd_tasks, "list | gen DOMAINS --n N --out FILE | corrupt FILE --out FILE: theorem problem sets"},
+    {"check", cmd_check, "FILE.jsonl: exact scores of the answers to theorem-domain questions"},
     {"prove", cmd_prove, "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR: generate, verify, refine"},
     {"verify", cmd_verify, "PROOFS.jsonl (--model DIR | --api-base ...) --out DIR: verify given proofs"},
 };
@@ -36,6 +40,29 @@ static void usage(FILE *f) {
     fprintf(f, "\n'lemma <command> --help' describes each command's options.\n");
 }
 
+/* Output on stdout is only delivered once it is flushed and closed without
+ * error: `lemma generate ... > full-disk/file` must not exit 0 with 4 KiB
+ * written. stdio keeps the bytes a failed write could not deliver, so the
+ * final fflush fails again and errno says why. A command that failed for
+ * another reason has said so; this adds a line only to a command that
+ * succeeded. */
+static int finish_stdout(const char *cmd, int rc) {
+    errno = 0;
+    int failed = fflush(stdout) != 0;
+    int why = errno;
+    failed |= ferror(stdout) != 0;
+    errno = 0;
+    if (fclose(stdout) != 0 && !failed) {
+        failed = 1;
+        why = errno;
+    }
+    if (!failed || rc != 0) return rc;
+    if (!why) why = stdout_errno();
+    fprintf(stderr, "%s%s: cannot write to stdout: %s\n", cmd ? "lemma " : "lemma", cmd ? cmd : "",
+            why ? strerror(why) : "write error");
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -43,10 +70,10 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return 0;
+        return finish_stdout(NULL, 0);
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) return finish_stdout(commands[i].name, commands[i].run(argc - 1, argv + 1));
     fprintf(stderr, "lemma: unknown command '%s' (lemma --help lists them)\n", argv[1]);
     return 2;
 }

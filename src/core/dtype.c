@@ -202,3 +202,58 @@ void lm_convert_to_f32(float *dst, const void *src, lm_dtype t, size_t n) {
         break;
     }
 }
+
+/* Non-finite test on the raw bits: all exponent bits set (F32, F64, BF16,
+ * F16), or the one NaN code of E4M3fn (S.1111.111; it has no infinities). */
+#define NONFINITE_SCAN(type, load, bad)                                                        \
+    do {                                                                                       \
+        const unsigned char *b = (const unsigned char *)src;                                   \
+        for (int64_t i0 = 0; i0 < n; i0 += 1024) {                                             \
+            int64_t i1 = n - i0 < 1024 ? n : i0 + 1024;                                        \
+            unsigned any = 0;                                                                  \
+            for (int64_t i = i0; i < i1; i++) {                                                \
+                type v = load(b + (size_t)i * sizeof(type));                                   \
+                any |= (unsigned)(bad);                                                        \
+            }                                                                                  \
+            if (!any) continue;                                                                \
+            for (int64_t i = i0; i < i1; i++) {                                                \
+                type v = load(b + (size_t)i * sizeof(type));                                   \
+                if (bad) return i;                                                             \
+            }                                                                                  \
+        }                                                                                      \
+        return -1;                                                                             \
+    } while (0)
+
+static inline uint64_t load64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline uint32_t load32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint16_t load16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline uint8_t load8(const unsigned char *p) { return *p; }
+
+int64_t lm_first_nonfinite(const void *src, lm_dtype t, int64_t n) {
+    switch (t) {
+    case LM_DTYPE_F32: NONFINITE_SCAN(uint32_t, load32, (v & 0x7f800000u) == 0x7f800000u);
+    case LM_DTYPE_BF16: NONFINITE_SCAN(uint16_t, load16, (v & 0x7f80u) == 0x7f80u);
+    case LM_DTYPE_F16: NONFINITE_SCAN(uint16_t, load16, (v & 0x7c00u) == 0x7c00u);
+    case LM_DTYPE_F8_E4M3: NONFINITE_SCAN(uint8_t, load8, (v & 0x7fu) == 0x7fu);
+    case LM_DTYPE_F64: NONFINITE_SCAN(uint64_t, load64, (v & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+    default: return -1;
+    }
+}
+
+const char *lm_nonfinite_name(const void *src, lm_dtype t, int64_t i) {
+    const unsigned char *b = (const unsigned char *)src + (size_t)i * lm_dtype_size(t);
+    int nan, neg;
+    switch (t) {
+    case LM_DTYPE_F32: { uint32_t v = load32(b); if ((v & 0x7f800000u) != 0x7f800000u) return "finite";
+                         nan = (v & 0x7fffffu) != 0; neg = v >> 31; break; }
+    case LM_DTYPE_BF16: { uint16_t v = load16(b); if ((v & 0x7f80u) != 0x7f80u) return "finite";
+                          nan = (v & 0x7fu) != 0; neg = v >> 15; break; }
+    case LM_DTYPE_F16: { uint16_t v = load16(b); if ((v & 0x7c00u) != 0x7c00u) return "finite";
+                         nan = (v & 0x3ffu) != 0; neg = v >> 15; break; }
+    case LM_DTYPE_F8_E4M3: return (*b & 0x7fu) == 0x7fu ? "NaN" : "finite";
+    case LM_DTYPE_F64: { uint64_t v = load64(b); if ((v & 0x7ff0000000000000ull) != 0x7ff0000000000000ull) return "finite";
+                         nan = (v & 0xfffffffffffffull) != 0; neg = (int)(v >> 63); break; }
+    default: return "finite";
+    }
+    return nan ? "NaN" : neg ? "-inf" : "inf";
+}

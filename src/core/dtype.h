@@ -61,4 +61,13 @@ uint8_t lm_f32_to_fp8e4m3(float f);
 /* Converts n elements of type t at src to float. FP8 ignores scales here. */
 void lm_convert_to_f32(float *dst, const void *src, lm_dtype t, size_t n);
 
+/* Index of the first NaN or infinity among n elements of type t at src (read
+ * from the bits, unaligned data fine), or -1 when all are finite or t is not
+ * a floating type. Runs at memory speed: the common all-finite case is one
+ * branch-free pass per block. */
+int64_t lm_first_nonfinite(const void *src, lm_dtype t, int64_t n);
+/* "NaN", "inf" or "-inf" for a non-finite element (read as lm_first_nonfinite
+ * does), else "finite". */
+const char *lm_nonfinite_name(const void *src, lm_dtype t, int64_t i);
+
 #endif

@@ -20,4 +20,8 @@ int lm_fail(lm_error *err, const char *fmt, ...) __attribute__((format(printf, 2
 /* Prefixes err->msg with "prefix: " (for adding the file name on the way up). */
 int lm_fail_prefix(lm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Appends " suffix" to err->msg (for a hint after the message, which names
+ * the file first). */
+int lm_fail_suffix(lm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -34,7 +34,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -147,13 +150,37 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-lm_pool *lm_pool_create(int nthreads) {
+lm_pool *lm_pool_create(int nthreads) { return lm_pool_create_err(nthreads, NULL); }
+
+/* Why thread i of n could not start: the error and the limits that bound
+ * threads (processes per user, address space against the stack size). */
+static void thread_fail(lm_error *err, int i, int n, int e) {
+    struct rlimit nproc, as, stack;
+    char lim[256] = "";
+    size_t k = 0;
+    if (getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY)
+        k += (size_t)snprintf(lim + k, sizeof lim - k, "%s%llu processes per user (ulimit -u)", k ? ", " : "",
+                              (unsigned long long)nproc.rlim_cur);
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY && getrlimit(RLIMIT_STACK, &stack) == 0 &&
+        k < sizeof lim)
+        k += (size_t)snprintf(lim + k, sizeof lim - k, "%s%llu MiB of address space (ulimit -v) with %llu MiB of stack per thread",
+                              k ? ", " : "", (unsigned long long)(as.rlim_cur >> 20),
+                              (unsigned long long)(stack.rlim_cur == RLIM_INFINITY ? 8 : stack.rlim_cur >> 20));
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    lm_fail(err, "cannot start thread %d of %d: %s (limits here: %s; this machine has %ld cores, use fewer --threads)",
+            i + 1, n, strerror(e), k ? lim : "none set, so the system ran out of threads or memory", ncpu);
+}
+
+lm_pool *lm_pool_create_err(int nthreads, lm_error *err) {
     if (nthreads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads = c > 0 ? (int)c : 1;
     }
     lm_pool *p = (lm_pool *)aligned_alloc(64, (sizeof(lm_pool) + 63) / 64 * 64);
-    if (!p) return NULL;
+    if (!p) {
+        lm_fail(err, "out of memory for a pool of %d threads", nthreads);
+        return NULL;
+    }
     p->n = nthreads;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     const char *spin = getenv("LEMMA_POOL_SPIN_US");
@@ -173,6 +200,7 @@ lm_pool *lm_pool_create(int nthreads) {
         p->workers = (worker *)calloc((size_t)nthreads - 1, sizeof(worker));
         if (!p->workers) {
             free(p);
+            lm_fail(err, "out of memory for a pool of %d threads", nthreads);
             return NULL;
         }
     }
@@ -180,9 +208,11 @@ lm_pool *lm_pool_create(int nthreads) {
         worker *w = &p->workers[i - 1];
         w->pool = p;
         w->ith = i;
-        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
+        int e = pthread_create(&w->tid, NULL, worker_main, w);
+        if (e != 0) {
             p->n = i; /* shut down the ones already started */
             lm_pool_free(p);
+            thread_fail(err, i, nthreads, e);
             return NULL;
         }
     }

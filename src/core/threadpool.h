@@ -16,12 +16,17 @@
 
 #include <stdint.h>
 
+#include "core/error.h"
+
 typedef struct lm_pool lm_pool;
 typedef void (*lm_pool_fn)(void *ctx, int ith, int nth);
 
 /* nthreads <= 0 means all online cores. Returns NULL only on allocation or
  * pthread failure. */
 lm_pool *lm_pool_create(int nthreads);
+/* The same, saying why on failure: "cannot start thread 412 of 1000:
+ * Resource temporarily unavailable (limits here: ...)". */
+lm_pool *lm_pool_create_err(int nthreads, lm_error *err);
 void lm_pool_free(lm_pool *pool);
 int lm_pool_size(const lm_pool *pool);
 

@@ -284,10 +284,14 @@ typedef struct shard_rec {
     int masked;
 } shard_rec;
 
+/* One split's tokens waiting for the next shard. The tokenizer appends to
+ * ids directly (no scratch copy), and the loss mask exists only once a
+ * masked record has come (all-1 until then): the memory is 4 bytes per
+ * waiting token, 5 with a mask, which is what the shard file holds. */
 typedef struct split_buf {
-    uint32_t *ids;
-    uint8_t *loss;        /* allocated alongside ids */
-    int64_t n, cap;
+    lm_ids ids;           /* every id < vocab, so also the u32 written */
+    uint8_t *loss;        /* NULL: every token has loss 1; else [ids.n] */
+    size_t loss_cap;
     int64_t docs;
     int masked;           /* a masked document is in the buffer */
     shard_rec *shards;    /* written so far */
@@ -308,62 +312,71 @@ typedef struct build_ctx {
     int64_t doc;          /* global document index */
     split_buf sb[2];
     const char *out_dir;
-    lm_ids ids;           /* scratch */
     int64_t bytes_done, bytes_total, last_report;
     int64_t tokens;
     lm_error *err;
 } build_ctx;
 
-static int sb_reserve(split_buf *b, int64_t more) {
-    if (b->n + more <= b->cap) return 0;
-    int64_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->n + more) nc *= 2;
-    uint32_t *ni = realloc(b->ids, (size_t)nc * sizeof *ni);
-    if (!ni) return -1;
-    b->ids = ni;
-    uint8_t *nl = realloc(b->loss, (size_t)nc);
-    if (!nl) return -1;
-    b->loss = nl;
-    b->cap = nc;
+/* Loss v for tokens [from, to) of b (to <= ids.n). */
+static int set_loss(split_buf *b, size_t from, size_t to, uint8_t v) {
+    if (!b->loss && v == 1) return 0;
+    if (to > b->loss_cap || !b->loss) {
+        size_t cap = b->ids.cap > to ? b->ids.cap : to;
+        uint8_t *nl = realloc(b->loss, cap ? cap : 1);
+        if (!nl) return -1;
+        if (!b->loss) memset(nl, 1, from); /* the tokens before the first masked one */
+        b->loss = nl;
+        b->loss_cap = cap;
+    }
+    memset(b->loss + from, v, to - from);
     return 0;
 }
 
-static int sb_push(split_buf *b, const int32_t *ids, size_t n, uint8_t loss) {
-    if (sb_reserve(b, (int64_t)n)) return -1;
-    for (size_t i = 0; i < n; i++) {
-        b->ids[b->n + (int64_t)i] = (uint32_t)ids[i];
-        b->loss[b->n + (int64_t)i] = loss;
-    }
-    b->n += (int64_t)n;
-    return 0;
+static int sb_push(split_buf *b, int32_t id, uint8_t loss) {
+    if (lm_ids_push(&b->ids, id)) return -1;
+    return set_loss(b, b->ids.n - 1, b->ids.n, loss);
 }
 
 static void shard_name(char *buf, size_t cap, int split, int index) {
     snprintf(buf, cap, "%s-%05d.bin", split_names[split], index);
 }
 
+/* Writes the waiting tokens as one shard, streamed (no image of the file). */
 static int flush_shard(build_ctx *c, int split) {
     split_buf *b = &c->sb[split];
-    if (!b->n) return 0;
-    size_t bytes = LM_SHARD_HEADER + (size_t)b->n * 4 + (b->masked ? (size_t)b->n : 0);
-    uint8_t *img = malloc(bytes);
-    if (!img) return lm_fail(c->err, "out of memory (shard of %lld tokens)", (long long)b->n);
-    memset(img, 0, LM_SHARD_HEADER);
-    memcpy(img, LM_SHARD_MAGIC, 8);
-    put_u32(img + 8, LM_SHARD_VERSION);
-    put_u32(img + 12, b->masked ? LM_SHARD_MASKED : 0);
-    put_u64(img + 16, (uint64_t)b->n);
-    put_u32(img + 24, c->vocab);
-    put_u32(img + 28, (uint32_t)b->docs);
-    memcpy(img + 32, c->tok_hash, 32);
-    for (int64_t i = 0; i < b->n; i++) put_u32(img + LM_SHARD_HEADER + 4 * i, b->ids[i]);
-    if (b->masked) memcpy(img + LM_SHARD_HEADER + 4 * b->n, b->loss, (size_t)b->n);
+    int64_t n = (int64_t)b->ids.n;
+    if (!n) return 0;
+    uint8_t head[LM_SHARD_HEADER];
+    memset(head, 0, sizeof head);
+    memcpy(head, LM_SHARD_MAGIC, 8);
+    put_u32(head + 8, LM_SHARD_VERSION);
+    put_u32(head + 12, b->masked ? LM_SHARD_MASKED : 0);
+    put_u64(head + 16, (uint64_t)n);
+    put_u32(head + 24, c->vocab);
+    put_u32(head + 28, (uint32_t)b->docs);
+    memcpy(head + 32, c->tok_hash, 32);
     char name[64], path[4096];
     shard_name(name, sizeof name, split, b->nshards);
     snprintf(path, sizeof path, "%s/%s", c->out_dir, name);
-    int rc = lm_write_file_atomic(path, img, bytes, c->err);
-    free(img);
-    if (rc) return -1;
+    lm_atomic_writer *w = lm_atomic_begin(path, c->err);
+    if (!w) return -1;
+    lm_atomic_put(w, head, sizeof head);
+    uint8_t chunk[1 << 16];
+    for (int64_t i = 0; i < n;) {
+        int64_t k = 0;
+        for (; i < n && k < (int64_t)sizeof chunk / 4; i++, k++) put_u32(chunk + 4 * k, (uint32_t)b->ids.ids[i]);
+        lm_atomic_put(w, chunk, (size_t)k * 4);
+    }
+    if (b->masked) {
+        if (b->loss) {
+            lm_atomic_put(w, b->loss, (size_t)n);
+        } else {
+            memset(chunk, 1, sizeof chunk);
+            for (int64_t i = 0; i < n; i += (int64_t)sizeof chunk)
+                lm_atomic_put(w, chunk, (size_t)(n - i < (int64_t)sizeof chunk ? n - i : (int64_t)sizeof chunk));
+        }
+    }
+    if (lm_atomic_finish(w, c->err)) return -1;
     if (b->nshards == b->shards_cap) {
         int nc = b->shards_cap ? b->shards_cap * 2 : 8;
         shard_rec *ns = realloc(b->shards, (size_t)nc * sizeof *ns);
@@ -371,19 +384,22 @@ static int flush_shard(build_ctx *c, int split) {
         b->shards = ns;
         b->shards_cap = nc;
     }
-    b->shards[b->nshards++] = (shard_rec){b->n, b->docs, b->masked};
-    b->total_tokens += b->n;
+    b->shards[b->nshards++] = (shard_rec){n, b->docs, b->masked};
+    b->total_tokens += n;
     b->total_docs += b->docs;
-    b->n = 0;
+    b->ids.n = 0;
+    free(b->loss);
+    b->loss = NULL;
+    b->loss_cap = 0;
     b->docs = 0;
     b->masked = 0;
     return 0;
 }
 
 static int encode_into(build_ctx *c, split_buf *b, const char *text, size_t len, int flags, uint8_t loss) {
-    c->ids.n = 0;
-    if (lm_tokenizer_encode(c->tok, text, len, flags, &c->ids, c->err)) return -1;
-    if (sb_push(b, c->ids.ids, c->ids.n, loss)) return lm_fail(c->err, "out of memory");
+    size_t from = b->ids.n;
+    if (lm_tokenizer_encode(c->tok, text, len, flags, &b->ids, c->err)) return -1;
+    if (set_loss(b, from, b->ids.n, loss)) return lm_fail(c->err, "out of memory");
     return 0;
 }
 
@@ -391,9 +407,9 @@ static int build_doc(void *vctx, const doc_span *d) {
     build_ctx *c = vctx;
     int split = c->is_val[c->doc++] ? LM_SPLIT_VAL : LM_SPLIT_TRAIN;
     split_buf *b = &c->sb[split];
-    int64_t start = b->n;
+    size_t start = b->ids.n;
     if (c->o->bos && c->bos >= 0) {
-        if (sb_push(b, &c->bos, 1, 1)) return lm_fail(c->err, "out of memory");
+        if (sb_push(b, c->bos, 1)) return lm_fail(c->err, "out of memory");
     }
     uint8_t eos_loss = 1;
     if (!c->jsonl) {
@@ -407,7 +423,8 @@ static int build_doc(void *vctx, const doc_span *d) {
         if (t) {
             rc = encode_into(c, b, t->str, t->len, LM_TOK_SPECIAL, 1);
         } else {
-            if (start < b->n) b->loss[start] = 0; /* BOS of a masked record: no loss */
+            /* BOS of a masked record: no loss */
+            if (start < b->ids.n && set_loss(b, start, start + 1, 0)) rc = lm_fail(c->err, "out of memory");
             for (const json_value *e2 = s->child; e2 && !rc; e2 = e2->next) {
                 const json_value *et = json_get(e2, "text"), *el = json_get(e2, "loss");
                 int lb = 0;
@@ -420,13 +437,14 @@ static int build_doc(void *vctx, const doc_span *d) {
         json_free(doc);
         if (rc) return lm_fail_prefix(c->err, "%s:%zu", c->path, d->line);
     }
-    if (sb_push(b, &c->eos, 1, eos_loss)) return lm_fail(c->err, "out of memory");
-    for (int64_t i = start; i < b->n; i++)
-        if (b->ids[i] >= c->vocab)
-            return lm_fail(c->err, "%s:%zu: token id %u >= vocab size %u", c->path, d->line, b->ids[i], c->vocab);
-    c->tokens += b->n - start;
+    if (sb_push(b, c->eos, eos_loss)) return lm_fail(c->err, "out of memory");
+    for (size_t i = start; i < b->ids.n; i++)
+        if ((uint32_t)b->ids.ids[i] >= c->vocab)
+            return lm_fail(c->err, "%s:%zu: token id %u >= vocab size %u", c->path, d->line, (uint32_t)b->ids.ids[i],
+                           c->vocab);
+    c->tokens += (int64_t)(b->ids.n - start);
     b->docs++;
-    if (b->n >= c->o->shard_tokens && flush_shard(c, split)) return -1;
+    if ((int64_t)b->ids.n >= c->o->shard_tokens && flush_shard(c, split)) return -1;
     c->bytes_done += (int64_t)d->len + 1;
     if (c->o->progress && c->bytes_done - c->last_report >= (1 << 18)) {
         c->last_report = c->bytes_done;
@@ -490,10 +508,10 @@ static int write_index(build_ctx *c, const char *const *files, int nfiles, const
     bad |= sb_printf(&t, "{\n  \"format\": \"lemma-tokens\",\n  \"version\": %d,\n  \"tokenizer_sha256\": \"%s\",\n"
                          "  \"vocab_size\": %u,\n  \"bos_id\": %d,\n  \"eos_id\": %d,\n  \"doc_sep\": \"%s\",\n"
                          "  \"bos\": %s,\n  \"val_fraction\": %s,\n  \"seed\": %llu,\n  \"shard_tokens\": %lld,\n"
-                         "  \"sources\": [",
+                         "%s  \"sources\": [",
                      LM_SHARD_VERSION, tok_hex, c->vocab, c->bos, c->eos, lm_data_doc_sep_name(c->o->doc_sep),
                      c->o->bos && c->bos >= 0 ? "true" : "false", vf, (unsigned long long)c->o->seed,
-                     (long long)c->o->shard_tokens);
+                     (long long)c->o->shard_tokens, c->o->doc_windows ? "  \"windows\": \"document\",\n" : "");
     for (int i = 0; i < nfiles; i++) {
         bad |= sb_printf(&t, "%s\n    {\"file\": ", i ? "," : "");
         bad |= sb_string(&t, base_name(files[i]));
@@ -539,6 +557,8 @@ static int tokenizer_json_path(const char *tokenizer_dir, char *out, size_t cap,
 int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_dir, const char *out_dir,
                   const lm_data_opts *o, lm_error *err) {
     if (nfiles <= 0) return lm_fail(err, "no input files");
+    if (o->doc_windows && !o->bos)
+        return lm_fail(err, "document windows need a BOS before every document (bos is off)");
     if (!(o->val_fraction >= 0 && o->val_fraction <= 0.5))
         return lm_fail(err, "val_fraction %g: expected a number in [0, 0.5]", o->val_fraction);
     if (o->shard_tokens < 1 || o->shard_tokens > ((int64_t)1 << 32))
@@ -638,11 +658,10 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
     rc = 0;
 done:
     for (int s = 0; s < 2; s++) {
-        free(c.sb[s].ids);
+        lm_ids_free(&c.sb[s].ids);
         free(c.sb[s].loss);
         free(c.sb[s].shards);
     }
-    lm_ids_free(&c.ids);
     free(sc.u);
     free(is_val);
     free(file_docs);
@@ -686,6 +705,8 @@ typedef struct shard {
     const uint8_t *loss;      /* NULL or n bytes */
     int64_t n;
     int64_t docs;
+    int64_t *doc_at;          /* document windows: the positions of the BOS tokens, ascending */
+    int64_t ndoc_at;
 } shard;
 
 struct lm_data {
@@ -694,7 +715,29 @@ struct lm_data {
     int64_t tokens[2], docs[2];
     int32_t vocab, bos, eos;
     char tok_hex[65];
+    int doc_windows;          /* training windows start at a document's BOS ("windows": "document") */
 };
+
+/* The BOS positions of a shard, for document windows. */
+static int index_documents(shard *sh, int32_t bos, lm_error *err) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < sh->n; t++) n += get_u32(sh->ids + 4 * t) == (uint32_t)bos;
+    if (!(sh->doc_at = malloc((size_t)(n ? n : 1) * sizeof *sh->doc_at))) return lm_fail(err, "out of memory");
+    for (int64_t t = 0; t < sh->n; t++)
+        if (get_u32(sh->ids + 4 * t) == (uint32_t)bos) sh->doc_at[sh->ndoc_at++] = t;
+    return 0;
+}
+
+/* Documents of a shard that start a full window of T (+1) tokens. */
+static int64_t doc_starts(const shard *sh, int64_t T) {
+    int64_t lo = 0, hi = sh->ndoc_at; /* first index with doc_at + T >= n */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (sh->doc_at[mid] + T < sh->n) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
 
 static int json_int_field(const json_value *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,
                           const char *path, lm_error *err) {
@@ -738,6 +781,17 @@ lm_data *lm_data_open(const char *dir, lm_error *err) {
     d->eos = (int32_t)x;
     if (json_int_field(root, "bos_id", -1, INT32_MAX, &x, ipath, err)) goto fail;
     d->bos = (int32_t)x;
+    if ((v = json_get(root, "windows"))) {
+        if (v->type != JSON_STRING || (strcmp(v->str, "document") && strcmp(v->str, "any"))) {
+            lm_fail(err, "%s: byte %zu: \"windows\": expected \"document\" or \"any\"", ipath, v->offset);
+            goto fail;
+        }
+        d->doc_windows = !strcmp(v->str, "document");
+        if (d->doc_windows && d->bos < 0) {
+            lm_fail(err, "%s: \"windows\": \"document\" needs a BOS token before every document (bos_id is -1)", ipath);
+            goto fail;
+        }
+    }
     v = json_get(root, "tokenizer_sha256");
     uint8_t th[32];
     if (!v || v->type != JSON_STRING || lm_sha256_parse(v->str, th)) {
@@ -810,6 +864,7 @@ lm_data *lm_data_open(const char *dir, lm_error *err) {
             sh->docs = info.documents;
             sh->ids = sh->map + LM_SHARD_HEADER;
             sh->loss = (info.flags & LM_SHARD_MASKED) ? sh->ids + 4 * info.n : NULL;
+            if (d->doc_windows && index_documents(sh, d->bos, err)) goto fail;
             d->tokens[s] += sh->n;
             d->docs[s] += sh->docs;
         }
@@ -828,6 +883,7 @@ void lm_data_close(lm_data *d) {
         for (int i = 0; i < d->nsh[s]; i++) {
             if (d->sh[s][i].len) munmap((void *)d->sh[s][i].map, d->sh[s][i].len);
             free(d->sh[s][i].path);
+            free(d->sh[s][i].doc_at);
         }
         free(d->sh[s]);
     }
@@ -848,7 +904,8 @@ int64_t lm_data_starts(const lm_data *d, int split, int64_t T) {
     if (!split_ok(split) || T < 1) return 0;
     int64_t S = 0;
     for (int i = 0; i < d->nsh[split]; i++)
-        if (d->sh[split][i].n > T) S += d->sh[split][i].n - T;
+        if (d->doc_windows) S += doc_starts(&d->sh[split][i], T);
+        else if (d->sh[split][i].n > T) S += d->sh[split][i].n - T;
     return S;
 }
 
@@ -884,12 +941,12 @@ static int fill_row(const lm_data *d, const shard *sh, int64_t s, int64_t T, int
 static const shard *locate(const lm_data *d, int split, int64_t T, int64_t k, int64_t *s) {
     for (int i = 0; i < d->nsh[split]; i++) {
         const shard *sh = &d->sh[split][i];
-        if (sh->n <= T) continue;
-        if (k < sh->n - T) {
-            *s = k;
+        int64_t here = d->doc_windows ? doc_starts(sh, T) : sh->n > T ? sh->n - T : 0;
+        if (k < here) {
+            *s = d->doc_windows ? sh->doc_at[k] : k;
             return sh;
         }
-        k -= sh->n - T;
+        k -= here;
     }
     return NULL;
 }

@@ -72,7 +72,12 @@
  * in order; a shard of n tokens has max(0, n - T) starts). So the data of a
  * step is a pure function of (seed, step, row): nothing to save but the step,
  * and splitting a batch into micro-batches of B rows draws the same windows.
- * Evaluation uses non-overlapping windows in file order instead
+ * With "windows": "document" in index.json (lm_data_opts.doc_windows, for
+ * SFT data: every example is seen with its prompt), the S starts are instead
+ * the positions of the BOS tokens from which T+1 tokens fit in the shard,
+ * in shard order: a window then holds a whole document from its start (and
+ * the beginning of the next ones), never the tail of a document without
+ * its head. Evaluation uses non-overlapping windows in file order instead
  * (lm_data_eval_window).
  *
  * Thread safety: an open lm_data is read-only; windows may be drawn from many
@@ -97,6 +102,8 @@ typedef struct lm_data_opts {
     uint64_t seed;           /* of the split rule; default 0 */
     int doc_sep;             /* LM_DOC_*; default LM_DOC_FILE */
     int bos;                 /* put BOS before every document; default 1 */
+    int doc_windows;         /* training windows start at a document's BOS (index.json "windows":
+                                "document"); default 0: at any token */
     /* Optional, called now and then: phase "scan" (hashing, splitting) or
      * "tokenize", bytes done of total, tokens written so far. A non-zero
      * return stops the build with an error. */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,6 +258,67 @@ static int match_word(parser *p, const char *w) {
     return 0;
 }
 
+/* ---- duplicate keys ----
+ *
+ * A key that appears twice in one object is an error: readers disagree on
+ * which value wins (Python and Hugging Face take the last, a first-match
+ * lookup the first), so a document with one means different things to
+ * different tools. Small objects compare each new key with the earlier ones;
+ * from DUP_LINEAR members on, an open-addressing table of the members (or, for
+ * json_parse_each_member, of key hashes and offsets) keeps the check O(1). */
+enum { DUP_LINEAR = 16 };
+
+static uint64_t key_hash(const char *k, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+    return h;
+}
+
+static int same_key(const json_value *a, const json_value *b) {
+    return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+static json_value *fail_duplicate(parser *p, size_t key_at, const char *key, size_t key_len) {
+    char q[160], what[200];
+    snprintf(what, sizeof what, "duplicate key %s (a key may appear once per object)",
+             json_quote(q, sizeof q, key, key_len));
+    return fail(p, key_at, what);
+}
+
+typedef struct member_index {
+    const json_value **slots;
+    size_t cap;                  /* power of two, or 0 while linear */
+} member_index;
+
+/* m has just been appended to obj (obj->len counts it); fails when an earlier
+ * member has the same key. */
+static int check_key(parser *p, member_index *ix, const json_value *obj, const json_value *m, size_t key_at) {
+    if (!ix->cap && obj->len <= DUP_LINEAR) {
+        for (const json_value *o = obj->child; o != m; o = o->next)
+            if (same_key(o, m)) return fail_duplicate(p, key_at, m->key, m->key_len), -1;
+        return 0;
+    }
+    if (obj->len * 2 > ix->cap) { /* (re)build from the earlier members, which are distinct */
+        size_t cap = 64;
+        while (cap < obj->len * 4) cap *= 2;
+        const json_value **slots = calloc(cap, sizeof *slots);
+        if (!slots) return fail(p, key_at, "out of memory"), -1;
+        free(ix->slots);
+        ix->slots = slots;
+        ix->cap = cap;
+        for (const json_value *o = obj->child; o != m; o = o->next) {
+            size_t h = (size_t)key_hash(o->key, o->key_len) & (cap - 1);
+            while (slots[h]) h = (h + 1) & (cap - 1);
+            slots[h] = o;
+        }
+    }
+    size_t h = (size_t)key_hash(m->key, m->key_len) & (ix->cap - 1);
+    for (; ix->slots[h]; h = (h + 1) & (ix->cap - 1))
+        if (same_key(ix->slots[h], m)) return fail_duplicate(p, key_at, m->key, m->key_len), -1;
+    ix->slots[h] = m;
+    return 0;
+}
+
 static json_value *parse_container(parser *p, int is_object) {
     size_t start = p->pos;
     if (++p->depth > JSON_MAX_DEPTH) return fail(p, start, "nesting too deep");
@@ -270,34 +332,40 @@ static json_value *parse_container(parser *p, int is_object) {
         p->depth--;
         return v;
     }
+    member_index ix = {NULL, 0};
+    json_value *result = NULL;
     json_value **tail = &v->child;
     for (;;) {
         skip_ws(p);
         const char *key = NULL;
-        size_t key_len = 0;
+        size_t key_len = 0, key_at = p->pos;
         if (is_object) {
-            if (p->pos >= p->n || p->s[p->pos] != '"') return fail(p, p->pos, "expected a string key");
-            if (parse_string_raw(p, &key, &key_len)) return NULL;
+            if (p->pos >= p->n || p->s[p->pos] != '"') { fail(p, p->pos, "expected a string key"); goto out; }
+            if (parse_string_raw(p, &key, &key_len)) goto out;
             skip_ws(p);
-            if (p->pos >= p->n || p->s[p->pos] != ':') return fail(p, p->pos, "expected ':'");
+            if (p->pos >= p->n || p->s[p->pos] != ':') { fail(p, p->pos, "expected ':'"); goto out; }
             p->pos++;
             skip_ws(p);
         }
         json_value *m = parse_value(p);
-        if (!m) return NULL;
+        if (!m) goto out;
         m->key = key;
         m->key_len = key_len;
         *tail = m;
         tail = &m->next;
         v->len++;
+        if (is_object && check_key(p, &ix, v, m, key_at)) goto out;
         skip_ws(p);
-        if (p->pos >= p->n) return fail(p, p->pos, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
-        if (p->s[p->pos] == ',') { p->pos++; continue; }
-        if (p->s[p->pos] == close) { p->pos++; break; }
-        return fail(p, p->pos, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+        if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
+        if (p->pos < p->n && p->s[p->pos] == close) { p->pos++; break; }
+        fail(p, p->pos, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+        goto out;
     }
     p->depth--;
-    return v;
+    result = v;
+out:
+    free(ix.slots);
+    return result;
 }
 
 static json_value *parse_value(parser *p) {
@@ -342,6 +410,128 @@ json_doc *json_parse(const char *text, size_t len, lm_error *err) {
         return NULL;
     }
     return doc;
+}
+
+/* Frees every chunk but the newest (the largest) and empties it. */
+static void arena_reset(json_doc *doc) {
+    arena_chunk *c = doc->chunks;
+    if (!c) return;
+    for (arena_chunk *o = c->next; o;) {
+        arena_chunk *n = o->next;
+        free(o);
+        o = n;
+    }
+    c->next = NULL;
+    c->used = 0;
+}
+
+/* The top-level key index of json_parse_each_member: the members' trees are
+ * gone by the time a later key is seen, so it keeps the key's hash and source
+ * offset, and decodes both keys again only when the hashes are equal. */
+typedef struct key_slot {
+    uint64_t hash;
+    size_t at;                   /* offset of the key's opening quote; 0 = empty (the '{' is there) */
+} key_slot;
+
+static int decode_key_at(const parser *p, size_t at, json_doc *scratch, const char **key, size_t *len) {
+    parser q = {.s = p->s, .n = p->n, .pos = at, .doc = scratch, .err = NULL};
+    return parse_string_raw(&q, key, len);
+}
+
+static int top_key_seen(parser *p, key_slot **slots, size_t *cap, size_t count, const char *key, size_t key_len,
+                        size_t at) {
+    if ((count + 1) * 2 > *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        key_slot *ns = calloc(ncap, sizeof *ns);
+        if (!ns) return fail(p, at, "out of memory"), -1;
+        for (size_t i = 0; i < *cap; i++) {
+            if (!(*slots)[i].at) continue;
+            size_t h = (size_t)(*slots)[i].hash & (ncap - 1);
+            while (ns[h].at) h = (h + 1) & (ncap - 1);
+            ns[h] = (*slots)[i];
+        }
+        free(*slots);
+        *slots = ns;
+        *cap = ncap;
+    }
+    uint64_t hash = key_hash(key, key_len);
+    size_t h = (size_t)hash & (*cap - 1);
+    for (; (*slots)[h].at; h = (h + 1) & (*cap - 1)) {
+        if ((*slots)[h].hash != hash) continue;
+        json_doc scratch = {0};
+        const char *old;
+        size_t old_len;
+        int same = decode_key_at(p, (*slots)[h].at, &scratch, &old, &old_len) == 0 && old_len == key_len &&
+                   memcmp(old, key, key_len) == 0;
+        arena_reset(&scratch);
+        free(scratch.chunks);
+        if (same) return fail_duplicate(p, at, key, key_len), -1;
+    }
+    (*slots)[h].hash = hash;
+    (*slots)[h].at = at;
+    return 0;
+}
+
+int json_parse_each_member(const char *text, size_t len, json_member_fn fn, void *ctx, lm_error *err) {
+    json_doc doc = {0};
+    parser p = {.s = (const unsigned char *)text, .n = len, .doc = &doc, .err = err};
+    key_slot *slots = NULL;
+    size_t cap = 0, count = 0;
+    int rc = -1;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p.pos = 3;
+    skip_ws(&p);
+    if (p.pos >= p.n || p.s[p.pos] != '{') {
+        static const char *what[256] = {['['] = "an array", ['"'] = "a string", ['t'] = "true", ['f'] = "false",
+                                        ['n'] = "null", ['-'] = "a number", ['0'] = "a number", ['1'] = "a number",
+                                        ['2'] = "a number", ['3'] = "a number", ['4'] = "a number", ['5'] = "a number",
+                                        ['6'] = "a number", ['7'] = "a number", ['8'] = "a number", ['9'] = "a number"};
+        const char *found = p.pos < p.n ? what[p.s[p.pos]] : NULL;
+        char msg[64];
+        snprintf(msg, sizeof msg, "expected an object%s%s", found ? ", found " : "", found ? found : "");
+        fail(&p, p.pos, msg);
+        return -1;
+    }
+    p.pos++;
+    p.depth = 1;
+    skip_ws(&p);
+    if (p.pos < p.n && p.s[p.pos] == '}') {
+        p.pos++;
+    } else {
+        for (;;) {
+            skip_ws(&p);
+            const char *key;
+            size_t key_len, key_at = p.pos;
+            if (p.pos >= p.n || p.s[p.pos] != '"') { fail(&p, p.pos, "expected a string key"); goto out; }
+            if (parse_string_raw(&p, &key, &key_len)) goto out;
+            if (top_key_seen(&p, &slots, &cap, count, key, key_len, key_at)) goto out;
+            count++;
+            skip_ws(&p);
+            if (p.pos >= p.n || p.s[p.pos] != ':') { fail(&p, p.pos, "expected ':'"); goto out; }
+            p.pos++;
+            json_value *m = parse_value(&p);
+            if (!m) goto out;
+            m->key = key;
+            m->key_len = key_len;
+            if (fn(ctx, m)) goto out; /* fn's error stands */
+            arena_reset(&doc);
+            skip_ws(&p);
+            if (p.pos < p.n && p.s[p.pos] == ',') { p.pos++; continue; }
+            if (p.pos < p.n && p.s[p.pos] == '}') { p.pos++; break; }
+            fail(&p, p.pos, "expected ',' or '}'");
+            goto out;
+        }
+    }
+    skip_ws(&p);
+    if (p.pos != p.n) {
+        fail(&p, p.pos, "unexpected data after the top-level value");
+        goto out;
+    }
+    rc = 0;
+out:
+    free(slots);
+    arena_reset(&doc);
+    free(doc.chunks);
+    return rc;
 }
 
 const json_value *json_root(const json_doc *doc) { return doc ? doc->root : NULL; }

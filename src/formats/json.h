@@ -5,7 +5,9 @@
  * Strings are decoded (escapes, surrogate pairs) into NUL-terminated UTF-8;
  * invalid UTF-8 in the source, lone surrogates, trailing commas, comments,
  * leading zeros, NaN/Infinity and nesting deeper than JSON_MAX_DEPTH are
- * errors. Duplicate object keys are kept (lookups return the first).
+ * errors, and so is a key that appears twice in one object ("byte N:
+ * duplicate key ...": Python and Hugging Face would take the last value, a
+ * first-match reader the first).
  *
  *   json_doc *doc = json_parse(text, len, &err);
  *   const json_value *v = json_get(json_root(doc), "hidden_size");
@@ -53,6 +55,17 @@ typedef struct json_doc json_doc;
  * err says "byte N: expected ..." */
 json_doc *json_parse(const char *text, size_t len, lm_error *err);
 const json_value *json_root(const json_doc *doc);
+
+/* Streams the members of a top-level object: each member's value is parsed
+ * into a tree, handed to fn (member->key names it) and freed before the next
+ * one, so memory is bounded by the largest member plus 32 bytes per member
+ * (the duplicate-key index), not by the document: the reader of a
+ * safetensors header with millions of entries uses this. Errors as
+ * json_parse ("byte N: ..."); a top level that is not an object is
+ * "byte N: expected an object, found an array". fn returns 0 to go on, or
+ * non-zero to stop: json_parse_each_member then returns -1 with fn's error. */
+typedef int (*json_member_fn)(void *ctx, const json_value *member);
+int json_parse_each_member(const char *text, size_t len, json_member_fn fn, void *ctx, lm_error *err);
 void json_free(json_doc *doc);
 
 /* Object member by key (first match), or NULL (also when obj is not an object). */

@@ -15,23 +15,28 @@
 
 #include "formats/json.h"
 
-/* A header larger than this is not a checkpoint we can trust (real V3 shards
- * have headers of a few hundred KB). */
-#define ST_MAX_HEADER (256u << 20)
+/* A header larger than this is not a checkpoint we can trust: real V3 shards
+ * have headers of a few hundred KB, and the reference safetensors library
+ * refuses more than 100,000,000 bytes too. Reading a header takes at most
+ * about 4 bytes of memory per header byte (see parse_file), so this also
+ * caps what a hostile header can make us allocate at ~400 MB. */
+#define ST_MAX_HEADER LM_ST_MAX_HEADER
 
 typedef struct st_file {
     char *path;
     void *map;
     size_t size;
     int mapped;             /* map is ours to munmap (else the caller's bytes) */
+    char *names;            /* the NUL-terminated names of this file's tensors, one block */
 } st_file;
 
 struct lm_tensor_set {
     st_file *files;
     int nfiles;
     lm_tensor *tensors;
-    int64_t ntensors, cap;
-    char **names;           /* owned name strings, parallel to tensors */
+    int64_t ntensors;
+    int64_t ntensors_reserved;   /* while a file's header is read: room in tensors */
+    size_t name_bytes_reserved;  /* ... and in that file's names block */
     int64_t *slots;         /* hash table of tensor indices, -1 = empty */
     int64_t nslots;
 };
@@ -40,29 +45,6 @@ static uint64_t hash_name(const char *s) {
     uint64_t h = 1469598103934665603ull;
     while (*s) { h ^= (unsigned char)*s++; h *= 1099511628211ull; }
     return h;
-}
-
-static int set_add(lm_tensor_set *set, const lm_tensor *t, const char *name, size_t name_len,
-                   lm_error *err) {
-    if (set->ntensors == set->cap) {
-        int64_t cap = set->cap ? set->cap * 2 : 64;
-        lm_tensor *nt = realloc(set->tensors, (size_t)cap * sizeof *nt);
-        if (!nt) return lm_fail(err, "out of memory");
-        set->tensors = nt;
-        char **nn = realloc(set->names, (size_t)cap * sizeof *nn);
-        if (!nn) return lm_fail(err, "out of memory");
-        set->names = nn;
-        set->cap = cap;
-    }
-    char *copy = malloc(name_len + 1);
-    if (!copy) return lm_fail(err, "out of memory");
-    memcpy(copy, name, name_len);
-    copy[name_len] = 0;
-    set->names[set->ntensors] = copy;
-    set->tensors[set->ntensors] = *t;
-    set->tensors[set->ntensors].name = copy;
-    set->ntensors++;
-    return 0;
 }
 
 static int set_build_index(lm_tensor_set *set, lm_error *err) {
@@ -120,13 +102,22 @@ void lm_st_close(lm_tensor_set *set) {
     for (int i = 0; i < set->nfiles; i++) {
         if (set->files[i].mapped) munmap(set->files[i].map, set->files[i].size);
         free(set->files[i].path);
+        free(set->files[i].names);
     }
-    for (int64_t i = 0; i < set->ntensors; i++) free(set->names[i]);
     free(set->files);
     free(set->tensors);
-    free(set->names);
     free(set->slots);
     free(set);
+}
+
+/* Bytes of s written as a JSON string literal (json_write_string). */
+static size_t quoted_len(const char *s) {
+    size_t n = 2;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        n += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ? 2 : c < 0x20 ? 6 : 1;
+    }
+    return n;
 }
 
 /* No control characters (nor NUL): names go into one-line error messages. */
@@ -159,6 +150,7 @@ static int add_file(lm_tensor_set *set, const char *path, void *bytes, size_t si
     set->files[fi].map = bytes;
     set->files[fi].size = size;
     set->files[fi].mapped = mapped;
+    set->files[fi].names = NULL;
     set->files[fi].path = strdup(path);
     if (!set->files[fi].path) return lm_fail(err, "out of memory");
     return fi;
@@ -190,6 +182,117 @@ static int load_file(lm_tensor_set *set, const char *path, lm_error *err) {
     return fi < 0 ? -1 : parse_file(set, fi, err);
 }
 
+/* The header is read in two streaming passes (json_parse_each_member): the
+ * first counts the tensors and their name bytes, the second validates each
+ * entry into an lm_tensor of an array allocated once at its final size. Peak
+ * memory is then per tensor 112 bytes (lm_tensor) + its name + 32 (the name
+ * index) + 24 (the overlap check), plus the JSON key index, against at least
+ * 48 header bytes per entry ("n":{"dtype":"F32","shape":[],"data_offsets":[0,0]},):
+ * under 4 bytes per header byte, whatever the header holds. */
+typedef struct header_pass {
+    lm_tensor_set *set;
+    int fi;
+    const unsigned char *data;
+    uint64_t data_size;
+    int64_t count;               /* pass 1: tensors; pass 2: tensors filled */
+    size_t name_bytes;           /* pass 1: sum of name lengths + NULs; pass 2: used */
+    lm_error *err;
+} header_pass;
+
+static int is_metadata(const json_value *m) { return m->key_len == 12 && !memcmp(m->key, "__metadata__", 12); }
+
+static int count_entry(void *ctx, const json_value *m) {
+    header_pass *h = ctx;
+    if (is_metadata(m)) return 0;
+    h->count++;
+    h->name_bytes += m->key_len + 1;
+    return 0;
+}
+
+static int read_entry(void *ctx, const json_value *m) {
+    header_pass *h = ctx;
+    lm_error *err = h->err;
+    st_file *f = &h->set->files[h->fi];
+    const char *path = f->path;
+    if (is_metadata(m)) {
+        if (m->type != JSON_OBJECT)
+            return lm_fail(err, "%s: __metadata__ is a JSON %s, expected an object", path, json_type_name(m->type));
+        return 0;
+    }
+    if (strlen(m->key) != m->key_len || m->key_len == 0)
+        return lm_fail(err, "%s: header byte %zu: tensor name is empty or contains NUL", path, m->offset);
+    if (!printable(m->key, m->key_len))
+        return lm_fail(err, "%s: header byte %zu: tensor name contains a control character (expected printable UTF-8)",
+                       path, m->offset);
+    if (m->type != JSON_OBJECT)
+        return lm_fail(err, "%s: tensor '%s': entry is a JSON %s, expected an object", path, m->key,
+                       json_type_name(m->type));
+    /* The two passes see the same bytes: a count that differs is a bug. */
+    if (h->count >= h->set->ntensors_reserved || h->name_bytes + m->key_len + 1 > h->set->name_bytes_reserved)
+        return lm_fail(err, "%s: header changed while it was read", path);
+    lm_tensor t;
+    memset(&t, 0, sizeof t);
+    t.file = h->fi;
+    const json_value *dt = json_get(m, "dtype");
+    if (!dt || dt->type != JSON_STRING) return lm_fail(err, "%s: tensor '%s': missing string field 'dtype'", path, m->key);
+    if (lm_dtype_parse(dt->str, dt->len, &t.dtype) != 0) {
+        char q[64];
+        return lm_fail(err, "%s: tensor '%s': unknown dtype %s (expected F32, F16, BF16, F8_E4M3, F64, I64, I32, I8, U8 or BOOL)",
+                       path, m->key, json_quote(q, sizeof q, dt->str, dt->len));
+    }
+    const json_value *sh = json_get(m, "shape");
+    if (!sh || sh->type != JSON_ARRAY) return lm_fail(err, "%s: tensor '%s': missing array field 'shape'", path, m->key);
+    if (sh->len > LM_MAX_DIMS)
+        return lm_fail(err, "%s: tensor '%s': %zu dimensions, at most %d supported", path, m->key, sh->len, LM_MAX_DIMS);
+    t.ndim = (int)sh->len;
+    uint64_t numel = 1;
+    int d = 0;
+    for (const json_value *e = sh->child; e; e = e->next, d++) {
+        int64_t v;
+        if (!json_as_int(e, &v) || v < 0)
+            return lm_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path, m->key, d);
+        t.shape[d] = v;
+        if (v != 0 && numel > UINT64_MAX / (uint64_t)v)
+            return lm_fail(err, "%s: tensor '%s': shape overflows 64 bits", path, m->key);
+        numel *= (uint64_t)v;
+    }
+    uint64_t esz = lm_dtype_size(t.dtype);
+    if (numel > (uint64_t)INT64_MAX / esz) return lm_fail(err, "%s: tensor '%s': byte size overflows", path, m->key);
+    const json_value *off = json_get(m, "data_offsets");
+    int64_t b, e;
+    if (!off || off->type != JSON_ARRAY || off->len != 2 || !json_as_int(json_at(off, 0), &b) ||
+        !json_as_int(json_at(off, 1), &e) || b < 0 || e < 0)
+        return lm_fail(err, "%s: tensor '%s': 'data_offsets' must be [begin, end] non-negative integers", path, m->key);
+    if (b > e)
+        return lm_fail(err, "%s: tensor '%s': data_offsets [%lld, %lld] has begin > end", path, m->key, (long long)b,
+                       (long long)e);
+    if ((uint64_t)e > h->data_size)
+        return lm_fail(err, "%s: tensor '%s': data_offsets end %lld is past the data section (%llu bytes; file truncated?)",
+                       path, m->key, (long long)e, (unsigned long long)h->data_size);
+    if ((uint64_t)(e - b) != numel * esz)
+        return lm_fail(err, "%s: tensor '%s': %lld bytes in data_offsets, but shape x %s needs %llu", path, m->key,
+                       (long long)(e - b), lm_dtype_name(t.dtype), (unsigned long long)(numel * esz));
+    t.numel = (int64_t)numel;
+    t.nbytes = (size_t)(numel * esz);
+    t.data = h->data + b;
+    char *name = f->names + h->name_bytes;
+    memcpy(name, m->key, m->key_len + 1);
+    h->name_bytes += m->key_len + 1;
+    t.name = name;
+    h->set->tensors[h->set->ntensors++] = t;
+    h->count++;
+    return 0;
+}
+
+/* "byte N: ..." from the JSON parser -> "PATH: header byte N: ..." (header
+ * bytes start at file byte 8). */
+static int header_error(lm_error *err, const char *path) {
+    if (!err) return -1;
+    char jmsg[sizeof err->msg];
+    memcpy(jmsg, err->msg, sizeof jmsg);
+    return lm_fail(err, "%s: header %s", path, jmsg);
+}
+
 /* Validates file fi's header and appends its tensors to set. */
 static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
     const char *path = set->files[fi].path;
@@ -208,123 +311,29 @@ static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
     if (hlen < 2) return lm_fail(err, "%s: header length %llu, expected a JSON object", path,
                                  (unsigned long long)hlen);
     const char *hdr = (const char *)bytes + 8;
-    uint64_t data_size = size - 8 - hlen;
-    const unsigned char *data = bytes + 8 + hlen;
-
-    json_doc *doc = json_parse(hdr, hlen, err);
-    if (!doc) { /* "byte N: ..." from the parser; header bytes start at file byte 8 */
-        if (!err) return -1;
-        char jmsg[sizeof err->msg];
-        memcpy(jmsg, err->msg, sizeof jmsg);
-        return lm_fail(err, "%s: header %s", path, jmsg);
-    }
-    const json_value *root = json_root(doc);
-    int rc = 0;
+    header_pass h = {set, fi, bytes + 8 + hlen, size - 8 - hlen, 0, 0, err};
+    if (json_parse_each_member(hdr, hlen, count_entry, &h, err)) return header_error(err, path);
+    lm_tensor *nt = realloc(set->tensors, (size_t)(set->ntensors + h.count + 1) * sizeof *nt);
+    if (!nt) return lm_fail(err, "out of memory for %lld tensors", (long long)(set->ntensors + h.count));
+    set->tensors = nt;
+    set->files[fi].names = malloc(h.name_bytes + 1);
+    if (!set->files[fi].names) return lm_fail(err, "out of memory");
+    set->ntensors_reserved = set->ntensors + h.count;
+    set->name_bytes_reserved = h.name_bytes;
     int64_t first = set->ntensors;
-    if (root->type != JSON_OBJECT) {
-        rc = lm_fail(err, "%s: header is a JSON %s, expected an object", path, json_type_name(root->type));
-        goto done;
-    }
-    for (const json_value *m = root->child; m; m = m->next) {
-        if (m->key_len == 12 && !memcmp(m->key, "__metadata__", 12)) {
-            if (m->type != JSON_OBJECT) {
-                rc = lm_fail(err, "%s: __metadata__ is a JSON %s, expected an object", path, json_type_name(m->type));
-                goto done;
-            }
-            continue;
-        }
-        if (strlen(m->key) != m->key_len || m->key_len == 0) {
-            rc = lm_fail(err, "%s: header byte %zu: tensor name is empty or contains NUL", path, m->offset);
-            goto done;
-        }
-        if (!printable(m->key, m->key_len)) {
-            rc = lm_fail(err, "%s: header byte %zu: tensor name contains a control character (expected printable UTF-8)",
-                         path, m->offset);
-            goto done;
-        }
-        if (m->type != JSON_OBJECT) {
-            rc = lm_fail(err, "%s: tensor '%s': entry is a JSON %s, expected an object", path, m->key,
-                         json_type_name(m->type));
-            goto done;
-        }
-        lm_tensor t;
-        memset(&t, 0, sizeof t);
-        t.file = fi;
-        const json_value *dt = json_get(m, "dtype");
-        if (!dt || dt->type != JSON_STRING) {
-            rc = lm_fail(err, "%s: tensor '%s': missing string field 'dtype'", path, m->key);
-            goto done;
-        }
-        if (lm_dtype_parse(dt->str, dt->len, &t.dtype) != 0) {
-            char q[64];
-            rc = lm_fail(err, "%s: tensor '%s': unknown dtype %s (expected F32, F16, BF16, F8_E4M3, F64, I64, I32, I8, U8 or BOOL)",
-                         path, m->key, json_quote(q, sizeof q, dt->str, dt->len));
-            goto done;
-        }
-        const json_value *sh = json_get(m, "shape");
-        if (!sh || sh->type != JSON_ARRAY) {
-            rc = lm_fail(err, "%s: tensor '%s': missing array field 'shape'", path, m->key);
-            goto done;
-        }
-        if (sh->len > LM_MAX_DIMS) {
-            rc = lm_fail(err, "%s: tensor '%s': %zu dimensions, at most %d supported", path, m->key,
-                         sh->len, LM_MAX_DIMS);
-            goto done;
-        }
-        t.ndim = (int)sh->len;
-        uint64_t numel = 1;
-        int d = 0;
-        for (const json_value *e = sh->child; e; e = e->next, d++) {
-            int64_t v;
-            if (!json_as_int(e, &v) || v < 0) {
-                rc = lm_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path, m->key, d);
-                goto done;
-            }
-            t.shape[d] = v;
-            if (v != 0 && numel > UINT64_MAX / (uint64_t)v) {
-                rc = lm_fail(err, "%s: tensor '%s': shape overflows 64 bits", path, m->key);
-                goto done;
-            }
-            numel *= (uint64_t)v;
-        }
-        uint64_t esz = lm_dtype_size(t.dtype);
-        if (numel > (uint64_t)INT64_MAX / esz) {
-            rc = lm_fail(err, "%s: tensor '%s': byte size overflows", path, m->key);
-            goto done;
-        }
-        const json_value *off = json_get(m, "data_offsets");
-        int64_t b, e;
-        if (!off || off->type != JSON_ARRAY || off->len != 2 || !json_as_int(json_at(off, 0), &b) ||
-            !json_as_int(json_at(off, 1), &e) || b < 0 || e < 0) {
-            rc = lm_fail(err, "%s: tensor '%s': 'data_offsets' must be [begin, end] non-negative integers", path, m->key);
-            goto done;
-        }
-        if (b > e) {
-            rc = lm_fail(err, "%s: tensor '%s': data_offsets [%lld, %lld] has begin > end", path, m->key,
-                         (long long)b, (long long)e);
-            goto done;
-        }
-        if ((uint64_t)e > data_size) {
-            rc = lm_fail(err, "%s: tensor '%s': data_offsets end %lld is past the data section (%llu bytes; file truncated?)",
-                         path, m->key, (long long)e, (unsigned long long)data_size);
-            goto done;
-        }
-        if ((uint64_t)(e - b) != numel * esz) {
-            rc = lm_fail(err, "%s: tensor '%s': %lld bytes in data_offsets, but shape x %s needs %llu",
-                         path, m->key, (long long)(e - b), lm_dtype_name(t.dtype),
-                         (unsigned long long)(numel * esz));
-            goto done;
-        }
-        t.numel = (int64_t)numel;
-        t.nbytes = (size_t)(numel * esz);
-        t.data = data + b;
-        if (set_add(set, &t, m->key, m->key_len, err)) { rc = -1; goto done; }
+    h.count = first;
+    h.name_bytes = 0;
+    if (json_parse_each_member(hdr, hlen, read_entry, &h, err)) {
+        /* read_entry's own messages name the file; the parser's are "byte N: ..." */
+        return err && !strncmp(err->msg, "byte ", 5) ? header_error(err, path) : -1;
     }
     /* Overlap check over this file's tensors. */
     int64_t cnt = set->ntensors - first;
+    int rc = 0;
     if (cnt > 1) {
         span *sp = malloc((size_t)cnt * sizeof *sp);
-        if (!sp) { rc = lm_fail(err, "out of memory"); goto done; }
+        if (!sp) return lm_fail(err, "out of memory");
+        const unsigned char *data = h.data;
         for (int64_t i = 0; i < cnt; i++) {
             const lm_tensor *t = &set->tensors[first + i];
             sp[i].begin = (uint64_t)((const unsigned char *)t->data - data);
@@ -348,8 +357,6 @@ static int parse_file(lm_tensor_set *set, int fi, lm_error *err) {
         }
         free(sp);
     }
-done:
-    json_free(doc);
     return rc;
 }
 
@@ -376,9 +383,12 @@ int lm_st_open_mem(const void *bytes, size_t len, const char *name, lm_tensor_se
     return 0;
 }
 
+/* 1 when p exists, 0 when it does not (ENOENT), -1 when it cannot be told
+ * (a symlink loop, a permission error: errno says which). */
 static int file_exists(const char *p) {
     struct stat s;
-    return stat(p, &s) == 0;
+    if (stat(p, &s) == 0) return 1;
+    return errno == ENOENT ? 0 : -1;
 }
 
 int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err) {
@@ -406,10 +416,12 @@ int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm
         fclose(f);
         return lm_fail(err, "out of memory");
     }
+    errno = 0;
     if (n && fread(buf, 1, n, f) != n) {
+        int why = errno;
         free(buf);
         fclose(f);
-        return lm_fail(err, "%s: read error", path);
+        return lm_fail(err, "%s: cannot read: %s", path, why ? strerror(why) : "the file shrank while it was read");
     }
     fclose(f);
     buf[n] = 0;
@@ -421,10 +433,13 @@ int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm
 int lm_st_open_dir(const char *dir, lm_tensor_set **out, lm_error *err) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (!file_exists(path)) {
+    int have = file_exists(path);
+    if (have < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!have) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        if (!file_exists(path))
-            return lm_fail(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        have = file_exists(path);
+        if (have < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        if (!have) return lm_fail(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
         return lm_st_open_file(path, out, err);
     }
     char *text;
@@ -490,6 +505,78 @@ done:
     return 0;
 }
 
+/* ---- checking values ---- */
+
+typedef struct scan_job {
+    const unsigned char *data;   /* the batch's first element */
+    lm_dtype dtype;
+    int64_t n;                   /* elements in the batch */
+    int64_t first[1024];         /* per thread: first bad index in its share, or -1 */
+} scan_job;
+
+static void scan_worker(void *ctx, int ith, int nth) {
+    scan_job *j = ctx;
+    int64_t b, e;
+    lm_split(j->n, ith, nth, 4096, &b, &e);
+    int64_t i = e > b ? lm_first_nonfinite(j->data + (size_t)b * lm_dtype_size(j->dtype), j->dtype, e - b) : -1;
+    j->first[ith] = i < 0 ? -1 : b + i;
+}
+
+static int is_float_dtype(lm_dtype t) {
+    return t == LM_DTYPE_F32 || t == LM_DTYPE_F64 || t == LM_DTYPE_F16 || t == LM_DTYPE_BF16 || t == LM_DTYPE_F8_E4M3;
+}
+
+int lm_st_check_finite(const lm_tensor_set *set, lm_pool *pool, lm_st_progress_fn progress, void *ctx, int64_t *nbad,
+                       lm_error *err) {
+    enum { BATCH_BYTES = 256 << 20 };
+    uint64_t total = 0, done = 0;
+    int64_t nfloat = 0, bad = 0, first_bad = -1, first_at = -1;
+    for (int64_t i = 0; i < set->ntensors; i++)
+        if (is_float_dtype(set->tensors[i].dtype)) total += set->tensors[i].nbytes, nfloat++;
+    scan_job *job = malloc(sizeof *job);
+    if (!job) return lm_fail(err, "out of memory");
+    int nth = pool ? lm_pool_size(pool) : 1;
+    if (nth > 1024) nth = 1024;
+    int rc = 0;
+    for (int64_t i = 0; i < set->ntensors && !rc; i++) {
+        const lm_tensor *t = &set->tensors[i];
+        if (!is_float_dtype(t->dtype)) continue;
+        int64_t esz = (int64_t)lm_dtype_size(t->dtype), per = BATCH_BYTES / esz, found = -1;
+        for (int64_t at = 0; at < t->numel; at += per) {
+            job->data = (const unsigned char *)t->data + (size_t)(at * esz);
+            job->dtype = t->dtype;
+            job->n = t->numel - at < per ? t->numel - at : per;
+            for (int k = 0; k < nth; k++) job->first[k] = -1;
+            if (pool && job->n >= 65536) lm_pool_run(pool, scan_worker, job);
+            else scan_worker(job, 0, 1);
+            for (int k = 0; k < nth && found < 0; k++)
+                if (job->first[k] >= 0) found = at + job->first[k];
+            done += (uint64_t)(job->n * esz);
+            if (found >= 0) { /* the rest of this tensor need not be read */
+                done += (uint64_t)((t->numel - at - job->n) * esz);
+                break;
+            }
+            if (progress && progress(ctx, done, total)) {
+                rc = lm_fail(err, "interrupted");
+                break;
+            }
+        }
+        if (found >= 0 && bad++ == 0) {
+            first_bad = i;
+            first_at = found;
+        }
+    }
+    if (!rc && progress) progress(ctx, total, total);
+    free(job);
+    if (nbad) *nbad = bad;
+    if (rc || !bad) return rc;
+    const lm_tensor *t = &set->tensors[first_bad];
+    return lm_fail(err, "%s: tensor '%s' has %s at element %lld, expected finite values (%lld of %lld floating-point "
+                   "tensors have non-finite values)",
+                   set->files[t->file].path, t->name, lm_nonfinite_name(t->data, t->dtype, first_at),
+                   (long long)first_at, (long long)bad, (long long)nfloat);
+}
+
 /* ---- writing ---- */
 
 static int fsync_dir_of(const char *path) {
@@ -506,29 +593,54 @@ typedef struct atomic_file {
     char tmp[PATH_MAX];
     const char *path;
     FILE *f;
+    int direct;             /* path is a device or FIFO: written in place */
 } atomic_file;
 
+/* A temporary file renamed over path, so that a reader never sees half a
+ * file. When path already exists and is not a regular file — a device
+ * (/dev/full), a FIFO, or a symlink (/dev/stdout) — a rename would replace
+ * the node itself (the device or the link), so the bytes go through it in
+ * place instead, every write checked. */
 static int atomic_open(atomic_file *af, const char *path, lm_error *err) {
     af->path = path;
+    af->direct = 0;
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode) || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+            return lm_fail(err, "%s: is a directory, expected a file name", path);
+        af->direct = 1;
+        snprintf(af->tmp, sizeof af->tmp, "%s", path);
+        af->f = fopen(path, "wb");
+        if (!af->f) return lm_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
+        return 0;
+    }
     snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
     if (!af->f) return lm_fail(err, "%s: cannot create: %s", af->tmp, strerror(errno));
     return 0;
 }
 
-static int atomic_commit(atomic_file *af, lm_error *err) {
-    int bad = ferror(af->f) != 0;
-    if (fflush(af->f) != 0) bad = 1;
-    if (!bad && fsync(fileno(af->f)) != 0) bad = 1;
-    if (fclose(af->f) != 0) bad = 1;
+/* Writes len bytes; the first failure is kept (errno) for atomic_commit. */
+static void atomic_write(atomic_file *af, const void *data, size_t len, int *why) {
+    if (len && fwrite(data, 1, len, af->f) != len && !*why) *why = errno ? errno : EIO;
+}
+
+static int atomic_commit(atomic_file *af, int why, lm_error *err) {
+    int bad = why != 0 || ferror(af->f) != 0;
+    errno = 0;
+    if (fflush(af->f) != 0 && !why) bad = 1, why = errno;
+    if (!bad && !af->direct && fsync(fileno(af->f)) != 0) bad = 1, why = errno;
+    if (fclose(af->f) != 0 && !why) bad = 1, why = errno;
     af->f = NULL;
     if (bad) {
-        unlink(af->tmp);
-        return lm_fail(err, "%s: write failed: %s", af->tmp, strerror(errno));
+        if (!af->direct) unlink(af->tmp);
+        return lm_fail(err, "%s: write failed: %s", af->tmp, why ? strerror(why) : "I/O error");
     }
+    if (af->direct) return 0;
     if (rename(af->tmp, af->path) != 0) {
+        int e = errno;
         unlink(af->tmp);
-        return lm_fail(err, "%s: rename failed: %s", af->path, strerror(errno));
+        return lm_fail(err, "%s: rename failed: %s", af->path, strerror(e));
     }
     fsync_dir_of(af->path);
     return 0;
@@ -537,8 +649,43 @@ static int atomic_commit(atomic_file *af, lm_error *err) {
 int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_error *err) {
     atomic_file af;
     if (atomic_open(&af, path, err)) return -1;
-    if (len) fwrite(data, 1, len, af.f);
-    return atomic_commit(&af, err);
+    int why = 0;
+    errno = 0;
+    atomic_write(&af, data, len, &why);
+    return atomic_commit(&af, why, err);
+}
+
+struct lm_atomic_writer {
+    atomic_file af;
+    int why;
+};
+
+lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err) {
+    lm_atomic_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        lm_fail(err, "out of memory");
+        return NULL;
+    }
+    if (atomic_open(&w->af, path, err)) {
+        free(w);
+        return NULL;
+    }
+    errno = 0;
+    return w;
+}
+
+void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len) { atomic_write(&w->af, data, len, &w->why); }
+
+int lm_atomic_finish(lm_atomic_writer *w, lm_error *err) {
+    int rc = atomic_commit(&w->af, w->why, err);
+    free(w);
+    return rc;
+}
+
+/* lm_st_write's read-back check: __metadata__ must be an object. */
+static int check_metadata(void *ctx, const json_value *m) {
+    if (is_metadata(m)) *(int *)ctx = m->type == JSON_OBJECT;
+    return 0;
 }
 
 static int cmp_out_name(const void *a, const void *b) {
@@ -581,10 +728,27 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
             free(order);
             return -1;
         }
-    /* Header size: an upper bound per tensor (a name escapes to at most 6
-     * bytes per byte; dimensions and offsets are at most 20 digits). */
-    size_t cap = 256 + (metadata_json ? strlen(metadata_json) : 0);
-    for (int64_t i = 0; i < n; i++) cap += 6 * strlen(order[i]->name) + 64 + 24 * LM_MAX_DIMS + 64;
+    /* Header size, exactly (plus a little): the names as escaped, the
+     * digits of every dimension and offset. A header readers would refuse
+     * is refused here, before anything is allocated or created. */
+    size_t cap = 64 + (metadata_json ? strlen(metadata_json) : 16);
+    uint64_t off_est = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lm_tensor_out *t = order[i];
+        uint64_t numel = 1;
+        cap += quoted_len(t->name) + 48 + strlen(lm_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) {
+            cap += (size_t)snprintf(NULL, 0, "%lld", (long long)t->shape[d]) + 1;
+            numel *= (uint64_t)t->shape[d];
+        }
+        off_est = ((off_est + 7) & ~(uint64_t)7) + numel * lm_dtype_size(t->dtype);
+        cap += 2 * (size_t)snprintf(NULL, 0, "%llu", (unsigned long long)off_est);
+    }
+    if (cap > LM_ST_MAX_HEADER + 64) {
+        free(order);
+        return lm_fail(err, "%s: the header of %lld tensors would be about %zu bytes, over the %u-byte limit that "
+                       "safetensors readers accept", path, (long long)n, cap, LM_ST_MAX_HEADER);
+    }
     char *hdr = malloc(cap + 8);
     if (!hdr) {
         free(order);
@@ -614,23 +778,23 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
     /* The header must read back: catches names that are not valid UTF-8 and
      * a metadata_json that is not a JSON object. */
     lm_error perr;
-    json_doc *check = json_parse(hdr, pos, &perr);
-    const json_value *md = check ? json_get(json_root(check), "__metadata__") : NULL;
-    if (!md || md->type != JSON_OBJECT) {
-        json_free(check);
+    int metadata_ok = 0; /* streamed, as the reader does: no tree of the whole header */
+    int bad_json = json_parse_each_member(hdr, pos, check_metadata, &metadata_ok, &perr);
+    if (bad_json || !metadata_ok) {
         free(hdr);
         free(order);
         return lm_fail(err, "%s: the header would not read back (%s); tensor names must be valid UTF-8 and "
-                       "metadata a JSON object", path, check ? "__metadata__ is not an object" : perr.msg);
+                       "metadata a JSON object", path, bad_json ? perr.msg : "__metadata__ is not an object");
     }
-    json_free(check);
     atomic_file af;
     int rc = atomic_open(&af, path, err);
     if (!rc) {
         unsigned char len8[8];
+        int why = 0;
+        errno = 0;
         for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)pos >> (8 * i));
-        fwrite(len8, 1, 8, af.f);
-        fwrite(hdr, 1, pos, af.f);
+        atomic_write(&af, len8, 8, &why);
+        atomic_write(&af, hdr, pos, &why);
         uint64_t at = 0;
         static const unsigned char zeros[8];
         for (int64_t i = 0; i < n; i++) {
@@ -639,11 +803,11 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
             for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
             uint64_t nb = numel * lm_dtype_size(t->dtype);
             uint64_t begin = (at + 7) & ~(uint64_t)7;
-            if (begin > at) fwrite(zeros, 1, begin - at, af.f);
-            if (nb) fwrite(t->data, 1, nb, af.f);
+            if (begin > at) atomic_write(&af, zeros, begin - at, &why);
+            atomic_write(&af, t->data, nb, &why);
             at = begin + nb;
         }
-        rc = atomic_commit(&af, err);
+        rc = atomic_commit(&af, why, err);
     }
     free(hdr);
     free(order);

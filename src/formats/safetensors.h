@@ -18,6 +18,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/threadpool.h"
 
 enum { LM_MAX_DIMS = 8 };
 
@@ -53,6 +54,21 @@ const char *lm_st_file_path(const lm_tensor_set *set, int file);
 /* Total bytes of tensor data. */
 size_t lm_st_total_bytes(const lm_tensor_set *set);
 
+/* ---- checking values ---- */
+
+/* Progress of a long scan: bytes done of total; return non-zero to stop. */
+typedef int (*lm_st_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Scans every floating-point tensor of the set (F32, F64, F16, BF16, E4M3)
+ * for NaN and infinities, split across the pool's threads (pool may be NULL),
+ * calling progress (when non-NULL) about every 256 MiB and at the end.
+ * Returns 0 when every value is finite. Otherwise -1, *nbad (when non-NULL)
+ * the number of tensors with a non-finite value, and err names the first
+ * (in file order): "FILE: tensor 'NAME' has NaN at element 3, expected finite
+ * values (2 of 145 tensors have non-finite values)". */
+int lm_st_check_finite(const lm_tensor_set *set, lm_pool *pool, lm_st_progress_fn progress, void *ctx, int64_t *nbad,
+                       lm_error *err);
+
 /* ---- writing ---- */
 
 typedef struct lm_tensor_out {
@@ -70,8 +86,25 @@ typedef struct lm_tensor_out {
 int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n,
                 const char *metadata_json, lm_error *err);
 
-/* Atomic write of a whole buffer to a file (temp, fsync, rename, dir fsync). */
+/* Atomic write of a whole buffer to a file (temp, fsync, rename, dir fsync).
+ * When path exists and is not a regular file (a device such as /dev/full or
+ * /dev/null, a FIFO, a symlink such as /dev/stdout), the bytes are written
+ * through it in place instead of replacing the node. Every write is checked:
+ * a failure (disk full, EIO) is an error naming the path and the reason. */
 int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_error *err);
+
+/* The same, for an output produced piece by piece (no whole-file buffer):
+ * lm_atomic_begin, any number of lm_atomic_put (a failure is kept and
+ * reported by lm_atomic_finish), then lm_atomic_finish, which commits and
+ * frees; after an error nothing is left at path. */
+typedef struct lm_atomic_writer lm_atomic_writer;
+lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err);
+void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len);
+int lm_atomic_finish(lm_atomic_writer *w, lm_error *err);
+
+/* Readers refuse a safetensors header longer than this (the reference
+ * safetensors library's limit too); lm_st_write refuses to write one. */
+#define LM_ST_MAX_HEADER 100000000u
 /* Reads a whole file into a malloc'd NUL-terminated buffer (caller frees).
  * Refuses files larger than max_bytes. */
 int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err);

@@ -18,6 +18,7 @@ struct lm_generator {
     float *logits;             /* [V] */
     float *prompt_logits;      /* [V] logits after the prompt (for forks) */
     lm_attn_mode mode;
+    int forkable;              /* state holds exactly the prompt of lm_generator_prefill */
 };
 
 static double now_s(void) {
@@ -216,19 +217,42 @@ static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_
 
 int lm_generate(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, lm_gen_emit emit,
                 void *user, lm_gen_result *res, lm_error *err) {
+    g->forkable = 0;
     if (prefill(g, prompt, n, res, err)) return -1;
     memcpy(g->logits, g->prompt_logits, (size_t)g->m->cfg.vocab_size * sizeof(float));
     return decode_loop(g, g->state, p, emit, user, res, 1, err);
 }
 
+/* The fork's cache, created on first use. */
+static int ensure_fork(lm_generator *g, lm_error *err) {
+    if (!g->fork) g->fork = lm_infer_create(g->m, g->mode, g->max_ctx, 256, g->pool ? lm_pool_size(g->pool) : 1, err);
+    return g->fork ? 0 : -1;
+}
+
+int lm_generator_prefill(lm_generator *g, const int32_t *prompt, int64_t n, lm_gen_result *res, lm_error *err) {
+    g->forkable = 0;
+    lm_infer_reset(g->state);
+    g->cached.n = 0;
+    if (prefill(g, prompt, n, res, err)) return -1;
+    g->forkable = 1;
+    return 0;
+}
+
+int lm_generate_fork(lm_generator *g, const lm_gen_params *p, lm_gen_result *res, lm_error *err) {
+    if (!g->forkable) return lm_fail(err, "lm_generate_fork: no prompt prefilled (call lm_generator_prefill first)");
+    if (ensure_fork(g, err) || lm_infer_copy_cache(g->fork, g->state, err)) return -1;
+    memcpy(g->logits, g->prompt_logits, (size_t)g->m->cfg.vocab_size * sizeof(float));
+    res->prompt_tokens = (int64_t)g->cached.n;
+    res->prefilled_tokens = 0;
+    return decode_loop(g, g->fork, p, NULL, NULL, res, 0, err);
+}
+
 int lm_generate_n(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, int nsamples,
                   lm_gen_result *res, lm_error *err) {
     if (nsamples < 1) return lm_fail(err, "need at least one sample");
+    g->forkable = 0;
     if (prefill(g, prompt, n, &res[0], err)) return -1;
-    if (!g->fork) {
-        g->fork = lm_infer_create(g->m, g->mode, g->max_ctx, 256, g->pool ? lm_pool_size(g->pool) : 1, err);
-        if (!g->fork) return -1;
-    }
+    if (ensure_fork(g, err)) return -1;
     for (int k = 0; k < nsamples; k++) {
         lm_gen_params pk = *p;
         pk.sampling.seed = p->sampling.seed + (uint64_t)k;

@@ -73,4 +73,21 @@ int lm_generate(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_
 int lm_generate_n(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, int nsamples,
                   lm_gen_result *res, lm_error *err);
 
+/* ---- Order-independent answers (the proof pipeline's local backend) ----
+ * lm_generate reuses the cached prefix of the previous run, which splits the
+ * prefill differently; the matmul's bits depend on the rows per call, so an
+ * answer could depend on what ran before. These two do not:
+ *
+ *   lm_generator_prefill(g, ids, n, &r0, &err);     // from position 0, always
+ *   lm_generate_fork(g, &params_a, &ra, &err);      // equals lm_generate on a fresh generator
+ *   lm_generate_fork(g, &params_b, &rb, &err);      // the prompt is prefilled once for both
+ *
+ * lm_generator_prefill empties the cache and prefills the whole prompt; res
+ * gets prompt_tokens, prefilled_tokens and prefill_s. lm_generate_fork
+ * decodes one continuation on a copy of that cache (the prompt stays for the
+ * next fork); it fails when no prompt was prefilled since the last
+ * lm_generate / lm_generate_n. Same errors as lm_generate. */
+int lm_generator_prefill(lm_generator *g, const int32_t *prompt, int64_t n, lm_gen_result *res, lm_error *err);
+int lm_generate_fork(lm_generator *g, const lm_gen_params *p, lm_gen_result *res, lm_error *err);
+
 #endif

@@ -9,6 +9,8 @@
  * each thread whole heads; everything else is cheap and runs on the caller.
  * No result depends on the number of threads. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,8 +18,19 @@
 #include "model/model.h"
 #include "model/route.h"
 
+/* What a diagnostic forward (see lm_infer_forward) found: the first block
+ * output holding a NaN or an infinity. */
+typedef struct diag {
+    int found;
+    char what[256];              /* the tensor ('...') or computation that produced it */
+    int64_t layer;               /* -1: before or after the decoder layers */
+    int64_t pos;                 /* its position in the sequence */
+    const char *kind;            /* "NaN", "inf", "-inf" */
+} diag;
+
 struct lm_infer {
     const lm_model *m;
+    diag *diag;                  /* non-NULL during a diagnostic forward: check every block output */
     lm_attn_mode mode;
     int64_t max_ctx, max_chunk, pos;
     int nthreads;
@@ -234,6 +247,43 @@ int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err) {
     return 0;
 }
 
+/* ---- non-finite diagnosis ---- */
+
+/* The first row of buf [rows, width] holding a non-finite value, or -1. */
+static int64_t bad_row(const float *buf, int64_t rows, int64_t width, const char **kind) {
+    int64_t i = lm_first_nonfinite(buf, LM_DTYPE_F32, rows * width);
+    if (i < 0) return -1;
+    *kind = lm_nonfinite_name(buf, LM_DTYPE_F32, i);
+    return i / width;
+}
+
+static void note(lm_infer *s, int64_t layer, int64_t pos, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void note(lm_infer *s, int64_t layer, int64_t pos, const char *kind, const char *fmt, ...) {
+    diag *d = s->diag;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->what, sizeof d->what, fmt, ap);
+    va_end(ap);
+    d->found = 1;
+    d->layer = layer;
+    d->pos = pos;
+    d->kind = kind;
+}
+
+/* In a diagnostic forward: records and returns 1 when rows [T, width] of buf
+ * (row t at position pos0 + t) hold a non-finite value; fmt names what
+ * produced them. Costs one pointer test otherwise. */
+#define DIAG(buf, T, width, layer, pos0, ...)                                               \
+    do {                                                                                    \
+        const char *kind_;                                                                  \
+        int64_t row_;                                                                       \
+        if (s->diag && (row_ = bad_row((buf), (T), (width), &kind_)) >= 0) {                \
+            note(s, (layer), (pos0) + row_, kind_, __VA_ARGS__);                            \
+            return 1;                                                                       \
+        }                                                                                   \
+    } while (0)
+
 /* ---- attention ---- */
 
 typedef struct attn_job {
@@ -335,23 +385,48 @@ static void transpose_values(lm_infer *s, const float *kv, int64_t S) {
     }
 }
 
-static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t pos0) {
+/* The cached K/V (naive) or latent (latent mode) of positions 0..n-1 of
+ * layer l: only a diagnostic forward looks, for values an earlier call left. */
+static int64_t bad_cache_pos(const lm_infer *s, int64_t l, int64_t n, const char **kind) {
+    const lm_config *c = &s->m->cfg;
+    const float *kv = s->kv + l * s->kv_layer_floats;
+    if (s->mode == LM_ATTN_LATENT) return bad_row(kv, n, c->kv_lora_rank + c->qk_rope_head_dim, kind);
+    int64_t H = c->num_attention_heads, kd = c->qk_nope_head_dim + c->qk_rope_head_dim, vd = c->v_head_dim;
+    int64_t first = -1;
+    for (int64_t h = 0; h < H; h++) {
+        const char *k;
+        int64_t a = bad_row(kv + h * s->max_ctx * kd, n, kd, &k);
+        if (a >= 0 && (first < 0 || a < first)) first = a, *kind = k;
+        a = bad_row(kv + H * s->max_ctx * kd + h * s->max_ctx * vd, n, vd, &k);
+        if (a >= 0 && (first < 0 || a < first)) first = a, *kind = k;
+    }
+    return first;
+}
+
+static int attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t pos0) {
     const lm_config *c = &s->m->cfg;
     const lm_layer *L = &s->m->layers[l];
     int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
             dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2;
     float eps = (float)c->rms_norm_eps;
+    long long ll = (long long)l;
     for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->attn_norm, D, eps);
+    DIAG(s->xn, T, D, l, pos0, "'model.layers.%lld.input_layernorm.weight'", ll);
     /* Query (conv. 6). */
     if (Q) {
         lm_matmul(pool, s->qa, s->xn, T, &L->wq_a);
+        DIAG(s->qa, T, Q, l, pos0, "'model.layers.%lld.self_attn.q_a_proj.weight'", ll);
         for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->qa + t * Q, s->qa + t * Q, L->q_norm, Q, eps);
+        DIAG(s->qa, T, Q, l, pos0, "'model.layers.%lld.self_attn.q_a_layernorm.weight'", ll);
         lm_matmul(pool, s->q, s->qa, T, &L->wq_b);
+        DIAG(s->q, T, H * (dn + dr), l, pos0, "'model.layers.%lld.self_attn.q_b_proj.weight'", ll);
     } else {
         lm_matmul(pool, s->q, s->xn, T, &L->wq);
+        DIAG(s->q, T, H * (dn + dr), l, pos0, "'model.layers.%lld.self_attn.q_proj.weight'", ll);
     }
     /* Latent and shared rope key (conv. 7); interleaved rope (conv. 13). */
     lm_matmul(pool, s->kva, s->xn, T, &L->wkv_a);
+    DIAG(s->kva, T, C + dr, l, pos0, "'model.layers.%lld.self_attn.kv_a_proj_with_mqa.weight'", ll);
     for (int64_t t = 0; t < T; t++) {
         float *row = s->kva + t * (C + dr);
         lm_rmsnorm(row, row, L->kv_norm, C, eps);
@@ -360,12 +435,22 @@ static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t 
             lm_rope_interleaved(s->q + t * H * (dn + dr) + h * (dn + dr) + dn, s->cos_t + t * half, s->sin_t + t * half,
                                 dr);
     }
+    DIAG(s->kva, T, C + dr, l, pos0, "'model.layers.%lld.self_attn.kv_a_layernorm.weight'", ll);
+    if (s->diag && pos0 > 0) {
+        const char *kind;
+        int64_t p = bad_cache_pos(s, l, pos0, &kind);
+        if (p >= 0) {
+            note(s, l, p, kind, "the KV cache of layer %lld (written by an earlier forward)", ll);
+            return 1;
+        }
+    }
     float *kv = s->kv + l * s->kv_layer_floats;
     if (s->mode == LM_ATTN_LATENT) {
         memcpy(kv + pos0 * (C + dr), s->kva, (size_t)(T * (C + dr)) * sizeof(float));
     } else {
         for (int64_t t = 0; t < T; t++) memcpy(s->lat + t * C, s->kva + t * (C + dr), (size_t)C * sizeof(float));
         lm_matmul(pool, s->kvb, s->lat, T, &L->wkv_b);
+        DIAG(s->kvb, T, H * (dn + dv), l, pos0, "'model.layers.%lld.self_attn.kv_b_proj.weight'", ll);
         for (int64_t h = 0; h < H; h++) {
             float *K = kv + h * s->max_ctx * (dn + dr);
             float *V = kv + H * s->max_ctx * (dn + dr) + h * s->max_ctx * dv;
@@ -385,25 +470,75 @@ static void attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t 
         transpose_values(s, kv, job.S);
         lm_pool_run_dynamic(pool, attn_heads, &job);
     }
+    if (s->diag) {
+        /* Latent mode reads kv_b through its F32 copy (w_absorb); otherwise
+         * finite q, k and v can only give a non-finite output by overflow. */
+        const char *kind;
+        int64_t row = bad_row(s->attn, T, H * dv, &kind);
+        if (row >= 0) {
+            const char *k2;
+            if (s->mode == LM_ATTN_LATENT && bad_row(s->w_absorb + l * s->absorb_layer_floats, 1, s->absorb_layer_floats, &k2) >= 0)
+                note(s, l, pos0 + row, kind, "'model.layers.%lld.self_attn.kv_b_proj.weight' (absorbed into the attention)", ll);
+            else
+                note(s, l, pos0 + row, kind, "the attention of layer %lld (the scores overflowed)", ll);
+            return 1;
+        }
+    }
     lm_matmul(pool, s->ffn, s->attn, T, &L->wo);
+    DIAG(s->ffn, T, D, l, pos0, "'model.layers.%lld.self_attn.o_proj.weight'", ll);
+    return 0;
 }
 
 /* ---- feed-forward ---- */
 
-static void swiglu_mlp(lm_pool *pool, float *out, const float *x, int64_t T, const lm_mat *w1, const lm_mat *w3,
-                       const lm_mat *w2, float *h1, float *h3) {
+/* A SwiGLU MLP named `name` (e.g. "model.layers.3.mlp.experts.5."); row i of
+ * x is at position pos0 + (tok ? tok[i] : i), for diagnosis. */
+static int swiglu_mlp(lm_infer *s, lm_pool *pool, float *out, const float *x, int64_t T, const lm_mat *w1,
+                      const lm_mat *w3, const lm_mat *w2, float *h1, float *h3, int64_t layer, int64_t pos0,
+                      const int *tok, const char *name) {
     lm_matmul(pool, h1, x, T, w1);
     lm_matmul(pool, h3, x, T, w3);
+    if (s->diag) {
+        const float *bufs[3] = {h1, h3, NULL};
+        const char *parts[3] = {"gate_proj.weight'", "up_proj.weight'", NULL};
+        for (int k = 0; k < 2; k++) {
+            const char *kind;
+            int64_t row = bad_row(bufs[k], T, w1->rows, &kind);
+            if (row >= 0) {
+                note(s, layer, pos0 + (tok ? tok[row] : row), kind, "'%s%s", name, parts[k]);
+                return 1;
+            }
+        }
+    }
     lm_swiglu(h1, h1, h3, T * w1->rows);
     lm_matmul(pool, out, h1, T, w2);
+    if (s->diag) {
+        const char *kind;
+        int64_t row = bad_row(h1, T, w1->rows, &kind);
+        if (row >= 0) {
+            note(s, layer, pos0 + (tok ? tok[row] : row), kind, "the SwiGLU of '%sgate_proj.weight' and 'up_proj' (overflow)",
+                 name);
+            return 1;
+        }
+        row = bad_row(out, T, w2->rows, &kind);
+        if (row >= 0) {
+            note(s, layer, pos0 + (tok ? tok[row] : row), kind, "'%sdown_proj.weight'", name);
+            return 1;
+        }
+    }
+    return 0;
 }
 
-static void moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t T) {
+static int moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t l, int64_t T, int64_t pos0) {
     const lm_config *c = &s->m->cfg;
     int64_t D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok;
+    long long ll = (long long)l;
+    char name[160];
     lm_matmul(pool, s->gate, s->xn, T, &L->gate);
+    DIAG(s->gate, T, E, l, pos0, "the router 'model.layers.%lld.mlp.gate.weight' (its input overflowed)", ll);
     for (int64_t t = 0; t < T; t++)
         lm_route_token(c, L->gate_bias, s->gate + t * E, s->route_idx + t * k, s->route_w + t * k);
+    DIAG(s->route_w, T, k, l, pos0, "the routing weights of layer %lld", ll);
     for (int64_t e = 0; e < E; e++) {
         int64_t n = 0;
         for (int64_t t = 0; t < T; t++)
@@ -415,14 +550,20 @@ static void moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t T) {
                     n++;
                 }
         if (!n) continue;
-        swiglu_mlp(pool, s->ye, s->xe, n, &L->ew1[e], &L->ew3[e], &L->ew2[e], s->h1, s->h3);
+        if (s->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.%lld.", ll, (long long)e);
+        if (swiglu_mlp(s, pool, s->ye, s->xe, n, &L->ew1[e], &L->ew3[e], &L->ew2[e], s->h1, s->h3, l, pos0, s->e_tok,
+                       name))
+            return 1;
         for (int64_t i = 0; i < n; i++)
             memcpy(s->slots + ((int64_t)s->e_tok[i] * k + s->e_slot[i]) * D, s->ye + i * D, (size_t)D * sizeof(float));
     }
-    if (L->has_shared)
-        swiglu_mlp(pool, s->ffn, s->xn, T, &L->sw1, &L->sw3, &L->sw2, s->h1, s->h3);
-    else
+    if (L->has_shared) {
+        if (s->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.shared_experts.", ll);
+        if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->sw1, &L->sw3, &L->sw2, s->h1, s->h3, l, pos0, NULL, name))
+            return 1;
+    } else {
         memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
+    }
     /* conv. 25: routed sum plus the unscaled shared output. */
     for (int64_t t = 0; t < T; t++) {
         float *o = s->ffn + t * D;
@@ -431,6 +572,8 @@ static void moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t T) {
             for (int64_t i = 0; i < D; i++) o[i] += w * y[i];
         }
     }
+    DIAG(s->ffn, T, D, l, pos0, "the MoE output of layer %lld (overflow)", ll);
+    return 0;
 }
 
 /* ---- the forward ---- */
@@ -448,29 +591,75 @@ static void rope_tables(lm_infer *s, int64_t T, int64_t pos0) {
         }
 }
 
-static void forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits,
-                          lm_logits_mode mode) {
+/* One chunk; returns 1 when a diagnostic forward found a non-finite value
+ * (the chunk is then left unfinished). */
+static int forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits,
+                         lm_logits_mode mode) {
     const lm_model *m = s->m;
     const lm_config *c = &m->cfg;
     int64_t D = c->hidden_size, pos0 = s->pos;
     for (int64_t t = 0; t < T; t++) lm_mat_row(&m->embed, ids[t], s->x + t * D);
+    if (s->diag) {
+        const char *kind;
+        int64_t row = bad_row(s->x, T, D, &kind);
+        if (row >= 0) {
+            note(s, -1, pos0 + row, kind, "'model.embed_tokens.weight' (row %d, the token's embedding)", ids[row]);
+            return 1;
+        }
+    }
     rope_tables(s, T, pos0);
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
         const lm_layer *L = &m->layers[l];
-        attention(s, pool, l, T, pos0);
+        long long ll = (long long)l;
+        if (attention(s, pool, l, T, pos0)) return 1;
         for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
+        DIAG(s->x, T, D, l, pos0, "the residual stream after the attention of layer %lld (overflow)", ll);
         for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->ffn_norm, D, (float)c->rms_norm_eps);
-        if (L->is_moe)
-            moe(s, pool, L, T);
-        else
-            swiglu_mlp(pool, s->ffn, s->xn, T, &L->w1, &L->w3, &L->w2, s->h1, s->h3);
+        DIAG(s->xn, T, D, l, pos0, "'model.layers.%lld.post_attention_layernorm.weight'", ll);
+        if (L->is_moe) {
+            if (moe(s, pool, L, l, T, pos0)) return 1;
+        } else {
+            char name[96];
+            snprintf(name, sizeof name, "model.layers.%lld.mlp.", ll);
+            if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->w1, &L->w3, &L->w2, s->h1, s->h3, l, pos0, NULL, name))
+                return 1;
+        }
         for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
+        DIAG(s->x, T, D, l, pos0, "the residual stream after the MLP of layer %lld (overflow)", ll);
     }
     s->pos += T;
-    if (mode == LM_LOGITS_NONE) return;
+    if (mode == LM_LOGITS_NONE) return 0;
     int64_t first = mode == LM_LOGITS_ALL ? 0 : T - 1;
     for (int64_t t = first; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, m->final_norm, D, (float)c->rms_norm_eps);
+    DIAG(s->xn + first * D, T - first, D, -1, pos0 + first, "'model.norm.weight'");
     lm_matmul(pool, logits, s->xn + first * D, T - first, &m->head);
+    DIAG(logits, T - first, c->vocab_size, -1, pos0 + first, "%s",
+         m->head.data == m->embed.data ? "'model.embed_tokens.weight' (the tied head)" : "'lm_head.weight'");
+    return 0;
+}
+
+/* Runs the chunks of one call; with s->diag set, stops at the first
+ * non-finite block output. */
+static void forward_all(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits, lm_logits_mode mode,
+                        int64_t *bad_pos, const char **bad_kind) {
+    int64_t V = s->m->cfg.vocab_size;
+    *bad_pos = -1;
+    for (int64_t t0 = 0; t0 < T; t0 += s->max_chunk) {
+        int64_t n = T - t0 < s->max_chunk ? T - t0 : s->max_chunk;
+        int last = t0 + n == T;
+        lm_logits_mode cm = mode == LM_LOGITS_ALL ? LM_LOGITS_ALL : (last ? mode : LM_LOGITS_NONE);
+        float *out = cm == LM_LOGITS_ALL ? logits + t0 * V : logits;
+        int64_t pos0 = s->pos;
+        if (forward_chunk(s, pool, ids + t0, n, out, cm)) return;
+        /* Every row handed back is checked: NaN logits would otherwise be
+         * sampled as token 0 or written out as numbers (V floats per row,
+         * next to a V x D matmul). */
+        if (cm != LM_LOGITS_NONE && *bad_pos < 0) {
+            int64_t rows = cm == LM_LOGITS_ALL ? n : 1;
+            int64_t row = bad_row(out, rows, V, bad_kind);
+            if (row >= 0) *bad_pos = cm == LM_LOGITS_ALL ? pos0 + row : pos0 + n - 1;
+        }
+    }
 }
 
 int lm_infer_forward(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits, lm_logits_mode mode,
@@ -486,11 +675,27 @@ int lm_infer_forward(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, 
                        (long long)s->max_ctx);
     if (pool && lm_pool_size(pool) > s->nthreads)
         return lm_fail(err, "pool has %d threads but the state was sized for %d", lm_pool_size(pool), s->nthreads);
-    for (int64_t t0 = 0; t0 < T; t0 += s->max_chunk) {
-        int64_t n = T - t0 < s->max_chunk ? T - t0 : s->max_chunk;
-        int last = t0 + n == T;
-        lm_logits_mode cm = mode == LM_LOGITS_ALL ? LM_LOGITS_ALL : (last ? mode : LM_LOGITS_NONE);
-        forward_chunk(s, pool, ids + t0, n, cm == LM_LOGITS_ALL ? logits + t0 * c->vocab_size : logits, cm);
-    }
-    return 0;
+    int64_t start = s->pos, bad_pos;
+    const char *bad_kind = NULL;
+    forward_all(s, pool, ids, T, logits, mode, &bad_pos, &bad_kind);
+    if (bad_pos < 0) return 0;
+    /* Non-finite logits: run the call again from the same cache, checking
+     * every block output, to name the first tensor whose output went
+     * non-finite. The cache is left as it was before the call. */
+    diag d = {0};
+    s->pos = start;
+    s->diag = &d;
+    int64_t unused_pos;
+    const char *unused_kind;
+    forward_all(s, pool, ids, T, logits, mode, &unused_pos, &unused_kind);
+    s->diag = NULL;
+    s->pos = start;
+    if (!d.found)
+        return lm_fail(err, "logits at position %lld are %s (a diagnostic re-run found no non-finite block output)",
+                       (long long)bad_pos, bad_kind);
+    char layer[32] = "";
+    if (d.layer >= 0) snprintf(layer, sizeof layer, "layer %lld, ", (long long)d.layer);
+    return lm_fail(err, "logits at position %lld are %s: the first non-finite value (%s) is in the output of %s (%sposition %lld); "
+                   "`lemma info --check-weights` scans every tensor",
+                   (long long)bad_pos, bad_kind, d.kind, d.what, layer, (long long)d.pos);
 }

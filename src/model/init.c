@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/rng.h"
 #include "formats/json.h"
@@ -39,6 +40,9 @@ typedef struct planner {
     lm_init_tensor *t;
     int64_t n, cap;
     lm_error *err;
+    int count_only;              /* size the plan without storing it (lm_init_plan_size) */
+    int64_t stored;              /* tensors in the file (FP8 scales included) */
+    double file_bytes, header_bytes;
 } planner;
 
 /* kind of storage: linear in an attention/MLP block (FP8-able), other matrix
@@ -50,6 +54,27 @@ static int plan_add(planner *p, slot s, int64_t rows, int64_t cols, const char *
     __attribute__((format(printf, 5, 6)));
 
 static int plan_add(planner *p, slot s, int64_t rows, int64_t cols, const char *fmt, ...) {
+    if (p->count_only) {
+        char name[LM_INIT_NAME_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        int len = vsnprintf(name, sizeof name, fmt, ap);
+        va_end(ap);
+        int is_vec = s == SLOT_NORM || s == SLOT_BIAS;
+        int fp8 = p->dtype == LM_INIT_FP8 && s == SLOT_LINEAR;
+        double numel = is_vec ? (double)rows : (double)rows * (double)cols;
+        double esz = s == SLOT_BIAS || p->dtype == LM_INIT_F32 ? 4 : fp8 ? 1 : 2;
+        p->n++;
+        p->stored++;
+        p->file_bytes += numel * esz + 8;
+        p->header_bytes += len + 96; /* name, dtype, shape and offsets as written */
+        if (fp8) {
+            p->stored++;
+            p->file_bytes += ceil((double)rows / LM_FP8_BLOCK) * ceil((double)cols / LM_FP8_BLOCK) * 4 + 8;
+            p->header_bytes += len + 11 + 96;
+        }
+        return 0;
+    }
     if (p->n == p->cap) {
         int64_t cap = p->cap ? 2 * p->cap : 64;
         lm_init_tensor *t = realloc(p->t, (size_t)cap * sizeof *t);
@@ -128,32 +153,53 @@ static int plan_layer(planner *p, int64_t l) {
     return 0;
 }
 
+static int plan_all(planner *pp);
+
+int lm_init_plan_size(const lm_config *c, lm_init_dtype dtype, lm_init_size *size) {
+    planner p = {c, dtype, NULL, 0, 0, NULL, 1, 0, 0, 0};
+    plan_all(&p);
+    size->tensors = p.n;
+    size->stored = p.stored;
+    size->file_bytes = p.file_bytes + p.header_bytes + 8;
+    size->header_bytes = p.header_bytes + 64;
+    /* the file in one block, plus per planned tensor the plan entry, its
+     * lm_tensor_out (and its scale's), the offsets and the header text */
+    size->memory_bytes = size->file_bytes + (double)p.n * (sizeof(lm_init_tensor) + 2 * sizeof(lm_tensor_out) + 16) +
+                         size->header_bytes;
+    return 0;
+}
+
 int lm_init_plan(const lm_config *c, lm_init_dtype dtype, lm_init_tensor **out, int64_t *n, lm_error *err) {
-    planner p = {c, dtype, NULL, 0, 0, err};
-    int64_t V = c->vocab_size, D = c->hidden_size, L = c->num_hidden_layers;
-    int rc = plan_add(&p, SLOT_MATRIX, V, D, "model.embed_tokens.weight");
-    for (int64_t l = 0; l < L && !rc; l++) rc = plan_layer(&p, l);
-    if (!rc) rc = plan_add(&p, SLOT_NORM, D, 0, "model.norm.weight");
-    if (!rc && !c->tie_word_embeddings) rc = plan_add(&p, SLOT_MATRIX, V, D, "lm_head.weight");
-    /* MTP layers as in the released V3: a full decoder layer plus its own
-     * embedding, two norms, the 2D -> D projection and a shared head. */
-    for (int64_t k = 0; k < c->num_nextn_predict_layers && !rc; k++) {
-        long long l = (long long)(L + k);
-        rc = plan_layer(&p, L + k) ||
-             plan_add(&p, SLOT_MATRIX, V, D, "model.layers.%lld.embed_tokens.weight", l) ||
-             plan_add(&p, SLOT_NORM, D, 0, "model.layers.%lld.enorm.weight", l) ||
-             plan_add(&p, SLOT_NORM, D, 0, "model.layers.%lld.hnorm.weight", l) ||
-             plan_add(&p, SLOT_MATRIX, D, 2 * D, "model.layers.%lld.eh_proj.weight", l) ||
-             plan_add(&p, SLOT_NORM, D, 0, "model.layers.%lld.shared_head.norm.weight", l) ||
-             plan_add(&p, SLOT_MATRIX, V, D, "model.layers.%lld.shared_head.head.weight", l);
-    }
-    if (rc) {
+    planner p = {c, dtype, NULL, 0, 0, err, 0, 0, 0, 0};
+    if (plan_all(&p)) {
         free(p.t);
         return -1;
     }
     *out = p.t;
     *n = p.n;
     return 0;
+}
+
+static int plan_all(planner *pl) {
+    const lm_config *c = pl->cfg;
+    int64_t V = c->vocab_size, D = c->hidden_size, L = c->num_hidden_layers;
+    int rc = plan_add(pl, SLOT_MATRIX, V, D, "model.embed_tokens.weight");
+    for (int64_t l = 0; l < L && !rc; l++) rc = plan_layer(pl, l);
+    if (!rc) rc = plan_add(pl, SLOT_NORM, D, 0, "model.norm.weight");
+    if (!rc && !c->tie_word_embeddings) rc = plan_add(pl, SLOT_MATRIX, V, D, "lm_head.weight");
+    /* MTP layers as in the released V3: a full decoder layer plus its own
+     * embedding, two norms, the 2D -> D projection and a shared head. */
+    for (int64_t k = 0; k < c->num_nextn_predict_layers && !rc; k++) {
+        long long l = (long long)(L + k);
+        rc = plan_layer(pl, L + k) ||
+             plan_add(pl, SLOT_MATRIX, V, D, "model.layers.%lld.embed_tokens.weight", l) ||
+             plan_add(pl, SLOT_NORM, D, 0, "model.layers.%lld.enorm.weight", l) ||
+             plan_add(pl, SLOT_NORM, D, 0, "model.layers.%lld.hnorm.weight", l) ||
+             plan_add(pl, SLOT_MATRIX, D, 2 * D, "model.layers.%lld.eh_proj.weight", l) ||
+             plan_add(pl, SLOT_NORM, D, 0, "model.layers.%lld.shared_head.norm.weight", l) ||
+             plan_add(pl, SLOT_MATRIX, V, D, "model.layers.%lld.shared_head.head.weight", l);
+    }
+    return rc ? -1 : 0;
 }
 
 /* ---- the draws ---- */
@@ -335,6 +381,20 @@ static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 
 int lm_model_init_random(const lm_config *cfg, const char *config_json, size_t config_len, const char *out_dir,
                          const lm_init_opts *opts, lm_pool *pool, lm_error *err) {
+    /* Sized before anything is allocated: a config.json whose checkpoint no
+     * reader accepts, or that does not fit in memory, is refused with the
+     * numbers instead of after gigabytes of planning. */
+    lm_init_size size;
+    lm_init_plan_size(cfg, opts->dtype, &size);
+    if (size.header_bytes > LM_ST_MAX_HEADER)
+        return lm_fail(err, "config.json: %lld layers make %lld tensors, whose safetensors header would be about %.0f MB, "
+                       "over the %.0f MB that readers accept", (long long)cfg->num_hidden_layers,
+                       (long long)size.stored, size.header_bytes / 1e6, LM_ST_MAX_HEADER / 1e6);
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (ram > 0 && size.memory_bytes > ram)
+        return lm_fail(err, "config.json: the %s checkpoint would be %.2f GiB, built in memory (%.2f GiB with its "
+                       "bookkeeping), and this machine has %.2f GiB", lm_init_dtype_name(opts->dtype),
+                       size.file_bytes / 1073741824.0, size.memory_bytes / 1073741824.0, ram / 1073741824.0);
     double std;
     if (lm_init_std(opts, config_json, config_len, &std, err)) return -1;
     char *ctext = NULL;
@@ -348,8 +408,9 @@ int lm_model_init_random(const lm_config *cfg, const char *config_json, size_t c
     }
     int rc = -1;
     int64_t nout = 0, max_numel = 0;
-    lm_tensor_out *outs = calloc((size_t)(2 * n), sizeof *outs);
-    char (*snames)[LM_INIT_NAME_MAX + 16] = calloc((size_t)n, sizeof *snames);
+    int fp8 = opts->dtype == LM_INIT_FP8;
+    lm_tensor_out *outs = calloc((size_t)(fp8 ? 2 * n : n), sizeof *outs);
+    char (*snames)[LM_INIT_NAME_MAX + 16] = calloc((size_t)(fp8 ? n : 1), sizeof *snames);
     size_t *off = calloc((size_t)(2 * n), sizeof *off);
     float *scratch = NULL;
     unsigned char *block = MAP_FAILED;

@@ -26,7 +26,11 @@
  *
  * Left out: a streaming writer. lm_st_write takes every tensor in memory, so
  * lm_model_init_random holds the whole file in its stored dtype (one block,
- * the size of model.safetensors) plus one F32 scratch of the largest tensor. */
+ * the size of model.safetensors) plus one F32 scratch of the largest tensor
+ * and ~350 bytes of bookkeeping per tensor. It sizes all that first
+ * (lm_init_plan_size) and refuses, before allocating, a checkpoint whose
+ * header readers would refuse (LM_ST_MAX_HEADER) or that exceeds the
+ * machine's physical memory, with the numbers. */
 #ifndef LEMMA_MODEL_INIT_H
 #define LEMMA_MODEL_INIT_H
 
@@ -61,6 +65,15 @@ typedef struct lm_init_tensor {
     lm_dtype dtype;              /* stored dtype for the plan's lm_init_dtype */
     int fp8;                     /* stored as F8_E4M3 + F32 `<name>_scale_inv` */
 } lm_init_tensor;
+
+/* What lm_model_init_random would make, without making it: tensors planned
+ * and stored (FP8 scales included), the file and header bytes, and the
+ * memory it would take (the whole file is built in memory, see above). */
+typedef struct lm_init_size {
+    int64_t tensors, stored;
+    double file_bytes, header_bytes, memory_bytes;
+} lm_init_size;
+int lm_init_plan_size(const lm_config *cfg, lm_init_dtype dtype, lm_init_size *size);
 
 /* Every tensor the config needs (main layers, then num_nextn_predict_layers
  * MTP layers as in the released V3), in a fixed order. *out is malloc'd; the

@@ -14,6 +14,14 @@ typedef struct binder {
     float *vec_end;
 } binder;
 
+/* NaN or Inf anywhere in tensor t is an error naming the element. */
+static int check_finite(binder *b, const lm_tensor *t, const char *name) {
+    int64_t i = lm_first_nonfinite(t->data, t->dtype, t->numel);
+    if (i < 0) return 0;
+    return lm_fail(b->err, "%s: tensor '%s' has %s at element %lld, expected finite values",
+                   lm_st_file_path(b->m->tensors, t->file), name, lm_nonfinite_name(t->data, t->dtype, i), (long long)i);
+}
+
 static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_mat *out) {
     const lm_tensor *t = lm_st_find(b->m->tensors, name);
     if (!t) return lm_fail(b->err, "%s: missing tensor '%s' (expected shape [%lld, %lld])", b->m->dir, name,
@@ -47,6 +55,9 @@ static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_
         if (((uintptr_t)s->data & 3) != 0)
             return lm_fail(b->err, "%s: scale tensor '%s' is not 4-byte aligned in the file",
                            lm_st_file_path(b->m->tensors, s->file), sname);
+        /* One scale per 16384 weights: cheap to check at load, and a bad one
+         * poisons a whole block. */
+        if (check_finite(b, s, sname)) return -1;
         out->scale_inv = s->data;
         return 0;
     }
@@ -122,6 +133,9 @@ static int bind_layer(binder *b, int64_t l) {
     }
     int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size;
     if (bind_mat(b, NAME("model.layers.%lld.mlp.gate.weight", (long long)l), E, D, &L->gate)) return -1;
+    /* The router is small (E x D, ~0.4% of a V3 MoE layer) and a non-finite
+     * score would silently mis-route every token: checked at load. */
+    if (check_finite(b, lm_st_find(b->m->tensors, n), n)) return -1;
     /* Allocated only now that the router [E, D] exists: E is then backed by
      * the checkpoint, not just by config.json. */
     L->ew1 = calloc((size_t)E * 3, sizeof(lm_mat));

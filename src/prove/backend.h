@@ -4,7 +4,7 @@
  *
  *   lm_backend *b = lm_backend_openai_create(&oo, &err);   // or lm_backend_local_create
  *   lm_chat_request reqs[n] = {...};                        // every independent prompt at once
- *   b->run(b, reqs, n, on_reply, user, &err);              // on_reply once per request, as answers come
+ *   b->run(b, reqs, n, on_reply, user, &stop, &err);       // on_reply once per request, as answers come
  *   b->free(b);
  *
  * The pipeline submits every independent request of a phase in one call (all
@@ -15,8 +15,9 @@
  * time, as each answer arrives, so the caller can append it to its pool at
  * once; run returns when every request has had its reply. A reply with
  * ok = 0 is a transport failure after retries (connection refused, timeout,
- * HTTP error, a body that is not a chat completion): the pipeline records it
- * and asks again on the next run. A reply with ok = 1 was received: it is
+ * HTTP error, a body that is not a chat completion; for the local engine a
+ * prompt that does not fit its context): the pipeline records it and asks
+ * again on the next run. A reply with ok = 1 was received: it is
  * recorded and never asked again, even when its text does not parse or it
  * did not finish (finish_reason other than "stop").
  *
@@ -32,22 +33,23 @@
 
 typedef struct lm_chat_request {
     uint64_t key;          /* the caller's handle, returned in the reply */
-    const char *prompt;    /* the user message (a filled template) */
-    double temperature;    /* sampling; <= 0 greedy */
-    double top_p;          /* 1: off */
-    int64_t max_tokens;    /* completion tokens at most */
-    uint64_t seed;
+    const char *prompt;    /* the user message (a filled template); must not be NULL */
+    double temperature;    /* sampling; <= 0 (or NaN) greedy; endpoints get 0 */
+    double top_p;          /* in (0, 1]; anything else means off (1; not sent to endpoints) */
+    int64_t max_tokens;    /* completion tokens at most; <= 0: up to the context (not sent) */
+    uint64_t seed;         /* endpoints get its low 63 bits (servers take a signed 64-bit seed) */
 } lm_chat_request;
 
 typedef struct lm_chat_reply {
     uint64_t key;
     int ok;                  /* 1: an answer was received; 0: transport failure (see error) */
-    const char *content;     /* the answer ("" when none) */
+    const char *content;     /* the answer ("" when none, also for a null or missing content) */
     const char *reasoning;   /* reasoning_content / reasoning, or the local model's <think> part ("" when none) */
     const char *finish_reason; /* "stop", "length", ... ("" when unknown) */
     const char *error;       /* ok = 0: why, one line; "" otherwise */
-    int64_t prompt_tokens, completion_tokens; /* -1 when unknown */
-    double seconds;          /* wall time of this request (its last attempt) */
+    int64_t prompt_tokens, completion_tokens; /* -1 when unknown; the local engine counts an ending EOS */
+    double seconds;          /* wall time of this request (its last attempt); the local engine
+                                charges a shared prompt's prefill to the first reply that used it */
     int attempts;            /* tries made (1 without retries) */
 } lm_chat_reply;             /* strings are valid only during the on_reply call */
 
@@ -67,13 +69,41 @@ struct lm_backend {
 };
 
 /* ---- The OpenAI-compatible backend (libcurl) -------------------------------
- * POST {api_base}/chat/completions with {"model", "messages": [{"role":
- * "user", "content": prompt}], "max_tokens", "temperature", "top_p", "seed",
- * "stream": false}; Authorization: Bearer $api_key_env when that variable is
- * set (never sent otherwise). Retries with exponential backoff and jitter on
- * connection errors, timeouts, 429 and 5xx (honouring Retry-After);
- * 4xx other than 429 fail at once. A body over max_reply_bytes, non-JSON or
- * without choices[0].message is a failure with the reason. */
+ * POST {api_base}/chat/completions (trailing slashes of api_base dropped)
+ * with {"model", "messages": [{"role": "user", "content": prompt}],
+ * "max_tokens", "temperature", "top_p", "seed", "stream": false} (see
+ * lm_chat_request for which are sent); invalid UTF-8 in a prompt is sent as
+ * U+FFFD. Authorization: Bearer $api_key_env when that variable is set and
+ * not empty at create time (never sent otherwise; a value with a line break
+ * is refused). One thread keeps up to `parallel` requests in flight
+ * (libcurl's multi interface); replies come as transfers finish.
+ *
+ * Retries (up to max_retries more tries) on connection errors (refused,
+ * DNS, reset, a body cut short of its Content-Length), timeouts, 429 and
+ * 5xx. Try k+1 waits backoff_s * 2^(k-1), capped at 60 s, times a jitter
+ * factor in [0.5, 1.5) drawn from (key, k) (core/rng.h: deterministic, and
+ * requests that failed together come back apart); at least the Retry-After
+ * the server sent (seconds or a date, capped at 60 s). A retry that is due
+ * goes before requests not tried yet. No retry, a failure at once: other
+ * 4xx (and 1xx/3xx; redirects are not followed), a 2xx body that is not a
+ * chat completion, a reply over max_reply_bytes (the transfer is aborted
+ * when the cap is passed, or refused from its Content-Length: a 100 MB
+ * reply never sits in memory). Failure reasons (reply.error, one line,
+ * "(after N attempts)" appended when there were retries):
+ *   "cannot connect to URL: ..."          "timed out (timeout_s T, connect_timeout_s C): ..."
+ *   "HTTP 503: \"server's message\""      "transfer failed: ..."
+ *   "the reply is over N bytes (max_reply_bytes): refused"
+ *   "the reply is not JSON (N bytes, byte K: expected ...), it starts \"...\""
+ *   "the reply is not a chat completion: ..."   "the reply is an error: \"...\""
+ *   "the reply has no choices[0] ..."    "byte K of the reply: choices[0].message.content is a ..."
+ * The server's message is error.message, error, message or detail of a JSON
+ * body, else the body, quoted and cut to ~200 bytes. A 2xx completion is
+ * read as choices[0].message.content (null or missing: ""),
+ * message.reasoning_content (DeepSeek) or else message.reasoning (vLLM),
+ * choices[0].finish_reason (null: ""), usage.prompt_tokens and
+ * usage.completion_tokens (-1 when absent). run() returns -1 only for a
+ * NULL prompt, out-of-memory and the stop flag, which is looked at between
+ * replies and at least every 100 ms while waiting. */
 typedef struct lm_openai_opts {
     const char *api_base;      /* e.g. "http://127.0.0.1:8000/v1" */
     const char *model;         /* "model" field */
@@ -90,14 +120,31 @@ lm_backend *lm_backend_openai_create(const lm_openai_opts *o, lm_error *err);
 
 /* ---- The local engine ------------------------------------------------------
  * Loads MODEL_DIR (config.json, safetensors, tokenizer.json), renders each
- * prompt as one user turn of the DeepSeek-V3 chat format and generates with
- * the request's sampling parameters and seed. finish_reason is "stop" on EOS,
- * "length" at max_tokens or the context limit. Requests are answered one by
- * one today; the interface lets a batched engine answer many at once. */
+ * prompt as one user turn of the DeepSeek-V3 chat format (tokenizer/chat.h,
+ * with "<think>\n" after <｜Assistant｜> when thinking), encodes it with the
+ * special tokens matched, and generates with the request's temperature,
+ * top_p and seed until EOS ("stop") or max_tokens ("length"); max_tokens is
+ * cut so that prompt + completion <= max_ctx. The output is split at
+ * </think> (lm_chat_split_output): before it the reasoning, after it the
+ * content; reasoning never closed leaves the content "".
+ *
+ * A prompt that leaves no room in the context (prompt tokens >= max_ctx) is
+ * a reply with ok = 0 ("... no room to generate", prompt_tokens set): nothing
+ * was generated, so nothing is recorded as an answer, and a rerun with a
+ * larger context can answer it. An encoding failure is the same.
+ *
+ * Requests with the same prompt share one prefill; every answer is a pure
+ * function of (model, prompt, temperature, top_p, seed, max_tokens, max_ctx):
+ * the prompt is always prefilled from position 0 (infer/generate.h,
+ * lm_generator_prefill / lm_generate_fork), whatever ran before, so order,
+ * company and resumption do not change it. Replies come grouped by prompt,
+ * groups in order of their first request. Requests are decoded one by one
+ * today; a batched engine can answer many at once behind the same run(). */
 typedef struct lm_local_opts {
     const char *model_dir;
     int threads;               /* <= 0: all cores */
-    int64_t max_ctx;           /* <= 0: the model's max_position_embeddings */
+    int64_t max_ctx;           /* <= 0: the model's max_position_embeddings (its KV cache is allocated
+                                  at create, twice: the prompt and the fork decoding from it) */
     int thinking;              /* start the answer with "<think>\n" */
 } lm_local_opts;
 lm_backend *lm_backend_local_create(const lm_local_opts *o, lm_error *err);

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/json.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/unicode.h"
 
@@ -160,19 +161,23 @@ static int r3_split(const unsigned char *s, size_t start, size_t end, pt_emit_fn
 }
 
 int lm_pretok_deepseek(const unsigned char *s, size_t n, pt_emit_fn emit, void *ctx) {
+    return lm_pretok_deepseek_digits(s, n, 3, emit, ctx);
+}
+
+int lm_pretok_deepseek_digits(const unsigned char *s, size_t n, int group, pt_emit_fn emit, void *ctx) {
     size_t pos = 0;
     while (pos < n) {
         size_t l;
         unsigned c = cls_at(s, pos, &l);
         if (c & N) {
-            /* \p{N}{1,3}, repeatedly, over the run of N. */
+            /* \p{N}{1,group}, repeatedly, over the run of N. */
             size_t start = pos, k = 0;
             pos += l;
             k = 1;
             while (pos < n) {
                 size_t l2;
                 if (!(cls_at(s, pos, &l2) & N)) break;
-                if (k == 3) {
+                if (k == (size_t)group) {
                     if (emit(ctx, start, pos)) return -1;
                     start = pos;
                     k = 0;
@@ -259,8 +264,9 @@ static int hand_matches(int h, const unsigned char *s, size_t a, size_t b, match
     return 0;
 }
 
-static int pcre_matches(pcre2_code *re, const unsigned char *s, size_t a, size_t b, match_ctx *mc,
+static int pcre_matches(const pt_step *st, const unsigned char *s, size_t a, size_t b, match_ctx *mc,
                         lm_error *err) {
+    pcre2_code *re = st->re;
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!md) return lm_fail(err, "out of memory");
     size_t pos = a;
@@ -268,10 +274,13 @@ static int pcre_matches(pcre2_code *re, const unsigned char *s, size_t a, size_t
     while (pos <= b) {
         int r = pcre2_match(re, s + a, b - a, pos - a, 0, md, NULL);
         if (r == PCRE2_ERROR_NOMATCH) break;
-        if (r < 0) {
+        if (r < 0) { /* e.g. the match limit, on a regex that backtracks without end */
             PCRE2_UCHAR msg[160];
+            char q[96];
             pcre2_get_error_message(r, msg, sizeof msg);
-            rc = lm_fail(err, "pre-tokenizer regex: match failed: %s", (char *)msg);
+            rc = lm_fail(err, "pre-tokenizer Split regex %s failed on the text at byte %zu (a %zu-byte piece): %s",
+                         json_quote(q, sizeof q, st->pattern ? st->pattern : "?", st->pattern ? st->pattern_len : 1),
+                         pos, b - a, (char *)msg);
             break;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -373,13 +382,13 @@ static int apply_step(const pt_step *st, const unsigned char *s, const span_vec 
         int rc = 0;
         switch (st->kind) {
         case PT_SPLIT_REGEX:
-            rc = st->hand ? hand_matches(st->hand, s, a, b, &mc) : pcre_matches(st->re, s, a, b, &mc, err);
+            rc = st->hand ? hand_matches(st->hand, s, a, b, &mc) : pcre_matches(st, s, a, b, &mc, err);
             break;
         case PT_SPLIT_STRING: rc = literal_matches(st, s, a, b, &mc); break;
         case PT_DIGITS: rc = digit_matches(st, s, a, b, &mc); break;
         case PT_BYTELEVEL_REGEX: rc = gpt2_matches(s, a, b, &mc); break;
         }
-        if (rc) return lm_fail(err, "%s", err && err->msg[0] ? err->msg : "out of memory");
+        if (rc) return err && err->msg[0] ? -1 : lm_fail(err, "out of memory"); /* the step's message stands */
         if (mc.prev < b && sv_push(tmp, mc.prev, b, 0)) return lm_fail(err, "out of memory");
         int inv = st->invert;
         split_behavior bh = st->kind == PT_DIGITS ? (st->individual_digits ? SB_ISOLATED : SB_CONTIGUOUS)
@@ -569,6 +578,10 @@ static char *rewrite_classes(const char *p, size_t n) {
 }
 
 int lm_pretok_compile(pt_step *st, const char *pattern, size_t len, lm_error *err) {
+    if (!(st->pattern = malloc(len + 1))) return lm_fail(err, "out of memory");
+    memcpy(st->pattern, pattern, len);
+    st->pattern[len] = 0;
+    st->pattern_len = len;
     for (int h = 0; h < 3; h++)
         if (strlen(lm_deepseek_patterns[h]) == len && memcmp(lm_deepseek_patterns[h], pattern, len) == 0) {
             st->hand = h + 1;
@@ -595,6 +608,7 @@ void lm_pretok_free(pt_config *pc) {
     for (int i = 0; i < pc->nsteps; i++) {
         if (pc->steps[i].re) pcre2_code_free(pc->steps[i].re);
         free(pc->steps[i].literal);
+        free(pc->steps[i].pattern);
     }
     free(pc->steps);
     pc->steps = NULL;

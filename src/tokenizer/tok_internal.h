@@ -35,6 +35,8 @@ typedef struct pt_step {
     void *re;              /* pcre2_code_8 * */
     char *literal;         /* PT_SPLIT_STRING */
     size_t literal_len;
+    char *pattern;         /* PT_SPLIT_REGEX: the regex as written, for messages */
+    size_t pattern_len;
 } pt_step;
 
 typedef struct pt_config {
@@ -52,6 +54,9 @@ int lm_pretok_run(const pt_config *pc, const unsigned char *s, size_t n, pt_emit
                   lm_error *err);
 /* DeepSeek-V3's fused scanner (also used by the trainer). */
 int lm_pretok_deepseek(const unsigned char *s, size_t n, pt_emit_fn emit, void *ctx);
+/* The same with step 1 as \p{N}{1,group} (group 1..3; lemma's trained
+ * tokenizers may split numbers into single digits, written as "\p{N}"). */
+int lm_pretok_deepseek_digits(const unsigned char *s, size_t n, int group, pt_emit_fn emit, void *ctx);
 /* Compiles a Split regex for step (PCRE2, or marks a hand-scanner pattern). */
 int lm_pretok_compile(pt_step *st, const char *pattern, size_t len, lm_error *err);
 void lm_pretok_free(pt_config *pc);
@@ -127,6 +132,7 @@ struct lm_tokenizer {
     int32_t bos, eos;
     size_t max_piece;
     char desc[160];
+    char name[256];        /* the tokenizer.json it came from, for messages */
 };
 
 /* Appends the ids of one pre-token (raw bytes; byte-level mapping is

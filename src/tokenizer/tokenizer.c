@@ -421,8 +421,10 @@ static int parse_pretok(loader *ld, const json_value *v, const char *path) {
         const json_value *re = json_get(p, "Regex"), *lit = json_get(p, "String");
         if (re && re->type == JSON_STRING) {
             st.kind = PT_SPLIT_REGEX;
-            if (lm_pretok_compile(&st, re->str, re->len, ld->err))
+            if (lm_pretok_compile(&st, re->str, re->len, ld->err)) {
+                free(st.pattern);
                 return lm_fail_prefix(ld->err, "%s: byte %zu: %s.pattern.Regex", ld->name, re->offset, path);
+            }
         } else if (lit && lit->type == JSON_STRING) {
             st.kind = PT_SPLIT_STRING;
             st.literal = malloc(lit->len + 1);
@@ -434,6 +436,7 @@ static int parse_pretok(loader *ld, const json_value *v, const char *path) {
         }
         if (add_step(ld, st)) {
             free(st.literal);
+            free(st.pattern);
             return -1;
         }
         return 0;
@@ -766,6 +769,7 @@ lm_tokenizer *lm_tokenizer_load_mem(const char *json, size_t len, const char *co
     if (!tok) { lm_fail(err, "out of memory"); return NULL; }
     tok->max_piece = 1 << 20;
     loader ld = {.tok = tok, .name = name ? name : "tokenizer.json", .err = err};
+    snprintf(tok->name, sizeof tok->name, "%s", ld.name);
     for (int i = 0; i < 324; i++) ld.rev[i] = -1;
     for (unsigned b = 0; b < 256; b++) ld.rev[lm_bytelevel_char(b)] = (int16_t)b;
     json_doc *doc = json_parse(json, len, err);
@@ -935,8 +939,8 @@ static int encode_plain(enc_ctx *c, const unsigned char *s, size_t n) {
     c->base = s;
     c->err->msg[0] = 0;
     if (lm_pretok_run(&c->tok->pt, s, n, emit_piece, c, c->err)) {
-        if (!c->err->msg[0]) lm_fail(c->err, "pre-tokenizer failed");
-        return -1;
+        if (!c->err->msg[0]) lm_fail(c->err, "pre-tokenizer failed on %zu bytes of text without saying why", n);
+        return lm_fail_prefix(c->err, "%s", c->tok->name);
     }
     return 0;
 }

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tokenizer/chat.h"
 #include "tokenizer/tok_internal.h"
@@ -43,6 +44,7 @@ void lm_bpe_train_defaults(lm_bpe_train_opts *o) {
     memset(o, 0, sizeof *o);
     o->vocab_size = 8000;
     o->min_frequency = 2;
+    o->digit_group = 3;
 }
 
 typedef struct word {
@@ -120,6 +122,10 @@ static int count_piece(void *ctx, size_t a, size_t b) {
 }
 
 lm_bpe_trainer *lm_bpe_trainer_new(const lm_bpe_train_opts *o, lm_error *err) {
+    if (o->digit_group < 1 || o->digit_group > 3) {
+        lm_fail(err, "digit group %d: expected 1, 2 or 3", o->digit_group);
+        return NULL;
+    }
     if (o->vocab_size < LM_BPE_NSPECIAL + 256) {
         lm_fail(err, "vocab size %d is too small: the special tokens and the 256 bytes need %d", o->vocab_size,
                 LM_BPE_NSPECIAL + 256);
@@ -145,7 +151,7 @@ void lm_bpe_trainer_free(lm_bpe_trainer *t) {
 
 static int count_segment(lm_bpe_trainer *t, const unsigned char *s, size_t n) {
     void *ctx[2] = {t, (void *)s};
-    return lm_pretok_deepseek(s, n, count_piece, ctx);
+    return lm_pretok_deepseek_digits(s, n, t->o.digit_group, count_piece, ctx);
 }
 
 int lm_bpe_trainer_feed(lm_bpe_trainer *t, const char *text, size_t len, lm_error *err) {
@@ -349,7 +355,6 @@ static int bytelevel_str(const unsigned char *s, size_t n, lm_text *out) {
 
 static int write_json(const lm_bpe_trainer *t, char **tokbytes, const uint32_t *toklen, int32_t ntok,
                       const int32_t *ma, const int32_t *mb, size_t nm, lm_text *out) {
-    (void)t;
     int rc = 0;
     lm_text tmp = {0}, tmp2 = {0};
     rc |= putf(out, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n");
@@ -367,7 +372,14 @@ static int write_json(const lm_bpe_trainer *t, char **tokbytes, const uint32_t *
     rc |= putf(out, "  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [\n");
     for (int k = 0; k < 3; k++) {
         rc |= putf(out, "    {\"type\": \"Split\", \"pattern\": {\"Regex\": ");
-        rc |= json_str(out, lm_deepseek_patterns[k], strlen(lm_deepseek_patterns[k]));
+        char digits[16];
+        const char *pat = lm_deepseek_patterns[k];
+        if (k == 0 && t->o.digit_group != 3) {
+            if (t->o.digit_group == 1) snprintf(digits, sizeof digits, "\\p{N}");
+            else snprintf(digits, sizeof digits, "\\p{N}{1,%d}", t->o.digit_group);
+            pat = digits;
+        }
+        rc |= json_str(out, pat, strlen(pat));
         rc |= putf(out, "}, \"behavior\": \"Isolated\", \"invert\": false},\n");
     }
     rc |= putf(out, "    {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}\n"
@@ -619,8 +631,11 @@ static int write_file(const char *dir, const char *name, const lm_text *t, lm_er
     int rc = 0;
     if (!f) rc = lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
     else {
-        if (fwrite(t->data, 1, t->len, f) != t->len) rc = lm_fail(err, "%s: write failed", tmp);
-        if (fclose(f) != 0 && !rc) rc = lm_fail(err, "%s: write failed", tmp);
+        errno = 0;
+        if (fwrite(t->data, 1, t->len, f) != t->len || fflush(f) != 0)
+            rc = lm_fail(err, "%s: write failed: %s", tmp, strerror(errno ? errno : EIO));
+        if (fclose(f) != 0 && !rc) rc = lm_fail(err, "%s: write failed: %s", tmp, strerror(errno));
+        if (rc) unlink(tmp);
         if (!rc && rename(tmp, path) != 0) rc = lm_fail(err, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     }
     free(path);
@@ -646,6 +661,7 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
          * the same as for the whole file at once. */
         carry.len = 0;
         size_t got;
+        errno = 0;
         while (!rc && (got = fread(buf, 1, 1 << 20, f)) > 0) {
             if (o->max_bytes && total + got > o->max_bytes) got = o->max_bytes - total;
             total += got;
@@ -658,7 +674,8 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
             }
             if (o->max_bytes && total >= o->max_bytes) break;
         }
-        if (!rc && ferror(f)) rc = lm_fail(err, "%s: read error", files[i]);
+        if (!rc && ferror(f)) /* EISDIR for a directory */
+            rc = lm_fail(err, "%s: cannot read: %s", files[i], errno ? strerror(errno) : "I/O error");
         fclose(f);
         if (!rc && carry.len) rc = lm_bpe_trainer_feed(t, carry.data, carry.len, err);
         if (o->progress && !rc) {

@@ -30,6 +30,9 @@ typedef struct lm_bpe_train_opts {
     int32_t vocab_size;      /* total ids, specials and bytes included (default 8000) */
     int64_t min_frequency;   /* least count of a pair to merge (default 2) */
     size_t max_bytes;        /* lm_bpe_train_files: stop reading after this many bytes (0: all) */
+    int digit_group;         /* numbers are cut into groups of at most this many digits before BPE:
+                                3 (DeepSeek-V3's \p{N}{1,3}, the default) or 1 (every digit its own
+                                piece, written as "\p{N}": arithmetic stays digit by digit) */
     int (*progress)(void *ctx, const char *msg); /* optional, called now and then */
     void *progress_ctx;
 } lm_bpe_train_opts;

@@ -229,14 +229,23 @@ void lm_params_init_random(lm_params *p, uint64_t seed, double std) {
 
 /* Fills dst[numel] from a stored tensor (F32/BF16/F16, or FP8 with the
  * `<name>_scale_inv` of the set). */
-static int read_tensor(const lm_tensor_set *set, const lm_ptensor *pt, float *dst, lm_error *err) {
+/* Errors name the file (the shard holding the tensor, else `where`) once. */
+static int read_tensor(const lm_tensor_set *set, const lm_ptensor *pt, float *dst, const char *where, lm_error *err) {
     const lm_tensor *t = lm_st_find(set, pt->name);
-    if (!t) return lm_fail(err, "missing tensor '%s'", pt->name);
+    if (!t) return lm_fail(err, "%s: missing tensor '%s'", where, pt->name);
     int ok = t->ndim == pt->ndim && t->shape[0] == pt->shape[0] && (pt->ndim == 1 || t->shape[1] == pt->shape[1]);
-    if (!ok)
-        return lm_fail(err, "%s: tensor '%s' has %d dims [%lld, ...], expected [%lld%s%lld]",
-                       lm_st_file_path(set, t->file), pt->name, t->ndim, (long long)(t->ndim ? t->shape[0] : 0),
-                       (long long)pt->shape[0], pt->ndim == 2 ? ", " : "", (long long)(pt->ndim == 2 ? pt->shape[1] : 0));
+    if (!ok) {
+        /* Every dimension, both sides: the one that differs must show. */
+        char have[160] = "[", want[64];
+        size_t k = 1;
+        for (int d = 0; d < t->ndim && k < sizeof have - 24; d++)
+            k += (size_t)snprintf(have + k, sizeof have - k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        snprintf(have + k, sizeof have - k, "]");
+        if (pt->ndim == 2) snprintf(want, sizeof want, "[%lld, %lld]", (long long)pt->shape[0], (long long)pt->shape[1]);
+        else snprintf(want, sizeof want, "[%lld]", (long long)pt->shape[0]);
+        return lm_fail(err, "%s: tensor '%s' has shape %s, but the config gives %s", lm_st_file_path(set, t->file),
+                       pt->name, have, want);
+    }
     switch (t->dtype) {
     case LM_DTYPE_F32:
     case LM_DTYPE_BF16:
@@ -282,26 +291,24 @@ static int same_shapes(const lm_config *a, const lm_config *b) {
            (a->topk_method == LM_TOPK_NOAUX_TC) == (b->topk_method == LM_TOPK_NOAUX_TC);
 }
 
-static int read_set(lm_params *p, float *block, const lm_tensor_set *set, lm_error *err) {
+static int read_set(lm_params *p, float *block, const lm_tensor_set *set, const char *where, lm_error *err) {
     for (int64_t i = 0; i < p->n_tensors; i++)
-        if (read_tensor(set, &p->t[i], block + p->t[i].offset, err)) return -1;
+        if (read_tensor(set, &p->t[i], block + p->t[i].offset, where, err)) return -1;
     return 0;
 }
 
 int lm_params_load_model(lm_params *p, const lm_model *m, lm_error *err) {
     if (!same_shapes(&p->cfg, &m->cfg))
         return lm_fail(err, "%s: the checkpoint's config does not match the parameter layout", m->dir);
-    if (read_set(p, p->w, m->tensors, err)) return lm_fail_prefix(err, "%s", m->dir);
-    return 0;
+    return read_set(p, p->w, m->tensors, m->dir, err);
 }
 
 int lm_params_read(lm_params *p, float *block, const char *path, lm_error *err) {
     lm_tensor_set *set;
     if (lm_st_open_file(path, &set, err)) return -1;
-    int rc = read_set(p, block, set, err);
+    int rc = read_set(p, block, set, path, err);
     lm_st_close(set);
-    if (rc) return lm_fail_prefix(err, "%s", path);
-    return 0;
+    return rc;
 }
 
 int lm_params_save(const lm_params *p, const float *block, const char *path, const char *metadata_json,

@@ -14,8 +14,11 @@ groups + 1 shared; q LoRA; YaRN rope) and breaks one thing. Cases named ok_*
 are valid and must load and run; every other case must be rejected by
 `lemma info` and `lemma logits` with a non-zero exit and one line on stderr
 containing the expected substring given in cases.tsv (tab-separated:
-case, expected substring; "OK" for the valid cases). tests/sh/test_bad_input.sh
-runs them. A config-only case holds just config.json: config.json is read
+case, expected substring; "OK" for the valid cases). Cases whose expectation
+starts with "FORWARD " hold non-finite values in a big matrix, which loading
+does not scan: `lemma info` succeeds, `lemma logits` and `lemma generate` fail
+with the rest of the line, and `lemma info --check-weights` names the tensor.
+tests/sh/test_bad_input.sh runs them. A config-only case holds just config.json: config.json is read
 before any tensor, so the error must come from it.
 """
 
@@ -277,7 +280,7 @@ def build_cases():
     model_case("st_header_len_1", "expected a JSON object", st_file(hdr, data, hlen=1))
     model_case("st_bad_json", "model.safetensors: header byte 12: expected a value", st_file('{"a": [1, 2,]}', b""))
     model_case("st_header_garbage", "header byte 10: unexpected data after the top-level value", st_file('{"a": {}} x', b""))
-    model_case("st_header_not_object", "header is a JSON array, expected an object", st_file("[1, 2, 3]", b""))
+    model_case("st_header_not_object", "header byte 0: expected an object, found an array", st_file("[1, 2, 3]", b""))
     model_case("st_header_invalid_utf8", "invalid UTF-8", st_file(b'{"\xff\xfe": {}}', b""))
     model_case("st_header_nul", "control character", st_file(b'{"a\0b": {}}', b""))
     model_case("st_name_escaped_nul", "tensor name is empty or contains NUL",
@@ -331,7 +334,7 @@ def build_cases():
         h[NORM0]["data_offsets"] = [h[EMB]["data_offsets"][0] + 64, h[EMB]["data_offsets"][0] + 96]
     model_case("st_offsets_overlap_nested", "overlap", tweak(overlap_nested))
     dup_entry = dict(hdr[EMB], data_offsets=[len(data), len(data) + V * D * 4])   # its own bytes
-    model_case("st_duplicate_name", "model.safetensors: tensor 'model.embed_tokens.weight' appears twice in the header",
+    model_case("st_duplicate_name", "model.safetensors: header byte 4158: duplicate key \"model.embed_tokens.weight\"",
                st_file(json.dumps(hdr, separators=(",", ":"), sort_keys=True)[:-1] + ',"' + EMB + '":'
                        + json.dumps(dup_entry, separators=(",", ":")) + "}", data + T[EMB][2]))
 
@@ -418,6 +421,48 @@ def build_cases():
     model_case("model_inf_norm", "'%s' has -inf at element 5" % NORM0, st_valid(replaced(NORM0, "F32", [D], inf)))
     bnan = b"\x80\x3f" * 2 + b"\xc0\x7f" + b"\x80\x3f" * (D - 3)
     model_case("model_nan_norm_bf16", "has NaN at element 2", st_valid(replaced(NORM0, "BF16", [D], bnan)))
+    # ---- non-finite weights ----
+    # What is cheap is refused at load: FP8 scales, the routers, norms and biases.
+    def f32_with(name, index, bits):
+        b = bytearray(T[name][2])
+        b[4 * index:4 * index + 4] = struct.pack("<I", bits)
+        return replaced(name, "F32", T[name][1], bytes(b))
+    NAN, INF, NINF = 0x7fc00000, 0x7f800000, 0xff800000
+    fp8s = dict(fp8)
+    fp8s[O0 + "_scale_inv"] = ("F32", [1, 1], struct.pack("<I", NAN))
+    model_case("model_fp8_nan_scale", "tensor '%s_scale_inv' has NaN at element 0, expected finite values" % O0,
+               st_valid(fp8s))
+    fp8s[O0 + "_scale_inv"] = ("F32", [1, 1], struct.pack("<I", INF))
+    model_case("model_fp8_inf_scale", "tensor '%s_scale_inv' has inf at element 0" % O0, st_valid(fp8s))
+    GATE1 = "model.layers.1.mlp.gate.weight"
+    model_case("model_nan_router", "tensor '%s' has NaN at element 7, expected finite values" % GATE1,
+               st_valid(f32_with(GATE1, 7, NAN)))
+    BIAS1 = "model.layers.1.mlp.gate.e_score_correction_bias"
+    model_case("model_inf_bias", "tensor '%s' has -inf at element 2" % BIAS1, st_valid(f32_with(BIAS1, 2, NINF)))
+    # The big matrices are not scanned at load: these load (info succeeds), and
+    # the forward refuses its non-finite logits naming the first tensor whose
+    # output went non-finite ("FORWARD " cases; ids 0,1).
+    model_case("model_nan_mlp", "FORWARD the output of 'model.layers.0.mlp.down_proj.weight' (layer 0, position 0)",
+               st_valid(f32_with("model.layers.0.mlp.down_proj.weight", 5, NAN)))
+    model_case("model_inf_shared_up",
+               "FORWARD the output of 'model.layers.1.mlp.shared_experts.up_proj.weight' (layer 1, position 0)",
+               st_valid(f32_with("model.layers.1.mlp.shared_experts.up_proj.weight", 0, INF)))
+    QB1 = "model.layers.1.self_attn.q_b_proj.weight"
+    bfq = dict(bf)
+    qb = bytearray(bf[QB1][2])
+    qb[2 * 9:2 * 9 + 2] = b"\xc0\x7f"
+    bfq[QB1] = ("BF16", bf[QB1][1], bytes(qb))
+    model_case("model_nan_q_b_bf16", "FORWARD the output of '%s' (layer 1, position 0)" % QB1, st_valid(bfq))
+    model_case("model_nan_kv_b", "FORWARD the output of 'model.layers.0.self_attn.kv_b_proj.weight'",
+               st_valid(f32_with("model.layers.0.self_attn.kv_b_proj.weight", 3, NAN)))
+    model_case("model_nan_embed_row", "FORWARD the output of 'model.embed_tokens.weight' (row 1, the token's embedding) "
+               "(position 1)", st_valid(f32_with(EMB, D + 3, NAN)))
+    model_case("model_nan_head", "FORWARD the output of 'lm_head.weight' (position ",
+               st_valid(f32_with("lm_head.weight", 3 * D, NAN)))
+    fp8w = dict(fp8)
+    fp8w[O0] = ("F8_E4M3", [D, H * DV], bytes([0x38]) * 7 + b"\x7f" + bytes([0x38]) * (D * H * DV - 8))
+    fp8w[O0 + "_scale_inv"] = ("F32", [1, 1], f32_bytes([0.05]))
+    model_case("model_fp8_nan_weight", "FORWARD the output of '%s' (layer 0, position 0)" % O0, st_valid(fp8w))
     case("model_no_checkpoint", "no model.safetensors or model.safetensors.index.json",
          {"config.json": config_text(BASE_CONFIG)})
     case("model_no_config", "config.json: cannot open", {"model.safetensors": valid})

@@ -22,12 +22,14 @@ bad() { failed=$((failed + 1)); echo "FAIL $1"; }
 vlimit=2097152
 case "${LEMMA_SANITIZE:-}${LEMMA}" in *1*sanitize*|*sanitize*) vlimit=unlimited ;; esac
 
-# run CMD...: runs lemma with CMD, stdout in $tmp/out, stderr in $tmp/err;
+# run CMD...: runs lemma with CMD, stdout in $tmp/out, stderr in $tmp/err
+# (without the progress lines of --check-weights, which are not errors);
 # sets rc and ms.
 run() {
     local t0=$EPOCHREALTIME
-    (ulimit -v "$vlimit" 2>/dev/null; exec timeout -k 2 $((MAX_S * 2)) "$LEMMA" "$@") >"$tmp/out" 2>"$tmp/err"
+    (ulimit -v "$vlimit" 2>/dev/null; exec timeout -k 2 $((MAX_S * 2)) "$LEMMA" "$@") >"$tmp/out" 2>"$tmp/err.all"
     rc=$?
+    grep -v '^check-weights: ' "$tmp/err.all" >"$tmp/err"
     local t1=$EPOCHREALTIME
     ms=$(( (${t1/./} - ${t0/./}) / 1000 ))
 }
@@ -59,6 +61,20 @@ expect_ok() {
     else bad "$name (exit $rc, ${ms} ms)"; head -n 8 "$tmp/err" | sed 's/^/  /'; fi
 }
 
+# ok_base plus a tensor no model code reads, holding +inf: only --check-weights sees it.
+mkdir -p "$tmp/extra_inf" && cp "$BAD/ok_base/config.json" "$tmp/extra_inf/"
+python3 - "$BAD/ok_base/model.safetensors" "$tmp/extra_inf/model.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+h["model.layers.9.extra"] = {"dtype": "F32", "shape": [2], "data_offsets": [len(data), len(data) + 8]}
+data += struct.pack("<2I", 0x3f800000, 0x7f800000)
+t = json.dumps(h).encode()
+t += b" " * (-len(t) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + data)
+PY
+
 if [ ! -f "$BAD/cases.tsv" ]; then
     echo "test_bad_input.sh: $BAD/cases.tsv missing (run python3 tests/bad/make_bad.py)"
     echo "test_bad_input.sh: 0 passed, 1 failed, 0 skipped"; exit 1
@@ -73,6 +89,18 @@ while IFS=$'\t' read -r c want; do
     if [ "$want" = OK ]; then
         expect_ok "$c: info" info "$BAD/$c"
         expect_ok "$c: logits" logits "$BAD/$c" --ids 0,1,2,3 --threads 2 --out "$tmp/$c.f32"
+        expect_ok "$c: info --check-weights" info "$BAD/$c" --check-weights
+    elif [ "${want#FORWARD }" != "$want" ]; then
+        # non-finite weights in a big matrix: loads, but no NaN reaches the user
+        want=${want#FORWARD }
+        tensor=${want#*\'}; tensor=${tensor%%\'*}
+        expect_ok "$c: info" info "$BAD/$c"
+        expect_fail "$c: logits" "$want" logits "$BAD/$c" --ids 0,1 --threads 2
+        expect_fail "$c: logits --out" "$want" logits "$BAD/$c" --ids 0,1 --out "$tmp/$c.f32"
+        [ -e "$tmp/$c.f32" ] && bad "$c: logits --out wrote the file" || ok "$c: logits --out wrote nothing"
+        expect_fail "$c: generate" "$want" generate "$BAD/$c" --ids 0,1 -n 5 --threads 2
+        [ -s "$tmp/out" ] && bad "$c: generate printed ids: $(head -c 80 "$tmp/out")" || ok "$c: generate printed nothing"
+        expect_fail "$c: info --check-weights" "tensor '$tensor' has" info "$BAD/$c" --check-weights
     else
         expect_fail "$c: info" "$want" info "$BAD/$c"
         expect_fail "$c: logits" "$want" logits "$BAD/$c" --ids 0,1 --threads 2
@@ -80,11 +108,28 @@ while IFS=$'\t' read -r c want; do
 done <"$BAD/cases.tsv"
 [ "$ncases" -ge 100 ] && ok "corpus has $ncases cases" || bad "corpus has only $ncases cases"
 
+# --check-weights progress, stderr not a terminal: plain lines, the last at 100%.
+run info "$BAD/ok_base" --check-weights
+if [ "$rc" -eq 0 ] && grep -qE '^check-weights: +[0-9]+% \(.* of .*, .*/s, ETA' "$tmp/err.all" &&
+   [ "$(grep '^check-weights:' "$tmp/err.all" | tail -1 | grep -c '100%')" -eq 1 ] && ! grep -q $'\r' "$tmp/err.all" &&
+   grep -q '^weights      every value finite' "$tmp/out"; then ok "check-weights: plain progress lines, then the summary"
+else bad "check-weights progress"; sed 's/^/  /' "$tmp/err.all" | head -5; fi
+
 for c in ok_unaligned ok_sharded; do
     if [ -f "$tmp/$c.f32" ] && cmp -s "$tmp/ok_base.f32" "$tmp/$c.f32"; then ok "$c: same logits as ok_base"
     else bad "$c: logits differ from ok_base"; fi
 done
 expect_fail "generate on a broken checkpoint" "has NaN at element 3" generate "$BAD/model_nan_norm" --ids 0,1 -n 2
+W="the output of 'model.layers.0.mlp.down_proj.weight' (layer 0"
+expect_fail "bench on non-finite weights" "$W" bench "$BAD/model_nan_mlp" --prompt 4 --gen 2 --reps 1
+expect_fail "generate --samples on non-finite weights" "$W" generate "$BAD/model_nan_mlp" --ids 0,1 -n 2 --samples 2
+expect_fail "logits --attn latent on non-finite weights" "$W" logits "$BAD/model_nan_mlp" --ids 0,1,2 --attn latent --chunk 1
+expect_fail "generate --attn naive, kv_b" "the output of 'model.layers.0.self_attn.kv_b_proj.weight' (layer 0" \
+    generate "$BAD/model_nan_kv_b" --ids 0,1 -n 2 --attn naive
+expect_fail "generate --attn latent, kv_b (absorbed)" "'model.layers.0.self_attn.kv_b_proj.weight' (absorbed into the attention)" \
+    generate "$BAD/model_nan_kv_b" --ids 0,1 -n 2 --attn latent
+expect_fail "check-weights: a tensor the model does not use" "tensor 'model.layers.9.extra' has inf at element 1" \
+    info "$tmp/extra_inf" --check-weights
 expect_fail "bench on a broken checkpoint" "past the data section" bench "$BAD/st_truncated" --prompt 4 --gen 2
 
 # ---- files that are not what they seem ----

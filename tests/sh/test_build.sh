@@ -132,7 +132,7 @@ bad_recipe "empty stages" '"stages": expected a non-empty array' '{"lemma_recipe
 bad_recipe "unknown builtin" 'unknown built-in "bible"' '{"lemma_recipe": 1, "inputs": {"a": {"builtin": "bible"}}, "stages": [{"name": "t", "kind": "tokenizer", "inputs": ["a"], "vocab_size": 300}]}'
 bad_recipe "bad sha256" 'sha256: expected 64 hex digits' '{"lemma_recipe": 1, "inputs": {"a": {"path": "x.txt", "sha256": "abc"}}, "stages": [{"name": "t", "kind": "tokenizer", "inputs": ["a"], "vocab_size": 300}]}'
 bad_recipe "unknown kind" 'unknown kind "pretraining"' '{"lemma_recipe": 1, "inputs": {"a": {"path": "x.txt"}}, "stages": [{"name": "t", "kind": "pretraining", "inputs": ["a"]}]}'
-bad_recipe "planned kind" '"sft" stages are planned' '{"lemma_recipe": 1, "inputs": {"a": {"path": "x.txt"}}, "stages": [{"name": "t", "kind": "sft", "inputs": ["a"]}]}'
+bad_recipe "planned kind" '"rl" stages are planned' '{"lemma_recipe": 1, "inputs": {"a": {"path": "x.txt"}}, "stages": [{"name": "t", "kind": "rl", "inputs": ["a"]}]}'
 bad_recipe "later stage as input" 'a stage that comes later' '{"lemma_recipe": 1, "inputs": {"a": {"path": "x.txt"}}, "stages": [{"name": "d", "kind": "data", "inputs": ["a", "t"]}, {"name": "t", "kind": "tokenizer", "inputs": ["a"], "vocab_size": 300}]}'
 bad_recipe "unknown input" '"zz" is not an input or an earlier stage' '{"lemma_recipe": 1, "inputs": {"a": {"path": "x.txt"}}, "stages": [{"name": "t", "kind": "tokenizer", "inputs": ["zz"], "vocab_size": 300}]}'
 bad_recipe "data without tokenizer" 'one tokenizer stage' '{"lemma_recipe": 1, "inputs": {"a": {"path": "x.txt"}}, "stages": [{"name": "d", "kind": "data", "inputs": ["a"]}]}'
