@@ -428,7 +428,7 @@ TEST(pool_append_reopen_repair) {
     lm_text warn = {0};
     lm_proof_pool *p = lm_proof_pool_open(path, &warn, &err);
     CHECK(p && lm_proof_pool_count(p) == 0 && warn.len == 0);
-    lm_pool_rec a = mkrec("1", "r0.g0", LM_KIND_PROOF, "bad utf8 \xff, quote \" and \\ and \x01");
+    lm_pool_rec a = mkrec("1", "r0.g0", LM_KIND_PROOF, "bad utf8 \xff, quote \" and \\ and \x01, \xc3\xa9 \xe2\x89\xa1 \xf0\x9f\x99\x82 kept");
     char *par[] = {"r0.g0"};
     lm_pool_rec b = mkrec("1", "r0.g0.v0", LM_KIND_VERIFICATION, "\\boxed{1}");
     b.parents = par;
@@ -444,7 +444,7 @@ TEST(pool_append_reopen_repair) {
     p = lm_proof_pool_open(path, &warn, &err);
     CHECK(p && lm_proof_pool_count(p) == 3 && lm_proof_pool_loaded(p) == 3);
     const lm_pool_rec *r = p ? lm_proof_pool_find(p, "1", "r0.g0", "0123456789abcdef") : NULL;
-    CHECK(r && !strcmp(r->text, "bad utf8 \xef\xbf\xbd, quote \" and \\ and \x01"));
+    CHECK(r && !strcmp(r->text, "bad utf8 \xef\xbf\xbd, quote \" and \\ and \x01, \xc3\xa9 \xe2\x89\xa1 \xf0\x9f\x99\x82 kept"));
     r = p ? lm_proof_pool_find(p, "1", "r0.g0.v0", "0123456789abcdef") : NULL;
     CHECK(r && r->n_parents == 1 && !strcmp(r->parents[0], "r0.g0") && r->has_score && r->score == 1);
     CHECK(p && !lm_proof_pool_find(p, "1", "r0.g1", "0123456789abcdef"));      /* failed: asked again */
