@@ -293,7 +293,7 @@ static int md_table_row(lm_text *t, const agg *a, int rounds) {
 
 static int md_failed(lm_text *t, const measure *m) {
     if (!m->unanswered) return 0;
-    return put(t, "\n**%d request%s failed in transport** (recorded in pool.jsonl); rerun the same command to ask %s "
+    return put(t, "\n**%d request%s failed in transport** (pool.jsonl has each reason); rerun the same command to ask %s "
                   "again.\n",
                m->unanswered, m->unanswered == 1 ? "" : "s", m->unanswered == 1 ? "it" : "them");
 }
