@@ -158,7 +158,7 @@ static int fill_is(const char *tmpl, const char *want_or_err) {
     lm_text out = {0};
     lm_error err;
     int rc = lm_template_fill(tmpl, keys, vals, 2, &out, &err);
-    int ok = rc == 0 ? !strcmp(out.data, want_or_err) : strstr(err.msg, want_or_err) != NULL;
+    int ok = rc == 0 ? !strcmp(out.data, want_or_err) : strstr(err.msg, want_or_err) != NULL && !strchr(err.msg, '\n');
     if (!ok) printf("  fill %s: rc %d, got '%s'\n", tmpl, rc, rc ? err.msg : out.data);
     lm_text_free(&out);
     return ok;
@@ -176,6 +176,8 @@ TEST(template_fill_like_str_format) {
     CHECK(fill_is("{0}", "positional"));
     CHECK(fill_is("{a!r}", "not supported"));
     CHECK(fill_is("{a:>5}", "not supported"));
+    CHECK(fill_is("{x\ny}", "unknown placeholder \"x\\ny\""));   /* messages stay one line */
+    CHECK(fill_is("{a\n!r}", "field \"a\\n!r\""));
 }
 
 static int load_tpl(const char *json, const char *want_err) {
@@ -250,7 +252,7 @@ static json_doc *python_reference(const char *data, char *why, size_t cap) {
     lm_error err;
     json_doc *doc = text ? json_parse(text, strlen(text), &err) : NULL;
     free(text);
-    if (!doc) snprintf(why, cap, "cannot read %s", out);
+    if (!doc) snprintf(why, cap, "cannot read %.150s", out);
     return doc;
 }
 
@@ -424,9 +426,9 @@ TEST(pool_append_reopen_repair) {
     unlink(path);
     lm_error err;
     lm_text warn = {0};
-    lm_pool *p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 0 && warn.len == 0);
-    lm_pool_rec a = mkrec("1", "r0.g0", LM_KIND_PROOF, "bad utf8 \xff, quote \" and \\ and \x01");
+    lm_proof_pool *p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 0 && warn.len == 0);
+    lm_pool_rec a = mkrec("1", "r0.g0", LM_KIND_PROOF, "bad utf8 \xff, quote \" and \\ and \x01, \xc3\xa9 \xe2\x89\xa1 \xf0\x9f\x99\x82 kept");
     char *par[] = {"r0.g0"};
     lm_pool_rec b = mkrec("1", "r0.g0.v0", LM_KIND_VERIFICATION, "\\boxed{1}");
     b.parents = par;
@@ -436,19 +438,19 @@ TEST(pool_append_reopen_repair) {
     lm_pool_rec f = mkrec("1", "r0.g1", LM_KIND_PROOF, NULL);
     f.failed = 1;
     f.error = "connection refused";
-    CHECK(lm_pool_append(p, &a, &err) && lm_pool_append(p, &b, &err) && lm_pool_append(p, &f, &err));
-    lm_pool_close(p);
+    CHECK(lm_proof_pool_append(p, &a, &err) && lm_proof_pool_append(p, &b, &err) && lm_proof_pool_append(p, &f, &err));
+    lm_proof_pool_close(p);
 
-    p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 3 && lm_pool_loaded(p) == 3);
-    const lm_pool_rec *r = p ? lm_pool_find(p, "1", "r0.g0", "0123456789abcdef") : NULL;
-    CHECK(r && !strcmp(r->text, "bad utf8 \xef\xbf\xbd, quote \" and \\ and \x01"));
-    r = p ? lm_pool_find(p, "1", "r0.g0.v0", "0123456789abcdef") : NULL;
+    p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 3 && lm_proof_pool_loaded(p) == 3);
+    const lm_pool_rec *r = p ? lm_proof_pool_find(p, "1", "r0.g0", "0123456789abcdef") : NULL;
+    CHECK(r && !strcmp(r->text, "bad utf8 \xef\xbf\xbd, quote \" and \\ and \x01, \xc3\xa9 \xe2\x89\xa1 \xf0\x9f\x99\x82 kept"));
+    r = p ? lm_proof_pool_find(p, "1", "r0.g0.v0", "0123456789abcdef") : NULL;
     CHECK(r && r->n_parents == 1 && !strcmp(r->parents[0], "r0.g0") && r->has_score && r->score == 1);
-    CHECK(p && !lm_pool_find(p, "1", "r0.g1", "0123456789abcdef"));      /* failed: asked again */
-    CHECK(p && !lm_pool_find(p, "1", "r0.g0", "fedcba9876543210"));      /* another prompt */
-    CHECK(p && !lm_pool_find(p, "2", "r0.g0", "0123456789abcdef"));
-    lm_pool_close(p);
+    CHECK(p && !lm_proof_pool_find(p, "1", "r0.g1", "0123456789abcdef"));      /* failed: asked again */
+    CHECK(p && !lm_proof_pool_find(p, "1", "r0.g0", "fedcba9876543210"));      /* another prompt */
+    CHECK(p && !lm_proof_pool_find(p, "2", "r0.g0", "0123456789abcdef"));
+    lm_proof_pool_close(p);
 
     /* a crash mid-write: the partial last line is dropped with a warning */
     char *text = read_text(path);
@@ -456,26 +458,26 @@ TEST(pool_append_reopen_repair) {
     FILE *fp = fopen(path, "a");
     fputs("{\"id\":\"r0.g2\",\"problem_id\":\"1\",\"kind\":\"pro", fp);
     fclose(fp);
-    p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 3);
+    p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 3);
     CHECKF(strstr(warn.data ? warn.data : "", "pool.jsonl:4: dropped an incomplete last line"), "%s", warn.data);
     struct stat st;
     stat(path, &st);
     CHECK((size_t)st.st_size == full);
-    if (p) CHECK(lm_pool_append(p, &a, &err) != NULL);   /* appends after the repair parse */
-    lm_pool_close(p);
-    p = lm_pool_open(path, NULL, &err);
-    CHECK(p && lm_pool_count(p) == 4);
-    lm_pool_close(p);
+    if (p) CHECK(lm_proof_pool_append(p, &a, &err) != NULL);   /* appends after the repair parse */
+    lm_proof_pool_close(p);
+    p = lm_proof_pool_open(path, NULL, &err);
+    CHECK(p && lm_proof_pool_count(p) == 4);
+    lm_proof_pool_close(p);
 
     /* a complete last line whose newline was lost is kept */
     text = (free(text), read_text(path));
     text[strlen(text) - 1] = 0;
     write_text(path, text);
     lm_text_free(&warn);
-    p = lm_pool_open(path, &warn, &err);
-    CHECK(p && lm_pool_count(p) == 4 && warn.len == 0);
-    lm_pool_close(p);
+    p = lm_proof_pool_open(path, &warn, &err);
+    CHECK(p && lm_proof_pool_count(p) == 4 && warn.len == 0);
+    lm_proof_pool_close(p);
     free(text);
     text = read_text(path);
     CHECK(text[strlen(text) - 1] == '\n');
@@ -485,7 +487,7 @@ TEST(pool_append_reopen_repair) {
     memcpy(second, "{\"id\":", 6);
     memcpy(second + 6, "XX", 2);
     write_text(path, text);
-    p = lm_pool_open(path, NULL, &err);
+    p = lm_proof_pool_open(path, NULL, &err);
     CHECK(p == NULL && strstr(err.msg, "pool.jsonl:2: byte"));
     char *after = read_text(path);
     CHECK(after && !strcmp(after, text));
@@ -493,10 +495,10 @@ TEST(pool_append_reopen_repair) {
     free(text);
     write_text(path, "{\"id\":\"x\",\"problem_id\":\"1\",\"kind\":\"lemma\",\"round\":0,\"text\":\"\",\"finish_reason\":\"stop\","
                      "\"prompt_hash\":\"0123456789abcdef\"}\n");
-    p = lm_pool_open(path, NULL, &err);
+    p = lm_proof_pool_open(path, NULL, &err);
     CHECK(p == NULL && strstr(err.msg, "pool.jsonl:1: field \"kind\": expected proof, verification or meta_verification"));
     write_text(path, "{\"id\":\"x\",\"problem_id\":\"1\",\"kind\":\"proof\",\"round\":0,\"text\":\"\",\"finish_reason\":\"stop\"}\n");
-    p = lm_pool_open(path, NULL, &err);
+    p = lm_proof_pool_open(path, NULL, &err);
     CHECK(p == NULL && strstr(err.msg, "pool.jsonl:1: field \"prompt_hash\""));
     lm_text_free(&warn);
 }
@@ -514,7 +516,7 @@ struct tb {
     uint64_t base_seed;
     const char **pids;
     int n_pids;
-    char asked[4096][64];    /* "pid/id" of every request, in order */
+    char asked[4096][160];   /* "pid/id" of every request, in order */
     char *prompts[4096];
     int n_asked;
     int fail_next;           /* answer() sets it: this request fails in transport */
@@ -556,7 +558,7 @@ static int tb_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_reply_fn
         char id[64];
         if (resolve(t, reqs[i].seed, &pid, id, sizeof id)) return lm_fail(err, "test backend: unknown seed");
         if (t->n_asked < 4096) {
-            snprintf(t->asked[t->n_asked], 64, "%s/%s", pid, id);
+            snprintf(t->asked[t->n_asked], sizeof t->asked[0], "%s/%s", pid, id);
             t->prompts[t->n_asked++] = strdup(reqs[i].prompt);
         }
         t->fail_next = t->finish_length = 0;
@@ -628,7 +630,7 @@ static const char *verdict(const char *why, const char *score) {
 typedef struct run_env {
     lm_problem_set ps;
     lm_prompt_templates t;
-    lm_pool *pool;
+    lm_proof_pool *pool;
     lm_prove_opts o;
     volatile int stop;
     char path[400];
@@ -644,19 +646,19 @@ static void env_open(run_env *e, const char *name, const char *problems_jsonl) {
     e->t = test_templates();
     snprintf(e->path, sizeof e->path, "%s/%s.jsonl", tmpdir, name);
     unlink(e->path);
-    e->pool = lm_pool_open(e->path, NULL, &err);
+    e->pool = lm_proof_pool_open(e->path, NULL, &err);
     lm_prove_opts_default(&e->o);
 }
 
 static void env_reopen_pool(run_env *e) {
     lm_error err;
-    lm_pool_close(e->pool);
-    e->pool = lm_pool_open(e->path, NULL, &err);
+    lm_proof_pool_close(e->pool);
+    e->pool = lm_proof_pool_open(e->path, NULL, &err);
     if (!e->pool) printf("  reopen: %s\n", err.msg);
 }
 
 static void env_close(run_env *e) {
-    lm_pool_close(e->pool);
+    lm_proof_pool_close(e->pool);
     lm_templates_free(&e->t);
     lm_problems_free(&e->ps);
 }
@@ -730,8 +732,8 @@ TEST(pipeline_selection_and_pairing) {
     CHECK_NEAR(p->proofs[0].mean, 0.625, 0, 0);
     /* the pool records the parents */
     int refined = 0;
-    for (int i = 0; i < lm_pool_count(e.pool); i++) {
-        const lm_pool_rec *r = lm_pool_at(e.pool, i);
+    for (int i = 0; i < lm_proof_pool_count(e.pool); i++) {
+        const lm_pool_rec *r = lm_proof_pool_at(e.pool, i);
         if (!strcmp(r->id, "r1.g0")) refined += r->parent_is_list && r->n_parents == 1 && !strcmp(r->parents[0], "r0.g2");
         if (!strcmp(r->id, "r0.g3.v3")) refined += !r->has_score && r->dropped != NULL;
     }
@@ -739,6 +741,36 @@ TEST(pipeline_selection_and_pairing) {
     lm_prove_result_free(res);
     tb_clear(&t);
     env_close(&e);
+}
+
+TEST(ranking_mean_then_self_score) {
+    lm_proof_state pr[5];
+    memset(pr, 0, sizeof pr);
+    for (int i = 0; i < 5; i++) {
+        pr[i].usable = 1;
+        pr[i].n_counted = 2;
+        pr[i].mean = 0.5;
+        pr[i].index = i;
+    }
+    pr[0].tie = 1;           /* self 0: the tie key would favour it */
+    pr[1].self_score = 1;
+    pr[1].tie = 999;
+    pr[2].mean = 0.75;       /* the best mean, but round 1 */
+    pr[2].round = 1;
+    pr[3].mean = 1;          /* no counted verification: not ranked */
+    pr[3].n_counted = 0;
+    pr[4].mean = 1;          /* not usable */
+    pr[4].usable = 0;
+    lm_problem_state p;
+    memset(&p, 0, sizeof p);
+    p.proofs = pr;
+    p.n_proofs = 5;
+    CHECK(lm_prove_best(&p, 0) == 1);
+    CHECK(lm_prove_best(&p, 1) == 2);
+    pr[0].self_score = 1;    /* equal (mean, self): the smaller tie key */
+    CHECK(lm_prove_best(&p, 0) == 0);
+    p.n_proofs = 0;
+    CHECK(lm_prove_best(&p, 0) == -1);
 }
 
 TEST(refine_prompt_caps_and_order) {
@@ -1007,7 +1039,7 @@ TEST(pipeline_resume_equals_uninterrupted) {
     for (size_t s = 0; s < sizeof stops / sizeof *stops; s++) {
         env_open(&e, "resume_part", problems);
         e.o = o;
-        char seen[4096][64];
+        static char seen[4096][160];
         int n_seen = 0, dup = 0, runs = 0;
         for (;;) {
             tb_init(&t, resume_answer, pids, 2, e.o.seed);
@@ -1131,7 +1163,7 @@ TEST(verify_given_proofs) {
     e.t = test_templates();
     snprintf(e.path, sizeof e.path, "%s/verify.jsonl", tmpdir);
     unlink(e.path);
-    e.pool = lm_pool_open(e.path, NULL, &err);
+    e.pool = lm_proof_pool_open(e.path, NULL, &err);
     lm_prove_opts_default(&e.o);
     e.o.verifications = 3;
     const char *pids[] = {"v1", "v2"};
@@ -1163,7 +1195,7 @@ TEST(outdir_lock_and_run_args) {
     int l1, l2;
     lm_error err;
     CHECK(lm_outdir_open(dir, &l1, &err) == 0);
-    CHECK(lm_outdir_open(dir, &l2, &err) == -1 && strstr(err.msg, "is in use by another run (pid"));
+    CHECK(lm_outdir_open(dir, &l2, &err) == -1 && strstr(err.msg, "is in use by pid"));
     lm_outdir_unlock(l1);
     CHECK(lm_outdir_open(dir, &l2, &err) == 0);
     lm_outdir_unlock(l2);
@@ -1197,6 +1229,7 @@ int main(void) {
     RUN(problems_files);
     RUN(pool_append_reopen_repair);
     RUN(pipeline_selection_and_pairing);
+    RUN(ranking_mean_then_self_score);
     RUN(refine_prompt_caps_and_order);
     RUN(pipeline_early_stop);
     RUN(pipeline_meta_verification);

@@ -96,7 +96,7 @@ static void usage(FILE *f, int verify) {
                 "  \"id\") M times each with the verification prompt, meta-verifies the verifications that\n"
                 "  report issues, and writes DIR/report.json and DIR/report.md (per-proof mean score and, where\n"
                 "  the question belongs to a synthetic domain, the checker's score and the agreement).\n"
-                "  --verifications M  verifications per proof (default 4)\n");
+                "  --verifications M         verifications per proof (default 4)\n");
     else
         fprintf(f,
                 "usage: lemma prove PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]\n"
@@ -111,23 +111,23 @@ static void usage(FILE *f, int verify) {
                 "  --refine-samples S        new proofs per refined proof (default 4)\n"
                 "  --refine-verifications V  verifications per refined proof (default M)\n");
     fprintf(f,
-            "  --out DIR              the run's folder: pool.jsonl (every answer, appended as it arrives),\n"
-            "                         run.json, report.json, report.md; rerun the same command to continue\n"
-            "  --model DIR            answer with the local engine (an HF model directory)\n"
-            "  --api-base URL         answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)\n"
-            "  --api-model NAME       the endpoint's model name\n"
-            "  --api-key-env VAR      environment variable holding the API key (default OPENAI_API_KEY;\n"
-            "                         sent only when set)\n"
-            "  --parallel K           requests in flight to the endpoint (default 8)\n"
-            "  --timeout S            seconds per request attempt (default 600)\n"
-            "  --threads N            local engine threads (default: all cores)\n"
-            "  --templates FILE       prompt templates (default: lemma's own, templates/lemma.json)\n"
-            "  --max-tokens T         completion tokens per answer (default 4096)\n"
-            "  --temperature X        (default 1.0)\n"
-            "  --top-p P              (default 0.95)\n"
-            "  --seed S               base of every request's seed (default 1)\n"
-            "  --no-meta              no meta-verification\n"
-            "  --quiet                phase lines only, no live progress\n");
+            "  --out DIR                 the run's folder: pool.jsonl (every answer, appended as it arrives),\n"
+            "                            run.json, report.json, report.md; rerun the same command to continue\n"
+            "  --model DIR               answer with the local engine (an HF model directory)\n"
+            "  --api-base URL            answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)\n"
+            "  --api-model NAME          the endpoint's model name\n"
+            "  --api-key-env VAR         environment variable holding the API key (default OPENAI_API_KEY;\n"
+            "                            sent only when set)\n"
+            "  --parallel K              requests in flight to the endpoint (default 8)\n"
+            "  --timeout S               seconds per request attempt (default 600)\n"
+            "  --threads N               local engine threads (default: all cores)\n"
+            "  --templates FILE          prompt templates (default: lemma's own, templates/lemma.json)\n"
+            "  --max-tokens T            completion tokens per answer (default 4096)\n"
+            "  --temperature X           (default 1.0)\n"
+            "  --top-p P                 (default 0.95)\n"
+            "  --seed S                  base of every request's seed (default 1)\n"
+            "  --no-meta                 no meta-verification\n"
+            "  --quiet                   phase lines only, no live progress\n");
 }
 
 typedef struct cli {
@@ -287,13 +287,20 @@ static int run(int argc, char **argv, int verify) {
     c.verify = verify;
     const char *cmd = verify ? "verify" : "prove";
     if (parse(&c, argc, argv)) return 2;
+    /* Before anything else: a Ctrl-C while the folder is being opened must
+     * stop the run too (background jobs start with SIGINT ignored). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     lm_error err;
     lm_problem_set ps;
     lm_prompt_templates t;
     memset(&t, 0, sizeof t);
     lm_backend *backend = NULL;
-    lm_pool *pool = NULL;
+    lm_proof_pool *pool = NULL;
     lm_prove_result *res = NULL;
     lm_text warn = {0}, args_json = {0}, md = {0};
     int lock = -1, rc = 1;
@@ -309,29 +316,26 @@ static int run(int argc, char **argv, int verify) {
         goto fail;
     }
     if (lm_outdir_open(c.out, &lock, &err)) goto fail;
+    /* The backend before run.json: a run whose model or endpoint cannot even
+     * be opened must not tie the folder to those arguments. */
+    if (!(backend = make_backend(&c, &err))) goto fail;
     static const char *const operational[] = {"input", "templates", "parallel", "threads", "timeout", "api-key-env",
                                               NULL};
     if (lm_run_args_check(c.out, args_json.data, operational, &err)) goto fail;
     snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", c.out);
-    if (!(pool = lm_pool_open(pool_path, &warn, &err))) goto fail;
+    if (!(pool = lm_proof_pool_open(pool_path, &warn, &err))) goto fail;
     if (warn.len) fprintf(stderr, "lemma %s: warning: %s", cmd, warn.data);
-    if (!(backend = make_backend(&c, &err))) goto fail;
 
-    print_settings(&c, &ps, lm_pool_loaded(pool));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    print_settings(&c, &ps, lm_proof_pool_loaded(pool));
 
-    ui u = {cmd, isatty(2), c.quiet, 0, 0};
+    ui u = {cmd, isatty(2), c.quiet, 0, now_s()};
     lm_prove_ctx ctx = {&t, backend, pool, &c.o, on_progress, &u, &stop_flag};
     int prc = verify ? lm_verify_run(&ps, &ctx, &res, &err) : lm_prove_run(&ps, &ctx, &res, &err);
     if (u.live) fputs("\r\033[K", stderr);
     if (prc) {
         if (stop_flag && !strcmp(err.msg, "interrupted")) {
             fprintf(stderr, "lemma %s: interrupted; %d answers are in %s (rerun the same command to continue)\n", cmd,
-                    lm_pool_count(pool), pool_path);
+                    lm_proof_pool_count(pool), pool_path);
             rc = 130;
             goto done;
         }
@@ -353,7 +357,7 @@ fail:
 done:
     lm_prove_result_free(res);
     if (backend) backend->free(backend);
-    lm_pool_close(pool);
+    lm_proof_pool_close(pool);
     lm_outdir_unlock(lock);
     lm_templates_free(&t);
     lm_problems_free(&ps);

@@ -28,10 +28,12 @@ int jw_strn(lm_text *t, const char *s, size_t n) {
             esc = u;
         } else if (c >= 0x80) {
             size_t bad = lm_utf8_invalid_len((const unsigned char *)s + i, n - i);
-            if (bad) {
-                esc = "\xef\xbf\xbd"; /* U+FFFD */
-                skip = bad;
+            if (!bad) { /* a valid sequence: keep it whole */
+                i += c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+                continue;
             }
+            esc = "\xef\xbf\xbd"; /* U+FFFD */
+            skip = bad;
         }
         if (!esc) {
             i++;

@@ -48,8 +48,8 @@ int lm_outdir_open(const char *dir, int *lock_fd, lm_error *err) {
         owner[strcspn(owner, "\n")] = 0;
         close(fd);
         if (e == EWOULDBLOCK)
-            return lm_fail(err, "%s is in use by another run (pid %s); wait for it or choose another --out", dir,
-                           owner[0] ? owner : "?");
+            return lm_fail(err, "%s is in use by pid %s (another run writes there; wait for it or choose another --out)",
+                           dir, owner[0] ? owner : "?");
         return lm_fail(err, "cannot lock %s: %s", path, strerror(e));
     }
     char pid[32];

@@ -328,15 +328,63 @@ typedef struct pending {
     const char *id;             /* borrowed from the state */
     const char *parent;         /* borrowed; NULL for first proofs */
     int parent_list;
-    lm_text prompt;
-    char hash[17];
+    int prompt;                 /* index into the phase's prompts: identical requests share one */
     uint64_t seed;
     int resolved;
 } pending;
 
+/* The requests of one phase and their distinct prompts. */
+typedef struct plist {
+    pending *p;
+    int n, cap;
+    lm_text *prompts;
+    char (*hashes)[17];
+    int n_prompts, cap_prompts;
+} plist;
+
+static pending *plist_add(plist *l, int prompt) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        pending *n = realloc(l->p, (size_t)cap * sizeof *n);
+        if (!n) return NULL;
+        l->p = n;
+        l->cap = cap;
+    }
+    pending *q = &l->p[l->n++];
+    memset(q, 0, sizeof *q);
+    q->verif = -1;
+    q->prompt = prompt;
+    return q;
+}
+
+/* A new, empty prompt; its index, or -1. */
+static int plist_prompt(plist *l) {
+    if (l->n_prompts == l->cap_prompts) {
+        int cap = l->cap_prompts ? 2 * l->cap_prompts : 64;
+        lm_text *t = realloc(l->prompts, (size_t)cap * sizeof *t);
+        if (!t) return -1;
+        l->prompts = t;
+        char(*h)[17] = realloc(l->hashes, (size_t)cap * sizeof *h);
+        if (!h) return -1;
+        l->hashes = h;
+        l->cap_prompts = cap;
+    }
+    memset(&l->prompts[l->n_prompts], 0, sizeof l->prompts[0]);
+    return l->n_prompts++;
+}
+
+static void plist_free(plist *l) {
+    for (int i = 0; i < l->n_prompts; i++) lm_text_free(&l->prompts[i]);
+    free(l->prompts);
+    free(l->hashes);
+    free(l->p);
+    memset(l, 0, sizeof *l);
+}
+
 typedef struct phase_run {
     const lm_prove_ctx *c;
     lm_prove_result *res;
+    const plist *l;
     pending *p;
     int n;
     lm_prove_phase ph;
@@ -371,7 +419,7 @@ static void on_reply(void *user, const lm_chat_reply *reply) {
     rec.parent_is_list = q->parent_list;
     rec.backend = (char *)r->c->backend->name;
     rec.seconds = reply->seconds;
-    memcpy(rec.prompt_hash, q->hash, sizeof q->hash);
+    memcpy(rec.prompt_hash, r->l->hashes[q->prompt], sizeof rec.prompt_hash);
     rec.seed = q->seed;
     if (!reply->ok) {
         rec.failed = 1;
@@ -384,7 +432,7 @@ static void on_reply(void *user, const lm_chat_reply *reply) {
         rec.completion_tokens = reply->completion_tokens;
         judge(q->kind, &rec);
     }
-    const lm_pool_rec *stored = lm_pool_append(r->c->pool, &rec, &r->err);
+    const lm_pool_rec *stored = lm_proof_pool_append(r->c->pool, &rec, &r->err);
     if (!stored) {
         r->internal = 1;
         if (r->stop) *r->stop = 1;
@@ -402,18 +450,16 @@ static void on_reply(void *user, const lm_chat_reply *reply) {
     if (r->c->progress) r->c->progress(r->c->progress_ctx, &r->ph);
 }
 
-static void pending_free(pending *p, int n) {
-    for (int i = 0; i < n; i++) lm_text_free(&p[i].prompt);
-    free(p);
-}
-
 /* Resolves every pending request from the pool or the backend. */
-static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, pending *p, int n, int round, const char *name,
+static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, plist *l, int round, const char *name,
                      lm_error *err) {
+    pending *p = l->p;
+    int n = l->n;
     phase_run r;
     memset(&r, 0, sizeof r);
     r.c = c;
     r.res = res;
+    r.l = l;
     r.p = p;
     r.n = n;
     r.ph.round = round;
@@ -422,12 +468,19 @@ static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, pending *p, in
     r.stop = c->stop;
     lm_chat_request *reqs = malloc(((size_t)n + 1) * sizeof *reqs);
     if (!reqs) return lm_fail(err, "out of memory");
+    for (int k = 0; k < l->n_prompts; k++) {
+        if (!l->prompts[k].data && lm_text_append(&l->prompts[k], "", 0)) {
+            free(reqs);
+            return lm_fail(err, "out of memory");
+        }
+        lm_prompt_hash(l->prompts[k].data, l->prompts[k].len, l->hashes[k]);
+    }
     int ask = 0;
     for (int i = 0; i < n; i++) {
         pending *q = &p[i];
-        lm_prompt_hash(q->prompt.data ? q->prompt.data : "", q->prompt.len, q->hash);
         q->seed = lm_prove_seed(c->opts->seed, res->problems[q->problem].problem->id, q->id);
-        const lm_pool_rec *rec = lm_pool_find(c->pool, res->problems[q->problem].problem->id, q->id, q->hash);
+        const lm_pool_rec *rec =
+            lm_proof_pool_find(c->pool, res->problems[q->problem].problem->id, q->id, l->hashes[q->prompt]);
         if (rec) {
             q->resolved = 1;
             attach(&r, q, rec);
@@ -436,7 +489,7 @@ static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, pending *p, in
         }
         lm_chat_request *rq = &reqs[ask++];
         rq->key = (uint64_t)i;
-        rq->prompt = q->prompt.data ? q->prompt.data : "";
+        rq->prompt = l->prompts[q->prompt].data;
         rq->temperature = c->opts->temperature;
         rq->top_p = c->opts->top_p;
         rq->max_tokens = c->opts->max_tokens;
@@ -465,28 +518,8 @@ static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, pending *p, in
     r.ph.elapsed = now_s() - r.t0;
     r.ph.finished = 1;
     if (!rc && c->progress) c->progress(c->progress_ctx, &r.ph);
-    if (ask > 0 && lm_pool_sync(c->pool, rc ? &r.err : err) && !rc) rc = -1;
+    if (ask > 0 && lm_proof_pool_sync(c->pool, rc ? &r.err : err) && !rc) rc = -1;
     return rc;
-}
-
-/* Growable list of pending requests. */
-typedef struct plist {
-    pending *p;
-    int n, cap;
-} plist;
-
-static pending *plist_add(plist *l) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 64;
-        pending *n = realloc(l->p, (size_t)cap * sizeof *n);
-        if (!n) return NULL;
-        l->p = n;
-        l->cap = cap;
-    }
-    pending *q = &l->p[l->n++];
-    memset(q, 0, sizeof *q);
-    q->verif = -1;
-    return q;
 }
 
 /* The verifications of every usable proof of round `round` that has none
@@ -504,10 +537,16 @@ static int verify_round(const lm_prove_ctx *c, lm_prove_result *res, int round, 
                 break;
             }
             pr->n_verifs = per_proof;
+            int prompt = plist_prompt(&l);
+            if (prompt < 0) {
+                rc = lm_fail(err, "out of memory");
+                break;
+            }
+            rc = verify_prompt(c->templates, p->problem->question, pr, &l.prompts[prompt], err);
             for (int k = 0; k < per_proof && !rc; k++) {
                 char id[300];
                 snprintf(id, sizeof id, "%s.v%d", pr->id, k);
-                pending *q = plist_add(&l);
+                pending *q = plist_add(&l, prompt);
                 if (!q || !(pr->verifs[k].id = strdup(id))) {
                     rc = lm_fail(err, "out of memory");
                     break;
@@ -519,12 +558,11 @@ static int verify_round(const lm_prove_ctx *c, lm_prove_result *res, int round, 
                 q->round = round;
                 q->id = pr->verifs[k].id;
                 q->parent = pr->id;
-                rc = verify_prompt(c->templates, p->problem->question, pr, &q->prompt, err);
             }
         }
     }
-    if (!rc) rc = run_phase(c, res, l.p, l.n, round, "verify", err);
-    pending_free(l.p, l.n);
+    if (!rc) rc = run_phase(c, res, &l, round, "verify", err);
+    plist_free(&l);
     if (rc || !c->opts->meta) return rc;
 
     memset(&l, 0, sizeof l);
@@ -536,7 +574,8 @@ static int verify_round(const lm_prove_ctx *c, lm_prove_result *res, int round, 
             for (int k = 0; k < pr->n_verifs && !rc; k++) {
                 lm_verif_state *v = &pr->verifs[k];
                 if (!v->valid || v->score > LM_META_THRESHOLD) continue;
-                pending *q = plist_add(&l);
+                int prompt = plist_prompt(&l);
+                pending *q = prompt < 0 ? NULL : plist_add(&l, prompt);
                 if (!q) {
                     rc = lm_fail(err, "out of memory");
                     break;
@@ -555,13 +594,13 @@ static int verify_round(const lm_prove_ctx *c, lm_prove_result *res, int round, 
                 }
                 sprintf(id, "%s.m", v->id);
                 q->id = id;
-                rc = meta_prompt(c->templates, p->problem->question, pr, v, &q->prompt, err);
+                rc = meta_prompt(c->templates, p->problem->question, pr, v, &l.prompts[prompt], err);
             }
         }
     }
-    if (!rc) rc = run_phase(c, res, l.p, l.n, round, "meta-verify", err);
+    if (!rc) rc = run_phase(c, res, &l, round, "meta-verify", err);
     for (int i = 0; i < l.n; i++) free((char *)l.p[i].id);
-    pending_free(l.p, l.n);
+    plist_free(&l);
     return rc;
 }
 
@@ -584,10 +623,16 @@ static int generate_first(const lm_prove_ctx *c, lm_prove_result *res, lm_error 
     int rc = 0;
     for (int i = 0; i < res->n && !rc; i++) {
         lm_problem_state *p = &res->problems[i];
+        int prompt = plist_prompt(&l);
+        if (prompt < 0) {
+            rc = lm_fail(err, "out of memory");
+            break;
+        }
+        rc = gen_prompt(c->templates, p->problem->question, &l.prompts[prompt], err);
         for (int g = 0; g < c->opts->samples && !rc; g++) {
             char id[64];
             snprintf(id, sizeof id, "r0.g%d", g);
-            pending *q = plist_add(&l);
+            pending *q = plist_add(&l, prompt);
             if (!q || add_proof(p, id, 0, g, NULL, c->opts->seed)) {
                 rc = lm_fail(err, "out of memory");
                 break;
@@ -596,13 +641,12 @@ static int generate_first(const lm_prove_ctx *c, lm_prove_result *res, lm_error 
             q->proof = p->n_proofs - 1;
             q->kind = LM_KIND_PROOF;
             q->round = 0;
-            rc = gen_prompt(c->templates, p->problem->question, &q->prompt, err);
         }
     }
     /* ids are borrowed from the states, which no longer move */
     for (int k = 0; k < l.n; k++) l.p[k].id = res->problems[l.p[k].problem].proofs[l.p[k].proof].id;
-    if (!rc) rc = run_phase(c, res, l.p, l.n, 0, "generate", err);
-    pending_free(l.p, l.n);
+    if (!rc) rc = run_phase(c, res, &l, 0, "generate", err);
+    plist_free(&l);
     return rc;
 }
 
@@ -633,18 +677,22 @@ static int refine(const lm_prove_ctx *c, lm_prove_result *res, int round, lm_err
         active++;
         p->rounds_used = round;
         for (int k = 0; k < nc && !rc; k++) {
-            lm_text prompt = {0};
+            int prompt = plist_prompt(&l);
+            if (prompt < 0) {
+                rc = lm_fail(err, "out of memory");
+                break;
+            }
             /* the prompt first: adding proofs moves the array */
-            rc = lm_prove_refine_prompt(c->templates, p->problem->question, &p->proofs[cand[k]], &prompt, err);
+            rc = lm_prove_refine_prompt(c->templates, p->problem->question, &p->proofs[cand[k]], &l.prompts[prompt],
+                                        err);
             char *parent = rc ? NULL : strdup(p->proofs[cand[k]].id);
             if (!rc && !parent) rc = lm_fail(err, "out of memory");
             for (int s = 0; s < o->refine_samples && !rc; s++) {
                 char id[64];
                 int index = k * o->refine_samples + s;
                 snprintf(id, sizeof id, "r%d.g%d", round, index);
-                pending *q = plist_add(&l);
-                if (!q || add_proof(p, id, round, index, parent, o->seed) ||
-                    lm_text_append(&q->prompt, prompt.data, prompt.len)) {
+                pending *q = plist_add(&l, prompt);
+                if (!q || add_proof(p, id, round, index, parent, o->seed)) {
                     rc = lm_fail(err, "out of memory");
                     break;
                 }
@@ -655,7 +703,6 @@ static int refine(const lm_prove_ctx *c, lm_prove_result *res, int round, lm_err
                 q->parent_list = 1;
             }
             free(parent);
-            lm_text_free(&prompt);
         }
         free(cand);
     }
@@ -664,8 +711,8 @@ static int refine(const lm_prove_ctx *c, lm_prove_result *res, int round, lm_err
         l.p[k].id = pr->id;
         l.p[k].parent = pr->parent;
     }
-    if (!rc && l.n) rc = run_phase(c, res, l.p, l.n, round, "refine", err);
-    pending_free(l.p, l.n);
+    if (!rc && l.n) rc = run_phase(c, res, &l, round, "refine", err);
+    plist_free(&l);
     return rc ? -1 : active;
 }
 

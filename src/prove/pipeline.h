@@ -84,7 +84,7 @@ typedef void (*lm_prove_progress_fn)(void *ctx, const lm_prove_phase *ph);
 typedef struct lm_prove_ctx {
     const lm_prompt_templates *templates;
     lm_backend *backend;
-    lm_pool *pool;
+    lm_proof_pool *pool;
     const lm_prove_opts *opts;
     lm_prove_progress_fn progress;   /* may be NULL */
     void *progress_ctx;

@@ -17,7 +17,7 @@
 static const char *const kind_names[LM_KIND_COUNT] = {"proof", "verification", "meta_verification"};
 const char *lm_kind_name(int kind) { return kind >= 0 && kind < LM_KIND_COUNT ? kind_names[kind] : "?"; }
 
-struct lm_pool {
+struct lm_proof_pool {
     char *path;
     int fd;
     lm_pool_rec **recs;
@@ -51,9 +51,9 @@ static int key_eq(const lm_pool_rec *r, const char *pid, const char *id, const c
     return !strcmp(r->problem_id, pid) && !strcmp(r->id, id) && !strcmp(r->prompt_hash, ph);
 }
 
-static int index_insert(lm_pool *p, int idx);
+static int index_insert(lm_proof_pool *p, int idx);
 
-static int index_grow(lm_pool *p) {
+static int index_grow(lm_proof_pool *p) {
     size_t ns = p->nslots ? p->nslots * 2 : 1024;
     int *s = calloc(ns, sizeof *s);
     if (!s) return -1;
@@ -67,7 +67,7 @@ static int index_grow(lm_pool *p) {
 }
 
 /* Adds record idx unless an earlier received record has its keys. */
-static int index_insert(lm_pool *p, int idx) {
+static int index_insert(lm_proof_pool *p, int idx) {
     if ((p->used + 1) * 2 > p->nslots && index_grow(p)) return -1;
     const lm_pool_rec *r = p->recs[idx];
     size_t mask = p->nslots - 1, i = key_hash(r->problem_id, r->id, r->prompt_hash) & mask;
@@ -80,7 +80,7 @@ static int index_insert(lm_pool *p, int idx) {
     return 0;
 }
 
-const lm_pool_rec *lm_pool_find(const lm_pool *p, const char *problem_id, const char *id, const char *prompt_hash) {
+const lm_pool_rec *lm_proof_pool_find(const lm_proof_pool *p, const char *problem_id, const char *id, const char *prompt_hash) {
     if (!p->nslots) return NULL;
     size_t mask = p->nslots - 1, i = key_hash(problem_id, id, prompt_hash) & mask;
     while (p->slots[i]) {
@@ -145,7 +145,7 @@ static int put_key(lm_text *t, const char *k) {
 
 static int put_opt_int(lm_text *t, int64_t v) { return v < 0 ? jw_raw(t, "null") : jw_int(t, v); }
 
-int lm_pool_format(const lm_pool_rec *r, lm_text *t) {
+int lm_pool_rec_format(const lm_pool_rec *r, lm_text *t) {
     char seed[17];
     snprintf(seed, sizeof seed, "%016" PRIx64, r->seed);
     int e = jw_raw(t, "{\"id\":") || jw_str(t, r->id) || put_key(t, "problem_id") || jw_str(t, r->problem_id) ||
@@ -221,7 +221,7 @@ static int get_tokens(line_ctx *c, const json_value *o, const char *k, int64_t *
     return 0;
 }
 
-int lm_pool_parse_line(const char *s, size_t n, const char *name, int64_t line, lm_pool_rec *r, lm_error *err) {
+int lm_pool_rec_parse(const char *s, size_t n, const char *name, int64_t line, lm_pool_rec *r, lm_error *err) {
     memset(r, 0, sizeof *r);
     r->line = line;
     line_ctx c = {name, line, err};
@@ -332,7 +332,7 @@ done:
 
 /* ---- the file ---- */
 
-static int push(lm_pool *p, lm_pool_rec *owned) {
+static int push(lm_proof_pool *p, lm_pool_rec *owned) {
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 256;
         lm_pool_rec **r = realloc(p->recs, (size_t)cap * sizeof *r);
@@ -380,8 +380,8 @@ static int read_all(int fd, char **out, size_t *len, const char *path, lm_error 
     return 0;
 }
 
-lm_pool *lm_pool_open(const char *path, lm_text *warn, lm_error *err) {
-    lm_pool *p = calloc(1, sizeof *p);
+lm_proof_pool *lm_proof_pool_open(const char *path, lm_text *warn, lm_error *err) {
+    lm_proof_pool *p = calloc(1, sizeof *p);
     if (!p || !(p->path = strdup(path))) {
         free(p);
         lm_fail(err, "out of memory");
@@ -407,7 +407,7 @@ lm_pool *lm_pool_open(const char *path, lm_text *warn, lm_error *err) {
         while (b < end && (text[b] == ' ' || text[b] == '\t' || text[b] == '\r')) b++;
         if (b < end) {
             lm_pool_rec r, *owned;
-            if (lm_pool_parse_line(text + pos, end - pos, path, line, &r, err)) {
+            if (lm_pool_rec_parse(text + pos, end - pos, path, line, &r, err)) {
                 if (nl) goto fail;
                 /* The last line, cut short by a crash mid-write. */
                 char msg[600];
@@ -449,14 +449,14 @@ lm_pool *lm_pool_open(const char *path, lm_text *warn, lm_error *err) {
     return p;
 fail:
     free(text);
-    lm_pool_close(p);
+    lm_proof_pool_close(p);
     return NULL;
 }
 
-const lm_pool_rec *lm_pool_append(lm_pool *p, const lm_pool_rec *r, lm_error *err) {
+const lm_pool_rec *lm_proof_pool_append(lm_proof_pool *p, const lm_pool_rec *r, lm_error *err) {
     lm_text line = {0};
     lm_pool_rec *owned = malloc(sizeof *owned);
-    if (!owned || rec_copy(owned, r) || lm_pool_format(owned, &line) || lm_text_append(&line, "\n", 1)) {
+    if (!owned || rec_copy(owned, r) || lm_pool_rec_format(owned, &line) || lm_text_append(&line, "\n", 1)) {
         if (owned && owned->id) lm_pool_rec_clear(owned);
         free(owned);
         lm_text_free(&line);
@@ -481,16 +481,16 @@ const lm_pool_rec *lm_pool_append(lm_pool *p, const lm_pool_rec *r, lm_error *er
     return owned;
 }
 
-int lm_pool_sync(lm_pool *p, lm_error *err) {
+int lm_proof_pool_sync(lm_proof_pool *p, lm_error *err) {
     if (fdatasync(p->fd)) return lm_fail(err, "%s: fdatasync: %s", p->path, strerror(errno));
     return 0;
 }
 
-int lm_pool_count(const lm_pool *p) { return p->n; }
-const lm_pool_rec *lm_pool_at(const lm_pool *p, int i) { return i >= 0 && i < p->n ? p->recs[i] : NULL; }
-int lm_pool_loaded(const lm_pool *p) { return p->loaded; }
+int lm_proof_pool_count(const lm_proof_pool *p) { return p->n; }
+const lm_pool_rec *lm_proof_pool_at(const lm_proof_pool *p, int i) { return i >= 0 && i < p->n ? p->recs[i] : NULL; }
+int lm_proof_pool_loaded(const lm_proof_pool *p) { return p->loaded; }
 
-void lm_pool_close(lm_pool *p) {
+void lm_proof_pool_close(lm_proof_pool *p) {
     if (!p) return;
     if (p->fd >= 0) close(p->fd);
     for (int i = 0; i < p->n; i++) {

@@ -59,31 +59,31 @@ typedef struct lm_pool_rec {
     int64_t line;            /* 1-based line in pool.jsonl */
 } lm_pool_rec;
 
-typedef struct lm_pool lm_pool;
+typedef struct lm_proof_pool lm_proof_pool;
 
 /* Opens (creating) path, reads its records. warn gets one line per
  * repair made (a dropped partial line), else stays empty. */
-lm_pool *lm_pool_open(const char *path, lm_text *warn, lm_error *err);
-void lm_pool_close(lm_pool *p);
+lm_proof_pool *lm_proof_pool_open(const char *path, lm_text *warn, lm_error *err);
+void lm_proof_pool_close(lm_proof_pool *p);
 
 /* The first received (not failed) answer with these keys, or NULL. */
-const lm_pool_rec *lm_pool_find(const lm_pool *p, const char *problem_id, const char *id, const char *prompt_hash);
+const lm_pool_rec *lm_proof_pool_find(const lm_proof_pool *p, const char *problem_id, const char *id, const char *prompt_hash);
 
 /* Appends r as one line (a single write, so a crash leaves at most one
  * partial line) and keeps a copy; returns the copy, or NULL with err. */
-const lm_pool_rec *lm_pool_append(lm_pool *p, const lm_pool_rec *r, lm_error *err);
+const lm_pool_rec *lm_proof_pool_append(lm_proof_pool *p, const lm_pool_rec *r, lm_error *err);
 /* fdatasync: what was appended is on disk. */
-int lm_pool_sync(lm_pool *p, lm_error *err);
+int lm_proof_pool_sync(lm_proof_pool *p, lm_error *err);
 
-int lm_pool_count(const lm_pool *p);
-const lm_pool_rec *lm_pool_at(const lm_pool *p, int i);
+int lm_proof_pool_count(const lm_proof_pool *p);
+const lm_pool_rec *lm_proof_pool_at(const lm_proof_pool *p, int i);
 /* Records that were in the file when it was opened. */
-int lm_pool_loaded(const lm_pool *p);
+int lm_proof_pool_loaded(const lm_proof_pool *p);
 
-/* The line for a record (no newline), as lm_pool_append writes it. */
-int lm_pool_format(const lm_pool_rec *r, lm_text *out);
+/* The line for a record (no newline), as lm_proof_pool_append writes it. */
+int lm_pool_rec_format(const lm_pool_rec *r, lm_text *out);
 /* Parses one line; name and line for messages. */
-int lm_pool_parse_line(const char *s, size_t n, const char *name, int64_t line, lm_pool_rec *r, lm_error *err);
+int lm_pool_rec_parse(const char *s, size_t n, const char *name, int64_t line, lm_pool_rec *r, lm_error *err);
 void lm_pool_rec_clear(lm_pool_rec *r);
 
 /* First 16 hex digits of the SHA-256 of a prompt. */

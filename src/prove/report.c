@@ -55,7 +55,7 @@ typedef struct measure {
     const char **domain;         /* per problem */
     double **score;              /* per problem, per proof: checker score, NOT_ANSWERED or NO_CHECK */
     agg *aggs;                   /* aggs[0]: all; then one per domain in order of appearance */
-    int n_aggs;
+    int n_aggs, cap_aggs;
     int unanswered;              /* requests whose answer failed in transport */
     int proofs, dropped_proofs, verifs, unscored_verifs, metas, rejected;
 } measure;
@@ -98,7 +98,7 @@ static void measure_free(measure *m) {
     for (int i = 0; m->score && i < m->res->n; i++) free(m->score[i]);
     free(m->score);
     free(m->domain);
-    for (int i = 0; m->aggs && i < m->n_aggs; i++) free(m->aggs[i].pass_after);
+    for (int i = 0; m->aggs && i < m->cap_aggs; i++) free(m->aggs[i].pass_after);
     free(m->aggs);
 }
 
@@ -109,6 +109,7 @@ static int measure_run(measure *m, lm_error *err) {
     m->score = calloc((size_t)res->n + 1, sizeof *m->score);
     m->aggs = calloc((size_t)res->n + 1, sizeof *m->aggs);
     if (!m->domain || !m->score || !m->aggs) return lm_fail(err, "out of memory");
+    m->cap_aggs = res->n + 1;
     for (int i = 0; i <= res->n; i++)
         if (!(m->aggs[i].pass_after = calloc((size_t)m->rounds + 1, sizeof(int)))) return lm_fail(err, "out of memory");
     m->n_aggs = 1;
@@ -257,6 +258,17 @@ static int prove_json(const measure *m, lm_text *t) {
     return e || jw_raw(t, "]}}\n");
 }
 
+/* s as a Markdown table cell: pipes escaped, line breaks as spaces. */
+static int cell(lm_text *out, const char *s) {
+    if (lm_text_append(out, "", 0)) return -1;
+    for (const char *c = s; *c; c++)
+        if (*c == '|' ? lm_text_append(out, "\\|", 2)
+            : (*c == '\n' || *c == '\r') ? lm_text_append(out, " ", 1)
+            : lm_text_append(out, c, 1))
+            return -1;
+    return 0;
+}
+
 static int md_settings(lm_text *t, const lm_prove_result *res) {
     const lm_prove_opts *o = &res->opts;
     if (res->verify_mode)
@@ -281,7 +293,7 @@ static int md_table_row(lm_text *t, const agg *a, int rounds) {
 
 static int md_failed(lm_text *t, const measure *m) {
     if (!m->unanswered) return 0;
-    return put(t, "\n**%d request%s failed in transport** (recorded in pool.jsonl); rerun the same command to ask %s "
+    return put(t, "\n**%d request%s failed in transport** (pool.jsonl has each reason); rerun the same command to ask %s "
                   "again.\n",
                m->unanswered, m->unanswered == 1 ? "" : "s", m->unanswered == 1 ? "it" : "them");
 }
@@ -320,13 +332,8 @@ static int prove_md(const measure *m, lm_text *t) {
                 snprintf(s2, sizeof s2, "%g", p->proofs[b].self_score);
             }
             lm_text id = {0};
-            /* the id as a table cell: no line breaks or pipes */
-            for (const char *c = p->problem->id; *c && !e; c++)
-                e = *c == '|' ? lm_text_append(&id, "\\|", 2)
-                    : (*c == '\n' || *c == '\r') ? lm_text_append(&id, " ", 1)
-                    : lm_text_append(&id, c, 1);
-            e = e || put(t, "| %.200s | %s | %s | %s | %d | %d |\n", id.data ? id.data : "", s1, s2,
-                         p->stopped ? "yes" : "no", p->rounds_used, p->n_proofs);
+            e = cell(&id, p->problem->id) || put(t, "| %.200s | %s | %s | %s | %d | %d |\n", id.data, s1, s2,
+                                                 p->stopped ? "yes" : "no", p->rounds_used, p->n_proofs);
             lm_text_free(&id);
         }
     }
@@ -376,8 +383,10 @@ static int verify_md(const measure *m, lm_text *t) {
         for (int k = 0; k < pr->n_verifs; k++) rejected += pr->verifs[k].rejected;
         if (pr->n_counted) snprintf(mean, sizeof mean, "%.3f", pr->mean);
         if (m->domain[i] && m->score[i][0] >= 0) snprintf(chk, sizeof chk, "%g", m->score[i][0]);
-        e = put(t, "| %.200s | %s | %s | %d | %d | %s |\n", p->problem->id, m->domain[i] ? m->domain[i] : "–", mean,
-                pr->n_counted, rejected, chk);
+        lm_text id = {0};
+        e = cell(&id, p->problem->id) || put(t, "| %.200s | %s | %s | %d | %d | %s |\n", id.data,
+                                             m->domain[i] ? m->domain[i] : "–", mean, pr->n_counted, rejected, chk);
+        lm_text_free(&id);
     }
     const agg *a = &m->aggs[0];
     if (a->judged) {

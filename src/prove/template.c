@@ -1,8 +1,21 @@
 /* template.c — Python str.format filling; see template.h. */
 #include "prove/template.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "formats/json.h"
+
+const char *lm_template_show_field(char *buf, size_t cap, const char *name, size_t n) {
+    int plain = n < 100;
+    for (size_t i = 0; i < n && plain; i++) plain = (unsigned char)name[i] >= 0x20 && name[i] != 0x7f;
+    if (plain) {
+        snprintf(buf, cap, "{%.*s}", (int)n, name);
+        return buf;
+    }
+    return json_quote(buf, cap, name, n); /* one line whatever the name holds */
+}
 
 /* Walks the template; for each literal run calls lit, for each field calls
  * field with the name. Returns -1 with err on a malformed template. */
@@ -31,12 +44,17 @@ static int walk(const char *t, lit_fn lit, field_fn field, void *u, lm_error *er
         if (e == b) return lm_fail(err, "byte %zu: empty field '{}': only named fields like {question} are supported", i);
         for (size_t k = b; k < e; k++) {
             char d = t[k];
-            if (d == '!' || d == ':' || d == '.' || d == '[')
-                return lm_fail(err, "byte %zu: field '%.*s': conversions, format specs, attributes and indexes are not supported",
-                               i, (int)(e - b), t + b);
+            if (d == '!' || d == ':' || d == '.' || d == '[') {
+                char q[128];
+                return lm_fail(err, "byte %zu: field %s: conversions, format specs, attributes and indexes are not supported",
+                               i, lm_template_show_field(q, sizeof q, t + b, e - b));
+            }
         }
-        if (t[b] >= '0' && t[b] <= '9')
-            return lm_fail(err, "byte %zu: positional field '{%.*s}': only named fields are supported", i, (int)(e - b), t + b);
+        if (t[b] >= '0' && t[b] <= '9') {
+            char q[128];
+            return lm_fail(err, "byte %zu: positional field %s: only named fields are supported", i,
+                           lm_template_show_field(q, sizeof q, t + b, e - b));
+        }
         if (field(u, t + b, e - b, i)) return -1;
         i = e + 1;
         run = i;
@@ -64,7 +82,8 @@ static int fill_field(void *u, const char *name, size_t n, size_t offset) {
             if (lm_text_append(c->out, c->vals[i], strlen(c->vals[i]))) return lm_fail(c->err, "out of memory");
             return 0;
         }
-    return lm_fail(c->err, "byte %zu: unknown placeholder {%.*s}", offset, (int)n, name);
+    char q[128];
+    return lm_fail(c->err, "byte %zu: unknown placeholder %s", offset, lm_template_show_field(q, sizeof q, name, n));
 }
 
 int lm_template_fill(const char *tmpl, const char *const *keys, const char *const *vals, int n, lm_text *out,

@@ -26,4 +26,8 @@ int lm_template_fill(const char *tmpl, const char *const *keys, const char *cons
 int lm_template_names(const char *tmpl, char ***names, int *n, lm_error *err);
 void lm_template_names_free(char **names, int n);
 
+/* A field name for a message: "{name}", or the name JSON-quoted when it holds
+ * control characters or is long, so that a message stays one line. */
+const char *lm_template_show_field(char *buf, size_t cap, const char *name, size_t n);
+
 #endif

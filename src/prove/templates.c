@@ -50,15 +50,16 @@ static const char *field_list(int kind, char *buf, size_t cap) {
 static int check_template(const char *name, int kind, const char *text, lm_error *err) {
     char **names;
     int n;
-    char list[128];
+    char list[128], q[128];
     if (lm_template_names(text, &names, &n, err)) return lm_fail_prefix(err, "%s: %s", name, keys[kind]);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         int known = 0;
         for (const char *const *f = fields[kind]; *f; f++) known |= !strcmp(*f, names[i]);
         if (!known)
-            rc = lm_fail(err, "%s: %s: unknown placeholder {%s} (this template takes %s; write {{ and }} for literal braces)",
-                         name, keys[kind], names[i], field_list(kind, list, sizeof list));
+            rc = lm_fail(err, "%s: %s: unknown placeholder %s (this template takes %s; write {{ and }} for literal braces)",
+                         name, keys[kind], lm_template_show_field(q, sizeof q, names[i], strlen(names[i])),
+                         field_list(kind, list, sizeof list));
     }
     for (const char *const *f = fields[kind]; *f && !rc; f++) {
         int used = 0;

@@ -3,7 +3,8 @@
 # scripted backend (--backend-script, src/prove/backend_scripted.h): the
 # report on stdout and in the folder, a rerun that asks nothing, transport
 # failures asked again, the folder lock, Ctrl-C, and bad input (one clear line
-# each, nothing lost).
+# each, nothing lost). Questions avoid the synthetic domains' wording, so the
+# report shows the per-problem table whatever domains are linked.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/sh/lib.sh
@@ -23,7 +24,7 @@ script() { # $1: file, $2: the verification rule's extra settings (e.g. a failur
 EOF
 }
 script "$tmp/s.json" ""
-printf '{"id":"p1","question":"Prove that one plus one is two."}\n{"question":"Prove that two plus two is four."}\n{"id":"p3","question":"Prove that 3 is odd."}\n' >"$tmp/probs.jsonl"
+printf '{"id":"p1","question":"Show that one and one make two."}\n{"question":"Show that two and two make four."}\n{"id":"p3","question":"Show that three is odd."}\n' >"$tmp/probs.jsonl"
 P() { "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json" --samples 4 --verifications 3 --rounds 2 "$@"; }
 
 # ---- a run, then a rerun that asks nothing ----
@@ -57,7 +58,7 @@ check "--parallel and --threads may change on a rerun" P --out "$tmp/r" --parall
 # ---- the run's arguments are fixed ----
 check_fails "other --samples refused" "holds a run started with --samples 4; this command has --samples 5" P --out "$tmp/r" --samples 5
 check_fails "--no-meta refused" "with --meta true; this command has --meta false" P --out "$tmp/r" --no-meta
-cp "$tmp/probs.jsonl" "$tmp/probs2.jsonl"; echo '{"question":"Prove that 5 is odd."}' >>"$tmp/probs2.jsonl"
+cp "$tmp/probs.jsonl" "$tmp/probs2.jsonl"; echo '{"question":"Show that five is odd."}' >>"$tmp/probs2.jsonl"
 check_fails "other problems refused" "whose --input file had other content" \
     "$LEMMA" prove "$tmp/probs2.jsonl" --backend-script "$tmp/s.json" --samples 4 --verifications 3 --rounds 2 --out "$tmp/r"
 
@@ -77,7 +78,7 @@ again=$(grep -c ' verify' "$tmp/asked.log")
 grep -q 'failed in transport' "$tmp/f/report.md" && bad "no failure left" || ok "no failure left"
 
 # ---- lemma verify ----
-printf '{"id":"a","question":"Prove that one plus one is two.","proof":"## Solution\\nGOOD\\n\\n## Self Evaluation\\n\\\\boxed{1}"}\n{"question":"Q","proof":"weak"}\n' >"$tmp/proofs.jsonl"
+printf '{"id":"a","question":"Show that one and one make two.","proof":"## Solution\\nGOOD\\n\\n## Self Evaluation\\n\\\\boxed{1}"}\n{"question":"Q","proof":"weak"}\n' >"$tmp/proofs.jsonl"
 if "$LEMMA" verify "$tmp/proofs.jsonl" --backend-script "$tmp/s.json" --verifications 2 --out "$tmp/v" >"$tmp/out" 2>&1 &&
     grep -q '^| a | – | 1.000 | 2 | 0 | – |' "$tmp/v/report.md"; then ok "verify"; else bad "verify"; sed 's/^/  /' "$tmp/out" | head; fi
 check_fails "verify needs proofs" "probs.jsonl:1: missing \"proof\"" \
@@ -91,7 +92,7 @@ EOF
 "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/slow.json" --out "$tmp/l" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 100); do [ -s "$tmp/l/pool.jsonl" ] && break; sleep 0.05; done
-check_fails "a second run on a folder in use is refused" "is in use by another run (pid $pid)" \
+check_fails "a second run on a folder in use is refused" "is in use by pid $pid" \
     "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/slow.json" --out "$tmp/l"
 kill -INT $pid
 wait $pid; rc=$?
@@ -133,6 +134,7 @@ usage_line "no backend" "choose a backend" "$LEMMA" prove "$tmp/probs.jsonl" --o
 usage_line "no --out" "--out DIR is required" "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json"
 usage_line "api-base without api-model" "--api-base needs --api-model" "$LEMMA" prove "$tmp/probs.jsonl" --api-base http://127.0.0.1:9 --out "$tmp/b"
 one_line "a model that is not there" "lemma prove: " "$LEMMA" prove "$tmp/probs.jsonl" --model "$tmp/no-model" --out "$tmp/m"
+[ ! -e "$tmp/m/run.json" ] && ok "a backend that cannot start does not tie the folder" || bad "a backend that cannot start does not tie the folder"
 
 # a pool edited by hand: the line is named and the pool is left as it was
 cp -r "$tmp/r" "$tmp/e"

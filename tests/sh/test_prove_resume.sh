@@ -23,7 +23,7 @@ cat >"$tmp/s.json" <<EOF
               "## Solution\nproof C\n\n## Self Evaluation\n\\\\boxed{0}", "no headings"]}
 ]}
 EOF
-for i in 1 2 3 4; do echo "{\"id\":\"q$i\",\"question\":\"Prove that $i is a number.\"}"; done >"$tmp/probs.jsonl"
+for i in 1 2 3 4; do echo "{\"id\":\"q$i\",\"question\":\"Show that number $i exists.\"}"; done >"$tmp/probs.jsonl"
 args=(prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json" --samples 4 --verifications 3 --rounds 3 --refine-top 2 --refine-samples 2)
 P() { "$LEMMA" "${args[@]}" "$@"; }
 
