@@ -42,10 +42,6 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB      := $(BUILD)/liblemma.a
-# The theorem domains (src/tasks/*.c) are reached only through weak references
-# (tasks/common.c), and a weak reference never pulls a member out of an
-# archive: every binary links them by name.
-TASK_OBJ := $(filter $(BUILD)/src/tasks/%,$(LIB_OBJ))
 
 .PHONY: all test sanitize bench fuzz clean tests-bin
 all: lemma
@@ -54,7 +50,7 @@ lemma: $(BUILD)/lemma
 	ln -sf $(BUILD)/lemma lemma
 
 $(BUILD)/lemma: $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(TASK_OBJ) $(LIB) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -74,7 +70,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(TASK_OBJ) $(LIB) $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -113,7 +109,7 @@ clean:
 # A rerun reuses the build and the pipeline's pool (nothing is asked twice).
 RECIPE ?= recipes/default.json
 RUN_OUT ?= build/default
-PROVE_ARGS ?= --samples 4 --verifications 2 --rounds 2 --seed 1
+PROVE_ARGS ?= --samples 8 --verifications 4 --rounds 4 --max-tokens 512 --seed 1
 run: lemma
 	./lemma build $(RECIPE) --out $(RUN_OUT)
 	./lemma prove $(RUN_OUT)/inputs/heldout.jsonl --model $(RUN_OUT)/prover --out $(RUN_OUT)/prove-heldout $(PROVE_ARGS)

@@ -4,7 +4,7 @@
 #
 #   make bench                      # everything (about 15-20 min on 2 cores: inference ~6, training ~4, tokenizer ~6)
 #   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
-#   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 make bench   # inference only
+#   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -317,4 +317,16 @@ if [ "${BENCH_NO_TOKENIZER:-0}" != 1 ]; then
     echo
     echo "== tokenizer: lemma vs npm tokenizers / tiktoken (bench/bench_tokenizer.sh)"
     bash bench/bench_tokenizer.sh || echo "bench/bench_tokenizer.sh failed (exit $?)"
+fi
+# The theorem domains' exact checkers (bench/bench_tasks.c; anchor: making the
+# same proofs) and the proof pipeline on the default prover when it is built
+# (bench/prove_bench.sh: proofs generated and verified per minute, time in
+# prefill, decode and checking), unless switched off.
+if [ "${BENCH_NO_PROVE:-0}" != 1 ]; then
+    echo
+    echo "== theorem-domain checkers (bench/bench_tasks.c)"
+    "$BUILD/bench/bench_tasks" --json "$RESULTS" || echo "bench_tasks failed (exit $?)"
+    echo
+    echo "== proof pipeline on build/default/prover (bench/prove_bench.sh)"
+    bash bench/prove_bench.sh || echo "bench/prove_bench.sh failed (exit $?)"
 fi

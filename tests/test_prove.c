@@ -1192,13 +1192,13 @@ TEST(verify_given_proofs) {
 TEST(outdir_lock_and_run_args) {
     char dir[400];
     snprintf(dir, sizeof dir, "%s/out/a/b", tmpdir);
-    int l1, l2;
+    lm_dir_lock l1, l2;
     lm_error err;
     CHECK(lm_outdir_open(dir, &l1, &err) == 0);
     CHECK(lm_outdir_open(dir, &l2, &err) == -1 && strstr(err.msg, "is in use by pid"));
-    lm_outdir_unlock(l1);
+    lm_outdir_unlock(&l1);
     CHECK(lm_outdir_open(dir, &l2, &err) == 0);
-    lm_outdir_unlock(l2);
+    lm_outdir_unlock(&l2);
     const char *ign[] = {"parallel", NULL};
     CHECK(lm_run_args_check(dir, "{\"samples\":8,\"parallel\":4,\"input-sha256\":\"abcdef0123456789\"}", ign, &err) == 0);
     CHECK(lm_run_args_check(dir, "{\"samples\":8,\"parallel\":16,\"input-sha256\":\"abcdef0123456789\"}", ign, &err) == 0);

@@ -303,7 +303,8 @@ static int run(int argc, char **argv, int verify) {
     lm_proof_pool *pool = NULL;
     lm_prove_result *res = NULL;
     lm_text warn = {0}, args_json = {0}, md = {0};
-    int lock = -1, rc = 1;
+    lm_dir_lock lock = {.fd = -1};
+    int rc = 1;
     char pool_path[4200];
 
     if (lm_problems_load(c.input, verify, &ps, &err)) {
@@ -358,7 +359,7 @@ done:
     lm_prove_result_free(res);
     if (backend) backend->free(backend);
     lm_proof_pool_close(pool);
-    lm_outdir_unlock(lock);
+    lm_outdir_unlock(&lock);
     lm_templates_free(&t);
     lm_problems_free(&ps);
     lm_text_free(&warn);

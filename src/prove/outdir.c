@@ -33,39 +33,15 @@ static int mkdir_p(const char *dir, lm_error *err) {
     return 0;
 }
 
-int lm_outdir_open(const char *dir, int *lock_fd, lm_error *err) {
-    *lock_fd = -1;
+int lm_outdir_open(const char *dir, lm_dir_lock *lock, lm_error *err) {
+    lock->fd = -1;
     if (mkdir_p(dir, err)) return -1;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return lm_fail(err, "cannot write in %s: %s", dir, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB)) {
-        int e = errno;
-        char owner[32] = "";
-        ssize_t r = pread(fd, owner, sizeof owner - 1, 0);
-        owner[r > 0 ? r : 0] = 0;
-        owner[strcspn(owner, "\n")] = 0;
-        close(fd);
-        if (e == EWOULDBLOCK)
-            return lm_fail(err, "%s is in use by pid %s (another run writes there; wait for it or choose another --out)",
-                           dir, owner[0] ? owner : "?");
-        return lm_fail(err, "cannot lock %s: %s", path, strerror(e));
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) || pwrite(fd, pid, (size_t)n, 0) != n) {
-        int e = errno;
-        close(fd);
-        return lm_fail(err, "cannot write in %s: %s", dir, strerror(e));
-    }
-    *lock_fd = fd;
+    if (lm_dir_lock_acquire(dir, lock, err))
+        return strstr(err->msg, "in use by pid") ? lm_fail_suffix(err, "(another run writes there; wait for it or choose another --out)") : -1;
     return 0;
 }
 
-void lm_outdir_unlock(int lock_fd) {
-    if (lock_fd >= 0) close(lock_fd); /* closing releases the flock */
-}
+void lm_outdir_unlock(lm_dir_lock *lock) { lm_dir_lock_release(lock); }
 
 /* A value as canonical text, for comparing and for messages. */
 static void value_text(const json_value *v, lm_text *t) {
