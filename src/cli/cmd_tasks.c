@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "prove/jsonw.h"
 #include "cli/commands.h"
 #include "core/rng.h"
 #include "formats/json.h"
@@ -102,16 +103,8 @@ static int sink_commit(sink *s, const char *cmd) {
 
 /* ---- JSON text ------------------------------------------------------------ */
 
-static int put(lm_text *t, const char *s) { return lm_text_append(t, s, strlen(s)); }
-
-static int put_string(lm_text *t, const char *s, size_t n) {
-    size_t cap = 6 * n + 3, pos = 0;
-    char *buf = malloc(cap);
-    if (!buf) return -1;
-    int rc = json_write_string(buf, cap, &pos, s, n) || lm_text_append(t, buf, pos);
-    free(buf);
-    return rc;
-}
+static int put(lm_text *t, const char *s) { return jw_raw(t, s); }
+static int put_string(lm_text *t, const char *s, size_t n) { return jw_strn(t, s, n); }
 
 static int put_key(lm_text *t, const char *key, int first) {
     return (!first && put(t, ",")) || put_string(t, key, strlen(key)) || put(t, ":");

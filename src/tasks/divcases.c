@@ -11,6 +11,9 @@
 #include "tasks/intpoly.h"
 #include "tasks/steptext.h"
 #include "tasks/tasks.h"
+#include "tasks/util.h"
+
+extern const lm_task_domain lm_domain_divcases;
 
 #define DIV_STREAM 0x64697663ull         /* "divc" */
 #define DIV_CORRUPT_STREAM 0x64697678ull /* "divx" */
@@ -341,15 +344,7 @@ static int divcases_corrupt(const char *qtext, const char *proof, uint64_t seed,
                             lm_error *err) {
     question q;
     if (parse_question(qtext, &q, err)) return -1;
-    const char *sb;
-    size_t sn;
-    lm_task_solution_part(proof, &sb, &sn);
-    lm_text sol = {0};
-    lm_check_result r;
-    if (lm_text_append(&sol, sb, sn)) return lm_fail(err, "out of memory");
-    divcases_check(qtext, sol.data ? sol.data : "", &r, err);
-    lm_text_free(&sol);
-    if (r.score != 1) return lm_fail(err, "the proof to corrupt does not check (step %d: %s)", r.step, r.message);
+    if (lm_task_require_correct(&lm_domain_divcases, qtext, proof, err)) return -1;
 
     int kind = (int)lm_steptext_pick(seed, DIV_CORRUPT_STREAM, 0, 0, 4);
     int64_t delta = lm_steptext_pick(seed, DIV_CORRUPT_STREAM, 1, 1, 4);

@@ -11,6 +11,9 @@
 #include "core/rng.h"
 #include "tasks/steptext.h"
 #include "tasks/tasks.h"
+#include "tasks/util.h"
+
+extern const lm_task_domain lm_domain_modpow;
 
 #define CONG LM_SYM_CONGRUENT
 #define MODPOW_STREAM 0x6d6f64706f77ull         /* "modpow" */
@@ -492,15 +495,7 @@ static int modpow_corrupt(const char *qtext, const char *proof, uint64_t seed, l
                           lm_error *err) {
     question q;
     if (parse_question(qtext, &q, err)) return -1;
-    const char *sb;
-    size_t sn;
-    lm_task_solution_part(proof, &sb, &sn);
-    lm_text sol = {0};
-    lm_check_result r;
-    if (lm_text_append(&sol, sb, sn)) return lm_fail(err, "out of memory");
-    modpow_check(qtext, sol.data ? sol.data : "", &r, err);
-    lm_text_free(&sol);
-    if (r.score != 1) return lm_fail(err, "the proof to corrupt does not check (step %d: %s)", r.step, r.message);
+    if (lm_task_require_correct(&lm_domain_modpow, qtext, proof, err)) return -1;
 
     int computational = q.t + q.nterms - 1; /* squarings and products */
     int kind = (int)lm_steptext_pick(seed, MODPOW_CORRUPT_STREAM, 0, 0, 3);

@@ -12,6 +12,9 @@
 #include "tasks/intpoly.h"
 #include "tasks/steptext.h"
 #include "tasks/tasks.h"
+#include "tasks/util.h"
+
+extern const lm_task_domain lm_domain_poly;
 
 #define POLY_STREAM 0x706f6c79ull         /* "poly" */
 #define POLY_CORRUPT_STREAM 0x706f6c63ull /* "polc" */
@@ -445,15 +448,7 @@ static int poly_corrupt(const char *qtext, const char *proof, uint64_t seed, lm_
                         lm_error *err) {
     question q;
     if (parse_question(qtext, &q, err)) return -1;
-    const char *sb;
-    size_t sn;
-    lm_task_solution_part(proof, &sb, &sn);
-    lm_text sol = {0};
-    lm_check_result r;
-    if (lm_text_append(&sol, sb, sn)) return lm_fail(err, "out of memory");
-    poly_check(qtext, sol.data ? sol.data : "", &r, err);
-    lm_text_free(&sol);
-    if (r.score != 1) return lm_fail(err, "the proof to corrupt does not check (step %d: %s)", r.step, r.message);
+    if (lm_task_require_correct(&lm_domain_poly, qtext, proof, err)) return -1;
 
     int rounds = q.k - 1;
     int kind = (int)lm_steptext_pick(seed, POLY_CORRUPT_STREAM, 0, 0, 2);
