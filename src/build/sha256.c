@@ -117,7 +117,8 @@ int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return lm_fail(err, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st)) st.st_mode = 0; /* reported as not a regular file */
+    if (!S_ISREG(st.st_mode)) {
         close(fd);
         return lm_fail(err, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
     }

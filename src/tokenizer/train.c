@@ -666,7 +666,8 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
         int fd = open(files[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0) { rc = lm_fail(err, "%s: cannot open: %s", files[i], strerror(errno)); break; }
         struct stat st;
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        if (fstat(fd, &st)) st.st_mode = 0; /* reported as not a regular file */
+        if (!S_ISREG(st.st_mode)) {
             close(fd);
             rc = lm_fail(err, "%s: %s", files[i], S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
             break;
