@@ -49,7 +49,12 @@ static void check_one(const char *question, const char *answer) {
         require(r.message[0] && !strchr(r.message, '\n') && r.step >= 0 && r.step <= lines);
     }
     lm_text v = {0};
-    require(lm_task_verification_text(&r, &v) == 0 && strstr(v.data, "\\boxed{"));
+    const char *sol;
+    size_t sl;
+    lm_task_solution_part(answer, &sol, &sl);
+    char *solution = strndup(sol, sl);
+    require(solution && lm_task_verification_text(solution, &r, &v) == 0 && strstr(v.data, "\\boxed{"));
+    free(solution);
     lm_text_free(&v);
 }
 

@@ -61,7 +61,9 @@ static int make_model(void) {
     if (!tok) goto out;
     int vocab = lm_tokenizer_vocab_size(tok);
     lm_tokenizer_free(tok);
-    int len = snprintf(cfg, sizeof cfg, CONFIG, vocab);
+    /* 64 embedding rows past the tokenizer's last id, as a trained vocabulary
+     * that stopped short of vocab_size leaves them: never to be sampled */
+    int len = snprintf(cfg, sizeof cfg, CONFIG, vocab + 64);
     lm_config c;
     if (lm_config_parse(cfg, (size_t)len, "config", &c, &err)) goto out;
     lm_init_opts io = lm_init_opts_default();
@@ -286,6 +288,27 @@ TEST(finish_reasons_and_token_counts) {
     b->free(b);
 }
 
+/* Near-uniform sampling over a model vocabulary 64 ids larger than the
+ * tokenizer's: every answer still comes back (an id with no text would fail
+ * the request; before the sampler was bounded by the tokenizer, about one
+ * token in six was such an id). */
+TEST(ids_past_the_tokenizer_are_never_sampled) {
+    lm_backend *b = backend(0, 0);
+    if (!b) { CHECK(0); return; }
+    enum { N = 8 };
+    lm_chat_request r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = req((uint64_t)i, P1, (uint64_t)i + 100, 48);
+        r[i].temperature = 50;
+        r[i].top_p = 1;
+    }
+    collector c = {0};
+    CHECK(run(b, r, N, &c) == 0 && c.n == N);
+    for (int i = 0; i < c.n; i++) CHECKF(c.r[i].ok && c.r[i].completion_tokens > 0, "reply %d failed", i);
+    collector_free(&c);
+    b->free(b);
+}
+
 TEST(context_limits) {
     lm_backend *b = backend(24, 0);
     if (!b) { CHECK(0); return; }
@@ -395,6 +418,7 @@ int main(void) {
     RUN(order_and_company_do_not_change_answers);
     RUN(answer_equals_a_fresh_generator);
     RUN(finish_reasons_and_token_counts);
+    RUN(ids_past_the_tokenizer_are_never_sampled);
     RUN(context_limits);
     RUN(no_max_tokens_means_the_context);
     RUN(thinking_splits_reasoning);

@@ -773,10 +773,23 @@ TEST(verification_text_of_corruption) {
         lm_domain_divcases.generate(5, 2, &q, &p, &err);
         lm_domain_divcases.corrupt(q.data, p.data, cs, &bad, &c, &err);
         lm_task_check(q.data, bad.data, &r, &err);
-        lm_task_verification_text(&r, &v);
+        const char *sol;
+        size_t sl;
+        lm_task_solution_part(bad.data, &sol, &sl);
+        char *solution = strndup(sol, sl);
+        lm_task_verification_text(solution, &r, &v);
+        free(solution);
         char want[64];
-        snprintf(want, sizeof want, "Step %d (%s): ", c.step, c.kind);
+        if (c.step > 0) snprintf(want, sizeof want, "Step %d (%s): ", c.step, c.kind);
+        else snprintf(want, sizeof want, "(%s): ", c.kind);
         CHECKF(strstr(v.data, want) != NULL, "%s", v.data);
+        /* the lines before the failing one are judged correct, none after it is listed */
+        if (c.step > 0) {
+            snprintf(want, sizeof want, "Step %d", c.step + 1);
+            CHECK(strstr(v.data, want) == NULL);
+            snprintf(want, sizeof want, "Step %d checks.", c.step - 1);
+            CHECK(c.step == 1 || strstr(v.data, want) != NULL);
+        }
         CHECK(strstr(v.data, c.label == 0.5 ? "\\boxed{0.5}" : "\\boxed{0}") != NULL);
         lm_text_free(&q);
         lm_text_free(&p);

@@ -214,8 +214,8 @@ static int emit_problem(const lm_taskset_opts *o, const templates *tp, const lm_
                 rc_clean.message);
         goto fail;
     }
-    if (lm_task_verification_text(&r, &analysis) || lm_task_verification_text(&rc_clean, &clean_analysis) ||
-        !(sol = solution_of(answer)) || !(bad_sol = solution_of(bad.data))) {
+    if (!(sol = solution_of(answer)) || !(bad_sol = solution_of(bad.data)) ||
+        lm_task_verification_text(bad_sol, &r, &analysis) || lm_task_verification_text(sol, &rc_clean, &clean_analysis)) {
         lm_fail(err, "out of memory");
         goto fail;
     }
@@ -268,7 +268,7 @@ static int emit_problem(const lm_taskset_opts *o, const templates *tp, const lm_
             for (const char *c = sol; *c; c++) nlines += *c == '\n';
             lm_check_result made = r;
             made.step = 1 + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 1008) % (uint64_t)nlines);
-            if (lm_task_verification_text(&made, &rating)) {
+            if (lm_task_verification_text(sol, &made, &rating)) {
                 lm_fail(err, "out of memory");
                 goto fail;
             }

@@ -67,7 +67,10 @@ lm_generator *lm_generator_create(const lm_model *m, const lm_tokenizer *tok, lm
         return NULL;
     }
     g->state = lm_infer_create(m, mode, max_ctx, 256, nt, err);
-    g->sampler = lm_sampler_create(V);
+    /* A model's embedding may have rows past the tokenizer's last id (padding,
+     * or a trained vocabulary that stopped short of vocab_size): those ids
+     * have no text, so they are never sampled. */
+    g->sampler = lm_sampler_create(tok ? lm_tokenizer_vocab_size(tok) : V);
     g->logits = malloc((size_t)V * sizeof(float));
     g->prompt_logits = malloc((size_t)V * sizeof(float));
     if (!g->state || !g->sampler || !g->logits || !g->prompt_logits) {

@@ -65,17 +65,32 @@ int lm_task_check(const char *question, const char *answer, lm_check_result *res
 
 static int append(lm_text *t, const char *s) { return lm_text_append(t, s, strlen(s)); }
 
-int lm_task_verification_text(const lm_check_result *r, lm_text *out) {
-    char line[400];
-    if (r->score >= 1)
-        snprintf(line, sizeof line, "Every step checks and the conclusion is the claim.\n");
-    else if (r->step > 0)
-        snprintf(line, sizeof line, "Step %d (%s): %s.\n", r->step, r->kind, r->message);
-    else
+int lm_task_verification_text(const char *solution, const lm_check_result *r, lm_text *out) {
+    int rc = append(out, "Here is my evaluation of the solution:\n");
+    /* a verdict for every step up to the first failing one: a place for a
+     * small model to judge one line at a time */
+    int step = 0, last = r->score >= 1 || r->step <= 0 ? -1 : r->step;
+    for (const char *p = solution; *p && !rc && step != last;) {
+        const char *e = strchr(p, '\n');
+        if (!e) e = p + strlen(p);
+        const char *q = p;
+        while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        if (q < e) {
+            char line[400];
+            if (++step == last) snprintf(line, sizeof line, "Step %d (%s): %s.\n", step, r->kind, r->message);
+            else snprintf(line, sizeof line, "Step %d checks.\n", step);
+            rc = append(out, line);
+        }
+        p = *e ? e + 1 : e;
+    }
+    if (!rc && r->score >= 1) rc = append(out, "Every step checks and the conclusion is the claim.\n");
+    else if (!rc && last < 0) {
+        char line[400];
         snprintf(line, sizeof line, "(%s): %s.\n", r->kind, r->message);
+        rc = append(out, line);
+    }
     const char *score = r->score >= 1 ? "1" : r->score > 0 ? "0.5" : "0";
-    return append(out, "Here is my evaluation of the solution:\n") || append(out, line) ||
-           append(out, "\nBased on my evaluation, the final overall score should be:\n\\boxed{") ||
+    return rc || append(out, "\nBased on my evaluation, the final overall score should be:\n\\boxed{") ||
            append(out, score) || append(out, "}");
 }
 

@@ -123,16 +123,23 @@ void lm_task_solution_part(const char *text, const char **begin, size_t *len);
  * the question does not parse. */
 int lm_task_check(const char *question, const char *answer, lm_check_result *res, lm_error *err);
 
-/* The verifier's training target for a check result: an analysis in the
- * verification format, ending "\boxed{score}":
+/* The verifier's training target for a check result of solution (the
+ * solution part of an answer): a verdict for every non-empty line up to the
+ * first failing one, then the score, so that a small model judges one line
+ * at a time:
  *
  *   Here is my evaluation of the solution:
- *   Step 3 (arithmetic): 7 + 8 + 1 = 16, not 15.
+ *   Step 1 checks.
+ *   Step 2 (arithmetic): 0 + 5 + 1 = 6, not 7.
  *
  *   Based on my evaluation, the final overall score should be:
  *   \boxed{0}
- */
-int lm_task_verification_text(const lm_check_result *r, lm_text *out);
+ *
+ * A proof that checks gets a verdict per line and "Every step checks and the
+ * conclusion is the claim."; a fault on no line (step 0: a missing
+ * conclusion, an omitted justification) gets a verdict per line, then
+ * "(kind): message.". */
+int lm_task_verification_text(const char *solution, const lm_check_result *r, lm_text *out);
 
 /* Shared by the domains (src/tasks/common.c). */
 /* The self-evaluation block every reference answer ends with. */
