@@ -124,21 +124,21 @@ static void column_proof(const int64_t *t, int n, lm_text *q, lm_text *p) {
         if (len > cols) cols = len;
         snprintf(terms + strlen(terms), sizeof terms - strlen(terms), "%s%s", i ? " + " : "", d);
     }
-    lm_task_appendf(q, "Prove that %s = %lld.", terms, (long long)sum);
+    lm_text_appendf(q, "Prove that %s = %lld.", terms, (long long)sum);
     int carry = 0;
     for (int k = 1; k <= cols; k++) {
         int s = carry;
-        lm_task_appendf(p, "Column %d: ", k);
+        lm_text_appendf(p, "Column %d: ", k);
         for (int i = 0; i < n; i++) {
             int64_t v = t[i];
             for (int j = 1; j < k; j++) v /= 10;
-            lm_task_appendf(p, "%d + ", (int)(v % 10));
+            lm_text_appendf(p, "%d + ", (int)(v % 10));
             s += (int)(v % 10);
         }
-        lm_task_appendf(p, "%d = %d, write %d, carry %d\n", carry, s, s % 10, s / 10);
+        lm_text_appendf(p, "%d = %d, write %d, carry %d\n", carry, s, s % 10, s / 10);
         carry = s / 10;
     }
-    lm_task_appendf(p, "Final carry %d, so the digits read %lld\nTherefore %s = %lld.\n", carry, (long long)sum, terms,
+    lm_text_appendf(p, "Final carry %d, so the digits read %lld\nTherefore %s = %lld.\n", carry, (long long)sum, terms,
                     (long long)sum);
 }
 

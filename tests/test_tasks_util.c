@@ -81,7 +81,7 @@ TEST(lines) {
     lm_task_lines_free(&L);
     /* many lines */
     lm_text big = {0};
-    for (int i = 0; i < 1000; i++) lm_task_appendf(&big, "line %d\n", i);
+    for (int i = 0; i < 1000; i++) lm_text_appendf(&big, "line %d\n", i);
     CHECK(lm_task_split_lines(big.data, big.len, &L) == 0 && L.n == 1000 && L.line[999].number == 1000);
     lm_task_lines_free(&L);
     lm_text_free(&big);
@@ -121,11 +121,11 @@ TEST(answers_and_numbers) {
     CHECK(!strcmp(lm_task_i128_text(t, (__int128)1 << 100), "1267650600228229401496703205376"));
     CHECK(!strcmp(lm_task_i128_text(t, -((__int128)INT64_MAX * INT64_MAX)), "-85070591730234615847396907784232501249"));
     lm_text p = {0};
-    CHECK(!lm_task_appendf(&p, "%s", "") && p.len == 0 && p.data && !p.data[0]);
+    CHECK(!lm_text_appendf(&p, "%s", "") && p.len == 0 && p.data && !p.data[0]);
     char longer[600];
     memset(longer, 'y', sizeof longer - 1);
     longer[sizeof longer - 1] = 0;
-    CHECK(!lm_task_appendf(&p, "<%s>", longer) && p.len == 601 && p.data[600] == '>');
+    CHECK(!lm_text_appendf(&p, "<%s>", longer) && p.len == 601 && p.data[600] == '>');
     lm_text_free(&p);
 }
 

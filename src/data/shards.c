@@ -63,24 +63,6 @@ static uint64_t get_u64(const uint8_t *p) {
     return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
-static int sb_printf(lm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sb_printf(lm_text *t, const char *fmt, ...) {
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return -1;
-    if ((size_t)n < sizeof small) return lm_text_append(t, small, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big) return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = lm_text_append(t, big, (size_t)n);
-    free(big);
-    return rc;
-}
 
 static int sb_string(lm_text *t, const char *s) {
     size_t n = strlen(s), cap = n * 6 + 3, pos = 0;
@@ -548,7 +530,7 @@ static int write_index(build_ctx *c, const char *const *files, int nfiles, const
     int bad = 0;
     char vf[64];
     snprintf(vf, sizeof vf, "%.17g", c->o->val_fraction);
-    bad |= sb_printf(&t, "{\n  \"format\": \"lemma-tokens\",\n  \"version\": %d,\n  \"tokenizer_sha256\": \"%s\",\n"
+    bad |= lm_text_appendf(&t, "{\n  \"format\": \"lemma-tokens\",\n  \"version\": %d,\n  \"tokenizer_sha256\": \"%s\",\n"
                          "  \"vocab_size\": %u,\n  \"bos_id\": %d,\n  \"eos_id\": %d,\n  \"doc_sep\": \"%s\",\n"
                          "  \"bos\": %s,\n  \"val_fraction\": %s,\n  \"seed\": %llu,\n  \"shard_tokens\": %lld,\n"
                          "%s  \"sources\": [",
@@ -556,26 +538,26 @@ static int write_index(build_ctx *c, const char *const *files, int nfiles, const
                      c->o->bos && c->bos >= 0 ? "true" : "false", vf, (unsigned long long)c->o->seed,
                      (long long)c->o->shard_tokens, c->o->doc_windows ? "  \"windows\": \"document\",\n" : "");
     for (int i = 0; i < nfiles; i++) {
-        bad |= sb_printf(&t, "%s\n    {\"file\": ", i ? "," : "");
+        bad |= lm_text_appendf(&t, "%s\n    {\"file\": ", i ? "," : "");
         bad |= sb_string(&t, base_name(files[i]));
-        bad |= sb_printf(&t, ", \"bytes\": %lld, \"sha256\": \"%s\", \"documents\": %lld}", (long long)file_bytes[i],
+        bad |= lm_text_appendf(&t, ", \"bytes\": %lld, \"sha256\": \"%s\", \"documents\": %lld}", (long long)file_bytes[i],
                          file_hash[i], (long long)file_docs[i]);
     }
-    bad |= sb_printf(&t, "\n  ],\n  \"splits\": {");
+    bad |= lm_text_appendf(&t, "\n  ],\n  \"splits\": {");
     for (int s = 0; s < 2; s++) {
         const split_buf *b = &c->sb[s];
-        bad |= sb_printf(&t, "%s\n    \"%s\": {\"tokens\": %lld, \"documents\": %lld, \"shards\": [", s ? "," : "",
+        bad |= lm_text_appendf(&t, "%s\n    \"%s\": {\"tokens\": %lld, \"documents\": %lld, \"shards\": [", s ? "," : "",
                          split_names[s], (long long)b->total_tokens, (long long)b->total_docs);
         for (int i = 0; i < b->nshards; i++) {
             char name[64];
             shard_name(name, sizeof name, s, i);
-            bad |= sb_printf(&t, "%s\n      {\"file\": \"%s\", \"tokens\": %lld, \"documents\": %lld, \"masked\": %s}",
+            bad |= lm_text_appendf(&t, "%s\n      {\"file\": \"%s\", \"tokens\": %lld, \"documents\": %lld, \"masked\": %s}",
                              i ? "," : "", name, (long long)b->shards[i].tokens, (long long)b->shards[i].docs,
                              b->shards[i].masked ? "true" : "false");
         }
-        bad |= sb_printf(&t, "%s]}", b->nshards ? "\n    " : "");
+        bad |= lm_text_appendf(&t, "%s]}", b->nshards ? "\n    " : "");
     }
-    bad |= sb_printf(&t, "\n  }\n}\n");
+    bad |= lm_text_appendf(&t, "\n  }\n}\n");
     if (bad) {
         lm_text_free(&t);
         return lm_fail(err, "out of memory");

@@ -164,16 +164,6 @@ static int measure_run(measure *m, lm_error *err) {
 
 /* ---- writing ---- */
 
-static int put(lm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int put(lm_text *t, const char *fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0) return -1;
-    return lm_text_append(t, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-}
 
 /* num/den as a JSON number, null when den is 0. */
 static int jw_frac(lm_text *t, double num, int den) { return den ? jw_num(t, num / den) : jw_raw(t, "null"); }
@@ -272,9 +262,9 @@ static int cell(lm_text *out, const char *s) {
 static int md_settings(lm_text *t, const lm_prove_result *res) {
     const lm_prove_opts *o = &res->opts;
     if (res->verify_mode)
-        return put(t, "%d proof%s, %d verifications each, meta-verification %s; backend %s.\n\n", res->n,
+        return lm_text_appendf(t, "%d proof%s, %d verifications each, meta-verification %s; backend %s.\n\n", res->n,
                    res->n == 1 ? "" : "s", o->verifications, o->meta ? "on" : "off", res->backend);
-    return put(t,
+    return lm_text_appendf(t,
                "%d problem%s; %d proofs each, %d verifications per proof; up to %d refinement round%s (top %d proofs "
                "x %d samples, %d verifications each); meta-verification %s; backend %s.\n\n",
                res->n, res->n == 1 ? "" : "s", o->samples, o->verifications, o->rounds, o->rounds == 1 ? "" : "s",
@@ -283,34 +273,34 @@ static int md_settings(lm_text *t, const lm_prove_result *res) {
 
 static int md_table_row(lm_text *t, const agg *a, int rounds) {
     char b1[16], b2[16], b3[16], b4[16];
-    int e = put(t, "| %s | %d | %s | %s | %s | ", a->domain ? a->domain : "**all**", a->problems,
+    int e = lm_text_appendf(t, "| %s | %d | %s | %s | %s | ", a->domain ? a->domain : "**all**", a->problems,
                 pct(b1, a->first_pass, a->first), pct(b2, a->pass_after[0], a->problems), pct(b3, a->agree, a->judged));
     if (a->judged) snprintf(b4, sizeof b4, "%.3f", a->abs_err / a->judged);
-    e = e || put(t, "%s |", a->judged ? b4 : "–");
-    for (int r = 1; r <= rounds; r++) e = e || put(t, " %s |", pct(b1, a->pass_after[r], a->problems));
-    return e || put(t, "\n");
+    e = e || lm_text_appendf(t, "%s |", a->judged ? b4 : "–");
+    for (int r = 1; r <= rounds; r++) e = e || lm_text_appendf(t, " %s |", pct(b1, a->pass_after[r], a->problems));
+    return e || lm_text_appendf(t, "\n");
 }
 
 static int md_failed(lm_text *t, const measure *m) {
     if (!m->unanswered) return 0;
-    return put(t, "\n**%d request%s failed in transport** (pool.jsonl has each reason); rerun the same command to ask %s "
+    return lm_text_appendf(t, "\n**%d request%s failed in transport** (pool.jsonl has each reason); rerun the same command to ask %s "
                   "again.\n",
                m->unanswered, m->unanswered == 1 ? "" : "s", m->unanswered == 1 ? "it" : "them");
 }
 
 static int prove_md(const measure *m, lm_text *t) {
     const lm_prove_result *res = m->res;
-    int e = put(t, "# lemma prove\n\n") || md_settings(t, res);
+    int e = lm_text_appendf(t, "# lemma prove\n\n") || md_settings(t, res);
     if (m->aggs[0].problems) {
-        e = e || put(t, "| domain | problems | pass@1 | best-of-%d | verifier agreement | verifier MAE |",
+        e = e || lm_text_appendf(t, "| domain | problems | pass@1 | best-of-%d | verifier agreement | verifier MAE |",
                      res->opts.samples);
-        for (int r = 1; r <= m->rounds; r++) e = e || put(t, " round %d |", r);
-        e = e || put(t, "\n|---|---:|---:|---:|---:|---:|");
-        for (int r = 1; r <= m->rounds; r++) e = e || put(t, "---:|");
-        e = e || put(t, "\n");
+        for (int r = 1; r <= m->rounds; r++) e = e || lm_text_appendf(t, " round %d |", r);
+        e = e || lm_text_appendf(t, "\n|---|---:|---:|---:|---:|---:|");
+        for (int r = 1; r <= m->rounds; r++) e = e || lm_text_appendf(t, "---:|");
+        e = e || lm_text_appendf(t, "\n");
         for (int k = 1; k < m->n_aggs; k++) e = e || md_table_row(t, &m->aggs[k], m->rounds);
         if (m->n_aggs > 2) e = e || md_table_row(t, &m->aggs[0], m->rounds);
-        e = e || put(t, "\npass@1: the checker's pass rate of the first proofs. best-of-%d: of the proof the "
+        e = e || lm_text_appendf(t, "\npass@1: the checker's pass rate of the first proofs. best-of-%d: of the proof the "
                         "verifier ranks first among them. verifier agreement: verifications whose score equals the "
                         "checker's (MAE: their mean absolute difference). round r: the checker's pass rate of the "
                         "best proof after refinement round r.\n",
@@ -319,7 +309,7 @@ static int prove_md(const measure *m, lm_text *t) {
     int others = 0;
     for (int i = 0; i < res->n; i++) others += !m->domain[i];
     if (others) {
-        e = e || put(t, "%s| problem | best score | self score | passed | rounds used | proofs |\n"
+        e = e || lm_text_appendf(t, "%s| problem | best score | self score | passed | rounds used | proofs |\n"
                         "|---|---:|---:|---|---:|---:|\n",
                      m->aggs[0].problems ? "\n" : "");
         for (int i = 0; i < res->n && !e; i++) {
@@ -332,7 +322,7 @@ static int prove_md(const measure *m, lm_text *t) {
                 snprintf(s2, sizeof s2, "%g", p->proofs[b].self_score);
             }
             lm_text id = {0};
-            e = cell(&id, p->problem->id) || put(t, "| %.200s | %s | %s | %s | %d | %d |\n", id.data, s1, s2,
+            e = cell(&id, p->problem->id) || lm_text_appendf(t, "| %.200s | %s | %s | %s | %d | %d |\n", id.data, s1, s2,
                                                  p->stopped ? "yes" : "no", p->rounds_used, p->n_proofs);
             lm_text_free(&id);
         }
@@ -372,8 +362,8 @@ static int verify_json(const measure *m, lm_text *t) {
 
 static int verify_md(const measure *m, lm_text *t) {
     const lm_prove_result *res = m->res;
-    int e = put(t, "# lemma verify\n\n") || md_settings(t, res) ||
-            put(t, "| proof | domain | verifier mean | verifications counted | rejected | checker |\n"
+    int e = lm_text_appendf(t, "# lemma verify\n\n") || md_settings(t, res) ||
+            lm_text_appendf(t, "| proof | domain | verifier mean | verifications counted | rejected | checker |\n"
                    "|---|---|---:|---:|---:|---:|\n");
     for (int i = 0; i < res->n && !e; i++) {
         const lm_problem_state *p = &res->problems[i];
@@ -384,14 +374,14 @@ static int verify_md(const measure *m, lm_text *t) {
         if (pr->n_counted) snprintf(mean, sizeof mean, "%.3f", pr->mean);
         if (m->domain[i] && m->score[i][0] >= 0) snprintf(chk, sizeof chk, "%g", m->score[i][0]);
         lm_text id = {0};
-        e = cell(&id, p->problem->id) || put(t, "| %.200s | %s | %s | %d | %d | %s |\n", id.data,
+        e = cell(&id, p->problem->id) || lm_text_appendf(t, "| %.200s | %s | %s | %d | %d | %s |\n", id.data,
                                              m->domain[i] ? m->domain[i] : "–", mean, pr->n_counted, rejected, chk);
         lm_text_free(&id);
     }
     const agg *a = &m->aggs[0];
     if (a->judged) {
         char b[16];
-        e = e || put(t, "\nVerifier agreement with the checker: %s of %d verifications (mean absolute difference "
+        e = e || lm_text_appendf(t, "\nVerifier agreement with the checker: %s of %d verifications (mean absolute difference "
                         "%.3f).\n",
                      pct(b, a->agree, a->judged), a->judged, a->abs_err / a->judged);
     }

@@ -124,11 +124,11 @@ static int render(const add_problem *pb, const add_fault *f, lm_text *body) {
     int carry = 0;
     for (int k = 1; k <= pb->cols; k++) {
         int s = carry;
-        if (lm_task_appendf(body, "Column %d: ", k)) return -1;
+        if (lm_text_appendf(body, "Column %d: ", k)) return -1;
         for (int i = 0; i < pb->n; i++) {
             int d = digit_at(pb->term[i], k);
             s += d;
-            if (lm_task_appendf(body, "%d + ", d)) return -1;
+            if (lm_text_appendf(body, "%d + ", d)) return -1;
         }
         int out_carry;
         if (k == f->col && f->drop_carry) {
@@ -137,7 +137,7 @@ static int render(const add_problem *pb, const add_fault *f, lm_text *body) {
             if (k == f->col) s += f->delta;
             out_carry = s / 10;
         }
-        if (lm_task_appendf(body, "%d = %d, write %d, carry %d\n", carry, s, s % 10, out_carry)) return -1;
+        if (lm_text_appendf(body, "%d = %d, write %d, carry %d\n", carry, s, s % 10, out_carry)) return -1;
         digits[pb->cols - k + 1] = (char)('0' + s % 10);
         carry = out_carry;
     }
@@ -150,8 +150,8 @@ static int render(const add_problem *pb, const add_fault *f, lm_text *body) {
         read[len - (size_t)f->misread_pos] = (char)('0' + f->misread_digit);
     }
     char terms[ADD_MAX_TERMS * 22];
-    return lm_task_appendf(body, "Final carry %d, so the digits read %s\n", carry, read) ||
-           lm_task_appendf(body, "Therefore %s = %s.\n", join_terms(terms, sizeof terms, pb->term, pb->n), read);
+    return lm_text_appendf(body, "Final carry %d, so the digits read %s\n", carry, read) ||
+           lm_text_appendf(body, "Therefore %s = %s.\n", join_terms(terms, sizeof terms, pb->term, pb->n), read);
 }
 
 static void draw_problem(lm_task_rng *r, int difficulty, add_problem *pb) {
@@ -179,7 +179,7 @@ static int add_generate(uint64_t seed, int difficulty, lm_text *question, lm_tex
     draw_problem(&r, difficulty, &pb);
     char terms[ADD_MAX_TERMS * 22];
     lm_text body = {0};
-    int rc = lm_task_appendf(question, "Prove that %s = %lld.", join_terms(terms, sizeof terms, pb.term, pb.n),
+    int rc = lm_text_appendf(question, "Prove that %s = %lld.", join_terms(terms, sizeof terms, pb.term, pb.n),
                              (long long)pb.sum) ||
              render(&pb, NULL, &body) || lm_task_answer(body.data, body.len, proof);
     lm_text_free(&body);

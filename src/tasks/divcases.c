@@ -53,14 +53,14 @@ static int divcases_recognizes(const char *text) {
 /* ---- Writing ------------------------------------------------------------- */
 
 static int append_case_head(lm_text *t, const question *q, int r) {
-    int rc = r ? lm_steptext_appendf(t, "n = %lldk + %d: ", (long long)q->m, r)
-               : lm_steptext_appendf(t, "n = %lldk: ", (long long)q->m);
+    int rc = r ? lm_text_appendf(t, "n = %lldk + %d: ", (long long)q->m, r)
+               : lm_text_appendf(t, "n = %lldk: ", (long long)q->m);
     return rc || lm_ipoly_append(t, &q->p, 'n') || lm_text_append(t, " = ", 3);
 }
 
 static int append_claim(lm_text *t, const lm_ipoly *p, int64_t m) {
     return lm_ipoly_append(t, p, 'n') ||
-           lm_steptext_appendf(t, " is divisible by %lld for every integer n.", (long long)m);
+           lm_text_appendf(t, " is divisible by %lld for every integer n.", (long long)m);
 }
 
 /* A case line: the expansion (unless omitted), then m*(quotient). */
@@ -68,7 +68,7 @@ static int append_case(lm_text *t, const question *q, int r, const lm_ipoly *sho
                        int with_expansion) {
     return append_case_head(t, q, r) || (with_expansion && (lm_ipoly_append(t, shown, 'k') ||
                                                             lm_text_append(t, " = ", 3))) ||
-           lm_steptext_appendf(t, "%lld*(", (long long)q->m) || lm_ipoly_append(t, quotient, 'k') ||
+           lm_text_appendf(t, "%lld*(", (long long)q->m) || lm_ipoly_append(t, quotient, 'k') ||
            lm_text_append(t, ")", 1);
 }
 

@@ -75,14 +75,14 @@ static int render(const gcd_problem *pb, const gcd_fault *f, lm_text *body, int 
     while (V != 0 && k < GCD_MAX_STEPS) {
         k++;
         int64_t q = D / V, r = k == f->division ? f->rem : D % V, ns, nt;
-        if (lm_task_appendf(body, "%lld = %lld*%lld + %lld\n", (long long)D, (long long)q, (long long)V, (long long)r))
+        if (lm_text_appendf(body, "%lld = %lld*%lld + %lld\n", (long long)D, (long long)q, (long long)V, (long long)r))
             return -1;
         if (__builtin_mul_overflow(q, cs, &ns) || __builtin_sub_overflow(ps, ns, &ns) ||
             __builtin_mul_overflow(q, ct, &nt) || __builtin_sub_overflow(pt, nt, &nt))
             return 1;
         if (r != 0) {
             if (++combos == f->combination && __builtin_add_overflow(ns, f->ds, &ns)) return 1;
-            if (lm_task_appendf(body, "%lld = %s*%lld + %s*%lld\n", (long long)r, lm_task_factor(f1, ns), (long long)pb->a,
+            if (lm_text_appendf(body, "%lld = %s*%lld + %s*%lld\n", (long long)r, lm_task_factor(f1, ns), (long long)pb->a,
                                 lm_task_factor(f2, nt), (long long)pb->b))
                 return -1;
         }
@@ -91,7 +91,7 @@ static int render(const gcd_problem *pb, const gcd_fault *f, lm_text *body, int 
         V = r;
     }
     if (divisions) *divisions = k;
-    return lm_task_appendf(body, "Therefore gcd(%lld, %lld) = %lld.\n", (long long)pb->a, (long long)pb->b, (long long)D);
+    return lm_text_appendf(body, "Therefore gcd(%lld, %lld) = %lld.\n", (long long)pb->a, (long long)pb->b, (long long)D);
 }
 
 static void draw_problem(lm_task_rng *r, int difficulty, gcd_problem *pb) {
@@ -119,7 +119,7 @@ static int gcd_generate(uint64_t seed, int difficulty, lm_text *question, lm_tex
     gcd_problem pb;
     draw_problem(&r, difficulty, &pb);
     lm_text body = {0};
-    int rc = lm_task_appendf(question, "Prove that gcd(%lld, %lld) = %lld.", (long long)pb.a, (long long)pb.b,
+    int rc = lm_text_appendf(question, "Prove that gcd(%lld, %lld) = %lld.", (long long)pb.a, (long long)pb.b,
                              (long long)pb.g);
     if (!rc) rc = render(&pb, NULL, &body, NULL);
     if (!rc) rc = lm_task_answer(body.data, body.len, proof);

@@ -132,9 +132,9 @@ static int append_unsigned(lm_text *out, int64_t c, int deg, char var) {
     /* |INT64_MIN| does not fit an int64; print it through uint64 */
     uint64_t mag = c < 0 ? (uint64_t)0 - (uint64_t)c : (uint64_t)c;
     if (mag != 1 || deg == 0)
-        if (lm_steptext_appendf(out, "%llu", (unsigned long long)mag)) return -1;
-    if (deg >= 1 && lm_steptext_appendf(out, "%c", var)) return -1;
-    if (deg >= 2 && lm_steptext_appendf(out, "^%d", deg)) return -1;
+        if (lm_text_appendf(out, "%llu", (unsigned long long)mag)) return -1;
+    if (deg >= 1 && lm_text_appendf(out, "%c", var)) return -1;
+    if (deg >= 2 && lm_text_appendf(out, "^%d", deg)) return -1;
     return 0;
 }
 

@@ -163,21 +163,21 @@ static const char *subst_text(char *buf, size_t cap, int64_t xc, int64_t k, int6
 static int append_check(lm_text *body, const equation *q, int64_t v, int check_delta) {
     char s[96], n[48];
     int parts = 0;
-    if (lm_task_appendf(body, "Check: ")) return -1;
+    if (lm_text_appendf(body, "Check: ")) return -1;
     if (q->a) {
         __int128 val = side_value(q->a, q->b, v) + check_delta;
-        if (lm_task_appendf(body, "%s = %s", subst_text(s, sizeof s, q->a, q->b, v), lm_task_i128_text(n, val)))
+        if (lm_text_appendf(body, "%s = %s", subst_text(s, sizeof s, q->a, q->b, v), lm_task_i128_text(n, val)))
             return -1;
         parts++;
         check_delta = 0;
     }
     if (q->c) {
         __int128 val = side_value(q->c, q->d, v) + check_delta;
-        if (lm_task_appendf(body, "%s%s = %s", parts ? " and " : "", subst_text(s, sizeof s, q->c, q->d, v),
+        if (lm_text_appendf(body, "%s%s = %s", parts ? " and " : "", subst_text(s, sizeof s, q->c, q->d, v),
                             lm_task_i128_text(n, val)))
             return -1;
     }
-    return lm_task_appendf(body, "\n");
+    return lm_text_appendf(body, "\n");
 }
 
 typedef struct lineq_fault {
@@ -196,9 +196,9 @@ static int render(const lineq_problem *pb, const lineq_fault *f, lm_text *body, 
     equation e = pb->eq;
     char t[160], u[64];
     int n = 0;
-    if (lm_task_appendf(body, "Equation: %s\n", eq_text(t, sizeof t, &e))) return -1;
+    if (lm_text_appendf(body, "Equation: %s\n", eq_text(t, sizeof t, &e))) return -1;
     if (f->assert_x) {
-        if (lm_task_appendf(body, "x = %lld\n", (long long)pb->x)) return -1;
+        if (lm_text_appendf(body, "x = %lld\n", (long long)pb->x)) return -1;
         e = (equation){1, 0, 0, pb->x};
     } else {
         if (e.c) { /* move the x term to the left */
@@ -206,7 +206,7 @@ static int render(const lineq_problem *pb, const lineq_fault *f, lm_text *body, 
             e.a -= c;
             e.c = 0;
             if (++n == f->op) e.d += f->delta;
-            if (lm_task_appendf(body, "%s %s %s both sides: %s\n", c > 0 ? "Subtract" : "Add",
+            if (lm_text_appendf(body, "%s %s %s both sides: %s\n", c > 0 ? "Subtract" : "Add",
                                 side_text(u, sizeof u, c > 0 ? c : -c, 0), c > 0 ? "from" : "to",
                                 eq_text(t, sizeof t, &e)))
                 return -1;
@@ -216,7 +216,7 @@ static int render(const lineq_problem *pb, const lineq_fault *f, lm_text *body, 
             e.d -= b;
             e.b = 0;
             if (++n == f->op) e.d += f->delta;
-            if (lm_task_appendf(body, "%s %llu %s both sides: %s\n", b > 0 ? "Subtract" : "Add",
+            if (lm_text_appendf(body, "%s %llu %s both sides: %s\n", b > 0 ? "Subtract" : "Add",
                                 b > 0 ? (unsigned long long)b : 0ull - (unsigned long long)b, b > 0 ? "from" : "to",
                                 eq_text(t, sizeof t, &e)))
                 return -1;
@@ -226,13 +226,13 @@ static int render(const lineq_problem *pb, const lineq_fault *f, lm_text *body, 
             e.a = 1;
             e.d = e.d / k + f->x_delta;
             ++n;
-            if (lm_task_appendf(body, "Divide both sides by %lld: %s\n", (long long)k, eq_text(t, sizeof t, &e)))
+            if (lm_text_appendf(body, "Divide both sides by %lld: %s\n", (long long)k, eq_text(t, sizeof t, &e)))
                 return -1;
         }
     }
     if (ops) *ops = n;
     return append_check(body, &pb->eq, e.d, f->check_delta) ||
-           lm_task_appendf(body, "Therefore the only solution is x = %lld.\n", (long long)e.d);
+           lm_text_appendf(body, "Therefore the only solution is x = %lld.\n", (long long)e.d);
 }
 
 static int64_t draw_nonzero(lm_task_rng *r, int64_t max) {
@@ -263,7 +263,7 @@ static void draw_problem(lm_task_rng *r, int difficulty, lineq_problem *pb) {
 
 static int write_question(const lineq_problem *pb, lm_text *q) {
     char t[160];
-    return lm_task_appendf(q, "%s %s%s", openings[pb->integers], eq_text(t, sizeof t, &pb->eq), ending);
+    return lm_text_appendf(q, "%s %s%s", openings[pb->integers], eq_text(t, sizeof t, &pb->eq), ending);
 }
 
 static int lineq_generate(uint64_t seed, int difficulty, lm_text *question, lm_text *proof, lm_error *err) {

@@ -91,9 +91,9 @@ static int write_solution(const question *q, const slip *sl, lm_linebuf *lb) {
     }
     line++;
     lm_text d = {0};
-    int rc = lm_steptext_appendf(&d, "%lld =", (long long)q->e);
+    int rc = lm_text_appendf(&d, "%lld =", (long long)q->e);
     for (int j = 0; j < q->nterms && !rc; j++)
-        rc = lm_steptext_appendf(&d, "%s %lld", j ? " +" : "", (long long)q->term[j]);
+        rc = lm_text_appendf(&d, "%s %lld", j ? " +" : "", (long long)q->term[j]);
     rc = rc || lm_linebuf_push(lb, d.data, d.len);
     lm_text_free(&d);
     if (rc) return -1;
@@ -114,7 +114,7 @@ static int write_solution(const question *q, const slip *sl, lm_linebuf *lb) {
 }
 
 static int format_question(const question *q, lm_text *out) {
-    return lm_steptext_appendf(out, "Prove that %lld^%lld " CONG " %lld (mod %lld).", (long long)q->a,
+    return lm_text_appendf(out, "Prove that %lld^%lld " CONG " %lld (mod %lld).", (long long)q->a,
                                (long long)q->e, (long long)q->r, (long long)q->m);
 }
 

@@ -193,17 +193,6 @@ int lm_linebuf_answer(const lm_linebuf *lb, lm_text *out) {
            lm_task_append_self_eval(out);
 }
 
-int lm_steptext_appendf(lm_text *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) return -1;
-    int rc = lm_text_append(t, s, (size_t)n);
-    free(s);
-    return rc;
-}
 
 int64_t lm_steptext_pick(uint64_t seed, uint64_t stream, uint64_t counter, int64_t lo, int64_t hi) {
     uint64_t span = (uint64_t)(hi - lo) + 1;

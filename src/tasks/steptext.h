@@ -84,8 +84,6 @@ int lm_linebuf_answer(const lm_linebuf *lb, lm_text *out);
 /* Appends the lines joined by '\n' (no heading): a solution part. */
 int lm_linebuf_join(const lm_linebuf *lb, lm_text *out);
 
-/* Appends printf-formatted text to t. 0, or -1 out of memory. */
-int lm_steptext_appendf(lm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* An integer in [lo, hi] (hi - lo < 2^32) from lm_rng_u64(seed, stream,
  * counter); the modulo bias is below 2^-31. */

@@ -164,23 +164,6 @@ int64_t lm_task_rng_range(lm_task_rng *r, int64_t lo, int64_t hi) {
     return span ? (int64_t)((uint64_t)lo + u % span) : (int64_t)u;
 }
 
-int lm_task_appendf(lm_text *t, const char *fmt, ...) {
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return -1;
-    if ((size_t)n < sizeof small) return lm_text_append(t, small, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big) return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = lm_text_append(t, big, (size_t)n);
-    free(big);
-    return rc;
-}
 
 const char *lm_task_factor(char buf[24], int64_t n) {
     if (n < 0)

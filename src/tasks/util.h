@@ -110,8 +110,6 @@ int lm_task_confirm(const lm_task_domain *d, const char *question, const char *a
 
 /* ---- building answers ----------------------------------------------------- */
 
-/* printf onto t. 0, or -1 when out of memory. */
-int lm_task_appendf(lm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* n as a %p factor: "7" or "(-7)". buf has room for 24 bytes. */
 const char *lm_task_factor(char buf[24], int64_t n);
 /* v in decimal ("-17"); buf has room for 48 bytes. */

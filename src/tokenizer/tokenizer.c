@@ -9,6 +9,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,8 @@ void lm_text_free(lm_text *t) {
     t->len = t->cap = 0;
 }
 
-int lm_text_append(lm_text *t, const char *s, size_t n) {
+/* Room for n more bytes and the NUL. */
+static int text_reserve(lm_text *t, size_t n) {
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 64;
         while (cap < t->len + n + 1) cap *= 2;
@@ -57,9 +59,27 @@ int lm_text_append(lm_text *t, const char *s, size_t n) {
         t->data = nd;
         t->cap = cap;
     }
+    return 0;
+}
+
+int lm_text_append(lm_text *t, const char *s, size_t n) {
+    if (text_reserve(t, n)) return -1;
     if (n) memcpy(t->data + t->len, s, n);
     t->len += n;
     t->data[t->len] = 0;
+    return 0;
+}
+
+int lm_text_appendf(lm_text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || text_reserve(t, (size_t)n)) return -1;
+    va_start(ap, fmt);
+    vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
     return 0;
 }
 

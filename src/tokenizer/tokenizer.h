@@ -52,6 +52,7 @@ void lm_ids_free(lm_ids *v);
 int lm_ids_push(lm_ids *v, int32_t id);                       /* 0, or -1 out of memory */
 void lm_text_free(lm_text *t);
 int lm_text_append(lm_text *t, const char *s, size_t n);      /* 0, or -1 out of memory */
+int lm_text_appendf(lm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* the same, printf */
 
 /* Loads DIR/tokenizer.json (and DIR/tokenizer_config.json when present, for
  * bos/eos) or a tokenizer.json path. NULL on error, with err naming the file,
