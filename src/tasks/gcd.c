@@ -331,15 +331,11 @@ static int gcd_corrupt(const char *question, const char *proof, uint64_t seed, l
         body.len = 0;
         rc = corrupt_body(&pb, kind, &r, &ref, n, &body, &step);
     }
-    size_t start = out->len;
-    if (!rc) rc = lm_task_answer(body.data, body.len, out);
+    rc = rc ? lm_fail(err, "out of memory")
+            : lm_task_corrupted_answer(&lm_domain_gcd, question, &body, kind, step, out, c, err);
     lm_text_free(&ref);
     lm_text_free(&body);
-    if (rc) return lm_fail(err, "out of memory");
-    snprintf(c->kind, sizeof c->kind, "%s", kind);
-    c->label = strcmp(kind, LM_ERR_OMITTED) ? 0 : 0.5;
-    c->step = step;
-    return lm_task_confirm(&lm_domain_gcd, question, out->data + start, c, err);
+    return rc;
 }
 
 const lm_task_domain lm_domain_gcd = {

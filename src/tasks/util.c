@@ -238,3 +238,13 @@ int lm_task_confirm(const lm_task_domain *d, const char *question, const char *a
                        c->kind, c->step, r.score, r.kind[0] ? r.kind : "correct", r.step, r.message);
     return 0;
 }
+
+int lm_task_corrupted_answer(const lm_task_domain *d, const char *question, const lm_text *body, const char *kind,
+                             int step, lm_text *out, lm_corruption *c, lm_error *err) {
+    size_t start = out->len;
+    if (lm_task_answer(body->data, body->len, out)) return lm_fail(err, "out of memory");
+    snprintf(c->kind, sizeof c->kind, "%s", kind);
+    c->label = strcmp(kind, LM_ERR_OMITTED) ? 0 : 0.5;
+    c->step = step;
+    return lm_task_confirm(d, question, out->data + start, c, err);
+}

@@ -107,6 +107,11 @@ int lm_task_require_correct(const lm_task_domain *d, const char *question, const
  * input). */
 int lm_task_confirm(const lm_task_domain *d, const char *question, const char *answer,
                     const lm_corruption *c, lm_error *err);
+/* The end of every corrupter: appends the answer around the flawed solution
+ * body, fills c (kind, step, label 0.5 for LM_ERR_OMITTED, else 0) and
+ * confirms it with lm_task_confirm. */
+int lm_task_corrupted_answer(const lm_task_domain *d, const char *question, const lm_text *body, const char *kind,
+                             int step, lm_text *out, lm_corruption *c, lm_error *err);
 
 /* ---- building answers ----------------------------------------------------- */
 
