@@ -8,6 +8,7 @@
 
 #include "core/rng.h"
 #include "formats/json.h"
+#include "prove/jsonw.h"
 #include "prove/pipeline.h"
 #include "prove/template.h"
 #include "prove/templates.h"
@@ -37,18 +38,9 @@ int lm_taskset_kind_parse(const char *s, lm_taskset_kind *out) {
 
 /* ---- small writers ------------------------------------------------------------------ */
 
-static int put(lm_text *t, const char *s) { return lm_text_append(t, s, strlen(s)); }
-
-static int put_json_string(lm_text *t, const char *s, size_t n) {
-    size_t cap = 6 * n + 3, pos = 0;
-    char *buf = malloc(cap);
-    if (!buf) return -1;
-    int rc = json_write_string(buf, cap, &pos, s, n) || lm_text_append(t, buf, pos);
-    free(buf);
-    return rc;
-}
-
-static int put_str(lm_text *t, const char *s) { return put_json_string(t, s, strlen(s)); }
+static int put(lm_text *t, const char *s) { return jw_raw(t, s); }
+static int put_json_string(lm_text *t, const char *s, size_t n) { return jw_strn(t, s, n); }
+static int put_str(lm_text *t, const char *s) { return jw_str(t, s); }
 
 /* ---- the exclusion list: questions of another set, sorted for bsearch ------------------ */
 
