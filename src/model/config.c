@@ -1,5 +1,5 @@
 /* config.c — config.json reading and the derived RoPE / softmax constants.
- * The conventions follow ../shared/docs/deepseek-conventions.md (numbers in
+ * The conventions follow docs/deepseek-conventions.md (numbers in
  * comments refer to its items). */
 #include "model/config.h"
 

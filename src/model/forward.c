@@ -1,7 +1,7 @@
 /* forward.c — the DeepSeek-V2/V3 forward pass over a chunk of tokens with a
  * KV cache, in two attention modes (naive / latent, see model.h).
  *
- * Conventions follow ../shared/docs/deepseek-conventions.md; the numbers in
+ * Conventions follow docs/deepseek-conventions.md; the numbers in
  * comments ("conv. 13") refer to its items. Shapes are written beside each
  * buffer: T = tokens in the chunk, S = positions attended (cache + chunk).
  *

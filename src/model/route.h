@@ -1,5 +1,5 @@
 /* route.h — the router of DeepSeekMoE for one token (conventions 19-24 of
- * ../shared/docs/deepseek-conventions.md):
+ * docs/deepseek-conventions.md):
  *   scores = softmax (V2) or sigmoid (V3) of the gate logits;
  *   selection = scores + e_score_correction_bias (noaux_tc only);
  *   group limit: keep the topk_group best groups (noaux_tc: sum of the top-2

@@ -1,6 +1,7 @@
 /* chat.c — DeepSeek-V3 chat rendering and output splitting; see chat.h.
- * The rendering mirrors chat-template.jinja statement by statement (the
- * names is_first, is_tool, is_output_first are the template's). */
+ * The rendering mirrors the model's template (chat_template_v3.inc) statement
+ * by statement (the names is_first, is_tool, is_output_first are the
+ * template's). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
 #endif

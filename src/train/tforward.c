@@ -2,7 +2,7 @@
  * the backward needs, and the head with the masked cross-entropy.
  *
  * It computes what model/forward.c computes (same conventions, numbered as
- * in ../shared/docs/deepseek-conventions.md; same routing code), for B
+ * in docs/deepseek-conventions.md; same routing code), for B
  * independent sequences at positions 0..T-1, without a KV cache.
  *
  * Kept per layer and token (floats), everything else is recomputed:
