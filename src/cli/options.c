@@ -426,16 +426,17 @@ void cli_help(const cli_spec *s, const void *dest, FILE *f) {
         if (o->flags & CLI_HIDDEN) continue;
         left_column(o, left, sizeof left);
         default_text(o, dest, def, sizeof def);
+        /* the help lines, the first beside the option; the default after the
+         * last one, or on a line of its own where that one would grow long */
         const char *help = o->help ? o->help : "";
-        size_t n = strcspn(help, "\n");
-        fprintf(f, "%-*s  %.*s%s\n", width, left, (int)n, help, help[n] ? "" : def);
-        if (help[n]) {
-            /* continuation lines, the default after the last one */
-            for (const char *p = help + n + 1; *p;) {
-                size_t m = strcspn(p, "\n");
-                fprintf(f, "%*s  %.*s%s\n", width, "", (int)m, p, p[m] ? "" : def);
-                p += m + (p[m] == '\n');
-            }
+        int line = 0;
+        for (const char *p = help; *p; line++) {
+            size_t m = strcspn(p, "\n");
+            int last = !p[m] || !p[m + 1];
+            int fits = width + 2 + (int)m + (int)strlen(def) <= 100;
+            fprintf(f, "%-*s  %.*s%s\n", width, line ? "" : left, (int)m, p, last && fits ? def : "");
+            if (last && !fits && *def) fprintf(f, "%-*s  %s\n", width, "", def + 1);
+            p += m + (p[m] == '\n');
         }
     }
     fprintf(f, "%-*s  %s\n", width, "  -h, --help", "this text");
