@@ -415,11 +415,12 @@ void cli_help(const cli_spec *s, const void *dest, FILE *f) {
         if (!(s->opts[i].flags & CLI_HIDDEN) && n > width) width = n;
     }
     if (width < 12) width = 12;
-    for (const char *p = s->usage; *p;) {
+    const char *p = s->usage;
+    do { /* one line per form; an empty usage is the command alone */
         size_t n = strcspn(p, "\n");
-        fprintf(f, "%s lemma %s %.*s\n", p == s->usage ? "usage:" : "      ", s->cmd, (int)n, p);
+        fprintf(f, "%s lemma %s%s%.*s\n", p == s->usage ? "usage:" : "      ", s->cmd, n ? " " : "", (int)n, p);
         p += n + (p[n] == '\n');
-    }
+    } while (*p);
     if (s->about) print_lines(f, s->about, 2);
     for (int i = 0; i < s->nopts; i++) {
         const cli_opt *o = &s->opts[i];
@@ -447,7 +448,7 @@ void cli_help(const cli_spec *s, const void *dest, FILE *f) {
 
 int cli_spec_check(const cli_spec *s, char *msg, size_t cap) {
     parser p = {s, msg, cap};
-    if (!s->cmd || !s->usage || !*s->usage || !s->about || !*s->about)
+    if (!s->cmd || !s->usage || !s->about || !*s->about)
         return fail(&p, "the spec needs a usage line and a description"), -1;
     for (int i = 0; i < s->nopts; i++) {
         const cli_opt *o = &s->opts[i];
@@ -540,7 +541,7 @@ static void dispatch_help(const char *cmd, const char *about, const cli_sub *sub
     for (int i = 0; i < nsubs; i++) {
         const char *usage = subs[i].spec->usage;
         size_t n = strcspn(usage, "\n");
-        fprintf(f, "%s lemma %s %.*s\n", i ? "      " : "usage:", subs[i].spec->cmd, (int)n, usage);
+        fprintf(f, "%s lemma %s%s%.*s\n", i ? "      " : "usage:", subs[i].spec->cmd, n ? " " : "", (int)n, usage);
     }
     print_lines(f, about, 2);
     fprintf(f, "  'lemma %s SUBCOMMAND --help' describes each.\n", cmd);
