@@ -5,6 +5,7 @@
  * main.o), see the Makefile. */
 #include <stddef.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "test.h"
@@ -180,13 +181,17 @@ static const cli_opt demo_opts[] = {
     {"--twice", NULL, CLI_CUSTOM, CLI_AT(demo, twice), .parse = parse_twice, .expects = "an integer to double",
      .metavar = "K", .help = "doubled"},
 };
+/* cli_run's run function: keeps what it got. */
+static demo demo_seen;
+static int demo_run(const void *dest) {
+    demo_seen = *(const demo *)dest;
+    return demo_seen.n == 42 ? 3 : 0;
+}
+static void demo_init(void *dest) { ((demo *)dest)->on = 1; }
+
 static const cli_spec demo_spec = {
-    .cmd = "demo",
-    .usage = "DIR [FILES...] [options]",
-    .about = "A table for the tests.",
-    .args = demo_args, .nargs = CLI_COUNT(demo_args),
-    .opts = demo_opts, .nopts = CLI_COUNT(demo_opts),
-    .size = sizeof(demo),
+    .cmd = "demo", .usage = "DIR [FILES...] [options]", .about = "A table for the tests.",
+    CLI_ARGS(demo_args), CLI_OPTS(demo_opts), .size = sizeof(demo), .run = demo_run, .init = demo_init,
 };
 
 static int demo_parse(demo *d, const char **argv) {
@@ -201,7 +206,8 @@ TEST(parser_defaults_and_both_spellings) {
     CHECK(cli_spec_check(&demo_spec, msg, sizeof msg) == 0);
     const char *a[] = {"demo", "D", "--name", "x", NULL};
     CHECK(demo_parse(&d, a) == CLI_RUN);
-    CHECK(!strcmp(d.dir, "D") && d.n == 7 && d.threads == 3 && d.rate == 0.25 && d.temp == 0.6f && d.mode == 1);
+    CHECK(!strcmp(d.dir, "D") && d.n == 7 && d.threads == args_default_threads() && d.rate == 0.25 &&
+          d.temp == 0.6f && d.mode == 1);
     CHECK(d.on == 1 && !d.flag && d.files.n == 0);
     cli_free(&demo_spec, &d);
     const char *b[] = {"demo", "--n=-5", "f1", "--rate", "1", "D", "-t", "8", "--mode=quick", "--no-on", "f2",
@@ -213,6 +219,17 @@ TEST(parser_defaults_and_both_spellings) {
     CHECK(d.name && !*d.name && d.tags.n == 2 && !strcmp(d.tags.items[1], "b"));
     cli_free(&demo_spec, &d);
     CHECK(d.tags.items == NULL && d.files.items == NULL);
+}
+
+/* cli_run: init, parse, run, the status of run; --help 0, a usage error 2. */
+TEST(run_runs_the_command) {
+    const char *a[] = {"demo", "D", "--name", "x", "--n", "42", "--tag", "t", NULL};
+    CHECK(cli_run(&demo_spec, 8, (char **)a) == 3);
+    CHECK(demo_seen.on == 1 && demo_seen.n == 42 && demo_seen.tags.n == 1 && !strcmp(demo_seen.dir, "D"));
+    const char *b[] = {"demo", "D", "--name", "x", NULL};
+    CHECK(cli_run(&demo_spec, 4, (char **)b) == 0 && demo_seen.n == 7);
+    const char *c[] = {"demo", "--bogus", NULL}; /* prints its one line */
+    CHECK(cli_run(&demo_spec, 2, (char **)c) == 2);
 }
 
 static int demo_fails(const char **argv, const char *want) {
@@ -328,6 +345,7 @@ int main(void) {
     RUN(every_malformed_value_gets_the_one_format);
     RUN(parser_defaults_and_both_spellings);
     RUN(parser_messages);
+    RUN(run_runs_the_command);
     RUN(parser_one_of_and_dash_arguments);
     RUN(help_shows_defaults_and_every_line);
     RUN(the_table_check_finds_mistakes);

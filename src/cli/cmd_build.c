@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "build/build.h"
-#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/dirlock.h"
@@ -91,21 +90,18 @@ static const cli_opt build_opts[] = {
     {"--keep", NULL, CLI_FLAG, CLI_AT(build_cli, keep), .help = "keep the scratch directory even when everything matches"},
     {"--quiet", "-q", CLI_FLAG, CLI_AT(build_cli, quiet), .help = "only the stage lines, no live progress"},
 };
+static int build_run(const void *dest);
 const cli_spec cli_build_spec = {
-    .cmd = "build",
-    .usage = "RECIPE.json [--out DIR] [options]\nRECIPE.json --check [--out DIR] [--scratch DIR] [--keep]",
+    .cmd = "build", .usage = "RECIPE.json [--out DIR] [options]\nRECIPE.json --check [--out DIR] [--scratch DIR] [--keep]",
     .about = "Runs the recipe's stages (tokenizer, data, pretrain) whose outputs are missing or\n"
              "whose inputs or parameters changed, and writes DIR/lemma.lock with the SHA-256 of\n"
              "every artifact. The recipe format is in docs/recipe.md.",
-    .args = build_args, .nargs = CLI_COUNT(build_args),
-    .opts = build_opts, .nopts = CLI_COUNT(build_opts),
-    .size = sizeof(build_cli),
+    CLI_ARGS(build_args), CLI_OPTS(build_opts), .size = sizeof(build_cli),
+    .run = build_run,
 };
 
-int cmd_build(int argc, char **argv) {
-    build_cli c = {.threads = args_default_threads()};
-    int status = cli_parse(&cli_build_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int build_run(const void *dest) {
+    build_cli c = *(const build_cli *)dest;
     const char *recipe_path = c.recipe, *out = c.out, *scratch = c.scratch;
     lm_build_opts o = {0};
     o.until = c.until;

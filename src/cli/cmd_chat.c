@@ -130,22 +130,19 @@ static const cli_opt chat_opts[] = {
      .help = "tokenizer.json location"},
     CLI_OPT_THREADS(chat_cli, threads, "worker threads"),
 };
+static int chat_run(const void *dest);
 const cli_spec cli_chat_spec = {
-    .cmd = "chat",
-    .usage = "MODEL_DIR [--system TEXT] [--think] [options]",
+    .cmd = "chat", .usage = "MODEL_DIR [--system TEXT] [--think] [options]",
     .about = "Interactive chat in DeepSeek-V3's format; one line per user turn on stdin.\n"
              "The answer streams to stdout; with --think the model starts in reasoning mode and\n"
              "its reasoning streams to stderr. Ctrl-C stops the current answer; Ctrl-D or /exit\n"
              "ends the chat; /reset forgets the conversation.",
-    .args = chat_args, .nargs = CLI_COUNT(chat_args),
-    .opts = chat_opts, .nopts = CLI_COUNT(chat_opts),
-    .size = sizeof(chat_cli),
+    CLI_ARGS(chat_args), CLI_OPTS(chat_opts), .size = sizeof(chat_cli),
+    .run = chat_run,
 };
 
-int cmd_chat(int argc, char **argv) {
-    chat_cli o = {.threads = args_default_threads()};
-    int status = cli_parse(&cli_chat_spec, argc, argv, &o);
-    if (status != CLI_RUN) return status;
+static int chat_run(const void *dest) {
+    chat_cli o = *(const chat_cli *)dest;
     const char *dir = o.dir, *tok_dir = o.tok_dir, *system = o.system;
     int64_t threads = o.threads, n = o.n, ctx = o.ctx, seed = o.seed, top_k = o.top_k;
     double temp = o.temp, top_p = o.top_p, min_p = o.min_p;

@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/stop.h"
@@ -110,28 +109,22 @@ static const cli_opt data_opts[] = {
     {"--info", NULL, CLI_PATH, CLI_AT(data_cli, info), .metavar = "DATA_DIR",
      .help = "print what DATA_DIR holds instead of building"},
 };
+static int data_run(const void *dest);
+static void data_defaults(void *dest) { lm_data_opts_default(&((data_cli *)dest)->o); }
 const cli_spec cli_data_spec = {
-    .cmd = "data",
-    .usage = "CORPUS... --tokenizer DIR --out DATA_DIR [options]\n--info DATA_DIR",
+    .cmd = "data", .usage = "CORPUS... --tokenizer DIR --out DATA_DIR [options]\n--info DATA_DIR",
     .about = "Tokenises text files into uint32 token shards (train-*.bin, val-*.bin) and\n"
              "DATA_DIR/index.json. Each document becomes [BOS] tokens EOS.\n"
              "Documents: a *.jsonl file has one record per line, {\"text\": ...} or\n"
              "{\"segments\": [{\"text\": ..., \"loss\": true|false}, ...]} (loss only on the\n"
              "segments marked true: the SFT form); other files are plain text cut by --doc-sep.",
-    .args = data_args, .nargs = CLI_COUNT(data_args),
-    .opts = data_opts, .nopts = CLI_COUNT(data_opts),
-    .size = sizeof(data_cli),
+    CLI_ARGS(data_args), CLI_OPTS(data_opts), .size = sizeof(data_cli),
+    .run = data_run, .init = data_defaults,
 };
 
-int cmd_data(int argc, char **argv) {
-    data_cli c = {0};
-    lm_data_opts_default(&c.o);
-    int status = cli_parse(&cli_data_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
-    if (c.info) {
-        cli_free(&cli_data_spec, &c);
-        return data_info(c.info);
-    }
+static int data_run(const void *dest) {
+    data_cli c = *(const data_cli *)dest;
+    if (c.info) return data_info(c.info);
     lm_data_opts o = c.o;
     int quiet = c.quiet;
     progress p = {isatty(2), now_s(), 0, -1};
@@ -144,7 +137,6 @@ int cmd_data(int argc, char **argv) {
     lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop between documents */
     const char *tok = c.tok, *out = c.out;
     int rc = lm_data_build(c.files.items, c.files.n, tok, out, &o, &err);
-    cli_free(&cli_data_spec, &c);
     if (rc) {
         if (p.tty && !quiet) fputc('\n', stderr);
         fprintf(stderr, "lemma data: %s\n", err.msg);

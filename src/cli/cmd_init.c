@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "formats/safetensors.h"
@@ -44,22 +43,20 @@ static const cli_opt init_opts[] = {
     CLI_OPT_THREADS(init_cli, threads, "worker threads (never changes the bytes)"),
     {"--force", NULL, CLI_FLAG, CLI_AT(init_cli, force), .help = "overwrite an existing checkpoint in DIR"},
 };
+static int init_run(const void *dest);
+static void init_defaults(void *dest) { ((init_cli *)dest)->dtype = -1; }
 const cli_spec cli_init_spec = {
-    .cmd = "init",
-    .usage = "CONFIG.json --out DIR [--seed 0] [--dtype f32|bf16|fp8] [--std X]",
+    .cmd = "init", .usage = "CONFIG.json --out DIR [--seed 0] [--dtype f32|bf16|fp8] [--std X]",
     .about = "Writes a Hugging Face model directory with random weights: DIR/config.json (CONFIG\n"
              "verbatim; for fp8 with a quantization_config added) and DIR/model.safetensors.\n"
              "Linears and embeddings ~ N(0, std), norms 1, e_score_correction_bias 0. Each value\n"
              "is a pure function of (seed, tensor name, index): same seed, same bytes.",
-    .args = init_args, .nargs = CLI_COUNT(init_args),
-    .opts = init_opts, .nopts = CLI_COUNT(init_opts),
-    .size = sizeof(init_cli),
+    CLI_ARGS(init_args), CLI_OPTS(init_opts), .size = sizeof(init_cli),
+    .run = init_run, .init = init_defaults,
 };
 
-int cmd_init(int argc, char **argv) {
-    init_cli c = {.dtype = -1, .threads = args_default_threads()};
-    int status = cli_parse(&cli_init_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int init_run(const void *dest) {
+    init_cli c = *(const init_cli *)dest;
     const char *cfg_path = c.cfg_path, *out = c.out;
     int64_t seed = c.seed, threads = c.threads;
     double std = c.std;

@@ -101,20 +101,17 @@ static const cli_opt info_opts[] = {
              "checks the logits). Progress on stderr."},
     CLI_OPT_THREADS(info_cli, threads, "threads for --check-weights"),
 };
+static int info_run(const void *dest);
 const cli_spec cli_info_spec = {
-    .cmd = "info",
-    .usage = "MODEL_DIR [--ctx N] [--check-weights [--threads N]]",
+    .cmd = "info", .usage = "MODEL_DIR [--ctx N] [--check-weights [--threads N]]",
     .about = "Architecture, parameters (total and active per token), tensor dtypes and the\n"
              "memory a run needs: mapped weights plus the KV cache for --ctx tokens.",
-    .args = info_args, .nargs = CLI_COUNT(info_args),
-    .opts = info_opts, .nopts = CLI_COUNT(info_opts),
-    .size = sizeof(info_cli),
+    CLI_ARGS(info_args), CLI_OPTS(info_opts), .size = sizeof(info_cli),
+    .run = info_run,
 };
 
-int cmd_info(int argc, char **argv) {
-    info_cli o = {.threads = args_default_threads()};
-    int status = cli_parse(&cli_info_spec, argc, argv, &o);
-    if (status != CLI_RUN) return status;
+static int info_run(const void *dest) {
+    info_cli o = *(const info_cli *)dest;
     const char *dir = o.dir;
     int64_t ctx = o.ctx, threads = o.threads;
     int check_weights = o.check_weights;
@@ -252,24 +249,20 @@ static const cli_opt logits_opts[] = {
      .help = "write raw little-endian float32 [T, vocab] here"},
     RUN_COMMON("naive", "256"),
 };
+static int logits_run(const void *dest);
 const cli_spec cli_logits_spec = {
-    .cmd = "logits",
-    .usage = "MODEL_DIR --ids 1,5,9 [--out FILE] [options]",
+    .cmd = "logits", .usage = "MODEL_DIR --ids 1,5,9 [--out FILE] [options]",
     .about = "Full-sequence forward; the logits of every position. With --out, writes raw\n"
              "little-endian float32 [T, vocab], row-major; else prints argmax and top values.",
-    .args = run_args, .nargs = CLI_COUNT(run_args),
-    .opts = logits_opts, .nopts = CLI_COUNT(logits_opts),
-    .size = sizeof(run_cli),
+    CLI_ARGS(run_args), CLI_OPTS(logits_opts), .size = sizeof(run_cli),
+    .run = logits_run,
 };
 
-int cmd_logits(int argc, char **argv) {
-    run_cli o = {.threads = args_default_threads()};
-    int status = cli_parse(&cli_logits_spec, argc, argv, &o);
-    if (status != CLI_RUN) return status;
+static int logits_run(const void *dest) {
+    run_cli o = *(const run_cli *)dest;
     const char *out = o.out;
     lm_model *m = load_or_die("logits", o.dir);
     if (!m) {
-        cli_free(&cli_logits_spec, &o);
         return 1;
     }
     int64_t V = m->cfg.vocab_size, T = o.ids.n;
@@ -314,7 +307,6 @@ done:
     lm_infer_free(s);
     lm_pool_free(pool);
     lm_model_free(m);
-    cli_free(&cli_logits_spec, &o);
     return rc;
 }
 
@@ -354,23 +346,20 @@ static const cli_opt generate_opts[] = {
     {"--ignore-eos", NULL, CLI_FLAG, CLI_AT(run_cli, ignore_eos), .help = "do not stop at EOS"},
     RUN_COMMON("latent", "256"),
 };
+static int generate_run(const void *dest);
 const cli_spec cli_generate_spec = {
-    .cmd = "generate",
-    .usage = "MODEL_DIR (--ids 1,5,9 | -p TEXT) [-n 32] [options]",
+    .cmd = "generate", .usage = "MODEL_DIR (--ids 1,5,9 | -p TEXT) [-n 32] [options]",
     .about = "KV-cached generation. With --ids, prints the generated ids (not the prompt),\n"
              "comma-separated, on one line of stdout. With -p, encodes TEXT with the model's\n"
              "tokenizer.json (BOS first) and streams the generated text to stdout.\n"
              "Stops after -n tokens, at the model's EOS, or at a --stop string.",
-    .args = run_args, .nargs = CLI_COUNT(run_args),
-    .opts = generate_opts, .nopts = CLI_COUNT(generate_opts),
-    .one_of = (const char *const[]){"--ids|--prompt", NULL},
-    .size = sizeof(run_cli),
+    CLI_ARGS(run_args), CLI_OPTS(generate_opts),
+    .one_of = (const char *const[]){"--ids|--prompt", NULL}, .size = sizeof(run_cli),
+    .run = generate_run,
 };
 
-int cmd_generate(int argc, char **argv) {
-    run_cli o = {.threads = args_default_threads()};
-    int status = cli_parse(&cli_generate_spec, argc, argv, &o);
-    if (status != CLI_RUN) return status;
+static int generate_run(const void *dest) {
+    run_cli o = *(const run_cli *)dest;
     lm_gen_params gp = lm_gen_params_default();
     int64_t n = o.n, seed = o.seed, samples = o.samples, ctx = o.ctx;
     const char *prompt = o.prompt, *tok_dir = o.tok_dir;
@@ -386,7 +375,6 @@ int cmd_generate(int argc, char **argv) {
     int no_bos = o.no_bos;
     lm_model *m = load_or_die("generate", o.dir);
     if (!m) {
-        cli_free(&cli_generate_spec, &o);
         return 1;
     }
     lm_error err;
@@ -473,7 +461,6 @@ done:
     lm_tokenizer_free(tok);
     lm_pool_free(pool);
     lm_model_free(m);
-    cli_free(&cli_generate_spec, &o);
     return rc;
 }
 
@@ -493,21 +480,18 @@ static const cli_opt bench_opts[] = {
      .help = "repetitions; the medians are printed"},
     RUN_COMMON("latent", "512"),
 };
+static int bench_run(const void *dest);
 const cli_spec cli_bench_spec = {
-    .cmd = "bench",
-    .usage = "MODEL_DIR [--prompt 512] [--gen 128] [--reps 3] [options]",
+    .cmd = "bench", .usage = "MODEL_DIR [--prompt 512] [--gen 128] [--reps 3] [options]",
     .about = "Prints one JSON line. Timed as llama-bench does: one untimed warm-up; prefill =\n"
              "one forward of --prompt random ids into an empty cache; decode = --gen single-token\n"
              "steps from an empty cache, no sampling. Medians over --reps.",
-    .args = run_args, .nargs = CLI_COUNT(run_args),
-    .opts = bench_opts, .nopts = CLI_COUNT(bench_opts),
-    .size = sizeof(run_cli),
+    CLI_ARGS(run_args), CLI_OPTS(bench_opts), .size = sizeof(run_cli),
+    .run = bench_run,
 };
 
-int cmd_bench(int argc, char **argv) {
-    run_cli o = {.threads = args_default_threads()};
-    int status = cli_parse(&cli_bench_spec, argc, argv, &o);
-    if (status != CLI_RUN) return status;
+static int bench_run(const void *dest) {
+    run_cli o = *(const run_cli *)dest;
     int64_t prompt = o.prompt_len, gen = o.gen, reps = o.reps;
     lm_model *m = load_or_die("bench", o.dir);
     if (!m) return 1;

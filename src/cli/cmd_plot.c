@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "formats/safetensors.h"
@@ -22,22 +21,19 @@ static const cli_opt plot_opts[] = {
      .help = "output file, '-' for stdout"},
     {"--title", NULL, CLI_STRING, CLI_AT(plot_cli, title), .note = "RUN_DIR", .metavar = "TEXT", .help = "chart title"},
 };
+static int plot_run(const void *dest);
 const cli_spec cli_plot_spec = {
-    .cmd = "plot",
-    .usage = "RUN_DIR [--out FILE.svg] [--title TEXT]",
+    .cmd = "plot", .usage = "RUN_DIR [--out FILE.svg] [--title TEXT]",
     .about = "Draws RUN_DIR/metrics.jsonl (one JSON object per logged step: step, loss, lr,\n"
              "tokens_per_s; optional val_loss, grad_norm, expert_load) as SVG: loss with\n"
              "validation loss, learning rate, tokens/s, gradient norm, expert-load heat strip.\n"
              "RUN_DIR may also be the metrics file itself.",
-    .args = plot_args, .nargs = CLI_COUNT(plot_args),
-    .opts = plot_opts, .nopts = CLI_COUNT(plot_opts),
-    .size = sizeof(plot_cli),
+    CLI_ARGS(plot_args), CLI_OPTS(plot_opts), .size = sizeof(plot_cli),
+    .run = plot_run,
 };
 
-int cmd_plot(int argc, char **argv) {
-    plot_cli c = {0};
-    int status = cli_parse(&cli_plot_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int plot_run(const void *dest) {
+    plot_cli c = *(const plot_cli *)dest;
     const char *run = c.run, *outp = c.out, *title = c.title;
     char metrics[4096], def_out[4096];
     struct stat st;

@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "prove/backend.h"
@@ -157,41 +156,6 @@ static const cli_opt verify_opts[] = {
 };
 static const char *const one_backend[] = {"--model|--api-base|--backend-script", NULL};
 
-const cli_spec cli_prove_spec = {
-    .cmd = "prove",
-    .usage = "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]",
-    .about = "DeepSeekMath-V2's pipeline: N proofs per problem, M verifications per proof, meta-verification\n"
-             "of the verifications scoring <= 0.75, then up to R rounds refining the best proofs with their\n"
-             "verifications, until a proof passes every verification (docs/prove.md). PROBLEMS is a JSON\n"
-             "array or JSONL of objects with \"question\" and optional \"id\".",
-    .args = prove_args, .nargs = CLI_COUNT(prove_args),
-    .opts = prove_opts, .nopts = CLI_COUNT(prove_opts),
-    .one_of = one_backend,
-    .size = sizeof(cli),
-};
-const cli_spec cli_verify_spec = {
-    .cmd = "verify",
-    .usage = "PROOFS.jsonl (--model DIR | --api-base URL --api-model NAME) --out DIR [options]",
-    .about = "Verifies given proofs (JSONL lines, or a JSON array, with \"question\" and \"proof\"; optional\n"
-             "\"id\") M times each with the verification prompt, meta-verifies the verifications that\n"
-             "report issues, and writes DIR/report.json and DIR/report.md (per-proof mean score and, where\n"
-             "the question belongs to a synthetic domain, the checker's score and the agreement).",
-    .args = verify_args, .nargs = CLI_COUNT(verify_args),
-    .opts = verify_opts, .nopts = CLI_COUNT(verify_opts),
-    .one_of = one_backend,
-    .size = sizeof(cli),
-};
-
-/* Returns CLI_RUN or the exit status. */
-static int parse(cli *c, int argc, char **argv) {
-    lm_prove_opts_default(&c->o);
-    c->o.refine_top = c->o.refine_samples = c->o.refine_verifications = 0; /* completed from the others below */
-    c->threads = args_default_threads();
-    int status = cli_parse(c->verify ? &cli_verify_spec : &cli_prove_spec, argc, argv, c);
-    if (status == CLI_RUN) lm_prove_opts_complete(&c->o);
-    return status;
-}
-
 /* run.json: the arguments that decide the answers (keys named like the
  * options). Paths are informative; the files' contents are compared. */
 static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_templates *t, lm_text *j) {
@@ -258,13 +222,11 @@ static void print_settings(const cli *c, const lm_problem_set *ps, int loaded) {
             c->model ? c->model : c->api_base ? c->api_base : c->script, "");
 }
 
-static int run(int argc, char **argv, int verify) {
-    cli c;
-    memset(&c, 0, sizeof c);
-    c.verify = verify;
+static int prove_run(const void *dest) {
+    cli c = *(const cli *)dest;
+    int verify = c.verify;
     const char *cmd = verify ? "verify" : "prove";
-    int status = parse(&c, argc, argv);
-    if (status != CLI_RUN) return status;
+    lm_prove_opts_complete(&c.o);
     /* Before anything else: a Ctrl-C while the folder is being opened must
      * stop the run too (background jobs start with SIGINT ignored). */
     struct sigaction sa;
@@ -346,5 +308,32 @@ done:
     return rc;
 }
 
-int cmd_prove(int argc, char **argv) { return run(argc, argv, 0); }
-int cmd_verify(int argc, char **argv) { return run(argc, argv, 1); }
+static void prove_defaults(void *dest) {
+    cli *c = dest;
+    lm_prove_opts_default(&c->o);
+    c->o.refine_top = c->o.refine_samples = c->o.refine_verifications = 0; /* completed from the others */
+}
+
+static void verify_defaults(void *dest) {
+    prove_defaults(dest);
+    ((cli *)dest)->verify = 1;
+}
+
+const cli_spec cli_prove_spec = {
+    .cmd = "prove", .usage = "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]",
+    .about = "DeepSeekMath-V2's pipeline: N proofs per problem, M verifications per proof, meta-verification\n"
+             "of the verifications scoring <= 0.75, then up to R rounds refining the best proofs with their\n"
+             "verifications, until a proof passes every verification (docs/prove.md). PROBLEMS is a JSON\n"
+             "array or JSONL of objects with \"question\" and optional \"id\".",
+    CLI_ARGS(prove_args), CLI_OPTS(prove_opts), .one_of = one_backend, .size = sizeof(cli),
+    .run = prove_run, .init = prove_defaults,
+};
+const cli_spec cli_verify_spec = {
+    .cmd = "verify", .usage = "PROOFS.jsonl (--model DIR | --api-base URL --api-model NAME) --out DIR [options]",
+    .about = "Verifies given proofs (JSONL lines, or a JSON array, with \"question\" and \"proof\"; optional\n"
+             "\"id\") M times each with the verification prompt, meta-verifies the verifications that\n"
+             "report issues, and writes DIR/report.json and DIR/report.md (per-proof mean score and, where\n"
+             "the question belongs to a synthetic domain, the checker's score and the agreement).",
+    CLI_ARGS(verify_args), CLI_OPTS(verify_opts), .one_of = one_backend, .size = sizeof(cli),
+    .run = prove_run, .init = verify_defaults,
+};

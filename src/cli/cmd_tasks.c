@@ -18,7 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/args.h"
 #include "prove/jsonw.h"
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -256,17 +255,15 @@ typedef struct list_cli {
     int unused;
 } list_cli;
 
+static int list_run(const void *dest);
 const cli_spec cli_tasks_list_spec = {
-    .cmd = "tasks list",
-    .usage = "",
+    .cmd = "tasks list", .usage = "",
     .about = "The domains: name, summary, what difficulty changes, an example question\n(seed 1, difficulty 1).",
-    .size = sizeof(list_cli),
+    .size = sizeof(list_cli), .run = list_run,
 };
 
-static int tasks_list(int argc, char **argv) {
-    list_cli c;
-    int status = cli_parse(&cli_tasks_list_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int list_run(const void *dest) {
+    (void)dest;
     for (int i = 0; i < lm_task_count(); i++) {
         const lm_task_domain *d = lm_task_domain_at(i);
         lm_text q = {0}, p = {0};
@@ -326,23 +323,20 @@ static const cli_opt gen_opts[] = {
      .expects = "1..5 or a range LO..HI within 1..5", .def = "1..5", .metavar = "D", .help = "1..5, or a range LO..HI"},
     {"--force", NULL, CLI_FLAG, CLI_AT(gen_cli, force), .help = "overwrite FILE if it exists"},
 };
+static int gen_run(const void *dest);
 const cli_spec cli_tasks_gen_spec = {
-    .cmd = "tasks gen",
-    .usage = "(all|DOMAIN[,DOMAIN...]) --n N --out FILE [--seed S] [--difficulty D|LO..HI] [--force]",
+    .cmd = "tasks gen", .usage = "(all|DOMAIN[,DOMAIN...]) --n N --out FILE [--seed S] [--difficulty D|LO..HI] [--force]",
     .about = "N problems with their reference proofs, one JSON object per line:\n"
              "{\"id\", \"domain\", \"difficulty\", \"seed\", \"question\", \"proof\"}. Problem i goes to\n"
              "the (i mod k)-th of the k domains named (all: every domain of 'lemma tasks list');\n"
              "its seed is a 53-bit number drawn from (S, i), its difficulty cycles through\n"
              "LO..HI per domain. Same arguments, same bytes.",
-    .args = gen_args, .nargs = CLI_COUNT(gen_args),
-    .opts = gen_opts, .nopts = CLI_COUNT(gen_opts),
-    .size = sizeof(gen_cli),
+    CLI_ARGS(gen_args), CLI_OPTS(gen_opts), .size = sizeof(gen_cli),
+    .run = gen_run,
 };
 
-static int tasks_gen(int argc, char **argv) {
-    gen_cli c = {0};
-    int status = cli_parse(&cli_tasks_gen_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int gen_run(const void *dest) {
+    gen_cli c = *(const gen_cli *)dest;
     const char *which = c.which, *out = c.out;
     int64_t seed = c.seed, n = c.n;
     int lo = c.diff.lo, hi = c.diff.hi, force = c.force;
@@ -424,23 +418,20 @@ static const cli_opt corrupt_opts[] = {
      .help = "seed"},
     {"--force", NULL, CLI_FLAG, CLI_AT(corrupt_cli, force), .help = "overwrite the output if it exists"},
 };
+static int corrupt_run(const void *dest);
 const cli_spec cli_tasks_corrupt_spec = {
-    .cmd = "tasks corrupt",
-    .usage = "FILE --out FILE [--seed S] [--force]",
+    .cmd = "tasks corrupt", .usage = "FILE --out FILE [--seed S] [--force]",
     .about = "For every record of FILE (JSONL with \"question\" and a correct \"proof\", as\n"
              "'lemma tasks gen' writes), a flawed proof of a kind drawn from (S, record\n"
              "index): the record's fields with \"proof\" replaced, \"id\" suffixed with\n"
              "\"-corrupt\", and \"label\" (the score the checker gives: 0 or 0.5),\n"
              "\"error_kind\", \"error_step\" and \"original_id\" added. FILE - is stdin.",
-    .args = corrupt_args, .nargs = CLI_COUNT(corrupt_args),
-    .opts = corrupt_opts, .nopts = CLI_COUNT(corrupt_opts),
-    .size = sizeof(corrupt_cli),
+    CLI_ARGS(corrupt_args), CLI_OPTS(corrupt_opts), .size = sizeof(corrupt_cli),
+    .run = corrupt_run,
 };
 
-static int tasks_corrupt(int argc, char **argv) {
-    corrupt_cli c = {0};
-    int status = cli_parse(&cli_tasks_corrupt_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int corrupt_run(const void *dest) {
+    corrupt_cli c = *(const corrupt_cli *)dest;
     const char *in = c.in, *out = c.out;
     int64_t seed = c.seed;
     int force = c.force;
@@ -524,9 +515,9 @@ static int tasks_corrupt(int argc, char **argv) {
 /* ---- lemma tasks ---------------------------------------------------------- */
 
 static const cli_sub tasks_subs[] = {
-    {"list", tasks_list, &cli_tasks_list_spec},
-    {"gen", tasks_gen, &cli_tasks_gen_spec},
-    {"corrupt", tasks_corrupt, &cli_tasks_corrupt_spec},
+    {"list", &cli_tasks_list_spec},
+    {"gen", &cli_tasks_gen_spec},
+    {"corrupt", &cli_tasks_corrupt_spec},
 };
 
 int cmd_tasks(int argc, char **argv) {
@@ -548,9 +539,9 @@ static const cli_arg check_args[] = {{"FILE", CLI_ARG_AT(check_cli, in), CLI_REQ
 static const cli_opt check_opts[] = {
     {"--quiet", "-q", CLI_FLAG, CLI_AT(check_cli, quiet), .help = "no summary"},
 };
+static int check_run(const void *dest);
 const cli_spec cli_check_spec = {
-    .cmd = "check",
-    .usage = "FILE [--quiet]",
+    .cmd = "check", .usage = "FILE [--quiet]",
     .about = "Scores answers exactly: FILE is JSONL whose records carry \"question\" and \"proof\"\n"
              "(the output of 'lemma tasks gen' or 'lemma tasks corrupt'; other fields are\n"
              "ignored, blank lines skipped; - for stdin). Prints one JSON object per record:\n"
@@ -558,15 +549,12 @@ const cli_spec cli_check_spec = {
              "below 1, \"error\": {\"step\", \"kind\", \"message\"}}, and a summary on stderr.\n"
              "Exits 0 when every record was judged, whatever the scores; a record that is\n"
              "not JSON, lacks a field or has a question of no domain stops it with file:line.",
-    .args = check_args, .nargs = CLI_COUNT(check_args),
-    .opts = check_opts, .nopts = CLI_COUNT(check_opts),
-    .size = sizeof(check_cli),
+    CLI_ARGS(check_args), CLI_OPTS(check_opts), .size = sizeof(check_cli),
+    .run = check_run,
 };
 
-int cmd_check(int argc, char **argv) {
-    check_cli c = {0};
-    int status = cli_parse(&cli_check_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int check_run(const void *dest) {
+    check_cli c = *(const check_cli *)dest;
     const char *in = c.in;
     int quiet = c.quiet;
     reader r;

@@ -260,21 +260,17 @@ static const cli_opt tokenize_opts[] = {
      .help = "encode N times (one thread); print JSON with CPU-time MB/s (median),\n"
              "tokens, load time and peak memory instead of the ids"},
 };
+static int tokenize_run(const void *dest);
 const cli_spec cli_tokenize_spec = {
-    .cmd = "tokenize",
-    .usage = "DIR_OR_TOKENIZER_JSON [TEXT] [options]",
+    .cmd = "tokenize", .usage = "DIR_OR_TOKENIZER_JSON [TEXT] [options]",
     .about = "Encodes TEXT (or --file, or every line of --jsonl) with the tokenizer.",
-    .args = tokenize_args, .nargs = CLI_COUNT(tokenize_args),
-    .opts = tokenize_opts, .nopts = CLI_COUNT(tokenize_opts),
-    .footer = "Output (default): the ids, comma-separated, on one line.",
-    .size = sizeof(tokenize_cli),
-    .flags = CLI_DASH_ARGS,
+    CLI_ARGS(tokenize_args), CLI_OPTS(tokenize_opts),
+    .footer = "Output (default): the ids, comma-separated, on one line.", .size = sizeof(tokenize_cli),
+    .flags = CLI_DASH_ARGS, .run = tokenize_run,
 };
 
-int cmd_tokenize(int argc, char **argv) {
-    tokenize_cli c = {0};
-    int status = cli_parse(&cli_tokenize_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int tokenize_run(const void *dest) {
+    tokenize_cli c = *(const tokenize_cli *)dest;
     if (!c.text && !c.file && !c.jsonl) return cli_fail(&cli_tokenize_spec, "missing TEXT, --file F or --jsonl F");
     const char *dir = c.dir, *text = c.text, *file = c.file, *jsonl = c.jsonl;
     int pieces = c.pieces, flags = c.no_special ? 0 : LM_TOK_SPECIAL, bos = c.bos, count = c.count, bench = c.bench;
@@ -368,21 +364,17 @@ static const cli_opt detokenize_opts[] = {
     {"--raw", NULL, CLI_FLAG, CLI_AT(detokenize_cli, raw),
      .help = "write the bytes as they are (no U+FFFD for invalid UTF-8)"},
 };
+static int detokenize_run(const void *dest);
 const cli_spec cli_detokenize_spec = {
-    .cmd = "detokenize",
-    .usage = "DIR_OR_TOKENIZER_JSON IDS [--skip-special] [--raw]",
+    .cmd = "detokenize", .usage = "DIR_OR_TOKENIZER_JSON IDS [--skip-special] [--raw]",
     .about = "The text of token ids: IDS e.g. 3,1402,22 (commas and/or spaces, or [..]);\n"
              "'-' reads them from stdin.",
-    .args = detokenize_args, .nargs = CLI_COUNT(detokenize_args),
-    .opts = detokenize_opts, .nopts = CLI_COUNT(detokenize_opts),
-    .size = sizeof(detokenize_cli),
-    .flags = CLI_DASH_ARGS,
+    CLI_ARGS(detokenize_args), CLI_OPTS(detokenize_opts), .size = sizeof(detokenize_cli),
+    .flags = CLI_DASH_ARGS, .run = detokenize_run,
 };
 
-int cmd_detokenize(int argc, char **argv) {
-    detokenize_cli c = {0};
-    int status = cli_parse(&cli_detokenize_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int detokenize_run(const void *dest) {
+    detokenize_cli c = *(const detokenize_cli *)dest;
     const char *dir = c.dir;
     int flags = (c.skip_special ? LM_TOK_SKIP_SPECIAL : 0) | (c.raw ? LM_TOK_RAW : 0);
     lm_ids ids = {0};
@@ -394,7 +386,6 @@ int cmd_detokenize(int argc, char **argv) {
             in.len = 0;
             if (read_all("-", &in, &err)) {
                 fprintf(stderr, "lemma detokenize: %s\n", err.msg);
-                cli_free(&cli_detokenize_spec, &c);
                 lm_text_free(&in);
                 lm_ids_free(&ids);
                 return 1;
@@ -403,13 +394,11 @@ int cmd_detokenize(int argc, char **argv) {
         }
         if (parse_ids(src, &ids, &err)) {
             fprintf(stderr, "lemma detokenize: %s\n", err.msg);
-            cli_free(&cli_detokenize_spec, &c);
             lm_ids_free(&ids);
             lm_text_free(&in);
             return 2;
         }
     }
-    cli_free(&cli_detokenize_spec, &c);
     lm_text_free(&in);
     lm_tokenizer *tok = lm_tokenizer_load(dir, &err);
     if (!tok) {
@@ -439,18 +428,16 @@ typedef struct tokenizer_info_cli {
 static const cli_arg tokenizer_info_args[] = {
     {"DIR_OR_TOKENIZER_JSON", CLI_ARG_AT(tokenizer_info_cli, dir), CLI_REQUIRED},
 };
+static int tokenizer_info_run(const void *dest);
 const cli_spec cli_tokenizer_info_spec = {
-    .cmd = "tokenizer info",
-    .usage = "DIR_OR_TOKENIZER_JSON",
+    .cmd = "tokenizer info", .usage = "DIR_OR_TOKENIZER_JSON",
     .about = "What the tokenizer is: model, vocabulary, pre-tokenizer; its BOS and EOS.",
-    .args = tokenizer_info_args, .nargs = CLI_COUNT(tokenizer_info_args),
-    .size = sizeof(tokenizer_info_cli),
+    CLI_ARGS(tokenizer_info_args), .size = sizeof(tokenizer_info_cli),
+    .run = tokenizer_info_run,
 };
 
-static int tokenizer_info(int argc, char **argv) {
-    tokenizer_info_cli c = {0};
-    int status = cli_parse(&cli_tokenizer_info_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int tokenizer_info_run(const void *dest) {
+    tokenizer_info_cli c = *(const tokenizer_info_cli *)dest;
     const char *dir = c.dir;
     lm_error err;
     lm_tokenizer *tok = lm_tokenizer_load(dir, &err);
@@ -498,22 +485,19 @@ static const cli_opt tokenizer_train_opts[] = {
      .help = "cut numbers into groups of at most N digits: 3 (DeepSeek-V3) or 1"},
     {"--quiet", "-q", CLI_FLAG, CLI_AT(tokenizer_train_cli, quiet), .help = "no progress on stderr"},
 };
+static int tokenizer_train_run(const void *dest);
+static void tokenizer_train_defaults(void *dest) { lm_bpe_train_defaults(&((tokenizer_train_cli *)dest)->opt); }
 const cli_spec cli_tokenizer_train_spec = {
-    .cmd = "tokenizer train",
-    .usage = "FILES... --vocab N --out DIR [options]",
+    .cmd = "tokenizer train", .usage = "FILES... --vocab N --out DIR [options]",
     .about = "Trains a byte-level BPE tokenizer. The pre-tokenizer is DeepSeek-V3's; the special\n"
              "tokens are BOS, EOS, pad, <｜User｜>, <｜Assistant｜>, <think>, </think>.\n"
              "Same corpus and options -> byte-identical files.",
-    .args = tokenizer_train_args, .nargs = CLI_COUNT(tokenizer_train_args),
-    .opts = tokenizer_train_opts, .nopts = CLI_COUNT(tokenizer_train_opts),
-    .size = sizeof(tokenizer_train_cli),
+    CLI_ARGS(tokenizer_train_args), CLI_OPTS(tokenizer_train_opts), .size = sizeof(tokenizer_train_cli),
+    .run = tokenizer_train_run, .init = tokenizer_train_defaults,
 };
 
-static int tokenizer_train(int argc, char **argv) {
-    tokenizer_train_cli c = {0};
-    lm_bpe_train_defaults(&c.opt);
-    int status = cli_parse(&cli_tokenizer_train_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int tokenizer_train_run(const void *dest) {
+    tokenizer_train_cli c = *(const tokenizer_train_cli *)dest;
     lm_bpe_train_opts opt = c.opt;
     const char *out = c.out;
     const char **files = c.files.items;
@@ -526,7 +510,6 @@ static int tokenizer_train(int argc, char **argv) {
     lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop within a fraction of a second */
     int rc = lm_bpe_train_files(files, nfiles, &opt, out, &err);
     if (!quiet) fprintf(stderr, "\n");
-    cli_free(&cli_tokenizer_train_spec, &c);
     if (rc) {
         fprintf(stderr, "lemma tokenizer train: %s\n", err.msg);
         return lm_stop_requested() ? 130 : 1;
@@ -536,8 +519,8 @@ static int tokenizer_train(int argc, char **argv) {
 }
 
 static const cli_sub tokenizer_subs[] = {
-    {"info", tokenizer_info, &cli_tokenizer_info_spec},
-    {"train", tokenizer_train, &cli_tokenizer_train_spec},
+    {"info", &cli_tokenizer_info_spec},
+    {"train", &cli_tokenizer_train_spec},
 };
 
 int cmd_tokenizer(int argc, char **argv) {

@@ -66,7 +66,8 @@ static const cli_opt train_opts[] = {
     INT_OPT("--eval-batches", eval_batches, 1, 1 << 20, "N", "micro-batches per validation"),
     INT_OPT("--log-every", log_every, 1, 1ll << 40, "K", "metrics line every K steps"),
     INT_OPT("--keep", keep, 1, 1000, "N", "checkpoints kept"),
-    CLI_OPT_THREADS(train_cli, o.threads, "worker threads"),
+    {"--threads", "-t", CLI_INT, CLI_AT(train_cli, o.threads), .min = 1, .max = 1024, .note = "all cores",
+     .metavar = "N", .help = "worker threads"},
     {"--restart", NULL, CLI_FLAG, CLI_AT(train_cli, restart), .needs = "--resume",
      .help = "with --resume: start the run over from step 0 with its recorded\n"
              "settings, removing its checkpoints and metrics"},
@@ -75,9 +76,14 @@ static const cli_opt train_opts[] = {
 #undef INT_OPT
 #undef NUM_OPT
 
+static int train_run(const void *dest);
+static void train_defaults(void *dest) {
+    train_cli *c = dest;
+    lm_run_opts_default(&c->o);
+    c->o.threads = 0; /* not given: all cores, or for --resume the run's own count */
+}
 const cli_spec cli_train_spec = {
-    .cmd = "train",
-    .usage = "(--config CONFIG.json | --init MODEL_DIR) --data DATA_DIR --out RUN_DIR [options]\n"
+    .cmd = "train", .usage = "(--config CONFIG.json | --init MODEL_DIR) --data DATA_DIR --out RUN_DIR [options]\n"
              "--resume RUN_DIR [--restart] [--threads N]",
     .about = "Trains a DeepSeek-V2/V3-architecture model on token shards (lemma data). RUN_DIR/latest\n"
              "is always a complete HF model directory; metrics go to RUN_DIR/metrics.jsonl. Ctrl-C or\n"
@@ -85,16 +91,12 @@ const cli_spec cli_train_spec = {
              "newest RUN_DIR/ckpt-N to the planned step count with bit-identical results. Results do\n"
              "not depend on --threads. One process at a time trains in a RUN_DIR; a new run needs a\n"
              "new or empty RUN_DIR.",
-    .opts = train_opts, .nopts = CLI_COUNT(train_opts),
-    .size = sizeof(train_cli),
+    CLI_OPTS(train_opts), .size = sizeof(train_cli),
+    .run = train_run, .init = train_defaults,
 };
 
-int cmd_train(int argc, char **argv) {
-    train_cli c = {0};
-    lm_run_opts_default(&c.o);
-    c.o.threads = 0; /* not given */
-    int status = cli_parse(&cli_train_spec, argc, argv, &c);
-    if (status != CLI_RUN) return status;
+static int train_run(const void *dest) {
+    train_cli c = *(const train_cli *)dest;
     lm_run_opts o = c.o;
     const char *resume = c.resume;
     int threads_given = o.threads != 0, restart = c.restart;

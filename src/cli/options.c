@@ -1,5 +1,7 @@
 #include "cli/options.h"
 
+#include "cli/args.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -229,6 +231,7 @@ static int apply_defaults(parser *p, void *dest) {
     for (int i = 0; i < p->s->nopts; i++) {
         const cli_opt *o = &p->s->opts[i];
         if (o->def && convert(p, o, o->name, o->def, dest)) return 2;
+        if (o->flags & CLI_ALL_CORES) store_int(field_of(dest, o), o->size, args_default_threads());
     }
     return 0;
 }
@@ -362,6 +365,22 @@ int cli_parse(const cli_spec *s, int argc, char **argv, void *dest) {
     if (rc == 0) cli_help(s, dest, stdout);
     else if (rc != CLI_RUN) fprintf(stderr, "%s\n", msg);
     return rc;
+}
+
+int cli_run(const cli_spec *s, int argc, char **argv) {
+    void *dest = calloc(1, s->size);
+    if (!dest) {
+        fprintf(stderr, "lemma %s: out of memory\n", s->cmd);
+        return 1;
+    }
+    if (s->init) s->init(dest);
+    int status = cli_parse(s, argc, argv, dest);
+    if (status == CLI_RUN) {
+        status = s->run(dest);
+        cli_free(s, dest);
+    }
+    free(dest);
+    return status;
 }
 
 int cli_fail(const cli_spec *s, const char *fmt, ...) {
@@ -526,6 +545,7 @@ int cli_spec_check(const cli_spec *s, char *msg, size_t cap) {
             if (!find_name(s, name)) return fail(&p, "group '%s' names %s, which the table lacks", *g, name), -1;
             q += n + (q[n] == '|');
         }
+    if (!s->run) return fail(&p, "the spec has no run function"), -1;
     /* the defaults convert */
     void *dest = calloc(1, s->size ? s->size : 1);
     if (!dest) return fail(&p, "out of memory"), -1;
@@ -557,7 +577,7 @@ int cli_dispatch(const char *cmd, const char *about, const cli_sub *subs, int ns
         return 0;
     }
     for (int i = 0; i < nsubs; i++)
-        if (!strcmp(argv[1], subs[i].name)) return subs[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], subs[i].name)) return cli_run(subs[i].spec, argc - 1, argv + 1);
     fprintf(stderr, "lemma %s: unknown subcommand '%s' (see lemma %s --help)\n", cmd, argv[1], cmd);
     return 2;
 }

@@ -45,6 +45,7 @@ enum {
     CLI_NONEMPTY = 4u,   /* CLI_STRING, CLI_LIST: an empty value is refused */
     CLI_SHOW_FIELD = 8u, /* --help shows the field's value before parsing as the default
                             (defaults that a library function sets) */
+    CLI_ALL_CORES = 16u, /* CLI_INT: the default is the number of online cores */
 };
 
 /* The values of a CLI_LIST option or of a repeatable positional argument
@@ -96,6 +97,8 @@ typedef struct cli_spec {
     const char *footer;        /* printed after the options */
     size_t size;               /* of the destination struct */
     unsigned flags;            /* CLI_DASH_ARGS */
+    void (*init)(void *dest);  /* optional: defaults a library function sets, before the table's */
+    int (*run)(const void *dest); /* the command, on the parsed options; returns the exit status */
 } cli_spec;
 
 enum {
@@ -106,15 +109,20 @@ enum {
 #define CLI_AT(type, field) .offset = offsetof(type, field), .size = sizeof(((type *)0)->field)
 #define CLI_ARG_AT(type, field) .offset = offsetof(type, field)
 #define CLI_COUNT(array) (int)(sizeof(array) / sizeof((array)[0]))
+#define CLI_ARGS(array) .args = array, .nargs = CLI_COUNT(array)
+#define CLI_OPTS(array) .opts = array, .nopts = CLI_COUNT(array)
 
-/* --threads N, which every computing command takes; the command sets the
- * field to all cores before parsing. */
+/* --threads N, which every computing command takes. */
 #define CLI_OPT_THREADS(type, field, text)                                                                  \
-    {"--threads", "-t", CLI_INT, CLI_AT(type, field), .min = 1, .max = 1024, .note = "all cores", .metavar = "N", \
-     .help = text}
+    {"--threads", "-t", CLI_INT, CLI_AT(type, field), .min = 1, .max = 1024, .flags = CLI_ALL_CORES,         \
+     .note = "all cores", .metavar = "N", .help = text}
 
 /* Returned by cli_parse when the command should run. */
 enum { CLI_RUN = -1 };
+
+/* A command from argv to exit status: a zeroed destination struct, s->init,
+ * cli_parse, s->run, cli_free. */
+int cli_run(const cli_spec *s, int argc, char **argv);
 
 /* Stores the table's defaults into dest, then argv[1..argc) (argv[0] is
  * the command). Returns CLI_RUN, or the status the command must exit with:
@@ -140,10 +148,9 @@ int cli_fail(const cli_spec *s, const char *fmt, ...) __attribute__((format(prin
  * Returns 0, or -1 with the first problem in msg. */
 int cli_spec_check(const cli_spec *s, char *msg, size_t cap);
 
-/* Commands with subcommands ("lemma tasks gen"): dispatches argv[1]. */
+/* Commands with subcommands ("lemma tasks gen"): runs the one argv[1] names. */
 typedef struct cli_sub {
     const char *name;
-    int (*run)(int argc, char **argv);
     const cli_spec *spec;
 } cli_sub;
 int cli_dispatch(const char *cmd, const char *about, const cli_sub *subs, int nsubs, int argc, char **argv);
