@@ -1,12 +1,13 @@
+/* options.c — the parser, the --help text and the table check behind every
+ * command's option table (options.h). */
 #include "cli/options.h"
 
-#include "cli/args.h"
-
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cli/args.h"
 
 /* ---- fields ---------------------------------------------------------------- */
 
