@@ -18,7 +18,24 @@
  *   lemma CMD: --ids and --prompt cannot be used together
  *   lemma CMD: --restart goes with --resume RUN_DIR
  *
- * and exits 2 (main.c's convention for a command line it cannot run). */
+ * and exits 2 (main.c's convention for a command line it cannot run).
+ *
+ * A command is its table and a run function (cmd_plot.c, in short):
+ *
+ *   typedef struct plot_cli { const char *run, *out, *title; } plot_cli;
+ *   static const cli_arg plot_args[] = {{"RUN_DIR", CLI_ARG_AT(plot_cli, run), CLI_REQUIRED}};
+ *   static const cli_opt plot_opts[] = {
+ *       {"--out", "-o", CLI_PATH, CLI_AT(plot_cli, out), .note = "RUN_DIR/plot.svg", .metavar = "FILE",
+ *        .help = "output file, '-' for stdout"},
+ *       ...
+ *   };
+ *   const cli_spec cli_plot_spec = {
+ *       .cmd = "plot", .usage = "RUN_DIR [--out FILE.svg] [--title TEXT]", .about = "Draws ...",
+ *       CLI_ARGS(plot_args), CLI_OPTS(plot_opts), .size = sizeof(plot_cli), .run = plot_run,
+ *   };
+ *
+ * and main.c calls cli_run(&cli_plot_spec, argc, argv), which hands plot_run
+ * the filled plot_cli. */
 #ifndef LEMMA_CLI_OPTIONS_H
 #define LEMMA_CLI_OPTIONS_H
 
