@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "build/build.h"
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/dirlock.h"
 #include "core/stop.h"
 
@@ -70,66 +70,44 @@ static void on_diff(void *ctx, const char *what, const char *path, const char *a
         printf("extra    %s  (made by the rebuild, not in lemma.lock)\n", path);
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lemma build RECIPE.json [--out DIR] [options]\n"
-            "       lemma build RECIPE.json --check [--out DIR] [--scratch DIR] [--keep]\n"
-            "  Runs the recipe's stages (tokenizer, data, pretrain) whose outputs are missing or\n"
-            "  whose inputs or parameters changed, and writes DIR/lemma.lock with the SHA-256 of\n"
-            "  every artifact. The recipe format is in docs/recipe.md.\n"
-            "  --out DIR        build directory (default: out/<recipe name>)\n"
-            "  --until STAGE    stop after this stage\n"
-            "  --force          run every stage even when up to date\n"
-            "  --threads N      worker threads for the stages (default: all cores; never\n"
-            "                   changes the bytes)\n"
-            "  --check          rebuild everything into a scratch directory and report every\n"
-            "                   artifact whose hash differs from DIR/lemma.lock (exit 1 if any)\n"
-            "  --scratch DIR    the scratch directory for --check (default: DIR.check-XXXXXX)\n"
-            "  --keep           keep the scratch directory even when everything matches\n"
-            "  --quiet          only the stage lines, no live progress\n");
-}
+typedef struct build_cli {
+    const char *recipe, *out, *until, *scratch;
+    int force, threads, check, keep, quiet;
+} build_cli;
 
-int cmd_build(int argc, char **argv) {
-    args a = {argc, argv, 1, "build", 0};
-    const char *recipe_path = NULL, *out = NULL, *scratch = NULL, *v;
+static const cli_arg build_args[] = {{"RECIPE.json", CLI_ARG_AT(build_cli, recipe), CLI_REQUIRED}};
+static const cli_opt build_opts[] = {
+    {"--out", "-o", CLI_PATH, CLI_AT(build_cli, out), .note = "out/<recipe name>", .metavar = "DIR",
+     .help = "build directory"},
+    {"--until", NULL, CLI_STRING, CLI_AT(build_cli, until), .metavar = "STAGE", .help = "stop after this stage"},
+    {"--force", NULL, CLI_FLAG, CLI_AT(build_cli, force), .help = "run every stage even when up to date"},
+    CLI_OPT_THREADS(build_cli, threads, "worker threads for the stages (never changes the bytes)"),
+    {"--check", NULL, CLI_FLAG, CLI_AT(build_cli, check),
+     .help = "rebuild everything into a scratch directory and report every\n"
+             "artifact whose hash differs from DIR/lemma.lock (exit 1 if any)"},
+    {"--scratch", NULL, CLI_PATH, CLI_AT(build_cli, scratch), .note = "DIR.check-XXXXXX", .metavar = "DIR",
+     .help = "the scratch directory for --check"},
+    {"--keep", NULL, CLI_FLAG, CLI_AT(build_cli, keep), .help = "keep the scratch directory even when everything matches"},
+    {"--quiet", "-q", CLI_FLAG, CLI_AT(build_cli, quiet), .help = "only the stage lines, no live progress"},
+};
+static int build_run(const void *dest);
+const cli_spec cli_build_spec = {
+    .cmd = "build", .usage = "RECIPE.json [--out DIR] [options]\nRECIPE.json --check [--out DIR] [--scratch DIR] [--keep]",
+    .about = "Runs the recipe's stages (tokenizer, data, pretrain) whose outputs are missing or\n"
+             "whose inputs or parameters changed, and writes DIR/lemma.lock with the SHA-256 of\n"
+             "every artifact. The recipe format is in docs/recipe.md.",
+    CLI_ARGS(build_args), CLI_OPTS(build_opts), .size = sizeof(build_cli),
+    .run = build_run,
+};
+
+static int build_run(const void *dest) {
+    build_cli c = *(const build_cli *)dest;
+    const char *recipe_path = c.recipe, *out = c.out, *scratch = c.scratch;
     lm_build_opts o = {0};
-    int check = 0, keep = 0, quiet = 0;
-    int64_t threads = args_default_threads();
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            usage(stdout);
-            return 0;
-        } else if (args_opt(&a, "--out", "-o", &v)) {
-            out = v;
-        } else if (args_opt(&a, "--until", NULL, &v)) {
-            o.until = v;
-        } else if (args_opt(&a, "--force", NULL, NULL)) {
-            o.force = 1;
-        } else if (args_opt(&a, "--threads", "-t", &v)) {
-            args_int(&a, "--threads", v, 1, 1024, &threads);
-        } else if (args_opt(&a, "--check", NULL, NULL)) {
-            check = 1;
-        } else if (args_opt(&a, "--scratch", NULL, &v)) {
-            scratch = v;
-        } else if (args_opt(&a, "--keep", NULL, NULL)) {
-            keep = 1;
-        } else if (args_opt(&a, "--quiet", "-q", NULL)) {
-            quiet = 1;
-        } else if (argv[a.i][0] == '-' && argv[a.i][1]) {
-            fprintf(stderr, "lemma build: unknown option '%s'\n", argv[a.i]);
-            a.bad = 1;
-        } else if (!recipe_path) {
-            recipe_path = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma build: one recipe at a time ('%s' is extra)\n", argv[a.i]);
-            a.bad = 1;
-        }
-    }
-    if (a.bad) return 2;
-    if (!recipe_path) {
-        usage(stderr);
-        return 2;
-    }
+    o.until = c.until;
+    o.force = c.force;
+    int check = c.check, keep = c.keep, quiet = c.quiet;
+    int64_t threads = c.threads;
     lm_error err;
     lm_recipe *r = lm_recipe_load(recipe_path, &err);
     if (!r) {

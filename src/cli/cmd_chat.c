@@ -11,6 +11,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "infer/generate.h"
 #include "tokenizer/chat.h"
 
@@ -97,67 +98,55 @@ static void history_clear(history *h, size_t keep) {
     h->n = keep;
 }
 
-int cmd_chat(int argc, char **argv) {
-    args a = {argc, argv, 1, "chat", 0};
-    const char *dir = NULL, *tok_dir = NULL, *system = NULL, *v;
-    int64_t threads = args_default_threads(), n = 1024, ctx = 4096, seed = 0, top_k = 0;
-    double temp = 0.6, top_p = 0.95, min_p = 0;
-    int think = 0, ignore_eos = 0;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma chat MODEL_DIR [--system TEXT] [--think] [options]\n"
-                   "  Interactive chat in DeepSeek-V3's format; one line per user turn on stdin.\n"
-                   "  The answer streams to stdout; with --think the model starts in reasoning mode and\n"
-                   "  its reasoning streams to stderr. Ctrl-C stops the current answer; Ctrl-D or /exit\n"
-                   "  ends the chat; /reset forgets the conversation.\n"
-                   "  --system TEXT     system prompt\n"
-                   "  -n N              most tokens per answer (default 1024)\n"
-                   "  --ctx N           context size (default 4096)\n"
-                   "  --temperature T   (default 0.6)  --top-p P (default 0.95)  --top-k K  --min-p P\n"
-                   "  --seed S          sampling seed (default 0)\n"
-                   "  --ignore-eos      answers end only at -n or Ctrl-C (no EOS, no <｜User｜> stop)\n"
-                   "  --tokenizer DIR   tokenizer.json location (default MODEL_DIR)\n"
-                   "  --threads N       worker threads (default: all cores)\n");
-            return 0;
-        } else if (args_opt(&a, "--system", NULL, &v)) {
-            system = v;
-        } else if (args_opt(&a, "--think", NULL, NULL)) {
-            think = 1;
-        } else if (args_opt(&a, "--ignore-eos", NULL, NULL)) {
-            ignore_eos = 1;
-        } else if (args_opt(&a, "-n", NULL, &v) || args_opt(&a, "--max-tokens", NULL, &v)) {
-            args_int(&a, "-n", v, 1, 1 << 24, &n);
-        } else if (args_opt(&a, "--ctx", NULL, &v)) {
-            args_int(&a, "--ctx", v, 16, 1ll << 24, &ctx);
-        } else if (args_opt(&a, "--temperature", NULL, &v)) {
-            args_double(&a, "--temperature", v, 0, 100, &temp);
-        } else if (args_opt(&a, "--top-p", NULL, &v)) {
-            args_double(&a, "--top-p", v, 0, 1, &top_p);
-        } else if (args_opt(&a, "--min-p", NULL, &v)) {
-            args_double(&a, "--min-p", v, 0, 1, &min_p);
-        } else if (args_opt(&a, "--top-k", NULL, &v)) {
-            args_int(&a, "--top-k", v, 0, 1ll << 31, &top_k);
-        } else if (args_opt(&a, "--seed", NULL, &v)) {
-            args_int(&a, "--seed", v, 0, INT64_MAX, &seed);
-        } else if (args_opt(&a, "--tokenizer", NULL, &v)) {
-            tok_dir = v;
-        } else if (args_opt(&a, "--threads", "-t", &v)) {
-            args_int(&a, "--threads", v, 1, 1024, &threads);
-        } else if (argv[a.i][0] == '-') {
-            fprintf(stderr, "lemma chat: unknown option '%s' (see --help)\n", argv[a.i]);
-            a.bad = 1;
-        } else if (!dir) {
-            dir = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma chat: unexpected argument '%s'\n", argv[a.i]);
-            a.bad = 1;
-        }
-    }
-    if (!a.bad && !dir) {
-        fprintf(stderr, "lemma chat: missing MODEL_DIR\n");
-        a.bad = 1;
-    }
-    if (a.bad) return 2;
+typedef struct chat_cli {
+    const char *dir, *tok_dir, *system;
+    int threads;
+    int64_t n, ctx, seed, top_k;
+    double temp, top_p, min_p;
+    int think, ignore_eos;
+} chat_cli;
+
+static const cli_arg chat_args[] = {{"MODEL_DIR", CLI_ARG_AT(chat_cli, dir), CLI_REQUIRED}};
+static const cli_opt chat_opts[] = {
+    {"--system", NULL, CLI_STRING, CLI_AT(chat_cli, system), .metavar = "TEXT", .help = "system prompt"},
+    {"--think", NULL, CLI_FLAG, CLI_AT(chat_cli, think), .help = "start in reasoning mode; the reasoning streams to stderr"},
+    {"--max-tokens", "-n", CLI_INT, CLI_AT(chat_cli, n), .min = 1, .max = 1 << 24, .def = "1024", .metavar = "N",
+     .help = "most tokens per answer"},
+    {"--ctx", NULL, CLI_INT, CLI_AT(chat_cli, ctx), .min = 16, .max = 1ll << 24, .def = "4096", .metavar = "N",
+     .help = "context size"},
+    {"--temperature", NULL, CLI_REAL, CLI_AT(chat_cli, temp), .lo = 0, .hi = 100, .def = "0.6", .metavar = "T",
+     .help = "0 = greedy"},
+    {"--top-p", NULL, CLI_REAL, CLI_AT(chat_cli, top_p), .lo = 0, .hi = 1, .def = "0.95", .metavar = "P",
+     .help = "nucleus mass (1 = off)"},
+    {"--top-k", NULL, CLI_INT, CLI_AT(chat_cli, top_k), .min = 0, .max = 1ll << 31, .def = "0", .metavar = "K",
+     .help = "keep the K most likely (0 = off)"},
+    {"--min-p", NULL, CLI_REAL, CLI_AT(chat_cli, min_p), .lo = 0, .hi = 1, .def = "0", .metavar = "P",
+     .help = "drop tokens below P x the top probability"},
+    {"--seed", NULL, CLI_INT, CLI_AT(chat_cli, seed), .min = 0, .max = INT64_MAX, .def = "0", .metavar = "S",
+     .help = "sampling seed (turn t uses S+t)"},
+    {"--ignore-eos", NULL, CLI_FLAG, CLI_AT(chat_cli, ignore_eos),
+     .help = "answers end only at -n or Ctrl-C (no EOS, no <｜User｜> stop)"},
+    {"--tokenizer", NULL, CLI_PATH, CLI_AT(chat_cli, tok_dir), .note = "MODEL_DIR", .metavar = "DIR",
+     .help = "tokenizer.json location"},
+    CLI_OPT_THREADS(chat_cli, threads, "worker threads"),
+};
+static int chat_run(const void *dest);
+const cli_spec cli_chat_spec = {
+    .cmd = "chat", .usage = "MODEL_DIR [--system TEXT] [--think] [options]",
+    .about = "Interactive chat in DeepSeek-V3's format; one line per user turn on stdin.\n"
+             "The answer streams to stdout; with --think the model starts in reasoning mode and\n"
+             "its reasoning streams to stderr. Ctrl-C stops the current answer; Ctrl-D or /exit\n"
+             "ends the chat; /reset forgets the conversation.",
+    CLI_ARGS(chat_args), CLI_OPTS(chat_opts), .size = sizeof(chat_cli),
+    .run = chat_run,
+};
+
+static int chat_run(const void *dest) {
+    chat_cli o = *(const chat_cli *)dest;
+    const char *dir = o.dir, *tok_dir = o.tok_dir, *system = o.system;
+    int64_t threads = o.threads, n = o.n, ctx = o.ctx, seed = o.seed, top_k = o.top_k;
+    double temp = o.temp, top_p = o.top_p, min_p = o.min_p;
+    int think = o.think, ignore_eos = o.ignore_eos;
     lm_error err;
     lm_model *m = NULL;
     if (lm_model_load(dir, &m, &err)) {

@@ -10,8 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/stop.h"
 #include "data/shards.h"
 
@@ -79,89 +79,54 @@ static int data_info(const char *dir) {
     return 0;
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lemma data CORPUS... --tokenizer DIR --out DATA_DIR [options]\n"
-            "       lemma data --info DATA_DIR\n"
-            "  Tokenises text files into uint32 token shards (train-*.bin, val-*.bin) and\n"
-            "  DATA_DIR/index.json. Each document becomes [BOS] tokens EOS.\n"
-            "  Documents: a *.jsonl file has one record per line, {\"text\": ...} or\n"
-            "  {\"segments\": [{\"text\": ..., \"loss\": true|false}, ...]} (loss only on the\n"
-            "  segments marked true: the SFT form); other files are plain text cut by --doc-sep.\n"
-            "  --tokenizer DIR      tokenizer directory (tokenizer.json) or the file itself\n"
-            "  --out DATA_DIR       output directory (created if absent)\n"
-            "  --doc-sep MODE       file: one document per file (default); line: every line;\n"
-            "                       blank: paragraphs separated by blank lines\n"
-            "  --val-fraction F     share of documents for validation, 0..0.5 (default 0.01);\n"
-            "                       chosen per document by SHA-256(seed, content)\n"
-            "  --seed S             seed of the split rule (default 0)\n"
-            "  --shard-tokens N     start a new shard after N tokens (default 16777216)\n"
-            "  --no-bos             no BOS before documents (default: BOS when the tokenizer has one)\n"
-            "  --document-windows   training windows start at a document's BOS (SFT data: every\n"
-            "                       example is seen from its prompt on)\n"
-            "  --quiet              no progress on stderr\n");
-}
-
-int cmd_data(int argc, char **argv) {
-    args a = {argc, argv, 1, "data", 0};
-    const char *tok = NULL, *out = NULL, *info = NULL, *v;
+typedef struct data_cli {
+    cli_list files;
+    const char *tok, *out, *info;
     lm_data_opts o;
-    lm_data_opts_default(&o);
-    int quiet = 0;
-    const char **files = calloc((size_t)argc, sizeof *files);
-    int nfiles = 0;
-    if (!files) return 1;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            usage(stdout);
-            free(files);
-            return 0;
-        } else if (args_opt(&a, "--tokenizer", NULL, &v)) {
-            tok = v;
-        } else if (args_opt(&a, "--out", "-o", &v)) {
-            out = v;
-        } else if (args_opt(&a, "--info", NULL, &v)) {
-            info = v;
-        } else if (args_opt(&a, "--val-fraction", NULL, &v)) {
-            args_double(&a, "--val-fraction", v, 0, 0.5, &o.val_fraction);
-        } else if (args_opt(&a, "--seed", NULL, &v)) {
-            int64_t s = 0;
-            if (!args_int(&a, "--seed", v, 0, INT64_MAX, &s)) o.seed = (uint64_t)s;
-        } else if (args_opt(&a, "--shard-tokens", NULL, &v)) {
-            args_int(&a, "--shard-tokens", v, 1, (int64_t)1 << 32, &o.shard_tokens);
-        } else if (args_opt(&a, "--doc-sep", NULL, &v)) {
-            if (v && (o.doc_sep = lm_data_doc_sep_parse(v)) < 0) {
-                fprintf(stderr, "lemma data: --doc-sep '%s': expected file, line or blank\n", v);
-                a.bad = 1;
-            }
-        } else if (args_opt(&a, "--no-bos", NULL, NULL)) {
-            o.bos = 0;
-        } else if (args_opt(&a, "--document-windows", NULL, NULL)) {
-            o.doc_windows = 1;
-        } else if (args_opt(&a, "--quiet", "-q", NULL)) {
-            quiet = 1;
-        } else if (argv[a.i][0] == '-' && argv[a.i][1]) {
-            fprintf(stderr, "lemma data: unknown option '%s'\n", argv[a.i]);
-            a.bad = 1;
-        } else {
-            files[nfiles++] = argv[a.i];
-        }
-    }
-    if (a.bad) {
-        free(files);
-        return 2;
-    }
-    if (info) {
-        free(files);
-        return data_info(info);
-    }
-    if (!nfiles || !tok || !out) {
-        fprintf(stderr, "lemma data: %s\n", !nfiles ? "no corpus files given" : !tok ? "--tokenizer DIR is required"
-                                                                                  : "--out DATA_DIR is required");
-        usage(stderr);
-        free(files);
-        return 2;
-    }
+    int quiet;
+} data_cli;
+
+static const cli_arg data_args[] = {{"CORPUS...", CLI_ARG_AT(data_cli, files), CLI_REQUIRED, .unless = "--info"}};
+static const cli_opt data_opts[] = {
+    {"--tokenizer", NULL, CLI_PATH, CLI_AT(data_cli, tok), .flags = CLI_REQUIRED, .unless = "--info", .metavar = "DIR",
+     .help = "tokenizer directory (tokenizer.json) or the file itself"},
+    {"--out", "-o", CLI_PATH, CLI_AT(data_cli, out), .flags = CLI_REQUIRED, .unless = "--info", .metavar = "DATA_DIR",
+     .help = "output directory (created if absent)"},
+    {"--doc-sep", NULL, CLI_ENUM, CLI_AT(data_cli, o.doc_sep), .choices = "file|line|blank", .flags = CLI_SHOW_FIELD,
+     .metavar = "MODE",
+     .help = "file: one document per file; line: every line;\nblank: paragraphs separated by blank lines"},
+    {"--val-fraction", NULL, CLI_REAL, CLI_AT(data_cli, o.val_fraction), .lo = 0, .hi = 0.5, .flags = CLI_SHOW_FIELD,
+     .metavar = "F", .help = "share of documents for validation, 0..0.5;\nchosen per document by SHA-256(seed, content)"},
+    {"--seed", NULL, CLI_INT, CLI_AT(data_cli, o.seed), .min = 0, .max = INT64_MAX, .flags = CLI_SHOW_FIELD,
+     .metavar = "S", .help = "seed of the split rule"},
+    {"--shard-tokens", NULL, CLI_INT, CLI_AT(data_cli, o.shard_tokens), .min = 1, .max = (int64_t)1 << 32,
+     .flags = CLI_SHOW_FIELD, .metavar = "N", .help = "start a new shard after N tokens"},
+    {"--no-bos", NULL, CLI_UNSET, CLI_AT(data_cli, o.bos),
+     .help = "no BOS before documents (default: BOS when the tokenizer has one)"},
+    {"--document-windows", NULL, CLI_FLAG, CLI_AT(data_cli, o.doc_windows),
+     .help = "training windows start at a document's BOS (SFT data: every\nexample is seen from its prompt on)"},
+    {"--quiet", "-q", CLI_FLAG, CLI_AT(data_cli, quiet), .help = "no progress on stderr"},
+    {"--info", NULL, CLI_PATH, CLI_AT(data_cli, info), .metavar = "DATA_DIR",
+     .help = "print what DATA_DIR holds instead of building"},
+};
+static int data_run(const void *dest);
+static void data_defaults(void *dest) { lm_data_opts_default(&((data_cli *)dest)->o); }
+const cli_spec cli_data_spec = {
+    .cmd = "data", .usage = "CORPUS... --tokenizer DIR --out DATA_DIR [options]\n--info DATA_DIR",
+    .about = "Tokenises text files into uint32 token shards (train-*.bin, val-*.bin) and\n"
+             "DATA_DIR/index.json. Each document becomes [BOS] tokens EOS.\n"
+             "Documents: a *.jsonl file has one record per line, {\"text\": ...} or\n"
+             "{\"segments\": [{\"text\": ..., \"loss\": true|false}, ...]} (loss only on the\n"
+             "segments marked true: the SFT form); other files are plain text cut by --doc-sep.",
+    CLI_ARGS(data_args), CLI_OPTS(data_opts), .size = sizeof(data_cli),
+    .run = data_run, .init = data_defaults,
+};
+
+static int data_run(const void *dest) {
+    data_cli c = *(const data_cli *)dest;
+    if (c.info) return data_info(c.info);
+    lm_data_opts o = c.o;
+    int quiet = c.quiet;
     progress p = {isatty(2), now_s(), 0, -1};
     if (!quiet) {
         o.progress = show_progress;
@@ -170,8 +135,8 @@ int cmd_data(int argc, char **argv) {
     lm_error err;
     o.notice = show_notice;
     lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop between documents */
-    int rc = lm_data_build(files, nfiles, tok, out, &o, &err);
-    free(files);
+    const char *tok = c.tok, *out = c.out;
+    int rc = lm_data_build(c.files.items, c.files.n, tok, out, &o, &err);
     if (rc) {
         if (p.tty && !quiet) fputc('\n', stderr);
         fprintf(stderr, "lemma data: %s\n", err.msg);

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "formats/safetensors.h"
 #include "model/config.h"
 #include "model/init.h"
@@ -20,55 +20,47 @@ static int exists(const char *dir, const char *file) {
     return stat(p, &st) == 0;
 }
 
-int cmd_init(int argc, char **argv) {
-    args a = {argc, argv, 1, "init", 0};
-    const char *cfg_path = NULL, *out = NULL, *dtype_s = NULL, *v;
-    int64_t seed = 0, threads = args_default_threads();
-    double std = 0;
-    int force = 0;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma init CONFIG.json --out DIR [--seed 0] [--dtype f32|bf16|fp8] [--std X]\n"
-                   "  Writes a Hugging Face model directory with random weights: DIR/config.json (CONFIG\n"
-                   "  verbatim; for fp8 with a quantization_config added) and DIR/model.safetensors.\n"
-                   "  Linears and embeddings ~ N(0, std), norms 1, e_score_correction_bias 0. Each value\n"
-                   "  is a pure function of (seed, tensor name, index): same seed, same bytes.\n"
-                   "  --out DIR      output directory (created if absent)\n"
-                   "  --seed S       random seed (default 0)\n"
-                   "  --dtype D      f32, bf16, or fp8 = E4M3 Linears with 128x128 block scales, BF16\n"
-                   "                 embedding/head/norms/gate as released DeepSeek-V3 (default: fp8 when\n"
-                   "                 CONFIG has an fp8 quantization_config, else f32)\n"
-                   "  --std X        standard deviation (default: CONFIG's initializer_range, else 0.02)\n"
-                   "  --threads N    worker threads (default: all cores; never changes the bytes)\n"
-                   "  --force        overwrite an existing checkpoint in DIR\n");
-            return 0;
-        } else if (args_opt(&a, "--out", "-o", &v)) {
-            out = v;
-        } else if (args_opt(&a, "--seed", NULL, &v)) {
-            args_int(&a, "--seed", v, 0, INT64_MAX, &seed);
-        } else if (args_opt(&a, "--dtype", NULL, &v)) {
-            dtype_s = v;
-        } else if (args_opt(&a, "--std", NULL, &v)) {
-            args_double(&a, "--std", v, 1e-12, 100, &std);
-        } else if (args_opt(&a, "--threads", "-t", &v)) {
-            args_int(&a, "--threads", v, 1, 1024, &threads);
-        } else if (args_opt(&a, "--force", NULL, NULL)) {
-            force = 1;
-        } else if (argv[a.i][0] == '-') {
-            fprintf(stderr, "lemma init: unknown option '%s' (see --help)\n", argv[a.i]);
-            return 2;
-        } else if (!cfg_path) {
-            cfg_path = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma init: unexpected argument '%s'\n", argv[a.i]);
-            return 2;
-        }
-    }
-    if (a.bad) return 2;
-    if (!cfg_path || !out) {
-        fprintf(stderr, "lemma init: needs CONFIG.json and --out DIR\n");
-        return 2;
-    }
+typedef struct init_cli {
+    const char *cfg_path, *out;
+    int64_t seed;
+    int dtype; /* lm_init_dtype, or -1: from CONFIG */
+    double std;
+    int threads, force;
+} init_cli;
+
+static const cli_arg init_args[] = {{"CONFIG.json", CLI_ARG_AT(init_cli, cfg_path), CLI_REQUIRED}};
+static const cli_opt init_opts[] = {
+    {"--out", "-o", CLI_PATH, CLI_AT(init_cli, out), .flags = CLI_REQUIRED, .metavar = "DIR",
+     .help = "output directory (created if absent)"},
+    {"--seed", NULL, CLI_INT, CLI_AT(init_cli, seed), .min = 0, .max = INT64_MAX, .def = "0", .metavar = "S",
+     .help = "random seed"},
+    {"--dtype", NULL, CLI_ENUM, CLI_AT(init_cli, dtype), .choices = "f32/F32|bf16/BF16|fp8/FP8/f8_e4m3",
+     .note = "fp8 when CONFIG has an fp8 quantization_config, else f32", .metavar = "D",
+     .help = "f32, bf16, or fp8 = E4M3 Linears with 128x128 block scales, BF16\n"
+             "embedding/head/norms/gate as released DeepSeek-V3"},
+    {"--std", NULL, CLI_REAL, CLI_AT(init_cli, std), .lo = 1e-12, .hi = 100, .note = "CONFIG's initializer_range, else 0.02",
+     .metavar = "X", .help = "standard deviation"},
+    CLI_OPT_THREADS(init_cli, threads, "worker threads (never changes the bytes)"),
+    {"--force", NULL, CLI_FLAG, CLI_AT(init_cli, force), .help = "overwrite an existing checkpoint in DIR"},
+};
+static int init_run(const void *dest);
+static void init_defaults(void *dest) { ((init_cli *)dest)->dtype = -1; }
+const cli_spec cli_init_spec = {
+    .cmd = "init", .usage = "CONFIG.json --out DIR [--seed 0] [--dtype f32|bf16|fp8] [--std X]",
+    .about = "Writes a Hugging Face model directory with random weights: DIR/config.json (CONFIG\n"
+             "verbatim; for fp8 with a quantization_config added) and DIR/model.safetensors.\n"
+             "Linears and embeddings ~ N(0, std), norms 1, e_score_correction_bias 0. Each value\n"
+             "is a pure function of (seed, tensor name, index): same seed, same bytes.",
+    CLI_ARGS(init_args), CLI_OPTS(init_opts), .size = sizeof(init_cli),
+    .run = init_run, .init = init_defaults,
+};
+
+static int init_run(const void *dest) {
+    init_cli c = *(const init_cli *)dest;
+    const char *cfg_path = c.cfg_path, *out = c.out;
+    int64_t seed = c.seed, threads = c.threads;
+    double std = c.std;
+    int force = c.force;
     lm_init_opts o = lm_init_opts_default();
     o.seed = (uint64_t)seed;
     o.std = std;
@@ -81,12 +73,7 @@ int cmd_init(int argc, char **argv) {
         free(text);
         return 1;
     }
-    if (!dtype_s) o.dtype = cfg.fp8_block_quant ? LM_INIT_FP8 : LM_INIT_F32;
-    else if (lm_init_dtype_parse(dtype_s, &o.dtype)) {
-        fprintf(stderr, "lemma init: --dtype '%s': expected f32, bf16 or fp8\n", dtype_s);
-        free(text);
-        return 2;
-    }
+    o.dtype = c.dtype >= 0 ? (lm_init_dtype)c.dtype : cfg.fp8_block_quant ? LM_INIT_FP8 : LM_INIT_F32;
     if (exists(out, "model.safetensors.index.json") || (!force && exists(out, "model.safetensors"))) {
         fprintf(stderr, "lemma init: %s already holds a checkpoint (%s); %s\n", out,
                 exists(out, "model.safetensors.index.json") ? "sharded" : "model.safetensors",

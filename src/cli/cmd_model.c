@@ -1,4 +1,5 @@
 /* cmd_model.c — info, logits, generate and bench on a checkpoint directory. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/rng.h"
 #include "formats/safetensors.h"
 #include "infer/generate.h"
@@ -25,17 +27,6 @@ static double peak_rss_mib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;
-}
-
-static int parse_attn(args *a, const char *v, lm_attn_mode *mode) {
-    if (v && !strcmp(v, "latent")) *mode = LM_ATTN_LATENT;
-    else if (v && !strcmp(v, "naive")) *mode = LM_ATTN_NAIVE;
-    else {
-        fprintf(stderr, "lemma %s: --attn '%s': expected latent or naive\n", a->cmd, v ? v : "");
-        a->bad = 1;
-        return -1;
-    }
-    return 0;
 }
 
 static lm_model *load_or_die(const char *cmd, const char *dir) {
@@ -93,42 +84,37 @@ static int show_scan_progress(void *ctx, uint64_t done, uint64_t total) {
     return 0;
 }
 
-int cmd_info(int argc, char **argv) {
-    args a = {argc, argv, 1, "info", 0};
-    const char *dir = NULL, *v;
-    int64_t ctx = 4096, threads = args_default_threads();
-    int check_weights = 0;
-    for (; a.i < argc; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma info MODEL_DIR [--ctx N] [--check-weights [--threads N]]\n"
-                   "  Architecture, parameters (total and active per token), tensor dtypes and the\n"
-                   "  memory a run needs: mapped weights plus the KV cache for --ctx tokens (default 4096).\n"
-                   "  --check-weights  read every tensor and fail on the first NaN or infinity (loading\n"
-                   "                   checks only norms, biases, routers and FP8 scales; the forward\n"
-                   "                   checks the logits). Progress on stderr.\n"
-                   "  --threads N      threads for --check-weights (default: all cores)\n");
-            return 0;
-        } else if (args_opt(&a, "--check-weights", NULL, NULL)) {
-            check_weights = 1;
-        } else if (args_opt(&a, "--threads", "-t", &v)) {
-            args_int(&a, "--threads", v, 1, 1024, &threads);
-        } else if (args_opt(&a, "--ctx", NULL, &v)) {
-            args_int(&a, "--ctx", v, 1, 1ll << 30, &ctx);
-        } else if (argv[a.i][0] == '-') {
-            fprintf(stderr, "lemma info: unknown option '%s'\n", argv[a.i]);
-            return 2;
-        } else if (!dir) {
-            dir = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma info: unexpected argument '%s'\n", argv[a.i]);
-            return 2;
-        }
-    }
-    if (a.bad) return 2;
-    if (!dir) {
-        fprintf(stderr, "lemma info: missing MODEL_DIR\n");
-        return 2;
-    }
+typedef struct info_cli {
+    const char *dir;
+    int64_t ctx;
+    int threads;
+    int check_weights;
+} info_cli;
+
+static const cli_arg info_args[] = {{"MODEL_DIR", CLI_ARG_AT(info_cli, dir), CLI_REQUIRED}};
+static const cli_opt info_opts[] = {
+    {"--ctx", NULL, CLI_INT, CLI_AT(info_cli, ctx), .min = 1, .max = 1ll << 30, .def = "4096", .metavar = "N",
+     .help = "tokens of KV cache counted in the memory line"},
+    {"--check-weights", NULL, CLI_FLAG, CLI_AT(info_cli, check_weights),
+     .help = "read every tensor and fail on the first NaN or infinity (loading\n"
+             "checks only norms, biases, routers and FP8 scales; the forward\n"
+             "checks the logits). Progress on stderr."},
+    CLI_OPT_THREADS(info_cli, threads, "threads for --check-weights"),
+};
+static int info_run(const void *dest);
+const cli_spec cli_info_spec = {
+    .cmd = "info", .usage = "MODEL_DIR [--ctx N] [--check-weights [--threads N]]",
+    .about = "Architecture, parameters (total and active per token), tensor dtypes and the\n"
+             "memory a run needs: mapped weights plus the KV cache for --ctx tokens.",
+    CLI_ARGS(info_args), CLI_OPTS(info_opts), .size = sizeof(info_cli),
+    .run = info_run,
+};
+
+static int info_run(const void *dest) {
+    info_cli o = *(const info_cli *)dest;
+    const char *dir = o.dir;
+    int64_t ctx = o.ctx, threads = o.threads;
+    int check_weights = o.check_weights;
     lm_model *m = load_or_die("info", dir);
     if (!m) return 1;
     const lm_config *c = &m->cfg;
@@ -195,94 +181,91 @@ int cmd_info(int argc, char **argv) {
     return rc;
 }
 
-/* ---- shared option parsing for logits / generate / bench ---- */
+/* ---- the options of logits / generate / bench ---- */
 
-typedef struct run_opts {
-    const char *dir;
-    int32_t *ids;
-    int64_t nids;
-    int64_t threads;
+typedef struct token_ids {
+    int32_t *v;
+    int64_t n;
+} token_ids;
+
+/* "1,5,9" -> ids. */
+static int parse_ids(const char *s, void *field, char *detail, size_t cap) {
+    token_ids *t = field;
+    int64_t n = 1;
+    for (const char *p = s; *p; p++) n += *p == ',';
+    if (!(t->v = malloc((size_t)n * sizeof *t->v))) return snprintf(detail, cap, "out of memory"), -1;
+    t->n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            snprintf(detail, cap, "bad id at character %lld", (long long)(p - s));
+            return -1;
+        }
+        t->v[t->n++] = (int32_t)v;
+        if (!*end) return 0;
+        p = end + 1;
+    }
+}
+
+static void free_ids(void *field) {
+    token_ids *t = field;
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
+}
+
+typedef struct run_cli {
+    const char *dir, *out, *prompt, *tok_dir;
+    token_ids ids;
+    int threads;
     lm_attn_mode attn;
     int64_t chunk;
-} run_opts;
+    int64_t n, seed, top_k, samples, ctx;  /* generate */
+    double temp, top_p, min_p;
+    int ignore_eos, no_bos;
+    cli_list stops;
+    int64_t prompt_len, gen, reps;         /* bench */
+} run_cli;
 
-/* Handles the options common to computing commands; returns 1 when argv[i]
- * was consumed. */
-static int common_opt(args *a, run_opts *o) {
-    const char *v;
-    if (args_opt(a, "--threads", "-t", &v)) {
-        args_int(a, "--threads", v, 1, 1024, &o->threads);
-        return 1;
-    }
-    if (args_opt(a, "--attn", NULL, &v)) {
-        parse_attn(a, v, &o->attn);
-        return 1;
-    }
-    if (args_opt(a, "--ids", NULL, &v)) {
-        free(o->ids);
-        o->ids = NULL;
-        args_ids(a, "--ids", v, &o->ids, &o->nids);
-        return 1;
-    }
-    if (args_opt(a, "--chunk", NULL, &v)) {
-        args_int(a, "--chunk", v, 1, 1 << 20, &o->chunk);
-        return 1;
-    }
-    return 0;
-}
+static const cli_arg run_args[] = {{"MODEL_DIR", CLI_ARG_AT(run_cli, dir), CLI_REQUIRED}};
 
-static int positional(args *a, run_opts *o) {
-    if (a->argv[a->i][0] == '-') {
-        fprintf(stderr, "lemma %s: unknown option '%s' (see --help)\n", a->cmd, a->argv[a->i]);
-        a->bad = 1;
-    } else if (!o->dir) {
-        o->dir = a->argv[a->i];
-    } else {
-        fprintf(stderr, "lemma %s: unexpected argument '%s'\n", a->cmd, a->argv[a->i]);
-        a->bad = 1;
-    }
-    return 0;
-}
-
-#define COMMON_HELP                                                                              \
-    "  --threads N    worker threads (default: all cores)\n"                                    \
-    "  --attn MODE    latent (MLA latent cache, default) or naive (expanded K/V cache)\n"        \
-    "  --chunk N      tokens per forward chunk (default 256)\n"
+#define RUN_IDS(required, text)                                                                            \
+    {"--ids", NULL, CLI_CUSTOM, CLI_AT(run_cli, ids), .expects = "comma-separated token ids", .parse = parse_ids, \
+     .release = free_ids, .metavar = "IDS", .flags = required, .help = text}
+#define RUN_COMMON(attn_default, chunk_default)                                                            \
+    CLI_OPT_THREADS(run_cli, threads, "worker threads"),                                                   \
+    {"--attn", NULL, CLI_ENUM, CLI_AT(run_cli, attn), .choices = "naive|latent", .def = attn_default,        \
+     .metavar = "MODE", .help = "latent (MLA latent cache) or naive (expanded K/V cache)"},                \
+    {"--chunk", NULL, CLI_INT, CLI_AT(run_cli, chunk), .min = 1, .max = 1 << 20, .def = chunk_default,      \
+     .metavar = "N", .help = "tokens per forward chunk"}
 
 /* ---- logits ---- */
 
-int cmd_logits(int argc, char **argv) {
-    args a = {argc, argv, 1, "logits", 0};
-    run_opts o = {.threads = args_default_threads(), .attn = LM_ATTN_NAIVE, .chunk = 256};
-    const char *out = NULL, *v;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma logits MODEL_DIR --ids 1,5,9 [--out FILE] [options]\n"
-                   "  Full-sequence forward; the logits of every position. With --out, writes raw\n"
-                   "  little-endian float32 [T, vocab], row-major; else prints argmax and top values.\n"
-                   "  The full forward uses --attn naive by default.\n" COMMON_HELP);
-            free(o.ids);
-            return 0;
-        } else if (args_opt(&a, "--out", "-o", &v)) {
-            out = v;
-        } else if (!common_opt(&a, &o)) {
-            positional(&a, &o);
-        }
-    }
-    if (!a.bad && (!o.dir || !o.ids)) {
-        fprintf(stderr, "lemma logits: needs MODEL_DIR and --ids\n");
-        a.bad = 1;
-    }
-    if (a.bad) {
-        free(o.ids);
-        return 2;
-    }
+static const cli_opt logits_opts[] = {
+    RUN_IDS(CLI_REQUIRED, "the token ids, e.g. 1,5,9"),
+    {"--out", "-o", CLI_PATH, CLI_AT(run_cli, out), .metavar = "FILE",
+     .help = "write raw little-endian float32 [T, vocab] here"},
+    RUN_COMMON("naive", "256"),
+};
+static int logits_run(const void *dest);
+const cli_spec cli_logits_spec = {
+    .cmd = "logits", .usage = "MODEL_DIR --ids 1,5,9 [--out FILE] [options]",
+    .about = "Full-sequence forward; the logits of every position. With --out, writes raw\n"
+             "little-endian float32 [T, vocab], row-major; else prints argmax and top values.",
+    CLI_ARGS(run_args), CLI_OPTS(logits_opts), .size = sizeof(run_cli),
+    .run = logits_run,
+};
+
+static int logits_run(const void *dest) {
+    run_cli o = *(const run_cli *)dest;
+    const char *out = o.out;
     lm_model *m = load_or_die("logits", o.dir);
     if (!m) {
-        free(o.ids);
         return 1;
     }
-    int64_t V = m->cfg.vocab_size, T = o.nids;
+    int64_t V = m->cfg.vocab_size, T = o.ids.n;
     lm_error err;
     int rc = 1;
     float *logits = NULL;
@@ -298,7 +281,7 @@ int cmd_logits(int argc, char **argv) {
         fprintf(stderr, "lemma logits: out of memory for %lld x %lld logits\n", (long long)T, (long long)V);
         goto done;
     }
-    if (lm_infer_forward(s, pool, o.ids, T, logits, LM_LOGITS_ALL, &err)) {
+    if (lm_infer_forward(s, pool, o.ids.v, T, logits, LM_LOGITS_ALL, &err)) {
         fprintf(stderr, "lemma logits: %s\n", err.msg);
         goto done;
     }
@@ -313,7 +296,7 @@ int cmd_logits(int argc, char **argv) {
             int top[5];
             int k = V < 5 ? (int)V : 5;
             lm_topk(logits + t * V, V, k, top);
-            printf("pos %lld id %d: argmax %d", (long long)t, o.ids[t], top[0]);
+            printf("pos %lld id %d: argmax %d", (long long)t, o.ids.v[t], top[0]);
             for (int i = 0; i < k; i++) printf(" %d:%.4f", top[i], logits[t * V + top[i]]);
             printf("\n");
         }
@@ -324,7 +307,6 @@ done:
     lm_infer_free(s);
     lm_pool_free(pool);
     lm_model_free(m);
-    free(o.ids);
     return rc;
 }
 
@@ -336,96 +318,63 @@ static int emit_stdout(void *user, const char *text, size_t len) {
     return stdout_write(text, len);
 }
 
-int cmd_generate(int argc, char **argv) {
-    args a = {argc, argv, 1, "generate", 0};
-    run_opts o = {.threads = args_default_threads(), .attn = LM_ATTN_LATENT, .chunk = 256};
+static const cli_opt generate_opts[] = {
+    RUN_IDS(0, "prompt token ids, e.g. 1,5,9"),
+    {"--prompt", "-p", CLI_STRING, CLI_AT(run_cli, prompt), .flags = CLI_NONEMPTY, .metavar = "TEXT",
+     .help = "prompt text, encoded with the model's tokenizer.json"},
+    {"--max-tokens", "-n", CLI_INT, CLI_AT(run_cli, n), .min = 1, .max = 1 << 24, .def = "32", .metavar = "N",
+     .help = "tokens to generate"},
+    {"--temperature", NULL, CLI_REAL, CLI_AT(run_cli, temp), .lo = 0, .hi = 100, .def = "0", .metavar = "T",
+     .help = "0 = greedy"},
+    {"--top-k", NULL, CLI_INT, CLI_AT(run_cli, top_k), .min = 0, .max = 1ll << 31, .def = "0", .metavar = "K",
+     .help = "keep the K most likely (0 = off)"},
+    {"--top-p", NULL, CLI_REAL, CLI_AT(run_cli, top_p), .lo = 0, .hi = 1, .def = "1", .metavar = "P",
+     .help = "nucleus mass (1 = off)"},
+    {"--min-p", NULL, CLI_REAL, CLI_AT(run_cli, min_p), .lo = 0, .hi = 1, .def = "0", .metavar = "P",
+     .help = "drop tokens below P x the top probability"},
+    {"--seed", NULL, CLI_INT, CLI_AT(run_cli, seed), .min = 0, .max = INT64_MAX, .def = "0", .metavar = "S",
+     .help = "sampling seed; same seed, same output"},
+    {"--stop", NULL, CLI_LIST, CLI_AT(run_cli, stops), .max = 16, .flags = CLI_NONEMPTY, .metavar = "STR",
+     .help = "stop before STR (repeatable, at most 16; text mode)"},
+    {"--samples", NULL, CLI_INT, CLI_AT(run_cli, samples), .min = 1, .max = 4096, .def = "1", .metavar = "K",
+     .help = "K continuations sharing the prompt's KV cache; sample k uses seed S+k"},
+    {"--tokenizer", NULL, CLI_PATH, CLI_AT(run_cli, tok_dir), .note = "MODEL_DIR", .metavar = "DIR",
+     .help = "tokenizer.json location"},
+    {"--no-bos", NULL, CLI_FLAG, CLI_AT(run_cli, no_bos), .help = "do not put BOS before the -p text"},
+    {"--ctx", NULL, CLI_INT, CLI_AT(run_cli, ctx), .min = 2, .max = 1ll << 24, .note = "prompt + n", .metavar = "N",
+     .help = "context size"},
+    {"--ignore-eos", NULL, CLI_FLAG, CLI_AT(run_cli, ignore_eos), .help = "do not stop at EOS"},
+    RUN_COMMON("latent", "256"),
+};
+static int generate_run(const void *dest);
+const cli_spec cli_generate_spec = {
+    .cmd = "generate", .usage = "MODEL_DIR (--ids 1,5,9 | -p TEXT) [-n 32] [options]",
+    .about = "KV-cached generation. With --ids, prints the generated ids (not the prompt),\n"
+             "comma-separated, on one line of stdout. With -p, encodes TEXT with the model's\n"
+             "tokenizer.json (BOS first) and streams the generated text to stdout.\n"
+             "Stops after -n tokens, at the model's EOS, or at a --stop string.",
+    CLI_ARGS(run_args), CLI_OPTS(generate_opts),
+    .one_of = (const char *const[]){"--ids|--prompt", NULL}, .size = sizeof(run_cli),
+    .run = generate_run,
+};
+
+static int generate_run(const void *dest) {
+    run_cli o = *(const run_cli *)dest;
     lm_gen_params gp = lm_gen_params_default();
-    int64_t n = 32, seed = 0, top_k = 0, samples = 1, ctx = 0;
-    double temp = 0, top_p = 1, min_p = 0;
-    int ignore_eos = 0, no_bos = 0;
-    const char *v, *prompt = NULL, *tok_dir = NULL;
-    const char *stops[16];
-    int nstop = 0;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma generate MODEL_DIR (--ids 1,5,9 | -p TEXT) [-n 32] [options]\n"
-                   "  KV-cached generation. With --ids, prints the generated ids (not the prompt),\n"
-                   "  comma-separated, on one line of stdout. With -p, encodes TEXT with the model's\n"
-                   "  tokenizer.json (BOS first) and streams the generated text to stdout.\n"
-                   "  Stops after -n tokens, at the model's EOS, or at a --stop string.\n"
-                   "  -n N             tokens to generate (default 32)\n"
-                   "  --temperature T  0 = greedy (default 0)\n"
-                   "  --top-k K        keep the K most likely (default 0 = off)\n"
-                   "  --top-p P        nucleus mass (default 1 = off)\n"
-                   "  --min-p P        drop tokens below P x the top probability (default 0)\n"
-                   "  --seed S         sampling seed (default 0); same seed, same output\n"
-                   "  --stop STR       stop before STR (repeatable, text mode)\n"
-                   "  --samples K      K continuations sharing the prompt's KV cache; sample k uses seed S+k\n"
-                   "  --tokenizer DIR  tokenizer.json location (default MODEL_DIR)\n"
-                   "  --no-bos         do not put BOS before the -p text\n"
-                   "  --ctx N          context size (default prompt + n)\n"
-                   "  --ignore-eos     do not stop at EOS\n" COMMON_HELP);
-            free(o.ids);
-            return 0;
-        } else if (args_opt(&a, "-n", NULL, &v) || args_opt(&a, "--max-tokens", NULL, &v)) {
-            args_int(&a, "-n", v, 1, 1 << 24, &n);
-        } else if (args_opt(&a, "--prompt", "-p", &v)) {
-            prompt = v;
-        } else if (args_opt(&a, "--tokenizer", NULL, &v)) {
-            tok_dir = v;
-        } else if (args_opt(&a, "--stop", NULL, &v)) {
-            if (nstop == 16 || !v || !*v) {
-                fprintf(stderr, "lemma generate: --stop needs a non-empty string (at most 16)\n");
-                a.bad = 1;
-            } else {
-                stops[nstop++] = v;
-            }
-        } else if (args_opt(&a, "--temperature", NULL, &v)) {
-            args_double(&a, "--temperature", v, 0, 100, &temp);
-        } else if (args_opt(&a, "--top-p", NULL, &v)) {
-            args_double(&a, "--top-p", v, 0, 1, &top_p);
-        } else if (args_opt(&a, "--min-p", NULL, &v)) {
-            args_double(&a, "--min-p", v, 0, 1, &min_p);
-        } else if (args_opt(&a, "--top-k", NULL, &v)) {
-            args_int(&a, "--top-k", v, 0, 1ll << 31, &top_k);
-        } else if (args_opt(&a, "--seed", NULL, &v)) {
-            args_int(&a, "--seed", v, 0, INT64_MAX, &seed);
-        } else if (args_opt(&a, "--samples", NULL, &v)) {
-            args_int(&a, "--samples", v, 1, 4096, &samples);
-        } else if (args_opt(&a, "--ctx", NULL, &v)) {
-            args_int(&a, "--ctx", v, 2, 1ll << 24, &ctx);
-        } else if (args_opt(&a, "--ignore-eos", NULL, NULL)) {
-            ignore_eos = 1;
-        } else if (args_opt(&a, "--no-bos", NULL, NULL)) {
-            no_bos = 1;
-        } else if (!common_opt(&a, &o)) {
-            positional(&a, &o);
-        }
-    }
-    if (!a.bad && (!o.dir || (!o.ids == !prompt))) {
-        fprintf(stderr, "lemma generate: needs MODEL_DIR and one of --ids or -p\n");
-        a.bad = 1;
-    }
-    if (!a.bad && prompt && !*prompt) {
-        fprintf(stderr, "lemma generate: empty prompt\n");
-        a.bad = 1;
-    }
-    if (a.bad) {
-        free(o.ids);
-        return 2;
-    }
+    int64_t n = o.n, seed = o.seed, samples = o.samples, ctx = o.ctx;
+    const char *prompt = o.prompt, *tok_dir = o.tok_dir;
     gp.max_tokens = n;
-    gp.sampling.temperature = (float)temp;
-    gp.sampling.top_k = (int)top_k;
-    gp.sampling.top_p = (float)top_p;
-    gp.sampling.min_p = (float)min_p;
+    gp.sampling.temperature = (float)o.temp;
+    gp.sampling.top_k = (int)o.top_k;
+    gp.sampling.top_p = (float)o.top_p;
+    gp.sampling.min_p = (float)o.min_p;
     gp.sampling.seed = (uint64_t)seed;
-    gp.stop = stops;
-    gp.nstop = nstop;
-    gp.stop_at_eos = !ignore_eos;
+    gp.stop = o.stops.items;
+    gp.nstop = o.stops.n;
+    gp.stop_at_eos = !o.ignore_eos;
+    int no_bos = o.no_bos;
     lm_model *m = load_or_die("generate", o.dir);
     if (!m) {
-        free(o.ids);
         return 1;
     }
     lm_error err;
@@ -452,8 +401,8 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
     } else {
-        for (int64_t i = 0; i < o.nids; i++)
-            if (lm_ids_push(&pids, o.ids[i])) goto oom;
+        for (int64_t i = 0; i < o.ids.n; i++)
+            if (lm_ids_push(&pids, o.ids.v[i])) goto oom;
     }
     if (!pids.n) {
         fprintf(stderr, "lemma generate: the prompt encodes to no tokens\n");
@@ -512,7 +461,6 @@ done:
     lm_tokenizer_free(tok);
     lm_pool_free(pool);
     lm_model_free(m);
-    free(o.ids);
     return rc;
 }
 
@@ -523,36 +471,28 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int cmd_bench(int argc, char **argv) {
-    args a = {argc, argv, 1, "bench", 0};
-    run_opts o = {.threads = args_default_threads(), .attn = LM_ATTN_LATENT, .chunk = 512};
-    int64_t prompt = 512, gen = 128, reps = 3;
-    const char *v;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            printf("usage: lemma bench MODEL_DIR [--prompt 512] [--gen 128] [--reps 3] [options]\n"
-                   "  Prints one JSON line. Timed as llama-bench does: one untimed warm-up; prefill =\n"
-                   "  one forward of --prompt random ids into an empty cache; decode = --gen single-token\n"
-                   "  steps from an empty cache, no sampling. Medians over --reps.\n" COMMON_HELP);
-            return 0;
-        } else if (args_opt(&a, "--prompt", "-p", &v)) {
-            args_int(&a, "--prompt", v, 1, 1 << 20, &prompt);
-        } else if (args_opt(&a, "--gen", "-g", &v)) {
-            args_int(&a, "--gen", v, 1, 1 << 20, &gen);
-        } else if (args_opt(&a, "--reps", "-r", &v)) {
-            args_int(&a, "--reps", v, 1, 1000, &reps);
-        } else if (!common_opt(&a, &o)) {
-            positional(&a, &o);
-        }
-    }
-    if (!a.bad && !o.dir) {
-        fprintf(stderr, "lemma bench: missing MODEL_DIR\n");
-        a.bad = 1;
-    }
-    if (a.bad) {
-        free(o.ids);
-        return 2;
-    }
+static const cli_opt bench_opts[] = {
+    {"--prompt", "-p", CLI_INT, CLI_AT(run_cli, prompt_len), .min = 1, .max = 1 << 20, .def = "512", .metavar = "N",
+     .help = "prompt tokens of the prefill"},
+    {"--gen", "-g", CLI_INT, CLI_AT(run_cli, gen), .min = 1, .max = 1 << 20, .def = "128", .metavar = "N",
+     .help = "single-token decode steps"},
+    {"--reps", "-r", CLI_INT, CLI_AT(run_cli, reps), .min = 1, .max = 1000, .def = "3", .metavar = "N",
+     .help = "repetitions; the medians are printed"},
+    RUN_COMMON("latent", "512"),
+};
+static int bench_run(const void *dest);
+const cli_spec cli_bench_spec = {
+    .cmd = "bench", .usage = "MODEL_DIR [--prompt 512] [--gen 128] [--reps 3] [options]",
+    .about = "Prints one JSON line. Timed as llama-bench does: one untimed warm-up; prefill =\n"
+             "one forward of --prompt random ids into an empty cache; decode = --gen single-token\n"
+             "steps from an empty cache, no sampling. Medians over --reps.",
+    CLI_ARGS(run_args), CLI_OPTS(bench_opts), .size = sizeof(run_cli),
+    .run = bench_run,
+};
+
+static int bench_run(const void *dest) {
+    run_cli o = *(const run_cli *)dest;
+    int64_t prompt = o.prompt_len, gen = o.gen, reps = o.reps;
     lm_model *m = load_or_die("bench", o.dir);
     if (!m) return 1;
     int64_t V = m->cfg.vocab_size, ctx = prompt > gen ? prompt : gen;

@@ -6,48 +6,35 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "formats/safetensors.h"
 #include "train/plot.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: lemma plot RUN_DIR [--out FILE.svg] [--title TEXT]\n"
-            "  Draws RUN_DIR/metrics.jsonl (one JSON object per logged step: step, loss, lr,\n"
-            "  tokens_per_s; optional val_loss, grad_norm, expert_load) as SVG: loss with\n"
-            "  validation loss, learning rate, tokens/s, gradient norm, expert-load heat strip.\n"
-            "  RUN_DIR may also be the metrics file itself.\n"
-            "  --out FILE     output file, '-' for stdout (default: RUN_DIR/plot.svg)\n"
-            "  --title TEXT   chart title (default: RUN_DIR)\n");
-}
+typedef struct plot_cli {
+    const char *run, *out, *title;
+} plot_cli;
 
-int cmd_plot(int argc, char **argv) {
-    args a = {argc, argv, 1, "plot", 0};
-    const char *run = NULL, *outp = NULL, *title = NULL, *v;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            usage(stdout);
-            return 0;
-        } else if (args_opt(&a, "--out", "-o", &v)) {
-            outp = v;
-        } else if (args_opt(&a, "--title", NULL, &v)) {
-            title = v;
-        } else if (argv[a.i][0] == '-' && argv[a.i][1]) {
-            fprintf(stderr, "lemma plot: unknown option '%s'\n", argv[a.i]);
-            a.bad = 1;
-        } else if (!run) {
-            run = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma plot: one run at a time ('%s' is extra)\n", argv[a.i]);
-            a.bad = 1;
-        }
-    }
-    if (a.bad) return 2;
-    if (!run) {
-        usage(stderr);
-        return 2;
-    }
+static const cli_arg plot_args[] = {{"RUN_DIR", CLI_ARG_AT(plot_cli, run), CLI_REQUIRED}};
+static const cli_opt plot_opts[] = {
+    {"--out", "-o", CLI_PATH, CLI_AT(plot_cli, out), .note = "RUN_DIR/plot.svg", .metavar = "FILE",
+     .help = "output file, '-' for stdout"},
+    {"--title", NULL, CLI_STRING, CLI_AT(plot_cli, title), .note = "RUN_DIR", .metavar = "TEXT", .help = "chart title"},
+};
+static int plot_run(const void *dest);
+const cli_spec cli_plot_spec = {
+    .cmd = "plot", .usage = "RUN_DIR [--out FILE.svg] [--title TEXT]",
+    .about = "Draws RUN_DIR/metrics.jsonl (one JSON object per logged step: step, loss, lr,\n"
+             "tokens_per_s; optional val_loss, grad_norm, expert_load) as SVG: loss with\n"
+             "validation loss, learning rate, tokens/s, gradient norm, expert-load heat strip.\n"
+             "RUN_DIR may also be the metrics file itself.",
+    CLI_ARGS(plot_args), CLI_OPTS(plot_opts), .size = sizeof(plot_cli),
+    .run = plot_run,
+};
+
+static int plot_run(const void *dest) {
+    plot_cli c = *(const plot_cli *)dest;
+    const char *run = c.run, *outp = c.out, *title = c.title;
     char metrics[4096], def_out[4096];
     struct stat st;
     if (stat(run, &st)) {

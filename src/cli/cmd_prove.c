@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "prove/backend.h"
 #include "prove/backend_scripted.h"
 #include "prove/jsonw.h"
@@ -88,132 +88,73 @@ static void on_progress(void *ctx, const lm_prove_phase *ph) {
     }
 }
 
-static void usage(FILE *f, int verify) {
-    if (verify)
-        fprintf(f,
-                "usage: lemma verify PROOFS.jsonl (--model DIR | --api-base URL --api-model NAME) --out DIR [options]\n"
-                "  Verifies given proofs (JSONL lines, or a JSON array, with \"question\" and \"proof\"; optional\n"
-                "  \"id\") M times each with the verification prompt, meta-verifies the verifications that\n"
-                "  report issues, and writes DIR/report.json and DIR/report.md (per-proof mean score and, where\n"
-                "  the question belongs to a synthetic domain, the checker's score and the agreement).\n"
-                "  --verifications M         verifications per proof (default 4)\n");
-    else
-        fprintf(f,
-                "usage: lemma prove PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]\n"
-                "  DeepSeekMath-V2's pipeline: N proofs per problem, M verifications per proof, meta-verification\n"
-                "  of the verifications scoring <= 0.75, then up to R rounds refining the best proofs with their\n"
-                "  verifications, until a proof passes every verification (docs/prove.md). PROBLEMS is a JSON\n"
-                "  array or JSONL of objects with \"question\" and optional \"id\".\n"
-                "  --samples N               first proofs per problem (default 8)\n"
-                "  --verifications M         verifications per proof (default 4)\n"
-                "  --rounds R                refinement rounds (default 4)\n"
-                "  --refine-top K            best proofs refined per round (default samples/4, at least 1)\n"
-                "  --refine-samples S        new proofs per refined proof (default 4)\n"
-                "  --refine-verifications V  verifications per refined proof (default M)\n");
-    fprintf(f,
-            "  --out DIR                 the run's folder: pool.jsonl (every answer, appended as it arrives),\n"
-            "                            run.json, report.json, report.md; rerun the same command to continue\n"
-            "  --model DIR               answer with the local engine (an HF model directory)\n"
-            "  --api-base URL            answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)\n"
-            "  --api-model NAME          the endpoint's model name\n"
-            "  --api-key-env VAR         environment variable holding the API key (default OPENAI_API_KEY;\n"
-            "                            sent only when set)\n"
-            "  --parallel K              requests in flight to the endpoint (default 8)\n"
-            "  --timeout S               seconds per request attempt (default 600)\n"
-            "  --threads N               local engine threads (default: all cores)\n"
-            "  --templates FILE          prompt templates (default: lemma's own, templates/lemma.json)\n"
-            "  --max-tokens T            completion tokens per answer (default 4096)\n"
-            "  --temperature X           (default 1.0)\n"
-            "  --top-p P                 (default 0.95)\n"
-            "  --seed S                  base of every request's seed (default 1)\n"
-            "  --no-meta                 no meta-verification\n"
-            "  --quiet                   phase lines only, no live progress\n");
-}
-
 typedef struct cli {
     int verify;
     const char *input, *out, *templates_path, *model, *api_base, *api_model, *api_key_env, *script;
-    int64_t parallel, threads;
+    int parallel, threads;
     double timeout;
     lm_prove_opts o;
     int quiet;
 } cli;
 
-static int parse(cli *c, int argc, char **argv) {
-    const char *cmd = c->verify ? "verify" : "prove";
-    args a = {argc, argv, 1, cmd, 0};
-    const char *v;
-    int64_t x;
-    lm_prove_opts_default(&c->o);
-    c->o.refine_top = c->o.refine_samples = c->o.refine_verifications = 0; /* completed from the others below */
-    c->parallel = 8;
-    c->threads = args_default_threads();
-    c->timeout = 600;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            usage(stdout, c->verify);
-            exit(0);
-        } else if (args_opt(&a, "--out", "-o", &v)) c->out = v;
-        else if (args_opt(&a, "--templates", NULL, &v)) c->templates_path = v;
-        else if (args_opt(&a, "--model", NULL, &v)) c->model = v;
-        else if (args_opt(&a, "--api-base", NULL, &v)) c->api_base = v;
-        else if (args_opt(&a, "--api-model", NULL, &v)) c->api_model = v;
-        else if (args_opt(&a, "--api-key-env", NULL, &v)) c->api_key_env = v;
-        else if (args_opt(&a, "--backend-script", NULL, &v)) c->script = v; /* tests */
-        else if (args_opt(&a, "--parallel", NULL, &v)) args_int(&a, "--parallel", v, 1, 4096, &c->parallel);
-        else if (args_opt(&a, "--threads", "-t", &v)) args_int(&a, "--threads", v, 1, 1024, &c->threads);
-        else if (args_opt(&a, "--timeout", NULL, &v)) args_double(&a, "--timeout", v, 0.001, 1e6, &c->timeout);
-        else if (!c->verify && args_opt(&a, "--samples", NULL, &v)) {
-            if (!args_int(&a, "--samples", v, 1, 100000, &x)) c->o.samples = (int)x;
-        } else if (args_opt(&a, "--verifications", NULL, &v)) {
-            if (!args_int(&a, "--verifications", v, 1, 100000, &x)) c->o.verifications = (int)x;
-        } else if (!c->verify && args_opt(&a, "--rounds", NULL, &v)) {
-            if (!args_int(&a, "--rounds", v, 0, 10000, &x)) c->o.rounds = (int)x;
-        } else if (!c->verify && args_opt(&a, "--refine-top", NULL, &v)) {
-            if (!args_int(&a, "--refine-top", v, 1, 100000, &x)) c->o.refine_top = (int)x;
-        } else if (!c->verify && args_opt(&a, "--refine-samples", NULL, &v)) {
-            if (!args_int(&a, "--refine-samples", v, 1, 100000, &x)) c->o.refine_samples = (int)x;
-        } else if (!c->verify && args_opt(&a, "--refine-verifications", NULL, &v)) {
-            if (!args_int(&a, "--refine-verifications", v, 1, 100000, &x)) c->o.refine_verifications = (int)x;
-        } else if (args_opt(&a, "--max-tokens", NULL, &v)) {
-            args_int(&a, "--max-tokens", v, 1, (int64_t)1 << 40, &c->o.max_tokens);
-        } else if (args_opt(&a, "--temperature", NULL, &v)) {
-            args_double(&a, "--temperature", v, 0, 100, &c->o.temperature);
-        } else if (args_opt(&a, "--top-p", NULL, &v)) {
-            args_double(&a, "--top-p", v, 0, 1, &c->o.top_p);
-        } else if (args_opt(&a, "--seed", NULL, &v)) {
-            if (!args_int(&a, "--seed", v, 0, INT64_MAX, &x)) c->o.seed = (uint64_t)x;
-        } else if (args_opt(&a, "--no-meta", NULL, NULL)) c->o.meta = 0;
-        else if (args_opt(&a, "--quiet", "-q", NULL)) c->quiet = 1;
-        else if (argv[a.i][0] == '-' && argv[a.i][1]) {
-            fprintf(stderr, "lemma %s: unknown option '%s' (lemma %s --help lists them)\n", cmd, argv[a.i], cmd);
-            a.bad = 1;
-        } else if (!c->input) c->input = argv[a.i];
-        else {
-            fprintf(stderr, "lemma %s: one %s file at a time ('%s' is extra)\n", cmd, c->verify ? "proofs" : "problems",
-                    argv[a.i]);
-            a.bad = 1;
-        }
-    }
-    if (a.bad) return -1;
-    if (!c->input) {
-        usage(stderr, c->verify);
-        return -1;
-    }
-    int backends = !!c->model + !!c->api_base + !!c->script;
-    const char *err = NULL;
-    if (!c->out) err = "--out DIR is required (the run's folder; rerunning the same command continues it)";
-    else if (backends == 0) err = "choose a backend: --model DIR or --api-base URL --api-model NAME";
-    else if (backends > 1) err = "--model and --api-base are alternatives: give one";
-    else if (c->api_base && !c->api_model) err = "--api-base needs --api-model NAME";
-    else if (!c->api_base && (c->api_model || c->api_key_env)) err = "--api-model and --api-key-env go with --api-base";
-    if (err) {
-        fprintf(stderr, "lemma %s: %s\n", cmd, err);
-        return -1;
-    }
-    lm_prove_opts_complete(&c->o);
-    return 0;
-}
+static const cli_arg prove_args[] = {{"PROBLEMS", CLI_ARG_AT(cli, input), CLI_REQUIRED}};
+static const cli_arg verify_args[] = {{"PROOFS.jsonl", CLI_ARG_AT(cli, input), CLI_REQUIRED}};
+
+#define COUNT_OPT(name, field, lo, var, text)                                                              \
+    {name, NULL, CLI_INT, CLI_AT(cli, o.field), .min = lo, .max = 100000, .flags = CLI_SHOW_FIELD, .metavar = var, \
+     .help = text}
+#define REFINE_OPT(name, field, var, text, default_note)                                                   \
+    {name, NULL, CLI_INT, CLI_AT(cli, o.field), .min = 1, .max = 100000, .note = default_note, .metavar = var, \
+     .help = text}
+/* The options of both commands; the defaults shown are lm_prove_opts_default's. */
+#define SHARED_OPTS                                                                                         \
+    {"--out", "-o", CLI_PATH, CLI_AT(cli, out), .flags = CLI_REQUIRED, .metavar = "DIR",                      \
+     .help = "the run's folder: pool.jsonl (every answer, appended as it arrives),\n"                        \
+             "run.json, report.json, report.md; rerun the same command to continue"},                        \
+    {"--model", NULL, CLI_PATH, CLI_AT(cli, model), .metavar = "DIR",                                         \
+     .help = "answer with the local engine (an HF model directory)"},                                        \
+    {"--api-base", NULL, CLI_STRING, CLI_AT(cli, api_base), .needs = "--api-model", .metavar = "URL",         \
+     .help = "answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)"},                        \
+    {"--api-model", NULL, CLI_STRING, CLI_AT(cli, api_model), .needs = "--api-base", .metavar = "NAME",       \
+     .help = "the endpoint's model name"},                                                                   \
+    {"--api-key-env", NULL, CLI_STRING, CLI_AT(cli, api_key_env), .needs = "--api-base",                     \
+     .note = "OPENAI_API_KEY; sent only when set", .metavar = "VAR",                                         \
+     .help = "environment variable holding the API key"},                                                    \
+    {"--backend-script", NULL, CLI_PATH, CLI_AT(cli, script), .flags = CLI_HIDDEN, .metavar = "FILE",        \
+     .help = "answers from a script (tests)"},                                                               \
+    {"--parallel", NULL, CLI_INT, CLI_AT(cli, parallel), .min = 1, .max = 4096, .def = "8", .metavar = "K",  \
+     .help = "requests in flight to the endpoint"},                                                          \
+    {"--timeout", NULL, CLI_REAL, CLI_AT(cli, timeout), .lo = 0.001, .hi = 1e6, .def = "600", .metavar = "S", \
+     .help = "seconds per request attempt"},                                                                 \
+    CLI_OPT_THREADS(cli, threads, "local engine threads"),                                                   \
+    {"--templates", NULL, CLI_PATH, CLI_AT(cli, templates_path), .note = "lemma's own, templates/lemma.json", \
+     .metavar = "FILE", .help = "prompt templates"},                                                         \
+    {"--max-tokens", NULL, CLI_INT, CLI_AT(cli, o.max_tokens), .min = 1, .max = (int64_t)1 << 40,             \
+     .flags = CLI_SHOW_FIELD, .metavar = "T", .help = "completion tokens per answer"},                       \
+    {"--temperature", NULL, CLI_REAL, CLI_AT(cli, o.temperature), .lo = 0, .hi = 100, .flags = CLI_SHOW_FIELD, \
+     .metavar = "X", .help = "sampling temperature"},                                                        \
+    {"--top-p", NULL, CLI_REAL, CLI_AT(cli, o.top_p), .lo = 0, .hi = 1, .flags = CLI_SHOW_FIELD, .metavar = "P", \
+     .help = "nucleus mass"},                                                                                \
+    {"--seed", NULL, CLI_INT, CLI_AT(cli, o.seed), .min = 0, .max = INT64_MAX, .flags = CLI_SHOW_FIELD,       \
+     .metavar = "S", .help = "base of every request's seed"},                                                \
+    {"--no-meta", NULL, CLI_UNSET, CLI_AT(cli, o.meta), .help = "no meta-verification"},                     \
+    {"--quiet", "-q", CLI_FLAG, CLI_AT(cli, quiet), .help = "phase lines only, no live progress"}
+
+static const cli_opt prove_opts[] = {
+    COUNT_OPT("--samples", samples, 1, "N", "first proofs per problem"),
+    COUNT_OPT("--verifications", verifications, 1, "M", "verifications per proof"),
+    {"--rounds", NULL, CLI_INT, CLI_AT(cli, o.rounds), .min = 0, .max = 10000, .flags = CLI_SHOW_FIELD,
+     .metavar = "R", .help = "refinement rounds"},
+    REFINE_OPT("--refine-top", refine_top, "K", "best proofs refined per round", "samples/4, at least 1"),
+    REFINE_OPT("--refine-samples", refine_samples, "S", "new proofs per refined proof", "4"),
+    REFINE_OPT("--refine-verifications", refine_verifications, "V", "verifications per refined proof", "M"),
+    SHARED_OPTS,
+};
+static const cli_opt verify_opts[] = {
+    COUNT_OPT("--verifications", verifications, 1, "M", "verifications per proof"),
+    SHARED_OPTS,
+};
+static const char *const one_backend[] = {"--model|--api-base|--backend-script", NULL};
 
 /* run.json: the arguments that decide the answers (keys named like the
  * options). Paths are informative; the files' contents are compared. */
@@ -281,12 +222,11 @@ static void print_settings(const cli *c, const lm_problem_set *ps, int loaded) {
             c->model ? c->model : c->api_base ? c->api_base : c->script, "");
 }
 
-static int run(int argc, char **argv, int verify) {
-    cli c;
-    memset(&c, 0, sizeof c);
-    c.verify = verify;
+static int prove_run(const void *dest) {
+    cli c = *(const cli *)dest;
+    int verify = c.verify;
     const char *cmd = verify ? "verify" : "prove";
-    if (parse(&c, argc, argv)) return 2;
+    lm_prove_opts_complete(&c.o);
     /* Before anything else: a Ctrl-C while the folder is being opened must
      * stop the run too (background jobs start with SIGINT ignored). */
     struct sigaction sa;
@@ -368,5 +308,32 @@ done:
     return rc;
 }
 
-int cmd_prove(int argc, char **argv) { return run(argc, argv, 0); }
-int cmd_verify(int argc, char **argv) { return run(argc, argv, 1); }
+static void prove_defaults(void *dest) {
+    cli *c = dest;
+    lm_prove_opts_default(&c->o);
+    c->o.refine_top = c->o.refine_samples = c->o.refine_verifications = 0; /* completed from the others */
+}
+
+static void verify_defaults(void *dest) {
+    prove_defaults(dest);
+    ((cli *)dest)->verify = 1;
+}
+
+const cli_spec cli_prove_spec = {
+    .cmd = "prove", .usage = "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]",
+    .about = "DeepSeekMath-V2's pipeline: N proofs per problem, M verifications per proof, meta-verification\n"
+             "of the verifications scoring <= 0.75, then up to R rounds refining the best proofs with their\n"
+             "verifications, until a proof passes every verification (docs/prove.md). PROBLEMS is a JSON\n"
+             "array or JSONL of objects with \"question\" and optional \"id\".",
+    CLI_ARGS(prove_args), CLI_OPTS(prove_opts), .one_of = one_backend, .size = sizeof(cli),
+    .run = prove_run, .init = prove_defaults,
+};
+const cli_spec cli_verify_spec = {
+    .cmd = "verify", .usage = "PROOFS.jsonl (--model DIR | --api-base URL --api-model NAME) --out DIR [options]",
+    .about = "Verifies given proofs (JSONL lines, or a JSON array, with \"question\" and \"proof\"; optional\n"
+             "\"id\") M times each with the verification prompt, meta-verifies the verifications that\n"
+             "report issues, and writes DIR/report.json and DIR/report.md (per-proof mean score and, where\n"
+             "the question belongs to a synthetic domain, the checker's score and the agreement).",
+    CLI_ARGS(verify_args), CLI_OPTS(verify_opts), .one_of = one_backend, .size = sizeof(cli),
+    .run = prove_run, .init = verify_defaults,
+};

@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/args.h"
 #include "prove/jsonw.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/rng.h"
 #include "formats/json.h"
 #include "tasks/tasks.h"
@@ -251,7 +251,19 @@ static json_doc *record_parse(const reader *r, const char *cmd, const json_value
 
 /* ---- lemma tasks list ----------------------------------------------------- */
 
-static int tasks_list(void) {
+typedef struct list_cli {
+    int unused;
+} list_cli;
+
+static int list_run(const void *dest);
+const cli_spec cli_tasks_list_spec = {
+    .cmd = "tasks list", .usage = "",
+    .about = "The domains: name, summary, what difficulty changes, an example question\n(seed 1, difficulty 1).",
+    .size = sizeof(list_cli), .run = list_run,
+};
+
+static int list_run(const void *dest) {
+    (void)dest;
     for (int i = 0; i < lm_task_count(); i++) {
         const lm_task_domain *d = lm_task_domain_at(i);
         lm_text q = {0}, p = {0};
@@ -271,24 +283,13 @@ static int tasks_list(void) {
 
 /* ---- lemma tasks gen ------------------------------------------------------ */
 
-static void gen_usage(FILE *f) {
-    fprintf(f,
-            "usage: lemma tasks gen (all|DOMAIN[,DOMAIN...]) --n N --out FILE [--seed S]\n"
-            "                       [--difficulty D | --difficulty LO..HI] [--force]\n"
-            "  N problems with their reference proofs, one JSON object per line:\n"
-            "  {\"id\", \"domain\", \"difficulty\", \"seed\", \"question\", \"proof\"}. Problem i goes to\n"
-            "  the (i mod k)-th of the k domains named (all: every domain of 'lemma tasks list');\n"
-            "  its seed is a 53-bit number drawn from (S, i), its difficulty cycles through\n"
-            "  LO..HI per domain. Same arguments, same bytes.\n"
-            "  --n N             number of problems (0..100000000)\n"
-            "  --out FILE        output JSONL, written atomically; - for stdout\n"
-            "  --seed S          seed of the set (default 0)\n"
-            "  --difficulty D    1..5, or a range LO..HI (default 1..5)\n"
-            "  --force           overwrite FILE if it exists\n");
-}
-
 /* "3" or "2..4" within 1..5. */
-static int parse_difficulty(const char *s, int *lo, int *hi) {
+typedef struct difficulty {
+    int lo, hi;
+} difficulty;
+
+static int parse_difficulty(const char *s, void *field, char *detail, size_t cap) {
+    difficulty *d = field;
     char *end;
     long a = strtol(s, &end, 10), b = a;
     if (end == s) return -1;
@@ -298,50 +299,47 @@ static int parse_difficulty(const char *s, int *lo, int *hi) {
         if (end == t) return -1;
     }
     if (*end || a < 1 || b > 5 || a > b) return -1;
-    *lo = (int)a;
-    *hi = (int)b;
+    d->lo = (int)a;
+    d->hi = (int)b;
     return 0;
 }
 
-static int tasks_gen(int argc, char **argv) {
-    args a = {argc, argv, 1, "tasks gen", 0};
-    const char *which = NULL, *out = NULL, *v;
-    int64_t seed = 0, n = -1;
-    int lo = 1, hi = 5, force = 0;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            gen_usage(stdout);
-            return 0;
-        } else if (args_opt(&a, "--seed", NULL, &v)) {
-            args_int(&a, "--seed", v, 0, INT64_MAX, &seed);
-        } else if (args_opt(&a, "--n", "-n", &v)) {
-            args_int(&a, "--n", v, 0, 100000000, &n);
-        } else if (args_opt(&a, "--out", "-o", &v)) {
-            out = v;
-        } else if (args_opt(&a, "--difficulty", NULL, &v)) {
-            if (v && parse_difficulty(v, &lo, &hi)) {
-                fprintf(stderr, "lemma tasks gen: --difficulty '%s': expected 1..5 or a range LO..HI within 1..5\n", v);
-                a.bad = 1;
-            }
-        } else if (args_opt(&a, "--force", NULL, NULL)) {
-            force = 1;
-        } else if (argv[a.i][0] == '-' && argv[a.i][1]) {
-            fprintf(stderr, "lemma tasks gen: unknown option '%s' (see --help)\n", argv[a.i]);
-            return 2;
-        } else if (!which) {
-            which = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma tasks gen: unexpected argument '%s'\n", argv[a.i]);
-            return 2;
-        }
-    }
-    if (a.bad) return 2;
-    if (!which || n < 0 || !out) {
-        fprintf(stderr, "lemma tasks gen: %s\n", !which ? "name the domains (all, or DOMAIN[,DOMAIN...])"
-                                               : n < 0 ? "--n N is required" : "--out FILE is required");
-        gen_usage(stderr);
-        return 2;
-    }
+typedef struct gen_cli {
+    const char *which, *out;
+    int64_t seed, n;
+    difficulty diff;
+    int force;
+} gen_cli;
+
+static const cli_arg gen_args[] = {{"DOMAINS", CLI_ARG_AT(gen_cli, which), CLI_REQUIRED}};
+static const cli_opt gen_opts[] = {
+    {"--n", "-n", CLI_INT, CLI_AT(gen_cli, n), .min = 0, .max = 100000000, .flags = CLI_REQUIRED, .metavar = "N",
+     .help = "number of problems"},
+    {"--out", "-o", CLI_PATH, CLI_AT(gen_cli, out), .flags = CLI_REQUIRED, .metavar = "FILE",
+     .help = "output JSONL, written atomically; - for stdout"},
+    {"--seed", NULL, CLI_INT, CLI_AT(gen_cli, seed), .min = 0, .max = INT64_MAX, .def = "0", .metavar = "S",
+     .help = "seed of the set"},
+    {"--difficulty", NULL, CLI_CUSTOM, CLI_AT(gen_cli, diff), .parse = parse_difficulty,
+     .expects = "1..5 or a range LO..HI within 1..5", .def = "1..5", .metavar = "D", .help = "1..5, or a range LO..HI"},
+    {"--force", NULL, CLI_FLAG, CLI_AT(gen_cli, force), .help = "overwrite FILE if it exists"},
+};
+static int gen_run(const void *dest);
+const cli_spec cli_tasks_gen_spec = {
+    .cmd = "tasks gen", .usage = "(all|DOMAIN[,DOMAIN...]) --n N --out FILE [--seed S] [--difficulty D|LO..HI] [--force]",
+    .about = "N problems with their reference proofs, one JSON object per line:\n"
+             "{\"id\", \"domain\", \"difficulty\", \"seed\", \"question\", \"proof\"}. Problem i goes to\n"
+             "the (i mod k)-th of the k domains named (all: every domain of 'lemma tasks list');\n"
+             "its seed is a 53-bit number drawn from (S, i), its difficulty cycles through\n"
+             "LO..HI per domain. Same arguments, same bytes.",
+    CLI_ARGS(gen_args), CLI_OPTS(gen_opts), .size = sizeof(gen_cli),
+    .run = gen_run,
+};
+
+static int gen_run(const void *dest) {
+    gen_cli c = *(const gen_cli *)dest;
+    const char *which = c.which, *out = c.out;
+    int64_t seed = c.seed, n = c.n;
+    int lo = c.diff.lo, hi = c.diff.hi, force = c.force;
     const lm_task_domain *doms[64];
     int k = 0;
     if (!strcmp(which, "all")) {
@@ -406,50 +404,37 @@ static int tasks_gen(int argc, char **argv) {
 
 /* ---- lemma tasks corrupt -------------------------------------------------- */
 
-static void corrupt_usage(FILE *f) {
-    fprintf(f,
-            "usage: lemma tasks corrupt FILE --out FILE [--seed S] [--force]\n"
-            "  For every record of FILE (JSONL with \"question\" and a correct \"proof\", as\n"
-            "  'lemma tasks gen' writes), a flawed proof of a kind drawn from (S, record\n"
-            "  index): the record's fields with \"proof\" replaced, \"id\" suffixed with\n"
-            "  \"-corrupt\", and \"label\" (the score the checker gives: 0 or 0.5),\n"
-            "  \"error_kind\", \"error_step\" and \"original_id\" added. FILE - is stdin.\n"
-            "  --out FILE        output JSONL, written atomically; - for stdout\n"
-            "  --seed S          seed (default 0)\n"
-            "  --force           overwrite the output if it exists\n");
-}
+typedef struct corrupt_cli {
+    const char *in, *out;
+    int64_t seed;
+    int force;
+} corrupt_cli;
 
-static int tasks_corrupt(int argc, char **argv) {
-    args a = {argc, argv, 1, "tasks corrupt", 0};
-    const char *in = NULL, *out = NULL, *v;
-    int64_t seed = 0;
-    int force = 0;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            corrupt_usage(stdout);
-            return 0;
-        } else if (args_opt(&a, "--seed", NULL, &v)) {
-            args_int(&a, "--seed", v, 0, INT64_MAX, &seed);
-        } else if (args_opt(&a, "--out", "-o", &v)) {
-            out = v;
-        } else if (args_opt(&a, "--force", NULL, NULL)) {
-            force = 1;
-        } else if (argv[a.i][0] == '-' && argv[a.i][1]) {
-            fprintf(stderr, "lemma tasks corrupt: unknown option '%s' (see --help)\n", argv[a.i]);
-            return 2;
-        } else if (!in) {
-            in = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma tasks corrupt: unexpected argument '%s'\n", argv[a.i]);
-            return 2;
-        }
-    }
-    if (a.bad) return 2;
-    if (!in || !out) {
-        fprintf(stderr, "lemma tasks corrupt: %s\n", !in ? "name the input FILE" : "--out FILE is required");
-        corrupt_usage(stderr);
-        return 2;
-    }
+static const cli_arg corrupt_args[] = {{"FILE", CLI_ARG_AT(corrupt_cli, in), CLI_REQUIRED}};
+static const cli_opt corrupt_opts[] = {
+    {"--out", "-o", CLI_PATH, CLI_AT(corrupt_cli, out), .flags = CLI_REQUIRED, .metavar = "FILE",
+     .help = "output JSONL, written atomically; - for stdout"},
+    {"--seed", NULL, CLI_INT, CLI_AT(corrupt_cli, seed), .min = 0, .max = INT64_MAX, .def = "0", .metavar = "S",
+     .help = "seed"},
+    {"--force", NULL, CLI_FLAG, CLI_AT(corrupt_cli, force), .help = "overwrite the output if it exists"},
+};
+static int corrupt_run(const void *dest);
+const cli_spec cli_tasks_corrupt_spec = {
+    .cmd = "tasks corrupt", .usage = "FILE --out FILE [--seed S] [--force]",
+    .about = "For every record of FILE (JSONL with \"question\" and a correct \"proof\", as\n"
+             "'lemma tasks gen' writes), a flawed proof of a kind drawn from (S, record\n"
+             "index): the record's fields with \"proof\" replaced, \"id\" suffixed with\n"
+             "\"-corrupt\", and \"label\" (the score the checker gives: 0 or 0.5),\n"
+             "\"error_kind\", \"error_step\" and \"original_id\" added. FILE - is stdin.",
+    CLI_ARGS(corrupt_args), CLI_OPTS(corrupt_opts), .size = sizeof(corrupt_cli),
+    .run = corrupt_run,
+};
+
+static int corrupt_run(const void *dest) {
+    corrupt_cli c = *(const corrupt_cli *)dest;
+    const char *in = c.in, *out = c.out;
+    int64_t seed = c.seed;
+    int force = c.force;
     reader r;
     if (reader_open(&r, in, "tasks corrupt")) return 1;
     sink s;
@@ -529,83 +514,49 @@ static int tasks_corrupt(int argc, char **argv) {
 
 /* ---- lemma tasks ---------------------------------------------------------- */
 
-static void tasks_usage(FILE *f) {
-    fprintf(f, "usage: lemma tasks list\n"
-               "       lemma tasks gen (all|DOMAIN[,DOMAIN...]) --n N --out FILE [--seed S] [--difficulty D|LO..HI]\n"
-               "       lemma tasks corrupt FILE --out FILE [--seed S]\n"
-               "  Synthetic theorem domains with exact checkers (docs/tasks.md): list them, write\n"
-               "  problem sets with reference proofs, or flawed proofs with known scores.\n"
-               "  'lemma tasks <sub> --help' describes each; 'lemma check FILE' scores answers.\n");
-}
+static const cli_sub tasks_subs[] = {
+    {"list", &cli_tasks_list_spec},
+    {"gen", &cli_tasks_gen_spec},
+    {"corrupt", &cli_tasks_corrupt_spec},
+};
 
 int cmd_tasks(int argc, char **argv) {
-    if (argc < 2) {
-        tasks_usage(stderr);
-        return 2;
-    }
-    const char *sub = argv[1];
-    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
-        tasks_usage(stdout);
-        return 0;
-    }
-    if (!strcmp(sub, "list")) {
-        if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-            printf("usage: lemma tasks list\n  The domains: name, summary, what difficulty changes, an example question\n"
-                   "  (seed 1, difficulty 1).\n");
-            return 0;
-        }
-        if (argc > 2) {
-            fprintf(stderr, "lemma tasks list: unexpected argument '%s'\n", argv[2]);
-            return 2;
-        }
-        return tasks_list();
-    }
-    if (!strcmp(sub, "gen")) return tasks_gen(argc - 1, argv + 1);
-    if (!strcmp(sub, "corrupt")) return tasks_corrupt(argc - 1, argv + 1);
-    fprintf(stderr, "lemma tasks: unknown subcommand '%s' (list, gen, corrupt)\n", sub);
-    return 2;
+    return cli_dispatch("tasks",
+                        "Synthetic theorem domains with exact checkers (docs/tasks.md): list them, write\n"
+                        "problem sets with reference proofs, or flawed proofs with known scores.\n"
+                        "'lemma check FILE' scores answers.",
+                        tasks_subs, CLI_COUNT(tasks_subs), argc, argv);
 }
 
 /* ---- lemma check ---------------------------------------------------------- */
 
-static void check_usage(FILE *f) {
-    fprintf(f, "usage: lemma check FILE [--quiet]\n"
-               "  Scores answers exactly: FILE is JSONL whose records carry \"question\" and \"proof\"\n"
-               "  (the output of 'lemma tasks gen' or 'lemma tasks corrupt'; other fields are\n"
-               "  ignored, blank lines skipped; - for stdin). Prints one JSON object per record:\n"
-               "  {\"line\", \"id\" (when the record has one), \"domain\", \"score\" (0, 0.5 or 1) and,\n"
-               "  below 1, \"error\": {\"step\", \"kind\", \"message\"}}, and a summary on stderr.\n"
-               "  Exits 0 when every record was judged, whatever the scores; a record that is\n"
-               "  not JSON, lacks a field or has a question of no domain stops it with file:line.\n"
-               "  --quiet    no summary\n");
-}
+typedef struct check_cli {
+    const char *in;
+    int quiet;
+} check_cli;
 
-int cmd_check(int argc, char **argv) {
-    args a = {argc, argv, 1, "check", 0};
-    const char *in = NULL;
-    int quiet = 0;
-    for (; a.i < argc && !a.bad; a.i++) {
-        if (args_opt(&a, "--help", "-h", NULL)) {
-            check_usage(stdout);
-            return 0;
-        } else if (args_opt(&a, "--quiet", "-q", NULL)) {
-            quiet = 1;
-        } else if (argv[a.i][0] == '-' && argv[a.i][1]) {
-            fprintf(stderr, "lemma check: unknown option '%s' (see --help)\n", argv[a.i]);
-            return 2;
-        } else if (!in) {
-            in = argv[a.i];
-        } else {
-            fprintf(stderr, "lemma check: unexpected argument '%s'\n", argv[a.i]);
-            return 2;
-        }
-    }
-    if (a.bad) return 2;
-    if (!in) {
-        fprintf(stderr, "lemma check: name the FILE to check (- for stdin)\n");
-        check_usage(stderr);
-        return 2;
-    }
+static const cli_arg check_args[] = {{"FILE", CLI_ARG_AT(check_cli, in), CLI_REQUIRED}};
+static const cli_opt check_opts[] = {
+    {"--quiet", "-q", CLI_FLAG, CLI_AT(check_cli, quiet), .help = "no summary"},
+};
+static int check_run(const void *dest);
+const cli_spec cli_check_spec = {
+    .cmd = "check", .usage = "FILE [--quiet]",
+    .about = "Scores answers exactly: FILE is JSONL whose records carry \"question\" and \"proof\"\n"
+             "(the output of 'lemma tasks gen' or 'lemma tasks corrupt'; other fields are\n"
+             "ignored, blank lines skipped; - for stdin). Prints one JSON object per record:\n"
+             "{\"line\", \"id\" (when the record has one), \"domain\", \"score\" (0, 0.5 or 1) and,\n"
+             "below 1, \"error\": {\"step\", \"kind\", \"message\"}}, and a summary on stderr.\n"
+             "Exits 0 when every record was judged, whatever the scores; a record that is\n"
+             "not JSON, lacks a field or has a question of no domain stops it with file:line.",
+    CLI_ARGS(check_args), CLI_OPTS(check_opts), .size = sizeof(check_cli),
+    .run = check_run,
+};
+
+static int check_run(const void *dest) {
+    check_cli c = *(const check_cli *)dest;
+    const char *in = c.in;
+    int quiet = c.quiet;
     reader r;
     if (reader_open(&r, in, "check")) return 1;
     sink s = {stdout, "-", {0}};

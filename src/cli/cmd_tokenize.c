@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/stop.h"
 #include "formats/json.h"
 #include "tokenizer/tokenizer.h"
@@ -235,53 +236,44 @@ static int run_bench(const lm_tokenizer *tok, const char *in, size_t n, int flag
     return 0;
 }
 
-static void tokenize_usage(FILE *f) {
-    fprintf(f,
-            "usage: lemma tokenize DIR_OR_TOKENIZER_JSON [TEXT] [options]\n"
-            "  TEXT               text to encode (or use --file / --jsonl)\n"
-            "  --file F           encode the contents of F ('-' = stdin)\n"
-            "  --jsonl F          one JSON object per line with \"text\" (or \"bytes_hex\" for raw bytes);\n"
-            "                     writes {\"ids\":[...]} per line, {\"error\":\"...\"} for a bad line\n"
-            "  --pieces           one line per token: id, then its bytes\n"
-            "  --no-special       encode added/special token text as plain text (default: match them)\n"
-            "  --bos              prepend the BOS id\n"
-            "  --count            print only the number of tokens\n"
-            "  --bench N          encode N times (one thread); print JSON with CPU-time MB/s (median),\n"
-            "                     tokens, load time and peak memory instead of the ids\n"
-            "Output (default): the ids, comma-separated, on one line.\n");
-}
+typedef struct tokenize_cli {
+    const char *dir, *text, *file, *jsonl;
+    int pieces, no_special, bos, count, bench;
+} tokenize_cli;
 
-int cmd_tokenize(int argc, char **argv) {
-    const char *dir = NULL, *text = NULL, *file = NULL, *jsonl = NULL;
-    int pieces = 0, flags = LM_TOK_SPECIAL, bos = 0, count = 0, bench = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { tokenize_usage(stdout); return 0; }
-        else if (!strcmp(a, "--pieces")) pieces = 1;
-        else if (!strcmp(a, "--no-special")) flags &= ~LM_TOK_SPECIAL;
-        else if (!strcmp(a, "--bos")) bos = 1;
-        else if (!strcmp(a, "--count")) count = 1;
-        else if (!strcmp(a, "--bench") && i + 1 < argc) {
-            bench = atoi(argv[++i]);
-            if (bench < 1) bench = 1;
-        } else if ((!strcmp(a, "--file") || !strcmp(a, "--jsonl")) && i + 1 < argc) {
-            if (a[2] == 'f') file = argv[++i];
-            else jsonl = argv[++i];
-        } else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "lemma tokenize: unknown or incomplete option '%s'\n", a);
-            tokenize_usage(stderr);
-            return 2;
-        } else if (!dir) dir = a;
-        else if (!text) text = a;
-        else {
-            fprintf(stderr, "lemma tokenize: unexpected argument '%s'\n", a);
-            return 2;
-        }
-    }
-    if (!dir || (!text && !file && !jsonl)) {
-        tokenize_usage(stderr);
-        return 2;
-    }
+static const cli_arg tokenize_args[] = {
+    {"DIR_OR_TOKENIZER_JSON", CLI_ARG_AT(tokenize_cli, dir), CLI_REQUIRED},
+    {"TEXT", CLI_ARG_AT(tokenize_cli, text)},
+};
+static const cli_opt tokenize_opts[] = {
+    {"--file", NULL, CLI_PATH, CLI_AT(tokenize_cli, file), .metavar = "F",
+     .help = "encode the contents of F ('-' = stdin) instead of TEXT"},
+    {"--jsonl", NULL, CLI_PATH, CLI_AT(tokenize_cli, jsonl), .metavar = "F",
+     .help = "one JSON object per line with \"text\" (or \"bytes_hex\" for raw bytes);\n"
+             "writes {\"ids\":[...]} per line, {\"error\":\"...\"} for a bad line"},
+    {"--pieces", NULL, CLI_FLAG, CLI_AT(tokenize_cli, pieces), .help = "one line per token: id, then its bytes"},
+    {"--no-special", NULL, CLI_FLAG, CLI_AT(tokenize_cli, no_special),
+     .help = "encode added/special token text as plain text (default: match them)"},
+    {"--bos", NULL, CLI_FLAG, CLI_AT(tokenize_cli, bos), .help = "prepend the BOS id"},
+    {"--count", NULL, CLI_FLAG, CLI_AT(tokenize_cli, count), .help = "print only the number of tokens"},
+    {"--bench", NULL, CLI_INT, CLI_AT(tokenize_cli, bench), .min = 1, .max = 1000000, .metavar = "N",
+     .help = "encode N times (one thread); print JSON with CPU-time MB/s (median),\n"
+             "tokens, load time and peak memory instead of the ids"},
+};
+static int tokenize_run(const void *dest);
+const cli_spec cli_tokenize_spec = {
+    .cmd = "tokenize", .usage = "DIR_OR_TOKENIZER_JSON [TEXT] [options]",
+    .about = "Encodes TEXT (or --file, or every line of --jsonl) with the tokenizer.",
+    CLI_ARGS(tokenize_args), CLI_OPTS(tokenize_opts),
+    .footer = "Output (default): the ids, comma-separated, on one line.", .size = sizeof(tokenize_cli),
+    .flags = CLI_DASH_ARGS, .run = tokenize_run,
+};
+
+static int tokenize_run(const void *dest) {
+    tokenize_cli c = *(const tokenize_cli *)dest;
+    if (!c.text && !c.file && !c.jsonl) return cli_fail(&cli_tokenize_spec, "missing TEXT, --file F or --jsonl F");
+    const char *dir = c.dir, *text = c.text, *file = c.file, *jsonl = c.jsonl;
+    int pieces = c.pieces, flags = c.no_special ? 0 : LM_TOK_SPECIAL, bos = c.bos, count = c.count, bench = c.bench;
     lm_error err;
     double t0 = cpu_seconds();
     lm_tokenizer *tok = lm_tokenizer_load(dir, &err);
@@ -356,48 +348,58 @@ static int parse_ids(const char *s, lm_ids *ids, lm_error *err) {
     return 0;
 }
 
-int cmd_detokenize(int argc, char **argv) {
-    const char *dir = NULL;
-    int flags = 0;
+typedef struct detokenize_cli {
+    const char *dir;
+    cli_list ids;
+    int skip_special, raw;
+} detokenize_cli;
+
+static const cli_arg detokenize_args[] = {
+    {"DIR_OR_TOKENIZER_JSON", CLI_ARG_AT(detokenize_cli, dir), CLI_REQUIRED},
+    {"IDS...", CLI_ARG_AT(detokenize_cli, ids), CLI_REQUIRED},
+};
+static const cli_opt detokenize_opts[] = {
+    {"--skip-special", NULL, CLI_FLAG, CLI_AT(detokenize_cli, skip_special),
+     .help = "drop special tokens (BOS, EOS, ...)"},
+    {"--raw", NULL, CLI_FLAG, CLI_AT(detokenize_cli, raw),
+     .help = "write the bytes as they are (no U+FFFD for invalid UTF-8)"},
+};
+static int detokenize_run(const void *dest);
+const cli_spec cli_detokenize_spec = {
+    .cmd = "detokenize", .usage = "DIR_OR_TOKENIZER_JSON IDS [--skip-special] [--raw]",
+    .about = "The text of token ids: IDS e.g. 3,1402,22 (commas and/or spaces, or [..]);\n"
+             "'-' reads them from stdin.",
+    CLI_ARGS(detokenize_args), CLI_OPTS(detokenize_opts), .size = sizeof(detokenize_cli),
+    .flags = CLI_DASH_ARGS, .run = detokenize_run,
+};
+
+static int detokenize_run(const void *dest) {
+    detokenize_cli c = *(const detokenize_cli *)dest;
+    const char *dir = c.dir;
+    int flags = (c.skip_special ? LM_TOK_SKIP_SPECIAL : 0) | (c.raw ? LM_TOK_RAW : 0);
     lm_ids ids = {0};
     lm_error err;
     lm_text in = {0};
-    int have_ids = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: lemma detokenize DIR_OR_TOKENIZER_JSON IDS [--skip-special] [--raw]\n"
-                   "  IDS              e.g. 3,1402,22 ('-' reads them from stdin)\n"
-                   "  --skip-special   drop special tokens (BOS, EOS, ...)\n"
-                   "  --raw            write the bytes as they are (no U+FFFD for invalid UTF-8)\n");
-            return 0;
-        } else if (!strcmp(a, "--skip-special")) flags |= LM_TOK_SKIP_SPECIAL;
-        else if (!strcmp(a, "--raw")) flags |= LM_TOK_RAW;
-        else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "lemma detokenize: unknown option '%s'\n", a);
-            return 2;
-        } else if (!dir) dir = a;
-        else {
-            const char *src = a;
-            if (!strcmp(a, "-")) {
-                if (read_all("-", &in, &err)) { fprintf(stderr, "lemma detokenize: %s\n", err.msg); return 1; }
-                src = in.data;
-            }
-            if (parse_ids(src, &ids, &err)) {
+    for (int i = 0; i < c.ids.n; i++) {
+        const char *src = c.ids.items[i];
+        if (!strcmp(src, "-")) {
+            in.len = 0;
+            if (read_all("-", &in, &err)) {
                 fprintf(stderr, "lemma detokenize: %s\n", err.msg);
-                lm_ids_free(&ids);
                 lm_text_free(&in);
-                return 2;
+                lm_ids_free(&ids);
+                return 1;
             }
-            have_ids = 1;
+            src = in.data;
+        }
+        if (parse_ids(src, &ids, &err)) {
+            fprintf(stderr, "lemma detokenize: %s\n", err.msg);
+            lm_ids_free(&ids);
+            lm_text_free(&in);
+            return 2;
         }
     }
     lm_text_free(&in);
-    if (!dir || !have_ids) {
-        fprintf(stderr, "usage: lemma detokenize DIR_OR_TOKENIZER_JSON 3,1402,22 [--skip-special]\n");
-        lm_ids_free(&ids);
-        return 2;
-    }
     lm_tokenizer *tok = lm_tokenizer_load(dir, &err);
     if (!tok) {
         fprintf(stderr, "lemma detokenize: %s\n", err.msg);
@@ -419,22 +421,24 @@ int cmd_detokenize(int argc, char **argv) {
     return rc;
 }
 
-static void tokenizer_usage(FILE *f) {
-    fprintf(f,
-            "usage: lemma tokenizer info DIR_OR_TOKENIZER_JSON\n"
-            "       lemma tokenizer train FILES... --vocab N --out DIR [options]\n"
-            "train options:\n"
-            "  --vocab N          total vocabulary size, special tokens and the 256 bytes included (default 8000)\n"
-            "  --out DIR          where tokenizer.json and tokenizer_config.json are written (required)\n"
-            "  --min-frequency N  a pair must occur at least N times to be merged (default 2)\n"
-            "  --max-bytes N      read at most N bytes of the corpus in all (default: everything)\n"
-            "  --digit-group N    cut numbers into groups of at most N digits: 3 (DeepSeek-V3, default) or 1\n"
-            "  --quiet            no progress on stderr\n"
-            "The pre-tokenizer is DeepSeek-V3's; the special tokens are BOS, EOS, pad, <｜User｜>,\n"
-            "<｜Assistant｜>, <think>, </think>. Same corpus and options -> byte-identical files.\n");
-}
+typedef struct tokenizer_info_cli {
+    const char *dir;
+} tokenizer_info_cli;
 
-static int tokenizer_info(const char *dir) {
+static const cli_arg tokenizer_info_args[] = {
+    {"DIR_OR_TOKENIZER_JSON", CLI_ARG_AT(tokenizer_info_cli, dir), CLI_REQUIRED},
+};
+static int tokenizer_info_run(const void *dest);
+const cli_spec cli_tokenizer_info_spec = {
+    .cmd = "tokenizer info", .usage = "DIR_OR_TOKENIZER_JSON",
+    .about = "What the tokenizer is: model, vocabulary, pre-tokenizer; its BOS and EOS.",
+    CLI_ARGS(tokenizer_info_args), .size = sizeof(tokenizer_info_cli),
+    .run = tokenizer_info_run,
+};
+
+static int tokenizer_info_run(const void *dest) {
+    tokenizer_info_cli c = *(const tokenizer_info_cli *)dest;
+    const char *dir = c.dir;
     lm_error err;
     lm_tokenizer *tok = lm_tokenizer_load(dir, &err);
     if (!tok) {
@@ -458,55 +462,46 @@ static int progress(void *ctx, const char *msg) {
     return 0;
 }
 
-int cmd_tokenizer(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        tokenizer_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (!strcmp(argv[1], "info")) {
-        if (argc != 3) { tokenizer_usage(stderr); return 2; }
-        return tokenizer_info(argv[2]);
-    }
-    if (strcmp(argv[1], "train")) {
-        fprintf(stderr, "lemma tokenizer: unknown subcommand '%s'\n", argv[1]);
-        tokenizer_usage(stderr);
-        return 2;
-    }
+typedef struct tokenizer_train_cli {
+    cli_list files;
+    const char *out;
     lm_bpe_train_opts opt;
-    lm_bpe_train_defaults(&opt);
-    const char *out = NULL;
-    const char **files = calloc((size_t)argc, sizeof *files);
-    int nfiles = 0, quiet = 0;
-    if (!files) return 1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        char *end = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { tokenizer_usage(stdout); free(files); return 0; }
-        else if (!strcmp(a, "--quiet")) quiet = 1;
-        else if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-        else if ((!strcmp(a, "--vocab") || !strcmp(a, "--min-frequency") || !strcmp(a, "--max-bytes") ||
-                  !strcmp(a, "--digit-group")) && i + 1 < argc) {
-            long long v = strtoll(argv[++i], &end, 10);
-            if (!*argv[i] || *end || v < 0) {
-                fprintf(stderr, "lemma tokenizer train: %s: expected a non-negative integer, got '%s'\n", a, argv[i]);
-                free(files);
-                return 2;
-            }
-            if (a[2] == 'd') opt.digit_group = (int)(v > 3 ? 4 : v);
-            else if (a[2] == 'v') opt.vocab_size = (int32_t)(v > INT32_MAX ? INT32_MAX : v);
-            else if (a[3] == 'i') opt.min_frequency = v;
-            else opt.max_bytes = (size_t)v;
-        } else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "lemma tokenizer train: unknown or incomplete option '%s'\n", a);
-            free(files);
-            return 2;
-        } else files[nfiles++] = a;
-    }
-    if (!out || nfiles == 0) {
-        tokenizer_usage(stderr);
-        free(files);
-        return 2;
-    }
+    int quiet;
+} tokenizer_train_cli;
+
+static const cli_arg tokenizer_train_args[] = {{"FILES...", CLI_ARG_AT(tokenizer_train_cli, files), CLI_REQUIRED}};
+static const cli_opt tokenizer_train_opts[] = {
+    {"--vocab", NULL, CLI_INT, CLI_AT(tokenizer_train_cli, opt.vocab_size), .min = 0, .max = INT32_MAX,
+     .flags = CLI_SHOW_FIELD, .metavar = "N",
+     .help = "total vocabulary size, special tokens and the 256 bytes included"},
+    {"--out", "-o", CLI_PATH, CLI_AT(tokenizer_train_cli, out), .flags = CLI_REQUIRED, .metavar = "DIR",
+     .help = "where tokenizer.json and tokenizer_config.json are written"},
+    {"--min-frequency", NULL, CLI_INT, CLI_AT(tokenizer_train_cli, opt.min_frequency), .min = 0, .max = INT64_MAX,
+     .flags = CLI_SHOW_FIELD, .metavar = "N", .help = "a pair must occur at least N times to be merged"},
+    {"--max-bytes", NULL, CLI_INT, CLI_AT(tokenizer_train_cli, opt.max_bytes), .min = 0, .max = INT64_MAX,
+     .note = "everything", .metavar = "N", .help = "read at most N bytes of the corpus in all"},
+    {"--digit-group", NULL, CLI_INT, CLI_AT(tokenizer_train_cli, opt.digit_group), .min = 1, .max = 3,
+     .flags = CLI_SHOW_FIELD, .metavar = "N",
+     .help = "cut numbers into groups of at most N digits: 3 (DeepSeek-V3) or 1"},
+    {"--quiet", "-q", CLI_FLAG, CLI_AT(tokenizer_train_cli, quiet), .help = "no progress on stderr"},
+};
+static int tokenizer_train_run(const void *dest);
+static void tokenizer_train_defaults(void *dest) { lm_bpe_train_defaults(&((tokenizer_train_cli *)dest)->opt); }
+const cli_spec cli_tokenizer_train_spec = {
+    .cmd = "tokenizer train", .usage = "FILES... --vocab N --out DIR [options]",
+    .about = "Trains a byte-level BPE tokenizer. The pre-tokenizer is DeepSeek-V3's; the special\n"
+             "tokens are BOS, EOS, pad, <｜User｜>, <｜Assistant｜>, <think>, </think>.\n"
+             "Same corpus and options -> byte-identical files.",
+    CLI_ARGS(tokenizer_train_args), CLI_OPTS(tokenizer_train_opts), .size = sizeof(tokenizer_train_cli),
+    .run = tokenizer_train_run, .init = tokenizer_train_defaults,
+};
+
+static int tokenizer_train_run(const void *dest) {
+    tokenizer_train_cli c = *(const tokenizer_train_cli *)dest;
+    lm_bpe_train_opts opt = c.opt;
+    const char *out = c.out;
+    const char **files = c.files.items;
+    int nfiles = c.files.n, quiet = c.quiet;
     if (!quiet) {
         opt.progress = progress;
         opt.progress_ctx = NULL;
@@ -515,11 +510,20 @@ int cmd_tokenizer(int argc, char **argv) {
     lm_stop_on_signals(); /* Ctrl-C or SIGTERM: stop within a fraction of a second */
     int rc = lm_bpe_train_files(files, nfiles, &opt, out, &err);
     if (!quiet) fprintf(stderr, "\n");
-    free(files);
     if (rc) {
         fprintf(stderr, "lemma tokenizer train: %s\n", err.msg);
         return lm_stop_requested() ? 130 : 1;
     }
     if (!quiet) fprintf(stderr, "wrote %s/tokenizer.json and %s/tokenizer_config.json\n", out, out);
     return 0;
+}
+
+static const cli_sub tokenizer_subs[] = {
+    {"info", &cli_tokenizer_info_spec},
+    {"train", &cli_tokenizer_train_spec},
+};
+
+int cmd_tokenizer(int argc, char **argv) {
+    return cli_dispatch("tokenizer", "Byte-level BPE tokenizers: describe one, or train one on text files.",
+                        tokenizer_subs, CLI_COUNT(tokenizer_subs), argc, argv);
 }

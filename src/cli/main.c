@@ -8,29 +8,31 @@
 
 typedef struct command {
     const char *name;
-    int (*run)(int argc, char **argv);
+    const cli_spec *spec;              /* a command with an option table, */
+    int (*run)(int argc, char **argv); /* or one with subcommands */
     const char *summary;
 } command;
 
 /* Keep sorted by topic; one line per command. */
 static const command commands[] = {
-    {"info", cmd_info, "MODEL_DIR: architecture, parameters, dtypes, memory"},
-    {"logits", cmd_logits, "MODEL_DIR --ids 1,5,9 [--out FILE]: full forward, logits of every position"},
-    {"generate", cmd_generate, "MODEL_DIR (--ids 1,5,9 | -p TEXT) -n 32: KV-cached generation"},
-    {"chat", cmd_chat, "MODEL_DIR [--system TEXT] [--think]: interactive multi-turn chat"},
-    {"init", cmd_init, "CONFIG.json --out DIR [--seed S --dtype f32|bf16|fp8]: random-weight checkpoint"},
-    {"train", cmd_train, "--config CONFIG.json --data DATA_DIR --out RUN_DIR | --resume RUN_DIR: train"},
-    {"bench", cmd_bench, "MODEL_DIR [--prompt 512 --gen 128]: prefill/decode tokens/s as JSON"},
-    {"tokenize", cmd_tokenize, "DIR TEXT: token ids (--pieces, --jsonl FILE, --no-special)"},
-    {"detokenize", cmd_detokenize, "DIR 3,1402,22: text"},
-    {"tokenizer", cmd_tokenizer, "train FILES... --vocab N --out DIR: train a byte-level BPE tokenizer"},
-    {"data", cmd_data, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
-    {"build", cmd_build, "RECIPE.json [--out DIR] [--check]: run a recipe's stages, hashes in lemma.lock"},
-    {"plot", cmd_plot, "RUN_DIR [--out FILE.svg]: loss / lr / tokens/s / expert-load charts as SVG"},
-    {"tasks", cmd_tasks, "list | gen DOMAINS --n N --out FILE | corrupt FILE --out FILE: theorem problem sets"},
-    {"check", cmd_check, "FILE.jsonl: exact scores of the answers to theorem-domain questions"},
-    {"prove", cmd_prove, "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR: generate, verify, refine"},
-    {"verify", cmd_verify, "PROOFS.jsonl (--model DIR | --api-base ...) --out DIR: verify given proofs"},
+    {"info", &cli_info_spec, NULL, "MODEL_DIR: architecture, parameters, dtypes, memory"},
+    {"logits", &cli_logits_spec, NULL, "MODEL_DIR --ids 1,5,9 [--out FILE]: full forward, logits of every position"},
+    {"generate", &cli_generate_spec, NULL, "MODEL_DIR (--ids 1,5,9 | -p TEXT) -n 32: KV-cached generation"},
+    {"chat", &cli_chat_spec, NULL, "MODEL_DIR [--system TEXT] [--think]: interactive multi-turn chat"},
+    {"init", &cli_init_spec, NULL, "CONFIG.json --out DIR [--seed S --dtype f32|bf16|fp8]: random-weight checkpoint"},
+    {"train", &cli_train_spec, NULL, "--config CONFIG.json --data DATA_DIR --out RUN_DIR | --resume RUN_DIR: train"},
+    {"bench", &cli_bench_spec, NULL, "MODEL_DIR [--prompt 512 --gen 128]: prefill/decode tokens/s as JSON"},
+    {"tokenize", &cli_tokenize_spec, NULL, "DIR TEXT: token ids (--pieces, --jsonl FILE, --no-special)"},
+    {"detokenize", &cli_detokenize_spec, NULL, "DIR 3,1402,22: text"},
+    {"tokenizer", NULL, cmd_tokenizer, "train FILES... --vocab N --out DIR: train a byte-level BPE tokenizer"},
+    {"data", &cli_data_spec, NULL, "CORPUS... --tokenizer DIR --out DATA_DIR: token shards + index for training"},
+    {"build", &cli_build_spec, NULL, "RECIPE.json [--out DIR] [--check]: run a recipe's stages, hashes in lemma.lock"},
+    {"plot", &cli_plot_spec, NULL, "RUN_DIR [--out FILE.svg]: loss / lr / tokens/s / expert-load charts as SVG"},
+    {"tasks", NULL, cmd_tasks, "list | gen DOMAINS --n N --out FILE | corrupt FILE --out FILE: theorem problem sets"},
+    {"check", &cli_check_spec, NULL, "FILE.jsonl: exact scores of the answers to theorem-domain questions"},
+    {"prove", &cli_prove_spec, NULL,
+     "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR: generate, verify, refine"},
+    {"verify", &cli_verify_spec, NULL, "PROOFS.jsonl (--model DIR | --api-base ...) --out DIR: verify given proofs"},
 };
 
 static void usage(FILE *f) {
@@ -73,7 +75,10 @@ int main(int argc, char **argv) {
         return finish_stdout(NULL, 0);
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return finish_stdout(commands[i].name, commands[i].run(argc - 1, argv + 1));
+        if (!strcmp(argv[1], commands[i].name)) {
+            const command *c = &commands[i];
+            return finish_stdout(c->name, c->spec ? cli_run(c->spec, argc - 1, argv + 1) : c->run(argc - 1, argv + 1));
+        }
     fprintf(stderr, "lemma: unknown command '%s' (lemma --help lists them)\n", argv[1]);
     return 2;
 }

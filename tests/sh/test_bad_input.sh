@@ -146,36 +146,36 @@ expect_fail "MODEL_DIR is a file" "config.json: cannot open: Not a directory" in
 # ---- CLI misuse ----
 M=$BAD/ok_base
 expect_fail "info: missing MODEL_DIR" "lemma info: missing MODEL_DIR" info
-expect_fail "logits: missing MODEL_DIR" "needs MODEL_DIR and --ids" logits --ids 0,1
-expect_fail "logits: missing --ids" "needs MODEL_DIR and --ids" logits "$M"
-expect_fail "generate: missing --ids" "lemma generate: needs MODEL_DIR and" generate "$M"
+expect_fail "logits: missing MODEL_DIR" "lemma logits: missing MODEL_DIR (see lemma logits --help)" logits --ids 0,1
+expect_fail "logits: missing --ids" "lemma logits: missing --ids IDS (see lemma logits --help)" logits "$M"
+expect_fail "generate: missing --ids" "lemma generate: missing --ids IDS or --prompt TEXT" generate "$M"
 expect_fail "bench: missing MODEL_DIR" "lemma bench: missing MODEL_DIR" bench --prompt 4
-expect_fail "--ids 1,,2" "bad token id at character 2 of '1,,2'" logits "$M" --ids 1,,2
-expect_fail "--ids -1" "bad token id at character 0 of '-1'" logits "$M" --ids -1
-expect_fail "--ids x" "bad token id at character 0 of 'x'" logits "$M" --ids x
-expect_fail "--ids 1," "bad token id at character 2" logits "$M" --ids 1,
-expect_fail "--ids empty" "bad token id at character 0" logits "$M" --ids ''
-expect_fail "--ids 1.5" "bad token id" logits "$M" --ids 1.5
-expect_fail "--ids 2^31" "bad token id at character 2 of '0,2147483648'" logits "$M" --ids 0,2147483648
-expect_fail "--ids 10^30" "bad token id" logits "$M" --ids 1000000000000000000000000000000
+expect_fail "--ids 1,,2" "--ids expects comma-separated token ids, got '1,,2' (bad id at character 2)" logits "$M" --ids 1,,2
+expect_fail "--ids -1" "got '-1' (bad id at character 0)" logits "$M" --ids -1
+expect_fail "--ids x" "got 'x' (bad id at character 0)" logits "$M" --ids x
+expect_fail "--ids 1," "bad id at character 2" logits "$M" --ids 1,
+expect_fail "--ids empty" "got '' (bad id at character 0)" logits "$M" --ids ''
+expect_fail "--ids 1.5" "bad id at character 0" logits "$M" --ids 1.5
+expect_fail "--ids 2^31" "got '0,2147483648' (bad id at character 2)" logits "$M" --ids 0,2147483648
+expect_fail "--ids 10^30" "bad id at character 0" logits "$M" --ids 1000000000000000000000000000000
 expect_fail "--ids 16 (vocab 16)" "token id 16 at position 1 is out of range (vocab_size 16)" logits "$M" --ids 0,16
 expect_fail "--ids 2^31-1" "token id 2147483647 at position 0 is out of range" logits "$M" --ids 2147483647
 expect_fail "generate --ids 16" "token id 16 at position 0 is out of range" generate "$M" --ids 16 -n 2
-expect_fail "--ids without a value" "option --ids needs a value" logits "$M" --ids
-expect_fail "--threads 0" "--threads '0': expected an integer in 1..1024" logits "$M" --ids 0 --threads 0
-expect_fail "--threads -1" "--threads '-1': expected an integer" logits "$M" --ids 0 --threads -1
-expect_fail "--threads abc" "--threads 'abc': expected an integer" logits "$M" --ids 0 --threads abc
-expect_fail "--threads 10^20" "expected an integer in 1..1024" generate "$M" --ids 0 --threads 100000000000000000000
-expect_fail "--threads=0" "--threads '0'" bench "$M" --threads=0
-expect_fail "--chunk 0" "--chunk '0'" logits "$M" --ids 0 --chunk 0
-expect_fail "--attn bogus" "--attn 'bogus': expected latent or naive" logits "$M" --ids 0 --attn bogus
-expect_fail "logits: unknown option" "unknown option '--bogus'" logits "$M" --ids 0 --bogus
+expect_fail "--ids without a value" "lemma logits: --ids needs a value (IDS)" logits "$M" --ids
+expect_fail "--threads 0" "lemma logits: --threads expects an integer in 1..1024, got '0'" logits "$M" --ids 0 --threads 0
+expect_fail "--threads -1" "--threads expects an integer in 1..1024, got '-1'" logits "$M" --ids 0 --threads -1
+expect_fail "--threads abc" "--threads expects an integer in 1..1024, got 'abc'" logits "$M" --ids 0 --threads abc
+expect_fail "--threads 10^20" "expects an integer in 1..1024, got '100000000000000000000'" generate "$M" --ids 0 --threads 100000000000000000000
+expect_fail "--threads=0" "lemma bench: --threads expects an integer in 1..1024, got '0'" bench "$M" --threads=0
+expect_fail "--chunk 0" "--chunk expects an integer in 1..1048576, got '0'" logits "$M" --ids 0 --chunk 0
+expect_fail "--attn bogus" "--attn expects one of naive, latent, got 'bogus'" logits "$M" --ids 0 --attn bogus
+expect_fail "logits: unknown option" "lemma logits: unknown option '--bogus' (see lemma logits --help)" logits "$M" --ids 0 --bogus
 expect_fail "info: unknown option" "unknown option '--bogus'" info "$M" --bogus
-expect_fail "info: extra argument" "unexpected argument 'extra'" info "$M" extra
-expect_fail "info --ctx 0" "--ctx '0': expected an integer" info "$M" --ctx 0
-expect_fail "generate -n -1" "expected an integer" generate "$M" --ids 0 -n -1
-expect_fail "generate --temperature nan" "--temperature 'nan': expected a number" generate "$M" --ids 0 --temperature nan
-expect_fail "generate --top-p 2" "--top-p '2': expected a number in 0..1" generate "$M" --ids 0 --top-p 2
+expect_fail "info: extra argument" "lemma info: unexpected argument 'extra' (see lemma info --help)" info "$M" extra
+expect_fail "info --ctx 0" "--ctx expects an integer in 1..1073741824, got '0'" info "$M" --ctx 0
+expect_fail "generate -n -1" "lemma generate: -n expects an integer in 1..16777216, got '-1'" generate "$M" --ids 0 -n -1
+expect_fail "generate --temperature nan" "--temperature expects a number in 0..100, got 'nan'" generate "$M" --ids 0 --temperature nan
+expect_fail "generate --top-p 2" "--top-p expects a number in 0..1, got '2'" generate "$M" --ids 0 --top-p 2
 expect_fail "logits --out to a missing directory" "cannot create" logits "$M" --ids 0 --out "$tmp/no/such/dir/x.f32"
 
 echo "test_bad_input.sh: $passed passed, $failed failed, 0 skipped"

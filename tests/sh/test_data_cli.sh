@@ -23,15 +23,15 @@ check "info" "$LEMMA" data --info "$tmp/d"
 grep -q "^train .* documents, 1 shards" "$tmp/out" && ok "info lists the splits" || bad "info lists the splits"
 grep -q '"masked": true' "$tmp/d/index.json" && ok "the JSONL record made a masked shard" || bad "the JSONL record made a masked shard"
 
-check_fails "no tokenizer option" "--tokenizer DIR is required" "$LEMMA" data "$tmp/a.txt" --out "$tmp/x"
-check_fails "no corpus" "no corpus files" "$LEMMA" data --tokenizer "$tmp/tok" --out "$tmp/x"
+check_fails "no tokenizer option" "missing --tokenizer DIR" "$LEMMA" data "$tmp/a.txt" --out "$tmp/x"
+check_fails "no corpus" "missing CORPUS..." "$LEMMA" data --tokenizer "$tmp/tok" --out "$tmp/x"
 check_fails "missing tokenizer" "tokenizer" "$LEMMA" data "$tmp/a.txt" --tokenizer "$tmp/nope" --out "$tmp/x"
 check_fails "unreadable corpus" "missing.txt" "$LEMMA" data "$tmp/missing.txt" --tokenizer "$tmp/tok" --out "$tmp/x"
 : >"$tmp/empty.txt"
 check_fails "empty corpus" "empty corpus" "$LEMMA" data "$tmp/empty.txt" --tokenizer "$tmp/tok" --out "$tmp/x"
-check_fails "bad --doc-sep" "expected file, line or blank" "$LEMMA" data "$tmp/a.txt" --tokenizer "$tmp/tok" --out "$tmp/x" --doc-sep para
+check_fails "bad --doc-sep" "--doc-sep expects one of file, line, blank, got 'para'" "$LEMMA" data "$tmp/a.txt" --tokenizer "$tmp/tok" --out "$tmp/x" --doc-sep para
 check_fails "bad --val-fraction" "val-fraction" "$LEMMA" data "$tmp/a.txt" --tokenizer "$tmp/tok" --out "$tmp/x" --val-fraction 0.7
-check_fails "unknown option" "unknown option" "$LEMMA" data "$tmp/a.txt" --tokenizer "$tmp/tok" --out "$tmp/x" --shuffle
+check_fails "unknown option" "lemma data: unknown option '--shuffle' (see lemma data --help)" "$LEMMA" data "$tmp/a.txt" --tokenizer "$tmp/tok" --out "$tmp/x" --shuffle
 printf 'oops' | dd of="$tmp/d/train-00000.bin" bs=1 seek=0 conv=notrunc 2>/dev/null
 check_fails "corrupt shard" "not a token shard" "$LEMMA" data --info "$tmp/d"
 truncate -s 100 "$tmp/d2/train-00000.bin"

@@ -74,7 +74,7 @@ check "Ctrl-C stops each answer and the chat exits 0" '[ $rc -eq 0 ] && [ "$(gre
 
 # errors
 "$BIN" generate "$m" -p "" -n 3 >/dev/null 2>"$dir/e1"; rc=$?
-check "empty prompt is an error" '[ $rc -ne 0 ] && grep -q "empty prompt" "$dir/e1"'
+check "empty prompt is an error" '[ $rc -ne 0 ] && grep -q "lemma generate: -p expects a non-empty string" "$dir/e1"'
 long=$(head -c 20000 "$dir/corpus.txt")
 "$BIN" generate "$m" -p "$long" -n 3 --ctx 64 >/dev/null 2>"$dir/e2"; rc=$?
 check "prompt longer than the context is an error" '[ $rc -ne 0 ] && grep -q "does not fit the context" "$dir/e2"'

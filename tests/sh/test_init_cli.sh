@@ -51,8 +51,8 @@ done
 # refusals
 check_fails "existing checkpoint needs --force" "use --force" "$LEMMA" init "$tmp/tiny.json" --out "$tmp/a"
 check "--force overwrites" "$LEMMA" init "$tmp/tiny.json" --out "$tmp/a" --seed 5 --force
-check_fails "bad dtype" "expected f32, bf16 or fp8" "$LEMMA" init "$tmp/tiny.json" --out "$tmp/d" --dtype int4
-check_fails "missing --out" "needs CONFIG.json and --out" "$LEMMA" init "$tmp/tiny.json"
+check_fails "bad dtype" "--dtype expects one of f32, bf16, fp8, got 'int4'" "$LEMMA" init "$tmp/tiny.json" --out "$tmp/d" --dtype int4
+check_fails "missing --out" "missing --out DIR" "$LEMMA" init "$tmp/tiny.json"
 check_fails "missing config" "nosuch.json" "$LEMMA" init "$tmp/nosuch.json" --out "$tmp/d"
 sed 's/"hidden_size": 32/"hidden_size": -3/' "$tmp/tiny.json" >"$tmp/neg.json"
 check_fails "bad config field" "hidden_size" "$LEMMA" init "$tmp/neg.json" --out "$tmp/d"

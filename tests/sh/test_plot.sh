@@ -65,7 +65,7 @@ check_fails "empty metrics" 'no record with a "loss"' "$LEMMA" plot "$tmp/empty"
 mkdir -p "$tmp/corrupt"; printf '{"step": 0, "loss": 3}\n{"step": 1, "loss": }\n{"step": 2, "loss": 2}\n' >"$tmp/corrupt/metrics.jsonl"
 check_fails "corrupt line named" "metrics.jsonl:2: byte" "$LEMMA" plot "$tmp/corrupt"
 [ ! -e "$tmp/corrupt/plot.svg" ] && ok "nothing written on error" || bad "nothing written on error"
-check_fails "no run given" "usage" "$LEMMA" plot
+check_fails "no run given" "lemma plot: missing RUN_DIR" "$LEMMA" plot
 
 echo "test_plot.sh: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -130,9 +130,9 @@ echo x >"$tmp/plain"
 one_line "output folder under a file" "cannot create $tmp/plain/out" \
     "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json" --out "$tmp/plain/out"
 one_line "output folder is a file" "is not a folder" "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json" --out "$tmp/plain"
-usage_line "no backend" "choose a backend" "$LEMMA" prove "$tmp/probs.jsonl" --out "$tmp/b"
-usage_line "no --out" "--out DIR is required" "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json"
-usage_line "api-base without api-model" "--api-base needs --api-model" "$LEMMA" prove "$tmp/probs.jsonl" --api-base http://127.0.0.1:9 --out "$tmp/b"
+usage_line "no backend" "missing --model DIR or --api-base URL" "$LEMMA" prove "$tmp/probs.jsonl" --out "$tmp/b"
+usage_line "no --out" "missing --out DIR" "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json"
+usage_line "api-base without api-model" "--api-base goes with --api-model NAME" "$LEMMA" prove "$tmp/probs.jsonl" --api-base http://127.0.0.1:9 --out "$tmp/b"
 one_line "a model that is not there" "lemma prove: " "$LEMMA" prove "$tmp/probs.jsonl" --model "$tmp/no-model" --out "$tmp/m"
 [ ! -e "$tmp/m/run.json" ] && ok "a backend that cannot start does not tie the folder" || bad "a backend that cannot start does not tie the folder"
 

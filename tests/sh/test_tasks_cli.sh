@@ -116,15 +116,15 @@ check_fails "not an object" "expected a JSON object" "$LEMMA" check "$tmp/b8.jso
 { printf '{"question":"Prove that 1 + 1 = 2.","proof":"'; head -c 17000000 /dev/zero | tr '\0' 'a'; echo '"}'; } >"$tmp/b9.jsonl"
 check_fails "a line over 16 MiB" "b9.jsonl:1: line longer than 16 MiB" "$LEMMA" check "$tmp/b9.jsonl"
 check_fails "missing file" "nosuch.jsonl" "$LEMMA" check "$tmp/nosuch.jsonl"
-check_fails "check without FILE" "name the FILE" "$LEMMA" check
+check_fails "check without FILE" "lemma check: missing FILE" "$LEMMA" check
 check_fails "corrupt: bad record" "b5.jsonl:1: the question is not in the wording" "$LEMMA" tasks corrupt "$tmp/b5.jsonl" --out "$tmp/y.jsonl"
 check_fails "unknown domain" "unknown domain 'nosuch'" "$LEMMA" tasks gen add,nosuch --n 3 --out "$tmp/z.jsonl"
-check_fails "difficulty 0" "--difficulty '0'" "$LEMMA" tasks gen all --n 3 --difficulty 0 --out "$tmp/z.jsonl"
-check_fails "difficulty 4..2" "expected 1..5 or a range" "$LEMMA" tasks gen all --n 3 --difficulty 4..2 --out "$tmp/z.jsonl"
-check_fails "no --n" "--n N is required" "$LEMMA" tasks gen all --out "$tmp/z.jsonl"
-check_fails "no --out" "--out FILE is required" "$LEMMA" tasks gen all --n 2
+check_fails "difficulty 0" "got '0'" "$LEMMA" tasks gen all --n 3 --difficulty 0 --out "$tmp/z.jsonl"
+check_fails "difficulty 4..2" "--difficulty expects 1..5 or a range LO..HI within 1..5, got '4..2'" "$LEMMA" tasks gen all --n 3 --difficulty 4..2 --out "$tmp/z.jsonl"
+check_fails "no --n" "missing --n N" "$LEMMA" tasks gen all --out "$tmp/z.jsonl"
+check_fails "no --out" "missing --out FILE" "$LEMMA" tasks gen all --n 2
 check_fails "unknown option" "unknown option '--bogus'" "$LEMMA" tasks gen all --n 2 --out "$tmp/z.jsonl" --bogus
-check_fails "unknown subcommand" "unknown subcommand 'frob'" "$LEMMA" tasks frob
+check_fails "unknown subcommand" "lemma tasks: unknown subcommand 'frob' (see lemma tasks --help)" "$LEMMA" tasks frob
 [ ! -e "$tmp/z.jsonl" ] && ok "nothing written on bad arguments" || bad "nothing written on bad arguments"
 
 # ---- outputs ----
