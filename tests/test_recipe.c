@@ -7,9 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/lock.h"
-#include "build/recipe.h"
-#include "build/sha256.h"
+#include "recipe/lock.h"
+#include "recipe/recipe.h"
+#include "recipe/sha256.h"
 #include "core/stop.h"
 #include "test.h"
 

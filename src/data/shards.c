@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/sha256.h"
+#include "recipe/sha256.h"
 #include "core/dirlock.h"
 #include "core/rng.h"
 #include "core/stop.h"

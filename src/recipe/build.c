@@ -1,5 +1,5 @@
 /* build.c — runs a recipe; see build.h. */
-#include "build/build.h"
+#include "recipe/build.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build/sha256.h"
-#include "build/taskset.h"
-#include "build/stages.h"
+#include "recipe/sha256.h"
+#include "recipe/taskset.h"
+#include "recipe/stages.h"
 #include "core/dirlock.h"
 #include "core/stop.h"
 #include "formats/safetensors.h"
@@ -156,7 +156,7 @@ static int hash_mismatch(const lm_recipe_input *in, const char *got, lm_error *e
                    in->sha256);
 }
 
-/* A tasks input (build/taskset.h): exclude_path is the prepared file of the
+/* A tasks input (recipe/taskset.h): exclude_path is the prepared file of the
  * input it excludes, or NULL. */
 static int make_taskset(const lm_recipe_input *in, const char *exclude_path, lm_text *out, lm_error *err) {
     lm_taskset_opts o;

@@ -34,11 +34,11 @@
  * and hash (a file's SHA-256, or an earlier stage's outputs digest). Every
  * input is checked against the recipe's "sha256" before any stage runs; a
  * missing or different hash is an error that prints the actual one. */
-#ifndef LEMMA_BUILD_BUILD_H
-#define LEMMA_BUILD_BUILD_H
+#ifndef LEMMA_RECIPE_BUILD_H
+#define LEMMA_RECIPE_BUILD_H
 
-#include "build/lock.h"
-#include "build/recipe.h"
+#include "recipe/lock.h"
+#include "recipe/recipe.h"
 #include "core/error.h"
 
 typedef struct lm_build_opts {

@@ -1,5 +1,5 @@
 /* lock.c — lemma.lock reading, writing, directory hashing; see lock.h. */
-#include "build/lock.h"
+#include "recipe/lock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/sha256.h"
+#include "recipe/sha256.h"
 #include "core/dirlock.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"

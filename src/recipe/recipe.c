@@ -1,15 +1,15 @@
 /* recipe.c — recipe parsing and validation, canonical JSON, the synth-text
  * generator; see recipe.h and docs/recipe.md. */
-#include "build/recipe.h"
+#include "recipe/recipe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "build/sha256.h"
+#include "recipe/sha256.h"
 #include "core/rng.h"
 #include "data/shards.h"
-#include "build/taskset.h"
+#include "recipe/taskset.h"
 #include "formats/safetensors.h"
 
 const char *lm_builtin_name(int builtin) {

@@ -34,8 +34,8 @@
  *             meta-verification (a verification naming the real first
  *             defect → \boxed{1}; one naming a made-up defect in the clean
  *             solution → \boxed{0}). */
-#ifndef LEMMA_BUILD_TASKSET_H
-#define LEMMA_BUILD_TASKSET_H
+#ifndef LEMMA_RECIPE_TASKSET_H
+#define LEMMA_RECIPE_TASKSET_H
 
 #include <stdint.h>
 

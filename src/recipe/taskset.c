@@ -1,6 +1,6 @@
 /* taskset.c — problem sets, pretraining text and SFT examples from the
  * synthetic domains; see taskset.h. */
-#include "build/taskset.h"
+#include "recipe/taskset.h"
 
 #include <stdio.h>
 #include <stdlib.h>
