@@ -23,9 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/sha256.h"
 #include "recipe/build.h"
 #include "recipe/recipe.h"
-#include "recipe/sha256.h"
 
 static void require(int ok) {
     if (!ok) __builtin_trap();

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "recipe/sha256.h"
+#include "core/sha256.h"
 #include "core/stop.h"
 #include "data/shards.h"
 #include "formats/json.h"

@@ -8,7 +8,7 @@
 
 #include "test.h"
 
-#include "recipe/sha256.h"
+#include "core/sha256.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "prove/answer.h"

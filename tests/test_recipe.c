@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/sha256.h"
+#include "core/stop.h"
 #include "recipe/lock.h"
 #include "recipe/recipe.h"
-#include "recipe/sha256.h"
-#include "core/stop.h"
 #include "test.h"
 
 static void hex_of(const void *p, size_t n, char out[65]) {

@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "recipe/sha256.h"
 #include "core/dirlock.h"
 #include "core/rng.h"
+#include "core/sha256.h"
 #include "core/stop.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "recipe/sha256.h"
+#include "core/sha256.h"
 #include "formats/json.h"
 #include "prove/jsonw.h"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "recipe/sha256.h"
+#include "core/sha256.h"
 #include "formats/json.h"
 #include "formats/safetensors.h" /* lm_read_file */
 #include "prove/template.h"

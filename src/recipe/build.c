@@ -15,12 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "recipe/sha256.h"
-#include "recipe/taskset.h"
-#include "recipe/stages.h"
 #include "core/dirlock.h"
+#include "core/sha256.h"
 #include "core/stop.h"
 #include "formats/safetensors.h"
+#include "recipe/stages.h"
+#include "recipe/taskset.h"
 
 /* ---- small helpers ----------------------------------------------------------- */
 

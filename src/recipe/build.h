@@ -37,9 +37,9 @@
 #ifndef LEMMA_RECIPE_BUILD_H
 #define LEMMA_RECIPE_BUILD_H
 
+#include "core/error.h"
 #include "recipe/lock.h"
 #include "recipe/recipe.h"
-#include "core/error.h"
 
 typedef struct lm_build_opts {
     const char *out_dir;     /* the build directory (created when missing) */

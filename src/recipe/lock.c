@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "recipe/sha256.h"
 #include "core/dirlock.h"
+#include "core/sha256.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "tokenizer/tokenizer.h"

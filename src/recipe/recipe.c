@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "recipe/sha256.h"
 #include "core/rng.h"
+#include "core/sha256.h"
 #include "data/shards.h"
-#include "recipe/taskset.h"
 #include "formats/safetensors.h"
+#include "recipe/taskset.h"
 
 const char *lm_builtin_name(int builtin) {
     return builtin == LM_BUILTIN_BIBLE_KJV    ? "bible-kjv"

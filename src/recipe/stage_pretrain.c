@@ -18,11 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dirlock.h"
+#include "formats/safetensors.h"
 #include "recipe/build.h"
 #include "recipe/recipe.h"
 #include "recipe/stages.h"
-#include "core/dirlock.h"
-#include "formats/safetensors.h"
 #include "train/run.h"
 
 static const char *const keys[] = {

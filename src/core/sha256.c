@@ -1,5 +1,5 @@
 /* sha256.c — SHA-256 after FIPS 180-4 §6.2; see sha256.h. */
-#include "recipe/sha256.h"
+#include "core/sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>
