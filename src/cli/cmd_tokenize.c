@@ -18,6 +18,7 @@
 
 #include "cli/commands.h"
 #include "core/stop.h"
+#include "core/utf8.h"
 #include "formats/json.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train.h"

@@ -1,4 +1,5 @@
 /* jsonw.c — JSON values appended to an lm_text; see jsonw.h. */
+#include "core/utf8.h"
 #include "prove/jsonw.h"
 
 #include <inttypes.h>

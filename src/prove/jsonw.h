@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer/tokenizer.h" /* lm_text */
+#include "core/buf.h"
 
 int jw_raw(lm_text *t, const char *s);
 int jw_strn(lm_text *t, const char *s, size_t n);

@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/dirlock.h"
 #include "core/sha256.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
-#include "tokenizer/tokenizer.h"
 
 void lm_lock_files_free(lm_lock_file *files, int n) {
     for (int i = 0; i < n; i++) free(files[i].path);

@@ -26,9 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "formats/json.h"
-#include "tokenizer/tokenizer.h"
 
 enum { LM_RECIPE_VERSION = 1 };
 

@@ -39,9 +39,9 @@
 
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "formats/json.h"
-#include "tokenizer/tokenizer.h" /* lm_text */
 
 typedef enum lm_taskset_kind { LM_TASKSET_PROBLEMS = 1, LM_TASKSET_TEXT, LM_TASKSET_SFT } lm_taskset_kind;
 

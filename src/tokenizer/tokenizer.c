@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/utf8.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "tokenizer/nfc.h"
@@ -22,130 +23,6 @@
 #include "tokenizer/unicode.h"
 
 enum { MAX_IDS = 1 << 24 };
-
-/* ---- small buffers --------------------------------------------------------- */
-
-void lm_ids_free(lm_ids *v) {
-    free(v->ids);
-    v->ids = NULL;
-    v->n = v->cap = 0;
-}
-
-int lm_ids_push(lm_ids *v, int32_t id) {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        int32_t *nv = realloc(v->ids, cap * sizeof *nv);
-        if (!nv) return -1;
-        v->ids = nv;
-        v->cap = cap;
-    }
-    v->ids[v->n++] = id;
-    return 0;
-}
-
-void lm_text_free(lm_text *t) {
-    free(t->data);
-    t->data = NULL;
-    t->len = t->cap = 0;
-}
-
-/* Room for n more bytes and the NUL. */
-static int text_reserve(lm_text *t, size_t n) {
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 64;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *nd = realloc(t->data, cap);
-        if (!nd) return -1;
-        t->data = nd;
-        t->cap = cap;
-    }
-    return 0;
-}
-
-int lm_text_append(lm_text *t, const char *s, size_t n) {
-    if (text_reserve(t, n)) return -1;
-    if (n) memcpy(t->data + t->len, s, n);
-    t->len += n;
-    t->data[t->len] = 0;
-    return 0;
-}
-
-int lm_text_appendf(lm_text *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || text_reserve(t, (size_t)n)) return -1;
-    va_start(ap, fmt);
-    vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)n;
-    return 0;
-}
-
-/* ---- UTF-8 ------------------------------------------------------------------ */
-
-/* At s[0] (n > 0): 1 = a valid sequence of *len bytes; 0 = invalid, *len is
- * the maximal subpart (1..3); -1 = a valid prefix cut short by the end of the
- * input (*len = n). */
-static int utf8_check(const unsigned char *s, size_t n, size_t *len) {
-    unsigned c = s[0];
-    if (c < 0x80) { *len = 1; return 1; }
-    size_t need;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) need = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else { *len = 1; return 0; }
-    for (size_t k = 1; k < need; k++) {
-        if (k >= n) { *len = n; return -1; }
-        unsigned b = s[k];
-        unsigned l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xbf;
-        if (b < l || b > h) { *len = k; return 0; }
-    }
-    *len = need;
-    return 1;
-}
-
-size_t lm_utf8_invalid_len(const unsigned char *s, size_t n) {
-    size_t l;
-    int r = utf8_check(s, n, &l);
-    return r == 1 ? 0 : l;
-}
-
-int lm_utf8_valid(const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] < 0x80) { i++; continue; }
-        size_t l;
-        if (utf8_check(s + i, n - i, &l) != 1) return 0;
-        i += l;
-    }
-    return 1;
-}
-
-static const char REPL[3] = {(char)0xef, (char)0xbf, (char)0xbd};
-
-int lm_utf8_sanitize(const char *str, size_t n, lm_text *out) {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0, run = 0;
-    while (i < n) {
-        if (s[i] < 0x80) { i++; continue; }
-        size_t l;
-        if (utf8_check(s + i, n - i, &l) == 1) { i += l; continue; }
-        if (lm_text_append(out, str + run, i - run) || lm_text_append(out, REPL, 3)) return -1;
-        i += l;
-        run = i;
-    }
-    return lm_text_append(out, str + run, n - run);
-}
 
 /* ---- byte-level alphabet (GPT-2 bytes_to_unicode) ----------------------------- */
 
@@ -1047,7 +924,7 @@ int lm_tokenizer_encode(const lm_tokenizer *tok, const char *text, size_t len, i
             while (i < len) {
                 size_t l;
                 if (s[i] < 0x80) { i++; continue; }
-                if (utf8_check(s + i, len - i, &l) != 1) break;
+                if (lm_utf8_check(s + i, len - i, &l) != 1) break;
                 i += l;
             }
             return lm_fail(err, "invalid UTF-8 at byte %zu of the text", i);
@@ -1136,7 +1013,7 @@ int lm_tok_stream_push(lm_tok_stream *st, int32_t id, lm_text *out, lm_error *er
     while (i < tot && !rc) {
         if (buf[i] < 0x80) { i++; continue; }
         size_t l;
-        int r = utf8_check(buf + i, tot - i, &l);
+        int r = lm_utf8_check(buf + i, tot - i, &l);
         if (r == 1) { i += l; continue; }
         rc = lm_text_append(out, (const char *)buf + run, i - run);
         if (r < 0) { /* incomplete at the end: hold it back */
@@ -1145,7 +1022,7 @@ int lm_tok_stream_push(lm_tok_stream *st, int32_t id, lm_text *out, lm_error *er
             run = i = tot;
             break;
         }
-        if (!rc) rc = lm_text_append(out, REPL, 3);
+        if (!rc) rc = lm_text_append(out, LM_UTF8_REPLACEMENT, 3);
         i += l;
         run = i;
     }
@@ -1156,7 +1033,7 @@ int lm_tok_stream_push(lm_tok_stream *st, int32_t id, lm_text *out, lm_error *er
 
 int lm_tok_stream_finish(lm_tok_stream *st, lm_text *out) {
     int rc = 0;
-    if (st->npend) rc = lm_text_append(out, REPL, 3);
+    if (st->npend) rc = lm_text_append(out, LM_UTF8_REPLACEMENT, 3);
     st->npend = 0;
     return rc;
 }

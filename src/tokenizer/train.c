@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/stop.h"
+#include "core/utf8.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tok_internal.h"
 

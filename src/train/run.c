@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/dirlock.h"
 #include "core/stop.h"
 #include "core/threadpool.h"
@@ -22,7 +23,6 @@
 #include "formats/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
-#include "tokenizer/tokenizer.h"
 #include "train/params.h"
 #include "train/step.h"
 
