@@ -12,11 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "recipe/build.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/dirlock.h"
+#include "core/fileio.h"
 #include "core/stop.h"
+#include "recipe/build.h"
 
 typedef struct ui {
     int tty, quiet;

@@ -9,7 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "formats/safetensors.h"
+#include "core/fileio.h"
 #include "model/config.h"
 #include "model/init.h"
 

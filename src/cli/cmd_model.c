@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/fileio.h"
 #include "core/rng.h"
 #include "formats/safetensors.h"
 #include "infer/generate.h"

@@ -8,7 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "formats/safetensors.h"
+#include "core/fileio.h"
 #include "train/plot.h"
 
 static void usage(FILE *f) {

@@ -19,11 +19,11 @@
 #include <unistd.h>
 
 #include "core/dirlock.h"
+#include "core/fileio.h"
 #include "core/rng.h"
 #include "core/sha256.h"
 #include "core/stop.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 #include "tokenizer/tokenizer.h"
 
 static const char *const split_names[2] = {"train", "val"};
@@ -478,23 +478,6 @@ static int check_out_dir(const char *out_dir, lm_error *err) {
     return 0;
 }
 
-static int mkdir_p(const char *dir, lm_error *err) {
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof tmp) return lm_fail(err, "%s: bad directory name", dir);
-    memcpy(tmp, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i] != 0) continue;
-        char c = tmp[i];
-        tmp[i] = 0;
-        if (mkdir(tmp, 0777) && errno != EEXIST) return lm_fail(err, "%s: %s", tmp, strerror(errno));
-        tmp[i] = c;
-    }
-    struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return lm_fail(err, "%s: not a directory", dir);
-    return 0;
-}
-
 /* Removes DIR/train-*.bin and DIR/val-*.bin that the new index does not list
  * (DIR is lemma's: check_out_dir), each with a notice. */
 static void remove_stale(const char *dir, const split_buf sb[2], const lm_data_opts *o) {
@@ -673,7 +656,7 @@ int lm_data_build(const char *const *files, int nfiles, const char *tokenizer_di
     /* Pass 2: tokenise. */
     struct stat ost;
     int fresh = lstat(out_dir, &ost) != 0;
-    if (mkdir_p(out_dir, err) || (fresh && lm_dir_mark_made(out_dir, err))) goto done;
+    if (lm_mkdir_p(out_dir, err) || (fresh && lm_dir_mark_made(out_dir, err))) goto done;
     c.u = sc.u;
     c.is_val = is_val;
     c.bytes_total = total_bytes;

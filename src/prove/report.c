@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/safetensors.h" /* lm_write_file_atomic */
+#include "core/fileio.h"
 #include "prove/jsonw.h"
 #include "tasks/tasks.h"
 

@@ -72,8 +72,4 @@ int lm_build_check(const lm_recipe *r, const lm_build_opts *o, const char *scrat
                                 const char *sha_rebuilt),
                    void *ctx, lm_error *err);
 
-/* rm -rf of a path (no symlinks followed); 0, or -1 with err. The caller
- * decides that the path is lemma's to remove. */
-int lm_remove_tree(const char *path, lm_error *err);
-
 #endif

@@ -11,9 +11,9 @@
 
 #include "core/buf.h"
 #include "core/dirlock.h"
+#include "core/fileio.h"
 #include "core/sha256.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 
 void lm_lock_files_free(lm_lock_file *files, int n) {
     for (int i = 0; i < n; i++) free(files[i].path);

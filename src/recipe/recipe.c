@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "core/rng.h"
 #include "core/sha256.h"
 #include "data/shards.h"
-#include "formats/safetensors.h"
 #include "recipe/taskset.h"
 
 const char *lm_builtin_name(int builtin) {

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "core/dirlock.h"
-#include "formats/safetensors.h"
+#include "core/fileio.h"
 #include "recipe/build.h"
 #include "recipe/recipe.h"
 #include "recipe/stages.h"

@@ -15,9 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/fileio.h"
 #include "core/utf8.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 #include "tokenizer/nfc.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/unicode.h"

@@ -16,11 +16,11 @@
 
 #include "core/buf.h"
 #include "core/dirlock.h"
+#include "core/fileio.h"
 #include "core/stop.h"
 #include "core/threadpool.h"
 #include "data/shards.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "train/params.h"
