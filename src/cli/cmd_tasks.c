@@ -19,10 +19,10 @@
 #include <unistd.h>
 
 #include "cli/args.h"
-#include "prove/jsonw.h"
 #include "cli/commands.h"
 #include "core/rng.h"
 #include "formats/json.h"
+#include "formats/jsonw.h"
 #include "tasks/tasks.h"
 
 /* Longest input line read (a problem with its proof is a few KiB). */

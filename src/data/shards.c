@@ -24,6 +24,7 @@
 #include "core/sha256.h"
 #include "core/stop.h"
 #include "formats/json.h"
+#include "formats/jsonw.h"
 #include "tokenizer/tokenizer.h"
 
 static const char *const split_names[2] = {"train", "val"};
@@ -63,16 +64,6 @@ static uint64_t get_u64(const uint8_t *p) {
     return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
-
-static int sb_string(lm_text *t, const char *s) {
-    size_t n = strlen(s), cap = n * 6 + 3, pos = 0;
-    char *buf = malloc(cap);
-    if (!buf) return -1;
-    json_write_string(buf, cap, &pos, s, n);
-    int rc = lm_text_append(t, buf, pos);
-    free(buf);
-    return rc;
-}
 
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
@@ -522,7 +513,7 @@ static int write_index(build_ctx *c, const char *const *files, int nfiles, const
                      (long long)c->o->shard_tokens, c->o->doc_windows ? "  \"windows\": \"document\",\n" : "");
     for (int i = 0; i < nfiles; i++) {
         bad |= lm_text_appendf(&t, "%s\n    {\"file\": ", i ? "," : "");
-        bad |= sb_string(&t, base_name(files[i]));
+        bad |= jw_str(&t, base_name(files[i]));
         bad |= lm_text_appendf(&t, ", \"bytes\": %lld, \"sha256\": \"%s\", \"documents\": %lld}", (long long)file_bytes[i],
                          file_hash[i], (long long)file_docs[i]);
     }

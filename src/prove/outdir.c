@@ -13,7 +13,7 @@
 
 #include "core/fileio.h"
 #include "formats/json.h"
-#include "prove/jsonw.h"
+#include "formats/jsonw.h"
 
 int lm_outdir_open(const char *dir, lm_dir_lock *lock, lm_error *err) {
     lock->fd = -1;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/fileio.h"
-#include "prove/jsonw.h"
+#include "formats/jsonw.h"
 #include "tasks/tasks.h"
 
 /* ---- the synthetic domains as the ground truth ---- */

@@ -8,7 +8,7 @@
 
 #include "core/rng.h"
 #include "formats/json.h"
-#include "prove/jsonw.h"
+#include "formats/jsonw.h"
 #include "prove/pipeline.h"
 #include "prove/template.h"
 #include "prove/templates.h"
