@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -155,6 +156,42 @@ int lm_atomic_finish(lm_atomic_writer *w, lm_error *err) {
     int rc = atomic_commit(&w->af, w->why, err);
     free(w);
     return rc;
+}
+
+/* ---- mappings ---- */
+
+int lm_map_file(const char *path, lm_mapped *m, lm_error *err) {
+    m->p = NULL;
+    m->len = 0;
+    /* O_NONBLOCK: a FIFO is refused below instead of blocking the open */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return lm_fail(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st)) {
+        close(fd);
+        return lm_fail(err, "%s: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return lm_fail(err, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
+    }
+    if (st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return lm_fail(err, "%s: mmap: %s", path, strerror(errno));
+        }
+        m->p = p;
+        m->len = (size_t)st.st_size;
+    }
+    close(fd);
+    return 0;
+}
+
+void lm_unmap_file(lm_mapped *m) {
+    if (m->len) munmap((void *)m->p, m->len);
+    m->p = NULL;
+    m->len = 0;
 }
 
 /* ---- folders ---- */

@@ -39,6 +39,16 @@ lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err);
 void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len);
 int lm_atomic_finish(lm_atomic_writer *w, lm_error *err);
 
+/* A read-only mapping of a whole regular file (len 0 maps nothing), for
+ * inputs read in place (lemma data's corpus files and shards). A FIFO,
+ * device or folder is refused without blocking. lm_unmap_file releases it. */
+typedef struct lm_mapped {
+    const char *p;
+    size_t len;
+} lm_mapped;
+int lm_map_file(const char *path, lm_mapped *m, lm_error *err);
+void lm_unmap_file(lm_mapped *m);
+
 /* Creates dir and its missing parents (mkdir -p). An existing folder is
  * fine; an existing file is not ("X exists and is not a folder"); a failure
  * names the part that could not be made ("cannot create X: reason"). */
