@@ -14,26 +14,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err) {
-    /* O_NONBLOCK so that a FIFO is refused below instead of blocking the open. */
+int lm_open_regular(const char *path, uint64_t *size, lm_error *err) {
+    /* O_NONBLOCK: a FIFO is refused below instead of blocking the open. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st)) st.st_mode = 0; /* reported as not a regular file */
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return lm_fail(err, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err) {
+    uint64_t size;
+    int fd = lm_open_regular(path, &size, err);
+    if (fd < 0) return -1;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         close(fd);
         return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (size > max_bytes) {
         fclose(f);
-        return lm_fail(err, "%s: not a regular file", path);
+        return lm_fail(err, "%s: %llu bytes, larger than the %zu-byte limit for this file", path,
+                       (unsigned long long)size, max_bytes);
     }
-    if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
-        return lm_fail(err, "%s: %lld bytes, larger than the %zu-byte limit for this file", path,
-                       (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)size;
     char *buf = malloc(n + 1);
     if (!buf) {
         fclose(f);
@@ -163,26 +172,17 @@ int lm_atomic_finish(lm_atomic_writer *w, lm_error *err) {
 int lm_map_file(const char *path, lm_mapped *m, lm_error *err) {
     m->p = NULL;
     m->len = 0;
-    /* O_NONBLOCK: a FIFO is refused below instead of blocking the open */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return lm_fail(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st)) {
-        close(fd);
-        return lm_fail(err, "%s: %s", path, strerror(errno));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return lm_fail(err, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
-    }
-    if (st.st_size > 0) {
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    uint64_t size;
+    int fd = lm_open_regular(path, &size, err);
+    if (fd < 0) return -1;
+    if (size > 0) {
+        void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             close(fd);
             return lm_fail(err, "%s: mmap: %s", path, strerror(errno));
         }
         m->p = p;
-        m->len = (size_t)st.st_size;
+        m->len = (size_t)size;
     }
     close(fd);
     return 0;

@@ -15,8 +15,15 @@
 #define LEMMA_CORE_FILEIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
+
+/* Opens a regular file for reading and returns its descriptor, with its
+ * size then in *size; -1 with err: "X: cannot open: reason", "X: is a
+ * directory, not a regular file", "X: not a regular file" (a FIFO or device
+ * is refused without blocking, so an input can never hang a command). */
+int lm_open_regular(const char *path, uint64_t *size, lm_error *err);
 
 /* Reads a whole regular file into a malloc'd NUL-terminated buffer (caller
  * frees *out). Refuses files larger than max_bytes, and anything that is not

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/stop.h"
 #include "core/utf8.h"
 #include "formats/jsonw.h"
@@ -637,24 +638,17 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
     lm_text carry = {0};
     for (int i = 0; i < nfiles && !rc; i++) {
         /* A regular file, read up to the size it had when opened: a device,
-         * FIFO or a file that keeps growing cannot make this run without end.
-         * O_NONBLOCK keeps a FIFO from blocking the open. */
-        int fd = open(files[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0) { rc = lm_fail(err, "%s: cannot open: %s", files[i], strerror(errno)); break; }
-        struct stat st;
-        if (fstat(fd, &st)) st.st_mode = 0; /* reported as not a regular file */
-        if (!S_ISREG(st.st_mode)) {
-            close(fd);
-            rc = lm_fail(err, "%s: %s", files[i], S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
-            break;
-        }
+         * FIFO or a file that keeps growing cannot make this run without end. */
+        uint64_t size;
+        int fd = lm_open_regular(files[i], &size, err);
+        if (fd < 0) { rc = -1; break; }
         /* Read in 1 MiB blocks and feed up to the last "\n" that is followed
          * by an ASCII letter: no pre-token spans such a point (the newline
          * ends a whitespace or punctuation piece, and no branch of the
          * regex joins a newline to a following letter), so the counts are
          * the same as for the whole file at once. */
         carry.len = 0;
-        size_t left = (size_t)st.st_size;
+        size_t left = (size_t)size;
         while (!rc && left) {
             if (lm_stop_requested()) { rc = lm_fail(err, "interrupted"); break; }
             ssize_t n = read(fd, buf, left < (1u << 20) ? left : (1u << 20));
