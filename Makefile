@@ -9,6 +9,11 @@
 # Every src/**/*.c except src/cli/ goes into build/<variant>/liblemma.a. Files
 # named *_avx2.c / *_avx512.c are compiled with those ISA flags; the code that
 # calls them checks the CPU at run time, so the binary runs anywhere x86-64.
+#
+# The folders of src/ are layers; each includes only its own headers and
+# those of the folders before it (no include cycles; tests/sh/test_layers.sh
+# checks it and says what each folder holds):
+#   core < formats < tokenizer < tasks < model < data < infer < train < prove < recipe < cli
 
 CC       ?= cc
 VARIANT  ?= release

@@ -74,11 +74,11 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
 #include "core/rng.h"
 #include "core/threadpool.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 #include "model/config.h"
 #include "train/params.h"
 #include "train/step.h"

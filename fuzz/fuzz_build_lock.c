@@ -23,9 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/build.h"
-#include "build/recipe.h"
-#include "build/sha256.h"
+#include "core/sha256.h"
+#include "recipe/build.h"
+#include "recipe/recipe.h"
 
 static void require(int ok) {
     if (!ok) __builtin_trap();

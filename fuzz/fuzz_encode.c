@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "tokenizer/nfc.h"
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/tokenizer.h"

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build/lock.h"
-#include "build/recipe.h"
+#include "recipe/lock.h"
+#include "recipe/recipe.h"
 #include "data/shards.h"
 #include "formats/json.h"
 

@@ -10,14 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "formats/safetensors.h"
+#include "core/fileio.h"
 #include "infer/generate.h"
 #include "model/config.h"
 #include "model/init.h"
 #include "prove/backend.h"
+#include "test.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/train.h"
-#include "test.h"
 
 static char model_dir[256];
 

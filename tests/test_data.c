@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/sha256.h"
+#include "core/fileio.h"
+#include "core/sha256.h"
 #include "core/stop.h"
 #include "data/shards.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train.h"

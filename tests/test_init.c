@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/dtype.h"
+#include "core/fileio.h"
 #include "formats/safetensors.h"
 #include "model/config.h"
 #include "model/init.h"

@@ -1,10 +1,11 @@
 /* test_json.c — the strict JSON parser (src/formats/json.c): valid documents
  * (escapes, surrogate pairs, numbers, int64 limits, nesting), rejected ones
  * with their exact error offsets, typed accessors, json_write_string and
- * json_quote. */
+ * json_quote, and that the lm_text writer (formats/jsonw.h) escapes the same. */
 #include <stdint.h>
 
 #include "formats/json.h"
+#include "formats/jsonw.h"
 #include "test.h"
 
 static json_doc *parse(const char *s) {
@@ -489,6 +490,32 @@ TEST(each_member) {
     free(s);
 }
 
+/* The fixed-buffer writer and the lm_text writer share one escape table:
+ * every ASCII byte and a mixed string come out byte for byte the same; they
+ * differ only on invalid UTF-8, which jw_strn replaces with U+FFFD. */
+TEST(two_writers_same_bytes) {
+    int same = 1;
+    for (int c = 0; c < 0x80 && same; c++) {
+        char one = (char)c, buf[16];
+        size_t pos = 0;
+        lm_text t = {0};
+        same = json_write_string(buf, sizeof buf, &pos, &one, 1) == 0 && jw_strn(&t, &one, 1) == 0 &&
+               t.len == pos && !memcmp(t.data, buf, pos);
+        if (!same) printf("  byte 0x%02x differs\n", c);
+        lm_text_free(&t);
+    }
+    CHECK(same);
+    const char *mixed = "caf\xc3\xa9 \"q\" \\ \t\x01 \xf0\x9f\x98\x80 end";
+    char buf[128];
+    size_t pos = 0;
+    lm_text t = {0};
+    CHECK(json_write_string(buf, sizeof buf, &pos, mixed, strlen(mixed)) == 0 && jw_str(&t, mixed) == 0);
+    CHECK(t.len == pos && !memcmp(t.data, buf, pos));
+    t.len = 0;
+    CHECK(jw_strn(&t, "a\xff" "b", 3) == 0 && !strcmp(t.data, "\"a\xef\xbf\xbd" "b\""));
+    lm_text_free(&t);
+}
+
 int main(void) {
     RUN(scalars);
     RUN(objects_and_arrays);
@@ -505,5 +532,6 @@ int main(void) {
     RUN(typed_accessors);
     RUN(write_string_round_trip);
     RUN(quote_for_messages);
+    RUN(two_writers_same_bytes);
     return test_report("test_json");
 }

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <stdint.h>
 
+#include "core/fileio.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "model/model.h"

@@ -8,9 +8,9 @@
 
 #include "test.h"
 
-#include "build/sha256.h"
+#include "core/fileio.h"
+#include "core/sha256.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 #include "prove/answer.h"
 #include "prove/backend_scripted.h"
 #include "prove/outdir.h"

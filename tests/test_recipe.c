@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/lock.h"
-#include "build/recipe.h"
-#include "build/sha256.h"
+#include "core/sha256.h"
 #include "core/stop.h"
+#include "recipe/lock.h"
+#include "recipe/recipe.h"
 #include "test.h"
 
 static void hex_of(const void *p, size_t n, char out[65]) {

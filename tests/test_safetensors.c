@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/dtype.h"
+#include "core/fileio.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "test.h"

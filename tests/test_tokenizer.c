@@ -4,6 +4,7 @@
  * UTF-8 handling and malformed tokenizer.json inputs. */
 #include <stdint.h>
 
+#include "core/utf8.h"
 #include "formats/json.h"
 #include "test.h"
 #include "tokenizer/tok_internal.h"

@@ -20,14 +20,15 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "model/init.h"
 #include "model/model.h"
 #include "test.h"
+#include "train/adamw.h"
 #include "train/params.h"
 #include "train/schedule.h"
-#include "model/init.h"
-#include "train/adamw.h"
 #include "train/step.h"
 #include "train/trainer.h"
 

@@ -1,5 +1,5 @@
 /* cmd_build.c — lemma build: run a recipe's stages, write lemma.lock; --check
- * rebuilds into a scratch directory and compares every hash (src/build/build.h,
+ * rebuilds into a scratch directory and compares every hash (src/recipe/build.h,
  * docs/recipe.md).
  *
  *   lemma build RECIPE.json [--out DIR] [--until STAGE] [--force] [--threads N]
@@ -12,11 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build/build.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/dirlock.h"
+#include "core/fileio.h"
 #include "core/stop.h"
+#include "recipe/build.h"
 
 typedef struct ui {
     int tty, quiet;

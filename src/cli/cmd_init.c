@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "formats/safetensors.h"
+#include "core/fileio.h"
 #include "model/config.h"
 #include "model/init.h"
 

@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/fileio.h"
 #include "core/rng.h"
 #include "formats/safetensors.h"
 #include "infer/generate.h"

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "formats/safetensors.h"
+#include "core/fileio.h"
 #include "train/plot.h"
 
 typedef struct plot_cli {

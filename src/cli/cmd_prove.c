@@ -13,9 +13,9 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "formats/jsonw.h"
 #include "prove/backend.h"
 #include "prove/backend_scripted.h"
-#include "prove/jsonw.h"
 #include "prove/outdir.h"
 #include "prove/pipeline.h"
 #include "prove/pool.h"

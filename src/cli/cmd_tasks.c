@@ -18,11 +18,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "prove/jsonw.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/rng.h"
 #include "formats/json.h"
+#include "formats/jsonw.h"
 #include "tasks/tasks.h"
 
 /* Longest input line read (a problem with its proof is a few KiB). */

@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/stop.h"
+#include "core/utf8.h"
 #include "formats/json.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/train.h"

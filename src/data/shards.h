@@ -1,5 +1,6 @@
-/* shards.h — token shards for training: `lemma data` writes them, the
- * trainer reads fixed-size windows from them.
+/* shards.h — token shards for training: `lemma data` writes them
+ * (write.c, with documents.c cutting the inputs), the trainer reads
+ * fixed-size windows from them (read.c).
  *
  *   lm_data_opts o; lm_data_opts_default(&o); o.doc_sep = LM_DOC_LINE;
  *   lm_data_build(files, nfiles, "tok_dir", "data_dir", &o, &err);

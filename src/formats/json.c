@@ -590,20 +590,33 @@ const char *json_type_name(json_type t) {
     return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
+const char *json_escape_byte(unsigned char c, char buf[8]) {
+    static const char hx[] = "0123456789abcdef";
+    switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+    }
+    if (c >= 0x20) return NULL;
+    memcpy(buf, "\\u00", 4);
+    buf[4] = hx[c >> 4];
+    buf[5] = hx[c & 15];
+    buf[6] = 0;
+    return buf;
+}
+
 int json_write_string(char *buf, size_t cap, size_t *pos, const char *s, size_t len) {
     size_t o = *pos;
 #define PUT(ch) do { if (o + 1 >= cap) return -1; buf[o++] = (char)(ch); } while (0)
     PUT('"');
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') { PUT('\\'); PUT(c); }
-        else if (c == '\n') { PUT('\\'); PUT('n'); }
-        else if (c == '\r') { PUT('\\'); PUT('r'); }
-        else if (c == '\t') { PUT('\\'); PUT('t'); }
-        else if (c < 0x20) {
-            static const char hx[] = "0123456789abcdef";
-            PUT('\\'); PUT('u'); PUT('0'); PUT('0'); PUT(hx[c >> 4]); PUT(hx[c & 15]);
-        } else PUT(c);
+        char tmp[8];
+        const char *esc = json_escape_byte((unsigned char)s[i], tmp);
+        if (!esc) PUT(s[i]);
+        else
+            for (; *esc; esc++) PUT(*esc);
     }
     PUT('"');
 #undef PUT

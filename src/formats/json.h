@@ -79,8 +79,19 @@ int json_as_double(const json_value *v, double *out);
 int json_as_bool(const json_value *v, int *out);
 const char *json_type_name(json_type t);
 
+/* ---- writing ----
+ * The escapes of a JSON string, written once: json_write_string (into a
+ * fixed buffer) and the lm_text writer in formats/jsonw.h both use
+ * json_escape_byte. */
+
+/* The escape of byte c inside a JSON string literal (\", \\, \n, \r, \t,
+ * \u00XX for the other control bytes), in buf or a constant; NULL when c
+ * stands for itself (every other byte, 0x80 and above included). */
+const char *json_escape_byte(unsigned char c, char buf[8]);
+
 /* Appends s as a JSON string literal (with quotes and escapes) to buf of size
- * cap at *pos; returns 0, or -1 when it does not fit. */
+ * cap at *pos; returns 0, or -1 when it does not fit. Bytes of 0x80 and above
+ * are copied as they are (formats/jsonw.h's jw_strn replaces invalid UTF-8). */
 int json_write_string(char *buf, size_t cap, size_t *pos, const char *s, size_t len);
 
 /* s as a JSON string literal for an error message: quotes, escapes (so the

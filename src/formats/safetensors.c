@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "formats/json.h"
 
 /* A header larger than this is not a checkpoint we can trust: real V3 shards
@@ -391,45 +391,6 @@ static int file_exists(const char *p) {
     return errno == ENOENT ? 0 : -1;
 }
 
-int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err) {
-    /* O_NONBLOCK so that a FIFO is refused below instead of blocking the open. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return lm_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return lm_fail(err, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > max_bytes) {
-        fclose(f);
-        return lm_fail(err, "%s: %lld bytes, larger than the %zu-byte limit for this file", path,
-                       (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return lm_fail(err, "out of memory");
-    }
-    errno = 0;
-    if (n && fread(buf, 1, n, f) != n) {
-        int why = errno;
-        free(buf);
-        fclose(f);
-        return lm_fail(err, "%s: cannot read: %s", path, why ? strerror(why) : "the file shrank while it was read");
-    }
-    fclose(f);
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 int lm_st_open_dir(const char *dir, lm_tensor_set **out, lm_error *err) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
@@ -579,109 +540,6 @@ int lm_st_check_finite(const lm_tensor_set *set, lm_pool *pool, lm_st_progress_f
 
 /* ---- writing ---- */
 
-static int fsync_dir_of(const char *path) {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-typedef struct atomic_file {
-    char tmp[PATH_MAX];
-    const char *path;
-    FILE *f;
-    int direct;             /* path is a device or FIFO: written in place */
-} atomic_file;
-
-/* A temporary file renamed over path, so that a reader never sees half a
- * file. When path already exists and is not a regular file — a device
- * (/dev/full), a FIFO, or a symlink (/dev/stdout) — a rename would replace
- * the node itself (the device or the link), so the bytes go through it in
- * place instead, every write checked. */
-static int atomic_open(atomic_file *af, const char *path, lm_error *err) {
-    af->path = path;
-    af->direct = 0;
-    struct stat st;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        if (S_ISDIR(st.st_mode) || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
-            return lm_fail(err, "%s: is a directory, expected a file name", path);
-        af->direct = 1;
-        snprintf(af->tmp, sizeof af->tmp, "%s", path);
-        af->f = fopen(path, "wb");
-        if (!af->f) return lm_fail(err, "%s: cannot open for writing: %s", path, strerror(errno));
-        return 0;
-    }
-    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
-    af->f = fopen(af->tmp, "wb");
-    if (!af->f) return lm_fail(err, "%s: cannot create: %s", af->tmp, strerror(errno));
-    return 0;
-}
-
-/* Writes len bytes; the first failure is kept (errno) for atomic_commit. */
-static void atomic_write(atomic_file *af, const void *data, size_t len, int *why) {
-    if (len && fwrite(data, 1, len, af->f) != len && !*why) *why = errno ? errno : EIO;
-}
-
-static int atomic_commit(atomic_file *af, int why, lm_error *err) {
-    int bad = why != 0 || ferror(af->f) != 0;
-    errno = 0;
-    if (fflush(af->f) != 0 && !why) bad = 1, why = errno;
-    if (!bad && !af->direct && fsync(fileno(af->f)) != 0) bad = 1, why = errno;
-    if (fclose(af->f) != 0 && !why) bad = 1, why = errno;
-    af->f = NULL;
-    if (bad) {
-        if (!af->direct) unlink(af->tmp);
-        return lm_fail(err, "%s: write failed: %s", af->tmp, why ? strerror(why) : "I/O error");
-    }
-    if (af->direct) return 0;
-    if (rename(af->tmp, af->path) != 0) {
-        int e = errno;
-        unlink(af->tmp);
-        return lm_fail(err, "%s: rename failed: %s", af->path, strerror(e));
-    }
-    fsync_dir_of(af->path);
-    return 0;
-}
-
-int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_error *err) {
-    atomic_file af;
-    if (atomic_open(&af, path, err)) return -1;
-    int why = 0;
-    errno = 0;
-    atomic_write(&af, data, len, &why);
-    return atomic_commit(&af, why, err);
-}
-
-struct lm_atomic_writer {
-    atomic_file af;
-    int why;
-};
-
-lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err) {
-    lm_atomic_writer *w = calloc(1, sizeof *w);
-    if (!w) {
-        lm_fail(err, "out of memory");
-        return NULL;
-    }
-    if (atomic_open(&w->af, path, err)) {
-        free(w);
-        return NULL;
-    }
-    errno = 0;
-    return w;
-}
-
-void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len) { atomic_write(&w->af, data, len, &w->why); }
-
-int lm_atomic_finish(lm_atomic_writer *w, lm_error *err) {
-    int rc = atomic_commit(&w->af, w->why, err);
-    free(w);
-    return rc;
-}
-
 /* lm_st_write's read-back check: __metadata__ must be an object. */
 static int check_metadata(void *ctx, const json_value *m) {
     if (is_metadata(m)) *(int *)ctx = m->type == JSON_OBJECT;
@@ -786,15 +644,13 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
         return lm_fail(err, "%s: the header would not read back (%s); tensor names must be valid UTF-8 and "
                        "metadata a JSON object", path, bad_json ? perr.msg : "__metadata__ is not an object");
     }
-    atomic_file af;
-    int rc = atomic_open(&af, path, err);
-    if (!rc) {
+    lm_atomic_writer *w = lm_atomic_begin(path, err);
+    int rc = w ? 0 : -1;
+    if (w) {
         unsigned char len8[8];
-        int why = 0;
-        errno = 0;
         for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)pos >> (8 * i));
-        atomic_write(&af, len8, 8, &why);
-        atomic_write(&af, hdr, pos, &why);
+        lm_atomic_put(w, len8, 8);
+        lm_atomic_put(w, hdr, pos);
         uint64_t at = 0;
         static const unsigned char zeros[8];
         for (int64_t i = 0; i < n; i++) {
@@ -803,11 +659,11 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
             for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
             uint64_t nb = numel * lm_dtype_size(t->dtype);
             uint64_t begin = (at + 7) & ~(uint64_t)7;
-            if (begin > at) atomic_write(&af, zeros, begin - at, &why);
-            atomic_write(&af, t->data, nb, &why);
+            if (begin > at) lm_atomic_put(w, zeros, begin - at);
+            lm_atomic_put(w, t->data, nb);
             at = begin + nb;
         }
-        rc = atomic_commit(&af, why, err);
+        rc = lm_atomic_finish(w, err);
     }
     free(hdr);
     free(order);

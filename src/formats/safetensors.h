@@ -86,27 +86,8 @@ typedef struct lm_tensor_out {
 int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n,
                 const char *metadata_json, lm_error *err);
 
-/* Atomic write of a whole buffer to a file (temp, fsync, rename, dir fsync).
- * When path exists and is not a regular file (a device such as /dev/full or
- * /dev/null, a FIFO, a symlink such as /dev/stdout), the bytes are written
- * through it in place instead of replacing the node. Every write is checked:
- * a failure (disk full, EIO) is an error naming the path and the reason. */
-int lm_write_file_atomic(const char *path, const void *data, size_t len, lm_error *err);
-
-/* The same, for an output produced piece by piece (no whole-file buffer):
- * lm_atomic_begin, any number of lm_atomic_put (a failure is kept and
- * reported by lm_atomic_finish), then lm_atomic_finish, which commits and
- * frees; after an error nothing is left at path. */
-typedef struct lm_atomic_writer lm_atomic_writer;
-lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err);
-void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len);
-int lm_atomic_finish(lm_atomic_writer *w, lm_error *err);
-
 /* Readers refuse a safetensors header longer than this (the reference
  * safetensors library's limit too); lm_st_write refuses to write one. */
 #define LM_ST_MAX_HEADER 100000000u
-/* Reads a whole file into a malloc'd NUL-terminated buffer (caller frees).
- * Refuses files larger than max_bytes. */
-int lm_read_file(const char *path, size_t max_bytes, char **out, size_t *len, lm_error *err);
 
 #endif

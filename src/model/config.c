@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 
 /* Sizes beyond this are certainly not a real model and would overflow the
  * products the loader computes. */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/rng.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
@@ -346,23 +347,6 @@ int lm_init_config_text(const char *config_json, size_t len, lm_init_dtype dtype
 
 /* ---- the writer ---- */
 
-static int mkdir_p(const char *dir, lm_error *err) {
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return lm_fail(err, "%s: path too long", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || !*s) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0777) && errno != EEXIST) return lm_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
-            *s = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return lm_fail(err, "%s: not a directory", dir);
-    return 0;
-}
-
 typedef struct fill_job {
     const lm_init_tensor *t;
     uint64_t seed;
@@ -476,7 +460,7 @@ int lm_model_init_random(const lm_config *cfg, const char *config_json, size_t c
     }
     free(scratch);
     scratch = NULL;
-    if (mkdir_p(out_dir, err)) goto done;
+    if (lm_mkdir_p(out_dir, err)) goto done;
     char meta[256], path[PATH_MAX];
     snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"lemma_init\":\"seed %llu, std %.9g, %s\"}",
              (unsigned long long)opts->seed, std, lm_init_dtype_name(opts->dtype));

@@ -17,10 +17,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/buf.h"
 #include "core/rng.h"
+#include "core/utf8.h"
 #include "formats/json.h"
 #include "prove/backend.h"
-#include "tokenizer/tokenizer.h"
 
 enum {
     ERROR_MAX = 600,          /* bytes of one reply's error line */

@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "formats/json.h"
-#include "formats/safetensors.h" /* lm_read_file */
 
 typedef struct rule {
     char *name;

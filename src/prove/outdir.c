@@ -11,31 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "formats/json.h"
-#include "formats/safetensors.h" /* lm_write_file_atomic, lm_read_file */
-#include "prove/jsonw.h"
-
-static int mkdir_p(const char *dir, lm_error *err) {
-    char path[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof path) return lm_fail(err, "output folder name too long or empty");
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != 0) continue;
-        char c = path[i];
-        path[i] = 0;
-        if (mkdir(path, 0755) && errno != EEXIST) return lm_fail(err, "cannot create %s: %s", path, strerror(errno));
-        path[i] = c;
-    }
-    struct stat st;
-    if (stat(dir, &st)) return lm_fail(err, "cannot create %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return lm_fail(err, "%s exists and is not a folder", dir);
-    return 0;
-}
+#include "formats/jsonw.h"
 
 int lm_outdir_open(const char *dir, lm_dir_lock *lock, lm_error *err) {
     lock->fd = -1;
-    if (mkdir_p(dir, err)) return -1;
+    if (lm_mkdir_p(dir, err)) return -1;
     if (lm_dir_lock_acquire(dir, lock, err))
         return strstr(err->msg, "in use by pid") ? lm_fail_suffix(err, "(another run writes there; wait for it or choose another --out)") : -1;
     return 0;

@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/sha256.h"
+#include "core/sha256.h"
 #include "formats/json.h"
-#include "prove/jsonw.h"
+#include "formats/jsonw.h"
 
 static const char *const kind_names[LM_KIND_COUNT] = {"proof", "verification", "meta_verification"};
 const char *lm_kind_name(int kind) { return kind >= 0 && kind < LM_KIND_COUNT ? kind_names[kind] : "?"; }

@@ -31,8 +31,8 @@
 
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
-#include "tokenizer/tokenizer.h" /* lm_text */
 
 enum { LM_KIND_PROOF, LM_KIND_VERIFICATION, LM_KIND_META, LM_KIND_COUNT };
 const char *lm_kind_name(int kind);

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build/sha256.h"
+#include "core/fileio.h"
+#include "core/sha256.h"
 #include "formats/json.h"
-#include "formats/safetensors.h" /* lm_read_file */
 
 /* Where an object came from, for messages: "file:LINE" or "file: element N". */
 typedef struct where {

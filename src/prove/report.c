@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/safetensors.h" /* lm_write_file_atomic */
-#include "prove/jsonw.h"
+#include "core/fileio.h"
+#include "formats/jsonw.h"
 #include "tasks/tasks.h"
 
 /* ---- the synthetic domains as the ground truth ---- */

@@ -13,8 +13,8 @@
 #ifndef LEMMA_PROVE_TEMPLATE_H
 #define LEMMA_PROVE_TEMPLATE_H
 
+#include "core/buf.h"
 #include "core/error.h"
-#include "tokenizer/tokenizer.h" /* lm_text */
 
 /* Appends the filled template to out. */
 int lm_template_fill(const char *tmpl, const char *const *keys, const char *const *vals, int n, lm_text *out,

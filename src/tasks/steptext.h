@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer/tokenizer.h" /* lm_text */
+#include "core/buf.h"
 
 #define LM_SYM_CONGRUENT "\xe2\x89\xa1" /* ≡ */
 

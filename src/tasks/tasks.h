@@ -50,8 +50,8 @@
 
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
-#include "tokenizer/tokenizer.h" /* lm_text */
 
 /* Error kinds. Fatal kinds give 0, minor kinds 0.5. */
 #define LM_ERR_ARITHMETIC "arithmetic"          /* a step's computation is false */

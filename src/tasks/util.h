@@ -30,9 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "tasks/tasks.h"
-#include "tokenizer/tokenizer.h" /* lm_text */
 
 /* ---- lines ---------------------------------------------------------------- */
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tokenizer/tokenizer.h"
+#include "core/buf.h"
 
 typedef struct lm_nfc_decomp {
     uint32_t cp, off, len;

@@ -1,6 +1,7 @@
-/* tok_internal.h — the tokenizer's data structures, shared by tokenizer.c
- * (load, encode driver, decode), pretok.c (pre-tokenizers), bpe.c (merging)
- * and train.c. Not a public interface.
+/* tok_internal.h — the tokenizer's data structures, shared by load.c,
+ * encode.c (the encode driver), decode.c, tokenizer.c (byte-level alphabet,
+ * hashing, accessors), pretok.c (pre-tokenizers), bpe.c (merging) and
+ * train.c. Not a public interface.
  *
  * Ids: 0 .. nids-1. Every id has its decoded bytes in blob[off[id] ..
  * off[id]+len[id]) (len[id] == LM_TOK_NONE: no token has that id). */

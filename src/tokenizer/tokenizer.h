@@ -31,28 +31,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h" /* lm_ids, lm_text */
 #include "core/error.h"
 
 typedef struct lm_tokenizer lm_tokenizer;
-
-/* A caller-owned growable array of token ids; start it as {0}. Functions
- * append to it (they never reset n). */
-typedef struct lm_ids {
-    int32_t *ids;
-    size_t n, cap;
-} lm_ids;
-
-/* A caller-owned growable byte buffer, kept NUL-terminated; start it as {0}. */
-typedef struct lm_text {
-    char *data;
-    size_t len, cap;
-} lm_text;
-
-void lm_ids_free(lm_ids *v);
-int lm_ids_push(lm_ids *v, int32_t id);                       /* 0, or -1 out of memory */
-void lm_text_free(lm_text *t);
-int lm_text_append(lm_text *t, const char *s, size_t n);      /* 0, or -1 out of memory */
-int lm_text_appendf(lm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3))); /* the same, printf */
 
 /* Loads DIR/tokenizer.json (and DIR/tokenizer_config.json when present, for
  * bos/eos) or a tokenizer.json path. NULL on error, with err naming the file,
@@ -127,15 +109,5 @@ typedef struct lm_tok_stream {
 void lm_tok_stream_init(lm_tok_stream *st, const lm_tokenizer *tok, int flags);
 int lm_tok_stream_push(lm_tok_stream *st, int32_t id, lm_text *out, lm_error *err);
 int lm_tok_stream_finish(lm_tok_stream *st, lm_text *out);
-
-/* ---- UTF-8 helpers shared by the tokenizer files -------------------------- */
-
-/* Length of the maximal invalid subpart at s[0] (1..3) when s does not start
- * with a valid UTF-8 sequence, else 0 (n > 0). */
-size_t lm_utf8_invalid_len(const unsigned char *s, size_t n);
-/* Appends s with every maximal invalid subpart replaced by U+FFFD. */
-int lm_utf8_sanitize(const char *s, size_t n, lm_text *out);
-/* 1 when s is valid UTF-8. */
-int lm_utf8_valid(const char *s, size_t n);
 
 #endif

@@ -26,7 +26,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/stop.h"
+#include "core/utf8.h"
+#include "formats/jsonw.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tok_internal.h"
 
@@ -319,32 +322,6 @@ static int cmp_word(const void *x, const void *y, void *arena) {
     return (a->len > b->len) - (a->len < b->len);
 }
 
-/* Appends s as a JSON string literal. */
-static int json_str(lm_text *out, const char *s, size_t n) {
-    static const char hx[] = "0123456789abcdef";
-    if (lm_text_append(out, "\"", 1)) return -1;
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        if (lm_text_append(out, s + run, i - run)) return -1;
-        char e[7] = {'\\', (char)c, 0};
-        size_t el = 2;
-        if (c == '\n') e[1] = 'n';
-        else if (c == '\r') e[1] = 'r';
-        else if (c == '\t') e[1] = 't';
-        else if (c < 0x20) {
-            memcpy(e, "\\u00", 4);
-            e[4] = hx[c >> 4];
-            e[5] = hx[c & 15];
-            el = 6;
-        }
-        if (lm_text_append(out, e, el)) return -1;
-        run = i + 1;
-    }
-    return lm_text_append(out, s + run, n - run) || lm_text_append(out, "\"", 1);
-}
-
 static int putf(lm_text *out, const char *s) { return lm_text_append(out, s, strlen(s)); }
 
 /* A token's bytes as byte-level characters. */
@@ -368,7 +345,7 @@ static int write_json(const lm_bpe_trainer *t, char **tokbytes, const uint32_t *
         char head[64];
         snprintf(head, sizeof head, "    {\"id\": %d, \"content\": ", k);
         rc |= putf(out, head);
-        rc |= json_str(out, lm_bpe_special_tokens[k], strlen(lm_bpe_special_tokens[k]));
+        rc |= jw_strn(out, lm_bpe_special_tokens[k], strlen(lm_bpe_special_tokens[k]));
         rc |= putf(out, special_flag[k] ? ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
                                           "\"normalized\": false, \"special\": true}"
                                         : ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
@@ -385,7 +362,7 @@ static int write_json(const lm_bpe_trainer *t, char **tokbytes, const uint32_t *
             else snprintf(digits, sizeof digits, "\\p{N}{1,%d}", t->o.digit_group);
             pat = digits;
         }
-        rc |= json_str(out, pat, strlen(pat));
+        rc |= jw_strn(out, pat, strlen(pat));
         rc |= putf(out, "}, \"behavior\": \"Isolated\", \"invert\": false},\n");
     }
     rc |= putf(out, "    {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}\n"
@@ -399,10 +376,10 @@ static int write_json(const lm_bpe_trainer *t, char **tokbytes, const uint32_t *
                     "    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n    \"vocab\": {\n");
     for (int32_t id = 0; id < ntok && !rc; id++) {
         rc |= putf(out, "      ");
-        if (id < LM_BPE_NSPECIAL) rc |= json_str(out, tokbytes[id], toklen[id]);
+        if (id < LM_BPE_NSPECIAL) rc |= jw_strn(out, tokbytes[id], toklen[id]);
         else {
             rc |= bytelevel_str((const unsigned char *)tokbytes[id], toklen[id], &tmp);
-            rc |= json_str(out, tmp.data, tmp.len);
+            rc |= jw_strn(out, tmp.data, tmp.len);
         }
         char num[32];
         snprintf(num, sizeof num, ": %d%s\n", id, id + 1 < ntok ? "," : "");
@@ -414,7 +391,7 @@ static int write_json(const lm_bpe_trainer *t, char **tokbytes, const uint32_t *
         rc |= bytelevel_str((const unsigned char *)tokbytes[mb[m]], toklen[mb[m]], &tmp2);
         rc |= lm_text_append(&tmp, " ", 1) || lm_text_append(&tmp, tmp2.data, tmp2.len);
         rc |= putf(out, "      ");
-        rc |= json_str(out, tmp.data, tmp.len);
+        rc |= jw_strn(out, tmp.data, tmp.len);
         rc |= putf(out, m + 1 < nm ? ",\n" : "\n");
     }
     rc |= putf(out, "    ]\n  }\n}\n");
@@ -425,15 +402,15 @@ static int write_json(const lm_bpe_trainer *t, char **tokbytes, const uint32_t *
 
 static int write_config(lm_text *out) {
     int rc = putf(out, "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n  \"bos_token\": ");
-    rc |= json_str(out, lm_bpe_special_tokens[0], strlen(lm_bpe_special_tokens[0]));
+    rc |= jw_strn(out, lm_bpe_special_tokens[0], strlen(lm_bpe_special_tokens[0]));
     rc |= putf(out, ",\n  \"eos_token\": ");
-    rc |= json_str(out, lm_bpe_special_tokens[1], strlen(lm_bpe_special_tokens[1]));
+    rc |= jw_strn(out, lm_bpe_special_tokens[1], strlen(lm_bpe_special_tokens[1]));
     rc |= putf(out, ",\n  \"pad_token\": ");
-    rc |= json_str(out, lm_bpe_special_tokens[2], strlen(lm_bpe_special_tokens[2]));
+    rc |= jw_strn(out, lm_bpe_special_tokens[2], strlen(lm_bpe_special_tokens[2]));
     rc |= putf(out, ",\n  \"unk_token\": null,\n  \"clean_up_tokenization_spaces\": false,\n"
                     "  \"model_max_length\": 131072,\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n"
                     "  \"chat_template\": ");
-    rc |= json_str(out, lm_chat_template_v3, strlen(lm_chat_template_v3));
+    rc |= jw_strn(out, lm_chat_template_v3, strlen(lm_chat_template_v3));
     rc |= putf(out, "\n}\n");
     return rc ? -1 : 0;
 }
@@ -661,24 +638,17 @@ int lm_bpe_train_files(const char *const *files, int nfiles, const lm_bpe_train_
     lm_text carry = {0};
     for (int i = 0; i < nfiles && !rc; i++) {
         /* A regular file, read up to the size it had when opened: a device,
-         * FIFO or a file that keeps growing cannot make this run without end.
-         * O_NONBLOCK keeps a FIFO from blocking the open. */
-        int fd = open(files[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0) { rc = lm_fail(err, "%s: cannot open: %s", files[i], strerror(errno)); break; }
-        struct stat st;
-        if (fstat(fd, &st)) st.st_mode = 0; /* reported as not a regular file */
-        if (!S_ISREG(st.st_mode)) {
-            close(fd);
-            rc = lm_fail(err, "%s: %s", files[i], S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
-            break;
-        }
+         * FIFO or a file that keeps growing cannot make this run without end. */
+        uint64_t size;
+        int fd = lm_open_regular(files[i], &size, err);
+        if (fd < 0) { rc = -1; break; }
         /* Read in 1 MiB blocks and feed up to the last "\n" that is followed
          * by an ASCII letter: no pre-token spans such a point (the newline
          * ends a whitespace or punctuation piece, and no branch of the
          * regex joins a newline to a following letter), so the counts are
          * the same as for the whole file at once. */
         carry.len = 0;
-        size_t left = (size_t)st.st_size;
+        size_t left = (size_t)size;
         while (!rc && left) {
             if (lm_stop_requested()) { rc = lm_fail(err, "interrupted"); break; }
             ssize_t n = read(fd, buf, left < (1u << 20) ? left : (1u << 20));

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
-#include "tokenizer/tokenizer.h"
 
 typedef struct lm_bpe_train_opts {
     int32_t vocab_size;      /* total ids, specials and bytes included (default 8000) */

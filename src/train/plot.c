@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 
 /* ---- reading ---------------------------------------------------------------- */
 

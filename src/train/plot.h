@@ -32,8 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
-#include "tokenizer/tokenizer.h"
 
 typedef struct lm_metrics {
     int64_t n;              /* records, steps strictly increasing */

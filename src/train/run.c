@@ -14,15 +14,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/dirlock.h"
+#include "core/fileio.h"
 #include "core/stop.h"
 #include "core/threadpool.h"
 #include "data/shards.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
-#include "tokenizer/tokenizer.h"
 #include "train/params.h"
 #include "train/step.h"
 

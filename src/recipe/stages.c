@@ -1,7 +1,7 @@
 /* stages.c — parameter helpers and the tokenizer and data stage kinds; see
  * stages.h. Their parameters are documented in docs/recipe.md and validated
  * when the recipe loads (recipe.c); the readers here check again. */
-#include "build/stages.h"
+#include "recipe/stages.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* taskset.c — problem sets, pretraining text and SFT examples from the
  * synthetic domains; see taskset.h. */
-#include "build/taskset.h"
+#include "recipe/taskset.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 
 #include "core/rng.h"
 #include "formats/json.h"
-#include "prove/jsonw.h"
+#include "formats/jsonw.h"
 #include "prove/pipeline.h"
 #include "prove/template.h"
 #include "prove/templates.h"

@@ -1,5 +1,5 @@
 /* lock.c — lemma.lock reading, writing, directory hashing; see lock.h. */
-#include "build/lock.h"
+#include "recipe/lock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,11 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "build/sha256.h"
+#include "core/buf.h"
 #include "core/dirlock.h"
+#include "core/fileio.h"
+#include "core/sha256.h"
 #include "formats/json.h"
-#include "formats/safetensors.h"
-#include "tokenizer/tokenizer.h"
+#include "formats/jsonw.h"
 
 void lm_lock_files_free(lm_lock_file *files, int n) {
     for (int i = 0; i < n; i++) free(files[i].path);
@@ -248,16 +249,6 @@ int lm_lock_read(const char *path, lm_lock *lk, lm_error *err) {
     return rc;
 }
 
-static int put_str(lm_text *t, const char *s) {
-    size_t n = strlen(s), cap = n * 6 + 3, pos = 0;
-    char *b = malloc(cap);
-    if (!b) return -1;
-    json_write_string(b, cap, &pos, s, n);
-    int rc = lm_text_append(t, b, pos);
-    free(b);
-    return rc;
-}
-
 #define PUT(s) bad |= lm_text_append(&t, s, strlen(s))
 
 int lm_lock_write(const char *path, const lm_lock *lk, lm_error *err) {
@@ -265,23 +256,23 @@ int lm_lock_write(const char *path, const lm_lock *lk, lm_error *err) {
     int bad = 0;
     char line[256];
     PUT("{\n  \"lemma_lock\": 1,\n  \"recipe\": ");
-    bad |= put_str(&t, lk->recipe ? lk->recipe : "");
+    bad |= jw_str(&t, lk->recipe ? lk->recipe : "");
     snprintf(line, sizeof line, ",\n  \"recipe_sha256\": \"%s\",\n  \"inputs\": {", lk->recipe_sha256);
     PUT(line);
     for (int i = 0; i < lk->n_inputs; i++) {
         PUT(i ? ",\n    " : "\n    ");
-        bad |= put_str(&t, lk->inputs[i].name);
+        bad |= jw_str(&t, lk->inputs[i].name);
         PUT(": {\"path\": ");
-        bad |= put_str(&t, lk->inputs[i].path);
+        bad |= jw_str(&t, lk->inputs[i].path);
         snprintf(line, sizeof line, ", \"sha256\": \"%s\"}", lk->inputs[i].sha256);
         PUT(line);
     }
     PUT(lk->n_inputs ? "\n  },\n  \"stages\": {" : "},\n  \"stages\": {");
     for (int i = 0; i < lk->n_stages; i++) {
         PUT(i ? ",\n    " : "\n    ");
-        bad |= put_str(&t, lk->stages[i].name);
+        bad |= jw_str(&t, lk->stages[i].name);
         PUT(": {\"kind\": ");
-        bad |= put_str(&t, lk->stages[i].kind);
+        bad |= jw_str(&t, lk->stages[i].kind);
         snprintf(line, sizeof line, ", \"key\": \"%s\", \"outputs_sha256\": \"%s\"}", lk->stages[i].key,
                  lk->stages[i].outputs_sha256);
         PUT(line);
@@ -289,7 +280,7 @@ int lm_lock_write(const char *path, const lm_lock *lk, lm_error *err) {
     PUT(lk->n_stages ? "\n  },\n  \"artifacts\": {" : "},\n  \"artifacts\": {");
     for (int i = 0; i < lk->n_files; i++) {
         PUT(i ? ",\n    " : "\n    ");
-        bad |= put_str(&t, lk->files[i].path);
+        bad |= jw_str(&t, lk->files[i].path);
         snprintf(line, sizeof line, ": \"%s\"", lk->files[i].sha256);
         PUT(line);
     }

@@ -16,8 +16,8 @@
  *       ... train into st->out_dir, calling st->progress now and then ...
  *   }
  */
-#ifndef LEMMA_BUILD_STAGES_H
-#define LEMMA_BUILD_STAGES_H
+#ifndef LEMMA_RECIPE_STAGES_H
+#define LEMMA_RECIPE_STAGES_H
 
 #include <stdint.h>
 
@@ -68,7 +68,7 @@ int lm_stage_string(const lm_stage *st, const char *key, const char *def, const 
 /* The stage kinds. */
 int lm_stage_tokenizer(const lm_stage *st, const char *build_dir, lm_error *err);
 int lm_stage_data(const lm_stage *st, const char *build_dir, lm_error *err);
-/* Pretraining (src/build/stage_pretrain.c; `lemma train` provides it). */
+/* Pretraining (src/recipe/stage_pretrain.c; `lemma train` provides it). */
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err);
 
 #endif

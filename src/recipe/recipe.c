@@ -1,16 +1,16 @@
 /* recipe.c — recipe parsing and validation, canonical JSON, the synth-text
  * generator; see recipe.h and docs/recipe.md. */
-#include "build/recipe.h"
+#include "recipe/recipe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "build/sha256.h"
+#include "core/fileio.h"
 #include "core/rng.h"
+#include "core/sha256.h"
 #include "data/shards.h"
-#include "build/taskset.h"
-#include "formats/safetensors.h"
+#include "recipe/taskset.h"
 
 const char *lm_builtin_name(int builtin) {
     return builtin == LM_BUILTIN_BIBLE_KJV    ? "bible-kjv"

@@ -34,14 +34,14 @@
  *             meta-verification (a verification naming the real first
  *             defect → \boxed{1}; one naming a made-up defect in the clean
  *             solution → \boxed{0}). */
-#ifndef LEMMA_BUILD_TASKSET_H
-#define LEMMA_BUILD_TASKSET_H
+#ifndef LEMMA_RECIPE_TASKSET_H
+#define LEMMA_RECIPE_TASKSET_H
 
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "formats/json.h"
-#include "tokenizer/tokenizer.h" /* lm_text */
 
 typedef enum lm_taskset_kind { LM_TASKSET_PROBLEMS = 1, LM_TASKSET_TEXT, LM_TASKSET_SFT } lm_taskset_kind;
 

@@ -1,5 +1,5 @@
 /* sha256.c — SHA-256 after FIPS 180-4 §6.2; see sha256.h. */
-#include "build/sha256.h"
+#include "core/sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/stop.h"
 
 static const uint32_t K[64] = {
@@ -113,15 +114,9 @@ int lm_sha256_parse(const char *hex, uint8_t out[32]) {
 }
 
 int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
-    /* O_NONBLOCK: a FIFO is refused below instead of blocking the open. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return lm_fail(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st)) st.st_mode = 0; /* reported as not a regular file */
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return lm_fail(err, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "not a regular file");
-    }
+    uint64_t size;
+    int fd = lm_open_regular(path, &size, err);
+    if (fd < 0) return -1;
     uint8_t *buf = malloc(1 << 20);
     if (!buf) {
         close(fd);
@@ -131,7 +126,7 @@ int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
     lm_sha256_init(&s);
     /* Exactly the size fstat gave: a file that grows meanwhile is not read
      * without end, one that shrinks is an error. */
-    uint64_t left = (uint64_t)st.st_size, at = 0;
+    uint64_t left = size, at = 0;
     int rc = 0;
     while (left && !rc) {
         if (lm_stop_requested()) {
@@ -143,7 +138,7 @@ int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) rc = lm_fail(err, "%s: read error at byte %llu: %s", path, (unsigned long long)at, strerror(errno));
         else if (n == 0) rc = lm_fail(err, "%s: file shrank while being read (%llu of %lld bytes)", path,
-                                      (unsigned long long)at, (long long)st.st_size);
+                                      (unsigned long long)at, (long long)size);
         else {
             lm_sha256_update(&s, buf, (size_t)n);
             left -= (uint64_t)n;

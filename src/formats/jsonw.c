@@ -1,5 +1,5 @@
 /* jsonw.c — JSON values appended to an lm_text; see jsonw.h. */
-#include "prove/jsonw.h"
+#include "formats/jsonw.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -7,35 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
+#include "formats/json.h" /* json_escape_byte */
+
 int jw_raw(lm_text *t, const char *s) { return lm_text_append(t, s, strlen(s)); }
 
 int jw_strn(lm_text *t, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
     if (lm_text_append(t, "\"", 1)) return -1;
-    size_t run = 0, i = 0;
+    size_t run = 0, i = 0; /* s[run, i) is copied as it is when an escape comes */
     while (i < n) {
         unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[8];
+        char buf[8];
+        const char *esc;
         size_t skip = 1;
-        if (c == '"') esc = "\\\"";
-        else if (c == '\\') esc = "\\\\";
-        else if (c == '\n') esc = "\\n";
-        else if (c == '\r') esc = "\\r";
-        else if (c == '\t') esc = "\\t";
-        else if (c < 0x20) {
-            snprintf(u, sizeof u, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-            esc = u;
-        } else if (c >= 0x80) {
+        if (c >= 0x80) {
             size_t bad = lm_utf8_invalid_len((const unsigned char *)s + i, n - i);
             if (!bad) { /* a valid sequence: keep it whole */
                 i += c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
                 continue;
             }
-            esc = "\xef\xbf\xbd"; /* U+FFFD */
+            esc = LM_UTF8_REPLACEMENT;
             skip = bad;
-        }
-        if (!esc) {
+        } else if (!(esc = json_escape_byte(c, buf))) {
             i++;
             continue;
         }

@@ -34,12 +34,12 @@
  * and hash (a file's SHA-256, or an earlier stage's outputs digest). Every
  * input is checked against the recipe's "sha256" before any stage runs; a
  * missing or different hash is an error that prints the actual one. */
-#ifndef LEMMA_BUILD_BUILD_H
-#define LEMMA_BUILD_BUILD_H
+#ifndef LEMMA_RECIPE_BUILD_H
+#define LEMMA_RECIPE_BUILD_H
 
-#include "build/lock.h"
-#include "build/recipe.h"
 #include "core/error.h"
+#include "recipe/lock.h"
+#include "recipe/recipe.h"
 
 typedef struct lm_build_opts {
     const char *out_dir;     /* the build directory (created when missing) */
@@ -71,9 +71,5 @@ int lm_build_check(const lm_recipe *r, const lm_build_opts *o, const char *scrat
                    void (*diff)(void *ctx, const char *what, const char *path, const char *sha_lock,
                                 const char *sha_rebuilt),
                    void *ctx, lm_error *err);
-
-/* rm -rf of a path (no symlinks followed); 0, or -1 with err. The caller
- * decides that the path is lemma's to remove. */
-int lm_remove_tree(const char *path, lm_error *err);
 
 #endif

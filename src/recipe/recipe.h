@@ -20,15 +20,15 @@
  * right kind, and the parameters of the tokenizer and data kinds (known keys,
  * types, ranges). Errors name the recipe file, the JSON path and byte offset.
  * Pretrain parameters are checked by the pretrain stage itself. */
-#ifndef LEMMA_BUILD_RECIPE_H
-#define LEMMA_BUILD_RECIPE_H
+#ifndef LEMMA_RECIPE_RECIPE_H
+#define LEMMA_RECIPE_RECIPE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "formats/json.h"
-#include "tokenizer/tokenizer.h"
 
 enum { LM_RECIPE_VERSION = 1 };
 
@@ -37,7 +37,7 @@ enum lm_builtin {
     LM_BUILTIN_NONE = 0,
     LM_BUILTIN_BIBLE_KJV,   /* `bible -f Gen1:1-Rev22:21` (Debian bible-kjv): one verse per line */
     LM_BUILTIN_SYNTH_TEXT,  /* lm_synth_text(seed, lines): generated sentences, one per line */
-    LM_BUILTIN_TASKS,       /* a set from the synthetic domains (build/taskset.h), JSONL */
+    LM_BUILTIN_TASKS,       /* a set from the synthetic domains (recipe/taskset.h), JSONL */
 };
 
 typedef struct lm_recipe_input {

@@ -18,11 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "build/build.h"
-#include "build/recipe.h"
-#include "build/stages.h"
 #include "core/dirlock.h"
-#include "formats/safetensors.h"
+#include "core/fileio.h"
+#include "recipe/build.h"
+#include "recipe/recipe.h"
+#include "recipe/stages.h"
 #include "train/run.h"
 
 static const char *const keys[] = {

@@ -1,12 +1,11 @@
 /* build.c — runs a recipe; see build.h. */
-#include "build/build.h"
+#include "recipe/build.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "build/sha256.h"
-#include "build/taskset.h"
-#include "build/stages.h"
 #include "core/dirlock.h"
+#include "core/fileio.h"
+#include "core/sha256.h"
 #include "core/stop.h"
-#include "formats/safetensors.h"
+#include "recipe/stages.h"
+#include "recipe/taskset.h"
 
 /* ---- small helpers ----------------------------------------------------------- */
 
@@ -39,38 +38,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path) ? -1 : 0;
-}
-
-int lm_remove_tree(const char *path, lm_error *err) {
-    struct stat st;
-    if (lstat(path, &st)) return errno == ENOENT ? 0 : lm_fail(err, "%s: %s", path, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return remove(path) ? lm_fail(err, "%s: %s", path, strerror(errno)) : 0;
-    if (nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS)) return lm_fail(err, "removing %s: %s", path, strerror(errno));
-    return 0;
-}
-
-static int mkdir_p(const char *dir, lm_error *err) {
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (!n || n >= sizeof tmp) return lm_fail(err, "%s: bad directory name", dir);
-    memcpy(tmp, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i]) continue;
-        char c = tmp[i];
-        tmp[i] = 0;
-        if (mkdir(tmp, 0777) && errno != EEXIST) return lm_fail(err, "%s: %s", tmp, strerror(errno));
-        tmp[i] = c;
-    }
-    struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return lm_fail(err, "%s: not a directory", dir);
-    return 0;
 }
 
 static int file_exists(const char *p) {
@@ -156,7 +123,7 @@ static int hash_mismatch(const lm_recipe_input *in, const char *got, lm_error *e
                    in->sha256);
 }
 
-/* A tasks input (build/taskset.h): exclude_path is the prepared file of the
+/* A tasks input (recipe/taskset.h): exclude_path is the prepared file of the
  * input it excludes, or NULL. */
 static int make_taskset(const lm_recipe_input *in, const char *exclude_path, lm_text *out, lm_error *err) {
     lm_taskset_opts o;
@@ -546,7 +513,7 @@ static void prune_lock(const lm_recipe *r, lm_lock *lk) {
 int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err) {
     memset(res, 0, sizeof *res);
     int fresh = !path_exists(o->out_dir);
-    if (mkdir_p(o->out_dir, err) || (fresh && lm_dir_mark_made(o->out_dir, err))) return -1;
+    if (lm_mkdir_p(o->out_dir, err) || (fresh && lm_dir_mark_made(o->out_dir, err))) return -1;
     char lock_path[4096];
     snprintf(lock_path, sizeof lock_path, "%s/lemma.lock", o->out_dir);
     lm_dir_lock dl;

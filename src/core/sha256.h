@@ -14,8 +14,8 @@
  *
  *   lm_sha256_file("tokenizer/tokenizer.json", hex, &err);  // whole file
  */
-#ifndef LEMMA_BUILD_SHA256_H
-#define LEMMA_BUILD_SHA256_H
+#ifndef LEMMA_CORE_SHA256_H
+#define LEMMA_CORE_SHA256_H
 
 #include <stddef.h>
 #include <stdint.h>

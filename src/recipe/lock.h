@@ -24,8 +24,8 @@
  * lines "<path> <sha256>\n" of its artifacts. Inputs given by path (outside
  * the build directory) appear under "inputs" with their path as written in
  * the recipe, not under "artifacts". */
-#ifndef LEMMA_BUILD_LOCK_H
-#define LEMMA_BUILD_LOCK_H
+#ifndef LEMMA_RECIPE_LOCK_H
+#define LEMMA_RECIPE_LOCK_H
 
 #include <stddef.h>
 
