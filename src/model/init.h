@@ -40,6 +40,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threadpool.h"
+#include "model/arch.h"
 #include "model/config.h"
 
 typedef enum lm_init_dtype { LM_INIT_F32 = 0, LM_INIT_BF16 = 1, LM_INIT_FP8 = 2 } lm_init_dtype;
@@ -53,6 +54,9 @@ typedef enum lm_init_kind {
     LM_INIT_ONES = 1,            /* RMSNorm weights */
     LM_INIT_ZEROS = 2,           /* e_score_correction_bias */
 } lm_init_kind;
+
+/* The initial values of a tensor of this role (arch.h). */
+lm_init_kind lm_init_kind_of(lm_arch_role role);
 
 enum { LM_INIT_NAME_MAX = 128 };
 
