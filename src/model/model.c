@@ -205,6 +205,37 @@ lm_param_count lm_model_params(const lm_model *m) {
     return p;
 }
 
+typedef struct report_walk {
+    const lm_tensor_set *set;
+    lm_tensor_report *r;
+} report_walk;
+
+static int report_item(void *ctx, const lm_arch_item *it) {
+    report_walk *w = ctx;
+    const lm_tensor *t = lm_st_find(w->set, it->name);
+    if (!t) {
+        w->r->missing++;
+        return 0;
+    }
+    w->r->known++;
+    char sname[LM_ARCH_NAME_MAX + 16];
+    snprintf(sname, sizeof sname, "%s_scale_inv", it->name);
+    if (t->dtype == LM_DTYPE_F8_E4M3 && lm_st_find(w->set, sname)) w->r->known++;
+    return 0;
+}
+
+void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r) {
+    memset(r, 0, sizeof *r);
+    r->total = lm_st_count(m->tensors);
+    for (int64_t i = 0; i < r->total; i++) {
+        const lm_tensor *t = lm_st_tensor(m->tensors, i);
+        r->count[t->dtype]++;
+        r->bytes[t->dtype] += (double)t->nbytes;
+    }
+    report_walk w = {m->tensors, r};
+    lm_arch_each(&m->cfg, LM_ARCH_WITH_MTP, report_item, &w);
+}
+
 int64_t lm_kv_floats_per_token(const lm_config *c, lm_attn_mode mode) {
     if (mode == LM_ATTN_LATENT) return c->kv_lora_rank + c->qk_rope_head_dim;
     return c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);

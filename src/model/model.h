@@ -60,6 +60,16 @@ typedef struct lm_param_count {
     int64_t expert_each;         /* one routed expert */
 } lm_param_count;
 lm_param_count lm_model_params(const lm_model *m);
+/* The tensors of a loaded checkpoint: by stored dtype over every file, and
+ * how many of them the arch table names (with FP8 scales and MTP layers). */
+typedef struct lm_tensor_report {
+    int64_t count[LM_DTYPE_COUNT];
+    double bytes[LM_DTYPE_COUNT];
+    int64_t total;               /* tensors in the files */
+    int64_t known;               /* of those, named by the table for this config */
+    int64_t missing;             /* table tensors absent (MTP layers a checkpoint left out) */
+} lm_tensor_report;
+void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r);
 /* Bytes of weights one token reads on average (routed experts weighted by
  * top-k / E), in their stored dtypes: decode's bandwidth numerator. */
 double lm_model_active_weight_bytes(const lm_model *m);
