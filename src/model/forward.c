@@ -73,10 +73,10 @@ enum { ATTN_QBLOCK = 64 };
 
 static void layout(lm_infer *s, lm_arena *p) {
     const lm_config *c = &s->m->cfg;
-    int64_t T = s->max_chunk, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank,
-            E = c->n_routed_experts, k = c->num_experts_per_tok;
-    int64_t Imax = c->intermediate_size;
+    const lm_dims *d = &s->m->dims;
+    int64_t T = s->max_chunk, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q, E = d->E,
+            k = d->k;
+    int64_t Imax = d->I;
     int64_t Ims = c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     if (Ims > Imax) Imax = Ims;
     int64_t F = sizeof(float);
@@ -132,10 +132,10 @@ static void layout(lm_infer *s, lm_arena *p) {
 
 /* W_UK^T and W_UV of every layer in F32, for the absorbed path (conv. 11). */
 static void prepare_absorb(lm_infer *s) {
-    const lm_config *c = &s->m->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank;
+    const lm_dims *d = &s->m->dims;
+    int64_t H = d->H, dn = d->dn, dv = d->dv, C = d->C;
     float *row = s->thr; /* scratch: C floats, before any forward runs */
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+    for (int64_t l = 0; l < d->L; l++) {
         const lm_mat *W = &s->m->w.layers[l].wkv_b;
         float *uk_t = s->w_absorb + l * s->absorb_layer_floats; /* [H][C][dn] */
         float *uv = uk_t + H * C * dn;                           /* [H][dv][C] */
@@ -293,11 +293,11 @@ static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, fl
 static void attn_heads(void *ctx, int ith, int nth) {
     attn_job *job = ctx;
     lm_infer *s = job->s;
-    const lm_config *c = &s->m->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            C = c->kv_lora_rank, nb = job->nb, S = job->S, pos = job->pos0 + job->t0;
+    const lm_dims *d = &s->m->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, nb = job->nb, S = job->S,
+            pos = job->pos0 + job->t0;
     (void)nth;
-    float scale = (float)lm_config_softmax_scale(c);
+    float scale = (float)lm_config_softmax_scale(&s->m->cfg);
     int latent = s->mode == LM_ATTN_LATENT;
     int64_t qd = (latent ? C : dn) + dr;
     float *qh = s->thr + ith * s->thr_floats; /* [nb, qd] */
@@ -347,9 +347,8 @@ static void attn_heads(void *ctx, int ith, int nth) {
 
 /* The values of positions 0..S-1 of layer l, transposed into s->latT. */
 static void transpose_values(lm_infer *s, const float *kv, int64_t S) {
-    const lm_config *c = &s->m->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            C = c->kv_lora_rank;
+    const lm_dims *d = &s->m->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C;
     if (s->mode == LM_ATTN_LATENT) {
         for (int64_t j = 0; j < S; j++)
             for (int64_t i = 0; i < C; i++) s->latT[i * S + j] = kv[j * (C + dr) + i];

@@ -36,10 +36,9 @@ typedef struct attn_job {
 static void attn_bwd_task(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     lm_trainer *tr = j->tr;
-    const lm_config *c = &tr->p->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            T = tr->T, dk = dn + dr;
-    float scale = (float)lm_config_softmax_scale(c);
+    const lm_dims *d = &tr->p->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, T = tr->T, dk = d->dk;
+    float scale = (float)lm_config_softmax_scale(&tr->p->cfg);
     float *Q = tr->thr + ith * tr->thr_floats, *K = Q + T * dk, *V = K + T * dk, *O = V + T * dv, *dO = O + T * dv,
           *dQ = dO + T * dv, *dK = dQ + T * dk, *dV = dK + T * dk, *S = dV + T * dv;
     int64_t p0, p1;
@@ -68,13 +67,12 @@ static void attn_bwd_task(void *ctx, int ith, int nth) {
  * the normalised input), and the attention weights' gradients. */
 static void attn_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq) {
     lm_params *p = tr->p;
-    const lm_config *c = &p->cfg;
+    const lm_dims *d = &p->dims;
     const lm_layer *W = &p->W.layers[l];
     lm_layer *G = &p->G.layers[l];
     const tr_acts *A = &tr->acts[l];
-    int64_t N = nseq * tr->T, T = tr->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2,
-            dk = dn + dr;
+    int64_t N = nseq * tr->T, T = tr->T, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q,
+            half = d->half, dk = d->dk;
     const float *dout = tr->dx;
     lm_tk_linear_dw(pool, lm_mat_data(&G->wo), dout, A->att, N, D, H * dv, tr->ws);
     lm_tk_linear_dx(pool, tr->datt, dout, N, lm_mat_data(&W->wo), D, H * dv, 0, tr->ws);
@@ -146,10 +144,9 @@ static void moe_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int6
     const lm_layer *W = &p->W.layers[l];
     lm_layer *G = &p->G.layers[l];
     const tr_acts *A = &tr->acts[l];
-    int64_t N = nseq * tr->T, T = tr->T, D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok,
-            Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
+    int64_t N = nseq * tr->T, T = tr->T, D = p->dims.D, E = p->dims.E, k = p->dims.k, Im = p->dims.Im;
     const float *dout = tr->dx;
-    if (Is)
+    if (W->has_shared)
         mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, dout, N, &W->sw1, &W->sw3, &W->sw2, &G->sw1, &G->sw3, &G->sw2, tr->dxn, 0);
     else
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "core/arena.h"
 #include "formats/safetensors.h"
 #include "model/init.h"
 
@@ -102,22 +102,18 @@ int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
     int rc = alloc_views(p, err);
     if (!rc) rc = lm_arch_each(&p->cfg, LM_ARCH_MAIN, add_item, &b);
     if (!rc) {
-        p->block_bytes = 4 * (size_t)p->n_floats * sizeof(float);
-        p->block = mmap(NULL, p->block_bytes ? p->block_bytes : 64, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p->block == MAP_FAILED) {
-            p->block = NULL;
-            rc = lm_fail(err, "cannot allocate %.1f MiB of parameters, gradients and AdamW state",
-                         p->block_bytes / 1048576.0);
-        }
+        size_t bytes = 4 * (size_t)p->n_floats * sizeof(float);
+        p->block.bytes = bytes;
+        if (lm_arena_map(&p->block))
+            rc = lm_fail(err, "cannot allocate %.1f MiB of parameters, gradients and AdamW state", bytes / 1048576.0);
+
     }
     if (rc) {
         free(b.slots);
         lm_params_free(p);
         return -1;
     }
-    madvise(p->block, p->block_bytes, MADV_HUGEPAGE);
-    p->w = p->block;
+    p->w = lm_arena_take(&p->block, 4 * (size_t)p->n_floats * sizeof(float));
     p->g = p->w + p->n_floats;
     p->m = p->g + p->n_floats;
     p->v = p->m + p->n_floats;
@@ -138,7 +134,7 @@ int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
 
 void lm_params_free(lm_params *p) {
     if (!p) return;
-    if (p->block) munmap(p->block, p->block_bytes);
+    lm_arena_unmap(&p->block);
     free(p->ptrs);
     free(p->t);
     free(p);

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -64,8 +65,7 @@ typedef struct lm_params {
      * (arch.h): W's tensors are the weights, G's the gradients (lm_mat_data
      * gives the writable floats). G has no gate_bias. */
     lm_weights W, G;
-    void *block;                 /* the one allocation */
-    size_t block_bytes;
+    lm_arena block;              /* the one allocation behind w, g, m, v */
     void *ptrs;                  /* the layer and expert view arrays of both */
 } lm_params;
 

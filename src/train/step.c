@@ -44,11 +44,9 @@ int64_t lm_train_act_floats_per_token(const lm_config *c) {
 
 static void layout(lm_trainer *tr, lm_arena *pl) {
     const lm_config *c = &tr->p->cfg;
-    int64_t N = tr->N, T = tr->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank,
-            k = c->num_experts_per_tok, E = c->n_routed_experts, Im = c->moe_intermediate_size,
-            Is = Im * c->n_shared_experts, I = c->intermediate_size, L = c->num_hidden_layers, V = c->vocab_size,
-            dk = dn + dr;
+    const lm_dims *d = &tr->p->dims;
+    int64_t N = tr->N, T = tr->T, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q,
+            k = d->k, E = d->E, Im = d->Im, Is = d->Is, I = d->I, L = d->L, V = d->V, dk = d->dk;
     tr->cos_t = PLAN_F(pl, T * (dr / 2));
     tr->sin_t = PLAN_F(pl, T * (dr / 2));
     tr->acts = lm_arena_take(pl, (size_t)L * sizeof(tr_acts));

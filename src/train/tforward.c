@@ -146,9 +146,8 @@ typedef struct attn_job {
 } attn_job;
 
 void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V) {
-    const lm_config *c = &tr->p->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            T = tr->T, dk = dn + dr;
+    const lm_dims *d = &tr->p->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, T = tr->T, dk = d->dk;
     for (int64_t t = 0; t < T; t++) {
         int64_t n = b * T + t;
         memcpy(Q + t * dk, A->q + n * H * dk + h * dk, (size_t)dk * sizeof(float));
@@ -162,10 +161,9 @@ void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h
 static void attn_fwd_task(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     lm_trainer *tr = j->tr;
-    const lm_config *c = &tr->p->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            T = tr->T, dk = dn + dr;
-    float scale = (float)lm_config_softmax_scale(c); /* conv. 10 */
+    const lm_dims *d = &tr->p->dims;
+    int64_t H = d->H, dv = d->dv, T = tr->T, dk = d->dk;
+    float scale = (float)lm_config_softmax_scale(&tr->p->cfg); /* conv. 10 */
     float *Q = tr->thr + ith * tr->thr_floats, *K = Q + T * dk, *V = K + T * dk, *O = V + T * dv, *S = O + T * dv;
     int64_t p0, p1;
     lm_split(j->nseq * H, ith, nth, 1, &p0, &p1);
