@@ -587,6 +587,44 @@ TEST(moe_bias_rule) {
     lm_params_free(p);
 }
 
+/* A small V3 (q LoRA, YaRN, MoE with a shared expert, noaux_tc) written to
+ * dir (a mkdtemp template) with random weights of this seed, loaded for
+ * inference (*m) and for training (*p). Non-zero when that failed. */
+static const char PARITY_CFG[] =
+    "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":50,\"hidden_size\":16,"
+    "\"intermediate_size\":24,\"moe_intermediate_size\":8,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
+    "\"num_attention_heads\":2,\"kv_lora_rank\":8,\"q_lora_rank\":10,\"qk_nope_head_dim\":6,"
+    "\"qk_rope_head_dim\":4,\"v_head_dim\":5,\"n_routed_experts\":4,\"n_shared_experts\":1,"
+    "\"num_experts_per_tok\":2,\"n_group\":2,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
+    "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,"
+    "\"max_position_embeddings\":1024,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
+    "\"original_max_position_embeddings\":256,\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,"
+    "\"mscale_all_dim\":1.0},\"tie_word_embeddings\":false}";
+
+static int parity_model(char *dir, uint64_t seed, lm_config *cfg, lm_model **m, lm_params **p) {
+    lm_error err;
+    int ok = 1;
+    CHECK(ok = lm_config_parse(PARITY_CFG, sizeof PARITY_CFG - 1, "cfg", cfg, &err) == 0);
+    if (ok) CHECK(ok = mkdtemp(dir) != NULL);
+    lm_init_opts io = lm_init_opts_default();
+    io.seed = seed;
+    io.std = 0.3;
+    if (ok) CHECKF(ok = lm_model_init_random(cfg, PARITY_CFG, sizeof PARITY_CFG - 1, dir, &io, NULL, &err) == 0, "%s", err.msg);
+    if (ok) CHECKF(ok = lm_model_load(dir, m, &err) == 0, "%s", err.msg);
+    if (ok) CHECK(ok = lm_params_create(cfg, p, &err) == 0);
+    if (ok) CHECK(ok = lm_params_load_model(*p, *m, &err) == 0);
+    return !ok;
+}
+
+static void remove_model_dir(const char *dir) {
+    char f[600];
+    snprintf(f, sizeof f, "%s/config.json", dir);
+    remove(f);
+    snprintf(f, sizeof f, "%s/model.safetensors", dir);
+    remove(f);
+    rmdir(dir);
+}
+
 TEST(init_and_roundtrip) {
     lm_config cfg;
     lm_error err;
@@ -628,44 +666,20 @@ done:
     lm_model_free(m);
     lm_params_free(a);
     lm_params_free(b);
-    char f[600];
-    snprintf(f, sizeof f, "%s/config.json", dir);
-    remove(f);
-    snprintf(f, sizeof f, "%s/model.safetensors", dir);
-    remove(f);
-    rmdir(dir);
+    remove_model_dir(dir);
 }
 
 /* A longer sequence (T = 130: several causal attention blocks) through the
  * training forward and through the inference forward of the saved
  * weights: same loss. */
 TEST(long_sequence_parity) {
-    static const char CFG[] =
-        "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":50,\"hidden_size\":16,"
-        "\"intermediate_size\":24,\"moe_intermediate_size\":8,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
-        "\"num_attention_heads\":2,\"kv_lora_rank\":8,\"q_lora_rank\":10,\"qk_nope_head_dim\":6,"
-        "\"qk_rope_head_dim\":4,\"v_head_dim\":5,\"n_routed_experts\":4,\"n_shared_experts\":1,"
-        "\"num_experts_per_tok\":2,\"n_group\":2,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
-        "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,"
-        "\"max_position_embeddings\":1024,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
-        "\"original_max_position_embeddings\":256,\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,"
-        "\"mscale_all_dim\":1.0},\"tie_word_embeddings\":false}";
     enum { T = 130 };
     lm_config cfg;
     lm_error err;
-    CHECK(lm_config_parse(CFG, sizeof CFG - 1, "cfg", &cfg, &err) == 0);
     char dir[] = "/tmp/lemma_tlong_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    lm_init_opts io = lm_init_opts_default();
-    io.seed = 5;
-    io.std = 0.3;
-    CHECKF(lm_model_init_random(&cfg, CFG, sizeof CFG - 1, dir, &io, NULL, &err) == 0, "%s", err.msg);
     lm_model *m = NULL;
-    CHECKF(lm_model_load(dir, &m, &err) == 0, "%s", err.msg);
     lm_params *p = NULL;
-    CHECK(lm_params_create(&cfg, &p, &err) == 0);
-    if (!m || !p) return;
-    CHECK(lm_params_load_model(p, m, &err) == 0);
+    if (parity_model(dir, 5, &cfg, &m, &p)) return;
     int32_t ids[T], tgt[T];
     for (int t = 0; t < T; t++) {
         ids[t] = (int32_t)((t * 7 + 3) % 50);
@@ -704,43 +718,18 @@ TEST(long_sequence_parity) {
     lm_pool_free(pool);
     lm_params_free(p);
     lm_model_free(m);
-    char f[600];
-    snprintf(f, sizeof f, "%s/config.json", dir);
-    remove(f);
-    snprintf(f, sizeof f, "%s/model.safetensors", dir);
-    remove(f);
-    rmdir(dir);
+    remove_model_dir(dir);
 }
 
 /* The blocks both forwards call, called the way each calls them, on one
  * checkpoint bound for inference (lm_model) and for training (lm_params). */
 TEST(block_parity) {
-    static const char CFG[] =
-        "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":50,\"hidden_size\":16,"
-        "\"intermediate_size\":24,\"moe_intermediate_size\":8,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
-        "\"num_attention_heads\":2,\"kv_lora_rank\":8,\"q_lora_rank\":10,\"qk_nope_head_dim\":6,"
-        "\"qk_rope_head_dim\":4,\"v_head_dim\":5,\"n_routed_experts\":4,\"n_shared_experts\":1,"
-        "\"num_experts_per_tok\":2,\"n_group\":2,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
-        "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,"
-        "\"max_position_embeddings\":1024,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
-        "\"original_max_position_embeddings\":256,\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,"
-        "\"mscale_all_dim\":1.0},\"tie_word_embeddings\":false}";
     enum { N = 24, POS0 = 40, TC = 8 };
     lm_config cfg;
-    lm_error err;
-    CHECK(lm_config_parse(CFG, sizeof CFG - 1, "cfg", &cfg, &err) == 0);
     char dir[] = "/tmp/lemma_tblock_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    lm_init_opts io = lm_init_opts_default();
-    io.seed = 9;
-    io.std = 0.3;
-    CHECKF(lm_model_init_random(&cfg, CFG, sizeof CFG - 1, dir, &io, NULL, &err) == 0, "%s", err.msg);
     lm_model *m = NULL;
     lm_params *p = NULL;
-    CHECKF(lm_model_load(dir, &m, &err) == 0, "%s", err.msg);
-    CHECK(lm_params_create(&cfg, &p, &err) == 0);
-    if (!m || !p) return;
-    CHECK(lm_params_load_model(p, m, &err) == 0);
+    if (parity_model(dir, 9, &cfg, &m, &p)) return;
     const lm_dims *d = &m->dims;
     CHECK(memcmp(d, &p->dims, sizeof *d) == 0);
 
@@ -842,12 +831,7 @@ TEST(block_parity) {
 
     lm_params_free(p);
     lm_model_free(m);
-    char f[600];
-    snprintf(f, sizeof f, "%s/config.json", dir);
-    remove(f);
-    snprintf(f, sizeof f, "%s/model.safetensors", dir);
-    remove(f);
-    rmdir(dir);
+    remove_model_dir(dir);
 }
 
 int main(void) {
