@@ -21,8 +21,9 @@
  * other tensors exist. The BF16 and FP8 files hold the F32 draw rounded, so
  * the three dtypes of one seed are the same model at three precisions.
  *
- * The training code reuses the pieces: lm_init_plan lists every tensor with
- * its shape and kind, lm_init_fill gives the F32 values of any element range.
+ * The tensor list is the arch table's (arch.h), which the training
+ * parameters walk too; lm_init_fill gives the F32 values of any element
+ * range, so training starts from exactly these weights.
  *
  * Left out: a streaming writer. lm_st_write takes every tensor in memory, so
  * lm_model_init_random holds the whole file in its stored dtype (one block,

@@ -2,8 +2,10 @@
  * the backward needs, and the head with the masked cross-entropy.
  *
  * It computes what model/forward.c computes (same conventions, numbered as
- * in ../shared/docs/deepseek-conventions.md; same routing code), for B
- * independent sequences at positions 0..T-1, without a KV cache.
+ * in ../shared/docs/deepseek-conventions.md) with the same blocks
+ * (model/blocks.h: rope tables, attention projection, expert grouping, MoE
+ * combine; routing from model/route.h), for B independent sequences at
+ * positions 0..T-1, without a KV cache.
  *
  * Kept per layer and token (floats), everything else is recomputed:
  *   x_in D, 1/rms 1                 residual input; its norm is recomputed
