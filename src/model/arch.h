@@ -9,12 +9,16 @@
  *
  *   lm_arch_each(&cfg, LM_ARCH_WITH_MTP, visit, ctx);  // every tensor, in file order
  *
- * Adding a tensor kind is one line in arch.c's table plus its use: e.g. an
- * attention sink per head would be
- *   {"model.layers.{L}.self_attn.sinks", LM_AT_LAYER, LM_WHEN_ALWAYS, LM_ROLE_NORM, LM_DIM_H, LM_DIM_NONE, 0, LAYER(sinks)},
- * with a `float *sinks` in lm_layer and an LM_DIM_H in lm_dims_of. A kind
- * of layer that some configs have (the V3.2 indexer) adds an lm_arch_when
- * value and its test in arch.c's `applies`. */
+ * Adding a tensor kind is one line in arch.c's table plus its use: e.g. a
+ * norm of the latent keys would be
+ *   {"model.layers.{L}.self_attn.k_norm.weight", LM_AT_LAYER, LM_WHEN_ALWAYS,
+ *    LM_ROLE_NORM, LM_DIM_C, LM_DIM_NONE, 0, LAYER(k_norm)},
+ * plus a `float *k_norm` in lm_layer and the block that reads it; binding,
+ * init, training (with its gradient view) and the report follow with no
+ * other edit. Tensors only some configs have (the V3.2 indexer) add an
+ * lm_arch_when value with its one-line test in arch.c's `applies`; a new
+ * shape adds an lm_arch_dim and its line in `dim`. MTP layers are written
+ * by init and skipped by the forward (LM_ARCH_NO_FIELD) until it runs them. */
 #ifndef LEMMA_MODEL_ARCH_H
 #define LEMMA_MODEL_ARCH_H
 

@@ -3,6 +3,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,31 +178,28 @@ void lm_model_free(lm_model *m) {
     free(m);
 }
 
+typedef struct count_walk {
+    const lm_config *c;
+    lm_param_count *p;
+} count_walk;
+
+static int count_item(void *ctx, const lm_arch_item *it) {
+    count_walk *w = ctx;
+    w->p->total += it->numel;
+    if (it->t->scope == LM_AT_MODEL && it->t->field == (ptrdiff_t)offsetof(lm_weights, embed)) return 0; /* a lookup */
+    /* Experts have one shape: the first top-k of them are what a token runs. */
+    if (it->t->scope != LM_AT_EXPERT || it->expert < w->c->num_experts_per_tok) w->p->active += it->numel;
+    return 0;
+}
+
 lm_param_count lm_model_params(const lm_model *m) {
     const lm_config *c = &m->cfg;
-    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
-            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, V = c->vocab_size;
     lm_param_count p = {0};
-    int64_t attn = (Q ? Q * D + Q + H * (dn + dr) * Q : H * (dn + dr) * D) + (C + dr) * D + C + H * (dn + dv) * C +
-                   D * H * dv + 2 * D;
-    p.embedding = V * D;
-    p.expert_each = 3 * c->moe_intermediate_size * D;
-    int64_t head = c->tie_word_embeddings ? 0 : V * D;
-    p.total = p.embedding + head + D;
-    p.active = V * D + D; /* the head is a full matmul per token, tied or not */
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        p.total += attn;
-        p.active += attn;
-        if (!lm_config_layer_is_moe(c, l)) {
-            p.total += 3 * c->intermediate_size * D;
-            p.active += 3 * c->intermediate_size * D;
-        } else {
-            int64_t shared = c->n_shared_experts * p.expert_each, gate = c->n_routed_experts * D;
-            if (c->topk_method == LM_TOPK_NOAUX_TC) gate += c->n_routed_experts; /* correction bias */
-            p.total += c->n_routed_experts * p.expert_each + shared + gate;
-            p.active += c->num_experts_per_tok * p.expert_each + shared + gate;
-        }
-    }
+    p.embedding = c->vocab_size * c->hidden_size;
+    p.expert_each = 3 * c->moe_intermediate_size * c->hidden_size;
+    count_walk w = {c, &p};
+    lm_arch_each(c, LM_ARCH_MAIN, count_item, &w);
+    if (c->tie_word_embeddings) p.active += p.embedding; /* the head is a full matmul per token, tied or not */
     return p;
 }
 
