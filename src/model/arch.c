@@ -149,6 +149,18 @@ static int is_layer_scope(lm_arch_scope s) {
     return s == LM_AT_LAYER || s == LM_AT_DENSE || s == LM_AT_MOE || s == LM_AT_EXPERT || s == LM_AT_SHARED;
 }
 
+/* Whether a layer-scope row belongs to a layer of this kind. */
+static int in_layer(const lm_config *c, lm_arch_scope s, int moe) {
+    switch (s) {
+    case LM_AT_LAYER: return 1;
+    case LM_AT_DENSE: return !moe;
+    case LM_AT_MOE:
+    case LM_AT_EXPERT: return moe;
+    case LM_AT_SHARED: return moe && c->n_shared_experts > 0;
+    default: return 0;
+    }
+}
+
 /* One decoder layer (l >= num_hidden_layers: an MTP layer's). Experts are
  * written expert by expert, each with all its LM_AT_EXPERT rows. */
 static int emit_layer(walk *w, int64_t l, int mtp) {
@@ -156,9 +168,7 @@ static int emit_layer(walk *w, int64_t l, int mtp) {
     int moe = lm_config_layer_is_moe(c, l);
     for (size_t i = 0; i < N_TABLE; i++) {
         const lm_arch_tensor *t = &TABLE[i];
-        if (!is_layer_scope(t->scope) || !applies(c, t->when)) continue;
-        if ((t->scope == LM_AT_DENSE && moe) || (t->scope != LM_AT_LAYER && t->scope != LM_AT_DENSE && !moe)) continue;
-        if (t->scope == LM_AT_SHARED && c->n_shared_experts <= 0) continue;
+        if (!in_layer(c, t->scope, moe) || !applies(c, t->when)) continue;
         if (t->scope != LM_AT_EXPERT) {
             int rc = emit(w, t, l, -1, mtp);
             if (rc) return rc;
