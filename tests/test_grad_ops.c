@@ -373,7 +373,11 @@ typedef struct refm {
     double margin;               /* smallest routing gap seen */
 } refm;
 
-#define WD(r, ptr) ((r)->w + ((ptr) - (r)->p->w))
+/* The double copy of a parameter: a matrix view or a vector's floats. */
+static const float *mat_floats(lm_mat m) { return m.data; }
+static const float *vec_floats(const float *v) { return v; }
+#define PARAM_FLOATS(x) _Generic((x), lm_mat: mat_floats, default: vec_floats)(x)
+#define WD(r, x) ((r)->w + (PARAM_FLOATS(x) - (r)->p->w))
 
 static void mv(double *y, const double *W, const double *x, int64_t out, int64_t in) {
     for (int64_t o = 0; o < out; o++) {
@@ -425,7 +429,7 @@ static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(co
 /* out = MoE(xn) for the N rows; adds the balance term to *bal. */
 static void moe_ref(refm *r, int64_t l, const double *xn, double *out, double *bal) {
     const lm_config *c = &r->p->cfg;
-    const lm_tlayer *W = &r->p->W.layers[l];
+    const lm_layer *W = &r->p->W.layers[l];
     int64_t N = r->B * r->T, D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok,
             Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
     double *s = malloc(sizeof(double) * N * E), *y = malloc(sizeof(double) * D);
@@ -525,7 +529,7 @@ static double ref_loss(refm *r) {
         for (int64_t i = 0; i < D; i++) x[n * D + i] = WD(r, p->W.embed)[(int64_t)r->ids[n] * D + i];
     double bal = 0;
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        const lm_tlayer *W = &p->W.layers[l];
+        const lm_layer *W = &p->W.layers[l];
         for (int64_t n = 0; n < N; n++) {
             int64_t t = n % T;
             rmsn(xn + n * D, x + n * D, WD(r, W->attn_norm), D, eps);

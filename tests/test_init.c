@@ -172,6 +172,23 @@ TEST(loads_and_runs) {
     CHECK(lm_config_load(dir_for("fp8_a"), &c, &err) == 0 && c.fp8_block_quant == 1);
 }
 
+/* What init wrote (MTP layer and FP8 scales included) is exactly what the
+ * arch table names for the config. */
+TEST(arch_table_names_every_tensor) {
+    const char *dirs[] = {dir_for("f32_a"), dir_for("fp8_a")};
+    for (int i = 0; i < 2; i++) {
+        lm_model *m;
+        lm_error err;
+        CHECKF(lm_model_load(dirs[i], &m, &err) == 0, "%s", err.msg);
+        lm_tensor_report r;
+        lm_model_tensor_report(m, &r);
+        CHECKF(r.known == r.total && r.missing == 0, "%s: %lld tensors, %lld named by the table, %lld missing",
+               dirs[i], (long long)r.total, (long long)r.known, (long long)r.missing);
+        CHECK(m->cfg.num_nextn_predict_layers == 1);
+        lm_model_free(m);
+    }
+}
+
 static const lm_tensor *find(lm_tensor_set *s, const char *name) {
     const lm_tensor *t = lm_st_find(s, name);
     CHECKF(t != NULL, "missing %s", name);
@@ -373,6 +390,7 @@ int main(void) {
     RUN(config_text);
     RUN(deterministic_any_threads);
     RUN(loads_and_runs);
+    RUN(arch_table_names_every_tensor);
     RUN(weight_stats_and_kinds);
     RUN(low_precision_is_the_f32_draw);
     rm_tree(tmp_root);

@@ -243,6 +243,26 @@ TEST(param_counts) {
     lm_model_free(m);
 }
 
+/* The arch table names every tensor of every golden checkpoint (FP8 scales,
+ * q LoRA or not, tied, sharded, V2 and V3) and no tensor twice: what
+ * `lemma info` reports. A name the table lost shows as a missing tensor. */
+TEST(arch_table_covers_checkpoints) {
+    CHECKF(ngoldens >= 8, "found %d golden cases in tests/golden", ngoldens);
+    for (int i = 0; i < ngoldens; i++) {
+        lm_error err;
+        lm_model *m;
+        CHECKF(lm_model_load(goldens[i].dir, &m, &err) == 0, "%s", err.msg);
+        lm_tensor_report r;
+        lm_model_tensor_report(m, &r);
+        int64_t by_dtype = 0;
+        for (int d = 0; d < LM_DTYPE_COUNT; d++) by_dtype += r.count[d];
+        CHECKF(r.known == r.total && r.missing == 0 && by_dtype == r.total,
+               "%s: %lld tensors, %lld named by the table, %lld table tensors missing", goldens[i].dir,
+               (long long)r.total, (long long)r.known, (long long)r.missing);
+        lm_model_free(m);
+    }
+}
+
 int main(void) {
     find_goldens();
     RUN(golden_full_forward);
@@ -250,6 +270,7 @@ int main(void) {
     RUN(thread_count_invariance);
     RUN(forward_rejects_bad_requests);
     RUN(param_counts);
+    RUN(arch_table_covers_checkpoints);
     for (int i = 0; i < ngoldens; i++) free(goldens[i].logits);
     return test_report("test_model");
 }

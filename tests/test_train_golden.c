@@ -12,24 +12,29 @@
  *  - data parallel (simulated): per-rank gradients summed in rank order
  *    equal one process's micro-batches bit for bit;
  *  - a saved checkpoint loads into the inference forward and gives the
- *    training forward's loss;
+ *    training forward's loss; block by block (model/blocks.h), the two
+ *    forwards' ways of calling each shared block agree;
  *  - units: schedules (warmup + cosine, WSD with three decay shapes),
  *    AdamW against a double-precision reference (decay only on 2-D
  *    tensors, clipping scale), the MoE bias rule, random init equal to
  *    lm_model_init_random, save/read round trips. */
+#include <stddef.h>
 #include <stdint.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "model/blocks.h"
 #include "model/init.h"
 #include "model/model.h"
+#include "model/route.h"
 #include "test.h"
 #include "train/adamw.h"
 #include "train/params.h"
 #include "train/schedule.h"
 #include "train/step.h"
+#include "train/tkernels.h"
 #include "train/trainer.h"
 
 typedef struct gcase {
@@ -584,6 +589,44 @@ TEST(moe_bias_rule) {
     lm_params_free(p);
 }
 
+/* A small V3 (q LoRA, YaRN, MoE with a shared expert, noaux_tc) written to
+ * dir (a mkdtemp template) with random weights of this seed, loaded for
+ * inference (*m) and for training (*p). Non-zero when that failed. */
+static const char PARITY_CFG[] =
+    "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":50,\"hidden_size\":16,"
+    "\"intermediate_size\":24,\"moe_intermediate_size\":8,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
+    "\"num_attention_heads\":2,\"kv_lora_rank\":8,\"q_lora_rank\":10,\"qk_nope_head_dim\":6,"
+    "\"qk_rope_head_dim\":4,\"v_head_dim\":5,\"n_routed_experts\":4,\"n_shared_experts\":1,"
+    "\"num_experts_per_tok\":2,\"n_group\":2,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
+    "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,"
+    "\"max_position_embeddings\":1024,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
+    "\"original_max_position_embeddings\":256,\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,"
+    "\"mscale_all_dim\":1.0},\"tie_word_embeddings\":false}";
+
+static int parity_model(char *dir, uint64_t seed, lm_config *cfg, lm_model **m, lm_params **p) {
+    lm_error err;
+    int ok = 1;
+    CHECK(ok = lm_config_parse(PARITY_CFG, sizeof PARITY_CFG - 1, "cfg", cfg, &err) == 0);
+    if (ok) CHECK(ok = mkdtemp(dir) != NULL);
+    lm_init_opts io = lm_init_opts_default();
+    io.seed = seed;
+    io.std = 0.3;
+    if (ok) CHECKF(ok = lm_model_init_random(cfg, PARITY_CFG, sizeof PARITY_CFG - 1, dir, &io, NULL, &err) == 0, "%s", err.msg);
+    if (ok) CHECKF(ok = lm_model_load(dir, m, &err) == 0, "%s", err.msg);
+    if (ok) CHECK(ok = lm_params_create(cfg, p, &err) == 0);
+    if (ok) CHECK(ok = lm_params_load_model(*p, *m, &err) == 0);
+    return !ok;
+}
+
+static void remove_model_dir(const char *dir) {
+    char f[600];
+    snprintf(f, sizeof f, "%s/config.json", dir);
+    remove(f);
+    snprintf(f, sizeof f, "%s/model.safetensors", dir);
+    remove(f);
+    rmdir(dir);
+}
+
 TEST(init_and_roundtrip) {
     lm_config cfg;
     lm_error err;
@@ -625,44 +668,20 @@ done:
     lm_model_free(m);
     lm_params_free(a);
     lm_params_free(b);
-    char f[600];
-    snprintf(f, sizeof f, "%s/config.json", dir);
-    remove(f);
-    snprintf(f, sizeof f, "%s/model.safetensors", dir);
-    remove(f);
-    rmdir(dir);
+    remove_model_dir(dir);
 }
 
 /* A longer sequence (T = 130: several causal attention blocks) through the
  * training forward and through the inference forward of the saved
  * weights: same loss. */
 TEST(long_sequence_parity) {
-    static const char CFG[] =
-        "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":50,\"hidden_size\":16,"
-        "\"intermediate_size\":24,\"moe_intermediate_size\":8,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
-        "\"num_attention_heads\":2,\"kv_lora_rank\":8,\"q_lora_rank\":10,\"qk_nope_head_dim\":6,"
-        "\"qk_rope_head_dim\":4,\"v_head_dim\":5,\"n_routed_experts\":4,\"n_shared_experts\":1,"
-        "\"num_experts_per_tok\":2,\"n_group\":2,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
-        "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.5,"
-        "\"max_position_embeddings\":1024,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
-        "\"original_max_position_embeddings\":256,\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,"
-        "\"mscale_all_dim\":1.0},\"tie_word_embeddings\":false}";
     enum { T = 130 };
     lm_config cfg;
     lm_error err;
-    CHECK(lm_config_parse(CFG, sizeof CFG - 1, "cfg", &cfg, &err) == 0);
     char dir[] = "/tmp/lemma_tlong_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    lm_init_opts io = lm_init_opts_default();
-    io.seed = 5;
-    io.std = 0.3;
-    CHECKF(lm_model_init_random(&cfg, CFG, sizeof CFG - 1, dir, &io, NULL, &err) == 0, "%s", err.msg);
     lm_model *m = NULL;
-    CHECKF(lm_model_load(dir, &m, &err) == 0, "%s", err.msg);
     lm_params *p = NULL;
-    CHECK(lm_params_create(&cfg, &p, &err) == 0);
-    if (!m || !p) return;
-    CHECK(lm_params_load_model(p, m, &err) == 0);
+    if (parity_model(dir, 5, &cfg, &m, &p)) return;
     int32_t ids[T], tgt[T];
     for (int t = 0; t < T; t++) {
         ids[t] = (int32_t)((t * 7 + 3) % 50);
@@ -701,12 +720,120 @@ TEST(long_sequence_parity) {
     lm_pool_free(pool);
     lm_params_free(p);
     lm_model_free(m);
-    char f[600];
-    snprintf(f, sizeof f, "%s/config.json", dir);
-    remove(f);
-    snprintf(f, sizeof f, "%s/model.safetensors", dir);
-    remove(f);
-    rmdir(dir);
+    remove_model_dir(dir);
+}
+
+/* The blocks both forwards call, called the way each calls them, on one
+ * checkpoint bound for inference (lm_model) and for training (lm_params). */
+TEST(block_parity) {
+    enum { N = 24, POS0 = 40, TC = 8 };
+    lm_config cfg;
+    char dir[] = "/tmp/lemma_tblock_XXXXXX";
+    lm_model *m = NULL;
+    lm_params *p = NULL;
+    if (parity_model(dir, 9, &cfg, &m, &p)) return;
+    const lm_dims *d = &m->dims;
+    CHECK(memcmp(d, &p->dims, offsetof(lm_dims, eps)) == 0 && d->eps == p->dims.eps); /* not the padding */
+
+    /* Weight views: the table binds the same shapes and (F32 file) values. */
+    for (int64_t l = 0; l < d->L; l++) {
+        const lm_layer *a = &m->w.layers[l], *b = &p->W.layers[l];
+        const lm_mat *ma[] = {&a->wq_a, &a->wq_b, &a->wkv_a, &a->wkv_b, &a->wo, &a->w1, &a->w2, &a->w3, &a->gate, &a->sw1};
+        const lm_mat *mb[] = {&b->wq_a, &b->wq_b, &b->wkv_a, &b->wkv_b, &b->wo, &b->w1, &b->w2, &b->w3, &b->gate, &b->sw1};
+        CHECK(a->is_moe == b->is_moe && a->has_shared == b->has_shared);
+        for (size_t i = 0; i < sizeof ma / sizeof ma[0]; i++) {
+            CHECK(ma[i]->rows == mb[i]->rows && ma[i]->cols == mb[i]->cols && (!ma[i]->data) == (!mb[i]->data));
+            if (ma[i]->data && ma[i]->dtype == LM_DTYPE_F32)
+                CHECK(memcmp(ma[i]->data, mb[i]->data, (size_t)(ma[i]->rows * ma[i]->cols) * sizeof(float)) == 0);
+        }
+        CHECK(memcmp(a->kv_norm, b->kv_norm, (size_t)d->C * sizeof(float)) == 0);
+    }
+
+    /* RoPE tables: a chunk at POS0 (inference) is rows POS0.. of the
+     * sequence tables (training), bit for bit. */
+    int64_t half = d->half;
+    double inv_freq[8];
+    lm_config_rope_inv_freq(&cfg, inv_freq);
+    float cs_seq[N * 2], sn_seq[N * 2], cs_chunk[TC * 2], sn_chunk[TC * 2];
+    CHECK(half == 2);
+    float cs_all[(POS0 + TC) * 2], sn_all[(POS0 + TC) * 2];
+    lm_rope_tables(&cfg, inv_freq, 0, POS0 + TC, cs_all, sn_all);
+    lm_rope_tables(&cfg, inv_freq, POS0, TC, cs_chunk, sn_chunk);
+    CHECK(memcmp(cs_chunk, cs_all + POS0 * half, sizeof cs_chunk) == 0);
+    CHECK(memcmp(sn_chunk, sn_all + POS0 * half, sizeof sn_chunk) == 0);
+    lm_rope_tables(&cfg, inv_freq, 0, N, cs_seq, sn_seq);
+
+    /* Attention projection: inference (kernel norm, in place in kva) and
+     * training (double norm kept apart with 1/rms), same input. */
+    float xn[N * 16], qa_i[N * 10], q_i[N * 20], kva_i[N * 12];
+    float qa_t[N * 10], qan_t[N * 10], qr[N], q_t[N * 20], kva_t[N * 12], cn[N * 8], cr[N], kpe[N * 4];
+    for (int i = 0; i < N * 16; i++) xn[i] = (float)sin(0.37 * i + 0.1);
+    CHECK(d->qd == 20 && d->kva == 12 && d->C == 8 && d->Q == 10 && d->D == 16);
+    for (int64_t l = 0; l < d->L; l++) {
+        lm_attn_proj pi = {.norm = lm_norm_row_kernel, .cos_t = cs_seq, .sin_t = sn_seq, .rope_period = N,
+                           .qa = qa_i, .qa_n = qa_i, .q = q_i, .kva = kva_i, .c_n = kva_i, .c_stride = 12,
+                           .kpe = kva_i + 8, .kpe_stride = 12};
+        lm_attn_proj pt = {.norm = lm_tk_rmsnorm_fwd, .cos_t = cs_seq, .sin_t = sn_seq, .rope_period = N,
+                           .qa = qa_t, .qa_n = qan_t, .q_r = qr, .q = q_t, .kva = kva_t, .c_n = cn, .c_stride = 8,
+                           .c_r = cr, .kpe = kpe, .kpe_stride = 4};
+        CHECK(lm_attn_project(NULL, d, &m->w.layers[l], xn, N, &pi) == 0);
+        CHECK(lm_attn_project(NULL, d, &p->W.layers[l], xn, N, &pt) == 0);
+        double worst_q = 0, worst_c = 0, worst_k = 0;
+        for (int i = 0; i < N * 20; i++) worst_q = fmax(worst_q, fabs(q_i[i] - q_t[i]) / (1 + fabs(q_t[i])));
+        for (int n = 0; n < N; n++) {
+            for (int i = 0; i < 8; i++) worst_c = fmax(worst_c, fabs(kva_i[n * 12 + i] - cn[n * 8 + i]) / (1 + fabs(cn[n * 8 + i])));
+            for (int i = 0; i < 4; i++) worst_k = fmax(worst_k, fabs(kva_i[n * 12 + 8 + i] - kpe[n * 4 + i]));
+            /* the kept 1/rms reproduces the normalised latent */
+            for (int i = 0; i < 8; i++)
+                CHECK_NEAR(kva_t[n * 12 + i] * cr[n] * p->W.layers[l].kv_norm[i], cn[n * 8 + i], 0, 1e-6);
+        }
+        printf("  layer %lld: inference vs training projection: q %.2e, latent %.2e (relative)\n", (long long)l, worst_q, worst_c);
+        CHECK(worst_q < 1e-5 && worst_c < 1e-5);
+        CHECK(worst_k == 0); /* the rope key is not normalised: same matmul, same rope */
+    }
+
+    /* Expert grouping: the one counting sort against the per-expert scan
+     * the inference forward used to do (same slots, same order). */
+    int64_t E = d->E, k = d->k;
+    float scores[N * 4], rw[N * 2];
+    int32_t ridx[N * 2], eoff[5], erow[N * 2], fill[4];
+    const lm_layer *moe = &m->w.layers[1];
+    CHECK(moe->is_moe);
+    for (int n = 0; n < N; n++) {
+        for (int e = 0; e < E; e++) scores[n * E + e] = (float)cos(1.3 * n + 0.7 * e * e);
+        lm_route_token(&cfg, moe->gate_bias, scores + n * E, ridx + n * k, rw + n * k);
+    }
+    lm_group_experts(ridx, N * k, E, eoff, erow, fill);
+    for (int64_t e = 0, seen = 0; e < E; e++) {
+        int64_t r = eoff[e];
+        for (int64_t t = 0; t < N; t++)
+            for (int64_t j = 0; j < k; j++)
+                if (ridx[t * k + j] == e) {
+                    CHECK(r < eoff[e + 1] && erow[r] == t * k + j);
+                    r++;
+                    seen++;
+                }
+        CHECK(r == eoff[e + 1]);
+        if (e == E - 1) CHECK(seen == N * k);
+    }
+
+    /* MoE combine: routed sum onto the shared output, against double. */
+    float shared[N * 16], slots[N * 2 * 16];
+    for (int i = 0; i < N * 16; i++) shared[i] = (float)cos(0.11 * i);
+    for (int i = 0; i < N * 2 * 16; i++) slots[i] = (float)sin(0.05 * i + 1);
+    float out[N * 16];
+    memcpy(out, shared, sizeof out);
+    lm_moe_combine(out, slots, rw, N, k, 16);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < 16; i++) {
+            double ref = shared[n * 16 + i];
+            for (int j = 0; j < k; j++) ref += (double)rw[n * k + j] * slots[(n * k + j) * 16 + i];
+            CHECK_NEAR(out[n * 16 + i], ref, 0, 1e-5);
+        }
+
+    lm_params_free(p);
+    lm_model_free(m);
+    remove_model_dir(dir);
 }
 
 int main(void) {
@@ -724,5 +851,6 @@ int main(void) {
     RUN(moe_bias_rule);
     RUN(init_and_roundtrip);
     RUN(long_sequence_parity);
+    RUN(block_parity);
     return test_report("test_train_golden");
 }

@@ -143,13 +143,10 @@ static int info_run(const void *dest) {
     printf("parameters   %.3f M total, %.3f M active per token (embedding %.3f M)\n", p.total / 1e6, p.active / 1e6,
            p.embedding / 1e6);
     /* dtype histogram over all tensors in the files */
-    int64_t count[LM_DTYPE_COUNT] = {0};
-    double bytes[LM_DTYPE_COUNT] = {0};
-    for (int64_t i = 0; i < lm_st_count(m->tensors); i++) {
-        const lm_tensor *t = lm_st_tensor(m->tensors, i);
-        count[t->dtype]++;
-        bytes[t->dtype] += (double)t->nbytes;
-    }
+    lm_tensor_report tensors;
+    lm_model_tensor_report(m, &tensors);
+    const int64_t *count = tensors.count;
+    const double *bytes = tensors.bytes;
     printf("dtypes      ");
     for (int d = 0; d < LM_DTYPE_COUNT; d++)
         if (count[d]) printf(" %s: %lld tensors (%s)", lm_dtype_name((lm_dtype)d), (long long)count[d], human(bytes[d], b1, sizeof b1));

@@ -13,8 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "core/arena.h"
+#include "model/blocks.h"
 #include "model/model.h"
 #include "model/route.h"
 
@@ -53,15 +54,15 @@ struct lm_infer {
     float *route_w;              /* [T, k] */
     float *slots;                /* [T, k, D] routed expert outputs */
     float *xe, *ye;              /* [T, D] gathered rows of one expert */
-    int *e_tok;                  /* [T] tokens of one expert */
-    int *e_slot;                 /* [T] their slots */
+    int32_t *eoff;               /* [E+1] expert e's slots are erow[eoff[e] .. eoff[e+1]) */
+    int32_t *erow;               /* [T, k] slots grouped by expert */
+    int32_t *efill;              /* [E] grouping counters */
     float *latT;                 /* values of the attended positions, transposed: latent [C, S]; naive [H, dv, S] */
     float *thr;                  /* per-thread attention scratch */
     int64_t thr_floats, thr_sc_floats, thr_od, thr_qb;
     float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
     int64_t absorb_layer_floats;
-    void *block;                 /* the one allocation behind every buffer */
-    size_t block_bytes;
+    lm_arena arena;              /* the one allocation behind every buffer */
 };
 
 /* Query rows per attention block: each block attends only to the keys up to
@@ -70,52 +71,40 @@ enum { ATTN_QBLOCK = 64 };
 
 /* ---- allocation ---- */
 
-typedef struct planner {
-    size_t bytes;
-    unsigned char *base;
-} planner;
-
-/* Two passes over the same list: the first sizes (base NULL), the second
- * hands out 64-byte aligned pieces of one block. */
-static void *plan(planner *p, size_t bytes) {
-    size_t off = (p->bytes + 63) & ~(size_t)63;
-    p->bytes = off + bytes;
-    return p->base ? p->base + off : NULL;
-}
-
-static void layout(lm_infer *s, planner *p) {
+static void layout(lm_infer *s, lm_arena *p) {
     const lm_config *c = &s->m->cfg;
-    int64_t T = s->max_chunk, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank,
-            E = c->n_routed_experts, k = c->num_experts_per_tok;
-    int64_t Imax = c->intermediate_size;
+    const lm_dims *d = &s->m->dims;
+    int64_t T = s->max_chunk, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q, E = d->E,
+            k = d->k;
+    int64_t Imax = d->I;
     int64_t Ims = c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     if (Ims > Imax) Imax = Ims;
     int64_t F = sizeof(float);
-    s->kv = plan(p, (size_t)(c->num_hidden_layers * s->kv_layer_floats * F));
-    s->inv_freq = plan(p, (size_t)(dr / 2) * sizeof(double));
-    s->cos_t = plan(p, (size_t)(T * dr / 2 * F));
-    s->sin_t = plan(p, (size_t)(T * dr / 2 * F));
-    s->x = plan(p, (size_t)(T * D * F));
-    s->xn = plan(p, (size_t)(T * D * F));
-    s->q = plan(p, (size_t)(T * H * (dn + dr) * F));
-    s->qa = plan(p, (size_t)(T * (Q ? Q : 1) * F));
-    s->kva = plan(p, (size_t)(T * (C + dr) * F));
-    s->lat = plan(p, (size_t)(T * C * F));
-    s->kvb = plan(p, (size_t)(T * H * (dn + dv) * F));
-    s->attn = plan(p, (size_t)(T * H * dv * F));
-    s->ffn = plan(p, (size_t)(T * D * F));
-    s->h1 = plan(p, (size_t)(T * Imax * F));
-    s->h3 = plan(p, (size_t)(T * Imax * F));
+    s->kv = lm_arena_take(p, (size_t)(c->num_hidden_layers * s->kv_layer_floats * F));
+    s->inv_freq = lm_arena_take(p, (size_t)(dr / 2) * sizeof(double));
+    s->cos_t = lm_arena_take(p, (size_t)(T * dr / 2 * F));
+    s->sin_t = lm_arena_take(p, (size_t)(T * dr / 2 * F));
+    s->x = lm_arena_take(p, (size_t)(T * D * F));
+    s->xn = lm_arena_take(p, (size_t)(T * D * F));
+    s->q = lm_arena_take(p, (size_t)(T * H * (dn + dr) * F));
+    s->qa = lm_arena_take(p, (size_t)(T * (Q ? Q : 1) * F));
+    s->kva = lm_arena_take(p, (size_t)(T * (C + dr) * F));
+    s->lat = lm_arena_take(p, (size_t)(T * C * F));
+    s->kvb = lm_arena_take(p, (size_t)(T * H * (dn + dv) * F));
+    s->attn = lm_arena_take(p, (size_t)(T * H * dv * F));
+    s->ffn = lm_arena_take(p, (size_t)(T * D * F));
+    s->h1 = lm_arena_take(p, (size_t)(T * Imax * F));
+    s->h3 = lm_arena_take(p, (size_t)(T * Imax * F));
     if (E) {
-        s->gate = plan(p, (size_t)(T * E * F));
-        s->route_idx = plan(p, (size_t)(T * k) * sizeof(int32_t));
-        s->route_w = plan(p, (size_t)(T * k * F));
-        s->slots = plan(p, (size_t)(T * k * D * F));
-        s->xe = plan(p, (size_t)(T * D * F));
-        s->ye = plan(p, (size_t)(T * D * F));
-        s->e_tok = plan(p, (size_t)T * sizeof(int));
-        s->e_slot = plan(p, (size_t)T * sizeof(int));
+        s->gate = lm_arena_take(p, (size_t)(T * E * F));
+        s->route_idx = lm_arena_take(p, (size_t)(T * k) * sizeof(int32_t));
+        s->route_w = lm_arena_take(p, (size_t)(T * k * F));
+        s->slots = lm_arena_take(p, (size_t)(T * k * D * F));
+        s->xe = lm_arena_take(p, (size_t)(T * D * F));
+        s->ye = lm_arena_take(p, (size_t)(T * D * F));
+        s->eoff = lm_arena_take(p, (size_t)(E + 1) * sizeof(int32_t));
+        s->erow = lm_arena_take(p, (size_t)(T * k) * sizeof(int32_t));
+        s->efill = lm_arena_take(p, (size_t)E * sizeof(int32_t));
     }
     /* Per thread, for one head and one block of QB query rows: q [QB, qd];
      * scores [QB, S] (also a [QB, C] and [QB, dv] temporary); head output
@@ -132,22 +121,22 @@ static void layout(lm_infer *s, planner *p) {
     s->thr_od = od;
     s->thr_qb = QB;
     s->thr_floats = ((QB * qd + QB * sd + QB * od) + 15) & ~(int64_t)15;
-    if (s->mode == LM_ATTN_LATENT) s->latT = plan(p, (size_t)(C * s->max_ctx * F));
-    else s->latT = plan(p, (size_t)(H * dv * s->max_ctx * F));
-    s->thr = plan(p, (size_t)(s->nthreads * s->thr_floats * F));
+    if (s->mode == LM_ATTN_LATENT) s->latT = lm_arena_take(p, (size_t)(C * s->max_ctx * F));
+    else s->latT = lm_arena_take(p, (size_t)(H * dv * s->max_ctx * F));
+    s->thr = lm_arena_take(p, (size_t)(s->nthreads * s->thr_floats * F));
     if (s->mode == LM_ATTN_LATENT) {
         s->absorb_layer_floats = H * (dn + dv) * C;
-        s->w_absorb = plan(p, (size_t)(c->num_hidden_layers * s->absorb_layer_floats * F));
+        s->w_absorb = lm_arena_take(p, (size_t)(c->num_hidden_layers * s->absorb_layer_floats * F));
     }
 }
 
 /* W_UK^T and W_UV of every layer in F32, for the absorbed path (conv. 11). */
 static void prepare_absorb(lm_infer *s) {
-    const lm_config *c = &s->m->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank;
+    const lm_dims *d = &s->m->dims;
+    int64_t H = d->H, dn = d->dn, dv = d->dv, C = d->C;
     float *row = s->thr; /* scratch: C floats, before any forward runs */
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        const lm_mat *W = &s->m->layers[l].wkv_b;
+    for (int64_t l = 0; l < d->L; l++) {
+        const lm_mat *W = &s->m->w.layers[l].wkv_b;
         float *uk_t = s->w_absorb + l * s->absorb_layer_floats; /* [H][C][dn] */
         float *uv = uk_t + H * C * dn;                           /* [H][dv][C] */
         for (int64_t h = 0; h < H; h++) {
@@ -179,27 +168,21 @@ lm_infer *lm_infer_create(const lm_model *m, lm_attn_mode mode, int64_t max_ctx,
     s->nthreads = nthreads < 1 ? 1 : nthreads;
     const lm_config *c = &m->cfg;
     s->kv_layer_floats = max_ctx * lm_kv_floats_per_token(c, mode);
-    planner p = {0, NULL};
-    layout(s, &p);
-    s->block_bytes = p.bytes;
+    layout(s, &s->arena);
+    size_t bytes = s->arena.bytes;
     /* Refuse absurd requests before touching memory (a huge max_ctx). */
-    if (s->block_bytes > ((size_t)1 << 40)) {
-        lm_fail(err, "inference buffers would need %.1f GiB (context %lld): too large", s->block_bytes / 1073741824.0,
+    if (bytes > ((size_t)1 << 40)) {
+        lm_fail(err, "inference buffers would need %.1f GiB (context %lld): too large", bytes / 1073741824.0,
                 (long long)max_ctx);
         free(s);
         return NULL;
     }
-    s->block = mmap(NULL, s->block_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (s->block == MAP_FAILED) {
-        lm_fail(err, "cannot allocate %.1f MiB of inference buffers", s->block_bytes / 1048576.0);
+    if (lm_arena_map(&s->arena)) {
+        lm_fail(err, "cannot allocate %.1f MiB of inference buffers", bytes / 1048576.0);
         free(s);
         return NULL;
     }
-    /* Fresh pages cost ~12 us each on first touch here; huge pages cut that. */
-    madvise(s->block, s->block_bytes, MADV_HUGEPAGE);
-    p.bytes = 0;
-    p.base = s->block;
-    layout(s, &p);
+    layout(s, &s->arena);
     lm_config_rope_inv_freq(c, s->inv_freq);
     if (mode == LM_ATTN_LATENT) prepare_absorb(s);
     return s;
@@ -207,7 +190,7 @@ lm_infer *lm_infer_create(const lm_model *m, lm_attn_mode mode, int64_t max_ctx,
 
 void lm_infer_free(lm_infer *s) {
     if (!s) return;
-    if (s->block) munmap(s->block, s->block_bytes);
+    lm_arena_unmap(&s->arena);
     free(s);
 }
 
@@ -295,11 +278,6 @@ typedef struct attn_job {
     int64_t next_head;           /* heads are claimed one at a time (atomic) */
 } attn_job;
 
-static lm_mat f32_mat(const float *data, int64_t rows, int64_t cols) {
-    lm_mat w = {.dtype = LM_DTYPE_F32, .rows = rows, .cols = cols, .data = data, .scale_inv = NULL};
-    return w;
-}
-
 /* Scale, causal mask by absolute position (conv. 12), softmax: row t of
  * scores[T, S] keeps keys 0..pos0+t. */
 static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, float scale) {
@@ -315,11 +293,11 @@ static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, fl
 static void attn_heads(void *ctx, int ith, int nth) {
     attn_job *job = ctx;
     lm_infer *s = job->s;
-    const lm_config *c = &s->m->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            C = c->kv_lora_rank, nb = job->nb, S = job->S, pos = job->pos0 + job->t0;
+    const lm_dims *d = &s->m->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, nb = job->nb, S = job->S,
+            pos = job->pos0 + job->t0;
     (void)nth;
-    float scale = (float)lm_config_softmax_scale(c);
+    float scale = (float)lm_config_softmax_scale(&s->m->cfg);
     int latent = s->mode == LM_ATTN_LATENT;
     int64_t qd = (latent ? C : dn) + dr;
     float *qh = s->thr + ith * s->thr_floats; /* [nb, qd] */
@@ -336,30 +314,30 @@ static void attn_heads(void *ctx, int ith, int nth) {
             const float *uk_t = s->w_absorb + job->layer * s->absorb_layer_floats + h * C * dn;
             const float *uv = s->w_absorb + job->layer * s->absorb_layer_floats + H * C * dn + h * dv * C;
             for (int64_t t = 0; t < nb; t++) memcpy(oh + t * dn, qsrc + t * qstride, (size_t)dn * sizeof(float));
-            lm_mat wuk = f32_mat(uk_t, C, dn);
+            lm_mat wuk = lm_f32_mat(uk_t, C, dn);
             lm_matmul(NULL, sc, oh, nb, &wuk); /* sc used as [nb, C] temp */
             for (int64_t t = 0; t < nb; t++) {
                 memcpy(qh + t * qd, sc + t * C, (size_t)C * sizeof(float));
                 memcpy(qh + t * qd + C, qsrc + t * qstride + dn, (size_t)dr * sizeof(float));
             }
-            lm_mat keys = f32_mat(kv, S, C + dr);
+            lm_mat keys = lm_f32_mat(kv, S, C + dr);
             lm_matmul(NULL, sc, qh, nb, &keys);
             masked_softmax(sc, nb, S, pos, scale);
             /* o_lat[nb, C] = P[nb, S] @ c[S, C], as a matmul against c^T. */
-            lm_mat lt = f32_mat(s->latT, C, S);
+            lm_mat lt = lm_f32_mat(s->latT, C, S);
             lm_matmul(NULL, oh, sc, nb, &lt);
             /* out[h] = W_UV[h] @ o_lat, written straight into attn[T, H*dv]. */
-            lm_mat wuv = f32_mat(uv, dv, C);
+            lm_mat wuv = lm_f32_mat(uv, dv, C);
             lm_matmul(NULL, sc, oh, nb, &wuv);
             for (int64_t t = 0; t < nb; t++)
                 memcpy(s->attn + (job->t0 + t) * H * dv + h * dv, sc + t * dv, (size_t)dv * sizeof(float));
         } else {
             const float *K = kv + h * s->max_ctx * (dn + dr);
             for (int64_t t = 0; t < nb; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
-            lm_mat keys = f32_mat(K, S, dn + dr);
+            lm_mat keys = lm_f32_mat(K, S, dn + dr);
             lm_matmul(NULL, sc, qh, nb, &keys);
             masked_softmax(sc, nb, S, pos, scale);
-            lm_mat vm = f32_mat(s->latT + h * dv * S, dv, S);
+            lm_mat vm = lm_f32_mat(s->latT + h * dv * S, dv, S);
             lm_matmul(NULL, oh, sc, nb, &vm);
             for (int64_t t = 0; t < nb; t++)
                 memcpy(s->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
@@ -369,9 +347,8 @@ static void attn_heads(void *ctx, int ith, int nth) {
 
 /* The values of positions 0..S-1 of layer l, transposed into s->latT. */
 static void transpose_values(lm_infer *s, const float *kv, int64_t S) {
-    const lm_config *c = &s->m->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            C = c->kv_lora_rank;
+    const lm_dims *d = &s->m->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C;
     if (s->mode == LM_ATTN_LATENT) {
         for (int64_t j = 0; j < S; j++)
             for (int64_t i = 0; i < C; i++) s->latT[i * S + j] = kv[j * (C + dr) + i];
@@ -403,39 +380,40 @@ static int64_t bad_cache_pos(const lm_infer *s, int64_t l, int64_t n, const char
     return first;
 }
 
+/* The diagnostic check of each stage of the attention projection. */
+typedef struct proj_check {
+    lm_infer *s;
+    int64_t layer, pos0;
+} proj_check;
+
+static int check_projection(void *ctx, lm_proj_stage stage, const float *buf, int64_t rows, int64_t width) {
+    const proj_check *pc = ctx;
+    lm_infer *s = pc->s;
+    const char *kind;
+    int64_t row = bad_row(buf, rows, width, &kind);
+    if (row < 0) return 0;
+    static const char *const tensor[] = {
+        [LM_PROJ_Q_A] = "q_a_proj.weight", [LM_PROJ_Q_NORM] = "q_a_layernorm.weight", [LM_PROJ_Q] = "q_b_proj.weight",
+        [LM_PROJ_KV_A] = "kv_a_proj_with_mqa.weight", [LM_PROJ_KV_NORM] = "kv_a_layernorm.weight"};
+    const char *name = stage == LM_PROJ_Q && !s->m->dims.Q ? "q_proj.weight" : tensor[stage];
+    note(s, pc->layer, pc->pos0 + row, kind, "'model.layers.%lld.self_attn.%s'", (long long)pc->layer, name);
+    return 1;
+}
+
 static int attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t pos0) {
-    const lm_config *c = &s->m->cfg;
-    const lm_layer *L = &s->m->layers[l];
-    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
-            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2;
-    float eps = (float)c->rms_norm_eps;
+    const lm_dims *d = &s->m->dims;
+    const lm_layer *L = &s->m->w.layers[l];
+    int64_t D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C;
     long long ll = (long long)l;
-    for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->attn_norm, D, eps);
+    for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->attn_norm, D, d->eps);
     DIAG(s->xn, T, D, l, pos0, "'model.layers.%lld.input_layernorm.weight'", ll);
-    /* Query (conv. 6). */
-    if (Q) {
-        lm_matmul(pool, s->qa, s->xn, T, &L->wq_a);
-        DIAG(s->qa, T, Q, l, pos0, "'model.layers.%lld.self_attn.q_a_proj.weight'", ll);
-        for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->qa + t * Q, s->qa + t * Q, L->q_norm, Q, eps);
-        DIAG(s->qa, T, Q, l, pos0, "'model.layers.%lld.self_attn.q_a_layernorm.weight'", ll);
-        lm_matmul(pool, s->q, s->qa, T, &L->wq_b);
-        DIAG(s->q, T, H * (dn + dr), l, pos0, "'model.layers.%lld.self_attn.q_b_proj.weight'", ll);
-    } else {
-        lm_matmul(pool, s->q, s->xn, T, &L->wq);
-        DIAG(s->q, T, H * (dn + dr), l, pos0, "'model.layers.%lld.self_attn.q_proj.weight'", ll);
-    }
-    /* Latent and shared rope key (conv. 7); interleaved rope (conv. 13). */
-    lm_matmul(pool, s->kva, s->xn, T, &L->wkv_a);
-    DIAG(s->kva, T, C + dr, l, pos0, "'model.layers.%lld.self_attn.kv_a_proj_with_mqa.weight'", ll);
-    for (int64_t t = 0; t < T; t++) {
-        float *row = s->kva + t * (C + dr);
-        lm_rmsnorm(row, row, L->kv_norm, C, eps);
-        lm_rope_interleaved(row + C, s->cos_t + t * half, s->sin_t + t * half, dr);
-        for (int64_t h = 0; h < H; h++)
-            lm_rope_interleaved(s->q + t * H * (dn + dr) + h * (dn + dr) + dn, s->cos_t + t * half, s->sin_t + t * half,
-                                dr);
-    }
-    DIAG(s->kva, T, C + dr, l, pos0, "'model.layers.%lld.self_attn.kv_a_layernorm.weight'", ll);
+    /* The latent is normalised and its key roped in place in kva. */
+    proj_check pc = {s, l, pos0};
+    lm_attn_proj proj = {.norm = lm_norm_row_kernel, .cos_t = s->cos_t, .sin_t = s->sin_t, .rope_period = T,
+                         .qa = s->qa, .qa_n = s->qa, .q = s->q, .kva = s->kva, .c_n = s->kva, .c_stride = C + dr,
+                         .kpe = s->kva + C, .kpe_stride = C + dr, .check = s->diag ? check_projection : NULL,
+                         .check_ctx = &pc};
+    if (lm_attn_project(pool, d, L, s->xn, T, &proj)) return 1;
     if (s->diag && pos0 > 0) {
         const char *kind;
         int64_t p = bad_cache_pos(s, l, pos0, &kind);
@@ -492,10 +470,10 @@ static int attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t p
 /* ---- feed-forward ---- */
 
 /* A SwiGLU MLP named `name` (e.g. "model.layers.3.mlp.experts.5."); row i of
- * x is at position pos0 + (tok ? tok[i] : i), for diagnosis. */
+ * x is at position pos0 + (slot ? slot[i] / k : i), for diagnosis. */
 static int swiglu_mlp(lm_infer *s, lm_pool *pool, float *out, const float *x, int64_t T, const lm_mat *w1,
                       const lm_mat *w3, const lm_mat *w2, float *h1, float *h3, int64_t layer, int64_t pos0,
-                      const int *tok, const char *name) {
+                      const int32_t *slot, int64_t k, const char *name) {
     lm_matmul(pool, h1, x, T, w1);
     lm_matmul(pool, h3, x, T, w3);
     if (s->diag) {
@@ -505,7 +483,7 @@ static int swiglu_mlp(lm_infer *s, lm_pool *pool, float *out, const float *x, in
             const char *kind;
             int64_t row = bad_row(bufs[k], T, w1->rows, &kind);
             if (row >= 0) {
-                note(s, layer, pos0 + (tok ? tok[row] : row), kind, "'%s%s", name, parts[k]);
+                note(s, layer, pos0 + (slot ? slot[row] / k : row), kind, "'%s%s", name, parts[k]);
                 return 1;
             }
         }
@@ -516,13 +494,13 @@ static int swiglu_mlp(lm_infer *s, lm_pool *pool, float *out, const float *x, in
         const char *kind;
         int64_t row = bad_row(h1, T, w1->rows, &kind);
         if (row >= 0) {
-            note(s, layer, pos0 + (tok ? tok[row] : row), kind, "the SwiGLU of '%sgate_proj.weight' and 'up_proj' (overflow)",
+            note(s, layer, pos0 + (slot ? slot[row] / k : row), kind, "the SwiGLU of '%sgate_proj.weight' and 'up_proj' (overflow)",
                  name);
             return 1;
         }
         row = bad_row(out, T, w2->rows, &kind);
         if (row >= 0) {
-            note(s, layer, pos0 + (tok ? tok[row] : row), kind, "'%sdown_proj.weight'", name);
+            note(s, layer, pos0 + (slot ? slot[row] / k : row), kind, "'%sdown_proj.weight'", name);
             return 1;
         }
     }
@@ -539,57 +517,30 @@ static int moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t l, int64_t
     for (int64_t t = 0; t < T; t++)
         lm_route_token(c, L->gate_bias, s->gate + t * E, s->route_idx + t * k, s->route_w + t * k);
     DIAG(s->route_w, T, k, l, pos0, "the routing weights of layer %lld", ll);
+    lm_group_experts(s->route_idx, T * k, E, s->eoff, s->erow, s->efill);
     for (int64_t e = 0; e < E; e++) {
-        int64_t n = 0;
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t j = 0; j < k; j++)
-                if (s->route_idx[t * k + j] == e) {
-                    s->e_tok[n] = (int)t;
-                    s->e_slot[n] = (int)j;
-                    memcpy(s->xe + n * D, s->xn + t * D, (size_t)D * sizeof(float));
-                    n++;
-                }
+        int64_t r0 = s->eoff[e], n = s->eoff[e + 1] - r0;
         if (!n) continue;
+        lm_gather_expert_rows(s->xe, s->xn, s->erow + r0, n, k, D);
         if (s->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.%lld.", ll, (long long)e);
-        if (swiglu_mlp(s, pool, s->ye, s->xe, n, &L->ew1[e], &L->ew3[e], &L->ew2[e], s->h1, s->h3, l, pos0, s->e_tok,
-                       name))
+        if (swiglu_mlp(s, pool, s->ye, s->xe, n, &L->ew1[e], &L->ew3[e], &L->ew2[e], s->h1, s->h3, l, pos0,
+                       s->erow + r0, k, name))
             return 1;
-        for (int64_t i = 0; i < n; i++)
-            memcpy(s->slots + ((int64_t)s->e_tok[i] * k + s->e_slot[i]) * D, s->ye + i * D, (size_t)D * sizeof(float));
+        lm_scatter_expert_rows(s->slots, s->ye, s->erow + r0, n, D);
     }
     if (L->has_shared) {
         if (s->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.shared_experts.", ll);
-        if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->sw1, &L->sw3, &L->sw2, s->h1, s->h3, l, pos0, NULL, name))
+        if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->sw1, &L->sw3, &L->sw2, s->h1, s->h3, l, pos0, NULL, 1, name))
             return 1;
     } else {
         memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
     }
-    /* conv. 25: routed sum plus the unscaled shared output. */
-    for (int64_t t = 0; t < T; t++) {
-        float *o = s->ffn + t * D;
-        for (int64_t j = 0; j < k; j++) {
-            const float w = s->route_w[t * k + j], *y = s->slots + (t * k + j) * D;
-            for (int64_t i = 0; i < D; i++) o[i] += w * y[i];
-        }
-    }
+    lm_moe_combine(s->ffn, s->slots, s->route_w, T, k, D);
     DIAG(s->ffn, T, D, l, pos0, "the MoE output of layer %lld (overflow)", ll);
     return 0;
 }
 
 /* ---- the forward ---- */
-
-static void rope_tables(lm_infer *s, int64_t T, int64_t pos0) {
-    const lm_config *c = &s->m->cfg;
-    int64_t half = c->qk_rope_head_dim / 2;
-    double af = lm_config_rope_attention_factor(c);
-    /* Angles in double (conv. 18), then cast. */
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t i = 0; i < half; i++) {
-            double a = (double)(pos0 + t) * s->inv_freq[i];
-            s->cos_t[t * half + i] = (float)(cos(a) * af);
-            s->sin_t[t * half + i] = (float)(sin(a) * af);
-        }
-}
 
 /* One chunk; returns 1 when a diagnostic forward found a non-finite value
  * (the chunk is then left unfinished). */
@@ -598,7 +549,7 @@ static int forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t
     const lm_model *m = s->m;
     const lm_config *c = &m->cfg;
     int64_t D = c->hidden_size, pos0 = s->pos;
-    for (int64_t t = 0; t < T; t++) lm_mat_row(&m->embed, ids[t], s->x + t * D);
+    for (int64_t t = 0; t < T; t++) lm_mat_row(&m->w.embed, ids[t], s->x + t * D);
     if (s->diag) {
         const char *kind;
         int64_t row = bad_row(s->x, T, D, &kind);
@@ -607,9 +558,9 @@ static int forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t
             return 1;
         }
     }
-    rope_tables(s, T, pos0);
+    lm_rope_tables(c, s->inv_freq, pos0, T, s->cos_t, s->sin_t);
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        const lm_layer *L = &m->layers[l];
+        const lm_layer *L = &m->w.layers[l];
         long long ll = (long long)l;
         if (attention(s, pool, l, T, pos0)) return 1;
         for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
@@ -621,7 +572,7 @@ static int forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t
         } else {
             char name[96];
             snprintf(name, sizeof name, "model.layers.%lld.mlp.", ll);
-            if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->w1, &L->w3, &L->w2, s->h1, s->h3, l, pos0, NULL, name))
+            if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->w1, &L->w3, &L->w2, s->h1, s->h3, l, pos0, NULL, 1, name))
                 return 1;
         }
         for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
@@ -630,11 +581,11 @@ static int forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t
     s->pos += T;
     if (mode == LM_LOGITS_NONE) return 0;
     int64_t first = mode == LM_LOGITS_ALL ? 0 : T - 1;
-    for (int64_t t = first; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, m->final_norm, D, (float)c->rms_norm_eps);
+    for (int64_t t = first; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, m->w.final_norm, D, (float)c->rms_norm_eps);
     DIAG(s->xn + first * D, T - first, D, -1, pos0 + first, "'model.norm.weight'");
-    lm_matmul(pool, logits, s->xn + first * D, T - first, &m->head);
+    lm_matmul(pool, logits, s->xn + first * D, T - first, &m->w.head);
     DIAG(logits, T - first, c->vocab_size, -1, pos0 + first, "%s",
-         m->head.data == m->embed.data ? "'model.embed_tokens.weight' (the tied head)" : "'lm_head.weight'");
+         m->w.head.data == m->w.embed.data ? "'model.embed_tokens.weight' (the tied head)" : "'lm_head.weight'");
     return 0;
 }
 

@@ -46,33 +46,26 @@ typedef struct planner {
     double file_bytes, header_bytes;
 } planner;
 
-/* kind of storage: linear in an attention/MLP block (FP8-able), other matrix
- * (embedding, head, router gate, eh_proj: BF16 in FP8 checkpoints), norm
- * vector, routing bias (always F32). */
-typedef enum slot { SLOT_LINEAR, SLOT_MATRIX, SLOT_NORM, SLOT_BIAS } slot;
-
-static int plan_add(planner *p, slot s, int64_t rows, int64_t cols, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static int plan_add(planner *p, slot s, int64_t rows, int64_t cols, const char *fmt, ...) {
+/* One tensor of the arch table, planned with its stored dtype (arch.h's
+ * roles: LINEAR is FP8 in an FP8 checkpoint, MATRIX BF16, BIAS always F32). */
+static int plan_item(void *ctx, const lm_arch_item *it) {
+    planner *p = ctx;
+    lm_arch_role role = it->t->role;
+    int fp8 = p->dtype == LM_INIT_FP8 && role == LM_ROLE_LINEAR;
+    lm_dtype dtype = role == LM_ROLE_BIAS || p->dtype == LM_INIT_F32 ? LM_DTYPE_F32
+                     : fp8                                         ? LM_DTYPE_F8_E4M3
+                                                                   : LM_DTYPE_BF16;
     if (p->count_only) {
-        char name[LM_INIT_NAME_MAX];
-        va_list ap;
-        va_start(ap, fmt);
-        int len = vsnprintf(name, sizeof name, fmt, ap);
-        va_end(ap);
-        int is_vec = s == SLOT_NORM || s == SLOT_BIAS;
-        int fp8 = p->dtype == LM_INIT_FP8 && s == SLOT_LINEAR;
-        double numel = is_vec ? (double)rows : (double)rows * (double)cols;
-        double esz = s == SLOT_BIAS || p->dtype == LM_INIT_F32 ? 4 : fp8 ? 1 : 2;
+        size_t len = strlen(it->name);
         p->n++;
         p->stored++;
-        p->file_bytes += numel * esz + 8;
-        p->header_bytes += len + 96; /* name, dtype, shape and offsets as written */
+        double numel = it->ndim == 2 ? (double)it->shape[0] * (double)it->shape[1] : (double)it->shape[0];
+        p->file_bytes += numel * (double)lm_dtype_size(dtype) + 8;
+        p->header_bytes += (double)len + 96; /* name, dtype, shape and offsets as written */
         if (fp8) {
             p->stored++;
-            p->file_bytes += ceil((double)rows / LM_FP8_BLOCK) * ceil((double)cols / LM_FP8_BLOCK) * 4 + 8;
-            p->header_bytes += len + 11 + 96;
+            p->file_bytes += ceil((double)it->shape[0] / LM_FP8_BLOCK) * ceil((double)it->shape[1] / LM_FP8_BLOCK) * 4 + 8;
+            p->header_bytes += (double)len + 11 + 96;
         }
         return 0;
     }
@@ -83,78 +76,24 @@ static int plan_add(planner *p, slot s, int64_t rows, int64_t cols, const char *
         p->t = t;
         p->cap = cap;
     }
-    lm_init_tensor *t = &p->t[p->n];
+    lm_init_tensor *t = &p->t[p->n++];
     memset(t, 0, sizeof *t);
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(t->name, sizeof t->name, fmt, ap);
-    va_end(ap);
-    if (len < 0 || len >= (int)sizeof t->name) return lm_fail(p->err, "tensor name too long: '%s...'", t->name);
-    t->ndim = (s == SLOT_NORM || s == SLOT_BIAS) ? 1 : 2;
-    t->shape[0] = rows;
-    t->shape[1] = t->ndim == 2 ? cols : 0;
-    t->numel = t->ndim == 2 ? rows * cols : rows;
-    t->kind = s == SLOT_NORM ? LM_INIT_ONES : s == SLOT_BIAS ? LM_INIT_ZEROS : LM_INIT_NORMAL;
-    if (s == SLOT_BIAS || p->dtype == LM_INIT_F32) t->dtype = LM_DTYPE_F32;
-    else if (p->dtype == LM_INIT_FP8 && s == SLOT_LINEAR) t->dtype = LM_DTYPE_F8_E4M3, t->fp8 = 1;
-    else t->dtype = LM_DTYPE_BF16;
-    p->n++;
+    snprintf(t->name, sizeof t->name, "%s", it->name);
+    t->ndim = it->ndim;
+    t->shape[0] = it->shape[0];
+    t->shape[1] = it->shape[1];
+    t->numel = it->numel;
+    t->kind = lm_init_kind_of(role);
+    t->dtype = dtype;
+    t->fp8 = fp8;
     return 0;
 }
 
-/* One decoder layer's tensors (index l; l >= num_hidden_layers is MTP). */
-static int plan_layer(planner *p, int64_t l) {
-    const lm_config *c = p->cfg;
-    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
-            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank;
-    long long L = (long long)l;
-    const char *pre = "model.layers.";
-    if (plan_add(p, SLOT_NORM, D, 0, "%s%lld.input_layernorm.weight", pre, L) ||
-        plan_add(p, SLOT_NORM, D, 0, "%s%lld.post_attention_layernorm.weight", pre, L))
-        return -1;
-    if (Q == 0) {
-        if (plan_add(p, SLOT_LINEAR, H * (dn + dr), D, "%s%lld.self_attn.q_proj.weight", pre, L)) return -1;
-    } else if (plan_add(p, SLOT_LINEAR, Q, D, "%s%lld.self_attn.q_a_proj.weight", pre, L) ||
-               plan_add(p, SLOT_NORM, Q, 0, "%s%lld.self_attn.q_a_layernorm.weight", pre, L) ||
-               plan_add(p, SLOT_LINEAR, H * (dn + dr), Q, "%s%lld.self_attn.q_b_proj.weight", pre, L)) {
-        return -1;
-    }
-    if (plan_add(p, SLOT_LINEAR, C + dr, D, "%s%lld.self_attn.kv_a_proj_with_mqa.weight", pre, L) ||
-        plan_add(p, SLOT_NORM, C, 0, "%s%lld.self_attn.kv_a_layernorm.weight", pre, L) ||
-        plan_add(p, SLOT_LINEAR, H * (dn + dv), C, "%s%lld.self_attn.kv_b_proj.weight", pre, L) ||
-        plan_add(p, SLOT_LINEAR, D, H * dv, "%s%lld.self_attn.o_proj.weight", pre, L))
-        return -1;
-    if (!lm_config_layer_is_moe(c, l)) {
-        int64_t I = c->intermediate_size;
-        return plan_add(p, SLOT_LINEAR, I, D, "%s%lld.mlp.gate_proj.weight", pre, L) ||
-                       plan_add(p, SLOT_LINEAR, I, D, "%s%lld.mlp.up_proj.weight", pre, L) ||
-                       plan_add(p, SLOT_LINEAR, D, I, "%s%lld.mlp.down_proj.weight", pre, L)
-                   ? -1
-                   : 0;
-    }
-    int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size;
-    if (plan_add(p, SLOT_MATRIX, E, D, "%s%lld.mlp.gate.weight", pre, L)) return -1;
-    if (c->topk_method == LM_TOPK_NOAUX_TC &&
-        plan_add(p, SLOT_BIAS, E, 0, "%s%lld.mlp.gate.e_score_correction_bias", pre, L))
-        return -1;
-    for (int64_t e = 0; e < E; e++) {
-        long long X = (long long)e;
-        if (plan_add(p, SLOT_LINEAR, Im, D, "%s%lld.mlp.experts.%lld.gate_proj.weight", pre, L, X) ||
-            plan_add(p, SLOT_LINEAR, Im, D, "%s%lld.mlp.experts.%lld.up_proj.weight", pre, L, X) ||
-            plan_add(p, SLOT_LINEAR, D, Im, "%s%lld.mlp.experts.%lld.down_proj.weight", pre, L, X))
-            return -1;
-    }
-    if (c->n_shared_experts > 0) {
-        int64_t Is = Im * c->n_shared_experts;
-        if (plan_add(p, SLOT_LINEAR, Is, D, "%s%lld.mlp.shared_experts.gate_proj.weight", pre, L) ||
-            plan_add(p, SLOT_LINEAR, Is, D, "%s%lld.mlp.shared_experts.up_proj.weight", pre, L) ||
-            plan_add(p, SLOT_LINEAR, D, Is, "%s%lld.mlp.shared_experts.down_proj.weight", pre, L))
-            return -1;
-    }
-    return 0;
-}
+static int plan_all(planner *p) { return lm_arch_each(p->cfg, LM_ARCH_WITH_MTP, plan_item, p) ? -1 : 0; }
 
-static int plan_all(planner *pp);
+lm_init_kind lm_init_kind_of(lm_arch_role role) {
+    return role == LM_ROLE_NORM ? LM_INIT_ONES : role == LM_ROLE_BIAS ? LM_INIT_ZEROS : LM_INIT_NORMAL;
+}
 
 int lm_init_plan_size(const lm_config *c, lm_init_dtype dtype, lm_init_size *size) {
     planner p = {c, dtype, NULL, 0, 0, NULL, 1, 0, 0, 0};
@@ -179,28 +118,6 @@ int lm_init_plan(const lm_config *c, lm_init_dtype dtype, lm_init_tensor **out, 
     *out = p.t;
     *n = p.n;
     return 0;
-}
-
-static int plan_all(planner *pl) {
-    const lm_config *c = pl->cfg;
-    int64_t V = c->vocab_size, D = c->hidden_size, L = c->num_hidden_layers;
-    int rc = plan_add(pl, SLOT_MATRIX, V, D, "model.embed_tokens.weight");
-    for (int64_t l = 0; l < L && !rc; l++) rc = plan_layer(pl, l);
-    if (!rc) rc = plan_add(pl, SLOT_NORM, D, 0, "model.norm.weight");
-    if (!rc && !c->tie_word_embeddings) rc = plan_add(pl, SLOT_MATRIX, V, D, "lm_head.weight");
-    /* MTP layers as in the released V3: a full decoder layer plus its own
-     * embedding, two norms, the 2D -> D projection and a shared head. */
-    for (int64_t k = 0; k < c->num_nextn_predict_layers && !rc; k++) {
-        long long l = (long long)(L + k);
-        rc = plan_layer(pl, L + k) ||
-             plan_add(pl, SLOT_MATRIX, V, D, "model.layers.%lld.embed_tokens.weight", l) ||
-             plan_add(pl, SLOT_NORM, D, 0, "model.layers.%lld.enorm.weight", l) ||
-             plan_add(pl, SLOT_NORM, D, 0, "model.layers.%lld.hnorm.weight", l) ||
-             plan_add(pl, SLOT_MATRIX, D, 2 * D, "model.layers.%lld.eh_proj.weight", l) ||
-             plan_add(pl, SLOT_NORM, D, 0, "model.layers.%lld.shared_head.norm.weight", l) ||
-             plan_add(pl, SLOT_MATRIX, V, D, "model.layers.%lld.shared_head.head.weight", l);
-    }
-    return rc ? -1 : 0;
 }
 
 /* ---- the draws ---- */

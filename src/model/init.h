@@ -21,8 +21,9 @@
  * other tensors exist. The BF16 and FP8 files hold the F32 draw rounded, so
  * the three dtypes of one seed are the same model at three precisions.
  *
- * The training code reuses the pieces: lm_init_plan lists every tensor with
- * its shape and kind, lm_init_fill gives the F32 values of any element range.
+ * The tensor list is the arch table's (arch.h), which the training
+ * parameters walk too; lm_init_fill gives the F32 values of any element
+ * range, so training starts from exactly these weights.
  *
  * Left out: a streaming writer. lm_st_write takes every tensor in memory, so
  * lm_model_init_random holds the whole file in its stored dtype (one block,
@@ -40,6 +41,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/threadpool.h"
+#include "model/arch.h"
 #include "model/config.h"
 
 typedef enum lm_init_dtype { LM_INIT_F32 = 0, LM_INIT_BF16 = 1, LM_INIT_FP8 = 2 } lm_init_dtype;
@@ -53,6 +55,9 @@ typedef enum lm_init_kind {
     LM_INIT_ONES = 1,            /* RMSNorm weights */
     LM_INIT_ZEROS = 2,           /* e_score_correction_bias */
 } lm_init_kind;
+
+/* The initial values of a tensor of this role (arch.h). */
+lm_init_kind lm_init_kind_of(lm_arch_role role);
 
 enum { LM_INIT_NAME_MAX = 128 };
 

@@ -3,6 +3,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,7 @@ static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_
 
 /* A 1-D float vector of length n, converted to F32 into the owned block;
  * NaN or Inf (in a norm weight or routing bias) is an error. */
-static int bind_vec(binder *b, const char *name, int64_t n, const float **out) {
+static int bind_vec(binder *b, const char *name, int64_t n, float **out) {
     const lm_tensor *t = lm_st_find(b->m->tensors, name);
     if (!t) return lm_fail(b->err, "%s: missing tensor '%s' (expected shape [%lld])", b->m->dir, name, (long long)n);
     if (t->ndim != 1 || t->shape[0] != n)
@@ -98,71 +99,27 @@ static int64_t owned_floats(const lm_config *c) {
     return D + c->num_hidden_layers * per;
 }
 
-static int bind_layer(binder *b, int64_t l) {
-    const lm_config *c = &b->m->cfg;
-    lm_layer *L = &b->m->layers[l];
-    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
-            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank;
-    char n[512];
-#define NAME(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
-    if (bind_vec(b, NAME("model.layers.%lld.input_layernorm.weight", (long long)l), D, &L->attn_norm) ||
-        bind_vec(b, NAME("model.layers.%lld.post_attention_layernorm.weight", (long long)l), D, &L->ffn_norm))
-        return -1;
-    if (Q == 0) {
-        if (bind_mat(b, NAME("model.layers.%lld.self_attn.q_proj.weight", (long long)l), H * (dn + dr), D, &L->wq))
-            return -1;
-    } else if (bind_mat(b, NAME("model.layers.%lld.self_attn.q_a_proj.weight", (long long)l), Q, D, &L->wq_a) ||
-               bind_vec(b, NAME("model.layers.%lld.self_attn.q_a_layernorm.weight", (long long)l), Q, &L->q_norm) ||
-               bind_mat(b, NAME("model.layers.%lld.self_attn.q_b_proj.weight", (long long)l), H * (dn + dr), Q,
-                        &L->wq_b)) {
-        return -1;
+/* One tensor of the arch table: a matrix view, or a vector converted into
+ * the owned block. */
+static int bind_item(void *ctx, const lm_arch_item *it) {
+    binder *b = ctx;
+    lm_model *m = b->m;
+    if (it->t->scope == LM_AT_EXPERT) {
+        lm_layer *L = &m->w.layers[it->layer];
+        /* Allocated only now that the router [E, D] exists: E is then backed
+         * by the checkpoint, not just by config.json. */
+        int64_t E = m->cfg.n_routed_experts;
+        if (!L->ew1 && !(L->ew1 = calloc((size_t)E * 3, sizeof(lm_mat)))) return lm_fail(b->err, "out of memory");
+        L->ew2 = L->ew1 + E;
+        L->ew3 = L->ew1 + 2 * E;
     }
-    if (bind_mat(b, NAME("model.layers.%lld.self_attn.kv_a_proj_with_mqa.weight", (long long)l), C + dr, D, &L->wkv_a) ||
-        bind_vec(b, NAME("model.layers.%lld.self_attn.kv_a_layernorm.weight", (long long)l), C, &L->kv_norm) ||
-        bind_mat(b, NAME("model.layers.%lld.self_attn.kv_b_proj.weight", (long long)l), H * (dn + dv), C, &L->wkv_b) ||
-        bind_mat(b, NAME("model.layers.%lld.self_attn.o_proj.weight", (long long)l), D, H * dv, &L->wo))
-        return -1;
-    L->is_moe = lm_config_layer_is_moe(c, l);
-    if (!L->is_moe) {
-        int64_t I = c->intermediate_size;
-        return bind_mat(b, NAME("model.layers.%lld.mlp.gate_proj.weight", (long long)l), I, D, &L->w1) ||
-                       bind_mat(b, NAME("model.layers.%lld.mlp.down_proj.weight", (long long)l), D, I, &L->w2) ||
-                       bind_mat(b, NAME("model.layers.%lld.mlp.up_proj.weight", (long long)l), I, D, &L->w3)
-                   ? -1
-                   : 0;
-    }
-    int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size;
-    if (bind_mat(b, NAME("model.layers.%lld.mlp.gate.weight", (long long)l), E, D, &L->gate)) return -1;
+    void *field = lm_arch_field(&m->w, it);
+    if (!field) return 0;
+    if (it->ndim == 1) return bind_vec(b, it->name, it->shape[0], field);
+    if (bind_mat(b, it->name, it->shape[0], it->shape[1], field)) return -1;
     /* The router is small (E x D, ~0.4% of a V3 MoE layer) and a non-finite
      * score would silently mis-route every token: checked at load. */
-    if (check_finite(b, lm_st_find(b->m->tensors, n), n)) return -1;
-    /* Allocated only now that the router [E, D] exists: E is then backed by
-     * the checkpoint, not just by config.json. */
-    L->ew1 = calloc((size_t)E * 3, sizeof(lm_mat));
-    if (!L->ew1) return lm_fail(b->err, "out of memory");
-    L->ew2 = L->ew1 + E;
-    L->ew3 = L->ew1 + 2 * E;
-    if (c->topk_method == LM_TOPK_NOAUX_TC &&
-        bind_vec(b, NAME("model.layers.%lld.mlp.gate.e_score_correction_bias", (long long)l), E, &L->gate_bias))
-        return -1;
-    for (int64_t e = 0; e < E; e++) {
-        if (bind_mat(b, NAME("model.layers.%lld.mlp.experts.%lld.gate_proj.weight", (long long)l, (long long)e), Im, D,
-                     &L->ew1[e]) ||
-            bind_mat(b, NAME("model.layers.%lld.mlp.experts.%lld.down_proj.weight", (long long)l, (long long)e), D, Im,
-                     &L->ew2[e]) ||
-            bind_mat(b, NAME("model.layers.%lld.mlp.experts.%lld.up_proj.weight", (long long)l, (long long)e), Im, D,
-                     &L->ew3[e]))
-            return -1;
-    }
-    if (c->n_shared_experts > 0) {
-        int64_t Is = Im * c->n_shared_experts;
-        L->has_shared = 1;
-        if (bind_mat(b, NAME("model.layers.%lld.mlp.shared_experts.gate_proj.weight", (long long)l), Is, D, &L->sw1) ||
-            bind_mat(b, NAME("model.layers.%lld.mlp.shared_experts.down_proj.weight", (long long)l), D, Is, &L->sw2) ||
-            bind_mat(b, NAME("model.layers.%lld.mlp.shared_experts.up_proj.weight", (long long)l), Is, D, &L->sw3))
-            return -1;
-    }
-#undef NAME
+    if (it->t->flags & LM_ARCH_CHECK_FINITE) return check_finite(b, lm_st_find(m->tensors, it->name), it->name);
     return 0;
 }
 
@@ -183,22 +140,26 @@ int lm_model_load(const char *dir, lm_model **out, lm_error *err) {
     int64_t nvec = owned_floats(c), have = 0;
     for (int64_t i = 0; i < lm_st_count(m->tensors); i++) have += lm_st_tensor(m->tensors, i)->numel;
     if (nvec > have) nvec = have;
-    m->layers = calloc((size_t)L, sizeof *m->layers);
+    m->dims = lm_dims_of(c);
+    m->w.layers = calloc((size_t)L, sizeof *m->w.layers);
     m->owned = malloc((size_t)(nvec + 1) * sizeof(float));
-    if (!m->layers || !m->owned) {
+    if (!m->w.layers || !m->owned) {
         lm_model_free(m);
         return lm_fail(err, "out of memory");
     }
     binder b = {m, err, m->owned, m->owned + nvec};
-    int rc = bind_mat(&b, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed);
-    if (!rc) rc = bind_vec(&b, "model.norm.weight", c->hidden_size, &m->final_norm);
-    if (!rc) {
-        if (c->tie_word_embeddings && !lm_st_find(m->tensors, "lm_head.weight"))
-            m->head = m->embed;
-        else
-            rc = bind_mat(&b, "lm_head.weight", c->vocab_size, c->hidden_size, &m->head);
+    for (int64_t l = 0; l < L; l++) {
+        m->w.layers[l].is_moe = lm_config_layer_is_moe(c, l);
+        m->w.layers[l].has_shared = m->w.layers[l].is_moe && c->n_shared_experts > 0;
     }
-    for (int64_t l = 0; l < L && !rc; l++) rc = bind_layer(&b, l);
+    int rc = lm_arch_each(c, LM_ARCH_MAIN, bind_item, &b);
+    /* A tied head is the embedding unless the checkpoint stores one anyway. */
+    if (!rc && c->tie_word_embeddings) {
+        if (lm_st_find(m->tensors, "lm_head.weight"))
+            rc = bind_mat(&b, "lm_head.weight", c->vocab_size, c->hidden_size, &m->w.head);
+        else
+            m->w.head = m->w.embed;
+    }
     if (rc) {
         lm_model_free(m);
         return -1;
@@ -209,40 +170,68 @@ int lm_model_load(const char *dir, lm_model **out, lm_error *err) {
 
 void lm_model_free(lm_model *m) {
     if (!m) return;
-    if (m->layers)
-        for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) free(m->layers[l].ew1);
-    free(m->layers);
+    if (m->w.layers)
+        for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) free(m->w.layers[l].ew1);
+    free(m->w.layers);
     free(m->owned);
     lm_st_close(m->tensors);
     free(m);
 }
 
+typedef struct count_walk {
+    const lm_config *c;
+    lm_param_count *p;
+} count_walk;
+
+static int count_item(void *ctx, const lm_arch_item *it) {
+    count_walk *w = ctx;
+    w->p->total += it->numel;
+    if (it->t->scope == LM_AT_MODEL && it->t->field == (ptrdiff_t)offsetof(lm_weights, embed)) return 0; /* a lookup */
+    /* Experts have one shape: the first top-k of them are what a token runs. */
+    if (it->t->scope != LM_AT_EXPERT || it->expert < w->c->num_experts_per_tok) w->p->active += it->numel;
+    return 0;
+}
+
 lm_param_count lm_model_params(const lm_model *m) {
     const lm_config *c = &m->cfg;
-    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
-            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, V = c->vocab_size;
     lm_param_count p = {0};
-    int64_t attn = (Q ? Q * D + Q + H * (dn + dr) * Q : H * (dn + dr) * D) + (C + dr) * D + C + H * (dn + dv) * C +
-                   D * H * dv + 2 * D;
-    p.embedding = V * D;
-    p.expert_each = 3 * c->moe_intermediate_size * D;
-    int64_t head = c->tie_word_embeddings ? 0 : V * D;
-    p.total = p.embedding + head + D;
-    p.active = V * D + D; /* the head is a full matmul per token, tied or not */
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        p.total += attn;
-        p.active += attn;
-        if (!lm_config_layer_is_moe(c, l)) {
-            p.total += 3 * c->intermediate_size * D;
-            p.active += 3 * c->intermediate_size * D;
-        } else {
-            int64_t shared = c->n_shared_experts * p.expert_each, gate = c->n_routed_experts * D;
-            if (c->topk_method == LM_TOPK_NOAUX_TC) gate += c->n_routed_experts; /* correction bias */
-            p.total += c->n_routed_experts * p.expert_each + shared + gate;
-            p.active += c->num_experts_per_tok * p.expert_each + shared + gate;
-        }
-    }
+    p.embedding = c->vocab_size * c->hidden_size;
+    p.expert_each = 3 * c->moe_intermediate_size * c->hidden_size;
+    count_walk w = {c, &p};
+    lm_arch_each(c, LM_ARCH_MAIN, count_item, &w);
+    if (c->tie_word_embeddings) p.active += p.embedding; /* the head is a full matmul per token, tied or not */
     return p;
+}
+
+typedef struct report_walk {
+    const lm_tensor_set *set;
+    lm_tensor_report *r;
+} report_walk;
+
+static int report_item(void *ctx, const lm_arch_item *it) {
+    report_walk *w = ctx;
+    const lm_tensor *t = lm_st_find(w->set, it->name);
+    if (!t) {
+        w->r->missing++;
+        return 0;
+    }
+    w->r->known++;
+    char sname[LM_ARCH_NAME_MAX + 16];
+    snprintf(sname, sizeof sname, "%s_scale_inv", it->name);
+    if (t->dtype == LM_DTYPE_F8_E4M3 && lm_st_find(w->set, sname)) w->r->known++;
+    return 0;
+}
+
+void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r) {
+    memset(r, 0, sizeof *r);
+    r->total = lm_st_count(m->tensors);
+    for (int64_t i = 0; i < r->total; i++) {
+        const lm_tensor *t = lm_st_tensor(m->tensors, i);
+        r->count[t->dtype]++;
+        r->bytes[t->dtype] += (double)t->nbytes;
+    }
+    report_walk w = {m->tensors, r};
+    lm_arch_each(&m->cfg, LM_ARCH_WITH_MTP, report_item, &w);
 }
 
 int64_t lm_kv_floats_per_token(const lm_config *c, lm_attn_mode mode) {
@@ -260,9 +249,9 @@ static double mat_bytes(const lm_mat *w) {
 
 double lm_model_active_weight_bytes(const lm_model *m) {
     const lm_config *c = &m->cfg;
-    double b = mat_bytes(&m->head) + (double)c->hidden_size * (double)lm_dtype_size(m->embed.dtype);
+    double b = mat_bytes(&m->w.head) + (double)c->hidden_size * (double)lm_dtype_size(m->w.embed.dtype);
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        const lm_layer *L = &m->layers[l];
+        const lm_layer *L = &m->w.layers[l];
         b += mat_bytes(&L->wq) + mat_bytes(&L->wq_a) + mat_bytes(&L->wq_b) + mat_bytes(&L->wkv_a) +
              mat_bytes(&L->wkv_b) + mat_bytes(&L->wo);
         if (!L->is_moe) {

@@ -26,35 +26,14 @@
 #include "core/kernels.h"
 #include "core/threadpool.h"
 #include "formats/safetensors.h"
+#include "model/arch.h"
 #include "model/config.h"
-
-typedef struct lm_layer {
-    int is_moe;
-    const float *attn_norm;      /* [D] */
-    lm_mat wq;                   /* [H*(dn+dr), D]   when Q == 0 */
-    lm_mat wq_a;                 /* [Q, D]           when Q > 0 */
-    const float *q_norm;         /* [Q] */
-    lm_mat wq_b;                 /* [H*(dn+dr), Q] */
-    lm_mat wkv_a;                /* [C+dr, D] */
-    const float *kv_norm;        /* [C] */
-    lm_mat wkv_b;                /* [H*(dn+dv), C], head-major [k_nope | v] */
-    lm_mat wo;                   /* [D, H*dv] */
-    const float *ffn_norm;       /* [D] */
-    lm_mat w1, w2, w3;           /* dense: gate [I, D], down [D, I], up [I, D] */
-    lm_mat gate;                 /* MoE router [E, D] */
-    const float *gate_bias;      /* [E] e_score_correction_bias, or NULL */
-    lm_mat *ew1, *ew2, *ew3;     /* [E] routed experts: [Im, D], [D, Im], [Im, D] */
-    int has_shared;
-    lm_mat sw1, sw2, sw3;        /* shared experts: [Im*ns, D], [D, Im*ns], [Im*ns, D] */
-} lm_layer;
 
 typedef struct lm_model {
     lm_config cfg;
     lm_tensor_set *tensors;      /* owns the mappings */
-    lm_mat embed;                /* [V, D] */
-    lm_mat head;                 /* [V, D]; the embedding when tied */
-    const float *final_norm;     /* [D] */
-    lm_layer *layers;            /* [L] */
+    lm_dims dims;                /* derived from cfg */
+    lm_weights w;                /* views bound by the arch table (arch.h) */
     float *owned;                /* one block holding every converted vector */
     char dir[4096];
 } lm_model;
@@ -81,6 +60,16 @@ typedef struct lm_param_count {
     int64_t expert_each;         /* one routed expert */
 } lm_param_count;
 lm_param_count lm_model_params(const lm_model *m);
+/* The tensors of a loaded checkpoint: by stored dtype over every file, and
+ * how many of them the arch table names (with FP8 scales and MTP layers). */
+typedef struct lm_tensor_report {
+    int64_t count[LM_DTYPE_COUNT];
+    double bytes[LM_DTYPE_COUNT];
+    int64_t total;               /* tensors in the files */
+    int64_t known;               /* of those, named by the table for this config */
+    int64_t missing;             /* table tensors absent (MTP layers a checkpoint left out) */
+} lm_tensor_report;
+void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r);
 /* Bytes of weights one token reads on average (routed experts weighted by
  * top-k / E), in their stored dtypes: decode's bandwidth numerator. */
 double lm_model_active_weight_bytes(const lm_model *m);

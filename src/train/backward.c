@@ -36,10 +36,9 @@ typedef struct attn_job {
 static void attn_bwd_task(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     lm_trainer *tr = j->tr;
-    const lm_config *c = &tr->p->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            T = tr->T, dk = dn + dr;
-    float scale = (float)lm_config_softmax_scale(c);
+    const lm_dims *d = &tr->p->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, T = tr->T, dk = d->dk;
+    float scale = (float)lm_config_softmax_scale(&tr->p->cfg);
     float *Q = tr->thr + ith * tr->thr_floats, *K = Q + T * dk, *V = K + T * dk, *O = V + T * dv, *dO = O + T * dv,
           *dQ = dO + T * dv, *dK = dQ + T * dk, *dV = dK + T * dk, *S = dV + T * dv;
     int64_t p0, p1;
@@ -68,16 +67,15 @@ static void attn_bwd_task(void *ctx, int ith, int nth) {
  * the normalised input), and the attention weights' gradients. */
 static void attn_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq) {
     lm_params *p = tr->p;
-    const lm_config *c = &p->cfg;
-    const lm_tlayer *W = &p->W.layers[l];
-    lm_tlayer *G = &p->G.layers[l];
+    const lm_dims *d = &p->dims;
+    const lm_layer *W = &p->W.layers[l];
+    lm_layer *G = &p->G.layers[l];
     const tr_acts *A = &tr->acts[l];
-    int64_t N = nseq * tr->T, T = tr->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2,
-            dk = dn + dr;
+    int64_t N = nseq * tr->T, T = tr->T, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q,
+            half = d->half, dk = d->dk;
     const float *dout = tr->dx;
-    lm_tk_linear_dw(pool, G->wo, dout, A->att, N, D, H * dv, tr->ws);
-    lm_tk_linear_dx(pool, tr->datt, dout, N, W->wo, D, H * dv, 0, tr->ws);
+    lm_tk_linear_dw(pool, lm_mat_data(&G->wo), dout, A->att, N, D, H * dv, tr->ws);
+    lm_tk_linear_dx(pool, tr->datt, dout, N, lm_mat_data(&W->wo), D, H * dv, 0, tr->ws);
     attn_job job = {tr, A, nseq};
     lm_pool_run(pool, attn_bwd_task, &job);
     /* Rope transposed; the shared key's gradient is the sum over heads. */
@@ -94,27 +92,27 @@ static void attn_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq) {
     }
     /* kv_b_proj and kv_a_layernorm. */
     tr_renorm_rows(pool, tr->cn, A->rkv, A->ckv, W->kv_norm, N, C);
-    lm_tk_linear_dw(pool, G->wkv_b, tr->dkvb, tr->cn, N, H * (dn + dv), C, tr->ws);
-    lm_tk_linear_dx(pool, tr->cn, tr->dkvb, N, W->wkv_b, H * (dn + dv), C, 0, tr->ws); /* cn := d(cn) */
+    lm_tk_linear_dw(pool, lm_mat_data(&G->wkv_b), tr->dkvb, tr->cn, N, H * (dn + dv), C, tr->ws);
+    lm_tk_linear_dx(pool, tr->cn, tr->dkvb, N, lm_mat_data(&W->wkv_b), H * (dn + dv), C, 0, tr->ws); /* cn := d(cn) */
     for (int64_t n = 0; n < N; n++) /* rows of stride C+dr: not the row helper */
         lm_tk_rmsnorm_bwd(dkva + n * (C + dr), tr->cn + n * C, A->ckv + n * C, W->kv_norm, A->rkv[n], C, 0);
     lm_tk_rmsnorm_dw(pool, G->kv_norm, tr->cn, A->ckv, A->rkv, N, C);
     /* kv_a_proj_with_mqa, from the recomputed normalised input. */
     tr_renorm_rows(pool, tr->xn, A->r1, A->x_in, W->attn_norm, N, D);
-    lm_tk_linear_dw(pool, G->wkv_a, dkva, tr->xn, N, C + dr, D, tr->ws);
-    lm_tk_linear_dx(pool, tr->dxn, dkva, N, W->wkv_a, C + dr, D, 0, tr->ws);
+    lm_tk_linear_dw(pool, lm_mat_data(&G->wkv_a), dkva, tr->xn, N, C + dr, D, tr->ws);
+    lm_tk_linear_dx(pool, tr->dxn, dkva, N, lm_mat_data(&W->wkv_a), C + dr, D, 0, tr->ws);
     /* Query. */
     if (Q) {
         tr_renorm_rows(pool, tr->qan, A->rq, A->qa, W->q_norm, N, Q);
-        lm_tk_linear_dw(pool, G->wq_b, tr->dq, tr->qan, N, H * dk, Q, tr->ws);
-        lm_tk_linear_dx(pool, tr->qan, tr->dq, N, W->wq_b, H * dk, Q, 0, tr->ws); /* qan := d(qan) */
+        lm_tk_linear_dw(pool, lm_mat_data(&G->wq_b), tr->dq, tr->qan, N, H * dk, Q, tr->ws);
+        lm_tk_linear_dx(pool, tr->qan, tr->dq, N, lm_mat_data(&W->wq_b), H * dk, Q, 0, tr->ws); /* qan := d(qan) */
         tr_norm_bwd_rows(pool, tr->dqa, tr->qan, A->qa, W->q_norm, A->rq, N, Q, 0);
         lm_tk_rmsnorm_dw(pool, G->q_norm, tr->qan, A->qa, A->rq, N, Q);
-        lm_tk_linear_dw(pool, G->wq_a, tr->dqa, tr->xn, N, Q, D, tr->ws);
-        lm_tk_linear_dx(pool, tr->dxn, tr->dqa, N, W->wq_a, Q, D, 1, tr->ws);
+        lm_tk_linear_dw(pool, lm_mat_data(&G->wq_a), tr->dqa, tr->xn, N, Q, D, tr->ws);
+        lm_tk_linear_dx(pool, tr->dxn, tr->dqa, N, lm_mat_data(&W->wq_a), Q, D, 1, tr->ws);
     } else {
-        lm_tk_linear_dw(pool, G->wq, tr->dq, tr->xn, N, H * dk, D, tr->ws);
-        lm_tk_linear_dx(pool, tr->dxn, tr->dq, N, W->wq, H * dk, D, 1, tr->ws);
+        lm_tk_linear_dw(pool, lm_mat_data(&G->wq), tr->dq, tr->xn, N, H * dk, D, tr->ws);
+        lm_tk_linear_dx(pool, tr->dxn, tr->dq, N, lm_mat_data(&W->wq), H * dk, D, 1, tr->ws);
     }
 }
 
@@ -123,9 +121,11 @@ static void attn_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq) {
 /* SwiGLU MLP backward: from dout [N, D] with the kept h1, h3 [N, I] and the
  * input x; dx = or += (accumulate) the input gradient. */
 static void mlp_bwd(lm_trainer *tr, lm_pool *pool, const float *x, const float *h1, const float *h3,
-                    const float *dout, int64_t N, int64_t I, const float *w1, const float *w3, const float *w2,
-                    float *g1, float *g3, float *g2, float *dx, int accumulate) {
-    int64_t D = tr->p->cfg.hidden_size;
+                    const float *dout, int64_t N, const lm_mat *W1, const lm_mat *W3, const lm_mat *W2,
+                    const lm_mat *G1, const lm_mat *G3, const lm_mat *G2, float *dx, int accumulate) {
+    int64_t D = tr->p->dims.D, I = W1->rows;
+    const float *w1 = lm_mat_data(W1), *w3 = lm_mat_data(W3), *w2 = lm_mat_data(W2);
+    float *g1 = lm_mat_data(G1), *g3 = lm_mat_data(G3), *g2 = lm_mat_data(G2);
     if (N <= 0) return;
     tr_swiglu_rows(pool, tr->act, h1, h3, N, I);
     lm_tk_linear_dw(pool, g2, dout, tr->act, N, D, I, tr->ws);
@@ -141,14 +141,13 @@ static void mlp_bwd(lm_trainer *tr, lm_pool *pool, const float *x, const float *
 static void moe_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs) {
     lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
-    const lm_tlayer *W = &p->W.layers[l];
-    lm_tlayer *G = &p->G.layers[l];
+    const lm_layer *W = &p->W.layers[l];
+    lm_layer *G = &p->G.layers[l];
     const tr_acts *A = &tr->acts[l];
-    int64_t N = nseq * tr->T, T = tr->T, D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok,
-            Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
+    int64_t N = nseq * tr->T, T = tr->T, D = p->dims.D, E = p->dims.E, k = p->dims.k, Im = p->dims.Im;
     const float *dout = tr->dx;
-    if (Is)
-        mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, dout, N, Is, W->sw1, W->sw3, W->sw2, G->sw1, G->sw3, G->sw2, tr->dxn, 0);
+    if (W->has_shared)
+        mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, dout, N, &W->sw1, &W->sw3, &W->sw2, &G->sw1, &G->sw3, &G->sw2, tr->dxn, 0);
     else
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
     /* Combine weights: dw = dout . y. */
@@ -169,8 +168,8 @@ static void moe_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int6
             for (int64_t j = 0; j < D; j++) dy[j] = w * d[j];
             memcpy(tr->xe + i * D, tr->xn + t * D, (size_t)D * sizeof(float));
         }
-        mlp_bwd(tr, pool, tr->xe, A->eh1 + r0 * Im, A->eh3 + r0 * Im, tr->ye, n, Im, W->ew1[e], W->ew3[e], W->ew2[e],
-                G->ew1[e], G->ew3[e], G->ew2[e], tr->dxe, 0);
+        mlp_bwd(tr, pool, tr->xe, A->eh1 + r0 * Im, A->eh3 + r0 * Im, tr->ye, n, &W->ew1[e], &W->ew3[e], &W->ew2[e],
+                &G->ew1[e], &G->ew3[e], &G->ew2[e], tr->dxe, 0);
         for (int64_t i = 0; i < n; i++) {
             float *dst = tr->dxn + (A->erow[r0 + i] / k) * D;
             const float *src = tr->dxe + i * D;
@@ -223,8 +222,8 @@ static void moe_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int6
             for (int64_t e = 0; e < E; e++) dl[e] = ds[e] * s[e] * (1.0f - s[e]);
         }
     }
-    lm_tk_linear_dw(pool, G->gate, tr->glog, tr->xn, N, E, D, tr->ws);
-    lm_tk_linear_dx(pool, tr->dxn, tr->glog, N, W->gate, E, D, 1, tr->ws);
+    lm_tk_linear_dw(pool, lm_mat_data(&G->gate), tr->glog, tr->xn, N, E, D, tr->ws);
+    lm_tk_linear_dx(pool, tr->dxn, tr->glog, N, lm_mat_data(&W->gate), E, D, 1, tr->ws);
 }
 
 /* ---- the backward ---- */
@@ -260,8 +259,8 @@ void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size;
     for (int64_t l = c->num_hidden_layers - 1; l >= 0; l--) {
-        const lm_tlayer *W = &p->W.layers[l];
-        lm_tlayer *G = &p->G.layers[l];
+        const lm_layer *W = &p->W.layers[l];
+        lm_layer *G = &p->G.layers[l];
         const tr_acts *A = &tr->acts[l];
         /* Feed-forward block: dx is the gradient of its output and, through
          * the residual, of x_mid. */
@@ -269,8 +268,7 @@ void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq
         if (W->is_moe)
             moe_bwd(tr, pool, l, nseq, denom_seqs);
         else
-            mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, tr->dx, N, c->intermediate_size, W->w1, W->w3, W->w2, G->w1,
-                    G->w3, G->w2, tr->dxn, 0);
+            mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, tr->dx, N, &W->w1, &W->w3, &W->w2, &G->w1, &G->w3, &G->w2, tr->dxn, 0);
         tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_mid, W->ffn_norm, A->r2, N, D, 1);
         lm_tk_rmsnorm_dw(pool, G->ffn_norm, tr->dxn, A->x_mid, A->r2, N, D);
         /* Attention block. */
@@ -288,7 +286,7 @@ void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq
             const float *src = tr->dx + n * D;
             for (int64_t i = 0; i < D; i++) dst[i] += src[i];
         }
-        lm_tk_add(pool, p->G.embed, tr->hacc, c->vocab_size * D);
+        lm_tk_add(pool, lm_mat_data(&p->G.embed), tr->hacc, c->vocab_size * D);
         return;
     }
     uint64_t *key = tr->ekey;
@@ -302,7 +300,7 @@ void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq
             const float *src = tr->dx + (int64_t)(uint32_t)key[i] * D;
             for (int64_t j = 0; j < D; j++) row[j] += src[j];
         }
-        float *dst = p->G.embed + id * D;
+        float *dst = lm_mat_data(&p->G.embed) + id * D;
         for (int64_t j = 0; j < D; j++) dst[j] += row[j];
     }
 }

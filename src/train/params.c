@@ -4,15 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "core/arena.h"
 #include "formats/safetensors.h"
 #include "model/init.h"
 
 /* ---- layout ---- */
 
 typedef struct slot_pair {
-    float **w, **g;              /* view fields to point at the tensor */
+    void *w, *g;                 /* view fields to point at the tensor (lm_mat * or float **) */
 } slot_pair;
 
 typedef struct builder {
@@ -22,11 +22,9 @@ typedef struct builder {
     lm_error *err;
 } builder;
 
-static int add(builder *b, lm_param_kind kind, int64_t rows, int64_t cols, float **ws, float **gs, const char *fmt,
-               ...) __attribute__((format(printf, 7, 8)));
-
-static int add(builder *b, lm_param_kind kind, int64_t rows, int64_t cols, float **ws, float **gs, const char *fmt,
-               ...) {
+/* One tensor of the arch table: its place in the blocks and its view fields. */
+static int add_item(void *ctx, const lm_arch_item *it) {
+    builder *b = ctx;
     lm_params *p = b->p;
     if (p->n_tensors == b->cap) {
         int64_t cap = b->cap ? 2 * b->cap : 64;
@@ -40,107 +38,49 @@ static int add(builder *b, lm_param_kind kind, int64_t rows, int64_t cols, float
     }
     lm_ptensor *t = &p->t[p->n_tensors];
     memset(t, 0, sizeof *t);
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(t->name, sizeof t->name, fmt, ap);
-    va_end(ap);
-    if (len < 0 || len >= (int)sizeof t->name) return lm_fail(b->err, "tensor name too long: '%s...'", t->name);
-    t->kind = kind;
-    t->ndim = kind == LM_PARAM_LINEAR ? 2 : 1;
-    t->shape[0] = rows;
-    t->shape[1] = t->ndim == 2 ? cols : 0;
-    t->numel = t->ndim == 2 ? rows * cols : rows;
+    snprintf(t->name, sizeof t->name, "%s", it->name);
+    lm_arch_role role = it->t->role;
+    t->kind = role == LM_ROLE_NORM ? LM_PARAM_NORM : role == LM_ROLE_BIAS ? LM_PARAM_BIAS : LM_PARAM_LINEAR;
+    t->ndim = it->ndim;
+    t->shape[0] = it->shape[0];
+    t->shape[1] = it->shape[1];
+    t->numel = it->numel;
     t->offset = p->n_floats;
-    t->trainable = kind != LM_PARAM_BIAS;
-    t->decay = kind == LM_PARAM_LINEAR;
+    t->trainable = t->kind != LM_PARAM_BIAS;
+    t->decay = t->kind == LM_PARAM_LINEAR;
     p->n_floats += (t->numel + 15) & ~(int64_t)15;
     if (t->trainable) p->n_trainable += t->numel;
-    b->slots[p->n_tensors].w = ws;
-    b->slots[p->n_tensors].g = gs;
+    b->slots[p->n_tensors].w = lm_arch_field(&p->W, it);
+    b->slots[p->n_tensors].g = t->trainable ? lm_arch_field(&p->G, it) : NULL;
     p->n_tensors++;
     return 0;
 }
 
-#define BOTH(field) &p->W.field, &p->G.field
-
-static int build_layer(builder *b, int64_t l) {
-    lm_params *p = b->p;
-    const lm_config *c = &p->cfg;
-    int64_t D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim,
-            dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank;
-    long long L = (long long)l;
-    const char *pre = "model.layers.";
-    p->W.layers[l].is_moe = p->G.layers[l].is_moe = lm_config_layer_is_moe(c, l);
-    if (add(b, LM_PARAM_NORM, D, 0, BOTH(layers[l].attn_norm), "%s%lld.input_layernorm.weight", pre, L) ||
-        add(b, LM_PARAM_NORM, D, 0, BOTH(layers[l].ffn_norm), "%s%lld.post_attention_layernorm.weight", pre, L))
-        return -1;
-    if (Q == 0) {
-        if (add(b, LM_PARAM_LINEAR, H * (dn + dr), D, BOTH(layers[l].wq), "%s%lld.self_attn.q_proj.weight", pre, L))
-            return -1;
-    } else if (add(b, LM_PARAM_LINEAR, Q, D, BOTH(layers[l].wq_a), "%s%lld.self_attn.q_a_proj.weight", pre, L) ||
-               add(b, LM_PARAM_NORM, Q, 0, BOTH(layers[l].q_norm), "%s%lld.self_attn.q_a_layernorm.weight", pre, L) ||
-               add(b, LM_PARAM_LINEAR, H * (dn + dr), Q, BOTH(layers[l].wq_b), "%s%lld.self_attn.q_b_proj.weight",
-                   pre, L)) {
-        return -1;
-    }
-    if (add(b, LM_PARAM_LINEAR, C + dr, D, BOTH(layers[l].wkv_a), "%s%lld.self_attn.kv_a_proj_with_mqa.weight", pre,
-            L) ||
-        add(b, LM_PARAM_NORM, C, 0, BOTH(layers[l].kv_norm), "%s%lld.self_attn.kv_a_layernorm.weight", pre, L) ||
-        add(b, LM_PARAM_LINEAR, H * (dn + dv), C, BOTH(layers[l].wkv_b), "%s%lld.self_attn.kv_b_proj.weight", pre,
-            L) ||
-        add(b, LM_PARAM_LINEAR, D, H * dv, BOTH(layers[l].wo), "%s%lld.self_attn.o_proj.weight", pre, L))
-        return -1;
-    if (!lm_config_layer_is_moe(c, l)) {
-        int64_t I = c->intermediate_size;
-        return add(b, LM_PARAM_LINEAR, I, D, BOTH(layers[l].w1), "%s%lld.mlp.gate_proj.weight", pre, L) ||
-                       add(b, LM_PARAM_LINEAR, I, D, BOTH(layers[l].w3), "%s%lld.mlp.up_proj.weight", pre, L) ||
-                       add(b, LM_PARAM_LINEAR, D, I, BOTH(layers[l].w2), "%s%lld.mlp.down_proj.weight", pre, L)
-                   ? -1
-                   : 0;
-    }
-    int64_t E = c->n_routed_experts, Im = c->moe_intermediate_size;
-    if (add(b, LM_PARAM_LINEAR, E, D, BOTH(layers[l].gate), "%s%lld.mlp.gate.weight", pre, L)) return -1;
-    if (c->topk_method == LM_TOPK_NOAUX_TC &&
-        add(b, LM_PARAM_BIAS, E, 0, &p->W.layers[l].gate_bias, NULL, "%s%lld.mlp.gate.e_score_correction_bias", pre,
-            L))
-        return -1;
-    for (int64_t e = 0; e < E; e++) {
-        long long X = (long long)e;
-        if (add(b, LM_PARAM_LINEAR, Im, D, BOTH(layers[l].ew1[e]), "%s%lld.mlp.experts.%lld.gate_proj.weight", pre, L,
-                X) ||
-            add(b, LM_PARAM_LINEAR, Im, D, BOTH(layers[l].ew3[e]), "%s%lld.mlp.experts.%lld.up_proj.weight", pre, L,
-                X) ||
-            add(b, LM_PARAM_LINEAR, D, Im, BOTH(layers[l].ew2[e]), "%s%lld.mlp.experts.%lld.down_proj.weight", pre, L,
-                X))
-            return -1;
-    }
-    if (c->n_shared_experts > 0) {
-        int64_t Is = Im * c->n_shared_experts;
-        if (add(b, LM_PARAM_LINEAR, Is, D, BOTH(layers[l].sw1), "%s%lld.mlp.shared_experts.gate_proj.weight", pre,
-                L) ||
-            add(b, LM_PARAM_LINEAR, Is, D, BOTH(layers[l].sw3), "%s%lld.mlp.shared_experts.up_proj.weight", pre, L) ||
-            add(b, LM_PARAM_LINEAR, D, Is, BOTH(layers[l].sw2), "%s%lld.mlp.shared_experts.down_proj.weight", pre, L))
-            return -1;
-    }
-    return 0;
+/* Points a view field at a tensor of a block. */
+static void set_view(void *field, const lm_ptensor *t, float *block) {
+    if (!field) return;
+    if (t->ndim == 1) *(float **)field = block + t->offset;
+    else *(lm_mat *)field = lm_f32_mat(block + t->offset, t->shape[0], t->shape[1]);
 }
 
-/* Layer arrays of both views and, for MoE layers, their expert pointer
- * arrays, in one allocation. */
+/* Layer arrays of both views and, for MoE layers, their expert view arrays,
+ * in one allocation. */
 static int alloc_views(lm_params *p, lm_error *err) {
     const lm_config *c = &p->cfg;
     int64_t L = c->num_hidden_layers, E = c->n_routed_experts, nmoe = 0;
     for (int64_t l = 0; l < L; l++) nmoe += lm_config_layer_is_moe(c, l);
-    size_t bytes = 2 * (size_t)L * sizeof(lm_tlayer) + 2 * 3 * (size_t)(nmoe * E) * sizeof(float *);
+    size_t bytes = 2 * (size_t)L * sizeof(lm_layer) + 2 * 3 * (size_t)(nmoe * E) * sizeof(lm_mat);
     p->ptrs = calloc(1, bytes ? bytes : 1);
     if (!p->ptrs) return lm_fail(err, "out of memory");
     p->W.layers = p->ptrs;
     p->G.layers = p->W.layers + L;
-    float **e = (float **)(p->G.layers + L);
+    lm_mat *e = (lm_mat *)(p->G.layers + L);
     for (int64_t l = 0; l < L; l++) {
-        if (!lm_config_layer_is_moe(c, l)) continue;
-        lm_tlayer *v[2] = {&p->W.layers[l], &p->G.layers[l]};
+        lm_layer *v[2] = {&p->W.layers[l], &p->G.layers[l]};
         for (int i = 0; i < 2; i++) {
+            v[i]->is_moe = lm_config_layer_is_moe(c, l);
+            v[i]->has_shared = v[i]->is_moe && c->n_shared_experts > 0;
+            if (!v[i]->is_moe) continue;
             v[i]->ew1 = e;
             v[i]->ew3 = e + E;
             v[i]->ew2 = e + 2 * E;
@@ -157,42 +97,34 @@ int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
     lm_params *p = calloc(1, sizeof *p);
     if (!p) return lm_fail(err, "out of memory");
     p->cfg = *cfg;
+    p->dims = lm_dims_of(cfg);
     builder b = {p, NULL, 0, err};
     int rc = alloc_views(p, err);
-    const lm_config *c = &p->cfg;
-    int64_t V = c->vocab_size, D = c->hidden_size;
-    if (!rc) rc = add(&b, LM_PARAM_LINEAR, V, D, BOTH(embed), "model.embed_tokens.weight");
-    for (int64_t l = 0; l < c->num_hidden_layers && !rc; l++) rc = build_layer(&b, l);
-    if (!rc) rc = add(&b, LM_PARAM_NORM, D, 0, BOTH(final_norm), "model.norm.weight");
-    if (!rc && !c->tie_word_embeddings) rc = add(&b, LM_PARAM_LINEAR, V, D, BOTH(head), "lm_head.weight");
+    if (!rc) rc = lm_arch_each(&p->cfg, LM_ARCH_MAIN, add_item, &b);
     if (!rc) {
-        p->block_bytes = 4 * (size_t)p->n_floats * sizeof(float);
-        p->block = mmap(NULL, p->block_bytes ? p->block_bytes : 64, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p->block == MAP_FAILED) {
-            p->block = NULL;
-            rc = lm_fail(err, "cannot allocate %.1f MiB of parameters, gradients and AdamW state",
-                         p->block_bytes / 1048576.0);
-        }
+        size_t bytes = 4 * (size_t)p->n_floats * sizeof(float);
+        p->block.bytes = bytes;
+        if (lm_arena_map(&p->block))
+            rc = lm_fail(err, "cannot allocate %.1f MiB of parameters, gradients and AdamW state", bytes / 1048576.0);
+
     }
     if (rc) {
         free(b.slots);
         lm_params_free(p);
         return -1;
     }
-    madvise(p->block, p->block_bytes, MADV_HUGEPAGE);
-    p->w = p->block;
+    p->w = lm_arena_take(&p->block, 4 * (size_t)p->n_floats * sizeof(float));
     p->g = p->w + p->n_floats;
     p->m = p->g + p->n_floats;
     p->v = p->m + p->n_floats;
     for (int64_t i = 0; i < p->n_tensors; i++) {
-        if (b.slots[i].w) *b.slots[i].w = p->w + p->t[i].offset;
-        if (b.slots[i].g) *b.slots[i].g = p->g + p->t[i].offset;
+        set_view(b.slots[i].w, &p->t[i], p->w);
+        set_view(b.slots[i].g, &p->t[i], p->g);
         if (p->t[i].kind == LM_PARAM_NORM)
             for (int64_t j = 0; j < p->t[i].numel; j++) p->w[p->t[i].offset + j] = 1.0f;
     }
     free(b.slots);
-    if (c->tie_word_embeddings) {
+    if (cfg->tie_word_embeddings) {
         p->W.head = p->W.embed;
         p->G.head = p->G.embed;
     }
@@ -202,7 +134,7 @@ int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
 
 void lm_params_free(lm_params *p) {
     if (!p) return;
-    if (p->block) munmap(p->block, p->block_bytes);
+    lm_arena_unmap(&p->block);
     free(p->ptrs);
     free(p->t);
     free(p);

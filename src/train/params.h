@@ -10,8 +10,8 @@
  *
  * Layout: four arrays of n_floats floats, w (values), g (gradients), m and v
  * (AdamW moments), each holding the tensors in the same order at the same
- * offsets (64-byte aligned): the embedding, then layer by layer the tensors
- * in the order of init.h's plan, then the final norm and (untied) the head.
+ * offsets (64-byte aligned): the tensors of the arch table (arch.h) in
+ * checkpoint order, the one `lemma init` writes.
  * Names are the Hugging Face checkpoint names, so a saved block is a model
  * file lm_model_load reads. A tied head has no tensor of its own: W.head and
  * G.head point at the embedding, so head and lookup gradients add up there.
@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -52,33 +53,6 @@ typedef struct lm_ptensor {
     int decay;                   /* weight decay applies (trainable 2-D) */
 } lm_ptensor;
 
-/* One layer's tensors inside one block (w or g). Shapes: see model.h. */
-typedef struct lm_tlayer {
-    int is_moe;
-    float *attn_norm;            /* [D] */
-    float *wq;                   /* [H*(dn+dr), D]   Q == 0 */
-    float *wq_a;                 /* [Q, D]           Q > 0 */
-    float *q_norm;               /* [Q] */
-    float *wq_b;                 /* [H*(dn+dr), Q] */
-    float *wkv_a;                /* [C+dr, D] */
-    float *kv_norm;              /* [C] */
-    float *wkv_b;                /* [H*(dn+dv), C] */
-    float *wo;                   /* [D, H*dv] */
-    float *ffn_norm;             /* [D] */
-    float *w1, *w3, *w2;         /* dense gate [I, D], up [I, D], down [D, I] */
-    float *gate;                 /* router [E, D] */
-    float *gate_bias;            /* [E] correction bias (w view only; NULL in g, or without noaux_tc) */
-    float **ew1, **ew3, **ew2;   /* [E] experts: gate [Im, D], up [Im, D], down [D, Im] */
-    float *sw1, *sw3, *sw2;      /* shared: [Is, D], [Is, D], [D, Is], Is = Im * n_shared */
-} lm_tlayer;
-
-typedef struct lm_tview {
-    float *embed;                /* [V, D] */
-    float *head;                 /* [V, D]; == embed when tied */
-    float *final_norm;           /* [D] */
-    lm_tlayer *layers;           /* [L] */
-} lm_tview;
-
 typedef struct lm_params {
     lm_config cfg;
     lm_ptensor *t;               /* [n_tensors] */
@@ -86,10 +60,13 @@ typedef struct lm_params {
     int64_t n_floats;            /* size of each of w, g, m, v (with alignment gaps, which stay 0) */
     int64_t n_trainable;         /* trainable elements (what AdamW updates) */
     float *w, *g, *m, *v;
-    lm_tview W, G;               /* views into w and g */
-    void *block;                 /* the one allocation */
-    size_t block_bytes;
-    void *ptrs;                  /* the layer and expert pointer arrays of both views */
+    lm_dims dims;                /* derived from cfg */
+    /* F32 views into w and g, of the type inference binds a checkpoint to
+     * (arch.h): W's tensors are the weights, G's the gradients (lm_mat_data
+     * gives the writable floats). G has no gate_bias. */
+    lm_weights W, G;
+    lm_arena block;              /* the one allocation behind w, g, m, v */
+    void *ptrs;                  /* the layer and expert view arrays of both */
 } lm_params;
 
 /* Allocates the block for a config: weights 0, norm weights 1, g/m/v 0. */

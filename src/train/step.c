@@ -2,11 +2,11 @@
  * micro-batch shape, and the step (step.h). */
 #include "train/step.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "core/arena.h"
+#include "model/blocks.h"
 #include "train/tkernels.h"
 #include "train/trainer.h"
 
@@ -21,19 +21,8 @@ lm_train_opts lm_train_opts_default(void) {
 
 /* ---- memory plan ---- */
 
-typedef struct planner {
-    size_t bytes;
-    unsigned char *base;
-} planner;
-
-static void *plan(planner *p, size_t bytes) {
-    size_t off = (p->bytes + 63) & ~(size_t)63;
-    p->bytes = off + bytes;
-    return p->base ? p->base + off : NULL;
-}
-
-#define PLAN_F(pl, n) ((float *)plan((pl), (size_t)(n) * sizeof(float)))
-#define PLAN_I(pl, n) ((int32_t *)plan((pl), (size_t)(n) * sizeof(int32_t)))
+#define PLAN_F(pl, n) ((float *)lm_arena_take((pl), (size_t)(n) * sizeof(float)))
+#define PLAN_I(pl, n) ((int32_t *)lm_arena_take((pl), (size_t)(n) * sizeof(int32_t)))
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
@@ -53,16 +42,14 @@ int64_t lm_train_act_floats_per_token(const lm_config *c) {
     return total;
 }
 
-static void layout(lm_trainer *tr, planner *pl) {
+static void layout(lm_trainer *tr, lm_arena *pl) {
     const lm_config *c = &tr->p->cfg;
-    int64_t N = tr->N, T = tr->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank,
-            k = c->num_experts_per_tok, E = c->n_routed_experts, Im = c->moe_intermediate_size,
-            Is = Im * c->n_shared_experts, I = c->intermediate_size, L = c->num_hidden_layers, V = c->vocab_size,
-            dk = dn + dr;
+    const lm_dims *d = &tr->p->dims;
+    int64_t N = tr->N, T = tr->T, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q,
+            k = d->k, E = d->E, Im = d->Im, Is = d->Is, I = d->I, L = d->L, V = d->V, dk = d->dk;
     tr->cos_t = PLAN_F(pl, T * (dr / 2));
     tr->sin_t = PLAN_F(pl, T * (dr / 2));
-    tr->acts = plan(pl, (size_t)L * sizeof(tr_acts));
+    tr->acts = lm_arena_take(pl, (size_t)L * sizeof(tr_acts));
     for (int64_t l = 0; l < L; l++) {
         tr_acts a = {0};
         int moe = lm_config_layer_is_moe(c, l);
@@ -126,7 +113,7 @@ static void layout(lm_trainer *tr, planner *pl) {
         tr->ye = PLAN_F(pl, N * D);
         tr->dxe = PLAN_F(pl, N * D);
         tr->efill = PLAN_I(pl, E);
-        tr->loads = plan(pl, (size_t)(tr->nmoe * E) * sizeof(int64_t));
+        tr->loads = lm_arena_take(pl, (size_t)(tr->nmoe * E) * sizeof(int64_t));
         tr->moe_layer = PLAN_I(pl, tr->nmoe);
     }
     tr->moe_slot = PLAN_I(pl, L);
@@ -134,10 +121,10 @@ static void layout(lm_trainer *tr, planner *pl) {
     tr->dxc = PLAN_F(pl, tr->head_chunk * D);
     tr->logits = PLAN_F(pl, tr->head_chunk * V);
     tr->hrows = PLAN_I(pl, tr->head_chunk);
-    tr->hloss = plan(pl, (size_t)tr->head_chunk * sizeof(double));
+    tr->hloss = lm_arena_take(pl, (size_t)tr->head_chunk * sizeof(double));
     tr->headT = PLAN_F(pl, V * D);
     tr->hacc = PLAN_F(pl, V * D);
-    tr->ekey = plan(pl, (size_t)N * sizeof(uint64_t));
+    tr->ekey = lm_arena_take(pl, (size_t)N * sizeof(uint64_t));
     /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
     tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T, dk, dv) + 15) & ~(int64_t)15;
     tr->thr = PLAN_F(pl, tr->nthreads * tr->thr_floats);
@@ -201,30 +188,20 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
         free(tr);
         return NULL;
     }
-    planner pl = {0, NULL};
-    layout(tr, &pl);
-    tr->block_bytes = pl.bytes;
-    tr->block = mmap(NULL, tr->block_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (tr->block == MAP_FAILED) {
+    layout(tr, &tr->arena);
+    tr->block_bytes = tr->arena.bytes;
+    if (lm_arena_map(&tr->arena)) {
         lm_fail(err, "cannot allocate %.1f MiB of training buffers", tr->block_bytes / 1048576.0);
         lm_adamw_free(&tr->opt);
         free(tr);
         return NULL;
     }
-    madvise(tr->block, tr->block_bytes, MADV_HUGEPAGE);
-    pl.bytes = 0;
-    pl.base = tr->block;
-    layout(tr, &pl);
-    /* Rope tables for positions 0..T-1: angles in double (conv. 18). */
+    layout(tr, &tr->arena);
+    /* Rope tables for positions 0..T-1 of every sequence. */
     int64_t half = c->qk_rope_head_dim / 2;
-    double inv_freq[half > 0 ? half : 1], af = lm_config_rope_attention_factor(c);
+    double inv_freq[half > 0 ? half : 1];
     lm_config_rope_inv_freq(c, inv_freq);
-    for (int64_t t = 0; t < tr->T; t++)
-        for (int64_t i = 0; i < half; i++) {
-            double a = (double)t * inv_freq[i];
-            tr->cos_t[t * half + i] = (float)(cos(a) * af);
-            tr->sin_t[t * half + i] = (float)(sin(a) * af);
-        }
+    lm_rope_tables(c, inv_freq, 0, tr->T, tr->cos_t, tr->sin_t);
     int64_t m = 0;
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
         tr->moe_slot[l] = lm_config_layer_is_moe(c, l) ? (int32_t)m : -1;
@@ -235,7 +212,7 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
 
 void lm_trainer_free(lm_trainer *tr) {
     if (!tr) return;
-    if (tr->block) munmap(tr->block, tr->block_bytes);
+    lm_arena_unmap(&tr->arena);
     lm_adamw_free(&tr->opt);
     free(tr);
 }

@@ -2,8 +2,10 @@
  * the backward needs, and the head with the masked cross-entropy.
  *
  * It computes what model/forward.c computes (same conventions, numbered as
- * in docs/deepseek-conventions.md; same routing code), for B
- * independent sequences at positions 0..T-1, without a KV cache.
+ * in docs/deepseek-conventions.md) with the same blocks
+ * (model/blocks.h: rope tables, attention projection, expert grouping, MoE
+ * combine; routing from model/route.h), for B independent sequences at
+ * positions 0..T-1, without a KV cache.
  *
  * Kept per layer and token (floats), everything else is recomputed:
  *   x_in D, 1/rms 1                 residual input; its norm is recomputed
@@ -44,6 +46,7 @@
 #include <string.h>
 
 #include "core/kernels.h"
+#include "model/blocks.h"
 #include "model/route.h"
 #include "train/tkernels.h"
 #include "train/trainer.h"
@@ -145,9 +148,8 @@ typedef struct attn_job {
 } attn_job;
 
 void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h, float *Q, float *K, float *V) {
-    const lm_config *c = &tr->p->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            T = tr->T, dk = dn + dr;
+    const lm_dims *d = &tr->p->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, T = tr->T, dk = d->dk;
     for (int64_t t = 0; t < T; t++) {
         int64_t n = b * T + t;
         memcpy(Q + t * dk, A->q + n * H * dk + h * dk, (size_t)dk * sizeof(float));
@@ -161,10 +163,9 @@ void tr_attn_gather(const lm_trainer *tr, const tr_acts *A, int64_t b, int64_t h
 static void attn_fwd_task(void *ctx, int ith, int nth) {
     attn_job *j = ctx;
     lm_trainer *tr = j->tr;
-    const lm_config *c = &tr->p->cfg;
-    int64_t H = c->num_attention_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim, dv = c->v_head_dim,
-            T = tr->T, dk = dn + dr;
-    float scale = (float)lm_config_softmax_scale(c); /* conv. 10 */
+    const lm_dims *d = &tr->p->dims;
+    int64_t H = d->H, dv = d->dv, T = tr->T, dk = d->dk;
+    float scale = (float)lm_config_softmax_scale(&tr->p->cfg); /* conv. 10 */
     float *Q = tr->thr + ith * tr->thr_floats, *K = Q + T * dk, *V = K + T * dk, *O = V + T * dv, *S = O + T * dv;
     int64_t p0, p1;
     lm_split(j->nseq * H, ith, nth, 1, &p0, &p1);
@@ -179,48 +180,33 @@ static void attn_fwd_task(void *ctx, int ith, int nth) {
 
 /* out[N, D] = attention(rmsnorm(x_in)) of layer l. */
 static void attn_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, float *out) {
-    const lm_config *c = &tr->p->cfg;
-    const lm_tlayer *W = &tr->p->W.layers[l];
+    const lm_dims *d = &tr->p->dims;
+    const lm_layer *W = &tr->p->W.layers[l];
     tr_acts *A = &tr->acts[l];
-    int64_t N = nseq * tr->T, T = tr->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, half = dr / 2,
-            dk = dn + dr;
-    float eps = (float)c->rms_norm_eps;
-    tr_norm_rows(pool, tr->xn, A->r1, A->x_in, W->attn_norm, N, D, eps);
-    /* Query (conv. 6). */
-    if (Q) {
-        lm_tk_linear(pool, A->qa, tr->xn, N, W->wq_a, Q, D);
-        tr_norm_rows(pool, tr->qan, A->rq, A->qa, W->q_norm, N, Q, eps);
-        lm_tk_linear(pool, A->q, tr->qan, N, W->wq_b, H * dk, Q);
-    } else {
-        lm_tk_linear(pool, A->q, tr->xn, N, W->wq, H * dk, D);
-    }
-    /* Latent and shared rope key (conv. 7), interleaved rope (conv. 13). */
-    lm_tk_linear(pool, tr->kva, tr->xn, N, W->wkv_a, C + dr, D);
-    for (int64_t n = 0; n < N; n++) {
-        const float *row = tr->kva + n * (C + dr), *cs = tr->cos_t + (n % T) * half, *sn = tr->sin_t + (n % T) * half;
-        memcpy(A->ckv + n * C, row, (size_t)C * sizeof(float));
-        A->rkv[n] = lm_tk_rmsnorm_fwd(tr->cn + n * C, row, W->kv_norm, C, eps);
-        memcpy(A->kpe + n * dr, row + C, (size_t)dr * sizeof(float));
-        lm_tk_rope_fwd(A->kpe + n * dr, cs, sn, dr);
-        for (int64_t h = 0; h < H; h++) lm_tk_rope_fwd(A->q + n * H * dk + h * dk + dn, cs, sn, dr);
-    }
-    lm_tk_linear(pool, A->kvb, tr->cn, N, W->wkv_b, H * (dn + dv), C);
+    int64_t N = nseq * tr->T, C = d->C;
+    tr_norm_rows(pool, tr->xn, A->r1, A->x_in, W->attn_norm, N, d->D, d->eps);
+    /* Kept for the backward: q latent and latent before their norms (with
+     * 1/rms), the roped key apart from the latent. */
+    lm_attn_proj proj = {.norm = lm_tk_rmsnorm_fwd, .cos_t = tr->cos_t, .sin_t = tr->sin_t, .rope_period = tr->T,
+                         .qa = A->qa, .qa_n = tr->qan, .q_r = A->rq, .q = A->q, .kva = tr->kva, .c_n = tr->cn,
+                         .c_stride = C, .c_r = A->rkv, .kpe = A->kpe, .kpe_stride = d->dr};
+    lm_attn_project(pool, d, W, tr->xn, N, &proj);
+    for (int64_t n = 0; n < N; n++) memcpy(A->ckv + n * C, tr->kva + n * d->kva, (size_t)C * sizeof(float));
+    lm_matmul(pool, A->kvb, tr->cn, N, &W->wkv_b);
     attn_job job = {tr, A, nseq};
     lm_pool_run(pool, attn_fwd_task, &job);
-    lm_tk_linear(pool, out, A->att, N, W->wo, D, H * dv);
+    lm_matmul(pool, out, A->att, N, &W->wo);
 }
 
 /* ---- feed-forward ---- */
 
 /* out = down(silu(x W1^T) * (x W3^T)), keeping h1, h3 [N, I]. */
-static void mlp_fwd(lm_trainer *tr, lm_pool *pool, const float *x, int64_t N, const float *w1, const float *w3,
-                    const float *w2, int64_t I, float *h1, float *h3, float *out) {
-    int64_t D = tr->p->cfg.hidden_size;
-    lm_tk_linear(pool, h1, x, N, w1, I, D);
-    lm_tk_linear(pool, h3, x, N, w3, I, D);
-    tr_swiglu_rows(pool, tr->act, h1, h3, N, I);
-    lm_tk_linear(pool, out, tr->act, N, w2, D, I);
+static void mlp_fwd(lm_trainer *tr, lm_pool *pool, const float *x, int64_t N, const lm_mat *w1, const lm_mat *w3,
+                    const lm_mat *w2, float *h1, float *h3, float *out) {
+    lm_matmul(pool, h1, x, N, w1);
+    lm_matmul(pool, h3, x, N, w3);
+    tr_swiglu_rows(pool, tr->act, h1, h3, N, w1->rows);
+    lm_matmul(pool, out, tr->act, N, w2);
 }
 
 void tr_balance_f(const lm_trainer *tr, const tr_acts *A, int64_t b, double *f) {
@@ -236,19 +222,14 @@ void tr_balance_f(const lm_trainer *tr, const tr_acts *A, int64_t b, double *f) 
 static double moe_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs, int count_loads,
                       float *out) {
     const lm_config *c = &tr->p->cfg;
-    const lm_tlayer *W = &tr->p->W.layers[l];
+    const lm_dims *d = &tr->p->dims;
+    const lm_layer *W = &tr->p->W.layers[l];
     tr_acts *A = &tr->acts[l];
-    int64_t N = nseq * tr->T, D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok,
-            Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
-    lm_tk_linear(pool, A->probs, tr->xn, N, W->gate, E, D);
+    int64_t N = nseq * tr->T, D = d->D, E = d->E, k = d->k, Im = d->Im;
+    lm_matmul(pool, A->probs, tr->xn, N, &W->gate);
     for (int64_t n = 0; n < N; n++) lm_route_token(c, W->gate_bias, A->probs + n * E, A->ridx + n * k, A->rw + n * k);
     /* Slots grouped by expert, tokens in order within each. */
-    for (int64_t e = 0; e <= E; e++) A->eoff[e] = 0;
-    for (int64_t s = 0; s < N * k; s++) A->eoff[A->ridx[s] + 1]++;
-    for (int64_t e = 0; e < E; e++) A->eoff[e + 1] += A->eoff[e];
-    int32_t *fill = tr->efill;
-    for (int64_t e = 0; e < E; e++) fill[e] = A->eoff[e];
-    for (int64_t s = 0; s < N * k; s++) A->erow[fill[A->ridx[s]]++] = (int32_t)s;
+    lm_group_experts(A->ridx, N * k, E, A->eoff, A->erow, tr->efill);
     if (count_loads) {
         int64_t *load = tr->loads + tr->moe_slot[l] * E;
         for (int64_t e = 0; e < E; e++) load[e] += A->eoff[e + 1] - A->eoff[e];
@@ -256,23 +237,15 @@ static double moe_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, in
     for (int64_t e = 0; e < E; e++) {
         int64_t r0 = A->eoff[e], n = A->eoff[e + 1] - r0;
         if (!n) continue;
-        for (int64_t i = 0; i < n; i++)
-            memcpy(tr->xe + i * D, tr->xn + (A->erow[r0 + i] / k) * D, (size_t)D * sizeof(float));
-        mlp_fwd(tr, pool, tr->xe, n, W->ew1[e], W->ew3[e], W->ew2[e], Im, A->eh1 + r0 * Im, A->eh3 + r0 * Im, tr->ye);
-        for (int64_t i = 0; i < n; i++)
-            memcpy(A->ey + (int64_t)A->erow[r0 + i] * D, tr->ye + i * D, (size_t)D * sizeof(float));
+        lm_gather_expert_rows(tr->xe, tr->xn, A->erow + r0, n, k, D);
+        mlp_fwd(tr, pool, tr->xe, n, &W->ew1[e], &W->ew3[e], &W->ew2[e], A->eh1 + r0 * Im, A->eh3 + r0 * Im, tr->ye);
+        lm_scatter_expert_rows(A->ey, tr->ye, A->erow + r0, n, D);
     }
-    if (Is)
-        mlp_fwd(tr, pool, tr->xn, N, W->sw1, W->sw3, W->sw2, Is, A->h1, A->h3, out);
+    if (W->has_shared)
+        mlp_fwd(tr, pool, tr->xn, N, &W->sw1, &W->sw3, &W->sw2, A->h1, A->h3, out);
     else
         memset(out, 0, (size_t)(N * D) * sizeof(float));
-    for (int64_t n = 0; n < N; n++) {
-        float *o = out + n * D;
-        for (int64_t j = 0; j < k; j++) {
-            const float w = A->rw[n * k + j], *y = A->ey + (n * k + j) * D;
-            for (int64_t i = 0; i < D; i++) o[i] += w * y[i];
-        }
-    }
+    lm_moe_combine(out, A->ey, A->rw, N, k, D);
     /* Sequence-wise balance term (step.h). */
     double bal = 0;
     if (tr->o.balance_alpha > 0) {
@@ -302,11 +275,11 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
     int64_t N = nseq * tr->T, D = c->hidden_size, L = c->num_hidden_layers;
     float eps = (float)c->rms_norm_eps;
     for (int64_t n = 0; n < N; n++)
-        memcpy(tr->acts[0].x_in + n * D, p->W.embed + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
+        memcpy(tr->acts[0].x_in + n * D, lm_mat_data(&p->W.embed) + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
     double bal = 0;
     for (int64_t l = 0; l < L; l++) {
         tr_acts *A = &tr->acts[l];
-        const lm_tlayer *W = &p->W.layers[l];
+        const lm_layer *W = &p->W.layers[l];
         float *next = l + 1 < L ? tr->acts[l + 1].x_in : tr->x_fin;
         attn_fwd(tr, pool, l, nseq, tr->tmp);
         add_rows(pool, A->x_mid, A->x_in, tr->tmp, N, D);
@@ -314,7 +287,7 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
         if (W->is_moe)
             bal += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
         else
-            mlp_fwd(tr, pool, tr->xn, N, W->w1, W->w3, W->w2, c->intermediate_size, A->h1, A->h3, tr->tmp);
+            mlp_fwd(tr, pool, tr->xn, N, &W->w1, &W->w3, &W->w2, A->h1, A->h3, tr->tmp);
         add_rows(pool, next, A->x_mid, tr->tmp, N, D);
     }
     tr->bal_sum += bal;
@@ -332,9 +305,9 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     if (grad) {
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
         memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
-        lm_tk_transpose(pool, tr->headT, p->W.head, V, D);
+        lm_tk_transpose(pool, tr->headT, lm_mat_data(&p->W.head), V, D);
     }
-    lm_mat headT = {.dtype = LM_DTYPE_F32, .rows = D, .cols = V, .data = tr->headT, .scale_inv = NULL};
+    lm_mat headT = lm_f32_mat(tr->headT, D, V);
     double loss = 0;
     int64_t cnt = 0;
     for (int64_t n0 = 0; n0 < N;) {
@@ -347,7 +320,7 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
                 m++;
             }
         if (!m) break;
-        lm_tk_linear(pool, tr->logits, tr->xc, m, p->W.head, V, D);
+        lm_matmul(pool, tr->logits, tr->xc, m, &p->W.head);
         rows_job xj = {.op = ROW_XENT, .N = m, .d = V, .scale = scale, .o1 = tr->logits, .tgt = targets,
                        .rows = tr->hrows, .loss = tr->hloss};
         run_rows(pool, &xj);
@@ -364,7 +337,7 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     if (!grad) return;
     /* This pass's head gradient goes to G in one add (tied: after the
      * embedding rows join it, in tr_backward). */
-    if (!c->tie_word_embeddings) lm_tk_add(pool, p->G.head, tr->hacc, V * D);
+    if (!c->tie_word_embeddings) lm_tk_add(pool, lm_mat_data(&p->G.head), tr->hacc, V * D);
     tr_norm_bwd_rows(pool, tr->dx, tr->dxn, tr->x_fin, p->W.final_norm, tr->r_fin, N, D, 0);
     lm_tk_rmsnorm_dw(pool, p->G.final_norm, tr->dxn, tr->x_fin, tr->r_fin, N, D);
 }

@@ -10,11 +10,7 @@
 #endif
 
 #include "core/kernels.h"
-
-static lm_mat f32_mat(const float *data, int64_t rows, int64_t cols) {
-    lm_mat w = {.dtype = LM_DTYPE_F32, .rows = rows, .cols = cols, .data = data, .scale_inv = NULL};
-    return w;
-}
+#include "model/arch.h"
 
 /* ---- transposes and adds ---- */
 
@@ -93,7 +89,7 @@ int64_t lm_tk_ws_floats(int64_t N, int64_t out, int64_t in) {
 }
 
 void lm_tk_linear(lm_pool *pool, float *y, const float *x, int64_t N, const float *W, int64_t out, int64_t in) {
-    lm_mat m = f32_mat(W, out, in);
+    lm_mat m = lm_f32_mat(W, out, in);
     lm_matmul(pool, y, x, N, &m);
 }
 
@@ -102,7 +98,7 @@ void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const
     if (N <= 0) return;
     float *wt = ws; /* W^T [in, out] */
     lm_tk_transpose(pool, wt, W, out, in);
-    lm_mat m = f32_mat(wt, in, out);
+    lm_mat m = lm_f32_mat(wt, in, out);
     if (!accumulate) {
         lm_matmul(pool, dx, dy, N, &m);
         return;
@@ -120,7 +116,7 @@ void lm_tk_linear_dw(lm_pool *pool, float *dW, const float *dy, const float *x, 
     float *tmp = xt + in * N;   /* [out, in] */
     lm_tk_transpose(pool, dyt, dy, N, out);
     lm_tk_transpose(pool, xt, x, N, in);
-    lm_mat m = f32_mat(xt, in, N);
+    lm_mat m = lm_f32_mat(xt, in, N);
     lm_matmul(pool, tmp, dyt, out, &m);
     lm_tk_add(pool, dW, tmp, out * in);
 }
@@ -235,7 +231,7 @@ void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, i
     float *S = scratch, *VT = scratch + 2 * T * T + T * AB; /* [AB, i1], [dv, i1] */
     for (int64_t i0 = 0; i0 < T; i0 += AB) {
         int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
-        lm_mat km = f32_mat(K, i1, dk);
+        lm_mat km = lm_f32_mat(K, i1, dk);
         lm_matmul(NULL, S, Q + i0 * dk, nb, &km); /* S [nb, i1] */
         for (int64_t i = i0; i < i1; i++) {
             float *s = S + (i - i0) * i1;
@@ -256,7 +252,7 @@ void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, i
             for (int64_t j = n; j < i1; j++) s[j] = 0.0f;
         }
         transpose1(VT, V, i1, dv);
-        lm_mat vt = f32_mat(VT, dv, i1);
+        lm_mat vt = lm_f32_mat(VT, dv, i1);
         lm_matmul(NULL, O + i0 * dv, S, nb, &vt);
     }
 }
@@ -269,7 +265,7 @@ void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float 
     for (int64_t i0 = 0; i0 < T; i0 += AB) {
         int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
         float *pb = P + i0 * T, *db = dS + i0 * T; /* blocks stored [nb, i1] */
-        lm_mat km = f32_mat(K, i1, dk), vm = f32_mat(V, i1, dv);
+        lm_mat km = lm_f32_mat(K, i1, dk), vm = lm_f32_mat(V, i1, dv);
         lm_matmul(NULL, pb, Q + i0 * dk, nb, &km);  /* scores */
         lm_matmul(NULL, db, dO + i0 * dv, nb, &vm); /* dP */
         for (int64_t i = i0; i < i1; i++) {
@@ -285,7 +281,7 @@ void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float 
         }
         /* dQ[i0:i1] = dS_blk K[0:i1] */
         transpose1(Y, K, i1, dk);
-        lm_mat kt = f32_mat(Y, dk, i1);
+        lm_mat kt = lm_f32_mat(Y, dk, i1);
         lm_matmul(NULL, dQ + i0 * dk, db, nb, &kt);
     }
     /* Key blocks: dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T], dK likewise with dS, Q. */
@@ -302,7 +298,7 @@ void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float 
                 for (int64_t j = j0; j < j1; j++) X[(j - j0) * m + (i - j0)] = j < bi1 ? row[j] : 0.0f;
             }
             transpose1(Y, R + j0 * d, m, d);
-            lm_mat rt = f32_mat(Y, d, m);
+            lm_mat rt = lm_f32_mat(Y, d, m);
             lm_matmul(NULL, (pass ? dK : dV) + j0 * d, X, nb, &rt);
         }
     }

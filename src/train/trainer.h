@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "train/adamw.h"
 #include "train/params.h"
 #include "train/step.h"
@@ -87,7 +88,7 @@ struct lm_trainer {
     int32_t *moe_slot;           /* [L] row of the layer in loads, -1 for dense layers */
     double loss_sum, bal_sum;    /* this step */
     int64_t tok_count, denom_tokens;
-    void *block;
+    lm_arena arena;              /* the one allocation behind every buffer */
     size_t block_bytes;
 };
 
