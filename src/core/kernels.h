@@ -1,9 +1,11 @@
 /* kernels.h — the numeric kernels of the forward pass.
  *
- * Each kernel has a scalar reference and, where it matters, AVX2 and AVX-512
- * variants picked at run time (lm_cpu_features); tests compare every variant
- * with the scalar one. All threaded kernels split work by output so results
- * never depend on the thread count (see threadpool.h).
+ * Each kernel is written once (kernels_simd.h) over a thin vector layer per
+ * path — scalar, AVX2, AVX-512 — picked at run time (lm_cpu_isa). Every
+ * path computes the canonical arithmetic of docs/arithmetic.md, so results
+ * are the same bits on every x86-64 whatever the path (tests compare every
+ * path bit for bit). All threaded kernels split work by output so results
+ * never depend on the thread count either (see threadpool.h).
  *
  * Shapes: T = tokens (rows of activations), K = input features, N = output
  * features. A weight is a Linear in Hugging Face layout: [N, K] row-major,
@@ -46,8 +48,10 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
 /* Row r of W converted to float (with the FP8 block scale applied): out[K]. */
 void lm_mat_row(const lm_mat *W, int64_t r, float *out);
 
-/* Plain scalar references (single-threaded, double accumulation where noted),
- * used by tests: y[T, N] = x[T, K] @ W^T with a double accumulator. */
+/* The accuracy reference used by tests (single-threaded): y[T, N] = x[T, K]
+ * @ W^T with a double accumulator. Not the canonical arithmetic (that is
+ * every path of lm_matmul, docs/arithmetic.md); results stay within a
+ * stated tolerance of it. */
 void lm_matmul_ref(float *y, const float *x, int64_t T, const lm_mat *W);
 
 /* ---- element-wise and row kernels (single row unless noted) ---- */
@@ -86,6 +90,11 @@ typedef struct lm_kernel_table {
     void (*softmax)(float *x, int64_t n);
 } lm_kernel_table;
 
+/* All of them are kernels_simd.h over one vector layer each; they give the
+ * same bits (docs/arithmetic.md). scalar_fma is the scalar path compiled
+ * with FMA instructions, used when the CPU has them. */
+extern const lm_kernel_table lm_kernels_scalar;
+extern const lm_kernel_table lm_kernels_scalar_fma;
 extern const lm_kernel_table lm_kernels_avx2;
 extern const lm_kernel_table lm_kernels_avx512;
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/mathfn.h"
 #include "model/model.h"
 #include "model/route.h"
 
@@ -586,8 +587,8 @@ static void rope_tables(lm_infer *s, int64_t T, int64_t pos0) {
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < half; i++) {
             double a = (double)(pos0 + t) * s->inv_freq[i];
-            s->cos_t[t * half + i] = (float)(cos(a) * af);
-            s->sin_t[t * half + i] = (float)(sin(a) * af);
+            s->cos_t[t * half + i] = (float)(lm_cos(a) * af);
+            s->sin_t[t * half + i] = (float)(lm_sin(a) * af);
         }
 }
 

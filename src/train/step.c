@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/mathfn.h"
 #include "train/tkernels.h"
 #include "train/trainer.h"
 
@@ -222,8 +223,8 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
     for (int64_t t = 0; t < tr->T; t++)
         for (int64_t i = 0; i < half; i++) {
             double a = (double)t * inv_freq[i];
-            tr->cos_t[t * half + i] = (float)(cos(a) * af);
-            tr->sin_t[t * half + i] = (float)(sin(a) * af);
+            tr->cos_t[t * half + i] = (float)(lm_cos(a) * af);
+            tr->sin_t[t * half + i] = (float)(lm_sin(a) * af);
         }
     int64_t m = 0;
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {

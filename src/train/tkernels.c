@@ -10,6 +10,7 @@
 #endif
 
 #include "core/kernels.h"
+#include "core/mathfn.h"
 
 static lm_mat f32_mat(const float *data, int64_t rows, int64_t cols) {
     lm_mat w = {.dtype = LM_DTYPE_F32, .rows = rows, .cols = cols, .data = data, .scale_inv = NULL};
@@ -181,13 +182,13 @@ void lm_tk_rmsnorm_dw(lm_pool *pool, float *dw, const float *dy, const float *x,
 void lm_tk_swiglu_fwd(float *a, const float *h1, const float *h3, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float g = h1[i];
-        a[i] = g / (1.0f + expf(-g)) * h3[i];
+        a[i] = g / (1.0f + lm_expf(-g)) * h3[i];
     }
 }
 
 void lm_tk_swiglu_bwd(float *dh1, float *dh3, const float *da, const float *h1, const float *h3, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        float g = h1[i], s = 1.0f / (1.0f + expf(-g)), d = da[i];
+        float g = h1[i], s = 1.0f / (1.0f + lm_expf(-g)), d = da[i];
         dh3[i] = d * g * s;
         dh1[i] = d * h3[i] * s * (1.0f + g * (1.0f - s));
     }
@@ -247,11 +248,11 @@ void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, i
             }
             double sum = 0;
             for (int64_t j = 0; j < n; j++) {
-                s[j] = expf(s[j] - m);
+                s[j] = lm_expf(s[j] - m);
                 sum += s[j];
             }
             float inv = (float)(1.0 / sum);
-            lse[i] = m + (float)log(sum);
+            lse[i] = m + (float)lm_log(sum);
             for (int64_t j = 0; j < n; j++) s[j] *= inv;
             for (int64_t j = n; j < i1; j++) s[j] = 0.0f;
         }
@@ -278,7 +279,7 @@ void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float 
             float Di = 0, li = lse[i];
             for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
             for (int64_t j = 0; j <= i; j++) {
-                p[j] = expf(p[j] * scale - li);
+                p[j] = lm_expf(p[j] * scale - li);
                 ds[j] = p[j] * (ds[j] - Di) * scale;
             }
             for (int64_t j = i + 1; j < i1; j++) p[j] = ds[j] = 0.0f;
@@ -317,12 +318,12 @@ double lm_tk_xent(const float *logits, int64_t V, int32_t target, float scale, f
         if (logits[i] > m) m = logits[i];
     double sum = 0;
     for (int64_t i = 0; i < V; i++) {
-        float e = expf(logits[i] - m);
+        float e = lm_expf(logits[i] - m);
         dlogits[i] = e;
         sum += e;
     }
     float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < V; i++) dlogits[i] = dlogits[i] * inv * scale;
     dlogits[target] -= scale;
-    return (double)m + log(sum) - (double)lt;
+    return (double)m + lm_log(sum) - (double)lt;
 }
