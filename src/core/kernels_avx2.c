@@ -22,31 +22,20 @@
 #define TABLE_NAME lm_kernels_avx2
 #define MATVEC_MAX_T {8, 32, 32, 8} /* F32, BF16, F16, FP8 */
 typedef __m256 vf;
+#define VPS(op) _mm256_##op##_ps /* the uniformly named operations: kernels_simd.h */
 
 static inline __m256i lane_mask(int64_t n) { /* first n (0..8) lanes all-ones */
     static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     return _mm256_loadu_si256((const __m256i *)(m + 8 - (n > 8 ? 8 : n)));
 }
 
-AI vf v_zero(void) { return _mm256_setzero_ps(); }
-AI vf v_set1(float f) { return _mm256_set1_ps(f); }
-AI vf v_load(const float *p) { return _mm256_loadu_ps(p); }
-AI vf v_load_a(const float *p) { return _mm256_load_ps(p); }
 AI vf v_loadn(const float *p, int64_t n) { return _mm256_maskload_ps(p, lane_mask(n)); }
-AI void v_store(float *p, vf v) { _mm256_storeu_ps(p, v); }
-AI void v_store_a(float *p, vf v) { _mm256_store_ps(p, v); }
 AI void v_storen(float *p, vf v, int64_t n) { _mm256_maskstore_ps(p, lane_mask(n), v); }
-AI vf v_add(vf a, vf b) { return _mm256_add_ps(a, b); }
-AI vf v_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
-AI vf v_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
-AI vf v_div(vf a, vf b) { return _mm256_div_ps(a, b); }
-AI vf v_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 AI vf v_keepn(vf v, int64_t n) { return _mm256_and_ps(v, _mm256_castsi256_ps(lane_mask(n))); }
-/* vmaxps(a, b) = a > b ? a : b, vminps(a, b) = a < b ? a : b (see kernels_avx512.c) */
-AI vf v_max(vf x, vf m) { return _mm256_max_ps(x, m); }
-AI vf v_clamp(vf x, vf lo, vf hi) { return _mm256_min_ps(hi, _mm256_max_ps(lo, x)); }
 
-AI vf v_exp_scale(vf p, vf t) {
+/* (p * 2^a) * 2^b with n = bits(t) - bits(shifter), a = n >> 1, b = n - a */
+AI vf v_exp_scale(vf p, vf n_float, vf t) {
+    (void)n_float;
     __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32((int)lm_f32_bits(LM_EXPF_SHIFTER)));
     __m256i a = _mm256_srai_epi32(n, 1), b = _mm256_sub_epi32(n, a);
     __m256i bias = _mm256_set1_epi32(127);

@@ -23,40 +23,18 @@
 #define TABLE_NAME lm_kernels_avx512
 #define MATVEC_MAX_T {64, 128, 128, 12} /* F32, BF16, F16, FP8 */
 typedef __m512 vf;
+#define VPS(op) _mm512_##op##_ps /* the uniformly named operations: kernels_simd.h */
 
 static inline __mmask16 tail_mask(int64_t n) { /* n in 1..16 */
     return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
 }
 
-AI vf v_zero(void) { return _mm512_setzero_ps(); }
-AI vf v_set1(float f) { return _mm512_set1_ps(f); }
-AI vf v_load(const float *p) { return _mm512_loadu_ps(p); }
-AI vf v_load_a(const float *p) { return _mm512_load_ps(p); }
 AI vf v_loadn(const float *p, int64_t n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }
-AI void v_store(float *p, vf v) { _mm512_storeu_ps(p, v); }
-AI void v_store_a(float *p, vf v) { _mm512_store_ps(p, v); }
 AI void v_storen(float *p, vf v, int64_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
-AI vf v_add(vf a, vf b) { return _mm512_add_ps(a, b); }
-AI vf v_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
-AI vf v_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
-AI vf v_div(vf a, vf b) { return _mm512_div_ps(a, b); }
-AI vf v_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 AI vf v_keepn(vf v, int64_t n) { return _mm512_maskz_mov_ps(tail_mask(n), v); }
-/* vmaxps(a, b) is a > b ? a : b and vminps(a, b) is a < b ? a : b (the
- * second operand when either is NaN or both are zeros): exactly the
- * ternaries the layer asks for. */
-AI vf v_max(vf x, vf m) { return _mm512_max_ps(x, m); }
-AI vf v_clamp(vf x, vf lo, vf hi) { return _mm512_min_ps(hi, _mm512_max_ps(lo, x)); }
-
-/* (p * 2^a) * 2^b, n = bits(t) - bits(shifter), a = n >> 1, b = n - a */
-AI vf v_exp_scale(vf p, vf t) {
-    __m512i n = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32((int)lm_f32_bits(LM_EXPF_SHIFTER)));
-    __m512i a = _mm512_srai_epi32(n, 1), b = _mm512_sub_epi32(n, a);
-    __m512i bias = _mm512_set1_epi32(127);
-    vf pa = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(a, bias), 23));
-    vf pb = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(b, bias), 23));
-    return _mm512_mul_ps(_mm512_mul_ps(p, pa), pb);
-}
+/* p * 2^n rounded once: vscalefps is exactly that (subnormal results
+ * included), the same value the two-product form of lm_expf gives. */
+AI vf v_exp_scale(vf p, vf n, vf t) { return (void)t, _mm512_scalef_ps(p, n); }
 
 /* ---- weights ---- */
 

@@ -42,7 +42,8 @@ AI vf v_clamp(vf x, vf lo, vf hi) {
     return hi < x ? hi : x;
 }
 
-AI vf v_exp_scale(vf p, vf t) {
+AI vf v_exp_scale(vf p, vf n_float, vf t) {
+    (void)n_float;
     int32_t n = (int32_t)(lm_f32_bits(t) - lm_f32_bits(LM_EXPF_SHIFTER)), a = n >> 1, b = n - a;
     return (p * lm_f32_from_bits((uint32_t)(a + 127) << 23)) * lm_f32_from_bits((uint32_t)(b + 127) << 23);
 }

@@ -6,6 +6,10 @@
  * each of which first defines the vector layer:
  *
  *   VL                      lanes per vector (16, 8 or 1)
+ *   VPS(op)                 SIMD layers: the intrinsic _mmNNN_<op>_ps; the
+ *                           operations named alike in every width (zero,
+ *                           set1, load, store, add, ..., fma, max) are then
+ *                           defined here once; the scalar layer writes them
  *   vf                      the vector type
  *   MR, MVT                 GEMM panel rows (W rows broadcast per k), matvec tokens per block
  *   v_zero() v_set1(f)      constants
@@ -17,7 +21,8 @@
  *   v_keepn(v, n)           lanes >= n set to 0
  *   v_max(x, m)             lane: x > m ? x : m
  *   v_clamp(x, lo, hi)      lane: x < lo ? lo : x > hi ? hi : x (NaN stays)
- *   v_exp_scale(p, t)       lm_expf's last step, lane-wise (see mathfn.h)
+ *   v_exp_scale(p, n, t)    lm_expf's last step, p * 2^n rounded once (n as
+ *                           a float, and t = n + shifter), lane-wise
  *   v_w(dt, p, i)           VL weights of dtype dt at element i of row p, as
  *                           exact f32 (FP8: value * 2^-8, see below)
  *   v_wn(dt, p, i, n)       the first n of them, other lanes 0
@@ -44,6 +49,27 @@
 
 #include "core/kernels.h"
 #include "core/mathfn.h"
+
+#ifdef VPS
+#define AIL static inline __attribute__((always_inline))
+AIL vf v_zero(void) { return VPS(setzero)(); }
+AIL vf v_set1(float f) { return VPS(set1)(f); }
+AIL vf v_load(const float *p) { return VPS(loadu)(p); }
+AIL vf v_load_a(const float *p) { return VPS(load)(p); }
+AIL void v_store(float *p, vf v) { VPS(storeu)(p, v); }
+AIL void v_store_a(float *p, vf v) { VPS(store)(p, v); }
+AIL vf v_add(vf a, vf b) { return VPS(add)(a, b); }
+AIL vf v_sub(vf a, vf b) { return VPS(sub)(a, b); }
+AIL vf v_mul(vf a, vf b) { return VPS(mul)(a, b); }
+AIL vf v_div(vf a, vf b) { return VPS(div)(a, b); }
+AIL vf v_fma(vf a, vf b, vf c) { return VPS(fmadd)(a, b, c); }
+/* vmaxps(a, b) is a > b ? a : b and vminps(a, b) is a < b ? a : b (the
+ * second operand when either is NaN or both are zeros): exactly the
+ * ternaries the layer asks for. */
+AIL vf v_max(vf x, vf m) { return VPS(max)(x, m); }
+AIL vf v_clamp(vf x, vf lo, vf hi) { return VPS(min)(hi, VPS(max)(lo, x)); }
+#undef AIL
+#endif
 
 enum { NT = 2 * VL, KC = 512, TC = 256, XT_FULL_K = 4096, MVG = 4, KCM = 128, NV16 = 16 / VL };
 
@@ -415,7 +441,7 @@ static inline __attribute__((always_inline)) vf v_expf(vf x) {
     p = v_add(v_mul(p, r), v_set1(LM_EXPF_C2));
     p = v_add(v_mul(p, r), v_set1(1.0f));
     p = v_add(v_mul(p, r), v_set1(1.0f));
-    return v_exp_scale(p, t);
+    return v_exp_scale(p, n, t);
 }
 
 /* rms = sum of x^2 in 16 lanes (x*x rounded, then added), tree; then
