@@ -229,6 +229,13 @@ TEST(row_kernels_every_path_are_canonical) {
             canonical_softmax(want, n);
             lm_softmax(got, n);
             CHECKF(count_diff(got, want, n) == 0, "softmax %s n=%lld", lm_isa_name(isas[ii]), (long long)n);
+            for (int64_t i = 0; i < n; i++) want[i] = lm_expf(x[i] - 1.5f);
+            lm_exp_shifted(got, x, 1.5f, n);
+            CHECKF(count_diff(got, want, n) == 0, "exp_shifted %s n=%lld", lm_isa_name(isas[ii]), (long long)n);
+            for (int64_t i = 0; i < n; i++) want[i] = lm_sigmoidf(x[i]);
+            memcpy(got, x, (size_t)n * 4);
+            lm_sigmoid(got, got, n); /* in place */
+            CHECKF(count_diff(got, want, n) == 0, "sigmoid %s n=%lld", lm_isa_name(isas[ii]), (long long)n);
         }
         free(x), free(w), free(u), free(want), free(got);
     }

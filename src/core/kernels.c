@@ -323,6 +323,12 @@ void lm_swiglu(float *out, const float *gate, const float *up, int64_t n) {
 
 void lm_softmax(float *x, int64_t n) { isa_table(active_isa())->softmax(x, n); }
 
+void lm_exp_shifted(float *out, const float *x, float shift, int64_t n) {
+    isa_table(active_isa())->exp_shifted(out, x, shift, n);
+}
+
+void lm_sigmoid(float *out, const float *x, int64_t n) { isa_table(active_isa())->sigmoid(out, x, n); }
+
 /* NaN ranks below everything; among equal values the earlier index wins,
  * which the scan order gives for free (a later equal value is not better). */
 static inline int topk_better(float a, float b) {

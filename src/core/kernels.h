@@ -62,6 +62,10 @@ void lm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void lm_swiglu(float *out, const float *gate, const float *up, int64_t n);
 /* In place, numerically stable; n >= 1. */
 void lm_softmax(float *x, int64_t n);
+/* out[i] = lm_expf(x[i] - shift) and out[i] = lm_sigmoidf(x[i]) (core/mathfn.h),
+ * vectorised, the same bits as the scalar functions (out may alias x). */
+void lm_exp_shifted(float *out, const float *x, float shift, int64_t n);
+void lm_sigmoid(float *out, const float *x, int64_t n);
 /* Indices of the k largest values, largest first; ties go to the smaller
  * index. NaN counts as smaller than everything. k <= n. */
 void lm_topk(const float *x, int64_t n, int k, int *idx);
@@ -88,6 +92,8 @@ typedef struct lm_kernel_table {
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     void (*softmax)(float *x, int64_t n);
+    void (*exp_shifted)(float *out, const float *x, float shift, int64_t n);
+    void (*sigmoid)(float *out, const float *x, int64_t n);
 } lm_kernel_table;
 
 /* All of them are kernels_simd.h over one vector layer each; they give the

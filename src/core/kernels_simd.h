@@ -504,6 +504,28 @@ static void kern_softmax(float *x, int64_t n) {
     }
 }
 
+/* out = exp(x - shift): x - shift rounded, then lm_expf. */
+static void kern_exp_shifted(float *out, const float *x, float shift, int64_t n) {
+    vf sv = v_set1(shift);
+    for (int64_t i = 0; i < n; i += VL) {
+        if (n - i >= VL) v_store(out + i, v_expf(v_sub(v_load(x + i), sv)));
+        else v_storen(out + i, v_expf(v_sub(v_loadn(x + i, n - i), sv)), n - i);
+    }
+}
+
+/* out = 1 / (1 + exp(0 - x)) (lm_sigmoidf: -x and 0 - x differ only for x =
+ * +-0, where exp gives 1 either way) */
+static void kern_sigmoid(float *out, const float *x, int64_t n) {
+    const vf one = v_set1(1.0f);
+    for (int64_t i = 0; i < n; i += VL) {
+        int64_t m = n - i < VL ? n - i : VL;
+        vf g = m == VL ? v_load(x + i) : v_loadn(x + i, m);
+        vf o = v_div(one, v_add(one, v_expf(v_sub(v_zero(), g))));
+        if (m == VL) v_store(out + i, o);
+        else v_storen(out + i, o, m);
+    }
+}
+
 const lm_kernel_table TABLE_NAME = {
     .matvec_max_t = MATVEC_MAX_T,
     .matvec = kern_matvec,
@@ -511,6 +533,8 @@ const lm_kernel_table TABLE_NAME = {
     .rmsnorm = kern_rmsnorm,
     .swiglu = kern_swiglu,
     .softmax = kern_softmax,
+    .exp_shifted = kern_exp_shifted,
+    .sigmoid = kern_sigmoid,
 };
 
 #endif
