@@ -242,6 +242,43 @@ TEST(row_kernels_every_path_are_canonical) {
     lm_set_isa(saved);
 }
 
+/* Inputs where the order of the 16-lane tree shows: lane sums 1, e, 0, e'
+ * with e, e' about 2^-24 give 1 + (e + e') in the canonical order but
+ * (1 + e) + e' in a pairwise one, and the two round differently. */
+TEST(row_kernels_tree_order) {
+    lm_isa isas[3];
+    int nisa = isa_list(isas);
+    lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
+    int tried = 0, bad = 0;
+    for (int v = 0; v < 400; v++) {
+        float x[16], want[16], got[16], w[16];
+        for (int i = 0; i < 16; i++) x[i] = -INFINITY, w[i] = 1.0f;
+        x[0] = 0.0f;
+        x[1] = -16.3f - 0.001f * (float)v;
+        x[3] = -16.3f - 0.0013f * (float)(v % 37) - 0.0007f * (float)v;
+        memcpy(want, x, sizeof x);
+        canonical_softmax(want, 16);
+        for (int ii = 0; ii < nisa; ii++) {
+            lm_set_isa(isas[ii]);
+            memcpy(got, x, sizeof x);
+            lm_softmax(got, 16);
+            bad += count_diff(got, want, 16) != 0;
+            tried++;
+        }
+        /* rmsnorm: squares 1, e, 0, e' in lanes 0..3 */
+        float xr[16] = {0}, wr[16], yr[16];
+        xr[0] = 1.0f, xr[1] = 0x1p-12f * (1.0f + 0.003f * (float)v), xr[3] = 0x1p-12f * (1.0f + 0.0041f * (float)(v % 53));
+        canonical_rmsnorm(wr, xr, w, 16, 0.0f);
+        for (int ii = 0; ii < nisa; ii++) {
+            lm_set_isa(isas[ii]);
+            lm_rmsnorm(yr, xr, w, 16, 0.0f);
+            bad += count_diff(yr, wr, 16) != 0;
+        }
+    }
+    CHECKF(bad == 0, "%d of %d cases differ from the canonical tree", bad, tried);
+    lm_set_isa(saved);
+}
+
 /* The vector exp against lm_expf on a sweep of floats (through swiglu with
  * up = 1: out = g / (1 + exp(-g)) needs every lane's exp bit-exact). */
 TEST(vector_exp_equals_scalar_exp) {
@@ -285,6 +322,7 @@ int main(void) {
     RUN(matmul_every_path_is_canonical);
     RUN(conversions_every_code_every_path);
     RUN(row_kernels_every_path_are_canonical);
+    RUN(row_kernels_tree_order);
     RUN(vector_exp_equals_scalar_exp);
     return test_report("test_arith");
 }
