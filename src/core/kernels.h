@@ -80,10 +80,10 @@ void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64
  * F8_E4M3); gemm computes the tile t in [t0, t1), n in [n0, n1). packed[]
  * is per thread and per lm_matmul call ({-1, -1} at first): gemm records
  * there which x rows it left packed in its scratch, and skips packing them
- * again for the next tile on the same rows. Both must
- * compute each y element by a fixed sequence of operations that depends only
- * on (T, K, dtype, ISA), never on the tile bounds, so that lm_matmul is
- * bit-identical for every thread count. */
+ * again for the next tile on the same rows. Both compute each y element
+ * by the canonical fma chain of docs/arithmetic.md, which depends on
+ * nothing but the inputs: not on the tile bounds, the thread count, the
+ * path or the ISA. */
 typedef struct lm_kernel_table {
     int matvec_max_t[4];
     void (*matvec)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1);
