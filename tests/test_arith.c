@@ -138,6 +138,39 @@ TEST(matmul_every_path_is_canonical) {
     printf("  %d (shape, dtype, path, forced path) combinations\n", combos);
 }
 
+/* The scalar path without FMA instructions (kernels_scalar.c, libm's fmaf)
+ * is what a CPU without FMA runs; this CPU picks the -mfma build of the same
+ * code, so call the plain one directly: same bits as the definition. */
+TEST(scalar_without_fma_instructions) {
+    static const shape sh[] = {{1, 37, 19}, {3, 130, 17}, {9, 64, 40}};
+    const lm_kernel_table *tabs[2] = {&lm_kernels_scalar, &lm_kernels_scalar_fma};
+    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++)
+        for (int di = 0; di < 4; di++) {
+            int64_t T = sh[s].T, K = sh[s].K, N = sh[s].N;
+            wmat w;
+            make_w(&w, dts[di], N, K);
+            float *x = malloc((size_t)(T * K) * 4), *want = malloc((size_t)(T * N) * 4), *y = malloc((size_t)(T * N) * 4);
+            for (int64_t i = 0; i < T * K; i++) x[i] = rng_sym(2.0f);
+            canonical_matmul(want, x, T, &w.m);
+            for (int ti = 0; ti < 2; ti++) {
+                int64_t packed[2] = {-1, -1};
+                tabs[ti]->gemm(y, x, T, &w.m, 0, T, 0, N, packed);
+                CHECKF(count_diff(y, want, T * N) == 0, "table %d gemm %s T=%lld", ti, lm_dtype_name(dts[di]), (long long)T);
+                tabs[ti]->matvec(y, x, T, &w.m, 0, N);
+                CHECKF(count_diff(y, want, T * N) == 0, "table %d matvec %s T=%lld", ti, lm_dtype_name(dts[di]), (long long)T);
+            }
+            free(x), free(want), free(y), free(w.data), free(w.scale);
+        }
+    float g[100], u[100], a[100], b[100];
+    for (int i = 0; i < 100; i++) g[i] = rng_sym(8.0f), u[i] = rng_sym(1.0f);
+    lm_kernels_scalar.swiglu(a, g, u, 100);
+    lm_kernels_scalar_fma.swiglu(b, g, u, 100);
+    CHECK(count_diff(a, b, 100) == 0);
+    lm_kernels_scalar.rmsnorm(a, g, u, 100, 1e-6f);
+    lm_kernels_scalar_fma.rmsnorm(b, g, u, 100, 1e-6f);
+    CHECK(count_diff(a, b, 100) == 0);
+}
+
 /* Every code of every weight dtype through every matmul path: K = 1 and x
  * = 1 make y = fma(w, 1, +0), the converted weight itself. */
 TEST(conversions_every_code_every_path) {
@@ -321,6 +354,7 @@ TEST(vector_exp_equals_scalar_exp) {
 int main(void) {
     RUN(matmul_every_path_is_canonical);
     RUN(conversions_every_code_every_path);
+    RUN(scalar_without_fma_instructions);
     RUN(row_kernels_every_path_are_canonical);
     RUN(row_kernels_tree_order);
     RUN(vector_exp_equals_scalar_exp);
