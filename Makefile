@@ -7,7 +7,7 @@
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #
 # Every src/**/*.c except src/cli/ goes into build/<variant>/liblemma.a. Files
-# named *_avx2.c / *_avx512.c are compiled with those ISA flags; the code that
+# named *_avx2.c / *_avx512.c / *_fma.c are compiled with those ISA flags; the code that
 # calls them checks the CPU at run time, so the binary runs anywhere x86-64.
 #
 # The folders of src/ are layers; each includes only its own headers and
@@ -33,7 +33,10 @@ else ifeq ($(VARIANT),debug)
   OPT := -O0 -g
 endif
 
-CFLAGS   := $(CSTD) $(WARN) $(OPT) $(BASEARCH)
+# -ffp-contract=off: no file fuses a*b+c on its own (the FMA-compiled SIMD files
+# would otherwise differ from the baseline ones); fused ops are explicit
+# (fmaf, _mm*_fmadd_ps). See docs/arithmetic.md.
+CFLAGS   := $(CSTD) $(WARN) $(OPT) $(BASEARCH) -ffp-contract=off
 AVX2FL   := -mavx2 -mfma -mf16c
 AVX512FL := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
 
@@ -64,6 +67,10 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(AVX512FL) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_fma.o: %_fma.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -mfma -MMD -MP -c $< -o $@
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)

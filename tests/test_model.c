@@ -263,11 +263,57 @@ TEST(arch_table_covers_checkpoints) {
     }
 }
 
+/* The same bits on every kernel path (docs/arithmetic.md): for every golden
+ * model, the full forward (GEMM-sized and matvec-sized chunks) and
+ * token-by-token latent decode (T = 1) give identical logits with
+ * LM_ISA scalar, avx2 and avx512 (those this CPU has). */
+TEST(golden_logits_identical_across_paths) {
+    lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
+    for (int i = 0; i < ngoldens; i++) {
+        golden *g = &goldens[i];
+        lm_error err;
+        lm_model *m;
+        if (lm_model_load(g->dir, &m, &err)) {
+            CHECKF(0, "%s", err.msg);
+            continue;
+        }
+        lm_pool *pool = lm_pool_create(2);
+        size_t nl = (size_t)(g->T * g->V);
+        float *want[2] = {malloc(nl * sizeof(float)), malloc(nl * sizeof(float))}, *got = malloc(nl * sizeof(float));
+        for (int isa = LM_ISA_SCALAR; isa <= (int)lm_cpu_isa(); isa++) {
+            lm_set_isa((lm_isa)isa);
+            for (int run = 0; run < 2; run++) { /* one chunk; then one token at a time (latent cache) */
+                lm_infer *s = lm_infer_create(m, run ? LM_ATTN_LATENT : LM_ATTN_NAIVE, g->T, run ? 1 : g->T, 2, &err);
+                CHECK(s != NULL);
+                if (!s) continue;
+                int rc = 0;
+                if (run == 0) rc = lm_infer_forward(s, pool, g->ids, g->T, got, LM_LOGITS_ALL, &err);
+                else
+                    for (int64_t t = 0; t < g->T && !rc; t++)
+                        rc = lm_infer_forward(s, pool, g->ids + t, 1, got + t * g->V, LM_LOGITS_ALL, &err);
+                CHECKF(rc == 0, "%s", err.msg);
+                if (isa == LM_ISA_SCALAR) memcpy(want[run], got, nl * sizeof(float));
+                else
+                    CHECKF(!memcmp(want[run], got, nl * sizeof(float)), "%s: %s, %s differs from scalar", g->dir,
+                           run ? "decode" : "full forward", lm_isa_name((lm_isa)isa));
+                lm_infer_free(s);
+            }
+        }
+        free(want[0]);
+        free(want[1]);
+        free(got);
+        lm_pool_free(pool);
+        lm_model_free(m);
+    }
+    lm_set_isa(saved);
+}
+
 int main(void) {
     find_goldens();
     RUN(golden_full_forward);
     RUN(decode_paths_match_full_forward);
     RUN(thread_count_invariance);
+    RUN(golden_logits_identical_across_paths);
     RUN(forward_rejects_bad_requests);
     RUN(param_counts);
     RUN(arch_table_covers_checkpoints);

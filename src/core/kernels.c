@@ -1,15 +1,13 @@
-/* kernels.c — ISA dispatch, thread splitting, scratch, and the scalar kernels.
- *
- * The scalar versions here are both the fallback for CPUs without AVX2 and
- * the references the SIMD versions are tested against; they are kept plain.
- * lm_matmul_ref (double accumulation) is the reference for all of them.
+/* kernels.c — ISA dispatch, thread splitting, scratch. The kernels
+ * themselves are kernels_simd.h (one driver, one vector layer per path);
+ * lm_matmul_ref (double accumulation) is the accuracy reference.
  *
  * Matmul threading: y is cut into tiles by output — ranges of N rows of W
  * for T <= matvec_max_t (decode), [T chunk x N chunk] blocks otherwise — and
- * threads take tiles from an atomic counter. Each ISA's kernels compute
- * every y element by the same operation sequence whatever tile it falls in,
- * so the result is bit-identical for any number of threads (and any order
- * in which they happen to take tiles). */
+ * threads take tiles from an atomic counter. Every path computes every y
+ * element by the canonical operation sequence whatever tile it falls in, so
+ * the result is bit-identical for any number of threads (and any order in
+ * which they happen to take tiles) and any path. */
 #include "core/kernels.h"
 
 #include <math.h>
@@ -97,10 +95,22 @@ const char *lm_isa_name(lm_isa isa) {
     return "?";
 }
 
+static int cpu_has_fma(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
 static const lm_kernel_table *isa_table(lm_isa isa) {
     if (isa == LM_ISA_AVX512) return &lm_kernels_avx512;
     if (isa == LM_ISA_AVX2) return &lm_kernels_avx2;
-    return NULL;
+    static atomic_int fma = -1;
+    int f = atomic_load_explicit(&fma, memory_order_relaxed);
+    if (f < 0) atomic_store_explicit(&fma, f = cpu_has_fma(), memory_order_relaxed);
+    return f ? &lm_kernels_scalar_fma : &lm_kernels_scalar;
 }
 
 /* ---- thread-local scratch ---- */
@@ -198,11 +208,10 @@ void lm_matmul_ref(float *y, const float *x, int64_t T, const lm_mat *W) {
         }
 }
 
-/* ---- scalar matmul: row of W to f32, then float dot products in k order ---- */
+/* ---- other weight dtypes (never in a model: F64 and integers) ----
+ * Row of W to f32, then the canonical fma chain in k order. */
 
-static void gemm_scalar(float *y, const float *x, int64_t T, const lm_mat *W, int64_t t0,
-                        int64_t t1, int64_t n0, int64_t n1) {
-    (void)T;
+static void gemm_other(float *y, const float *x, const lm_mat *W, int64_t t0, int64_t t1, int64_t n0, int64_t n1) {
     int64_t N = W->rows, K = W->cols;
     float *row = (float *)lm_scratch(0, (size_t)K * sizeof(float));
     for (int64_t n = n0; n < n1; n++) {
@@ -210,7 +219,7 @@ static void gemm_scalar(float *y, const float *x, int64_t T, const lm_mat *W, in
         for (int64_t t = t0; t < t1; t++) {
             const float *xt = x + t * K;
             float acc = 0.0f;
-            for (int64_t k = 0; k < K; k++) acc += row[k] * xt[k];
+            for (int64_t k = 0; k < K; k++) acc = fmaf(row[k], xt[k], acc);
             y[t * N + n] = acc;
         }
     }
@@ -240,7 +249,7 @@ typedef struct mm_job {
     const float *x;
     int64_t T;
     const lm_mat *W;
-    const lm_kernel_table *tab; /* NULL: scalar */
+    const lm_kernel_table *tab; /* NULL: gemm_other */
     int matvec;                 /* path, fixed for the whole call */
     int64_t ntiles, tiles_n;    /* tiles in all, tiles along N */
     int64_t tile_n;             /* rows of W (columns of y) per tile */
@@ -267,8 +276,8 @@ static void mm_task(void *arg, int ith, int nth) {
         int64_t tb = id / j->tiles_n, nb = id % j->tiles_n;
         int64_t t0 = tb * GEMM_TILE_ROWS, t1 = t0 + GEMM_TILE_ROWS < T ? t0 + GEMM_TILE_ROWS : T;
         int64_t n0 = nb * j->tile_n, n1 = n0 + j->tile_n < N ? n0 + j->tile_n : N;
-        if (j->tab && j->tab->gemm) j->tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1, packed);
-        else gemm_scalar(j->y, j->x, T, j->W, t0, t1, n0, n1);
+        if (j->tab) j->tab->gemm(j->y, j->x, T, j->W, t0, t1, n0, n1, packed);
+        else gemm_other(j->y, j->x, j->W, t0, t1, n0, n1);
     }
 }
 
@@ -280,9 +289,9 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     }
     mm_job j;
     j.y = y, j.x = x, j.T = T, j.W = W;
-    j.tab = W->dtype <= LM_DTYPE_F8_E4M3 ? isa_table(active_isa()) : NULL; /* others: scalar */
+    j.tab = W->dtype <= LM_DTYPE_F8_E4M3 ? isa_table(active_isa()) : NULL;
     int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
-    j.matvec = j.tab && j.tab->matvec &&
+    j.matvec = j.tab &&
                (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[W->dtype]));
     int64_t N = W->rows;
     int nth = lm_pool_size(pool);
@@ -302,52 +311,23 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     lm_pool_run_dynamic(pool, mm_task, &j);
 }
 
-/* ---- row kernels: scalar references ---- */
-
-static void rmsnorm_scalar(float *y, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float r = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * r * w[i];
-}
-
-static void swiglu_scalar(float *out, const float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
-}
-
-static void softmax_scalar(float *x, int64_t n) {
-    float m = x[0];
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > m) m = x[i];
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++) x[i] *= inv;
-}
+/* ---- row kernels (kernels_simd.h) ---- */
 
 void lm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
-    const lm_kernel_table *t = isa_table(active_isa());
-    if (t && t->rmsnorm) t->rmsnorm(y, x, w, n, eps);
-    else rmsnorm_scalar(y, x, w, n, eps);
+    isa_table(active_isa())->rmsnorm(y, x, w, n, eps);
 }
 
 void lm_swiglu(float *out, const float *gate, const float *up, int64_t n) {
-    const lm_kernel_table *t = isa_table(active_isa());
-    if (t && t->swiglu) t->swiglu(out, gate, up, n);
-    else swiglu_scalar(out, gate, up, n);
+    isa_table(active_isa())->swiglu(out, gate, up, n);
 }
 
-void lm_softmax(float *x, int64_t n) {
-    const lm_kernel_table *t = isa_table(active_isa());
-    if (t && t->softmax) t->softmax(x, n);
-    else softmax_scalar(x, n);
+void lm_softmax(float *x, int64_t n) { isa_table(active_isa())->softmax(x, n); }
+
+void lm_exp_shifted(float *out, const float *x, float shift, int64_t n) {
+    isa_table(active_isa())->exp_shifted(out, x, shift, n);
 }
+
+void lm_sigmoid(float *out, const float *x, int64_t n) { isa_table(active_isa())->sigmoid(out, x, n); }
 
 /* NaN ranks below everything; among equal values the earlier index wins,
  * which the scan order gives for free (a later equal value is not better). */

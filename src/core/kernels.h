@@ -1,9 +1,11 @@
 /* kernels.h — the numeric kernels of the forward pass.
  *
- * Each kernel has a scalar reference and, where it matters, AVX2 and AVX-512
- * variants picked at run time (lm_cpu_features); tests compare every variant
- * with the scalar one. All threaded kernels split work by output so results
- * never depend on the thread count (see threadpool.h).
+ * Each kernel is written once (kernels_simd.h) over a thin vector layer per
+ * path — scalar, AVX2, AVX-512 — picked at run time (lm_cpu_isa). Every
+ * path computes the canonical arithmetic of docs/arithmetic.md, so results
+ * are the same bits on every x86-64 whatever the path (tests compare every
+ * path bit for bit). All threaded kernels split work by output so results
+ * never depend on the thread count either (see threadpool.h).
  *
  * Shapes: T = tokens (rows of activations), K = input features, N = output
  * features. A weight is a Linear in Hugging Face layout: [N, K] row-major,
@@ -46,8 +48,10 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
 /* Row r of W converted to float (with the FP8 block scale applied): out[K]. */
 void lm_mat_row(const lm_mat *W, int64_t r, float *out);
 
-/* Plain scalar references (single-threaded, double accumulation where noted),
- * used by tests: y[T, N] = x[T, K] @ W^T with a double accumulator. */
+/* The accuracy reference used by tests (single-threaded): y[T, N] = x[T, K]
+ * @ W^T with a double accumulator. Not the canonical arithmetic (that is
+ * every path of lm_matmul, docs/arithmetic.md); results stay within a
+ * stated tolerance of it. */
 void lm_matmul_ref(float *y, const float *x, int64_t T, const lm_mat *W);
 
 /* ---- element-wise and row kernels (single row unless noted) ---- */
@@ -58,6 +62,10 @@ void lm_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void lm_swiglu(float *out, const float *gate, const float *up, int64_t n);
 /* In place, numerically stable; n >= 1. */
 void lm_softmax(float *x, int64_t n);
+/* out[i] = lm_expf(x[i] - shift) and out[i] = lm_sigmoidf(x[i]) (core/mathfn.h),
+ * vectorised, the same bits as the scalar functions (out may alias x). */
+void lm_exp_shifted(float *out, const float *x, float shift, int64_t n);
+void lm_sigmoid(float *out, const float *x, int64_t n);
 /* Indices of the k largest values, largest first; ties go to the smaller
  * index. NaN counts as smaller than everything. k <= n. */
 void lm_topk(const float *x, int64_t n, int k, int *idx);
@@ -72,10 +80,10 @@ void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64
  * F8_E4M3); gemm computes the tile t in [t0, t1), n in [n0, n1). packed[]
  * is per thread and per lm_matmul call ({-1, -1} at first): gemm records
  * there which x rows it left packed in its scratch, and skips packing them
- * again for the next tile on the same rows. Both must
- * compute each y element by a fixed sequence of operations that depends only
- * on (T, K, dtype, ISA), never on the tile bounds, so that lm_matmul is
- * bit-identical for every thread count. */
+ * again for the next tile on the same rows. Both compute each y element
+ * by the canonical fma chain of docs/arithmetic.md, which depends on
+ * nothing but the inputs: not on the tile bounds, the thread count, the
+ * path or the ISA. */
 typedef struct lm_kernel_table {
     int matvec_max_t[4];
     void (*matvec)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1);
@@ -84,8 +92,15 @@ typedef struct lm_kernel_table {
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     void (*softmax)(float *x, int64_t n);
+    void (*exp_shifted)(float *out, const float *x, float shift, int64_t n);
+    void (*sigmoid)(float *out, const float *x, int64_t n);
 } lm_kernel_table;
 
+/* All of them are kernels_simd.h over one vector layer each; they give the
+ * same bits (docs/arithmetic.md). scalar_fma is the scalar path compiled
+ * with FMA instructions, used when the CPU has them. */
+extern const lm_kernel_table lm_kernels_scalar;
+extern const lm_kernel_table lm_kernels_scalar_fma;
 extern const lm_kernel_table lm_kernels_avx2;
 extern const lm_kernel_table lm_kernels_avx512;
 

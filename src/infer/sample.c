@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/mathfn.h"
 #include "core/rng.h"
 
 struct lm_sampler {
@@ -102,7 +103,7 @@ int64_t lm_sample_distribution(lm_sampler *s, const float *logits, const lm_samp
     double zk = 0;
     for (int64_t i = 0; i < n; i++) {
         float li = logits[ids[i]];
-        probs[i] = li == li ? exp(((double)li - mx) * inv_t) : 0.0;
+        probs[i] = li == li ? lm_exp(((double)li - mx) * inv_t) : 0.0;
         zk += probs[i];
     }
     for (int64_t i = 0; i < n; i++) probs[i] /= zk;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/kernels.h"
+#include "core/mathfn.h"
 
 void lm_rope_tables(const lm_config *c, const double *inv_freq, int64_t pos0, int64_t T, float *cos_t, float *sin_t) {
     int64_t half = c->qk_rope_head_dim / 2;
@@ -13,8 +14,8 @@ void lm_rope_tables(const lm_config *c, const double *inv_freq, int64_t pos0, in
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < half; i++) {
             double a = (double)(pos0 + t) * inv_freq[i];
-            cos_t[t * half + i] = (float)(cos(a) * af);
-            sin_t[t * half + i] = (float)(sin(a) * af);
+            cos_t[t * half + i] = (float)(lm_cos(a) * af);
+            sin_t[t * half + i] = (float)(lm_sin(a) * af);
         }
 }
 

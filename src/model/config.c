@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/mathfn.h"
 #include "formats/json.h"
 
 /* Sizes beyond this are certainly not a real model and would overflow the
@@ -311,7 +312,7 @@ int lm_config_layer_is_moe(const lm_config *cfg, int64_t layer) {
 
 static double yarn_get_mscale(double scale, double mscale) {
     if (scale <= 1) return 1.0;
-    return 0.1 * mscale * log(scale) + 1.0;
+    return 0.1 * mscale * lm_log(scale) + 1.0;
 }
 
 double lm_config_softmax_scale(const lm_config *cfg) {
@@ -335,12 +336,12 @@ double lm_config_rope_attention_factor(const lm_config *cfg) {
 void lm_config_rope_inv_freq(const lm_config *cfg, double *inv_freq) {
     int64_t dr = cfg->qk_rope_head_dim, half = dr / 2;
     double theta = cfg->rope_theta;
-    for (int64_t i = 0; i < half; i++) inv_freq[i] = pow(theta, -2.0 * (double)i / (double)dr);
+    for (int64_t i = 0; i < half; i++) inv_freq[i] = lm_pow(theta, -2.0 * (double)i / (double)dr);
     if (!cfg->rope_yarn) return;
     /* Convention 15. */
     double orig = (double)cfg->yarn_original_max_pos;
-    double lowf = dr * log(orig / (cfg->yarn_beta_fast * 2 * M_PI)) / (2 * log(theta));
-    double highf = dr * log(orig / (cfg->yarn_beta_slow * 2 * M_PI)) / (2 * log(theta));
+    double lowf = dr * lm_log(orig / (cfg->yarn_beta_fast * 2 * M_PI)) / (2 * lm_log(theta));
+    double highf = dr * lm_log(orig / (cfg->yarn_beta_slow * 2 * M_PI)) / (2 * lm_log(theta));
     double low = floor(lowf), high = ceil(highf);
     if (low < 0) low = 0;
     if (high > dr - 1) high = (double)(dr - 1);

@@ -16,6 +16,7 @@
 
 #include "core/arena.h"
 #include "model/blocks.h"
+#include "core/mathfn.h"
 #include "model/model.h"
 #include "model/route.h"
 

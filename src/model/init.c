@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/mathfn.h"
 #include "core/rng.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
@@ -132,9 +133,9 @@ uint64_t lm_init_name_key(const char *name) {
 static void normal_pair(uint64_t seed, uint64_t key, uint64_t p, double *z0, double *z1) {
     double u1 = 1.0 - lm_rng_uniform(seed, key, 2 * p); /* (0, 1] */
     double u2 = lm_rng_uniform(seed, key, 2 * p + 1);
-    double r = sqrt(-2.0 * log(u1)), a = 2.0 * M_PI * u2;
-    *z0 = r * cos(a);
-    *z1 = r * sin(a);
+    double r = sqrt(-2.0 * lm_log(u1)), a = 2.0 * M_PI * u2;
+    *z0 = r * lm_cos(a);
+    *z1 = r * lm_sin(a);
 }
 
 double lm_init_normal(uint64_t seed, uint64_t key, uint64_t i) {

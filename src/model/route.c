@@ -7,13 +7,14 @@
 #include <string.h>
 
 #include "core/kernels.h"
+#include "core/mathfn.h"
 
 void lm_route_token(const lm_config *c, const float *bias, float *scores, int32_t *idx, float *w) {
     int64_t E = c->n_routed_experts, k = c->num_experts_per_tok;
     if (c->scoring_func == LM_SCORING_SOFTMAX)
         lm_softmax(scores, E);
     else
-        for (int64_t e = 0; e < E; e++) scores[e] = 1.0f / (1.0f + expf(-scores[e]));
+        for (int64_t e = 0; e < E; e++) scores[e] = lm_sigmoidf(scores[e]);
     float sel[E];
     for (int64_t e = 0; e < E; e++) sel[e] = scores[e] + (bias && c->topk_method == LM_TOPK_NOAUX_TC ? bias[e] : 0.0f);
     if (c->topk_method != LM_TOPK_GREEDY && c->n_group > 1) {

@@ -17,6 +17,7 @@
 #include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/sha256.h"
+#include "core/mathfn.h"
 #include "core/stop.h"
 #include "recipe/stages.h"
 #include "recipe/taskset.h"
@@ -218,7 +219,10 @@ static stage_fn stage_function(int kind_id) {
 
 static int stage_key(const lm_recipe_stage *rs, const lm_stage_input *ins, int n, char hex[65], lm_error *err) {
     lm_text t = {0};
-    int bad = lm_text_append(&t, "lemma-stage 1\n", 14) || lm_text_append(&t, rs->kind, strlen(rs->kind)) ||
+    /* the arithmetic version: the same recipe computes other bits when it changes */
+    char head[64];
+    int hn = snprintf(head, sizeof head, "lemma-stage 1\narith %d\n", LM_ARITH_VERSION);
+    int bad = lm_text_append(&t, head, (size_t)hn) || lm_text_append(&t, rs->kind, strlen(rs->kind)) ||
               lm_text_append(&t, "\n", 1) || lm_json_canonical(rs->def, &t) || lm_text_append(&t, "\n", 1);
     for (int i = 0; i < n && !bad; i++)
         bad = lm_text_append(&t, ins[i].name, strlen(ins[i].name)) || lm_text_append(&t, " ", 1) ||
@@ -525,6 +529,9 @@ int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, l
         return lm_fail_suffix(err, "(delete it to rebuild from scratch)");
     }
     int rc = -1, last = 0;
+    if (lr == 0 && lk.n_stages > 0 && lk.arith_version != LM_ARITH_VERSION)
+        note(o, 0, "lemma.lock was built with arithmetic version %d, this lemma computes version %d: stages will be rebuilt",
+             lk.arith_version, LM_ARITH_VERSION);
     if (lm_lock_set_recipe(&lk, r->name, r->sha256)) {
         lm_fail(err, "out of memory");
         goto done;

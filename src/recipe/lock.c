@@ -13,6 +13,7 @@
 #include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/sha256.h"
+#include "core/mathfn.h"
 #include "formats/json.h"
 #include "formats/jsonw.h"
 
@@ -180,6 +181,18 @@ int lm_lock_parse(const char *text, size_t len, const char *name, lm_lock *lk, l
                 v->offset, found, LM_LOCK_VERSION);
         goto fail;
     }
+    /* "arith": the arithmetic version (core/mathfn.h); locks written before
+     * it existed were built with version 1 */
+    lk->arith_version = 1;
+    v = json_get(root, "arith");
+    if (v) {
+        int64_t a;
+        if (!json_as_int(v, &a) || a < 1 || a > 1000000) {
+            lm_fail(err, "%s: byte %zu: \"arith\" must be a positive integer (the arithmetic version)", name, v->offset);
+            goto fail;
+        }
+        lk->arith_version = (int)a;
+    }
     v = json_get(root, "recipe");
     if (!plain_string(v) || hex_field(json_get(root, "recipe_sha256"), lk->recipe_sha256)) {
         lm_fail(err, "%s: expected \"recipe\" (a string) and \"recipe_sha256\" (64 hex digits)", name);
@@ -255,7 +268,8 @@ int lm_lock_write(const char *path, const lm_lock *lk, lm_error *err) {
     lm_text t = {0};
     int bad = 0;
     char line[256];
-    PUT("{\n  \"lemma_lock\": 1,\n  \"recipe\": ");
+    snprintf(line, sizeof line, "{\n  \"lemma_lock\": 1,\n  \"arith\": %d,\n  \"recipe\": ", LM_ARITH_VERSION);
+    PUT(line);
     bad |= jw_str(&t, lk->recipe ? lk->recipe : "");
     snprintf(line, sizeof line, ",\n  \"recipe_sha256\": \"%s\",\n  \"inputs\": {", lk->recipe_sha256);
     PUT(line);

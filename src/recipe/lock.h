@@ -52,6 +52,7 @@ typedef struct lm_lock_stage {
 } lm_lock_stage;
 
 typedef struct lm_lock {
+    int arith_version;       /* LM_ARITH_VERSION (core/mathfn.h) the stages were built with; 1 for old locks without the field */
     char *recipe;
     char recipe_sha256[65];
     lm_lock_input *inputs;

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/mathfn.h"
+
 enum { CHUNK = 16384 };
 
 lm_adamw_opts lm_adamw_opts_default(void) {
@@ -112,8 +114,8 @@ static void update_task(void *ctx, int ith, int nth) {
 }
 
 void lm_adamw_update(lm_adamw *a, lm_pool *pool, lm_params *p, double lr, double grad_scale) {
-    double t = (double)(a->step + 1);
-    double bc1 = 1.0 - pow(a->o.beta1, t), bc2 = 1.0 - pow(a->o.beta2, t);
+    int64_t t = (int64_t)a->step + 1; /* bias corrections by exact-order powering (docs/arithmetic.md) */
+    double bc1 = 1.0 - lm_powi(a->o.beta1, t), bc2 = 1.0 - lm_powi(a->o.beta2, t);
     upd_job j = {a,
                  p,
                  (float)(1.0 - lr * a->o.weight_decay),

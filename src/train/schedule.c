@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/mathfn.h"
+
 int lm_schedule_check(const lm_schedule *s, lm_error *err) {
     if (!(s->lr_max > 0) || !(s->lr_min >= 0) || s->lr_min > s->lr_max)
         return lm_fail(err, "schedule: need lr_max > 0 and 0 <= lr_min <= lr_max (got %g, %g)", s->lr_max, s->lr_min);
@@ -27,7 +29,7 @@ double lm_schedule_lr(const lm_schedule *s, int64_t step) {
     case LM_SCHED_COSINE: {
         int64_t len = s->total - 1 - s->warmup;
         double p = clamp01((double)(step - s->warmup) / (double)(len > 1 ? len : 1));
-        return s->lr_min + span * 0.5 * (1.0 + cos(M_PI * p));
+        return s->lr_min + span * 0.5 * (1.0 + lm_cos(M_PI * p));
     }
     case LM_SCHED_WSD: {
         int64_t start = s->total - s->decay_steps;
@@ -36,7 +38,7 @@ double lm_schedule_lr(const lm_schedule *s, int64_t step) {
         double p = clamp01((double)(step - start) / (double)(len > 1 ? len : 1));
         if (s->decay_steps == 1) p = 1;
         switch (s->decay) {
-        case LM_DECAY_COSINE: return s->lr_min + span * 0.5 * (1.0 + cos(M_PI * p));
+        case LM_DECAY_COSINE: return s->lr_min + span * 0.5 * (1.0 + lm_cos(M_PI * p));
         case LM_DECAY_SQRT: return s->lr_min + span * (1.0 - sqrt(p));
         default: return s->lr_max - span * p;
         }

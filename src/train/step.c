@@ -7,6 +7,7 @@
 
 #include "core/arena.h"
 #include "model/blocks.h"
+#include "core/mathfn.h"
 #include "train/tkernels.h"
 #include "train/trainer.h"
 

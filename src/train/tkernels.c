@@ -11,6 +11,7 @@
 
 #include "core/kernels.h"
 #include "model/arch.h"
+#include "core/mathfn.h"
 
 /* ---- transposes and adds ---- */
 
@@ -174,18 +175,20 @@ void lm_tk_rmsnorm_dw(lm_pool *pool, float *dw, const float *dy, const float *x,
 
 /* ---- SwiGLU ---- */
 
-void lm_tk_swiglu_fwd(float *a, const float *h1, const float *h3, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = h1[i];
-        a[i] = g / (1.0f + expf(-g)) * h3[i];
-    }
-}
+/* (g / (1 + exp(-g))) * up: lm_swiglu's definition (docs/arithmetic.md), vectorised. */
+void lm_tk_swiglu_fwd(float *a, const float *h1, const float *h3, int64_t n) { lm_swiglu(a, h1, h3, n); }
 
 void lm_tk_swiglu_bwd(float *dh1, float *dh3, const float *da, const float *h1, const float *h3, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = h1[i], s = 1.0f / (1.0f + expf(-g)), d = da[i];
-        dh3[i] = d * g * s;
-        dh1[i] = d * h3[i] * s * (1.0f + g * (1.0f - s));
+    float sig[256]; /* sigmoid(g) for a chunk, vectorised (lm_sigmoid) */
+    for (int64_t i0 = 0; i0 < n; i0 += 256) {
+        int64_t m = n - i0 < 256 ? n - i0 : 256;
+        lm_sigmoid(sig, h1 + i0, m);
+        for (int64_t j = 0; j < m; j++) {
+            int64_t i = i0 + j;
+            float g = h1[i], s = sig[j], d = da[i];
+            dh3[i] = d * g * s;
+            dh1[i] = d * h3[i] * s * (1.0f + g * (1.0f - s));
+        }
     }
 }
 
@@ -242,12 +245,10 @@ void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, i
                 if (s[j] > m) m = s[j];
             }
             double sum = 0;
-            for (int64_t j = 0; j < n; j++) {
-                s[j] = expf(s[j] - m);
-                sum += s[j];
-            }
+            lm_exp_shifted(s, s, m, n);
+            for (int64_t j = 0; j < n; j++) sum += s[j];
             float inv = (float)(1.0 / sum);
-            lse[i] = m + (float)log(sum);
+            lse[i] = m + (float)lm_log(sum);
             for (int64_t j = 0; j < n; j++) s[j] *= inv;
             for (int64_t j = n; j < i1; j++) s[j] = 0.0f;
         }
@@ -273,10 +274,9 @@ void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float 
             const float *o = O + i * dv, *dorow = dO + i * dv;
             float Di = 0, li = lse[i];
             for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
-            for (int64_t j = 0; j <= i; j++) {
-                p[j] = expf(p[j] * scale - li);
-                ds[j] = p[j] * (ds[j] - Di) * scale;
-            }
+            for (int64_t j = 0; j <= i; j++) p[j] *= scale;
+            lm_exp_shifted(p, p, li, i + 1); /* exp(p * scale - li) */
+            for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - Di) * scale;
             for (int64_t j = i + 1; j < i1; j++) p[j] = ds[j] = 0.0f;
         }
         /* dQ[i0:i1] = dS_blk K[0:i1] */
@@ -312,13 +312,10 @@ double lm_tk_xent(const float *logits, int64_t V, int32_t target, float scale, f
     for (int64_t i = 1; i < V; i++)
         if (logits[i] > m) m = logits[i];
     double sum = 0;
-    for (int64_t i = 0; i < V; i++) {
-        float e = expf(logits[i] - m);
-        dlogits[i] = e;
-        sum += e;
-    }
+    lm_exp_shifted(dlogits, logits, m, V);
+    for (int64_t i = 0; i < V; i++) sum += dlogits[i];
     float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < V; i++) dlogits[i] = dlogits[i] * inv * scale;
     dlogits[target] -= scale;
-    return (double)m + log(sum) - (double)lt;
+    return (double)m + lm_log(sum) - (double)lt;
 }
