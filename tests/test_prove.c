@@ -13,6 +13,7 @@
 #include "formats/json.h"
 #include "prove/answer.h"
 #include "prove/backend_scripted.h"
+#include "prove/fingerprint.h"
 #include "prove/outdir.h"
 #include "prove/pipeline.h"
 #include "prove/pool.h"
@@ -1208,12 +1209,82 @@ TEST(outdir_lock_and_run_args) {
           strstr(err.msg, "whose --input file had other content"));
     CHECK(lm_run_args_check(dir, "{\"samples\":8,\"seed\":\"2\",\"input-sha256\":\"abcdef0123456789\"}", ign, &err) == -1 &&
           strstr(err.msg, "--seed (not given)"));
+    CHECK(lm_run_args_check(dir, "{\"samples\":8,\"input-sha256\":\"abcdef0123456789\",\"model-sha256\":\"0123\"}", ign,
+                            &err) == -1 &&
+          strstr(err.msg, "written by an older lemma that recorded no fingerprint of the --model files"));
     char file[500];
     snprintf(file, sizeof file, "%s/plainfile", tmpdir);
     write_text(file, "x");
     snprintf(dir, sizeof dir, "%s/plainfile/sub", tmpdir);
     CHECK(lm_outdir_open(dir, &l1, &err) == -1 && strstr(err.msg, "cannot create"));
     CHECK(lm_outdir_open(file, &l1, &err) == -1 && strstr(err.msg, "is not a folder"));
+}
+
+/* A safetensors file of one F32 tensor of 2 values: 8-byte header length,
+ * the header, the 8 data bytes. */
+static void write_tiny_safetensors(const char *path, uint8_t first_byte) {
+    const char *hdr = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    uint8_t bytes[256];
+    size_t hl = strlen(hdr), n = 0;
+    for (int i = 0; i < 8; i++) bytes[n++] = (uint8_t)(hl >> (8 * i));
+    memcpy(bytes + n, hdr, hl);
+    n += hl;
+    for (int i = 0; i < 8; i++) bytes[n++] = (uint8_t)(i ? i : first_byte);
+    lm_error err;
+    if (lm_write_file_atomic(path, bytes, n, &err)) printf("  %s\n", err.msg);
+}
+
+static void set_mtime(const char *path, long sec) {
+    struct timespec ts[2] = {{sec, 0}, {sec, 0}};
+    if (utimensat(AT_FDCWD, path, ts, 0)) perror(path);
+}
+
+/* Both kinds of fingerprint: content (every byte counts) and, above the
+ * bound, headers + sizes + mtimes (a data byte changed with the mtime kept
+ * goes unseen: the documented trade-off; a touch is seen). */
+TEST(model_fingerprint_content_and_headers) {
+    char dir[400], st[500], cfg[500], shard[500];
+    snprintf(dir, sizeof dir, "%s/fpmodel", tmpdir);
+    snprintf(st, sizeof st, "%s/model.safetensors", dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(shard, sizeof shard, "%s/extra.safetensors", dir);
+    lm_error err;
+    char full[65], quick[65], h[65];
+    int by_headers = -1;
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == -1 && strstr(err.msg, "fpmodel"));
+    CHECK(mkdir(dir, 0755) == 0);
+    write_text(cfg, "{\"vocab_size\": 8}");
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == -1 && strstr(err.msg, "no *.safetensors files"));
+    write_tiny_safetensors(st, 0);
+    set_mtime(st, 1000000000);
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, full, &by_headers, &err) == 0 && by_headers == 0);
+    CHECK(strlen(full) == 64);
+    CHECK(lm_model_fingerprint(dir, 0, quick, &by_headers, &err) == 0 && by_headers == 1);
+    CHECK(strcmp(full, quick));
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == 0 && !strcmp(h, full));
+
+    write_tiny_safetensors(st, 0x40); /* one data byte, mtime restored */
+    set_mtime(st, 1000000000);
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == 0 && strcmp(h, full));
+    CHECK(lm_model_fingerprint(dir, 0, h, NULL, &err) == 0 && !strcmp(h, quick));
+    set_mtime(st, 1000000001);
+    CHECK(lm_model_fingerprint(dir, 0, h, NULL, &err) == 0 && strcmp(h, quick));
+    write_tiny_safetensors(st, 0);
+    set_mtime(st, 1000000000);
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == 0 && !strcmp(h, full));
+
+    write_text(cfg, "{\"vocab_size\": 9}"); /* small files always by content */
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == 0 && strcmp(h, full));
+    CHECK(lm_model_fingerprint(dir, 0, h, NULL, &err) == 0 && strcmp(h, quick));
+    write_text(cfg, "{\"vocab_size\": 8}");
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == 0 && !strcmp(h, full));
+
+    write_tiny_safetensors(shard, 0); /* another weight file counts */
+    CHECK(lm_model_fingerprint(dir, UINT64_MAX, h, NULL, &err) == 0 && strcmp(h, full));
+    write_text(shard, "\xff\xff\xff\xff\xff\xff\xff\x7f{}"); /* a header longer than the file */
+    CHECK(lm_model_fingerprint(dir, 0, h, NULL, &err) == -1 && strstr(err.msg, "extra.safetensors: safetensors header length"));
+    CHECK(unlink(shard) == 0);
+    CHECK(lm_model_fingerprint(dir, 0, h, NULL, &err) == 0 && !strcmp(h, quick));
 }
 
 int main(void) {
@@ -1239,6 +1310,7 @@ int main(void) {
     RUN(report_against_checker);
     RUN(verify_given_proofs);
     RUN(outdir_lock_and_run_args);
+    RUN(model_fingerprint_content_and_headers);
     json_free(ref_doc);
     remove_tmpdir();
     return test_report("test_prove");

@@ -16,6 +16,7 @@
 #include "formats/jsonw.h"
 #include "prove/backend.h"
 #include "prove/backend_scripted.h"
+#include "prove/fingerprint.h"
 #include "prove/outdir.h"
 #include "prove/pipeline.h"
 #include "prove/pool.h"
@@ -158,7 +159,8 @@ static const char *const one_backend[] = {"--model|--api-base|--backend-script",
 
 /* run.json: the arguments that decide the answers (keys named like the
  * options). Paths are informative; the files' contents are compared. */
-static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_templates *t, lm_text *j) {
+static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_templates *t, const char *model_sha256,
+                    lm_text *j) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->o.seed);
     const char *backend = c->model ? "local" : c->api_base ? "openai" : "scripted";
@@ -167,7 +169,9 @@ static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_temp
             jw_raw(j, ",\"templates\":") || jw_str(j, c->templates_path ? c->templates_path : "built-in") ||
             jw_raw(j, ",\"templates-sha256\":") || jw_str(j, t->sha256) || jw_raw(j, ",\"backend\":") ||
             jw_str(j, backend);
-    if (c->model) e = e || jw_raw(j, ",\"model\":") || jw_str(j, c->model);
+    if (c->model)
+        e = e || jw_raw(j, ",\"model\":") || jw_str(j, c->model) || jw_raw(j, ",\"model-sha256\":") ||
+            jw_str(j, model_sha256);
     if (c->api_base)
         e = e || jw_raw(j, ",\"api-base\":") || jw_str(j, c->api_base) || jw_raw(j, ",\"api-model\":") ||
             jw_str(j, c->api_model);
@@ -245,21 +249,24 @@ static int prove_run(const void *dest) {
     lm_text warn = {0}, args_json = {0}, md = {0};
     lm_dir_lock lock = {.fd = -1};
     int rc = 1;
-    char pool_path[4200];
+    char pool_path[4200], model_sha256[65] = "";
 
     if (lm_problems_load(c.input, verify, &ps, &err)) {
         fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
         return 1;
     }
     if (c.templates_path ? lm_templates_load(c.templates_path, &t, &err) : lm_templates_builtin(&t, &err)) goto fail;
-    if (run_args(&c, &ps, &t, &args_json)) {
-        snprintf(err.msg, sizeof err.msg, "out of memory");
-        goto fail;
-    }
     if (lm_outdir_open(c.out, &lock, &err)) goto fail;
     /* The backend before run.json: a run whose model or endpoint cannot even
      * be opened must not tie the folder to those arguments. */
     if (!(backend = make_backend(&c, &err))) goto fail;
+    /* The pool's answers are the weights' answers: a model rebuilt under the
+     * same path must not continue the run (fingerprint.h). */
+    if (c.model && lm_model_fingerprint(c.model, LM_FINGERPRINT_FULL_LIMIT, model_sha256, NULL, &err)) goto fail;
+    if (run_args(&c, &ps, &t, model_sha256, &args_json)) {
+        snprintf(err.msg, sizeof err.msg, "out of memory");
+        goto fail;
+    }
     static const char *const operational[] = {"input", "templates", "parallel", "threads", "timeout", "api-key-env",
                                               NULL};
     if (lm_run_args_check(c.out, args_json.data, operational, &err)) goto fail;

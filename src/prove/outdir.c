@@ -58,7 +58,21 @@ static int compare_key(const char *path, const char *k, const json_value *old, c
         rc = lm_fail(err, "out of memory");
     } else if (strcmp(a.data, b.data)) {
         size_t kl = strlen(k);
-        if (kl > 7 && !strcmp(k + kl - 7, "-sha256"))
+        int is_hash = kl > 7 && !strcmp(k + kl - 7, "-sha256");
+        if (is_hash && !old && now)
+            /* Without the hash nothing says the old answers came from the
+             * same content, so the folder is not continued. */
+            rc = lm_fail(err,
+                         "%s: this folder was written by an older lemma that recorded no fingerprint of the --%.*s "
+                         "%s (no \"%s\" in it), so its pool may hold answers to other content; choose another --out "
+                         "(or delete the folder to start it over)",
+                         path, (int)(kl - 7), k, !strcmp(k, "model-sha256") ? "files" : "file", k);
+        else if (is_hash && !strcmp(k, "model-sha256"))
+            rc = lm_fail(err,
+                         "%s: this folder holds a run whose --model files had other content (sha256 %.12s..., now "
+                         "%.12s...); rerun with the same model to continue it, or choose another --out",
+                         path, a.data + (a.data[0] == '"'), b.data + (b.data[0] == '"'));
+        else if (is_hash)
             rc = lm_fail(err,
                          "%s: this folder holds a run whose --%.*s file had other content (sha256 %.12s..., now "
                          "%.12s...); rerun with the same file to continue it, or choose another --out",
