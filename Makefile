@@ -125,12 +125,18 @@ clean:
 # pretraining, SFT) or reuse it when it is built, then run the proof pipeline
 # (generate -> verify -> refine) on the held-out problems and print the table.
 # A rerun reuses the build and the pipeline's pool (nothing is asked twice).
+# The pool is the model's answers, so each model gets its own folder,
+# prove-heldout-<first 12 hex digits of the weights' sha256>: after a rebuild
+# with other weights the run starts afresh beside the old one (lemma prove
+# would refuse to continue the old folder with another model).
 RECIPE ?= recipes/default.json
 RUN_OUT ?= build/default
 PROVE_ARGS ?= --samples 8 --verifications 4 --rounds 4 --max-tokens 512 --seed 1
 run: lemma
 	./lemma build $(RECIPE) --out $(RUN_OUT)
-	./lemma prove $(RUN_OUT)/inputs/heldout.jsonl --model $(RUN_OUT)/prover --out $(RUN_OUT)/prove-heldout $(PROVE_ARGS)
+	h=$$(sha256sum $(RUN_OUT)/prover/model.safetensors | cut -c1-12) && [ -n "$$h" ] && \
+	./lemma prove $(RUN_OUT)/inputs/heldout.jsonl --model $(RUN_OUT)/prover --out $(RUN_OUT)/prove-heldout-$$h $(PROVE_ARGS) && \
+	echo "make run: the report is $(RUN_OUT)/prove-heldout-$$h/report.md (report.json and the pool beside it)"
 
 # A quick look at the inference engine on a tiny checkpoint kept in tests/.
 DEMO_MODEL ?= tests/golden/v3_f32
