@@ -89,7 +89,7 @@ static void make_mat(test_mat *tm, lm_dtype dt, int64_t N, int64_t K) {
         /* distinct scale per block, so a wrong block index shows */
         for (int64_t i = 0; i < sr * sc; i++) tm->scale[i] = (float)(1e-3 * (1 + i % 7) * (1 + 0.1 * (double)(i / 7)));
     }
-    tm->m = (lm_mat){dt, N, K, d, tm->scale};
+    tm->m = (lm_mat){dt, N, K, d, tm->scale, LM_LAYOUT_ROWS};
 }
 
 static void free_mat(test_mat *tm) {

@@ -167,20 +167,66 @@ static inline int64_t fp8_scale_cols(const lm_mat *W) {
     return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK;
 }
 
+/* Element offset of W[r][c] in W's layout. */
+static inline size_t mat_elem_index(const lm_mat *W, int64_t r, int64_t c) {
+    if (W->layout == LM_LAYOUT_PANEL16)
+        return ((size_t)(r / LM_PANEL) * (size_t)W->cols + (size_t)c) * LM_PANEL + (size_t)(r % LM_PANEL);
+    return (size_t)r * (size_t)W->cols + (size_t)c;
+}
+
 void lm_mat_row(const lm_mat *W, int64_t r, float *out) {
     int64_t K = W->cols;
     size_t es = lm_dtype_size(W->dtype);
-    const uint8_t *row = (const uint8_t *)W->data + (size_t)r * (size_t)K * es;
-    lm_convert_to_f32(out, row, W->dtype, (size_t)K);
+    if (W->layout == LM_LAYOUT_PANEL16) {
+        /* a gather (embedding lookups of a tied head, the absorbed kv_b at
+         * setup): element by element, exact conversions either way */
+        const uint8_t *d = (const uint8_t *)W->data;
+        for (int64_t c = 0; c < K; c++) lm_convert_to_f32(out + c, d + mat_elem_index(W, r, c) * es, W->dtype, 1);
+    } else {
+        const uint8_t *row = (const uint8_t *)W->data + (size_t)r * (size_t)K * es;
+        lm_convert_to_f32(out, row, W->dtype, (size_t)K);
+    }
     if (W->dtype == LM_DTYPE_F8_E4M3) {
         const float *s = W->scale_inv + (r / LM_FP8_BLOCK) * fp8_scale_cols(W);
         for (int64_t c = 0; c < K; c++) out[c] *= s[c / LM_FP8_BLOCK];
     }
 }
 
+size_t lm_mat_panel_bytes(const lm_mat *W) {
+    size_t panels = (size_t)((W->rows + LM_PANEL - 1) / LM_PANEL);
+    return panels * LM_PANEL * (size_t)W->cols * lm_dtype_size(W->dtype);
+}
+
+/* One panel: rows 16p .. 16p+15 of row-major src, element size ES. The
+ * writes go down a column of the panel, the reads along a row. */
+static inline __attribute__((always_inline)) void pack_panel(const int ES, uint8_t *dst, const uint8_t *src,
+                                                               int64_t N, int64_t K, int64_t p) {
+    uint8_t *pd = dst + (size_t)p * (size_t)K * LM_PANEL * ES;
+    for (int i = 0; i < LM_PANEL; i++) {
+        int64_t r = p * LM_PANEL + i;
+        if (r >= N) {
+            for (int64_t k = 0; k < K; k++) memset(pd + ((size_t)k * LM_PANEL + i) * ES, 0, ES);
+            continue;
+        }
+        const uint8_t *row = src + (size_t)r * (size_t)K * ES;
+        for (int64_t k = 0; k < K; k++) memcpy(pd + ((size_t)k * LM_PANEL + i) * ES, row + (size_t)k * ES, ES);
+    }
+}
+
+void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t p0, int64_t p1) {
+    size_t es = lm_dtype_size(W->dtype);
+    for (int64_t p = p0; p < p1; p++) {
+        switch (es) {
+        case 4: pack_panel(4, dst, W->data, W->rows, W->cols, p); break;
+        case 2: pack_panel(2, dst, W->data, W->rows, W->cols, p); break;
+        default: pack_panel(1, dst, W->data, W->rows, W->cols, p); break;
+        }
+    }
+}
+
 /* Exact value of W[r][c] in double (FP8: byte value times scale, exact). */
 static inline double mat_elem_exact(const lm_mat *W, int64_t r, int64_t c) {
-    size_t i = (size_t)r * (size_t)W->cols + (size_t)c;
+    size_t i = mat_elem_index(W, r, c);
     const uint8_t *d = (const uint8_t *)W->data;
     uint16_t h;
     switch (W->dtype) {

@@ -19,12 +19,28 @@
 #include "core/dtype.h"
 #include "core/threadpool.h"
 
-/* A read-only weight matrix view, usually pointing into an mmapped file. */
+/* How an lm_mat's elements lie in memory. */
+typedef enum lm_layout {
+    /* W[n][k] at element n*K + k (Hugging Face; what files hold). */
+    LM_LAYOUT_ROWS = 0,
+    /* Panels of LM_PANEL rows: W[LM_PANEL*p + i][k] at element
+     * (p*K + k)*LM_PANEL + i, rows padded with zeros to a multiple of
+     * LM_PANEL. The matvec reads it as one contiguous stream per panel, 16
+     * rows' weights for each k (no transposes); docs/arithmetic.md. Same
+     * dtype, same scale_inv (a panel lies inside one 128-row FP8 block). */
+    LM_LAYOUT_PANEL16 = 1,
+} lm_layout;
+
+enum { LM_PANEL = 16 };
+
+/* A read-only weight matrix view, usually pointing into an mmapped file
+ * (row-major) or into panels the model packed at load. */
 typedef struct lm_mat {
     lm_dtype dtype;          /* F32, BF16, F16 or F8_E4M3 */
     int64_t rows, cols;      /* N, K */
-    const void *data;        /* rows*cols elements, row-major; need not be aligned */
+    const void *data;        /* rows*cols elements in `layout`; need not be aligned */
     const float *scale_inv;  /* F8_E4M3 only: [ceil(rows/128), ceil(cols/128)] */
+    lm_layout layout;        /* LM_LAYOUT_ROWS (0) unless packed */
 } lm_mat;
 
 typedef enum lm_isa { LM_ISA_SCALAR = 0, LM_ISA_AVX2 = 1, LM_ISA_AVX512 = 2 } lm_isa;
@@ -45,8 +61,18 @@ const char *lm_isa_name(lm_isa isa);
  * W->scale_inv. */
 void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W);
 
-/* Row r of W converted to float (with the FP8 block scale applied): out[K]. */
+/* Row r of W converted to float (with the FP8 block scale applied): out[K].
+ * Any layout. */
 void lm_mat_row(const lm_mat *W, int64_t r, float *out);
+
+/* Bytes of W (F32, BF16, F16 or F8_E4M3) in LM_LAYOUT_PANEL16: rows rounded
+ * up to a multiple of LM_PANEL. */
+size_t lm_mat_panel_bytes(const lm_mat *W);
+/* Writes row-major W's panels [p0, p1) into dst (lm_mat_panel_bytes of
+ * W, the whole panel matrix; padding rows zero). The result, with layout
+ * LM_LAYOUT_PANEL16, data = dst and W's other fields, gives lm_matmul the
+ * same bits as W. Panels split the work for threads. */
+void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t p0, int64_t p1);
 
 /* The accuracy reference used by tests (single-threaded): y[T, N] = x[T, K]
  * @ W^T with a double accumulator. Not the canonical arithmetic (that is
@@ -76,7 +102,7 @@ void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64
 /* ---- internals shared by kernels.c and the per-ISA files (not for callers) ---- */
 
 /* One ISA's implementations. matvec computes rows [n0, n1) of y for all T
- * tokens (used when T <= matvec_max_t[W dtype], indexed F32, BF16, F16,
+ * tokens (n0 a multiple of LM_PANEL when W is in panels) (used when T <= matvec_max_t[W dtype], indexed F32, BF16, F16,
  * F8_E4M3); gemm computes the tile t in [t0, t1), n in [n0, n1). packed[]
  * is per thread and per lm_matmul call ({-1, -1} at first): gemm records
  * there which x rows it left packed in its scratch, and skips packing them

@@ -219,7 +219,151 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
     }
 }
 
+/* ---- matvec on panels (LM_LAYOUT_PANEL16): no transposes ----
+ *
+ * Panel p holds, for each k in order, the 16 weights W[16p .. 16p+15][k]
+ * side by side: NV16 vectors per k, read as one contiguous stream. Lane i
+ * of a panel's accumulators is row 16p + i's chain: acc = fma(w, x[t][k],
+ * acc) in k order, the canonical chain. G panels run interleaved
+ * (independent chains, G memory streams) for TT tokens at once, the tokens'
+ * accumulators in registers. Columns go in chunks of KCM (128: one FP8
+ * scale per panel and chunk; the chunk of G panels stays in L1 while token
+ * blocks run over it); partial sums wait in y between chunks (exact). */
+
+#ifndef MVP1
+#define MVP1 (VL == 16 ? 8 : VL == 8 ? 4 : 1) /* panels interleaved at T = 1 */
+#endif
+#ifndef MVP
+#define MVP (VL == 16 ? 4 : VL == 8 ? 2 : 1) /* panels interleaved for token blocks */
+#endif
+enum { MVP_MAX = MVP1 > MVP ? MVP1 : MVP };
+
+static inline __attribute__((always_inline)) void mvp_micro(const int dt, const int G, const int TT, float *y,
+                                                              const float *x, int64_t T, const lm_mat *W,
+                                                              int64_t r, int64_t n1, int64_t t0, int64_t kc0,
+                                                              int64_t kcn) {
+    int64_t N = W->rows, K = W->cols;
+    size_t es = dt_size(dt);
+    (void)T;
+    const uint8_t *pp[MVP_MAX];
+    vf f[MVP_MAX], acc[MVP_MAX][NV16][MVT];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) {
+        int64_t p = (r + g * LM_PANEL) / LM_PANEL;
+        pp[g] = (const uint8_t *)W->data + (size_t)((p * K + kc0) * LM_PANEL) * es;
+        f[g] = dt == LM_DTYPE_F8_E4M3 ? v_set1(fp8_factor(W, p * LM_PANEL, kc0)) : v_zero();
+#pragma GCC unroll 16
+        for (int v = 0; v < NV16; v++) {
+            int64_t at = r + g * LM_PANEL + v * VL, rows = n1 - at < VL ? n1 - at : VL;
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++)
+                acc[g][v][t] = kc0 == 0 || rows <= 0 ? v_zero()
+                               : rows == VL         ? v_load(y + (t0 + t) * N + at)
+                                                    : v_loadn(y + (t0 + t) * N + at, rows);
+        }
+    }
+    for (int64_t kk = 0; kk < kcn; kk++) {
+        vf xb[MVT];
+#pragma GCC unroll 4
+        for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+            for (int v = 0; v < NV16; v++) {
+                vf w = v_w(dt, pp[g], kk * LM_PANEL + v * VL);
+                if (dt == LM_DTYPE_F8_E4M3) w = v_mul(w, f[g]);
+#pragma GCC unroll 4
+                for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+        for (int v = 0; v < NV16; v++) {
+            int64_t at = r + g * LM_PANEL + v * VL, rows = n1 - at < VL ? n1 - at : VL;
+            if (rows <= 0) continue;
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++) {
+                if (rows == VL) v_store(y + (t0 + t) * N + at, acc[g][v][t]);
+                else v_storen(y + (t0 + t) * N + at, acc[g][v][t], rows);
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void mvp_tokens(const int dt, const int G, int TT, float *y,
+                                                               const float *x, int64_t T, const lm_mat *W,
+                                                               int64_t r, int64_t n1, int64_t t0, int64_t kc0,
+                                                               int64_t kcn) {
+    switch (TT) {
+#if MVT >= 4
+    case 4: mvp_micro(dt, G, 4, y, x, T, W, r, n1, t0, kc0, kcn); return;
+    case 3: mvp_micro(dt, G, 3, y, x, T, W, r, n1, t0, kc0, kcn); return;
+#endif
+    case 2: mvp_micro(dt, G, 2, y, x, T, W, r, n1, t0, kc0, kcn); return;
+    default: mvp_micro(dt, G, 1, y, x, T, W, r, n1, t0, kc0, kcn); return;
+    }
+}
+
+/* G panels from row r (a multiple of 16) up to n1, all columns, all tokens. */
+static inline __attribute__((always_inline)) void mvp_group(const int dt, const int G, float *y, const float *x,
+                                                              int64_t T, const lm_mat *W, int64_t r, int64_t n1) {
+    int64_t K = W->cols;
+    for (int64_t kc0 = 0; kc0 < K; kc0 += KCM) {
+        int64_t kcn = K - kc0 < KCM ? K - kc0 : KCM;
+        if (G > MVP) { /* only at T = 1 */
+            mvp_micro(dt, G, 1, y, x, T, W, r, n1, 0, kc0, kcn);
+            continue;
+        }
+        for (int64_t t0 = 0; t0 < T; t0 += MVT)
+            mvp_tokens(dt, G, (int)(T - t0 < MVT ? T - t0 : MVT), y, x, T, W, r, n1, t0, kc0, kcn);
+    }
+}
+
+static inline __attribute__((always_inline)) void matvec_panel_dt(const int dt, float *y, const float *x, int64_t T,
+                                                                    const lm_mat *W, int64_t n0, int64_t n1) {
+    int gmax = T == 1 ? MVP1 : MVP;
+    for (int64_t r = n0; r < n1;) {
+        int64_t np = (n1 - r + LM_PANEL - 1) / LM_PANEL;
+        int G = (int)(np < gmax ? np : gmax);
+#if MVP_MAX >= 8
+        if (G >= 8) {
+            mvp_group(dt, 8, y, x, T, W, r, n1);
+            r += 8 * LM_PANEL;
+            continue;
+        }
+#endif
+#if MVP_MAX >= 4
+        if (G >= 4) {
+            mvp_group(dt, 4, y, x, T, W, r, n1);
+            r += 4 * LM_PANEL;
+            continue;
+        }
+#endif
+#if MVP_MAX >= 2
+        if (G >= 2) {
+            mvp_group(dt, 2, y, x, T, W, r, n1);
+            r += 2 * LM_PANEL;
+            continue;
+        }
+#endif
+        (void)G;
+        mvp_group(dt, 1, y, x, T, W, r, n1);
+        r += LM_PANEL;
+    }
+}
+
 static void kern_matvec(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
+    if (W->layout == LM_LAYOUT_PANEL16) {
+        switch (W->dtype) {
+        case LM_DTYPE_F32: matvec_panel_dt(LM_DTYPE_F32, y, x, T, W, n0, n1); break;
+        case LM_DTYPE_BF16: matvec_panel_dt(LM_DTYPE_BF16, y, x, T, W, n0, n1); break;
+        case LM_DTYPE_F16: matvec_panel_dt(LM_DTYPE_F16, y, x, T, W, n0, n1); break;
+        default: matvec_panel_dt(LM_DTYPE_F8_E4M3, y, x, T, W, n0, n1); break;
+        }
+        return;
+    }
     switch (W->dtype) {
     case LM_DTYPE_F32: matvec_dt(LM_DTYPE_F32, y, x, T, W, n0, n1); break;
     case LM_DTYPE_BF16: matvec_dt(LM_DTYPE_BF16, y, x, T, W, n0, n1); break;
@@ -277,7 +421,43 @@ static inline __attribute__((always_inline)) void pack_w_dt(const int dt, float 
     }
 }
 
+/* The same from panels: VL rows x VL columns of a panel are VL contiguous
+ * vectors (one per column); transposed, each is a row of wp. */
+static inline __attribute__((always_inline)) void pack_w_panel_dt(const int dt, float *wp, const lm_mat *W,
+                                                                    int64_t n, int mr, int64_t kc0, int64_t kcn) {
+    int64_t K = W->cols;
+    size_t es = dt_size(dt);
+    for (int64_t rs = n / VL * VL; rs < n + mr; rs += VL) {
+        const uint8_t *pp = (const uint8_t *)W->data +
+                            (size_t)(((rs / LM_PANEL) * K + kc0) * LM_PANEL + rs % LM_PANEL) * es;
+        for (int64_t k = 0; k < kcn; k += VL) {
+            int64_t kn = kcn - k < VL ? kcn - k : VL;
+            vf c[VL];
+#pragma GCC unroll 16
+            for (int j = 0; j < VL; j++) c[j] = j < kn ? v_w(dt, pp, (k + j) * LM_PANEL) : v_zero();
+            if (dt == LM_DTYPE_F8_E4M3) {
+                vf fv = v_set1(fp8_factor(W, rs, kc0 + k));
+#pragma GCC unroll 16
+                for (int j = 0; j < VL; j++) c[j] = v_mul(c[j], fv);
+            }
+            v_transpose(c);
+#pragma GCC unroll 16
+            for (int i = 0; i < VL; i++)
+                if (rs + i >= n && rs + i < n + mr) v_store_a(wp + (rs + i - n) * KC + k, c[i]);
+        }
+    }
+}
+
 static void pack_w(float *wp, const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn) {
+    if (W->layout == LM_LAYOUT_PANEL16) {
+        switch (W->dtype) {
+        case LM_DTYPE_F32: pack_w_panel_dt(LM_DTYPE_F32, wp, W, n, mr, kc0, kcn); break;
+        case LM_DTYPE_BF16: pack_w_panel_dt(LM_DTYPE_BF16, wp, W, n, mr, kc0, kcn); break;
+        case LM_DTYPE_F16: pack_w_panel_dt(LM_DTYPE_F16, wp, W, n, mr, kc0, kcn); break;
+        default: pack_w_panel_dt(LM_DTYPE_F8_E4M3, wp, W, n, mr, kc0, kcn); break;
+        }
+        return;
+    }
     switch (W->dtype) {
     case LM_DTYPE_F32: pack_w_dt(LM_DTYPE_F32, wp, W, n, mr, kc0, kcn); break;
     case LM_DTYPE_BF16: pack_w_dt(LM_DTYPE_BF16, wp, W, n, mr, kc0, kcn); break;
@@ -358,6 +538,15 @@ static void tile_to_y(float *y, int64_t N, int64_t ts, int nt, int64_t n, int mr
 static void prefetch_w(const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn, int64_t part, int64_t parts) {
 #if defined(__x86_64__)
     size_t es = lm_dtype_size(W->dtype), row_bytes = (size_t)W->cols * es;
+    if (W->layout == LM_LAYOUT_PANEL16) { /* one contiguous run per panel */
+        int64_t p0 = n / LM_PANEL, np = (n + mr - 1) / LM_PANEL - p0 + 1;
+        int64_t lines = (int64_t)(((size_t)kcn * LM_PANEL * es + 63) / 64), total = lines * np;
+        for (int64_t l = total * part / parts; l < total * (part + 1) / parts; l++) {
+            const char *p = (const char *)W->data + (size_t)(((p0 + l / lines) * W->cols + kc0) * LM_PANEL) * es;
+            _mm_prefetch(p + (l % lines) * 64, _MM_HINT_T1);
+        }
+        return;
+    }
     int64_t lines = (int64_t)(((size_t)kcn * es + 63) / 64), total = lines * mr;
     for (int64_t l = total * part / parts; l < total * (part + 1) / parts; l++) {
         const char *p = (const char *)W->data + (size_t)(n + l / lines) * row_bytes + (size_t)kc0 * es;
