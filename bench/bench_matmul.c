@@ -10,7 +10,7 @@
  *            enough matrices (>= 512 MiB) that every call reads DRAM,
  *            "hot" repeats one L2/L3-resident matrix; ratio to bandwidth.
  * The weights are in the layout the model loads them into (panels of 16
- * rows, LM_LAYOUT_PANEL16; --rows: row-major, as in the files).
+ * rows, LM_LAYOUT_PANELS; --rows: row-major, as in the files).
  * Every figure is the best of several batches (the machine may be shared:
  * compare a ratio only with the anchors of the same run). 1-thread rows also
  * give the figure per CPU second ("cpu-time", JSON *_cpu), which time-sharing
@@ -186,10 +186,10 @@ static lm_mat make_mat(lm_dtype dt, int64_t N, int64_t K, float **scale_out) {
     lm_mat W = {dt, N, K, d, s, LM_LAYOUT_ROWS};
     if (!use_panels) return W;
     void *pd = alloc_big(lm_mat_panel_bytes(&W));
-    lm_mat_pack_panels(&W, pd, 0, (N + LM_PANEL - 1) / LM_PANEL);
+    lm_mat_pack_panels(&W, pd, 0, lm_panel_blocks(&W));
     free(d);
     W.data = pd;
-    W.layout = LM_LAYOUT_PANEL16;
+    W.layout = LM_LAYOUT_PANELS;
     return W;
 }
 

@@ -141,13 +141,13 @@ TEST(matmul_every_path_is_canonical) {
 /* The scalar path without FMA instructions (kernels_scalar.c, libm's fmaf)
  * is what a CPU without FMA runs; this CPU picks the -mfma build of the same
  * code, so call the plain one directly: same bits as the definition. */
-/* A copy of row-major W in LM_LAYOUT_PANEL16 (freed by the caller). */
+/* A copy of row-major W in LM_LAYOUT_PANELS (freed by the caller). */
 static lm_mat panel_copy(const lm_mat *W, void **buf) {
     *buf = malloc(lm_mat_panel_bytes(W));
-    lm_mat_pack_panels(W, *buf, 0, (W->rows + LM_PANEL - 1) / LM_PANEL);
+    lm_mat_pack_panels(W, *buf, 0, lm_panel_blocks(W));
     lm_mat P = *W;
     P.data = *buf;
-    P.layout = LM_LAYOUT_PANEL16;
+    P.layout = LM_LAYOUT_PANELS;
     return P;
 }
 
@@ -158,7 +158,7 @@ TEST(panel_layout_gives_row_major_bits) {
     static const shape pshapes[] = {
         {1, 1, 1},     {1, 17, 15},   {1, 130, 129}, {1, 300, 300}, {1, 64, 257},  {2, 129, 33},  {3, 40, 250},
         {4, 128, 131}, {5, 77, 17},   {8, 256, 140}, {13, 33, 47},  {17, 130, 129}, {33, 65, 63}, {64, 129, 130},
-        {65, 40, 31},  {70, 300, 270},
+        {65, 40, 31},  {70, 300, 270}, {1, 70, 500}, {6, 64, 500}, /* tiles of 48 rows cross blocks */
     };
     lm_pool *pool = lm_pool_create(3);
     lm_isa isas[3];

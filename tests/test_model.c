@@ -323,10 +323,10 @@ TEST(panel_and_row_major_loads_identical) {
             continue;
         }
         /* the default really packs (else this test compares rows with rows) */
-        CHECK(m[0]->w.head.layout == LM_LAYOUT_PANEL16 && m[0]->w.layers[0].wkv_b.layout == LM_LAYOUT_PANEL16);
+        CHECK(m[0]->w.head.layout == LM_LAYOUT_PANELS && m[0]->w.layers[0].wkv_b.layout == LM_LAYOUT_PANELS);
         CHECK(m[0]->w.head.data != m[1]->w.head.data && m[0]->panels != NULL);
         CHECK(m[1]->w.head.layout == LM_LAYOUT_ROWS && m[1]->w.layers[0].wo.layout == LM_LAYOUT_ROWS);
-        CHECK(m[0]->w.embed.layout == (m[0]->cfg.tie_word_embeddings ? LM_LAYOUT_PANEL16 : LM_LAYOUT_ROWS));
+        CHECK(m[0]->w.embed.layout == (m[0]->cfg.tie_word_embeddings ? LM_LAYOUT_PANELS : LM_LAYOUT_ROWS));
         lm_pool *pool = lm_pool_create(2);
         size_t nl = (size_t)(g->T * g->V);
         float *got[2] = {malloc(nl * sizeof(float)), malloc(nl * sizeof(float))};

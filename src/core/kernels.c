@@ -169,15 +169,18 @@ static inline int64_t fp8_scale_cols(const lm_mat *W) {
 
 /* Element offset of W[r][c] in W's layout. */
 static inline size_t mat_elem_index(const lm_mat *W, int64_t r, int64_t c) {
-    if (W->layout == LM_LAYOUT_PANEL16)
-        return ((size_t)(r / LM_PANEL) * (size_t)W->cols + (size_t)c) * LM_PANEL + (size_t)(r % LM_PANEL);
+    if (W->layout == LM_LAYOUT_PANELS) {
+        int64_t q = r / LM_PANEL_BLOCK;
+        return (size_t)(q * LM_PANEL_BLOCK) * (size_t)W->cols + (size_t)c * (size_t)lm_panel_rows(W, q) +
+               (size_t)(r % LM_PANEL_BLOCK);
+    }
     return (size_t)r * (size_t)W->cols + (size_t)c;
 }
 
 void lm_mat_row(const lm_mat *W, int64_t r, float *out) {
     int64_t K = W->cols;
     size_t es = lm_dtype_size(W->dtype);
-    if (W->layout == LM_LAYOUT_PANEL16) {
+    if (W->layout == LM_LAYOUT_PANELS) {
         /* a gather (embedding lookups of a tied head, the absorbed kv_b at
          * setup): element by element, exact conversions either way */
         const uint8_t *d = (const uint8_t *)W->data;
@@ -197,29 +200,34 @@ size_t lm_mat_panel_bytes(const lm_mat *W) {
     return panels * LM_PANEL * (size_t)W->cols * lm_dtype_size(W->dtype);
 }
 
-/* One panel: rows 16p .. 16p+15 of row-major src, element size ES. The
- * writes go down a column of the panel, the reads along a row. */
-static inline __attribute__((always_inline)) void pack_panel(const int ES, uint8_t *dst, const uint8_t *src,
-                                                               int64_t N, int64_t K, int64_t p) {
-    uint8_t *pd = dst + (size_t)p * (size_t)K * LM_PANEL * ES;
-    for (int i = 0; i < LM_PANEL; i++) {
-        int64_t r = p * LM_PANEL + i;
-        if (r >= N) {
-            for (int64_t k = 0; k < K; k++) memset(pd + ((size_t)k * LM_PANEL + i) * ES, 0, ES);
-            continue;
+/* Block q of row-major src, element size ES: column k of the block is
+ * R_q consecutive elements (rows past N zero). Rows are read in pieces of
+ * a few KB so the writes, one per row down each column, stay in cache. */
+static inline __attribute__((always_inline)) void pack_block(const int ES, uint8_t *dst, const uint8_t *src,
+                                                               const lm_mat *W, int64_t q) {
+    int64_t N = W->rows, K = W->cols, R = lm_panel_rows(W, q), r0 = q * LM_PANEL_BLOCK;
+    uint8_t *bd = dst + (size_t)r0 * (size_t)K * ES;
+    for (int64_t k0 = 0; k0 < K; k0 += 256) {
+        int64_t k1 = k0 + 256 < K ? k0 + 256 : K;
+        for (int64_t r = 0; r < R; r++) {
+            if (r0 + r >= N) {
+                for (int64_t k = k0; k < k1; k++) memset(bd + ((size_t)k * (size_t)R + (size_t)r) * ES, 0, ES);
+                continue;
+            }
+            const uint8_t *row = src + (size_t)(r0 + r) * (size_t)K * ES;
+            for (int64_t k = k0; k < k1; k++)
+                memcpy(bd + ((size_t)k * (size_t)R + (size_t)r) * ES, row + (size_t)k * ES, ES);
         }
-        const uint8_t *row = src + (size_t)r * (size_t)K * ES;
-        for (int64_t k = 0; k < K; k++) memcpy(pd + ((size_t)k * LM_PANEL + i) * ES, row + (size_t)k * ES, ES);
     }
 }
 
-void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t p0, int64_t p1) {
+void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
     size_t es = lm_dtype_size(W->dtype);
-    for (int64_t p = p0; p < p1; p++) {
+    for (int64_t q = q0; q < q1; q++) {
         switch (es) {
-        case 4: pack_panel(4, dst, W->data, W->rows, W->cols, p); break;
-        case 2: pack_panel(2, dst, W->data, W->rows, W->cols, p); break;
-        default: pack_panel(1, dst, W->data, W->rows, W->cols, p); break;
+        case 4: pack_block(4, dst, W->data, W, q); break;
+        case 2: pack_block(2, dst, W->data, W, q); break;
+        default: pack_block(1, dst, W->data, W, q); break;
         }
     }
 }
@@ -342,7 +350,10 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     int64_t N = W->rows;
     int nth = lm_pool_size(pool);
     if (j.matvec) {
-        j.tile_n = tile_len(N, 1, nth, MV_TILE_ROWS, 16);
+        /* panels: whole 128-row blocks (one stream each) unless that
+         * leaves threads idle */
+        int64_t quantum = W->layout == LM_LAYOUT_PANELS && N >= 2 * LM_PANEL_BLOCK * nth ? LM_PANEL_BLOCK : 16;
+        j.tile_n = tile_len(N, 1, nth, MV_TILE_ROWS, quantum);
         j.tiles_n = (N + j.tile_n - 1) / j.tile_n;
         j.ntiles = j.tiles_n;
     } else {

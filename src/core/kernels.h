@@ -23,15 +23,17 @@
 typedef enum lm_layout {
     /* W[n][k] at element n*K + k (Hugging Face; what files hold). */
     LM_LAYOUT_ROWS = 0,
-    /* Panels of LM_PANEL rows: W[LM_PANEL*p + i][k] at element
-     * (p*K + k)*LM_PANEL + i, rows padded with zeros to a multiple of
-     * LM_PANEL. The matvec reads it as one contiguous stream per panel, 16
-     * rows' weights for each k (no transposes); docs/arithmetic.md. Same
-     * dtype, same scale_inv (a panel lies inside one 128-row FP8 block). */
-    LM_LAYOUT_PANEL16 = 1,
+    /* Panels: rows padded with zero rows to a multiple of LM_PANEL (16),
+     * cut into blocks of LM_PANEL_BLOCK (128) rows (the last block: the
+     * rest), each block stored column by column: W[128q + r][k] at element
+     * 128q*K + k*R_q + r, R_q the block's row count (lm_panel_rows). The
+     * decode matvec then reads one contiguous stream per block, 8 panels of
+     * 16 rows' weights for each k, without transposes (docs/arithmetic.md).
+     * Same dtype, same scale_inv: a block is one 128-row FP8 scale block. */
+    LM_LAYOUT_PANELS = 1,
 } lm_layout;
 
-enum { LM_PANEL = 16 };
+enum { LM_PANEL = 16, LM_PANEL_BLOCK = 128 };
 
 /* A read-only weight matrix view, usually pointing into an mmapped file
  * (row-major) or into panels the model packed at load. */
@@ -65,14 +67,22 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
  * Any layout. */
 void lm_mat_row(const lm_mat *W, int64_t r, float *out);
 
-/* Bytes of W (F32, BF16, F16 or F8_E4M3) in LM_LAYOUT_PANEL16: rows rounded
+/* Bytes of W (F32, BF16, F16 or F8_E4M3) in LM_LAYOUT_PANELS: rows rounded
  * up to a multiple of LM_PANEL. */
 size_t lm_mat_panel_bytes(const lm_mat *W);
-/* Writes row-major W's panels [p0, p1) into dst (lm_mat_panel_bytes of
- * W, the whole panel matrix; padding rows zero). The result, with layout
- * LM_LAYOUT_PANEL16, data = dst and W's other fields, gives lm_matmul the
- * same bits as W. Panels split the work for threads. */
-void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t p0, int64_t p1);
+/* Writes blocks [q0, q1) of row-major W in LM_LAYOUT_PANELS into dst
+ * (lm_mat_panel_bytes of W, the whole matrix; padding rows zero). The
+ * result, with layout LM_LAYOUT_PANELS, data = dst and W's other fields,
+ * gives lm_matmul the same bits as W. Blocks split the work for threads. */
+void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1);
+
+/* Blocks of a panel matrix, and the rows R_q of block q (128, or the rest
+ * rounded up to LM_PANEL for the last). */
+static inline int64_t lm_panel_blocks(const lm_mat *W) { return (W->rows + LM_PANEL_BLOCK - 1) / LM_PANEL_BLOCK; }
+static inline int64_t lm_panel_rows(const lm_mat *W, int64_t q) {
+    int64_t padded = (W->rows + LM_PANEL - 1) / LM_PANEL * LM_PANEL, left = padded - q * LM_PANEL_BLOCK;
+    return left < LM_PANEL_BLOCK ? left : LM_PANEL_BLOCK;
+}
 
 /* The accuracy reference used by tests (single-threaded): y[T, N] = x[T, K]
  * @ W^T with a double accumulator. Not the canonical arithmetic (that is

@@ -219,15 +219,15 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
     }
 }
 
-/* ---- matvec on panels (LM_LAYOUT_PANEL16): no transposes ----
+/* ---- matvec on panels (LM_LAYOUT_PANELS): no transposes ----
  *
- * Panel p holds, for each k in order, the 16 weights W[16p .. 16p+15][k]
- * side by side: NV16 vectors per k, read as one contiguous stream. Lane i
- * of a panel's accumulators is row 16p + i's chain: acc = fma(w, x[t][k],
- * acc) in k order, the canonical chain. G panels run interleaved
- * (independent chains, G memory streams) for TT tokens at once, the tokens'
+ * A block of R (128) rows holds, for each k in order, its R weights side by
+ * side: R/16 panels of NV16 vectors, read as one contiguous stream. Lane i
+ * of panel g's accumulators is row 16g + i's chain: acc = fma(w, x[t][k],
+ * acc) in k order, the canonical chain. G panels of one block run
+ * interleaved (independent chains) for TT tokens at once, the tokens'
  * accumulators in registers. Columns go in chunks of KCM (128: one FP8
- * scale per panel and chunk; the chunk of G panels stays in L1 while token
+ * scale per block and chunk; the chunk of G panels stays in L1 while token
  * blocks run over it); partial sums wait in y between chunks (exact). */
 
 #ifndef MVP1
@@ -236,22 +236,22 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
 #ifndef MVP
 #define MVP (VL == 16 ? 4 : VL == 8 ? 2 : 1) /* panels interleaved for token blocks */
 #endif
-enum { MVP_MAX = MVP1 > MVP ? MVP1 : MVP };
+#define MVP_MAX (MVP1 > MVP ? MVP1 : MVP) /* a macro: #if tests it */
 
+/* Panels r/16 .. r/16 + G - 1, all in one block; rows >= n1 not stored. */
 static inline __attribute__((always_inline)) void mvp_micro(const int dt, const int G, const int TT, float *y,
                                                               const float *x, int64_t T, const lm_mat *W,
                                                               int64_t r, int64_t n1, int64_t t0, int64_t kc0,
                                                               int64_t kcn) {
-    int64_t N = W->rows, K = W->cols;
-    size_t es = dt_size(dt);
+    int64_t N = W->rows, K = W->cols, q = r / LM_PANEL_BLOCK, R = lm_panel_rows(W, q);
+    size_t es = dt_size(dt), stride = (size_t)R * es;
     (void)T;
-    const uint8_t *pp[MVP_MAX];
-    vf f[MVP_MAX], acc[MVP_MAX][NV16][MVT];
+    const uint8_t *col = (const uint8_t *)W->data +
+                         ((size_t)(q * LM_PANEL_BLOCK) * (size_t)K + (size_t)kc0 * (size_t)R +
+                          (size_t)(r - q * LM_PANEL_BLOCK)) * es;
+    vf f = dt == LM_DTYPE_F8_E4M3 ? v_set1(fp8_factor(W, r, kc0)) : v_zero(), acc[MVP_MAX][NV16][MVT];
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
-        int64_t p = (r + g * LM_PANEL) / LM_PANEL;
-        pp[g] = (const uint8_t *)W->data + (size_t)((p * K + kc0) * LM_PANEL) * es;
-        f[g] = dt == LM_DTYPE_F8_E4M3 ? v_set1(fp8_factor(W, p * LM_PANEL, kc0)) : v_zero();
 #pragma GCC unroll 16
         for (int v = 0; v < NV16; v++) {
             int64_t at = r + g * LM_PANEL + v * VL, rows = n1 - at < VL ? n1 - at : VL;
@@ -262,7 +262,7 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
                                                     : v_loadn(y + (t0 + t) * N + at, rows);
         }
     }
-    for (int64_t kk = 0; kk < kcn; kk++) {
+    for (int64_t kk = 0; kk < kcn; kk++, col += stride) {
         vf xb[MVT];
 #pragma GCC unroll 4
         for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
@@ -270,8 +270,8 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
         for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
             for (int v = 0; v < NV16; v++) {
-                vf w = v_w(dt, pp[g], kk * LM_PANEL + v * VL);
-                if (dt == LM_DTYPE_F8_E4M3) w = v_mul(w, f[g]);
+                vf w = v_w(dt, col, g * LM_PANEL + v * VL);
+                if (dt == LM_DTYPE_F8_E4M3) w = v_mul(w, f);
 #pragma GCC unroll 4
                 for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
             }
@@ -321,47 +321,59 @@ static inline __attribute__((always_inline)) void mvp_group(const int dt, const 
     }
 }
 
-static inline __attribute__((always_inline)) void matvec_panel_dt(const int dt, float *y, const float *x, int64_t T,
-                                                                    const lm_mat *W, int64_t n0, int64_t n1) {
-    int gmax = T == 1 ? MVP1 : MVP;
-    for (int64_t r = n0; r < n1;) {
-        int64_t np = (n1 - r + LM_PANEL - 1) / LM_PANEL;
-        int G = (int)(np < gmax ? np : gmax);
-#if MVP_MAX >= 8
-        if (G >= 8) {
-            mvp_group(dt, 8, y, x, T, W, r, n1);
-            r += 8 * LM_PANEL;
-            continue;
-        }
+/* One function per (dtype, G): inlined into one, GCC stops unrolling the
+ * register blocks (the accumulators then live in memory: 3x slower). */
+typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t r, int64_t n1);
+#define MVP_FN(DT, G)                                                                                          \
+    static __attribute__((noinline)) void mvp_group_##DT##_##G(float *y, const float *x, int64_t T,         \
+                                                               const lm_mat *W, int64_t r, int64_t n1) {    \
+        mvp_group(LM_DTYPE_##DT, G, y, x, T, W, r, n1);                                                      \
+    }
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G)
+MVP_FNS(1)
+#if MVP_MAX >= 2
+MVP_FNS(2)
 #endif
 #if MVP_MAX >= 4
-        if (G >= 4) {
-            mvp_group(dt, 4, y, x, T, W, r, n1);
-            r += 4 * LM_PANEL;
-            continue;
-        }
+MVP_FNS(4)
 #endif
+#if MVP_MAX >= 8
+MVP_FNS(8)
+#endif
+#define MVP_ROW(G) {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G}
+/* [log2 G][dtype: F32, BF16, F16, FP8] */
+static const mvp_group_fn mvp_groups[][4] = {
+    MVP_ROW(1),
 #if MVP_MAX >= 2
-        if (G >= 2) {
-            mvp_group(dt, 2, y, x, T, W, r, n1);
-            r += 2 * LM_PANEL;
-            continue;
-        }
+    MVP_ROW(2),
 #endif
-        (void)G;
-        mvp_group(dt, 1, y, x, T, W, r, n1);
-        r += LM_PANEL;
+#if MVP_MAX >= 4
+    MVP_ROW(4),
+#endif
+#if MVP_MAX >= 8
+    MVP_ROW(8),
+#endif
+};
+#undef MVP_ROW
+#undef MVP_FNS
+#undef MVP_FN
+
+static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
+    int gmax = T == 1 ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
+    for (int64_t r = n0; r < n1;) {
+        int64_t end = (r / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* a group stays in its block */
+        if (end > n1) end = n1;
+        int64_t np = (end - r + LM_PANEL - 1) / LM_PANEL;
+        int lg = 0; /* the largest power of two <= min(np, gmax) */
+        while ((2 << lg) <= gmax && (2 << lg) <= np) lg++;
+        mvp_groups[lg][di](y, x, T, W, r, n1);
+        r += (int64_t)LM_PANEL << lg;
     }
 }
 
 static void kern_matvec(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
-    if (W->layout == LM_LAYOUT_PANEL16) {
-        switch (W->dtype) {
-        case LM_DTYPE_F32: matvec_panel_dt(LM_DTYPE_F32, y, x, T, W, n0, n1); break;
-        case LM_DTYPE_BF16: matvec_panel_dt(LM_DTYPE_BF16, y, x, T, W, n0, n1); break;
-        case LM_DTYPE_F16: matvec_panel_dt(LM_DTYPE_F16, y, x, T, W, n0, n1); break;
-        default: matvec_panel_dt(LM_DTYPE_F8_E4M3, y, x, T, W, n0, n1); break;
-        }
+    if (W->layout == LM_LAYOUT_PANELS) {
+        matvec_panel(y, x, T, W, n0, n1);
         return;
     }
     switch (W->dtype) {
@@ -421,20 +433,22 @@ static inline __attribute__((always_inline)) void pack_w_dt(const int dt, float 
     }
 }
 
-/* The same from panels: VL rows x VL columns of a panel are VL contiguous
- * vectors (one per column); transposed, each is a row of wp. */
+/* The same from panels: VL rows x VL columns of a block are VL vectors
+ * (one per column, R elements apart); transposed, each is a row of wp. */
 static inline __attribute__((always_inline)) void pack_w_panel_dt(const int dt, float *wp, const lm_mat *W,
                                                                     int64_t n, int mr, int64_t kc0, int64_t kcn) {
     int64_t K = W->cols;
     size_t es = dt_size(dt);
     for (int64_t rs = n / VL * VL; rs < n + mr; rs += VL) {
-        const uint8_t *pp = (const uint8_t *)W->data +
-                            (size_t)(((rs / LM_PANEL) * K + kc0) * LM_PANEL + rs % LM_PANEL) * es;
+        int64_t q = rs / LM_PANEL_BLOCK, R = lm_panel_rows(W, q);
+        const uint8_t *base = (const uint8_t *)W->data +
+                              ((size_t)(q * LM_PANEL_BLOCK) * (size_t)K + (size_t)kc0 * (size_t)R +
+                               (size_t)(rs - q * LM_PANEL_BLOCK)) * es;
         for (int64_t k = 0; k < kcn; k += VL) {
             int64_t kn = kcn - k < VL ? kcn - k : VL;
             vf c[VL];
 #pragma GCC unroll 16
-            for (int j = 0; j < VL; j++) c[j] = j < kn ? v_w(dt, pp, (k + j) * LM_PANEL) : v_zero();
+            for (int j = 0; j < VL; j++) c[j] = j < kn ? v_w(dt, base, (k + j) * R) : v_zero();
             if (dt == LM_DTYPE_F8_E4M3) {
                 vf fv = v_set1(fp8_factor(W, rs, kc0 + k));
 #pragma GCC unroll 16
@@ -449,7 +463,7 @@ static inline __attribute__((always_inline)) void pack_w_panel_dt(const int dt, 
 }
 
 static void pack_w(float *wp, const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn) {
-    if (W->layout == LM_LAYOUT_PANEL16) {
+    if (W->layout == LM_LAYOUT_PANELS) {
         switch (W->dtype) {
         case LM_DTYPE_F32: pack_w_panel_dt(LM_DTYPE_F32, wp, W, n, mr, kc0, kcn); break;
         case LM_DTYPE_BF16: pack_w_panel_dt(LM_DTYPE_BF16, wp, W, n, mr, kc0, kcn); break;
@@ -538,12 +552,14 @@ static void tile_to_y(float *y, int64_t N, int64_t ts, int nt, int64_t n, int mr
 static void prefetch_w(const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn, int64_t part, int64_t parts) {
 #if defined(__x86_64__)
     size_t es = lm_dtype_size(W->dtype), row_bytes = (size_t)W->cols * es;
-    if (W->layout == LM_LAYOUT_PANEL16) { /* one contiguous run per panel */
-        int64_t p0 = n / LM_PANEL, np = (n + mr - 1) / LM_PANEL - p0 + 1;
-        int64_t lines = (int64_t)(((size_t)kcn * LM_PANEL * es + 63) / 64), total = lines * np;
-        for (int64_t l = total * part / parts; l < total * (part + 1) / parts; l++) {
-            const char *p = (const char *)W->data + (size_t)(((p0 + l / lines) * W->cols + kc0) * LM_PANEL) * es;
-            _mm_prefetch(p + (l % lines) * 64, _MM_HINT_T1);
+    if (W->layout == LM_LAYOUT_PANELS) { /* the rows' slice of each column of their block */
+        int64_t q = n / LM_PANEL_BLOCK, R = lm_panel_rows(W, q), o = n - q * LM_PANEL_BLOCK;
+        if ((n + mr - 1) / LM_PANEL_BLOCK != q) return; /* straddles two blocks: rare, left to the hardware */
+        const char *base = (const char *)W->data + ((size_t)(q * LM_PANEL_BLOCK) * (size_t)W->cols + (size_t)o) * es;
+        for (int64_t k = kcn * part / parts; k < kcn * (part + 1) / parts; k++) {
+            const char *p = base + (size_t)(kc0 + k) * (size_t)R * es;
+            _mm_prefetch(p, _MM_HINT_T1);
+            _mm_prefetch(p + (size_t)mr * es - 1, _MM_HINT_T1);
         }
         return;
     }

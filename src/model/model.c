@@ -133,12 +133,12 @@ typedef struct pack_plan {
     lm_mat **mats;               /* the views to repack */
     size_t *offset;              /* where each goes in m->panels */
     int64_t n, cap;
-    int64_t *chunk_mat, *chunk_p0; /* work items: panels [p0, p0 + PACK_CHUNK) of a matrix */
+    int64_t *chunk_mat, *chunk_p0; /* work items: blocks [p0, p0 + PACK_CHUNK) of a matrix */
     int64_t nchunks;
     atomic_llong next;
 } pack_plan;
 
-enum { PACK_CHUNK = 64 };
+enum { PACK_CHUNK = 8 }; /* blocks of 128 rows */
 
 static int plan_add(pack_plan *pl, lm_mat *w) {
     if (pl->n == pl->cap) {
@@ -172,7 +172,7 @@ static void pack_task(void *arg, int ith, int nth) {
         if (c >= pl->nchunks) return;
         int64_t i = pl->chunk_mat[c], p0 = pl->chunk_p0[c];
         const lm_mat *w = pl->mats[i];
-        int64_t np = (w->rows + LM_PANEL - 1) / LM_PANEL, p1 = p0 + PACK_CHUNK < np ? p0 + PACK_CHUNK : np;
+        int64_t np = lm_panel_blocks(w), p1 = p0 + PACK_CHUNK < np ? p0 + PACK_CHUNK : np;
         lm_mat_pack_panels(w, (uint8_t *)pl->m->panels + pl->offset[i], p0, p1);
     }
 }
@@ -195,7 +195,7 @@ static int pack_model(lm_model *m, lm_error *err) {
     for (int64_t i = 0; i < pl.n; i++) {
         pl.offset[i] = total;
         total += (lm_mat_panel_bytes(pl.mats[i]) + 63) / 64 * 64;
-        nchunks += ((pl.mats[i]->rows + LM_PANEL - 1) / LM_PANEL + PACK_CHUNK - 1) / PACK_CHUNK;
+        nchunks += (lm_panel_blocks(pl.mats[i]) + PACK_CHUNK - 1) / PACK_CHUNK;
     }
     if (!total) {
         rc = 0;
@@ -209,7 +209,7 @@ static int pack_model(lm_model *m, lm_error *err) {
     m->panel_bytes = total;
     madvise(m->panels, (total + align - 1) / align * align, MADV_HUGEPAGE);
     for (int64_t i = 0; i < pl.n; i++)
-        for (int64_t p = 0; p < (pl.mats[i]->rows + LM_PANEL - 1) / LM_PANEL; p += PACK_CHUNK) {
+        for (int64_t p = 0; p < lm_panel_blocks(pl.mats[i]); p += PACK_CHUNK) {
             pl.chunk_mat[pl.nchunks] = i;
             pl.chunk_p0[pl.nchunks++] = p;
         }
@@ -220,7 +220,7 @@ static int pack_model(lm_model *m, lm_error *err) {
     lm_pool_run_dynamic(pool, pack_task, &pl);
     for (int64_t i = 0; i < pl.n; i++) {
         pl.mats[i]->data = (uint8_t *)m->panels + pl.offset[i];
-        pl.mats[i]->layout = LM_LAYOUT_PANEL16;
+        pl.mats[i]->layout = LM_LAYOUT_PANELS;
     }
     if (tied) m->w.head = m->w.embed;
     rc = 0;

@@ -8,7 +8,7 @@
  *
  * Every matrix the forward only multiplies by (the Linears, the routers,
  * the head; the embedding too when the head is tied to it) is repacked at
- * load into panels of 16 rows (LM_LAYOUT_PANEL16, core/kernels.h) in its
+ * load into panels of 16 rows (LM_LAYOUT_PANELS, core/kernels.h) in its
  * stored dtype (F32/BF16/F16/FP8 block-scaled), so the decode matvec reads
  * contiguous memory; the bits are those of the row-major file
  * (docs/arithmetic.md). That costs one pass over the weights at load
