@@ -237,6 +237,12 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
 #define MVP (VL == 16 ? 4 : VL == 8 ? 2 : 1) /* panels interleaved for token blocks */
 #endif
 #define MVP_MAX (MVP1 > MVP ? MVP1 : MVP) /* a macro: #if tests it */
+/* Columns per chunk at T = 1 (a divisor of 128): where a block takes two
+ * groups (AVX2), short chunks keep the two groups' reads of the block
+ * close in time and address, so DRAM sees one stream, not two strided ones. */
+#ifndef MVP_KC1
+#define MVP_KC1 (MVP1 * 16 < LM_PANEL_BLOCK ? 32 : KCM)
+#endif
 
 /* Panels r/16 .. r/16 + G - 1, all in one block; rows >= n1 not stored. */
 static inline __attribute__((always_inline)) void mvp_micro(const int dt, const int G, const int TT, float *y,
@@ -306,28 +312,28 @@ static inline __attribute__((always_inline)) void mvp_tokens(const int dt, const
     }
 }
 
-/* G panels from row r (a multiple of 16) up to n1, all columns, all tokens. */
+/* G panels from row r (a multiple of 16) up to n1, columns kc0 .. kc0+kcn,
+ * all tokens. */
 static inline __attribute__((always_inline)) void mvp_group(const int dt, const int G, float *y, const float *x,
-                                                              int64_t T, const lm_mat *W, int64_t r, int64_t n1) {
-    int64_t K = W->cols;
-    for (int64_t kc0 = 0; kc0 < K; kc0 += KCM) {
-        int64_t kcn = K - kc0 < KCM ? K - kc0 : KCM;
-        if (G > MVP) { /* only at T = 1 */
-            mvp_micro(dt, G, 1, y, x, T, W, r, n1, 0, kc0, kcn);
-            continue;
-        }
-        for (int64_t t0 = 0; t0 < T; t0 += MVT)
-            mvp_tokens(dt, G, (int)(T - t0 < MVT ? T - t0 : MVT), y, x, T, W, r, n1, t0, kc0, kcn);
+                                                              int64_t T, const lm_mat *W, int64_t r, int64_t n1,
+                                                              int64_t kc0, int64_t kcn) {
+    if (G > MVP) { /* only at T = 1 */
+        mvp_micro(dt, G, 1, y, x, T, W, r, n1, 0, kc0, kcn);
+        return;
     }
+    for (int64_t t0 = 0; t0 < T; t0 += MVT)
+        mvp_tokens(dt, G, (int)(T - t0 < MVT ? T - t0 : MVT), y, x, T, W, r, n1, t0, kc0, kcn);
 }
 
 /* One function per (dtype, G): inlined into one, GCC stops unrolling the
  * register blocks (the accumulators then live in memory: 3x slower). */
-typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t r, int64_t n1);
+typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t r, int64_t n1,
+                             int64_t kc0, int64_t kcn);
 #define MVP_FN(DT, G)                                                                                          \
     static __attribute__((noinline)) void mvp_group_##DT##_##G(float *y, const float *x, int64_t T,         \
-                                                               const lm_mat *W, int64_t r, int64_t n1) {    \
-        mvp_group(LM_DTYPE_##DT, G, y, x, T, W, r, n1);                                                      \
+                                                               const lm_mat *W, int64_t r, int64_t n1,      \
+                                                               int64_t kc0, int64_t kcn) {                  \
+        mvp_group(LM_DTYPE_##DT, G, y, x, T, W, r, n1, kc0, kcn);                                            \
     }
 #define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G)
 MVP_FNS(1)
@@ -358,16 +364,26 @@ static const mvp_group_fn mvp_groups[][4] = {
 #undef MVP_FNS
 #undef MVP_FN
 
+/* Block by block; within a block, chunk by chunk, every group of panels
+ * (AVX2 has registers for half a block at T = 1): the block is read in
+ * address order, not as two half-density passes. */
 static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
     int gmax = T == 1 ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
-    for (int64_t r = n0; r < n1;) {
-        int64_t end = (r / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* a group stays in its block */
+    int64_t K = W->cols, kc = T == 1 ? MVP_KC1 : KCM;
+    for (int64_t r0 = n0; r0 < n1;) {
+        int64_t end = (r0 / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* groups stay in their block */
         if (end > n1) end = n1;
-        int64_t np = (end - r + LM_PANEL - 1) / LM_PANEL;
-        int lg = 0; /* the largest power of two <= min(np, gmax) */
-        while ((2 << lg) <= gmax && (2 << lg) <= np) lg++;
-        mvp_groups[lg][di](y, x, T, W, r, n1);
-        r += (int64_t)LM_PANEL << lg;
+        for (int64_t kc0 = 0; kc0 < K; kc0 += kc) {
+            int64_t kcn = K - kc0 < kc ? K - kc0 : kc;
+            for (int64_t r = r0; r < end;) {
+                int64_t np = (end - r + LM_PANEL - 1) / LM_PANEL;
+                int lg = 0; /* the largest power of two <= min(np, gmax) */
+                while ((2 << lg) <= gmax && (2 << lg) <= np) lg++;
+                mvp_groups[lg][di](y, x, T, W, r, n1, kc0, kcn);
+                r += (int64_t)LM_PANEL << lg;
+            }
+        }
+        r0 = end;
     }
 }
 
