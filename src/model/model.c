@@ -197,7 +197,10 @@ static int pack_model(lm_model *m, lm_error *err) {
         total += (lm_mat_panel_bytes(pl.mats[i]) + 63) / 64 * 64;
         nchunks += (lm_panel_blocks(pl.mats[i]) + PACK_CHUNK - 1) / PACK_CHUNK;
     }
-    if (!total) {
+    /* Beyond 3/4 of RAM the copy would push the mapping (and everything
+     * else) out: keep the row-major views, same bits, slower decode. */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (!total || (pages > 0 && page > 0 && (double)total > 0.75 * (double)pages * (double)page)) {
         rc = 0;
         goto done;
     }

@@ -14,7 +14,9 @@
  * (docs/arithmetic.md). That costs one pass over the weights at load
  * (threaded) and about one copy of them in memory (`panels`); the mapped
  * file pages are then clean page cache the kernel may reclaim. An untied
- * embedding stays a view into the mapping (it is a row lookup). Norm
+ * embedding stays a view into the mapping (it is a row lookup). Packing
+ * is skipped (views stay row-major, same bits) when the panels would take
+ * more than 3/4 of the machine's RAM, or with LEMMA_PANELS=0. Norm
  * vectors and the routing bias are converted to F32 (a few KB per layer).
  *
  * Two attention paths share one forward:
