@@ -226,9 +226,10 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
  * of panel g's accumulators is row 16g + i's chain: acc = fma(w, x[t][k],
  * acc) in k order, the canonical chain. G panels of one block run
  * interleaved (independent chains) for TT tokens at once, the tokens'
- * accumulators in registers. Columns go in chunks of KCM (128: one FP8
- * scale per block and chunk; the chunk of G panels stays in L1 while token
- * blocks run over it); partial sums wait in y between chunks (exact). */
+ * accumulators in registers. Columns go in chunks (64 for token blocks:
+ * the chunk of G panels stays in L1 while they run over it; at T = 1
+ * MVP_KC1; always inside one 128-column FP8 scale block, so one scale per
+ * block and chunk); partial sums wait in y between chunks (exact). */
 
 #ifndef MVP1
 #define MVP1 (VL == 16 ? 8 : VL == 8 ? 4 : 1) /* panels interleaved at T = 1 */
@@ -369,7 +370,7 @@ static const mvp_group_fn mvp_groups[][4] = {
  * address order, not as two half-density passes. */
 static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
     int gmax = T == 1 ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
-    int64_t K = W->cols, kc = T == 1 ? MVP_KC1 : KCM;
+    int64_t K = W->cols, kc = T == 1 ? MVP_KC1 : KCM / 2;
     for (int64_t r0 = n0; r0 < n1;) {
         int64_t end = (r0 / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* groups stay in their block */
         if (end > n1) end = n1;
