@@ -71,7 +71,7 @@ static void make_w(wmat *w, lm_dtype dt, int64_t N, int64_t K) {
         /* scales with full mantissas, so fp8 * scale really rounds */
         for (int64_t i = 0; i < sr * sc; i++) w->scale[i] = (float)(1e-3 * (1.0 + rng_sym(0.9f)));
     }
-    w->m = (lm_mat){dt, N, K, w->data, w->scale, LM_LAYOUT_ROWS};
+    w->m = (lm_mat){dt, N, K, w->data, w->scale, LM_LAYOUT_ROWS, 0};
 }
 
 /* The definition, in plain C. */
@@ -144,8 +144,9 @@ TEST(matmul_every_path_is_canonical) {
 /* A copy of row-major W in LM_LAYOUT_PANELS (freed by the caller). */
 static lm_mat panel_copy(const lm_mat *W, void **buf) {
     *buf = malloc(lm_mat_panel_bytes(W));
-    lm_mat_pack_panels(W, *buf, 0, lm_panel_blocks(W));
+    int64_t nan = lm_mat_pack_panels(W, *buf, 0, lm_panel_blocks(W));
     lm_mat P = *W;
+    P.fp8_nan_free = W->dtype == LM_DTYPE_F8_E4M3 && nan == 0; /* make_w writes no NaN byte */
     P.data = *buf;
     P.layout = LM_LAYOUT_PANELS;
     return P;
@@ -200,6 +201,25 @@ TEST(panel_layout_gives_row_major_bits) {
             lm_matmul_force_path(0);
             free(x), free(want), free(y), free(ra), free(rb), free(buf), free(w.data), free(w.scale);
         }
+    /* FP8 NaN bytes: counted by the packing (so the fast conversion is never
+     * used on them), and still NaN through the patched conversion */
+    {
+        wmat w;
+        make_w(&w, LM_DTYPE_F8_E4M3, 40, 70);
+        w.data[3 * 70 + 5] = 0x7f;
+        w.data[37 * 70 + 69] = 0xff;
+        void *buf;
+        lm_mat P = panel_copy(&w.m, &buf);
+        CHECK(!P.fp8_nan_free && lm_mat_pack_panels(&w.m, buf, 0, lm_panel_blocks(&w.m)) == 2);
+        float x[70], y[40];
+        for (int i = 0; i < 70; i++) x[i] = 1.0f;
+        for (int ii = 0; ii < nisa; ii++) {
+            lm_set_isa(isas[ii]);
+            lm_matmul(NULL, y, x, 1, &P);
+            CHECKF(isnan(y[3]) && isnan(y[37]) && !isnan(y[4]), "%s: FP8 NaN bytes in panels", lm_isa_name(isas[ii]));
+        }
+        free(buf), free(w.data), free(w.scale);
+    }
     lm_set_isa(saved);
     lm_pool_free(pool);
     printf("  %d (shape, dtype, path, forced path, threads) combinations\n", combos);
@@ -253,7 +273,7 @@ TEST(conversions_every_code_every_path) {
             }
         }
         float one_scale[2] = {1.0f, 1.0f};
-        lm_mat W = {dt, N, 1, data, dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL, LM_LAYOUT_ROWS};
+        lm_mat W = {dt, N, 1, data, dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL, LM_LAYOUT_ROWS, 0};
         float *want = (float *)malloc((size_t)N * sizeof(float)), *y = (float *)malloc((size_t)N * 4 * sizeof(float));
         float x[4] = {1, 1, 1, 1};
         lm_convert_to_f32(want, data, dt, (size_t)N);

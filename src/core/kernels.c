@@ -221,15 +221,22 @@ static inline __attribute__((always_inline)) void pack_block(const int ES, uint8
     }
 }
 
-void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
+int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
     size_t es = lm_dtype_size(W->dtype);
+    int64_t nan = 0;
     for (int64_t q = q0; q < q1; q++) {
         switch (es) {
         case 4: pack_block(4, dst, W->data, W, q); break;
         case 2: pack_block(2, dst, W->data, W, q); break;
         default: pack_block(1, dst, W->data, W, q); break;
         }
+        if (W->dtype == LM_DTYPE_F8_E4M3) {
+            const uint8_t *b = (const uint8_t *)dst + (size_t)(q * LM_PANEL_BLOCK) * (size_t)W->cols;
+            size_t n = (size_t)lm_panel_rows(W, q) * (size_t)W->cols;
+            for (size_t i = 0; i < n; i++) nan += (b[i] & 0x7f) == 0x7f;
+        }
     }
+    return nan;
 }
 
 /* Exact value of W[r][c] in double (FP8: byte value times scale, exact). */

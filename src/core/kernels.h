@@ -43,6 +43,10 @@ typedef struct lm_mat {
     const void *data;        /* rows*cols elements in `layout`; need not be aligned */
     const float *scale_inv;  /* F8_E4M3 only: [ceil(rows/128), ceil(cols/128)] */
     lm_layout layout;        /* LM_LAYOUT_ROWS (0) unless packed */
+    /* F8_E4M3 in panels: no byte is a NaN code (0x7f, 0xff), as checked
+     * while packing, so the decode matvec skips the NaN patch of its FP8
+     * conversion (a quarter of its work). Set only by whoever checked. */
+    int fp8_nan_free;
 } lm_mat;
 
 typedef enum lm_isa { LM_ISA_SCALAR = 0, LM_ISA_AVX2 = 1, LM_ISA_AVX512 = 2 } lm_isa;
@@ -73,8 +77,10 @@ size_t lm_mat_panel_bytes(const lm_mat *W);
 /* Writes blocks [q0, q1) of row-major W in LM_LAYOUT_PANELS into dst
  * (lm_mat_panel_bytes of W, the whole matrix; padding rows zero). The
  * result, with layout LM_LAYOUT_PANELS, data = dst and W's other fields,
- * gives lm_matmul the same bits as W. Blocks split the work for threads. */
-void lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1);
+ * gives lm_matmul the same bits as W. Blocks split the work for threads.
+ * Returns how many FP8 NaN bytes the blocks hold (0 for other dtypes): none
+ * in the whole matrix allows fp8_nan_free. */
+int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1);
 
 /* Blocks of a panel matrix, and the rows R_q of block q (128, or the rest
  * rounded up to LM_PANEL for the last). */
@@ -139,6 +145,10 @@ extern const lm_kernel_table lm_kernels_scalar;
 extern const lm_kernel_table lm_kernels_scalar_fma;
 extern const lm_kernel_table lm_kernels_avx2;
 extern const lm_kernel_table lm_kernels_avx512;
+
+/* The vector layers' FP8 conversion without the NaN patch (a pseudo dtype
+ * for the kernels only: a matrix with fp8_nan_free). */
+enum { LM_DT_FP8_NAN_FREE = 64 };
 
 /* Tests: forces lm_matmul onto one path for every T (0 = automatic, 1 =
  * matvec, 2 = gemm) so both are checked on every shape; returns the old

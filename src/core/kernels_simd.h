@@ -73,7 +73,8 @@ AIL vf v_clamp(vf x, vf lo, vf hi) { return VPS(min)(hi, VPS(max)(lo, x)); }
 
 enum { NT = 2 * VL, KC = 512, TC = 256, XT_FULL_K = 4096, MVG = 4, KCM = 128, NV16 = 16 / VL };
 
-static inline size_t dt_size(int dt) { return lm_dtype_size((lm_dtype)dt); }
+static inline size_t dt_size(int dt) { return dt == LM_DT_FP8_NAN_FREE ? 1 : lm_dtype_size((lm_dtype)dt); }
+static inline int dt_fp8(int dt) { return dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE; }
 
 static inline int64_t fp8_scols(const lm_mat *W) { return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK; }
 
@@ -256,7 +257,7 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
     const uint8_t *col = (const uint8_t *)W->data +
                          ((size_t)(q * LM_PANEL_BLOCK) * (size_t)K + (size_t)kc0 * (size_t)R +
                           (size_t)(r - q * LM_PANEL_BLOCK)) * es;
-    vf f = dt == LM_DTYPE_F8_E4M3 ? v_set1(fp8_factor(W, r, kc0)) : v_zero(), acc[MVP_MAX][NV16][MVT];
+    vf f = dt_fp8(dt) ? v_set1(fp8_factor(W, r, kc0)) : v_zero(), acc[MVP_MAX][NV16][MVT];
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
@@ -278,7 +279,7 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
 #pragma GCC unroll 16
             for (int v = 0; v < NV16; v++) {
                 vf w = v_w(dt, col, g * LM_PANEL + v * VL);
-                if (dt == LM_DTYPE_F8_E4M3) w = v_mul(w, f);
+                if (dt_fp8(dt)) w = v_mul(w, f);
 #pragma GCC unroll 4
                 for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
             }
@@ -336,7 +337,8 @@ typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *
                                                                int64_t kc0, int64_t kcn) {                  \
         mvp_group(LM_DTYPE_##DT, G, y, x, T, W, r, n1, kc0, kcn);                                            \
     }
-#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G)
+#define LM_DTYPE_FP8_NAN_FREE LM_DT_FP8_NAN_FREE
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G)
 MVP_FNS(1)
 #if MVP_MAX >= 2
 MVP_FNS(2)
@@ -347,9 +349,10 @@ MVP_FNS(4)
 #if MVP_MAX >= 8
 MVP_FNS(8)
 #endif
-#define MVP_ROW(G) {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G}
-/* [log2 G][dtype: F32, BF16, F16, FP8] */
-static const mvp_group_fn mvp_groups[][4] = {
+#define MVP_ROW(G)                                                                                             \
+    {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G, mvp_group_FP8_NAN_FREE_##G}
+/* [log2 G][dtype: F32, BF16, F16, FP8, FP8 without NaN bytes] */
+static const mvp_group_fn mvp_groups[][5] = {
     MVP_ROW(1),
 #if MVP_MAX >= 2
     MVP_ROW(2),
@@ -364,12 +367,14 @@ static const mvp_group_fn mvp_groups[][4] = {
 #undef MVP_ROW
 #undef MVP_FNS
 #undef MVP_FN
+#undef LM_DTYPE_FP8_NAN_FREE
 
 /* Block by block; within a block, chunk by chunk, every group of panels
  * (AVX2 has registers for half a block at T = 1): the block is read in
  * address order, not as two half-density passes. */
 static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
     int gmax = T == 1 ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
+    if (W->dtype == LM_DTYPE_F8_E4M3 && W->fp8_nan_free) di = 4;
     int64_t K = W->cols, kc = T == 1 ? MVP_KC1 : KCM / 2;
     for (int64_t r0 = n0; r0 < n1;) {
         int64_t end = (r0 / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* groups stay in their block */

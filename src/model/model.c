@@ -134,6 +134,7 @@ typedef struct pack_plan {
     size_t *offset;              /* where each goes in m->panels */
     int64_t n, cap;
     int64_t *chunk_mat, *chunk_p0; /* work items: blocks [p0, p0 + PACK_CHUNK) of a matrix */
+    int64_t *chunk_nan;          /* FP8 NaN bytes each work item found */
     int64_t nchunks;
     atomic_llong next;
 } pack_plan;
@@ -173,7 +174,7 @@ static void pack_task(void *arg, int ith, int nth) {
         int64_t i = pl->chunk_mat[c], p0 = pl->chunk_p0[c];
         const lm_mat *w = pl->mats[i];
         int64_t np = lm_panel_blocks(w), p1 = p0 + PACK_CHUNK < np ? p0 + PACK_CHUNK : np;
-        lm_mat_pack_panels(w, (uint8_t *)pl->m->panels + pl->offset[i], p0, p1);
+        pl->chunk_nan[c] = lm_mat_pack_panels(w, (uint8_t *)pl->m->panels + pl->offset[i], p0, p1);
     }
 }
 
@@ -206,9 +207,10 @@ static int pack_model(lm_model *m, lm_error *err) {
     }
     pl.chunk_mat = malloc((size_t)nchunks * sizeof *pl.chunk_mat);
     pl.chunk_p0 = malloc((size_t)nchunks * sizeof *pl.chunk_p0);
+    pl.chunk_nan = calloc((size_t)nchunks, sizeof *pl.chunk_nan);
     size_t align = (size_t)1 << 21;
     m->panels = aligned_alloc(align, (total + align - 1) / align * align);
-    if (!pl.chunk_mat || !pl.chunk_p0 || !m->panels) goto oom;
+    if (!pl.chunk_mat || !pl.chunk_p0 || !pl.chunk_nan || !m->panels) goto oom;
     m->panel_bytes = total;
     madvise(m->panels, (total + align - 1) / align * align, MADV_HUGEPAGE);
     for (int64_t i = 0; i < pl.n; i++)
@@ -224,7 +226,10 @@ static int pack_model(lm_model *m, lm_error *err) {
     for (int64_t i = 0; i < pl.n; i++) {
         pl.mats[i]->data = (uint8_t *)m->panels + pl.offset[i];
         pl.mats[i]->layout = LM_LAYOUT_PANELS;
+        pl.mats[i]->fp8_nan_free = pl.mats[i]->dtype == LM_DTYPE_F8_E4M3;
     }
+    for (int64_t c = 0; c < pl.nchunks; c++)
+        if (pl.chunk_nan[c]) pl.mats[pl.chunk_mat[c]]->fp8_nan_free = 0;
     if (tied) m->w.head = m->w.embed;
     rc = 0;
     goto done;
@@ -236,6 +241,7 @@ done:
     free(pl.offset);
     free(pl.chunk_mat);
     free(pl.chunk_p0);
+    free(pl.chunk_nan);
     return rc;
 }
 
