@@ -2,7 +2,9 @@
  * driver (kernels_simd.h): 8 lanes, 16 ymm registers.
  *
  * GEMM: MR = 6 W rows broadcast against strips of 16 tokens (2 ymm): 12
- * accumulators. Matvec: token blocks of 2 over 4 blocks of 8 rows. The
+ * accumulators. Matvec: token blocks of 2 over 4 blocks of 8 rows; on
+ * panels, a whole 128-row block at T = 1 (16 accumulators: one may spill,
+ * still faster than DRAM), 2 panels for token blocks of 2. The
  * canonical 16 lanes of the row kernels are two ymm (lanes 0-7, 8-15).
  * Tails of 16/8-bit weights are copied into a zeroed buffer (AVX2 has no
  * masked loads for them); f32 tails use vmaskmovps. FP8: see
@@ -19,6 +21,7 @@
 #define VL 8
 #define MR 6
 #define MVT 2
+#define MVP1 8 /* T = 1: a whole 128-row block, 16 accumulators (one may spill: DRAM is slower than that) */
 #define TABLE_NAME lm_kernels_avx2
 #define MATVEC_MAX_T {8, 32, 32, 8} /* F32, BF16, F16, FP8 */
 typedef __m256 vf;

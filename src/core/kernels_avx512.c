@@ -2,7 +2,8 @@
  * kernel driver (kernels_simd.h): 16 lanes, 32 zmm registers.
  *
  * GEMM: MR = 12 W rows broadcast against strips of 32 tokens (2 zmm): 24
- * accumulators. Matvec: token blocks of 4 over 4 blocks of 16 rows.
+ * accumulators. Matvec: token blocks of 4 over 4 blocks of 16 rows; on
+ * panels, 8 panels (a 128-row block) at T = 1, 4 for token blocks of 4.
  *
  * FP8 E4M3 -> f32 without tables: sign-extend the byte to 16 bits, shift
  * left 7 and clear bit 14: that is the f16 with the same bits, worth

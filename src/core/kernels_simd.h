@@ -228,12 +228,12 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
  * acc) in k order, the canonical chain. G panels of one block run
  * interleaved (independent chains) for TT tokens at once, the tokens'
  * accumulators in registers. Columns go in chunks (64 for token blocks:
- * the chunk of G panels stays in L1 while they run over it; at T = 1
- * MVP_KC1; always inside one 128-column FP8 scale block, so one scale per
- * block and chunk); partial sums wait in y between chunks (exact). */
+ * the chunk of G panels stays in L1 while they run over it; 128 at T = 1;
+ * always inside one 128-column FP8 scale block, so one scale per block and
+ * chunk); partial sums wait in y between chunks (exact). */
 
 #ifndef MVP1
-#define MVP1 (VL == 16 ? 8 : VL == 8 ? 4 : 1) /* panels interleaved at T = 1 */
+#define MVP1 (VL == 16 ? 8 : 1) /* panels interleaved at T = 1 */
 #endif
 #ifndef MVP
 #define MVP (VL == 16 ? 4 : VL == 8 ? 2 : 1) /* panels interleaved for token blocks */
@@ -242,9 +242,6 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
 /* Columns per chunk at T = 1 (a divisor of 128): where a block takes two
  * groups (AVX2), short chunks keep the two groups' reads of the block
  * close in time and address, so DRAM sees one stream, not two strided ones. */
-#ifndef MVP_KC1
-#define MVP_KC1 (MVP1 * 16 < LM_PANEL_BLOCK ? 32 : KCM)
-#endif
 
 /* Panels r/16 .. r/16 + G - 1, all in one block; rows >= n1 not stored. */
 static inline __attribute__((always_inline)) void mvp_micro(const int dt, const int G, const int TT, float *y,
@@ -369,13 +366,13 @@ static const mvp_group_fn mvp_groups[][5] = {
 #undef MVP_FN
 #undef LM_DTYPE_FP8_NAN_FREE
 
-/* Block by block; within a block, chunk by chunk, every group of panels
- * (AVX2 has registers for half a block at T = 1): the block is read in
- * address order, not as two half-density passes. */
+/* Block by block; within a block, chunk by chunk, every group of panels:
+ * where a block takes several groups (token blocks; the scalar path), it is
+ * still read in address order, not as several strided passes. */
 static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
     int gmax = T == 1 ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
     if (W->dtype == LM_DTYPE_F8_E4M3 && W->fp8_nan_free) di = 4;
-    int64_t K = W->cols, kc = T == 1 ? MVP_KC1 : KCM / 2;
+    int64_t K = W->cols, kc = T == 1 ? KCM : KCM / 2;
     for (int64_t r0 = n0; r0 < n1;) {
         int64_t end = (r0 / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* groups stay in their block */
         if (end > n1) end = n1;
