@@ -357,6 +357,17 @@ TEST(panel_and_row_major_loads_identical) {
         lm_model_free(m[0]);
         lm_model_free(m[1]);
     }
+    /* LEMMA_PANELS=0 makes lm_model_load keep the row-major views */
+    if (ngoldens > 0) {
+        lm_error err;
+        lm_model *m = NULL;
+        setenv("LEMMA_PANELS", "0", 1);
+        int rc = lm_model_load(goldens[0].dir, &m, &err);
+        unsetenv("LEMMA_PANELS");
+        CHECKF(rc == 0, "%s", rc ? err.msg : "");
+        if (!rc) CHECK(m->w.head.layout == LM_LAYOUT_ROWS && m->w.layers[0].wo.layout == LM_LAYOUT_ROWS && !m->panels);
+        lm_model_free(m);
+    }
     lm_set_isa(saved);
 }
 

@@ -239,10 +239,6 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
 #define MVP (VL == 16 ? 4 : VL == 8 ? 2 : 1) /* panels interleaved for token blocks */
 #endif
 #define MVP_MAX (MVP1 > MVP ? MVP1 : MVP) /* a macro: #if tests it */
-/* Columns per chunk at T = 1 (a divisor of 128): where a block takes two
- * groups (AVX2), short chunks keep the two groups' reads of the block
- * close in time and address, so DRAM sees one stream, not two strided ones. */
-
 /* Panels r/16 .. r/16 + G - 1, all in one block; rows >= n1 not stored. */
 static inline __attribute__((always_inline)) void mvp_micro(const int dt, const int G, const int TT, float *y,
                                                               const float *x, int64_t T, const lm_mat *W,
