@@ -9,6 +9,8 @@
  *   decode   GB/s of W read by lm_matmul at T=1: "cold" cycles through
  *            enough matrices (>= 512 MiB) that every call reads DRAM,
  *            "hot" repeats one L2/L3-resident matrix; ratio to bandwidth.
+ * The weights are in the layout the model loads them into (panels of 16
+ * rows, LM_LAYOUT_PANELS; --rows: row-major, as in the files).
  * Every figure is the best of several batches (the machine may be shared:
  * compare a ratio only with the anchors of the same run). 1-thread rows also
  * give the figure per CPU second ("cpu-time", JSON *_cpu), which time-sharing
@@ -158,6 +160,8 @@ static void *alloc_big(size_t bytes) {
     return p;
 }
 
+static int use_panels = 1; /* --rows: 0 */
+
 static lm_mat make_mat(lm_dtype dt, int64_t N, int64_t K, float **scale_out) {
     size_t n = (size_t)(N * K), es = lm_dtype_size(dt);
     uint8_t *d = (uint8_t *)alloc_big(n * es);
@@ -179,7 +183,14 @@ static lm_mat make_mat(lm_dtype dt, int64_t N, int64_t K, float **scale_out) {
         for (size_t i = 0; i < ns; i++) s[i] = 1.0f / 400;
     }
     *scale_out = s;
-    return (lm_mat){dt, N, K, d, s};
+    lm_mat W = {dt, N, K, d, s, LM_LAYOUT_ROWS, 0};
+    if (!use_panels) return W;
+    void *pd = alloc_big(lm_mat_panel_bytes(&W));
+    W.fp8_nan_free = lm_mat_pack_panels(&W, pd, 0, lm_panel_blocks(&W)) == 0; /* as the model loads it */
+    free(d);
+    W.data = pd;
+    W.layout = LM_LAYOUT_PANELS;
+    return W;
 }
 
 static const lm_dtype dts[] = {LM_DTYPE_F32, LM_DTYPE_BF16, LM_DTYPE_F16, LM_DTYPE_F8_E4M3};
@@ -208,10 +219,11 @@ static double time_matmul(lm_pool *pool, float *y, const float *x, int64_t T, co
 }
 
 static void usage(void) {
-    printf("usage: bench_matmul [--threads N] [--size S] [--quick]\n"
+    printf("usage: bench_matmul [--threads N] [--size S] [--quick] [--rows]\n"
            "  --threads N  measure at 1 and N threads (default 2)\n"
            "  --size S     K = N for the prefill GEMM (default 2048)\n"
            "  --quick      shorter timings, smaller bandwidth buffer (for smoke runs)\n"
+           "  --rows       weights row-major (as in the files), not in the panels the model loads\n"
            "Env LEMMA_ISA=scalar|avx2|avx512 caps the kernels.\n");
 }
 
@@ -225,6 +237,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) maxth = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) S = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--rows")) use_panels = 0;
         else {
             fprintf(stderr, "bench_matmul: unknown option %s\n", argv[i]);
             usage();
@@ -236,9 +249,10 @@ int main(int argc, char **argv) {
     int ths[2] = {1, maxth}, nths = maxth > 1 ? 2 : 1;
     double min_time = quick ? 0.05 : 0.15;
     if (quick) batches = 3;
-    printf("bench_matmul: isa %s, threads 1%s%d\n", lm_isa_name(lm_cpu_isa()), nths > 1 ? " and " : "",
-           nths > 1 ? maxth : 1);
-    json_len += (size_t)snprintf(json, sizeof json, "\"isa\":\"%s\"", lm_isa_name(lm_cpu_isa()));
+    printf("bench_matmul: isa %s, threads 1%s%d, weights %s\n", lm_isa_name(lm_cpu_isa()), nths > 1 ? " and " : "",
+           nths > 1 ? maxth : 1, use_panels ? "in panels" : "row-major");
+    json_len += (size_t)snprintf(json, sizeof json, "\"isa\":\"%s\",\"layout\":\"%s\"", lm_isa_name(lm_cpu_isa()),
+                                 use_panels ? "panels" : "rows");
 
     /* anchors */
     double peak[2] = {0, 0}, bw[2] = {0, 0}, peak_cpu = 0, bw_cpu = 0;
@@ -314,8 +328,9 @@ int main(int argc, char **argv) {
                 Ws[i] = make_mat(dt, Nd, Kd, &scs[i]);
                 continue;
             }
-            void *d = alloc_big(wbytes); /* copies of the first: same cost, faster to build */
-            memcpy(d, Ws[0].data, wbytes);
+            size_t stored = use_panels ? lm_mat_panel_bytes(&Ws[0]) : wbytes;
+            void *d = alloc_big(stored); /* copies of the first: same cost, faster to build */
+            memcpy(d, Ws[0].data, stored);
             Ws[i] = Ws[0];
             Ws[i].data = d;
             scs[i] = NULL;

@@ -71,7 +71,7 @@ static void make_w(wmat *w, lm_dtype dt, int64_t N, int64_t K) {
         /* scales with full mantissas, so fp8 * scale really rounds */
         for (int64_t i = 0; i < sr * sc; i++) w->scale[i] = (float)(1e-3 * (1.0 + rng_sym(0.9f)));
     }
-    w->m = (lm_mat){dt, N, K, w->data, w->scale};
+    w->m = (lm_mat){dt, N, K, w->data, w->scale, LM_LAYOUT_ROWS, 0};
 }
 
 /* The definition, in plain C. */
@@ -141,6 +141,90 @@ TEST(matmul_every_path_is_canonical) {
 /* The scalar path without FMA instructions (kernels_scalar.c, libm's fmaf)
  * is what a CPU without FMA runs; this CPU picks the -mfma build of the same
  * code, so call the plain one directly: same bits as the definition. */
+/* A copy of row-major W in LM_LAYOUT_PANELS (freed by the caller). */
+static lm_mat panel_copy(const lm_mat *W, void **buf) {
+    *buf = malloc(lm_mat_panel_bytes(W));
+    int64_t nan = lm_mat_pack_panels(W, *buf, 0, lm_panel_blocks(W));
+    lm_mat P = *W;
+    P.fp8_nan_free = W->dtype == LM_DTYPE_F8_E4M3 && nan == 0; /* make_w writes no NaN byte */
+    P.data = *buf;
+    P.layout = LM_LAYOUT_PANELS;
+    return P;
+}
+
+/* Panels are a layout, not an arithmetic: every path, both matmul paths
+ * forced, gives the bits of the row-major matrix (and of the definition).
+ * N with every tail mod 16, rows past one FP8 block, K tails, T = 1 .. 70. */
+TEST(panel_layout_gives_row_major_bits) {
+    static const shape pshapes[] = {
+        {1, 1, 1},     {1, 17, 15},   {1, 130, 129}, {1, 300, 300}, {1, 64, 257},  {2, 129, 33},  {3, 40, 250},
+        {4, 128, 131}, {5, 77, 17},   {8, 256, 140}, {13, 33, 47},  {17, 130, 129}, {33, 65, 63}, {64, 129, 130},
+        {65, 40, 31},  {70, 300, 270}, {1, 70, 500}, {6, 64, 500}, /* tiles of 48 rows cross blocks */
+    };
+    lm_pool *pool = lm_pool_create(3);
+    lm_isa isas[3];
+    int nisa = isa_list(isas);
+    lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
+    int combos = 0;
+    for (size_t s = 0; s < sizeof pshapes / sizeof pshapes[0]; s++)
+        for (int di = 0; di < 4; di++) {
+            int64_t T = pshapes[s].T, K = pshapes[s].K, N = pshapes[s].N;
+            wmat w;
+            make_w(&w, dts[di], N, K);
+            void *buf;
+            lm_mat P = panel_copy(&w.m, &buf);
+            float *x = (float *)malloc((size_t)(T * K) * sizeof(float));
+            for (int64_t i = 0; i < T * K; i++) x[i] = rng_sym(2.0f);
+            float *want = (float *)malloc((size_t)(T * N) * sizeof(float));
+            float *y = (float *)malloc((size_t)(T * N) * sizeof(float));
+            float *ra = (float *)malloc((size_t)K * sizeof(float)), *rb = (float *)malloc((size_t)K * sizeof(float));
+            for (int64_t n = 0; n < N; n += 7) { /* lm_mat_row reads panels too */
+                lm_mat_row(&w.m, n, ra);
+                lm_mat_row(&P, n, rb);
+                CHECKF(count_diff(ra, rb, K) == 0, "%s N=%lld K=%lld: panel row %lld differs", lm_dtype_name(dts[di]),
+                       (long long)N, (long long)K, (long long)n);
+            }
+            canonical_matmul(want, x, T, &w.m);
+            for (int ii = 0; ii < nisa; ii++)
+                for (int path = 0; path < 3; path++)
+                    for (int threads = 0; threads < 2; threads++) {
+                        lm_set_isa(isas[ii]);
+                        lm_matmul_force_path(path);
+                        memset(y, 0xff, (size_t)(T * N) * sizeof(float));
+                        lm_matmul(threads ? pool : NULL, y, x, T, &P);
+                        int64_t d = count_diff(y, want, T * N);
+                        CHECKF(d == 0, "%s path %d threads %d %s T=%lld K=%lld N=%lld: %lld panel outputs differ",
+                               lm_isa_name(isas[ii]), path, threads, lm_dtype_name(dts[di]), (long long)T, (long long)K,
+                               (long long)N, (long long)d);
+                        combos++;
+                    }
+            lm_matmul_force_path(0);
+            free(x), free(want), free(y), free(ra), free(rb), free(buf), free(w.data), free(w.scale);
+        }
+    /* FP8 NaN bytes: counted by the packing (so the fast conversion is never
+     * used on them), and still NaN through the patched conversion */
+    {
+        wmat w;
+        make_w(&w, LM_DTYPE_F8_E4M3, 40, 70);
+        w.data[3 * 70 + 5] = 0x7f;
+        w.data[37 * 70 + 69] = 0xff;
+        void *buf;
+        lm_mat P = panel_copy(&w.m, &buf);
+        CHECK(!P.fp8_nan_free && lm_mat_pack_panels(&w.m, buf, 0, lm_panel_blocks(&w.m)) == 2);
+        float x[70], y[40];
+        for (int i = 0; i < 70; i++) x[i] = 1.0f;
+        for (int ii = 0; ii < nisa; ii++) {
+            lm_set_isa(isas[ii]);
+            lm_matmul(NULL, y, x, 1, &P);
+            CHECKF(isnan(y[3]) && isnan(y[37]) && !isnan(y[4]), "%s: FP8 NaN bytes in panels", lm_isa_name(isas[ii]));
+        }
+        free(buf), free(w.data), free(w.scale);
+    }
+    lm_set_isa(saved);
+    lm_pool_free(pool);
+    printf("  %d (shape, dtype, path, forced path, threads) combinations\n", combos);
+}
+
 TEST(scalar_without_fma_instructions) {
     static const shape sh[] = {{1, 37, 19}, {3, 130, 17}, {9, 64, 40}};
     const lm_kernel_table *tabs[2] = {&lm_kernels_scalar, &lm_kernels_scalar_fma};
@@ -189,7 +273,7 @@ TEST(conversions_every_code_every_path) {
             }
         }
         float one_scale[2] = {1.0f, 1.0f};
-        lm_mat W = {dt, N, 1, data, dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL};
+        lm_mat W = {dt, N, 1, data, dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL, LM_LAYOUT_ROWS, 0};
         float *want = (float *)malloc((size_t)N * sizeof(float)), *y = (float *)malloc((size_t)N * 4 * sizeof(float));
         float x[4] = {1, 1, 1, 1};
         lm_convert_to_f32(want, data, dt, (size_t)N);
@@ -353,6 +437,7 @@ TEST(vector_exp_equals_scalar_exp) {
 
 int main(void) {
     RUN(matmul_every_path_is_canonical);
+    RUN(panel_layout_gives_row_major_bits);
     RUN(conversions_every_code_every_path);
     RUN(scalar_without_fma_instructions);
     RUN(row_kernels_every_path_are_canonical);

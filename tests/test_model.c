@@ -308,12 +308,76 @@ TEST(golden_logits_identical_across_paths) {
     lm_set_isa(saved);
 }
 
+/* The panels are a layout, not an arithmetic: a model loaded with its
+ * matrices repacked (the default) and one left row-major give the same
+ * logits, bit for bit, full forward and token-by-token decode, on every path. */
+TEST(panel_and_row_major_loads_identical) {
+    lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
+    for (int i = 0; i < ngoldens; i++) {
+        golden *g = &goldens[i];
+        lm_error err;
+        lm_model *m[2] = {NULL, NULL};
+        if (lm_model_load_flags(g->dir, 0, &m[0], &err) || lm_model_load_flags(g->dir, LM_LOAD_ROWS, &m[1], &err)) {
+            CHECKF(0, "%s", err.msg);
+            lm_model_free(m[0]);
+            continue;
+        }
+        /* the default really packs (else this test compares rows with rows) */
+        CHECK(m[0]->w.head.layout == LM_LAYOUT_PANELS && m[0]->w.layers[0].wkv_b.layout == LM_LAYOUT_PANELS);
+        CHECK(m[0]->w.head.data != m[1]->w.head.data && m[0]->panels != NULL);
+        CHECK(m[1]->w.head.layout == LM_LAYOUT_ROWS && m[1]->w.layers[0].wo.layout == LM_LAYOUT_ROWS);
+        CHECK(m[0]->w.embed.layout == (m[0]->cfg.tie_word_embeddings ? LM_LAYOUT_PANELS : LM_LAYOUT_ROWS));
+        /* an FP8 checkpoint without NaN bytes takes the matvec's fast FP8 conversion */
+        if (m[0]->w.layers[0].wkv_a.dtype == LM_DTYPE_F8_E4M3) CHECK(m[0]->w.layers[0].wkv_a.fp8_nan_free);
+        lm_pool *pool = lm_pool_create(2);
+        size_t nl = (size_t)(g->T * g->V);
+        float *got[2] = {malloc(nl * sizeof(float)), malloc(nl * sizeof(float))};
+        for (int isa = LM_ISA_SCALAR; isa <= (int)lm_cpu_isa(); isa++) {
+            lm_set_isa((lm_isa)isa);
+            for (int run = 0; run < 2; run++) { /* one chunk (naive); one token at a time (latent) */
+                for (int k = 0; k < 2; k++) {
+                    lm_infer *s = lm_infer_create(m[k], run ? LM_ATTN_LATENT : LM_ATTN_NAIVE, g->T, run ? 1 : g->T, 2, &err);
+                    CHECK(s != NULL);
+                    if (!s) continue;
+                    int rc = 0;
+                    if (run == 0) rc = lm_infer_forward(s, pool, g->ids, g->T, got[k], LM_LOGITS_ALL, &err);
+                    else
+                        for (int64_t t = 0; t < g->T && !rc; t++)
+                            rc = lm_infer_forward(s, pool, g->ids + t, 1, got[k] + t * g->V, LM_LOGITS_ALL, &err);
+                    CHECKF(rc == 0, "%s", err.msg);
+                    lm_infer_free(s);
+                }
+                CHECKF(!memcmp(got[0], got[1], nl * sizeof(float)), "%s: %s, %s: panels differ from row-major",
+                       g->dir, run ? "decode" : "full forward", lm_isa_name((lm_isa)isa));
+            }
+        }
+        free(got[0]);
+        free(got[1]);
+        lm_pool_free(pool);
+        lm_model_free(m[0]);
+        lm_model_free(m[1]);
+    }
+    /* LEMMA_PANELS=0 makes lm_model_load keep the row-major views */
+    if (ngoldens > 0) {
+        lm_error err;
+        lm_model *m = NULL;
+        setenv("LEMMA_PANELS", "0", 1);
+        int rc = lm_model_load(goldens[0].dir, &m, &err);
+        unsetenv("LEMMA_PANELS");
+        CHECKF(rc == 0, "%s", rc ? err.msg : "");
+        if (!rc) CHECK(m->w.head.layout == LM_LAYOUT_ROWS && m->w.layers[0].wo.layout == LM_LAYOUT_ROWS && !m->panels);
+        lm_model_free(m);
+    }
+    lm_set_isa(saved);
+}
+
 int main(void) {
     find_goldens();
     RUN(golden_full_forward);
     RUN(decode_paths_match_full_forward);
     RUN(thread_count_invariance);
     RUN(golden_logits_identical_across_paths);
+    RUN(panel_and_row_major_loads_identical);
     RUN(forward_rejects_bad_requests);
     RUN(param_counts);
     RUN(arch_table_covers_checkpoints);

@@ -33,7 +33,9 @@ static double peak_rss_mib(void) {
 static lm_model *load_or_die(const char *cmd, const char *dir) {
     lm_error err;
     lm_model *m;
-    if (lm_model_load(dir, &m, &err)) {
+    /* info reads the tensors, never multiplies: no panels (model.h) */
+    int rc = strcmp(cmd, "info") ? lm_model_load(dir, &m, &err) : lm_model_load_flags(dir, LM_LOAD_ROWS, &m, &err);
+    if (rc) {
         fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
         return NULL;
     }

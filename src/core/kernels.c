@@ -167,20 +167,81 @@ static inline int64_t fp8_scale_cols(const lm_mat *W) {
     return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK;
 }
 
+/* Element offset of W[r][c] in W's layout. */
+static inline size_t mat_elem_index(const lm_mat *W, int64_t r, int64_t c) {
+    if (W->layout == LM_LAYOUT_PANELS) {
+        int64_t q = r / LM_PANEL_BLOCK;
+        return (size_t)(q * LM_PANEL_BLOCK) * (size_t)W->cols + (size_t)c * (size_t)lm_panel_rows(W, q) +
+               (size_t)(r % LM_PANEL_BLOCK);
+    }
+    return (size_t)r * (size_t)W->cols + (size_t)c;
+}
+
 void lm_mat_row(const lm_mat *W, int64_t r, float *out) {
     int64_t K = W->cols;
     size_t es = lm_dtype_size(W->dtype);
-    const uint8_t *row = (const uint8_t *)W->data + (size_t)r * (size_t)K * es;
-    lm_convert_to_f32(out, row, W->dtype, (size_t)K);
+    if (W->layout == LM_LAYOUT_PANELS) {
+        /* a gather (embedding lookups of a tied head, the absorbed kv_b at
+         * setup): element by element, exact conversions either way */
+        const uint8_t *d = (const uint8_t *)W->data;
+        for (int64_t c = 0; c < K; c++) lm_convert_to_f32(out + c, d + mat_elem_index(W, r, c) * es, W->dtype, 1);
+    } else {
+        const uint8_t *row = (const uint8_t *)W->data + (size_t)r * (size_t)K * es;
+        lm_convert_to_f32(out, row, W->dtype, (size_t)K);
+    }
     if (W->dtype == LM_DTYPE_F8_E4M3) {
         const float *s = W->scale_inv + (r / LM_FP8_BLOCK) * fp8_scale_cols(W);
         for (int64_t c = 0; c < K; c++) out[c] *= s[c / LM_FP8_BLOCK];
     }
 }
 
+size_t lm_mat_panel_bytes(const lm_mat *W) {
+    size_t panels = (size_t)((W->rows + LM_PANEL - 1) / LM_PANEL);
+    return panels * LM_PANEL * (size_t)W->cols * lm_dtype_size(W->dtype);
+}
+
+/* Block q of row-major src, element size ES: column k of the block is
+ * R_q consecutive elements (rows past N zero). Rows are read in pieces of
+ * a few KB so the writes, one per row down each column, stay in cache. */
+static inline __attribute__((always_inline)) void pack_block(const int ES, uint8_t *dst, const uint8_t *src,
+                                                               const lm_mat *W, int64_t q) {
+    int64_t N = W->rows, K = W->cols, R = lm_panel_rows(W, q), r0 = q * LM_PANEL_BLOCK;
+    uint8_t *bd = dst + (size_t)r0 * (size_t)K * ES;
+    for (int64_t k0 = 0; k0 < K; k0 += 256) {
+        int64_t k1 = k0 + 256 < K ? k0 + 256 : K;
+        for (int64_t r = 0; r < R; r++) {
+            if (r0 + r >= N) {
+                for (int64_t k = k0; k < k1; k++) memset(bd + ((size_t)k * (size_t)R + (size_t)r) * ES, 0, ES);
+                continue;
+            }
+            const uint8_t *row = src + (size_t)(r0 + r) * (size_t)K * ES;
+            for (int64_t k = k0; k < k1; k++)
+                memcpy(bd + ((size_t)k * (size_t)R + (size_t)r) * ES, row + (size_t)k * ES, ES);
+        }
+    }
+}
+
+int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
+    size_t es = lm_dtype_size(W->dtype);
+    int64_t nan = 0;
+    for (int64_t q = q0; q < q1; q++) {
+        switch (es) {
+        case 4: pack_block(4, dst, W->data, W, q); break;
+        case 2: pack_block(2, dst, W->data, W, q); break;
+        default: pack_block(1, dst, W->data, W, q); break;
+        }
+        if (W->dtype == LM_DTYPE_F8_E4M3) {
+            const uint8_t *b = (const uint8_t *)dst + (size_t)(q * LM_PANEL_BLOCK) * (size_t)W->cols;
+            size_t n = (size_t)lm_panel_rows(W, q) * (size_t)W->cols;
+            for (size_t i = 0; i < n; i++) nan += (b[i] & 0x7f) == 0x7f;
+        }
+    }
+    return nan;
+}
+
 /* Exact value of W[r][c] in double (FP8: byte value times scale, exact). */
 static inline double mat_elem_exact(const lm_mat *W, int64_t r, int64_t c) {
-    size_t i = (size_t)r * (size_t)W->cols + (size_t)c;
+    size_t i = mat_elem_index(W, r, c);
     const uint8_t *d = (const uint8_t *)W->data;
     uint16_t h;
     switch (W->dtype) {
@@ -296,7 +357,10 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     int64_t N = W->rows;
     int nth = lm_pool_size(pool);
     if (j.matvec) {
-        j.tile_n = tile_len(N, 1, nth, MV_TILE_ROWS, 16);
+        /* panels: whole 128-row blocks (one stream each) unless that
+         * leaves threads idle */
+        int64_t quantum = W->layout == LM_LAYOUT_PANELS && N >= 2 * LM_PANEL_BLOCK * nth ? LM_PANEL_BLOCK : 16;
+        j.tile_n = tile_len(N, 1, nth, MV_TILE_ROWS, quantum);
         j.tiles_n = (N + j.tile_n - 1) / j.tile_n;
         j.ntiles = j.tiles_n;
     } else {

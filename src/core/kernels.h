@@ -19,12 +19,34 @@
 #include "core/dtype.h"
 #include "core/threadpool.h"
 
-/* A read-only weight matrix view, usually pointing into an mmapped file. */
+/* How an lm_mat's elements lie in memory. */
+typedef enum lm_layout {
+    /* W[n][k] at element n*K + k (Hugging Face; what files hold). */
+    LM_LAYOUT_ROWS = 0,
+    /* Panels: rows padded with zero rows to a multiple of LM_PANEL (16),
+     * cut into blocks of LM_PANEL_BLOCK (128) rows (the last block: the
+     * rest), each block stored column by column: W[128q + r][k] at element
+     * 128q*K + k*R_q + r, R_q the block's row count (lm_panel_rows). The
+     * decode matvec then reads one contiguous stream per block, 8 panels of
+     * 16 rows' weights for each k, without transposes (docs/arithmetic.md).
+     * Same dtype, same scale_inv: a block is one 128-row FP8 scale block. */
+    LM_LAYOUT_PANELS = 1,
+} lm_layout;
+
+enum { LM_PANEL = 16, LM_PANEL_BLOCK = 128 };
+
+/* A read-only weight matrix view, usually pointing into an mmapped file
+ * (row-major) or into panels the model packed at load. */
 typedef struct lm_mat {
     lm_dtype dtype;          /* F32, BF16, F16 or F8_E4M3 */
     int64_t rows, cols;      /* N, K */
-    const void *data;        /* rows*cols elements, row-major; need not be aligned */
+    const void *data;        /* rows*cols elements in `layout`; need not be aligned */
     const float *scale_inv;  /* F8_E4M3 only: [ceil(rows/128), ceil(cols/128)] */
+    lm_layout layout;        /* LM_LAYOUT_ROWS (0) unless packed */
+    /* F8_E4M3 in panels: no byte is a NaN code (0x7f, 0xff), as checked
+     * while packing, so the decode matvec skips the NaN patch of its FP8
+     * conversion (a quarter of its work). Set only by whoever checked. */
+    int fp8_nan_free;
 } lm_mat;
 
 typedef enum lm_isa { LM_ISA_SCALAR = 0, LM_ISA_AVX2 = 1, LM_ISA_AVX512 = 2 } lm_isa;
@@ -45,8 +67,28 @@ const char *lm_isa_name(lm_isa isa);
  * W->scale_inv. */
 void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W);
 
-/* Row r of W converted to float (with the FP8 block scale applied): out[K]. */
+/* Row r of W converted to float (with the FP8 block scale applied): out[K].
+ * Any layout. */
 void lm_mat_row(const lm_mat *W, int64_t r, float *out);
+
+/* Bytes of W (F32, BF16, F16 or F8_E4M3) in LM_LAYOUT_PANELS: rows rounded
+ * up to a multiple of LM_PANEL. */
+size_t lm_mat_panel_bytes(const lm_mat *W);
+/* Writes blocks [q0, q1) of row-major W in LM_LAYOUT_PANELS into dst
+ * (lm_mat_panel_bytes of W, the whole matrix; padding rows zero). The
+ * result, with layout LM_LAYOUT_PANELS, data = dst and W's other fields,
+ * gives lm_matmul the same bits as W. Blocks split the work for threads.
+ * Returns how many FP8 NaN bytes the blocks hold (0 for other dtypes): none
+ * in the whole matrix allows fp8_nan_free. */
+int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1);
+
+/* Blocks of a panel matrix, and the rows R_q of block q (128, or the rest
+ * rounded up to LM_PANEL for the last). */
+static inline int64_t lm_panel_blocks(const lm_mat *W) { return (W->rows + LM_PANEL_BLOCK - 1) / LM_PANEL_BLOCK; }
+static inline int64_t lm_panel_rows(const lm_mat *W, int64_t q) {
+    int64_t padded = (W->rows + LM_PANEL - 1) / LM_PANEL * LM_PANEL, left = padded - q * LM_PANEL_BLOCK;
+    return left < LM_PANEL_BLOCK ? left : LM_PANEL_BLOCK;
+}
 
 /* The accuracy reference used by tests (single-threaded): y[T, N] = x[T, K]
  * @ W^T with a double accumulator. Not the canonical arithmetic (that is
@@ -76,7 +118,7 @@ void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64
 /* ---- internals shared by kernels.c and the per-ISA files (not for callers) ---- */
 
 /* One ISA's implementations. matvec computes rows [n0, n1) of y for all T
- * tokens (used when T <= matvec_max_t[W dtype], indexed F32, BF16, F16,
+ * tokens (n0 a multiple of LM_PANEL when W is in panels) (used when T <= matvec_max_t[W dtype], indexed F32, BF16, F16,
  * F8_E4M3); gemm computes the tile t in [t0, t1), n in [n0, n1). packed[]
  * is per thread and per lm_matmul call ({-1, -1} at first): gemm records
  * there which x rows it left packed in its scratch, and skips packing them
@@ -103,6 +145,10 @@ extern const lm_kernel_table lm_kernels_scalar;
 extern const lm_kernel_table lm_kernels_scalar_fma;
 extern const lm_kernel_table lm_kernels_avx2;
 extern const lm_kernel_table lm_kernels_avx512;
+
+/* The vector layers' FP8 conversion without the NaN patch (a pseudo dtype
+ * for the kernels only: a matrix with fp8_nan_free). */
+enum { LM_DT_FP8_NAN_FREE = 64 };
 
 /* Tests: forces lm_matmul onto one path for every T (0 = automatic, 1 =
  * matvec, 2 = gemm) so both are checked on every shape; returns the old

@@ -2,7 +2,9 @@
  * driver (kernels_simd.h): 8 lanes, 16 ymm registers.
  *
  * GEMM: MR = 6 W rows broadcast against strips of 16 tokens (2 ymm): 12
- * accumulators. Matvec: token blocks of 2 over 4 blocks of 8 rows. The
+ * accumulators. Matvec: token blocks of 2 over 4 blocks of 8 rows; on
+ * panels, a whole 128-row block at T = 1 (16 accumulators: one may spill,
+ * still faster than DRAM), 2 panels for token blocks of 2. The
  * canonical 16 lanes of the row kernels are two ymm (lanes 0-7, 8-15).
  * Tails of 16/8-bit weights are copied into a zeroed buffer (AVX2 has no
  * masked loads for them); f32 tails use vmaskmovps. FP8: see
@@ -19,6 +21,7 @@
 #define VL 8
 #define MR 6
 #define MVT 2
+#define MVP1 8 /* T = 1: a whole 128-row block, 16 accumulators (one may spill: DRAM is slower than that) */
 #define TABLE_NAME lm_kernels_avx2
 #define MATVEC_MAX_T {8, 32, 32, 8} /* F32, BF16, F16, FP8 */
 typedef __m256 vf;
@@ -49,12 +52,14 @@ AI vf v_exp_scale(vf p, vf n_float, vf t) {
 AI vf bf16x8(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
 
 /* 8 FP8 bytes (low half of b) -> value * 2^-8 */
-AI vf fp8x8(__m128i b) {
-    const __m128i m7f = _mm_set1_epi8(0x7f);
+AI vf fp8x8(__m128i b, const int patch_nan) {
     __m128i w = _mm_and_si128(_mm_slli_epi16(_mm_cvtepi8_epi16(b), 7), _mm_set1_epi16((short)0xbfff));
-    __m128i nan = _mm_cmpeq_epi8(_mm_and_si128(b, m7f), m7f);
-    if (__builtin_expect((_mm_movemask_epi8(nan) & 0xff) != 0, 0))
-        w = _mm_blendv_epi8(w, _mm_set1_epi16(0x7e00), _mm_cvtepi8_epi16(nan));
+    if (patch_nan) {
+        const __m128i m7f = _mm_set1_epi8(0x7f);
+        __m128i nan = _mm_cmpeq_epi8(_mm_and_si128(b, m7f), m7f);
+        if (__builtin_expect((_mm_movemask_epi8(nan) & 0xff) != 0, 0))
+            w = _mm_blendv_epi8(w, _mm_set1_epi16(0x7e00), _mm_cvtepi8_epi16(nan));
+    }
     return _mm256_cvtph_ps(w);
 }
 
@@ -63,14 +68,14 @@ AI vf v_w(const int dt, const uint8_t *p, int64_t i) {
     case LM_DTYPE_F32: return _mm256_loadu_ps((const float *)(p + 4 * i));
     case LM_DTYPE_BF16: return bf16x8(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
     case LM_DTYPE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
-    default: return fp8x8(_mm_loadl_epi64((const __m128i *)(p + i)));
+    default: return fp8x8(_mm_loadl_epi64((const __m128i *)(p + i)), dt != LM_DT_FP8_NAN_FREE);
     }
 }
 
 AI vf v_wn(const int dt, const uint8_t *p, int64_t i, int64_t n) {
     if (dt == LM_DTYPE_F32) return _mm256_maskload_ps((const float *)(p + 4 * i), lane_mask(n));
     _Alignas(16) uint8_t buf[16] = {0};
-    size_t es = dt == LM_DTYPE_F8_E4M3 ? 1 : 2;
+    size_t es = dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE ? 1 : 2;
     memcpy(buf, p + es * (size_t)i, es * (size_t)n);
     return v_w(dt, buf, 0);
 }

@@ -2,7 +2,8 @@
  * kernel driver (kernels_simd.h): 16 lanes, 32 zmm registers.
  *
  * GEMM: MR = 12 W rows broadcast against strips of 32 tokens (2 zmm): 24
- * accumulators. Matvec: token blocks of 4 over 4 blocks of 16 rows.
+ * accumulators. Matvec: token blocks of 4 over 4 blocks of 16 rows; on
+ * panels, 8 panels (a 128-row block) at T = 1, 4 for token blocks of 4.
  *
  * FP8 E4M3 -> f32 without tables: sign-extend the byte to 16 bits, shift
  * left 7 and clear bit 14: that is the f16 with the same bits, worth
@@ -41,11 +42,13 @@ AI vf v_exp_scale(vf p, vf n, vf t) { return (void)t, _mm512_scalef_ps(p, n); }
 AI vf bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 /* 16 FP8 bytes -> value * 2^-8. */
-AI vf fp8x16(__m128i b) {
-    const __m128i m7f = _mm_set1_epi8(0x7f);
-    __mmask16 nan = _mm_cmpeq_epi8_mask(_mm_and_si128(b, m7f), m7f);
+AI vf fp8x16(__m128i b, const int patch_nan) {
     __m256i w = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7), _mm256_set1_epi16((short)0xbfff));
-    if (__builtin_expect(nan != 0, 0)) w = _mm256_mask_mov_epi16(w, nan, _mm256_set1_epi16(0x7e00));
+    if (patch_nan) {
+        const __m128i m7f = _mm_set1_epi8(0x7f);
+        __mmask16 nan = _mm_cmpeq_epi8_mask(_mm_and_si128(b, m7f), m7f);
+        if (__builtin_expect(nan != 0, 0)) w = _mm256_mask_mov_epi16(w, nan, _mm256_set1_epi16(0x7e00));
+    }
     return _mm512_cvtph_ps(w);
 }
 
@@ -54,7 +57,7 @@ AI vf v_w(const int dt, const uint8_t *p, int64_t i) {
     case LM_DTYPE_F32: return _mm512_loadu_ps(p + 4 * i);
     case LM_DTYPE_BF16: return bf16x16(_mm256_loadu_si256((const __m256i *)(p + 2 * i)));
     case LM_DTYPE_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i)));
-    default: return fp8x16(_mm_loadu_si128((const __m128i *)(p + i)));
+    default: return fp8x16(_mm_loadu_si128((const __m128i *)(p + i)), dt != LM_DT_FP8_NAN_FREE);
     }
 }
 
@@ -64,7 +67,7 @@ AI vf v_wn(const int dt, const uint8_t *p, int64_t i, int64_t n) {
     case LM_DTYPE_F32: return _mm512_maskz_loadu_ps(m, p + 4 * i);
     case LM_DTYPE_BF16: return bf16x16(_mm256_maskz_loadu_epi16(m, p + 2 * i));
     case LM_DTYPE_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * i));
-    default: return fp8x16(_mm_maskz_loadu_epi8(m, p + i));
+    default: return fp8x16(_mm_maskz_loadu_epi8(m, p + i), dt != LM_DT_FP8_NAN_FREE);
     }
 }
 

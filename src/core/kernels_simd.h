@@ -73,7 +73,8 @@ AIL vf v_clamp(vf x, vf lo, vf hi) { return VPS(min)(hi, VPS(max)(lo, x)); }
 
 enum { NT = 2 * VL, KC = 512, TC = 256, XT_FULL_K = 4096, MVG = 4, KCM = 128, NV16 = 16 / VL };
 
-static inline size_t dt_size(int dt) { return lm_dtype_size((lm_dtype)dt); }
+static inline size_t dt_size(int dt) { return dt == LM_DT_FP8_NAN_FREE ? 1 : lm_dtype_size((lm_dtype)dt); }
+static inline int dt_fp8(int dt) { return dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE; }
 
 static inline int64_t fp8_scols(const lm_mat *W) { return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK; }
 
@@ -219,7 +220,177 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
     }
 }
 
+/* ---- matvec on panels (LM_LAYOUT_PANELS): no transposes ----
+ *
+ * A block of R (128) rows holds, for each k in order, its R weights side by
+ * side: R/16 panels of NV16 vectors, read as one contiguous stream. Lane i
+ * of panel g's accumulators is row 16g + i's chain: acc = fma(w, x[t][k],
+ * acc) in k order, the canonical chain. G panels of one block run
+ * interleaved (independent chains) for TT tokens at once, the tokens'
+ * accumulators in registers. Columns go in chunks (64 for token blocks:
+ * the chunk of G panels stays in L1 while they run over it; 128 at T = 1;
+ * always inside one 128-column FP8 scale block, so one scale per block and
+ * chunk); partial sums wait in y between chunks (exact). */
+
+#ifndef MVP1
+#define MVP1 (VL == 16 ? 8 : 1) /* panels interleaved at T = 1 */
+#endif
+#ifndef MVP
+#define MVP (VL == 16 ? 4 : VL == 8 ? 2 : 1) /* panels interleaved for token blocks */
+#endif
+#define MVP_MAX (MVP1 > MVP ? MVP1 : MVP) /* a macro: #if tests it */
+/* Panels r/16 .. r/16 + G - 1, all in one block; rows >= n1 not stored. */
+static inline __attribute__((always_inline)) void mvp_micro(const int dt, const int G, const int TT, float *y,
+                                                              const float *x, int64_t T, const lm_mat *W,
+                                                              int64_t r, int64_t n1, int64_t t0, int64_t kc0,
+                                                              int64_t kcn) {
+    int64_t N = W->rows, K = W->cols, q = r / LM_PANEL_BLOCK, R = lm_panel_rows(W, q);
+    size_t es = dt_size(dt), stride = (size_t)R * es;
+    (void)T;
+    const uint8_t *col = (const uint8_t *)W->data +
+                         ((size_t)(q * LM_PANEL_BLOCK) * (size_t)K + (size_t)kc0 * (size_t)R +
+                          (size_t)(r - q * LM_PANEL_BLOCK)) * es;
+    vf f = dt_fp8(dt) ? v_set1(fp8_factor(W, r, kc0)) : v_zero(), acc[MVP_MAX][NV16][MVT];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+        for (int v = 0; v < NV16; v++) {
+            int64_t at = r + g * LM_PANEL + v * VL, rows = n1 - at < VL ? n1 - at : VL;
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++)
+                acc[g][v][t] = kc0 == 0 || rows <= 0 ? v_zero()
+                               : rows == VL         ? v_load(y + (t0 + t) * N + at)
+                                                    : v_loadn(y + (t0 + t) * N + at, rows);
+        }
+    }
+    for (int64_t kk = 0; kk < kcn; kk++, col += stride) {
+        vf xb[MVT];
+#pragma GCC unroll 4
+        for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+            for (int v = 0; v < NV16; v++) {
+                vf w = v_w(dt, col, g * LM_PANEL + v * VL);
+                if (dt_fp8(dt)) w = v_mul(w, f);
+#pragma GCC unroll 4
+                for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+        for (int v = 0; v < NV16; v++) {
+            int64_t at = r + g * LM_PANEL + v * VL, rows = n1 - at < VL ? n1 - at : VL;
+            if (rows <= 0) continue;
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++) {
+                if (rows == VL) v_store(y + (t0 + t) * N + at, acc[g][v][t]);
+                else v_storen(y + (t0 + t) * N + at, acc[g][v][t], rows);
+            }
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void mvp_tokens(const int dt, const int G, int TT, float *y,
+                                                               const float *x, int64_t T, const lm_mat *W,
+                                                               int64_t r, int64_t n1, int64_t t0, int64_t kc0,
+                                                               int64_t kcn) {
+    switch (TT) {
+#if MVT >= 4
+    case 4: mvp_micro(dt, G, 4, y, x, T, W, r, n1, t0, kc0, kcn); return;
+    case 3: mvp_micro(dt, G, 3, y, x, T, W, r, n1, t0, kc0, kcn); return;
+#endif
+    case 2: mvp_micro(dt, G, 2, y, x, T, W, r, n1, t0, kc0, kcn); return;
+    default: mvp_micro(dt, G, 1, y, x, T, W, r, n1, t0, kc0, kcn); return;
+    }
+}
+
+/* G panels from row r (a multiple of 16) up to n1, columns kc0 .. kc0+kcn,
+ * all tokens. */
+static inline __attribute__((always_inline)) void mvp_group(const int dt, const int G, float *y, const float *x,
+                                                              int64_t T, const lm_mat *W, int64_t r, int64_t n1,
+                                                              int64_t kc0, int64_t kcn) {
+    if (G > MVP) { /* only at T = 1 */
+        mvp_micro(dt, G, 1, y, x, T, W, r, n1, 0, kc0, kcn);
+        return;
+    }
+    for (int64_t t0 = 0; t0 < T; t0 += MVT)
+        mvp_tokens(dt, G, (int)(T - t0 < MVT ? T - t0 : MVT), y, x, T, W, r, n1, t0, kc0, kcn);
+}
+
+/* One function per (dtype, G): inlined into one, GCC stops unrolling the
+ * register blocks (the accumulators then live in memory: 3x slower). */
+typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t r, int64_t n1,
+                             int64_t kc0, int64_t kcn);
+#define MVP_FN(DT, G)                                                                                          \
+    static __attribute__((noinline)) void mvp_group_##DT##_##G(float *y, const float *x, int64_t T,         \
+                                                               const lm_mat *W, int64_t r, int64_t n1,      \
+                                                               int64_t kc0, int64_t kcn) {                  \
+        mvp_group(LM_DTYPE_##DT, G, y, x, T, W, r, n1, kc0, kcn);                                            \
+    }
+#define LM_DTYPE_FP8_NAN_FREE LM_DT_FP8_NAN_FREE
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G)
+MVP_FNS(1)
+#if MVP_MAX >= 2
+MVP_FNS(2)
+#endif
+#if MVP_MAX >= 4
+MVP_FNS(4)
+#endif
+#if MVP_MAX >= 8
+MVP_FNS(8)
+#endif
+#define MVP_ROW(G)                                                                                             \
+    {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G, mvp_group_FP8_NAN_FREE_##G}
+/* [log2 G][dtype: F32, BF16, F16, FP8, FP8 without NaN bytes] */
+static const mvp_group_fn mvp_groups[][5] = {
+    MVP_ROW(1),
+#if MVP_MAX >= 2
+    MVP_ROW(2),
+#endif
+#if MVP_MAX >= 4
+    MVP_ROW(4),
+#endif
+#if MVP_MAX >= 8
+    MVP_ROW(8),
+#endif
+};
+#undef MVP_ROW
+#undef MVP_FNS
+#undef MVP_FN
+#undef LM_DTYPE_FP8_NAN_FREE
+
+/* Block by block; within a block, chunk by chunk, every group of panels:
+ * where a block takes several groups (token blocks; the scalar path), it is
+ * still read in address order, not as several strided passes. */
+static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
+    int gmax = T == 1 ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
+    if (W->dtype == LM_DTYPE_F8_E4M3 && W->fp8_nan_free) di = 4;
+    int64_t K = W->cols, kc = T == 1 ? KCM : KCM / 2;
+    for (int64_t r0 = n0; r0 < n1;) {
+        int64_t end = (r0 / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* groups stay in their block */
+        if (end > n1) end = n1;
+        for (int64_t kc0 = 0; kc0 < K; kc0 += kc) {
+            int64_t kcn = K - kc0 < kc ? K - kc0 : kc;
+            for (int64_t r = r0; r < end;) {
+                int64_t np = (end - r + LM_PANEL - 1) / LM_PANEL;
+                int lg = 0; /* the largest power of two <= min(np, gmax) */
+                while ((2 << lg) <= gmax && (2 << lg) <= np) lg++;
+                mvp_groups[lg][di](y, x, T, W, r, n1, kc0, kcn);
+                r += (int64_t)LM_PANEL << lg;
+            }
+        }
+        r0 = end;
+    }
+}
+
 static void kern_matvec(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
+    if (W->layout == LM_LAYOUT_PANELS) {
+        matvec_panel(y, x, T, W, n0, n1);
+        return;
+    }
     switch (W->dtype) {
     case LM_DTYPE_F32: matvec_dt(LM_DTYPE_F32, y, x, T, W, n0, n1); break;
     case LM_DTYPE_BF16: matvec_dt(LM_DTYPE_BF16, y, x, T, W, n0, n1); break;
@@ -277,7 +448,45 @@ static inline __attribute__((always_inline)) void pack_w_dt(const int dt, float 
     }
 }
 
+/* The same from panels: VL rows x VL columns of a block are VL vectors
+ * (one per column, R elements apart); transposed, each is a row of wp. */
+static inline __attribute__((always_inline)) void pack_w_panel_dt(const int dt, float *wp, const lm_mat *W,
+                                                                    int64_t n, int mr, int64_t kc0, int64_t kcn) {
+    int64_t K = W->cols;
+    size_t es = dt_size(dt);
+    for (int64_t rs = n / VL * VL; rs < n + mr; rs += VL) {
+        int64_t q = rs / LM_PANEL_BLOCK, R = lm_panel_rows(W, q);
+        const uint8_t *base = (const uint8_t *)W->data +
+                              ((size_t)(q * LM_PANEL_BLOCK) * (size_t)K + (size_t)kc0 * (size_t)R +
+                               (size_t)(rs - q * LM_PANEL_BLOCK)) * es;
+        for (int64_t k = 0; k < kcn; k += VL) {
+            int64_t kn = kcn - k < VL ? kcn - k : VL;
+            vf c[VL];
+#pragma GCC unroll 16
+            for (int j = 0; j < VL; j++) c[j] = j < kn ? v_w(dt, base, (k + j) * R) : v_zero();
+            if (dt == LM_DTYPE_F8_E4M3) {
+                vf fv = v_set1(fp8_factor(W, rs, kc0 + k));
+#pragma GCC unroll 16
+                for (int j = 0; j < VL; j++) c[j] = v_mul(c[j], fv);
+            }
+            v_transpose(c);
+#pragma GCC unroll 16
+            for (int i = 0; i < VL; i++)
+                if (rs + i >= n && rs + i < n + mr) v_store_a(wp + (rs + i - n) * KC + k, c[i]);
+        }
+    }
+}
+
 static void pack_w(float *wp, const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn) {
+    if (W->layout == LM_LAYOUT_PANELS) {
+        switch (W->dtype) {
+        case LM_DTYPE_F32: pack_w_panel_dt(LM_DTYPE_F32, wp, W, n, mr, kc0, kcn); break;
+        case LM_DTYPE_BF16: pack_w_panel_dt(LM_DTYPE_BF16, wp, W, n, mr, kc0, kcn); break;
+        case LM_DTYPE_F16: pack_w_panel_dt(LM_DTYPE_F16, wp, W, n, mr, kc0, kcn); break;
+        default: pack_w_panel_dt(LM_DTYPE_F8_E4M3, wp, W, n, mr, kc0, kcn); break;
+        }
+        return;
+    }
     switch (W->dtype) {
     case LM_DTYPE_F32: pack_w_dt(LM_DTYPE_F32, wp, W, n, mr, kc0, kcn); break;
     case LM_DTYPE_BF16: pack_w_dt(LM_DTYPE_BF16, wp, W, n, mr, kc0, kcn); break;
@@ -358,6 +567,17 @@ static void tile_to_y(float *y, int64_t N, int64_t ts, int nt, int64_t n, int mr
 static void prefetch_w(const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn, int64_t part, int64_t parts) {
 #if defined(__x86_64__)
     size_t es = lm_dtype_size(W->dtype), row_bytes = (size_t)W->cols * es;
+    if (W->layout == LM_LAYOUT_PANELS) { /* the rows' slice of each column of their block */
+        int64_t q = n / LM_PANEL_BLOCK, R = lm_panel_rows(W, q), o = n - q * LM_PANEL_BLOCK;
+        if ((n + mr - 1) / LM_PANEL_BLOCK != q) return; /* straddles two blocks: rare, left to the hardware */
+        const char *base = (const char *)W->data + ((size_t)(q * LM_PANEL_BLOCK) * (size_t)W->cols + (size_t)o) * es;
+        for (int64_t k = kcn * part / parts; k < kcn * (part + 1) / parts; k++) {
+            const char *p = base + (size_t)(kc0 + k) * (size_t)R * es;
+            _mm_prefetch(p, _MM_HINT_T1);
+            _mm_prefetch(p + (size_t)mr * es - 1, _MM_HINT_T1);
+        }
+        return;
+    }
     int64_t lines = (int64_t)(((size_t)kcn * es + 63) / 64), total = lines * mr;
     for (int64_t l = total * part / parts; l < total * (part + 1) / parts; l++) {
         const char *p = (const char *)W->data + (size_t)(n + l / lines) * row_bytes + (size_t)kc0 * es;

@@ -3,10 +3,13 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct binder {
     lm_model *m;
@@ -123,7 +126,131 @@ static int bind_item(void *ctx, const lm_arch_item *it) {
     return 0;
 }
 
+/* ---- panels (model.h) ---- */
+
+typedef struct pack_plan {
+    lm_model *m;
+    lm_mat **mats;               /* the views to repack */
+    size_t *offset;              /* where each goes in m->panels */
+    int64_t n, cap;
+    int64_t *chunk_mat, *chunk_p0; /* work items: blocks [p0, p0 + PACK_CHUNK) of a matrix */
+    int64_t *chunk_nan;          /* FP8 NaN bytes each work item found */
+    int64_t nchunks;
+    atomic_llong next;
+} pack_plan;
+
+enum { PACK_CHUNK = 8 }; /* blocks of 128 rows */
+
+static int plan_add(pack_plan *pl, lm_mat *w) {
+    if (pl->n == pl->cap) {
+        int64_t cap = pl->cap ? 2 * pl->cap : 64;
+        lm_mat **mats = realloc(pl->mats, (size_t)cap * sizeof *mats);
+        if (!mats) return -1;
+        pl->mats = mats;
+        pl->cap = cap;
+    }
+    pl->mats[pl->n++] = w;
+    return 0;
+}
+
+/* Every matrix the forward reaches only through lm_matmul and lm_mat_row:
+ * all 2-D tensors with a field, except the embedding (a row lookup; packed
+ * only as the tied head, below). */
+static int plan_item(void *ctx, const lm_arch_item *it) {
+    pack_plan *pl = ctx;
+    if (it->ndim != 2) return 0;
+    if (it->t->scope == LM_AT_MODEL && it->t->field == (ptrdiff_t)offsetof(lm_weights, embed)) return 0;
+    lm_mat *w = lm_arch_field(&pl->m->w, it);
+    if (!w || !w->data) return 0;
+    return plan_add(pl, w);
+}
+
+static void pack_task(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    pack_plan *pl = arg;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&pl->next, 1, memory_order_relaxed);
+        if (c >= pl->nchunks) return;
+        int64_t i = pl->chunk_mat[c], p0 = pl->chunk_p0[c];
+        const lm_mat *w = pl->mats[i];
+        int64_t np = lm_panel_blocks(w), p1 = p0 + PACK_CHUNK < np ? p0 + PACK_CHUNK : np;
+        pl->chunk_nan[c] = lm_mat_pack_panels(w, (uint8_t *)pl->m->panels + pl->offset[i], p0, p1);
+    }
+}
+
+static int pack_model(lm_model *m, lm_error *err) {
+    pack_plan pl = {.m = m};
+    int rc = -1;
+    lm_pool *pool = NULL;
+    if (lm_arch_each(&m->cfg, LM_ARCH_MAIN, plan_item, &pl)) goto oom;
+    /* A tied head is the embedding: packed with it, the lookups read it
+     * through lm_mat_row. A tied config that stores lm_head.weight anyway
+     * binds that (not in the table's walk). */
+    int tied = m->w.head.data == m->w.embed.data;
+    if (tied && plan_add(&pl, &m->w.embed)) goto oom;
+    if (!tied && m->cfg.tie_word_embeddings && plan_add(&pl, &m->w.head)) goto oom;
+    pl.offset = malloc((size_t)(pl.n + 1) * sizeof *pl.offset);
+    if (!pl.offset) goto oom;
+    size_t total = 0;
+    int64_t nchunks = 0;
+    for (int64_t i = 0; i < pl.n; i++) {
+        pl.offset[i] = total;
+        total += (lm_mat_panel_bytes(pl.mats[i]) + 63) / 64 * 64;
+        nchunks += (lm_panel_blocks(pl.mats[i]) + PACK_CHUNK - 1) / PACK_CHUNK;
+    }
+    /* Beyond 3/4 of RAM the copy would push the mapping (and everything
+     * else) out: keep the row-major views, same bits, slower decode. */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (!total || (pages > 0 && page > 0 && (double)total > 0.75 * (double)pages * (double)page)) {
+        rc = 0;
+        goto done;
+    }
+    pl.chunk_mat = malloc((size_t)nchunks * sizeof *pl.chunk_mat);
+    pl.chunk_p0 = malloc((size_t)nchunks * sizeof *pl.chunk_p0);
+    pl.chunk_nan = calloc((size_t)nchunks, sizeof *pl.chunk_nan);
+    size_t align = (size_t)1 << 21;
+    m->panels = aligned_alloc(align, (total + align - 1) / align * align);
+    if (!pl.chunk_mat || !pl.chunk_p0 || !pl.chunk_nan || !m->panels) goto oom;
+    m->panel_bytes = total;
+    madvise(m->panels, (total + align - 1) / align * align, MADV_HUGEPAGE);
+    for (int64_t i = 0; i < pl.n; i++)
+        for (int64_t p = 0; p < lm_panel_blocks(pl.mats[i]); p += PACK_CHUNK) {
+            pl.chunk_mat[pl.nchunks] = i;
+            pl.chunk_p0[pl.nchunks++] = p;
+        }
+    atomic_init(&pl.next, 0);
+    /* a pass over every weight: threads pay off from a few MB up */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (total > ((size_t)32 << 20) && ncpu > 1) pool = lm_pool_create(ncpu > 32 ? 32 : (int)ncpu);
+    lm_pool_run_dynamic(pool, pack_task, &pl);
+    for (int64_t i = 0; i < pl.n; i++) {
+        pl.mats[i]->data = (uint8_t *)m->panels + pl.offset[i];
+        pl.mats[i]->layout = LM_LAYOUT_PANELS;
+        pl.mats[i]->fp8_nan_free = pl.mats[i]->dtype == LM_DTYPE_F8_E4M3;
+    }
+    for (int64_t c = 0; c < pl.nchunks; c++)
+        if (pl.chunk_nan[c]) pl.mats[pl.chunk_mat[c]]->fp8_nan_free = 0;
+    if (tied) m->w.head = m->w.embed;
+    rc = 0;
+    goto done;
+oom:
+    lm_fail(err, "%s: out of memory repacking the weights into panels (LEMMA_PANELS=0 loads without)", m->dir);
+done:
+    lm_pool_free(pool);
+    free(pl.mats);
+    free(pl.offset);
+    free(pl.chunk_mat);
+    free(pl.chunk_p0);
+    free(pl.chunk_nan);
+    return rc;
+}
+
 int lm_model_load(const char *dir, lm_model **out, lm_error *err) {
+    const char *env = getenv("LEMMA_PANELS");
+    return lm_model_load_flags(dir, env && !strcmp(env, "0") ? LM_LOAD_ROWS : 0, out, err);
+}
+
+int lm_model_load_flags(const char *dir, unsigned flags, lm_model **out, lm_error *err) {
     lm_model *m = calloc(1, sizeof *m);
     if (!m) return lm_fail(err, "out of memory");
     snprintf(m->dir, sizeof m->dir, "%s", dir);
@@ -160,6 +287,7 @@ int lm_model_load(const char *dir, lm_model **out, lm_error *err) {
         else
             m->w.head = m->w.embed;
     }
+    if (!rc && !(flags & LM_LOAD_ROWS)) rc = pack_model(m, err);
     if (rc) {
         lm_model_free(m);
         return -1;
@@ -174,6 +302,7 @@ void lm_model_free(lm_model *m) {
         for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) free(m->w.layers[l].ew1);
     free(m->w.layers);
     free(m->owned);
+    free(m->panels);
     lm_st_close(m->tensors);
     free(m);
 }

@@ -6,9 +6,18 @@
  *   lm_infer_forward(s, pool, ids, T, logits, LM_LOGITS_LAST, &err);  // prefill
  *   lm_infer_forward(s, pool, &next, 1, logits, LM_LOGITS_LAST, &err); // decode
  *
- * Weights are views into the memory-mapped safetensors (F32/BF16/F16/FP8
- * block-scaled, read directly by the kernels); only norm vectors and the
- * routing bias are converted to F32 at load (a few KB per layer).
+ * Every matrix the forward only multiplies by (the Linears, the routers,
+ * the head; the embedding too when the head is tied to it) is repacked at
+ * load into panels of 16 rows (LM_LAYOUT_PANELS, core/kernels.h) in its
+ * stored dtype (F32/BF16/F16/FP8 block-scaled), so the decode matvec reads
+ * contiguous memory; the bits are those of the row-major file
+ * (docs/arithmetic.md). That costs one pass over the weights at load
+ * (threaded) and about one copy of them in memory (`panels`); the mapped
+ * file pages are then clean page cache the kernel may reclaim. An untied
+ * embedding stays a view into the mapping (it is a row lookup). Packing
+ * is skipped (views stay row-major, same bits) when the panels would take
+ * more than 3/4 of the machine's RAM, or with LEMMA_PANELS=0. Norm
+ * vectors and the routing bias are converted to F32 (a few KB per layer).
  *
  * Two attention paths share one forward:
  *  - LM_ATTN_NAIVE caches the expanded K (H x (dn+dr)) and V (H x dv) per
@@ -35,6 +44,8 @@ typedef struct lm_model {
     lm_dims dims;                /* derived from cfg */
     lm_weights w;                /* views bound by the arch table (arch.h) */
     float *owned;                /* one block holding every converted vector */
+    void *panels;                /* the matrices repacked into panels (NULL: none) */
+    size_t panel_bytes;
     char dir[4096];
 } lm_model;
 
@@ -49,6 +60,12 @@ typedef struct lm_model {
  * row it returns and names the first tensor whose output went non-finite.
  * lm_st_check_finite scans everything on request (lemma info --check-weights). */
 int lm_model_load(const char *dir, lm_model **out, lm_error *err);
+/* The same with flags: LM_LOAD_ROWS keeps every matrix a row-major view of
+ * the mapping (no packing: for reading the tensors, e.g. training's init
+ * from a checkpoint, and for tests; the forward gives the same bits).
+ * lm_model_load packs unless LEMMA_PANELS=0 is in the environment. */
+enum { LM_LOAD_ROWS = 1 };
+int lm_model_load_flags(const char *dir, unsigned flags, lm_model **out, lm_error *err);
 void lm_model_free(lm_model *m);
 
 /* Parameter counts: total, and active per token (embedding excluded from

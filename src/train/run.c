@@ -791,7 +791,7 @@ int lm_train_run(const lm_run_opts *opts, lm_error *err) {
     if (prc || lm_params_create(&cfg, &c.p, err)) goto fail;
     if (o->init_dir) {
         lm_model *m;
-        if (lm_model_load(o->init_dir, &m, err)) goto fail;
+        if (lm_model_load_flags(o->init_dir, LM_LOAD_ROWS, &m, err)) goto fail; /* only its tensors are read */
         int lrc = lm_params_load_model(c.p, m, err);
         lm_model_free(m);
         if (lrc) goto fail;
@@ -895,7 +895,7 @@ int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err
             fprintf(stderr, "%s: starting from step 0\n", ro->restart ? "restarting the run" : "no checkpoint yet");
         if (o->init_dir) {
             lm_model *m;
-            if (lm_model_load(o->init_dir, &m, err)) goto fail;
+            if (lm_model_load_flags(o->init_dir, LM_LOAD_ROWS, &m, err)) goto fail; /* only its tensors are read */
             int lrc = lm_params_load_model(c.p, m, err);
             lm_model_free(m);
             if (lrc) goto fail;
