@@ -379,7 +379,7 @@ int main(int argc, char **argv) {
            have_sched ? rq_wait / (wall_total * threads) : NAN, n_active, f6n, attn_tok, gf, gf_attn, peak,
            peak_arg > 0 ? "--peak" : "fma_anchor_1t_x_threads", gf / peak, gf_attn / peak, gf / nominal,
            (double)(B * T) * steps / cpu_total * f6n * 1e-9 / anchor, rss_mib,
-           p->block_bytes, (long long)lm_trainer_bytes(tr), loss0, loss_last, lm_isa_name(lm_cpu_isa()));
+           p->block.bytes, (long long)lm_trainer_bytes(tr), loss0, loss_last, lm_isa_name(lm_cpu_isa()));
 
     free(wall);
     free(ids);
