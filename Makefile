@@ -99,7 +99,7 @@ $(BUILD)/src/prove/templates.o: templates/lemma.json
 
 tests-bin: $(BUILD)/lemma $(TEST_BIN)
 
-test: lemma tests-bin
+test: lemma tests-bin $(BENCH_BIN)   # the benchmarks are built too, so a change that breaks them fails here
 	@LEMMA_BUILD=$(BUILD) bash tests/run.sh
 
 sanitize:
