@@ -44,7 +44,7 @@ static void fuzz_recipe(const char *text, size_t size) {
     }
     for (int s = 0; s < r->n_stages; s++) {
         const lm_recipe_stage *st = &r->stages[s];
-        require(st->kind_id >= LM_STAGE_TOKENIZER && st->kind_id <= LM_STAGE_PRETRAIN && st->n_inputs >= 1);
+        require(st->kind_id >= LM_STAGE_TOKENIZER && st->kind_id <= LM_STAGE_LAST && st->n_inputs >= 1);
         for (int k = 0; k < st->n_inputs; k++) {
             int ref = st->input_ref[k];
             require(ref < r->n_inputs && ref >= -s);
