@@ -11,6 +11,8 @@
 #     `lemma init --seed 1`: build/bench-models/{bench-s,bench-m}-{f32,bf16};
 #  2. bench/bench_matmul: the machine's peak FMA rate and memory read
 #     bandwidth (the anchors) and lm_matmul GFLOP/s / GB/s against them;
+#     then a quick run on each slower kernel path the CPU has (LEMMA_ISA=avx2,
+#     scalar: the same bits, docs/arithmetic.md) and its speed as a ratio;
 #  3. for each preset x dtype {f32, bf16} x threads {1, 2}: `lemma bench`
 #     (latent MLA cache, --prompt 512 --gen 128, reps 3 for bench-s and
 #     BENCH_REPS_M (default 2) for bench-m; medians), a short `lemma bench
@@ -124,6 +126,17 @@ if [ -x "$MATMUL" ]; then
     printf '%s\n' "$out" | grep -v '^{' >&2
     j=$(printf '%s\n' "$out" | last_json)
     [ -n "$j" ] && record matmul - - "$maxth" "$j" || note "bench_matmul printed no JSON"
+    # The other kernel paths this CPU has (docs/arithmetic.md: the same bits
+    # on every path; this is what the sameness costs on each), 1 thread.
+    best=$(printf '%s\n' "$j" | sed -nE 's/.*"isa":"([a-z0-9]+)".*/\1/p')
+    for isa in avx2 scalar; do
+        [ "$isa" = "$best" ] && continue
+        [ "$best" = scalar ] && continue
+        [ "$best" = avx2 ] && [ "$isa" = avx2 ] && continue
+        note "== LEMMA_ISA=$isa $MATMUL --quick --threads 1"
+        jp=$(LEMMA_ISA=$isa timeout "$TMO" "$MATMUL" --quick --threads 1 2>>"$err" | last_json)
+        [ -n "$jp" ] && record matmul_path - "$isa" 1 "$jp" || note "bench_matmul ($isa) printed no JSON"
+    done
 else
     note "== $MATMUL not built: no matmul GFLOP/s and no machine anchors in this run"
 fi
@@ -301,6 +314,19 @@ if mm:
                       fmt(mm.get(k % 2), 1), pct(mm.get(k % 2), mm.get("mem_read_2t"))))
     print("bench/bench_matmul (isa %s): lm_matmul K = N = 2048, measured in this run" % mm.get("isa", "?"))
     table(hdr, lines, 1)
+    paths = [(r["dtype"], r["result"]) for r in rows if r["bench"] == "matmul_path"]
+    if paths:
+        print()
+        print("Kernel paths (same bits on every path, docs/arithmetic.md), 1 thread, --quick runs for the others:")
+        hdr2 = ("path", "GEMM F32 T=512 GFLOP/s", "vs %s" % mm.get("isa", "?"), "decode F32 T=1 GB/s", "vs %s" % mm.get("isa", "?"))
+        lines2 = []
+        g0, d0 = mm.get("gemm_F32_T512_1t"), mm.get("matvec_F32_cold_1t")
+        lines2.append((mm.get("isa", "?"), fmt(g0, 1), "1.00x", fmt(d0, 1), "1.00x"))
+        for isa, r in paths:
+            g, d = r.get("gemm_F32_T512_1t"), r.get("matvec_F32_cold_1t")
+            ratio = lambda a, b: ("%.2fx" % (a / b)) if a and b else "-"
+            lines2.append((isa, fmt(g, 1), ratio(g, g0), fmt(d, 1), ratio(d, d0)))
+        table(hdr2, lines2, 1)
 else:
     print("bench/bench_matmul: not run")
 print("results: %s" % sys.argv[1])
