@@ -84,6 +84,18 @@ static inline float fp8_factor(const lm_mat *W, int64_t r, int64_t k) {
     return W->scale_inv[(r / LM_FP8_BLOCK) * fp8_scols(W) + k / LM_FP8_BLOCK] * 256.0f;
 }
 
+/* Calls fn(LM_DTYPE_X, args...) with the weight dtype as a constant, so
+ * each always_inline body is compiled once per dtype. */
+#define DISPATCH_DTYPE(dtype, fn, ...)                                        \
+    do {                                                                      \
+        switch (dtype) {                                                      \
+        case LM_DTYPE_F32: fn(LM_DTYPE_F32, __VA_ARGS__); break;              \
+        case LM_DTYPE_BF16: fn(LM_DTYPE_BF16, __VA_ARGS__); break;            \
+        case LM_DTYPE_F16: fn(LM_DTYPE_F16, __VA_ARGS__); break;              \
+        default: fn(LM_DTYPE_F8_E4M3, __VA_ARGS__); break;                    \
+        }                                                                     \
+    } while (0)
+
 /* ---- matvec (small T): lanes over W rows, x broadcast ----
  *
  * A block of VL rows x VL columns of W is loaded row-wise and transposed in
@@ -391,12 +403,7 @@ static void kern_matvec(float *y, const float *x, int64_t T, const lm_mat *W, in
         matvec_panel(y, x, T, W, n0, n1);
         return;
     }
-    switch (W->dtype) {
-    case LM_DTYPE_F32: matvec_dt(LM_DTYPE_F32, y, x, T, W, n0, n1); break;
-    case LM_DTYPE_BF16: matvec_dt(LM_DTYPE_BF16, y, x, T, W, n0, n1); break;
-    case LM_DTYPE_F16: matvec_dt(LM_DTYPE_F16, y, x, T, W, n0, n1); break;
-    default: matvec_dt(LM_DTYPE_F8_E4M3, y, x, T, W, n0, n1); break;
-    }
+    DISPATCH_DTYPE(W->dtype, matvec_dt, y, x, T, W, n0, n1);
 }
 
 /* ---- GEMM (larger T): lanes over tokens, W broadcast ----
@@ -478,21 +485,8 @@ static inline __attribute__((always_inline)) void pack_w_panel_dt(const int dt, 
 }
 
 static void pack_w(float *wp, const lm_mat *W, int64_t n, int mr, int64_t kc0, int64_t kcn) {
-    if (W->layout == LM_LAYOUT_PANELS) {
-        switch (W->dtype) {
-        case LM_DTYPE_F32: pack_w_panel_dt(LM_DTYPE_F32, wp, W, n, mr, kc0, kcn); break;
-        case LM_DTYPE_BF16: pack_w_panel_dt(LM_DTYPE_BF16, wp, W, n, mr, kc0, kcn); break;
-        case LM_DTYPE_F16: pack_w_panel_dt(LM_DTYPE_F16, wp, W, n, mr, kc0, kcn); break;
-        default: pack_w_panel_dt(LM_DTYPE_F8_E4M3, wp, W, n, mr, kc0, kcn); break;
-        }
-        return;
-    }
-    switch (W->dtype) {
-    case LM_DTYPE_F32: pack_w_dt(LM_DTYPE_F32, wp, W, n, mr, kc0, kcn); break;
-    case LM_DTYPE_BF16: pack_w_dt(LM_DTYPE_BF16, wp, W, n, mr, kc0, kcn); break;
-    case LM_DTYPE_F16: pack_w_dt(LM_DTYPE_F16, wp, W, n, mr, kc0, kcn); break;
-    default: pack_w_dt(LM_DTYPE_F8_E4M3, wp, W, n, mr, kc0, kcn); break;
-    }
+    if (W->layout == LM_LAYOUT_PANELS) DISPATCH_DTYPE(W->dtype, pack_w_panel_dt, wp, W, n, mr, kc0, kcn);
+    else DISPATCH_DTYPE(W->dtype, pack_w_dt, wp, W, n, mr, kc0, kcn);
 }
 
 /* acc[i][0 .. NV VL) += sum_k wp[i][k] * xt[k][..], i < mr: NV = 2 (NT
