@@ -113,20 +113,10 @@ int lm_sha256_parse(const char *hex, uint8_t out[32]) {
     return hex[64] ? -1 : 0;
 }
 
-int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
-    uint64_t size;
-    int fd = lm_open_regular(path, &size, err);
-    if (fd < 0) return -1;
+int lm_sha256_feed_fd(lm_sha256 *s, int fd, uint64_t n, const char *path, lm_error *err) {
     uint8_t *buf = malloc(1 << 20);
-    if (!buf) {
-        close(fd);
-        return lm_fail(err, "%s: out of memory", path);
-    }
-    lm_sha256 s;
-    lm_sha256_init(&s);
-    /* Exactly the size fstat gave: a file that grows meanwhile is not read
-     * without end, one that shrinks is an error. */
-    uint64_t left = size, at = 0;
+    if (!buf) return lm_fail(err, "%s: out of memory", path);
+    uint64_t left = n, at = 0;
     int rc = 0;
     while (left && !rc) {
         if (lm_stop_requested()) {
@@ -134,18 +124,30 @@ int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
             break;
         }
         size_t want = left < (1u << 20) ? (size_t)left : (1u << 20);
-        ssize_t n = read(fd, buf, want);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) rc = lm_fail(err, "%s: read error at byte %llu: %s", path, (unsigned long long)at, strerror(errno));
-        else if (n == 0) rc = lm_fail(err, "%s: file shrank while being read (%llu of %lld bytes)", path,
-                                      (unsigned long long)at, (long long)size);
+        ssize_t got = read(fd, buf, want);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) rc = lm_fail(err, "%s: read error at byte %llu: %s", path, (unsigned long long)at, strerror(errno));
+        else if (got == 0) rc = lm_fail(err, "%s: file shrank while being read (%llu of %llu bytes)", path,
+                                        (unsigned long long)at, (unsigned long long)n);
         else {
-            lm_sha256_update(&s, buf, (size_t)n);
-            left -= (uint64_t)n;
-            at += (uint64_t)n;
+            lm_sha256_update(s, buf, (size_t)got);
+            left -= (uint64_t)got;
+            at += (uint64_t)got;
         }
     }
     free(buf);
+    return rc;
+}
+
+int lm_sha256_file(const char *path, char hex[65], lm_error *err) {
+    uint64_t size;
+    int fd = lm_open_regular(path, &size, err);
+    if (fd < 0) return -1;
+    lm_sha256 s;
+    lm_sha256_init(&s);
+    /* Exactly the size fstat gave: a file that grows meanwhile is not read
+     * without end, one that shrinks is an error. */
+    int rc = lm_sha256_feed_fd(&s, fd, size, path, err);
     close(fd);
     if (rc) return -1;
     uint8_t d[32];

@@ -38,6 +38,10 @@ void lm_sha256_buf(const void *data, size_t len, uint8_t out[32]);
 void lm_sha256_hex(const uint8_t d[32], char hex[65]);
 /* Parses 64 hex digits (either case); 0 on success, -1 otherwise. */
 int lm_sha256_parse(const char *hex, uint8_t out[32]);
+/* Feeds exactly n bytes of fd, from its current offset, in 1 MiB pieces;
+ * -1 with err naming path on a read error, a file shorter than that, or a
+ * stop request. */
+int lm_sha256_feed_fd(lm_sha256 *s, int fd, uint64_t n, const char *path, lm_error *err);
 /* Hex digest of a whole file (read in 1 MiB pieces); -1 with err naming the file. */
 int lm_sha256_file(const char *path, char hex[65], lm_error *err);
 

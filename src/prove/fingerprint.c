@@ -22,31 +22,6 @@ static void put_u64(lm_sha256 *h, uint64_t v) {
     lm_sha256_update(h, b, 8);
 }
 
-/* Feeds up to n bytes of fd (all of it for UINT64_MAX); -1 on a read error
- * or a file shorter than n. */
-static int feed(lm_sha256 *h, int fd, uint64_t n, const char *path, lm_error *err) {
-    enum { PIECE = 1 << 20 };
-    uint8_t *buf = malloc(PIECE);
-    if (!buf) return lm_fail(err, "out of memory");
-    uint64_t done = 0;
-    int rc = 0;
-    while (done < n) {
-        size_t want = n - done < PIECE ? (size_t)(n - done) : PIECE;
-        ssize_t got = read(fd, buf, want);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) { rc = lm_fail(err, "%s: cannot read: %s", path, strerror(errno)); break; }
-        if (got == 0) {
-            if (n != UINT64_MAX) rc = lm_fail(err, "%s: ends at byte %llu, expected %llu bytes", path,
-                                             (unsigned long long)done, (unsigned long long)n);
-            break;
-        }
-        lm_sha256_update(h, buf, (size_t)got);
-        done += (uint64_t)got;
-    }
-    free(buf);
-    return rc;
-}
-
 /* name, size, then the whole content, or (by_headers) the mtime and the
  * safetensors header. */
 static int hash_file(lm_sha256 *h, const char *dir, const char *name, int by_headers, lm_error *err) {
@@ -59,7 +34,7 @@ static int hash_file(lm_sha256 *h, const char *dir, const char *name, int by_hea
     put_u64(h, size);
     int rc;
     if (!by_headers) {
-        rc = feed(h, fd, size, path, err);
+        rc = lm_sha256_feed_fd(h, fd, size, path, err);
     } else {
         struct stat st;
         uint8_t len8[8];
@@ -79,7 +54,7 @@ static int hash_file(lm_sha256 *h, const char *dir, const char *name, int by_hea
                 put_u64(h, (uint64_t)st.st_mtim.tv_nsec);
                 lm_sha256_update(h, len8, 8);
                 rc = lseek(fd, 8, SEEK_SET) < 0 ? lm_fail(err, "%s: %s", path, strerror(errno))
-                                                : feed(h, fd, hlen, path, err);
+                                                : lm_sha256_feed_fd(h, fd, hlen, path, err);
             }
         }
     }
