@@ -263,6 +263,21 @@ TEST(arch_table_covers_checkpoints) {
     }
 }
 
+/* All T logits of golden g through model m: run 0 = one chunk with the
+ * naive cache, run 1 = one token at a time with the latent cache. 0, or -1
+ * with err. */
+static int golden_logits_run(lm_model *m, const golden *g, lm_pool *pool, int run, float *out, lm_error *err) {
+    lm_infer *s = lm_infer_create(m, run ? LM_ATTN_LATENT : LM_ATTN_NAIVE, g->T, run ? 1 : g->T, 2, err);
+    if (!s) return -1;
+    int rc = 0;
+    if (run == 0) rc = lm_infer_forward(s, pool, g->ids, g->T, out, LM_LOGITS_ALL, err);
+    else
+        for (int64_t t = 0; t < g->T && !rc; t++)
+            rc = lm_infer_forward(s, pool, g->ids + t, 1, out + t * g->V, LM_LOGITS_ALL, err);
+    lm_infer_free(s);
+    return rc;
+}
+
 /* The same bits on every kernel path (docs/arithmetic.md): for every golden
  * model, the full forward (GEMM-sized and matvec-sized chunks) and
  * token-by-token latent decode (T = 1) give identical logits with
@@ -283,20 +298,13 @@ TEST(golden_logits_identical_across_paths) {
         for (int isa = LM_ISA_SCALAR; isa <= (int)lm_cpu_isa(); isa++) {
             lm_set_isa((lm_isa)isa);
             for (int run = 0; run < 2; run++) { /* one chunk; then one token at a time (latent cache) */
-                lm_infer *s = lm_infer_create(m, run ? LM_ATTN_LATENT : LM_ATTN_NAIVE, g->T, run ? 1 : g->T, 2, &err);
-                CHECK(s != NULL);
-                if (!s) continue;
-                int rc = 0;
-                if (run == 0) rc = lm_infer_forward(s, pool, g->ids, g->T, got, LM_LOGITS_ALL, &err);
-                else
-                    for (int64_t t = 0; t < g->T && !rc; t++)
-                        rc = lm_infer_forward(s, pool, g->ids + t, 1, got + t * g->V, LM_LOGITS_ALL, &err);
+                int rc = golden_logits_run(m, g, pool, run, got, &err);
                 CHECKF(rc == 0, "%s", err.msg);
+                if (rc) continue;
                 if (isa == LM_ISA_SCALAR) memcpy(want[run], got, nl * sizeof(float));
                 else
                     CHECKF(!memcmp(want[run], got, nl * sizeof(float)), "%s: %s, %s differs from scalar", g->dir,
                            run ? "decode" : "full forward", lm_isa_name((lm_isa)isa));
-                lm_infer_free(s);
             }
         }
         free(want[0]);
@@ -336,16 +344,8 @@ TEST(panel_and_row_major_loads_identical) {
             lm_set_isa((lm_isa)isa);
             for (int run = 0; run < 2; run++) { /* one chunk (naive); one token at a time (latent) */
                 for (int k = 0; k < 2; k++) {
-                    lm_infer *s = lm_infer_create(m[k], run ? LM_ATTN_LATENT : LM_ATTN_NAIVE, g->T, run ? 1 : g->T, 2, &err);
-                    CHECK(s != NULL);
-                    if (!s) continue;
-                    int rc = 0;
-                    if (run == 0) rc = lm_infer_forward(s, pool, g->ids, g->T, got[k], LM_LOGITS_ALL, &err);
-                    else
-                        for (int64_t t = 0; t < g->T && !rc; t++)
-                            rc = lm_infer_forward(s, pool, g->ids + t, 1, got[k] + t * g->V, LM_LOGITS_ALL, &err);
+                    int rc = golden_logits_run(m[k], g, pool, run, got[k], &err);
                     CHECKF(rc == 0, "%s", err.msg);
-                    lm_infer_free(s);
                 }
                 CHECKF(!memcmp(got[0], got[1], nl * sizeof(float)), "%s: %s, %s: panels differ from row-major",
                        g->dir, run ? "decode" : "full forward", lm_isa_name((lm_isa)isa));
