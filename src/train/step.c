@@ -190,9 +190,8 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
         return NULL;
     }
     layout(tr, &tr->arena);
-    tr->block_bytes = tr->arena.bytes;
     if (lm_arena_map(&tr->arena)) {
-        lm_fail(err, "cannot allocate %.1f MiB of training buffers", tr->block_bytes / 1048576.0);
+        lm_fail(err, "cannot allocate %.1f MiB of training buffers", tr->arena.bytes / 1048576.0);
         lm_adamw_free(&tr->opt);
         free(tr);
         return NULL;
@@ -220,7 +219,7 @@ void lm_trainer_free(lm_trainer *tr) {
 
 lm_adamw *lm_trainer_adamw(lm_trainer *tr) { return &tr->opt; }
 
-int64_t lm_trainer_bytes(const lm_trainer *tr) { return (int64_t)tr->block_bytes; }
+int64_t lm_trainer_bytes(const lm_trainer *tr) { return (int64_t)tr->arena.bytes; } /* the second layout pass re-planned it */
 
 /* ---- the step ---- */
 

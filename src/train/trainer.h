@@ -89,7 +89,6 @@ struct lm_trainer {
     double loss_sum, bal_sum;    /* this step */
     int64_t tok_count, denom_tokens;
     lm_arena arena;              /* the one allocation behind every buffer */
-    size_t block_bytes;
 };
 
 /* tforward.c */
