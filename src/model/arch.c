@@ -72,11 +72,6 @@ static const lm_arch_tensor TABLE[] = {
 };
 enum { N_TABLE = sizeof TABLE / sizeof TABLE[0] };
 
-const lm_arch_tensor *lm_arch_table(size_t *n) {
-    *n = N_TABLE;
-    return TABLE;
-}
-
 static int64_t dim(const lm_dims *d, lm_arch_dim x) {
     switch (x) {
     case LM_DIM_V: return d->V;

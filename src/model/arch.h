@@ -136,9 +136,6 @@ typedef struct lm_arch_tensor {
     ptrdiff_t field;             /* offsetof in lm_weights (model scope) or lm_layer; LM_ARCH_NO_FIELD */
 } lm_arch_tensor;
 
-/* The table, in checkpoint order within each scope. */
-const lm_arch_tensor *lm_arch_table(size_t *n);
-
 enum { LM_ARCH_NAME_MAX = 128 };
 
 /* One tensor of one config: a table row at a layer (and expert). */
