@@ -41,7 +41,7 @@ TEST(chat_request_fields) {
         "\"max_completion_tokens\":50,\"temperature\":0.5,\"top_p\":0.9,\"top_k\":-1,\"min_p\":0.1,\"seed\":42,"
         "\"stop\":[\"\\n\\n\",\"END\"],\"n\":3,\"stream\":true,\"stream_options\":{\"include_usage\":true},"
         "\"logprobs\":true,\"top_logprobs\":2,\"frequency_penalty\":0,\"user\":\"u\",\"tools\":null,"
-        "\"chat_template_kwargs\":{\"thinking\":true}}";
+        "\"chat_template_kwargs\":{\"thinking\":true},\"ignore_eos\":true}";
     CHECKF(parse(LM_SERVE_CHAT, body, &r, &pe) == 0, "%s", pe.msg);
     CHECK(r.nmsgs == 5);
     if (r.nmsgs == 5) {
@@ -51,7 +51,7 @@ TEST(chat_request_fields) {
     }
     CHECK(r.max_tokens == 50 && r.temperature == 0.5 && r.top_p == 0.9 && r.top_k == 0 && r.min_p == 0.1);
     CHECK(r.seed == 42 && r.has_seed && r.n == 3 && r.stream && r.include_usage && r.logprobs && r.top_logprobs == 2);
-    CHECK(r.nstop == 2 && !strcmp(r.stop[1], "END") && r.thinking && !strcmp(r.model, "x"));
+    CHECK(r.nstop == 2 && !strcmp(r.stop[1], "END") && r.thinking && r.ignore_eos && !strcmp(r.model, "x"));
     lm_serve_request_free(&r);
 
     /* defaults; null is absent */

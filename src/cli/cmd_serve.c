@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -13,7 +14,7 @@ typedef struct serve_cli {
     const char *dir, *host, *key_env, *name;
     int64_t port, max_seqs, max_queue, ctx, max_body, max_header, idle, max_conns;
     int threads;
-    double grace;
+    double grace, load_delay;
 } serve_cli;
 
 static const cli_arg serve_args[] = {{"MODEL_DIR", CLI_ARG_AT(serve_cli, dir), CLI_REQUIRED}};
@@ -35,6 +36,8 @@ static const cli_opt serve_opts[] = {
      .metavar = "BYTES", .help = "request body size at most; beyond, 413"},
     {"--max-header", NULL, CLI_INT, CLI_AT(serve_cli, max_header), .min = 4096, .max = 1 << 24, .def = "32768",
      .metavar = "BYTES", .flags = CLI_HIDDEN, .help = "memory for a request's head"},
+    {"--load-delay", NULL, CLI_REAL, CLI_AT(serve_cli, load_delay), .lo = 0, .hi = 60, .def = "0", .metavar = "S",
+     .flags = CLI_HIDDEN, .help = "wait S seconds before loading (tests see /health answer 503)"},
     {"--idle-timeout", NULL, CLI_INT, CLI_AT(serve_cli, idle), .min = 1, .max = 86400, .def = "60", .metavar = "S",
      .help = "close a connection silent for S seconds"},
     {"--max-connections", NULL, CLI_INT, CLI_AT(serve_cli, max_conns), .min = 1, .max = 65536, .def = "512",
@@ -49,8 +52,7 @@ static const cli_opt serve_opts[] = {
 static int serve_run(const void *dest);
 const cli_spec cli_serve_spec = {
     .cmd = "serve",
-    .usage = "MODEL_DIR [--host 127.0.0.1] [--port 8080] [--api-key-env LEMMA_API_KEY] [--max-seqs 64]\n"
-             "[--max-queue 256] [--ctx 8192] [--max-body BYTES] [--threads N] [--served-name lemma] [--grace 10]",
+    .usage = "MODEL_DIR [--host 127.0.0.1] [--port 8080] [--api-key-env LEMMA_API_KEY] [--ctx 8192] [options]",
     .about = "An OpenAI-compatible HTTP server on the batched engine: POST /v1/chat/completions,\n"
              "POST /v1/completions, GET /v1/models, GET /health, GET /metrics. Prints one line\n"
              "when it listens and one when the model is loaded; stops on SIGINT/SIGTERM.",
@@ -94,6 +96,10 @@ static int serve_run(const void *dest) {
     int v6 = strchr(h, ':') != NULL;
     fprintf(stderr, "lemma serve: listening on http://%s%s%s:%d (loading %s)\n", v6 ? "[" : "", h, v6 ? "]" : "",
             lm_serve_port(s), o->dir);
+    if (o->load_delay > 0) {
+        struct timespec ts = {(time_t)o->load_delay, (long)((o->load_delay - (double)(time_t)o->load_delay) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
     if (lm_serve_load(s, o->dir, &err)) {
         fprintf(stderr, "lemma serve: %s\n", err.msg);
         lm_serve_free(s);

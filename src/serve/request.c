@@ -278,7 +278,9 @@ static int parse_fields(parser *p, const json_value *root) {
             if (get_int(p, f, k, 1, p->lim->max_n, &x)) return -1;
             r->n = (int)x;
         } else if (!strcmp(k, "best_of") && !chat) best_of = f;
-        else if (!strcmp(k, "stream")) {
+        else if (!strcmp(k, "ignore_eos")) {
+            if (get_bool(p, f, k, &r->ignore_eos)) return -1;
+        } else if (!strcmp(k, "stream")) {
             if (get_bool(p, f, k, &r->stream)) return -1;
         } else if (!strcmp(k, "stream_options")) {
             if (f->type != JSON_OBJECT) return fail(p, k, "expected an object, got %s", kind_of(f));

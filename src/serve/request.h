@@ -14,7 +14,7 @@
  * seed an integer >= 0. A JSON null counts as absent. Fields OpenAI defines
  * that lemma does not implement are accepted only at their neutral value
  * (frequency_penalty 0, logit_bias {}, ...); any other field is an error, so
- * a typo is never silently ignored. Extensions: top_k, min_p (as vLLM),
+ * a typo is never silently ignored. Extensions: top_k, min_p, ignore_eos (as vLLM),
  * chat_template_kwargs.thinking (the prompt then opens "<think>\n", as
  * vLLM's DeepSeek templates do).
  *
@@ -84,6 +84,7 @@ typedef struct lm_serve_request {
     int include_usage;       /* stream_options.include_usage */
     int logprobs;            /* report the sampled tokens' logprobs */
     int top_logprobs;        /* and this many alternatives */
+    int ignore_eos;          /* do not stop at the model's EOS */
 } lm_serve_request;
 
 /* 0, or -1 with pe filled (out is then empty: nothing to free). */

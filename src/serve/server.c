@@ -579,7 +579,7 @@ static enum MHD_Result completion(lm_server *s, struct MHD_Connection *c, lm_ser
     gp.sampling.seed = r.seed;
     gp.stop = r.stop;
     gp.nstop = r.nstop;
-    gp.stop_at_eos = 1;
+    gp.stop_at_eos = !r.ignore_eos;
     gp.skip_special = 0; /* "</think>" must reach the splitter; a final EOS is dropped there */
     job *j = job_create(s, &r);
     if (!j) {
