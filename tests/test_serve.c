@@ -110,6 +110,7 @@ TEST(chat_request_errors) {
     CHECK(refused(C, "{" U ",\"stream_options\":{\"include_usage\":true}}", "stream_options", "only with stream"));
     CHECK(refused(C, "{" U ",\"stream\":\"yes\"}", "stream", "true or false"));
     CHECK(refused(C, "{" U ",\"temprature\":1}", "temprature", "unknown field"));
+    CHECK(refused(C, "{" U ",\"a\\nb\":1}", "a?b", "a?b: unknown field")); /* found by fuzz_serve_request */
     CHECK(refused(C, "{" U ",\"presence_penalty\":0.5}", "presence_penalty", "not supported"));
     CHECK(refused(C, "{" U ",\"tools\":[{\"type\":\"function\"}]}", "tools", "not supported"));
     CHECK(refused(C, "{" U ",\"prompt\":\"x\"}", "prompt", "unknown field"));

@@ -14,7 +14,11 @@ typedef struct parser {
 } parser;
 
 __attribute__((format(printf, 3, 4))) static int fail(parser *p, const char *param, const char *fmt, ...) {
+    /* the field's path, with control bytes (a key may hold "\n") as '?', so that the message stays one line */
     snprintf(p->pe->param, sizeof p->pe->param, "%s", param);
+    for (char *c = p->pe->param; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    param = p->pe->param;
     char detail[400];
     va_list ap;
     va_start(ap, fmt);
