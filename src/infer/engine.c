@@ -167,8 +167,9 @@ lm_engine *lm_engine_create(const lm_model *m, const lm_tokenizer *tok, lm_pool 
         lm_fail(err, "engine: max_seqs is %d, expected 1 to 65536", d.max_seqs);
         return NULL;
     }
-    if (d.max_queue < 0) {
-        lm_fail(err, "engine: max_queue is %d, expected 0 or more", d.max_queue);
+    if (d.max_queue < 1) {
+        lm_fail(err, "engine: max_queue is %d, expected at least 1 (every request waits in the queue first)",
+                d.max_queue);
         return NULL;
     }
     if (d.max_batch_tokens < d.max_seqs || d.max_batch_tokens > (1 << 24)) {
