@@ -465,6 +465,54 @@ TEST(preemption_recomputes_the_same_tokens) {
     lm_model_free(m);
 }
 
+/* Random engines (block size, cache size down to one context, sequences,
+ * rows per forward) under random joins and cancels: every choice that was
+ * not cancelled equals its run on a roomy engine; no step stalls. */
+TEST(random_engines_and_schedules) {
+    lm_model *m = load(GOLDENS[0]);
+    if (!m) { CHECK(0); return; }
+    enum { N = 8, ITER = 40 };
+    spec s[N];
+    got_request *ref = calloc(N, sizeof *ref), *got = calloc(N, sizeof *got);
+    uint64_t preemptions = 0;
+    for (int it = 0; it < ITER; it++) {
+        rng_state = 10000 + (uint64_t)it * 100;
+        random_specs(s, N, m->cfg.vocab_size, it % 2);
+        for (int i = 0; i < N; i++) {
+            s[i].n = 1 + (int)rnd(3);
+            s[i].join = (int)rnd(20);
+            s[i].cancel_at = rnd(5) == 0 ? s[i].join + (int)rnd(15) : -1;
+        }
+        lm_engine_opts o = small_opts(64);
+        memset(ref, 0, N * sizeof *ref);
+        CHECK(run_specs(m, NULL, NULL, &o, s, N, ref, NULL) == 0);
+        o.block_tokens = 1 + (int64_t)rnd(8);
+        o.cache_tokens = 64 + (int64_t)rnd(128);
+        o.max_seqs = 3 + (int)rnd(6);
+        o.max_batch_tokens = o.max_seqs + (int64_t)rnd(20);
+        memset(got, 0, N * sizeof *got);
+        lm_engine_stats st;
+        CHECKF(run_specs(m, NULL, NULL, &o, s, N, got, &st) == 0 && well_formed(got, N), "iteration %d", it);
+        preemptions += st.preemptions;
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < s[i].n; k++) {
+                const got_choice *a = &ref[i].c[k], *b = &got[i].c[k];
+                int ok = b->finish == LM_FINISH_CANCELLED || a->finish == LM_FINISH_CANCELLED
+                             ? b->n <= a->n || a->finish == LM_FINISH_CANCELLED
+                             : same_choice(a, b);
+                int shared = b->n < a->n ? b->n : a->n;
+                ok = ok && !memcmp(a->ids, b->ids, (size_t)shared * 4);
+                CHECKF(ok, "iteration %d (blocks of %lld, cache %lld, %d seqs, %lld rows): request %d choice %d", it,
+                       (long long)o.block_tokens, (long long)o.cache_tokens, o.max_seqs, (long long)o.max_batch_tokens,
+                       i, k);
+            }
+    }
+    CHECKF(preemptions > 20, "%llu preemptions in all", (unsigned long long)preemptions);
+    free(ref);
+    free(got);
+    lm_model_free(m);
+}
+
 /* (e) Cancel: running and queued requests end with CANCELLED, the cache is
  * empty again, unknown or finished ids are refused. */
 TEST(cancel_frees_the_cache) {
@@ -815,6 +863,7 @@ int main(void) {
     RUN(naive_cache_equals_lm_generate);
     RUN(choices_share_the_prompt);
     RUN(preemption_recomputes_the_same_tokens);
+    RUN(random_engines_and_schedules);
     RUN(cancel_frees_the_cache);
     RUN(bad_requests_are_refused);
     RUN(submit_and_cancel_from_another_thread);

@@ -599,11 +599,13 @@ static void preempt(lm_engine *e, choice *c) {
     /* it waits in its old place: readmission goes in admission order */
 }
 
-/* Preempts the most recently admitted RUN choice not yet scheduled in this
- * step that holds blocks; 0 when there is none. */
-static int preempt_youngest(lm_engine *e) {
+/* Preempts the most recently admitted RUN choice that holds blocks, is not
+ * scheduled in this step and was admitted at `since` or later; 0 when there
+ * is none. */
+static int preempt_youngest(lm_engine *e, uint64_t since) {
     for (int i = e->nbatch - 1; i >= 0; i--) {
         choice *c = e->batch[i];
+        if (c->admitted < since) break; /* the batch is in admission order */
         if (c->state == CH_RUN && !c->scheduled && c->kv.nblock > 0) {
             preempt(e, c);
             return 1;
@@ -711,6 +713,7 @@ static int any_preempted(const lm_engine *e) {
 /* Readmits preempted choices (oldest first) and then starts queued requests
  * while sequences and blocks allow. */
 static void admit_waiting(lm_engine *e) {
+    int64_t promised = 0; /* blocks the choices admitted here will take */
     int i = 0;
     while (i < e->nbatch) {
         choice *c = e->batch[i];
@@ -718,7 +721,8 @@ static void admit_waiting(lm_engine *e) {
             i++;
             continue;
         }
-        if (free_blocks(e, 0) < admission_blocks(e, c)) return; /* in order: no overtaking */
+        if (free_blocks(e, promised) < admission_blocks(e, c)) return; /* in order: no overtaking */
+        promised += admission_blocks(e, c);
         batch_remove(e, c);
         admit(e, c); /* to the end: it is now the most recently admitted */
     }
@@ -726,10 +730,11 @@ static void admit_waiting(lm_engine *e) {
     for (;;) {
         pthread_mutex_lock(&e->mu);
         request *r = e->queue_head;
-        if (!r || e->slots + r->n > e->o.max_seqs || free_blocks(e, 0) < admission_blocks(e, &r->choice[0])) {
+        if (!r || e->slots + r->n > e->o.max_seqs || free_blocks(e, promised) < admission_blocks(e, &r->choice[0])) {
             pthread_mutex_unlock(&e->mu);
             return;
         }
+        promised += admission_blocks(e, &r->choice[0]);
         e->queue_head = r->queue_next;
         if (!e->queue_head) e->queue_tail = NULL;
         e->nqueue--;
@@ -775,24 +780,17 @@ static int plan_step(lm_engine *e) {
             if (want > rows_left) want = rows_left;
             int64_t n;
             if (pass == 0) {
+                /* younger sequences give way, c itself the last of them */
                 while (free_blocks(e, reserved) < lm_kvseq_blocks_needed(e->kc, &c->kv, 1))
-                    if (!preempt_youngest(e)) break;
+                    if (!preempt_youngest(e, c->admitted)) break;
                 if (c->state != CH_RUN) continue;
-                if (free_blocks(e, reserved) < lm_kvseq_blocks_needed(e->kc, &c->kv, 1)) {
-                    preempt(e, c); /* it is itself the youngest holder */
-                    continue;
-                }
                 n = 1;
             } else {
                 n = chunk_that_fits(e, c, want, free_blocks(e, reserved));
-                /* nothing else runs: the oldest waiting chunk may preempt younger ones */
-                while (n == 0 && nseg == 0) {
-                    c->scheduled = 1; /* not its own victim */
-                    int freed = preempt_youngest(e);
-                    c->scheduled = 0;
-                    if (!freed) break;
+                /* nothing else runs: the oldest waiting chunk preempts younger
+                 * ones (alone, any sequence fits the cache) */
+                while (n == 0 && nseg == 0 && preempt_youngest(e, c->admitted + 1))
                     n = chunk_that_fits(e, c, want, free_blocks(e, reserved));
-                }
                 if (n == 0) continue;
             }
             reserved += lm_kvseq_blocks_needed(e->kc, &c->kv, n);
