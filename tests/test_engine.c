@@ -847,6 +847,10 @@ TEST(submit_and_cancel_from_another_thread) {
         if (left == 0) lm_engine_wait(e, 0.05);
     }
     pthread_join(th, NULL);
+    /* idle: wait returns after its time, or at once after a wake */
+    lm_engine_wait(e, 0.01);
+    lm_engine_wake(e);
+    lm_engine_wait(e, 1e6);
     lm_engine_stats st;
     lm_engine_stats_get(e, &st);
     CHECK(st.blocks_used == 0 && st.requests_done == N);

@@ -402,6 +402,13 @@ int lm_engine_cancel(lm_engine *e, uint64_t id) {
     return rc;
 }
 
+/* A cancel the engine thread has not acted on (under the mutex). */
+static int cancel_pending(const lm_engine *e) {
+    for (const request *r = e->live; r; r = r->live_next)
+        if (r->cancel && !r->cancel_seen) return 1;
+    return 0;
+}
+
 void lm_engine_wait(lm_engine *e, double seconds) {
     pthread_mutex_lock(&e->mu);
     if (!e->woken && !e->queue_head && e->slots == 0 && seconds > 0) {
@@ -414,9 +421,7 @@ void lm_engine_wait(lm_engine *e, double seconds) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        int cancel_pending = 0;
-        for (request *r = e->live; r && !cancel_pending; r = r->live_next) cancel_pending = r->cancel && !r->cancel_seen;
-        while (!e->woken && !e->queue_head && !cancel_pending)
+        while (!e->woken && !e->queue_head && !cancel_pending(e))
             if (pthread_cond_timedwait(&e->cv, &e->mu, &ts)) break;
     }
     e->woken = 0;
@@ -831,6 +836,8 @@ static int remaining(lm_engine *e) {
 }
 
 int lm_engine_step(lm_engine *e, lm_error *err) {
+    lm_error scratch;
+    if (!err) err = &scratch; /* the choices' DONE events carry the message */
     double t0 = now_s();
     take_cancels(e);
     retire(e);
