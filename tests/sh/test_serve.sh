@@ -287,10 +287,10 @@ for i in $(seq 1 24); do
            --data-binary @- "http://127.0.0.1:$A/v1/chat/completions" >"$tmp/load/gcode$i"; } & ;;
     2|4) curl -s -o "$tmp/load/s$i" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
            "http://127.0.0.1:$A/v1/chat/completions" \
-           -d "{\"messages\":[{\"role\":\"user\",\"content\":\"client $i\"}],\"max_tokens\":16,\"seed\":$i,\"stream\":true}" \
+           -d "{\"messages\":[{\"role\":\"user\",\"content\":\"client $i\"}],\"max_tokens\":16,\"ignore_eos\":true,\"seed\":$i,\"stream\":true}" \
            >"$tmp/load/code$i" & ;;
     *) curl -s -o "$tmp/load/w$i" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
-           "http://127.0.0.1:$A/v1/completions" -d "{\"prompt\":\"client $i\",\"max_tokens\":16,\"seed\":$i}" \
+           "http://127.0.0.1:$A/v1/completions" -d "{\"prompt\":\"client $i\",\"max_tokens\":16,\"ignore_eos\":true,\"seed\":$i}" \
            >"$tmp/load/code$i" & ;;
     esac
 done
@@ -308,7 +308,7 @@ done
 garbage_ok=1
 for f in "$tmp"/load/gcode*; do [ "$(cat "$f")" = 400 ] || garbage_ok=0; done
 [ $total -eq 16 ] && [ $answered -eq 16 ] && ok "load: all 16 well-behaved clients answered in full" ||
-    bad "load: $answered of $total answered"
+    { bad "load: $answered of $total answered"; head -c 200 "$tmp"/load/code* "$tmp"/load/[sw]*; }
 [ $garbage_ok = 1 ] && ok "load: garbage bodies get 400" || bad "load: garbage bodies get 400"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$A/health")" = 200 ] &&
     [ "$(post /v1/completions '{"prompt":"x","max_tokens":2}')" = 200 ] && ok "load: the server is healthy after" || bad "load: healthy after"
