@@ -21,6 +21,9 @@ for tool in curl python3; do
     command -v $tool >/dev/null || { echo "test_serve.sh: $tool not found"; echo "test_serve.sh: 0 passed, 1 failed, 0 skipped"; exit 1; }
 done
 slow=1; [ -n "${LEMMA_SANITIZE:-}" ] && slow=4   # ASan builds run a few times slower
+# no curl here waits forever on a server that hangs: a default --max-time for every call
+export CURL_HOME=$tmp
+echo "max-time = $((60 * slow))" >"$tmp/.curlrc"
 
 # ---- the model ----
 cat src/*/*.c src/*/*.h >"$tmp/corpus.txt"
@@ -55,7 +58,8 @@ wait_ready() { # port
 # post PATH JSON [curl args...]: body to $tmp/body, status on stdout
 post() {
     local path=$1 data=$2; shift 2
-    curl -s -o "$tmp/body" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "$data" "$@" \
+    curl -s -o "$tmp/body" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
+        --data-binary "$data" "$@" \
         "http://127.0.0.1:$port$path"
 }
 # json EXPR: evaluates a Python expression over d = the JSON in $tmp/body
@@ -227,7 +231,7 @@ long=$(python3 -c "print('word ' * 6000)")
 error_is "400 prompt longer than --ctx" 400 prompt /v1/completions "{\"prompt\":\"$long\"}"
 error_is "400 token id outside the vocabulary" 400 prompt /v1/completions '{"prompt":[1,2,99999]}'
 error_is "404 unknown path" 404 "" /v1/engines '{}'
-code=$(curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$A/v1/chat/completions")
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 10 "http://127.0.0.1:$A/v1/chat/completions")
 [ "$code" = 405 ] && json "d['error']['type']" && ok "405 GET on a POST endpoint" || bad "405 (got $code)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://127.0.0.1:$A/v1/models")
 [ "$code" = 405 ] && ok "405 DELETE /v1/models" || bad "405 DELETE (got $code)"
