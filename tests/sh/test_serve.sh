@@ -275,11 +275,14 @@ after=$(sed -n 's/^lemma_client_disconnects_total //p' "$tmp/metrics")
 [ $idle = 1 ] && [ "$after" -ge $((before + 2)) ] && ok "clients that leave (stream and whole) are cancelled ($before -> $after)" ||
     { bad "disconnects cancel (idle $idle, $before -> $after)"; grep -E 'running|queued|flight|disconn' "$tmp/metrics" | sed 's/^/  /'; }
 grep -q '^lemma_cache_blocks_used 0$' "$tmp/metrics" && ok "their cache blocks are freed" || bad "cache blocks freed"
+missing=""
 for k in lemma_prompt_tokens_total lemma_completion_tokens_total lemma_completion_tokens_per_second lemma_requests_total \
-         'lemma_http_responses_total{code="400"}'; do
-    grep -qF "$k " "$tmp/metrics" || { bad "/metrics has $k"; continue; }
+         lemma_sequences_running lemma_requests_queued lemma_cache_blocks_used 'lemma_http_responses_total{code="400"}'; do
+    grep -qE "^$(sed 's/[{}"]/./g' <<<"$k") [0-9.]+$" "$tmp/metrics" || missing="$missing $k"
 done
-ok "/metrics: Prometheus text with requests, tokens, rate, sequences, queue, cache blocks"
+[ -z "$missing" ] && [ "$(sed -n 's/^lemma_completion_tokens_total //p' "$tmp/metrics")" -gt 0 ] &&
+    ok "/metrics: Prometheus text with requests, tokens, rate, sequences, queue, cache blocks" ||
+    bad "/metrics lacks:$missing"
 
 # ---- load: 24 clients at once; 4 leave mid-stream, 4 send garbage; the rest are answered ----
 mkdir -p "$tmp/load"
