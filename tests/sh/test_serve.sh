@@ -329,7 +329,8 @@ if "$LEMMA" prove "$tmp/probs.jsonl" --api-base "http://127.0.0.1:$A/v1" --api-m
    python3 -c "
 import json
 recs=[json.loads(l) for l in open('$tmp/prove/pool.jsonl')]
-assert recs and all(r.get('error') in (None, '') for r in recs), recs[:1]
+assert recs and all(not r.get('failed') and r.get('error') in (None, '') for r in recs), recs[:1]
+assert all(r['backend'] == 'openai' and r['completion_tokens'] > 0 and r['prompt_tokens'] > 0 for r in recs), recs[:1]
 assert sum(r['kind']=='proof' for r in recs) == 4
 " 2>"$tmp/prove.py.err"; then
     ok "lemma prove --api-base against lemma serve: every request answered"
