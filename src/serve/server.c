@@ -845,6 +845,7 @@ int lm_serve_load(lm_server *s, const char *model_dir, lm_error *err) {
     eo.max_seqs = s->o.max_seqs;
     eo.max_queue = s->o.max_queue;
     eo.max_top_logprobs = s->o.max_top_logprobs;
+    if (eo.max_batch_tokens < eo.max_seqs) eo.max_batch_tokens = eo.max_seqs; /* a step carries every decoding sequence */
     if (!(s->e = lm_engine_create(s->m, s->tok, s->pool, &eo, err))) return -1;
     if (pthread_create(&s->engine_thread, NULL, engine_main, s)) return lm_fail(err, "cannot start the engine thread");
     s->engine_started = 1;
