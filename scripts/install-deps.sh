@@ -12,6 +12,8 @@ if [ "${1:-}" = "--list" ]; then  # the package names, for .ci/run
 fi
 want=""
 for p in $build_pkgs $test_pkgs $extra_pkgs; do
+    # Node from another source (nodesource's nodejs bundles npm) counts as installed
+    case $p in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want="$want $p"
 done
 if [ -n "$want" ]; then
