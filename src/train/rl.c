@@ -112,6 +112,21 @@ double lm_rl_token_loss(const lm_rl_opts *o, double weight, double adv, double l
     return weight * (-surrogate + o->beta_kl * k3);
 }
 
+static int64_t completion_tokens(const lm_rl_sample *s) {
+    int64_t c = 0;
+    for (int64_t t = 0; t < s->len; t++) c += s->train[t] != 0;
+    return c;
+}
+
+void lm_rl_seq_weights(const lm_rl_opts *o, const lm_rl_sample *s, int64_t n, double *w) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += completion_tokens(&s[i]);
+    for (int64_t i = 0; i < n; i++)
+        w[i] = o->agg == LM_RL_SEQ_MEAN     ? 1.0 / ((double)n * (double)completion_tokens(&s[i]))
+               : o->agg == LM_RL_TOKEN_MEAN ? 1.0 / (double)total
+                                            : 1.0 / ((double)n * o->norm_len);
+}
+
 /* ---- the trainer hook ---- */
 
 typedef struct rl_pass {
@@ -171,14 +186,13 @@ int lm_rl_accumulate(lm_trainer *tr, lm_pool *pool, const lm_rl_opts *o, const l
     if (lm_rl_opts_check(o, err)) return -1;
     if (n < 1) return lm_fail(err, "no samples in the RL batch");
     int64_t T = tr->T, Bm = tr->Bm, R = Bm * T;
-    /* One block: per sample adv, weight, tokens; per row of a pass ids,
-     * targets, old, ref, ratio, kl, clipped. */
-    size_t bytes = (size_t)n * (3 * sizeof(double)) + (size_t)R * (2 * sizeof(int32_t) + 2 * sizeof(float) +
+    /* One block: per sample adv, weight; per row of a pass ids, targets,
+     * old, ref, ratio, kl, clipped. */
+    size_t bytes = (size_t)n * (2 * sizeof(double)) + (size_t)R * (2 * sizeof(int32_t) + 2 * sizeof(float) +
                                                                   2 * sizeof(double) + 1);
     char *block = malloc(bytes);
     if (!block) return lm_fail(err, "out of memory for an RL batch of %lld samples", (long long)n);
-    double *adv = (double *)block, *weight = adv + n, *ratio = weight + n + n, *kl = ratio + R;
-    double *ntok = weight + n;
+    double *adv = (double *)block, *weight = adv + n, *ratio = weight + n, *kl = ratio + R;
     int32_t *ids = (int32_t *)(kl + R), *tgt = ids + R;
     float *old = (float *)(tgt + R), *ref = old + R;
     uint8_t *clipped = (uint8_t *)(ref + R);
@@ -188,13 +202,9 @@ int lm_rl_accumulate(lm_trainer *tr, lm_pool *pool, const lm_rl_opts *o, const l
     for (int64_t i = 0; i < n; i++) {
         int64_t c = 0;
         if (check_sample(tr, o, &s[i], i, &c, err)) goto done;
-        ntok[i] = (double)c;
         total += c;
     }
-    for (int64_t i = 0; i < n; i++)
-        weight[i] = o->agg == LM_RL_SEQ_MEAN     ? 1.0 / ((double)n * ntok[i])
-                    : o->agg == LM_RL_TOKEN_MEAN ? 1.0 / (double)total
-                                                 : 1.0 / ((double)n * o->norm_len);
+    lm_rl_seq_weights(o, s, n, weight);
     lm_rl_stats acc = {0};
     double rsum = 0, rvar = 0;
     for (int64_t i = 0; i < n; i++) rsum += s[i].reward;

@@ -104,6 +104,10 @@ typedef struct lm_rl_stats {
 int lm_rl_advantages(const lm_rl_opts *o, const lm_rl_sample *s, int64_t n, int64_t n_groups, double *adv,
                      lm_error *err);
 
+/* w[i] = w_i of the averaging above (reads train masks and lengths; the
+ * samples must be valid: lm_rl_accumulate checks them first). */
+void lm_rl_seq_weights(const lm_rl_opts *o, const lm_rl_sample *s, int64_t n, double *w);
+
 /* One token's term w l_t and *dloss_dlogp = w dl_t/dlogp_t, from doubles;
  * *clipped = 1 where the clipped surrogate was strictly smaller, *ratio =
  * rho_t, *kl = k_t (any of the three may be NULL). The trainer's hook
