@@ -89,7 +89,7 @@ static int load_rcase(const char *name, rcase *c) {
     c->n = (int64_t)ss->len;
     c->s = calloc((size_t)c->n, sizeof *c->s);
     /* each sample: ids, train, old, ref of at most T + 1 tokens */
-    size_t per = (size_t)(c->T + 1) * (sizeof(int32_t) + 1 + 2 * sizeof(float));
+    size_t per = ((size_t)(c->T + 1) * (sizeof(int32_t) + 1 + 2 * sizeof(float)) + 7) & ~(size_t)7;
     c->store = calloc((size_t)c->n, per);
     for (int64_t i = 0; i < c->n; i++) {
         const json_value *x = json_at(ss, (size_t)i);
