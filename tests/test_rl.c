@@ -546,6 +546,18 @@ TEST(bad_input) {
     expect_fail(tr, p, w0, &o, s, 8, 3, "sample 7: beta_kl is 0.04 but there are no reference log-probabilities");
     o.beta_kl = 0; /* no KL: no reference needed */
     CHECKF(lm_rl_accumulate(tr, NULL, &o, s, 8, 3, NULL, &err) == 0, "%s", err.msg);
+    /* an old log-probability 800 nats below the policy's: the ratio overflows */
+    z[3] = -800;
+    expect_fail(tr, p, w0, &o, s, 8, 3, "sample 7, token 3: the ratio (inf) or the KL term (0) is not finite");
+    z[3] = 0;
+    /* a reference 800 nats above: exp(ref - logp) overflows in k3 */
+    o.beta_kl = 0.04;
+    s[7].logp_ref = z;
+    float zr[64] = {0};
+    zr[3] = 800;
+    s[7].logp_ref = zr;
+    expect_fail(tr, p, w0, &o, s, 8, 3, "sample 7, token 3: the ratio");
+    o.beta_kl = 0;
     /* options */
     memcpy(s, c.s, sizeof s);
     lm_rl_opts bad = c.opts;

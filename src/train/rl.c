@@ -233,10 +233,22 @@ int lm_rl_accumulate(lm_trainer *tr, lm_pool *pool, const lm_rl_opts *o, const l
         if (lm_train_accumulate_token_loss(tr, pool, ids, tgt, m, rl_hook, &pass, n, err)) goto done;
         for (int64_t r = 0; r < m * T; r++) /* rows in order: the same sums at any thread count */
             if (tgt[r] >= 0) {
+                if (!(isfinite(ratio[r]) && isfinite(kl[r]))) {
+                    /* exp overflowed: logp_old or logp_ref is hundreds of nats from the policy */
+                    lm_fail(err, "sample %lld, token %lld: the ratio (%g) or the KL term (%g) is not finite; "
+                            "logp_old or logp_ref is far from the current policy's log-probability",
+                            (long long)(i0 + r / T), (long long)(r % T + 1), ratio[r], kl[r]);
+                    goto done;
+                }
                 ratio_sum += ratio[r];
                 kl_sum += kl[r];
                 nclip += clipped[r];
             }
+    }
+    if (!isfinite(tr->loss_sum)) {
+        lm_fail(err, "the RL loss is not finite (%g): the weights or the sampled log-probabilities overflow",
+                tr->loss_sum);
+        goto done;
     }
     acc.loss = tr->loss_sum;
     acc.kl = kl_sum / (double)total;

@@ -45,11 +45,14 @@
  * MoE expert loads and the balance term count it, as in SFT). Micro-batches
  * of the trainer's micro_batch rows, in sample order.
  *
- * Errors (nothing changes): no samples; a reward, logp_old or logp_ref
- * (where read) that is NaN or infinite; a group id outside 0..n_groups-1
- * or a group without samples; a sample with no completion token, with
- * train[0] set, longer than seq + 1, or with an id outside the vocabulary;
- * beta_kl > 0 without logp_ref; options out of range. */
+ * Errors (the weights and optimiser state do not change): no samples; a
+ * reward, logp_old or logp_ref (where read) that is NaN or infinite; a
+ * group id outside 0..n_groups-1 or a group without samples; a sample with
+ * no completion token, with train[0] set, longer than seq + 1, or with an
+ * id outside the vocabulary; beta_kl > 0 without logp_ref; options out of
+ * range; a ratio or KL term that overflows (logp_old or logp_ref hundreds
+ * of nats from the policy) or a loss that is not finite, found after the
+ * forward and before any update (p->g then holds a partial gradient). */
 #ifndef LEMMA_TRAIN_RL_H
 #define LEMMA_TRAIN_RL_H
 
