@@ -10,6 +10,8 @@
  *  - units: advantages (GRPO, Dr. GRPO, a group of one), the four clip
  *    branches, the k3 estimator, the token term's derivative by finite
  *    differences, the three averagings;
+ *  - the hook itself: with f(logp) = -logp/denom it gives
+ *    lm_train_accumulate's gradient bit for bit;
  *  - purity: an RL step is a function of (weights, samples, rewards) only:
  *    the same bits at 1 and 2 threads, from two copies of the same state,
  *    and when the gradient is accumulated twice;
@@ -480,6 +482,50 @@ TEST(logprobs_and_ratio_one) {
     free_rcase(&c);
 }
 
+/* The hook with f(logp) = -logp / denom is the mean cross-entropy: the same
+ * gradient bits as lm_train_accumulate (both scale the row by (float)(1/denom)). */
+static double xent_hook(void *ctx, int64_t row, double logp, double *dloss_dlogp) {
+    double denom = *(const double *)ctx;
+    *dloss_dlogp = -1.0 / denom;
+    return -logp / denom;
+}
+
+TEST(hook_reproduces_cross_entropy) {
+    lm_params *p = params_from("tests/golden/v3_noqlora_f32");
+    lm_pool *pool = lm_pool_create(2);
+    lm_trainer *tr = p ? trainer_for(p, 9, 2, 2) : NULL;
+    CHECK(tr != NULL);
+    if (tr) {
+        int32_t ids[4 * 9], tgt[4 * 9];
+        int64_t denom = 0;
+        for (int i = 0; i < 4 * 9; i++) {
+            ids[i] = (i * 37 + 11) % 128;
+            tgt[i] = i % 4 == 1 ? -1 : (i * 53 + 7) % 128;
+            denom += tgt[i] >= 0;
+        }
+        lm_error err;
+        lm_train_stats a, b;
+        lm_train_begin(tr);
+        for (int k = 0; k < 2; k++) CHECK(lm_train_accumulate(tr, pool, ids + 18 * k, tgt + 18 * k, 2, denom, 4, &err) == 0);
+        float *g = malloc((size_t)p->n_floats * sizeof(float));
+        memcpy(g, p->g, (size_t)p->n_floats * sizeof(float));
+        lm_train_apply(tr, NULL, 0.0, &a);
+        double d = (double)denom;
+        lm_train_begin(tr);
+        for (int k = 0; k < 2; k++)
+            CHECK(lm_train_accumulate_token_loss(tr, pool, ids + 18 * k, tgt + 18 * k, 2, xent_hook, &d, 4, &err) == 0);
+        CHECK(same_floats(g, p->g, p->n_floats));
+        lm_train_apply(tr, NULL, 0.0, &b);
+        CHECK_NEAR(b.loss, a.loss, 0, 1e-9); /* sum of nll/denom vs sum of nll, /denom */
+        CHECK(a.tokens == b.tokens && a.tokens == denom);
+        printf("  cross-entropy through the hook: gradient bit-identical, loss %.9f vs %.9f\n", b.loss, a.loss);
+        free(g);
+    }
+    lm_trainer_free(tr);
+    lm_params_free(p);
+    lm_pool_free(pool);
+}
+
 /* ---- bad input ---- */
 
 static void expect_fail(lm_trainer *tr, const lm_params *p, const float *w0, const lm_rl_opts *o, lm_rl_sample *s,
@@ -594,6 +640,7 @@ int main(void) {
     RUN(averaging);
     RUN(step_is_pure);
     RUN(logprobs_and_ratio_one);
+    RUN(hook_reproduces_cross_entropy);
     RUN(bad_input);
     return test_report("test_rl");
 }
