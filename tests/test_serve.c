@@ -104,6 +104,8 @@ TEST(chat_request_errors) {
     CHECK(refused(C, "{" U ",\"stop\":[\"a\",\"\"]}", "stop[1]", "must not be empty"));
     CHECK(refused(C, "{" U ",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "stop", "at most 4"));
     CHECK(refused(C, "{" U ",\"stop\":[1]}", "stop[0]", "expected a string"));
+    CHECK(refused(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", "messages[0].content", "NUL"));
+    CHECK(refused(C, "{" U ",\"stop\":[\"a\\u0000\"]}", "stop[0]", "NUL"));
     CHECK(refused(C, "{" U ",\"top_logprobs\":3}", "top_logprobs", "needs logprobs"));
     CHECK(refused(C, "{" U ",\"logprobs\":true,\"top_logprobs\":21}", "top_logprobs", "0..20"));
     CHECK(refused(C, "{" U ",\"logprobs\":1}", "logprobs", "true or false"));
