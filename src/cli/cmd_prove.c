@@ -98,8 +98,8 @@ typedef struct cli {
     cli_list api_base;                  /* --api-base, repeatable */
     lm_openai_endpoint *endpoints;      /* from api_base or endpoints_path (prove_run's) */
     int n_endpoints;
-    int parallel, threads;
-    double timeout;
+    int parallel, threads, retries;
+    double timeout, backoff;
     lm_prove_opts o;
     int quiet;
 } cli;
@@ -137,6 +137,12 @@ static const cli_arg verify_args[] = {{"PROOFS.jsonl", CLI_ARG_AT(cli, input), C
      .help = "requests in flight to each endpoint"},                                                          \
     {"--timeout", NULL, CLI_REAL, CLI_AT(cli, timeout), .lo = 0.001, .hi = 1e6, .def = "600", .metavar = "S", \
      .help = "seconds per request attempt"},                                                                 \
+    {"--retries", NULL, CLI_INT, CLI_AT(cli, retries), .min = 0, .max = 1000, .def = "5", .metavar = "N",    \
+     .help = "tries after the first for a request that fails (on another endpoint when\n"                    \
+             "there are several); every endpoint failing more than N times in a row stops the run"},          \
+    {"--backoff", NULL, CLI_REAL, CLI_AT(cli, backoff), .lo = 0, .hi = 3600, .def = "1", .metavar = "S",      \
+     .help = "an endpoint that failed gets no work for S seconds, doubled per failure\n"                     \
+             "in a row (60 at most), then one request to probe it"},                                         \
     CLI_OPT_THREADS(cli, threads, "local engine threads"),                                                   \
     {"--templates", NULL, CLI_PATH, CLI_AT(cli, templates_path), .note = "lemma's own, templates/lemma.json", \
      .metavar = "FILE", .help = "prompt templates"},                                                         \
@@ -228,6 +234,8 @@ static lm_backend *make_backend(const cli *c, lm_error *err) {
     if (c->api_key_env) oo.api_key_env = c->api_key_env;
     oo.parallel = (int)c->parallel;
     oo.timeout_s = c->timeout;
+    oo.max_retries = c->retries;
+    oo.backoff_s = c->backoff;
     return lm_backend_openai_create(&oo, err);
 }
 
@@ -329,7 +337,7 @@ static int prove_run(const void *dest) {
         goto fail;
     }
     static const char *const operational[] = {"input", "templates", "parallel", "threads", "timeout", "api-key-env",
-                                              "endpoints", "api-base", NULL};
+                                              "endpoints", "api-base", "retries", "backoff", NULL};
     if (lm_run_args_check(c.out, args_json.data, operational, &err)) goto fail;
     snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", c.out);
     if (!(pool = lm_proof_pool_open(pool_path, &warn, &err))) goto fail;

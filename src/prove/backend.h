@@ -98,7 +98,8 @@ struct lm_backend {
  * bad body never on the endpoint that sent it), until it has had
  * 1 + max_retries tries; then it is a reply with ok = 0. When every endpoint
  * has failed more than max_retries times in a row, run stops: -1 with
- * "every endpoint is failing (...)", the requests not answered get no reply
+ * "every endpoint is failing: U of N requests not answered (BASE: F failures
+ * in a row, last: WHY; ...)", the requests not answered get no reply
  * (a rerun asks them again). Probation is kept across run calls.
  *
  * No retry, a failure at once: other 4xx (and 1xx/3xx; redirects are not

@@ -492,15 +492,17 @@ static void trim_buffer(slot *s) {
     s->len = 0;
 }
 
-/* "every endpoint is failing (BASE: N failures in a row, last: WHY; ...)" */
+/* "every endpoint is failing: U of N requests not answered (BASE: F failures
+ * in a row, last: WHY; ...)", the count first so that a long list cut to
+ * the message's size never hides it. */
 static int fail_all_down(const openai_impl *I, int unanswered, int n, lm_error *err) {
     char list[sizeof err->msg];
     size_t pos = 0;
     list[0] = 0;
     for (int k = 0; k < I->neps && pos < sizeof list; k++)
-        pos += (size_t)snprintf(list + pos, sizeof list - pos, "%s%.200s: %d failures in a row, last: %.300s",
+        pos += (size_t)snprintf(list + pos, sizeof list - pos, "%s%.120s: %d failures in a row, last: %.160s",
                                 k ? "; " : "", I->eps[k].base, I->eps[k].failures, I->eps[k].last_error);
-    return lm_fail(err, "every endpoint is failing (%s); %d of %d requests not answered", list, unanswered, n);
+    return lm_fail(err, "every endpoint is failing: %d of %d requests not answered (%s)", unanswered, n, list);
 }
 
 static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_reply_fn on_reply, void *user,
