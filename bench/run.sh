@@ -355,4 +355,7 @@ if [ "${BENCH_NO_PROVE:-0}" != 1 ]; then
     echo
     echo "== proof pipeline on build/default/prover (bench/prove_bench.sh)"
     bash bench/prove_bench.sh || echo "bench/prove_bench.sh failed (exit $?)"
+    echo
+    echo "== prover fan-out: 1 vs 2 lemma serve endpoints (bench/prove_fanout.sh)"
+    bash bench/prove_fanout.sh || echo "bench/prove_fanout.sh failed (exit $?)"
 fi
