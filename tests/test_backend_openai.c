@@ -647,6 +647,21 @@ TEST(every_endpoint_down_stops_the_run) {
     collector_free(&c);
 }
 
+TEST(a_password_in_the_url_stays_out_of_messages) {
+    char base[160];
+    snprintf(base, sizeof base, "http://someone:s3cret@127.0.0.1:%d/v1/", dead_port());
+    lm_openai_opts o = test_opts();
+    o.api_base = base;
+    o.max_retries = 0;
+    collector c = {0};
+    CHECK(run_one(&o, "anyone?", &c) == 0);
+    CHECKF(c.n == 1 && !c.r[0].ok && HAS(c.r[0].error, "cannot connect to http://127.0.0.1:") &&
+               HAS(c.r[0].error, "/v1/chat/completions") && !HAS(c.r[0].error, "s3cret") &&
+               !HAS(c.r[0].error, "someone"),
+           "%s", c.n ? c.r[0].error : "");
+    collector_free(&c);
+}
+
 static int write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
@@ -771,6 +786,7 @@ int main(void) {
     RUN(a_failing_endpoint_is_put_on_probation);
     RUN(a_bad_body_is_asked_again_elsewhere);
     RUN(every_endpoint_down_stops_the_run);
+    RUN(a_password_in_the_url_stays_out_of_messages);
     stop_stub();
     return test_report("test_backend_openai");
 }

@@ -41,7 +41,7 @@ static CURLcode curl_init_result = CURLE_FAILED_INIT;
 static void curl_init_once(void) { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 typedef struct endpoint {
-    char *base;                /* api_base without trailing slashes (messages) */
+    char *base;                /* api_base without trailing slashes nor user:password@ (messages) */
     char *url;                 /* {base}/chat/completions */
     int parallel;
     /* health, kept across run calls */
@@ -385,6 +385,7 @@ typedef struct run_state {
     void *user;
     retry *retries;            /* in the order they failed */
     int nretries, cap_retries;
+    int endpoint_failures;     /* in this run: all endpoints failing stops a run only after one of its own */
 } run_state;
 
 static void reply_failure(run_state *st, int req, int ep, int attempts, double secs, const char *why) {
@@ -405,6 +406,7 @@ static void reply_failure(run_state *st, int req, int ep, int attempts, double s
 static int retry_or_fail(run_state *st, int req, int ep, int attempts, double t0, double secs, double retry_after,
                          int avoid_ep, const char *why) {
     endpoint_failed(st->I, ep, t0, retry_after, why);
+    st->endpoint_failures++;
     if (attempts > st->I->o.max_retries) {
         reply_failure(st, req, ep, attempts, secs, why);
         return 1;
@@ -452,7 +454,7 @@ static int finish_transfer(run_state *st, CURLM *multi, slot *s, CURLcode result
             snprintf(why, sizeof why, "timed out (timeout_s %g, connect_timeout_s %g): %s", I->o.timeout_s,
                      I->o.connect_timeout_s, detail);
         else if (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST)
-            snprintf(why, sizeof why, "cannot connect to %.250s: %s", I->eps[ep].url, detail);
+            snprintf(why, sizeof why, "cannot connect to %.250s/chat/completions: %s", I->eps[ep].base, detail);
         else
             snprintf(why, sizeof why, "transfer failed: %s", detail);
         if (retryable_curl(result)) return retry_or_fail(st, req, ep, attempts, t0, secs, 0, 0, why);
@@ -542,7 +544,6 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
         }
         headers = h;
     }
-    /* per host: replicas on one machine (other ports) are other hosts to curl */
     curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)nslots);
     for (int k = 0; k < I->neps; k++)
         for (int j = first_slot[k]; j < first_slot[k + 1]; j++) {
@@ -613,7 +614,7 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
             if (stop && *stop) break; /* checked again at the top */
         }
         if (replied >= n || (stop && *stop)) continue;
-        if (all_endpoints_failing(I)) {
+        if (st.endpoint_failures && all_endpoints_failing(I)) {
             fail_all_down(I, n - replied, n, err);
             goto done;
         }
@@ -678,16 +679,29 @@ static int check_base(const char *base, lm_error *err) {
     return 0;
 }
 
-/* The endpoint's base (trailing slashes dropped) and URL; -1 when out of memory. */
+/* The endpoint's URL and its base for messages (trailing slashes dropped,
+ * and a password in the URL kept out of messages, which end up in the pool);
+ * -1 when out of memory. */
 static int endpoint_init(endpoint *e, const char *base, int parallel) {
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/') blen--;
     e->parallel = parallel;
-    e->base = strndup(base, blen);
     e->url = malloc(blen + sizeof "/chat/completions");
+    e->base = malloc(blen + 1);
     if (!e->base || !e->url) return -1;
     memcpy(e->url, base, blen);
     memcpy(e->url + blen, "/chat/completions", sizeof "/chat/completions");
+    const char *host = strstr(base, "://") + 3; /* checked: http:// or https:// */
+    const char *at = memchr(host, '@', blen - (size_t)(host - base)), *slash = strchr(host, '/');
+    if (at && (!slash || at < slash)) {
+        size_t scheme = (size_t)(host - base);
+        memcpy(e->base, base, scheme);
+        memcpy(e->base + scheme, at + 1, blen - (size_t)(at + 1 - base));
+        e->base[scheme + blen - (size_t)(at + 1 - base)] = 0;
+    } else {
+        memcpy(e->base, base, blen);
+        e->base[blen] = 0;
+    }
     return 0;
 }
 
