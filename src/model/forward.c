@@ -1,9 +1,11 @@
-/* forward.c — the DeepSeek-V2/V3 forward pass over a chunk of tokens with a
- * KV cache, in two attention modes (naive / latent, see model.h).
+/* forward.c — the DeepSeek-V2/V3 forward pass over a batch of token rows,
+ * each segment of rows extending its own sequence in a paged KV cache
+ * (kvcache.h), in two attention modes (naive / latent, see model.h); and
+ * lm_infer, the one-sequence state, as a batch of one.
  *
  * Conventions follow docs/deepseek-conventions.md; the numbers in
  * comments ("conv. 13") refer to its items. Shapes are written beside each
- * buffer: T = tokens in the chunk, S = positions attended (cache + chunk).
+ * buffer: T = rows in the batch, S = positions attended by a sequence.
  *
  * Threading: matmuls split their outputs across the pool; attention gives
  * each thread whole heads; everything else is cheap and runs on the caller.
@@ -17,6 +19,7 @@
 #include "core/arena.h"
 #include "model/blocks.h"
 #include "core/mathfn.h"
+#include "model/kvcache_internal.h"
 #include "model/model.h"
 #include "model/route.h"
 
@@ -30,16 +33,18 @@ typedef struct diag {
     const char *kind;            /* "NaN", "inf", "-inf" */
 } diag;
 
-struct lm_infer {
+/* The work buffers of a batched forward (kvcache.h). Rows are the tokens
+ * of all segments, one after another; rowpos gives each row's position in
+ * its own sequence. */
+struct lm_fwd {
     const lm_model *m;
     diag *diag;                  /* non-NULL during a diagnostic forward: check every block output */
     lm_attn_mode mode;
-    int64_t max_ctx, max_chunk, pos;
+    int64_t max_rows, max_ctx;
     int nthreads;
-    int64_t kv_layer_floats;     /* floats per layer in kv */
-    float *kv;                   /* latent: [L][max_ctx][C+dr]; naive: [L]{K [H][max_ctx][dn+dr], V [H][max_ctx][dv]} */
     double *inv_freq;            /* [dr/2] */
-    float *cos_t, *sin_t;        /* [max_chunk][dr/2] for the chunk's positions */
+    float *cos_t, *sin_t;        /* [max_rows][dr/2] for each row's position */
+    int64_t *rowpos;             /* [max_rows] */
     float *x;                    /* [T, D] residual stream */
     float *xn;                   /* [T, D] normalised input of a block */
     float *q;                    /* [T, H*(dn+dr)] */
@@ -58,12 +63,21 @@ struct lm_infer {
     int32_t *eoff;               /* [E+1] expert e's slots are erow[eoff[e] .. eoff[e+1]) */
     int32_t *erow;               /* [T, k] slots grouped by expert */
     int32_t *efill;              /* [E] grouping counters */
+    float *rows;                 /* [max_ctx, w] one layer of a sequence's cache when its blocks are not consecutive */
     float *latT;                 /* values of the attended positions, transposed: latent [C, S]; naive [H, dv, S] */
     float *thr;                  /* per-thread attention scratch */
-    int64_t thr_floats, thr_sc_floats, thr_od, thr_qb;
+    int64_t thr_floats, thr_sc_floats, thr_od, thr_qb, thr_k;
     float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
     int64_t absorb_layer_floats;
     lm_arena arena;              /* the one allocation behind every buffer */
+};
+
+/* A one-sequence state (model.h): its own block pool and work buffers. */
+struct lm_infer {
+    lm_fwd *f;
+    lm_kvcache *kc;
+    lm_kvseq seq;
+    int64_t max_chunk;
 };
 
 /* Query rows per attention block: each block attends only to the keys up to
@@ -72,73 +86,76 @@ enum { ATTN_QBLOCK = 64 };
 
 /* ---- allocation ---- */
 
-static void layout(lm_infer *s, lm_arena *p) {
-    const lm_config *c = &s->m->cfg;
-    const lm_dims *d = &s->m->dims;
-    int64_t T = s->max_chunk, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q, E = d->E,
+static void layout(lm_fwd *f, lm_arena *p) {
+    const lm_config *c = &f->m->cfg;
+    const lm_dims *d = &f->m->dims;
+    int64_t T = f->max_rows, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q, E = d->E,
             k = d->k;
     int64_t Imax = d->I;
     int64_t Ims = c->moe_intermediate_size * (c->n_shared_experts > 1 ? c->n_shared_experts : 1);
     if (Ims > Imax) Imax = Ims;
     int64_t F = sizeof(float);
-    s->kv = lm_arena_take(p, (size_t)(c->num_hidden_layers * s->kv_layer_floats * F));
-    s->inv_freq = lm_arena_take(p, (size_t)(dr / 2) * sizeof(double));
-    s->cos_t = lm_arena_take(p, (size_t)(T * dr / 2 * F));
-    s->sin_t = lm_arena_take(p, (size_t)(T * dr / 2 * F));
-    s->x = lm_arena_take(p, (size_t)(T * D * F));
-    s->xn = lm_arena_take(p, (size_t)(T * D * F));
-    s->q = lm_arena_take(p, (size_t)(T * H * (dn + dr) * F));
-    s->qa = lm_arena_take(p, (size_t)(T * (Q ? Q : 1) * F));
-    s->kva = lm_arena_take(p, (size_t)(T * (C + dr) * F));
-    s->lat = lm_arena_take(p, (size_t)(T * C * F));
-    s->kvb = lm_arena_take(p, (size_t)(T * H * (dn + dv) * F));
-    s->attn = lm_arena_take(p, (size_t)(T * H * dv * F));
-    s->ffn = lm_arena_take(p, (size_t)(T * D * F));
-    s->h1 = lm_arena_take(p, (size_t)(T * Imax * F));
-    s->h3 = lm_arena_take(p, (size_t)(T * Imax * F));
+    f->inv_freq = lm_arena_take(p, (size_t)(dr / 2) * sizeof(double));
+    f->cos_t = lm_arena_take(p, (size_t)(T * dr / 2 * F));
+    f->sin_t = lm_arena_take(p, (size_t)(T * dr / 2 * F));
+    f->rowpos = lm_arena_take(p, (size_t)T * sizeof(int64_t));
+    f->x = lm_arena_take(p, (size_t)(T * D * F));
+    f->xn = lm_arena_take(p, (size_t)(T * D * F));
+    f->q = lm_arena_take(p, (size_t)(T * H * (dn + dr) * F));
+    f->qa = lm_arena_take(p, (size_t)(T * (Q ? Q : 1) * F));
+    f->kva = lm_arena_take(p, (size_t)(T * (C + dr) * F));
+    f->lat = lm_arena_take(p, (size_t)(T * C * F));
+    f->kvb = lm_arena_take(p, (size_t)(T * H * (dn + dv) * F));
+    f->attn = lm_arena_take(p, (size_t)(T * H * dv * F));
+    f->ffn = lm_arena_take(p, (size_t)(T * D * F));
+    f->h1 = lm_arena_take(p, (size_t)(T * Imax * F));
+    f->h3 = lm_arena_take(p, (size_t)(T * Imax * F));
     if (E) {
-        s->gate = lm_arena_take(p, (size_t)(T * E * F));
-        s->route_idx = lm_arena_take(p, (size_t)(T * k) * sizeof(int32_t));
-        s->route_w = lm_arena_take(p, (size_t)(T * k * F));
-        s->slots = lm_arena_take(p, (size_t)(T * k * D * F));
-        s->xe = lm_arena_take(p, (size_t)(T * D * F));
-        s->ye = lm_arena_take(p, (size_t)(T * D * F));
-        s->eoff = lm_arena_take(p, (size_t)(E + 1) * sizeof(int32_t));
-        s->erow = lm_arena_take(p, (size_t)(T * k) * sizeof(int32_t));
-        s->efill = lm_arena_take(p, (size_t)E * sizeof(int32_t));
+        f->gate = lm_arena_take(p, (size_t)(T * E * F));
+        f->route_idx = lm_arena_take(p, (size_t)(T * k) * sizeof(int32_t));
+        f->route_w = lm_arena_take(p, (size_t)(T * k * F));
+        f->slots = lm_arena_take(p, (size_t)(T * k * D * F));
+        f->xe = lm_arena_take(p, (size_t)(T * D * F));
+        f->ye = lm_arena_take(p, (size_t)(T * D * F));
+        f->eoff = lm_arena_take(p, (size_t)(E + 1) * sizeof(int32_t));
+        f->erow = lm_arena_take(p, (size_t)(T * k) * sizeof(int32_t));
+        f->efill = lm_arena_take(p, (size_t)E * sizeof(int32_t));
     }
     /* Per thread, for one head and one block of QB query rows: q [QB, qd];
      * scores [QB, S] (also a [QB, C] and [QB, dv] temporary); head output
-     * [QB, od] (also q_nope [QB, dn]). Shared: the values of the attended
-     * positions, transposed for the P.V product (latent: c^T [C, S];
-     * naive: V^T [H, dv, S]). */
+     * [QB, od] (also q_nope [QB, dn]); naive mode: the head's keys [S, dn+dr].
+     * Shared: one layer of the sequence's cache when it must be gathered
+     * from its blocks, and the values of the attended positions, transposed
+     * for the P.V product (latent: c^T [C, S]; naive: V^T [H, dv, S]). */
     int64_t QB = T < ATTN_QBLOCK ? T : ATTN_QBLOCK;
-    int64_t qd = (s->mode == LM_ATTN_LATENT ? C : dn) + dr;
-    int64_t sd = s->max_ctx, od = C > dv ? C : dv;
+    int64_t qd = (f->mode == LM_ATTN_LATENT ? C : dn) + dr;
+    int64_t sd = f->max_ctx, od = C > dv ? C : dv;
     if (sd < C) sd = C;
     if (sd < dv) sd = dv;
     if (od < dn) od = dn;
-    s->thr_sc_floats = QB * sd;
-    s->thr_od = od;
-    s->thr_qb = QB;
-    s->thr_floats = ((QB * qd + QB * sd + QB * od) + 15) & ~(int64_t)15;
-    if (s->mode == LM_ATTN_LATENT) s->latT = lm_arena_take(p, (size_t)(C * s->max_ctx * F));
-    else s->latT = lm_arena_take(p, (size_t)(H * dv * s->max_ctx * F));
-    s->thr = lm_arena_take(p, (size_t)(s->nthreads * s->thr_floats * F));
-    if (s->mode == LM_ATTN_LATENT) {
-        s->absorb_layer_floats = H * (dn + dv) * C;
-        s->w_absorb = lm_arena_take(p, (size_t)(c->num_hidden_layers * s->absorb_layer_floats * F));
+    f->thr_sc_floats = QB * sd;
+    f->thr_od = od;
+    f->thr_qb = QB;
+    f->thr_k = f->mode == LM_ATTN_LATENT ? 0 : f->max_ctx * (dn + dr);
+    f->thr_floats = ((QB * qd + QB * sd + QB * od + f->thr_k) + 15) & ~(int64_t)15;
+    f->rows = lm_arena_take(p, (size_t)(f->max_ctx * lm_kv_floats_per_token(c, f->mode) * F));
+    if (f->mode == LM_ATTN_LATENT) f->latT = lm_arena_take(p, (size_t)(C * f->max_ctx * F));
+    else f->latT = lm_arena_take(p, (size_t)(H * dv * f->max_ctx * F));
+    f->thr = lm_arena_take(p, (size_t)(f->nthreads * f->thr_floats * F));
+    if (f->mode == LM_ATTN_LATENT) {
+        f->absorb_layer_floats = H * (dn + dv) * C;
+        f->w_absorb = lm_arena_take(p, (size_t)(c->num_hidden_layers * f->absorb_layer_floats * F));
     }
 }
 
 /* W_UK^T and W_UV of every layer in F32, for the absorbed path (conv. 11). */
-static void prepare_absorb(lm_infer *s) {
-    const lm_dims *d = &s->m->dims;
+static void prepare_absorb(lm_fwd *f) {
+    const lm_dims *d = &f->m->dims;
     int64_t H = d->H, dn = d->dn, dv = d->dv, C = d->C;
-    float *row = s->thr; /* scratch: C floats, before any forward runs */
+    float *row = f->thr; /* scratch: C floats, before any forward runs */
     for (int64_t l = 0; l < d->L; l++) {
-        const lm_mat *W = &s->m->w.layers[l].wkv_b;
-        float *uk_t = s->w_absorb + l * s->absorb_layer_floats; /* [H][C][dn] */
+        const lm_mat *W = &f->m->w.layers[l].wkv_b;
+        float *uk_t = f->w_absorb + l * f->absorb_layer_floats; /* [H][C][dn] */
         float *uv = uk_t + H * C * dn;                           /* [H][dv][C] */
         for (int64_t h = 0; h < H; h++) {
             for (int64_t j = 0; j < dn; j++) {
@@ -150,86 +167,50 @@ static void prepare_absorb(lm_infer *s) {
     }
 }
 
-lm_infer *lm_infer_create(const lm_model *m, lm_attn_mode mode, int64_t max_ctx, int64_t max_chunk, int nthreads,
-                          lm_error *err) {
-    if (max_ctx < 1 || max_chunk < 1) {
-        lm_fail(err, "context (%lld) and chunk (%lld) sizes must be positive", (long long)max_ctx, (long long)max_chunk);
+lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads,
+                      lm_error *err) {
+    if (max_ctx < 1 || max_rows < 1) {
+        lm_fail(err, "context (%lld) and batch rows (%lld) must be positive", (long long)max_ctx, (long long)max_rows);
         return NULL;
     }
-    if (max_chunk > max_ctx) max_chunk = max_ctx;
-    lm_infer *s = calloc(1, sizeof *s);
-    if (!s) {
+    lm_fwd *f = calloc(1, sizeof *f);
+    if (!f) {
         lm_fail(err, "out of memory");
         return NULL;
     }
-    s->m = m;
-    s->mode = mode;
-    s->max_ctx = max_ctx;
-    s->max_chunk = max_chunk;
-    s->nthreads = nthreads < 1 ? 1 : nthreads;
-    const lm_config *c = &m->cfg;
-    s->kv_layer_floats = max_ctx * lm_kv_floats_per_token(c, mode);
-    layout(s, &s->arena);
-    size_t bytes = s->arena.bytes;
+    f->m = m;
+    f->mode = mode;
+    f->max_ctx = max_ctx;
+    f->max_rows = max_rows;
+    f->nthreads = nthreads < 1 ? 1 : nthreads;
+    layout(f, &f->arena);
+    size_t bytes = f->arena.bytes;
     /* Refuse absurd requests before touching memory (a huge max_ctx). */
     if (bytes > ((size_t)1 << 40)) {
         lm_fail(err, "inference buffers would need %.1f GiB (context %lld): too large", bytes / 1073741824.0,
                 (long long)max_ctx);
-        free(s);
+        free(f);
         return NULL;
     }
-    if (lm_arena_map(&s->arena)) {
+    if (lm_arena_map(&f->arena)) {
         lm_fail(err, "cannot allocate %.1f MiB of inference buffers", bytes / 1048576.0);
-        free(s);
+        free(f);
         return NULL;
     }
-    layout(s, &s->arena);
-    lm_config_rope_inv_freq(c, s->inv_freq);
-    if (mode == LM_ATTN_LATENT) prepare_absorb(s);
-    return s;
+    layout(f, &f->arena);
+    lm_config_rope_inv_freq(&m->cfg, f->inv_freq);
+    if (mode == LM_ATTN_LATENT) prepare_absorb(f);
+    return f;
 }
 
-void lm_infer_free(lm_infer *s) {
-    if (!s) return;
-    lm_arena_unmap(&s->arena);
-    free(s);
+void lm_fwd_free(lm_fwd *f) {
+    if (!f) return;
+    lm_arena_unmap(&f->arena);
+    free(f);
 }
 
-void lm_infer_reset(lm_infer *s) { s->pos = 0; }
-int64_t lm_infer_pos(const lm_infer *s) { return s->pos; }
-void lm_infer_truncate(lm_infer *s, int64_t n) {
-    if (n >= 0 && n < s->pos) s->pos = n;
-}
-
-int64_t lm_infer_kv_bytes_per_token(const lm_infer *s) {
-    return lm_kv_floats_per_token(&s->m->cfg, s->mode) * s->m->cfg.num_hidden_layers * (int64_t)sizeof(float);
-}
-
-int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err) {
-    if (dst->m != src->m || dst->mode != src->mode)
-        return lm_fail(err, "cache copy between different models or attention modes");
-    if (src->pos > dst->max_ctx) return lm_fail(err, "cache copy: %lld positions do not fit in %lld", (long long)src->pos,
-                                                (long long)dst->max_ctx);
-    const lm_config *c = &src->m->cfg;
-    int64_t L = c->num_hidden_layers;
-    for (int64_t l = 0; l < L; l++) {
-        const float *sl = src->kv + l * src->kv_layer_floats;
-        float *dl = dst->kv + l * dst->kv_layer_floats;
-        if (src->mode == LM_ATTN_LATENT) {
-            int64_t w = c->kv_lora_rank + c->qk_rope_head_dim;
-            memcpy(dl, sl, (size_t)(src->pos * w) * sizeof(float));
-        } else {
-            int64_t H = c->num_attention_heads, kd = c->qk_nope_head_dim + c->qk_rope_head_dim, vd = c->v_head_dim;
-            for (int64_t h = 0; h < H; h++) {
-                memcpy(dl + h * dst->max_ctx * kd, sl + h * src->max_ctx * kd, (size_t)(src->pos * kd) * sizeof(float));
-                memcpy(dl + H * dst->max_ctx * kd + h * dst->max_ctx * vd, sl + H * src->max_ctx * kd + h * src->max_ctx * vd,
-                       (size_t)(src->pos * vd) * sizeof(float));
-            }
-        }
-    }
-    dst->pos = src->pos;
-    return 0;
-}
+int64_t lm_fwd_max_rows(const lm_fwd *f) { return f->max_rows; }
+int64_t lm_fwd_max_ctx(const lm_fwd *f) { return f->max_ctx; }
 
 /* ---- non-finite diagnosis ---- */
 
@@ -241,10 +222,10 @@ static int64_t bad_row(const float *buf, int64_t rows, int64_t width, const char
     return i / width;
 }
 
-static void note(lm_infer *s, int64_t layer, int64_t pos, const char *kind, const char *fmt, ...)
+static void note(lm_fwd *f, int64_t layer, int64_t pos, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-static void note(lm_infer *s, int64_t layer, int64_t pos, const char *kind, const char *fmt, ...) {
-    diag *d = s->diag;
+static void note(lm_fwd *f, int64_t layer, int64_t pos, const char *kind, const char *fmt, ...) {
+    diag *d = f->diag;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(d->what, sizeof d->what, fmt, ap);
@@ -256,26 +237,48 @@ static void note(lm_infer *s, int64_t layer, int64_t pos, const char *kind, cons
 }
 
 /* In a diagnostic forward: records and returns 1 when rows [T, width] of buf
- * (row t at position pos0 + t) hold a non-finite value; fmt names what
+ * (row t being batch row r0 + t) hold a non-finite value; fmt names what
  * produced them. Costs one pointer test otherwise. */
-#define DIAG(buf, T, width, layer, pos0, ...)                                               \
+#define DIAG(buf, T, width, layer, r0, ...)                                                 \
     do {                                                                                    \
         const char *kind_;                                                                  \
         int64_t row_;                                                                       \
-        if (s->diag && (row_ = bad_row((buf), (T), (width), &kind_)) >= 0) {                \
-            note(s, (layer), (pos0) + row_, kind_, __VA_ARGS__);                            \
+        if (f->diag && (row_ = bad_row((buf), (T), (width), &kind_)) >= 0) {                \
+            note(f, (layer), f->rowpos[(r0) + row_], kind_, __VA_ARGS__);                   \
             return 1;                                                                       \
         }                                                                                   \
     } while (0)
 
+/* ---- the cache of one sequence ---- */
+
+/* Positions 0..S-1 of layer l of seq as one [S, w] array: the blocks
+ * themselves when their ids are consecutive (a one-sequence state always),
+ * else a copy gathered into f->rows. */
+static const float *kv_rows(lm_fwd *f, const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t S) {
+    int64_t nb = (S + kc->bt - 1) / kc->bt, i = 1;
+    while (i < nb && seq->block[i] == seq->block[0] + i) i++;
+    if (i >= nb) return kvcache_rows(kc, l, seq->block[0]);
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t n = S - b * kc->bt < kc->bt ? S - b * kc->bt : kc->bt;
+        memcpy(f->rows + b * kc->bt * kc->w, kvcache_rows(kc, l, seq->block[b]), (size_t)(n * kc->w) * sizeof(float));
+    }
+    return f->rows;
+}
+
+/* Where position p of layer l of seq is stored. */
+static float *kv_row(const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t p) {
+    return kvcache_rows(kc, l, seq->block[p / kc->bt]) + (p % kc->bt) * kc->w;
+}
+
 /* ---- attention ---- */
 
 typedef struct attn_job {
-    lm_infer *s;
+    lm_fwd *f;
     int64_t layer;
-    int64_t t0, nb;              /* the block: chunk rows t0 .. t0+nb-1 */
-    int64_t pos0;                /* position of chunk row 0 */
+    int64_t t0, nb;              /* the block: batch rows t0 .. t0+nb-1 */
+    int64_t pos;                 /* position of batch row t0 */
     int64_t S;                   /* keys attended: positions 0 .. S-1 */
+    const float *kv;             /* [S, w]: the layer's cache rows of the sequence */
     int64_t next_head;           /* heads are claimed one at a time (atomic) */
 } attn_job;
 
@@ -293,27 +296,26 @@ static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, fl
 
 static void attn_heads(void *ctx, int ith, int nth) {
     attn_job *job = ctx;
-    lm_infer *s = job->s;
-    const lm_dims *d = &s->m->dims;
-    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, nb = job->nb, S = job->S,
-            pos = job->pos0 + job->t0;
+    lm_fwd *f = job->f;
+    const lm_dims *d = &f->m->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, nb = job->nb, S = job->S, pos = job->pos;
     (void)nth;
-    float scale = (float)lm_config_softmax_scale(&s->m->cfg);
-    int latent = s->mode == LM_ATTN_LATENT;
+    float scale = (float)lm_config_softmax_scale(&f->m->cfg);
+    int latent = f->mode == LM_ATTN_LATENT;
     int64_t qd = (latent ? C : dn) + dr;
-    float *qh = s->thr + ith * s->thr_floats; /* [nb, qd] */
-    float *sc = qh + s->thr_qb * qd;          /* [nb, S] */
-    float *oh = sc + s->thr_sc_floats;        /* [nb, C or dv] */
-    const float *kv = s->kv + job->layer * s->kv_layer_floats;
+    float *qh = f->thr + ith * f->thr_floats; /* [nb, qd] */
+    float *sc = qh + f->thr_qb * qd;          /* [nb, S] */
+    float *oh = sc + f->thr_sc_floats;        /* [nb, C or dv] */
+    float *kh = oh + f->thr_qb * f->thr_od;   /* naive: [S, dn+dr] */
     int64_t qstride = H * (dn + dr);
     /* Whole heads, claimed in turn: a head is computed the same way by
      * whichever thread takes it, and a late worker just finds none left. */
     for (int64_t h; (h = __atomic_fetch_add(&job->next_head, 1, __ATOMIC_RELAXED)) < H;) {
-        const float *qsrc = s->q + job->t0 * qstride + h * (dn + dr);
+        const float *qsrc = f->q + job->t0 * qstride + h * (dn + dr);
         if (latent) {
             /* q_lat = q_nope @ W_UK[h] (conv. 11), then [q_lat | q_pe]. */
-            const float *uk_t = s->w_absorb + job->layer * s->absorb_layer_floats + h * C * dn;
-            const float *uv = s->w_absorb + job->layer * s->absorb_layer_floats + H * C * dn + h * dv * C;
+            const float *uk_t = f->w_absorb + job->layer * f->absorb_layer_floats + h * C * dn;
+            const float *uv = f->w_absorb + job->layer * f->absorb_layer_floats + H * C * dn + h * dv * C;
             for (int64_t t = 0; t < nb; t++) memcpy(oh + t * dn, qsrc + t * qstride, (size_t)dn * sizeof(float));
             lm_mat wuk = lm_f32_mat(uk_t, C, dn);
             lm_matmul(NULL, sc, oh, nb, &wuk); /* sc used as [nb, C] temp */
@@ -321,333 +323,471 @@ static void attn_heads(void *ctx, int ith, int nth) {
                 memcpy(qh + t * qd, sc + t * C, (size_t)C * sizeof(float));
                 memcpy(qh + t * qd + C, qsrc + t * qstride + dn, (size_t)dr * sizeof(float));
             }
-            lm_mat keys = lm_f32_mat(kv, S, C + dr);
+            lm_mat keys = lm_f32_mat(job->kv, S, C + dr);
             lm_matmul(NULL, sc, qh, nb, &keys);
             masked_softmax(sc, nb, S, pos, scale);
             /* o_lat[nb, C] = P[nb, S] @ c[S, C], as a matmul against c^T. */
-            lm_mat lt = lm_f32_mat(s->latT, C, S);
+            lm_mat lt = lm_f32_mat(f->latT, C, S);
             lm_matmul(NULL, oh, sc, nb, &lt);
             /* out[h] = W_UV[h] @ o_lat, written straight into attn[T, H*dv]. */
             lm_mat wuv = lm_f32_mat(uv, dv, C);
             lm_matmul(NULL, sc, oh, nb, &wuv);
             for (int64_t t = 0; t < nb; t++)
-                memcpy(s->attn + (job->t0 + t) * H * dv + h * dv, sc + t * dv, (size_t)dv * sizeof(float));
+                memcpy(f->attn + (job->t0 + t) * H * dv + h * dv, sc + t * dv, (size_t)dv * sizeof(float));
         } else {
-            const float *K = kv + h * s->max_ctx * (dn + dr);
+            /* A position's naive row is [K of every head | V of every head]. */
+            int64_t w = H * (dn + dr + dv);
+            for (int64_t j = 0; j < S; j++)
+                memcpy(kh + j * (dn + dr), job->kv + j * w + h * (dn + dr), (size_t)(dn + dr) * sizeof(float));
             for (int64_t t = 0; t < nb; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
-            lm_mat keys = lm_f32_mat(K, S, dn + dr);
+            lm_mat keys = lm_f32_mat(kh, S, dn + dr);
             lm_matmul(NULL, sc, qh, nb, &keys);
             masked_softmax(sc, nb, S, pos, scale);
-            lm_mat vm = lm_f32_mat(s->latT + h * dv * S, dv, S);
+            lm_mat vm = lm_f32_mat(f->latT + h * dv * S, dv, S);
             lm_matmul(NULL, oh, sc, nb, &vm);
             for (int64_t t = 0; t < nb; t++)
-                memcpy(s->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
+                memcpy(f->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
         }
     }
 }
 
-/* The values of positions 0..S-1 of layer l, transposed into s->latT. */
-static void transpose_values(lm_infer *s, const float *kv, int64_t S) {
-    const lm_dims *d = &s->m->dims;
+/* The values of positions 0..S-1 (rows kv [S, w]), transposed into f->latT. */
+static void transpose_values(lm_fwd *f, const float *kv, int64_t S) {
+    const lm_dims *d = &f->m->dims;
     int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C;
-    if (s->mode == LM_ATTN_LATENT) {
+    if (f->mode == LM_ATTN_LATENT) {
         for (int64_t j = 0; j < S; j++)
-            for (int64_t i = 0; i < C; i++) s->latT[i * S + j] = kv[j * (C + dr) + i];
+            for (int64_t i = 0; i < C; i++) f->latT[i * S + j] = kv[j * (C + dr) + i];
         return;
     }
+    int64_t w = H * (dn + dr + dv);
     for (int64_t h = 0; h < H; h++) {
-        const float *V = kv + H * s->max_ctx * (dn + dr) + h * s->max_ctx * dv;
-        float *vt = s->latT + h * dv * S;
-        for (int64_t j = 0; j < S; j++)
-            for (int64_t i = 0; i < dv; i++) vt[i * S + j] = V[j * dv + i];
+        float *vt = f->latT + h * dv * S;
+        for (int64_t j = 0; j < S; j++) {
+            const float *v = kv + j * w + H * (dn + dr) + h * dv;
+            for (int64_t i = 0; i < dv; i++) vt[i * S + j] = v[i];
+        }
     }
-}
-
-/* The cached K/V (naive) or latent (latent mode) of positions 0..n-1 of
- * layer l: only a diagnostic forward looks, for values an earlier call left. */
-static int64_t bad_cache_pos(const lm_infer *s, int64_t l, int64_t n, const char **kind) {
-    const lm_config *c = &s->m->cfg;
-    const float *kv = s->kv + l * s->kv_layer_floats;
-    if (s->mode == LM_ATTN_LATENT) return bad_row(kv, n, c->kv_lora_rank + c->qk_rope_head_dim, kind);
-    int64_t H = c->num_attention_heads, kd = c->qk_nope_head_dim + c->qk_rope_head_dim, vd = c->v_head_dim;
-    int64_t first = -1;
-    for (int64_t h = 0; h < H; h++) {
-        const char *k;
-        int64_t a = bad_row(kv + h * s->max_ctx * kd, n, kd, &k);
-        if (a >= 0 && (first < 0 || a < first)) first = a, *kind = k;
-        a = bad_row(kv + H * s->max_ctx * kd + h * s->max_ctx * vd, n, vd, &k);
-        if (a >= 0 && (first < 0 || a < first)) first = a, *kind = k;
-    }
-    return first;
 }
 
 /* The diagnostic check of each stage of the attention projection. */
 typedef struct proj_check {
-    lm_infer *s;
-    int64_t layer, pos0;
+    lm_fwd *f;
+    int64_t layer;
 } proj_check;
 
 static int check_projection(void *ctx, lm_proj_stage stage, const float *buf, int64_t rows, int64_t width) {
     const proj_check *pc = ctx;
-    lm_infer *s = pc->s;
+    lm_fwd *f = pc->f;
     const char *kind;
     int64_t row = bad_row(buf, rows, width, &kind);
     if (row < 0) return 0;
     static const char *const tensor[] = {
         [LM_PROJ_Q_A] = "q_a_proj.weight", [LM_PROJ_Q_NORM] = "q_a_layernorm.weight", [LM_PROJ_Q] = "q_b_proj.weight",
         [LM_PROJ_KV_A] = "kv_a_proj_with_mqa.weight", [LM_PROJ_KV_NORM] = "kv_a_layernorm.weight"};
-    const char *name = stage == LM_PROJ_Q && !s->m->dims.Q ? "q_proj.weight" : tensor[stage];
-    note(s, pc->layer, pc->pos0 + row, kind, "'model.layers.%lld.self_attn.%s'", (long long)pc->layer, name);
+    const char *name = stage == LM_PROJ_Q && !f->m->dims.Q ? "q_proj.weight" : tensor[stage];
+    note(f, pc->layer, f->rowpos[row], kind, "'model.layers.%lld.self_attn.%s'", (long long)pc->layer, name);
     return 1;
 }
 
-static int attention(lm_infer *s, lm_pool *pool, int64_t l, int64_t T, int64_t pos0) {
-    const lm_dims *d = &s->m->dims;
-    const lm_layer *L = &s->m->w.layers[l];
-    int64_t D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C;
+/* The batch as the forward sees it. */
+typedef struct batch {
+    lm_kvcache *kc;
+    const lm_batch_seg *segs;
+    int nseg;
+    int64_t T;                   /* rows */
+} batch;
+
+static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
+    const lm_dims *d = &f->m->dims;
+    const lm_layer *L = &f->m->w.layers[l];
+    lm_kvcache *kc = b->kc;
+    int64_t D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, T = b->T;
     long long ll = (long long)l;
-    for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->attn_norm, D, d->eps);
-    DIAG(s->xn, T, D, l, pos0, "'model.layers.%lld.input_layernorm.weight'", ll);
+    for (int64_t t = 0; t < T; t++) lm_rmsnorm(f->xn + t * D, f->x + t * D, L->attn_norm, D, d->eps);
+    DIAG(f->xn, T, D, l, 0, "'model.layers.%lld.input_layernorm.weight'", ll);
     /* The latent is normalised and its key roped in place in kva. */
-    proj_check pc = {s, l, pos0};
-    lm_attn_proj proj = {.norm = lm_norm_row_kernel, .cos_t = s->cos_t, .sin_t = s->sin_t, .rope_period = T,
-                         .qa = s->qa, .qa_n = s->qa, .q = s->q, .kva = s->kva, .c_n = s->kva, .c_stride = C + dr,
-                         .kpe = s->kva + C, .kpe_stride = C + dr, .check = s->diag ? check_projection : NULL,
+    proj_check pc = {f, l};
+    lm_attn_proj proj = {.norm = lm_norm_row_kernel, .cos_t = f->cos_t, .sin_t = f->sin_t, .rope_period = T,
+                         .qa = f->qa, .qa_n = f->qa, .q = f->q, .kva = f->kva, .c_n = f->kva, .c_stride = C + dr,
+                         .kpe = f->kva + C, .kpe_stride = C + dr, .check = f->diag ? check_projection : NULL,
                          .check_ctx = &pc};
-    if (lm_attn_project(pool, d, L, s->xn, T, &proj)) return 1;
-    if (s->diag && pos0 > 0) {
-        const char *kind;
-        int64_t p = bad_cache_pos(s, l, pos0, &kind);
-        if (p >= 0) {
-            note(s, l, p, kind, "the KV cache of layer %lld (written by an earlier forward)", ll);
-            return 1;
-        }
+    if (lm_attn_project(pool, d, L, f->xn, T, &proj)) return 1;
+    if (f->mode == LM_ATTN_NAIVE) {
+        for (int64_t t = 0; t < T; t++) memcpy(f->lat + t * C, f->kva + t * (C + dr), (size_t)C * sizeof(float));
+        lm_matmul(pool, f->kvb, f->lat, T, &L->wkv_b);
+        DIAG(f->kvb, T, H * (dn + dv), l, 0, "'model.layers.%lld.self_attn.kv_b_proj.weight'", ll);
     }
-    float *kv = s->kv + l * s->kv_layer_floats;
-    if (s->mode == LM_ATTN_LATENT) {
-        memcpy(kv + pos0 * (C + dr), s->kva, (size_t)(T * (C + dr)) * sizeof(float));
-    } else {
-        for (int64_t t = 0; t < T; t++) memcpy(s->lat + t * C, s->kva + t * (C + dr), (size_t)C * sizeof(float));
-        lm_matmul(pool, s->kvb, s->lat, T, &L->wkv_b);
-        DIAG(s->kvb, T, H * (dn + dv), l, pos0, "'model.layers.%lld.self_attn.kv_b_proj.weight'", ll);
-        for (int64_t h = 0; h < H; h++) {
-            float *K = kv + h * s->max_ctx * (dn + dr);
-            float *V = kv + H * s->max_ctx * (dn + dr) + h * s->max_ctx * dv;
-            for (int64_t t = 0; t < T; t++) {
-                const float *src = s->kvb + t * H * (dn + dv) + h * (dn + dv); /* conv. 8: [k_nope | v] */
-                float *k = K + (pos0 + t) * (dn + dr);
-                memcpy(k, src, (size_t)dn * sizeof(float));
-                memcpy(k + dn, s->kva + t * (C + dr) + C, (size_t)dr * sizeof(float));
-                memcpy(V + (pos0 + t) * dv, src + dn, (size_t)dv * sizeof(float));
+    int64_t r0 = 0;
+    for (int g = 0; g < b->nseg; r0 += b->segs[g].n, g++) {
+        const lm_kvseq *seq = b->segs[g].seq;
+        int64_t n = b->segs[g].n, pos0 = f->rowpos[r0];
+        if (f->diag && pos0 > 0) {
+            const char *kind;
+            int64_t p = bad_row(kv_rows(f, kc, seq, l, pos0), pos0, kc->w, &kind);
+            if (p >= 0) {
+                note(f, l, p, kind, "the KV cache of layer %lld (written by an earlier forward)", ll);
+                return 1;
             }
         }
+        /* The segment's new positions into the cache. */
+        for (int64_t t = 0; t < n; t++) {
+            float *dst = kv_row(kc, seq, l, pos0 + t);
+            const float *kva = f->kva + (r0 + t) * (C + dr);
+            if (f->mode == LM_ATTN_LATENT) {
+                memcpy(dst, kva, (size_t)(C + dr) * sizeof(float));
+                continue;
+            }
+            for (int64_t h = 0; h < H; h++) {
+                const float *src = f->kvb + (r0 + t) * H * (dn + dv) + h * (dn + dv); /* conv. 8: [k_nope | v] */
+                memcpy(dst + h * (dn + dr), src, (size_t)dn * sizeof(float));
+                memcpy(dst + h * (dn + dr) + dn, kva + C, (size_t)dr * sizeof(float));
+                memcpy(dst + H * (dn + dr) + h * dv, src + dn, (size_t)dv * sizeof(float));
+            }
+        }
+        /* Query blocks, each attending to the keys up to its last row. */
+        for (int64_t t0 = 0; t0 < n; t0 += ATTN_QBLOCK) {
+            int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK;
+            int64_t S = pos0 + t0 + nb;
+            attn_job job = {f, l, r0 + t0, nb, pos0 + t0, S, kv_rows(f, kc, seq, l, S), 0};
+            transpose_values(f, job.kv, S);
+            lm_pool_run_dynamic(pool, attn_heads, &job);
+        }
     }
-    /* Query blocks, each attending to the keys up to its last row. */
-    for (int64_t t0 = 0; t0 < T; t0 += ATTN_QBLOCK) {
-        int64_t nb = T - t0 < ATTN_QBLOCK ? T - t0 : ATTN_QBLOCK;
-        attn_job job = {s, l, t0, nb, pos0, pos0 + t0 + nb, 0};
-        transpose_values(s, kv, job.S);
-        lm_pool_run_dynamic(pool, attn_heads, &job);
-    }
-    if (s->diag) {
+    if (f->diag) {
         /* Latent mode reads kv_b through its F32 copy (w_absorb); otherwise
          * finite q, k and v can only give a non-finite output by overflow. */
         const char *kind;
-        int64_t row = bad_row(s->attn, T, H * dv, &kind);
+        int64_t row = bad_row(f->attn, T, H * dv, &kind);
         if (row >= 0) {
             const char *k2;
-            if (s->mode == LM_ATTN_LATENT && bad_row(s->w_absorb + l * s->absorb_layer_floats, 1, s->absorb_layer_floats, &k2) >= 0)
-                note(s, l, pos0 + row, kind, "'model.layers.%lld.self_attn.kv_b_proj.weight' (absorbed into the attention)", ll);
+            int64_t p = f->rowpos[row];
+            if (f->mode == LM_ATTN_LATENT && bad_row(f->w_absorb + l * f->absorb_layer_floats, 1, f->absorb_layer_floats, &k2) >= 0)
+                note(f, l, p, kind, "'model.layers.%lld.self_attn.kv_b_proj.weight' (absorbed into the attention)", ll);
             else
-                note(s, l, pos0 + row, kind, "the attention of layer %lld (the scores overflowed)", ll);
+                note(f, l, p, kind, "the attention of layer %lld (the scores overflowed)", ll);
             return 1;
         }
     }
-    lm_matmul(pool, s->ffn, s->attn, T, &L->wo);
-    DIAG(s->ffn, T, D, l, pos0, "'model.layers.%lld.self_attn.o_proj.weight'", ll);
+    lm_matmul(pool, f->ffn, f->attn, T, &L->wo);
+    DIAG(f->ffn, T, D, l, 0, "'model.layers.%lld.self_attn.o_proj.weight'", ll);
     return 0;
 }
 
 /* ---- feed-forward ---- */
 
 /* A SwiGLU MLP named `name` (e.g. "model.layers.3.mlp.experts.5."); row i of
- * x is at position pos0 + (slot ? slot[i] / k : i), for diagnosis. */
-static int swiglu_mlp(lm_infer *s, lm_pool *pool, float *out, const float *x, int64_t T, const lm_mat *w1,
-                      const lm_mat *w3, const lm_mat *w2, float *h1, float *h3, int64_t layer, int64_t pos0,
-                      const int32_t *slot, int64_t k, const char *name) {
+ * x is batch row (slot ? slot[i] / k : i), for diagnosis. */
+static int swiglu_mlp(lm_fwd *f, lm_pool *pool, float *out, const float *x, int64_t T, const lm_mat *w1,
+                      const lm_mat *w3, const lm_mat *w2, float *h1, float *h3, int64_t layer, const int32_t *slot,
+                      int64_t k, const char *name) {
     lm_matmul(pool, h1, x, T, w1);
     lm_matmul(pool, h3, x, T, w3);
-    if (s->diag) {
+    if (f->diag) {
         const float *bufs[3] = {h1, h3, NULL};
         const char *parts[3] = {"gate_proj.weight'", "up_proj.weight'", NULL};
         for (int k = 0; k < 2; k++) {
             const char *kind;
             int64_t row = bad_row(bufs[k], T, w1->rows, &kind);
             if (row >= 0) {
-                note(s, layer, pos0 + (slot ? slot[row] / k : row), kind, "'%s%s", name, parts[k]);
+                note(f, layer, f->rowpos[slot ? slot[row] / k : row], kind, "'%s%s", name, parts[k]);
                 return 1;
             }
         }
     }
     lm_swiglu(h1, h1, h3, T * w1->rows);
     lm_matmul(pool, out, h1, T, w2);
-    if (s->diag) {
+    if (f->diag) {
         const char *kind;
         int64_t row = bad_row(h1, T, w1->rows, &kind);
         if (row >= 0) {
-            note(s, layer, pos0 + (slot ? slot[row] / k : row), kind, "the SwiGLU of '%sgate_proj.weight' and 'up_proj' (overflow)",
-                 name);
+            note(f, layer, f->rowpos[slot ? slot[row] / k : row], kind,
+                 "the SwiGLU of '%sgate_proj.weight' and 'up_proj' (overflow)", name);
             return 1;
         }
         row = bad_row(out, T, w2->rows, &kind);
         if (row >= 0) {
-            note(s, layer, pos0 + (slot ? slot[row] / k : row), kind, "'%sdown_proj.weight'", name);
+            note(f, layer, f->rowpos[slot ? slot[row] / k : row], kind, "'%sdown_proj.weight'", name);
             return 1;
         }
     }
     return 0;
 }
 
-static int moe(lm_infer *s, lm_pool *pool, const lm_layer *L, int64_t l, int64_t T, int64_t pos0) {
-    const lm_config *c = &s->m->cfg;
+/* Every token of the batch is routed on its own; an expert then multiplies
+ * all the rows that chose it at once, each row with the same bits as alone. */
+static int moe(lm_fwd *f, lm_pool *pool, const lm_layer *L, int64_t l, int64_t T) {
+    const lm_config *c = &f->m->cfg;
     int64_t D = c->hidden_size, E = c->n_routed_experts, k = c->num_experts_per_tok;
     long long ll = (long long)l;
     char name[160];
-    lm_matmul(pool, s->gate, s->xn, T, &L->gate);
-    DIAG(s->gate, T, E, l, pos0, "the router 'model.layers.%lld.mlp.gate.weight' (its input overflowed)", ll);
+    lm_matmul(pool, f->gate, f->xn, T, &L->gate);
+    DIAG(f->gate, T, E, l, 0, "the router 'model.layers.%lld.mlp.gate.weight' (its input overflowed)", ll);
     for (int64_t t = 0; t < T; t++)
-        lm_route_token(c, L->gate_bias, s->gate + t * E, s->route_idx + t * k, s->route_w + t * k);
-    DIAG(s->route_w, T, k, l, pos0, "the routing weights of layer %lld", ll);
-    lm_group_experts(s->route_idx, T * k, E, s->eoff, s->erow, s->efill);
+        lm_route_token(c, L->gate_bias, f->gate + t * E, f->route_idx + t * k, f->route_w + t * k);
+    DIAG(f->route_w, T, k, l, 0, "the routing weights of layer %lld", ll);
+    lm_group_experts(f->route_idx, T * k, E, f->eoff, f->erow, f->efill);
     for (int64_t e = 0; e < E; e++) {
-        int64_t r0 = s->eoff[e], n = s->eoff[e + 1] - r0;
+        int64_t r0 = f->eoff[e], n = f->eoff[e + 1] - r0;
         if (!n) continue;
-        lm_gather_expert_rows(s->xe, s->xn, s->erow + r0, n, k, D);
-        if (s->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.%lld.", ll, (long long)e);
-        if (swiglu_mlp(s, pool, s->ye, s->xe, n, &L->ew1[e], &L->ew3[e], &L->ew2[e], s->h1, s->h3, l, pos0,
-                       s->erow + r0, k, name))
+        lm_gather_expert_rows(f->xe, f->xn, f->erow + r0, n, k, D);
+        if (f->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.%lld.", ll, (long long)e);
+        if (swiglu_mlp(f, pool, f->ye, f->xe, n, &L->ew1[e], &L->ew3[e], &L->ew2[e], f->h1, f->h3, l, f->erow + r0, k,
+                       name))
             return 1;
-        lm_scatter_expert_rows(s->slots, s->ye, s->erow + r0, n, D);
+        lm_scatter_expert_rows(f->slots, f->ye, f->erow + r0, n, D);
     }
     if (L->has_shared) {
-        if (s->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.shared_experts.", ll);
-        if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->sw1, &L->sw3, &L->sw2, s->h1, s->h3, l, pos0, NULL, 1, name))
-            return 1;
+        if (f->diag) snprintf(name, sizeof name, "model.layers.%lld.mlp.shared_experts.", ll);
+        if (swiglu_mlp(f, pool, f->ffn, f->xn, T, &L->sw1, &L->sw3, &L->sw2, f->h1, f->h3, l, NULL, 1, name)) return 1;
     } else {
-        memset(s->ffn, 0, (size_t)(T * D) * sizeof(float));
+        memset(f->ffn, 0, (size_t)(T * D) * sizeof(float));
     }
-    lm_moe_combine(s->ffn, s->slots, s->route_w, T, k, D);
-    DIAG(s->ffn, T, D, l, pos0, "the MoE output of layer %lld (overflow)", ll);
+    lm_moe_combine(f->ffn, f->slots, f->route_w, T, k, D);
+    DIAG(f->ffn, T, D, l, 0, "the MoE output of layer %lld (overflow)", ll);
     return 0;
 }
 
 /* ---- the forward ---- */
 
-/* One chunk; returns 1 when a diagnostic forward found a non-finite value
- * (the chunk is then left unfinished). */
-static int forward_chunk(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits,
-                         lm_logits_mode mode) {
-    const lm_model *m = s->m;
+/* One batch whose blocks are reserved; positions advance on success.
+ * Returns 1 when a diagnostic forward found a non-finite value (the batch is
+ * then left unfinished and positions unchanged). Logits rows: LAST, one per
+ * segment; ALL, one per row. */
+static int forward_batch(lm_fwd *f, lm_pool *pool, const batch *b, float *logits, lm_logits_mode mode) {
+    const lm_model *m = f->m;
     const lm_config *c = &m->cfg;
-    int64_t D = c->hidden_size, pos0 = s->pos;
-    for (int64_t t = 0; t < T; t++) lm_mat_row(&m->w.embed, ids[t], s->x + t * D);
-    if (s->diag) {
+    int64_t D = c->hidden_size, T = b->T, half = c->qk_rope_head_dim / 2;
+    int64_t r = 0;
+    for (int g = 0; g < b->nseg; g++) {
+        const lm_batch_seg *sg = &b->segs[g];
+        for (int64_t t = 0; t < sg->n; t++) {
+            f->rowpos[r + t] = sg->seq->pos + t;
+            lm_mat_row(&m->w.embed, sg->ids[t], f->x + (r + t) * D);
+        }
+        lm_rope_tables(c, f->inv_freq, sg->seq->pos, sg->n, f->cos_t + r * half, f->sin_t + r * half);
+        r += sg->n;
+    }
+    if (f->diag) {
         const char *kind;
-        int64_t row = bad_row(s->x, T, D, &kind);
+        int64_t row = bad_row(f->x, T, D, &kind);
         if (row >= 0) {
-            note(s, -1, pos0 + row, kind, "'model.embed_tokens.weight' (row %d, the token's embedding)", ids[row]);
+            int64_t rr = row, g = 0;
+            while (rr >= b->segs[g].n) rr -= b->segs[g++].n;
+            note(f, -1, f->rowpos[row], kind, "'model.embed_tokens.weight' (row %d, the token's embedding)",
+                 b->segs[g].ids[rr]);
             return 1;
         }
     }
-    lm_rope_tables(c, s->inv_freq, pos0, T, s->cos_t, s->sin_t);
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
         const lm_layer *L = &m->w.layers[l];
         long long ll = (long long)l;
-        if (attention(s, pool, l, T, pos0)) return 1;
-        for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
-        DIAG(s->x, T, D, l, pos0, "the residual stream after the attention of layer %lld (overflow)", ll);
-        for (int64_t t = 0; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, L->ffn_norm, D, (float)c->rms_norm_eps);
-        DIAG(s->xn, T, D, l, pos0, "'model.layers.%lld.post_attention_layernorm.weight'", ll);
+        if (attention(f, pool, b, l)) return 1;
+        for (int64_t i = 0; i < T * D; i++) f->x[i] += f->ffn[i];
+        DIAG(f->x, T, D, l, 0, "the residual stream after the attention of layer %lld (overflow)", ll);
+        for (int64_t t = 0; t < T; t++) lm_rmsnorm(f->xn + t * D, f->x + t * D, L->ffn_norm, D, (float)c->rms_norm_eps);
+        DIAG(f->xn, T, D, l, 0, "'model.layers.%lld.post_attention_layernorm.weight'", ll);
         if (L->is_moe) {
-            if (moe(s, pool, L, l, T, pos0)) return 1;
+            if (moe(f, pool, L, l, T)) return 1;
         } else {
             char name[96];
             snprintf(name, sizeof name, "model.layers.%lld.mlp.", ll);
-            if (swiglu_mlp(s, pool, s->ffn, s->xn, T, &L->w1, &L->w3, &L->w2, s->h1, s->h3, l, pos0, NULL, 1, name))
-                return 1;
+            if (swiglu_mlp(f, pool, f->ffn, f->xn, T, &L->w1, &L->w3, &L->w2, f->h1, f->h3, l, NULL, 1, name)) return 1;
         }
-        for (int64_t i = 0; i < T * D; i++) s->x[i] += s->ffn[i];
-        DIAG(s->x, T, D, l, pos0, "the residual stream after the MLP of layer %lld (overflow)", ll);
+        for (int64_t i = 0; i < T * D; i++) f->x[i] += f->ffn[i];
+        DIAG(f->x, T, D, l, 0, "the residual stream after the MLP of layer %lld (overflow)", ll);
     }
-    s->pos += T;
+    for (int g = 0; g < b->nseg; g++) b->segs[g].seq->pos += b->segs[g].n;
     if (mode == LM_LOGITS_NONE) return 0;
-    int64_t first = mode == LM_LOGITS_ALL ? 0 : T - 1;
-    for (int64_t t = first; t < T; t++) lm_rmsnorm(s->xn + t * D, s->x + t * D, m->w.final_norm, D, (float)c->rms_norm_eps);
-    DIAG(s->xn + first * D, T - first, D, -1, pos0 + first, "'model.norm.weight'");
-    lm_matmul(pool, logits, s->xn + first * D, T - first, &m->w.head);
-    DIAG(logits, T - first, c->vocab_size, -1, pos0 + first, "%s",
+    /* The rows that get logits, normalised into consecutive rows of xn
+     * (row i <= the row it comes from, so nothing is overwritten early). */
+    int64_t nrows = 0;
+    r = 0;
+    for (int g = 0; g < b->nseg; r += b->segs[g].n, g++)
+        for (int64_t t = mode == LM_LOGITS_ALL ? 0 : b->segs[g].n - 1; t < b->segs[g].n; t++) {
+            f->rowpos[nrows] = f->rowpos[r + t];
+            lm_rmsnorm(f->xn + nrows * D, f->x + (r + t) * D, m->w.final_norm, D, (float)c->rms_norm_eps);
+            nrows++;
+        }
+    DIAG(f->xn, nrows, D, -1, 0, "'model.norm.weight'");
+    lm_matmul(pool, logits, f->xn, nrows, &m->w.head);
+    DIAG(logits, nrows, c->vocab_size, -1, 0, "%s",
          m->w.head.data == m->w.embed.data ? "'model.embed_tokens.weight' (the tied head)" : "'lm_head.weight'");
     return 0;
 }
 
-/* Runs the chunks of one call; with s->diag set, stops at the first
- * non-finite block output. */
-static void forward_all(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits, lm_logits_mode mode,
-                        int64_t *bad_pos, const char **bad_kind) {
-    int64_t V = s->m->cfg.vocab_size;
-    *bad_pos = -1;
-    for (int64_t t0 = 0; t0 < T; t0 += s->max_chunk) {
-        int64_t n = T - t0 < s->max_chunk ? T - t0 : s->max_chunk;
-        int last = t0 + n == T;
-        lm_logits_mode cm = mode == LM_LOGITS_ALL ? LM_LOGITS_ALL : (last ? mode : LM_LOGITS_NONE);
-        float *out = cm == LM_LOGITS_ALL ? logits + t0 * V : logits;
-        int64_t pos0 = s->pos;
-        if (forward_chunk(s, pool, ids + t0, n, out, cm)) return;
-        /* Every row handed back is checked: NaN logits would otherwise be
-         * sampled as token 0 or written out as numbers (V floats per row,
-         * next to a V x D matmul). */
-        if (cm != LM_LOGITS_NONE && *bad_pos < 0) {
-            int64_t rows = cm == LM_LOGITS_ALL ? n : 1;
-            int64_t row = bad_row(out, rows, V, bad_kind);
-            if (row >= 0) *bad_pos = cm == LM_LOGITS_ALL ? pos0 + row : pos0 + n - 1;
+static void rewind_batch(lm_kvcache *kc, const lm_batch_seg *segs, int nseg, const int64_t *start) {
+    for (int g = 0; g < nseg; g++) lm_kvseq_truncate(kc, segs[g].seq, start[g]);
+}
+
+int lm_batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_seg *segs, int nseg, float *logits,
+                     lm_logits_mode mode, lm_error *err) {
+    const lm_config *c = &f->m->cfg;
+    if (kc->m != f->m || kc->mode != f->mode)
+        return lm_fail(err, "batched forward: the cache belongs to another model or attention mode");
+    if (nseg < 1) return lm_fail(err, "batched forward of no segments");
+    if (pool && lm_pool_size(pool) > f->nthreads)
+        return lm_fail(err, "pool has %d threads but the state was sized for %d", lm_pool_size(pool), f->nthreads);
+    int64_t T = 0, need = 0;
+    for (int g = 0; g < nseg; g++) {
+        const lm_batch_seg *sg = &segs[g];
+        if (!sg->seq || sg->n < 1) return lm_fail(err, "segment %d of the batch has no sequence or no tokens", g);
+        for (int h = 0; h < g; h++)
+            if (segs[h].seq == sg->seq) return lm_fail(err, "segments %d and %d extend the same sequence", h, g);
+        for (int64_t t = 0; t < sg->n; t++)
+            if (sg->ids[t] < 0 || sg->ids[t] >= c->vocab_size)
+                return lm_fail(err, "token id %d at position %lld is out of range (vocab_size %lld)", sg->ids[t],
+                               (long long)(sg->seq->pos + t), (long long)c->vocab_size);
+        if (sg->seq->pos + sg->n > f->max_ctx)
+            return lm_fail(err, "%lld tokens after %lld cached exceed the context of %lld", (long long)sg->n,
+                           (long long)sg->seq->pos, (long long)f->max_ctx);
+        T += sg->n;
+        need += lm_kvseq_blocks_needed(kc, sg->seq, sg->n);
+    }
+    if (T > f->max_rows)
+        return lm_fail(err, "a batch of %lld rows exceeds the %lld the state was sized for", (long long)T,
+                       (long long)f->max_rows);
+    if (need > kc->nfree)
+        return lm_fail(err, "KV cache full: %lld more blocks needed, %lld free of %lld", (long long)need,
+                       (long long)kc->nfree, (long long)kc->nblocks);
+    int64_t start_small[64], *start = nseg <= 64 ? start_small : malloc((size_t)nseg * sizeof *start);
+    if (!start) return lm_fail(err, "out of memory");
+    int rc = 0;
+    for (int g = 0; g < nseg; g++) {
+        start[g] = segs[g].seq->pos;
+        if (kvseq_reserve(kc, segs[g].seq, segs[g].n, err)) {
+            rewind_batch(kc, segs, g, start);
+            rc = -1;
+            goto done;
         }
     }
+    batch b = {kc, segs, nseg, T};
+    forward_batch(f, pool, &b, logits, mode);
+    /* Every row handed back is checked: NaN logits would otherwise be
+     * sampled as token 0 or written out as numbers (V floats per row, next
+     * to a V x D matmul). */
+    const char *bad_kind = NULL;
+    int64_t rows = mode == LM_LOGITS_ALL ? T : mode == LM_LOGITS_LAST ? nseg : 0;
+    int64_t bad = rows ? bad_row(logits, rows, c->vocab_size, &bad_kind) : -1;
+    if (bad < 0) goto done;
+    /* Non-finite logits: run the batch again from the same caches, checking
+     * every block output, to name the first tensor whose output went
+     * non-finite. The caches are left as they were before the call. */
+    int bad_seg = 0;
+    int64_t bad_pos;
+    if (mode == LM_LOGITS_LAST) {
+        bad_seg = (int)bad;
+        bad_pos = start[bad_seg] + segs[bad_seg].n - 1;
+    } else {
+        int64_t rr = bad;
+        while (rr >= segs[bad_seg].n) rr -= segs[bad_seg++].n;
+        bad_pos = start[bad_seg] + rr;
+    }
+    rewind_batch(kc, segs, nseg, start);
+    diag d = {0};
+    for (int g = 0; g < nseg; g++) kvseq_reserve(kc, segs[g].seq, segs[g].n, err); /* the blocks just freed */
+    f->diag = &d;
+    forward_batch(f, pool, &b, logits, mode);
+    f->diag = NULL;
+    rewind_batch(kc, segs, nseg, start);
+    char where[48] = "";
+    if (nseg > 1) snprintf(where, sizeof where, " (segment %d)", bad_seg);
+    if (!d.found) {
+        rc = lm_fail(err, "logits at position %lld%s are %s (a diagnostic re-run found no non-finite block output)",
+                     (long long)bad_pos, where, bad_kind);
+        goto done;
+    }
+    char layer[32] = "";
+    if (d.layer >= 0) snprintf(layer, sizeof layer, "layer %lld, ", (long long)d.layer);
+    rc = lm_fail(err, "logits at position %lld%s are %s: the first non-finite value (%s) is in the output of %s "
+                 "(%sposition %lld); `lemma info --check-weights` scans every tensor",
+                 (long long)bad_pos, where, bad_kind, d.kind, d.what, layer, (long long)d.pos);
+done:
+    if (start != start_small) free(start);
+    return rc;
+}
+
+/* ---- one sequence ---- */
+
+/* Blocks of the one-sequence state: enough to hold max_ctx positions. */
+enum { INFER_BLOCK = 64 };
+
+lm_infer *lm_infer_create(const lm_model *m, lm_attn_mode mode, int64_t max_ctx, int64_t max_chunk, int nthreads,
+                          lm_error *err) {
+    if (max_ctx < 1 || max_chunk < 1) {
+        lm_fail(err, "context (%lld) and chunk (%lld) sizes must be positive", (long long)max_ctx, (long long)max_chunk);
+        return NULL;
+    }
+    if (max_chunk > max_ctx) max_chunk = max_ctx;
+    lm_infer *s = calloc(1, sizeof *s);
+    if (!s) {
+        lm_fail(err, "out of memory");
+        return NULL;
+    }
+    s->max_chunk = max_chunk;
+    s->f = lm_fwd_create(m, mode, max_chunk, max_ctx, nthreads, err);
+    if (s->f) s->kc = lm_kvcache_create(m, mode, INFER_BLOCK, (max_ctx + INFER_BLOCK - 1) / INFER_BLOCK, err);
+    if (!s->f || !s->kc) {
+        lm_infer_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void lm_infer_free(lm_infer *s) {
+    if (!s) return;
+    if (s->kc) lm_kvseq_release(s->kc, &s->seq);
+    lm_kvcache_free(s->kc);
+    lm_fwd_free(s->f);
+    free(s);
+}
+
+void lm_infer_reset(lm_infer *s) { lm_kvseq_truncate(s->kc, &s->seq, 0); }
+int64_t lm_infer_pos(const lm_infer *s) { return s->seq.pos; }
+void lm_infer_truncate(lm_infer *s, int64_t n) { lm_kvseq_truncate(s->kc, &s->seq, n); }
+
+int64_t lm_infer_kv_bytes_per_token(const lm_infer *s) {
+    return lm_kv_floats_per_token(&s->f->m->cfg, s->f->mode) * s->f->m->cfg.num_hidden_layers * (int64_t)sizeof(float);
+}
+
+int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err) {
+    if (dst->f->m != src->f->m || dst->f->mode != src->f->mode)
+        return lm_fail(err, "cache copy between different models or attention modes");
+    if (src->seq.pos > dst->f->max_ctx)
+        return lm_fail(err, "cache copy: %lld positions do not fit in %lld", (long long)src->seq.pos,
+                       (long long)dst->f->max_ctx);
+    lm_kvseq_truncate(dst->kc, &dst->seq, 0);
+    if (kvseq_reserve(dst->kc, &dst->seq, src->seq.pos, err)) return -1;
+    const lm_kvcache *a = src->kc, *b = dst->kc;
+    for (int64_t l = 0; l < src->f->m->cfg.num_hidden_layers; l++)
+        for (int64_t p = 0; p < src->seq.pos; p += a->bt) {
+            int64_t n = src->seq.pos - p < a->bt ? src->seq.pos - p : a->bt;
+            memcpy(kv_row(b, &dst->seq, l, p), kv_row(a, &src->seq, l, p), (size_t)(n * a->w) * sizeof(float));
+        }
+    dst->seq.pos = src->seq.pos;
+    return 0;
 }
 
 int lm_infer_forward(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, float *logits, lm_logits_mode mode,
                      lm_error *err) {
-    const lm_config *c = &s->m->cfg;
+    const lm_config *c = &s->f->m->cfg;
     if (T < 1) return lm_fail(err, "forward of an empty token list");
     for (int64_t t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= c->vocab_size)
             return lm_fail(err, "token id %d at position %lld is out of range (vocab_size %lld)", ids[t], (long long)t,
                            (long long)c->vocab_size);
-    if (s->pos + T > s->max_ctx)
-        return lm_fail(err, "%lld tokens after %lld cached exceed the context of %lld", (long long)T, (long long)s->pos,
-                       (long long)s->max_ctx);
-    if (pool && lm_pool_size(pool) > s->nthreads)
-        return lm_fail(err, "pool has %d threads but the state was sized for %d", lm_pool_size(pool), s->nthreads);
-    int64_t start = s->pos, bad_pos;
-    const char *bad_kind = NULL;
-    forward_all(s, pool, ids, T, logits, mode, &bad_pos, &bad_kind);
-    if (bad_pos < 0) return 0;
-    /* Non-finite logits: run the call again from the same cache, checking
-     * every block output, to name the first tensor whose output went
-     * non-finite. The cache is left as it was before the call. */
-    diag d = {0};
-    s->pos = start;
-    s->diag = &d;
-    int64_t unused_pos;
-    const char *unused_kind;
-    forward_all(s, pool, ids, T, logits, mode, &unused_pos, &unused_kind);
-    s->diag = NULL;
-    s->pos = start;
-    if (!d.found)
-        return lm_fail(err, "logits at position %lld are %s (a diagnostic re-run found no non-finite block output)",
-                       (long long)bad_pos, bad_kind);
-    char layer[32] = "";
-    if (d.layer >= 0) snprintf(layer, sizeof layer, "layer %lld, ", (long long)d.layer);
-    return lm_fail(err, "logits at position %lld are %s: the first non-finite value (%s) is in the output of %s (%sposition %lld); "
-                   "`lemma info --check-weights` scans every tensor",
-                   (long long)bad_pos, bad_kind, d.kind, d.what, layer, (long long)d.pos);
+    if (s->seq.pos + T > s->f->max_ctx)
+        return lm_fail(err, "%lld tokens after %lld cached exceed the context of %lld", (long long)T,
+                       (long long)s->seq.pos, (long long)s->f->max_ctx);
+    int64_t start = s->seq.pos, V = c->vocab_size;
+    for (int64_t t0 = 0; t0 < T; t0 += s->max_chunk) {
+        int64_t n = T - t0 < s->max_chunk ? T - t0 : s->max_chunk;
+        lm_logits_mode cm = mode == LM_LOGITS_ALL ? LM_LOGITS_ALL : (t0 + n == T ? mode : LM_LOGITS_NONE);
+        lm_batch_seg seg = {&s->seq, ids + t0, n};
+        if (lm_batch_forward(s->f, pool, s->kc, &seg, 1, cm == LM_LOGITS_ALL ? logits + t0 * V : logits, cm, err)) {
+            lm_kvseq_truncate(s->kc, &s->seq, start);
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -105,7 +105,9 @@ typedef struct lm_infer lm_infer;
 
 /* Inference state for one sequence: a KV cache of max_ctx positions and
  * buffers for chunks of up to max_chunk tokens for up to nthreads threads.
- * Everything is allocated here, once; forward never allocates. */
+ * Everything is allocated here, once; forward never allocates. It is the
+ * batched forward of kvcache.h with one sequence (its own block pool), so
+ * lm_infer_forward and lm_batch_forward give the same bits. */
 lm_infer *lm_infer_create(const lm_model *m, lm_attn_mode mode, int64_t max_ctx, int64_t max_chunk,
                           int nthreads, lm_error *err);
 void lm_infer_free(lm_infer *s);
