@@ -66,8 +66,12 @@ struct lm_fwd {
     float *rows;                 /* [max_ctx, w] one layer of a sequence's cache when its blocks are not consecutive */
     float *latT;                 /* values of the attended positions, transposed: latent [C, S]; naive [H, dv, S] */
     float *thr;                  /* per-thread attention scratch */
-    int64_t thr_floats, thr_sc_floats, thr_od, thr_qb, thr_k;
+    int64_t thr_floats, thr_sc_floats, thr_od, thr_qb;
     float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
+    float *qcat;                 /* latent: [T, H, C+dr] absorbed queries [q_lat | q_pe] */
+    float *olat;                 /* latent: [T, H, C] attention outputs in the latent space */
+    float *hx, *hy;              /* latent: [T, max(dn, C)], [T, max(C, dv)] one head's rows */
+    float *ablk, *asc, *aout;    /* latent: [ATTN_ROWS, C+dr] query rows, [ATTN_ROWS, max_ctx] scores, [ATTN_ROWS, C] */
     int64_t absorb_layer_floats;
     lm_arena arena;              /* the one allocation behind every buffer */
 };
@@ -83,6 +87,9 @@ struct lm_infer {
 /* Query rows per attention block: each block attends only to the keys up to
  * its last row, so a causal prefill skips most of the masked triangle. */
 enum { ATTN_QBLOCK = 64 };
+/* Latent mode: (head, query) rows scored against a sequence's keys in one
+ * product; decode takes every head of a token at once up to this. */
+enum { ATTN_ROWS = 256 };
 
 /* ---- allocation ---- */
 
@@ -121,23 +128,21 @@ static void layout(lm_fwd *f, lm_arena *p) {
         f->erow = lm_arena_take(p, (size_t)(T * k) * sizeof(int32_t));
         f->efill = lm_arena_take(p, (size_t)E * sizeof(int32_t));
     }
-    /* Per thread, for one head and one block of QB query rows: q [QB, qd];
-     * scores [QB, S] (also a [QB, C] and [QB, dv] temporary); head output
-     * [QB, od] (also q_nope [QB, dn]); naive mode: the head's keys [S, dn+dr].
-     * Shared: one layer of the sequence's cache when it must be gathered
-     * from its blocks, and the values of the attended positions, transposed
-     * for the P.V product (latent: c^T [C, S]; naive: V^T [H, dv, S]). */
+    /* Naive mode, per thread, for one head and one block of QB query rows:
+     * q [QB, dn+dr]; scores [QB, S]; head output [QB, dv]; the head's keys
+     * [S, dn+dr]. Latent mode keeps C floats (prepare_absorb's row). Shared:
+     * one layer of the sequence's cache when it must be gathered from its
+     * blocks, and the values of the attended positions, transposed for the
+     * P.V product (latent: c^T [C, S]; naive: V^T [H, dv, S]). */
     int64_t QB = T < ATTN_QBLOCK ? T : ATTN_QBLOCK;
-    int64_t qd = (f->mode == LM_ATTN_LATENT ? C : dn) + dr;
-    int64_t sd = f->max_ctx, od = C > dv ? C : dv;
-    if (sd < C) sd = C;
-    if (sd < dv) sd = dv;
-    if (od < dn) od = dn;
-    f->thr_sc_floats = QB * sd;
-    f->thr_od = od;
-    f->thr_qb = QB;
-    f->thr_k = f->mode == LM_ATTN_LATENT ? 0 : f->max_ctx * (dn + dr);
-    f->thr_floats = ((QB * qd + QB * sd + QB * od + f->thr_k) + 15) & ~(int64_t)15;
+    if (f->mode == LM_ATTN_LATENT) {
+        f->thr_floats = (C + 15) & ~(int64_t)15;
+    } else {
+        f->thr_sc_floats = QB * f->max_ctx;
+        f->thr_od = dv;
+        f->thr_qb = QB;
+        f->thr_floats = ((QB * (dn + dr) + QB * f->max_ctx + QB * dv + f->max_ctx * (dn + dr)) + 15) & ~(int64_t)15;
+    }
     f->rows = lm_arena_take(p, (size_t)(f->max_ctx * lm_kv_floats_per_token(c, f->mode) * F));
     if (f->mode == LM_ATTN_LATENT) f->latT = lm_arena_take(p, (size_t)(C * f->max_ctx * F));
     else f->latT = lm_arena_take(p, (size_t)(H * dv * f->max_ctx * F));
@@ -145,6 +150,13 @@ static void layout(lm_fwd *f, lm_arena *p) {
     if (f->mode == LM_ATTN_LATENT) {
         f->absorb_layer_floats = H * (dn + dv) * C;
         f->w_absorb = lm_arena_take(p, (size_t)(c->num_hidden_layers * f->absorb_layer_floats * F));
+        f->qcat = lm_arena_take(p, (size_t)(T * H * (C + dr) * F));
+        f->olat = lm_arena_take(p, (size_t)(T * H * C * F));
+        f->hx = lm_arena_take(p, (size_t)(T * (dn > C ? dn : C) * F));
+        f->hy = lm_arena_take(p, (size_t)(T * (C > dv ? C : dv) * F));
+        f->ablk = lm_arena_take(p, (size_t)(ATTN_ROWS * (C + dr) * F));
+        f->asc = lm_arena_take(p, (size_t)(ATTN_ROWS * f->max_ctx * F));
+        f->aout = lm_arena_take(p, (size_t)(ATTN_ROWS * C * F));
     }
 }
 
@@ -294,60 +306,36 @@ static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, fl
     }
 }
 
+/* Naive mode: each thread takes whole heads of a query block. */
 static void attn_heads(void *ctx, int ith, int nth) {
     attn_job *job = ctx;
     lm_fwd *f = job->f;
     const lm_dims *d = &f->m->dims;
-    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, nb = job->nb, S = job->S, pos = job->pos;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, nb = job->nb, S = job->S, pos = job->pos;
     (void)nth;
     float scale = (float)lm_config_softmax_scale(&f->m->cfg);
-    int latent = f->mode == LM_ATTN_LATENT;
-    int64_t qd = (latent ? C : dn) + dr;
+    int64_t qd = dn + dr;
     float *qh = f->thr + ith * f->thr_floats; /* [nb, qd] */
     float *sc = qh + f->thr_qb * qd;          /* [nb, S] */
-    float *oh = sc + f->thr_sc_floats;        /* [nb, C or dv] */
-    float *kh = oh + f->thr_qb * f->thr_od;   /* naive: [S, dn+dr] */
+    float *oh = sc + f->thr_sc_floats;        /* [nb, dv] */
+    float *kh = oh + f->thr_qb * f->thr_od;   /* [S, dn+dr] */
     int64_t qstride = H * (dn + dr);
+    /* A position's naive row is [K of every head | V of every head]. */
+    int64_t w = H * (dn + dr + dv);
     /* Whole heads, claimed in turn: a head is computed the same way by
      * whichever thread takes it, and a late worker just finds none left. */
     for (int64_t h; (h = __atomic_fetch_add(&job->next_head, 1, __ATOMIC_RELAXED)) < H;) {
         const float *qsrc = f->q + job->t0 * qstride + h * (dn + dr);
-        if (latent) {
-            /* q_lat = q_nope @ W_UK[h] (conv. 11), then [q_lat | q_pe]. */
-            const float *uk_t = f->w_absorb + job->layer * f->absorb_layer_floats + h * C * dn;
-            const float *uv = f->w_absorb + job->layer * f->absorb_layer_floats + H * C * dn + h * dv * C;
-            for (int64_t t = 0; t < nb; t++) memcpy(oh + t * dn, qsrc + t * qstride, (size_t)dn * sizeof(float));
-            lm_mat wuk = lm_f32_mat(uk_t, C, dn);
-            lm_matmul(NULL, sc, oh, nb, &wuk); /* sc used as [nb, C] temp */
-            for (int64_t t = 0; t < nb; t++) {
-                memcpy(qh + t * qd, sc + t * C, (size_t)C * sizeof(float));
-                memcpy(qh + t * qd + C, qsrc + t * qstride + dn, (size_t)dr * sizeof(float));
-            }
-            lm_mat keys = lm_f32_mat(job->kv, S, C + dr);
-            lm_matmul(NULL, sc, qh, nb, &keys);
-            masked_softmax(sc, nb, S, pos, scale);
-            /* o_lat[nb, C] = P[nb, S] @ c[S, C], as a matmul against c^T. */
-            lm_mat lt = lm_f32_mat(f->latT, C, S);
-            lm_matmul(NULL, oh, sc, nb, &lt);
-            /* out[h] = W_UV[h] @ o_lat, written straight into attn[T, H*dv]. */
-            lm_mat wuv = lm_f32_mat(uv, dv, C);
-            lm_matmul(NULL, sc, oh, nb, &wuv);
-            for (int64_t t = 0; t < nb; t++)
-                memcpy(f->attn + (job->t0 + t) * H * dv + h * dv, sc + t * dv, (size_t)dv * sizeof(float));
-        } else {
-            /* A position's naive row is [K of every head | V of every head]. */
-            int64_t w = H * (dn + dr + dv);
-            for (int64_t j = 0; j < S; j++)
-                memcpy(kh + j * (dn + dr), job->kv + j * w + h * (dn + dr), (size_t)(dn + dr) * sizeof(float));
-            for (int64_t t = 0; t < nb; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
-            lm_mat keys = lm_f32_mat(kh, S, dn + dr);
-            lm_matmul(NULL, sc, qh, nb, &keys);
-            masked_softmax(sc, nb, S, pos, scale);
-            lm_mat vm = lm_f32_mat(f->latT + h * dv * S, dv, S);
-            lm_matmul(NULL, oh, sc, nb, &vm);
-            for (int64_t t = 0; t < nb; t++)
-                memcpy(f->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
-        }
+        for (int64_t j = 0; j < S; j++)
+            memcpy(kh + j * (dn + dr), job->kv + j * w + h * (dn + dr), (size_t)(dn + dr) * sizeof(float));
+        for (int64_t t = 0; t < nb; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
+        lm_mat keys = lm_f32_mat(kh, S, dn + dr);
+        lm_matmul(NULL, sc, qh, nb, &keys);
+        masked_softmax(sc, nb, S, pos, scale);
+        lm_mat vm = lm_f32_mat(f->latT + h * dv * S, dv, S);
+        lm_matmul(NULL, oh, sc, nb, &vm);
+        for (int64_t t = 0; t < nb; t++)
+            memcpy(f->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
     }
 }
 
@@ -367,6 +355,78 @@ static void transpose_values(lm_fwd *f, const float *kv, int64_t S) {
             const float *v = kv + j * w + H * (dn + dr) + h * dv;
             for (int64_t i = 0; i < dv; i++) vt[i * S + j] = v[i];
         }
+    }
+}
+
+/* ---- absorbed (latent) attention ----
+ * Every product below gives each output element one fma chain over its
+ * inner dimension (docs/arithmetic.md), so grouping rows differently — all
+ * tokens of the batch for a head's W_UK / W_UV, all heads of a query block
+ * for the scores — changes no bit: a row's attention is the same alone or
+ * in any batch. */
+
+/* Small products run on the caller: a dispatch costs more than they do. */
+static lm_pool *pool_for(lm_pool *pool, int64_t rows, int64_t n, int64_t k) {
+    return rows * n * k >= ((int64_t)1 << 18) ? pool : NULL;
+}
+
+/* qcat[t, h] = [q_nope[t, h] @ W_UK[h] | q_pe[t, h]] for every row (conv. 11). */
+static void latent_queries(lm_fwd *f, lm_pool *pool, int64_t l, int64_t T) {
+    const lm_dims *d = &f->m->dims;
+    int64_t H = d->H, dn = d->dn, dr = d->dr, C = d->C, qs = H * (dn + dr);
+    for (int64_t h = 0; h < H; h++) {
+        for (int64_t t = 0; t < T; t++) memcpy(f->hx + t * dn, f->q + t * qs + h * (dn + dr), (size_t)dn * sizeof(float));
+        lm_mat wuk = lm_f32_mat(f->w_absorb + l * f->absorb_layer_floats + h * C * dn, C, dn);
+        lm_matmul(pool_for(pool, T, C, dn), f->hy, f->hx, T, &wuk);
+        for (int64_t t = 0; t < T; t++) {
+            float *dst = f->qcat + (t * H + h) * (C + dr);
+            memcpy(dst, f->hy + t * C, (size_t)C * sizeof(float));
+            memcpy(dst + C, f->q + t * qs + h * (dn + dr) + dn, (size_t)dr * sizeof(float));
+        }
+    }
+}
+
+/* olat rows of segment rows r0 .. r0+n-1 (positions pos0 ..): scores of
+ * (head, query) rows against the sequence's latent keys, causal softmax,
+ * then the weighted sum of its latents. */
+static void latent_scores(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t r0,
+                          int64_t n, int64_t pos0) {
+    const lm_dims *d = &f->m->dims;
+    int64_t H = d->H, dr = d->dr, C = d->C;
+    float scale = (float)lm_config_softmax_scale(&f->m->cfg);
+    for (int64_t t0 = 0; t0 < n; t0 += ATTN_QBLOCK) {
+        int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK, S = pos0 + t0 + nb;
+        const float *kv = kv_rows(f, kc, seq, l, S);
+        transpose_values(f, kv, S);
+        lm_mat keys = lm_f32_mat(kv, S, C + dr), lt = lm_f32_mat(f->latT, C, S);
+        int64_t hg = ATTN_ROWS / nb;
+        for (int64_t h0 = 0; h0 < H; h0 += hg) {
+            int64_t nh = H - h0 < hg ? H - h0 : hg, rows = nh * nb;
+            for (int64_t hh = 0; hh < nh; hh++)
+                for (int64_t t = 0; t < nb; t++)
+                    memcpy(f->ablk + (hh * nb + t) * (C + dr), f->qcat + ((r0 + t0 + t) * H + h0 + hh) * (C + dr),
+                           (size_t)(C + dr) * sizeof(float));
+            lm_matmul(pool_for(pool, rows, S, C + dr), f->asc, f->ablk, rows, &keys);
+            for (int64_t hh = 0; hh < nh; hh++) masked_softmax(f->asc + hh * nb * S, nb, S, pos0 + t0, scale);
+            lm_matmul(pool_for(pool, rows, C, S), f->aout, f->asc, rows, &lt);
+            for (int64_t hh = 0; hh < nh; hh++)
+                for (int64_t t = 0; t < nb; t++)
+                    memcpy(f->olat + ((r0 + t0 + t) * H + h0 + hh) * C, f->aout + (hh * nb + t) * C,
+                           (size_t)C * sizeof(float));
+        }
+    }
+}
+
+/* attn[t, h] = W_UV[h] @ olat[t, h] for every row. */
+static void latent_values(lm_fwd *f, lm_pool *pool, int64_t l, int64_t T) {
+    const lm_dims *d = &f->m->dims;
+    int64_t H = d->H, dn = d->dn, dv = d->dv, C = d->C;
+    for (int64_t h = 0; h < H; h++) {
+        for (int64_t t = 0; t < T; t++) memcpy(f->hx + t * C, f->olat + (t * H + h) * C, (size_t)C * sizeof(float));
+        lm_mat wuv = lm_f32_mat(f->w_absorb + l * f->absorb_layer_floats + H * C * dn + h * dv * C, dv, C);
+        lm_matmul(pool_for(pool, T, dv, C), f->hy, f->hx, T, &wuv);
+        for (int64_t t = 0; t < T; t++)
+            memcpy(f->attn + t * H * dv + h * dv, f->hy + t * dv, (size_t)dv * sizeof(float));
     }
 }
 
@@ -418,6 +478,7 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
         lm_matmul(pool, f->kvb, f->lat, T, &L->wkv_b);
         DIAG(f->kvb, T, H * (dn + dv), l, 0, "'model.layers.%lld.self_attn.kv_b_proj.weight'", ll);
     }
+    if (f->mode == LM_ATTN_LATENT) latent_queries(f, pool, l, T);
     int64_t r0 = 0;
     for (int g = 0; g < b->nseg; r0 += b->segs[g].n, g++) {
         const lm_kvseq *seq = b->segs[g].seq;
@@ -445,6 +506,10 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
                 memcpy(dst + H * (dn + dr) + h * dv, src + dn, (size_t)dv * sizeof(float));
             }
         }
+        if (f->mode == LM_ATTN_LATENT) {
+            latent_scores(f, pool, kc, seq, l, r0, n, pos0);
+            continue;
+        }
         /* Query blocks, each attending to the keys up to its last row. */
         for (int64_t t0 = 0; t0 < n; t0 += ATTN_QBLOCK) {
             int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK;
@@ -454,6 +519,7 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
             lm_pool_run_dynamic(pool, attn_heads, &job);
         }
     }
+    if (f->mode == LM_ATTN_LATENT) latent_values(f, pool, l, T);
     if (f->diag) {
         /* Latent mode reads kv_b through its F32 copy (w_absorb); otherwise
          * finite q, k and v can only give a non-finite output by overflow. */
