@@ -14,6 +14,7 @@
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "formats/safetensors.h"
+#include "infer/engine.h"
 #include "infer/generate.h"
 #include "infer/sample.h"
 #include "model/model.h"
@@ -209,6 +210,18 @@ static int parse_ids(const char *s, void *field, char *detail, size_t cap) {
     }
 }
 
+/* "1,4,16,64" -> batch sizes, each 1..4096. */
+static int parse_batch(const char *s, void *field, char *detail, size_t cap) {
+    if (parse_ids(s, field, detail, cap)) return -1;
+    token_ids *t = field;
+    for (int64_t i = 0; i < t->n; i++)
+        if (t->v[i] < 1 || t->v[i] > 4096) {
+            snprintf(detail, cap, "batch size %d is outside 1..4096", t->v[i]);
+            return -1;
+        }
+    return 0;
+}
+
 static void free_ids(void *field) {
     token_ids *t = field;
     free(t->v);
@@ -227,6 +240,7 @@ typedef struct run_cli {
     int ignore_eos, no_bos;
     cli_list stops;
     int64_t prompt_len, gen, reps;         /* bench */
+    token_ids batch;                       /* bench --batch */
 } run_cli;
 
 static const cli_arg run_args[] = {{"MODEL_DIR", CLI_ARG_AT(run_cli, dir), CLI_REQUIRED}};
@@ -311,6 +325,86 @@ done:
 }
 
 /* ---- generate ---- */
+
+/* --samples K on the batched engine: the prompt prefilled once, the K
+ * continuations decoded together (at most 64 in one forward); sample k uses
+ * seed + k, so each equals a single run with that seed. */
+typedef struct samples_run {
+    lm_gen_result *res;
+    int64_t first;             /* sample index of the engine request's choice 0 */
+    double t0, t_first, t_end;
+    int failed;
+    char why[1024];
+} samples_run;
+
+typedef struct samples_job {
+    samples_run *run;
+    int64_t first;
+} samples_job;
+
+static void on_sample_event(void *user, const lm_engine_event *ev) {
+    samples_job *job = user;
+    samples_run *run = job->run;
+    lm_gen_result *r = &run->res[job->first + ev->choice];
+    if (ev->text_len && lm_text_append(&r->text, ev->text, ev->text_len)) run->failed = 1;
+    if (ev->kind == LM_EV_TOKEN) {
+        if (!run->t_first) run->t_first = now_s();
+        if (lm_ids_push(&r->ids, ev->token)) run->failed = 1;
+        return;
+    }
+    r->finish = ev->finish;
+    r->prompt_tokens = ev->prompt_tokens;
+    run->t_end = now_s();
+    if (ev->error && !run->failed) {
+        run->failed = 1;
+        snprintf(run->why, sizeof run->why, "%s", ev->error);
+    }
+}
+
+static int generate_samples(const lm_model *m, const lm_tokenizer *tok, lm_pool *pool, const lm_ids *prompt,
+                            const lm_gen_params *gp, int64_t samples, int64_t max_ctx, lm_attn_mode attn, int64_t chunk,
+                            lm_gen_result *res, lm_error *err) {
+    lm_engine_opts eo = lm_engine_opts_default();
+    eo.max_ctx = max_ctx;
+    eo.max_seqs = samples < 64 ? (int)samples : 64;
+    eo.max_queue = (int)((samples + eo.max_seqs - 1) / eo.max_seqs);
+    eo.max_batch_tokens = chunk > eo.max_seqs ? chunk : eo.max_seqs;
+    eo.attn = attn;
+    /* the prompt once, each sample's own tokens, a block each for the copy of the shared last block */
+    eo.cache_tokens = max_ctx + (int64_t)eo.max_seqs * (max_ctx - (int64_t)prompt->n + 2 * eo.block_tokens);
+    int njobs = eo.max_queue;
+    samples_run run = {.res = res};
+    samples_job *jobs = calloc((size_t)njobs, sizeof *jobs);
+    uint64_t *seeds = malloc((size_t)samples * sizeof *seeds);
+    lm_engine *e = jobs && seeds ? lm_engine_create(m, tok, pool, &eo, err) : NULL;
+    int rc = -1;
+    if (!jobs || !seeds) lm_fail(err, "out of memory for %lld samples", (long long)samples);
+    if (!e) goto done;
+    for (int64_t k = 0; k < samples; k++) seeds[k] = gp->sampling.seed + (uint64_t)k;
+    run.t0 = now_s();
+    for (int j = 0; j < njobs; j++) {
+        jobs[j] = (samples_job){.run = &run, .first = (int64_t)j * eo.max_seqs};
+        int64_t n = samples - jobs[j].first < eo.max_seqs ? samples - jobs[j].first : eo.max_seqs;
+        lm_engine_request r = {.prompt = prompt->ids, .prompt_len = (int64_t)prompt->n, .n = (int)n, .params = *gp,
+                               .seeds = seeds + jobs[j].first, .on_event = on_sample_event, .user = &jobs[j]};
+        if (lm_engine_submit(e, &r, NULL, err)) goto done;
+    }
+    if (lm_engine_run(e, err)) goto done;
+    if (run.failed) {
+        lm_fail(err, "%s", run.why[0] ? run.why : "out of memory");
+        goto done;
+    }
+    /* prefill: until the first token; decode: the rest, over all samples (recorded on sample 0) */
+    double first = run.t_first ? run.t_first : run.t_end;
+    res[0].prefill_s = first - run.t0;
+    res[0].decode_s = run.t_end - first;
+    rc = 0;
+done:
+    lm_engine_free(e);
+    free(jobs);
+    free(seeds);
+    return rc;
+}
 
 /* Streams the text; a failed write cancels the generation (reported after). */
 static int emit_stdout(void *user, const char *text, size_t len) {
@@ -419,7 +513,8 @@ static int generate_run(const void *dest) {
     if (samples == 1)
         failed = lm_generate(g, pids.ids, (int64_t)pids.n, &gp, emit_stdout, NULL, &res[0], &err);
     else
-        failed = lm_generate_n(g, pids.ids, (int64_t)pids.n, &gp, (int)samples, res, &err);
+        failed = generate_samples(m, tok, pool, &pids, &gp, samples, lm_generator_max_ctx(g), o.attn, o.chunk, res,
+                                  &err);
     if (failed) {
         fprintf(stderr, "\nlemma generate: %s\n", err.msg);
         goto done;
@@ -478,20 +573,158 @@ static const cli_opt bench_opts[] = {
      .help = "single-token decode steps"},
     {"--reps", "-r", CLI_INT, CLI_AT(run_cli, reps), .min = 1, .max = 1000, .def = "3", .metavar = "N",
      .help = "repetitions; the medians are printed"},
+    {"--batch", NULL, CLI_CUSTOM, CLI_AT(run_cli, batch), .expects = "comma-separated batch sizes in 1..4096",
+     .parse = parse_batch, .release = free_ids, .metavar = "B,B,...",
+     .help = "the batched engine: one JSON line per batch size"},
     RUN_COMMON("latent", "512"),
 };
 static int bench_run(const void *dest);
 const cli_spec cli_bench_spec = {
-    .cmd = "bench", .usage = "MODEL_DIR [--prompt 512] [--gen 128] [--reps 3] [options]",
+    .cmd = "bench", .usage = "MODEL_DIR [--prompt 512] [--gen 128] [--reps 3] [--batch 1,4,16,64] [options]",
     .about = "Prints one JSON line. Timed as llama-bench does: one untimed warm-up; prefill =\n"
              "one forward of --prompt random ids into an empty cache; decode = --gen single-token\n"
-             "steps from an empty cache, no sampling. Medians over --reps.",
+             "steps from an empty cache, no sampling. Medians over --reps.\n"
+             "With --batch, the batched engine instead, one JSON line per batch size B: B distinct\n"
+             "prompts of --prompt ids submitted together (prefill: until every sequence has its\n"
+             "first token, --chunk rows per forward at most), then --gen greedy decode steps of B\n"
+             "tokens each (no EOS); tokens/s aggregate over the B sequences.",
     CLI_ARGS(run_args), CLI_OPTS(bench_opts), .size = sizeof(run_cli),
     .run = bench_run,
 };
 
+/* ---- bench --batch ---- */
+
+typedef struct batch_meter {
+    int64_t started;           /* sequences that have their first token */
+} batch_meter;
+
+static void on_bench_event(void *user, const lm_engine_event *ev) {
+    batch_meter *bm = user;
+    if (ev->kind == LM_EV_TOKEN && ev->completion_tokens == 1) bm->started++;
+}
+
+/* One measurement at batch size B: prefill seconds, decode seconds of gen
+ * full steps, and the peak of blocks in use. */
+static int bench_batch_once(const lm_model *m, lm_pool *pool, const run_cli *o, int B, const int32_t *ids,
+                            double *prefill_s, double *decode_s, int64_t *peak, lm_error *err) {
+    int64_t P = o->prompt_len, G = o->gen;
+    lm_engine_opts eo = lm_engine_opts_default();
+    eo.max_seqs = B;
+    eo.max_queue = B;
+    eo.max_ctx = P + G + 2;
+    eo.max_batch_tokens = o->chunk > B ? o->chunk : B;
+    eo.attn = o->attn;
+    eo.cache_tokens = (int64_t)B * (eo.max_ctx + eo.block_tokens);
+    lm_engine *e = lm_engine_create(m, NULL, pool, &eo, err);
+    if (!e) return -1;
+    batch_meter bm = {0};
+    lm_gen_params gp = lm_gen_params_default();
+    gp.max_tokens = G + 2; /* never reached: the run is cancelled after G full decode steps */
+    gp.stop_at_eos = 0;
+    uint64_t *req_ids = calloc((size_t)B, sizeof *req_ids);
+    int rc = -1;
+    if (!req_ids) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    double t0 = now_s();
+    for (int b = 0; b < B; b++) {
+        lm_engine_request r = {.prompt = ids + (int64_t)b * P, .prompt_len = P, .n = 1, .params = gp,
+                               .on_event = on_bench_event, .user = &bm};
+        if (lm_engine_submit(e, &r, &req_ids[b], err)) goto done;
+    }
+    lm_engine_stats st;
+    *peak = 0;
+    while (bm.started < B) {
+        if (lm_engine_step(e, err) < 0) goto done;
+        lm_engine_stats_get(e, &st);
+        if (st.blocks_used > *peak) *peak = st.blocks_used;
+    }
+    double t1 = now_s();
+    for (int64_t g = 0; g < G; g++) {
+        if (lm_engine_step(e, err) < 0) goto done;
+        lm_engine_stats_get(e, &st);
+        if (st.blocks_used > *peak) *peak = st.blocks_used;
+    }
+    double t2 = now_s();
+    *prefill_s = t1 - t0;
+    *decode_s = t2 - t1;
+    for (int b = 0; b < B; b++) lm_engine_cancel(e, req_ids[b]);
+    if (lm_engine_run(e, err)) goto done;
+    rc = 0;
+done:
+    free(req_ids);
+    lm_engine_free(e);
+    return rc;
+}
+
+static int bench_batch(const run_cli *o, lm_model *m) {
+    int64_t V = m->cfg.vocab_size, P = o->prompt_len, G = o->gen, reps = o->reps;
+    int maxB = 1;
+    for (int64_t i = 0; i < o->batch.n; i++) maxB = o->batch.v[i] > maxB ? o->batch.v[i] : maxB;
+    lm_error err;
+    int rc = 1;
+    int32_t *ids = malloc((size_t)maxB * (size_t)P * sizeof *ids);
+    double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double)),
+           *ms = calloc((size_t)reps, sizeof(double));
+    lm_pool *pool = lm_pool_create_err((int)o->threads, &err);
+    if (!pool) goto fail;
+    if (!ids || !pp || !tg || !ms) {
+        fprintf(stderr, "lemma bench: out of memory\n");
+        goto done;
+    }
+    /* prompt b: its own deterministic ids */
+    for (int b = 0; b < maxB; b++)
+        for (int64_t i = 0; i < P; i++)
+            ids[(int64_t)b * P + i] = (int32_t)(lm_rng_u64(1 + (uint64_t)b, LM_RNG_BENCH, (uint64_t)i) % (uint64_t)V);
+    /* warm-up: every weight page and buffer touched once */
+    double ws, wd;
+    int64_t wpeak;
+    run_cli warm = *o;
+    warm.prompt_len = P < 16 ? P : 16;
+    warm.gen = 2;
+    if (bench_batch_once(m, pool, &warm, 1, ids, &ws, &wd, &wpeak, &err)) goto fail;
+    for (int64_t i = 0; i < o->batch.n; i++) {
+        int B = o->batch.v[i];
+        int64_t peak = 0;
+        for (int64_t r = 0; r < reps; r++) {
+            double ps, ds;
+            if (bench_batch_once(m, pool, o, B, ids, &ps, &ds, &peak, &err)) goto fail;
+            pp[r] = (double)B * (double)P / ps;
+            tg[r] = (double)B * (double)G / ds;
+            ms[r] = ds * 1e3 / (double)G;
+        }
+        qsort(pp, (size_t)reps, sizeof *pp, cmp_double);
+        qsort(tg, (size_t)reps, sizeof *tg, cmp_double);
+        qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
+        printf("{\"batch\":%d,\"prompt\":%lld,\"gen\":%lld,\"threads\":%d,\"prefill_tok_s\":%.1f,"
+               "\"decode_tok_s\":%.1f,\"ms_per_step\":%.3f,\"blocks_used_peak\":%lld}\n",
+               B, (long long)P, (long long)G, lm_pool_size(pool), pp[reps / 2], tg[reps / 2], ms[reps / 2],
+               (long long)peak);
+        fflush(stdout);
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "lemma bench: %s\n", err.msg);
+done:
+    free(ids);
+    free(pp);
+    free(tg);
+    free(ms);
+    lm_pool_free(pool);
+    return rc;
+}
+
 static int bench_run(const void *dest) {
     run_cli o = *(const run_cli *)dest;
+    if (o.batch.n) {
+        lm_model *m = load_or_die("bench", o.dir);
+        if (!m) return 1;
+        int rc = bench_batch(&o, m);
+        lm_model_free(m);
+        return rc;
+    }
     int64_t prompt = o.prompt_len, gen = o.gen, reps = o.reps;
     lm_model *m = load_or_die("bench", o.dir);
     if (!m) return 1;

@@ -190,7 +190,7 @@ static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_temp
 static lm_backend *make_backend(const cli *c, lm_error *err) {
     if (c->script) return lm_backend_scripted_load(c->script, err);
     if (c->model) {
-        lm_local_opts lo = {c->model, (int)c->threads, 0, 0};
+        lm_local_opts lo = {.model_dir = c->model, .threads = (int)c->threads};
         return lm_backend_local_create(&lo, err);
     }
     lm_openai_opts oo;

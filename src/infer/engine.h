@@ -49,6 +49,7 @@ typedef struct lm_engine_opts {
     int64_t cache_tokens;     /* positions the block pool holds in all; 0: max_seqs x max_ctx, capped at
                                  a quarter of physical memory and at least max_ctx */
     int max_top_logprobs;     /* bound on lm_engine_request.top_logprobs (default 20) */
+    lm_attn_mode attn;        /* what the cache holds (default LM_ATTN_LATENT) */
 } lm_engine_opts;
 lm_engine_opts lm_engine_opts_default(void);
 
@@ -63,8 +64,9 @@ typedef struct lm_engine_event {
     lm_engine_event_kind kind;
     /* LM_EV_TOKEN: */
     int32_t token;
-    float logprob;            /* log-softmax of the model's logits (before temperature and filters); NAN
-                                 when the request asked for no logprobs */
+    float logprob;            /* log-softmax of the model's logits (before temperature and filters, over
+                                 the ids that can be sampled: the tokenizer's when there is one; summed
+                                 in double); NAN when the request asked for no logprobs */
     int ntop;                 /* top_logprobs alternatives, most likely first (ties: smaller id) */
     const int32_t *top_ids;
     const float *top_logprobs;
@@ -85,8 +87,9 @@ typedef struct lm_engine_request {
     const int32_t *prompt;    /* copied at submit */
     int64_t prompt_len;       /* >= 1, < max_ctx */
     int n;                    /* choices (>= 1); they share the prompt's prefill */
-    lm_gen_params params;     /* max_tokens (cut to the context), sampling, stop strings (copied),
-                                 stop_at_eos, skip_special */
+    lm_gen_params params;     /* max_tokens (>= 1), sampling, stop strings (copied), stop_at_eos,
+                                 skip_special; as lm_generate, a choice that reaches max_ctx ends with
+                                 LM_FINISH_CONTEXT (its last token sampled, not cached) */
     const uint64_t *seeds;    /* NULL: choice k samples with params.sampling.seed + k; else seeds[k] */
     int logprobs;             /* report the sampled token's logprob */
     int top_logprobs;         /* and this many alternatives (0 .. max_top_logprobs) */

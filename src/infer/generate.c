@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "infer/textout.h"
+
 struct lm_generator {
     const lm_model *m;
     const lm_tokenizer *tok;
@@ -124,43 +126,14 @@ static int prefill(lm_generator *g, const int32_t *prompt, int64_t n, lm_gen_res
     return 0;
 }
 
-/* Length of the longest suffix of text that is a proper prefix of a stop
- * string: text that must be held back until it is known not to stop. */
-static size_t holdback(const char *text, size_t len, const lm_gen_params *p) {
-    size_t best = 0;
-    for (int i = 0; i < p->nstop; i++) {
-        size_t sl = strlen(p->stop[i]);
-        for (size_t k = sl > 1 ? sl - 1 : 0; k > best; k--)
-            if (k <= len && !memcmp(text + len - k, p->stop[i], k)) {
-                best = k;
-                break;
-            }
-    }
-    return best;
-}
-
-/* First match of any stop string in text at or after `from`; SIZE_MAX if none. */
-static size_t find_stop(const char *text, size_t len, size_t from, const lm_gen_params *p) {
-    size_t best = (size_t)-1;
-    for (int i = 0; i < p->nstop; i++) {
-        size_t sl = strlen(p->stop[i]);
-        if (!sl || sl > len) continue;
-        for (size_t at = from; at + sl <= len && at < best; at++)
-            if (!memcmp(text + at, p->stop[i], sl)) {
-                best = at;
-                break;
-            }
-    }
-    return best;
-}
-
 /* Decodes from the current logits (in g->logits) with state s. */
 static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_gen_emit emit, void *user,
                        lm_gen_result *res, int track_cache, lm_error *err) {
-    lm_tok_stream st;
-    if (g->tok) lm_tok_stream_init(&st, g->tok, p->skip_special ? LM_TOK_SKIP_SPECIAL : 0);
+    lm_textout out;
+    if (g->tok) lm_textout_init(&out, g->tok, &res->text, p->stop, p->nstop, p->skip_special);
     int32_t eos = lm_generator_eos(g);
-    size_t emitted = 0; /* bytes of res->text passed to emit */
+    const char *piece;
+    size_t piece_len;
     double t0 = now_s();
     res->finish = LM_FINISH_LENGTH;
     for (int64_t step = 0; step < p->max_tokens; step++) {
@@ -179,28 +152,16 @@ static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_
             break;
         }
         if (g->tok) {
-            size_t before = res->text.len;
-            if (lm_tok_stream_push(&st, id, &res->text, err)) return -1;
-            if (p->nstop && res->text.len > before) {
-                size_t maxl = 0;
-                for (int i = 0; i < p->nstop; i++) maxl = strlen(p->stop[i]) > maxl ? strlen(p->stop[i]) : maxl;
-                size_t from = before >= maxl ? before - maxl + 1 : 0;
-                size_t at = find_stop(res->text.data, res->text.len, from, p);
-                if (at != (size_t)-1) {
-                    res->text.len = at;
-                    res->text.data[at] = 0;
-                    res->finish = LM_FINISH_STOP;
-                    break;
-                }
+            int stopped = lm_textout_push(&out, id, err);
+            if (stopped < 0) return -1;
+            if (stopped) {
+                res->finish = LM_FINISH_STOP;
+                break; /* the text before the stop string goes out below */
             }
-            size_t ready = res->text.len - holdback(res->text.data, res->text.len, p);
-            if (emit && ready > emitted) {
-                if (emit(user, res->text.data + emitted, ready - emitted)) {
-                    emitted = ready;
-                    res->finish = LM_FINISH_CANCELLED;
-                    break;
-                }
-                emitted = ready;
+            lm_textout_take(&out, &piece, &piece_len);
+            if (emit && piece_len && emit(user, piece, piece_len)) {
+                res->finish = LM_FINISH_CANCELLED;
+                break;
             }
         }
         if (step + 1 == p->max_tokens) break;
@@ -211,9 +172,11 @@ static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_
         if (lm_infer_forward(s, g->pool, &id, 1, g->logits, LM_LOGITS_LAST, err)) return -1;
         if (track_cache && lm_ids_push(&g->cached, id)) return lm_fail(err, "out of memory");
     }
-    if (g->tok && res->finish != LM_FINISH_STOP) lm_tok_stream_finish(&st, &res->text);
-    if (emit && res->text.len > emitted && res->finish != LM_FINISH_CANCELLED)
-        emit(user, res->text.data + emitted, res->text.len - emitted);
+    if (g->tok) {
+        if (lm_textout_finish(&out, err)) return -1;
+        lm_textout_take(&out, &piece, &piece_len);
+        if (emit && piece_len && res->finish != LM_FINISH_CANCELLED) emit(user, piece, piece_len);
+    }
     res->decode_s = now_s() - t0;
     return 0;
 }

@@ -133,19 +133,26 @@ lm_backend *lm_backend_openai_create(const lm_openai_opts *o, lm_error *err);
  * was generated, so nothing is recorded as an answer, and a rerun with a
  * larger context can answer it. An encoding failure is the same.
  *
- * Requests with the same prompt share one prefill; every answer is a pure
- * function of (model, prompt, temperature, top_p, seed, max_tokens, max_ctx):
- * the prompt is always prefilled from position 0 (infer/generate.h,
- * lm_generator_prefill / lm_generate_fork), whatever ran before, so order,
- * company and resumption do not change it. Replies come grouped by prompt,
- * groups in order of their first request. Requests are decoded one by one
- * today; a batched engine can answer many at once behind the same run(). */
+ * Every request of a run goes to the batched engine (infer/engine.h) at
+ * once: requests with the same prompt and the same parameters but the seed
+ * are one engine request of n choices (the prompt is prefilled once and its
+ * cache shared), and all of them decode together, max_seqs sequences per
+ * forward. Every answer is a pure function of (model, prompt, temperature,
+ * top_p, seed, max_tokens, max_ctx): the batched forward is batch-invariant,
+ * so order, company, preemption and resumption do not change it. Replies
+ * come grouped by prompt, groups in order of their first request, requests
+ * of a group in order: each as soon as it and every reply before it are
+ * done (the order, and so the pool, is the same whatever the schedule).
+ * seconds is the wall time from its submission to its end, shared prefill
+ * and company included. */
 typedef struct lm_local_opts {
     const char *model_dir;
     int threads;               /* <= 0: all cores */
-    int64_t max_ctx;           /* <= 0: the model's max_position_embeddings (its KV cache is allocated
-                                  at create, twice: the prompt and the fork decoding from it) */
+    int64_t max_ctx;           /* <= 0: the model's max_position_embeddings */
     int thinking;              /* start the answer with "<think>\n" */
+    int max_seqs;              /* sequences decoded together (<= 0: 64) */
+    int64_t cache_tokens;      /* positions the cache holds in all (<= 0: the engine's default,
+                                  max_seqs x max_ctx capped at a quarter of memory) */
 } lm_local_opts;
 lm_backend *lm_backend_local_create(const lm_local_opts *o, lm_error *err);
 
