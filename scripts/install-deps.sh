@@ -3,8 +3,8 @@
 # Run as root on Debian 12 (fresh machines); skips what is present.
 # `install-deps.sh --list` prints the package names (.ci/run installs them).
 set -eu
-build_pkgs="gcc make libc6-dev libpcre2-dev libcurl4-openssl-dev bible-kjv"  # bible-kjv: the corpus of recipes/default.json
-test_pkgs="python3 python3-numpy clang libclang-rt-14-dev"
+build_pkgs="gcc make libc6-dev libpcre2-dev libcurl4-openssl-dev libmicrohttpd-dev bible-kjv"  # bible-kjv: the corpus of recipes/default.json
+test_pkgs="python3 python3-numpy clang libclang-rt-14-dev nodejs npm"  # nodejs, npm: the openai client in test_serve_openai.sh
 extra_pkgs="${LEMMA_EXTRA_PKGS:-}"
 if [ "${1:-}" = "--list" ]; then  # the package names, for .ci/run
     echo $build_pkgs $test_pkgs $extra_pkgs
