@@ -127,6 +127,8 @@ print("lemma serve, %d streaming chat clients on loopback, bench-m, %s threads: 
 print("  prompt %.0f tokens (mean), %d completion tokens in all, wall %.2f s" % (L["prompt_tokens"] or 0, L["completion_tokens"], L["wall_s"]))
 print("  aggregate %.1f tok/s; time to first token p50 %s ms, p99 %s ms; inter-token p50 %s ms, p99 %s ms; server peak RSS %.1f MiB" % (
     L["agg_tok_s"], L["ttft_ms"]["p50"], L["ttft_ms"]["p99"], L["itl_ms"]["p50"], L["itl_ms"]["p99"], rss / 1024))
+print("  the load client itself used %.2f CPU s of the %.2f s (it shares the machine's cores with the server)" % (
+    L.get("client_cpu_s", 0), L["wall_s"]))
 if E.get("decode_tok_s") and E.get("prefill_tok_s"):
     B = E.get("batch", C)
     t = B * pt / E["prefill_tok_s"] + B * ct / E["decode_tok_s"]

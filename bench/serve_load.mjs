@@ -16,7 +16,8 @@
 // Prints ONE JSON line: clients, ok, errors, prompt_tokens (mean over the
 // clients' usage), completion_tokens (total), wall_s (first request sent to
 // last stream ended), agg_tok_s (completion tokens / wall_s), ttft_ms and
-// itl_ms {p50, p99, max}.  Exit 1 if any request failed.
+// itl_ms {p50, p99, max}, client_cpu_s (the CPU time this client used: on a
+// small machine it competes with the server).  Exit 1 if any request failed.
 
 import http from "node:http";
 
@@ -152,8 +153,10 @@ async function client(k, t0) {
 }
 
 const t0 = now();
+const cpu0 = process.cpuUsage();
 const res = await Promise.all(Array.from({ length: clients }, (_, k) => client(k, t0)));
 const wall = (Math.max(...res.map((r) => r.end))) / 1000;
+const cpu = process.cpuUsage(cpu0);
 agent.destroy();
 const good = res.filter((r) => !r.error);
 const errors = res.filter((r) => r.error);
@@ -167,6 +170,7 @@ const out = {
     completion_tokens: completion,
     wall_s: +wall.toFixed(3),
     agg_tok_s: +(completion / wall).toFixed(1),
+    client_cpu_s: +((cpu.user + cpu.system) / 1e6).toFixed(3),   // this client's own share of the cores
     ttft_ms: { p50: pct(good.map((r) => r.ttft ?? NaN).filter((x) => !isNaN(x)), 50),
                p99: pct(good.map((r) => r.ttft ?? NaN).filter((x) => !isNaN(x)), 99),
                max: pct(good.map((r) => r.ttft ?? NaN).filter((x) => !isNaN(x)), 100) },
