@@ -2,10 +2,11 @@
 // chat clients over loopback, plain node:http (no dependencies).
 //
 //   node bench/serve_load.mjs --url http://127.0.0.1:PORT [--clients 64] [--prompt 128]
-//        [--max-tokens 64] [--seed 1] [--timeout 300] [--key KEY]
+//        [--max-tokens 64] [--seed 1] [--timeout 300] [--key KEY] [--ignore-eos 1]
 //
 // Every client sends one POST /v1/chat/completions with "stream": true,
-// "stream_options": {"include_usage": true}, max_tokens, temperature 1 and
+// "stream_options": {"include_usage": true}, max_tokens, "ignore_eos": true,
+// temperature 1 and
 // seed + client number, and a user message of distinct words sized so the
 // rendered prompt is about --prompt tokens (calibrated first with two
 // non-streamed requests of max_tokens 1, from their usage.prompt_tokens).
@@ -37,6 +38,9 @@ const promptTarget = parseInt(opt.prompt ?? "128", 10);
 const maxTokens = parseInt(opt["max-tokens"] ?? "64", 10);
 const seed = parseInt(opt.seed ?? "1", 10);
 const timeoutS = parseFloat(opt.timeout ?? "300");
+// lemma serve's extension (as vLLM's): every client gets exactly --max-tokens, the
+// same work as `lemma bench --batch`; --ignore-eos 0 for a server without it.
+const ignoreEos = (opt["ignore-eos"] ?? "1") !== "0";
 if (!(clients >= 1 && clients <= 4096 && promptTarget >= 1 && maxTokens >= 1)) die("bad --clients/--prompt/--max-tokens");
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: clients + 4 });
@@ -62,6 +66,7 @@ function body(text, k, stream, max) {
         model: "lemma",
         messages: [{ role: "user", content: text }],
         max_tokens: max,
+        ...(ignoreEos ? { ignore_eos: true } : {}),
         temperature: 1.0,
         seed: seed + k,
         stream,

@@ -287,10 +287,10 @@ for i in $(seq 1 24); do
            --data-binary @- "http://127.0.0.1:$A/v1/chat/completions" >"$tmp/load/gcode$i"; } & ;;
     2|4) curl -s -o "$tmp/load/s$i" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
            "http://127.0.0.1:$A/v1/chat/completions" \
-           -d "{\"messages\":[{\"role\":\"user\",\"content\":\"client $i\"}],\"max_tokens\":16,\"seed\":$i,\"stream\":true}" \
+           -d "{\"messages\":[{\"role\":\"user\",\"content\":\"client $i\"}],\"max_tokens\":16,\"seed\":$i,\"ignore_eos\":true,\"stream\":true}" \
            >"$tmp/load/code$i" & ;;
     *) curl -s -o "$tmp/load/w$i" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
-           "http://127.0.0.1:$A/v1/completions" -d "{\"prompt\":\"client $i\",\"max_tokens\":16,\"seed\":$i}" \
+           "http://127.0.0.1:$A/v1/completions" -d "{\"prompt\":\"client $i\",\"max_tokens\":16,\"seed\":$i,\"ignore_eos\":true}" \
            >"$tmp/load/code$i" & ;;
     esac
 done
