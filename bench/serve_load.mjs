@@ -6,8 +6,7 @@
 //
 // Every client sends one POST /v1/chat/completions with "stream": true,
 // "stream_options": {"include_usage": true}, max_tokens, "ignore_eos": true,
-// temperature 1 and
-// seed + client number, and a user message of distinct words sized so the
+// temperature 1 and seed + client number, and a user message of distinct words sized so the
 // rendered prompt is about --prompt tokens (calibrated first with two
 // non-streamed requests of max_tokens 1, from their usage.prompt_tokens).
 // All clients start together; measured per client: time to first token (the
