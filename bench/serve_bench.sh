@@ -98,12 +98,14 @@ load=$(timeout "$TMO" node bench/serve_load.mjs --url "http://127.0.0.1:$port" -
        --max-tokens "$G" 2>>"$log")
 lrc=$?
 rss_kib=$(sed -nE 's/^VmHWM:[[:space:]]+([0-9]+) kB/\1/p' "/proc/$spid/status" 2>/dev/null)
+# the server's CPU seconds (utime + stime; the load's and the calibration's, after loading)
+cpu_s=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$spid/stat" 2>/dev/null)
 stop_server
 trap - EXIT
 load=$(printf '%s\n' "$load" | grep -E '^\{.*\}$' | tail -n 1)
 [ -n "$load" ] || { tail -n 5 "$log" >&2; die "the load client printed nothing (exit $lrc; see $log)"; }
 [ $lrc = 0 ] || echo "serve bench: some requests failed (see $log)"
-record serve_load "$(printf '%s' "$load" | sed -E "s/\}\$/,\"server_peak_rss_mib\":$(awk -v k="${rss_kib:-0}" 'BEGIN{printf "%.1f", k/1024}')}/")"
+record serve_load "$(printf '%s' "$load" | sed -E "s/\}\$/,\"server_peak_rss_mib\":$(awk -v k="${rss_kib:-0}" 'BEGIN{printf "%.1f", k/1024}'),\"server_cpu_s\":${cpu_s:-0}}/")"
 
 # ---- the same work through the engine -----------------------------------------
 read -r pt ct <<<"$("$PY" -c "import json,sys; j=json.loads(sys.argv[1]); n=max(1,j['ok']); print(round(j['prompt_tokens'] or $P), max(1, round(j['completion_tokens']/n)))" "$load")"
@@ -118,17 +120,17 @@ else
 fi
 
 [ -n "$eng" ] || eng='{}'
-"$PY" - "$load" "$eng" "${rss_kib:-0}" "$C" "$TH" "$pt" "$ct" <<'PYEOF'
+"$PY" - "$load" "$eng" "${rss_kib:-0}" "$C" "$TH" "$pt" "$ct" "${cpu_s:-0}" <<'PYEOF'
 import json, sys
 L, E, rss, C, th = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-pt, ct = int(sys.argv[6]), int(sys.argv[7])
+pt, ct, scpu = int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
 print()
 print("lemma serve, %d streaming chat clients on loopback, bench-m, %s threads: %d ok, %d failed" % (C, th, L["ok"], L["errors"]))
 print("  prompt %.0f tokens (mean), %d completion tokens in all, wall %.2f s" % (L["prompt_tokens"] or 0, L["completion_tokens"], L["wall_s"]))
 print("  aggregate %.1f tok/s; time to first token p50 %s ms, p99 %s ms; inter-token p50 %s ms, p99 %s ms; server peak RSS %.1f MiB" % (
     L["agg_tok_s"], L["ttft_ms"]["p50"], L["ttft_ms"]["p99"], L["itl_ms"]["p50"], L["itl_ms"]["p99"], rss / 1024))
-print("  the load client itself used %.2f CPU s of the %.2f s (it shares the machine's cores with the server)" % (
-    L.get("client_cpu_s", 0), L["wall_s"]))
+print("  CPU time: the server %.2f s in all (loading included), the load client %.2f s, over the load's %.2f s wall" % (
+    scpu, L.get("client_cpu_s", 0), L["wall_s"]))
 if E.get("decode_tok_s") and E.get("prefill_tok_s"):
     B = E.get("batch", C)
     t = B * pt / E["prefill_tok_s"] + B * ct / E["decode_tok_s"]
