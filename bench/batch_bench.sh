@@ -196,6 +196,15 @@ for (p, d, t, B) in keys:
             targets.append("%s %s %st: %.2fx%s" % (p, d.upper(), t, r, "" if r >= 6 else " (below 6x)"))
 if targets:
     print("target, bench-m decode at B=16 over B=1 >= 6x: " + "; ".join(targets))
+behind = []
+for (p, d, t, B) in keys:
+    L, C = by.get(("lemma_batch", p, d, t, B), {}), by.get(("llamacpp_batch", p, d, t, B), {})
+    for k, name in (("prefill_tok_s", "pp"), ("decode_tok_s", "tg")):
+        if L.get(k) and C.get(k) and L[k] < C[k]:
+            behind.append("%s %s %st B=%d %s %.2f" % (p, d.upper(), t, B, name, L[k] / C[k]))
+if any(by.get(("llamacpp_batch",) + k) for k in keys) and any(by.get(("lemma_batch",) + k) for k in keys):
+    print("target, lemma >= llama.cpp at every B: " + ("met in every cell" if not behind else
+          "behind in " + "; ".join(behind)))
 inv = sys.argv[2]
 if os.path.exists(inv) and os.path.getsize(inv) > 0:
     print()

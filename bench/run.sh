@@ -2,7 +2,7 @@
 # bench/run.sh — `make bench`: lemma's inference benchmarks beside their
 # anchors, measured in one run, printed as tables and recorded as JSON lines.
 #
-#   make bench                      # everything (about 15-20 min on 2 cores: inference ~6, training ~4, tokenizer ~6)
+#   make bench                      # everything (about 20-30 min on 2 cores: inference ~6, batched ~3, training ~4, tokenizer ~6)
 #   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
