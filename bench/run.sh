@@ -347,7 +347,7 @@ if [ "${BENCH_NO_BATCH:-0}" != 1 ]; then
 fi
 if [ "${BENCH_NO_SERVE:-0}" != 1 ]; then
     echo
-    echo "== lemma serve under 64 streaming clients (bench/serve_bench.sh)"
+    echo "== lemma serve under concurrent streaming clients (bench/serve_bench.sh)"
     BENCH_RESULTS=$RESULTS bash bench/serve_bench.sh || echo "bench/serve_bench.sh failed (exit $?)"
 fi
 # Training (issue 4) and tokenizer (issue 3) benchmarks, each with its own

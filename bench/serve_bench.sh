@@ -21,7 +21,7 @@
 #
 # Environment: LEMMA_BIN (./lemma), LEMMA_SHARED (../shared),
 # SERVE_BENCH_CLIENTS (64), SERVE_BENCH_PROMPT (128), SERVE_BENCH_GEN (64),
-# SERVE_BENCH_THREADS (2), SERVE_BENCH_DTYPE (f32), BENCH_TIMEOUT (600),
+# SERVE_BENCH_THREADS (the largest of BENCH_THREADS, else 2), SERVE_BENCH_DTYPE (f32), BENCH_TIMEOUT (600),
 # BENCH_RESULTS (JSON lines appended here; default build/bench/serve.jsonl,
 # rewritten), BENCH_QUICK=1 (16 clients, prompt 32, gen 16).
 set -u
@@ -31,7 +31,8 @@ SHARED=${LEMMA_SHARED:-../shared}
 C=${SERVE_BENCH_CLIENTS:-64}
 P=${SERVE_BENCH_PROMPT:-128}
 G=${SERVE_BENCH_GEN:-64}
-TH=${SERVE_BENCH_THREADS:-2}
+maxth=1; for t in ${BENCH_THREADS:-1 2}; do [ "$t" -gt "$maxth" ] && maxth=$t; done
+TH=${SERVE_BENCH_THREADS:-$maxth}
 DT=${SERVE_BENCH_DTYPE:-f32}
 TMO=${BENCH_TIMEOUT:-600}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
