@@ -14,6 +14,8 @@
 # lemma's own sources (the random model needs some tokenizer to serve text):
 # build/bench-models/serve-bench-m-f32.  The server runs with
 # --max-seqs C --threads N; its peak RSS is VmHWM from /proc at the end.
+# The load is greedy (temperature 0), as the engine bench decodes; then the
+# same load once more at temperature 1, to show what sampling adds.
 # Reported: aggregate completion tokens/s over the wall time, time to first
 # token and inter-token latency p50/p99, peak RSS; the engine's time for the
 # same work, C*P/prefill_tok_s + C*G/decode_tok_s from `lemma bench --batch
@@ -95,12 +97,19 @@ for _ in $(seq 1 300); do
 done
 [ $up = 1 ] || { tail -n 5 "$log" >&2; die "lemma serve did not become healthy on port $port (see $log)"; }
 
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$spid/stat" 2>/dev/null; }
+cpu0=$(server_cpu)
+# Greedy (temperature 0), as `lemma bench --batch` decodes: the same work.
 load=$(timeout "$TMO" node bench/serve_load.mjs --url "http://127.0.0.1:$port" --clients "$C" --prompt "$P" \
-       --max-tokens "$G" 2>>"$log")
+       --max-tokens "$G" --temperature 0 2>>"$log")
 lrc=$?
 rss_kib=$(sed -nE 's/^VmHWM:[[:space:]]+([0-9]+) kB/\1/p' "/proc/$spid/status" 2>/dev/null)
-# the server's CPU seconds (utime + stime; the load's and the calibration's, after loading)
-cpu_s=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$spid/stat" 2>/dev/null)
+# the server's CPU seconds (utime + stime) during the load and its calibration
+cpu_s=$(awk -v a="$cpu0" -v b="$(server_cpu)" 'BEGIN { printf "%.2f", b - a }')
+# The same load sampled at temperature 1 (seed + k): what sampling adds.
+load_t1=$(timeout "$TMO" node bench/serve_load.mjs --url "http://127.0.0.1:$port" --clients "$C" --prompt "$P" \
+          --max-tokens "$G" --temperature 1 2>>"$log" | grep -E '^\{.*\}$' | tail -n 1)
+[ -n "$load_t1" ] && record serve_load_t1 "$load_t1"
 stop_server
 trap - EXIT
 load=$(printf '%s\n' "$load" | grep -E '^\{.*\}$' | tail -n 1)
@@ -121,16 +130,16 @@ else
 fi
 
 [ -n "$eng" ] || eng='{}'
-"$PY" - "$load" "$eng" "${rss_kib:-0}" "$C" "$TH" "$pt" "$ct" "${cpu_s:-0}" <<'PYEOF'
+"$PY" - "$load" "$eng" "${rss_kib:-0}" "$C" "$TH" "$pt" "$ct" "${cpu_s:-0}" "${load_t1:-{\}}" <<'PYEOF'
 import json, sys
 L, E, rss, C, th = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-pt, ct, scpu = int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8])
+pt, ct, scpu, L1 = int(sys.argv[6]), int(sys.argv[7]), float(sys.argv[8]), json.loads(sys.argv[9])
 print()
-print("lemma serve, %d streaming chat clients on loopback, bench-m, %s threads: %d ok, %d failed" % (C, th, L["ok"], L["errors"]))
+print("lemma serve, %d streaming chat clients on loopback, bench-m, %s threads, greedy: %d ok, %d failed" % (C, th, L["ok"], L["errors"]))
 print("  prompt %.0f tokens (mean), %d completion tokens in all, wall %.2f s" % (L["prompt_tokens"] or 0, L["completion_tokens"], L["wall_s"]))
 print("  aggregate %.1f tok/s; time to first token p50 %s ms, p99 %s ms; inter-token p50 %s ms, p99 %s ms; server peak RSS %.1f MiB" % (
     L["agg_tok_s"], L["ttft_ms"]["p50"], L["ttft_ms"]["p99"], L["itl_ms"]["p50"], L["itl_ms"]["p99"], rss / 1024))
-print("  CPU time: the server %.2f s in all (loading included), the load client %.2f s, over the load's %.2f s wall" % (
+print("  CPU time during the load: the server %.2f s, the load client %.2f s, over %.2f s wall (calibration included for the server)" % (
     scpu, L.get("client_cpu_s", 0), L["wall_s"]))
 if E.get("decode_tok_s") and E.get("prefill_tok_s"):
     B = E.get("batch", C)
@@ -140,4 +149,7 @@ if E.get("decode_tok_s") and E.get("prefill_tok_s"):
         B, pt, ct, E["prefill_tok_s"], E["decode_tok_s"]))
     print("  the same work (prefill + decode) at %.1f completion tok/s: server / engine = %.2f (overhead %.0f%%)" % (
         eng, L["agg_tok_s"] / eng, 100 * (1 - L["agg_tok_s"] / eng)))
+if L1.get("agg_tok_s"):
+    print("  the same load sampled at temperature 1: %.1f tok/s, inter-token p50 %s ms, p99 %s ms (%.2f of greedy)" % (
+        L1["agg_tok_s"], L1["itl_ms"]["p50"], L1["itl_ms"]["p99"], L1["agg_tok_s"] / L["agg_tok_s"]))
 PYEOF

@@ -2,11 +2,11 @@
 // chat clients over loopback, plain node:http (no dependencies).
 //
 //   node bench/serve_load.mjs --url http://127.0.0.1:PORT [--clients 64] [--prompt 128]
-//        [--max-tokens 64] [--seed 1] [--timeout 300] [--key KEY] [--ignore-eos 1]
+//        [--max-tokens 64] [--seed 1] [--timeout 300] [--key KEY] [--ignore-eos 1] [--temperature 1]
 //
 // Every client sends one POST /v1/chat/completions with "stream": true,
 // "stream_options": {"include_usage": true}, max_tokens, "ignore_eos": true,
-// temperature 1 and seed + client number, and a user message of distinct words sized so the
+// temperature 1 (--temperature) and seed + client number, and a user message of distinct words sized so the
 // rendered prompt is about --prompt tokens (calibrated first with two
 // non-streamed requests of max_tokens 1, from their usage.prompt_tokens).
 // All clients start together; measured per client: time to first token (the
@@ -40,6 +40,7 @@ const timeoutS = parseFloat(opt.timeout ?? "300");
 // lemma serve's extension (as vLLM's): every client gets exactly --max-tokens, the
 // same work as `lemma bench --batch`; --ignore-eos 0 for a server without it.
 const ignoreEos = (opt["ignore-eos"] ?? "1") !== "0";
+const temperature = parseFloat(opt.temperature ?? "1");
 if (!(clients >= 1 && clients <= 4096 && promptTarget >= 1 && maxTokens >= 1)) die("bad --clients/--prompt/--max-tokens");
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: clients + 4 });
@@ -66,7 +67,7 @@ function body(text, k, stream, max) {
         messages: [{ role: "user", content: text }],
         max_tokens: max,
         ...(ignoreEos ? { ignore_eos: true } : {}),
-        temperature: 1.0,
+        temperature,
         seed: seed + k,
         stream,
         ...(stream ? { stream_options: { include_usage: true } } : {}),
