@@ -132,7 +132,7 @@ fi
 record batch_end - - 0 "$(printf '{"loadavg_end":"%s","lemma":"%s","llamacpp":"%s"}' \
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$lemma_note" "$llama_note")"
 
-"$PY" - "$RESULTS" "$OUT/invariance.txt" <<'PYEOF'
+"$PY" - "$RESULTS" "$OUT/invariance.txt" "$PRESET_DIR" <<'PYEOF'
 import json, os, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -196,6 +196,28 @@ for (p, d, t, B) in keys:
             targets.append("%s %s %st: %.2fx%s" % (p, d.upper(), t, r, "" if r >= 6 else " (below 6x)"))
 if targets:
     print("target, bench-m decode at B=16 over B=1 >= 6x: " + "; ".join(targets))
+
+def traffic_ceiling(cfg_path, B):
+    """B-token decode over 1-token decode if both only read weights: a step reads the
+    shared weights once and every routed expert some token chose (uniform routing)."""
+    c = json.load(open(cfg_path))
+    H, nh, L = c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"]
+    ql = c.get("q_lora_rank") or 0
+    qd = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
+    attn = (H * ql + ql * nh * qd if ql else H * nh * qd) + H * (c["kv_lora_rank"] + c["qk_rope_head_dim"]) + \
+        c["kv_lora_rank"] * nh * (c["qk_nope_head_dim"] + c["v_head_dim"]) + nh * c["v_head_dim"] * H
+    E, k, fk = c["n_routed_experts"], c["num_experts_per_tok"], c["first_k_dense_replace"]
+    expert = 3 * H * c["moe_intermediate_size"]
+    shared = attn * L + 3 * H * c["intermediate_size"] * fk + (L - fk) * (c["n_shared_experts"] * expert + E * H) + \
+        c["vocab_size"] * H
+    routed = (L - fk) * E * expert
+    return B * (shared + routed * k / E) / (shared + routed * (1 - (1 - k / E) ** B)), E, k
+try:
+    bound, E, k = traffic_ceiling(os.path.join(sys.argv[3], "bench-m.json"), 16)
+    print("           (bench-m's weight-traffic bound for that ratio, %d experts top-%d, uniform routing: %.1fx)"
+          % (E, k, bound))
+except (OSError, KeyError, ValueError, ZeroDivisionError):
+    pass
 behind = []
 for (p, d, t, B) in keys:
     L, C = by.get(("lemma_batch", p, d, t, B), {}), by.get(("llamacpp_batch", p, d, t, B), {})
