@@ -27,7 +27,7 @@ GGUF_DIR=${LLAMACPP_GGUF_DIR:-$ROOT/build/gguf}
 die() { echo "llamacpp_bench: $*" >&2; exit "${2:-1}"; }
 unavailable() { echo "llamacpp_bench: unavailable: $*" >&2; exit 3; }
 
-[ $# -ge 1 ] || die "usage: $0 MODEL_DIR --threads N [--prompt 512] [--gen 128] [--reps 3]"
+[ $# -ge 1 ] || die "usage: $0 MODEL_DIR --threads N [--prompt 512] [--gen 128] [--reps 3] [--batch 1,4,16,64 [--check-queue]]"
 MODEL=$1; shift
 THREADS=1 PROMPT= GEN= REPS= BATCH= EXTRA=
 while [ $# -gt 0 ]; do
