@@ -33,6 +33,8 @@ static const command commands[] = {
     {"prove", &cli_prove_spec, NULL,
      "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR: generate, verify, refine"},
     {"verify", &cli_verify_spec, NULL, "PROOFS.jsonl (--model DIR | --api-base ...) --out DIR: verify given proofs"},
+    {"eval", &cli_eval_spec, NULL,
+     "MODEL_DIR --problems FILE --out DIR: pass@1, best-of-N, verifier agreement by the checker"},
 };
 
 static void usage(FILE *f) {
