@@ -1227,14 +1227,14 @@ static const char *eval_domain(void *ctx, const char *q) {
  *   g0 CORRECT self 1 [1, 1]   g1 WRONG self 1 [1, 1]      (tied first: an even draw)
  *   g2 CORRECT self .5 [.5, .5] g3 WRONG self 0 [0, none]
  * a stops after round 0 (a mean of 1). Problem b (domain alt):
- *   g0 HALF self 1 [.5, .5]     g1 WRONG self .5 [.5, .5]  (same mean, lower self-score)
+ *   g0 WRONG self 1 [.5, .5]    g1 CORRECT self .5 [.5, .5] (same mean: the self-score ranks g0 first)
  *   g2 no headings (dropped)    g3 WRONG self x [0, .75]   (no self-score; .75 is "other")
  * round 1 refines b's g0 into CORRECT self 1 [1] and WRONG self 1 [0].
  * Problem c has no domain. */
 static const char *eval_answer(tb *t, const char *pid, const char *id, const char *prompt) {
     static const char *const a_body[4] = {"CORRECT", "WRONG", "CORRECT", "WRONG"}, *const a_self[4] = {"1", "1", "0.5", "0"};
     static const char *const a_v[4][2] = {{"1", "1"}, {"1", "1"}, {"0.5", "0.5"}, {"0", "none"}};
-    static const char *const b_body[4] = {"HALF", "WRONG", NULL, "WRONG"}, *const b_self[4] = {"1", "0.5", NULL, "x"};
+    static const char *const b_body[4] = {"WRONG", "CORRECT", NULL, "WRONG"}, *const b_self[4] = {"1", "0.5", NULL, "x"};
     static const char *const b_v[4][2] = {{"0.5", "0.5"}, {"0.5", "0.5"}, {"0", "0"}, {"0", "0.75"}};
     int r, g, v;
     int n = sscanf(id, "r%d.g%d.v%d", &r, &g, &v);
@@ -1299,21 +1299,23 @@ TEST(eval_against_checker) {
     if (doc) {
         const json_value *all = json_root(doc);
         CHECK(jnum(json_get(all, "problems")) == 2 && jnum(json_get(all, "problems_ungraded")) == 1);
-        /* a: n 4, c 2; b: c 0 */
-        CHECK_NEAR(jnum(json_get(all, "pass_at_1")), 0.25, 1e-15, 0);
-        CHECK_NEAR(jnum(json_get(all, "best_of_n")), 0.25, 1e-15, 0);         /* a: the tied top draws evenly */
-        CHECK_NEAR(jnum(json_get(all, "oracle_pass_at_n")), 0.5, 1e-15, 0);
-        CHECK_NEAR(jnum(json_get(all, "verifier_agreement")), 8.0 / 15, 1e-15, 0);
-        static const double by_round[] = {0.25, 0.75}, p1_round[] = {0.25, 0.5};
+        /* a: n 4, c 2, its tied top an even draw: best-of-4 1/2; b: n 4, c 1, the self-score puts the failing
+         * g0 first: best-of-4 0, best-of-2 = P(g1 in, g0 out) = (C(3,2) - C(2,2)) / C(4,2) = 1/3 */
+        CHECK_NEAR(jnum(json_get(all, "pass_at_1")), 0.375, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(all, "best_of_n")), 0.25, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(all, "oracle_pass_at_n")), 1, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(all, "verifier_agreement")), 6.0 / 15, 1e-15, 0);
+        static const double by_round[] = {0.25, 0.75}, p1_round[] = {0.375, 0.5};
         CHECK(jlist_is(all, "pass_by_round", by_round, 2));       /* b's refined CORRECT wins round 1 */
         CHECK(jlist_is(all, "pass_at_1_by_round", p1_round, 2));  /* a stopped: keeps its round 0 */
         const json_value *curve = json_get(all, "best_of_n_curve");
-        static const double ns[] = {1, 2, 3, 4}, best[] = {0.25, 7.0 / 24, 0.25, 0.25},
-                            p1[] = {0.25, 0.25, 0.25, 0.25}, oracle[] = {0.25, 5.0 / 12, 0.5, 0.5};
+        /* a: best 1/2, 7/12, 1/2, 1/2; oracle 1/2, 5/6, 1, 1. b: best 1/4, 1/3, 1/4, 0; oracle 1/4, 1/2, 3/4, 1 */
+        static const double ns[] = {1, 2, 3, 4}, best[] = {0.375, 11.0 / 24, 0.375, 0.25},
+                            p1[] = {0.375, 0.375, 0.375, 0.375}, oracle[] = {0.375, 2.0 / 3, 0.875, 1};
         CHECK(jlist_is(curve, "n", ns, 4) && jlist_is(curve, "best_of_n", best, 4));
         CHECK(jlist_is(curve, "pass_at_1", p1, 4) && jlist_is(curve, "oracle_pass_at_n", oracle, 4));
-        static const int verif_all[3][4] = {{3, 2, 2, 1}, {0, 2, 0, 0}, {0, 2, 3, 0}};
-        static const int self_all[3][4] = {{1, 1, 2, 0}, {0, 0, 1, 0}, {0, 1, 2, 0}};
+        static const int verif_all[3][4] = {{3, 2, 2, 1}, {0, 0, 0, 0}, {0, 4, 3, 0}};
+        static const int self_all[3][4] = {{1, 0, 3, 0}, {0, 0, 0, 0}, {0, 2, 2, 0}};
         const json_value *vf = json_get(all, "verifier"), *se = json_get(all, "self_evaluation");
         CHECK(jconfusion_is(vf, verif_all) && jnum(json_get(vf, "judged")) == 15);
         CHECK(jnum(json_get(vf, "kept_by_meta_verification")) == 15);
@@ -1326,15 +1328,16 @@ TEST(eval_against_checker) {
         CHECK_NEAR(jnum(json_get(fake, "pass_at_1")), 0.5, 1e-15, 0);
         CHECK_NEAR(jnum(json_get(fake, "oracle_pass_at_n")), 1, 1e-15, 0);
         CHECK_NEAR(jnum(json_get(fake, "verifier_agreement")), 3.0 / 7, 1e-15, 0);
-        CHECK_NEAR(jnum(json_get(alt, "verifier_agreement")), 5.0 / 8, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(alt, "verifier_agreement")), 3.0 / 8, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(alt, "best_of_n")), 0, 1e-15, 0);
         static const double fake_best[] = {0.5, 7.0 / 12, 0.5, 0.5}, alt_round[] = {0, 1};
         CHECK(jlist_is(json_get(fake, "best_of_n_curve"), "best_of_n", fake_best, 4));
         CHECK(jlist_is(alt, "pass_by_round", alt_round, 2));
         json_free(doc);
     }
     CHECKF(md.data && strstr(md.data, "| fake | 1 | 50.0% | 50.0% | 100.0% | 42.9% | ") &&
-               strstr(md.data, "| **all** | 2 | 25.0% | 25.0% | 50.0% | 53.3% | 37.5% | 75.0% |") &&
-               strstr(md.data, "| 2 | 29.2% | 25.0% | 41.7% |") && strstr(md.data, "| 1 | 75.0% | 50.0% |") &&
+               strstr(md.data, "| **all** | 2 | 37.5% | 25.0% | 100.0% | 40.0% | 37.5% | 75.0% |") &&
+               strstr(md.data, "| 2 | 45.8% | 37.5% | 66.7% |") && strstr(md.data, "| 1 | 75.0% | 50.0% |") &&
                strstr(md.data, "| 0 | 3 | 2 | 2 | 1 |") && strstr(md.data, "## The pipeline's report (lemma prove)\n\nPIPELINE TABLE"),
            "%s", md.data ? md.data : "(none)");
     /* the files: the same bytes as returned, charts with the three and two series */
