@@ -106,6 +106,13 @@ grep -q '^## The pipeline.s report (lemma prove)' "$tmp/f/report.md" && ok "repo
 grep -q '"command":"prove"' "$tmp/f/report.json" && ok "report.json is the pipeline's" || bad "report.json is the pipeline's"
 grep -q '<polyline' "$tmp/f/best_of_n.svg" && grep -q 'oracle pass@N' "$tmp/f/best_of_n.svg" &&
     grep -q '<polyline' "$tmp/f/pass_by_round.svg" && ok "the charts have their curves" || bad "the charts have their curves"
+check "the charts parse as XML" python3 -c "import sys, xml.etree.ElementTree as E; [E.parse(f) for f in sys.argv[1:]]" \
+    "$tmp/f/best_of_n.svg" "$tmp/f/pass_by_round.svg"
+if command -v rsvg-convert >/dev/null; then
+    check "the charts render" rsvg-convert "$tmp/f/best_of_n.svg" -o "$tmp/chart.png"
+else
+    echo "(not rendered: no rsvg-convert)"
+fi
 
 # ---- 3. a rerun asks nothing and writes the same bytes ----
 mkdir "$tmp/first" && cp "$tmp/f"/* "$tmp/first/"
