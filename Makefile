@@ -13,7 +13,7 @@
 # The folders of src/ are layers; each includes only its own headers and
 # those of the folders before it (no include cycles; tests/sh/test_layers.sh
 # checks it and says what each folder holds):
-#   core < formats < tokenizer < tasks < model < data < infer < train < prove < recipe < cli
+#   core < formats < tokenizer < tasks < model < data < infer < train < prove < serve < recipe < cli
 
 CC       ?= cc
 VARIANT  ?= release
@@ -22,7 +22,7 @@ CSTD     := -std=gnu11
 WARN     := -Wall -Wextra -Wno-unused-parameter
 BASEARCH := -march=x86-64-v2 -mtune=generic
 CPPFLAGS := -Isrc -D_GNU_SOURCE
-LDLIBS   := -lm -lpthread -lpcre2-8 -lcurl
+LDLIBS   := -lm -lpthread -lpcre2-8 -lcurl -lmicrohttpd
 
 ifeq ($(VARIANT),release)
   OPT := -O2 -g

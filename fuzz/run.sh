@@ -31,7 +31,7 @@ OUT=build/fuzz
 FLAGS="-g -O1 -fno-omit-frame-pointer -std=gnu11 -Isrc -D_GNU_SOURCE -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 AVX2FL="-mavx2 -mfma -mf16c"
 AVX512FL="-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c"
-LIBS="-lm -lpthread -lpcre2-8 -lcurl"  # as the Makefile's LDLIBS
+LIBS="-lm -lpthread -lpcre2-8 -lcurl -lmicrohttpd"  # as the Makefile's LDLIBS
 
 if [ $# -eq 0 ]; then echo "usage: bash fuzz/run.sh fuzz/fuzz_NAME.c ..." >&2; exit 2; fi
 if ! command -v "$CC" >/dev/null; then echo "fuzz/run.sh: $CC not found (apt-get install clang)" >&2; exit 2; fi

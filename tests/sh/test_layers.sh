@@ -12,6 +12,7 @@
 #   infer      sampling, generation
 #   train      the trainer
 #   prove      the proof pipeline (generate, verify, refine)
+#   serve      lemma serve: the OpenAI-compatible HTTP server on the engine
 #   recipe     recipes, lemma build, lemma.lock
 #   cli        the commands
 #
@@ -23,7 +24,7 @@
 cd "$(dirname "$0")/../.."
 . tests/sh/lib.sh
 
-LAYERS="core formats tokenizer tasks model data infer train prove recipe cli"
+LAYERS="core formats tokenizer tasks model data infer train prove serve recipe cli"
 
 # FROM<TAB>TO<TAB>FILE:LINE for every #include "..." in ROOT/<folder>/,
 # sorted so that the report is the same on every machine.
