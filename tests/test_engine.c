@@ -365,6 +365,31 @@ TEST(logprobs_are_the_lone_forwards) {
     lm_model_free(m);
 }
 
+/* The expanded K/V cache (LM_ATTN_NAIVE) as well: together equals lm_generate. */
+TEST(naive_cache_equals_lm_generate) {
+    lm_model *m = load(GOLDENS[1]);
+    if (!m) { CHECK(0); return; }
+    enum { N = 6 };
+    spec s[N];
+    rng_state = 314;
+    random_specs(s, N, m->cfg.vocab_size, 1);
+    got_request g[N];
+    memset(g, 0, sizeof g);
+    lm_engine_opts o = small_opts(128);
+    o.attn = LM_ATTN_NAIVE;
+    CHECK(run_specs(m, NULL, NULL, &o, s, N, g, NULL) == 0 && well_formed(g, N));
+    lm_error err;
+    lm_generator *gen = lm_generator_create(m, NULL, NULL, 128, LM_ATTN_NAIVE, &err);
+    for (int i = 0; gen && i < N; i++) {
+        lm_gen_result r;
+        CHECK(reference(gen, &s[i], 0, &r) == 0);
+        CHECKF(equals_reference(&g[i].c[0], &r), "request %d differs from lm_generate (naive)", i);
+        lm_gen_result_free(&r);
+    }
+    lm_generator_free(gen);
+    lm_model_free(m);
+}
+
 /* (c) n choices of one prompt equal n requests with seeds s+k (and an
  * explicit seeds[] those seeds). */
 TEST(choices_share_the_prompt) {
@@ -437,6 +462,54 @@ TEST(preemption_recomputes_the_same_tokens) {
                        threads, i, k);
         lm_pool_free(pool);
     }
+    lm_model_free(m);
+}
+
+/* Random engines (block size, cache size down to one context, sequences,
+ * rows per forward) under random joins and cancels: every choice that was
+ * not cancelled equals its run on a roomy engine; no step stalls. */
+TEST(random_engines_and_schedules) {
+    lm_model *m = load(GOLDENS[0]);
+    if (!m) { CHECK(0); return; }
+    enum { N = 8, ITER = 40 };
+    spec s[N];
+    got_request *ref = calloc(N, sizeof *ref), *got = calloc(N, sizeof *got);
+    uint64_t preemptions = 0;
+    for (int it = 0; it < ITER; it++) {
+        rng_state = 10000 + (uint64_t)it * 100;
+        random_specs(s, N, m->cfg.vocab_size, it % 2);
+        for (int i = 0; i < N; i++) {
+            s[i].n = 1 + (int)rnd(3);
+            s[i].join = (int)rnd(20);
+            s[i].cancel_at = rnd(5) == 0 ? s[i].join + (int)rnd(15) : -1;
+        }
+        lm_engine_opts o = small_opts(64);
+        memset(ref, 0, N * sizeof *ref);
+        CHECK(run_specs(m, NULL, NULL, &o, s, N, ref, NULL) == 0);
+        o.block_tokens = 1 + (int64_t)rnd(8);
+        o.cache_tokens = 64 + (int64_t)rnd(128);
+        o.max_seqs = 3 + (int)rnd(6);
+        o.max_batch_tokens = o.max_seqs + (int64_t)rnd(20);
+        memset(got, 0, N * sizeof *got);
+        lm_engine_stats st;
+        CHECKF(run_specs(m, NULL, NULL, &o, s, N, got, &st) == 0 && well_formed(got, N), "iteration %d", it);
+        preemptions += st.preemptions;
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < s[i].n; k++) {
+                const got_choice *a = &ref[i].c[k], *b = &got[i].c[k];
+                int ok = b->finish == LM_FINISH_CANCELLED || a->finish == LM_FINISH_CANCELLED
+                             ? b->n <= a->n || a->finish == LM_FINISH_CANCELLED
+                             : same_choice(a, b);
+                int shared = b->n < a->n ? b->n : a->n;
+                ok = ok && !memcmp(a->ids, b->ids, (size_t)shared * 4);
+                CHECKF(ok, "iteration %d (blocks of %lld, cache %lld, %d seqs, %lld rows): request %d choice %d", it,
+                       (long long)o.block_tokens, (long long)o.cache_tokens, o.max_seqs, (long long)o.max_batch_tokens,
+                       i, k);
+            }
+    }
+    CHECKF(preemptions > 20, "%llu preemptions in all", (unsigned long long)preemptions);
+    free(ref);
+    free(got);
     lm_model_free(m);
 }
 
@@ -539,6 +612,42 @@ TEST(bad_requests_are_refused) {
     o = small_opts(64);
     o.max_seqs = 0;
     CHECK(!lm_engine_create(m, NULL, NULL, &o, &err) && strstr(err.msg, "max_seqs"));
+    lm_model_free(m);
+}
+
+/* A model whose forward fails (non-finite weights): the step fails naming
+ * the tensor, every live choice ends with that error, the cache is empty,
+ * and the engine still answers (the same way) afterwards. */
+TEST(model_failure_ends_every_choice) {
+    lm_model *m = load("tests/bad/model_nan_mlp");
+    if (!m) { CHECK(0); return; }
+    lm_error err;
+    lm_engine_opts o = small_opts(32);
+    lm_engine *e = lm_engine_create(m, NULL, NULL, &o, &err);
+    if (!e) { CHECK(0); lm_model_free(m); return; }
+    int32_t ids[3] = {0, 1, 2};
+    got_request g[2];
+    memset(g, 0, sizeof g);
+    for (int round = 0; round < 2; round++) {
+        memset(g, 0, sizeof g);
+        for (int i = 0; i < 2; i++) {
+            g[i].n = i + 1;
+            lm_engine_request r = {.prompt = ids, .prompt_len = 3, .n = i + 1, .params = lm_gen_params_default(),
+                                   .on_event = on_event, .user = &g[i]};
+            CHECK(lm_engine_submit(e, &r, &g[i].id, &err) == 0);
+        }
+        CHECKF(lm_engine_step(e, &err) == -1 && strstr(err.msg, "mlp.down_proj") && !strchr(err.msg, '\n'), "%s",
+               err.msg);
+        CHECK(well_formed(g, 2));
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k <= i; k++)
+                CHECK(g[i].c[k].finish == LM_FINISH_CANCELLED && strstr(g[i].c[k].error, "mlp.down_proj"));
+        lm_engine_stats st;
+        lm_engine_stats_get(e, &st);
+        CHECK(st.blocks_used == 0 && st.running == 0 && st.queued == 0);
+        CHECK(lm_engine_step(e, &err) == 0);
+    }
+    lm_engine_free(e);
     lm_model_free(m);
 }
 
@@ -738,6 +847,10 @@ TEST(submit_and_cancel_from_another_thread) {
         if (left == 0) lm_engine_wait(e, 0.05);
     }
     pthread_join(th, NULL);
+    /* idle: wait returns after its time, or at once after a wake */
+    lm_engine_wait(e, 0.01);
+    lm_engine_wake(e);
+    lm_engine_wait(e, 1e6);
     lm_engine_stats st;
     lm_engine_stats_get(e, &st);
     CHECK(st.blocks_used == 0 && st.requests_done == N);
@@ -751,11 +864,14 @@ TEST(submit_and_cancel_from_another_thread) {
 int main(void) {
     RUN(batch_invariance_on_goldens);
     RUN(logprobs_are_the_lone_forwards);
+    RUN(naive_cache_equals_lm_generate);
     RUN(choices_share_the_prompt);
     RUN(preemption_recomputes_the_same_tokens);
+    RUN(random_engines_and_schedules);
     RUN(cancel_frees_the_cache);
     RUN(bad_requests_are_refused);
     RUN(submit_and_cancel_from_another_thread);
+    RUN(model_failure_ends_every_choice);
     if (make_text_model()) {
         printf("test_engine: cannot build the tiny text model\n");
         remove_text_model();

@@ -25,6 +25,7 @@
 #include "model/config.h"
 #include "test.h"
 #include "train/params.h"
+#include "train/rl.h"
 #include "train/step.h"
 #include "train/tkernels.h"
 #include "train/trainer.h"
@@ -371,6 +372,9 @@ typedef struct refm {
     double alpha;
     int32_t *route;              /* [L, N, k] chosen experts (sorted), or NULL */
     double margin;               /* smallest routing gap seen */
+    double (*head_loss)(const struct refm *r, const double *logp); /* NULL: mean cross-entropy */
+    double *logp;                /* [N] log-probability of each row's target (with head_loss) */
+    const void *ctx;             /* head_loss's data */
 } refm;
 
 /* The double copy of a parameter: a matrix view or a vector's floats. */
@@ -593,10 +597,13 @@ static double ref_loss(refm *r) {
         if (r->tgt[n] < 0) continue;
         rmsn(xn, x + n * D, WD(r, p->W.final_norm), D, eps);
         mv(lg, WD(r, p->W.head), xn, V, D);
-        loss += xent_ref(lg, (int)V, r->tgt[n]);
+        double nll = xent_ref(lg, (int)V, r->tgt[n]);
+        loss += nll;
+        if (r->logp) r->logp[n] = -nll;
         cnt++;
     }
     free(x), free(xn), free(q), free(kv), free(kvb), free(att), free(o), free(qa), free(lg), free(sc);
+    if (r->head_loss) return r->head_loss(r, r->logp) + bal;
     return loss / (double)cnt + bal;
 }
 
@@ -661,7 +668,7 @@ static void model_case(const mcase *mc, uint64_t seed) {
     double *wd = malloc(sizeof(double) * p->n_floats);
     for (int64_t i = 0; i < p->n_floats; i++) wd[i] = p->w[i];
     int32_t *route0 = calloc((size_t)(L * N * k), sizeof(int32_t)), *route1 = calloc((size_t)(L * N * k), sizeof(int32_t));
-    refm r = {p, wd, B, T, ids, tgt, mc->alpha, route0, 0};
+    refm r = {p, wd, B, T, ids, tgt, mc->alpha, route0, 0, NULL, NULL, NULL};
     /* Draw ids until the routing margin is comfortable for fp32. */
     double L0 = 0;
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -766,6 +773,192 @@ TEST(model_v3_plain) {
     model_case(&mc, 4);
 }
 
+/* ---- part 3: the policy-gradient loss (train/rl.h) through whole models ----
+ * The RL loss written again here in double, from its definition (rl.h,
+ * docs/post-training.md): advantages per group, ratio, clipped surrogate,
+ * k3 KL, the three averagings; the trainer's fp32 gradient of it
+ * (lm_rl_accumulate, micro-batches of 2) against central differences. */
+
+typedef struct rlref {
+    lm_rl_opts o;
+    const double *reward;        /* [B] */
+    const int64_t *group;        /* [B] */
+    int64_t n_groups;
+    const float *old, *ref;      /* [N] per row: log-probabilities of the row's target */
+} rlref;
+
+static double rl_head_loss(const refm *r, const double *logp) {
+    const rlref *q = r->ctx;
+    int64_t B = r->B, T = r->T;
+    double mean[8] = {0}, var[8] = {0}, cnt[8] = {0}, adv[16], ntok[16], total = 0, loss = 0;
+    for (int64_t b = 0; b < B; b++) mean[q->group[b]] += q->reward[b], cnt[q->group[b]] += 1;
+    for (int64_t g = 0; g < q->n_groups; g++) mean[g] /= cnt[g];
+    for (int64_t b = 0; b < B; b++) var[q->group[b]] += pow(q->reward[b] - mean[q->group[b]], 2);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t g = q->group[b];
+        adv[b] = q->reward[b] - mean[g];
+        if (q->o.scale_std) adv[b] /= sqrt(var[g] / cnt[g]) + q->o.std_eps;
+        ntok[b] = 0;
+        for (int64_t t = 0; t < T; t++) ntok[b] += r->tgt[b * T + t] >= 0;
+        total += ntok[b];
+    }
+    for (int64_t b = 0; b < B; b++) {
+        double w = q->o.agg == LM_RL_SEQ_MEAN     ? 1.0 / (B * ntok[b])
+                   : q->o.agg == LM_RL_TOKEN_MEAN ? 1.0 / total
+                                                  : 1.0 / (B * q->o.norm_len);
+        for (int64_t t = 0; t < T; t++) {
+            int64_t n = b * T + t;
+            if (r->tgt[n] < 0) continue;
+            double rho = exp(logp[n] - q->old[n]);
+            double rc = fmin(fmax(rho, 1 - q->o.clip_low), 1 + q->o.clip_high);
+            double sur = fmin(rho * adv[b], rc * adv[b]);
+            double k3 = exp(q->ref[n] - logp[n]) - (q->ref[n] - logp[n]) - 1;
+            loss += w * (-sur + q->o.beta_kl * k3);
+        }
+    }
+    return loss;
+}
+
+static void rl_model_case(const mcase *mc, const lm_rl_opts *opts, uint64_t seed) {
+    lm_config cfg;
+    lm_error err;
+    CHECKF(lm_config_parse(mc->json, strlen(mc->json), mc->name, &cfg, &err) == 0, "%s", err.msg);
+    lm_params *p;
+    CHECKF(lm_params_create(&cfg, &p, &err) == 0, "%s", err.msg);
+    if (test_cur_failed) return;
+    lm_params_init_random(p, seed, 0.3);
+    for (int64_t i = 0; i < p->n_tensors; i++) {
+        const lm_ptensor *t = &p->t[i];
+        float *w = p->w + t->offset;
+        if (t->kind == LM_PARAM_NORM)
+            for (int64_t j = 0; j < t->numel; j++) w[j] = (float)(1 + 0.2 * nrand());
+        if (strstr(t->name, "embed_tokens"))
+            for (int64_t j = 0; j < t->numel; j++) w[j] *= 3;
+    }
+    enum { B = 3, MAXT = 8 };
+    int64_t T = mc->T, N = B * T, V = cfg.vocab_size, L = cfg.num_hidden_layers, k = cfg.num_experts_per_tok;
+    /* samples of T + 1 tokens: a prompt of 2 + b, the rest trained but one hole */
+    int32_t sid[B][MAXT + 1], ids[B * MAXT], tgt[B * MAXT];
+    uint8_t train[B][MAXT + 1];
+    float old_s[B][MAXT + 1], ref_s[B][MAXT + 1], old_r[B * MAXT], ref_r[B * MAXT];
+    double reward[B] = {1.0, 0.25, 0.5}, logp[B * MAXT];
+    int64_t group[B] = {0, 0, 0};
+    double *wd = malloc(sizeof(double) * p->n_floats);
+    for (int64_t i = 0; i < p->n_floats; i++) wd[i] = p->w[i];
+    int32_t *route0 = calloc((size_t)(L * N * k), sizeof(int32_t)), *route1 = calloc((size_t)(L * N * k), sizeof(int32_t));
+    rlref q = {*opts, reward, group, 1, old_r, ref_r};
+    refm r = {p, wd, B, T, ids, tgt, 0.0, route0, 0, rl_head_loss, logp, &q};
+    int ready = 0;
+    for (int attempt = 0; attempt < 100 && !ready; attempt++) {
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t <= T; t++) {
+                sid[b][t] = (int32_t)(urand() * V);
+                train[b][t] = t >= 2 + b && !(b == 0 && t == T - 1);
+            }
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < T; t++) {
+                ids[b * T + t] = sid[b][t];
+                tgt[b * T + t] = train[b][t + 1] ? sid[b][t + 1] : -1;
+                old_r[b * T + t] = ref_r[b * T + t] = 0;
+            }
+        ref_loss(&r);
+        if (r.margin <= 1e-4) continue;
+        /* logp_old and ref around the current logp, ratios >= 2e-3 from the clip bounds */
+        ready = 1;
+        for (int64_t n = 0; n < N; n++) {
+            if (tgt[n] < 0) continue;
+            old_r[n] = (float)(logp[n] + 0.25 * nrand());
+            ref_r[n] = (float)(logp[n] + 0.3 * nrand());
+            double rho = exp(logp[n] - old_r[n]);
+            if (fabs(rho - (1 - opts->clip_low)) < 2e-3 || fabs(rho - (1 + opts->clip_high)) < 2e-3) ready = 0;
+        }
+    }
+    CHECKF(ready, "no batch with routing margin > 1e-4 and ratios away from the clip bounds");
+    for (int64_t b = 0; b < B; b++) {
+        old_s[b][0] = ref_s[b][0] = 0;
+        for (int64_t t = 0; t < T; t++) old_s[b][t + 1] = old_r[b * T + t], ref_s[b][t + 1] = ref_r[b * T + t];
+    }
+    double L0 = ref_loss(&r);
+    lm_rl_sample smp[B];
+    for (int64_t b = 0; b < B; b++)
+        smp[b] = (lm_rl_sample){sid[b], T + 1, train[b], old_s[b], ref_s[b], reward[b], group[b]};
+    lm_train_opts o = lm_train_opts_default();
+    o.batch = 2;
+    o.seq = T;
+    lm_pool *pool = lm_pool_create(2);
+    lm_trainer *tr = lm_trainer_create(p, &o, 2, &err);
+    CHECKF(tr != NULL, "%s", err.msg);
+    lm_rl_stats st;
+    CHECKF(lm_rl_accumulate(tr, pool, opts, smp, B, 1, &st, &err) == 0, "%s", err.msg);
+    printf("  %s: RL loss fp32 %.8f, double %.8f, clipped %.2f, routing margin %.2e\n", mc->name, st.loss, L0,
+           st.clip_frac, r.margin);
+    CHECK_NEAR(st.loss, L0, 1e-7, 1e-5);
+    int64_t skipped = 0, tried = 0;
+    double worst = 0;
+    const char *worst_name = "";
+    r.route = route1;
+    for (int64_t ti = 0; ti < p->n_tensors; ti++) {
+        const lm_ptensor *t = &p->t[ti];
+        if (!t->trainable) continue;
+        fdcheck ck = {0};
+        for (int64_t j = 0; j < t->numel; j++) ck.max_g = fmax(ck.max_g, fabs(p->g[t->offset + j]));
+        int64_t picks = t->numel < 6 ? t->numel : 6;
+        for (int64_t pi = 0; pi < picks; pi++) {
+            int64_t j = picks == t->numel ? pi : (int64_t)(urand() * t->numel);
+            if (strstr(t->name, "embed_tokens") && pi % 2 == 0)
+                j = (int64_t)ids[(int64_t)(urand() * N)] * cfg.hidden_size + (int64_t)(urand() * cfg.hidden_size);
+            double *wp = wd + t->offset + j, s0 = *wp, h = 1e-5 * fmax(1.0, fabs(s0));
+            *wp = s0 + h;
+            double lp = ref_loss(&r);
+            int flip = memcmp(route0, route1, sizeof(int32_t) * L * N * k) != 0;
+            *wp = s0 - h;
+            double lm = ref_loss(&r);
+            flip |= memcmp(route0, route1, sizeof(int32_t) * L * N * k) != 0;
+            *wp = s0;
+            tried++;
+            if (flip) {
+                skipped++;
+                continue;
+            }
+            fd_add(&ck, p->g[t->offset + j], (lp - lm) / (2 * h));
+        }
+        double rel = fd_rel(&ck);
+        if (rel > worst) worst = rel, worst_name = t->name;
+        if (rel > TOL) printf("  %s: %s max|g| %.3e err %.2e\n", mc->name, t->name, ck.max_g, rel);
+        CHECK(rel <= TOL);
+    }
+    printf("  %s: %lld elements, worst max|g - fd|/max|g| %.2e (%s), %lld skipped (routing flip)\n", mc->name,
+           (long long)tried, worst, worst_name, (long long)skipped);
+    CHECK(skipped * 20 <= tried);
+    lm_trainer_free(tr);
+    lm_pool_free(pool);
+    lm_params_free(p);
+    free(wd), free(route0), free(route1);
+}
+
+TEST(rl_grpo_v3) {
+    mcase mc = {"GRPO on v3 (q_lora, yarn, MoE, untied)", V3_CFG, 3, 7, 0.0};
+    lm_rl_opts o = lm_rl_opts_default(); /* std-normalised, sequence mean, clip 0.2, beta 0.04 */
+    rl_model_case(&mc, &o, 5);
+}
+TEST(rl_drgrpo_v2) {
+    mcase mc = {"Dr. GRPO on v2 (softmax, tied)", V2_CFG, 3, 6, 0.0};
+    lm_rl_opts o = lm_rl_opts_default();
+    o.scale_std = 0;
+    o.agg = LM_RL_SEQ_SUM;
+    o.norm_len = 8;
+    o.beta_kl = 0.2;
+    rl_model_case(&mc, &o, 6);
+}
+TEST(rl_dapo_v3_plain) {
+    mcase mc = {"DAPO on v3 (no q_lora, top-k, tied)", V3B_CFG, 3, 8, 0.0};
+    lm_rl_opts o = lm_rl_opts_default();
+    o.agg = LM_RL_TOKEN_MEAN;
+    o.clip_high = 0.28;
+    o.beta_kl = 0;
+    rl_model_case(&mc, &o, 7);
+}
+
 /* The routing choice is piecewise constant: a perturbation large enough to
  * flip it is detected by the reference (this is what the skip guards). */
 TEST(routing_flip_detected) {
@@ -780,7 +973,7 @@ TEST(routing_flip_detected) {
     int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, 9};
     int64_t k = cfg.num_experts_per_tok;
     int32_t r0[8 * 4], r1[8 * 4];
-    refm r = {p, wd, 1, 8, ids, tgt, 0, r0, 0};
+    refm r = {p, wd, 1, 8, ids, tgt, 0, r0, 0, NULL, NULL, NULL};
     ref_loss(&r);
     /* a big push on one expert's bias changes the choice of some token */
     r.route = r1;
@@ -803,5 +996,8 @@ int main(void) {
     RUN(model_v2);
     RUN(model_v3_plain);
     RUN(routing_flip_detected);
+    RUN(rl_grpo_v3);
+    RUN(rl_drgrpo_v2);
+    RUN(rl_dapo_v3_plain);
     return test_report("test_grad_ops");
 }

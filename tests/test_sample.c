@@ -108,9 +108,37 @@ TEST(draw_frequencies) {
     lm_sampler_free(s);
 }
 
+/* A vocabulary large enough for the radix sort, full of ties (logits on a
+ * grid, -0 beside +0): the same ids and the same probability bits as the
+ * reference order, with and without top-k. */
+TEST(large_vocabulary_with_ties) {
+    enum { V = 3000 };
+    static float logits[V];
+    static int32_t ids[V], rids[V];
+    static double p[V], rp[V];
+    for (int64_t i = 0; i < V; i++) {
+        logits[i] = (float)(lm_rng_u64(5, LM_RNG_SAMPLING, (uint64_t)i) % 41) * 0.25f - 5.0f;
+        if (logits[i] == 0 && i % 2) logits[i] = -0.0f;
+    }
+    lm_sampler *s = lm_sampler_create(V);
+    const lm_sampling cases[] = {{1.0f, 0, 1.0f, 0.0f, 1}, {0.7f, 0, 0.9f, 0.0f, 1}, {1.0f, 2000, 1.0f, 0.0f, 1},
+                                 {1.0f, 100, 0.95f, 0.01f, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int64_t n = lm_sample_distribution(s, logits, &cases[c], ids, p);
+        int64_t rn = ref_distribution(logits, V, &cases[c], rids, rp);
+        CHECKF(n == rn && !memcmp(ids, rids, (size_t)n * sizeof *ids), "case %zu: %lld vs %lld ids", c, (long long)n,
+               (long long)rn);
+        int same = n == rn;
+        for (int64_t i = 0; same && i < n; i++) same = fabs(p[i] - rp[i]) <= 1e-12;
+        CHECKF(same, "case %zu: probabilities differ", c);
+    }
+    lm_sampler_free(s);
+}
+
 int main(void) {
     RUN(filters_match_reference);
     RUN(greedy_and_seeded_draws);
     RUN(draw_frequencies);
+    RUN(large_vocabulary_with_ties);
     return test_report("test_sample");
 }

@@ -104,12 +104,15 @@ TEST(chat_request_errors) {
     CHECK(refused(C, "{" U ",\"stop\":[\"a\",\"\"]}", "stop[1]", "must not be empty"));
     CHECK(refused(C, "{" U ",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "stop", "at most 4"));
     CHECK(refused(C, "{" U ",\"stop\":[1]}", "stop[0]", "expected a string"));
+    CHECK(refused(C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", "messages[0].content", "NUL"));
+    CHECK(refused(C, "{" U ",\"stop\":[\"a\\u0000\"]}", "stop[0]", "NUL"));
     CHECK(refused(C, "{" U ",\"top_logprobs\":3}", "top_logprobs", "needs logprobs"));
     CHECK(refused(C, "{" U ",\"logprobs\":true,\"top_logprobs\":21}", "top_logprobs", "0..20"));
     CHECK(refused(C, "{" U ",\"logprobs\":1}", "logprobs", "true or false"));
     CHECK(refused(C, "{" U ",\"stream_options\":{\"include_usage\":true}}", "stream_options", "only with stream"));
     CHECK(refused(C, "{" U ",\"stream\":\"yes\"}", "stream", "true or false"));
     CHECK(refused(C, "{" U ",\"temprature\":1}", "temprature", "unknown field"));
+    CHECK(refused(C, "{" U ",\"a\\nb\":1}", "a?b", "a?b: unknown field")); /* found by fuzz_serve_request */
     CHECK(refused(C, "{" U ",\"presence_penalty\":0.5}", "presence_penalty", "not supported"));
     CHECK(refused(C, "{" U ",\"tools\":[{\"type\":\"function\"}]}", "tools", "not supported"));
     CHECK(refused(C, "{" U ",\"prompt\":\"x\"}", "prompt", "unknown field"));

@@ -35,8 +35,20 @@ static const char QUEUE_FULL[] = "the engine's queue is full";
 typedef enum choice_state { CH_WAIT_FORK = 0, CH_RUN, CH_PREEMPTED, CH_DONE } choice_state;
 
 typedef struct request request;
+typedef struct choice choice;
 
-typedef struct choice {
+/* A token to sample for a choice from a row of logits, and what came of it. */
+typedef struct draw {
+    choice *c;
+    const float *row;
+    int32_t id;
+    float logprob;
+    int ntop;
+    int32_t *top_ids;           /* into the engine's arrays */
+    float *top_lp;
+} draw;
+
+struct choice {
     request *req;
     int index;
     uint64_t seed;
@@ -47,7 +59,7 @@ typedef struct choice {
     lm_textout textout;
     uint64_t admitted;          /* admission stamp: larger = admitted later */
     int scheduled;              /* has a segment in this step's forward */
-} choice;
+};
 
 struct request {
     uint64_t id;
@@ -77,7 +89,8 @@ struct lm_engine {
     int32_t eos;
     lm_kvcache *kc;
     lm_fwd *fwd;
-    lm_sampler *sampler;
+    lm_sampler **samplers;      /* one per pool thread: sampling runs in parallel */
+    int nsamplers;
 
     /* the engine thread's */
     choice **batch;             /* [max_seqs] RUN and PREEMPTED choices in admission order */
@@ -88,7 +101,9 @@ struct lm_engine {
     choice **seg_choice;        /* [max_seqs] */
     int32_t *rows;              /* [max_batch_tokens] the forward's ids */
     float *logits;              /* [max_seqs, V] */
-    int32_t *top_ids;           /* [max_top_logprobs] */
+    struct draw *draws;         /* [max_seqs] this step's tokens to sample */
+    int ndraws;
+    int32_t *top_ids;           /* [max_seqs, max_top_logprobs] */
     float *top_lp;
     uint64_t stamp;
     uint64_t done_since_stats, prompt_since_stats, completion_since_stats, preempt_since_stats;
@@ -152,8 +167,9 @@ lm_engine *lm_engine_create(const lm_model *m, const lm_tokenizer *tok, lm_pool 
         lm_fail(err, "engine: max_seqs is %d, expected 1 to 65536", d.max_seqs);
         return NULL;
     }
-    if (d.max_queue < 0) {
-        lm_fail(err, "engine: max_queue is %d, expected 0 or more", d.max_queue);
+    if (d.max_queue < 1) {
+        lm_fail(err, "engine: max_queue is %d, expected at least 1 (every request waits in the queue first)",
+                d.max_queue);
         return NULL;
     }
     if (d.max_batch_tokens < d.max_seqs || d.max_batch_tokens > (1 << 24)) {
@@ -211,15 +227,23 @@ lm_engine *lm_engine_create(const lm_model *m, const lm_tokenizer *tok, lm_pool 
     if (!e->kc) goto fail;
     e->fwd = lm_fwd_create(m, d.attn, d.max_batch_tokens, d.max_ctx, pool ? lm_pool_size(pool) : 1, err);
     if (!e->fwd) goto fail;
-    e->sampler = lm_sampler_create(e->sample_vocab);
+    e->nsamplers = pool ? lm_pool_size(pool) : 1;
+    e->samplers = calloc((size_t)e->nsamplers, sizeof *e->samplers);
+    for (int t = 0; e->samplers && t < e->nsamplers; t++)
+        if (!(e->samplers[t] = lm_sampler_create(e->sample_vocab))) {
+            free(e->samplers);
+            e->samplers = NULL;
+        }
+    e->draws = calloc((size_t)d.max_seqs, sizeof *e->draws);
     e->batch = calloc((size_t)d.max_seqs, sizeof *e->batch);
     e->segs = calloc((size_t)d.max_seqs, sizeof *e->segs);
     e->seg_choice = calloc((size_t)d.max_seqs, sizeof *e->seg_choice);
     e->rows = malloc((size_t)d.max_batch_tokens * sizeof *e->rows);
     e->logits = malloc((size_t)d.max_seqs * (size_t)V * sizeof *e->logits);
-    e->top_ids = malloc((size_t)(d.max_top_logprobs + 1) * sizeof *e->top_ids);
-    e->top_lp = malloc((size_t)(d.max_top_logprobs + 1) * sizeof *e->top_lp);
-    if (!e->sampler || !e->batch || !e->segs || !e->seg_choice || !e->rows || !e->logits || !e->top_ids ||
+    size_t ntop = (size_t)d.max_seqs * (size_t)(d.max_top_logprobs + 1);
+    e->top_ids = malloc(ntop * sizeof *e->top_ids);
+    e->top_lp = malloc(ntop * sizeof *e->top_lp);
+    if (!e->samplers || !e->draws || !e->batch || !e->segs || !e->seg_choice || !e->rows || !e->logits || !e->top_ids ||
         !e->top_lp) {
         lm_fail(err, "engine: out of memory (%d sequences of %lld logits)", d.max_seqs, (long long)V);
         goto fail;
@@ -244,7 +268,9 @@ void lm_engine_free(lm_engine *e) {
     }
     lm_fwd_free(e->fwd);
     lm_kvcache_free(e->kc);
-    lm_sampler_free(e->sampler);
+    for (int t = 0; e->samplers && t < e->nsamplers; t++) lm_sampler_free(e->samplers[t]);
+    free(e->samplers);
+    free(e->draws);
     free(e->batch);
     free(e->segs);
     free(e->seg_choice);
@@ -376,6 +402,13 @@ int lm_engine_cancel(lm_engine *e, uint64_t id) {
     return rc;
 }
 
+/* A cancel the engine thread has not acted on (under the mutex). */
+static int cancel_pending(const lm_engine *e) {
+    for (const request *r = e->live; r; r = r->live_next)
+        if (r->cancel && !r->cancel_seen) return 1;
+    return 0;
+}
+
 void lm_engine_wait(lm_engine *e, double seconds) {
     pthread_mutex_lock(&e->mu);
     if (!e->woken && !e->queue_head && e->slots == 0 && seconds > 0) {
@@ -388,9 +421,7 @@ void lm_engine_wait(lm_engine *e, double seconds) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        int cancel_pending = 0;
-        for (request *r = e->live; r && !cancel_pending; r = r->live_next) cancel_pending = r->cancel && !r->cancel_seen;
-        while (!e->woken && !e->queue_head && !cancel_pending)
+        while (!e->woken && !e->queue_head && !cancel_pending(e))
             if (pthread_cond_timedwait(&e->cv, &e->mu, &ts)) break;
     }
     e->woken = 0;
@@ -453,49 +484,73 @@ static void log_softmax_at(const lm_engine *e, const float *row, double *max_out
     *lse_out = log(sum);
 }
 
-static int top_alternatives(lm_engine *e, const float *row, int k, double mx, double lse) {
+static int top_alternatives(const lm_engine *e, const float *row, int k, double mx, double lse, int32_t *ids,
+                            float *lp) {
     int n = 0;
     for (int64_t v = 0; v < e->sample_vocab; v++) {
         float x = row[v];
-        if (n == k && !(x > row[e->top_ids[n - 1]])) continue; /* ties keep the smaller id */
+        if (n == k && !(x > row[ids[n - 1]])) continue; /* ties keep the smaller id */
         int at = n < k ? n++ : n - 1;
-        while (at > 0 && x > row[e->top_ids[at - 1]]) {
-            e->top_ids[at] = e->top_ids[at - 1];
+        while (at > 0 && x > row[ids[at - 1]]) {
+            ids[at] = ids[at - 1];
             at--;
         }
-        e->top_ids[at] = (int32_t)v;
+        ids[at] = (int32_t)v;
     }
-    for (int i = 0; i < n; i++) e->top_lp[i] = (float)((double)row[e->top_ids[i]] - mx - lse);
+    for (int i = 0; i < n; i++) lp[i] = (float)((double)row[ids[i]] - mx - lse);
     return n;
 }
 
-/* Samples choice c's next token from row and reports it; ends the choice
- * when the token ends it. */
-static void take_token(lm_engine *e, choice *c, const float *row) {
+/* Samples d's token (draw number = tokens the choice has) and its logprobs. */
+static void run_draw(const lm_engine *e, lm_sampler *smp, draw *d) {
+    const request *r = d->c->req;
+    lm_sampling s = r->params.sampling;
+    s.seed = d->c->seed;
+    d->id = lm_sample(smp, d->row, &s, (uint64_t)d->c->out.n);
+    d->logprob = NAN;
+    d->ntop = 0;
+    if (r->logprobs) {
+        double mx, lse;
+        log_softmax_at(e, d->row, &mx, &lse);
+        d->logprob = (float)((double)d->row[d->id] - mx - lse);
+        if (r->top_logprobs) d->ntop = top_alternatives(e, d->row, r->top_logprobs, mx, lse, d->top_ids, d->top_lp);
+    }
+}
+
+static void draws_job(void *ctx, int ith, int nth) {
+    lm_engine *e = ctx;
+    int64_t b, end;
+    lm_split(e->ndraws, ith, nth, 1, &b, &end);
+    for (int64_t i = b; i < end; i++) run_draw(e, e->samplers[ith], &e->draws[i]);
+}
+
+/* Every draw of the step, on the pool's threads (each draw depends only on
+ * its row, its choice's settings and seed: the thread that runs it does not
+ * matter). */
+static void run_draws(lm_engine *e) {
+    if (e->ndraws == 1 || !e->pool) {
+        for (int i = 0; i < e->ndraws; i++) run_draw(e, e->samplers[0], &e->draws[i]);
+        return;
+    }
+    lm_pool_run(e->pool, draws_job, e);
+}
+
+/* Reports choice c's drawn token; ends the choice when the token ends it. */
+static void take_token(lm_engine *e, const draw *d) {
+    choice *c = d->c;
     request *r = c->req;
     const lm_gen_params *p = &r->params;
-    lm_sampling s = p->sampling;
-    s.seed = c->seed;
     int64_t step = (int64_t)c->out.n;
-    int32_t id = lm_sample(e->sampler, row, &s, (uint64_t)step);
+    int32_t id = d->id;
     if (lm_ids_push(&c->out, id)) {
         finish_choice(e, c, LM_FINISH_CANCELLED, "out of memory");
         return;
     }
     e->completion_since_stats++;
-    lm_engine_event ev = {.request = r->id, .choice = c->index, .kind = LM_EV_TOKEN, .token = id, .logprob = NAN,
+    lm_engine_event ev = {.request = r->id, .choice = c->index, .kind = LM_EV_TOKEN, .token = id,
+                          .logprob = d->logprob, .ntop = d->ntop, .top_ids = d->top_ids, .top_logprobs = d->top_lp,
                           .text = "", .text_len = 0, .prompt_tokens = r->prompt_len,
                           .completion_tokens = (int64_t)c->out.n};
-    if (r->logprobs) {
-        double mx, lse;
-        log_softmax_at(e, row, &mx, &lse);
-        ev.logprob = (float)((double)row[id] - mx - lse);
-        if (r->top_logprobs) {
-            ev.ntop = top_alternatives(e, row, r->top_logprobs, mx, lse);
-            ev.top_ids = e->top_ids;
-            ev.top_logprobs = e->top_lp;
-        }
-    }
     int eos = p->stop_at_eos && id == e->eos;
     int stopped = 0;
     if (!eos && e->tok) {
@@ -549,11 +604,13 @@ static void preempt(lm_engine *e, choice *c) {
     /* it waits in its old place: readmission goes in admission order */
 }
 
-/* Preempts the most recently admitted RUN choice not yet scheduled in this
- * step that holds blocks; 0 when there is none. */
-static int preempt_youngest(lm_engine *e) {
+/* Preempts the most recently admitted RUN choice that holds blocks, is not
+ * scheduled in this step and was admitted at `since` or later; 0 when there
+ * is none. */
+static int preempt_youngest(lm_engine *e, uint64_t since) {
     for (int i = e->nbatch - 1; i >= 0; i--) {
         choice *c = e->batch[i];
+        if (c->admitted < since) break; /* the batch is in admission order */
         if (c->state == CH_RUN && !c->scheduled && c->kv.nblock > 0) {
             preempt(e, c);
             return 1;
@@ -661,6 +718,7 @@ static int any_preempted(const lm_engine *e) {
 /* Readmits preempted choices (oldest first) and then starts queued requests
  * while sequences and blocks allow. */
 static void admit_waiting(lm_engine *e) {
+    int64_t promised = 0; /* blocks the choices admitted here will take */
     int i = 0;
     while (i < e->nbatch) {
         choice *c = e->batch[i];
@@ -668,7 +726,8 @@ static void admit_waiting(lm_engine *e) {
             i++;
             continue;
         }
-        if (free_blocks(e, 0) < admission_blocks(e, c)) return; /* in order: no overtaking */
+        if (free_blocks(e, promised) < admission_blocks(e, c)) return; /* in order: no overtaking */
+        promised += admission_blocks(e, c);
         batch_remove(e, c);
         admit(e, c); /* to the end: it is now the most recently admitted */
     }
@@ -676,10 +735,11 @@ static void admit_waiting(lm_engine *e) {
     for (;;) {
         pthread_mutex_lock(&e->mu);
         request *r = e->queue_head;
-        if (!r || e->slots + r->n > e->o.max_seqs || free_blocks(e, 0) < admission_blocks(e, &r->choice[0])) {
+        if (!r || e->slots + r->n > e->o.max_seqs || free_blocks(e, promised) < admission_blocks(e, &r->choice[0])) {
             pthread_mutex_unlock(&e->mu);
             return;
         }
+        promised += admission_blocks(e, &r->choice[0]);
         e->queue_head = r->queue_next;
         if (!e->queue_head) e->queue_tail = NULL;
         e->nqueue--;
@@ -725,24 +785,17 @@ static int plan_step(lm_engine *e) {
             if (want > rows_left) want = rows_left;
             int64_t n;
             if (pass == 0) {
+                /* younger sequences give way, c itself the last of them */
                 while (free_blocks(e, reserved) < lm_kvseq_blocks_needed(e->kc, &c->kv, 1))
-                    if (!preempt_youngest(e)) break;
+                    if (!preempt_youngest(e, c->admitted)) break;
                 if (c->state != CH_RUN) continue;
-                if (free_blocks(e, reserved) < lm_kvseq_blocks_needed(e->kc, &c->kv, 1)) {
-                    preempt(e, c); /* it is itself the youngest holder */
-                    continue;
-                }
                 n = 1;
             } else {
                 n = chunk_that_fits(e, c, want, free_blocks(e, reserved));
-                /* nothing else runs: the oldest waiting chunk may preempt younger ones */
-                while (n == 0 && nseg == 0) {
-                    c->scheduled = 1; /* not its own victim */
-                    int freed = preempt_youngest(e);
-                    c->scheduled = 0;
-                    if (!freed) break;
+                /* nothing else runs: the oldest waiting chunk preempts younger
+                 * ones (alone, any sequence fits the cache) */
+                while (n == 0 && nseg == 0 && preempt_youngest(e, c->admitted + 1))
                     n = chunk_that_fits(e, c, want, free_blocks(e, reserved));
-                }
                 if (n == 0) continue;
             }
             reserved += lm_kvseq_blocks_needed(e->kc, &c->kv, n);
@@ -783,39 +836,58 @@ static int remaining(lm_engine *e) {
 }
 
 int lm_engine_step(lm_engine *e, lm_error *err) {
+    lm_error scratch;
+    if (!err) err = &scratch; /* the choices' DONE events carry the message */
     double t0 = now_s();
     take_cancels(e);
     retire(e);
     admit_waiting(e);
     int nseg = plan_step(e);
-    if (nseg == 0) {
-        retire(e);
+    if (nseg == 0 && e->slots == 0) {
         publish_stats(e, 0);
         return remaining(e);
     }
-    if (lm_batch_forward(e->fwd, e->pool, e->kc, e->segs, nseg, e->logits, LM_LOGITS_LAST, err)) {
-        lm_fail_prefix(err, "engine");
+    /* started sequences always make progress (the oldest may preempt the
+     * others); a step with none would repeat for ever */
+    if (nseg == 0)
+        lm_fail(err, "engine: %d sequences hold slots but none can run (%lld of %lld blocks used): a scheduling bug",
+                e->slots, (long long)lm_kvcache_blocks_used(e->kc), (long long)lm_kvcache_blocks_total(e->kc));
+    if (nseg == 0 || lm_batch_forward(e->fwd, e->pool, e->kc, e->segs, nseg, e->logits, LM_LOGITS_LAST, err)) {
+        if (nseg) lm_fail_prefix(err, "engine");
         for (request *r = e->started; r; r = r->started_next) end_request(e, r, LM_FINISH_CANCELLED, err->msg);
         retire(e);
         publish_stats(e, now_s() - t0);
         return -1;
     }
+    /* the draws: a segment that reached the end of its tokens gives its
+     * choice's next token (every choice's, for a prompt just prefilled) */
+    e->ndraws = 0;
+    int ntop = e->o.max_top_logprobs + 1;
     for (int s = 0; s < nseg; s++) {
         choice *c = e->seg_choice[s];
         if (c->state != CH_RUN || c->kv.pos < tokens_total(c)) continue; /* a chunk short of the end */
         const float *row = e->logits + (size_t)s * (size_t)e->V;
         request *r = c->req;
+        int first = c->index, last = c->index; /* the choices that draw from this row */
         if (!r->forked) {
             lm_error ferr;
             if (fork_choices(e, r, &ferr)) {
                 end_request(e, r, LM_FINISH_CANCELLED, ferr.msg);
                 continue;
             }
-            for (int k = 0; k < r->n; k++) take_token(e, &r->choice[k], row);
-        } else {
-            take_token(e, c, row);
+            first = 0;
+            last = r->n - 1;
+        }
+        for (int k = first; k <= last; k++) {
+            draw *d = &e->draws[e->ndraws];
+            *d = (draw){.c = &r->choice[k], .row = row, .top_ids = e->top_ids + (size_t)e->ndraws * (size_t)ntop,
+                        .top_lp = e->top_lp + (size_t)e->ndraws * (size_t)ntop};
+            e->ndraws++;
         }
     }
+    run_draws(e);
+    for (int i = 0; i < e->ndraws; i++)
+        if (e->draws[i].c->state == CH_RUN) take_token(e, &e->draws[i]);
     retire(e);
     publish_stats(e, now_s() - t0);
     return remaining(e);

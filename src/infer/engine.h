@@ -43,11 +43,13 @@ typedef struct lm_engine_opts {
     int64_t max_ctx;          /* positions per sequence, prompt + completion (default: the model's
                                  max_position_embeddings) */
     int max_seqs;             /* sequences in the running batch at most (default 64) */
-    int max_queue;            /* requests waiting to start at most; submit fails beyond (default 256) */
-    int64_t max_batch_tokens; /* rows of one forward: decode tokens first, then prompt chunks (default 512) */
+    int max_queue;            /* requests waiting to start at most (>= 1); submit fails beyond (default 256) */
+    int64_t max_batch_tokens; /* rows of one forward: decode tokens first, then prompt chunks (default 512;
+                                 at least max_seqs) */
     int64_t block_tokens;     /* positions per cache block (default 16) */
-    int64_t cache_tokens;     /* positions the block pool holds in all; 0: max_seqs x max_ctx, capped at
-                                 a quarter of physical memory and at least max_ctx */
+    int64_t cache_tokens;     /* positions the block pool holds in all (at least max_ctx: one sequence
+                                 alone always fits); 0: max_seqs x max_ctx, capped at a quarter of
+                                 physical memory and at least max_ctx */
     int max_top_logprobs;     /* bound on lm_engine_request.top_logprobs (default 20) */
     lm_attn_mode attn;        /* what the cache holds (default LM_ATTN_LATENT) */
 } lm_engine_opts;
@@ -112,8 +114,9 @@ int64_t lm_engine_max_ctx(const lm_engine *e);
 int lm_engine_submit(lm_engine *e, const lm_engine_request *r, uint64_t *id, lm_error *err);
 int lm_engine_queue_full(const lm_error *err);
 /* Ends every choice of a request at the next step (LM_FINISH_CANCELLED, one
- * DONE event each) and frees its cache blocks; 0, or -1 when the id is
- * unknown or already finished. */
+ * DONE event each, with text "": what was held back is dropped) and frees
+ * its cache blocks; 0, or -1 when the id is unknown, already finished or
+ * already cancelled. */
 int lm_engine_cancel(lm_engine *e, uint64_t id);
 
 /* One forward for the running batch (admitting waiting requests first).

@@ -48,8 +48,8 @@ typedef struct lm_chat_reply {
     const char *finish_reason; /* "stop", "length", ... ("" when unknown) */
     const char *error;       /* ok = 0: why, one line; "" otherwise */
     int64_t prompt_tokens, completion_tokens; /* -1 when unknown; the local engine counts an ending EOS */
-    double seconds;          /* wall time of this request (its last attempt); the local engine
-                                charges a shared prompt's prefill to the first reply that used it */
+    double seconds;          /* wall time of this request (its last attempt); the local engine's
+                                requests overlap: from submission to the end, shared prefill included */
     int attempts;            /* tries made (1 without retries) */
 } lm_chat_reply;             /* strings are valid only during the on_reply call */
 

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The chat format and stop strings are C strings: a NUL inside would cut them silently. */
+#define NUL_TEXT "must not contain U+0000 (NUL)"
+
 typedef struct parser {
     lm_serve_request *r;
     const lm_serve_limits *lim;
@@ -14,7 +17,11 @@ typedef struct parser {
 } parser;
 
 __attribute__((format(printf, 3, 4))) static int fail(parser *p, const char *param, const char *fmt, ...) {
+    /* the field's path, with control bytes (a key may hold "\n") as '?', so that the message stays one line */
     snprintf(p->pe->param, sizeof p->pe->param, "%s", param);
+    for (char *c = p->pe->param; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    param = p->pe->param;
     char detail[400];
     va_list ap;
     va_start(ap, fmt);
@@ -61,6 +68,7 @@ static int get_int(parser *p, const json_value *v, const char *name, int64_t lo,
 /* A message's content: a string, or a list of text parts joined. */
 static int get_content(parser *p, const json_value *v, const char *name, const char **out) {
     if (v->type == JSON_STRING) {
+        if (strlen(v->str) != v->len) return fail(p, name, NUL_TEXT);
         *out = v->str;
         return 0;
     }
@@ -75,6 +83,7 @@ static int get_content(parser *p, const json_value *v, const char *name, const c
         if (!type || type->type != JSON_STRING || strcmp(type->str, "text"))
             return lm_text_free(&t), fail(p, where, "only parts of type \"text\" are supported");
         if (!text || text->type != JSON_STRING) return lm_text_free(&t), fail(p, where, "a text part needs a \"text\" string");
+        if (strlen(text->str) != text->len) return lm_text_free(&t), fail(p, where, NUL_TEXT);
         for (const json_value *m = part->child; m; m = m->next)
             if (strcmp(m->key, "type") && strcmp(m->key, "text"))
                 return lm_text_free(&t), fail(p, where, "unknown field \"%.40s\"", m->key);
@@ -112,6 +121,7 @@ static int parse_messages(parser *p, const json_value *v) {
             } else if (!strcmp(f->key, "reasoning_content") || !strcmp(f->key, "reasoning")) {
                 if (f->type == JSON_NULL) continue;
                 if (f->type != JSON_STRING) return fail(p, field, "expected a string, got %s", kind_of(f));
+                if (strlen(f->str) != f->len) return fail(p, field, NUL_TEXT);
                 msg->reasoning = f->str;
             } else if (!strcmp(f->key, "tool_calls") || !strcmp(f->key, "tool_call_id") || !strcmp(f->key, "function_call")) {
                 if (f->type != JSON_NULL && !(f->type == JSON_ARRAY && f->len == 0))
@@ -180,6 +190,7 @@ static int parse_stop(parser *p, const json_value *v) {
     lm_serve_request *r = p->r;
     if (v->type == JSON_STRING) {
         if (!v->len) return fail(p, "stop", "must not be empty");
+        if (strlen(v->str) != v->len) return fail(p, "stop", NUL_TEXT);
         if (!(r->stop = malloc(sizeof *r->stop))) return fail(p, "stop", "out of memory");
         r->stop[0] = v->str;
         r->nstop = 1;
@@ -194,6 +205,7 @@ static int parse_stop(parser *p, const json_value *v) {
         snprintf(where, sizeof where, "stop[%d]", i);
         if (e->type != JSON_STRING) return fail(p, where, "expected a string, got %s", kind_of(e));
         if (!e->len) return fail(p, where, "must not be empty");
+        if (strlen(e->str) != e->len) return fail(p, where, NUL_TEXT);
         r->stop[i] = e->str;
     }
     r->nstop = i;

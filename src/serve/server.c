@@ -688,7 +688,6 @@ static void stream_free(void *cls) {
 typedef struct conn {
     lm_serve_kind kind;
     lm_text body;
-    int too_big;
 } conn;
 
 static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -732,18 +731,18 @@ static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *ur
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!cn->too_big && cn->body.len + *upload_size > s->o.max_body) {
-            cn->too_big = 1;
+        if (cn->body.len + *upload_size > s->o.max_body) {
+            /* a body without Content-Length (chunked) that grows too big: answered at once, the
+             * rest is never read (libmicrohttpd closes the connection after the answer) */
             lm_text_free(&cn->body);
+            char m[120];
+            snprintf(m, sizeof m, "the body is over %zu bytes (--max-body)", s->o.max_body);
+            *upload_size = 0;
+            return send_error(s, c, 413, m, NULL, "body_too_large");
         }
-        if (!cn->too_big && lm_text_append(&cn->body, upload, *upload_size)) return MHD_NO;
+        if (lm_text_append(&cn->body, upload, *upload_size)) return MHD_NO;
         *upload_size = 0;
         return MHD_YES;
-    }
-    if (cn->too_big) {
-        char m[120];
-        snprintf(m, sizeof m, "the body is over %zu bytes (--max-body)", s->o.max_body);
-        return send_error(s, c, 413, m, NULL, "body_too_large");
     }
     return completion(s, c, cn->kind, cn->body.data ? cn->body.data : "", cn->body.len);
 }
@@ -846,6 +845,7 @@ int lm_serve_load(lm_server *s, const char *model_dir, lm_error *err) {
     eo.max_seqs = s->o.max_seqs;
     eo.max_queue = s->o.max_queue;
     eo.max_top_logprobs = s->o.max_top_logprobs;
+    if (eo.max_batch_tokens < eo.max_seqs) eo.max_batch_tokens = eo.max_seqs; /* a step carries every decoding sequence */
     if (!(s->e = lm_engine_create(s->m, s->tok, s->pool, &eo, err))) return -1;
     if (pthread_create(&s->engine_thread, NULL, engine_main, s)) return lm_fail(err, "cannot start the engine thread");
     s->engine_started = 1;

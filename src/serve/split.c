@@ -19,6 +19,7 @@ void lm_serve_split_free(lm_serve_split *s) { lm_text_free(&s->hold); }
 
 /* Drops the first n bytes of the held text. */
 static void drop(lm_serve_split *s, size_t n) {
+    if (!n) return;
     memmove(s->hold.data, s->hold.data + n, s->hold.len - n);
     s->hold.len -= n;
 }

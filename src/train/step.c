@@ -246,6 +246,16 @@ void lm_train_begin(lm_trainer *tr) {
     tr->bal_sum = 0;
     tr->tok_count = 0;
     tr->denom_tokens = 0;
+    tr->loss_kind = 0;
+}
+
+/* One kind of loss per step (lm_train_apply scales the sum by kind). */
+static int claim_loss_kind(lm_trainer *tr, int kind, lm_error *err) {
+    if (tr->loss_kind && tr->loss_kind != kind)
+        return lm_fail(err, "this step already accumulated a %s loss; start a new step (lm_train_begin) first",
+                       tr->loss_kind == 1 ? "cross-entropy" : "per-token");
+    tr->loss_kind = kind;
+    return 0;
 }
 
 int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
@@ -253,13 +263,50 @@ int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const
     if (nseq < 1 || nseq > tr->Bm)
         return lm_fail(err, "%lld sequences in a pass, the trainer holds 1..%lld", (long long)nseq, (long long)tr->Bm);
     if (denom_seqs < 1) return lm_fail(err, "the sequence denominator must be positive");
-    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err)) return -1;
+    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err) || claim_loss_kind(tr, 1, err)) return -1;
     tr->denom_tokens = denom_tokens;
     tr_forward(tr, pool, ids, nseq, denom_seqs, 1);
     int64_t cnt = 0;
-    tr_head(tr, pool, targets, nseq, denom_tokens > 0 ? (double)denom_tokens : 1.0, 1, &tr->loss_sum, &cnt);
+    tr_head(tr, pool, targets, nseq, denom_tokens > 0 ? (double)denom_tokens : 1.0, 1, NULL, NULL, &tr->loss_sum, &cnt);
     tr->tok_count += cnt;
     tr_backward(tr, pool, ids, nseq, denom_seqs);
+    return 0;
+}
+
+int lm_train_accumulate_token_loss(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets,
+                                   int64_t nseq, lm_token_loss_fn fn, void *ctx, int64_t denom_seqs, lm_error *err) {
+    if (nseq < 1 || nseq > tr->Bm)
+        return lm_fail(err, "%lld sequences in a pass, the trainer holds 1..%lld", (long long)nseq, (long long)tr->Bm);
+    if (denom_seqs < 1) return lm_fail(err, "the sequence denominator must be positive");
+    if (!fn) return lm_fail(err, "no per-token loss function given");
+    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err) || claim_loss_kind(tr, 2, err)) return -1;
+    tr->denom_tokens = 1; /* the f_n are normalised by the caller */
+    tr_forward(tr, pool, ids, nseq, denom_seqs, 1);
+    int64_t cnt = 0;
+    tr_head(tr, pool, targets, nseq, 1.0, 1, fn, ctx, &tr->loss_sum, &cnt);
+    tr->tok_count += cnt;
+    tr_backward(tr, pool, ids, nseq, denom_seqs);
+    return 0;
+}
+
+/* The hook of lm_train_logprobs: records logp, no loss. */
+static double record_logp(void *ctx, int64_t row, double logp, double *dloss_dlogp) {
+    ((float *)ctx)[row] = (float)logp;
+    *dloss_dlogp = 0;
+    return 0;
+}
+
+int lm_train_logprobs(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                      float *logp, lm_error *err) {
+    if (nseq < 1 || nseq > tr->Bm)
+        return lm_fail(err, "%lld sequences in a pass, the trainer holds 1..%lld", (long long)nseq, (long long)tr->Bm);
+    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err)) return -1;
+    memset(logp, 0, (size_t)(nseq * tr->T) * sizeof(float));
+    double bal = tr->bal_sum, sum = 0;
+    int64_t cnt = 0;
+    tr_forward(tr, pool, ids, nseq, 1, 0);
+    tr->bal_sum = bal;
+    tr_head(tr, pool, targets, nseq, 1.0, 0, record_logp, logp, &sum, &cnt);
     return 0;
 }
 
@@ -327,6 +374,6 @@ int lm_train_eval(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32
     double bal = tr->bal_sum;
     tr_forward(tr, pool, ids, nseq, 1, 0);
     tr->bal_sum = bal;
-    tr_head(tr, pool, targets, nseq, 1.0, 0, loss_sum, count);
+    tr_head(tr, pool, targets, nseq, 1.0, 0, NULL, NULL, loss_sum, count);
     return 0;
 }

@@ -124,6 +124,40 @@ int64_t *lm_train_expert_loads(lm_trainer *tr, int64_t *n);
  * the accumulated calls). */
 void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st);
 
+/* ---- losses of the target's log-probability (policy gradient) ----
+ *
+ * A loss sum_n f_n(logp_n) over the positions n with a target, where
+ * logp_n = log softmax(logits_n)[target_n] under the current weights and
+ * f_n is any differentiable function the caller supplies per position (the
+ * clipped GRPO objective and the KL penalty of train/rl.h are such terms:
+ * their weights depend on logp itself). The backward is the trainer's own,
+ * entered at the head with d loss / d logits_n = f_n'(logp_n) (onehot -
+ * softmax): the cross-entropy row gradient scaled by -f_n'(logp_n).
+ *
+ * The hook gets the position's row in this pass (b*seq + t of the ids given
+ * to the call) and logp_n (double, from the fp32 logits); it returns
+ * f_n(logp_n) and sets *dloss_dlogp = f_n'(logp_n). It is called once per
+ * position with a target, from pool threads and in no fixed order, so it
+ * must be a pure function of (row, logp) and write only to row-indexed
+ * slots of its context; the results are then the same bits at any thread
+ * count, like the rest of the trainer. */
+typedef double (*lm_token_loss_fn)(void *ctx, int64_t row, double logp, double *dloss_dlogp);
+
+/* lm_train_accumulate with the loss above instead of the mean
+ * cross-entropy: adds its gradient to g (the same accumulation contract),
+ * sum_n f_n to the loss sum (lm_train_apply reports it unscaled as
+ * st->loss) and the positions to st->tokens. The f_n carry their own
+ * normalisation. A step uses one kind of accumulate: mixing it with
+ * lm_train_accumulate after one lm_train_begin is refused. */
+int lm_train_accumulate_token_loss(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets,
+                                   int64_t nseq, lm_token_loss_fn fn, void *ctx, int64_t denom_seqs, lm_error *err);
+
+/* Forward only: logp[n] = log softmax(logits_n)[targets[n]] for the nseq*seq
+ * positions n with a target (0 where targets[n] < 0). Same bits as the
+ * logp the hook above sees for the same weights and ids. */
+int lm_train_logprobs(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                      float *logp, lm_error *err);
+
 /* Forward only: sum of the cross-entropy over the positions with a target of
  * nseq <= micro_batch sequences, and their count (validation). */
 int lm_train_eval(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,

@@ -64,6 +64,8 @@ typedef struct rows_job {
     const float *i1, *i2, *i3, *w, *rc;
     const int32_t *tgt, *rows;
     double *loss;
+    lm_token_loss_fn fn;         /* ROW_XENT: per-token loss of the log-probability, or NULL */
+    void *fn_ctx;
 } rows_job;
 
 static void rows_task(void *ctx, int ith, int nth) {
@@ -96,8 +98,19 @@ static void rows_task(void *ctx, int ith, int nth) {
         for (int64_t i = n0 * d; i < n1 * d; i++) j->o1[i] = j->i1[i] + j->i2[i];
         break;
     case ROW_XENT:
-        for (int64_t n = n0; n < n1; n++)
-            j->loss[n] = lm_tk_xent(j->o1 + n * d, d, j->tgt[j->rows[n]], j->scale, j->o1 + n * d);
+        for (int64_t n = n0; n < n1; n++) {
+            float *row = j->o1 + n * d, inv;
+            int32_t tgt = j->tgt[j->rows[n]];
+            if (!j->fn) {
+                j->loss[n] = lm_tk_xent(row, d, tgt, j->scale, row);
+                continue;
+            }
+            /* loss f(logp): dloss/dlogits = f'(logp) (onehot - softmax),
+             * i.e. the cross-entropy gradient scaled by -f'(logp). */
+            double nll = lm_tk_xent_exp(row, d, tgt, row, &inv), dlogp = 0;
+            j->loss[n] = j->fn(j->fn_ctx, j->rows[n], -nll, &dlogp);
+            lm_tk_xent_grad(row, d, tgt, inv, (float)-dlogp);
+        }
         break;
     }
 }
@@ -296,7 +309,7 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
 /* ---- head and loss ---- */
 
 void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
-             double *loss_sum, int64_t *count) {
+             lm_token_loss_fn fn, void *fn_ctx, double *loss_sum, int64_t *count) {
     const lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size, V = c->vocab_size, HC = tr->head_chunk;
@@ -322,7 +335,7 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
         if (!m) break;
         lm_matmul(pool, tr->logits, tr->xc, m, &p->W.head);
         rows_job xj = {.op = ROW_XENT, .N = m, .d = V, .scale = scale, .o1 = tr->logits, .tgt = targets,
-                       .rows = tr->hrows, .loss = tr->hloss};
+                       .rows = tr->hrows, .loss = tr->hloss, .fn = fn, .fn_ctx = fn_ctx};
         run_rows(pool, &xj);
         for (int64_t i = 0; i < m; i++) loss += tr->hloss[i];
         cnt += m;

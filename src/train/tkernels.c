@@ -306,16 +306,26 @@ void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float 
 
 /* ---- cross-entropy ---- */
 
-double lm_tk_xent(const float *logits, int64_t V, int32_t target, float scale, float *dlogits) {
-    const float lt = logits[target]; /* dlogits may alias logits */
+double lm_tk_xent_exp(const float *logits, int64_t V, int32_t target, float *e, float *inv) {
+    const float lt = logits[target]; /* e may alias logits */
     float m = logits[0];
     for (int64_t i = 1; i < V; i++)
         if (logits[i] > m) m = logits[i];
     double sum = 0;
-    lm_exp_shifted(dlogits, logits, m, V);
-    for (int64_t i = 0; i < V; i++) sum += dlogits[i];
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < V; i++) dlogits[i] = dlogits[i] * inv * scale;
-    dlogits[target] -= scale;
+    lm_exp_shifted(e, logits, m, V);
+    for (int64_t i = 0; i < V; i++) sum += e[i];
+    *inv = (float)(1.0 / sum);
     return (double)m + lm_log(sum) - (double)lt;
+}
+
+void lm_tk_xent_grad(float *e, int64_t V, int32_t target, float inv, float scale) {
+    for (int64_t i = 0; i < V; i++) e[i] = e[i] * inv * scale;
+    e[target] -= scale;
+}
+
+double lm_tk_xent(const float *logits, int64_t V, int32_t target, float scale, float *dlogits) {
+    float inv;
+    double nll = lm_tk_xent_exp(logits, V, target, dlogits, &inv);
+    lm_tk_xent_grad(dlogits, V, target, inv, scale);
+    return nll;
 }

@@ -82,5 +82,12 @@ void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float 
  * dlogits = (softmax(logits) - onehot(target)) * scale (dlogits may be
  * logits). */
 double lm_tk_xent(const float *logits, int64_t V, int32_t target, float scale, float *dlogits);
+/* lm_tk_xent in two halves, for losses whose scale depends on the row's
+ * log-probability (step.h, lm_train_accumulate_token_loss): the first
+ * returns -log softmax(logits)[target] and leaves exp(logits - max) in e
+ * (may be logits) and 1/sum in *inv; the second turns e into
+ * (softmax - onehot) * scale. Together the same bits as lm_tk_xent. */
+double lm_tk_xent_exp(const float *logits, int64_t V, int32_t target, float *e, float *inv);
+void lm_tk_xent_grad(float *e, int64_t V, int32_t target, float inv, float scale);
 
 #endif

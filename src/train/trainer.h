@@ -88,6 +88,7 @@ struct lm_trainer {
     int32_t *moe_slot;           /* [L] row of the layer in loads, -1 for dense layers */
     double loss_sum, bal_sum;    /* this step */
     int64_t tok_count, denom_tokens;
+    int loss_kind;               /* since lm_train_begin: 0 nothing, 1 cross-entropy, 2 token loss */
     lm_arena arena;              /* the one allocation behind every buffer */
 };
 
@@ -95,9 +96,11 @@ struct lm_trainer {
 void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs, int count_loads);
 /* Final norm, head, masked cross-entropy over the N = nseq*T rows; with grad,
  * also G.head, G.final_norm and tr->dx (gradient of x_fin) with the loss
- * scaled by 1/denom. Adds to *loss_sum and *count. */
+ * scaled by 1/denom. Adds to *loss_sum and *count. With fn (step.h,
+ * lm_token_loss_fn), each row's loss is fn(logp) instead of -logp and its
+ * gradient fn'(logp) d logp (denom is then not used). */
 void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
-             double *loss_sum, int64_t *count);
+             lm_token_loss_fn fn, void *fn_ctx, double *loss_sum, int64_t *count);
 
 /* Gathers head h of sequence b into contiguous Q [T, dn+dr] (roped),
  * K [T, dn+dr] ([k_nope | shared k_pe]) and V [T, dv] (tforward.c). */

@@ -30,7 +30,7 @@ free=$("$BIN" generate "$m" -p "static" -n 60 --temperature 1.0 --seed 2 --ignor
 stop=${free:3:2}
 if [ ${#stop} -eq 2 ]; then
     cut=$("$BIN" generate "$m" -p "static" -n 60 --temperature 1.0 --seed 2 --ignore-eos --stop "$stop" 2>"$dir/err")
-    prefix=${free%%"$stop"*}
+    prefix=$(printf '%s' "${free%%"$stop"*}")   # as $(...) gave cut: trailing newlines dropped
     check "--stop cuts before the first match" '[ "$cut" = "$prefix" ]'
     check "--stop reports finish: stop" 'grep -q "finish: stop" "$dir/err"'
 else

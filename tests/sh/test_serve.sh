@@ -21,6 +21,9 @@ for tool in curl python3; do
     command -v $tool >/dev/null || { echo "test_serve.sh: $tool not found"; echo "test_serve.sh: 0 passed, 1 failed, 0 skipped"; exit 1; }
 done
 slow=1; [ -n "${LEMMA_SANITIZE:-}" ] && slow=4   # ASan builds run a few times slower
+# no curl here waits forever on a server that hangs: a default --max-time for every call
+export CURL_HOME=$tmp
+echo "max-time = $((60 * slow))" >"$tmp/.curlrc"
 
 # ---- the model ----
 cat src/*/*.c src/*/*.h >"$tmp/corpus.txt"
@@ -55,7 +58,8 @@ wait_ready() { # port
 # post PATH JSON [curl args...]: body to $tmp/body, status on stdout
 post() {
     local path=$1 data=$2; shift 2
-    curl -s -o "$tmp/body" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "$data" "$@" \
+    curl -s -o "$tmp/body" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
+        --data-binary "$data" "$@" \
         "http://127.0.0.1:$port$path"
 }
 # json EXPR: evaluates a Python expression over d = the JSON in $tmp/body
@@ -227,7 +231,7 @@ long=$(python3 -c "print('word ' * 6000)")
 error_is "400 prompt longer than --ctx" 400 prompt /v1/completions "{\"prompt\":\"$long\"}"
 error_is "400 token id outside the vocabulary" 400 prompt /v1/completions '{"prompt":[1,2,99999]}'
 error_is "404 unknown path" 404 "" /v1/engines '{}'
-code=$(curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$A/v1/chat/completions")
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 10 "http://127.0.0.1:$A/v1/chat/completions")
 [ "$code" = 405 ] && json "d['error']['type']" && ok "405 GET on a POST endpoint" || bad "405 (got $code)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://127.0.0.1:$A/v1/models")
 [ "$code" = 405 ] && ok "405 DELETE /v1/models" || bad "405 DELETE (got $code)"
@@ -271,11 +275,14 @@ after=$(sed -n 's/^lemma_client_disconnects_total //p' "$tmp/metrics")
 [ $idle = 1 ] && [ "$after" -ge $((before + 2)) ] && ok "clients that leave (stream and whole) are cancelled ($before -> $after)" ||
     { bad "disconnects cancel (idle $idle, $before -> $after)"; grep -E 'running|queued|flight|disconn' "$tmp/metrics" | sed 's/^/  /'; }
 grep -q '^lemma_cache_blocks_used 0$' "$tmp/metrics" && ok "their cache blocks are freed" || bad "cache blocks freed"
+missing=""
 for k in lemma_prompt_tokens_total lemma_completion_tokens_total lemma_completion_tokens_per_second lemma_requests_total \
-         'lemma_http_responses_total{code="400"}'; do
-    grep -qF "$k " "$tmp/metrics" || { bad "/metrics has $k"; continue; }
+         lemma_sequences_running lemma_requests_queued lemma_cache_blocks_used 'lemma_http_responses_total{code="400"}'; do
+    grep -qE "^$(sed 's/[{}"]/./g' <<<"$k") [0-9.]+$" "$tmp/metrics" || missing="$missing $k"
 done
-ok "/metrics: Prometheus text with requests, tokens, rate, sequences, queue, cache blocks"
+[ -z "$missing" ] && [ "$(sed -n 's/^lemma_completion_tokens_total //p' "$tmp/metrics")" -gt 0 ] &&
+    ok "/metrics: Prometheus text with requests, tokens, rate, sequences, queue, cache blocks" ||
+    bad "/metrics lacks:$missing"
 
 # ---- load: 24 clients at once; 4 leave mid-stream, 4 send garbage; the rest are answered ----
 mkdir -p "$tmp/load"
@@ -287,10 +294,10 @@ for i in $(seq 1 24); do
            --data-binary @- "http://127.0.0.1:$A/v1/chat/completions" >"$tmp/load/gcode$i"; } & ;;
     2|4) curl -s -o "$tmp/load/s$i" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
            "http://127.0.0.1:$A/v1/chat/completions" \
-           -d "{\"messages\":[{\"role\":\"user\",\"content\":\"client $i\"}],\"max_tokens\":16,\"seed\":$i,\"ignore_eos\":true,\"stream\":true}" \
+           -d "{\"messages\":[{\"role\":\"user\",\"content\":\"client $i\"}],\"max_tokens\":16,\"ignore_eos\":true,\"seed\":$i,\"stream\":true}" \
            >"$tmp/load/code$i" & ;;
     *) curl -s -o "$tmp/load/w$i" -w '%{http_code}' --max-time $((60 * slow)) -H 'Content-Type: application/json' \
-           "http://127.0.0.1:$A/v1/completions" -d "{\"prompt\":\"client $i\",\"max_tokens\":16,\"seed\":$i,\"ignore_eos\":true}" \
+           "http://127.0.0.1:$A/v1/completions" -d "{\"prompt\":\"client $i\",\"max_tokens\":16,\"ignore_eos\":true,\"seed\":$i}" \
            >"$tmp/load/code$i" & ;;
     esac
 done
@@ -308,7 +315,7 @@ done
 garbage_ok=1
 for f in "$tmp"/load/gcode*; do [ "$(cat "$f")" = 400 ] || garbage_ok=0; done
 [ $total -eq 16 ] && [ $answered -eq 16 ] && ok "load: all 16 well-behaved clients answered in full" ||
-    bad "load: $answered of $total answered"
+    { bad "load: $answered of $total answered"; head -c 200 "$tmp"/load/code* "$tmp"/load/[sw]*; }
 [ $garbage_ok = 1 ] && ok "load: garbage bodies get 400" || bad "load: garbage bodies get 400"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$A/health")" = 200 ] &&
     [ "$(post /v1/completions '{"prompt":"x","max_tokens":2}')" = 200 ] && ok "load: the server is healthy after" || bad "load: healthy after"
@@ -322,7 +329,8 @@ if "$LEMMA" prove "$tmp/probs.jsonl" --api-base "http://127.0.0.1:$A/v1" --api-m
    python3 -c "
 import json
 recs=[json.loads(l) for l in open('$tmp/prove/pool.jsonl')]
-assert recs and all(r.get('error') in (None, '') for r in recs), recs[:1]
+assert recs and all(not r.get('failed') and r.get('error') in (None, '') for r in recs), recs[:1]
+assert all(r['backend'] == 'openai' and r['completion_tokens'] > 0 and r['prompt_tokens'] > 0 for r in recs), recs[:1]
 assert sum(r['kind']=='proof' for r in recs) == 4
 " 2>"$tmp/prove.py.err"; then
     ok "lemma prove --api-base against lemma serve: every request answered"
