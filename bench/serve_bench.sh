@@ -76,9 +76,8 @@ if ! { [ -f "$model/tokenizer.json" ] && cmp -s "$preset" "$model/config.json" &
 fi
 
 # ---- the server ---------------------------------------------------------------
-port=$("$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1]); s.close()")
-echo "== lemma serve $model --port $port --max-seqs $C --threads $TH ($C clients, prompt ~$P, max_tokens $G)"
-"$LEMMA" serve "$model" --host 127.0.0.1 --port "$port" --max-seqs "$C" --threads "$TH" >>"$log" 2>&1 &
+echo "== lemma serve $model --port 0 --max-seqs $C --threads $TH ($C clients, prompt ~$P, max_tokens $G)"
+"$LEMMA" serve "$model" --host 127.0.0.1 --port 0 --max-seqs "$C" --threads "$TH" >>"$log" 2>&1 &
 spid=$!
 stop_server() {
     if kill -0 "$spid" 2>/dev/null; then
@@ -89,13 +88,17 @@ stop_server() {
     wait "$spid" 2>/dev/null
 }
 trap stop_server EXIT
-up=0
-for _ in $(seq 1 300); do
+up=0 port=""
+for _ in $(seq 1 600); do
     kill -0 "$spid" 2>/dev/null || break
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ]; then up=1; break; fi
-    sleep 0.2
+    # --port 0: the server picks a free port and prints it
+    [ -n "$port" ] || port=$(sed -nE 's#.*listening on http://127\.0\.0\.1:([0-9]+).*#\1#p' "$log" | head -n 1)
+    if [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ]; then
+        up=1; break
+    fi
+    sleep 0.1
 done
-[ $up = 1 ] || { tail -n 5 "$log" >&2; die "lemma serve did not become healthy on port $port (see $log)"; }
+[ $up = 1 ] || { tail -n 5 "$log" >&2; die "lemma serve did not become healthy (port '${port}'; see $log)"; }
 
 server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$spid/stat" 2>/dev/null; }
 cpu0=$(server_cpu)
