@@ -227,11 +227,43 @@ TEST(svg_long_run_is_reduced) {
     free(text);
 }
 
+TEST(svg_line_chart) {
+    int64_t x[4] = {1, 2, 3, 4};
+    double a[4] = {0.25, 0.5, NAN, 1}, b[4] = {0.3, 0.3, 0.3, 0.3}, none[4] = {NAN, NAN, NAN, NAN};
+    lm_plot_lines c = {.title = "eval <a&b>", .subtitle = "sub", .panel = "pass rate", .x_label = "N", .x = x, .n = 4,
+                       .series = {{"best-of-N", a}, {"pass@1", b}}, .n_series = 2, .y_lo = 0, .y_hi = 1};
+    lm_text svg = {0};
+    lm_error err;
+    CHECKF(lm_plot_lines_svg(&c, &svg, &err) == 0, "%s", err.msg);
+    char why[128] = "";
+    CHECKF(svg.data && xml_ok(svg.data, why, sizeof why), "%s", why);
+    CHECK(svg.data && strstr(svg.data, "eval &lt;a&amp;b&gt;") && strstr(svg.data, ">best-of-N<") &&
+          strstr(svg.data, ">pass@1<") && strstr(svg.data, ">pass rate<") && strstr(svg.data, ">N<"));
+    CHECK(svg.data && count(svg.data, "<polyline") == 3);  /* the NaN splits the first series in two */
+    CHECK(svg.data && count(svg.data, "<circle") == 7 && !strstr(svg.data, "nan"));
+    CHECK(svg.data && strstr(svg.data, ">1.0<") && strstr(svg.data, ">0<")); /* the fixed range's ends are ticks */
+    lm_text_free(&svg);
+    /* one x value, range from the data */
+    c.n = 1;
+    c.y_lo = c.y_hi = 0;
+    CHECK(lm_plot_lines_svg(&c, &svg, &err) == 0 && xml_ok(svg.data, why, sizeof why) && !strstr(svg.data, "nan"));
+    lm_text_free(&svg);
+    c.n = 4;
+    c.series[0].y = c.series[1].y = none;
+    CHECK(lm_plot_lines_svg(&c, &svg, &err) == -1 && strstr(err.msg, "no finite point"));
+    c.n_series = 0;
+    CHECK(lm_plot_lines_svg(&c, &svg, &err) == -1 && strstr(err.msg, "1..4 series"));
+    c.n_series = 5;
+    CHECK(lm_plot_lines_svg(&c, &svg, &err) == -1 && strstr(err.msg, "got 5"));
+    lm_text_free(&svg);
+}
+
 int main(void) {
     RUN(read_merge_resume);
     RUN(read_expert_load);
     RUN(read_errors);
     RUN(svg_document);
     RUN(svg_long_run_is_reduced);
+    RUN(svg_line_chart);
     return test_report("test_plot");
 }

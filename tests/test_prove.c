@@ -13,6 +13,7 @@
 #include "formats/json.h"
 #include "prove/answer.h"
 #include "prove/backend_scripted.h"
+#include "prove/evaluate.h"
 #include "prove/fingerprint.h"
 #include "prove/outdir.h"
 #include "prove/pipeline.h"
@@ -1149,6 +1150,226 @@ TEST(report_against_checker) {
     env_close(&e);
 }
 
+/* ---- lemma eval: the estimators and the table against a checker ---- */
+
+/* Every k-subset of n ranked proofs (rank[i]: lower is better, equal ranks
+ * tie; pass[i]; unscored[i]: never picked), enumerated: the mean over
+ * subsets of the top proof's pass, ties an even draw. */
+static double brute_best_of_k(int n, const int *rankv, const int *pass, const int *unscored, int k, double *oracle) {
+    double sum = 0, any = 0, count = 0;
+    for (unsigned mask = 0; mask < 1u << n; mask++) {
+        if (__builtin_popcount(mask) != k) continue;
+        int best = -1, hit = 0, tied = 0, tied_pass = 0;
+        for (int i = 0; i < n; i++) {
+            if (!(mask >> i & 1)) continue;
+            hit |= pass[i];
+            if (unscored[i]) continue;
+            if (best < 0 || rankv[i] < best) best = rankv[i], tied = 0, tied_pass = 0;
+            if (rankv[i] == best) tied++, tied_pass += pass[i];
+        }
+        sum += tied ? (double)tied_pass / tied : 0;
+        any += hit;
+        count++;
+    }
+    *oracle = any / count;
+    return sum / count;
+}
+
+TEST(eval_estimators_match_enumeration) {
+    /* hand values: n=4, c=2: pass@2 = 1 - C(2,2)/C(4,2) = 5/6 */
+    CHECK_NEAR(lm_eval_pass_at_k(4, 2, 1), 0.5, 1e-15, 0);
+    CHECK_NEAR(lm_eval_pass_at_k(4, 2, 2), 5.0 / 6, 1e-15, 0);
+    CHECK(lm_eval_pass_at_k(4, 2, 3) == 1 && lm_eval_pass_at_k(4, 0, 4) == 0 && lm_eval_pass_at_k(4, 4, 1) == 1);
+    CHECK(lm_eval_pass_at_k(4, 2, 0) == 0 && lm_eval_pass_at_k(4, 2, 5) == 0 && lm_eval_pass_at_k(0, 0, 1) == 0);
+    /* groups {pass, fail} tied first, {pass}, {fail}: best-of-2 = 5/6 * 1/2 + 1/6 * 1 = 7/12 */
+    int g[] = {2, 1, 1}, c[] = {1, 1, 0};
+    CHECK_NEAR(lm_eval_best_of_k(4, g, c, 3, 1), 0.5, 1e-15, 0);
+    CHECK_NEAR(lm_eval_best_of_k(4, g, c, 3, 2), 7.0 / 12, 1e-15, 0);
+    CHECK_NEAR(lm_eval_best_of_k(4, g, c, 3, 4), 0.5, 1e-15, 0);
+    /* large n: no overflow (C(100000, 32) is far past a double's integers) */
+    double v = lm_eval_pass_at_k(100000, 1, 32);
+    CHECK_NEAR(v, 32.0 / 100000, 1e-15, 0);
+    /* random rankings with ties and unscored proofs against enumerating every subset */
+    uint64_t st = 12345;
+    for (int trial = 0; trial < 300; trial++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        int n = 1 + (int)(st >> 33) % 10;
+        int rankv[10], pass[10], unscored[10];
+        for (int i = 0; i < n; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            rankv[i] = (int)(st >> 40) % 4;
+            pass[i] = (int)((st >> 20) % 2);
+            unscored[i] = (st >> 50) % 5 == 0;
+        }
+        /* the groups in rank order, unscored left out */
+        int groups[10], passes[10], ng = 0, c_all = 0;
+        for (int i = 0; i < n; i++) c_all += pass[i];
+        for (int r = 0; r < 4; r++) {
+            int m = 0, cp = 0;
+            for (int i = 0; i < n; i++)
+                if (!unscored[i] && rankv[i] == r) m++, cp += pass[i];
+            if (m) groups[ng] = m, passes[ng++] = cp;
+        }
+        for (int k = 1; k <= n; k++) {
+            double oracle, want = brute_best_of_k(n, rankv, pass, unscored, k, &oracle);
+            CHECKF(fabs(lm_eval_best_of_k(n, groups, passes, ng, k) - want) < 1e-12, "trial %d n %d k %d", trial, n, k);
+            CHECKF(fabs(lm_eval_pass_at_k(n, c_all, k) - oracle) < 1e-12, "trial %d n %d k %d", trial, n, k);
+        }
+    }
+}
+
+static const char *no_domain(void *ctx, const char *q) { return NULL; }
+static const char *eval_domain(void *ctx, const char *q) {
+    return !strncmp(q, "FAKE", 4) ? "fake" : !strncmp(q, "ALT", 3) ? "alt" : NULL;
+}
+
+/* Problem a (domain fake), first proofs and their two verifications:
+ *   g0 CORRECT self 1 [1, 1]   g1 WRONG self 1 [1, 1]      (tied first: an even draw)
+ *   g2 CORRECT self .5 [.5, .5] g3 WRONG self 0 [0, none]
+ * a stops after round 0 (a mean of 1). Problem b (domain alt):
+ *   g0 WRONG self 1 [.5, .5]    g1 CORRECT self .5 [.5, .5] (same mean: the self-score ranks g0 first)
+ *   g2 no headings (dropped)    g3 WRONG self x [0, .75]   (no self-score; .75 is "other")
+ * round 1 refines b's g0 into CORRECT self 1 [1] and WRONG self 1 [0].
+ * Problem c has no domain. */
+static const char *eval_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    static const char *const a_body[4] = {"CORRECT", "WRONG", "CORRECT", "WRONG"}, *const a_self[4] = {"1", "1", "0.5", "0"};
+    static const char *const a_v[4][2] = {{"1", "1"}, {"1", "1"}, {"0.5", "0.5"}, {"0", "none"}};
+    static const char *const b_body[4] = {"WRONG", "CORRECT", NULL, "WRONG"}, *const b_self[4] = {"1", "0.5", NULL, "x"};
+    static const char *const b_v[4][2] = {{"0.5", "0.5"}, {"0.5", "0.5"}, {"0", "0"}, {"0", "0.75"}};
+    int r, g, v;
+    int n = sscanf(id, "r%d.g%d.v%d", &r, &g, &v);
+    if (!strcmp(pid, "c")) return n == 3 ? verdict("v", "1") : proof_answer("something", "1");
+    if (n == 3 && r == 1) return verdict("v", g == 0 ? "1" : "0");
+    if (n == 2 && r == 1) return proof_answer(g == 0 ? "CORRECT refined" : "WRONG refined", "1");
+    if (n < 2 || r != 0 || g > 3 || (n == 3 && v > 1)) return "?";
+    int is_a = !strcmp(pid, "a");
+    if (n == 3) return verdict("v", (is_a ? a_v : b_v)[g][v]);
+    if (!is_a && g == 2) return "no headings";
+    return proof_answer((is_a ? a_body : b_body)[g], (is_a ? a_self : b_self)[g]);
+}
+
+static double jnum(const json_value *v) {
+    double d = NAN;
+    return v && json_as_double(v, &d) ? d : NAN;
+}
+
+/* The list at key, compared with want[0..n). */
+static int jlist_is(const json_value *o, const char *key, const double *want, int n) {
+    const json_value *l = json_get(o, key);
+    if (!l || l->type != JSON_ARRAY || (int)l->len != n) return 0;
+    for (int i = 0; i < n; i++)
+        if (!(fabs(jnum(json_at(l, (size_t)i)) - want[i]) < 1e-12)) return 0;
+    return 1;
+}
+
+static int jconfusion_is(const json_value *o, const int want[3][4]) {
+    const json_value *c = json_get(json_get(o, "confusion"), "counts");
+    for (int r = 0; r < 3; r++)
+        for (int k = 0; k < 4; k++)
+            if (jnum(json_at(json_at(c, (size_t)r), (size_t)k)) != want[r][k]) return 0;
+    return 1;
+}
+
+TEST(eval_against_checker) {
+    run_env e;
+    env_open(&e, "eval", "{\"id\":\"a\",\"question\":\"FAKE a\"}\n{\"id\":\"b\",\"question\":\"ALT b\"}\n"
+                         "{\"id\":\"c\",\"question\":\"Prove it\"}\n");
+    e.o.samples = 4;
+    e.o.verifications = 2;
+    e.o.rounds = 1;
+    e.o.refine_top = 1;
+    e.o.refine_samples = 2;
+    e.o.refine_verifications = 1;
+    e.o.meta = 0;
+    const char *pids[] = {"a", "b", "c"};
+    tb t;
+    tb_init(&t, eval_answer, pids, 3, e.o.seed);
+    lm_prove_result *res = NULL;
+    lm_error err;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    CHECK(tb_count(&t, "a/r1.") == 0 && tb_count(&t, "b/r1.g") == 4);
+    lm_report_checker chk = {eval_domain, fake_check, NULL};
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/evaldir", tmpdir);
+    mkdir(dir, 0755);
+    lm_text md = {0}, js = {0};
+    CHECKF(res && lm_eval_report(res, &chk, dir, "# lemma prove\n\nPIPELINE TABLE\n", &md, &js, &err) == 0, "%s", err.msg);
+    json_doc *doc = js.data ? json_parse(js.data, js.len, &err) : NULL;
+    CHECKF(doc != NULL, "%s", js.data ? js.data : "(none)");
+    if (doc) {
+        const json_value *all = json_root(doc);
+        CHECK(jnum(json_get(all, "problems")) == 2 && jnum(json_get(all, "problems_ungraded")) == 1);
+        /* a: n 4, c 2, its tied top an even draw: best-of-4 1/2; b: n 4, c 1, the self-score puts the failing
+         * g0 first: best-of-4 0, best-of-2 = P(g1 in, g0 out) = (C(3,2) - C(2,2)) / C(4,2) = 1/3 */
+        CHECK_NEAR(jnum(json_get(all, "pass_at_1")), 0.375, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(all, "best_of_n")), 0.25, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(all, "oracle_pass_at_n")), 1, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(all, "verifier_agreement")), 6.0 / 15, 1e-15, 0);
+        static const double by_round[] = {0.25, 0.75}, p1_round[] = {0.375, 0.5};
+        CHECK(jlist_is(all, "pass_by_round", by_round, 2));       /* b's refined CORRECT wins round 1 */
+        CHECK(jlist_is(all, "pass_at_1_by_round", p1_round, 2));  /* a stopped: keeps its round 0 */
+        const json_value *curve = json_get(all, "best_of_n_curve");
+        /* a: best 1/2, 7/12, 1/2, 1/2; oracle 1/2, 5/6, 1, 1. b: best 1/4, 1/3, 1/4, 0; oracle 1/4, 1/2, 3/4, 1 */
+        static const double ns[] = {1, 2, 3, 4}, best[] = {0.375, 11.0 / 24, 0.375, 0.25},
+                            p1[] = {0.375, 0.375, 0.375, 0.375}, oracle[] = {0.375, 2.0 / 3, 0.875, 1};
+        CHECK(jlist_is(curve, "n", ns, 4) && jlist_is(curve, "best_of_n", best, 4));
+        CHECK(jlist_is(curve, "pass_at_1", p1, 4) && jlist_is(curve, "oracle_pass_at_n", oracle, 4));
+        static const int verif_all[3][4] = {{3, 2, 2, 1}, {0, 0, 0, 0}, {0, 4, 3, 0}};
+        static const int self_all[3][4] = {{1, 0, 3, 0}, {0, 0, 0, 0}, {0, 2, 2, 0}};
+        const json_value *vf = json_get(all, "verifier"), *se = json_get(all, "self_evaluation");
+        CHECK(jconfusion_is(vf, verif_all) && jnum(json_get(vf, "judged")) == 15);
+        CHECK(jnum(json_get(vf, "kept_by_meta_verification")) == 15);
+        CHECK(jconfusion_is(se, self_all) && jnum(json_get(se, "without_self_score")) == 1);
+        CHECK_NEAR(jnum(json_get(se, "agreement")), 3.0 / 8, 1e-15, 0);
+        CHECK(jnum(json_get(all, "first_proofs_dropped")) == 1);
+        const json_value *doms = json_get(all, "domains"), *fake = json_at(doms, 0), *alt = json_at(doms, 1);
+        CHECK(doms && doms->len == 2 && !strcmp(json_get(fake, "domain")->str, "fake") &&
+              !strcmp(json_get(alt, "domain")->str, "alt"));
+        CHECK_NEAR(jnum(json_get(fake, "pass_at_1")), 0.5, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(fake, "oracle_pass_at_n")), 1, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(fake, "verifier_agreement")), 3.0 / 7, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(alt, "verifier_agreement")), 3.0 / 8, 1e-15, 0);
+        CHECK_NEAR(jnum(json_get(alt, "best_of_n")), 0, 1e-15, 0);
+        static const double fake_best[] = {0.5, 7.0 / 12, 0.5, 0.5}, alt_round[] = {0, 1};
+        CHECK(jlist_is(json_get(fake, "best_of_n_curve"), "best_of_n", fake_best, 4));
+        CHECK(jlist_is(alt, "pass_by_round", alt_round, 2));
+        json_free(doc);
+    }
+    CHECKF(md.data && strstr(md.data, "| fake | 1 | 50.0% | 50.0% | 100.0% | 42.9% | ") &&
+               strstr(md.data, "| **all** | 2 | 37.5% | 25.0% | 100.0% | 40.0% | 37.5% | 75.0% |") &&
+               strstr(md.data, "| 2 | 45.8% | 37.5% | 66.7% |") && strstr(md.data, "| 1 | 75.0% | 50.0% |") &&
+               strstr(md.data, "| 0 | 3 | 2 | 2 | 1 |") && strstr(md.data, "## The pipeline's report (lemma prove)\n\nPIPELINE TABLE"),
+           "%s", md.data ? md.data : "(none)");
+    /* the files: the same bytes as returned, charts with the three and two series */
+    char path[500];
+    snprintf(path, sizeof path, "%s/results.json", dir);
+    char *onfile = read_text(path);
+    CHECK(onfile && js.data && !strcmp(onfile, js.data));
+    free(onfile);
+    snprintf(path, sizeof path, "%s/best_of_n.svg", dir);
+    onfile = read_text(path);
+    CHECK(onfile && strstr(onfile, "<svg") && strstr(onfile, "best-of-N by its own verification") &&
+          strstr(onfile, "oracle pass@N") && strstr(onfile, "</svg>"));
+    free(onfile);
+    snprintf(path, sizeof path, "%s/pass_by_round.svg", dir);
+    onfile = read_text(path);
+    CHECK(onfile && strstr(onfile, "refinement round") && strstr(onfile, "</svg>"));
+    free(onfile);
+    /* a second grading of the same result: the same bytes */
+    lm_text js2 = {0};
+    CHECK(lm_eval_report(res, &chk, NULL, NULL, NULL, &js2, &err) == 0 && js2.data && !strcmp(js2.data, js.data));
+    lm_text_free(&js2);
+    /* nothing to grade: a clear error */
+    lm_report_checker none = {no_domain, fake_check, NULL};
+    CHECK(lm_eval_report(res, &none, NULL, NULL, NULL, NULL, &err) == -1 &&
+          strstr(err.msg, "none of the 3 problems belongs to a synthetic domain"));
+    lm_text_free(&md);
+    lm_text_free(&js);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    env_close(&e);
+}
+
 static const char *verify_answer(tb *t, const char *pid, const char *id, const char *prompt) {
     if (!strncmp(prompt, "META", 4)) return verdict("m", "1");
     return verdict("v", strstr(prompt, "|| CORRECT") ? "1" : "0");
@@ -1308,6 +1529,8 @@ int main(void) {
     RUN(pipeline_records_junk_and_retries_failures);
     RUN(pipeline_resume_equals_uninterrupted);
     RUN(report_against_checker);
+    RUN(eval_estimators_match_enumeration);
+    RUN(eval_against_checker);
     RUN(verify_given_proofs);
     RUN(outdir_lock_and_run_args);
     RUN(model_fingerprint_content_and_headers);

@@ -1,12 +1,15 @@
-/* cmd_prove.c — lemma prove and lemma verify: DeepSeekMath-V2's proof
- * pipeline over a problems file (prove/pipeline.h, docs/prove.md).
+/* cmd_prove.c — lemma prove, lemma verify and lemma eval: DeepSeekMath-V2's
+ * proof pipeline over a problems file (prove/pipeline.h, docs/prove.md), and
+ * its evaluation table (prove/evaluate.h).
  *
  *   lemma prove PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR [options]
  *   lemma verify PROOFS.jsonl (--model DIR | --api-base URL --api-model NAME) --out DIR [options]
+ *   lemma eval MODEL_DIR --problems FILE --out DIR [options]
  *
+ * lemma eval is lemma prove with the evaluation on top: its folder is a prove
+ * run (run.json says "prove"), so either command continues the other's run.
  * --api-base may be repeated, or the endpoints listed in --endpoints FILE:
- * the requests fan out over them (prove/backend.h, docs/backends.md).
- */
+ * the requests fan out over them (prove/backend.h, docs/backends.md). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +19,11 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/fileio.h"
 #include "formats/jsonw.h"
 #include "prove/backend.h"
 #include "prove/backend_scripted.h"
+#include "prove/evaluate.h"
 #include "prove/fingerprint.h"
 #include "prove/outdir.h"
 #include "prove/pipeline.h"
@@ -93,7 +98,8 @@ static void on_progress(void *ctx, const lm_prove_phase *ph) {
 }
 
 typedef struct cli {
-    int verify;
+    int verify, eval;
+    const char *model_arg;  /* lemma eval's MODEL_DIR */
     const char *input, *out, *templates_path, *model, *api_model, *api_key_env, *script, *endpoints_path;
     cli_list api_base;                  /* --api-base, repeatable */
     lm_openai_endpoint *endpoints;      /* from api_base or endpoints_path (prove_run's) */
@@ -106,6 +112,7 @@ typedef struct cli {
 
 static const cli_arg prove_args[] = {{"PROBLEMS", CLI_ARG_AT(cli, input), CLI_REQUIRED}};
 static const cli_arg verify_args[] = {{"PROOFS.jsonl", CLI_ARG_AT(cli, input), CLI_REQUIRED}};
+static const cli_arg eval_args[] = {{"MODEL_DIR", CLI_ARG_AT(cli, model_arg), 0}};
 
 #define COUNT_OPT(name, field, lo, var, text)                                                              \
     {name, NULL, CLI_INT, CLI_AT(cli, o.field), .min = lo, .max = 100000, .flags = CLI_SHOW_FIELD, .metavar = var, \
@@ -157,15 +164,20 @@ static const cli_arg verify_args[] = {{"PROOFS.jsonl", CLI_ARG_AT(cli, input), C
     {"--no-meta", NULL, CLI_UNSET, CLI_AT(cli, o.meta), .help = "no meta-verification"},                     \
     {"--quiet", "-q", CLI_FLAG, CLI_AT(cli, quiet), .help = "phase lines only, no live progress"}
 
-static const cli_opt prove_opts[] = {
-    COUNT_OPT("--samples", samples, 1, "N", "first proofs per problem"),
-    COUNT_OPT("--verifications", verifications, 1, "M", "verifications per proof"),
-    {"--rounds", NULL, CLI_INT, CLI_AT(cli, o.rounds), .min = 0, .max = 10000, .flags = CLI_SHOW_FIELD,
-     .metavar = "R", .help = "refinement rounds"},
-    REFINE_OPT("--refine-top", refine_top, "K", "best proofs refined per round", "samples/4, at least 1"),
-    REFINE_OPT("--refine-samples", refine_samples, "S", "new proofs per refined proof", "4"),
-    REFINE_OPT("--refine-verifications", refine_verifications, "V", "verifications per refined proof", "M"),
-    SHARED_OPTS,
+#define PROVE_OPTS                                                                                          \
+    COUNT_OPT("--samples", samples, 1, "N", "first proofs per problem"),                                    \
+    COUNT_OPT("--verifications", verifications, 1, "M", "verifications per proof"),                         \
+    {"--rounds", NULL, CLI_INT, CLI_AT(cli, o.rounds), .min = 0, .max = 10000, .flags = CLI_SHOW_FIELD,     \
+     .metavar = "R", .help = "refinement rounds"},                                                          \
+    REFINE_OPT("--refine-top", refine_top, "K", "best proofs refined per round", "samples/4, at least 1"), \
+    REFINE_OPT("--refine-samples", refine_samples, "S", "new proofs per refined proof", "4"),               \
+    REFINE_OPT("--refine-verifications", refine_verifications, "V", "verifications per refined proof", "M"), \
+    SHARED_OPTS
+static const cli_opt prove_opts[] = {PROVE_OPTS};
+static const cli_opt eval_opts[] = {
+    {"--problems", NULL, CLI_PATH, CLI_AT(cli, input), .flags = CLI_REQUIRED, .metavar = "FILE",
+     .help = "problems of the synthetic domains (lemma tasks gen), JSON array or JSONL"},
+    PROVE_OPTS,
 };
 static const cli_opt verify_opts[] = {
     COUNT_OPT("--verifications", verifications, 1, "M", "verifications per proof"),
@@ -240,7 +252,7 @@ static lm_backend *make_backend(const cli *c, lm_error *err) {
 }
 
 static void print_settings(const cli *c, const lm_problem_set *ps, int loaded) {
-    const char *cmd = c->verify ? "verify" : "prove";
+    const char *cmd = c->verify ? "verify" : c->eval ? "eval" : "prove";
     const lm_prove_opts *o = &c->o;
     fprintf(stderr, "lemma %s: %d %s from %s; %s %s\n", cmd, ps->n,
             c->verify ? (ps->n == 1 ? "proof" : "proofs") : (ps->n == 1 ? "problem" : "problems"), c->input,
@@ -282,7 +294,15 @@ static void free_endpoints(cli *c) {
 static int prove_run(const void *dest) {
     cli c = *(const cli *)dest;
     int verify = c.verify;
-    const char *cmd = verify ? "verify" : "prove";
+    const char *cmd = verify ? "verify" : c.eval ? "eval" : "prove";
+    if (c.eval) {
+        int backends = (c.model_arg != NULL) + (c.model != NULL) + (c.api_base.n > 0 || c.endpoints_path != NULL) +
+                       (c.script != NULL);
+        if (backends != 1)
+            return cli_fail(&cli_eval_spec, backends ? "give one of MODEL_DIR, --model, --api-base (or --endpoints), --backend-script"
+                                                     : "missing MODEL_DIR (or --api-base URL --api-model NAME)");
+        if (c.model_arg) c.model = c.model_arg;
+    }
     lm_prove_opts_complete(&c.o);
     /* Before anything else: a Ctrl-C while the folder is being opened must
      * stop the run too (background jobs start with SIGINT ignored). */
@@ -305,7 +325,8 @@ static int prove_run(const void *dest) {
     char pool_path[4200], model_sha256[65] = "";
 
     if (c.api_model && !c.api_base.n && !c.endpoints_path)
-        return cli_fail(verify ? &cli_verify_spec : &cli_prove_spec, "--api-model goes with --api-base URL or --endpoints FILE");
+        return cli_fail(verify ? &cli_verify_spec : c.eval ? &cli_eval_spec : &cli_prove_spec,
+                        "--api-model goes with --api-base URL or --endpoints FILE");
     if (c.endpoints_path) {
         if (lm_openai_endpoints_load(c.endpoints_path, &c.endpoints, &c.n_endpoints, &err)) {
             fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
@@ -323,6 +344,17 @@ static int prove_run(const void *dest) {
         free_endpoints(&c);
         fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
         return 1;
+    }
+    if (c.eval) { /* before any folder or model is opened: an evaluation needs the checker */
+        const lm_report_checker *chk = lm_report_task_checker();
+        int graded = 0;
+        for (int i = 0; i < ps.n; i++) graded += chk->domain(chk->ctx, ps.items[i].question) != NULL;
+        if (!graded) {
+            fprintf(stderr, "lemma eval: %s: none of the %d problems belongs to a synthetic domain (lemma tasks list): "
+                            "the checker can grade none\n", c.input, ps.n);
+            lm_problems_free(&ps);
+            return 1;
+        }
     }
     if (c.templates_path ? lm_templates_load(c.templates_path, &t, &err) : lm_templates_builtin(&t, &err)) goto fail;
     if (lm_outdir_open(c.out, &lock, &err)) goto fail;
@@ -358,14 +390,29 @@ static int prove_run(const void *dest) {
         }
         goto fail;
     }
-    if (lm_prove_report(res, lm_report_task_checker(), c.out, &md, NULL, &err)) goto fail;
+    if (c.eval) {
+        /* the pipeline's report.json as lemma prove writes it; report.md is the evaluation's, with it inside */
+        lm_text pipeline_md = {0}, pipeline_json = {0};
+        char path[4200];
+        snprintf(path, sizeof path, "%s/report.json", c.out);
+        int erc = lm_prove_report(res, lm_report_task_checker(), NULL, &pipeline_md, &pipeline_json, &err) ||
+                  lm_write_file_atomic(path, pipeline_json.data, pipeline_json.len, &err) ||
+                  lm_eval_report(res, lm_report_task_checker(), c.out, pipeline_md.data, &md, NULL, &err);
+        lm_text_free(&pipeline_md);
+        lm_text_free(&pipeline_json);
+        if (erc) goto fail;
+    } else if (lm_prove_report(res, lm_report_task_checker(), c.out, &md, NULL, &err)) {
+        goto fail;
+    }
     fputs(md.data ? md.data : "", stdout);
     if (fflush(stdout) || ferror(stdout)) {
         snprintf(err.msg, sizeof err.msg, "cannot write the report to stdout");
         goto fail;
     }
-    fprintf(stderr, "lemma %s: %s/report.md and report.json written (%d asked, %d from the pool, %d failed)\n", cmd,
-            c.out, res->asked, res->from_pool, res->failed);
+    fprintf(stderr, "lemma %s: %s/%s written (%d asked, %d from the pool, %d failed)\n", cmd, c.out,
+            c.eval ? "results.json, report.md, best_of_n.svg, pass_by_round.svg, report.json"
+                   : "report.md and report.json",
+            res->asked, res->from_pool, res->failed);
     rc = 0;
     goto done;
 fail:
@@ -413,4 +460,24 @@ const cli_spec cli_verify_spec = {
              "the question belongs to a synthetic domain, the checker's score and the agreement).",
     CLI_ARGS(verify_args), CLI_OPTS(verify_opts), .one_of = one_backend, .size = sizeof(cli),
     .run = prove_run, .init = verify_defaults,
+};
+
+static void eval_defaults(void *dest) {
+    prove_defaults(dest);
+    ((cli *)dest)->eval = 1;
+}
+
+const cli_spec cli_eval_spec = {
+    .cmd = "eval",
+    .usage = "MODEL_DIR --problems FILE --out DIR [--samples N --verifications M --rounds R] [options]\n"
+             "--api-base URL --api-model NAME --problems FILE --out DIR [options]",
+    .about = "Runs (or continues) lemma prove's pipeline on problems of the synthetic domains into DIR,\n"
+             "then grades every proof and verification with the exact checker: DIR/results.json\n"
+             "(pass_at_1, best_of_n by the model's own verification, oracle_pass_at_n,\n"
+             "verifier_agreement, pass_by_round, the best-of-N curve for N = 1..min(32, samples), the\n"
+             "verifier's and the self-evaluation's confusion against the checker; all problems and per\n"
+             "domain), DIR/report.md and the charts DIR/best_of_n.svg and DIR/pass_by_round.svg\n"
+             "(docs/prove.md). DIR is a lemma prove run: a rerun asks nothing new.",
+    CLI_ARGS(eval_args), CLI_OPTS(eval_opts), .size = sizeof(cli),
+    .run = prove_run, .init = eval_defaults,
 };

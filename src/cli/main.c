@@ -34,6 +34,8 @@ static const command commands[] = {
      "PROBLEMS (--model DIR | --api-base URL --api-model NAME) --out DIR: generate, verify, refine"},
     {"serve", &cli_serve_spec, NULL, "MODEL_DIR [--port 8080]: OpenAI-compatible HTTP server (chat, completions, models)"},
     {"verify", &cli_verify_spec, NULL, "PROOFS.jsonl (--model DIR | --api-base ...) --out DIR: verify given proofs"},
+    {"eval", &cli_eval_spec, NULL,
+     "MODEL_DIR --problems FILE --out DIR: pass@1, best-of-N, verifier agreement by the checker"},
 };
 
 static void usage(FILE *f) {

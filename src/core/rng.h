@@ -17,6 +17,7 @@ enum lm_rng_stream {
     LM_RNG_DATA = 3,
     LM_RNG_BENCH = 4,
     LM_RNG_TASKS = 5, /* theorem domains (src/tasks): problems, corruptions, per-problem seeds */
+    LM_RNG_RL = 6,    /* post-training stages: prompts and sampling seeds per (seed, step) */
 };
 
 static inline uint64_t lm_mix64(uint64_t z) {

@@ -205,6 +205,11 @@ static int prepare_input(const lm_recipe_input *in, const char *exclude_path, co
 
 /* ---- stages ------------------------------------------------------------------------- */
 
+/* Stages whose partial folder an interrupted build continues. */
+static int resumable(int kind_id) {
+    return kind_id == LM_STAGE_PRETRAIN || kind_id == LM_STAGE_SFT || kind_id == LM_STAGE_VERIFIER_RL;
+}
+
 typedef int (*stage_fn)(const lm_stage *, const char *, lm_error *);
 
 static stage_fn stage_function(int kind_id) {
@@ -213,6 +218,7 @@ static stage_fn stage_function(int kind_id) {
     case LM_STAGE_DATA: return lm_stage_data;
     case LM_STAGE_PRETRAIN:
     case LM_STAGE_SFT: return lm_stage_pretrain;
+    case LM_STAGE_VERIFIER_RL: return lm_stage_verifier_rl;
     }
     return NULL;
 }
@@ -411,7 +417,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
         char pname[128], pdir[4096];
         snprintf(pname, sizeof pname, ".%s.partial-%.16s", rs->name, key);
         snprintf(pdir, sizeof pdir, "%s/%s", o->out_dir, pname);
-        if (remove_partials(o, rs->name, (rs->kind_id == LM_STAGE_PRETRAIN || rs->kind_id == LM_STAGE_SFT) ? pname : NULL,
+        if (remove_partials(o, rs->name, resumable(rs->kind_id) ? pname : NULL,
                             prefix, err))
             goto done;
         int resume = 0;
@@ -423,7 +429,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             goto done;
         }
         if (note(o, 0, "%s: %s", prefix, resume ? "resuming an interrupted run" : "running")) {
-            if (rs->kind_id != LM_STAGE_PRETRAIN && rs->kind_id != LM_STAGE_SFT) lm_remove_tree(pdir, NULL);
+            if (!resumable(rs->kind_id)) lm_remove_tree(pdir, NULL);
             lm_fail(err, "interrupted");
             goto done;
         }
@@ -448,7 +454,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
         stage_fn fn = stage_function(rs->kind_id);
         if (!fn || fn(&st, o->out_dir, err)) {
             if (!fn) lm_fail(err, "unknown stage kind %s", rs->kind);
-            if (rs->kind_id != LM_STAGE_PRETRAIN && rs->kind_id != LM_STAGE_SFT) lm_remove_tree(pdir, NULL);
+            if (!resumable(rs->kind_id)) lm_remove_tree(pdir, NULL);
             lm_fail_prefix(err, "stage %s", rs->name);
             goto done;
         }

@@ -265,12 +265,13 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     else if (!strcmp(k->str, "data")) st->kind_id = LM_STAGE_DATA;
     else if (!strcmp(k->str, "pretrain")) st->kind_id = LM_STAGE_PRETRAIN;
     else if (!strcmp(k->str, "sft")) st->kind_id = LM_STAGE_SFT;
+    else if (!strcmp(k->str, "verifier_rl")) st->kind_id = LM_STAGE_VERIFIER_RL;
     else if (!strcmp(k->str, "verifier") || !strcmp(k->str, "rl") || !strcmp(k->str, "distill"))
         return lm_fail(err, "%s: byte %zu: %s.kind: \"%s\" stages are planned but not implemented yet", f, k->offset,
                        where, k->str);
     else {
         char q[80];
-        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data, pretrain or sft)", f,
+        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data, pretrain, sft or verifier_rl)", f,
                        k->offset, where, json_quote(q, sizeof q, k->str, k->len));
     }
     if (!in || in->type != JSON_ARRAY || !in->len || in->len > 1024)
@@ -310,6 +311,10 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         else if (r->stages[-ref - 1].kind_id == LM_STAGE_DATA) ndata++;
         else if (st->kind_id == LM_STAGE_SFT &&
                  (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT))
+            nmodel++;
+        else if (st->kind_id == LM_STAGE_VERIFIER_RL &&
+                 (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT ||
+                  r->stages[-ref - 1].kind_id == LM_STAGE_VERIFIER_RL))
             nmodel++;
         else
             return lm_fail(err, "%s: byte %zu: %s.inputs: \"%s\" is a %s stage, which a %s stage cannot take", f,
@@ -361,6 +366,14 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         if (json_get(v, "config"))
             return lm_fail(err, "%s: byte %zu: %s.config: an sft stage takes its config from the model it starts from",
                            f, json_get(v, "config")->offset, where);
+        break;
+    case LM_STAGE_VERIFIER_RL:
+        /* its parameters are checked by the stage (stage_verifier_rl.c) */
+        if (nmodel != 1 || ndata || ntok)
+            return lm_fail(err, "%s: byte %zu: %s.inputs: a verifier_rl stage takes one model to train (a pretrain, "
+                                "sft or verifier_rl stage) and optionally problem sets whose questions it never "
+                                "trains on (e.g. the held-out set)",
+                           f, in->offset, where);
         break;
     }
     return 0;

@@ -70,5 +70,7 @@ int lm_stage_tokenizer(const lm_stage *st, const char *build_dir, lm_error *err)
 int lm_stage_data(const lm_stage *st, const char *build_dir, lm_error *err);
 /* Pretraining (src/recipe/stage_pretrain.c; `lemma train` provides it). */
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err);
+/* GRPO on verification prompts (src/recipe/stage_verifier_rl.c). */
+int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *err);
 
 #endif

@@ -387,6 +387,28 @@ static void heat_color(double ratio, char out_col[8]) {
     snprintf(out_col, 8, "#%02x%02x%02x", r, g, b);
 }
 
+/* The document up to its title: XML header, size, styles, white ground. */
+static void doc_begin(svg *s, double H, const char *title) {
+    out(s, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" viewBox=\"0 0 %d %.0f\" "
+           "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n",
+        W, H, W, H);
+    out(s, "<style>\n"
+           "  .title { font-size: 19px; font-weight: bold; fill: #1d232b; }\n"
+           "  .sub { font-size: 12.5px; fill: #4b5561; }\n"
+           "  .ptitle { font-size: 13.5px; font-weight: bold; fill: #2b333d; }\n"
+           "  .legend { font-size: 12px; fill: #3a434d; }\n"
+           "  .ytick { font-size: 11px; fill: #4b5561; text-anchor: end; }\n"
+           "  .xtick { font-size: 11px; fill: #4b5561; text-anchor: middle; }\n"
+           "  .axis { font-size: 12px; fill: #2b333d; text-anchor: middle; }\n"
+           "  .grid { stroke: #e6e9ed; stroke-width: 1; }\n"
+           "</style>\n");
+    out(s, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    out(s, "<text x=\"%d\" y=\"32\" class=\"title\">", ML);
+    out_escaped(s, title);
+    out(s, "</text>\n");
+}
+
 /* ---- the document ------------------------------------------------------------------- */
 
 int lm_plot_svg(const lm_metrics *m, const char *title, lm_text *text, lm_error *err) {
@@ -449,24 +471,7 @@ int lm_plot_svg(const lm_metrics *m, const char *title, lm_text *text, lm_error 
     free(pre);
     free(cnt);
 
-    out(&s, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    out(&s, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%.0f\" viewBox=\"0 0 %d %.0f\" "
-            "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n",
-        W, H, W, H);
-    out(&s, "<style>\n"
-            "  .title { font-size: 19px; font-weight: bold; fill: #1d232b; }\n"
-            "  .sub { font-size: 12.5px; fill: #4b5561; }\n"
-            "  .ptitle { font-size: 13.5px; font-weight: bold; fill: #2b333d; }\n"
-            "  .legend { font-size: 12px; fill: #3a434d; }\n"
-            "  .ytick { font-size: 11px; fill: #4b5561; text-anchor: end; }\n"
-            "  .xtick { font-size: 11px; fill: #4b5561; text-anchor: middle; }\n"
-            "  .axis { font-size: 12px; fill: #2b333d; text-anchor: middle; }\n"
-            "  .grid { stroke: #e6e9ed; stroke-width: 1; }\n"
-            "</style>\n");
-    out(&s, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    out(&s, "<text x=\"%d\" y=\"32\" class=\"title\">", ML);
-    out_escaped(&s, title && *title ? title : "training run");
-    out(&s, "</text>\n");
+    doc_begin(&s, H, title && *title ? title : "training run");
 
     /* summary line */
     char sub[512];
@@ -598,6 +603,57 @@ int lm_plot_svg(const lm_metrics *m, const char *title, lm_text *text, lm_error 
     }
     out(&s, "<text x=\"%.1f\" y=\"%.1f\" class=\"axis\">step</text>\n", (ML + W - MR) / 2.0, H - 8);
     out(&s, "</svg>\n");
+    if (s.bad) return lm_fail(err, "out of memory");
+    return 0;
+}
+
+/* ---- line charts ------------------------------------------------------------------ */
+
+int lm_plot_lines_svg(const lm_plot_lines *c, lm_text *text, lm_error *err) {
+    static const char *const colors[LM_PLOT_MAX_SERIES] = {"#1f63a8", "#d62728", "#2e9e4f", "#7b52ab"};
+    if (c->n_series < 1 || c->n_series > LM_PLOT_MAX_SERIES)
+        return lm_fail(err, "a line chart takes 1..%d series, got %d", LM_PLOT_MAX_SERIES, c->n_series);
+    int any = 0;
+    for (int i = 0; i < c->n_series; i++) any |= c->n > 0 && any_finite(c->series[i].y, c->n);
+    if (!any) return lm_fail(err, "nothing to plot: no finite point");
+    svg s = {text, 0};
+    double x_lo = (double)c->x[0], x_hi = (double)c->x[c->n - 1];
+    if (x_hi == x_lo) x_lo -= 0.5, x_hi += 0.5;
+    double H = 110 + 300 + 64;
+    /* a fixed range padded a little, so that points on its edges show whole */
+    double pad = (c->y_hi - c->y_lo) * 0.03;
+    panel p = {110, 300, {x_lo, x_hi, ML, W - MR}, {c->y_lo - pad, c->y_hi + pad, 110 + 300, 110}};
+    if (!(c->y_lo < c->y_hi)) {
+        p.y.lo = INFINITY;
+        p.y.hi = -INFINITY;
+        for (int i = 0; i < c->n_series; i++) {
+            double lo, hi;
+            if (range_of(c->series[i].y, NULL, c->n, &lo, &hi)) p.y.lo = fmin(p.y.lo, lo), p.y.hi = fmax(p.y.hi, hi);
+        }
+    }
+    doc_begin(&s, H, c->title);
+    if (c->subtitle) {
+        out(&s, "<text x=\"%d\" y=\"54\" class=\"sub\">", ML);
+        out_escaped(&s, c->subtitle);
+        out(&s, "</text>\n");
+    }
+    draw_frame(&s, &p, c->panel ? c->panel : "", 1);
+    /* the legend on a line of its own above the panel: names here are long */
+    double lx = ML;
+    for (int i = 0; i < c->n_series; i++) {
+        const char *col = colors[i];
+        curve(&s, &p, c->x, c->series[i].y, c->n, col, 2.2, 1);
+        dots(&s, &p, c->x, c->series[i].y, c->n, col);
+        out(&s, "<line x1=\"%.1f\" y1=\"70\" x2=\"%.1f\" y2=\"70\" stroke=\"%s\" stroke-width=\"2.5\"/>\n", lx, lx + 18,
+            col);
+        out(&s, "<text x=\"%.1f\" y=\"74\" class=\"legend\">", lx + 24);
+        out_escaped(&s, c->series[i].name);
+        out(&s, "</text>\n");
+        lx += 48 + 6.8 * (double)strlen(c->series[i].name);
+    }
+    out(&s, "<text x=\"%.1f\" y=\"%.1f\" class=\"axis\">", (ML + W - MR) / 2.0, H - 8);
+    out_escaped(&s, c->x_label ? c->x_label : "");
+    out(&s, "</text>\n</svg>\n");
     if (s.bad) return lm_fail(err, "out of memory");
     return 0;
 }

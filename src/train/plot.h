@@ -57,4 +57,24 @@ void lm_metrics_free(lm_metrics *m);
 /* Appends the SVG document to svg. Errors: no record with a loss. */
 int lm_plot_svg(const lm_metrics *m, const char *title, lm_text *svg, lm_error *err);
 
+/* One panel of line series over shared integer x values (`lemma eval`'s
+ * best-of-N and refinement-round charts), in the same style: each series a
+ * line with its points marked, NaN a gap, a legend entry per series. */
+#define LM_PLOT_MAX_SERIES 4
+typedef struct lm_plot_series {
+    const char *name;        /* legend text */
+    const double *y;         /* [n], NaN: no point */
+} lm_plot_series;
+typedef struct lm_plot_lines {
+    const char *title, *subtitle, *panel, *x_label;  /* subtitle and panel may be NULL */
+    const int64_t *x;        /* [n], increasing */
+    int64_t n;
+    lm_plot_series series[LM_PLOT_MAX_SERIES];
+    int n_series;
+    double y_lo, y_hi;       /* the y range when y_lo < y_hi, else from the data */
+} lm_plot_lines;
+/* Appends the SVG document to svg. Errors: no point, more than
+ * LM_PLOT_MAX_SERIES series. */
+int lm_plot_lines_svg(const lm_plot_lines *c, lm_text *svg, lm_error *err);
+
 #endif

@@ -1,0 +1,996 @@
+/* stage_verifier_rl.c — the "verifier_rl" stage kind of `lemma build`: GRPO
+ * on verification prompts (DeepSeekMath-V2 §2.1.1, eq. 1–2), starting from
+ * the model of an earlier pretrain, sft or verifier_rl stage.
+ *
+ * Step t (0-based) of a stage with seed S:
+ *   1. prompts: P verification problems, problem j drawn from domain
+ *      (t·P + j) mod D with a seed that is a function of (S, t, j) (a draw
+ *      whose question is in an excluded set is redrawn with the next attempt
+ *      counter); with probability p_flawed its reference proof is corrupted
+ *      (the domain's corrupter); the label s is the exact checker's score of
+ *      the proof shown. The prompt is the proof_verification template with
+ *      the question and the solution part, as a one-turn chat — exactly what
+ *      the SFT set and the pipeline's verify phase send.
+ *   2. sampling: the engine on the current weights (the trainer's F32
+ *      weights viewed as an lm_model: no copy, no save), G choices per
+ *      prompt, choice k seeded by a function of (S, t, j, k).
+ *   3. rewards: prove/reward.h (R_format · R_score) against s.
+ *   4. training: logp_old = lm_train_logprobs of the sampling weights (the
+ *      first iteration's ratio is exactly 1), logp_ref of the stage's input
+ *      model (frozen), then num_iterations lm_rl_step calls on the batch.
+ * So everything a step does is a function of (weights, optimiser state, S,
+ * t): a resumed stage redoes exactly the steps an uninterrupted one does.
+ *
+ * Folder: ckpt-N/ (config.json, model.safetensors, optim_m.safetensors,
+ * optim_v.safetensors, trainer_state.json, tokenizer files), latest -> the
+ * newest, and at the end the final weights exported beside them (config.json,
+ * model.safetensors, tokenizer files: the folder is a model directory);
+ * metrics.jsonl and the SVG plots are volatile (not hashed). */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/dirlock.h"
+#include "core/fileio.h"
+#include "core/rng.h"
+#include "core/stop.h"
+#include "core/threadpool.h"
+#include "formats/json.h"
+#include "infer/engine.h"
+#include "model/model.h"
+#include "prove/reward.h"
+#include "prove/template.h"
+#include "prove/templates.h"
+#include "recipe/stages.h"
+#include "tasks/tasks.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+#include "train/params.h"
+#include "train/plot.h"
+#include "train/rl.h"
+#include "train/step.h"
+
+static const char *const keys[] = {
+    "name", "kind", "inputs", "description", "steps", "prompts", "group", "max_tokens", "seq", "micro_batch",
+    "temperature", "top_p", "lr", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "beta_kl",
+    "clip_low", "clip_high", "std_eps", "scale_std", "agg", "norm_len", "num_iterations", "seed", "difficulty",
+    "domains", "p_flawed", "templates", "save_every", "log_every", NULL};
+
+typedef struct vrl_opts {
+    int64_t steps, prompts, group, max_tokens, seq, micro_batch, num_iterations, save_every, log_every;
+    double temperature, top_p, lr, p_flawed;
+    lm_adamw_opts adamw;
+    double clip, bias_gamma;
+    lm_rl_opts rl;
+    uint64_t seed;
+    int dmin, dmax;
+    const char *domains, *templates;
+} vrl_opts;
+
+/* ---- parameters ---------------------------------------------------------------- */
+
+static int read_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
+    for (const json_value *m = st->def->child; m; m = m->next) {
+        int known = 0;
+        for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
+        if (!known)
+            return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a verifier_rl stage", st->recipe_path,
+                           m->offset, st->name, m->key);
+    }
+    memset(o, 0, sizeof *o);
+    lm_train_opts to = lm_train_opts_default();
+    o->adamw = to.adamw;
+    o->rl = lm_rl_opts_default();
+    int64_t seed;
+    const char *agg = "seq_mean";
+    int scale_std = 1;
+    if (lm_stage_int(st, "steps", 20, 1, 1ll << 40, &o->steps, err) ||
+        lm_stage_int(st, "prompts", 8, 1, 4096, &o->prompts, err) ||
+        lm_stage_int(st, "group", 4, 1, 256, &o->group, err) ||
+        lm_stage_int(st, "max_tokens", 256, 1, 1 << 20, &o->max_tokens, err) ||
+        lm_stage_int(st, "seq", 512, 8, 1 << 20, &o->seq, err) ||
+        lm_stage_int(st, "micro_batch", 0, 0, 1 << 20, &o->micro_batch, err) ||
+        lm_stage_double(st, "temperature", 1.0, 0, 10, &o->temperature, err) ||
+        lm_stage_double(st, "top_p", 1.0, 1e-6, 1, &o->top_p, err) ||
+        lm_stage_double(st, "lr", 1e-4, 1e-12, 10, &o->lr, err) ||
+        lm_stage_double(st, "weight_decay", 0.0, 0, 10, &o->adamw.weight_decay, err) ||
+        lm_stage_double(st, "beta1", 0.9, 0, 0.999999, &o->adamw.beta1, err) ||
+        lm_stage_double(st, "beta2", 0.95, 0, 0.9999999, &o->adamw.beta2, err) ||
+        lm_stage_double(st, "eps", 1e-8, 0, 1, &o->adamw.eps, err) ||
+        lm_stage_double(st, "clip", 1.0, 0, 1e9, &o->clip, err) ||
+        lm_stage_double(st, "bias_gamma", 0.0, 0, 10, &o->bias_gamma, err) ||
+        lm_stage_double(st, "beta_kl", o->rl.beta_kl, 0, 100, &o->rl.beta_kl, err) ||
+        lm_stage_double(st, "clip_low", o->rl.clip_low, 0, 0.999999, &o->rl.clip_low, err) ||
+        lm_stage_double(st, "clip_high", o->rl.clip_high, 0, 100, &o->rl.clip_high, err) ||
+        lm_stage_double(st, "std_eps", o->rl.std_eps, 1e-12, 1, &o->rl.std_eps, err) ||
+        lm_stage_bool(st, "scale_std", 1, &scale_std, err) || lm_stage_string(st, "agg", agg, &agg, err) ||
+        lm_stage_double(st, "norm_len", 0, 0, 1e9, &o->rl.norm_len, err) ||
+        lm_stage_int(st, "num_iterations", 1, 1, 64, &o->num_iterations, err) ||
+        lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
+        lm_stage_string(st, "domains", "all", &o->domains, err) ||
+        lm_stage_double(st, "p_flawed", 0.5, 0, 1, &o->p_flawed, err) ||
+        lm_stage_string(st, "templates", NULL, &o->templates, err) ||
+        lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
+        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err))
+        return -1;
+    o->seed = (uint64_t)seed;
+    o->rl.scale_std = scale_std;
+    if (!strcmp(agg, "seq_mean")) o->rl.agg = LM_RL_SEQ_MEAN;
+    else if (!strcmp(agg, "token_mean")) o->rl.agg = LM_RL_TOKEN_MEAN;
+    else if (!strcmp(agg, "seq_sum")) o->rl.agg = LM_RL_SEQ_SUM;
+    else
+        return lm_fail(err, "%s: stage %s: \"agg\": expected \"seq_mean\" (GRPO), \"token_mean\" (DAPO) or "
+                            "\"seq_sum\" (Dr. GRPO)", st->recipe_path, st->name);
+    if (o->rl.agg == LM_RL_SEQ_SUM && o->rl.norm_len <= 0) o->rl.norm_len = (double)o->max_tokens;
+    int64_t rows = o->prompts * o->group;
+    if (!o->micro_batch) o->micro_batch = rows;
+    if (rows % o->micro_batch)
+        return lm_fail(err, "%s: stage %s: \"micro_batch\" %lld must divide prompts x group = %lld", st->recipe_path,
+                       st->name, (long long)o->micro_batch, (long long)rows);
+    if (o->max_tokens >= o->seq)
+        return lm_fail(err, "%s: stage %s: \"max_tokens\" %lld leaves no room for the prompt in \"seq\" %lld",
+                       st->recipe_path, st->name, (long long)o->max_tokens, (long long)o->seq);
+    const json_value *d = json_get(st->def, "difficulty");
+    o->dmin = o->dmax = 1;
+    if (d) {
+        int64_t lo, hi;
+        if (json_as_int(d, &lo)) hi = lo;
+        else if (d->type != JSON_ARRAY || d->len != 2 || !json_as_int(json_at(d, 0), &lo) ||
+                 !json_as_int(json_at(d, 1), &hi))
+            lo = hi = 0;
+        if (lo < 1 || hi > 5 || lo > hi)
+            return lm_fail(err, "%s: byte %zu: stage %s: \"difficulty\": expected d or [lo, hi] with 1 <= lo <= hi <= 5",
+                           st->recipe_path, d->offset, st->name);
+        o->dmin = (int)lo;
+        o->dmax = (int)hi;
+    }
+    return lm_rl_opts_check(&o->rl, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
+}
+
+/* ---- small helpers --------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return !stat(p, &st) && S_ISREG(st.st_mode);
+}
+
+static int copy_file(const char *from, const char *to, lm_error *err) {
+    char *data;
+    size_t len;
+    if (lm_read_file(from, (size_t)1 << 40, &data, &len, err)) return -1;
+    int rc = lm_write_file_atomic(to, data, len, err);
+    free(data);
+    return rc;
+}
+
+static int fsync_dir(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int rc = fsync(fileno(f));
+    fclose(f);
+    return rc;
+}
+
+/* "ckpt-" and digits only. */
+static int ckpt_step(const char *name, int64_t *step) {
+    if (strncmp(name, "ckpt-", 5) || !name[5]) return 0;
+    int64_t v = 0;
+    for (const char *p = name + 5; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (*p - '0');
+    }
+    *step = v;
+    return 1;
+}
+
+static int64_t newest_checkpoint(const char *dir) {
+    int64_t best = -1, s;
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (ckpt_step(e->d_name, &s) && s > best) best = s;
+    closedir(d);
+    return best;
+}
+
+/* Everything in the stage folder except lemma's marker and lock. */
+static int clear_folder(const lm_stage *st, const char *why, lm_error *err) {
+    DIR *d = opendir(st->out_dir);
+    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
+            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
+            continue;
+        char p[PATH_MAX], msg[PATH_MAX + 80];
+        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
+        snprintf(msg, sizeof msg, "removing %s (%s)", p, why);
+        if (st->notice) st->notice(st->notice_ctx, msg);
+        rc = lm_remove_tree(p, err);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* ---- excluded questions (the held-out set) ------------------------------------ */
+
+typedef struct qset {
+    char **q;
+    size_t n, cap;
+} qset;
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void qset_free(qset *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->q[i]);
+    free(s->q);
+    memset(s, 0, sizeof *s);
+}
+
+static int qset_add_file(qset *s, const char *path, lm_error *err) {
+    char *text;
+    size_t len;
+    if (lm_read_file(path, (size_t)1 << 32, &text, &len, err)) return -1;
+    int rc = 0;
+    size_t line = 0;
+    for (size_t pos = 0; pos < len && !rc; line++) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        if (end > pos) {
+            json_doc *d = json_parse(text + pos, end - pos, err);
+            const json_value *q = d ? json_get(json_root(d), "question") : NULL;
+            if (!d) rc = lm_fail_prefix(err, "%s: line %zu", path, line + 1);
+            else if (!q || q->type != JSON_STRING)
+                rc = lm_fail(err, "%s: line %zu: no \"question\" string (a verifier_rl stage's text inputs are problem "
+                                  "sets whose questions it never trains on)", path, line + 1);
+            else {
+                if (s->n == s->cap) {
+                    size_t cap = s->cap ? 2 * s->cap : 64;
+                    char **p = realloc(s->q, cap * sizeof *p);
+                    if (!p) rc = lm_fail(err, "out of memory");
+                    else s->q = p, s->cap = cap;
+                }
+                if (!rc && !(s->q[s->n++] = strdup(q->str))) {
+                    s->n--;
+                    rc = lm_fail(err, "out of memory");
+                }
+            }
+            json_free(d);
+        }
+        pos = end + 1;
+    }
+    free(text);
+    if (!rc) qsort(s->q, s->n, sizeof *s->q, cmp_str);
+    return rc;
+}
+
+static int qset_has(const qset *s, const char *q) {
+    return s->n && bsearch(&q, s->q, s->n, sizeof *s->q, cmp_str) != NULL;
+}
+
+/* ---- problems ------------------------------------------------------------------- */
+
+/* Streams under LM_RNG_RL keyed by the step: what each draw of a step is for. */
+enum { KEY_PROBLEM = 1, KEY_SAMPLE = 2 };
+
+static uint64_t step_key(uint64_t seed, int64_t step, uint64_t what, uint64_t index) {
+    return lm_rng_u64(lm_rng_u64(seed, LM_RNG_RL, (uint64_t)step), what, index);
+}
+
+typedef struct vproblem {
+    lm_text prompt;              /* the rendered chat prompt */
+    double label;                /* the checker's score of the proof shown */
+    int flawed;
+} vproblem;
+
+static char *solution_of(const char *answer) {
+    const char *b;
+    size_t n;
+    lm_task_solution_part(answer, &b, &n);
+    while (n && (*b == '\n' || *b == ' ')) b++, n--;
+    while (n && (b[n - 1] == '\n' || b[n - 1] == ' ')) n--;
+    return strndup(b, n);
+}
+
+/* Problem j of step t (see the top of the file). */
+static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int nd, const qset *ex,
+                        const lm_prompt_templates *tp, int64_t step, int64_t j, vproblem *vp, lm_error *err) {
+    const lm_task_domain *d = ds[(uint64_t)(step * o->prompts + j) % (uint64_t)nd];
+    lm_text q = {0}, answer = {0}, bad = {0}, user = {0};
+    char *sol = NULL;
+    int rc = -1;
+    uint64_t pseed = 0;
+    for (uint64_t attempt = 0;; attempt++) {
+        if (attempt > 1000) {
+            lm_fail(err, "step %lld, prompt %lld: 1000 draws of domain %s were all in the excluded set",
+                    (long long)step, (long long)j, d->name);
+            goto done;
+        }
+        pseed = step_key(o->seed, step, KEY_PROBLEM, (uint64_t)j << 16 | attempt);
+        int diff = o->dmin + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 0) % (uint64_t)(o->dmax - o->dmin + 1));
+        q.len = answer.len = 0;
+        if (d->generate(pseed, diff, &q, &answer, err)) {
+            lm_fail_prefix(err, "%s seed %llu", d->name, (unsigned long long)pseed);
+            goto done;
+        }
+        if (!qset_has(ex, q.data)) break;
+    }
+    vp->flawed = lm_rng_uniform(pseed, LM_RNG_RL, 1) < o->p_flawed;
+    const char *shown = answer.data;
+    if (vp->flawed) {
+        lm_corruption c;
+        if (d->corrupt(q.data, answer.data, lm_rng_u64(pseed, LM_RNG_TASKS, 1000), &bad, &c, err)) goto done;
+        shown = bad.data;
+    }
+    lm_check_result r;
+    if (lm_task_check(q.data, shown, &r, err)) goto done;
+    vp->label = r.score;
+    if (!(sol = solution_of(shown))) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    const char *keys2[] = {"statement", "proof"}, *vals[] = {q.data, sol};
+    if (lm_template_fill(tp->text[LM_TPL_VERIFY], keys2, vals, 2, &user, err)) goto done;
+    lm_chat_msg m = {.role = "user", .content = user.data};
+    lm_chat_opts co = {.add_generation_prompt = 1};
+    vp->prompt.len = 0;
+    if (lm_chat_render(&m, 1, &co, &vp->prompt, err)) goto done;
+    rc = 0;
+done:
+    free(sol);
+    lm_text_free(&q);
+    lm_text_free(&answer);
+    lm_text_free(&bad);
+    lm_text_free(&user);
+    return rc;
+}
+
+/* ---- sampling --------------------------------------------------------------------- */
+
+typedef struct vsample {
+    lm_ids completion;           /* sampled ids (an ending EOS included) */
+    lm_text text;
+    lm_finish finish;
+    const char *error;
+    int done;
+} vsample;
+
+typedef struct vreq {
+    vsample *s;                  /* [group] */
+    int oom;
+} vreq;
+
+static void on_event(void *user, const lm_engine_event *ev) {
+    vreq *r = user;
+    vsample *s = &r->s[ev->choice];
+    if (ev->kind == LM_EV_TOKEN && lm_ids_push(&s->completion, ev->token)) r->oom = 1;
+    if (ev->text_len && lm_text_append(&s->text, ev->text, ev->text_len)) r->oom = 1;
+    if (ev->kind == LM_EV_DONE) {
+        s->done = 1;
+        s->finish = ev->finish;
+        if (ev->error && !s->error) s->error = "failed";
+    }
+}
+
+/* ---- the stage ---------------------------------------------------------------------- */
+
+typedef struct vrl {
+    const lm_stage *st;
+    vrl_opts o;
+    char model_dir[PATH_MAX];
+    lm_params *p, *ref;
+    lm_trainer *tr, *ref_tr;
+    lm_pool *pool;
+    lm_tokenizer *tok;
+    lm_prompt_templates tp;
+    int tp_loaded;
+    const lm_task_domain *ds[64];
+    int nd;
+    qset ex;
+    int64_t last_ckpt;
+} vrl;
+
+static int write_checkpoint(vrl *c, int64_t step, lm_error *err) {
+    const char *dir = c->st->out_dir;
+    char tmp[PATH_MAX], fin[PATH_MAX], path[PATH_MAX + 64], from[PATH_MAX + 64];
+    snprintf(tmp, sizeof tmp, "%s/ckpt-%08lld.tmp", dir, (long long)step);
+    snprintf(fin, sizeof fin, "%s/ckpt-%08lld", dir, (long long)step);
+    struct stat sb;
+    if (!lstat(tmp, &sb) && lm_remove_tree(tmp, err)) return -1;
+    if (mkdir(tmp, 0755)) return lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    char meta[128];
+    snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"lemma_step\":\"%lld\"}", (long long)step);
+    static const char *const copied[] = {"config.json", "tokenizer.json", "tokenizer_config.json"};
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++) {
+        snprintf(from, sizeof from, "%s/%s", c->model_dir, copied[i]);
+        snprintf(path, sizeof path, "%s/%s", tmp, copied[i]);
+        if (i == 0 || file_exists(from)) rc = copy_file(from, path, err);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    rc = rc || lm_params_save(c->p, c->p->w, path, meta, err);
+    snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
+    rc = rc || lm_params_save(c->p, c->p->m, path, meta, err);
+    snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
+    rc = rc || lm_params_save(c->p, c->p->v, path, meta, err);
+    if (!rc) {
+        char state[256];
+        int n = snprintf(state, sizeof state,
+                         "{\"step\": %lld, \"adamw_step\": %lld, \"planned_steps\": %lld, \"seed\": %llu, "
+                         "\"sampling\": \"a function of (weights, seed, step)\"}\n",
+                         (long long)step, (long long)lm_trainer_adamw(c->tr)->step, (long long)c->o.steps,
+                         (unsigned long long)c->o.seed);
+        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+        rc = lm_write_file_atomic(path, state, (size_t)n, err);
+    }
+    if (!rc && fsync_dir(tmp)) rc = lm_fail(err, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (rc) {
+        lm_remove_tree(tmp, NULL);
+        return lm_fail_prefix(err, "checkpoint at step %lld not saved", (long long)step);
+    }
+    if (!lstat(fin, &sb) && lm_remove_tree(fin, err)) return -1;
+    if (rename(tmp, fin)) {
+        int e = errno;
+        lm_remove_tree(tmp, NULL);
+        return lm_fail(err, "%s: rename failed: %s", fin, strerror(e));
+    }
+    char link_tmp[PATH_MAX], link[PATH_MAX], target[64];
+    snprintf(target, sizeof target, "ckpt-%08lld", (long long)step);
+    snprintf(link_tmp, sizeof link_tmp, "%s/latest.tmp", dir);
+    snprintf(link, sizeof link, "%s/latest", dir);
+    unlink(link_tmp);
+    if (symlink(target, link_tmp) || rename(link_tmp, link)) {
+        int e = errno;
+        unlink(link_tmp);
+        return lm_fail(err, "%s: cannot point at %s: %s", link, target, strerror(e));
+    }
+    fsync_dir(dir);
+    /* a build keeps the newest checkpoint only: it is the stage's model */
+    if (c->last_ckpt >= 0 && c->last_ckpt != step) {
+        snprintf(path, sizeof path, "%s/ckpt-%08lld", dir, (long long)c->last_ckpt);
+        if (lm_remove_tree(path, err)) return -1;
+    }
+    c->last_ckpt = step;
+    return 0;
+}
+
+static int load_checkpoint(vrl *c, int64_t step, lm_error *err) {
+    char ck[PATH_MAX], path[PATH_MAX + 64];
+    snprintf(ck, sizeof ck, "%s/ckpt-%08lld", c->st->out_dir, (long long)step);
+    snprintf(path, sizeof path, "%s/model.safetensors", ck);
+    if (lm_params_read(c->p, c->p->w, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/optim_m.safetensors", ck);
+    if (lm_params_read(c->p, c->p->m, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/optim_v.safetensors", ck);
+    if (lm_params_read(c->p, c->p->v, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
+    char *text;
+    size_t len;
+    if (lm_read_file(path, 1 << 20, &text, &len, err)) return -1;
+    json_doc *doc = json_parse(text, len, err);
+    free(text);
+    int64_t astep = -1, saved = -1;
+    if (!doc || !json_as_int(json_get(json_root(doc), "adamw_step"), &astep) || astep < 0 ||
+        !json_as_int(json_get(json_root(doc), "step"), &saved) || saved != step) {
+        json_free(doc);
+        return lm_fail(err, "%s: expected \"step\": %lld and a non-negative \"adamw_step\"", path, (long long)step);
+    }
+    json_free(doc);
+    lm_trainer_adamw(c->tr)->step = astep;
+    c->last_ckpt = step;
+    return 0;
+}
+
+/* Keeps the metrics lines of steps <= last (a resumed stage writes the rest again). */
+static int truncate_metrics(const char *path, int64_t last, lm_error *err) {
+    struct stat sb;
+    if (lstat(path, &sb)) return 0;
+    char *text;
+    size_t len;
+    if (lm_read_file(path, (size_t)1 << 30, &text, &len, err)) return -1;
+    size_t keep = 0, at = 0;
+    while (at < len) {
+        char *nl = memchr(text + at, '\n', len - at);
+        if (!nl) break;
+        long long s;
+        if (sscanf(text + at, "{\"step\": %lld", &s) == 1 && s > last) break;
+        at = (size_t)(nl - text) + 1;
+        keep = at;
+    }
+    int rc = keep < len ? lm_write_file_atomic(path, text, keep, err) : 0;
+    free(text);
+    return rc;
+}
+
+static void put_num(lm_text *t, const char *key, double v) {
+    char b[96];
+    if (isfinite(v)) snprintf(b, sizeof b, ", \"%s\": %.9g", key, v);
+    else snprintf(b, sizeof b, ", \"%s\": null", key);
+    lm_text_append(t, b, strlen(b));
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+/* Trainer rows of samples [i0, i0 + nb): input x_0 .. x_{len-2}, target
+ * x_{t+1} where the next token is trained, padding elsewhere. */
+static void rows_of(const lm_rl_sample *s, int64_t nb, int64_t T, int32_t *ids, int32_t *tgt) {
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t *ri = ids + b * T, *rt = tgt + b * T;
+        for (int64_t t = 0; t < T; t++) {
+            ri[t] = t < s[b].len - 1 ? s[b].ids[t] : 0;
+            rt[t] = t < s[b].len - 1 && s[b].train[t + 1] ? s[b].ids[t + 1] : -1;
+        }
+    }
+}
+
+/* logp[i][t] = log pi(x_t | x_<t) for the trained tokens of every sample. */
+static int logprobs_of(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_t n, int64_t micro, int64_t T,
+                       float **logp, int32_t *ids, int32_t *tgt, float *out, lm_error *err) {
+    for (int64_t i0 = 0; i0 < n; i0 += micro) {
+        int64_t nb = n - i0 < micro ? n - i0 : micro;
+        rows_of(s + i0, nb, T, ids, tgt);
+        if (lm_train_logprobs(tr, pool, ids, tgt, nb, out, err)) return -1;
+        for (int64_t b = 0; b < nb; b++) {
+            float *lp = logp[i0 + b];
+            for (int64_t t = 0; t + 1 < s[i0 + b].len; t++) lp[t + 1] = s[i0 + b].train[t + 1] ? out[b * T + t] : 0;
+            lp[0] = 0;
+        }
+    }
+    return 0;
+}
+
+/* Reward, agreement and the rest of one step, for the log. */
+typedef struct step_stats {
+    double reward_mean, agreement, format, label_mean, predicted_mean;
+    int64_t completion_tokens, truncated;
+    double sample_s, train_s;
+    lm_rl_stats rl;
+} step_stats;
+
+static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
+    const vrl_opts *o = &c->o;
+    int64_t P = o->prompts, G = o->group, n = P * G, T = o->seq;
+    vproblem *pr = calloc((size_t)P, sizeof *pr);
+    vsample *sm = calloc((size_t)n, sizeof *sm);
+    vreq *rq = calloc((size_t)P, sizeof *rq);
+    lm_ids *pids = calloc((size_t)P, sizeof *pids);
+    uint64_t *seeds = malloc((size_t)n * sizeof *seeds);
+    lm_rl_sample *rs = calloc((size_t)n, sizeof *rs);
+    float **lold = calloc((size_t)n, sizeof *lold), **lref = calloc((size_t)n, sizeof *lref);
+    int32_t *buf_ids = malloc((size_t)(o->micro_batch * T) * sizeof *buf_ids);
+    int32_t *buf_tgt = malloc((size_t)(o->micro_batch * T) * sizeof *buf_tgt);
+    float *buf_lp = malloc((size_t)(o->micro_batch * T) * sizeof *buf_lp);
+    lm_engine *e = NULL;
+    int rc = -1;
+    memset(ss, 0, sizeof *ss);
+    if (!pr || !sm || !rq || !pids || !seeds || !rs || !lold || !lref || !buf_ids || !buf_tgt || !buf_lp) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    /* 1. prompts */
+    for (int64_t j = 0; j < P; j++) {
+        if (make_problem(o, c->ds, c->nd, &c->ex, &c->tp, step, j, &pr[j], err)) goto done;
+        if (lm_tokenizer_encode(c->tok, pr[j].prompt.data, pr[j].prompt.len, LM_TOK_SPECIAL, &pids[j], err))
+            goto done;
+        if ((int64_t)pids[j].n + 1 >= T) {
+            lm_fail(err, "step %lld, prompt %lld is %zu tokens: it does not fit \"seq\" %lld with room to answer",
+                    (long long)step, (long long)j, pids[j].n, (long long)T);
+            goto done;
+        }
+    }
+    /* 2. sampling on the trainer's weights, viewed as an inference model (the
+     * engine is made anew each step: its forward keeps products of the
+     * weights, the absorbed attention matrices) */
+    double t0 = now_s();
+    lm_model view;
+    memset(&view, 0, sizeof view);
+    view.cfg = c->p->cfg;
+    view.dims = c->p->dims;
+    view.w = c->p->W;
+    snprintf(view.dir, sizeof view.dir, "%s (training)", c->st->name);
+    lm_engine_opts eo = lm_engine_opts_default();
+    eo.max_ctx = T;
+    eo.max_seqs = (int)(n < 65536 ? n : 65536);
+    eo.max_queue = (int)(P < 65536 ? P : 65536);
+    eo.max_batch_tokens = eo.max_seqs > 512 ? eo.max_seqs : 512;
+    if (!(e = lm_engine_create(&view, c->tok, c->pool, &eo, err))) goto done;
+    for (int64_t j = 0; j < P; j++) {
+        rq[j].s = sm + j * G;
+        for (int64_t k = 0; k < G; k++) seeds[j * G + k] = step_key(o->seed, step, KEY_SAMPLE, (uint64_t)(j * G + k));
+        lm_engine_request r = {.prompt = pids[j].ids, .prompt_len = (int64_t)pids[j].n, .n = (int)G,
+                               .params = lm_gen_params_default(), .seeds = seeds + j * G, .on_event = on_event,
+                               .user = &rq[j]};
+        r.params.max_tokens = o->max_tokens;
+        r.params.sampling.temperature = (float)o->temperature;
+        r.params.sampling.top_p = (float)o->top_p;
+        r.params.stop_at_eos = 1;
+        r.params.skip_special = 0;
+        uint64_t id;
+        if (lm_engine_submit(e, &r, &id, err)) goto done;
+    }
+    if (lm_engine_run(e, err)) goto done;
+    ss->sample_s = now_s() - t0;
+    /* 3. rewards */
+    for (int64_t i = 0; i < n; i++) {
+        vsample *s = &sm[i];
+        if (rq[i / G].oom) {
+            lm_fail(err, "out of memory while sampling");
+            goto done;
+        }
+        if (!s->done || s->error || !s->completion.n) {
+            lm_fail(err, "step %lld: sample %lld of prompt %lld did not finish (%s)", (long long)step,
+                    (long long)(i % G), (long long)(i / G), s->error ? s->error : "no tokens");
+            goto done;
+        }
+        const vproblem *p = &pr[i / G];
+        lm_verify_reward vr;
+        lm_verify_reward_of(s->text.data ? s->text.data : "", s->text.len, p->label, &vr);
+        ss->reward_mean += vr.reward;
+        ss->format += vr.format;
+        ss->agreement += vr.format && vr.predicted == p->label;
+        ss->predicted_mean += vr.format ? vr.predicted : 0;
+        ss->label_mean += p->label;
+        ss->completion_tokens += (int64_t)s->completion.n;
+        ss->truncated += s->finish != LM_FINISH_EOS;
+        /* the sample: prompt + completion, the completion trained */
+        int64_t pl = (int64_t)pids[i / G].n, len = pl + (int64_t)s->completion.n;
+        int32_t *ids = malloc((size_t)len * sizeof *ids);
+        uint8_t *train = calloc((size_t)len, 1);
+        lold[i] = calloc((size_t)len, sizeof(float));
+        if (o->rl.beta_kl > 0) lref[i] = calloc((size_t)len, sizeof(float));
+        if (!ids || !train || !lold[i] || (o->rl.beta_kl > 0 && !lref[i])) {
+            free(ids);
+            free(train);
+            lm_fail(err, "out of memory");
+            goto done;
+        }
+        memcpy(ids, pids[i / G].ids, (size_t)pl * sizeof *ids);
+        memcpy(ids + pl, s->completion.ids, s->completion.n * sizeof *ids);
+        memset(train + pl, 1, s->completion.n);
+        rs[i] = (lm_rl_sample){.ids = ids, .len = len, .train = train, .logp_old = lold[i], .logp_ref = lref[i],
+                               .reward = vr.reward, .group = i / G};
+    }
+    ss->reward_mean /= (double)n;
+    ss->format /= (double)n;
+    ss->agreement /= (double)n;
+    ss->predicted_mean /= (double)n;
+    ss->label_mean /= (double)n;
+    /* 4. training: logp_old from the sampling weights, logp_ref from the
+     * frozen input model, then num_iterations steps on the batch */
+    t0 = now_s();
+    if (logprobs_of(c->tr, c->pool, rs, n, o->micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
+    if (o->rl.beta_kl > 0 &&
+        logprobs_of(c->ref_tr, c->pool, rs, n, o->micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
+        goto done;
+    for (int64_t it = 0; it < o->num_iterations; it++) {
+        lm_rl_stats st;
+        if (lm_rl_step(c->tr, c->pool, &o->rl, rs, n, P, o->lr, &st, err)) {
+            lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
+            goto done;
+        }
+        if (it == 0) ss->rl = st; /* the on-policy iteration's loss, KL and ratio */
+        else ss->rl.train = st.train;
+    }
+    ss->train_s = now_s() - t0;
+    rc = 0;
+done:
+    lm_engine_free(e);
+    if (pr)
+        for (int64_t j = 0; j < P; j++) lm_text_free(&pr[j].prompt);
+    if (sm)
+        for (int64_t i = 0; i < n; i++) {
+            lm_ids_free(&sm[i].completion);
+            lm_text_free(&sm[i].text);
+        }
+    if (pids)
+        for (int64_t j = 0; j < P; j++) lm_ids_free(&pids[j]);
+    if (rs)
+        for (int64_t i = 0; i < n; i++) {
+            free((void *)rs[i].ids);
+            free((void *)rs[i].train);
+        }
+    if (lold)
+        for (int64_t i = 0; i < n; i++) free(lold[i]);
+    if (lref)
+        for (int64_t i = 0; i < n; i++) free(lref[i]);
+    free(pr);
+    free(sm);
+    free(rq);
+    free(pids);
+    free(seeds);
+    free(rs);
+    free(lold);
+    free(lref);
+    free(buf_ids);
+    free(buf_tgt);
+    free(buf_lp);
+    return rc;
+}
+
+/* The reward curves from metrics.jsonl (volatile, like the file). */
+static void write_reward_plot(const lm_stage *st, const char *mpath) {
+    char *text;
+    size_t len;
+    lm_error err;
+    if (lm_read_file(mpath, (size_t)1 << 30, &text, &len, &err)) return;
+    int64_t cap = 64, nr = 0, *x = malloc((size_t)cap * sizeof *x);
+    double *ys[3] = {malloc((size_t)cap * sizeof(double)), malloc((size_t)cap * sizeof(double)),
+                     malloc((size_t)cap * sizeof(double))};
+    static const char *const names[3] = {"reward_mean", "agreement", "format"};
+    for (size_t at = 0; at < len && x && ys[0] && ys[1] && ys[2];) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        json_doc *d = json_parse(text + at, end - at, &err);
+        int64_t s;
+        if (d && json_as_int(json_get(json_root(d), "step"), &s)) {
+            while (nr && x[nr - 1] >= s) nr--; /* a resumed stage rewrote these */
+            if (nr == cap) {
+                cap *= 2;
+                int64_t *nx = realloc(x, (size_t)cap * sizeof *nx);
+                if (nx) x = nx;
+                for (int k = 0; k < 3; k++) {
+                    double *ny = realloc(ys[k], (size_t)cap * sizeof(double));
+                    if (ny) ys[k] = ny;
+                    else nx = NULL;
+                }
+                if (!nx) {
+                    json_free(d);
+                    break;
+                }
+            }
+            x[nr] = s;
+            for (int k = 0; k < 3; k++) {
+                double v;
+                ys[k][nr] = json_as_double(json_get(json_root(d), names[k]), &v) ? v : NAN;
+            }
+            nr++;
+        }
+        json_free(d);
+        at = end + 1;
+    }
+    free(text);
+    if (nr && x && ys[0] && ys[1] && ys[2]) {
+        lm_plot_lines pl = {.title = "verifier RL", .subtitle = st->name, .panel = "per step", .x_label = "step",
+                            .x = x, .n = nr, .n_series = 3, .y_lo = 0, .y_hi = 1};
+        pl.series[0] = (lm_plot_series){"reward mean", ys[0]};
+        pl.series[1] = (lm_plot_series){"agreement with the checker", ys[1]};
+        pl.series[2] = (lm_plot_series){"format ok", ys[2]};
+        lm_text svg = {0};
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/reward.svg", st->out_dir);
+        if (!lm_plot_lines_svg(&pl, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
+        lm_text_free(&svg);
+    }
+    lm_metrics m;
+    if (!lm_metrics_read(mpath, &m, &err)) {
+        lm_text svg = {0};
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/training.svg", st->out_dir);
+        if (!lm_plot_svg(&m, st->name, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
+        lm_text_free(&svg);
+        lm_metrics_free(&m);
+    }
+    free(x);
+    for (int k = 0; k < 3; k++) free(ys[k]);
+}
+
+static int export_final(vrl *c, lm_error *err) {
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[PATH_MAX], dst[PATH_MAX];
+        snprintf(src, sizeof src, "%s/latest/%s", c->st->out_dir, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", c->st->out_dir, files[i]);
+        if (i >= 2 && !file_exists(src)) continue;
+        if (copy_file(src, dst, err)) return lm_fail_prefix(err, "export");
+    }
+    return 0;
+}
+
+static int loop(vrl *c, int64_t start, lm_error *err) {
+    const vrl_opts *o = &c->o;
+    const lm_stage *st = c->st;
+    char mpath[PATH_MAX];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", st->out_dir);
+    if (truncate_metrics(mpath, start, err)) return -1;
+    FILE *metrics = fopen(mpath, "a");
+    if (!metrics) return lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
+    double t_start = now_s();
+    int rc = -1;
+    lm_text line = {0};
+    for (int64_t step = start; step < o->steps; step++) {
+        double t0 = now_s();
+        step_stats ss;
+        if (run_step(c, step, &ss, err)) goto done;
+        int64_t done_steps = step + 1;
+        int last = done_steps == o->steps;
+        double dt = now_s() - t0, tok_s = (double)ss.completion_tokens / (ss.sample_s > 0 ? ss.sample_s : 1e-9);
+        if (done_steps % o->log_every == 0 || last || done_steps == 1) {
+            line.len = 0;
+            char head[64];
+            snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
+            lm_text_append(&line, head, strlen(head));
+            put_num(&line, "loss", ss.rl.loss);
+            put_num(&line, "lr", o->lr);
+            put_num(&line, "grad_norm", ss.rl.train.grad_norm);
+            put_num(&line, "tokens_per_s", tok_s);
+            put_num(&line, "reward_mean", ss.reward_mean);
+            put_num(&line, "reward_std", ss.rl.reward_std);
+            put_num(&line, "agreement", ss.agreement);
+            put_num(&line, "format", ss.format);
+            put_num(&line, "label_mean", ss.label_mean);
+            put_num(&line, "kl", ss.rl.kl);
+            put_num(&line, "clip_frac", ss.rl.clip_frac);
+            put_num(&line, "ratio_mean", ss.rl.ratio_mean);
+            put_num(&line, "completion_tokens", (double)ss.completion_tokens);
+            put_num(&line, "truncated", (double)ss.truncated);
+            put_num(&line, "sample_s", ss.sample_s);
+            put_num(&line, "train_s", ss.train_s);
+            if (lm_text_append(&line, "}\n", 2)) {
+                lm_fail(err, "out of memory");
+                goto done;
+            }
+            if (fwrite(line.data, 1, line.len, metrics) != line.len || fflush(metrics)) {
+                lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
+                goto done;
+            }
+        }
+        double rate = (double)(done_steps - start) / (now_s() - t_start);
+        char eta[32], msg[320];
+        fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
+        snprintf(msg, sizeof msg,
+                 "step %lld/%lld  reward %.3f  agreement %.3f  format %.2f  kl %.2e  %.0f tok/s  sample %.1fs "
+                 "train %.1fs  ETA %s",
+                 (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.agreement, ss.format, ss.rl.kl, tok_s,
+                 ss.sample_s, ss.train_s, eta);
+        (void)dt;
+        int stop = lm_stop_requested();
+        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
+        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
+            write_checkpoint(c, done_steps, err)) {
+            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
+            goto done;
+        }
+        if (stop && !last) {
+            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
+                    (long long)done_steps);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    lm_text_free(&line);
+    fclose(metrics);
+    write_reward_plot(st, mpath);
+    return rc;
+}
+
+static int pick_domains(const char *spec, const lm_task_domain **ds, int *nd, const lm_stage *st, lm_error *err) {
+    *nd = 0;
+    if (!strcmp(spec, "all")) {
+        for (int i = 0; i < lm_task_count() && i < 64; i++) ds[(*nd)++] = lm_task_domain_at(i);
+        return 0;
+    }
+    for (const char *p = spec; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(l < 63 ? l : 63), p);
+        const lm_task_domain *d = lm_task_domain_find(name);
+        if (!d)
+            return lm_fail(err, "%s: stage %s: \"domains\": unknown domain \"%s\" (lemma tasks list shows them)",
+                           st->recipe_path, st->name, name);
+        if (*nd >= 64) return lm_fail(err, "%s: stage %s: \"domains\": too many", st->recipe_path, st->name);
+        ds[(*nd)++] = d;
+        p = comma ? comma + 1 : p + l;
+    }
+    if (!*nd) return lm_fail(err, "%s: stage %s: \"domains\": none chosen", st->recipe_path, st->name);
+    return 0;
+}
+
+static int is_model_kind(const char *kind) {
+    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl");
+}
+
+int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *err) {
+    (void)build_dir;
+    vrl c;
+    memset(&c, 0, sizeof c);
+    c.st = st;
+    c.last_ckpt = -1;
+    int rc = -1;
+    lm_model *m = NULL;
+    if (read_opts(st, &c.o, err)) return -1;
+    const vrl_opts *o = &c.o;
+    const lm_stage_input *model = NULL;
+    for (int i = 0; i < st->n_inputs && !model; i++)
+        if (is_model_kind(st->inputs[i].kind)) model = &st->inputs[i];
+    if (!model)
+        return lm_fail(err, "%s: stage %s: needs a model to train (a pretrain, sft or verifier_rl stage) among its "
+                            "inputs", st->recipe_path, st->name);
+    snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
+    if (pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
+    if (o->templates) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", st->recipe_dir, o->templates);
+        if (lm_templates_load(path, &c.tp, err)) return lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
+    } else if (lm_templates_builtin(&c.tp, err)) {
+        return -1;
+    }
+    c.tp_loaded = 1;
+    for (int i = 0; i < st->n_inputs; i++)
+        if (!strcmp(st->inputs[i].kind, "input") && qset_add_file(&c.ex, st->inputs[i].path, err)) goto done;
+    /* the policy and the frozen reference start as the input model */
+    if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;
+    if (lm_params_create(&m->cfg, &c.p, err) || lm_params_load_model(c.p, m, err)) goto done;
+    if (o->rl.beta_kl > 0) {
+        if (lm_params_create(&m->cfg, &c.ref, err)) goto done;
+        memcpy(c.ref->w, c.p->w, (size_t)c.p->n_floats * sizeof(float));
+    }
+    lm_model_free(m);
+    m = NULL;
+    if (!(c.tok = lm_tokenizer_load(c.model_dir, err))) {
+        lm_fail_prefix(err, "%s: stage %s: the input model has no usable tokenizer", st->recipe_path, st->name);
+        goto done;
+    }
+    lm_train_opts to = lm_train_opts_default();
+    to.batch = o->prompts * o->group;
+    to.micro_batch = o->micro_batch;
+    to.seq = o->seq;
+    to.adamw = o->adamw;
+    to.clip = o->clip;
+    to.bias_gamma = o->bias_gamma;
+    if (!(c.pool = lm_pool_create_err(st->threads, err))) goto done;
+    if (!(c.tr = lm_trainer_create(c.p, &to, st->threads, err))) goto done;
+    if (c.ref) {
+        lm_train_opts ro = to;
+        ro.batch = ro.micro_batch = o->micro_batch;
+        if (!(c.ref_tr = lm_trainer_create(c.ref, &ro, st->threads, err))) goto done;
+    }
+    int64_t start = 0;
+    if (st->resume) {
+        int64_t last = newest_checkpoint(st->out_dir);
+        if (last >= 0) {
+            if (load_checkpoint(&c, last, err)) goto done;
+            start = last;
+            char msg[PATH_MAX + 64];
+            snprintf(msg, sizeof msg, "resuming %s at step %lld of %lld", st->name, (long long)start,
+                     (long long)o->steps);
+            if (st->notice) st->notice(st->notice_ctx, msg);
+        } else if (clear_folder(st, "from a run that wrote no checkpoint", err)) {
+            goto done;
+        }
+    }
+    if (loop(&c, start, err) || export_final(&c, err)) goto done;
+    rc = 0;
+done:
+    lm_model_free(m);
+    lm_trainer_free(c.tr);
+    lm_trainer_free(c.ref_tr);
+    lm_params_free(c.p);
+    lm_params_free(c.ref);
+    lm_pool_free(c.pool);
+    lm_tokenizer_free(c.tok);
+    if (c.tp_loaded) lm_templates_free(&c.tp);
+    qset_free(&c.ex);
+    return rc;
+}
