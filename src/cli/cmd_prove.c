@@ -299,7 +299,7 @@ static int prove_run(const void *dest) {
         int backends = (c.model_arg != NULL) + (c.model != NULL) + (c.api_base.n > 0 || c.endpoints_path != NULL) +
                        (c.script != NULL);
         if (backends != 1)
-            return cli_fail(&cli_eval_spec, backends ? "give one of MODEL_DIR, --model, --api-base (or --endpoints), --backend-script"
+            return cli_fail(&cli_eval_spec, backends ? "give one of MODEL_DIR, --model, --api-base, --backend-script"
                                                      : "missing MODEL_DIR (or --api-base URL --api-model NAME)");
         if (c.model_arg) c.model = c.model_arg;
     }
