@@ -549,15 +549,16 @@ TEST(a_failing_endpoint_is_put_on_probation) {
     snprintf(good, sizeof good, "http://127.0.0.1:%d/v1", stub_port);
     snprintf(broken, sizeof broken, "http://127.0.0.1:%d/broken503/v1", stub_port);
     snprintf(dead, sizeof dead, "http://127.0.0.1:%d/v1", dead_port());
-    char text[16][32];
-    const char *prompts[16];
-    for (int i = 0; i < 16; i++) {
-        snprintf(text[i], sizeof text[i], "sleep=0.05 n=%d", i);
+    char text[32][32];
+    const char *prompts[32];
+    for (int i = 0; i < 32; i++) {
+        snprintf(text[i], sizeof text[i], "sleep=0.03 n=%d", i);
         prompts[i] = text[i];
     }
     /* 503s and a refused connection: every request is answered by the good
-     * one; the broken ones had their first requests and then at most a probe
-     * or two (probation 0.2 s, then 0.4 s; the run takes ~0.3 s) */
+     * one; the broken ones had their first requests (3) and then a probe now
+     * and then (probation 0.2 s, 0.4 s, 0.8 s, ...; the run takes ~0.35 s),
+     * not the half of the 32 requests they would get without probation */
     const char *bad_bases[] = {broken, dead};
     for (int k = 0; k < 2; k++) {
         lm_openai_endpoint eps[] = {{bad_bases[k], 0}, {good, 0}};
@@ -570,20 +571,20 @@ TEST(a_failing_endpoint_is_put_on_probation) {
         lm_error err;
         reset_stats();
         double t0 = now_s();
-        CHECKF(run_prompts(&o, prompts, 16, &c, &err) == 0, "%s", err.msg);
+        CHECKF(run_prompts(&o, prompts, 32, &c, &err) == 0, "%s", err.msg);
         double took = now_s() - t0;
         int retried = 0;
-        for (int i = 0; i < 16; i++) {
+        for (int i = 0; i < 32; i++) {
             const got_reply *r = by_key(&c, (uint64_t)i);
             CHECKF(r && r->ok && HAS(r->content, "answer to:"), "%s", r ? r->error : "");
             if (r) retried += r->attempts - 1;
         }
-        CHECKF(retried >= 1 && retried <= 3 + 3, "%d retries", retried);
+        CHECKF(retried >= 1 && retried <= 3 + 5, "%d retries", retried);
         if (k == 0) {
             int nb = path_requests("broken503");
-            CHECKF(nb >= 1 && nb <= 3 + 3, "the broken endpoint had %d requests", nb);
+            CHECKF(nb >= 1 && nb <= 3 + 5, "the broken endpoint had %d requests", nb);
         }
-        CHECKF(took < 2, "took %.2f s", took);
+        CHECKF(took < 4, "took %.2f s", took);
         collector_free(&c);
     }
 }
