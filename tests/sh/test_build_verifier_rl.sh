@@ -117,5 +117,24 @@ bad_param "a data stage as input refused" 'a verifier_rl stage takes one model t
 bad_param "a missing templates file refused" 'nope.json' "\"inputs\": [\"prover\"], \"templates\": \"nope.json\""
 check "the failed builds left the built stage alone" cmp "$tmp/a/vrl/model.safetensors" "$tmp/bad/vrl/model.safetensors"
 
+# the variants: two iterations per batch, DAPO's token mean, no reference model
+write_recipe "$h1" "$h2" "$h3" "$good, \"num_iterations\": 2, \"agg\": \"token_mean\", \"clip_high\": 0.28, \"beta_kl\": 0"
+check "num_iterations 2, token_mean, beta_kl 0 build" "$LEMMA" build "$tmp/r.json" --out "$tmp/bad" --quiet
+check "...and train the weights" sh -c "! cmp -s '$tmp/a/prover/model.safetensors' '$tmp/bad/vrl/model.safetensors'"
+check "...the logged (first, on-policy) iteration has ratio 1 and, with no reference, KL 0" python3 - "$tmp/bad/vrl/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+assert all(abs(r["ratio_mean"] - 1) < 1e-6 and r["kl"] == 0 for r in rs), rs
+PY
+
+# recipes/verifier-rl.json is the default recipe plus the stage: its copy must not drift
+check "recipes/verifier-rl.json repeats recipes/default.json's inputs and stages" python3 - <<'PY'
+import json
+d, v = json.load(open("recipes/default.json")), json.load(open("recipes/verifier-rl.json"))
+assert v["inputs"] == d["inputs"], "inputs differ"
+assert v["stages"][:-1] == d["stages"], "stages differ"
+assert v["stages"][-1]["kind"] == "verifier_rl" and "prover" in v["stages"][-1]["inputs"]
+PY
+
 echo "test_build_verifier_rl.sh: $passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
