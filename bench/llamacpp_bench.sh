@@ -4,9 +4,13 @@
 # (prebuilt CPU libraries from npm; nothing is built or downloaded from GitHub).
 #
 #   bench/llamacpp_bench.sh MODEL_DIR --threads N [--prompt 512] [--gen 128] [--reps 3]
+#   bench/llamacpp_bench.sh MODEL_DIR --threads N --batch 1,4,16,64 [--prompt 128] [--gen 64] [--reps 1]
 #
 # Prints ONE JSON line on stdout:
 #   {"prefill_tok_s":..,"decode_tok_s":..,"llama_cpp":"v0.4.0",...}
+# or, with --batch, one line per batch size B (bench.mjs batched: B sequences,
+# one token each per llama_decode, as llama-batched-bench):
+#   {"batch":B,"prefill_tok_s":..,"decode_tok_s":..,"decode_calls_per_step":1,...}
 # Everything else goes to stderr.  Exit status 3 (with a message) when node,
 # npm or the package is unavailable; 1 on other errors.
 #
@@ -23,19 +27,23 @@ GGUF_DIR=${LLAMACPP_GGUF_DIR:-$ROOT/build/gguf}
 die() { echo "llamacpp_bench: $*" >&2; exit "${2:-1}"; }
 unavailable() { echo "llamacpp_bench: unavailable: $*" >&2; exit 3; }
 
-[ $# -ge 1 ] || die "usage: $0 MODEL_DIR --threads N [--prompt 512] [--gen 128] [--reps 3]"
+[ $# -ge 1 ] || die "usage: $0 MODEL_DIR --threads N [--prompt 512] [--gen 128] [--reps 3] [--batch 1,4,16,64 [--check-queue]]"
 MODEL=$1; shift
-THREADS=1 PROMPT=512 GEN=128 REPS=3
+THREADS=1 PROMPT= GEN= REPS= BATCH= EXTRA=
 while [ $# -gt 0 ]; do
     case $1 in
         --threads) THREADS=$2; shift 2 ;;
         --prompt)  PROMPT=$2; shift 2 ;;
         --gen)     GEN=$2; shift 2 ;;
         --reps)    REPS=$2; shift 2 ;;
+        --batch)   BATCH=$2; shift 2 ;;
+        --check-queue) EXTRA="--check-queue 1"; shift ;;
         *) die "unknown option $1" ;;
     esac
 done
 [ -f "$MODEL/config.json" ] || die "$MODEL: no config.json"
+if [ -n "$BATCH" ]; then PROMPT=${PROMPT:-128} GEN=${GEN:-64} REPS=${REPS:-1}
+else PROMPT=${PROMPT:-512} GEN=${GEN:-128} REPS=${REPS:-3}; fi
 
 # --- node-llama-cpp -----------------------------------------------------------
 "$ROOT/bench/llamacpp/setup.sh" "$NODE_DIR" >&2 || exit $?
@@ -57,5 +65,10 @@ if [ $stale = 1 ]; then
 fi
 
 # --- run --------------------------------------------------------------------
+if [ -n "$BATCH" ]; then
+    # shellcheck disable=SC2086 # EXTRA is empty or two words
+    LLAMACPP_NODE_DIR=$NODE_DIR exec node "$ROOT/bench/llamacpp/bench.mjs" batched \
+        --model "$GGUF" --threads "$THREADS" --batch "$BATCH" --prompt "$PROMPT" --gen "$GEN" --reps "$REPS" $EXTRA
+fi
 LLAMACPP_NODE_DIR=$NODE_DIR exec node "$ROOT/bench/llamacpp/bench.mjs" bench \
     --model "$GGUF" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" --reps "$REPS"

@@ -2,9 +2,10 @@
 # bench/run.sh — `make bench`: lemma's inference benchmarks beside their
 # anchors, measured in one run, printed as tables and recorded as JSON lines.
 #
-#   make bench                      # everything (about 15-20 min on 2 cores: inference ~6, training ~4, tokenizer ~6)
+#   make bench                      # everything (about 20-30 min on 2 cores: inference ~6, batched ~3, training ~4, tokenizer ~6)
 #   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
+#   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -22,7 +23,12 @@
 #     llama.cpp (bench/llamacpp_bench.sh when present and runnable, else the
 #     issue's reference numbers, labelled as such);
 #  4. prints the tables; every measurement is one JSON line in
-#     build/bench/results.jsonl ({"bench": ..., "preset": ..., "result": {...}}).
+#     build/bench/results.jsonl ({"bench": ..., "preset": ..., "result": {...}});
+#  5. many sequences at once (issue 8): bench/batch_bench.sh, `lemma bench
+#     --batch 1,4,16,64` beside llama.cpp's batched decode (B sequences, one
+#     token each per llama_decode) and the cost of batch invariance
+#     (bench/bench_invariance), and bench/serve_bench.sh, 64 streaming
+#     clients against `lemma serve` beside the same work through the engine.
 #
 # Environment: LEMMA_BIN (default ./lemma), LEMMA_BUILD (build/release),
 # LEMMA_SHARED (../shared), BENCH_THREADS ("1 2"), BENCH_DTYPES ("f32 bf16"),
@@ -332,6 +338,18 @@ else:
 print("results: %s" % sys.argv[1])
 PYEOF
 
+# Many sequences at once (issue 8): the batch-size table beside llama.cpp's
+# batched decode, the cost of batch invariance, and the server under load.
+if [ "${BENCH_NO_BATCH:-0}" != 1 ]; then
+    echo
+    echo "== batched decode: lemma vs llama.cpp (bench/batch_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/batch_bench.sh || echo "bench/batch_bench.sh failed (exit $?)"
+fi
+if [ "${BENCH_NO_SERVE:-0}" != 1 ]; then
+    echo
+    echo "== lemma serve under concurrent streaming clients (bench/serve_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/serve_bench.sh || echo "bench/serve_bench.sh failed (exit $?)"
+fi
 # Training (issue 4) and tokenizer (issue 3) benchmarks, each with its own
 # anchors (PyTorch; npm tokenizers and tiktoken), unless switched off.
 if [ "${BENCH_NO_TRAIN:-0}" != 1 ]; then
@@ -355,4 +373,7 @@ if [ "${BENCH_NO_PROVE:-0}" != 1 ]; then
     echo
     echo "== proof pipeline on build/default/prover (bench/prove_bench.sh)"
     bash bench/prove_bench.sh || echo "bench/prove_bench.sh failed (exit $?)"
+    echo
+    echo "== prover fan-out: 1 vs 2 lemma serve endpoints (bench/prove_fanout.sh)"
+    bash bench/prove_fanout.sh || echo "bench/prove_fanout.sh failed (exit $?)"
 fi

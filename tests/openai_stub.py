@@ -26,6 +26,11 @@ message, as space-separated words:
   reasoning_content=X / reasoning=X
 
 Otherwise the answer is "answer to: " + the rest of the first line's prompt.
+
+The path says what the endpoint is, whatever the prompt (one stub plays
+several endpoints of a fan-out): /v1/... a working one, /NAME/v1/... another
+working one, /broken503/v1/... always HTTP 503, /garbage/v1/... always a body
+that is not JSON. stats also has "paths": requests per first path segment.
 """
 import json
 import os
@@ -37,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 lock = threading.Lock()
 tries = {}              # prompt -> tries seen
 stats = {"current": 0, "max_concurrent": 0, "requests": 0}
+paths = {}              # first path segment -> requests since the last reset
 
 
 def words(prompt):
@@ -94,13 +100,21 @@ class Handler(BaseHTTPRequestHandler):
         req = json.loads(raw)
         prompt = req["messages"][0]["content"]
         w = words(prompt)
+        segment = self.path.lstrip("/").split("/", 1)[0]
         if "stats" in w or "reset" in w:
             with lock:
-                s = {"max_concurrent": stats["max_concurrent"], "requests": stats["requests"]}
+                s = {"max_concurrent": stats["max_concurrent"], "requests": stats["requests"], "paths": dict(paths)}
                 if "reset" in w:
                     stats["max_concurrent"] = stats["requests"] = 0
                     tries.clear()
+                    paths.clear()
             return self.send_body(200, self.completion({}, json.dumps(s)))
+        with lock:
+            paths[segment] = paths.get(segment, 0) + 1
+        if segment == "broken503":
+            return self.send_body(503, json.dumps({"error": {"message": "stub endpoint is broken"}}))
+        if segment == "garbage":
+            return self.send_body(200, "<html>a proxy's page</html>")
         counted = self.counted = "count" in w
         with lock:
             if counted:

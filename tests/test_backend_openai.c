@@ -332,13 +332,18 @@ TEST(timeouts) {
     collector c = {0};
     lm_error err;
     double t0 = now_s();
-    CHECK(run_prompts(&o, prompts, 2, &c, &err) == 0);
+    /* Both time out together: one failure of the endpoint. The probe (a
+     * retry) times out too: its second failure in a row, more than
+     * max_retries, so the endpoint counts as down and run stops, the other
+     * request unanswered (asked again by the next run). */
+    CHECK(run_prompts(&o, prompts, 2, &c, &err) == -1);
     double took = now_s() - t0;
-    CHECK(c.n == 2);
-    for (int i = 0; i < c.n; i++) {
-        CHECKF(!c.r[i].ok && c.r[i].attempts == 2 && HAS(c.r[i].error, "timed out"), "%s", c.r[i].error);
-        CHECK(c.r[i].seconds >= 0.35 && c.r[i].seconds < 1.5);
-    }
+    CHECKF(c.n == 1 && HAS(err.msg, "every endpoint is failing") && HAS(err.msg, "2 failures in a row") &&
+               HAS(err.msg, "timed out") && HAS(err.msg, "failing: 1 of 2 requests not answered") && !HAS(err.msg, "\n"),
+           "%d replies: %s", c.n, err.msg);
+    CHECKF(c.n == 1 && !c.r[0].ok && c.r[0].attempts == 2 && HAS(c.r[0].error, "timed out"), "%s",
+           c.n ? c.r[0].error : "");
+    CHECK(c.n == 1 && c.r[0].seconds >= 0.35 && c.r[0].seconds < 1.5);
     CHECKF(took < 2.5, "took %.2f s", took);
     collector_free(&c);
 }
@@ -481,6 +486,225 @@ TEST(stop_flag_between_replies) {
     collector_free(&c);
 }
 
+/* ---- fan-out over several endpoints ---- */
+
+/* The stub's request count for one path segment ("v1", "broken503", ...). */
+static int path_requests(const char *segment) {
+    lm_openai_opts o = test_opts();
+    collector c = {0};
+    int m = -1;
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\": ", segment);
+    if (run_one(&o, "stats", &c) == 0 && c.r[0].ok) {
+        const char *paths = strstr(c.r[0].content, "\"paths\"");
+        const char *p = paths ? strstr(paths, key) : NULL;
+        m = p ? atoi(p + strlen(key)) : 0;
+    }
+    collector_free(&c);
+    return m;
+}
+
+/* A port where nothing listens. */
+static int dead_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len)) return -1;
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+TEST(fan_out_adds_the_endpoints_capacity) {
+    char a[160], b[160], text[8][40];
+    const char *prompts[8];
+    snprintf(a, sizeof a, "http://127.0.0.1:%d/v1", stub_port);
+    snprintf(b, sizeof b, "http://127.0.0.1:%d/second/v1/", stub_port);
+    lm_openai_endpoint eps[] = {{a, 2}, {b, 0}}; /* 0: the options' parallel (here 3) */
+    for (int i = 0; i < 8; i++) {
+        snprintf(text[i], sizeof text[i], "sleep=0.3 count n=%d", i);
+        prompts[i] = text[i];
+    }
+    lm_openai_opts o = test_opts();
+    o.endpoints = eps;
+    o.n_endpoints = 2;
+    o.parallel = 3;
+    collector c = {0};
+    lm_error err;
+    reset_stats();
+    CHECK(run_prompts(&o, prompts, 8, &c, &err) == 0);
+    CHECK(c.n == 8);
+    for (int i = 0; i < 8; i++) {
+        const got_reply *r = by_key(&c, (uint64_t)i);
+        CHECKF(r && r->ok && r->attempts == 1 && HAS(r->content, "answer to:"), "%s", r ? r->error : "");
+    }
+    int m = max_concurrent(), na = path_requests("v1"), nb = path_requests("second");
+    CHECKF(m == 5, "max concurrent %d, expected 2 + 3", m);
+    /* by free capacity: 2 then 3 slots, every slot refilled as it frees */
+    CHECKF(na + nb >= 8 && na >= 3 && nb >= 4, "v1 %d, second %d", na, nb);
+    collector_free(&c);
+}
+
+TEST(a_failing_endpoint_is_put_on_probation) {
+    char good[160], broken[160], dead[160];
+    snprintf(good, sizeof good, "http://127.0.0.1:%d/v1", stub_port);
+    snprintf(broken, sizeof broken, "http://127.0.0.1:%d/broken503/v1", stub_port);
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%d/v1", dead_port());
+    char text[32][32];
+    const char *prompts[32];
+    for (int i = 0; i < 32; i++) {
+        snprintf(text[i], sizeof text[i], "sleep=0.03 n=%d", i);
+        prompts[i] = text[i];
+    }
+    /* 503s and a refused connection: every request is answered by the good
+     * one; the broken ones had their first requests (3) and then a probe now
+     * and then (probation 0.2 s, 0.4 s, 0.8 s, ...; the run takes ~0.35 s),
+     * not the half of the 32 requests they would get without probation */
+    const char *bad_bases[] = {broken, dead};
+    for (int k = 0; k < 2; k++) {
+        lm_openai_endpoint eps[] = {{bad_bases[k], 0}, {good, 0}};
+        lm_openai_opts o = test_opts();
+        o.endpoints = eps;
+        o.n_endpoints = 2;
+        o.parallel = 3;
+        o.backoff_s = 0.2;
+        collector c = {0};
+        lm_error err;
+        reset_stats();
+        double t0 = now_s();
+        CHECKF(run_prompts(&o, prompts, 32, &c, &err) == 0, "%s", err.msg);
+        double took = now_s() - t0;
+        int retried = 0;
+        for (int i = 0; i < 32; i++) {
+            const got_reply *r = by_key(&c, (uint64_t)i);
+            CHECKF(r && r->ok && HAS(r->content, "answer to:"), "%s", r ? r->error : "");
+            if (r) retried += r->attempts - 1;
+        }
+        CHECKF(retried >= 1 && retried <= 3 + 5, "%d retries", retried);
+        if (k == 0) {
+            int nb = path_requests("broken503");
+            CHECKF(nb >= 1 && nb <= 3 + 5, "the broken endpoint had %d requests", nb);
+        }
+        CHECKF(took < 4, "took %.2f s", took);
+        collector_free(&c);
+    }
+}
+
+TEST(a_bad_body_is_asked_again_elsewhere) {
+    char good[160], garbage[160];
+    snprintf(good, sizeof good, "http://127.0.0.1:%d/v1", stub_port);
+    snprintf(garbage, sizeof garbage, "http://127.0.0.1:%d/garbage/v1", stub_port);
+    lm_openai_endpoint eps[] = {{garbage, 0}, {good, 0}};
+    lm_openai_opts o = test_opts();
+    o.endpoints = eps;
+    o.n_endpoints = 2;
+    const char *prompts[] = {"a", "b", "c", "d"};
+    collector c = {0};
+    lm_error err;
+    CHECK(run_prompts(&o, prompts, 4, &c, &err) == 0);
+    int retried = 0;
+    for (int i = 0; i < 4; i++) {
+        const got_reply *r = by_key(&c, (uint64_t)i);
+        CHECKF(r && r->ok && HAS(r->content, "answer to:"), "%s", r ? r->error : "");
+        if (r) retried += r->attempts - 1;
+    }
+    CHECK(retried >= 1);
+    collector_free(&c);
+
+    /* a 400 is the request's failure, not the endpoint's: it is not asked
+     * again, and the reply names the endpoint that sent it (the garbage one
+     * first, listed first with as many free slots, then the good one) */
+    const char *bad[] = {"status=400"};
+    CHECK(run_prompts(&o, bad, 1, &c, &err) == 0);
+    CHECKF(c.n == 1 && !c.r[0].ok && HAS(c.r[0].error, good) && HAS(c.r[0].error, "/v1: HTTP 400") &&
+               c.r[0].attempts == 2,
+           "%s",
+           c.n ? c.r[0].error : "");
+    collector_free(&c);
+}
+
+TEST(every_endpoint_down_stops_the_run) {
+    char d1[160], d2[160];
+    snprintf(d1, sizeof d1, "http://127.0.0.1:%d/v1", dead_port());
+    snprintf(d2, sizeof d2, "http://127.0.0.1:%d/broken503/v1", stub_port);
+    lm_openai_endpoint eps[] = {{d1, 0}, {d2, 0}};
+    lm_openai_opts o = test_opts();
+    o.endpoints = eps;
+    o.n_endpoints = 2;
+    o.max_retries = 2;
+    o.backoff_s = 0.01;
+    const char *prompts[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    collector c = {0};
+    lm_error err;
+    double t0 = now_s();
+    CHECK(run_prompts(&o, prompts, 8, &c, &err) == -1);
+    double took = now_s() - t0;
+    CHECKF(HAS(err.msg, "every endpoint is failing") && HAS(err.msg, d1) && HAS(err.msg, d2) &&
+               HAS(err.msg, "cannot connect") && HAS(err.msg, "HTTP 503") && HAS(err.msg, "3 failures in a row") &&
+               HAS(err.msg, "requests not answered") && !HAS(err.msg, "\n"),
+           "%s", err.msg);
+    for (int i = 0; i < c.n; i++) CHECK(!c.r[i].ok);
+    CHECKF(c.n < 8, "%d replies", c.n);
+    CHECKF(took < 2, "took %.2f s", took);
+    collector_free(&c);
+}
+
+TEST(a_password_in_the_url_stays_out_of_messages) {
+    char base[160];
+    snprintf(base, sizeof base, "http://someone:s3cret@127.0.0.1:%d/v1/", dead_port());
+    lm_openai_opts o = test_opts();
+    o.api_base = base;
+    o.max_retries = 0;
+    collector c = {0};
+    CHECK(run_one(&o, "anyone?", &c) == 0);
+    CHECKF(c.n == 1 && !c.r[0].ok && HAS(c.r[0].error, "cannot connect to http://127.0.0.1:") &&
+               HAS(c.r[0].error, "/v1/chat/completions") && !HAS(c.r[0].error, "s3cret") &&
+               !HAS(c.r[0].error, "someone"),
+           "%s", c.n ? c.r[0].error : "");
+    collector_free(&c);
+}
+
+static int write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+TEST(endpoints_file) {
+    char path[] = "/tmp/lemma_endpoints_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    close(fd);
+    lm_openai_endpoint *eps;
+    int n;
+    lm_error err;
+    CHECK(write_text(path, "# replicas\n\nhttp://a:8000/v1\n  https://b/v1/ parallel=16\r\nhttp://c/v1\tparallel=2") == 0);
+    CHECKF(lm_openai_endpoints_load(path, &eps, &n, &err) == 0, "%s", err.msg);
+    if (n == 3) {
+        CHECK(!strcmp(eps[0].api_base, "http://a:8000/v1") && eps[0].parallel == 0);
+        CHECK(!strcmp(eps[1].api_base, "https://b/v1/") && eps[1].parallel == 16);
+        CHECK(!strcmp(eps[2].api_base, "http://c/v1") && eps[2].parallel == 2);
+    } else CHECKF(0, "%d endpoints", n);
+    lm_openai_endpoints_free(eps, n);
+    struct { const char *text, *want; } bad[] = {
+        {"http://a/v1\nhost:8000/v1\n", ":2: \"host:8000/v1\": expected a URL starting with http://"},
+        {"http://a/v1 parallel=0\n", ":1: \"parallel=0\": expected parallel=K with K in 1..4096"},
+        {"http://a/v1 parallel=9999\n", ":1: \"parallel=9999\""},
+        {"http://a/v1 model=x\n", ":1: \"model=x\""},
+        {"# nothing\n\n", "no endpoint"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK(write_text(path, bad[i].text) == 0);
+        int rc = lm_openai_endpoints_load(path, &eps, &n, &err);
+        CHECKF(rc == -1 && HAS(err.msg, path) && HAS(err.msg, bad[i].want) && !HAS(err.msg, "\n"), "case %zu: %s", i,
+               rc ? err.msg : "loaded");
+        if (!rc) lm_openai_endpoints_free(eps, n);
+    }
+    unlink(path);
+    CHECK(lm_openai_endpoints_load(path, &eps, &n, &err) == -1 && HAS(err.msg, path));
+}
+
 TEST(bad_options_refused) {
     lm_openai_opts o = test_opts();
     lm_error err;
@@ -503,6 +727,15 @@ TEST(bad_options_refused) {
         CHECKF(!b && HAS(err.msg, cases[i].want) && !HAS(err.msg, "\n"), "case %zu: %s", i, b ? "created" : err.msg);
         if (b) b->free(b);
     }
+    o = test_opts();
+    lm_openai_endpoint eps[] = {{"http://a/v1", 0}, {"file:///etc/passwd", 0}};
+    o.endpoints = eps;
+    o.n_endpoints = 2;
+    lm_backend *b = lm_backend_openai_create(&o, &err);
+    CHECKF(!b && HAS(err.msg, "file:///etc/passwd") && HAS(err.msg, "http://"), "%s", b ? "created" : err.msg);
+    o.n_endpoints = LM_OPENAI_MAX_ENDPOINTS + 1;
+    b = lm_backend_openai_create(&o, &err);
+    CHECKF(!b && HAS(err.msg, "endpoints"), "%s", b ? "created" : err.msg);
     lm_openai_opts d;
     lm_openai_opts_default(&d);
     CHECK(d.parallel == 8 && d.timeout_s == 600 && d.connect_timeout_s == 10 && d.max_retries == 5 &&
@@ -527,6 +760,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof proxies / sizeof *proxies; i++) unsetenv(proxies[i]);
     signal(SIGPIPE, SIG_IGN);
     RUN(bad_options_refused);
+    RUN(endpoints_file);
     if (start_stub()) {
         stop_stub();
         test_cur_name = "openai_stub";
@@ -549,6 +783,11 @@ int main(void) {
     RUN(parallel_requests_in_flight);
     RUN(replies_come_as_they_arrive);
     RUN(stop_flag_between_replies);
+    RUN(fan_out_adds_the_endpoints_capacity);
+    RUN(a_failing_endpoint_is_put_on_probation);
+    RUN(a_bad_body_is_asked_again_elsewhere);
+    RUN(every_endpoint_down_stops_the_run);
+    RUN(a_password_in_the_url_stays_out_of_messages);
     stop_stub();
     return test_report("test_backend_openai");
 }

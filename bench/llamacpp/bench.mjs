@@ -3,6 +3,15 @@
 //
 //   node bench.mjs bench  --model M.gguf --threads N [--prompt 512] [--gen 128] [--reps 3] [--seed 1]
 //       one JSON line on stdout: {"prefill_tok_s", "decode_tok_s", "llama_cpp", ...}
+//   node bench.mjs batched --model M.gguf --threads N [--batch 1,4,16,64] [--prompt 128] [--gen 64]
+//                  [--reps 1] [--ubatch 512] [--fa auto|on|off] [--check-queue 1]
+//       one JSON line per batch size B: {"batch", "prefill_tok_s", "decode_tok_s", ...}, aggregate
+//       over the B sequences, timed as llama-batched-bench: prefill B prompts of --prompt random
+//       ids (B*P tokens packed into llama_decode calls of up to --ubatch tokens, logits for each
+//       prompt's last token), then --gen steps, each ONE llama_decode carrying one token for each
+//       of the B sequences (logits for all B).  --check-queue 1 also runs a few steps through
+//       node-llama-cpp's public API (B sequences evaluating concurrently) and counts the
+//       llama_decode calls its batching queue makes (decode_calls_per_step: 1 = batched).
 //   node bench.mjs logits --model M.gguf --ids 1,5,9 --out FILE [--threads N]
 //       FILE: raw little-endian float32 [T, vocab], log-softmax of llama.cpp's
 //       logits at every position (each position evaluated with its logits kept).
@@ -33,7 +42,8 @@ for (let i = 0; i < argv.length; i++) {
     if (!a.startsWith("--")) die(`unexpected argument ${a}`);
     opt[a.slice(2)] = argv[++i];
 }
-if (mode !== "bench" && mode !== "logits") die("usage: bench.mjs bench|logits --model M.gguf ...");
+if (mode !== "bench" && mode !== "logits" && mode !== "batched")
+    die("usage: bench.mjs bench|batched|logits --model M.gguf ...");
 if (!opt.model) die("--model is required");
 
 const threads = parseInt(opt.threads ?? "1", 10);
@@ -162,6 +172,94 @@ if (mode === "bench") {
     };
     process.stdout.write(JSON.stringify(out) + "\n");
     await context.dispose();
+} else if (mode === "batched") {
+    const Bs = (opt.batch ?? "1,4,16,64").split(",").map((x) => parseInt(x, 10));
+    if (Bs.some((b) => !(b >= 1 && b <= 1024))) die("--batch: a list of sizes in [1, 1024]");
+    const P = parseInt(opt.prompt ?? "128", 10);
+    const G = parseInt(opt.gen ?? "64", 10);
+    const reps = parseInt(opt.reps ?? "1", 10);
+    const UB = parseInt(opt.ubatch ?? "512", 10);
+    const fa = opt.fa ?? "auto";
+    if (!["auto", "on", "off"].includes(fa)) die("--fa: auto, on or off");
+    if (!(P >= 1 && G >= 1 && reps >= 1 && UB >= 1)) die("--prompt, --gen, --reps, --ubatch must be >= 1");
+    const vocab = parseInt(opt.vocab ?? "0", 10) || nVocabFromModel(model);
+    const now = () => Number(process.hrtime.bigint()) / 1e9;
+    for (const B of Bs) {
+        seen.fa = null;
+        const context = await model.createContext({
+            contextSize: P + G,              // per sequence (node-llama-cpp gives the addon B times this)
+            batchSize: Math.max(UB, B),      // n_batch = n_ubatch: one decode step is one ubatch
+            sequences: B,
+            flashAttention: fa === "auto" ? "auto" : fa === "on",
+            threads: { ideal: threads, min: threads },
+        });
+        // Holding the sequences reserves ids 0..B-1 so the queue check below can use them.
+        const seqs = Array.from({ length: B }, () => context.getSequence());
+        const sids = seqs.map((s) => s._sequenceId);
+        const ctx = context._ctx;
+        ctx.setThreads(threads);
+        const next = rng(parseInt(opt.seed ?? "1", 10) + B);
+        const tok = () => next() % vocab;
+        const clear = () => { for (const sid of sids) ctx.removeTokenCellsFromSequence(sid, -1, -1); };
+        let decodeCalls = 0;
+        const decodeBatch = async () => { decodeCalls++; await ctx.decodeBatch(); };
+        // Prefill: sequence after sequence, P tokens each, packed into ubatches of UB tokens
+        // (a ubatch may hold the end of one prompt and the start of the next).
+        async function prefill() {
+            let inBatch = 0;
+            const flush = async () => { if (inBatch) { await decodeBatch(); inBatch = 0; } };
+            for (const sid of sids) {
+                let pos = 0;
+                while (pos < P) {
+                    if (inBatch === 0) ctx.initBatch(Math.min(UB, B * P));
+                    const n = Math.min(P - pos, UB - inBatch);
+                    const ids = Uint32Array.from({ length: n }, tok);
+                    const last = pos + n === P ? Uint32Array.of(n - 1) : new Uint32Array(0);
+                    ctx.addToBatch(sid, pos, ids, last);
+                    pos += n; inBatch += n;
+                    if (inBatch === UB) await flush();
+                }
+            }
+            await flush();
+        }
+        // One decode step: ONE llama_decode with one token for each of the B sequences.
+        async function step(pos) {
+            ctx.initBatch(B);
+            for (const sid of sids) ctx.addToBatch(sid, pos, Uint32Array.of(tok()), Uint32Array.of(0));
+            await decodeBatch();
+        }
+        // Warm-up (untimed): a short prefill and two steps.
+        clear();
+        await step(0); await step(1); await step(2);
+        const pps = [], tgs = [];
+        let stepCalls = 0;
+        for (let r = 0; r < reps; r++) {
+            clear();
+            let t0 = now();
+            await prefill();
+            pps.push(now() - t0);
+            const c0 = decodeCalls;
+            t0 = now();
+            for (let g = 0; g < G; g++) await step(P + g);
+            tgs.push(now() - t0);
+            stepCalls = decodeCalls - c0;
+        }
+        const res = {
+            batch: B,
+            prefill_tok_s: +(B * P / median(pps)).toFixed(2),
+            decode_tok_s: +(B * G / median(tgs)).toFixed(2),
+            prefill_s: pps, decode_s: tgs,
+            decode_calls_per_step: stepCalls / G,
+            llama_cpp: llamaRelease, node_llama_cpp: pkgVersion,
+            threads, prompt: P, gen: G, reps, ubatch: Math.max(UB, B),
+            flash_attention: seen.fa ?? fa, kv_cache: "f16", ggml_cpu: seen.cpu,
+        };
+        if (opt["check-queue"] === "1") res.queue_check = await queueCheck(context, seqs, ctx, clear, tok);
+        process.stdout.write(JSON.stringify(res) + "\n");
+        clear();
+        for (const s of seqs) s.dispose();
+        await context.dispose();
+    }
 } else {
     const ids = (opt.ids ?? "").split(",").filter((s) => s !== "").map((s) => parseInt(s, 10));
     if (ids.length === 0) die("--ids is required");
@@ -191,6 +289,41 @@ if (mode === "bench") {
 }
 await model.dispose();
 await llama.dispose?.();
+
+// Runs 3 decode steps through node-llama-cpp's public API: every sequence calls
+// evaluateWithoutGeneratingNewTokens at once, and the context's batching queue
+// decides how many llama_decode calls that takes.  Counts the addon's
+// decodeBatch calls (each is exactly one llama_decode, AddonContext.cpp) and
+// the tokens in each; the result is timed against the same steps driven
+// directly above.
+async function queueCheck(context, seqs, ctx, clear, tok) {
+    clear();
+    // The addon's methods are read-only: count through a proxy in front of it.
+    let calls = 0, tokens = 0;
+    const perCall = [];
+    const real = ctx;
+    context._ctx = new Proxy(real, {
+        get(target, key) {
+            if (key === "addToBatch")
+                return (sid, pos, ids, lg) => { tokens += ids.length; return target.addToBatch(sid, pos, ids, lg); };
+            if (key === "decodeBatch")
+                return () => { calls++; perCall.push(tokens); tokens = 0; return target.decodeBatch(); };
+            const v = target[key];
+            return typeof v === "function" ? v.bind(target) : v;
+        },
+    });
+    const steps = 3;
+    const t0 = Number(process.hrtime.bigint()) / 1e9;
+    try {
+        for (let s = 0; s < steps; s++)
+            await Promise.all(seqs.map((q) => q.evaluateWithoutGeneratingNewTokens([tok()])));
+    } finally {
+        context._ctx = real;
+    }
+    const dt = Number(process.hrtime.bigint()) / 1e9 - t0;
+    clear();
+    return { steps, decode_calls: calls, tokens_per_call: perCall, tok_s: +(seqs.length * steps / dt).toFixed(2) };
+}
 
 function nVocabFromModel(m) {
     const n = m.fileInfo?.metadata?.deepseek2?.vocab_size ??

@@ -7,7 +7,9 @@
  *   lemma eval MODEL_DIR --problems FILE --out DIR [options]
  *
  * lemma eval is lemma prove with the evaluation on top: its folder is a prove
- * run (run.json says "prove"), so either command continues the other's run. */
+ * run (run.json says "prove"), so either command continues the other's run.
+ * --api-base may be repeated, or the endpoints listed in --endpoints FILE:
+ * the requests fan out over them (prove/backend.h, docs/backends.md). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,9 +100,12 @@ static void on_progress(void *ctx, const lm_prove_phase *ph) {
 typedef struct cli {
     int verify, eval;
     const char *model_arg;  /* lemma eval's MODEL_DIR */
-    const char *input, *out, *templates_path, *model, *api_base, *api_model, *api_key_env, *script;
-    int parallel, threads;
-    double timeout;
+    const char *input, *out, *templates_path, *model, *api_model, *api_key_env, *script, *endpoints_path;
+    cli_list api_base;                  /* --api-base, repeatable */
+    lm_openai_endpoint *endpoints;      /* from api_base or endpoints_path (prove_run's) */
+    int n_endpoints;
+    int parallel, threads, retries;
+    double timeout, backoff;
     lm_prove_opts o;
     int quiet;
 } cli;
@@ -122,19 +127,29 @@ static const cli_arg eval_args[] = {{"MODEL_DIR", CLI_ARG_AT(cli, model_arg), 0}
              "run.json, report.json, report.md; rerun the same command to continue"},                        \
     {"--model", NULL, CLI_PATH, CLI_AT(cli, model), .metavar = "DIR",                                         \
      .help = "answer with the local engine (an HF model directory)"},                                        \
-    {"--api-base", NULL, CLI_STRING, CLI_AT(cli, api_base), .needs = "--api-model", .metavar = "URL",         \
-     .help = "answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1)"},                        \
-    {"--api-model", NULL, CLI_STRING, CLI_AT(cli, api_model), .needs = "--api-base", .metavar = "NAME",       \
+    {"--api-base", NULL, CLI_LIST, CLI_AT(cli, api_base), .max = LM_OPENAI_MAX_ENDPOINTS,                   \
+     .flags = CLI_NONEMPTY, .needs = "--api-model", .metavar = "URL",                                        \
+     .help = "answer with an OpenAI-compatible endpoint (e.g. http://host:8000/v1);\n"                       \
+             "repeat it for replicas of one model: the requests fan out over them"},                         \
+    {"--endpoints", NULL, CLI_PATH, CLI_AT(cli, endpoints_path), .needs = "--api-model", .metavar = "FILE",    \
+     .help = "the endpoints, one a line: URL [parallel=K] (docs/backends.md)"},                              \
+    {"--api-model", NULL, CLI_STRING, CLI_AT(cli, api_model), .metavar = "NAME",                              \
      .help = "the endpoint's model name"},                                                                   \
-    {"--api-key-env", NULL, CLI_STRING, CLI_AT(cli, api_key_env), .needs = "--api-base",                     \
+    {"--api-key-env", NULL, CLI_STRING, CLI_AT(cli, api_key_env), .needs = "--api-model",                    \
      .note = "OPENAI_API_KEY; sent only when set", .metavar = "VAR",                                         \
      .help = "environment variable holding the API key"},                                                    \
     {"--backend-script", NULL, CLI_PATH, CLI_AT(cli, script), .flags = CLI_HIDDEN, .metavar = "FILE",        \
      .help = "answers from a script (tests)"},                                                               \
     {"--parallel", NULL, CLI_INT, CLI_AT(cli, parallel), .min = 1, .max = 4096, .def = "8", .metavar = "K",  \
-     .help = "requests in flight to the endpoint"},                                                          \
+     .help = "requests in flight to each endpoint"},                                                          \
     {"--timeout", NULL, CLI_REAL, CLI_AT(cli, timeout), .lo = 0.001, .hi = 1e6, .def = "600", .metavar = "S", \
      .help = "seconds per request attempt"},                                                                 \
+    {"--retries", NULL, CLI_INT, CLI_AT(cli, retries), .min = 0, .max = 1000, .def = "5", .metavar = "N",    \
+     .help = "tries after the first for a request that fails (on another endpoint when\n"                    \
+             "there are several); every endpoint failing more than N times in a row stops the run"},          \
+    {"--backoff", NULL, CLI_REAL, CLI_AT(cli, backoff), .lo = 0, .hi = 3600, .def = "1", .metavar = "S",      \
+     .help = "an endpoint that failed gets no work for S seconds, doubled per failure\n"                     \
+             "in a row (60 at most), then one request to probe it"},                                         \
     CLI_OPT_THREADS(cli, threads, "local engine threads"),                                                   \
     {"--templates", NULL, CLI_PATH, CLI_AT(cli, templates_path), .note = "lemma's own, templates/lemma.json", \
      .metavar = "FILE", .help = "prompt templates"},                                                         \
@@ -168,7 +183,20 @@ static const cli_opt verify_opts[] = {
     COUNT_OPT("--verifications", verifications, 1, "M", "verifications per proof"),
     SHARED_OPTS,
 };
-static const char *const one_backend[] = {"--model|--api-base|--backend-script", NULL};
+static const char *const one_backend[] = {"--model|--api-base|--endpoints|--backend-script", NULL};
+
+/* An endpoint's URL as run.json keeps it: without a user:password@ part. */
+static int jw_url(lm_text *j, const char *url) {
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+    if (!at || (slash && slash < at)) return jw_str(j, url);
+    lm_text t = {0};
+    int e = lm_text_append(&t, url, (size_t)(host - url)) || lm_text_append(&t, at + 1, strlen(at + 1)) ||
+            jw_str(j, t.data);
+    lm_text_free(&t);
+    return e;
+}
 
 /* run.json: the arguments that decide the answers (keys named like the
  * options). Paths are informative; the files' contents are compared. */
@@ -176,7 +204,7 @@ static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_temp
                     lm_text *j) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->o.seed);
-    const char *backend = c->model ? "local" : c->api_base ? "openai" : "scripted";
+    const char *backend = c->model ? "local" : c->n_endpoints ? "openai" : "scripted";
     int e = jw_raw(j, "{\"command\":") || jw_str(j, c->verify ? "verify" : "prove") || jw_raw(j, ",\"input\":") ||
             jw_str(j, c->input) || jw_raw(j, ",\"input-sha256\":") || jw_str(j, ps->sha256) ||
             jw_raw(j, ",\"templates\":") || jw_str(j, c->templates_path ? c->templates_path : "built-in") ||
@@ -185,9 +213,13 @@ static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_temp
     if (c->model)
         e = e || jw_raw(j, ",\"model\":") || jw_str(j, c->model) || jw_raw(j, ",\"model-sha256\":") ||
             jw_str(j, model_sha256);
-    if (c->api_base)
-        e = e || jw_raw(j, ",\"api-base\":") || jw_str(j, c->api_base) || jw_raw(j, ",\"api-model\":") ||
-            jw_str(j, c->api_model);
+    if (c->n_endpoints) {
+        /* the endpoints of the run that wrote run.json (operational: a rerun may use others) */
+        e = e || jw_raw(j, ",\"endpoints\":[");
+        for (int k = 0; k < c->n_endpoints; k++)
+            e = e || jw_raw(j, k ? "," : "") || jw_url(j, c->endpoints[k].api_base);
+        e = e || jw_raw(j, "],\"api-model\":") || jw_str(j, c->api_model);
+    }
     if (c->script) e = e || jw_raw(j, ",\"backend-script\":") || jw_str(j, c->script);
     if (!c->verify)
         e = e || jw_raw(j, ",\"samples\":") || jw_int(j, c->o.samples) || jw_raw(j, ",\"rounds\":") ||
@@ -208,11 +240,14 @@ static lm_backend *make_backend(const cli *c, lm_error *err) {
     }
     lm_openai_opts oo;
     lm_openai_opts_default(&oo);
-    oo.api_base = c->api_base;
+    oo.endpoints = c->endpoints;
+    oo.n_endpoints = c->n_endpoints;
     oo.model = c->api_model;
     if (c->api_key_env) oo.api_key_env = c->api_key_env;
     oo.parallel = (int)c->parallel;
     oo.timeout_s = c->timeout;
+    oo.max_retries = c->retries;
+    oo.backoff_s = c->backoff;
     return lm_backend_openai_create(&oo, err);
 }
 
@@ -235,8 +270,25 @@ static void print_settings(const cli *c, const lm_problem_set *ps, int loaded) {
     fprintf(stderr, "lemma %s: --max-tokens %lld --temperature %g --top-p %g --seed %llu; templates %s; backend %s%s%s\n",
             cmd, (long long)o->max_tokens, o->temperature, o->top_p, (unsigned long long)o->seed,
             c->templates_path ? c->templates_path : "built-in (templates/lemma.json)",
-            c->model ? "local " : c->api_base ? "openai " : "scripted ",
-            c->model ? c->model : c->api_base ? c->api_base : c->script, "");
+            c->model ? "local " : c->n_endpoints ? "openai " : "scripted ",
+            c->model ? c->model : c->n_endpoints ? c->endpoints[0].api_base : c->script,
+            c->n_endpoints > 1 ? " and more" : "");
+    if (c->n_endpoints > 1) {
+        fprintf(stderr, "lemma %s: %d endpoints:", cmd, c->n_endpoints);
+        for (int k = 0; k < c->n_endpoints; k++) {
+            int par = c->endpoints[k].parallel > 0 ? c->endpoints[k].parallel : c->parallel;
+            fprintf(stderr, " %s (parallel %d)", c->endpoints[k].api_base, par);
+        }
+        fputc('\n', stderr);
+    }
+}
+
+/* The endpoints prove_run made: the file's own strings, or argv's. */
+static void free_endpoints(cli *c) {
+    if (c->endpoints_path) lm_openai_endpoints_free(c->endpoints, c->n_endpoints);
+    else free(c->endpoints);
+    c->endpoints = NULL;
+    c->n_endpoints = 0;
 }
 
 static int prove_run(const void *dest) {
@@ -244,7 +296,8 @@ static int prove_run(const void *dest) {
     int verify = c.verify;
     const char *cmd = verify ? "verify" : c.eval ? "eval" : "prove";
     if (c.eval) {
-        int backends = (c.model_arg != NULL) + (c.model != NULL) + (c.api_base != NULL) + (c.script != NULL);
+        int backends = (c.model_arg != NULL) + (c.model != NULL) + (c.api_base.n > 0 || c.endpoints_path != NULL) +
+                       (c.script != NULL);
         if (backends != 1)
             return cli_fail(&cli_eval_spec, backends ? "give one of MODEL_DIR, --model, --api-base, --backend-script"
                                                      : "missing MODEL_DIR (or --api-base URL --api-model NAME)");
@@ -271,7 +324,24 @@ static int prove_run(const void *dest) {
     int rc = 1;
     char pool_path[4200], model_sha256[65] = "";
 
+    if (c.api_model && !c.api_base.n && !c.endpoints_path)
+        return cli_fail(verify ? &cli_verify_spec : c.eval ? &cli_eval_spec : &cli_prove_spec,
+                        "--api-model goes with --api-base URL or --endpoints FILE");
+    if (c.endpoints_path) {
+        if (lm_openai_endpoints_load(c.endpoints_path, &c.endpoints, &c.n_endpoints, &err)) {
+            fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
+            return 1;
+        }
+    } else if (c.api_base.n) {
+        if (!(c.endpoints = calloc((size_t)c.api_base.n, sizeof *c.endpoints))) {
+            fprintf(stderr, "lemma %s: out of memory\n", cmd);
+            return 1;
+        }
+        for (int k = 0; k < c.api_base.n; k++) c.endpoints[k].api_base = c.api_base.items[k];
+        c.n_endpoints = c.api_base.n;
+    }
     if (lm_problems_load(c.input, verify, &ps, &err)) {
+        free_endpoints(&c);
         fprintf(stderr, "lemma %s: %s\n", cmd, err.msg);
         return 1;
     }
@@ -299,7 +369,7 @@ static int prove_run(const void *dest) {
         goto fail;
     }
     static const char *const operational[] = {"input", "templates", "parallel", "threads", "timeout", "api-key-env",
-                                              NULL};
+                                              "endpoints", "api-base", "retries", "backoff", NULL};
     if (lm_run_args_check(c.out, args_json.data, operational, &err)) goto fail;
     snprintf(pool_path, sizeof pool_path, "%s/pool.jsonl", c.out);
     if (!(pool = lm_proof_pool_open(pool_path, &warn, &err))) goto fail;
@@ -358,6 +428,7 @@ done:
     lm_text_free(&warn);
     lm_text_free(&args_json);
     lm_text_free(&md);
+    free_endpoints(&c);
     return rc;
 }
 

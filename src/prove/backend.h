@@ -75,21 +75,40 @@ struct lm_backend {
  * lm_chat_request for which are sent); invalid UTF-8 in a prompt is sent as
  * U+FFFD. Authorization: Bearer $api_key_env when that variable is set and
  * not empty at create time (never sent otherwise; a value with a line break
- * is refused). One thread keeps up to `parallel` requests in flight
- * (libcurl's multi interface); replies come as transfers finish.
+ * is refused). One thread keeps requests in flight (libcurl's multi
+ * interface); replies come as transfers finish.
  *
- * Retries (up to max_retries more tries) on connection errors (refused,
- * DNS, reset, a body cut short of its Content-Length), timeouts, 429 and
- * 5xx. Try k+1 waits backoff_s * 2^(k-1), capped at 60 s, times a jitter
- * factor in [0.5, 1.5) drawn from (key, k) (core/rng.h: deterministic, and
- * requests that failed together come back apart); at least the Retry-After
- * the server sent (seconds or a date, capped at 60 s). A retry that is due
- * goes before requests not tried yet. No retry, a failure at once: other
- * 4xx (and 1xx/3xx; redirects are not followed), a 2xx body that is not a
- * chat completion, a reply over max_reply_bytes (the transfer is aborted
- * when the cap is passed, or refused from its Content-Length: a 100 MB
- * reply never sits in memory). Failure reasons (reply.error, one line,
- * "(after N attempts)" appended when there were retries):
+ * Endpoints: api_base alone, or n_endpoints replicas serving the same model
+ * (same name, key, options), each with its own `parallel` requests in flight.
+ * A request goes to the available endpoint with the most free slots (ties:
+ * the first listed), so the work spreads by free capacity.
+ *
+ * Failures that are the endpoint's: connection errors (refused, DNS, reset,
+ * a body cut short of its Content-Length), timeouts, 429 and 5xx, and, when
+ * there are other endpoints, a 2xx body that is not a chat completion. Such
+ * a failure puts the endpoint on probation: no new work for
+ * backoff_s * 2^(f-1) seconds (f: its failures in a row, a failure of a
+ * request sent before the probation began not counted again), capped at
+ * 60 s, times a jitter factor in [0.5, 1.5) drawn from (endpoint, f)
+ * (core/rng.h, deterministic); at least the Retry-After the server sent
+ * (seconds or a date, capped at 60 s). When the probation is over the
+ * endpoint gets one request (the probe); its success ends the probation
+ * (any success resets f), its failure starts the next, twice as long. The
+ * failed request is asked again at once on another available endpoint (a
+ * bad body never on the endpoint that sent it), until it has had
+ * 1 + max_retries tries; then it is a reply with ok = 0. When every endpoint
+ * has failed more than max_retries times in a row, run stops: -1 with
+ * "every endpoint is failing: U of N requests not answered (BASE: F failures
+ * in a row, last: WHY; ...)", the requests not answered get no reply
+ * (a rerun asks them again). Probation is kept across run calls.
+ *
+ * No retry, a failure at once: other 4xx (and 1xx/3xx; redirects are not
+ * followed), a 2xx body that is not a chat completion from the only
+ * endpoint, a reply over max_reply_bytes (the transfer is aborted when the
+ * cap is passed, or refused from its Content-Length: a 100 MB reply never
+ * sits in memory). Failure reasons (reply.error, one line, "(after N
+ * attempts)" appended when there were retries; with several endpoints
+ * prefixed by the endpoint's api_base and ": "):
  *   "cannot connect to URL: ..."          "timed out (timeout_s T, connect_timeout_s C): ..."
  *   "HTTP 503: \"server's message\""      "transfer failed: ..."
  *   "the reply is over N bytes (max_reply_bytes): refused"
@@ -102,21 +121,38 @@ struct lm_backend {
  * message.reasoning_content (DeepSeek) or else message.reasoning (vLLM),
  * choices[0].finish_reason (null: ""), usage.prompt_tokens and
  * usage.completion_tokens (-1 when absent). run() returns -1 only for a
- * NULL prompt, out-of-memory and the stop flag, which is looked at between
- * replies and at least every 100 ms while waiting. */
+ * NULL prompt, out-of-memory, every endpoint failing and the stop flag,
+ * which is looked at between replies and at least every 100 ms while
+ * waiting. */
+typedef struct lm_openai_endpoint {
+    const char *api_base;      /* e.g. "http://10.0.0.2:8000/v1" */
+    int parallel;              /* requests in flight to it; <= 0: the options' parallel */
+} lm_openai_endpoint;
+
 typedef struct lm_openai_opts {
-    const char *api_base;      /* e.g. "http://127.0.0.1:8000/v1" */
+    const char *api_base;      /* e.g. "http://127.0.0.1:8000/v1"; used when n_endpoints is 0 */
+    const lm_openai_endpoint *endpoints; /* n_endpoints (1..LM_OPENAI_MAX_ENDPOINTS) replicas, or NULL */
+    int n_endpoints;
     const char *model;         /* "model" field */
     const char *api_key_env;   /* name of the environment variable; default "OPENAI_API_KEY" */
-    int parallel;              /* requests in flight (default 8) */
+    int parallel;              /* requests in flight per endpoint (default 8) */
     double timeout_s;          /* per attempt, whole request (default 600) */
     double connect_timeout_s;  /* default 10 */
     int max_retries;           /* default 5 */
-    double backoff_s;          /* first backoff (default 1), doubled per retry, capped at 60, +-50% jitter */
+    double backoff_s;          /* first probation (default 1), doubled per failure, capped at 60, +-50% jitter */
     int64_t max_reply_bytes;   /* default 64 MiB */
 } lm_openai_opts;
+enum { LM_OPENAI_MAX_ENDPOINTS = 256 };
 void lm_openai_opts_default(lm_openai_opts *o);
 lm_backend *lm_backend_openai_create(const lm_openai_opts *o, lm_error *err);
+
+/* An endpoints file: one endpoint a line, "URL" or "URL parallel=K" (K in
+ * 1..4096); blank lines and lines starting with '#' are skipped. Fills
+ * *out (malloc'd, its api_base strings too: free with
+ * lm_openai_endpoints_free) and *n (at least 1). -1 with "FILE:LINE: ..."
+ * otherwise. */
+int lm_openai_endpoints_load(const char *path, lm_openai_endpoint **out, int *n, lm_error *err);
+void lm_openai_endpoints_free(lm_openai_endpoint *e, int n);
 
 /* ---- The local engine ------------------------------------------------------
  * Loads MODEL_DIR (config.json, safetensors, tokenizer.json), renders each

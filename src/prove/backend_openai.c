@@ -1,14 +1,17 @@
 /* backend_openai.c — the proof pipeline's prompts answered by an
  * OpenAI-compatible chat-completions endpoint; see prove/backend.h.
  *
- * One thread drives up to `parallel` transfers with libcurl's multi
- * interface. A request lives in one of three places: the fresh queue (not
- * tried yet, taken in order), a transfer slot (in flight), or the retry list
- * (failed in a way worth retrying, waiting for its backoff to pass). A free
- * slot takes a retry whose time has come before a fresh request, so a retried
- * request is not starved by a long queue. Replies are built from the body
- * kept in memory, which the write callback refuses to grow beyond
- * max_reply_bytes (the transfer is aborted there, nothing more is read). */
+ * One thread drives every endpoint's transfers with libcurl's multi
+ * interface; each endpoint owns `parallel` slots. A request lives in one of
+ * three places: the fresh queue (not tried yet, taken in order), a transfer
+ * slot (in flight), or the retry list (failed in a way worth retrying, in
+ * the order of failure). The waiting is the endpoint's, not the request's:
+ * an endpoint that failed is on probation and takes no work until it is
+ * over, then one probe; a failed request goes straight to whichever endpoint
+ * is available, before any fresh request, so it is not starved by a long
+ * queue. Replies are built from the body kept in memory, which the write
+ * callback refuses to grow beyond max_reply_bytes (the transfer is aborted
+ * there, nothing more is read). */
 #include <curl/curl.h>
 #include <math.h>
 #include <pthread.h>
@@ -18,6 +21,7 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/fileio.h"
 #include "core/rng.h"
 #include "core/utf8.h"
 #include "formats/json.h"
@@ -36,8 +40,21 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result = CURLE_FAILED_INIT;
 static void curl_init_once(void) { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+typedef struct endpoint {
+    char *base;                /* api_base without trailing slashes nor user:password@ (messages) */
+    char *url;                 /* {base}/chat/completions */
+    int parallel;
+    /* health, kept across run calls */
+    int failures;              /* probation episodes in a row; 0: healthy */
+    double since;              /* when the current episode began: a transfer started before failed with it */
+    double until;              /* no new work before this (monotonic seconds) */
+    char last_error[ERROR_MAX];
+    int in_flight;             /* transfers now (within a run) */
+} endpoint;
+
 typedef struct openai_impl {
-    char *url;                 /* {api_base}/chat/completions */
+    endpoint *eps;
+    int neps;
     char *model;
     char *auth_header;         /* "Authorization: Bearer ...", or NULL when the variable is unset */
     lm_openai_opts o;          /* numbers only; the strings above are the owned copies */
@@ -45,6 +62,7 @@ typedef struct openai_impl {
 
 typedef struct slot {
     CURL *easy;
+    int ep;                    /* the endpoint this slot belongs to */
     int req;                   /* request index, -1 when free */
     int attempt;               /* 1-based number of this try */
     char *body;                /* the request JSON (curl reads it in place) */
@@ -59,7 +77,7 @@ typedef struct slot {
 typedef struct retry {
     int req;
     int attempts;              /* tries made so far */
-    double not_before;         /* monotonic seconds */
+    int avoid;                 /* the endpoint that sent a bad body, or -1 */
     char *error;               /* why the last try failed (for the final reply) */
 } retry;
 
@@ -258,7 +276,7 @@ static int start_transfer(const openai_impl *I, CURLM *multi, struct curl_slist 
     s->errbuf[0] = 0;
     CURL *e = s->easy;
     curl_easy_reset(e);
-    curl_easy_setopt(e, CURLOPT_URL, I->url);
+    curl_easy_setopt(e, CURLOPT_URL, I->eps[s->ep].url);
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
@@ -315,14 +333,14 @@ static int retryable_curl(CURLcode c) {
     }
 }
 
-/* Seconds before try number attempts + 1: backoff_s doubled per try, capped,
- * times a jitter factor in [0.5, 1.5) drawn from (key, attempt), so that the
- * requests that failed together do not come back together; at least what
- * Retry-After asked (capped too). */
-static double backoff_delay(const openai_impl *I, uint64_t key, int attempts, double retry_after) {
-    double d = I->o.backoff_s * ldexp(1.0, attempts - 1 < 62 ? attempts - 1 : 62);
+/* Seconds of probation after an endpoint's failures-th failure in a row:
+ * backoff_s doubled per failure, capped, times a jitter factor in [0.5, 1.5)
+ * drawn from (endpoint, failures), so that endpoints that failed together do
+ * not come back together; at least what Retry-After asked (capped too). */
+static double probation_s(const openai_impl *I, int ep, int failures, double retry_after) {
+    double d = I->o.backoff_s * ldexp(1.0, failures - 1 < 62 ? failures - 1 : 62);
     if (d > BACKOFF_CAP_S) d = BACKOFF_CAP_S;
-    d *= 0.5 + lm_rng_uniform(key, JITTER_STREAM, (uint64_t)attempts);
+    d *= 0.5 + lm_rng_uniform((uint64_t)ep, JITTER_STREAM, (uint64_t)failures);
     if (retry_after > 0) {
         double ra = retry_after < BACKOFF_CAP_S ? retry_after : BACKOFF_CAP_S;
         if (d < ra) d = ra;
@@ -330,30 +348,67 @@ static double backoff_delay(const openai_impl *I, uint64_t key, int attempts, do
     return d;
 }
 
+/* The endpoint failed a transfer started at t0: a new episode of probation,
+ * unless the transfer was sent before the current one began (the requests in
+ * flight when a server dies fail together: one failure, not parallel). */
+static void endpoint_failed(openai_impl *I, int ep, double t0, double retry_after, const char *why) {
+    endpoint *e = &I->eps[ep];
+    double now = now_s();
+    if (e->failures == 0 || t0 >= e->since) {
+        e->failures++;
+        e->since = now;
+        e->until = now + probation_s(I, ep, e->failures, retry_after);
+    } else if (retry_after > 0) {
+        double until = now + probation_s(I, ep, e->failures, retry_after);
+        if (until > e->until) e->until = until;
+    }
+    snprintf(e->last_error, sizeof e->last_error, "%s", why);
+}
+
+/* How many transfers the endpoint may have now: all its slots when healthy,
+ * one (the probe) when its probation is over, none during it. */
+static int endpoint_capacity(const endpoint *e, int slots, double now) {
+    if (e->failures == 0) return slots;
+    return now >= e->until ? 1 : 0;
+}
+
+static int all_endpoints_failing(const openai_impl *I) {
+    for (int k = 0; k < I->neps; k++)
+        if (I->eps[k].failures <= I->o.max_retries) return 0;
+    return 1;
+}
+
 typedef struct run_state {
     openai_impl *I;
     const lm_chat_request *reqs;
     lm_reply_fn on_reply;
     void *user;
-    retry *retries;
+    retry *retries;            /* in the order they failed */
     int nretries, cap_retries;
+    int endpoint_failures;     /* in this run: all endpoints failing stops a run only after one of its own */
 } run_state;
 
-static void reply_failure(run_state *st, int req, int attempts, double secs, const char *why) {
-    char line[ERROR_MAX + 32];
-    if (attempts > 1) snprintf(line, sizeof line, "%s (after %d attempts)", why, attempts);
-    else snprintf(line, sizeof line, "%s", why);
+static void reply_failure(run_state *st, int req, int ep, int attempts, double secs, const char *why) {
+    char line[ERROR_MAX + 300];
+    int n = 0;
+    if (st->I->neps > 1 && ep >= 0) n = snprintf(line, sizeof line, "%.250s: ", st->I->eps[ep].base);
+    if (attempts > 1) snprintf(line + n, sizeof line - (size_t)n, "%s (after %d attempts)", why, attempts);
+    else snprintf(line + n, sizeof line - (size_t)n, "%s", why);
     lm_chat_reply rep = {.key = st->reqs[req].key, .ok = 0, .content = "", .reasoning = "",
                          .finish_reason = "", .error = line, .prompt_tokens = -1,
                          .completion_tokens = -1, .seconds = secs, .attempts = attempts};
     st->on_reply(st->user, &rep);
 }
 
-/* Schedules another try, or replies with the failure when the tries are
- * spent. Returns 1 when a reply was made. */
-static int retry_or_fail(run_state *st, int req, int attempts, double secs, double retry_after, const char *why) {
+/* The endpoint ep failed the request: it goes on probation, and the request
+ * is asked again elsewhere (never at ep when avoid_ep), or replied with the
+ * failure when its tries are spent. Returns 1 when a reply was made. */
+static int retry_or_fail(run_state *st, int req, int ep, int attempts, double t0, double secs, double retry_after,
+                         int avoid_ep, const char *why) {
+    endpoint_failed(st->I, ep, t0, retry_after, why);
+    st->endpoint_failures++;
     if (attempts > st->I->o.max_retries) {
-        reply_failure(st, req, attempts, secs, why);
+        reply_failure(st, req, ep, attempts, secs, why);
         return 1;
     }
     char *copy = strdup(why);
@@ -367,35 +422,31 @@ static int retry_or_fail(run_state *st, int req, int attempts, double secs, doub
         }
     }
     if (!copy) { /* out of memory: give up on this one rather than lose it */
-        reply_failure(st, req, attempts, secs, why);
+        reply_failure(st, req, ep, attempts, secs, why);
         return 1;
     }
-    st->retries[st->nretries++] = (retry){
-        .req = req,
-        .attempts = attempts,
-        .not_before = now_s() + backoff_delay(st->I, st->reqs[req].key, attempts, retry_after),
-        .error = copy,
-    };
+    st->retries[st->nretries++] = (retry){.req = req, .attempts = attempts, .avoid = avoid_ep ? ep : -1, .error = copy};
     return 0;
 }
 
 /* A finished transfer: a reply, or a scheduled retry. Returns 1 when a reply
  * was made. */
 static int finish_transfer(run_state *st, CURLM *multi, slot *s, CURLcode result) {
-    const openai_impl *I = st->I;
-    int req = s->req, attempts = s->attempt;
-    double secs = now_s() - s->t0;
+    openai_impl *I = st->I;
+    int req = s->req, attempts = s->attempt, ep = s->ep;
+    double t0 = s->t0, secs = now_s() - s->t0;
     long status = 0;
     curl_off_t retry_after = -1;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(s->easy, CURLINFO_RETRY_AFTER, &retry_after);
     end_transfer(multi, s);
+    I->eps[ep].in_flight--;
     char why[ERROR_MAX], ex[EXCERPT_MAX];
     const char *detail = s->errbuf[0] ? s->errbuf : curl_easy_strerror(result);
     if (s->oversize || result == CURLE_FILESIZE_EXCEEDED) {
         snprintf(why, sizeof why, "the reply is over %lld bytes (max_reply_bytes): refused",
                  (long long)I->o.max_reply_bytes);
-        reply_failure(st, req, attempts, secs, why);
+        reply_failure(st, req, ep, attempts, secs, why);
         return 1;
     }
     if (result != CURLE_OK) {
@@ -403,28 +454,31 @@ static int finish_transfer(run_state *st, CURLM *multi, slot *s, CURLcode result
             snprintf(why, sizeof why, "timed out (timeout_s %g, connect_timeout_s %g): %s", I->o.timeout_s,
                      I->o.connect_timeout_s, detail);
         else if (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST)
-            snprintf(why, sizeof why, "cannot connect to %s: %s", I->url, detail);
+            snprintf(why, sizeof why, "cannot connect to %.250s/chat/completions: %s", I->eps[ep].base, detail);
         else
             snprintf(why, sizeof why, "transfer failed: %s", detail);
-        if (retryable_curl(result)) return retry_or_fail(st, req, attempts, secs, 0, why);
-        reply_failure(st, req, attempts, secs, why);
+        if (retryable_curl(result)) return retry_or_fail(st, req, ep, attempts, t0, secs, 0, 0, why);
+        reply_failure(st, req, ep, attempts, secs, why);
         return 1;
     }
     if (status == 429 || status >= 500) {
         snprintf(why, sizeof why, "HTTP %ld: %s", status, server_message(s->buf, s->len, ex, sizeof ex));
-        return retry_or_fail(st, req, attempts, secs, retry_after > 0 ? (double)retry_after : 0, why);
+        return retry_or_fail(st, req, ep, attempts, t0, secs, retry_after > 0 ? (double)retry_after : 0, 0, why);
     }
     if (status < 200 || status > 299) {
         snprintf(why, sizeof why, "HTTP %ld: %s", status, server_message(s->buf, s->len, ex, sizeof ex));
-        reply_failure(st, req, attempts, secs, why);
+        reply_failure(st, req, ep, attempts, secs, why);
         return 1;
     }
     lm_chat_reply rep = {.key = st->reqs[req].key, .seconds = secs, .attempts = attempts};
     json_doc *doc = parse_completion(s->buf ? s->buf : "", s->len, &rep, why, sizeof why);
     if (!doc) {
-        reply_failure(st, req, attempts, secs, why);
+        /* another endpoint may answer properly; the only one would send the same */
+        if (I->neps > 1) return retry_or_fail(st, req, ep, attempts, t0, secs, 0, 1, why);
+        reply_failure(st, req, ep, attempts, secs, why);
         return 1;
     }
+    I->eps[ep].failures = 0;
     st->on_reply(st->user, &rep);
     json_free(doc);
     return 1;
@@ -440,6 +494,19 @@ static void trim_buffer(slot *s) {
     s->len = 0;
 }
 
+/* "every endpoint is failing: U of N requests not answered (BASE: F failures
+ * in a row, last: WHY; ...)", the count first so that a long list cut to
+ * the message's size never hides it. */
+static int fail_all_down(const openai_impl *I, int unanswered, int n, lm_error *err) {
+    char list[sizeof err->msg];
+    size_t pos = 0;
+    list[0] = 0;
+    for (int k = 0; k < I->neps && pos < sizeof list; k++)
+        pos += (size_t)snprintf(list + pos, sizeof list - pos, "%s%.120s: %d failures in a row, last: %.160s",
+                                k ? "; " : "", I->eps[k].base, I->eps[k].failures, I->eps[k].last_error);
+    return lm_fail(err, "every endpoint is failing: %d of %d requests not answered (%s)", unanswered, n, list);
+}
+
 static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_reply_fn on_reply, void *user,
                       volatile int *stop, lm_error *err) {
     openai_impl *I = b->impl;
@@ -449,11 +516,19 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
         if (!reqs[i].prompt)
             return lm_fail(err, "openai backend: request %d (key %llu) has no prompt", i,
                            (unsigned long long)reqs[i].key);
-    int nslots = I->o.parallel < n ? I->o.parallel : n;
+    /* each endpoint's slots, endpoint after endpoint; never more than n each */
+    int nslots = 0;
+    int *first_slot = calloc((size_t)I->neps + 1, sizeof *first_slot);
+    for (int k = 0; first_slot && k < I->neps; k++) {
+        first_slot[k] = nslots;
+        nslots += I->eps[k].parallel < n ? I->eps[k].parallel : n;
+        I->eps[k].in_flight = 0;
+    }
+    if (first_slot) first_slot[I->neps] = nslots;
     int rc = -1, replied = 0, next_fresh = 0;
     run_state st = {.I = I, .reqs = reqs, .on_reply = on_reply, .user = user};
     struct curl_slist *headers = NULL, *h;
-    slot *slots = calloc((size_t)nslots, sizeof *slots);
+    slot *slots = first_slot ? calloc((size_t)nslots, sizeof *slots) : NULL;
     CURLM *multi = curl_multi_init();
     if (!slots || !multi) {
         lm_fail(err, "openai backend: out of memory");
@@ -470,41 +545,58 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
         headers = h;
     }
     curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)nslots);
-    for (int k = 0; k < nslots; k++) {
-        slots[k].req = -1;
-        if (!(slots[k].easy = curl_easy_init())) {
-            lm_fail(err, "openai backend: cannot create a curl handle");
-            goto done;
+    for (int k = 0; k < I->neps; k++)
+        for (int j = first_slot[k]; j < first_slot[k + 1]; j++) {
+            slots[j].req = -1;
+            slots[j].ep = k;
+            if (!(slots[j].easy = curl_easy_init())) {
+                lm_fail(err, "openai backend: cannot create a curl handle");
+                goto done;
+            }
         }
-    }
     while (replied < n) {
         if (stop && *stop) {
             lm_fail(err, "interrupted");
             goto done;
         }
-        /* fill the free slots: retries that are due first, then fresh requests */
+        /* Hand out work: retries first (in the order they failed), then fresh
+         * requests, each to the available endpoint with the most free slots. */
         double now = now_s();
-        for (int k = 0; k < nslots; k++) {
-            if (slots[k].req >= 0) continue;
-            int req = -1, attempts = 0, ri = -1;
-            for (int j = 0; j < st.nretries; j++)
-                if (st.retries[j].not_before <= now && (ri < 0 || st.retries[j].not_before < st.retries[ri].not_before))
-                    ri = j;
+        while (st.nretries > 0 || next_fresh < n) {
+            int best = -1, best_free = 0, ri = -1;
+            for (int k = 0; k < I->neps; k++) {
+                endpoint *e = &I->eps[k];
+                int free_slots = endpoint_capacity(e, first_slot[k + 1] - first_slot[k], now) - e->in_flight;
+                if (free_slots <= best_free) continue;
+                int r = -1;
+                for (int j = 0; j < st.nretries && r < 0; j++)
+                    if (st.retries[j].avoid != k) r = j;
+                if (r < 0 && next_fresh >= n) continue; /* only retries that must go elsewhere */
+                best = k;
+                best_free = free_slots;
+                ri = r;
+            }
+            if (best < 0) break;
+            int req, attempts = 0;
             if (ri >= 0) {
                 req = st.retries[ri].req;
                 attempts = st.retries[ri].attempts;
                 free(st.retries[ri].error);
-                st.retries[ri] = st.retries[--st.nretries];
-            } else if (next_fresh < n) {
-                req = next_fresh++;
+                memmove(&st.retries[ri], &st.retries[ri + 1], (size_t)(st.nretries - ri - 1) * sizeof *st.retries);
+                st.nretries--;
             } else {
-                break;
+                req = next_fresh++;
             }
+            slot *s = NULL;
+            for (int j = first_slot[best]; j < first_slot[best + 1] && !s; j++)
+                if (slots[j].req < 0) s = &slots[j];
             char why[ERROR_MAX];
-            if (start_transfer(I, multi, headers, &slots[k], &reqs[req], req, attempts + 1, why, sizeof why)) {
-                reply_failure(&st, req, attempts + 1, 0, why);
+            if (start_transfer(I, multi, headers, s, &reqs[req], req, attempts + 1, why, sizeof why)) {
+                reply_failure(&st, req, best, attempts + 1, 0, why);
                 replied++;
                 if (stop && *stop) break;
+            } else {
+                I->eps[best].in_flight++;
             }
         }
         if (stop && *stop) continue; /* a failure reply above raised it: no more replies */
@@ -522,14 +614,17 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
             if (stop && *stop) break; /* checked again at the top */
         }
         if (replied >= n || (stop && *stop)) continue;
-        /* wait for the network, the next retry, or POLL_MS_MAX to look at the stop flag */
+        if (st.endpoint_failures && all_endpoints_failing(I)) {
+            fail_all_down(I, n - replied, n, err);
+            goto done;
+        }
+        /* wait for the network, the end of a probation, or POLL_MS_MAX to look at the stop flag */
         long wait_ms = POLL_MS_MAX;
-        int any_free = 0;
-        for (int k = 0; k < nslots; k++) any_free |= slots[k].req < 0;
-        if (any_free && next_fresh < n) wait_ms = 0;
-        else if (any_free)
-            for (int j = 0; j < st.nretries; j++) {
-                double w = (st.retries[j].not_before - now_s()) * 1000;
+        if (st.nretries > 0 || next_fresh < n)
+            for (int k = 0; k < I->neps; k++) {
+                const endpoint *e = &I->eps[k];
+                if (e->failures == 0 || e->in_flight > 0) continue;
+                double w = (e->until - now_s()) * 1000;
                 long wm = w <= 0 ? 0 : (long)ceil(w);
                 if (wm < wait_ms) wait_ms = wm;
             }
@@ -545,49 +640,95 @@ done:
     for (int j = 0; j < st.nretries; j++) free(st.retries[j].error);
     free(st.retries);
     free(slots);
+    free(first_slot);
     if (multi) curl_multi_cleanup(multi);
     curl_slist_free_all(headers);
     return rc;
 }
 
+static void impl_free(openai_impl *I) {
+    if (!I) return;
+    for (int k = 0; I->eps && k < I->neps; k++) {
+        free(I->eps[k].base);
+        free(I->eps[k].url);
+    }
+    free(I->eps);
+    free(I->model);
+    if (I->auth_header) {
+        memset(I->auth_header, 0, strlen(I->auth_header)); /* the key does not outlive the backend */
+        free(I->auth_header);
+    }
+    free(I);
+}
+
 static void openai_free(lm_backend *b) {
     if (!b) return;
-    openai_impl *I = b->impl;
-    if (I) {
-        free(I->url);
-        free(I->model);
-        if (I->auth_header) {
-            memset(I->auth_header, 0, strlen(I->auth_header)); /* the key does not outlive the backend */
-            free(I->auth_header);
-        }
-        free(I);
-    }
+    impl_free(b->impl);
     free(b);
 }
 
-lm_backend *lm_backend_openai_create(const lm_openai_opts *o, lm_error *err) {
+/* api_base checked: http(s)://, no white space. */
+static int check_base(const char *base, lm_error *err) {
     char q[128];
+    if (strncmp(base, "http://", 7) && strncmp(base, "https://", 8))
+        return lm_fail(err, "openai backend: api_base %s: expected a URL starting with http:// or https://",
+                       json_quote(q, sizeof q, base, strlen(base)));
+    if (strpbrk(base, " \t\r\n"))
+        return lm_fail(err, "openai backend: api_base %s: a URL has no spaces or line breaks",
+                       json_quote(q, sizeof q, base, strlen(base)));
+    return 0;
+}
+
+/* The endpoint's URL and its base for messages (trailing slashes dropped,
+ * and a password in the URL kept out of messages, which end up in the pool);
+ * -1 when out of memory. */
+static int endpoint_init(endpoint *e, const char *base, int parallel) {
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/') blen--;
+    e->parallel = parallel;
+    e->url = malloc(blen + sizeof "/chat/completions");
+    e->base = malloc(blen + 1);
+    if (!e->base || !e->url) return -1;
+    memcpy(e->url, base, blen);
+    memcpy(e->url + blen, "/chat/completions", sizeof "/chat/completions");
+    const char *host = strstr(base, "://") + 3; /* checked: http:// or https:// */
+    const char *at = memchr(host, '@', blen - (size_t)(host - base)), *slash = strchr(host, '/');
+    if (at && (!slash || at < slash)) {
+        size_t scheme = (size_t)(host - base);
+        memcpy(e->base, base, scheme);
+        memcpy(e->base + scheme, at + 1, blen - (size_t)(at + 1 - base));
+        e->base[scheme + blen - (size_t)(at + 1 - base)] = 0;
+    } else {
+        memcpy(e->base, base, blen);
+        e->base[blen] = 0;
+    }
+    return 0;
+}
+
+lm_backend *lm_backend_openai_create(const lm_openai_opts *o, lm_error *err) {
     if (!o) {
         lm_fail(err, "openai backend: no options");
         return NULL;
     }
-    const char *base = o->api_base ? o->api_base : "";
-    if (strncmp(base, "http://", 7) && strncmp(base, "https://", 8)) {
-        lm_fail(err, "openai backend: api_base %s: expected a URL starting with http:// or https://",
-                json_quote(q, sizeof q, base, strlen(base)));
-        return NULL;
-    }
-    if (strpbrk(base, " \t\r\n")) {
-        lm_fail(err, "openai backend: api_base %s: a URL has no spaces or line breaks",
-                json_quote(q, sizeof q, base, strlen(base)));
-        return NULL;
-    }
-    if (!o->model || !*o->model) {
-        lm_fail(err, "openai backend: no model name (--api-model)");
+    int neps = o->n_endpoints > 0 ? o->n_endpoints : 1;
+    if (o->n_endpoints < 0 || o->n_endpoints > LM_OPENAI_MAX_ENDPOINTS || (o->n_endpoints > 0 && !o->endpoints)) {
+        lm_fail(err, "openai backend: %d endpoints: expected 1..%d", o->n_endpoints, LM_OPENAI_MAX_ENDPOINTS);
         return NULL;
     }
     if (o->parallel < 1 || o->parallel > 4096) {
         lm_fail(err, "openai backend: parallel %d: expected 1..4096", o->parallel);
+        return NULL;
+    }
+    for (int k = 0; k < neps; k++) {
+        const char *base = o->n_endpoints ? o->endpoints[k].api_base : o->api_base;
+        if (check_base(base ? base : "", err)) return NULL;
+        if (o->n_endpoints && o->endpoints[k].parallel > 4096) {
+            lm_fail(err, "openai backend: endpoint %s: parallel %d: expected 1..4096", base, o->endpoints[k].parallel);
+            return NULL;
+        }
+    }
+    if (!o->model || !*o->model) {
+        lm_fail(err, "openai backend: no model name (--api-model)");
         return NULL;
     }
     if (!(o->timeout_s > 0) || !(o->connect_timeout_s > 0)) {
@@ -617,29 +758,26 @@ lm_backend *lm_backend_openai_create(const lm_openai_opts *o, lm_error *err) {
     }
     lm_backend *b = calloc(1, sizeof *b);
     openai_impl *I = calloc(1, sizeof *I);
-    size_t blen = strlen(base);
-    while (blen > 0 && base[blen - 1] == '/') blen--;
-    if (b && I) {
+    int oom = !b || !I;
+    if (!oom) {
         I->o = *o;
         I->o.api_base = I->o.model = I->o.api_key_env = NULL;
+        I->o.endpoints = NULL;
         I->model = strdup(o->model);
-        I->url = malloc(blen + sizeof "/chat/completions");
-        if (I->url) {
-            memcpy(I->url, base, blen);
-            memcpy(I->url + blen, "/chat/completions", sizeof "/chat/completions");
+        I->eps = calloc((size_t)neps, sizeof *I->eps);
+        oom = !I->model || !I->eps;
+        if (I->eps) I->neps = neps;
+        for (int k = 0; !oom && k < neps; k++) {
+            int par = o->n_endpoints && o->endpoints[k].parallel > 0 ? o->endpoints[k].parallel : o->parallel;
+            oom = endpoint_init(&I->eps[k], o->n_endpoints ? o->endpoints[k].api_base : o->api_base, par) != 0;
         }
-        if (key && *key && (I->auth_header = malloc(strlen(key) + 32)))
+        if (!oom && key && *key && (I->auth_header = malloc(strlen(key) + 32)))
             sprintf(I->auth_header, "Authorization: Bearer %s", key);
+        oom = oom || (key && *key && !I->auth_header);
     }
-    if (!b || !I || !I->model || !I->url || (key && *key && !I->auth_header)) {
+    if (oom) {
         free(b);
-        b = NULL;
-        if (I) {
-            free(I->url);
-            free(I->model);
-            free(I->auth_header);
-            free(I);
-        }
+        impl_free(I);
         lm_fail(err, "openai backend: out of memory");
         return NULL;
     }
@@ -648,4 +786,81 @@ lm_backend *lm_backend_openai_create(const lm_openai_opts *o, lm_error *err) {
     b->free = openai_free;
     b->impl = I;
     return b;
+}
+
+/* ---- endpoints file ------------------------------------------------------------ */
+
+void lm_openai_endpoints_free(lm_openai_endpoint *e, int n) {
+    for (int k = 0; e && k < n; k++) free((char *)e[k].api_base);
+    free(e);
+}
+
+int lm_openai_endpoints_load(const char *path, lm_openai_endpoint **out, int *n, lm_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    *n = 0;
+    if (lm_read_file(path, 1 << 20, &text, &len, err)) return -1;
+    lm_openai_endpoint *eps = NULL;
+    int neps = 0, line_no = 0, rc = -1;
+    char q[128];
+    for (char *line = text; line && line < text + len;) {
+        char *next = memchr(line, '\n', (size_t)(text + len - line));
+        if (next) *next++ = 0;
+        line_no++;
+        if (strlen(line) != (size_t)((next ? next - 1 : text + len) - line)) {
+            lm_fail(err, "%s:%d: a NUL byte: expected a URL", path, line_no);
+            goto done;
+        }
+        char *p = line, *url, *word;
+        while (*p == ' ' || *p == '\t' || *p == '\r') p++;
+        if (!*p || *p == '#') {
+            line = next;
+            continue;
+        }
+        url = strtok_r(p, " \t\r", &word);
+        if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
+            lm_fail(err, "%s:%d: %s: expected a URL starting with http:// or https://", path, line_no,
+                    json_quote(q, sizeof q, url, strlen(url)));
+            goto done;
+        }
+        int parallel = 0;
+        for (char *w; (w = strtok_r(NULL, " \t\r", &word));) {
+            char *end;
+            long v = strncmp(w, "parallel=", 9) ? 0 : strtol(w + 9, &end, 10);
+            if (!v || *end || v < 1 || v > 4096) {
+                lm_fail(err, "%s:%d: %s: expected parallel=K with K in 1..4096", path, line_no,
+                        json_quote(q, sizeof q, w, strlen(w)));
+                goto done;
+            }
+            parallel = (int)v;
+        }
+        if (neps == LM_OPENAI_MAX_ENDPOINTS) {
+            lm_fail(err, "%s:%d: more than %d endpoints", path, line_no, LM_OPENAI_MAX_ENDPOINTS);
+            goto done;
+        }
+        lm_openai_endpoint *grown = realloc(eps, (size_t)(neps + 1) * sizeof *eps);
+        char *copy = strdup(url);
+        if (!grown || !copy) {
+            free(copy);
+            if (grown) eps = grown;
+            lm_fail(err, "%s: out of memory", path);
+            goto done;
+        }
+        eps = grown;
+        eps[neps++] = (lm_openai_endpoint){.api_base = copy, .parallel = parallel};
+        line = next;
+    }
+    if (!neps) {
+        lm_fail(err, "%s: no endpoint (expected one URL a line)", path);
+        goto done;
+    }
+    *out = eps;
+    *n = neps;
+    eps = NULL;
+    rc = 0;
+done:
+    lm_openai_endpoints_free(eps, neps);
+    free(text);
+    return rc;
 }

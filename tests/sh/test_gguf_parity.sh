@@ -124,6 +124,30 @@ EOF
         cat "$tmp/init.log" "$tmp/lemma.log" 2>/dev/null | tail -n 3
         bad "lemma vs llama.cpp on a lemma init model"
     fi
+    # 3. the batched anchor (bench.mjs batched, used by bench/batch_bench.sh): every decode
+    # step is ONE llama_decode carrying one token of each of the B sequences, and
+    # node-llama-cpp's own queue, given B sequences evaluating at once, also makes one
+    # llama_decode of B tokens per step (what the anchor claims to measure).
+    if [ -f "$tmp/init.gguf" ] &&
+       timeout 120 node bench/llamacpp/bench.mjs batched --model "$tmp/init.gguf" --threads 1 --batch 1,3 \
+            --prompt 5 --gen 4 --check-queue 1 >"$tmp/batched.jsonl" 2>"$tmp/batched.log" &&
+       "$PY" - "$tmp/batched.jsonl" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert [r["batch"] for r in rows] == [1, 3], rows
+for r in rows:
+    B = r["batch"]
+    assert r["decode_calls_per_step"] == 1, r
+    assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0, r
+    q = r["queue_check"]
+    assert q["decode_calls"] == q["steps"] and q["tokens_per_call"] == [B] * q["steps"], q
+EOF
+    then
+        ok "llama.cpp batched anchor: one llama_decode of B tokens per step (driver and node-llama-cpp queue)"
+    else
+        tail -n 3 "$tmp/batched.log" 2>/dev/null; cat "$tmp/batched.jsonl" 2>/dev/null
+        bad "llama.cpp batched anchor: one llama_decode of B tokens per step"
+    fi
 else
     echo "note: $LEMMA init unavailable, lemma-vs-llama.cpp case not run"
 fi

@@ -33,28 +33,9 @@ sed -E "s/\"vocab_size\": *[0-9]+/\"vocab_size\": $vocab/" tests/golden/v3_f32/c
 "$LEMMA" init "$tmp/config.json" --out "$tmp/m" --seed 3 --std 0.3 2>/dev/null || { echo "init failed"; exit 1; }
 m=$tmp/m
 
-# start NAME ARGS...: starts a server logging to $tmp/NAME.log; sets port and
-# pid once it listens (the first line); returns non-zero if it never does.
-start() {
-    local name=$1; shift
-    "$LEMMA" serve "$m" --port 0 --threads 1 "$@" >"$tmp/$name.log" 2>&1 &
-    pid=$!; pids+=("$pid")
-    port=""
-    for _ in $(seq 1 $((300 * slow))); do
-        port=$(sed -nE 's/^lemma serve: listening on http:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$tmp/$name.log")
-        [ -n "$port" ] && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "server $name did not start:"; sed 's/^/  /' "$tmp/$name.log"; return 1
-}
-wait_ready() { # port
-    for _ in $(seq 1 $((400 * slow))); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health")" = 200 ] && return 0
-        sleep 0.05
-    done
-    return 1
-}
+# start NAME ARGS...: a server on the model (lib.sh's serve_start); wait_ready PORT
+start() { local name=$1; shift; serve_start "$name" "$m" "$@" || return 1; pids+=("$pid"); }
+wait_ready() { serve_ready "$1"; }
 # post PATH JSON [curl args...]: body to $tmp/body, status on stdout
 post() {
     local path=$1 data=$2; shift 2
