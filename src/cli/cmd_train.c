@@ -92,7 +92,8 @@ const cli_spec cli_train_spec = {
              "SIGTERM checkpoints and stops (a second one stops at once); --resume continues from the\n"
              "newest RUN_DIR/ckpt-N to the planned step count with bit-identical results. Results do\n"
              "not depend on --threads. One process at a time trains in a RUN_DIR; a new run needs a\n"
-             "new or empty RUN_DIR.",
+             "new or empty RUN_DIR. Under `mpirun -np K` (lemma built with OpenMPI) the ranks share\n"
+             "each step's micro-batches (at least one each) and end bit-identical to one process.",
     CLI_OPTS(train_opts), .size = sizeof(train_cli),
     .run = train_run, .init = train_defaults,
 };
