@@ -24,6 +24,15 @@ BASEARCH := -march=x86-64-v2 -mtune=generic
 CPPFLAGS := -Isrc -D_GNU_SOURCE
 LDLIBS   := -lm -lpthread -lpcre2-8 -lcurl -lmicrohttpd
 
+# OpenMPI (Debian's libopenmpi-dev): `mpirun -np K lemma train` trains data-
+# parallel (src/train/dp.h). Found through mpicc; MPI=0 builds without it
+# (then a lemma started by mpirun with several ranks refuses to train).
+MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+  MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+  LDLIBS     += $(shell mpicc --showme:link 2>/dev/null)
+endif
+
 ifeq ($(VARIANT),release)
   OPT := -O2 -g
 else ifeq ($(VARIANT),sanitize)
@@ -93,6 +102,13 @@ $(BUILD)/tests/test_cli_options: tests/test_cli_options.c $(wildcard tests/*.h) 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/src/train/dp.o: CPPFLAGS += $(if $(filter 1,$(MPI)),-DLEMMA_MPI $(MPI_CFLAGS))
+# dp.o (and so everything linked) is rebuilt when MPI changes: the file holds the setting.
+$(BUILD)/src/train/dp.o: $(BUILD)/mpi-setting
+$(BUILD)/mpi-setting: FORCE
+	@mkdir -p $(BUILD); echo '$(MPI)' | cmp -s - $@ || echo '$(MPI)' > $@
+.PHONY: FORCE
 
 # templates/lemma.json is compiled into the binary (.incbin in templates.c).
 $(BUILD)/src/prove/templates.o: templates/lemma.json

@@ -356,6 +356,9 @@ if [ "${BENCH_NO_TRAIN:-0}" != 1 ]; then
     echo
     echo "== training: lemma vs PyTorch (bench/train_bench.sh)"
     bash bench/train_bench.sh || echo "bench/train_bench.sh failed (exit $?)"
+    echo
+    echo "== data-parallel training: 1 process vs mpirun -np 2 (bench/train_mpi_bench.sh)"
+    MPI_BENCH_OUT=$RESULTS bash bench/train_mpi_bench.sh || echo "bench/train_mpi_bench.sh failed (exit $?)"
 fi
 if [ "${BENCH_NO_TOKENIZER:-0}" != 1 ]; then
     echo

@@ -3,7 +3,7 @@
 # Run as root on Debian 12 (fresh machines); skips what is present.
 # `install-deps.sh --list` prints the package names (.ci/run installs them).
 set -eu
-build_pkgs="gcc make libc6-dev libpcre2-dev libcurl4-openssl-dev libmicrohttpd-dev bible-kjv"  # bible-kjv: the corpus of recipes/default.json
+build_pkgs="gcc make libc6-dev libpcre2-dev libcurl4-openssl-dev libmicrohttpd-dev openmpi-bin libopenmpi-dev bible-kjv"  # bible-kjv: the corpus of recipes/default.json; openmpi: `mpirun -np K lemma train` (optional: lemma builds without it)
 test_pkgs="python3 python3-numpy clang libclang-rt-14-dev nodejs npm"  # nodejs, npm: the openai client in test_serve_openai.sh
 extra_pkgs="${LEMMA_EXTRA_PKGS:-}"
 # Node from another source counts as installed: nodesource's nodejs bundles npm and

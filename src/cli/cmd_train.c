@@ -1,11 +1,13 @@
 /* cmd_train.c — `lemma train`: a training run, or the continuation of one. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/stop.h"
+#include "train/dp.h"
 #include "train/run.h"
 
 typedef struct train_cli {
@@ -90,30 +92,55 @@ const cli_spec cli_train_spec = {
              "SIGTERM checkpoints and stops (a second one stops at once); --resume continues from the\n"
              "newest RUN_DIR/ckpt-N to the planned step count with bit-identical results. Results do\n"
              "not depend on --threads. One process at a time trains in a RUN_DIR; a new run needs a\n"
-             "new or empty RUN_DIR.",
+             "new or empty RUN_DIR. Under `mpirun -np K` (lemma built with OpenMPI) the ranks share\n"
+             "each step's micro-batches (at least one each) and end bit-identical to one process.",
     CLI_OPTS(train_opts), .size = sizeof(train_cli),
     .run = train_run, .init = train_defaults,
 };
+
+/* Under mpirun a failure on one rank must end the others too, unless they
+ * were told (then they stop by themselves, silently). */
+static int train_fail(const lm_error *err, int rc) {
+    int world = lm_dp_size();
+    if (rc > 0) { /* a rank other than 0 stopped with rank 0, whose message and status mpirun passes on */
+        lm_dp_stop();
+        return 0;
+    }
+    if (world > 1 && lm_dp_rank() > 0) fprintf(stderr, "lemma train: rank %d of %d: %s\n", lm_dp_rank(), world, err->msg);
+    else fprintf(stderr, "lemma train: %s\n", err->msg);
+    int code = strstr(err->msg, "interrupted") ? 130 : 1;
+    if (world > 1 && !lm_dp_stop_was_told()) lm_dp_abort(code);
+    lm_dp_stop();
+    return code;
+}
 
 static int train_run(const void *dest) {
     train_cli c = *(const train_cli *)dest;
     lm_run_opts o = c.o;
     const char *resume = c.resume;
     int threads_given = o.threads != 0, restart = c.restart;
-    if (!threads_given) o.threads = args_default_threads();
     lm_error err;
-    lm_stop_on_signals();
-    if (resume) {
-        lm_resume_opts ro = {.threads = threads_given ? o.threads : 0, .quiet = o.quiet, .restart = restart};
-        if (lm_train_resume(resume, &ro, &err)) {
-            fprintf(stderr, "lemma train: %s\n", err.msg);
-            return strstr(err.msg, "interrupted") ? 130 : 1;
-        }
-        return 0;
-    }
-    if (lm_train_run(&o, &err)) {
+    if (lm_dp_start(&err)) {
         fprintf(stderr, "lemma train: %s\n", err.msg);
-        return strstr(err.msg, "interrupted") ? 130 : 1;
+        return 1;
     }
+    if (!threads_given) {
+        /* ranks on one machine share its cores */
+        o.threads = args_default_threads();
+        const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        int n = local ? atoi(local) : 1;
+        if (lm_dp_size() > 1 && n > 1) o.threads = o.threads / n > 0 ? o.threads / n : 1;
+    }
+    lm_stop_on_signals();
+    int rc;
+    if (resume) {
+        lm_resume_opts ro = {.threads = threads_given || lm_dp_size() > 1 ? o.threads : 0, .quiet = o.quiet,
+                             .restart = restart};
+        rc = lm_train_resume(resume, &ro, &err);
+    } else {
+        rc = lm_train_run(&o, &err);
+    }
+    if (rc) return train_fail(&err, rc);
+    lm_dp_stop();
     return 0;
 }

@@ -23,6 +23,7 @@
 #include "formats/json.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "train/dp.h"
 #include "train/params.h"
 #include "train/step.h"
 
@@ -147,13 +148,13 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
         "  \"eps\": %.17g,\n  \"weight_decay\": %.17g,\n  \"clip\": %.17g,\n  \"bias_gamma\": %.17g,\n"
         "  \"balance_alpha\": %.17g,\n  \"seed\": %llu,\n  \"init_std\": %.17g,\n"
         "  \"save_every\": %lld,\n  \"eval_every\": %lld,\n  \"eval_batches\": %lld,\n  \"log_every\": %lld,\n"
-        "  \"keep\": %lld\n}\n",
+        "  \"keep\": %lld,\n  \"world_size\": %d\n}\n",
         (long long)o->steps, (long long)o->batch, (long long)o->micro_batch, (long long)o->seq,
         sched_name(o->sched.kind), o->sched.lr_max, o->sched.lr_min, (long long)o->sched.warmup,
         (long long)o->sched.decay_steps, decay_name(o->sched.decay), o->adamw.beta1, o->adamw.beta2, o->adamw.eps,
         o->adamw.weight_decay, o->clip, o->bias_gamma, o->balance_alpha, (unsigned long long)o->seed, o->init_std,
         (long long)o->save_every, (long long)o->eval_every, (long long)o->eval_batches,
-        (long long)o->log_every, (long long)o->keep);
+        (long long)o->log_every, (long long)o->keep, lm_dp_size());
     if (pos >= sizeof buf - 1) return lm_fail(err, "run.json too long");
     pjoin(path, sizeof path, dir, "run.json");
     return lm_write_file_atomic(path, buf, pos, err);
@@ -275,6 +276,17 @@ typedef struct run_ctx {
     int64_t last_ckpt;           /* step of the newest checkpoint on disk; -1: none */
     int live;                    /* a progress bar without its newline is on stderr */
     lm_dir_lock lock;
+    /* data parallel (world > 1): this rank's micro-batches of each step and
+     * what folding them in global order needs (see dp_step) */
+    int rank, world;
+    int64_t first_micro, n_micro;
+    float *stash;                /* [n_micro - 1][n_floats] pass gradients (ranks > 0) */
+    float *chunk;                /* [DP_CHUNK] the running sum passing through */
+    double *pass_loss, *pass_bal;/* [n_micro] */
+    int64_t *counts;             /* [2][1 + n_loads]: positions with a target and expert
+                                    loads, this rank's and the running total */
+    int64_t n_loads;
+    double comm_s;               /* this step: end of own passes to the summed gradient */
 } run_ctx;
 
 /* A permanent line for the user (what is removed): the notice sink, else
@@ -530,13 +542,14 @@ static int put_num(lm_text *t, const char *key, const char *fmt, double v) {
 
 /* One metrics.jsonl line: every number finite or null. */
 static int metrics_line(lm_text *t, int64_t step, double loss, double lr, const lm_train_stats *st, double tok_s,
-                        int has_val, double val) {
+                        int has_val, double val, double comm_s) {
     char buf[64];
     t->len = 0;
     int n = snprintf(buf, sizeof buf, "{\"step\": %lld", (long long)step);
     int bad = lm_text_append(t, buf, (size_t)n) || put_num(t, "loss", "%.6f", loss) || put_num(t, "lr", "%.6g", lr) ||
               put_num(t, "grad_norm", "%.6g", st->grad_norm) || put_num(t, "tokens_per_s", "%.1f", tok_s);
     if (has_val) bad = bad || put_num(t, "val_loss", "%.6f", val);
+    if (comm_s >= 0) bad = bad || put_num(t, "allreduce_s", "%.6f", comm_s);
     if (st->balance_loss != 0) bad = bad || put_num(t, "balance_loss", "%.6g", st->balance_loss);
     if (st->n_moe_layers) {
         bad = bad || lm_text_append(t, ", \"expert_load\": [", strlen(", \"expert_load\": ["));
@@ -565,22 +578,145 @@ static int metrics_append(FILE *f, const char *path, const lm_text *line, lm_err
     return lm_fail(err, "%s: cannot append: %s", path, strerror(e ? e : EIO));
 }
 
+/* ---- data parallel ----
+ *
+ * One process runs the micro-batches of a step in order and folds their
+ * gradients left to right: g = ((g_1 + g_2) + ...) + g_M (step.h). Under
+ * mpirun, rank r owns a contiguous run of those micro-batches (the first
+ * M % K ranks one more), and the fold keeps the global order: rank 0 sums
+ * its own passes as one process would, then the running sum travels down a
+ * chain, rank r adding its passes to it in order, in chunks so that the
+ * ranks work on different chunks at once; the last rank broadcasts the
+ * total. Loss and balance sums fold the same way, integer counts exactly.
+ * The weights after every step are therefore the same bits for any number
+ * of ranks, one included. A rank other than 0 keeps each of its passes but
+ * the last (lm_train_begin zeroes g between them): n_micro - 1 copies of
+ * the gradient. */
+
+#define DP_CHUNK ((int64_t)1 << 20)
+
+static int dp_alloc(run_ctx *c, lm_error *err) {
+    int64_t nm = c->o.batch / c->o.micro_batch, K = c->world;
+    if (nm < K)
+        return lm_fail(err, "batch %lld with micro-batch %lld is %lld micro-batch%s, fewer than the %lld ranks: each "
+                            "rank runs whole micro-batches (the micro-batch fixes the arithmetic), so use a smaller "
+                            "--micro-batch or fewer ranks",
+                       (long long)c->o.batch, (long long)c->o.micro_batch, (long long)nm, nm == 1 ? "" : "es",
+                       (long long)K);
+    c->n_micro = nm / K + (c->rank < nm % K);
+    c->first_micro = c->rank * (nm / K) + (c->rank < nm % K ? c->rank : nm % K);
+    int64_t nf = c->p->n_floats;
+    lm_train_expert_loads(c->tr, &c->n_loads);
+    c->chunk = malloc((size_t)DP_CHUNK * sizeof *c->chunk);
+    c->pass_loss = calloc((size_t)c->n_micro, sizeof *c->pass_loss);
+    c->pass_bal = calloc((size_t)c->n_micro, sizeof *c->pass_bal);
+    c->counts = calloc((size_t)(2 + 2 * c->n_loads), sizeof *c->counts);
+    if (c->rank > 0 && c->n_micro > 1) c->stash = malloc((size_t)((c->n_micro - 1) * nf) * sizeof *c->stash);
+    if (!c->chunk || !c->pass_loss || !c->pass_bal || !c->counts || (c->rank > 0 && c->n_micro > 1 && !c->stash))
+        return lm_fail(err, "out of memory for data-parallel buffers (%lld gradient copies of %lld floats)",
+                       (long long)(c->n_micro - 1), (long long)nf);
+    return 0;
+}
+
+static void dp_free(run_ctx *c) {
+    free(c->stash);
+    free(c->chunk);
+    free(c->pass_loss);
+    free(c->pass_bal);
+    free(c->counts);
+}
+
+/* One optimiser step over the whole batch (ids, targets: [batch, seq], the
+ * same on every rank), this rank running its micro-batches. */
+static int dp_step(run_ctx *c, const int32_t *ids, const int32_t *targets, double lr, lm_train_stats *st,
+                   lm_error *err) {
+    int64_t B = c->o.batch, T = c->o.seq, M = c->o.micro_batch, nf = c->p->n_floats;
+    int r = c->rank, K = c->world;
+    int64_t denom = 0;
+    for (int64_t i = 0; i < B * T; i++) denom += targets[i] >= 0;
+    int64_t nl;
+    int64_t *loads = lm_train_expert_loads(c->tr, &nl);
+    memset(c->counts, 0, (size_t)(1 + nl) * sizeof *c->counts);
+    double loss = 0, bal = 0;
+    int64_t tok = 0;
+    lm_train_begin(c->tr);
+    for (int64_t j = 0; j < c->n_micro; j++) {
+        int64_t off = (c->first_micro + j) * M * T;
+        if (r > 0 && j > 0) lm_train_begin(c->tr);
+        if (lm_train_accumulate(c->tr, c->pool, ids + off, targets + off, M, denom, B, err)) return -1;
+        if (r == 0) continue; /* rank 0 folds its own passes in place, as one process does */
+        lm_train_get_sums(c->tr, &c->pass_loss[j], &c->pass_bal[j], &tok);
+        c->counts[0] += tok;
+        for (int64_t e = 0; e < nl; e++) c->counts[1 + e] += loads[e];
+        if (j + 1 < c->n_micro) memcpy(c->stash + j * nf, c->p->g, (size_t)nf * sizeof(float));
+    }
+    double t0 = now_s();
+    float *g = c->p->g;
+    if (r == 0) {
+        lm_train_get_sums(c->tr, &loss, &bal, &tok);
+        c->counts[0] = tok;
+        for (int64_t e = 0; e < nl; e++) c->counts[1 + e] = loads[e];
+        for (int64_t a = 0; a < nf; a += DP_CHUNK) {
+            int64_t n = nf - a < DP_CHUNK ? nf - a : DP_CHUNK;
+            if (lm_dp_send(g + a, (size_t)n * sizeof(float), 1, err)) return -1;
+        }
+    } else {
+        for (int64_t a = 0; a < nf; a += DP_CHUNK) {
+            int64_t n = nf - a < DP_CHUNK ? nf - a : DP_CHUNK;
+            float *s = c->chunk;
+            if (lm_dp_recv(s, (size_t)n * sizeof(float), r - 1, err)) return -1;
+            for (int64_t j = 0; j + 1 < c->n_micro; j++) {
+                const float *pj = c->stash + j * nf + a;
+                for (int64_t i = 0; i < n; i++) s[i] += pj[i];
+            }
+            for (int64_t i = 0; i < n; i++) g[a + i] = s[i] + g[a + i];
+            if (r + 1 < K && lm_dp_send(g + a, (size_t)n * sizeof(float), r + 1, err)) return -1;
+        }
+    }
+    /* the scalars and counts after the gradient, down the same chain */
+    double sums[2] = {loss, bal};
+    int64_t *total = c->counts + 1 + nl; /* counts: this rank's, then the running total */
+    if (r > 0) {
+        if (lm_dp_recv(sums, sizeof sums, r - 1, err) || lm_dp_recv(total, (size_t)(1 + nl) * sizeof *total, r - 1, err))
+            return -1;
+        for (int64_t j = 0; j < c->n_micro; j++) {
+            sums[0] += c->pass_loss[j];
+            sums[1] += c->pass_bal[j];
+        }
+        for (int64_t e = 0; e < 1 + nl; e++) total[e] += c->counts[e];
+    } else {
+        memcpy(total, c->counts, (size_t)(1 + nl) * sizeof *total);
+    }
+    if (r + 1 < K && (lm_dp_send(sums, sizeof sums, r + 1, err) ||
+                      lm_dp_send(total, (size_t)(1 + nl) * sizeof *total, r + 1, err)))
+        return -1;
+    if (lm_dp_bcast(g, (size_t)nf * sizeof(float), K - 1, err) || lm_dp_bcast(sums, sizeof sums, K - 1, err) ||
+        lm_dp_bcast(total, (size_t)(1 + nl) * sizeof *total, K - 1, err))
+        return -1;
+    c->comm_s = now_s() - t0;
+    memcpy(loads, total + 1, (size_t)nl * sizeof *loads);
+    lm_train_set_sums(c->tr, sums[0], sums[1], total[0]);
+    lm_train_apply(c->tr, c->pool, lr, st);
+    return 0;
+}
+
 static int loop(run_ctx *c, int64_t start, lm_error *err) {
     const lm_run_opts *o = &c->o;
     int64_t B = o->batch, T = o->seq, micro = o->micro_batch;
+    int rc = -1, tty = !o->quiet && isatty(2) && c->rank == 0;
+    int ctl_owed = 0; /* rank 0 has stepped and the other ranks wait for its word */
     int32_t *ids = malloc((size_t)(B * T) * sizeof *ids), *targets = malloc((size_t)(B * T) * sizeof *targets);
     int32_t *mids = malloc((size_t)(micro * T) * sizeof *ids), *mtg = malloc((size_t)(micro * T) * sizeof *ids);
     char mpath[PATH_MAX];
     pjoin(mpath, sizeof mpath, o->out_dir, "metrics.jsonl");
-    FILE *metrics = fopen(mpath, "a");
-    int rc = -1, tty = !o->quiet && isatty(2);
+    FILE *metrics = c->rank == 0 ? fopen(mpath, "a") : NULL;
     lm_text line_buf = {0};
     char why[128];
     if (!ids || !targets || !mids || !mtg) {
         lm_fail(err, "out of memory");
         goto done;
     }
-    if (!metrics) {
+    if (!metrics && c->rank == 0) {
         lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
         goto done;
     }
@@ -594,9 +730,21 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
                 goto done;
         double lr = lm_schedule_lr(&o->sched, step);
         lm_train_stats st;
-        if (lm_train_step(c->tr, c->pool, ids, targets, lr, &st, err)) goto done;
+        if (c->world > 1 ? dp_step(c, ids, targets, lr, &st, err) : lm_train_step(c->tr, c->pool, ids, targets, lr, &st, err))
+            goto done;
         loss = st.loss;
         c->tokens_seen += st.tokens;
+        if (c->rank > 0) {
+            /* rank 0 logs, evaluates and saves; its word says whether to go on */
+            int32_t go = 0;
+            if (lm_dp_bcast(&go, sizeof go, 0, err)) goto done;
+            if (!go) {
+                rc = 1;
+                goto done;
+            }
+            continue;
+        }
+        ctl_owed = c->world > 1;
         double dt = now_s() - t0, tok_s = (double)(B * T) / dt;
         int64_t done_steps = step + 1;
         int last = done_steps == o->steps;
@@ -609,7 +757,7 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
             has_val = e == 0;
         }
         if (done_steps % o->log_every == 0 || last || do_eval || done_steps == 1 || !isfinite(loss)) {
-            if (metrics_line(&line_buf, done_steps, loss, lr, &st, tok_s, has_val, val)) {
+            if (metrics_line(&line_buf, done_steps, loss, lr, &st, tok_s, has_val, val, c->world > 1 ? c->comm_s : -1)) {
                 lm_fail(err, "out of memory");
                 goto done;
             }
@@ -659,10 +807,21 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
                     (long long)done_steps, o->out_dir);
             goto done;
         }
+        if (ctl_owed) {
+            int32_t go = 1;
+            if (lm_dp_bcast(&go, sizeof go, 0, err)) goto done;
+            ctl_owed = 0;
+        }
     }
     if (start >= o->steps && !o->quiet) fprintf(stderr, "run already complete at step %lld\n", (long long)start);
     rc = 0;
 done:
+    if (ctl_owed) {
+        /* rank 0 stops after a step: the others stop too, without a word */
+        int32_t go = 0;
+        lm_error e2;
+        if (!lm_dp_bcast(&go, sizeof go, 0, &e2)) lm_dp_mark_stop_told();
+    }
     c->live = 0;
     lm_text_free(&line_buf);
     if (metrics) fclose(metrics);
@@ -675,6 +834,8 @@ done:
 
 static int setup(run_ctx *c, const lm_config *cfg, lm_error *err) {
     lm_run_opts *o = &c->o;
+    c->rank = lm_dp_rank();
+    c->world = lm_dp_size();
     if (o->micro_batch <= 0) o->micro_batch = o->batch;
     if (o->batch < 1 || o->seq < 2 || o->steps < 1 || o->batch % o->micro_batch)
         return lm_fail(err, "need steps >= 1, seq >= 2, batch >= 1 and micro-batch dividing batch (got %lld, %lld, %lld, %lld)",
@@ -714,10 +875,12 @@ static int setup(run_ctx *c, const lm_config *cfg, lm_error *err) {
     c->pool = lm_pool_create(o->threads);
     if (!c->pool) return lm_fail(err, "cannot start %d threads", o->threads);
     c->tr = lm_trainer_create(c->p, &to, o->threads, err);
-    return c->tr ? 0 : -1;
+    if (!c->tr) return -1;
+    return c->world > 1 ? dp_alloc(c, err) : 0;
 }
 
 static void teardown(run_ctx *c) {
+    dp_free(c);
     lm_trainer_free(c->tr);
     lm_params_free(c->p);
     lm_pool_free(c->pool);
@@ -741,7 +904,99 @@ static void first_entry(const char *dir, char *name, size_t cap) {
     closedir(d);
 }
 
+/* ---- the start of a data-parallel run ----
+ *
+ * Rank 0 does everything a single process does with the folder (lock,
+ * run.json, checkpoints, metrics); the other ranks read run.json and
+ * config.json once rank 0 says the run is ready, and take the weights and
+ * optimiser state from rank 0 (which read them from its newest checkpoint,
+ * or made them), so every rank starts from the same bits. */
+
+enum { HS_OK, HS_STEP, HS_ADAMW_STEP, HS_TOKENS, HS_N };
+
+/* Rank 0: the run is ready; the state follows. */
+static int announce_start(run_ctx *c, int64_t step, int *announced, lm_error *err) {
+    if (c->world <= 1) return 0;
+    int64_t hs[HS_N] = {[HS_OK] = 1, [HS_STEP] = step, [HS_ADAMW_STEP] = lm_trainer_adamw(c->tr)->step,
+                        [HS_TOKENS] = c->tokens_seen};
+    *announced = 1;
+    size_t bytes = (size_t)c->p->n_floats * sizeof(float);
+    return lm_dp_bcast(hs, sizeof hs, 0, err) || lm_dp_bcast(c->p->w, bytes, 0, err) ||
+                   lm_dp_bcast(c->p->m, bytes, 0, err) || lm_dp_bcast(c->p->v, bytes, 0, err)
+               ? -1
+               : 0;
+}
+
+/* Rank 0 failed before the start: the others stop without a word. */
+static void announce_failure(void) {
+    if (lm_dp_size() <= 1) return;
+    int64_t hs[HS_N] = {0};
+    lm_error e;
+    if (!lm_dp_bcast(hs, sizeof hs, 0, &e)) lm_dp_mark_stop_told();
+}
+
+/* Ranks > 0: wait for rank 0, then train alongside it. */
+static int follow(const char *run_dir, int threads, lm_error *err) {
+    run_ctx c;
+    memset(&c, 0, sizeof c);
+    c.last_ckpt = -1;
+    c.lock.fd = -1;
+    int64_t hs[HS_N];
+    if (lm_dp_bcast(hs, sizeof hs, 0, err)) return -1;
+    if (!hs[HS_OK]) {
+        lm_dp_mark_stop_told();
+        return 1;
+    }
+    run_strings rs;
+    lm_config cfg;
+    int rc = -1;
+    if (read_run_json(run_dir, &c.o, &rs, err)) goto done;
+    if (threads > 0) c.o.threads = threads;
+    c.o.quiet = 1;
+    snprintf(c.config_text_path, sizeof c.config_text_path, "%s/config.json", run_dir);
+    if (lm_config_load(run_dir, &cfg, err) || lm_params_create(&cfg, &c.p, err) || setup(&c, &cfg, err)) goto done;
+    size_t bytes = (size_t)c.p->n_floats * sizeof(float);
+    if (lm_dp_bcast(c.p->w, bytes, 0, err) || lm_dp_bcast(c.p->m, bytes, 0, err) || lm_dp_bcast(c.p->v, bytes, 0, err))
+        goto done;
+    lm_trainer_adamw(c.tr)->step = hs[HS_ADAMW_STEP];
+    c.tokens_seen = hs[HS_TOKENS];
+    rc = loop(&c, hs[HS_STEP], err);
+done:
+    teardown(&c);
+    return rc;
+}
+
+/* Refused before the folder is touched: a rank without a micro-batch. */
+static int check_world(const lm_run_opts *o, lm_error *err) {
+    int64_t K = lm_dp_size(), micro = o->micro_batch > 0 ? o->micro_batch : o->batch;
+    if (K > 1 && micro > 0 && o->batch % micro == 0 && o->batch / micro < K)
+        return lm_fail(err, "batch %lld with micro-batch %lld is %lld micro-batch%s, fewer than the %lld ranks: each "
+                            "rank runs whole micro-batches (the micro-batch fixes the arithmetic), so use a smaller "
+                            "--micro-batch or fewer ranks",
+                       (long long)o->batch, (long long)micro, (long long)(o->batch / micro),
+                       o->batch / micro == 1 ? "" : "es", (long long)K);
+    return 0;
+}
+
+static int lead_run(const lm_run_opts *opts, int *announced, lm_error *err);
+static int lead_resume(const char *run_dir, const lm_resume_opts *ro, int *announced, lm_error *err);
+
 int lm_train_run(const lm_run_opts *opts, lm_error *err) {
+    if (lm_dp_size() > 1 && lm_dp_rank() > 0) return follow(opts->out_dir, opts->threads, err);
+    int announced = 0, rc = lead_run(opts, &announced, err);
+    if (rc && !announced) announce_failure();
+    return rc;
+}
+
+int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err) {
+    if (lm_dp_size() > 1 && lm_dp_rank() > 0) return follow(run_dir, ro ? ro->threads : 0, err);
+    int announced = 0, rc = lead_resume(run_dir, ro, &announced, err);
+    if (rc && !announced) announce_failure();
+    return rc;
+}
+
+static int lead_run(const lm_run_opts *opts, int *announced, lm_error *err) {
+    if (check_world(opts, err)) return -1;
     run_ctx c;
     memset(&c, 0, sizeof c);
     c.o = *opts;
@@ -809,7 +1064,9 @@ int lm_train_run(const lm_run_opts *opts, lm_error *err) {
             o->tokenizer_dir = tokdir;
         }
     }
-    if (setup(&c, &cfg, err) || write_run_json(o->out_dir, o, o->data_dir, o->tokenizer_dir, err)) goto fail;
+    if (setup(&c, &cfg, err) || write_run_json(o->out_dir, o, o->data_dir, o->tokenizer_dir, err) ||
+        announce_start(&c, 0, announced, err))
+        goto fail;
     int rc = loop(&c, 0, err);
     teardown(&c);
     return rc;
@@ -842,7 +1099,7 @@ static int clear_for_restart(run_ctx *c, const char *dir, lm_error *err) {
     return rc;
 }
 
-int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err) {
+static int lead_resume(const char *run_dir, const lm_resume_opts *ro, int *announced, lm_error *err) {
     lm_resume_opts defaults = {0};
     if (!ro) ro = &defaults;
     run_ctx c;
@@ -850,7 +1107,7 @@ int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err
     c.last_ckpt = -1;
     c.lock.fd = -1;
     run_strings rs;
-    if (read_run_json(run_dir, &c.o, &rs, err)) return -1;
+    if (read_run_json(run_dir, &c.o, &rs, err) || check_world(&c.o, err)) return -1;
     lm_run_opts *o = &c.o;
     if (ro->threads > 0) o->threads = ro->threads;
     o->quiet = ro->quiet;
@@ -936,6 +1193,7 @@ int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err
     if (truncate_metrics(&c, run_dir, step, err)) goto fail;
     if (!ro->quiet && step < o->steps)
         fprintf(stderr, "resuming %s at step %lld of %lld\n", run_dir, (long long)step, (long long)o->steps);
+    if (announce_start(&c, step, announced, err)) goto fail;
     int rc = loop(&c, step, err);
     teardown(&c);
     return rc;

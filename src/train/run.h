@@ -81,6 +81,21 @@ typedef struct lm_run_opts {
  * 1 thread. */
 void lm_run_opts_default(lm_run_opts *o);
 
+/* Data parallel (train/dp.h): under mpirun every rank calls the same
+ * function with the same arguments. Rank 0 does all a single process does
+ * (the folder, run.json with "world_size", metrics, checkpoints, the
+ * messages); each rank runs whole micro-batches of every step (the first
+ * (batch/micro_batch) % K ranks one more), and the gradients are summed in
+ * the order one process sums its micro-batches, so the weights after every
+ * step are bit-identical to a single process with the same batch and
+ * micro-batch, for any number of ranks (tested). Fewer micro-batches than
+ * ranks is refused. The other ranks return 1, with nothing to say, when
+ * rank 0 stopped the run (rank 0 returns why); -1 from a rank without
+ * lm_dp_stop_was_told() means the others may still wait for it (the
+ * caller ends the job, lm_dp_abort). metrics.jsonl lines then also carry
+ * "allreduce_s": rank 0's seconds from the end of its own passes to the
+ * summed gradient (waiting for slower ranks included). */
+
 /* A new run into o->out_dir, which must be new or empty. */
 int lm_train_run(const lm_run_opts *o, lm_error *err);
 

@@ -315,6 +315,18 @@ int64_t *lm_train_expert_loads(lm_trainer *tr, int64_t *n) {
     return tr->loads;
 }
 
+void lm_train_get_sums(const lm_trainer *tr, double *loss_sum, double *balance_sum, int64_t *tokens) {
+    *loss_sum = tr->loss_sum;
+    *balance_sum = tr->bal_sum;
+    *tokens = tr->tok_count;
+}
+
+void lm_train_set_sums(lm_trainer *tr, double loss_sum, double balance_sum, int64_t tokens) {
+    tr->loss_sum = loss_sum;
+    tr->bal_sum = balance_sum;
+    tr->tok_count = tokens;
+}
+
 void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st) {
     lm_params *p = tr->p;
     const lm_config *c = &p->cfg;

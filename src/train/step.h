@@ -120,6 +120,11 @@ int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const
  * (writable: a data-parallel run replaces them by the sums over processes
  * before lm_train_apply); *n gets n_moe_layers * E. */
 int64_t *lm_train_expert_loads(lm_trainer *tr, int64_t *n);
+/* The loss sum, the balance-term sum and the positions with a target
+ * accumulated since lm_train_begin; a data-parallel run replaces them by
+ * the sums over processes (in rank order) before lm_train_apply. */
+void lm_train_get_sums(const lm_trainer *tr, double *loss_sum, double *balance_sum, int64_t *tokens);
+void lm_train_set_sums(lm_trainer *tr, double loss_sum, double balance_sum, int64_t tokens);
 /* Clip, AdamW, MoE bias update; fills st (loss = loss sum / denominator of
  * the accumulated calls). */
 void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st);

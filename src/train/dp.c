@@ -1,0 +1,130 @@
+/* dp.c — the process group; see dp.h. Compiled with -DLEMMA_MPI and MPI's
+ * include flags when the Makefile finds mpicc, else as a group of one. */
+#include "train/dp.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifdef LEMMA_MPI
+#include <mpi.h>
+#endif
+
+/* What the common launchers put in a rank's environment. */
+int lm_dp_env_size(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS", NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (!*end && n >= 1 && n <= INT_MAX && (i < 3 || getenv("OMPI_COMM_WORLD_RANK") || getenv("PMI_RANK")))
+                return (int)n;
+        }
+    }
+    return 1;
+}
+
+static int g_rank = 0, g_size = 1, g_started = 0;
+
+static int g_told = 0;
+void lm_dp_mark_stop_told(void) { g_told = 1; }
+int lm_dp_stop_was_told(void) { return g_told; }
+
+int lm_dp_rank(void) { return g_rank; }
+int lm_dp_size(void) { return g_size; }
+
+#ifdef LEMMA_MPI
+
+int lm_dp_built(void) { return 1; }
+
+static int launched_by_mpirun(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+int lm_dp_start(lm_error *err) {
+    if (g_started || !launched_by_mpirun()) return 0;
+    int provided = 0;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return lm_fail(err, "MPI_Init failed (started by mpirun, but MPI could not start)");
+    g_started = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    return 0;
+}
+
+void lm_dp_stop(void) {
+    if (!g_started) return;
+    g_started = 0;
+    MPI_Finalize();
+}
+
+void lm_dp_abort(int code) {
+    if (g_started) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+/* Pieces of at most 1 GiB: MPI counts are ints. */
+#define PIECE ((size_t)1 << 30)
+
+int lm_dp_send(const void *buf, size_t bytes, int to, lm_error *err) {
+    for (size_t at = 0; at < bytes || (!bytes && !at); at += PIECE) {
+        size_t n = bytes - at < PIECE ? bytes - at : PIECE;
+        if (MPI_Send((const char *)buf + at, (int)n, MPI_BYTE, to, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return lm_fail(err, "rank %d: sending %zu bytes to rank %d failed", g_rank, bytes, to);
+        if (!bytes) break;
+    }
+    return 0;
+}
+
+int lm_dp_recv(void *buf, size_t bytes, int from, lm_error *err) {
+    for (size_t at = 0; at < bytes || (!bytes && !at); at += PIECE) {
+        size_t n = bytes - at < PIECE ? bytes - at : PIECE;
+        int got = -1;
+        MPI_Status st;
+        if (MPI_Recv((char *)buf + at, (int)n, MPI_BYTE, from, 0, MPI_COMM_WORLD, &st) != MPI_SUCCESS ||
+            MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS || got != (int)n)
+            return lm_fail(err, "rank %d: receiving %zu bytes from rank %d failed (got %d)", g_rank, n, from, got);
+        if (!bytes) break;
+    }
+    return 0;
+}
+
+int lm_dp_bcast(void *buf, size_t bytes, int root, lm_error *err) {
+    for (size_t at = 0; at < bytes; at += PIECE) {
+        size_t n = bytes - at < PIECE ? bytes - at : PIECE;
+        if (MPI_Bcast((char *)buf + at, (int)n, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return lm_fail(err, "rank %d: broadcast of %zu bytes from rank %d failed", g_rank, bytes, root);
+    }
+    return 0;
+}
+
+int lm_dp_barrier(lm_error *err) {
+    if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return lm_fail(err, "rank %d: barrier failed", g_rank);
+    return 0;
+}
+
+#else /* no MPI: a group of one */
+
+int lm_dp_built(void) { return 0; }
+
+int lm_dp_start(lm_error *err) {
+    int n = lm_dp_env_size();
+    if (n > 1)
+        return lm_fail(err, "started as one of %d ranks (mpirun), but this lemma was built without MPI: install "
+                            "libopenmpi-dev (scripts/install-deps.sh) and rebuild, or run without mpirun",
+                       n);
+    g_started = 1;
+    return 0;
+}
+
+void lm_dp_stop(void) { g_started = 0; }
+void lm_dp_abort(int code) { exit(code); }
+
+static int alone(lm_error *err) { return lm_fail(err, "no other rank: this lemma was built without MPI"); }
+int lm_dp_send(const void *buf, size_t bytes, int to, lm_error *err) { return alone(err); }
+int lm_dp_recv(void *buf, size_t bytes, int from, lm_error *err) { return alone(err); }
+int lm_dp_bcast(void *buf, size_t bytes, int root, lm_error *err) { return 0; }
+int lm_dp_barrier(lm_error *err) { return 0; }
+
+#endif
