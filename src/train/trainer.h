@@ -89,6 +89,8 @@ struct lm_trainer {
     double loss_sum, bal_sum;    /* this step */
     int64_t tok_count, denom_tokens;
     int loss_kind;               /* since lm_train_begin: 0 nothing, 1 cross-entropy, 2 token loss */
+    lm_row_loss_fn row_fn;       /* set only during lm_train_accumulate_row_loss / lm_train_row_forward: */
+    void *row_ctx;               /* tr_head then calls it on each row with a target instead of fn */
     lm_arena arena;              /* the one allocation behind every buffer */
 };
 
