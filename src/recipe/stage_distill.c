@@ -36,11 +36,13 @@
 
 #include "core/dirlock.h"
 #include "core/fileio.h"
+#include "core/rng.h"
 #include "core/sha256.h"
 #include "core/stop.h"
 #include "core/threadpool.h"
 #include "data/shards.h"
 #include "formats/json.h"
+#include "infer/engine.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "recipe/recipe.h"
@@ -54,9 +56,13 @@
 static const char *const keys[] = {
     "name", "kind", "inputs", "description", "teacher", "config", "temperature", "top_k", "steps", "batch",
     "micro_batch", "seq", "lr", "min_lr", "warmup", "schedule", "weight_decay", "beta1", "beta2", "eps", "clip",
-    "bias_gamma", "seed", "std", "save_every", "log_every", NULL};
+    "bias_gamma", "seed", "std", "save_every", "log_every", "mode", "max_tokens", "sample_temperature", "top_p",
+    NULL};
 
 typedef struct dist_opts {
+    int sequence;                /* "mode": "sequence" */
+    int64_t max_tokens;          /* sequence: the teacher's answer at most */
+    double sample_temperature, top_p;
     lm_distill_opts d;
     int64_t steps, batch, micro_batch, seq, save_every, log_every;
     lm_schedule sched;
@@ -71,7 +77,10 @@ typedef struct dist {
     char tok_dir[PATH_MAX];      /* where the tokenizer files come from ("" when none) */
     lm_text config;              /* the student's config.json */
     lm_params *student, *teacher;
-    lm_distiller *dl;
+    lm_distiller *dl;            /* logits */
+    lm_trainer *tr;              /* the student's trainer (the distiller's in logits mode) */
+    lm_model *teacher_model;     /* sequence: the teacher for the engine */
+    lm_engine *engine;
     lm_pool *pool;
     lm_data *data;
     int32_t *ids, *tgt;
@@ -113,6 +122,25 @@ static int read_opts(const lm_stage *st, dist_opts *o, lm_error *err) {
         lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
         lm_stage_int(st, "log_every", 10, 1, 1ll << 40, &o->log_every, err))
         return -1;
+    const char *mode;
+    if (lm_stage_string(st, "mode", "logits", &mode, err) ||
+        lm_stage_int(st, "max_tokens", 64, 1, 1 << 24, &o->max_tokens, err) ||
+        lm_stage_double(st, "sample_temperature", 0, 0, 100, &o->sample_temperature, err) ||
+        lm_stage_double(st, "top_p", 1, 1e-6, 1, &o->top_p, err))
+        return -1;
+    if (strcmp(mode, "logits") && strcmp(mode, "sequence"))
+        return lm_fail(err, "%s: stage %s: \"mode\": expected \"logits\" or \"sequence\"", st->recipe_path, st->name);
+    o->sequence = !strcmp(mode, "sequence");
+    static const char *const logits_only[] = {"temperature", "top_k"},
+                             *const sequence_only[] = {"max_tokens", "sample_temperature", "top_p"};
+    for (int i = 0; i < 2 && o->sequence; i++)
+        if (json_get(st->def, logits_only[i]))
+            return lm_fail(err, "%s: stage %s: \"%s\" is for \"mode\": \"logits\"", st->recipe_path, st->name,
+                           logits_only[i]);
+    for (int i = 0; i < 3 && !o->sequence; i++)
+        if (json_get(st->def, sequence_only[i]))
+            return lm_fail(err, "%s: stage %s: \"%s\" is for \"mode\": \"sequence\"", st->recipe_path, st->name,
+                           sequence_only[i]);
     o->seed = (uint64_t)seed;
     if (lm_schedule_parse_kind(sched, &o->sched.kind) || o->sched.kind == LM_SCHED_WSD)
         return lm_fail(err, "%s: stage %s: \"schedule\": expected \"cosine\" or \"constant\"", st->recipe_path, st->name);
@@ -220,7 +248,7 @@ static int write_checkpoint(dist *c, int64_t step, lm_error *err) {
         char state[256];
         int n = snprintf(state, sizeof state,
                          "{\"step\": %lld, \"adamw_step\": %lld, \"planned_steps\": %lld, \"seed\": %llu}\n",
-                         (long long)step, (long long)lm_trainer_adamw(lm_distiller_student(c->dl))->step,
+                         (long long)step, (long long)lm_trainer_adamw(c->tr)->step,
                          (long long)c->o.steps, (unsigned long long)c->o.seed);
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
         rc = lm_write_file_atomic(path, state, (size_t)n, err);
@@ -278,7 +306,7 @@ static int load_checkpoint(dist *c, int64_t step, lm_error *err) {
         return lm_fail(err, "%s: expected \"step\": %lld and a non-negative \"adamw_step\"", path, (long long)step);
     }
     json_free(doc);
-    lm_trainer_adamw(lm_distiller_student(c->dl))->step = astep;
+    lm_trainer_adamw(c->tr)->step = astep;
     c->last_ckpt = step;
     return 0;
 }
@@ -330,6 +358,122 @@ static int export_final(dist *c, lm_error *err) {
     return 0;
 }
 
+/* ---- one step --------------------------------------------------------------------------- */
+
+typedef struct step_out {
+    double loss, grad_norm, sample_s;
+    int64_t tokens;              /* positions trained on */
+    int64_t answer_tokens, truncated; /* sequence: the teacher's tokens, answers cut by max_tokens or seq */
+} step_out;
+
+typedef struct seq_req {
+    lm_ids answer;
+    int done, oom, eos;
+    const char *error;
+} seq_req;
+
+static void seq_event(void *user, const lm_engine_event *ev) {
+    seq_req *r = user;
+    if (ev->kind == LM_EV_TOKEN && lm_ids_push(&r->answer, ev->token)) r->oom = 1;
+    if (ev->kind == LM_EV_DONE) {
+        r->done = 1;
+        r->eos = ev->finish == LM_FINISH_EOS;
+        if (ev->error) r->error = ev->error;
+    }
+}
+
+/* Sequence distillation: row r's prompt is its window up to the first
+ * position with a target (an SFT example's prompt; one token of plain
+ * text), the teacher answers it (the engine; seed a function of (seed,
+ * step, r)), and the student is trained by cross-entropy on the answer
+ * tokens: the rows become prompt + answer, padded with id 0. */
+static int sequence_step(dist *c, int64_t step, double lr, step_out *so, lm_error *err) {
+    const dist_opts *o = &c->o;
+    int64_t B = o->batch, T = o->seq, mb = o->micro_batch ? o->micro_batch : o->batch;
+    seq_req *rq = calloc((size_t)B, sizeof *rq);
+    int64_t *plen = calloc((size_t)B, sizeof *plen);
+    uint64_t *seeds = calloc((size_t)B, sizeof *seeds);
+    int rc = -1;
+    if (!rq || !plen || !seeds) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    double t0 = now_s();
+    for (int64_t r = 0; r < B; r++) {
+        const int32_t *tg = c->tgt + r * T;
+        int64_t first = 0;
+        while (first < T && tg[first] < 0) first++;
+        if (first == T) continue; /* nothing to answer in this window */
+        plen[r] = first + 1;
+        seeds[r] = lm_rng_u64(lm_rng_u64(o->seed, LM_RNG_RL, (uint64_t)step), LM_RNG_RL, (uint64_t)r);
+        lm_engine_request q = {.prompt = c->ids + r * T, .prompt_len = plen[r], .n = 1,
+                               .params = lm_gen_params_default(), .seeds = &seeds[r], .on_event = seq_event,
+                               .user = &rq[r]};
+        q.params.max_tokens = o->max_tokens < T + 1 - plen[r] ? o->max_tokens : T + 1 - plen[r];
+        q.params.sampling.temperature = (float)o->sample_temperature;
+        q.params.sampling.top_p = (float)o->top_p;
+        q.params.stop_at_eos = 1;
+        uint64_t id;
+        if (lm_engine_submit(c->engine, &q, &id, err)) goto done;
+    }
+    if (lm_engine_run(c->engine, err)) goto done;
+    so->sample_s = now_s() - t0;
+    int64_t denom = 0;
+    for (int64_t r = 0; r < B; r++) {
+        if (!plen[r]) continue;
+        if (rq[r].oom || !rq[r].done || rq[r].error) {
+            lm_fail(err, "step %lld: the teacher's answer to row %lld failed (%s)", (long long)step + 1, (long long)r,
+                    rq[r].oom ? "out of memory" : rq[r].error ? rq[r].error : "unfinished");
+            goto done;
+        }
+        int32_t *ids = c->ids + r * T, *tg = c->tgt + r * T;
+        int64_t na = (int64_t)rq[r].answer.n, len = plen[r] + na;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t at = t + 1; /* the token position t predicts */
+            if (t >= plen[r]) ids[t] = t < len ? rq[r].answer.ids[t - plen[r]] : 0;
+            tg[t] = at >= plen[r] && at < len ? rq[r].answer.ids[at - plen[r]] : -1;
+            denom += tg[t] >= 0;
+        }
+        so->answer_tokens += na;
+        so->truncated += !rq[r].eos;
+    }
+    if (!denom) {
+        lm_fail(err, "step %lld: no window of the batch has a prompt with an answer to train on", (long long)step + 1);
+        goto done;
+    }
+    lm_train_begin(c->tr);
+    for (int64_t b = 0; b < B; b += mb)
+        if (lm_train_accumulate(c->tr, c->pool, c->ids + b * T, c->tgt + b * T, mb, denom, B, err)) goto done;
+    lm_train_loss_so_far(c->tr, &so->loss, &so->tokens);
+    if (!isfinite(so->loss)) {
+        lm_fail(err, "step %lld: the loss is not finite (%g); nothing updated", (long long)step + 1, so->loss);
+        goto done;
+    }
+    lm_train_stats ts;
+    lm_train_apply(c->tr, c->pool, lr, &ts);
+    so->grad_norm = ts.grad_norm;
+    rc = 0;
+done:
+    for (int64_t r = 0; rq && r < B; r++) lm_ids_free(&rq[r].answer);
+    free(rq);
+    free(plen);
+    free(seeds);
+    return rc;
+}
+
+static int run_step(dist *c, int64_t step, double lr, step_out *so, lm_error *err) {
+    memset(so, 0, sizeof *so);
+    if (lm_data_window(c->data, LM_SPLIT_TRAIN, c->o.seed, step, 0, c->o.batch, c->o.seq, c->ids, c->tgt, err))
+        return -1;
+    if (c->o.sequence) return sequence_step(c, step, lr, so, err);
+    lm_distill_stats ds;
+    if (lm_distill_step(c->dl, c->pool, c->ids, c->tgt, lr, &ds, err)) return -1;
+    so->loss = ds.loss;
+    so->tokens = ds.tokens;
+    so->grad_norm = ds.train.grad_norm;
+    return 0;
+}
+
 /* ---- the loop ----------------------------------------------------------------------- */
 
 static int loop(dist *c, int64_t start, lm_error *err) {
@@ -344,12 +488,8 @@ static int loop(dist *c, int64_t start, lm_error *err) {
     int rc = -1;
     for (int64_t step = start; step < o->steps; step++) {
         double t0 = now_s(), lr = lm_schedule_lr(&o->sched, step);
-        if (lm_data_window(c->data, LM_SPLIT_TRAIN, o->seed, step, 0, o->batch, o->seq, c->ids, c->tgt, err)) {
-            lm_fail_prefix(err, "step %lld", (long long)step + 1);
-            goto done;
-        }
-        lm_distill_stats ds;
-        if (lm_distill_step(c->dl, c->pool, c->ids, c->tgt, lr, &ds, err)) {
+        step_out ds;
+        if (run_step(c, step, lr, &ds, err)) {
             lm_fail_prefix(err, "step %lld", (long long)step + 1);
             goto done;
         }
@@ -358,11 +498,18 @@ static int loop(dist *c, int64_t start, lm_error *err) {
         double dt = now_s() - t0, tok_s = (double)(o->batch * o->seq) / (dt > 0 ? dt : 1e-9);
         tokens_done += (double)(o->batch * o->seq);
         if (done_steps % o->log_every == 0 || last || done_steps == 1) {
-            fprintf(metrics,
-                    "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, "
-                    "\"distilled\": %lld, \"temperature\": %.9g, \"top_k\": %lld}\n",
-                    (long long)done_steps, ds.loss, lr, ds.train.grad_norm, tok_s, (long long)ds.tokens,
-                    o->d.temperature, (long long)o->d.top_k);
+            if (o->sequence)
+                fprintf(metrics,
+                        "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, "
+                        "\"distilled\": %lld, \"answer_tokens\": %lld, \"truncated\": %lld, \"sample_s\": %.4f}\n",
+                        (long long)done_steps, ds.loss, lr, ds.grad_norm, tok_s, (long long)ds.tokens,
+                        (long long)ds.answer_tokens, (long long)ds.truncated, ds.sample_s);
+            else
+                fprintf(metrics,
+                        "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.6g, "
+                        "\"distilled\": %lld, \"temperature\": %.9g, \"top_k\": %lld}\n",
+                        (long long)done_steps, ds.loss, lr, ds.grad_norm, tok_s, (long long)ds.tokens,
+                        o->d.temperature, (long long)o->d.top_k);
             if (fflush(metrics)) {
                 lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
                 goto done;
@@ -370,8 +517,8 @@ static int loop(dist *c, int64_t start, lm_error *err) {
         }
         double rate = tokens_done / (now_s() - t_start), eta = (double)(o->steps - done_steps) * o->batch * o->seq / rate;
         char msg[256];
-        snprintf(msg, sizeof msg, "step %lld/%lld  kl*tau^2 %.4f  lr %.2e  %.0f tok/s  ETA %.0fs", (long long)done_steps,
-                 (long long)o->steps, ds.loss, lr, tok_s, eta);
+        snprintf(msg, sizeof msg, "step %lld/%lld  %s %.4f  lr %.2e  %.0f tok/s  ETA %.0fs", (long long)done_steps,
+                 (long long)o->steps, o->sequence ? "answer loss" : "kl*tau^2", ds.loss, lr, tok_s, eta);
         int stop = lm_stop_requested();
         if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
         if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
@@ -502,7 +649,8 @@ int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err) {
     else snprintf(c.tok_dir, sizeof c.tok_dir, "%s", teacher_dir);
     if (!(c.data = lm_data_open(data->path, err))) goto done;
     if (check_tokenizer(&c, teacher_dir, err)) goto done;
-    if (load_model_params(teacher_dir, &c.teacher, NULL, err)) {
+    if (o->sequence ? lm_model_load(teacher_dir, &c.teacher_model, err)
+                    : load_model_params(teacher_dir, &c.teacher, NULL, err)) {
         lm_fail_prefix(err, "%s: stage %s: the teacher %s", st->recipe_path, st->name, teacher->name);
         goto done;
     }
@@ -528,9 +676,30 @@ int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err) {
     to.clip = o->clip;
     to.bias_gamma = o->bias_gamma;
     if (!(c.pool = lm_pool_create_err(st->threads, err))) goto done;
-    if (!(c.dl = lm_distiller_create(&o->d, c.student, c.teacher, &to, st->threads, err))) {
-        lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
-        goto done;
+    if (o->sequence) {
+        if (c.teacher_model->cfg.vocab_size != c.student->cfg.vocab_size) {
+            lm_fail(err, "%s: stage %s: the teacher's vocabulary has %lld tokens, the student's %lld: distillation "
+                         "needs the same tokenizer",
+                    st->recipe_path, st->name, (long long)c.teacher_model->cfg.vocab_size,
+                    (long long)c.student->cfg.vocab_size);
+            goto done;
+        }
+        lm_engine_opts eo = lm_engine_opts_default();
+        eo.max_ctx = o->seq + 1;
+        eo.max_seqs = (int)(o->batch < 4096 ? o->batch : 4096);
+        eo.max_queue = eo.max_seqs;
+        eo.max_batch_tokens = eo.max_seqs > 512 ? eo.max_seqs : 512;
+        if (!(c.engine = lm_engine_create(c.teacher_model, NULL, c.pool, &eo, err)) ||
+            !(c.tr = lm_trainer_create(c.student, &to, st->threads, err))) {
+            lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
+            goto done;
+        }
+    } else {
+        if (!(c.dl = lm_distiller_create(&o->d, c.student, c.teacher, &to, st->threads, err))) {
+            lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
+            goto done;
+        }
+        c.tr = lm_distiller_student(c.dl);
     }
     c.ids = malloc((size_t)(o->batch * o->seq) * sizeof(int32_t));
     c.tgt = malloc((size_t)(o->batch * o->seq) * sizeof(int32_t));
@@ -558,6 +727,9 @@ done:
     free(c.ids);
     free(c.tgt);
     lm_distiller_free(c.dl);
+    if (c.o.sequence) lm_trainer_free(c.tr);
+    lm_engine_free(c.engine);
+    lm_model_free(c.teacher_model);
     lm_params_free(c.student);
     lm_params_free(c.teacher);
     lm_pool_free(c.pool);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The distill stage at toy size (docs/post-training.md): logit distillation
 # of a tiny pretrained teacher into a smaller fresh student and into a copy
-# of itself. Bit-identical at 1 and 2 threads, resume after kill -9 inside
+# of itself, and sequence distillation (the student trained on the teacher's
+# sampled answers). Bit-identical at 1 and 2 threads, resume after kill -9 inside
 # the stage ends bit-identical, metrics and plot, and bad inputs (a teacher
 # of another vocabulary or tokenizer, a missing teacher, bad parameters)
 # refused with one line.
@@ -25,6 +26,9 @@ cat > "$tmp/r.json" <<JSON
   {"name": "data2", "kind": "data", "inputs": ["text", "tok2"], "doc_sep": "line", "val_fraction": 0.05},
   {"name": "teacher", "kind": "pretrain", "inputs": ["data", "tok"], "config": $teacher_cfg,
    "steps": 4, "batch": 2, "seq": 64, "lr": 0.003, "eval_batches": 1},
+  {"name": "seqstudent", "kind": "distill", "inputs": ["data", "teacher", "tok"], "mode": "sequence",
+   "config": $student_cfg, "steps": 8, "batch": 4, "seq": 48, "max_tokens": 24, "sample_temperature": 1,
+   "top_p": 0.9, "lr": 0.003, "seed": 5, "save_every": 2, "log_every": 1},
   {"name": "student", "kind": "distill", $2}
  ]}
 JSON
@@ -54,6 +58,14 @@ PY
 check "the plot is written" grep -q '<svg' "$tmp/a/student/distill.svg"
 check "the student generates" "$LEMMA" generate "$tmp/a/student" --prompt "12 plus" --max-tokens 4 --seed 1
 
+check "sequence distillation builds a model" "$LEMMA" info "$tmp/a/seqstudent"
+check "...trained on the teacher's answers" python3 - "$tmp/a/seqstudent/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rs) == 8, len(rs)
+assert all(r["answer_tokens"] > 0 and r["distilled"] > 0 and r["loss"] > 0 and r["sample_s"] >= 0 for r in rs), rs
+PY
+
 # 1 and 2 threads: the same bytes
 check "2 threads build the same lock" "$LEMMA" build "$tmp/r.json" --out "$tmp/b" --threads 2 --quiet
 check "...bit-identical to 1 thread" cmp "$tmp/a/lemma.lock" "$tmp/b/lemma.lock"
@@ -74,6 +86,22 @@ check "...resuming the stage from its checkpoint" grep -q 'resuming student at s
 check "...and ends bit-identical to the uninterrupted build" cmp "$tmp/a/lemma.lock" "$tmp/k/lemma.lock"
 check "...with one metrics line per step" test "$(wc -l <"$tmp/k/student/metrics.jsonl")" -eq 12
 
+# the same inside the sequence-distillation stage (the teacher's sampling included)
+rm -rf "$tmp/k"
+"$LEMMA" build "$tmp/r.json" --out "$tmp/k" >"$tmp/k.out" 2>&1 & pid=$!
+seen=0
+for _ in $(seq 1 3000); do
+    if ls -d "$tmp"/k/.seqstudent.partial-*/ckpt-00000002 >/dev/null 2>&1; then seen=1; break; fi
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.005
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+[ $seen -eq 1 ] && [ ! -e "$tmp/k/seqstudent" ] && ok "killed inside the sequence stage after its step-2 checkpoint" \
+    || bad "killed inside the sequence stage after its step-2 checkpoint (seen=$seen)"
+check "the build after kill -9 succeeds" sh -c "'$LEMMA' build '$tmp/r.json' --out '$tmp/k' >'$tmp/k2.out' 2>&1"
+check "...resuming the sequence stage" grep -q 'resuming seqstudent at step [0-9]* of 8' "$tmp/k2.out"
+check "...and ends bit-identical to the uninterrupted build" cmp "$tmp/a/lemma.lock" "$tmp/k/lemma.lock"
+
 # top-k, and a student that starts from a model stage (the teacher itself: KL 0 at the start)
 write_recipe "$h" "\"inputs\": [\"data\", \"teacher\", \"tok\"], \"config\": $student_cfg, $dist, \"top_k\": 8"
 check "a top-k distillation builds" "$LEMMA" build "$tmp/r.json" --out "$tmp/b" --quiet
@@ -86,7 +114,7 @@ PY
 python3 - "$tmp/r.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-r["stages"].insert(5, dict(r["stages"][4], name="start"))
+r["stages"].insert(6, dict(r["stages"][4], name="start"))
 s = r["stages"][-1]; del s["config"]; s["inputs"] = ["data", "teacher", "start"]; s["teacher"] = "teacher"
 json.dump(r, open(sys.argv[1], "w"))
 PY
@@ -118,6 +146,16 @@ bad_param "a negative top_k refused" "\"inputs\": [\"data\", \"teacher\"], \"con
     '"top_k": expected an integer'
 bad_param "an unknown key refused" "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"tau\": 2" \
     'unknown key tau for a distill stage'
+bad_param "temperature in sequence mode refused" \
+    "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"mode\": \"sequence\", \"temperature\": 2" \
+    '"temperature" is for "mode": "logits"'
+bad_param "max_tokens in logits mode refused" "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"max_tokens\": 9" \
+    '"max_tokens" is for "mode": "sequence"'
+bad_param "an unknown mode refused" "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"mode\": \"soft\"" \
+    '"mode": expected "logits" or "sequence"'
+bad_param "a sequence student of another vocabulary refused" \
+    "\"inputs\": [\"data\", \"teacher\"], \"config\": $wide_cfg, \"mode\": \"sequence\", \"steps\": 2" \
+    "the teacher's vocabulary has 400 tokens, the student's 512"
 bad_param "micro_batch not dividing the batch refused" \
     "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"batch\": 4, \"micro_batch\": 3" \
     '"micro_batch" 3 must divide "batch" 4'
