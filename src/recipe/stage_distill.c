@@ -1,6 +1,6 @@
 /* stage_distill.c — the "distill" stage kind of `lemma build`: logit
- * distillation (train/distill.h) of a teacher model into a student on the
- * windows of a data stage.
+ * distillation (train/distill.h) or sequence distillation of a teacher
+ * model into a student on the windows of a data stage.
  *
  * Inputs: one data stage (the sequences: pretraining text or SFT examples,
  * whose masked positions are not distilled), the teacher (a pretrain, sft,
@@ -17,6 +17,13 @@
  * tau^2 KL, AdamW with the schedule's lr of step t. So everything a step
  * does is a function of (student weights, optimiser state, teacher, seed,
  * t): a resumed stage redoes exactly the steps an uninterrupted one does.
+ *
+ * "mode": "sequence" (sequence distillation) keeps the windows and the loop
+ * but replaces the loss: each window's prompt (its tokens up to the first
+ * position with a target) is answered by the teacher through the engine
+ * (choice seed a function of (seed, t, row); the engine's tokens do not
+ * depend on the batch or threads), the window becomes prompt + answer and
+ * the student takes a cross-entropy step on the answer tokens.
  *
  * Folder: ckpt-N/ (config.json, model.safetensors, optim_m.safetensors,
  * optim_v.safetensors, trainer_state.json, tokenizer files), latest -> the
