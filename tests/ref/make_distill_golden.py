@@ -91,6 +91,7 @@ def main():
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
     os.rename(tmp, OUT)
     print("wrote " + os.path.relpath(OUT, REPO))
 
