@@ -521,7 +521,9 @@ TEST(fan_out_adds_the_endpoints_capacity) {
     snprintf(b, sizeof b, "http://127.0.0.1:%d/second/v1/", stub_port);
     lm_openai_endpoint eps[] = {{a, 2}, {b, 0}}; /* 0: the options' parallel (here 3) */
     for (int i = 0; i < 8; i++) {
-        snprintf(text[i], sizeof text[i], "sleep=0.3 count n=%d", i);
+        /* long enough that a loaded machine still fills every slot before
+         * the first answers come back (0.3 s failed once beside 4 builds) */
+        snprintf(text[i], sizeof text[i], "sleep=0.8 count n=%d", i);
         prompts[i] = text[i];
     }
     lm_openai_opts o = test_opts();

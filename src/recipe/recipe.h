@@ -1,5 +1,5 @@
 /* recipe.h — a build recipe: named inputs with their SHA-256, and stages in
- * order (tokenizer, data, pretrain, sft; later verifier, rl, distill). The
+ * order (tokenizer, data, pretrain, sft, verifier_rl; later rl, distill). The
  * format is documented in docs/recipe.md; in short:
  *
  *   {"lemma_recipe": 1, "name": "default",

@@ -563,7 +563,7 @@ static int logprobs_of(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int
 typedef struct step_stats {
     double reward_mean, agreement, format, label_mean, predicted_mean;
     int64_t completion_tokens, truncated;
-    double sample_s, train_s;
+    double sample_s, train_s, engine_s;
     lm_rl_stats rl;
 } step_stats;
 
@@ -614,6 +614,7 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     eo.max_queue = (int)(P < 65536 ? P : 65536);
     eo.max_batch_tokens = eo.max_seqs > 512 ? eo.max_seqs : 512;
     if (!(e = lm_engine_create(&view, c->tok, c->pool, &eo, err))) goto done;
+    ss->engine_s = now_s() - t0;
     for (int64_t j = 0; j < P; j++) {
         rq[j].s = sm + j * G;
         for (int64_t k = 0; k < G; k++) seeds[j * G + k] = step_key(o->seed, step, KEY_SAMPLE, (uint64_t)(j * G + k));
@@ -845,6 +846,7 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
             put_num(&line, "truncated", (double)ss.truncated);
             put_num(&line, "sample_s", ss.sample_s);
             put_num(&line, "train_s", ss.train_s);
+            put_num(&line, "engine_s", ss.engine_s);
             if (lm_text_append(&line, "}\n", 2)) {
                 lm_fail(err, "out of memory");
                 goto done;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The verifier_rl stage at toy size (docs/post-training.md): GRPO on
-# verification prompts after a tiny SFT. Bit-identical at 1 and 2 threads,
+# verification prompts after a tiny SFT on verification examples of one
+# domain, long enough (150 steps, a few seconds) that the model writes the
+# verification format and the rewards vary within groups. Bit-identical at 1 and 2 threads,
 # resume after kill -9 inside the stage ends bit-identical (sampling
 # included), metrics and plots, and bad parameters refused with one line.
 set -u
@@ -10,14 +12,14 @@ trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 
 cfg=$(sed -E 's/"vocab_size": *[0-9]+/"vocab_size": 400/; s/"max_position_embeddings": *[0-9]+/"max_position_embeddings": 1024/' \
       tests/golden/v3_f32/config.json | tr -d '\n')
-vrl='"templates": "templates.json", "steps": 10, "prompts": 2, "group": 3, "max_tokens": 24, "seq": 512, "lr": 0.001, "seed": 5, "save_every": 2'
+vrl='"templates": "templates.json", "domains": "add", "steps": 10, "prompts": 2, "group": 4, "max_tokens": 120, "seq": 384, "lr": 0.001, "seed": 5, "save_every": 2'
 write_recipe() { # $1 $2 $3: sha256 fields of heldout, text, sft; $4: the verifier_rl stage's inputs and keys
 cat > "$tmp/r.json" <<JSON
 {"lemma_recipe": 1, "name": "tiny-verifier-rl",
  "inputs": {
   "heldout": {"builtin": "tasks", "set": "problems", "seed": 9, "n": 6, "difficulty": 1$1},
   "text": {"builtin": "tasks", "set": "text", "seed": 1, "n": 60, "exclude": "heldout"$2},
-  "sft": {"builtin": "tasks", "set": "sft", "seed": 2, "n": 60, "exclude": "heldout", "templates": "templates.json"$3}},
+  "sft": {"builtin": "tasks", "set": "sft", "seed": 2, "n": 300, "domains": "add", "p_generate": 0, "exclude": "heldout", "templates": "templates.json"$3}},
  "stages": [
   {"name": "tok", "kind": "tokenizer", "inputs": ["text", "sft"], "vocab_size": 400, "digit_group": 1},
   {"name": "data-pt", "kind": "data", "inputs": ["text", "tok"], "val_fraction": 0.05},
@@ -25,7 +27,7 @@ cat > "$tmp/r.json" <<JSON
   {"name": "pt", "kind": "pretrain", "inputs": ["data-pt", "tok"], "config": $cfg,
    "steps": 2, "batch": 2, "seq": 64, "lr": 0.003, "eval_batches": 1},
   {"name": "prover", "kind": "sft", "inputs": ["data-sft", "tok", "pt"],
-   "steps": 2, "batch": 2, "seq": 128, "lr": 0.003, "eval_batches": 1, "export": true},
+   "steps": 150, "batch": 4, "seq": 256, "lr": 0.01, "warmup": 10, "eval_batches": 1, "export": true},
   {"name": "vrl", "kind": "verifier_rl", $4}
  ]}
 JSON
@@ -51,6 +53,12 @@ check "the stage trained: its weights differ from the input model's" \
 check "metrics.jsonl has a line per step" test "$(wc -l <"$tmp/a/vrl/metrics.jsonl")" -eq 10
 check "metrics carry reward, agreement, format and timings" \
     grep -q '"reward_mean": .*"agreement": .*"format": .*"sample_s": .*"train_s"' "$tmp/a/vrl/metrics.jsonl"
+check "the model writes the verification format and rewards vary within groups" python3 - "$tmp/a/vrl/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+assert max(r["format"] for r in rs) > 0 and max(r["reward_std"] for r in rs) > 0, rs
+assert max(r["kl"] for r in rs) > 0, rs
+PY
 check "the reward plot is written" grep -q '<svg' "$tmp/a/vrl/reward.svg"
 check "the training plot is written" grep -q '<svg' "$tmp/a/vrl/training.svg"
 check "the on-policy ratio is 1 to fp32 rounding" python3 - "$tmp/a/vrl/metrics.jsonl" <<'PY'
@@ -61,10 +69,13 @@ for l in open(sys.argv[1]):
 PY
 
 # 1 and 2 threads: the same bytes
+# (the earlier stages are copied: they are up to date, so only the stage runs again)
+cp -r "$tmp/a" "$tmp/b"; rm -rf "$tmp/b/vrl"
 check "2 threads build the same lock" "$LEMMA" build "$tmp/r.json" --out "$tmp/b" --threads 2 --quiet
 check "...bit-identical to 1 thread" cmp "$tmp/a/lemma.lock" "$tmp/b/lemma.lock"
 
 # kill -9 inside the stage, after a checkpoint, then build again: resumes and ends bit-identical
+cp -r "$tmp/a" "$tmp/k"; rm -rf "$tmp/k/vrl"
 "$LEMMA" build "$tmp/r.json" --out "$tmp/k" >"$tmp/k.out" 2>&1 & pid=$!
 seen=0
 for _ in $(seq 1 1500); do
@@ -79,6 +90,9 @@ check "the build after kill -9 succeeds" sh -c "'$LEMMA' build '$tmp/r.json' --o
 check "...resuming the stage from its checkpoint" grep -q 'resuming vrl at step [2-9] of 10' "$tmp/k2.out"
 check "...and ends bit-identical to the uninterrupted build" cmp "$tmp/a/lemma.lock" "$tmp/k/lemma.lock"
 check "...with one metrics line per step" test "$(wc -l <"$tmp/k/vrl/metrics.jsonl")" -eq 10
+grep -o '"reward_mean": [^,]*' "$tmp/a/vrl/metrics.jsonl" >"$tmp/ra"
+grep -o '"reward_mean": [^,]*' "$tmp/k/vrl/metrics.jsonl" >"$tmp/rk"
+check "...the same rewards as the uninterrupted build" cmp "$tmp/ra" "$tmp/rk"
 
 # bad parameters and inputs: one clear line each
 cp -r "$tmp/a" "$tmp/bad"
@@ -102,6 +116,25 @@ bad_param "a missing input model refused" 'a verifier_rl stage takes one model t
 bad_param "a data stage as input refused" 'a verifier_rl stage takes one model to train' "\"inputs\": [\"prover\", \"data-sft\"]"
 bad_param "a missing templates file refused" 'nope.json' "\"inputs\": [\"prover\"], \"templates\": \"nope.json\""
 check "the failed builds left the built stage alone" cmp "$tmp/a/vrl/model.safetensors" "$tmp/bad/vrl/model.safetensors"
+
+# the variants: two iterations per batch, DAPO's token mean, no reference model
+write_recipe "$h1" "$h2" "$h3" "$good, \"num_iterations\": 2, \"agg\": \"token_mean\", \"clip_high\": 0.28, \"beta_kl\": 0"
+check "num_iterations 2, token_mean, beta_kl 0 build" "$LEMMA" build "$tmp/r.json" --out "$tmp/bad" --quiet
+check "...and train the weights" sh -c "! cmp -s '$tmp/a/prover/model.safetensors' '$tmp/bad/vrl/model.safetensors'"
+check "...the logged (first, on-policy) iteration has ratio 1 and, with no reference, KL 0" python3 - "$tmp/bad/vrl/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+assert all(abs(r["ratio_mean"] - 1) < 1e-6 and r["kl"] == 0 for r in rs), rs
+PY
+
+# recipes/verifier-rl.json is the default recipe plus the stage: its copy must not drift
+check "recipes/verifier-rl.json repeats recipes/default.json's inputs and stages" python3 - <<'PY'
+import json
+d, v = json.load(open("recipes/default.json")), json.load(open("recipes/verifier-rl.json"))
+assert v["inputs"] == d["inputs"], "inputs differ"
+assert v["stages"][:-1] == d["stages"], "stages differ"
+assert v["stages"][-1]["kind"] == "verifier_rl" and "prover" in v["stages"][-1]["inputs"]
+PY
 
 echo "test_build_verifier_rl.sh: $passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
