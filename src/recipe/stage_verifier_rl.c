@@ -45,10 +45,12 @@
 #include "formats/json.h"
 #include "infer/engine.h"
 #include "model/model.h"
+#include "prove/answer.h"
 #include "prove/reward.h"
 #include "prove/template.h"
 #include "prove/templates.h"
 #include "recipe/stages.h"
+#include "recipe/vrl_meta.h"
 #include "tasks/tasks.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -61,7 +63,8 @@ static const char *const keys[] = {
     "name", "kind", "inputs", "description", "steps", "prompts", "group", "max_tokens", "seq", "micro_batch",
     "temperature", "top_p", "lr", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "beta_kl",
     "clip_low", "clip_high", "std_eps", "scale_std", "agg", "norm_len", "num_iterations", "seed", "difficulty",
-    "domains", "p_flawed", "templates", "save_every", "log_every", NULL};
+    "domains", "p_flawed", "templates", "save_every", "log_every", "meta", "p_meta_prompts", "meta_reward",
+    "meta_samples", "meta_max_tokens", NULL};
 
 typedef struct vrl_opts {
     int64_t steps, prompts, group, max_tokens, seq, micro_batch, num_iterations, save_every, log_every;
@@ -72,9 +75,31 @@ typedef struct vrl_opts {
     uint64_t seed;
     int dmin, dmax;
     const char *domains, *templates;
+    /* meta-verification (vrl_meta.h): a share of the prompts, and R_meta */
+    int meta, meta_reward;
+    double p_meta_prompts;
+    int64_t meta_samples, meta_max_tokens;
 } vrl_opts;
 
 /* ---- parameters ---------------------------------------------------------------- */
+
+static int read_meta_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
+    if (lm_stage_bool(st, "meta", 0, &o->meta, err) ||
+        lm_stage_double(st, "p_meta_prompts", o->meta ? 0.25 : 0, 0, 1, &o->p_meta_prompts, err) ||
+        lm_stage_bool(st, "meta_reward", 0, &o->meta_reward, err) ||
+        lm_stage_int(st, "meta_samples", 1, 1, 64, &o->meta_samples, err) ||
+        lm_stage_int(st, "meta_max_tokens", 64, 1, 1 << 20, &o->meta_max_tokens, err))
+        return -1;
+    if (!o->meta && json_get(st->def, "p_meta_prompts"))
+        return lm_fail(err, "%s: stage %s: \"p_meta_prompts\" needs \"meta\": true", st->recipe_path, st->name);
+    if (!o->meta_reward && (json_get(st->def, "meta_samples") || json_get(st->def, "meta_max_tokens")))
+        return lm_fail(err, "%s: stage %s: \"meta_samples\" and \"meta_max_tokens\" need \"meta_reward\": true",
+                       st->recipe_path, st->name);
+    if (o->meta && o->p_meta_prompts >= 1 && o->meta_reward)
+        return lm_fail(err, "%s: stage %s: \"p_meta_prompts\" 1 leaves no verification prompt for \"meta_reward\"",
+                       st->recipe_path, st->name);
+    return 0;
+}
 
 static int read_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
     for (const json_value *m = st->def->child; m; m = m->next) {
@@ -118,7 +143,7 @@ static int read_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
         lm_stage_double(st, "p_flawed", 0.5, 0, 1, &o->p_flawed, err) ||
         lm_stage_string(st, "templates", NULL, &o->templates, err) ||
         lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
-        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err))
+        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err) || read_meta_opts(st, o, err))
         return -1;
     o->seed = (uint64_t)seed;
     o->rl.scale_std = scale_std;
@@ -286,7 +311,7 @@ static int qset_has(const qset *s, const char *q) {
 /* ---- problems ------------------------------------------------------------------- */
 
 /* Streams under LM_RNG_RL keyed by the step: what each draw of a step is for. */
-enum { KEY_PROBLEM = 1, KEY_SAMPLE = 2 };
+enum { KEY_PROBLEM = 1, KEY_SAMPLE = 2, KEY_META_PICK = 3, KEY_META_PROBLEM = 4, KEY_META_SAMPLE = 5 };
 
 static uint64_t step_key(uint64_t seed, int64_t step, uint64_t what, uint64_t index) {
     return lm_rng_u64(lm_rng_u64(seed, LM_RNG_RL, (uint64_t)step), what, index);
@@ -294,9 +319,19 @@ static uint64_t step_key(uint64_t seed, int64_t step, uint64_t what, uint64_t in
 
 typedef struct vproblem {
     lm_text prompt;              /* the rendered chat prompt */
-    double label;                /* the checker's score of the proof shown */
+    double label;                /* the checker's score of the proof shown; of a meta prompt, the rating's
+                                    faithfulness label (lm_meta_label_of) */
     int flawed;
+    int meta;                    /* a meta-verification prompt */
+    char *question, *solution;   /* what is verified (for R_meta's prompts) */
+    lm_meta_truth truth;         /* what the checker establishes about the solution */
 } vproblem;
+
+static void vproblem_free(vproblem *vp) {
+    lm_text_free(&vp->prompt);
+    free(vp->question);
+    free(vp->solution);
+}
 
 static char *solution_of(const char *answer) {
     const char *b;
@@ -309,7 +344,8 @@ static char *solution_of(const char *answer) {
 
 /* Problem j of step t (see the top of the file). */
 static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int nd, const qset *ex,
-                        const lm_prompt_templates *tp, int64_t step, int64_t j, vproblem *vp, lm_error *err) {
+                        const lm_prompt_templates *tp, int64_t step, int64_t j, int meta, vproblem *vp,
+                        lm_error *err) {
     const lm_task_domain *d = ds[(uint64_t)(step * o->prompts + j) % (uint64_t)nd];
     lm_text q = {0}, answer = {0}, bad = {0}, user = {0};
     char *sol = NULL;
@@ -321,7 +357,7 @@ static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int 
                     (long long)step, (long long)j, d->name);
             goto done;
         }
-        pseed = step_key(o->seed, step, KEY_PROBLEM, (uint64_t)j << 16 | attempt);
+        pseed = step_key(o->seed, step, meta ? KEY_META_PROBLEM : KEY_PROBLEM, (uint64_t)j << 16 | attempt);
         int diff = o->dmin + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 0) % (uint64_t)(o->dmax - o->dmin + 1));
         q.len = answer.len = 0;
         if (d->generate(pseed, diff, &q, &answer, err)) {
@@ -344,11 +380,29 @@ static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int 
         lm_fail(err, "out of memory");
         goto done;
     }
+    vp->meta = meta;
+    vp->truth = lm_meta_truth_of(sol, r.score, r.step);
+    if (!(vp->question = strdup(q.data)) || !(vp->solution = strdup(sol))) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    vp->prompt.len = 0;
+    if (meta) {
+        /* the checker writes the verification to be judged */
+        lm_text rating = {0};
+        lm_meta_label ml;
+        int bad = lm_vrl_meta_rating(sol, &r, lm_rng_u64(pseed, LM_RNG_RL, 2), &rating, err) ||
+                  lm_vrl_meta_prompt(tp, q.data, sol, rating.data, rating.len, &vp->prompt, err);
+        if (!bad) vp->label = lm_meta_label_of(rating.data, rating.len, &vp->truth, &ml);
+        lm_text_free(&rating);
+        if (bad) goto done;
+        rc = 0;
+        goto done;
+    }
     const char *keys2[] = {"statement", "proof"}, *vals[] = {q.data, sol};
     if (lm_template_fill(tp->text[LM_TPL_VERIFY], keys2, vals, 2, &user, err)) goto done;
     lm_chat_msg m = {.role = "user", .content = user.data};
     lm_chat_opts co = {.add_generation_prompt = 1};
-    vp->prompt.len = 0;
     if (lm_chat_render(&m, 1, &co, &vp->prompt, err)) goto done;
     rc = 0;
 done:
@@ -565,7 +619,172 @@ typedef struct step_stats {
     int64_t completion_tokens, truncated;
     double sample_s, train_s, engine_s;
     lm_rl_stats rl;
+    /* meta-verification: over the meta prompts' samples, and (meta_reward)
+     * R_meta over the verification samples; faithful is the mean label
+     * (lm_meta_label_of) of the sampled verifications */
+    int64_t n_verify, n_meta;
+    double meta_format, meta_agreement, faithful, r_meta, r_meta_agreement, meta_s;
 } step_stats;
+
+/* R_meta of every verification sample (eq. 3): the step's sampling weights
+ * (the current ones, before this step's update) meta-verify each sampled
+ * verification meta_samples = K times (choice k of sample i seeded by
+ * (S, t, i·K + k)); R_meta is the mean of the K boxed ratings, an
+ * unreadable rating counting 0. A verification whose own format fails is
+ * not meta-verified: its reward is 0 whatever R_meta is. */
+static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *sm, double *rmeta, step_stats *ss,
+                       lm_error *err) {
+    const vrl_opts *o = &c->o;
+    int64_t G = o->group, n = o->prompts * G, K = o->meta_samples, m = 0, longest = 0;
+    int64_t *which = calloc((size_t)n, sizeof *which);
+    lm_ids *pids = calloc((size_t)n, sizeof *pids);
+    vsample *ms = calloc((size_t)(n * K), sizeof *ms);
+    vreq *rq = calloc((size_t)n, sizeof *rq);
+    uint64_t *seeds = malloc((size_t)(n * K) * sizeof *seeds);
+    lm_text prompt = {0};
+    lm_engine *e = NULL;
+    int rc = -1;
+    double t0 = now_s();
+    if (!which || !pids || !ms || !rq || !seeds) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        rmeta[i] = 0;
+        const vproblem *p = &pr[i / G];
+        lm_verify_reward vr;
+        if (p->meta) continue;
+        lm_verify_reward_of(sm[i].text.data ? sm[i].text.data : "", sm[i].text.len, 0, &vr);
+        if (!vr.format) continue;
+        const char *a = lm_answer_after_think(sm[i].text.data), *b;
+        size_t bl;
+        lm_py_strip(a, strlen(a), &b, &bl);
+        prompt.len = 0;
+        if (lm_vrl_meta_prompt(&c->tp, p->question, p->solution, b, bl, &prompt, err) ||
+            lm_tokenizer_encode(c->tok, prompt.data, prompt.len, LM_TOK_SPECIAL, &pids[m], err))
+            goto done;
+        if ((int64_t)pids[m].n > longest) longest = (int64_t)pids[m].n;
+        which[m++] = i;
+    }
+    if (!m) {
+        rc = 0;
+        goto done;
+    }
+    if (longest + o->meta_max_tokens > c->p->cfg.max_position_embeddings) {
+        lm_fail(err, "step %lld: a meta-verification prompt of %lld tokens and \"meta_max_tokens\" %lld exceed the "
+                     "model's max_position_embeddings %lld", (long long)step + 1, (long long)longest,
+                (long long)o->meta_max_tokens, (long long)c->p->cfg.max_position_embeddings);
+        goto done;
+    }
+    lm_model view;
+    memset(&view, 0, sizeof view);
+    view.cfg = c->p->cfg;
+    view.dims = c->p->dims;
+    view.w = c->p->W;
+    snprintf(view.dir, sizeof view.dir, "%s (training)", c->st->name);
+    lm_engine_opts eo = lm_engine_opts_default();
+    eo.max_ctx = longest + o->meta_max_tokens;
+    eo.max_seqs = (int)(m * K < 65536 ? m * K : 65536);
+    eo.max_queue = (int)(m < 65536 ? m : 65536);
+    eo.max_batch_tokens = eo.max_seqs > 512 ? eo.max_seqs : 512;
+    if (!(e = lm_engine_create(&view, c->tok, c->pool, &eo, err))) goto done;
+    for (int64_t r = 0; r < m; r++) {
+        rq[r].s = ms + r * K;
+        for (int64_t k = 0; k < K; k++)
+            seeds[r * K + k] = step_key(o->seed, step, KEY_META_SAMPLE, (uint64_t)(which[r] * K + k));
+        lm_engine_request req = {.prompt = pids[r].ids, .prompt_len = (int64_t)pids[r].n, .n = (int)K,
+                                 .params = lm_gen_params_default(), .seeds = seeds + r * K, .on_event = on_event,
+                                 .user = &rq[r]};
+        req.params.max_tokens = o->meta_max_tokens;
+        req.params.sampling.temperature = (float)o->temperature;
+        req.params.sampling.top_p = (float)o->top_p;
+        req.params.stop_at_eos = 1;
+        req.params.skip_special = 0;
+        uint64_t id;
+        if (lm_engine_submit(e, &req, &id, err)) goto done;
+    }
+    if (lm_engine_run(e, err)) goto done;
+    for (int64_t r = 0; r < m; r++) {
+        int64_t i = which[r];
+        if (rq[r].oom) {
+            lm_fail(err, "out of memory while meta-verifying");
+            goto done;
+        }
+        const vproblem *p = &pr[i / G];
+        lm_meta_label ml;
+        lm_meta_label_of(sm[i].text.data, sm[i].text.len, &p->truth, &ml);
+        double sum = 0;
+        for (int64_t k = 0; k < K; k++) {
+            const vsample *s = &ms[r * K + k];
+            if (!s->done || s->error) {
+                lm_fail(err, "step %lld: meta-verification %lld of sample %lld did not finish", (long long)step + 1,
+                        (long long)k, (long long)i);
+                goto done;
+            }
+            lm_verify_reward mr;
+            lm_meta_reward_of(s->text.data ? s->text.data : "", s->text.len, ml.label, &mr);
+            sum += mr.format ? mr.predicted : 0;
+            ss->r_meta_agreement += mr.format && mr.predicted == ml.label;
+        }
+        rmeta[i] = sum / (double)K;
+    }
+    ss->r_meta_agreement /= (double)(m * K);
+    rc = 0;
+done:
+    ss->meta_s = now_s() - t0;
+    lm_engine_free(e);
+    for (int64_t r = 0; pids && r < n; r++) lm_ids_free(&pids[r]);
+    for (int64_t r = 0; ms && r < n * K; r++) {
+        lm_ids_free(&ms[r].completion);
+        lm_text_free(&ms[r].text);
+    }
+    lm_text_free(&prompt);
+    free(which);
+    free(pids);
+    free(ms);
+    free(rq);
+    free(seeds);
+    return rc;
+}
+
+/* The reward of one sample: R_format · R_score of its verification against
+ * the checker's label (times R_meta with meta_reward), or of its
+ * meta-verification against the rating's faithfulness label. */
+static double sample_reward(const vrl_opts *o, const vproblem *p, const vsample *s, double rmeta, step_stats *ss,
+                            lm_verify_reward *vr) {
+    const char *text = s->text.data ? s->text.data : "";
+    if (p->meta) {
+        lm_meta_reward_of(text, s->text.len, p->label, vr);
+        ss->n_meta++;
+        ss->meta_format += vr->format;
+        ss->meta_agreement += vr->format && vr->predicted == p->label;
+        return vr->reward;
+    }
+    lm_verify_reward_of(text, s->text.len, p->label, vr);
+    lm_meta_label ml;
+    ss->n_verify++;
+    ss->format += vr->format;
+    ss->agreement += vr->format && vr->predicted == p->label;
+    ss->predicted_mean += vr->format ? vr->predicted : 0;
+    ss->label_mean += p->label;
+    ss->faithful += lm_meta_label_of(text, s->text.len, &p->truth, &ml);
+    ss->r_meta += rmeta;
+    return o->meta_reward ? vr->reward * rmeta : vr->reward;
+}
+
+/* Means over the samples each statistic counts. */
+static void finish_stats(const vrl_opts *o, step_stats *ss) {
+    double nv = ss->n_verify ? (double)ss->n_verify : 1, nm = ss->n_meta ? (double)ss->n_meta : 1;
+    ss->format /= nv;
+    ss->agreement /= nv;
+    ss->predicted_mean /= nv;
+    ss->label_mean /= nv;
+    ss->faithful /= nv;
+    ss->r_meta = o->meta_reward ? ss->r_meta / nv : NAN;
+    if (!o->meta_reward) ss->r_meta_agreement = NAN;
+    ss->meta_format = ss->n_meta ? ss->meta_format / nm : NAN;
+    ss->meta_agreement = ss->n_meta ? ss->meta_agreement / nm : NAN;
+}
 
 static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     const vrl_opts *o = &c->o;
@@ -580,16 +799,19 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     int32_t *buf_ids = malloc((size_t)(o->micro_batch * T) * sizeof *buf_ids);
     int32_t *buf_tgt = malloc((size_t)(o->micro_batch * T) * sizeof *buf_tgt);
     float *buf_lp = malloc((size_t)(o->micro_batch * T) * sizeof *buf_lp);
+    double *rmeta = calloc((size_t)n, sizeof *rmeta);
     lm_engine *e = NULL;
     int rc = -1;
     memset(ss, 0, sizeof *ss);
-    if (!pr || !sm || !rq || !pids || !seeds || !rs || !lold || !lref || !buf_ids || !buf_tgt || !buf_lp) {
+    if (!pr || !sm || !rq || !pids || !seeds || !rs || !lold || !lref || !buf_ids || !buf_tgt || !buf_lp || !rmeta) {
         lm_fail(err, "out of memory");
         goto done;
     }
     /* 1. prompts */
     for (int64_t j = 0; j < P; j++) {
-        if (make_problem(o, c->ds, c->nd, &c->ex, &c->tp, step, j, &pr[j], err)) goto done;
+        int meta = o->meta && lm_rng_uniform(step_key(o->seed, step, KEY_META_PICK, (uint64_t)j), LM_RNG_RL, 0) <
+                                  o->p_meta_prompts;
+        if (make_problem(o, c->ds, c->nd, &c->ex, &c->tp, step, j, meta, &pr[j], err)) goto done;
         if (lm_tokenizer_encode(c->tok, pr[j].prompt.data, pr[j].prompt.len, LM_TOK_SPECIAL, &pids[j], err))
             goto done;
         if ((int64_t)pids[j].n + 1 >= T) {
@@ -631,6 +853,7 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     }
     if (lm_engine_run(e, err)) goto done;
     ss->sample_s = now_s() - t0;
+    if (o->meta_reward && meta_scores(c, step, pr, sm, rmeta, ss, err)) goto done;
     /* 3. rewards */
     for (int64_t i = 0; i < n; i++) {
         vsample *s = &sm[i];
@@ -645,12 +868,8 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
         }
         const vproblem *p = &pr[i / G];
         lm_verify_reward vr;
-        lm_verify_reward_of(s->text.data ? s->text.data : "", s->text.len, p->label, &vr);
-        ss->reward_mean += vr.reward;
-        ss->format += vr.format;
-        ss->agreement += vr.format && vr.predicted == p->label;
-        ss->predicted_mean += vr.format ? vr.predicted : 0;
-        ss->label_mean += p->label;
+        double reward = sample_reward(o, p, s, rmeta[i], ss, &vr);
+        ss->reward_mean += reward;
         ss->completion_tokens += (int64_t)s->completion.n;
         ss->truncated += s->finish != LM_FINISH_EOS;
         /* the sample: prompt + completion, the completion trained */
@@ -669,13 +888,10 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
         memcpy(ids + pl, s->completion.ids, s->completion.n * sizeof *ids);
         memset(train + pl, 1, s->completion.n);
         rs[i] = (lm_rl_sample){.ids = ids, .len = len, .train = train, .logp_old = lold[i], .logp_ref = lref[i],
-                               .reward = vr.reward, .group = i / G};
+                               .reward = reward, .group = i / G};
     }
     ss->reward_mean /= (double)n;
-    ss->format /= (double)n;
-    ss->agreement /= (double)n;
-    ss->predicted_mean /= (double)n;
-    ss->label_mean /= (double)n;
+    finish_stats(o, ss);
     /* 4. training: logp_old from the sampling weights, logp_ref from the
      * frozen input model, then num_iterations steps on the batch */
     t0 = now_s();
@@ -697,7 +913,7 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
 done:
     lm_engine_free(e);
     if (pr)
-        for (int64_t j = 0; j < P; j++) lm_text_free(&pr[j].prompt);
+        for (int64_t j = 0; j < P; j++) vproblem_free(&pr[j]);
     if (sm)
         for (int64_t i = 0; i < n; i++) {
             lm_ids_free(&sm[i].completion);
@@ -725,6 +941,7 @@ done:
     free(buf_ids);
     free(buf_tgt);
     free(buf_lp);
+    free(rmeta);
     return rc;
 }
 
@@ -847,6 +1064,17 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
             put_num(&line, "sample_s", ss.sample_s);
             put_num(&line, "train_s", ss.train_s);
             put_num(&line, "engine_s", ss.engine_s);
+            put_num(&line, "faithful", ss.faithful);
+            if (o->meta) {
+                put_num(&line, "meta_samples", (double)ss.n_meta);
+                put_num(&line, "meta_format", ss.meta_format);
+                put_num(&line, "meta_agreement", ss.meta_agreement);
+            }
+            if (o->meta_reward) {
+                put_num(&line, "r_meta", ss.r_meta);
+                put_num(&line, "r_meta_agreement", ss.r_meta_agreement);
+                put_num(&line, "meta_s", ss.meta_s);
+            }
             if (lm_text_append(&line, "}\n", 2)) {
                 lm_fail(err, "out of memory");
                 goto done;
