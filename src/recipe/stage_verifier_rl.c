@@ -88,7 +88,7 @@ static int read_meta_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
         lm_stage_double(st, "p_meta_prompts", o->meta ? 0.25 : 0, 0, 1, &o->p_meta_prompts, err) ||
         lm_stage_bool(st, "meta_reward", 0, &o->meta_reward, err) ||
         lm_stage_int(st, "meta_samples", 1, 1, 64, &o->meta_samples, err) ||
-        lm_stage_int(st, "meta_max_tokens", 64, 1, 1 << 20, &o->meta_max_tokens, err))
+        lm_stage_int(st, "meta_max_tokens", 128, 1, 1 << 20, &o->meta_max_tokens, err))
         return -1;
     if (!o->meta && json_get(st->def, "p_meta_prompts"))
         return lm_fail(err, "%s: stage %s: \"p_meta_prompts\" needs \"meta\": true", st->recipe_path, st->name);
@@ -623,7 +623,7 @@ typedef struct step_stats {
      * R_meta over the verification samples; faithful is the mean label
      * (lm_meta_label_of) of the sampled verifications */
     int64_t n_verify, n_meta;
-    double meta_format, meta_agreement, faithful, r_meta, r_meta_agreement, meta_s;
+    double verify_reward, meta_format, meta_agreement, faithful, r_meta, r_meta_agreement, meta_s;
 } step_stats;
 
 /* R_meta of every verification sample (eq. 3): the step's sampling weights
@@ -656,9 +656,14 @@ static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *
         if (p->meta) continue;
         lm_verify_reward_of(sm[i].text.data ? sm[i].text.data : "", sm[i].text.len, 0, &vr);
         if (!vr.format) continue;
-        const char *a = lm_answer_after_think(sm[i].text.data), *b;
-        size_t bl;
-        lm_py_strip(a, strlen(a), &b, &bl);
+        /* the rating as the pipeline passes it: the answer after its thinking,
+         * stripped, and ending with its score's box (what the sampler wrote
+         * after it is the end-of-sentence token's text) */
+        const char *a = lm_answer_after_think(sm[i].text.data), *b, *box;
+        size_t bl, boxl;
+        if (!lm_answer_last_boxed(a, strlen(a), &box, &boxl)) bl = (size_t)(box + boxl + 1 - a);
+        else bl = strlen(a);
+        lm_py_strip(a, bl, &b, &bl);
         prompt.len = 0;
         if (lm_vrl_meta_prompt(&c->tp, p->question, p->solution, b, bl, &prompt, err) ||
             lm_tokenizer_encode(c->tok, prompt.data, prompt.len, LM_TOK_SPECIAL, &pids[m], err))
@@ -769,7 +774,9 @@ static double sample_reward(const vrl_opts *o, const vproblem *p, const vsample 
     ss->label_mean += p->label;
     ss->faithful += lm_meta_label_of(text, s->text.len, &p->truth, &ml);
     ss->r_meta += rmeta;
-    return o->meta_reward ? vr->reward * rmeta : vr->reward;
+    double reward = o->meta_reward ? vr->reward * rmeta : vr->reward;
+    ss->verify_reward += reward;
+    return reward;
 }
 
 /* Means over the samples each statistic counts. */
@@ -780,6 +787,7 @@ static void finish_stats(const vrl_opts *o, step_stats *ss) {
     ss->predicted_mean /= nv;
     ss->label_mean /= nv;
     ss->faithful /= nv;
+    ss->verify_reward /= nv;
     ss->r_meta = o->meta_reward ? ss->r_meta / nv : NAN;
     if (!o->meta_reward) ss->r_meta_agreement = NAN;
     ss->meta_format = ss->n_meta ? ss->meta_format / nm : NAN;
@@ -1067,6 +1075,7 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
             put_num(&line, "faithful", ss.faithful);
             if (o->meta) {
                 put_num(&line, "meta_samples", (double)ss.n_meta);
+                put_num(&line, "verify_reward", ss.verify_reward);
                 put_num(&line, "meta_format", ss.meta_format);
                 put_num(&line, "meta_agreement", ss.meta_agreement);
             }
