@@ -18,6 +18,12 @@
  *   4. training: logp_old = lm_train_logprobs of the sampling weights (the
  *      first iteration's ratio is exactly 1), logp_ref of the stage's input
  *      model (frozen), then num_iterations lm_rl_step calls on the batch.
+ * With "meta", prompt j is a meta-verification prompt when a draw on its
+ * own stream falls below p_meta_prompts (vrl_meta.h: a checker-made
+ * verification to rate, rewarded by lm_meta_reward_of); with "meta_reward",
+ * between 2 and 3 the sampling weights meta-verify every sampled
+ * verification K times and its reward is multiplied by the mean rating,
+ * R_meta (meta_scores; DeepSeekMath-V2 eq. 3).
  * So everything a step does is a function of (weights, optimiser state, S,
  * t): a resumed stage redoes exactly the steps an uninterrupted one does.
  *
@@ -391,11 +397,11 @@ static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int 
         /* the checker writes the verification to be judged */
         lm_text rating = {0};
         lm_meta_label ml;
-        int bad = lm_vrl_meta_rating(sol, &r, lm_rng_u64(pseed, LM_RNG_RL, 2), &rating, err) ||
-                  lm_vrl_meta_prompt(tp, q.data, sol, rating.data, rating.len, &vp->prompt, err);
-        if (!bad) vp->label = lm_meta_label_of(rating.data, rating.len, &vp->truth, &ml);
+        int failed = lm_vrl_meta_rating(sol, &r, lm_rng_u64(pseed, LM_RNG_RL, 2), &rating, err) ||
+                     lm_vrl_meta_prompt(tp, q.data, sol, rating.data, rating.len, &vp->prompt, err);
+        if (!failed) vp->label = lm_meta_label_of(rating.data, rating.len, &vp->truth, &ml);
         lm_text_free(&rating);
-        if (bad) goto done;
+        if (failed) goto done;
         rc = 0;
         goto done;
     }
