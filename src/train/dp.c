@@ -31,8 +31,30 @@ static int g_told = 0;
 void lm_dp_mark_stop_told(void) { g_told = 1; }
 int lm_dp_stop_was_told(void) { return g_told; }
 
-int lm_dp_rank(void) { return g_rank; }
-int lm_dp_size(void) { return g_size; }
+static const void *g_deferred;
+static size_t g_deferred_bytes;
+static int g_deferred_sent;
+
+void lm_dp_defer_bcast(const void *buf, size_t bytes) {
+    g_deferred = buf;
+    g_deferred_bytes = bytes;
+    g_deferred_sent = 0;
+}
+
+int lm_dp_defer_end(void) {
+    g_deferred = NULL;
+    return g_deferred_sent;
+}
+
+static int g_solo = 0;
+int lm_dp_solo(int on) {
+    int was = g_solo;
+    g_solo = !!on;
+    return was;
+}
+
+int lm_dp_rank(void) { return g_solo ? 0 : g_rank; }
+int lm_dp_size(void) { return g_solo ? 1 : g_size; }
 
 #ifdef LEMMA_MPI
 
@@ -67,7 +89,19 @@ void lm_dp_abort(int code) {
 /* Pieces of at most 1 GiB: MPI counts are ints. */
 #define PIECE ((size_t)1 << 30)
 
+static int bcast_pieces(void *buf, size_t bytes, int root, lm_error *err);
+
+/* The deferred word goes out before the transfer that needs the others. */
+static int flush_deferred(lm_error *err) {
+    if (!g_deferred) return 0;
+    void *buf = (void *)g_deferred;
+    g_deferred = NULL;
+    g_deferred_sent = 1;
+    return bcast_pieces(buf, g_deferred_bytes, 0, err);
+}
+
 int lm_dp_send(const void *buf, size_t bytes, int to, lm_error *err) {
+    if (flush_deferred(err)) return -1;
     for (size_t at = 0; at < bytes || (!bytes && !at); at += PIECE) {
         size_t n = bytes - at < PIECE ? bytes - at : PIECE;
         if (MPI_Send((const char *)buf + at, (int)n, MPI_BYTE, to, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
@@ -78,6 +112,7 @@ int lm_dp_send(const void *buf, size_t bytes, int to, lm_error *err) {
 }
 
 int lm_dp_recv(void *buf, size_t bytes, int from, lm_error *err) {
+    if (flush_deferred(err)) return -1;
     for (size_t at = 0; at < bytes || (!bytes && !at); at += PIECE) {
         size_t n = bytes - at < PIECE ? bytes - at : PIECE;
         int got = -1;
@@ -91,6 +126,10 @@ int lm_dp_recv(void *buf, size_t bytes, int from, lm_error *err) {
 }
 
 int lm_dp_bcast(void *buf, size_t bytes, int root, lm_error *err) {
+    return flush_deferred(err) || bcast_pieces(buf, bytes, root, err) ? -1 : 0;
+}
+
+static int bcast_pieces(void *buf, size_t bytes, int root, lm_error *err) {
     for (size_t at = 0; at < bytes; at += PIECE) {
         size_t n = bytes - at < PIECE ? bytes - at : PIECE;
         if (MPI_Bcast((char *)buf + at, (int)n, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS)
@@ -100,6 +139,7 @@ int lm_dp_bcast(void *buf, size_t bytes, int root, lm_error *err) {
 }
 
 int lm_dp_barrier(lm_error *err) {
+    if (flush_deferred(err)) return -1;
     if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return lm_fail(err, "rank %d: barrier failed", g_rank);
     return 0;
 }

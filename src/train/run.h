@@ -62,6 +62,9 @@ typedef struct lm_run_opts {
     int64_t log_every;
     int64_t keep;                /* checkpoints to keep (>= 1) */
     int quiet;                   /* no progress on stderr */
+    /* run.json without "world_size": a build stage's run.json is a hashed
+     * output, which must not depend on how many ranks computed the same bits */
+    int omit_world_size;
     /* Optional status sink (the build's live line); a non-zero return stops
      * the run like a signal: checkpoint, then an "interrupted" error. */
     int (*progress)(void *ctx, const char *msg);
