@@ -124,7 +124,7 @@ static int build_run(const void *dest) {
     build_cli c = *(const build_cli *)dest;
     lm_error err;
     if (lm_dp_start(&err)) {
-        fprintf(stderr, "lemma build: %s\n", err.msg);
+        if (lm_dp_env_rank() == 0) fprintf(stderr, "lemma build: %s\n", err.msg); /* once, not once per rank */
         return 1;
     }
     if (lm_dp_size() > 1) {

@@ -9,7 +9,7 @@
  * tokenizer input is shipped with every checkpoint.
  *
  * Hashed outputs: config.json, run.json (paths in it are relative, threads
- * are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
+ * and the rank count are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
  * timings and is not hashed. An interrupted build resumes the run. */
 #include <dirent.h>
 #include <errno.h>

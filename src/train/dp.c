@@ -25,6 +25,19 @@ int lm_dp_env_size(void) {
     return 1;
 }
 
+int lm_dp_env_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (!*end && n >= 0 && n <= INT_MAX) return (int)n;
+        }
+    }
+    return 0;
+}
+
 static int g_rank = 0, g_size = 1, g_started = 0;
 
 static int g_told = 0;

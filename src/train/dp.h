@@ -28,6 +28,9 @@
 int lm_dp_built(void);
 /* The number of ranks the launcher's environment announces (1 when none). */
 int lm_dp_env_size(void);
+/* This process's rank as the launcher's environment announces it (0 when
+ * none): lets only one rank speak about a failure to start. */
+int lm_dp_env_rank(void);
 /* Joins the group (MPI_Init when launched by mpirun); idempotent. */
 int lm_dp_start(lm_error *err);
 int lm_dp_rank(void);

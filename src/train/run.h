@@ -86,7 +86,7 @@ void lm_run_opts_default(lm_run_opts *o);
 
 /* Data parallel (train/dp.h): under mpirun every rank calls the same
  * function with the same arguments. Rank 0 does all a single process does
- * (the folder, run.json with "world_size", metrics, checkpoints, the
+ * (the folder, run.json with "world_size" unless omit_world_size, metrics, checkpoints, the
  * messages); each rank runs whole micro-batches of every step (the first
  * (batch/micro_batch) % K ranks one more), and the gradients are summed in
  * the order one process sums its micro-batches, so the weights after every
