@@ -240,7 +240,7 @@ static int tell_ranks(int what, lm_error *err) {
     rank_word w;
     make_word(&w, what, NULL);
     g_ranks = RANKS_GONE;
-    return lm_dp_bcast(&w, sizeof w, 0, err);
+    return lm_dp_bcast_idle(&w, sizeof w, 0, err);
 }
 
 int lm_build_release_ranks(void) {
@@ -259,7 +259,7 @@ int lm_build_release_ranks(void) {
 int lm_build_follow(const lm_build_opts *o, lm_error *err) {
     for (;;) {
         rank_word w;
-        if (lm_dp_bcast(&w, sizeof w, 0, err)) return -1;
+        if (lm_dp_bcast_idle(&w, sizeof w, 0, err)) return -1;
         if (w.what == WORD_DONE) return 0;
         if (w.what != WORD_TRAIN) {
             lm_dp_mark_stop_told();

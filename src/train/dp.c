@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #ifdef LEMMA_MPI
 #include <mpi.h>
@@ -110,7 +111,7 @@ static int flush_deferred(lm_error *err) {
     void *buf = (void *)g_deferred;
     g_deferred = NULL;
     g_deferred_sent = 1;
-    return bcast_pieces(buf, g_deferred_bytes, 0, err);
+    return lm_dp_bcast_idle(buf, g_deferred_bytes, 0, err);
 }
 
 int lm_dp_send(const void *buf, size_t bytes, int to, lm_error *err) {
@@ -151,6 +152,25 @@ static int bcast_pieces(void *buf, size_t bytes, int root, lm_error *err) {
     return 0;
 }
 
+int lm_dp_bcast_idle(void *buf, size_t bytes, int root, lm_error *err) {
+    if (bytes > PIECE) return lm_fail(err, "rank %d: a waiting broadcast of %zu bytes (at most 1 GiB)", g_rank, bytes);
+    MPI_Request req;
+    if (MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+        return lm_fail(err, "rank %d: broadcast of %zu bytes from rank %d failed", g_rank, bytes, root);
+    /* checks every 0.2 ms at first, then every 10 ms: a short wait costs
+     * little latency, a long one (a stage rank 0 runs alone) no core */
+    long ns = 200000;
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return lm_fail(err, "rank %d: broadcast of %zu bytes from rank %d failed", g_rank, bytes, root);
+        if (done) return 0;
+        struct timespec ts = {0, ns};
+        nanosleep(&ts, NULL);
+        if (ns < 10000000) ns *= 2;
+    }
+}
+
 int lm_dp_barrier(lm_error *err) {
     if (flush_deferred(err)) return -1;
     if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return lm_fail(err, "rank %d: barrier failed", g_rank);
@@ -178,6 +198,7 @@ static int alone(lm_error *err) { return lm_fail(err, "no other rank: this lemma
 int lm_dp_send(const void *buf, size_t bytes, int to, lm_error *err) { return alone(err); }
 int lm_dp_recv(void *buf, size_t bytes, int from, lm_error *err) { return alone(err); }
 int lm_dp_bcast(void *buf, size_t bytes, int root, lm_error *err) { return 0; }
+int lm_dp_bcast_idle(void *buf, size_t bytes, int root, lm_error *err) { return 0; }
 int lm_dp_barrier(lm_error *err) { return 0; }
 
 #endif

@@ -58,10 +58,16 @@ int lm_dp_stop_was_told(void);
 /* Waits for every rank. */
 int lm_dp_barrier(lm_error *err);
 
+/* A broadcast the receiving ranks may wait long for (rank 0 doing work of
+ * its own meanwhile): they sleep between checks instead of spinning on a
+ * core, as MPI's blocking calls do. Matches only lm_dp_bcast_idle. */
+int lm_dp_bcast_idle(void *buf, size_t bytes, int root, lm_error *err);
+
 /* Rank 0: broadcast buf (kept by the caller until lm_dp_defer_end) just
  * before this rank's next send, receive, broadcast or barrier, if there is
  * one: a word the other ranks wait for (lm_dp_bcast of the same size) that
- * must reach them only if the work that follows involves them -- `lemma
+ * must reach them only if the work that follows involves them (sent with
+ * lm_dp_bcast_idle) -- `lemma
  * build` says "train with me" this way, so that a stage that fails before
  * its run starts leaves them waiting for the build's next word instead of
  * inside a run that never comes. lm_dp_defer_end drops the word if it is
