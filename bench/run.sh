@@ -360,6 +360,11 @@ if [ "${BENCH_NO_TRAIN:-0}" != 1 ]; then
     echo "== data-parallel training: 1 process vs mpirun -np 2 (bench/train_mpi_bench.sh)"
     MPI_BENCH_OUT=$RESULTS bash bench/train_mpi_bench.sh || echo "bench/train_mpi_bench.sh failed (exit $?)"
 fi
+if [ "${BENCH_NO_DISTILL:-0}" != 1 ]; then
+    echo
+    echo "== logit distillation: lemma vs PyTorch (bench/distill_bench.sh)"
+    bash bench/distill_bench.sh || echo "bench/distill_bench.sh failed (exit $?)"
+fi
 if [ "${BENCH_NO_TOKENIZER:-0}" != 1 ]; then
     echo
     echo "== tokenizer: lemma vs npm tokenizers / tiktoken (bench/bench_tokenizer.sh)"

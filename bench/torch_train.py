@@ -2,7 +2,15 @@
 """PyTorch anchor for lemma's training benchmark (bench/train_bench.sh).
 
     OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_train.py PRESET.json \
-        [--init MODEL_DIR] [--threads N] [--steps S] [--warmup W] [--batch B] [--seq T]
+        [--init MODEL_DIR] [--threads N] [--steps S] [--warmup W] [--batch B] [--seq T] \
+        [--distill-teacher TEACHER.json [--temperature TAU]]
+
+With --distill-teacher, the anchor of bench/bench_distill.c (bench
+"torch_distill"): a frozen teacher of that preset (N(0, 0.02), eval mode,
+no_grad forward on the same ids) and the loss tau^2 KL(softmax(t/tau) ||
+softmax(z/tau)) averaged over the positions (F.kl_div with log targets,
+"batchmean" over the B*T rows) instead of the cross-entropy; the rest of the
+step is the same.
 
 The same training step as bench/bench_train.c, in PyTorch (float32, eager):
   - the model: tests/ref/deepseek_ref.py's modules (HF names and structure)
@@ -158,6 +166,8 @@ def main():
     ap.add_argument("--attn", choices=("hf", "ref"), default="hf",
                     help="attention code: HF's eager form (default) or the reference's")
     ap.add_argument("--name")
+    ap.add_argument("--distill-teacher", help="preset of a frozen teacher: time a logit-distillation step")
+    ap.add_argument("--temperature", type=float, default=2.0)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -209,11 +219,41 @@ def main():
 
     ids, tgt = batch_ids(a.seed, B, T, cfg.vocab_size)
 
+    teacher = None
+    if a.distill_teacher:
+        with open(a.distill_teacher) as f:
+            tcfg = R.DeepseekConfig(json.load(f))
+        if tcfg.vocab_size != cfg.vocab_size:
+            sys.exit("torch_train.py: the teacher's vocabulary differs from the student's")
+        teacher = R.DeepseekForCausalLM(tcfg)
+        with torch.no_grad():
+            for n, p in teacher.named_parameters():
+                p.requires_grad_(False)
+                if p.dim() == 2:
+                    p.normal_(0.0, 0.02)
+        teacher.eval()
+        tau = a.temperature
+        R.Gate.forward = orig_gate_forward  # the teacher's routing is not the student's bias update
+        student_gate = gate_forward
+
+    def loss_of(logits):
+        if teacher is None:
+            return F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1))
+        R.Gate.forward = orig_gate_forward
+        with torch.no_grad():
+            t = teacher(ids)
+        R.Gate.forward = student_gate
+        V = logits.shape[-1]
+        return tau * tau * F.kl_div(F.log_softmax(logits.view(-1, V) / tau, -1),
+                                    F.log_softmax(t.view(-1, V) / tau, -1), log_target=True, reduction="batchmean")
+
     def step():
         choices.clear()
         opt.zero_grad(set_to_none=True)
+        if teacher is not None:
+            R.Gate.forward = student_gate
         logits = model(ids)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), tgt.view(-1))
+        loss = loss_of(logits)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -247,7 +287,9 @@ def main():
     med = statistics.median(wall)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({
-        "bench": "torch_train", "preset": name, "threads": a.threads, "batch": B, "seq": T,
+        "bench": "torch_distill" if teacher is not None else "torch_train", "preset": name,
+        "teacher": os.path.basename(a.distill_teacher).replace(".json", "") if teacher is not None else None,
+        "temperature": a.temperature if teacher is not None else None, "threads": a.threads, "batch": B, "seq": T,
         "warmup": a.warmup, "steps": steps,
         "step_s_median": round(med, 4), "step_s_best": round(min(wall), 4), "step_s_worst": round(max(wall), 4),
         "tokens_per_s": round(B * T / med, 1), "tokens_per_s_best": round(B * T / min(wall), 1),

@@ -72,5 +72,7 @@ int lm_stage_data(const lm_stage *st, const char *build_dir, lm_error *err);
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err);
 /* GRPO on verification prompts (src/recipe/stage_verifier_rl.c). */
 int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *err);
+/* Logit distillation of a teacher into a student (src/recipe/stage_distill.c). */
+int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err);
 
 #endif

@@ -289,6 +289,44 @@ int lm_train_accumulate_token_loss(lm_trainer *tr, lm_pool *pool, const int32_t 
     return 0;
 }
 
+int lm_train_accumulate_row_loss(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets,
+                                 int64_t nseq, lm_row_loss_fn fn, void *ctx, int64_t denom_seqs, lm_error *err) {
+    if (nseq < 1 || nseq > tr->Bm)
+        return lm_fail(err, "%lld sequences in a pass, the trainer holds 1..%lld", (long long)nseq, (long long)tr->Bm);
+    if (denom_seqs < 1) return lm_fail(err, "the sequence denominator must be positive");
+    if (!fn) return lm_fail(err, "no row loss function given");
+    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err) || claim_loss_kind(tr, 2, err)) return -1;
+    tr->denom_tokens = 1; /* the f_n are normalised by the caller */
+    tr_forward(tr, pool, ids, nseq, denom_seqs, 1);
+    int64_t cnt = 0;
+    tr->row_fn = fn;
+    tr->row_ctx = ctx;
+    tr_head(tr, pool, targets, nseq, 1.0, 1, NULL, NULL, &tr->loss_sum, &cnt);
+    tr->row_fn = NULL;
+    tr->row_ctx = NULL;
+    tr->tok_count += cnt;
+    tr_backward(tr, pool, ids, nseq, denom_seqs);
+    return 0;
+}
+
+int lm_train_row_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                         lm_row_loss_fn fn, void *ctx, lm_error *err) {
+    if (nseq < 1 || nseq > tr->Bm)
+        return lm_fail(err, "%lld sequences in a pass, the trainer holds 1..%lld", (long long)nseq, (long long)tr->Bm);
+    if (!fn) return lm_fail(err, "no row function given");
+    if (check_batch(tr, pool, ids, targets, nseq * tr->T, err)) return -1;
+    double bal = tr->bal_sum, sum = 0;
+    int64_t cnt = 0;
+    tr_forward(tr, pool, ids, nseq, 1, 0);
+    tr->bal_sum = bal;
+    tr->row_fn = fn;
+    tr->row_ctx = ctx;
+    tr_head(tr, pool, targets, nseq, 1.0, 0, NULL, NULL, &sum, &cnt);
+    tr->row_fn = NULL;
+    tr->row_ctx = NULL;
+    return 0;
+}
+
 /* The hook of lm_train_logprobs: records logp, no loss. */
 static double record_logp(void *ctx, int64_t row, double logp, double *dloss_dlogp) {
     ((float *)ctx)[row] = (float)logp;
@@ -325,6 +363,12 @@ void lm_train_set_sums(lm_trainer *tr, double loss_sum, double balance_sum, int6
     tr->loss_sum = loss_sum;
     tr->bal_sum = balance_sum;
     tr->tok_count = tokens;
+}
+
+void lm_train_loss_so_far(const lm_trainer *tr, double *loss, int64_t *tokens) {
+    double denom = tr->denom_tokens > 0 ? (double)tr->denom_tokens : 1.0;
+    *loss = tr->tok_count ? tr->loss_sum / denom : 0.0;
+    *tokens = tr->tok_count;
 }
 
 void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st) {

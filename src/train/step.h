@@ -125,6 +125,9 @@ int64_t *lm_train_expert_loads(lm_trainer *tr, int64_t *n);
  * the sums over processes (in rank order) before lm_train_apply. */
 void lm_train_get_sums(const lm_trainer *tr, double *loss_sum, double *balance_sum, int64_t *tokens);
 void lm_train_set_sums(lm_trainer *tr, double loss_sum, double balance_sum, int64_t tokens);
+/* The loss and positions accumulated since lm_train_begin, as lm_train_apply
+ * will report them in st->loss and st->tokens (to check them first). */
+void lm_train_loss_so_far(const lm_trainer *tr, double *loss, int64_t *tokens);
 /* Clip, AdamW, MoE bias update; fills st (loss = loss sum / denominator of
  * the accumulated calls). */
 void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st);
@@ -156,6 +159,35 @@ typedef double (*lm_token_loss_fn)(void *ctx, int64_t row, double logp, double *
  * lm_train_accumulate after one lm_train_begin is refused. */
 int lm_train_accumulate_token_loss(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets,
                                    int64_t nseq, lm_token_loss_fn fn, void *ctx, int64_t denom_seqs, lm_error *err);
+
+/* ---- losses of the whole logits row (distillation) ----
+ *
+ * A loss sum_n f_n(z_n) over the positions n with a target, where z_n is
+ * the position's fp32 logits row [vocab] and f_n any differentiable
+ * function (soft-target cross-entropy, KL to a teacher's distribution:
+ * train/distill.h). The hook gets the row (b*seq + t of the ids given to
+ * the call) and z_n in `logits`, returns f_n(z_n) and overwrites `logits`
+ * with d f_n / d z_n; the trainer's backward takes it from the head down.
+ * Same rules as lm_token_loss_fn: called once per position with a target,
+ * from pool threads in no fixed order, so it must be a pure function of
+ * (row, logits) writing only row-indexed slots of its context (then the
+ * results are the same bits at any thread count). */
+typedef double (*lm_row_loss_fn)(void *ctx, int64_t row, float *logits, int64_t vocab);
+
+/* lm_train_accumulate with the row loss above: adds its gradient to g (the
+ * same accumulation contract), sum_n f_n to the loss sum (reported
+ * unscaled as st->loss, like the token loss: the f_n carry their own
+ * normalisation) and the positions to st->tokens. Counts as the per-token
+ * kind of loss for lm_train_begin's one-kind-per-step rule. */
+int lm_train_accumulate_row_loss(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets,
+                                 int64_t nseq, lm_row_loss_fn fn, void *ctx, int64_t denom_seqs, lm_error *err);
+
+/* Forward only: calls fn on the logits row of every position with a target
+ * (its writes to `logits` are discarded; its return value is ignored):
+ * how a teacher's distribution is read. Gradients, loads and the step's
+ * sums do not change. */
+int lm_train_row_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq,
+                         lm_row_loss_fn fn, void *ctx, lm_error *err);
 
 /* Forward only: logp[n] = log softmax(logits_n)[targets[n]] for the nseq*seq
  * positions n with a target (0 where targets[n] < 0). Same bits as the

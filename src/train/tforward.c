@@ -66,6 +66,8 @@ typedef struct rows_job {
     double *loss;
     lm_token_loss_fn fn;         /* ROW_XENT: per-token loss of the log-probability, or NULL */
     void *fn_ctx;
+    lm_row_loss_fn row_fn;       /* ROW_XENT: loss of the whole logits row (step.h), or NULL */
+    void *row_ctx;
 } rows_job;
 
 static void rows_task(void *ctx, int ith, int nth) {
@@ -101,6 +103,10 @@ static void rows_task(void *ctx, int ith, int nth) {
         for (int64_t n = n0; n < n1; n++) {
             float *row = j->o1 + n * d, inv;
             int32_t tgt = j->tgt[j->rows[n]];
+            if (j->row_fn) {
+                j->loss[n] = j->row_fn(j->row_ctx, j->rows[n], row, d);
+                continue;
+            }
             if (!j->fn) {
                 j->loss[n] = lm_tk_xent(row, d, tgt, j->scale, row);
                 continue;
@@ -335,7 +341,8 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
         if (!m) break;
         lm_matmul(pool, tr->logits, tr->xc, m, &p->W.head);
         rows_job xj = {.op = ROW_XENT, .N = m, .d = V, .scale = scale, .o1 = tr->logits, .tgt = targets,
-                       .rows = tr->hrows, .loss = tr->hloss, .fn = fn, .fn_ctx = fn_ctx};
+                       .rows = tr->hrows, .loss = tr->hloss, .fn = fn, .fn_ctx = fn_ctx,
+                       .row_fn = tr->row_fn, .row_ctx = tr->row_ctx};
         run_rows(pool, &xj);
         for (int64_t i = 0; i < m; i++) loss += tr->hloss[i];
         cnt += m;

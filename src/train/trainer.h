@@ -89,6 +89,8 @@ struct lm_trainer {
     double loss_sum, bal_sum;    /* this step */
     int64_t tok_count, denom_tokens;
     int loss_kind;               /* since lm_train_begin: 0 nothing, 1 cross-entropy, 2 token loss */
+    lm_row_loss_fn row_fn;       /* set only during lm_train_accumulate_row_loss / lm_train_row_forward: */
+    void *row_ctx;               /* tr_head then calls it on each row with a target instead of fn */
     lm_arena arena;              /* the one allocation behind every buffer */
 };
 
@@ -98,7 +100,9 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
  * also G.head, G.final_norm and tr->dx (gradient of x_fin) with the loss
  * scaled by 1/denom. Adds to *loss_sum and *count. With fn (step.h,
  * lm_token_loss_fn), each row's loss is fn(logp) instead of -logp and its
- * gradient fn'(logp) d logp (denom is then not used). */
+ * gradient fn'(logp) d logp (denom is then not used). While tr->row_fn is
+ * set (lm_train_accumulate_row_loss, lm_train_row_forward), each row's loss
+ * and gradient come from it instead, from the whole logits row. */
 void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
              lm_token_loss_fn fn, void *fn_ctx, double *loss_sum, int64_t *count);
 
