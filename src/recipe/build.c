@@ -213,9 +213,9 @@ static int prepare_input(const lm_recipe_input *in, const char *exclude_path, co
  * partial folder" (a pretrain or sft stage: they join the run there as
  * train/run.h's data-parallel ranks; rank 0 sends the word with the run's
  * first transfer, after it wrote run.json), or "done", or "failed" (they
- * stop without a word: rank 0 says why). The lock is the one-process build's, byte for byte: the
- * training is bit-identical by construction and the stage's run.json does
- * not record the rank count. */
+ * stop without a word: rank 0 says why). The lock is the one-process
+ * build's, byte for byte: the training is bit-identical by construction and
+ * the stage's run.json does not record the rank count. */
 
 enum { WORD_DONE = 1, WORD_FAILED, WORD_TRAIN };
 
