@@ -131,5 +131,14 @@ for r in rs:
     assert abs(r["ratio_mean"] - 1) < 1e-6, r
 PY
 
+# recipes/grpo.json is the default recipe plus the stage: its copy must not drift
+check "recipes/grpo.json repeats recipes/default.json's inputs and stages" python3 - <<'PY'
+import json
+d, v = json.load(open("recipes/default.json")), json.load(open("recipes/grpo.json"))
+assert v["inputs"] == d["inputs"], "inputs differ"
+assert v["stages"][:-1] == d["stages"], "stages differ"
+assert v["stages"][-1]["kind"] == "grpo" and "prover" in v["stages"][-1]["inputs"]
+PY
+
 echo "test_build_grpo.sh: $passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
