@@ -62,6 +62,8 @@ assert max(r["format"] for r in rs) > 0 and max(r["verified"] for r in rs) > 0, 
 assert max(r["reward_std"] for r in rs) > 0 and max(r["kl"] for r in rs) > 0, rs
 for r in rs:  # R = format * (0.76 R_Y + 0.24 R_Z) averages to at most format
     assert 0 <= r["reward_mean"] <= r["format"] + 1e-9 and abs(r["ratio_mean"] - 1) < 1e-6, r
+    # unformatted proofs are not verified (R_Y = R_Z = 0), so the means combine as the rewards do
+    assert abs(r["reward_mean"] - (0.76 * r["r_y"] + 0.24 * r["r_z"])) < 1e-7, r
 PY
 check "the reward plot is written" grep -q '<svg' "$tmp/a/gen/reward.svg"
 check "the training plot is written" grep -q '<svg' "$tmp/a/gen/training.svg"
