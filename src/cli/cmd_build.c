@@ -97,8 +97,8 @@ static const cli_opt build_opts[] = {
 static int build_run(const void *dest);
 const cli_spec cli_build_spec = {
     .cmd = "build", .usage = "RECIPE.json [--out DIR] [options]\nRECIPE.json --check [--out DIR] [--scratch DIR] [--keep]",
-    .about = "Runs the recipe's stages (tokenizer, data, pretrain, sft, verifier_rl, distill) whose\n"
-             "outputs are missing or whose inputs or parameters changed, and writes DIR/lemma.lock with the\n"
+    .about = "Runs the recipe's stages (tokenizer, data, pretrain, sft, verifier_rl, grpo, distill)\n"
+             "whose outputs are missing or whose inputs or parameters changed, and writes DIR/lemma.lock with the\n"
              "SHA-256 of every artifact. The recipe format is in docs/recipe.md. Under `mpirun -np K`\n"
              "(lemma built with OpenMPI) the pretrain and sft stages train data-parallel, and lemma.lock\n"
              "is the one-process build's (docs/scaling.md).",
