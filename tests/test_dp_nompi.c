@@ -14,6 +14,7 @@ static void clear_env(void) {
     unsetenv("PMI_SIZE");
     unsetenv("PMI_RANK");
     unsetenv("PMIX_SIZE");
+    unsetenv("PMIX_RANK");
     unsetenv("SLURM_NTASKS");
 }
 
@@ -49,8 +50,41 @@ TEST(one_of_several_ranks_refuses) {
     clear_env();
 }
 
+/* `lemma build` started as several ranks of a lemma without MPI: rank 0
+ * alone says so, so the launcher's rank must be read right. */
+TEST(env_rank) {
+    clear_env();
+    CHECK(lm_dp_env_rank() == 0);
+    setenv("OMPI_COMM_WORLD_RANK", "2", 1);
+    CHECK(lm_dp_env_rank() == 2);
+    clear_env();
+    setenv("PMIX_RANK", "1", 1);
+    CHECK(lm_dp_env_rank() == 1);
+    setenv("PMIX_RANK", "-1", 1); /* not a rank */
+    CHECK(lm_dp_env_rank() == 0);
+    clear_env();
+}
+
+/* The build's rank 0 runs its own stages as a group of one; a word deferred
+ * but never needed is never sent. */
+TEST(solo_and_deferred_word) {
+    clear_env();
+    lm_error err;
+    CHECK(lm_dp_start(&err) == 0);
+    CHECK(lm_dp_solo(1) == 0);
+    CHECK(lm_dp_size() == 1 && lm_dp_rank() == 0);
+    CHECK(lm_dp_solo(0) == 1);
+    CHECK(lm_dp_solo(0) == 0);
+    int word = 5;
+    lm_dp_defer_bcast(&word, sizeof word);
+    CHECK(lm_dp_defer_end() == 0);
+    lm_dp_stop();
+}
+
 int main(void) {
     RUN(alone_is_a_group_of_one);
     RUN(one_of_several_ranks_refuses);
+    RUN(env_rank);
+    RUN(solo_and_deferred_word);
     return test_report("test_dp_nompi");
 }

@@ -4,6 +4,7 @@
  *
  *   lemma build RECIPE.json [--out DIR] [--until STAGE] [--force] [--threads N]
  *   lemma build RECIPE.json --check [--out DIR] [--scratch DIR] [--keep]
+ *   mpirun -np K lemma build RECIPE.json ...   (data-parallel training stages)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "core/fileio.h"
 #include "core/stop.h"
 #include "recipe/build.h"
+#include "train/dp.h"
 
 typedef struct ui {
     int tty, quiet;
@@ -95,15 +97,56 @@ static const cli_opt build_opts[] = {
 static int build_run(const void *dest);
 const cli_spec cli_build_spec = {
     .cmd = "build", .usage = "RECIPE.json [--out DIR] [options]\nRECIPE.json --check [--out DIR] [--scratch DIR] [--keep]",
-    .about = "Runs the recipe's stages (tokenizer, data, pretrain, sft, verifier_rl, distill) whose\n"
-             "outputs are missing or whose inputs or parameters changed, and writes DIR/lemma.lock with the\n"
-             "SHA-256 of every artifact. The recipe format is in docs/recipe.md.",
+    .about = "Runs the recipe's stages (tokenizer, data, pretrain, sft, verifier_rl, grpo, distill)\n"
+             "whose outputs are missing or whose inputs or parameters changed, and writes DIR/lemma.lock with the\n"
+             "SHA-256 of every artifact. The recipe format is in docs/recipe.md. Under `mpirun -np K`\n"
+             "(lemma built with OpenMPI) the pretrain and sft stages train data-parallel, and lemma.lock\n"
+             "is the one-process build's (docs/scaling.md).",
     CLI_ARGS(build_args), CLI_OPTS(build_opts), .size = sizeof(build_cli),
     .run = build_run,
 };
 
+/* Ranks > 0 under mpirun: they train alongside rank 0, which says
+ * everything; one that fails itself ends the job, naming itself. */
+static int follow_rank(int threads) {
+    lm_build_opts fo = {.threads = threads};
+    lm_error err;
+    int rc = lm_build_follow(&fo, &err);
+    if (rc < 0) {
+        fprintf(stderr, "lemma build: rank %d of %d: %s\n", lm_dp_rank(), lm_dp_size(), err.msg);
+        if (!lm_dp_stop_was_told()) lm_dp_abort(1);
+    }
+    lm_dp_stop();
+    return rc < 0 ? 1 : 0; /* rank 0's status is the job's */
+}
+
+static int build_here(const build_cli *c);
+
 static int build_run(const void *dest) {
     build_cli c = *(const build_cli *)dest;
+    lm_error err;
+    if (lm_dp_start(&err)) {
+        if (lm_dp_env_rank() == 0) fprintf(stderr, "lemma build: %s\n", err.msg); /* once, not once per rank */
+        return 1;
+    }
+    if (lm_dp_size() > 1) {
+        /* ranks on one machine share its cores (unless --threads says otherwise) */
+        const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        int n = local ? atoi(local) : 1;
+        if (n > 1 && c.threads == args_default_threads()) c.threads = c.threads / n > 0 ? c.threads / n : 1;
+    }
+    lm_stop_on_signals();
+    if (lm_dp_size() > 1 && lm_dp_rank() > 0) return follow_rank(c.threads);
+    int rc = build_here(&c);
+    /* the other ranks still waiting hear that the build ended; ones that may
+     * be stuck in a failed training stage are ended with the job */
+    if (lm_build_release_ranks()) lm_dp_abort(rc ? rc : 1);
+    lm_dp_stop();
+    return rc;
+}
+
+static int build_here(const build_cli *cp) {
+    build_cli c = *cp;
     const char *recipe_path = c.recipe, *out = c.out, *scratch = c.scratch;
     lm_build_opts o = {0};
     o.until = c.until;
@@ -127,8 +170,8 @@ static int build_run(const void *dest) {
     o.note = show;
     o.note_ctx = &u;
     /* The first Ctrl-C or SIGTERM asks the running stage to stop (a pretrain
-     * stage saves what lets it resume); a second one kills at once. */
-    lm_stop_on_signals();
+     * stage saves what lets it resume); a second one kills at once. (Set in
+     * build_run, for every rank.) */
 
     int rc = 0;
     if (!check) {

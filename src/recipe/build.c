@@ -21,6 +21,8 @@
 #include "core/stop.h"
 #include "recipe/stages.h"
 #include "recipe/taskset.h"
+#include "train/dp.h"
+#include "train/run.h"
 
 /* ---- small helpers ----------------------------------------------------------- */
 
@@ -203,12 +205,80 @@ static int prepare_input(const lm_recipe_input *in, const char *exclude_path, co
     return 0;
 }
 
+/* ---- ranks (mpirun -np K lemma build) -----------------------------------------
+ *
+ * Rank 0 builds as one process does: every file-system effect, every
+ * message, the stages not written for ranks (alone: lm_dp_solo). The other
+ * ranks wait for its word, which is either "train alongside me in this
+ * partial folder" (a pretrain or sft stage: they join the run there as
+ * train/run.h's data-parallel ranks; rank 0 sends the word with the run's
+ * first transfer, after it wrote run.json), or "done", or "failed" (they
+ * stop without a word: rank 0 says why). The lock is the one-process
+ * build's, byte for byte: the training is bit-identical by construction and
+ * the stage's run.json does not record the rank count. */
+
+enum { WORD_DONE = 1, WORD_FAILED, WORD_TRAIN };
+
+typedef struct rank_word {
+    int32_t what;
+    char run_dir[4096];
+} rank_word;
+
+/* Rank 0's view of the others. */
+enum { RANKS_WAITING, RANKS_TRAINING, RANKS_GONE };
+static int g_ranks = RANKS_WAITING;
+
+static int many_ranks(void) { return lm_dp_size() > 1; }
+
+static void make_word(rank_word *w, int what, const char *run_dir) {
+    memset(w, 0, sizeof *w);
+    w->what = what;
+    if (run_dir) snprintf(w->run_dir, sizeof w->run_dir, "%s", run_dir);
+}
+
+static int tell_ranks(int what, lm_error *err) {
+    rank_word w;
+    make_word(&w, what, NULL);
+    g_ranks = RANKS_GONE;
+    return lm_dp_bcast_idle(&w, sizeof w, 0, err);
+}
+
+int lm_build_release_ranks(void) {
+    if (!many_ranks() || lm_dp_rank() > 0) return 0;
+    if (g_ranks == RANKS_WAITING) {
+        lm_error e;
+        if (tell_ranks(WORD_FAILED, &e)) return -1;
+        lm_dp_mark_stop_told();
+        return 0;
+    }
+    /* a training stage that failed: the run told them to stop, or they may
+     * be waiting inside it */
+    return g_ranks == RANKS_TRAINING && !lm_dp_stop_was_told() ? -1 : 0;
+}
+
+int lm_build_follow(const lm_build_opts *o, lm_error *err) {
+    for (;;) {
+        rank_word w;
+        if (lm_dp_bcast_idle(&w, sizeof w, 0, err)) return -1;
+        if (w.what == WORD_DONE) return 0;
+        if (w.what != WORD_TRAIN) {
+            lm_dp_mark_stop_told();
+            return 1;
+        }
+        w.run_dir[sizeof w.run_dir - 1] = 0;
+        /* rank 0 made the run (or resumes it): this rank follows it */
+        lm_resume_opts ro = {.threads = o->threads > 0 ? o->threads : 1, .quiet = 1};
+        int rc = lm_train_resume(w.run_dir, &ro, err);
+        if (rc) return rc;
+    }
+}
+
 /* ---- stages ------------------------------------------------------------------------- */
 
 /* Stages whose partial folder an interrupted build continues. */
 static int resumable(int kind_id) {
     return kind_id == LM_STAGE_PRETRAIN || kind_id == LM_STAGE_SFT || kind_id == LM_STAGE_VERIFIER_RL ||
-           kind_id == LM_STAGE_DISTILL;
+           kind_id == LM_STAGE_DISTILL || kind_id == LM_STAGE_GRPO;
 }
 
 typedef int (*stage_fn)(const lm_stage *, const char *, lm_error *);
@@ -221,6 +291,7 @@ static stage_fn stage_function(int kind_id) {
     case LM_STAGE_SFT: return lm_stage_pretrain;
     case LM_STAGE_VERIFIER_RL: return lm_stage_verifier_rl;
     case LM_STAGE_DISTILL: return lm_stage_distill;
+    case LM_STAGE_GRPO: return lm_stage_grpo;
     }
     return NULL;
 }
@@ -454,7 +525,20 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
         };
         double t0 = now_s();
         stage_fn fn = stage_function(rs->kind_id);
-        if (!fn || fn(&st, o->out_dir, err)) {
+        /* under mpirun: the training stages on every rank, the others here alone */
+        int with_ranks = many_ranks() && (rs->kind_id == LM_STAGE_PRETRAIN || rs->kind_id == LM_STAGE_SFT);
+        /* The word "train with me" goes out with the run's first transfer:
+         * a stage that fails before its run starts leaves the ranks waiting
+         * for the next word (FAILED), not inside a run. */
+        rank_word train_word;
+        make_word(&train_word, WORD_TRAIN, pdir);
+        if (with_ranks) lm_dp_defer_bcast(&train_word, sizeof train_word);
+        int was_solo = with_ranks ? 0 : lm_dp_solo(1);
+        int frc = fn ? fn(&st, o->out_dir, err) : -1;
+        if (!with_ranks) lm_dp_solo(was_solo);
+        /* a finished run leaves them waiting for the next word again */
+        if (with_ranks && lm_dp_defer_end() && frc) g_ranks = RANKS_TRAINING;
+        if (frc) {
             if (!fn) lm_fail(err, "unknown stage kind %s", rs->kind);
             if (!resumable(rs->kind_id)) lm_remove_tree(pdir, NULL);
             lm_fail_prefix(err, "stage %s", rs->name);
@@ -522,8 +606,19 @@ static void prune_lock(const lm_recipe *r, lm_lock *lk) {
     lk->n_inputs = k;
 }
 
+static int build_here(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err);
+
 int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err) {
     memset(res, 0, sizeof *res);
+    if (many_ranks() && lm_dp_rank() > 0) return lm_build_follow(o, err);
+    g_ranks = RANKS_WAITING;
+    int rc = build_here(r, o, res, err);
+    if (rc || !many_ranks() || g_ranks != RANKS_WAITING) return rc;
+    if (tell_ranks(WORD_DONE, err)) return -1;
+    return 0;
+}
+
+static int build_here(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err) {
     int fresh = !path_exists(o->out_dir);
     if (lm_mkdir_p(o->out_dir, err) || (fresh && lm_dir_mark_made(o->out_dir, err))) return -1;
     char lock_path[4096];
@@ -570,6 +665,7 @@ int lm_build_check(const lm_recipe *r, const lm_build_opts *o, const char *scrat
                    void (*diff)(void *ctx, const char *what, const char *path, const char *sha_lock,
                                 const char *sha_rebuilt),
                    void *ctx, lm_error *err) {
+    if (many_ranks() && lm_dp_rank() > 0) return lm_build_follow(o, err) < 0 ? -1 : 0;
     char lock_path[4096];
     snprintf(lock_path, sizeof lock_path, "%s/lemma.lock", o->out_dir);
     lm_lock old, fresh;

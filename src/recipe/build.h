@@ -60,6 +60,21 @@ typedef struct lm_build_result {
 
 int lm_build(const lm_recipe *r, const lm_build_opts *o, lm_build_result *res, lm_error *err);
 
+/* Under mpirun (train/dp.h, lm_dp_start called), every rank calls lm_build
+ * (or lm_build_check) with the same arguments, or, for ranks > 0, just
+ * lm_build_follow (they need neither the recipe nor the directory). Rank 0
+ * builds exactly as one process does -- every file, lock and message, and the
+ * stages other than pretrain and sft, alone -- and the other ranks join each
+ * pretrain and sft run as its data-parallel ranks, so lemma.lock is the
+ * one-process build's byte for byte (tested). lm_build_follow returns 0 when
+ * rank 0 finished, 1 when rank 0 stopped (rank 0 has the message), -1 on this
+ * rank's own error. Rank 0, whatever happened, ends with
+ * lm_build_release_ranks(): it tells the ranks still waiting that the build
+ * stopped; -1 means they may be stuck inside a failed training stage and
+ * the caller must end the job (lm_dp_abort). Outside mpirun both are no-ops. */
+int lm_build_follow(const lm_build_opts *o, lm_error *err);
+int lm_build_release_ranks(void);
+
 /* Rebuilds every stage (up to o->until) into scratch_dir (which must be
  * empty or absent) and compares its artifacts with o->out_dir/lemma.lock:
  * diff(ctx, what, path, sha_lock, sha_rebuilt) per difference ("differs",

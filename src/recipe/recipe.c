@@ -267,12 +267,13 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     else if (!strcmp(k->str, "sft")) st->kind_id = LM_STAGE_SFT;
     else if (!strcmp(k->str, "verifier_rl")) st->kind_id = LM_STAGE_VERIFIER_RL;
     else if (!strcmp(k->str, "distill")) st->kind_id = LM_STAGE_DISTILL;
+    else if (!strcmp(k->str, "grpo")) st->kind_id = LM_STAGE_GRPO;
     else if (!strcmp(k->str, "verifier") || !strcmp(k->str, "rl"))
         return lm_fail(err, "%s: byte %zu: %s.kind: \"%s\" stages are planned but not implemented yet", f, k->offset,
                        where, k->str);
     else {
         char q[80];
-        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data, pretrain, sft, verifier_rl or distill)", f,
+        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data, pretrain, sft, verifier_rl, distill or grpo)", f,
                        k->offset, where, json_quote(q, sizeof q, k->str, k->len));
     }
     if (!in || in->type != JSON_ARRAY || !in->len || in->len > 1024)
@@ -316,6 +317,10 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         else if (st->kind_id == LM_STAGE_VERIFIER_RL &&
                  (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT ||
                   r->stages[-ref - 1].kind_id == LM_STAGE_VERIFIER_RL))
+            nmodel++;
+        else if (st->kind_id == LM_STAGE_GRPO &&
+                 (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT ||
+                  r->stages[-ref - 1].kind_id == LM_STAGE_VERIFIER_RL || r->stages[-ref - 1].kind_id == LM_STAGE_GRPO))
             nmodel++;
         else if (st->kind_id == LM_STAGE_DISTILL && r->stages[-ref - 1].kind_id >= LM_STAGE_PRETRAIN)
             nmodel++; /* the teacher, and maybe the student's start (stage_distill.c) */
@@ -376,6 +381,14 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a verifier_rl stage takes one model to train (a pretrain, "
                                 "sft or verifier_rl stage) and optionally problem sets whose questions it never "
                                 "trains on (e.g. the held-out set)",
+                           f, in->offset, where);
+        break;
+    case LM_STAGE_GRPO:
+        /* its parameters are checked by the stage (stage_grpo.c) */
+        if (nmodel != 1 || ndata || ntok)
+            return lm_fail(err, "%s: byte %zu: %s.inputs: a grpo stage takes one model to train, also its verifier "
+                                "(a pretrain, sft, verifier_rl or grpo stage) and optionally problem sets whose "
+                                "questions it never trains on (e.g. the held-out set)",
                            f, in->offset, where);
         break;
     case LM_STAGE_DISTILL:

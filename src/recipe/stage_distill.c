@@ -549,7 +549,7 @@ done:
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static int is_model_kind(const char *kind) {
-    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") ||
+    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") || !strcmp(kind, "grpo") ||
            !strcmp(kind, "distill");
 }
 

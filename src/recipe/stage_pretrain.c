@@ -9,7 +9,7 @@
  * tokenizer input is shipped with every checkpoint.
  *
  * Hashed outputs: config.json, run.json (paths in it are relative, threads
- * are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
+ * and the rank count are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
  * timings and is not hashed. An interrupted build resumes the run. */
 #include <dirent.h>
 #include <errno.h>
@@ -118,6 +118,8 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     /* A build's output is its final model: one checkpoint unless the recipe
      * asks for more (lemma train keeps lm_run_opts_default's). */
     o.keep = 1;
+    /* the lock of a build under mpirun is the one-process build's */
+    o.omit_world_size = 1;
     const json_value *cfg = json_get(st->def, "config");
     lm_text cfg_text = {0};
     char cfg_path[PATH_MAX], init_path[PATH_MAX];

@@ -74,5 +74,7 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err);
 int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *err);
 /* Logit distillation of a teacher into a student (src/recipe/stage_distill.c). */
 int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err);
+/* GRPO for the generator with the learned verifier as reward (src/recipe/stage_grpo.c). */
+int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err);
 
 #endif

@@ -28,10 +28,18 @@
 int lm_dp_built(void);
 /* The number of ranks the launcher's environment announces (1 when none). */
 int lm_dp_env_size(void);
+/* This process's rank as the launcher's environment announces it (0 when
+ * none): lets only one rank speak about a failure to start. */
+int lm_dp_env_rank(void);
 /* Joins the group (MPI_Init when launched by mpirun); idempotent. */
 int lm_dp_start(lm_error *err);
 int lm_dp_rank(void);
 int lm_dp_size(void);
+/* on: this rank acts as a group of one (rank 0 of 1) until called with
+ * 0, for work it does alone while the other ranks wait for it, such as a
+ * `lemma build` stage not written for ranks (a training run inside it then
+ * trains in this process only). Returns the previous setting. */
+int lm_dp_solo(int on);
 /* Leaves the group (MPI_Finalize when started); idempotent. */
 void lm_dp_stop(void);
 /* Ends every rank of the job at once (MPI_Abort), for a rank that cannot go
@@ -49,5 +57,22 @@ void lm_dp_mark_stop_told(void);
 int lm_dp_stop_was_told(void);
 /* Waits for every rank. */
 int lm_dp_barrier(lm_error *err);
+
+/* A broadcast the receiving ranks may wait long for (rank 0 doing work of
+ * its own meanwhile): they sleep between checks instead of spinning on a
+ * core, as MPI's blocking calls do. Matches only lm_dp_bcast_idle. */
+int lm_dp_bcast_idle(void *buf, size_t bytes, int root, lm_error *err);
+
+/* Rank 0: broadcast buf (kept by the caller until lm_dp_defer_end) just
+ * before this rank's next send, receive, broadcast or barrier, if there is
+ * one: a word the other ranks wait for (lm_dp_bcast of the same size) that
+ * must reach them only if the work that follows involves them (sent with
+ * lm_dp_bcast_idle) -- `lemma
+ * build` says "train with me" this way, so that a stage that fails before
+ * its run starts leaves them waiting for the build's next word instead of
+ * inside a run that never comes. lm_dp_defer_end drops the word if it is
+ * still pending and returns 1 if it was sent. */
+void lm_dp_defer_bcast(const void *buf, size_t bytes);
+int lm_dp_defer_end(void);
 
 #endif

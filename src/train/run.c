@@ -140,6 +140,8 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
     } else {
         pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "null");
     }
+    char world[48] = "";
+    if (!o->omit_world_size) snprintf(world, sizeof world, ",\n  \"world_size\": %d", lm_dp_size());
     pos += (size_t)snprintf(
         buf + pos, sizeof buf - pos,
         ",\n  \"steps\": %lld,\n  \"batch\": %lld,\n  \"micro_batch\": %lld,\n  \"seq\": %lld,\n"
@@ -148,13 +150,13 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
         "  \"eps\": %.17g,\n  \"weight_decay\": %.17g,\n  \"clip\": %.17g,\n  \"bias_gamma\": %.17g,\n"
         "  \"balance_alpha\": %.17g,\n  \"seed\": %llu,\n  \"init_std\": %.17g,\n"
         "  \"save_every\": %lld,\n  \"eval_every\": %lld,\n  \"eval_batches\": %lld,\n  \"log_every\": %lld,\n"
-        "  \"keep\": %lld,\n  \"world_size\": %d\n}\n",
+        "  \"keep\": %lld%s\n}\n",
         (long long)o->steps, (long long)o->batch, (long long)o->micro_batch, (long long)o->seq,
         sched_name(o->sched.kind), o->sched.lr_max, o->sched.lr_min, (long long)o->sched.warmup,
         (long long)o->sched.decay_steps, decay_name(o->sched.decay), o->adamw.beta1, o->adamw.beta2, o->adamw.eps,
         o->adamw.weight_decay, o->clip, o->bias_gamma, o->balance_alpha, (unsigned long long)o->seed, o->init_std,
         (long long)o->save_every, (long long)o->eval_every, (long long)o->eval_batches,
-        (long long)o->log_every, (long long)o->keep, lm_dp_size());
+        (long long)o->log_every, (long long)o->keep, world);
     if (pos >= sizeof buf - 1) return lm_fail(err, "run.json too long");
     pjoin(path, sizeof path, dir, "run.json");
     return lm_write_file_atomic(path, buf, pos, err);

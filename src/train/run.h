@@ -62,6 +62,9 @@ typedef struct lm_run_opts {
     int64_t log_every;
     int64_t keep;                /* checkpoints to keep (>= 1) */
     int quiet;                   /* no progress on stderr */
+    /* run.json without "world_size": a build stage's run.json is a hashed
+     * output, which must not depend on how many ranks computed the same bits */
+    int omit_world_size;
     /* Optional status sink (the build's live line); a non-zero return stops
      * the run like a signal: checkpoint, then an "interrupted" error. */
     int (*progress)(void *ctx, const char *msg);
@@ -83,7 +86,7 @@ void lm_run_opts_default(lm_run_opts *o);
 
 /* Data parallel (train/dp.h): under mpirun every rank calls the same
  * function with the same arguments. Rank 0 does all a single process does
- * (the folder, run.json with "world_size", metrics, checkpoints, the
+ * (the folder, run.json with "world_size" unless omit_world_size, metrics, checkpoints, the
  * messages); each rank runs whole micro-batches of every step (the first
  * (batch/micro_batch) % K ranks one more), and the gradients are summed in
  * the order one process sums its micro-batches, so the weights after every

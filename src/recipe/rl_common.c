@@ -1,0 +1,479 @@
+/* rl_common.c — helpers of the RL recipe stages (rl_common.h). Extracted
+ * from stage_verifier_rl.c, which still has its own copies. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/dirlock.h"
+#include "core/fileio.h"
+#include "core/rng.h"
+#include "formats/json.h"
+#include "model/model.h"
+#include "recipe/rl_common.h"
+#include "tokenizer/chat.h"
+
+double lm_rls_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return !stat(p, &st) && S_ISREG(st.st_mode);
+}
+
+static int copy_file(const char *from, const char *to, lm_error *err) {
+    char *data;
+    size_t len;
+    if (lm_read_file(from, (size_t)1 << 40, &data, &len, err)) return -1;
+    int rc = lm_write_file_atomic(to, data, len, err);
+    free(data);
+    return rc;
+}
+
+static int fsync_dir(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int rc = fsync(fileno(f));
+    fclose(f);
+    return rc;
+}
+
+/* "ckpt-" and digits only. */
+static int ckpt_step(const char *name, int64_t *step) {
+    if (strncmp(name, "ckpt-", 5) || !name[5]) return 0;
+    int64_t v = 0;
+    for (const char *p = name + 5; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return 0;
+        v = v * 10 + (*p - '0');
+    }
+    *step = v;
+    return 1;
+}
+
+int64_t lm_rls_newest_checkpoint(const char *dir) {
+    int64_t best = -1, s;
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (ckpt_step(e->d_name, &s) && s > best) best = s;
+    closedir(d);
+    return best;
+}
+
+/* Everything in the stage folder except lemma's marker and lock. */
+int lm_rls_clear_folder(const lm_stage *st, const char *why, lm_error *err) {
+    DIR *d = opendir(st->out_dir);
+    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
+            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
+            continue;
+        char p[PATH_MAX], msg[PATH_MAX + 80];
+        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
+        snprintf(msg, sizeof msg, "removing %s (%s)", p, why);
+        if (st->notice) st->notice(st->notice_ctx, msg);
+        rc = lm_remove_tree(p, err);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void lm_qset_free(lm_qset *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->q[i]);
+    free(s->q);
+    memset(s, 0, sizeof *s);
+}
+
+int lm_qset_add_file(lm_qset *s, const char *path, lm_error *err) {
+    char *text;
+    size_t len;
+    if (lm_read_file(path, (size_t)1 << 32, &text, &len, err)) return -1;
+    int rc = 0;
+    size_t line = 0;
+    for (size_t pos = 0; pos < len && !rc; line++) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        if (end > pos) {
+            json_doc *d = json_parse(text + pos, end - pos, err);
+            const json_value *q = d ? json_get(json_root(d), "question") : NULL;
+            if (!d) rc = lm_fail_prefix(err, "%s: line %zu", path, line + 1);
+            else if (!q || q->type != JSON_STRING)
+                rc = lm_fail(err, "%s: line %zu: no \"question\" string (an RL stage's text inputs are problem "
+                                  "sets whose questions it never trains on)", path, line + 1);
+            else {
+                if (s->n == s->cap) {
+                    size_t cap = s->cap ? 2 * s->cap : 64;
+                    char **p = realloc(s->q, cap * sizeof *p);
+                    if (!p) rc = lm_fail(err, "out of memory");
+                    else s->q = p, s->cap = cap;
+                }
+                if (!rc && !(s->q[s->n++] = strdup(q->str))) {
+                    s->n--;
+                    rc = lm_fail(err, "out of memory");
+                }
+            }
+            json_free(d);
+        }
+        pos = end + 1;
+    }
+    free(text);
+    if (!rc) qsort(s->q, s->n, sizeof *s->q, cmp_str);
+    return rc;
+}
+
+int lm_qset_has(const lm_qset *s, const char *q) {
+    return s->n && bsearch(&q, s->q, s->n, sizeof *s->q, cmp_str) != NULL;
+}
+
+int lm_rls_truncate_metrics(const char *path, int64_t last, lm_error *err) {
+    struct stat sb;
+    if (lstat(path, &sb)) return 0;
+    char *text;
+    size_t len;
+    if (lm_read_file(path, (size_t)1 << 30, &text, &len, err)) return -1;
+    size_t keep = 0, at = 0;
+    while (at < len) {
+        char *nl = memchr(text + at, '\n', len - at);
+        if (!nl) break;
+        long long s;
+        if (sscanf(text + at, "{\"step\": %lld", &s) == 1 && s > last) break;
+        at = (size_t)(nl - text) + 1;
+        keep = at;
+    }
+    int rc = keep < len ? lm_write_file_atomic(path, text, keep, err) : 0;
+    free(text);
+    return rc;
+}
+
+void lm_rls_put_num(lm_text *t, const char *key, double v) {
+    char b[96];
+    if (isfinite(v)) snprintf(b, sizeof b, ", \"%s\": %.9g", key, v);
+    else snprintf(b, sizeof b, ", \"%s\": null", key);
+    lm_text_append(t, b, strlen(b));
+}
+
+void lm_rls_fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%.0fs", s);
+}
+
+/* Trainer rows of samples [i0, i0 + nb): input x_0 .. x_{len-2}, target
+ * x_{t+1} where the next token is trained, padding elsewhere. */
+static void rows_of(const lm_rl_sample *s, int64_t nb, int64_t T, int32_t *ids, int32_t *tgt) {
+    for (int64_t b = 0; b < nb; b++) {
+        int32_t *ri = ids + b * T, *rt = tgt + b * T;
+        for (int64_t t = 0; t < T; t++) {
+            ri[t] = t < s[b].len - 1 ? s[b].ids[t] : 0;
+            rt[t] = t < s[b].len - 1 && s[b].train[t + 1] ? s[b].ids[t + 1] : -1;
+        }
+    }
+}
+
+/* logp[i][t] = log pi(x_t | x_<t) for the trained tokens of every sample. */
+int lm_rls_logprobs(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_t n, int64_t micro, int64_t T,
+                       float **logp, int32_t *ids, int32_t *tgt, float *out, lm_error *err) {
+    for (int64_t i0 = 0; i0 < n; i0 += micro) {
+        int64_t nb = n - i0 < micro ? n - i0 : micro;
+        rows_of(s + i0, nb, T, ids, tgt);
+        if (lm_train_logprobs(tr, pool, ids, tgt, nb, out, err)) return -1;
+        for (int64_t b = 0; b < nb; b++) {
+            float *lp = logp[i0 + b];
+            for (int64_t t = 0; t + 1 < s[i0 + b].len; t++) lp[t + 1] = s[i0 + b].train[t + 1] ? out[b * T + t] : 0;
+            lp[0] = 0;
+        }
+    }
+    return 0;
+}
+
+int lm_rls_write_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err) {
+    const char *dir = c->st->out_dir;
+    char tmp[PATH_MAX], fin[PATH_MAX], path[PATH_MAX + 64], from[PATH_MAX + 64];
+    snprintf(tmp, sizeof tmp, "%s/ckpt-%08lld.tmp", dir, (long long)step);
+    snprintf(fin, sizeof fin, "%s/ckpt-%08lld", dir, (long long)step);
+    struct stat sb;
+    if (!lstat(tmp, &sb) && lm_remove_tree(tmp, err)) return -1;
+    if (mkdir(tmp, 0755)) return lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    char meta[128];
+    snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"lemma_step\":\"%lld\"}", (long long)step);
+    static const char *const copied[] = {"config.json", "tokenizer.json", "tokenizer_config.json"};
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++) {
+        snprintf(from, sizeof from, "%s/%s", c->model_dir, copied[i]);
+        snprintf(path, sizeof path, "%s/%s", tmp, copied[i]);
+        if (i == 0 || file_exists(from)) rc = copy_file(from, path, err);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    rc = rc || lm_params_save(c->p, c->p->w, path, meta, err);
+    snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
+    rc = rc || lm_params_save(c->p, c->p->m, path, meta, err);
+    snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
+    rc = rc || lm_params_save(c->p, c->p->v, path, meta, err);
+    if (!rc) {
+        char state[256];
+        int n = snprintf(state, sizeof state,
+                         "{\"step\": %lld, \"adamw_step\": %lld, \"planned_steps\": %lld, \"seed\": %llu, "
+                         "\"sampling\": \"a function of (weights, seed, step)\"}\n",
+                         (long long)step, (long long)lm_trainer_adamw(c->tr)->step, (long long)c->planned_steps,
+                         (unsigned long long)c->seed);
+        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+        rc = lm_write_file_atomic(path, state, (size_t)n, err);
+    }
+    if (!rc && fsync_dir(tmp)) rc = lm_fail(err, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (rc) {
+        lm_remove_tree(tmp, NULL);
+        return lm_fail_prefix(err, "checkpoint at step %lld not saved", (long long)step);
+    }
+    if (!lstat(fin, &sb) && lm_remove_tree(fin, err)) return -1;
+    if (rename(tmp, fin)) {
+        int e = errno;
+        lm_remove_tree(tmp, NULL);
+        return lm_fail(err, "%s: rename failed: %s", fin, strerror(e));
+    }
+    char link_tmp[PATH_MAX], link[PATH_MAX], target[64];
+    snprintf(target, sizeof target, "ckpt-%08lld", (long long)step);
+    snprintf(link_tmp, sizeof link_tmp, "%s/latest.tmp", dir);
+    snprintf(link, sizeof link, "%s/latest", dir);
+    unlink(link_tmp);
+    if (symlink(target, link_tmp) || rename(link_tmp, link)) {
+        int e = errno;
+        unlink(link_tmp);
+        return lm_fail(err, "%s: cannot point at %s: %s", link, target, strerror(e));
+    }
+    fsync_dir(dir);
+    /* a build keeps the newest checkpoint only: it is the stage's model */
+    if (c->last >= 0 && c->last != step) {
+        snprintf(path, sizeof path, "%s/ckpt-%08lld", dir, (long long)c->last);
+        if (lm_remove_tree(path, err)) return -1;
+    }
+    c->last = step;
+    return 0;
+}
+
+int lm_rls_load_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err) {
+    char ck[PATH_MAX], path[PATH_MAX + 64];
+    snprintf(ck, sizeof ck, "%s/ckpt-%08lld", c->st->out_dir, (long long)step);
+    snprintf(path, sizeof path, "%s/model.safetensors", ck);
+    if (lm_params_read(c->p, c->p->w, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/optim_m.safetensors", ck);
+    if (lm_params_read(c->p, c->p->m, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/optim_v.safetensors", ck);
+    if (lm_params_read(c->p, c->p->v, path, err)) return -1;
+    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
+    char *text;
+    size_t len;
+    if (lm_read_file(path, 1 << 20, &text, &len, err)) return -1;
+    json_doc *doc = json_parse(text, len, err);
+    free(text);
+    int64_t astep = -1, saved = -1;
+    if (!doc || !json_as_int(json_get(json_root(doc), "adamw_step"), &astep) || astep < 0 ||
+        !json_as_int(json_get(json_root(doc), "step"), &saved) || saved != step) {
+        json_free(doc);
+        return lm_fail(err, "%s: expected \"step\": %lld and a non-negative \"adamw_step\"", path, (long long)step);
+    }
+    json_free(doc);
+    lm_trainer_adamw(c->tr)->step = astep;
+    c->last = step;
+    return 0;
+}
+
+int lm_rls_export_final(const lm_stage *st, lm_error *err) {
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[PATH_MAX], dst[PATH_MAX];
+        snprintf(src, sizeof src, "%s/latest/%s", st->out_dir, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", st->out_dir, files[i]);
+        if (i >= 2 && !file_exists(src)) continue;
+        if (copy_file(src, dst, err)) return lm_fail_prefix(err, "export");
+    }
+    return 0;
+}
+
+int lm_rls_pick_domains(const char *spec, const lm_task_domain **ds, int *nd, const lm_stage *st, lm_error *err) {
+    *nd = 0;
+    if (!strcmp(spec, "all")) {
+        for (int i = 0; i < lm_task_count() && i < 64; i++) ds[(*nd)++] = lm_task_domain_at(i);
+        return 0;
+    }
+    for (const char *p = spec; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(l < 63 ? l : 63), p);
+        const lm_task_domain *d = lm_task_domain_find(name);
+        if (!d)
+            return lm_fail(err, "%s: stage %s: \"domains\": unknown domain \"%s\" (lemma tasks list shows them)",
+                           st->recipe_path, st->name, name);
+        if (*nd >= 64) return lm_fail(err, "%s: stage %s: \"domains\": too many", st->recipe_path, st->name);
+        ds[(*nd)++] = d;
+        p = comma ? comma + 1 : p + l;
+    }
+    if (!*nd) return lm_fail(err, "%s: stage %s: \"domains\": none chosen", st->recipe_path, st->name);
+    return 0;
+}
+
+
+int lm_rls_difficulty(const lm_stage *st, int *dmin, int *dmax, lm_error *err) {
+    const json_value *d = json_get(st->def, "difficulty");
+    *dmin = *dmax = 1;
+    if (!d) return 0;
+    int64_t lo, hi;
+    if (json_as_int(d, &lo)) hi = lo;
+    else if (d->type != JSON_ARRAY || d->len != 2 || !json_as_int(json_at(d, 0), &lo) ||
+             !json_as_int(json_at(d, 1), &hi))
+        lo = hi = 0;
+    if (lo < 1 || hi > 5 || lo > hi)
+        return lm_fail(err, "%s: byte %zu: stage %s: \"difficulty\": expected d or [lo, hi] with 1 <= lo <= hi <= 5",
+                       st->recipe_path, d->offset, st->name);
+    *dmin = (int)lo;
+    *dmax = (int)hi;
+    return 0;
+}
+
+uint64_t lm_rls_step_key(uint64_t seed, int64_t step, uint64_t what, uint64_t index) {
+    return lm_rng_u64(lm_rng_u64(seed, LM_RNG_RL, (uint64_t)step), what, index);
+}
+
+int lm_rls_draw_problem(uint64_t seed, int64_t step, int64_t j, int64_t per_step, const lm_task_domain *const *ds,
+                        int nd, int dmin, int dmax, const lm_qset *ex, lm_text *question, lm_text *answer,
+                        uint64_t *pseed, lm_error *err) {
+    const lm_task_domain *d = ds[(uint64_t)(step * per_step + j) % (uint64_t)nd];
+    for (uint64_t attempt = 0;; attempt++) {
+        if (attempt > 1000)
+            return lm_fail(err, "step %lld, prompt %lld: 1000 draws of domain %s were all in the excluded set",
+                           (long long)step, (long long)j, d->name);
+        *pseed = lm_rls_step_key(seed, step, LM_RLS_KEY_PROBLEM, (uint64_t)j << 16 | attempt);
+        int diff = dmin + (int)(lm_rng_u64(*pseed, LM_RNG_TASKS, 0) % (uint64_t)(dmax - dmin + 1));
+        question->len = answer->len = 0;
+        if (d->generate(*pseed, diff, question, answer, err))
+            return lm_fail_prefix(err, "%s seed %llu", d->name, (unsigned long long)*pseed);
+        if (!lm_qset_has(ex, question->data)) return 0;
+    }
+}
+
+int lm_rls_chat_prompt(const char *user, lm_text *out, lm_error *err) {
+    lm_chat_msg m = {.role = "user", .content = user};
+    lm_chat_opts co = {.add_generation_prompt = 1};
+    out->len = 0;
+    return lm_chat_render(&m, 1, &co, out, err);
+}
+
+/* ---- sampling ---- */
+
+typedef struct group_req {
+    lm_rls_sample *s;            /* [g] */
+    int *done;                   /* [g] */
+    int oom, failed;
+} group_req;
+
+static void on_event(void *user, const lm_engine_event *ev) {
+    group_req *r = user;
+    lm_rls_sample *s = &r->s[ev->choice];
+    if (ev->kind == LM_EV_TOKEN && lm_ids_push(&s->completion, ev->token)) r->oom = 1;
+    if (ev->text_len && lm_text_append(&s->text, ev->text, ev->text_len)) r->oom = 1;
+    if (ev->kind == LM_EV_DONE) {
+        r->done[ev->choice] = 1;
+        s->finish = ev->finish;
+        if (ev->error) r->failed = 1;
+    }
+}
+
+int lm_rls_sample_groups(const lm_params *p, lm_tokenizer *tok, lm_pool *pool, const char *name,
+                         const lm_ids *prompts, int64_t n_prompts, const int64_t *g, const uint64_t *seeds,
+                         const lm_rls_gen *gen, lm_rls_sample *out, lm_error *err) {
+    int64_t n = 0;
+    for (int64_t j = 0; j < n_prompts; j++) n += g[j];
+    if (!n) return 0;
+    group_req *rq = calloc((size_t)n_prompts, sizeof *rq);
+    int *done = calloc((size_t)n, sizeof *done);
+    lm_engine *e = NULL;
+    int rc = -1;
+    if (!rq || !done) {
+        lm_fail(err, "out of memory");
+        goto out;
+    }
+    /* the trainer's weights viewed as an inference model; the engine is made
+     * anew each call: its forward keeps products of the weights */
+    lm_model view;
+    memset(&view, 0, sizeof view);
+    view.cfg = p->cfg;
+    view.dims = p->dims;
+    view.w = p->W;
+    snprintf(view.dir, sizeof view.dir, "%s (training)", name);
+    lm_engine_opts eo = lm_engine_opts_default();
+    eo.max_ctx = gen->max_ctx;
+    eo.max_seqs = (int)(n < 65536 ? n : 65536);
+    eo.max_queue = (int)(n_prompts < 65536 ? n_prompts : 65536);
+    eo.max_batch_tokens = eo.max_seqs > 512 ? eo.max_seqs : 512;
+    if (!(e = lm_engine_create(&view, tok, pool, &eo, err))) goto out;
+    for (int64_t j = 0, off = 0; j < n_prompts; off += g[j], j++) {
+        if (!g[j]) continue;
+        if ((int64_t)prompts[j].n + 1 >= gen->max_ctx) {
+            lm_fail(err, "prompt %lld is %zu tokens: it does not fit a context of %lld with room to answer",
+                    (long long)j, prompts[j].n, (long long)gen->max_ctx);
+            goto out;
+        }
+        rq[j].s = out + off;
+        rq[j].done = done + off;
+        lm_engine_request r = {.prompt = prompts[j].ids, .prompt_len = (int64_t)prompts[j].n, .n = (int)g[j],
+                               .params = lm_gen_params_default(), .seeds = seeds + off, .on_event = on_event,
+                               .user = &rq[j]};
+        r.params.max_tokens = gen->max_tokens;
+        r.params.sampling.temperature = (float)gen->temperature;
+        r.params.sampling.top_p = (float)gen->top_p;
+        r.params.stop_at_eos = 1;
+        r.params.skip_special = 0;
+        uint64_t id;
+        if (lm_engine_submit(e, &r, &id, err)) goto out;
+    }
+    if (lm_engine_run(e, err)) goto out;
+    for (int64_t j = 0; j < n_prompts; j++) {
+        if (rq[j].oom) {
+            lm_fail(err, "out of memory while sampling");
+            goto out;
+        }
+        if (rq[j].failed) {
+            lm_fail(err, "prompt %lld: sampling failed", (long long)j);
+            goto out;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (!done[i]) {
+            lm_fail(err, "sample %lld did not finish", (long long)i);
+            goto out;
+        }
+        if (lm_text_append(&out[i].text, "", 0)) { /* a NUL-terminated text even when empty */
+            lm_fail(err, "out of memory");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    lm_engine_free(e);
+    free(rq);
+    free(done);
+    return rc;
+}
+
+void lm_rls_sample_free(lm_rls_sample *s, int64_t n) {
+    if (!s) return;
+    for (int64_t i = 0; i < n; i++) {
+        lm_ids_free(&s[i].completion);
+        lm_text_free(&s[i].text);
+    }
+}

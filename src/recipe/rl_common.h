@@ -1,0 +1,128 @@
+/* rl_common.h — what the RL recipe stages share: the prompts' problem
+ * draws and the held-out set they skip, sampling groups on the trainer's
+ * weights through the engine, trainer log-probabilities of sampled rows,
+ * atomic checkpoints with resume, metrics lines and the final export.
+ *
+ * Used by the `grpo` stage (stage_grpo.c). stage_verifier_rl.c still holds
+ * its own copies of these helpers (they were extracted from it while it was
+ * being extended elsewhere); it should switch to this module.
+ *
+ *   lm_qset ex = {0};  lm_qset_add_file(&ex, "heldout.jsonl", &err);
+ *   uint64_t k = lm_rls_step_key(seed, step, LM_RLS_KEY_PROBLEM, j);
+ *   lm_rls_sample s[P * G];
+ *   lm_rls_sample_groups(params, tok, pool, "grpo", ctx, prompts, P, G, seeds, &gp, s, &err);
+ *   lm_rls_write_checkpoint(&ck, step, &err);                  // ckpt-N/, latest -> ckpt-N
+ */
+#ifndef LEMMA_RECIPE_RL_COMMON_H
+#define LEMMA_RECIPE_RL_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/threadpool.h"
+#include "infer/engine.h"
+#include "recipe/stages.h"
+#include "tasks/tasks.h"
+#include "tokenizer/tokenizer.h"
+#include "train/params.h"
+#include "train/rl.h"
+#include "train/step.h"
+
+/* ---- excluded questions (the held-out set) ---- */
+
+typedef struct lm_qset {
+    char **q;                    /* sorted */
+    size_t n, cap;
+} lm_qset;
+
+/* Adds the "question" of every line of a JSONL problem set. */
+int lm_qset_add_file(lm_qset *s, const char *path, lm_error *err);
+int lm_qset_has(const lm_qset *s, const char *q);
+void lm_qset_free(lm_qset *s);
+
+/* ---- draws ---- */
+
+/* Streams under LM_RNG_RL keyed by the step: what each draw of a step is for. */
+enum { LM_RLS_KEY_PROBLEM = 1, LM_RLS_KEY_SAMPLE = 2, LM_RLS_KEY_VERIFY = 3 };
+uint64_t lm_rls_step_key(uint64_t seed, int64_t step, uint64_t what, uint64_t index);
+
+/* "all" or a comma-separated list of domain names; up to 64. */
+int lm_rls_pick_domains(const char *spec, const lm_task_domain **ds, int *nd, const lm_stage *st, lm_error *err);
+
+/* Reads "difficulty": d or [lo, hi] with 1 <= lo <= hi <= 5 (default 1). */
+int lm_rls_difficulty(const lm_stage *st, int *dmin, int *dmax, lm_error *err);
+
+/* Question and reference answer of a problem drawn for (seed, step, j):
+ * domain ds[(step * per_step + j) mod nd], difficulty and generator seed
+ * from lm_rls_step_key(seed, step, PROBLEM, j << 16 | attempt), redrawn
+ * while the question is in ex. *pseed is the accepted draw's seed. */
+int lm_rls_draw_problem(uint64_t seed, int64_t step, int64_t j, int64_t per_step, const lm_task_domain *const *ds,
+                        int nd, int dmin, int dmax, const lm_qset *ex, lm_text *question, lm_text *answer,
+                        uint64_t *pseed, lm_error *err);
+
+/* A one-turn chat prompt of user text, with the generation prompt. */
+int lm_rls_chat_prompt(const char *user, lm_text *out, lm_error *err);
+
+/* ---- sampling ---- */
+
+typedef struct lm_rls_sample {
+    lm_ids completion;           /* sampled ids (an ending EOS included) */
+    lm_text text;                /* decoded, NUL-terminated once sampling ends (may be empty) */
+    lm_finish finish;
+} lm_rls_sample;
+
+typedef struct lm_rls_gen {
+    int64_t max_tokens, max_ctx;
+    double temperature, top_p;
+} lm_rls_gen;
+
+/* Samples g[j] choices (choice k seeded seeds[off_j + k], off_j the sum of
+ * g before j) for each of n_prompts prompts on the weights p (viewed as an
+ * inference model: no copy), into out[off_j + k]. A prompt with g[j] = 0
+ * is skipped. A prompt longer than max_ctx - 1 is an error. */
+int lm_rls_sample_groups(const lm_params *p, lm_tokenizer *tok, lm_pool *pool, const char *name,
+                         const lm_ids *prompts, int64_t n_prompts, const int64_t *g, const uint64_t *seeds,
+                         const lm_rls_gen *gen, lm_rls_sample *out, lm_error *err);
+void lm_rls_sample_free(lm_rls_sample *s, int64_t n);
+
+/* ---- training rows ---- */
+
+/* logp[i][t] = log pi(x_t | x_<t) under tr for the trained tokens of every
+ * sample (0 elsewhere), micro rows at a time; ids, tgt, out: [micro * T]. */
+int lm_rls_logprobs(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_t n, int64_t micro, int64_t T,
+                    float **logp, int32_t *ids, int32_t *tgt, float *out, lm_error *err);
+
+/* ---- checkpoints ---- */
+
+typedef struct lm_rls_ckpt {
+    const lm_stage *st;
+    const char *model_dir;       /* the input model's folder: config and tokenizer files are copied from it */
+    lm_params *p;
+    lm_trainer *tr;
+    int64_t planned_steps;
+    uint64_t seed;
+    int64_t last;                /* the newest checkpoint written or loaded, -1: none */
+} lm_rls_ckpt;
+
+/* ckpt-NNNNNNNN/ (weights, AdamW moments, trainer_state.json) written as
+ * .tmp, fsynced, renamed; latest -> it; the previous one removed. */
+int lm_rls_write_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err);
+int lm_rls_load_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err);
+/* The newest ckpt-N in dir, -1 when none. */
+int64_t lm_rls_newest_checkpoint(const char *dir);
+/* Empties the stage folder (lemma's marker and lock kept), noting each removal. */
+int lm_rls_clear_folder(const lm_stage *st, const char *why, lm_error *err);
+/* config, weights and tokenizer files of latest/ copied beside it. */
+int lm_rls_export_final(const lm_stage *st, lm_error *err);
+
+/* ---- logs ---- */
+
+/* Keeps the metrics lines of steps <= last (a resumed stage writes the rest again). */
+int lm_rls_truncate_metrics(const char *path, int64_t last, lm_error *err);
+/* Appends ", \"key\": v" (null when v is not finite). */
+void lm_rls_put_num(lm_text *t, const char *key, double v);
+void lm_rls_fmt_eta(double s, char *buf, size_t n);
+double lm_rls_now_s(void);
+
+#endif

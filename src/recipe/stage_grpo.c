@@ -1,0 +1,633 @@
+/* stage_grpo.c — the "grpo" stage kind of `lemma build`: GRPO for the proof
+ * generator with the learned verifier as its reward model and the
+ * self-evaluation reward (DeepSeekMath-V2 §2.2, eq. 5–6), starting from the
+ * model of an earlier pretrain, sft, verifier_rl or grpo stage.
+ *
+ * Step t (0-based) of a stage with seed S:
+ *   1. prompts: P problems, problem j drawn from domain (t·P + j) mod D with
+ *      a seed that is a function of (S, t, j) (a draw whose question is in an
+ *      excluded set, the stage's text inputs, is redrawn); the prompt is the
+ *      proof_generation template with the question, as a one-turn chat —
+ *      exactly what the pipeline's generate phase sends.
+ *   2. sampling: the engine on the current weights (the trainer's F32
+ *      weights viewed as an lm_model), G proofs per problem, proof k seeded
+ *      by a function of (S, t, j, k).
+ *   3. verification (reward "verifier"): every proof in the answer format
+ *      (prove/gen_reward.h) is verified K times through the engine with the
+ *      proof_verification template, on the FROZEN input model (the verifier
+ *      the stage was given; see docs/post-training.md for why not the
+ *      current weights); verification k of proof i seeded by (S, t, i, k).
+ *      R_Y = s = the mean score of the verifications whose format reads
+ *      (prove/reward.h), 0 when none does. Reward "checker": R_Y = s = the
+ *      exact checker's score of the proof (the ablation).
+ *   4. rewards: R = R_format · (α·R_Y + β·R_Z), R_Z = (1 − |s′ − s|)·R_meta
+ *      with R_meta = 1 (no meta-verifier yet).
+ *   5. training: logp_old = lm_train_logprobs of the sampling weights,
+ *      logp_ref of the frozen input model, then num_iterations lm_rl_step
+ *      calls on the batch.
+ * So everything a step does is a function of (weights, optimiser state, S,
+ * t): a resumed stage redoes exactly the steps an uninterrupted one does.
+ *
+ * Folder: as the verifier_rl stage's (ckpt-N/, latest, the final model
+ * exported beside them, volatile metrics.jsonl and SVG plots). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+#include "core/rng.h"
+#include "core/stop.h"
+#include "formats/json.h"
+#include "model/model.h"
+#include "prove/answer.h"
+#include "prove/gen_reward.h"
+#include "prove/reward.h"
+#include "prove/template.h"
+#include "prove/templates.h"
+#include "recipe/rl_common.h"
+#include "recipe/stages.h"
+#include "tasks/tasks.h"
+#include "train/plot.h"
+
+static const char *const keys[] = {
+    "name", "kind", "inputs", "description", "steps", "prompts", "group", "max_tokens", "seq", "micro_batch",
+    "temperature", "top_p", "lr", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "beta_kl",
+    "clip_low", "clip_high", "std_eps", "scale_std", "agg", "norm_len", "num_iterations", "seed", "difficulty",
+    "domains", "templates", "save_every", "log_every", "reward", "verifications", "verify_max_tokens",
+    "verify_seq", "verify_temperature", "alpha", "beta", NULL};
+
+typedef struct grpo_opts {
+    int64_t steps, prompts, group, max_tokens, seq, micro_batch, num_iterations, save_every, log_every;
+    int64_t verifications, verify_max_tokens, verify_seq;
+    double temperature, top_p, lr, verify_temperature, alpha, beta;
+    int reward_checker;
+    lm_adamw_opts adamw;
+    double clip, bias_gamma;
+    lm_rl_opts rl;
+    uint64_t seed;
+    int dmin, dmax;
+    const char *domains, *templates;
+} grpo_opts;
+
+static int read_opts(const lm_stage *st, grpo_opts *o, lm_error *err) {
+    for (const json_value *m = st->def->child; m; m = m->next) {
+        int known = 0;
+        for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
+        if (!known)
+            return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a grpo stage", st->recipe_path, m->offset,
+                           st->name, m->key);
+    }
+    memset(o, 0, sizeof *o);
+    lm_train_opts to = lm_train_opts_default();
+    o->adamw = to.adamw;
+    o->rl = lm_rl_opts_default();
+    int64_t seed;
+    const char *agg = "seq_mean", *reward = "verifier";
+    int scale_std = 1;
+    if (lm_stage_int(st, "steps", 20, 1, 1ll << 40, &o->steps, err) ||
+        lm_stage_int(st, "prompts", 8, 1, 4096, &o->prompts, err) ||
+        lm_stage_int(st, "group", 4, 1, 256, &o->group, err) ||
+        lm_stage_int(st, "max_tokens", 256, 1, 1 << 20, &o->max_tokens, err) ||
+        lm_stage_int(st, "seq", 512, 8, 1 << 20, &o->seq, err) ||
+        lm_stage_int(st, "micro_batch", 0, 0, 1 << 20, &o->micro_batch, err) ||
+        lm_stage_double(st, "temperature", 1.0, 0, 10, &o->temperature, err) ||
+        lm_stage_double(st, "top_p", 1.0, 1e-6, 1, &o->top_p, err) ||
+        lm_stage_double(st, "lr", 1e-4, 1e-12, 10, &o->lr, err) ||
+        lm_stage_double(st, "weight_decay", 0.0, 0, 10, &o->adamw.weight_decay, err) ||
+        lm_stage_double(st, "beta1", 0.9, 0, 0.999999, &o->adamw.beta1, err) ||
+        lm_stage_double(st, "beta2", 0.95, 0, 0.9999999, &o->adamw.beta2, err) ||
+        lm_stage_double(st, "eps", 1e-8, 0, 1, &o->adamw.eps, err) ||
+        lm_stage_double(st, "clip", 1.0, 0, 1e9, &o->clip, err) ||
+        lm_stage_double(st, "bias_gamma", 0.0, 0, 10, &o->bias_gamma, err) ||
+        lm_stage_double(st, "beta_kl", o->rl.beta_kl, 0, 100, &o->rl.beta_kl, err) ||
+        lm_stage_double(st, "clip_low", o->rl.clip_low, 0, 0.999999, &o->rl.clip_low, err) ||
+        lm_stage_double(st, "clip_high", o->rl.clip_high, 0, 100, &o->rl.clip_high, err) ||
+        lm_stage_double(st, "std_eps", o->rl.std_eps, 1e-12, 1, &o->rl.std_eps, err) ||
+        lm_stage_bool(st, "scale_std", 1, &scale_std, err) || lm_stage_string(st, "agg", agg, &agg, err) ||
+        lm_stage_double(st, "norm_len", 0, 0, 1e9, &o->rl.norm_len, err) ||
+        lm_stage_int(st, "num_iterations", 1, 1, 64, &o->num_iterations, err) ||
+        lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
+        lm_stage_string(st, "domains", "all", &o->domains, err) ||
+        lm_stage_string(st, "templates", NULL, &o->templates, err) ||
+        lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
+        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err) ||
+        lm_stage_string(st, "reward", reward, &reward, err) ||
+        lm_stage_int(st, "verifications", 4, 1, 64, &o->verifications, err) ||
+        lm_stage_int(st, "verify_max_tokens", 256, 1, 1 << 20, &o->verify_max_tokens, err) ||
+        lm_stage_int(st, "verify_seq", 1024, 8, 1 << 20, &o->verify_seq, err) ||
+        lm_stage_double(st, "verify_temperature", 1.0, 0, 10, &o->verify_temperature, err) ||
+        lm_stage_double(st, "alpha", LM_GEN_ALPHA, 0, 1, &o->alpha, err) ||
+        lm_stage_double(st, "beta", LM_GEN_BETA, 0, 1, &o->beta, err))
+        return -1;
+    o->seed = (uint64_t)seed;
+    o->rl.scale_std = scale_std;
+    if (!strcmp(agg, "seq_mean")) o->rl.agg = LM_RL_SEQ_MEAN;
+    else if (!strcmp(agg, "token_mean")) o->rl.agg = LM_RL_TOKEN_MEAN;
+    else if (!strcmp(agg, "seq_sum")) o->rl.agg = LM_RL_SEQ_SUM;
+    else
+        return lm_fail(err, "%s: stage %s: \"agg\": expected \"seq_mean\" (GRPO), \"token_mean\" (DAPO) or "
+                            "\"seq_sum\" (Dr. GRPO)", st->recipe_path, st->name);
+    if (!strcmp(reward, "verifier")) o->reward_checker = 0;
+    else if (!strcmp(reward, "checker")) o->reward_checker = 1;
+    else
+        return lm_fail(err, "%s: stage %s: \"reward\": expected \"verifier\" (the learned verifier, the input "
+                            "model) or \"checker\" (the exact checker, the ablation)", st->recipe_path, st->name);
+    if (o->alpha + o->beta <= 0)
+        return lm_fail(err, "%s: stage %s: \"alpha\" + \"beta\" must be > 0 (every reward would be 0)",
+                       st->recipe_path, st->name);
+    if (o->rl.agg == LM_RL_SEQ_SUM && o->rl.norm_len <= 0) o->rl.norm_len = (double)o->max_tokens;
+    int64_t rows = o->prompts * o->group;
+    if (!o->micro_batch) o->micro_batch = rows;
+    if (rows % o->micro_batch)
+        return lm_fail(err, "%s: stage %s: \"micro_batch\" %lld must divide prompts x group = %lld", st->recipe_path,
+                       st->name, (long long)o->micro_batch, (long long)rows);
+    if (o->max_tokens >= o->seq)
+        return lm_fail(err, "%s: stage %s: \"max_tokens\" %lld leaves no room for the prompt in \"seq\" %lld",
+                       st->recipe_path, st->name, (long long)o->max_tokens, (long long)o->seq);
+    if (o->verify_max_tokens >= o->verify_seq)
+        return lm_fail(err, "%s: stage %s: \"verify_max_tokens\" %lld leaves no room for the proof in \"verify_seq\" %lld",
+                       st->recipe_path, st->name, (long long)o->verify_max_tokens, (long long)o->verify_seq);
+    if (lm_rls_difficulty(st, &o->dmin, &o->dmax, err)) return -1;
+    return lm_rl_opts_check(&o->rl, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
+}
+
+typedef struct grpo {
+    const lm_stage *st;
+    grpo_opts o;
+    char model_dir[PATH_MAX];
+    lm_params *p, *frozen;       /* the policy; the input model (verifier and KL reference) */
+    lm_trainer *tr, *ref_tr;
+    lm_pool *pool;
+    lm_tokenizer *tok;
+    lm_prompt_templates tp;
+    int tp_loaded;
+    const lm_task_domain *ds[64];
+    int nd;
+    lm_qset ex;
+    lm_rls_ckpt ck;
+} grpo;
+
+typedef struct step_stats {
+    double reward_mean, format, r_y, r_z, self_score, checker, pass, self_agree, verify_format, verifier_agree;
+    int64_t verified, completion_tokens, truncated;
+    double sample_s, verify_s, train_s;
+    lm_rl_stats rl;
+} step_stats;
+
+/* The verification prompt of one proof: question and solution part. */
+static int verify_prompt(const grpo *c, const char *question, const char *sol, size_t sol_len, lm_ids *ids,
+                         lm_error *err) {
+    char *proof = strndup(sol, sol_len);
+    lm_text user = {0}, chat = {0};
+    int rc = -1;
+    const char *k[] = {"statement", "proof"}, *v[] = {question, proof};
+    if (!proof) lm_fail(err, "out of memory");
+    else if (!lm_template_fill(c->tp.text[LM_TPL_VERIFY], k, v, 2, &user, err) &&
+             !lm_rls_chat_prompt(user.data, &chat, err) &&
+             !lm_tokenizer_encode(c->tok, chat.data, chat.len, LM_TOK_SPECIAL, ids, err))
+        rc = 0;
+    free(proof);
+    lm_text_free(&user);
+    lm_text_free(&chat);
+    return rc;
+}
+
+static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
+    const grpo_opts *o = &c->o;
+    int64_t P = o->prompts, G = o->group, n = P * G, T = o->seq, K = o->verifications;
+    lm_text *qs = calloc((size_t)P, sizeof *qs);
+    lm_ids *pids = calloc((size_t)P, sizeof *pids), *vids = calloc((size_t)n, sizeof *vids);
+    int64_t *gs = malloc((size_t)n * sizeof *gs);
+    uint64_t *seeds = malloc((size_t)n * (size_t)(K > G ? K : G) * sizeof *seeds);
+    lm_rls_sample *sm = calloc((size_t)n, sizeof *sm), *vs = calloc((size_t)(n * K), sizeof *vs);
+    double *r_y = calloc((size_t)n, sizeof *r_y), *chk = calloc((size_t)n, sizeof *chk);
+    lm_rl_sample *rs = calloc((size_t)n, sizeof *rs);
+    float **lold = calloc((size_t)n, sizeof *lold), **lref = calloc((size_t)n, sizeof *lref);
+    int32_t *buf_ids = malloc((size_t)(o->micro_batch * T) * sizeof *buf_ids);
+    int32_t *buf_tgt = malloc((size_t)(o->micro_batch * T) * sizeof *buf_tgt);
+    float *buf_lp = malloc((size_t)(o->micro_batch * T) * sizeof *buf_lp);
+    lm_text answer = {0}, user = {0}, chat = {0};
+    int rc = -1;
+    memset(ss, 0, sizeof *ss);
+    if (!qs || !pids || !vids || !gs || !seeds || !sm || !vs || !r_y || !chk || !rs || !lold || !lref || !buf_ids ||
+        !buf_tgt || !buf_lp) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    /* 1. prompts */
+    for (int64_t j = 0; j < P; j++) {
+        uint64_t pseed;
+        if (lm_rls_draw_problem(o->seed, step, j, P, c->ds, c->nd, o->dmin, o->dmax, &c->ex, &qs[j], &answer, &pseed,
+                                err))
+            goto done;
+        const char *k[] = {"question"}, *v[] = {qs[j].data};
+        user.len = 0;
+        if (lm_template_fill(c->tp.text[LM_TPL_GEN], k, v, 1, &user, err) ||
+            lm_rls_chat_prompt(user.data, &chat, err) ||
+            lm_tokenizer_encode(c->tok, chat.data, chat.len, LM_TOK_SPECIAL, &pids[j], err))
+            goto done;
+        if ((int64_t)pids[j].n + 1 >= T) {
+            lm_fail(err, "step %lld, prompt %lld is %zu tokens: it does not fit \"seq\" %lld with room to answer",
+                    (long long)step, (long long)j, pids[j].n, (long long)T);
+            goto done;
+        }
+    }
+    /* 2. G proofs per problem on the current weights */
+    double t0 = lm_rls_now_s();
+    for (int64_t i = 0; i < n; i++) seeds[i] = lm_rls_step_key(o->seed, step, LM_RLS_KEY_SAMPLE, (uint64_t)i);
+    for (int64_t j = 0; j < P; j++) gs[j] = G;
+    lm_rls_gen gen = {.max_tokens = o->max_tokens, .max_ctx = T, .temperature = o->temperature, .top_p = o->top_p};
+    if (lm_rls_sample_groups(c->p, c->tok, c->pool, c->st->name, pids, P, gs, seeds, &gen, sm, err)) goto done;
+    ss->sample_s = lm_rls_now_s() - t0;
+    /* 3. the exact checker always (for the log, and the reward in the ablation);
+     * K verifications on the frozen verifier of each proof in the format */
+    t0 = lm_rls_now_s();
+    for (int64_t i = 0; i < n; i++) {
+        lm_check_result cr;
+        if (lm_task_check(qs[i / G].data, lm_answer_after_think(sm[i].text.data), &cr, err)) goto done;
+        chk[i] = cr.score;
+        double self;
+        const char *sol;
+        size_t sol_len;
+        gs[i] = 0;
+        if (o->reward_checker || lm_gen_answer_read(sm[i].text.data, &self, &sol, &sol_len) != LM_GFMT_OK) continue;
+        if (verify_prompt(c, qs[i / G].data, sol, sol_len, &vids[i], err)) goto done;
+        if ((int64_t)vids[i].n + 1 >= o->verify_seq) continue; /* no room to judge it: R_Y = 0 */
+        gs[i] = K;
+        ss->verified++;
+        for (int64_t k = 0; k < K; k++)
+            seeds[i * K + k] = lm_rls_step_key(o->seed, step, LM_RLS_KEY_VERIFY, (uint64_t)(i * K + k));
+    }
+    if (!o->reward_checker) {
+        /* compact the seeds: sample_groups reads them in order of the proofs verified */
+        int64_t at = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t k = 0; k < gs[i]; k++) seeds[at++] = seeds[i * K + k];
+        lm_rls_gen vg = {.max_tokens = o->verify_max_tokens, .max_ctx = o->verify_seq,
+                         .temperature = o->verify_temperature, .top_p = o->top_p};
+        if (lm_rls_sample_groups(c->frozen, c->tok, c->pool, c->st->name, vids, n, gs, seeds, &vg, vs, err))
+            goto done;
+    }
+    ss->verify_s = lm_rls_now_s() - t0;
+    /* 4. rewards */
+    int64_t vn = 0, voff = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double y = 0;
+        if (o->reward_checker) y = chk[i];
+        else {
+            int64_t ok = 0;
+            double sum = 0;
+            for (int64_t k = 0; k < gs[i]; k++) {
+                lm_verify_reward vr;
+                lm_verify_reward_of(vs[voff + k].text.data, vs[voff + k].text.len, chk[i], &vr);
+                if (vr.format) ok++, sum += vr.predicted, ss->verifier_agree += vr.predicted == chk[i];
+            }
+            voff += gs[i];
+            vn += gs[i];
+            ss->verify_format += (double)ok;
+            y = ok ? sum / (double)ok : 0;
+        }
+        r_y[i] = y;
+        lm_gen_reward gr;
+        double reward = lm_gen_reward_of(sm[i].text.data, y, y, o->alpha, o->beta, 1.0, &gr);
+        if (!isfinite(reward)) {
+            lm_fail(err, "step %lld: sample %lld: the reward is not finite", (long long)step + 1, (long long)i);
+            goto done;
+        }
+        ss->reward_mean += reward;
+        ss->format += gr.format;
+        ss->r_y += y;
+        ss->r_z += gr.r_z;
+        ss->self_score += gr.format ? gr.self_score : 0;
+        ss->self_agree += gr.format && gr.self_score == chk[i];
+        ss->checker += chk[i];
+        ss->pass += chk[i] == 1;
+        ss->completion_tokens += (int64_t)sm[i].completion.n;
+        ss->truncated += sm[i].finish != LM_FINISH_EOS;
+        int64_t pl = (int64_t)pids[i / G].n, len = pl + (int64_t)sm[i].completion.n;
+        int32_t *ids = malloc((size_t)len * sizeof *ids);
+        uint8_t *train = calloc((size_t)len, 1);
+        lold[i] = calloc((size_t)len, sizeof(float));
+        if (o->rl.beta_kl > 0) lref[i] = calloc((size_t)len, sizeof(float));
+        if (!ids || !train || !lold[i] || (o->rl.beta_kl > 0 && !lref[i])) {
+            free(ids);
+            free(train);
+            lm_fail(err, "out of memory");
+            goto done;
+        }
+        memcpy(ids, pids[i / G].ids, (size_t)pl * sizeof *ids);
+        memcpy(ids + pl, sm[i].completion.ids, sm[i].completion.n * sizeof *ids);
+        memset(train + pl, 1, sm[i].completion.n);
+        rs[i] = (lm_rl_sample){.ids = ids, .len = len, .train = train, .logp_old = lold[i], .logp_ref = lref[i],
+                               .reward = reward, .group = i / G};
+    }
+    ss->verify_format = vn ? ss->verify_format / (double)vn : NAN;
+    ss->verifier_agree = vn ? ss->verifier_agree / (double)vn : NAN;
+    ss->reward_mean /= (double)n;
+    ss->format /= (double)n;
+    ss->r_y /= (double)n;
+    ss->r_z /= (double)n;
+    ss->self_score /= (double)n;
+    ss->self_agree /= (double)n;
+    ss->checker /= (double)n;
+    ss->pass /= (double)n;
+    /* 5. training */
+    t0 = lm_rls_now_s();
+    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
+    if (o->rl.beta_kl > 0 &&
+        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
+        goto done;
+    for (int64_t it = 0; it < o->num_iterations; it++) {
+        lm_rl_stats st;
+        if (lm_rl_step(c->tr, c->pool, &o->rl, rs, n, P, o->lr, &st, err)) {
+            lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
+            goto done;
+        }
+        if (it == 0) ss->rl = st;
+        else ss->rl.train = st.train;
+    }
+    ss->train_s = lm_rls_now_s() - t0;
+    rc = 0;
+done:
+    lm_text_free(&answer);
+    lm_text_free(&user);
+    lm_text_free(&chat);
+    if (qs)
+        for (int64_t j = 0; j < P; j++) lm_text_free(&qs[j]);
+    if (pids)
+        for (int64_t j = 0; j < P; j++) lm_ids_free(&pids[j]);
+    if (vids)
+        for (int64_t i = 0; i < n; i++) lm_ids_free(&vids[i]);
+    lm_rls_sample_free(sm, sm ? n : 0);
+    lm_rls_sample_free(vs, vs ? n * K : 0);
+    if (rs)
+        for (int64_t i = 0; i < n; i++) {
+            free((void *)rs[i].ids);
+            free((void *)rs[i].train);
+        }
+    if (lold)
+        for (int64_t i = 0; i < n; i++) free(lold[i]);
+    if (lref)
+        for (int64_t i = 0; i < n; i++) free(lref[i]);
+    free(qs);
+    free(pids);
+    free(vids);
+    free(gs);
+    free(seeds);
+    free(sm);
+    free(vs);
+    free(r_y);
+    free(chk);
+    free(rs);
+    free(lold);
+    free(lref);
+    free(buf_ids);
+    free(buf_tgt);
+    free(buf_lp);
+    return rc;
+}
+
+/* The reward curves from metrics.jsonl (volatile, like the file). */
+static void write_plots(const lm_stage *st, const char *mpath, int checker) {
+    enum { NS = 4 };
+    static const char *const names[NS] = {"reward_mean", "pass", "format", "self_agree"};
+    static const char *const labels[NS] = {"reward mean", "pass (checker)", "format ok", "self-score = checker"};
+    char *text;
+    size_t len;
+    lm_error err;
+    if (lm_read_file(mpath, (size_t)1 << 30, &text, &len, &err)) return;
+    int64_t cap = 64, nr = 0, *x = malloc((size_t)cap * sizeof *x);
+    double *ys[NS];
+    int ok = x != NULL;
+    for (int k = 0; k < NS; k++) ok &= (ys[k] = malloc((size_t)cap * sizeof(double))) != NULL;
+    for (size_t at = 0; at < len && ok;) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        json_doc *d = json_parse(text + at, end - at, &err);
+        int64_t s;
+        if (d && json_as_int(json_get(json_root(d), "step"), &s)) {
+            while (nr && x[nr - 1] >= s) nr--; /* a resumed stage rewrote these */
+            if (nr == cap) {
+                cap *= 2;
+                int64_t *nx = realloc(x, (size_t)cap * sizeof *nx);
+                if (nx) x = nx;
+                else ok = 0;
+                for (int k = 0; k < NS; k++) {
+                    double *ny = realloc(ys[k], (size_t)cap * sizeof(double));
+                    if (ny) ys[k] = ny;
+                    else ok = 0;
+                }
+            }
+            if (ok) {
+                x[nr] = s;
+                for (int k = 0; k < NS; k++) {
+                    double v;
+                    ys[k][nr] = json_as_double(json_get(json_root(d), names[k]), &v) ? v : NAN;
+                }
+                nr++;
+            }
+        }
+        json_free(d);
+        at = end + 1;
+    }
+    free(text);
+    if (nr && ok) {
+        lm_plot_lines pl = {.title = checker ? "generator GRPO (reward: checker)" : "generator GRPO (reward: verifier)",
+                            .subtitle = st->name, .panel = "per step", .x_label = "step", .x = x, .n = nr,
+                            .n_series = NS, .y_lo = 0, .y_hi = 1};
+        for (int k = 0; k < NS; k++) pl.series[k] = (lm_plot_series){labels[k], ys[k]};
+        lm_text svg = {0};
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/reward.svg", st->out_dir);
+        if (!lm_plot_lines_svg(&pl, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
+        lm_text_free(&svg);
+    }
+    lm_metrics m;
+    if (!lm_metrics_read(mpath, &m, &err)) {
+        lm_text svg = {0};
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/training.svg", st->out_dir);
+        if (!lm_plot_svg(&m, st->name, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
+        lm_text_free(&svg);
+        lm_metrics_free(&m);
+    }
+    free(x);
+    for (int k = 0; k < NS; k++) free(ys[k]);
+}
+
+static int loop(grpo *c, int64_t start, lm_error *err) {
+    const grpo_opts *o = &c->o;
+    const lm_stage *st = c->st;
+    char mpath[PATH_MAX];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", st->out_dir);
+    if (lm_rls_truncate_metrics(mpath, start, err)) return -1;
+    FILE *metrics = fopen(mpath, "a");
+    if (!metrics) return lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
+    double t_start = lm_rls_now_s();
+    int rc = -1;
+    lm_text line = {0};
+    for (int64_t step = start; step < o->steps; step++) {
+        step_stats ss;
+        if (run_step(c, step, &ss, err)) goto done;
+        int64_t done_steps = step + 1;
+        int last = done_steps == o->steps;
+        double tok_s = (double)ss.completion_tokens / (ss.sample_s > 0 ? ss.sample_s : 1e-9);
+        if (done_steps % o->log_every == 0 || last || done_steps == 1) {
+            line.len = 0;
+            char head[64];
+            snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
+            lm_text_append(&line, head, strlen(head));
+            lm_rls_put_num(&line, "loss", ss.rl.loss);
+            lm_rls_put_num(&line, "lr", o->lr);
+            lm_rls_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
+            lm_rls_put_num(&line, "tokens_per_s", tok_s);
+            lm_rls_put_num(&line, "reward_mean", ss.reward_mean);
+            lm_rls_put_num(&line, "reward_std", ss.rl.reward_std);
+            lm_rls_put_num(&line, "format", ss.format);
+            lm_rls_put_num(&line, "r_y", ss.r_y);
+            lm_rls_put_num(&line, "r_z", ss.r_z);
+            lm_rls_put_num(&line, "self_score", ss.self_score);
+            lm_rls_put_num(&line, "self_agree", ss.self_agree);
+            lm_rls_put_num(&line, "checker_mean", ss.checker);
+            lm_rls_put_num(&line, "pass", ss.pass);
+            lm_rls_put_num(&line, "verified", (double)ss.verified);
+            lm_rls_put_num(&line, "verify_format", ss.verify_format);
+            lm_rls_put_num(&line, "verifier_agreement", ss.verifier_agree);
+            lm_rls_put_num(&line, "kl", ss.rl.kl);
+            lm_rls_put_num(&line, "clip_frac", ss.rl.clip_frac);
+            lm_rls_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
+            lm_rls_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
+            lm_rls_put_num(&line, "truncated", (double)ss.truncated);
+            lm_rls_put_num(&line, "sample_s", ss.sample_s);
+            lm_rls_put_num(&line, "verify_s", ss.verify_s);
+            lm_rls_put_num(&line, "train_s", ss.train_s);
+            if (lm_text_append(&line, "}\n", 2)) {
+                lm_fail(err, "out of memory");
+                goto done;
+            }
+            if (fwrite(line.data, 1, line.len, metrics) != line.len || fflush(metrics)) {
+                lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
+                goto done;
+            }
+        }
+        double rate = (double)(done_steps - start) / (lm_rls_now_s() - t_start);
+        char eta[32], msg[320];
+        lm_rls_fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
+        snprintf(msg, sizeof msg,
+                 "step %lld/%lld  reward %.3f  pass %.3f  format %.2f  self %.2f  kl %.2e  %.0f tok/s  sample %.1fs "
+                 "verify %.1fs  train %.1fs  ETA %s",
+                 (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.pass, ss.format, ss.self_agree,
+                 ss.rl.kl, tok_s, ss.sample_s, ss.verify_s, ss.train_s, eta);
+        int stop = lm_stop_requested();
+        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
+        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
+            lm_rls_write_checkpoint(&c->ck, done_steps, err)) {
+            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
+            goto done;
+        }
+        if (stop && !last) {
+            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
+                    (long long)done_steps);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    lm_text_free(&line);
+    fclose(metrics);
+    write_plots(st, mpath, o->reward_checker);
+    return rc;
+}
+
+static int is_model_kind(const char *kind) {
+    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") || !strcmp(kind, "grpo");
+}
+
+int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
+    (void)build_dir;
+    grpo c;
+    memset(&c, 0, sizeof c);
+    c.st = st;
+    int rc = -1;
+    lm_model *m = NULL;
+    if (read_opts(st, &c.o, err)) return -1;
+    const grpo_opts *o = &c.o;
+    const lm_stage_input *model = NULL;
+    for (int i = 0; i < st->n_inputs && !model; i++)
+        if (is_model_kind(st->inputs[i].kind)) model = &st->inputs[i];
+    if (!model)
+        return lm_fail(err, "%s: stage %s: needs a model to train (a pretrain, sft, verifier_rl or grpo stage) among "
+                            "its inputs", st->recipe_path, st->name);
+    snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
+    if (lm_rls_pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
+    if (o->templates) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", st->recipe_dir, o->templates);
+        if (lm_templates_load(path, &c.tp, err)) return lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
+    } else if (lm_templates_builtin(&c.tp, err)) {
+        return -1;
+    }
+    c.tp_loaded = 1;
+    for (int i = 0; i < st->n_inputs; i++)
+        if (!strcmp(st->inputs[i].kind, "input") && lm_qset_add_file(&c.ex, st->inputs[i].path, err)) goto done;
+    /* the policy starts as the input model; a frozen copy of it is the
+     * verifier (reward "verifier") and the KL reference (beta_kl > 0) */
+    if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;
+    if (lm_params_create(&m->cfg, &c.p, err) || lm_params_load_model(c.p, m, err)) goto done;
+    if (o->rl.beta_kl > 0 || !o->reward_checker) {
+        if (lm_params_create(&m->cfg, &c.frozen, err)) goto done;
+        memcpy(c.frozen->w, c.p->w, (size_t)c.p->n_floats * sizeof(float));
+    }
+    lm_model_free(m);
+    m = NULL;
+    if (!(c.tok = lm_tokenizer_load(c.model_dir, err))) {
+        lm_fail_prefix(err, "%s: stage %s: the input model has no usable tokenizer", st->recipe_path, st->name);
+        goto done;
+    }
+    lm_train_opts to = lm_train_opts_default();
+    to.batch = o->prompts * o->group;
+    to.micro_batch = o->micro_batch;
+    to.seq = o->seq;
+    to.adamw = o->adamw;
+    to.clip = o->clip;
+    to.bias_gamma = o->bias_gamma;
+    if (!(c.pool = lm_pool_create_err(st->threads, err))) goto done;
+    if (!(c.tr = lm_trainer_create(c.p, &to, st->threads, err))) goto done;
+    if (o->rl.beta_kl > 0) {
+        lm_train_opts ro = to;
+        ro.batch = ro.micro_batch = o->micro_batch;
+        if (!(c.ref_tr = lm_trainer_create(c.frozen, &ro, st->threads, err))) goto done;
+    }
+    c.ck = (lm_rls_ckpt){.st = st, .model_dir = c.model_dir, .p = c.p, .tr = c.tr, .planned_steps = o->steps,
+                         .seed = o->seed, .last = -1};
+    int64_t start = 0;
+    if (st->resume) {
+        int64_t last = lm_rls_newest_checkpoint(st->out_dir);
+        if (last >= 0) {
+            if (lm_rls_load_checkpoint(&c.ck, last, err)) goto done;
+            start = last;
+            char msg[PATH_MAX + 64];
+            snprintf(msg, sizeof msg, "resuming %s at step %lld of %lld", st->name, (long long)start,
+                     (long long)o->steps);
+            if (st->notice) st->notice(st->notice_ctx, msg);
+        } else if (lm_rls_clear_folder(st, "from a run that wrote no checkpoint", err)) {
+            goto done;
+        }
+    }
+    if (loop(&c, start, err) || lm_rls_export_final(st, err)) goto done;
+    rc = 0;
+done:
+    lm_model_free(m);
+    lm_trainer_free(c.tr);
+    lm_trainer_free(c.ref_tr);
+    lm_params_free(c.p);
+    lm_params_free(c.frozen);
+    lm_pool_free(c.pool);
+    lm_tokenizer_free(c.tok);
+    if (c.tp_loaded) lm_templates_free(&c.tp);
+    lm_qset_free(&c.ex);
+    return rc;
+}

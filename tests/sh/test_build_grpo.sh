@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The grpo stage at toy size (docs/post-training.md): generator GRPO with
+# the learned verifier (the frozen input model, K verifications per proof)
+# as reward and the self-evaluation term, after a tiny SFT on generation and
+# verification examples of one domain. Bit-identical at 1 and 2 threads,
+# resume after kill -9 inside the stage ends bit-identical (sampling and
+# verification included), metrics and plots, the checker ablation, and bad
+# parameters refused with one line.
+set -u
+cd "$(dirname "$0")/../.."
+. tests/sh/lib.sh
+trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+
+cfg=$(sed -E 's/"vocab_size": *[0-9]+/"vocab_size": 400/; s/"max_position_embeddings": *[0-9]+/"max_position_embeddings": 1024/' \
+      tests/golden/v3_f32/config.json | tr -d '\n')
+grpo='"templates": "templates.json", "domains": "add", "steps": 6, "prompts": 2, "group": 4, "max_tokens": 200, "seq": 448, "verifications": 2, "verify_max_tokens": 160, "verify_seq": 640, "lr": 0.001, "seed": 5, "save_every": 2'
+write_recipe() { # $1 $2 $3: sha256 fields of heldout, text, sft; $4: the grpo stage's inputs and keys
+cat > "$tmp/r.json" <<JSON
+{"lemma_recipe": 1, "name": "tiny-grpo",
+ "inputs": {
+  "heldout": {"builtin": "tasks", "set": "problems", "seed": 9, "n": 6, "difficulty": 1$1},
+  "text": {"builtin": "tasks", "set": "text", "seed": 1, "n": 60, "exclude": "heldout"$2},
+  "sft": {"builtin": "tasks", "set": "sft", "seed": 2, "n": 300, "domains": "add", "exclude": "heldout", "templates": "templates.json"$3}},
+ "stages": [
+  {"name": "tok", "kind": "tokenizer", "inputs": ["text", "sft"], "vocab_size": 400, "digit_group": 1},
+  {"name": "data-pt", "kind": "data", "inputs": ["text", "tok"], "val_fraction": 0.05},
+  {"name": "data-sft", "kind": "data", "inputs": ["sft", "tok"], "val_fraction": 0.05, "windows": "document"},
+  {"name": "pt", "kind": "pretrain", "inputs": ["data-pt", "tok"], "config": $cfg,
+   "steps": 2, "batch": 2, "seq": 64, "lr": 0.003, "eval_batches": 1},
+  {"name": "prover", "kind": "sft", "inputs": ["data-sft", "tok", "pt"],
+   "steps": 150, "batch": 4, "seq": 256, "lr": 0.01, "warmup": 10, "eval_batches": 1, "export": true},
+  {"name": "gen", "kind": "grpo", $4}
+ ]}
+JSON
+}
+cp templates/lemma.json "$tmp/templates.json"
+good="\"inputs\": [\"prover\", \"heldout\"], $grpo"
+h1="" h2="" h3=""
+for i in 1 2 3 4; do
+    write_recipe "$h1" "$h2" "$h3" "$good"
+    "$LEMMA" build "$tmp/r.json" --out "$tmp/a" --quiet >"$tmp/out" 2>&1 && break
+    name=$(grep -o 'input [a-z]*: the recipe gives no' "$tmp/out" | awk '{print $2}' | tr -d :)
+    sha=$(grep -o 'hashes to [0-9a-f]\{64\}' "$tmp/out" | awk '{print $3}')
+    [ -n "$name" ] || break
+    eval "h_$name=\", \\\"sha256\\\": \\\"$sha\\\"\""
+    h1=${h_heldout:-}; h2=${h_text:-}; h3=${h_sft:-}
+done
+check "the recipe with a grpo stage builds" test -f "$tmp/a/gen/model.safetensors"
+[ -f "$tmp/a/gen/model.safetensors" ] || sed 's/^/  /' "$tmp/out" | head
+check "the stage folder is a model" "$LEMMA" info "$tmp/a/gen"
+check "the final checkpoint is kept" test -f "$tmp/a/gen/latest/optim_m.safetensors"
+check "the stage trained: its weights differ from the input model's" \
+    sh -c "! cmp -s '$tmp/a/gen/model.safetensors' '$tmp/a/prover/model.safetensors'"
+check "metrics.jsonl has a line per step" test "$(wc -l <"$tmp/a/gen/metrics.jsonl")" -eq 6
+check "metrics carry reward parts, checker pass, verifier figures and timings" \
+    grep -q '"reward_mean": .*"format": .*"r_y": .*"r_z": .*"self_agree": .*"pass": .*"verify_format": .*"sample_s": .*"verify_s": .*"train_s"' \
+    "$tmp/a/gen/metrics.jsonl"
+check "the model writes the proof format, is verified, and rewards vary within groups" python3 - "$tmp/a/gen/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+assert max(r["format"] for r in rs) > 0 and max(r["verified"] for r in rs) > 0, rs
+assert max(r["reward_std"] for r in rs) > 0 and max(r["kl"] for r in rs) > 0, rs
+for r in rs:  # R = format * (0.76 R_Y + 0.24 R_Z) averages to at most format
+    assert 0 <= r["reward_mean"] <= r["format"] + 1e-9 and abs(r["ratio_mean"] - 1) < 1e-6, r
+    # unformatted proofs are not verified (R_Y = R_Z = 0), so the means combine as the rewards do
+    assert abs(r["reward_mean"] - (0.76 * r["r_y"] + 0.24 * r["r_z"])) < 1e-7, r
+PY
+check "the reward plot is written" grep -q '<svg' "$tmp/a/gen/reward.svg"
+check "the training plot is written" grep -q '<svg' "$tmp/a/gen/training.svg"
+
+# 1 and 2 threads: the same bytes (only the stage runs again)
+cp -r "$tmp/a" "$tmp/b"; rm -rf "$tmp/b/gen"
+check "2 threads build the same lock" "$LEMMA" build "$tmp/r.json" --out "$tmp/b" --threads 2 --quiet
+check "...bit-identical to 1 thread" cmp "$tmp/a/lemma.lock" "$tmp/b/lemma.lock"
+
+# kill -9 inside the stage, after a checkpoint, then build again: resumes and ends bit-identical
+cp -r "$tmp/a" "$tmp/k"; rm -rf "$tmp/k/gen"
+"$LEMMA" build "$tmp/r.json" --out "$tmp/k" >"$tmp/k.out" 2>&1 & pid=$!
+seen=0
+for _ in $(seq 1 1500); do
+    if ls -d "$tmp"/k/.gen.partial-*/ckpt-00000002 >/dev/null 2>&1; then seen=1; break; fi
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.01
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+[ $seen -eq 1 ] && [ ! -e "$tmp/k/gen" ] && ok "killed inside the stage after its step-2 checkpoint" \
+    || bad "killed inside the stage after its step-2 checkpoint (seen=$seen)"
+check "the build after kill -9 succeeds" sh -c "'$LEMMA' build '$tmp/r.json' --out '$tmp/k' >'$tmp/k2.out' 2>&1"
+check "...resuming the stage from its checkpoint" grep -q 'resuming gen at step [2-5] of 6' "$tmp/k2.out"
+check "...and ends bit-identical to the uninterrupted build" cmp "$tmp/a/lemma.lock" "$tmp/k/lemma.lock"
+check "...with one metrics line per step" test "$(wc -l <"$tmp/k/gen/metrics.jsonl")" -eq 6
+grep -o '"reward_mean": [^,]*' "$tmp/a/gen/metrics.jsonl" >"$tmp/ra"
+grep -o '"reward_mean": [^,]*' "$tmp/k/gen/metrics.jsonl" >"$tmp/rk"
+check "...the same rewards as the uninterrupted build" cmp "$tmp/ra" "$tmp/rk"
+
+# bad parameters and inputs: one clear line each
+cp -r "$tmp/a" "$tmp/bad"
+bad_param() { # name, expected message, stage members
+    write_recipe "$h1" "$h2" "$h3" "$3"
+    check_fails "$1" "$2" "$LEMMA" build "$tmp/r.json" --out "$tmp/bad" --quiet
+}
+bad_param "an unknown reward refused" '"reward": expected "verifier" (the learned verifier' "\"inputs\": [\"prover\"], \"reward\": \"oracle\""
+bad_param "verifications 0 refused" '"verifications": expected an integer in \[1, 64\]' "\"inputs\": [\"prover\"], \"verifications\": 0"
+bad_param "alpha above 1 refused" '"alpha": expected a number' "\"inputs\": [\"prover\"], \"alpha\": 1.5"
+bad_param "alpha + beta = 0 refused" '"alpha" + "beta" must be > 0' "\"inputs\": [\"prover\"], \"alpha\": 0, \"beta\": 0"
+bad_param "verify_max_tokens beyond verify_seq refused" '"verify_max_tokens" 600 leaves no room for the proof in "verify_seq" 512' \
+    "\"inputs\": [\"prover\"], \"verify_max_tokens\": 600, \"verify_seq\": 512"
+bad_param "group 0 refused" '"group": expected an integer in \[1, 256\]' "\"inputs\": [\"prover\"], \"group\": 0"
+bad_param "an unknown agg refused" '"agg": expected "seq_mean" (GRPO)' "\"inputs\": [\"prover\"], \"agg\": \"mean\""
+bad_param "an unknown key refused" 'unknown key p_flawed for a grpo stage' "\"inputs\": [\"prover\"], \"p_flawed\": 0.5"
+bad_param "micro_batch not dividing the batch refused" '"micro_batch" 4 must divide prompts x group = 6' \
+    "\"inputs\": [\"prover\"], \"prompts\": 2, \"group\": 3, \"micro_batch\": 4"
+bad_param "max_tokens beyond seq refused" '"max_tokens" 600 leaves no room for the prompt in "seq" 512' \
+    "\"inputs\": [\"prover\"], \"max_tokens\": 600, \"seq\": 512"
+bad_param "an unknown domain refused" 'unknown domain "primes"' "\"inputs\": [\"prover\"], \"domains\": \"add,primes\""
+bad_param "a seq too short for the prompts refused" 'does not fit "seq" 64' "\"inputs\": [\"prover\"], \"seq\": 64, \"max_tokens\": 8"
+bad_param "a missing input model refused" 'a grpo stage takes one model to train' "\"inputs\": [\"heldout\"]"
+bad_param "a data stage as input refused" 'a grpo stage takes one model to train' "\"inputs\": [\"prover\", \"data-sft\"]"
+bad_param "a missing templates file refused" 'nope.json' "\"inputs\": [\"prover\"], \"templates\": \"nope.json\""
+check "the failed builds left the built stage alone" cmp "$tmp/a/gen/model.safetensors" "$tmp/bad/gen/model.safetensors"
+
+# the checker ablation, with Dr. GRPO's advantages and two iterations per batch
+write_recipe "$h1" "$h2" "$h3" "$good, \"reward\": \"checker\", \"scale_std\": false, \"agg\": \"seq_sum\", \"num_iterations\": 2"
+check "reward checker, Dr. GRPO, num_iterations 2 build" "$LEMMA" build "$tmp/r.json" --out "$tmp/bad" --quiet
+check "...and train other weights than the verifier-rewarded run" \
+    sh -c "! cmp -s '$tmp/a/gen/model.safetensors' '$tmp/bad/gen/model.safetensors'"
+check "...with no verification and R_Y the checker's score" python3 - "$tmp/bad/gen/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+for r in rs:
+    assert r["verified"] == 0 and r["verify_format"] is None and r["verify_s"] < 0.5, r
+    assert abs(r["r_y"] - r["checker_mean"]) < 1e-9, r
+    assert abs(r["ratio_mean"] - 1) < 1e-6, r
+PY
+
+# recipes/grpo.json is the default recipe plus the stage: its copy must not drift
+check "recipes/grpo.json repeats recipes/default.json's inputs and stages" python3 - <<'PY'
+import json
+d, v = json.load(open("recipes/default.json")), json.load(open("recipes/grpo.json"))
+assert v["inputs"] == d["inputs"], "inputs differ"
+assert v["stages"][:-1] == d["stages"], "stages differ"
+assert v["stages"][-1]["kind"] == "grpo" and "prover" in v["stages"][-1]["inputs"]
+PY
+
+echo "test_build_grpo.sh: $passed passed, $failed failed, 0 skipped"
+[ "$failed" -eq 0 ]
