@@ -1,6 +1,7 @@
 /* rl_common.c — what the RL recipe stages share (rl_common.h): the
  * held-out set, problem draws, sampling groups and trainer log-probabilities. */
 #include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,19 @@ int lm_qset_add_file(lm_qset *s, const char *path, lm_error *err) {
     free(text);
     if (!rc) qsort(s->q, s->n, sizeof *s->q, cmp_str);
     return rc;
+}
+
+int lm_rls_heldout(const lm_stage *st, lm_qset *ex, lm_error *err) {
+    for (int i = 0; i < st->n_inputs; i++)
+        if (!strcmp(st->inputs[i].kind, "input") && lm_qset_add_file(ex, st->inputs[i].path, err)) return -1;
+    return 0;
+}
+
+int lm_rls_templates(const lm_stage *st, const char *file, lm_prompt_templates *tp, lm_error *err) {
+    if (!file) return lm_templates_builtin(tp, err);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", st->recipe_dir, file);
+    return lm_templates_load(path, tp, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
 }
 
 int lm_qset_has(const lm_qset *s, const char *q) {

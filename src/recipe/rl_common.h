@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/threadpool.h"
 #include "infer/engine.h"
+#include "prove/templates.h"
 #include "recipe/stages.h"
 #include "tasks/tasks.h"
 #include "tokenizer/tokenizer.h"
@@ -36,6 +37,11 @@ typedef struct lm_qset {
 /* Adds the "question" of every line of a JSONL problem set. */
 int lm_qset_add_file(lm_qset *s, const char *path, lm_error *err);
 int lm_qset_has(const lm_qset *s, const char *q);
+/* Adds the questions of the stage's "input" inputs (the held-out sets). */
+int lm_rls_heldout(const lm_stage *st, lm_qset *ex, lm_error *err);
+
+/* The stage's prompt templates: file (beside the recipe) or, NULL, the built-in ones. */
+int lm_rls_templates(const lm_stage *st, const char *file, lm_prompt_templates *tp, lm_error *err);
 void lm_qset_free(lm_qset *s);
 
 /* ---- draws ---- */

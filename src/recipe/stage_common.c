@@ -14,6 +14,7 @@
 
 #include "core/dirlock.h"
 #include "core/fileio.h"
+#include "core/stop.h"
 #include "formats/json.h"
 #include "recipe/stage_common.h"
 
@@ -242,5 +243,19 @@ int lm_stage_resume(lm_stage_ckpt *c, int64_t *start, lm_error *err) {
     snprintf(msg, sizeof msg, "resuming %s at step %lld of %lld", st->name, (long long)last,
              (long long)c->planned_steps);
     if (st->notice) st->notice(st->notice_ctx, msg);
+    return 0;
+}
+
+int lm_stage_step_end(lm_stage_ckpt *c, int64_t done_steps, int64_t save_every, const char *progress,
+                      lm_error *err) {
+    const lm_stage *st = c->st;
+    int stop = lm_stop_requested(), last = done_steps == c->planned_steps;
+    if (st->progress && st->progress(st->progress_ctx, progress)) stop = 1;
+    if (((save_every > 0 && done_steps % save_every == 0) || last || stop) &&
+        lm_stage_write_checkpoint(c, done_steps, err))
+        return lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
+    if (stop && !last)
+        return lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
+                       (long long)done_steps);
     return 0;
 }

@@ -41,6 +41,11 @@ int lm_stage_write_checkpoint(lm_stage_ckpt *c, int64_t step, lm_error *err);
  * loaded (*start = N, noted), or the folder cleared when it has none;
  * else *start = 0. */
 int lm_stage_resume(lm_stage_ckpt *c, int64_t *start, lm_error *err);
+/* After step done_steps: progress reported (a stop asked by it or by a
+ * signal saves and fails), a checkpoint every save_every steps and at the
+ * last one. -1 with the error when the loop must end early. */
+int lm_stage_step_end(lm_stage_ckpt *c, int64_t done_steps, int64_t save_every, const char *progress,
+                      lm_error *err);
 /* Empties the stage folder (lemma's marker and lock kept), noting each removal. */
 int lm_stage_clear_folder(const lm_stage *st, const char *why, lm_error *err);
 /* config, weights and tokenizer files of latest/ copied beside it. */

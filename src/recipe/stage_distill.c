@@ -340,18 +340,7 @@ static int loop(dist *c, int64_t start, lm_error *err) {
         char msg[256];
         snprintf(msg, sizeof msg, "step %lld/%lld  %s %.4f  lr %.2e  %.0f tok/s  ETA %.0fs", (long long)done_steps,
                  (long long)o->steps, o->sequence ? "answer loss" : "kl*tau^2", ds.loss, lr, tok_s, eta);
-        int stop = lm_stop_requested();
-        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
-        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
-            lm_stage_write_checkpoint(&c->ck, done_steps, err)) {
-            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
-            goto done;
-        }
-        if (stop && !last) {
-            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
-                    (long long)done_steps);
-            goto done;
-        }
+        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
     }
     rc = 0;
 done:

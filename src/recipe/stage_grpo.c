@@ -522,18 +522,7 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
                  "verify %.1fs  train %.1fs  ETA %s",
                  (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.pass, ss.format, ss.self_agree,
                  ss.rl.kl, tok_s, ss.sample_s, ss.verify_s, ss.train_s, eta);
-        int stop = lm_stop_requested();
-        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
-        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
-            lm_stage_write_checkpoint(&c->ck, done_steps, err)) {
-            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
-            goto done;
-        }
-        if (stop && !last) {
-            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
-                    (long long)done_steps);
-            goto done;
-        }
+        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
     }
     rc = 0;
 done:
@@ -564,16 +553,9 @@ int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
                             "its inputs", st->recipe_path, st->name);
     snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
     if (lm_rls_pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
-    if (o->templates) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", st->recipe_dir, o->templates);
-        if (lm_templates_load(path, &c.tp, err)) return lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
-    } else if (lm_templates_builtin(&c.tp, err)) {
-        return -1;
-    }
+    if (lm_rls_templates(st, o->templates, &c.tp, err)) return -1;
     c.tp_loaded = 1;
-    for (int i = 0; i < st->n_inputs; i++)
-        if (!strcmp(st->inputs[i].kind, "input") && lm_qset_add_file(&c.ex, st->inputs[i].path, err)) goto done;
+    if (lm_rls_heldout(st, &c.ex, err)) goto done;
     /* the policy starts as the input model; a frozen copy of it is the
      * verifier (reward "verifier") and the KL reference (beta_kl > 0) */
     if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;

@@ -796,18 +796,7 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
                  (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.agreement, ss.format, ss.rl.kl, tok_s,
                  ss.sample_s, ss.train_s, eta);
         (void)dt;
-        int stop = lm_stop_requested();
-        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
-        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
-            lm_stage_write_checkpoint(&c->ck, done_steps, err)) {
-            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
-            goto done;
-        }
-        if (stop && !last) {
-            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
-                    (long long)done_steps);
-            goto done;
-        }
+        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
     }
     rc = 0;
 done:
@@ -838,16 +827,9 @@ int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *er
                             "inputs", st->recipe_path, st->name);
     snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
     if (lm_rls_pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
-    if (o->templates) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", st->recipe_dir, o->templates);
-        if (lm_templates_load(path, &c.tp, err)) return lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
-    } else if (lm_templates_builtin(&c.tp, err)) {
-        return -1;
-    }
+    if (lm_rls_templates(st, o->templates, &c.tp, err)) return -1;
     c.tp_loaded = 1;
-    for (int i = 0; i < st->n_inputs; i++)
-        if (!strcmp(st->inputs[i].kind, "input") && lm_qset_add_file(&c.ex, st->inputs[i].path, err)) goto done;
+    if (lm_rls_heldout(st, &c.ex, err)) goto done;
     /* the policy and the frozen reference start as the input model */
     if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;
     if (lm_params_create(&m->cfg, &c.p, err) || lm_params_load_model(c.p, m, err)) goto done;
