@@ -1,94 +1,17 @@
-/* rl_common.c — helpers of the RL recipe stages (rl_common.h). Extracted
- * from stage_verifier_rl.c, which still has its own copies. */
-#include <dirent.h>
-#include <errno.h>
-#include <limits.h>
+/* rl_common.c — what the RL recipe stages share (rl_common.h): the
+ * held-out set, problem draws, sampling groups and trainer log-probabilities. */
 #include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "formats/json.h"
 #include "model/model.h"
 #include "recipe/rl_common.h"
 #include "tokenizer/chat.h"
-
-double lm_rls_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return !stat(p, &st) && S_ISREG(st.st_mode);
-}
-
-static int copy_file(const char *from, const char *to, lm_error *err) {
-    char *data;
-    size_t len;
-    if (lm_read_file(from, (size_t)1 << 40, &data, &len, err)) return -1;
-    int rc = lm_write_file_atomic(to, data, len, err);
-    free(data);
-    return rc;
-}
-
-static int fsync_dir(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    int rc = fsync(fileno(f));
-    fclose(f);
-    return rc;
-}
-
-/* "ckpt-" and digits only. */
-static int ckpt_step(const char *name, int64_t *step) {
-    if (strncmp(name, "ckpt-", 5) || !name[5]) return 0;
-    int64_t v = 0;
-    for (const char *p = name + 5; *p; p++) {
-        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return 0;
-        v = v * 10 + (*p - '0');
-    }
-    *step = v;
-    return 1;
-}
-
-int64_t lm_rls_newest_checkpoint(const char *dir) {
-    int64_t best = -1, s;
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (ckpt_step(e->d_name, &s) && s > best) best = s;
-    closedir(d);
-    return best;
-}
-
-/* Everything in the stage folder except lemma's marker and lock. */
-int lm_rls_clear_folder(const lm_stage *st, const char *why, lm_error *err) {
-    DIR *d = opendir(st->out_dir);
-    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
-            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
-            continue;
-        char p[PATH_MAX], msg[PATH_MAX + 80];
-        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
-        snprintf(msg, sizeof msg, "removing %s (%s)", p, why);
-        if (st->notice) st->notice(st->notice_ctx, msg);
-        rc = lm_remove_tree(p, err);
-    }
-    closedir(d);
-    return rc;
-}
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -135,42 +58,21 @@ int lm_qset_add_file(lm_qset *s, const char *path, lm_error *err) {
     return rc;
 }
 
+int lm_rls_heldout(const lm_stage *st, lm_qset *ex, lm_error *err) {
+    for (int i = 0; i < st->n_inputs; i++)
+        if (!strcmp(st->inputs[i].kind, "input") && lm_qset_add_file(ex, st->inputs[i].path, err)) return -1;
+    return 0;
+}
+
+int lm_rls_templates(const lm_stage *st, const char *file, lm_prompt_templates *tp, lm_error *err) {
+    if (!file) return lm_templates_builtin(tp, err);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", st->recipe_dir, file);
+    return lm_templates_load(path, tp, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
+}
+
 int lm_qset_has(const lm_qset *s, const char *q) {
     return s->n && bsearch(&q, s->q, s->n, sizeof *s->q, cmp_str) != NULL;
-}
-
-int lm_rls_truncate_metrics(const char *path, int64_t last, lm_error *err) {
-    struct stat sb;
-    if (lstat(path, &sb)) return 0;
-    char *text;
-    size_t len;
-    if (lm_read_file(path, (size_t)1 << 30, &text, &len, err)) return -1;
-    size_t keep = 0, at = 0;
-    while (at < len) {
-        char *nl = memchr(text + at, '\n', len - at);
-        if (!nl) break;
-        long long s;
-        if (sscanf(text + at, "{\"step\": %lld", &s) == 1 && s > last) break;
-        at = (size_t)(nl - text) + 1;
-        keep = at;
-    }
-    int rc = keep < len ? lm_write_file_atomic(path, text, keep, err) : 0;
-    free(text);
-    return rc;
-}
-
-void lm_rls_put_num(lm_text *t, const char *key, double v) {
-    char b[96];
-    if (isfinite(v)) snprintf(b, sizeof b, ", \"%s\": %.9g", key, v);
-    else snprintf(b, sizeof b, ", \"%s\": null", key);
-    lm_text_append(t, b, strlen(b));
-}
-
-void lm_rls_fmt_eta(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
-    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else snprintf(buf, n, "%.0fs", s);
 }
 
 /* Trainer rows of samples [i0, i0 + nb): input x_0 .. x_{len-2}, target
@@ -197,109 +99,6 @@ int lm_rls_logprobs(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_
             for (int64_t t = 0; t + 1 < s[i0 + b].len; t++) lp[t + 1] = s[i0 + b].train[t + 1] ? out[b * T + t] : 0;
             lp[0] = 0;
         }
-    }
-    return 0;
-}
-
-int lm_rls_write_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err) {
-    const char *dir = c->st->out_dir;
-    char tmp[PATH_MAX], fin[PATH_MAX], path[PATH_MAX + 64], from[PATH_MAX + 64];
-    snprintf(tmp, sizeof tmp, "%s/ckpt-%08lld.tmp", dir, (long long)step);
-    snprintf(fin, sizeof fin, "%s/ckpt-%08lld", dir, (long long)step);
-    struct stat sb;
-    if (!lstat(tmp, &sb) && lm_remove_tree(tmp, err)) return -1;
-    if (mkdir(tmp, 0755)) return lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    char meta[128];
-    snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"lemma_step\":\"%lld\"}", (long long)step);
-    static const char *const copied[] = {"config.json", "tokenizer.json", "tokenizer_config.json"};
-    int rc = 0;
-    for (int i = 0; i < 3 && !rc; i++) {
-        snprintf(from, sizeof from, "%s/%s", c->model_dir, copied[i]);
-        snprintf(path, sizeof path, "%s/%s", tmp, copied[i]);
-        if (i == 0 || file_exists(from)) rc = copy_file(from, path, err);
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    rc = rc || lm_params_save(c->p, c->p->w, path, meta, err);
-    snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
-    rc = rc || lm_params_save(c->p, c->p->m, path, meta, err);
-    snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
-    rc = rc || lm_params_save(c->p, c->p->v, path, meta, err);
-    if (!rc) {
-        char state[256];
-        int n = snprintf(state, sizeof state,
-                         "{\"step\": %lld, \"adamw_step\": %lld, \"planned_steps\": %lld, \"seed\": %llu, "
-                         "\"sampling\": \"a function of (weights, seed, step)\"}\n",
-                         (long long)step, (long long)lm_trainer_adamw(c->tr)->step, (long long)c->planned_steps,
-                         (unsigned long long)c->seed);
-        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-        rc = lm_write_file_atomic(path, state, (size_t)n, err);
-    }
-    if (!rc && fsync_dir(tmp)) rc = lm_fail(err, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (rc) {
-        lm_remove_tree(tmp, NULL);
-        return lm_fail_prefix(err, "checkpoint at step %lld not saved", (long long)step);
-    }
-    if (!lstat(fin, &sb) && lm_remove_tree(fin, err)) return -1;
-    if (rename(tmp, fin)) {
-        int e = errno;
-        lm_remove_tree(tmp, NULL);
-        return lm_fail(err, "%s: rename failed: %s", fin, strerror(e));
-    }
-    char link_tmp[PATH_MAX], link[PATH_MAX], target[64];
-    snprintf(target, sizeof target, "ckpt-%08lld", (long long)step);
-    snprintf(link_tmp, sizeof link_tmp, "%s/latest.tmp", dir);
-    snprintf(link, sizeof link, "%s/latest", dir);
-    unlink(link_tmp);
-    if (symlink(target, link_tmp) || rename(link_tmp, link)) {
-        int e = errno;
-        unlink(link_tmp);
-        return lm_fail(err, "%s: cannot point at %s: %s", link, target, strerror(e));
-    }
-    fsync_dir(dir);
-    /* a build keeps the newest checkpoint only: it is the stage's model */
-    if (c->last >= 0 && c->last != step) {
-        snprintf(path, sizeof path, "%s/ckpt-%08lld", dir, (long long)c->last);
-        if (lm_remove_tree(path, err)) return -1;
-    }
-    c->last = step;
-    return 0;
-}
-
-int lm_rls_load_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err) {
-    char ck[PATH_MAX], path[PATH_MAX + 64];
-    snprintf(ck, sizeof ck, "%s/ckpt-%08lld", c->st->out_dir, (long long)step);
-    snprintf(path, sizeof path, "%s/model.safetensors", ck);
-    if (lm_params_read(c->p, c->p->w, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/optim_m.safetensors", ck);
-    if (lm_params_read(c->p, c->p->m, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/optim_v.safetensors", ck);
-    if (lm_params_read(c->p, c->p->v, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
-    char *text;
-    size_t len;
-    if (lm_read_file(path, 1 << 20, &text, &len, err)) return -1;
-    json_doc *doc = json_parse(text, len, err);
-    free(text);
-    int64_t astep = -1, saved = -1;
-    if (!doc || !json_as_int(json_get(json_root(doc), "adamw_step"), &astep) || astep < 0 ||
-        !json_as_int(json_get(json_root(doc), "step"), &saved) || saved != step) {
-        json_free(doc);
-        return lm_fail(err, "%s: expected \"step\": %lld and a non-negative \"adamw_step\"", path, (long long)step);
-    }
-    json_free(doc);
-    lm_trainer_adamw(c->tr)->step = astep;
-    c->last = step;
-    return 0;
-}
-
-int lm_rls_export_final(const lm_stage *st, lm_error *err) {
-    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char src[PATH_MAX], dst[PATH_MAX];
-        snprintf(src, sizeof src, "%s/latest/%s", st->out_dir, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", st->out_dir, files[i]);
-        if (i >= 2 && !file_exists(src)) continue;
-        if (copy_file(src, dst, err)) return lm_fail_prefix(err, "export");
     }
     return 0;
 }

@@ -1,17 +1,14 @@
 /* rl_common.h — what the RL recipe stages share: the prompts' problem
  * draws and the held-out set they skip, sampling groups on the trainer's
- * weights through the engine, trainer log-probabilities of sampled rows,
- * atomic checkpoints with resume, metrics lines and the final export.
+ * weights through the engine and trainer log-probabilities of sampled rows
+ * (checkpoints, metrics and the export: stage_common.h).
  *
- * Used by the `grpo` stage (stage_grpo.c). stage_verifier_rl.c still holds
- * its own copies of these helpers (they were extracted from it while it was
- * being extended elsewhere); it should switch to this module.
+ * Used by the `grpo` and `verifier_rl` stages.
  *
  *   lm_qset ex = {0};  lm_qset_add_file(&ex, "heldout.jsonl", &err);
  *   uint64_t k = lm_rls_step_key(seed, step, LM_RLS_KEY_PROBLEM, j);
  *   lm_rls_sample s[P * G];
  *   lm_rls_sample_groups(params, tok, pool, "grpo", ctx, prompts, P, G, seeds, &gp, s, &err);
- *   lm_rls_write_checkpoint(&ck, step, &err);                  // ckpt-N/, latest -> ckpt-N
  */
 #ifndef LEMMA_RECIPE_RL_COMMON_H
 #define LEMMA_RECIPE_RL_COMMON_H
@@ -22,6 +19,7 @@
 #include "core/error.h"
 #include "core/threadpool.h"
 #include "infer/engine.h"
+#include "prove/templates.h"
 #include "recipe/stages.h"
 #include "tasks/tasks.h"
 #include "tokenizer/tokenizer.h"
@@ -39,6 +37,11 @@ typedef struct lm_qset {
 /* Adds the "question" of every line of a JSONL problem set. */
 int lm_qset_add_file(lm_qset *s, const char *path, lm_error *err);
 int lm_qset_has(const lm_qset *s, const char *q);
+/* Adds the questions of the stage's "input" inputs (the held-out sets). */
+int lm_rls_heldout(const lm_stage *st, lm_qset *ex, lm_error *err);
+
+/* The stage's prompt templates: file (beside the recipe) or, NULL, the built-in ones. */
+int lm_rls_templates(const lm_stage *st, const char *file, lm_prompt_templates *tp, lm_error *err);
 void lm_qset_free(lm_qset *s);
 
 /* ---- draws ---- */
@@ -66,6 +69,9 @@ int lm_rls_chat_prompt(const char *user, lm_text *out, lm_error *err);
 
 /* ---- sampling ---- */
 
+/* What an RL stage's checkpoints say of its sampling (lm_stage_ckpt.sampling). */
+#define LM_RLS_SAMPLING_NOTE "a function of (weights, seed, step)"
+
 typedef struct lm_rls_sample {
     lm_ids completion;           /* sampled ids (an ending EOS included) */
     lm_text text;                /* decoded, NUL-terminated once sampling ends (may be empty) */
@@ -92,37 +98,5 @@ void lm_rls_sample_free(lm_rls_sample *s, int64_t n);
  * sample (0 elsewhere), micro rows at a time; ids, tgt, out: [micro * T]. */
 int lm_rls_logprobs(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_t n, int64_t micro, int64_t T,
                     float **logp, int32_t *ids, int32_t *tgt, float *out, lm_error *err);
-
-/* ---- checkpoints ---- */
-
-typedef struct lm_rls_ckpt {
-    const lm_stage *st;
-    const char *model_dir;       /* the input model's folder: config and tokenizer files are copied from it */
-    lm_params *p;
-    lm_trainer *tr;
-    int64_t planned_steps;
-    uint64_t seed;
-    int64_t last;                /* the newest checkpoint written or loaded, -1: none */
-} lm_rls_ckpt;
-
-/* ckpt-NNNNNNNN/ (weights, AdamW moments, trainer_state.json) written as
- * .tmp, fsynced, renamed; latest -> it; the previous one removed. */
-int lm_rls_write_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err);
-int lm_rls_load_checkpoint(lm_rls_ckpt *c, int64_t step, lm_error *err);
-/* The newest ckpt-N in dir, -1 when none. */
-int64_t lm_rls_newest_checkpoint(const char *dir);
-/* Empties the stage folder (lemma's marker and lock kept), noting each removal. */
-int lm_rls_clear_folder(const lm_stage *st, const char *why, lm_error *err);
-/* config, weights and tokenizer files of latest/ copied beside it. */
-int lm_rls_export_final(const lm_stage *st, lm_error *err);
-
-/* ---- logs ---- */
-
-/* Keeps the metrics lines of steps <= last (a resumed stage writes the rest again). */
-int lm_rls_truncate_metrics(const char *path, int64_t last, lm_error *err);
-/* Appends ", \"key\": v" (null when v is not finite). */
-void lm_rls_put_num(lm_text *t, const char *key, double v);
-void lm_rls_fmt_eta(double s, char *buf, size_t n);
-double lm_rls_now_s(void);
 
 #endif

@@ -30,7 +30,6 @@
  * newest, and at the end the final weights exported beside them (the
  * folder is a model directory); metrics.jsonl and distill.svg are volatile
  * (not hashed). */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -38,10 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "core/sha256.h"
@@ -53,6 +50,7 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "recipe/recipe.h"
+#include "recipe/stage_common.h"
 #include "recipe/stages.h"
 #include "train/distill.h"
 #include "train/params.h"
@@ -91,7 +89,7 @@ typedef struct dist {
     lm_pool *pool;
     lm_data *data;
     int32_t *ids, *tgt;
-    int64_t last_ckpt;
+    lm_stage_ckpt ck;
 } dist;
 
 /* ---- parameters ---------------------------------------------------------------- */
@@ -162,181 +160,9 @@ static int read_opts(const lm_stage *st, dist_opts *o, lm_error *err) {
 
 /* ---- small helpers --------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int file_exists(const char *p) {
     struct stat sb;
     return !stat(p, &sb) && S_ISREG(sb.st_mode);
-}
-
-static int copy_file(const char *from, const char *to, lm_error *err) {
-    char *data;
-    size_t len;
-    if (lm_read_file(from, (size_t)1 << 40, &data, &len, err)) return -1;
-    int rc = lm_write_file_atomic(to, data, len, err);
-    free(data);
-    return rc;
-}
-
-static void fsync_path(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    fsync(fileno(f));
-    fclose(f);
-}
-
-static int64_t newest_checkpoint(const char *dir) {
-    int64_t best = -1;
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        const char *n = e->d_name;
-        if (strncmp(n, "ckpt-", 5) || strlen(n) != 13) continue; /* ckpt-%08lld; .tmp ones are skipped */
-        int64_t v = 0, ok = 1;
-        for (const char *p = n + 5; *p; p++) ok &= *p >= '0' && *p <= '9', v = v * 10 + (*p - '0');
-        if (ok && v > best) best = v;
-    }
-    closedir(d);
-    return best;
-}
-
-/* Everything in the stage folder except lemma's marker and lock. */
-static int clear_folder(const lm_stage *st, const char *why, lm_error *err) {
-    DIR *d = opendir(st->out_dir);
-    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
-            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
-            continue;
-        char p[PATH_MAX], msg[PATH_MAX + 80];
-        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
-        snprintf(msg, sizeof msg, "removing %s (%s)", p, why);
-        if (st->notice) st->notice(st->notice_ctx, msg);
-        rc = lm_remove_tree(p, err);
-    }
-    closedir(d);
-    return rc;
-}
-
-/* ---- checkpoints ------------------------------------------------------------------ */
-
-static int write_checkpoint(dist *c, int64_t step, lm_error *err) {
-    const char *dir = c->st->out_dir;
-    char tmp[PATH_MAX], fin[PATH_MAX], path[PATH_MAX + 64], from[PATH_MAX + 64];
-    snprintf(tmp, sizeof tmp, "%s/ckpt-%08lld.tmp", dir, (long long)step);
-    snprintf(fin, sizeof fin, "%s/ckpt-%08lld", dir, (long long)step);
-    struct stat sb;
-    if (!lstat(tmp, &sb) && lm_remove_tree(tmp, err)) return -1;
-    if (mkdir(tmp, 0755)) return lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    char meta[128];
-    snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"lemma_step\":\"%lld\"}", (long long)step);
-    snprintf(path, sizeof path, "%s/config.json", tmp);
-    int rc = lm_write_file_atomic(path, c->config.data, c->config.len, err);
-    static const char *const tok_files[] = {"tokenizer.json", "tokenizer_config.json"};
-    for (int i = 0; i < 2 && !rc && c->tok_dir[0]; i++) {
-        snprintf(from, sizeof from, "%s/%s", c->tok_dir, tok_files[i]);
-        snprintf(path, sizeof path, "%s/%s", tmp, tok_files[i]);
-        if (file_exists(from)) rc = copy_file(from, path, err);
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    rc = rc || lm_params_save(c->student, c->student->w, path, meta, err);
-    snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
-    rc = rc || lm_params_save(c->student, c->student->m, path, meta, err);
-    snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
-    rc = rc || lm_params_save(c->student, c->student->v, path, meta, err);
-    if (!rc) {
-        char state[256];
-        int n = snprintf(state, sizeof state,
-                         "{\"step\": %lld, \"adamw_step\": %lld, \"planned_steps\": %lld, \"seed\": %llu}\n",
-                         (long long)step, (long long)lm_trainer_adamw(c->tr)->step,
-                         (long long)c->o.steps, (unsigned long long)c->o.seed);
-        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-        rc = lm_write_file_atomic(path, state, (size_t)n, err);
-    }
-    fsync_path(tmp);
-    if (rc) {
-        lm_remove_tree(tmp, NULL);
-        return lm_fail_prefix(err, "checkpoint at step %lld not saved", (long long)step);
-    }
-    if (!lstat(fin, &sb) && lm_remove_tree(fin, err)) return -1;
-    if (rename(tmp, fin)) {
-        int e = errno;
-        lm_remove_tree(tmp, NULL);
-        return lm_fail(err, "%s: rename failed: %s", fin, strerror(e));
-    }
-    char link_tmp[PATH_MAX], link[PATH_MAX], target[64];
-    snprintf(target, sizeof target, "ckpt-%08lld", (long long)step);
-    snprintf(link_tmp, sizeof link_tmp, "%s/latest.tmp", dir);
-    snprintf(link, sizeof link, "%s/latest", dir);
-    unlink(link_tmp);
-    if (symlink(target, link_tmp) || rename(link_tmp, link)) {
-        int e = errno;
-        unlink(link_tmp);
-        return lm_fail(err, "%s: cannot point at %s: %s", link, target, strerror(e));
-    }
-    fsync_path(dir);
-    /* a build keeps the newest checkpoint only: it is the stage's model */
-    if (c->last_ckpt >= 0 && c->last_ckpt != step) {
-        snprintf(path, sizeof path, "%s/ckpt-%08lld", dir, (long long)c->last_ckpt);
-        if (lm_remove_tree(path, err)) return -1;
-    }
-    c->last_ckpt = step;
-    return 0;
-}
-
-static int load_checkpoint(dist *c, int64_t step, lm_error *err) {
-    char ck[PATH_MAX], path[PATH_MAX + 64];
-    snprintf(ck, sizeof ck, "%s/ckpt-%08lld", c->st->out_dir, (long long)step);
-    snprintf(path, sizeof path, "%s/model.safetensors", ck);
-    if (lm_params_read(c->student, c->student->w, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/optim_m.safetensors", ck);
-    if (lm_params_read(c->student, c->student->m, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/optim_v.safetensors", ck);
-    if (lm_params_read(c->student, c->student->v, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
-    char *text;
-    size_t len;
-    if (lm_read_file(path, 1 << 20, &text, &len, err)) return -1;
-    json_doc *doc = json_parse(text, len, err);
-    free(text);
-    int64_t astep = -1, saved = -1;
-    if (!doc || !json_as_int(json_get(json_root(doc), "adamw_step"), &astep) || astep < 0 ||
-        !json_as_int(json_get(json_root(doc), "step"), &saved) || saved != step) {
-        json_free(doc);
-        return lm_fail(err, "%s: expected \"step\": %lld and a non-negative \"adamw_step\"", path, (long long)step);
-    }
-    json_free(doc);
-    lm_trainer_adamw(c->tr)->step = astep;
-    c->last_ckpt = step;
-    return 0;
-}
-
-/* Keeps the metrics lines of steps <= last (a resumed stage writes the rest again). */
-static int truncate_metrics(const char *path, int64_t last, lm_error *err) {
-    struct stat sb;
-    if (lstat(path, &sb)) return 0;
-    char *text;
-    size_t len;
-    if (lm_read_file(path, (size_t)1 << 30, &text, &len, err)) return -1;
-    size_t keep = 0, at = 0;
-    while (at < len) {
-        char *nl = memchr(text + at, '\n', len - at);
-        if (!nl) break;
-        long long s;
-        if (sscanf(text + at, "{\"step\": %lld", &s) == 1 && s > last) break;
-        at = (size_t)(nl - text) + 1;
-        keep = at;
-    }
-    int rc = keep < len ? lm_write_file_atomic(path, text, keep, err) : 0;
-    free(text);
-    return rc;
 }
 
 static void write_plot(const lm_stage *st, const char *mpath) {
@@ -351,18 +177,6 @@ static void write_plot(const lm_stage *st, const char *mpath) {
     }
     lm_text_free(&svg);
     lm_metrics_free(&m);
-}
-
-static int export_final(dist *c, lm_error *err) {
-    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char src[PATH_MAX], dst[PATH_MAX];
-        snprintf(src, sizeof src, "%s/latest/%s", c->st->out_dir, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", c->st->out_dir, files[i]);
-        if (i >= 2 && !file_exists(src)) continue;
-        if (copy_file(src, dst, err)) return lm_fail_prefix(err, "export");
-    }
-    return 0;
 }
 
 /* ---- one step --------------------------------------------------------------------------- */
@@ -405,7 +219,7 @@ static int sequence_step(dist *c, int64_t step, double lr, step_out *so, lm_erro
         lm_fail(err, "out of memory");
         goto done;
     }
-    double t0 = now_s();
+    double t0 = lm_stage_now_s();
     for (int64_t r = 0; r < B; r++) {
         const int32_t *tg = c->tgt + r * T;
         int64_t first = 0;
@@ -424,7 +238,7 @@ static int sequence_step(dist *c, int64_t step, double lr, step_out *so, lm_erro
         if (lm_engine_submit(c->engine, &q, &id, err)) goto done;
     }
     if (lm_engine_run(c->engine, err)) goto done;
-    so->sample_s = now_s() - t0;
+    so->sample_s = lm_stage_now_s() - t0;
     int64_t denom = 0;
     for (int64_t r = 0; r < B; r++) {
         if (!plen[r]) continue;
@@ -488,13 +302,13 @@ static int loop(dist *c, int64_t start, lm_error *err) {
     const lm_stage *st = c->st;
     char mpath[PATH_MAX];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", st->out_dir);
-    if (truncate_metrics(mpath, start, err)) return -1;
+    if (lm_stage_truncate_metrics(mpath, start, err)) return -1;
     FILE *metrics = fopen(mpath, "a");
     if (!metrics) return lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
-    double t_start = now_s(), tokens_done = 0;
+    double t_start = lm_stage_now_s(), tokens_done = 0;
     int rc = -1;
     for (int64_t step = start; step < o->steps; step++) {
-        double t0 = now_s(), lr = lm_schedule_lr(&o->sched, step);
+        double t0 = lm_stage_now_s(), lr = lm_schedule_lr(&o->sched, step);
         step_out ds;
         if (run_step(c, step, lr, &ds, err)) {
             lm_fail_prefix(err, "step %lld", (long long)step + 1);
@@ -502,7 +316,7 @@ static int loop(dist *c, int64_t start, lm_error *err) {
         }
         int64_t done_steps = step + 1;
         int last = done_steps == o->steps;
-        double dt = now_s() - t0, tok_s = (double)(o->batch * o->seq) / (dt > 0 ? dt : 1e-9);
+        double dt = lm_stage_now_s() - t0, tok_s = (double)(o->batch * o->seq) / (dt > 0 ? dt : 1e-9);
         tokens_done += (double)(o->batch * o->seq);
         if (done_steps % o->log_every == 0 || last || done_steps == 1) {
             if (o->sequence)
@@ -522,22 +336,11 @@ static int loop(dist *c, int64_t start, lm_error *err) {
                 goto done;
             }
         }
-        double rate = tokens_done / (now_s() - t_start), eta = (double)(o->steps - done_steps) * o->batch * o->seq / rate;
+        double rate = tokens_done / (lm_stage_now_s() - t_start), eta = (double)(o->steps - done_steps) * o->batch * o->seq / rate;
         char msg[256];
         snprintf(msg, sizeof msg, "step %lld/%lld  %s %.4f  lr %.2e  %.0f tok/s  ETA %.0fs", (long long)done_steps,
                  (long long)o->steps, o->sequence ? "answer loss" : "kl*tau^2", ds.loss, lr, tok_s, eta);
-        int stop = lm_stop_requested();
-        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
-        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
-            write_checkpoint(c, done_steps, err)) {
-            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
-            goto done;
-        }
-        if (stop && !last) {
-            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
-                    (long long)done_steps);
-            goto done;
-        }
+        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
     }
     rc = 0;
 done:
@@ -613,7 +416,6 @@ int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err) {
     dist c;
     memset(&c, 0, sizeof c);
     c.st = st;
-    c.last_ckpt = -1;
     int rc = -1;
     if (read_opts(st, &c.o, err)) return -1;
     const dist_opts *o = &c.o;
@@ -714,21 +516,11 @@ int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err) {
         lm_fail(err, "out of memory");
         goto done;
     }
-    int64_t begin = 0;
-    if (st->resume) {
-        int64_t last = newest_checkpoint(st->out_dir);
-        if (last >= 0) {
-            if (load_checkpoint(&c, last, err)) goto done;
-            begin = last;
-            char msg[PATH_MAX + 64];
-            snprintf(msg, sizeof msg, "resuming %s at step %lld of %lld", st->name, (long long)begin,
-                     (long long)o->steps);
-            if (st->notice) st->notice(st->notice_ctx, msg);
-        } else if (clear_folder(st, "from a run that wrote no checkpoint", err)) {
-            goto done;
-        }
-    }
-    if (loop(&c, begin, err) || export_final(&c, err)) goto done;
+    c.ck = (lm_stage_ckpt){.st = st, .model_dir = c.tok_dir, .config = &c.config, .p = c.student, .tr = c.tr,
+                           .planned_steps = o->steps, .seed = o->seed, .last = -1};
+    int64_t begin;
+    if (lm_stage_resume(&c.ck, &begin, err)) goto done;
+    if (loop(&c, begin, err) || lm_stage_export_final(st, err)) goto done;
     rc = 0;
 done:
     free(c.ids);

@@ -48,6 +48,7 @@
 #include "prove/template.h"
 #include "prove/templates.h"
 #include "recipe/rl_common.h"
+#include "recipe/stage_common.h"
 #include "recipe/stages.h"
 #include "tasks/tasks.h"
 #include "train/plot.h"
@@ -167,7 +168,7 @@ typedef struct grpo {
     const lm_task_domain *ds[64];
     int nd;
     lm_qset ex;
-    lm_rls_ckpt ck;
+    lm_stage_ckpt ck;
 } grpo;
 
 typedef struct step_stats {
@@ -236,15 +237,15 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         }
     }
     /* 2. G proofs per problem on the current weights */
-    double t0 = lm_rls_now_s();
+    double t0 = lm_stage_now_s();
     for (int64_t i = 0; i < n; i++) seeds[i] = lm_rls_step_key(o->seed, step, LM_RLS_KEY_SAMPLE, (uint64_t)i);
     for (int64_t j = 0; j < P; j++) gs[j] = G;
     lm_rls_gen gen = {.max_tokens = o->max_tokens, .max_ctx = T, .temperature = o->temperature, .top_p = o->top_p};
     if (lm_rls_sample_groups(c->p, c->tok, c->pool, c->st->name, pids, P, gs, seeds, &gen, sm, err)) goto done;
-    ss->sample_s = lm_rls_now_s() - t0;
+    ss->sample_s = lm_stage_now_s() - t0;
     /* 3. the exact checker always (for the log, and the reward in the ablation);
      * K verifications on the frozen verifier of each proof in the format */
-    t0 = lm_rls_now_s();
+    t0 = lm_stage_now_s();
     for (int64_t i = 0; i < n; i++) {
         lm_check_result cr;
         if (lm_task_check(qs[i / G].data, lm_answer_after_think(sm[i].text.data), &cr, err)) goto done;
@@ -271,7 +272,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         if (lm_rls_sample_groups(c->frozen, c->tok, c->pool, c->st->name, vids, n, gs, seeds, &vg, vs, err))
             goto done;
     }
-    ss->verify_s = lm_rls_now_s() - t0;
+    ss->verify_s = lm_stage_now_s() - t0;
     /* 4. rewards */
     int64_t vn = 0, voff = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -335,7 +336,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     ss->checker /= (double)n;
     ss->pass /= (double)n;
     /* 5. training */
-    t0 = lm_rls_now_s();
+    t0 = lm_stage_now_s();
     if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
     if (o->rl.beta_kl > 0 &&
         lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
@@ -349,7 +350,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         if (it == 0) ss->rl = st;
         else ss->rl.train = st.train;
     }
-    ss->train_s = lm_rls_now_s() - t0;
+    ss->train_s = lm_stage_now_s() - t0;
     rc = 0;
 done:
     lm_text_free(&answer);
@@ -463,10 +464,10 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
     const lm_stage *st = c->st;
     char mpath[PATH_MAX];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", st->out_dir);
-    if (lm_rls_truncate_metrics(mpath, start, err)) return -1;
+    if (lm_stage_truncate_metrics(mpath, start, err)) return -1;
     FILE *metrics = fopen(mpath, "a");
     if (!metrics) return lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
-    double t_start = lm_rls_now_s();
+    double t_start = lm_stage_now_s();
     int rc = -1;
     lm_text line = {0};
     for (int64_t step = start; step < o->steps; step++) {
@@ -480,30 +481,30 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
             char head[64];
             snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
             lm_text_append(&line, head, strlen(head));
-            lm_rls_put_num(&line, "loss", ss.rl.loss);
-            lm_rls_put_num(&line, "lr", o->lr);
-            lm_rls_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
-            lm_rls_put_num(&line, "tokens_per_s", tok_s);
-            lm_rls_put_num(&line, "reward_mean", ss.reward_mean);
-            lm_rls_put_num(&line, "reward_std", ss.rl.reward_std);
-            lm_rls_put_num(&line, "format", ss.format);
-            lm_rls_put_num(&line, "r_y", ss.r_y);
-            lm_rls_put_num(&line, "r_z", ss.r_z);
-            lm_rls_put_num(&line, "self_score", ss.self_score);
-            lm_rls_put_num(&line, "self_agree", ss.self_agree);
-            lm_rls_put_num(&line, "checker_mean", ss.checker);
-            lm_rls_put_num(&line, "pass", ss.pass);
-            lm_rls_put_num(&line, "verified", (double)ss.verified);
-            lm_rls_put_num(&line, "verify_format", ss.verify_format);
-            lm_rls_put_num(&line, "verifier_agreement", ss.verifier_agree);
-            lm_rls_put_num(&line, "kl", ss.rl.kl);
-            lm_rls_put_num(&line, "clip_frac", ss.rl.clip_frac);
-            lm_rls_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
-            lm_rls_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
-            lm_rls_put_num(&line, "truncated", (double)ss.truncated);
-            lm_rls_put_num(&line, "sample_s", ss.sample_s);
-            lm_rls_put_num(&line, "verify_s", ss.verify_s);
-            lm_rls_put_num(&line, "train_s", ss.train_s);
+            lm_stage_put_num(&line, "loss", ss.rl.loss);
+            lm_stage_put_num(&line, "lr", o->lr);
+            lm_stage_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
+            lm_stage_put_num(&line, "tokens_per_s", tok_s);
+            lm_stage_put_num(&line, "reward_mean", ss.reward_mean);
+            lm_stage_put_num(&line, "reward_std", ss.rl.reward_std);
+            lm_stage_put_num(&line, "format", ss.format);
+            lm_stage_put_num(&line, "r_y", ss.r_y);
+            lm_stage_put_num(&line, "r_z", ss.r_z);
+            lm_stage_put_num(&line, "self_score", ss.self_score);
+            lm_stage_put_num(&line, "self_agree", ss.self_agree);
+            lm_stage_put_num(&line, "checker_mean", ss.checker);
+            lm_stage_put_num(&line, "pass", ss.pass);
+            lm_stage_put_num(&line, "verified", (double)ss.verified);
+            lm_stage_put_num(&line, "verify_format", ss.verify_format);
+            lm_stage_put_num(&line, "verifier_agreement", ss.verifier_agree);
+            lm_stage_put_num(&line, "kl", ss.rl.kl);
+            lm_stage_put_num(&line, "clip_frac", ss.rl.clip_frac);
+            lm_stage_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
+            lm_stage_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
+            lm_stage_put_num(&line, "truncated", (double)ss.truncated);
+            lm_stage_put_num(&line, "sample_s", ss.sample_s);
+            lm_stage_put_num(&line, "verify_s", ss.verify_s);
+            lm_stage_put_num(&line, "train_s", ss.train_s);
             if (lm_text_append(&line, "}\n", 2)) {
                 lm_fail(err, "out of memory");
                 goto done;
@@ -513,26 +514,15 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
                 goto done;
             }
         }
-        double rate = (double)(done_steps - start) / (lm_rls_now_s() - t_start);
+        double rate = (double)(done_steps - start) / (lm_stage_now_s() - t_start);
         char eta[32], msg[320];
-        lm_rls_fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
+        lm_stage_fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
         snprintf(msg, sizeof msg,
                  "step %lld/%lld  reward %.3f  pass %.3f  format %.2f  self %.2f  kl %.2e  %.0f tok/s  sample %.1fs "
                  "verify %.1fs  train %.1fs  ETA %s",
                  (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.pass, ss.format, ss.self_agree,
                  ss.rl.kl, tok_s, ss.sample_s, ss.verify_s, ss.train_s, eta);
-        int stop = lm_stop_requested();
-        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
-        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
-            lm_rls_write_checkpoint(&c->ck, done_steps, err)) {
-            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
-            goto done;
-        }
-        if (stop && !last) {
-            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
-                    (long long)done_steps);
-            goto done;
-        }
+        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
     }
     rc = 0;
 done:
@@ -563,16 +553,9 @@ int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
                             "its inputs", st->recipe_path, st->name);
     snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
     if (lm_rls_pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
-    if (o->templates) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", st->recipe_dir, o->templates);
-        if (lm_templates_load(path, &c.tp, err)) return lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
-    } else if (lm_templates_builtin(&c.tp, err)) {
-        return -1;
-    }
+    if (lm_rls_templates(st, o->templates, &c.tp, err)) return -1;
     c.tp_loaded = 1;
-    for (int i = 0; i < st->n_inputs; i++)
-        if (!strcmp(st->inputs[i].kind, "input") && lm_qset_add_file(&c.ex, st->inputs[i].path, err)) goto done;
+    if (lm_rls_heldout(st, &c.ex, err)) goto done;
     /* the policy starts as the input model; a frozen copy of it is the
      * verifier (reward "verifier") and the KL reference (beta_kl > 0) */
     if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;
@@ -601,23 +584,11 @@ int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
         ro.batch = ro.micro_batch = o->micro_batch;
         if (!(c.ref_tr = lm_trainer_create(c.frozen, &ro, st->threads, err))) goto done;
     }
-    c.ck = (lm_rls_ckpt){.st = st, .model_dir = c.model_dir, .p = c.p, .tr = c.tr, .planned_steps = o->steps,
-                         .seed = o->seed, .last = -1};
-    int64_t start = 0;
-    if (st->resume) {
-        int64_t last = lm_rls_newest_checkpoint(st->out_dir);
-        if (last >= 0) {
-            if (lm_rls_load_checkpoint(&c.ck, last, err)) goto done;
-            start = last;
-            char msg[PATH_MAX + 64];
-            snprintf(msg, sizeof msg, "resuming %s at step %lld of %lld", st->name, (long long)start,
-                     (long long)o->steps);
-            if (st->notice) st->notice(st->notice_ctx, msg);
-        } else if (lm_rls_clear_folder(st, "from a run that wrote no checkpoint", err)) {
-            goto done;
-        }
-    }
-    if (loop(&c, start, err) || lm_rls_export_final(st, err)) goto done;
+    c.ck = (lm_stage_ckpt){.st = st, .model_dir = c.model_dir, .sampling = LM_RLS_SAMPLING_NOTE, .p = c.p,
+                           .tr = c.tr, .planned_steps = o->steps, .seed = o->seed, .last = -1};
+    int64_t start;
+    if (lm_stage_resume(&c.ck, &start, err)) goto done;
+    if (loop(&c, start, err) || lm_stage_export_final(st, err)) goto done;
     rc = 0;
 done:
     lm_model_free(m);

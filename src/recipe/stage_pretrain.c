@@ -11,17 +11,16 @@
  * Hashed outputs: config.json, run.json (paths in it are relative, threads
  * and the rank count are not recorded), the kept checkpoints and `latest`. metrics.jsonl holds
  * timings and is not hashed. An interrupted build resumes the run. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/dirlock.h"
 #include "core/fileio.h"
 #include "recipe/build.h"
 #include "recipe/recipe.h"
+#include "recipe/stage_common.h"
 #include "recipe/stages.h"
 #include "train/run.h"
 
@@ -33,48 +32,7 @@ static const char *const keys[] = {
 /* "export": true makes the stage folder itself a Hugging Face model
  * directory: the final checkpoint's weights, config and tokenizer files are
  * copied beside run.json, so `lemma generate STAGE_DIR` and `lemma prove
- * --model STAGE_DIR` work on it. */
-static int export_latest(const char *run_dir, lm_error *err) {
-    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char src[PATH_MAX], dst[PATH_MAX];
-        snprintf(src, sizeof src, "%s/latest/%s", run_dir, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", run_dir, files[i]);
-        char *data;
-        size_t len;
-        FILE *probe = fopen(src, "rb");
-        if (!probe && i >= 2) continue; /* no tokenizer known to the run */
-        if (probe) fclose(probe);
-        if (lm_read_file(src, (size_t)1 << 40, &data, &len, err)) return lm_fail_prefix(err, "export");
-        int rc = lm_write_file_atomic(dst, data, len, err);
-        free(data);
-        if (rc) return lm_fail_prefix(err, "export");
-    }
-    return 0;
-}
-
-/* An interrupted build's partial folder without run.json holds a run killed
- * before it started (config.json at most): lm_train_run wants an empty
- * folder, so remove what is there (the folder is the build's), saying so. */
-static int clear_unstarted(const lm_stage *st, lm_error *err) {
-    DIR *d = opendir(st->out_dir);
-    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
-            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
-            continue;
-        char p[PATH_MAX], msg[PATH_MAX + 64];
-        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
-        snprintf(msg, sizeof msg, "removing %s (from a run that never started)", p);
-        if (st->notice) st->notice(st->notice_ctx, msg);
-        rc = lm_remove_tree(p, err);
-    }
-    closedir(d);
-    return rc;
-}
-
+ * --model STAGE_DIR` work on it (lm_stage_export_final). */
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
     for (const json_value *m = st->def->child; m; m = m->next) {
@@ -94,13 +52,16 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
         if (f) fclose(f);
         return -1;
     }
-    if (st->resume && !f && clear_unstarted(st, err)) return -1;
+    /* an interrupted build's partial folder without run.json holds a run
+     * killed before it started (config.json at most): lm_train_run wants an
+     * empty folder, so remove what is there (the folder is the build's) */
+    if (st->resume && !f && lm_stage_clear_folder(st, "from a run that never started", err)) return -1;
     if (st->resume && f) {
         fclose(f);
         lm_resume_opts ro = {.threads = st->threads, .quiet = 1, .progress = st->progress,
                              .progress_ctx = st->progress_ctx, .notice = st->notice, .notice_ctx = st->notice_ctx};
         if (lm_train_resume(st->out_dir, &ro, err)) return -1;
-        return export ? export_latest(st->out_dir, err) : 0;
+        return export ? lm_stage_export_final(st, err) : 0;
     }
     if (f) fclose(f);
 
@@ -183,5 +144,5 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     }
     rc = lm_train_run(&o, err);
     lm_text_free(&cfg_text);
-    return rc ? rc : export ? export_latest(st->out_dir, err) : 0;
+    return rc ? rc : export ? lm_stage_export_final(st, err) : 0;
 }

@@ -32,18 +32,14 @@
  * newest, and at the end the final weights exported beside them (config.json,
  * model.safetensors, tokenizer files: the folder is a model directory);
  * metrics.jsonl and the SVG plots are volatile (not hashed). */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "core/stop.h"
@@ -55,6 +51,8 @@
 #include "prove/reward.h"
 #include "prove/template.h"
 #include "prove/templates.h"
+#include "recipe/rl_common.h"
+#include "recipe/stage_common.h"
 #include "recipe/stages.h"
 #include "recipe/vrl_meta.h"
 #include "tasks/tasks.h"
@@ -168,160 +166,14 @@ static int read_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
     if (o->max_tokens >= o->seq)
         return lm_fail(err, "%s: stage %s: \"max_tokens\" %lld leaves no room for the prompt in \"seq\" %lld",
                        st->recipe_path, st->name, (long long)o->max_tokens, (long long)o->seq);
-    const json_value *d = json_get(st->def, "difficulty");
-    o->dmin = o->dmax = 1;
-    if (d) {
-        int64_t lo, hi;
-        if (json_as_int(d, &lo)) hi = lo;
-        else if (d->type != JSON_ARRAY || d->len != 2 || !json_as_int(json_at(d, 0), &lo) ||
-                 !json_as_int(json_at(d, 1), &hi))
-            lo = hi = 0;
-        if (lo < 1 || hi > 5 || lo > hi)
-            return lm_fail(err, "%s: byte %zu: stage %s: \"difficulty\": expected d or [lo, hi] with 1 <= lo <= hi <= 5",
-                           st->recipe_path, d->offset, st->name);
-        o->dmin = (int)lo;
-        o->dmax = (int)hi;
-    }
+    if (lm_rls_difficulty(st, &o->dmin, &o->dmax, err)) return -1;
     return lm_rl_opts_check(&o->rl, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
-}
-
-/* ---- small helpers --------------------------------------------------------------- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return !stat(p, &st) && S_ISREG(st.st_mode);
-}
-
-static int copy_file(const char *from, const char *to, lm_error *err) {
-    char *data;
-    size_t len;
-    if (lm_read_file(from, (size_t)1 << 40, &data, &len, err)) return -1;
-    int rc = lm_write_file_atomic(to, data, len, err);
-    free(data);
-    return rc;
-}
-
-static int fsync_dir(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    int rc = fsync(fileno(f));
-    fclose(f);
-    return rc;
-}
-
-/* "ckpt-" and digits only. */
-static int ckpt_step(const char *name, int64_t *step) {
-    if (strncmp(name, "ckpt-", 5) || !name[5]) return 0;
-    int64_t v = 0;
-    for (const char *p = name + 5; *p; p++) {
-        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return 0;
-        v = v * 10 + (*p - '0');
-    }
-    *step = v;
-    return 1;
-}
-
-static int64_t newest_checkpoint(const char *dir) {
-    int64_t best = -1, s;
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (ckpt_step(e->d_name, &s) && s > best) best = s;
-    closedir(d);
-    return best;
-}
-
-/* Everything in the stage folder except lemma's marker and lock. */
-static int clear_folder(const lm_stage *st, const char *why, lm_error *err) {
-    DIR *d = opendir(st->out_dir);
-    if (!d) return lm_fail(err, "%s: %s", st->out_dir, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, LM_DIR_MARKER_NAME) ||
-            !strcmp(e->d_name, LM_DIR_LOCK_NAME))
-            continue;
-        char p[PATH_MAX], msg[PATH_MAX + 80];
-        snprintf(p, sizeof p, "%s/%s", st->out_dir, e->d_name);
-        snprintf(msg, sizeof msg, "removing %s (%s)", p, why);
-        if (st->notice) st->notice(st->notice_ctx, msg);
-        rc = lm_remove_tree(p, err);
-    }
-    closedir(d);
-    return rc;
-}
-
-/* ---- excluded questions (the held-out set) ------------------------------------ */
-
-typedef struct qset {
-    char **q;
-    size_t n, cap;
-} qset;
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static void qset_free(qset *s) {
-    for (size_t i = 0; i < s->n; i++) free(s->q[i]);
-    free(s->q);
-    memset(s, 0, sizeof *s);
-}
-
-static int qset_add_file(qset *s, const char *path, lm_error *err) {
-    char *text;
-    size_t len;
-    if (lm_read_file(path, (size_t)1 << 32, &text, &len, err)) return -1;
-    int rc = 0;
-    size_t line = 0;
-    for (size_t pos = 0; pos < len && !rc; line++) {
-        const char *nl = memchr(text + pos, '\n', len - pos);
-        size_t end = nl ? (size_t)(nl - text) : len;
-        if (end > pos) {
-            json_doc *d = json_parse(text + pos, end - pos, err);
-            const json_value *q = d ? json_get(json_root(d), "question") : NULL;
-            if (!d) rc = lm_fail_prefix(err, "%s: line %zu", path, line + 1);
-            else if (!q || q->type != JSON_STRING)
-                rc = lm_fail(err, "%s: line %zu: no \"question\" string (a verifier_rl stage's text inputs are problem "
-                                  "sets whose questions it never trains on)", path, line + 1);
-            else {
-                if (s->n == s->cap) {
-                    size_t cap = s->cap ? 2 * s->cap : 64;
-                    char **p = realloc(s->q, cap * sizeof *p);
-                    if (!p) rc = lm_fail(err, "out of memory");
-                    else s->q = p, s->cap = cap;
-                }
-                if (!rc && !(s->q[s->n++] = strdup(q->str))) {
-                    s->n--;
-                    rc = lm_fail(err, "out of memory");
-                }
-            }
-            json_free(d);
-        }
-        pos = end + 1;
-    }
-    free(text);
-    if (!rc) qsort(s->q, s->n, sizeof *s->q, cmp_str);
-    return rc;
-}
-
-static int qset_has(const qset *s, const char *q) {
-    return s->n && bsearch(&q, s->q, s->n, sizeof *s->q, cmp_str) != NULL;
 }
 
 /* ---- problems ------------------------------------------------------------------- */
 
 /* Streams under LM_RNG_RL keyed by the step: what each draw of a step is for. */
-enum { KEY_PROBLEM = 1, KEY_SAMPLE = 2, KEY_META_PICK = 3, KEY_META_PROBLEM = 4, KEY_META_SAMPLE = 5 };
-
-static uint64_t step_key(uint64_t seed, int64_t step, uint64_t what, uint64_t index) {
-    return lm_rng_u64(lm_rng_u64(seed, LM_RNG_RL, (uint64_t)step), what, index);
-}
+enum { KEY_PROBLEM = LM_RLS_KEY_PROBLEM, KEY_SAMPLE = LM_RLS_KEY_SAMPLE, KEY_META_PICK = 3, KEY_META_PROBLEM = 4, KEY_META_SAMPLE = 5 };
 
 typedef struct vproblem {
     lm_text prompt;              /* the rendered chat prompt */
@@ -349,7 +201,7 @@ static char *solution_of(const char *answer) {
 }
 
 /* Problem j of step t (see the top of the file). */
-static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int nd, const qset *ex,
+static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int nd, const lm_qset *ex,
                         const lm_prompt_templates *tp, int64_t step, int64_t j, int meta, vproblem *vp,
                         lm_error *err) {
     const lm_task_domain *d = ds[(uint64_t)(step * o->prompts + j) % (uint64_t)nd];
@@ -363,14 +215,14 @@ static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int 
                     (long long)step, (long long)j, d->name);
             goto done;
         }
-        pseed = step_key(o->seed, step, meta ? KEY_META_PROBLEM : KEY_PROBLEM, (uint64_t)j << 16 | attempt);
+        pseed = lm_rls_step_key(o->seed, step, meta ? KEY_META_PROBLEM : KEY_PROBLEM, (uint64_t)j << 16 | attempt);
         int diff = o->dmin + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 0) % (uint64_t)(o->dmax - o->dmin + 1));
         q.len = answer.len = 0;
         if (d->generate(pseed, diff, &q, &answer, err)) {
             lm_fail_prefix(err, "%s seed %llu", d->name, (unsigned long long)pseed);
             goto done;
         }
-        if (!qset_has(ex, q.data)) break;
+        if (!lm_qset_has(ex, q.data)) break;
     }
     vp->flawed = lm_rng_uniform(pseed, LM_RNG_RL, 1) < o->p_flawed;
     const char *shown = answer.data;
@@ -461,163 +313,9 @@ typedef struct vrl {
     int tp_loaded;
     const lm_task_domain *ds[64];
     int nd;
-    qset ex;
-    int64_t last_ckpt;
+    lm_qset ex;
+    lm_stage_ckpt ck;
 } vrl;
-
-static int write_checkpoint(vrl *c, int64_t step, lm_error *err) {
-    const char *dir = c->st->out_dir;
-    char tmp[PATH_MAX], fin[PATH_MAX], path[PATH_MAX + 64], from[PATH_MAX + 64];
-    snprintf(tmp, sizeof tmp, "%s/ckpt-%08lld.tmp", dir, (long long)step);
-    snprintf(fin, sizeof fin, "%s/ckpt-%08lld", dir, (long long)step);
-    struct stat sb;
-    if (!lstat(tmp, &sb) && lm_remove_tree(tmp, err)) return -1;
-    if (mkdir(tmp, 0755)) return lm_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    char meta[128];
-    snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"lemma_step\":\"%lld\"}", (long long)step);
-    static const char *const copied[] = {"config.json", "tokenizer.json", "tokenizer_config.json"};
-    int rc = 0;
-    for (int i = 0; i < 3 && !rc; i++) {
-        snprintf(from, sizeof from, "%s/%s", c->model_dir, copied[i]);
-        snprintf(path, sizeof path, "%s/%s", tmp, copied[i]);
-        if (i == 0 || file_exists(from)) rc = copy_file(from, path, err);
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    rc = rc || lm_params_save(c->p, c->p->w, path, meta, err);
-    snprintf(path, sizeof path, "%s/optim_m.safetensors", tmp);
-    rc = rc || lm_params_save(c->p, c->p->m, path, meta, err);
-    snprintf(path, sizeof path, "%s/optim_v.safetensors", tmp);
-    rc = rc || lm_params_save(c->p, c->p->v, path, meta, err);
-    if (!rc) {
-        char state[256];
-        int n = snprintf(state, sizeof state,
-                         "{\"step\": %lld, \"adamw_step\": %lld, \"planned_steps\": %lld, \"seed\": %llu, "
-                         "\"sampling\": \"a function of (weights, seed, step)\"}\n",
-                         (long long)step, (long long)lm_trainer_adamw(c->tr)->step, (long long)c->o.steps,
-                         (unsigned long long)c->o.seed);
-        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-        rc = lm_write_file_atomic(path, state, (size_t)n, err);
-    }
-    if (!rc && fsync_dir(tmp)) rc = lm_fail(err, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (rc) {
-        lm_remove_tree(tmp, NULL);
-        return lm_fail_prefix(err, "checkpoint at step %lld not saved", (long long)step);
-    }
-    if (!lstat(fin, &sb) && lm_remove_tree(fin, err)) return -1;
-    if (rename(tmp, fin)) {
-        int e = errno;
-        lm_remove_tree(tmp, NULL);
-        return lm_fail(err, "%s: rename failed: %s", fin, strerror(e));
-    }
-    char link_tmp[PATH_MAX], link[PATH_MAX], target[64];
-    snprintf(target, sizeof target, "ckpt-%08lld", (long long)step);
-    snprintf(link_tmp, sizeof link_tmp, "%s/latest.tmp", dir);
-    snprintf(link, sizeof link, "%s/latest", dir);
-    unlink(link_tmp);
-    if (symlink(target, link_tmp) || rename(link_tmp, link)) {
-        int e = errno;
-        unlink(link_tmp);
-        return lm_fail(err, "%s: cannot point at %s: %s", link, target, strerror(e));
-    }
-    fsync_dir(dir);
-    /* a build keeps the newest checkpoint only: it is the stage's model */
-    if (c->last_ckpt >= 0 && c->last_ckpt != step) {
-        snprintf(path, sizeof path, "%s/ckpt-%08lld", dir, (long long)c->last_ckpt);
-        if (lm_remove_tree(path, err)) return -1;
-    }
-    c->last_ckpt = step;
-    return 0;
-}
-
-static int load_checkpoint(vrl *c, int64_t step, lm_error *err) {
-    char ck[PATH_MAX], path[PATH_MAX + 64];
-    snprintf(ck, sizeof ck, "%s/ckpt-%08lld", c->st->out_dir, (long long)step);
-    snprintf(path, sizeof path, "%s/model.safetensors", ck);
-    if (lm_params_read(c->p, c->p->w, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/optim_m.safetensors", ck);
-    if (lm_params_read(c->p, c->p->m, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/optim_v.safetensors", ck);
-    if (lm_params_read(c->p, c->p->v, path, err)) return -1;
-    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
-    char *text;
-    size_t len;
-    if (lm_read_file(path, 1 << 20, &text, &len, err)) return -1;
-    json_doc *doc = json_parse(text, len, err);
-    free(text);
-    int64_t astep = -1, saved = -1;
-    if (!doc || !json_as_int(json_get(json_root(doc), "adamw_step"), &astep) || astep < 0 ||
-        !json_as_int(json_get(json_root(doc), "step"), &saved) || saved != step) {
-        json_free(doc);
-        return lm_fail(err, "%s: expected \"step\": %lld and a non-negative \"adamw_step\"", path, (long long)step);
-    }
-    json_free(doc);
-    lm_trainer_adamw(c->tr)->step = astep;
-    c->last_ckpt = step;
-    return 0;
-}
-
-/* Keeps the metrics lines of steps <= last (a resumed stage writes the rest again). */
-static int truncate_metrics(const char *path, int64_t last, lm_error *err) {
-    struct stat sb;
-    if (lstat(path, &sb)) return 0;
-    char *text;
-    size_t len;
-    if (lm_read_file(path, (size_t)1 << 30, &text, &len, err)) return -1;
-    size_t keep = 0, at = 0;
-    while (at < len) {
-        char *nl = memchr(text + at, '\n', len - at);
-        if (!nl) break;
-        long long s;
-        if (sscanf(text + at, "{\"step\": %lld", &s) == 1 && s > last) break;
-        at = (size_t)(nl - text) + 1;
-        keep = at;
-    }
-    int rc = keep < len ? lm_write_file_atomic(path, text, keep, err) : 0;
-    free(text);
-    return rc;
-}
-
-static void put_num(lm_text *t, const char *key, double v) {
-    char b[96];
-    if (isfinite(v)) snprintf(b, sizeof b, ", \"%s\": %.9g", key, v);
-    else snprintf(b, sizeof b, ", \"%s\": null", key);
-    lm_text_append(t, b, strlen(b));
-}
-
-static void fmt_eta(double s, char *buf, size_t n) {
-    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
-    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else snprintf(buf, n, "%.0fs", s);
-}
-
-/* Trainer rows of samples [i0, i0 + nb): input x_0 .. x_{len-2}, target
- * x_{t+1} where the next token is trained, padding elsewhere. */
-static void rows_of(const lm_rl_sample *s, int64_t nb, int64_t T, int32_t *ids, int32_t *tgt) {
-    for (int64_t b = 0; b < nb; b++) {
-        int32_t *ri = ids + b * T, *rt = tgt + b * T;
-        for (int64_t t = 0; t < T; t++) {
-            ri[t] = t < s[b].len - 1 ? s[b].ids[t] : 0;
-            rt[t] = t < s[b].len - 1 && s[b].train[t + 1] ? s[b].ids[t + 1] : -1;
-        }
-    }
-}
-
-/* logp[i][t] = log pi(x_t | x_<t) for the trained tokens of every sample. */
-static int logprobs_of(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_t n, int64_t micro, int64_t T,
-                       float **logp, int32_t *ids, int32_t *tgt, float *out, lm_error *err) {
-    for (int64_t i0 = 0; i0 < n; i0 += micro) {
-        int64_t nb = n - i0 < micro ? n - i0 : micro;
-        rows_of(s + i0, nb, T, ids, tgt);
-        if (lm_train_logprobs(tr, pool, ids, tgt, nb, out, err)) return -1;
-        for (int64_t b = 0; b < nb; b++) {
-            float *lp = logp[i0 + b];
-            for (int64_t t = 0; t + 1 < s[i0 + b].len; t++) lp[t + 1] = s[i0 + b].train[t + 1] ? out[b * T + t] : 0;
-            lp[0] = 0;
-        }
-    }
-    return 0;
-}
 
 /* Reward, agreement and the rest of one step, for the log. */
 typedef struct step_stats {
@@ -650,7 +348,7 @@ static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *
     lm_text prompt = {0};
     lm_engine *e = NULL;
     int rc = -1;
-    double t0 = now_s();
+    double t0 = lm_stage_now_s();
     if (!which || !pids || !ms || !rq || !seeds) {
         lm_fail(err, "out of memory");
         goto done;
@@ -702,7 +400,7 @@ static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *
     for (int64_t r = 0; r < m; r++) {
         rq[r].s = ms + r * K;
         for (int64_t k = 0; k < K; k++)
-            seeds[r * K + k] = step_key(o->seed, step, KEY_META_SAMPLE, (uint64_t)(which[r] * K + k));
+            seeds[r * K + k] = lm_rls_step_key(o->seed, step, KEY_META_SAMPLE, (uint64_t)(which[r] * K + k));
         lm_engine_request req = {.prompt = pids[r].ids, .prompt_len = (int64_t)pids[r].n, .n = (int)K,
                                  .params = lm_gen_params_default(), .seeds = seeds + r * K, .on_event = on_event,
                                  .user = &rq[r]};
@@ -742,7 +440,7 @@ static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *
     ss->r_meta_agreement /= (double)(m * K);
     rc = 0;
 done:
-    ss->meta_s = now_s() - t0;
+    ss->meta_s = lm_stage_now_s() - t0;
     lm_engine_free(e);
     for (int64_t r = 0; pids && r < n; r++) lm_ids_free(&pids[r]);
     for (int64_t r = 0; ms && r < n * K; r++) {
@@ -823,8 +521,9 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     }
     /* 1. prompts */
     for (int64_t j = 0; j < P; j++) {
-        int meta = o->meta && lm_rng_uniform(step_key(o->seed, step, KEY_META_PICK, (uint64_t)j), LM_RNG_RL, 0) <
-                                  o->p_meta_prompts;
+        int meta = o->meta &&
+                   lm_rng_uniform(lm_rls_step_key(o->seed, step, KEY_META_PICK, (uint64_t)j), LM_RNG_RL, 0) <
+                       o->p_meta_prompts;
         if (make_problem(o, c->ds, c->nd, &c->ex, &c->tp, step, j, meta, &pr[j], err)) goto done;
         if (lm_tokenizer_encode(c->tok, pr[j].prompt.data, pr[j].prompt.len, LM_TOK_SPECIAL, &pids[j], err))
             goto done;
@@ -837,7 +536,7 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     /* 2. sampling on the trainer's weights, viewed as an inference model (the
      * engine is made anew each step: its forward keeps products of the
      * weights, the absorbed attention matrices) */
-    double t0 = now_s();
+    double t0 = lm_stage_now_s();
     lm_model view;
     memset(&view, 0, sizeof view);
     view.cfg = c->p->cfg;
@@ -850,10 +549,11 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     eo.max_queue = (int)(P < 65536 ? P : 65536);
     eo.max_batch_tokens = eo.max_seqs > 512 ? eo.max_seqs : 512;
     if (!(e = lm_engine_create(&view, c->tok, c->pool, &eo, err))) goto done;
-    ss->engine_s = now_s() - t0;
+    ss->engine_s = lm_stage_now_s() - t0;
     for (int64_t j = 0; j < P; j++) {
         rq[j].s = sm + j * G;
-        for (int64_t k = 0; k < G; k++) seeds[j * G + k] = step_key(o->seed, step, KEY_SAMPLE, (uint64_t)(j * G + k));
+        for (int64_t k = 0; k < G; k++)
+            seeds[j * G + k] = lm_rls_step_key(o->seed, step, KEY_SAMPLE, (uint64_t)(j * G + k));
         lm_engine_request r = {.prompt = pids[j].ids, .prompt_len = (int64_t)pids[j].n, .n = (int)G,
                                .params = lm_gen_params_default(), .seeds = seeds + j * G, .on_event = on_event,
                                .user = &rq[j]};
@@ -866,7 +566,7 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
         if (lm_engine_submit(e, &r, &id, err)) goto done;
     }
     if (lm_engine_run(e, err)) goto done;
-    ss->sample_s = now_s() - t0;
+    ss->sample_s = lm_stage_now_s() - t0;
     if (o->meta_reward && meta_scores(c, step, pr, sm, rmeta, ss, err)) goto done;
     /* 3. rewards */
     for (int64_t i = 0; i < n; i++) {
@@ -908,10 +608,10 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     finish_stats(o, ss);
     /* 4. training: logp_old from the sampling weights, logp_ref from the
      * frozen input model, then num_iterations steps on the batch */
-    t0 = now_s();
-    if (logprobs_of(c->tr, c->pool, rs, n, o->micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
+    t0 = lm_stage_now_s();
+    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
     if (o->rl.beta_kl > 0 &&
-        logprobs_of(c->ref_tr, c->pool, rs, n, o->micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
+        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
         goto done;
     for (int64_t it = 0; it < o->num_iterations; it++) {
         lm_rl_stats st;
@@ -922,7 +622,7 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
         if (it == 0) ss->rl = st; /* the on-policy iteration's loss, KL and ratio */
         else ss->rl.train = st.train;
     }
-    ss->train_s = now_s() - t0;
+    ss->train_s = lm_stage_now_s() - t0;
     rc = 0;
 done:
     lm_engine_free(e);
@@ -1026,69 +726,57 @@ static void write_reward_plot(const lm_stage *st, const char *mpath) {
     for (int k = 0; k < 3; k++) free(ys[k]);
 }
 
-static int export_final(vrl *c, lm_error *err) {
-    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char src[PATH_MAX], dst[PATH_MAX];
-        snprintf(src, sizeof src, "%s/latest/%s", c->st->out_dir, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", c->st->out_dir, files[i]);
-        if (i >= 2 && !file_exists(src)) continue;
-        if (copy_file(src, dst, err)) return lm_fail_prefix(err, "export");
-    }
-    return 0;
-}
-
 static int loop(vrl *c, int64_t start, lm_error *err) {
     const vrl_opts *o = &c->o;
     const lm_stage *st = c->st;
     char mpath[PATH_MAX];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", st->out_dir);
-    if (truncate_metrics(mpath, start, err)) return -1;
+    if (lm_stage_truncate_metrics(mpath, start, err)) return -1;
     FILE *metrics = fopen(mpath, "a");
     if (!metrics) return lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
-    double t_start = now_s();
+    double t_start = lm_stage_now_s();
     int rc = -1;
     lm_text line = {0};
     for (int64_t step = start; step < o->steps; step++) {
-        double t0 = now_s();
+        double t0 = lm_stage_now_s();
         step_stats ss;
         if (run_step(c, step, &ss, err)) goto done;
         int64_t done_steps = step + 1;
         int last = done_steps == o->steps;
-        double dt = now_s() - t0, tok_s = (double)ss.completion_tokens / (ss.sample_s > 0 ? ss.sample_s : 1e-9);
+        double dt = lm_stage_now_s() - t0, tok_s = (double)ss.completion_tokens / (ss.sample_s > 0 ? ss.sample_s : 1e-9);
         if (done_steps % o->log_every == 0 || last || done_steps == 1) {
             line.len = 0;
             char head[64];
             snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
             lm_text_append(&line, head, strlen(head));
-            put_num(&line, "loss", ss.rl.loss);
-            put_num(&line, "lr", o->lr);
-            put_num(&line, "grad_norm", ss.rl.train.grad_norm);
-            put_num(&line, "tokens_per_s", tok_s);
-            put_num(&line, "reward_mean", ss.reward_mean);
-            put_num(&line, "reward_std", ss.rl.reward_std);
-            put_num(&line, "agreement", ss.agreement);
-            put_num(&line, "format", ss.format);
-            put_num(&line, "label_mean", ss.label_mean);
-            put_num(&line, "kl", ss.rl.kl);
-            put_num(&line, "clip_frac", ss.rl.clip_frac);
-            put_num(&line, "ratio_mean", ss.rl.ratio_mean);
-            put_num(&line, "completion_tokens", (double)ss.completion_tokens);
-            put_num(&line, "truncated", (double)ss.truncated);
-            put_num(&line, "sample_s", ss.sample_s);
-            put_num(&line, "train_s", ss.train_s);
-            put_num(&line, "engine_s", ss.engine_s);
-            put_num(&line, "faithful", ss.faithful);
+            lm_stage_put_num(&line, "loss", ss.rl.loss);
+            lm_stage_put_num(&line, "lr", o->lr);
+            lm_stage_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
+            lm_stage_put_num(&line, "tokens_per_s", tok_s);
+            lm_stage_put_num(&line, "reward_mean", ss.reward_mean);
+            lm_stage_put_num(&line, "reward_std", ss.rl.reward_std);
+            lm_stage_put_num(&line, "agreement", ss.agreement);
+            lm_stage_put_num(&line, "format", ss.format);
+            lm_stage_put_num(&line, "label_mean", ss.label_mean);
+            lm_stage_put_num(&line, "kl", ss.rl.kl);
+            lm_stage_put_num(&line, "clip_frac", ss.rl.clip_frac);
+            lm_stage_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
+            lm_stage_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
+            lm_stage_put_num(&line, "truncated", (double)ss.truncated);
+            lm_stage_put_num(&line, "sample_s", ss.sample_s);
+            lm_stage_put_num(&line, "train_s", ss.train_s);
+            lm_stage_put_num(&line, "engine_s", ss.engine_s);
+            lm_stage_put_num(&line, "faithful", ss.faithful);
             if (o->meta) {
-                put_num(&line, "meta_samples", (double)ss.n_meta);
-                put_num(&line, "verify_reward", ss.verify_reward);
-                put_num(&line, "meta_format", ss.meta_format);
-                put_num(&line, "meta_agreement", ss.meta_agreement);
+                lm_stage_put_num(&line, "meta_samples", (double)ss.n_meta);
+                lm_stage_put_num(&line, "verify_reward", ss.verify_reward);
+                lm_stage_put_num(&line, "meta_format", ss.meta_format);
+                lm_stage_put_num(&line, "meta_agreement", ss.meta_agreement);
             }
             if (o->meta_reward) {
-                put_num(&line, "r_meta", ss.r_meta);
-                put_num(&line, "r_meta_agreement", ss.r_meta_agreement);
-                put_num(&line, "meta_s", ss.meta_s);
+                lm_stage_put_num(&line, "r_meta", ss.r_meta);
+                lm_stage_put_num(&line, "r_meta_agreement", ss.r_meta_agreement);
+                lm_stage_put_num(&line, "meta_s", ss.meta_s);
             }
             if (lm_text_append(&line, "}\n", 2)) {
                 lm_fail(err, "out of memory");
@@ -1099,27 +787,16 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
                 goto done;
             }
         }
-        double rate = (double)(done_steps - start) / (now_s() - t_start);
+        double rate = (double)(done_steps - start) / (lm_stage_now_s() - t_start);
         char eta[32], msg[320];
-        fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
+        lm_stage_fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
         snprintf(msg, sizeof msg,
                  "step %lld/%lld  reward %.3f  agreement %.3f  format %.2f  kl %.2e  %.0f tok/s  sample %.1fs "
                  "train %.1fs  ETA %s",
                  (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.agreement, ss.format, ss.rl.kl, tok_s,
                  ss.sample_s, ss.train_s, eta);
         (void)dt;
-        int stop = lm_stop_requested();
-        if (st->progress && st->progress(st->progress_ctx, msg)) stop = 1;
-        if (((o->save_every > 0 && done_steps % o->save_every == 0) || last || stop) &&
-            write_checkpoint(c, done_steps, err)) {
-            lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
-            goto done;
-        }
-        if (stop && !last) {
-            lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
-                    (long long)done_steps);
-            goto done;
-        }
+        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
     }
     rc = 0;
 done:
@@ -1127,29 +804,6 @@ done:
     fclose(metrics);
     write_reward_plot(st, mpath);
     return rc;
-}
-
-static int pick_domains(const char *spec, const lm_task_domain **ds, int *nd, const lm_stage *st, lm_error *err) {
-    *nd = 0;
-    if (!strcmp(spec, "all")) {
-        for (int i = 0; i < lm_task_count() && i < 64; i++) ds[(*nd)++] = lm_task_domain_at(i);
-        return 0;
-    }
-    for (const char *p = spec; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t l = comma ? (size_t)(comma - p) : strlen(p);
-        char name[64];
-        snprintf(name, sizeof name, "%.*s", (int)(l < 63 ? l : 63), p);
-        const lm_task_domain *d = lm_task_domain_find(name);
-        if (!d)
-            return lm_fail(err, "%s: stage %s: \"domains\": unknown domain \"%s\" (lemma tasks list shows them)",
-                           st->recipe_path, st->name, name);
-        if (*nd >= 64) return lm_fail(err, "%s: stage %s: \"domains\": too many", st->recipe_path, st->name);
-        ds[(*nd)++] = d;
-        p = comma ? comma + 1 : p + l;
-    }
-    if (!*nd) return lm_fail(err, "%s: stage %s: \"domains\": none chosen", st->recipe_path, st->name);
-    return 0;
 }
 
 static int is_model_kind(const char *kind) {
@@ -1161,7 +815,6 @@ int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *er
     vrl c;
     memset(&c, 0, sizeof c);
     c.st = st;
-    c.last_ckpt = -1;
     int rc = -1;
     lm_model *m = NULL;
     if (read_opts(st, &c.o, err)) return -1;
@@ -1173,17 +826,10 @@ int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *er
         return lm_fail(err, "%s: stage %s: needs a model to train (a pretrain, sft or verifier_rl stage) among its "
                             "inputs", st->recipe_path, st->name);
     snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
-    if (pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
-    if (o->templates) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", st->recipe_dir, o->templates);
-        if (lm_templates_load(path, &c.tp, err)) return lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name);
-    } else if (lm_templates_builtin(&c.tp, err)) {
-        return -1;
-    }
+    if (lm_rls_pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
+    if (lm_rls_templates(st, o->templates, &c.tp, err)) return -1;
     c.tp_loaded = 1;
-    for (int i = 0; i < st->n_inputs; i++)
-        if (!strcmp(st->inputs[i].kind, "input") && qset_add_file(&c.ex, st->inputs[i].path, err)) goto done;
+    if (lm_rls_heldout(st, &c.ex, err)) goto done;
     /* the policy and the frozen reference start as the input model */
     if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;
     if (lm_params_create(&m->cfg, &c.p, err) || lm_params_load_model(c.p, m, err)) goto done;
@@ -1211,21 +857,11 @@ int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *er
         ro.batch = ro.micro_batch = o->micro_batch;
         if (!(c.ref_tr = lm_trainer_create(c.ref, &ro, st->threads, err))) goto done;
     }
-    int64_t start = 0;
-    if (st->resume) {
-        int64_t last = newest_checkpoint(st->out_dir);
-        if (last >= 0) {
-            if (load_checkpoint(&c, last, err)) goto done;
-            start = last;
-            char msg[PATH_MAX + 64];
-            snprintf(msg, sizeof msg, "resuming %s at step %lld of %lld", st->name, (long long)start,
-                     (long long)o->steps);
-            if (st->notice) st->notice(st->notice_ctx, msg);
-        } else if (clear_folder(st, "from a run that wrote no checkpoint", err)) {
-            goto done;
-        }
-    }
-    if (loop(&c, start, err) || export_final(&c, err)) goto done;
+    c.ck = (lm_stage_ckpt){.st = st, .model_dir = c.model_dir, .sampling = LM_RLS_SAMPLING_NOTE, .p = c.p,
+                           .tr = c.tr, .planned_steps = o->steps, .seed = o->seed, .last = -1};
+    int64_t start;
+    if (lm_stage_resume(&c.ck, &start, err)) goto done;
+    if (loop(&c, start, err) || lm_stage_export_final(st, err)) goto done;
     rc = 0;
 done:
     lm_model_free(m);
@@ -1236,6 +872,6 @@ done:
     lm_pool_free(c.pool);
     lm_tokenizer_free(c.tok);
     if (c.tp_loaded) lm_templates_free(&c.tp);
-    qset_free(&c.ex);
+    lm_qset_free(&c.ex);
     return rc;
 }
