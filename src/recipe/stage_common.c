@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -246,14 +247,31 @@ int lm_stage_resume(lm_stage_ckpt *c, int64_t *start, lm_error *err) {
     return 0;
 }
 
+/* The tests' crash point (stage_common.h): LEMMA_TEST_CRASH_AFTER_CHECKPOINT
+ * = "STAGE:STEP" kills the process with SIGKILL right after that stage's
+ * checkpoint of that step is complete, so a resume test needs no race with
+ * a poller. */
+static void crash_if_asked(const char *stage, int64_t step) {
+    const char *want = getenv("LEMMA_TEST_CRASH_AFTER_CHECKPOINT");
+    if (!want || !stage) return;
+    const char *colon = strrchr(want, ':');
+    if (!colon || (size_t)(colon - want) != strlen(stage) || strncmp(want, stage, strlen(stage))) return;
+    char *end;
+    long long at = strtoll(colon + 1, &end, 10);
+    if (*end || at != step) return;
+    raise(SIGKILL);
+}
+
 int lm_stage_step_end(lm_stage_ckpt *c, int64_t done_steps, int64_t save_every, const char *progress,
                       lm_error *err) {
     const lm_stage *st = c->st;
     int stop = lm_stop_requested(), last = done_steps == c->planned_steps;
     if (st->progress && st->progress(st->progress_ctx, progress)) stop = 1;
-    if (((save_every > 0 && done_steps % save_every == 0) || last || stop) &&
-        lm_stage_write_checkpoint(c, done_steps, err))
-        return lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
+    if (((save_every > 0 && done_steps % save_every == 0) || last || stop)) {
+        if (lm_stage_write_checkpoint(c, done_steps, err))
+            return lm_fail_prefix(err, "stopping at step %lld", (long long)done_steps);
+        crash_if_asked(st->name, done_steps);
+    }
     if (stop && !last)
         return lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
                        (long long)done_steps);

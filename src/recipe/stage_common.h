@@ -43,7 +43,10 @@ int lm_stage_write_checkpoint(lm_stage_ckpt *c, int64_t step, lm_error *err);
 int lm_stage_resume(lm_stage_ckpt *c, int64_t *start, lm_error *err);
 /* After step done_steps: progress reported (a stop asked by it or by a
  * signal saves and fails), a checkpoint every save_every steps and at the
- * last one. -1 with the error when the loop must end early. */
+ * last one. -1 with the error when the loop must end early. For the
+ * resume tests, LEMMA_TEST_CRASH_AFTER_CHECKPOINT=STAGE:STEP in the
+ * environment kills the process (SIGKILL) right after stage STAGE's
+ * checkpoint of step STEP is complete. */
 int lm_stage_step_end(lm_stage_ckpt *c, int64_t done_steps, int64_t save_every, const char *progress,
                       lm_error *err);
 /* Empties the stage folder (lemma's marker and lock kept), noting each removal. */
