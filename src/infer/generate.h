@@ -73,10 +73,11 @@ int lm_generate(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_
 int lm_generate_n(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, int nsamples,
                   lm_gen_result *res, lm_error *err);
 
-/* ---- Order-independent answers (the proof pipeline's local backend) ----
- * lm_generate reuses the cached prefix of the previous run, which splits the
- * prefill differently; the matmul's bits depend on the rows per call, so an
- * answer could depend on what ran before. These two do not:
+/* ---- One prompt, several continuations, on this generator ----
+ * (The proof pipeline's local backend used these; it now runs on the
+ * batched engine, infer/engine.h. Since arithmetic version 2 the bits do not
+ * depend on how a prefill is split, so lm_generate's prefix reuse gives the
+ * same answers too: docs/arithmetic.md.)
  *
  *   lm_generator_prefill(g, ids, n, &r0, &err);     // from position 0, always
  *   lm_generate_fork(g, &params_a, &ra, &err);      // equals lm_generate on a fresh generator
