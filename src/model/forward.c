@@ -66,7 +66,7 @@ struct lm_fwd {
     float *rows;                 /* [max_ctx, w] one layer of a sequence's cache when its blocks are not consecutive */
     float *latT;                 /* values of the attended positions, transposed: latent [C, S]; naive [H, dv, S] */
     float *thr;                  /* per-thread attention scratch */
-    int64_t thr_floats, thr_sc_floats, thr_od, thr_qb;
+    int64_t thr_floats, thr_qb;       /* naive mode: per-thread floats, query rows per block */
     float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
     float *qcat;                 /* latent: [T, H, C+dr] absorbed queries [q_lat | q_pe] */
     float *olat;                 /* latent: [T, H, C] attention outputs in the latent space */
@@ -138,8 +138,6 @@ static void layout(lm_fwd *f, lm_arena *p) {
     if (f->mode == LM_ATTN_LATENT) {
         f->thr_floats = (C + 15) & ~(int64_t)15;
     } else {
-        f->thr_sc_floats = QB * f->max_ctx;
-        f->thr_od = dv;
         f->thr_qb = QB;
         f->thr_floats = ((QB * (dn + dr) + QB * f->max_ctx + QB * dv + f->max_ctx * (dn + dr)) + 15) & ~(int64_t)15;
     }
@@ -317,8 +315,8 @@ static void attn_heads(void *ctx, int ith, int nth) {
     int64_t qd = dn + dr;
     float *qh = f->thr + ith * f->thr_floats; /* [nb, qd] */
     float *sc = qh + f->thr_qb * qd;          /* [nb, S] */
-    float *oh = sc + f->thr_sc_floats;        /* [nb, dv] */
-    float *kh = oh + f->thr_qb * f->thr_od;   /* [S, dn+dr] */
+    float *oh = sc + f->thr_qb * f->max_ctx;  /* [nb, dv] */
+    float *kh = oh + f->thr_qb * dv;          /* [S, dn+dr] */
     int64_t qstride = H * (dn + dr);
     /* A position's naive row is [K of every head | V of every head]. */
     int64_t w = H * (dn + dr + dv);
@@ -751,7 +749,12 @@ int lm_batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_se
     }
     rewind_batch(kc, segs, nseg, start);
     diag d = {0};
-    for (int g = 0; g < nseg; g++) kvseq_reserve(kc, segs[g].seq, segs[g].n, err); /* the blocks just freed */
+    for (int g = 0; g < nseg; g++)
+        if (kvseq_reserve(kc, segs[g].seq, segs[g].n, err)) { /* the blocks just freed: cannot fail */
+            rewind_batch(kc, segs, g, start);
+            rc = -1;
+            goto done;
+        }
     f->diag = &d;
     forward_batch(f, pool, &b, logits, mode);
     f->diag = NULL;
