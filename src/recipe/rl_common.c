@@ -276,3 +276,90 @@ void lm_rls_sample_free(lm_rls_sample *s, int64_t n) {
         lm_text_free(&s[i].text);
     }
 }
+
+/* ---- options ---- */
+
+static const char *const shared_keys[] = {
+    "name", "kind", "inputs", "description", "steps", "prompts", "group", "max_tokens", "seq", "micro_batch",
+    "temperature", "top_p", "lr", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "beta_kl",
+    "clip_low", "clip_high", "std_eps", "scale_std", "agg", "norm_len", "num_iterations", "seed", "difficulty",
+    "domains", "templates", "save_every", "log_every", NULL};
+
+static int key_in(const char *key, const char *const *keys) {
+    for (int i = 0; keys[i]; i++)
+        if (!strcmp(key, keys[i])) return 1;
+    return 0;
+}
+
+int lm_rls_read_opts(const lm_stage *st, const char *kind, const char *const *own_keys, lm_rls_opts *o,
+                     lm_error *err) {
+    for (const json_value *m = st->def->child; m; m = m->next)
+        if (!key_in(m->key, shared_keys) && !key_in(m->key, own_keys))
+            return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a %s stage", st->recipe_path, m->offset,
+                           st->name, m->key, kind);
+    memset(o, 0, sizeof *o);
+    lm_train_opts to = lm_train_opts_default();
+    o->adamw = to.adamw;
+    o->rl = lm_rl_opts_default();
+    int64_t seed;
+    const char *agg = "seq_mean";
+    int scale_std = 1;
+    if (lm_stage_int(st, "steps", 20, 1, 1ll << 40, &o->steps, err) ||
+        lm_stage_int(st, "prompts", 8, 1, 4096, &o->prompts, err) ||
+        lm_stage_int(st, "group", 4, 1, 256, &o->group, err) ||
+        lm_stage_int(st, "max_tokens", 256, 1, 1 << 20, &o->max_tokens, err) ||
+        lm_stage_int(st, "seq", 512, 8, 1 << 20, &o->seq, err) ||
+        lm_stage_int(st, "micro_batch", 0, 0, 1 << 20, &o->micro_batch, err) ||
+        lm_stage_double(st, "temperature", 1.0, 0, 10, &o->temperature, err) ||
+        lm_stage_double(st, "top_p", 1.0, 1e-6, 1, &o->top_p, err) ||
+        lm_stage_double(st, "lr", 1e-4, 1e-12, 10, &o->lr, err) ||
+        lm_stage_double(st, "weight_decay", 0.0, 0, 10, &o->adamw.weight_decay, err) ||
+        lm_stage_double(st, "beta1", 0.9, 0, 0.999999, &o->adamw.beta1, err) ||
+        lm_stage_double(st, "beta2", 0.95, 0, 0.9999999, &o->adamw.beta2, err) ||
+        lm_stage_double(st, "eps", 1e-8, 0, 1, &o->adamw.eps, err) ||
+        lm_stage_double(st, "clip", 1.0, 0, 1e9, &o->clip, err) ||
+        lm_stage_double(st, "bias_gamma", 0.0, 0, 10, &o->bias_gamma, err) ||
+        lm_stage_double(st, "beta_kl", o->rl.beta_kl, 0, 100, &o->rl.beta_kl, err) ||
+        lm_stage_double(st, "clip_low", o->rl.clip_low, 0, 0.999999, &o->rl.clip_low, err) ||
+        lm_stage_double(st, "clip_high", o->rl.clip_high, 0, 100, &o->rl.clip_high, err) ||
+        lm_stage_double(st, "std_eps", o->rl.std_eps, 1e-12, 1, &o->rl.std_eps, err) ||
+        lm_stage_bool(st, "scale_std", 1, &scale_std, err) || lm_stage_string(st, "agg", agg, &agg, err) ||
+        lm_stage_double(st, "norm_len", 0, 0, 1e9, &o->rl.norm_len, err) ||
+        lm_stage_int(st, "num_iterations", 1, 1, 64, &o->num_iterations, err) ||
+        lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
+        lm_stage_string(st, "domains", "all", &o->domains, err) ||
+        lm_stage_string(st, "templates", NULL, &o->templates, err) ||
+        lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
+        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err))
+        return -1;
+    o->seed = (uint64_t)seed;
+    o->rl.scale_std = scale_std;
+    if (!strcmp(agg, "seq_mean")) o->rl.agg = LM_RL_SEQ_MEAN;
+    else if (!strcmp(agg, "token_mean")) o->rl.agg = LM_RL_TOKEN_MEAN;
+    else if (!strcmp(agg, "seq_sum")) o->rl.agg = LM_RL_SEQ_SUM;
+    else
+        return lm_fail(err, "%s: stage %s: \"agg\": expected \"seq_mean\" (GRPO), \"token_mean\" (DAPO) or "
+                            "\"seq_sum\" (Dr. GRPO)", st->recipe_path, st->name);
+    if (o->rl.agg == LM_RL_SEQ_SUM && o->rl.norm_len <= 0) o->rl.norm_len = (double)o->max_tokens;
+    int64_t rows = o->prompts * o->group;
+    if (!o->micro_batch) o->micro_batch = rows;
+    if (rows % o->micro_batch)
+        return lm_fail(err, "%s: stage %s: \"micro_batch\" %lld must divide prompts x group = %lld", st->recipe_path,
+                       st->name, (long long)o->micro_batch, (long long)rows);
+    if (o->max_tokens >= o->seq)
+        return lm_fail(err, "%s: stage %s: \"max_tokens\" %lld leaves no room for the prompt in \"seq\" %lld",
+                       st->recipe_path, st->name, (long long)o->max_tokens, (long long)o->seq);
+    if (lm_rls_difficulty(st, &o->dmin, &o->dmax, err)) return -1;
+    return lm_rl_opts_check(&o->rl, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
+}
+
+lm_train_opts lm_rls_train_opts(const lm_rls_opts *o) {
+    lm_train_opts to = lm_train_opts_default();
+    to.batch = o->prompts * o->group;
+    to.micro_batch = o->micro_batch;
+    to.seq = o->seq;
+    to.adamw = o->adamw;
+    to.clip = o->clip;
+    to.bias_gamma = o->bias_gamma;
+    return to;
+}

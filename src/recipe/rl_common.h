@@ -1,7 +1,8 @@
 /* rl_common.h — what the RL recipe stages share: the prompts' problem
  * draws and the held-out set they skip, sampling groups on the trainer's
- * weights through the engine and trainer log-probabilities of sampled rows
- * (checkpoints, metrics and the export: stage_common.h).
+ * weights through the engine, trainer log-probabilities of sampled rows,
+ * and the option keys they have in common (checkpoints, metrics and the
+ * export: stage_common.h).
  *
  * Used by the `grpo` and `verifier_rl` stages.
  *
@@ -26,6 +27,30 @@
 #include "train/params.h"
 #include "train/rl.h"
 #include "train/step.h"
+
+/* ---- options ---- */
+
+/* The options every RL stage reads (docs/post-training.md has their meaning). */
+typedef struct lm_rls_opts {
+    int64_t steps, prompts, group, max_tokens, seq, micro_batch, num_iterations, save_every, log_every;
+    double temperature, top_p, lr;
+    lm_adamw_opts adamw;
+    double clip, bias_gamma;
+    lm_rl_opts rl;
+    uint64_t seed;
+    int dmin, dmax;
+    const char *domains, *templates;
+} lm_rls_opts;
+
+/* Refuses a key of the stage that is neither a shared RL key nor in
+ * own_keys (NULL-terminated), then reads the shared keys and checks them
+ * (micro_batch divides prompts x group, max_tokens < seq, the RL options).
+ * kind names the stage kind in the unknown-key error. */
+int lm_rls_read_opts(const lm_stage *st, const char *kind, const char *const *own_keys, lm_rls_opts *o,
+                     lm_error *err);
+
+/* The policy trainer's options: a step is prompts x group rows. */
+lm_train_opts lm_rls_train_opts(const lm_rls_opts *o);
 
 /* ---- excluded questions (the held-out set) ---- */
 

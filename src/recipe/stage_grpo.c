@@ -53,69 +53,22 @@
 #include "tasks/tasks.h"
 #include "train/plot.h"
 
-static const char *const keys[] = {
-    "name", "kind", "inputs", "description", "steps", "prompts", "group", "max_tokens", "seq", "micro_batch",
-    "temperature", "top_p", "lr", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "beta_kl",
-    "clip_low", "clip_high", "std_eps", "scale_std", "agg", "norm_len", "num_iterations", "seed", "difficulty",
-    "domains", "templates", "save_every", "log_every", "reward", "verifications", "verify_max_tokens",
-    "verify_seq", "verify_temperature", "alpha", "beta", NULL};
+/* The keys of a grpo stage besides the shared RL ones (lm_rls_read_opts). */
+static const char *const own_keys[] = {
+    "reward", "verifications", "verify_max_tokens", "verify_seq", "verify_temperature", "alpha", "beta", NULL};
 
 typedef struct grpo_opts {
-    int64_t steps, prompts, group, max_tokens, seq, micro_batch, num_iterations, save_every, log_every;
+    lm_rls_opts base;
     int64_t verifications, verify_max_tokens, verify_seq;
-    double temperature, top_p, lr, verify_temperature, alpha, beta;
+    double verify_temperature, alpha, beta;
     int reward_checker;
-    lm_adamw_opts adamw;
-    double clip, bias_gamma;
-    lm_rl_opts rl;
-    uint64_t seed;
-    int dmin, dmax;
-    const char *domains, *templates;
 } grpo_opts;
 
 static int read_opts(const lm_stage *st, grpo_opts *o, lm_error *err) {
-    for (const json_value *m = st->def->child; m; m = m->next) {
-        int known = 0;
-        for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
-        if (!known)
-            return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a grpo stage", st->recipe_path, m->offset,
-                           st->name, m->key);
-    }
     memset(o, 0, sizeof *o);
-    lm_train_opts to = lm_train_opts_default();
-    o->adamw = to.adamw;
-    o->rl = lm_rl_opts_default();
-    int64_t seed;
-    const char *agg = "seq_mean", *reward = "verifier";
-    int scale_std = 1;
-    if (lm_stage_int(st, "steps", 20, 1, 1ll << 40, &o->steps, err) ||
-        lm_stage_int(st, "prompts", 8, 1, 4096, &o->prompts, err) ||
-        lm_stage_int(st, "group", 4, 1, 256, &o->group, err) ||
-        lm_stage_int(st, "max_tokens", 256, 1, 1 << 20, &o->max_tokens, err) ||
-        lm_stage_int(st, "seq", 512, 8, 1 << 20, &o->seq, err) ||
-        lm_stage_int(st, "micro_batch", 0, 0, 1 << 20, &o->micro_batch, err) ||
-        lm_stage_double(st, "temperature", 1.0, 0, 10, &o->temperature, err) ||
-        lm_stage_double(st, "top_p", 1.0, 1e-6, 1, &o->top_p, err) ||
-        lm_stage_double(st, "lr", 1e-4, 1e-12, 10, &o->lr, err) ||
-        lm_stage_double(st, "weight_decay", 0.0, 0, 10, &o->adamw.weight_decay, err) ||
-        lm_stage_double(st, "beta1", 0.9, 0, 0.999999, &o->adamw.beta1, err) ||
-        lm_stage_double(st, "beta2", 0.95, 0, 0.9999999, &o->adamw.beta2, err) ||
-        lm_stage_double(st, "eps", 1e-8, 0, 1, &o->adamw.eps, err) ||
-        lm_stage_double(st, "clip", 1.0, 0, 1e9, &o->clip, err) ||
-        lm_stage_double(st, "bias_gamma", 0.0, 0, 10, &o->bias_gamma, err) ||
-        lm_stage_double(st, "beta_kl", o->rl.beta_kl, 0, 100, &o->rl.beta_kl, err) ||
-        lm_stage_double(st, "clip_low", o->rl.clip_low, 0, 0.999999, &o->rl.clip_low, err) ||
-        lm_stage_double(st, "clip_high", o->rl.clip_high, 0, 100, &o->rl.clip_high, err) ||
-        lm_stage_double(st, "std_eps", o->rl.std_eps, 1e-12, 1, &o->rl.std_eps, err) ||
-        lm_stage_bool(st, "scale_std", 1, &scale_std, err) || lm_stage_string(st, "agg", agg, &agg, err) ||
-        lm_stage_double(st, "norm_len", 0, 0, 1e9, &o->rl.norm_len, err) ||
-        lm_stage_int(st, "num_iterations", 1, 1, 64, &o->num_iterations, err) ||
-        lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
-        lm_stage_string(st, "domains", "all", &o->domains, err) ||
-        lm_stage_string(st, "templates", NULL, &o->templates, err) ||
-        lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
-        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err) ||
-        lm_stage_string(st, "reward", reward, &reward, err) ||
+    if (lm_rls_read_opts(st, "grpo", own_keys, &o->base, err)) return -1;
+    const char *reward = "verifier";
+    if (lm_stage_string(st, "reward", reward, &reward, err) ||
         lm_stage_int(st, "verifications", 4, 1, 64, &o->verifications, err) ||
         lm_stage_int(st, "verify_max_tokens", 256, 1, 1 << 20, &o->verify_max_tokens, err) ||
         lm_stage_int(st, "verify_seq", 1024, 8, 1 << 20, &o->verify_seq, err) ||
@@ -123,14 +76,6 @@ static int read_opts(const lm_stage *st, grpo_opts *o, lm_error *err) {
         lm_stage_double(st, "alpha", LM_GEN_ALPHA, 0, 1, &o->alpha, err) ||
         lm_stage_double(st, "beta", LM_GEN_BETA, 0, 1, &o->beta, err))
         return -1;
-    o->seed = (uint64_t)seed;
-    o->rl.scale_std = scale_std;
-    if (!strcmp(agg, "seq_mean")) o->rl.agg = LM_RL_SEQ_MEAN;
-    else if (!strcmp(agg, "token_mean")) o->rl.agg = LM_RL_TOKEN_MEAN;
-    else if (!strcmp(agg, "seq_sum")) o->rl.agg = LM_RL_SEQ_SUM;
-    else
-        return lm_fail(err, "%s: stage %s: \"agg\": expected \"seq_mean\" (GRPO), \"token_mean\" (DAPO) or "
-                            "\"seq_sum\" (Dr. GRPO)", st->recipe_path, st->name);
     if (!strcmp(reward, "verifier")) o->reward_checker = 0;
     else if (!strcmp(reward, "checker")) o->reward_checker = 1;
     else
@@ -139,20 +84,10 @@ static int read_opts(const lm_stage *st, grpo_opts *o, lm_error *err) {
     if (o->alpha + o->beta <= 0)
         return lm_fail(err, "%s: stage %s: \"alpha\" + \"beta\" must be > 0 (every reward would be 0)",
                        st->recipe_path, st->name);
-    if (o->rl.agg == LM_RL_SEQ_SUM && o->rl.norm_len <= 0) o->rl.norm_len = (double)o->max_tokens;
-    int64_t rows = o->prompts * o->group;
-    if (!o->micro_batch) o->micro_batch = rows;
-    if (rows % o->micro_batch)
-        return lm_fail(err, "%s: stage %s: \"micro_batch\" %lld must divide prompts x group = %lld", st->recipe_path,
-                       st->name, (long long)o->micro_batch, (long long)rows);
-    if (o->max_tokens >= o->seq)
-        return lm_fail(err, "%s: stage %s: \"max_tokens\" %lld leaves no room for the prompt in \"seq\" %lld",
-                       st->recipe_path, st->name, (long long)o->max_tokens, (long long)o->seq);
     if (o->verify_max_tokens >= o->verify_seq)
         return lm_fail(err, "%s: stage %s: \"verify_max_tokens\" %lld leaves no room for the proof in \"verify_seq\" %lld",
                        st->recipe_path, st->name, (long long)o->verify_max_tokens, (long long)o->verify_seq);
-    if (lm_rls_difficulty(st, &o->dmin, &o->dmax, err)) return -1;
-    return lm_rl_opts_check(&o->rl, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
+    return 0;
 }
 
 typedef struct grpo {
@@ -198,7 +133,7 @@ static int verify_prompt(const grpo *c, const char *question, const char *sol, s
 
 static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     const grpo_opts *o = &c->o;
-    int64_t P = o->prompts, G = o->group, n = P * G, T = o->seq, K = o->verifications;
+    int64_t P = o->base.prompts, G = o->base.group, n = P * G, T = o->base.seq, K = o->verifications;
     lm_text *qs = calloc((size_t)P, sizeof *qs);
     lm_ids *pids = calloc((size_t)P, sizeof *pids), *vids = calloc((size_t)n, sizeof *vids);
     int64_t *gs = malloc((size_t)n * sizeof *gs);
@@ -207,9 +142,9 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     double *r_y = calloc((size_t)n, sizeof *r_y), *chk = calloc((size_t)n, sizeof *chk);
     lm_rl_sample *rs = calloc((size_t)n, sizeof *rs);
     float **lold = calloc((size_t)n, sizeof *lold), **lref = calloc((size_t)n, sizeof *lref);
-    int32_t *buf_ids = malloc((size_t)(o->micro_batch * T) * sizeof *buf_ids);
-    int32_t *buf_tgt = malloc((size_t)(o->micro_batch * T) * sizeof *buf_tgt);
-    float *buf_lp = malloc((size_t)(o->micro_batch * T) * sizeof *buf_lp);
+    int32_t *buf_ids = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_ids);
+    int32_t *buf_tgt = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_tgt);
+    float *buf_lp = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_lp);
     lm_text answer = {0}, user = {0}, chat = {0};
     int rc = -1;
     memset(ss, 0, sizeof *ss);
@@ -221,8 +156,8 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     /* 1. prompts */
     for (int64_t j = 0; j < P; j++) {
         uint64_t pseed;
-        if (lm_rls_draw_problem(o->seed, step, j, P, c->ds, c->nd, o->dmin, o->dmax, &c->ex, &qs[j], &answer, &pseed,
-                                err))
+        if (lm_rls_draw_problem(o->base.seed, step, j, P, c->ds, c->nd, o->base.dmin, o->base.dmax, &c->ex, &qs[j],
+                                &answer, &pseed, err))
             goto done;
         const char *k[] = {"question"}, *v[] = {qs[j].data};
         user.len = 0;
@@ -238,9 +173,10 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     }
     /* 2. G proofs per problem on the current weights */
     double t0 = lm_stage_now_s();
-    for (int64_t i = 0; i < n; i++) seeds[i] = lm_rls_step_key(o->seed, step, LM_RLS_KEY_SAMPLE, (uint64_t)i);
+    for (int64_t i = 0; i < n; i++) seeds[i] = lm_rls_step_key(o->base.seed, step, LM_RLS_KEY_SAMPLE, (uint64_t)i);
     for (int64_t j = 0; j < P; j++) gs[j] = G;
-    lm_rls_gen gen = {.max_tokens = o->max_tokens, .max_ctx = T, .temperature = o->temperature, .top_p = o->top_p};
+    lm_rls_gen gen = {.max_tokens = o->base.max_tokens, .max_ctx = T, .temperature = o->base.temperature,
+                      .top_p = o->base.top_p};
     if (lm_rls_sample_groups(c->p, c->tok, c->pool, c->st->name, pids, P, gs, seeds, &gen, sm, err)) goto done;
     ss->sample_s = lm_stage_now_s() - t0;
     /* 3. the exact checker always (for the log, and the reward in the ablation);
@@ -260,7 +196,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         gs[i] = K;
         ss->verified++;
         for (int64_t k = 0; k < K; k++)
-            seeds[i * K + k] = lm_rls_step_key(o->seed, step, LM_RLS_KEY_VERIFY, (uint64_t)(i * K + k));
+            seeds[i * K + k] = lm_rls_step_key(o->base.seed, step, LM_RLS_KEY_VERIFY, (uint64_t)(i * K + k));
     }
     if (!o->reward_checker) {
         /* compact the seeds: sample_groups reads them in order of the proofs verified */
@@ -268,7 +204,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = 0; k < gs[i]; k++) seeds[at++] = seeds[i * K + k];
         lm_rls_gen vg = {.max_tokens = o->verify_max_tokens, .max_ctx = o->verify_seq,
-                         .temperature = o->verify_temperature, .top_p = o->top_p};
+                         .temperature = o->verify_temperature, .top_p = o->base.top_p};
         if (lm_rls_sample_groups(c->frozen, c->tok, c->pool, c->st->name, vids, n, gs, seeds, &vg, vs, err))
             goto done;
     }
@@ -312,8 +248,8 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         int32_t *ids = malloc((size_t)len * sizeof *ids);
         uint8_t *train = calloc((size_t)len, 1);
         lold[i] = calloc((size_t)len, sizeof(float));
-        if (o->rl.beta_kl > 0) lref[i] = calloc((size_t)len, sizeof(float));
-        if (!ids || !train || !lold[i] || (o->rl.beta_kl > 0 && !lref[i])) {
+        if (o->base.rl.beta_kl > 0) lref[i] = calloc((size_t)len, sizeof(float));
+        if (!ids || !train || !lold[i] || (o->base.rl.beta_kl > 0 && !lref[i])) {
             free(ids);
             free(train);
             lm_fail(err, "out of memory");
@@ -337,13 +273,13 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     ss->pass /= (double)n;
     /* 5. training */
     t0 = lm_stage_now_s();
-    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
-    if (o->rl.beta_kl > 0 &&
-        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
+    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->base.micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
+    if (o->base.rl.beta_kl > 0 &&
+        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->base.micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
         goto done;
-    for (int64_t it = 0; it < o->num_iterations; it++) {
+    for (int64_t it = 0; it < o->base.num_iterations; it++) {
         lm_rl_stats st;
-        if (lm_rl_step(c->tr, c->pool, &o->rl, rs, n, P, o->lr, &st, err)) {
+        if (lm_rl_step(c->tr, c->pool, &o->base.rl, rs, n, P, o->base.lr, &st, err)) {
             lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
             goto done;
         }
@@ -470,19 +406,19 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
     double t_start = lm_stage_now_s();
     int rc = -1;
     lm_text line = {0};
-    for (int64_t step = start; step < o->steps; step++) {
+    for (int64_t step = start; step < o->base.steps; step++) {
         step_stats ss;
         if (run_step(c, step, &ss, err)) goto done;
         int64_t done_steps = step + 1;
-        int last = done_steps == o->steps;
+        int last = done_steps == o->base.steps;
         double tok_s = (double)ss.completion_tokens / (ss.sample_s > 0 ? ss.sample_s : 1e-9);
-        if (done_steps % o->log_every == 0 || last || done_steps == 1) {
+        if (done_steps % o->base.log_every == 0 || last || done_steps == 1) {
             line.len = 0;
             char head[64];
             snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
             lm_text_append(&line, head, strlen(head));
             lm_stage_put_num(&line, "loss", ss.rl.loss);
-            lm_stage_put_num(&line, "lr", o->lr);
+            lm_stage_put_num(&line, "lr", o->base.lr);
             lm_stage_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
             lm_stage_put_num(&line, "tokens_per_s", tok_s);
             lm_stage_put_num(&line, "reward_mean", ss.reward_mean);
@@ -516,13 +452,13 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
         }
         double rate = (double)(done_steps - start) / (lm_stage_now_s() - t_start);
         char eta[32], msg[320];
-        lm_stage_fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
+        lm_stage_fmt_eta((double)(o->base.steps - done_steps) / rate, eta, sizeof eta);
         snprintf(msg, sizeof msg,
                  "step %lld/%lld  reward %.3f  pass %.3f  format %.2f  self %.2f  kl %.2e  %.0f tok/s  sample %.1fs "
                  "verify %.1fs  train %.1fs  ETA %s",
-                 (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.pass, ss.format, ss.self_agree,
+                 (long long)done_steps, (long long)o->base.steps, ss.reward_mean, ss.pass, ss.format, ss.self_agree,
                  ss.rl.kl, tok_s, ss.sample_s, ss.verify_s, ss.train_s, eta);
-        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
+        if (lm_stage_step_end(&c->ck, done_steps, o->base.save_every, msg, err)) goto done;
     }
     rc = 0;
 done:
@@ -552,15 +488,15 @@ int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
         return lm_fail(err, "%s: stage %s: needs a model to train (a pretrain, sft, verifier_rl or grpo stage) among "
                             "its inputs", st->recipe_path, st->name);
     snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
-    if (lm_rls_pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
-    if (lm_rls_templates(st, o->templates, &c.tp, err)) return -1;
+    if (lm_rls_pick_domains(o->base.domains, c.ds, &c.nd, st, err)) return -1;
+    if (lm_rls_templates(st, o->base.templates, &c.tp, err)) return -1;
     c.tp_loaded = 1;
     if (lm_rls_heldout(st, &c.ex, err)) goto done;
     /* the policy starts as the input model; a frozen copy of it is the
      * verifier (reward "verifier") and the KL reference (beta_kl > 0) */
     if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;
     if (lm_params_create(&m->cfg, &c.p, err) || lm_params_load_model(c.p, m, err)) goto done;
-    if (o->rl.beta_kl > 0 || !o->reward_checker) {
+    if (o->base.rl.beta_kl > 0 || !o->reward_checker) {
         if (lm_params_create(&m->cfg, &c.frozen, err)) goto done;
         memcpy(c.frozen->w, c.p->w, (size_t)c.p->n_floats * sizeof(float));
     }
@@ -570,22 +506,16 @@ int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
         lm_fail_prefix(err, "%s: stage %s: the input model has no usable tokenizer", st->recipe_path, st->name);
         goto done;
     }
-    lm_train_opts to = lm_train_opts_default();
-    to.batch = o->prompts * o->group;
-    to.micro_batch = o->micro_batch;
-    to.seq = o->seq;
-    to.adamw = o->adamw;
-    to.clip = o->clip;
-    to.bias_gamma = o->bias_gamma;
+    lm_train_opts to = lm_rls_train_opts(&o->base);
     if (!(c.pool = lm_pool_create_err(st->threads, err))) goto done;
     if (!(c.tr = lm_trainer_create(c.p, &to, st->threads, err))) goto done;
-    if (o->rl.beta_kl > 0) {
+    if (o->base.rl.beta_kl > 0) {
         lm_train_opts ro = to;
-        ro.batch = ro.micro_batch = o->micro_batch;
+        ro.batch = ro.micro_batch = o->base.micro_batch;
         if (!(c.ref_tr = lm_trainer_create(c.frozen, &ro, st->threads, err))) goto done;
     }
     c.ck = (lm_stage_ckpt){.st = st, .model_dir = c.model_dir, .sampling = LM_RLS_SAMPLING_NOTE, .p = c.p,
-                           .tr = c.tr, .planned_steps = o->steps, .seed = o->seed, .last = -1};
+                           .tr = c.tr, .planned_steps = o->base.steps, .seed = o->base.seed, .last = -1};
     int64_t start;
     if (lm_stage_resume(&c.ck, &start, err)) goto done;
     if (loop(&c, start, err) || lm_stage_export_final(st, err)) goto done;

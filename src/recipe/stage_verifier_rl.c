@@ -63,22 +63,13 @@
 #include "train/rl.h"
 #include "train/step.h"
 
-static const char *const keys[] = {
-    "name", "kind", "inputs", "description", "steps", "prompts", "group", "max_tokens", "seq", "micro_batch",
-    "temperature", "top_p", "lr", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "beta_kl",
-    "clip_low", "clip_high", "std_eps", "scale_std", "agg", "norm_len", "num_iterations", "seed", "difficulty",
-    "domains", "p_flawed", "templates", "save_every", "log_every", "meta", "p_meta_prompts", "meta_reward",
-    "meta_samples", "meta_max_tokens", NULL};
+/* The keys of a verifier_rl stage besides the shared RL ones (lm_rls_read_opts). */
+static const char *const own_keys[] = {
+    "p_flawed", "meta", "p_meta_prompts", "meta_reward", "meta_samples", "meta_max_tokens", NULL};
 
 typedef struct vrl_opts {
-    int64_t steps, prompts, group, max_tokens, seq, micro_batch, num_iterations, save_every, log_every;
-    double temperature, top_p, lr, p_flawed;
-    lm_adamw_opts adamw;
-    double clip, bias_gamma;
-    lm_rl_opts rl;
-    uint64_t seed;
-    int dmin, dmax;
-    const char *domains, *templates;
+    lm_rls_opts base;
+    double p_flawed;
     /* meta-verification (vrl_meta.h): a share of the prompts, and R_meta */
     int meta, meta_reward;
     double p_meta_prompts;
@@ -106,68 +97,11 @@ static int read_meta_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
 }
 
 static int read_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
-    for (const json_value *m = st->def->child; m; m = m->next) {
-        int known = 0;
-        for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
-        if (!known)
-            return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a verifier_rl stage", st->recipe_path,
-                           m->offset, st->name, m->key);
-    }
     memset(o, 0, sizeof *o);
-    lm_train_opts to = lm_train_opts_default();
-    o->adamw = to.adamw;
-    o->rl = lm_rl_opts_default();
-    int64_t seed;
-    const char *agg = "seq_mean";
-    int scale_std = 1;
-    if (lm_stage_int(st, "steps", 20, 1, 1ll << 40, &o->steps, err) ||
-        lm_stage_int(st, "prompts", 8, 1, 4096, &o->prompts, err) ||
-        lm_stage_int(st, "group", 4, 1, 256, &o->group, err) ||
-        lm_stage_int(st, "max_tokens", 256, 1, 1 << 20, &o->max_tokens, err) ||
-        lm_stage_int(st, "seq", 512, 8, 1 << 20, &o->seq, err) ||
-        lm_stage_int(st, "micro_batch", 0, 0, 1 << 20, &o->micro_batch, err) ||
-        lm_stage_double(st, "temperature", 1.0, 0, 10, &o->temperature, err) ||
-        lm_stage_double(st, "top_p", 1.0, 1e-6, 1, &o->top_p, err) ||
-        lm_stage_double(st, "lr", 1e-4, 1e-12, 10, &o->lr, err) ||
-        lm_stage_double(st, "weight_decay", 0.0, 0, 10, &o->adamw.weight_decay, err) ||
-        lm_stage_double(st, "beta1", 0.9, 0, 0.999999, &o->adamw.beta1, err) ||
-        lm_stage_double(st, "beta2", 0.95, 0, 0.9999999, &o->adamw.beta2, err) ||
-        lm_stage_double(st, "eps", 1e-8, 0, 1, &o->adamw.eps, err) ||
-        lm_stage_double(st, "clip", 1.0, 0, 1e9, &o->clip, err) ||
-        lm_stage_double(st, "bias_gamma", 0.0, 0, 10, &o->bias_gamma, err) ||
-        lm_stage_double(st, "beta_kl", o->rl.beta_kl, 0, 100, &o->rl.beta_kl, err) ||
-        lm_stage_double(st, "clip_low", o->rl.clip_low, 0, 0.999999, &o->rl.clip_low, err) ||
-        lm_stage_double(st, "clip_high", o->rl.clip_high, 0, 100, &o->rl.clip_high, err) ||
-        lm_stage_double(st, "std_eps", o->rl.std_eps, 1e-12, 1, &o->rl.std_eps, err) ||
-        lm_stage_bool(st, "scale_std", 1, &scale_std, err) || lm_stage_string(st, "agg", agg, &agg, err) ||
-        lm_stage_double(st, "norm_len", 0, 0, 1e9, &o->rl.norm_len, err) ||
-        lm_stage_int(st, "num_iterations", 1, 1, 64, &o->num_iterations, err) ||
-        lm_stage_int(st, "seed", 0, 0, INT64_MAX, &seed, err) ||
-        lm_stage_string(st, "domains", "all", &o->domains, err) ||
-        lm_stage_double(st, "p_flawed", 0.5, 0, 1, &o->p_flawed, err) ||
-        lm_stage_string(st, "templates", NULL, &o->templates, err) ||
-        lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
-        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err) || read_meta_opts(st, o, err))
+    if (lm_rls_read_opts(st, "verifier_rl", own_keys, &o->base, err) ||
+        lm_stage_double(st, "p_flawed", 0.5, 0, 1, &o->p_flawed, err))
         return -1;
-    o->seed = (uint64_t)seed;
-    o->rl.scale_std = scale_std;
-    if (!strcmp(agg, "seq_mean")) o->rl.agg = LM_RL_SEQ_MEAN;
-    else if (!strcmp(agg, "token_mean")) o->rl.agg = LM_RL_TOKEN_MEAN;
-    else if (!strcmp(agg, "seq_sum")) o->rl.agg = LM_RL_SEQ_SUM;
-    else
-        return lm_fail(err, "%s: stage %s: \"agg\": expected \"seq_mean\" (GRPO), \"token_mean\" (DAPO) or "
-                            "\"seq_sum\" (Dr. GRPO)", st->recipe_path, st->name);
-    if (o->rl.agg == LM_RL_SEQ_SUM && o->rl.norm_len <= 0) o->rl.norm_len = (double)o->max_tokens;
-    int64_t rows = o->prompts * o->group;
-    if (!o->micro_batch) o->micro_batch = rows;
-    if (rows % o->micro_batch)
-        return lm_fail(err, "%s: stage %s: \"micro_batch\" %lld must divide prompts x group = %lld", st->recipe_path,
-                       st->name, (long long)o->micro_batch, (long long)rows);
-    if (o->max_tokens >= o->seq)
-        return lm_fail(err, "%s: stage %s: \"max_tokens\" %lld leaves no room for the prompt in \"seq\" %lld",
-                       st->recipe_path, st->name, (long long)o->max_tokens, (long long)o->seq);
-    if (lm_rls_difficulty(st, &o->dmin, &o->dmax, err)) return -1;
-    return lm_rl_opts_check(&o->rl, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
+    return read_meta_opts(st, o, err);
 }
 
 /* ---- problems ------------------------------------------------------------------- */
@@ -204,7 +138,7 @@ static char *solution_of(const char *answer) {
 static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int nd, const lm_qset *ex,
                         const lm_prompt_templates *tp, int64_t step, int64_t j, int meta, vproblem *vp,
                         lm_error *err) {
-    const lm_task_domain *d = ds[(uint64_t)(step * o->prompts + j) % (uint64_t)nd];
+    const lm_task_domain *d = ds[(uint64_t)(step * o->base.prompts + j) % (uint64_t)nd];
     lm_text q = {0}, answer = {0}, bad = {0}, user = {0};
     char *sol = NULL;
     int rc = -1;
@@ -215,8 +149,9 @@ static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int 
                     (long long)step, (long long)j, d->name);
             goto done;
         }
-        pseed = lm_rls_step_key(o->seed, step, meta ? KEY_META_PROBLEM : KEY_PROBLEM, (uint64_t)j << 16 | attempt);
-        int diff = o->dmin + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 0) % (uint64_t)(o->dmax - o->dmin + 1));
+        pseed = lm_rls_step_key(o->base.seed, step, meta ? KEY_META_PROBLEM : KEY_PROBLEM, (uint64_t)j << 16 | attempt);
+        int diff =
+            o->base.dmin + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 0) % (uint64_t)(o->base.dmax - o->base.dmin + 1));
         q.len = answer.len = 0;
         if (d->generate(pseed, diff, &q, &answer, err)) {
             lm_fail_prefix(err, "%s seed %llu", d->name, (unsigned long long)pseed);
@@ -339,7 +274,7 @@ typedef struct step_stats {
 static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *sm, double *rmeta, step_stats *ss,
                        lm_error *err) {
     const vrl_opts *o = &c->o;
-    int64_t G = o->group, n = o->prompts * G, K = o->meta_samples, m = 0, longest = 0;
+    int64_t G = o->base.group, n = o->base.prompts * G, K = o->meta_samples, m = 0, longest = 0;
     int64_t *which = calloc((size_t)n, sizeof *which);
     lm_ids *pids = calloc((size_t)n, sizeof *pids);
     vsample *ms = calloc((size_t)(n * K), sizeof *ms);
@@ -400,13 +335,13 @@ static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *
     for (int64_t r = 0; r < m; r++) {
         rq[r].s = ms + r * K;
         for (int64_t k = 0; k < K; k++)
-            seeds[r * K + k] = lm_rls_step_key(o->seed, step, KEY_META_SAMPLE, (uint64_t)(which[r] * K + k));
+            seeds[r * K + k] = lm_rls_step_key(o->base.seed, step, KEY_META_SAMPLE, (uint64_t)(which[r] * K + k));
         lm_engine_request req = {.prompt = pids[r].ids, .prompt_len = (int64_t)pids[r].n, .n = (int)K,
                                  .params = lm_gen_params_default(), .seeds = seeds + r * K, .on_event = on_event,
                                  .user = &rq[r]};
         req.params.max_tokens = o->meta_max_tokens;
-        req.params.sampling.temperature = (float)o->temperature;
-        req.params.sampling.top_p = (float)o->top_p;
+        req.params.sampling.temperature = (float)o->base.temperature;
+        req.params.sampling.top_p = (float)o->base.top_p;
         req.params.stop_at_eos = 1;
         req.params.skip_special = 0;
         uint64_t id;
@@ -500,7 +435,7 @@ static void finish_stats(const vrl_opts *o, step_stats *ss) {
 
 static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     const vrl_opts *o = &c->o;
-    int64_t P = o->prompts, G = o->group, n = P * G, T = o->seq;
+    int64_t P = o->base.prompts, G = o->base.group, n = P * G, T = o->base.seq;
     vproblem *pr = calloc((size_t)P, sizeof *pr);
     vsample *sm = calloc((size_t)n, sizeof *sm);
     vreq *rq = calloc((size_t)P, sizeof *rq);
@@ -508,9 +443,9 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     uint64_t *seeds = malloc((size_t)n * sizeof *seeds);
     lm_rl_sample *rs = calloc((size_t)n, sizeof *rs);
     float **lold = calloc((size_t)n, sizeof *lold), **lref = calloc((size_t)n, sizeof *lref);
-    int32_t *buf_ids = malloc((size_t)(o->micro_batch * T) * sizeof *buf_ids);
-    int32_t *buf_tgt = malloc((size_t)(o->micro_batch * T) * sizeof *buf_tgt);
-    float *buf_lp = malloc((size_t)(o->micro_batch * T) * sizeof *buf_lp);
+    int32_t *buf_ids = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_ids);
+    int32_t *buf_tgt = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_tgt);
+    float *buf_lp = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_lp);
     double *rmeta = calloc((size_t)n, sizeof *rmeta);
     lm_engine *e = NULL;
     int rc = -1;
@@ -522,7 +457,7 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     /* 1. prompts */
     for (int64_t j = 0; j < P; j++) {
         int meta = o->meta &&
-                   lm_rng_uniform(lm_rls_step_key(o->seed, step, KEY_META_PICK, (uint64_t)j), LM_RNG_RL, 0) <
+                   lm_rng_uniform(lm_rls_step_key(o->base.seed, step, KEY_META_PICK, (uint64_t)j), LM_RNG_RL, 0) <
                        o->p_meta_prompts;
         if (make_problem(o, c->ds, c->nd, &c->ex, &c->tp, step, j, meta, &pr[j], err)) goto done;
         if (lm_tokenizer_encode(c->tok, pr[j].prompt.data, pr[j].prompt.len, LM_TOK_SPECIAL, &pids[j], err))
@@ -553,13 +488,13 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     for (int64_t j = 0; j < P; j++) {
         rq[j].s = sm + j * G;
         for (int64_t k = 0; k < G; k++)
-            seeds[j * G + k] = lm_rls_step_key(o->seed, step, KEY_SAMPLE, (uint64_t)(j * G + k));
+            seeds[j * G + k] = lm_rls_step_key(o->base.seed, step, KEY_SAMPLE, (uint64_t)(j * G + k));
         lm_engine_request r = {.prompt = pids[j].ids, .prompt_len = (int64_t)pids[j].n, .n = (int)G,
                                .params = lm_gen_params_default(), .seeds = seeds + j * G, .on_event = on_event,
                                .user = &rq[j]};
-        r.params.max_tokens = o->max_tokens;
-        r.params.sampling.temperature = (float)o->temperature;
-        r.params.sampling.top_p = (float)o->top_p;
+        r.params.max_tokens = o->base.max_tokens;
+        r.params.sampling.temperature = (float)o->base.temperature;
+        r.params.sampling.top_p = (float)o->base.top_p;
         r.params.stop_at_eos = 1;
         r.params.skip_special = 0;
         uint64_t id;
@@ -591,8 +526,8 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
         int32_t *ids = malloc((size_t)len * sizeof *ids);
         uint8_t *train = calloc((size_t)len, 1);
         lold[i] = calloc((size_t)len, sizeof(float));
-        if (o->rl.beta_kl > 0) lref[i] = calloc((size_t)len, sizeof(float));
-        if (!ids || !train || !lold[i] || (o->rl.beta_kl > 0 && !lref[i])) {
+        if (o->base.rl.beta_kl > 0) lref[i] = calloc((size_t)len, sizeof(float));
+        if (!ids || !train || !lold[i] || (o->base.rl.beta_kl > 0 && !lref[i])) {
             free(ids);
             free(train);
             lm_fail(err, "out of memory");
@@ -609,13 +544,13 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     /* 4. training: logp_old from the sampling weights, logp_ref from the
      * frozen input model, then num_iterations steps on the batch */
     t0 = lm_stage_now_s();
-    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
-    if (o->rl.beta_kl > 0 &&
-        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
+    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->base.micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
+    if (o->base.rl.beta_kl > 0 &&
+        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->base.micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
         goto done;
-    for (int64_t it = 0; it < o->num_iterations; it++) {
+    for (int64_t it = 0; it < o->base.num_iterations; it++) {
         lm_rl_stats st;
-        if (lm_rl_step(c->tr, c->pool, &o->rl, rs, n, P, o->lr, &st, err)) {
+        if (lm_rl_step(c->tr, c->pool, &o->base.rl, rs, n, P, o->base.lr, &st, err)) {
             lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
             goto done;
         }
@@ -737,20 +672,20 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
     double t_start = lm_stage_now_s();
     int rc = -1;
     lm_text line = {0};
-    for (int64_t step = start; step < o->steps; step++) {
+    for (int64_t step = start; step < o->base.steps; step++) {
         double t0 = lm_stage_now_s();
         step_stats ss;
         if (run_step(c, step, &ss, err)) goto done;
         int64_t done_steps = step + 1;
-        int last = done_steps == o->steps;
+        int last = done_steps == o->base.steps;
         double dt = lm_stage_now_s() - t0, tok_s = (double)ss.completion_tokens / (ss.sample_s > 0 ? ss.sample_s : 1e-9);
-        if (done_steps % o->log_every == 0 || last || done_steps == 1) {
+        if (done_steps % o->base.log_every == 0 || last || done_steps == 1) {
             line.len = 0;
             char head[64];
             snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
             lm_text_append(&line, head, strlen(head));
             lm_stage_put_num(&line, "loss", ss.rl.loss);
-            lm_stage_put_num(&line, "lr", o->lr);
+            lm_stage_put_num(&line, "lr", o->base.lr);
             lm_stage_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
             lm_stage_put_num(&line, "tokens_per_s", tok_s);
             lm_stage_put_num(&line, "reward_mean", ss.reward_mean);
@@ -789,14 +724,14 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
         }
         double rate = (double)(done_steps - start) / (lm_stage_now_s() - t_start);
         char eta[32], msg[320];
-        lm_stage_fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
+        lm_stage_fmt_eta((double)(o->base.steps - done_steps) / rate, eta, sizeof eta);
         snprintf(msg, sizeof msg,
                  "step %lld/%lld  reward %.3f  agreement %.3f  format %.2f  kl %.2e  %.0f tok/s  sample %.1fs "
                  "train %.1fs  ETA %s",
-                 (long long)done_steps, (long long)o->steps, ss.reward_mean, ss.agreement, ss.format, ss.rl.kl, tok_s,
-                 ss.sample_s, ss.train_s, eta);
+                 (long long)done_steps, (long long)o->base.steps, ss.reward_mean, ss.agreement, ss.format, ss.rl.kl,
+                 tok_s, ss.sample_s, ss.train_s, eta);
         (void)dt;
-        if (lm_stage_step_end(&c->ck, done_steps, o->save_every, msg, err)) goto done;
+        if (lm_stage_step_end(&c->ck, done_steps, o->base.save_every, msg, err)) goto done;
     }
     rc = 0;
 done:
@@ -826,14 +761,14 @@ int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *er
         return lm_fail(err, "%s: stage %s: needs a model to train (a pretrain, sft or verifier_rl stage) among its "
                             "inputs", st->recipe_path, st->name);
     snprintf(c.model_dir, sizeof c.model_dir, "%s/latest", model->path);
-    if (lm_rls_pick_domains(o->domains, c.ds, &c.nd, st, err)) return -1;
-    if (lm_rls_templates(st, o->templates, &c.tp, err)) return -1;
+    if (lm_rls_pick_domains(o->base.domains, c.ds, &c.nd, st, err)) return -1;
+    if (lm_rls_templates(st, o->base.templates, &c.tp, err)) return -1;
     c.tp_loaded = 1;
     if (lm_rls_heldout(st, &c.ex, err)) goto done;
     /* the policy and the frozen reference start as the input model */
     if (lm_model_load_flags(c.model_dir, LM_LOAD_ROWS, &m, err)) goto done;
     if (lm_params_create(&m->cfg, &c.p, err) || lm_params_load_model(c.p, m, err)) goto done;
-    if (o->rl.beta_kl > 0) {
+    if (o->base.rl.beta_kl > 0) {
         if (lm_params_create(&m->cfg, &c.ref, err)) goto done;
         memcpy(c.ref->w, c.p->w, (size_t)c.p->n_floats * sizeof(float));
     }
@@ -843,22 +778,16 @@ int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *er
         lm_fail_prefix(err, "%s: stage %s: the input model has no usable tokenizer", st->recipe_path, st->name);
         goto done;
     }
-    lm_train_opts to = lm_train_opts_default();
-    to.batch = o->prompts * o->group;
-    to.micro_batch = o->micro_batch;
-    to.seq = o->seq;
-    to.adamw = o->adamw;
-    to.clip = o->clip;
-    to.bias_gamma = o->bias_gamma;
+    lm_train_opts to = lm_rls_train_opts(&o->base);
     if (!(c.pool = lm_pool_create_err(st->threads, err))) goto done;
     if (!(c.tr = lm_trainer_create(c.p, &to, st->threads, err))) goto done;
     if (c.ref) {
         lm_train_opts ro = to;
-        ro.batch = ro.micro_batch = o->micro_batch;
+        ro.batch = ro.micro_batch = o->base.micro_batch;
         if (!(c.ref_tr = lm_trainer_create(c.ref, &ro, st->threads, err))) goto done;
     }
     c.ck = (lm_stage_ckpt){.st = st, .model_dir = c.model_dir, .sampling = LM_RLS_SAMPLING_NOTE, .p = c.p,
-                           .tr = c.tr, .planned_steps = o->steps, .seed = o->seed, .last = -1};
+                           .tr = c.tr, .planned_steps = o->base.steps, .seed = o->base.seed, .last = -1};
     int64_t start;
     if (lm_stage_resume(&c.ck, &start, err)) goto done;
     if (loop(&c, start, err) || lm_stage_export_final(st, err)) goto done;
