@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "infer/textout.h"
 #include "model/kvcache.h"
 
@@ -117,12 +118,6 @@ struct lm_engine {
     uint64_t next_id;
     lm_engine_stats stats;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 lm_engine_opts lm_engine_opts_default(void) {
     lm_engine_opts o;
@@ -838,7 +833,7 @@ static int remaining(lm_engine *e) {
 int lm_engine_step(lm_engine *e, lm_error *err) {
     lm_error scratch;
     if (!err) err = &scratch; /* the choices' DONE events carry the message */
-    double t0 = now_s();
+    double t0 = lm_now_s();
     take_cancels(e);
     retire(e);
     admit_waiting(e);
@@ -856,7 +851,7 @@ int lm_engine_step(lm_engine *e, lm_error *err) {
         if (nseg) lm_fail_prefix(err, "engine");
         for (request *r = e->started; r; r = r->started_next) end_request(e, r, LM_FINISH_CANCELLED, err->msg);
         retire(e);
-        publish_stats(e, now_s() - t0);
+        publish_stats(e, lm_now_s() - t0);
         return -1;
     }
     /* the draws: a segment that reached the end of its tokens gives its
@@ -889,7 +884,7 @@ int lm_engine_step(lm_engine *e, lm_error *err) {
     for (int i = 0; i < e->ndraws; i++)
         if (e->draws[i].c->state == CH_RUN) take_token(e, &e->draws[i]);
     retire(e);
-    publish_stats(e, now_s() - t0);
+    publish_stats(e, lm_now_s() - t0);
     return remaining(e);
 }
 
