@@ -407,15 +407,7 @@ static int cancel_pending(const lm_engine *e) {
 void lm_engine_wait(lm_engine *e, double seconds) {
     pthread_mutex_lock(&e->mu);
     if (!e->woken && !e->queue_head && e->slots == 0 && seconds > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double whole = floor(seconds);
-        ts.tv_sec += (time_t)whole;
-        ts.tv_nsec += (long)((seconds - whole) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = lm_realtime_after(seconds);
         while (!e->woken && !e->queue_head && !cancel_pending(e))
             if (pthread_cond_timedwait(&e->cv, &e->mu, &ts)) break;
     }

@@ -860,11 +860,7 @@ static int drain(lm_server *s, double deadline) {
     while (s->inflight > 0) {
         double left = deadline - lm_now_s();
         if (left <= 0) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double until = ts.tv_sec + ts.tv_nsec * 1e-9 + (left < 0.2 ? left : 0.2);
-        ts.tv_sec = (time_t)until;
-        ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+        struct timespec ts = lm_realtime_after(left < 0.2 ? left : 0.2);
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     int none = s->inflight == 0;
