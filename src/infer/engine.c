@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "infer/textout.h"
 #include "model/kvcache.h"
 
@@ -117,12 +118,6 @@ struct lm_engine {
     uint64_t next_id;
     lm_engine_stats stats;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 lm_engine_opts lm_engine_opts_default(void) {
     lm_engine_opts o;
@@ -412,15 +407,7 @@ static int cancel_pending(const lm_engine *e) {
 void lm_engine_wait(lm_engine *e, double seconds) {
     pthread_mutex_lock(&e->mu);
     if (!e->woken && !e->queue_head && e->slots == 0 && seconds > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double whole = floor(seconds);
-        ts.tv_sec += (time_t)whole;
-        ts.tv_nsec += (long)((seconds - whole) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = lm_realtime_after(seconds);
         while (!e->woken && !e->queue_head && !cancel_pending(e))
             if (pthread_cond_timedwait(&e->cv, &e->mu, &ts)) break;
     }
@@ -838,7 +825,7 @@ static int remaining(lm_engine *e) {
 int lm_engine_step(lm_engine *e, lm_error *err) {
     lm_error scratch;
     if (!err) err = &scratch; /* the choices' DONE events carry the message */
-    double t0 = now_s();
+    double t0 = lm_now_s();
     take_cancels(e);
     retire(e);
     admit_waiting(e);
@@ -856,7 +843,7 @@ int lm_engine_step(lm_engine *e, lm_error *err) {
         if (nseg) lm_fail_prefix(err, "engine");
         for (request *r = e->started; r; r = r->started_next) end_request(e, r, LM_FINISH_CANCELLED, err->msg);
         retire(e);
-        publish_stats(e, now_s() - t0);
+        publish_stats(e, lm_now_s() - t0);
         return -1;
     }
     /* the draws: a segment that reached the end of its tokens gives its
@@ -889,7 +876,7 @@ int lm_engine_step(lm_engine *e, lm_error *err) {
     for (int i = 0; i < e->ndraws; i++)
         if (e->draws[i].c->state == CH_RUN) take_token(e, &e->draws[i]);
     retire(e);
-    publish_stats(e, now_s() - t0);
+    publish_stats(e, lm_now_s() - t0);
     return remaining(e);
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "infer/textout.h"
 
 struct lm_generator {
@@ -22,12 +23,6 @@ struct lm_generator {
     lm_attn_mode mode;
     int forkable;              /* state holds exactly the prompt of lm_generator_prefill */
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 lm_gen_params lm_gen_params_default(void) {
     lm_gen_params p;
@@ -112,7 +107,7 @@ static int prefill(lm_generator *g, const int32_t *prompt, int64_t n, lm_gen_res
     while (keep < (int64_t)g->cached.n && keep < n - 1 && g->cached.ids[keep] == prompt[keep]) keep++;
     lm_infer_truncate(g->state, keep);
     g->cached.n = (size_t)keep;
-    double t0 = now_s();
+    double t0 = lm_now_s();
     if (lm_infer_forward(g->state, g->pool, prompt + keep, n - keep, g->prompt_logits, LM_LOGITS_LAST, err)) {
         lm_infer_reset(g->state);
         g->cached.n = 0;
@@ -122,7 +117,7 @@ static int prefill(lm_generator *g, const int32_t *prompt, int64_t n, lm_gen_res
         if (lm_ids_push(&g->cached, prompt[i])) return lm_fail(err, "out of memory");
     res->prompt_tokens = n;
     res->prefilled_tokens = n - keep;
-    res->prefill_s = now_s() - t0;
+    res->prefill_s = lm_now_s() - t0;
     return 0;
 }
 
@@ -134,7 +129,7 @@ static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_
     int32_t eos = lm_generator_eos(g);
     const char *piece;
     size_t piece_len;
-    double t0 = now_s();
+    double t0 = lm_now_s();
     res->finish = LM_FINISH_LENGTH;
     for (int64_t step = 0; step < p->max_tokens; step++) {
         int32_t id = lm_sample(g->sampler, g->logits, &p->sampling, (uint64_t)step);
@@ -177,7 +172,7 @@ static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_
         lm_textout_take(&out, &piece, &piece_len);
         if (emit && piece_len && res->finish != LM_FINISH_CANCELLED) emit(user, piece, piece_len);
     }
-    res->decode_s = now_s() - t0;
+    res->decode_s = lm_now_s() - t0;
     return 0;
 }
 

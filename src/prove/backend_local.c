@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "infer/engine.h"
 #include "model/model.h"
 #include "prove/backend.h"
@@ -28,12 +29,6 @@ typedef struct local_impl {
     int max_seqs;
     int thinking;
 } local_impl;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static const char *finish_reason(lm_finish f) {
     switch (f) {
@@ -113,7 +108,7 @@ static void on_event(void *user, const lm_engine_event *ev) {
     a->finish = ev->finish;
     a->prompt_tokens = ev->prompt_tokens;
     a->completion_tokens = ev->completion_tokens;
-    a->seconds = now_s() - a->t0;
+    a->seconds = lm_now_s() - a->t0;
 }
 
 /* Request indices ordered by prompt, then by index: requests with one prompt
@@ -294,7 +289,7 @@ static int local_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_reply
                 lm_fail(err, "local backend: %s", serr.msg);
                 goto done;
             }
-            double t0 = now_s();
+            double t0 = lm_now_s();
             for (int k = 0; k < job->n; k++) run.ans[job->members[k]].t0 = t0;
             job->submitted = 1;
             submitted++;

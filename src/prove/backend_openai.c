@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "core/utf8.h"
@@ -80,12 +81,6 @@ typedef struct retry {
     int avoid;                 /* the endpoint that sent a bad body, or -1 */
     char *error;               /* why the last try failed (for the final reply) */
 } retry;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void lm_openai_opts_default(lm_openai_opts *o) {
     memset(o, 0, sizeof *o);
@@ -293,7 +288,7 @@ static int start_transfer(const openai_impl *I, CURLM *multi, struct curl_slist 
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(I->o.connect_timeout_s));
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)I->o.max_reply_bytes);
     curl_easy_setopt(e, CURLOPT_PRIVATE, s);
-    s->t0 = now_s();
+    s->t0 = lm_now_s();
     CURLMcode mc = curl_multi_add_handle(multi, e);
     if (mc != CURLM_OK) {
         snprintf(why, cap, "cannot start the transfer: %s", curl_multi_strerror(mc));
@@ -353,7 +348,7 @@ static double probation_s(const openai_impl *I, int ep, int failures, double ret
  * flight when a server dies fail together: one failure, not parallel). */
 static void endpoint_failed(openai_impl *I, int ep, double t0, double retry_after, const char *why) {
     endpoint *e = &I->eps[ep];
-    double now = now_s();
+    double now = lm_now_s();
     if (e->failures == 0 || t0 >= e->since) {
         e->failures++;
         e->since = now;
@@ -434,7 +429,7 @@ static int retry_or_fail(run_state *st, int req, int ep, int attempts, double t0
 static int finish_transfer(run_state *st, CURLM *multi, slot *s, CURLcode result) {
     openai_impl *I = st->I;
     int req = s->req, attempts = s->attempt, ep = s->ep;
-    double t0 = s->t0, secs = now_s() - s->t0;
+    double t0 = s->t0, secs = lm_now_s() - s->t0;
     long status = 0;
     curl_off_t retry_after = -1;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -561,7 +556,7 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
         }
         /* Hand out work: retries first (in the order they failed), then fresh
          * requests, each to the available endpoint with the most free slots. */
-        double now = now_s();
+        double now = lm_now_s();
         while (st.nretries > 0 || next_fresh < n) {
             int best = -1, best_free = 0, ri = -1;
             for (int k = 0; k < I->neps; k++) {
@@ -624,7 +619,7 @@ static int openai_run(lm_backend *b, const lm_chat_request *reqs, int n, lm_repl
             for (int k = 0; k < I->neps; k++) {
                 const endpoint *e = &I->eps[k];
                 if (e->failures == 0 || e->in_flight > 0) continue;
-                double w = (e->until - now_s()) * 1000;
+                double w = (e->until - lm_now_s()) * 1000;
                 long wm = w <= 0 ? 0 : (long)ceil(w);
                 if (wm < wait_ms) wait_ms = wm;
             }

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/rng.h"
 #include "prove/answer.h"
 #include "prove/template.h"
@@ -39,12 +40,6 @@ static uint64_t fnv1a(const char *s, uint64_t h) {
 uint64_t lm_prove_seed(uint64_t base, const char *problem_id, const char *id) {
     uint64_t h = fnv1a(id, fnv1a(problem_id, 1469598103934665603ull));
     return lm_mix64(lm_mix64(base + 0x9e3779b97f4a7c15ull) ^ h);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int finished(const lm_pool_rec *r) { return r->finish_reason && !strcasecmp(r->finish_reason, "stop"); }
@@ -446,7 +441,7 @@ static void on_reply(void *user, const lm_chat_reply *reply) {
     } else {
         attach(r, q, stored);
     }
-    r->ph.elapsed = now_s() - r->t0;
+    r->ph.elapsed = lm_now_s() - r->t0;
     if (r->c->progress) r->c->progress(r->c->progress_ctx, &r->ph);
 }
 
@@ -499,7 +494,7 @@ static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, plist *l, int 
     res->asked += ask;
     int rc = 0;
     if (c->progress) c->progress(c->progress_ctx, &r.ph);
-    r.t0 = now_s();
+    r.t0 = lm_now_s();
     if (ask > 0) {
         lm_error berr;
         int brc = c->backend->run(c->backend, reqs, ask, on_reply, &r, c->stop, &berr);
@@ -515,7 +510,7 @@ static int run_phase(const lm_prove_ctx *c, lm_prove_result *res, plist *l, int 
         /* A request the backend never answered is left for the next run. */
     }
     free(reqs);
-    r.ph.elapsed = now_s() - r.t0;
+    r.ph.elapsed = lm_now_s() - r.t0;
     r.ph.finished = 1;
     if (!rc && c->progress) c->progress(c->progress_ctx, &r.ph);
     if (ask > 0 && lm_proof_pool_sync(c->pool, rc ? &r.err : err) && !rc) rc = -1;

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "formats/jsonw.h"
 #include "infer/engine.h"
 #include "model/model.h"
@@ -853,23 +854,13 @@ int lm_serve_load(lm_server *s, const char *model_dir, lm_error *err) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Waits until no request is in flight or the deadline passes; 1 when none is. */
 static int drain(lm_server *s, double deadline) {
     pthread_mutex_lock(&s->mu);
     while (s->inflight > 0) {
-        double left = deadline - now_s();
+        double left = deadline - lm_now_s();
         if (left <= 0) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double until = ts.tv_sec + ts.tv_nsec * 1e-9 + (left < 0.2 ? left : 0.2);
-        ts.tv_sec = (time_t)until;
-        ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+        struct timespec ts = lm_realtime_after(left < 0.2 ? left : 0.2);
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     int none = s->inflight == 0;
@@ -906,9 +897,9 @@ void lm_serve_shutdown(lm_server *s, double grace_s) {
     int lfd = MHD_quiesce_daemon(s->d);
     if (lfd >= 0) close(lfd);
     if (s->e) {
-        if (!drain(s, now_s() + grace_s)) {
+        if (!drain(s, lm_now_s() + grace_s)) {
             cancel_all(s); /* the rest end with "length"; their clients get the ending */
-            drain(s, now_s() + 5);
+            drain(s, lm_now_s() + 5);
         }
     }
     atomic_store(&s->closing, 1);

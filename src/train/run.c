@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/stop.h"
@@ -47,12 +48,6 @@ void lm_run_opts_default(lm_run_opts *o) {
     o->log_every = 10;
     o->keep = 2;
     o->threads = 1;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* dir/name into out (cap bytes); a path that does not fit is cut, and then
@@ -652,7 +647,7 @@ static int dp_step(run_ctx *c, const int32_t *ids, const int32_t *targets, doubl
         for (int64_t e = 0; e < nl; e++) c->counts[1 + e] += loads[e];
         if (j + 1 < c->n_micro) memcpy(c->stash + j * nf, c->p->g, (size_t)nf * sizeof(float));
     }
-    double t0 = now_s();
+    double t0 = lm_now_s();
     float *g = c->p->g;
     if (r == 0) {
         lm_train_get_sums(c->tr, &loss, &bal, &tok);
@@ -695,7 +690,7 @@ static int dp_step(run_ctx *c, const int32_t *ids, const int32_t *targets, doubl
     if (lm_dp_bcast(g, (size_t)nf * sizeof(float), K - 1, err) || lm_dp_bcast(sums, sizeof sums, K - 1, err) ||
         lm_dp_bcast(total, (size_t)(1 + nl) * sizeof *total, K - 1, err))
         return -1;
-    c->comm_s = now_s() - t0;
+    c->comm_s = lm_now_s() - t0;
     memcpy(loads, total + 1, (size_t)nl * sizeof *loads);
     lm_train_set_sums(c->tr, sums[0], sums[1], total[0]);
     lm_train_apply(c->tr, c->pool, lr, st);
@@ -722,10 +717,10 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
         lm_fail(err, "%s: cannot append: %s", mpath, strerror(errno));
         goto done;
     }
-    double t_start = now_s(), loss = NAN;
+    double t_start = lm_now_s(), loss = NAN;
     int64_t step = start;
     for (; step < o->steps; step++) {
-        double t0 = now_s();
+        double t0 = lm_now_s();
         for (int64_t m = 0; m < B / micro; m++)
             if (lm_data_window(c->data, LM_SPLIT_TRAIN, o->seed, step, m, micro, T, ids + m * micro * T,
                                targets + m * micro * T, err))
@@ -747,7 +742,7 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
             continue;
         }
         ctl_owed = c->world > 1;
-        double dt = now_s() - t0, tok_s = (double)(B * T) / dt;
+        double dt = lm_now_s() - t0, tok_s = (double)(B * T) / dt;
         int64_t done_steps = step + 1;
         int last = done_steps == o->steps;
         int do_eval = (o->eval_every > 0 && done_steps % o->eval_every == 0) || last;
@@ -778,7 +773,7 @@ static int loop(run_ctx *c, int64_t start, lm_error *err) {
             goto done;
         }
         /* what the user sees */
-        double elapsed = now_s() - t_start, rate = (double)(done_steps - start) / elapsed;
+        double elapsed = lm_now_s() - t_start, rate = (double)(done_steps - start) / elapsed;
         char eta[32], line[256];
         fmt_eta((double)(o->steps - done_steps) / rate, eta, sizeof eta);
         int w = snprintf(line, sizeof line, "step %lld/%lld  loss %.4f%s", (long long)done_steps, (long long)o->steps,
