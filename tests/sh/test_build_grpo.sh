@@ -159,12 +159,14 @@ bad_param "meta_reward with the checker's reward refused" '"meta_reward" judges 
 bad_param "meta prompts beyond the model's context refused" 'exceed the model'"'"'s max_position_embeddings 1024' \
     "\"inputs\": [\"prover\"], $grpo, \"meta_reward\": true, \"meta_max_tokens\": 1000"
 
-# recipes/grpo.json is the default recipe plus the stage: its copy must not drift
-check "recipes/grpo.json repeats recipes/default.json's inputs and stages" python3 - <<'PY'
+# recipes/grpo.json is the default recipe up to its prover plus one stage (run on
+# the SFT prover alone, as docs/post-training.md measured it): its copy must not drift
+check "recipes/grpo.json repeats recipes/default.json's inputs and stages up to the prover" python3 - <<'PY'
 import json
 d, v = json.load(open("recipes/default.json")), json.load(open("recipes/grpo.json"))
 assert v["inputs"] == d["inputs"], "inputs differ"
-assert v["stages"][:-1] == d["stages"], "stages differ"
+upto = [s["name"] for s in d["stages"]].index("prover") + 1
+assert v["stages"][:-1] == d["stages"][:upto], "stages differ"
 assert v["stages"][-1]["kind"] == "grpo" and "prover" in v["stages"][-1]["inputs"]
 PY
 
