@@ -25,8 +25,9 @@
  *        analysis as its self-evaluation: the generator learns to admit
  *        its own mistakes (the SFT set's generation examples all end in
  *        \boxed{1});
- *      - verification (verify_examples): the proof_verification prompt
- *        with the proof's solution, answered by the checker's analysis
+ *      - verification (verify_examples): a proof in the format, the
+ *        proof_verification prompt with its solution, answered by the
+ *        checker's analysis
  *        (what the SFT set does for reference proofs and their
  *        corruptions, here on the model's own proofs: the verifier is
  *        trained on the distribution it will judge).
@@ -331,7 +332,7 @@ static int run_step(rft *c, int64_t step, step_stats *ss, lm_error *err) {
             else if (acc[i]) ss->gen_rows++, nrows++;
             else ss->self_rows++, nrows++;
         }
-        if (o->verify_rows && sols[i][0]) {
+        if (o->verify_rows && fmt[i]) { /* as the pipeline: a proof it would drop is not judged */
             row *r = &rows[nrows];
             lm_ids vp = {0};
             int erc = verify_prompt(c, qs[i / G].data, sols[i], &vp, err) || make_row(c, &vp, NULL, analysis.data, r, err);

@@ -66,7 +66,11 @@ for r in rs:
     # one generation or self-evaluation row per proof in the format, one verification row per proof
     assert r["gen_rows"] == round(r["accepted"] * 8) or r["too_long"] > 0, r
     assert r["gen_rows"] + r["self_eval_rows"] + r["too_long"] == round(r["format"] * 8), r
-    assert r["verify_rows"] + r["too_long"] <= 8 and r["trained_tokens"] > 0 and r["loss"] > 0, r
+    # a verification row per proof in the format (one the pipeline would drop is not judged)
+    assert r["verify_rows"] <= round(r["format"] * 8), r
+    # a step with no row does not update (no loss); any row trains
+    rows = r["gen_rows"] + r["self_eval_rows"] + r["verify_rows"]
+    assert (rows == 0) == (r["trained_tokens"] == 0) == (r["loss"] is None), r
 PY
 check "the plots are written" grep -q '<svg' "$tmp/a/rs/rft.svg"
 
