@@ -18,8 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/threadpool.h"
 #include "model/model.h"
 #include "prove/template.h"
@@ -30,12 +30,6 @@
 #include "train/params.h"
 #include "train/rl.h"
 #include "train/step.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int fail(const char *what, const lm_error *err) {
     fprintf(stderr, "bench_rl: %s: %s\n", what, err->msg);
@@ -118,9 +112,9 @@ int main(int argc, char **argv) {
         }
         for (int64_t i = 0; i < n; i++) seeds[i] = lm_rls_step_key(seed, step, LM_RLS_KEY_SAMPLE, (uint64_t)i);
         lm_rls_gen gen = {.max_tokens = max_tokens, .max_ctx = T, .temperature = 1.0, .top_p = 1.0};
-        double t0 = now_s();
+        double t0 = lm_now_s();
         if (lm_rls_sample_groups(p, tok, pool, "bench", pids, P, gs, seeds, &gen, sm, &err)) return fail("sample", &err);
-        double t1 = now_s();
+        double t1 = lm_now_s();
         for (int64_t i = 0; i < n; i++) {
             lm_check_result cr;
             if (lm_task_check(qs[i / G].data, sm[i].text.data ? sm[i].text.data : "", &cr, &err))
@@ -138,15 +132,15 @@ int main(int argc, char **argv) {
             rs[i] = (lm_rl_sample){.ids = ids, .len = len, .train = train, .logp_old = lold[i], .logp_ref = lref[i],
                                    .reward = cr.score, .group = i / G};
         }
-        double t2 = now_s();
+        double t2 = lm_now_s();
         /* logp_old, and the reference's (the same weights here: the cost is one more forward) */
         if (lm_rls_logprobs(tr, pool, rs, n, n, T, lold, ids_buf, tgt_buf, lp_buf, &err) ||
             lm_rls_logprobs(tr, pool, rs, n, n, T, lref, ids_buf, tgt_buf, lp_buf, &err))
             return fail("logprobs", &err);
-        double t3 = now_s();
+        double t3 = lm_now_s();
         lm_rl_stats st;
         if (lm_rl_step(tr, pool, &ro, rs, n, P, 1e-4, &st, &err)) return fail("rl step", &err);
-        double t4 = now_s();
+        double t4 = lm_now_s();
         sample_s += t1 - t0;
         logp_s += t3 - t2;
         step_s += t4 - t3;
