@@ -6,6 +6,7 @@
 #   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
+#   BENCH_NO_MTP=1 make bench       # without the MTP speculative-decoding table (bench/mtp_bench.sh)
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -349,6 +350,12 @@ if [ "${BENCH_NO_SERVE:-0}" != 1 ]; then
     echo
     echo "== lemma serve under concurrent streaming clients (bench/serve_bench.sh)"
     BENCH_RESULTS=$RESULTS bash bench/serve_bench.sh || echo "bench/serve_bench.sh failed (exit $?)"
+fi
+# Speculative decoding with the MTP draft (issue 10) beside plain greedy decoding.
+if [ "${BENCH_NO_MTP:-0}" != 1 ]; then
+    echo
+    echo "== MTP speculative decoding vs plain greedy (bench/mtp_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/mtp_bench.sh || echo "bench/mtp_bench.sh failed (exit $?)"
 fi
 # Training (issue 4) and tokenizer (issue 3) benchmarks, each with its own
 # anchors (PyTorch; npm tokenizers and tiktoken), unless switched off.

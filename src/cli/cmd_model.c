@@ -16,6 +16,7 @@
 #include "formats/safetensors.h"
 #include "infer/engine.h"
 #include "infer/generate.h"
+#include "model/mtp.h"
 #include "infer/sample.h"
 #include "model/model.h"
 
@@ -238,6 +239,7 @@ typedef struct run_cli {
     int64_t n, seed, top_k, samples, ctx;  /* generate */
     double temp, top_p, min_p;
     int ignore_eos, no_bos;
+    int speculative;                       /* generate: 0 off, 1 mtp */
     cli_list stops;
     int64_t prompt_len, gen, reps;         /* bench */
     token_ids batch;                       /* bench --batch */
@@ -438,6 +440,9 @@ static const cli_opt generate_opts[] = {
     {"--ctx", NULL, CLI_INT, CLI_AT(run_cli, ctx), .min = 2, .max = 1ll << 24, .note = "prompt + n", .metavar = "N",
      .help = "context size"},
     {"--ignore-eos", NULL, CLI_FLAG, CLI_AT(run_cli, ignore_eos), .help = "do not stop at EOS"},
+    {"--speculative", NULL, CLI_ENUM, CLI_AT(run_cli, speculative), .choices = "off|mtp", .def = "off",
+     .metavar = "DRAFT",
+     .help = "off, or mtp: the checkpoint's MTP layer drafts, the model verifies (same greedy output)"},
     RUN_COMMON("latent", "256"),
 };
 static int generate_run(const void *dest);
@@ -467,6 +472,10 @@ static int generate_run(const void *dest) {
     gp.nstop = o.stops.n;
     gp.stop_at_eos = !o.ignore_eos;
     int no_bos = o.no_bos;
+    if (o.speculative && samples > 1) {
+        fprintf(stderr, "lemma generate: --speculative mtp decodes one sequence; it does not combine with --samples\n");
+        return 2;
+    }
     lm_model *m = load_or_die("generate", o.dir);
     if (!m) {
         return 1;
@@ -477,8 +486,9 @@ static int generate_run(const void *dest) {
     lm_generator *g = NULL;
     lm_gen_result *res = NULL;
     lm_ids pids = {0};
+    lm_mtp *mtp = NULL;
     lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
-    if (!pool) {
+    if (!pool || (o.speculative && lm_mtp_load(m, &mtp, &err))) {
         fprintf(stderr, "lemma generate: %s\n", err.msg);
         goto done;
     }
@@ -504,6 +514,10 @@ static int generate_run(const void *dest) {
     }
     g = lm_generator_create(m, tok, pool, ctx ? ctx : (int64_t)pids.n + n + 1, o.attn, &err);
     res = calloc((size_t)samples, sizeof *res);
+    if (g && mtp && lm_generator_set_mtp(g, mtp, &err)) {
+        fprintf(stderr, "lemma generate: %s\n", err.msg);
+        goto done;
+    }
     if (!g || !res) {
         if (g) fprintf(stderr, "lemma generate: out of memory for %lld results\n", (long long)samples);
         else fprintf(stderr, "lemma generate: %s\n", err.msg);
@@ -543,6 +557,12 @@ static int generate_run(const void *dest) {
     fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld in %.3f s (%.1f tok/s); finish: %s\n",
             (long long)res[0].prompt_tokens, res[0].prefill_s, res[0].prompt_tokens / (res[0].prefill_s + 1e-12),
             (long long)made, dec, made / (dec + 1e-12), lm_finish_name(res[samples - 1].finish));
+    if (mtp) {
+        lm_spec_stats st = lm_generator_spec_stats(g);
+        fprintf(stderr, "speculative (mtp): %lld verify forwards, %lld drafts, %lld accepted (%.1f%%)\n",
+                (long long)st.steps, (long long)st.drafted, (long long)st.accepted,
+                100.0 * (double)st.accepted / (double)(st.drafted ? st.drafted : 1));
+    }
     rc = 0;
     goto done;
 oom:
@@ -553,6 +573,7 @@ done:
     free(res);
     lm_ids_free(&pids);
     lm_generator_free(g);
+    lm_mtp_free(mtp);
     lm_tokenizer_free(tok);
     lm_pool_free(pool);
     lm_model_free(m);

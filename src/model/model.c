@@ -18,6 +18,8 @@ typedef struct binder {
     float *vec_end;
 } binder;
 
+static int bind_vec(binder *b, const char *name, int64_t n, float **out);
+
 /* NaN or Inf anywhere in tensor t is an error naming the element. */
 static int check_finite(binder *b, const lm_tensor *t, const char *name) {
     int64_t i = lm_first_nonfinite(t->data, t->dtype, t->numel);
@@ -26,7 +28,8 @@ static int check_finite(binder *b, const lm_tensor *t, const char *name) {
                    lm_st_file_path(b->m->tensors, t->file), name, lm_nonfinite_name(t->data, t->dtype, i), (long long)i);
 }
 
-static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_mat *out) {
+int lm_model_bind_mat(const lm_model *m, const char *name, int64_t rows, int64_t cols, lm_mat *out, lm_error *err) {
+    binder bb = {(lm_model *)(uintptr_t)m, err, NULL, NULL}, *b = &bb;
     const lm_tensor *t = lm_st_find(b->m->tensors, name);
     if (!t) return lm_fail(b->err, "%s: missing tensor '%s' (expected shape [%lld, %lld])", b->m->dir, name,
                            (long long)rows, (long long)cols);
@@ -69,6 +72,17 @@ static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_
         return lm_fail(b->err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3",
                        lm_st_file_path(b->m->tensors, t->file), name, lm_dtype_name(t->dtype));
     }
+}
+
+static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_mat *out) {
+    return lm_model_bind_mat(b->m, name, rows, cols, out, b->err);
+}
+
+int lm_model_bind_vec(const lm_model *m, const char *name, int64_t n, float *dst, lm_error *err) {
+    float *end = dst + n;
+    binder bb = {(lm_model *)(uintptr_t)m, err, dst, end};
+    float *out;
+    return bind_vec(&bb, name, n, &out);
 }
 
 /* A 1-D float vector of length n, converted to F32 into the owned block;
