@@ -1,8 +1,10 @@
 /* bench_mtp.c — speculative decoding with the MTP draft against plain
  * greedy decoding of the same model, prompt and length, in one run.
  *
- *   bench_mtp MODEL_DIR [--prompt P] [--gen G] [--reps R] [--threads N]
+ *   bench_mtp MODEL_DIR [--prompt P | --ids 1,5,9] [--gen G] [--reps R] [--threads N]
  *
+ * The prompt is P pseudo-random ids (random-weight models), or the given
+ * ids (a trained model on a prompt of its domain).
  * The anchor is lemma's own plain greedy decode (lm_generate without the
  * draft), timed in the same run, rounds alternating plain / speculative;
  * each figure is the median over R rounds. Both must give the same ids
@@ -122,19 +124,24 @@ static double time_draft(const lm_model *m, lm_mtp *mtp, lm_pool *pool, int nt, 
 }
 
 int main(int argc, char **argv) {
-    const char *dir = NULL;
+    const char *dir = NULL, *idlist = NULL;
     int64_t P = 256, G = 128;
     int reps = 3, nt = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--prompt") && i + 1 < argc) P = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--gen") && i + 1 < argc) G = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--ids") && i + 1 < argc) idlist = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) nt = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else {
-            fprintf(stderr, "usage: bench_mtp MODEL_DIR [--prompt P] [--gen G] [--reps R] [--threads N]\n");
+            fprintf(stderr, "usage: bench_mtp MODEL_DIR [--prompt P | --ids 1,5,9] [--gen G] [--reps R] [--threads N]\n");
             return 2;
         }
+    }
+    if (idlist) {
+        P = 1;
+        for (const char *c = idlist; *c; c++) P += *c == ',';
     }
     if (!dir || P < 1 || G < 2 || reps < 1 || nt < 1) {
         fprintf(stderr, "usage: bench_mtp MODEL_DIR [--prompt P] [--gen G] [--reps R] [--threads N]\n");
@@ -149,6 +156,16 @@ int main(int argc, char **argv) {
     int64_t V = m->cfg.vocab_size, ctx = P + G + 1;
     int32_t *prompt = malloc((size_t)P * sizeof *prompt);
     for (int64_t i = 0; i < P; i++) prompt[i] = (int32_t)(lm_rng_u64(7, LM_RNG_BENCH, (uint64_t)i) % (uint64_t)V);
+    for (int64_t i = 0; idlist && i < P; i++) {
+        char *end;
+        long v = strtol(idlist, &end, 10);
+        if (end == idlist || v < 0 || v >= V || (*end && *end != ',')) {
+            fprintf(stderr, "bench_mtp: --ids: bad id at position %lld (vocab %lld)\n", (long long)i, (long long)V);
+            return 2;
+        }
+        prompt[i] = (int32_t)v;
+        idlist = *end ? end + 1 : end;
+    }
     lm_generator *plain = lm_generator_create(m, NULL, pool, ctx, LM_ATTN_LATENT, &err);
     lm_generator *spec = plain ? lm_generator_create(m, NULL, pool, ctx, LM_ATTN_LATENT, &err) : NULL;
     if (!spec || lm_generator_set_mtp(spec, mtp, &err)) die("generators", &err);

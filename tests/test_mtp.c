@@ -6,6 +6,7 @@
  * acceptance rule's output distribution equal to the target's, and sampled
  * runs that do not depend on the thread count. */
 #include <stdint.h>
+#include <unistd.h>
 
 #include "core/fileio.h"
 #include "core/rng.h"
@@ -16,6 +17,9 @@
 #include "model/model.h"
 #include "model/mtp.h"
 #include "test.h"
+#include "train/params.h"
+#include "train/step.h"
+#include "train/trainer.h"
 
 #define CKPT "tests/golden/v3_sharded_f32"
 #define MAX_ABS 1e-4
@@ -352,6 +356,78 @@ TEST(spec_rule_distribution) {
     CHECKF(chi2 > 1000, "a wrong rule gave chi2 %.2f", chi2);
 }
 
+/* The trainer's MTP loss (train/mtp_loss.c) and the inference MTP path
+ * (model/mtp.c) compute the same thing: random weights saved by the
+ * trainer's parameter block, the MTP cross-entropy of every position both
+ * ways, to fp32 tolerance. */
+TEST(mtp_train_and_inference_agree) {
+    static const char cfg_json[] =
+        "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"vocab_size\":53,\"hidden_size\":24,"
+        "\"intermediate_size\":40,\"moe_intermediate_size\":12,\"num_hidden_layers\":2,\"first_k_dense_replace\":1,"
+        "\"num_attention_heads\":2,\"kv_lora_rank\":10,\"q_lora_rank\":12,\"qk_nope_head_dim\":8,"
+        "\"qk_rope_head_dim\":4,\"v_head_dim\":6,\"n_routed_experts\":4,\"n_shared_experts\":1,"
+        "\"num_experts_per_tok\":2,\"n_group\":1,\"topk_group\":1,\"topk_method\":\"noaux_tc\","
+        "\"scoring_func\":\"sigmoid\",\"norm_topk_prob\":true,\"routed_scaling_factor\":2.0,\"rms_norm_eps\":1e-6,"
+        "\"rope_theta\":10000,\"max_position_embeddings\":64,\"rope_scaling\":null,\"tie_word_embeddings\":false,"
+        "\"num_nextn_predict_layers\":1}";
+    lm_error err;
+    lm_config cfg;
+    lm_params *p = NULL;
+    char dir[] = "/tmp/lemma-test-mtp-XXXXXX", path[256];
+    CHECK(mkdtemp(dir) != NULL);
+    if (lm_config_parse(cfg_json, strlen(cfg_json), "cfg", &cfg, &err) || lm_params_create(&cfg, &p, &err)) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    lm_params_init_random(p, 3, 0.3);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(lm_write_file_atomic(path, cfg_json, strlen(cfg_json), &err) == 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK(lm_params_save(p, p->w, path, NULL, &err) == 0);
+    enum { T = 12 };
+    int64_t V = cfg.vocab_size;
+    int32_t ids[T], tgt[T];
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)((t * 17 + 5) % V);
+    for (int t = 0; t < T; t++) tgt[t] = t + 1 < T ? ids[t + 1] : -1;
+    lm_train_opts o = lm_train_opts_default();
+    o.seq = T;
+    o.mtp_weight = 1.0;
+    lm_trainer *tr = lm_trainer_create(p, &o, 1, &err);
+    CHECKF(tr != NULL, "%s", err.msg);
+    lm_train_begin(tr);
+    CHECK(lm_train_accumulate(tr, NULL, ids, tgt, 1, T - 1, 1, &err) == 0);
+    double train_sum = tr->mtp_loss_sum;
+    lm_model *m;
+    lm_mtp *mtp;
+    if (lm_model_load(dir, &m, &err) || lm_mtp_load(m, &mtp, &err)) {
+        CHECKF(0, "%s", err.msg);
+    } else {
+        CHECK(lm_mtp_shares_head(mtp) && lm_mtp_shares_embedding(mtp));
+        float *lg = malloc((size_t)(T * V) * sizeof(float));
+        CHECK(mtp_logits(m, mtp, LM_ATTN_LATENT, 1, ids, T, 64, lg) == 0);
+        double sum = 0;
+        for (int t = 0; t + 2 < T; t++) { /* row t predicts ids[t + 2] */
+            const float *row = lg + t * V;
+            double mx = row[0], z = 0;
+            for (int64_t v = 1; v < V; v++) mx = fmax(mx, row[v]);
+            for (int64_t v = 0; v < V; v++) z += exp(row[v] - mx);
+            sum += mx + log(z) - row[ids[t + 2]];
+        }
+        printf("  MTP cross-entropy summed over %d positions: trainer %.7f, inference %.7f\n", T - 2, train_sum, sum);
+        CHECK_NEAR(train_sum, sum, 0, 1e-5);
+        free(lg);
+        lm_mtp_free(mtp);
+        lm_model_free(m);
+    }
+    lm_trainer_free(tr);
+    lm_params_free(p);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    remove(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(mtp_golden_logits);
     RUN(mtp_load_refuses_without_layer);
@@ -359,5 +435,6 @@ int main(void) {
     RUN(spec_greedy_identical_to_plain);
     RUN(spec_sampled_deterministic);
     RUN(spec_rule_distribution);
+    RUN(mtp_train_and_inference_agree);
     return test_report("test_mtp");
 }

@@ -254,28 +254,32 @@ static void sort_u64(uint64_t *a, int64_t n) {
     }
 }
 
+void tr_layer_backward(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs) {
+    lm_params *p = tr->p;
+    int64_t N = nseq * tr->T, D = p->cfg.hidden_size;
+    const lm_layer *W = &p->W.layers[l];
+    lm_layer *G = &p->G.layers[l];
+    const tr_acts *A = &tr->acts[l];
+    /* Feed-forward block: dx is the gradient of its output and, through
+     * the residual, of x_mid. */
+    tr_renorm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D);
+    if (W->is_moe)
+        moe_bwd(tr, pool, l, nseq, denom_seqs);
+    else
+        mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, tr->dx, N, &W->w1, &W->w3, &W->w2, &G->w1, &G->w3, &G->w2, tr->dxn, 0);
+    tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_mid, W->ffn_norm, A->r2, N, D, 1);
+    lm_tk_rmsnorm_dw(pool, G->ffn_norm, tr->dxn, A->x_mid, A->r2, N, D);
+    /* Attention block. */
+    attn_bwd(tr, pool, l, nseq);
+    tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_in, W->attn_norm, A->r1, N, D, 1);
+    lm_tk_rmsnorm_dw(pool, G->attn_norm, tr->dxn, A->x_in, A->r1, N, D);
+}
+
 void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs) {
     lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size;
-    for (int64_t l = c->num_hidden_layers - 1; l >= 0; l--) {
-        const lm_layer *W = &p->W.layers[l];
-        lm_layer *G = &p->G.layers[l];
-        const tr_acts *A = &tr->acts[l];
-        /* Feed-forward block: dx is the gradient of its output and, through
-         * the residual, of x_mid. */
-        tr_renorm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D);
-        if (W->is_moe)
-            moe_bwd(tr, pool, l, nseq, denom_seqs);
-        else
-            mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, tr->dx, N, &W->w1, &W->w3, &W->w2, &G->w1, &G->w3, &G->w2, tr->dxn, 0);
-        tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_mid, W->ffn_norm, A->r2, N, D, 1);
-        lm_tk_rmsnorm_dw(pool, G->ffn_norm, tr->dxn, A->x_mid, A->r2, N, D);
-        /* Attention block. */
-        attn_bwd(tr, pool, l, nseq);
-        tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_in, W->attn_norm, A->r1, N, D, 1);
-        lm_tk_rmsnorm_dw(pool, G->attn_norm, tr->dxn, A->x_in, A->r1, N, D);
-    }
+    for (int64_t l = c->num_hidden_layers - 1; l >= 0; l--) tr_layer_backward(tr, pool, l, nseq, denom_seqs);
     /* Embedding rows. Tied: they join this pass's head gradient, which then
      * goes to G in one add. Untied: the rows of each id are summed first
      * (tokens in order), then added to G once. Either way G receives one
