@@ -58,7 +58,7 @@ if [ -n "$ck" ] && [ -d build/default/data-sft ]; then
         rm -rf "$run"
         echo "training an MTP layer onto $ck (${MTP_TRAIN_STEPS:-150} steps)"
         "$LEMMA" train --init "$ck" --data build/default/data-sft --out "$run" --steps "${MTP_TRAIN_STEPS:-150}" \
-            --batch 8 --seq 256 --lr 1e-3 --min-lr 1e-4 --mtp-weight 1 --seed 1 --quiet --threads 2 ||
+            --batch 8 --seq 256 --lr 1e-3 --min-lr 1e-4 --mtp-weight 1 --seed 1 --tokenizer "$ck" --quiet --threads 2 ||
             echo "mtp_bench: training the prover's MTP layer failed"
     fi
     if [ -f "$run/latest/model.safetensors" ]; then
@@ -66,7 +66,7 @@ if [ -n "$ck" ] && [ -d build/default/data-sft ]; then
 
 ## Problem
 Prove that 38 + 59 = 97.<｜Assistant｜>')
-        prover_ids=$("$LEMMA" tokenize "$run/latest" "$prompt" --bos)
+        prover_ids=$("$LEMMA" tokenize "$ck" "$prompt" --bos)
         tail -n 1 "$run/metrics.jsonl" | sed 's/, "expert_load".*/}/; s/^/  MTP training, last metrics: /'
     fi
 fi
