@@ -5,8 +5,10 @@
  *   y     = MTP decoder layer (acts[L]) over the rows of each sequence
  *   L_mtp = lambda / denom * sum_t CE(head(shared_head.norm(y_t)), t_{t+2})
  *
- * The embedding and head are the main ones (params.h), so their gradients
- * add to the main tensors'. Positions whose token t+1 is past the end of
+ * The embedding and head are the main ones (params.h): their gradients, and
+ * that of model.norm, join the main pass's before its one add per element
+ * (tr_head, tr_backward; step.h's accumulation contract, which keeps
+ * data-parallel runs bit-identical to one process). Positions whose token t+1 is past the end of
  * the sequence run with their own token as a placeholder and no target:
  * attention is causal, so they change no other row (only the MoE balance
  * term, which counts them like every row of the layer). Everything runs in a fixed order
@@ -21,7 +23,7 @@ void tr_mtp_pass(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_
                  int64_t denom_seqs) {
     lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
-    int64_t T = tr->T, N = nseq * T, D = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    int64_t T = tr->T, N = nseq * T, D = c->hidden_size, L = c->num_hidden_layers;
     float eps = (float)c->rms_norm_eps;
     const float *embed = lm_mat_data(&p->W.embed);
     for (int64_t n = 0; n < N; n++) {
@@ -45,7 +47,7 @@ void tr_mtp_pass(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_
     /* Head and loss: tr->dx becomes the gradient of x_mfin (scaled by lambda). */
     int64_t cnt = 0;
     tr_head_rows(tr, pool, tr->x_mfin, tr->r_mfin, p->WM.head_norm, p->GM.head_norm, tr->mtgt, nseq,
-                 denom / tr->o.mtp_weight, 1, NULL, NULL, &tr->mtp_loss_sum, &cnt, 1);
+                 denom / tr->o.mtp_weight, 1, NULL, NULL, &tr->mtp_loss_sum, &cnt, 0, 0, NULL);
     tr_layer_backward(tr, pool, L, nseq, denom_seqs);
     /* eh_proj */
     lm_tk_linear_dw(pool, lm_mat_data(&p->GM.eh_proj), tr->dx, tr->mcat, N, D, 2 * D, tr->ws);
@@ -55,22 +57,15 @@ void tr_mtp_pass(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_
         memcpy(de + n * D, tr->dcat + n * 2 * D, (size_t)D * sizeof(float));
         memcpy(dh + n * D, tr->dcat + n * 2 * D + D, (size_t)D * sizeof(float));
     }
-    /* hnorm, then model.norm: the gradient of x_fin */
+    /* hnorm: the gradient of hn, model.norm's output (its backward runs
+     * once, with the main head's, in tr_head) */
     lm_tk_rmsnorm_dw(pool, p->GM.hnorm, dh, tr->hn, tr->r_h, N, D);
-    tr_norm_bwd_rows(pool, tr->dx, dh, tr->hn, p->WM.hnorm, tr->r_h, N, D, 0);
-    lm_tk_rmsnorm_dw(pool, p->G.final_norm, tr->dx, tr->x_fin, tr->r_fin, N, D);
-    tr_norm_bwd_rows(pool, tr->dfin, tr->dx, tr->x_fin, p->W.final_norm, tr->r_fin, N, D, 0);
-    /* enorm (its input rows gathered again: the layer used tmp), then the
-     * embedding rows: summed per id in token order into hacc (free again
-     * after the MTP head), added to G once */
+    tr_norm_bwd_rows(pool, tr->dfin, dh, tr->hn, p->WM.hnorm, tr->r_h, N, D, 0);
+    /* enorm (its input rows gathered again: the layer used tmp): the
+     * gradient of the embedding rows mids[n], into dcat's first N*D floats
+     * for tr_backward */
     for (int64_t n = 0; n < N; n++) memcpy(e + n * D, embed + (int64_t)tr->mids[n] * D, (size_t)D * sizeof(float));
     lm_tk_rmsnorm_dw(pool, p->GM.enorm, de, e, tr->r_e, N, D);
-    tr_norm_bwd_rows(pool, tr->dx, de, e, p->WM.enorm, tr->r_e, N, D, 0);
-    memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
-    for (int64_t n = 0; n < N; n++) {
-        float *dst = tr->hacc + (int64_t)tr->mids[n] * D;
-        const float *src = tr->dx + n * D;
-        for (int64_t i = 0; i < D; i++) dst[i] += src[i];
-    }
-    lm_tk_add(pool, lm_mat_data(&p->G.embed), tr->hacc, V * D);
+    tr_norm_bwd_rows(pool, tr->dcat, de, e, p->WM.enorm, tr->r_e, N, D, 0);
+    tr->mtp_pending = 1;
 }

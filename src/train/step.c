@@ -138,7 +138,7 @@ static void layout(lm_trainer *tr, lm_arena *pl) {
     tr->hloss = lm_arena_take(pl, (size_t)tr->head_chunk * sizeof(double));
     tr->headT = PLAN_F(pl, V * D);
     tr->hacc = PLAN_F(pl, V * D);
-    tr->ekey = lm_arena_take(pl, (size_t)N * sizeof(uint64_t));
+    tr->ekey = lm_arena_take(pl, (size_t)(N * (1 + tr->mtp)) * sizeof(uint64_t));
     /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
     tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T, dk, dv) + 15) & ~(int64_t)15;
     tr->thr = PLAN_F(pl, tr->nthreads * tr->thr_floats);
@@ -203,7 +203,16 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
     int64_t hc = ((int64_t)1 << 23) / c->vocab_size;
     tr->head_chunk = hc < 64 ? 64 : hc;
     if (tr->head_chunk > tr->N) tr->head_chunk = tr->N;
-    if (lm_adamw_init(&tr->opt, p, &o->adamw, err)) {
+    /* Without the MTP loss, an MTP layer in the parameters (a released
+     * checkpoint fine-tuned) stays as it is: left out of the optimiser (no
+     * weight decay on it; its gradient is never computed). */
+    int frozen = 0;
+    for (int64_t i = 0; !tr->mtp && i < p->n_tensors; i++)
+        if (p->t[i].mtp && p->t[i].trainable) p->t[i].trainable = 0, frozen = 1;
+    int arc = lm_adamw_init(&tr->opt, p, &o->adamw, err);
+    for (int64_t i = 0; frozen && i < p->n_tensors; i++) /* the flags as params.c set them */
+        if (p->t[i].mtp && !p->t[i].alias && p->t[i].kind != LM_PARAM_BIAS) p->t[i].trainable = 1;
+    if (arc) {
         free(tr);
         return NULL;
     }
@@ -290,7 +299,6 @@ int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const
     int64_t cnt = 0;
     tr_head(tr, pool, targets, nseq, denom, 1, NULL, NULL, &tr->loss_sum, &cnt);
     tr->tok_count += cnt;
-    if (tr->mtp) lm_tk_add(pool, tr->dx, tr->dfin, nseq * tr->T * tr->p->cfg.hidden_size);
     tr_backward(tr, pool, ids, nseq, denom_seqs);
     return 0;
 }

@@ -80,7 +80,11 @@ typedef struct lm_train_opts {
      * (lm_train_accumulate, lm_train_step) add lambda times the MTP layer's
      * cross-entropy of token t+2 at each position t whose token t+1 is in
      * the sequence, normalised like the main loss (by the main target
-     * count, as the report's 1/T). Other losses ignore it. */
+     * count, as the report's 1/T). Other losses ignore it. The MTP
+     * gradients of the shared embedding, head and model.norm join the
+     * pass's own before its one add (the accumulation contract below
+     * holds). With 0, an MTP layer in the parameters is left out of the
+     * optimiser (kept as loaded). */
     double mtp_weight;
 } lm_train_opts;
 

@@ -324,13 +324,14 @@ double tr_layer_forward(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, 
 
 void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
              lm_token_loss_fn fn, void *fn_ctx, double *loss_sum, int64_t *count) {
+    int mtp = grad && tr->mtp_pending;
     tr_head_rows(tr, pool, tr->x_fin, tr->r_fin, tr->p->W.final_norm, tr->p->G.final_norm, targets, nseq, denom, grad,
-                 fn, fn_ctx, loss_sum, count, !tr->p->cfg.tie_word_embeddings);
+                 fn, fn_ctx, loss_sum, count, mtp, !tr->p->cfg.tie_word_embeddings, mtp ? tr->dfin : NULL);
 }
 
 void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const float *norm_w, float *norm_g,
                   const int32_t *targets, int64_t nseq, double denom, int grad, lm_token_loss_fn fn, void *fn_ctx,
-                  double *loss_sum, int64_t *count, int fold_head) {
+                  double *loss_sum, int64_t *count, int keep_hacc, int fold_head, const float *extra_dxn) {
     const lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size, V = c->vocab_size, HC = tr->head_chunk;
@@ -338,7 +339,7 @@ void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const
     tr_norm_rows(pool, tr->xn, r, x, norm_w, N, D, (float)c->rms_norm_eps);
     if (grad) {
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
-        memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
+        if (!keep_hacc) memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
         lm_tk_transpose(pool, tr->headT, lm_mat_data(&p->W.head), V, D);
     }
     lm_mat headT = lm_f32_mat(tr->headT, D, V);
@@ -373,6 +374,7 @@ void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const
     /* This pass's head gradient goes to G in one add (tied: after the
      * embedding rows join it, in tr_backward). */
     if (fold_head) lm_tk_add(pool, lm_mat_data(&p->G.head), tr->hacc, V * D);
+    if (extra_dxn) lm_tk_add(pool, tr->dxn, extra_dxn, N * D);
     tr_norm_bwd_rows(pool, tr->dx, tr->dxn, x, norm_w, r, N, D, 0);
     lm_tk_rmsnorm_dw(pool, norm_g, tr->dxn, x, r, N, D);
 }
