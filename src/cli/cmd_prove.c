@@ -19,6 +19,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/clock.h"
 #include "core/fileio.h"
 #include "formats/jsonw.h"
 #include "prove/backend.h"
@@ -46,12 +47,6 @@ typedef struct ui {
     int live;           /* a transient line is on screen */
     double last;        /* when the last transient line was shown */
 } ui;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void fmt_eta(char *buf, size_t cap, double s) {
     if (s < 0 || s > 1e7) snprintf(buf, cap, "?");
@@ -82,7 +77,7 @@ static void on_progress(void *ctx, const lm_prove_phase *ph) {
             snprintf(line + n, sizeof line - (size_t)n, "  in %s", eta);
         }
     }
-    double t = now_s();
+    double t = lm_now_s();
     if (ph->finished) {
         fprintf(stderr, "%slemma %s: %s\n", u->live ? "\r\033[K" : "", u->cmd, line);
         u->live = 0;
@@ -390,7 +385,7 @@ static int prove_run(const void *dest) {
 
     print_settings(&c, &ps, lm_proof_pool_loaded(pool));
 
-    ui u = {cmd, isatty(2), c.quiet, 0, now_s()};
+    ui u = {cmd, isatty(2), c.quiet, 0, lm_now_s()};
     lm_prove_ctx ctx = {&t, backend, pool, &c.o, on_progress, &u, &stop_flag};
     int prc = verify ? lm_verify_run(&ps, &ctx, &res, &err) : lm_prove_run(&ps, &ctx, &res, &err);
     if (u.live) fputs("\r\033[K", stderr);
