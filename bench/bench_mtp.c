@@ -20,20 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/rng.h"
 #include "infer/generate.h"
 #include "infer/speculative.h"
 #include "model/kvcache.h"
 #include "model/model.h"
 #include "model/mtp.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -67,9 +61,9 @@ static double time_main_forward(const lm_model *m, lm_pool *pool, int nt, const 
     double *t = malloc((size_t)reps * sizeof *t);
     for (int r = 0; r < reps; r++) {
         lm_batch_seg seg = {&s, prompt, n};
-        double t0 = now_s();
+        double t0 = lm_now_s();
         if (lm_batch_forward(f, pool, kc, &seg, 1, logits, LM_LOGITS_ALL, &err)) die("forward", &err);
-        t[r] = now_s() - t0;
+        t[r] = lm_now_s() - t0;
         lm_kvseq_truncate(kc, &s, ctx);
     }
     double med = median(t, reps);
@@ -105,11 +99,11 @@ static double time_draft(const lm_model *m, lm_mtp *mtp, lm_pool *pool, int nt, 
     double *t = malloc((size_t)reps * sizeof *t);
     for (int r = 0; r < reps; r++) {
         lm_batch_seg seg = {&s, NULL, 1};
-        double t0 = now_s();
+        double t0 = lm_now_s();
         if (lm_mtp_mix(mtp, pool, resid, prompt, 1, x, &err) ||
             lm_batch_forward_rows(f, pool, kc, &seg, 1, x, logits, LM_LOGITS_LAST, &err))
             die("MTP draft", &err);
-        t[r] = now_s() - t0;
+        t[r] = lm_now_s() - t0;
         lm_kvseq_truncate(kc, &s, ctx);
     }
     double med = median(t, reps);
