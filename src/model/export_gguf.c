@@ -210,6 +210,12 @@ static int plan_layer(exporter *x, int64_t l, int mla) {
 
 /* ---- metadata ---- */
 
+/* Warnings accumulate, "; "-separated (what llama.cpp will compute differently). */
+static void warn(lm_export_result *r, const char *text) {
+    size_t n = strlen(r->warning);
+    snprintf(r->warning + n, sizeof r->warning - n, "%s%s", n ? "; " : "", text);
+}
+
 static int add_hparams(exporter *x, lm_gguf *g, int mla, const char *name, lm_export_result *r) {
     const lm_config *c = &x->c;
     int64_t E = c->n_routed_experts;
@@ -249,9 +255,8 @@ static int add_hparams(exporter *x, lm_gguf *g, int mla, const char *name, lm_ex
         lm_gguf_kv_u32(g, ARCH ".expert_used_count", (uint32_t)c->num_experts_per_tok);
         int grouped = c->n_group > 1 && c->topk_group < c->n_group;
         if (c->topk_method == LM_TOPK_GROUP_LIMITED_GREEDY && grouped)
-            snprintf(r->warning, sizeof r->warning,
-                     "llama.cpp scores expert groups by the sum of their top-2 scores (V3); this model's "
-                     "group_limited_greedy (V2) uses the max, so its routing can differ");
+            warn(r, "llama.cpp scores expert groups by the sum of their top-2 scores (V3); this model's "
+                    "group_limited_greedy (V2) uses the max, so its routing can differ");
         if (c->topk_method != LM_TOPK_GREEDY && grouped) {
             lm_gguf_kv_u32(g, ARCH ".expert_group_count", (uint32_t)c->n_group);
             lm_gguf_kv_u32(g, ARCH ".expert_group_used_count", (uint32_t)c->topk_group);
@@ -269,9 +274,8 @@ static int add_hparams(exporter *x, lm_gguf *g, int mla, const char *name, lm_ex
         lm_gguf_kv_f32(g, ARCH ".rope.scaling.yarn_beta_slow", (float)c->yarn_beta_slow);
         double all = c->yarn_has_mscale_all_dim ? c->yarn_mscale_all_dim : 0;
         lm_gguf_kv_f32(g, ARCH ".rope.scaling.yarn_log_multiplier", (float)(0.1 * all));
-        if (c->yarn_mscale != (c->yarn_has_mscale_all_dim ? c->yarn_mscale_all_dim : 1) && all == 1 && !r->warning[0])
-            snprintf(r->warning, sizeof r->warning,
-                     "llama.cpp assumes mscale == mscale_all_dim or mscale_all_dim != 1: its softmax scale differs");
+        if (c->yarn_mscale != (c->yarn_has_mscale_all_dim ? c->yarn_mscale_all_dim : 1) && all == 1)
+            warn(r, "llama.cpp assumes mscale == mscale_all_dim or mscale_all_dim != 1: its softmax scale differs");
     }
     return 0;
 }
@@ -422,15 +426,12 @@ static const char *pre_name(const json_value *root, const lm_tokenizer *tok, lm_
     const json_value *pt = json_get(root, "pre_tokenizer"), *steps = pt ? json_get(pt, "pretokenizers") : NULL;
     const json_value *first = steps && steps->type == JSON_ARRAY ? steps->child : NULL;
     const json_value *pat = first ? json_get(first, "pattern") : NULL, *re = pat ? json_get(pat, "Regex") : NULL;
-    if (re && re->type == JSON_STRING && !strcmp(re->str, "\\p{N}") && !r->warning[0]) {
-        snprintf(r->warning, sizeof r->warning,
-                 "llama.cpp's deepseek-v3 pre-tokenizer groups up to 3 digits where this tokenizer isolates each: "
-                 "text with numbers tokenizes differently in llama.cpp (token ids are exact)");
+    if (re && re->type == JSON_STRING && !strcmp(re->str, "\\p{N}")) {
+        warn(r, "llama.cpp's deepseek-v3 pre-tokenizer groups up to 3 digits where this tokenizer isolates each: "
+                "text with numbers tokenizes differently in llama.cpp (token ids are exact)");
         return "deepseek-v3";
     }
-    if (!r->warning[0])
-        snprintf(r->warning, sizeof r->warning,
-                 "the pre-tokenizer is not DeepSeek-V3's: llama.cpp pre-tokenizes text with its default regex");
+    warn(r, "the pre-tokenizer is not DeepSeek-V3's: llama.cpp pre-tokenizes text with its default regex");
     return "default";
 }
 
@@ -668,6 +669,12 @@ int lm_export_gguf(const char *model_dir, const char *out_path, const lm_export_
                                                                                         : LM_GGML_BF16;
     }
     int mla = !o->no_mla;
+    for (int64_t i = 0; i < lm_st_count(x.set); i++)
+        if (strstr(lm_st_tensor(x.set, i)->name, ".self_attn.indexer.")) {
+            warn(r, "the DeepSeek-V3.2 indexer is not exported: llama.cpp's deepseek2 attends to every earlier "
+                    "token, the model's own result only up to index_topk tokens of context");
+            break;
+        }
     if (add_matrix(&x, "token_embd.weight", "model.embed_tokens.weight")) goto done;
     for (int64_t l = 0; l < c->num_hidden_layers; l++)
         if (plan_layer(&x, l, mla)) goto done;

@@ -71,7 +71,7 @@ typedef struct lm_export_result {
     const char *type;            /* the matrices' type: "f32", "f16", "bf16", "q8_0" */
     int64_t f16_fallbacks;       /* q8_0: matrices written F16 (rows not a multiple of 32) */
     int tokenizer;               /* 1: the real tokenizer.json; 0: the synthetic vocabulary */
-    char warning[512];           /* "" or what llama.cpp will compute differently */
+    char warning[1024];          /* "" or what llama.cpp will compute differently, "; "-separated */
 } lm_export_result;
 
 /* 0, or -1 with err; nothing is left at out_path on failure. */

@@ -55,6 +55,24 @@ else
     bad "lemma init / tokenizer train for the tokenizer cases"
 fi
 
+# a V3.2 checkpoint: its indexer tensors are left out, and export says so
+cp -r tests/golden/v3_f32 "$tmp/v32"
+"${PY:-python3}" - "$tmp/v32/model.safetensors" <<'PYEOF2'
+import json, struct, sys
+path = sys.argv[1]
+raw = open(path, "rb").read()
+(n,) = struct.unpack_from("<Q", raw, 0)
+header = json.loads(raw[8:8 + n])
+data = raw[8 + n:]
+header["model.layers.0.self_attn.indexer.k_norm.weight"] = {"dtype": "F32", "shape": [4], "data_offsets": [len(data), len(data) + 16]}
+h = json.dumps(header).encode()
+h += b" " * (-len(h) % 8)
+open(path, "wb").write(struct.pack("<Q", len(h)) + h + data + struct.pack("<4f", 1, 1, 1, 1))
+PYEOF2
+check_fails "V3.2 indexer tensors: exported without them, with a warning" \
+    "warning: the DeepSeek-V3.2 indexer is not exported" sh -c "'$LEMMA' export '$tmp/v32' '$tmp/v32.gguf' && false"
+[ -f "$tmp/v32.gguf" ] && ok "the V3.2 checkpoint's GGUF is written" || bad "the V3.2 checkpoint's GGUF is written"
+
 # refusals
 echo "not a gguf" >"$tmp/mine.txt"
 check_fails "refuses to overwrite a file it did not write" \
