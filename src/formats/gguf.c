@@ -196,11 +196,21 @@ void lm_ggml_encode_row(lm_ggml_type t, const float *x, int64_t n, void *out) {
         for (int64_t b = 0; b < n / LM_Q8_0_BLOCK; b++, o += LM_Q8_0_BYTES) {
             const float *xb = x + b * LM_Q8_0_BLOCK;
             float amax = 0;
-            for (int j = 0; j < LM_Q8_0_BLOCK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+            for (int j = 0; j < LM_Q8_0_BLOCK; j++) { /* ggml's MAX(a, b): a NaN propagates */
+                float v = fabsf(xb[j]);
+                amax = amax > v ? amax : v;
+            }
             float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
             uint16_t dh = lm_f32_to_f16(d);
             memcpy(o, &dh, 2);
-            for (int j = 0; j < LM_Q8_0_BLOCK; j++) o[2 + j] = (uint8_t)(int8_t)roundf(xb[j] * id);
+            /* roundf (halves away from zero) without the libm call: v - truncf(v) is
+             * exact, so comparing it with 0.5 decides as roundf does */
+            int8_t q[LM_Q8_0_BLOCK];
+            for (int j = 0; j < LM_Q8_0_BLOCK; j++) {
+                float v = xb[j] * id, t = truncf(v), f = v - t;
+                q[j] = (int8_t)((int)t + (f >= 0.5f) - (f <= -0.5f)); /* no branch: the sign is random */
+            }
+            memcpy(o + 2, q, LM_Q8_0_BLOCK);
         }
         return;
     }
