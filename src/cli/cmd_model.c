@@ -140,8 +140,11 @@ static void print_plan(const lm_memplan *p, const lm_meminfo *mi, int threads, i
     printf(")\n");
     printf("             buffers %s (forward of %lld rows on %d threads)\n", lm_human_bytes(p->buffer_bytes, b1, sizeof b1),
            (long long)rows, threads);
-    printf("             total %s; the machine has %s available (%s): %s\n", lm_human_bytes(p->total_bytes, b1, sizeof b1),
-           lm_human_bytes(mi->available, b2, sizeof b2), mi->source,
+    char b4[32];
+    printf("             total %s; the machine has %s available", lm_human_bytes(p->total_bytes, b1, sizeof b1),
+           lm_human_bytes(mi->available, b2, sizeof b2));
+    if (mi->total > mi->available) printf(" of %s", lm_human_bytes(mi->total, b4, sizeof b4));
+    printf(" (%s): %s\n", mi->source,
            p->total_bytes <= mi->available ? "fits" : "does NOT fit (loading commands refuse without --no-memory-check)");
 }
 
@@ -166,8 +169,10 @@ static int info_run(const void *dest) {
             return 1;
         }
         printf("model        %s\n", dir);
-        printf("tensors      %lld (%lld MTP, %lld indexer), %.3f B parameters\n", (long long)plan.tensors,
-               (long long)plan.mtp_tensors, (long long)plan.indexer_tensors, plan.params / 1e9);
+        int big = plan.params >= 1000000000;
+        printf("tensors      %lld (%lld MTP, %lld indexer), %.3f %s parameters\n", (long long)plan.tensors,
+               (long long)plan.mtp_tensors, (long long)plan.indexer_tensors, plan.params / (big ? 1e9 : 1e6),
+               big ? "B" : "M");
         print_plan(&plan, &mi, (int)threads, plan_rows);
         if (plan.mismatched)
             printf("checkpoint   a tensor the config needs is missing or of another shape: loading fails\n");
