@@ -122,11 +122,19 @@ void lm_memplan_size(lm_memplan *p, const lm_memplan_req *req) {
     p->ctx = ctx;
     p->seqs = seqs;
     p->cache_tokens = req->cache_tokens > 0 ? req->cache_tokens : ctx * seqs;
-    p->kv_bytes_per_token = (double)lm_kv_floats_per_token(c, req->attn) * (double)c->num_hidden_layers * sizeof(float);
-    /* the official index cache: FP8 keys and one F32 scale per 128 of them */
-    p->index_bytes_per_token =
-        p->index_head_dim ? (double)(p->index_head_dim + (p->index_head_dim + 127) / 128 * 4) * c->num_hidden_layers
-                          : 0;
+    /* The cache row of a position: the MLA part, and the V3.2 index key when the
+     * model code keeps it in the same row (lm_kv_floats_per_token then counts it);
+     * otherwise the official index cache is counted, FP8 keys and one F32 scale
+     * per 128 of them. */
+    int64_t row = lm_kv_floats_per_token(c, req->attn);
+    int64_t mla = req->attn == LM_ATTN_LATENT ? c->kv_lora_rank + c->qk_rope_head_dim
+                                              : c->num_attention_heads *
+                                                    (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+    double L = (double)c->num_hidden_layers;
+    p->kv_bytes_per_token = (double)mla * L * sizeof(float);
+    if (row > mla) p->index_bytes_per_token = (double)(row - mla) * L * sizeof(float);
+    else if (p->index_head_dim) p->index_bytes_per_token = (double)(p->index_head_dim + (p->index_head_dim + 127) / 128 * 4) * L;
+    else p->index_bytes_per_token = 0;
     p->cache_bytes = (p->kv_bytes_per_token + p->index_bytes_per_token) * (double)p->cache_tokens;
     p->buffer_bytes = req->training ? 0
                                     : (double)lm_fwd_buffer_bytes(c, req->attn, req->rows > 0 ? req->rows : 1, ctx,

@@ -14,9 +14,10 @@
  *    by one copy, so the resident size stays about this), including the MTP
  *    layers and the V3.2 indexer tensors whether or not the loader uses them;
  *  - cache: the KV cache (model.h lm_kv_floats_per_token, F32) for
- *    cache_tokens positions, plus the V3.2 index cache when config.json has
- *    `index_head_dim` (index_head_dim FP8 bytes + one F32 scale per 128 per
- *    token and layer: 132 bytes for the released model);
+ *    cache_tokens positions, its V3.2 index keys shown apart; when the model
+ *    code does not keep index keys (yet) and config.json has `index_head_dim`,
+ *    the official index cache (index_head_dim FP8 bytes + one F32 scale per
+ *    128 per token and layer: 132 bytes for the released model);
  *  - buffers: the forward's work buffers for that many rows, context and
  *    threads (exactly what lm_fwd_create allocates), and, for training, the
  *    F32 parameters, gradients and two AdamW moments (16 bytes a parameter;
