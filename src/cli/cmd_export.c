@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/clock.h"
 #include "model/export_gguf.h"
 #include "model/memplan.h"
 
@@ -45,8 +45,7 @@ static int export_run(const void *dest) {
         fprintf(stderr, "lemma export: %s exists and was not written by lemma export (remove it first)\n", o->out);
         return 1;
     }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = lm_now_s();
     lm_export_opts eo = {.type = o->type, .no_mla = o->no_mla, .tokenizer = o->tokenizer};
     lm_export_result r;
     lm_error err;
@@ -54,13 +53,12 @@ static int export_run(const void *dest) {
         fprintf(stderr, "lemma export: %s\n", err.msg);
         return 1;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (r.warning[0]) fprintf(stderr, "lemma export: warning: %s\n", r.warning);
     char b[32];
     fprintf(stderr, "wrote %s: %lld tensors (%s", o->out, (long long)r.tensors, r.type);
     if (r.f16_fallbacks) fprintf(stderr, "; %lld with rows not a multiple of 32 in f16", (long long)r.f16_fallbacks);
     fprintf(stderr, "), %lld keys, %s tokenizer, %s in %.2f s\n", (long long)r.keys,
             r.tokenizer ? "the model's" : "a synthetic", lm_human_bytes((double)r.bytes, b, sizeof b),
-            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+            lm_now_s() - t0);
     return 0;
 }
