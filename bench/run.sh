@@ -7,6 +7,7 @@
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
 #   BENCH_NO_MTP=1 make bench       # without the MTP speculative-decoding table (bench/mtp_bench.sh)
+#   BENCH_NO_EXPORT=1 make bench    # without the GGUF export / llama.cpp load times (bench/export_bench.sh)
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -345,6 +346,12 @@ if [ "${BENCH_NO_BATCH:-0}" != 1 ]; then
     echo
     echo "== batched decode: lemma vs llama.cpp (bench/batch_bench.sh)"
     BENCH_RESULTS=$RESULTS bash bench/batch_bench.sh || echo "bench/batch_bench.sh failed (exit $?)"
+fi
+# GGUF export (issue 10): lemma export's time and llama.cpp's load of its output.
+if [ "${BENCH_NO_EXPORT:-0}" != 1 ]; then
+    echo
+    echo "== GGUF export and llama.cpp load time (bench/export_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/export_bench.sh || echo "bench/export_bench.sh failed (exit $?)"
 fi
 if [ "${BENCH_NO_SERVE:-0}" != 1 ]; then
     echo

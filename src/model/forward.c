@@ -877,3 +877,22 @@ int lm_infer_forward(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, 
     }
     return 0;
 }
+
+size_t lm_fwd_buffer_bytes(const lm_config *cfg, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads) {
+    /* layout() reads only the config, the dimensions and these four fields:
+     * its sizing pass on a weightless model is exactly what lm_fwd_create maps. */
+    lm_model *mm = calloc(1, sizeof *mm); /* large (dir[]): not on the stack */
+    if (!mm) return 0;
+    mm->cfg = *cfg;
+    mm->dims = lm_dims_of(cfg);
+    lm_fwd f;
+    memset(&f, 0, sizeof f);
+    f.m = mm;
+    f.mode = mode;
+    f.max_rows = max_rows < 1 ? 1 : max_rows;
+    f.max_ctx = max_ctx < 1 ? 1 : max_ctx;
+    f.nthreads = nthreads < 1 ? 1 : nthreads;
+    layout(&f, &f.arena);
+    free(mm);
+    return f.arena.bytes;
+}

@@ -74,6 +74,9 @@ lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, in
 void lm_fwd_free(lm_fwd *f);
 int64_t lm_fwd_max_rows(const lm_fwd *f);
 int64_t lm_fwd_max_ctx(const lm_fwd *f);
+/* Bytes lm_fwd_create would allocate for a model of this config (0 when out
+ * of memory): the memory plan (memplan.h) counts them before loading. */
+size_t lm_fwd_buffer_bytes(const lm_config *cfg, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads);
 
 /* A segment of a batch: n tokens appended to seq at positions seq->pos ..
  * seq->pos + n - 1. */
