@@ -295,6 +295,44 @@ TEST(conversions_every_code_every_path) {
     lm_set_isa(saved);
 }
 
+/* FP8 in panels without NaN bytes: the AVX-512 matvec widens the bytes to
+ * value * 2^-120 and multiplies by scale * 2^120 where |scale| < 2^8, the
+ * f16 conversion elsewhere. Every code, in 128-row blocks with scales that
+ * make the products round, go subnormal, or sit at and past the 2^8 limit:
+ * the same bits as fp8 * scale rounded once, on every path. */
+TEST(fp8_panels_every_code_every_scale) {
+    static const float scales[] = {1.0f, 0x1p-140f, 255.99f, 256.0f, 3e30f, 0x1p119f, -7.3e-3f, 1.2345e-3f, 0x1p-149f, 0.0f};
+    enum { NB = sizeof scales / sizeof scales[0] };
+    int64_t N = NB * 256; /* each scale on two blocks: every code (NaN codes -> 0) */
+    uint8_t *data = (uint8_t *)malloc((size_t)N);
+    for (int64_t r = 0; r < N; r++) data[r] = (r & 0x7f) == 0x7f ? (uint8_t)(r & 0x80) : (uint8_t)r;
+    float sc[2 * NB];
+    for (int b = 0; b < 2 * NB; b++) sc[b] = scales[b / 2];
+    lm_mat W = {LM_DTYPE_F8_E4M3, N, 1, data, sc, LM_LAYOUT_ROWS, 0};
+    void *buf;
+    lm_mat P = panel_copy(&W, &buf);
+    CHECK(P.fp8_nan_free);
+    float *want = (float *)malloc((size_t)N * sizeof(float)), *y = (float *)malloc((size_t)N * 3 * sizeof(float));
+    for (int64_t r = 0; r < N; r++) want[r] = lm_fp8e4m3_to_f32(data[r]) * sc[r / 128] + 0.0f;
+    float x[3] = {1, 1, 1};
+    lm_isa isas[3];
+    int nisa = isa_list(isas);
+    lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
+    for (int ii = 0; ii < nisa; ii++)
+        for (int64_t T = 1; T <= 3; T += 2) {
+            lm_set_isa(isas[ii]);
+            lm_matmul_force_path(1);
+            lm_matmul(NULL, y, x, T, &P);
+            int64_t d = 0;
+            for (int64_t t = 0; t < T; t++) d += count_diff(y + t * N, want, N);
+            CHECKF(d == 0, "%s T=%lld: %lld FP8 panel weights differ from fp8 * scale", lm_isa_name(isas[ii]),
+                   (long long)T, (long long)d);
+        }
+    lm_matmul_force_path(0);
+    lm_set_isa(saved);
+    free(data), free(want), free(y), free(buf);
+}
+
 /* ---- row kernels ---- */
 
 static float tree16(const float s[16]) {
@@ -439,6 +477,7 @@ int main(void) {
     RUN(matmul_every_path_is_canonical);
     RUN(panel_layout_gives_row_major_bits);
     RUN(conversions_every_code_every_path);
+    RUN(fp8_panels_every_code_every_scale);
     RUN(scalar_without_fma_instructions);
     RUN(row_kernels_every_path_are_canonical);
     RUN(row_kernels_tree_order);

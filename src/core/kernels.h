@@ -147,8 +147,12 @@ extern const lm_kernel_table lm_kernels_avx2;
 extern const lm_kernel_table lm_kernels_avx512;
 
 /* The vector layers' FP8 conversion without the NaN patch (a pseudo dtype
- * for the kernels only: a matrix with fp8_nan_free). */
-enum { LM_DT_FP8_NAN_FREE = 64 };
+ * for the kernels only: a matrix with fp8_nan_free). LM_DT_FP8_WIDE: the
+ * same without the f16 step (AVX-512 layer only, panel matvec of a NaN-free
+ * matrix on scale blocks with |scale| < 2^8): the byte widened to 32 bits
+ * and moved into f32 position is value * 2^-120, the block factor then
+ * scale * 2^120 (docs/arithmetic.md: the same single rounding). */
+enum { LM_DT_FP8_NAN_FREE = 64, LM_DT_FP8_WIDE = 65 };
 
 /* Tests: forces lm_matmul onto one path for every T (0 = automatic, 1 =
  * matvec, 2 = gemm) so both are checked on every shape; returns the old

@@ -73,8 +73,10 @@ AIL vf v_clamp(vf x, vf lo, vf hi) { return VPS(min)(hi, VPS(max)(lo, x)); }
 
 enum { NT = 2 * VL, KC = 512, TC = 256, XT_FULL_K = 4096, MVG = 4, KCM = 128, NV16 = 16 / VL };
 
-static inline size_t dt_size(int dt) { return dt == LM_DT_FP8_NAN_FREE ? 1 : lm_dtype_size((lm_dtype)dt); }
-static inline int dt_fp8(int dt) { return dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE; }
+static inline size_t dt_size(int dt) {
+    return dt == LM_DT_FP8_NAN_FREE || dt == LM_DT_FP8_WIDE ? 1 : lm_dtype_size((lm_dtype)dt);
+}
+static inline int dt_fp8(int dt) { return dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE || dt == LM_DT_FP8_WIDE; }
 
 static inline int64_t fp8_scols(const lm_mat *W) { return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK; }
 
@@ -268,7 +270,10 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
     const uint8_t *col = (const uint8_t *)W->data +
                          ((size_t)(q * LM_PANEL_BLOCK) * (size_t)K + (size_t)kc0 * (size_t)R +
                           (size_t)(r - q * LM_PANEL_BLOCK)) * es;
-    vf f = dt_fp8(dt) ? v_set1(fp8_factor(W, r, kc0)) : v_zero(), acc[MVP_MAX][NV16][MVT];
+    vf f = dt == LM_DT_FP8_WIDE ? v_set1(fp8_factor(W, r, kc0) * 0x1p112f)
+           : dt_fp8(dt)         ? v_set1(fp8_factor(W, r, kc0))
+                                : v_zero(),
+       acc[MVP_MAX][NV16][MVT];
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
@@ -351,7 +356,14 @@ typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *
         mvp_group(LM_DTYPE_##DT, G, y, x, T, W, r, n1, kc0, kcn);                                            \
     }
 #define LM_DTYPE_FP8_NAN_FREE LM_DT_FP8_NAN_FREE
+#define LM_DTYPE_FP8_WIDE LM_DT_FP8_WIDE
+#ifdef FP8_WIDE
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G) MVP_FN(FP8_WIDE, G)
+#define MVP_WIDE(G) mvp_group_FP8_WIDE_##G
+#else
 #define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G)
+#define MVP_WIDE(G) mvp_group_FP8_NAN_FREE_##G
+#endif
 MVP_FNS(1)
 #if MVP_MAX >= 2
 MVP_FNS(2)
@@ -363,9 +375,11 @@ MVP_FNS(4)
 MVP_FNS(8)
 #endif
 #define MVP_ROW(G)                                                                                             \
-    {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G, mvp_group_FP8_NAN_FREE_##G}
-/* [log2 G][dtype: F32, BF16, F16, FP8, FP8 without NaN bytes] */
-static const mvp_group_fn mvp_groups[][5] = {
+    {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G, mvp_group_FP8_NAN_FREE_##G, \
+     MVP_WIDE(G)}
+/* [log2 G][dtype: F32, BF16, F16, FP8, FP8 without NaN bytes, the same widened
+ * (the layer's FP8_WIDE; else the same as without NaN bytes)] */
+static const mvp_group_fn mvp_groups[][6] = {
     MVP_ROW(1),
 #if MVP_MAX >= 2
     MVP_ROW(2),
@@ -380,7 +394,9 @@ static const mvp_group_fn mvp_groups[][5] = {
 #undef MVP_ROW
 #undef MVP_FNS
 #undef MVP_FN
+#undef MVP_WIDE
 #undef LM_DTYPE_FP8_NAN_FREE
+#undef LM_DTYPE_FP8_WIDE
 
 /* Block by block; within a block, chunk by chunk, every group of panels:
  * where a block takes several groups (token blocks; the scalar path), it is
@@ -394,11 +410,14 @@ static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, i
         if (end > n1) end = n1;
         for (int64_t kc0 = 0; kc0 < K; kc0 += kc) {
             int64_t kcn = K - kc0 < kc ? K - kc0 : kc;
+            int dk = di;
+            if (di == 4 && fabsf(W->scale_inv[(r0 / LM_FP8_BLOCK) * fp8_scols(W) + kc0 / LM_FP8_BLOCK]) < 256.0f)
+                dk = 5; /* scale * 2^120 stays finite */
             for (int64_t r = r0; r < end;) {
                 int64_t np = (end - r + LM_PANEL - 1) / LM_PANEL;
                 int lg = 0; /* the largest power of two <= min(np, gmax) */
                 while ((2 << lg) <= gmax && (2 << lg) <= np) lg++;
-                mvp_groups[lg][di](y, x, T, W, r, n1, kc0, kcn);
+                mvp_groups[lg][dk](y, x, T, W, r, n1, kc0, kcn);
                 r += (int64_t)LM_PANEL << lg;
             }
         }
