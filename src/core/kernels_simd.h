@@ -35,7 +35,8 @@
  * The arithmetic is docs/arithmetic.md: every matmul output is
  *   acc = +0; for k = 0 .. K-1: acc = fma(w[n][k], x[t][k], acc)
  * with w the exact f32 value of the weight (FP8: fp8 * block scale rounded
- * once: (fp8 * 2^-8) * (scale * 2^8) is that product), whatever the path,
+ * once: (fp8 * 2^-8) * (scale * 2^8) is that product; Q8 (I8): q * scale,
+ * exact, v_w giving q), whatever the path,
  * tile, thread or T; row kernels use 16 lanes (element i in lane i mod 16)
  * combined by a fixed tree. So every path gives the same bits. */
 #ifndef LEMMA_CORE_KERNELS_SIMD_H
@@ -80,6 +81,12 @@ static inline int dt_fp8(int dt) { return dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_
 
 static inline int64_t fp8_scols(const lm_mat *W) { return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK; }
 
+/* Q8 (I8) in rows: the scale of row r, columns k .. k + VL - 1 (one block of
+ * 32: k is a multiple of VL). */
+static inline float q8_factor(const lm_mat *W, int64_t r, int64_t k) {
+    return lm_f16_to_f32(W->q8_scale[r * lm_q8_scale_cols(W) + k / LM_Q8_BLOCK]);
+}
+
 /* The factor that turns v_w's FP8 (value * 2^-8) into value * scale for
  * row r, column k. */
 static inline float fp8_factor(const lm_mat *W, int64_t r, int64_t k) {
@@ -94,6 +101,7 @@ static inline float fp8_factor(const lm_mat *W, int64_t r, int64_t k) {
         case LM_DTYPE_F32: fn(LM_DTYPE_F32, __VA_ARGS__); break;              \
         case LM_DTYPE_BF16: fn(LM_DTYPE_BF16, __VA_ARGS__); break;            \
         case LM_DTYPE_F16: fn(LM_DTYPE_F16, __VA_ARGS__); break;              \
+        case LM_DTYPE_I8: fn(LM_DTYPE_I8, __VA_ARGS__); break;                \
         default: fn(LM_DTYPE_F8_E4M3, __VA_ARGS__); break;                    \
         }                                                                     \
     } while (0)
@@ -116,6 +124,10 @@ static inline __attribute__((always_inline)) void mv_load_full(const int dt, vf 
                                                                  int64_t k) {
 #pragma GCC unroll 16
     for (int i = 0; i < VL; i++) c[i] = v_w(dt, base + (size_t)i * row_bytes, k);
+    if (dt == LM_DTYPE_I8) {
+#pragma GCC unroll 16
+        for (int i = 0; i < VL; i++) c[i] = v_mul(c[i], v_set1(q8_factor(W, r + i, k)));
+    }
     v_transpose(c);
     if (dt == LM_DTYPE_F8_E4M3) {
         vf f = v_set1(fp8_factor(W, r, k));
@@ -134,6 +146,10 @@ static void mv_load_block(int dt, vf c[VL], const lm_mat *W, int64_t r, int64_t 
         case LM_DTYPE_F32: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_F32, base + (size_t)i * row_bytes, k, kn); break;
         case LM_DTYPE_BF16: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_BF16, base + (size_t)i * row_bytes, k, kn); break;
         case LM_DTYPE_F16: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_F16, base + (size_t)i * row_bytes, k, kn); break;
+        case LM_DTYPE_I8:
+            c[i] = i >= nr ? v_zero()
+                           : v_mul(v_wn(LM_DTYPE_I8, base + (size_t)i * row_bytes, k, kn), v_set1(q8_factor(W, r + i, k)));
+            break;
         default: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_F8_E4M3, base + (size_t)i * row_bytes, k, kn); break;
         }
     }
@@ -273,7 +289,14 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
     vf f = dt == LM_DT_FP8_WIDE ? v_set1(fp8_factor(W, r, kc0) * 0x1p112f)
            : dt_fp8(dt)         ? v_set1(fp8_factor(W, r, kc0))
                                 : v_zero(),
-       acc[MVP_MAX][NV16][MVT];
+       acc[MVP_MAX][NV16][MVT], qs[MVP_MAX][NV16];
+    /* Q8: the scales of these rows for the 32-column block at kc0, then the
+     * next blocks R apart (the scales' own panel layout) */
+    const uint8_t *qcol = NULL;
+    if (dt == LM_DTYPE_I8)
+        qcol = (const uint8_t *)lm_q8_panel_scales(W) +
+               ((size_t)(q * LM_PANEL_BLOCK) * (size_t)lm_q8_scale_cols(W) + (size_t)(kc0 / LM_Q8_BLOCK) * (size_t)R +
+                (size_t)(r - q * LM_PANEL_BLOCK)) * 2;
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
@@ -286,18 +309,30 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
                                                     : v_loadn(y + (t0 + t) * N + at, rows);
         }
     }
-    for (int64_t kk = 0; kk < kcn; kk++, col += stride) {
-        vf xb[MVT];
-#pragma GCC unroll 4
-        for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+    for (int64_t kb = 0; kb < kcn; kb += dt == LM_DTYPE_I8 ? LM_Q8_BLOCK : kcn) {
+        int64_t ke = dt == LM_DTYPE_I8 && kb + LM_Q8_BLOCK < kcn ? kb + LM_Q8_BLOCK : kcn;
+        if (dt == LM_DTYPE_I8) {
 #pragma GCC unroll 8
-        for (int g = 0; g < G; g++) {
+            for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
-            for (int v = 0; v < NV16; v++) {
-                vf w = v_w(dt, col, g * LM_PANEL + v * VL);
-                if (dt_fp8(dt)) w = v_mul(w, f);
+                for (int v = 0; v < NV16; v++) qs[g][v] = v_w(LM_DTYPE_F16, qcol, g * LM_PANEL + v * VL);
+            }
+            qcol += (size_t)R * 2;
+        }
+        for (int64_t kk = kb; kk < ke; kk++, col += stride) {
+            vf xb[MVT];
 #pragma GCC unroll 4
-                for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+            for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+#pragma GCC unroll 8
+            for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+                for (int v = 0; v < NV16; v++) {
+                    vf w = v_w(dt, col, g * LM_PANEL + v * VL);
+                    if (dt_fp8(dt)) w = v_mul(w, f);
+                    if (dt == LM_DTYPE_I8) w = v_mul(w, qs[g][v]);
+#pragma GCC unroll 4
+                    for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+                }
             }
         }
     }
@@ -358,10 +393,10 @@ typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *
 #define LM_DTYPE_FP8_NAN_FREE LM_DT_FP8_NAN_FREE
 #define LM_DTYPE_FP8_WIDE LM_DT_FP8_WIDE
 #ifdef FP8_WIDE
-#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G) MVP_FN(FP8_WIDE, G)
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G) MVP_FN(FP8_WIDE, G) MVP_FN(I8, G)
 #define MVP_WIDE(G) mvp_group_FP8_WIDE_##G
 #else
-#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G)
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G) MVP_FN(I8, G)
 #define MVP_WIDE(G) mvp_group_FP8_NAN_FREE_##G
 #endif
 MVP_FNS(1)
@@ -376,10 +411,10 @@ MVP_FNS(8)
 #endif
 #define MVP_ROW(G)                                                                                             \
     {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G, mvp_group_FP8_NAN_FREE_##G, \
-     MVP_WIDE(G)}
+     MVP_WIDE(G), mvp_group_I8_##G}
 /* [log2 G][dtype: F32, BF16, F16, FP8, FP8 without NaN bytes, the same widened
- * (the layer's FP8_WIDE; else the same as without NaN bytes)] */
-static const mvp_group_fn mvp_groups[][6] = {
+ * (the layer's FP8_WIDE; else the same as without NaN bytes), I8 (Q8)] */
+static const mvp_group_fn mvp_groups[][7] = {
     MVP_ROW(1),
 #if MVP_MAX >= 2
     MVP_ROW(2),
@@ -404,6 +439,7 @@ static const mvp_group_fn mvp_groups[][6] = {
 static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
     int gmax = MVP1 > MVP ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
     if (W->dtype == LM_DTYPE_F8_E4M3 && W->fp8_nan_free) di = 4;
+    if (W->dtype == LM_DTYPE_I8) di = 6;
     int64_t K = W->cols, kc = T <= 2 ? KCM : KCM / 2;
     for (int64_t r0 = n0; r0 < n1;) {
         int64_t end = (r0 / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* groups stay in their block */
@@ -477,6 +513,7 @@ static inline __attribute__((always_inline)) void pack_w_dt(const int dt, float 
         for (int64_t k = 0; k < kcn; k += VL) {
             vf v = kcn - k >= VL ? v_w(dt, row, kc0 + k) : v_wn(dt, row, kc0 + k, kcn - k);
             if (dt == LM_DTYPE_F8_E4M3) v = v_mul(v, v_set1(fp8_factor(W, n + i, kc0 + k)));
+            if (dt == LM_DTYPE_I8) v = v_mul(v, v_set1(q8_factor(W, n + i, kc0 + k)));
             v_store_a(dst + k, v);
         }
     }
@@ -502,6 +539,14 @@ static inline __attribute__((always_inline)) void pack_w_panel_dt(const int dt, 
                 vf fv = v_set1(fp8_factor(W, rs, kc0 + k));
 #pragma GCC unroll 16
                 for (int j = 0; j < VL; j++) c[j] = v_mul(c[j], fv);
+            }
+            if (dt == LM_DTYPE_I8) { /* VL rows' scales for columns k .. k + VL - 1 (one block of 32) */
+                const uint8_t *qs = (const uint8_t *)lm_q8_panel_scales(W);
+                vf sv = v_w(LM_DTYPE_F16, qs,
+                            (q * LM_PANEL_BLOCK) * lm_q8_scale_cols(W) + ((kc0 + k) / LM_Q8_BLOCK) * R +
+                                (rs - q * LM_PANEL_BLOCK));
+#pragma GCC unroll 16
+                for (int j = 0; j < VL; j++) c[j] = v_mul(c[j], sv);
             }
             v_transpose(c);
 #pragma GCC unroll 16
