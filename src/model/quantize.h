@@ -7,7 +7,9 @@
  *   NAME_q8_scale   F16 [rows, ceil(cols/32)]    d, one per 32 columns
  * with w = q * d (exact in f32). The router (`mlp.gate.weight`, whose scores
  * pick the experts) and every 1-D tensor (norms, routing bias) keep their
- * dtype, as do tensors outside the arch table (an MTP layer). FP8 inputs are
+ * dtype, as do V3.2's indexer tensors (`self_attn.indexer.*`: its key
+ * selection has its own FP8 emulation) and tensors outside the arch table
+ * (an MTP layer). FP8 inputs are
  * dequantized (fp8 * block scale) first and lose their `_scale_inv`. The
  * model loader (model.h) takes the result like any checkpoint. */
 #ifndef LEMMA_MODEL_QUANTIZE_H
