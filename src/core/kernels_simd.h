@@ -309,17 +309,32 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
                                                     : v_loadn(y + (t0 + t) * N + at, rows);
         }
     }
-    for (int64_t kb = 0; kb < kcn; kb += dt == LM_DTYPE_I8 ? LM_Q8_BLOCK : kcn) {
-        int64_t ke = dt == LM_DTYPE_I8 && kb + LM_Q8_BLOCK < kcn ? kb + LM_Q8_BLOCK : kcn;
-        if (dt == LM_DTYPE_I8) {
+    if (dt == LM_DTYPE_I8) { /* blocks of 32 columns, each with its scales */
+        for (int64_t kb = 0; kb < kcn; kb += LM_Q8_BLOCK) {
+            int64_t ke = kb + LM_Q8_BLOCK < kcn ? kb + LM_Q8_BLOCK : kcn;
 #pragma GCC unroll 8
             for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
                 for (int v = 0; v < NV16; v++) qs[g][v] = v_w(LM_DTYPE_F16, qcol, g * LM_PANEL + v * VL);
             }
             qcol += (size_t)R * 2;
+            for (int64_t kk = kb; kk < ke; kk++, col += stride) {
+                vf xb[MVT];
+#pragma GCC unroll 4
+                for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+#pragma GCC unroll 8
+                for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+                    for (int v = 0; v < NV16; v++) {
+                        vf w = v_mul(v_w(dt, col, g * LM_PANEL + v * VL), qs[g][v]);
+#pragma GCC unroll 4
+                        for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+                    }
+                }
+            }
         }
-        for (int64_t kk = kb; kk < ke; kk++, col += stride) {
+    } else {
+        for (int64_t kk = 0; kk < kcn; kk++, col += stride) {
             vf xb[MVT];
 #pragma GCC unroll 4
             for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
@@ -329,7 +344,6 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
                 for (int v = 0; v < NV16; v++) {
                     vf w = v_w(dt, col, g * LM_PANEL + v * VL);
                     if (dt_fp8(dt)) w = v_mul(w, f);
-                    if (dt == LM_DTYPE_I8) w = v_mul(w, qs[g][v]);
 #pragma GCC unroll 4
                     for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
                 }
