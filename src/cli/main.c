@@ -20,6 +20,7 @@ static const command commands[] = {
     {"generate", &cli_generate_spec, NULL, "MODEL_DIR (--ids 1,5,9 | -p TEXT) -n 32: KV-cached generation"},
     {"chat", &cli_chat_spec, NULL, "MODEL_DIR [--system TEXT] [--think]: interactive multi-turn chat"},
     {"init", &cli_init_spec, NULL, "CONFIG.json --out DIR [--seed S --dtype f32|bf16|fp8]: random-weight checkpoint"},
+    {"quantize", &cli_quantize_spec, NULL, "MODEL_DIR OUT_DIR --type q8: int8 weights with F16 scales per 32"},
     {"train", &cli_train_spec, NULL, "--config CONFIG.json --data DATA_DIR --out RUN_DIR | --resume RUN_DIR: train"},
     {"export", &cli_export_spec, NULL, "MODEL_DIR OUT.gguf [--type f32|f16|bf16|q8_0]: GGUF for llama.cpp (deepseek2)"},
     {"bench", &cli_bench_spec, NULL, "MODEL_DIR [--prompt 512 --gen 128]: prefill/decode tokens/s as JSON"},

@@ -246,8 +246,24 @@ static int read_tensor(const lm_tensor_set *set, const lm_ptensor *pt, float *ds
         free(tmp);
         return 0;
     }
+    case LM_DTYPE_I8: { /* Q8 (lemma quantize): q * scale, exact */
+        char sname[LM_PARAM_NAME_MAX + 16];
+        snprintf(sname, sizeof sname, "%s_q8_scale", pt->name);
+        const lm_tensor *s = lm_st_find(set, sname);
+        int64_t rows = pt->shape[0], cols = pt->ndim == 2 ? pt->shape[1] : 1, ks = (cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
+        if (pt->ndim != 2 || !s || s->dtype != LM_DTYPE_F16 || s->ndim != 2 || s->shape[0] != rows || s->shape[1] != ks)
+            return lm_fail(err, "%s: I8 tensor '%s' needs an F16 '%s' of shape [%lld, %lld]",
+                           lm_st_file_path(set, t->file), pt->name, sname, (long long)rows, (long long)ks);
+        uint16_t *scales = malloc((size_t)(rows * ks) * sizeof(uint16_t)); /* may be unaligned in the file */
+        if (!scales) return lm_fail(err, "out of memory");
+        memcpy(scales, s->data, (size_t)(rows * ks) * sizeof(uint16_t));
+        lm_mat m = {.dtype = LM_DTYPE_I8, .rows = rows, .cols = cols, .data = t->data, .q8_scale = scales};
+        for (int64_t r = 0; r < rows; r++) lm_mat_row(&m, r, dst + r * cols);
+        free(scales);
+        return 0;
+    }
     default:
-        return lm_fail(err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3",
+        return lm_fail(err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16, F8_E4M3 or I8 (Q8)",
                        lm_st_file_path(set, t->file), pt->name, lm_dtype_name(t->dtype));
     }
 }
