@@ -77,6 +77,7 @@
 #include "core/fileio.h"
 #include "core/kernels.h"
 #include "core/rng.h"
+#include "core/sha256.h"
 #include "core/threadpool.h"
 #include "formats/json.h"
 #include "model/config.h"
@@ -349,6 +350,12 @@ int main(int argc, char **argv) {
     double med = steps % 2 ? wall[steps / 2] : 0.5 * (wall[steps / 2 - 1] + wall[steps / 2]);
     double best = wall[0], worst = wall[steps - 1];
 
+    /* the trained weights' digest: a kernel change that keeps the bits keeps it */
+    uint8_t digest[32];
+    char wsha[65];
+    lm_sha256_buf(p->w, sizeof(float) * (size_t)p->n_floats, digest);
+    lm_sha256_hex(digest, wsha);
+
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mib = (double)ru.ru_maxrss / 1024.0;
@@ -372,14 +379,14 @@ int main(int argc, char **argv) {
            "\"gflop_s\":%.2f,\"gflop_s_attn\":%.2f,\"peak_gflop_s\":%.1f,\"peak_source\":\"%s\","
            "\"peak_frac\":%.4f,\"peak_frac_attn\":%.4f,\"peak_frac_nominal\":%.4f,\"peak_frac_cpu\":%.4f,"
            "\"peak_rss_mib\":%.1f,\"params_bytes\":%zu,\"trainer_bytes\":%lld,"
-           "\"loss_first\":%.5f,\"loss_last\":%.5f,\"isa\":\"%s\"}\n",
+           "\"loss_first\":%.5f,\"loss_last\":%.5f,\"isa\":\"%s\",\"weights_sha256\":\"%s\"}\n",
            pname, threads, (long long)B, (long long)T, (long long)(micro ? micro : B), warmup, steps, med, best, worst,
            tps, tps_best, cpu_total / (wall_total * threads), (double)(B * T) * steps / cpu_total,
            have_sched ? busiest / steps : NAN, have_sched && busiest > 0 ? (double)(B * T) * steps / busiest : NAN,
            have_sched ? rq_wait / (wall_total * threads) : NAN, n_active, f6n, attn_tok, gf, gf_attn, peak,
            peak_arg > 0 ? "--peak" : "fma_anchor_1t_x_threads", gf / peak, gf_attn / peak, gf / nominal,
            (double)(B * T) * steps / cpu_total * f6n * 1e-9 / anchor, rss_mib,
-           p->block.bytes, (long long)lm_trainer_bytes(tr), loss0, loss_last, lm_isa_name(lm_cpu_isa()));
+           p->block.bytes, (long long)lm_trainer_bytes(tr), loss0, loss_last, lm_isa_name(lm_cpu_isa()), wsha);
 
     free(wall);
     free(ids);

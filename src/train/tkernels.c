@@ -12,6 +12,7 @@
 #include "core/kernels.h"
 #include "model/arch.h"
 #include "core/mathfn.h"
+#include "train/tvec.h"
 
 /* ---- transposes and adds ---- */
 
@@ -211,17 +212,19 @@ void lm_tk_rope_bwd(float *x, const float *cos_t, const float *sin_t, int64_t d)
 }
 
 /* ---- attention of one head ----
- * All six products go through lm_matmul (pool NULL: the caller's thread),
- * causally blocked in blocks of AB rows (queries) or columns (keys): query
- * block [i0, i1) needs keys [0, i1) only, key block [j0, j1) gets gradient
- * from queries [j0, T) only. That is about half of the full [T, T]
- * products; entries past the diagonal inside a block are exactly 0. */
+ * The six products are tvec.h's nn kernel (register tiles over rows of the
+ * result, single-threaded: the caller gives each thread whole heads), in
+ * row groups of G queries or keys over the causal triangle: query group
+ * [g0, g1) needs keys [0, g1) only, key group [j0, j1) gets gradient from
+ * queries [j0, T) only. Inside a group the entries past the diagonal are
+ * exactly 0. Every element is the chain lm_matmul computed before (same
+ * order over k; the chains differ only by terms 0 * x, which add nothing),
+ * so the bits are those of the earlier lm_matmul form. K and V are
+ * transposed once per call, not once per block. */
 
-enum { AB = 64 };
+enum { G = 16 };
 
-int64_t lm_tk_attn_scratch_floats(int64_t T, int64_t dk, int64_t dv) {
-    return 2 * T * T + T * AB + T * (dk > dv ? dk : dv);
-}
+int64_t lm_tk_attn_scratch_floats(int64_t T, int64_t dk, int64_t dv) { return 2 * T * T + T * (dk + dv); }
 
 /* dst[cols, rows] = src[rows, cols]^T, single-threaded. */
 static void transpose1(float *dst, const float *src, int64_t rows, int64_t cols) {
@@ -231,13 +234,14 @@ static void transpose1(float *dst, const float *src, int64_t rows, int64_t cols)
 
 void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, int64_t dk, int64_t dv, float scale,
                     float *O, float *lse, float *scratch) {
-    float *S = scratch, *VT = scratch + 2 * T * T + T * AB; /* [AB, i1], [dv, i1] */
-    for (int64_t i0 = 0; i0 < T; i0 += AB) {
-        int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
-        lm_mat km = lm_f32_mat(K, i1, dk);
-        lm_matmul(NULL, S, Q + i0 * dk, nb, &km); /* S [nb, i1] */
-        for (int64_t i = i0; i < i1; i++) {
-            float *s = S + (i - i0) * i1;
+    const tv_table *tv = tv_kernels();
+    float *S = scratch, *KT = scratch + 2 * T * T; /* S [G, T] rows of the group, KT [dk, T] */
+    transpose1(KT, K, T, dk);
+    for (int64_t g0 = 0; g0 < T; g0 += G) {
+        int64_t g1 = g0 + G < T ? g0 + G : T, nb = g1 - g0;
+        tv->nn(S, T, Q + g0 * dk, dk, 1, KT, T, nb, g1, 0, dk); /* scores [nb, g1] */
+        for (int64_t i = g0; i < g1; i++) {
+            float *s = S + (i - g0) * T;
             int64_t n = i + 1;
             float m = -INFINITY;
             for (int64_t j = 0; j < n; j++) {
@@ -250,57 +254,43 @@ void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, i
             float inv = (float)(1.0 / sum);
             lse[i] = m + (float)lm_log(sum);
             for (int64_t j = 0; j < n; j++) s[j] *= inv;
-            for (int64_t j = n; j < i1; j++) s[j] = 0.0f;
+            for (int64_t j = n; j < g1; j++) s[j] = 0.0f;
         }
-        transpose1(VT, V, i1, dv);
-        lm_mat vt = lm_f32_mat(VT, dv, i1);
-        lm_matmul(NULL, O + i0 * dv, S, nb, &vt);
+        tv->nn(O + g0 * dv, dv, S, T, 1, V, dv, nb, dv, 0, g1); /* O = P V */
     }
 }
 
 void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float *O, const float *dO, const float *lse,
                     int64_t T, int64_t dk, int64_t dv, float scale, float *dQ, float *dK, float *dV, float *scratch) {
-    /* P and dS [T, T] (row i holds keys 0..i, the rest 0), a block of
-     * transposed rows X [AB, T], transposed operands Y [max(dk, dv), T]. */
-    float *P = scratch, *dS = scratch + T * T, *X = scratch + 2 * T * T, *Y = X + T * AB;
-    for (int64_t i0 = 0; i0 < T; i0 += AB) {
-        int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
-        float *pb = P + i0 * T, *db = dS + i0 * T; /* blocks stored [nb, i1] */
-        lm_mat km = lm_f32_mat(K, i1, dk), vm = lm_f32_mat(V, i1, dv);
-        lm_matmul(NULL, pb, Q + i0 * dk, nb, &km);  /* scores */
-        lm_matmul(NULL, db, dO + i0 * dv, nb, &vm); /* dP */
-        for (int64_t i = i0; i < i1; i++) {
-            float *p = pb + (i - i0) * i1, *ds = db + (i - i0) * i1;
+    const tv_table *tv = tv_kernels();
+    /* P and dS [T, T]: row i holds keys 0..i, then zeros up to the end of
+     * its group; KT [dk, T] and VT [dv, T]. */
+    float *P = scratch, *dS = scratch + T * T, *KT = scratch + 2 * T * T, *VT = KT + T * dk;
+    transpose1(KT, K, T, dk);
+    transpose1(VT, V, T, dv);
+    for (int64_t g0 = 0; g0 < T; g0 += G) {
+        int64_t g1 = g0 + G < T ? g0 + G : T, nb = g1 - g0;
+        float *pb = P + g0 * T, *db = dS + g0 * T;
+        tv->nn(pb, T, Q + g0 * dk, dk, 1, KT, T, nb, g1, 0, dk);  /* scores */
+        tv->nn(db, T, dO + g0 * dv, dv, 1, VT, T, nb, g1, 0, dv); /* dP */
+        for (int64_t i = g0; i < g1; i++) {
+            float *p = P + i * T, *ds = dS + i * T;
             const float *o = O + i * dv, *dorow = dO + i * dv;
             float Di = 0, li = lse[i];
             for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
             for (int64_t j = 0; j <= i; j++) p[j] *= scale;
             lm_exp_shifted(p, p, li, i + 1); /* exp(p * scale - li) */
             for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - Di) * scale;
-            for (int64_t j = i + 1; j < i1; j++) p[j] = ds[j] = 0.0f;
+            for (int64_t j = i + 1; j < g1; j++) p[j] = ds[j] = 0.0f;
         }
-        /* dQ[i0:i1] = dS_blk K[0:i1] */
-        transpose1(Y, K, i1, dk);
-        lm_mat kt = lm_f32_mat(Y, dk, i1);
-        lm_matmul(NULL, dQ + i0 * dk, db, nb, &kt);
+        tv->nn(dQ + g0 * dk, dk, db, T, 1, K, dk, nb, dk, 0, g1); /* dQ = dS K */
     }
-    /* Key blocks: dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T], dK likewise with dS, Q. */
-    for (int64_t j0 = 0; j0 < T; j0 += AB) {
-        int64_t j1 = j0 + AB < T ? j0 + AB : T, nb = j1 - j0, m = T - j0;
-        for (int pass = 0; pass < 2; pass++) {
-            const float *M = pass ? dS : P, *R = pass ? Q : dO;
-            int64_t d = pass ? dk : dv;
-            /* X [nb, m]: X[j][i - j0] = M[i][j] for i >= j0 (row i of M is the
-             * block row of its query block, stored with stride i1 of that block). */
-            for (int64_t i = j0; i < T; i++) {
-                int64_t bi0 = i / AB * AB, bi1 = bi0 + AB < T ? bi0 + AB : T;
-                const float *row = M + bi0 * T + (i - bi0) * bi1;
-                for (int64_t j = j0; j < j1; j++) X[(j - j0) * m + (i - j0)] = j < bi1 ? row[j] : 0.0f;
-            }
-            transpose1(Y, R + j0 * d, m, d);
-            lm_mat rt = lm_f32_mat(Y, d, m);
-            lm_matmul(NULL, (pass ? dK : dV) + j0 * d, X, nb, &rt);
-        }
+    /* Key groups: dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T], dK likewise with dS
+     * and Q (A read transposed: element (j, i) at P[i*T + j]). */
+    for (int64_t j0 = 0; j0 < T; j0 += G) {
+        int64_t j1 = j0 + G < T ? j0 + G : T, nb = j1 - j0;
+        tv->nn(dV + j0 * dv, dv, P + j0, 1, T, dO, dv, nb, dv, j0, T);
+        tv->nn(dK + j0 * dk, dk, dS + j0, 1, T, Q, dk, nb, dk, j0, T);
     }
 }
 
