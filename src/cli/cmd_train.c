@@ -57,6 +57,8 @@ static const cli_opt train_opts[] = {
     NUM_OPT("--clip", clip, 0, 1e9, "global gradient-norm clip (0 = off)"),
     NUM_OPT("--bias-gamma", bias_gamma, 0, 10, "MoE correction-bias step (0 = off)"),
     NUM_OPT("--balance-alpha", balance_alpha, 0, 100, "sequence-wise balance loss weight"),
+    {"--precision", NULL, CLI_ENUM, CLI_AT(train_cli, o.precision), .choices = "f32|bf16", .flags = CLI_SHOW_FIELD,
+     .metavar = "P", .help = "products in f32, or bf16 with f32 master weights and accumulation"},
     INT_OPT("--seed", seed, 0, INT64_MAX, "S", "init and data order"),
     NUM_OPT("--std", init_std, 0, 10, "init std"),
     {"--tokenizer", NULL, CLI_PATH, CLI_AT(train_cli, o.tokenizer_dir), .note = "the data's", .metavar = "DIR",

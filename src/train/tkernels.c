@@ -9,6 +9,7 @@
 #include <xmmintrin.h>
 #endif
 
+#include "core/dtype.h"
 #include "core/kernels.h"
 #include "model/arch.h"
 #include "core/mathfn.h"
@@ -85,7 +86,7 @@ void lm_tk_add(lm_pool *pool, float *y, const float *x, int64_t n) {
 /* ---- Linear ---- */
 
 int64_t lm_tk_ws_floats(int64_t N, int64_t out, int64_t in) {
-    int64_t dx = out * in + N * in;
+    int64_t dx = out * in + N * in + N * out; /* W^T, the accumulated product, bf16 dy */
     int64_t dw = N * out + N * in + out * in;
     return dx > dw ? dx : dw;
 }
@@ -95,32 +96,65 @@ void lm_tk_linear(lm_pool *pool, float *y, const float *x, int64_t N, const floa
     lm_matmul(pool, y, x, N, &m);
 }
 
+/* The transposes of the backward products, rounding each value to bf16
+ * when asked (round_bf16 is idempotent, so inputs that already hold bf16
+ * values pass unchanged). */
+static void transpose_maybe_bf16(lm_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols, int bf16) {
+    lm_tk_transpose(pool, dst, src, rows, cols);
+    if (bf16) lm_tk_round_bf16(pool, dst, rows * cols);
+}
+
 void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const float *W, int64_t out, int64_t in,
-                     int accumulate, float *ws) {
+                     int accumulate, float *ws, int bf16) {
     if (N <= 0) return;
     float *wt = ws; /* W^T [in, out] */
-    lm_tk_transpose(pool, wt, W, out, in);
+    transpose_maybe_bf16(pool, wt, W, out, in, bf16);
     lm_mat m = lm_f32_mat(wt, in, out);
+    float *tmp = ws + out * in; /* [N, in] */
+    if (bf16) {                 /* dy rounded [N, out] after tmp */
+        float *dyr = tmp + N * in;
+        memcpy(dyr, dy, sizeof(float) * (size_t)(N * out));
+        lm_tk_round_bf16(pool, dyr, N * out);
+        dy = dyr;
+    }
     if (!accumulate) {
         lm_matmul(pool, dx, dy, N, &m);
         return;
     }
-    float *tmp = ws + out * in;
     lm_matmul(pool, tmp, dy, N, &m);
     lm_tk_add(pool, dx, tmp, N * in);
 }
 
 void lm_tk_linear_dw(lm_pool *pool, float *dW, const float *dy, const float *x, int64_t N, int64_t out, int64_t in,
-                     float *ws) {
+                     float *ws, int bf16) {
     if (N <= 0) return;
     float *dyt = ws;            /* [out, N] */
     float *xt = dyt + out * N;  /* [in, N] */
     float *tmp = xt + in * N;   /* [out, in] */
-    lm_tk_transpose(pool, dyt, dy, N, out);
-    lm_tk_transpose(pool, xt, x, N, in);
+    transpose_maybe_bf16(pool, dyt, dy, N, out, bf16);
+    transpose_maybe_bf16(pool, xt, x, N, in, bf16);
     lm_mat m = lm_f32_mat(xt, in, N);
     lm_matmul(pool, tmp, dyt, out, &m);
     lm_tk_add(pool, dW, tmp, out * in);
+}
+
+/* ---- bf16 rounding ---- */
+
+typedef struct round_job {
+    float *x;
+    int64_t n;
+} round_job;
+
+static void round_task(void *ctx, int ith, int nth) {
+    const round_job *j = ctx;
+    int64_t i0, i1;
+    lm_split(j->n, ith, nth, 64, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) j->x[i] = lm_bf16_to_f32(lm_f32_to_bf16(j->x[i]));
+}
+
+void lm_tk_round_bf16(lm_pool *pool, float *x, int64_t n) {
+    round_job j = {x, n};
+    lm_pool_run(n < 65536 ? NULL : pool, round_task, &j);
 }
 
 /* ---- RMSNorm ---- */
