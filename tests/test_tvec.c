@@ -6,6 +6,8 @@
  *    B = W^T);
  *  - adamw: every path against the scalar expression of adamw.c, bit for
  *    bit, with and without decay, with a ragged tail;
+ *  - bf16 rounding (in place and into bf16 storage): every path against
+ *    lm_f32_to_bf16 on every class of bit pattern (NaN, inf, ties, subnormals);
  *  - attention forward and backward: the same bits on every path, and the
  *    same bits as the earlier form built from lm_matmul on causal blocks of
  *    64 (kept here as the reference), so the change kept training's bits. */
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "core/kernels.h"
 #include "core/mathfn.h"
 #include "model/arch.h"
@@ -121,6 +124,31 @@ TEST(adamw_paths_match_scalar) {
             CHECKF(!memcmp(w, rw, sizeof w) && !memcmp(m, rm, sizeof m) && !memcmp(v, rv, sizeof v), "%s decay %d",
                    lm_isa_name(isas[ii]), decay);
         }
+    }
+}
+
+TEST(bf16_rounding_paths_match_scalar) {
+    lm_isa isas[3];
+    int ni = isa_list(isas);
+    enum { N = 4096 + 13 };
+    static float x[N], r[N], ref[N];
+    static uint16_t h[N], href[N];
+    uint32_t s = 99;
+    for (int i = 0; i < N; i++) { /* every bit pattern class: NaNs, infs, subnormals, ties */
+        s = s * 1664525u + 1013904223u;
+        uint32_t u = s;
+        if (i % 5 == 0) u = (u & 0xffff0000u) | 0x8000u;        /* exact tie */
+        if (i % 7 == 0) u |= 0x7f800000u;                       /* inf or NaN exponent */
+        if (i % 11 == 0) u &= 0x807fffffu;                      /* zero exponent: subnormal */
+        memcpy(&x[i], &u, 4);
+        href[i] = lm_f32_to_bf16(x[i]);
+        ref[i] = lm_bf16_to_f32(href[i]);
+    }
+    for (int ii = 0; ii < ni; ii++) {
+        memcpy(r, x, sizeof r);
+        table_of(isas[ii])->round_bf16(r, N);
+        table_of(isas[ii])->to_bf16(h, x, N);
+        CHECKF(!memcmp(r, ref, sizeof r) && !memcmp(h, href, sizeof h), "%s", lm_isa_name(isas[ii]));
     }
 }
 
@@ -247,6 +275,7 @@ int main(void) {
     RUN(nn_paths_match_fma_chain);
     RUN(nn_is_matmul_chain);
     RUN(adamw_paths_match_scalar);
+    RUN(bf16_rounding_paths_match_scalar);
     RUN(attention_same_bits_as_matmul_form);
     return test_report("test_tvec");
 }

@@ -8,6 +8,7 @@
 #include "core/arena.h"
 #include "formats/safetensors.h"
 #include "model/init.h"
+#include "train/tvec.h"
 
 /* ---- layout ---- */
 
@@ -319,7 +320,7 @@ static void to_bf16_task(void *ctx, int ith, int nth) {
     const bf16_job *j = ctx;
     int64_t i0, i1;
     lm_split(j->n, ith, nth, 4096, &i0, &i1);
-    for (int64_t i = i0; i < i1; i++) j->w16[i] = lm_f32_to_bf16(j->w[i]);
+    tv_kernels()->to_bf16(j->w16 + i0, j->w + i0, i1 - i0);
 }
 
 void lm_params_to_bf16(const lm_params *p, uint16_t *w16, lm_pool *pool) {

@@ -201,7 +201,7 @@ static void attn_fwd_task(void *ctx, int ith, int nth) {
  * enters products, so it is rounded there. */
 static float rmsnorm_fwd_bf16(float *y, const float *x, const float *w, int64_t n, float eps) {
     float r = lm_tk_rmsnorm_fwd(y, x, w, n, eps);
-    for (int64_t i = 0; i < n; i++) y[i] = lm_bf16_to_f32(lm_f32_to_bf16(y[i]));
+    lm_tk_round_bf16(NULL, y, n);
     return r;
 }
 

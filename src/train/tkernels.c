@@ -149,7 +149,7 @@ static void round_task(void *ctx, int ith, int nth) {
     const round_job *j = ctx;
     int64_t i0, i1;
     lm_split(j->n, ith, nth, 64, &i0, &i1);
-    for (int64_t i = i0; i < i1; i++) j->x[i] = lm_bf16_to_f32(lm_f32_to_bf16(j->x[i]));
+    tv_kernels()->round_bf16(j->x + i0, i1 - i0);
 }
 
 void lm_tk_round_bf16(lm_pool *pool, float *x, int64_t n) {

@@ -28,6 +28,10 @@ typedef struct tv_table {
      * gi = g*gscale; m = m*b1 + gi*omb1; v = v*b2 + gi*gi*omb2;
      * w -= step_size * (m / (sqrt(v)*inv_bc2_sqrt + eps)). */
     void (*adamw)(float *w, const float *g, float *m, float *v, int64_t n, const tv_adamw_k *k, int decay);
+    /* x[i] = bf16 rounding of x[i] (nearest even, NaN stays NaN: exactly
+     * lm_f32_to_bf16 then lm_bf16_to_f32), and the same into bf16 storage. */
+    void (*round_bf16)(float *x, int64_t n);
+    void (*to_bf16)(uint16_t *dst, const float *x, int64_t n);
 } tv_table;
 
 extern const tv_table tv_scalar, tv_avx2, tv_avx512;

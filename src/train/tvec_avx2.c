@@ -18,5 +18,15 @@ TLI vf t_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 TLI vf t_div(vf a, vf b) { return _mm256_div_ps(a, b); }
 TLI vf t_sqrt(vf a) { return _mm256_sqrt_ps(a); }
 TLI vf t_fma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+/* As the AVX-512 layer's; the NaN test as a signed compare (the masked
+ * value is non-negative). */
+TLI vf t_round_bf16(vf x) {
+    __m256i u = _mm256_castps_si256(x), hi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb)), hi);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+    __m256i q = _mm256_or_si256(_mm256_and_si256(u, hi), _mm256_set1_epi32(0x00400000));
+    return _mm256_castsi256_ps(_mm256_blendv_epi8(r, q, nan));
+}
 
 #include "train/tvec_simd.h"

@@ -18,5 +18,18 @@ TLI vf t_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 TLI vf t_div(vf a, vf b) { return _mm512_div_ps(a, b); }
 TLI vf t_sqrt(vf a) { return _mm512_sqrt_ps(a); }
 TLI vf t_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+/* u + 0x7fff + (bit 16 of u), high half kept; NaN: the high half with the
+ * quiet bit set (lm_f32_to_bf16). */
+TLI vf t_round_bf16(vf x) {
+    __m512i u = _mm512_castps_si512(x), hi = _mm512_set1_epi32((int)0xffff0000u);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), hi);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i q = _mm512_or_si512(_mm512_and_si512(u, hi), _mm512_set1_epi32(0x00400000));
+    return _mm512_castsi512_ps(_mm512_mask_mov_epi32(r, nan, q));
+}
+#define TV_STORE_BF16(p, v) \
+    _mm256_storeu_si256((__m256i *)(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(v), 16)))
 
 #include "train/tvec_simd.h"

@@ -3,6 +3,8 @@
  * so the bits are the SIMD paths'. */
 #include <math.h>
 
+#include "core/dtype.h"
+
 #define VL 1
 #define TV_MR 4
 #define TV_NV 1
@@ -19,5 +21,6 @@ TLI vf t_mul(vf a, vf b) { return a * b; }
 TLI vf t_div(vf a, vf b) { return a / b; }
 TLI vf t_sqrt(vf a) { return sqrtf(a); }
 TLI vf t_fma(vf a, vf b, vf c) { return fmaf(a, b, c); }
+TLI vf t_round_bf16(vf x) { return lm_bf16_to_f32(lm_f32_to_bf16(x)); }
 
 #include "train/tvec_simd.h"

@@ -5,6 +5,8 @@
  *                          (TV_MR rows of C by TV_NV vectors of columns)
  *   t_zero t_set1 t_load t_store t_add t_sub t_mul t_div t_sqrt t_fma
  *                          one IEEE operation per lane (t_fma rounds once)
+ *   t_round_bf16           each lane rounded to bf16 (lm_f32_to_bf16), as f32
+ *   TV_STORE_BF16(p, v)    optional: store the high halves of v's lanes
  *   TV_TABLE               the table's name
  * Each lane does exactly what the scalar code does, so every path gives
  * the same bits. */
@@ -14,6 +16,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "train/tvec.h"
 
 #define TAI static inline __attribute__((always_inline))
@@ -114,7 +117,23 @@ static void adamw(float *w, const float *g, float *m, float *v, int64_t n, const
     }
 }
 
-const tv_table TV_TABLE = {nn, adamw};
+/* ---- bf16 rounding (t_round_bf16: the lanes of lm_f32_to_bf16) ---- */
+
+static void round_bf16(float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) t_store(x + i, t_round_bf16(t_load(x + i)));
+    for (; i < n; i++) x[i] = lm_bf16_to_f32(lm_f32_to_bf16(x[i]));
+}
+
+static void to_bf16(uint16_t *dst, const float *x, int64_t n) {
+    int64_t i = 0;
+#ifdef TV_STORE_BF16
+    for (; i + VL <= n; i += VL) TV_STORE_BF16(dst + i, t_round_bf16(t_load(x + i)));
+#endif
+    for (; i < n; i++) dst[i] = lm_f32_to_bf16(x[i]);
+}
+
+const tv_table TV_TABLE = {nn, adamw, round_bf16, to_bf16};
 
 #undef TAI
 #endif
