@@ -6,6 +6,7 @@
 #   bash bench/train_bench.sh                 # bench-s and bench-m, 1 and 2 threads (~4-6 min)
 #   TRAIN_BENCH_REPS=3 bash bench/train_bench.sh   # 3 alternating rounds, medians and ranges
 #   bash bench/train_bench.sh --profile       # perf profile of one lemma bench-m step instead
+#                                             # (TRAIN_BENCH_PROFILE_PRECISION=bf16 for the bf16 step)
 #
 # For each preset (../shared/data/bench-presets/*.json; batch and seq from
 # their "bench" field) and thread count, in this order so that both sides see
@@ -79,13 +80,14 @@ if [ "${1:-}" = --profile ]; then
     command -v perf >/dev/null || die "perf is not installed (apt-get install linux-perf)"
     preset=${TRAIN_BENCH_PROFILE_PRESET:-bench-m}
     pthreads=${TRAIN_BENCH_PROFILE_THREADS:-1}
+    pprec=${TRAIN_BENCH_PROFILE_PRECISION:-f32}
     dir=build/bench-train/profile; mkdir -p "$dir"
     rm -f "$dir/ctl" "$dir/ack"; mkfifo "$dir/ctl" "$dir/ack"
     exec 10<>"$dir/ctl" 11<>"$dir/ack"
     note "== perf record (dwarf call graphs) of 1 timed $preset step at $pthreads thread(s), warm-up excluded"
     BENCH_PERF_CTL_FD=10 BENCH_PERF_ACK_FD=11 perf record -q -F 250 --call-graph dwarf,16384 -D -1 \
         --control fd:10,11 -o "$dir/perf.data" "$BIN" "$PRESET_DIR/$preset.json" --threads "$pthreads" --steps 1 \
-        "${peak_args[@]}" 2>/dev/null | last_json >&2
+        --precision "$pprec" "${peak_args[@]}" 2>/dev/null | last_json >&2
     perf script -i "$dir/perf.data" -F comm,tid,period,ip,sym 2>/dev/null >"$dir/perf.txt"
     "$PY" - "$dir/perf.txt" <<'PYEOF'
 import collections, sys
@@ -94,7 +96,7 @@ PHASE = ["attn_fwd", "attn_bwd", "moe_fwd", "moe_bwd", "mlp_fwd", "mlp_bwd", "tr
          "lm_adamw_grad_norm", "lm_train_begin", "lm_train_apply"]
 OP = ["lm_tk_linear_dx", "lm_tk_linear_dw", "lm_tk_linear", "lm_tk_attn_fwd", "lm_tk_attn_bwd", "lm_tk_transpose",
       "lm_tk_add", "lm_tk_rmsnorm_dw", "tr_norm_rows", "tr_renorm_rows", "tr_norm_bwd_rows", "tr_swiglu_rows",
-      "tr_swiglu_bwd_rows", "add_rows", "tr_attn_gather", "lm_tk_xent", "update_task", "norm_task"]
+      "tr_swiglu_bwd_rows", "add_rows", "tr_attn_gather", "lm_tk_xent", "update_task", "norm_task", "lm_tk_round_bf16", "lm_params_to_bf16"]
 samples, cur = [], None
 for line in open(sys.argv[1]):
     if not line.strip():
