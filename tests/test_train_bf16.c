@@ -4,6 +4,8 @@
  *    exponent, overflow to inf), NaN and inf kept;
  *  - the bf16 backward products equal the fp32 ones on inputs rounded
  *    beforehand, bit for bit (they round, then run the same fp32 chains);
+ *  - the bf16 weight views (params.h): every matrix holds the rounded
+ *    weights, every vector is the fp32 one;
  *  - a small MoE model (q LoRA, shared expert, sigmoid router) learning a
  *    deterministic next-token rule for 200 steps: fp32 and bf16 losses both
  *    fall below 10% of the first, and at every step |bf16 - fp32| <= 0.01 +
@@ -12,6 +14,7 @@
  *  - determinism: the bf16 weights after 12 steps are the same bytes at 1 and
  *    2 threads and on every ISA path, and differ from fp32's (the mode is on). */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
@@ -141,6 +144,50 @@ static lm_params *train(lm_precision prec, int threads, int64_t nsteps, double *
     return p;
 }
 
+/* Every matrix of the bf16 views holds w rounded (rows read back through
+ * lm_mat_row), every vector is w's own fp32 one. */
+static int check_mat(const lm_mat *b, const lm_mat *f) {
+    if (b->dtype != LM_DTYPE_BF16 || b->rows != f->rows || b->cols != f->cols) return 0;
+    float rb[64], rf[64];
+    if (b->cols > 64) return 0;
+    for (int64_t r = 0; r < b->rows; r++) {
+        lm_mat_row(b, r, rb);
+        memcpy(rf, (const float *)f->data + r * f->cols, sizeof(float) * (size_t)f->cols);
+        lm_tk_round_bf16(NULL, rf, f->cols);
+        if (memcmp(rb, rf, sizeof(float) * (size_t)f->cols)) return 0;
+    }
+    return 1;
+}
+
+TEST(bf16_views_hold_rounded_weights) {
+    lm_config cfg;
+    lm_error err;
+    lm_params *p = NULL;
+    if (lm_config_parse(SMALL, sizeof SMALL - 1, "small", &cfg, &err) || lm_params_create(&cfg, &p, &err)) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    lm_params_init_random(p, 9, 0.05);
+    uint16_t *w16 = malloc(sizeof(uint16_t) * (size_t)p->n_floats);
+    lm_weights Wb;
+    void *ptrs = NULL;
+    lm_params_to_bf16(p, w16, NULL);
+    CHECK(lm_params_bf16_views(p, w16, &Wb, &ptrs, &err) == 0);
+    const lm_layer *b0 = &Wb.layers[0], *f0 = &p->W.layers[0], *b1 = &Wb.layers[1], *f1 = &p->W.layers[1];
+    CHECK(check_mat(&Wb.head, &p->W.head) && check_mat(&Wb.embed, &p->W.embed));
+    CHECK(check_mat(&b0->wq_a, &f0->wq_a) && check_mat(&b0->wq_b, &f0->wq_b) && check_mat(&b0->wkv_a, &f0->wkv_a));
+    CHECK(check_mat(&b0->wkv_b, &f0->wkv_b) && check_mat(&b0->wo, &f0->wo) && check_mat(&b0->w2, &f0->w2));
+    CHECK(b1->is_moe && check_mat(&b1->gate, &f1->gate) && check_mat(&b1->sw3, &f1->sw3));
+    for (int e = 0; e < 4; e++)
+        CHECKF(check_mat(&b1->ew1[e], &f1->ew1[e]) && check_mat(&b1->ew2[e], &f1->ew2[e]) &&
+                   check_mat(&b1->ew3[e], &f1->ew3[e]), "expert %d", e);
+    CHECK(b0->attn_norm == f0->attn_norm && b0->q_norm == f0->q_norm && b1->gate_bias == f1->gate_bias &&
+          Wb.final_norm == p->W.final_norm);
+    free(ptrs);
+    free(w16);
+    lm_params_free(p);
+}
+
 TEST(bf16_loss_curve_follows_f32) {
     enum { STEPS = 200 };
     double lf[STEPS], lb[STEPS], worst = 0, worst_abs = 0;
@@ -188,6 +235,7 @@ TEST(bf16_deterministic) {
 int main(void) {
     RUN(round_bf16_values);
     RUN(bf16_products_are_f32_products_of_rounded_inputs);
+    RUN(bf16_views_hold_rounded_weights);
     RUN(bf16_loss_curve_follows_f32);
     RUN(bf16_deterministic);
     return test_report("test_train_bf16");
