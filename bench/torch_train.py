@@ -46,8 +46,11 @@ The same training step as bench/bench_train.c, in PyTorch (float32, eager):
 OMP_WAIT_POLICY and OMP_NUM_THREADS are set before torch is imported
 (PyTorch's default spin-waiting OpenMP pool is 3-7x slower on this shared
 2-core machine); torch.set_num_threads(N) as well. PyTorch's matmuls go to
-the system libblas.so.3: it must be OpenBLAS (libopenblas0-openmp), the
-reference BLAS is ~15x slower; the JSON line names the library.
+libblas.so.3: it must be OpenBLAS (libopenblas0-openmp), the reference BLAS
+is ~15x slower; bench/train_bench.sh points LD_LIBRARY_PATH at OpenBLAS's
+folder when it is installed (the system default may stay the reference BLAS,
+which tests/ref's byte-exact golden checks were written with); the JSON line
+names the library actually loaded.
 
 Prints one JSON line: tokens_per_s, step times, cpu_util (process CPU time /
 (wall * threads)), tokens_per_cpu_s, tokens_per_s_idle_est (B*T over the CPU
@@ -176,6 +179,16 @@ def task_delta(a, b):
 
 
 def blas_library():
+    """The libblas.so.3 this process loaded (LD_LIBRARY_PATH may point torch at
+    OpenBLAS while the system default is another), from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if "libblas.so" in path or "libopenblas" in path:
+                    return os.path.realpath(path)
+    except OSError:
+        pass
     p = "/usr/lib/x86_64-linux-gnu/libblas.so.3"
     return os.path.realpath(p) if os.path.exists(p) else "unknown"
 

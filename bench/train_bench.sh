@@ -144,7 +144,13 @@ t_start=$(date +%s)
 cpu=$(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -n 1)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+dirty" || true)
-blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)
+# PyTorch gets OpenBLAS when it is installed, through LD_LIBRARY_PATH for its
+# processes only: the system's libblas.so.3 may stay the reference BLAS (the
+# byte-exact golden checks of tests/ref, e.g. test_rl_golden.sh, depend on it).
+OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
+torch_env=(); [ -f "$OPENBLAS_DIR/libblas.so.3" ] && torch_env=(LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+if [ ${#torch_env[@]} -gt 0 ]; then blas=$(readlink -f "$OPENBLAS_DIR/libblas.so.3")
+else blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown); fi
 printf '{"bench":"machine","cpu":"%s","cores":%s,"date":"%s","git":"%s%s","loadavg_start":"%s","reps":%s,"torch_blas":"%s"}\n' \
     "$cpu" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rev" "$dirty" "$(cut -d' ' -f1-3 /proc/loadavg)" "$REPS" "$blas" >>"$OUTF"
 note "== train bench: $cpu, $(nproc) cores, git $rev$dirty, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -185,7 +191,7 @@ for rep in $(seq 1 "$REPS"); do
             else note "   bench_train failed (see $err)"; fi
             if [ $torch_ok = 1 ]; then
                 init=(); [ -f "$MODELS/$p-f32/model.safetensors" ] && init=(--init "$MODELS/$p-f32")
-                j=$(OMP_WAIT_POLICY=PASSIVE timeout "$TMO" "$TORCH_PY" bench/torch_train.py "$PRESET_DIR/$p.json" \
+                j=$(env "${torch_env[@]}" OMP_WAIT_POLICY=PASSIVE timeout "$TMO" "$TORCH_PY" bench/torch_train.py "$PRESET_DIR/$p.json" \
                     --threads "$t" --steps "$steps" --attn "$ATTN" --autocast "$autocast" "${init[@]}" 2>>"$err" | last_json)
                 if [ -n "$j" ]; then printf '%s\n' "${j%\}}, \"rep\": $rep}" >>"$OUTF"; note "   torch  $j"
                 else note "   torch_train.py failed (see $err)"; fi
