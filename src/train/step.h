@@ -67,6 +67,23 @@
 #include "train/adamw.h"
 #include "train/params.h"
 
+/* Mixed precision. With LM_PRECISION_BF16, every Linear product (forward,
+ * and both backward products) takes its operands rounded to bf16 (round to
+ * nearest even): the weights (from a bf16 copy of the fp32 master weights,
+ * refreshed at every forward), the activations that enter it and, in the
+ * backward, the output gradient. A product of two bf16 values is exact in
+ * fp32, and each output is the canonical fp32 fma chain
+ * (docs/arithmetic.md), so the result is the same bits on every ISA and
+ * thread count, like fp32 training. Everything else stays fp32: master
+ * weights, gradients, AdamW state, norms, softmax, the attention core
+ * (QK^T, PV), the router's choice and the loss. docs/train-benchmarks.md
+ * compares its loss curve with fp32's. */
+typedef enum lm_precision { LM_PRECISION_F32 = 0, LM_PRECISION_BF16 = 1 } lm_precision;
+
+/* "f32" / "fp32" or "bf16" -> *out; -1 otherwise. */
+int lm_precision_parse(const char *s, lm_precision *out);
+const char *lm_precision_name(lm_precision p);
+
 typedef struct lm_train_opts {
     int64_t batch;               /* sequences per step (B) */
     int64_t seq;                 /* positions per sequence (T) */
@@ -75,6 +92,18 @@ typedef struct lm_train_opts {
     double clip;                 /* max global gradient norm; <= 0: no clipping */
     double bias_gamma;           /* MoE correction-bias step gamma; 0: off */
     double balance_alpha;        /* sequence-wise balance loss weight alpha; 0: off */
+    /* MTP loss weight lambda (DeepSeek-V3 section 2.2; 0: off). With an MTP
+     * layer in the parameters (num_nextn_predict_layers 1), the CE passes
+     * (lm_train_accumulate, lm_train_step) add lambda times the MTP layer's
+     * cross-entropy of token t+2 at each position t whose token t+1 is in
+     * the sequence, normalised like the main loss (by the main target
+     * count, as the report's 1/T). Other losses ignore it. The MTP
+     * gradients of the shared embedding, head and model.norm join the
+     * pass's own before its one add (the accumulation contract below
+     * holds). With 0, an MTP layer in the parameters is left out of the
+     * optimiser (kept as loaded). */
+    double mtp_weight;
+    lm_precision precision;      /* LM_PRECISION_F32 (default) or LM_PRECISION_BF16 */
 } lm_train_opts;
 
 /* batch 1, seq 0 (must be set), micro_batch 0, AdamW (0.9, 0.95, 1e-8,
@@ -84,6 +113,7 @@ lm_train_opts lm_train_opts_default(void);
 typedef struct lm_train_stats {
     double loss;                 /* mean cross-entropy over positions with a target */
     double balance_loss;         /* the alpha-weighted sequence-wise balance term (0 when off) */
+    double mtp_loss;             /* the MTP cross-entropy, unweighted, same normalisation as loss (0 when off) */
     double grad_norm;            /* global gradient norm before clipping */
     double clip_scale;           /* factor the gradient was multiplied by (1: not clipped) */
     double lr;
