@@ -145,11 +145,12 @@ clean:
 # prove-heldout-<first 12 hex digits of the weights' sha256>: after a rebuild
 # with other weights the run starts afresh beside the old one (lemma prove
 # would refuse to continue the old folder with another model).
-# RUN_MODEL is the stage whose model proves: the default recipe's last
-# post-training stage (its SFT model is RUN_OUT/prover).
+# RUN_MODEL is the stage whose model proves: the SFT prover, because the
+# post-training stages built after it do not yet prove better (README
+# "Status", docs/results.md); RUN_MODEL=grpo proves with the last of them.
 RECIPE ?= recipes/default.json
 RUN_OUT ?= build/default
-RUN_MODEL ?= grpo
+RUN_MODEL ?= prover
 PROVE_ARGS ?= --samples 8 --verifications 4 --rounds 4 --max-tokens 512 --seed 1
 run: lemma
 	./lemma build $(RECIPE) --out $(RUN_OUT)
