@@ -2,6 +2,8 @@
  * shape and dtype check for each; parameter counting. */
 #include "model/model.h"
 
+#include "model/indexer.h"
+
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -98,7 +100,8 @@ static int bind_vec(binder *b, const char *name, int64_t n, float **out) {
 }
 
 static int64_t owned_floats(const lm_config *c) {
-    int64_t D = c->hidden_size, per = 2 * D + c->kv_lora_rank + c->q_lora_rank + c->n_routed_experts;
+    int64_t D = c->hidden_size,
+            per = 2 * D + c->kv_lora_rank + c->q_lora_rank + c->n_routed_experts + 2 * c->index_head_dim;
     return D + c->num_hidden_layers * per;
 }
 
@@ -364,8 +367,9 @@ void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r) {
 }
 
 int64_t lm_kv_floats_per_token(const lm_config *c, lm_attn_mode mode) {
-    if (mode == LM_ATTN_LATENT) return c->kv_lora_rank + c->qk_rope_head_dim;
-    return c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+    int64_t index_key = lm_indexer_key_floats(c); /* V3.2: beside the MLA part of the row */
+    if (mode == LM_ATTN_LATENT) return c->kv_lora_rank + c->qk_rope_head_dim + index_key;
+    return c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim) + index_key;
 }
 
 static double mat_bytes(const lm_mat *w) {
