@@ -3,7 +3,7 @@
  * or the config is consistent (the invariants the model code relies on) and
  * the derived RoPE / softmax constants are finite.
  *
- * FUZZ_SEEDS: tests/golden/*\/config.json tests/bad/*\/config.json
+ * FUZZ_SEEDS: tests/golden/*\/config.json tests/golden_v32/*\/config.json tests/bad/*\/config.json
  * FUZZ_MAX_LEN: 8192
  * FUZZ_DICT: fuzz/json.dict
  */

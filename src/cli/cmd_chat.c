@@ -104,6 +104,7 @@ typedef struct chat_cli {
     int64_t n, ctx, seed, top_k;
     double temp, top_p, min_p;
     int think, ignore_eos;
+    int fp8;                     /* --fp8-emulation */
 } chat_cli;
 
 static const cli_arg chat_args[] = {{"MODEL_DIR", CLI_ARG_AT(chat_cli, dir), CLI_REQUIRED}};
@@ -129,6 +130,7 @@ static const cli_opt chat_opts[] = {
     {"--tokenizer", NULL, CLI_PATH, CLI_AT(chat_cli, tok_dir), .note = "MODEL_DIR", .metavar = "DIR",
      .help = "tokenizer.json location"},
     CLI_OPT_THREADS(chat_cli, threads, "worker threads"),
+    CLI_OPT_FP8_EMULATION(chat_cli, fp8),
 };
 static int chat_run(const void *dest);
 const cli_spec cli_chat_spec = {
@@ -153,6 +155,7 @@ static int chat_run(const void *dest) {
         fprintf(stderr, "lemma chat: %s\n", err.msg);
         return 1;
     }
+    m->cfg.fp8_emulation = o.fp8;
     lm_tokenizer *tok = lm_tokenizer_load(tok_dir ? tok_dir : dir, &err);
     if (!tok) {
         fprintf(stderr, "lemma chat: %s\n", err.msg);

@@ -387,6 +387,7 @@ double lm_model_active_weight_bytes(const lm_model *m) {
         const lm_layer *L = &m->w.layers[l];
         b += mat_bytes(&L->wq) + mat_bytes(&L->wq_a) + mat_bytes(&L->wq_b) + mat_bytes(&L->wkv_a) +
              mat_bytes(&L->wkv_b) + mat_bytes(&L->wo);
+        b += mat_bytes(&L->iwq_b) + mat_bytes(&L->iwk) + mat_bytes(&L->iw_proj); /* V3.2 indexer (zero views otherwise) */
         if (!L->is_moe) {
             b += mat_bytes(&L->w1) + mat_bytes(&L->w2) + mat_bytes(&L->w3);
             continue;
