@@ -6,6 +6,7 @@
 #   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
+#   BENCH_NO_DSA=1 make bench       # without the V3.2 sparse-attention table (bench/dsa_bench.sh, ~1 min)
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -344,6 +345,11 @@ if [ "${BENCH_NO_BATCH:-0}" != 1 ]; then
     echo
     echo "== batched decode: lemma vs llama.cpp (bench/batch_bench.sh)"
     BENCH_RESULTS=$RESULTS bash bench/batch_bench.sh || echo "bench/batch_bench.sh failed (exit $?)"
+fi
+if [ "${BENCH_NO_DSA:-0}" != 1 ]; then
+    echo
+    echo "== DeepSeek-V3.2 sparse attention: long-context decode, DSA vs dense (bench/dsa_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/dsa_bench.sh || echo "bench/dsa_bench.sh failed (exit $?)"
 fi
 if [ "${BENCH_NO_SERVE:-0}" != 1 ]; then
     echo

@@ -174,9 +174,11 @@ void lm_indexer_unpack_keys(const lm_config *c, const float *slot, int64_t strid
         }
         return;
     }
+    float tab[256]; /* the e4m3 values, local: a call per code would cost more than the dot products */
+    for (int i = 0; i < 256; i++) tab[i] = lm_fp8e4m3_to_f32((uint8_t)i);
     for (int64_t s = 0; s < n; s++) {
         const uint8_t *codes = (const uint8_t *)(slot + s * stride);
-        for (int64_t i = 0; i < di; i++) k[s * di + i] = lm_fp8e4m3_to_f32(codes[i]);
+        for (int64_t i = 0; i < di; i++) k[s * di + i] = tab[codes[i]];
         kscale[s] = slot[s * stride + kf - 1];
     }
 }
@@ -215,11 +217,6 @@ static uint64_t rank_key(float v, int64_t pos) {
     return ((uint64_t)o << 32) | (uint64_t)(0xffffffffu - (uint32_t)pos);
 }
 
-static int cmp_i32(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static void swap64(uint64_t *a, uint64_t *b) {
     uint64_t t = *a;
     *a = *b;
@@ -254,7 +251,13 @@ int64_t lm_indexer_select(const float *I, int64_t n, int64_t K, int32_t *sel, ui
     }
     for (int64_t s = 0; s < n; s++) scratch[s] = rank_key(I[s], s);
     select_largest(scratch, n, K);
-    for (int64_t i = 0; i < K; i++) sel[i] = (int32_t)(0xffffffffu - (uint32_t)scratch[i]);
-    qsort(sel, (size_t)K, sizeof *sel, cmp_i32);
-    return K;
+    /* The K-th largest key, then one pass in position order: the chosen
+     * positions come out ascending with no sort (keys are distinct). */
+    uint64_t kth = scratch[0];
+    for (int64_t i = 1; i < K; i++)
+        if (scratch[i] < kth) kth = scratch[i];
+    int64_t m = 0;
+    for (int64_t s = 0; s < n; s++)
+        if (rank_key(I[s], s) >= kth) sel[m++] = (int32_t)s;
+    return m;
 }
