@@ -48,15 +48,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/dtype.h"
 #include "core/kernels.h"
 #include "core/threadpool.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- the free (order-changing) kernel ---- */
 
@@ -289,17 +284,17 @@ static double cpu_s(void) {
  * per pass (CPU seconds when `cpu`); per_shape gets each shape's share. */
 static double one_batch(matmul_fn fn, lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *Ws,
                         int ncopy, double min_time, int cpu, double per_shape[NSHAPE]) {
-    double acc[NSHAPE] = {0}, t0 = now_s(), c0 = cpu_s(), t;
+    double acc[NSHAPE] = {0}, t0 = lm_now_s(), c0 = cpu_s(), t;
     long passes = 0;
     do {
         const lm_mat *set = Ws + (size_t)(passes % ncopy) * NSHAPE;
         for (int s = 0; s < NSHAPE; s++) {
-            double s0 = now_s();
+            double s0 = lm_now_s();
             fn(pool, y, x, T, &set[s]);
-            acc[s] += now_s() - s0;
+            acc[s] += lm_now_s() - s0;
         }
         passes++;
-        t = now_s() - t0;
+        t = lm_now_s() - t0;
     } while (t < min_time || passes < ncopy);
     double total = cpu ? cpu_s() - c0 : t, wall = 0;
     for (int s = 0; s < NSHAPE; s++) wall += acc[s];

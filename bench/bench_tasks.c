@@ -12,13 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "tasks/tasks.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv) {
     int n = 2000;
@@ -45,10 +40,10 @@ int main(int argc, char **argv) {
         for (int diff = 1; diff <= 5; diff += 2) {
             lm_text *q = calloc((size_t)n, sizeof *q), *p = calloc((size_t)n, sizeof *p), *c = calloc((size_t)n, sizeof *c);
             lm_error err;
-            double t0 = now_s();
+            double t0 = lm_now_s();
             for (int i = 0; i < n; i++)
                 if (d->generate((uint64_t)i * 7919 + 1, diff, &q[i], &p[i], &err)) bad = 1;
-            double tgen = now_s() - t0;
+            double tgen = lm_now_s() - t0;
             for (int i = 0; i < n; i++) {
                 lm_corruption k;
                 if (d->corrupt(q[i].data, p[i].data, (uint64_t)i, &c[i], &k, &err)) bad = 1;
@@ -56,17 +51,17 @@ int main(int argc, char **argv) {
             size_t bytes = 0;
             lm_check_result r;
             int ones = 0;
-            t0 = now_s();
+            t0 = lm_now_s();
             for (int i = 0; i < n; i++) {
                 if (lm_task_check(q[i].data, p[i].data, &r, &err)) bad = 1;
                 ones += r.score == 1;
                 bytes += p[i].len;
             }
-            double tchk = now_s() - t0;
-            t0 = now_s();
+            double tchk = lm_now_s() - t0;
+            t0 = lm_now_s();
             for (int i = 0; i < n; i++)
                 if (lm_task_check(q[i].data, c[i].data, &r, &err)) bad = 1;
-            double tcor = now_s() - t0;
+            double tcor = lm_now_s() - t0;
             if (ones != n) bad = 1;
             printf("| %s | %d | %.0f | %.0f | %.0f | %.1f | %.2fx | %.0f |\n", d->name, diff, (double)bytes / n, n / tgen,
                    n / tchk, bytes / tchk / 1e6, tgen / tchk, n / tcor);

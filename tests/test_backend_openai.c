@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "formats/json.h"
 #include "prove/backend.h"
 #include "test.h"
@@ -28,12 +29,6 @@ static pid_t stub_pid = -1;
 static int stub_stdin = -1;   /* the stub stops when this closes */
 static int stub_port;
 static char stub_base[128];
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Starts the stub; 0 when it reported its port. */
 static int start_stub(void) {
@@ -180,7 +175,7 @@ static double peak_rss_mb(void) {
  * cap without being held in memory. */
 TEST(huge_reply_refused_at_the_cap) {
     lm_openai_opts o = test_opts();
-    double before = peak_rss_mb(), t0 = now_s();
+    double before = peak_rss_mb(), t0 = lm_now_s();
     const char *prompts[] = {"huge=100000000", "huge_cl=100000000"};
     collector c = {0};
     lm_error err;
@@ -192,7 +187,7 @@ TEST(huge_reply_refused_at_the_cap) {
     }
     double grew = peak_rss_mb() - before;
     CHECKF(grew < 40, "peak RSS grew by %.1f MB", grew);
-    CHECKF(now_s() - t0 < 5, "took %.1f s", now_s() - t0);
+    CHECKF(lm_now_s() - t0 < 5, "took %.1f s", lm_now_s() - t0);
     collector_free(&c);
 }
 
@@ -301,9 +296,9 @@ TEST(retries_429_and_5xx) {
 TEST(retry_after_honoured) {
     lm_openai_opts o = test_opts();
     collector c = {0};
-    double t0 = now_s();
+    double t0 = lm_now_s();
     CHECK(run_one(&o, "status=429 times=1 retry_after=1", &c) == 0);
-    double took = now_s() - t0;
+    double took = lm_now_s() - t0;
     CHECK(c.r[0].ok && c.r[0].attempts == 2);
     CHECKF(took >= 0.95 && took < 3, "took %.2f s, backoff alone is 0.02 s", took);
     collector_free(&c);
@@ -331,13 +326,13 @@ TEST(timeouts) {
     const char *prompts[] = {"sleep=3", "endless"};
     collector c = {0};
     lm_error err;
-    double t0 = now_s();
+    double t0 = lm_now_s();
     /* Both time out together: one failure of the endpoint. The probe (a
      * retry) times out too: its second failure in a row, more than
      * max_retries, so the endpoint counts as down and run stops, the other
      * request unanswered (asked again by the next run). */
     CHECK(run_prompts(&o, prompts, 2, &c, &err) == -1);
-    double took = now_s() - t0;
+    double took = lm_now_s() - t0;
     CHECKF(c.n == 1 && HAS(err.msg, "every endpoint is failing") && HAS(err.msg, "2 failures in a row") &&
                HAS(err.msg, "timed out") && HAS(err.msg, "failing: 1 of 2 requests not answered") && !HAS(err.msg, "\n"),
            "%d replies: %s", c.n, err.msg);
@@ -572,9 +567,9 @@ TEST(a_failing_endpoint_is_put_on_probation) {
         collector c = {0};
         lm_error err;
         reset_stats();
-        double t0 = now_s();
+        double t0 = lm_now_s();
         CHECKF(run_prompts(&o, prompts, 32, &c, &err) == 0, "%s", err.msg);
-        double took = now_s() - t0;
+        double took = lm_now_s() - t0;
         int retried = 0;
         for (int i = 0; i < 32; i++) {
             const got_reply *r = by_key(&c, (uint64_t)i);
@@ -637,9 +632,9 @@ TEST(every_endpoint_down_stops_the_run) {
     const char *prompts[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
     collector c = {0};
     lm_error err;
-    double t0 = now_s();
+    double t0 = lm_now_s();
     CHECK(run_prompts(&o, prompts, 8, &c, &err) == -1);
-    double took = now_s() - t0;
+    double took = lm_now_s() - t0;
     CHECKF(HAS(err.msg, "every endpoint is failing") && HAS(err.msg, d1) && HAS(err.msg, d2) &&
                HAS(err.msg, "cannot connect") && HAS(err.msg, "HTTP 503") && HAS(err.msg, "3 failures in a row") &&
                HAS(err.msg, "requests not answered") && !HAS(err.msg, "\n"),

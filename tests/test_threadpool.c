@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/threadpool.h"
 #include "test.h"
 
@@ -30,12 +31,6 @@ static void count_fn(void *ctx, int ith, int nth) {
     atomic_fetch_add_explicit(&j->total, 1, memory_order_relaxed);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Runs `runs` jobs on an n-thread pool and checks every count and payload. */
 static void many_jobs(int n, long runs) {
     lm_pool *p = lm_pool_create(n);
@@ -46,13 +41,13 @@ static void many_jobs(int n, long runs) {
     memset(&j, 0, sizeof j);
     atomic_init(&j.total, 0);
     long bad_payload = 0;
-    double t0 = now_s();
+    double t0 = lm_now_s();
     for (long r = 0; r < runs; r++) {
         j.round = r;
         lm_pool_run(p, count_fn, &j);
         for (int i = 0; i < n; i++) bad_payload += j.payload[i] != r * 1000 + i;
     }
-    double dt = now_s() - t0;
+    double dt = lm_now_s() - t0;
     printf("  %d threads: %ld runs in %.3f s (%.2f us/run)\n", n, runs, dt, dt / runs * 1e6);
     CHECK(atomic_load(&j.total) == runs * n);
     for (int i = 0; i < n; i++) {
@@ -209,7 +204,7 @@ static void dynamic_jobs(int n, long runs) {
     memset(&cj, 0, sizeof cj);
     atomic_init(&cj.total, 0);
     long bad = 0, static_runs = 0;
-    double t0 = now_s();
+    double t0 = lm_now_s();
     for (long r = 0; r < runs; r++) {
         dyn_job j; /* on the stack: late workers must never touch it */
         atomic_init(&j.next, 0);
@@ -224,7 +219,7 @@ static void dynamic_jobs(int n, long runs) {
             lm_pool_run(p, count_fn, &cj);
         }
     }
-    double dt = now_s() - t0;
+    double dt = lm_now_s() - t0;
     printf("  %d threads: %ld dynamic runs in %.3f s\n", n, runs, dt);
     CHECKF(bad == 0, "%ld items not done exactly once", bad);
     CHECK(atomic_load(&cj.total) == static_runs * n);

@@ -16,6 +16,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/clock.h"
 #include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/stop.h"
@@ -28,12 +29,6 @@ typedef struct ui {
     double last;
 } ui;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Permanent lines always; transient ones as a live line on a terminal, or
  * at most every 10 s otherwise. */
 static int show(void *ctx, int transient, const char *msg) {
@@ -41,7 +36,7 @@ static int show(void *ctx, int transient, const char *msg) {
     if (u->quiet && transient) return lm_stop_requested();
     if (u->tty) {
         if (transient) {
-            double t = now_s();
+            double t = lm_now_s();
             if (t - u->last < 0.1) return lm_stop_requested();
             u->last = t;
             fprintf(stderr, "\r\033[K%.*s", 150, msg);
@@ -50,8 +45,8 @@ static int show(void *ctx, int transient, const char *msg) {
             fprintf(stderr, "%s%s\n", u->live ? "\r\033[K" : "", msg);
             u->live = 0;
         }
-    } else if (!transient || now_s() - u->last >= 10) {
-        if (transient) u->last = now_s();
+    } else if (!transient || lm_now_s() - u->last >= 10) {
+        if (transient) u->last = lm_now_s();
         fprintf(stderr, "%s\n", msg);
     }
     return lm_stop_requested();

@@ -12,14 +12,9 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/clock.h"
 #include "core/stop.h"
 #include "data/shards.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Progress on stderr: a redrawn bar with rate and ETA on a terminal, a plain
  * line every 10% (or 30 s) otherwise. */
@@ -37,7 +32,7 @@ static void show_notice(void *ctx, const char *msg) {
 static int show_progress(void *ctx, const char *phase, int64_t done, int64_t total, int64_t tokens) {
     progress *p = ctx;
     if (strcmp(phase, "tokenize")) return 0;
-    double t = now_s(), el = t - p->t0;
+    double t = lm_now_s(), el = t - p->t0;
     double frac = total > 0 ? (double)done / (double)total : 1;
     double mbps = el > 0 ? done / el / 1e6 : 0;
     double eta = frac > 0 && frac < 1 ? el * (1 - frac) / frac : 0;
@@ -127,7 +122,7 @@ static int data_run(const void *dest) {
     if (c.info) return data_info(c.info);
     lm_data_opts o = c.o;
     int quiet = c.quiet;
-    progress p = {isatty(2), now_s(), 0, -1};
+    progress p = {isatty(2), lm_now_s(), 0, -1};
     if (!quiet) {
         o.progress = show_progress;
         o.progress_ctx = &p;

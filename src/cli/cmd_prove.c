@@ -19,6 +19,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/clock.h"
 #include "core/fileio.h"
 #include "formats/jsonw.h"
 #include "prove/backend.h"
@@ -46,12 +47,6 @@ typedef struct ui {
     int live;           /* a transient line is on screen */
     double last;        /* when the last transient line was shown */
 } ui;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void fmt_eta(char *buf, size_t cap, double s) {
     if (s < 0 || s > 1e7) snprintf(buf, cap, "?");
@@ -82,7 +77,7 @@ static void on_progress(void *ctx, const lm_prove_phase *ph) {
             snprintf(line + n, sizeof line - (size_t)n, "  in %s", eta);
         }
     }
-    double t = now_s();
+    double t = lm_now_s();
     if (ph->finished) {
         fprintf(stderr, "%slemma %s: %s\n", u->live ? "\r\033[K" : "", u->cmd, line);
         u->live = 0;
@@ -187,7 +182,19 @@ static const cli_opt verify_opts[] = {
 };
 static const char *const one_backend[] = {"--model|--api-base|--endpoints|--backend-script", NULL};
 
-/* An endpoint's URL as run.json keeps it: without a user:password@ part. */
+/* An endpoint's URL without its user:password@ part, as run.json and the
+ * progress lines on stderr show it (a terminal log is no place for a
+ * password). Writes into buf, truncating to its size. */
+static const char *url_shown(const char *url, char *buf, size_t size) {
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+    if (!at || (slash && slash < at)) return url;
+    snprintf(buf, size, "%.*s%s", (int)(host - url), url, at + 1);
+    return buf;
+}
+
+/* The same for run.json, whole however long it is. */
 static int jw_url(lm_text *j, const char *url) {
     const char *host = strstr(url, "://");
     host = host ? host + 3 : url;
@@ -258,6 +265,7 @@ static lm_backend *make_backend(const cli *c, lm_error *err) {
 static void print_settings(const cli *c, const lm_problem_set *ps, int loaded) {
     const char *cmd = c->verify ? "verify" : c->eval ? "eval" : "prove";
     const lm_prove_opts *o = &c->o;
+    char shown[1024];
     fprintf(stderr, "lemma %s: %d %s from %s; %s %s\n", cmd, ps->n,
             c->verify ? (ps->n == 1 ? "proof" : "proofs") : (ps->n == 1 ? "problem" : "problems"), c->input,
             loaded ? "continuing the run in" : "writing", c->out);
@@ -275,13 +283,13 @@ static void print_settings(const cli *c, const lm_problem_set *ps, int loaded) {
             cmd, (long long)o->max_tokens, o->temperature, o->top_p, (unsigned long long)o->seed,
             c->templates_path ? c->templates_path : "built-in (templates/lemma.json)",
             c->model ? "local " : c->n_endpoints ? "openai " : "scripted ",
-            c->model ? c->model : c->n_endpoints ? c->endpoints[0].api_base : c->script,
+            c->model ? c->model : c->n_endpoints ? url_shown(c->endpoints[0].api_base, shown, sizeof shown) : c->script,
             c->n_endpoints > 1 ? " and more" : "");
     if (c->n_endpoints > 1) {
         fprintf(stderr, "lemma %s: %d endpoints:", cmd, c->n_endpoints);
         for (int k = 0; k < c->n_endpoints; k++) {
             int par = c->endpoints[k].parallel > 0 ? c->endpoints[k].parallel : c->parallel;
-            fprintf(stderr, " %s (parallel %d)", c->endpoints[k].api_base, par);
+            fprintf(stderr, " %s (parallel %d)", url_shown(c->endpoints[k].api_base, shown, sizeof shown), par);
         }
         fputc('\n', stderr);
     }
@@ -381,7 +389,7 @@ static int prove_run(const void *dest) {
 
     print_settings(&c, &ps, lm_proof_pool_loaded(pool));
 
-    ui u = {cmd, isatty(2), c.quiet, 0, now_s()};
+    ui u = {cmd, isatty(2), c.quiet, 0, lm_now_s()};
     lm_prove_ctx ctx = {&t, backend, pool, &c.o, on_progress, &u, &stop_flag};
     int prc = verify ? lm_verify_run(&ps, &ctx, &res, &err) : lm_prove_run(&ps, &ctx, &res, &err);
     if (u.live) fputs("\r\033[K", stderr);

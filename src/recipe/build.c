@@ -1,4 +1,5 @@
 /* build.c — runs a recipe; see build.h. */
+#include "core/clock.h"
 #include "recipe/build.h"
 
 #include <dirent.h>
@@ -35,12 +36,6 @@ static int note(const lm_build_opts *o, int transient, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return o->note(o->note_ctx, transient, msg);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int file_exists(const char *p) {
@@ -523,7 +518,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             .notice = stage_notice,
             .notice_ctx = &nc,
         };
-        double t0 = now_s();
+        double t0 = lm_now_s();
         stage_fn fn = stage_function(rs->kind_id);
         /* under mpirun: the training stages on every rank, the others here alone */
         int with_ranks = many_ranks() && (rs->kind_id == LM_STAGE_PRETRAIN || rs->kind_id == LM_STAGE_SFT);
@@ -563,7 +558,7 @@ static int run_stages(const lm_recipe *r, const lm_build_opts *o, lm_lock *lk, c
             goto done;
         }
         if (lm_lock_write(lock_path, lk, err)) goto done;
-        note(o, 0, "%s: built in %.1f s (%d files)", prefix, now_s() - t0, nf);
+        note(o, 0, "%s: built in %.1f s (%d files)", prefix, lm_now_s() - t0, nf);
         res->built++;
     }
     rc = 0;

@@ -13,17 +13,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/dirlock.h"
 #include "core/fileio.h"
 #include "core/stop.h"
 #include "formats/json.h"
 #include "recipe/stage_common.h"
 
-double lm_stage_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double lm_stage_now_s(void) { return lm_now_s(); }
 
 static int file_exists(const char *p) {
     struct stat st;

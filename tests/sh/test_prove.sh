@@ -133,6 +133,11 @@ one_line "output folder is a file" "is not a folder" "$LEMMA" prove "$tmp/probs.
 usage_line "no backend" "missing --model DIR or --api-base URL" "$LEMMA" prove "$tmp/probs.jsonl" --out "$tmp/b"
 usage_line "no --out" "missing --out DIR" "$LEMMA" prove "$tmp/probs.jsonl" --backend-script "$tmp/s.json"
 usage_line "api-base without api-model" "--api-base goes with --api-model NAME" "$LEMMA" prove "$tmp/probs.jsonl" --api-base http://127.0.0.1:9 --out "$tmp/b"
+# a password in an endpoint's URL stays out of everything lemma prints and writes
+"$LEMMA" prove "$tmp/probs.jsonl" --api-base http://alice:s3cr3tpw@127.0.0.1:9/v1 --api-base http://127.0.0.1:9/v1 \
+    --api-model m --retries 0 --backoff 0.01 --timeout 2 --out "$tmp/pw" >"$tmp/pw.out" 2>&1
+grep -q '127.0.0.1:9' "$tmp/pw.out" && ! grep -rq 's3cr3tpw' "$tmp/pw.out" "$tmp/pw" \
+    && ok "a URL's password is not printed nor written" || { bad "a URL's password is not printed nor written"; head -5 "$tmp/pw.out"; }
 one_line "a model that is not there" "lemma prove: " "$LEMMA" prove "$tmp/probs.jsonl" --model "$tmp/no-model" --out "$tmp/m"
 [ ! -e "$tmp/m/run.json" ] && ok "a backend that cannot start does not tie the folder" || bad "a backend that cannot start does not tie the folder"
 
