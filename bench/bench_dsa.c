@@ -16,23 +16,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/threadpool.h"
 #include "fma_peak.h"
 #include "model/model.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double fma_peak_gflops(int threads) {
     (void)threads;
     long iters = 20000000;
-    double t0 = now_s(), sink = __builtin_cpu_supports("avx512f") ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
-    double dt = now_s() - t0;
+    double t0 = lm_now_s(), sink = __builtin_cpu_supports("avx512f") ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+    double dt = lm_now_s() - t0;
     if (sink == 12345.0) printf(" "); /* keep the loop */
     int lanes = __builtin_cpu_supports("avx512f") ? 16 : 8;
     return (double)iters * 12 * lanes * 2 / dt / 1e9;
@@ -42,13 +36,13 @@ static double fma_peak_gflops(int threads) {
  * truncated back to pos after. */
 static double decode_tps(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t pos, int64_t gen, float *logits) {
     lm_error err;
-    double t0 = now_s();
+    double t0 = lm_now_s();
     for (int64_t i = 0; i < gen; i++)
         if (lm_infer_forward(s, pool, ids + pos + i, 1, logits, LM_LOGITS_LAST, &err)) {
             fprintf(stderr, "bench_dsa: %s\n", err.msg);
             exit(1);
         }
-    double dt = now_s() - t0;
+    double dt = lm_now_s() - t0;
     lm_infer_truncate(s, pos);
     return (double)gen / dt;
 }
@@ -107,12 +101,12 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_dsa: %s\n", err.msg);
             return 1;
         }
-        double t0 = now_s();
+        double t0 = lm_now_s();
         if (lm_infer_forward(dsa, pool, ids, ctx, logits, LM_LOGITS_LAST, &err)) {
             fprintf(stderr, "bench_dsa: %s\n", err.msg);
             return 1;
         }
-        double prefill_s = now_s() - t0;
+        double prefill_s = lm_now_s() - t0;
         /* Dense: the same weights and cache with every position chosen. */
         m->cfg.index_topk = m->dims.K = max_ctx;
         lm_infer *dense = lm_infer_create(m, LM_ATTN_LATENT, max_ctx, 1, threads, &err);
