@@ -139,8 +139,8 @@ enum {
  * fp8_emulation (DeepSeek-V3.2; no effect on V2/V3 models). */
 #define CLI_OPT_FP8_EMULATION(type, field)                                                                  \
     {"--fp8-emulation", NULL, CLI_ENUM, CLI_AT(type, field), .choices = "off|on", .def = "on",               \
-     .metavar = "on|off", .help = "DeepSeek-V3.2: round the indexer's q/k and the cached latent through\n"   \
-     "FP8 as the released model does (off: plain fp32; V2/V3 models have no such rounding)"}
+     .metavar = "on|off", .help = "DeepSeek-V3.2: on rounds the indexer's q/k and the cached latent\n"      \
+     "through FP8 as the released model does; off keeps them in fp32 (V2/V3: no effect)"}
 
 /* Returned by cli_parse when the command should run. */
 enum { CLI_RUN = -1 };
