@@ -10,12 +10,15 @@
  * with ctx x index_topk, plus the indexer's ctx^2 / 2 small dot products);
  * then `gen` decode steps with DSA and, from a copy of the same cache,
  * `gen` dense steps; the better of two rounds of each, alternated. The
- * anchor is the dense run of the same round; the ratio is DSA / dense. Also
- * printed: the KV cache bytes per token (index keys included) and the peak
- * FMA rate of the machine, with the attention + indexer GFLOP/s of a step. */
+ * anchor is the dense run of the same round; the ratio is DSA / dense. Rates
+ * are given per wall second and per CPU second of the process (on a shared
+ * machine the second is the steadier). Also printed: the KV cache bytes per
+ * token (index keys included) and the peak FMA rate of the machine, with the
+ * attention + indexer GFLOP/s of a step (per CPU second). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/threadpool.h"
@@ -32,17 +35,27 @@ static double fma_peak_gflops(int threads) {
     return (double)iters * 12 * lanes * 2 / dt / 1e9;
 }
 
-/* gen decode steps from s's cache (at pos), best of the timing; the cache is
- * truncated back to pos after. */
-static double decode_tps(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t pos, int64_t gen, float *logits) {
+/* Seconds of CPU the process has used (all threads): on a shared machine
+ * the wall clock also counts the time other programs held the cores. */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* gen decode steps from s's cache (at pos): tokens per wall second, and per
+ * CPU second in *per_cpu; the cache is truncated back to pos after. */
+static double decode_tps(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t pos, int64_t gen, float *logits,
+                         double *per_cpu) {
     lm_error err;
-    double t0 = lm_now_s();
+    double t0 = lm_now_s(), c0 = cpu_s();
     for (int64_t i = 0; i < gen; i++)
         if (lm_infer_forward(s, pool, ids + pos + i, 1, logits, LM_LOGITS_LAST, &err)) {
             fprintf(stderr, "bench_dsa: %s\n", err.msg);
             exit(1);
         }
     double dt = lm_now_s() - t0;
+    *per_cpu = (double)gen / (cpu_s() - c0);
     lm_infer_truncate(s, pos);
     return (double)gen / dt;
 }
@@ -85,8 +98,8 @@ int main(int argc, char **argv) {
            (long long)L, (long long)H, (long long)C, (long long)K, (long long)Hi, (long long)di, threads,
            threads > 1 ? "s" : "");
     printf("FMA peak (measured) %.1f GFLOP/s; %d decode steps per measurement, best of 2 rounds\n\n", peak, (int)gen);
-    printf("%8s %12s %12s %10s %14s %14s %10s\n", "context", "DSA tok/s", "dense tok/s", "DSA/dense", "DSA attn GF/s",
-           "dense attn GF/s", "KV B/tok");
+    printf("%8s %10s %10s %9s | %12s %12s %9s | %9s %9s %9s\n", "context", "DSA tok/s", "dense", "DSA/dense",
+           "DSA tok/cpu-s", "dense", "DSA/dense", "DSA GF/s", "dense", "KV B/tok");
     for (const char *p = ctxs; *p;) {
         int64_t ctx = atoll(p);
         while (*p && *p != ',') p++;
@@ -115,12 +128,14 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_dsa: %s\n", err.msg);
             return 1;
         }
-        double best_dsa = 0, best_dense = 0;
+        double best_dsa = 0, best_dense = 0, cpu_dsa = 0, cpu_dense = 0, ca, cb;
         for (int round = 0; round < 2; round++) {
-            double a = decode_tps(dsa, pool, ids, ctx, gen, logits);
-            double b = decode_tps(dense, pool, ids, ctx, gen, logits);
+            double a = decode_tps(dsa, pool, ids, ctx, gen, logits, &ca);
+            double b = decode_tps(dense, pool, ids, ctx, gen, logits, &cb);
             if (a > best_dsa) best_dsa = a;
             if (b > best_dense) best_dense = b;
+            if (ca > cpu_dsa) cpu_dsa = ca;
+            if (cb > cpu_dense) cpu_dense = cb;
         }
         /* Attention flops of one step, all layers: scores and weighted sum
          * over the attended positions (2 x H x (C+dr) + 2 x H x C per key),
@@ -130,14 +145,16 @@ int main(int argc, char **argv) {
         double f_dsa = (double)L * (per_key * (double)sel + 2.0 * Hi * di * (double)ctx);
         double f_dense = (double)L * per_key * (double)ctx;
         int64_t kvb = lm_infer_kv_bytes_per_token(dsa);
-        printf("%8lld %12.1f %12.1f %10.2f %14.1f %14.1f %10lld\n", (long long)ctx, best_dsa, best_dense,
-               best_dsa / best_dense, f_dsa * best_dsa / 1e9, f_dense * best_dense / 1e9, (long long)kvb);
+        printf("%8lld %10.1f %10.1f %9.2f | %12.1f %12.1f %9.2f | %9.1f %9.1f %9lld\n", (long long)ctx, best_dsa,
+               best_dense, best_dsa / best_dense, cpu_dsa, cpu_dense, cpu_dsa / cpu_dense, f_dsa * cpu_dsa / 1e9,
+               f_dense * cpu_dense / 1e9, (long long)kvb);
         if (jf)
             fprintf(jf,
                     "{\"bench\":\"dsa_decode\",\"model\":\"%s\",\"threads\":%d,\"result\":{\"context\":%lld,"
-                    "\"index_topk\":%lld,\"dsa_tok_s\":%.2f,\"dense_tok_s\":%.2f,\"ratio\":%.3f,\"prefill_s\":%.2f,"
+                    "\"index_topk\":%lld,\"dsa_tok_s\":%.2f,\"dense_tok_s\":%.2f,\"ratio\":%.3f,\"dsa_tok_cpu_s\":%.2f,"
+                    "\"dense_tok_cpu_s\":%.2f,\"prefill_s\":%.2f,"
                     "\"kv_bytes_per_token\":%lld,\"fma_peak_gflops\":%.1f}}\n",
-                    dir, threads, (long long)ctx, (long long)K, best_dsa, best_dense, best_dsa / best_dense, prefill_s,
+                    dir, threads, (long long)ctx, (long long)K, best_dsa, best_dense, best_dsa / best_dense, cpu_dsa, cpu_dense, prefill_s,
                     (long long)kvb, peak);
         fflush(stdout);
         lm_infer_free(dense);

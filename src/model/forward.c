@@ -81,7 +81,9 @@ struct lm_fwd {
     float *iq, *iw, *ikey, *ik;  /* [T, Hi, di] queries, [T, Hi] head weights, [T, key floats] keys, [T, di] */
     float *iscore;               /* [ATTN_QBLOCK, max_ctx] index scores of a query block */
     float *idots;                /* [ATTN_QBLOCK * Hi, IDX_KCHUNK] per-head dot products */
-    float *ikeys, *ikscale;      /* [IDX_KCHUNK, di], [IDX_KCHUNK] unpacked cached keys */
+    void *ikeys;                 /* [IDX_KCHUNK, di] cached keys gathered: e4m3 codes (FP8 on) or floats */
+    float *ikscale;              /* [IDX_KCHUNK] their scales */
+    float *ione;                 /* [IDX_KCHUNK / 128] 1.0f: the block scales of the gathered codes */
     uint64_t *iscratch;          /* [max_ctx] selection keys */
     int32_t *sel;                /* [max_rows, K] each row's chosen positions, ascending */
     int64_t *nsel;               /* [max_rows] how many */
@@ -185,6 +187,7 @@ static void layout(lm_fwd *f, lm_arena *p) {
         f->idots = lm_arena_take(p, (size_t)(ATTN_QBLOCK * Hi * IDX_KCHUNK * F));
         f->ikeys = lm_arena_take(p, (size_t)(IDX_KCHUNK * di * F));
         f->ikscale = lm_arena_take(p, (size_t)(IDX_KCHUNK * F));
+        f->ione = lm_arena_take(p, (size_t)(IDX_KCHUNK / 128 * F));
         f->iscratch = lm_arena_take(p, (size_t)f->max_ctx * sizeof(uint64_t));
         f->sel = lm_arena_take(p, (size_t)(T * K) * sizeof(int32_t));
         f->nsel = lm_arena_take(p, (size_t)T * sizeof(int64_t));
@@ -252,6 +255,7 @@ lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, in
     }
     layout(f, &f->arena);
     lm_config_rope_inv_freq(&m->cfg, f->inv_freq);
+    for (int64_t i = 0; f->ione && i < IDX_KCHUNK / 128; i++) f->ione[i] = 1.0f;
     if (mode == LM_ATTN_LATENT) prepare_absorb(f);
     return f;
 }
@@ -516,15 +520,17 @@ static void index_scores(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const l
     for (int64_t s0 = 0; s0 < S; s0 += IDX_KCHUNK) {
         int64_t ks = S - s0 < IDX_KCHUNK ? S - s0 : IDX_KCHUNK;
         /* Runs of positions within one cache block are consecutive rows. */
+        size_t elem = lm_config_fp8_emulated(c) ? 1 : sizeof(float);
         for (int64_t p = s0; p < s0 + ks;) {
             int64_t run = kc->bt - p % kc->bt;
             if (run > s0 + ks - p) run = s0 + ks - p;
-            lm_indexer_unpack_keys(c, kv_row(kc, seq, l, p) + off, kc->w, run, f->ikeys + (p - s0) * d->di,
-                                   f->ikscale + (p - s0));
+            lm_indexer_gather_keys(c, kv_row(kc, seq, l, p) + off, kc->w, run,
+                                   (char *)f->ikeys + (size_t)((p - s0) * d->di) * elem, f->ikscale + (p - s0));
             p += run;
         }
-        lm_indexer_scores(pool, c, f->iq + r0 * d->Hi * d->di, f->iw + r0 * d->Hi, nb, f->ikeys, f->ikscale, ks,
-                          f->idots, f->iscore + s0, f->max_ctx);
+        lm_mat keys = lm_indexer_keys_view(c, f->ikeys, ks, f->ione);
+        lm_indexer_scores(pool, c, f->iq + r0 * d->Hi * d->di, f->iw + r0 * d->Hi, nb, &keys, f->ikscale, f->idots,
+                          f->iscore + s0, f->max_ctx);
     }
 }
 

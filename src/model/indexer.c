@@ -165,31 +165,31 @@ void lm_indexer_project(lm_pool *pool, const lm_config *c, const lm_layer *L, co
     }
 }
 
-void lm_indexer_unpack_keys(const lm_config *c, const float *slot, int64_t stride, int64_t n, float *k, float *kscale) {
+void lm_indexer_gather_keys(const lm_config *c, const float *slot, int64_t stride, int64_t n, void *buf,
+                            float *kscale) {
     int64_t di = c->index_head_dim, kf = lm_indexer_key_floats(c);
-    if (!lm_config_fp8_emulated(c)) {
-        for (int64_t s = 0; s < n; s++) {
-            memcpy(k + s * di, slot + s * stride, (size_t)di * sizeof(float));
-            kscale[s] = 1.0f;
-        }
-        return;
-    }
-    float tab[256]; /* the e4m3 values, local: a call per code would cost more than the dot products */
-    for (int i = 0; i < 256; i++) tab[i] = lm_fp8e4m3_to_f32((uint8_t)i);
+    int emu = lm_config_fp8_emulated(c);
+    size_t bytes = emu ? (size_t)di : (size_t)di * sizeof(float);
     for (int64_t s = 0; s < n; s++) {
-        const uint8_t *codes = (const uint8_t *)(slot + s * stride);
-        for (int64_t i = 0; i < di; i++) k[s * di + i] = tab[codes[i]];
-        kscale[s] = slot[s * stride + kf - 1];
+        memcpy((char *)buf + (size_t)s * bytes, slot + s * stride, bytes);
+        kscale[s] = emu ? slot[s * stride + kf - 1] : 1.0f;
     }
+}
+
+lm_mat lm_indexer_keys_view(const lm_config *c, const void *buf, int64_t n, const float *ones) {
+    int64_t di = c->index_head_dim;
+    if (!lm_config_fp8_emulated(c)) return lm_f32_mat(buf, n, di);
+    /* The codes never hold the NaN bytes (act_quant clamps to +-448). */
+    lm_mat m = {.dtype = LM_DTYPE_F8_E4M3, .rows = n, .cols = di, .data = buf, .scale_inv = ones};
+    return m;
 }
 
 /* ---- scores and selection ---- */
 
-void lm_indexer_scores(lm_pool *pool, const lm_config *c, const float *q, const float *w, int64_t nq, const float *k,
-                       const float *kscale, int64_t n, float *dots, float *I, int64_t ldI) {
-    int64_t Hi = c->index_n_heads, di = c->index_head_dim;
-    lm_mat keys = lm_f32_mat(k, n, di);
-    lm_matmul(nq * Hi * n * di >= ((int64_t)1 << 18) ? pool : NULL, dots, q, nq * Hi, &keys);
+void lm_indexer_scores(lm_pool *pool, const lm_config *c, const float *q, const float *w, int64_t nq,
+                       const lm_mat *keys, const float *kscale, float *dots, float *I, int64_t ldI) {
+    int64_t Hi = c->index_n_heads, di = c->index_head_dim, n = keys->rows;
+    lm_matmul(nq * Hi * n * di >= ((int64_t)1 << 18) ? pool : NULL, dots, q, nq * Hi, keys);
     for (int64_t t = 0; t < nq; t++) {
         float *row = I + t * ldI;
         for (int64_t s = 0; s < n; s++) row[s] = 0.0f;

@@ -6,8 +6,9 @@
  * rule with the reference code that decides it ("conv. N" below).
  *
  *   lm_indexer_project(pool, cfg, L, xn, qa_n, T, cos, sin, &out);  // q, weights, key slots of T rows
- *   lm_indexer_unpack_keys(cfg, slot, stride, n, k, kscale);        // cached key slots -> floats
- *   lm_indexer_scores(cfg, q, w, nq, k, kscale, n, dots, I, ldI);   // I[t, s]
+ *   lm_indexer_gather_keys(cfg, slot, stride, n, buf, kscale);      // cached key slots -> buf
+ *   lm_mat k = lm_indexer_keys_view(cfg, buf, n, ones);             // ... as a matrix
+ *   lm_indexer_scores(pool, cfg, q, w, nq, &k, kscale, dots, I, ldI); // I[t, s]
  *   lm_indexer_select(I, n, K, sel, scratch);                       // top-K positions, ascending
  *
  * A position's index key takes lm_indexer_key_floats(cfg) floats of a cache
@@ -69,15 +70,22 @@ typedef struct lm_indexer_out {
 void lm_indexer_project(lm_pool *pool, const lm_config *c, const lm_layer *L, const float *xn, const float *qa_n,
                         int64_t T, const float *cos_t, const float *sin_t, const lm_indexer_out *out);
 
-/* n key slots (row stride `stride` floats) -> k [n, di] floats (e4m3 values
- * or the plain keys) and kscale [n] (the FP8 scales, or 1). */
-void lm_indexer_unpack_keys(const lm_config *c, const float *slot, int64_t stride, int64_t n, float *k, float *kscale);
+/* n key slots (row stride `stride` floats) into buf, one key after
+ * another, and kscale [n] (the FP8 scales, or 1): FP8 on, the di e4m3 codes
+ * of each (n * di bytes); off, its di floats. */
+void lm_indexer_gather_keys(const lm_config *c, const float *slot, int64_t stride, int64_t n, void *buf,
+                            float *kscale);
+/* n gathered keys as an [n, di] matrix for lm_indexer_scores: FP8 on, an
+ * F8_E4M3 view whose block scales are `ones` [ceil(n / 128)] (1.0f), so the
+ * matmul reads the codes as cached and converts them exactly; off, F32. */
+lm_mat lm_indexer_keys_view(const lm_config *c, const void *buf, int64_t n, const float *ones);
 
 /* I[t * ldI + s] = kscale[s] * sum_h w[t, h] * ReLU(q[t, h] . k[s]) for nq
- * query rows and n keys (conv. 40); dots [nq * Hi, n] scratch. Exact zeros
- * are +0, so a key's sign of zero never decides a choice. */
-void lm_indexer_scores(lm_pool *pool, const lm_config *c, const float *q, const float *w, int64_t nq, const float *k,
-                       const float *kscale, int64_t n, float *dots, float *I, int64_t ldI);
+ * query rows and the keys' rows (conv. 40); dots [nq * Hi, keys->rows]
+ * scratch. Exact zeros are +0, so a key's sign of zero never decides a
+ * choice. */
+void lm_indexer_scores(lm_pool *pool, const lm_config *c, const float *q, const float *w, int64_t nq,
+                       const lm_mat *keys, const float *kscale, float *dots, float *I, int64_t ldI);
 
 /* The positions of the K largest of I[0 .. n-1] (all n when n <= K) in
  * ascending order; ties go to the smaller position, NaN ranks below every
