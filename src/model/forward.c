@@ -82,6 +82,7 @@ struct lm_fwd {
     float *iscore;               /* [ATTN_QBLOCK, max_ctx] index scores of a query block */
     float *idots;                /* [ATTN_QBLOCK * Hi, IDX_KCHUNK] per-head dot products */
     void *ikeys;                 /* [IDX_KCHUNK, di] cached keys gathered: e4m3 codes (FP8 on) or floats */
+    float *ikeysf;               /* [IDX_KCHUNK, di] the codes as floats, for query blocks of many rows */
     float *ikscale;              /* [IDX_KCHUNK] their scales */
     float *ione;                 /* [IDX_KCHUNK / 128] 1.0f: the block scales of the gathered codes */
     uint64_t *iscratch;          /* [max_ctx] selection keys */
@@ -106,7 +107,7 @@ enum { ATTN_QBLOCK = 64 };
 /* Latent mode: (head, query) rows scored against a sequence's keys in one
  * product; decode takes every head of a token at once up to this. */
 enum { ATTN_ROWS = 256 };
-/* Cached index keys unpacked and scored per chunk of positions. */
+/* Cached index keys gathered and scored per chunk of positions. */
 enum { IDX_KCHUNK = 512 };
 
 /* ---- allocation ---- */
@@ -186,6 +187,7 @@ static void layout(lm_fwd *f, lm_arena *p) {
         f->iscore = lm_arena_take(p, (size_t)(ATTN_QBLOCK * f->max_ctx * F));
         f->idots = lm_arena_take(p, (size_t)(ATTN_QBLOCK * Hi * IDX_KCHUNK * F));
         f->ikeys = lm_arena_take(p, (size_t)(IDX_KCHUNK * di * F));
+        f->ikeysf = lm_arena_take(p, (size_t)(IDX_KCHUNK * di * F));
         f->ikscale = lm_arena_take(p, (size_t)(IDX_KCHUNK * F));
         f->ione = lm_arena_take(p, (size_t)(IDX_KCHUNK / 128 * F));
         f->iscratch = lm_arena_take(p, (size_t)f->max_ctx * sizeof(uint64_t));
@@ -511,7 +513,7 @@ static int64_t mla_floats(const lm_kvcache *kc) { return kc->w - lm_indexer_key_
 
 /* Index scores of the segment rows r0 .. r0+nb-1 (positions pos0 ..)
  * against positions 0 .. pos0+nb-1 of the layer's key cache, into
- * f->iscore [nb, max_ctx]; keys are unpacked chunk by chunk. */
+ * f->iscore [nb, max_ctx]; keys are gathered chunk by chunk. */
 static void index_scores(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t r0,
                          int64_t nb, int64_t pos0) {
     const lm_config *c = &f->m->cfg;
@@ -528,7 +530,10 @@ static void index_scores(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const l
                                    (char *)f->ikeys + (size_t)((p - s0) * d->di) * elem, f->ikscale + (p - s0));
             p += run;
         }
-        lm_mat keys = lm_indexer_keys_view(c, f->ikeys, ks, f->ione);
+        /* Decode reads the codes in the matmul (a matvec converts each once);
+         * a prefill block converts them first (the GEMM would once per
+         * token group). The same values either way. */
+        lm_mat keys = lm_indexer_keys_view(c, f->ikeys, ks, f->ione, nb * d->Hi > 16 ? f->ikeysf : NULL);
         lm_indexer_scores(pool, c, f->iq + r0 * d->Hi * d->di, f->iw + r0 * d->Hi, nb, &keys, f->ikscale, f->idots,
                           f->iscore + s0, f->max_ctx);
     }

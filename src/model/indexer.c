@@ -176,9 +176,16 @@ void lm_indexer_gather_keys(const lm_config *c, const float *slot, int64_t strid
     }
 }
 
-lm_mat lm_indexer_keys_view(const lm_config *c, const void *buf, int64_t n, const float *ones) {
+lm_mat lm_indexer_keys_view(const lm_config *c, const void *buf, int64_t n, const float *ones, float *f32) {
     int64_t di = c->index_head_dim;
     if (!lm_config_fp8_emulated(c)) return lm_f32_mat(buf, n, di);
+    if (f32) {
+        float tab[256]; /* local: a call per code would cost more than the products */
+        for (int i = 0; i < 256; i++) tab[i] = lm_fp8e4m3_to_f32((uint8_t)i);
+        const uint8_t *codes = buf;
+        for (int64_t i = 0; i < n * di; i++) f32[i] = tab[codes[i]];
+        return lm_f32_mat(f32, n, di);
+    }
     /* The codes never hold the NaN bytes (act_quant clamps to +-448). */
     lm_mat m = {.dtype = LM_DTYPE_F8_E4M3, .rows = n, .cols = di, .data = buf, .scale_inv = ones};
     return m;

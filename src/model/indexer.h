@@ -7,7 +7,7 @@
  *
  *   lm_indexer_project(pool, cfg, L, xn, qa_n, T, cos, sin, &out);  // q, weights, key slots of T rows
  *   lm_indexer_gather_keys(cfg, slot, stride, n, buf, kscale);      // cached key slots -> buf
- *   lm_mat k = lm_indexer_keys_view(cfg, buf, n, ones);             // ... as a matrix
+ *   lm_mat k = lm_indexer_keys_view(cfg, buf, n, ones, NULL);       // ... as a matrix
  *   lm_indexer_scores(pool, cfg, q, w, nq, &k, kscale, dots, I, ldI); // I[t, s]
  *   lm_indexer_select(I, n, K, sel, scratch);                       // top-K positions, ascending
  *
@@ -77,8 +77,11 @@ void lm_indexer_gather_keys(const lm_config *c, const float *slot, int64_t strid
                             float *kscale);
 /* n gathered keys as an [n, di] matrix for lm_indexer_scores: FP8 on, an
  * F8_E4M3 view whose block scales are `ones` [ceil(n / 128)] (1.0f), so the
- * matmul reads the codes as cached and converts them exactly; off, F32. */
-lm_mat lm_indexer_keys_view(const lm_config *c, const void *buf, int64_t n, const float *ones);
+ * matmul reads the codes as cached and converts them exactly — or, when
+ * f32 [n * di] is given, the codes converted into it and an F32 view (the
+ * same values: for products with many rows, where converting once is
+ * cheaper than in the matmul); off, F32. */
+lm_mat lm_indexer_keys_view(const lm_config *c, const void *buf, int64_t n, const float *ones, float *f32);
 
 /* I[t * ldI + s] = kscale[s] * sum_h w[t, h] * ReLU(q[t, h] . k[s]) for nq
  * query rows and the keys' rows (conv. 40); dots [nq * Hi, keys->rows]
