@@ -4,13 +4,11 @@
  *
  * Tolerances: with the FP8 emulation off the model is continuous and the
  * bound is test_model.c's (max |dlogit| 1e-4, relative L2 1e-5) on every
- * row, and the chosen key sets must equal the reference's on every row whose
- * top-K boundary is not a near tie (relative gap > 1e-3: fp32 moves a score
- * by ~1e-6 of the largest). With it on (the released model's arithmetic),
- * one e4m3 rounding can flip between fp32 and fp64 and move later logits by
- * 0.1-1 (docs/deepseek-conventions.md item 48): the goldens hold its first
- * 64 positions, checked flip-free, compared at the same bound; sets are
- * compared where the gap exceeds 3e-2. Decode in both cache modes and
+ * row, and the chosen key sets must equal the reference's (every row: see
+ * GAP_OFF). With it on (the released model's arithmetic), one e4m3 rounding
+ * can flip between fp32 and fp64 and move later logits by 0.1-1
+ * (docs/deepseek-conventions.md item 48): the goldens hold its first 64
+ * positions, checked flip-free, compared at the same bound, sets too. Decode in both cache modes and
  * chunked prefill are compared the same way; the batched engine, thread
  * counts and ISA paths must give identical bits. */
 #include <dirent.h>
@@ -26,8 +24,14 @@
 
 #define MAX_ABS 1e-4
 #define MAX_REL_L2 1e-5
-#define GAP_OFF 1e-3
-#define GAP_FP8 3e-2
+/* Rows whose top-K gap is at most this are not compared (-1: every row).
+ * Today every row agrees, exact ties included (the tie rule is the same on
+ * both sides), with the smallest gaps 6e-5 (FP8 off) and 0: the C forward's
+ * bits are the same on every path, so this is stable. Should a change of
+ * the canonical arithmetic flip a near tie, 1e-3 (FP8 off) and 3e-2 (FP8
+ * on, item 48) are the margins fp32-vs-fp64 noise cannot cross. */
+#define GAP_OFF (-1.0)
+#define GAP_FP8 (-1.0)
 
 typedef struct v32_golden {
     char dir[256];
@@ -261,7 +265,7 @@ static int64_t compare_index(const v32_golden *g, const int32_t *trace, int64_t 
     int64_t compared = 0, bad = 0;
     for (int64_t l = 0; l < g->L; l++)
         for (int64_t t = 0; t < n; t++) {
-            if (t >= g->K && !(gap[l * Tg + t] > min_gap)) continue;
+            if (t >= g->K && !(gap[l * Tg + t] > min_gap)) continue; /* a near tie */
             compared++;
             if (memcmp(trace + (l * trace_rows + t) * g->K, want + (l * Tg + t) * g->K, (size_t)g->K * 4)) {
                 if (bad++ < 3) printf("  %s %s: layer %lld position %lld chose other keys (gap %g)\n", g->dir, what,
@@ -269,6 +273,9 @@ static int64_t compare_index(const v32_golden *g, const int32_t *trace, int64_t 
             }
         }
     CHECKF(bad == 0, "%s %s: %lld of %lld rows chose other keys", g->dir, what, (long long)bad, (long long)compared);
+    if (!bad)
+        printf("  %s %s: key sets equal on %lld of %lld rows\n", g->dir, what, (long long)compared,
+               (long long)(g->L * n));
     return compared;
 }
 
@@ -286,7 +293,7 @@ TEST(v32_full_forward_fp8_off) {
             if (run_model(m, g, (lm_attn_mode)mode, g->T, g->T, 2, out, trace)) continue;
             compare(g->dir, g->logits, out, g->T, g->V, mode ? "latent, FP8 off" : "naive, FP8 off");
             int64_t n = compare_index(g, trace, g->T, g->index, g->gap, g->T, g->T, GAP_OFF, "FP8 off");
-            CHECKF(n > g->L * (g->T - g->K) / 2, "%s: only %lld rows compared", g->dir, (long long)n);
+            CHECKF(n == g->L * g->T, "%s: only %lld rows compared", g->dir, (long long)n);
         }
         free(out);
         free(trace);
