@@ -429,17 +429,24 @@ TEST(v32_batched_equals_lone) {
 }
 
 /* The cache keeps the index keys beside the latents: 132 bytes per token
- * and layer with FP8 (di = 128 codes and a scale), di floats without. */
+ * and layer with FP8 (di = 128 codes and a scale), di floats without; with
+ * FP8 the latent itself is cached as codes and scales (C + 4 C/128 bytes)
+ * beside the F32 k_pe. V3.2's shape: 916 bytes per token and layer. */
 TEST(v32_cache_bytes) {
     if (!ncases) SKIP("no tests/golden_v32 cases");
     lm_model *m = load(&cases[0], 1);
     if (!m) return;
-    const lm_config *c = &m->cfg;
-    int64_t mla = c->kv_lora_rank + c->qk_rope_head_dim;
+    lm_config *c = &m->cfg;
+    int64_t C = c->kv_lora_rank, dr = c->qk_rope_head_dim;
     CHECK(lm_indexer_key_floats(c) * 4 == 132);
-    CHECK(lm_kv_floats_per_token(c, LM_ATTN_LATENT) == mla + 33);
-    m->cfg.fp8_emulation = 0;
+    CHECK(lm_kv_floats_per_token(c, LM_ATTN_LATENT) == C / 4 + C / 128 + dr + 33);
+    lm_config v32 = *c;
+    v32.kv_lora_rank = 512;
+    v32.qk_rope_head_dim = 64;
+    CHECK(lm_kv_floats_per_token(&v32, LM_ATTN_LATENT) * 4 == 916);
+    c->fp8_emulation = 0;
     CHECK(lm_indexer_key_floats(c) == 128);
+    CHECK(lm_kv_floats_per_token(c, LM_ATTN_LATENT) == C + dr + 128);
     lm_model_free(m);
 }
 

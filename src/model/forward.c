@@ -511,6 +511,30 @@ typedef struct batch {
 /* Floats of a cache row before its index key. */
 static int64_t mla_floats(const lm_kvcache *kc) { return kc->w - lm_indexer_key_floats(&kc->m->cfg); }
 
+/* Latent mode with the FP8 emulation (conv. 45): a cache row holds the
+ * latent as what the model caches in deployment — its C e4m3 codes (4 to a
+ * float), then one scale per 128 channels, then k_pe in F32 — and the index
+ * key: 916 bytes per token and layer for V3.2 instead of 2,436. Decoding a
+ * code times its scale gives back exactly the rounded latent. */
+static int latent_fp8(const lm_fwd *f) { return f->mode == LM_ATTN_LATENT && lm_config_fp8_emulated(&f->m->cfg); }
+
+/* Row layout of latent_fp8: codes [C bytes], scales [C/128], k_pe [dr]. */
+static void latent_fp8_store(float *dst, const float *kva, int64_t C, int64_t dr, int ue8m0) {
+    int64_t nb = C / 128;
+    float *scales = dst + C / 4;
+    for (int64_t b = 0; b < nb; b++) scales[b] = lm_fp8_act_quant(kva + b * 128, 128, ue8m0, (uint8_t *)dst + b * 128);
+    memcpy(scales + nb, kva + C, (size_t)dr * sizeof(float));
+}
+
+/* The latent [C] and k_pe [dr] of a latent_fp8 row into out [C + dr];
+ * tab = the 256 e4m3 values. */
+static void latent_fp8_load(float *out, const float *row, int64_t C, int64_t dr, const float *tab) {
+    const uint8_t *codes = (const uint8_t *)row;
+    const float *scales = row + C / 4;
+    for (int64_t i = 0; i < C; i++) out[i] = tab[codes[i]] * scales[i / 128];
+    memcpy(out + C, scales + C / 128, (size_t)dr * sizeof(float));
+}
+
 /* Index scores of the segment rows r0 .. r0+nb-1 (positions pos0 ..)
  * against positions 0 .. pos0+nb-1 of the layer's key cache, into
  * f->iscore [nb, max_ctx]; keys are gathered chunk by chunk. */
@@ -547,7 +571,14 @@ static void dsa_latent_row(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const
     const lm_dims *d = &f->m->dims;
     int64_t H = d->H, dr = d->dr, C = d->C;
     float scale = (float)lm_config_softmax_scale(&f->m->cfg);
-    for (int64_t i = 0; i < ns; i++) memcpy(f->gkv + i * (C + dr), kv_row(kc, seq, l, sel[i]), (size_t)(C + dr) * sizeof(float));
+    if (latent_fp8(f)) {
+        float tab[256];
+        for (int i = 0; i < 256; i++) tab[i] = lm_fp8e4m3_to_f32((uint8_t)i);
+        for (int64_t i = 0; i < ns; i++) latent_fp8_load(f->gkv + i * (C + dr), kv_row(kc, seq, l, sel[i]), C, dr, tab);
+    } else {
+        for (int64_t i = 0; i < ns; i++)
+            memcpy(f->gkv + i * (C + dr), kv_row(kc, seq, l, sel[i]), (size_t)(C + dr) * sizeof(float));
+    }
     /* Transposed 16 keys at a time: one contiguous run per latent channel
      * (a plain column walk strides by ns floats, and ns = K is often a
      * power of two, where the stores fight over a few cache sets). */
@@ -641,9 +672,10 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
     int dsa = lm_config_has_indexer(&f->m->cfg);
     int64_t kf = lm_indexer_key_floats(&f->m->cfg);
     if (dsa) {
-        /* The FP8 round trip of the normalised latent, before it is cached
-         * or expanded (conv. 45); k_pe stays as it is. */
-        if (lm_config_fp8_emulated(&f->m->cfg))
+        /* The FP8 round trip of the normalised latent, before it is expanded
+         * (conv. 45; latent mode quantises it as it caches it); k_pe stays
+         * as it is. */
+        if (lm_config_fp8_emulated(&f->m->cfg) && !latent_fp8(f))
             for (int64_t t = 0; t < T; t++) lm_fp8_round_blocks(f->kva + t * (C + dr), C, f->m->cfg.fp8_ue8m0);
         lm_indexer_out io = {f->iq, f->iw, f->ikey, f->ik};
         lm_indexer_project(pool, &f->m->cfg, L, f->xn, f->qa, T, f->icos, f->isin, &io);
@@ -661,9 +693,12 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
         if (f->diag && pos0 > 0) {
             const char *kind;
             int64_t p = -1;
-            if (dsa) /* only the float part of each row: the index key holds FP8 codes */
+            /* only the float part of each row: the index key (and, FP8 on,
+             * the latent) are codes */
+            int64_t f0 = latent_fp8(f) ? C / 4 : 0, nf = mla_floats(kc) - f0;
+            if (dsa)
                 for (int64_t q = 0; q < pos0 && p < 0; q++)
-                    if (bad_row(kv_row(kc, seq, l, q), 1, mla_floats(kc), &kind) >= 0) p = q;
+                    if (bad_row(kv_row(kc, seq, l, q) + f0, 1, nf, &kind) >= 0) p = q;
             if (!dsa) p = bad_row(kv_rows(f, kc, seq, l, pos0), pos0, kc->w, &kind);
             if (p >= 0) {
                 note(f, l, p, kind, "the KV cache of layer %lld (written by an earlier forward)", ll);
@@ -675,6 +710,10 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
             float *dst = kv_row(kc, seq, l, pos0 + t);
             const float *kva = f->kva + (r0 + t) * (C + dr);
             if (dsa) memcpy(dst + kc->w - kf, f->ikey + (r0 + t) * kf, (size_t)kf * sizeof(float));
+            if (latent_fp8(f)) {
+                latent_fp8_store(dst, kva, C, dr, f->m->cfg.fp8_ue8m0);
+                continue;
+            }
             if (f->mode == LM_ATTN_LATENT) {
                 memcpy(dst, kva, (size_t)(C + dr) * sizeof(float));
                 continue;

@@ -368,7 +368,12 @@ void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r) {
 
 int64_t lm_kv_floats_per_token(const lm_config *c, lm_attn_mode mode) {
     int64_t index_key = lm_indexer_key_floats(c); /* V3.2: beside the MLA part of the row */
-    if (mode == LM_ATTN_LATENT) return c->kv_lora_rank + c->qk_rope_head_dim + index_key;
+    int64_t C = c->kv_lora_rank;
+    /* V3.2 with the FP8 emulation caches the latent as e4m3 codes (4 to a
+     * float) and one scale per 128 channels (forward.c, conv. 45). */
+    if (mode == LM_ATTN_LATENT && lm_config_fp8_emulated(c))
+        return (C + 3) / 4 + (C + 127) / 128 + c->qk_rope_head_dim + index_key;
+    if (mode == LM_ATTN_LATENT) return C + c->qk_rope_head_dim + index_key;
     return c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim) + index_key;
 }
 
