@@ -5,7 +5,7 @@
  *            accumulators, AVX-512 and AVX2; the higher counts) and memory
  *            read bandwidth (sum over a 512 MiB buffer, pre-faulted);
  *   prefill  GFLOP/s of lm_matmul at T=512 and T=64, K=N=2048, for F32,
- *            BF16, F16 and FP8 (2*T*K*N flops), and the ratio to peak;
+ *            BF16, F16, FP8 and Q8 (I8; 2*T*K*N flops), and the ratio to peak;
  *   decode   GB/s of W read by lm_matmul at T=1: "cold" cycles through
  *            enough matrices (>= 512 MiB) that every call reads DRAM,
  *            "hot" repeats one L2/L3-resident matrix; ratio to bandwidth.
@@ -174,16 +174,24 @@ static lm_mat make_mat(lm_dtype dt, int64_t N, int64_t K, float **scale_out) {
         } else if (dt == LM_DTYPE_F16) {
             uint16_t h = lm_f32_to_f16(v);
             memcpy(d + 2 * i, &h, 2);
-        } else d[i] = lm_f32_to_fp8e4m3(v * 400);
+        } else if (dt == LM_DTYPE_I8) d[i] = (uint8_t)(int8_t)((int)(rnd() % 255) - 127);
+        else d[i] = lm_f32_to_fp8e4m3(v * 400);
     }
     float *s = NULL;
+    uint16_t *q8 = NULL;
+    if (dt == LM_DTYPE_I8) { /* Q8 scales: F16 [N, K/32]; freed through *scale_out */
+        size_t ns = (size_t)(N * ((K + 31) / 32));
+        q8 = (uint16_t *)malloc(ns * 2);
+        for (size_t i = 0; i < ns; i++) q8[i] = lm_f32_to_f16(1.0f / 127);
+        s = (float *)q8;
+    }
     if (dt == LM_DTYPE_F8_E4M3) {
         size_t ns = (size_t)(((N + 127) / 128) * ((K + 127) / 128));
         s = (float *)malloc(ns * sizeof(float));
         for (size_t i = 0; i < ns; i++) s[i] = 1.0f / 400;
     }
     *scale_out = s;
-    lm_mat W = {dt, N, K, d, s, LM_LAYOUT_ROWS, 0};
+    lm_mat W = {dt, N, K, d, q8 ? NULL : s, LM_LAYOUT_ROWS, 0, q8};
     if (!use_panels) return W;
     void *pd = alloc_big(lm_mat_panel_bytes(&W));
     W.fp8_nan_free = lm_mat_pack_panels(&W, pd, 0, lm_panel_blocks(&W)) == 0; /* as the model loads it */
@@ -193,7 +201,8 @@ static lm_mat make_mat(lm_dtype dt, int64_t N, int64_t K, float **scale_out) {
     return W;
 }
 
-static const lm_dtype dts[] = {LM_DTYPE_F32, LM_DTYPE_BF16, LM_DTYPE_F16, LM_DTYPE_F8_E4M3};
+static const lm_dtype dts[] = {LM_DTYPE_F32, LM_DTYPE_BF16, LM_DTYPE_F16, LM_DTYPE_F8_E4M3, LM_DTYPE_I8};
+enum { NDT = sizeof dts / sizeof dts[0] };
 
 static int batches = 7; /* best of: the machine may be shared */
 
@@ -298,7 +307,7 @@ int main(int argc, char **argv) {
     static const int64_t Ts[] = {512, 64};
     float *x = (float *)alloc_big((size_t)(512 * S) * 4), *y = (float *)alloc_big((size_t)(512 * S) * 4);
     for (int64_t i = 0; i < 512 * S; i++) x[i] = ((float)(rnd() % 2001) - 1000.0f) * 1e-3f;
-    for (int di = 0; di < 4; di++) {
+    for (int di = 0; di < NDT; di++) {
         float *sc;
         lm_mat W = make_mat(dts[di], S, S, &sc);
         for (int tt = 0; tt < 2; tt++)
@@ -316,10 +325,11 @@ int main(int argc, char **argv) {
     }
 
     /* decode: hot (one matrix, stays in cache) and cold (>= 512 MiB of matrices) */
-    for (int di = 0; di < 4; di++) {
+    for (int di = 0; di < NDT; di++) {
         lm_dtype dt = dts[di];
         int64_t Kd = 2048, Nd = 2048;
-        size_t wbytes = (size_t)(Kd * Nd) * lm_dtype_size(dt);
+        size_t wbytes = (size_t)(Kd * Nd) * lm_dtype_size(dt); /* stored bytes, Q8 with its scales */
+        if (dt == LM_DTYPE_I8) wbytes += (size_t)(Nd * (Kd / 32)) * 2;
         int nW = (int)(((quick ? 256u : 512u) << 20) / wbytes);
         lm_mat *Ws = (lm_mat *)malloc(sizeof(lm_mat) * (size_t)nW);
         float **scs = (float **)malloc(sizeof(float *) * (size_t)nW);

@@ -16,8 +16,8 @@
 #
 # Side effects, all under build/ (ignored by git):
 #   build/llamacpp-node/   npm install of bench/llamacpp/package.json (once)
-#   build/gguf/<name>.gguf converted checkpoint (once per MODEL_DIR name; rebuilt
-#                          when model.safetensors or config.json is newer)
+#   build/gguf/<name>.gguf `lemma export` of the checkpoint (once per MODEL_DIR name;
+#                          rebuilt when model.safetensors or config.json is newer)
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,10 +48,9 @@ else PROMPT=${PROMPT:-512} GEN=${GEN:-128} REPS=${REPS:-3}; fi
 # --- node-llama-cpp -----------------------------------------------------------
 "$ROOT/bench/llamacpp/setup.sh" "$NODE_DIR" >&2 || exit $?
 
-# --- GGUF -------------------------------------------------------------------
-PY=/usr/bin/python3
-"$PY" -c "import numpy" 2>/dev/null || PY=python3
-"$PY" -c "import numpy" 2>/dev/null || unavailable "python3 with numpy is needed to convert to GGUF (apt-get install python3-numpy)"
+# --- GGUF (lemma export) -------------------------------------------------------
+LEMMA=${LEMMA_BIN:-$ROOT/lemma}
+[ -x "$LEMMA" ] || die "$LEMMA not built (make)"
 NAME=$(basename "$(cd "$MODEL" && pwd)")
 GGUF=$GGUF_DIR/$NAME.gguf
 mkdir -p "$GGUF_DIR"
@@ -61,7 +60,8 @@ for f in "$MODEL"/config.json "$MODEL"/*.safetensors; do
     [ -f "$f" ] && [ "$f" -nt "$GGUF" ] && stale=1
 done
 if [ $stale = 1 ]; then
-    "$PY" "$ROOT/tools/hf_to_gguf.py" "$MODEL" "$GGUF" >&2 || die "conversion of $MODEL failed"
+    rm -f "$GGUF"   # this folder is the benchmark's own (a converter of earlier versions wrote it too)
+    "$LEMMA" export "$MODEL" "$GGUF" >&2 || die "lemma export of $MODEL failed"
 fi
 
 # --- run --------------------------------------------------------------------

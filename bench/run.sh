@@ -7,6 +7,9 @@
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
 #   BENCH_NO_DSA=1 make bench       # without the V3.2 sparse-attention table (bench/dsa_bench.sh, ~1 min)
+#   BENCH_NO_MTP=1 make bench       # without the MTP speculative-decoding table (bench/mtp_bench.sh)
+#   BENCH_NO_EXPORT=1 make bench    # without the GGUF export / llama.cpp load times (bench/export_bench.sh)
+#   BENCH_NO_Q8=1 make bench        # without the Q8 decode table (bench/q8_bench.sh)
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -351,10 +354,32 @@ if [ "${BENCH_NO_DSA:-0}" != 1 ]; then
     echo "== DeepSeek-V3.2 sparse attention: long-context decode, DSA vs dense (bench/dsa_bench.sh)"
     BENCH_RESULTS=$RESULTS bash bench/dsa_bench.sh || echo "bench/dsa_bench.sh failed (exit $?)"
 fi
+# GGUF export (issue 10): lemma export's time and llama.cpp's load of its output.
+if [ "${BENCH_NO_EXPORT:-0}" != 1 ]; then
+    echo
+    echo "== GGUF export and llama.cpp load time (bench/export_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/export_bench.sh || echo "bench/export_bench.sh failed (exit $?)"
+fi
+# Q8 weights (issue 11): bench-m decode in Q8 beside F32 and llama.cpp Q8_0
+# on the same weights (bench/q8_bench.sh; its JSON lines: build/bench/q8_bench.jsonl).
+if [ "${BENCH_NO_Q8:-0}" != 1 ] && [ -f "$MODELS/bench-m-f32/model.safetensors" ]; then
+    echo
+    echo "== Q8 decode: lemma vs llama.cpp Q8_0, same weights (bench/q8_bench.sh)"
+    if bash bench/q8_bench.sh "$MODELS/bench-m-f32" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" \
+        --reps "$REPS_M" --rounds 1 >"$OUT/q8_bench.txt" 2>>"$err"; then
+        grep '^{' "$OUT/q8_bench.txt" >"$OUT/q8_bench.jsonl"; grep -v '^{' "$OUT/q8_bench.txt"
+    else echo "bench/q8_bench.sh failed (see $err)"; fi
+fi
 if [ "${BENCH_NO_SERVE:-0}" != 1 ]; then
     echo
     echo "== lemma serve under concurrent streaming clients (bench/serve_bench.sh)"
     BENCH_RESULTS=$RESULTS bash bench/serve_bench.sh || echo "bench/serve_bench.sh failed (exit $?)"
+fi
+# Speculative decoding with the MTP draft (issue 10) beside plain greedy decoding.
+if [ "${BENCH_NO_MTP:-0}" != 1 ]; then
+    echo
+    echo "== MTP speculative decoding vs plain greedy (bench/mtp_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/mtp_bench.sh || echo "bench/mtp_bench.sh failed (exit $?)"
 fi
 # Training (issue 4) and tokenizer (issue 3) benchmarks, each with its own
 # anchors (PyTorch; npm tokenizers and tiktoken), unless switched off.

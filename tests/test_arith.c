@@ -44,12 +44,14 @@ typedef struct wmat {
     lm_mat m;
     uint8_t *data;
     float *scale;
+    uint16_t *q8s; /* I8 (Q8): F16 scales [N, ceil(K/32)] */
 } wmat;
 
 static void make_w(wmat *w, lm_dtype dt, int64_t N, int64_t K) {
     size_t es = lm_dtype_size(dt), n = (size_t)(N * K);
     w->data = (uint8_t *)malloc(n * es + 1);
     w->scale = NULL;
+    w->q8s = NULL;
     for (size_t i = 0; i < n; i++) {
         float v = rng_sym(1.0f);
         if (dt == LM_DTYPE_F32) memcpy(w->data + 4 * i, &v, 4);
@@ -59,6 +61,8 @@ static void make_w(wmat *w, lm_dtype dt, int64_t N, int64_t K) {
         } else if (dt == LM_DTYPE_F16) {
             uint16_t h = lm_f32_to_f16(v);
             memcpy(w->data + 2 * i, &h, 2);
+        } else if (dt == LM_DTYPE_I8) {
+            w->data[i] = (uint8_t)(int8_t)((int)(rng_u64() % 255) - 127);
         } else {
             uint8_t b = (uint8_t)(rng_u64() & 0xff);
             if ((b & 0x7f) == 0x7f) b ^= 1;
@@ -71,7 +75,13 @@ static void make_w(wmat *w, lm_dtype dt, int64_t N, int64_t K) {
         /* scales with full mantissas, so fp8 * scale really rounds */
         for (int64_t i = 0; i < sr * sc; i++) w->scale[i] = (float)(1e-3 * (1.0 + rng_sym(0.9f)));
     }
-    w->m = (lm_mat){dt, N, K, w->data, w->scale, LM_LAYOUT_ROWS, 0};
+    if (dt == LM_DTYPE_I8) { /* F16 scales with full mantissas, some subnormal */
+        int64_t ns = N * ((K + 31) / 32);
+        w->q8s = (uint16_t *)malloc((size_t)ns * 2 + 2);
+        for (int64_t i = 0; i < ns; i++)
+            w->q8s[i] = lm_f32_to_f16(i % 7 == 3 ? rng_sym(3e-6f) : (float)(1e-2 * (1.0 + rng_sym(0.9f))));
+    }
+    w->m = (lm_mat){dt, N, K, w->data, w->scale, LM_LAYOUT_ROWS, 0, w->q8s};
 }
 
 /* The definition, in plain C. */
@@ -101,7 +111,7 @@ static const shape shapes[] = {
     {40, 300, 70}, {65, 129, 100}, {129, 40, 70}, {200, 257, 67}, {1, 4100, 20}, {3, 4100, 20},
 };
 
-static const lm_dtype dts[] = {LM_DTYPE_F32, LM_DTYPE_BF16, LM_DTYPE_F16, LM_DTYPE_F8_E4M3};
+static const lm_dtype dts[] = {LM_DTYPE_F32, LM_DTYPE_BF16, LM_DTYPE_F16, LM_DTYPE_F8_E4M3, LM_DTYPE_I8};
 
 TEST(matmul_every_path_is_canonical) {
     lm_pool *pool = lm_pool_create(3);
@@ -110,7 +120,7 @@ TEST(matmul_every_path_is_canonical) {
     lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
     int combos = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int di = 0; di < 4; di++) {
+        for (int di = 0; di < 5; di++) {
             int64_t T = shapes[s].T, K = shapes[s].K, N = shapes[s].N;
             wmat w;
             make_w(&w, dts[di], N, K);
@@ -131,7 +141,7 @@ TEST(matmul_every_path_is_canonical) {
                     combos++;
                 }
             lm_matmul_force_path(0);
-            free(x), free(want), free(y), free(w.data), free(w.scale);
+            free(x), free(want), free(y), free(w.data), free(w.scale), free(w.q8s);
         }
     lm_set_isa(saved);
     lm_pool_free(pool);
@@ -167,7 +177,7 @@ TEST(panel_layout_gives_row_major_bits) {
     lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
     int combos = 0;
     for (size_t s = 0; s < sizeof pshapes / sizeof pshapes[0]; s++)
-        for (int di = 0; di < 4; di++) {
+        for (int di = 0; di < 5; di++) {
             int64_t T = pshapes[s].T, K = pshapes[s].K, N = pshapes[s].N;
             wmat w;
             make_w(&w, dts[di], N, K);
@@ -199,7 +209,7 @@ TEST(panel_layout_gives_row_major_bits) {
                         combos++;
                     }
             lm_matmul_force_path(0);
-            free(x), free(want), free(y), free(ra), free(rb), free(buf), free(w.data), free(w.scale);
+            free(x), free(want), free(y), free(ra), free(rb), free(buf), free(w.data), free(w.scale), free(w.q8s);
         }
     /* FP8 NaN bytes: counted by the packing (so the fast conversion is never
      * used on them), and still NaN through the patched conversion */
@@ -218,7 +228,7 @@ TEST(panel_layout_gives_row_major_bits) {
             lm_matmul(NULL, y, x, 1, &P);
             CHECKF(isnan(y[3]) && isnan(y[37]) && !isnan(y[4]), "%s: FP8 NaN bytes in panels", lm_isa_name(isas[ii]));
         }
-        free(buf), free(w.data), free(w.scale);
+        free(buf), free(w.data), free(w.scale), free(w.q8s);
     }
     lm_set_isa(saved);
     lm_pool_free(pool);
@@ -229,7 +239,7 @@ TEST(scalar_without_fma_instructions) {
     static const shape sh[] = {{1, 37, 19}, {3, 130, 17}, {9, 64, 40}};
     const lm_kernel_table *tabs[2] = {&lm_kernels_scalar, &lm_kernels_scalar_fma};
     for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++)
-        for (int di = 0; di < 4; di++) {
+        for (int di = 0; di < 5; di++) {
             int64_t T = sh[s].T, K = sh[s].K, N = sh[s].N;
             wmat w;
             make_w(&w, dts[di], N, K);
@@ -243,7 +253,7 @@ TEST(scalar_without_fma_instructions) {
                 tabs[ti]->matvec(y, x, T, &w.m, 0, N);
                 CHECKF(count_diff(y, want, T * N) == 0, "table %d matvec %s T=%lld", ti, lm_dtype_name(dts[di]), (long long)T);
             }
-            free(x), free(want), free(y), free(w.data), free(w.scale);
+            free(x), free(want), free(y), free(w.data), free(w.scale), free(w.q8s);
         }
     float g[100], u[100], a[100], b[100];
     for (int i = 0; i < 100; i++) g[i] = rng_sym(8.0f), u[i] = rng_sym(1.0f);
@@ -273,7 +283,7 @@ TEST(conversions_every_code_every_path) {
             }
         }
         float one_scale[2] = {1.0f, 1.0f};
-        lm_mat W = {dt, N, 1, data, dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL, LM_LAYOUT_ROWS, 0};
+        lm_mat W = {dt, N, 1, data, dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL, LM_LAYOUT_ROWS, 0, NULL};
         float *want = (float *)malloc((size_t)N * sizeof(float)), *y = (float *)malloc((size_t)N * 4 * sizeof(float));
         float x[4] = {1, 1, 1, 1};
         lm_convert_to_f32(want, data, dt, (size_t)N);
@@ -293,6 +303,44 @@ TEST(conversions_every_code_every_path) {
         free(data), free(want), free(y);
     }
     lm_set_isa(saved);
+}
+
+/* FP8 in panels without NaN bytes: the AVX-512 matvec widens the bytes to
+ * value * 2^-120 and multiplies by scale * 2^120 where |scale| < 2^8, the
+ * f16 conversion elsewhere. Every code, in 128-row blocks with scales that
+ * make the products round, go subnormal, or sit at and past the 2^8 limit:
+ * the same bits as fp8 * scale rounded once, on every path. */
+TEST(fp8_panels_every_code_every_scale) {
+    static const float scales[] = {1.0f, 0x1p-140f, 255.99f, 256.0f, 3e30f, 0x1p119f, -7.3e-3f, 1.2345e-3f, 0x1p-149f, 0.0f};
+    enum { NB = sizeof scales / sizeof scales[0] };
+    int64_t N = NB * 256; /* each scale on two blocks: every code (NaN codes -> 0) */
+    uint8_t *data = (uint8_t *)malloc((size_t)N);
+    for (int64_t r = 0; r < N; r++) data[r] = (r & 0x7f) == 0x7f ? (uint8_t)(r & 0x80) : (uint8_t)r;
+    float sc[2 * NB];
+    for (int b = 0; b < 2 * NB; b++) sc[b] = scales[b / 2];
+    lm_mat W = {LM_DTYPE_F8_E4M3, N, 1, data, sc, LM_LAYOUT_ROWS, 0, NULL};
+    void *buf;
+    lm_mat P = panel_copy(&W, &buf);
+    CHECK(P.fp8_nan_free);
+    float *want = (float *)malloc((size_t)N * sizeof(float)), *y = (float *)malloc((size_t)N * 3 * sizeof(float));
+    for (int64_t r = 0; r < N; r++) want[r] = lm_fp8e4m3_to_f32(data[r]) * sc[r / 128] + 0.0f;
+    float x[3] = {1, 1, 1};
+    lm_isa isas[3];
+    int nisa = isa_list(isas);
+    lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
+    for (int ii = 0; ii < nisa; ii++)
+        for (int64_t T = 1; T <= 3; T += 2) {
+            lm_set_isa(isas[ii]);
+            lm_matmul_force_path(1);
+            lm_matmul(NULL, y, x, T, &P);
+            int64_t d = 0;
+            for (int64_t t = 0; t < T; t++) d += count_diff(y + t * N, want, N);
+            CHECKF(d == 0, "%s T=%lld: %lld FP8 panel weights differ from fp8 * scale", lm_isa_name(isas[ii]),
+                   (long long)T, (long long)d);
+        }
+    lm_matmul_force_path(0);
+    lm_set_isa(saved);
+    free(data), free(want), free(y), free(buf);
 }
 
 /* ---- row kernels ---- */
@@ -439,6 +487,7 @@ int main(void) {
     RUN(matmul_every_path_is_canonical);
     RUN(panel_layout_gives_row_major_bits);
     RUN(conversions_every_code_every_path);
+    RUN(fp8_panels_every_code_every_scale);
     RUN(scalar_without_fma_instructions);
     RUN(row_kernels_every_path_are_canonical);
     RUN(row_kernels_tree_order);

@@ -375,6 +375,7 @@ typedef struct refm {
     double (*head_loss)(const struct refm *r, const double *logp); /* NULL: mean cross-entropy */
     double *logp;                /* [N] log-probability of each row's target (with head_loss) */
     const void *ctx;             /* head_loss's data */
+    double mtp_weight;           /* > 0: add lambda x the MTP layer's mean cross-entropy of token t+2 */
 } refm;
 
 /* The double copy of a parameter: a matrix view or a vector's floats. */
@@ -514,83 +515,121 @@ static void moe_ref(refm *r, int64_t l, const double *xn, double *out, double *b
     free(s), free(y), free(idx);
 }
 
-static double ref_loss(refm *r) {
+/* Decoder layer l (r->p->W.layers[l]; l = L: the MTP layer) on the N rows
+ * of x in place; adds its balance term to *bal. */
+static void ref_layer(refm *r, int64_t l, double *x, double *bal) {
     const lm_params *p = r->p;
     const lm_config *c = &p->cfg;
     int64_t N = r->B * r->T, T = r->T, D = c->hidden_size, H = c->num_attention_heads, dn = c->qk_nope_head_dim,
-            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, V = c->vocab_size,
-            dk = dn + dr;
+            dr = c->qk_rope_head_dim, dv = c->v_head_dim, C = c->kv_lora_rank, Q = c->q_lora_rank, dk = dn + dr;
     double eps = c->rms_norm_eps, scale = lm_config_softmax_scale(c), af = lm_config_rope_attention_factor(c);
     double inv[64];
     lm_config_rope_inv_freq(c, inv);
-    double *x = malloc(sizeof(double) * N * D), *xn = malloc(sizeof(double) * N * D),
-           *q = malloc(sizeof(double) * N * H * dk), *kv = malloc(sizeof(double) * N * (C + dr)),
-           *kvb = malloc(sizeof(double) * N * H * (dn + dv)), *att = malloc(sizeof(double) * N * H * dv),
-           *o = malloc(sizeof(double) * N * D), *qa = malloc(sizeof(double) * (Q ? Q : 1)),
-           *lg = malloc(sizeof(double) * V), *sc = malloc(sizeof(double) * T);
+    double *xn = malloc(sizeof(double) * N * D), *q = malloc(sizeof(double) * N * H * dk),
+           *kv = malloc(sizeof(double) * N * (C + dr)), *kvb = malloc(sizeof(double) * N * H * (dn + dv)),
+           *att = malloc(sizeof(double) * N * H * dv), *o = malloc(sizeof(double) * N * D),
+           *qa = malloc(sizeof(double) * (Q ? Q : 1)), *sc = malloc(sizeof(double) * T);
+    const lm_layer *W = &p->W.layers[l];
+    for (int64_t n = 0; n < N; n++) {
+        int64_t t = n % T;
+        rmsn(xn + n * D, x + n * D, WD(r, W->attn_norm), D, eps);
+        if (Q) {
+            mv(qa, WD(r, W->wq_a), xn + n * D, Q, D);
+            rmsn(qa, qa, WD(r, W->q_norm), Q, eps);
+            mv(q + n * H * dk, WD(r, W->wq_b), qa, H * dk, Q);
+        } else {
+            mv(q + n * H * dk, WD(r, W->wq), xn + n * D, H * dk, D);
+        }
+        double *kvr = kv + n * (C + dr);
+        mv(kvr, WD(r, W->wkv_a), xn + n * D, C + dr, D);
+        rmsn(kvr, kvr, WD(r, W->kv_norm), C, eps);
+        for (int64_t i = 0; i < dr / 2; i++) {
+            double cs = cos(t * inv[i]) * af, sn = sin(t * inv[i]) * af;
+            for (int64_t h = -1; h < H; h++) {
+                double *v = h < 0 ? kvr + C : q + n * H * dk + h * dk + dn;
+                double a = v[2 * i], b = v[2 * i + 1];
+                v[2 * i] = a * cs - b * sn;
+                v[2 * i + 1] = a * sn + b * cs;
+            }
+        }
+        mv(kvb + n * H * (dn + dv), WD(r, W->wkv_b), kvr, H * (dn + dv), C);
+    }
+    for (int64_t n = 0; n < N; n++) {
+        int64_t b = n / T, t = n % T;
+        for (int64_t h = 0; h < H; h++) {
+            const double *qh = q + n * H * dk + h * dk;
+            double m = -INFINITY, z = 0;
+            for (int64_t j = 0; j <= t; j++) {
+                int64_t ns = b * T + j;
+                const double *kn = kvb + ns * H * (dn + dv) + h * (dn + dv), *kp = kv + ns * (C + dr) + C;
+                double s = 0;
+                for (int64_t d = 0; d < dn; d++) s += qh[d] * kn[d];
+                for (int64_t d = 0; d < dr; d++) s += qh[dn + d] * kp[d];
+                sc[j] = s * scale;
+                m = fmax(m, sc[j]);
+            }
+            for (int64_t j = 0; j <= t; j++) z += (sc[j] = exp(sc[j] - m));
+            double *a = att + n * H * dv + h * dv;
+            for (int64_t d = 0; d < dv; d++) a[d] = 0;
+            for (int64_t j = 0; j <= t; j++) {
+                const double *vv = kvb + (b * T + j) * H * (dn + dv) + h * (dn + dv) + dn;
+                for (int64_t d = 0; d < dv; d++) a[d] += sc[j] / z * vv[d];
+            }
+        }
+        mv(o + n * D, WD(r, W->wo), att + n * H * dv, D, H * dv);
+    }
+    for (int64_t i = 0; i < N * D; i++) x[i] += o[i];
+    for (int64_t n = 0; n < N; n++) rmsn(xn + n * D, x + n * D, WD(r, W->ffn_norm), D, eps);
+    if (W->is_moe)
+        moe_ref(r, l, xn, o, bal);
+    else
+        for (int64_t n = 0; n < N; n++)
+            swiglu_mlp(o + n * D, xn + n * D, WD(r, W->w1), WD(r, W->w3), WD(r, W->w2), D, c->intermediate_size);
+    for (int64_t i = 0; i < N * D; i++) x[i] += o[i];
+    free(xn), free(q), free(kv), free(kvb), free(att), free(o), free(qa), free(sc);
+}
+
+/* The MTP term (DeepSeek-V3 section 2.2, one depth) from the main output x
+ * (before model.norm): lambda / cnt x the sum over positions t < T-1 with a
+ * target at t+1 of CE(head(shared_head.norm(layer_L(eh_proj [enorm(E t_{t+1}) ;
+ * hnorm(model.norm(x_t))]))), target_{t+1}). */
+static double ref_mtp(refm *r, const double *x, int64_t cnt, double *bal) {
+    const lm_params *p = r->p;
+    const lm_config *c = &p->cfg;
+    int64_t N = r->B * r->T, T = r->T, D = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    double eps = c->rms_norm_eps;
+    double *cat = malloc(sizeof(double) * 2 * D), *xm = malloc(sizeof(double) * N * D), *hn = malloc(sizeof(double) * D),
+           *lg = malloc(sizeof(double) * V);
+    for (int64_t n = 0; n < N; n++) {
+        int32_t next = n % T == T - 1 ? r->ids[n] : r->ids[n + 1];
+        rmsn(cat, WD(r, p->W.embed) + (int64_t)next * D, WD(r, p->WM.enorm), D, eps);
+        rmsn(hn, x + n * D, WD(r, p->W.final_norm), D, eps);
+        rmsn(cat + D, hn, WD(r, p->WM.hnorm), D, eps);
+        mv(xm + n * D, WD(r, p->WM.eh_proj), cat, D, 2 * D);
+    }
+    ref_layer(r, L, xm, bal);
+    double loss = 0;
+    for (int64_t n = 0; n < N; n++) {
+        if (n % T == T - 1 || r->tgt[n + 1] < 0) continue;
+        rmsn(hn, xm + n * D, WD(r, p->WM.head_norm), D, eps);
+        mv(lg, WD(r, p->W.head), hn, V, D);
+        loss += xent_ref(lg, (int)V, r->tgt[n + 1]);
+    }
+    free(cat), free(xm), free(hn), free(lg);
+    return r->mtp_weight * loss / (double)cnt;
+}
+
+static double ref_loss(refm *r) {
+    const lm_params *p = r->p;
+    const lm_config *c = &p->cfg;
+    int64_t N = r->B * r->T, D = c->hidden_size, V = c->vocab_size;
+    double eps = c->rms_norm_eps;
+    double *x = malloc(sizeof(double) * N * D), *xn = malloc(sizeof(double) * D), *lg = malloc(sizeof(double) * V);
     r->margin = INFINITY;
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < D; i++) x[n * D + i] = WD(r, p->W.embed)[(int64_t)r->ids[n] * D + i];
     double bal = 0;
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        const lm_layer *W = &p->W.layers[l];
-        for (int64_t n = 0; n < N; n++) {
-            int64_t t = n % T;
-            rmsn(xn + n * D, x + n * D, WD(r, W->attn_norm), D, eps);
-            if (Q) {
-                mv(qa, WD(r, W->wq_a), xn + n * D, Q, D);
-                rmsn(qa, qa, WD(r, W->q_norm), Q, eps);
-                mv(q + n * H * dk, WD(r, W->wq_b), qa, H * dk, Q);
-            } else {
-                mv(q + n * H * dk, WD(r, W->wq), xn + n * D, H * dk, D);
-            }
-            double *kvr = kv + n * (C + dr);
-            mv(kvr, WD(r, W->wkv_a), xn + n * D, C + dr, D);
-            rmsn(kvr, kvr, WD(r, W->kv_norm), C, eps);
-            for (int64_t i = 0; i < dr / 2; i++) {
-                double cs = cos(t * inv[i]) * af, sn = sin(t * inv[i]) * af;
-                for (int64_t h = -1; h < H; h++) {
-                    double *v = h < 0 ? kvr + C : q + n * H * dk + h * dk + dn;
-                    double a = v[2 * i], b = v[2 * i + 1];
-                    v[2 * i] = a * cs - b * sn;
-                    v[2 * i + 1] = a * sn + b * cs;
-                }
-            }
-            mv(kvb + n * H * (dn + dv), WD(r, W->wkv_b), kvr, H * (dn + dv), C);
-        }
-        for (int64_t n = 0; n < N; n++) {
-            int64_t b = n / T, t = n % T;
-            for (int64_t h = 0; h < H; h++) {
-                const double *qh = q + n * H * dk + h * dk;
-                double m = -INFINITY, z = 0;
-                for (int64_t j = 0; j <= t; j++) {
-                    int64_t ns = b * T + j;
-                    const double *kn = kvb + ns * H * (dn + dv) + h * (dn + dv), *kp = kv + ns * (C + dr) + C;
-                    double s = 0;
-                    for (int64_t d = 0; d < dn; d++) s += qh[d] * kn[d];
-                    for (int64_t d = 0; d < dr; d++) s += qh[dn + d] * kp[d];
-                    sc[j] = s * scale;
-                    m = fmax(m, sc[j]);
-                }
-                for (int64_t j = 0; j <= t; j++) z += (sc[j] = exp(sc[j] - m));
-                double *a = att + n * H * dv + h * dv;
-                for (int64_t d = 0; d < dv; d++) a[d] = 0;
-                for (int64_t j = 0; j <= t; j++) {
-                    const double *vv = kvb + (b * T + j) * H * (dn + dv) + h * (dn + dv) + dn;
-                    for (int64_t d = 0; d < dv; d++) a[d] += sc[j] / z * vv[d];
-                }
-            }
-            mv(o + n * D, WD(r, W->wo), att + n * H * dv, D, H * dv);
-        }
-        for (int64_t i = 0; i < N * D; i++) x[i] += o[i];
-        for (int64_t n = 0; n < N; n++) rmsn(xn + n * D, x + n * D, WD(r, W->ffn_norm), D, eps);
-        if (W->is_moe)
-            moe_ref(r, l, xn, o, &bal);
-        else
-            for (int64_t n = 0; n < N; n++)
-                swiglu_mlp(o + n * D, xn + n * D, WD(r, W->w1), WD(r, W->w3), WD(r, W->w2), D, c->intermediate_size);
-        for (int64_t i = 0; i < N * D; i++) x[i] += o[i];
-    }
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) ref_layer(r, l, x, &bal);
     double loss = 0;
     int64_t cnt = 0;
     for (int64_t n = 0; n < N; n++) {
@@ -602,9 +641,10 @@ static double ref_loss(refm *r) {
         if (r->logp) r->logp[n] = -nll;
         cnt++;
     }
-    free(x), free(xn), free(q), free(kv), free(kvb), free(att), free(o), free(qa), free(lg), free(sc);
+    double mtp = r->mtp_weight > 0 ? ref_mtp(r, x, cnt, &bal) : 0;
+    free(x), free(xn), free(lg);
     if (r->head_loss) return r->head_loss(r, r->logp) + bal;
-    return loss / (double)cnt + bal;
+    return loss / (double)cnt + mtp + bal;
 }
 
 typedef struct mcase {
@@ -612,6 +652,7 @@ typedef struct mcase {
     const char *json;
     int64_t B, T;
     double alpha;
+    double mtp_weight;           /* > 0: the config gets num_nextn_predict_layers 1 */
 } mcase;
 
 static const char V3_CFG[] =
@@ -648,6 +689,7 @@ static void model_case(const mcase *mc, uint64_t seed) {
     lm_config cfg;
     lm_error err;
     CHECKF(lm_config_parse(mc->json, strlen(mc->json), mc->name, &cfg, &err) == 0, "%s", err.msg);
+    if (mc->mtp_weight > 0) cfg.num_nextn_predict_layers = 1;
     lm_params *p;
     CHECKF(lm_params_create(&cfg, &p, &err) == 0, "%s", err.msg);
     if (test_cur_failed) return;
@@ -662,13 +704,13 @@ static void model_case(const mcase *mc, uint64_t seed) {
         if (strstr(t->name, "embed_tokens"))
             for (int64_t j = 0; j < t->numel; j++) w[j] *= 3;
     }
-    int64_t B = mc->B, T = mc->T, N = B * T, V = cfg.vocab_size, L = cfg.num_hidden_layers,
+    int64_t B = mc->B, T = mc->T, N = B * T, V = cfg.vocab_size, L = cfg.num_hidden_layers + (mc->mtp_weight > 0),
             k = cfg.num_experts_per_tok;
     int32_t ids[256], tgt[256];
     double *wd = malloc(sizeof(double) * p->n_floats);
     for (int64_t i = 0; i < p->n_floats; i++) wd[i] = p->w[i];
     int32_t *route0 = calloc((size_t)(L * N * k), sizeof(int32_t)), *route1 = calloc((size_t)(L * N * k), sizeof(int32_t));
-    refm r = {p, wd, B, T, ids, tgt, mc->alpha, route0, 0, NULL, NULL, NULL};
+    refm r = {p, wd, B, T, ids, tgt, mc->alpha, route0, 0, NULL, NULL, NULL, mc->mtp_weight};
     /* Draw ids until the routing margin is comfortable for fp32. */
     double L0 = 0;
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -686,6 +728,7 @@ static void model_case(const mcase *mc, uint64_t seed) {
     o.batch = B;
     o.seq = T;
     o.balance_alpha = mc->alpha;
+    o.mtp_weight = mc->mtp_weight;
     lm_pool *pool = lm_pool_create(2);
     lm_trainer *tr = lm_trainer_create(p, &o, 2, &err);
     CHECKF(tr != NULL, "%s", err.msg);
@@ -693,7 +736,7 @@ static void model_case(const mcase *mc, uint64_t seed) {
     for (int64_t n = 0; n < N; n++) denom += tgt[n] >= 0;
     lm_train_begin(tr);
     CHECK(lm_train_accumulate(tr, pool, ids, tgt, B, denom, B, &err) == 0);
-    double loss32 = tr->loss_sum / (double)denom + tr->bal_sum;
+    double loss32 = tr->loss_sum / (double)denom + mc->mtp_weight * tr->mtp_loss_sum / (double)denom + tr->bal_sum;
     printf("  %s: loss fp32 %.8f, double %.8f (balance %.3g), routing margin %.2e\n", mc->name, loss32, L0,
            tr->bal_sum, r.margin);
     CHECK_NEAR(loss32, L0, 0, 1e-5);
@@ -757,19 +800,27 @@ static void model_case(const mcase *mc, uint64_t seed) {
 }
 
 TEST(model_v3) {
-    mcase mc = {"v3 (q_lora, yarn, sigmoid/noaux_tc, 3 groups, shared, untied)", V3_CFG, 2, 7, 0.0};
+    mcase mc = {"v3 (q_lora, yarn, sigmoid/noaux_tc, 3 groups, shared, untied)", V3_CFG, 2, 7, 0.0, 0.0};
     model_case(&mc, 1);
 }
 TEST(model_v3_balance) {
-    mcase mc = {"v3 + balance loss alpha 0.3", V3_CFG, 3, 5, 0.3};
+    mcase mc = {"v3 + balance loss alpha 0.3", V3_CFG, 3, 5, 0.3, 0.0};
     model_case(&mc, 2);
 }
 TEST(model_v2) {
-    mcase mc = {"v2 (no q_lora, softmax, group-limited, 2 shared, tied)", V2_CFG, 2, 6, 0.0};
+    mcase mc = {"v2 (no q_lora, softmax, group-limited, 2 shared, tied)", V2_CFG, 2, 6, 0.0, 0.0};
     model_case(&mc, 3);
 }
+TEST(model_v3_mtp) {
+    mcase mc = {"v3 + MTP layer (MoE), lambda 0.7, balance 0.2", V3_CFG, 2, 7, 0.2, 0.7};
+    model_case(&mc, 5);
+}
+TEST(model_v2_mtp_tied) {
+    mcase mc = {"v2 + MTP layer (MoE), tied head, lambda 0.3", V2_CFG, 2, 6, 0.0, 0.3};
+    model_case(&mc, 6);
+}
 TEST(model_v3_plain) {
-    mcase mc = {"v3 (no q_lora, no shared, top-k, tied) + balance", V3B_CFG, 2, 6, 0.1};
+    mcase mc = {"v3 (no q_lora, no shared, top-k, tied) + balance", V3B_CFG, 2, 6, 0.1, 0.0};
     model_case(&mc, 4);
 }
 
@@ -847,7 +898,7 @@ static void rl_model_case(const mcase *mc, const lm_rl_opts *opts, uint64_t seed
     for (int64_t i = 0; i < p->n_floats; i++) wd[i] = p->w[i];
     int32_t *route0 = calloc((size_t)(L * N * k), sizeof(int32_t)), *route1 = calloc((size_t)(L * N * k), sizeof(int32_t));
     rlref q = {*opts, reward, group, 1, old_r, ref_r};
-    refm r = {p, wd, B, T, ids, tgt, 0.0, route0, 0, rl_head_loss, logp, &q};
+    refm r = {p, wd, B, T, ids, tgt, 0.0, route0, 0, rl_head_loss, logp, &q, 0.0};
     int ready = 0;
     for (int attempt = 0; attempt < 100 && !ready; attempt++) {
         for (int64_t b = 0; b < B; b++)
@@ -937,12 +988,12 @@ static void rl_model_case(const mcase *mc, const lm_rl_opts *opts, uint64_t seed
 }
 
 TEST(rl_grpo_v3) {
-    mcase mc = {"GRPO on v3 (q_lora, yarn, MoE, untied)", V3_CFG, 3, 7, 0.0};
+    mcase mc = {"GRPO on v3 (q_lora, yarn, MoE, untied)", V3_CFG, 3, 7, 0.0, 0.0};
     lm_rl_opts o = lm_rl_opts_default(); /* std-normalised, sequence mean, clip 0.2, beta 0.04 */
     rl_model_case(&mc, &o, 5);
 }
 TEST(rl_drgrpo_v2) {
-    mcase mc = {"Dr. GRPO on v2 (softmax, tied)", V2_CFG, 3, 6, 0.0};
+    mcase mc = {"Dr. GRPO on v2 (softmax, tied)", V2_CFG, 3, 6, 0.0, 0.0};
     lm_rl_opts o = lm_rl_opts_default();
     o.scale_std = 0;
     o.agg = LM_RL_SEQ_SUM;
@@ -951,7 +1002,7 @@ TEST(rl_drgrpo_v2) {
     rl_model_case(&mc, &o, 6);
 }
 TEST(rl_dapo_v3_plain) {
-    mcase mc = {"DAPO on v3 (no q_lora, top-k, tied)", V3B_CFG, 3, 8, 0.0};
+    mcase mc = {"DAPO on v3 (no q_lora, top-k, tied)", V3B_CFG, 3, 8, 0.0, 0.0};
     lm_rl_opts o = lm_rl_opts_default();
     o.agg = LM_RL_TOKEN_MEAN;
     o.clip_high = 0.28;
@@ -973,7 +1024,7 @@ TEST(routing_flip_detected) {
     int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tgt[8] = {2, 3, 4, 5, 6, 7, 8, 9};
     int64_t k = cfg.num_experts_per_tok;
     int32_t r0[8 * 4], r1[8 * 4];
-    refm r = {p, wd, 1, 8, ids, tgt, 0, r0, 0, NULL, NULL, NULL};
+    refm r = {p, wd, 1, 8, ids, tgt, 0, r0, 0, NULL, NULL, NULL, 0.0};
     ref_loss(&r);
     /* a big push on one expert's bias changes the choice of some token */
     r.route = r1;
@@ -995,6 +1046,8 @@ int main(void) {
     RUN(model_v3_balance);
     RUN(model_v2);
     RUN(model_v3_plain);
+    RUN(model_v3_mtp);
+    RUN(model_v2_mtp_tied);
     RUN(routing_flip_detected);
     RUN(rl_grpo_v3);
     RUN(rl_drgrpo_v2);

@@ -12,6 +12,11 @@
 //       of the B sequences (logits for all B).  --check-queue 1 also runs a few steps through
 //       node-llama-cpp's public API (B sequences evaluating concurrently) and counts the
 //       llama_decode calls its batching queue makes (decode_calls_per_step: 1 = batched).
+//   node bench.mjs load --model M.gguf [--reps 3] [--threads N]
+//       one JSON line: {"load_s", "context_s", ...}: median seconds of llama_model_load (mmap,
+//       tensor checks; what a GGUF costs llama.cpp before the first token) and of creating a
+//       4096-token context, over --reps loads (the first one, timed too, follows the export so
+//       the file is in the page cache).
 //   node bench.mjs logits --model M.gguf --ids 1,5,9 --out FILE [--threads N]
 //       FILE: raw little-endian float32 [T, vocab], log-softmax of llama.cpp's
 //       logits at every position (each position evaluated with its logits kept).
@@ -42,8 +47,8 @@ for (let i = 0; i < argv.length; i++) {
     if (!a.startsWith("--")) die(`unexpected argument ${a}`);
     opt[a.slice(2)] = argv[++i];
 }
-if (mode !== "bench" && mode !== "logits" && mode !== "batched")
-    die("usage: bench.mjs bench|batched|logits --model M.gguf ...");
+if (mode !== "bench" && mode !== "logits" && mode !== "batched" && mode !== "load")
+    die("usage: bench.mjs bench|batched|logits|load --model M.gguf ...");
 if (!opt.model) die("--model is required");
 
 const threads = parseInt(opt.threads ?? "1", 10);
@@ -83,7 +88,9 @@ const llama = await nlc.getLlama({
     },
     maxThreads: 0,   // "threads" below is then exactly the number used
 });
+const loadStart = performance.now();
 const model = await llama.loadModel({ modelPath: resolve(opt.model), gpuLayers: 0 });
+const firstLoadS = (performance.now() - loadStart) / 1000;
 
 function median(xs) {
     const s = [...xs].sort((a, b) => a - b);
@@ -260,6 +267,25 @@ if (mode === "bench") {
         for (const s of seqs) s.dispose();
         await context.dispose();
     }
+} else if (mode === "load") {
+    const reps = Math.max(1, parseInt(opt.reps ?? "3", 10));
+    const loads = [firstLoadS], contexts = [];
+    for (let r = 0; r < reps; r++) {
+        let m = model;
+        if (r > 0) {
+            const t0 = performance.now();
+            m = await llama.loadModel({ modelPath: resolve(opt.model), gpuLayers: 0 });
+            loads.push((performance.now() - t0) / 1000);
+        }
+        const t1 = performance.now();
+        const c = await m.createContext({ contextSize: 4096, sequences: 1, flashAttention: "auto",
+                                          threads: { ideal: threads, min: threads } });
+        contexts.push((performance.now() - t1) / 1000);
+        await c.dispose();
+        if (r > 0) await m.dispose();
+    }
+    process.stdout.write(JSON.stringify({ load_s: median(loads), context_s: median(contexts), reps,
+        loads_s: loads.map((x) => +x.toFixed(4)), llama_cpp: llamaRelease, ggml_cpu: seen.cpu }) + "\n");
 } else {
     const ids = (opt.ids ?? "").split(",").filter((s) => s !== "").map((s) => parseInt(s, 10));
     if (ids.length === 0) die("--ids is required");

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/memcheck.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -105,6 +106,7 @@ typedef struct chat_cli {
     double temp, top_p, min_p;
     int think, ignore_eos;
     int fp8;                     /* --fp8-emulation */
+    int no_memory_check;
 } chat_cli;
 
 static const cli_arg chat_args[] = {{"MODEL_DIR", CLI_ARG_AT(chat_cli, dir), CLI_REQUIRED}};
@@ -131,6 +133,7 @@ static const cli_opt chat_opts[] = {
      .help = "tokenizer.json location"},
     CLI_OPT_THREADS(chat_cli, threads, "worker threads"),
     CLI_OPT_FP8_EMULATION(chat_cli, fp8),
+    CLI_OPT_NO_MEMORY_CHECK(chat_cli, no_memory_check),
 };
 static int chat_run(const void *dest);
 const cli_spec cli_chat_spec = {
@@ -151,6 +154,12 @@ static int chat_run(const void *dest) {
     int think = o.think, ignore_eos = o.ignore_eos;
     lm_error err;
     lm_model *m = NULL;
+    /* lm_generator_create: one sequence of ctx, forward rows of a whole prompt chunk (256) */
+    if (cli_memory_check("chat", dir,
+                         &(lm_memplan_req){.ctx = ctx, .seqs = 1, .rows = 256, .threads = (int)threads,
+                                           .attn = LM_ATTN_LATENT},
+                         o.no_memory_check))
+        return 1;
     if (lm_model_load(dir, &m, &err)) {
         fprintf(stderr, "lemma chat: %s\n", err.msg);
         return 1;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/memcheck.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/fileio.h"
@@ -16,8 +17,11 @@
 #include "formats/safetensors.h"
 #include "infer/engine.h"
 #include "infer/generate.h"
+#include "model/mtp.h"
 #include "infer/sample.h"
 #include "model/indexer.h"
+#include "model/kvcache.h"
+#include "model/memplan.h"
 #include "model/model.h"
 
 static double now_s(void) {
@@ -32,9 +36,11 @@ static double peak_rss_mib(void) {
     return ru.ru_maxrss / 1024.0;
 }
 
-static lm_model *load_or_die(const char *cmd, const char *dir) {
+/* req: the memory the command will need (memcheck.h), NULL for info. */
+static lm_model *load_or_die(const char *cmd, const char *dir, const lm_memplan_req *req, int no_memory_check) {
     lm_error err;
     lm_model *m;
+    if (req && cli_memory_check(cmd, dir, req, no_memory_check)) return NULL;
     /* info reads the tensors, never multiplies: no panels (model.h) */
     int rc = strcmp(cmd, "info") ? lm_model_load(dir, &m, &err) : lm_model_load_flags(dir, LM_LOAD_ROWS, &m, &err);
     if (rc) {
@@ -94,6 +100,7 @@ typedef struct info_cli {
     int64_t ctx;
     int threads;
     int check_weights;
+    int plan_only;
 } info_cli;
 
 static const cli_arg info_args[] = {{"MODEL_DIR", CLI_ARG_AT(info_cli, dir), CLI_REQUIRED}};
@@ -105,22 +112,75 @@ static const cli_opt info_opts[] = {
              "checks only norms, biases, routers and FP8 scales; the forward\n"
              "checks the logits). Progress on stderr."},
     CLI_OPT_THREADS(info_cli, threads, "threads for --check-weights"),
+    {"--plan", NULL, CLI_FLAG, CLI_AT(info_cli, plan_only),
+     .help = "only the memory plan, from config.json and the safetensors headers\n"
+             "(no weight is read: instant even for a 685B checkpoint)"},
 };
 static int info_run(const void *dest);
 const cli_spec cli_info_spec = {
-    .cmd = "info", .usage = "MODEL_DIR [--ctx N] [--check-weights [--threads N]]",
+    .cmd = "info", .usage = "MODEL_DIR [--ctx N] [--plan] [--check-weights [--threads N]]",
     .about = "Architecture, parameters (total and active per token), tensor dtypes and the\n"
-             "memory a run needs: mapped weights plus the KV cache for --ctx tokens.",
+             "memory plan of a run: mapped weights (MTP and indexer tensors included), the KV\n"
+             "cache for --ctx tokens and the forward's buffers, against the machine's\n"
+             "available memory (MemAvailable, or LEMMA_MEM_AVAILABLE=64G). Commands that load\n"
+             "the model refuse to start when their plan does not fit (--no-memory-check).",
     CLI_ARGS(info_args), CLI_OPTS(info_opts), .size = sizeof(info_cli),
     .run = info_run,
 };
+
+/* The plan's lines of lemma info (memplan.h). */
+static void print_plan(const lm_memplan *p, const lm_meminfo *mi, int threads, int64_t rows) {
+    char b1[32], b2[32], b3[32];
+    printf("memory plan  weights %s in %lld files (memory-mapped, stored dtypes", lm_human_bytes(p->weight_bytes, b1, sizeof b1),
+           (long long)p->files);
+    if (p->mtp_tensors) printf("; MTP layers %s", lm_human_bytes(p->mtp_bytes, b2, sizeof b2));
+    if (p->indexer_tensors) printf("; DSA indexer %s", lm_human_bytes(p->indexer_bytes, b3, sizeof b3));
+    printf(")\n");
+    printf("             cache %s for %lld tokens (%s per token latent", lm_human_bytes(p->cache_bytes, b1, sizeof b1),
+           (long long)p->cache_tokens, lm_human_bytes(p->kv_bytes_per_token, b2, sizeof b2));
+    if (p->index_bytes_per_token > 0) printf(" + %s index keys", lm_human_bytes(p->index_bytes_per_token, b3, sizeof b3));
+    printf(")\n");
+    printf("             buffers %s (forward of %lld rows on %d threads)\n", lm_human_bytes(p->buffer_bytes, b1, sizeof b1),
+           (long long)rows, threads);
+    char b4[32];
+    printf("             total %s; the machine has %s available", lm_human_bytes(p->total_bytes, b1, sizeof b1),
+           lm_human_bytes(mi->available, b2, sizeof b2));
+    if (mi->total > mi->available) printf(" of %s", lm_human_bytes(mi->total, b4, sizeof b4));
+    printf(" (%s): %s\n", mi->source,
+           p->total_bytes <= mi->available ? "fits" : "does NOT fit (loading commands refuse without --no-memory-check)");
+}
 
 static int info_run(const void *dest) {
     info_cli o = *(const info_cli *)dest;
     const char *dir = o.dir;
     int64_t ctx = o.ctx, threads = o.threads;
     int check_weights = o.check_weights;
-    lm_model *m = load_or_die("info", dir);
+    /* the plan first, from the headers: it needs no weight, and a checkpoint
+     * the loader cannot take (yet) still gets its plan */
+    lm_memplan plan;
+    lm_meminfo mi;
+    lm_error perr;
+    const int64_t plan_rows = 256; /* the --chunk default of logits and generate */
+    int have_plan = !lm_meminfo_read(&mi, &perr) && !lm_memplan_read(dir, &plan, &perr);
+    if (have_plan)
+        lm_memplan_size(&plan, &(lm_memplan_req){.ctx = ctx, .seqs = 1, .rows = plan_rows, .threads = (int)threads,
+                                                  .attn = LM_ATTN_LATENT});
+    if (o.plan_only) {
+        if (!have_plan) {
+            fprintf(stderr, "lemma info: %s\n", perr.msg);
+            return 1;
+        }
+        printf("model        %s\n", dir);
+        int big = plan.params >= 1000000000;
+        printf("tensors      %lld (%lld MTP, %lld indexer), %.3f %s parameters\n", (long long)plan.tensors,
+               (long long)plan.mtp_tensors, (long long)plan.indexer_tensors, plan.params / (big ? 1e9 : 1e6),
+               big ? "B" : "M");
+        print_plan(&plan, &mi, (int)threads, plan_rows);
+        if (plan.mismatched)
+            printf("checkpoint   a tensor the config needs is missing or of another shape: loading fails\n");
+        return 0;
+    }
+    lm_model *m = load_or_die("info", dir, NULL, 0);
     if (!m) return 1;
     const lm_config *c = &m->cfg;
     lm_param_count p = lm_model_params(m);
@@ -166,8 +226,10 @@ static int info_run(const void *dest) {
     double nai = (double)lm_kv_floats_per_token(c, LM_ATTN_NAIVE) * c->num_hidden_layers * 4;
     printf("KV cache     %s per token latent (MLA), %s per token naive (expanded)\n", human(lat, b1, sizeof b1),
            human(nai, b2, sizeof b2));
-    printf("memory       weights %s (memory-mapped) + KV %s for %lld tokens = %s\n", human(wbytes, b1, sizeof b1),
-           human(lat * ctx, b2, sizeof b2), (long long)ctx, human(wbytes + lat * ctx, b3, sizeof b3));
+    if (have_plan) print_plan(&plan, &mi, (int)threads, plan_rows);
+    else
+        printf("memory       weights %s (memory-mapped) + KV %s for %lld tokens = %s\n", human(wbytes, b1, sizeof b1),
+               human(lat * ctx, b2, sizeof b2), (long long)ctx, human(wbytes + lat * ctx, b3, sizeof b3));
     printf("decode reads %s of weights per token\n", human(lm_model_active_weight_bytes(m), b1, sizeof b1));
     int rc = 0;
     if (check_weights) {
@@ -246,6 +308,8 @@ typedef struct run_cli {
     int64_t n, seed, top_k, samples, ctx;  /* generate */
     double temp, top_p, min_p;
     int ignore_eos, no_bos;
+    int speculative;                       /* generate: 0 off, 1 mtp */
+    int no_memory_check;
     cli_list stops;
     int64_t prompt_len, gen, reps;         /* bench */
     token_ids batch;                       /* bench --batch */
@@ -262,7 +326,8 @@ static const cli_arg run_args[] = {{"MODEL_DIR", CLI_ARG_AT(run_cli, dir), CLI_R
      .metavar = "MODE", .help = "latent (MLA latent cache) or naive (expanded K/V cache)"},                \
     {"--chunk", NULL, CLI_INT, CLI_AT(run_cli, chunk), .min = 1, .max = 1 << 20, .def = chunk_default,      \
      .metavar = "N", .help = "tokens per forward chunk"},                                                  \
-    CLI_OPT_FP8_EMULATION(run_cli, fp8)
+    CLI_OPT_FP8_EMULATION(run_cli, fp8),                                                                   \
+    CLI_OPT_NO_MEMORY_CHECK(run_cli, no_memory_check)
 
 /* ---- logits ---- */
 
@@ -284,7 +349,10 @@ const cli_spec cli_logits_spec = {
 static int logits_run(const void *dest) {
     run_cli o = *(const run_cli *)dest;
     const char *out = o.out;
-    lm_model *m = load_or_die("logits", o.dir);
+    lm_model *m = load_or_die("logits", o.dir,
+                              &(lm_memplan_req){.ctx = o.ids.n, .seqs = 1, .rows = o.chunk, .threads = o.threads,
+                                                .attn = o.attn},
+                              o.no_memory_check);
     if (!m) {
         return 1;
     }
@@ -450,6 +518,9 @@ static const cli_opt generate_opts[] = {
     {"--ctx", NULL, CLI_INT, CLI_AT(run_cli, ctx), .min = 2, .max = 1ll << 24, .note = "prompt + n", .metavar = "N",
      .help = "context size"},
     {"--ignore-eos", NULL, CLI_FLAG, CLI_AT(run_cli, ignore_eos), .help = "do not stop at EOS"},
+    {"--speculative", NULL, CLI_ENUM, CLI_AT(run_cli, speculative), .choices = "off|mtp", .def = "off",
+     .metavar = "DRAFT",
+     .help = "off, or mtp: the checkpoint's MTP layer drafts, the model verifies (same greedy output)"},
     RUN_COMMON("latent", "256"),
 };
 static int generate_run(const void *dest);
@@ -479,7 +550,18 @@ static int generate_run(const void *dest) {
     gp.nstop = o.stops.n;
     gp.stop_at_eos = !o.ignore_eos;
     int no_bos = o.no_bos;
-    lm_model *m = load_or_die("generate", o.dir);
+    if (o.speculative && samples > 1) {
+        fprintf(stderr, "lemma generate: --speculative mtp decodes one sequence; it does not combine with --samples\n");
+        return 2;
+    }
+    /* -p's token count is not known before the tokenizer loads: a token is at least a byte */
+    int64_t plan_ctx = ctx ? ctx : (prompt ? (int64_t)strlen(prompt) + 1 : o.ids.n) + n;
+    int64_t plan_seqs = samples < 64 ? samples : 64;
+    lm_model *m = load_or_die("generate", o.dir,
+                              &(lm_memplan_req){.ctx = plan_ctx, .seqs = samples, .rows = o.chunk > plan_seqs ? o.chunk : plan_seqs,
+                                                .cache_tokens = plan_ctx * (samples > 1 ? plan_seqs + 1 : 1),
+                                                .threads = o.threads, .attn = o.attn},
+                              o.no_memory_check);
     if (!m) {
         return 1;
     }
@@ -490,8 +572,9 @@ static int generate_run(const void *dest) {
     lm_generator *g = NULL;
     lm_gen_result *res = NULL;
     lm_ids pids = {0};
+    lm_mtp *mtp = NULL;
     lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
-    if (!pool) {
+    if (!pool || (o.speculative && lm_mtp_load(m, &mtp, &err))) {
         fprintf(stderr, "lemma generate: %s\n", err.msg);
         goto done;
     }
@@ -517,6 +600,10 @@ static int generate_run(const void *dest) {
     }
     g = lm_generator_create(m, tok, pool, ctx ? ctx : (int64_t)pids.n + n + 1, o.attn, &err);
     res = calloc((size_t)samples, sizeof *res);
+    if (g && mtp && lm_generator_set_mtp(g, mtp, &err)) {
+        fprintf(stderr, "lemma generate: %s\n", err.msg);
+        goto done;
+    }
     if (!g || !res) {
         if (g) fprintf(stderr, "lemma generate: out of memory for %lld results\n", (long long)samples);
         else fprintf(stderr, "lemma generate: %s\n", err.msg);
@@ -556,6 +643,12 @@ static int generate_run(const void *dest) {
     fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld in %.3f s (%.1f tok/s); finish: %s\n",
             (long long)res[0].prompt_tokens, res[0].prefill_s, res[0].prompt_tokens / (res[0].prefill_s + 1e-12),
             (long long)made, dec, made / (dec + 1e-12), lm_finish_name(res[samples - 1].finish));
+    if (mtp) {
+        lm_spec_stats st = lm_generator_spec_stats(g);
+        fprintf(stderr, "speculative (mtp): %lld verify forwards, %lld drafts, %lld accepted (%.1f%%)\n",
+                (long long)st.steps, (long long)st.drafted, (long long)st.accepted,
+                100.0 * (double)st.accepted / (double)(st.drafted ? st.drafted : 1));
+    }
     rc = 0;
     goto done;
 oom:
@@ -566,6 +659,7 @@ done:
     free(res);
     lm_ids_free(&pids);
     lm_generator_free(g);
+    lm_mtp_free(mtp);
     lm_tokenizer_free(tok);
     lm_pool_free(pool);
     lm_model_free(m);
@@ -732,7 +826,13 @@ done:
 static int bench_run(const void *dest) {
     run_cli o = *(const run_cli *)dest;
     if (o.batch.n) {
-        lm_model *m = load_or_die("bench", o.dir);
+        int64_t maxB = 1, bctx = o.prompt_len + o.gen + 2;
+        for (int64_t i = 0; i < o.batch.n; i++) maxB = o.batch.v[i] > maxB ? o.batch.v[i] : maxB;
+        lm_model *m = load_or_die("bench", o.dir,
+                                  &(lm_memplan_req){.ctx = bctx, .seqs = maxB, .cache_tokens = maxB * (bctx + 16),
+                                                    .rows = o.chunk > maxB ? o.chunk : maxB, .threads = o.threads,
+                                                    .attn = LM_ATTN_LATENT},
+                                  o.no_memory_check);
         if (!m) return 1;
         m->cfg.fp8_emulation = o.fp8;
         int rc = bench_batch(&o, m);
@@ -740,7 +840,10 @@ static int bench_run(const void *dest) {
         return rc;
     }
     int64_t prompt = o.prompt_len, gen = o.gen, reps = o.reps;
-    lm_model *m = load_or_die("bench", o.dir);
+    lm_model *m = load_or_die("bench", o.dir,
+                              &(lm_memplan_req){.ctx = prompt > gen ? prompt : gen, .seqs = 1, .rows = o.chunk,
+                                                .threads = o.threads, .attn = o.attn},
+                              o.no_memory_check);
     if (!m) return 1;
     m->cfg.fp8_emulation = o.fp8;
     int64_t V = m->cfg.vocab_size, ctx = prompt > gen ? prompt : gen;

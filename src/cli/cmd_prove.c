@@ -18,10 +18,12 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/memcheck.h"
 #include "cli/options.h"
 #include "core/clock.h"
 #include "core/fileio.h"
 #include "formats/jsonw.h"
+#include "infer/engine.h"
 #include "prove/backend.h"
 #include "prove/backend_scripted.h"
 #include "prove/evaluate.h"
@@ -104,6 +106,7 @@ typedef struct cli {
     double timeout, backoff;
     lm_prove_opts o;
     int quiet;
+    int no_memory_check;
 } cli;
 
 static const cli_arg prove_args[] = {{"PROBLEMS", CLI_ARG_AT(cli, input), CLI_REQUIRED}};
@@ -148,6 +151,7 @@ static const cli_arg eval_args[] = {{"MODEL_DIR", CLI_ARG_AT(cli, model_arg), 0}
              "in a row (60 at most), then one request to probe it"},                                         \
     CLI_OPT_THREADS(cli, threads, "local engine threads"),                                                   \
     CLI_OPT_FP8_EMULATION(cli, fp8),                                                                         \
+    CLI_OPT_NO_MEMORY_CHECK(cli, no_memory_check),                                                          \
     {"--templates", NULL, CLI_PATH, CLI_AT(cli, templates_path), .note = "lemma's own, templates/lemma.json", \
      .metavar = "FILE", .help = "prompt templates"},                                                         \
     {"--max-tokens", NULL, CLI_INT, CLI_AT(cli, o.max_tokens), .min = 1, .max = (int64_t)1 << 40,             \
@@ -369,6 +373,17 @@ static int prove_run(const void *dest) {
         }
     }
     if (c.templates_path ? lm_templates_load(c.templates_path, &t, &err) : lm_templates_builtin(&t, &err)) goto fail;
+    if (c.model) { /* the local backend's engine (backend.h lm_local_opts defaults) */
+        lm_engine_opts eo = lm_engine_opts_default();
+        lm_config mc;
+        lm_memplan_req mr = {.ctx = lm_config_load(c.model, &mc, &err) ? 1 : mc.max_position_embeddings,
+                             .seqs = 64, .rows = eo.max_batch_tokens, .threads = c.threads, .attn = eo.attn,
+                             .cache_tokens = cli_engine_cache_tokens(c.model, 0, 64, eo.attn)};
+        if (cli_memory_check(cmd, c.model, &mr, c.no_memory_check)) {
+            rc = 1;
+            goto done;
+        }
+    }
     if (lm_outdir_open(c.out, &lock, &err)) goto fail;
     /* The backend before run.json: a run whose model or endpoint cannot even
      * be opened must not tie the folder to those arguments. */

@@ -7,7 +7,9 @@
 #include <time.h>
 
 #include "cli/commands.h"
+#include "cli/memcheck.h"
 #include "cli/options.h"
+#include "infer/engine.h"
 #include "serve/server.h"
 
 typedef struct serve_cli {
@@ -16,6 +18,7 @@ typedef struct serve_cli {
     int threads;
     int fp8;                     /* --fp8-emulation */
     double grace, load_delay;
+    int no_memory_check;
 } serve_cli;
 
 static const cli_arg serve_args[] = {{"MODEL_DIR", CLI_ARG_AT(serve_cli, dir), CLI_REQUIRED}};
@@ -50,6 +53,7 @@ static const cli_opt serve_opts[] = {
     {"--grace", NULL, CLI_REAL, CLI_AT(serve_cli, grace), .lo = 0, .hi = 86400, .def = "10", .metavar = "SECONDS",
      .help = "on SIGINT/SIGTERM, time for running requests to finish; the rest\n"
              "end with finish_reason \"length\""},
+    CLI_OPT_NO_MEMORY_CHECK(serve_cli, no_memory_check),
 };
 static int serve_run(const void *dest);
 const cli_spec cli_serve_spec = {
@@ -89,6 +93,11 @@ static int serve_run(const void *dest) {
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    lm_engine_opts eo = lm_engine_opts_default(); /* what lm_serve_load's engine reserves */
+    lm_memplan_req mr = {.ctx = o->ctx, .seqs = o->max_seqs, .threads = o->threads, .attn = eo.attn,
+                         .rows = eo.max_batch_tokens > o->max_seqs ? eo.max_batch_tokens : o->max_seqs,
+                         .cache_tokens = cli_engine_cache_tokens(o->dir, o->ctx, o->max_seqs, eo.attn)};
+    if (cli_memory_check("serve", o->dir, &mr, o->no_memory_check)) return 1;
     lm_error err;
     lm_server *s = lm_serve_start(&so, &err);
     if (!s) {

@@ -5,6 +5,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/memcheck.h"
 #include "cli/options.h"
 #include "core/stop.h"
 #include "train/dp.h"
@@ -14,6 +15,7 @@ typedef struct train_cli {
     lm_run_opts o;
     const char *resume;
     int restart;
+    int no_memory_check;
 } train_cli;
 
 #define INT_OPT(name, field, lo, hi, var, text)                                                                \
@@ -30,6 +32,7 @@ static const cli_opt train_opts[] = {
      .help = "a new model with random weights of this Hugging Face config"},
     {"--init", NULL, CLI_PATH, CLI_AT(train_cli, o.init_dir), .metavar = "MODEL_DIR",
      .help = "start from the weights of this model directory"},
+    CLI_OPT_NO_MEMORY_CHECK(train_cli, no_memory_check),
     {"--data", NULL, CLI_PATH, CLI_AT(train_cli, o.data_dir), .metavar = "DATA_DIR", .help = "token shards (lemma data)"},
     {"--out", "-o", CLI_PATH, CLI_AT(train_cli, o.out_dir), .metavar = "RUN_DIR", .help = "the run's folder (new or empty)"},
     {"--resume", NULL, CLI_PATH, CLI_AT(train_cli, resume), .metavar = "RUN_DIR",
@@ -57,6 +60,8 @@ static const cli_opt train_opts[] = {
     NUM_OPT("--clip", clip, 0, 1e9, "global gradient-norm clip (0 = off)"),
     NUM_OPT("--bias-gamma", bias_gamma, 0, 10, "MoE correction-bias step (0 = off)"),
     NUM_OPT("--balance-alpha", balance_alpha, 0, 100, "sequence-wise balance loss weight"),
+    NUM_OPT("--mtp-weight", mtp_weight, 0, 100,
+            "MTP loss weight lambda (0 = off; > 0 adds an MTP layer to a config without one)"),
     INT_OPT("--seed", seed, 0, INT64_MAX, "S", "init and data order"),
     NUM_OPT("--std", init_std, 0, 10, "init std"),
     {"--tokenizer", NULL, CLI_PATH, CLI_AT(train_cli, o.tokenizer_dir), .note = "the data's", .metavar = "DIR",
@@ -138,6 +143,11 @@ static int train_run(const void *dest) {
                              .restart = restart};
         rc = lm_train_resume(resume, &ro, &err);
     } else {
+        /* the checkpoint mapped, and its parameters as F32 weights, gradients and AdamW moments */
+        if (o.init_dir && cli_memory_check("train", o.init_dir, &(lm_memplan_req){.training = 1}, c.no_memory_check)) {
+            lm_dp_stop();
+            return 1;
+        }
         rc = lm_train_run(&o, &err);
     }
     if (rc) return train_fail(&err, rc);

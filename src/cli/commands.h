@@ -18,7 +18,7 @@ extern const cli_spec cli_info_spec, cli_logits_spec, cli_generate_spec, cli_ben
     cli_init_spec, cli_train_spec, cli_tokenize_spec, cli_detokenize_spec, cli_tokenizer_info_spec,
     cli_tokenizer_train_spec, cli_data_spec, cli_build_spec, cli_plot_spec, cli_tasks_list_spec,
     cli_tasks_gen_spec, cli_tasks_corrupt_spec, cli_check_spec, cli_prove_spec, cli_verify_spec, cli_serve_spec,
-    cli_eval_spec;
+    cli_eval_spec, cli_export_spec, cli_quantize_spec;
 extern const cli_spec *const cli_specs[];
 
 #endif

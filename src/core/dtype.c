@@ -257,3 +257,24 @@ const char *lm_nonfinite_name(const void *src, lm_dtype t, int64_t i) {
     }
     return nan ? "NaN" : neg ? "-inf" : "inf";
 }
+
+int lm_q8_quantize_row(const float *w, int64_t K, int8_t *q, uint16_t *scales) {
+    for (int64_t b = 0; b * LM_Q8_BLOCK < K; b++) {
+        int64_t k0 = b * LM_Q8_BLOCK, k1 = k0 + LM_Q8_BLOCK < K ? k0 + LM_Q8_BLOCK : K;
+        float amax = 0.0f;
+        for (int64_t k = k0; k < k1; k++) {
+            if (!isfinite(w[k])) return -1;
+            float a = fabsf(w[k]);
+            amax = a > amax ? a : amax;
+        }
+        uint16_t h = lm_f32_to_f16(amax / 127.0f);
+        float d = lm_f16_to_f32(h);
+        if (!isfinite(d)) return -1;
+        scales[b] = h;
+        for (int64_t k = k0; k < k1; k++) {
+            float v = d == 0.0f ? 0.0f : nearbyintf(w[k] / d); /* the default rounding: to nearest even */
+            q[k] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : (int)v);
+        }
+    }
+    return 0;
+}

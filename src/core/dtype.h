@@ -28,6 +28,12 @@ typedef enum lm_dtype {
 
 enum { LM_FP8_BLOCK = 128 };
 
+/* Q8 weights (lemma quantize --type q8): an I8 tensor [rows, cols] with a
+ * companion `<name>_q8_scale`, F16 [rows, ceil(cols/32)]: w[r][c] =
+ * q[r][c] * scale[r][c/32], exact in f32 (8 x 11 significant bits). The
+ * same blocks as llama.cpp's Q8_0: 32 weights along a row, one F16 scale. */
+enum { LM_Q8_BLOCK = 32 };
+
 /* Bytes per element. */
 size_t lm_dtype_size(lm_dtype t);
 /* safetensors name ("F32", "BF16", "F8_E4M3", ...). */
@@ -57,6 +63,12 @@ uint16_t lm_f32_to_f16(float f);
 float lm_fp8e4m3_to_f32(uint8_t b);
 /* Round to nearest even, saturating to +-448. */
 uint8_t lm_f32_to_fp8e4m3(float f);
+
+/* Quantizes one row of K floats to Q8: per block of 32 (the last may be
+ * shorter), d = the F16 nearest to amax / 127, q = w / d rounded to nearest
+ * even and clamped to [-127, 127] (0 where d is 0). Returns -1 when a value
+ * is not finite or amax / 127 overflows F16 (|w| above ~8.3e6). */
+int lm_q8_quantize_row(const float *w, int64_t K, int8_t *q, uint16_t *scales);
 
 /* Converts n elements of type t at src to float. FP8 ignores scales here. */
 void lm_convert_to_f32(float *dst, const void *src, lm_dtype t, size_t n);

@@ -161,6 +161,13 @@ lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err) {
 
 void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len) { atomic_write(&w->af, data, len, &w->why); }
 
+void lm_atomic_abort(lm_atomic_writer *w) {
+    if (!w) return;
+    fclose(w->af.f);
+    if (!w->af.direct) unlink(w->af.tmp);
+    free(w);
+}
+
 int lm_atomic_finish(lm_atomic_writer *w, lm_error *err) {
     int rc = atomic_commit(&w->af, w->why, err);
     free(w);

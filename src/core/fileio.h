@@ -45,6 +45,8 @@ typedef struct lm_atomic_writer lm_atomic_writer;
 lm_atomic_writer *lm_atomic_begin(const char *path, lm_error *err);
 void lm_atomic_put(lm_atomic_writer *w, const void *data, size_t len);
 int lm_atomic_finish(lm_atomic_writer *w, lm_error *err);
+/* Gives up: closes and removes the temporary file; path is left as it was. */
+void lm_atomic_abort(lm_atomic_writer *w);
 
 /* A read-only mapping of a whole regular file (len 0 maps nothing), for
  * inputs read in place (lemma data's corpus files and shards). A FIFO,

@@ -177,6 +177,14 @@ static inline size_t mat_elem_index(const lm_mat *W, int64_t r, int64_t c) {
     return (size_t)r * (size_t)W->cols + (size_t)c;
 }
 
+/* The Q8 scale of W[r][c] (I8), either layout. */
+static inline float q8_scale_of(const lm_mat *W, int64_t r, int64_t c) {
+    int64_t KS = lm_q8_scale_cols(W), j = c / LM_Q8_BLOCK;
+    if (W->layout != LM_LAYOUT_PANELS) return lm_f16_to_f32(W->q8_scale[r * KS + j]);
+    int64_t q = r / LM_PANEL_BLOCK;
+    return lm_f16_to_f32(lm_q8_panel_scales(W)[(q * LM_PANEL_BLOCK) * KS + j * lm_panel_rows(W, q) + r % LM_PANEL_BLOCK]);
+}
+
 void lm_mat_row(const lm_mat *W, int64_t r, float *out) {
     int64_t K = W->cols;
     size_t es = lm_dtype_size(W->dtype);
@@ -193,11 +201,15 @@ void lm_mat_row(const lm_mat *W, int64_t r, float *out) {
         const float *s = W->scale_inv + (r / LM_FP8_BLOCK) * fp8_scale_cols(W);
         for (int64_t c = 0; c < K; c++) out[c] *= s[c / LM_FP8_BLOCK];
     }
+    if (W->dtype == LM_DTYPE_I8)
+        for (int64_t c = 0; c < K; c++) out[c] *= q8_scale_of(W, r, c); /* exact: 8 x 11 bits */
 }
 
 size_t lm_mat_panel_bytes(const lm_mat *W) {
     size_t panels = (size_t)((W->rows + LM_PANEL - 1) / LM_PANEL);
-    return panels * LM_PANEL * (size_t)W->cols * lm_dtype_size(W->dtype);
+    size_t b = panels * LM_PANEL * (size_t)W->cols * lm_dtype_size(W->dtype);
+    if (W->dtype == LM_DTYPE_I8) b += panels * LM_PANEL * (size_t)lm_q8_scale_cols(W) * 2;
+    return b;
 }
 
 /* Block q of row-major src, element size ES: column k of the block is
@@ -230,6 +242,12 @@ int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
         case 2: pack_block(2, dst, W->data, W, q); break;
         default: pack_block(1, dst, W->data, W, q); break;
         }
+        if (W->dtype == LM_DTYPE_I8) { /* the scales, as an F16 matrix of their own, after the weights */
+            lm_mat S = {LM_DTYPE_F16, W->rows, lm_q8_scale_cols(W), W->q8_scale, NULL, LM_LAYOUT_ROWS, 0, NULL};
+            lm_mat P = *W;
+            P.data = dst;
+            pack_block(2, (uint8_t *)lm_q8_panel_scales(&P), (const uint8_t *)S.data, &S, q);
+        }
         if (W->dtype == LM_DTYPE_F8_E4M3) {
             const uint8_t *b = (const uint8_t *)dst + (size_t)(q * LM_PANEL_BLOCK) * (size_t)W->cols;
             size_t n = (size_t)lm_panel_rows(W, q) * (size_t)W->cols;
@@ -255,6 +273,7 @@ static inline double mat_elem_exact(const lm_mat *W, int64_t r, int64_t c) {
     case LM_DTYPE_F8_E4M3:
         return (double)lm_fp8e4m3_to_f32(d[i]) *
                (double)W->scale_inv[(r / LM_FP8_BLOCK) * fp8_scale_cols(W) + c / LM_FP8_BLOCK];
+    case LM_DTYPE_I8: return (double)(int8_t)d[i] * (double)q8_scale_of(W, r, c);
     default: return NAN;
     }
 }
@@ -350,10 +369,10 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     }
     mm_job j;
     j.y = y, j.x = x, j.T = T, j.W = W;
-    j.tab = W->dtype <= LM_DTYPE_F8_E4M3 ? isa_table(active_isa()) : NULL;
+    int di = lm_kernel_dtype_index(W->dtype);
+    j.tab = di >= 0 ? isa_table(active_isa()) : NULL;
     int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
-    j.matvec = j.tab &&
-               (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[W->dtype]));
+    j.matvec = j.tab && (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[di]));
     int64_t N = W->rows;
     int nth = lm_pool_size(pool);
     if (j.matvec) {

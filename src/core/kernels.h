@@ -38,7 +38,7 @@ enum { LM_PANEL = 16, LM_PANEL_BLOCK = 128 };
 /* A read-only weight matrix view, usually pointing into an mmapped file
  * (row-major) or into panels the model packed at load. */
 typedef struct lm_mat {
-    lm_dtype dtype;          /* F32, BF16, F16 or F8_E4M3 */
+    lm_dtype dtype;          /* F32, BF16, F16, F8_E4M3 or I8 (Q8: core/dtype.h) */
     int64_t rows, cols;      /* N, K */
     const void *data;        /* rows*cols elements in `layout`; need not be aligned */
     const float *scale_inv;  /* F8_E4M3 only: [ceil(rows/128), ceil(cols/128)] */
@@ -47,6 +47,9 @@ typedef struct lm_mat {
      * while packing, so the decode matvec skips the NaN patch of its FP8
      * conversion (a quarter of its work). Set only by whoever checked. */
     int fp8_nan_free;
+    /* I8 (Q8) in rows: F16 scales [rows, ceil(cols/32)]. In panels the
+     * scales follow the weights in the same buffer (lm_q8_panel_scales). */
+    const uint16_t *q8_scale;
 } lm_mat;
 
 typedef enum lm_isa { LM_ISA_SCALAR = 0, LM_ISA_AVX2 = 1, LM_ISA_AVX512 = 2 } lm_isa;
@@ -71,8 +74,9 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
  * Any layout. */
 void lm_mat_row(const lm_mat *W, int64_t r, float *out);
 
-/* Bytes of W (F32, BF16, F16 or F8_E4M3) in LM_LAYOUT_PANELS: rows rounded
- * up to a multiple of LM_PANEL. */
+/* Bytes of W (F32, BF16, F16, F8_E4M3 or I8) in LM_LAYOUT_PANELS: rows
+ * rounded up to a multiple of LM_PANEL; I8 adds its scales, packed the same
+ * way as an F16 matrix [rows, ceil(cols/32)] right after the weights. */
 size_t lm_mat_panel_bytes(const lm_mat *W);
 /* Writes blocks [q0, q1) of row-major W in LM_LAYOUT_PANELS into dst
  * (lm_mat_panel_bytes of W, the whole matrix; padding rows zero). The
@@ -89,6 +93,14 @@ static inline int64_t lm_panel_rows(const lm_mat *W, int64_t q) {
     int64_t padded = (W->rows + LM_PANEL - 1) / LM_PANEL * LM_PANEL, left = padded - q * LM_PANEL_BLOCK;
     return left < LM_PANEL_BLOCK ? left : LM_PANEL_BLOCK;
 }
+
+/* The Q8 scales of an I8 matrix in panels (F16, panel layout, cols
+ * ceil(cols/32)): they follow the weights, rows padded to LM_PANEL. */
+static inline const uint16_t *lm_q8_panel_scales(const lm_mat *W) {
+    return (const uint16_t *)((const uint8_t *)W->data + (size_t)((W->rows + LM_PANEL - 1) / LM_PANEL * LM_PANEL) *
+                                                             (size_t)W->cols);
+}
+static inline int64_t lm_q8_scale_cols(const lm_mat *W) { return (W->cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK; }
 
 /* The accuracy reference used by tests (single-threaded): y[T, N] = x[T, K]
  * @ W^T with a double accumulator. Not the canonical arithmetic (that is
@@ -127,7 +139,7 @@ void lm_rope_interleaved(float *x, const float *cos_t, const float *sin_t, int64
  * nothing but the inputs: not on the tile bounds, the thread count, the
  * path or the ISA. */
 typedef struct lm_kernel_table {
-    int matvec_max_t[4];
+    int matvec_max_t[5]; /* by lm_kernel_dtype_index */
     void (*matvec)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1);
     void (*gemm)(float *y, const float *x, int64_t T, const lm_mat *W, int64_t t0, int64_t t1,
                  int64_t n0, int64_t n1, int64_t packed[2]);
@@ -138,6 +150,12 @@ typedef struct lm_kernel_table {
     void (*sigmoid)(float *out, const float *x, int64_t n);
 } lm_kernel_table;
 
+/* Index of a kernel weight dtype in matvec_max_t: F32 0, BF16 1, F16 2,
+ * F8_E4M3 3, I8 4; -1 for dtypes the kernels do not take. */
+static inline int lm_kernel_dtype_index(lm_dtype dt) {
+    return dt <= LM_DTYPE_F8_E4M3 ? (int)dt : dt == LM_DTYPE_I8 ? 4 : -1;
+}
+
 /* All of them are kernels_simd.h over one vector layer each; they give the
  * same bits (docs/arithmetic.md). scalar_fma is the scalar path compiled
  * with FMA instructions, used when the CPU has them. */
@@ -147,8 +165,12 @@ extern const lm_kernel_table lm_kernels_avx2;
 extern const lm_kernel_table lm_kernels_avx512;
 
 /* The vector layers' FP8 conversion without the NaN patch (a pseudo dtype
- * for the kernels only: a matrix with fp8_nan_free). */
-enum { LM_DT_FP8_NAN_FREE = 64 };
+ * for the kernels only: a matrix with fp8_nan_free). LM_DT_FP8_WIDE: the
+ * same without the f16 step (AVX-512 layer only, panel matvec of a NaN-free
+ * matrix on scale blocks with |scale| < 2^8): the byte widened to 32 bits
+ * and moved into f32 position is value * 2^-120, the block factor then
+ * scale * 2^120 (docs/arithmetic.md: the same single rounding). */
+enum { LM_DT_FP8_NAN_FREE = 64, LM_DT_FP8_WIDE = 65 };
 
 /* Tests: forces lm_matmul onto one path for every T (0 = automatic, 1 =
  * matvec, 2 = gemm) so both are checked on every shape; returns the old

@@ -23,7 +23,7 @@
 #define MVT 2
 #define MVP1 8 /* T = 1: a whole 128-row block, 16 accumulators (one may spill: DRAM is slower than that) */
 #define TABLE_NAME lm_kernels_avx2
-#define MATVEC_MAX_T {8, 32, 32, 8} /* F32, BF16, F16, FP8 */
+#define MATVEC_MAX_T {8, 32, 32, 8, 8} /* F32, BF16, F16, FP8, I8 */
 typedef __m256 vf;
 #define VPS(op) _mm256_##op##_ps /* the uniformly named operations: kernels_simd.h */
 
@@ -68,6 +68,7 @@ AI vf v_w(const int dt, const uint8_t *p, int64_t i) {
     case LM_DTYPE_F32: return _mm256_loadu_ps((const float *)(p + 4 * i));
     case LM_DTYPE_BF16: return bf16x8(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
     case LM_DTYPE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
+    case LM_DTYPE_I8: return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + i))));
     default: return fp8x8(_mm_loadl_epi64((const __m128i *)(p + i)), dt != LM_DT_FP8_NAN_FREE);
     }
 }
@@ -75,7 +76,7 @@ AI vf v_w(const int dt, const uint8_t *p, int64_t i) {
 AI vf v_wn(const int dt, const uint8_t *p, int64_t i, int64_t n) {
     if (dt == LM_DTYPE_F32) return _mm256_maskload_ps((const float *)(p + 4 * i), lane_mask(n));
     _Alignas(16) uint8_t buf[16] = {0};
-    size_t es = dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE ? 1 : 2;
+    size_t es = dt == LM_DTYPE_F32 ? 4 : dt == LM_DTYPE_BF16 || dt == LM_DTYPE_F16 ? 2 : 1;
     memcpy(buf, p + es * (size_t)i, es * (size_t)n);
     return v_w(dt, buf, 0);
 }

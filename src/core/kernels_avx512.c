@@ -22,7 +22,7 @@
 #define MR 12
 #define MVT 4
 #define TABLE_NAME lm_kernels_avx512
-#define MATVEC_MAX_T {64, 128, 128, 12} /* F32, BF16, F16, FP8 */
+#define MATVEC_MAX_T {64, 128, 128, 12, 12} /* F32, BF16, F16, FP8, I8 */
 typedef __m512 vf;
 #define VPS(op) _mm512_##op##_ps /* the uniformly named operations: kernels_simd.h */
 
@@ -52,8 +52,20 @@ AI vf fp8x16(__m128i b, const int patch_nan) {
     return _mm512_cvtph_ps(w);
 }
 
+/* 16 FP8 bytes without NaN codes -> value * 2^-120: sign-extended to 32
+ * bits and shifted left 20, the exponent and mantissa sit in f32 position
+ * (subnormal bytes become f32 subnormals), bits 30..27 (copies of the sign)
+ * cleared. Integer work only, no f16 step. */
+#define FP8_WIDE 1
+AI vf fp8x16_wide(__m128i b) {
+    return _mm512_castsi512_ps(
+        _mm512_and_si512(_mm512_slli_epi32(_mm512_cvtepi8_epi32(b), 20), _mm512_set1_epi32((int)0x87ffffff)));
+}
+
 AI vf v_w(const int dt, const uint8_t *p, int64_t i) {
     switch (dt) {
+    case LM_DT_FP8_WIDE: return fp8x16_wide(_mm_loadu_si128((const __m128i *)(p + i)));
+    case LM_DTYPE_I8: return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + i))));
     case LM_DTYPE_F32: return _mm512_loadu_ps(p + 4 * i);
     case LM_DTYPE_BF16: return bf16x16(_mm256_loadu_si256((const __m256i *)(p + 2 * i)));
     case LM_DTYPE_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i)));
@@ -67,6 +79,8 @@ AI vf v_wn(const int dt, const uint8_t *p, int64_t i, int64_t n) {
     case LM_DTYPE_F32: return _mm512_maskz_loadu_ps(m, p + 4 * i);
     case LM_DTYPE_BF16: return bf16x16(_mm256_maskz_loadu_epi16(m, p + 2 * i));
     case LM_DTYPE_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + 2 * i));
+    case LM_DT_FP8_WIDE: return fp8x16_wide(_mm_maskz_loadu_epi8(m, p + i));
+    case LM_DTYPE_I8: return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p + i)));
     default: return fp8x16(_mm_maskz_loadu_epi8(m, p + i), dt != LM_DT_FP8_NAN_FREE);
     }
 }

@@ -19,7 +19,7 @@
 #define VL 1
 #define MR 4
 #define MVT 4
-#define MATVEC_MAX_T {4, 4, 4, 4} /* F32, BF16, F16, FP8 */
+#define MATVEC_MAX_T {4, 4, 4, 4, 4} /* F32, BF16, F16, FP8, I8 */
 typedef float vf;
 
 AI vf v_zero(void) { return 0.0f; }
@@ -59,6 +59,7 @@ AI vf v_w(const int dt, const uint8_t *p, int64_t i) {
     }
     case LM_DTYPE_BF16: memcpy(&h, p + 2 * i, 2); return lm_bf16_to_f32(h);
     case LM_DTYPE_F16: memcpy(&h, p + 2 * i, 2); return lm_f16_to_f32(h);
+    case LM_DTYPE_I8: return (float)(int8_t)p[i];
     default: return lm_fp8e4m3_to_f32(p[i]) * 0x1p-8f;
     }
 }

@@ -35,7 +35,8 @@
  * The arithmetic is docs/arithmetic.md: every matmul output is
  *   acc = +0; for k = 0 .. K-1: acc = fma(w[n][k], x[t][k], acc)
  * with w the exact f32 value of the weight (FP8: fp8 * block scale rounded
- * once: (fp8 * 2^-8) * (scale * 2^8) is that product), whatever the path,
+ * once: (fp8 * 2^-8) * (scale * 2^8) is that product; Q8 (I8): q * scale,
+ * exact, v_w giving q), whatever the path,
  * tile, thread or T; row kernels use 16 lanes (element i in lane i mod 16)
  * combined by a fixed tree. So every path gives the same bits. */
 #ifndef LEMMA_CORE_KERNELS_SIMD_H
@@ -73,10 +74,18 @@ AIL vf v_clamp(vf x, vf lo, vf hi) { return VPS(min)(hi, VPS(max)(lo, x)); }
 
 enum { NT = 2 * VL, KC = 512, TC = 256, XT_FULL_K = 4096, MVG = 4, KCM = 128, NV16 = 16 / VL };
 
-static inline size_t dt_size(int dt) { return dt == LM_DT_FP8_NAN_FREE ? 1 : lm_dtype_size((lm_dtype)dt); }
-static inline int dt_fp8(int dt) { return dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE; }
+static inline size_t dt_size(int dt) {
+    return dt == LM_DT_FP8_NAN_FREE || dt == LM_DT_FP8_WIDE ? 1 : lm_dtype_size((lm_dtype)dt);
+}
+static inline int dt_fp8(int dt) { return dt == LM_DTYPE_F8_E4M3 || dt == LM_DT_FP8_NAN_FREE || dt == LM_DT_FP8_WIDE; }
 
 static inline int64_t fp8_scols(const lm_mat *W) { return (W->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK; }
+
+/* Q8 (I8) in rows: the scale of row r, columns k .. k + VL - 1 (one block of
+ * 32: k is a multiple of VL). */
+static inline float q8_factor(const lm_mat *W, int64_t r, int64_t k) {
+    return lm_f16_to_f32(W->q8_scale[r * lm_q8_scale_cols(W) + k / LM_Q8_BLOCK]);
+}
 
 /* The factor that turns v_w's FP8 (value * 2^-8) into value * scale for
  * row r, column k. */
@@ -92,6 +101,7 @@ static inline float fp8_factor(const lm_mat *W, int64_t r, int64_t k) {
         case LM_DTYPE_F32: fn(LM_DTYPE_F32, __VA_ARGS__); break;              \
         case LM_DTYPE_BF16: fn(LM_DTYPE_BF16, __VA_ARGS__); break;            \
         case LM_DTYPE_F16: fn(LM_DTYPE_F16, __VA_ARGS__); break;              \
+        case LM_DTYPE_I8: fn(LM_DTYPE_I8, __VA_ARGS__); break;                \
         default: fn(LM_DTYPE_F8_E4M3, __VA_ARGS__); break;                    \
         }                                                                     \
     } while (0)
@@ -114,6 +124,10 @@ static inline __attribute__((always_inline)) void mv_load_full(const int dt, vf 
                                                                  int64_t k) {
 #pragma GCC unroll 16
     for (int i = 0; i < VL; i++) c[i] = v_w(dt, base + (size_t)i * row_bytes, k);
+    if (dt == LM_DTYPE_I8) {
+#pragma GCC unroll 16
+        for (int i = 0; i < VL; i++) c[i] = v_mul(c[i], v_set1(q8_factor(W, r + i, k)));
+    }
     v_transpose(c);
     if (dt == LM_DTYPE_F8_E4M3) {
         vf f = v_set1(fp8_factor(W, r, k));
@@ -132,6 +146,10 @@ static void mv_load_block(int dt, vf c[VL], const lm_mat *W, int64_t r, int64_t 
         case LM_DTYPE_F32: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_F32, base + (size_t)i * row_bytes, k, kn); break;
         case LM_DTYPE_BF16: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_BF16, base + (size_t)i * row_bytes, k, kn); break;
         case LM_DTYPE_F16: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_F16, base + (size_t)i * row_bytes, k, kn); break;
+        case LM_DTYPE_I8:
+            c[i] = i >= nr ? v_zero()
+                           : v_mul(v_wn(LM_DTYPE_I8, base + (size_t)i * row_bytes, k, kn), v_set1(q8_factor(W, r + i, k)));
+            break;
         default: c[i] = i >= nr ? v_zero() : v_wn(LM_DTYPE_F8_E4M3, base + (size_t)i * row_bytes, k, kn); break;
         }
     }
@@ -268,7 +286,17 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
     const uint8_t *col = (const uint8_t *)W->data +
                          ((size_t)(q * LM_PANEL_BLOCK) * (size_t)K + (size_t)kc0 * (size_t)R +
                           (size_t)(r - q * LM_PANEL_BLOCK)) * es;
-    vf f = dt_fp8(dt) ? v_set1(fp8_factor(W, r, kc0)) : v_zero(), acc[MVP_MAX][NV16][MVT];
+    vf f = dt == LM_DT_FP8_WIDE ? v_set1(fp8_factor(W, r, kc0) * 0x1p112f)
+           : dt_fp8(dt)         ? v_set1(fp8_factor(W, r, kc0))
+                                : v_zero(),
+       acc[MVP_MAX][NV16][MVT], qs[MVP_MAX][NV16];
+    /* Q8: the scales of these rows for the 32-column block at kc0, then the
+     * next blocks R apart (the scales' own panel layout) */
+    const uint8_t *qcol = NULL;
+    if (dt == LM_DTYPE_I8)
+        qcol = (const uint8_t *)lm_q8_panel_scales(W) +
+               ((size_t)(q * LM_PANEL_BLOCK) * (size_t)lm_q8_scale_cols(W) + (size_t)(kc0 / LM_Q8_BLOCK) * (size_t)R +
+                (size_t)(r - q * LM_PANEL_BLOCK)) * 2;
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
@@ -281,18 +309,44 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
                                                     : v_loadn(y + (t0 + t) * N + at, rows);
         }
     }
-    for (int64_t kk = 0; kk < kcn; kk++, col += stride) {
-        vf xb[MVT];
-#pragma GCC unroll 4
-        for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+    if (dt == LM_DTYPE_I8) { /* blocks of 32 columns, each with its scales */
+        for (int64_t kb = 0; kb < kcn; kb += LM_Q8_BLOCK) {
+            int64_t ke = kb + LM_Q8_BLOCK < kcn ? kb + LM_Q8_BLOCK : kcn;
 #pragma GCC unroll 8
-        for (int g = 0; g < G; g++) {
+            for (int g = 0; g < G; g++) {
 #pragma GCC unroll 16
-            for (int v = 0; v < NV16; v++) {
-                vf w = v_w(dt, col, g * LM_PANEL + v * VL);
-                if (dt_fp8(dt)) w = v_mul(w, f);
+                for (int v = 0; v < NV16; v++) qs[g][v] = v_w(LM_DTYPE_F16, qcol, g * LM_PANEL + v * VL);
+            }
+            qcol += (size_t)R * 2;
+            for (int64_t kk = kb; kk < ke; kk++, col += stride) {
+                vf xb[MVT];
 #pragma GCC unroll 4
-                for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+                for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+#pragma GCC unroll 8
+                for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+                    for (int v = 0; v < NV16; v++) {
+                        vf w = v_mul(v_w(dt, col, g * LM_PANEL + v * VL), qs[g][v]);
+#pragma GCC unroll 4
+                        for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+                    }
+                }
+            }
+        }
+    } else {
+        for (int64_t kk = 0; kk < kcn; kk++, col += stride) {
+            vf xb[MVT];
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
+#pragma GCC unroll 8
+            for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+                for (int v = 0; v < NV16; v++) {
+                    vf w = v_w(dt, col, g * LM_PANEL + v * VL);
+                    if (dt_fp8(dt)) w = v_mul(w, f);
+#pragma GCC unroll 4
+                    for (int t = 0; t < TT; t++) acc[g][v][t] = v_fma(w, xb[t], acc[g][v][t]);
+                }
             }
         }
     }
@@ -351,7 +405,14 @@ typedef void (*mvp_group_fn)(float *y, const float *x, int64_t T, const lm_mat *
         mvp_group(LM_DTYPE_##DT, G, y, x, T, W, r, n1, kc0, kcn);                                            \
     }
 #define LM_DTYPE_FP8_NAN_FREE LM_DT_FP8_NAN_FREE
-#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G)
+#define LM_DTYPE_FP8_WIDE LM_DT_FP8_WIDE
+#ifdef FP8_WIDE
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G) MVP_FN(FP8_WIDE, G) MVP_FN(I8, G)
+#define MVP_WIDE(G) mvp_group_FP8_WIDE_##G
+#else
+#define MVP_FNS(G) MVP_FN(F32, G) MVP_FN(BF16, G) MVP_FN(F16, G) MVP_FN(F8_E4M3, G) MVP_FN(FP8_NAN_FREE, G) MVP_FN(I8, G)
+#define MVP_WIDE(G) mvp_group_FP8_NAN_FREE_##G
+#endif
 MVP_FNS(1)
 #if MVP_MAX >= 2
 MVP_FNS(2)
@@ -363,9 +424,11 @@ MVP_FNS(4)
 MVP_FNS(8)
 #endif
 #define MVP_ROW(G)                                                                                             \
-    {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G, mvp_group_FP8_NAN_FREE_##G}
-/* [log2 G][dtype: F32, BF16, F16, FP8, FP8 without NaN bytes] */
-static const mvp_group_fn mvp_groups[][5] = {
+    {mvp_group_F32_##G, mvp_group_BF16_##G, mvp_group_F16_##G, mvp_group_F8_E4M3_##G, mvp_group_FP8_NAN_FREE_##G, \
+     MVP_WIDE(G), mvp_group_I8_##G}
+/* [log2 G][dtype: F32, BF16, F16, FP8, FP8 without NaN bytes, the same widened
+ * (the layer's FP8_WIDE; else the same as without NaN bytes), I8 (Q8)] */
+static const mvp_group_fn mvp_groups[][7] = {
     MVP_ROW(1),
 #if MVP_MAX >= 2
     MVP_ROW(2),
@@ -380,7 +443,9 @@ static const mvp_group_fn mvp_groups[][5] = {
 #undef MVP_ROW
 #undef MVP_FNS
 #undef MVP_FN
+#undef MVP_WIDE
 #undef LM_DTYPE_FP8_NAN_FREE
+#undef LM_DTYPE_FP8_WIDE
 
 /* Block by block; within a block, chunk by chunk, every group of panels:
  * where a block takes several groups (token blocks; the scalar path), it is
@@ -388,17 +453,21 @@ static const mvp_group_fn mvp_groups[][5] = {
 static void matvec_panel(float *y, const float *x, int64_t T, const lm_mat *W, int64_t n0, int64_t n1) {
     int gmax = MVP1 > MVP ? MVP1 : MVP, di = (int)W->dtype; /* F32 0, BF16 1, F16 2, F8_E4M3 3 */
     if (W->dtype == LM_DTYPE_F8_E4M3 && W->fp8_nan_free) di = 4;
+    if (W->dtype == LM_DTYPE_I8) di = 6;
     int64_t K = W->cols, kc = T <= 2 ? KCM : KCM / 2;
     for (int64_t r0 = n0; r0 < n1;) {
         int64_t end = (r0 / LM_PANEL_BLOCK + 1) * LM_PANEL_BLOCK; /* groups stay in their block */
         if (end > n1) end = n1;
         for (int64_t kc0 = 0; kc0 < K; kc0 += kc) {
             int64_t kcn = K - kc0 < kc ? K - kc0 : kc;
+            int dk = di;
+            if (di == 4 && fabsf(W->scale_inv[(r0 / LM_FP8_BLOCK) * fp8_scols(W) + kc0 / LM_FP8_BLOCK]) < 256.0f)
+                dk = 5; /* scale * 2^120 stays finite */
             for (int64_t r = r0; r < end;) {
                 int64_t np = (end - r + LM_PANEL - 1) / LM_PANEL;
                 int lg = 0; /* the largest power of two <= min(np, gmax) */
                 while ((2 << lg) <= gmax && (2 << lg) <= np) lg++;
-                mvp_groups[lg][di](y, x, T, W, r, n1, kc0, kcn);
+                mvp_groups[lg][dk](y, x, T, W, r, n1, kc0, kcn);
                 r += (int64_t)LM_PANEL << lg;
             }
         }
@@ -458,6 +527,7 @@ static inline __attribute__((always_inline)) void pack_w_dt(const int dt, float 
         for (int64_t k = 0; k < kcn; k += VL) {
             vf v = kcn - k >= VL ? v_w(dt, row, kc0 + k) : v_wn(dt, row, kc0 + k, kcn - k);
             if (dt == LM_DTYPE_F8_E4M3) v = v_mul(v, v_set1(fp8_factor(W, n + i, kc0 + k)));
+            if (dt == LM_DTYPE_I8) v = v_mul(v, v_set1(q8_factor(W, n + i, kc0 + k)));
             v_store_a(dst + k, v);
         }
     }
@@ -483,6 +553,14 @@ static inline __attribute__((always_inline)) void pack_w_panel_dt(const int dt, 
                 vf fv = v_set1(fp8_factor(W, rs, kc0 + k));
 #pragma GCC unroll 16
                 for (int j = 0; j < VL; j++) c[j] = v_mul(c[j], fv);
+            }
+            if (dt == LM_DTYPE_I8) { /* VL rows' scales for columns k .. k + VL - 1 (one block of 32) */
+                const uint8_t *qs = (const uint8_t *)lm_q8_panel_scales(W);
+                vf sv = v_w(LM_DTYPE_F16, qs,
+                            (q * LM_PANEL_BLOCK) * lm_q8_scale_cols(W) + ((kc0 + k) / LM_Q8_BLOCK) * R +
+                                (rs - q * LM_PANEL_BLOCK));
+#pragma GCC unroll 16
+                for (int j = 0; j < VL; j++) c[j] = v_mul(c[j], sv);
             }
             v_transpose(c);
 #pragma GCC unroll 16

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "infer/speculative.h"
 #include "infer/textout.h"
 
 struct lm_generator {
@@ -22,6 +23,7 @@ struct lm_generator {
     float *prompt_logits;      /* [V] logits after the prompt (for forks) */
     lm_attn_mode mode;
     int forkable;              /* state holds exactly the prompt of lm_generator_prefill */
+    lm_spec *spec;             /* lm_generate drafts with the MTP layer (NULL: plain decoding) */
 };
 
 lm_gen_params lm_gen_params_default(void) {
@@ -82,6 +84,7 @@ void lm_generator_free(lm_generator *g) {
     if (!g) return;
     lm_infer_free(g->state);
     lm_infer_free(g->fork);
+    lm_spec_free(g->spec);
     lm_ids_free(&g->cached);
     lm_sampler_free(g->sampler);
     free(g->logits);
@@ -121,45 +124,88 @@ static int prefill(lm_generator *g, const int32_t *prompt, int64_t n, lm_gen_res
     return 0;
 }
 
+/* What a decode loop carries from token to token. */
+typedef struct decoding {
+    lm_generator *g;
+    const lm_gen_params *p;
+    lm_gen_emit emit;
+    void *user;
+    lm_gen_result *res;
+    lm_textout out;
+    int32_t eos;
+} decoding;
+
+/* Takes generated token number `step`: 1 when the run ends with it (res->finish
+ * set), 0 to go on, -1 on error. */
+static int take_token(decoding *dc, int32_t id, int64_t step, lm_error *err) {
+    lm_generator *g = dc->g;
+    lm_gen_result *res = dc->res;
+    const char *piece;
+    size_t piece_len;
+    if (lm_ids_push(&res->ids, id)) return lm_fail(err, "out of memory");
+    if (!g->tok && dc->emit) { /* id mode: every generated id is output, EOS included */
+        char buf[16];
+        int k = snprintf(buf, sizeof buf, step ? ",%d" : "%d", id);
+        if (dc->emit(dc->user, buf, (size_t)k)) {
+            res->finish = LM_FINISH_CANCELLED;
+            return 1;
+        }
+    }
+    if (dc->p->stop_at_eos && id == dc->eos) {
+        res->finish = LM_FINISH_EOS;
+        return 1;
+    }
+    if (g->tok) {
+        int stopped = lm_textout_push(&dc->out, id, err);
+        if (stopped < 0) return -1;
+        if (stopped) {
+            res->finish = LM_FINISH_STOP;
+            return 1; /* the text before the stop string goes out at the end */
+        }
+        lm_textout_take(&dc->out, &piece, &piece_len);
+        if (dc->emit && piece_len && dc->emit(dc->user, piece, piece_len)) {
+            res->finish = LM_FINISH_CANCELLED;
+            return 1;
+        }
+    }
+    if (step + 1 == dc->p->max_tokens) return 1;
+    return 0;
+}
+
+static void decoding_start(decoding *dc, lm_generator *g, const lm_gen_params *p, lm_gen_emit emit, void *user,
+                           lm_gen_result *res) {
+    dc->g = g;
+    dc->p = p;
+    dc->emit = emit;
+    dc->user = user;
+    dc->res = res;
+    dc->eos = lm_generator_eos(g);
+    if (g->tok) lm_textout_init(&dc->out, g->tok, &res->text, p->stop, p->nstop, p->skip_special);
+    res->finish = LM_FINISH_LENGTH;
+}
+
+static int decoding_finish(decoding *dc, lm_error *err) {
+    const char *piece;
+    size_t piece_len;
+    if (dc->g->tok) {
+        if (lm_textout_finish(&dc->out, err)) return -1;
+        lm_textout_take(&dc->out, &piece, &piece_len);
+        if (dc->emit && piece_len && dc->res->finish != LM_FINISH_CANCELLED) dc->emit(dc->user, piece, piece_len);
+    }
+    return 0;
+}
+
 /* Decodes from the current logits (in g->logits) with state s. */
 static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_gen_emit emit, void *user,
                        lm_gen_result *res, int track_cache, lm_error *err) {
-    lm_textout out;
-    if (g->tok) lm_textout_init(&out, g->tok, &res->text, p->stop, p->nstop, p->skip_special);
-    int32_t eos = lm_generator_eos(g);
-    const char *piece;
-    size_t piece_len;
+    decoding dc;
+    decoding_start(&dc, g, p, emit, user, res);
     double t0 = lm_now_s();
-    res->finish = LM_FINISH_LENGTH;
     for (int64_t step = 0; step < p->max_tokens; step++) {
         int32_t id = lm_sample(g->sampler, g->logits, &p->sampling, (uint64_t)step);
-        if (lm_ids_push(&res->ids, id)) return lm_fail(err, "out of memory");
-        if (!g->tok && emit) { /* id mode: every generated id is output, EOS included */
-            char buf[16];
-            int k = snprintf(buf, sizeof buf, step ? ",%d" : "%d", id);
-            if (emit(user, buf, (size_t)k)) {
-                res->finish = LM_FINISH_CANCELLED;
-                break;
-            }
-        }
-        if (p->stop_at_eos && id == eos) {
-            res->finish = LM_FINISH_EOS;
-            break;
-        }
-        if (g->tok) {
-            int stopped = lm_textout_push(&out, id, err);
-            if (stopped < 0) return -1;
-            if (stopped) {
-                res->finish = LM_FINISH_STOP;
-                break; /* the text before the stop string goes out below */
-            }
-            lm_textout_take(&out, &piece, &piece_len);
-            if (emit && piece_len && emit(user, piece, piece_len)) {
-                res->finish = LM_FINISH_CANCELLED;
-                break;
-            }
-        }
-        if (step + 1 == p->max_tokens) break;
+        int end = take_token(&dc, id, step, err);
+        if (end < 0) return -1;
+        if (end) break;
         if (lm_infer_pos(s) >= g->max_ctx) {
             res->finish = LM_FINISH_CONTEXT;
             break;
@@ -167,18 +213,73 @@ static int decode_loop(lm_generator *g, lm_infer *s, const lm_gen_params *p, lm_
         if (lm_infer_forward(s, g->pool, &id, 1, g->logits, LM_LOGITS_LAST, err)) return -1;
         if (track_cache && lm_ids_push(&g->cached, id)) return lm_fail(err, "out of memory");
     }
-    if (g->tok) {
-        if (lm_textout_finish(&out, err)) return -1;
-        lm_textout_take(&out, &piece, &piece_len);
-        if (emit && piece_len && res->finish != LM_FINISH_CANCELLED) emit(user, piece, piece_len);
-    }
+    if (decoding_finish(&dc, err)) return -1;
     res->decode_s = lm_now_s() - t0;
     return 0;
+}
+
+/* lm_generate with the MTP draft: the first token from the prompt's logits
+ * as in plain decoding, then one or two tokens per verification step. The
+ * prompt is prefilled whole (no prefix reuse). */
+static int generate_speculative(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p,
+                                lm_gen_emit emit, void *user, lm_gen_result *res, lm_error *err) {
+    if (n < 1) return lm_fail(err, "empty prompt");
+    if (n >= g->max_ctx)
+        return lm_fail(err, "prompt of %lld tokens does not fit the context of %lld (it needs room for one more)",
+                       (long long)n, (long long)g->max_ctx);
+    lm_infer_reset(g->state); /* the plain cache no longer matches g->cached */
+    g->cached.n = 0;
+    double t0 = lm_now_s();
+    if (lm_spec_prefill(g->spec, g->pool, prompt, n, g->logits, err)) return -1;
+    res->prompt_tokens = n;
+    res->prefilled_tokens = n;
+    res->prefill_s = lm_now_s() - t0;
+    decoding dc;
+    decoding_start(&dc, g, p, emit, user, res);
+    t0 = lm_now_s();
+    int64_t step = 0;
+    int32_t x = 0;
+    if (p->max_tokens > 0) {
+        x = lm_sample(g->sampler, g->logits, &p->sampling, 0);
+        int end = take_token(&dc, x, step++, err);
+        if (end < 0) return -1;
+        while (!end) {
+            if (lm_spec_pos(g->spec) >= g->max_ctx) {
+                res->finish = LM_FINISH_CONTEXT;
+                break;
+            }
+            int32_t got[2];
+            int ngot;
+            if (lm_spec_step(g->spec, g->pool, g->sampler, &p->sampling, x, got, &ngot, err)) return -1;
+            for (int i = 0; i < ngot && !end; i++) {
+                end = take_token(&dc, got[i], step++, err);
+                if (end < 0) return -1;
+            }
+            x = got[ngot - 1];
+        }
+    }
+    if (decoding_finish(&dc, err)) return -1;
+    res->decode_s = lm_now_s() - t0;
+    return 0;
+}
+
+int lm_generator_set_mtp(lm_generator *g, lm_mtp *mtp, lm_error *err) {
+    lm_spec_free(g->spec);
+    g->spec = NULL;
+    if (!mtp) return 0;
+    g->spec = lm_spec_create(g->m, mtp, g->mode, g->max_ctx, g->pool ? lm_pool_size(g->pool) : 1, err);
+    return g->spec ? 0 : -1;
+}
+
+lm_spec_stats lm_generator_spec_stats(const lm_generator *g) {
+    lm_spec_stats none = {0};
+    return g->spec ? lm_spec_get_stats(g->spec) : none;
 }
 
 int lm_generate(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, lm_gen_emit emit,
                 void *user, lm_gen_result *res, lm_error *err) {
     g->forkable = 0;
+    if (g->spec) return generate_speculative(g, prompt, n, p, emit, user, res, err);
     if (prefill(g, prompt, n, res, err)) return -1;
     memcpy(g->logits, g->prompt_logits, (size_t)g->m->cfg.vocab_size * sizeof(float));
     return decode_loop(g, g->state, p, emit, user, res, 1, err);

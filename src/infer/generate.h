@@ -20,6 +20,7 @@
 
 #include "core/threadpool.h"
 #include "infer/sample.h"
+#include "infer/speculative.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -72,6 +73,15 @@ int lm_generate(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_
  * cache copied to each sample. res has nsamples entries (zeroed by caller). */
 int lm_generate_n(lm_generator *g, const int32_t *prompt, int64_t n, const lm_gen_params *p, int nsamples,
                   lm_gen_result *res, lm_error *err);
+
+/* Speculative decoding with the checkpoint's MTP layer (infer/speculative.h)
+ * for lm_generate from now on (NULL: plain decoding again); mtp must
+ * outlive the generator. Greedy output is the plain greedy output token for
+ * token; sampled output follows the same distribution with other draws.
+ * lm_generate_n and the forks stay plain. */
+int lm_generator_set_mtp(lm_generator *g, lm_mtp *mtp, lm_error *err);
+/* Drafts verified and kept by the last lm_generate (zeros when plain). */
+lm_spec_stats lm_generator_spec_stats(const lm_generator *g);
 
 /* ---- One prompt, several continuations, on this generator ----
  * (The proof pipeline's local backend used these; it now runs on the

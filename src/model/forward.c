@@ -504,6 +504,7 @@ typedef struct batch {
     const lm_batch_seg *segs;
     int nseg;
     int64_t T;                   /* rows */
+    const float *x_in;           /* [T, D] input rows instead of the embeddings of the ids, or NULL */
 } batch;
 
 /* ---- V3.2 sparse attention (conv. 41-44) ---- */
@@ -852,7 +853,8 @@ static int forward_batch(lm_fwd *f, lm_pool *pool, const batch *b, float *logits
         const lm_batch_seg *sg = &b->segs[g];
         for (int64_t t = 0; t < sg->n; t++) {
             f->rowpos[r + t] = sg->seq->pos + t;
-            lm_mat_row(&m->w.embed, sg->ids[t], f->x + (r + t) * D);
+            if (b->x_in) memcpy(f->x + (r + t) * D, b->x_in + (r + t) * D, (size_t)D * sizeof(float));
+            else lm_mat_row(&m->w.embed, sg->ids[t], f->x + (r + t) * D);
         }
         lm_rope_tables(c, f->inv_freq, sg->seq->pos, sg->n, f->cos_t + r * half, f->sin_t + r * half);
         if (f->icos) lm_indexer_rope_tables(c, f->inv_freq, sg->seq->pos, sg->n, f->icos + r * half, f->isin + r * half);
@@ -864,8 +866,10 @@ static int forward_batch(lm_fwd *f, lm_pool *pool, const batch *b, float *logits
         if (row >= 0) {
             int64_t rr = row, g = 0;
             while (rr >= b->segs[g].n) rr -= b->segs[g++].n;
-            note(f, -1, f->rowpos[row], kind, "'model.embed_tokens.weight' (row %d, the token's embedding)",
-                 b->segs[g].ids[rr]);
+            if (b->x_in) note(f, -1, f->rowpos[row], kind, "the input rows given to the forward");
+            else
+                note(f, -1, f->rowpos[row], kind, "'model.embed_tokens.weight' (row %d, the token's embedding)",
+                     b->segs[g].ids[rr]);
             return 1;
         }
     }
@@ -910,8 +914,8 @@ static void rewind_batch(lm_kvcache *kc, const lm_batch_seg *segs, int nseg, con
     for (int g = 0; g < nseg; g++) lm_kvseq_truncate(kc, segs[g].seq, start[g]);
 }
 
-int lm_batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_seg *segs, int nseg, float *logits,
-                     lm_logits_mode mode, lm_error *err) {
+static int batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_seg *segs, int nseg,
+                         const float *x_in, float *logits, lm_logits_mode mode, lm_error *err) {
     const lm_config *c = &f->m->cfg;
     if (kc->m != f->m || kc->mode != f->mode)
         return lm_fail(err, "batched forward: the cache belongs to another model or attention mode");
@@ -924,7 +928,7 @@ int lm_batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_se
         if (!sg->seq || sg->n < 1) return lm_fail(err, "segment %d of the batch has no sequence or no tokens", g);
         for (int h = 0; h < g; h++)
             if (segs[h].seq == sg->seq) return lm_fail(err, "segments %d and %d extend the same sequence", h, g);
-        for (int64_t t = 0; t < sg->n; t++)
+        for (int64_t t = 0; !x_in && t < sg->n; t++)
             if (sg->ids[t] < 0 || sg->ids[t] >= c->vocab_size)
                 return lm_fail(err, "token id %d at position %lld is out of range (vocab_size %lld)", sg->ids[t],
                                (long long)(sg->seq->pos + t), (long long)c->vocab_size);
@@ -951,7 +955,7 @@ int lm_batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_se
             goto done;
         }
     }
-    batch b = {kc, segs, nseg, T};
+    batch b = {kc, segs, nseg, T, x_in};
     forward_batch(f, pool, &b, logits, mode);
     /* Every row handed back is checked: NaN logits would otherwise be
      * sampled as token 0 or written out as numbers (V floats per row, next
@@ -1001,6 +1005,19 @@ done:
     if (start != start_small) free(start);
     return rc;
 }
+
+int lm_batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_seg *segs, int nseg, float *logits,
+                     lm_logits_mode mode, lm_error *err) {
+    return batch_forward(f, pool, kc, segs, nseg, NULL, logits, mode, err);
+}
+
+int lm_batch_forward_rows(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_seg *segs, int nseg,
+                          const float *x_in, float *logits, lm_logits_mode mode, lm_error *err) {
+    if (!x_in) return lm_fail(err, "batched forward from rows: no input rows");
+    return batch_forward(f, pool, kc, segs, nseg, x_in, logits, mode, err);
+}
+
+const float *lm_fwd_residual(const lm_fwd *f) { return f->x; }
 
 /* ---- one sequence ---- */
 
@@ -1086,4 +1103,23 @@ int lm_infer_forward(lm_infer *s, lm_pool *pool, const int32_t *ids, int64_t T, 
         }
     }
     return 0;
+}
+
+size_t lm_fwd_buffer_bytes(const lm_config *cfg, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads) {
+    /* layout() reads only the config, the dimensions and these four fields:
+     * its sizing pass on a weightless model is exactly what lm_fwd_create maps. */
+    lm_model *mm = calloc(1, sizeof *mm); /* large (dir[]): not on the stack */
+    if (!mm) return 0;
+    mm->cfg = *cfg;
+    mm->dims = lm_dims_of(cfg);
+    lm_fwd f;
+    memset(&f, 0, sizeof f);
+    f.m = mm;
+    f.mode = mode;
+    f.max_rows = max_rows < 1 ? 1 : max_rows;
+    f.max_ctx = max_ctx < 1 ? 1 : max_ctx;
+    f.nthreads = nthreads < 1 ? 1 : nthreads;
+    layout(&f, &f.arena);
+    free(mm);
+    return f.arena.bytes;
 }

@@ -87,6 +87,12 @@ static int plan_item(void *ctx, const lm_arch_item *it) {
     t->kind = lm_init_kind_of(role);
     t->dtype = dtype;
     t->fp8 = fp8;
+    if (it->mtp && it->t->scope == LM_AT_MTP) {
+        size_t n = strlen(it->t->pattern);
+        if (n >= 20 && !strcmp(it->t->pattern + n - 20, ".embed_tokens.weight")) t->values_of = "model.embed_tokens.weight";
+        if (n >= 24 && !strcmp(it->t->pattern + n - 24, ".shared_head.head.weight"))
+            t->values_of = p->cfg->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    }
     return 0;
 }
 
@@ -276,7 +282,8 @@ static void fill_worker(void *ctx, int ith, int nth) {
     const fill_job *j = ctx;
     int64_t b, e;
     lm_split(j->t->numel, ith, nth, 4096, &b, &e);
-    if (e > b) lm_init_fill(j->t->name, j->t->kind, j->seed, j->std, b, e - b, j->dst + b);
+    if (e > b) lm_init_fill(j->t->values_of ? j->t->values_of : j->t->name, j->t->kind, j->seed, j->std, b, e - b,
+                            j->dst + b);
 }
 
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }

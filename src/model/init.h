@@ -69,6 +69,8 @@ typedef struct lm_init_tensor {
     lm_init_kind kind;
     lm_dtype dtype;              /* stored dtype for the plan's lm_init_dtype */
     int fp8;                     /* stored as F8_E4M3 + F32 `<name>_scale_inv` */
+    const char *values_of;       /* draw the values of this tensor instead (the MTP layer's copies of
+                                    the embedding and head: shared, as DeepSeek trains them), or NULL */
 } lm_init_tensor;
 
 /* What lm_model_init_random would make, without making it: tensors planned

@@ -79,6 +79,9 @@ int64_t lm_fwd_max_ctx(const lm_fwd *f);
  * max_ctx); row r of a call = its r-th token in segment order), ascending,
  * padded with -1. NULL stops it. For tests and diagnosis. */
 void lm_fwd_trace_index(lm_fwd *f, int32_t *buf);
+/* Bytes lm_fwd_create would allocate for a model of this config (0 when out
+ * of memory): the memory plan (memplan.h) counts them before loading. */
+size_t lm_fwd_buffer_bytes(const lm_config *cfg, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads);
 
 /* A segment of a batch: n tokens appended to seq at positions seq->pos ..
  * seq->pos + n - 1. */
@@ -97,5 +100,13 @@ typedef struct lm_batch_seg {
  * diagnostic re-run) the first tensor whose output went non-finite. */
 int lm_batch_forward(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_seg *segs, int nseg, float *logits,
                      lm_logits_mode mode, lm_error *err);
+/* The same with the input rows x_in [sum n, D] given instead of the
+ * embeddings of the ids (segs[g].ids may be NULL): the MTP block
+ * (model/mtp.h) runs on rows it mixed from the main model's hidden states. */
+int lm_batch_forward_rows(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_batch_seg *segs, int nseg,
+                          const float *x_in, float *logits, lm_logits_mode mode, lm_error *err);
+/* After a successful forward: the residual stream of its rows [sum n, D]
+ * before the final norm (valid until the next forward with f). */
+const float *lm_fwd_residual(const lm_fwd *f);
 
 #endif

@@ -20,6 +20,8 @@ typedef struct binder {
     float *vec_end;
 } binder;
 
+static int bind_vec(binder *b, const char *name, int64_t n, float **out);
+
 /* NaN or Inf anywhere in tensor t is an error naming the element. */
 static int check_finite(binder *b, const lm_tensor *t, const char *name) {
     int64_t i = lm_first_nonfinite(t->data, t->dtype, t->numel);
@@ -28,7 +30,8 @@ static int check_finite(binder *b, const lm_tensor *t, const char *name) {
                    lm_st_file_path(b->m->tensors, t->file), name, lm_nonfinite_name(t->data, t->dtype, i), (long long)i);
 }
 
-static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_mat *out) {
+int lm_model_bind_mat(const lm_model *m, const char *name, int64_t rows, int64_t cols, lm_mat *out, lm_error *err) {
+    binder bb = {(lm_model *)(uintptr_t)m, err, NULL, NULL}, *b = &bb;
     const lm_tensor *t = lm_st_find(b->m->tensors, name);
     if (!t) return lm_fail(b->err, "%s: missing tensor '%s' (expected shape [%lld, %lld])", b->m->dir, name,
                            (long long)rows, (long long)cols);
@@ -67,10 +70,39 @@ static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_
         out->scale_inv = s->data;
         return 0;
     }
+    case LM_DTYPE_I8: { /* Q8 (lemma quantize): F16 scales per 32 columns */
+        char sname[512];
+        snprintf(sname, sizeof sname, "%s_q8_scale", name);
+        const lm_tensor *s = lm_st_find(b->m->tensors, sname);
+        int64_t sc = (cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
+        if (!s)
+            return lm_fail(b->err, "%s: I8 tensor '%s' has no scale tensor '%s' (expected F16 [%lld, %lld])", b->m->dir,
+                           name, sname, (long long)rows, (long long)sc);
+        if (s->dtype != LM_DTYPE_F16 || s->ndim != 2 || s->shape[0] != rows || s->shape[1] != sc)
+            return lm_fail(b->err, "%s: scale tensor '%s' must be F16 [%lld, %lld] (blocks of 32 columns)",
+                           lm_st_file_path(b->m->tensors, s->file), sname, (long long)rows, (long long)sc);
+        if (((uintptr_t)s->data & 1) != 0)
+            return lm_fail(b->err, "%s: scale tensor '%s' is not 2-byte aligned in the file",
+                           lm_st_file_path(b->m->tensors, s->file), sname);
+        if (check_finite(b, s, sname)) return -1;
+        out->q8_scale = s->data;
+        return 0;
+    }
     default:
-        return lm_fail(b->err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3",
+        return lm_fail(b->err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16, F8_E4M3 or I8 (Q8)",
                        lm_st_file_path(b->m->tensors, t->file), name, lm_dtype_name(t->dtype));
     }
+}
+
+static int bind_mat(binder *b, const char *name, int64_t rows, int64_t cols, lm_mat *out) {
+    return lm_model_bind_mat(b->m, name, rows, cols, out, b->err);
+}
+
+int lm_model_bind_vec(const lm_model *m, const char *name, int64_t n, float *dst, lm_error *err) {
+    float *end = dst + n;
+    binder bb = {(lm_model *)(uintptr_t)m, err, dst, end};
+    float *out;
+    return bind_vec(&bb, name, n, &out);
 }
 
 /* A 1-D float vector of length n, converted to F32 into the owned block;
@@ -351,6 +383,8 @@ static int report_item(void *ctx, const lm_arch_item *it) {
     char sname[LM_ARCH_NAME_MAX + 16];
     snprintf(sname, sizeof sname, "%s_scale_inv", it->name);
     if (t->dtype == LM_DTYPE_F8_E4M3 && lm_st_find(w->set, sname)) w->r->known++;
+    snprintf(sname, sizeof sname, "%s_q8_scale", it->name);
+    if (t->dtype == LM_DTYPE_I8 && lm_st_find(w->set, sname)) w->r->known++;
     return 0;
 }
 
@@ -382,6 +416,7 @@ static double mat_bytes(const lm_mat *w) {
     double b = (double)w->rows * (double)w->cols * (double)lm_dtype_size(w->dtype);
     if (w->scale_inv)
         b += (double)((w->rows + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK) * ((w->cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK) * 4;
+    if (w->dtype == LM_DTYPE_I8) b += (double)w->rows * (double)((w->cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK) * 2;
     return b;
 }
 

@@ -67,6 +67,11 @@ int lm_model_load(const char *dir, lm_model **out, lm_error *err);
 enum { LM_LOAD_ROWS = 1 };
 int lm_model_load_flags(const char *dir, unsigned flags, lm_model **out, lm_error *err);
 void lm_model_free(lm_model *m);
+/* One tensor of m's files checked and bound as lm_model_load binds the
+ * table's (shape, dtype, FP8 scales; a vector converted to F32 into dst[n]
+ * and checked finite): for the tensors outside the main table (model/mtp.h). */
+int lm_model_bind_mat(const lm_model *m, const char *name, int64_t rows, int64_t cols, lm_mat *out, lm_error *err);
+int lm_model_bind_vec(const lm_model *m, const char *name, int64_t n, float *dst, lm_error *err);
 
 /* Parameter counts: total, and active per token (embedding excluded from
  * "active": it is a lookup, not a matmul; the head included). */

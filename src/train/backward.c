@@ -254,50 +254,67 @@ static void sort_u64(uint64_t *a, int64_t n) {
     }
 }
 
+void tr_layer_backward(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs) {
+    lm_params *p = tr->p;
+    int64_t N = nseq * tr->T, D = p->cfg.hidden_size;
+    const lm_layer *W = &p->W.layers[l];
+    lm_layer *G = &p->G.layers[l];
+    const tr_acts *A = &tr->acts[l];
+    /* Feed-forward block: dx is the gradient of its output and, through
+     * the residual, of x_mid. */
+    tr_renorm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D);
+    if (W->is_moe)
+        moe_bwd(tr, pool, l, nseq, denom_seqs);
+    else
+        mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, tr->dx, N, &W->w1, &W->w3, &W->w2, &G->w1, &G->w3, &G->w2, tr->dxn, 0);
+    tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_mid, W->ffn_norm, A->r2, N, D, 1);
+    lm_tk_rmsnorm_dw(pool, G->ffn_norm, tr->dxn, A->x_mid, A->r2, N, D);
+    /* Attention block. */
+    attn_bwd(tr, pool, l, nseq);
+    tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_in, W->attn_norm, A->r1, N, D, 1);
+    lm_tk_rmsnorm_dw(pool, G->attn_norm, tr->dxn, A->x_in, A->r1, N, D);
+}
+
+/* The gradient row of embedding key k: row n < N of the main input, or
+ * row n - N of the MTP layer's (tr_mtp_pass). */
+static const float *emb_grad_row(const lm_trainer *tr, uint64_t k, int64_t N, int64_t D) {
+    int64_t n = (int64_t)(uint32_t)k;
+    return n < N ? tr->dx + n * D : tr->dcat + (n - N) * D;
+}
+
 void tr_backward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq, int64_t denom_seqs) {
     lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size;
-    for (int64_t l = c->num_hidden_layers - 1; l >= 0; l--) {
-        const lm_layer *W = &p->W.layers[l];
-        lm_layer *G = &p->G.layers[l];
-        const tr_acts *A = &tr->acts[l];
-        /* Feed-forward block: dx is the gradient of its output and, through
-         * the residual, of x_mid. */
-        tr_renorm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D);
-        if (W->is_moe)
-            moe_bwd(tr, pool, l, nseq, denom_seqs);
-        else
-            mlp_bwd(tr, pool, tr->xn, A->h1, A->h3, tr->dx, N, &W->w1, &W->w3, &W->w2, &G->w1, &G->w3, &G->w2, tr->dxn, 0);
-        tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_mid, W->ffn_norm, A->r2, N, D, 1);
-        lm_tk_rmsnorm_dw(pool, G->ffn_norm, tr->dxn, A->x_mid, A->r2, N, D);
-        /* Attention block. */
-        attn_bwd(tr, pool, l, nseq);
-        tr_norm_bwd_rows(pool, tr->dx, tr->dxn, A->x_in, W->attn_norm, A->r1, N, D, 1);
-        lm_tk_rmsnorm_dw(pool, G->attn_norm, tr->dxn, A->x_in, A->r1, N, D);
-    }
+    for (int64_t l = c->num_hidden_layers - 1; l >= 0; l--) tr_layer_backward(tr, pool, l, nseq, denom_seqs);
     /* Embedding rows. Tied: they join this pass's head gradient, which then
      * goes to G in one add. Untied: the rows of each id are summed first
      * (tokens in order), then added to G once. Either way G receives one
      * add per element and pass (see step.h: per-pass gradients fold). */
+    /* With the MTP loss, the MTP layer's embedding rows (mids, gradients in
+     * dcat) join them: row n + N of the keys. */
+    int mtp = tr->mtp_pending;
+    tr->mtp_pending = 0;
+    int64_t nrows = mtp ? 2 * N : N;
     if (c->tie_word_embeddings) {
-        for (int64_t n = 0; n < N; n++) {
-            float *dst = tr->hacc + (int64_t)ids[n] * D;
-            const float *src = tr->dx + n * D;
+        for (int64_t n = 0; n < nrows; n++) {
+            float *dst = tr->hacc + (int64_t)(n < N ? ids[n] : tr->mids[n - N]) * D;
+            const float *src = n < N ? tr->dx + n * D : tr->dcat + (n - N) * D;
             for (int64_t i = 0; i < D; i++) dst[i] += src[i];
         }
         lm_tk_add(pool, lm_mat_data(&p->G.embed), tr->hacc, c->vocab_size * D);
         return;
     }
     uint64_t *key = tr->ekey;
-    for (int64_t n = 0; n < N; n++) key[n] = (uint64_t)(uint32_t)ids[n] << 32 | (uint64_t)n;
-    sort_u64(key, N);
+    for (int64_t n = 0; n < nrows; n++)
+        key[n] = (uint64_t)(uint32_t)(n < N ? ids[n] : tr->mids[n - N]) << 32 | (uint64_t)n;
+    sort_u64(key, nrows);
     float *row = tr->xc; /* [D] scratch: the head is done */
-    for (int64_t i = 0; i < N;) {
+    for (int64_t i = 0; i < nrows;) {
         int64_t id = (int64_t)(key[i] >> 32);
-        memcpy(row, tr->dx + (int64_t)(uint32_t)key[i] * D, (size_t)D * sizeof(float));
-        for (i++; i < N && (int64_t)(key[i] >> 32) == id; i++) {
-            const float *src = tr->dx + (int64_t)(uint32_t)key[i] * D;
+        memcpy(row, emb_grad_row(tr, key[i], N, D), (size_t)D * sizeof(float));
+        for (i++; i < nrows && (int64_t)(key[i] >> 32) == id; i++) {
+            const float *src = emb_grad_row(tr, key[i], N, D);
             for (int64_t j = 0; j < D; j++) row[j] += src[j];
         }
         float *dst = lm_mat_data(&p->G.embed) + id * D;

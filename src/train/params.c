@@ -22,6 +22,22 @@ typedef struct builder {
     lm_error *err;
 } builder;
 
+/* The view fields of an MTP-only tensor; returns 1 (name = the main tensor
+ * it shares) for the embedding and head copies. */
+static int mtp_field(lm_params *p, const lm_arch_item *it, void **wf, void **gf, const char **name) {
+    const char *pat = it->t->pattern, *dot = strrchr(pat, '}');
+    const char *suffix = dot ? dot + 1 : pat;
+    *wf = *gf = NULL;
+    if (!strcmp(suffix, ".enorm.weight")) *wf = &p->WM.enorm, *gf = &p->GM.enorm;
+    else if (!strcmp(suffix, ".hnorm.weight")) *wf = &p->WM.hnorm, *gf = &p->GM.hnorm;
+    else if (!strcmp(suffix, ".shared_head.norm.weight")) *wf = &p->WM.head_norm, *gf = &p->GM.head_norm;
+    else if (!strcmp(suffix, ".eh_proj.weight")) *wf = &p->WM.eh_proj, *gf = &p->GM.eh_proj;
+    else if (!strcmp(suffix, ".embed_tokens.weight")) *name = "model.embed_tokens.weight";
+    else if (!strcmp(suffix, ".shared_head.head.weight"))
+        *name = p->cfg.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    return *name != NULL;
+}
+
 /* One tensor of the arch table: its place in the blocks and its view fields. */
 static int add_item(void *ctx, const lm_arch_item *it) {
     builder *b = ctx;
@@ -48,10 +64,32 @@ static int add_item(void *ctx, const lm_arch_item *it) {
     t->offset = p->n_floats;
     t->trainable = t->kind != LM_PARAM_BIAS;
     t->decay = t->kind == LM_PARAM_LINEAR;
+    t->mtp = it->mtp;
+    void *wf, *gf;
+    if (it->mtp && it->t->scope == LM_AT_MTP) {
+        const char *name = NULL;
+        if (mtp_field(p, it, &wf, &gf, &name)) {
+            /* embed_tokens / shared_head.head: the main tensor's floats */
+            const lm_ptensor *main = lm_params_find(p, name);
+            if (!main) return lm_fail(b->err, "MTP tensor '%s': no main tensor '%s' to share", it->name, name);
+            t->alias = 1;
+            t->trainable = t->decay = 0;
+            t->offset = main->offset;
+            b->slots[p->n_tensors].w = b->slots[p->n_tensors].g = NULL;
+            p->n_tensors++;
+            return 0;
+        }
+    } else {
+        /* An MTP decoder-layer row binds to layers[L], past the main ones. */
+        lm_arch_item local = *it;
+        local.mtp = 0;
+        wf = lm_arch_field(&p->W, &local);
+        gf = lm_arch_field(&p->G, &local);
+    }
     p->n_floats += (t->numel + 15) & ~(int64_t)15;
     if (t->trainable) p->n_trainable += t->numel;
-    b->slots[p->n_tensors].w = lm_arch_field(&p->W, it);
-    b->slots[p->n_tensors].g = t->trainable ? lm_arch_field(&p->G, it) : NULL;
+    b->slots[p->n_tensors].w = wf;
+    b->slots[p->n_tensors].g = t->trainable ? gf : NULL;
     p->n_tensors++;
     return 0;
 }
@@ -67,7 +105,8 @@ static void set_view(void *field, const lm_ptensor *t, float *block) {
  * in one allocation. */
 static int alloc_views(lm_params *p, lm_error *err) {
     const lm_config *c = &p->cfg;
-    int64_t L = c->num_hidden_layers, E = c->n_routed_experts, nmoe = 0;
+    /* layers[L] is the MTP layer's decoder layer, when there is one */
+    int64_t L = c->num_hidden_layers + (c->num_nextn_predict_layers > 0), E = c->n_routed_experts, nmoe = 0;
     for (int64_t l = 0; l < L; l++) nmoe += lm_config_layer_is_moe(c, l);
     size_t bytes = 2 * (size_t)L * sizeof(lm_layer) + 2 * 3 * (size_t)(nmoe * E) * sizeof(lm_mat);
     p->ptrs = calloc(1, bytes ? bytes : 1);
@@ -91,8 +130,8 @@ static int alloc_views(lm_params *p, lm_error *err) {
 }
 
 int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
-    if (cfg->num_nextn_predict_layers > 0)
-        return lm_fail(err, "training of MTP layers (num_nextn_predict_layers = %lld) is not supported",
+    if (cfg->num_nextn_predict_layers > 1)
+        return lm_fail(err, "training supports one MTP layer (num_nextn_predict_layers = %lld, expected 0 or 1)",
                        (long long)cfg->num_nextn_predict_layers);
     if (lm_config_has_indexer(cfg))
         return lm_fail(err, "training of DeepSeek-V3.2 sparse attention (index_topk = %lld) is not supported",
@@ -101,9 +140,10 @@ int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
     if (!p) return lm_fail(err, "out of memory");
     p->cfg = *cfg;
     p->dims = lm_dims_of(cfg);
+    p->mtp_layers = cfg->num_nextn_predict_layers;
     builder b = {p, NULL, 0, err};
     int rc = alloc_views(p, err);
-    if (!rc) rc = lm_arch_each(&p->cfg, LM_ARCH_MAIN, add_item, &b);
+    if (!rc) rc = lm_arch_each(&p->cfg, LM_ARCH_WITH_MTP, add_item, &b);
     if (!rc) {
         size_t bytes = 4 * (size_t)p->n_floats * sizeof(float);
         p->block.bytes = bytes;
@@ -156,6 +196,7 @@ void lm_params_zero_grad(lm_params *p) { memset(p->g, 0, (size_t)p->n_floats * s
 void lm_params_init_random(lm_params *p, uint64_t seed, double std) {
     for (int64_t i = 0; i < p->n_tensors; i++) {
         const lm_ptensor *t = &p->t[i];
+        if (t->alias) continue;
         lm_init_kind k = t->kind == LM_PARAM_LINEAR ? LM_INIT_NORMAL : t->kind == LM_PARAM_NORM ? LM_INIT_ONES
                                                                                                  : LM_INIT_ZEROS;
         lm_init_fill(t->name, k, seed, std, 0, t->numel, p->w + t->offset);
@@ -208,8 +249,24 @@ static int read_tensor(const lm_tensor_set *set, const lm_ptensor *pt, float *ds
         free(tmp);
         return 0;
     }
+    case LM_DTYPE_I8: { /* Q8 (lemma quantize): q * scale, exact */
+        char sname[LM_PARAM_NAME_MAX + 16];
+        snprintf(sname, sizeof sname, "%s_q8_scale", pt->name);
+        const lm_tensor *s = lm_st_find(set, sname);
+        int64_t rows = pt->shape[0], cols = pt->ndim == 2 ? pt->shape[1] : 1, ks = (cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
+        if (pt->ndim != 2 || !s || s->dtype != LM_DTYPE_F16 || s->ndim != 2 || s->shape[0] != rows || s->shape[1] != ks)
+            return lm_fail(err, "%s: I8 tensor '%s' needs an F16 '%s' of shape [%lld, %lld]",
+                           lm_st_file_path(set, t->file), pt->name, sname, (long long)rows, (long long)ks);
+        uint16_t *scales = malloc((size_t)(rows * ks) * sizeof(uint16_t)); /* may be unaligned in the file */
+        if (!scales) return lm_fail(err, "out of memory");
+        memcpy(scales, s->data, (size_t)(rows * ks) * sizeof(uint16_t));
+        lm_mat m = {.dtype = LM_DTYPE_I8, .rows = rows, .cols = cols, .data = t->data, .q8_scale = scales};
+        for (int64_t r = 0; r < rows; r++) lm_mat_row(&m, r, dst + r * cols);
+        free(scales);
+        return 0;
+    }
     default:
-        return lm_fail(err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3",
+        return lm_fail(err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16, F8_E4M3 or I8 (Q8)",
                        lm_st_file_path(set, t->file), pt->name, lm_dtype_name(t->dtype));
     }
 }
@@ -226,22 +283,27 @@ static int same_shapes(const lm_config *a, const lm_config *b) {
            (a->topk_method == LM_TOPK_NOAUX_TC) == (b->topk_method == LM_TOPK_NOAUX_TC);
 }
 
-static int read_set(lm_params *p, float *block, const lm_tensor_set *set, const char *where, lm_error *err) {
-    for (int64_t i = 0; i < p->n_tensors; i++)
+static int read_set(lm_params *p, float *block, const lm_tensor_set *set, const char *where, int with_mtp,
+                    lm_error *err) {
+    for (int64_t i = 0; i < p->n_tensors; i++) {
+        if (p->t[i].alias || (p->t[i].mtp && !with_mtp)) continue;
         if (read_tensor(set, &p->t[i], block + p->t[i].offset, where, err)) return -1;
+    }
     return 0;
 }
 
 int lm_params_load_model(lm_params *p, const lm_model *m, lm_error *err) {
-    if (!same_shapes(&p->cfg, &m->cfg))
+    int mtp_ok = m->cfg.num_nextn_predict_layers == p->cfg.num_nextn_predict_layers ||
+                 m->cfg.num_nextn_predict_layers == 0;
+    if (!same_shapes(&p->cfg, &m->cfg) || !mtp_ok)
         return lm_fail(err, "%s: the checkpoint's config does not match the parameter layout", m->dir);
-    return read_set(p, p->w, m->tensors, m->dir, err);
+    return read_set(p, p->w, m->tensors, m->dir, m->cfg.num_nextn_predict_layers > 0, err);
 }
 
 int lm_params_read(lm_params *p, float *block, const char *path, lm_error *err) {
     lm_tensor_set *set;
     if (lm_st_open_file(path, &set, err)) return -1;
-    int rc = read_set(p, block, set, path, err);
+    int rc = read_set(p, block, set, path, 1, err);
     lm_st_close(set);
     return rc;
 }

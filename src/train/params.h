@@ -21,8 +21,14 @@
  * and the MoE balance rule (step.h) moves it. Weight decay applies to the
  * trainable 2-D tensors only (decay = 1), never to norms or biases.
  *
- * Left out: MTP layers (num_nextn_predict_layers) are not trained; a config
- * that has them is refused. */
+ * MTP (num_nextn_predict_layers = 1; more are refused): the MTP layer's
+ * decoder tensors are W.layers[L] / G.layers[L] (L = num_hidden_layers; the
+ * arrays have L + 1 entries), its enorm, hnorm, eh_proj and
+ * shared_head.norm are WM / GM. Its embed_tokens and shared_head.head are
+ * the main embedding and head, shared as in DeepSeek-V3 (section 2.2): they
+ * are `alias` tensors with no storage of their own (offset = the main
+ * tensor's), never trained, read or initialised under their own names, and
+ * saved as copies so that the checkpoint has the released layout. */
 #ifndef LEMMA_TRAIN_PARAMS_H
 #define LEMMA_TRAIN_PARAMS_H
 
@@ -51,7 +57,16 @@ typedef struct lm_ptensor {
     lm_param_kind kind;
     int trainable;               /* has a gradient and AdamW state */
     int decay;                   /* weight decay applies (trainable 2-D) */
+    int alias;                   /* MTP copy of the embedding or head (see above) */
+    int mtp;                     /* part of the MTP layer */
 } lm_ptensor;
+
+/* The MTP layer's own tensors outside its decoder layer (weights or gradients). */
+typedef struct lm_mtp_views {
+    float *enorm, *hnorm;        /* [D] */
+    float *head_norm;            /* [D] shared_head.norm */
+    lm_mat eh_proj;              /* [D, 2D] */
+} lm_mtp_views;
 
 typedef struct lm_params {
     lm_config cfg;
@@ -65,6 +80,8 @@ typedef struct lm_params {
      * (arch.h): W's tensors are the weights, G's the gradients (lm_mat_data
      * gives the writable floats). G has no gate_bias. */
     lm_weights W, G;
+    int64_t mtp_layers;          /* 0 or 1 */
+    lm_mtp_views WM, GM;
     lm_arena block;              /* the one allocation behind w, g, m, v */
     void *ptrs;                  /* the layer and expert view arrays of both */
 } lm_params;
@@ -78,7 +95,9 @@ void lm_params_free(lm_params *p);
 void lm_params_init_random(lm_params *p, uint64_t seed, double std);
 
 /* Copies the weights of a loaded checkpoint (any stored dtype; FP8 with its
- * block scales) into w. The model's config must describe the same shapes. */
+ * block scales) into w. The model's config must describe the same shapes,
+ * except that a checkpoint without an MTP layer may load into parameters
+ * with one (the MTP tensors then keep their values: init them first). */
 int lm_params_load_model(lm_params *p, const lm_model *m, lm_error *err);
 
 /* Reads the tensors of one of the blocks (w, g, m or v) from a safetensors

@@ -135,8 +135,11 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
     } else {
         pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "null");
     }
-    char world[48] = "";
-    if (!o->omit_world_size) snprintf(world, sizeof world, ",\n  \"world_size\": %d", lm_dp_size());
+    char world[96] = "";
+    size_t wn = 0;
+    /* written only when on: the run.json of a run without it keeps its bytes */
+    if (o->mtp_weight > 0) wn += (size_t)snprintf(world, sizeof world, ",\n  \"mtp_weight\": %.17g", o->mtp_weight);
+    if (!o->omit_world_size) snprintf(world + wn, sizeof world - wn, ",\n  \"world_size\": %d", lm_dp_size());
     pos += (size_t)snprintf(
         buf + pos, sizeof buf - pos,
         ",\n  \"steps\": %lld,\n  \"batch\": %lld,\n  \"micro_batch\": %lld,\n  \"seq\": %lld,\n"
@@ -234,6 +237,7 @@ static int read_run_json(const char *dir, lm_run_opts *o, run_strings *s, lm_err
     GET_NUM("bias_gamma", o->bias_gamma);
     GET_NUM("balance_alpha", o->balance_alpha);
     GET_NUM("init_std", o->init_std);
+    if (json_get(r, "mtp_weight")) GET_NUM("mtp_weight", o->mtp_weight);
 #undef GET_INT
 #undef GET_NUM
     o->seed = (uint64_t)seed;
@@ -548,6 +552,7 @@ static int metrics_line(lm_text *t, int64_t step, double loss, double lr, const 
     if (has_val) bad = bad || put_num(t, "val_loss", "%.6f", val);
     if (comm_s >= 0) bad = bad || put_num(t, "allreduce_s", "%.6f", comm_s);
     if (st->balance_loss != 0) bad = bad || put_num(t, "balance_loss", "%.6g", st->balance_loss);
+    if (st->mtp_loss != 0) bad = bad || put_num(t, "mtp_loss", "%.6f", st->mtp_loss);
     if (st->n_moe_layers) {
         bad = bad || lm_text_append(t, ", \"expert_load\": [", strlen(", \"expert_load\": ["));
         for (int64_t l = 0; l < st->n_moe_layers && !bad; l++) {
@@ -869,6 +874,7 @@ static int setup(run_ctx *c, const lm_config *cfg, lm_error *err) {
     to.clip = o->clip;
     to.bias_gamma = o->bias_gamma;
     to.balance_alpha = o->balance_alpha;
+    to.mtp_weight = o->mtp_weight;
     c->pool = lm_pool_create(o->threads);
     if (!c->pool) return lm_fail(err, "cannot start %d threads", o->threads);
     c->tr = lm_trainer_create(c->p, &to, o->threads, err);
@@ -992,6 +998,35 @@ int lm_train_resume(const char *run_dir, const lm_resume_opts *ro, lm_error *err
     return rc;
 }
 
+/* Rewrites the run's config.json (text[len], a JSON object) with
+ * "num_nextn_predict_layers": 1: the value replaced where the key is,
+ * else the key added first. */
+static int config_add_mtp(const char *path, const char *text, size_t len, lm_error *err) {
+    static const char key[] = "\"num_nextn_predict_layers\"";
+    lm_text out = {0};
+    const char *k = memmem(text, len, key, sizeof key - 1);
+    int bad;
+    if (k) {
+        const char *v = k + sizeof key - 1, *end = text + len;
+        while (v < end && (*v == ' ' || *v == ':' || *v == '\t' || *v == '\n' || *v == '\r')) v++;
+        const char *e = v;
+        while (e < end && ((*e >= '0' && *e <= '9') || *e == '-' || *e == '+' || *e == '.' || *e == 'e' || *e == 'E' ||
+                           *e == 'n' || *e == 'u' || *e == 'l'))
+            e++;
+        bad = lm_text_append(&out, text, (size_t)(v - text)) || lm_text_append(&out, "1", 1) ||
+              lm_text_append(&out, e, (size_t)(end - e));
+    } else {
+        const char *brace = memchr(text, '{', len);
+        if (!brace) return lm_fail(err, "%s: not a JSON object", path);
+        static const char add[] = "\"num_nextn_predict_layers\": 1,";
+        bad = lm_text_append(&out, text, (size_t)(brace + 1 - text)) || lm_text_append(&out, add, sizeof add - 1) ||
+              lm_text_append(&out, brace + 1, len - (size_t)(brace + 1 - text));
+    }
+    int rc = bad ? lm_fail(err, "out of memory") : lm_write_file_atomic(path, out.data, out.len, err);
+    lm_text_free(&out);
+    return rc;
+}
+
 static int lead_run(const lm_run_opts *opts, int *announced, lm_error *err) {
     if (check_world(opts, err)) return -1;
     run_ctx c;
@@ -1039,11 +1074,18 @@ static int lead_run(const lm_run_opts *opts, int *announced, lm_error *err) {
     size_t len;
     if (lm_read_file(c.config_text_path, 16u << 20, &text, &len, err)) goto fail;
     int prc = lm_config_parse(text, len, o->config_path ? o->config_path : c.config_text_path, &cfg, err);
+    if (!prc && o->mtp_weight > 0 && cfg.num_nextn_predict_layers == 0) {
+        prc = config_add_mtp(c.config_text_path, text, len, err);
+        cfg.num_nextn_predict_layers = 1;
+    }
     free(text);
     if (prc || lm_params_create(&cfg, &c.p, err)) goto fail;
     if (o->init_dir) {
         lm_model *m;
         if (lm_model_load_flags(o->init_dir, LM_LOAD_ROWS, &m, err)) goto fail; /* only its tensors are read */
+        /* a checkpoint without the MTP layer: the layer starts from random weights */
+        if (c.p->mtp_layers && !m->cfg.num_nextn_predict_layers)
+            lm_params_init_random(c.p, o->seed, o->init_std > 0 ? o->init_std : 0.02);
         int lrc = lm_params_load_model(c.p, m, err);
         lm_model_free(m);
         if (lrc) goto fail;
@@ -1150,6 +1192,8 @@ static int lead_resume(const char *run_dir, const lm_resume_opts *ro, int *annou
         if (o->init_dir) {
             lm_model *m;
             if (lm_model_load_flags(o->init_dir, LM_LOAD_ROWS, &m, err)) goto fail; /* only its tensors are read */
+            if (c.p->mtp_layers && !m->cfg.num_nextn_predict_layers)
+                lm_params_init_random(c.p, o->seed, o->init_std > 0 ? o->init_std : 0.02);
             int lrc = lm_params_load_model(c.p, m, err);
             lm_model_free(m);
             if (lrc) goto fail;

@@ -53,6 +53,7 @@ typedef struct lm_run_opts {
     lm_schedule sched;           /* total is set to steps */
     lm_adamw_opts adamw;
     double clip, bias_gamma, balance_alpha;
+    double mtp_weight;           /* MTP loss weight (step.h); > 0 gives the config num_nextn_predict_layers 1 */
     uint64_t seed;               /* init and data order */
     double init_std;             /* <= 0: the config's initializer_range, else 0.02 */
     int threads;

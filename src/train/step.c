@@ -50,8 +50,9 @@ static void layout(lm_trainer *tr, lm_arena *pl) {
             k = d->k, E = d->E, Im = d->Im, Is = d->Is, I = d->I, L = d->L, V = d->V, dk = d->dk;
     tr->cos_t = PLAN_F(pl, T * (dr / 2));
     tr->sin_t = PLAN_F(pl, T * (dr / 2));
-    tr->acts = lm_arena_take(pl, (size_t)L * sizeof(tr_acts));
-    for (int64_t l = 0; l < L; l++) {
+    int64_t La = L + tr->mtp; /* acts[L]: the MTP layer's */
+    tr->acts = lm_arena_take(pl, (size_t)La * sizeof(tr_acts));
+    for (int64_t l = 0; l < La; l++) {
         tr_acts a = {0};
         int moe = lm_config_layer_is_moe(c, l);
         a.x_in = PLAN_F(pl, N * D);
@@ -117,7 +118,19 @@ static void layout(lm_trainer *tr, lm_arena *pl) {
         tr->loads = lm_arena_take(pl, (size_t)(tr->nmoe * E) * sizeof(int64_t));
         tr->moe_layer = PLAN_I(pl, tr->nmoe);
     }
-    tr->moe_slot = PLAN_I(pl, L);
+    tr->moe_slot = PLAN_I(pl, La);
+    if (tr->mtp) {
+        tr->hn = PLAN_F(pl, N * D);
+        tr->mcat = PLAN_F(pl, N * 2 * D);
+        tr->dcat = PLAN_F(pl, N * 2 * D);
+        tr->r_e = PLAN_F(pl, N);
+        tr->r_h = PLAN_F(pl, N);
+        tr->x_mfin = PLAN_F(pl, N * D);
+        tr->r_mfin = PLAN_F(pl, N);
+        tr->dfin = PLAN_F(pl, N * D);
+        tr->mids = PLAN_I(pl, N);
+        tr->mtgt = PLAN_I(pl, N);
+    }
     tr->xc = PLAN_F(pl, tr->head_chunk * D);
     tr->dxc = PLAN_F(pl, tr->head_chunk * D);
     tr->logits = PLAN_F(pl, tr->head_chunk * V);
@@ -125,14 +138,14 @@ static void layout(lm_trainer *tr, lm_arena *pl) {
     tr->hloss = lm_arena_take(pl, (size_t)tr->head_chunk * sizeof(double));
     tr->headT = PLAN_F(pl, V * D);
     tr->hacc = PLAN_F(pl, V * D);
-    tr->ekey = lm_arena_take(pl, (size_t)N * sizeof(uint64_t));
+    tr->ekey = lm_arena_take(pl, (size_t)(N * (1 + tr->mtp)) * sizeof(uint64_t));
     /* Per thread: Q, K, dQ, dK [T, dk]; V, O, dO, dV [T, dv]; scores. */
     tr->thr_floats = (4 * T * dk + 4 * T * dv + lm_tk_attn_scratch_floats(T, dk, dv) + 15) & ~(int64_t)15;
     tr->thr = PLAN_F(pl, tr->nthreads * tr->thr_floats);
     /* The Linear products' workspace: the largest of them. */
     int64_t shapes[][2] = {{Q, D},      {H * dk, Q}, {H * dk, D}, {C + dr, D}, {H * (dn + dv), C},
                            {D, H * dv}, {I, D},      {D, I},      {E, D},      {Im, D},
-                           {D, Im},     {Is, D},     {D, Is}};
+                           {D, Im},     {Is, D},     {D, Is},     {D, 2 * D}};
     int64_t ws = lm_tk_ws_floats(tr->head_chunk, V, D);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         ws = max64(ws, lm_tk_ws_floats(N, shapes[i][0], shapes[i][1]));
@@ -156,8 +169,12 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
                 (long long)c->max_position_embeddings);
         return NULL;
     }
-    if (!(o->clip >= 0 || o->clip < 0) || !(o->bias_gamma >= 0) || !(o->balance_alpha >= 0)) {
-        lm_fail(err, "clip, bias_gamma and balance_alpha must be numbers >= 0");
+    if (!(o->clip >= 0 || o->clip < 0) || !(o->bias_gamma >= 0) || !(o->balance_alpha >= 0) || !(o->mtp_weight >= 0)) {
+        lm_fail(err, "clip, bias_gamma, balance_alpha and mtp_weight must be numbers >= 0");
+        return NULL;
+    }
+    if (o->mtp_weight > 0 && p->mtp_layers < 1) {
+        lm_fail(err, "an MTP loss weight needs an MTP layer: the config has num_nextn_predict_layers 0, expected 1");
         return NULL;
     }
     lm_trainer *tr = calloc(1, sizeof *tr);
@@ -172,8 +189,9 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
     tr->Bm = mb;
     tr->T = o->seq;
     tr->N = mb * o->seq;
+    tr->mtp = o->mtp_weight > 0;
     int64_t Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts, I = 0;
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+    for (int64_t l = 0; l < c->num_hidden_layers + tr->mtp; l++) {
         if (lm_config_layer_is_moe(c, l))
             tr->nmoe++;
         else
@@ -185,7 +203,16 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
     int64_t hc = ((int64_t)1 << 23) / c->vocab_size;
     tr->head_chunk = hc < 64 ? 64 : hc;
     if (tr->head_chunk > tr->N) tr->head_chunk = tr->N;
-    if (lm_adamw_init(&tr->opt, p, &o->adamw, err)) {
+    /* Without the MTP loss, an MTP layer in the parameters (a released
+     * checkpoint fine-tuned) stays as it is: left out of the optimiser (no
+     * weight decay on it; its gradient is never computed). */
+    int frozen = 0;
+    for (int64_t i = 0; !tr->mtp && i < p->n_tensors; i++)
+        if (p->t[i].mtp && p->t[i].trainable) p->t[i].trainable = 0, frozen = 1;
+    int arc = lm_adamw_init(&tr->opt, p, &o->adamw, err);
+    for (int64_t i = 0; frozen && i < p->n_tensors; i++) /* the flags as params.c set them */
+        if (p->t[i].mtp && !p->t[i].alias && p->t[i].kind != LM_PARAM_BIAS) p->t[i].trainable = 1;
+    if (arc) {
         free(tr);
         return NULL;
     }
@@ -203,7 +230,7 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
     lm_config_rope_inv_freq(c, inv_freq);
     lm_rope_tables(c, inv_freq, 0, tr->T, tr->cos_t, tr->sin_t);
     int64_t m = 0;
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+    for (int64_t l = 0; l < c->num_hidden_layers + tr->mtp; l++) {
         tr->moe_slot[l] = lm_config_layer_is_moe(c, l) ? (int32_t)m : -1;
         if (tr->moe_slot[l] >= 0) tr->moe_layer[m++] = (int32_t)l;
     }
@@ -243,6 +270,7 @@ void lm_train_begin(lm_trainer *tr) {
     lm_params_zero_grad(tr->p);
     if (tr->nmoe) memset(tr->loads, 0, (size_t)(tr->nmoe * tr->p->cfg.n_routed_experts) * sizeof(int64_t));
     tr->loss_sum = 0;
+    tr->mtp_loss_sum = 0;
     tr->bal_sum = 0;
     tr->tok_count = 0;
     tr->denom_tokens = 0;
@@ -266,8 +294,10 @@ int lm_train_accumulate(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const
     if (check_batch(tr, pool, ids, targets, nseq * tr->T, err) || claim_loss_kind(tr, 1, err)) return -1;
     tr->denom_tokens = denom_tokens;
     tr_forward(tr, pool, ids, nseq, denom_seqs, 1);
+    double denom = denom_tokens > 0 ? (double)denom_tokens : 1.0;
+    if (tr->mtp) tr_mtp_pass(tr, pool, ids, targets, nseq, denom, denom_seqs);
     int64_t cnt = 0;
-    tr_head(tr, pool, targets, nseq, denom_tokens > 0 ? (double)denom_tokens : 1.0, 1, NULL, NULL, &tr->loss_sum, &cnt);
+    tr_head(tr, pool, targets, nseq, denom, 1, NULL, NULL, &tr->loss_sum, &cnt);
     tr->tok_count += cnt;
     tr_backward(tr, pool, ids, nseq, denom_seqs);
     return 0;
@@ -397,6 +427,7 @@ void lm_train_apply(lm_trainer *tr, lm_pool *pool, double lr, lm_train_stats *st
     memset(st, 0, sizeof *st);
     double denom = tr->denom_tokens > 0 ? (double)tr->denom_tokens : 1.0;
     st->loss = tr->tok_count ? tr->loss_sum / denom : 0.0;
+    st->mtp_loss = tr->tok_count ? tr->mtp_loss_sum / denom : 0.0;
     st->balance_loss = tr->bal_sum;
     st->grad_norm = norm;
     st->clip_scale = scale;

@@ -75,6 +75,17 @@ typedef struct lm_train_opts {
     double clip;                 /* max global gradient norm; <= 0: no clipping */
     double bias_gamma;           /* MoE correction-bias step gamma; 0: off */
     double balance_alpha;        /* sequence-wise balance loss weight alpha; 0: off */
+    /* MTP loss weight lambda (DeepSeek-V3 section 2.2; 0: off). With an MTP
+     * layer in the parameters (num_nextn_predict_layers 1), the CE passes
+     * (lm_train_accumulate, lm_train_step) add lambda times the MTP layer's
+     * cross-entropy of token t+2 at each position t whose token t+1 is in
+     * the sequence, normalised like the main loss (by the main target
+     * count, as the report's 1/T). Other losses ignore it. The MTP
+     * gradients of the shared embedding, head and model.norm join the
+     * pass's own before its one add (the accumulation contract below
+     * holds). With 0, an MTP layer in the parameters is left out of the
+     * optimiser (kept as loaded). */
+    double mtp_weight;
 } lm_train_opts;
 
 /* batch 1, seq 0 (must be set), micro_batch 0, AdamW (0.9, 0.95, 1e-8,
@@ -84,6 +95,7 @@ lm_train_opts lm_train_opts_default(void);
 typedef struct lm_train_stats {
     double loss;                 /* mean cross-entropy over positions with a target */
     double balance_loss;         /* the alpha-weighted sequence-wise balance term (0 when off) */
+    double mtp_loss;             /* the MTP cross-entropy, unweighted, same normalisation as loss (0 when off) */
     double grad_norm;            /* global gradient norm before clipping */
     double clip_scale;           /* factor the gradient was multiplied by (1: not clipped) */
     double lr;

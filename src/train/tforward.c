@@ -292,38 +292,54 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
     const lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size, L = c->num_hidden_layers;
-    float eps = (float)c->rms_norm_eps;
     for (int64_t n = 0; n < N; n++)
         memcpy(tr->acts[0].x_in + n * D, lm_mat_data(&p->W.embed) + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
     double bal = 0;
-    for (int64_t l = 0; l < L; l++) {
-        tr_acts *A = &tr->acts[l];
-        const lm_layer *W = &p->W.layers[l];
-        float *next = l + 1 < L ? tr->acts[l + 1].x_in : tr->x_fin;
-        attn_fwd(tr, pool, l, nseq, tr->tmp);
-        add_rows(pool, A->x_mid, A->x_in, tr->tmp, N, D);
-        tr_norm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D, eps);
-        if (W->is_moe)
-            bal += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
-        else
-            mlp_fwd(tr, pool, tr->xn, N, &W->w1, &W->w3, &W->w2, A->h1, A->h3, tr->tmp);
-        add_rows(pool, next, A->x_mid, tr->tmp, N, D);
-    }
+    for (int64_t l = 0; l < L; l++)
+        bal += tr_layer_forward(tr, pool, l, nseq, denom_seqs, count_loads, l + 1 < L ? tr->acts[l + 1].x_in : tr->x_fin);
     tr->bal_sum += bal;
+}
+
+double tr_layer_forward(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs, int count_loads,
+                        float *next) {
+    const lm_params *p = tr->p;
+    const lm_config *c = &p->cfg;
+    int64_t N = nseq * tr->T, D = c->hidden_size;
+    float eps = (float)c->rms_norm_eps;
+    tr_acts *A = &tr->acts[l];
+    const lm_layer *W = &p->W.layers[l];
+    double bal = 0;
+    attn_fwd(tr, pool, l, nseq, tr->tmp);
+    add_rows(pool, A->x_mid, A->x_in, tr->tmp, N, D);
+    tr_norm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D, eps);
+    if (W->is_moe)
+        bal += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
+    else
+        mlp_fwd(tr, pool, tr->xn, N, &W->w1, &W->w3, &W->w2, A->h1, A->h3, tr->tmp);
+    add_rows(pool, next, A->x_mid, tr->tmp, N, D);
+    return bal;
 }
 
 /* ---- head and loss ---- */
 
 void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
              lm_token_loss_fn fn, void *fn_ctx, double *loss_sum, int64_t *count) {
+    int mtp = grad && tr->mtp_pending;
+    tr_head_rows(tr, pool, tr->x_fin, tr->r_fin, tr->p->W.final_norm, tr->p->G.final_norm, targets, nseq, denom, grad,
+                 fn, fn_ctx, loss_sum, count, mtp, !tr->p->cfg.tie_word_embeddings, mtp ? tr->dfin : NULL);
+}
+
+void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const float *norm_w, float *norm_g,
+                  const int32_t *targets, int64_t nseq, double denom, int grad, lm_token_loss_fn fn, void *fn_ctx,
+                  double *loss_sum, int64_t *count, int keep_hacc, int fold_head, const float *extra_dxn) {
     const lm_params *p = tr->p;
     const lm_config *c = &p->cfg;
     int64_t N = nseq * tr->T, D = c->hidden_size, V = c->vocab_size, HC = tr->head_chunk;
     float scale = (float)(1.0 / denom);
-    tr_norm_rows(pool, tr->xn, tr->r_fin, tr->x_fin, p->W.final_norm, N, D, (float)c->rms_norm_eps);
+    tr_norm_rows(pool, tr->xn, r, x, norm_w, N, D, (float)c->rms_norm_eps);
     if (grad) {
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
-        memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
+        if (!keep_hacc) memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
         lm_tk_transpose(pool, tr->headT, lm_mat_data(&p->W.head), V, D);
     }
     lm_mat headT = lm_f32_mat(tr->headT, D, V);
@@ -357,7 +373,8 @@ void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq
     if (!grad) return;
     /* This pass's head gradient goes to G in one add (tied: after the
      * embedding rows join it, in tr_backward). */
-    if (!c->tie_word_embeddings) lm_tk_add(pool, lm_mat_data(&p->G.head), tr->hacc, V * D);
-    tr_norm_bwd_rows(pool, tr->dx, tr->dxn, tr->x_fin, p->W.final_norm, tr->r_fin, N, D, 0);
-    lm_tk_rmsnorm_dw(pool, p->G.final_norm, tr->dxn, tr->x_fin, tr->r_fin, N, D);
+    if (fold_head) lm_tk_add(pool, lm_mat_data(&p->G.head), tr->hacc, V * D);
+    if (extra_dxn) lm_tk_add(pool, tr->dxn, extra_dxn, N * D);
+    tr_norm_bwd_rows(pool, tr->dx, tr->dxn, x, norm_w, r, N, D, 0);
+    lm_tk_rmsnorm_dw(pool, norm_g, tr->dxn, x, r, N, D);
 }

@@ -86,6 +86,21 @@ struct lm_trainer {
     int64_t *loads;              /* [nmoe, E] tokens per expert in this step */
     int32_t *moe_layer;          /* [nmoe] layer index */
     int32_t *moe_slot;           /* [L] row of the layer in loads, -1 for dense layers */
+    /* MTP loss (lm_train_opts.mtp_weight > 0 on parameters with an MTP
+     * layer; mtp_loss.c): acts[L] holds the MTP decoder layer's activations */
+    int mtp;
+    float *hn;                   /* [N, D] main output after model.norm */
+    float *mcat, *dcat;          /* [N, 2D] eh_proj input [enorm(embed(next)) | hnorm(hn)], its gradient */
+    float *r_e, *r_h;            /* [N] 1/rms of the embedding rows and of hn */
+    float *x_mfin, *r_mfin;      /* [N, D] MTP layer output, [N] its 1/rms (shared_head.norm) */
+    float *dfin;                 /* [N, D] the MTP loss's gradient of model.norm's output (hn) */
+    int32_t *mids, *mtgt;        /* [N] MTP input token (t+1) and target (t+2; -1: none) */
+    double mtp_loss_sum;         /* this step, unweighted */
+    /* Set by tr_mtp_pass for the pass's tr_head and tr_backward: hacc holds
+     * the MTP head's gradient, dfin the gradient of hn, dcat [N, D] that of
+     * the embedding rows mids[n]. They join the main gradients before the
+     * single add per element of the pass (step.h's accumulation contract). */
+    int mtp_pending;
     double loss_sum, bal_sum;    /* this step */
     int64_t tok_count, denom_tokens;
     int loss_kind;               /* since lm_train_begin: 0 nothing, 1 cross-entropy, 2 token loss */
@@ -105,6 +120,28 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
  * and gradient come from it instead, from the whole logits row. */
 void tr_head(lm_trainer *tr, lm_pool *pool, const int32_t *targets, int64_t nseq, double denom, int grad,
              lm_token_loss_fn fn, void *fn_ctx, double *loss_sum, int64_t *count);
+
+/* tr_head on other rows: x [N, D] normalised with norm_w (1/rms into r),
+ * gradient of the norm into norm_g. keep_hacc: add to the head gradient
+ * already in hacc (else start it at zero); fold_head: add hacc to G.head at
+ * the end (tr_head: unless tied, see tr_backward); extra_dxn [N, D]: a
+ * gradient of the normalised rows from elsewhere, added before the norm's
+ * backward (or NULL). */
+void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const float *norm_w, float *norm_g,
+                  const int32_t *targets, int64_t nseq, double denom, int grad, lm_token_loss_fn fn, void *fn_ctx,
+                  double *loss_sum, int64_t *count, int keep_hacc, int fold_head, const float *extra_dxn);
+/* One decoder layer l (acts[l].x_in filled) into next [N, D]; returns its
+ * balance term. And its backward from tr->dx (gradient of next) to tr->dx
+ * (gradient of acts[l].x_in). */
+double tr_layer_forward(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs, int count_loads,
+                        float *next);
+void tr_layer_backward(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int64_t denom_seqs);
+/* mtp_loss.c: the MTP layer's forward, weighted loss and backward for the
+ * micro-batch whose main forward just ran: the MTP tensors' gradients are
+ * added to G; those of the shared head, model.norm and the embedding are
+ * left for the pass's tr_head and tr_backward (mtp_pending). */
+void tr_mtp_pass(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_t *targets, int64_t nseq, double denom,
+                 int64_t denom_seqs);
 
 /* Gathers head h of sequence b into contiguous Q [T, dn+dr] (roped),
  * K [T, dn+dr] ([k_nope | shared k_pe]) and V [T, dv] (tforward.c). */

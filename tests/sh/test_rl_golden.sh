@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_rl_golden.sh — tests/golden_rl is what tests/ref/make_rl_golden.py
 # writes today: the PyTorch reference is regenerated into a temporary folder
-# and compared byte for byte (--check), so the goldens tests/test_rl.c reads
+# and compared (--check: structure and integers exactly, floats to 1e-9
+# relative, as the system BLAS may move last bits), so the goldens tests/test_rl.c reads
 # cannot drift from the formulas in the script. Needs Debian's python3-torch
 # (not in CI's package list): skips visibly without it.
 set -u

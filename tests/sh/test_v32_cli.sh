@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_v32_cli.sh — DeepSeek-V3.2 (sparse attention) through the CLI: `lemma
 # info` names it, `--fp8-emulation` switches the FP8 rounding of every
-# computing command, `lemma init` writes a V3.2 checkpoint that generates,
-# training refuses it. The numbers themselves are tests/test_dsa.c's.
+# computing command, `lemma init` writes a V3.2 checkpoint that generates (its
+# MTP layer, with its own indexer, drafts), training refuses it. The numbers themselves are tests/test_dsa.c's.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/sh/lib.sh
@@ -30,6 +30,14 @@ sed -E 's/"index_topk": 16/"index_topk": 4/' $g/config.json > "$tmp/config.json"
 check "init writes a V3.2 checkpoint" "$LEMMA" init "$tmp/config.json" --out "$tmp/m" --seed 1
 check "it has the indexer tensors" grep -q "self_attn.indexer.k_norm.bias" "$tmp/m/model.safetensors"
 check "it generates 24 tokens past index_topk 4" "$LEMMA" generate "$tmp/m" --ids 1,2,3 -n 24 --ignore-eos
+# V3.2's MTP layer has an indexer too: the draft loads it and greedy output is unchanged
+sed -E 's/"index_topk": 16/"index_topk": 4/; s/"num_nextn_predict_layers": 0/"num_nextn_predict_layers": 1/' \
+    $g/config.json > "$tmp/mtp.json"
+"$LEMMA" init "$tmp/mtp.json" --out "$tmp/mtp" --seed 2 >/dev/null 2>&1
+"$LEMMA" generate "$tmp/mtp" --ids 1,2,3 -n 30 --ignore-eos >"$tmp/plain" 2>/dev/null
+"$LEMMA" generate "$tmp/mtp" --ids 1,2,3 -n 30 --ignore-eos --speculative mtp >"$tmp/spec" 2>"$tmp/spec.err"
+check "the MTP layer's indexer is bound" grep -q "speculative (mtp): 29 verify forwards" "$tmp/spec.err"
+check "MTP speculative greedy equals plain greedy past index_topk" cmp -s "$tmp/plain" "$tmp/spec"
 check_fails "training refuses V3.2 sparse attention" "DeepSeek-V3.2 sparse attention" \
     "$LEMMA" train --config "$tmp/config.json" --data /nonexistent --out "$tmp/run"
 

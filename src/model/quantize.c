@@ -1,0 +1,216 @@
+/* quantize.c — Q8 checkpoints (quantize.h). */
+#include "model/quantize.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/dtype.h"
+#include "core/fileio.h"
+#include "core/kernels.h"
+#include "formats/safetensors.h"
+#include "model/arch.h"
+#include "model/config.h"
+
+typedef struct name_list {
+    char (*names)[LM_ARCH_NAME_MAX];
+    int64_t n, cap;
+} name_list;
+
+static int add_matrix(void *ctx, const lm_arch_item *it) {
+    name_list *l = ctx;
+    if (it->ndim != 2 || (it->t->flags & LM_ARCH_CHECK_FINITE)) return 0; /* the router stays exact */
+    /* V3.2's DSA indexer picks keys through its own FP8 emulation: its
+     * selection is left exactly as stored */
+    if (strstr(it->name, ".indexer.")) return 0;
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 256;
+        void *p = realloc(l->names, (size_t)cap * sizeof *l->names);
+        if (!p) return -1;
+        l->names = p;
+        l->cap = cap;
+    }
+    memcpy(l->names[l->n++], it->name, LM_ARCH_NAME_MAX);
+    return 0;
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+static int is_listed(const name_list *l, const char *name) {
+    char key[LM_ARCH_NAME_MAX];
+    if (strlen(name) >= sizeof key) return 0;
+    snprintf(key, sizeof key, "%s", name);
+    return bsearch(key, l->names, (size_t)l->n, sizeof *l->names, cmp_name) != NULL;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* One quantized matrix: q and its scales, owned here. */
+typedef struct q8_out {
+    int8_t *q;
+    uint16_t *d;
+    char scale_name[LM_ARCH_NAME_MAX + 16];
+} q8_out;
+
+/* Rows of t (F32, BF16, F16, or FP8 with its scale tensor) to Q8. */
+static int quantize_tensor(const lm_tensor_set *set, const lm_tensor *t, const char *name, q8_out *o, lm_error *err) {
+    int64_t rows = t->shape[0], cols = t->shape[1], ks = (cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
+    lm_mat m = {t->dtype, rows, cols, t->data, NULL, LM_LAYOUT_ROWS, 0, NULL};
+    float *scale_copy = NULL;
+    if (t->dtype == LM_DTYPE_F8_E4M3) {
+        char sname[LM_ARCH_NAME_MAX + 16];
+        snprintf(sname, sizeof sname, "%s_scale_inv", name);
+        const lm_tensor *s = lm_st_find(set, sname);
+        int64_t br = (rows + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK, bc = (cols + LM_FP8_BLOCK - 1) / LM_FP8_BLOCK;
+        if (!s || s->dtype != LM_DTYPE_F32 || s->ndim != 2 || s->shape[0] != br || s->shape[1] != bc)
+            return lm_fail(err, "%s: FP8 tensor '%s' needs an F32 '%s' of shape [%lld, %lld]",
+                           lm_st_file_path(set, t->file), name, sname, (long long)br, (long long)bc);
+        if (!(scale_copy = malloc((size_t)(br * bc) * sizeof(float)))) return lm_fail(err, "out of memory");
+        memcpy(scale_copy, s->data, (size_t)(br * bc) * sizeof(float)); /* may be unaligned in the file */
+        m.scale_inv = scale_copy;
+    } else if (t->dtype != LM_DTYPE_F32 && t->dtype != LM_DTYPE_BF16 && t->dtype != LM_DTYPE_F16) {
+        return lm_fail(err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3 to quantize",
+                       lm_st_file_path(set, t->file), name, lm_dtype_name(t->dtype));
+    }
+    o->q = malloc((size_t)(rows * cols));
+    o->d = malloc((size_t)(rows * ks) * sizeof(uint16_t));
+    float *row = malloc((size_t)cols * sizeof(float));
+    int rc = 0;
+    if (!o->q || !o->d || !row) rc = lm_fail(err, "out of memory quantizing '%s' (%lld x %lld)", name, (long long)rows,
+                                             (long long)cols);
+    for (int64_t r = 0; !rc && r < rows; r++) {
+        lm_mat_row(&m, r, row);
+        if (lm_q8_quantize_row(row, cols, o->q + r * cols, o->d + r * ks)) {
+            int64_t c = 0;
+            while (c < cols && isfinite(row[c]) && row[c] < 8e6f && row[c] > -8e6f) c++;
+            rc = lm_fail(err, "%s: tensor '%s' row %lld column %lld is %g, expected a finite weight of magnitude "
+                              "below 8e6 (Q8 scales are F16)",
+                         lm_st_file_path(set, t->file), name, (long long)r, (long long)c, c < cols ? row[c] : 0.0);
+        }
+    }
+    free(row);
+    free(scale_copy);
+    snprintf(o->scale_name, sizeof o->scale_name, "%s_q8_scale", name);
+    return rc ? -1 : 0;
+}
+
+/* Copies the non-weight files (config, tokenizer, ...) of in_dir. */
+static int copy_side_files(const char *in_dir, const char *out_dir, lm_error *err) {
+    DIR *d = opendir(in_dir);
+    if (!d) return lm_fail(err, "%s: cannot list the directory", in_dir);
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || ends_with(e->d_name, ".safetensors") ||
+            ends_with(e->d_name, ".safetensors.index.json"))
+            continue;
+        char src[PATH_MAX], dst[PATH_MAX];
+        struct stat st;
+        snprintf(src, sizeof src, "%s/%s", in_dir, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", out_dir, e->d_name);
+        if (stat(src, &st) || !S_ISREG(st.st_mode)) continue;
+        char *text = NULL;
+        size_t len = 0;
+        rc = lm_read_file(src, (size_t)1 << 30, &text, &len, err) || lm_write_file_atomic(dst, text, len, err) ? -1 : 0;
+        free(text);
+    }
+    closedir(d);
+    return rc;
+}
+
+int lm_quantize_q8(const char *in_dir, const char *out_dir, lm_quantize_stats *st, lm_error *err) {
+    memset(st, 0, sizeof *st);
+    char probe[PATH_MAX];
+    struct stat sb;
+    snprintf(probe, sizeof probe, "%s/model.safetensors", out_dir);
+    int holds = !stat(probe, &sb);
+    snprintf(probe, sizeof probe, "%s/model.safetensors.index.json", out_dir);
+    holds |= !stat(probe, &sb);
+    if (holds) return lm_fail(err, "%s already holds a checkpoint; choose another OUT_DIR or remove it first", out_dir);
+    lm_config cfg;
+    lm_tensor_set *set = NULL;
+    if (lm_config_load(in_dir, &cfg, err) || lm_st_open_dir(in_dir, &set, err)) return -1;
+    name_list quant = {0};
+    int64_t n = lm_st_count(set);
+    lm_tensor_out *outs = calloc((size_t)(2 * n + 1), sizeof *outs);
+    q8_out *q8 = calloc((size_t)(n + 1), sizeof *q8);
+    int rc = 0;
+    if (!outs || !q8 || lm_arch_each(&cfg, LM_ARCH_MAIN, add_matrix, &quant)) {
+        rc = lm_fail(err, "out of memory");
+        goto done;
+    }
+    /* a tied config that stores a head anyway: the loader binds that one too */
+    if (cfg.tie_word_embeddings && lm_st_find(set, "lm_head.weight")) {
+        lm_arch_tensor head = {0};
+        lm_arch_item it = {.t = &head, .ndim = 2, .name = "lm_head.weight"};
+        if (add_matrix(&quant, &it)) {
+            rc = lm_fail(err, "out of memory");
+            goto done;
+        }
+    }
+    qsort(quant.names, (size_t)quant.n, sizeof *quant.names, cmp_name);
+    int64_t no = 0;
+    for (int64_t i = 0; i < n && !rc; i++) {
+        const lm_tensor *t = lm_st_tensor(set, i);
+        st->bytes_in += (double)t->nbytes;
+        if (ends_with(t->name, "_scale_inv")) { /* dropped when its FP8 weight is quantized */
+            char wname[LM_ARCH_NAME_MAX + 16];
+            size_t len = strlen(t->name) - strlen("_scale_inv");
+            if (len < sizeof wname) {
+                memcpy(wname, t->name, len);
+                wname[len] = 0;
+                const lm_tensor *w = lm_st_find(set, wname);
+                if (w && w->dtype == LM_DTYPE_F8_E4M3 && w->ndim == 2 && is_listed(&quant, wname)) continue;
+            }
+        }
+        lm_tensor_out *o = &outs[no++];
+        o->name = t->name;
+        o->dtype = t->dtype;
+        o->ndim = t->ndim;
+        memcpy(o->shape, t->shape, sizeof o->shape);
+        o->data = t->data;
+        if (t->ndim != 2 || t->dtype == LM_DTYPE_I8 || !is_listed(&quant, t->name)) continue;
+        if (quantize_tensor(set, t, t->name, &q8[i], err)) {
+            rc = -1;
+            break;
+        }
+        o->dtype = LM_DTYPE_I8;
+        o->data = q8[i].q;
+        lm_tensor_out *s = &outs[no++];
+        s->name = q8[i].scale_name;
+        s->dtype = LM_DTYPE_F16;
+        s->ndim = 2;
+        s->shape[0] = t->shape[0];
+        s->shape[1] = (t->shape[1] + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
+        s->data = q8[i].d;
+        st->matrices++;
+        st->params += t->numel;
+    }
+    for (int64_t i = 0; i < no; i++) {
+        int64_t numel = 1;
+        for (int dd = 0; dd < outs[i].ndim; dd++) numel *= outs[i].shape[dd];
+        st->bytes_out += (double)numel * (double)lm_dtype_size(outs[i].dtype);
+    }
+    if (!rc) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+        rc = lm_mkdir_p(out_dir, err) || copy_side_files(in_dir, out_dir, err) ||
+                     lm_st_write(path, outs, no, "{\"format\":\"pt\",\"lemma_quantization\":\"q8\"}", err)
+                 ? -1
+                 : 0;
+    }
+done:
+    for (int64_t i = 0; q8 && i < n; i++) free(q8[i].q), free(q8[i].d);
+    free(q8);
+    free(outs);
+    free(quant.names);
+    lm_st_close(set);
+    return rc;
+}

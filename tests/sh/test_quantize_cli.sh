@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# test_quantize_cli.sh — `lemma quantize MODEL_DIR OUT_DIR --type q8` end to
+# end on tiny F32 and FP8 checkpoints: the output holds I8 weights with F16
+# `_q8_scale` companions, `lemma info` and `lemma generate` load it, a Q8
+# checkpoint quantized again is unchanged, and bad input is refused with one
+# clear line. (Exactness against the dequantized weights: tests/test_q8.c.)
+set -u
+cd "$(dirname "$0")/../.."
+. tests/sh/lib.sh
+
+cat >"$tmp/tiny.json" <<'JSON'
+{
+  "architectures": ["DeepseekV3ForCausalLM"],
+  "vocab_size": 128, "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
+  "num_hidden_layers": 2, "first_k_dense_replace": 1, "num_attention_heads": 2,
+  "n_routed_experts": 4, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 2,
+  "topk_group": 1, "topk_method": "noaux_tc", "scoring_func": "sigmoid", "norm_topk_prob": true,
+  "routed_scaling_factor": 2.5, "q_lora_rank": 48, "kv_lora_rank": 32, "qk_nope_head_dim": 16,
+  "qk_rope_head_dim": 8, "v_head_dim": 16, "rope_theta": 10000, "rms_norm_eps": 1e-6,
+  "tie_word_embeddings": false, "bos_token_id": 0, "eos_token_id": 1
+}
+JSON
+
+gen() { "$LEMMA" generate "$1" --ids 3,7,11 -n 8 --ignore-eos --threads 1 "${@:2}" 2>/dev/null; }
+for dt in f32 fp8; do
+    check "init $dt" "$LEMMA" init "$tmp/tiny.json" --out "$tmp/$dt" --seed 3 --dtype $dt
+    check "quantize $dt" "$LEMMA" quantize "$tmp/$dt" "$tmp/${dt}_q8" --type q8
+    grep -q "q8: .* matrices" "$tmp/out" && ok "  ... reports what it did" || bad "  ... reports what it did"
+    check "  ... config copied" cmp "$tmp/$dt/config.json" "$tmp/${dt}_q8/config.json"
+    check "info on q8 ($dt)" "$LEMMA" info "$tmp/${dt}_q8"
+    grep -q "I8: " "$tmp/out" && ok "  ... info shows I8" || bad "  ... info shows I8"
+    grep -q "F8_E4M3" "$tmp/out" && bad "  ... no FP8 left" || ok "  ... no FP8 left"
+    g=$(gen "$tmp/${dt}_q8")
+    [[ "$g" =~ ^[0-9]+(,[0-9]+){7}$ ]] && ok "generate on q8 ($dt): $g" || bad "generate on q8 ($dt) ('$g')"
+    g2=$(gen "$tmp/${dt}_q8" --attn naive)
+    [ "$g" = "$g2" ] && ok "  ... latent = naive" || bad "  ... latent = naive ($g vs $g2)"
+done
+# names and dtypes in the header: I8 weight, F16 [rows, cols/32] scale, router and norms kept
+python3 - "$tmp/f32_q8/model.safetensors" >"$tmp/hdr" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n))
+for k in ['model.layers.1.mlp.experts.0.up_proj.weight', 'model.layers.1.mlp.experts.0.up_proj.weight_q8_scale',
+          'model.layers.1.mlp.gate.weight', 'model.norm.weight', 'lm_head.weight', 'model.embed_tokens.weight']:
+    print(k, h[k]['dtype'], h[k]['shape'])
+PY
+grep -q "experts.0.up_proj.weight I8 \[32, 64\]" "$tmp/hdr" && grep -q "up_proj.weight_q8_scale F16 \[32, 2\]" "$tmp/hdr" \
+    && grep -q "mlp.gate.weight F32" "$tmp/hdr" && grep -q "model.norm.weight F32" "$tmp/hdr" \
+    && grep -q "lm_head.weight I8" "$tmp/hdr" && grep -q "embed_tokens.weight I8" "$tmp/hdr" \
+    && ok "tensor names and dtypes" || { bad "tensor names and dtypes"; sed 's/^/  /' "$tmp/hdr"; }
+check "quantize a q8 checkpoint again" "$LEMMA" quantize "$tmp/f32_q8" "$tmp/again"
+check "  ... same bytes" cmp "$tmp/f32_q8/model.safetensors" "$tmp/again/model.safetensors"
+
+check_fails "existing checkpoint" "already holds a checkpoint" "$LEMMA" quantize "$tmp/f32" "$tmp/f32_q8"
+check_fails "bad type" "--type expects one of q8, got 'q4'" "$LEMMA" quantize "$tmp/f32" "$tmp/x" --type q4
+"$LEMMA" quantize "$tmp/f32" "$tmp/x" --type q4 >/dev/null 2>&1; [ $? -eq 2 ] && ok "  ... exit 2" || bad "  ... exit 2"
+check_fails "missing OUT_DIR" "missing OUT_DIR" "$LEMMA" quantize "$tmp/f32"
+check_fails "no checkpoint" "config.json" "$LEMMA" quantize "$tmp/nosuch" "$tmp/y"
+[ -e "$tmp/y/model.safetensors" ] && bad "  ... nothing written" || ok "  ... nothing written"
+
+echo "test_quantize_cli: $passed passed, $failed failed, 0 skipped"
+[ "$failed" -eq 0 ]
