@@ -7,6 +7,7 @@
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
 #   BENCH_NO_RL=1 make bench        # without the post-training RL step (bench/rl_bench.sh)
+#   BENCH_NO_DSA=1 make bench       # without the V3.2 sparse-attention table (bench/dsa_bench.sh, ~1 min)
 #   BENCH_NO_MTP=1 make bench       # without the MTP speculative-decoding table (bench/mtp_bench.sh)
 #   BENCH_NO_EXPORT=1 make bench    # without the GGUF export / llama.cpp load times (bench/export_bench.sh)
 #   BENCH_NO_Q8=1 make bench        # without the Q8 decode table (bench/q8_bench.sh)
@@ -348,6 +349,11 @@ if [ "${BENCH_NO_BATCH:-0}" != 1 ]; then
     echo
     echo "== batched decode: lemma vs llama.cpp (bench/batch_bench.sh)"
     BENCH_RESULTS=$RESULTS bash bench/batch_bench.sh || echo "bench/batch_bench.sh failed (exit $?)"
+fi
+if [ "${BENCH_NO_DSA:-0}" != 1 ]; then
+    echo
+    echo "== DeepSeek-V3.2 sparse attention: long-context decode, DSA vs dense (bench/dsa_bench.sh)"
+    BENCH_RESULTS=$RESULTS bash bench/dsa_bench.sh || echo "bench/dsa_bench.sh failed (exit $?)"
 fi
 # GGUF export (issue 10): lemma export's time and llama.cpp's load of its output.
 if [ "${BENCH_NO_EXPORT:-0}" != 1 ]; then

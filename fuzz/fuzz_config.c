@@ -3,7 +3,7 @@
  * or the config is consistent (the invariants the model code relies on) and
  * the derived RoPE / softmax constants are finite.
  *
- * FUZZ_SEEDS: tests/golden/*\/config.json tests/bad/*\/config.json
+ * FUZZ_SEEDS: tests/golden/*\/config.json tests/golden_v32/*\/config.json tests/bad/*\/config.json
  * FUZZ_MAX_LEN: 8192
  * FUZZ_DICT: fuzz/json.dict
  */
@@ -38,6 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         require(c.num_experts_per_tok >= 1 && c.num_experts_per_tok <= c.n_routed_experts);
         if (c.topk_method != LM_TOPK_GREEDY && c.n_group > 1)
             require(c.num_experts_per_tok <= c.topk_group * (c.n_routed_experts / c.n_group));
+    }
+    if (lm_config_has_indexer(&c)) { /* V3.2: what the indexer relies on */
+        int64_t di = c.index_head_dim;
+        require(di >= c.qk_rope_head_dim && (di & (di - 1)) == 0 && c.index_n_heads >= 1 && c.q_lora_rank >= 1);
+        require(c.index_n_heads * di < (1ll << 31) && c.fp8_emulation == 1);
+    } else {
+        require(c.index_n_heads == 0 && c.index_head_dim == 0 && c.index_topk == 0);
     }
     require(c.rms_norm_eps >= 0 && c.rms_norm_eps <= 1 && c.routed_scaling_factor > 0 && c.rope_theta > 1);
     double s = lm_config_softmax_scale(&c), a = lm_config_rope_attention_factor(&c);

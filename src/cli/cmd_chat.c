@@ -105,6 +105,7 @@ typedef struct chat_cli {
     int64_t n, ctx, seed, top_k;
     double temp, top_p, min_p;
     int think, ignore_eos;
+    int fp8;                     /* --fp8-emulation */
     int no_memory_check;
 } chat_cli;
 
@@ -131,6 +132,7 @@ static const cli_opt chat_opts[] = {
     {"--tokenizer", NULL, CLI_PATH, CLI_AT(chat_cli, tok_dir), .note = "MODEL_DIR", .metavar = "DIR",
      .help = "tokenizer.json location"},
     CLI_OPT_THREADS(chat_cli, threads, "worker threads"),
+    CLI_OPT_FP8_EMULATION(chat_cli, fp8),
     CLI_OPT_NO_MEMORY_CHECK(chat_cli, no_memory_check),
 };
 static int chat_run(const void *dest);
@@ -162,6 +164,7 @@ static int chat_run(const void *dest) {
         fprintf(stderr, "lemma chat: %s\n", err.msg);
         return 1;
     }
+    m->cfg.fp8_emulation = o.fp8;
     lm_tokenizer *tok = lm_tokenizer_load(tok_dir ? tok_dir : dir, &err);
     if (!tok) {
         fprintf(stderr, "lemma chat: %s\n", err.msg);

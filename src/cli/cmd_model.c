@@ -19,6 +19,7 @@
 #include "infer/generate.h"
 #include "model/mtp.h"
 #include "infer/sample.h"
+#include "model/indexer.h"
 #include "model/kvcache.h"
 #include "model/memplan.h"
 #include "model/model.h"
@@ -185,8 +186,14 @@ static int info_run(const void *dest) {
     lm_param_count p = lm_model_params(m);
     char b1[32], b2[32], b3[32];
     printf("model        %s\n", dir);
-    printf("architecture DeepSeek-V%d (%s gate, %s routing)\n", c->arch, c->scoring_func ? "sigmoid" : "softmax",
+    printf("architecture DeepSeek-V%s (%s gate, %s routing)\n", lm_config_has_indexer(c) ? "3.2 with DSA sparse attention" : c->arch == LM_ARCH_DEEPSEEK_V2 ? "2" : "3",
+           c->scoring_func ? "sigmoid" : "softmax",
            c->topk_method == LM_TOPK_NOAUX_TC ? "noaux_tc" : c->topk_method == LM_TOPK_GREEDY ? "greedy" : "group_limited_greedy");
+    if (lm_config_has_indexer(c))
+        printf("DSA          index_topk %lld, indexer %lld heads x %lld, FP8 q/k and latent (%s scales); "
+               "index keys %lld B per token per layer\n",
+               (long long)c->index_topk, (long long)c->index_n_heads, (long long)c->index_head_dim,
+               c->fp8_ue8m0 ? "ue8m0" : "amax/448", (long long)(lm_indexer_key_floats(c) * 4));
     printf("layers       %lld (%lld dense first, MoE every %lld)\n", (long long)c->num_hidden_layers,
            (long long)c->first_k_dense_replace, (long long)c->moe_layer_freq);
     printf("hidden       %lld, vocab %lld, heads %lld\n", (long long)c->hidden_size, (long long)c->vocab_size,
@@ -296,6 +303,7 @@ typedef struct run_cli {
     token_ids ids;
     int threads;
     lm_attn_mode attn;
+    int fp8;                               /* --fp8-emulation */
     int64_t chunk;
     int64_t n, seed, top_k, samples, ctx;  /* generate */
     double temp, top_p, min_p;
@@ -318,6 +326,7 @@ static const cli_arg run_args[] = {{"MODEL_DIR", CLI_ARG_AT(run_cli, dir), CLI_R
      .metavar = "MODE", .help = "latent (MLA latent cache) or naive (expanded K/V cache)"},                \
     {"--chunk", NULL, CLI_INT, CLI_AT(run_cli, chunk), .min = 1, .max = 1 << 20, .def = chunk_default,      \
      .metavar = "N", .help = "tokens per forward chunk"},                                                  \
+    CLI_OPT_FP8_EMULATION(run_cli, fp8),                                                                   \
     CLI_OPT_NO_MEMORY_CHECK(run_cli, no_memory_check)
 
 /* ---- logits ---- */
@@ -346,6 +355,9 @@ static int logits_run(const void *dest) {
                               o.no_memory_check);
     if (!m) {
         return 1;
+    }
+    m->cfg.fp8_emulation = o.fp8;
+    {
     }
     int64_t V = m->cfg.vocab_size, T = o.ids.n;
     lm_error err;
@@ -553,6 +565,7 @@ static int generate_run(const void *dest) {
     if (!m) {
         return 1;
     }
+    m->cfg.fp8_emulation = o.fp8;
     lm_error err;
     int rc = 1;
     lm_tokenizer *tok = NULL;
@@ -821,6 +834,7 @@ static int bench_run(const void *dest) {
                                                     .attn = LM_ATTN_LATENT},
                                   o.no_memory_check);
         if (!m) return 1;
+        m->cfg.fp8_emulation = o.fp8;
         int rc = bench_batch(&o, m);
         lm_model_free(m);
         return rc;
@@ -831,6 +845,7 @@ static int bench_run(const void *dest) {
                                                 .threads = o.threads, .attn = o.attn},
                               o.no_memory_check);
     if (!m) return 1;
+    m->cfg.fp8_emulation = o.fp8;
     int64_t V = m->cfg.vocab_size, ctx = prompt > gen ? prompt : gen;
     lm_error err;
     int rc = 1;

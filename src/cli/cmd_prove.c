@@ -102,6 +102,7 @@ typedef struct cli {
     lm_openai_endpoint *endpoints;      /* from api_base or endpoints_path (prove_run's) */
     int n_endpoints;
     int parallel, threads, retries;
+    int fp8;                            /* --fp8-emulation (local engine) */
     double timeout, backoff;
     lm_prove_opts o;
     int quiet;
@@ -149,6 +150,7 @@ static const cli_arg eval_args[] = {{"MODEL_DIR", CLI_ARG_AT(cli, model_arg), 0}
      .help = "an endpoint that failed gets no work for S seconds, doubled per failure\n"                     \
              "in a row (60 at most), then one request to probe it"},                                         \
     CLI_OPT_THREADS(cli, threads, "local engine threads"),                                                   \
+    CLI_OPT_FP8_EMULATION(cli, fp8),                                                                         \
     CLI_OPT_NO_MEMORY_CHECK(cli, no_memory_check),                                                          \
     {"--templates", NULL, CLI_PATH, CLI_AT(cli, templates_path), .note = "lemma's own, templates/lemma.json", \
      .metavar = "FILE", .help = "prompt templates"},                                                         \
@@ -224,6 +226,8 @@ static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_temp
     if (c->model)
         e = e || jw_raw(j, ",\"model\":") || jw_str(j, c->model) || jw_raw(j, ",\"model-sha256\":") ||
             jw_str(j, model_sha256);
+    /* Only when off, so that the run.json of runs before the option still matches. */
+    if (c->model && !c->fp8) e = e || jw_raw(j, ",\"fp8-emulation\":\"off\"");
     if (c->n_endpoints) {
         /* the endpoints of the run that wrote run.json (operational: a rerun may use others) */
         e = e || jw_raw(j, ",\"endpoints\":[");
@@ -246,7 +250,7 @@ static int run_args(const cli *c, const lm_problem_set *ps, const lm_prompt_temp
 static lm_backend *make_backend(const cli *c, lm_error *err) {
     if (c->script) return lm_backend_scripted_load(c->script, err);
     if (c->model) {
-        lm_local_opts lo = {.model_dir = c->model, .threads = (int)c->threads};
+        lm_local_opts lo = {.model_dir = c->model, .threads = (int)c->threads, .no_fp8_emulation = !c->fp8};
         return lm_backend_local_create(&lo, err);
     }
     lm_openai_opts oo;

@@ -16,6 +16,7 @@ typedef struct serve_cli {
     const char *dir, *host, *key_env, *name;
     int64_t port, max_seqs, max_queue, ctx, max_body, max_header, idle, max_conns;
     int threads;
+    int fp8;                     /* --fp8-emulation */
     double grace, load_delay;
     int no_memory_check;
 } serve_cli;
@@ -46,6 +47,7 @@ static const cli_opt serve_opts[] = {
     {"--max-connections", NULL, CLI_INT, CLI_AT(serve_cli, max_conns), .min = 1, .max = 65536, .def = "512",
      .metavar = "N", .help = "connections at once (one thread each)"},
     CLI_OPT_THREADS(serve_cli, threads, "compute threads"),
+    CLI_OPT_FP8_EMULATION(serve_cli, fp8),
     {"--served-name", NULL, CLI_STRING, CLI_AT(serve_cli, name), .flags = CLI_NONEMPTY, .def = "lemma",
      .metavar = "NAME", .help = "the model's name in /v1/models and in answers"},
     {"--grace", NULL, CLI_REAL, CLI_AT(serve_cli, grace), .lo = 0, .hi = 86400, .def = "10", .metavar = "SECONDS",
@@ -76,6 +78,7 @@ static int serve_run(const void *dest) {
     so.max_body = (size_t)o->max_body;
     so.max_header = (size_t)o->max_header;
     so.threads = o->threads;
+    so.no_fp8_emulation = !o->fp8;
     so.idle_timeout_s = (int)o->idle;
     so.max_connections = (int)o->max_conns;
     int keyed = so.api_key && *so.api_key;

@@ -134,6 +134,14 @@ enum {
     {"--threads", "-t", CLI_INT, CLI_AT(type, field), .min = 1, .max = 1024, .flags = CLI_ALL_CORES,         \
      .note = "all cores", .metavar = "N", .help = text}
 
+/* --fp8-emulation on|off, which every computing command takes: the index of
+ * "off|on" (1, on, by default) into an int field, for lm_config's
+ * fp8_emulation (DeepSeek-V3.2; no effect on V2/V3 models). */
+#define CLI_OPT_FP8_EMULATION(type, field)                                                                  \
+    {"--fp8-emulation", NULL, CLI_ENUM, CLI_AT(type, field), .choices = "off|on", .def = "on",               \
+     .metavar = "on|off", .help = "DeepSeek-V3.2: on rounds the indexer's q/k and the cached latent\n"      \
+     "through FP8 as the released model does; off keeps them in fp32 (V2/V3: no effect)"}
+
 /* Returned by cli_parse when the command should run. */
 enum { CLI_RUN = -1 };
 

@@ -1,4 +1,4 @@
-/* arch.c — the tensor table of a DeepSeek-V2/V3 checkpoint and its walk. */
+/* arch.c — the tensor table of a DeepSeek-V2/V3/V3.2 checkpoint and its walk. */
 #include "model/arch.h"
 
 #include <stdio.h>
@@ -27,6 +27,9 @@ lm_dims lm_dims_of(const lm_config *c) {
     d.Im = c->moe_intermediate_size;
     d.Is = d.Im * c->n_shared_experts;
     d.eps = (float)c->rms_norm_eps;
+    d.Hi = c->index_n_heads;
+    d.di = c->index_head_dim;
+    d.K = c->index_topk;
     return d;
 }
 
@@ -48,6 +51,12 @@ static const lm_arch_tensor TABLE[] = {
     {"model.layers.{L}.self_attn.kv_a_proj_with_mqa.weight",LM_AT_LAYER,  LM_WHEN_ALWAYS,    LM_ROLE_LINEAR, LM_DIM_KVA,  LM_DIM_D,    0,                    LAYER(wkv_a)},
     {"model.layers.{L}.self_attn.kv_a_layernorm.weight",    LM_AT_LAYER,  LM_WHEN_ALWAYS,    LM_ROLE_NORM,   LM_DIM_C,    NONE,        0,                    LAYER(kv_norm)},
     {"model.layers.{L}.self_attn.kv_b_proj.weight",         LM_AT_LAYER,  LM_WHEN_ALWAYS,    LM_ROLE_LINEAR, LM_DIM_KVB,  LM_DIM_C,    0,                    LAYER(wkv_b)},
+    /* V3.2 indexer (conv. 34); k_norm.bias is a BIAS: zeros at init, F32 when written. */
+    {"model.layers.{L}.self_attn.indexer.wq_b.weight",      LM_AT_LAYER,  LM_WHEN_INDEXER,   LM_ROLE_LINEAR, LM_DIM_IQ,   LM_DIM_Q,    0,                    LAYER(iwq_b)},
+    {"model.layers.{L}.self_attn.indexer.wk.weight",        LM_AT_LAYER,  LM_WHEN_INDEXER,   LM_ROLE_LINEAR, LM_DIM_DI,   LM_DIM_D,    0,                    LAYER(iwk)},
+    {"model.layers.{L}.self_attn.indexer.k_norm.weight",    LM_AT_LAYER,  LM_WHEN_INDEXER,   LM_ROLE_NORM,   LM_DIM_DI,   NONE,        0,                    LAYER(ik_norm)},
+    {"model.layers.{L}.self_attn.indexer.k_norm.bias",      LM_AT_LAYER,  LM_WHEN_INDEXER,   LM_ROLE_BIAS,   LM_DIM_DI,   NONE,        0,                    LAYER(ik_bias)},
+    {"model.layers.{L}.self_attn.indexer.weights_proj.weight",LM_AT_LAYER,LM_WHEN_INDEXER,   LM_ROLE_MATRIX, LM_DIM_HI,   LM_DIM_D,    LM_ARCH_CHECK_FINITE, LAYER(iw_proj)},
     {"model.layers.{L}.self_attn.o_proj.weight",            LM_AT_LAYER,  LM_WHEN_ALWAYS,    LM_ROLE_LINEAR, LM_DIM_D,    LM_DIM_OD,   0,                    LAYER(wo)},
     {"model.layers.{L}.mlp.gate_proj.weight",               LM_AT_DENSE,  LM_WHEN_ALWAYS,    LM_ROLE_LINEAR, LM_DIM_I,    LM_DIM_D,    0,                    LAYER(w1)},
     {"model.layers.{L}.mlp.up_proj.weight",                 LM_AT_DENSE,  LM_WHEN_ALWAYS,    LM_ROLE_LINEAR, LM_DIM_I,    LM_DIM_D,    0,                    LAYER(w3)},
@@ -87,6 +96,9 @@ static int64_t dim(const lm_dims *d, lm_arch_dim x) {
     case LM_DIM_IM: return d->Im;
     case LM_DIM_IS: return d->Is;
     case LM_DIM_E: return d->E;
+    case LM_DIM_IQ: return d->Hi * d->di;
+    case LM_DIM_DI: return d->di;
+    case LM_DIM_HI: return d->Hi;
     case LM_DIM_NONE: break;
     }
     return 0;
@@ -99,6 +111,7 @@ static int applies(const lm_config *c, lm_arch_when w) {
     case LM_WHEN_NO_Q_LORA: return c->q_lora_rank == 0;
     case LM_WHEN_NOAUX_TC: return c->topk_method == LM_TOPK_NOAUX_TC;
     case LM_WHEN_UNTIED: return !c->tie_word_embeddings;
+    case LM_WHEN_INDEXER: return lm_config_has_indexer(c);
     }
     return 0;
 }

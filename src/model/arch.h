@@ -1,4 +1,4 @@
-/* arch.h — what a DeepSeek-V2/V3 checkpoint consists of, written once: the
+/* arch.h — what a DeepSeek-V2/V3/V3.2 checkpoint consists of, written once: the
  * table of tensors (Hugging Face name, shape in config dimensions, which
  * layers have it, dtype policy, the field it binds to), the weight views it
  * binds into, and the dimensions derived from the config.
@@ -15,8 +15,9 @@
  *    LM_ROLE_NORM, LM_DIM_C, LM_DIM_NONE, 0, LAYER(k_norm)},
  * plus a `float *k_norm` in lm_layer and the block that reads it; binding,
  * init, training (with its gradient view) and the report follow with no
- * other edit. Tensors only some configs have (the V3.2 indexer) add an
- * lm_arch_when value with its one-line test in arch.c's `applies`; a new
+ * other edit. Tensors only some configs have (the V3.2 indexer's, under
+ * LM_WHEN_INDEXER) add an lm_arch_when value with its one-line test in
+ * arch.c's `applies`; a new
  * shape adds an lm_arch_dim and its line in `dim`. MTP layers are written
  * by init and skipped by the forward (LM_ARCH_NO_FIELD) until it runs them. */
 #ifndef LEMMA_MODEL_ARCH_H
@@ -50,6 +51,11 @@ typedef struct lm_layer {
     float *gate_bias;            /* [E] e_score_correction_bias, or NULL (not in a gradient view) */
     lm_mat *ew1, *ew2, *ew3;     /* [E] routed experts: [Im, D], [D, Im], [Im, D] */
     lm_mat sw1, sw2, sw3;        /* shared experts: [Is, D], [D, Is], [Is, D], Is = Im * n_shared */
+    /* V3.2's DSA indexer (model/indexer.h), when the config has one: */
+    lm_mat iwq_b;                /* [Hi*di, Q] its query from the normalised q latent */
+    lm_mat iwk;                  /* [di, D] its one key per token */
+    float *ik_norm, *ik_bias;    /* [di] the key's LayerNorm (weight and bias) */
+    lm_mat iw_proj;              /* [Hi, D] per-head weights of the score */
 } lm_layer;
 
 /* A whole model's weights (or, in training, its gradients). */
@@ -82,6 +88,7 @@ typedef struct lm_dims {
     int64_t I;                   /* dense FFN width */
     int64_t E, k, Im, Is;        /* experts, top-k, expert width, shared width (Im * n_shared) */
     float eps;                   /* rms_norm_eps */
+    int64_t Hi, di, K;           /* V3.2 indexer heads, head width, top-k (0 without) */
 } lm_dims;
 lm_dims lm_dims_of(const lm_config *c);
 
@@ -103,6 +110,7 @@ typedef enum lm_arch_when {
     LM_WHEN_NO_Q_LORA,           /* q_lora_rank == 0 */
     LM_WHEN_NOAUX_TC,            /* topk_method noaux_tc (the correction bias) */
     LM_WHEN_UNTIED,              /* tie_word_embeddings false */
+    LM_WHEN_INDEXER,             /* V3.2: index_topk set */
 } lm_arch_when;
 
 /* Dtype policy and initial values:
@@ -121,6 +129,7 @@ typedef enum lm_arch_dim {
     LM_DIM_NONE = 0,             /* no second dimension: a vector */
     LM_DIM_V, LM_DIM_D, LM_DIM_2D, LM_DIM_Q, LM_DIM_QD, LM_DIM_KVA, LM_DIM_C, LM_DIM_KVB, LM_DIM_OD,
     LM_DIM_I, LM_DIM_IM, LM_DIM_IS, LM_DIM_E,
+    LM_DIM_IQ, LM_DIM_DI, LM_DIM_HI, /* V3.2 indexer: Hi*di, di, Hi */
 } lm_arch_dim;
 
 enum { LM_ARCH_CHECK_FINITE = 1 }; /* flags: scanned for NaN/Inf at load (the router) */

@@ -84,6 +84,31 @@ static int read_str(reader *r, const char *key, const char *def, const char **ou
     return 0;
 }
 
+/* V3.2's indexer fields (conv. 33). The Hadamard rotation needs a power of
+ * two, and the rope dims sit inside each indexer head. */
+static int read_v32(reader *r, lm_config *cfg) {
+    if (read_int(r, "index_n_heads", 1, 4096, 0, 0, &cfg->index_n_heads) ||
+        read_int(r, "index_head_dim", 1, 1 << 16, 0, 0, &cfg->index_head_dim) ||
+        read_int(r, "index_topk", 1, 1ll << 40, 0, 0, &cfg->index_topk))
+        return -1;
+    int64_t di = cfg->index_head_dim;
+    if (di & (di - 1))
+        return lm_fail(r->err, "%s: field 'index_head_dim' = %lld, expected a power of two (the Hadamard rotation)",
+                       r->path, (long long)di);
+    if (di < cfg->qk_rope_head_dim)
+        return lm_fail(r->err, "%s: field 'index_head_dim' = %lld, expected at least qk_rope_head_dim = %lld", r->path,
+                       (long long)di, (long long)cfg->qk_rope_head_dim);
+    if (cfg->index_n_heads * di > CFG_MAX_DIM)
+        return lm_fail(r->err, "%s: index_n_heads x index_head_dim = %lld, expected at most %lld", r->path,
+                       (long long)(cfg->index_n_heads * di), (long long)CFG_MAX_DIM);
+    if (!cfg->q_lora_rank)
+        return lm_fail(r->err, "%s: missing field 'q_lora_rank': DeepseekV32ForCausalLM's indexer reads the query latent",
+                       r->path);
+    cfg->fp8_ue8m0 = 1;
+    cfg->fp8_emulation = 1;
+    return 0;
+}
+
 int lm_config_parse(const char *text, size_t len, const char *path, lm_config *cfg, lm_error *err) {
     memset(cfg, 0, sizeof *cfg);
     json_doc *doc = json_parse(text, len, err);
@@ -108,8 +133,8 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
         }
         arch = archs->child->str;
     }
-    if (arch ? !strcmp(arch, "DeepseekV3ForCausalLM") || !strcmp(arch, "DeepseekV32ForCausalLM")
-             : !strcmp(model_type, "deepseek_v3") || !strcmp(model_type, "deepseek_v32"))
+    int v32 = arch ? !strcmp(arch, "DeepseekV32ForCausalLM") : !strcmp(model_type, "deepseek_v32");
+    if (v32 || (arch ? !strcmp(arch, "DeepseekV3ForCausalLM") : !strcmp(model_type, "deepseek_v3")))
         cfg->arch = LM_ARCH_DEEPSEEK_V3;
     else if (arch ? !strcmp(arch, "DeepseekV2ForCausalLM") : !strcmp(model_type, "deepseek_v2"))
         cfg->arch = LM_ARCH_DEEPSEEK_V2;
@@ -119,7 +144,8 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
         goto done;
     } else {
         const char *a = arch ? arch : model_type;
-        lm_fail(err, "%s: unsupported architecture %s (expected DeepseekV2ForCausalLM or DeepseekV3ForCausalLM)",
+        lm_fail(err, "%s: unsupported architecture %s (expected DeepseekV2ForCausalLM, DeepseekV3ForCausalLM or "
+                "DeepseekV32ForCausalLM)",
                 path, json_quote(q, sizeof q, a, strlen(a)));
         goto done;
     }
@@ -184,6 +210,7 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
     } else if (read_int(&r, "moe_intermediate_size", 1, CFG_MAX_DIM, 1, 1, &cfg->moe_intermediate_size)) {
         goto done;
     }
+    if (v32 && read_v32(&r, cfg)) goto done;
     if (cfg->n_shared_experts * cfg->moe_intermediate_size > CFG_MAX_DIM) {
         lm_fail(err, "%s: n_shared_experts x moe_intermediate_size = %lld, expected at most %lld", path,
                 (long long)(cfg->n_shared_experts * cfg->moe_intermediate_size), (long long)CFG_MAX_DIM);
@@ -286,6 +313,15 @@ int lm_config_parse(const char *text, size_t len, const char *path, lm_config *c
                 goto done;
             }
             cfg->fp8_block_quant = 1;
+        }
+        /* V3.2's FP8 activation scales (conv. 33): ue8m0 unless another
+         * format is named; null means amax / 448. */
+        const json_value *sf = json_get(qc, "scale_fmt");
+        if (sf && sf->type == JSON_NULL) {
+            cfg->fp8_ue8m0 = 0;
+        } else if (sf && (sf->type != JSON_STRING || strcmp(sf->str, "ue8m0"))) {
+            lm_fail(err, "%s: quantization_config.scale_fmt at byte %zu must be \"ue8m0\" or null", path, sf->offset);
+            goto done;
         }
     }
     rc = 0;

@@ -1,11 +1,13 @@
-/* config.h — a DeepSeek-V2/V3 model's hyper-parameters, read from a Hugging
- * Face config.json (DeepseekV2ForCausalLM / DeepseekV3ForCausalLM) with the
- * HF field names. Every field is validated (type, range, consistency); an
+/* config.h — a DeepSeek-V2/V3/V3.2 model's hyper-parameters, read from a
+ * Hugging Face config.json (DeepseekV2ForCausalLM / DeepseekV3ForCausalLM /
+ * DeepseekV32ForCausalLM) with the HF field names. Every field is validated (type, range, consistency); an
  * error names the file, the field and what was expected.
  *
  * Letters used across the model code: D = hidden_size, H = heads,
  * dn = qk_nope_head_dim, dr = qk_rope_head_dim, dv = v_head_dim,
- * C = kv_lora_rank, Q = q_lora_rank (0 = no q LoRA), E = n_routed_experts. */
+ * C = kv_lora_rank, Q = q_lora_rank (0 = no q LoRA), E = n_routed_experts;
+ * V3.2's sparse-attention indexer: Hi = index_n_heads, di = index_head_dim,
+ * K = index_topk (docs/deepseek-conventions.md items 33-48). */
 #ifndef LEMMA_MODEL_CONFIG_H
 #define LEMMA_MODEL_CONFIG_H
 
@@ -59,7 +61,24 @@ typedef struct lm_config {
     int64_t bos_token_id, eos_token_id; /* -1 when absent */
     int64_t num_nextn_predict_layers;   /* MTP layers stored after the main ones (skipped) */
     int fp8_block_quant;                /* quantization_config fp8 [128,128] present */
+    /* V3.2 (DeepseekV32ForCausalLM): the DSA indexer, 0 for V2/V3. */
+    int64_t index_n_heads;              /* Hi */
+    int64_t index_head_dim;             /* di: a power of two >= dr */
+    int64_t index_topk;                 /* K: keys each query attends to */
+    int fp8_ue8m0;                      /* FP8 activation scales are powers of two (scale_fmt "ue8m0", V3.2's) */
+    /* Not from config.json: whether the forward emulates V3.2's FP8 rounding
+     * of the indexer's q/k and of the cached MLA latent (items 39, 45). 1
+     * after parsing (what the released model computes); the CLI's
+     * `--fp8-emulation off` clears it before any inference state exists. */
+    int fp8_emulation;
 } lm_config;
+
+/* The config has V3.2's indexer (DeepSeek Sparse Attention). */
+static inline int lm_config_has_indexer(const lm_config *cfg) { return cfg->index_topk > 0; }
+/* Whether the FP8 emulation applies (a V3.2 model with it switched on). */
+static inline int lm_config_fp8_emulated(const lm_config *cfg) {
+    return lm_config_has_indexer(cfg) && cfg->fp8_emulation;
+}
 
 /* Parses config.json text; `path` is used in error messages only. */
 int lm_config_parse(const char *text, size_t len, const char *path, lm_config *cfg, lm_error *err);

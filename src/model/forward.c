@@ -19,6 +19,7 @@
 #include "core/arena.h"
 #include "model/blocks.h"
 #include "core/mathfn.h"
+#include "model/indexer.h"
 #include "model/kvcache_internal.h"
 #include "model/model.h"
 #include "model/route.h"
@@ -73,6 +74,22 @@ struct lm_fwd {
     float *hx, *hy;              /* latent: [T, max(dn, C)], [T, max(C, dv)] one head's rows */
     float *ablk, *asc, *aout;    /* latent: [ATTN_ROWS, C+dr] query rows, [ATTN_ROWS, max_ctx] scores, [ATTN_ROWS, C] */
     int64_t absorb_layer_floats;
+    /* V3.2 sparse attention (model/indexer.h); unset without an indexer.
+     * K = min(index_topk, max_ctx). */
+    int64_t K;
+    float *icos, *isin;          /* [max_rows][dr/2] the indexer's rope tables (no attention factor) */
+    float *iq, *iw, *ikey, *ik;  /* [T, Hi, di] queries, [T, Hi] head weights, [T, key floats] keys, [T, di] */
+    float *iscore;               /* [ATTN_QBLOCK, max_ctx] index scores of a query block */
+    float *idots;                /* [ATTN_QBLOCK * Hi, IDX_KCHUNK] per-head dot products */
+    void *ikeys;                 /* [IDX_KCHUNK, di] cached keys gathered: e4m3 codes (FP8 on) or floats */
+    float *ikeysf;               /* [IDX_KCHUNK, di] the codes as floats, for query blocks of many rows */
+    float *ikscale;              /* [IDX_KCHUNK] their scales */
+    float *ione;                 /* [IDX_KCHUNK / 128] 1.0f: the block scales of the gathered codes */
+    uint64_t *iscratch;          /* [max_ctx] selection keys */
+    int32_t *sel;                /* [max_rows, K] each row's chosen positions, ascending */
+    int64_t *nsel;               /* [max_rows] how many */
+    float *gkv;                  /* [K, C+dr] latent: the chosen cache rows of one query */
+    int32_t *trace;              /* lm_fwd_trace_index's buffer, or NULL */
     lm_arena arena;              /* the one allocation behind every buffer */
 };
 
@@ -90,6 +107,8 @@ enum { ATTN_QBLOCK = 64 };
 /* Latent mode: (head, query) rows scored against a sequence's keys in one
  * product; decode takes every head of a token at once up to this. */
 enum { ATTN_ROWS = 256 };
+/* Cached index keys gathered and scored per chunk of positions. */
+enum { IDX_KCHUNK = 512 };
 
 /* ---- allocation ---- */
 
@@ -156,6 +175,26 @@ static void layout(lm_fwd *f, lm_arena *p) {
         f->asc = lm_arena_take(p, (size_t)(ATTN_ROWS * f->max_ctx * F));
         f->aout = lm_arena_take(p, (size_t)(ATTN_ROWS * C * F));
     }
+    if (lm_config_has_indexer(c)) {
+        int64_t Hi = d->Hi, di = d->di, kf = lm_indexer_key_floats(c), K = d->K < f->max_ctx ? d->K : f->max_ctx;
+        f->K = K;
+        f->icos = lm_arena_take(p, (size_t)(T * dr / 2 * F));
+        f->isin = lm_arena_take(p, (size_t)(T * dr / 2 * F));
+        f->iq = lm_arena_take(p, (size_t)(T * Hi * di * F));
+        f->iw = lm_arena_take(p, (size_t)(T * Hi * F));
+        f->ikey = lm_arena_take(p, (size_t)(T * kf * F));
+        f->ik = lm_arena_take(p, (size_t)(T * di * F));
+        f->iscore = lm_arena_take(p, (size_t)(ATTN_QBLOCK * f->max_ctx * F));
+        f->idots = lm_arena_take(p, (size_t)(ATTN_QBLOCK * Hi * IDX_KCHUNK * F));
+        f->ikeys = lm_arena_take(p, (size_t)(IDX_KCHUNK * di * F));
+        f->ikeysf = lm_arena_take(p, (size_t)(IDX_KCHUNK * di * F));
+        f->ikscale = lm_arena_take(p, (size_t)(IDX_KCHUNK * F));
+        f->ione = lm_arena_take(p, (size_t)(IDX_KCHUNK / 128 * F));
+        f->iscratch = lm_arena_take(p, (size_t)f->max_ctx * sizeof(uint64_t));
+        f->sel = lm_arena_take(p, (size_t)(T * K) * sizeof(int32_t));
+        f->nsel = lm_arena_take(p, (size_t)T * sizeof(int64_t));
+        f->gkv = lm_arena_take(p, (size_t)(K * (C + dr) * F));
+    }
 }
 
 /* W_UK^T and W_UV of every layer in F32, for the absorbed path (conv. 11). */
@@ -181,6 +220,15 @@ lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, in
                       lm_error *err) {
     if (max_ctx < 1 || max_rows < 1) {
         lm_fail(err, "context (%lld) and batch rows (%lld) must be positive", (long long)max_ctx, (long long)max_rows);
+        return NULL;
+    }
+    const lm_config *c = &m->cfg;
+    /* The official FP8 code quantises the indexer's q/k per head of 128
+     * with one scale, and the latent per 128 channels (conv. 39, 45). */
+    if (lm_config_fp8_emulated(c) && (c->index_head_dim != 128 || c->kv_lora_rank % 128)) {
+        lm_fail(err, "%s/config.json: index_head_dim = %lld and kv_lora_rank = %lld, but the FP8 emulation of "
+                "DeepSeek-V3.2 needs index_head_dim 128 and kv_lora_rank a multiple of 128 (--fp8-emulation off)",
+                m->dir, (long long)c->index_head_dim, (long long)c->kv_lora_rank);
         return NULL;
     }
     lm_fwd *f = calloc(1, sizeof *f);
@@ -209,6 +257,7 @@ lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, in
     }
     layout(f, &f->arena);
     lm_config_rope_inv_freq(&m->cfg, f->inv_freq);
+    for (int64_t i = 0; f->ione && i < IDX_KCHUNK / 128; i++) f->ione[i] = 1.0f;
     if (mode == LM_ATTN_LATENT) prepare_absorb(f);
     return f;
 }
@@ -221,6 +270,7 @@ void lm_fwd_free(lm_fwd *f) {
 
 int64_t lm_fwd_max_rows(const lm_fwd *f) { return f->max_rows; }
 int64_t lm_fwd_max_ctx(const lm_fwd *f) { return f->max_ctx; }
+void lm_fwd_trace_index(lm_fwd *f, int32_t *buf) { f->trace = buf; }
 
 /* ---- non-finite diagnosis ---- */
 
@@ -457,6 +507,154 @@ typedef struct batch {
     const float *x_in;           /* [T, D] input rows instead of the embeddings of the ids, or NULL */
 } batch;
 
+/* ---- V3.2 sparse attention (conv. 41-44) ---- */
+
+/* Floats of a cache row before its index key. */
+static int64_t mla_floats(const lm_kvcache *kc) { return kc->w - lm_indexer_key_floats(&kc->m->cfg); }
+
+/* Latent mode with the FP8 emulation (conv. 45): a cache row holds the
+ * latent as what the model caches in deployment — its C e4m3 codes (4 to a
+ * float), then one scale per 128 channels, then k_pe in F32 — and the index
+ * key: 916 bytes per token and layer for V3.2 instead of 2,436. Decoding a
+ * code times its scale gives back exactly the rounded latent. */
+static int latent_fp8(const lm_fwd *f) { return f->mode == LM_ATTN_LATENT && lm_config_fp8_emulated(&f->m->cfg); }
+
+/* Row layout of latent_fp8: codes [C bytes], scales [C/128], k_pe [dr]. */
+static void latent_fp8_store(float *dst, const float *kva, int64_t C, int64_t dr, int ue8m0) {
+    int64_t nb = C / 128;
+    float *scales = dst + C / 4;
+    for (int64_t b = 0; b < nb; b++) scales[b] = lm_fp8_act_quant(kva + b * 128, 128, ue8m0, (uint8_t *)dst + b * 128);
+    memcpy(scales + nb, kva + C, (size_t)dr * sizeof(float));
+}
+
+/* The latent [C] and k_pe [dr] of a latent_fp8 row into out [C + dr];
+ * tab = the 256 e4m3 values. */
+static void latent_fp8_load(float *out, const float *row, int64_t C, int64_t dr, const float *tab) {
+    const uint8_t *codes = (const uint8_t *)row;
+    const float *scales = row + C / 4;
+    for (int64_t i = 0; i < C; i++) out[i] = tab[codes[i]] * scales[i / 128];
+    memcpy(out + C, scales + C / 128, (size_t)dr * sizeof(float));
+}
+
+/* Index scores of the segment rows r0 .. r0+nb-1 (positions pos0 ..)
+ * against positions 0 .. pos0+nb-1 of the layer's key cache, into
+ * f->iscore [nb, max_ctx]; keys are gathered chunk by chunk. */
+static void index_scores(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t r0,
+                         int64_t nb, int64_t pos0) {
+    const lm_config *c = &f->m->cfg;
+    const lm_dims *d = &f->m->dims;
+    int64_t S = pos0 + nb, off = mla_floats(kc);
+    for (int64_t s0 = 0; s0 < S; s0 += IDX_KCHUNK) {
+        int64_t ks = S - s0 < IDX_KCHUNK ? S - s0 : IDX_KCHUNK;
+        /* Runs of positions within one cache block are consecutive rows. */
+        size_t elem = lm_config_fp8_emulated(c) ? 1 : sizeof(float);
+        for (int64_t p = s0; p < s0 + ks;) {
+            int64_t run = kc->bt - p % kc->bt;
+            if (run > s0 + ks - p) run = s0 + ks - p;
+            lm_indexer_gather_keys(c, kv_row(kc, seq, l, p) + off, kc->w, run,
+                                   (char *)f->ikeys + (size_t)((p - s0) * d->di) * elem, f->ikscale + (p - s0));
+            p += run;
+        }
+        /* Decode reads the codes in the matmul (a matvec converts each once);
+         * a prefill block converts them first (the GEMM would once per
+         * token group). The same values either way. */
+        lm_mat keys = lm_indexer_keys_view(c, f->ikeys, ks, f->ione, nb * d->Hi > 16 ? f->ikeysf : NULL);
+        lm_indexer_scores(pool, c, f->iq + r0 * d->Hi * d->di, f->iw + r0 * d->Hi, nb, &keys, f->ikscale, f->idots,
+                          f->iscore + s0, f->max_ctx);
+    }
+}
+
+/* Absorbed attention of batch row r over its chosen positions sel[0..ns):
+ * their latent rows gathered in ascending order, then scores, softmax and
+ * the weighted latent sum of every head (conv. 42: one key set for all). */
+static void dsa_latent_row(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t r,
+                           const int32_t *sel, int64_t ns) {
+    const lm_dims *d = &f->m->dims;
+    int64_t H = d->H, dr = d->dr, C = d->C;
+    float scale = (float)lm_config_softmax_scale(&f->m->cfg);
+    if (latent_fp8(f)) {
+        float tab[256];
+        for (int i = 0; i < 256; i++) tab[i] = lm_fp8e4m3_to_f32((uint8_t)i);
+        for (int64_t i = 0; i < ns; i++) latent_fp8_load(f->gkv + i * (C + dr), kv_row(kc, seq, l, sel[i]), C, dr, tab);
+    } else {
+        for (int64_t i = 0; i < ns; i++)
+            memcpy(f->gkv + i * (C + dr), kv_row(kc, seq, l, sel[i]), (size_t)(C + dr) * sizeof(float));
+    }
+    /* Transposed 16 keys at a time: one contiguous run per latent channel
+     * (a plain column walk strides by ns floats, and ns = K is often a
+     * power of two, where the stores fight over a few cache sets). */
+    for (int64_t i0 = 0; i0 < ns; i0 += 16) {
+        int64_t m = ns - i0 < 16 ? ns - i0 : 16;
+        const float *rows = f->gkv + i0 * (C + dr);
+        for (int64_t j = 0; j < C; j++)
+            for (int64_t i = 0; i < m; i++) f->latT[j * ns + i0 + i] = rows[i * (C + dr) + j];
+    }
+    lm_mat keys = lm_f32_mat(f->gkv, ns, C + dr), lt = lm_f32_mat(f->latT, C, ns);
+    for (int64_t h0 = 0; h0 < H; h0 += ATTN_ROWS) {
+        int64_t nh = H - h0 < ATTN_ROWS ? H - h0 : ATTN_ROWS;
+        lm_matmul(pool_for(pool, nh, ns, C + dr), f->asc, f->qcat + (r * H + h0) * (C + dr), nh, &keys);
+        for (int64_t h = 0; h < nh; h++) {
+            float *row = f->asc + h * ns;
+            for (int64_t j = 0; j < ns; j++) row[j] *= scale;
+            lm_softmax(row, ns);
+        }
+        lm_matmul(pool_for(pool, nh, C, ns), f->olat + (r * H + h0) * C, f->asc, nh, &lt);
+    }
+}
+
+/* Expanded attention of batch row r over its chosen positions, head by
+ * head (the naive cache holds every head's K and V). */
+static void dsa_naive_row(lm_fwd *f, const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t r,
+                          const int32_t *sel, int64_t ns) {
+    const lm_dims *d = &f->m->dims;
+    int64_t H = d->H, qd = d->dn + d->dr, dv = d->dv;
+    float scale = (float)lm_config_softmax_scale(&f->m->cfg);
+    float *kh = f->thr, *sc = kh + f->max_ctx * qd; /* [ns, qd], [ns]: one thread's naive scratch and more */
+    float *vt = f->latT;                           /* [dv, ns] */
+    for (int64_t h = 0; h < H; h++) {
+        for (int64_t i0 = 0; i0 < ns; i0 += 16) { /* 16 keys at a time, as dsa_latent_row */
+            int64_t m = ns - i0 < 16 ? ns - i0 : 16;
+            const float *src[16];
+            for (int64_t i = 0; i < m; i++) {
+                src[i] = kv_row(kc, seq, l, sel[i0 + i]);
+                memcpy(kh + (i0 + i) * qd, src[i] + h * qd, (size_t)qd * sizeof(float));
+            }
+            for (int64_t j = 0; j < dv; j++)
+                for (int64_t i = 0; i < m; i++) vt[j * ns + i0 + i] = src[i][H * qd + h * dv + j];
+        }
+        lm_mat keys = lm_f32_mat(kh, ns, qd), vm = lm_f32_mat(vt, dv, ns);
+        lm_matmul(NULL, sc, f->q + r * H * qd + h * qd, 1, &keys);
+        for (int64_t j = 0; j < ns; j++) sc[j] *= scale;
+        lm_softmax(sc, ns);
+        lm_matmul(NULL, f->attn + r * H * dv + h * dv, sc, 1, &vm);
+    }
+}
+
+/* A segment's rows r0 .. r0+n-1 (positions pos0 ..): each keeps the top
+ * min(K, pos+1) causal positions by index score (conv. 41) and attends to
+ * those only. While pos < K every causal position is kept, so no score is
+ * computed for such rows. */
+static void dsa_segment(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t r0,
+                        int64_t n, int64_t pos0) {
+    int64_t K = f->K;
+    for (int64_t t0 = 0; t0 < n; t0 += ATTN_QBLOCK) {
+        int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK;
+        if (pos0 + t0 + nb > K) index_scores(f, pool, kc, seq, l, r0 + t0, nb, pos0 + t0);
+        for (int64_t t = 0; t < nb; t++) {
+            int64_t r = r0 + t0 + t, pos = pos0 + t0 + t;
+            int32_t *sel = f->sel + r * K;
+            f->nsel[r] = lm_indexer_select(f->iscore + t * f->max_ctx, pos + 1, K, sel, f->iscratch);
+            if (f->trace) {
+                int32_t *tr = f->trace + (l * f->max_rows + r) * K;
+                memcpy(tr, sel, (size_t)f->nsel[r] * sizeof *sel);
+                for (int64_t i = f->nsel[r]; i < K; i++) tr[i] = -1;
+            }
+            if (f->mode == LM_ATTN_LATENT) dsa_latent_row(f, pool, kc, seq, l, r, sel, f->nsel[r]);
+            else dsa_naive_row(f, kc, seq, l, r, sel, f->nsel[r]);
+        }
+    }
+}
+
 static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
     const lm_dims *d = &f->m->dims;
     const lm_layer *L = &f->m->w.layers[l];
@@ -472,6 +670,17 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
                          .kpe = f->kva + C, .kpe_stride = C + dr, .check = f->diag ? check_projection : NULL,
                          .check_ctx = &pc};
     if (lm_attn_project(pool, d, L, f->xn, T, &proj)) return 1;
+    int dsa = lm_config_has_indexer(&f->m->cfg);
+    int64_t kf = lm_indexer_key_floats(&f->m->cfg);
+    if (dsa) {
+        /* The FP8 round trip of the normalised latent, before it is expanded
+         * (conv. 45; latent mode quantises it as it caches it); k_pe stays
+         * as it is. */
+        if (lm_config_fp8_emulated(&f->m->cfg) && !latent_fp8(f))
+            for (int64_t t = 0; t < T; t++) lm_fp8_round_blocks(f->kva + t * (C + dr), C, f->m->cfg.fp8_ue8m0);
+        lm_indexer_out io = {f->iq, f->iw, f->ikey, f->ik};
+        lm_indexer_project(pool, &f->m->cfg, L, f->xn, f->qa, T, f->icos, f->isin, &io);
+    }
     if (f->mode == LM_ATTN_NAIVE) {
         for (int64_t t = 0; t < T; t++) memcpy(f->lat + t * C, f->kva + t * (C + dr), (size_t)C * sizeof(float));
         lm_matmul(pool, f->kvb, f->lat, T, &L->wkv_b);
@@ -484,7 +693,14 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
         int64_t n = b->segs[g].n, pos0 = f->rowpos[r0];
         if (f->diag && pos0 > 0) {
             const char *kind;
-            int64_t p = bad_row(kv_rows(f, kc, seq, l, pos0), pos0, kc->w, &kind);
+            int64_t p = -1;
+            /* only the float part of each row: the index key (and, FP8 on,
+             * the latent) are codes */
+            int64_t f0 = latent_fp8(f) ? C / 4 : 0, nf = mla_floats(kc) - f0;
+            if (dsa)
+                for (int64_t q = 0; q < pos0 && p < 0; q++)
+                    if (bad_row(kv_row(kc, seq, l, q) + f0, 1, nf, &kind) >= 0) p = q;
+            if (!dsa) p = bad_row(kv_rows(f, kc, seq, l, pos0), pos0, kc->w, &kind);
             if (p >= 0) {
                 note(f, l, p, kind, "the KV cache of layer %lld (written by an earlier forward)", ll);
                 return 1;
@@ -494,6 +710,11 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
         for (int64_t t = 0; t < n; t++) {
             float *dst = kv_row(kc, seq, l, pos0 + t);
             const float *kva = f->kva + (r0 + t) * (C + dr);
+            if (dsa) memcpy(dst + kc->w - kf, f->ikey + (r0 + t) * kf, (size_t)kf * sizeof(float));
+            if (latent_fp8(f)) {
+                latent_fp8_store(dst, kva, C, dr, f->m->cfg.fp8_ue8m0);
+                continue;
+            }
             if (f->mode == LM_ATTN_LATENT) {
                 memcpy(dst, kva, (size_t)(C + dr) * sizeof(float));
                 continue;
@@ -504,6 +725,10 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
                 memcpy(dst + h * (dn + dr) + dn, kva + C, (size_t)dr * sizeof(float));
                 memcpy(dst + H * (dn + dr) + h * dv, src + dn, (size_t)dv * sizeof(float));
             }
+        }
+        if (dsa) {
+            dsa_segment(f, pool, kc, seq, l, r0, n, pos0);
+            continue;
         }
         if (f->mode == LM_ATTN_LATENT) {
             latent_scores(f, pool, kc, seq, l, r0, n, pos0);
@@ -632,6 +857,7 @@ static int forward_batch(lm_fwd *f, lm_pool *pool, const batch *b, float *logits
             else lm_mat_row(&m->w.embed, sg->ids[t], f->x + (r + t) * D);
         }
         lm_rope_tables(c, f->inv_freq, sg->seq->pos, sg->n, f->cos_t + r * half, f->sin_t + r * half);
+        if (f->icos) lm_indexer_rope_tables(c, f->inv_freq, sg->seq->pos, sg->n, f->icos + r * half, f->isin + r * half);
         r += sg->n;
     }
     if (f->diag) {
@@ -828,6 +1054,7 @@ void lm_infer_free(lm_infer *s) {
     free(s);
 }
 
+void lm_infer_trace_index(lm_infer *s, int32_t *buf) { lm_fwd_trace_index(s->f, buf); }
 void lm_infer_reset(lm_infer *s) { lm_kvseq_truncate(s->kc, &s->seq, 0); }
 int64_t lm_infer_pos(const lm_infer *s) { return s->seq.pos; }
 void lm_infer_truncate(lm_infer *s, int64_t n) { lm_kvseq_truncate(s->kc, &s->seq, n); }

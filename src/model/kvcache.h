@@ -74,6 +74,11 @@ lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, in
 void lm_fwd_free(lm_fwd *f);
 int64_t lm_fwd_max_rows(const lm_fwd *f);
 int64_t lm_fwd_max_ctx(const lm_fwd *f);
+/* V3.2 (a model with an indexer): every later forward writes the positions
+ * each row's attention chose into buf [L][max_rows][K] (K = min(index_topk,
+ * max_ctx); row r of a call = its r-th token in segment order), ascending,
+ * padded with -1. NULL stops it. For tests and diagnosis. */
+void lm_fwd_trace_index(lm_fwd *f, int32_t *buf);
 /* Bytes lm_fwd_create would allocate for a model of this config (0 when out
  * of memory): the memory plan (memplan.h) counts them before loading. */
 size_t lm_fwd_buffer_bytes(const lm_config *cfg, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads);

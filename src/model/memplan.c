@@ -1,6 +1,8 @@
 /* memplan.c — see memplan.h. */
 #include "model/memplan.h"
 
+#include "model/indexer.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -126,13 +128,16 @@ void lm_memplan_size(lm_memplan *p, const lm_memplan_req *req) {
      * model code keeps it in the same row (lm_kv_floats_per_token then counts it);
      * otherwise the official index cache is counted, FP8 keys and one F32 scale
      * per 128 of them. */
-    int64_t row = lm_kv_floats_per_token(c, req->attn);
-    int64_t mla = req->attn == LM_ATTN_LATENT ? c->kv_lora_rank + c->qk_rope_head_dim
+    int64_t row = lm_kv_floats_per_token(c, req->attn), key = lm_indexer_key_floats(c);
+    /* key > 0: the row ends with the index key (and, with the FP8
+     * emulation, holds the latent as e4m3 codes: smaller than C + dr). */
+    int64_t mla = key ? row - key
+                : req->attn == LM_ATTN_LATENT ? c->kv_lora_rank + c->qk_rope_head_dim
                                               : c->num_attention_heads *
                                                     (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
     double L = (double)c->num_hidden_layers;
     p->kv_bytes_per_token = (double)mla * L * sizeof(float);
-    if (row > mla) p->index_bytes_per_token = (double)(row - mla) * L * sizeof(float);
+    if (key) p->index_bytes_per_token = (double)key * L * sizeof(float);
     else if (p->index_head_dim) p->index_bytes_per_token = (double)(p->index_head_dim + (p->index_head_dim + 127) / 128 * 4) * L;
     else p->index_bytes_per_token = 0;
     p->cache_bytes = (p->kv_bytes_per_token + p->index_bytes_per_token) * (double)p->cache_tokens;

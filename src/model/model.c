@@ -2,6 +2,8 @@
  * shape and dtype check for each; parameter counting. */
 #include "model/model.h"
 
+#include "model/indexer.h"
+
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -130,7 +132,8 @@ static int bind_vec(binder *b, const char *name, int64_t n, float **out) {
 }
 
 static int64_t owned_floats(const lm_config *c) {
-    int64_t D = c->hidden_size, per = 2 * D + c->kv_lora_rank + c->q_lora_rank + c->n_routed_experts;
+    int64_t D = c->hidden_size,
+            per = 2 * D + c->kv_lora_rank + c->q_lora_rank + c->n_routed_experts + 2 * c->index_head_dim;
     return D + c->num_hidden_layers * per;
 }
 
@@ -398,8 +401,14 @@ void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r) {
 }
 
 int64_t lm_kv_floats_per_token(const lm_config *c, lm_attn_mode mode) {
-    if (mode == LM_ATTN_LATENT) return c->kv_lora_rank + c->qk_rope_head_dim;
-    return c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim);
+    int64_t index_key = lm_indexer_key_floats(c); /* V3.2: beside the MLA part of the row */
+    int64_t C = c->kv_lora_rank;
+    /* V3.2 with the FP8 emulation caches the latent as e4m3 codes (4 to a
+     * float) and one scale per 128 channels (forward.c, conv. 45). */
+    if (mode == LM_ATTN_LATENT && lm_config_fp8_emulated(c))
+        return (C + 3) / 4 + (C + 127) / 128 + c->qk_rope_head_dim + index_key;
+    if (mode == LM_ATTN_LATENT) return C + c->qk_rope_head_dim + index_key;
+    return c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim) + index_key;
 }
 
 static double mat_bytes(const lm_mat *w) {
@@ -418,6 +427,7 @@ double lm_model_active_weight_bytes(const lm_model *m) {
         const lm_layer *L = &m->w.layers[l];
         b += mat_bytes(&L->wq) + mat_bytes(&L->wq_a) + mat_bytes(&L->wq_b) + mat_bytes(&L->wkv_a) +
              mat_bytes(&L->wkv_b) + mat_bytes(&L->wo);
+        b += mat_bytes(&L->iwq_b) + mat_bytes(&L->iwk) + mat_bytes(&L->iw_proj); /* V3.2 indexer (zero views otherwise) */
         if (!L->is_moe) {
             b += mat_bytes(&L->w1) + mat_bytes(&L->w2) + mat_bytes(&L->w3);
             continue;

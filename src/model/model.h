@@ -124,8 +124,10 @@ int64_t lm_infer_pos(const lm_infer *s);
 void lm_infer_truncate(lm_infer *s, int64_t n);
 /* Copies src's cache (same model/mode, dst capacity >= src pos) into dst. */
 int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err);
-/* Bytes of KV cache per token (all layers). */
+/* Bytes of KV cache per token (all layers; V3.2's index keys included). */
 int64_t lm_infer_kv_bytes_per_token(const lm_infer *s);
+/* lm_fwd_trace_index (kvcache.h) of the state's forward: buf [L][max_chunk][K]. */
+void lm_infer_trace_index(lm_infer *s, int32_t *buf);
 
 /* Runs T tokens at positions pos..pos+T-1, appending them to the cache.
  * Tokens are processed in chunks of max_chunk. Fails (without changing the

@@ -145,7 +145,7 @@ int lm_mtp_load(const lm_model *m, lm_mtp **out, lm_error *err) {
     int64_t L = c->num_hidden_layers, D = c->hidden_size;
     mtp->layer.is_moe = lm_config_layer_is_moe(c, L);
     mtp->layer.has_shared = mtp->layer.is_moe && c->n_shared_experts > 0;
-    mtp->vec_cap = 5 * D + c->q_lora_rank + c->kv_lora_rank + c->n_routed_experts;
+    mtp->vec_cap = 5 * D + c->q_lora_rank + c->kv_lora_rank + c->n_routed_experts + 2 * c->index_head_dim; /* V3.2: the indexer's LayerNorm */
     mtp->vecs = malloc((size_t)mtp->vec_cap * sizeof(float));
     mtp->cat = malloc((size_t)(LM_MTP_MAX_ROWS * 2 * D) * sizeof(float));
     if (!mtp->vecs || !mtp->cat) {

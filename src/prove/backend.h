@@ -186,6 +186,7 @@ typedef struct lm_local_opts {
     int threads;               /* <= 0: all cores */
     int64_t max_ctx;           /* <= 0: the model's max_position_embeddings */
     int thinking;              /* start the answer with "<think>\n" */
+    int no_fp8_emulation;      /* DeepSeek-V3.2: --fp8-emulation off (lm_config's fp8_emulation) */
     int max_seqs;              /* sequences decoded together (<= 0: 64) */
     int64_t cache_tokens;      /* positions the cache holds in all (<= 0: the engine's default,
                                   max_seqs x max_ctx capped at a quarter of memory) */

@@ -367,6 +367,7 @@ lm_backend *lm_backend_local_create(const lm_local_opts *o, lm_error *err) {
         L->model = NULL;
         goto fail;
     }
+    L->model->cfg.fp8_emulation = !o->no_fp8_emulation;
     L->tok = lm_tokenizer_load(o->model_dir, err);
     if (!L->tok) goto fail;
     L->max_ctx = o->max_ctx > 0 ? o->max_ctx : L->model->cfg.max_position_embeddings;

@@ -839,6 +839,7 @@ int lm_serve_port(const lm_server *s) { return s->port; }
 
 int lm_serve_load(lm_server *s, const char *model_dir, lm_error *err) {
     if (lm_model_load(model_dir, &s->m, err)) return -1;
+    s->m->cfg.fp8_emulation = !s->o.no_fp8_emulation;
     if (!(s->tok = lm_tokenizer_load(model_dir, err))) return -1;
     if (!(s->pool = lm_pool_create_err(s->o.threads, err))) return -1;
     lm_engine_opts eo = lm_engine_opts_default();

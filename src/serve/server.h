@@ -38,6 +38,7 @@ typedef struct lm_serve_opts {
     size_t max_body;         /* request body bytes at most (default 1 MiB); beyond: 413 */
     size_t max_header;       /* bytes of a request's head, for MHD's connection memory (default 32 KiB) */
     int threads;             /* compute threads (default: all cores) */
+    int no_fp8_emulation;    /* DeepSeek-V3.2: --fp8-emulation off (lm_config's fp8_emulation) */
     int idle_timeout_s;      /* a connection silent this long is closed (default 60) */
     int max_connections;     /* connections at once (default 512) */
     int max_top_logprobs;    /* default 20 */

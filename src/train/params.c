@@ -134,6 +134,9 @@ int lm_params_create(const lm_config *cfg, lm_params **out, lm_error *err) {
     if (cfg->num_nextn_predict_layers > 1)
         return lm_fail(err, "training supports one MTP layer (num_nextn_predict_layers = %lld, expected 0 or 1)",
                        (long long)cfg->num_nextn_predict_layers);
+    if (lm_config_has_indexer(cfg))
+        return lm_fail(err, "training of DeepSeek-V3.2 sparse attention (index_topk = %lld) is not supported",
+                       (long long)cfg->index_topk);
     lm_params *p = calloc(1, sizeof *p);
     if (!p) return lm_fail(err, "out of memory");
     p->cfg = *cfg;

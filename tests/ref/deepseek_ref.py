@@ -1,4 +1,4 @@
-"""Independent PyTorch reference for the DeepSeek-V2 / V3 forward pass.
+"""Independent PyTorch reference for the DeepSeek-V2 / V3 / V3.2 forward pass.
 
 Everything here is written for clarity, not speed, and runs in float64.
 The conventions followed are listed (with pointers to the DeepSeek / Hugging
@@ -17,6 +17,18 @@ Main entry points
 
 The module tree mirrors the HF names exactly, so `model.state_dict()` keys are
 the checkpoint tensor names (minus `lm_head.weight` when the head is tied).
+
+DeepSeek-V3.2 (architectures DeepseekV32ForCausalLM): MLA gets the DSA
+indexer (`Indexer`, docs/deepseek-conventions.md items 33-48), written from
+DeepSeek-V3.2-Exp's inference/model.py and kernel.py after its 2025-11-17
+"fix indexer rope" commit, in float64, with its two FP8 roundings (the
+indexer's q/k through `act_quant`, the normalised latent before caching)
+emulated exactly on the float64 values; `cfg.fp8 = False` turns both off.
+Where it differs from that code: float64 everywhere instead of bf16
+activations and FP8 GEMMs (item 46); masks by absolute position, so chunked
+prefill works (item 44); the top-k tie rule is fixed (smaller position
+first) where torch.topk leaves it unspecified. The FP8 rounding is not
+differentiable (numpy): gradients of V3.2 models are not supported.
 
 Everything is differentiable by autograd: no in-place operations on tensors
 that may require grad, masks built from absolute positions.
@@ -82,6 +94,16 @@ class DeepseekConfig:
         self.scoring_func = d.get("scoring_func", "softmax")
         self.norm_topk_prob = bool(d.get("norm_topk_prob", False))
         self.routed_scaling_factor = float(d.get("routed_scaling_factor", 1.0))
+
+        arch = (d.get("architectures") or [None])[0]
+        self.v32 = arch == "DeepseekV32ForCausalLM" or (arch is None and d.get("model_type") == "deepseek_v32")
+        if self.v32:
+            self.index_n_heads = int(d["index_n_heads"])
+            self.index_head_dim = int(d["index_head_dim"])
+            self.index_topk = int(d["index_topk"])
+            qc = d.get("quantization_config") or {}
+            self.scale_fmt = qc["scale_fmt"] if "scale_fmt" in qc else "ue8m0"   # [33]
+            self.fp8 = True     # emulate the FP8 roundings [39, 45]; False turns both off
 
         if self.topk_method not in ("greedy", "group_limited_greedy", "noaux_tc"):
             raise ValueError("unsupported topk_method %r" % self.topk_method)
@@ -165,11 +187,11 @@ def softmax_scale(cfg):
     return scale
 
 
-def rope_cos_sin(cfg, positions):
+def rope_cos_sin(cfg, positions, attention_factor=True):
     """cos, sin of shape [T, dr/2] for absolute positions (angles in float64)."""
     inv = rope_inv_freq(cfg)
     ang = positions.to(DTYPE)[:, None] * inv[None, :]
-    a = rope_attention_factor(cfg)
+    a = rope_attention_factor(cfg) if attention_factor else 1.0
     return torch.cos(ang) * a, torch.sin(ang) * a
 
 
@@ -217,11 +239,22 @@ class MLP(nn.Module):
 
 
 class LatentCache:
-    """Per-layer MLA latent cache: normalised c [B, S, C] and roped k_pe [B, S, dr]."""
+    """Per-layer MLA latent cache: normalised c [B, S, C] and roped k_pe [B, S, dr]
+    (V3.2: also the indexer keys k [B, S, di] and their scales [B, S])."""
 
     def __init__(self, n_layers):
         self.c = [None] * n_layers
         self.k_pe = [None] * n_layers
+        self.ik = [None] * n_layers
+        self.iks = [None] * n_layers
+
+    def append_index(self, layer, k, ks):
+        if self.ik[layer] is None:
+            self.ik[layer], self.iks[layer] = k, ks
+        else:
+            self.ik[layer] = torch.cat((self.ik[layer], k), dim=1)
+            self.iks[layer] = torch.cat((self.iks[layer], ks), dim=1)
+        return self.ik[layer], self.iks[layer]
 
     def length(self):
         return 0 if self.c[0] is None else self.c[0].shape[1]
@@ -257,6 +290,9 @@ class MLA(nn.Module):
         self.kv_b_proj = _linear(self.C, H * (self.dn + self.dv))
         self.o_proj = _linear(H * self.dv, D)
         self.scale = softmax_scale(cfg)
+        if cfg.v32:
+            self.indexer = Indexer(cfg)
+        self.last_index = None      # V3.2: (chosen [B,T] lists of positions, gaps [B,T]) of the last call
 
     # pieces shared with the absorbed decoder in make_golden.py
     def query(self, x, cos, sin):
@@ -271,10 +307,14 @@ class MLA(nn.Module):
         return q_nope, apply_rope(q_pe, cos[:, None, :], sin[:, None, :])
 
     def latent(self, x, cos, sin):
-        """x [B,T,D] -> normalised c [B,T,C], roped k_pe [B,T,dr] (what is cached)."""
+        """x [B,T,D] -> normalised c [B,T,C], roped k_pe [B,T,dr] (what is cached).
+        V3.2 with FP8: c goes through act_quant per 128 channels and back [45]."""
         kv = self.kv_a_proj_with_mqa(x)
         c, k_pe = kv[..., :self.C], kv[..., self.C:]
-        return self.kv_a_layernorm(c), apply_rope(k_pe, cos, sin)
+        c = self.kv_a_layernorm(c)
+        if self.cfg.v32 and self.cfg.fp8:
+            c = fp8_round_trip(c, self.cfg.scale_fmt)
+        return c, apply_rope(k_pe, cos, sin)
 
     def forward(self, x, positions, cache=None):
         B, T, _ = x.shape
@@ -292,10 +332,152 @@ class MLA(nn.Module):
         scores = (torch.einsum("bthd,bshd->bhts", q_nope, k_nope)
                   + torch.einsum("bthr,bsr->bhts", q_pe, k_pe)) * self.scale
         mask = key_pos[None, :] > positions[:, None]      # [T, S], True = hidden
+        if self.cfg.v32:
+            mask = mask[None] | self.index_mask(x, positions, cache)   # [B, T, S], one set for all heads [42]
+            mask = mask[:, None]
         scores = scores.masked_fill(mask, float("-inf"))
         p = torch.softmax(scores, dim=-1)
         out = torch.einsum("bhts,bshd->bthd", p, v).reshape(B, T, self.H * self.dv)
         return self.o_proj(out)
+
+
+    def index_mask(self, x, positions, cache):
+        """[B, T, S] True where the indexer did not choose the key [41]."""
+        cfg = self.cfg
+        cos, sin = rope_cos_sin(cfg, positions, attention_factor=False)   # [37]: no factor
+        qr = self.q_a_layernorm(self.q_a_proj(x))                           # [35]
+        q, w, k, ks = self.indexer(x, qr, cos, sin)
+        if cache is not None:
+            k, ks = cache.append_index(self.layer_idx, k, ks)
+        I = index_scores(q, w, k, ks).detach().numpy()                      # [B, T, S]
+        B, T, S = I.shape
+        hidden = np.ones((B, T, S), dtype=bool)
+        gaps = np.full((B, T), np.inf)
+        chosen = [[None] * T for _ in range(B)]
+        K = cfg.index_topk
+        for b in range(B):
+            for t in range(T):
+                n = int(positions[t]) + 1                                  # causal keys 0..pos
+                if n <= K:
+                    sel = np.arange(n)
+                else:
+                    row = I[b, t, :n]
+                    order = np.lexsort((np.arange(n), -row))               # larger first, then smaller position
+                    sel = np.sort(order[:K])
+                    top = row[order]
+                    diff = top[K - 1] - top[K]
+                    gaps[b, t] = diff / abs(top[0]) if top[0] != 0 else (0.0 if diff == 0 else np.inf)
+                hidden[b, t, sel] = False
+                chosen[b][t] = sel
+        self.last_index = (chosen, gaps)
+        return torch.from_numpy(hidden)
+
+
+# --------------------------------------------------------------------------
+# DeepSeek-V3.2 indexer (items 33-48 of docs/deepseek-conventions.md)
+# --------------------------------------------------------------------------
+
+class LayerNorm(nn.Module):
+    """LayerNorm with weight and bias, eps fixed at 1e-6 [36] (not RMSNorm)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim, dtype=DTYPE))
+        self.bias = nn.Parameter(torch.zeros(dim, dtype=DTYPE))
+
+    def forward(self, x):
+        return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, 1e-6)
+
+
+def apply_rope_neox(x, cos, sin):
+    """Rotate pairs (x[i], x[i + r/2]) of the last dim [37] (not interleaved)."""
+    h = x.shape[-1] // 2
+    a, b = x[..., :h], x[..., h:]
+    return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)
+
+
+def hadamard_matrix(n):
+    """Sylvester order H[i][j] = (-1)^popcount(i & j), n a power of two [38]."""
+    h = torch.ones(1, 1, dtype=DTYPE)
+    while h.shape[0] < n:
+        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
+    assert h.shape[0] == n, "index_head_dim must be a power of two"
+    return h
+
+
+def rotate_activation(x):
+    """y = H x * n^-0.5 over the last dim [38]."""
+    n = x.shape[-1]
+    return (x @ hadamard_matrix(n).T) * n ** -0.5
+
+
+def fp8_act_scale(amax, scale_fmt):
+    """act_quant's scale of blocks whose max |x| is amax (float64 array) [39]:
+    max(amax, 1e-4) * fl32(1/448), rounded up to a power of two with ue8m0."""
+    v = np.maximum(amax, 1e-4) * float(np.float32(1.0 / 448.0))
+    if scale_fmt != "ue8m0":
+        return v
+    m, e = np.frexp(v)                                   # v = m * 2^e, m in [0.5, 1)
+    return np.where(m == 0.5, v, np.ldexp(1.0, e))
+
+
+def act_quant(x, scale_fmt, block=128):
+    """FP8 E4M3 of x per block of 128 along the last dim [39].
+    Returns (e4m3 values as float64, unscaled; scales [..., n/block])."""
+    a = x.detach().numpy()
+    n = a.shape[-1]
+    assert n % block == 0, "FP8 emulation needs a multiple of 128"
+    ab = a.reshape(a.shape[:-1] + (n // block, block))
+    s = fp8_act_scale(np.abs(ab).max(-1), scale_fmt)
+    y = np.clip(ab / s[..., None], -FP8_E4M3_MAX, FP8_E4M3_MAX)
+    q = fp8_e4m3_decode(fp8_e4m3_encode(y)).reshape(a.shape)
+    return torch.from_numpy(q), torch.from_numpy(s)
+
+
+def fp8_round_trip(x, scale_fmt, block=128):
+    """x -> e4m3(x / s) * s per block of 128 channels: the V3.2 latent [45]."""
+    q, s = act_quant(x, scale_fmt, block)
+    n = x.shape[-1]
+    return (q.view(q.shape[:-1] + (n // block, block)) * s[..., None]).reshape(x.shape)
+
+
+class Indexer(nn.Module):
+    """The lightning indexer [35-40]: per token, queries of index_n_heads heads,
+    one key shared by the heads, and per-head weights."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.Hi, self.di, self.dr = cfg.index_n_heads, cfg.index_head_dim, cfg.qk_rope_head_dim
+        self.wq_b = _linear(cfg.q_lora_rank, self.Hi * self.di)
+        self.wk = _linear(cfg.hidden_size, self.di)
+        self.k_norm = LayerNorm(self.di)
+        self.weights_proj = _linear(cfg.hidden_size, self.Hi)
+
+    def forward(self, x, qr, cos, sin):
+        """x [B,T,D], qr [B,T,Q], cos/sin [T, dr/2] ->
+        q [B,T,Hi,di], w [B,T,Hi], k [B,T,di], k_scale [B,T]."""
+        B, T, _ = x.shape
+        dr = self.dr
+        q = self.wq_b(qr).view(B, T, self.Hi, self.di)
+        q = torch.cat((apply_rope_neox(q[..., :dr], cos[:, None, :], sin[:, None, :]), q[..., dr:]), -1)
+        k = self.k_norm(self.wk(x))
+        k = torch.cat((apply_rope_neox(k[..., :dr], cos, sin), k[..., dr:]), -1)
+        q, k = rotate_activation(q), rotate_activation(k)
+        if self.cfg.fp8:
+            q, qs = act_quant(q, self.cfg.scale_fmt)       # qs [B,T,Hi,1]: di = 128 is one block
+            k, ks = act_quant(k, self.cfg.scale_fmt)
+            qs, ks = qs[..., 0], ks[..., 0]
+        else:
+            qs, ks = torch.ones(B, T, self.Hi, dtype=DTYPE), torch.ones(B, T, dtype=DTYPE)
+        w = self.weights_proj(x) * self.Hi ** -0.5 * qs * self.di ** -0.5   # [40]
+        return q, w, k, ks
+
+
+def index_scores(q, w, k, ks):
+    """I[b,t,s] = ks[s] * sum_h w[t,h] * ReLU(q[t,h] . k[s]) [40]."""
+    dots = torch.einsum("bthd,bsd->bths", q, k).clamp(min=0)
+    return torch.einsum("bths,bth->bts", dots, w) * ks[:, None, :]
 
 
 class Gate(nn.Module):
@@ -462,7 +644,7 @@ def _ignorable(name, cfg):
     if name.startswith("model.layers."):
         if int(name.split(".")[2]) >= cfg.num_hidden_layers:
             return True
-        if ".self_attn.indexer." in name:
+        if ".self_attn.indexer." in name and not cfg.v32:
             return True
     if name == "lm_head.weight" and cfg.tie_word_embeddings:
         return True
