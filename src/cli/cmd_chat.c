@@ -157,7 +157,7 @@ static int chat_run(const void *dest) {
     /* lm_generator_create: one sequence of ctx, forward rows of a whole prompt chunk (256) */
     if (cli_memory_check("chat", dir,
                          &(lm_memplan_req){.ctx = ctx, .seqs = 1, .rows = 256, .threads = (int)threads,
-                                           .attn = LM_ATTN_LATENT},
+                                           .attn = LM_ATTN_LATENT, .fp8_off = !o.fp8},
                          o.no_memory_check))
         return 1;
     if (lm_model_load(dir, &m, &err)) {

@@ -351,7 +351,7 @@ static int logits_run(const void *dest) {
     const char *out = o.out;
     lm_model *m = load_or_die("logits", o.dir,
                               &(lm_memplan_req){.ctx = o.ids.n, .seqs = 1, .rows = o.chunk, .threads = o.threads,
-                                                .attn = o.attn},
+                                                .attn = o.attn, .fp8_off = !o.fp8},
                               o.no_memory_check);
     if (!m) {
         return 1;
@@ -560,7 +560,7 @@ static int generate_run(const void *dest) {
     lm_model *m = load_or_die("generate", o.dir,
                               &(lm_memplan_req){.ctx = plan_ctx, .seqs = samples, .rows = o.chunk > plan_seqs ? o.chunk : plan_seqs,
                                                 .cache_tokens = plan_ctx * (samples > 1 ? plan_seqs + 1 : 1),
-                                                .threads = o.threads, .attn = o.attn},
+                                                .threads = o.threads, .attn = o.attn, .fp8_off = !o.fp8},
                               o.no_memory_check);
     if (!m) {
         return 1;
@@ -831,7 +831,7 @@ static int bench_run(const void *dest) {
         lm_model *m = load_or_die("bench", o.dir,
                                   &(lm_memplan_req){.ctx = bctx, .seqs = maxB, .cache_tokens = maxB * (bctx + 16),
                                                     .rows = o.chunk > maxB ? o.chunk : maxB, .threads = o.threads,
-                                                    .attn = LM_ATTN_LATENT},
+                                                    .attn = LM_ATTN_LATENT, .fp8_off = !o.fp8},
                                   o.no_memory_check);
         if (!m) return 1;
         m->cfg.fp8_emulation = o.fp8;
@@ -842,7 +842,7 @@ static int bench_run(const void *dest) {
     int64_t prompt = o.prompt_len, gen = o.gen, reps = o.reps;
     lm_model *m = load_or_die("bench", o.dir,
                               &(lm_memplan_req){.ctx = prompt > gen ? prompt : gen, .seqs = 1, .rows = o.chunk,
-                                                .threads = o.threads, .attn = o.attn},
+                                                .threads = o.threads, .attn = o.attn, .fp8_off = !o.fp8},
                               o.no_memory_check);
     if (!m) return 1;
     m->cfg.fp8_emulation = o.fp8;

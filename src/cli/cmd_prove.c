@@ -378,7 +378,7 @@ static int prove_run(const void *dest) {
         lm_config mc;
         lm_memplan_req mr = {.ctx = lm_config_load(c.model, &mc, &err) ? 1 : mc.max_position_embeddings,
                              .seqs = 64, .rows = eo.max_batch_tokens, .threads = c.threads, .attn = eo.attn,
-                             .cache_tokens = cli_engine_cache_tokens(c.model, 0, 64, eo.attn)};
+                             .cache_tokens = cli_engine_cache_tokens(c.model, 0, 64, eo.attn), .fp8_off = !c.fp8};
         if (cli_memory_check(cmd, c.model, &mr, c.no_memory_check)) {
             rc = 1;
             goto done;

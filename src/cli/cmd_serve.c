@@ -96,7 +96,8 @@ static int serve_run(const void *dest) {
     lm_engine_opts eo = lm_engine_opts_default(); /* what lm_serve_load's engine reserves */
     lm_memplan_req mr = {.ctx = o->ctx, .seqs = o->max_seqs, .threads = o->threads, .attn = eo.attn,
                          .rows = eo.max_batch_tokens > o->max_seqs ? eo.max_batch_tokens : o->max_seqs,
-                         .cache_tokens = cli_engine_cache_tokens(o->dir, o->ctx, o->max_seqs, eo.attn)};
+                         .cache_tokens = cli_engine_cache_tokens(o->dir, o->ctx, o->max_seqs, eo.attn),
+                         .fp8_off = !o->fp8};
     if (cli_memory_check("serve", o->dir, &mr, o->no_memory_check)) return 1;
     lm_error err;
     lm_server *s = lm_serve_start(&so, &err);

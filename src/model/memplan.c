@@ -119,7 +119,9 @@ int lm_memplan_read(const char *dir, lm_memplan *p, lm_error *err) {
 }
 
 void lm_memplan_size(lm_memplan *p, const lm_memplan_req *req) {
-    const lm_config *c = &p->cfg;
+    lm_config run_cfg = p->cfg; /* the configuration the command will run */
+    if (req->fp8_off) run_cfg.fp8_emulation = 0;
+    const lm_config *c = &run_cfg;
     int64_t ctx = req->ctx > 0 ? req->ctx : 1, seqs = req->seqs > 0 ? req->seqs : 1;
     p->ctx = ctx;
     p->seqs = seqs;

@@ -71,6 +71,7 @@ typedef struct lm_memplan_req {
     int threads;
     lm_attn_mode attn;
     int training;
+    int fp8_off;                      /* --fp8-emulation off: V3.2's latent cached as F32, not e4m3 codes */
 } lm_memplan_req;
 
 /* Reads MODEL_DIR/config.json and the safetensors headers (the mappings

@@ -46,6 +46,12 @@ if command -v "$PY" >/dev/null 2>&1 && "$PY" tests/standin_685b.py "$tmp/v32" 2>
         env LEMMA_MEM_AVAILABLE=256G "$LEMMA" logits "$S" --ids 1,2,3 --threads 1
     check_fails "generate refuses it on this machine's MemAvailable" "is available (MemAvailable); pass --no-memory-check" \
         "$LEMMA" generate "$S" --ids 1,2,3 -n 4 --threads 1
+    # the cache a 128K context needs: V3.2's latent as e4m3 codes (FP8 emulation on,
+    # 916 bytes a layer) or as F32 with --fp8-emulation off
+    check_fails "the plan counts the FP8 latent cache (6.82 GiB at 128K)" "+ cache 6.82 GiB for 131072 tokens" \
+        env LEMMA_MEM_AVAILABLE=256G "$LEMMA" generate "$S" --ids 1 -n 131000 --ctx 131072 --threads 1
+    check_fails "--fp8-emulation off: the plan counts the F32 latent cache (20.97 GiB)" "+ cache 20.97 GiB for 131072 tokens" \
+        env LEMMA_MEM_AVAILABLE=256G "$LEMMA" generate "$S" --ids 1 -n 131000 --ctx 131072 --threads 1 --fp8-emulation off
 else
     echo "skip 685B stand-in: $PY tests/standin_685b.py failed or python3 is missing"; cat "$tmp/gen.log" 2>/dev/null
 fi
