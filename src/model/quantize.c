@@ -13,6 +13,7 @@
 #include "core/dtype.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
+#include "formats/json.h"
 #include "formats/safetensors.h"
 #include "model/arch.h"
 #include "model/config.h"
@@ -141,6 +142,62 @@ static int write_q8_scales(void *ctx, const lm_tensor_out *o, lm_atomic_writer *
     return 0;
 }
 
+/* The end (one past) of the JSON value that starts at off in valid JSON text. */
+static size_t json_value_end(const char *text, size_t len, size_t off) {
+    int depth = 0;
+    for (size_t i = off; i < len; i++) {
+        char c = text[i];
+        if (c == '"') {
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\') i++;
+            if (!depth) return i + 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth <= 0) return depth < 0 ? i : i + 1;
+        } else if (!depth && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+            return i;
+        }
+    }
+    return len;
+}
+
+/* config.json without an FP8 quantization_config (the Q8 model holds no FP8
+ * weights: a reader would take it for FP8), the rest byte for byte. *out is
+ * malloc'd; text itself is returned (*out NULL) when there is nothing to drop. */
+static int config_without_fp8(const char *path, const char *text, size_t len, char **out, size_t *out_len,
+                              lm_error *err) {
+    *out = NULL;
+    json_doc *doc = json_parse(text, len, err);
+    if (!doc) return lm_fail_prefix(err, "%s", path), -1;
+    const json_value *root = json_root(doc), *prev = NULL, *qc = NULL;
+    for (const json_value *m = root->type == JSON_OBJECT ? root->child : NULL; m && !qc; m = m->next) {
+        if (m->key_len == 19 && !memcmp(m->key, "quantization_config", 19)) qc = m;
+        else prev = m;
+    }
+    const json_value *qm = qc ? json_get(qc, "quant_method") : NULL;
+    if (qm && qm->type == JSON_STRING && !strcmp(qm->str, "fp8")) {
+        /* drop from the end of the previous member (or just after '{') to the end
+         * of this one, and for the first member the comma that follows it */
+        size_t from = prev ? json_value_end(text, len, prev->offset) : root->offset + 1;
+        size_t to = json_value_end(text, len, qc->offset);
+        if (!prev) {
+            size_t k = to;
+            while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+            if (k < len && text[k] == ',') to = k + 1;
+        }
+        if (!(*out = malloc(len - (to - from) + 1))) {
+            json_free(doc);
+            return lm_fail(err, "out of memory");
+        }
+        memcpy(*out, text, from);
+        memcpy(*out + from, text + to, len - to);
+        *out_len = len - (to - from);
+    }
+    json_free(doc);
+    return 0;
+}
+
 /* Copies the non-weight files (config, tokenizer, ...) of in_dir. */
 static int copy_side_files(const char *in_dir, const char *out_dir, lm_error *err) {
     DIR *d = opendir(in_dir);
@@ -158,7 +215,14 @@ static int copy_side_files(const char *in_dir, const char *out_dir, lm_error *er
         if (stat(src, &st) || !S_ISREG(st.st_mode)) continue;
         char *text = NULL;
         size_t len = 0;
-        rc = lm_read_file(src, (size_t)1 << 30, &text, &len, err) || lm_write_file_atomic(dst, text, len, err) ? -1 : 0;
+        char *edited = NULL;
+        size_t edited_len = 0;
+        rc = lm_read_file(src, (size_t)1 << 30, &text, &len, err) ||
+                     (!strcmp(e->d_name, "config.json") && config_without_fp8(src, text, len, &edited, &edited_len, err)) ||
+                     lm_write_file_atomic(dst, edited ? edited : text, edited ? edited_len : len, err)
+                 ? -1
+                 : 0;
+        free(edited);
         free(text);
     }
     closedir(d);

@@ -29,7 +29,9 @@ typedef struct lm_quantize_stats {
 /* Reads the checkpoint in in_dir (config.json and safetensors, sharded or
  * not), writes out_dir/model.safetensors (atomically) with the Q8 tensors
  * and copies every other regular file of in_dir that is not a safetensors
- * file or index (config, tokenizer, generation config) byte for byte.
+ * file or index (config, tokenizer, generation config) byte for byte, except
+ * that config.json loses an FP8 quantization_config (quant_method "fp8":
+ * the Q8 model holds no FP8 weights), its other bytes kept.
  * out_dir is created; it must not hold a checkpoint already. The output is
  * streamed: each matrix is quantized row by row as the file reaches it, so
  * the memory is one matrix's scales and a row (plus the read-only mapping

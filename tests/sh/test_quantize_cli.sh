@@ -28,7 +28,12 @@ for dt in f32 fp8; do
     check "init $dt" "$LEMMA" init "$tmp/tiny.json" --out "$tmp/$dt" --seed 3 --dtype $dt
     check "quantize $dt" "$LEMMA" quantize "$tmp/$dt" "$tmp/${dt}_q8" --type q8
     grep -q "q8: .* matrices" "$tmp/out" && ok "  ... reports what it did" || bad "  ... reports what it did"
-    check "  ... config copied" cmp "$tmp/$dt/config.json" "$tmp/${dt}_q8/config.json"
+    if [ $dt = f32 ]; then
+        check "  ... config copied" cmp "$tmp/$dt/config.json" "$tmp/${dt}_q8/config.json"
+    else
+        check "  ... config copied without its FP8 quantization_config" python3 tests/config_minus.py \
+            "$tmp/$dt/config.json" "$tmp/${dt}_q8/config.json" quantization_config
+    fi
     check "info on q8 ($dt)" "$LEMMA" info "$tmp/${dt}_q8"
     grep -q "I8: " "$tmp/out" && ok "  ... info shows I8" || bad "  ... info shows I8"
     grep -q "F8_E4M3" "$tmp/out" && bad "  ... no FP8 left" || ok "  ... no FP8 left"
@@ -49,6 +54,33 @@ grep -q "experts.0.up_proj.weight I8 \[32, 64\]" "$tmp/hdr" && grep -q "up_proj.
     && grep -q "mlp.gate.weight F32" "$tmp/hdr" && grep -q "model.norm.weight F32" "$tmp/hdr" \
     && grep -q "lm_head.weight I8" "$tmp/hdr" && grep -q "embed_tokens.weight I8" "$tmp/hdr" \
     && ok "tensor names and dtypes" || { bad "tensor names and dtypes"; sed 's/^/  /' "$tmp/hdr"; }
+# the FP8 quantization_config dropped wherever it stands (first, middle, last member, compact
+# or pretty JSON), every other byte kept; a config without one is copied unchanged
+for where in middle last compact; do
+    rm -rf "$tmp/qc" "$tmp/qc_q8"; cp -r tests/golden/v3_fp8 "$tmp/qc"
+    python3 - "$tmp/qc/config.json" $where <<'PY'
+import json, sys
+path, where = sys.argv[1], sys.argv[2]
+c = json.load(open(path)); qc = c.pop("quantization_config")
+if where == "last":
+    c["quantization_config"] = qc
+    text = json.dumps(c, indent=2)
+elif where == "compact":
+    items = list(c.items()); items.insert(5, ("quantization_config", qc))
+    text = json.dumps(dict(items), separators=(",", ":"))
+else:
+    items = list(c.items()); items.insert(len(items) // 2, ("quantization_config", qc))
+    text = json.dumps(dict(items), indent=1)
+open(path, "w").write(text)
+PY
+    if "$LEMMA" quantize "$tmp/qc" "$tmp/qc_q8" >/dev/null 2>&1 &&
+       python3 tests/config_minus.py "$tmp/qc/config.json" "$tmp/qc_q8/config.json" quantization_config >"$tmp/out" 2>&1 &&
+       "$LEMMA" info "$tmp/qc_q8" >/dev/null 2>&1; then
+        ok "FP8 quantization_config ($where) dropped, the rest kept"
+    else
+        bad "FP8 quantization_config ($where) dropped, the rest kept"; sed 's/^/  /' "$tmp/out"
+    fi
+done
 check "quantize a q8 checkpoint again" "$LEMMA" quantize "$tmp/f32_q8" "$tmp/again"
 check "  ... same bytes" cmp "$tmp/f32_q8/model.safetensors" "$tmp/again/model.safetensors"
 
