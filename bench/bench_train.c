@@ -3,6 +3,7 @@
  *
  *   build/release/bench/bench_train PRESET.json [--threads N] [--steps S]
  *       [--warmup W] [--batch B] [--seq T] [--micro M] [--seed S] [--peak G] [--name NAME]
+ *       [--precision f32|bf16]
  *
  * What it does, for one thread count (one process per measurement, so that
  * the peak RSS is that measurement's own):
@@ -77,6 +78,7 @@
 #include "core/fileio.h"
 #include "core/kernels.h"
 #include "core/rng.h"
+#include "core/sha256.h"
 #include "core/threadpool.h"
 #include "formats/json.h"
 #include "model/config.h"
@@ -202,7 +204,7 @@ static int cmp_double(const void *a, const void *b) {
 
 static void usage(void) {
     printf("usage: bench_train PRESET.json [--threads N] [--steps S] [--warmup W] [--batch B] [--seq T]\n"
-           "                   [--micro M] [--seed S] [--peak GFLOPS_PER_THREAD] [--name NAME]\n"
+           "                   [--micro M] [--seed S] [--peak GFLOPS_PER_THREAD] [--name NAME] [--precision f32|bf16]\n"
            "  PRESET.json   an HF config.json; batch/seq default to its \"bench\" field\n"
            "  --threads N   threads (default 1)\n"
            "  --steps S     timed steps (default 5, 3 when seq >= 512)\n"
@@ -215,6 +217,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
     const char *cfg_path = NULL, *name = NULL;
     int threads = 1, steps = 0, warmup = 1;
+    lm_precision precision = LM_PRECISION_F32;
     int64_t batch = 0, seq = 0, micro = 0;
     uint64_t seed = 1;
     double peak_arg = 0;
@@ -233,6 +236,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed") && more) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--peak") && more) peak_arg = atof(argv[++i]);
         else if (!strcmp(a, "--name") && more) name = argv[++i];
+        else if (!strcmp(a, "--precision") && more) {
+            if (lm_precision_parse(argv[++i], &precision)) {
+                fprintf(stderr, "bench_train: --precision must be f32 or bf16 (got %s)\n", argv[i]);
+                return 2;
+            }
+        }
         else if (a[0] != '-' && !cfg_path) cfg_path = a;
         else {
             fprintf(stderr, "bench_train: unknown or incomplete option %s\n", a);
@@ -293,6 +302,7 @@ int main(int argc, char **argv) {
     o.batch = batch;
     o.seq = seq;
     o.micro_batch = micro;
+    o.precision = precision;
     lm_pool *pool = lm_pool_create(threads);
     if (!pool) {
         fprintf(stderr, "bench_train: cannot start %d threads\n", threads);
@@ -349,6 +359,12 @@ int main(int argc, char **argv) {
     double med = steps % 2 ? wall[steps / 2] : 0.5 * (wall[steps / 2 - 1] + wall[steps / 2]);
     double best = wall[0], worst = wall[steps - 1];
 
+    /* the trained weights' digest: a kernel change that keeps the bits keeps it */
+    uint8_t digest[32];
+    char wsha[65];
+    lm_sha256_buf(p->w, sizeof(float) * (size_t)p->n_floats, digest);
+    lm_sha256_hex(digest, wsha);
+
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mib = (double)ru.ru_maxrss / 1024.0;
@@ -372,14 +388,14 @@ int main(int argc, char **argv) {
            "\"gflop_s\":%.2f,\"gflop_s_attn\":%.2f,\"peak_gflop_s\":%.1f,\"peak_source\":\"%s\","
            "\"peak_frac\":%.4f,\"peak_frac_attn\":%.4f,\"peak_frac_nominal\":%.4f,\"peak_frac_cpu\":%.4f,"
            "\"peak_rss_mib\":%.1f,\"params_bytes\":%zu,\"trainer_bytes\":%lld,"
-           "\"loss_first\":%.5f,\"loss_last\":%.5f,\"isa\":\"%s\"}\n",
+           "\"loss_first\":%.5f,\"loss_last\":%.5f,\"precision\":\"%s\",\"isa\":\"%s\",\"weights_sha256\":\"%s\"}\n",
            pname, threads, (long long)B, (long long)T, (long long)(micro ? micro : B), warmup, steps, med, best, worst,
            tps, tps_best, cpu_total / (wall_total * threads), (double)(B * T) * steps / cpu_total,
            have_sched ? busiest / steps : NAN, have_sched && busiest > 0 ? (double)(B * T) * steps / busiest : NAN,
            have_sched ? rq_wait / (wall_total * threads) : NAN, n_active, f6n, attn_tok, gf, gf_attn, peak,
            peak_arg > 0 ? "--peak" : "fma_anchor_1t_x_threads", gf / peak, gf_attn / peak, gf / nominal,
            (double)(B * T) * steps / cpu_total * f6n * 1e-9 / anchor, rss_mib,
-           p->block.bytes, (long long)lm_trainer_bytes(tr), loss0, loss_last, lm_isa_name(lm_cpu_isa()));
+           p->block.bytes, (long long)lm_trainer_bytes(tr), loss0, loss_last, lm_precision_name(precision), lm_isa_name(lm_cpu_isa()), wsha);
 
     free(wall);
     free(ids);

@@ -6,6 +6,7 @@
 #   BENCH_QUICK=1 make bench        # smoke run: short prompt/gen, 1 rep
 #   BENCH_NO_TRAIN=1 BENCH_NO_TOKENIZER=1 BENCH_NO_PROVE=1 make bench   # inference only
 #   BENCH_NO_BATCH=1 BENCH_NO_SERVE=1 make bench   # without issue 8's batch table / server load
+#   BENCH_NO_RL=1 make bench        # without the post-training RL step (bench/rl_bench.sh)
 #   BENCH_NO_MTP=1 make bench       # without the MTP speculative-decoding table (bench/mtp_bench.sh)
 #   BENCH_NO_EXPORT=1 make bench    # without the GGUF export / llama.cpp load times (bench/export_bench.sh)
 #   BENCH_NO_Q8=1 make bench        # without the Q8 decode table (bench/q8_bench.sh)
@@ -389,6 +390,11 @@ if [ "${BENCH_NO_DISTILL:-0}" != 1 ]; then
     echo
     echo "== logit distillation: lemma vs PyTorch (bench/distill_bench.sh)"
     bash bench/distill_bench.sh || echo "bench/distill_bench.sh failed (exit $?)"
+fi
+if [ "${BENCH_NO_RL:-0}" != 1 ]; then
+    echo
+    echo "== post-training RL step: sampling vs training, lemma vs PyTorch (bench/rl_bench.sh)"
+    bash bench/rl_bench.sh || echo "bench/rl_bench.sh failed (exit $?)"
 fi
 if [ "${BENCH_NO_TOKENIZER:-0}" != 1 ]; then
     echo

@@ -3,7 +3,12 @@
 
     OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_train.py PRESET.json \
         [--init MODEL_DIR] [--threads N] [--steps S] [--warmup W] [--batch B] [--seq T] \
-        [--distill-teacher TEACHER.json [--temperature TAU]]
+        [--distill-teacher TEACHER.json [--temperature TAU]] [--autocast bf16]
+
+With --autocast bf16, the PyTorch anchor of `--precision bf16`: the forward
+and the loss run under torch.autocast("cpu", dtype=torch.bfloat16) (matmuls
+and linears in bf16 with fp32 master weights, fp32 optimiser), the standard
+PyTorch mixed-precision recipe on CPU.
 
 With --distill-teacher, the anchor of bench/bench_distill.c (bench
 "torch_distill"): a frozen teacher of that preset (N(0, 0.02), eval mode,
@@ -41,8 +46,11 @@ The same training step as bench/bench_train.c, in PyTorch (float32, eager):
 OMP_WAIT_POLICY and OMP_NUM_THREADS are set before torch is imported
 (PyTorch's default spin-waiting OpenMP pool is 3-7x slower on this shared
 2-core machine); torch.set_num_threads(N) as well. PyTorch's matmuls go to
-the system libblas.so.3: it must be OpenBLAS (libopenblas0-openmp), the
-reference BLAS is ~15x slower; the JSON line names the library.
+libblas.so.3: it must be OpenBLAS (libopenblas0-openmp), the reference BLAS
+is ~15x slower; bench/train_bench.sh points LD_LIBRARY_PATH at OpenBLAS's
+folder when it is installed (the system default may stay the reference BLAS,
+which tests/ref's byte-exact golden checks were written with); the JSON line
+names the library actually loaded.
 
 Prints one JSON line: tokens_per_s, step times, cpu_util (process CPU time /
 (wall * threads)), tokens_per_cpu_s, tokens_per_s_idle_est (B*T over the CPU
@@ -103,6 +111,28 @@ def batch_ids(seed, B, T, V):
     return t[:, :T].contiguous(), t[:, 1:].contiguous()
 
 
+def moe_forward_autocast(self, x):
+    """tests/ref's MoE.forward with its dtypes made explicit, for autocast:
+    there the router weights and the experts' outputs come back in
+    different dtypes (fp32 scores, bf16 products), which scatter and
+    index_add refuse to mix. Same operations otherwise."""
+    shape = x.shape
+    xf = x.reshape(-1, shape[-1])
+    idx, w = self.gate(xf)
+    N, E = xf.shape[0], self.cfg.n_routed_experts
+    dense_w = torch.zeros(N, E, dtype=w.dtype).scatter(1, idx, w)
+    y = torch.zeros(xf.shape, dtype=torch.float32)
+    for e, expert in enumerate(self.experts):
+        rows = (idx == e).any(dim=1).nonzero().flatten()
+        if rows.numel() == 0:
+            continue
+        contrib = expert(xf[rows]).float() * dense_w[rows, e:e + 1].float()
+        y = y.index_add(0, rows, contrib)
+    if self.shared_experts is not None:
+        y = y + self.shared_experts(xf).float()
+    return y.view(shape)
+
+
 def mla_forward_hf(self, x, positions, cache=None):
     """MLA as HF's DeepseekV3Attention (eager) computes it; same values as R.MLA.forward."""
     assert cache is None
@@ -149,6 +179,16 @@ def task_delta(a, b):
 
 
 def blas_library():
+    """The libblas.so.3 this process loaded (LD_LIBRARY_PATH may point torch at
+    OpenBLAS while the system default is another), from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if "libblas.so" in path or "libopenblas" in path:
+                    return os.path.realpath(path)
+    except OSError:
+        pass
     p = "/usr/lib/x86_64-linux-gnu/libblas.so.3"
     return os.path.realpath(p) if os.path.exists(p) else "unknown"
 
@@ -166,6 +206,8 @@ def main():
     ap.add_argument("--attn", choices=("hf", "ref"), default="hf",
                     help="attention code: HF's eager form (default) or the reference's")
     ap.add_argument("--name")
+    ap.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                    help="bf16: forward and loss under torch.autocast('cpu', torch.bfloat16) (fp32 master weights)")
     ap.add_argument("--distill-teacher", help="preset of a frozen teacher: time a logit-distillation step")
     ap.add_argument("--temperature", type=float, default=2.0)
     a = ap.parse_args()
@@ -174,6 +216,8 @@ def main():
     R.DTYPE = torch.float32          # the reference builds its modules (and rope tables) in R.DTYPE
     if a.attn == "hf":
         R.MLA.forward = mla_forward_hf
+    if a.autocast == "bf16":
+        R.MoE.forward = moe_forward_autocast
     with open(a.preset) as f:
         cfg_dict = json.load(f)
     bench = cfg_dict.get("bench") or {}
@@ -252,8 +296,9 @@ def main():
         opt.zero_grad(set_to_none=True)
         if teacher is not None:
             R.Gate.forward = student_gate
-        logits = model(ids)
-        loss = loss_of(logits)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+            logits = model(ids)
+            loss = loss_of(logits.float())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -299,7 +344,7 @@ def main():
         "tokens_per_s_idle_est": round(B * T * steps / busiest, 1) if busiest else None,
         "runqueue_wait_frac": round(rq_wait / (sum(wall) * a.threads), 3) if busiest else None,
         "peak_rss_mib": round(rss, 1), "loss_first": round(loss_first, 5), "loss_last": round(loss, 5),
-        "weights": "init:" + a.init if a.init else "torch-random", "attn": a.attn,
+        "weights": "init:" + a.init if a.init else "torch-random", "attn": a.attn, "autocast": a.autocast,
         "torch": torch.__version__, "blas": blas_library(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch_threads": torch.get_num_threads(),
     }))

@@ -6,6 +6,7 @@
 #   bash bench/train_bench.sh                 # bench-s and bench-m, 1 and 2 threads (~4-6 min)
 #   TRAIN_BENCH_REPS=3 bash bench/train_bench.sh   # 3 alternating rounds, medians and ranges
 #   bash bench/train_bench.sh --profile       # perf profile of one lemma bench-m step instead
+#                                             # (TRAIN_BENCH_PROFILE_PRECISION=bf16 for the bf16 step)
 #
 # For each preset (../shared/data/bench-presets/*.json; batch and seq from
 # their "bench" field) and thread count, in this order so that both sides see
@@ -37,7 +38,9 @@
 # Environment: LEMMA_BIN (./lemma), LEMMA_BUILD (build/release), LEMMA_SHARED
 # (../shared), TRAIN_BENCH_PRESETS ("bench-s bench-m"), TRAIN_BENCH_THREADS
 # ("1 2"), TRAIN_BENCH_REPS (1), TRAIN_BENCH_STEPS_S (5), TRAIN_BENCH_STEPS_M
-# (3), TRAIN_BENCH_PEAK (GFLOP/s per thread; default: measured),
+# (3), TRAIN_BENCH_PRECISIONS ("f32 bf16": lemma --precision bf16 against
+# PyTorch under bf16 autocast, the fp32 rows being the anchors too),
+# TRAIN_BENCH_PEAK (GFLOP/s per thread; default: measured),
 # TRAIN_BENCH_NO_TORCH=1, TRAIN_BENCH_TORCH_ATTN (hf | ref), TRAIN_BENCH_OUT
 # (build/bench/train_results.jsonl), TRAIN_BENCH_TIMEOUT (600 s per command).
 set -u
@@ -48,6 +51,7 @@ SHARED=${LEMMA_SHARED:-../shared}
 PRESET_DIR=$SHARED/data/bench-presets
 PRESETS=${TRAIN_BENCH_PRESETS:-bench-s bench-m}
 THREADS=${TRAIN_BENCH_THREADS:-1 2}
+PRECISIONS=${TRAIN_BENCH_PRECISIONS:-f32 bf16}
 REPS=${TRAIN_BENCH_REPS:-1}
 STEPS_S=${TRAIN_BENCH_STEPS_S:-5}
 STEPS_M=${TRAIN_BENCH_STEPS_M:-3}
@@ -76,13 +80,14 @@ if [ "${1:-}" = --profile ]; then
     command -v perf >/dev/null || die "perf is not installed (apt-get install linux-perf)"
     preset=${TRAIN_BENCH_PROFILE_PRESET:-bench-m}
     pthreads=${TRAIN_BENCH_PROFILE_THREADS:-1}
+    pprec=${TRAIN_BENCH_PROFILE_PRECISION:-f32}
     dir=build/bench-train/profile; mkdir -p "$dir"
     rm -f "$dir/ctl" "$dir/ack"; mkfifo "$dir/ctl" "$dir/ack"
     exec 10<>"$dir/ctl" 11<>"$dir/ack"
     note "== perf record (dwarf call graphs) of 1 timed $preset step at $pthreads thread(s), warm-up excluded"
     BENCH_PERF_CTL_FD=10 BENCH_PERF_ACK_FD=11 perf record -q -F 250 --call-graph dwarf,16384 -D -1 \
         --control fd:10,11 -o "$dir/perf.data" "$BIN" "$PRESET_DIR/$preset.json" --threads "$pthreads" --steps 1 \
-        "${peak_args[@]}" 2>/dev/null | last_json >&2
+        --precision "$pprec" "${peak_args[@]}" 2>/dev/null | last_json >&2
     perf script -i "$dir/perf.data" -F comm,tid,period,ip,sym 2>/dev/null >"$dir/perf.txt"
     "$PY" - "$dir/perf.txt" <<'PYEOF'
 import collections, sys
@@ -91,7 +96,7 @@ PHASE = ["attn_fwd", "attn_bwd", "moe_fwd", "moe_bwd", "mlp_fwd", "mlp_bwd", "tr
          "lm_adamw_grad_norm", "lm_train_begin", "lm_train_apply"]
 OP = ["lm_tk_linear_dx", "lm_tk_linear_dw", "lm_tk_linear", "lm_tk_attn_fwd", "lm_tk_attn_bwd", "lm_tk_transpose",
       "lm_tk_add", "lm_tk_rmsnorm_dw", "tr_norm_rows", "tr_renorm_rows", "tr_norm_bwd_rows", "tr_swiglu_rows",
-      "tr_swiglu_bwd_rows", "add_rows", "tr_attn_gather", "lm_tk_xent", "update_task", "norm_task"]
+      "tr_swiglu_bwd_rows", "add_rows", "tr_attn_gather", "lm_tk_xent", "update_task", "norm_task", "lm_tk_round_bf16", "lm_params_to_bf16"]
 samples, cur = [], None
 for line in open(sys.argv[1]):
     if not line.strip():
@@ -132,14 +137,20 @@ fi
 
 mkdir -p "$(dirname "$OUTF")" "$MODELS"
 : >"$OUTF"
-err=build/bench/train_stderr.log; : >"$err"
+mkdir -p build/bench; err=build/bench/train_stderr.log; : >"$err"
 t_start=$(date +%s)
 
 # ---- machine ------------------------------------------------------------------
 cpu=$(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -n 1)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+dirty" || true)
-blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)
+# PyTorch gets OpenBLAS when it is installed, through LD_LIBRARY_PATH for its
+# processes only: the system's libblas.so.3 may stay the reference BLAS (the
+# byte-exact golden checks of tests/ref, e.g. test_rl_golden.sh, depend on it).
+OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
+torch_env=(); [ -f "$OPENBLAS_DIR/libblas.so.3" ] && torch_env=(LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+if [ ${#torch_env[@]} -gt 0 ]; then blas=$(readlink -f "$OPENBLAS_DIR/libblas.so.3")
+else blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown); fi
 printf '{"bench":"machine","cpu":"%s","cores":%s,"date":"%s","git":"%s%s","loadavg_start":"%s","reps":%s,"torch_blas":"%s"}\n' \
     "$cpu" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$rev" "$dirty" "$(cut -d' ' -f1-3 /proc/loadavg)" "$REPS" "$blas" >>"$OUTF"
 note "== train bench: $cpu, $(nproc) cores, git $rev$dirty, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -171,17 +182,21 @@ for rep in $(seq 1 "$REPS"); do
     for p in $PRESETS; do
         steps=$STEPS_S; [ "$p" = bench-m ] && steps=$STEPS_M
         for t in $THREADS; do
-            note "== round $rep/$REPS: $p, $t thread(s), load $(cut -d' ' -f1 /proc/loadavg)"
-            j=$(timeout "$TMO" "$BIN" "$PRESET_DIR/$p.json" --threads "$t" --steps "$steps" "${peak_args[@]}" 2>>"$err" | last_json)
+          for prec in $PRECISIONS; do
+            note "== round $rep/$REPS: $p, $t thread(s), $prec, load $(cut -d' ' -f1 /proc/loadavg)"
+            autocast=off; [ "$prec" = bf16 ] && autocast=bf16
+            j=$(timeout "$TMO" "$BIN" "$PRESET_DIR/$p.json" --threads "$t" --steps "$steps" --precision "$prec" \
+                "${peak_args[@]}" 2>>"$err" | last_json)
             if [ -n "$j" ]; then printf '%s\n' "${j%\}},\"rep\":$rep}" >>"$OUTF"; note "   lemma  $j"
             else note "   bench_train failed (see $err)"; fi
             if [ $torch_ok = 1 ]; then
                 init=(); [ -f "$MODELS/$p-f32/model.safetensors" ] && init=(--init "$MODELS/$p-f32")
-                j=$(OMP_WAIT_POLICY=PASSIVE timeout "$TMO" "$TORCH_PY" bench/torch_train.py "$PRESET_DIR/$p.json" \
-                    --threads "$t" --steps "$steps" --attn "$ATTN" "${init[@]}" 2>>"$err" | last_json)
+                j=$(env "${torch_env[@]}" OMP_WAIT_POLICY=PASSIVE timeout "$TMO" "$TORCH_PY" bench/torch_train.py "$PRESET_DIR/$p.json" \
+                    --threads "$t" --steps "$steps" --attn "$ATTN" --autocast "$autocast" "${init[@]}" 2>>"$err" | last_json)
                 if [ -n "$j" ]; then printf '%s\n' "${j%\}}, \"rep\": $rep}" >>"$OUTF"; note "   torch  $j"
                 else note "   torch_train.py failed (see $err)"; fi
             fi
+          done
         done
     done
 done
@@ -194,13 +209,16 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 mach = next(r for r in rows if r["bench"] == "machine")
 end = next((r for r in rows if r["bench"] == "end"), {})
+def prec(r):  # lemma's --precision, or torch's autocast
+    return r.get("precision") or ("bf16" if r.get("autocast") == "bf16" else "f32")
+
 keys = []
 for r in rows:
-    if r["bench"] in ("lemma_train", "torch_train") and (r["preset"], r["threads"]) not in keys:
-        keys.append((r["preset"], r["threads"]))
+    if r["bench"] in ("lemma_train", "torch_train") and (r["preset"], r["threads"], prec(r)) not in keys:
+        keys.append((r["preset"], r["threads"], prec(r)))
 
-def pick(bench, p, t):
-    return [r for r in rows if r["bench"] == bench and r["preset"] == p and r["threads"] == t]
+def pick(bench, p, t, pr):
+    return [r for r in rows if r["bench"] == bench and r["preset"] == p and r["threads"] == t and prec(r) == pr]
 
 def med(xs, k):
     v = [x[k] for x in xs if x.get(k) is not None]
@@ -242,57 +260,73 @@ def frac(v):
     return "%.2f" % v if v is not None else "-"
 
 # 1. measured: wall-clock tokens/s
-hdr = ("preset", "B x T", "thr", "lemma tok/s", "torch tok/s", "lemma/torch", "cpu lemma/torch",
+hdr = ("preset", "B x T", "thr", "prec", "lemma tok/s", "torch tok/s", "lemma/torch", "cpu lemma/torch",
        "rq-wait lemma/torch", "RSS MiB lemma", "RSS MiB torch", "loss check")
 lines = []
-for p, t in keys:
-    L, T = pick("lemma_train", p, t), pick("torch_train", p, t)
+for p, t, pr in keys:
+    L, T = pick("lemma_train", p, t, pr), pick("torch_train", p, t, pr)
     lt, tt = med(L, "tokens_per_s"), med(T, "tokens_per_s")
     bt = "%d x %d" % (L[0]["batch"], L[0]["seq"]) if L else (("%d x %d" % (T[0]["batch"], T[0]["seq"])) if T else "-")
     chk = "-"
     if L and T:
-        if all(abs(a["loss_first"] - b["loss_first"]) <= 1e-3 for a in L for b in T):
+        tol = 1e-3 if pr == "f32" else 2e-2  # bf16: two different roundings of the same model
+        if all(abs(a["loss_first"] - b["loss_first"]) <= tol for a in L for b in T):
             chk = "ok %.4f" % L[0]["loss_first"]
         else:
             chk = "DIFFER %.4f/%.4f" % (L[0]["loss_first"], T[0]["loss_first"])
-    lines.append((p, bt, str(t), f0(lt) + rng(L, "tokens_per_s"), f0(tt) + rng(T, "tokens_per_s"), ratio(lt, tt),
+    lines.append((p, bt, str(t), pr, f0(lt) + rng(L, "tokens_per_s"), f0(tt) + rng(T, "tokens_per_s"), ratio(lt, tt),
                   "%s/%s" % (frac(med(L, "cpu_util")), frac(med(T, "cpu_util"))),
                   "%s/%s" % (frac(med(L, "runqueue_wait_frac")), frac(med(T, "runqueue_wait_frac"))),
                   f0(med(L, "peak_rss_mib")), f0(med(T, "peak_rss_mib")), chk))
-print("Measured (wall clock): tokens/s = batch*seq / median step time")
-table(hdr, lines, 3, True)
+print("Measured (wall clock): tokens/s = batch*seq / median step time; prec bf16: lemma --precision bf16,")
+print("torch under bf16 autocast")
+table(hdr, lines, 4, True)
+
+# 1b. lemma bf16 against both PyTorch anchors
+lines = []
+for p, t, pr in keys:
+    if pr != "bf16":
+        continue
+    Lb, Lf = pick("lemma_train", p, t, "bf16"), pick("lemma_train", p, t, "f32")
+    Tf, Tb = pick("torch_train", p, t, "f32"), pick("torch_train", p, t, "bf16")
+    lb, lf, tf, tb = (med(x, "tokens_per_s") for x in (Lb, Lf, Tf, Tb))
+    lines.append((p, str(t), f0(lb), ratio(lb, tf), ratio(lb, tb), ratio(lb, lf), ratio(tb, tf)))
+if lines:
+    print("bf16: lemma --precision bf16 against PyTorch fp32 and bf16 autocast, and each side's bf16/fp32 speed-up")
+    table(("preset", "thr", "lemma bf16 tok/s", "/ torch f32", "/ torch bf16", "lemma bf16/f32", "torch bf16/f32"),
+          lines, 2)
 
 # 2. load-robust views and the peak fraction
-hdr = ("preset", "thr", "lemma tok/CPU-s", "torch tok/CPU-s", "ratio", "lemma idle-est", "torch idle-est", "ratio",
+hdr = ("preset", "thr", "prec", "lemma tok/CPU-s", "torch tok/CPU-s", "ratio", "lemma idle-est", "torch idle-est", "ratio",
        "lemma GFLOP/s", "% peak", "% peak +attn", "% nominal", "% peak idle-est")
 lines = []
-for p, t in keys:
-    L, T = pick("lemma_train", p, t), pick("torch_train", p, t)
+for p, t, pr in keys:
+    L, T = pick("lemma_train", p, t, pr), pick("torch_train", p, t, pr)
     lc, tc = med(L, "tokens_per_cpu_s"), med(T, "tokens_per_cpu_s")
     li, ti = med(L, "tokens_per_s_idle_est"), med(T, "tokens_per_s_idle_est")
     pf_idle = None
     if L and li:
         pf_idle = li * L[0]["flops_per_token_6n"] * 1e-9 / L[0]["peak_gflop_s"]
-    lines.append((p, str(t), f0(lc) + rng(L, "tokens_per_cpu_s"), f0(tc) + rng(T, "tokens_per_cpu_s"), ratio(lc, tc),
+    lines.append((p, str(t), pr, f0(lc) + rng(L, "tokens_per_cpu_s"), f0(tc) + rng(T, "tokens_per_cpu_s"), ratio(lc, tc),
                   f0(li) + rng(L, "tokens_per_s_idle_est"), f0(ti) + rng(T, "tokens_per_s_idle_est"), ratio(li, ti),
                   f1(med(L, "gflop_s")), pct(med(L, "peak_frac")), pct(med(L, "peak_frac_attn")),
                   pct(med(L, "peak_frac_nominal")), pct(pf_idle)))
 print("Load-robust: tok/CPU-s = tokens per second of process CPU time; idle-est = batch*seq / CPU time of the")
 print("busiest thread per step (an upper-bound estimate of tokens/s on an idle machine). GFLOP/s and % peak")
 print("from the measured (wall) tokens/s with 6*N_active flops per token; '+attn' adds the attention core.")
-table(hdr, lines, 2)
+table(hdr, lines, 3)
 L0 = next((r for r in rows if r["bench"] == "lemma_train"), None)
 if L0:
     print("peak: %.1f GFLOP/s per thread (%s); %% nominal: against 200 GFLOP/s per thread (the issue's figure)." % (
         L0["peak_gflop_s"] / L0["threads"], L0["peak_source"]))
-for p in dict.fromkeys(k[0] for k in keys):
+for p in dict.fromkeys(k[0] for k in keys):  # (the fp32 FMA peak is the bound for bf16 too: same fp32 fma chains)
     L = [r for r in rows if r["bench"] == "lemma_train" and r["preset"] == p]
     if L:
         print("%s: N_active %.2fM, %.1f MFLOP/token (6N) + %.1f (attention core)" % (
             p, L[0]["n_active"] / 1e6, L[0]["flops_per_token_6n"] / 1e6, L[0]["flops_per_token_attn"] / 1e6))
 T0 = next((r for r in rows if r["bench"] == "torch_train"), None)
 if T0:
-    print("PyTorch %s, float32, attention %s, OMP_WAIT_POLICY=%s, BLAS %s" % (
+    print("PyTorch %s, float32 (and bf16 autocast rows), attention %s, OMP_WAIT_POLICY=%s, BLAS %s" % (
         T0["torch"], T0.get("attn", "?"), T0["omp_wait_policy"], T0["blas"]))
 print("tok/s: median step (wall); ranges over rounds in parentheses; tok/CPU-s: per second of process CPU time.")
 print("results: %s" % sys.argv[1])

@@ -132,8 +132,8 @@ static void linear_case(lm_pool *pool, int64_t N, int64_t out, int64_t in) {
     for (int64_t i = 0; i < N * in; i++) dx[i] = 0.5f;
     for (int64_t i = 0; i < out * in; i++) dW[i] = 0.25f;
     lm_tk_linear(pool, y, x, N, W, out, in);
-    lm_tk_linear_dx(pool, dx, dy, N, W, out, in, 1, ws);
-    lm_tk_linear_dw(pool, dW, dy, x, N, out, in, ws);
+    lm_tk_linear_dx(pool, dx, dy, N, W, out, in, 1, ws, 0);
+    lm_tk_linear_dw(pool, dW, dy, x, N, out, in, ws, 0);
     fdcheck cy = {0}, cx = {0}, cw = {0};
     for (int64_t t = 0; t < N; t++)
         for (int64_t o = 0; o < out; o++) {
@@ -164,8 +164,8 @@ static void linear_case(lm_pool *pool, int64_t N, int64_t out, int64_t in) {
     float *dx1 = malloc(sizeof(float) * N * in), *dW1 = malloc(sizeof(float) * out * in);
     for (int64_t i = 0; i < N * in; i++) dx1[i] = 0.5f;
     for (int64_t i = 0; i < out * in; i++) dW1[i] = 0.25f;
-    lm_tk_linear_dx(NULL, dx1, dy, N, W, out, in, 1, ws);
-    lm_tk_linear_dw(NULL, dW1, dy, x, N, out, in, ws);
+    lm_tk_linear_dx(NULL, dx1, dy, N, W, out, in, 1, ws, 0);
+    lm_tk_linear_dw(NULL, dW1, dy, x, N, out, in, ws, 0);
     CHECK(memcmp(dx1, dx, sizeof(float) * N * in) == 0);
     CHECK(memcmp(dW1, dW, sizeof(float) * out * in) == 0);
     free(dx1), free(dW1), free(x), free(W), free(dy), free(dx), free(dW), free(y), free(ws);

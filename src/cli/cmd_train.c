@@ -62,6 +62,8 @@ static const cli_opt train_opts[] = {
     NUM_OPT("--balance-alpha", balance_alpha, 0, 100, "sequence-wise balance loss weight"),
     NUM_OPT("--mtp-weight", mtp_weight, 0, 100,
             "MTP loss weight lambda (0 = off; > 0 adds an MTP layer to a config without one)"),
+    {"--precision", NULL, CLI_ENUM, CLI_AT(train_cli, o.precision), .choices = "f32|bf16", .flags = CLI_SHOW_FIELD,
+     .metavar = "P", .help = "products in f32, or bf16 with f32 master weights and accumulation"},
     INT_OPT("--seed", seed, 0, INT64_MAX, "S", "init and data order"),
     NUM_OPT("--std", init_std, 0, 10, "init std"),
     {"--tokenizer", NULL, CLI_PATH, CLI_AT(train_cli, o.tokenizer_dir), .note = "the data's", .metavar = "DIR",

@@ -77,6 +77,8 @@ static inline lm_isa active_isa(void) {
     return (lm_isa)v;
 }
 
+lm_isa lm_kernel_isa(void) { return active_isa(); }
+
 lm_isa lm_set_isa(lm_isa isa) {
     lm_isa old = active_isa();
     lm_isa cap = lm_cpu_isa();

@@ -61,6 +61,9 @@ lm_isa lm_cpu_isa(void);
  * Requests above what the CPU supports are capped. */
 lm_isa lm_set_isa(lm_isa isa);
 const char *lm_isa_name(lm_isa isa);
+/* The ISA the dispatching kernels use now (lm_cpu_isa() unless lm_set_isa
+ * lowered it): other modules' per-ISA kernels follow it. */
+lm_isa lm_kernel_isa(void);
 
 /* y[T, N] = x[T, K] @ W^T, W = [N, K] in any weight dtype. x and y are F32,
  * row strides K and N, y not overlapping x. Threaded over N (and T for large

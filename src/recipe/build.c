@@ -273,7 +273,7 @@ int lm_build_follow(const lm_build_opts *o, lm_error *err) {
 /* Stages whose partial folder an interrupted build continues. */
 static int resumable(int kind_id) {
     return kind_id == LM_STAGE_PRETRAIN || kind_id == LM_STAGE_SFT || kind_id == LM_STAGE_VERIFIER_RL ||
-           kind_id == LM_STAGE_DISTILL || kind_id == LM_STAGE_GRPO;
+           kind_id == LM_STAGE_DISTILL || kind_id == LM_STAGE_GRPO || kind_id == LM_STAGE_RFT;
 }
 
 typedef int (*stage_fn)(const lm_stage *, const char *, lm_error *);
@@ -287,6 +287,7 @@ static stage_fn stage_function(int kind_id) {
     case LM_STAGE_VERIFIER_RL: return lm_stage_verifier_rl;
     case LM_STAGE_DISTILL: return lm_stage_distill;
     case LM_STAGE_GRPO: return lm_stage_grpo;
+    case LM_STAGE_RFT: return lm_stage_rft;
     }
     return NULL;
 }

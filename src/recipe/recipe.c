@@ -237,6 +237,12 @@ static int parse_input(lm_recipe *r, const json_value *v, lm_recipe_input *in, l
     return 0;
 }
 
+/* The stages whose model a post-training stage (verifier_rl, grpo, rft) can start from. */
+static int is_post_trainable(int kind_id) {
+    return kind_id == LM_STAGE_PRETRAIN || kind_id == LM_STAGE_SFT || kind_id == LM_STAGE_VERIFIER_RL ||
+           kind_id == LM_STAGE_GRPO || kind_id == LM_STAGE_RFT;
+}
+
 static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err) {
     const char *f = r->path;
     lm_recipe_stage *st = &r->stages[si];
@@ -268,12 +274,13 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
     else if (!strcmp(k->str, "verifier_rl")) st->kind_id = LM_STAGE_VERIFIER_RL;
     else if (!strcmp(k->str, "distill")) st->kind_id = LM_STAGE_DISTILL;
     else if (!strcmp(k->str, "grpo")) st->kind_id = LM_STAGE_GRPO;
+    else if (!strcmp(k->str, "rft")) st->kind_id = LM_STAGE_RFT;
     else if (!strcmp(k->str, "verifier") || !strcmp(k->str, "rl"))
         return lm_fail(err, "%s: byte %zu: %s.kind: \"%s\" stages are planned but not implemented yet", f, k->offset,
                        where, k->str);
     else {
         char q[80];
-        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data, pretrain, sft, verifier_rl, distill or grpo)", f,
+        return lm_fail(err, "%s: byte %zu: %s.kind: unknown kind %s (expected tokenizer, data, pretrain, sft, verifier_rl, distill, grpo or rft)", f,
                        k->offset, where, json_quote(q, sizeof q, k->str, k->len));
     }
     if (!in || in->type != JSON_ARRAY || !in->len || in->len > 1024)
@@ -314,14 +321,9 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         else if (st->kind_id == LM_STAGE_SFT &&
                  (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT))
             nmodel++;
-        else if (st->kind_id == LM_STAGE_VERIFIER_RL &&
-                 (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT ||
-                  r->stages[-ref - 1].kind_id == LM_STAGE_VERIFIER_RL))
-            nmodel++;
-        else if (st->kind_id == LM_STAGE_GRPO &&
-                 (r->stages[-ref - 1].kind_id == LM_STAGE_PRETRAIN || r->stages[-ref - 1].kind_id == LM_STAGE_SFT ||
-                  r->stages[-ref - 1].kind_id == LM_STAGE_VERIFIER_RL || r->stages[-ref - 1].kind_id == LM_STAGE_GRPO))
-            nmodel++;
+        else if ((st->kind_id == LM_STAGE_VERIFIER_RL || st->kind_id == LM_STAGE_GRPO || st->kind_id == LM_STAGE_RFT) &&
+                 is_post_trainable(r->stages[-ref - 1].kind_id))
+            nmodel++; /* post-training stages chain in any order, as the paper alternates them */
         else if (st->kind_id == LM_STAGE_DISTILL && r->stages[-ref - 1].kind_id >= LM_STAGE_PRETRAIN)
             nmodel++; /* the teacher, and maybe the student's start (stage_distill.c) */
         else
@@ -379,7 +381,7 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         /* its parameters are checked by the stage (stage_verifier_rl.c) */
         if (nmodel != 1 || ndata || ntok)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a verifier_rl stage takes one model to train (a pretrain, "
-                                "sft or verifier_rl stage) and optionally problem sets whose questions it never "
+                                "sft, verifier_rl, grpo or rft stage) and optionally problem sets whose questions it never "
                                 "trains on (e.g. the held-out set)",
                            f, in->offset, where);
         break;
@@ -387,8 +389,16 @@ static int parse_stage(lm_recipe *r, int si, const json_value *v, lm_error *err)
         /* its parameters are checked by the stage (stage_grpo.c) */
         if (nmodel != 1 || ndata || ntok)
             return lm_fail(err, "%s: byte %zu: %s.inputs: a grpo stage takes one model to train, also its verifier "
-                                "(a pretrain, sft, verifier_rl or grpo stage) and optionally problem sets whose "
+                                "(a pretrain, sft, verifier_rl, grpo or rft stage) and optionally problem sets whose "
                                 "questions it never trains on (e.g. the held-out set)",
+                           f, in->offset, where);
+        break;
+    case LM_STAGE_RFT:
+        /* its parameters are checked by the stage (stage_rft.c) */
+        if (nmodel != 1 || ndata || ntok)
+            return lm_fail(err, "%s: byte %zu: %s.inputs: an rft stage takes one model to train (a pretrain, sft, "
+                                "verifier_rl, grpo or rft stage) and optionally problem sets whose questions it "
+                                "never trains on (e.g. the held-out set)",
                            f, in->offset, where);
         break;
     case LM_STAGE_DISTILL:

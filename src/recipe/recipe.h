@@ -54,7 +54,7 @@ typedef struct lm_recipe_input {
 } lm_recipe_input;
 
 enum { LM_STAGE_TOKENIZER = 1, LM_STAGE_DATA, LM_STAGE_PRETRAIN, LM_STAGE_SFT, LM_STAGE_VERIFIER_RL,
-       LM_STAGE_DISTILL, LM_STAGE_GRPO, LM_STAGE_LAST = LM_STAGE_GRPO };
+       LM_STAGE_DISTILL, LM_STAGE_GRPO, LM_STAGE_RFT, LM_STAGE_LAST = LM_STAGE_RFT };
 
 typedef struct lm_recipe_stage {
     const char *name;

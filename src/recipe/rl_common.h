@@ -72,7 +72,7 @@ void lm_qset_free(lm_qset *s);
 /* ---- draws ---- */
 
 /* Streams under LM_RNG_RL keyed by the step: what each draw of a step is for. */
-enum { LM_RLS_KEY_PROBLEM = 1, LM_RLS_KEY_SAMPLE = 2, LM_RLS_KEY_VERIFY = 3 };
+enum { LM_RLS_KEY_PROBLEM = 1, LM_RLS_KEY_SAMPLE = 2, LM_RLS_KEY_VERIFY = 3, LM_RLS_KEY_META = 6 };
 uint64_t lm_rls_step_key(uint64_t seed, int64_t step, uint64_t what, uint64_t index);
 
 /* "all" or a comma-separated list of domain names; up to 64. */

@@ -353,7 +353,7 @@ done:
 
 static int is_model_kind(const char *kind) {
     return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") || !strcmp(kind, "grpo") ||
-           !strcmp(kind, "distill");
+           !strcmp(kind, "rft") || !strcmp(kind, "distill");
 }
 
 /* The model of a stage folder: params and, in *cfg_text, its config.json. */

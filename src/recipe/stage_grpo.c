@@ -20,8 +20,9 @@
  *      R_Y = s = the mean score of the verifications whose format reads
  *      (prove/reward.h), 0 when none does. Reward "checker": R_Y = s = the
  *      exact checker's score of the proof (the ablation).
- *   4. rewards: R = R_format · (α·R_Y + β·R_Z), R_Z = (1 − |s′ − s|)·R_meta
- *      with R_meta = 1 (no meta-verifier yet).
+ *   4. rewards: R = R_format · (α·R_Y + β·R_Z), R_Z = (1 − |s′ − s|)·R_meta,
+ *      R_meta = 1, or with meta_reward the frozen input model's ratings of
+ *      the proof's verifications (meta_scores; seeds from (S, t, index)).
  *   5. training: logp_old = lm_train_logprobs of the sampling weights,
  *      logp_ref of the frozen input model, then num_iterations lm_rl_step
  *      calls on the batch.
@@ -50,18 +51,20 @@
 #include "recipe/rl_common.h"
 #include "recipe/stage_common.h"
 #include "recipe/stages.h"
+#include "recipe/vrl_meta.h"
 #include "tasks/tasks.h"
 #include "train/plot.h"
 
 /* The keys of a grpo stage besides the shared RL ones (lm_rls_read_opts). */
 static const char *const own_keys[] = {
-    "reward", "verifications", "verify_max_tokens", "verify_seq", "verify_temperature", "alpha", "beta", NULL};
+    "reward", "verifications", "verify_max_tokens", "verify_seq", "verify_temperature", "alpha", "beta",
+    "meta_reward", "meta_samples", "meta_max_tokens", NULL};
 
 typedef struct grpo_opts {
     lm_rls_opts base;
-    int64_t verifications, verify_max_tokens, verify_seq;
+    int64_t verifications, verify_max_tokens, verify_seq, meta_samples, meta_max_tokens;
     double verify_temperature, alpha, beta;
-    int reward_checker;
+    int reward_checker, meta_reward;
 } grpo_opts;
 
 static int read_opts(const lm_stage *st, grpo_opts *o, lm_error *err) {
@@ -74,13 +77,22 @@ static int read_opts(const lm_stage *st, grpo_opts *o, lm_error *err) {
         lm_stage_int(st, "verify_seq", 1024, 8, 1 << 20, &o->verify_seq, err) ||
         lm_stage_double(st, "verify_temperature", 1.0, 0, 10, &o->verify_temperature, err) ||
         lm_stage_double(st, "alpha", LM_GEN_ALPHA, 0, 1, &o->alpha, err) ||
-        lm_stage_double(st, "beta", LM_GEN_BETA, 0, 1, &o->beta, err))
+        lm_stage_double(st, "beta", LM_GEN_BETA, 0, 1, &o->beta, err) ||
+        lm_stage_bool(st, "meta_reward", 0, &o->meta_reward, err) ||
+        lm_stage_int(st, "meta_samples", 1, 1, 64, &o->meta_samples, err) ||
+        lm_stage_int(st, "meta_max_tokens", 128, 1, 1 << 20, &o->meta_max_tokens, err))
         return -1;
+    if (!o->meta_reward && (json_get(st->def, "meta_samples") || json_get(st->def, "meta_max_tokens")))
+        return lm_fail(err, "%s: stage %s: \"meta_samples\" and \"meta_max_tokens\" need \"meta_reward\": true",
+                       st->recipe_path, st->name);
     if (!strcmp(reward, "verifier")) o->reward_checker = 0;
     else if (!strcmp(reward, "checker")) o->reward_checker = 1;
     else
         return lm_fail(err, "%s: stage %s: \"reward\": expected \"verifier\" (the learned verifier, the input "
                             "model) or \"checker\" (the exact checker, the ablation)", st->recipe_path, st->name);
+    if (o->reward_checker && o->meta_reward)
+        return lm_fail(err, "%s: stage %s: \"meta_reward\" judges the learned verifier's verifications; with \"reward\": "
+                            "\"checker\" there are none", st->recipe_path, st->name);
     if (o->alpha + o->beta <= 0)
         return lm_fail(err, "%s: stage %s: \"alpha\" + \"beta\" must be > 0 (every reward would be 0)",
                        st->recipe_path, st->name);
@@ -108,8 +120,9 @@ typedef struct grpo {
 
 typedef struct step_stats {
     double reward_mean, format, r_y, r_z, self_score, checker, pass, self_agree, verify_format, verifier_agree;
-    int64_t verified, completion_tokens, truncated;
-    double sample_s, verify_s, train_s;
+    double r_meta, r_meta_agreement;
+    int64_t verified, completion_tokens, truncated, meta_judged;
+    double sample_s, verify_s, meta_s, train_s;
     lm_rl_stats rl;
 } step_stats;
 
@@ -131,6 +144,104 @@ static int verify_prompt(const grpo *c, const char *question, const char *sol, s
     return rc;
 }
 
+/* R_meta of every verified proof (meta_reward): each readable verification
+ * of proof i is shown to the frozen input model with the meta_verification
+ * template (as the pipeline's meta-verify phase shows it), meta_samples =
+ * M times, rating m of verification v (its index i*K + k) seeded by (S, t,
+ * v*M + m). A verification's R_meta is the mean of its M boxed ratings (an
+ * unreadable one counts 0); the proof's is the mean over its readable
+ * verifications, 0 when none reads. vs holds the verifications of the
+ * proofs with gs[i] > 0, in order. The ratings are also compared with each
+ * verification's faithfulness label (lm_meta_label_of: the checker knows
+ * the first wrong step) for the log. */
+static int meta_scores(grpo *c, int64_t step, const lm_text *qs, char *const *sols, const double *chk,
+                       const int64_t *gs, const lm_rls_sample *vs, double *rmeta, step_stats *ss, lm_error *err) {
+    const grpo_opts *o = &c->o;
+    int64_t G = o->base.group, n = o->base.prompts * G, K = o->verifications, M = o->meta_samples, m = 0;
+    int64_t max_ctx = c->frozen->cfg.max_position_embeddings;
+    lm_ids *mids = calloc((size_t)(n * K), sizeof *mids);
+    int64_t *proof_of = calloc((size_t)(n * K), sizeof *proof_of), *mg = calloc((size_t)(n * K), sizeof *mg);
+    double *label = calloc((size_t)(n * K), sizeof *label), *rsum = calloc((size_t)n, sizeof *rsum);
+    int64_t *rcnt = calloc((size_t)n, sizeof *rcnt);
+    uint64_t *seeds = malloc((size_t)(n * K * M) * sizeof *seeds);
+    lm_rls_sample *ms = calloc((size_t)(n * K * M), sizeof *ms);
+    lm_text prompt = {0};
+    int rc = -1;
+    double t0 = lm_stage_now_s();
+    if (!mids || !proof_of || !mg || !label || !rsum || !rcnt || !seeds || !ms) {
+        lm_fail(err, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0, off = 0; i < n; off += gs[i], i++) {
+        lm_meta_truth truth = {0};
+        if (gs[i]) {
+            lm_check_result cr;
+            if (lm_task_check(qs[i / G].data, sols[i], &cr, err)) goto done;
+            truth = lm_meta_truth_of(sols[i], cr.score, cr.step);
+        }
+        for (int64_t k = 0; k < gs[i]; k++) {
+            const lm_rls_sample *v = &vs[off + k];
+            lm_verify_reward vr;
+            lm_verify_reward_of(v->text.data, v->text.len, chk[i], &vr);
+            if (!vr.format) continue;
+            const char *b;
+            size_t bl;
+            lm_vrl_meta_rating_of(v->text.data, &b, &bl);
+            prompt.len = 0;
+            if (lm_vrl_meta_prompt(&c->tp, qs[i / G].data, sols[i], b, bl, &prompt, err) ||
+                lm_tokenizer_encode(c->tok, prompt.data, prompt.len, LM_TOK_SPECIAL, &mids[m], err))
+                goto done;
+            if ((int64_t)mids[m].n + o->meta_max_tokens > max_ctx) {
+                lm_fail(err, "step %lld: a meta-verification prompt of %zu tokens and \"meta_max_tokens\" %lld exceed "
+                             "the model's max_position_embeddings %lld", (long long)step + 1, mids[m].n,
+                        (long long)o->meta_max_tokens, (long long)max_ctx);
+                goto done;
+            }
+            lm_meta_label ml;
+            label[m] = lm_meta_label_of(v->text.data, v->text.len, &truth, &ml);
+            proof_of[m] = i;
+            mg[m] = M;
+            for (int64_t r = 0; r < M; r++)
+                seeds[m * M + r] = lm_rls_step_key(o->base.seed, step, LM_RLS_KEY_META, (uint64_t)((i * K + k) * M + r));
+            m++;
+        }
+    }
+    lm_rls_gen mgen = {.max_tokens = o->meta_max_tokens, .max_ctx = max_ctx, .temperature = o->verify_temperature,
+                       .top_p = o->base.top_p};
+    if (m && lm_rls_sample_groups(c->frozen, c->tok, c->pool, c->st->name, mids, m, mg, seeds, &mgen, ms, err))
+        goto done;
+    for (int64_t j = 0; j < m; j++) {
+        double sum = 0;
+        for (int64_t r = 0; r < M; r++) {
+            lm_verify_reward mr;
+            const lm_rls_sample *s = &ms[j * M + r];
+            lm_meta_reward_of(s->text.data, s->text.len, label[j], &mr);
+            sum += mr.format ? mr.predicted : 0;
+            ss->r_meta_agreement += mr.format && mr.predicted == label[j];
+        }
+        rsum[proof_of[j]] += sum / (double)M;
+        rcnt[proof_of[j]]++;
+    }
+    for (int64_t i = 0; i < n; i++) rmeta[i] = rcnt[i] ? rsum[i] / (double)rcnt[i] : 0;
+    ss->meta_judged = m;
+    ss->r_meta_agreement = m ? ss->r_meta_agreement / (double)(m * M) : NAN;
+    rc = 0;
+done:
+    ss->meta_s = lm_stage_now_s() - t0;
+    lm_text_free(&prompt);
+    for (int64_t j = 0; mids && j < n * K; j++) lm_ids_free(&mids[j]);
+    lm_rls_sample_free(ms, ms ? n * K * M : 0);
+    free(mids);
+    free(proof_of);
+    free(mg);
+    free(label);
+    free(rsum);
+    free(rcnt);
+    free(seeds);
+    free(ms);
+    return rc;
+}
+
 static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     const grpo_opts *o = &c->o;
     int64_t P = o->base.prompts, G = o->base.group, n = P * G, T = o->base.seq, K = o->verifications;
@@ -140,6 +251,8 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     uint64_t *seeds = malloc((size_t)n * (size_t)(K > G ? K : G) * sizeof *seeds);
     lm_rls_sample *sm = calloc((size_t)n, sizeof *sm), *vs = calloc((size_t)(n * K), sizeof *vs);
     double *r_y = calloc((size_t)n, sizeof *r_y), *chk = calloc((size_t)n, sizeof *chk);
+    double *rmeta = malloc((size_t)n * sizeof *rmeta);
+    char **sols = calloc((size_t)n, sizeof *sols);
     lm_rl_sample *rs = calloc((size_t)n, sizeof *rs);
     float **lold = calloc((size_t)n, sizeof *lold), **lref = calloc((size_t)n, sizeof *lref);
     int32_t *buf_ids = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_ids);
@@ -148,8 +261,8 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     lm_text answer = {0}, user = {0}, chat = {0};
     int rc = -1;
     memset(ss, 0, sizeof *ss);
-    if (!qs || !pids || !vids || !gs || !seeds || !sm || !vs || !r_y || !chk || !rs || !lold || !lref || !buf_ids ||
-        !buf_tgt || !buf_lp) {
+    if (!qs || !pids || !vids || !gs || !seeds || !sm || !vs || !r_y || !chk || !rmeta || !sols || !rs || !lold ||
+        !lref || !buf_ids || !buf_tgt || !buf_lp) {
         lm_fail(err, "out of memory");
         goto done;
     }
@@ -192,6 +305,10 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         gs[i] = 0;
         if (o->reward_checker || lm_gen_answer_read(sm[i].text.data, &self, &sol, &sol_len) != LM_GFMT_OK) continue;
         if (verify_prompt(c, qs[i / G].data, sol, sol_len, &vids[i], err)) goto done;
+        if (!(sols[i] = strndup(sol, sol_len))) {
+            lm_fail(err, "out of memory");
+            goto done;
+        }
         if ((int64_t)vids[i].n + 1 >= o->verify_seq) continue; /* no room to judge it: R_Y = 0 */
         gs[i] = K;
         ss->verified++;
@@ -209,6 +326,9 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
             goto done;
     }
     ss->verify_s = lm_stage_now_s() - t0;
+    /* 3b. R_meta: the frozen model judges the verifications (else 1: eq. 5 without meta-verification) */
+    for (int64_t i = 0; i < n; i++) rmeta[i] = 1;
+    if (o->meta_reward && meta_scores(c, step, qs, sols, chk, gs, vs, rmeta, ss, err)) goto done;
     /* 4. rewards */
     int64_t vn = 0, voff = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -229,7 +349,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         }
         r_y[i] = y;
         lm_gen_reward gr;
-        double reward = lm_gen_reward_of(sm[i].text.data, y, y, o->alpha, o->beta, 1.0, &gr);
+        double reward = lm_gen_reward_of(sm[i].text.data, y, y, o->alpha, o->beta, rmeta[i], &gr);
         if (!isfinite(reward)) {
             lm_fail(err, "step %lld: sample %lld: the reward is not finite", (long long)step + 1, (long long)i);
             goto done;
@@ -238,6 +358,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
         ss->format += gr.format;
         ss->r_y += y;
         ss->r_z += gr.r_z;
+        ss->r_meta += gr.format ? rmeta[i] : 0;
         ss->self_score += gr.format ? gr.self_score : 0;
         ss->self_agree += gr.format && gr.self_score == chk[i];
         ss->checker += chk[i];
@@ -267,6 +388,7 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     ss->format /= (double)n;
     ss->r_y /= (double)n;
     ss->r_z /= (double)n;
+    ss->r_meta /= (double)n;
     ss->self_score /= (double)n;
     ss->self_agree /= (double)n;
     ss->checker /= (double)n;
@@ -318,6 +440,10 @@ done:
     free(vs);
     free(r_y);
     free(chk);
+    free(rmeta);
+    if (sols)
+        for (int64_t i = 0; i < n; i++) free(sols[i]);
+    free(sols);
     free(rs);
     free(lold);
     free(lref);
@@ -440,6 +566,12 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
             lm_stage_put_num(&line, "truncated", (double)ss.truncated);
             lm_stage_put_num(&line, "sample_s", ss.sample_s);
             lm_stage_put_num(&line, "verify_s", ss.verify_s);
+            if (o->meta_reward) {
+                lm_stage_put_num(&line, "r_meta", ss.r_meta);
+                lm_stage_put_num(&line, "meta_judged", (double)ss.meta_judged);
+                lm_stage_put_num(&line, "r_meta_agreement", ss.r_meta_agreement);
+                lm_stage_put_num(&line, "meta_s", ss.meta_s);
+            }
             lm_stage_put_num(&line, "train_s", ss.train_s);
             if (lm_text_append(&line, "}\n", 2)) {
                 lm_fail(err, "out of memory");
@@ -469,7 +601,8 @@ done:
 }
 
 static int is_model_kind(const char *kind) {
-    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") || !strcmp(kind, "grpo");
+    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") ||
+           !strcmp(kind, "grpo") || !strcmp(kind, "rft");
 }
 
 int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {

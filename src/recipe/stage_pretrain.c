@@ -27,7 +27,7 @@
 static const char *const keys[] = {
     "name", "kind", "inputs", "config", "steps", "batch", "micro_batch", "seq", "lr", "min_lr", "warmup", "schedule",
     "decay_steps", "decay_shape", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "balance_alpha",
-    "seed", "std", "save_every", "eval_every", "eval_batches", "log_every", "keep", "description", "export", NULL};
+    "precision", "seed", "std", "save_every", "eval_every", "eval_batches", "log_every", "keep", "description", "export", NULL};
 
 /* "export": true makes the stage folder itself a Hugging Face model
  * directory: the final checkpoint's weights, config and tokenizer files are
@@ -107,7 +107,7 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
     }
     /* Every default is the run's (lm_run_opts_default), read in place. */
     int64_t seed = (int64_t)o.seed;
-    const char *sched = "cosine", *shape = "linear";
+    const char *sched = "cosine", *shape = "linear", *precision = "f32";
     int rc = lm_stage_int(st, "steps", o.steps, 1, 1ll << 40, &o.steps, err) ||
              lm_stage_int(st, "batch", o.batch, 1, 1 << 20, &o.batch, err) ||
              lm_stage_int(st, "micro_batch", o.micro_batch, 0, 1 << 20, &o.micro_batch, err) ||
@@ -131,7 +131,8 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
              lm_stage_int(st, "eval_every", o.eval_every, 0, 1ll << 40, &o.eval_every, err) ||
              lm_stage_int(st, "eval_batches", o.eval_batches, 1, 1 << 20, &o.eval_batches, err) ||
              lm_stage_int(st, "log_every", o.log_every, 1, 1ll << 40, &o.log_every, err) ||
-             lm_stage_int(st, "keep", o.keep, 1, 1000, &o.keep, err);
+             lm_stage_int(st, "keep", o.keep, 1, 1000, &o.keep, err) ||
+             lm_stage_string(st, "precision", precision, &precision, err);
     if (rc) {
         lm_text_free(&cfg_text);
         return -1;
@@ -141,6 +142,11 @@ int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) 
         lm_text_free(&cfg_text);
         return lm_fail(err, "%s: stage %s: schedule must be cosine|wsd|constant and decay_shape linear|cosine|sqrt",
                        st->recipe_path, st->name);
+    }
+    if (lm_precision_parse(precision, &o.precision)) {
+        lm_text_free(&cfg_text);
+        return lm_fail(err, "%s: stage %s: precision must be f32 or bf16 (got \"%s\")", st->recipe_path, st->name,
+                       precision);
     }
     rc = lm_train_run(&o, err);
     lm_text_free(&cfg_text);

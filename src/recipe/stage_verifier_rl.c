@@ -298,11 +298,9 @@ static int meta_scores(vrl *c, int64_t step, const vproblem *pr, const vsample *
         /* the rating as the pipeline passes it: the answer after its thinking,
          * stripped, and ending with its score's box (what the sampler wrote
          * after it is the end-of-sentence token's text) */
-        const char *a = lm_answer_after_think(sm[i].text.data), *b, *box;
-        size_t bl, boxl;
-        if (!lm_answer_last_boxed(a, strlen(a), &box, &boxl)) bl = (size_t)(box + boxl + 1 - a);
-        else bl = strlen(a);
-        lm_py_strip(a, bl, &b, &bl);
+        const char *b;
+        size_t bl;
+        lm_vrl_meta_rating_of(sm[i].text.data, &b, &bl);
         prompt.len = 0;
         if (lm_vrl_meta_prompt(&c->tp, p->question, p->solution, b, bl, &prompt, err) ||
             lm_tokenizer_encode(c->tok, prompt.data, prompt.len, LM_TOK_SPECIAL, &pids[m], err))
@@ -742,7 +740,8 @@ done:
 }
 
 static int is_model_kind(const char *kind) {
-    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl");
+    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") ||
+           !strcmp(kind, "grpo") || !strcmp(kind, "rft");
 }
 
 int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *err) {

@@ -76,5 +76,7 @@ int lm_stage_verifier_rl(const lm_stage *st, const char *build_dir, lm_error *er
 int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err);
 /* GRPO for the generator with the learned verifier as reward (src/recipe/stage_grpo.c). */
 int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err);
+/* Rejection-sampling fine-tuning with checker-labelled self-judging rows (src/recipe/stage_rft.c). */
+int lm_stage_rft(const lm_stage *st, const char *build_dir, lm_error *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "prove/answer.h"
 #include "prove/template.h"
 #include "tokenizer/chat.h"
 
@@ -69,6 +70,14 @@ int lm_vrl_meta_rating(const char *solution, const lm_check_result *r, uint64_t 
     }
     lm_text_free(&truth);
     return rc ? lm_fail(err, "out of memory") : 0;
+}
+
+void lm_vrl_meta_rating_of(const char *text, const char **begin, size_t *len) {
+    const char *a = lm_answer_after_think(text), *box;
+    size_t n, boxl;
+    if (!lm_answer_last_boxed(a, strlen(a), &box, &boxl)) n = (size_t)(box + boxl + 1 - a);
+    else n = strlen(a);
+    lm_py_strip(a, n, begin, len);
 }
 
 int lm_vrl_meta_prompt(const lm_prompt_templates *tp, const char *question, const char *solution, const char *rating,

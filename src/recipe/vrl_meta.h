@@ -37,4 +37,10 @@ int lm_vrl_meta_rating(const char *solution, const lm_check_result *r, uint64_t 
 int lm_vrl_meta_prompt(const lm_prompt_templates *tp, const char *question, const char *solution, const char *rating,
                        size_t rating_len, lm_text *out, lm_error *err);
 
+/* The part of a sampled verification that a meta-verifier is shown, as
+ * the pipeline passes it: the answer after its thinking, ending with its
+ * score's box (what a sampler wrote after the box is dropped), stripped.
+ * *begin points into text. */
+void lm_vrl_meta_rating_of(const char *text, const char **begin, size_t *len);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "core/mathfn.h"
+#include "train/tvec.h"
 
 enum { CHUNK = 16384 };
 
@@ -90,26 +91,18 @@ double lm_adamw_clip_scale(double norm, double clip) {
 typedef struct upd_job {
     lm_adamw *a;
     lm_params *p;
-    float decay_mul, b1, b2, omb1, omb2, step_size, inv_bc2_sqrt, eps, gscale;
+    tv_adamw_k k;
 } upd_job;
 
 static void update_task(void *ctx, int ith, int nth) {
     const upd_job *j = ctx;
+    const tv_table *tv = tv_kernels();
     int64_t c0, c1;
     lm_split(j->a->n_chunks, ith, nth, 1, &c0, &c1);
     for (int64_t c = c0; c < c1; c++) {
         int64_t off = j->a->chunk_off[c];
-        float *w = j->p->w + off, *g = j->p->g + off, *m = j->p->m + off, *v = j->p->v + off;
-        int32_t n = j->a->chunk_len[c];
-        if (j->a->chunk_decay[c])
-            for (int32_t i = 0; i < n; i++) w[i] *= j->decay_mul;
-        for (int32_t i = 0; i < n; i++) {
-            float gi = g[i] * j->gscale;
-            m[i] = m[i] * j->b1 + gi * j->omb1;
-            v[i] = v[i] * j->b2 + gi * gi * j->omb2;
-            float denom = sqrtf(v[i]) * j->inv_bc2_sqrt + j->eps;
-            w[i] -= j->step_size * (m[i] / denom);
-        }
+        tv->adamw(j->p->w + off, j->p->g + off, j->p->m + off, j->p->v + off, j->a->chunk_len[c], &j->k,
+                  j->a->chunk_decay[c]);
     }
 }
 
@@ -118,7 +111,7 @@ void lm_adamw_update(lm_adamw *a, lm_pool *pool, lm_params *p, double lr, double
     double bc1 = 1.0 - lm_powi(a->o.beta1, t), bc2 = 1.0 - lm_powi(a->o.beta2, t);
     upd_job j = {a,
                  p,
-                 (float)(1.0 - lr * a->o.weight_decay),
+                 {(float)(1.0 - lr * a->o.weight_decay),
                  (float)a->o.beta1,
                  (float)a->o.beta2,
                  (float)(1.0 - a->o.beta1),
@@ -126,7 +119,7 @@ void lm_adamw_update(lm_adamw *a, lm_pool *pool, lm_params *p, double lr, double
                  (float)(lr / bc1),
                  (float)(1.0 / sqrt(bc2)),
                  (float)a->o.eps,
-                 (float)grad_scale};
+                 (float)grad_scale}};
     lm_pool_run(pool, update_task, &j);
     a->step++;
 }

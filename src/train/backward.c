@@ -74,8 +74,8 @@ static void attn_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq) {
     int64_t N = nseq * tr->T, T = tr->T, D = d->D, H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, Q = d->Q,
             half = d->half, dk = d->dk;
     const float *dout = tr->dx;
-    lm_tk_linear_dw(pool, lm_mat_data(&G->wo), dout, A->att, N, D, H * dv, tr->ws);
-    lm_tk_linear_dx(pool, tr->datt, dout, N, lm_mat_data(&W->wo), D, H * dv, 0, tr->ws);
+    lm_tk_linear_dw(pool, lm_mat_data(&G->wo), dout, A->att, N, D, H * dv, tr->ws, tr->bf16);
+    lm_tk_linear_dx(pool, tr->datt, dout, N, lm_mat_data(&W->wo), D, H * dv, 0, tr->ws, tr->bf16);
     attn_job job = {tr, A, nseq};
     lm_pool_run(pool, attn_bwd_task, &job);
     /* Rope transposed; the shared key's gradient is the sum over heads. */
@@ -92,27 +92,27 @@ static void attn_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq) {
     }
     /* kv_b_proj and kv_a_layernorm. */
     tr_renorm_rows(pool, tr->cn, A->rkv, A->ckv, W->kv_norm, N, C);
-    lm_tk_linear_dw(pool, lm_mat_data(&G->wkv_b), tr->dkvb, tr->cn, N, H * (dn + dv), C, tr->ws);
-    lm_tk_linear_dx(pool, tr->cn, tr->dkvb, N, lm_mat_data(&W->wkv_b), H * (dn + dv), C, 0, tr->ws); /* cn := d(cn) */
+    lm_tk_linear_dw(pool, lm_mat_data(&G->wkv_b), tr->dkvb, tr->cn, N, H * (dn + dv), C, tr->ws, tr->bf16);
+    lm_tk_linear_dx(pool, tr->cn, tr->dkvb, N, lm_mat_data(&W->wkv_b), H * (dn + dv), C, 0, tr->ws, tr->bf16); /* cn := d(cn) */
     for (int64_t n = 0; n < N; n++) /* rows of stride C+dr: not the row helper */
         lm_tk_rmsnorm_bwd(dkva + n * (C + dr), tr->cn + n * C, A->ckv + n * C, W->kv_norm, A->rkv[n], C, 0);
     lm_tk_rmsnorm_dw(pool, G->kv_norm, tr->cn, A->ckv, A->rkv, N, C);
     /* kv_a_proj_with_mqa, from the recomputed normalised input. */
     tr_renorm_rows(pool, tr->xn, A->r1, A->x_in, W->attn_norm, N, D);
-    lm_tk_linear_dw(pool, lm_mat_data(&G->wkv_a), dkva, tr->xn, N, C + dr, D, tr->ws);
-    lm_tk_linear_dx(pool, tr->dxn, dkva, N, lm_mat_data(&W->wkv_a), C + dr, D, 0, tr->ws);
+    lm_tk_linear_dw(pool, lm_mat_data(&G->wkv_a), dkva, tr->xn, N, C + dr, D, tr->ws, tr->bf16);
+    lm_tk_linear_dx(pool, tr->dxn, dkva, N, lm_mat_data(&W->wkv_a), C + dr, D, 0, tr->ws, tr->bf16);
     /* Query. */
     if (Q) {
         tr_renorm_rows(pool, tr->qan, A->rq, A->qa, W->q_norm, N, Q);
-        lm_tk_linear_dw(pool, lm_mat_data(&G->wq_b), tr->dq, tr->qan, N, H * dk, Q, tr->ws);
-        lm_tk_linear_dx(pool, tr->qan, tr->dq, N, lm_mat_data(&W->wq_b), H * dk, Q, 0, tr->ws); /* qan := d(qan) */
+        lm_tk_linear_dw(pool, lm_mat_data(&G->wq_b), tr->dq, tr->qan, N, H * dk, Q, tr->ws, tr->bf16);
+        lm_tk_linear_dx(pool, tr->qan, tr->dq, N, lm_mat_data(&W->wq_b), H * dk, Q, 0, tr->ws, tr->bf16); /* qan := d(qan) */
         tr_norm_bwd_rows(pool, tr->dqa, tr->qan, A->qa, W->q_norm, A->rq, N, Q, 0);
         lm_tk_rmsnorm_dw(pool, G->q_norm, tr->qan, A->qa, A->rq, N, Q);
-        lm_tk_linear_dw(pool, lm_mat_data(&G->wq_a), tr->dqa, tr->xn, N, Q, D, tr->ws);
-        lm_tk_linear_dx(pool, tr->dxn, tr->dqa, N, lm_mat_data(&W->wq_a), Q, D, 1, tr->ws);
+        lm_tk_linear_dw(pool, lm_mat_data(&G->wq_a), tr->dqa, tr->xn, N, Q, D, tr->ws, tr->bf16);
+        lm_tk_linear_dx(pool, tr->dxn, tr->dqa, N, lm_mat_data(&W->wq_a), Q, D, 1, tr->ws, tr->bf16);
     } else {
-        lm_tk_linear_dw(pool, lm_mat_data(&G->wq), tr->dq, tr->xn, N, H * dk, D, tr->ws);
-        lm_tk_linear_dx(pool, tr->dxn, tr->dq, N, lm_mat_data(&W->wq), H * dk, D, 1, tr->ws);
+        lm_tk_linear_dw(pool, lm_mat_data(&G->wq), tr->dq, tr->xn, N, H * dk, D, tr->ws, tr->bf16);
+        lm_tk_linear_dx(pool, tr->dxn, tr->dq, N, lm_mat_data(&W->wq), H * dk, D, 1, tr->ws, tr->bf16);
     }
 }
 
@@ -128,13 +128,13 @@ static void mlp_bwd(lm_trainer *tr, lm_pool *pool, const float *x, const float *
     float *g1 = lm_mat_data(G1), *g3 = lm_mat_data(G3), *g2 = lm_mat_data(G2);
     if (N <= 0) return;
     tr_swiglu_rows(pool, tr->act, h1, h3, N, I);
-    lm_tk_linear_dw(pool, g2, dout, tr->act, N, D, I, tr->ws);
-    lm_tk_linear_dx(pool, tr->dact, dout, N, w2, D, I, 0, tr->ws);
+    lm_tk_linear_dw(pool, g2, dout, tr->act, N, D, I, tr->ws, tr->bf16);
+    lm_tk_linear_dx(pool, tr->dact, dout, N, w2, D, I, 0, tr->ws, tr->bf16);
     tr_swiglu_bwd_rows(pool, tr->dh1, tr->dh3, tr->dact, h1, h3, N, I);
-    lm_tk_linear_dw(pool, g1, tr->dh1, x, N, I, D, tr->ws);
-    lm_tk_linear_dw(pool, g3, tr->dh3, x, N, I, D, tr->ws);
-    lm_tk_linear_dx(pool, dx, tr->dh1, N, w1, I, D, accumulate, tr->ws);
-    lm_tk_linear_dx(pool, dx, tr->dh3, N, w3, I, D, 1, tr->ws);
+    lm_tk_linear_dw(pool, g1, tr->dh1, x, N, I, D, tr->ws, tr->bf16);
+    lm_tk_linear_dw(pool, g3, tr->dh3, x, N, I, D, tr->ws, tr->bf16);
+    lm_tk_linear_dx(pool, dx, tr->dh1, N, w1, I, D, accumulate, tr->ws, tr->bf16);
+    lm_tk_linear_dx(pool, dx, tr->dh3, N, w3, I, D, 1, tr->ws, tr->bf16);
 }
 
 /* dout = tr->dx -> tr->dxn; tr->xn holds the normalised input. */
@@ -222,8 +222,8 @@ static void moe_bwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, int6
             for (int64_t e = 0; e < E; e++) dl[e] = ds[e] * s[e] * (1.0f - s[e]);
         }
     }
-    lm_tk_linear_dw(pool, lm_mat_data(&G->gate), tr->glog, tr->xn, N, E, D, tr->ws);
-    lm_tk_linear_dx(pool, tr->dxn, tr->glog, N, lm_mat_data(&W->gate), E, D, 1, tr->ws);
+    lm_tk_linear_dw(pool, lm_mat_data(&G->gate), tr->glog, tr->xn, N, E, D, tr->ws, tr->bf16);
+    lm_tk_linear_dx(pool, tr->dxn, tr->glog, N, lm_mat_data(&W->gate), E, D, 1, tr->ws, tr->bf16);
 }
 
 /* ---- the backward ---- */

@@ -50,8 +50,8 @@ void tr_mtp_pass(lm_trainer *tr, lm_pool *pool, const int32_t *ids, const int32_
                  denom / tr->o.mtp_weight, 1, NULL, NULL, &tr->mtp_loss_sum, &cnt, 0, 0, NULL);
     tr_layer_backward(tr, pool, L, nseq, denom_seqs);
     /* eh_proj */
-    lm_tk_linear_dw(pool, lm_mat_data(&p->GM.eh_proj), tr->dx, tr->mcat, N, D, 2 * D, tr->ws);
-    lm_tk_linear_dx(pool, tr->dcat, tr->dx, N, lm_mat_data(&p->WM.eh_proj), D, 2 * D, 0, tr->ws);
+    lm_tk_linear_dw(pool, lm_mat_data(&p->GM.eh_proj), tr->dx, tr->mcat, N, D, 2 * D, tr->ws, 0); /* f32: bf16 refuses MTP */
+    lm_tk_linear_dx(pool, tr->dcat, tr->dx, N, lm_mat_data(&p->WM.eh_proj), D, 2 * D, 0, tr->ws, 0);
     float *de = tr->xn, *dh = tr->dxn; /* the two halves of dcat, then their norms' input gradients */
     for (int64_t n = 0; n < N; n++) {
         memcpy(de + n * D, tr->dcat + n * 2 * D, (size_t)D * sizeof(float));

@@ -8,6 +8,7 @@
 #include "core/arena.h"
 #include "formats/safetensors.h"
 #include "model/init.h"
+#include "train/tvec.h"
 
 /* ---- layout ---- */
 
@@ -321,4 +322,70 @@ int lm_params_save(const lm_params *p, const float *block, const char *path, con
     int rc = lm_st_write(path, o, p->n_tensors, metadata_json, err);
     free(o);
     return rc;
+}
+
+/* ---- bf16 copies for mixed precision ---- */
+
+typedef struct bf16_binder {
+    const lm_params *p;
+    lm_weights *out;
+    const uint16_t *w16;
+    int64_t i;                   /* items come in the order of p->t */
+} bf16_binder;
+
+static int bind_bf16(void *ctx, const lm_arch_item *it) {
+    bf16_binder *b = ctx;
+    const lm_ptensor *t = &b->p->t[b->i++];
+    void *field = lm_arch_field(b->out, it);
+    if (!field) return 0;
+    if (t->ndim == 1)
+        *(float **)field = b->p->w + t->offset;
+    else
+        *(lm_mat *)field = (lm_mat){.dtype = LM_DTYPE_BF16, .rows = t->shape[0], .cols = t->shape[1],
+                                    .data = b->w16 + t->offset};
+    return 0;
+}
+
+int lm_params_bf16_views(const lm_params *p, const uint16_t *w16, lm_weights *out, void **ptrs, lm_error *err) {
+    const lm_config *c = &p->cfg;
+    int64_t L = c->num_hidden_layers, E = c->n_routed_experts, nmoe = 0;
+    for (int64_t l = 0; l < L; l++) nmoe += lm_config_layer_is_moe(c, l);
+    size_t bytes = (size_t)L * sizeof(lm_layer) + 3 * (size_t)(nmoe * E) * sizeof(lm_mat);
+    *out = (lm_weights){0};
+    *ptrs = calloc(1, bytes ? bytes : 1);
+    if (!*ptrs) return lm_fail(err, "out of memory");
+    out->layers = *ptrs;
+    lm_mat *e = (lm_mat *)(out->layers + L);
+    for (int64_t l = 0; l < L; l++) {
+        lm_layer *v = &out->layers[l];
+        v->is_moe = lm_config_layer_is_moe(c, l);
+        v->has_shared = v->is_moe && c->n_shared_experts > 0;
+        if (!v->is_moe) continue;
+        v->ew1 = e;
+        v->ew3 = e + E;
+        v->ew2 = e + 2 * E;
+        e += 3 * E;
+    }
+    bf16_binder b = {p, out, w16, 0};
+    lm_arch_each(c, LM_ARCH_MAIN, bind_bf16, &b);
+    if (c->tie_word_embeddings) out->head = out->embed;
+    return 0;
+}
+
+typedef struct bf16_job {
+    const float *w;
+    uint16_t *w16;
+    int64_t n;
+} bf16_job;
+
+static void to_bf16_task(void *ctx, int ith, int nth) {
+    const bf16_job *j = ctx;
+    int64_t i0, i1;
+    lm_split(j->n, ith, nth, 4096, &i0, &i1);
+    tv_kernels()->to_bf16(j->w16 + i0, j->w + i0, i1 - i0);
+}
+
+void lm_params_to_bf16(const lm_params *p, uint16_t *w16, lm_pool *pool) {
+    bf16_job j = {p->w, w16, p->n_floats};
+    lm_pool_run(pool, to_bf16_task, &j);
 }

@@ -37,6 +37,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "core/threadpool.h"
 #include "model/config.h"
 #include "model/model.h"
 
@@ -115,5 +116,13 @@ const lm_ptensor *lm_params_find(const lm_params *p, const char *name);
 
 /* g = 0. */
 void lm_params_zero_grad(lm_params *p);
+
+/* ---- bf16 copies of the weights (mixed precision, step.h) ----
+ * lm_params_to_bf16 writes w rounded to bf16 (nearest even) into w16
+ * (n_floats elements, the same offsets as w). lm_params_bf16_views binds
+ * `out` like W but with BF16 matrices in w16; its vectors (norms, the MoE
+ * bias) stay W's F32 ones. *ptrs holds the view arrays: free() it. */
+void lm_params_to_bf16(const lm_params *p, uint16_t *w16, lm_pool *pool);
+int lm_params_bf16_views(const lm_params *p, const uint16_t *w16, lm_weights *out, void **ptrs, lm_error *err);
 
 #endif

@@ -148,13 +148,15 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
         "  \"eps\": %.17g,\n  \"weight_decay\": %.17g,\n  \"clip\": %.17g,\n  \"bias_gamma\": %.17g,\n"
         "  \"balance_alpha\": %.17g,\n  \"seed\": %llu,\n  \"init_std\": %.17g,\n"
         "  \"save_every\": %lld,\n  \"eval_every\": %lld,\n  \"eval_batches\": %lld,\n  \"log_every\": %lld,\n"
-        "  \"keep\": %lld%s\n}\n",
+        "  \"keep\": %lld%s%s\n}\n",
         (long long)o->steps, (long long)o->batch, (long long)o->micro_batch, (long long)o->seq,
         sched_name(o->sched.kind), o->sched.lr_max, o->sched.lr_min, (long long)o->sched.warmup,
         (long long)o->sched.decay_steps, decay_name(o->sched.decay), o->adamw.beta1, o->adamw.beta2, o->adamw.eps,
         o->adamw.weight_decay, o->clip, o->bias_gamma, o->balance_alpha, (unsigned long long)o->seed, o->init_std,
         (long long)o->save_every, (long long)o->eval_every, (long long)o->eval_batches,
-        (long long)o->log_every, (long long)o->keep, world);
+        (long long)o->log_every, (long long)o->keep, world,
+        /* absent for f32, so the run.json of every earlier run stays the same bytes */
+        o->precision == LM_PRECISION_BF16 ? ",\n  \"precision\": \"bf16\"" : "");
     if (pos >= sizeof buf - 1) return lm_fail(err, "run.json too long");
     pjoin(path, sizeof path, dir, "run.json");
     return lm_write_file_atomic(path, buf, pos, err);
@@ -238,6 +240,12 @@ static int read_run_json(const char *dir, lm_run_opts *o, run_strings *s, lm_err
     GET_NUM("balance_alpha", o->balance_alpha);
     GET_NUM("init_std", o->init_std);
     if (json_get(r, "mtp_weight")) GET_NUM("mtp_weight", o->mtp_weight);
+    v = json_get(r, "precision");
+    o->precision = LM_PRECISION_F32;
+    if (v && (v->type != JSON_STRING || lm_precision_parse(v->str, &o->precision))) {
+        lm_fail(err, "%s: field 'precision' must be \"f32\" or \"bf16\"", path);
+        goto done;
+    }
 #undef GET_INT
 #undef GET_NUM
     o->seed = (uint64_t)seed;
@@ -875,6 +883,7 @@ static int setup(run_ctx *c, const lm_config *cfg, lm_error *err) {
     to.bias_gamma = o->bias_gamma;
     to.balance_alpha = o->balance_alpha;
     to.mtp_weight = o->mtp_weight;
+    to.precision = o->precision;
     c->pool = lm_pool_create(o->threads);
     if (!c->pool) return lm_fail(err, "cannot start %d threads", o->threads);
     c->tr = lm_trainer_create(c->p, &to, o->threads, err);

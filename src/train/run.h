@@ -40,6 +40,7 @@
 #include "core/error.h"
 #include "train/adamw.h"
 #include "train/schedule.h"
+#include "train/step.h"
 
 typedef struct lm_run_opts {
     const char *out_dir;         /* RUN_DIR */
@@ -54,6 +55,7 @@ typedef struct lm_run_opts {
     lm_adamw_opts adamw;
     double clip, bias_gamma, balance_alpha;
     double mtp_weight;           /* MTP loss weight (step.h); > 0 gives the config num_nextn_predict_layers 1 */
+    lm_precision precision;      /* of the products (step.h); run.json records bf16 only */
     uint64_t seed;               /* init and data order */
     double init_std;             /* <= 0: the config's initializer_range, else 0.02 */
     int threads;

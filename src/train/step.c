@@ -11,6 +11,15 @@
 #include "train/tkernels.h"
 #include "train/trainer.h"
 
+int lm_precision_parse(const char *s, lm_precision *out) {
+    if (!strcmp(s, "f32") || !strcmp(s, "fp32")) *out = LM_PRECISION_F32;
+    else if (!strcmp(s, "bf16")) *out = LM_PRECISION_BF16;
+    else return -1;
+    return 0;
+}
+
+const char *lm_precision_name(lm_precision p) { return p == LM_PRECISION_BF16 ? "bf16" : "f32"; }
+
 lm_train_opts lm_train_opts_default(void) {
     lm_train_opts o = {0};
     o.batch = 1;
@@ -150,6 +159,7 @@ static void layout(lm_trainer *tr, lm_arena *pl) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         ws = max64(ws, lm_tk_ws_floats(N, shapes[i][0], shapes[i][1]));
     tr->ws = PLAN_F(pl, ws);
+    if (tr->bf16) tr->w16 = lm_arena_take(pl, (size_t)tr->p->n_floats * sizeof(uint16_t));
 }
 
 lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads, lm_error *err) {
@@ -177,12 +187,23 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
         lm_fail(err, "an MTP loss weight needs an MTP layer: the config has num_nextn_predict_layers 0, expected 1");
         return NULL;
     }
+    if (o->precision != LM_PRECISION_F32 && o->precision != LM_PRECISION_BF16) {
+        lm_fail(err, "precision must be f32 or bf16 (got %d)", (int)o->precision);
+        return NULL;
+    }
+    if (o->precision == LM_PRECISION_BF16 && o->mtp_weight > 0) {
+        lm_fail(err, "precision bf16 does not train an MTP layer yet (its bf16 weight views cover the main layers): "
+                     "use precision f32 with an MTP weight");
+        return NULL;
+    }
     lm_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) {
         lm_fail(err, "out of memory");
         return NULL;
     }
     tr->p = p;
+    tr->bf16 = o->precision == LM_PRECISION_BF16;
+    tr->Wf = &p->W;
     tr->o = *o;
     tr->o.micro_batch = mb;
     tr->nthreads = nthreads < 1 ? 1 : nthreads;
@@ -224,6 +245,13 @@ lm_trainer *lm_trainer_create(lm_params *p, const lm_train_opts *o, int nthreads
         return NULL;
     }
     layout(tr, &tr->arena);
+    if (tr->bf16) {
+        if (lm_params_bf16_views(p, tr->w16, &tr->Wb, &tr->wb_ptrs, err)) {
+            lm_trainer_free(tr);
+            return NULL;
+        }
+        tr->Wf = &tr->Wb;
+    }
     /* Rope tables for positions 0..T-1 of every sequence. */
     int64_t half = c->qk_rope_head_dim / 2;
     double inv_freq[half > 0 ? half : 1];
@@ -241,6 +269,7 @@ void lm_trainer_free(lm_trainer *tr) {
     if (!tr) return;
     lm_arena_unmap(&tr->arena);
     lm_adamw_free(&tr->opt);
+    free(tr->wb_ptrs);
     free(tr);
 }
 

@@ -67,6 +67,23 @@
 #include "train/adamw.h"
 #include "train/params.h"
 
+/* Mixed precision. With LM_PRECISION_BF16, every Linear product (forward,
+ * and both backward products) takes its operands rounded to bf16 (round to
+ * nearest even): the weights (from a bf16 copy of the fp32 master weights,
+ * refreshed at every forward), the activations that enter it and, in the
+ * backward, the output gradient. A product of two bf16 values is exact in
+ * fp32, and each output is the canonical fp32 fma chain
+ * (docs/arithmetic.md), so the result is the same bits on every ISA and
+ * thread count, like fp32 training. Everything else stays fp32: master
+ * weights, gradients, AdamW state, norms, softmax, the attention core
+ * (QK^T, PV), the router's choice and the loss. docs/train-benchmarks.md
+ * compares its loss curve with fp32's. */
+typedef enum lm_precision { LM_PRECISION_F32 = 0, LM_PRECISION_BF16 = 1 } lm_precision;
+
+/* "f32" / "fp32" or "bf16" -> *out; -1 otherwise. */
+int lm_precision_parse(const char *s, lm_precision *out);
+const char *lm_precision_name(lm_precision p);
+
 typedef struct lm_train_opts {
     int64_t batch;               /* sequences per step (B) */
     int64_t seq;                 /* positions per sequence (T) */
@@ -86,6 +103,7 @@ typedef struct lm_train_opts {
      * holds). With 0, an MTP layer in the parameters is left out of the
      * optimiser (kept as loaded). */
     double mtp_weight;
+    lm_precision precision;      /* LM_PRECISION_F32 (default) or LM_PRECISION_BF16 */
 } lm_train_opts;
 
 /* batch 1, seq 0 (must be set), micro_batch 0, AdamW (0.9, 0.95, 1e-8,

@@ -197,16 +197,25 @@ static void attn_fwd_task(void *ctx, int ith, int nth) {
     }
 }
 
+/* The latents' RMSNorm inside lm_attn_project under bf16: its output only
+ * enters products, so it is rounded there. */
+static float rmsnorm_fwd_bf16(float *y, const float *x, const float *w, int64_t n, float eps) {
+    float r = lm_tk_rmsnorm_fwd(y, x, w, n, eps);
+    lm_tk_round_bf16(NULL, y, n);
+    return r;
+}
+
 /* out[N, D] = attention(rmsnorm(x_in)) of layer l. */
 static void attn_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, float *out) {
     const lm_dims *d = &tr->p->dims;
-    const lm_layer *W = &tr->p->W.layers[l];
+    const lm_layer *W = &tr->Wf->layers[l];
     tr_acts *A = &tr->acts[l];
     int64_t N = nseq * tr->T, C = d->C;
     tr_norm_rows(pool, tr->xn, A->r1, A->x_in, W->attn_norm, N, d->D, d->eps);
+    if (tr->bf16) lm_tk_round_bf16(pool, tr->xn, N * d->D);
     /* Kept for the backward: q latent and latent before their norms (with
      * 1/rms), the roped key apart from the latent. */
-    lm_attn_proj proj = {.norm = lm_tk_rmsnorm_fwd, .cos_t = tr->cos_t, .sin_t = tr->sin_t, .rope_period = tr->T,
+    lm_attn_proj proj = {.norm = tr->bf16 ? rmsnorm_fwd_bf16 : lm_tk_rmsnorm_fwd, .cos_t = tr->cos_t, .sin_t = tr->sin_t, .rope_period = tr->T,
                          .qa = A->qa, .qa_n = tr->qan, .q_r = A->rq, .q = A->q, .kva = tr->kva, .c_n = tr->cn,
                          .c_stride = C, .c_r = A->rkv, .kpe = A->kpe, .kpe_stride = d->dr};
     lm_attn_project(pool, d, W, tr->xn, N, &proj);
@@ -214,7 +223,13 @@ static void attn_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, flo
     lm_matmul(pool, A->kvb, tr->cn, N, &W->wkv_b);
     attn_job job = {tr, A, nseq};
     lm_pool_run(pool, attn_fwd_task, &job);
-    lm_matmul(pool, out, A->att, N, &W->wo);
+    const float *att = A->att; /* kept in fp32 for the backward's D = dO . O */
+    if (tr->bf16) {
+        memcpy(tr->datt, att, sizeof(float) * (size_t)(N * d->od));
+        lm_tk_round_bf16(pool, tr->datt, N * d->od);
+        att = tr->datt;
+    }
+    lm_matmul(pool, out, att, N, &W->wo);
 }
 
 /* ---- feed-forward ---- */
@@ -225,6 +240,7 @@ static void mlp_fwd(lm_trainer *tr, lm_pool *pool, const float *x, int64_t N, co
     lm_matmul(pool, h1, x, N, w1);
     lm_matmul(pool, h3, x, N, w3);
     tr_swiglu_rows(pool, tr->act, h1, h3, N, w1->rows);
+    if (tr->bf16) lm_tk_round_bf16(pool, tr->act, N * w1->rows);
     lm_matmul(pool, out, tr->act, N, w2);
 }
 
@@ -242,7 +258,7 @@ static double moe_fwd(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, in
                       float *out) {
     const lm_config *c = &tr->p->cfg;
     const lm_dims *d = &tr->p->dims;
-    const lm_layer *W = &tr->p->W.layers[l];
+    const lm_layer *W = &tr->Wf->layers[l];
     tr_acts *A = &tr->acts[l];
     int64_t N = nseq * tr->T, D = d->D, E = d->E, k = d->k, Im = d->Im;
     lm_matmul(pool, A->probs, tr->xn, N, &W->gate);
@@ -294,6 +310,7 @@ void tr_forward(lm_trainer *tr, lm_pool *pool, const int32_t *ids, int64_t nseq,
     int64_t N = nseq * tr->T, D = c->hidden_size, L = c->num_hidden_layers;
     for (int64_t n = 0; n < N; n++)
         memcpy(tr->acts[0].x_in + n * D, lm_mat_data(&p->W.embed) + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
+    if (tr->bf16) lm_params_to_bf16(p, tr->w16, pool); /* the weights may have changed since the last forward */
     double bal = 0;
     for (int64_t l = 0; l < L; l++)
         bal += tr_layer_forward(tr, pool, l, nseq, denom_seqs, count_loads, l + 1 < L ? tr->acts[l + 1].x_in : tr->x_fin);
@@ -307,11 +324,12 @@ double tr_layer_forward(lm_trainer *tr, lm_pool *pool, int64_t l, int64_t nseq, 
     int64_t N = nseq * tr->T, D = c->hidden_size;
     float eps = (float)c->rms_norm_eps;
     tr_acts *A = &tr->acts[l];
-    const lm_layer *W = &p->W.layers[l];
+    const lm_layer *W = &tr->Wf->layers[l];
     double bal = 0;
     attn_fwd(tr, pool, l, nseq, tr->tmp);
     add_rows(pool, A->x_mid, A->x_in, tr->tmp, N, D);
     tr_norm_rows(pool, tr->xn, A->r2, A->x_mid, W->ffn_norm, N, D, eps);
+    if (tr->bf16) lm_tk_round_bf16(pool, tr->xn, N * D);
     if (W->is_moe)
         bal += moe_fwd(tr, pool, l, nseq, denom_seqs, count_loads, tr->tmp);
     else
@@ -337,10 +355,12 @@ void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const
     int64_t N = nseq * tr->T, D = c->hidden_size, V = c->vocab_size, HC = tr->head_chunk;
     float scale = (float)(1.0 / denom);
     tr_norm_rows(pool, tr->xn, r, x, norm_w, N, D, (float)c->rms_norm_eps);
+    if (tr->bf16) lm_tk_round_bf16(pool, tr->xn, N * D);
     if (grad) {
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
         if (!keep_hacc) memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
         lm_tk_transpose(pool, tr->headT, lm_mat_data(&p->W.head), V, D);
+        if (tr->bf16) lm_tk_round_bf16(pool, tr->headT, V * D);
     }
     lm_mat headT = lm_f32_mat(tr->headT, D, V);
     double loss = 0;
@@ -355,7 +375,7 @@ void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const
                 m++;
             }
         if (!m) break;
-        lm_matmul(pool, tr->logits, tr->xc, m, &p->W.head);
+        lm_matmul(pool, tr->logits, tr->xc, m, &tr->Wf->head);
         rows_job xj = {.op = ROW_XENT, .N = m, .d = V, .scale = scale, .o1 = tr->logits, .tgt = targets,
                        .rows = tr->hrows, .loss = tr->hloss, .fn = fn, .fn_ctx = fn_ctx,
                        .row_fn = tr->row_fn, .row_ctx = tr->row_ctx};
@@ -363,7 +383,8 @@ void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const
         for (int64_t i = 0; i < m; i++) loss += tr->hloss[i];
         cnt += m;
         if (!grad) continue;
-        lm_tk_linear_dw(pool, tr->hacc, tr->logits, tr->xc, m, V, D, tr->ws);
+        lm_tk_linear_dw(pool, tr->hacc, tr->logits, tr->xc, m, V, D, tr->ws, tr->bf16);
+        if (tr->bf16) lm_tk_round_bf16(pool, tr->logits, m * V); /* dlogits, after dW read them */
         lm_matmul(pool, tr->dxc, tr->logits, m, &headT); /* dx = dlogits W */
         for (int64_t i = 0; i < m; i++)
             memcpy(tr->dxn + (int64_t)tr->hrows[i] * D, tr->dxc + i * D, (size_t)D * sizeof(float));

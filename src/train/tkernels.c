@@ -9,9 +9,11 @@
 #include <xmmintrin.h>
 #endif
 
+#include "core/dtype.h"
 #include "core/kernels.h"
 #include "model/arch.h"
 #include "core/mathfn.h"
+#include "train/tvec.h"
 
 /* ---- transposes and adds ---- */
 
@@ -84,7 +86,7 @@ void lm_tk_add(lm_pool *pool, float *y, const float *x, int64_t n) {
 /* ---- Linear ---- */
 
 int64_t lm_tk_ws_floats(int64_t N, int64_t out, int64_t in) {
-    int64_t dx = out * in + N * in;
+    int64_t dx = out * in + N * in + N * out; /* W^T, the accumulated product, bf16 dy */
     int64_t dw = N * out + N * in + out * in;
     return dx > dw ? dx : dw;
 }
@@ -94,32 +96,65 @@ void lm_tk_linear(lm_pool *pool, float *y, const float *x, int64_t N, const floa
     lm_matmul(pool, y, x, N, &m);
 }
 
+/* The transposes of the backward products, rounding each value to bf16
+ * when asked (round_bf16 is idempotent, so inputs that already hold bf16
+ * values pass unchanged). */
+static void transpose_maybe_bf16(lm_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols, int bf16) {
+    lm_tk_transpose(pool, dst, src, rows, cols);
+    if (bf16) lm_tk_round_bf16(pool, dst, rows * cols);
+}
+
 void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const float *W, int64_t out, int64_t in,
-                     int accumulate, float *ws) {
+                     int accumulate, float *ws, int bf16) {
     if (N <= 0) return;
     float *wt = ws; /* W^T [in, out] */
-    lm_tk_transpose(pool, wt, W, out, in);
+    transpose_maybe_bf16(pool, wt, W, out, in, bf16);
     lm_mat m = lm_f32_mat(wt, in, out);
+    float *tmp = ws + out * in; /* [N, in] */
+    if (bf16) {                 /* dy rounded [N, out] after tmp */
+        float *dyr = tmp + N * in;
+        memcpy(dyr, dy, sizeof(float) * (size_t)(N * out));
+        lm_tk_round_bf16(pool, dyr, N * out);
+        dy = dyr;
+    }
     if (!accumulate) {
         lm_matmul(pool, dx, dy, N, &m);
         return;
     }
-    float *tmp = ws + out * in;
     lm_matmul(pool, tmp, dy, N, &m);
     lm_tk_add(pool, dx, tmp, N * in);
 }
 
 void lm_tk_linear_dw(lm_pool *pool, float *dW, const float *dy, const float *x, int64_t N, int64_t out, int64_t in,
-                     float *ws) {
+                     float *ws, int bf16) {
     if (N <= 0) return;
     float *dyt = ws;            /* [out, N] */
     float *xt = dyt + out * N;  /* [in, N] */
     float *tmp = xt + in * N;   /* [out, in] */
-    lm_tk_transpose(pool, dyt, dy, N, out);
-    lm_tk_transpose(pool, xt, x, N, in);
+    transpose_maybe_bf16(pool, dyt, dy, N, out, bf16);
+    transpose_maybe_bf16(pool, xt, x, N, in, bf16);
     lm_mat m = lm_f32_mat(xt, in, N);
     lm_matmul(pool, tmp, dyt, out, &m);
     lm_tk_add(pool, dW, tmp, out * in);
+}
+
+/* ---- bf16 rounding ---- */
+
+typedef struct round_job {
+    float *x;
+    int64_t n;
+} round_job;
+
+static void round_task(void *ctx, int ith, int nth) {
+    const round_job *j = ctx;
+    int64_t i0, i1;
+    lm_split(j->n, ith, nth, 64, &i0, &i1);
+    tv_kernels()->round_bf16(j->x + i0, i1 - i0);
+}
+
+void lm_tk_round_bf16(lm_pool *pool, float *x, int64_t n) {
+    round_job j = {x, n};
+    lm_pool_run(n < 65536 ? NULL : pool, round_task, &j);
 }
 
 /* ---- RMSNorm ---- */
@@ -211,17 +246,19 @@ void lm_tk_rope_bwd(float *x, const float *cos_t, const float *sin_t, int64_t d)
 }
 
 /* ---- attention of one head ----
- * All six products go through lm_matmul (pool NULL: the caller's thread),
- * causally blocked in blocks of AB rows (queries) or columns (keys): query
- * block [i0, i1) needs keys [0, i1) only, key block [j0, j1) gets gradient
- * from queries [j0, T) only. That is about half of the full [T, T]
- * products; entries past the diagonal inside a block are exactly 0. */
+ * The six products are tvec.h's nn kernel (register tiles over rows of the
+ * result, single-threaded: the caller gives each thread whole heads), in
+ * row groups of G queries or keys over the causal triangle: query group
+ * [g0, g1) needs keys [0, g1) only, key group [j0, j1) gets gradient from
+ * queries [j0, T) only. Inside a group the entries past the diagonal are
+ * exactly 0. Every element is the chain lm_matmul computed before (same
+ * order over k; the chains differ only by terms 0 * x, which add nothing),
+ * so the bits are those of the earlier lm_matmul form. K and V are
+ * transposed once per call, not once per block. */
 
-enum { AB = 64 };
+enum { G = 16 };
 
-int64_t lm_tk_attn_scratch_floats(int64_t T, int64_t dk, int64_t dv) {
-    return 2 * T * T + T * AB + T * (dk > dv ? dk : dv);
-}
+int64_t lm_tk_attn_scratch_floats(int64_t T, int64_t dk, int64_t dv) { return 2 * T * T + T * (dk + dv); }
 
 /* dst[cols, rows] = src[rows, cols]^T, single-threaded. */
 static void transpose1(float *dst, const float *src, int64_t rows, int64_t cols) {
@@ -231,13 +268,14 @@ static void transpose1(float *dst, const float *src, int64_t rows, int64_t cols)
 
 void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, int64_t dk, int64_t dv, float scale,
                     float *O, float *lse, float *scratch) {
-    float *S = scratch, *VT = scratch + 2 * T * T + T * AB; /* [AB, i1], [dv, i1] */
-    for (int64_t i0 = 0; i0 < T; i0 += AB) {
-        int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
-        lm_mat km = lm_f32_mat(K, i1, dk);
-        lm_matmul(NULL, S, Q + i0 * dk, nb, &km); /* S [nb, i1] */
-        for (int64_t i = i0; i < i1; i++) {
-            float *s = S + (i - i0) * i1;
+    const tv_table *tv = tv_kernels();
+    float *S = scratch, *KT = scratch + 2 * T * T; /* S [G, T] rows of the group, KT [dk, T] */
+    transpose1(KT, K, T, dk);
+    for (int64_t g0 = 0; g0 < T; g0 += G) {
+        int64_t g1 = g0 + G < T ? g0 + G : T, nb = g1 - g0;
+        tv->nn(S, T, Q + g0 * dk, dk, 1, KT, T, nb, g1, 0, dk); /* scores [nb, g1] */
+        for (int64_t i = g0; i < g1; i++) {
+            float *s = S + (i - g0) * T;
             int64_t n = i + 1;
             float m = -INFINITY;
             for (int64_t j = 0; j < n; j++) {
@@ -250,57 +288,43 @@ void lm_tk_attn_fwd(const float *Q, const float *K, const float *V, int64_t T, i
             float inv = (float)(1.0 / sum);
             lse[i] = m + (float)lm_log(sum);
             for (int64_t j = 0; j < n; j++) s[j] *= inv;
-            for (int64_t j = n; j < i1; j++) s[j] = 0.0f;
+            for (int64_t j = n; j < g1; j++) s[j] = 0.0f;
         }
-        transpose1(VT, V, i1, dv);
-        lm_mat vt = lm_f32_mat(VT, dv, i1);
-        lm_matmul(NULL, O + i0 * dv, S, nb, &vt);
+        tv->nn(O + g0 * dv, dv, S, T, 1, V, dv, nb, dv, 0, g1); /* O = P V */
     }
 }
 
 void lm_tk_attn_bwd(const float *Q, const float *K, const float *V, const float *O, const float *dO, const float *lse,
                     int64_t T, int64_t dk, int64_t dv, float scale, float *dQ, float *dK, float *dV, float *scratch) {
-    /* P and dS [T, T] (row i holds keys 0..i, the rest 0), a block of
-     * transposed rows X [AB, T], transposed operands Y [max(dk, dv), T]. */
-    float *P = scratch, *dS = scratch + T * T, *X = scratch + 2 * T * T, *Y = X + T * AB;
-    for (int64_t i0 = 0; i0 < T; i0 += AB) {
-        int64_t i1 = i0 + AB < T ? i0 + AB : T, nb = i1 - i0;
-        float *pb = P + i0 * T, *db = dS + i0 * T; /* blocks stored [nb, i1] */
-        lm_mat km = lm_f32_mat(K, i1, dk), vm = lm_f32_mat(V, i1, dv);
-        lm_matmul(NULL, pb, Q + i0 * dk, nb, &km);  /* scores */
-        lm_matmul(NULL, db, dO + i0 * dv, nb, &vm); /* dP */
-        for (int64_t i = i0; i < i1; i++) {
-            float *p = pb + (i - i0) * i1, *ds = db + (i - i0) * i1;
+    const tv_table *tv = tv_kernels();
+    /* P and dS [T, T]: row i holds keys 0..i, then zeros up to the end of
+     * its group; KT [dk, T] and VT [dv, T]. */
+    float *P = scratch, *dS = scratch + T * T, *KT = scratch + 2 * T * T, *VT = KT + T * dk;
+    transpose1(KT, K, T, dk);
+    transpose1(VT, V, T, dv);
+    for (int64_t g0 = 0; g0 < T; g0 += G) {
+        int64_t g1 = g0 + G < T ? g0 + G : T, nb = g1 - g0;
+        float *pb = P + g0 * T, *db = dS + g0 * T;
+        tv->nn(pb, T, Q + g0 * dk, dk, 1, KT, T, nb, g1, 0, dk);  /* scores */
+        tv->nn(db, T, dO + g0 * dv, dv, 1, VT, T, nb, g1, 0, dv); /* dP */
+        for (int64_t i = g0; i < g1; i++) {
+            float *p = P + i * T, *ds = dS + i * T;
             const float *o = O + i * dv, *dorow = dO + i * dv;
             float Di = 0, li = lse[i];
             for (int64_t d = 0; d < dv; d++) Di += dorow[d] * o[d];
             for (int64_t j = 0; j <= i; j++) p[j] *= scale;
             lm_exp_shifted(p, p, li, i + 1); /* exp(p * scale - li) */
             for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - Di) * scale;
-            for (int64_t j = i + 1; j < i1; j++) p[j] = ds[j] = 0.0f;
+            for (int64_t j = i + 1; j < g1; j++) p[j] = ds[j] = 0.0f;
         }
-        /* dQ[i0:i1] = dS_blk K[0:i1] */
-        transpose1(Y, K, i1, dk);
-        lm_mat kt = lm_f32_mat(Y, dk, i1);
-        lm_matmul(NULL, dQ + i0 * dk, db, nb, &kt);
+        tv->nn(dQ + g0 * dk, dk, db, T, 1, K, dk, nb, dk, 0, g1); /* dQ = dS K */
     }
-    /* Key blocks: dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T], dK likewise with dS, Q. */
-    for (int64_t j0 = 0; j0 < T; j0 += AB) {
-        int64_t j1 = j0 + AB < T ? j0 + AB : T, nb = j1 - j0, m = T - j0;
-        for (int pass = 0; pass < 2; pass++) {
-            const float *M = pass ? dS : P, *R = pass ? Q : dO;
-            int64_t d = pass ? dk : dv;
-            /* X [nb, m]: X[j][i - j0] = M[i][j] for i >= j0 (row i of M is the
-             * block row of its query block, stored with stride i1 of that block). */
-            for (int64_t i = j0; i < T; i++) {
-                int64_t bi0 = i / AB * AB, bi1 = bi0 + AB < T ? bi0 + AB : T;
-                const float *row = M + bi0 * T + (i - bi0) * bi1;
-                for (int64_t j = j0; j < j1; j++) X[(j - j0) * m + (i - j0)] = j < bi1 ? row[j] : 0.0f;
-            }
-            transpose1(Y, R + j0 * d, m, d);
-            lm_mat rt = lm_f32_mat(Y, d, m);
-            lm_matmul(NULL, (pass ? dK : dV) + j0 * d, X, nb, &rt);
-        }
+    /* Key groups: dV[j0:j1] = P[j0:T, j0:j1]^T dO[j0:T], dK likewise with dS
+     * and Q (A read transposed: element (j, i) at P[i*T + j]). */
+    for (int64_t j0 = 0; j0 < T; j0 += G) {
+        int64_t j1 = j0 + G < T ? j0 + G : T, nb = j1 - j0;
+        tv->nn(dV + j0 * dv, dv, P + j0, 1, T, dO, dv, nb, dv, j0, T);
+        tv->nn(dK + j0 * dk, dk, dS + j0, 1, T, Q, dk, nb, dk, j0, T);
     }
 }
 

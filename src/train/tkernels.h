@@ -28,12 +28,18 @@ int64_t lm_tk_ws_floats(int64_t N, int64_t out, int64_t in);
 
 /* y[N, out] = x[N, in] @ W^T. */
 void lm_tk_linear(lm_pool *pool, float *y, const float *x, int64_t N, const float *W, int64_t out, int64_t in);
-/* dx[N, in] = dy[N, out] @ W, or dx += that when accumulate. */
+/* dx[N, in] = dy[N, out] @ W, or dx += that when accumulate. With bf16, W
+ * and dy are rounded to bf16 (round to nearest even) first: the products
+ * are then exact in fp32 and the chains accumulate in fp32
+ * (mixed precision, step.h). */
 void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const float *W, int64_t out, int64_t in,
-                     int accumulate, float *ws);
-/* dW[out, in] += dy[N, out]^T @ x[N, in]. */
+                     int accumulate, float *ws, int bf16);
+/* dW[out, in] += dy[N, out]^T @ x[N, in]; with bf16, dy and x rounded first. */
 void lm_tk_linear_dw(lm_pool *pool, float *dW, const float *dy, const float *x, int64_t N, int64_t out, int64_t in,
-                     float *ws);
+                     float *ws, int bf16);
+/* x[i] = x rounded to the nearest bf16 value (ties to even; NaN stays NaN),
+ * i < n (threaded). */
+void lm_tk_round_bf16(lm_pool *pool, float *x, int64_t n);
 
 /* dst[cols, rows] = src[rows, cols]^T (threaded over dst rows). */
 void lm_tk_transpose(lm_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols);

@@ -107,6 +107,14 @@ struct lm_trainer {
     lm_row_loss_fn row_fn;       /* set only during lm_train_accumulate_row_loss / lm_train_row_forward: */
     void *row_ctx;               /* tr_head then calls it on each row with a target instead of fn */
     lm_arena arena;              /* the one allocation behind every buffer */
+    /* Mixed precision (step.h): bf16 set; the forward's products read Wf,
+     * which is p->W, or Wb: BF16 views of w16 (n_floats, refreshed from
+     * p->w at every forward; in the arena). */
+    int bf16;
+    uint16_t *w16;
+    lm_weights Wb;
+    void *wb_ptrs;
+    const lm_weights *Wf;
 };
 
 /* tforward.c */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lemma train end to end on a tiny DeepSeek-V3 model: determinism across
 # thread counts, SIGKILL at a random step then --resume ends bit-identical,
-# SIGINT checkpoints and exits 130, metrics and latest/ contracts, plot.
+# SIGINT checkpoints and exits 130, metrics and latest/ contracts, plot,
+# --precision bf16 (deterministic, resumable, recorded in run.json).
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${LEMMA_BIN:-./lemma}
@@ -63,6 +64,20 @@ check "resume of a finished run is a no-op" '[ $rc -eq 0 ] && [ "$(sha "$dir/a")
 mkdir -p "$dir/g" && cp "$dir/f/run.json" "$dir/f/config.json" "$dir/g/"
 "$BIN" train --resume "$dir/g" --quiet 2>/dev/null
 check "--init run; resume before any checkpoint restarts from the init" '[ -n "$(sha "$dir/f")" ] && [ "$(sha "$dir/f")" = "$(sha "$dir/g")" ]'
+# --precision bf16: recorded in run.json, 1 and 2 threads identical, a
+# resume after a kill identical too, and different weights from fp32
+bargs=("${args[@]}" --steps 20 --precision bf16)
+"$BIN" train "${bargs[@]}" --out "$dir/h" --threads 2; rc=$?
+"$BIN" train "${bargs[@]}" --out "$dir/i" --threads 1
+check "bf16: runs, run.json says so, 1 and 2 threads identical" '[ $rc -eq 0 ] && grep -q "\"precision\": \"bf16\"" "$dir/h/run.json" && [ "$(sha "$dir/h")" = "$(sha "$dir/i")" ]'
+"$BIN" train "${args[@]}" --steps 20 --out "$dir/j" --threads 2
+check "bf16 weights differ from fp32; fp32 run.json has no precision key" '[ "$(sha "$dir/h")" != "$(sha "$dir/j")" ] && ! grep -q precision "$dir/j/run.json"'
+rm -rf "$dir/i/latest" "$dir/i"/ckpt-0000002*; "$BIN" train --resume "$dir/i" --threads 2 --quiet; rc=$?
+check "bf16: resume from step 15 ends identical" '[ $rc -eq 0 ] && [ "$(sha "$dir/h")" = "$(sha "$dir/i")" ]'
+"$BIN" train "${args[@]}" --out "$dir/k" --precision fp16 2>"$dir/e4"; rc=$?
+check "bad --precision is a usage error" '[ $rc -eq 2 ] && grep -q "precision" "$dir/e4"'
+"$BIN" train "${args[@]}" --out "$dir/m" --precision bf16 --mtp-weight 0.3 2>"$dir/e5"; rc=$?
+check "bf16 with an MTP loss: one clear refusal" '[ $rc -ne 0 ] && [ "$(wc -l <"$dir/e5")" -eq 1 ] && grep -q "MTP" "$dir/e5"'
 
 "$BIN" plot "$dir/a" --out "$dir/a.svg" >/dev/null 2>&1
 check "plot draws the run" 'grep -q "<svg" "$dir/a.svg"'
