@@ -3,9 +3,12 @@
 from, tensor by tensor and bit for bit: an independent reader of both formats
 (numpy only) rebuilds what every GGUF tensor must hold -- the deepseek2 names,
 ne order, the attn_k_b / attn_v_b split of kv_b, the stacked experts, FP8
-dequantised with its 128x128 block scales -- and encodes it the way ggml
-does: F32 as is, F16 and BF16 round-to-nearest-even, Q8_0 blocks of 32 with
-d = max|x| / 127 stored as F16 and q = roundf(x * (1/d)).
+dequantised with its 128x128 block scales, lemma Q8 (I8 with an F16
+`_q8_scale` per 32 columns) as q * d -- and encodes it the way ggml does: F32
+as is, F16 and BF16 round-to-nearest-even, Q8_0 blocks of 32 with d = max|x| /
+127 stored as F16 and q = roundf(x * (1/d)). A Q8_0 tensor from a lemma Q8
+matrix holds lemma's own blocks: it must dequantise (q * d) to exactly the
+checkpoint's values.
 
     tests/gguf_roundtrip.py MODEL_DIR FILE.gguf
 
@@ -116,6 +119,12 @@ def as_f32(st, name):
             r, c = shape
             s = np.repeat(np.repeat(s, 128, axis=0)[:r], 128, axis=1)[:, :c]
             a = (a.reshape(shape) * s).astype(np.float32)
+    elif dt == "I8":
+        dt2, sshape, sb = st[name + "_q8_scale"]
+        assert dt2 == "F16" and sshape == [shape[0], (shape[1] + 31) // 32], name
+        d = np.frombuffer(sb, dtype="<f2").astype(np.float32).reshape(sshape)
+        q = np.frombuffer(b, dtype=np.int8).astype(np.float32).reshape(shape)
+        a = q * np.repeat(d, 32, axis=1)[:, :shape[1]]  # exact: 8-bit q times an F16 d fits f32
     else:
         raise ValueError("%s: dtype %s" % (name, dt))
     return np.ascontiguousarray(a, dtype=np.float32).reshape(shape)
@@ -137,6 +146,13 @@ def q8_0(a):
     out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
     out[:, 2:] = q.view(np.uint8)
     return out.tobytes()
+
+
+def dequant_q8_0(b):
+    blocks = np.frombuffer(b, dtype=np.uint8).reshape(-1, 34)
+    d = blocks[:, :2].copy().view("<f2").astype(np.float32)
+    q = blocks[:, 2:].copy().view(np.int8).astype(np.float32)
+    return (q * d).reshape(-1)
 
 
 def encode(a, t):
@@ -189,6 +205,7 @@ def main(model_dir, path):
     st = read_safetensors(model_dir)
     kv, order, tensors = read_gguf(path)
     bad = []
+    q8_model = any(n.endswith("_q8_scale") for n in st)
     if order[0] != "lemma.export":
         bad.append("first key is %s, not lemma.export" % order[0])
     if len(kv.get("tokenizer.ggml.tokens", [])) != cfg["vocab_size"]:
@@ -201,6 +218,9 @@ def main(model_dir, path):
             continue
         if list(a.shape[::-1]) != [int(x) for x in ne]:
             bad.append("%s: ne %s, expected %s" % (name, ne, list(a.shape[::-1])))
+        elif t == 8 and q8_model:
+            if not np.array_equal(dequant_q8_0(b), np.ascontiguousarray(a, dtype=np.float32).reshape(-1)):
+                bad.append("%s: q8_0 blocks do not dequantise to the Q8 checkpoint's q * d" % name)
         elif encode(a, t) != b:
             bad.append("%s: %s bytes differ" % (name, GGML[t]))
     types = sorted(set(GGML[t] for _, t, _ in tensors.values()))

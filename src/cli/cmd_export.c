@@ -56,7 +56,8 @@ static int export_run(const void *dest) {
     if (r.warning[0]) fprintf(stderr, "lemma export: warning: %s\n", r.warning);
     char b[32];
     fprintf(stderr, "wrote %s: %lld tensors (%s", o->out, (long long)r.tensors, r.type);
-    if (r.f16_fallbacks) fprintf(stderr, "; %lld with rows not a multiple of 32 in f16", (long long)r.f16_fallbacks);
+    if (r.f16_fallbacks)
+        fprintf(stderr, "; %lld with rows not a multiple of 32 in %s", (long long)r.f16_fallbacks, r.fallback_type);
     fprintf(stderr, "), %lld keys, %s tokenizer, %s in %.2f s\n", (long long)r.keys,
             r.tokenizer ? "the model's" : "a synthetic", lm_human_bytes((double)r.bytes, b, sizeof b),
             lm_now_s() - t0);

@@ -572,7 +572,7 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
             else if (t->shape[d] && numel > (uint64_t)INT64_MAX / 8 / (uint64_t)t->shape[d]) why = "size overflows";
             else numel *= (uint64_t)t->shape[d];
         }
-        if (!why && numel && !t->data) why = "no data";
+        if (!why && numel && !t->data && !t->write) why = "no data";
         if (why) {
             free(order);
             return lm_fail(err, "%s: tensor %lld ('%s'): %s", path, (long long)i,
@@ -660,10 +660,17 @@ int lm_st_write(const char *path, const lm_tensor_out *tensors, int64_t n, const
             uint64_t nb = numel * lm_dtype_size(t->dtype);
             uint64_t begin = (at + 7) & ~(uint64_t)7;
             if (begin > at) lm_atomic_put(w, zeros, begin - at);
-            lm_atomic_put(w, t->data, nb);
+            if (t->data || !t->write) {
+                lm_atomic_put(w, t->data, nb);
+            } else if (t->write(t->ctx, t, w, err)) {
+                lm_atomic_abort(w);
+                w = NULL;
+                rc = -1;
+                break;
+            }
             at = begin + nb;
         }
-        rc = lm_atomic_finish(w, err);
+        if (w) rc = lm_atomic_finish(w, err);
     }
     free(hdr);
     free(order);

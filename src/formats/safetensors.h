@@ -18,6 +18,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/threadpool.h"
 
 enum { LM_MAX_DIMS = 8 };
@@ -71,13 +72,22 @@ int lm_st_check_finite(const lm_tensor_set *set, lm_pool *pool, lm_st_progress_f
 
 /* ---- writing ---- */
 
-typedef struct lm_tensor_out {
+typedef struct lm_tensor_out lm_tensor_out;
+/* Puts a tensor's bytes (exactly numel * dtype size of them, with
+ * lm_atomic_put) when lm_st_write reaches it in the file: an output made
+ * tensor by tensor, never whole in memory. 0, or -1 with err (the write is
+ * then abandoned and nothing is left at the path). */
+typedef int (*lm_st_write_fn)(void *ctx, const lm_tensor_out *t, lm_atomic_writer *w, lm_error *err);
+
+struct lm_tensor_out {
     const char *name;
     lm_dtype dtype;
     int ndim;
     int64_t shape[LM_MAX_DIMS];
-    const void *data;       /* numel * dtype size bytes */
-} lm_tensor_out;
+    const void *data;       /* numel * dtype size bytes; or NULL and write: */
+    lm_st_write_fn write;   /* called once, in file order, with ctx */
+    void *ctx;
+};
 
 /* Writes tensors (sorted by name in the header, data 8-byte aligned) to path
  * atomically: a temporary file in the same directory, fsync, rename, fsync of

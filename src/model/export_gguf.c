@@ -53,17 +53,35 @@ typedef struct exporter {
     out_tensor *t;
     int64_t nt, cap;
     int64_t f16_fallbacks;
+    int q8_input;                /* some matrices are lemma Q8 (I8 + F16 _q8_scale) */
     lm_error *err;
 } exporter;
+
+/* A lemma Q8 matrix's F16 block scales (quantize.h), NULL for any other tensor. */
+static const lm_tensor *q8_scale_of(const lm_tensor_set *set, const lm_tensor *t) {
+    if (t->dtype != LM_DTYPE_I8) return NULL;
+    char name[256];
+    snprintf(name, sizeof name, "%s_q8_scale", t->name);
+    return lm_st_find(set, name);
+}
 
 static const lm_tensor *need(exporter *x, const char *name) {
     const lm_tensor *t = lm_st_find(x->set, name);
     if (!t) lm_fail(x->err, "%s: tensor '%s' is missing (llama.cpp's deepseek2 needs it)", x->dir, name);
     else if (t->dtype != LM_DTYPE_F32 && t->dtype != LM_DTYPE_BF16 && t->dtype != LM_DTYPE_F16 &&
-             t->dtype != LM_DTYPE_F8_E4M3) {
-        lm_fail(x->err, "%s: tensor '%s' is %s, expected F32, BF16, F16 or F8_E4M3", x->dir, name,
+             t->dtype != LM_DTYPE_F8_E4M3 && t->dtype != LM_DTYPE_I8) {
+        lm_fail(x->err, "%s: tensor '%s' is %s, expected F32, BF16, F16, F8_E4M3 or I8 (Q8)", x->dir, name,
                 lm_dtype_name(t->dtype));
         return NULL;
+    } else if (t->dtype == LM_DTYPE_I8) {
+        const lm_tensor *s = q8_scale_of(x->set, t);
+        int64_t ks = t->ndim == 2 ? (t->shape[1] + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK : 0;
+        if (t->ndim != 2 || !s || s->dtype != LM_DTYPE_F16 || s->ndim != 2 || s->shape[0] != t->shape[0] ||
+            s->shape[1] != ks) {
+            lm_fail(x->err, "%s: I8 tensor '%s' needs an F16 '%s_q8_scale' of shape [%lld, %lld] (a lemma Q8 matrix)",
+                    x->dir, name, name, (long long)(t->ndim == 2 ? t->shape[0] : 0), (long long)ks);
+            return NULL;
+        }
     } else if (t->ndim != 1 && t->ndim != 2) {
         lm_fail(x->err, "%s: tensor '%s' has %d dimensions, expected 1 or 2", x->dir, name, t->ndim);
         return NULL;
@@ -93,11 +111,13 @@ static out_tensor *add(exporter *x, const char *name, lm_ggml_type type, src_kin
     return o;
 }
 
-/* A matrix in the chosen type; Q8_0 falls back to F16 for rows that are not whole blocks. */
+/* A matrix in the chosen type; Q8_0 falls back to F16 for rows that are not
+ * whole blocks (F32 when the input is Q8: its values q * d are exact in F32
+ * only). */
 static lm_ggml_type matrix_type(exporter *x, int64_t row_len) {
     if (x->big == LM_GGML_Q8_0 && row_len % LM_Q8_0_BLOCK) {
         x->f16_fallbacks++;
-        return LM_GGML_F16;
+        return x->q8_input ? LM_GGML_F32 : LM_GGML_F16;
     }
     return x->big;
 }
@@ -141,7 +161,10 @@ static int plan_layer(exporter *x, int64_t l, int mla) {
                        x->dir, h, (long long)kvb->shape[0], (long long)(kvb->ndim == 2 ? kvb->shape[1] : 0),
                        (long long)(H * (dn + dv)), (long long)C);
     if (mla) {
-        out_tensor *kb = add(x, G("attn_k_b.weight"), matrix_type(x, dn), SRC_K_B, kvb);
+        /* k_b is kv_b transposed: a Q8 kv_b's blocks run across its rows, so
+         * Q8_0 would re-quantize them; F32 keeps its values exact */
+        lm_ggml_type kb_type = kvb->dtype == LM_DTYPE_I8 && x->big == LM_GGML_Q8_0 ? LM_GGML_F32 : matrix_type(x, dn);
+        out_tensor *kb = add(x, G("attn_k_b.weight"), kb_type, SRC_K_B, kvb);
         if (!kb) return -1;
         kb->ndim = 3, kb->ne[0] = dn, kb->ne[1] = C, kb->ne[2] = H;
         out_tensor *vb = add(x, G("attn_v_b.weight"), matrix_type(x, C), SRC_V_B, kvb);
@@ -520,6 +543,15 @@ static void src_row(exporter *x, const lm_tensor *t, const lm_tensor *scale, int
     int64_t cols = t->shape[t->ndim - 1];
     size_t es = lm_dtype_size(t->dtype);
     lm_convert_to_f32(out, (const char *)t->data + (size_t)(r * cols) * es, t->dtype, (size_t)cols);
+    if (t->dtype == LM_DTYPE_I8) { /* Q8: w = q * d, exact in f32 (quantize.h) */
+        const unsigned char *d = (const unsigned char *)scale->data + (size_t)(r * scale->shape[1]) * 2;
+        for (int64_t c = 0; c < cols; c++) {
+            uint16_t h;
+            memcpy(&h, d + (c / LM_Q8_BLOCK) * 2, 2); /* may be unaligned in the file */
+            out[c] *= lm_f16_to_f32(h);
+        }
+        return;
+    }
     if (t->dtype != LM_DTYPE_F8_E4M3 || !scale) return;
     int64_t scols = scale->shape[scale->ndim - 1];
     size_t ses = lm_dtype_size(scale->dtype);
@@ -534,6 +566,7 @@ static void src_row(exporter *x, const lm_tensor *t, const lm_tensor *scale, int
 }
 
 static const lm_tensor *scale_of(exporter *x, const lm_tensor *t) {
+    if (t->dtype == LM_DTYPE_I8) return q8_scale_of(x->set, t);
     if (t->dtype != LM_DTYPE_F8_E4M3) return NULL;
     char name[256];
     size_t n = strlen(t->name);
@@ -567,16 +600,38 @@ static void put_row(stage *s, lm_ggml_type type, const float *row, int64_t n, vo
     stage_put(s, enc, (size_t)lm_ggml_bytes(type, (uint64_t)n));
 }
 
+/* Row r of a lemma Q8 matrix as GGUF Q8_0 blocks, copied: lemma's blocks are
+ * llama.cpp's (32 values along a row, an F16 d), so the GGUF holds the same q
+ * and d and dequantises to the same q * d. */
+static void put_q8_row(stage *s, const lm_tensor *t, const lm_tensor *scale, int64_t r, unsigned char *enc) {
+    int64_t cols = t->shape[1], ks = scale->shape[1];
+    const unsigned char *q = (const unsigned char *)t->data + (size_t)(r * cols);
+    const unsigned char *d = (const unsigned char *)scale->data + (size_t)(r * ks) * 2;
+    for (int64_t b = 0; b < ks; b++) {
+        memcpy(enc + b * LM_Q8_0_BYTES, d + b * 2, 2);
+        memcpy(enc + b * LM_Q8_0_BYTES + 2, q + b * LM_Q8_0_BLOCK, LM_Q8_0_BLOCK);
+    }
+    stage_put(s, enc, (size_t)(ks * LM_Q8_0_BYTES));
+}
+
+/* put_row of row r of t, the blocks copied when both sides are Q8. */
+static void put_src_row(exporter *x, stage *s, lm_ggml_type type, const lm_tensor *t, const lm_tensor *sc, int64_t r,
+                        float *row, void *enc) {
+    if (type == LM_GGML_Q8_0 && t->dtype == LM_DTYPE_I8) {
+        put_q8_row(s, t, sc, r, enc);
+        return;
+    }
+    src_row(x, t, sc, r, row);
+    put_row(s, type, row, t->shape[t->ndim - 1], enc);
+}
+
 static void write_tensor(exporter *x, const out_tensor *o, stage *s, float *row, float *head, void *enc) {
     const lm_config *c = &x->c;
     switch (o->kind) {
     case SRC_PLAIN: {
         const lm_tensor *sc = scale_of(x, o->src);
         int64_t rows = o->ndim == 2 ? o->ne[1] : 1;
-        for (int64_t r = 0; r < rows; r++) {
-            src_row(x, o->src, sc, r, row);
-            put_row(s, o->type, row, o->ne[0], enc);
-        }
+        for (int64_t r = 0; r < rows; r++) put_src_row(x, s, o->type, o->src, sc, r, row, enc);
         return;
     }
     case SRC_EXPERTS:
@@ -585,10 +640,7 @@ static void write_tensor(exporter *x, const out_tensor *o, stage *s, float *row,
             snprintf(hn, sizeof hn, "model.layers.%lld.mlp.experts.%lld.%s_proj.weight", (long long)o->layer,
                      (long long)e, o->proj);
             const lm_tensor *t = lm_st_find(x->set, hn), *sc = scale_of(x, t);
-            for (int64_t r = 0; r < o->ne[1]; r++) {
-                src_row(x, t, sc, r, row);
-                put_row(s, o->type, row, o->ne[0], enc);
-            }
+            for (int64_t r = 0; r < o->ne[1]; r++) put_src_row(x, s, o->type, t, sc, r, row, enc);
         }
         return;
     case SRC_K_B:
@@ -597,10 +649,7 @@ static void write_tensor(exporter *x, const out_tensor *o, stage *s, float *row,
         const lm_tensor *sc = scale_of(x, o->src);
         for (int64_t h = 0; h < H; h++) {
             if (o->kind == SRC_V_B) { /* head h's value rows, as they are: ne = {C, dv} */
-                for (int64_t j = 0; j < dv; j++) {
-                    src_row(x, o->src, sc, h * (dn + dv) + dn + j, row);
-                    put_row(s, o->type, row, C, enc);
-                }
+                for (int64_t j = 0; j < dv; j++) put_src_row(x, s, o->type, o->src, sc, h * (dn + dv) + dn + j, row, enc);
                 continue;
             }
             /* head h's key rows [dn, C], transposed: output row i holds column i of them */
@@ -656,18 +705,21 @@ int lm_export_gguf(const char *model_dir, const char *out_path, const lm_export_
     for (int64_t i = 0; i < lm_st_count(x.set); i++) {
         const lm_tensor *t = lm_st_tensor(x.set, i);
         size_t n = strlen(t->name);
-        if (n < 16 || strcmp(t->name + n - 16, "weight_scale_inv")) only[t->dtype] = 1;
+        if ((n < 16 || strcmp(t->name + n - 16, "weight_scale_inv")) && (n < 9 || strcmp(t->name + n - 9, "_q8_scale")))
+            only[t->dtype] = 1;
     }
     switch (o->type) {
     case LM_EXPORT_F32: x.big = LM_GGML_F32; break;
     case LM_EXPORT_F16: x.big = LM_GGML_F16; break;
     case LM_EXPORT_BF16: x.big = LM_GGML_BF16; break;
     case LM_EXPORT_Q8_0: x.big = LM_GGML_Q8_0; break;
-    default:
-        x.big = !only[LM_DTYPE_BF16] && !only[LM_DTYPE_F16] && !only[LM_DTYPE_F8_E4M3] ? LM_GGML_F32
+    default: /* a Q8 checkpoint stays Q8 (its blocks copied); else the widest type there */
+        x.big = only[LM_DTYPE_I8] ? LM_GGML_Q8_0
+                : !only[LM_DTYPE_BF16] && !only[LM_DTYPE_F16] && !only[LM_DTYPE_F8_E4M3] ? LM_GGML_F32
                 : only[LM_DTYPE_F16] && !only[LM_DTYPE_BF16] && !only[LM_DTYPE_F8_E4M3] ? LM_GGML_F16
                                                                                         : LM_GGML_BF16;
     }
+    x.q8_input = only[LM_DTYPE_I8];
     int mla = !o->no_mla;
     for (int64_t i = 0; i < lm_st_count(x.set); i++)
         if (strstr(lm_st_tensor(x.set, i)->name, ".self_attn.indexer.")) {
@@ -722,6 +774,7 @@ int lm_export_gguf(const char *model_dir, const char *out_path, const lm_export_
     r->bytes = lm_gguf_file_bytes(g);
     r->type = lm_ggml_type_name(x.big);
     r->f16_fallbacks = x.f16_fallbacks;
+    r->fallback_type = x.q8_input ? "f32" : "f16";
     rc = 0;
 done:
     lm_atomic_abort(w); /* a failed export leaves nothing behind */

@@ -28,6 +28,12 @@
  *    when they are F16, else BF16; FP8 is dequantised with its 128x128 block
  *    scales first). Q8_0 needs rows that are a multiple of 32 values; a
  *    matrix whose rows are not is written F16 (counted in the result).
+ *  - A lemma Q8 checkpoint (quantize.h: I8 + F16 `_q8_scale` per 32 columns)
+ *    exports as Q8_0 by default: its blocks are llama.cpp's, so they are
+ *    copied as they are and the GGUF dequantises to lemma's w = q * d
+ *    exactly. attn_k_b (kv_b transposed, across the blocks) and matrices
+ *    with rows that are not whole blocks are written F32, where q * d is
+ *    exact. The other types take q * d and round it like any F32 input.
  *  - Tokenizer: the model directory's tokenizer.json as a "gpt2" (byte-level
  *    BPE) vocabulary: tokens in their byte-level form, merges, added tokens as
  *    control (special) or user-defined tokens, ids up to vocab_size that the
@@ -70,6 +76,7 @@ typedef struct lm_export_result {
     uint64_t bytes;              /* of the file */
     const char *type;            /* the matrices' type: "f32", "f16", "bf16", "q8_0" */
     int64_t f16_fallbacks;       /* q8_0: matrices written F16 (rows not a multiple of 32) */
+    const char *fallback_type;   /* their type: "f16", or "f32" for a Q8 input (exact) */
     int tokenizer;               /* 1: the real tokenizer.json; 0: the synthetic vocabulary */
     char warning[1024];          /* "" or what llama.cpp will compute differently, "; "-separated */
 } lm_export_result;

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/dtype.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
+#include "formats/json.h"
 #include "formats/safetensors.h"
 #include "model/arch.h"
 #include "model/config.h"
@@ -52,18 +54,34 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* One quantized matrix: q and its scales, owned here. */
-typedef struct q8_out {
-    int8_t *q;
+/* The quantizer behind the streamed write (lm_tensor_out.write): each I8
+ * tensor is quantized row by row as the file reaches it, its q rows written
+ * at once; only its scales are kept, for the `_q8_scale` tensor that follows
+ * it in the file. Memory: one row of floats and one matrix's scales
+ * (1/16 byte per weight), never the model. */
+typedef struct q8_stream {
+    const lm_tensor_set *set;
+    const lm_tensor *scales_of;  /* the matrix whose scales d holds, or NULL */
     uint16_t *d;
+    size_t d_cap;                /* in scales */
+} q8_stream;
+
+/* One quantized matrix: its source and the name of its scale tensor. */
+typedef struct q8_out {
+    q8_stream *qs;
+    const lm_tensor *src;
     char scale_name[LM_ARCH_NAME_MAX + 16];
 } q8_out;
 
-/* Rows of t (F32, BF16, F16, or FP8 with its scale tensor) to Q8. */
-static int quantize_tensor(const lm_tensor_set *set, const lm_tensor *t, const char *name, q8_out *o, lm_error *err) {
+/* Rows of t (F32, BF16, F16, or FP8 with its scale tensor) to Q8: q rows to
+ * w (when w is not NULL), every scale into qs->d. */
+static int quantize_tensor(q8_stream *qs, const lm_tensor *t, lm_atomic_writer *w, lm_error *err) {
+    const lm_tensor_set *set = qs->set;
+    const char *name = t->name;
     int64_t rows = t->shape[0], cols = t->shape[1], ks = (cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
     lm_mat m = {t->dtype, rows, cols, t->data, NULL, LM_LAYOUT_ROWS, 0, NULL};
     float *scale_copy = NULL;
+    qs->scales_of = NULL;
     if (t->dtype == LM_DTYPE_F8_E4M3) {
         char sname[LM_ARCH_NAME_MAX + 16];
         snprintf(sname, sizeof sname, "%s_scale_inv", name);
@@ -79,26 +97,105 @@ static int quantize_tensor(const lm_tensor_set *set, const lm_tensor *t, const c
         return lm_fail(err, "%s: tensor '%s' has dtype %s, expected F32, BF16, F16 or F8_E4M3 to quantize",
                        lm_st_file_path(set, t->file), name, lm_dtype_name(t->dtype));
     }
-    o->q = malloc((size_t)(rows * cols));
-    o->d = malloc((size_t)(rows * ks) * sizeof(uint16_t));
+    if ((size_t)(rows * ks) > qs->d_cap) {
+        free(qs->d);
+        qs->d_cap = (size_t)(rows * ks);
+        qs->d = malloc(qs->d_cap * sizeof *qs->d);
+        if (!qs->d) qs->d_cap = 0;
+    }
     float *row = malloc((size_t)cols * sizeof(float));
+    int8_t *q = malloc((size_t)cols);
     int rc = 0;
-    if (!o->q || !o->d || !row) rc = lm_fail(err, "out of memory quantizing '%s' (%lld x %lld)", name, (long long)rows,
-                                             (long long)cols);
+    if (!qs->d || !row || !q) rc = lm_fail(err, "out of memory quantizing '%s' (%lld x %lld)", name, (long long)rows,
+                                           (long long)cols);
     for (int64_t r = 0; !rc && r < rows; r++) {
         lm_mat_row(&m, r, row);
-        if (lm_q8_quantize_row(row, cols, o->q + r * cols, o->d + r * ks)) {
+        if (lm_q8_quantize_row(row, cols, q, qs->d + r * ks)) {
             int64_t c = 0;
             while (c < cols && isfinite(row[c]) && row[c] < 8e6f && row[c] > -8e6f) c++;
             rc = lm_fail(err, "%s: tensor '%s' row %lld column %lld is %g, expected a finite weight of magnitude "
                               "below 8e6 (Q8 scales are F16)",
                          lm_st_file_path(set, t->file), name, (long long)r, (long long)c, c < cols ? row[c] : 0.0);
+        } else if (w) {
+            lm_atomic_put(w, q, (size_t)cols);
         }
     }
+    free(q);
     free(row);
     free(scale_copy);
-    snprintf(o->scale_name, sizeof o->scale_name, "%s_q8_scale", name);
+    if (!rc) qs->scales_of = t;
     return rc ? -1 : 0;
+}
+
+static int write_q8_weights(void *ctx, const lm_tensor_out *o, lm_atomic_writer *w, lm_error *err) {
+    const q8_out *q = ctx;
+    (void)o;
+    return quantize_tensor(q->qs, q->src, w, err);
+}
+
+static int write_q8_scales(void *ctx, const lm_tensor_out *o, lm_atomic_writer *w, lm_error *err) {
+    const q8_out *q = ctx;
+    /* the file holds the weights first (sorted names: "X" < "X_q8_scale"); should
+     * another tensor come between, the scales are computed again */
+    if (q->qs->scales_of != q->src && quantize_tensor(q->qs, q->src, NULL, err)) return -1;
+    lm_atomic_put(w, q->qs->d, (size_t)(o->shape[0] * o->shape[1]) * sizeof *q->qs->d);
+    return 0;
+}
+
+/* The end (one past) of the JSON value that starts at off in valid JSON text. */
+static size_t json_value_end(const char *text, size_t len, size_t off) {
+    int depth = 0;
+    for (size_t i = off; i < len; i++) {
+        char c = text[i];
+        if (c == '"') {
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\') i++;
+            if (!depth) return i + 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth <= 0) return depth < 0 ? i : i + 1;
+        } else if (!depth && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+            return i;
+        }
+    }
+    return len;
+}
+
+/* config.json without an FP8 quantization_config (the Q8 model holds no FP8
+ * weights: a reader would take it for FP8), the rest byte for byte. *out is
+ * malloc'd; text itself is returned (*out NULL) when there is nothing to drop. */
+static int config_without_fp8(const char *path, const char *text, size_t len, char **out, size_t *out_len,
+                              lm_error *err) {
+    *out = NULL;
+    json_doc *doc = json_parse(text, len, err);
+    if (!doc) return lm_fail_prefix(err, "%s", path), -1;
+    const json_value *root = json_root(doc), *prev = NULL, *qc = NULL;
+    for (const json_value *m = root->type == JSON_OBJECT ? root->child : NULL; m && !qc; m = m->next) {
+        if (m->key_len == 19 && !memcmp(m->key, "quantization_config", 19)) qc = m;
+        else prev = m;
+    }
+    const json_value *qm = qc ? json_get(qc, "quant_method") : NULL;
+    if (qm && qm->type == JSON_STRING && !strcmp(qm->str, "fp8")) {
+        /* drop from the end of the previous member (or just after '{') to the end
+         * of this one, and for the first member the comma that follows it */
+        size_t from = prev ? json_value_end(text, len, prev->offset) : root->offset + 1;
+        size_t to = json_value_end(text, len, qc->offset);
+        if (!prev) {
+            size_t k = to;
+            while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\n' || text[k] == '\r')) k++;
+            if (k < len && text[k] == ',') to = k + 1;
+        }
+        if (!(*out = malloc(len - (to - from) + 1))) {
+            json_free(doc);
+            return lm_fail(err, "out of memory");
+        }
+        memcpy(*out, text, from);
+        memcpy(*out + from, text + to, len - to);
+        *out_len = len - (to - from);
+    }
+    json_free(doc);
+    return 0;
 }
 
 /* Copies the non-weight files (config, tokenizer, ...) of in_dir. */
@@ -118,11 +215,34 @@ static int copy_side_files(const char *in_dir, const char *out_dir, lm_error *er
         if (stat(src, &st) || !S_ISREG(st.st_mode)) continue;
         char *text = NULL;
         size_t len = 0;
-        rc = lm_read_file(src, (size_t)1 << 30, &text, &len, err) || lm_write_file_atomic(dst, text, len, err) ? -1 : 0;
+        char *edited = NULL;
+        size_t edited_len = 0;
+        rc = lm_read_file(src, (size_t)1 << 30, &text, &len, err) ||
+                     (!strcmp(e->d_name, "config.json") && config_without_fp8(src, text, len, &edited, &edited_len, err)) ||
+                     lm_write_file_atomic(dst, edited ? edited : text, edited ? edited_len : len, err)
+                 ? -1
+                 : 0;
+        free(edited);
         free(text);
     }
     closedir(d);
     return rc;
+}
+
+/* Undoes copy_side_files after a failed write (out_dir existed before). */
+static void remove_side_files(const char *in_dir, const char *out_dir) {
+    DIR *d = opendir(in_dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || ends_with(e->d_name, ".safetensors") ||
+            ends_with(e->d_name, ".safetensors.index.json"))
+            continue;
+        char dst[PATH_MAX];
+        snprintf(dst, sizeof dst, "%s/%s", out_dir, e->d_name);
+        unlink(dst);
+    }
+    closedir(d);
 }
 
 int lm_quantize_q8(const char *in_dir, const char *out_dir, lm_quantize_stats *st, lm_error *err) {
@@ -141,7 +261,8 @@ int lm_quantize_q8(const char *in_dir, const char *out_dir, lm_quantize_stats *s
     int64_t n = lm_st_count(set);
     lm_tensor_out *outs = calloc((size_t)(2 * n + 1), sizeof *outs);
     q8_out *q8 = calloc((size_t)(n + 1), sizeof *q8);
-    int rc = 0;
+    q8_stream qs = {.set = set};
+    int rc = 0, made_dir = stat(out_dir, &sb) != 0;
     if (!outs || !q8 || lm_arch_each(&cfg, LM_ARCH_MAIN, add_matrix, &quant)) {
         rc = lm_fail(err, "out of memory");
         goto done;
@@ -177,19 +298,22 @@ int lm_quantize_q8(const char *in_dir, const char *out_dir, lm_quantize_stats *s
         memcpy(o->shape, t->shape, sizeof o->shape);
         o->data = t->data;
         if (t->ndim != 2 || t->dtype == LM_DTYPE_I8 || !is_listed(&quant, t->name)) continue;
-        if (quantize_tensor(set, t, t->name, &q8[i], err)) {
-            rc = -1;
-            break;
-        }
+        /* quantized while the file is written (q8_stream) */
+        q8[i].qs = &qs;
+        q8[i].src = t;
+        snprintf(q8[i].scale_name, sizeof q8[i].scale_name, "%s_q8_scale", t->name);
         o->dtype = LM_DTYPE_I8;
-        o->data = q8[i].q;
+        o->data = NULL;
+        o->write = write_q8_weights;
+        o->ctx = &q8[i];
         lm_tensor_out *s = &outs[no++];
         s->name = q8[i].scale_name;
         s->dtype = LM_DTYPE_F16;
         s->ndim = 2;
         s->shape[0] = t->shape[0];
         s->shape[1] = (t->shape[1] + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
-        s->data = q8[i].d;
+        s->write = write_q8_scales;
+        s->ctx = &q8[i];
         st->matrices++;
         st->params += t->numel;
     }
@@ -205,9 +329,16 @@ int lm_quantize_q8(const char *in_dir, const char *out_dir, lm_quantize_stats *s
                      lm_st_write(path, outs, no, "{\"format\":\"pt\",\"lemma_quantization\":\"q8\"}", err)
                  ? -1
                  : 0;
+        /* a weight that cannot be quantized shows only while writing: no half output stays */
+        if (rc && made_dir) {
+            lm_error ignored;
+            lm_remove_tree(out_dir, &ignored);
+        } else if (rc) {
+            remove_side_files(in_dir, out_dir);
+        }
     }
 done:
-    for (int64_t i = 0; q8 && i < n; i++) free(q8[i].q), free(q8[i].d);
+    free(qs.d);
     free(q8);
     free(outs);
     free(quant.names);

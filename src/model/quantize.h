@@ -29,10 +29,17 @@ typedef struct lm_quantize_stats {
 /* Reads the checkpoint in in_dir (config.json and safetensors, sharded or
  * not), writes out_dir/model.safetensors (atomically) with the Q8 tensors
  * and copies every other regular file of in_dir that is not a safetensors
- * file or index (config, tokenizer, generation config) byte for byte.
- * out_dir is created; it must not hold a checkpoint already. The quantized
- * tensors are built in memory (about 1.07 bytes per quantized weight) before
- * the file is written. */
+ * file or index (config, tokenizer, generation config) byte for byte, except
+ * that config.json loses an FP8 quantization_config (quant_method "fp8":
+ * the Q8 model holds no FP8 weights), its other bytes kept.
+ * out_dir is created; it must not hold a checkpoint already. The output is
+ * streamed: each matrix is quantized row by row as the file reaches it, so
+ * the memory is one matrix's scales and a row (plus the read-only mapping
+ * of the input), not the model, and a model larger than RAM quantizes. The
+ * file is written atomically; when a weight cannot be quantized (not
+ * finite, too large for an F16 scale) the write is abandoned and nothing
+ * is left: neither model.safetensors nor the copied files (out_dir is
+ * removed when this call created it). */
 int lm_quantize_q8(const char *in_dir, const char *out_dir, lm_quantize_stats *st, lm_error *err);
 
 #endif

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_export.sh — `lemma export` (src/model/export_gguf.h) without llama.cpp:
 # every golden checkpoint (F32, BF16, FP8 with block scales, V2, tied, no q
-# LoRA, sharded) in every type, checked bit for bit against its checkpoint
+# LoRA, sharded) and their lemma Q8 versions (lemma quantize) in every type, checked bit for bit against its checkpoint
 # by tests/gguf_roundtrip.py (skipped visibly without numpy); the real
 # tokenizer of a model directory; and the command's refusals: a file it did
 # not write, a bad --type, a missing model, nothing left behind on failure.
@@ -23,6 +23,22 @@ if "$PY" -c "import numpy" 2>/dev/null; then
                 bad "$g --type $t"; sed 's/^/  /' "$tmp/log" "$tmp/rt" | head -5
             fi
         done
+        rm -f "$tmp"/*.gguf
+    done
+    # lemma Q8 checkpoints (lemma quantize): q8_0/auto copy their blocks (the GGUF dequantises to
+    # lemma's q * d exactly), the other types take q * d exactly and round it
+    for g in v3_f32 v3_fp8 v2_f32 v3_noqlora_f32 v3_sharded_f32; do
+        "$LEMMA" quantize tests/golden/$g "$tmp/q8_$g" --type q8 >/dev/null 2>&1 || bad "quantize $g"
+        for t in auto f32 f16 bf16 q8_0; do
+            if "$LEMMA" export "$tmp/q8_$g" "$tmp/q8_$g-$t.gguf" --type $t >"$tmp/log" 2>&1 &&
+               "$PY" tests/gguf_roundtrip.py "$tmp/q8_$g" "$tmp/q8_$g-$t.gguf" >"$tmp/rt" 2>&1; then
+                ok "q8 $g --type $t: $(sed 's/^gguf_roundtrip: [^:]*: //' "$tmp/rt")"
+            else
+                bad "q8 $g --type $t"; sed 's/^/  /' "$tmp/log" "$tmp/rt" | head -5
+            fi
+        done
+        grep -q "(q8_0; [0-9]* with rows not a multiple of 32 in f32)" "$tmp/log" &&
+            ok "  ... q8 $g: rows that are not whole blocks go to f32 (exact)" || bad "  ... q8 $g: fallback reported"
         rm -f "$tmp"/*.gguf
     done
     check "--no-mla: one attn_kv_b per layer, bit-exact" \
@@ -85,9 +101,27 @@ check_fails "a bad --type" "lemma export: --type expects one of auto, f32, f16, 
     "$LEMMA" export tests/golden/v3_f32 "$tmp/q4.gguf" --type q4
 check_fails "a missing model" "lemma export: $tmp/none/config.json: cannot open" "$LEMMA" export "$tmp/none" "$tmp/n.gguf"
 check_fails "a missing output folder" "cannot create" "$LEMMA" export tests/golden/v3_f32 "$tmp/no/dir/x.gguf"
+cp -r tests/golden/v3_f32 "$tmp/i8"
+"${PY:-python3}" - "$tmp/i8/model.safetensors" <<'PYEOF3'
+import json, struct, sys
+path = sys.argv[1]
+raw = bytearray(open(path, "rb").read())
+(n,) = struct.unpack_from("<Q", raw, 0)
+header = json.loads(raw[8:8 + n])
+e = header["model.embed_tokens.weight"]
+e["dtype"] = "I8"  # an I8 matrix without its _q8_scale companion
+b, _ = e["data_offsets"]
+e["data_offsets"] = [b, b + e["shape"][0] * e["shape"][1]]
+h = json.dumps(header).encode()
+h += b" " * (-len(h) % 8)
+open(path, "wb").write(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+PYEOF3
+check_fails "an I8 matrix without its scales is refused" \
+    "I8 tensor 'model.embed_tokens.weight' needs an F16 'model.embed_tokens.weight_q8_scale' of shape .256, 2." \
+    "$LEMMA" export "$tmp/i8" "$tmp/i8.gguf"
 check_fails "moe_layer_freq 2 is refused" "moe_layer_freq is 2" "$LEMMA" export tests/golden/v2lite_yarn_f32 "$tmp/v2l.gguf"
 if ls "$tmp" | grep -q '\.tmp\.'; then bad "a temporary file was left"; else ok "no temporary file left"; fi
-[ -e "$tmp/q4.gguf" ] || [ -e "$tmp/n.gguf" ] || [ -e "$tmp/v2l.gguf" ] && bad "a failed export left its output" || ok "failed exports leave no output"
+[ -e "$tmp/q4.gguf" ] || [ -e "$tmp/n.gguf" ] || [ -e "$tmp/v2l.gguf" ] || [ -e "$tmp/i8.gguf" ] && bad "a failed export left its output" || ok "failed exports leave no output"
 
 echo "test_export: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

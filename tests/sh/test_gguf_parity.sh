@@ -29,6 +29,14 @@
 #    the F32 checkpoint does not; measured on the prover (40 positions): bf16
 #    KL 7e-4, argmax 38/40, rel 5.6e-3; q8_0 KL 1.5e-3, 39/40, rel 5.4e-3; on
 #    the lemma-init model every argmax agrees and KL <= 6e-6.
+#  A lemma Q8 checkpoint (lemma quantize) exported q8_0 holds lemma's blocks
+#    as they are (tests/gguf_roundtrip.py checks that they dequantise to
+#    lemma's q * d exactly): llama.cpp then has lemma's weights, and lemma's
+#    Q8 forward is the reference, at the q8_0 tolerance above. Measured: the
+#    init model KL 2.7e-5, argmax 47/48 (one position's routing flips on
+#    llama.cpp's Q8 rounding of the activations: KL 1e-3 there, <= 2e-5
+#    elsewhere; the same GGUF written f32 gives KL 7e-8); the prover KL
+#    1.7e-3, 39/40, rel 6.3e-3.
 #
 # The default recipe's model (build/default/prover, made by `make run`) is
 # checked when present and skipped visibly when not. Skips visibly when
@@ -152,6 +160,17 @@ EOF
             fi
         done
         cp "$tmp/init_f32.gguf" "$tmp/init.gguf" 2>/dev/null
+        # the same model quantized by lemma (Q8), exported with the default type (q8_0 for
+        # a Q8 checkpoint), against lemma's own Q8 forward
+        if timeout 60 "$LEMMA" quantize "$tmp/m" "$tmp/mq8" --type q8 >/dev/null 2>"$tmp/q8.log" &&
+           timeout 60 "$LEMMA" logits "$tmp/mq8" --ids "$ids" --out "$tmp/lemma_q8.f32" --threads 1 >/dev/null 2>>"$tmp/q8.log" &&
+           llama_logp "init_q8" "$tmp/mq8" "$ids" "$tmp/init_q8.logp" &&
+           grep -q "(q8_0" "$tmp/conv.log" &&
+           compare "lemma Q8 init model, q8_0" "$tmp/lemma_q8.f32" "$tmp/init_q8.logp" 48 1024 q8_0; then
+            ok "lemma Q8 vs llama.cpp on a lemma init model quantized by lemma, exported q8_0"
+        else
+            tail -n 3 "$tmp/q8.log"; bad "lemma Q8 vs llama.cpp on a lemma init model quantized by lemma, exported q8_0"
+        fi
     else
         cat "$tmp/init.log" "$tmp/lemma.log" 2>/dev/null | tail -n 3
         bad "lemma init / logits for the lemma-vs-llama.cpp case"
@@ -198,6 +217,14 @@ if [ -f "$PROVER/model.safetensors" ] && [ -x "$LEMMA" ]; then
                 bad "lemma vs llama.cpp on the default recipe's prover exported $t"
             fi
         done
+        if timeout 120 "$LEMMA" quantize "$PROVER" "$tmp/pq8" --type q8 >/dev/null 2>"$tmp/q8.log" &&
+           timeout 120 "$LEMMA" logits "$tmp/pq8" --ids "$ids" --out "$tmp/prover_q8.f32" --threads 1 >/dev/null 2>>"$tmp/q8.log" &&
+           llama_logp "prover_q8" "$tmp/pq8" "$ids" "$tmp/prover_q8.logp" &&
+           compare "default prover quantized by lemma, q8_0" "$tmp/prover_q8.f32" "$tmp/prover_q8.logp" 40 "$V" q8_0; then
+            ok "lemma Q8 vs llama.cpp on the default prover quantized by lemma, exported q8_0"
+        else
+            tail -n 3 "$tmp/q8.log"; bad "lemma Q8 vs llama.cpp on the default prover quantized by lemma, exported q8_0"
+        fi
         if grep -q "the model's tokenizer" "$tmp/conv.log"; then
             ok "the prover's GGUF carries its own tokenizer"
         else
