@@ -229,7 +229,31 @@ static int copy_side_files(const char *in_dir, const char *out_dir, lm_error *er
     return rc;
 }
 
-/* Undoes copy_side_files after a failed write (out_dir existed before). */
+/* The first of in_dir's side files that out_dir already holds (a file
+ * lemma did not make: it is neither overwritten nor, after a failure,
+ * removed), as a path in buf; NULL when none. */
+static const char *side_file_clash(const char *in_dir, const char *out_dir, char *buf, size_t size) {
+    DIR *d = opendir(in_dir);
+    if (!d) return NULL;
+    const char *clash = NULL;
+    struct dirent *e;
+    while (!clash && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || ends_with(e->d_name, ".safetensors") ||
+            ends_with(e->d_name, ".safetensors.index.json"))
+            continue;
+        char src[PATH_MAX];
+        struct stat st;
+        snprintf(src, sizeof src, "%s/%s", in_dir, e->d_name);
+        if (stat(src, &st) || !S_ISREG(st.st_mode)) continue;
+        snprintf(buf, size, "%s/%s", out_dir, e->d_name);
+        if (!lstat(buf, &st)) clash = buf;
+    }
+    closedir(d);
+    return clash;
+}
+
+/* Undoes copy_side_files after a failed write (out_dir existed before and
+ * held none of these files: side_file_clash). */
 static void remove_side_files(const char *in_dir, const char *out_dir) {
     DIR *d = opendir(in_dir);
     if (!d) return;
@@ -254,6 +278,8 @@ int lm_quantize_q8(const char *in_dir, const char *out_dir, lm_quantize_stats *s
     snprintf(probe, sizeof probe, "%s/model.safetensors.index.json", out_dir);
     holds |= !stat(probe, &sb);
     if (holds) return lm_fail(err, "%s already holds a checkpoint; choose another OUT_DIR or remove it first", out_dir);
+    const char *clash = side_file_clash(in_dir, out_dir, probe, sizeof probe);
+    if (clash) return lm_fail(err, "%s already exists; lemma quantize writes the model's files into a new folder or one without them", clash);
     lm_config cfg;
     lm_tensor_set *set = NULL;
     if (lm_config_load(in_dir, &cfg, err) || lm_st_open_dir(in_dir, &set, err)) return -1;

@@ -143,6 +143,10 @@ check_fails "  ... into an existing folder" "row 1 column 5 is nan" "$LEMMA" qua
 [ "$(ls "$tmp/mine")" = notes.txt ] && ok "  ... which keeps only what it held" || bad "  ... which keeps only what it held ($(ls "$tmp/mine" | tr '\n' ' '))"
 
 check_fails "existing checkpoint" "already holds a checkpoint" "$LEMMA" quantize "$tmp/f32" "$tmp/f32_q8"
+mkdir "$tmp/theirs"; echo '{"theirs": 1}' >"$tmp/theirs/config.json"
+check_fails "a folder holding another config.json" "theirs/config.json already exists" "$LEMMA" quantize "$tmp/f32" "$tmp/theirs"
+[ "$(cat "$tmp/theirs/config.json")" = '{"theirs": 1}' ] && [ "$(ls "$tmp/theirs")" = config.json ] \
+    && ok "  ... which is left as it was" || bad "  ... which is left as it was"
 check_fails "bad type" "--type expects one of q8, got 'q4'" "$LEMMA" quantize "$tmp/f32" "$tmp/x" --type q4
 "$LEMMA" quantize "$tmp/f32" "$tmp/x" --type q4 >/dev/null 2>&1; [ $? -eq 2 ] && ok "  ... exit 2" || bad "  ... exit 2"
 check_fails "missing OUT_DIR" "missing OUT_DIR" "$LEMMA" quantize "$tmp/f32"
