@@ -151,5 +151,34 @@ bad_param "micro_batch not dividing the batch refused" \
     '"micro_batch" 3 must divide "batch" 4'
 check "the failed builds left the built stage alone" cmp "$tmp/a/student/model.safetensors" "$tmp/bad/student/model.safetensors"
 
+# recipes/distill.json is the default recipe up to its prover plus the student
+# stage (docs/results.md's distillation row): its copy must not drift, and its
+# student stage, shrunk to this toy's vocabulary and a few steps, must run as
+# written (every key accepted by the stage, the config a model)
+check "recipes/distill.json repeats recipes/default.json's inputs and stages up to the prover" python3 - <<'PY'
+import json
+d, v = json.load(open("recipes/default.json")), json.load(open("recipes/distill.json"))
+assert v["inputs"] == d["inputs"], "inputs differ"
+upto = [s["name"] for s in d["stages"]].index("prover") + 1
+assert v["stages"][:-1] == d["stages"][:upto], "stages differ"
+s = v["stages"][-1]
+assert s["kind"] == "distill" and "prover" in s["inputs"] and "data-sft" in s["inputs"], s["inputs"]
+teacher = next(t for t in d["stages"] if t["name"] == "pretrain")["config"]
+assert s["config"]["hidden_size"] < teacher["hidden_size"], "the student is not smaller than its teacher"
+PY
+write_recipe "$h" "$good"
+python3 - "$tmp/r.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = json.load(open("recipes/distill.json"))["stages"][-1]
+s.update(inputs=["data", "teacher", "tok"], steps=2, batch=2, seq=48, save_every=0)
+s["config"]["vocab_size"] = 400
+r["stages"][-1] = s
+json.dump(r, open(sys.argv[1], "w"))
+PY
+check "recipes/distill.json's student stage builds (toy vocabulary, 2 steps)" \
+    "$LEMMA" build "$tmp/r.json" --out "$tmp/a" --quiet
+check "...a model of the student's config" sh -c "grep -q '\"hidden_size\":64' '$tmp/a/student/config.json'"
+
 echo "test_build_distill.sh: $passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]
