@@ -826,6 +826,82 @@ static void kern_sigmoid(float *out, const float *x, int64_t n) {
     }
 }
 
+/* ---- nn: y[t, n] = sum over k of a[t, k] * b[k, n], b read in rows ----
+ * Each output is the canonical chain acc = fma(a[t][k], b[k][n], acc) from
+ * +0, k ascending: lm_matmul's bits for W = b^T, without transposing b. A
+ * register tile is NN_MR rows by NN_NV vectors of columns: b's row segment
+ * is loaded once per k and reused by every row of the tile; the last
+ * columns (fewer than VL) load and store masked lanes, the same chain. */
+#if VL == 16
+#define NN_MR 6
+#define NN_NV 4
+#elif VL == 8
+#define NN_MR 4
+#define NN_NV 3
+#else
+#define NN_MR 4
+#define NN_NV 4
+#endif
+
+static inline __attribute__((always_inline)) void nn_tile(const int mr, const int nv, float *y, int64_t ldy,
+                                                          const float *a, int64_t lda, const float *b, int64_t ldb,
+                                                          int64_t K, int64_t tail) {
+    vf acc[NN_MR][NN_NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) acc[i][v] = v_zero();
+    for (int64_t k = 0; k < K; k++) {
+        const float *bk = b + k * ldb;
+        vf bv[NN_NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) bv[v] = tail ? v_loadn(bk + v * VL, tail) : v_load(bk + v * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            vf ai = v_set1(a[i * lda + k]);
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) acc[i][v] = v_fma(ai, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) {
+            if (tail) v_storen(y + i * ldy + v * VL, acc[i][v], tail);
+            else v_store(y + i * ldy + v * VL, acc[i][v]);
+        }
+}
+
+/* Rows [0, mr) over columns [0, N). */
+static inline __attribute__((always_inline)) void nn_rows(const int mr, float *y, int64_t ldy, const float *a,
+                                                          int64_t lda, const float *b, int64_t ldb, int64_t K,
+                                                          int64_t N) {
+    int64_t nvec = N / VL, v = 0;
+    for (; v + NN_NV <= nvec; v += NN_NV) nn_tile(mr, NN_NV, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0);
+    switch (nvec - v) {
+#if NN_NV > 3
+    case 3: nn_tile(mr, 3, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0); break;
+#endif
+#if NN_NV > 2
+    case 2: nn_tile(mr, 2, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0); break;
+#endif
+    case 1: nn_tile(mr, 1, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0); break;
+    default: break;
+    }
+#if VL > 1
+    if (N % VL) nn_tile(mr, 1, y + nvec * VL, ldy, a, lda, b + nvec * VL, ldb, K, N % VL);
+#endif
+}
+
+static void kern_nn(float *y, int64_t ldy, const float *a, int64_t lda, int64_t T, const float *b, int64_t ldb,
+                    int64_t K, int64_t N) {
+    int64_t t = 0;
+    for (; t + NN_MR <= T; t += NN_MR) nn_rows(NN_MR, y + t * ldy, ldy, a + t * lda, lda, b, ldb, K, N);
+    for (; t < T; t++) nn_rows(1, y + t * ldy, ldy, a + t * lda, lda, b, ldb, K, N);
+}
+#undef NN_MR
+#undef NN_NV
+
 const lm_kernel_table TABLE_NAME = {
     .matvec_max_t = MATVEC_MAX_T,
     .matvec = kern_matvec,
@@ -835,6 +911,7 @@ const lm_kernel_table TABLE_NAME = {
     .softmax = kern_softmax,
     .exp_shifted = kern_exp_shifted,
     .sigmoid = kern_sigmoid,
+    .nn = kern_nn,
 };
 
 #endif
