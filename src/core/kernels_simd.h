@@ -872,32 +872,38 @@ static inline __attribute__((always_inline)) void nn_tile(const int mr, const in
         }
 }
 
-/* Rows [0, mr) over columns [0, N). */
-static inline __attribute__((always_inline)) void nn_rows(const int mr, float *y, int64_t ldy, const float *a,
-                                                          int64_t lda, const float *b, int64_t ldb, int64_t K,
-                                                          int64_t N) {
-    int64_t nvec = N / VL, v = 0;
-    for (; v + NN_NV <= nvec; v += NN_NV) nn_tile(mr, NN_NV, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0);
-    switch (nvec - v) {
+/* Rows [0, mr) by nv vectors of columns (tail: lanes of a last partial
+ * vector instead, nv = 1). */
+static inline __attribute__((always_inline)) void nn_block(const int mr, int64_t nv, float *y, int64_t ldy,
+                                                           const float *a, int64_t lda, const float *b, int64_t ldb,
+                                                           int64_t K, int64_t tail) {
+    switch (nv) {
 #if NN_NV > 3
-    case 3: nn_tile(mr, 3, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0); break;
+    case 4: nn_tile(mr, 4, y, ldy, a, lda, b, ldb, K, 0); break;
 #endif
 #if NN_NV > 2
-    case 2: nn_tile(mr, 2, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0); break;
+    case 3: nn_tile(mr, 3, y, ldy, a, lda, b, ldb, K, 0); break;
 #endif
-    case 1: nn_tile(mr, 1, y + v * VL, ldy, a, lda, b + v * VL, ldb, K, 0); break;
-    default: break;
+    case 2: nn_tile(mr, 2, y, ldy, a, lda, b, ldb, K, 0); break;
+    default: nn_tile(mr, 1, y, ldy, a, lda, b, ldb, K, tail); break;
     }
-#if VL > 1
-    if (N % VL) nn_tile(mr, 1, y + nvec * VL, ldy, a, lda, b + nvec * VL, ldb, K, N % VL);
-#endif
 }
 
+/* Column strips outermost: every row tile reads the same [K, NN_NV*VL]
+ * strip of b while it is still in cache (b is the long operand: a
+ * sequence's cache rows). */
 static void kern_nn(float *y, int64_t ldy, const float *a, int64_t lda, int64_t T, const float *b, int64_t ldb,
                     int64_t K, int64_t N) {
-    int64_t t = 0;
-    for (; t + NN_MR <= T; t += NN_MR) nn_rows(NN_MR, y + t * ldy, ldy, a + t * lda, lda, b, ldb, K, N);
-    for (; t < T; t++) nn_rows(1, y + t * ldy, ldy, a + t * lda, lda, b, ldb, K, N);
+    int64_t nvec = N / VL;
+    /* whole vectors NN_NV at a time, then the partial one (tail lanes) */
+    for (int64_t v = 0; v < nvec || (v == nvec && N % VL); v = v < nvec && v + NN_NV > nvec ? nvec : v + NN_NV) {
+        int64_t nv = v == nvec ? 1 : nvec - v < NN_NV ? nvec - v : NN_NV, tail = v == nvec ? N % VL : 0;
+        float *yv = y + v * VL;
+        const float *bv = b + v * VL;
+        int64_t t = 0;
+        for (; t + NN_MR <= T; t += NN_MR) nn_block(NN_MR, nv, yv + t * ldy, ldy, a + t * lda, lda, bv, ldb, K, tail);
+        for (; t < T; t++) nn_block(1, nv, yv + t * ldy, ldy, a + t * lda, lda, bv, ldb, K, tail);
+    }
 }
 #undef NN_MR
 #undef NN_NV
