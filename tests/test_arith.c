@@ -483,12 +483,89 @@ TEST(vector_exp_equals_scalar_exp) {
     free(g), free(one), free(got), free(want);
 }
 
+/* ---- nn: products against rows read in place (lm_matmul_nn) ---- */
+
+/* The definition: y[t][n] = fma chain over k ascending from +0; `reverse`
+ * runs k backwards (a wrong order the test must tell apart). */
+static void canonical_nn(float *y, int64_t ldy, const float *a, int64_t lda, int64_t T, const float *b, int64_t ldb,
+                         int64_t K, int64_t N, int reverse) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            float acc = 0.0f;
+            for (int64_t i = 0; i < K; i++) {
+                int64_t k = reverse ? K - 1 - i : i;
+                acc = fmaf(a[t * lda + k], b[k * ldb + n], acc);
+            }
+            y[t * ldy + n] = acc;
+        }
+}
+
+/* Every path, the plain tables, 1-3 threads, ragged shapes and strides:
+ * the definition's bits, lm_matmul's bits on b^T, and y's gaps untouched. */
+TEST(nn_every_path_is_canonical) {
+    static const shape sh[] = {{1, 1, 1},   {1, 37, 16},  {5, 300, 17}, {6, 64, 64},  {7, 129, 100},
+                               {13, 9, 40}, {16, 200, 515}, {2, 513, 24}, {3, 50, 255}};
+    lm_isa isas[3];
+    int ni = isa_list(isas);
+    lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
+    lm_pool *pools[3] = {NULL, lm_pool_create(2), lm_pool_create(3)};
+    int64_t orders_told_apart = 0;
+    for (size_t s = 0; s < sizeof sh / sizeof sh[0]; s++) {
+        int64_t T = sh[s].T, K = sh[s].K, N = sh[s].N, lda = K + 3, ldb = N + 5, ldy = N + 2;
+        float *a = malloc((size_t)(T * lda) * 4), *b = malloc((size_t)(K * ldb) * 4);
+        float *want = malloc((size_t)(T * ldy) * 4), *rev = malloc((size_t)(T * ldy) * 4);
+        float *y = malloc((size_t)(T * ldy) * 4), *bt = malloc((size_t)(N * K) * 4), *ym = malloc((size_t)(T * N) * 4);
+        /* magnitudes spread over 2^-12 .. 2^12 so that order shows in the bits */
+        for (int64_t i = 0; i < T * lda; i++) a[i] = ldexpf(rng_sym(1.0f), (int)(rng_u64() % 25) - 12);
+        for (int64_t i = 0; i < K * ldb; i++) b[i] = rng_sym(2.0f);
+        for (int64_t i = 0; i < T * ldy; i++) want[i] = rev[i] = -7.0f;
+        canonical_nn(want, ldy, a, lda, T, b, ldb, K, N, 0);
+        canonical_nn(rev, ldy, a, lda, T, b, ldb, K, N, 1);
+        orders_told_apart += count_diff(want, rev, T * ldy);
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) bt[n * K + k] = b[k * ldb + n];
+        lm_mat W = {.dtype = LM_DTYPE_F32, .rows = N, .cols = K, .data = bt};
+        for (int ii = 0; ii < ni; ii++)
+            for (int pi = 0; pi < 3; pi++) {
+                lm_set_isa(isas[ii]);
+                for (int64_t i = 0; i < T * ldy; i++) y[i] = -7.0f;
+                lm_matmul_nn(pools[pi], y, ldy, a, lda, T, b, ldb, K, N);
+                int64_t d = count_diff(y, want, T * ldy);
+                CHECKF(d == 0, "%s pool %d T=%lld K=%lld N=%lld: %lld outputs differ from the fma chain",
+                       lm_isa_name(isas[ii]), pi, (long long)T, (long long)K, (long long)N, (long long)d);
+                /* lm_matmul wants x rows of stride K: a's rows copied */
+                float *ac = malloc((size_t)(T * K) * 4);
+                for (int64_t t = 0; t < T; t++) memcpy(ac + t * K, a + t * lda, (size_t)K * 4);
+                lm_matmul(pools[pi], ym, ac, T, &W);
+                int64_t dm = 0;
+                for (int64_t t = 0; t < T; t++) dm += count_diff(ym + t * N, want + t * ldy, N);
+                CHECKF(dm == 0, "%s pool %d T=%lld K=%lld N=%lld: %lld outputs differ from lm_matmul on b^T",
+                       lm_isa_name(isas[ii]), pi, (long long)T, (long long)K, (long long)N, (long long)dm);
+                free(ac);
+            }
+        const lm_kernel_table *tabs[2] = {&lm_kernels_scalar, &lm_kernels_scalar_fma};
+        for (int ti = 0; ti < 2; ti++) {
+            for (int64_t i = 0; i < T * ldy; i++) y[i] = -7.0f;
+            tabs[ti]->nn(y, ldy, a, lda, T, b, ldb, K, N);
+            CHECKF(count_diff(y, want, T * ldy) == 0, "scalar table %d T=%lld K=%lld N=%lld", ti, (long long)T,
+                   (long long)K, (long long)N);
+        }
+        free(a), free(b), free(want), free(rev), free(y), free(bt), free(ym);
+    }
+    /* the shapes above can fail a kernel that sums in another order */
+    CHECKF(orders_told_apart > 1000, "only %lld outputs tell k ascending from k descending",
+           (long long)orders_told_apart);
+    lm_set_isa(saved);
+    for (int pi = 1; pi < 3; pi++) lm_pool_free(pools[pi]);
+}
+
 int main(void) {
     RUN(matmul_every_path_is_canonical);
     RUN(panel_layout_gives_row_major_bits);
     RUN(conversions_every_code_every_path);
     RUN(fp8_panels_every_code_every_scale);
     RUN(scalar_without_fma_instructions);
+    RUN(nn_every_path_is_canonical);
     RUN(row_kernels_every_path_are_canonical);
     RUN(row_kernels_tree_order);
     RUN(vector_exp_equals_scalar_exp);

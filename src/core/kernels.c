@@ -406,6 +406,29 @@ void lm_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     isa_table(active_isa())->swiglu(out, gate, up, n);
 }
 
+typedef struct nn_job {
+    const lm_kernel_table *tab;
+    float *y;
+    const float *a, *b;
+    int64_t ldy, lda, T, ldb, K, N;
+} nn_job;
+
+/* Columns in chunks of 64 (whole vectors on every path). */
+static void nn_part(void *ctx, int ith, int nth) {
+    nn_job *j = ctx;
+    int64_t n0, n1;
+    lm_split(j->N, ith, nth, 64, &n0, &n1);
+    if (n1 > n0) j->tab->nn(j->y + n0, j->ldy, j->a, j->lda, j->T, j->b + n0, j->ldb, j->K, n1 - n0);
+}
+
+void lm_matmul_nn(lm_pool *pool, float *y, int64_t ldy, const float *a, int64_t lda, int64_t T, const float *b,
+                  int64_t ldb, int64_t K, int64_t N) {
+    if (T <= 0 || N <= 0) return;
+    nn_job job = {isa_table(active_isa()), y, a, b, ldy, lda, T, ldb, K, N};
+    if (N < 128) pool = NULL; /* a dispatch costs more than a share of so few columns */
+    lm_pool_run(pool, nn_part, &job);
+}
+
 void lm_softmax(float *x, int64_t n) { isa_table(active_isa())->softmax(x, n); }
 
 void lm_exp_shifted(float *out, const float *x, float shift, int64_t n) {

@@ -73,6 +73,16 @@ lm_isa lm_kernel_isa(void);
  * W->scale_inv. */
 void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat *W);
 
+/* y[t, n] = sum over k < K of a[t*lda + k] * b[k*ldb + n] for t < T, n < N:
+ * a product against b's rows read in place (attention's P V over cached
+ * value rows), each output the canonical chain acc = fma(a, b, acc) from
+ * +0, k ascending — the bits lm_matmul gives with W = b^T as an F32 [N, K]
+ * matrix, on every path, without transposing b. y (row stride ldy) must not
+ * overlap a or b. Threaded over columns; the bits never depend on the pool.
+ * pool may be NULL. */
+void lm_matmul_nn(lm_pool *pool, float *y, int64_t ldy, const float *a, int64_t lda, int64_t T, const float *b,
+                  int64_t ldb, int64_t K, int64_t N);
+
 /* Row r of W converted to float (with the FP8 block scale applied): out[K].
  * Any layout. */
 void lm_mat_row(const lm_mat *W, int64_t r, float *out);
@@ -151,6 +161,8 @@ typedef struct lm_kernel_table {
     void (*softmax)(float *x, int64_t n);
     void (*exp_shifted)(float *out, const float *x, float shift, int64_t n);
     void (*sigmoid)(float *out, const float *x, int64_t n);
+    void (*nn)(float *y, int64_t ldy, const float *a, int64_t lda, int64_t T, const float *b, int64_t ldb,
+               int64_t K, int64_t N);
 } lm_kernel_table;
 
 /* Index of a kernel weight dtype in matvec_max_t: F32 0, BF16 1, F16 2,

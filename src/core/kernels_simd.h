@@ -826,6 +826,88 @@ static void kern_sigmoid(float *out, const float *x, int64_t n) {
     }
 }
 
+/* ---- nn: y[t, n] = sum over k of a[t, k] * b[k, n], b read in rows ----
+ * Each output is the canonical chain acc = fma(a[t][k], b[k][n], acc) from
+ * +0, k ascending: lm_matmul's bits for W = b^T, without transposing b. A
+ * register tile is NN_MR rows by NN_NV vectors of columns: b's row segment
+ * is loaded once per k and reused by every row of the tile; the last
+ * columns (fewer than VL) load and store masked lanes, the same chain. */
+#if VL == 16
+#define NN_MR 6
+#define NN_NV 4
+#elif VL == 8
+#define NN_MR 4
+#define NN_NV 3
+#else
+#define NN_MR 4
+#define NN_NV 4
+#endif
+
+static inline __attribute__((always_inline)) void nn_tile(const int mr, const int nv, float *y, int64_t ldy,
+                                                          const float *a, int64_t lda, const float *b, int64_t ldb,
+                                                          int64_t K, int64_t tail) {
+    vf acc[NN_MR][NN_NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) acc[i][v] = v_zero();
+    for (int64_t k = 0; k < K; k++) {
+        const float *bk = b + k * ldb;
+        vf bv[NN_NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) bv[v] = tail ? v_loadn(bk + v * VL, tail) : v_load(bk + v * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            vf ai = v_set1(a[i * lda + k]);
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) acc[i][v] = v_fma(ai, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) {
+            if (tail) v_storen(y + i * ldy + v * VL, acc[i][v], tail);
+            else v_store(y + i * ldy + v * VL, acc[i][v]);
+        }
+}
+
+/* Rows [0, mr) by nv vectors of columns (tail: lanes of a last partial
+ * vector instead, nv = 1). */
+static inline __attribute__((always_inline)) void nn_block(const int mr, int64_t nv, float *y, int64_t ldy,
+                                                           const float *a, int64_t lda, const float *b, int64_t ldb,
+                                                           int64_t K, int64_t tail) {
+    switch (nv) {
+#if NN_NV > 3
+    case 4: nn_tile(mr, 4, y, ldy, a, lda, b, ldb, K, 0); break;
+#endif
+#if NN_NV > 2
+    case 3: nn_tile(mr, 3, y, ldy, a, lda, b, ldb, K, 0); break;
+#endif
+    case 2: nn_tile(mr, 2, y, ldy, a, lda, b, ldb, K, 0); break;
+    default: nn_tile(mr, 1, y, ldy, a, lda, b, ldb, K, tail); break;
+    }
+}
+
+/* Column strips outermost: every row tile reads the same [K, NN_NV*VL]
+ * strip of b while it is still in cache (b is the long operand: a
+ * sequence's cache rows). */
+static void kern_nn(float *y, int64_t ldy, const float *a, int64_t lda, int64_t T, const float *b, int64_t ldb,
+                    int64_t K, int64_t N) {
+    int64_t nvec = N / VL;
+    /* whole vectors NN_NV at a time, then the partial one (tail lanes) */
+    for (int64_t v = 0; v < nvec || (v == nvec && N % VL); v = v < nvec && v + NN_NV > nvec ? nvec : v + NN_NV) {
+        int64_t nv = v == nvec ? 1 : nvec - v < NN_NV ? nvec - v : NN_NV, tail = v == nvec ? N % VL : 0;
+        float *yv = y + v * VL;
+        const float *bv = b + v * VL;
+        int64_t t = 0;
+        for (; t + NN_MR <= T; t += NN_MR) nn_block(NN_MR, nv, yv + t * ldy, ldy, a + t * lda, lda, bv, ldb, K, tail);
+        for (; t < T; t++) nn_block(1, nv, yv + t * ldy, ldy, a + t * lda, lda, bv, ldb, K, tail);
+    }
+}
+#undef NN_MR
+#undef NN_NV
+
 const lm_kernel_table TABLE_NAME = {
     .matvec_max_t = MATVEC_MAX_T,
     .matvec = kern_matvec,
@@ -835,6 +917,7 @@ const lm_kernel_table TABLE_NAME = {
     .softmax = kern_softmax,
     .exp_shifted = kern_exp_shifted,
     .sigmoid = kern_sigmoid,
+    .nn = kern_nn,
 };
 
 #endif

@@ -65,7 +65,7 @@ struct lm_fwd {
     int32_t *erow;               /* [T, k] slots grouped by expert */
     int32_t *efill;              /* [E] grouping counters */
     float *rows;                 /* [max_ctx, w] one layer of a sequence's cache when its blocks are not consecutive */
-    float *latT;                 /* values of the attended positions, transposed: latent [C, S]; naive [H, dv, S] */
+    float *vsel;                 /* naive mode with DSA: one head's values of the chosen positions [max_ctx, dv] */
     float *thr;                  /* per-thread attention scratch */
     int64_t thr_floats, thr_qb;       /* naive mode: per-thread floats, query rows per block */
     float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
@@ -151,8 +151,8 @@ static void layout(lm_fwd *f, lm_arena *p) {
      * q [QB, dn+dr]; scores [QB, S]; head output [QB, dv]; the head's keys
      * [S, dn+dr]. Latent mode keeps C floats (prepare_absorb's row). Shared:
      * one layer of the sequence's cache when it must be gathered from its
-     * blocks, and the values of the attended positions, transposed for the
-     * P.V product (latent: c^T [C, S]; naive: V^T [H, dv, S]). */
+     * blocks. The P.V products read the value rows where they lie
+     * (lm_matmul_nn); only naive DSA gathers a head's chosen values. */
     int64_t QB = T < ATTN_QBLOCK ? T : ATTN_QBLOCK;
     if (f->mode == LM_ATTN_LATENT) {
         f->thr_floats = (C + 15) & ~(int64_t)15;
@@ -161,8 +161,7 @@ static void layout(lm_fwd *f, lm_arena *p) {
         f->thr_floats = ((QB * (dn + dr) + QB * f->max_ctx + QB * dv + f->max_ctx * (dn + dr)) + 15) & ~(int64_t)15;
     }
     f->rows = lm_arena_take(p, (size_t)(f->max_ctx * lm_kv_floats_per_token(c, f->mode) * F));
-    if (f->mode == LM_ATTN_LATENT) f->latT = lm_arena_take(p, (size_t)(C * f->max_ctx * F));
-    else f->latT = lm_arena_take(p, (size_t)(H * dv * f->max_ctx * F));
+    if (f->mode != LM_ATTN_LATENT) f->vsel = lm_arena_take(p, (size_t)(dv * f->max_ctx * F));
     f->thr = lm_arena_take(p, (size_t)(f->nthreads * f->thr_floats * F));
     if (f->mode == LM_ATTN_LATENT) {
         f->absorb_layer_floats = H * (dn + dv) * C;
@@ -380,29 +379,9 @@ static void attn_heads(void *ctx, int ith, int nth) {
         lm_mat keys = lm_f32_mat(kh, S, dn + dr);
         lm_matmul(NULL, sc, qh, nb, &keys);
         masked_softmax(sc, nb, S, pos, scale);
-        lm_mat vm = lm_f32_mat(f->latT + h * dv * S, dv, S);
-        lm_matmul(NULL, oh, sc, nb, &vm);
+        lm_matmul_nn(NULL, oh, dv, sc, S, nb, job->kv + H * (dn + dr) + h * dv, w, S, dv);
         for (int64_t t = 0; t < nb; t++)
             memcpy(f->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
-    }
-}
-
-/* The values of positions 0..S-1 (rows kv [S, w]), transposed into f->latT. */
-static void transpose_values(lm_fwd *f, const float *kv, int64_t S) {
-    const lm_dims *d = &f->m->dims;
-    int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C;
-    if (f->mode == LM_ATTN_LATENT) {
-        for (int64_t j = 0; j < S; j++)
-            for (int64_t i = 0; i < C; i++) f->latT[i * S + j] = kv[j * (C + dr) + i];
-        return;
-    }
-    int64_t w = H * (dn + dr + dv);
-    for (int64_t h = 0; h < H; h++) {
-        float *vt = f->latT + h * dv * S;
-        for (int64_t j = 0; j < S; j++) {
-            const float *v = kv + j * w + H * (dn + dr) + h * dv;
-            for (int64_t i = 0; i < dv; i++) vt[i * S + j] = v[i];
-        }
     }
 }
 
@@ -445,8 +424,7 @@ static void latent_scores(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_kvs
     for (int64_t t0 = 0; t0 < n; t0 += ATTN_QBLOCK) {
         int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK, S = pos0 + t0 + nb;
         const float *kv = kv_rows(f, kc, seq, l, S);
-        transpose_values(f, kv, S);
-        lm_mat keys = lm_f32_mat(kv, S, C + dr), lt = lm_f32_mat(f->latT, C, S);
+        lm_mat keys = lm_f32_mat(kv, S, C + dr);
         int64_t hg = ATTN_ROWS / nb;
         for (int64_t h0 = 0; h0 < H; h0 += hg) {
             int64_t nh = H - h0 < hg ? H - h0 : hg, rows = nh * nb;
@@ -456,7 +434,7 @@ static void latent_scores(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_kvs
                            (size_t)(C + dr) * sizeof(float));
             lm_matmul(pool_for(pool, rows, S, C + dr), f->asc, f->ablk, rows, &keys);
             for (int64_t hh = 0; hh < nh; hh++) masked_softmax(f->asc + hh * nb * S, nb, S, pos0 + t0, scale);
-            lm_matmul(pool_for(pool, rows, C, S), f->aout, f->asc, rows, &lt);
+            lm_matmul_nn(pool_for(pool, rows, C, S), f->aout, C, f->asc, S, rows, kv, C + dr, S, C);
             for (int64_t hh = 0; hh < nh; hh++)
                 for (int64_t t = 0; t < nb; t++)
                     memcpy(f->olat + ((r0 + t0 + t) * H + h0 + hh) * C, f->aout + (hh * nb + t) * C,
@@ -580,16 +558,7 @@ static void dsa_latent_row(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const
         for (int64_t i = 0; i < ns; i++)
             memcpy(f->gkv + i * (C + dr), kv_row(kc, seq, l, sel[i]), (size_t)(C + dr) * sizeof(float));
     }
-    /* Transposed 16 keys at a time: one contiguous run per latent channel
-     * (a plain column walk strides by ns floats, and ns = K is often a
-     * power of two, where the stores fight over a few cache sets). */
-    for (int64_t i0 = 0; i0 < ns; i0 += 16) {
-        int64_t m = ns - i0 < 16 ? ns - i0 : 16;
-        const float *rows = f->gkv + i0 * (C + dr);
-        for (int64_t j = 0; j < C; j++)
-            for (int64_t i = 0; i < m; i++) f->latT[j * ns + i0 + i] = rows[i * (C + dr) + j];
-    }
-    lm_mat keys = lm_f32_mat(f->gkv, ns, C + dr), lt = lm_f32_mat(f->latT, C, ns);
+    lm_mat keys = lm_f32_mat(f->gkv, ns, C + dr);
     for (int64_t h0 = 0; h0 < H; h0 += ATTN_ROWS) {
         int64_t nh = H - h0 < ATTN_ROWS ? H - h0 : ATTN_ROWS;
         lm_matmul(pool_for(pool, nh, ns, C + dr), f->asc, f->qcat + (r * H + h0) * (C + dr), nh, &keys);
@@ -598,7 +567,7 @@ static void dsa_latent_row(lm_fwd *f, lm_pool *pool, const lm_kvcache *kc, const
             for (int64_t j = 0; j < ns; j++) row[j] *= scale;
             lm_softmax(row, ns);
         }
-        lm_matmul(pool_for(pool, nh, C, ns), f->olat + (r * H + h0) * C, f->asc, nh, &lt);
+        lm_matmul_nn(pool_for(pool, nh, C, ns), f->olat + (r * H + h0) * C, C, f->asc, ns, nh, f->gkv, C + dr, ns, C);
     }
 }
 
@@ -610,23 +579,18 @@ static void dsa_naive_row(lm_fwd *f, const lm_kvcache *kc, const lm_kvseq *seq, 
     int64_t H = d->H, qd = d->dn + d->dr, dv = d->dv;
     float scale = (float)lm_config_softmax_scale(&f->m->cfg);
     float *kh = f->thr, *sc = kh + f->max_ctx * qd; /* [ns, qd], [ns]: one thread's naive scratch and more */
-    float *vt = f->latT;                           /* [dv, ns] */
+    float *vs = f->vsel;                           /* [ns, dv] */
     for (int64_t h = 0; h < H; h++) {
-        for (int64_t i0 = 0; i0 < ns; i0 += 16) { /* 16 keys at a time, as dsa_latent_row */
-            int64_t m = ns - i0 < 16 ? ns - i0 : 16;
-            const float *src[16];
-            for (int64_t i = 0; i < m; i++) {
-                src[i] = kv_row(kc, seq, l, sel[i0 + i]);
-                memcpy(kh + (i0 + i) * qd, src[i] + h * qd, (size_t)qd * sizeof(float));
-            }
-            for (int64_t j = 0; j < dv; j++)
-                for (int64_t i = 0; i < m; i++) vt[j * ns + i0 + i] = src[i][H * qd + h * dv + j];
+        for (int64_t i = 0; i < ns; i++) {
+            const float *src = kv_row(kc, seq, l, sel[i]);
+            memcpy(kh + i * qd, src + h * qd, (size_t)qd * sizeof(float));
+            memcpy(vs + i * dv, src + H * qd + h * dv, (size_t)dv * sizeof(float));
         }
-        lm_mat keys = lm_f32_mat(kh, ns, qd), vm = lm_f32_mat(vt, dv, ns);
+        lm_mat keys = lm_f32_mat(kh, ns, qd);
         lm_matmul(NULL, sc, f->q + r * H * qd + h * qd, 1, &keys);
         for (int64_t j = 0; j < ns; j++) sc[j] *= scale;
         lm_softmax(sc, ns);
-        lm_matmul(NULL, f->attn + r * H * dv + h * dv, sc, 1, &vm);
+        lm_matmul_nn(NULL, f->attn + r * H * dv + h * dv, dv, sc, ns, 1, vs, dv, ns, dv);
     }
 }
 
@@ -739,7 +703,6 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
             int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK;
             int64_t S = pos0 + t0 + nb;
             attn_job job = {f, l, r0 + t0, nb, pos0 + t0, S, kv_rows(f, kc, seq, l, S), 0};
-            transpose_values(f, job.kv, S);
             lm_pool_run_dynamic(pool, attn_heads, &job);
         }
     }
