@@ -536,8 +536,11 @@ TEST(fan_out_adds_the_endpoints_capacity) {
     }
     int m = max_concurrent(), na = path_requests("v1"), nb = path_requests("second");
     CHECKF(m == 5, "max concurrent %d, expected 2 + 3", m);
-    /* by free capacity: 2 then 3 slots, every slot refilled as it frees */
-    CHECKF(na + nb >= 8 && na >= 3 && nb >= 4, "v1 %d, second %d", na, nb);
+    /* by free capacity: the first five fill 2 + 3 slots (max concurrent
+     * above); the last three go to whichever slots free first, which is
+     * the machine's timing (a loaded one can free all three of the second
+     * endpoint's first), so only the first fill is asserted here */
+    CHECKF(na + nb >= 8 && na >= 2 && nb >= 3, "v1 %d, second %d", na, nb);
     collector_free(&c);
 }
 

@@ -241,10 +241,20 @@ el=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))")
 [ $rc -eq 0 ] && ok "a silent connection is closed after the idle timeout (${el}s)" || bad "idle connection closed (rc $rc)"
 # a client that leaves mid-stream: its sequence is cancelled at once
 before=$(curl -s "http://127.0.0.1:$A/metrics" | sed -n 's/^lemma_client_disconnects_total //p')
-curl -s -N --max-time 0.5 -H 'Content-Type: application/json' "http://127.0.0.1:$A/v1/completions" \
-     -d '{"prompt":"a","max_tokens":4000,"ignore_eos":true,"stream":true}' >/dev/null
-curl -s -N --max-time 0.5 -H 'Content-Type: application/json' "http://127.0.0.1:$A/v1/completions" \
-     -d '{"prompt":"a","max_tokens":4000,"ignore_eos":true}' >/dev/null
+# The client leaves once the server runs its sequence (not after a fixed time:
+# on a loaded machine a fixed 0.5 s could end before the request arrived).
+leave_midway() { # BODY
+    curl -s -N -H 'Content-Type: application/json' "http://127.0.0.1:$A/v1/completions" -d "$1" >/dev/null &
+    local cpid=$!
+    for _ in $(seq 1 $((500 * slow))); do
+        curl -s "http://127.0.0.1:$A/metrics" | grep -q '^lemma_sequences_running [1-9]' && break
+        kill -0 $cpid 2>/dev/null || break
+        sleep 0.02
+    done
+    kill $cpid 2>/dev/null; wait $cpid 2>/dev/null
+}
+leave_midway '{"prompt":"a","max_tokens":4000,"ignore_eos":true,"stream":true}'
+leave_midway '{"prompt":"a","max_tokens":4000,"ignore_eos":true}'
 idle=0
 for _ in $(seq 1 $((100 * slow))); do
     curl -s "http://127.0.0.1:$A/metrics" >"$tmp/metrics"
