@@ -19,6 +19,7 @@
 #include "core/stop.h"
 #include "formats/json.h"
 #include "recipe/stage_common.h"
+#include "train/plot.h"
 
 double lm_stage_now_s(void) { return lm_now_s(); }
 
@@ -273,4 +274,75 @@ int lm_stage_step_end(lm_stage_ckpt *c, int64_t done_steps, int64_t save_every, 
         return lm_fail(err, "interrupted at step %lld; checkpoint saved (building again resumes it)",
                        (long long)done_steps);
     return 0;
+}
+
+void lm_stage_write_step_plots(const lm_stage *st, const char *metrics_path, const char *title, const char *svg_name,
+                               const char *const *names, const char *const *labels, int n) {
+    enum { MAX_SERIES = 4 };
+    if (n < 1 || n > MAX_SERIES) return;
+    char *text;
+    size_t len;
+    lm_error err;
+    if (lm_read_file(metrics_path, (size_t)1 << 30, &text, &len, &err)) return;
+    int64_t cap = 64, nr = 0, *x = malloc((size_t)cap * sizeof *x);
+    double *ys[MAX_SERIES] = {0};
+    int ok = x != NULL;
+    for (int k = 0; k < n; k++) ok &= (ys[k] = malloc((size_t)cap * sizeof(double))) != NULL;
+    for (size_t at = 0; at < len && ok;) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        json_doc *d = json_parse(text + at, end - at, &err);
+        int64_t s;
+        if (d && json_as_int(json_get(json_root(d), "step"), &s)) {
+            while (nr && x[nr - 1] >= s) nr--; /* a resumed stage rewrote these */
+            if (nr == cap) {
+                cap *= 2;
+                int64_t *nx = realloc(x, (size_t)cap * sizeof *nx);
+                if (nx) x = nx;
+                else ok = 0;
+                for (int k = 0; k < n; k++) {
+                    double *ny = realloc(ys[k], (size_t)cap * sizeof(double));
+                    if (ny) ys[k] = ny;
+                    else ok = 0;
+                }
+            }
+            if (ok) {
+                x[nr] = s;
+                for (int k = 0; k < n; k++) {
+                    double v;
+                    ys[k][nr] = json_as_double(json_get(json_root(d), names[k]), &v) ? v : NAN;
+                }
+                nr++;
+            }
+        }
+        json_free(d);
+        at = end + 1;
+    }
+    free(text);
+    if (nr && ok) {
+        lm_plot_lines pl = {.title = title, .subtitle = st->name, .panel = "per step", .x_label = "step", .x = x,
+                            .n = nr, .n_series = n, .y_lo = 0, .y_hi = 1};
+        for (int k = 0; k < n; k++) pl.series[k] = (lm_plot_series){labels[k], ys[k]};
+        lm_text svg = {0};
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", st->out_dir, svg_name);
+        if (!lm_plot_lines_svg(&pl, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
+        lm_text_free(&svg);
+    }
+    lm_metrics m;
+    if (!lm_metrics_read(metrics_path, &m, &err)) {
+        lm_text svg = {0};
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/training.svg", st->out_dir);
+        if (!lm_plot_svg(&m, st->name, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
+        lm_text_free(&svg);
+        lm_metrics_free(&m);
+    }
+    free(x);
+    for (int k = 0; k < n; k++) free(ys[k]);
+}
+
+int lm_stage_is_model_kind(const char *kind, int with_distill) {
+    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") || !strcmp(kind, "grpo") ||
+           !strcmp(kind, "rft") || (with_distill && !strcmp(kind, "distill"));
 }

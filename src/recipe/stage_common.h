@@ -63,4 +63,18 @@ void lm_stage_put_num(lm_text *t, const char *key, double v);
 void lm_stage_fmt_eta(double s, char *buf, size_t n);
 double lm_stage_now_s(void);
 
+/* The reward/acceptance curves of an RL-style stage: the columns names[k]
+ * (labelled labels[k], k < n <= 4) of metrics.jsonl against "step" (a
+ * resumed stage's rewritten steps replace the old ones), drawn into
+ * OUT/svg_name, and the trainer's own curves into OUT/training.svg. Both
+ * are volatile files: nothing happens when the metrics cannot be read. */
+void lm_stage_write_step_plots(const lm_stage *st, const char *metrics_path, const char *title, const char *svg_name,
+                               const char *const *names, const char *const *labels, int n);
+
+/* ---- inputs ---- */
+
+/* A stage kind whose output folder holds a model (pretrain, sft, and the
+ * post-training stages); with_distill: a distill stage's student counts. */
+int lm_stage_is_model_kind(const char *kind, int with_distill);
+
 #endif

@@ -351,10 +351,6 @@ done:
 
 /* ---- setup ------------------------------------------------------------------------------ */
 
-static int is_model_kind(const char *kind) {
-    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") || !strcmp(kind, "grpo") ||
-           !strcmp(kind, "rft") || !strcmp(kind, "distill");
-}
 
 /* The model of a stage folder: params and, in *cfg_text, its config.json. */
 static int load_model_params(const char *dir, lm_params **out, lm_text *cfg_text, lm_error *err) {
@@ -423,7 +419,7 @@ int lm_stage_distill(const lm_stage *st, const char *build_dir, lm_error *err) {
     const lm_stage_input *models[2] = {NULL, NULL};
     int nmodels = 0;
     for (int i = 0; i < st->n_inputs; i++)
-        if (is_model_kind(st->inputs[i].kind)) {
+        if (lm_stage_is_model_kind(st->inputs[i].kind, 1)) {
             if (nmodels == 2)
                 return lm_fail(err, "%s: stage %s: at most two model stages (the teacher and the student's start)",
                                st->recipe_path, st->name);

@@ -453,73 +453,6 @@ done:
     return rc;
 }
 
-/* The reward curves from metrics.jsonl (volatile, like the file). */
-static void write_plots(const lm_stage *st, const char *mpath, int checker) {
-    enum { NS = 4 };
-    static const char *const names[NS] = {"reward_mean", "pass", "format", "self_agree"};
-    static const char *const labels[NS] = {"reward mean", "pass (checker)", "format ok", "self-score = checker"};
-    char *text;
-    size_t len;
-    lm_error err;
-    if (lm_read_file(mpath, (size_t)1 << 30, &text, &len, &err)) return;
-    int64_t cap = 64, nr = 0, *x = malloc((size_t)cap * sizeof *x);
-    double *ys[NS];
-    int ok = x != NULL;
-    for (int k = 0; k < NS; k++) ok &= (ys[k] = malloc((size_t)cap * sizeof(double))) != NULL;
-    for (size_t at = 0; at < len && ok;) {
-        char *nl = memchr(text + at, '\n', len - at);
-        size_t end = nl ? (size_t)(nl - text) : len;
-        json_doc *d = json_parse(text + at, end - at, &err);
-        int64_t s;
-        if (d && json_as_int(json_get(json_root(d), "step"), &s)) {
-            while (nr && x[nr - 1] >= s) nr--; /* a resumed stage rewrote these */
-            if (nr == cap) {
-                cap *= 2;
-                int64_t *nx = realloc(x, (size_t)cap * sizeof *nx);
-                if (nx) x = nx;
-                else ok = 0;
-                for (int k = 0; k < NS; k++) {
-                    double *ny = realloc(ys[k], (size_t)cap * sizeof(double));
-                    if (ny) ys[k] = ny;
-                    else ok = 0;
-                }
-            }
-            if (ok) {
-                x[nr] = s;
-                for (int k = 0; k < NS; k++) {
-                    double v;
-                    ys[k][nr] = json_as_double(json_get(json_root(d), names[k]), &v) ? v : NAN;
-                }
-                nr++;
-            }
-        }
-        json_free(d);
-        at = end + 1;
-    }
-    free(text);
-    if (nr && ok) {
-        lm_plot_lines pl = {.title = checker ? "generator GRPO (reward: checker)" : "generator GRPO (reward: verifier)",
-                            .subtitle = st->name, .panel = "per step", .x_label = "step", .x = x, .n = nr,
-                            .n_series = NS, .y_lo = 0, .y_hi = 1};
-        for (int k = 0; k < NS; k++) pl.series[k] = (lm_plot_series){labels[k], ys[k]};
-        lm_text svg = {0};
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/reward.svg", st->out_dir);
-        if (!lm_plot_lines_svg(&pl, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
-        lm_text_free(&svg);
-    }
-    lm_metrics m;
-    if (!lm_metrics_read(mpath, &m, &err)) {
-        lm_text svg = {0};
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/training.svg", st->out_dir);
-        if (!lm_plot_svg(&m, st->name, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
-        lm_text_free(&svg);
-        lm_metrics_free(&m);
-    }
-    free(x);
-    for (int k = 0; k < NS; k++) free(ys[k]);
-}
 
 static int loop(grpo *c, int64_t start, lm_error *err) {
     const grpo_opts *o = &c->o;
@@ -596,14 +529,14 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
 done:
     lm_text_free(&line);
     fclose(metrics);
-    write_plots(st, mpath, o->reward_checker);
+    static const char *const names[] = {"reward_mean", "pass", "format", "self_agree"};
+    static const char *const labels[] = {"reward mean", "pass (checker)", "format ok", "self-score = checker"};
+    lm_stage_write_step_plots(st, mpath,
+                              o->reward_checker ? "generator GRPO (reward: checker)" : "generator GRPO (reward: verifier)",
+                              "reward.svg", names, labels, 4);
     return rc;
 }
 
-static int is_model_kind(const char *kind) {
-    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") ||
-           !strcmp(kind, "grpo") || !strcmp(kind, "rft");
-}
 
 int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
@@ -616,7 +549,7 @@ int lm_stage_grpo(const lm_stage *st, const char *build_dir, lm_error *err) {
     const grpo_opts *o = &c.o;
     const lm_stage_input *model = NULL;
     for (int i = 0; i < st->n_inputs && !model; i++)
-        if (is_model_kind(st->inputs[i].kind)) model = &st->inputs[i];
+        if (lm_stage_is_model_kind(st->inputs[i].kind, 0)) model = &st->inputs[i];
     if (!model)
         return lm_fail(err, "%s: stage %s: needs a model to train (a pretrain, sft, verifier_rl or grpo stage) among "
                             "its inputs", st->recipe_path, st->name);

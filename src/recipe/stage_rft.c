@@ -387,72 +387,6 @@ done:
     return rc;
 }
 
-/* The acceptance and honesty curves from metrics.jsonl (volatile, like the file). */
-static void write_plots(const lm_stage *st, const char *mpath) {
-    enum { NS = 3 };
-    static const char *const names[NS] = {"pass", "accepted", "self_agree"};
-    static const char *const labels[NS] = {"pass (checker)", "accepted", "self-score = checker"};
-    char *textp;
-    size_t len;
-    lm_error err;
-    if (lm_read_file(mpath, (size_t)1 << 30, &textp, &len, &err)) return;
-    int64_t cap = 64, nr = 0, *x = malloc((size_t)cap * sizeof *x);
-    double *ys[NS];
-    int ok = x != NULL;
-    for (int k = 0; k < NS; k++) ok &= (ys[k] = malloc((size_t)cap * sizeof(double))) != NULL;
-    for (size_t at = 0; at < len && ok;) {
-        char *nl = memchr(textp + at, '\n', len - at);
-        size_t end = nl ? (size_t)(nl - textp) : len;
-        json_doc *d = json_parse(textp + at, end - at, &err);
-        int64_t s;
-        if (d && json_as_int(json_get(json_root(d), "step"), &s)) {
-            while (nr && x[nr - 1] >= s) nr--; /* a resumed stage rewrote these */
-            if (nr == cap) {
-                cap *= 2;
-                int64_t *nx = realloc(x, (size_t)cap * sizeof *nx);
-                if (nx) x = nx;
-                else ok = 0;
-                for (int k = 0; k < NS; k++) {
-                    double *ny = realloc(ys[k], (size_t)cap * sizeof(double));
-                    if (ny) ys[k] = ny;
-                    else ok = 0;
-                }
-            }
-            if (ok) {
-                x[nr] = s;
-                for (int k = 0; k < NS; k++) {
-                    double v;
-                    ys[k][nr] = json_as_double(json_get(json_root(d), names[k]), &v) ? v : NAN;
-                }
-                nr++;
-            }
-        }
-        json_free(d);
-        at = end + 1;
-    }
-    free(textp);
-    if (nr && ok) {
-        lm_plot_lines pl = {.title = "rejection-sampling fine-tuning", .subtitle = st->name, .panel = "per step",
-                            .x_label = "step", .x = x, .n = nr, .n_series = NS, .y_lo = 0, .y_hi = 1};
-        for (int k = 0; k < NS; k++) pl.series[k] = (lm_plot_series){labels[k], ys[k]};
-        lm_text svg = {0};
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/rft.svg", st->out_dir);
-        if (!lm_plot_lines_svg(&pl, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
-        lm_text_free(&svg);
-    }
-    lm_metrics m;
-    if (!lm_metrics_read(mpath, &m, &err)) {
-        lm_text svg = {0};
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/training.svg", st->out_dir);
-        if (!lm_plot_svg(&m, st->name, &svg, &err)) lm_write_file_atomic(path, svg.data, svg.len, &err);
-        lm_text_free(&svg);
-        lm_metrics_free(&m);
-    }
-    free(x);
-    for (int k = 0; k < NS; k++) free(ys[k]);
-}
 
 static int loop(rft *c, int64_t start, lm_error *err) {
     const rft_opts *o = &c->o;
@@ -518,14 +452,12 @@ static int loop(rft *c, int64_t start, lm_error *err) {
 done:
     lm_text_free(&line);
     fclose(metrics);
-    write_plots(st, mpath);
+    static const char *const names[] = {"pass", "accepted", "self_agree"};
+    static const char *const labels[] = {"pass (checker)", "accepted", "self-score = checker"};
+    lm_stage_write_step_plots(st, mpath, "rejection-sampling fine-tuning", "rft.svg", names, labels, 3);
     return rc;
 }
 
-static int is_model_kind(const char *kind) {
-    return !strcmp(kind, "pretrain") || !strcmp(kind, "sft") || !strcmp(kind, "verifier_rl") ||
-           !strcmp(kind, "grpo") || !strcmp(kind, "rft");
-}
 
 int lm_stage_rft(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
@@ -538,7 +470,7 @@ int lm_stage_rft(const lm_stage *st, const char *build_dir, lm_error *err) {
     const rft_opts *o = &c.o;
     const lm_stage_input *model = NULL;
     for (int i = 0; i < st->n_inputs && !model; i++)
-        if (is_model_kind(st->inputs[i].kind)) model = &st->inputs[i];
+        if (lm_stage_is_model_kind(st->inputs[i].kind, 0)) model = &st->inputs[i];
     if (!model)
         return lm_fail(err, "%s: stage %s: needs a model to train (a pretrain, sft, verifier_rl, grpo or rft stage) "
                             "among its inputs", st->recipe_path, st->name);
