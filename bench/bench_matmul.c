@@ -277,8 +277,10 @@ int main(int argc, char **argv) {
     int ths[2] = {1, maxth}, nths = maxth > 1 ? 2 : 1;
     double min_time = quick ? 0.05 : 0.15;
     if (quick) batches = 3;
-    printf("bench_matmul: isa %s, threads 1%s%d, weights %s\n", lm_isa_name(lm_cpu_isa()), nths > 1 ? " and " : "",
-           nths > 1 ? maxth : 1, use_panels ? "in panels" : "row-major");
+    char also[32] = "";
+    if (nths > 1) snprintf(also, sizeof also, " and %d", maxth);
+    printf("bench_matmul: isa %s, threads 1%s, weights %s\n", lm_isa_name(lm_cpu_isa()), also,
+           use_panels ? "in panels" : "row-major");
     json_len += (size_t)snprintf(json, sizeof json, "\"isa\":\"%s\",\"layout\":\"%s\"", lm_isa_name(lm_cpu_isa()),
                                  use_panels ? "panels" : "rows");
 
