@@ -33,6 +33,8 @@
 /* The options every RL stage reads (docs/post-training.md has their meaning). */
 typedef struct lm_rls_opts {
     int64_t steps, prompts, group, max_tokens, seq, micro_batch, num_iterations, save_every, log_every;
+    int64_t warmup;              /* steps of linear lr warmup (0: the constant lr from the first step) */
+    int drop_uniform;            /* train only the groups whose rewards differ (lm_rls_keep_mixed) */
     double temperature, top_p, lr;
     lm_adamw_opts adamw;
     double clip, bias_gamma;
@@ -48,6 +50,12 @@ typedef struct lm_rls_opts {
  * kind names the stage kind in the unknown-key error. */
 int lm_rls_read_opts(const lm_stage *st, const char *kind, const char *const *own_keys, lm_rls_opts *o,
                      lm_error *err);
+
+/* The learning rate of step (0-based): lr * (step + 1) / warmup during the
+ * warmup, lr after. A restarted AdamW's first updates move every weight by
+ * about lr whatever its gradient's size (m / sqrt(v) is ±1 at step 1), so a
+ * short warmup keeps a noisy first policy gradient from a full-size step. */
+double lm_rls_lr(const lm_rls_opts *o, int64_t step);
 
 /* The policy trainer's options: a step is prompts x group rows. */
 lm_train_opts lm_rls_train_opts(const lm_rls_opts *o);
@@ -99,6 +107,9 @@ int lm_rls_chat_prompt(const char *user, lm_text *out, lm_error *err);
 
 typedef struct lm_rls_sample {
     lm_ids completion;           /* sampled ids (an ending EOS included) */
+    float *engine_logp;          /* [completion.n] the engine's log-probability of each sampled id (for
+                                    the log only: training recomputes them with the trainer's kernels) */
+    size_t engine_logp_cap;
     lm_text text;                /* decoded, NUL-terminated once sampling ends (may be empty) */
     lm_finish finish;
 } lm_rls_sample;
@@ -117,7 +128,27 @@ int lm_rls_sample_groups(const lm_params *p, lm_tokenizer *tok, lm_pool *pool, c
                          const lm_rls_gen *gen, lm_rls_sample *out, lm_error *err);
 void lm_rls_sample_free(lm_rls_sample *s, int64_t n);
 
+/* The engine's log-probabilities of the sampled completions against the
+ * trainer's: batch[i]'s trained tokens, in order, are the completion of
+ * sm[index[i]] (index NULL: sm[i]) and batch[i].logp_old holds the
+ * trainer's log-probabilities. The largest and the mean absolute difference
+ * over all those tokens: sampling is on-policy when both are at rounding
+ * level. */
+void lm_rls_engine_logp_gap(const lm_rls_sample *sm, const lm_rl_sample *batch, const int64_t *index, int64_t n,
+                            double *max_abs, double *mean_abs);
+
 /* ---- training rows ---- */
+
+/* The samples of s[0..n) (groups 0..n_groups-1) whose group's rewards are
+ * not all equal, in sample order, into out[0..*kept) with their groups
+ * renumbered 0..*kept_groups-1 by first appearance; logp_old and logp_ref
+ * arrays travel with them (lref may be NULL); out_index[k] is the index in
+ * s of out[k]. A group whose rewards are all
+ * equal has advantage 0 for every sample: no policy gradient, only the KL
+ * term (DAPO's dynamic sampling drops such groups). -1 out of memory. */
+int lm_rls_keep_mixed(const lm_rl_sample *s, int64_t n, int64_t n_groups, float *const *lold, float *const *lref,
+                      lm_rl_sample *out, float **out_old, float **out_ref, int64_t *out_index, int64_t *kept,
+                      int64_t *kept_groups, lm_error *err);
 
 /* logp[i][t] = log pi(x_t | x_<t) under tr for the trained tokens of every
  * sample (0 elsewhere), micro rows at a time; ids, tgt, out: [micro * T]. */
