@@ -201,7 +201,8 @@ static int grade(eval *e, int i, lm_error *err) {
                 a->verif[row][score_col(vs->score)]++;
                 if (!vs->rejected) a->counted_judged++, a->counted_agree += vs->score == e->score[j];
                 lm_meta_label ml;
-                a->faith_sum += lm_meta_label_of(vs->rating ? vs->rating : "", vs->rating ? vs->rating_len : 0, &truth, &ml);
+                a->faith_sum +=
+                    lm_meta_label_of(vs->rating ? vs->rating : "", vs->rating ? vs->rating_len : 0, &truth, &ml);
                 /* not asked (the pipeline meta-verifies only low scores), no score, or a score outside {0, 0.5, 1} */
                 a->meta[ml.why][!vs->meta ? 4 : !vs->meta_valid ? 3 : score_col(vs->meta_score)]++;
             }
@@ -396,10 +397,12 @@ static int md_confusion(lm_text *t, const char *what, const int64_t m[N_LABELS][
 static int md_meta(lm_text *t, const agg *a, int meta_on) {
     char b[3][16];
     int64_t labelled = meta_sum(a, verif_labelled), asked = meta_sum(a, meta_asked);
+    if (labelled) snprintf(b[0], sizeof b[0], "%.3f", a->faith_sum / (double)labelled);
+    else snprintf(b[0], sizeof b[0], "–");
     int x = lm_text_appendf(t,
                             "\n## Meta-verifier vs the checker's faithfulness labels\n\n%lld verifications labelled "
                             "by what the checker knows of their proof (the first failing step): mean label %s. ",
-                            (long long)labelled, labelled ? (snprintf(b[0], 16, "%.3f", a->faith_sum / (double)labelled), b[0]) : "–");
+                            (long long)labelled, b[0]);
     if (meta_on)
         x = x || lm_text_appendf(t, "The meta-verifier was asked about %lld of them (the pipeline meta-verifies "
                                     "scores below 1) and rated %s as the label says.\n\n",
@@ -410,7 +413,8 @@ static int md_meta(lm_text *t, const agg *a, int meta_on) {
                                 "|---|---:|---:|---:|---:|---:|---:|\n");
     for (int r = 0; r < N_FAULTS && !x; r++) {
         int f = fault_order[r];
-        x = lm_text_appendf(t, "| %s (%g) | %lld | %lld | %lld | %lld | %lld | %s |\n", lm_meta_fault_name(f), fault_label[f],
+        x = lm_text_appendf(t, "| %s (%g) | %lld | %lld | %lld | %lld | %lld | %s |\n", lm_meta_fault_name(f),
+                            fault_label[f],
                             (long long)a->meta[f][0], (long long)a->meta[f][1], (long long)a->meta[f][2],
                             (long long)a->meta[f][3], (long long)a->meta[f][4],
                             pct(b[2], (double)meta_right(a, f), meta_asked(a, f)));

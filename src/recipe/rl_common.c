@@ -11,6 +11,7 @@
 #include "formats/json.h"
 #include "model/model.h"
 #include "recipe/rl_common.h"
+#include "recipe/stage_common.h"
 #include "tokenizer/chat.h"
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -112,7 +113,7 @@ int lm_rls_keep_mixed(const lm_rl_sample *s, int64_t n, int64_t n_groups, float 
         out[*kept] = s[i];
         out[*kept].group = map[g];
         out_old[*kept] = lold[i];
-        out_ref[*kept] = lref ? lref[i] : NULL;
+        if (out_ref) out_ref[*kept] = lref ? lref[i] : NULL;
         out_index[*kept] = i;
         (*kept)++;
     }
@@ -136,6 +137,51 @@ int lm_rls_logprobs(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_
         }
     }
     return 0;
+}
+
+int lm_rls_train(lm_trainer *tr, lm_trainer *ref_tr, lm_pool *pool, const lm_rls_opts *o, int64_t step,
+                 lm_rl_sample *rs, float **lold, float **lref, int64_t *index, int64_t n, int64_t n_groups,
+                 int32_t *buf_ids, int32_t *buf_tgt, float *buf_lp, lm_rls_trained *out, lm_error *err) {
+    memset(out, 0, sizeof *out);
+    lm_rl_sample *ts = rs;
+    float **told = lold, **tref = lref;
+    int64_t tn = n, tg = n_groups;
+    if (o->drop_uniform) {
+        ts = rs + n;
+        told = lold + n;
+        tref = lref ? lref + n : NULL;
+        if (lm_rls_keep_mixed(rs, n, n_groups, lold, lref, ts, told, tref, index, &tn, &tg, err))
+            return -1;
+        out->index = index;
+    }
+    out->batch = ts;
+    out->samples = tn;
+    if (!tn) return 0; /* no group with a reward spread: nothing to learn this step */
+    int64_t micro = o->micro_batch, T = o->seq;
+    if (lm_rls_logprobs(tr, pool, ts, tn, micro, T, told, buf_ids, buf_tgt, buf_lp, err)) return -1;
+    if (o->rl.beta_kl > 0 && lm_rls_logprobs(ref_tr, pool, ts, tn, micro, T, tref, buf_ids, buf_tgt, buf_lp, err))
+        return -1;
+    for (int64_t it = 0; it < o->num_iterations; it++) {
+        lm_rl_stats st;
+        if (lm_rl_step(tr, pool, &o->rl, ts, tn, tg, lm_rls_lr(o, step), &st, err))
+            return lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
+        if (it == 0) out->first = st; /* the on-policy iteration's loss, KL and ratio */
+        else out->first.train = st.train;
+        out->last = st;
+    }
+    return 0;
+}
+
+void lm_rls_put_learning(lm_text *line, const lm_rls_opts *o, const lm_rl_stats *first, const lm_rl_stats *last,
+                         int64_t trained) {
+    lm_stage_put_num(line, "ratio_dev_max", first->ratio_dev_max);
+    lm_stage_put_num(line, "mixed_groups", (double)first->mixed_groups);
+    lm_stage_put_num(line, "trained_samples", (double)trained);
+    lm_stage_put_num(line, "adv_abs_mean", first->adv_abs_mean);
+    if (o->num_iterations > 1) {
+        lm_stage_put_num(line, "ratio_mean_last", last->ratio_mean);
+        lm_stage_put_num(line, "clip_frac_last", last->clip_frac);
+    }
 }
 
 int lm_rls_pick_domains(const char *spec, const lm_task_domain **ds, int *nd, const lm_stage *st, lm_error *err) {

@@ -397,36 +397,15 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     ss->pass /= (double)n;
     /* 5. training: every sample, or (drop_uniform_groups) those of the groups with a reward spread */
     t0 = lm_stage_now_s();
-    lm_rl_sample *ts = rs;
-    float **told = lold, **tref = lref;
-    int64_t tn = n, tg = P;
-    if (o->base.drop_uniform) {
-        ts = rs + n; /* the second half of rs, tl_old and tl_ref hold the kept samples (not owned) */
-        told = lold + n;
-        tref = lref + n;
-        if (lm_rls_keep_mixed(rs, n, P, lold, lref, ts, told, tref, gs, &tn, &tg, err)) goto done; /* gs: indices now */
-    }
-    ss->trained = tn;
-    if (!tn) { /* no group with a reward spread: nothing to learn this step */
-        ss->train_s = lm_stage_now_s() - t0;
-        rc = 0;
+    lm_rls_trained trained;
+    if (lm_rls_train(c->tr, c->ref_tr, c->pool, &o->base, step, rs, lold, lref, gs, n, P, buf_ids, buf_tgt, buf_lp,
+                     &trained, err))
         goto done;
-    }
-    if (lm_rls_logprobs(c->tr, c->pool, ts, tn, o->base.micro_batch, T, told, buf_ids, buf_tgt, buf_lp, err)) goto done;
-    lm_rls_engine_logp_gap(sm, ts, o->base.drop_uniform ? gs : NULL, tn, &ss->engine_gap_max, &ss->engine_gap_mean);
-    if (o->base.rl.beta_kl > 0 &&
-        lm_rls_logprobs(c->ref_tr, c->pool, ts, tn, o->base.micro_batch, T, tref, buf_ids, buf_tgt, buf_lp, err))
-        goto done;
-    for (int64_t it = 0; it < o->base.num_iterations; it++) {
-        lm_rl_stats st;
-        if (lm_rl_step(c->tr, c->pool, &o->base.rl, ts, tn, tg, lm_rls_lr(&o->base, step), &st, err)) {
-            lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
-            goto done;
-        }
-        if (it == 0) ss->rl = st;
-        else ss->rl.train = st.train;
-        ss->rl_last = st;
-    }
+    ss->rl = trained.first;
+    ss->rl_last = trained.last;
+    ss->trained = trained.samples;
+    lm_rls_engine_logp_gap(sm, trained.batch, trained.index, trained.samples, &ss->engine_gap_max,
+                           &ss->engine_gap_mean);
     ss->train_s = lm_stage_now_s() - t0;
     rc = 0;
 done:
@@ -514,16 +493,9 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
             lm_stage_put_num(&line, "kl", ss.rl.kl);
             lm_stage_put_num(&line, "clip_frac", ss.rl.clip_frac);
             lm_stage_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
-            lm_stage_put_num(&line, "ratio_dev_max", ss.rl.ratio_dev_max);
             lm_stage_put_num(&line, "engine_logp_gap_max", ss.engine_gap_max);
             lm_stage_put_num(&line, "engine_logp_gap_mean", ss.engine_gap_mean);
-            lm_stage_put_num(&line, "mixed_groups", (double)ss.rl.mixed_groups);
-            lm_stage_put_num(&line, "trained_samples", (double)ss.trained);
-            lm_stage_put_num(&line, "adv_abs_mean", ss.rl.adv_abs_mean);
-            if (o->base.num_iterations > 1) {
-                lm_stage_put_num(&line, "ratio_mean_last", ss.rl_last.ratio_mean);
-                lm_stage_put_num(&line, "clip_frac_last", ss.rl_last.clip_frac);
-            }
+            lm_rls_put_learning(&line, &o->base, &ss.rl, &ss.rl_last, ss.trained);
             lm_stage_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
             lm_stage_put_num(&line, "truncated", (double)ss.truncated);
             lm_stage_put_num(&line, "sample_s", ss.sample_s);

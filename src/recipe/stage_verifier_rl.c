@@ -450,8 +450,8 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     lm_engine *e = NULL;
     int rc = -1;
     memset(ss, 0, sizeof *ss);
-    if (!pr || !sm || !rq || !pids || !seeds || !rs || !lold || !lref || !kept_index || !buf_ids || !buf_tgt || !buf_lp ||
-        !rmeta) {
+    if (!pr || !sm || !rq || !pids || !seeds || !rs || !lold || !lref || !kept_index || !buf_ids || !buf_tgt ||
+        !buf_lp || !rmeta) {
         lm_fail(err, "out of memory");
         goto done;
     }
@@ -545,35 +545,13 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     /* 4. training: logp_old from the sampling weights, logp_ref from the
      * frozen input model, then num_iterations steps on the batch */
     t0 = lm_stage_now_s();
-    lm_rl_sample *ts = rs; /* every sample, or (drop_uniform_groups) those of groups with a reward spread */
-    float **told = lold, **tref = lref;
-    int64_t tn = n, tg = P;
-    if (o->base.drop_uniform) {
-        ts = rs + n;
-        told = lold + n;
-        tref = lref + n;
-        if (lm_rls_keep_mixed(rs, n, P, lold, lref, ts, told, tref, kept_index, &tn, &tg, err)) goto done;
-    }
-    ss->trained = tn;
-    if (!tn) { /* no group with a reward spread: nothing to learn this step */
-        ss->train_s = lm_stage_now_s() - t0;
-        rc = 0;
+    lm_rls_trained trained;
+    if (lm_rls_train(c->tr, c->ref_tr, c->pool, &o->base, step, rs, lold, lref, kept_index, n, P, buf_ids, buf_tgt,
+                     buf_lp, &trained, err))
         goto done;
-    }
-    if (lm_rls_logprobs(c->tr, c->pool, ts, tn, o->base.micro_batch, T, told, buf_ids, buf_tgt, buf_lp, err)) goto done;
-    if (o->base.rl.beta_kl > 0 &&
-        lm_rls_logprobs(c->ref_tr, c->pool, ts, tn, o->base.micro_batch, T, tref, buf_ids, buf_tgt, buf_lp, err))
-        goto done;
-    for (int64_t it = 0; it < o->base.num_iterations; it++) {
-        lm_rl_stats st;
-        if (lm_rl_step(c->tr, c->pool, &o->base.rl, ts, tn, tg, lm_rls_lr(&o->base, step), &st, err)) {
-            lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
-            goto done;
-        }
-        if (it == 0) ss->rl = st; /* the on-policy iteration's loss, KL and ratio */
-        else ss->rl.train = st.train;
-        ss->rl_last = st;
-    }
+    ss->rl = trained.first;
+    ss->rl_last = trained.last;
+    ss->trained = trained.samples;
     ss->train_s = lm_stage_now_s() - t0;
     rc = 0;
 done:
@@ -648,14 +626,7 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
             lm_stage_put_num(&line, "kl", ss.rl.kl);
             lm_stage_put_num(&line, "clip_frac", ss.rl.clip_frac);
             lm_stage_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
-            lm_stage_put_num(&line, "ratio_dev_max", ss.rl.ratio_dev_max);
-            lm_stage_put_num(&line, "mixed_groups", (double)ss.rl.mixed_groups);
-            lm_stage_put_num(&line, "trained_samples", (double)ss.trained);
-            lm_stage_put_num(&line, "adv_abs_mean", ss.rl.adv_abs_mean);
-            if (o->base.num_iterations > 1) {
-                lm_stage_put_num(&line, "ratio_mean_last", ss.rl_last.ratio_mean);
-                lm_stage_put_num(&line, "clip_frac_last", ss.rl_last.clip_frac);
-            }
+            lm_rls_put_learning(&line, &o->base, &ss.rl, &ss.rl_last, ss.trained);
             lm_stage_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
             lm_stage_put_num(&line, "truncated", (double)ss.truncated);
             lm_stage_put_num(&line, "sample_s", ss.sample_s);
