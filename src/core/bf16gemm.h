@@ -20,6 +20,12 @@
 #include "core/dtype.h"
 #include "core/threadpool.h"
 
+/* The version of bf16 training's arithmetic, recorded where bf16 results
+ * are (a run's run.json, a bf16 stage's key): 1 was fp32 fma chains on
+ * bf16-rounded operands, 2 is this pair chain. fp32 results do not carry
+ * it (their bits did not change). */
+#define LM_BF16_ARITH_VERSION 2
+
 /* An operand: element (i, k) at data[i*si + k*sk], F32 (rounded to bf16 as
  * it is read) or BF16. */
 typedef struct lm_bf16_operand {
