@@ -50,17 +50,21 @@ const char *lm_bf16_gemm_path(void);
 
 /* ---- internals shared with bf16gemm_avx2.c / bf16gemm_avx512.c ---- */
 
-/* Packed operands: a block of R rows (MR of A, NR of B) stores, for each
- * pair p < Kp, R 32-bit words, each the bf16 of element 2p in its low half
- * and of element 2p+1 in its high half; rows past the matrix are zero. A
- * tile computes C rows [0, mr) x columns [0, nr) from one A block and one
+/* Packed operands: for each pair p < Kp, 32-bit words, each the bf16 of
+ * element 2p of a row in its low half and of element 2p+1 in its high
+ * half. B: blocks of NR rows, [Kp][NR] each; A: one array [Kp][lda] (lda
+ * = M rounded up to MR). Rows past the matrix are zero. A tile computes C
+ * rows [0, mr) x columns [0, nr) from MR rows of A (a, stride lda) and one
  * B block (stores only those). */
-typedef void (*lm_bf16_tile_fn)(float *C, int64_t ldc, const uint32_t *a, const uint32_t *b, int64_t Kp, int mr,
-                                int nr, int accumulate);
-void lm_bf16_tile_avx2(float *C, int64_t ldc, const uint32_t *a, const uint32_t *b, int64_t Kp, int mr, int nr,
-                       int accumulate);
-void lm_bf16_tile_avx512(float *C, int64_t ldc, const uint32_t *a, const uint32_t *b, int64_t Kp, int mr, int nr,
-                         int accumulate);
+typedef void (*lm_bf16_tile_fn)(float *C, int64_t ldc, const uint32_t *a, int64_t lda, const uint32_t *b, int64_t Kp,
+                                int mr, int nr, int accumulate);
+void lm_bf16_tile_avx2(float *C, int64_t ldc, const uint32_t *a, int64_t lda, const uint32_t *b, int64_t Kp, int mr,
+                       int nr, int accumulate);
+void lm_bf16_tile_avx512(float *C, int64_t ldc, const uint32_t *a, int64_t lda, const uint32_t *b, int64_t Kp, int mr,
+                         int nr, int accumulate);
+/* Packs rows [i0, i0 + rows) of X into dst[p*R + r], r < rows with AVX-512 loads and gathers; returns 0
+ * when X's layout is one it leaves to the portable packing. */
+int lm_bf16_pack_avx512(uint32_t *dst, const lm_bf16_operand *X, int64_t K, int R, int64_t i0, int rows);
 enum { LM_BF16_MR_AVX512 = 6, LM_BF16_NR_AVX512 = 64, LM_BF16_MR_AVX2 = 4, LM_BF16_NR_AVX2 = 16,
        LM_BF16_MR_SCALAR = 2, LM_BF16_NR_SCALAR = 4 };
 

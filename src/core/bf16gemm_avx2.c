@@ -32,8 +32,8 @@ static inline __attribute__((always_inline)) __m256 step8(__m256 a, __m256 b, __
     return r;
 }
 
-void lm_bf16_tile_avx2(float *C, int64_t ldc, const uint32_t *a, const uint32_t *b, int64_t Kp, int mr, int nr,
-                       int accumulate) {
+void lm_bf16_tile_avx2(float *C, int64_t ldc, const uint32_t *a, int64_t lda, const uint32_t *b, int64_t Kp, int mr,
+                       int nr, int accumulate) {
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
     __m256 acc[MR][NV];
     for (int i = 0; i < MR; i++)
@@ -46,7 +46,7 @@ void lm_bf16_tile_avx2(float *C, int64_t ldc, const uint32_t *a, const uint32_t 
             bl[v] = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
         }
         for (int i = 0; i < MR; i++) {
-            uint32_t wa = a[p * MR + i], hi = wa & 0xffff0000u, lo = wa << 16;
+            uint32_t wa = a[p * lda + i], hi = wa & 0xffff0000u, lo = wa << 16;
             __m256 ah = _mm256_castsi256_ps(_mm256_set1_epi32((int)hi)), al = _mm256_castsi256_ps(_mm256_set1_epi32((int)lo));
             for (int v = 0; v < NV; v++) acc[i][v] = step8(al, bl[v], step8(ah, bh[v], acc[i][v]));
         }
