@@ -38,13 +38,17 @@ static inline uint32_t f32_bits_to_bf16_daz(uint32_t u) {
     r = nan ? ((u >> 16) | 0x40u) & 0xffffu : r;
     return (r & 0x7f80u) ? r : (r & 0x8000u);
 }
+static inline uint32_t f32_bits(const float *x) {
+    uint32_t u;
+    memcpy(&u, x, 4);
+    return u;
+}
+
 static inline uint32_t bf16_daz(uint32_t h) { return (h & 0x7f80u) ? h : (h & 0x8000u); }
 
 static inline uint32_t elem_bf16(const lm_bf16_operand *X, int64_t at) {
     if (X->dtype == LM_DTYPE_BF16) return bf16_daz(((const uint16_t *)X->data)[at]);
-    uint32_t u;
-    memcpy(&u, (const float *)X->data + at, 4);
-    return f32_bits_to_bf16_daz(u);
+    return f32_bits_to_bf16_daz(f32_bits((const float *)X->data + at));
 }
 
 /* Rows [i0, i0 + rows) of a F32 operand with si == 1 (the rows lie side by
@@ -53,13 +57,14 @@ static inline uint32_t elem_bf16(const lm_bf16_operand *X, int64_t at) {
 static void pack_f32_rows_adjacent(uint32_t *dst, const float *x, int64_t sk, int64_t K, int R, int64_t i0, int rows) {
     int64_t Kp = (K + 1) / 2;
     for (int64_t p = 0; p < Kp; p++) {
-        const uint32_t *e = (const uint32_t *)(const void *)(x + 2 * p * sk + i0);
+        const float *e = x + 2 * p * sk + i0;
         uint32_t *d = dst + p * R;
         if (2 * p + 1 < K) {
-            const uint32_t *o = e + sk;
-            for (int r = 0; r < rows; r++) d[r] = f32_bits_to_bf16_daz(e[r]) | f32_bits_to_bf16_daz(o[r]) << 16;
+            const float *o = e + sk;
+            for (int r = 0; r < rows; r++)
+                d[r] = f32_bits_to_bf16_daz(f32_bits(e + r)) | f32_bits_to_bf16_daz(f32_bits(o + r)) << 16;
         } else {
-            for (int r = 0; r < rows; r++) d[r] = f32_bits_to_bf16_daz(e[r]);
+            for (int r = 0; r < rows; r++) d[r] = f32_bits_to_bf16_daz(f32_bits(e + r));
         }
     }
 }
