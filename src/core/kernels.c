@@ -21,6 +21,8 @@
 #include <cpuid.h>
 #endif
 
+#include "core/bf16gemm.h"
+
 /* ---- CPU features and dispatch ---- */
 
 /* F16C (CPUID.1:ECX bit 29): clang has no __builtin_cpu_supports("f16c"). */
@@ -245,7 +247,7 @@ int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
         default: pack_block(1, dst, W->data, W, q); break;
         }
         if (W->dtype == LM_DTYPE_I8) { /* the scales, as an F16 matrix of their own, after the weights */
-            lm_mat S = {LM_DTYPE_F16, W->rows, lm_q8_scale_cols(W), W->q8_scale, NULL, LM_LAYOUT_ROWS, 0, NULL};
+            lm_mat S = {LM_DTYPE_F16, W->rows, lm_q8_scale_cols(W), W->q8_scale, NULL, LM_LAYOUT_ROWS, 0, NULL, 0};
             lm_mat P = *W;
             P.data = dst;
             pack_block(2, (uint8_t *)lm_q8_panel_scales(&P), (const uint8_t *)S.data, &S, q);
@@ -367,6 +369,11 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     if (T <= 0 || W->rows <= 0) return;
     if (W->cols <= 0) {
         memset(y, 0, (size_t)T * (size_t)W->rows * sizeof(float));
+        return;
+    }
+    if (W->bf16_pairs && W->dtype == LM_DTYPE_BF16 && W->layout == LM_LAYOUT_ROWS) {
+        lm_bf16_operand xa = {x, LM_DTYPE_F32, W->cols, 1}, wb = {W->data, LM_DTYPE_BF16, W->cols, 1};
+        lm_bf16_gemm(pool, y, W->rows, T, W->rows, W->cols, &xa, &wb, 0);
         return;
     }
     mm_job j;
