@@ -24,23 +24,31 @@ static __attribute__((noinline)) void chain(float out[MR][LM_BF16_NR_AVX2], cons
                                             const uint32_t *b, int64_t Kp) {
     const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
     __m256 acc[MR][NV];
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
     for (int64_t p = 0; p < Kp; p++) {
         __m256 bh[NV], bl[NV];
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
             __m256i w = _mm256_loadu_si256((const __m256i *)(b + p * LM_BF16_NR_AVX2 + v * 8));
             bh[v] = _mm256_castsi256_ps(_mm256_and_si256(w, hi_mask));
             bl[v] = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
         }
+#pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
-            uint32_t wa = a[p * lda + i];
-            __m256 ah = _mm256_castsi256_ps(_mm256_set1_epi32((int)(wa & 0xffff0000u)));
-            __m256 al = _mm256_castsi256_ps(_mm256_set1_epi32((int)(wa << 16)));
+            /* the word broadcast from memory, then split in the vector unit */
+            __m256i aw = _mm256_set1_epi32((int)a[p * lda + i]);
+            __m256 ah = _mm256_castsi256_ps(_mm256_and_si256(aw, hi_mask));
+            __m256 al = _mm256_castsi256_ps(_mm256_slli_epi32(aw, 16));
+#pragma GCC unroll 8
             for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(al, bl[v], _mm256_fmadd_ps(ah, bh[v], acc[i][v]));
         }
     }
+#pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) _mm256_storeu_ps(out[i] + v * 8, acc[i][v]);
 }
 
