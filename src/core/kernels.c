@@ -314,7 +314,7 @@ static void gemm_other(float *y, const float *x, const lm_mat *W, int64_t t0, in
  * just takes fewer tiles. Which thread computes a tile never changes its
  * bits: the kernels' operation order per element ignores tile bounds. */
 enum {
-    MV_TILE_ROWS = 128,   /* matvec: rows of W per tile at most (one FP8 scale block) */
+    MV_TILE_ROWS = 128,   /* matvec, several threads: rows of W per tile at most (one FP8 scale block) */
     GEMM_TILE_COLS = 192, /* gemm: columns of y per tile at most (16 x 12, 32 x 6) */
     GEMM_TILE_ROWS = 256, /* gemm: tokens per tile */
 };
@@ -383,12 +383,17 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
     j.matvec = j.tab && (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[di]));
     int64_t N = W->rows;
+    /* a tiny problem: not worth waking the pool */
+    if ((double)T * (double)N * (double)W->cols < 32768.0) pool = NULL;
     int nth = lm_pool_size(pool);
     if (j.matvec) {
-        /* panels: whole 128-row blocks (one stream each) unless that
-         * leaves threads idle */
-        int64_t quantum = W->layout == LM_LAYOUT_PANELS && N >= 2 * LM_PANEL_BLOCK * nth ? LM_PANEL_BLOCK : 16;
-        j.tile_n = tile_len(N, 1, nth, MV_TILE_ROWS, quantum);
+        /* One thread: the whole matrix in one call, so the kernel runs its
+         * widest interleave of independent chains (a 64-row tile leaves T = 1
+         * with 4 panels' chains, a 16-row one with 1: latency-bound). Several:
+         * panels in whole 128-row blocks (one stream each) unless that leaves
+         * threads idle, and never under 64 rows (4 panels, 4 row groups). */
+        int64_t quantum = W->layout == LM_LAYOUT_PANELS && N >= 2 * LM_PANEL_BLOCK * nth ? LM_PANEL_BLOCK : 64;
+        j.tile_n = nth == 1 ? N : tile_len(N, 1, nth, MV_TILE_ROWS, quantum);
         j.tiles_n = (N + j.tile_n - 1) / j.tile_n;
         j.ntiles = j.tiles_n;
     } else {
@@ -398,8 +403,7 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
         j.ntiles = j.tiles_n * tiles_t;
     }
     atomic_init(&j.next, 0);
-    /* one tile, or a tiny problem: not worth waking the pool */
-    if (j.ntiles == 1 || (double)T * (double)N * (double)W->cols < 32768.0) pool = NULL;
+    if (j.ntiles == 1) pool = NULL;
     lm_pool_run_dynamic(pool, mm_task, &j);
 }
 
