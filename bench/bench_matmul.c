@@ -228,16 +228,33 @@ static double time_matmul(lm_pool *pool, float *y, const float *x, int64_t T, co
 }
 
 static void usage(void) {
-    printf("usage: bench_matmul [--threads N] [--size S] [--quick] [--rows]\n"
+    printf("usage: bench_matmul [--threads N] [--size S] [--quick] [--rows] [--decode-only] [--dtypes LIST]\n"
            "  --threads N  measure at 1 and N threads (default 2)\n"
            "  --size S     K = N for the prefill GEMM (default 2048)\n"
            "  --quick      shorter timings, smaller bandwidth buffer (for smoke runs)\n"
            "  --rows       weights row-major (as in the files), not in the panels the model loads\n"
+           "  --decode-only  the anchors and the matvec rows only (no prefill GEMM)\n"
+           "  --dtypes LIST  only these weight dtypes, comma-separated: f32,bf16,f16,fp8,q8 (default all)\n"
            "Env LEMMA_ISA=scalar|avx2|avx512 caps the kernels.\n");
 }
 
+/* Is dts[di] in the comma-separated list (f32,bf16,f16,fp8,q8)? NULL: all. */
+static int dtype_wanted(const char *list, int di) {
+    static const char *names[] = {"f32", "bf16", "f16", "fp8", "q8"};
+    if (!list) return 1;
+    size_t n = strlen(names[di]);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, names[di], n)) return 1;
+        p += len + (e ? 1 : 0);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    int maxth = 2, quick = 0;
+    int maxth = 2, quick = 0, decode_only = 0;
+    const char *dtypes = NULL;
     int64_t S = 2048;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -247,6 +264,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--size") && i + 1 < argc) S = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--rows")) use_panels = 0;
+        else if (!strcmp(argv[i], "--decode-only")) decode_only = 1;
+        else if (!strcmp(argv[i], "--dtypes") && i + 1 < argc) dtypes = argv[++i];
         else {
             fprintf(stderr, "bench_matmul: unknown option %s\n", argv[i]);
             usage();
@@ -308,6 +327,7 @@ int main(int argc, char **argv) {
     float *x = (float *)alloc_big((size_t)(512 * S) * 4), *y = (float *)alloc_big((size_t)(512 * S) * 4);
     for (int64_t i = 0; i < 512 * S; i++) x[i] = ((float)(rnd() % 2001) - 1000.0f) * 1e-3f;
     for (int di = 0; di < NDT; di++) {
+        if (decode_only || !dtype_wanted(dtypes, di)) continue;
         float *sc;
         lm_mat W = make_mat(dts[di], S, S, &sc);
         for (int tt = 0; tt < 2; tt++)
@@ -326,6 +346,7 @@ int main(int argc, char **argv) {
 
     /* decode: hot (one matrix, stays in cache) and cold (>= 512 MiB of matrices) */
     for (int di = 0; di < NDT; di++) {
+        if (!dtype_wanted(dtypes, di)) continue;
         lm_dtype dt = dts[di];
         int64_t Kd = 2048, Nd = 2048;
         size_t wbytes = (size_t)(Kd * Nd) * lm_dtype_size(dt); /* stored bytes, Q8 with its scales */

@@ -76,16 +76,20 @@ def med(t, w, k):
     v = [r[k] for r in runs.get((t, w), []) if r.get(k)]
     return statistics.median(v) if v else None
 print("machine %s, git %s, %s, load average at start %s" % (head["machine"], head["git"], head["date"], head["loadavg_start"]))
-print("| thr | lemma F32 tok/s | lemma Q8 tok/s | Q8 GB/s (% of mem) | llama.cpp F32 | llama.cpp Q8_0 | Q8 / llama Q8_0 | F32 / llama F32 | prefill Q8 / llama Q8_0 |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| thr | lemma F32 tok/s | lemma Q8 tok/s | Q8 GB/s (% of mem) | llama.cpp F32 | llama.cpp Q8_0 | Q8 / llama Q8_0 | F32 / llama F32 | prefill Q8 / llama Q8_0 | per CPU s: Q8 / llama Q8_0 | F32 / llama F32 | prefill Q8 / llama Q8_0 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for t in sorted(set(k[0] for k in runs)):
     f, q, lf, lq = (med(t, w, "decode_tok_s") for w in ("lemma-f32", "lemma-q8", "llama-f32", "llama-q8_0"))
     gb = med(t, "lemma-q8", "decode_weight_gb_s"); bw = mm.get("mem_read_%dt" % t)
     pq, plq = med(t, "lemma-q8", "prefill_tok_s"), med(t, "llama-q8_0", "prefill_tok_s")
     fmt = lambda x: "%.0f" % x if x else "-"
     rat = lambda a, b: "%.2f" % (a / b) if a and b else "-"
-    print("| %d | %s | %s | %s (%s) | %s | %s | %s | %s | %s |" % (t, fmt(f), fmt(q), "%.1f" % gb if gb else "-",
-          "%.0f%%" % (100 * gb / bw) if gb and bw else "-", fmt(lf), fmt(lq), rat(q, lq), rat(f, lf), rat(pq, plq)))
+    fc, qc, lfc, lqc = (med(t, w, "decode_tok_cpu_s") for w in ("lemma-f32", "lemma-q8", "llama-f32", "llama-q8_0"))
+    pqc, plqc = med(t, "lemma-q8", "prefill_tok_cpu_s"), med(t, "llama-q8_0", "prefill_tok_cpu_s")
+    print("| %d | %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |" % (t, fmt(f), fmt(q), "%.1f" % gb if gb else "-",
+          "%.0f%%" % (100 * gb / bw) if gb and bw else "-", fmt(lf), fmt(lq), rat(q, lq), rat(f, lf), rat(pq, plq),
+          rat(qc, lqc), rat(fc, lfc), rat(pqc, plqc)))
+print("per CPU s: tokens per CPU second of each process (at 1 thread what time-sharing does not distort)")
 print("medians over %d rounds; memory read bandwidth (bench_matmul, this run): %s GB/s at 1 thread, %s at 2"
       % (max(len(v) for v in runs.values()) if runs else 0, mm.get("mem_read_1t"), mm.get("mem_read_2t")))
 PY

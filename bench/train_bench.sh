@@ -117,7 +117,13 @@ for x in samples:
     if "attn_fwd_task" in st: ph = "attn_fwd (core)"
     if "attn_bwd_task" in st: ph = "attn_bwd (core)"
     op = next((f for f in st if f in OP), None)
-    if "lm_matmul" in st:
+    if "lm_bf16_gemm" in st:  # the bf16 pair chain (core/bf16gemm.h), from lm_matmul or the backward
+        path = "bf16 tile" if any(f.startswith(("lm_bf16_tile", "tile_scalar")) for f in st) else (
+            "bf16 pack" if any("pack" in f or f in ("zero_cols", "transpose16", "cvt16", "row_words") for f in st)
+            else "bf16 other")
+        op = (op or "lm_matmul") + " [" + path + "]"
+        C["lm_matmul path"][path] += p
+    elif "lm_matmul" in st:
         path = "matvec" if any(f.startswith(("matvec", "mv_")) for f in st) else "gemm"
         op = (op or "lm_matmul") + " [" + path + "]"
         C["lm_matmul path"][path] += p
@@ -127,7 +133,7 @@ for x in samples:
     C["phase / op"][ph + " / " + op] += p
     C["leaf function"][st[0] if st else "?"] += p
 print("samples: %d" % len(samples))
-for k, n in (("phase", 20), ("op", 20), ("lm_matmul path", 3), ("phase / op", 30), ("leaf function", 20)):
+for k, n in (("phase", 20), ("op", 20), ("lm_matmul path", 5), ("phase / op", 30), ("leaf function", 20)):
     print("\n== %s" % k)
     for key, v in C[k].most_common(n):
         print("%6.1f%%  %s" % (100.0 * v / tot, key))

@@ -170,8 +170,9 @@ TEST(panel_layout_gives_row_major_bits) {
         {1, 1, 1},     {1, 17, 15},   {1, 130, 129}, {1, 300, 300}, {1, 64, 257},  {2, 129, 33},  {3, 40, 250},
         {4, 128, 131}, {5, 77, 17},   {8, 256, 140}, {13, 33, 47},  {17, 130, 129}, {33, 65, 63}, {64, 129, 130},
         {65, 40, 31},  {70, 300, 270}, {1, 70, 500}, {6, 64, 500}, /* tiles of 48 rows cross blocks */
+        {1, 700, 384}, {2, 520, 200}, {3, 1000, 136}, /* several column chunks, one whole-matrix tile at 1 thread */
     };
-    lm_pool *pool = lm_pool_create(3);
+    lm_pool *pools[3] = {NULL, lm_pool_create(2), lm_pool_create(3)};
     lm_isa isas[3];
     int nisa = isa_list(isas);
     lm_isa saved = lm_set_isa(LM_ISA_SCALAR);
@@ -197,11 +198,11 @@ TEST(panel_layout_gives_row_major_bits) {
             canonical_matmul(want, x, T, &w.m);
             for (int ii = 0; ii < nisa; ii++)
                 for (int path = 0; path < 3; path++)
-                    for (int threads = 0; threads < 2; threads++) {
+                    for (int threads = 0; threads < 3; threads++) { /* 1, 2 and 3 threads */
                         lm_set_isa(isas[ii]);
                         lm_matmul_force_path(path);
                         memset(y, 0xff, (size_t)(T * N) * sizeof(float));
-                        lm_matmul(threads ? pool : NULL, y, x, T, &P);
+                        lm_matmul(pools[threads], y, x, T, &P);
                         int64_t d = count_diff(y, want, T * N);
                         CHECKF(d == 0, "%s path %d threads %d %s T=%lld K=%lld N=%lld: %lld panel outputs differ",
                                lm_isa_name(isas[ii]), path, threads, lm_dtype_name(dts[di]), (long long)T, (long long)K,
@@ -231,7 +232,8 @@ TEST(panel_layout_gives_row_major_bits) {
         free(buf), free(w.data), free(w.scale), free(w.q8s);
     }
     lm_set_isa(saved);
-    lm_pool_free(pool);
+    lm_pool_free(pools[1]);
+    lm_pool_free(pools[2]);
     printf("  %d (shape, dtype, path, forced path, threads) combinations\n", combos);
 }
 

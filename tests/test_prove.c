@@ -1073,8 +1073,9 @@ TEST(pipeline_resume_equals_uninterrupted) {
 /* ---- the report against a checker ---- */
 
 static const char *fake_domain(void *ctx, const char *q) { return !strncmp(q, "FAKE", 4) ? "fake" : NULL; }
-static int fake_check(void *ctx, const char *q, const char *answer, double *score) {
+static int fake_check(void *ctx, const char *q, const char *answer, double *score, int *step) {
     *score = strstr(answer, "CORRECT") ? 1 : strstr(answer, "HALF") ? 0.5 : 0;
+    if (step) *step = 0;
     return 0;
 }
 
@@ -1370,6 +1371,99 @@ TEST(eval_against_checker) {
     env_close(&e);
 }
 
+/* ---- lemma eval: the meta-verifier against the checker's faithfulness labels ---- */
+
+/* A proof with "BAD" on its second line fails there (step 2); one without passes. */
+static int step_check(void *ctx, const char *q, const char *answer, double *score, int *step) {
+    int bad = strstr(answer, "BAD") != NULL;
+    *score = bad ? 0 : 1;
+    if (step) *step = bad ? 2 : 0;
+    return 0;
+}
+
+#define VFY(claims, score) \
+    "Here is my evaluation of the solution:\n" claims "\n\nBased on my evaluation, the final overall score should be:\n\\boxed{" score "}"
+
+/* Problem m: g0 fails on line 2, g1 passes. Verifications, their labels and what the meta-verifier says:
+ *   g0.v0 blames line 2, score 0      faithful         asked, rates 1 (right)
+ *   g0.v1 blames line 1, score 0      invented_defect  asked, rates 1 (wrong)
+ *   g0.v2 says line 2 checks, 0       denied_defect    asked, rates 0 (right)
+ *   g1.v0 no claim, score 1           faithful         not asked (score above the threshold)
+ *   g1.v1 blames line 1, score 0      wrong_score      asked, rates 0 (right)
+ *   g1.v2 no phrases, score 0.5       bad_format       asked, no score ("other") */
+static const char *meta_label_answer(tb *t, const char *pid, const char *id, const char *prompt) {
+    int g, v;
+    if (sscanf(id, "r0.g%d.v%d", &g, &v) == 2 && strstr(id, ".m")) {
+        if (g == 1 && v == 2) return "no rating here";
+        return verdict("m", (g == 0 && v < 2) ? "1" : "0");
+    }
+    if (sscanf(id, "r0.g%d.v%d", &g, &v) == 2) {
+        static const char *const vs[2][3] = {
+            {VFY("Step 2 (arith): 3 + 4 is 7, not 8.", "0"), VFY("Step 1 (arith): wrong.", "0"),
+             VFY("Step 2 checks.", "0")},
+            {VFY("Every step checks.", "1"), VFY("Step 1 (arith): wrong.", "0"), "looks half right\n\\boxed{0.5}"}};
+        return g < 2 && v < 3 ? vs[g][v] : "?";
+    }
+    if (sscanf(id, "r0.g%d", &g) == 1) return proof_answer(g == 0 ? "a = 3\nBAD 3 + 4 = 8\nso a + 4 = 8" : "a = 3\nb = 4",
+                                                           "1");
+    return "?";
+}
+
+TEST(eval_meta_verifier_labels) {
+    run_env e;
+    env_open(&e, "evalmeta", "{\"id\":\"m\",\"question\":\"FAKE m\"}\n");
+    e.o.samples = 2;
+    e.o.verifications = 3;
+    e.o.rounds = 0;
+    e.o.meta = 1;
+    const char *pids[] = {"m"};
+    tb t;
+    tb_init(&t, meta_label_answer, pids, 1, e.o.seed);
+    lm_prove_result *res = NULL;
+    lm_error err;
+    CHECKF(env_run(&e, &t, &res, &err) == 0, "%s", err.msg);
+    CHECK(tb_count(&t, "m/r0.g0.v0.m") == 1 && tb_count(&t, "m/r0.g1.v0.m") == 0);
+    lm_report_checker chk = {fake_domain, step_check, NULL};
+    lm_text md = {0}, js = {0};
+    CHECKF(res && lm_eval_report(res, &chk, NULL, NULL, &md, &js, &err) == 0, "%s", err.msg);
+    json_doc *doc = js.data ? json_parse(js.data, js.len, &err) : NULL;
+    CHECKF(doc != NULL, "%s", js.data ? js.data : "(none)");
+    if (doc) {
+        const json_value *all = json_root(doc), *mv = json_get(all, "meta_verifier");
+        CHECK_NEAR(jnum(json_get(all, "verification_faithfulness")), 2.0 / 6, 1e-15, 0);
+        CHECK(jnum(json_get(mv, "asked")) == 5);
+        CHECK_NEAR(jnum(json_get(mv, "accuracy")), 3.0 / 5, 1e-15, 0);
+        /* rows faithful, missed, invented, denied, wrong score, bad format; columns 0, 0.5, 1, other, not asked */
+        static const int want[6][5] = {{0, 0, 1, 0, 1}, {0, 0, 0, 0, 0}, {0, 0, 1, 0, 0},
+                                       {1, 0, 0, 0, 0}, {1, 0, 0, 0, 0}, {0, 0, 0, 1, 0}};
+        const json_value *c = json_get(mv, "counts");
+        int same = c && c->len == 6;
+        for (int r = 0; r < 6 && same; r++)
+            for (int k = 0; k < 5; k++) same = same && jnum(json_at(json_at(c, (size_t)r), (size_t)k)) == want[r][k];
+        CHECK(same);
+        const json_value *labels = json_get(mv, "labels"), *acc = json_get(mv, "accuracy_by_label");
+        CHECK(labels && labels->len == 6 && !strcmp(json_at(labels, 0)->str, "faithful") &&
+              !strcmp(json_at(labels, 2)->str, "invented_defect"));
+        CHECK(jnum(json_at(acc, 0)) == 1 && json_at(acc, 1)->type == JSON_NULL && jnum(json_at(acc, 2)) == 0 &&
+              jnum(json_at(acc, 3)) == 1 && jnum(json_at(acc, 5)) == 0);
+        /* the domain's row carries the same table */
+        const json_value *fake = json_at(json_get(all, "domains"), 0);
+        CHECK_NEAR(jnum(json_get(json_get(fake, "meta_verifier"), "accuracy")), 3.0 / 5, 1e-15, 0);
+        json_free(doc);
+    }
+    CHECKF(md.data && strstr(md.data, "## Meta-verifier vs the checker's faithfulness labels") &&
+               strstr(md.data, "asked about 5 of them") && strstr(md.data, "rated 60.0% as the label says") &&
+               strstr(md.data, "| faithful (1) | 0 | 0 | 1 | 0 | 1 | 100.0% |") &&
+               strstr(md.data, "| invented_defect (0) | 0 | 0 | 1 | 0 | 0 | 0.0% |") &&
+               strstr(md.data, "| bad_format (0) | 0 | 0 | 0 | 1 | 0 | 0.0% |"),
+           "%s", md.data ? md.data : "(none)");
+    lm_text_free(&md);
+    lm_text_free(&js);
+    lm_prove_result_free(res);
+    tb_clear(&t);
+    env_close(&e);
+}
+
 static const char *verify_answer(tb *t, const char *pid, const char *id, const char *prompt) {
     if (!strncmp(prompt, "META", 4)) return verdict("m", "1");
     return verdict("v", strstr(prompt, "|| CORRECT") ? "1" : "0");
@@ -1531,6 +1625,7 @@ int main(void) {
     RUN(report_against_checker);
     RUN(eval_estimators_match_enumeration);
     RUN(eval_against_checker);
+    RUN(eval_meta_verifier_labels);
     RUN(verify_given_proofs);
     RUN(outdir_lock_and_run_args);
     RUN(model_fingerprint_content_and_headers);

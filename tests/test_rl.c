@@ -272,6 +272,24 @@ static void golden_model(const char *name) {
         CHECK_NEAR(st.loss, ref_loss, 1e-7, 1e-5);
         CHECK(gerr <= 2e-5);
         CHECK(st.clip_frac > 0 && st.clip_frac < 1);
+        /* the step's log: the groups with a reward spread (the group of one has none) and the mean |A| */
+        int64_t mixed = 0;
+        double abs_sum = 0, *adv = malloc((size_t)c.n * sizeof *adv);
+        for (int64_t g = 0; g < c.n_groups; g++) {
+            int64_t first = -1, m = 0;
+            for (int64_t i = 0; i < c.n; i++)
+                if (c.s[i].group == g) {
+                    if (first < 0) first = i;
+                    else m |= c.s[i].reward != c.s[first].reward;
+                }
+            mixed += m;
+        }
+        CHECK(adv && lm_rl_advantages(&c.opts, c.s, c.n, c.n_groups, adv, &err) == 0);
+        for (int64_t i = 0; adv && i < c.n; i++) abs_sum += fabs(adv[i]);
+        free(adv);
+        CHECK(st.mixed_groups == mixed && mixed >= 1 && mixed < c.n_groups);
+        CHECK(st.adv_abs_mean == abs_sum / (double)c.n && st.adv_abs_mean > 0);
+        CHECK(st.ratio_dev_max > 0.2); /* some token is clipped: its ratio is outside [0.8, 1.2] */
     }
     lm_trainer_free(tr);
     lm_params_free(p);
@@ -474,6 +492,8 @@ TEST(logprobs_and_ratio_one) {
         CHECK(lm_rl_accumulate(tr, NULL, &c.opts, c.s, c.n, c.n_groups, &st, &err) == 0);
         /* logp_old holds the float rounding of the double logp: ratio 1 up to that */
         CHECK_NEAR(st.ratio_mean, 1.0, 1e-6, 0);
+        CHECK(st.ratio_dev_max < 1e-5);
+        printf("  on-policy ratio: max |rho - 1| = %.1e\n", st.ratio_dev_max);
         CHECK(st.clip_frac == 0);
         free(ids), free(tgt), free(logp), free(old);
     }

@@ -30,6 +30,13 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* CPU seconds of the whole process (every thread). */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static double peak_rss_mib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -851,7 +858,10 @@ static int bench_run(const void *dest) {
     int rc = 1;
     int32_t *ids = malloc((size_t)ctx * sizeof *ids);
     float *logits = malloc((size_t)V * sizeof(float));
+    /* wall and process-CPU rates per rep: on a shared machine the CPU rate
+     * is what time-sharing does not distort (at 1 thread) */
     double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
+    double *ppc = calloc((size_t)reps, sizeof(double)), *tgc = calloc((size_t)reps, sizeof(double));
     lm_infer *s = NULL;
     lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
     if (pool) s = lm_infer_create(m, o.attn, ctx, o.chunk, (int)o.threads, &err);
@@ -859,7 +869,7 @@ static int bench_run(const void *dest) {
         fprintf(stderr, "lemma bench: %s\n", err.msg);
         goto done;
     }
-    if (!ids || !logits || !pp || !tg) {
+    if (!ids || !logits || !pp || !tg || !ppc || !tgc) {
         fprintf(stderr, "lemma bench: out of memory\n");
         goto done;
     }
@@ -869,26 +879,31 @@ static int bench_run(const void *dest) {
     if (lm_infer_forward(s, pool, ids, prompt < 16 ? prompt : 16, logits, LM_LOGITS_LAST, &err)) goto fail;
     for (int64_t r = 0; r < reps; r++) {
         lm_infer_reset(s);
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         if (lm_infer_forward(s, pool, ids, prompt, logits, LM_LOGITS_LAST, &err)) goto fail;
         pp[r] = prompt / (now_s() - t0);
+        ppc[r] = prompt / (cpu_s() - c0);
         lm_infer_reset(s);
-        t0 = now_s();
+        t0 = now_s(), c0 = cpu_s();
         for (int64_t g = 0; g < gen; g++)
             if (lm_infer_forward(s, pool, ids + g, 1, logits, LM_LOGITS_LAST, &err)) goto fail;
         tg[r] = gen / (now_s() - t0);
+        tgc[r] = gen / (cpu_s() - c0);
     }
     qsort(pp, (size_t)reps, sizeof *pp, cmp_double);
     qsort(tg, (size_t)reps, sizeof *tg, cmp_double);
+    qsort(ppc, (size_t)reps, sizeof *ppc, cmp_double);
+    qsort(tgc, (size_t)reps, sizeof *tgc, cmp_double);
     double pmed = pp[reps / 2], tmed = tg[reps / 2];
     lm_param_count pc = lm_model_params(m);
     double abytes = lm_model_active_weight_bytes(m);
     printf("{\"model\":\"%s\",\"threads\":%lld,\"attn\":\"%s\",\"prompt\":%lld,\"gen\":%lld,\"reps\":%lld,"
-           "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.1f,\"prefill_gflop_s\":%.2f,\"decode_weight_gb_s\":%.2f,"
+           "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.1f,\"prefill_tok_cpu_s\":%.1f,\"decode_tok_cpu_s\":%.1f,"
+           "\"prefill_gflop_s\":%.2f,\"decode_weight_gb_s\":%.2f,"
            "\"active_weight_bytes\":%.0f,\"kv_bytes_per_token\":%lld,\"params\":%lld,\"active_params\":%lld,"
            "\"peak_rss_mib\":%.1f}\n",
            o.dir, (long long)o.threads, o.attn == LM_ATTN_LATENT ? "latent" : "naive", (long long)prompt, (long long)gen,
-           (long long)reps, pmed, tmed, 2.0 * pc.active * pmed / 1e9, abytes * tmed / 1e9, abytes,
+           (long long)reps, pmed, tmed, ppc[reps / 2], tgc[reps / 2], 2.0 * pc.active * pmed / 1e9, abytes * tmed / 1e9, abytes,
            (long long)lm_infer_kv_bytes_per_token(s), (long long)pc.total, (long long)pc.active, peak_rss_mib());
     rc = 0;
     goto done;
@@ -899,6 +914,8 @@ done:
     free(logits);
     free(pp);
     free(tg);
+    free(ppc);
+    free(tgc);
     lm_infer_free(s);
     lm_pool_free(pool);
     lm_model_free(m);

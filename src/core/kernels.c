@@ -21,6 +21,8 @@
 #include <cpuid.h>
 #endif
 
+#include "core/bf16gemm.h"
+
 /* ---- CPU features and dispatch ---- */
 
 /* F16C (CPUID.1:ECX bit 29): clang has no __builtin_cpu_supports("f16c"). */
@@ -245,7 +247,7 @@ int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
         default: pack_block(1, dst, W->data, W, q); break;
         }
         if (W->dtype == LM_DTYPE_I8) { /* the scales, as an F16 matrix of their own, after the weights */
-            lm_mat S = {LM_DTYPE_F16, W->rows, lm_q8_scale_cols(W), W->q8_scale, NULL, LM_LAYOUT_ROWS, 0, NULL};
+            lm_mat S = {LM_DTYPE_F16, W->rows, lm_q8_scale_cols(W), W->q8_scale, NULL, LM_LAYOUT_ROWS, 0, NULL, 0};
             lm_mat P = *W;
             P.data = dst;
             pack_block(2, (uint8_t *)lm_q8_panel_scales(&P), (const uint8_t *)S.data, &S, q);
@@ -312,7 +314,7 @@ static void gemm_other(float *y, const float *x, const lm_mat *W, int64_t t0, in
  * just takes fewer tiles. Which thread computes a tile never changes its
  * bits: the kernels' operation order per element ignores tile bounds. */
 enum {
-    MV_TILE_ROWS = 128,   /* matvec: rows of W per tile at most (one FP8 scale block) */
+    MV_TILE_ROWS = 128,   /* matvec, several threads: rows of W per tile at most (one FP8 scale block) */
     GEMM_TILE_COLS = 192, /* gemm: columns of y per tile at most (16 x 12, 32 x 6) */
     GEMM_TILE_ROWS = 256, /* gemm: tokens per tile */
 };
@@ -369,6 +371,11 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
         memset(y, 0, (size_t)T * (size_t)W->rows * sizeof(float));
         return;
     }
+    if (W->bf16_pairs && W->dtype == LM_DTYPE_BF16 && W->layout == LM_LAYOUT_ROWS) {
+        lm_bf16_operand xa = {x, LM_DTYPE_F32, W->cols, 1}, wb = {W->data, LM_DTYPE_BF16, W->cols, 1};
+        lm_bf16_gemm(pool, y, W->rows, T, W->rows, W->cols, &xa, &wb, 0);
+        return;
+    }
     mm_job j;
     j.y = y, j.x = x, j.T = T, j.W = W;
     int di = lm_kernel_dtype_index(W->dtype);
@@ -376,12 +383,17 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
     int path = atomic_load_explicit(&forced_path, memory_order_relaxed);
     j.matvec = j.tab && (path == 1 || (path == 0 && T <= j.tab->matvec_max_t[di]));
     int64_t N = W->rows;
+    /* a tiny problem: not worth waking the pool */
+    if ((double)T * (double)N * (double)W->cols < 32768.0) pool = NULL;
     int nth = lm_pool_size(pool);
     if (j.matvec) {
-        /* panels: whole 128-row blocks (one stream each) unless that
-         * leaves threads idle */
-        int64_t quantum = W->layout == LM_LAYOUT_PANELS && N >= 2 * LM_PANEL_BLOCK * nth ? LM_PANEL_BLOCK : 16;
-        j.tile_n = tile_len(N, 1, nth, MV_TILE_ROWS, quantum);
+        /* One thread: the whole matrix in one call, so the kernel runs its
+         * widest interleave of independent chains (a 64-row tile leaves T = 1
+         * with 4 panels' chains, a 16-row one with 1: latency-bound). Several:
+         * panels in whole 128-row blocks (one stream each) unless that leaves
+         * threads idle, and never under 64 rows (4 panels, 4 row groups). */
+        int64_t quantum = W->layout == LM_LAYOUT_PANELS && N >= 2 * LM_PANEL_BLOCK * nth ? LM_PANEL_BLOCK : 64;
+        j.tile_n = nth == 1 ? N : tile_len(N, 1, nth, MV_TILE_ROWS, quantum);
         j.tiles_n = (N + j.tile_n - 1) / j.tile_n;
         j.ntiles = j.tiles_n;
     } else {
@@ -391,8 +403,7 @@ void lm_matmul(lm_pool *pool, float *y, const float *x, int64_t T, const lm_mat 
         j.ntiles = j.tiles_n * tiles_t;
     }
     atomic_init(&j.next, 0);
-    /* one tile, or a tiny problem: not worth waking the pool */
-    if (j.ntiles == 1 || (double)T * (double)N * (double)W->cols < 32768.0) pool = NULL;
+    if (j.ntiles == 1) pool = NULL;
     lm_pool_run_dynamic(pool, mm_task, &j);
 }
 

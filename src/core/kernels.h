@@ -50,6 +50,11 @@ typedef struct lm_mat {
     /* I8 (Q8) in rows: F16 scales [rows, ceil(cols/32)]. In panels the
      * scales follow the weights in the same buffer (lm_q8_panel_scales). */
     const uint16_t *q8_scale;
+    /* BF16 in rows only: lm_matmul multiplies by the bf16 pair chain of
+     * mixed-precision training (core/bf16gemm.h: x rounded to bf16, the
+     * vdpbf16ps arithmetic) instead of the fp32 chain. Set by training's
+     * bf16 weight views; inference never sets it. */
+    int bf16_pairs;
 } lm_mat;
 
 typedef enum lm_isa { LM_ISA_SCALAR = 0, LM_ISA_AVX2 = 1, LM_ISA_AVX512 = 2 } lm_isa;

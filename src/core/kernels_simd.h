@@ -275,6 +275,16 @@ static inline __attribute__((always_inline)) void matvec_dt(const int dt, float 
 #define MVP (VL == 16 ? 4 : VL == 8 ? 2 : 1) /* panels interleaved for token blocks */
 #endif
 #define MVP_MAX (MVP1 > MVP ? MVP1 : MVP) /* a macro: #if tests it */
+/* One-byte weights (FP8, Q8) are prefetched this far ahead of the column
+ * being read (48 columns of a 128-row block; the stream is contiguous across
+ * chunks and blocks). Their conversion costs as much as the memory stream
+ * itself, so the hardware prefetcher alone falls behind: cold (DRAM) Q8 and
+ * FP8 went from about 80% to 95-100% of the read bandwidth with it, 2 KB
+ * ahead gained less and 512 B lost (docs/benchmarks.md). Wider weights
+ * showed no gain beyond the noise. Speed only: loads are unchanged. */
+#if VL == 16 && defined(__x86_64__)
+#define MVP_PREFETCH_BYTES 6144
+#endif
 /* Panels r/16 .. r/16 + G - 1, all in one block; rows >= n1 not stored. */
 static inline __attribute__((always_inline)) void mvp_micro(const int dt, const int G, const int TT, float *y,
                                                               const float *x, int64_t T, const lm_mat *W,
@@ -319,6 +329,10 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
             }
             qcol += (size_t)R * 2;
             for (int64_t kk = kb; kk < ke; kk++, col += stride) {
+#ifdef MVP_PREFETCH_BYTES
+#pragma GCC unroll 8
+                for (int b = 0; b < G * LM_PANEL; b += 64) _mm_prefetch((const char *)col + MVP_PREFETCH_BYTES + b, _MM_HINT_T0);
+#endif
                 vf xb[MVT];
 #pragma GCC unroll 4
                 for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);
@@ -335,6 +349,11 @@ static inline __attribute__((always_inline)) void mvp_micro(const int dt, const 
         }
     } else {
         for (int64_t kk = 0; kk < kcn; kk++, col += stride) {
+#ifdef MVP_PREFETCH_BYTES
+            if (es == 1)
+#pragma GCC unroll 8
+                for (int b = 0; b < G * LM_PANEL; b += 64) _mm_prefetch((const char *)col + MVP_PREFETCH_BYTES + b, _MM_HINT_T0);
+#endif
             vf xb[MVT];
 #pragma GCC unroll 4
             for (int t = 0; t < TT; t++) xb[t] = v_set1(x[(t0 + t) * K + kc0 + kk]);

@@ -68,12 +68,15 @@ struct lm_fwd {
     float *vsel;                 /* naive mode with DSA: one head's values of the chosen positions [max_ctx, dv] */
     float *thr;                  /* per-thread attention scratch */
     int64_t thr_floats, thr_qb;       /* naive mode: per-thread floats, query rows per block */
-    float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32 */
+    float *w_absorb;             /* latent mode: per layer W_UK^T [H][C][dn] then W_UV [H][dv][C], F32, each
+                                  * head's matrix in panels when the model's are (absorb_mat) */
     float *qcat;                 /* latent: [T, H, C+dr] absorbed queries [q_lat | q_pe] */
     float *olat;                 /* latent: [T, H, C] attention outputs in the latent space */
     float *hx, *hy;              /* latent: [T, max(dn, C)], [T, max(C, dv)] one head's rows */
     float *ablk, *asc, *aout;    /* latent: [ATTN_ROWS, C+dr] query rows, [ATTN_ROWS, max_ctx] scores, [ATTN_ROWS, C] */
     int64_t absorb_layer_floats;
+    int64_t absorb_uk_floats, absorb_uv_floats; /* one head's W_UK^T and W_UV in w_absorb */
+    lm_layout absorb_layout;
     /* V3.2 sparse attention (model/indexer.h); unset without an indexer.
      * K = min(index_topk, max_ctx). */
     int64_t K;
@@ -164,7 +167,12 @@ static void layout(lm_fwd *f, lm_arena *p) {
     if (f->mode != LM_ATTN_LATENT) f->vsel = lm_arena_take(p, (size_t)(dv * f->max_ctx * F));
     f->thr = lm_arena_take(p, (size_t)(f->nthreads * f->thr_floats * F));
     if (f->mode == LM_ATTN_LATENT) {
-        f->absorb_layer_floats = H * (dn + dv) * C;
+        /* Panels pad rows to a multiple of LM_PANEL (zero rows). */
+        f->absorb_layout = f->m->panels ? LM_LAYOUT_PANELS : LM_LAYOUT_ROWS;
+        int64_t pad = f->absorb_layout == LM_LAYOUT_PANELS ? LM_PANEL : 1;
+        f->absorb_uk_floats = (C + pad - 1) / pad * pad * dn;
+        f->absorb_uv_floats = (dv + pad - 1) / pad * pad * C;
+        f->absorb_layer_floats = H * (f->absorb_uk_floats + f->absorb_uv_floats);
         f->w_absorb = lm_arena_take(p, (size_t)(c->num_hidden_layers * f->absorb_layer_floats * F));
         f->qcat = lm_arena_take(p, (size_t)(T * H * (C + dr) * F));
         f->olat = lm_arena_take(p, (size_t)(T * H * C * F));
@@ -196,23 +204,45 @@ static void layout(lm_fwd *f, lm_arena *p) {
     }
 }
 
-/* W_UK^T and W_UV of every layer in F32, for the absorbed path (conv. 11). */
-static void prepare_absorb(lm_fwd *f) {
+/* Head h's W_UK^T [C, dn] (uv = 0) or W_UV [dv, C] (uv = 1) of layer l. */
+static lm_mat absorb_mat(const lm_fwd *f, int64_t l, int uv, int64_t h) {
+    const lm_dims *d = &f->m->dims;
+    const float *base = f->w_absorb + l * f->absorb_layer_floats;
+    lm_mat w = uv ? lm_f32_mat(base + d->H * f->absorb_uk_floats + h * f->absorb_uv_floats, d->dv, d->C)
+                  : lm_f32_mat(base + h * f->absorb_uk_floats, d->C, d->dn);
+    w.layout = f->absorb_layout;
+    return w;
+}
+
+/* W_UK^T and W_UV of every layer in F32, for the absorbed path (conv. 11),
+ * in panels like the model's matrices: the decode matvec then reads them
+ * without transposes (the same bits, docs/arithmetic.md). */
+static int prepare_absorb(lm_fwd *f, lm_error *err) {
     const lm_dims *d = &f->m->dims;
     int64_t H = d->H, dn = d->dn, dv = d->dv, C = d->C;
+    float *rows = malloc((size_t)(C * (dn > dv ? dn : dv)) * sizeof(float)); /* one head's matrix, row-major */
     float *row = f->thr; /* scratch: C floats, before any forward runs */
+    if (!rows) return lm_fail(err, "out of memory preparing the absorbed attention weights");
     for (int64_t l = 0; l < d->L; l++) {
         const lm_mat *W = &f->m->w.layers[l].wkv_b;
-        float *uk_t = f->w_absorb + l * f->absorb_layer_floats; /* [H][C][dn] */
-        float *uv = uk_t + H * C * dn;                           /* [H][dv][C] */
         for (int64_t h = 0; h < H; h++) {
             for (int64_t j = 0; j < dn; j++) {
                 lm_mat_row(W, h * (dn + dv) + j, row);
-                for (int64_t i = 0; i < C; i++) uk_t[(h * C + i) * dn + j] = row[i];
+                for (int64_t i = 0; i < C; i++) rows[i * dn + j] = row[i];
             }
-            for (int64_t j = 0; j < dv; j++) lm_mat_row(W, h * (dn + dv) + dn + j, uv + (h * dv + j) * C);
+            for (int uv = 0; uv < 2; uv++) {
+                if (uv)
+                    for (int64_t j = 0; j < dv; j++) lm_mat_row(W, h * (dn + dv) + dn + j, rows + j * C);
+                lm_mat dst = absorb_mat(f, l, uv, h), src = dst;
+                src.data = rows;
+                src.layout = LM_LAYOUT_ROWS;
+                if (dst.layout == LM_LAYOUT_PANELS) lm_mat_pack_panels(&src, lm_mat_data(&dst), 0, lm_panel_blocks(&src));
+                else memcpy(lm_mat_data(&dst), rows, (size_t)(src.rows * src.cols) * sizeof(float));
+            }
         }
     }
+    free(rows);
+    return 0;
 }
 
 lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads,
@@ -257,7 +287,10 @@ lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, in
     layout(f, &f->arena);
     lm_config_rope_inv_freq(&m->cfg, f->inv_freq);
     for (int64_t i = 0; f->ione && i < IDX_KCHUNK / 128; i++) f->ione[i] = 1.0f;
-    if (mode == LM_ATTN_LATENT) prepare_absorb(f);
+    if (mode == LM_ATTN_LATENT && prepare_absorb(f, err)) {
+        lm_fwd_free(f);
+        return NULL;
+    }
     return f;
 }
 
@@ -403,7 +436,7 @@ static void latent_queries(lm_fwd *f, lm_pool *pool, int64_t l, int64_t T) {
     int64_t H = d->H, dn = d->dn, dr = d->dr, C = d->C, qs = H * (dn + dr);
     for (int64_t h = 0; h < H; h++) {
         for (int64_t t = 0; t < T; t++) memcpy(f->hx + t * dn, f->q + t * qs + h * (dn + dr), (size_t)dn * sizeof(float));
-        lm_mat wuk = lm_f32_mat(f->w_absorb + l * f->absorb_layer_floats + h * C * dn, C, dn);
+        lm_mat wuk = absorb_mat(f, l, 0, h);
         lm_matmul(pool_for(pool, T, C, dn), f->hy, f->hx, T, &wuk);
         for (int64_t t = 0; t < T; t++) {
             float *dst = f->qcat + (t * H + h) * (C + dr);
@@ -446,10 +479,10 @@ static void latent_scores(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_kvs
 /* attn[t, h] = W_UV[h] @ olat[t, h] for every row. */
 static void latent_values(lm_fwd *f, lm_pool *pool, int64_t l, int64_t T) {
     const lm_dims *d = &f->m->dims;
-    int64_t H = d->H, dn = d->dn, dv = d->dv, C = d->C;
+    int64_t H = d->H, dv = d->dv, C = d->C;
     for (int64_t h = 0; h < H; h++) {
         for (int64_t t = 0; t < T; t++) memcpy(f->hx + t * C, f->olat + (t * H + h) * C, (size_t)C * sizeof(float));
-        lm_mat wuv = lm_f32_mat(f->w_absorb + l * f->absorb_layer_floats + H * C * dn + h * dv * C, dv, C);
+        lm_mat wuv = absorb_mat(f, l, 1, h);
         lm_matmul(pool_for(pool, T, dv, C), f->hy, f->hx, T, &wuv);
         for (int64_t t = 0; t < T; t++)
             memcpy(f->attn + t * H * dv + h * dv, f->hy + t * dv, (size_t)dv * sizeof(float));

@@ -8,6 +8,7 @@
 
 #include "core/fileio.h"
 #include "formats/jsonw.h"
+#include "prove/reward.h"
 #include "train/plot.h"
 
 /* ---- the estimators ---- */
@@ -45,6 +46,16 @@ enum { N_LABELS = 3, N_COLS = 4 }; /* checker labels 0, 0.5, 1; scores 0, 0.5, 1
 static const char *const col_names[N_COLS] = {"0", "0.5", "1", "other"};
 static int score_col(double s) { return s == 0 ? 0 : s == 0.5 ? 1 : s == 1 ? 2 : 3; }
 
+/* The faithfulness labels of verifications (prove/reward.h), in
+ * lm_meta_fault order, x what the meta-verifier said of them. */
+enum { N_FAULTS = LM_META_MISSED_DEFECT + 1, N_META_COLS = 5 };
+static const char *const meta_col_names[N_META_COLS] = {"0", "0.5", "1", "other", "not asked"};
+static const double fault_label[N_FAULTS] = {1, 0, 0, 0, 0, 0.5};
+/* The rows in the order a reader wants them: faithful first, missed, then the false claims. */
+static const lm_meta_fault fault_order[N_FAULTS] = {LM_META_FAITHFUL,        LM_META_MISSED_DEFECT,
+                                                    LM_META_INVENTED_DEFECT, LM_META_DENIED_DEFECT,
+                                                    LM_META_WRONG_SCORE,     LM_META_BAD_FORMAT};
+
 typedef struct agg {
     const char *domain;                 /* NULL: every graded problem */
     int problems;
@@ -57,6 +68,8 @@ typedef struct agg {
     int64_t self[N_LABELS][N_COLS];     /* checker label x self-score */
     int64_t self_missing;               /* usable proofs without a self-score */
     int64_t first_dropped;              /* first proofs not received or not splittable */
+    int64_t meta[N_FAULTS][N_META_COLS]; /* valid verifications: faithfulness label x meta-verifier's score */
+    double faith_sum;                   /* their labels (0, 0.5, 1) summed */
 } agg;
 
 typedef struct eval {
@@ -70,6 +83,7 @@ typedef struct eval {
     /* one problem's scratch */
     double *pass;                       /* per proof: 1 when the checker scores it 1 */
     double *score;                      /* per proof: the checker's score (0 when not received or unusable) */
+    int *step;                          /* per proof: the checker's first failing step (0: none) */
     int *idx, *groups, *passes;
     double best[LM_EVAL_MAX_CURVE + 1], oracle[LM_EVAL_MAX_CURVE + 1], best_n, oracle_n;
     double *by_round, *pass1_by_round;
@@ -123,11 +137,12 @@ static int grade(eval *e, int i, lm_error *err) {
     for (int j = 0; j < p->n_proofs; j++) {
         const lm_proof_state *pr = &p->proofs[j];
         e->score[j] = 0;
+        e->step[j] = 0;
         if (pr->rec && pr->usable) {
             /* The checker reads the proof as the verifiers saw it, with its self-evaluation (report.c does the same). */
             char *text = strndup(pr->from_solution ? pr->from_solution : "", pr->from_solution_len);
             if (!text) return lm_fail(err, "out of memory");
-            int rc = e->chk->check(e->chk->ctx, q, text, &e->score[j]);
+            int rc = e->chk->check(e->chk->ctx, q, text, &e->score[j], &e->step[j]);
             free(text);
             if (rc) return lm_fail(err, "problem %s: the checker cannot grade proof %s", p->problem->id, pr->id);
         }
@@ -175,11 +190,21 @@ static int grade(eval *e, int i, lm_error *err) {
             int row = score_col(e->score[j]);
             if (row >= N_LABELS) return lm_fail(err, "problem %s: the checker scored proof %s %g, not 0, 0.5 or 1",
                                                 p->problem->id, pr->id, e->score[j]);
+            /* The solution part is what the verifiers saw; their "Step k" claims count its non-empty lines. */
+            char *sol = strndup(pr->solution ? pr->solution : "", pr->solution_len);
+            if (!sol) return lm_fail(err, "out of memory");
+            lm_meta_truth truth = lm_meta_truth_of(sol, e->score[j], e->step[j]);
+            free(sol);
             for (int v = 0; v < pr->n_verifs; v++) {
                 const lm_verif_state *vs = &pr->verifs[v];
                 if (!vs->valid) continue;
                 a->verif[row][score_col(vs->score)]++;
                 if (!vs->rejected) a->counted_judged++, a->counted_agree += vs->score == e->score[j];
+                lm_meta_label ml;
+                a->faith_sum +=
+                    lm_meta_label_of(vs->rating ? vs->rating : "", vs->rating ? vs->rating_len : 0, &truth, &ml);
+                /* not asked (the pipeline meta-verifies only low scores), no score, or a score outside {0, 0.5, 1} */
+                a->meta[ml.why][!vs->meta ? 4 : !vs->meta_valid ? 3 : score_col(vs->meta_score)]++;
             }
             if (pr->has_self_score) a->self[row][score_col(pr->self_score)]++;
             else a->self_missing++;
@@ -196,6 +221,7 @@ static void eval_free(eval *e) {
     free(e->aggs);
     free(e->pass);
     free(e->score);
+    free(e->step);
     free(e->idx);
     free(e->groups);
     free(e->passes);
@@ -213,7 +239,8 @@ static int eval_run(eval *e, lm_error *err) {
     for (int i = 0; i < res->n; i++) most = res->problems[i].n_proofs > most ? res->problems[i].n_proofs : most;
     size_t nr = (size_t)e->rounds + 1;
     if (!(e->aggs = calloc((size_t)res->n + 1, sizeof *e->aggs)) || !(e->pass = calloc((size_t)most, sizeof(double))) ||
-        !(e->score = calloc((size_t)most, sizeof(double))) || !(e->idx = calloc((size_t)most, sizeof(int))) ||
+        !(e->score = calloc((size_t)most, sizeof(double))) || !(e->step = calloc((size_t)most, sizeof(int))) ||
+        !(e->idx = calloc((size_t)most, sizeof(int))) ||
         !(e->groups = calloc((size_t)most, sizeof(int))) || !(e->passes = calloc((size_t)most, sizeof(int))) ||
         !(e->by_round = calloc(nr, sizeof(double))) || !(e->pass1_by_round = calloc(nr, sizeof(double))))
         return lm_fail(err, "out of memory");
@@ -262,6 +289,39 @@ static int json_confusion(lm_text *t, const int64_t m[N_LABELS][N_COLS]) {
     return e || jw_raw(t, "]}");
 }
 
+/* Verifications of a label row the meta-verifier was asked about, and those it rated as the label says. */
+static int64_t meta_asked(const agg *a, int f) { return a->meta[f][0] + a->meta[f][1] + a->meta[f][2] + a->meta[f][3]; }
+static int64_t meta_right(const agg *a, int f) { return a->meta[f][score_col(fault_label[f])]; }
+static int64_t meta_sum(const agg *a, int64_t (*fn)(const agg *, int)) {
+    int64_t s = 0;
+    for (int f = 0; f < N_FAULTS; f++) s += fn(a, f);
+    return s;
+}
+static int64_t verif_labelled(const agg *a, int f) { return meta_asked(a, f) + a->meta[f][4]; }
+
+static int json_meta(lm_text *t, const agg *a) {
+    int e = jw_raw(t, ",\"verification_faithfulness\":") ||
+            jw_mean(t, a->faith_sum, meta_sum(a, verif_labelled)) || jw_raw(t, ",\"meta_verifier\":{\"asked\":") ||
+            jw_int(t, meta_sum(a, meta_asked)) || jw_raw(t, ",\"accuracy\":") ||
+            jw_mean(t, (double)meta_sum(a, meta_right), meta_sum(a, meta_asked)) || jw_raw(t, ",\"labels\":[");
+    for (int r = 0; r < N_FAULTS; r++) e = e || (r && jw_raw(t, ",")) || jw_str(t, lm_meta_fault_name(fault_order[r]));
+    e = e || jw_raw(t, "],\"label_values\":[");
+    for (int r = 0; r < N_FAULTS; r++) e = e || (r && jw_raw(t, ",")) || jw_num(t, fault_label[fault_order[r]]);
+    e = e || jw_raw(t, "],\"columns\":[");
+    for (int c = 0; c < N_META_COLS; c++) e = e || (c && jw_raw(t, ",")) || jw_str(t, meta_col_names[c]);
+    e = e || jw_raw(t, "],\"counts\":[");
+    for (int r = 0; r < N_FAULTS; r++) {
+        e = e || (r && jw_raw(t, ",")) || jw_raw(t, "[");
+        for (int c = 0; c < N_META_COLS; c++) e = e || (c && jw_raw(t, ",")) || jw_int(t, a->meta[fault_order[r]][c]);
+        e = e || jw_raw(t, "]");
+    }
+    e = e || jw_raw(t, "],\"accuracy_by_label\":[");
+    for (int r = 0; r < N_FAULTS; r++)
+        e = e || (r && jw_raw(t, ",")) ||
+            jw_mean(t, (double)meta_right(a, fault_order[r]), meta_asked(a, fault_order[r]));
+    return e || jw_raw(t, "]}");
+}
+
 static int json_list(lm_text *t, const double *v, int from, int to, int64_t den) {
     int e = jw_raw(t, "[");
     for (int i = from; i <= to; i++) e = e || (i > from && jw_raw(t, ",")) || jw_mean(t, v[i], den);
@@ -289,7 +349,8 @@ static int json_agg(lm_text *t, const agg *a, int rounds) {
         json_confusion(t, a->verif) || jw_raw(t, "},\"self_evaluation\":{\"judged\":") || jw_int(t, self_judged) ||
         jw_raw(t, ",\"agreement\":") || jw_mean(t, (double)diag(a->self), self_judged) ||
         jw_raw(t, ",\"without_self_score\":") || jw_int(t, a->self_missing) || jw_raw(t, ",\"confusion\":") ||
-        json_confusion(t, a->self) || jw_raw(t, "},\"first_proofs_dropped\":") || jw_int(t, a->first_dropped);
+        json_confusion(t, a->self) || jw_raw(t, "},\"first_proofs_dropped\":") || jw_int(t, a->first_dropped) ||
+        json_meta(t, a);
     return e;
 }
 
@@ -331,6 +392,37 @@ static int md_confusion(lm_text *t, const char *what, const int64_t m[N_LABELS][
         e = e || lm_text_appendf(t, "| %s | %lld | %lld | %lld | %lld |\n", col_names[r], (long long)m[r][0],
                                  (long long)m[r][1], (long long)m[r][2], (long long)m[r][3]);
     return e;
+}
+
+static int md_meta(lm_text *t, const agg *a, int meta_on) {
+    char b[3][16];
+    int64_t labelled = meta_sum(a, verif_labelled), asked = meta_sum(a, meta_asked);
+    if (labelled) snprintf(b[0], sizeof b[0], "%.3f", a->faith_sum / (double)labelled);
+    else snprintf(b[0], sizeof b[0], "–");
+    int x = lm_text_appendf(t,
+                            "\n## Meta-verifier vs the checker's faithfulness labels\n\n%lld verifications labelled "
+                            "by what the checker knows of their proof (the first failing step): mean label %s. ",
+                            (long long)labelled, b[0]);
+    if (meta_on)
+        x = x || lm_text_appendf(t, "The meta-verifier was asked about %lld of them (the pipeline meta-verifies "
+                                    "scores below 1) and rated %s as the label says.\n\n",
+                                 (long long)asked, pct(b[1], (double)meta_sum(a, meta_right), asked));
+    else
+        x = x || lm_text_appendf(t, "Meta-verification was off.\n\n");
+    x = x || lm_text_appendf(t, "| label (value) \\ meta score | 0 | 0.5 | 1 | other | not asked | meta accuracy |\n"
+                                "|---|---:|---:|---:|---:|---:|---:|\n");
+    for (int r = 0; r < N_FAULTS && !x; r++) {
+        int f = fault_order[r];
+        x = lm_text_appendf(t, "| %s (%g) | %lld | %lld | %lld | %lld | %lld | %s |\n", lm_meta_fault_name(f),
+                            fault_label[f],
+                            (long long)a->meta[f][0], (long long)a->meta[f][1], (long long)a->meta[f][2],
+                            (long long)a->meta[f][3], (long long)a->meta[f][4],
+                            pct(b[2], (double)meta_right(a, f), meta_asked(a, f)));
+    }
+    return x || lm_text_appendf(t, "\nLabels (prove/reward.h, lm_meta_label_of): faithful, the real first defect named "
+                                   "(or none blamed on a clean proof); missed_defect, right score but the defect not "
+                                   "named; invented_defect, a line known correct blamed; denied_defect, the failing "
+                                   "line said to check; wrong_score; bad_format, the fixed phrases missing.\n");
 }
 
 static int report_md(const eval *e, const char *pipeline_md, lm_text *t) {
@@ -379,6 +471,7 @@ static int report_md(const eval *e, const char *pipeline_md, lm_text *t) {
                              (long long)total(all->self), pct(b[0], (double)diag(all->self), total(all->self)),
                              (long long)all->self_missing) ||
         md_confusion(t, "self-score", all->self);
+    x = x || md_meta(t, all, o->meta);
     x = x || lm_text_appendf(t,
                              "\npass@1: a first proof's chance to pass. best-of-N: the pass of the proof the model's own "
                              "mean verification score (then its self-score; still tied: an even draw) ranks first "

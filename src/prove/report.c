@@ -23,12 +23,13 @@ static const char *task_domain(void *ctx, const char *question) {
     return lm_task_check(question, "", &r, &err) == 0 ? d->name : NULL;
 }
 
-static int task_check(void *ctx, const char *question, const char *answer, double *score) {
+static int task_check(void *ctx, const char *question, const char *answer, double *score, int *step) {
     (void)ctx;
     lm_check_result r;
     lm_error err;
     if (lm_task_check(question, answer, &r, &err)) return -1;
     *score = r.score;
+    if (step) *step = r.step;
     return 0;
 }
 
@@ -141,7 +142,7 @@ static int measure_run(measure *m, lm_error *err) {
                     lm_text_free(&t);
                     return lm_fail(err, "out of memory");
                 }
-                if (m->chk->check(m->chk->ctx, q, t.data ? t.data : "", s)) *s = NO_CHECK;
+                if (m->chk->check(m->chk->ctx, q, t.data ? t.data : "", s, NULL)) *s = NO_CHECK;
             }
             for (int k = 0; k < pr->n_verifs; k++) {
                 const lm_verif_state *v = &pr->verifs[k];

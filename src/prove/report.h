@@ -15,10 +15,14 @@
 #include "core/error.h"
 #include "prove/pipeline.h"
 
-/* The ground truth: which domain a question is in, and an answer's score. */
+/* The ground truth: which domain a question is in, and an answer's score
+ * with its first failing step (the 1-based non-empty line of the solution
+ * part, 0 when the answer checks or its fault is on no line; step may be
+ * NULL). The step lets `lemma eval` label each verification's faithfulness
+ * (prove/reward.h, lm_meta_label_of). */
 typedef struct lm_report_checker {
     const char *(*domain)(void *ctx, const char *question); /* NULL: no domain */
-    int (*check)(void *ctx, const char *question, const char *answer, double *score); /* 0 or -1 */
+    int (*check)(void *ctx, const char *question, const char *answer, double *score, int *step); /* 0 or -1 */
     void *ctx;
 } lm_report_checker;
 

@@ -1,4 +1,5 @@
 /* build.c — runs a recipe; see build.h. */
+#include "core/bf16gemm.h"
 #include "core/clock.h"
 #include "recipe/build.h"
 
@@ -295,8 +296,12 @@ static stage_fn stage_function(int kind_id) {
 static int stage_key(const lm_recipe_stage *rs, const lm_stage_input *ins, int n, char hex[65], lm_error *err) {
     lm_text t = {0};
     /* the arithmetic version: the same recipe computes other bits when it changes */
-    char head[64];
+    char head[96];
     int hn = snprintf(head, sizeof head, "lemma-stage 1\narith %d\n", LM_ARITH_VERSION);
+    /* a bf16 stage: also the bf16 arithmetic's version (f32 keys unchanged) */
+    const json_value *prec = json_get(rs->def, "precision");
+    if (prec && prec->type == JSON_STRING && !strcmp(prec->str, "bf16"))
+        hn += snprintf(head + hn, sizeof head - (size_t)hn, "bf16 arith %d\n", LM_BF16_ARITH_VERSION);
     int bad = lm_text_append(&t, head, (size_t)hn) || lm_text_append(&t, rs->kind, strlen(rs->kind)) ||
               lm_text_append(&t, "\n", 1) || lm_json_canonical(rs->def, &t) || lm_text_append(&t, "\n", 1);
     for (int i = 0; i < n && !bad; i++)

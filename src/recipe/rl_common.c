@@ -11,6 +11,7 @@
 #include "formats/json.h"
 #include "model/model.h"
 #include "recipe/rl_common.h"
+#include "recipe/stage_common.h"
 #include "tokenizer/chat.h"
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -87,6 +88,41 @@ static void rows_of(const lm_rl_sample *s, int64_t nb, int64_t T, int32_t *ids, 
     }
 }
 
+int lm_rls_keep_mixed(const lm_rl_sample *s, int64_t n, int64_t n_groups, float *const *lold, float *const *lref,
+                      lm_rl_sample *out, float **out_old, float **out_ref, int64_t *out_index, int64_t *kept,
+                      int64_t *kept_groups, lm_error *err) {
+    int64_t *first = malloc((size_t)n_groups * sizeof *first), *map = malloc((size_t)n_groups * sizeof *map);
+    uint8_t *mixed = calloc((size_t)n_groups, 1);
+    if (!first || !map || !mixed) {
+        free(first);
+        free(map);
+        free(mixed);
+        return lm_fail(err, "out of memory");
+    }
+    for (int64_t g = 0; g < n_groups; g++) first[g] = -1, map[g] = -1;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t g = s[i].group;
+        if (first[g] < 0) first[g] = i;
+        else if (s[i].reward != s[first[g]].reward) mixed[g] = 1;
+    }
+    *kept = *kept_groups = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t g = s[i].group;
+        if (!mixed[g]) continue;
+        if (map[g] < 0) map[g] = (*kept_groups)++;
+        out[*kept] = s[i];
+        out[*kept].group = map[g];
+        out_old[*kept] = lold[i];
+        if (out_ref) out_ref[*kept] = lref ? lref[i] : NULL;
+        out_index[*kept] = i;
+        (*kept)++;
+    }
+    free(first);
+    free(map);
+    free(mixed);
+    return 0;
+}
+
 /* logp[i][t] = log pi(x_t | x_<t) for the trained tokens of every sample. */
 int lm_rls_logprobs(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_t n, int64_t micro, int64_t T,
                        float **logp, int32_t *ids, int32_t *tgt, float *out, lm_error *err) {
@@ -101,6 +137,51 @@ int lm_rls_logprobs(lm_trainer *tr, lm_pool *pool, const lm_rl_sample *s, int64_
         }
     }
     return 0;
+}
+
+int lm_rls_train(lm_trainer *tr, lm_trainer *ref_tr, lm_pool *pool, const lm_rls_opts *o, int64_t step,
+                 lm_rl_sample *rs, float **lold, float **lref, int64_t *index, int64_t n, int64_t n_groups,
+                 int32_t *buf_ids, int32_t *buf_tgt, float *buf_lp, lm_rls_trained *out, lm_error *err) {
+    memset(out, 0, sizeof *out);
+    lm_rl_sample *ts = rs;
+    float **told = lold, **tref = lref;
+    int64_t tn = n, tg = n_groups;
+    if (o->drop_uniform) {
+        ts = rs + n;
+        told = lold + n;
+        tref = lref ? lref + n : NULL;
+        if (lm_rls_keep_mixed(rs, n, n_groups, lold, lref, ts, told, tref, index, &tn, &tg, err))
+            return -1;
+        out->index = index;
+    }
+    out->batch = ts;
+    out->samples = tn;
+    if (!tn) return 0; /* no group with a reward spread: nothing to learn this step */
+    int64_t micro = o->micro_batch, T = o->seq;
+    if (lm_rls_logprobs(tr, pool, ts, tn, micro, T, told, buf_ids, buf_tgt, buf_lp, err)) return -1;
+    if (o->rl.beta_kl > 0 && lm_rls_logprobs(ref_tr, pool, ts, tn, micro, T, tref, buf_ids, buf_tgt, buf_lp, err))
+        return -1;
+    for (int64_t it = 0; it < o->num_iterations; it++) {
+        lm_rl_stats st;
+        if (lm_rl_step(tr, pool, &o->rl, ts, tn, tg, lm_rls_lr(o, step), &st, err))
+            return lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
+        if (it == 0) out->first = st; /* the on-policy iteration's loss, KL and ratio */
+        else out->first.train = st.train;
+        out->last = st;
+    }
+    return 0;
+}
+
+void lm_rls_put_learning(lm_text *line, const lm_rls_opts *o, const lm_rl_stats *first, const lm_rl_stats *last,
+                         int64_t trained) {
+    lm_stage_put_num(line, "ratio_dev_max", first->ratio_dev_max);
+    lm_stage_put_num(line, "mixed_groups", (double)first->mixed_groups);
+    lm_stage_put_num(line, "trained_samples", (double)trained);
+    lm_stage_put_num(line, "adv_abs_mean", first->adv_abs_mean);
+    if (o->num_iterations > 1) {
+        lm_stage_put_num(line, "ratio_mean_last", last->ratio_mean);
+        lm_stage_put_num(line, "clip_frac_last", last->clip_frac);
+    }
 }
 
 int lm_rls_pick_domains(const char *spec, const lm_task_domain **ds, int *nd, const lm_stage *st, lm_error *err) {
@@ -183,7 +264,16 @@ typedef struct group_req {
 static void on_event(void *user, const lm_engine_event *ev) {
     group_req *r = user;
     lm_rls_sample *s = &r->s[ev->choice];
-    if (ev->kind == LM_EV_TOKEN && lm_ids_push(&s->completion, ev->token)) r->oom = 1;
+    if (ev->kind == LM_EV_TOKEN) {
+        if (s->completion.n == s->engine_logp_cap) {
+            size_t cap = s->engine_logp_cap ? 2 * s->engine_logp_cap : 64;
+            float *p = realloc(s->engine_logp, cap * sizeof *p);
+            if (!p) r->oom = 1;
+            else s->engine_logp = p, s->engine_logp_cap = cap;
+        }
+        if (!r->oom) s->engine_logp[s->completion.n] = ev->logprob;
+        if (lm_ids_push(&s->completion, ev->token)) r->oom = 1;
+    }
     if (ev->text_len && lm_text_append(&s->text, ev->text, ev->text_len)) r->oom = 1;
     if (ev->kind == LM_EV_DONE) {
         r->done[ev->choice] = 1;
@@ -237,6 +327,7 @@ int lm_rls_sample_groups(const lm_params *p, lm_tokenizer *tok, lm_pool *pool, c
         r.params.sampling.top_p = (float)gen->top_p;
         r.params.stop_at_eos = 1;
         r.params.skip_special = 0;
+        r.logprobs = 1;
         uint64_t id;
         if (lm_engine_submit(e, &r, &id, err)) goto out;
     }
@@ -269,9 +360,29 @@ out:
     return rc;
 }
 
+void lm_rls_engine_logp_gap(const lm_rls_sample *sm, const lm_rl_sample *batch, const int64_t *index, int64_t n,
+                            double *max_abs, double *mean_abs) {
+    double mx = 0, sum = 0;
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const lm_rls_sample *e = &sm[index ? index[i] : i];
+        size_t k = 0;
+        for (int64_t t = 0; t < batch[i].len && k < e->completion.n; t++) {
+            if (!batch[i].train[t]) continue;
+            double d = fabs((double)e->engine_logp[k++] - (double)batch[i].logp_old[t]);
+            if (!(d <= mx)) mx = d; /* a NaN shows as NaN */
+            sum += d;
+            cnt++;
+        }
+    }
+    *max_abs = mx;
+    *mean_abs = cnt ? sum / (double)cnt : 0;
+}
+
 void lm_rls_sample_free(lm_rls_sample *s, int64_t n) {
     if (!s) return;
     for (int64_t i = 0; i < n; i++) {
+        free(s[i].engine_logp);
         lm_ids_free(&s[i].completion);
         lm_text_free(&s[i].text);
     }
@@ -283,7 +394,7 @@ static const char *const shared_keys[] = {
     "name", "kind", "inputs", "description", "steps", "prompts", "group", "max_tokens", "seq", "micro_batch",
     "temperature", "top_p", "lr", "weight_decay", "beta1", "beta2", "eps", "clip", "bias_gamma", "beta_kl",
     "clip_low", "clip_high", "std_eps", "scale_std", "agg", "norm_len", "num_iterations", "seed", "difficulty",
-    "domains", "templates", "save_every", "log_every", NULL};
+    "domains", "templates", "save_every", "log_every", "warmup", "drop_uniform_groups", NULL};
 
 static int key_in(const char *key, const char *const *keys) {
     for (int i = 0; keys[i]; i++)
@@ -330,7 +441,9 @@ int lm_rls_read_opts(const lm_stage *st, const char *kind, const char *const *ow
         lm_stage_string(st, "domains", "all", &o->domains, err) ||
         lm_stage_string(st, "templates", NULL, &o->templates, err) ||
         lm_stage_int(st, "save_every", 0, 0, 1ll << 40, &o->save_every, err) ||
-        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err))
+        lm_stage_int(st, "log_every", 1, 1, 1ll << 40, &o->log_every, err) ||
+        lm_stage_int(st, "warmup", 0, 0, 1ll << 40, &o->warmup, err) ||
+        lm_stage_bool(st, "drop_uniform_groups", 0, &o->drop_uniform, err))
         return -1;
     o->seed = (uint64_t)seed;
     o->rl.scale_std = scale_std;
@@ -351,6 +464,11 @@ int lm_rls_read_opts(const lm_stage *st, const char *kind, const char *const *ow
                        st->recipe_path, st->name, (long long)o->max_tokens, (long long)o->seq);
     if (lm_rls_difficulty(st, &o->dmin, &o->dmax, err)) return -1;
     return lm_rl_opts_check(&o->rl, err) ? lm_fail_prefix(err, "%s: stage %s", st->recipe_path, st->name) : 0;
+}
+
+double lm_rls_lr(const lm_rls_opts *o, int64_t step) {
+    if (step >= o->warmup) return o->lr;
+    return o->lr * (double)(step + 1) / (double)o->warmup;
 }
 
 lm_train_opts lm_rls_train_opts(const lm_rls_opts *o) {

@@ -123,7 +123,9 @@ typedef struct step_stats {
     double r_meta, r_meta_agreement;
     int64_t verified, completion_tokens, truncated, meta_judged;
     double sample_s, verify_s, meta_s, train_s;
-    lm_rl_stats rl;
+    double engine_gap_max, engine_gap_mean; /* |engine logp - trainer logp| of the sampled tokens */
+    int64_t trained;             /* samples trained (all, or those of mixed groups with drop_uniform_groups) */
+    lm_rl_stats rl, rl_last;     /* the first (on-policy) and the last iteration's */
 } step_stats;
 
 /* The verification prompt of one proof: question and solution part. */
@@ -253,8 +255,8 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     double *r_y = calloc((size_t)n, sizeof *r_y), *chk = calloc((size_t)n, sizeof *chk);
     double *rmeta = malloc((size_t)n * sizeof *rmeta);
     char **sols = calloc((size_t)n, sizeof *sols);
-    lm_rl_sample *rs = calloc((size_t)n, sizeof *rs);
-    float **lold = calloc((size_t)n, sizeof *lold), **lref = calloc((size_t)n, sizeof *lref);
+    lm_rl_sample *rs = calloc((size_t)(2 * n), sizeof *rs); /* the batch, then the trained samples */
+    float **lold = calloc((size_t)(2 * n), sizeof *lold), **lref = calloc((size_t)(2 * n), sizeof *lref);
     int32_t *buf_ids = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_ids);
     int32_t *buf_tgt = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_tgt);
     float *buf_lp = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_lp);
@@ -393,21 +395,17 @@ static int run_step(grpo *c, int64_t step, step_stats *ss, lm_error *err) {
     ss->self_agree /= (double)n;
     ss->checker /= (double)n;
     ss->pass /= (double)n;
-    /* 5. training */
+    /* 5. training: every sample, or (drop_uniform_groups) those of the groups with a reward spread */
     t0 = lm_stage_now_s();
-    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->base.micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
-    if (o->base.rl.beta_kl > 0 &&
-        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->base.micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
+    lm_rls_trained trained;
+    if (lm_rls_train(c->tr, c->ref_tr, c->pool, &o->base, step, rs, lold, lref, gs, n, P, buf_ids, buf_tgt, buf_lp,
+                     &trained, err))
         goto done;
-    for (int64_t it = 0; it < o->base.num_iterations; it++) {
-        lm_rl_stats st;
-        if (lm_rl_step(c->tr, c->pool, &o->base.rl, rs, n, P, o->base.lr, &st, err)) {
-            lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
-            goto done;
-        }
-        if (it == 0) ss->rl = st;
-        else ss->rl.train = st.train;
-    }
+    ss->rl = trained.first;
+    ss->rl_last = trained.last;
+    ss->trained = trained.samples;
+    lm_rls_engine_logp_gap(sm, trained.batch, trained.index, trained.samples, &ss->engine_gap_max,
+                           &ss->engine_gap_mean);
     ss->train_s = lm_stage_now_s() - t0;
     rc = 0;
 done:
@@ -477,7 +475,7 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
             snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
             lm_text_append(&line, head, strlen(head));
             lm_stage_put_num(&line, "loss", ss.rl.loss);
-            lm_stage_put_num(&line, "lr", o->base.lr);
+            lm_stage_put_num(&line, "lr", lm_rls_lr(&o->base, step));
             lm_stage_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
             lm_stage_put_num(&line, "tokens_per_s", tok_s);
             lm_stage_put_num(&line, "reward_mean", ss.reward_mean);
@@ -495,6 +493,9 @@ static int loop(grpo *c, int64_t start, lm_error *err) {
             lm_stage_put_num(&line, "kl", ss.rl.kl);
             lm_stage_put_num(&line, "clip_frac", ss.rl.clip_frac);
             lm_stage_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
+            lm_stage_put_num(&line, "engine_logp_gap_max", ss.engine_gap_max);
+            lm_stage_put_num(&line, "engine_logp_gap_mean", ss.engine_gap_mean);
+            lm_rls_put_learning(&line, &o->base, &ss.rl, &ss.rl_last, ss.trained);
             lm_stage_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
             lm_stage_put_num(&line, "truncated", (double)ss.truncated);
             lm_stage_put_num(&line, "sample_s", ss.sample_s);

@@ -68,8 +68,9 @@ static const char *const own_keys[] = {"accept",           "verifications",     
                                        "verify_examples",  "self_eval_examples", "working",
                                        NULL};
 /* Shared RL keys that mean nothing to a cross-entropy fine-tune. */
-static const char *const policy_gradient_keys[] = {"beta_kl", "clip_low", "clip_high", "std_eps", "scale_std",
-                                                   "agg",     "norm_len", "num_iterations", NULL};
+static const char *const policy_gradient_keys[] = {"beta_kl", "clip_low", "clip_high",      "std_eps",
+                                                   "scale_std", "agg",    "norm_len", "num_iterations",
+                                                   "drop_uniform_groups", NULL};
 
 typedef struct rft_opts {
     lm_rls_opts base;
@@ -185,7 +186,7 @@ static int make_row(const rft *c, const lm_ids *prompt, const char *context, con
 }
 
 /* Trains one AdamW step on rows[0..n), micro_batch at a time. */
-static int train_rows(rft *c, const row *rows, int64_t n, step_stats *ss, lm_error *err) {
+static int train_rows(rft *c, int64_t step, const row *rows, int64_t n, step_stats *ss, lm_error *err) {
     int64_t T = c->o.base.seq, mb = c->o.base.micro_batch, denom = 0;
     for (int64_t i = 0; i < n; i++) denom += (int64_t)(rows[i].ids.n - rows[i].first_trained);
     if (!denom) return 0; /* nothing kept this step: no update */
@@ -206,7 +207,7 @@ static int train_rows(rft *c, const row *rows, int64_t n, step_stats *ss, lm_err
     lm_train_loss_so_far(c->tr, &ss->loss, &ss->trained_tokens);
     if (!isfinite(ss->loss)) return lm_fail(err, "the loss is not finite (%g); nothing updated", ss->loss);
     lm_train_stats ts;
-    lm_train_apply(c->tr, c->pool, c->o.base.lr, &ts);
+    lm_train_apply(c->tr, c->pool, lm_rls_lr(&c->o.base, step), &ts);
     ss->grad_norm = ts.grad_norm;
     return 0;
 }
@@ -361,7 +362,7 @@ static int run_step(rft *c, int64_t step, step_stats *ss, lm_error *err) {
     ss->accepted /= (double)n;
     /* 5. one update on every row */
     t0 = lm_stage_now_s();
-    if (train_rows(c, rows, nrows, ss, err)) {
+    if (train_rows(c, step, rows, nrows, ss, err)) {
         lm_fail_prefix(err, "step %lld", (long long)step + 1);
         goto done;
     }
@@ -423,7 +424,7 @@ static int loop(rft *c, int64_t start, lm_error *err) {
             line.len = 0;
             lm_text_appendf(&line, "{\"step\": %lld", (long long)done_steps);
             lm_stage_put_num(&line, "loss", ss.trained_tokens ? ss.loss : NAN);
-            lm_stage_put_num(&line, "lr", o->base.lr);
+            lm_stage_put_num(&line, "lr", lm_rls_lr(&o->base, step));
             lm_stage_put_num(&line, "grad_norm", ss.trained_tokens ? ss.grad_norm : NAN);
             lm_stage_put_num(&line, "tokens_per_s", tok_s);
             lm_stage_put_num(&line, "pass", ss.pass);

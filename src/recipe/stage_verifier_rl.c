@@ -260,7 +260,8 @@ typedef struct step_stats {
     double reward_mean, agreement, format, label_mean, predicted_mean;
     int64_t completion_tokens, truncated;
     double sample_s, train_s, engine_s;
-    lm_rl_stats rl;
+    lm_rl_stats rl, rl_last;     /* the first (on-policy) and the last iteration's */
+    int64_t trained;             /* samples trained (all, or those of mixed groups with drop_uniform_groups) */
     /* meta-verification: over the meta prompts' samples, and (meta_reward)
      * R_meta over the verification samples; faithful is the mean label
      * (lm_meta_label_of) of the sampled verifications */
@@ -442,8 +443,9 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     vreq *rq = calloc((size_t)P, sizeof *rq);
     lm_ids *pids = calloc((size_t)P, sizeof *pids);
     uint64_t *seeds = malloc((size_t)n * sizeof *seeds);
-    lm_rl_sample *rs = calloc((size_t)n, sizeof *rs);
-    float **lold = calloc((size_t)n, sizeof *lold), **lref = calloc((size_t)n, sizeof *lref);
+    lm_rl_sample *rs = calloc((size_t)(2 * n), sizeof *rs); /* the batch, then the trained samples */
+    float **lold = calloc((size_t)(2 * n), sizeof *lold), **lref = calloc((size_t)(2 * n), sizeof *lref);
+    int64_t *kept_index = malloc((size_t)n * sizeof *kept_index);
     int32_t *buf_ids = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_ids);
     int32_t *buf_tgt = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_tgt);
     float *buf_lp = malloc((size_t)(o->base.micro_batch * T) * sizeof *buf_lp);
@@ -451,7 +453,8 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     lm_engine *e = NULL;
     int rc = -1;
     memset(ss, 0, sizeof *ss);
-    if (!pr || !sm || !rq || !pids || !seeds || !rs || !lold || !lref || !buf_ids || !buf_tgt || !buf_lp || !rmeta) {
+    if (!pr || !sm || !rq || !pids || !seeds || !rs || !lold || !lref || !kept_index || !buf_ids || !buf_tgt ||
+        !buf_lp || !rmeta) {
         lm_fail(err, "out of memory");
         goto done;
     }
@@ -545,19 +548,13 @@ static int run_step(vrl *c, int64_t step, step_stats *ss, lm_error *err) {
     /* 4. training: logp_old from the sampling weights, logp_ref from the
      * frozen input model, then num_iterations steps on the batch */
     t0 = lm_stage_now_s();
-    if (lm_rls_logprobs(c->tr, c->pool, rs, n, o->base.micro_batch, T, lold, buf_ids, buf_tgt, buf_lp, err)) goto done;
-    if (o->base.rl.beta_kl > 0 &&
-        lm_rls_logprobs(c->ref_tr, c->pool, rs, n, o->base.micro_batch, T, lref, buf_ids, buf_tgt, buf_lp, err))
+    lm_rls_trained trained;
+    if (lm_rls_train(c->tr, c->ref_tr, c->pool, &o->base, step, rs, lold, lref, kept_index, n, P, buf_ids, buf_tgt,
+                     buf_lp, &trained, err))
         goto done;
-    for (int64_t it = 0; it < o->base.num_iterations; it++) {
-        lm_rl_stats st;
-        if (lm_rl_step(c->tr, c->pool, &o->base.rl, rs, n, P, o->base.lr, &st, err)) {
-            lm_fail_prefix(err, "step %lld, iteration %lld", (long long)step + 1, (long long)it + 1);
-            goto done;
-        }
-        if (it == 0) ss->rl = st; /* the on-policy iteration's loss, KL and ratio */
-        else ss->rl.train = st.train;
-    }
+    ss->rl = trained.first;
+    ss->rl_last = trained.last;
+    ss->trained = trained.samples;
     ss->train_s = lm_stage_now_s() - t0;
     rc = 0;
 done:
@@ -592,6 +589,7 @@ done:
     free(buf_tgt);
     free(buf_lp);
     free(rmeta);
+    free(kept_index);
     return rc;
 }
 
@@ -620,7 +618,7 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
             snprintf(head, sizeof head, "{\"step\": %lld", (long long)done_steps);
             lm_text_append(&line, head, strlen(head));
             lm_stage_put_num(&line, "loss", ss.rl.loss);
-            lm_stage_put_num(&line, "lr", o->base.lr);
+            lm_stage_put_num(&line, "lr", lm_rls_lr(&o->base, step));
             lm_stage_put_num(&line, "grad_norm", ss.rl.train.grad_norm);
             lm_stage_put_num(&line, "tokens_per_s", tok_s);
             lm_stage_put_num(&line, "reward_mean", ss.reward_mean);
@@ -631,6 +629,7 @@ static int loop(vrl *c, int64_t start, lm_error *err) {
             lm_stage_put_num(&line, "kl", ss.rl.kl);
             lm_stage_put_num(&line, "clip_frac", ss.rl.clip_frac);
             lm_stage_put_num(&line, "ratio_mean", ss.rl.ratio_mean);
+            lm_rls_put_learning(&line, &o->base, &ss.rl, &ss.rl_last, ss.trained);
             lm_stage_put_num(&line, "completion_tokens", (double)ss.completion_tokens);
             lm_stage_put_num(&line, "truncated", (double)ss.truncated);
             lm_stage_put_num(&line, "sample_s", ss.sample_s);

@@ -345,7 +345,7 @@ static int bind_bf16(void *ctx, const lm_arch_item *it) {
         *(float **)field = b->p->w + t->offset;
     else
         *(lm_mat *)field = (lm_mat){.dtype = LM_DTYPE_BF16, .rows = t->shape[0], .cols = t->shape[1],
-                                    .data = b->w16 + t->offset};
+                                    .data = b->w16 + t->offset, .bf16_pairs = 1};
     return 0;
 }
 

@@ -213,6 +213,29 @@ int lm_rl_accumulate(lm_trainer *tr, lm_pool *pool, const lm_rl_opts *o, const l
     acc.reward_std = sqrt(rvar / (double)n);
     acc.samples = n;
     acc.tokens = total;
+    {
+        double abs_sum = 0;
+        for (int64_t i = 0; i < n; i++) abs_sum += fabs(adv[i]);
+        acc.adv_abs_mean = abs_sum / (double)n;
+        /* a group is mixed when some reward differs from its first sample's */
+        int64_t *first = malloc((size_t)n_groups * sizeof *first);
+        uint8_t *mixed = calloc((size_t)n_groups, 1);
+        if (!first || !mixed) {
+            free(first);
+            free(mixed);
+            lm_fail(err, "out of memory");
+            goto done;
+        }
+        for (int64_t g = 0; g < n_groups; g++) first[g] = -1;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t g = s[i].group;
+            if (first[g] < 0) first[g] = i;
+            else if (s[i].reward != s[first[g]].reward) mixed[g] = 1;
+        }
+        for (int64_t g = 0; g < n_groups; g++) acc.mixed_groups += mixed[g];
+        free(first);
+        free(mixed);
+    }
     double ratio_sum = 0, kl_sum = 0;
     int64_t nclip = 0;
     lm_train_begin(tr);
@@ -241,6 +264,7 @@ int lm_rl_accumulate(lm_trainer *tr, lm_pool *pool, const lm_rl_opts *o, const l
                     goto done;
                 }
                 ratio_sum += ratio[r];
+                if (fabs(ratio[r] - 1.0) > acc.ratio_dev_max) acc.ratio_dev_max = fabs(ratio[r] - 1.0);
                 kl_sum += kl[r];
                 nclip += clipped[r];
             }

@@ -98,6 +98,9 @@ typedef struct lm_rl_stats {
     double kl;                   /* mean k3 over the completion tokens */
     double clip_frac;            /* share of completion tokens where the clipped term was strictly smaller */
     double ratio_mean;           /* mean rho */
+    double ratio_dev_max;        /* max |rho - 1|: 0 up to fp32 rounding when logp_old is the policy's own */
+    double adv_abs_mean;         /* mean |A_i| over the samples */
+    int64_t mixed_groups;        /* groups whose rewards are not all equal: the ones with a policy gradient */
     double reward_mean, reward_std; /* over the samples (population std) */
     int64_t samples, tokens;     /* samples, completion tokens */
     lm_train_stats train;        /* the trainer's: grad norm, clip scale, lr, step, expert loads */

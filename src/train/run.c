@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/bf16gemm.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/dirlock.h"
@@ -135,8 +136,10 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
     } else {
         pos += (size_t)snprintf(buf + pos, sizeof buf - pos, "null");
     }
-    char world[96] = "";
+    char world[96] = "", prec[64];
     size_t wn = 0;
+    /* bf16: which bf16 arithmetic computed the run (core/bf16gemm.h) */
+    snprintf(prec, sizeof prec, ",\n  \"precision\": \"bf16\",\n  \"bf16_arith\": %d", LM_BF16_ARITH_VERSION);
     /* written only when on: the run.json of a run without it keeps its bytes */
     if (o->mtp_weight > 0) wn += (size_t)snprintf(world, sizeof world, ",\n  \"mtp_weight\": %.17g", o->mtp_weight);
     if (!o->omit_world_size) snprintf(world + wn, sizeof world - wn, ",\n  \"world_size\": %d", lm_dp_size());
@@ -156,7 +159,7 @@ static int write_run_json(const char *dir, const lm_run_opts *o, const char *dat
         (long long)o->save_every, (long long)o->eval_every, (long long)o->eval_batches,
         (long long)o->log_every, (long long)o->keep, world,
         /* absent for f32, so the run.json of every earlier run stays the same bytes */
-        o->precision == LM_PRECISION_BF16 ? ",\n  \"precision\": \"bf16\"" : "");
+        o->precision == LM_PRECISION_BF16 ? prec : "");
     if (pos >= sizeof buf - 1) return lm_fail(err, "run.json too long");
     pjoin(path, sizeof path, dir, "run.json");
     return lm_write_file_atomic(path, buf, pos, err);
@@ -245,6 +248,23 @@ static int read_run_json(const char *dir, lm_run_opts *o, run_strings *s, lm_err
     if (v && (v->type != JSON_STRING || lm_precision_parse(v->str, &o->precision))) {
         lm_fail(err, "%s: field 'precision' must be \"f32\" or \"bf16\"", path);
         goto done;
+    }
+    if (o->precision == LM_PRECISION_BF16) {
+        /* absent: a run from before the field, bf16 arithmetic version 1 */
+        int64_t ver = 1;
+        v = json_get(r, "bf16_arith");
+        if (v && (!json_as_int(v, &ver) || ver < 1)) {
+            lm_fail(err, "%s: field 'bf16_arith' must be a positive integer", path);
+            goto done;
+        }
+        if (ver != LM_BF16_ARITH_VERSION) {
+            lm_fail(err,
+                    "%s: this bf16 run was trained with bf16 arithmetic version %lld, this lemma computes version %d "
+                    "(docs/arithmetic.md): resuming would not reproduce it; start a new run with --init from its "
+                    "checkpoint",
+                    path, (long long)ver, LM_BF16_ARITH_VERSION);
+            goto done;
+        }
     }
 #undef GET_INT
 #undef GET_NUM

@@ -68,16 +68,18 @@
 #include "train/params.h"
 
 /* Mixed precision. With LM_PRECISION_BF16, every Linear product (forward,
- * and both backward products) takes its operands rounded to bf16 (round to
- * nearest even): the weights (from a bf16 copy of the fp32 master weights,
+ * and both backward products) runs on the bf16 pair chain of
+ * core/bf16gemm.h (vdpbf16ps where the CPU has AVX512_BF16, an exact
+ * emulation elsewhere): operands rounded to bf16 (nearest even) as they are
+ * packed — the weights (from a bf16 copy of the fp32 master weights,
  * refreshed at every forward), the activations that enter it and, in the
- * backward, the output gradient. A product of two bf16 values is exact in
- * fp32, and each output is the canonical fp32 fma chain
- * (docs/arithmetic.md), so the result is the same bits on every ISA and
- * thread count, like fp32 training. Everything else stays fp32: master
- * weights, gradients, AdamW state, norms, softmax, the attention core
- * (QK^T, PV), the router's choice and the loss. docs/train-benchmarks.md
- * compares its loss curve with fp32's. */
+ * backward, the output gradient — and fp32 accumulation, two products per
+ * step as the instruction does them (docs/arithmetic.md, "The bf16 pair
+ * chain"). The result is the same bits on every ISA and thread count, like
+ * fp32 training. Everything else stays fp32: master weights, gradients,
+ * AdamW state, norms, softmax, the attention core (QK^T, PV), the router's
+ * choice and the loss. docs/train-benchmarks.md compares its loss curve
+ * with fp32's. */
 typedef enum lm_precision { LM_PRECISION_F32 = 0, LM_PRECISION_BF16 = 1 } lm_precision;
 
 /* "f32" / "fp32" or "bf16" -> *out; -1 otherwise. */

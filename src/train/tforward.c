@@ -359,8 +359,7 @@ void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const
     if (grad) {
         memset(tr->dxn, 0, (size_t)(N * D) * sizeof(float));
         if (!keep_hacc) memset(tr->hacc, 0, (size_t)(V * D) * sizeof(float));
-        lm_tk_transpose(pool, tr->headT, lm_mat_data(&p->W.head), V, D);
-        if (tr->bf16) lm_tk_round_bf16(pool, tr->headT, V * D);
+        if (!tr->bf16) lm_tk_transpose(pool, tr->headT, lm_mat_data(&p->W.head), V, D);
     }
     lm_mat headT = lm_f32_mat(tr->headT, D, V);
     double loss = 0;
@@ -384,8 +383,10 @@ void tr_head_rows(lm_trainer *tr, lm_pool *pool, const float *x, float *r, const
         cnt += m;
         if (!grad) continue;
         lm_tk_linear_dw(pool, tr->hacc, tr->logits, tr->xc, m, V, D, tr->ws, tr->bf16);
-        if (tr->bf16) lm_tk_round_bf16(pool, tr->logits, m * V); /* dlogits, after dW read them */
-        lm_matmul(pool, tr->dxc, tr->logits, m, &headT); /* dx = dlogits W */
+        if (tr->bf16) /* dx = dlogits W, the head read in place */
+            lm_tk_linear_dx(pool, tr->dxc, tr->logits, m, lm_mat_data(&p->W.head), V, D, 0, NULL, 1);
+        else
+            lm_matmul(pool, tr->dxc, tr->logits, m, &headT); /* dx = dlogits W */
         for (int64_t i = 0; i < m; i++)
             memcpy(tr->dxn + (int64_t)tr->hrows[i] * D, tr->dxc + i * D, (size_t)D * sizeof(float));
     }

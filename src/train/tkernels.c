@@ -9,6 +9,7 @@
 #include <xmmintrin.h>
 #endif
 
+#include "core/bf16gemm.h"
 #include "core/dtype.h"
 #include "core/kernels.h"
 #include "model/arch.h"
@@ -96,27 +97,18 @@ void lm_tk_linear(lm_pool *pool, float *y, const float *x, int64_t N, const floa
     lm_matmul(pool, y, x, N, &m);
 }
 
-/* The transposes of the backward products, rounding each value to bf16
- * when asked (round_bf16 is idempotent, so inputs that already hold bf16
- * values pass unchanged). */
-static void transpose_maybe_bf16(lm_pool *pool, float *dst, const float *src, int64_t rows, int64_t cols, int bf16) {
-    lm_tk_transpose(pool, dst, src, rows, cols);
-    if (bf16) lm_tk_round_bf16(pool, dst, rows * cols);
-}
-
 void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const float *W, int64_t out, int64_t in,
                      int accumulate, float *ws, int bf16) {
     if (N <= 0) return;
+    if (bf16) { /* dx(t, i) = the pair chain over o of dy(t, o) W(o, i), W read in place */
+        lm_bf16_operand a = {dy, LM_DTYPE_F32, out, 1}, b = {W, LM_DTYPE_F32, 1, in};
+        lm_bf16_gemm(pool, dx, in, N, in, out, &a, &b, accumulate);
+        return;
+    }
     float *wt = ws; /* W^T [in, out] */
-    transpose_maybe_bf16(pool, wt, W, out, in, bf16);
+    lm_tk_transpose(pool, wt, W, out, in);
     lm_mat m = lm_f32_mat(wt, in, out);
     float *tmp = ws + out * in; /* [N, in] */
-    if (bf16) {                 /* dy rounded [N, out] after tmp */
-        float *dyr = tmp + N * in;
-        memcpy(dyr, dy, sizeof(float) * (size_t)(N * out));
-        lm_tk_round_bf16(pool, dyr, N * out);
-        dy = dyr;
-    }
     if (!accumulate) {
         lm_matmul(pool, dx, dy, N, &m);
         return;
@@ -128,11 +120,16 @@ void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const
 void lm_tk_linear_dw(lm_pool *pool, float *dW, const float *dy, const float *x, int64_t N, int64_t out, int64_t in,
                      float *ws, int bf16) {
     if (N <= 0) return;
+    if (bf16) { /* dW(o, i) += the pair chain over t of dy(t, o) x(t, i), both read in place */
+        lm_bf16_operand a = {dy, LM_DTYPE_F32, 1, out}, b = {x, LM_DTYPE_F32, 1, in};
+        lm_bf16_gemm(pool, dW, in, out, in, N, &a, &b, 1);
+        return;
+    }
     float *dyt = ws;            /* [out, N] */
     float *xt = dyt + out * N;  /* [in, N] */
     float *tmp = xt + in * N;   /* [out, in] */
-    transpose_maybe_bf16(pool, dyt, dy, N, out, bf16);
-    transpose_maybe_bf16(pool, xt, x, N, in, bf16);
+    lm_tk_transpose(pool, dyt, dy, N, out);
+    lm_tk_transpose(pool, xt, x, N, in);
     lm_mat m = lm_f32_mat(xt, in, N);
     lm_matmul(pool, tmp, dyt, out, &m);
     lm_tk_add(pool, dW, tmp, out * in);

@@ -28,13 +28,14 @@ int64_t lm_tk_ws_floats(int64_t N, int64_t out, int64_t in);
 
 /* y[N, out] = x[N, in] @ W^T. */
 void lm_tk_linear(lm_pool *pool, float *y, const float *x, int64_t N, const float *W, int64_t out, int64_t in);
-/* dx[N, in] = dy[N, out] @ W, or dx += that when accumulate. With bf16, W
- * and dy are rounded to bf16 (round to nearest even) first: the products
- * are then exact in fp32 and the chains accumulate in fp32
- * (mixed precision, step.h). */
+/* dx[N, in] = dy[N, out] @ W, or dx += that when accumulate. With bf16,
+ * the product is the bf16 pair chain of core/bf16gemm.h (dy and W rounded
+ * to bf16 as they are read, fp32 accumulation, mixed precision, step.h),
+ * W and dy read in place (no transposes, no workspace). */
 void lm_tk_linear_dx(lm_pool *pool, float *dx, const float *dy, int64_t N, const float *W, int64_t out, int64_t in,
                      int accumulate, float *ws, int bf16);
-/* dW[out, in] += dy[N, out]^T @ x[N, in]; with bf16, dy and x rounded first. */
+/* dW[out, in] += dy[N, out]^T @ x[N, in]; with bf16, the pair chain over
+ * the tokens, dy and x read in place. */
 void lm_tk_linear_dw(lm_pool *pool, float *dW, const float *dy, const float *x, int64_t N, int64_t out, int64_t in,
                      float *ws, int bf16);
 /* x[i] = x rounded to the nearest bf16 value (ties to even; NaN stays NaN),

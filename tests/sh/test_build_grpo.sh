@@ -128,6 +128,40 @@ for r in rs:
     assert abs(r["ratio_mean"] - 1) < 1e-6, r
 PY
 
+# the step's log: on-policy sampling (the engine's log-probabilities of the sampled tokens are the
+# trainer's up to kernel rounding; the ratio is 1 at the first iteration), groups with a reward spread
+check "the log shows on-policy sampling and the groups with a policy gradient" python3 - "$tmp/a/gen/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+for r in rs:
+    assert r["ratio_dev_max"] < 1e-5 and r["engine_logp_gap_mean"] < 1e-4 and r["engine_logp_gap_max"] < 0.05, r
+    assert 0 <= r["mixed_groups"] <= 2 and r["trained_samples"] == 8 and r["lr"] == 0.001, r
+assert max(r["mixed_groups"] for r in rs) > 0 and max(r["adv_abs_mean"] for r in rs) > 0, rs
+PY
+
+# drop_uniform_groups trains only the groups whose rewards differ; warmup ramps the lr
+write_recipe "$h1" "$h2" "$h3" "$good, \"drop_uniform_groups\": true, \"warmup\": 3"
+cp -r "$tmp/a" "$tmp/d"; rm -rf "$tmp/d/gen"
+check "drop_uniform_groups with warmup builds" "$LEMMA" build "$tmp/r.json" --out "$tmp/d" --quiet
+check "...training the samples of the mixed groups only, at the warmed-up lr" python3 - "$tmp/d/gen/metrics.jsonl" "$tmp/a/gen/metrics.jsonl" <<'PY'
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+plain = [json.loads(l) for l in open(sys.argv[2])]
+for r in rs:
+    assert r["trained_samples"] == 4 * r["mixed_groups"], r
+    assert abs(r["lr"] / (0.001 * min(r["step"], 3) / 3) - 1) < 1e-8, r  # printed to 9 digits
+    if r["trained_samples"]:
+        assert r["ratio_dev_max"] < 1e-5 and r["engine_logp_gap_mean"] < 1e-4 and r["engine_logp_gap_max"] < 0.05, r
+# the first step samples the same batch as the plain run (same weights, seeds)
+assert rs[0]["reward_mean"] == plain[0]["reward_mean"] and rs[0]["mixed_groups"] == plain[0]["mixed_groups"], (rs[0], plain[0])
+assert sum(r["trained_samples"] for r in rs) > 0, rs
+PY
+check "...and trains other weights than the plain run" sh -c "! cmp -s '$tmp/a/gen/model.safetensors' '$tmp/d/gen/model.safetensors'"
+cp -r "$tmp/d" "$tmp/d2"; rm -rf "$tmp/d2/gen"
+check "...bit-identical at 2 threads" sh -c "'$LEMMA' build '$tmp/r.json' --out '$tmp/d2' --threads 2 --quiet && cmp '$tmp/d/lemma.lock' '$tmp/d2/lemma.lock'"
+bad_param "drop_uniform_groups not a boolean refused" '"drop_uniform_groups"' "\"inputs\": [\"prover\"], \"drop_uniform_groups\": 1"
+bad_param "a negative warmup refused" '"warmup": expected an integer' "\"inputs\": [\"prover\"], \"warmup\": -1"
+
 # R_meta: the frozen input model meta-verifies the verifications (eq. 5-6 with R_meta)
 write_recipe "$h1" "$h2" "$h3" "$good, \"meta_reward\": true, \"meta_samples\": 2, \"meta_max_tokens\": 48"
 cp -r "$tmp/a" "$tmp/m"

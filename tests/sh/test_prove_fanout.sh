@@ -106,8 +106,12 @@ for _ in $(seq 1 400); do
     kill -0 $run 2>/dev/null || break
     sleep 0.01
 done
+# Freeze the run while B goes down, so that B dies with the run in progress however
+# fast this machine answers the rest (its requests in flight to B then fail).
+kill -STOP $run 2>/dev/null
 got=$(cat "$tmp/k1/pool.jsonl" 2>/dev/null | wc -l)
 down B
+kill -CONT $run 2>/dev/null
 wait $run; rc=$?
 [ "$got" -lt "$n" ] && ok "endpoint B killed while the run was going ($got of $n answers in)" ||
     bad "endpoint B killed while the run was going (the run ended first)"
@@ -140,8 +144,10 @@ for _ in $(seq 1 400); do
     kill -0 $run 2>/dev/null || break
     sleep 0.01
 done
+kill -STOP $run 2>/dev/null   # as above: the servers die with the run in progress
 got=$(cat "$tmp/k2/pool.jsonl" 2>/dev/null | wc -l)
 down A C
+kill -CONT $run 2>/dev/null
 wait $run; rc=$?
 [ "$got" -lt "$n" ] && ok "every endpoint killed while the run was going ($got of $n answers in)" ||
     bad "every endpoint killed while the run was going (the run ended first)"

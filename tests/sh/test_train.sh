@@ -74,6 +74,11 @@ check "bf16: runs, run.json says so, 1 and 2 threads identical" '[ $rc -eq 0 ] &
 check "bf16 weights differ from fp32; fp32 run.json has no precision key" '[ "$(sha "$dir/h")" != "$(sha "$dir/j")" ] && ! grep -q precision "$dir/j/run.json"'
 rm -rf "$dir/i/latest" "$dir/i"/ckpt-0000002*; "$BIN" train --resume "$dir/i" --threads 2 --quiet; rc=$?
 check "bf16: resume from step 15 ends identical" '[ $rc -eq 0 ] && [ "$(sha "$dir/h")" = "$(sha "$dir/i")" ]'
+# a bf16 run from before the pair chain (no bf16_arith in run.json: version 1) is refused on resume
+grep -q '"bf16_arith": 2' "$dir/i/run.json"; has=$?
+grep -v '"bf16_arith"' "$dir/i/run.json" | sed 's/"precision": "bf16",/"precision": "bf16"/' >"$dir/i/run.json.tmp" && mv "$dir/i/run.json.tmp" "$dir/i/run.json"
+"$BIN" train --resume "$dir/i" --quiet 2>"$dir/e6"; rc=$?
+check "bf16: run.json records bf16_arith 2; an older bf16 run's resume is one clear refusal" '[ $has -eq 0 ] && [ $rc -ne 0 ] && [ "$(wc -l <"$dir/e6")" -eq 1 ] && grep -q "bf16 arithmetic version 1, this lemma computes version 2" "$dir/e6"'
 "$BIN" train "${args[@]}" --out "$dir/k" --precision fp16 2>"$dir/e4"; rc=$?
 check "bad --precision is a usage error" '[ $rc -eq 2 ] && grep -q "precision" "$dir/e4"'
 "$BIN" train "${args[@]}" --out "$dir/m" --precision bf16 --mtp-weight 0.3 2>"$dir/e5"; rc=$?
