@@ -7,7 +7,9 @@
  * is not well formed), or the verdict is well formed: score 0, 0.5 or 1, a
  * known kind exactly when below 1 (omitted_justification exactly at 0.5), a
  * one-line message, a step within the solution. In the first mode the
- * reference answer scores 1 and its corruption checks as its label.
+ * reference answer scores 1 and its corruption checks as its label. The
+ * verification texts (plain and with the checker's working) are well formed
+ * for every verdict.
  *
  * FUZZ_MAX_LEN: 2048
  * FUZZ_DICT: fuzz/tasks.dict
@@ -54,8 +56,18 @@ static void check_one(const char *question, const char *answer) {
     lm_task_solution_part(answer, &sol, &sl);
     char *solution = strndup(sol, sl);
     require(solution && lm_task_verification_text(solution, &r, &v) == 0 && strstr(v.data, "\\boxed{"));
+    /* the worked verification: the same verdicts, each step's working on one bounded line */
+    lm_text w = {0};
+    require(lm_task_worked_verification(question, solution, &r, &w, &err) == 0 && w.len >= v.len);
+    for (const char *p = w.data; *p;) {
+        const char *e = strchr(p, '\n');
+        if (!e) e = p + strlen(p);
+        if (!strncmp(p, "Line ", 5)) require((size_t)(e - p) < 16 + LM_TASK_WORK_MAX);
+        p = *e ? e + 1 : e;
+    }
     free(solution);
     lm_text_free(&v);
+    lm_text_free(&w);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -65,7 +65,8 @@ double lm_verify_reward_of(const char *text, size_t n, double label, lm_verify_r
  * a line "Step k checks..." claims line k is correct; any other line that
  * starts "Step k" (after white space, '*' or '-') claims a defect on line k
  * (the SFT targets' "Step k (kind): message."). Other prose claims nothing
- * checkable. The label, first rule that applies:
+ * checkable: the SFT targets' "Line k: <working>." before each verdict
+ * (tasks.h lm_task_worked_verification) included. The label, first rule that applies:
  *   0    R_format of the verification is 0 (no score to judge);
  *   0    its score s′ ≠ s;
  *   0    it claims a defect on a line known correct, or on a line the

@@ -27,7 +27,10 @@
  *        \boxed{1});
  *      - verification (verify_examples): a proof in the format, the
  *        proof_verification prompt with its solution, answered by the
- *        checker's analysis
+ *        checker's analysis (with "working": true, with the checker's
+ *        working, tasks.h lm_task_worked_verification; the self-evaluations
+ *        above always carry the verdicts alone, which keeps a proof within
+ *        the generation's max_tokens)
  *        (what the SFT set does for reference proofs and their
  *        corruptions, here on the model's own proofs: the verifier is
  *        trained on the distribution it will judge).
@@ -62,7 +65,8 @@
 
 static const char *const own_keys[] = {"accept",           "verifications",      "verify_max_tokens",
                                        "verify_seq",       "verify_temperature", "gen_examples",
-                                       "verify_examples",  "self_eval_examples", NULL};
+                                       "verify_examples",  "self_eval_examples", "working",
+                                       NULL};
 /* Shared RL keys that mean nothing to a cross-entropy fine-tune. */
 static const char *const policy_gradient_keys[] = {"beta_kl", "clip_low", "clip_high",      "std_eps",
                                                    "scale_std", "agg",    "norm_len", "num_iterations",
@@ -73,6 +77,7 @@ typedef struct rft_opts {
     int64_t verifications, verify_max_tokens, verify_seq;
     double verify_temperature;
     int accept_verifier, gen_rows, verify_rows, self_rows;
+    int working; /* verification rows carry the checker's working (tasks.h lm_task_worked_verification) */
 } rft_opts;
 
 static int read_opts(const lm_stage *st, rft_opts *o, lm_error *err) {
@@ -93,7 +98,8 @@ static int read_opts(const lm_stage *st, rft_opts *o, lm_error *err) {
         lm_stage_double(st, "verify_temperature", 1.0, 0, 10, &o->verify_temperature, err) ||
         lm_stage_bool(st, "gen_examples", 1, &o->gen_rows, err) ||
         lm_stage_bool(st, "verify_examples", 1, &o->verify_rows, err) ||
-        lm_stage_bool(st, "self_eval_examples", 1, &o->self_rows, err))
+        lm_stage_bool(st, "self_eval_examples", 1, &o->self_rows, err) ||
+        lm_stage_bool(st, "working", 0, &o->working, err))
         return -1;
     if (!strcmp(accept, "checker")) o->accept_verifier = 0;
     else if (!strcmp(accept, "verifier")) o->accept_verifier = 1;
@@ -219,7 +225,7 @@ static int run_step(rft *c, int64_t step, step_stats *ss, lm_error *err) {
     int *fmt = calloc((size_t)n, sizeof *fmt), *acc = calloc((size_t)n, sizeof *acc);
     row *rows = calloc((size_t)(2 * n), sizeof *rows);
     int64_t nrows = 0;
-    lm_text answer = {0}, user = {0}, chat = {0}, analysis = {0}, text = {0};
+    lm_text answer = {0}, user = {0}, chat = {0}, analysis = {0}, worked = {0}, text = {0};
     int rc = -1;
     memset(ss, 0, sizeof *ss);
     if (!qs || !pids || !vids || !gs || !seeds || !sm || !vs || !cr || !sols || !fmt || !acc || !rows) {
@@ -306,11 +312,17 @@ static int run_step(rft *c, int64_t step, step_stats *ss, lm_error *err) {
     /* 4. rows */
     for (int64_t i = 0; i < n; i++) {
         const char *ans = lm_answer_after_think(sm[i].text.data);
+        /* the self-evaluation gets the verdicts alone, the verification (with "working") the checker's
+         * working too: the working would take a proof past the generation's max_tokens */
         analysis.len = 0;
+        worked.len = 0;
         if (lm_task_verification_text(sols[i], &cr[i], &analysis)) {
             lm_fail(err, "out of memory");
             goto done;
         }
+        if (o->working ? lm_task_worked_verification(qs[i / G].data, sols[i], &cr[i], &worked, err)
+                       : lm_text_append(&worked, analysis.data, analysis.len) ? lm_fail(err, "out of memory") : 0)
+            goto done;
         const char *sev = fmt[i] ? strstr(strstr(ans, "## Solution"), "## Self Evaluation") : NULL;
         if (sev && ((acc[i] && o->gen_rows) || (!acc[i] && o->self_rows))) {
             /* the solution as sampled, then the checker's analysis as the self-evaluation */
@@ -336,7 +348,8 @@ static int run_step(rft *c, int64_t step, step_stats *ss, lm_error *err) {
         if (o->verify_rows && fmt[i]) { /* as the pipeline: a proof it would drop is not judged */
             row *r = &rows[nrows];
             lm_ids vp = {0};
-            int erc = verify_prompt(c, qs[i / G].data, sols[i], &vp, err) || make_row(c, &vp, NULL, analysis.data, r, err);
+            int erc =
+                verify_prompt(c, qs[i / G].data, sols[i], &vp, err) || make_row(c, &vp, NULL, worked.data, r, err);
             lm_ids_free(&vp);
             if (erc) goto done;
             if ((int64_t)r->ids.n > T + 1) ss->too_long++;
@@ -360,6 +373,7 @@ done:
     lm_text_free(&user);
     lm_text_free(&chat);
     lm_text_free(&analysis);
+    lm_text_free(&worked);
     lm_text_free(&text);
     if (qs)
         for (int64_t j = 0; j < P; j++) lm_text_free(&qs[j]);

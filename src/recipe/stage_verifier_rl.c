@@ -65,13 +65,14 @@
 
 /* The keys of a verifier_rl stage besides the shared RL ones (lm_rls_read_opts). */
 static const char *const own_keys[] = {
-    "p_flawed", "meta", "p_meta_prompts", "meta_reward", "meta_samples", "meta_max_tokens", NULL};
+    "p_flawed", "meta", "p_meta_prompts", "meta_reward", "meta_samples", "meta_max_tokens", "working", NULL};
 
 typedef struct vrl_opts {
     lm_rls_opts base;
     double p_flawed;
     /* meta-verification (vrl_meta.h): a share of the prompts, and R_meta */
     int meta, meta_reward;
+    int working; /* the checker's ratings carry its working (tasks.h lm_task_worked_verification) */
     double p_meta_prompts;
     int64_t meta_samples, meta_max_tokens;
 } vrl_opts;
@@ -83,7 +84,8 @@ static int read_meta_opts(const lm_stage *st, vrl_opts *o, lm_error *err) {
         lm_stage_double(st, "p_meta_prompts", o->meta ? 0.25 : 0, 0, 1, &o->p_meta_prompts, err) ||
         lm_stage_bool(st, "meta_reward", 0, &o->meta_reward, err) ||
         lm_stage_int(st, "meta_samples", 1, 1, 64, &o->meta_samples, err) ||
-        lm_stage_int(st, "meta_max_tokens", 128, 1, 1 << 20, &o->meta_max_tokens, err))
+        lm_stage_int(st, "meta_max_tokens", 128, 1, 1 << 20, &o->meta_max_tokens, err) ||
+        lm_stage_bool(st, "working", 0, &o->working, err))
         return -1;
     if (!o->meta && json_get(st->def, "p_meta_prompts"))
         return lm_fail(err, "%s: stage %s: \"p_meta_prompts\" needs \"meta\": true", st->recipe_path, st->name);
@@ -184,7 +186,8 @@ static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int 
         /* the checker writes the verification to be judged */
         lm_text rating = {0};
         lm_meta_label ml;
-        int failed = lm_vrl_meta_rating(sol, &r, lm_rng_u64(pseed, LM_RNG_RL, 2), &rating, err) ||
+        int failed = lm_vrl_meta_rating(o->working ? q.data : NULL, sol, &r, lm_rng_u64(pseed, LM_RNG_RL, 2), &rating,
+                                        err) ||
                      lm_vrl_meta_prompt(tp, q.data, sol, rating.data, rating.len, &vp->prompt, err);
         if (!failed) vp->label = lm_meta_label_of(rating.data, rating.len, &vp->truth, &ml);
         lm_text_free(&rating);

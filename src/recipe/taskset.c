@@ -181,6 +181,13 @@ static int pick_domains(const char *spec, const lm_task_domain **ds, int *nd, lm
     return 0;
 }
 
+/* The checker's analysis of solution with verdicts r, with its working when the set asks for it. */
+static int analysis_of(const lm_taskset_opts *o, const char *q, const char *solution, const lm_check_result *r,
+                       lm_text *out, lm_error *err) {
+    if (o->working) return lm_task_worked_verification(q, solution, r, out, err);
+    return lm_task_verification_text(solution, r, out) ? lm_fail(err, "out of memory") : 0;
+}
+
 /* One problem's records. u(k) gives the problem's k-th uniform draw. */
 static int emit_problem(const lm_taskset_opts *o, const templates *tp, const lm_task_domain *d, const char *id,
                         uint64_t pseed, int diff, const char *q, const char *answer, lm_text *out, lm_error *err) {
@@ -207,8 +214,8 @@ static int emit_problem(const lm_taskset_opts *o, const templates *tp, const lm_
         goto fail;
     }
     if (!(sol = solution_of(answer)) || !(bad_sol = solution_of(bad.data)) ||
-        lm_task_verification_text(bad_sol, &r, &analysis) || lm_task_verification_text(sol, &rc_clean, &clean_analysis)) {
-        lm_fail(err, "out of memory");
+        analysis_of(o, q, bad_sol, &r, &analysis, err) || analysis_of(o, q, sol, &rc_clean, &clean_analysis, err)) {
+        if (!sol || !bad_sol) lm_fail(err, "out of memory");
         goto fail;
     }
     if (o->kind == LM_TASKSET_TEXT) {
@@ -260,8 +267,8 @@ static int emit_problem(const lm_taskset_opts *o, const templates *tp, const lm_
             for (const char *c = sol; *c; c++) nlines += *c == '\n';
             lm_check_result made = r;
             made.step = 1 + (int)(lm_rng_u64(pseed, LM_RNG_TASKS, 1008) % (uint64_t)nlines);
-            if (lm_task_verification_text(sol, &made, &rating)) {
-                lm_fail(err, "out of memory");
+            if (analysis_of(o, q, sol, &made, &rating, err)) {
+                lm_text_free(&rating);
                 goto fail;
             }
             vals[2] = rating.data;
@@ -350,7 +357,7 @@ int lm_taskset_opts_from_json(const json_value *def, const char *recipe_path, co
                               lm_error *err) {
     static const char *const keys[] = {"builtin", "sha256", "description", "set", "seed", "n", "difficulty",
                                        "domains", "exclude", "templates", "p_generate", "p_verify_clean",
-                                       "p_verify_flawed", "p_refine", "p_meta", NULL};
+                                       "p_verify_flawed", "p_refine", "p_meta", "working", NULL};
     const char *f = recipe_path, *w = input_name;
     lm_taskset_defaults(o);
     *exclude_name = *templates_path = NULL;
@@ -398,6 +405,10 @@ int lm_taskset_opts_from_json(const json_value *def, const char *recipe_path, co
     for (int i = 0; i < 5; i++)
         if ((v = json_get(def, pkeys[i])) && (!json_as_double(v, ps[i]) || !(*ps[i] >= 0 && *ps[i] <= 1)))
             return lm_fail(err, "%s: byte %zu: inputs.%s.%s: expected a probability in [0, 1]", f, v->offset, w, pkeys[i]);
+    if ((v = json_get(def, "working"))) {
+        if (!json_as_bool(v, &o->working))
+            return lm_fail(err, "%s: byte %zu: inputs.%s.working: expected true or false", f, v->offset, w);
+    }
     if (o->kind == LM_TASKSET_SFT && !*templates_path)
         return lm_fail(err, "%s: byte %zu: inputs.%s: an sft set needs \"templates\" (a templates file)", f, def->offset, w);
     return 0;

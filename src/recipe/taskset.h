@@ -20,7 +20,8 @@
  *             problem set (the held-out set `lemma prove` runs on);
  *   text      {"text": ...}: pretraining documents — the question followed by
  *             its reference answer, and the question, a proof (clean or
- *             corrupted) and the checker's analysis of it;
+ *             corrupted) and the checker's analysis of it (with its
+ *             working, tasks.h lm_task_worked_verification, when working);
  *   sft       {"segments": [{"text": prompt, "loss": false}, {"text": answer,
  *             "loss": true}]}: chat-format examples (DeepSeek-V3 template,
  *             without the BOS, which the data stage adds) that teach one model
@@ -62,6 +63,9 @@ typedef struct lm_taskset_opts {
                                    solution and its analysis -> the reference answer (default 0) */
     double p_meta;              /* meta-verification: a verification reporting a real defect -> 1,
                                    a made-up defect in the clean solution -> 0 (default 0) */
+    int working;                /* text, sft: the checker's analyses with its working
+                                   (lm_task_worked_verification; recipe key "working": true),
+                                   else the verdicts alone (lm_task_verification_text; default) */
     /* Optional progress: called every 1000 problems; non-zero stops with "interrupted". */
     int (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
@@ -74,7 +78,7 @@ int lm_taskset_kind_parse(const char *s, lm_taskset_kind *out);
  * "sft", "seed", "n", "difficulty": [lo, hi] or d, "domains": "all" or
  * "add,gcd", "exclude": NAME (an earlier tasks input), "templates": PATH
  * (sft; relative to the recipe), "p_generate", "p_verify_clean",
- * "p_verify_flawed"}: reads the keys into o (exclude and templates are left
+ * "p_verify_flawed", "p_refine", "p_meta", "working"}: reads the keys into o (exclude and templates are left
  * NULL) and the names/paths into *exclude_name and *templates_path (NULL when
  * absent). Errors name the recipe file, the input and the byte offset. */
 int lm_taskset_opts_from_json(const json_value *def, const char *recipe_path, const char *input_name,

@@ -34,7 +34,14 @@ static int rebox(const lm_text *in, const char *box, lm_text *out) {
            lm_text_append(out, e, strlen(e));
 }
 
-int lm_vrl_meta_rating(const char *solution, const lm_check_result *r, uint64_t seed, lm_text *out, lm_error *err) {
+/* the checker's analysis of solution with verdicts r: with its working when the question is known */
+static int analysis(const char *question, const char *solution, const lm_check_result *r, lm_text *out, lm_error *err) {
+    if (question) return lm_task_worked_verification(question, solution, r, out, err);
+    return lm_task_verification_text(solution, r, out) ? lm_fail(err, "out of memory") : 0;
+}
+
+int lm_vrl_meta_rating(const char *question, const char *solution, const lm_check_result *r, uint64_t seed,
+                       lm_text *out, lm_error *err) {
     int kind = (int)(lm_rng_u64(seed, LM_RNG_RL, 0) % 6), n = count_lines(solution);
     int fault_line = r->score < 1 ? r->step : 0;
     /* lines known correct: before the faulty one, or all of them */
@@ -51,9 +58,13 @@ int lm_vrl_meta_rating(const char *solution, const lm_check_result *r, uint64_t 
             snprintf(made.kind, sizeof made.kind, "%s", LM_ERR_ARITHMETIC);
             snprintf(made.message, sizeof made.message, "this step does not follow");
         }
-        rc = lm_task_verification_text(solution, &made, out);
-    } else if (lm_task_verification_text(solution, r, &truth)) {
-        rc = -1;
+        if (analysis(question, solution, &made, out, err)) {
+            lm_text_free(&truth);
+            return -1;
+        }
+    } else if (analysis(question, solution, r, &truth, err)) {
+        lm_text_free(&truth);
+        return -1;
     } else if (kind < 3) {
         rc = lm_text_append(out, truth.data, truth.len);
     } else if (kind == 4) {

@@ -6,7 +6,7 @@
  * itself, so a rating and its label can never disagree.
  *
  *   lm_text rating = {0}, prompt = {0};
- *   lm_vrl_meta_rating(solution, &check, seed, &rating, &err);
+ *   lm_vrl_meta_rating(question, solution, &check, seed, &rating, &err);
  *   lm_vrl_meta_prompt(&templates, question, solution, rating.data, rating.len, &prompt, &err);
  */
 #ifndef LEMMA_RECIPE_VRL_META_H
@@ -29,7 +29,10 @@
  *   the analysis with the real faulty line's verdict replaced
  *   by a vague sentence (only when the fault is on a line)    1 in 6, missed: 0.5
  * (a kind that does not apply to this proof falls back to a wrong score). */
-int lm_vrl_meta_rating(const char *solution, const lm_check_result *r, uint64_t seed, lm_text *out, lm_error *err);
+/* The analyses carry the checker's working (lm_task_worked_verification);
+ * question NULL gives them without it (lm_task_verification_text). */
+int lm_vrl_meta_rating(const char *question, const char *solution, const lm_check_result *r, uint64_t seed,
+                       lm_text *out, lm_error *err);
 
 /* The meta_verification template with the question, the solution and the
  * rating, rendered as a one-turn chat with the generation prompt — what the

@@ -190,7 +190,8 @@ static int add_generate(uint64_t seed, int difficulty, lm_text *question, lm_tex
 
 enum { PH_COLUMNS, PH_READ, PH_CONCLUSION, PH_DONE };
 
-static int add_check(const char *question, const char *solution, lm_check_result *res, lm_error *err) {
+static int add_check_work(const char *question, const char *solution, lm_check_result *res, lm_task_work *work,
+                          lm_error *err) {
     add_problem pb;
     if (parse_question(question, &pb, err)) return -1;
     lm_task_lines L;
@@ -242,6 +243,10 @@ static int add_check(const char *question, const char *solution, lm_check_result
                     sum += (int)want[j];
                 }
                 char a[ADD_MAX_TERMS * 22], b[ADD_MAX_TERMS * 22];
+                /* the column redone from the question's digits and the carry so far */
+                if (work)
+                    lm_task_work_add(work, step, "%s + %d = %d, write %d, carry %d",
+                                     join_terms(a, sizeof a, want, pb.n), carry, sum, sum % 10, sum / 10);
                 if (!same)
                     lm_check_set(res, 0, step, LM_ERR_WRONG_PROBLEM, "column %d of the addends is %s, not %s", col,
                                  join_terms(a, sizeof a, want, pb.n), join_terms(b, sizeof b, v, pb.n));
@@ -267,22 +272,22 @@ static int add_check(const char *question, const char *solution, lm_check_result
         /* Final carry c, so the digits read s */
         r = lm_task_match(t, len, "Final carry %u, so the digits read %u", &c, &s);
         if (r == 1) {
+            /* all columns were right when the digits are read: this is the true sum */
+            __int128 value = written + place * carry;
+            char vb[48];
+            if (phase == PH_READ)
+                lm_task_work_add(work, step, "final carry %d, the digits read %s", carry, lm_task_i128_text(vb, value));
             if (phase == PH_COLUMNS) {
                 lm_check_set(res, 0, step, LM_ERR_MISSING_CASE, "column %d is skipped", col);
             } else if (phase != PH_READ) {
                 lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "the digits are read once, after the last column");
             } else if (c != carry) {
                 lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the final carry is %d, not %lld", carry, (long long)c);
+            } else if (s != value) {
+                lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the digits read %s, not %lld", vb, (long long)s);
             } else {
-                __int128 value = written + place * carry; /* all columns were right: this is the true sum */
-                if (s != value) {
-                    char vb[48];
-                    lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the digits read %s, not %lld",
-                                 lm_task_i128_text(vb, value), (long long)s);
-                } else {
-                    phase = PH_CONCLUSION;
-                    continue;
-                }
+                phase = PH_CONCLUSION;
+                continue;
             }
             goto out;
         }
@@ -296,6 +301,7 @@ static int add_check(const char *question, const char *solution, lm_check_result
         }
         if (r == 1) {
             char a[ADD_MAX_TERMS * 22];
+            if (phase != PH_COLUMNS) lm_task_work_add(work, step, "the claim is %s", claim);
             int same_terms = n == pb.n;
             for (int j = 0; same_terms && j < n; j++) same_terms = v[j] == pb.term[j];
             int is_claim = same_terms && s == pb.sum;
@@ -332,6 +338,10 @@ static int add_check(const char *question, const char *solution, lm_check_result
 out:
     lm_task_lines_free(&L);
     return 0;
+}
+
+static int add_check(const char *question, const char *solution, lm_check_result *res, lm_error *err) {
+    return add_check_work(question, solution, res, NULL, err);
 }
 
 /* ---- the corrupter -------------------------------------------------------- */
@@ -450,5 +460,6 @@ const lm_task_domain lm_domain_add = {
     .generate = add_generate,
     .recognizes = add_recognizes,
     .check = add_check,
+    .check_work = add_check_work,
     .corrupt = add_corrupt,
 };

@@ -2,6 +2,7 @@
  * format, finding the solution part, and the verifier's analysis text. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tasks/tasks.h"
@@ -65,7 +66,9 @@ int lm_task_check(const char *question, const char *answer, lm_check_result *res
 
 static int append(lm_text *t, const char *s) { return lm_text_append(t, s, strlen(s)); }
 
-int lm_task_verification_text(const char *solution, const lm_check_result *r, lm_text *out) {
+/* The verification text; with each step's working before its verdict when
+ * work is not NULL. */
+static int verification_text(const char *solution, const lm_check_result *r, const lm_task_work *work, lm_text *out) {
     int rc = append(out, "Here is my evaluation of the solution:\n");
     /* a verdict for every step up to the first failing one: a place for a
      * small model to judge one line at a time */
@@ -76,10 +79,12 @@ int lm_task_verification_text(const char *solution, const lm_check_result *r, lm
         const char *q = p;
         while (q < e && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
         if (q < e) {
-            char line[400];
-            if (++step == last) snprintf(line, sizeof line, "Step %d (%s): %s.\n", step, r->kind, r->message);
+            char line[LM_TASK_WORK_MAX + 400];
+            const char *w = lm_task_work_of(work, ++step);
+            if (w) rc = lm_text_appendf(out, "Line %d: %s.\n", step, w);
+            if (step == last) snprintf(line, sizeof line, "Step %d (%s): %s.\n", step, r->kind, r->message);
             else snprintf(line, sizeof line, "Step %d checks.\n", step);
-            rc = append(out, line);
+            rc = rc || append(out, line);
         }
         p = *e ? e + 1 : e;
     }
@@ -92,6 +97,65 @@ int lm_task_verification_text(const char *solution, const lm_check_result *r, lm
     const char *score = r->score >= 1 ? "1" : r->score > 0 ? "0.5" : "0";
     return rc || append(out, "\nBased on my evaluation, the final overall score should be:\n\\boxed{") ||
            append(out, score) || append(out, "}");
+}
+
+int lm_task_verification_text(const char *solution, const lm_check_result *r, lm_text *out) {
+    return verification_text(solution, r, NULL, out);
+}
+
+int lm_task_worked_verification(const char *question, const char *solution, const lm_check_result *r, lm_text *out,
+                                lm_error *err) {
+    const lm_task_domain *d = lm_task_domain_of(question);
+    if (!d) return lm_fail(err, "the question is not in the wording of any domain (lemma tasks list shows them)");
+    lm_task_work work = {0};
+    lm_check_result own;
+    int rc = d->check_work(question, solution, &own, &work, err);
+    if (rc) rc = lm_fail_prefix(err, "%s question", d->name);
+    else if (work.oom || verification_text(solution, r, &work, out)) rc = lm_fail(err, "out of memory");
+    lm_task_work_free(&work);
+    return rc;
+}
+
+void lm_task_work_free(lm_task_work *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n; i++) free(w->text[i]);
+    free(w->text);
+    free(w->step);
+    *w = (lm_task_work){0};
+}
+
+void lm_task_work_add(lm_task_work *w, int step, const char *fmt, ...) {
+    if (!w || w->oom) return;
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 16;
+        int *s = realloc(w->step, (size_t)cap * sizeof *s);
+        if (s) w->step = s;
+        char **t = s ? realloc(w->text, (size_t)cap * sizeof *t) : NULL;
+        if (t) w->text = t;
+        if (!s || !t) {
+            w->oom = 1;
+            return;
+        }
+        w->cap = cap;
+    }
+    char *text = malloc(LM_TASK_WORK_MAX);
+    if (!text) {
+        w->oom = 1;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, LM_TASK_WORK_MAX, fmt, ap);
+    va_end(ap);
+    w->step[w->n] = step;
+    w->text[w->n++] = text;
+}
+
+const char *lm_task_work_of(const lm_task_work *w, int step) {
+    if (!w) return NULL;
+    for (int i = w->n - 1; i >= 0; i--)
+        if (w->step[i] == step) return w->text[i];
+    return NULL;
 }
 
 int lm_task_append_self_eval(lm_text *out) {

@@ -230,7 +230,8 @@ static void case_name(char *buf, size_t n, int64_t m, int64_t r) {
     else snprintf(buf, n, "n = %lldk", (long long)m);
 }
 
-static int divcases_check(const char *qtext, const char *solution, lm_check_result *res, lm_error *err) {
+static int divcases_check_work(const char *qtext, const char *solution, lm_check_result *res, lm_task_work *work,
+                          lm_error *err) {
     question q;
     if (parse_question(qtext, &q, err)) return -1;
     int64_t next = 0; /* the remainder of the next case */
@@ -253,6 +254,7 @@ static int divcases_check(const char *qtext, const char *solution, lm_check_resu
             return 0;
         }
         if (l.kind == L_CONCLUSION) {
+            if (next == q.m) lm_task_work_add(work, step, "all %lld cases are done", (long long)q.m);
             if (next < q.m) {
                 case_name(cname, sizeof cname, q.m, next);
                 lm_check_set(res, 0, step, LM_ERR_MISSING_CASE, "the case %s is missing", cname);
@@ -294,6 +296,22 @@ static int divcases_check(const char *qtext, const char *solution, lm_check_resu
         }
         const lm_ipoly *want = &q.expansion[l.r];
         case_name(cname, sizeof cname, q.m, l.r);
+        if (work) { /* the case's expansion, then each coefficient divided by m */
+            char wb[2 * LM_TASK_WORK_MAX]; /* lm_task_work_add truncates */
+            lm_ipoly_format(s1, sizeof s1, &q.p, 'n');
+            lm_ipoly_format(s2, sizeof s2, want, 'k');
+            snprintf(wb, sizeof wb, "%s at %s is %s", s1, cname, s2);
+            for (int d = want->deg; d >= 0; d--) {
+                size_t n = strlen(wb);
+                if (want->c[d] && n + 1 < sizeof wb && want->c[d] % q.m == 0)
+                    snprintf(wb + n, sizeof wb - n, ", %lld/%lld = %lld", (long long)want->c[d], (long long)q.m,
+                             (long long)(want->c[d] / q.m));
+                else if (want->c[d] && n + 1 < sizeof wb)
+                    snprintf(wb + n, sizeof wb - n, ", %lld is not divisible by %lld", (long long)want->c[d],
+                             (long long)q.m);
+            }
+            lm_task_work_add(work, step, "%s", wb);
+        }
         if (l.has_expansion && !lm_ipoly_equal(&l.expansion, want)) {
             describe_difference(s1, sizeof s1, want, &l.expansion);
             lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "at %s %s", cname, s1);
@@ -338,6 +356,10 @@ static int divcases_check(const char *qtext, const char *solution, lm_check_resu
     return 0;
 }
 
+static int divcases_check(const char *qtext, const char *solution, lm_check_result *res, lm_error *err) {
+    return divcases_check_work(qtext, solution, res, NULL, err);
+}
+
 /* ---- Corrupting ---------------------------------------------------------- */
 
 static int divcases_corrupt(const char *qtext, const char *proof, uint64_t seed, lm_text *out, lm_corruption *c,
@@ -378,5 +400,6 @@ const lm_task_domain lm_domain_divcases = {
     .generate = divcases_generate,
     .recognizes = divcases_recognizes,
     .check = divcases_check,
+    .check_work = divcases_check_work,
     .corrupt = divcases_corrupt,
 };

@@ -131,7 +131,15 @@ static int gcd_generate(uint64_t seed, int difficulty, lm_text *question, lm_tex
 
 enum { PH_DIVIDE, PH_CONCLUDE, PH_DONE };
 
-static int gcd_check(const char *question, const char *solution, lm_check_result *res, lm_error *err) {
+/* v as a factor of a sum: "7" or "(-7)"; buf has room for 52 bytes. */
+static const char *factor128(char buf[52], __int128 v) {
+    char t[48];
+    snprintf(buf, 52, v < 0 ? "(%s)" : "%s", lm_task_i128_text(t, v));
+    return buf;
+}
+
+static int gcd_check_work(const char *question, const char *solution, lm_check_result *res, lm_task_work *work,
+                          lm_error *err) {
     gcd_problem pb;
     if (parse_question(question, &pb, err)) return -1;
     lm_task_lines L;
@@ -144,7 +152,7 @@ static int gcd_check(const char *question, const char *solution, lm_check_result
         size_t len = L.line[i].len;
         int step = L.line[i].number, r;
         int64_t x, y, z, s, w;
-        char b1[48], f1[24], f2[24];
+        char b1[48], b2[48], b4[48], f1[24], f2[24];
         if (phase == PH_DONE) {
             lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "nothing may follow the conclusion");
             goto out;
@@ -153,6 +161,13 @@ static int gcd_check(const char *question, const char *solution, lm_check_result
         if ((r = lm_task_match(t, len, "%u = %p*%u + %p*%u", &x, &s, &y, &w, &z)) != 0) {
             if (r < 0) goto range;
             __int128 value = (__int128)s * y + (__int128)w * z;
+            char b2[48], b3[48], f3[52];
+            if (work)
+                lm_task_work_add(work, step, "%s*%lld = %s, %s*%lld = %s, %s + %s = %s", lm_task_factor(f1, s),
+                                 (long long)y, lm_task_i128_text(b1, (__int128)s * y), lm_task_factor(f2, w),
+                                 (long long)z, lm_task_i128_text(b2, (__int128)w * z),
+                                 lm_task_i128_text(b3, (__int128)s * y), factor128(f3, (__int128)w * z),
+                                 lm_task_i128_text(b4, value));
             if (y != pb.a || z != pb.b)
                 lm_check_set(res, 0, step, LM_ERR_WRONG_PROBLEM, "a combination is written as s*%lld + t*%lld",
                              (long long)pb.a, (long long)pb.b);
@@ -176,6 +191,11 @@ static int gcd_check(const char *question, const char *solution, lm_check_result
         if ((r = lm_task_match(t, len, "%u = %u*%u + %u", &x, &s, &y, &z)) != 0) {
             if (r < 0) goto range;
             __int128 value = (__int128)s * y + z;
+            /* the division the line should be, then the line's own quotient and remainder put back together */
+            if (work)
+                lm_task_work_add(work, step, "divide %lld by %lld: %lld*%lld = %s, %s + %lld = %s", (long long)D,
+                                 (long long)V, (long long)s, (long long)y, lm_task_i128_text(b1, (__int128)s * y),
+                                 lm_task_i128_text(b2, (__int128)s * y), (long long)z, lm_task_i128_text(b4, value));
             if (phase != PH_DIVIDE)
                 lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "the divisions ended with remainder 0");
             else if (divisions == 0 && (x != pb.a || y != pb.b))
@@ -204,6 +224,7 @@ static int gcd_check(const char *question, const char *solution, lm_check_result
         /* Therefore gcd(a, b) = g. */
         if ((r = lm_task_match(t, len, "Therefore gcd(%u, %u) = %u.", &x, &y, &z)) != 0) {
             if (r < 0) goto range;
+            if (phase == PH_CONCLUDE) lm_task_work_add(work, step, "the last non-zero remainder is %lld", (long long)D);
             if (x != pb.a || y != pb.b)
                 lm_check_set(res, 0, step, LM_ERR_CONCLUSION, "the conclusion is about gcd(%lld, %lld), not gcd(%lld, %lld)",
                              (long long)x, (long long)y, (long long)pb.a, (long long)pb.b);
@@ -239,6 +260,10 @@ static int gcd_check(const char *question, const char *solution, lm_check_result
 out:
     lm_task_lines_free(&L);
     return 0;
+}
+
+static int gcd_check(const char *question, const char *solution, lm_check_result *res, lm_error *err) {
+    return gcd_check_work(question, solution, res, NULL, err);
 }
 
 /* ---- the corrupter -------------------------------------------------------- */
@@ -345,5 +370,6 @@ const lm_task_domain lm_domain_gcd = {
     .generate = gcd_generate,
     .recognizes = gcd_recognizes,
     .check = gcd_check,
+    .check_work = gcd_check_work,
     .corrupt = gcd_corrupt,
 };

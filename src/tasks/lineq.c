@@ -326,7 +326,20 @@ static int scan_subst(lm_scan *sc, int64_t *xc, int64_t *v, int64_t *k, int64_t 
     return lm_scan_fmt(sc, "= %d", value);
 }
 
-static int lineq_check(const char *question, const char *solution, lm_check_result *res, lm_error *err) {
+/* ---- the checker's working ------------------------------------------------ */
+
+/* Appends "from + delta = to" (or "from - |delta| = to") to buf, with ", "
+ * before it when buf is not empty. */
+static void work_shift(char *buf, size_t cap, int64_t from, int64_t delta) {
+    size_t n = strlen(buf);
+    if (n + 1 >= cap) return;
+    unsigned long long mag = delta < 0 ? 0ull - (unsigned long long)delta : (unsigned long long)delta;
+    snprintf(buf + n, cap - n, "%s%lld %c %llu = %lld", n ? ", " : "", (long long)from, delta < 0 ? '-' : '+', mag,
+             (long long)(from + delta));
+}
+
+static int lineq_check_work(const char *question, const char *solution, lm_check_result *res, lm_task_work *work,
+                          lm_error *err) {
     lineq_problem pb;
     if (parse_question(question, &pb, err)) return -1;
     lm_task_lines L;
@@ -354,6 +367,7 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
             r = scan_equation(&sc, &ne);
             if (r == 1 && !lm_scan_end(&sc)) r = 0;
             if (r == 1) {
+                lm_task_work_add(work, step, "the question's equation is %s", qeq);
                 if (phase != PH_START)
                     lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "the equation is stated once, on the first line");
                 else if (!eq_same(&ne, &pb.eq))
@@ -384,6 +398,12 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
                 __builtin_add_overflow(w.b, sk, &w.b) || __builtin_add_overflow(w.d, sk, &w.d)) {
                 r = -1;
                 goto unparseable_r;
+            }
+            if (work) { /* each coefficient the shift changes, then the equation they make */
+                char wb[LM_TASK_WORK_MAX] = "";
+                if (sx) work_shift(wb, sizeof wb, e.a, sx), work_shift(wb, sizeof wb, e.c, sx);
+                if (sk) work_shift(wb, sizeof wb, e.b, sk), work_shift(wb, sizeof wb, e.d, sk);
+                lm_task_work_add(work, step, "%s%sso %s", wb, *wb ? ", " : "", eq_text(t1, sizeof t1, &w));
             }
             if (!eq_same(&w, &ne)) {
                 lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the result is %s, not %s", eq_text(t1, sizeof t1, &w),
@@ -417,6 +437,16 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
                 }
             }
             equation w = {e.a / k, e.b / k, e.c / k, e.d / k};
+            if (work) { /* each non-zero coefficient divided, then the equation they make */
+                char wb[LM_TASK_WORK_MAX] = "";
+                for (int j = 0; j < 4; j++) {
+                    size_t n = strlen(wb);
+                    if (c4[j] && n + 1 < sizeof wb)
+                        snprintf(wb + n, sizeof wb - n, "%s%lld/%lld = %lld", n ? ", " : "", (long long)c4[j],
+                                 (long long)k, (long long)(c4[j] / k));
+                }
+                lm_task_work_add(work, step, "%s%sso %s", wb, *wb ? ", " : "", eq_text(t1, sizeof t1, &w));
+            }
             if (!eq_same(&w, &ne)) {
                 lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "the result is %s, not %s", eq_text(t1, sizeof t1, &w),
                              eq_text(t2, sizeof t2, &ne));
@@ -449,6 +479,19 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
             int nwant = 0;
             if (pb.eq.a) want[nwant][0] = pb.eq.a, want[nwant][1] = pb.eq.b, nwant++;
             if (pb.eq.c) want[nwant][0] = pb.eq.c, want[nwant][1] = pb.eq.d, nwant++;
+            if (work) { /* each side with x = the derived value: the product, then the sum */
+                char wb[LM_TASK_WORK_MAX] = "", f1[24];
+                for (int j = 0; j < nwant; j++) {
+                    __int128 prod = (__int128)want[j][0] * e.d;
+                    size_t n = strlen(wb);
+                    if (n + 1 >= sizeof wb) break;
+                    snprintf(wb + n, sizeof wb - n, "%s%lld*%s = %s", n ? ", " : "", (long long)want[j][0],
+                             lm_task_factor(f1, e.d), lm_task_i128_text(t1, prod));
+                    if (want[j][1] && prod >= INT64_MIN / 2 && prod <= INT64_MAX / 2)
+                        work_shift(wb, sizeof wb, (int64_t)prod, want[j][1]);
+                }
+                lm_task_work_add(work, step, "%s", wb);
+            }
             if (parts != nwant) {
                 lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "the check substitutes x into each side with x: %d part%s",
                              nwant, nwant == 1 ? "" : "s");
@@ -483,6 +526,7 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
         /* Therefore the only solution is x = v. */
         if ((r = lm_task_match(t, len, "Therefore the only solution is x = %d.", &v)) != 0) {
             if (r < 0) goto unparseable_r;
+            if (solved) lm_task_work_add(work, step, "the derivation gives x = %lld", (long long)e.d);
             if (v != pb.x)
                 lm_check_set(res, 0, step, LM_ERR_CONCLUSION, "the solution is x = %lld, not x = %lld", (long long)pb.x,
                              (long long)v);
@@ -534,6 +578,10 @@ static int lineq_check(const char *question, const char *solution, lm_check_resu
 out:
     lm_task_lines_free(&L);
     return 0;
+}
+
+static int lineq_check(const char *question, const char *solution, lm_check_result *res, lm_error *err) {
+    return lineq_check_work(question, solution, res, NULL, err);
 }
 
 /* ---- the corrupter -------------------------------------------------------- */
@@ -610,5 +658,6 @@ const lm_task_domain lm_domain_lineq = {
     .generate = lineq_generate,
     .recognizes = lineq_recognizes,
     .check = lineq_check,
+    .check_work = lineq_check_work,
     .corrupt = lineq_corrupt,
 };

@@ -307,7 +307,8 @@ static void describe_expected(const question *q, enum phase ph, int64_t next_squ
     }
 }
 
-static int modpow_check(const char *qtext, const char *solution, lm_check_result *res, lm_error *err) {
+static int modpow_check_work(const char *qtext, const char *solution, lm_check_result *res, lm_task_work *work,
+                          lm_error *err) {
     question q;
     if (parse_question(qtext, &q, err)) return -1;
     derived d = {0};
@@ -342,6 +343,8 @@ static int modpow_check(const char *qtext, const char *solution, lm_check_result
         case L_FACT:
             if (check_bases(&q, &l, 1, res, step)) return 0;
             if (ph == P_BASE && l.x == 1) {
+                lm_task_work_add(work, step, "%lld = %lld*%lld + %lld", (long long)q.a, (long long)(q.a / q.m),
+                                 (long long)q.m, (long long)(q.a % q.m));
                 if (l.r != q.a % q.m) {
                     lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "%lld " CONG " %lld (mod %lld), not %lld",
                                  (long long)q.a, (long long)(q.a % q.m), (long long)q.m, (long long)l.r);
@@ -370,6 +373,11 @@ static int modpow_check(const char *qtext, const char *solution, lm_check_result
                              (long long)q.a, (long long)(l.x / 2));
                 return 0;
             }
+            if (work) { /* the square of the residue derived for the half power, reduced */
+                int64_t p = rx * rx; /* residues are below 2^30 */
+                lm_task_work_add(work, step, "%lld*%lld = %lld = %lld*%lld + %lld", (long long)rx, (long long)rx,
+                                 (long long)p, (long long)(p / q.m), (long long)q.m, (long long)(p % q.m));
+            }
             if (l.u != rx || l.v != rx) {
                 lm_check_set(res, 0, step, LM_ERR_ARITHMETIC, "%lld^%lld " CONG " %lld, not %lld", (long long)q.a,
                              (long long)(l.x / 2), (long long)rx, (long long)(l.u != rx ? l.u : l.v));
@@ -393,6 +401,16 @@ static int modpow_check(const char *qtext, const char *solution, lm_check_result
                 lm_check_set(res, 0, step, LM_ERR_WRONG_PROBLEM, "the exponent is %lld, not %lld", (long long)q.e,
                              (long long)l.lhs);
                 return 0;
+            }
+            if (work) { /* the terms added up */
+                char wb[LM_TASK_WORK_MAX] = "";
+                int64_t part = 0;
+                for (int i = 0; i < l.nterms; i++) {
+                    size_t n = strlen(wb);
+                    if (n + 1 >= sizeof wb || __builtin_add_overflow(part, l.term[i], &part)) break;
+                    snprintf(wb + n, sizeof wb - n, "%s%lld", i ? " + " : "", (long long)l.term[i]);
+                }
+                lm_task_work_add(work, step, "%s = %lld", wb, (long long)part);
             }
             int64_t sum = 0;
             for (int i = 0; i < l.nterms; i++) {
@@ -423,6 +441,12 @@ static int modpow_check(const char *qtext, const char *solution, lm_check_result
                 lm_check_set(res, 0, step, LM_ERR_CIRCULAR, "%lld^%lld is used before it is derived",
                              (long long)q.a, (long long)(find(&d, l.x, &rx) ? l.y : l.x));
                 return 0;
+            }
+            if (work) { /* the exponents added, the product of the residues derived for them, reduced */
+                int64_t p = rx * ry;
+                lm_task_work_add(work, step, "%lld + %lld = %lld, %lld*%lld = %lld = %lld*%lld + %lld", (long long)l.x,
+                                 (long long)l.y, (long long)(l.x + l.y), (long long)rx, (long long)ry, (long long)p,
+                                 (long long)(p / q.m), (long long)q.m, (long long)(p % q.m));
             }
             if (l.u != rx || l.v != ry) {
                 int first = l.u != rx;
@@ -461,6 +485,9 @@ static int modpow_check(const char *qtext, const char *solution, lm_check_result
                              (long long)q.a, (long long)q.e, (long long)q.r, (long long)l.r);
                 return 0;
             }
+            if (find(&d, q.e, &rx))
+                lm_task_work_add(work, step, "%lld^%lld " CONG " %lld was derived", (long long)q.a, (long long)q.e,
+                                 (long long)rx);
             if (!find(&d, q.e, &rx)) {
                 lm_check_set(res, 0, step, LM_ERR_CIRCULAR, "%lld^%lld is concluded before it is derived",
                              (long long)q.a, (long long)q.e);
@@ -487,6 +514,10 @@ static int modpow_check(const char *qtext, const char *solution, lm_check_result
     }
     lm_check_set(res, 1, 0, "", NULL);
     return 0;
+}
+
+static int modpow_check(const char *qtext, const char *solution, lm_check_result *res, lm_error *err) {
+    return modpow_check_work(qtext, solution, res, NULL, err);
 }
 
 /* ---- Corrupting ---------------------------------------------------------- */
@@ -548,5 +579,6 @@ const lm_task_domain lm_domain_modpow = {
     .generate = modpow_generate,
     .recognizes = modpow_recognizes,
     .check = modpow_check,
+    .check_work = modpow_check_work,
     .corrupt = modpow_corrupt,
 };

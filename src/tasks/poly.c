@@ -277,7 +277,8 @@ static void describe_difference(char *msg, size_t n, const char *what, const lm_
     snprintf(msg, n, "%s: %s is %lld, not %lld", what, name, (long long)want->c[d], (long long)got->c[d]);
 }
 
-static int poly_check(const char *qtext, const char *solution, lm_check_result *res, lm_error *err) {
+static int poly_check_work(const char *qtext, const char *solution, lm_check_result *res, lm_task_work *work,
+                          lm_error *err) {
     question q;
     if (parse_question(qtext, &q, err)) return -1;
     line l;
@@ -303,6 +304,10 @@ static int poly_check(const char *qtext, const char *solution, lm_check_result *
         }
         if (l.kind == L_CONCLUSION) {
             question *c = &l.claim;
+            if (work && ph == P_CONCLUSION) {
+                lm_ipoly_format(s1, sizeof s1, &cur, 'x');
+                lm_task_work_add(work, step, "the expansion is %s", s1);
+            }
             int same = c->k == q.k;
             for (int i = 0; same && i < q.k; i++) same = lm_ipoly_equal(&c->factor[i], &q.factor[i]);
             if (!same) {
@@ -333,6 +338,11 @@ static int poly_check(const char *qtext, const char *solution, lm_check_result *
                 lm_ipoly_format(s1, sizeof s1, &q.factor[round + 1], 'x');
                 lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "expected the distribution of (...)(%s)", s1);
                 return 0;
+            }
+            if (work) { /* the product so far and the next factor of the question */
+                lm_ipoly_format(s1, sizeof s1, &cur, 'x');
+                lm_ipoly_format(s2, sizeof s2, &q.factor[round + 1], 'x');
+                lm_task_work_add(work, step, "distribute (%s)(%s)", s1, s2);
             }
             if (!lm_ipoly_equal(&l.left, &cur)) {
                 lm_ipoly_format(s1, sizeof s1, &cur, 'x');
@@ -400,6 +410,19 @@ static int poly_check(const char *qtext, const char *solution, lm_check_result *
         }
         if (ph == P_PRODUCTS) {
             if (l.n == nprod) {
+                if (work) { /* each product redone from the distributed factors */
+                    char wb[LM_TASK_WORK_MAX] = "";
+                    for (int i = 0; i < nprod; i++) {
+                        char w1[40], w2[40], w[40];
+                        size_t n = strlen(wb);
+                        lm_mono_format_factor(w1, sizeof w1, pa[i], 'x');
+                        lm_mono_format_factor(w2, sizeof w2, pb[i], 'x');
+                        lm_mono_format_term(w, sizeof w, prod[i], 'x');
+                        if (n + 1 < sizeof wb)
+                            snprintf(wb + n, sizeof wb - n, "%s%s*%s = %s", i ? ", " : "", w1, w2, w);
+                    }
+                    lm_task_work_add(work, step, "%s", wb);
+                }
                 for (int i = 0; i < nprod; i++)
                     if (l.a[i].c != prod[i].c || l.a[i].deg != prod[i].deg) {
                         char w1[40], w2[40], w[40], g[40];
@@ -416,6 +439,29 @@ static int poly_check(const char *qtext, const char *solution, lm_check_result *
             /* a different number of terms: the products line was left out */
             if (!omitted_step) omitted_step = step;
             ph = P_COLLECTED;
+        }
+        if (work) { /* the like terms of the products added, degree by degree, then the sum */
+            char wb[LM_TASK_WORK_MAX] = "";
+            for (int deg = LM_IPOLY_MAX_DEG; deg >= 0; deg--) {
+                int many = 0;
+                for (int i = 0; i < nprod; i++) many += prod[i].deg == deg;
+                if (many < 2) continue;
+                size_t n = strlen(wb);
+                for (int i = 0, first = 1; i < nprod && n + 1 < sizeof wb; i++) {
+                    if (prod[i].deg != deg) continue;
+                    char t[40];
+                    lm_mono_format_factor(t, sizeof t, prod[i], 'x');
+                    snprintf(wb + n, sizeof wb - n, "%s%s", first ? (n ? ", " : "") : " + ", t);
+                    first = 0;
+                    n = strlen(wb);
+                }
+                char t[40] = "0";
+                int64_t c = deg <= expansion.deg ? expansion.c[deg] : 0;
+                if (c) lm_mono_format_term(t, sizeof t, (lm_mono){.c = c, .deg = deg}, 'x');
+                if (n + 1 < sizeof wb) snprintf(wb + n, sizeof wb - n, " = %s", t);
+            }
+            lm_ipoly_format(s1, sizeof s1, &expansion, 'x');
+            lm_task_work_add(work, step, "%s%sso %s", wb, *wb ? ", " : "", s1);
         }
         if (!l.normal) {
             lm_check_set(res, 0, step, LM_ERR_UNPARSEABLE, "like terms not collected in decreasing degree");
@@ -440,6 +486,10 @@ static int poly_check(const char *qtext, const char *solution, lm_check_result *
     }
     lm_check_set(res, 1, 0, "", NULL);
     return 0;
+}
+
+static int poly_check(const char *qtext, const char *solution, lm_check_result *res, lm_error *err) {
+    return poly_check_work(qtext, solution, res, NULL, err);
 }
 
 /* ---- Corrupting ---------------------------------------------------------- */
@@ -490,5 +540,6 @@ const lm_task_domain lm_domain_poly = {
     .generate = poly_generate,
     .recognizes = poly_recognizes,
     .check = poly_check,
+    .check_work = poly_check_work,
     .corrupt = poly_corrupt,
 };

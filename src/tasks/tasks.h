@@ -77,6 +77,27 @@ typedef struct lm_corruption {
     int step;           /* the step the checker must report first (0 where the kind has none) */
 } lm_corruption;
 
+/* The working of a check: for each step whose computation the checker redoes,
+ * that computation as one short line of text in the domain's step language
+ * ("5*30 = 150, 150 + 7 = 157"), derived from the question and the lines
+ * above and never from the step's own claimed result, so it reads the same
+ * whether the step is right or wrong. Filled by lm_task_domain.check_work;
+ * the caller owns it (lm_task_work_free). */
+#define LM_TASK_WORK_MAX 256 /* bytes of one step's working with its NUL, at most */
+typedef struct lm_task_work {
+    int *step;    /* step numbers, ascending */
+    char **text;  /* text[i]: the working of step[i] */
+    int n, cap;
+    int oom;      /* an append ran out of memory: the working is incomplete */
+} lm_task_work;
+
+void lm_task_work_free(lm_task_work *w);
+/* Records the working of a step (no-op when w is NULL; truncated to
+ * LM_TASK_WORK_MAX - 1 bytes). */
+void lm_task_work_add(lm_task_work *w, int step, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The working of a step, or NULL. */
+const char *lm_task_work_of(const lm_task_work *w, int step);
+
 typedef struct lm_task_domain {
     const char *name;        /* short, [a-z_]+: "add", "gcd", ... */
     const char *summary;     /* one line for `lemma tasks list` */
@@ -96,6 +117,11 @@ typedef struct lm_task_domain {
      * for any solution text, whatever its content; -1 with err only when
      * the question is not a well-formed question of this domain. */
     int (*check)(const char *question, const char *solution, lm_check_result *res, lm_error *err);
+
+    /* check, also recording the working of every step it recomputes, up to
+     * and including the first failing one (work may be NULL). */
+    int (*check_work)(const char *question, const char *solution, lm_check_result *res, lm_task_work *work,
+                      lm_error *err);
 
     /* A flawed version of a correct answer (reference format in, same format
      * out), of a kind chosen by the seed among the kinds the domain
@@ -140,6 +166,29 @@ int lm_task_check(const char *question, const char *answer, lm_check_result *res
  * conclusion, an omitted justification) gets a verdict per line, then
  * "(kind): message.". */
 int lm_task_verification_text(const char *solution, const lm_check_result *r, lm_text *out);
+
+/* The verifier's training target with the checker's working: as
+ * lm_task_verification_text, but every step with a working is preceded by
+ * a line "Line k: <working>." that redoes its computation before the
+ * verdict on it, so that the verdict compares two numbers already written
+ * instead of doing the arithmetic in one token:
+ *
+ *   Here is my evaluation of the solution:
+ *   Line 1: 2*44 = 88, 88 + 11 = 99.
+ *   Step 1 checks.
+ *   Line 2: 5*30 = 150, 150 + 7 = 157.
+ *   Step 2 (arithmetic): 5*30 + 7 = 157, not 156.
+ *
+ *   Based on my evaluation, the final overall score should be:
+ *   \boxed{0}
+ *
+ * "Line" lines claim nothing for lm_meta_label_of (src/prove/reward.h):
+ * only "Step k" lines do. The verdicts follow r (which may name an invented
+ * defect); the working is the checker's own for the question and solution.
+ * A step's working is at most LM_TASK_WORK_MAX bytes. -1 with err when the
+ * question is in no domain or malformed, or out of memory. */
+int lm_task_worked_verification(const char *question, const char *solution, const lm_check_result *r, lm_text *out,
+                                lm_error *err);
 
 /* Shared by the domains (src/tasks/common.c). */
 /* The self-evaluation block every reference answer ends with. */
