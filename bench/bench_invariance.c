@@ -260,7 +260,7 @@ static lm_mat make_panels(lm_dtype dt, int64_t N, int64_t K) {
             memcpy(rows + 2 * i, &h, 2);
         }
     }
-    lm_mat W = {dt, N, K, rows, NULL, LM_LAYOUT_ROWS, 0, NULL};
+    lm_mat W = {.dtype = dt, .rows = N, .cols = K, .data = rows};
     void *pd = xalloc(lm_mat_panel_bytes(&W));
     lm_mat_pack_panels(&W, pd, 0, lm_panel_blocks(&W));
     free(rows);

@@ -191,7 +191,7 @@ static lm_mat make_mat(lm_dtype dt, int64_t N, int64_t K, float **scale_out) {
         for (size_t i = 0; i < ns; i++) s[i] = 1.0f / 400;
     }
     *scale_out = s;
-    lm_mat W = {dt, N, K, d, q8 ? NULL : s, LM_LAYOUT_ROWS, 0, q8};
+    lm_mat W = {.dtype = dt, .rows = N, .cols = K, .data = d, .scale_inv = q8 ? NULL : s, .q8_scale = q8};
     if (!use_panels) return W;
     void *pd = alloc_big(lm_mat_panel_bytes(&W));
     W.fp8_nan_free = lm_mat_pack_panels(&W, pd, 0, lm_panel_blocks(&W)) == 0; /* as the model loads it */

@@ -81,7 +81,7 @@ static void make_w(wmat *w, lm_dtype dt, int64_t N, int64_t K) {
         for (int64_t i = 0; i < ns; i++)
             w->q8s[i] = lm_f32_to_f16(i % 7 == 3 ? rng_sym(3e-6f) : (float)(1e-2 * (1.0 + rng_sym(0.9f))));
     }
-    w->m = (lm_mat){dt, N, K, w->data, w->scale, LM_LAYOUT_ROWS, 0, w->q8s};
+    w->m = (lm_mat){.dtype = dt, .rows = N, .cols = K, .data = w->data, .scale_inv = w->scale, .q8_scale = w->q8s};
 }
 
 /* The definition, in plain C. */
@@ -285,7 +285,7 @@ TEST(conversions_every_code_every_path) {
             }
         }
         float one_scale[2] = {1.0f, 1.0f};
-        lm_mat W = {dt, N, 1, data, dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL, LM_LAYOUT_ROWS, 0, NULL};
+        lm_mat W = {.dtype = dt, .rows = N, .cols = 1, .data = data, .scale_inv = dt == LM_DTYPE_F8_E4M3 ? one_scale : NULL};
         float *want = (float *)malloc((size_t)N * sizeof(float)), *y = (float *)malloc((size_t)N * 4 * sizeof(float));
         float x[4] = {1, 1, 1, 1};
         lm_convert_to_f32(want, data, dt, (size_t)N);
@@ -320,7 +320,7 @@ TEST(fp8_panels_every_code_every_scale) {
     for (int64_t r = 0; r < N; r++) data[r] = (r & 0x7f) == 0x7f ? (uint8_t)(r & 0x80) : (uint8_t)r;
     float sc[2 * NB];
     for (int b = 0; b < 2 * NB; b++) sc[b] = scales[b / 2];
-    lm_mat W = {LM_DTYPE_F8_E4M3, N, 1, data, sc, LM_LAYOUT_ROWS, 0, NULL};
+    lm_mat W = {.dtype = LM_DTYPE_F8_E4M3, .rows = N, .cols = 1, .data = data, .scale_inv = sc};
     void *buf;
     lm_mat P = panel_copy(&W, &buf);
     CHECK(P.fp8_nan_free);

@@ -89,7 +89,7 @@ static void make_mat(test_mat *tm, lm_dtype dt, int64_t N, int64_t K) {
         /* distinct scale per block, so a wrong block index shows */
         for (int64_t i = 0; i < sr * sc; i++) tm->scale[i] = (float)(1e-3 * (1 + i % 7) * (1 + 0.1 * (double)(i / 7)));
     }
-    tm->m = (lm_mat){dt, N, K, d, tm->scale, LM_LAYOUT_ROWS, 0, NULL};
+    tm->m = (lm_mat){.dtype = dt, .rows = N, .cols = K, .data = d, .scale_inv = tm->scale};
 }
 
 static void free_mat(test_mat *tm) {
@@ -287,7 +287,7 @@ TEST(matmul_nonfinite_x) {
 TEST(matmul_other_dtype) {
     const double w[6] = {1, 2, 3, -1, 0.5, 0.25};
     const float x[3] = {1, 2, 4};
-    lm_mat W = {LM_DTYPE_F64, 2, 3, w, NULL, LM_LAYOUT_ROWS, 0, NULL};
+    lm_mat W = {.dtype = LM_DTYPE_F64, .rows = 2, .cols = 3, .data = w};
     float y[2] = {0, 0};
     lm_matmul(NULL, y, x, 1, &W);
     CHECK(y[0] == 17 && y[1] == 1);
@@ -297,7 +297,7 @@ TEST(matmul_ref_small_exact) {
     /* 2x3 F32 weights, values exact in float: y must be exact */
     const float w[6] = {1, 2, 3, -1, 0.5f, 0.25f};
     const float x[6] = {1, 1, 1, 2, 4, 8};
-    lm_mat W = {LM_DTYPE_F32, 2, 3, w, NULL, LM_LAYOUT_ROWS, 0, NULL};
+    lm_mat W = {.dtype = LM_DTYPE_F32, .rows = 2, .cols = 3, .data = w};
     float y[4];
     lm_matmul_ref(y, x, 2, &W);
     CHECK(y[0] == 6 && y[1] == -0.25f && y[2] == 34 && y[3] == 2);

@@ -247,7 +247,7 @@ int64_t lm_mat_pack_panels(const lm_mat *W, void *dst, int64_t q0, int64_t q1) {
         default: pack_block(1, dst, W->data, W, q); break;
         }
         if (W->dtype == LM_DTYPE_I8) { /* the scales, as an F16 matrix of their own, after the weights */
-            lm_mat S = {LM_DTYPE_F16, W->rows, lm_q8_scale_cols(W), W->q8_scale, NULL, LM_LAYOUT_ROWS, 0, NULL, 0};
+            lm_mat S = {.dtype = LM_DTYPE_F16, .rows = W->rows, .cols = lm_q8_scale_cols(W), .data = W->q8_scale};
             lm_mat P = *W;
             P.data = dst;
             pack_block(2, (uint8_t *)lm_q8_panel_scales(&P), (const uint8_t *)S.data, &S, q);

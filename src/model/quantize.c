@@ -79,7 +79,7 @@ static int quantize_tensor(q8_stream *qs, const lm_tensor *t, lm_atomic_writer *
     const lm_tensor_set *set = qs->set;
     const char *name = t->name;
     int64_t rows = t->shape[0], cols = t->shape[1], ks = (cols + LM_Q8_BLOCK - 1) / LM_Q8_BLOCK;
-    lm_mat m = {t->dtype, rows, cols, t->data, NULL, LM_LAYOUT_ROWS, 0, NULL, 0};
+    lm_mat m = {.dtype = t->dtype, .rows = rows, .cols = cols, .data = t->data};
     float *scale_copy = NULL;
     qs->scales_of = NULL;
     if (t->dtype == LM_DTYPE_F8_E4M3) {
