@@ -26,6 +26,11 @@ SEQ=${RL_BENCH_SEQ:-512}
 TMO=${RL_BENCH_TIMEOUT:-600}
 BIN=$BUILD/bench/bench_rl
 TORCH_PY=/usr/bin/python3; [ -x "$TORCH_PY" ] || TORCH_PY=python3
+# PyTorch gets OpenBLAS when it is installed, through LD_LIBRARY_PATH for its
+# processes only (as bench/train_bench.sh does): the system's libblas.so.3 may
+# stay the reference BLAS that tests/ref's golden checks were made with.
+OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
+torch_env=(); [ -f "$OPENBLAS_DIR/libblas.so.3" ] && torch_env=(LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 if [ ! -f "$MODEL/model.safetensors" ]; then
     echo "rl_bench: skipped: $MODEL is not built (make run builds it)"
     exit 0
@@ -36,7 +41,7 @@ for t in $THREADS; do
     timeout "$TMO" "$BIN" "$MODEL" --threads "$t" --steps "$STEPS" --prompts "$PROMPTS" --group "$GROUP" \
         --seq "$SEQ" 2>/dev/null | grep -E '^\{' >>"$out" || echo "   bench_rl failed at $t threads" >&2
     if [ "${RL_BENCH_NO_TORCH:-0}" != 1 ]; then
-        OMP_WAIT_POLICY=PASSIVE timeout "$TMO" "$TORCH_PY" bench/torch_train.py "$MODEL/config.json" \
+        env "${torch_env[@]}" OMP_WAIT_POLICY=PASSIVE timeout "$TMO" "$TORCH_PY" bench/torch_train.py "$MODEL/config.json" \
             --batch $((PROMPTS * GROUP)) --seq "$SEQ" --threads "$t" --steps "$STEPS" --name prover 2>/dev/null |
             grep -E '^\{' | tail -n 1 >>"$out" || echo "   torch_train.py failed at $t threads" >&2
     fi
