@@ -134,7 +134,7 @@ static const cli_opt chat_opts[] = {
      .help = "tokenizer.json location"},
     CLI_OPT_THREADS(chat_cli, threads, "worker threads"),
     {"--prefill", NULL, CLI_ENUM, CLI_AT(chat_cli, prefill), .choices = "absorbed|expanded", .def = "absorbed",
-     .metavar = "FORM", .help = "expanded decompresses the latents for long turns (fewer FLOPs; bits depend on the "
+     .metavar = "FORM", .help = "absorbed, or expanded (latents decompressed for long turns: fewer FLOPs; bits depend on the "
      "chunking, docs/arithmetic.md)"},
     CLI_OPT_FP8_EMULATION(chat_cli, fp8),
     CLI_OPT_NO_MEMORY_CHECK(chat_cli, no_memory_check),

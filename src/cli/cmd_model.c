@@ -333,7 +333,7 @@ static const cli_arg run_args[] = {{"MODEL_DIR", CLI_ARG_AT(run_cli, dir), CLI_R
     {"--attn", NULL, CLI_ENUM, CLI_AT(run_cli, attn), .choices = "naive|latent", .def = attn_default,        \
      .metavar = "MODE", .help = "latent (MLA latent cache) or naive (expanded K/V cache)"},                \
     {"--prefill", NULL, CLI_ENUM, CLI_AT(run_cli, prefill), .choices = "absorbed|expanded", .def = "absorbed", \
-     .metavar = "FORM", .help = "--attn latent: expanded decompresses the latents for long chunks (fewer "    \
+     .metavar = "FORM", .help = "--attn latent: absorbed, or expanded (latents decompressed for long chunks: fewer "    \
      "FLOPs; bits depend on the chunking, docs/arithmetic.md)"},                                            \
     {"--chunk", NULL, CLI_INT, CLI_AT(run_cli, chunk), .min = 1, .max = 1 << 20, .def = chunk_default,      \
      .metavar = "N", .help = "tokens per forward chunk"},                                                  \
