@@ -11,6 +11,7 @@
 #   BENCH_NO_MTP=1 make bench       # without the MTP speculative-decoding table (bench/mtp_bench.sh)
 #   BENCH_NO_EXPORT=1 make bench    # without the GGUF export / llama.cpp load times (bench/export_bench.sh)
 #   BENCH_NO_Q8=1 make bench        # without the Q8 decode table (bench/q8_bench.sh)
+#   BENCH_NO_PREFILL=1 make bench   # without the absorbed/expanded prefill table (bench/prefill_bench.sh)
 #
 # What it does:
 #  1. creates (once) random-weight checkpoints of the bench presets with
@@ -363,6 +364,15 @@ if [ "${BENCH_NO_EXPORT:-0}" != 1 ]; then
 fi
 # Q8 weights (issue 11): bench-m decode in Q8 beside F32 and llama.cpp Q8_0
 # on the same weights (bench/q8_bench.sh; its JSON lines: build/bench/q8_bench.jsonl).
+if [ "${BENCH_NO_PREFILL:-0}" != 1 ] && [ -f "$MODELS/bench-m-f32/model.safetensors" ]; then
+    echo
+    echo "== latent-cache prefill: absorbed vs --prefill expanded, 1 thread (bench/prefill_bench.sh)"
+    pf_prompts="512 2048"; [ "${BENCH_QUICK:-0}" = 1 ] && pf_prompts=$PROMPT
+    if bash bench/prefill_bench.sh "$MODELS/bench-s-f32" "$MODELS/bench-m-f32" --prompts "$pf_prompts" --threads 1 \
+        --reps "$REPS_M" --rounds 2 >"$OUT/prefill_bench.txt" 2>>"$err"; then
+        grep '^{' "$OUT/prefill_bench.txt" >"$OUT/prefill_bench.jsonl"; grep -v '^{' "$OUT/prefill_bench.txt"
+    else echo "bench/prefill_bench.sh failed (see $err)"; fi
+fi
 if [ "${BENCH_NO_Q8:-0}" != 1 ] && [ -f "$MODELS/bench-m-f32/model.safetensors" ]; then
     echo
     echo "== Q8 decode: lemma vs llama.cpp Q8_0, same weights (bench/q8_bench.sh)"

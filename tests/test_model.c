@@ -14,6 +14,7 @@
 #include "core/fileio.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "model/kvcache.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -230,6 +231,137 @@ TEST(forward_rejects_bad_requests) {
     lm_model_free(m);
 }
 
+/* All T logits of golden g in latent mode with prefill form pm, in pieces
+ * of the given lengths (0-terminated; the last piece takes the rest), each
+ * one lm_infer_forward with chunks of max_chunk. */
+static int latent_logits(lm_model *m, const golden *g, lm_pool *pool, int nt, lm_prefill_mode pm, int64_t max_chunk,
+                         const int64_t *pieces, float *out, lm_error *err) {
+    lm_infer *s = lm_infer_create(m, LM_ATTN_LATENT, g->T, max_chunk, nt, err);
+    int rc = s ? lm_infer_set_prefill(s, pm, err) : -1;
+    for (int64_t t0 = 0, i = 0; !rc && t0 < g->T; i++) {
+        int64_t n = pieces[i] && pieces[i] < g->T - t0 ? pieces[i] : g->T - t0;
+        rc = lm_infer_forward(s, pool, g->ids + t0, n, out + t0 * g->V, LM_LOGITS_ALL, err);
+        t0 += n;
+    }
+    lm_infer_free(s);
+    return rc;
+}
+
+/* Latent mode's expanded prefill (model.h, lm_prefill_mode): decompressing
+ * the cached latents through kv_b is the product the naive path applies as
+ * it caches, so a prefill whose chunks all have two rows or more gives the
+ * naive cache's bits exactly (whole or chunked), and the golden logits;
+ * decode after it stays absorbed and within the golden tolerance; one row
+ * never expands; 1 and 2 threads agree. */
+TEST(expanded_prefill) {
+    if (!ngoldens) SKIP("no golden cases");
+    for (int i = 0; i < ngoldens; i++) {
+        golden *g = &goldens[i];
+        lm_error err;
+        lm_model *m;
+        if (lm_model_load(g->dir, &m, &err)) {
+            CHECKF(0, "%s", err.msg);
+            continue;
+        }
+        size_t bytes = (size_t)(g->T * g->V) * sizeof(float);
+        float *naive = malloc(bytes), *got = malloc(bytes), *got2 = malloc(bytes), *row = malloc((size_t)g->V * 4);
+        lm_pool *pool = lm_pool_create(2);
+        lm_infer *s = lm_infer_create(m, LM_ATTN_NAIVE, g->T, g->T, 2, &err);
+        CHECK(lm_infer_forward(s, pool, g->ids, g->T, naive, LM_LOGITS_ALL, &err) == 0);
+        lm_infer_free(s);
+        const int64_t whole[] = {0}, chunked[] = {5, 0}, threes[] = {3, 0};
+        struct { const int64_t *pieces; int64_t max_chunk; const char *what; } runs[] = {
+            {whole, g->T, "whole expanded prefill"},
+            {chunked, g->T, "expanded prefill of 5 then the rest"},
+            {threes, 3, "expanded prefill in chunks of 3"},
+        };
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+            /* chunks of 3 may leave a last chunk of one row: absorbed, so only the golden bound holds */
+            int one_row_tail = runs[r].max_chunk == 3 && g->T % 3 == 1;
+            CHECKF(latent_logits(m, g, pool, 2, LM_PREFILL_EXPANDED_ALWAYS, runs[r].max_chunk, runs[r].pieces, got,
+                                 &err) == 0, "%s", err.msg);
+            compare(g, got, 0, g->T, runs[r].what);
+            if (!one_row_tail)
+                CHECKF(!memcmp(got, naive, bytes), "%s %s: not the naive cache's bits", g->dir, runs[r].what);
+        }
+        /* 1 and 2 threads: the same bits within the mode (FLOP rule) */
+        CHECK(latent_logits(m, g, NULL, 1, LM_PREFILL_EXPANDED, g->T, chunked, got, &err) == 0);
+        CHECK(latent_logits(m, g, pool, 2, LM_PREFILL_EXPANDED, g->T, chunked, got2, &err) == 0);
+        compare(g, got, 0, g->T, "expanded prefill (FLOP rule), 1 thread");
+        CHECKF(!memcmp(got, got2, bytes), "%s: expanded prefill differs at 1 and 2 threads", g->dir);
+        /* decode after an expanded prefill of T-3: absorbed, within the golden bound */
+        s = lm_infer_create(m, LM_ATTN_LATENT, g->T, g->T, 2, &err);
+        CHECK(lm_infer_set_prefill(s, LM_PREFILL_EXPANDED_ALWAYS, &err) == 0);
+        CHECK(lm_infer_forward(s, pool, g->ids, g->T - 3, got, LM_LOGITS_ALL, &err) == 0);
+        for (int64_t t = g->T - 3; t < g->T; t++) {
+            CHECK(lm_infer_forward(s, pool, &g->ids[t], 1, row, LM_LOGITS_LAST, &err) == 0);
+            compare(g, row, t, 1, "decode after expanded prefill");
+        }
+        lm_infer_free(s);
+        /* token by token, the expanded mode is the absorbed one: same bits */
+        const int64_t ones[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
+        CHECK(g->T < 20);
+        CHECK(latent_logits(m, g, pool, 2, LM_PREFILL_EXPANDED_ALWAYS, 1, ones, got, &err) == 0);
+        CHECK(latent_logits(m, g, pool, 2, LM_PREFILL_ABSORBED, 1, ones, got2, &err) == 0);
+        CHECKF(!memcmp(got, got2, bytes), "%s: one-row steps expanded", g->dir);
+        free(naive);
+        free(got);
+        free(got2);
+        free(row);
+        lm_pool_free(pool);
+        lm_model_free(m);
+    }
+    /* only with the latent cache */
+    lm_error err;
+    lm_model *m;
+    CHECK(lm_model_load(goldens[0].dir, &m, &err) == 0);
+    lm_infer *s = lm_infer_create(m, LM_ATTN_NAIVE, 8, 8, 1, &err);
+    CHECK(lm_infer_set_prefill(s, LM_PREFILL_EXPANDED, &err) == -1);
+    CHECKF(strstr(err.msg, "latent") && !strchr(err.msg, '\n'), "%s", err.msg);
+    CHECK(lm_infer_set_prefill(s, LM_PREFILL_ABSORBED, &err) == 0);
+    lm_infer_free(s);
+    lm_model_free(m);
+}
+
+/* A batch mixing an expanded prefill segment with decode segments gives
+ * each sequence the bits it gets alone (the absorbed rows around the
+ * expanded segment are multiplied in runs). */
+TEST(expanded_prefill_in_a_batch) {
+    if (!ngoldens) SKIP("no golden cases");
+    golden *g = &goldens[0];
+    lm_error err;
+    lm_model *m;
+    CHECK(lm_model_load(g->dir, &m, &err) == 0);
+    int64_t V = g->V, P = g->T - 2;
+    lm_pool *pool = lm_pool_create(2);
+    lm_kvcache *kc = lm_kvcache_create(m, LM_ATTN_LATENT, 4, 64, &err);
+    lm_fwd *f = lm_fwd_create(m, LM_ATTN_LATENT, 64, g->T, 2, &err);
+    CHECK(kc && f && lm_fwd_set_prefill(f, LM_PREFILL_EXPANDED_ALWAYS, &err) == 0);
+    float *alone = malloc((size_t)(3 * V) * sizeof(float)), *mixed = malloc((size_t)(3 * V) * sizeof(float));
+    for (int batched = 0; batched < 2; batched++) {
+        lm_kvseq a = {0}, b = {0}, c = {0};
+        /* a and c hold two tokens; then a and c decode one while b prefills P */
+        lm_batch_seg warm[2] = {{&a, g->ids, 2}, {&c, g->ids + 1, 2}};
+        CHECK(lm_batch_forward(f, pool, kc, warm, 2, mixed, LM_LOGITS_LAST, &err) == 0);
+        lm_batch_seg segs[3] = {{&a, g->ids + 2, 1}, {&b, g->ids, P}, {&c, g->ids + 3, 1}};
+        float *out = batched ? mixed : alone;
+        if (batched) CHECKF(lm_batch_forward(f, pool, kc, segs, 3, out, LM_LOGITS_LAST, &err) == 0, "%s", err.msg);
+        for (int k = 0; !batched && k < 3; k++)
+            CHECK(lm_batch_forward(f, pool, kc, &segs[k], 1, out + k * V, LM_LOGITS_LAST, &err) == 0);
+        compare(g, out + V, P - 1, 1, "expanded prefill segment in a batch");
+        lm_kvseq_release(kc, &a);
+        lm_kvseq_release(kc, &b);
+        lm_kvseq_release(kc, &c);
+    }
+    CHECK(!memcmp(alone, mixed, (size_t)(3 * V) * sizeof(float)));
+    free(alone);
+    free(mixed);
+    lm_fwd_free(f);
+    lm_kvcache_free(kc);
+    lm_pool_free(pool);
+    lm_model_free(m);
+}
+
 TEST(param_counts) {
     /* v3_f32: check the count against the sum of the tensor sizes in the file. */
     lm_error err;
@@ -379,6 +511,8 @@ int main(void) {
     RUN(golden_logits_identical_across_paths);
     RUN(panel_and_row_major_loads_identical);
     RUN(forward_rejects_bad_requests);
+    RUN(expanded_prefill);
+    RUN(expanded_prefill_in_a_batch);
     RUN(param_counts);
     RUN(arch_table_covers_checkpoints);
     for (int i = 0; i < ngoldens; i++) free(goldens[i].logits);

@@ -106,6 +106,7 @@ typedef struct chat_cli {
     double temp, top_p, min_p;
     int think, ignore_eos;
     int fp8;                     /* --fp8-emulation */
+    lm_prefill_mode prefill;     /* --prefill */
     int no_memory_check;
 } chat_cli;
 
@@ -132,6 +133,9 @@ static const cli_opt chat_opts[] = {
     {"--tokenizer", NULL, CLI_PATH, CLI_AT(chat_cli, tok_dir), .note = "MODEL_DIR", .metavar = "DIR",
      .help = "tokenizer.json location"},
     CLI_OPT_THREADS(chat_cli, threads, "worker threads"),
+    {"--prefill", NULL, CLI_ENUM, CLI_AT(chat_cli, prefill), .choices = "absorbed|expanded", .def = "absorbed",
+     .metavar = "FORM", .help = "absorbed, or expanded (latents decompressed for long turns: fewer FLOPs; bits depend on the "
+     "chunking, docs/arithmetic.md)"},
     CLI_OPT_FP8_EMULATION(chat_cli, fp8),
     CLI_OPT_NO_MEMORY_CHECK(chat_cli, no_memory_check),
 };
@@ -174,6 +178,10 @@ static int chat_run(const void *dest) {
     lm_generator *g = NULL;
     lm_pool *pool = lm_pool_create_err((int)threads, &err);
     if (pool) g = lm_generator_create(m, tok, pool, ctx, LM_ATTN_LATENT, &err);
+    if (g && lm_generator_set_prefill(g, o.prefill, &err)) {
+        lm_generator_free(g);
+        g = NULL;
+    }
     int rc = 1;
     history h = {0};
     lm_text prompt = {0};

@@ -310,6 +310,7 @@ typedef struct run_cli {
     token_ids ids;
     int threads;
     lm_attn_mode attn;
+    lm_prefill_mode prefill;               /* --prefill (absorbed | expanded) */
     int fp8;                               /* --fp8-emulation */
     int64_t chunk;
     int64_t n, seed, top_k, samples, ctx;  /* generate */
@@ -331,10 +332,29 @@ static const cli_arg run_args[] = {{"MODEL_DIR", CLI_ARG_AT(run_cli, dir), CLI_R
     CLI_OPT_THREADS(run_cli, threads, "worker threads"),                                                   \
     {"--attn", NULL, CLI_ENUM, CLI_AT(run_cli, attn), .choices = "naive|latent", .def = attn_default,        \
      .metavar = "MODE", .help = "latent (MLA latent cache) or naive (expanded K/V cache)"},                \
+    {"--prefill", NULL, CLI_ENUM, CLI_AT(run_cli, prefill), .choices = "absorbed|expanded", .def = "absorbed", \
+     .metavar = "FORM", .help = "--attn latent: absorbed, or expanded (latents decompressed for long chunks: fewer "    \
+     "FLOPs; bits depend on the chunking, docs/arithmetic.md)"},                                            \
     {"--chunk", NULL, CLI_INT, CLI_AT(run_cli, chunk), .min = 1, .max = 1 << 20, .def = chunk_default,      \
      .metavar = "N", .help = "tokens per forward chunk"},                                                  \
     CLI_OPT_FP8_EMULATION(run_cli, fp8),                                                                   \
     CLI_OPT_NO_MEMORY_CHECK(run_cli, no_memory_check)
+
+/* --prefill expanded needs the latent cache; `conflict` names an option of
+ * the command it does not combine with (NULL: none). 0, or 2 (usage error). */
+static int check_prefill(const char *cmd, const run_cli *o, const char *conflict) {
+    if (o->prefill == LM_PREFILL_ABSORBED) return 0;
+    if (o->attn != LM_ATTN_LATENT) {
+        fprintf(stderr, "lemma %s: --prefill expanded needs --attn latent (the naive cache is expanded already)\n", cmd);
+        return 2;
+    }
+    if (conflict) {
+        fprintf(stderr, "lemma %s: --prefill expanded runs one sequence's forward; it does not combine with %s\n", cmd,
+                conflict);
+        return 2;
+    }
+    return 0;
+}
 
 /* ---- logits ---- */
 
@@ -356,6 +376,7 @@ const cli_spec cli_logits_spec = {
 static int logits_run(const void *dest) {
     run_cli o = *(const run_cli *)dest;
     const char *out = o.out;
+    if (check_prefill("logits", &o, NULL)) return 2;
     lm_model *m = load_or_die("logits", o.dir,
                               &(lm_memplan_req){.ctx = o.ids.n, .seqs = 1, .rows = o.chunk, .threads = o.threads,
                                                 .attn = o.attn, .fp8_off = !o.fp8},
@@ -373,7 +394,7 @@ static int logits_run(const void *dest) {
     lm_infer *s = NULL;
     lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
     if (pool) s = lm_infer_create(m, o.attn, T, o.chunk, (int)o.threads, &err);
-    if (!s) {
+    if (!s || lm_infer_set_prefill(s, o.prefill, &err)) {
         fprintf(stderr, "lemma logits: %s\n", err.msg);
         goto done;
     }
@@ -561,6 +582,7 @@ static int generate_run(const void *dest) {
         fprintf(stderr, "lemma generate: --speculative mtp decodes one sequence; it does not combine with --samples\n");
         return 2;
     }
+    if (check_prefill("generate", &o, samples > 1 ? "--samples" : o.speculative ? "--speculative" : NULL)) return 2;
     /* -p's token count is not known before the tokenizer loads: a token is at least a byte */
     int64_t plan_ctx = ctx ? ctx : (prompt ? (int64_t)strlen(prompt) + 1 : o.ids.n) + n;
     int64_t plan_seqs = samples < 64 ? samples : 64;
@@ -607,7 +629,7 @@ static int generate_run(const void *dest) {
     }
     g = lm_generator_create(m, tok, pool, ctx ? ctx : (int64_t)pids.n + n + 1, o.attn, &err);
     res = calloc((size_t)samples, sizeof *res);
-    if (g && mtp && lm_generator_set_mtp(g, mtp, &err)) {
+    if (g && (lm_generator_set_prefill(g, o.prefill, &err) || (mtp && lm_generator_set_mtp(g, mtp, &err)))) {
         fprintf(stderr, "lemma generate: %s\n", err.msg);
         goto done;
     }
@@ -832,6 +854,7 @@ done:
 
 static int bench_run(const void *dest) {
     run_cli o = *(const run_cli *)dest;
+    if (check_prefill("bench", &o, o.batch.n ? "--batch" : NULL)) return 2;
     if (o.batch.n) {
         int64_t maxB = 1, bctx = o.prompt_len + o.gen + 2;
         for (int64_t i = 0; i < o.batch.n; i++) maxB = o.batch.v[i] > maxB ? o.batch.v[i] : maxB;
@@ -865,7 +888,7 @@ static int bench_run(const void *dest) {
     lm_infer *s = NULL;
     lm_pool *pool = lm_pool_create_err((int)o.threads, &err);
     if (pool) s = lm_infer_create(m, o.attn, ctx, o.chunk, (int)o.threads, &err);
-    if (!s) {
+    if (!s || lm_infer_set_prefill(s, o.prefill, &err)) {
         fprintf(stderr, "lemma bench: %s\n", err.msg);
         goto done;
     }
@@ -897,12 +920,13 @@ static int bench_run(const void *dest) {
     double pmed = pp[reps / 2], tmed = tg[reps / 2];
     lm_param_count pc = lm_model_params(m);
     double abytes = lm_model_active_weight_bytes(m);
-    printf("{\"model\":\"%s\",\"threads\":%lld,\"attn\":\"%s\",\"prompt\":%lld,\"gen\":%lld,\"reps\":%lld,"
+    printf("{\"model\":\"%s\",\"threads\":%lld,\"attn\":\"%s\",\"prefill\":\"%s\",\"prompt\":%lld,\"gen\":%lld,\"reps\":%lld,"
            "\"prefill_tok_s\":%.1f,\"decode_tok_s\":%.1f,\"prefill_tok_cpu_s\":%.1f,\"decode_tok_cpu_s\":%.1f,"
            "\"prefill_gflop_s\":%.2f,\"decode_weight_gb_s\":%.2f,"
            "\"active_weight_bytes\":%.0f,\"kv_bytes_per_token\":%lld,\"params\":%lld,\"active_params\":%lld,"
            "\"peak_rss_mib\":%.1f}\n",
-           o.dir, (long long)o.threads, o.attn == LM_ATTN_LATENT ? "latent" : "naive", (long long)prompt, (long long)gen,
+           o.dir, (long long)o.threads, o.attn == LM_ATTN_LATENT ? "latent" : "naive",
+           o.prefill == LM_PREFILL_EXPANDED ? "expanded" : "absorbed", (long long)prompt, (long long)gen,
            (long long)reps, pmed, tmed, ppc[reps / 2], tgc[reps / 2], 2.0 * pc.active * pmed / 1e9, abytes * tmed / 1e9, abytes,
            (long long)lm_infer_kv_bytes_per_token(s), (long long)pc.total, (long long)pc.active, peak_rss_mib());
     rc = 0;

@@ -271,6 +271,12 @@ int lm_generator_set_mtp(lm_generator *g, lm_mtp *mtp, lm_error *err) {
     return g->spec ? 0 : -1;
 }
 
+int lm_generator_set_prefill(lm_generator *g, lm_prefill_mode mode, lm_error *err) {
+    if (mode != LM_PREFILL_ABSORBED && g->spec)
+        return lm_fail(err, "expanded prefill does not combine with speculative decoding");
+    return lm_infer_set_prefill(g->state, mode, err);
+}
+
 lm_spec_stats lm_generator_spec_stats(const lm_generator *g) {
     lm_spec_stats none = {0};
     return g->spec ? lm_spec_get_stats(g->spec) : none;

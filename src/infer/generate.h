@@ -80,6 +80,10 @@ int lm_generate_n(lm_generator *g, const int32_t *prompt, int64_t n, const lm_ge
  * token; sampled output follows the same distribution with other draws.
  * lm_generate_n and the forks stay plain. */
 int lm_generator_set_mtp(lm_generator *g, lm_mtp *mtp, lm_error *err);
+/* The prefill form of the generator's state (model.h, lm_prefill_mode;
+ * latent mode only). Not for speculative decoding: its verification chunks
+ * would expand, and the drafts be checked against other bits. */
+int lm_generator_set_prefill(lm_generator *g, lm_prefill_mode mode, lm_error *err);
 /* Drafts verified and kept by the last lm_generate (zeros when plain). */
 lm_spec_stats lm_generator_spec_stats(const lm_generator *g);
 

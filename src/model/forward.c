@@ -77,6 +77,14 @@ struct lm_fwd {
     int64_t absorb_layer_floats;
     int64_t absorb_uk_floats, absorb_uv_floats; /* one head's W_UK^T and W_UV in w_absorb */
     lm_layout absorb_layout;
+    /* Latent mode's opt-in expanded prefill (lm_fwd_set_prefill): the
+     * latents a chunk attends to decompressed through kv_b. Own allocation. */
+    lm_prefill_mode prefill;
+    float *xlat;                 /* [max_ctx, C] the cached latents, contiguous */
+    float *xkvb;                 /* [max_ctx, H*(dn+dv)] their [k_nope | v] per head */
+    float *xthr;                 /* per-thread naive attention scratch (thr_floats of the naive layout) */
+    int64_t xthr_floats, xthr_qb;
+    lm_arena xarena;
     /* V3.2 sparse attention (model/indexer.h); unset without an indexer.
      * K = min(index_topk, max_ctx). */
     int64_t K;
@@ -294,8 +302,32 @@ lm_fwd *lm_fwd_create(const lm_model *m, lm_attn_mode mode, int64_t max_rows, in
     return f;
 }
 
+int lm_fwd_set_prefill(lm_fwd *f, lm_prefill_mode mode, lm_error *err) {
+    if (mode != LM_PREFILL_ABSORBED && f->mode != LM_ATTN_LATENT)
+        return lm_fail(err, "expanded prefill needs the latent attention cache (--attn latent)");
+    if (mode != LM_PREFILL_ABSORBED && !f->xlat) {
+        const lm_dims *d = &f->m->dims;
+        int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, C = d->C, S = f->max_ctx;
+        int64_t QB = f->max_rows < ATTN_QBLOCK ? f->max_rows : ATTN_QBLOCK;
+        /* the naive path's per-thread scratch (layout()) */
+        f->xthr_qb = QB;
+        f->xthr_floats = (QB * (dn + dr) + QB * S + QB * dv + S * (dn + dr) + 15) & ~(int64_t)15;
+        lm_arena *a = &f->xarena;
+        for (int pass = 0; pass < 2; pass++) { /* sizing, then placing (as lm_fwd_create) */
+            if (pass && lm_arena_map(a))
+                return lm_fail(err, "cannot allocate %.1f MiB for the expanded prefill", a->bytes / 1048576.0);
+            f->xlat = lm_arena_take(a, (size_t)(S * C) * sizeof(float));
+            f->xkvb = lm_arena_take(a, (size_t)(S * H * (dn + dv)) * sizeof(float));
+            f->xthr = lm_arena_take(a, (size_t)(f->nthreads * f->xthr_floats) * sizeof(float));
+        }
+    }
+    f->prefill = mode;
+    return 0;
+}
+
 void lm_fwd_free(lm_fwd *f) {
     if (!f) return;
+    if (f->xlat) lm_arena_unmap(&f->xarena);
     lm_arena_unmap(&f->arena);
     free(f);
 }
@@ -364,13 +396,24 @@ static float *kv_row(const lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64
 
 /* ---- attention ---- */
 
+/* Where the expanded keys and values of positions 0..S-1 lie: head h's key
+ * of position j is [k[j*k_stride + h*k_head .. + kn) | kpe[j*kpe_stride ..
+ * + dr)] (kn = dn + dr and no kpe when the rope part is stored with it); its
+ * value is v[j*v_stride + h*v_head .. + dv). */
+typedef struct expanded_kv {
+    const float *k, *kpe, *v;
+    int64_t k_stride, k_head, kn, kpe_stride, v_stride, v_head;
+} expanded_kv;
+
 typedef struct attn_job {
     lm_fwd *f;
     int64_t layer;
     int64_t t0, nb;              /* the block: batch rows t0 .. t0+nb-1 */
     int64_t pos;                 /* position of batch row t0 */
     int64_t S;                   /* keys attended: positions 0 .. S-1 */
-    const float *kv;             /* [S, w]: the layer's cache rows of the sequence */
+    expanded_kv kv;
+    float *thr;                  /* per-thread scratch: thr_floats each, blocks of up to thr_qb rows */
+    int64_t thr_floats, thr_qb;
     int64_t next_head;           /* heads are claimed one at a time (atomic) */
 } attn_job;
 
@@ -386,33 +429,35 @@ static void masked_softmax(float *scores, int64_t T, int64_t S, int64_t pos0, fl
     }
 }
 
-/* Naive mode: each thread takes whole heads of a query block. */
+/* Expanded K/V (the naive cache, or latent mode's expanded prefill): each
+ * thread takes whole heads of a query block. */
 static void attn_heads(void *ctx, int ith, int nth) {
     attn_job *job = ctx;
     lm_fwd *f = job->f;
     const lm_dims *d = &f->m->dims;
+    const expanded_kv *kv = &job->kv;
     int64_t H = d->H, dn = d->dn, dr = d->dr, dv = d->dv, nb = job->nb, S = job->S, pos = job->pos;
     (void)nth;
     float scale = (float)lm_config_softmax_scale(&f->m->cfg);
     int64_t qd = dn + dr;
-    float *qh = f->thr + ith * f->thr_floats; /* [nb, qd] */
-    float *sc = qh + f->thr_qb * qd;          /* [nb, S] */
-    float *oh = sc + f->thr_qb * f->max_ctx;  /* [nb, dv] */
-    float *kh = oh + f->thr_qb * dv;          /* [S, dn+dr] */
+    float *qh = job->thr + ith * job->thr_floats; /* [nb, qd] */
+    float *sc = qh + job->thr_qb * qd;            /* [nb, S] */
+    float *oh = sc + job->thr_qb * f->max_ctx;    /* [nb, dv] */
+    float *kh = oh + job->thr_qb * dv;            /* [S, dn+dr] */
     int64_t qstride = H * (dn + dr);
-    /* A position's naive row is [K of every head | V of every head]. */
-    int64_t w = H * (dn + dr + dv);
     /* Whole heads, claimed in turn: a head is computed the same way by
      * whichever thread takes it, and a late worker just finds none left. */
     for (int64_t h; (h = __atomic_fetch_add(&job->next_head, 1, __ATOMIC_RELAXED)) < H;) {
         const float *qsrc = f->q + job->t0 * qstride + h * (dn + dr);
-        for (int64_t j = 0; j < S; j++)
-            memcpy(kh + j * (dn + dr), job->kv + j * w + h * (dn + dr), (size_t)(dn + dr) * sizeof(float));
+        for (int64_t j = 0; j < S; j++) {
+            memcpy(kh + j * qd, kv->k + j * kv->k_stride + h * kv->k_head, (size_t)kv->kn * sizeof(float));
+            if (kv->kpe) memcpy(kh + j * qd + dn, kv->kpe + j * kv->kpe_stride, (size_t)dr * sizeof(float));
+        }
         for (int64_t t = 0; t < nb; t++) memcpy(qh + t * qd, qsrc + t * qstride, (size_t)qd * sizeof(float));
         lm_mat keys = lm_f32_mat(kh, S, dn + dr);
         lm_matmul(NULL, sc, qh, nb, &keys);
         masked_softmax(sc, nb, S, pos, scale);
-        lm_matmul_nn(NULL, oh, dv, sc, S, nb, job->kv + H * (dn + dr) + h * dv, w, S, dv);
+        lm_matmul_nn(NULL, oh, dv, sc, S, nb, kv->v + h * kv->v_head, kv->v_stride, S, dv);
         for (int64_t t = 0; t < nb; t++)
             memcpy(f->attn + (job->t0 + t) * H * dv + h * dv, oh + t * dv, (size_t)dv * sizeof(float));
     }
@@ -430,18 +475,19 @@ static lm_pool *pool_for(lm_pool *pool, int64_t rows, int64_t n, int64_t k) {
     return rows * n * k >= ((int64_t)1 << 18) ? pool : NULL;
 }
 
-/* qcat[t, h] = [q_nope[t, h] @ W_UK[h] | q_pe[t, h]] for every row (conv. 11). */
-static void latent_queries(lm_fwd *f, lm_pool *pool, int64_t l, int64_t T) {
+/* qcat[t, h] = [q_nope[t, h] @ W_UK[h] | q_pe[t, h]] for rows r0 .. r0+T-1 (conv. 11). */
+static void latent_queries(lm_fwd *f, lm_pool *pool, int64_t l, int64_t r0, int64_t T) {
     const lm_dims *d = &f->m->dims;
     int64_t H = d->H, dn = d->dn, dr = d->dr, C = d->C, qs = H * (dn + dr);
+    const float *q = f->q + r0 * qs;
     for (int64_t h = 0; h < H; h++) {
-        for (int64_t t = 0; t < T; t++) memcpy(f->hx + t * dn, f->q + t * qs + h * (dn + dr), (size_t)dn * sizeof(float));
+        for (int64_t t = 0; t < T; t++) memcpy(f->hx + t * dn, q + t * qs + h * (dn + dr), (size_t)dn * sizeof(float));
         lm_mat wuk = absorb_mat(f, l, 0, h);
         lm_matmul(pool_for(pool, T, C, dn), f->hy, f->hx, T, &wuk);
         for (int64_t t = 0; t < T; t++) {
-            float *dst = f->qcat + (t * H + h) * (C + dr);
+            float *dst = f->qcat + ((r0 + t) * H + h) * (C + dr);
             memcpy(dst, f->hy + t * C, (size_t)C * sizeof(float));
-            memcpy(dst + C, f->q + t * qs + h * (dn + dr) + dn, (size_t)dr * sizeof(float));
+            memcpy(dst + C, q + t * qs + h * (dn + dr) + dn, (size_t)dr * sizeof(float));
         }
     }
 }
@@ -476,17 +522,84 @@ static void latent_scores(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_kvs
     }
 }
 
-/* attn[t, h] = W_UV[h] @ olat[t, h] for every row. */
-static void latent_values(lm_fwd *f, lm_pool *pool, int64_t l, int64_t T) {
+/* attn[t, h] = W_UV[h] @ olat[t, h] for rows r0 .. r0+T-1. */
+static void latent_values(lm_fwd *f, lm_pool *pool, int64_t l, int64_t r0, int64_t T) {
     const lm_dims *d = &f->m->dims;
     int64_t H = d->H, dv = d->dv, C = d->C;
     for (int64_t h = 0; h < H; h++) {
-        for (int64_t t = 0; t < T; t++) memcpy(f->hx + t * C, f->olat + (t * H + h) * C, (size_t)C * sizeof(float));
+        for (int64_t t = 0; t < T; t++)
+            memcpy(f->hx + t * C, f->olat + ((r0 + t) * H + h) * C, (size_t)C * sizeof(float));
         lm_mat wuv = absorb_mat(f, l, 1, h);
         lm_matmul(pool_for(pool, T, dv, C), f->hy, f->hx, T, &wuv);
         for (int64_t t = 0; t < T; t++)
-            memcpy(f->attn + t * H * dv + h * dv, f->hy + t * dv, (size_t)dv * sizeof(float));
+            memcpy(f->attn + (r0 + t) * H * dv + h * dv, f->hy + t * dv, (size_t)dv * sizeof(float));
     }
+}
+
+/* ---- latent mode's expanded prefill (lm_fwd_set_prefill) ---- */
+
+static int latent_fp8(const lm_fwd *f);
+
+/* Whether a segment of n rows at positions pos0 .. runs expanded: when that
+ * mode is on and it costs fewer multiply-adds (docs/arithmetic.md). Per
+ * position attended, expanding costs C*H*(dn+dv) (k_nope and v from the
+ * latent); per (query, key) pair H*(dn+dr) + H*dv. The absorbed form costs
+ * H*(C+dr) + H*C per pair and H*C*(dn+dv) per query (q and o through kv_b).
+ * One row (decode) always stays absorbed. Not with V3.2's sparse attention
+ * (its selected keys are per row) nor the FP8 latent cache. */
+static int expand_segment(const lm_fwd *f, int64_t n, int64_t pos0) {
+    if (f->prefill == LM_PREFILL_ABSORBED || n < 2 || lm_config_has_indexer(&f->m->cfg) || latent_fp8(f)) return 0;
+    if (f->prefill == LM_PREFILL_EXPANDED_ALWAYS) return 1;
+    const lm_dims *d = &f->m->dims;
+    double H = (double)d->H, C = (double)d->C, dn = (double)d->dn, dr = (double)d->dr, dv = (double)d->dv;
+    double pairs = (double)n * (double)pos0 + (double)n * (double)(n + 1) / 2, keys = (double)(pos0 + n);
+    double expanded = keys * C * H * (dn + dv) + pairs * H * (dn + dr + dv);
+    double absorbed = (double)n * H * C * (dn + dv) + pairs * H * (2 * C + dr);
+    return expanded < absorbed;
+}
+
+/* Query blocks of segment rows r0 .. r0+n-1 (positions pos0 ..), each
+ * attending to the expanded keys and values up to its last row. */
+static void expanded_attention(lm_fwd *f, lm_pool *pool, int64_t l, int64_t r0, int64_t n, int64_t pos0,
+                               const expanded_kv *kv, float *thr, int64_t thr_floats, int64_t thr_qb) {
+    for (int64_t t0 = 0; t0 < n; t0 += ATTN_QBLOCK) {
+        int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK;
+        attn_job job = {.f = f, .layer = l, .t0 = r0 + t0, .nb = nb, .pos = pos0 + t0, .S = pos0 + t0 + nb,
+                        .kv = *kv, .thr = thr, .thr_floats = thr_floats, .thr_qb = thr_qb};
+        lm_pool_run_dynamic(pool, attn_heads, &job);
+    }
+}
+
+/* The segment's attention from its cached latents (the new positions
+ * already written): every latent it attends to goes through kv_b — the
+ * product the naive path applies as it caches, so these K and V have the
+ * naive cache's bits — then the naive attention. Only latents stay cached. */
+static void expanded_prefill(lm_fwd *f, lm_pool *pool, lm_kvcache *kc, const lm_kvseq *seq, int64_t l, int64_t r0,
+                             int64_t n, int64_t pos0) {
+    const lm_dims *d = &f->m->dims;
+    int64_t H = d->H, dn = d->dn, dv = d->dv, C = d->C, S = pos0 + n;
+    const float *rows = kv_rows(f, kc, seq, l, S);
+    for (int64_t j = 0; j < S; j++) memcpy(f->xlat + j * C, rows + j * kc->w, (size_t)C * sizeof(float));
+    lm_matmul(pool, f->xkvb, f->xlat, S, &f->m->w.layers[l].wkv_b);
+    expanded_kv kv = {.k = f->xkvb, .k_stride = H * (dn + dv), .k_head = dn + dv, .kn = dn, .kpe = rows + C,
+                      .kpe_stride = kc->w, .v = f->xkvb + dn, .v_stride = H * (dn + dv), .v_head = dn + dv};
+    expanded_attention(f, pool, l, r0, n, pos0, &kv, f->xthr, f->xthr_floats, f->xthr_qb);
+}
+
+/* Latent mode: fn over each maximal run of consecutive rows whose segments
+ * run absorbed (all rows, unless expanded prefill took some). */
+static void absorbed_runs(lm_fwd *f, lm_pool *pool, int64_t l, const lm_batch_seg *segs, int nseg,
+                          void (*fn)(lm_fwd *, lm_pool *, int64_t, int64_t, int64_t)) {
+    int64_t r0 = 0, run0 = 0;
+    for (int g = 0; g < nseg; g++) {
+        int64_t n = segs[g].n;
+        if (expand_segment(f, n, f->rowpos[r0])) {
+            if (r0 > run0) fn(f, pool, l, run0, r0 - run0);
+            run0 = r0 + n;
+        }
+        r0 += n;
+    }
+    if (r0 > run0) fn(f, pool, l, run0, r0 - run0);
 }
 
 /* The diagnostic check of each stage of the attention projection. */
@@ -683,7 +796,7 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
         lm_matmul(pool, f->kvb, f->lat, T, &L->wkv_b);
         DIAG(f->kvb, T, H * (dn + dv), l, 0, "'model.layers.%lld.self_attn.kv_b_proj.weight'", ll);
     }
-    if (f->mode == LM_ATTN_LATENT) latent_queries(f, pool, l, T);
+    if (f->mode == LM_ATTN_LATENT) absorbed_runs(f, pool, l, b->segs, b->nseg, latent_queries);
     int64_t r0 = 0;
     for (int g = 0; g < b->nseg; r0 += b->segs[g].n, g++) {
         const lm_kvseq *seq = b->segs[g].seq;
@@ -727,19 +840,23 @@ static int attention(lm_fwd *f, lm_pool *pool, const batch *b, int64_t l) {
             dsa_segment(f, pool, kc, seq, l, r0, n, pos0);
             continue;
         }
+        if (f->mode == LM_ATTN_LATENT && expand_segment(f, n, pos0)) {
+            expanded_prefill(f, pool, kc, seq, l, r0, n, pos0);
+            continue;
+        }
         if (f->mode == LM_ATTN_LATENT) {
             latent_scores(f, pool, kc, seq, l, r0, n, pos0);
             continue;
         }
-        /* Query blocks, each attending to the keys up to its last row. */
-        for (int64_t t0 = 0; t0 < n; t0 += ATTN_QBLOCK) {
-            int64_t nb = n - t0 < ATTN_QBLOCK ? n - t0 : ATTN_QBLOCK;
-            int64_t S = pos0 + t0 + nb;
-            attn_job job = {f, l, r0 + t0, nb, pos0 + t0, S, kv_rows(f, kc, seq, l, S), 0};
-            lm_pool_run_dynamic(pool, attn_heads, &job);
-        }
+        /* Query blocks, each attending to the keys up to its last row. A
+         * position's naive row is [K of every head | V of every head]. */
+        int64_t w = H * (dn + dr + dv);
+        const float *rows = kv_rows(f, kc, seq, l, pos0 + n);
+        expanded_kv kv = {.k = rows, .k_stride = w, .k_head = dn + dr, .kn = dn + dr, .v = rows + H * (dn + dr),
+                          .v_stride = w, .v_head = dv};
+        expanded_attention(f, pool, l, r0, n, pos0, &kv, f->thr, f->thr_floats, f->thr_qb);
     }
-    if (f->mode == LM_ATTN_LATENT) latent_values(f, pool, l, T);
+    if (f->mode == LM_ATTN_LATENT) absorbed_runs(f, pool, l, b->segs, b->nseg, latent_values);
     if (f->diag) {
         /* Latent mode reads kv_b through its F32 copy (w_absorb); otherwise
          * finite q, k and v can only give a non-finite output by overflow. */
@@ -1051,6 +1168,7 @@ void lm_infer_free(lm_infer *s) {
 }
 
 void lm_infer_trace_index(lm_infer *s, int32_t *buf) { lm_fwd_trace_index(s->f, buf); }
+int lm_infer_set_prefill(lm_infer *s, lm_prefill_mode mode, lm_error *err) { return lm_fwd_set_prefill(s->f, mode, err); }
 void lm_infer_reset(lm_infer *s) { lm_kvseq_truncate(s->kc, &s->seq, 0); }
 int64_t lm_infer_pos(const lm_infer *s) { return s->seq.pos; }
 void lm_infer_truncate(lm_infer *s, int64_t n) { lm_kvseq_truncate(s->kc, &s->seq, n); }

@@ -79,6 +79,10 @@ int64_t lm_fwd_max_ctx(const lm_fwd *f);
  * max_ctx); row r of a call = its r-th token in segment order), ascending,
  * padded with -1. NULL stops it. For tests and diagnosis. */
 void lm_fwd_trace_index(lm_fwd *f, int32_t *buf);
+/* The prefill form of a latent-mode forward (model.h, lm_prefill_mode);
+ * the expanded form's buffers are allocated here on first use, not counted
+ * by lm_fwd_buffer_bytes. Fails in naive mode. */
+int lm_fwd_set_prefill(lm_fwd *f, lm_prefill_mode mode, lm_error *err);
 /* Bytes lm_fwd_create would allocate for a model of this config (0 when out
  * of memory): the memory plan (memplan.h) counts them before loading. */
 size_t lm_fwd_buffer_bytes(const lm_config *cfg, lm_attn_mode mode, int64_t max_rows, int64_t max_ctx, int nthreads);

@@ -97,6 +97,20 @@ void lm_model_tensor_report(const lm_model *m, lm_tensor_report *r);
 double lm_model_active_weight_bytes(const lm_model *m);
 
 typedef enum lm_attn_mode { LM_ATTN_NAIVE = 0, LM_ATTN_LATENT = 1 } lm_attn_mode;
+/* How latent mode runs a chunk of several rows (decode, one row, is always
+ * absorbed). ABSORBED (the default) gives every row the bits of
+ * token-by-token decode whatever the chunking. EXPANDED decompresses the
+ * cached latents the chunk attends to into K and V (kv_b) and runs the
+ * naive attention where that costs fewer multiply-adds (forward.c,
+ * expand_segment): fewer FLOPs for long prefills, but a row's bits then
+ * depend on how the prompt was chunked (docs/arithmetic.md). ALWAYS expands
+ * every chunk of two rows or more (tests). Only latents are cached either way. */
+typedef enum lm_prefill_mode {
+    LM_PREFILL_ABSORBED = 0,
+    LM_PREFILL_EXPANDED = 1,
+    LM_PREFILL_EXPANDED_ALWAYS = 2,
+} lm_prefill_mode;
+
 /* Floats cached per token per layer. */
 int64_t lm_kv_floats_per_token(const lm_config *cfg, lm_attn_mode mode);
 
@@ -128,6 +142,11 @@ int lm_infer_copy_cache(lm_infer *dst, const lm_infer *src, lm_error *err);
 int64_t lm_infer_kv_bytes_per_token(const lm_infer *s);
 /* lm_fwd_trace_index (kvcache.h) of the state's forward: buf [L][max_chunk][K]. */
 void lm_infer_trace_index(lm_infer *s, int32_t *buf);
+
+/* Picks the prefill form (lm_prefill_mode); allocates the expanded form's
+ * buffers (one layer's decompressed K/V for max_ctx positions) on first use.
+ * Fails in naive mode. */
+int lm_infer_set_prefill(lm_infer *s, lm_prefill_mode mode, lm_error *err);
 
 /* Runs T tokens at positions pos..pos+T-1, appending them to the cache.
  * Tokens are processed in chunks of max_chunk. Fails (without changing the

@@ -62,6 +62,8 @@ check "chat exits 0 on EOF" '[ $rc -eq 0 ]'
 check "chat is deterministic under a seed" '[ "$out1" = "$out2" ]'
 check "chat answered two turns" '[ "$(grep -c "tokens, .* tok/s, prefilled" "$dir/chat_err")" -eq 2 ]'
 check "chat reuses the cache on turn 2" '[ "$(grep -o "prefilled [0-9]*" "$dir/chat_err" | tail -1 | grep -o "[0-9]*")" -lt 40 ]'
+out3=$(printf 'hello there\nsecond turn\n' | "$BIN" chat "$m" -n 10 --seed 1 --prefill expanded 2>"$dir/chat_err3"); rc=$?
+check "chat --prefill expanded answers two turns" '[ $rc -eq 0 ] && [ "$(grep -c "tokens, .* tok/s, prefilled" "$dir/chat_err3")" -eq 2 ]'
 
 # Ctrl-C stops the answer in progress, not the program: the chat goes on to
 # the next turn and exits normally at end of input.
