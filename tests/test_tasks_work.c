@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "prove/reward.h"
+#include "tasks/steptext.h"
 #include "tasks/tasks.h"
 #include "test.h"
 
@@ -18,21 +19,6 @@ static char *solution_of(const char *answer) {
     size_t n;
     lm_task_solution_part(answer, &b, &n);
     return strndup(b, n);
-}
-
-static int count_steps(const char *sol) {
-    int n = 0;
-    for (const char *p = sol; *p;) {
-        const char *e = strchr(p, '\n');
-        if (!e) e = p + strlen(p);
-        for (const char *q = p; q < e; q++)
-            if (*q != ' ' && *q != '\t' && *q != '\r') {
-                n++;
-                break;
-            }
-        p = *e ? e + 1 : e;
-    }
-    return n;
 }
 
 /* The worked verification of answer (clean or flawed) judged by the checker:
@@ -53,7 +39,7 @@ static char *expect_worked(const lm_task_domain *d, const char *q, const char *a
     CHECK(lm_task_worked_verification(q, sol, &r, &v, &err) == 0);
     CHECK(lm_task_worked_verification(q, sol, &r, &v2, &err) == 0);
     CHECK(v.len == v2.len && !memcmp(v.data, v2.data, v.len)); /* pure */
-    int n = count_steps(sol), last = r.score < 1 && r.step > 0 ? r.step : n, lines_worked = 0;
+    int n = lm_lines_count(sol), last = r.score < 1 && r.step > 0 ? r.step : n, lines_worked = 0;
     const char *p = v.data;
     CHECK(!strncmp(p, "Here is my evaluation of the solution:\n", 39));
     p += 39;

@@ -7,22 +7,8 @@
 #include "core/rng.h"
 #include "prove/answer.h"
 #include "prove/template.h"
+#include "tasks/steptext.h"
 #include "tokenizer/chat.h"
-
-static int count_lines(const char *s) {
-    int n = 0;
-    for (const char *p = s; *p;) {
-        const char *e = strchr(p, '\n');
-        if (!e) e = p + strlen(p);
-        for (const char *q = p; q < e; q++)
-            if (*q != ' ' && *q != '\t' && *q != '\r') {
-                n++;
-                break;
-            }
-        p = *e ? e + 1 : e;
-    }
-    return n;
-}
 
 /* text with its last \boxed{...} content replaced by box */
 static int rebox(const lm_text *in, const char *box, lm_text *out) {
@@ -42,7 +28,7 @@ static int analysis(const char *question, const char *solution, const lm_check_r
 
 int lm_vrl_meta_rating(const char *question, const char *solution, const lm_check_result *r, uint64_t seed,
                        lm_text *out, lm_error *err) {
-    int kind = (int)(lm_rng_u64(seed, LM_RNG_RL, 0) % 6), n = count_lines(solution);
+    int kind = (int)(lm_rng_u64(seed, LM_RNG_RL, 0) % 6), n = lm_lines_count(solution);
     int fault_line = r->score < 1 ? r->step : 0;
     /* lines known correct: before the faulty one, or all of them */
     int correct = fault_line > 0 ? fault_line - 1 : n;

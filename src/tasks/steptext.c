@@ -30,6 +30,13 @@ int lm_lines_next(lm_lines *it, const char **b, const char **e) {
     return 0;
 }
 
+int lm_lines_count(const char *text) {
+    lm_lines it = {.p = text};
+    const char *b, *e;
+    while (lm_lines_next(&it, &b, &e)) {}
+    return it.step;
+}
+
 lm_tok lm_steps_peek(const lm_steps *s) {
     lm_tok t = {LM_TOK_END, s->end, 0, 0};
     const char *p = s->p;

@@ -34,6 +34,8 @@ typedef struct lm_lines {
 /* The next line that is not empty or white space only, trimmed: [*b, *e).
  * 1 when there is one, 0 at the end. */
 int lm_lines_next(lm_lines *it, const char **b, const char **e);
+/* How many such lines the text has: the number of its last step. */
+int lm_lines_count(const char *text);
 
 typedef enum { LM_TOK_END, LM_TOK_NUM, LM_TOK_BADNUM, LM_TOK_WORD, LM_TOK_SYM } lm_tok_kind;
 
