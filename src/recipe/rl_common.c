@@ -404,10 +404,11 @@ static int key_in(const char *key, const char *const *keys) {
 
 int lm_rls_read_opts(const lm_stage *st, const char *kind, const char *const *own_keys, lm_rls_opts *o,
                      lm_error *err) {
+    char q[80]; /* an unknown key, quoted and escaped for the message */
     for (const json_value *m = st->def->child; m; m = m->next)
         if (!key_in(m->key, shared_keys) && !key_in(m->key, own_keys))
             return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a %s stage", st->recipe_path, m->offset,
-                           st->name, m->key, kind);
+                           st->name, json_quote(q, sizeof q, m->key, m->key_len), kind);
     memset(o, 0, sizeof *o);
     lm_train_opts to = lm_train_opts_default();
     o->adamw = to.adamw;

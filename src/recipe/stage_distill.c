@@ -95,12 +95,13 @@ typedef struct dist {
 /* ---- parameters ---------------------------------------------------------------- */
 
 static int read_opts(const lm_stage *st, dist_opts *o, lm_error *err) {
+    char q[80]; /* an unknown key, quoted and escaped for the message */
     for (const json_value *m = st->def->child; m; m = m->next) {
         int known = 0;
         for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
         if (!known)
             return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a distill stage", st->recipe_path,
-                           m->offset, st->name, m->key);
+                           m->offset, st->name, json_quote(q, sizeof q, m->key, m->key_len));
     }
     lm_train_opts to = lm_train_opts_default();
     int64_t seed;

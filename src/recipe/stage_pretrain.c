@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "formats/json.h"
 #include "recipe/build.h"
 #include "recipe/recipe.h"
 #include "recipe/stage_common.h"
@@ -35,12 +36,13 @@ static const char *const keys[] = {
  * --model STAGE_DIR` work on it (lm_stage_export_final). */
 int lm_stage_pretrain(const lm_stage *st, const char *build_dir, lm_error *err) {
     (void)build_dir;
+    char q[80]; /* an unknown key, quoted and escaped for the message */
     for (const json_value *m = st->def->child; m; m = m->next) {
         int known = 0;
         for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
         if (!known)
             return lm_fail(err, "%s: byte %zu: stage %s: unknown key %s for a pretrain stage", st->recipe_path, m->offset,
-                           st->name, m->key);
+                           st->name, json_quote(q, sizeof q, m->key, m->key_len));
     }
     const lm_stage_input *data = lm_stage_find_input(st, "data"), *tok = lm_stage_find_input(st, "tokenizer");
     if (!data) return lm_fail(err, "%s: stage %s: needs a data stage as input", st->recipe_path, st->name);

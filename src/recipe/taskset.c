@@ -361,10 +361,13 @@ int lm_taskset_opts_from_json(const json_value *def, const char *recipe_path, co
     const char *f = recipe_path, *w = input_name;
     lm_taskset_defaults(o);
     *exclude_name = *templates_path = NULL;
+    char q[80]; /* an unknown key, quoted and escaped for the message */
     for (const json_value *m = def->child; m; m = m->next) {
         int known = 0;
         for (int i = 0; keys[i] && !known; i++) known = !strcmp(m->key, keys[i]);
-        if (!known) return lm_fail(err, "%s: byte %zu: inputs.%s: unknown key \"%s\" for a tasks input", f, m->offset, w, m->key);
+        if (!known)
+            return lm_fail(err, "%s: byte %zu: inputs.%s: unknown key %s for a tasks input", f, m->offset, w,
+                           json_quote(q, sizeof q, m->key, m->key_len));
     }
     const json_value *v = json_get(def, "set");
     if (!v || v->type != JSON_STRING || lm_taskset_kind_parse(v->str, &o->kind))

@@ -135,7 +135,7 @@ bad_param "temperature 0 refused" "\"inputs\": [\"data\", \"teacher\"], \"config
 bad_param "a negative top_k refused" "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"top_k\": -1" \
     '"top_k": expected an integer'
 bad_param "an unknown key refused" "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"tau\": 2" \
-    'unknown key tau for a distill stage'
+    'unknown key "tau" for a distill stage'
 bad_param "temperature in sequence mode refused" \
     "\"inputs\": [\"data\", \"teacher\"], \"config\": $student_cfg, \"mode\": \"sequence\", \"temperature\": 2" \
     '"temperature" is for "mode": "logits"'

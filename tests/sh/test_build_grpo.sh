@@ -102,7 +102,7 @@ bad_param "verify_max_tokens beyond verify_seq refused" '"verify_max_tokens" 600
     "\"inputs\": [\"prover\"], \"verify_max_tokens\": 600, \"verify_seq\": 512"
 bad_param "group 0 refused" '"group": expected an integer in \[1, 256\]' "\"inputs\": [\"prover\"], \"group\": 0"
 bad_param "an unknown agg refused" '"agg": expected "seq_mean" (GRPO)' "\"inputs\": [\"prover\"], \"agg\": \"mean\""
-bad_param "an unknown key refused" 'unknown key p_flawed for a grpo stage' "\"inputs\": [\"prover\"], \"p_flawed\": 0.5"
+bad_param "an unknown key refused" 'unknown key "p_flawed" for a grpo stage' "\"inputs\": [\"prover\"], \"p_flawed\": 0.5"
 bad_param "micro_batch not dividing the batch refused" '"micro_batch" 4 must divide prompts x group = 6' \
     "\"inputs\": [\"prover\"], \"prompts\": 2, \"group\": 3, \"micro_batch\": 4"
 bad_param "max_tokens beyond seq refused" '"max_tokens" 600 leaves no room for the prompt in "seq" 512' \

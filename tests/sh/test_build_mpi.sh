@@ -101,7 +101,7 @@ check "... said once" test "$(grep -c '^lemma build: .*no-such.json' "$tmp/out")
 write_recipe "$tmp/bad.json" "$hashed" 1 ', "stepz": 3'
 mpi 2 build "$tmp/bad.json" --out "$tmp/bad" --threads 1 --quiet >"$tmp/bad.out" 2>&1; rc=$?
 check "a bad training stage stops every rank (rc $rc, not the timeout's)" test $rc = 1
-check "... naming the key, once" test "$(grep -c 'stage pt: .*unknown key stepz' "$tmp/bad.out")" = 1
+check "... naming the key, once" test "$(grep -c 'stage pt: .*unknown key "stepz"' "$tmp/bad.out")" = 1
 check "... every rank ending by itself (no MPI_Abort): the others waited for rank 0's word" \
     eval 'grep -q "terminated normally" "$tmp/bad.out" && ! grep -q "MPI_ABORT" "$tmp/bad.out"'
 

@@ -121,7 +121,7 @@ bad_param "no kind of row refused" 'are all false: nothing to train on' \
 bad_param "a non-boolean row switch refused" '"verify_examples": expected' "\"inputs\": [\"prover\"], \"verify_examples\": 1"
 bad_param "verify_max_tokens beyond verify_seq refused" '"verify_max_tokens" 600 leaves no room for the proof in "verify_seq" 512' \
     "\"inputs\": [\"prover\"], \"verify_max_tokens\": 600, \"verify_seq\": 512"
-bad_param "an unknown key refused" 'unknown key p_flawed for a rft stage' "\"inputs\": [\"prover\"], \"p_flawed\": 0.5"
+bad_param "an unknown key refused" 'unknown key "p_flawed" for a rft stage' "\"inputs\": [\"prover\"], \"p_flawed\": 0.5"
 bad_param "micro_batch not dividing the batch refused" '"micro_batch" 4 must divide prompts x group = 6' \
     "\"inputs\": [\"prover\"], \"prompts\": 2, \"group\": 3, \"micro_batch\": 4"
 bad_param "a seq too short for the prompts refused" 'does not fit "seq" 64' "\"inputs\": [\"prover\"], \"seq\": 64, \"max_tokens\": 8"

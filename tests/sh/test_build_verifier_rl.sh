@@ -99,7 +99,7 @@ bad_param "group 0 refused" '"group": expected an integer in \[1, 256\]' "\"inpu
 bad_param "a negative lr refused" '"lr": expected a number' "\"inputs\": [\"prover\"], \"lr\": -1"
 bad_param "a string for steps refused" '"steps": expected an integer' "\"inputs\": [\"prover\"], \"steps\": \"ten\""
 bad_param "an unknown agg refused" '"agg": expected "seq_mean" (GRPO)' "\"inputs\": [\"prover\"], \"agg\": \"mean\""
-bad_param "an unknown key refused" 'unknown key groups for a verifier_rl stage' "\"inputs\": [\"prover\"], \"groups\": 4"
+bad_param "an unknown key refused" 'unknown key "groups" for a verifier_rl stage' "\"inputs\": [\"prover\"], \"groups\": 4"
 bad_param "micro_batch not dividing the batch refused" '"micro_batch" 4 must divide prompts x group = 6' \
     "\"inputs\": [\"prover\"], \"prompts\": 2, \"group\": 3, \"micro_batch\": 4"
 bad_param "max_tokens beyond seq refused" '"max_tokens" 600 leaves no room for the prompt in "seq" 512' \
