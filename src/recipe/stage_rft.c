@@ -146,17 +146,6 @@ typedef struct row {
     size_t first_trained;
 } row;
 
-/* The solution part of an answer without surrounding blank lines (the
- * form the SFT set's verification examples show), as a new string. */
-static char *solution_of(const char *answer) {
-    const char *b;
-    size_t n;
-    lm_task_solution_part(answer, &b, &n);
-    while (n && (*b == '\n' || *b == ' ')) b++, n--;
-    while (n && (b[n - 1] == '\n' || b[n - 1] == ' ')) n--;
-    return strndup(b, n);
-}
-
 static int encode(const rft *c, const char *text, lm_ids *out, lm_error *err) {
     return lm_tokenizer_encode(c->tok, text, strlen(text), LM_TOK_SPECIAL, out, err);
 }
@@ -264,7 +253,7 @@ static int run_step(rft *c, int64_t step, step_stats *ss, lm_error *err) {
         if (lm_task_check(qs[i / G].data, ans, &cr[i], err)) goto done;
         double self = -1;
         fmt[i] = lm_gen_answer_read(ans, &self, NULL, NULL) == LM_GFMT_OK;
-        if (!(sols[i] = solution_of(ans))) {
+        if (!(sols[i] = lm_task_solution_copy(ans))) {
             lm_fail(err, "out of memory");
             goto done;
         }

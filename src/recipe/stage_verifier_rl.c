@@ -127,15 +127,6 @@ static void vproblem_free(vproblem *vp) {
     free(vp->solution);
 }
 
-static char *solution_of(const char *answer) {
-    const char *b;
-    size_t n;
-    lm_task_solution_part(answer, &b, &n);
-    while (n && (*b == '\n' || *b == ' ')) b++, n--;
-    while (n && (b[n - 1] == '\n' || b[n - 1] == ' ')) n--;
-    return strndup(b, n);
-}
-
 /* Problem j of step t (see the top of the file). */
 static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int nd, const lm_qset *ex,
                         const lm_prompt_templates *tp, int64_t step, int64_t j, int meta, vproblem *vp,
@@ -171,7 +162,7 @@ static int make_problem(const vrl_opts *o, const lm_task_domain *const *ds, int 
     lm_check_result r;
     if (lm_task_check(q.data, shown, &r, err)) goto done;
     vp->label = r.score;
-    if (!(sol = solution_of(shown))) {
+    if (!(sol = lm_task_solution_copy(shown))) {
         lm_fail(err, "out of memory");
         goto done;
     }

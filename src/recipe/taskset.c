@@ -145,16 +145,6 @@ static int fill2(const char *tmpl, const char *k1, const char *v1, const char *k
     return lm_template_fill(tmpl, keys, vals, 2, out, err);
 }
 
-/* The solution part of an answer, trimmed of surrounding blank lines, as a new string. */
-static char *solution_of(const char *answer) {
-    const char *b;
-    size_t n;
-    lm_task_solution_part(answer, &b, &n);
-    while (n && (*b == '\n' || *b == ' ')) b++, n--;
-    while (n && (b[n - 1] == '\n' || b[n - 1] == ' ')) n--;
-    return strndup(b, n);
-}
-
 /* ---- the set -------------------------------------------------------------------------- */
 
 static int pick_domains(const char *spec, const lm_task_domain **ds, int *nd, lm_error *err) {
@@ -213,7 +203,7 @@ static int emit_problem(const lm_taskset_opts *o, const templates *tp, const lm_
                 rc_clean.message);
         goto fail;
     }
-    if (!(sol = solution_of(answer)) || !(bad_sol = solution_of(bad.data)) ||
+    if (!(sol = lm_task_solution_copy(answer)) || !(bad_sol = lm_task_solution_copy(bad.data)) ||
         analysis_of(o, q, bad_sol, &r, &analysis, err) || analysis_of(o, q, sol, &rc_clean, &clean_analysis, err)) {
         if (!sol || !bad_sol) lm_fail(err, "out of memory");
         goto fail;

@@ -50,6 +50,15 @@ void lm_task_solution_part(const char *text, const char **begin, size_t *len) {
     *len = e ? (size_t)(e - b) : strlen(b);
 }
 
+char *lm_task_solution_copy(const char *text) {
+    const char *b;
+    size_t n;
+    lm_task_solution_part(text, &b, &n);
+    while (n && (*b == '\n' || *b == ' ')) b++, n--;
+    while (n && (b[n - 1] == '\n' || b[n - 1] == ' ')) n--;
+    return strndup(b, n);
+}
+
 int lm_task_check(const char *question, const char *answer, lm_check_result *res, lm_error *err) {
     const lm_task_domain *d = lm_task_domain_of(question);
     if (!d) return lm_fail(err, "the question is not in the wording of any domain (lemma tasks list shows them)");

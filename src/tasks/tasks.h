@@ -143,6 +143,10 @@ const lm_task_domain *lm_task_domain_of(const char *question);
 /* The solution part of an answer: between "## Solution" and
  * "## Self Evaluation" (either may be absent). Pointers into text. */
 void lm_task_solution_part(const char *text, const char **begin, size_t *len);
+/* The same part without surrounding blank lines and spaces (the form the
+ * verification prompts show), as a new string the caller frees; NULL when
+ * out of memory. */
+char *lm_task_solution_copy(const char *text);
 
 /* Finds the domain from the question, extracts the solution part of the
  * answer and checks it. -1 with err when no domain recognises the question or
