@@ -24,11 +24,7 @@ STEPS=${DISTILL_BENCH_STEPS:-3}
 TMO=${DISTILL_BENCH_TIMEOUT:-600}
 BIN=$BUILD/bench/bench_distill
 TORCH_PY=/usr/bin/python3; [ -x "$TORCH_PY" ] || TORCH_PY=python3
-# PyTorch gets OpenBLAS when it is installed, through LD_LIBRARY_PATH for its
-# processes only (as bench/train_bench.sh does): the system's libblas.so.3 may
-# stay the reference BLAS that tests/ref's golden checks were made with.
-OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
-torch_env=(); [ -f "$OPENBLAS_DIR/libblas.so.3" ] && torch_env=(LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+. bench/torch_env.sh  # PyTorch on OpenBLAS when installed: OPENBLAS_DIR, torch_env
 [ -f "$P/$S.json" ] && [ -f "$P/$T.json" ] || { echo "distill_bench: presets $S/$T not found in $P" >&2; exit 1; }
 make --no-print-directory -s "$BIN" >&2 || [ -x "$BIN" ] || { echo "distill_bench: cannot build $BIN" >&2; exit 1; }
 out=$(mktemp); trap 'rm -f "$out"' EXIT

@@ -26,11 +26,7 @@ SEQ=${RL_BENCH_SEQ:-512}
 TMO=${RL_BENCH_TIMEOUT:-600}
 BIN=$BUILD/bench/bench_rl
 TORCH_PY=/usr/bin/python3; [ -x "$TORCH_PY" ] || TORCH_PY=python3
-# PyTorch gets OpenBLAS when it is installed, through LD_LIBRARY_PATH for its
-# processes only (as bench/train_bench.sh does): the system's libblas.so.3 may
-# stay the reference BLAS that tests/ref's golden checks were made with.
-OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
-torch_env=(); [ -f "$OPENBLAS_DIR/libblas.so.3" ] && torch_env=(LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+. bench/torch_env.sh  # PyTorch on OpenBLAS when installed: OPENBLAS_DIR, torch_env
 if [ ! -f "$MODEL/model.safetensors" ]; then
     echo "rl_bench: skipped: $MODEL is not built (make run builds it)"
     exit 0

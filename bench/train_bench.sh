@@ -150,11 +150,7 @@ t_start=$(date +%s)
 cpu=$(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -n 1)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+dirty" || true)
-# PyTorch gets OpenBLAS when it is installed, through LD_LIBRARY_PATH for its
-# processes only: the system's libblas.so.3 may stay the reference BLAS (the
-# byte-exact golden checks of tests/ref, e.g. test_rl_golden.sh, depend on it).
-OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-openmp
-torch_env=(); [ -f "$OPENBLAS_DIR/libblas.so.3" ] && torch_env=(LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+. bench/torch_env.sh  # PyTorch on OpenBLAS when installed: OPENBLAS_DIR, torch_env
 if [ ${#torch_env[@]} -gt 0 ]; then blas=$(readlink -f "$OPENBLAS_DIR/libblas.so.3")
 else blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown); fi
 printf '{"bench":"machine","cpu":"%s","cores":%s,"date":"%s","git":"%s%s","loadavg_start":"%s","reps":%s,"torch_blas":"%s"}\n' \
